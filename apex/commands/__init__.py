@@ -1,0 +1,1 @@
+"""Subcommands of the ``apex`` CLI, one module each (see :mod:`apex.cli`)."""

@@ -1,0 +1,271 @@
+"""One settings object for the app, the CLI and the jobs, read from ``APEX_*`` environment variables.
+
+Every field carries its environment variable and a one-line description in its metadata; the README's
+configuration table lists the same variables (a test keeps the two in step). Values are validated when
+read: a bad value raises :class:`SettingsError` naming the variable, what was wrong and what to set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the variable and the fix."""
+
+
+def default_data_dir() -> Path:
+    """``/data/apex`` when ``/data`` exists (Hugging Face Space persistent storage), else ``./var``."""
+    return Path("/data/apex") if Path("/data").is_dir() else Path("var").resolve()
+
+
+def _env(name: str, doc: str, default: Any = None, **checks: Any) -> Any:
+    meta = {"env": name, "doc": doc, **checks}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Build with :meth:`from_env`; every field has a safe default."""
+
+    data_dir: Path = _env(
+        "APEX_DATA_DIR",
+        "Where the vote store, caches, demo corpus and models live. Default `/data/apex` when "
+        "`/data` exists (Space persistent storage), else `./var`.",
+        default_data_dir,
+    )
+    model: str = _env(
+        "APEX_MODEL",
+        "`auto` (published APEX when reachable, else the offline demo model), `demo`, a local "
+        "model directory or `.pt` file, or a Hub model id.",
+        "auto",
+    )
+    encoder: str = _env(
+        "APEX_ENCODER",
+        "`auto` (the model's own encoder), `fallback` (built-in descriptors), a local "
+        "HuBERT-shaped checkpoint directory, or a Hub id such as `m-a-p/MERT-v1-95M`.",
+        "auto",
+    )
+    precision: str = _env(
+        "APEX_PRECISION",
+        "`fast` (bf16 autocast where supported) or `reference` (fp32, as published).",
+        "fast",
+        choices=("fast", "reference"),
+    )
+    device: str = _env("APEX_DEVICE", "`auto`, `cpu`, `cuda` or `cuda:N`.", "auto")
+    trust_remote_code: bool = _env(
+        "APEX_TRUST_REMOTE_CODE",
+        "Allow a checkpoint's own Python code to run when loading an encoder (off by default).",
+        False,
+    )
+    max_audio_s: float = _env(
+        "APEX_MAX_AUDIO_S", "Longest accepted song, seconds.", 600.0, min=1.0, max=7200.0
+    )
+    pool: str = _env(
+        "APEX_POOL",
+        "Arena clip pool: `demo` (the synthetic demo corpus), a local audiofolder directory, "
+        "`music-arena`, or a Hub dataset id in the audiofolder convention.",
+        "demo",
+    )
+    demo_seed: int = _env("APEX_DEMO_SEED", "Seed of the synthetic demo corpus.", 0, min=0)
+    demo_clips: int = _env(
+        "APEX_DEMO_CLIPS", "Number of clips in the demo corpus.", 480, min=16, max=20000
+    )
+    sampler: str = _env(
+        "APEX_SAMPLER",
+        "Pair sampling: `balanced` (fewest battles first) or `info` (least certain ratings first).",
+        "balanced",
+        choices=("balanced", "info"),
+    )
+    min_listen_s: float = _env(
+        "APEX_MIN_LISTEN_S",
+        "Seconds each clip must be listened to (server-checked) before a vote is accepted.",
+        5.0,
+        min=0.0,
+        max=600.0,
+    )
+    battle_ttl_s: float = _env(
+        "APEX_BATTLE_TTL_S", "Seconds after issue that a battle expires.", 3600.0, min=10.0
+    )
+    rate_limit_votes: int = _env(
+        "APEX_RATE_LIMIT_VOTES", "Votes allowed per voter per window.", 30, min=1
+    )
+    rate_limit_window_s: float = _env(
+        "APEX_RATE_LIMIT_WINDOW_S", "Rate-limit window, seconds.", 600.0, min=1.0
+    )
+    feedback_max_chars: int = _env(
+        "APEX_FEEDBACK_MAX_CHARS", "Longest free-text feedback accepted.", 1000, min=0, max=20000
+    )
+    salt: str | None = _env(
+        "APEX_SALT",
+        "Secret salt for voter pseudonyms (set as a Space secret). If unset, one is generated "
+        "and kept in the data directory, with a warning.",
+        None,
+        secret=True,
+    )
+    database_url: str | None = _env(
+        "APEX_DATABASE_URL",
+        "Vote store URL: unset for SQLite in the data directory, or `postgresql://...`.",
+        None,
+        secret=True,
+    )
+    votes_repo: str | None = _env(
+        "APEX_VOTES_REPO",
+        "Hub dataset repo id (`owner/name`) that receives the votes; unset keeps votes local.",
+        None,
+    )
+    votes_private: bool = _env(
+        "APEX_VOTES_PRIVATE", "Create the votes dataset repo as private.", False
+    )
+    sync_minutes: float = _env(
+        "APEX_SYNC_MINUTES", "Minutes between pushes of new vote shards to the Hub.", 10.0, min=5.0
+    )
+    model_repo: str | None = _env(
+        "APEX_MODEL_REPO", "Hub model repo that promoted refits are pushed to (optional).", None
+    )
+    refit_hours: float = _env(
+        "APEX_REFIT_HOURS",
+        "Hours between background refits in the app; 0 turns the scheduled refit off.",
+        0.0,
+        min=0.0,
+    )
+    refit_min_votes: int = _env(
+        "APEX_REFIT_MIN_VOTES", "New votes that trigger a refit before the hours are up.", 500, min=1
+    )
+    host: str = _env("APEX_HOST", "Interface the app listens on.", "127.0.0.1")
+    port: int = _env("APEX_PORT", "Port the app listens on.", 7860, min=1, max=65535)
+    score_concurrency: int = _env(
+        "APEX_SCORE_CONCURRENCY", "Scoring requests run at once (the rest queue).", 1, min=1
+    )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every ``APEX_*`` variable from ``env`` (default ``os.environ``), then ``overrides``.
+
+        Raises:
+            SettingsError: a value does not parse or is out of range; the message says which and how
+                to fix it.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                continue
+            values[f.name] = _parse(f, raw.strip())
+        values.update(overrides)
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check(f, getattr(self, f.name))
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (validated like any other value)."""
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value is not None:
+                value = "***"
+            parts.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(parts)})"
+
+    # ------------------------------------------------------------------ derived paths
+    @property
+    def store_path(self) -> Path:
+        """SQLite vote store file."""
+        return self.data_dir / "votes.sqlite"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Embedding and prediction cache."""
+        return self.data_dir / "cache"
+
+    @property
+    def models_dir(self) -> Path:
+        """Versioned model directories (demo model, refits)."""
+        return self.data_dir / "models"
+
+    @property
+    def demo_dir(self) -> Path:
+        """The generated demo corpus (audiofolder layout)."""
+        return self.data_dir / "demo"
+
+    @property
+    def export_dir(self) -> Path:
+        """Append-only Parquet vote shards, the folder the Hub sync uploads."""
+        return self.data_dir / "export"
+
+
+def env_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, in declaration order."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        if f.default is not dataclasses.MISSING:
+            default = "unset" if f.default is None else str(f.default)
+        else:
+            default = "see description"
+        rows.append((f.metadata["env"], default, f.metadata["doc"]))
+    return rows
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _kind(f: dataclasses.Field) -> str:
+    text = str(f.type)
+    for kind in ("bool", "int", "float", "Path"):
+        if kind in text:
+            return kind
+    return "str"
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    name, kind = f.metadata["env"], _kind(f)
+    if kind == "bool":
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise SettingsError(f"{name}={raw!r} is not a yes/no value; use 1/0, true/false or yes/no.")
+    if kind in ("int", "float"):
+        try:
+            return int(raw) if kind == "int" else float(raw)
+        except ValueError:
+            raise SettingsError(
+                f"{name}={raw!r} is not {'an integer' if kind == 'int' else 'a number'}; "
+                f"set it like {name}={f.default}."
+            ) from None
+    if kind == "Path":
+        return Path(raw).expanduser()
+    return raw
+
+
+def _check(f: dataclasses.Field, value: Any) -> None:
+    meta, name = f.metadata, f.metadata["env"]
+    if isinstance(value, float) and value != value:  # NaN
+        raise SettingsError(f"{name} is NaN; set a number such as {f.default}.")
+    if "choices" in meta and value not in meta["choices"]:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(meta['choices'])}.")
+    if "min" in meta and value < meta["min"]:
+        raise SettingsError(f"{name}={value!r} is below its minimum {meta['min']}.")
+    if "max" in meta and value > meta["max"]:
+        raise SettingsError(f"{name}={value!r} is above its maximum {meta['max']}.")
+    if name == "APEX_VOTES_REPO" and value is not None and value.count("/") != 1:
+        raise SettingsError(
+            f"APEX_VOTES_REPO={value!r} is not a repo id; use the form `owner/name`."
+        )

@@ -1,0 +1,40 @@
+"""The seven APEX scores: names, groups and ranges, defined once and used everywhere.
+
+Engagement scores are on 0-100 (the reference maps raw counts to percentiles, then applies a power
+transform); aesthetic scores are on 1-5 (SongEval's scale). Heads, result dicts, Parquet columns and
+UI tables are all keyed by these names.
+"""
+
+from __future__ import annotations
+
+ENGAGEMENT: tuple[str, ...] = ("score_streams", "score_likes")
+AESTHETICS: tuple[str, ...] = ("coherence", "musicality", "memorability", "clarity", "naturalness")
+SCORE_NAMES: tuple[str, ...] = ENGAGEMENT + AESTHETICS
+
+#: (low, high) of each score's scale.
+SCORE_RANGES: dict[str, tuple[float, float]] = {
+    **{name: (0.0, 100.0) for name in ENGAGEMENT},
+    **{name: (1.0, 5.0) for name in AESTHETICS},
+}
+
+#: One-line definitions shown to people (aesthetics follow SongEval's definitions).
+SCORE_DESCRIPTIONS: dict[str, str] = {
+    "score_streams": "Predicted play-count percentile on a generative-music platform (0-100).",
+    "score_likes": "Predicted like/upvote percentile on a generative-music platform (0-100).",
+    "coherence": "Overall coherence: the song holds together as one piece, with consistent style.",
+    "musicality": "Musicality: pleasing melody, harmony and rhythm that work together.",
+    "memorability": "Memorability: catchy, recognisable parts (a hook, a repeated motif).",
+    "clarity": "Clarity of song structure: distinct sections and clean transitions.",
+    "naturalness": "Naturalness: vocals and instruments sound human-performed, not robotic.",
+}
+
+#: The reference's task variants: which outputs a checkpoint predicts.
+TASK_OUTPUTS: dict[str, tuple[str, ...]] = {"popularity": ENGAGEMENT, "full": SCORE_NAMES}
+
+
+def scale_of(name: str) -> tuple[float, float]:
+    """Return the (low, high) range of score ``name``; raise KeyError with the known names."""
+    try:
+        return SCORE_RANGES[name]
+    except KeyError:
+        raise KeyError(f"unknown score {name!r}; known scores: {', '.join(SCORE_NAMES)}") from None

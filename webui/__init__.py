@@ -1,0 +1,1 @@
+"""The Gradio user interface (the only package that imports gradio)."""
