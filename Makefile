@@ -18,7 +18,7 @@ $(BIN)/python:
 
 $(APP_STAMP): | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 $(TEST_STAMP): $(APP_STAMP)
