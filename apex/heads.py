@@ -1,0 +1,325 @@
+"""Prediction heads: the reference APEX MLP (checkpoint compatible) and our own heads.
+
+Both take pooled encoder hidden states and return the seven scores on their own scales (0-100 for
+engagement, 1-5 for aesthetics), keyed by :data:`apex.tasks.SCORE_NAMES`.
+
+Input shapes accepted by both ``forward`` methods:
+
+- ``[B, L, D]``: one pooled vector per layer for each of ``B`` songs (or segments);
+- ``[B, S, L, D]`` with an optional ``mask`` ``[B, S]`` (True = segment has audio): the layer mix is
+  applied per segment, then the mixed vectors are averaged over the unmasked segments.
+
+Use :meth:`ReferenceHeads.segments` / :meth:`ApexHeads.segments` for per-segment outputs
+(``[B, S]`` each), which the scorer turns into a timeline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from apex.tasks import ENGAGEMENT, SCORE_NAMES, SCORE_RANGES, TASK_OUTPUTS
+
+#: Hidden states the reference mixes: ``LAYER_INDICES = [2, 5, 8, -1]`` of MERT-v1-95M's 13.
+REFERENCE_LAYERS: tuple[int, ...] = (2, 5, 8, 12)
+
+#: The reference's fixed layer mix ``nn.Conv1d(4, 1, kernel_size=1)``, never trained: its weights
+#: are whatever PyTorch's default init draws right after ``torch.manual_seed(42)`` on the CPU
+#: generator. Obtained once with torch 2.9.1 by
+#: ``torch.manual_seed(42); c = nn.Conv1d(4, 1, 1); c.weight.flatten().tolist(), c.bias.tolist()``
+#: (float32 values, written with enough digits to round-trip exactly). Stored here so scoring never
+#: depends on the RNG; tests/apex/test_heads.py recomputes and compares them.
+REFERENCE_LAYER_MIX: dict[str, tuple[float, ...]] = {
+    "weight": (0.3822692632675171, 0.4150039553642273, -0.11713624000549316, 0.45930564403533936),
+    "bias": (-0.10955178737640381,),
+}
+
+#: Input width of the reference heads (MERT-v1-95M hidden size).
+REFERENCE_DIM = 768
+
+
+def _mean_segments(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``x`` ``[B, S, D]`` over segments where ``mask`` ``[B, S]`` is True -> ``[B, D]``.
+
+    A song with no valid segment (all False) gets a zero vector rather than NaN; the scorer refuses
+    such inputs earlier, so this only guards padded batch rows.
+    """
+    if mask is None:
+        return x.mean(dim=1)
+    weights = mask.to(x.dtype).unsqueeze(-1)
+    return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+def _to_score_scale(raw: torch.Tensor, name: str) -> torch.Tensor:
+    """Map an unbounded logit to score ``name``'s range with a sigmoid, as the reference does."""
+    low, high = SCORE_RANGES[name]
+    return torch.sigmoid(raw) * (high - low) + low
+
+
+# ---------------------------------------------------------------------------- reference heads
+class _Block(nn.Module):
+    """Linear -> BatchNorm1d -> GELU -> Dropout, named ``block`` like the reference's blocks."""
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Linear(in_dim, out_dim), nn.BatchNorm1d(out_dim), nn.GELU(), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class _Branch(nn.Module):
+    """One task branch 256-128-64-1 whose output is squashed onto the score's scale."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.branch = nn.Sequential(_Block(256, 128, 0.1), _Block(128, 64, 0.1), nn.Linear(64, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _to_score_scale(self.branch(x).squeeze(1), self.name)
+
+
+class ReferenceHeads(nn.Module):
+    """The reference ``apexMLP`` plus its fixed layer mix; state dict = the published one.
+
+    Args:
+        task: ``"popularity"`` (streams and likes) or ``"full"`` (all seven scores).
+        shared: depth of the shared trunk: 2 (768-512-256) or 3 (768-512-384-256).
+        mode: how the checkpoint was trained: ``"song"`` (on segment embeddings averaged per song)
+            or ``"segment"`` (each 30 s segment a separate sample). Inference is the same in both
+            (the reference's ``inference.py`` averages the mixed segment embeddings, then runs the
+            MLP once); the mode only says which of the song score or the per-segment timeline is
+            closer to what the model saw in training.
+
+    The mix weights are non-persistent buffers, so ``state_dict()`` has exactly the published keys.
+    """
+
+    #: The reference pools MERT frames over the whole zero-padded 30 s segment.
+    uses_padded_pooling = True
+
+    def __init__(self, task: str = "full", shared: int = 2, mode: str = "song") -> None:
+        super().__init__()
+        if task not in TASK_OUTPUTS:
+            raise ValueError(f"task must be one of {sorted(TASK_OUTPUTS)}, got {task!r}")
+        if shared not in (2, 3):
+            raise ValueError(f"shared must be 2 or 3, got {shared!r}")
+        if mode not in ("song", "segment"):
+            raise ValueError(f"mode must be 'song' or 'segment', got {mode!r}")
+        self.task, self.shared_depth, self.mode = task, shared, mode
+        self.output_names: tuple[str, ...] = TASK_OUTPUTS[task]
+        widths = (REFERENCE_DIM, 512, 256) if shared == 2 else (REFERENCE_DIM, 512, 384, 256)
+        self.shared = nn.Sequential(*(_Block(a, b, 0.3) for a, b in itertools.pairwise(widths)))
+        for name in self.output_names:
+            self.add_module(f"branch_{name}", _Branch(name))
+        mix = REFERENCE_LAYER_MIX
+        self.register_buffer("mix_weight", torch.tensor(mix["weight"]), persistent=False)
+        self.register_buffer("mix_bias", torch.tensor(mix["bias"][0]), persistent=False)
+        self.eval()
+
+    @property
+    def num_layers(self) -> int:
+        """Hidden states this module needs (it picks :data:`REFERENCE_LAYERS` out of 13)."""
+        return 13
+
+    @property
+    def dim(self) -> int:
+        """Width of each hidden state (768)."""
+        return REFERENCE_DIM
+
+    def mix(self, layers: torch.Tensor) -> torch.Tensor:
+        """Apply the fixed ``Conv1d(4, 1, 1)``: ``[..., L, 768]`` -> ``[..., 768]``.
+
+        ``L`` is 13 (all hidden states; the four reference layers are picked) or 4 (already picked).
+        """
+        if layers.shape[-1] != REFERENCE_DIM or layers.shape[-2] not in (4, 13):
+            raise ValueError(
+                f"reference heads need [..., 13 or 4, {REFERENCE_DIM}] hidden states "
+                f"(MERT-v1-95M), got {tuple(layers.shape)}; use a MERT-v1-95M encoder"
+            )
+        if layers.shape[-2] == 13:
+            layers = layers[..., list(REFERENCE_LAYERS), :]
+        weight = self.mix_weight.to(layers.dtype)
+        return (layers * weight.unsqueeze(-1)).sum(dim=-2) + self.mix_bias.to(layers.dtype)
+
+    def predict_mixed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run the MLP on mixed embeddings ``[B, 768]``; returns score tensors ``[B]``."""
+        hidden = self.shared(x)
+        return {name: getattr(self, f"branch_{name}")(hidden) for name in self.output_names}
+
+    def forward(
+        self, layers: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Song scores ``[B]`` from ``[B, L, 768]`` or ``[B, S, L, 768]`` (+ ``mask`` ``[B, S]``).
+
+        For 4-D input, each segment is mixed first and the mixed vectors are averaged over the
+        valid segments, exactly the reference's order of operations.
+        """
+        mixed = self.mix(layers)
+        if mixed.dim() == 3:
+            mixed = _mean_segments(mixed, mask)
+        return self.predict_mixed(mixed)
+
+    def segments(self, layers: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-segment scores: ``[B, S, L, 768]`` -> dict of ``[B, S]``."""
+        batch, segs = layers.shape[:2]
+        out = self.predict_mixed(self.mix(layers).reshape(batch * segs, -1))
+        return {name: value.reshape(batch, segs) for name, value in out.items()}
+
+
+# ---------------------------------------------------------------------------- our heads
+@dataclass
+class HeadsConfig:
+    """Dimensions of :class:`ApexHeads`; saved as ``config.json`` and used to rebuild the model.
+
+    Attributes:
+        num_layers: hidden states per input (L): 13 for MERT-v1-95M, 1 for the fallback encoder.
+        dim: width of each hidden state (D).
+        hidden: widths of the shared MLP.
+        dropout: dropout after each shared layer (training only).
+        logvar_min, logvar_max: clamp of the predicted log-variance (on the score's range scaled to
+            0-1), keeping the Gaussian NLL finite early in training.
+    """
+
+    num_layers: int = 13
+    dim: int = REFERENCE_DIM
+    hidden: list[int] = field(default_factory=lambda: [512, 256])
+    dropout: float = 0.1
+    logvar_min: float = -12.0
+    logvar_max: float = 2.0
+
+    def __post_init__(self) -> None:
+        self.hidden = [int(h) for h in self.hidden]
+        if self.num_layers < 1 or self.dim < 1 or not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"invalid heads dimensions: {asdict(self)}")
+
+
+class ApexHeads(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="apex-arena",
+    repo_url="https://github.com/AMAAI-Lab/apex",
+    tags=["audio", "music", "apex"],
+):
+    """Our heads: learned layer weights, masked segment mean, shared MLP, scores with uncertainty.
+
+    Outputs of :meth:`forward` (each ``[B]``):
+
+    - the seven :data:`SCORE_NAMES` on their scales (sigmoid-squashed like the reference);
+    - ``"<name>_std"``: predicted standard deviation in score units (0-100 or 1-5 points), from a
+      log-variance head on the 0-1 rescaled score; train it with a Gaussian NLL on the 0-1 scale or
+      calibrate it afterwards;
+    - ``"preference"``: a Bradley-Terry utility logit; P(a preferred to b) =
+      sigmoid(preference_a - preference_b).
+
+    ``feature_mean`` / ``feature_scale`` (buffers ``[D]``) standardise the mixed embedding; the
+    trainer sets them from training data with :meth:`set_feature_stats` (identity by default). That
+    keeps descriptor features on wildly different scales (the fallback encoder) trainable.
+    """
+
+    #: Our encoders' ``Embedding.layers`` pools only the valid frames of each segment.
+    uses_padded_pooling = False
+
+    def __init__(self, config: HeadsConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or HeadsConfig()
+        cfg = self.config
+        self.output_names: tuple[str, ...] = SCORE_NAMES
+        self.layer_logits = nn.Parameter(torch.zeros(cfg.num_layers))
+        self.register_buffer("feature_mean", torch.zeros(cfg.dim))
+        self.register_buffer("feature_scale", torch.ones(cfg.dim))
+        trunk: list[nn.Module] = []
+        width = cfg.dim
+        for out in cfg.hidden:
+            trunk += [nn.Linear(width, out), nn.LayerNorm(out), nn.GELU(), nn.Dropout(cfg.dropout)]
+            width = out
+        self.trunk = nn.Sequential(*trunk)
+        n = len(SCORE_NAMES)
+        self.score_out = nn.Linear(width, n)
+        self.logvar_out = nn.Linear(width, n)
+        self.preference_out = nn.Linear(width, 1)
+        self.eval()
+
+    @property
+    def num_layers(self) -> int:
+        """Hidden states per input (L)."""
+        return self.config.num_layers
+
+    @property
+    def dim(self) -> int:
+        """Width of each hidden state (D)."""
+        return self.config.dim
+
+    def layer_weights(self) -> torch.Tensor:
+        """Softmax weights over the L hidden states, ``[L]``, summing to 1."""
+        return torch.softmax(self.layer_logits, dim=0)
+
+    @torch.no_grad()
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise mixed embeddings with ``mean``/``std`` ``[D]`` (std floored at 1e-6)."""
+        self.feature_mean.copy_(mean.to(self.feature_mean))
+        self.feature_scale.copy_(std.to(self.feature_scale).clamp_min(1e-6))
+
+    def mix(self, layers: torch.Tensor) -> torch.Tensor:
+        """Weighted sum over layers: ``[..., L, D]`` -> ``[..., D]``."""
+        if tuple(layers.shape[-2:]) != (self.num_layers, self.dim):
+            raise ValueError(
+                f"these heads take [..., {self.num_layers}, {self.dim}] hidden states, got "
+                f"{tuple(layers.shape)}; score with the encoder the heads were trained on"
+            )
+        return (layers * self.layer_weights().unsqueeze(-1)).sum(dim=-2)
+
+    def predict_mixed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All outputs from mixed embeddings ``[B, D]``; see the class docstring."""
+        hidden = self.trunk((x - self.feature_mean) / self.feature_scale)
+        raw = self.score_out(hidden)
+        logvar = self.logvar_out(hidden).clamp(self.config.logvar_min, self.config.logvar_max)
+        out: dict[str, torch.Tensor] = {}
+        for i, name in enumerate(SCORE_NAMES):
+            low, high = SCORE_RANGES[name]
+            out[name] = _to_score_scale(raw[:, i], name)
+            out[f"{name}_std"] = torch.exp(0.5 * logvar[:, i]) * (high - low)
+        out["preference"] = self.preference_out(hidden).squeeze(1)
+        return out
+
+    def forward(
+        self, layers: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Outputs ``[B]`` from ``[B, L, D]`` or ``[B, S, L, D]`` with ``mask`` ``[B, S]``."""
+        mixed = self.mix(layers)
+        if mixed.dim() == 3:
+            mixed = _mean_segments(mixed, mask)
+        return self.predict_mixed(mixed)
+
+    def segments(self, layers: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-segment outputs: ``[B, S, L, D]`` -> dict of ``[B, S]``."""
+        batch, segs = layers.shape[:2]
+        out = self.predict_mixed(self.mix(layers).reshape(batch * segs, -1))
+        return {name: value.reshape(batch, segs) for name, value in out.items()}
+
+
+def logistic_preference(
+    scores_a: dict[str, float], scores_b: dict[str, float], weights: dict[str, float]
+) -> float:
+    """P(a preferred to b) = sigmoid(sum_k w_k * (a_k - b_k)) over the scores both have.
+
+    Symmetric by construction: swapping a and b negates the sum, so P(a, b) = 1 - P(b, a).
+    """
+    z = sum(w * (scores_a[k] - scores_b[k]) for k, w in weights.items() if k in scores_a)
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+#: Weights of the score-difference link used by :func:`logistic_preference` when a model has no
+#: preference output, per score point: 0.025 for each engagement score (a 20-point gap on both ->
+#: z = 1 -> 73 %) and 0.3 for each aesthetic (a 1-point gap on all five -> z = 1.5 -> 82 %). Chosen
+#: by hand so both groups move the probability similarly over their typical spread; not fitted.
+LINK_WEIGHTS: dict[str, float] = {
+    name: (0.025 if name in ENGAGEMENT else 0.3) for name in SCORE_NAMES
+}
