@@ -1,0 +1,288 @@
+"""The dataset card (``README.md``) of the public votes dataset, generated from the vote schema.
+
+The card is rebuilt from :data:`annotation.export.VOTE_COLUMNS` and from counts read off the
+exported shards, written next to them (``<export_dir>/README.md``) and uploaded with the next push.
+Writing the card never touches a shard: the shards are append-only, the card is the one file that
+is refreshed.
+
+Usage::
+
+    stats = stats_from_shards(settings.export_dir)
+    card = build_card(stats, repo_id=settings.votes_repo, settings=settings)
+    write_card(settings.export_dir, card)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from huggingface_hub import DatasetCard, DatasetCardData
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from apex.settings import Settings
+
+#: Where vote shards live inside the export folder and the dataset repo (the ``datasets`` glob).
+SHARD_GLOB = "votes/**/*.parquet"
+#: Licence of the votes themselves (the audio clips keep their own licences).
+LICENSE = "cc-by-4.0"
+_CARD_FILE = "README.md"
+# The Hub's fixed buckets for `size_categories`: (exclusive upper bound, label).
+_SIZE_BUCKETS = (
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+)
+_CITATIONS = """\
+```bibtex
+@misc{husain2026apex,
+  title         = {APEX: Large-scale Multi-task Aesthetic-Informed Popularity Prediction for
+                   AI-Generated Music},
+  author        = {Jaavid Aktar Husain and Dorien Herremans},
+  year          = {2026},
+  eprint        = {2605.03395},
+  archivePrefix = {arXiv},
+  primaryClass  = {cs.SD},
+  url           = {https://arxiv.org/abs/2605.03395}
+}
+
+@misc{kim2025musicarena,
+  title         = {Music Arena: Live Evaluation for Text-to-Music},
+  author        = {Yonghyun Kim and others},
+  year          = {2025},
+  eprint        = {2507.20900},
+  archivePrefix = {arXiv},
+  url           = {https://arxiv.org/abs/2507.20900}
+}
+```"""
+
+
+@dataclass(frozen=True)
+class CardStats:
+    """Counts shown on the card.
+
+    Attributes:
+        n_votes: rows in the released shards.
+        systems: distinct generating systems appearing on either side, sorted.
+        first_vote / last_vote: UTC time of the earliest / latest vote (None when empty).
+        n_simulated: rows whose ``source`` is ``"simulated"`` (demo votes, never real listeners).
+        n_shards: Parquet shard files.
+    """
+
+    n_votes: int = 0
+    systems: tuple[str, ...] = ()
+    first_vote: datetime | None = None
+    last_vote: datetime | None = None
+    n_simulated: int = 0
+    n_shards: int = 0
+
+    @property
+    def n_systems(self) -> int:
+        """Number of distinct systems."""
+        return len(self.systems)
+
+
+def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
+    """Card counts from a votes table (columns as released; missing columns count as empty)."""
+    import pandas as pd
+
+    if frame.empty:
+        return CardStats(n_shards=n_shards)
+    systems: set[str] = set()
+    for column in ("system_a", "system_b"):
+        if column in frame:
+            systems.update(str(s) for s in frame[column].dropna().unique())
+    first = last = None
+    if "timestamp" in frame:
+        stamps = frame["timestamp"].dropna()
+        if len(stamps):
+            # Shards may carry epoch seconds or datetimes: normalise both to aware UTC.
+            unit = "s" if pd.api.types.is_numeric_dtype(stamps) else None
+            times = pd.to_datetime(stamps, unit=unit, utc=True)
+            first, last = times.min().to_pydatetime(), times.max().to_pydatetime()
+    simulated = int((frame["source"] == "simulated").sum()) if "source" in frame else 0
+    return CardStats(
+        n_votes=len(frame),
+        systems=tuple(sorted(systems)),
+        first_vote=first,
+        last_vote=last,
+        n_simulated=simulated,
+        n_shards=n_shards,
+    )
+
+
+def stats_from_shards(folder: Path) -> CardStats:
+    """Card counts read from every ``votes/**/*.parquet`` shard under ``folder`` (repo layout)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    shards = sorted(Path(folder).glob(SHARD_GLOB))
+    if not shards:
+        return CardStats()
+    wanted = ("timestamp", "system_a", "system_b", "source")
+    frames = []
+    for shard in shards:
+        present = [c for c in wanted if c in pq.read_schema(shard).names]
+        frames.append(pq.read_table(shard, columns=present).to_pandas())
+    return stats_from_frame(pd.concat(frames, ignore_index=True), n_shards=len(shards))
+
+
+def size_category(n: int) -> str:
+    """The Hub's ``size_categories`` label for ``n`` rows."""
+    for bound, label in _SIZE_BUCKETS:
+        if n < bound:
+            return label
+    return "n>100M"
+
+
+def build_card(
+    stats: CardStats,
+    *,
+    repo_id: str | None = None,
+    settings: Settings | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> DatasetCard:
+    """Build the dataset card for the votes repo.
+
+    Args:
+        stats: counts to show (see :func:`stats_from_shards`).
+        repo_id: ``owner/name`` of the dataset repo, used in the loading example; a placeholder
+            when None (a local export).
+        settings: vote rules to describe (minimum listen, rate limits); defaults when None.
+        columns: released column name -> description; default ``annotation.export.VOTE_COLUMNS``.
+
+    Returns:
+        A :class:`huggingface_hub.DatasetCard` whose YAML metadata the Hub validates (licence, task
+        categories, tags, ``configs`` pointing ``datasets`` at ``votes/**/*.parquet``).
+    """
+    if columns is None:
+        from annotation.export import VOTE_COLUMNS
+
+        columns = VOTE_COLUMNS
+    if settings is None:
+        from apex.settings import Settings
+
+        settings = Settings()
+    data = DatasetCardData(
+        license=LICENSE,
+        pretty_name="APEX Arena votes",
+        task_categories=["audio-classification", "text-to-audio"],
+        tags=["music", "preference", "human-feedback", "arena", "ai-generated-music", "apex"],
+        size_categories=[size_category(stats.n_votes)],
+        annotations_creators=["crowdsourced"],
+        source_datasets=["original"],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": "train", "path": SHARD_GLOB}],
+            }
+        ],
+    )
+    body = _body(stats, repo_id or "<owner>/<name>", settings, columns)
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def write_card(folder: Path, card: DatasetCard) -> bool:
+    """Write ``card`` to ``folder/README.md`` only when its text changed; return True if written.
+
+    Leaving an unchanged card alone keeps its modification time, so the sync does not re-upload it.
+    """
+    path = Path(folder) / _CARD_FILE
+    text = str(card)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)  # atomic: a push never sees half a card
+    return True
+
+
+def _date(value: datetime | None) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _body(stats: CardStats, repo_id: str, settings: Settings, columns: Mapping[str, str]) -> str:
+    rows = "\n".join(f"| `{name}` | {_cell(doc)} |" for name, doc in columns.items())
+    systems = ", ".join(f"`{s}`" for s in stats.systems) or "—"
+    simulated = ""
+    if stats.n_simulated:
+        simulated = (
+            f'\n**{stats.n_simulated} of these votes are simulated** (`source == "simulated"`): '
+            "they come from the synthetic demo corpus and no human cast them. Filter them out "
+            "for any analysis of human preferences.\n"
+        )
+    window_min = settings.rate_limit_window_s / 60
+    return f"""# APEX Arena votes
+
+Pairwise human preferences between AI-generated songs, collected in the
+[APEX Arena](https://arxiv.org/abs/2605.03395) blind listening arena. Each row is one vote on one
+battle: a listener heard two anonymous clips (same prompt where possible) and chose `A`, `B`, `TIE`
+or `BOTH_BAD` (Music Arena's vocabulary). Each row also records what the APEX model predicted for
+both clips at vote time, and the model version.
+
+## Counts
+
+| | |
+|---|---|
+| Votes | {stats.n_votes} |
+| Systems | {stats.n_systems} |
+| First vote | {_date(stats.first_vote)} |
+| Last vote | {_date(stats.last_vote)} |
+| Shards | {stats.n_shards} |
+
+Systems: {systems}
+{simulated}
+## Loading
+
+```python
+from datasets import load_dataset
+
+votes = load_dataset("{repo_id}", split="train")
+df = votes.to_pandas()
+```
+
+The data are append-only Parquet shards `votes/YYYY/MM/<from>-<to>.parquet`; a shard is never
+rewritten once published, so new votes arrive as new files. `vote_id`-style identifiers are unique:
+deduplicate on them if you merge several snapshots.
+
+## Columns
+
+| Column | Meaning |
+|---|---|
+{rows}
+
+## How the votes are collected
+
+- Both clips are served anonymously; the systems are revealed only after the vote.
+- A vote is accepted only after each clip was played for at least {settings.min_listen_s:g} s,
+  checked on the server from recorded listen events and wall-clock time (not trusted from the
+  browser). One vote per battle; battles expire after {settings.battle_ttl_s:g} s.
+- Each voter may cast at most {settings.rate_limit_votes} votes per {window_min:g} minutes.
+- Voters are pseudonymised: `user_pseudonym` is a salted hash (secret salt) of the session and IP
+  address. Raw IP addresses are never stored or released.
+- `BOTH_BAD` votes are kept here but left out of the ratings; a `TIE` counts half a win each way.
+
+## Licence
+
+The votes are released under **CC-BY-4.0**. The audio clips they refer to are not part of this
+dataset and keep their own licences (those of the generating systems and the clip pools).
+
+## Citation
+
+If you use these votes, please cite APEX and Music Arena:
+
+{_CITATIONS}
+"""
