@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
@@ -227,8 +227,11 @@ class ApexHeads(
     #: Our encoders' ``Embedding.layers`` pools only the valid frames of each segment.
     uses_padded_pooling = False
 
-    def __init__(self, config: HeadsConfig | None = None) -> None:
+    def __init__(self, config: HeadsConfig | dict | None = None) -> None:
         super().__init__()
+        if isinstance(config, dict):  # from_pretrained passes config.json as a plain dict
+            known = {f.name for f in fields(HeadsConfig)}
+            config = HeadsConfig(**{k: v for k, v in config.items() if k in known})
         self.config = config or HeadsConfig()
         cfg = self.config
         self.output_names: tuple[str, ...] = SCORE_NAMES
