@@ -1,0 +1,400 @@
+"""Bradley-Terry ratings of generating systems, online Elo, and model-human agreement.
+
+Pure numpy functions over a battles table (one row per vote) with columns ``system_a``,
+``system_b`` and ``preference`` (``"A"``, ``"B"``, ``"TIE"``, ``"BOTH_BAD"``).
+
+The fit never loops over rows: battles are first aggregated into one row per unordered system
+pair with three counts (first system wins, tie, second system wins); the likelihood only depends
+on those counts. A tie counts as half a win each way; ``BOTH_BAD`` says nothing about which clip
+is better and is dropped. The K-dimensional problem is solved by damped Newton steps (the
+Hessian is K x K), and bootstrap rounds resample the count table with one multinomial draw per
+round (as FastChat's ``compute_bootstrap_bt`` does), then solve all rounds at once.
+
+Two conventions, so either published leaderboard can be reproduced:
+
+- ``l2=None``: unregularised maximum likelihood, as FastChat's ``compute_bt`` (scipy L-BFGS
+  started at zero, whose iterates stay mean-zero because every gradient sums to zero).
+- ``l2=C``: the minimiser of ``0.5 * ||w||^2 + C * sum_rows weight * logloss`` that scikit-learn's
+  ``LogisticRegression(C=C, fit_intercept=False)`` finds on Music Arena's expanded rows (one row
+  per battle with +1/-1 indicator features, a tie as two rows of weight 0.5, labels 1 and 0).
+
+Ratings are on the Elo scale: ``1000 + w * 400 / ln 10`` points, so a 400-point gap means 10:1
+odds, and the mean rating is 1000 (both optima are already mean-zero in ``w``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+INIT_RATING = 1000.0
+"""Mean rating of every board (points)."""
+POINTS_PER_NAT = 400.0 / math.log(10.0)
+"""Elo points per unit of logit: a 400-point gap is odds of 10 to 1."""
+
+_COLUMNS = ("rating", "ci_low", "ci_high", "votes")
+# Outcome code from the first-listed system's point of view: 0 = win, 1 = tie, 2 = loss.
+_OUTCOME = {"A": 0, "TIE": 1, "B": 2, "BOTH_BAD": -1}
+_MAX_ITER = 100
+_STEP_TOL = 1e-10  # nats; far below the 0.01-point (6e-5 nat) agreement we promise
+_CELLS_PER_CHUNK = 4_000_000  # bounds bootstrap memory: rounds x pairs x systems per chunk
+
+
+@dataclass(frozen=True)
+class _PairTable:
+    """Aggregated battles: one row per unordered system pair ``i < j`` that met at least once.
+
+    ``counts[p] = (wins of i, ties, wins of j)`` over rated battles (BOTH_BAD excluded).
+    """
+
+    systems: tuple[str, ...]
+    i: np.ndarray  # [P] int
+    j: np.ndarray  # [P] int
+    counts: np.ndarray  # [P, 3] float64
+
+
+def _require_columns(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"the votes table lacks column(s) {missing}; it needs {list(columns)}")
+
+
+def _aggregate(battles: pd.DataFrame) -> _PairTable:
+    """Count (pair, outcome) cells with vectorised numpy; validates the input table."""
+    _require_columns(battles, ("system_a", "system_b", "preference"))
+    pref_codes, pref_values = pd.factorize(battles["preference"], use_na_sentinel=False)
+    unknown = [v for v in pref_values if v not in _OUTCOME]
+    if unknown:
+        raise ValueError(
+            f"unknown preference value(s) {unknown}; expected one of {sorted(_OUTCOME)}"
+        )
+    outcome = np.array([_OUTCOME[v] for v in pref_values], dtype=np.int64)[pref_codes]
+    both = pd.concat([battles["system_a"], battles["system_b"]], ignore_index=True)
+    if both.isna().any():
+        raise ValueError("system_a/system_b contain missing values; drop those battles first")
+    codes, systems = pd.factorize(both, sort=True)
+    n = len(battles)
+    a, b = codes[:n].astype(np.int64), codes[n:].astype(np.int64)
+    if np.any(a == b):
+        raise ValueError(
+            "some battles pit a system against itself; such votes carry no "
+            "information about ratings, remove them"
+        )
+    keep = outcome >= 0
+    a, b, outcome = a[keep], b[keep], outcome[keep]
+    # Orient every battle so i < j; the loser/winner code flips when A was the larger index.
+    flip = a > b
+    i, j = np.where(flip, b, a), np.where(flip, a, b)
+    outcome = np.where(flip, 2 - outcome, outcome)
+    k = len(systems)
+    keys = (i * k + j) * 3 + outcome
+    if k * k * 3 <= 10_000_000:
+        table = np.bincount(keys, minlength=k * k * 3).reshape(k * k, 3)
+        pair_ids = np.flatnonzero(table.sum(axis=1))
+        counts = table[pair_ids]
+    else:  # many systems: a dense table would be mostly empty
+        uniq, cnt = np.unique(keys, return_counts=True)
+        pair_ids, inverse = np.unique(uniq // 3, return_inverse=True)
+        counts = np.zeros((len(pair_ids), 3), dtype=np.int64)
+        counts[inverse, uniq % 3] = cnt
+    return _PairTable(
+        systems=tuple(str(s) for s in systems),
+        i=pair_ids // k,
+        j=pair_ids % k,
+        counts=counts.astype(np.float64),
+    )
+
+
+def _votes_per_system(table: _PairTable) -> np.ndarray:
+    """Rated battles each system took part in: ``[K]`` int."""
+    n = table.counts.sum(axis=1)
+    votes = np.bincount(table.i, weights=n, minlength=len(table.systems))
+    votes += np.bincount(table.j, weights=n, minlength=len(table.systems))
+    return votes.astype(np.int64)
+
+
+def _drop_below(table: _PairTable, min_votes: int) -> _PairTable:
+    """Remove systems with fewer than ``min_votes`` rated battles, and their battles.
+
+    Repeated until stable: dropping a system removes votes from its opponents, which may in
+    turn fall below the threshold, and a board should never show a system under it.
+    """
+    while True:
+        votes = _votes_per_system(table)
+        keep = votes >= min_votes
+        if keep.all():
+            return table
+        new_index = np.cumsum(keep) - 1
+        pairs = keep[table.i] & keep[table.j]
+        table = _PairTable(
+            systems=tuple(s for s, k in zip(table.systems, keep, strict=True) if k),
+            i=new_index[table.i[pairs]],
+            j=new_index[table.j[pairs]],
+            counts=table.counts[pairs],
+        )
+
+
+def _objective(theta, n, s, i, j, l2_weight):
+    """Negative log-likelihood (+ ridge) per round: ``[B]``. theta: [B, K] nats; n, s: [B, P]."""
+    d = theta[:, i] - theta[:, j]
+    nll = (s * np.logaddexp(0.0, -d) + (n - s) * np.logaddexp(0.0, d)).sum(axis=1)
+    return nll + 0.5 * l2_weight * (theta * theta).sum(axis=1)
+
+
+def _solve(
+    n: np.ndarray, s: np.ndarray, i: np.ndarray, j: np.ndarray, k: int, l2: float | None
+) -> np.ndarray:
+    """Batched damped Newton for Bradley-Terry on pair counts.
+
+    Args:
+        n: ``[B, P]`` battles per pair (B independent problems, e.g. bootstrap rounds).
+        s: ``[B, P]`` score of the pair's first system (wins + 0.5 * ties).
+        i, j: ``[P]`` system indices of each pair.
+        k: number of systems K.
+        l2: scikit-learn's ``C`` (the data term is scaled by C, the ridge is 0.5 ||w||^2),
+            or None for plain maximum likelihood.
+
+    Returns:
+        ``[B, K]`` strengths in nats, mean zero per round.
+    """
+    rounds, pairs = n.shape
+    # Dividing sklearn's objective by C keeps the same minimiser: nll + ||w||^2 / (2C).
+    l2_weight = 0.0 if l2 is None else 1.0 / float(l2)
+    incidence = np.zeros((pairs, k))
+    incidence[np.arange(pairs), i] = 1.0
+    incidence[np.arange(pairs), j] = -1.0
+    degree = np.abs(incidence)
+    # Without a ridge the likelihood is flat along (1, ..., 1); adding 11^T/K fixes that
+    # direction without moving the optimum because every gradient is orthogonal to it. The
+    # tiny diagonal keeps disconnected comparison graphs solvable.
+    curvature_fix = np.eye(k) * (l2_weight + 1e-9)
+    if l2 is None:
+        curvature_fix += 1.0 / k
+    theta = np.zeros((rounds, k))
+    f = _objective(theta, n, s, i, j, l2_weight)
+    diag = np.arange(k)
+    for _ in range(_MAX_ITER):
+        p = 1.0 / (1.0 + np.exp(-(theta[:, i] - theta[:, j])))
+        grad = (n * p - s) @ incidence + l2_weight * theta
+        w = n * p * (1.0 - p)
+        hess = np.zeros((rounds, k, k))
+        hess[:, i, j] = -w
+        hess[:, j, i] = -w
+        hess[:, diag, diag] = w @ degree
+        hess += curvature_fix
+        step = -np.linalg.solve(hess, grad[..., None])[..., 0]
+        # Backtracking (Armijo) per round: plain Newton can overshoot on lopsided records.
+        slope = (grad * step).sum(axis=1)
+        t = np.ones(rounds)
+        slack = 1e-12 * np.abs(f)  # rounding noise once converged
+        for _ in range(40):
+            f_new = _objective(theta + t[:, None] * step, n, s, i, j, l2_weight)
+            bad = ~(f_new <= f + 1e-4 * t * slope + slack)
+            if not bad.any():
+                break
+            t = np.where(bad, 0.5 * t, t)
+        else:  # no decrease found: this round is at its optimum to machine precision
+            t = np.where(bad, 0.0, t)
+            f_new = np.where(bad, f, f_new)
+        theta = theta + t[:, None] * step
+        f = f_new
+        if np.max(np.abs(t[:, None] * step), initial=0.0) < _STEP_TOL:
+            break
+    return theta - theta.mean(axis=1, keepdims=True)
+
+
+def fit_bradley_terry(
+    battles: pd.DataFrame,
+    *,
+    l2: float | None = None,
+    bootstrap_rounds: int = 0,
+    seed: int = 0,
+    min_votes: int = 0,
+    anchor: tuple[str, float] | None = None,
+) -> pd.DataFrame:
+    """Fit Bradley-Terry ratings of systems from pairwise votes.
+
+    Args:
+        battles: one row per vote with ``system_a``, ``system_b``, ``preference``
+            (``"A"``, ``"B"``, ``"TIE"``, ``"BOTH_BAD"``; BOTH_BAD rows are ignored).
+        l2: None for unregularised maximum likelihood (FastChat's ``compute_bt``); a float ``C``
+            to reproduce ``LogisticRegression(C=C, fit_intercept=False)`` on Music Arena's
+            expanded rows (Music Arena uses ``C=1.0``). Unregularised ratings of a system that
+            never lost (or never won) are not finite estimates and come out very large; use
+            ``l2`` or ``min_votes`` on small data.
+        bootstrap_rounds: number of bootstrap resamples of the battles for the confidence
+            interval (0: no interval, ``ci_low``/``ci_high`` are NaN).
+        seed: seed of the bootstrap resampling.
+        min_votes: systems with fewer rated battles are dropped together with their battles
+            (repeated until every remaining system has at least this many).
+        anchor: optional ``(system, rating)``: shift all ratings (and intervals) so that this
+            system has this rating, as FastChat anchors its board to a baseline model; by
+            default the mean rating is 1000.
+
+    Returns:
+        DataFrame indexed by ``system``, sorted by rating (descending), with ``rating``
+        (points), ``ci_low``/``ci_high`` (2.5th/97.5th bootstrap percentiles, points) and
+        ``votes`` (rated battles of the system used in the fit).
+    """
+    if l2 is not None and not l2 > 0:
+        raise ValueError(f"l2 is scikit-learn's C and must be positive (or None), got {l2!r}")
+    if bootstrap_rounds < 0:
+        raise ValueError(f"bootstrap_rounds must be >= 0, got {bootstrap_rounds}")
+    table = _drop_below(_aggregate(battles), min_votes)
+    k = len(table.systems)
+    result = pd.DataFrame(
+        {c: pd.Series(dtype="int64" if c == "votes" else "float64") for c in _COLUMNS},
+        index=pd.Index([], name="system", dtype="object"),
+    )
+    if k == 0:
+        return result
+    counts = table.counts
+    n, s = counts.sum(axis=1), counts[:, 0] + 0.5 * counts[:, 1]
+    theta = _solve(n[None], s[None], table.i, table.j, k, l2)[0]
+    rating = INIT_RATING + POINTS_PER_NAT * theta
+    ci_low = ci_high = np.full(k, np.nan)
+    if bootstrap_rounds > 0:
+        boot = _bootstrap(table, l2, bootstrap_rounds, seed)
+        ci_low, ci_high = np.percentile(boot, [2.5, 97.5], axis=0)
+    if anchor is not None:
+        name, value = anchor
+        if name not in table.systems:
+            raise ValueError(f"anchor system {name!r} is not among the rated systems")
+        shift = float(value) - rating[table.systems.index(name)]
+        rating, ci_low, ci_high = rating + shift, ci_low + shift, ci_high + shift
+    result = pd.DataFrame(
+        {"rating": rating, "ci_low": ci_low, "ci_high": ci_high, "votes": _votes_per_system(table)},
+        index=pd.Index(table.systems, name="system"),
+    )
+    return result.sort_values(["rating"], ascending=False, kind="stable")
+
+
+def _bootstrap(table: _PairTable, l2: float | None, rounds: int, seed: int) -> np.ndarray:
+    """Bootstrap ratings ``[rounds, K]`` (points) from multinomial resamples of the cells."""
+    cells = table.counts.ravel()
+    total = int(cells.sum())
+    rng = np.random.default_rng(seed)
+    pairs, k = len(table.i), len(table.systems)
+    chunk = max(1, _CELLS_PER_CHUNK // max(1, pairs * k))
+    out = []
+    for start in range(0, rounds, chunk):
+        size = min(chunk, rounds - start)
+        draw = rng.multinomial(total, cells / total, size=size).reshape(size, pairs, 3)
+        draw = draw.astype(np.float64)
+        n, s = draw.sum(axis=2), draw[:, :, 0] + 0.5 * draw[:, :, 1]
+        out.append(_solve(n, s, table.i, table.j, k, l2))
+    return INIT_RATING + POINTS_PER_NAT * np.concatenate(out, axis=0)
+
+
+def leaderboard(
+    votes: pd.DataFrame,
+    *,
+    board: Literal["all", "instrumental", "vocal"] = "all",
+    l2: float | None = 1.0,
+    bootstrap_rounds: int = 1000,
+    seed: int = 0,
+    min_votes: int = 0,
+) -> pd.DataFrame:
+    """Ratings for one board, with a ``rank`` column (1 = best).
+
+    Args:
+        votes: vote table as for :func:`fit_bradley_terry`, plus ``is_instrumental`` (bool) when
+            ``board`` is ``"instrumental"`` or ``"vocal"``.
+        board: ``"all"`` battles, only instrumental prompts, or only vocal (with lyrics) ones.
+        l2: defaults to Music Arena's ``C=1.0``: a young board has systems with perfect records,
+            whose unregularised ratings would be unbounded.
+        bootstrap_rounds, seed, min_votes: as in :func:`fit_bradley_terry`.
+
+    Returns:
+        The :func:`fit_bradley_terry` table plus ``rank`` (int).
+    """
+    if board != "all":
+        if board not in ("instrumental", "vocal"):
+            raise ValueError(f"board must be 'all', 'instrumental' or 'vocal', got {board!r}")
+        if "is_instrumental" not in votes.columns:
+            raise ValueError(f"the {board!r} board needs an is_instrumental column")
+        flag = votes["is_instrumental"].astype(bool)
+        votes = votes[flag if board == "instrumental" else ~flag]
+    table = fit_bradley_terry(
+        votes, l2=l2, bootstrap_rounds=bootstrap_rounds, seed=seed, min_votes=min_votes
+    )
+    table.insert(0, "rank", np.arange(1, len(table) + 1, dtype=np.int64))
+    return table
+
+
+def online_elo(
+    battles: pd.DataFrame, *, k: float = 4.0, init_rating: float = INIT_RATING
+) -> pd.Series:
+    """Online Elo in row order (sort by timestamp first): a secondary, order-dependent view.
+
+    Each rated battle moves both systems by ``k * (outcome - expected)`` points, where a tie
+    scores 0.5 and BOTH_BAD is skipped. The recursion is sequential by nature, so only the
+    preprocessing is vectorised; the loop runs over plain Python numbers.
+
+    Returns:
+        Ratings (points) indexed by system, sorted descending.
+    """
+    _require_columns(battles, ("system_a", "system_b", "preference"))
+    table = battles[["system_a", "system_b", "preference"]]
+    pref = table["preference"].map({"A": 1.0, "TIE": 0.5, "B": 0.0, "BOTH_BAD": -1.0})
+    if pref.isna().any():
+        bad = sorted(set(table["preference"][pref.isna()].astype(str)))
+        raise ValueError(f"unknown preference value(s) {bad}; expected A, B, TIE, BOTH_BAD")
+    codes, systems = pd.factorize(pd.concat([table["system_a"], table["system_b"]]), sort=True)
+    n = len(table)
+    keep = pref.to_numpy() >= 0
+    a, b, score = codes[:n][keep].tolist(), codes[n:][keep].tolist(), pref.to_numpy()[keep]
+    ratings = [float(init_rating)] * len(systems)
+    for ia, ib, sc in zip(a, b, score.tolist(), strict=True):
+        expected = 1.0 / (1.0 + 10.0 ** ((ratings[ib] - ratings[ia]) / 400.0))
+        delta = k * (sc - expected)
+        ratings[ia] += delta
+        ratings[ib] -= delta
+    out = pd.Series(ratings, index=pd.Index([str(s) for s in systems], name="system"))
+    return out.rename("rating").sort_values(ascending=False, kind="stable")
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (default 95%); ``(0, 1)`` when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def agreement(votes: pd.DataFrame) -> dict[str, float | int]:
+    """How often APEX's preferred clip is the one listeners chose.
+
+    Args:
+        votes: columns ``preference`` and ``apex_p_a`` (APEX's probability, 0-1, that A is
+            preferred). TIE and BOTH_BAD votes are excluded, and so are rows where APEX has no
+            preference (``apex_p_a`` missing or exactly 0.5).
+
+    Returns:
+        ``{"agree", "n", "rate", "ci_low", "ci_high"}``: agreeing votes, votes compared, their
+        ratio (NaN when n = 0) and its Wilson 95% interval.
+    """
+    _require_columns(votes, ("preference", "apex_p_a"))
+    p_a = pd.to_numeric(votes["apex_p_a"], errors="raise").to_numpy(dtype=np.float64)
+    if np.any((p_a < 0) | (p_a > 1)):
+        raise ValueError("apex_p_a must be a probability in [0, 1]")
+    pref = votes["preference"].to_numpy()
+    decided = np.isin(pref, ["A", "B"]) & ~np.isnan(p_a) & (p_a != 0.5)
+    human_a = pref[decided] == "A"
+    apex_a = p_a[decided] > 0.5
+    agree, n = int(np.sum(human_a == apex_a)), int(decided.sum())
+    low, high = wilson_interval(agree, n)
+    return {
+        "agree": agree,
+        "n": n,
+        "rate": agree / n if n else float("nan"),
+        "ci_low": low,
+        "ci_high": high,
+    }
