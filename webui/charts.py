@@ -1,0 +1,142 @@
+"""Plotly figures for the tabs: aesthetic radar, score timeline, leaderboard with CI bars.
+
+Pure functions from plain data (dicts, DataFrames) to ``plotly.graph_objects.Figure`` so they can be
+checked without a browser. Axes use the score ranges from :mod:`apex.tasks`, never guessed ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_RANGES
+
+#: Series colours (colour-blind safe Okabe-Ito), in the order series are drawn.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+
+_LAYOUT: dict[str, Any] = {
+    "template": "plotly_white",
+    "margin": {"l": 40, "r": 20, "t": 50, "b": 40},
+    "legend": {"orientation": "h", "y": -0.15},
+    "height": 380,
+}
+
+
+def pretty(name: str) -> str:
+    """Human label of a score name (``score_streams`` -> ``Streams``)."""
+    return name.removeprefix("score_").replace("_", " ").capitalize()
+
+
+def radar(series: Mapping[str, Mapping[str, float]], title: str = "Aesthetics (1-5)") -> Any:
+    """Radar chart of the five aesthetic scores.
+
+    Args:
+        series: label -> scores (each holding at least the five aesthetics, on 1-5).
+        title: figure title.
+    """
+    import plotly.graph_objects as go
+
+    axes = [pretty(n) for n in AESTHETICS]
+    fig = go.Figure()
+    for i, (label, scores) in enumerate(series.items()):
+        values = [float(scores[n]) for n in AESTHETICS]
+        fig.add_trace(
+            go.Scatterpolar(
+                r=[*values, values[0]],  # close the polygon
+                theta=[*axes, axes[0]],
+                fill="toself",
+                name=label,
+                line={"color": PALETTE[i % len(PALETTE)]},
+                opacity=0.7,
+            )
+        )
+    low, high = SCORE_RANGES[AESTHETICS[0]]
+    fig.update_layout(
+        **_LAYOUT,
+        title=title,
+        polar={"radialaxis": {"range": [low, high], "tickvals": [1, 2, 3, 4, 5]}},
+        showlegend=len(series) > 1,
+    )
+    return fig
+
+
+def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along the song") -> Any:
+    """Per-segment scores against time: engagement (0-100) above, aesthetics (1-5) below.
+
+    Args:
+        segments: each ``{"start_s", "end_s", **scores}`` (seconds; scores on their own scales).
+        title: figure title.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("Engagement (0-100)", "Aesthetics (1-5)"),
+    )
+    # A point at each segment's middle: segments are 30 s long, so the middle is where the
+    # score "belongs" on the time axis.
+    mids = [(float(s["start_s"]) + float(s["end_s"])) / 2 for s in segments]
+    mode = "lines+markers" if len(segments) > 1 else "markers"
+    for row, names in ((1, ENGAGEMENT), (2, AESTHETICS)):
+        for name in names:
+            if not segments or name not in segments[0]:
+                continue
+            colour = PALETTE[list(ENGAGEMENT + AESTHETICS).index(name) % len(PALETTE)]
+            fig.add_trace(
+                go.Scatter(
+                    x=mids,
+                    y=[float(s[name]) for s in segments],
+                    mode=mode,
+                    name=pretty(name),
+                    line={"color": colour},
+                ),
+                row=row,
+                col=1,
+            )
+        fig.update_yaxes(range=list(SCORE_RANGES[names[0]]), row=row, col=1)
+    fig.update_xaxes(title_text="time (s)", row=2, col=1)
+    fig.update_layout(**{**_LAYOUT, "height": 460}, title=title)
+    return fig
+
+
+def ratings_chart(board: Any, title: str = "Bradley-Terry rating with 95% CI") -> Any:
+    """Horizontal points with CI bars, best system on top.
+
+    Args:
+        board: DataFrame with columns ``system``, ``rating``, ``ci_low``, ``ci_high`` (any order).
+        title: figure title.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    if len(board):
+        ordered = board.sort_values("rating")
+        rating = ordered["rating"].astype(float)
+        fig.add_trace(
+            go.Scatter(
+                x=rating,
+                y=ordered["system"].astype(str),
+                mode="markers",
+                marker={"size": 11, "color": PALETTE[0]},
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": (ordered["ci_high"].astype(float) - rating).clip(lower=0),
+                    "arrayminus": (rating - ordered["ci_low"].astype(float)).clip(lower=0),
+                },
+                name="rating",
+                hovertemplate="%{y}: %{x:.0f}<extra></extra>",
+            )
+        )
+    fig.add_vline(x=1000, line_dash="dot", line_color="#888")
+    fig.update_layout(
+        **{**_LAYOUT, "height": max(300, 40 * len(board) + 120)},
+        title=title,
+        xaxis_title="rating (1000 = average)",
+        showlegend=False,
+    )
+    return fig

@@ -1,0 +1,272 @@
+"""Score tab: upload or record a song, see its seven APEX scores; or compare two songs.
+
+Handlers call :class:`apex.Scorer` and turn its :class:`~apex.ScoreResult` (as a JSON dict) into
+tables and figures. The ``/score`` and ``/compare`` endpoints return only that JSON dict, so
+``gradio_client`` users get the same data the page draws from; the page draws in a second step.
+Uploaded audio is deleted from the server once scored (the visitor did not opt in to keeping it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS, SCORE_NAMES, SCORE_RANGES
+from webui import charts
+from webui.services import NotReady, Services
+
+log = logging.getLogger(__name__)
+
+DEMO_BANNER = (
+    "**Offline demo model.** These scores come from heads trained on a synthetic demo corpus with "
+    "the built-in descriptor encoder, not from the published APEX model on MERT: use them to try "
+    "the app, not to judge real songs."
+)
+
+
+def _upload_root() -> Path:
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()).resolve()
+
+
+def forget_upload(path: str | None) -> None:
+    """Delete an uploaded file if (and only if) it lives in gradio's upload folder.
+
+    Files elsewhere (a path given by a local ``gradio_client`` user, the demo corpus) are never
+    touched: only what the visitor sent us is ours to forget.
+    """
+    if not path:
+        return
+    p = Path(path).resolve()
+    if _upload_root() in p.parents:
+        p.unlink(missing_ok=True)
+
+
+def score_song(services: Services, audio_path: str | None) -> dict[str, Any]:
+    """Score one song; return :meth:`ScoreResult.to_dict` (JSON-ready).
+
+    Raises:
+        gr.Error: no file, scorer warming up, or bad audio (the scoring core's clear message).
+    """
+    if not audio_path:
+        raise gr.Error("Upload a song or record one first.", print_exception=False)
+    try:
+        scorer = services.scorer
+        return scorer.score([audio_path])[0].to_dict()
+    except NotReady as err:
+        raise gr.Error(str(err), title="Please wait", print_exception=False) from None
+    except ValueError as err:  # AudioError is a ValueError; its message says what to do
+        raise gr.Error(str(err), title="Cannot score this file", print_exception=False) from None
+    finally:
+        forget_upload(audio_path)
+
+
+def compare_songs(services: Services, path_a: str | None, path_b: str | None) -> dict[str, Any]:
+    """Score two songs and APEX's probability that listeners prefer A over B.
+
+    Returns:
+        ``{"a": result dict, "b": result dict, "p_prefer_a": float in 0-1}``.
+    """
+    if not path_a or not path_b:
+        raise gr.Error("Give two songs to compare (A and B).", print_exception=False)
+    try:
+        scorer = services.scorer
+        result_a, result_b = scorer.score([path_a, path_b])
+        p_a = float(scorer.compare(result_a, result_b))
+        return {"a": result_a.to_dict(), "b": result_b.to_dict(), "p_prefer_a": p_a}
+    except NotReady as err:
+        raise gr.Error(str(err), title="Please wait", print_exception=False) from None
+    except ValueError as err:
+        raise gr.Error(str(err), title="Cannot score this file", print_exception=False) from None
+    finally:
+        forget_upload(path_a)
+        forget_upload(path_b)
+
+
+def _fmt(name: str, value: float) -> str:
+    return f"{value:.1f}" if SCORE_RANGES[name][1] > 5 else f"{value:.2f}"
+
+
+def scores_table(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per score: name, value, scale, percentile (engagement), what it means."""
+    rows = []
+    percentiles = result.get("percentiles") or {}
+    uncertainty = result.get("uncertainty") or {}
+    for name in SCORE_NAMES:
+        low, high = SCORE_RANGES[name]
+        value = _fmt(name, result["scores"][name])
+        if name in uncertainty:
+            value += f" ± {_fmt(name, uncertainty[name])}"
+        pct = percentiles.get(name)
+        rows.append(
+            {
+                "score": charts.pretty(name),
+                "value": value,
+                "scale": f"{low:g}-{high:g}",
+                "percentile": "" if pct is None else f"{pct:.0f}th",
+                "what it means": SCORE_DESCRIPTIONS[name],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def engagement_markdown(result: dict[str, Any]) -> str:
+    """Engagement scores with their percentile against the model's reference distribution."""
+    lines = ["### Engagement"]
+    percentiles = result.get("percentiles") or {}
+    for name in ENGAGEMENT:
+        value = result["scores"][name]
+        line = f"- **{charts.pretty(name)}: {value:.1f} / 100**"
+        if name in percentiles:
+            line += (
+                f" — higher than {percentiles[name]:.0f}% of the songs in the model's "
+                "reference distribution"
+            )
+        lines.append(line)
+    if not percentiles:
+        lines.append("_This model ships no reference distribution, so no percentiles._")
+    return "\n".join(lines)
+
+
+def banner_markdown(result: dict[str, Any]) -> str:
+    """The demo-model banner and the scoring core's warnings (e.g. silence), or ''."""
+    parts = [DEMO_BANNER] if result.get("is_demo") else []
+    parts += [f"⚠️ {w}" for w in result.get("warnings") or []]
+    return "\n\n".join(parts)
+
+
+def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
+    """Write the result to a fresh temporary JSON file for download; return its path."""
+    folder = Path(tempfile.mkdtemp(prefix="apex-json-"))
+    path = folder / f"{stem}.json"
+    path.write_text(json.dumps(result, indent=2, sort_keys=True))
+    return str(path)
+
+
+def render_result(result: dict[str, Any] | None) -> tuple[Any, ...]:
+    """Everything the page shows for one scored song (banner, table, radar, text, timeline, file)."""
+    if not result:
+        return (gr.update(visible=False), None, None, "", None, gr.update(visible=False))
+    banner = banner_markdown(result)
+    source = Path(str(result.get("source") or "song")).stem or "song"
+    header = (
+        f"**{source}** · {result.get('duration_s', 0):.1f} s · model `{result.get('model_id')}` · "
+        f"encoder `{result.get('encoder_id')}`"
+    )
+    return (
+        gr.update(value=banner, visible=bool(banner)),
+        scores_table(result),
+        charts.radar({source: result["scores"]}),
+        f"{header}\n\n{engagement_markdown(result)}",
+        charts.timeline(result.get("segments") or []),
+        gr.update(value=save_json(result), visible=True),
+    )
+
+
+def compare_table(pair: dict[str, Any]) -> pd.DataFrame:
+    """Side-by-side scores of A and B, with the difference."""
+    rows = []
+    for name in SCORE_NAMES:
+        a, b = pair["a"]["scores"][name], pair["b"]["scores"][name]
+        rows.append(
+            {
+                "score": charts.pretty(name),
+                "A": _fmt(name, a),
+                "B": _fmt(name, b),
+                "A - B": f"{a - b:+.2f}",
+                "what it means": SCORE_DESCRIPTIONS[name],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def render_compare(pair: dict[str, Any] | None) -> tuple[Any, ...]:
+    """Banner, P(prefer) text, side-by-side table and a two-series radar."""
+    if not pair:
+        return (gr.update(visible=False), "", None, None)
+    p_a = float(pair["p_prefer_a"])
+    banner = banner_markdown(pair["a"]) or banner_markdown(pair["b"])
+    pick = "A" if p_a >= 0.5 else "B"
+    text = (
+        f"### APEX expects listeners to prefer **{pick}**\n"
+        f"P(prefer A) = **{p_a:.0%}** · P(prefer B) = **{1 - p_a:.0%}**"
+    )
+    radar = charts.radar(
+        {"A": pair["a"]["scores"], "B": pair["b"]["scores"]}, title="Aesthetics: A vs B"
+    )
+    return (gr.update(value=banner, visible=bool(banner)), text, compare_table(pair), radar)
+
+
+def build(services: Services) -> None:
+    """Lay out the Score tab inside the current ``gr.Blocks`` and wire its events."""
+    limit = services.settings.score_concurrency
+    gr.Markdown(
+        "Upload a song (WAV, FLAC, OGG or MP3, up to "
+        f"{services.settings.max_audio_s / 60:g} min) or record one. APEX predicts two engagement "
+        f"scores (0-100) and five aesthetic scores ({', '.join(AESTHETICS)}; 1-5). "
+        "Your upload is deleted from the server as soon as it is scored."
+    )
+    with gr.Tabs():
+        with gr.Tab("One song"):
+            with gr.Row():
+                audio = gr.Audio(
+                    sources=["upload", "microphone"], type="filepath", label="Song", scale=2
+                )
+                with gr.Column(scale=1):
+                    go = gr.Button("Score", variant="primary", elem_id="score-button")
+                    download = gr.DownloadButton("Download JSON", visible=False)
+            banner = gr.Markdown(visible=False, elem_id="score-banner")
+            summary = gr.Markdown()
+            table = gr.Dataframe(label="The seven scores", interactive=False, wrap=True)
+            with gr.Row():
+                radar = gr.Plot(label="Aesthetics")
+                timeline = gr.Plot(label="Along the song")
+            with gr.Accordion("Raw result (JSON)", open=False):
+                result = gr.JSON(label="Result")
+        with gr.Tab("Compare two"):
+            with gr.Row():
+                audio_a = gr.Audio(sources=["upload", "microphone"], type="filepath", label="A")
+                audio_b = gr.Audio(sources=["upload", "microphone"], type="filepath", label="B")
+            go_compare = gr.Button("Compare", variant="primary")
+            c_banner = gr.Markdown(visible=False)
+            c_text = gr.Markdown()
+            with gr.Row():
+                c_table = gr.Dataframe(interactive=False, wrap=True, scale=3)
+                c_radar = gr.Plot(label="Aesthetics", scale=2)
+            c_result = gr.JSON(visible=False)
+
+    def _score(path: str | None, progress: gr.Progress = gr.Progress()) -> dict[str, Any]:
+        progress(0.1, desc="Decoding and scoring")
+        return score_song(services, path)
+
+    def _compare(
+        a: str | None, b: str | None, progress: gr.Progress = gr.Progress()
+    ) -> dict[str, Any]:
+        progress(0.1, desc="Scoring both songs")
+        return compare_songs(services, a, b)
+
+    go.click(
+        _score, [audio], [result], api_name="score", concurrency_limit=limit, concurrency_id="score"
+    ).success(
+        render_result,
+        [result],
+        [banner, table, radar, summary, timeline, download],
+        api_visibility="private",
+    )
+    go_compare.click(
+        _compare,
+        [audio_a, audio_b],
+        [c_result],
+        api_name="compare",
+        concurrency_limit=limit,
+        concurrency_id="score",
+    ).success(
+        render_compare, [c_result], [c_banner, c_text, c_table, c_radar], api_visibility="private"
+    )

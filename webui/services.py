@@ -1,0 +1,266 @@
+"""The composition root: builds the app's services from :class:`~apex.settings.Settings`.
+
+The page must come up in a second even though the scorer (up to a minute for the offline demo model)
+and the clip pool (every clip scored once) take longer. So :class:`Services` builds them on one
+background thread, in dependency order, and each tab asks for what it needs through :meth:`get`,
+which raises :class:`NotReady` with a sentence a visitor can read while a service is warming up or
+has failed. The vote store comes first because it is quick and is all the Leaderboard and Data tabs
+need.
+
+Nothing here imports gradio, so handlers can be tested with plain Python.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from apex.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Service name -> builder. A builder takes the settings and the services built so far.
+Builder = Callable[[Settings, Mapping[str, Any]], Any]
+
+#: What each service is, in words for the status line.
+LABELS: dict[str, str] = {
+    "store": "vote store",
+    "scorer": "APEX scorer",
+    "pool": "arena clip pool",
+    "arena": "arena",
+    "sync": "Hub sync",
+    "refit": "refit worker",
+}
+
+
+class NotReady(RuntimeError):
+    """A service is still warming up or failed to start; ``str(err)`` is meant for visitors."""
+
+
+@dataclass
+class ServiceStatus:
+    """Where one service stands: ``waiting``, ``warming``, ``ready``, ``failed`` or ``off``."""
+
+    state: str = "waiting"
+    detail: str = ""
+    seconds: float | None = None
+
+
+def _build_store(settings: Settings, built: Mapping[str, Any]) -> Any:
+    from annotation.store import open_store
+
+    return open_store(settings)
+
+
+def _build_scorer(settings: Settings, built: Mapping[str, Any]) -> Any:
+    from apex import load_scorer
+
+    encoder = None if settings.encoder == "auto" else settings.encoder
+    device = None if settings.device == "auto" else settings.device
+    return load_scorer(
+        settings.model,
+        encoder=encoder,
+        device=device,
+        precision=settings.precision,
+        settings=settings,
+    )
+
+
+def _build_pool(settings: Settings, built: Mapping[str, Any]) -> Any:
+    from annotation.pool import load_pool
+
+    return load_pool(settings, built["scorer"])
+
+
+def _build_arena(settings: Settings, built: Mapping[str, Any]) -> Any:
+    from annotation.arena import Arena
+
+    return Arena(settings, pool=built["pool"], store=built["store"], scorer=built["scorer"])
+
+
+def _build_sync(settings: Settings, built: Mapping[str, Any]) -> Any:
+    from annotation.sync import start_sync
+
+    return start_sync(settings, built["store"])
+
+
+def _build_refit(settings: Settings, built: Mapping[str, Any]) -> Any:
+    if settings.refit_hours <= 0:
+        return None  # scheduled refits are off; the About tab says so
+    from annotation.refit_job import RefitWorker
+
+    worker = RefitWorker(settings, store=built["store"], scorer=built["scorer"])
+    worker.start()
+    return worker
+
+
+def default_builders() -> dict[str, Builder]:
+    """The production builders, in the order they run (each may use the ones before it)."""
+    return {
+        "store": _build_store,
+        "scorer": _build_scorer,
+        "pool": _build_pool,
+        "arena": _build_arena,
+        "sync": _build_sync,
+        "refit": _build_refit,
+    }
+
+
+#: Which services each one needs; a failed dependency marks its dependants failed too.
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "pool": ("scorer",),
+    "arena": ("pool", "store", "scorer"),
+    "sync": ("store",),
+    "refit": ("store", "scorer"),
+}
+
+
+class Services:
+    """Holds the app's services and builds them in the background.
+
+    Args:
+        settings: the app configuration.
+        builders: name -> builder, in build order (default :func:`default_builders`); tests pass a
+            subset to start only what they need.
+        optional: services whose failure is reported but does not count as the app failing
+            (Hub sync and refit are extras: voting and scoring work without them).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        builders: Mapping[str, Builder] | None = None,
+        optional: tuple[str, ...] = ("sync", "refit"),
+    ) -> None:
+        self.settings = settings
+        self._builders = dict(default_builders() if builders is None else builders)
+        self._optional = optional
+        self._built: dict[str, Any] = {}
+        self._status = {name: ServiceStatus() for name in self._builders}
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, background: bool = True) -> Services:
+        """Build every service, on a daemon thread when ``background`` (returns at once)."""
+        if self._thread is not None or self._done.is_set():
+            return self
+        if not background:
+            self._build_all()
+            return self
+        self._thread = threading.Thread(target=self._build_all, name="apex-services", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every service has been attempted; True when none of the required ones failed."""
+        self._done.wait(timeout)
+        with self._lock:
+            return self._done.is_set() and not any(
+                s.state == "failed" for n, s in self._status.items() if n not in self._optional
+            )
+
+    def close(self) -> None:
+        """Stop background workers (Hub sync pushes once more; refit stops) and close the store."""
+        for name in ("refit", "sync", "store"):
+            service = self._built.get(name)
+            for method in ("stop", "close"):
+                fn = getattr(service, method, None)
+                if callable(fn):
+                    try:
+                        fn()
+                    except Exception:  # shutting down: report, keep closing the others
+                        log.exception("closing %s failed", name)
+                    break
+
+    def _build_all(self) -> None:
+        try:
+            for name, builder in self._builders.items():
+                self._build_one(name, builder)
+        finally:
+            self._done.set()
+
+    def _build_one(self, name: str, builder: Builder) -> None:
+        missing = [d for d in DEPENDS.get(name, ()) if d in self._builders and d not in self._built]
+        if missing:
+            why = ", ".join(LABELS.get(d, d) for d in missing)
+            self._set(name, ServiceStatus("failed", f"needs the {why}, which did not start"))
+            return
+        self._set(name, ServiceStatus("warming"))
+        start = time.perf_counter()
+        try:
+            service = builder(self.settings, dict(self._built))
+        except Exception as err:  # the page stays up and says what failed
+            log.exception("starting the %s failed", LABELS.get(name, name))
+            self._set(name, ServiceStatus("failed", f"{type(err).__name__}: {err}"))
+            return
+        seconds = time.perf_counter() - start
+        with self._lock:
+            self._built[name] = service
+            state = "off" if service is None else "ready"
+            self._status[name] = ServiceStatus(state, "", seconds)
+        log.info("%s %s in %.1f s", LABELS.get(name, name), state, seconds)
+
+    def _set(self, name: str, status: ServiceStatus) -> None:
+        with self._lock:
+            self._status[name] = status
+
+    # ------------------------------------------------------------------ access
+    def get(self, name: str) -> Any:
+        """Return service ``name``, or raise :class:`NotReady` saying why it cannot be used yet."""
+        with self._lock:
+            if name in self._built:
+                return self._built[name]
+            status = self._status.get(name)
+        label = LABELS.get(name, name)
+        if status is None:
+            raise NotReady(f"The {label} is not part of this app.")
+        if status.state == "failed":
+            raise NotReady(f"The {label} could not start: {status.detail}")
+        raise NotReady(f"The {label} is still warming up; try again in a few seconds.")
+
+    def ready(self, name: str) -> bool:
+        """True when ``name`` has been built (it may be ``None`` when switched off)."""
+        with self._lock:
+            return name in self._built
+
+    def status(self) -> dict[str, ServiceStatus]:
+        """A snapshot of every service's status."""
+        with self._lock:
+            return {n: ServiceStatus(s.state, s.detail, s.seconds) for n, s in self._status.items()}
+
+    def status_line(self) -> str:
+        """One line for the header: which services are still warming up or failed (empty if none)."""
+        parts = []
+        for name, st in self.status().items():
+            if st.state in ("waiting", "warming"):
+                parts.append(f"{LABELS.get(name, name)} warming up")
+            elif st.state == "failed" and name not in self._optional:
+                parts.append(f"{LABELS.get(name, name)} failed ({st.detail})")
+        return "; ".join(parts)
+
+    @property
+    def scorer(self) -> Any:
+        """The :class:`apex.Scorer` (raises :class:`NotReady`)."""
+        return self.get("scorer")
+
+    @property
+    def arena(self) -> Any:
+        """The :class:`annotation.arena.Arena` (raises :class:`NotReady`)."""
+        return self.get("arena")
+
+    @property
+    def store(self) -> Any:
+        """The vote store (raises :class:`NotReady`)."""
+        return self.get("store")
+
+
+def build_services(settings: Settings, *, background: bool = True) -> Services:
+    """Create the production services and start building them."""
+    return Services(settings).start(background=background)
