@@ -172,7 +172,7 @@ def load_reference_checkpoint(path: str | Path) -> ReferenceHeads:
         heads = ReferenceHeads(task=task, shared=shared, mode=mode)
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}") from err
-    strict_load(heads, state, str(path))
+    strict_load(heads, state, f"{path} (task={task!r}, shared={shared})")
     heads.checkpoint_info = {
         "task": task,
         "shared": shared,
