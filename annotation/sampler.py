@@ -1,0 +1,209 @@
+"""Pair sampling: which two clips a listener hears next.
+
+A battle is two clips of different systems, in random A/B order, from the same prompt whenever
+the pool has a prompt with at least two systems (the comparison is then about the systems, not
+the prompts). The system pair is drawn with a weight, and the clips are then drawn uniformly
+among those of the pair that the voter has not yet heard together in this session:
+
+- ``balanced``: weight ``1 / (1 + battles so far)`` for the pair, so under-compared pairs catch
+  up and exposure evens out (Chatbot Arena and Music Arena aim for the same with uniform or
+  down-weighted sampling of frequent pairs).
+- ``info``: the balanced weight times how uncertain the order of the two systems still is:
+  ``floor + P(|N(0, 1)| > z)`` with ``z = |rating gap| / standard error of the gap`` (standard
+  errors from the bootstrap interval widths). Pairs whose intervals overlap most come first;
+  systems missing from the ratings count as fully uncertain. Without intervals the outcome
+  uncertainty ``4 p (1 - p)`` of the predicted win probability is used instead.
+
+``pair_counts`` keys are unordered system pairs written as a sorted tuple (see :func:`pair_key`);
+either order is accepted and both are added up.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from annotation.ratings import POINTS_PER_NAT
+
+_RANDOM_TRIES = 16  # draws before enumerating a pair's clip pairs (exclusions are few)
+_INFO_FLOOR = 0.05  # a settled pair still gets a trickle of battles, so its rating is checked
+
+
+class NoPairAvailable(LookupError):
+    """Every clip pair of two different systems is excluded (the voter has heard them all)."""
+
+
+def pair_key(system_a: str, system_b: str) -> tuple[str, str]:
+    """The ``pair_counts`` key of two systems: the sorted tuple ``(min, max)``."""
+    if system_a == system_b:
+        raise ValueError(f"a pair needs two different systems, got {system_a!r} twice")
+    return (system_a, system_b) if system_a < system_b else (system_b, system_a)
+
+
+def count_pairs(battles: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Battles per unordered system pair from a table with ``system_a``/``system_b`` columns."""
+    if battles.empty:
+        return {}
+    a = battles["system_a"].astype(str).to_numpy()
+    b = battles["system_b"].astype(str).to_numpy()
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    counts = pd.Series(1, index=pd.MultiIndex.from_arrays([low, high])).groupby(level=[0, 1]).sum()
+    return {(str(x), str(y)): int(c) for (x, y), c in counts.items()}
+
+
+class PairSampler:
+    """Draws battles from a clip pool; thread-safe (one RNG behind a lock).
+
+    Args:
+        clips: one row per clip with ``clip_id`` (unique), ``system`` and ``prompt``.
+        mode: ``"balanced"`` or ``"info"`` (see the module docstring).
+        seed: seed of the sampler's own RNG; the same seed, pool and call sequence give the
+            same battles.
+    """
+
+    def __init__(
+        self,
+        clips: pd.DataFrame,
+        *,
+        mode: Literal["balanced", "info"] = "balanced",
+        seed: int = 0,
+    ) -> None:
+        missing = [c for c in ("clip_id", "system", "prompt") if c not in clips.columns]
+        if missing:
+            raise ValueError(
+                f"clips table lacks column(s) {missing}; it needs clip_id, system, prompt"
+            )
+        if mode not in ("balanced", "info"):
+            raise ValueError(f"mode must be 'balanced' or 'info', got {mode!r}")
+        if clips["clip_id"].duplicated().any():
+            dup = clips["clip_id"][clips["clip_id"].duplicated()].iloc[0]
+            raise ValueError(f"clip ids must be unique; {dup!r} appears more than once")
+        table = (
+            clips[["clip_id", "system", "prompt"]]
+            .astype(str)
+            .sort_values(["system", "prompt", "clip_id"])
+        )
+        systems = tuple(sorted(table["system"].unique()))
+        if len(systems) < 2:
+            raise ValueError(f"the pool needs clips of at least two systems, got {list(systems)}")
+        self.mode = mode
+        self.systems = systems
+        # Frozen lookups built once; sample() only reads them, so only the RNG needs the lock.
+        self._by_system = {s: tuple(g["clip_id"]) for s, g in table.groupby("system")}
+        self._by_prompt_system = {
+            key: tuple(g["clip_id"]) for key, g in table.groupby(["prompt", "system"])
+        }
+        prompts_of = table.groupby("system")["prompt"].agg(lambda p: set(p))
+        self._pairs = tuple((x, y) for n, x in enumerate(systems) for y in systems[n + 1 :])
+        self._shared = {
+            pair: tuple(sorted(prompts_of[pair[0]] & prompts_of[pair[1]])) for pair in self._pairs
+        }
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+
+    def sample(
+        self,
+        *,
+        pair_counts: Mapping[tuple[str, str], int],
+        ratings: pd.DataFrame | None = None,
+        exclude: set[frozenset[str]] | frozenset[frozenset[str]] = frozenset(),
+    ) -> tuple[str, str]:
+        """Draw the next battle.
+
+        Args:
+            pair_counts: battles so far per unordered system pair, keyed by :func:`pair_key`
+                (missing pairs count 0).
+            ratings: :func:`annotation.ratings.fit_bradley_terry` output (index system, columns
+                ``rating``, ``ci_low``, ``ci_high``); used by ``info`` mode, ignored otherwise.
+            exclude: clip pairs (``frozenset({clip_a, clip_b})``) this voter already heard in
+                this session.
+
+        Returns:
+            ``(clip_id_a, clip_id_b)``: clips of two different systems, in random order.
+
+        Raises:
+            NoPairAvailable: every eligible clip pair is in ``exclude``.
+        """
+        weights = self._weights(pair_counts, ratings)
+        with self._lock:
+            # Same-prompt pairs first; cross-prompt only when no same-prompt pair is left.
+            for same_prompt in (True, False):
+                pairs = [n for n, p in enumerate(self._pairs) if self._shared[p] or not same_prompt]
+                while pairs:
+                    w = weights[pairs]
+                    pick = pairs[int(self._rng.choice(len(pairs), p=w / w.sum()))]
+                    clips = self._draw_clips(self._pairs[pick], same_prompt, exclude)
+                    if clips is not None:
+                        return clips if self._rng.random() < 0.5 else (clips[1], clips[0])
+                    pairs.remove(pick)
+        raise NoPairAvailable(
+            f"every clip pair of two different systems among {len(self._by_system)} systems is "
+            f"excluded ({len(exclude)} pairs already heard); start a new session or add clips"
+        )
+
+    def _weights(
+        self, pair_counts: Mapping[tuple[str, str], int], ratings: pd.DataFrame | None
+    ) -> np.ndarray:
+        """Sampling weight of each system pair, ``[len(self._pairs)]``, all > 0."""
+        counts = dict.fromkeys(self._pairs, 0)
+        for (x, y), c in pair_counts.items():
+            if x != y and (key := pair_key(str(x), str(y))) in counts:
+                counts[key] += int(c)
+        weights = np.array([1.0 / (1.0 + counts[p]) for p in self._pairs])
+        if self.mode == "info" and ratings is not None and len(ratings):
+            if "rating" not in ratings.columns:
+                raise ValueError(
+                    "info mode needs ratings with a 'rating' column (fit_bradley_terry output)"
+                )
+            # One standard error per system from the 95% interval (width / 3.92 when the
+            # bootstrap is near normal); NaN when there is no interval.
+            width = ratings.get("ci_high", np.nan) - ratings.get("ci_low", np.nan)
+            rating = {str(k): float(v) for k, v in ratings["rating"].items()}
+            se = {str(k): float(v) / 3.92 for k, v in pd.Series(width, index=ratings.index).items()}
+            weights *= np.array([_order_uncertainty(rating, se, x, y) for x, y in self._pairs])
+        return weights
+
+    def _draw_clips(
+        self, pair: tuple[str, str], same_prompt: bool, exclude: set[frozenset[str]]
+    ) -> tuple[str, str] | None:
+        """A uniformly drawn clip pair of the two systems not in ``exclude``, or None."""
+        if same_prompt:
+            groups = [
+                (self._by_prompt_system[(p, pair[0])], self._by_prompt_system[(p, pair[1])])
+                for p in self._shared[pair]
+            ]
+        else:
+            groups = [(self._by_system[pair[0]], self._by_system[pair[1]])]
+        sizes = np.array([len(a) * len(b) for a, b in groups], dtype=np.float64)
+        # Random tries first: exclusions are a voter's session, tiny next to the pool.
+        for _ in range(_RANDOM_TRIES):
+            a, b = groups[int(self._rng.choice(len(groups), p=sizes / sizes.sum()))]
+            clip_a, clip_b = a[self._rng.integers(len(a))], b[self._rng.integers(len(b))]
+            if frozenset((clip_a, clip_b)) not in exclude:
+                return clip_a, clip_b
+        left = [(x, y) for a, b in groups for x in a for y in b if frozenset((x, y)) not in exclude]
+        if not left:
+            return None
+        return left[int(self._rng.integers(len(left)))]
+
+
+def _order_uncertainty(rating: dict[str, float], se: dict[str, float], x: str, y: str) -> float:
+    """How open the order of systems x and y still is, from ``floor`` to ``1 + floor``.
+
+    ``rating`` in points, ``se`` standard errors in points (NaN: unknown).
+    """
+    if x not in rating or y not in rating:
+        return 1.0 + _INFO_FLOOR
+    gap = abs(rating[x] - rating[y])
+    se_gap = math.hypot(se[x], se[y])
+    if math.isnan(se_gap):
+        p = 1.0 / (1.0 + math.exp(-gap / POINTS_PER_NAT))
+        return _INFO_FLOOR + 4.0 * p * (1.0 - p)
+    if se_gap == 0.0:
+        return _INFO_FLOOR + (1.0 if gap == 0.0 else 0.0)
+    return _INFO_FLOOR + math.erfc(gap / se_gap / math.sqrt(2.0))
