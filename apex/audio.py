@@ -1,0 +1,284 @@
+"""Audio loading: any file, bytes or array in, a mono float32 waveform at the encoder's rate out.
+
+Decoding uses soundfile (libsndfile). The build shipped with soundfile>=0.12 wheels is libsndfile
+1.2, which reads WAV, FLAC, OGG/Vorbis, OGG/Opus, AIFF and MP3 (MPEG-1/2 layer III, libsndfile
+>= 1.1); formats it cannot read (AAC/M4A, WMA, video containers) are rejected with a message that
+says how to convert them. Channels are averaged to mono and the result is resampled with
+``torchaudio.functional.resample`` (default windowed-sinc settings), exactly as the APEX reference
+does, so embeddings match the published pipeline.
+
+Every problem with the input raises :class:`AudioError`, whose message says what was wrong and
+what to do about it. Silence is not an error (it can be scored) but is noted in ``Audio.warnings``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SAMPLE_RATE = 24_000
+"""MERT's input rate, Hz: every encoder here consumes audio at this rate."""
+MIN_SECONDS = 1.0
+"""Shortest accepted input, seconds: shorter clips give too few encoder frames to mean anything."""
+MAX_SECONDS = 600.0
+"""Default longest accepted input, seconds (10 min); callers can raise it via ``max_seconds``."""
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
+"""Rates outside [1 kHz, 384 kHz] are not music recordings but corrupt headers or mistakes."""
+MAX_CHANNELS = 32
+SILENCE_PEAK = 1e-4
+"""Peak amplitude (full scale = 1.0) below which a clip is flagged as silent (about -80 dBFS)."""
+
+SUPPORTED_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64"}
+)
+_CONVERT_HINT = "convert it to WAV, FLAC, OGG or MP3 first (e.g. `ffmpeg -i input.m4a output.wav`)"
+
+AudioSource = str | Path | bytes | tuple[np.ndarray, int]
+
+
+class AudioError(ValueError):
+    """The input is not usable audio; the message says what is wrong and what to do."""
+
+
+@dataclass
+class Audio:
+    """A decoded, mono, resampled clip.
+
+    Attributes:
+        waveform: ``[T]`` float32 samples in [-1, 1] (not clipped), mono, at ``sample_rate``.
+        sample_rate: Rate of ``waveform``, Hz.
+        source: File name, ``"<bytes>"`` or ``"<array>"``.
+        original_sample_rate: Rate of the input before resampling, Hz.
+        original_channels: Channel count of the input before averaging.
+        warnings: Human-readable notes about usable-but-odd input (e.g. silence).
+    """
+
+    waveform: torch.Tensor
+    sample_rate: int
+    source: str
+    original_sample_rate: int
+    original_channels: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        """Length of ``waveform``, seconds."""
+        return self.waveform.shape[-1] / self.sample_rate
+
+    @cached_property
+    def content_hash(self) -> str:
+        """sha256 hex of the resampled float32 samples and the rate (the embedding-cache key)."""
+        digest = hashlib.sha256()
+        digest.update(struct.pack("<I", self.sample_rate))
+        digest.update(self.waveform.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+        return digest.hexdigest()
+
+
+def load_audio(
+    source: AudioSource | Audio,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    max_seconds: float = MAX_SECONDS,
+) -> Audio:
+    """Decode ``source`` into a mono float32 waveform at ``sample_rate``.
+
+    Args:
+        source: A file path, the raw bytes of an audio file, a ``(samples, rate)`` pair where
+            samples is ``[T]`` or ``[T, C]`` / ``[C, T]`` (the smaller axis is taken as channels),
+            or an already-loaded :class:`Audio` (resampled if its rate differs).
+        sample_rate: Output rate, Hz.
+        max_seconds: Longest accepted input, seconds.
+
+    Returns:
+        The decoded :class:`Audio`.
+
+    Raises:
+        AudioError: Empty, truncated, undecodable or unsupported input; non-finite samples; a
+            clip shorter than ``MIN_SECONDS`` or longer than ``max_seconds``; an absurd sample
+            rate or channel count.
+    """
+    if isinstance(source, Audio):
+        if source.sample_rate == sample_rate:
+            return source
+        return _finish(
+            source.waveform.numpy(), source.sample_rate, source.source, sample_rate, max_seconds
+        )
+    if isinstance(source, tuple):
+        if len(source) != 2:
+            raise AudioError("An array input must be a (samples, sample_rate) pair.")
+        samples, rate = _from_array(*source)
+        name = "<array>"
+    elif isinstance(source, bytes | bytearray | memoryview):
+        samples, rate = _decode(bytes(source), "<bytes>", max_seconds)
+        name = "<bytes>"
+    elif isinstance(source, str | Path):
+        path = Path(source)
+        samples, rate = _decode(_read_file(path), path.name, max_seconds)
+        name = path.name
+    else:
+        raise AudioError(
+            f"Cannot load audio from a {type(source).__name__}; pass a file path, the file's "
+            "bytes, or a (numpy array, sample_rate) pair."
+        )
+    return _finish(samples, rate, name, sample_rate, max_seconds)
+
+
+def _read_file(path: Path) -> bytes:
+    if not path.exists():
+        raise AudioError(f"{path}: no such file; check the path.")
+    if path.is_dir():
+        raise AudioError(f"{path} is a directory; pass an audio file.")
+    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise AudioError(
+            f"{path.name}: unsupported format {path.suffix or '(no extension)'!r}; supported: "
+            f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}. Please {_CONVERT_HINT}."
+        )
+    return path.read_bytes()
+
+
+def _decode(data: bytes, name: str, max_seconds: float) -> tuple[np.ndarray, int]:
+    """Decode file bytes with soundfile; returns ``[T, C]`` float32 samples and the rate in Hz."""
+    import soundfile as sf
+
+    if not data:
+        raise AudioError(f"{name}: the file is empty (0 bytes); upload the complete audio file.")
+    _check_riff_complete(data, name)
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as handle:
+            rate, channels, frames = handle.samplerate, handle.channels, handle.frames
+            _check_rate_and_channels(rate, channels, name)
+            # Refuse before decoding: a 3-hour upload should not cost 3 hours of float32 memory.
+            if frames > 0 and frames / rate > max_seconds * 1.01 + 1:
+                raise _too_long(frames / rate, max_seconds, name)
+            samples = handle.read(dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError) as error:
+        raise AudioError(
+            f"{name}: could not decode this as audio ({error}). The file may be truncated, "
+            f"corrupted or not audio at all; if it plays elsewhere, {_CONVERT_HINT}."
+        ) from error
+    return samples, rate
+
+
+def _check_riff_complete(data: bytes, name: str) -> None:
+    """Reject a WAV whose ``data`` chunk is shorter than its header says (an interrupted copy).
+
+    libsndfile silently reads what is there, so a half-uploaded WAV would be scored as a shorter
+    song; the header's declared length is the only evidence of truncation.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk_id, size = (
+            data[offset : offset + 4],
+            struct.unpack("<I", data[offset + 4 : offset + 8])[0],
+        )
+        if chunk_id == b"data":
+            # 0 and 0xFFFFFFFF mean "length unknown" (streaming writers); nothing to check then.
+            declared_end = offset + 8 + size
+            if 0 < size < 0xFFFFFFFF and declared_end > len(data):
+                raise AudioError(
+                    f"{name}: the WAV file is truncated (its header declares {size} bytes of "
+                    f"audio but only {len(data) - offset - 8} are present); re-export or "
+                    "re-upload the complete file."
+                )
+            return
+        offset += 8 + size + (size & 1)
+
+
+def _from_array(samples: object, rate: object) -> tuple[np.ndarray, int]:
+    """Validate a ``(samples, rate)`` pair; returns ``[T, C]`` float32 samples and the rate."""
+    try:
+        rate = int(rate)  # type: ignore[call-overload]
+        array = np.asarray(samples)
+    except (TypeError, ValueError) as error:
+        raise AudioError(f"Array input must be (numpy array, int sample rate): {error}") from error
+    if array.dtype.kind in "iu":
+        # Integer PCM: scale to [-1, 1) the way soundfile does when decoding integer files.
+        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max + 1)
+    elif array.dtype.kind != "f":
+        raise AudioError(f"Array samples must be float or integer PCM, not {array.dtype}.")
+    if array.ndim == 1:
+        array = array[:, None]
+    elif array.ndim == 2:
+        # The smaller axis is channels: at >= 1 s, samples always outnumber channels.
+        if array.shape[0] < array.shape[1]:
+            array = array.T
+    else:
+        raise AudioError(f"Array samples must be [T] or [T, C], got shape {array.shape}.")
+    _check_rate_and_channels(rate, array.shape[1], "<array>")
+    return np.ascontiguousarray(array, dtype=np.float32), rate
+
+
+def _check_rate_and_channels(rate: int, channels: int, name: str) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{name}: sample rate {rate} Hz is outside the accepted {MIN_SAMPLE_RATE}-"
+            f"{MAX_SAMPLE_RATE} Hz; the header is probably wrong, or the rate was passed in the "
+            "wrong unit. Pass the true rate in Hz (e.g. 44100)."
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(
+            f"{name}: {channels} channels is not a music recording (accepted: 1-{MAX_CHANNELS}); "
+            "for an array, pass [T] or [T, C] samples; for a file, export a stereo or mono mix."
+        )
+
+
+def _too_long(seconds: float, max_seconds: float, name: str) -> AudioError:
+    return AudioError(
+        f"{name}: {seconds:.1f} s is longer than the {max_seconds:.0f} s limit; trim it (e.g. "
+        f"`ffmpeg -i in.wav -t {max_seconds:.0f} out.wav`) or raise the limit (APEX_MAX_AUDIO_S)."
+    )
+
+
+def _finish(
+    samples: np.ndarray, rate: int, name: str, sample_rate: int, max_seconds: float
+) -> Audio:
+    """Check content and length, average channels, resample. ``samples``: ``[T, C]`` or ``[T]``."""
+    samples = samples.reshape(samples.shape[0], -1)
+    frames, channels = samples.shape
+    if frames == 0:
+        raise AudioError(f"{name}: the audio contains no samples; upload a non-empty recording.")
+    if not np.isfinite(samples).all():
+        raise AudioError(
+            f"{name}: the audio contains NaN or infinite samples; the file or array is corrupted "
+            "(re-export it, or check the code that produced the array)."
+        )
+    seconds = frames / rate
+    if seconds < MIN_SECONDS:
+        raise AudioError(
+            f"{name}: {seconds:.2f} s is too short; APEX needs at least {MIN_SECONDS:.0f} s of "
+            "audio (record or upload a longer clip)."
+        )
+    if seconds > max_seconds:
+        raise _too_long(seconds, max_seconds, name)
+    # Mean over channels in float32, as the reference does (torch .mean(dim=1) on float32).
+    mono = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=1)
+    if rate != sample_rate:
+        import torchaudio.functional as taf
+
+        mono = taf.resample(mono, rate, sample_rate)
+    warnings = []
+    peak = float(mono.abs().max())
+    if peak < SILENCE_PEAK:
+        warnings.append(
+            f"The audio is silent (peak {peak:.1e} of full scale); its scores are not meaningful."
+        )
+    return Audio(
+        waveform=mono.contiguous(),
+        sample_rate=sample_rate,
+        source=name,
+        original_sample_rate=rate,
+        original_channels=channels,
+        warnings=warnings,
+    )

@@ -1,0 +1,112 @@
+"""The encoder interface: audio in, per-segment, per-layer pooled embeddings out."""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+
+import torch
+
+from apex.audio import Audio
+
+SEGMENT_SECONDS = 30.0
+"""Segment length of the APEX reference, seconds: non-overlapping, the last one zero-padded."""
+
+
+class EncoderUnavailable(RuntimeError):
+    """An encoder's weights cannot be had (offline, missing files); the message says what to do."""
+
+
+@dataclass
+class Embedding:
+    """Pooled encoder output for one clip.
+
+    Attributes:
+        layers: ``[S, L, D]`` float32 — per segment, per hidden layer, mean over time of the
+            frames that cover real audio (padding masked out).
+        layers_padded: ``[S, L, D]`` float32 — the reference's pooling: mean over all frames of
+            the zero-padded segment.
+        seconds: ``[S]`` float32 — seconds of real audio in each segment.
+        encoder_id: Identifier of the encoder (and its settings) that produced this.
+    """
+
+    layers: torch.Tensor
+    layers_padded: torch.Tensor
+    seconds: torch.Tensor
+    encoder_id: str
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """``[S]`` bool: the segment contains audio."""
+        return self.seconds > 0
+
+    @property
+    def num_segments(self) -> int:
+        """S, the number of segments."""
+        return int(self.layers.shape[0])
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors by name (for safetensors files); ``encoder_id`` travels separately."""
+        return {
+            "layers": self.layers.contiguous(),
+            "layers_padded": self.layers_padded.contiguous(),
+            "seconds": self.seconds.contiguous(),
+        }
+
+
+class Encoder(abc.ABC):
+    """Turns an :class:`Audio` clip into an :class:`Embedding`.
+
+    Attributes:
+        encoder_id: Stable identifier of the weights (e.g. ``"m-a-p/MERT-v1-95M"``).
+        sample_rate: Input rate, Hz.
+        num_layers: L, hidden layers reported per segment.
+        dim: D, width of each layer's vector.
+        segment_seconds: Segment length, seconds.
+        is_fallback: True for the built-in descriptor encoder (no learned weights).
+    """
+
+    encoder_id: str
+    sample_rate: int
+    num_layers: int
+    dim: int
+    segment_seconds: float = SEGMENT_SECONDS
+    is_fallback: bool = False
+
+    @abc.abstractmethod
+    def settings_key(self) -> str:
+        """Everything besides the weights that changes the output (precision, segment length)."""
+
+    @abc.abstractmethod
+    def encode(self, audio: Audio) -> Embedding:
+        """Embed one clip; ``audio`` must be at ``self.sample_rate``."""
+
+    def _check_rate(self, audio: Audio) -> None:
+        if audio.sample_rate != self.sample_rate:
+            raise ValueError(
+                f"{type(self).__name__} needs audio at {self.sample_rate} Hz, got "
+                f"{audio.sample_rate} Hz; load it with load_audio(..., sample_rate="
+                f"{self.sample_rate})."
+            )
+
+
+def split_segments(
+    waveform: torch.Tensor, segment_samples: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut a waveform into non-overlapping segments, zero-padding the last (as the reference).
+
+    Args:
+        waveform: ``[T]`` samples.
+        segment_samples: Samples per segment.
+
+    Returns:
+        ``segments`` ``[S, segment_samples]`` and ``valid`` ``[S]`` int64, the real (unpadded)
+        samples in each segment; ``S = ceil(T / segment_samples)`` (at least 1).
+    """
+    total = int(waveform.shape[-1])
+    count = max(1, math.ceil(total / segment_samples))
+    padded = torch.nn.functional.pad(waveform, (0, count * segment_samples - total))
+    starts = torch.arange(count, dtype=torch.int64) * segment_samples
+    valid = (total - starts).clamp(min=0, max=segment_samples)
+    return padded.view(count, segment_samples), valid

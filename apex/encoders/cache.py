@@ -1,0 +1,114 @@
+"""On-disk embedding cache: the same audio is never encoded twice by the same encoder settings.
+
+Entries are safetensors files named by ``sha256(content hash | encoder id | settings key)``,
+fanned out into 256 sub-folders, written to a temporary file and renamed into place (atomic on
+POSIX and Windows), so a crash or a concurrent writer never leaves a half-written entry behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from apex.audio import Audio
+from apex.encoders.base import Embedding, Encoder
+
+_VERSION = "1"  # bump when the file layout changes; old entries are then simply not found
+
+
+class EmbeddingCache:
+    """A directory of cached :class:`Embedding` files.
+
+    Args:
+        root: Cache directory (created on first write).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def key(self, content_hash: str, encoder_id: str, settings_key: str) -> str:
+        """The entry name for a clip under one encoder configuration (64 hex chars)."""
+        text = "|".join((_VERSION, content_hash, encoder_id, settings_key))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        """Where the entry ``key`` lives."""
+        return self.root / key[:2] / f"{key}.safetensors"
+
+    def get(self, key: str) -> Embedding | None:
+        """The cached embedding, or None if absent or unreadable (then it is recomputed)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                encoder_id = (handle.metadata() or {}).get("encoder_id", "")
+            tensors = load_file(str(path))
+            return Embedding(encoder_id=encoder_id, **tensors)
+        except (SafetensorError, OSError, TypeError, KeyError):
+            return None
+
+    def put(self, key: str, embedding: Embedding) -> Path:
+        """Store ``embedding`` under ``key`` atomically; returns the file path."""
+        from safetensors.torch import save_file
+
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
+        os.close(handle)
+        try:
+            tensors = {k: v.detach().cpu() for k, v in embedding.to_tensors().items()}
+            save_file(tensors, tmp, metadata={"encoder_id": embedding.encoder_id})
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.root.glob("*/*.safetensors")) if self.root.exists() else 0
+
+
+class CachedEncoder(Encoder):
+    """Wraps an :class:`Encoder` with an :class:`EmbeddingCache`; same interface.
+
+    Attributes:
+        encoder: The wrapped encoder (called only on a miss).
+        cache: The cache.
+        hits: Embeddings served from the cache.
+        misses: Embeddings computed by ``encoder``.
+    """
+
+    def __init__(self, encoder: Encoder, cache: EmbeddingCache) -> None:
+        self.encoder = encoder
+        self.cache = cache
+        self.hits = 0
+        self.misses = 0
+        self.encoder_id = encoder.encoder_id
+        self.sample_rate = encoder.sample_rate
+        self.num_layers = encoder.num_layers
+        self.dim = encoder.dim
+        self.segment_seconds = encoder.segment_seconds
+        self.is_fallback = encoder.is_fallback
+
+    def settings_key(self) -> str:
+        """The wrapped encoder's settings key."""
+        return self.encoder.settings_key()
+
+    def encode(self, audio: Audio) -> Embedding:
+        """The cached embedding of ``audio``, computing and storing it on a miss."""
+        self._check_rate(audio)
+        key = self.cache.key(audio.content_hash, self.encoder_id, self.settings_key())
+        cached = self.cache.get(key)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        embedding = self.encoder.encode(audio)
+        self.cache.put(key, embedding)
+        return embedding
