@@ -1,0 +1,109 @@
+"""Voter and session pseudonyms: salted HMAC-SHA256 hashes; raw IPs and session ids never stored.
+
+The salt is a secret. Set it as a Space secret (``APEX_SALT``); when it is unset, one is generated
+once, kept in the data directory with owner-only permissions (0600) and reused on every start, so
+the pseudonyms of a deployment stay stable. Losing the salt file only breaks the link between old
+and new pseudonyms of the same person; it never exposes anyone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from apex.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SALT_FILE = "salt.secret"
+#: Hex characters kept from each digest: 128 bits, far beyond any collision risk for voters.
+_DIGEST_CHARS = 32
+
+
+def load_or_create_salt(settings: Settings) -> str:
+    """Return the pseudonym salt: ``settings.salt`` when set, else the one kept in the data dir.
+
+    On first use without ``APEX_SALT`` a random 256-bit salt is written to
+    ``settings.data_dir / "salt.secret"`` (mode 0600) and a warning is logged. The file is created
+    atomically (written aside, then hard-linked into place), so several processes starting at once
+    agree on one salt.
+
+    Raises:
+        ValueError: the salt file exists but is empty (delete it or set ``APEX_SALT``).
+    """
+    if settings.salt:
+        return settings.salt
+    path = Path(settings.data_dir) / SALT_FILE
+    if not path.exists():
+        _create_salt_file(path)
+    salt = path.read_text(encoding="utf-8").strip()
+    if not salt:
+        raise ValueError(
+            f"the salt file {path} is empty; delete it to generate a new one, or set APEX_SALT."
+        )
+    return salt
+
+
+def _create_salt_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secrets.token_hex(32))
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            # link() fails if the name exists, so the first process wins and the file is never
+            # seen half-written (a plain O_EXCL create could be read before its write lands).
+            os.link(tmp, path)
+        except FileExistsError:
+            return
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.warning(
+        "APEX_SALT is not set: generated a voter-pseudonym salt and kept it in %s (mode 0600). "
+        "Set APEX_SALT as a secret to control it; keep the file if you move the data directory.",
+        path,
+    )
+
+
+class Pseudonymizer:
+    """Turns session ids and IP addresses into stable, non-reversible pseudonyms.
+
+    Args:
+        salt: the secret key of the HMAC (see :func:`load_or_create_salt`).
+    """
+
+    def __init__(self, salt: str) -> None:
+        if not salt:
+            raise ValueError("the pseudonym salt is empty; use load_or_create_salt(settings).")
+        self._key = salt.encode("utf-8")
+
+    def _digest(self, kind: str, *parts: str) -> str:
+        # The kind prefix and NUL separators keep the hash families apart: a session id can never
+        # produce the same pseudonym as some IP address.
+        message = "\0".join((kind, *parts)).encode("utf-8")
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:_DIGEST_CHARS]
+
+    def voter(self, session_id: str, ip: str | None) -> str:
+        """Pseudonym of the person voting (Music Arena's ``user_pseudonym``).
+
+        Derived from the IP address when there is one, so a voter keeps one identity (and one rate
+        limit) across browser sessions; from the session id when the IP is unknown.
+        """
+        if ip:
+            return self._digest("voter-ip", ip.strip())
+        if not session_id:
+            raise ValueError("a voter needs a session id or an IP address; got neither.")
+        return self._digest("voter-session", session_id)
+
+    def session(self, session_id: str) -> str:
+        """Pseudonym of one browser session (binds battles to the session that was issued them)."""
+        if not session_id:
+            raise ValueError("the session id is empty; pass the UI's per-session id.")
+        return self._digest("session", session_id)
