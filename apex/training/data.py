@@ -1,0 +1,381 @@
+"""Engagement data: the Parquet shard format, the target transform, and battles as index pairs.
+
+Shard format (one row per song; every shard of a data set has the same columns):
+
+==================  ===================  ==========================================================
+column              type                 meaning
+==================  ===================  ==========================================================
+``id``              string               song / clip id (unique across shards; votes refer to it)
+``embedding``       list<float32>        per-layer pooled embedding, flattened from ``shape``
+``shape``           list<int32>          ``[S, L, D]`` (per segment) or ``[L, D]`` (song level)
+``duration_s``      float64              seconds of audio
+``encoder_id``      string               encoder that produced the embedding (one per data set)
+``platform``        string               where the engagement counts come from (``suno``, ``demo``)
+``split``           string               ``train`` / ``val`` / ``test`` (or ``pool``: no targets)
+``streams``         float64, nullable    raw play count
+``likes``           float64, nullable    raw like count
+``score_streams``   float64, nullable    0-100 target (used when the raw count is missing)
+``score_likes``     float64, nullable    0-100 target
+five aesthetics     float64, nullable    1-5 targets (SongEval axes) when known
+==================  ===================  ==========================================================
+
+Raw counts become 0-100 targets with :class:`TargetTransform` (the reference's percentile-then-power
+mapping), fitted on the training split only and stored with the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from apex.tasks import AESTHETICS, SCORE_NAMES
+
+#: Raw engagement count column behind each 0-100 engagement score.
+RAW_COLUMNS: dict[str, str] = {"score_streams": "streams", "score_likes": "likes"}
+SPLITS: tuple[str, ...] = ("train", "val", "test", "pool")
+#: Numeric optional columns of a shard, in order.
+_TARGET_COLUMNS: tuple[str, ...] = ("streams", "likes", *SCORE_NAMES)
+
+
+class DataError(ValueError):
+    """Engagement data or votes are malformed; the message says what and how to fix it."""
+
+
+# ---------------------------------------------------------------------------- target transform
+@dataclass
+class TargetTransform:
+    """Raw counts -> 0-100: empirical percentile on the training split, then a power.
+
+    ``score = 100 * F(x) ** power`` where ``F`` is the training-split empirical CDF of the count
+    (ties share their mid-rank, so equal counts map to equal scores), fitted per platform because
+    counts on different platforms are not comparable. ``power`` < 1 compresses the upper tail. The
+    reference does not publish its exponent; 0.5 is our default, and it is stored with the model.
+
+    Attributes:
+        power: exponent applied to the 0-1 percentile.
+        quantiles: ``{platform: {count_column: sorted training values}}`` (the fitted CDF).
+    """
+
+    power: float = 0.5
+    quantiles: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def fit(self, frame: pd.DataFrame) -> TargetTransform:
+        """Fit on the rows of ``frame`` (pass the training split only); returns ``self``."""
+        self.quantiles = {}
+        for platform, rows in frame.groupby("platform"):
+            per: dict[str, list[float]] = {}
+            for raw in RAW_COLUMNS.values():
+                if raw in rows:
+                    values = rows[raw].dropna().to_numpy(dtype=np.float64)
+                    if len(values):
+                        per[raw] = np.sort(values).tolist()
+            self.quantiles[str(platform)] = per
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Return ``frame`` with ``score_*`` filled from the raw counts where a CDF is fitted.
+
+        Rows whose raw count is missing keep any ``score_*`` value they already carry.
+        """
+        out = frame.copy()
+        for score, raw in RAW_COLUMNS.items():
+            if raw not in out:
+                continue
+            if score not in out:
+                out[score] = np.nan
+            for platform, idx in out.groupby("platform").groups.items():
+                ref = self.quantiles.get(str(platform), {}).get(raw)
+                if not ref:
+                    continue
+                counts = out.loc[idx, raw].to_numpy(dtype=np.float64)
+                scored = self.score(counts, np.asarray(ref))
+                keep = np.isnan(counts)
+                out.loc[idx, score] = np.where(keep, out.loc[idx, score], scored)
+        return out
+
+    def score(self, counts: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """``[N]`` raw counts -> ``[N]`` scores on 0-100 against sorted training counts."""
+        below = np.searchsorted(reference, counts, side="left")
+        upto = np.searchsorted(reference, counts, side="right")
+        pct = (below + upto) / (2.0 * len(reference))
+        return 100.0 * np.clip(pct, 0.0, 1.0) ** self.power
+
+    def to_dict(self) -> dict:
+        """JSON-ready statistics, stored in the model's metadata."""
+        return {"power": self.power, "quantiles": self.quantiles}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TargetTransform:
+        """Inverse of :meth:`to_dict`."""
+        return cls(power=float(data["power"]), quantiles=dict(data.get("quantiles", {})))
+
+
+# ---------------------------------------------------------------------------- shards
+def write_shard(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write one shard from a frame with ``id``, ``embedding`` (arrays ``[S, L, D]`` or ``[L, D]``),
+    ``duration_s``, ``encoder_id``, ``platform``, ``split`` and any of the target columns.
+
+    Returns the path written. Raises :class:`DataError` on missing columns or unknown splits.
+    """
+    missing = {"id", "embedding", "encoder_id", "split"} - set(frame.columns)
+    if missing:
+        raise DataError(f"shard frame lacks columns {sorted(missing)}; see apex.training.data")
+    bad = set(frame["split"]) - set(SPLITS)
+    if bad:
+        raise DataError(f"unknown split values {sorted(bad)}; use one of {SPLITS}")
+    arrays = [np.asarray(e, dtype=np.float32) for e in frame["embedding"]]
+    columns = {
+        "id": pa.array(frame["id"].astype(str).tolist(), pa.string()),
+        "embedding": pa.array([a.ravel() for a in arrays], pa.list_(pa.float32())),
+        "shape": pa.array([list(a.shape) for a in arrays], pa.list_(pa.int32())),
+        "duration_s": pa.array(_column(frame, "duration_s"), pa.float64()),
+        "encoder_id": pa.array(frame["encoder_id"].astype(str).tolist(), pa.string()),
+        "platform": pa.array(
+            frame["platform"].astype(str).tolist()
+            if "platform" in frame
+            else ["unknown"] * len(frame),
+            pa.string(),
+        ),
+        "split": pa.array(frame["split"].astype(str).tolist(), pa.string()),
+    }
+    for name in _TARGET_COLUMNS:
+        columns[name] = pa.array(_column(frame, name), pa.float64())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def _column(frame: pd.DataFrame, name: str) -> list[float | None]:
+    if name not in frame:
+        return [None] * len(frame)
+    values = pd.to_numeric(frame[name], errors="coerce")
+    return [None if pd.isna(v) else float(v) for v in values]
+
+
+def read_shards(source: str | Path) -> pd.DataFrame:
+    """Read every ``*.parquet`` under ``source`` (a file or a folder, recursively), sorted by path.
+
+    ``embedding`` comes back as float32 arrays in their stored shape.
+    """
+    source = Path(source)
+    files = [source] if source.is_file() else sorted(source.rglob("*.parquet"))
+    if not files:
+        raise DataError(f"no Parquet shards under {source}; write them with write_shard()")
+    frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    frame["embedding"] = [
+        np.asarray(e, dtype=np.float32).reshape(tuple(s))
+        for e, s in zip(frame["embedding"], frame["shape"], strict=True)
+    ]
+    if frame["id"].duplicated().any():
+        dup = frame.loc[frame["id"].duplicated(), "id"].iloc[0]
+        raise DataError(f"song id {dup!r} appears twice across shards; ids must be unique")
+    return frame.drop(columns=["shape"])
+
+
+# ---------------------------------------------------------------------------- tensors
+@dataclass
+class EngagementData:
+    """Songs as arrays, ready for training and evaluation.
+
+    Attributes:
+        ids: ``[N]`` song ids.
+        x: ``[M, L, D]`` float32 training rows: one per song (``mode="song"``, M = N, segments
+            averaged) or one per segment (``mode="segment"``).
+        row_song: ``[M]`` index of each row's song.
+        song_x: ``[N, L, D]`` song-level embeddings (segment mean), used for battles and eval.
+        targets: ``[N, 7]`` float32 targets in :data:`SCORE_NAMES` order; NaN = unknown.
+        split: ``[N]`` split names; ``platform``: ``[N]``; ``duration_s``: ``[N]`` seconds.
+        encoder_id: the one encoder of the data set.
+        fingerprint: sha256 over ids, shapes and targets (identifies the training data).
+    """
+
+    ids: np.ndarray
+    x: np.ndarray
+    row_song: np.ndarray
+    song_x: np.ndarray
+    targets: np.ndarray
+    split: np.ndarray
+    platform: np.ndarray
+    duration_s: np.ndarray
+    encoder_id: str
+    fingerprint: str
+
+    def index_of(self) -> dict[str, int]:
+        """Map song id -> row of ``song_x``."""
+        return {str(i): n for n, i in enumerate(self.ids)}
+
+    def songs_in(self, *splits: str) -> np.ndarray:
+        """Indices of the songs in any of ``splits``."""
+        return np.flatnonzero(np.isin(self.split, splits))
+
+
+def to_arrays(frame: pd.DataFrame, *, mode: str = "song") -> EngagementData:
+    """Turn a frame from :func:`read_shards` (targets already transformed) into arrays.
+
+    Raises:
+        DataError: mixed encoders or embedding widths, or an unknown ``mode``.
+    """
+    if mode not in ("song", "segment"):
+        raise DataError(f"mode must be 'song' or 'segment', got {mode!r}")
+    encoders = sorted(set(frame["encoder_id"]))
+    if len(encoders) != 1:
+        raise DataError(f"one encoder per data set, found {encoders}; re-embed or split the data")
+    per_song = [e if e.ndim == 3 else e[None] for e in frame["embedding"]]  # [S, L, D]
+    widths = {e.shape[1:] for e in per_song}
+    if len(widths) != 1:
+        raise DataError(f"embeddings have different [L, D] shapes {sorted(widths)}")
+    song_x = np.stack([e.mean(axis=0) for e in per_song]).astype(np.float32)
+    if mode == "segment":
+        x = np.concatenate(per_song).astype(np.float32)
+        row_song = np.repeat(np.arange(len(per_song)), [len(e) for e in per_song])
+    else:
+        x, row_song = song_x, np.arange(len(per_song))
+    targets = np.stack(
+        [pd.to_numeric(frame.get(n, np.nan), errors="coerce") for n in SCORE_NAMES], axis=1
+    ).astype(np.float32)
+    return EngagementData(
+        ids=frame["id"].astype(str).to_numpy(),
+        x=x,
+        row_song=row_song,
+        song_x=song_x,
+        targets=targets,
+        split=frame["split"].astype(str).to_numpy(),
+        platform=frame["platform"].astype(str).to_numpy(),
+        duration_s=pd.to_numeric(frame["duration_s"], errors="coerce").to_numpy(np.float64),
+        encoder_id=encoders[0],
+        fingerprint=fingerprint(frame["id"], song_x.shape, targets),
+    )
+
+
+def fingerprint(ids: pd.Series | np.ndarray, shape: tuple[int, ...], targets: np.ndarray) -> str:
+    """sha256 hex over ids, embedding shape and targets: same data -> same fingerprint."""
+    h = hashlib.sha256()
+    h.update("\n".join(map(str, ids)).encode())
+    h.update(json.dumps(list(shape)).encode())
+    h.update(np.nan_to_num(targets, nan=-1e9).astype(np.float32).tobytes())
+    return h.hexdigest()
+
+
+def apply_ratings(frame: pd.DataFrame, ratings: pd.DataFrame | None) -> pd.DataFrame:
+    """Join human 1-5 aesthetic ratings (columns ``clip_id`` + any aesthetics) into ``frame``.
+
+    Several ratings of one clip are averaged; where a clip already has a target for an axis, the
+    human mean replaces it (people are the ground truth the aesthetic heads imitate).
+    """
+    if ratings is None or len(ratings) == 0:
+        return frame
+    axes = [a for a in AESTHETICS if a in ratings]
+    if "clip_id" not in ratings or not axes:
+        raise DataError("ratings need a clip_id column and at least one aesthetic column")
+    means = ratings.groupby("clip_id")[axes].mean()
+    out = frame.copy()
+    hit = out["id"].isin(means.index)
+    for axis in axes:
+        human = out.loc[hit, "id"].map(means[axis])
+        if axis not in out:
+            out[axis] = np.nan
+        out.loc[hit, axis] = human.where(human.notna(), out.loc[hit, axis])
+    return out
+
+
+def load_engagement(
+    source: str | Path,
+    *,
+    mode: str = "song",
+    transform: TargetTransform | None = None,
+    ratings: pd.DataFrame | None = None,
+) -> tuple[EngagementData, TargetTransform]:
+    """Read shards, fit (or apply a given) target transform, join ratings, return arrays.
+
+    Pass the champion's ``transform`` to evaluate it on its own target scale; leave it None to fit
+    a fresh one on the ``train`` split.
+    """
+    frame = read_shards(source)
+    if transform is None:
+        transform = TargetTransform().fit(frame[frame["split"] == "train"])
+    frame = apply_ratings(transform.transform(frame), ratings)
+    return to_arrays(frame, mode=mode), transform
+
+
+# ---------------------------------------------------------------------------- battles
+@dataclass
+class Battles:
+    """Votes on pairs of embedded clips, as arrays.
+
+    Attributes:
+        a, b: ``[P]`` song indices into :attr:`EngagementData.song_x`.
+        y: ``[P]`` float32 target P(A beats B): 1 (A), 0 (B), 0.5 (TIE).
+        timestamp: ``[P]`` seconds since the epoch (float64).
+        is_instrumental: ``[P]`` bool (False when unknown).
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    y: np.ndarray
+    timestamp: np.ndarray
+    is_instrumental: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def take(self, idx: np.ndarray) -> Battles:
+        """The battles at positions ``idx``."""
+        return Battles(
+            self.a[idx], self.b[idx], self.y[idx], self.timestamp[idx], self.is_instrumental[idx]
+        )
+
+
+_OUTCOME = {"A": 1.0, "B": 0.0, "TIE": 0.5}
+
+
+def battles_from_votes(votes: pd.DataFrame, index: dict[str, int]) -> Battles:
+    """Votes (``clip_a``, ``clip_b``, ``preference``, ``timestamp``) -> :class:`Battles`.
+
+    BOTH_BAD votes and votes on clips without an embedding are dropped (neither carries a usable
+    comparison), as are self-pairs. ``timestamp`` may be datetimes or epoch seconds.
+    """
+    need = {"clip_a", "clip_b", "preference", "timestamp"}
+    if not need <= set(votes.columns):
+        raise DataError(f"votes lack columns {sorted(need - set(votes.columns))}")
+    bad = set(votes["preference"]) - {*_OUTCOME, "BOTH_BAD"}
+    if bad:
+        raise DataError(f"unknown preference values {sorted(bad)}; use A, B, TIE or BOTH_BAD")
+    keep = votes[votes["preference"].isin(_OUTCOME)]
+    a = keep["clip_a"].astype(str).map(index)
+    b = keep["clip_b"].astype(str).map(index)
+    ok = (a.notna() & b.notna() & (a != b)).to_numpy()
+    keep = keep[ok]
+    stamps = keep["timestamp"]
+    if pd.api.types.is_numeric_dtype(stamps):
+        seconds = stamps.to_numpy(np.float64)
+    else:
+        seconds = pd.to_datetime(stamps, utc=True).astype("int64").to_numpy() / 1e9
+    instr = keep.get("is_instrumental", pd.Series(False, index=keep.index))
+    return Battles(
+        a=a[ok].to_numpy(np.int64),
+        b=b[ok].to_numpy(np.int64),
+        y=keep["preference"].map(_OUTCOME).to_numpy(np.float32),
+        timestamp=np.asarray(seconds, dtype=np.float64),
+        is_instrumental=instr.fillna(False).astype(bool).to_numpy(),
+    )
+
+
+def time_split(battles: Battles, holdout_fraction: float = 0.2) -> tuple[Battles, Battles]:
+    """Split battles by time: the latest ``holdout_fraction`` are held out (never at random).
+
+    Returns ``(earlier, later)``; every held-out vote is at or after every training vote, so the
+    evaluation asks what a refit does on votes it could not have seen.
+    """
+    if not 0.0 < holdout_fraction < 1.0:
+        raise DataError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    order = np.argsort(battles.timestamp, kind="stable")
+    cut = len(order) - round(len(order) * holdout_fraction)
+    return battles.take(order[:cut]), battles.take(order[cut:])

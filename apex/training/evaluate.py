@@ -1,0 +1,190 @@
+"""Evaluation: per-task regression metrics, held-out battle metrics, the paper's arena protocol.
+
+- :func:`regression_metrics` — MSE, MAE, Pearson, Spearman per score at song level.
+- :func:`pairwise_metrics` — on held-out battles (split by time, see
+  :func:`apex.training.data.time_split`): accuracy of ``sign(u_A - u_B)`` on decisive votes and
+  ROC AUC of ``u_A - u_B`` for "A won", where ``u`` is :func:`preference_utility`.
+- :func:`arena_protocol` — the APEX paper's Music Arena experiment: features from predicted-score
+  differences (and ratios, instrumental flag, interactions), a standardised logistic regression,
+  10-fold stratified cross-validated AUC (the paper reports 0.60-0.61 there).
+- :func:`evaluate_model` bundles them; :func:`format_table` prints a report for people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy import stats
+from torch import nn
+
+from apex.tasks import ENGAGEMENT, SCORE_NAMES
+from apex.training.data import Battles, EngagementData
+from apex.training.loop import predict
+
+
+def preference_utility(outputs: Mapping[str, np.ndarray], use_head: bool) -> np.ndarray:
+    """Per-clip utility ``[N]`` whose differences rank clips in a battle.
+
+    ``use_head=True`` and a ``preference`` output present: the trained Bradley-Terry logit.
+    Otherwise the fixed link of :data:`apex.heads.LINK_WEIGHTS` over the predicted scores — what a
+    model never trained on votes offers (and what :func:`apex.heads.logistic_preference` uses).
+    """
+    if use_head and "preference" in outputs:
+        return np.asarray(outputs["preference"], dtype=np.float64)
+    from apex.heads import LINK_WEIGHTS
+
+    return sum(
+        w * np.asarray(outputs[k], np.float64) for k, w in LINK_WEIGHTS.items() if k in outputs
+    )
+
+
+def regression_metrics(
+    outputs: Mapping[str, np.ndarray], targets: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """``{score: {mse, mae, pearson, spearman, n}}`` over songs with a known target (n >= 3)."""
+    result: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(SCORE_NAMES):
+        if name not in outputs:
+            continue
+        col = targets[:, i]
+        known = ~np.isnan(col)
+        if known.sum() < 3:
+            continue
+        pred, true = np.asarray(outputs[name], np.float64)[known], col[known].astype(np.float64)
+        constant = np.ptp(pred) == 0 or np.ptp(true) == 0
+        result[name] = {
+            "mse": float(np.mean((pred - true) ** 2)),
+            "mae": float(np.mean(np.abs(pred - true))),
+            "pearson": float("nan") if constant else float(stats.pearsonr(pred, true)[0]),
+            "spearman": float("nan") if constant else float(stats.spearmanr(pred, true)[0]),
+            "n": int(known.sum()),
+        }
+    return result
+
+
+def pairwise_metrics(utility: np.ndarray, battles: Battles) -> dict[str, float]:
+    """Accuracy and AUC of ``utility[a] - utility[b]`` on decisive (non-TIE) battles.
+
+    A zero margin counts as half right (no preference expressed). ``auc`` is NaN when the held-out
+    votes hold only one outcome.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    decisive = battles.y != 0.5
+    margin = utility[battles.a[decisive]] - utility[battles.b[decisive]]
+    won = battles.y[decisive] == 1.0
+    n = int(decisive.sum())
+    if n == 0:
+        return {"accuracy": float("nan"), "auc": float("nan"), "n": 0, "ties": len(battles)}
+    correct = np.where(margin == 0, 0.5, (margin > 0) == won)
+    auc = float(roc_auc_score(won, margin)) if 0 < won.sum() < n else float("nan")
+    return {
+        "accuracy": float(np.mean(correct)),
+        "auc": auc,
+        "n": n,
+        "ties": int(len(battles) - n),
+    }
+
+
+def arena_protocol(
+    outputs: Mapping[str, np.ndarray], battles: Battles, *, seed: int = 42, folds: int = 10
+) -> dict[str, float]:
+    """The paper's arena experiment on decisive battles, as its notebook sets it up.
+
+    Features per battle: for each predicted score and the engagement mean, the difference A - B
+    and the ratio A / B; the instrumental flag; each difference times the flag. Model: standardise
+    then ``LogisticRegression(C=0.1, class_weight="balanced")``; ``folds``-fold stratified CV
+    (shuffled, ``seed``); AUC of the out-of-fold probabilities for "A won". NaN when either
+    outcome has fewer than ``folds`` battles.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    decisive = battles.y != 0.5
+    a, b = battles.a[decisive], battles.b[decisive]
+    y = (battles.y[decisive] == 1.0).astype(int)
+    if min(y.sum(), len(y) - y.sum()) < folds:
+        return {"auc": float("nan"), "n": len(y)}
+    names = [n for n in SCORE_NAMES if n in outputs]
+    preds = {n: np.asarray(outputs[n], np.float64) for n in names}
+    if all(e in preds for e in ENGAGEMENT):
+        preds["combined_popularity"] = np.mean([preds[e] for e in ENGAGEMENT], axis=0)
+    instr = battles.is_instrumental[decisive].astype(float)
+    diffs = [preds[n][a] - preds[n][b] for n in preds]
+    ratios = [preds[n][a] / (preds[n][b] + 1e-9) for n in preds]
+    features = np.column_stack([*diffs, *ratios, instr, *(d * instr for d in diffs)])
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000)
+    )
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    proba = cross_val_predict(model, features, y, cv=cv, method="predict_proba")[:, 1]
+    return {"auc": float(roc_auc_score(y, proba)), "n": len(y)}
+
+
+def evaluate_model(
+    model: nn.Module,
+    data: EngagementData,
+    *,
+    songs: np.ndarray | None = None,
+    battles: Battles | None = None,
+    use_preference: bool = False,
+    device: str = "cpu",
+) -> dict:
+    """Full report of ``model`` on ``songs`` (default: ``test`` split, else ``val``) and battles.
+
+    Returns a JSON-ready dict: ``regression`` per score, ``pairwise`` and ``arena`` when battles are
+    given, and ``n_songs``.
+    """
+    if songs is None:
+        songs = data.songs_in("test")
+        if len(songs) == 0:
+            songs = data.songs_in("val")
+    outputs = predict(model, data.song_x, device=device)
+    report: dict = {
+        "n_songs": len(songs),
+        "regression": regression_metrics(
+            {k: v[songs] for k, v in outputs.items()}, data.targets[songs]
+        ),
+    }
+    if battles is not None and len(battles):
+        report["pairwise"] = pairwise_metrics(preference_utility(outputs, use_preference), battles)
+        report["arena"] = arena_protocol(outputs, battles)
+    return report
+
+
+def engagement_spearman(report: Mapping) -> float:
+    """Mean Spearman of the engagement scores in ``report["regression"]`` (NaN if none)."""
+    values = [report["regression"][e]["spearman"] for e in ENGAGEMENT if e in report["regression"]]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def format_table(reports: Mapping[str, Mapping]) -> str:
+    """A readable table: one column per named report, rows = Spearman per score + battle metrics."""
+    names = list(reports)
+    rows: list[tuple[str, list[str]]] = []
+    for score in SCORE_NAMES:
+        cells = [reports[n].get("regression", {}).get(score, {}).get("spearman") for n in names]
+        if any(c is not None for c in cells):
+            rows.append((f"spearman {score}", [_fmt(c) for c in cells]))
+    for section, key in (("pairwise", "accuracy"), ("pairwise", "auc"), ("arena", "auc")):
+        cells = [reports[n].get(section, {}).get(key) for n in names]
+        if any(c is not None for c in cells):
+            rows.append((f"{section} {key}", [_fmt(c) for c in cells]))
+    width = max([len(r[0]) for r in rows] + [6])
+    cols = [max(len(n), 7) for n in names]
+    lines = ["  ".join([" " * width, *(n.rjust(w) for n, w in zip(names, cols, strict=True))])]
+    for label, cells in rows:
+        lines.append(
+            "  ".join([label.ljust(width), *(c.rjust(w) for c, w in zip(cells, cols, strict=True))])
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "nan" if value != value else f"{value:.3f}"

@@ -1,0 +1,355 @@
+"""The training loop: AdamW, cosine schedule, early stopping, seeded, CPU or GPU, progress bar.
+
+It trains any module that maps ``[B, L, D]`` (or already-mixed ``[B, D]`` through a
+``predict_mixed`` method) to a dict of ``[B]`` score tensors — the reference family
+(:class:`apex.heads.ReferenceHeads`, for the paper's mode/task/loss/shared grid) and our
+:class:`apex.heads.ApexHeads` (plus a ``preference`` logit and ``<name>_std`` outputs).
+
+The whole training set lives in one tensor and batches are index slices of a seeded permutation:
+no per-row Python ``DataLoader`` (that per-sample collation is what makes the reference's loop slow
+on small heads; see ``benchmarks/train_speed.py``).
+
+Early stopping watches a fixed validation criterion, independent of the learned loss weights:
+``sum_t MSE_t / Var_t(train targets)`` over the trained tasks, plus ``pref_weight`` times the
+Bradley-Terry loss on validation battles when there are any.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from apex.tasks import SCORE_NAMES, TASK_OUTPUTS
+from apex.training.data import Battles, EngagementData
+from apex.training.losses import (
+    LOSS_KINDS,
+    UncertaintyWeighting,
+    bradley_terry_loss,
+    combine,
+    gaussian_nll,
+    task_mse,
+)
+
+FAMILIES: tuple[str, ...] = ("apex", "reference")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved in the checkpoint's metadata.
+
+    Attributes:
+        family: ``apex`` (our heads) or ``reference`` (the published architecture).
+        task: ``popularity`` (streams, likes) or ``full`` (all seven scores) — which losses count.
+        mode: ``song`` (segments averaged per song) or ``segment`` (each segment one sample).
+        loss: ``equal``, ``weighted`` or ``uncertainty`` combination of the per-task MSEs.
+        shared: depth of the shared trunk, 2 (512-256) or 3 (512-384-256).
+        epochs, batch_size, lr, weight_decay, grad_clip, patience: optimisation (reference values).
+        pref_weight: weight of the Bradley-Terry loss on battles (0 turns it off).
+        dropout: ApexHeads dropout (the reference family has its own fixed dropouts).
+        seed: seeds model init and batch order; same seed + data + device -> same model.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        progress: show a tqdm bar over epochs.
+    """
+
+    family: str = "apex"
+    task: str = "full"
+    mode: str = "song"
+    loss: str = "uncertainty"
+    shared: int = 2
+    epochs: int = 50
+    batch_size: int = 512
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    patience: int = 20
+    pref_weight: float = 0.0
+    dropout: float = 0.1
+    seed: int = 42
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = {
+            "family": (self.family, FAMILIES),
+            "task": (self.task, tuple(TASK_OUTPUTS)),
+            "mode": (self.mode, ("song", "segment")),
+            "loss": (self.loss, LOSS_KINDS),
+            "shared": (self.shared, (2, 3)),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if self.family == "reference" and self.pref_weight > 0:
+            raise ValueError("the reference heads have no preference output; use family='apex'")
+        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.pref_weight < 0:
+            raise ValueError(f"invalid optimisation settings: {asdict(self)}")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Scores whose losses are trained."""
+        return TASK_OUTPUTS[self.task]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the best model (eval mode, on CPU) and how it got there."""
+
+    model: nn.Module
+    config: TrainConfig
+    best_epoch: int
+    best_val: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)
+    loss_weights: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(config: TrainConfig, num_layers: int, dim: int) -> nn.Module:
+    """A fresh model of ``config.family`` for inputs ``[B, num_layers, dim]`` (seed first)."""
+    from apex.heads import ApexHeads, HeadsConfig, ReferenceHeads
+
+    if config.family == "reference":
+        return ReferenceHeads(task=config.task, shared=config.shared, mode=config.mode)
+    hidden = [512, 256] if config.shared == 2 else [512, 384, 256]
+    return ApexHeads(
+        HeadsConfig(num_layers=num_layers, dim=dim, hidden=hidden, dropout=config.dropout)
+    )
+
+
+def forward(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run ``model`` on ``[B, L, D]``, or on pre-mixed ``[B, D]`` through ``predict_mixed``."""
+    if x.dim() == 2 and hasattr(model, "predict_mixed"):
+        return model.predict_mixed(x)
+    return model(x)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, x: np.ndarray | torch.Tensor, *, batch: int = 8192, device: str = "cpu"
+) -> dict[str, np.ndarray]:
+    """Outputs of ``model`` (eval mode) for ``x`` ``[N, L, D]`` or ``[N, D]``, as ``[N]`` arrays."""
+    model.eval()
+    dev = torch.device(device)
+    model.to(dev)
+    x = torch.as_tensor(x)
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(x), batch):
+        out = forward(model, x[start : start + batch].to(dev, torch.float32))
+        for key, value in out.items():
+            parts.setdefault(key, []).append(value.float().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _split_songs(data: EngagementData, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation song indices; without a ``val`` split, 10 % of train (seeded)."""
+    train, val = data.songs_in("train"), data.songs_in("val")
+    if len(train) == 0:
+        raise ValueError("no songs in the 'train' split; check the shards' split column")
+    if len(val) == 0:
+        rng = np.random.default_rng(seed)
+        shuffled = rng.permutation(train)
+        n_val = max(1, len(train) // 10)
+        val, train = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
+    return train, val
+
+
+class _Validator:
+    """The fixed early-stopping criterion on validation songs and battles (see module doc)."""
+
+    def __init__(self, data, val_songs, train_songs, config, val_battles, device) -> None:
+        self.x = torch.as_tensor(data.song_x[val_songs])
+        self.y = torch.as_tensor(data.targets[val_songs])
+        train_y = data.targets[train_songs]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are untrained tasks
+            var = np.nan_to_num(np.nanvar(train_y, axis=0), nan=1.0)
+        self.var = {t: float(max(var[SCORE_NAMES.index(t)], 1e-6)) for t in config.tasks}
+        self.tasks, self.pref_weight, self.device = config.tasks, config.pref_weight, device
+        self.battles, self.song_x = val_battles, data.song_x
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        out = predict(model, self.x, device=str(self.device))
+        metrics: dict[str, float] = {}
+        total = 0.0
+        for task in self.tasks:
+            col = self.y[:, SCORE_NAMES.index(task)].numpy()
+            known = ~np.isnan(col)
+            if known.any():
+                mse = float(np.mean((out[task][known] - col[known]) ** 2))
+                metrics[f"val_mse_{task}"] = mse
+                total += mse / self.var[task]
+        if self.pref_weight > 0 and self.battles is not None and len(self.battles):
+            ua = predict(model, self.song_x[self.battles.a], device=str(self.device))["preference"]
+            ub = predict(model, self.song_x[self.battles.b], device=str(self.device))["preference"]
+            bt = bradley_terry_loss(
+                torch.as_tensor(ua), torch.as_tensor(ub), torch.as_tensor(self.battles.y)
+            )
+            metrics["val_bt"] = float(bt)
+            total += self.pref_weight * float(bt)
+        metrics["val_criterion"] = total
+        return metrics
+
+
+def train(
+    data: EngagementData,
+    config: TrainConfig,
+    *,
+    battles: Battles | None = None,
+    val_battles: Battles | None = None,
+    model: nn.Module | None = None,
+) -> TrainResult:
+    """Train heads on ``data`` (``train`` split; ``val`` for early stopping and calibration).
+
+    Args:
+        data: arrays from :func:`apex.training.data.to_arrays`.
+        config: the run's :class:`TrainConfig`.
+        battles: training battles (used when ``config.pref_weight > 0``).
+        val_battles: battles for the early-stopping criterion (optional).
+        model: start from this module instead of a fresh one (e.g. a fine-tune).
+
+    Returns:
+        :class:`TrainResult` with the best-validation model on the CPU in eval mode.
+    """
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    train_songs, val_songs = _split_songs(data, config.seed)
+    rows = np.flatnonzero(np.isin(data.row_song, train_songs))
+    model = model or build_model(config, data.x.shape[1], data.x.shape[2])
+    if hasattr(model, "set_feature_stats"):
+        flat = torch.as_tensor(data.x[rows]).float().reshape(-1, data.x.shape[-1])
+        model.set_feature_stats(flat.mean(0), flat.std(0))
+    model.to(device)
+    use_pref = config.pref_weight > 0 and battles is not None and len(battles) > 0
+    step = _Stepper(model, data, rows, config, battles if use_pref else None, device)
+    validate = _Validator(data, val_songs, train_songs, config, val_battles, device)
+
+    best_val, best_epoch, best_state, history, stale = math.inf, 0, None, [], 0
+    epochs = tqdm(
+        range(1, config.epochs + 1), desc="train", unit="epoch", disable=not config.progress
+    )
+    for epoch in epochs:
+        train_loss = step.epoch()
+        metrics = validate(model)
+        model.to(device)
+        history.append({"epoch": epoch, "train_loss": train_loss, **metrics})
+        epochs.set_postfix(loss=f"{train_loss:.3f}", val=f"{metrics['val_criterion']:.4f}")
+        if metrics["val_criterion"] < best_val:
+            best_val, best_epoch, stale = metrics["val_criterion"], epoch, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    model.cpu()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    calibration = calibrate(model, data.song_x[val_songs], data.targets[val_songs])
+    weights = step.uncertainty.weights() if step.uncertainty is not None else {}
+    return TrainResult(model, config, best_epoch, best_val, history, calibration, weights)
+
+
+class _Stepper:
+    """One epoch of seeded mini-batch updates (regression rows + battles side by side)."""
+
+    def __init__(self, model, data, rows, config, battles, device) -> None:
+        self.model, self.config, self.device = model, config, device
+        self.x = torch.as_tensor(data.x[rows]).to(device)
+        self.y = torch.as_tensor(data.targets[data.row_song[rows]]).to(device)
+        self.song_x = torch.as_tensor(data.song_x).to(device) if battles is not None else None
+        self.battles = battles
+        self.uncertainty = (
+            UncertaintyWeighting(config.tasks).to(device) if config.loss == "uncertainty" else None
+        )
+        params = list(model.parameters())
+        if self.uncertainty is not None:
+            params += list(self.uncertainty.parameters())
+        self.params = params
+        self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=config.epochs)
+        self.gen = torch.Generator().manual_seed(config.seed)
+
+    def epoch(self) -> float:
+        cfg, n = self.config, len(self.x)
+        self.model.train()
+        order = torch.randperm(n, generator=self.gen)
+        steps = max(1, math.ceil(n / cfg.batch_size))
+        pairs = None
+        if self.battles is not None:
+            pairs = torch.randperm(len(self.battles), generator=self.gen)
+            per_step = math.ceil(len(pairs) / steps)
+        total = 0.0
+        for i in range(steps):
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size].to(self.device)
+            xb, yb = self.x[idx], self.y[idx]
+            if len(idx) < 2:  # BatchNorm cannot train on one row
+                continue
+            pick = None if pairs is None else pairs[i * per_step : (i + 1) * per_step]
+            if pick is not None and len(pick):
+                a = torch.as_tensor(self.battles.a[pick.numpy()], device=self.device)
+                b = torch.as_tensor(self.battles.b[pick.numpy()], device=self.device)
+                xb = torch.cat([xb, self.song_x[a], self.song_x[b]])
+            out = forward(self.model, xb)
+            head = {k: v[: len(idx)] for k, v in out.items()}
+            loss = combine(task_mse(head, yb, cfg.tasks), cfg.loss, self.uncertainty)
+            nll = gaussian_nll(head, yb, cfg.tasks)
+            if nll is not None:
+                loss = loss + nll
+            if pick is not None and len(pick):
+                pref = out["preference"][len(idx) :]
+                k = len(pick)
+                y = torch.as_tensor(self.battles.y[pick.numpy()], device=self.device)
+                loss = loss + cfg.pref_weight * bradley_terry_loss(pref[:k], pref[k:], y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+            self.opt.step()
+            total += float(loss.detach())
+        self.sched.step()
+        return total / steps
+
+
+def calibrate(model: nn.Module, x: np.ndarray, targets: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per-output uncertainty calibration on validation songs.
+
+    For each score with known validation targets: ``rmse`` (the constant-std fallback for models
+    without a std output) and, when the model predicts ``<name>_std``, ``scale`` = the factor that
+    makes the standardised residuals ``r / (scale * std)`` have unit mean square on validation
+    (a one-parameter temperature fit, closed form). Calibrated std = ``scale * predicted std``.
+    ``coverage90`` is the fraction of validation targets inside the calibrated ±1.645 std band.
+    """
+    out = predict(model, x)
+    result: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(SCORE_NAMES):
+        if name not in out:
+            continue
+        col = targets[:, i]
+        known = ~np.isnan(col)
+        if known.sum() < 2:
+            continue
+        resid = out[name][known] - col[known]
+        entry = {"rmse": float(np.sqrt(np.mean(resid**2))), "n": float(known.sum())}
+        std = out.get(f"{name}_std")
+        if std is not None:
+            std = np.maximum(std[known], 1e-6)
+            scale = float(np.sqrt(np.mean((resid / std) ** 2)))
+            entry["scale"] = scale
+            entry["coverage90"] = float(np.mean(np.abs(resid) <= 1.645 * scale * std))
+        else:
+            entry["coverage90"] = float(np.mean(np.abs(resid) <= 1.645 * entry["rmse"]))
+        result[name] = entry
+    return result
