@@ -1,10 +1,79 @@
 """APEX: predict engagement and aesthetic scores of AI-generated songs from audio.
 
-Public API (filled in by the scoring core): ``load_scorer``, ``Scorer``, ``ScoreResult``,
-``load_audio``, ``AudioError``, ``SCORE_NAMES``, ``Settings``.
+Public API::
+
+    import apex
+
+    scorer = apex.load_scorer()            # published APEX if reachable, else the demo model
+    result = scorer.score(["song.mp3"])[0]  # ScoreResult: seven scores, timeline, percentiles
+    p = scorer.compare("a.wav", "b.wav")   # P(listeners prefer a over b)
+
+Names that need torch (``load_scorer``, ``Scorer``, ``ScoreResult``, ``load_audio``,
+``AudioError``, ...) are imported on first use, so ``import apex`` stays light.
 """
 
-from apex.settings import Settings, SettingsError
-from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_NAMES
+from __future__ import annotations
 
-__all__ = ["AESTHETICS", "ENGAGEMENT", "SCORE_NAMES", "Settings", "SettingsError"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from apex.settings import Settings, SettingsError
+from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_NAMES, SCORE_RANGES
+
+if TYPE_CHECKING:
+    from apex.audio import Audio, AudioError, load_audio
+    from apex.checkpoints import CheckpointError, ModelInfo, load_model, save_model
+    from apex.encoders import EncoderUnavailable
+    from apex.heads import ApexHeads, HeadsConfig, ReferenceHeads
+    from apex.scorer import Scorer, ScoreResult, load_scorer
+
+#: Public name -> module that defines it (imported lazily by ``__getattr__``).
+_LAZY = {
+    "load_scorer": "apex.scorer",
+    "Scorer": "apex.scorer",
+    "ScoreResult": "apex.scorer",
+    "load_audio": "apex.audio",
+    "Audio": "apex.audio",
+    "AudioError": "apex.audio",
+    "CheckpointError": "apex.checkpoints",
+    "ModelInfo": "apex.checkpoints",
+    "load_model": "apex.checkpoints",
+    "save_model": "apex.checkpoints",
+    "EncoderUnavailable": "apex.encoders",
+    "ApexHeads": "apex.heads",
+    "HeadsConfig": "apex.heads",
+    "ReferenceHeads": "apex.heads",
+}
+
+__all__ = [
+    "AESTHETICS",
+    "ENGAGEMENT",
+    "SCORE_NAMES",
+    "SCORE_RANGES",
+    "ApexHeads",
+    "Audio",
+    "AudioError",
+    "CheckpointError",
+    "EncoderUnavailable",
+    "HeadsConfig",
+    "ModelInfo",
+    "ReferenceHeads",
+    "ScoreResult",
+    "Scorer",
+    "Settings",
+    "SettingsError",
+    "load_audio",
+    "load_model",
+    "load_scorer",
+    "save_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'apex' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -311,11 +311,15 @@ class ApexHeads(
 def logistic_preference(
     scores_a: dict[str, float], scores_b: dict[str, float], weights: dict[str, float]
 ) -> float:
-    """P(a preferred to b) = sigmoid(sum_k w_k * (a_k - b_k)) over the scores both have.
+    """P(a preferred to b) = sigmoid(sum_k w_k * (a_k - b_k)) over the scores present in both.
 
     Symmetric by construction: swapping a and b negates the sum, so P(a, b) = 1 - P(b, a).
     """
-    z = sum(w * (scores_a[k] - scores_b[k]) for k, w in weights.items() if k in scores_a)
+    z = sum(
+        w * (scores_a[k] - scores_b[k])
+        for k, w in weights.items()
+        if k in scores_a and k in scores_b
+    )
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
