@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from annotation.rules import ListenEvent
+from annotation.rules import PREFERENCES, ListenEvent
 from apex.settings import Settings
 
 SCHEMA_VERSION = 1
@@ -155,9 +155,9 @@ class VoteRecord:
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> VoteRecord:
-        """Build a record from a dict or DataFrame row; unknown keys are ignored."""
+        """Build a record from a dict or DataFrame row; unknown keys are ignored, NaN means None."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in names})
+        return cls(**{k: None if v != v else v for k, v in row.items() if k in names})
 
 
 VOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VoteRecord))
@@ -336,6 +336,8 @@ class SQLiteVoteStore:
     def _insert(self, vote: VoteRecord, *, row_id: int | None, imported: bool) -> bool:
         if vote.source not in SOURCES:
             raise StoreError(f"vote source {vote.source!r} is not one of {SOURCES}.")
+        if vote.preference not in PREFERENCES:
+            raise StoreError(f"preference {vote.preference!r} is not one of {PREFERENCES}.")
         row = dataclasses.asdict(vote)
         for name in _JSON_FIELDS:
             row[name] = None if row[name] is None else json.dumps(row[name], sort_keys=True)
@@ -354,6 +356,8 @@ class SQLiteVoteStore:
                     tuple(row.values()),
                 )
             except sqlite3.IntegrityError as exc:
+                if "battle_uuid" not in str(exc):
+                    raise StoreError(f"vote {vote.vote_id} is not valid: {exc}.") from None
                 raise DuplicateVote(
                     f"battle {vote.battle_uuid} already has a vote; one vote per battle ({exc})."
                 ) from None
@@ -394,7 +398,10 @@ class SQLiteVoteStore:
                 params=(int(since_row),),
             )
         for name in _JSON_FIELDS:
-            frame[name] = frame[name].map(lambda v: None if v is None else json.loads(v))
+            # NULLs come back as None or NaN depending on the column's other values.
+            frame[name] = frame[name].map(lambda v: json.loads(v) if isinstance(v, str) else None)
+        for name in ("feedback", "apex_model_version"):
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
         frame["is_instrumental"] = frame["is_instrumental"].astype(bool)
         frame["imported"] = frame["imported"].astype(bool)
         return frame

@@ -1,0 +1,257 @@
+"""Released vote columns, append-only Parquet shards, and import from them.
+
+Shards live at ``<out_dir>/votes/YYYY/MM/<from>-<to>.parquet`` where ``from``-``to`` is the range of
+store row ids the shard covers (zero-padded, so names sort in order) and ``YYYY/MM`` the UTC month
+of its votes. A shard is written once, atomically, and never rewritten: the largest ``to`` among
+the existing shard names is the export state, so nothing is exported twice and nothing is skipped,
+even when an export is interrupted. Votes that came in through :func:`import_shards` are already
+published and are not exported again.
+
+Column names follow Music Arena's public release where one applies (``battle_uuid``,
+``timestamp``, ``date``, ``prompt``, ``is_instrumental``, ``user_pseudonym``, ``system_a``/``_b``,
+``audio_a``/``_b``, ``preference``, ``total_listening_time_a``/``_b``, ``listen_data_a``/``_b``,
+``feedback``), plus what only this arena has: APEX's predictions for both clips at vote time with
+the model version, per-clip ratings, and the ``source`` of each vote. Every column has a fixed
+Arrow type, so shards concatenate cleanly in ``datasets.load_dataset("parquet", data_files=...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from annotation.rules import PREFERENCES
+from annotation.store import SOURCES, SQLiteVoteStore, VoteRecord
+from apex.tasks import AESTHETICS, SCORE_DESCRIPTIONS, SCORE_NAMES
+
+SHARD_DIR = "votes"
+_SHARD_NAME = re.compile(r"^(\d+)-(\d+)\.parquet$")
+_ID_DIGITS = 12
+_MAX_ROWS = 100_000
+_STR, _F64, _I64, _BOOL, _I8 = pa.string(), pa.float64(), pa.int64(), pa.bool_(), pa.int8()
+
+
+def _columns() -> list[tuple[str, pa.DataType, str]]:
+    cols = [
+        ("battle_uuid", _STR, "Opaque battle id (one vote per battle)."),
+        ("vote_id", _STR, "Unique id of the vote (imports are idempotent by it)."),
+        ("row_id", _I64, "Position of the vote in the store that collected it; shards are ranges."),
+        ("timestamp", _F64, "When the vote was accepted, Unix seconds (UTC)."),
+        ("date", _STR, "The same moment as ISO 8601 in UTC."),
+        ("prompt", _STR, "Text prompt of the clips ('p1 | p2' when the prompts differ)."),
+        ("is_instrumental", _BOOL, "Both clips are instrumental (no vocals)."),
+        ("user_pseudonym", _STR, "Salted HMAC of the voter's IP (or session); not reversible."),
+        ("session_pseudonym", _STR, "Salted HMAC of the browser session."),
+        ("system_a", _STR, "System that generated clip A."),
+        ("system_b", _STR, "System that generated clip B."),
+        ("clip_a", _STR, "Pool id of clip A."),
+        ("clip_b", _STR, "Pool id of clip B."),
+        ("audio_a", _STR, "File of clip A, relative to the clip pool."),
+        ("audio_b", _STR, "File of clip B, relative to the clip pool."),
+        ("preference", _STR, "The vote: A, B, TIE or BOTH_BAD."),
+        ("total_listening_time_a", _F64, "Listening to clip A credited by the server, seconds."),
+        ("total_listening_time_b", _F64, "Listening to clip B credited by the server, seconds."),
+        ("listen_data_a", _STR, "JSON list of [seconds played, server time] reports for clip A."),
+        ("listen_data_b", _STR, "JSON list of [seconds played, server time] reports for clip B."),
+        ("feedback", _STR, "Optional free-text feedback of the voter."),
+        ("source", _STR, "live (a person), simulated (demo votes) or imported."),
+        ("apex_model_version", _STR, "APEX model that made the predictions ('<id>@<version>')."),
+        ("apex_p_a", _F64, "APEX's probability that listeners prefer clip A (0-1)."),
+    ]
+    for side in ("a", "b"):
+        for name in SCORE_NAMES:
+            cols.append(
+                (
+                    f"apex_{side}_{name}",
+                    _F64,
+                    f"APEX on clip {side.upper()}: {SCORE_DESCRIPTIONS[name]}",
+                )
+            )
+        cols.append(
+            (f"apex_{side}_preference", _F64, f"APEX preference logit of clip {side.upper()}.")
+        )
+    for side in ("a", "b"):
+        for name in AESTHETICS:
+            cols.append(
+                (
+                    f"rating_{side}_{name}",
+                    _I8,
+                    f"Voter's optional 1-5 rating of clip "
+                    f"{side.upper()}: {SCORE_DESCRIPTIONS[name]}",
+                )
+            )
+    return cols
+
+
+_COLUMNS = _columns()
+#: Released column name -> description, in release order.
+VOTE_COLUMNS: dict[str, str] = {name: doc for name, _, doc in _COLUMNS}
+#: The Arrow schema of every shard.
+SCHEMA = pa.schema([(name, kind) for name, kind, _ in _COLUMNS])
+_APEX_KEYS = (*SCORE_NAMES, "preference")
+
+
+class ExportError(ValueError):
+    """Shards cannot be written or read; the message says what was wrong and what to do."""
+
+
+def release_frame(votes: pd.DataFrame) -> pd.DataFrame:
+    """Turn :meth:`SQLiteVoteStore.votes_frame` output into the released columns (same rows)."""
+    out = pd.DataFrame({name: votes[name] for name in VOTE_COLUMNS if name in votes.columns})
+    out["date"] = pd.to_datetime(votes["timestamp"], unit="s", utc=True).map(
+        lambda t: t.isoformat()
+    )
+    for side in ("a", "b"):
+        out[f"listen_data_{side}"] = votes[f"listen_data_{side}"].map(json.dumps)
+        preds = votes[f"apex_{side}"].map(lambda d: d or {})
+        for key in _APEX_KEYS:
+            out[f"apex_{side}_{key}"] = preds.map(lambda d, k=key: d.get(k))
+        marks = votes[f"ratings_{side}"].map(lambda d: d or {})
+        for name in AESTHETICS:
+            out[f"rating_{side}_{name}"] = marks.map(lambda d, k=name: d.get(k))
+    return out[list(VOTE_COLUMNS)]
+
+
+def _to_table(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
+
+
+def _shards(folder: Path) -> Iterator[tuple[int, int, Path]]:
+    for path in folder.rglob("*.parquet"):
+        match = _SHARD_NAME.match(path.name)
+        if match:
+            yield int(match[1]), int(match[2]), path
+
+
+def exported_up_to(out_dir: str | Path) -> int:
+    """The largest store row id already in a shard under ``out_dir`` (0 when none)."""
+    return max((to for _, to, _ in _shards(Path(out_dir) / SHARD_DIR)), default=0)
+
+
+def export_shards(
+    store: SQLiteVoteStore, out_dir: str | Path, *, max_rows: int = _MAX_ROWS
+) -> list[Path]:
+    """Write the votes not yet exported as new shards; never touches existing ones.
+
+    Args:
+        out_dir: the export folder (``settings.export_dir``); shards go under ``votes/``.
+        max_rows: most votes per shard.
+
+    Returns:
+        The new shard paths, in row order (empty when there is nothing new).
+    """
+    out = Path(out_dir)
+    start = exported_up_to(out)
+    votes = store.votes_frame(since_row=start)
+    if votes.empty:
+        return []
+    end = int(votes["row_id"].max())
+    votes = votes[~votes["imported"]]
+    if votes.empty:
+        return []
+    frame = release_frame(votes)
+    month = pd.to_datetime(frame["timestamp"], unit="s", utc=True).dt.strftime("%Y/%m")
+    # A new shard starts where the month changes or the current one is full; rows stay in order,
+    # so the shards' row ranges are contiguous and the largest `to` is the whole export state.
+    cut = (month != month.shift()).to_numpy()
+    cut[::max_rows] = True
+    runs = cut.cumsum()
+    written = []
+    first = start + 1
+    groups = list(frame.groupby(runs, sort=True))
+    for n, (_, part) in enumerate(groups):
+        last = end if n == len(groups) - 1 else int(part["row_id"].max())
+        name = f"{first:0{_ID_DIGITS}d}-{last:0{_ID_DIGITS}d}.parquet"
+        written.append(_write_once(out / SHARD_DIR / month[part.index[0]] / name, part))
+        first = last + 1
+    return written
+
+
+def _write_once(path: Path, part: pd.DataFrame) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(_to_table(part), tmp)
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)  # fails rather than replace: a published shard is never rewritten
+    except FileExistsError:
+        raise ExportError(
+            f"{path} already exists; another export is running into the same folder, or the "
+            "folder holds shards of another store. Export each store into its own folder."
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_shards(directory: str | Path) -> pd.DataFrame:
+    """All shards under ``directory`` (any depth) as one released-columns table, in row order."""
+    shards = sorted(_shards(Path(directory)))
+    if not shards:
+        return _to_table(pd.DataFrame(columns=list(VOTE_COLUMNS))).to_pandas()
+    frames = [pq.read_table(path).to_pandas() for _, _, path in shards]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _record(row: dict[str, Any]) -> tuple[int | None, VoteRecord]:
+    if row.get("preference") not in PREFERENCES:
+        raise ExportError(
+            f"vote {row.get('vote_id')!r} has preference {row.get('preference')!r}, not one of "
+            f"{PREFERENCES}; fix or drop that row before importing."
+        )
+    if row.get("source") not in SOURCES:
+        raise ExportError(f"vote {row.get('vote_id')!r} has unknown source {row.get('source')!r}.")
+    values = {k: (None if _missing(v) else v) for k, v in row.items()}
+    for side in ("a", "b"):
+        values[f"listen_data_{side}"] = json.loads(values.get(f"listen_data_{side}") or "[]")
+        apex = {
+            k: float(values[f"apex_{side}_{k}"])
+            for k in _APEX_KEYS
+            if values.get(f"apex_{side}_{k}") is not None
+        }
+        values[f"apex_{side}"] = apex or None
+        marks = {
+            k: int(values[f"rating_{side}_{k}"])
+            for k in AESTHETICS
+            if values.get(f"rating_{side}_{k}") is not None
+        }
+        values[f"ratings_{side}"] = marks or None
+    values["is_instrumental"] = bool(values["is_instrumental"])
+    values["vote_id"] = values.get("vote_id") or values["battle_uuid"]
+    row_id = values.get("row_id")
+    return (None if row_id is None else int(row_id)), VoteRecord.from_mapping(values)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def import_shards(store: SQLiteVoteStore, directory: str | Path) -> int:
+    """Add the votes of every shard under ``directory`` to ``store``; idempotent by vote id.
+
+    Returns:
+        How many votes were new (0 when everything was already there).
+
+    Raises:
+        ExportError: a row is not a valid vote (the message names it).
+    """
+    frame = read_shards(directory)
+    records = [_record(row) for row in frame.to_dict("records")]
+    return store.import_votes(records)
+
+
+def to_csv(store: SQLiteVoteStore, path: str | Path) -> Path:
+    """Write every vote, released columns, to one CSV file (for spreadsheets); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    release_frame(store.votes_frame()).to_csv(path, index=False)
+    return path
