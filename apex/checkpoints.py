@@ -299,7 +299,9 @@ def load_model(
 ) -> tuple[nn.Module, ModelInfo]:
     """Load heads and their :class:`ModelInfo` from a directory, a Hub repo id or a ``.pt`` file.
 
-    A ``.pt``/``.pth`` file is read as a reference checkpoint (:func:`load_reference_checkpoint`).
+    A ``.pt``/``.pth`` file is read as a reference checkpoint (:func:`load_reference_checkpoint`),
+    and so is a directory holding one ``.pt`` (plus an optional ``metadata.json``) but no
+    ``config.json``: the layout :mod:`apex.training` writes for reference-architecture refits.
 
     Raises:
         CheckpointError: missing files, unreadable config, offline Hub, or mismatched keys.
@@ -308,6 +310,9 @@ def load_model(
     if Path(source).is_file():
         heads = load_reference_checkpoint(source)
         return heads, reference_info(heads, source)
+    reference_files = sorted(Path(source).glob("*.pt")) if Path(source).is_dir() else []
+    if reference_files and not (Path(source) / CONFIG_NAME).is_file():
+        return _load_reference_dir(Path(source), reference_files)
     files = _resolve_files(source, local_files_only=local_files_only)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if files[name] is None:
@@ -339,3 +344,25 @@ def load_model(
         metadata=meta,
     )
     return heads.eval(), info
+
+
+def _load_reference_dir(directory: Path, candidates: list[Path]) -> tuple[nn.Module, ModelInfo]:
+    """A reference ``.pt`` in a directory, with the directory's ``metadata.json`` as its info."""
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise CheckpointError(f"{directory} holds several .pt files ({names}); pass one file.")
+    heads = load_reference_checkpoint(candidates[0])
+    base = reference_info(heads, str(directory), model_id=directory.name)
+    meta_file = directory / METADATA_NAME
+    if not meta_file.is_file():
+        return heads, base
+    meta = {**base.metadata, **json.loads(meta_file.read_text())}
+    info = ModelInfo(
+        model_id=str(meta.get("model_id", directory.name)),
+        version=str(meta.get("version", base.version)),
+        kind=str(meta.get("kind", "custom")),
+        encoder_id=str(meta.get("encoder_id", PUBLISHED_ENCODER)),
+        source=str(directory),
+        metadata=meta,
+    )
+    return heads, info

@@ -58,7 +58,8 @@ class ScoreResult:
             model has no uncertainty output).
         percentiles: engagement score name -> percentile (0-100) of the value within the model's
             stored reference distribution (empty when the model stores none).
-        preference: the model's preference utility logit, or None.
+        preference: the model's preference utility logit, or None (no preference output, or
+            one not trained on votes according to the model's metadata).
         segments: one dict per 30 s segment with audio: ``start_s``, ``end_s`` and its scores.
         duration_s: length of the input, seconds.
         encoder_id, model_id, model_version: who produced the scores.
@@ -90,6 +91,40 @@ def percentile_of(value: float, reference: Sequence[float]) -> float:
     below = bisect.bisect_left(reference, value)
     equal = bisect.bisect_right(reference, value) - below
     return 100.0 * (below + 0.5 * equal) / len(reference)
+
+
+def _percentiles(info: ModelInfo, scores: Mapping[str, float]) -> dict[str, float]:
+    out = {}
+    for name in ENGAGEMENT:
+        reference = info.reference_distribution(name)
+        if name in scores and reference:
+            out[name] = percentile_of(scores[name], reference)
+    return out
+
+
+def _uncertainty(
+    info: ModelInfo, song: Mapping[str, torch.Tensor], names: Sequence[str]
+) -> dict[str, float]:
+    """Std per score: the model's ``<name>_std`` times its calibration ``scale`` (metadata
+    ``calibration``, from :mod:`apex.training`), or the calibrated constant ``rmse`` for models
+    without a std output; empty when neither exists."""
+    calibration = info.metadata.get("calibration") or {}
+    out = {}
+    for name in names:
+        entry = calibration.get(name) or {}
+        if f"{name}_std" in song:
+            out[name] = float(song[f"{name}_std"][0]) * float(entry.get("scale", 1.0))
+        elif "rmse" in entry:
+            out[name] = float(entry["rmse"])
+    return out
+
+
+def _preference(info: ModelInfo, song: Mapping[str, torch.Tensor]) -> float | None:
+    """The preference logit, only when the heads' metadata says it was trained on votes (an
+    untrained preference output would be noise)."""
+    if "preference" in song and info.metadata.get("preference_trained"):
+        return float(song["preference"][0])
+    return None
 
 
 def _sigmoid(z: float) -> float:
@@ -252,9 +287,9 @@ class Scorer:
             )
         return ScoreResult(
             scores=scores,
-            uncertainty={n: float(song[f"{n}_std"][0]) for n in names if f"{n}_std" in song},
-            percentiles=self._percentiles(info, scores),
-            preference=float(song["preference"][0]) if "preference" in song else None,
+            uncertainty=_uncertainty(info, song, names),
+            percentiles=_percentiles(info, scores),
+            preference=_preference(info, song),
             segments=self._timeline(embedding, per_segment, names),
             duration_s=float(
                 duration_s if duration_s is not None else embedding.seconds.sum().item()
@@ -279,15 +314,6 @@ class Scorer:
             row.update({name: float(per_segment[name][s]) for name in names})
             rows.append(row)
         return rows
-
-    @staticmethod
-    def _percentiles(info: ModelInfo, scores: Mapping[str, float]) -> dict[str, float]:
-        out = {}
-        for name in ENGAGEMENT:
-            reference = info.reference_distribution(name)
-            if name in scores and reference:
-                out[name] = percentile_of(scores[name], reference)
-        return out
 
     def compare(self, a: Any, b: Any) -> float:
         """P(listeners prefer ``a`` over ``b``); ``a``/``b`` are inputs or :class:`ScoreResult`.
