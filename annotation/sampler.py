@@ -2,12 +2,13 @@
 
 A battle is two clips of different systems, in random A/B order, from the same prompt whenever
 the pool has a prompt with at least two systems (the comparison is then about the systems, not
-the prompts). The system pair is drawn with a weight, and the clips are then drawn uniformly
-among those of the pair that the voter has not yet heard together in this session:
+the prompts). Two systems that never share a prompt therefore meet only once every same-prompt
+clip pair is excluded for the voter; give every system clips for common prompts. The system
+pair is drawn with a weight, and the clips are then drawn uniformly among those of the pair that
+the voter has not yet heard together in this session:
 
 - ``balanced``: weight ``1 / (1 + battles so far)`` for the pair, so under-compared pairs catch
-  up and exposure evens out (Chatbot Arena and Music Arena aim for the same with uniform or
-  down-weighted sampling of frequent pairs).
+  up and exposure evens out across system pairs.
 - ``info``: the balanced weight times how uncertain the order of the two systems still is:
   ``floor + P(|N(0, 1)| > z)`` with ``z = |rating gap| / standard error of the gap`` (standard
   errors from the bootstrap interval widths). Pairs whose intervals overlap most come first;
