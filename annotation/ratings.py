@@ -354,7 +354,9 @@ def online_elo(
         delta = k * (sc - expected)
         ratings[ia] += delta
         ratings[ib] -= delta
-    out = pd.Series(ratings, index=pd.Index([str(s) for s in systems], name="system"))
+    out = pd.Series(
+        ratings, dtype=np.float64, index=pd.Index([str(s) for s in systems], name="system")
+    )
     return out.rename("rating").sort_values(ascending=False, kind="stable")
 
 

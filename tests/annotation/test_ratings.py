@@ -232,6 +232,9 @@ def test_empty_input_gives_an_empty_board():
     ratings = fit_bradley_terry(empty, min_votes=1)
     assert ratings.empty
     assert list(ratings.columns) == ["rating", "ci_low", "ci_high", "votes"]
+    no_rows = empty.iloc[:0].assign(is_instrumental=pd.Series(dtype=bool))
+    assert leaderboard(no_rows, board="vocal", bootstrap_rounds=10).empty
+    assert online_elo(no_rows).empty
 
 
 def test_leaderboard_boards_split_instrumental_and_vocal():
