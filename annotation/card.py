@@ -254,9 +254,9 @@ votes = load_dataset("{repo_id}", split="train")
 df = votes.to_pandas()
 ```
 
-The data are append-only Parquet shards `votes/YYYY/MM/<from>-<to>.parquet`; a shard is never
-rewritten once published, so new votes arrive as new files. `vote_id`-style identifiers are unique:
-deduplicate on them if you merge several snapshots.
+The data are append-only Parquet shards `votes/YYYY/MM/<from>-<to>.parquet` (`from`-`to`: the
+range of store row ids a shard covers); a shard is never rewritten once published, so new votes
+arrive as new files. `vote_id` is unique: deduplicate on it when you merge several snapshots.
 
 ## Columns
 
@@ -271,8 +271,9 @@ deduplicate on them if you merge several snapshots.
   checked on the server from recorded listen events and wall-clock time (not trusted from the
   browser). One vote per battle; battles expire after {settings.battle_ttl_s:g} s.
 - Each voter may cast at most {settings.rate_limit_votes} votes per {window_min:g} minutes.
-- Voters are pseudonymised: `user_pseudonym` is a salted hash (secret salt) of the session and IP
-  address. Raw IP addresses are never stored or released.
+- Voters are pseudonymised: `user_pseudonym` is a keyed hash (HMAC with a secret salt) of the
+  voter's IP address or session, which cannot be reversed. Raw IP addresses are never stored or
+  released.
 - `BOTH_BAD` votes are kept here but left out of the ratings; a `TIE` counts half a win each way.
 
 ## Licence

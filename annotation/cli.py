@@ -1,0 +1,279 @@
+"""``apex votes``: export, push, restore, simulate and inspect the vote store from the shell.
+
+Joins the ``apex`` command through the ``apex.cli`` entry-point group (``register``). Every action
+reads :meth:`Settings.from_env` (``APEX_DATA_DIR``, ``APEX_VOTES_REPO``, ...), prints one clear
+line per outcome, and returns a non-zero exit code when it could not do what was asked.
+
+Examples::
+
+    apex votes simulate --n 500          # demo votes into a local store (source=simulated)
+    apex votes export --out dump/        # votes/YYYY/MM/*.parquet + votes.csv + README.md
+    apex votes push                      # one push to APEX_VOTES_REPO now
+    apex votes restore --from dump/      # import shards from a folder laid out like the repo
+    apex votes status
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from apex.settings import Settings, SettingsError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``votes`` subcommand (and its actions) to the ``apex`` parser."""
+    votes = subparsers.add_parser(
+        "votes",
+        help="manage collected votes: export, push to the Hub, restore, simulate, status",
+        description="Manage the vote store of APEX_DATA_DIR and its Hub dataset (APEX_VOTES_REPO).",
+    )
+    actions = votes.add_subparsers(dest="votes_action", metavar="ACTION")
+    votes.set_defaults(func=lambda args: _usage(votes))
+
+    p = actions.add_parser(
+        "export", help="write Parquet shards (laid out like the Hub dataset), a CSV and the card"
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder to write into")
+    p.set_defaults(func=_guarded(cmd_export))
+
+    p = actions.add_parser("push", help="push new votes to APEX_VOTES_REPO now (needs HF_TOKEN)")
+    p.set_defaults(func=_guarded(cmd_push))
+
+    p = actions.add_parser("restore", help="import votes from the Hub dataset or a local folder")
+    p.add_argument(
+        "--from",
+        dest="folder",
+        type=Path,
+        default=None,
+        help="folder laid out like the dataset repo (votes/**/*.parquet); default: APEX_VOTES_REPO",
+    )
+    p.set_defaults(func=_guarded(cmd_restore))
+
+    p = actions.add_parser(
+        "simulate", help="fill a local store with simulated demo votes (source=simulated)"
+    )
+    p.add_argument("--n", type=int, required=True, help="number of votes to simulate")
+    p.add_argument("--seed", type=int, default=0, help="seed (same seed, same votes)")
+    p.set_defaults(func=_guarded(cmd_simulate))
+
+    p = actions.add_parser("status", help="votes in the store and where the Hub sync stands")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=_guarded(cmd_status))
+
+
+def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Turn the project's own clear errors into one ``error:`` line and exit code 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        from annotation.export import ExportError
+        from annotation.store import StoreError
+
+        try:
+            return command(args)
+        except (SettingsError, StoreError, ExportError) as err:
+            return _fail(str(err), 2)
+
+    return run
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Any]:
+    from annotation.store import open_store
+
+    store = open_store(settings)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export new votes into the export folder, then copy every shard, a CSV and the card to --out.
+
+    Going through ``settings.export_dir`` keeps one append-only shard history (the one the Hub
+    sync uploads, restored shards included), so ``--out`` gets every vote, laid out like the repo.
+    """
+    from annotation.card import build_card, stats_from_shards, write_card
+    from annotation.export import export_shards, read_shards, to_csv
+
+    settings = _settings()
+    out = args.out.expanduser().resolve()
+    source = settings.export_dir.resolve()
+    with _store(settings) as store:
+        new = export_shards(store, source)
+        copied = 0
+        if out != source:
+            for shard in sorted(source.glob("votes/**/*.parquet")):
+                dest = out / shard.relative_to(source)
+                if not dest.exists():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(shard, dest)
+                    copied += 1
+        csv = to_csv(store, out / "votes.csv")
+    stats = stats_from_shards(out)
+    write_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))
+    rows = len(read_shards(out / "votes"))
+    print(
+        f"Exported {len(new)} new shard(s); {out} holds {stats.n_shards} shard(s) with {rows} "
+        f"votes ({stats.n_systems} systems), {csv.name} and README.md."
+    )
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Export and push once; exit 1 with the reason when the push did not succeed."""
+    from annotation.sync import VoteSync
+
+    settings = _settings()
+    if settings.votes_repo is None:
+        return _fail(
+            "APEX_VOTES_REPO is not set, so there is no dataset repo to push to; set it to "
+            "owner/name and HF_TOKEN to a token with write access.",
+            2,
+        )
+    with _store(settings) as store:
+        sync = VoteSync(settings, store)
+        status = sync.push_now()
+        sync.stop(push=False)
+    if not status.ok:
+        return _fail(f"push to {settings.votes_repo} failed: {status.last_error}.")
+    print(status.message)
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Import shards from --from, or from APEX_VOTES_REPO; idempotent."""
+    from annotation.sync import VoteSync, describe_error, restore_from_folder
+
+    settings = _settings()
+    with _store(settings) as store:
+        before = store.counts()["votes"]
+        if args.folder is not None:
+            try:
+                added = restore_from_folder(store, args.folder.expanduser())
+            except (FileNotFoundError, ValueError) as err:
+                return _fail(str(err))
+            origin = str(args.folder)
+        elif settings.votes_repo is None:
+            return _fail("nothing to restore from: pass --from FOLDER or set APEX_VOTES_REPO.", 2)
+        else:
+            try:
+                added = VoteSync(settings, store).restore()
+            except Exception as err:
+                _, message, _ = describe_error(err, settings.votes_repo)
+                return _fail(f"restore from {settings.votes_repo} failed: {message}.")
+            origin = settings.votes_repo
+        total = store.counts()["votes"]
+    print(f"Imported {added} new votes from {origin} ({before} before, {total} now).")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Add ``--n`` simulated votes on the demo corpus; refuses on a store that syncs to the Hub."""
+    settings = _settings()
+    if settings.votes_repo is not None:
+        return _fail(
+            f"refusing to add simulated votes: this store syncs to {settings.votes_repo} "
+            "(APEX_VOTES_REPO is set). Unset APEX_VOTES_REPO, or point APEX_DATA_DIR at a scratch "
+            "folder, to try the pipeline with demo votes.",
+            2,
+        )
+    if args.n < 1:
+        return _fail(f"--n {args.n} must be at least 1.", 2)
+    from apex.demo import ensure_demo_corpus, load_metadata, simulate_votes
+
+    metadata = load_metadata(ensure_demo_corpus(settings))
+    frame = simulate_votes(metadata, args.n, seed=args.seed)
+    records = simulated_records(frame, metadata)
+    with _store(settings) as store:
+        added = sum(store.insert_vote(record) for record in records)
+        total = store.counts()["votes"]
+    skipped = len(records) - added
+    note = f" ({skipped} were already there; use another --seed for new ones)" if skipped else ""
+    print(f"Added {added} simulated votes to {settings.store_path}{note}; {total} votes in all.")
+    return 0
+
+
+def simulated_records(frame: Any, metadata: Any) -> list[Any]:
+    """Turn :func:`apex.demo.simulate_votes` rows into store records with ``source="simulated"``.
+
+    The listening times are the clips' full durations (a simulated listener hears both clips) and
+    the vote ids derive from the battle ids, so simulating the same seed twice adds nothing.
+    """
+    from annotation.store import VoteRecord
+
+    clips = metadata.set_index("clip_id")
+    records = []
+    for row in frame.itertuples(index=False):
+        a, b = clips.loc[row.clip_a], clips.loc[row.clip_b]
+        records.append(
+            VoteRecord(
+                vote_id=f"sim-{row.battle_uuid}",
+                battle_uuid=row.battle_uuid,
+                timestamp=row.timestamp.timestamp(),
+                user_pseudonym=row.voter,
+                session_pseudonym=row.voter,
+                prompt=row.prompt,
+                is_instrumental=bool(row.is_instrumental),
+                system_a=row.system_a,
+                system_b=row.system_b,
+                clip_a=row.clip_a,
+                clip_b=row.clip_b,
+                audio_a=str(a["file_name"]),
+                audio_b=str(b["file_name"]),
+                preference=row.preference,
+                total_listening_time_a=float(a["duration_s"]),
+                total_listening_time_b=float(b["duration_s"]),
+                source="simulated",
+            )
+        )
+    return records
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the store's counts and the sync status (no network: pending counts are local)."""
+    from annotation.sync import VoteSync
+
+    settings = _settings()
+    with _store(settings) as store:
+        counts = store.counts()
+        status = VoteSync(settings, store).status()
+    if args.json:
+        print(json.dumps({"store": counts, "sync": status.to_dict()}, indent=2))
+        return 0
+    print(f"Store {settings.store_path}: {counts['votes']} votes from {counts['voters']} voters.")
+    print(status.message)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``apex votes`` alone (``python -m annotation.cli ...``)."""
+    parser = argparse.ArgumentParser(prog="apex")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["votes", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,578 @@
+"""Hub sync: push the append-only vote shards to a dataset repo, and restore an empty store from it.
+
+:class:`VoteSync` is built on :class:`huggingface_hub.CommitScheduler` (repo type ``dataset``,
+``settings.votes_repo``, every ``settings.sync_minutes``): before each push it exports new votes
+into ``settings.export_dir`` with :func:`annotation.export.export_shards` and refreshes the dataset
+card, then commits only files the repo does not have yet. The scheduler's own ``push_to_hub`` is
+replaced because the stock one re-uploads by modification time and raises on the first failure;
+ours keeps a ledger of what the repo holds (``<data_dir>/hub_sync.json``), so a shard is uploaded
+exactly once, even across restarts, and nothing is ever deleted (there are no delete operations).
+
+Failures never reach the voters: votes keep landing in the local store. No token, no network,
+HTTP 429 (commit quota), 412 (concurrent commit) and 5xx each open an *incident*, logged once with
+a message saying what to do (never the token), retried with exponential backoff and shown by
+:meth:`VoteSync.status` on the Data tab. Start-up offline does not fail either: the scheduler is
+constructed (it creates the repo) on a background retry loop.
+
+The Hub client is injected (``api``: an ``HfApi`` or anything with its ``create_repo``,
+``create_commit`` and ``snapshot_download``), which is how the tests replace the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import CommitOperationAdd, CommitScheduler, HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
+from huggingface_hub.utils import filter_repo_objects
+
+from annotation.card import SHARD_GLOB, build_card, stats_from_shards, write_card
+from apex.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: What the sync uploads: the shards and the card. Nothing else in the folder ever leaves it.
+UPLOAD_PATTERNS: tuple[str, ...] = (SHARD_GLOB, "README.md")
+_LEDGER_FILE = "hub_sync.json"
+_SECRET = re.compile(r"(hf_[A-Za-z0-9]{6,}|(?i:bearer)\s+\S+)")
+_MESSAGES = {
+    "no_token": "no Hugging Face token; set HF_TOKEN (write access to {repo}) as a Space secret",
+    "offline": "the Hub cannot be reached ({detail}); votes are kept and pushed when it is back",
+    "rate_limited": "the Hub refused the commit: commit quota reached (HTTP 429)",
+    "conflict": "another commit reached {repo} at the same time (HTTP 412)",
+    "server_error": "the Hub had a server error (HTTP {code})",
+    "auth": "the token cannot write to {repo} (HTTP {code}); give HF_TOKEN write access",
+    "http_error": "the Hub refused the request (HTTP {code}: {detail})",
+    "error": "pushing to {repo} failed ({detail})",
+}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff between failed attempts: ``initial_s * factor**(failures-1)``, capped.
+
+    Attributes:
+        initial_s: wait after the first failure, seconds.
+        factor: growth per further failure.
+        max_s: longest wait, seconds (a Retry-After from the Hub may ask for longer).
+    """
+
+    initial_s: float = 30.0
+    factor: float = 2.0
+    max_s: float = 3600.0
+
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after ``failures`` consecutive failures."""
+        base = min(self.max_s, self.initial_s * self.factor ** max(failures - 1, 0))
+        return max(base, retry_after or 0.0)
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """Where the sync stands, for the Data tab and ``apex votes status``.
+
+    Attributes:
+        state: ``local`` (no repo configured), ``starting``, ``ok``, ``stopped``, or the open
+            incident: ``no_token``, ``offline``, ``rate_limited``, ``conflict``, ``server_error``,
+            ``auth``, ``http_error``, ``error``.
+        repo_id: the dataset repo, or None.
+        last_push_at: when a commit last succeeded (UTC), or None.
+        last_error: the open incident's message (no secrets), or None.
+        pending_votes: votes not on the Hub yet (= ``pending_exported + pending_unexported``).
+        pending_exported: votes in local shards that are not uploaded yet.
+        pending_unexported: votes in the store not exported to a shard yet.
+        pushed_files: files the repo has received from this data directory.
+        next_retry_at: when the next attempt is due while an incident is open (UTC), or None.
+    """
+
+    state: str
+    repo_id: str | None = None
+    last_push_at: datetime | None = None
+    last_error: str | None = None
+    pending_votes: int = 0
+    pending_exported: int = 0
+    pending_unexported: int = 0
+    pushed_files: int = 0
+    next_retry_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no incident is open."""
+        return self.last_error is None
+
+    @property
+    def message(self) -> str:
+        """One sentence for people."""
+        if self.state == "local":
+            return "Votes are kept locally (set APEX_VOTES_REPO to publish them on the Hub)."
+        when = self.last_push_at.strftime("%Y-%m-%d %H:%M UTC") if self.last_push_at else "never"
+        head = f"Hub sync to {self.repo_id}: last push {when}, {self.pending_votes} votes pending."
+        return f"{head} Problem: {self.last_error}." if self.last_error else head
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy (times as ISO 8601 strings), with ``ok`` and ``message``."""
+        out = asdict(self)
+        for key in ("last_push_at", "next_retry_at"):
+            out[key] = out[key].isoformat() if out[key] else None
+        return {**out, "ok": self.ok, "message": self.message}
+
+
+def describe_error(err: BaseException, repo_id: str, secrets: tuple[str, ...] = ()) -> tuple:
+    """Classify a Hub failure: ``(kind, message, retry_after_s)``; the message has no secrets."""
+    detail = redact(f"{type(err).__name__}: {err}".splitlines()[0][:200], secrets)
+    code, retry_after = None, None
+    response = getattr(err, "response", None) if isinstance(err, HfHubHTTPError) else None
+    if response is not None:
+        code = response.status_code
+        try:
+            retry_after = float(response.headers.get("Retry-After", ""))
+        except ValueError:
+            retry_after = None
+    if isinstance(err, (LocalTokenNotFoundError, _NoToken)):
+        kind = "no_token"
+    elif code == 429:
+        kind = "rate_limited"
+    elif code == 412:
+        kind = "conflict"
+    elif code is not None and code >= 500:
+        kind = "server_error"
+    elif code in (401, 403):
+        kind = "auth"
+    elif code is not None:
+        kind = "http_error"
+    elif isinstance(err, (ConnectionError, TimeoutError)) or any(
+        c.__name__ == "TransportError"
+        for c in type(err).__mro__  # httpx-family network errors
+    ):
+        kind = "offline"
+    else:
+        kind = "error"
+    return kind, _MESSAGES[kind].format(repo=repo_id, code=code, detail=detail), retry_after
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with the given secrets and anything shaped like a Hub token replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _SECRET.sub("***", text)
+
+
+class _NoToken(RuntimeError):
+    """No token is configured; raised before any request is made."""
+
+
+class _Ledger:
+    """What the repo holds from this data directory: ``repo path -> {sha256, size, rows}``.
+
+    Persisted as JSON so that a restart never uploads a shard twice; tied to one repo id (a new
+    repo starts an empty ledger, so everything is uploaded there).
+    """
+
+    def __init__(self, path: Path, repo_id: str) -> None:
+        self.path, self.repo_id = path, repo_id
+        self.files: dict[str, dict[str, Any]] = {}
+        self.last_push: datetime | None = None
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("repo_id") == repo_id:
+                self.files = data.get("files", {})
+                stamp = data.get("last_push_at")
+                self.last_push = datetime.fromisoformat(stamp) if stamp else None
+
+    def record(self, entries: dict[str, dict[str, Any]], pushed: bool = False) -> None:
+        """Add entries (and the push time when ``pushed``), then save atomically."""
+        self.files.update(entries)
+        if pushed:
+            self.last_push = datetime.now(timezone.utc)
+        stamp = self.last_push.isoformat() if self.last_push else None
+        data = {"repo_id": self.repo_id, "last_push_at": stamp, "files": self.files}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        tmp.replace(self.path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path).num_rows
+
+
+def _local_files(folder: Path) -> dict[str, Path]:
+    """Files under ``folder`` the sync may upload, by repo path (sorted: deterministic commits)."""
+    if not folder.is_dir():
+        return {}
+    found = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+    keep = filter_repo_objects(
+        found, allow_patterns=list(UPLOAD_PATTERNS), ignore_patterns=DEFAULT_IGNORE_PATTERNS
+    )
+    return {rel: found[rel] for rel in keep}
+
+
+class _VoteScheduler(CommitScheduler):
+    """A CommitScheduler whose pushes are :class:`VoteSync` rounds on the sync's own executor."""
+
+    def __init__(self, sync: VoteSync, **kwargs: Any) -> None:
+        self._sync = sync  # set first: the base constructor starts a thread that triggers a push
+        super().__init__(**kwargs)
+
+    def trigger(self) -> Future:
+        """Queue a push on the sync's single worker (at most one round waits in the queue)."""
+        return self._sync._submit(self._push_to_hub)
+
+    def push_to_hub(self) -> Any:
+        # The base class runs this from atexit on the main thread: make that a single attempt so
+        # interpreter exit is never held up by backoff waits.
+        final = threading.current_thread() is threading.main_thread()
+        return self._sync._push_round(final=final)
+
+
+class VoteSync:
+    """Publishes the vote store to ``settings.votes_repo`` (see the module docstring).
+
+    Args:
+        settings: ``votes_repo``, ``votes_private``, ``sync_minutes``, ``export_dir``, rules.
+        store: the vote store (:class:`annotation.store.VoteStore`).
+        api: Hub client; default ``HfApi()`` (token from ``HF_TOKEN`` or the login).
+        backoff: waits between failed attempts.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop` (which pushes once more).
+    """
+
+    def __init__(
+        self, settings: Settings, store: Any, *, api: Any = None, backoff: Backoff | None = None
+    ) -> None:
+        self.settings, self.store, self.backoff = settings, store, backoff or Backoff()
+        self.repo_id = settings.votes_repo
+        self._api = api if api is not None else HfApi()
+        self._ledger = _Ledger(settings.data_dir / _LEDGER_FILE, self.repo_id or "")
+        self._lock = threading.RLock()  # guards the fields below
+        self._round_lock = threading.Lock()  # one push round at a time (executor or atexit)
+        self._stopping = threading.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apex-vote-sync")
+        self._queued: Future | None = None
+        self._scheduler: _VoteScheduler | None = None
+        self._state = "local" if self.repo_id is None else "starting"
+        self._incident: tuple[str, str] | None = None  # (kind, message) of the open incident
+        self._failures = 0
+        self._not_before = 0.0  # monotonic time before which scheduled rounds do not retry
+        self._next_retry: datetime | None = None
+        self._restore_pending = False
+        self._card_for: tuple[str, ...] | None = None
+        self._rows: dict[tuple[str, int], int] = {}
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, *, restore: bool = True) -> VoteSync:
+        """Restore an empty store from the repo, then start the scheduler (or its retry loop).
+
+        Never raises for Hub trouble: it opens an incident and retries in the background.
+        """
+        if self.repo_id is None:
+            return self
+        if restore and self.store.counts()["votes"] == 0:
+            self._restore_pending = True
+            try:
+                self._restore()
+            except Exception as err:
+                self._failed(err, "restoring the votes")
+        if not self._try_connect():
+            threading.Thread(
+                target=self._reconnect_loop, name="apex-vote-sync-connect", daemon=True
+            ).start()
+        return self
+
+    def push_now(self, timeout: float | None = None, *, retry: bool = False) -> SyncStatus:
+        """Export and push now; returns the status afterwards (it never raises for Hub trouble).
+
+        Args:
+            timeout: longest wait for the push, seconds (None: no limit).
+            retry: retry failures with backoff, as a scheduled round does (within half the sync
+                interval); by default a single attempt that ignores any backoff wait.
+        """
+        if self.repo_id is None:
+            return self.status()
+        if self._scheduler is None and not self._try_connect():
+            return self.status()
+        self._submit(lambda: self._push_round(final=not retry, force=True)).result(timeout)
+        return self.status()
+
+    def stop(self, timeout: float | None = 120.0, *, push: bool = True) -> SyncStatus:
+        """Push once more (one attempt, unless ``push=False``), then stop the background work."""
+        self._stopping.set()
+        if self._scheduler is not None and push:
+            self._scheduler.trigger().result(timeout)
+        if self._scheduler is not None:
+            self._scheduler.stop()
+        self._executor.shutdown(wait=False)
+        with self._lock:
+            self._state = "stopped" if self.repo_id else "local"
+        return self.status()
+
+    def __enter__(self) -> VoteSync:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> SyncStatus:
+        """Current state, last push, last error and pending votes (cheap: reads Parquet footers)."""
+        local = _local_files(self.settings.export_dir)
+        exported = pending_exported = 0
+        for rel, path in local.items():
+            if rel == "README.md":
+                continue
+            rows = self._row_count(rel, path)
+            exported += rows
+            pending_exported += 0 if rel in self._ledger.files else rows
+        unexported = max(0, int(self.store.counts()["votes"]) - exported)
+        with self._lock:
+            return SyncStatus(
+                state=self._incident[0]
+                if self._incident and self._state != "stopped"
+                else self._state,
+                repo_id=self.repo_id,
+                last_push_at=self._ledger.last_push,
+                last_error=self._incident[1] if self._incident else None,
+                pending_votes=pending_exported + unexported,
+                pending_exported=pending_exported,
+                pending_unexported=unexported,
+                pushed_files=len(self._ledger.files),
+                next_retry_at=self._next_retry if self._incident else None,
+            )
+
+    # ------------------------------------------------------------------ restore
+    def restore(self) -> int:
+        """Download the repo's vote shards and import them (idempotent by vote id).
+
+        The shards are adopted into the export folder and recorded as already on the Hub, so they
+        are neither exported nor uploaded again. Returns how many votes were added.
+
+        Raises:
+            ValueError: no repo is configured (set APEX_VOTES_REPO).
+            Exception: what the Hub client raised (see :func:`describe_error`).
+        """
+        if self.repo_id is None:
+            raise ValueError(
+                "APEX_VOTES_REPO is not set: there is no dataset repo to restore from."
+            )
+        staging = self.settings.data_dir / "hub_restore"
+        shutil.rmtree(staging, ignore_errors=True)
+        self._api.snapshot_download(
+            repo_id=self.repo_id,
+            repo_type="dataset",
+            allow_patterns=[SHARD_GLOB],
+            local_dir=staging,
+        )
+        added = restore_from_folder(self.store, staging)
+        entries = {}
+        for rel, path in _local_files(staging).items():
+            dest = self.settings.export_dir / rel
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                path.replace(dest)
+            else:
+                dest = path  # keep the local file; the ledger describes the repo's copy
+            entries[rel] = {
+                "sha256": _sha256(dest),
+                "size": dest.stat().st_size,
+                "rows": _rows(dest),
+            }
+        self._ledger.record(entries)
+        shutil.rmtree(staging, ignore_errors=True)
+        self._restore_pending = False
+        log.info("Restored %d votes from %d shards of %s.", added, len(entries), self.repo_id)
+        return added
+
+    # ------------------------------------------------------------------ rounds
+    def _submit(self, fn: Any) -> Future:
+        with self._lock:
+            queued = self._queued
+            if queued is not None and not queued.running() and not queued.done():
+                return queued  # a round is already waiting: it will see everything this one would
+            self._queued = self._executor.submit(fn)
+            return self._queued
+
+    def _push_round(self, *, final: bool = False, force: bool = False) -> Any:
+        """One push: export, upload, retry with backoff within half the interval unless final."""
+        final = final or self._stopping.is_set()  # the shutdown push is a single attempt
+        with self._round_lock:
+            if not force and not final and time.monotonic() < self._not_before:
+                return None  # backing off: the next scheduled round will try again
+            deadline = time.monotonic() + self.settings.sync_minutes * 30
+            while True:
+                try:
+                    info = self._push_once()
+                except Exception as err:
+                    delay = self._failed(err, "pushing votes")
+                else:
+                    self._succeeded()
+                    return info
+                if final or time.monotonic() + delay > deadline or self._stopping.wait(delay):
+                    return None
+
+    def _push_once(self) -> Any:
+        if self._restore_pending:
+            self.restore()  # before the first push: never publish next to an unrestored history
+        self._export()
+        entries: dict[str, dict[str, Any]] = {}
+        for rel, path in _local_files(self.settings.export_dir).items():
+            known, size = self._ledger.files.get(rel), path.stat().st_size
+            if rel != "README.md" and known is not None:
+                if known["size"] != size and rel not in self._warned:
+                    self._warned.add(rel)
+                    log.error(
+                        "Shard %s changed after it was uploaded; it is not uploaded again (shards "
+                        "are append-only). Move it aside so the exporter writes new shards.",
+                        rel,
+                    )
+                continue
+            sha = _sha256(path)
+            if known is not None and known["sha256"] == sha:
+                continue  # the card, unchanged
+            entries[rel] = {"sha256": sha, "size": size}
+            if rel != "README.md":
+                entries[rel]["rows"] = _rows(path)
+        if not entries:
+            return None
+        votes = sum(e.get("rows", 0) for e in entries.values())
+        operations = [
+            CommitOperationAdd(path_in_repo=rel, path_or_fileobj=self.settings.export_dir / rel)
+            for rel in entries
+        ]
+        info = self._api.create_commit(
+            repo_id=self.repo_id,
+            repo_type="dataset",
+            operations=operations,
+            commit_message=f"Add {votes} votes ({len(operations)} files)",
+        )
+        self._ledger.record(entries, pushed=True)
+        return info
+
+    def _export(self) -> None:
+        """Export new votes to shards and refresh the card when the set of shards changed."""
+        from annotation.export import export_shards
+
+        folder = self.settings.export_dir
+        export_shards(self.store, folder)
+        shards = tuple(rel for rel in _local_files(folder) if rel != "README.md")
+        if shards != self._card_for or not (folder / "README.md").is_file():
+            card = build_card(
+                stats_from_shards(folder), repo_id=self.repo_id, settings=self.settings
+            )
+            write_card(folder, card)
+            self._card_for = shards
+
+    # ------------------------------------------------------------------ connection and incidents
+    def _try_connect(self) -> bool:
+        """Construct the scheduler (it creates the repo); False, with an incident, on failure."""
+        if self._stopping.is_set():
+            return False
+        # Hold the round lock: the scheduler's thread triggers a round at once, which must see
+        # the connection recorded first.
+        with self._round_lock:
+            try:
+                if not self._token():
+                    raise _NoToken("no token")
+                self._scheduler = _VoteScheduler(
+                    self,
+                    repo_id=self.repo_id,
+                    folder_path=self.settings.export_dir,
+                    every=self.settings.sync_minutes,
+                    repo_type="dataset",
+                    private=self.settings.votes_private,
+                    allow_patterns=list(UPLOAD_PATTERNS),
+                    hf_api=self._api,
+                )
+            except Exception as err:
+                self._failed(err, "connecting")
+                return False
+            self._succeeded()
+        return True
+
+    def _reconnect_loop(self) -> None:
+        while not self._stopping.wait(max(0.0, self._not_before - time.monotonic())):
+            if self._try_connect():
+                return
+
+    def _token(self) -> str | None:
+        return getattr(self._api, "token", None) or get_token()
+
+    def _failed(self, err: BaseException, doing: str) -> float:
+        """Record a failed attempt; log only when it opens a new incident. Returns the wait."""
+        kind, message, retry_after = describe_error(err, self.repo_id or "", (self._token() or "",))
+        with self._lock:
+            self._failures += 1
+            delay = self.backoff.delay(self._failures, retry_after)
+            self._not_before = time.monotonic() + delay
+            self._next_retry = datetime.fromtimestamp(time.time() + delay, timezone.utc)
+            new = self._incident is None or self._incident[0] != kind
+            self._incident = (kind, message)
+        if new:
+            log.warning(
+                "Hub sync to %s: %s (while %s). Votes are kept locally; retrying with backoff, "
+                "next try in %.0f s.",
+                self.repo_id,
+                message,
+                doing,
+                delay,
+            )
+        return delay
+
+    def _succeeded(self) -> None:
+        with self._lock:
+            if self._incident is not None:
+                log.info(
+                    "Hub sync to %s recovered after %d failed attempts.",
+                    self.repo_id,
+                    self._failures,
+                )
+            self._incident, self._failures, self._not_before = None, 0, 0.0
+            self._state, self._next_retry = "ok", None
+
+    def _row_count(self, rel: str, path: Path) -> int:
+        key = (rel, path.stat().st_size)
+        if key not in self._rows:
+            self._rows[key] = _rows(path)
+        return self._rows[key]
+
+
+def restore_from_folder(store: Any, folder: Path) -> int:
+    """Import every ``votes/**/*.parquet`` shard under ``folder`` (laid out like the dataset repo).
+
+    Idempotent by vote id: importing the same folder twice adds nothing the second time.
+    Returns how many votes were added.
+    """
+    from annotation.export import import_shards
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; pass the folder that holds votes/.")
+    return int(import_shards(store, folder))
+
+
+def start_sync(settings: Settings, store: Any, *, api: Any = None) -> VoteSync:
+    """Build and start the app's :class:`VoteSync` (restores an empty store first)."""
+    return VoteSync(settings, store, api=api).start()
