@@ -1,0 +1,318 @@
+"""Build, cache and read the synthetic demo corpus (``datasets`` audiofolder layout).
+
+Layout of a built corpus (documented in ``data/README.md``, "Demo corpus")::
+
+    out_dir/
+      audio/demo-s<seed>-<index>.wav|.flac  8-15 s; mostly 24 kHz mono, some 44.1/48 kHz stereo
+      metadata.csv       one row per clip, ``file_name`` first (audiofolder convention)
+      engagement.jsonl   reference manifest shape: id, score_streams, score_likes, platform, ...
+      corpus.json        seed, version, counts, build seconds; written last, so it marks completion
+
+Each prompt is rendered by every system (``len(SYSTEMS)`` clips per prompt), so arena battles can
+pit systems against each other on the same prompt. Everything is a deterministic function of
+``(seed, n_clips, DEMO_VERSION)``: every clip draws from its own generator, so the result does not
+depend on how the rendering is spread over processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from apex.demo import truth
+from apex.demo.synth import LEAD_TIMBRES, ClipSpec, render_clip
+from apex.demo.systems import SYSTEMS, TRAITS
+from apex.tasks import AESTHETICS
+
+if TYPE_CHECKING:
+    from apex.settings import Settings
+
+#: Bump when anything changes the generated files; a cached corpus of another version is rebuilt.
+DEMO_VERSION = "1"
+PLATFORM = "demo-synth"
+#: (sample rate Hz, channels, probability): mostly MERT's 24 kHz mono, some CD/video-rate stereo.
+FORMATS = ((24_000, 1, 0.70), (44_100, 2, 0.15), (48_000, 2, 0.15))
+FLAC_SHARE = 0.2
+SPLIT_SHARES = (("val", 0.15), ("test", 0.15))  # by prompt; the rest is train
+PARALLEL_FROM = 10**9  # clips; below this a process pool costs more than it saves
+
+_KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_MOODS = ("upbeat", "wistful", "driving", "dreamy", "dark", "sunny", "tense", "laid-back")
+_GENRES = ("synth-pop", "chiptune", "lo-fi", "ballad", "electro", "folk-tronica", "retro game")
+_REQUIRED = (
+    "file_name",
+    "clip_id",
+    "system",
+    "prompt",
+    "is_instrumental",
+    "duration_s",
+    "sample_rate",
+    "channels",
+    *AESTHETICS,
+    "streams",
+    "likes",
+    "score_streams",
+    "score_likes",
+    "quality",
+    "split",
+)
+
+
+def build_demo_corpus(
+    out_dir: str | Path, *, seed: int = 0, n_clips: int = 480, force: bool = False
+) -> Path:
+    """Generate the demo corpus into ``out_dir``, or reuse it if already built the same way.
+
+    Args:
+        out_dir: Target directory (created if missing). Files this module writes there are
+            replaced; nothing else in it is touched.
+        seed: Seed of everything random (traits, music, ground truth, formats).
+        n_clips: Number of clips (at least ``len(SYSTEMS)``).
+        force: Rebuild even when a complete corpus with the same seed, version and size exists.
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Raises:
+        ValueError: ``n_clips`` is smaller than the number of demo systems or ``seed`` < 0.
+    """
+    out = Path(out_dir)
+    if n_clips < len(SYSTEMS):
+        raise ValueError(f"n_clips={n_clips} is too small; use at least {len(SYSTEMS)}.")
+    if seed < 0:
+        raise ValueError(f"seed={seed} must be >= 0.")
+    if not force and _is_current(out, seed, n_clips):
+        return out
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".build-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = out / f".build-{os.getpid()}"
+    (staging / "audio").mkdir(parents=True)
+    plan = _plan(seed, n_clips)
+    _render_all(staging, plan)
+    table = _ground_truth(plan, seed)
+    table.to_csv(staging / "metadata.csv", index=False)
+    _write_engagement(staging / "engagement.jsonl", table)
+    # Swap in the new files; corpus.json goes last so an interrupted build is never "current".
+    (out / "corpus.json").unlink(missing_ok=True)
+    shutil.rmtree(out / "audio", ignore_errors=True)
+    for name in ("audio", "metadata.csv", "engagement.jsonl"):
+        os.replace(staging / name, out / name)
+    shutil.rmtree(staging)
+    info = _corpus_info(table, seed, n_clips, time.perf_counter() - started)
+    (out / "corpus.json").write_text(json.dumps(info, indent=2) + "\n")
+    return out
+
+
+def ensure_demo_corpus(settings: Settings) -> Path:
+    """The demo corpus of ``settings`` (``demo_dir``, ``demo_seed``, ``demo_clips``), built on
+    first need and reused afterwards."""
+    return build_demo_corpus(
+        settings.demo_dir, seed=settings.demo_seed, n_clips=settings.demo_clips
+    )
+
+
+def load_metadata(corpus_dir: str | Path) -> pd.DataFrame:
+    """Read a corpus's ``metadata.csv``: one row per clip (columns in data/README.md).
+
+    Raises:
+        FileNotFoundError: no metadata.csv in ``corpus_dir``.
+        ValueError: the file lacks required columns.
+    """
+    path = Path(corpus_dir) / "metadata.csv"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no demo corpus at {corpus_dir} (missing metadata.csv); build it with "
+            "apex.demo.build_demo_corpus(dir) or ensure_demo_corpus(settings)."
+        )
+    table = pd.read_csv(path, dtype={"clip_id": str, "split": str})
+    missing = [c for c in _REQUIRED if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks columns {missing}; rebuild it with force=True.")
+    table["is_instrumental"] = table["is_instrumental"].astype(bool)
+    return table
+
+
+def _is_current(out: Path, seed: int, n_clips: int) -> bool:
+    try:
+        info = json.loads((out / "corpus.json").read_text())
+    except (OSError, ValueError):
+        return False
+    same = (info.get("seed"), info.get("version"), info.get("n_clips")) == (
+        seed,
+        DEMO_VERSION,
+        n_clips,
+    )
+    audio = out / "audio"
+    return (
+        same
+        and (out / "metadata.csv").is_file()
+        and audio.is_dir()
+        and (sum(1 for _ in audio.iterdir()) == n_clips)
+    )
+
+
+def _plan(seed: int, n_clips: int) -> list[dict[str, Any]]:
+    """Every clip's prompt, system, traits and file format (no audio yet)."""
+    rng = np.random.default_rng([seed, 1])
+    n_prompts = -(-n_clips // len(SYSTEMS))
+    plan = []
+    for p in range(n_prompts):
+        tonic, minor = int(rng.integers(12)), bool(rng.random() < 0.4)
+        bpm = float(rng.integers(76, 133))
+        instrument = str(rng.choice(list(LEAD_TIMBRES)))
+        vocals = bool(rng.random() < 0.5)
+        lead = "a sung lead" if vocals else f"instrumental, {instrument} lead"
+        prompt = (
+            f"[synthetic demo] {rng.choice(_MOODS)} {rng.choice(_GENRES)} in "
+            f"{_KEYS[tonic]} {'minor' if minor else 'major'}, {bpm:.0f} BPM, {lead}"
+        )
+        for system_index in rng.permutation(len(SYSTEMS)):
+            if len(plan) == n_clips:
+                break
+            system = SYSTEMS[system_index]
+            traits = system.draw_traits(rng)
+            sung = vocals and bool(rng.random() < system.vocal)
+            k = rng.choice(len(FORMATS), p=[f[2] for f in FORMATS])
+            ext = "flac" if rng.random() < FLAC_SHARE else "wav"
+            clip_id = f"demo-s{seed}-{len(plan):04d}"
+            spec = ClipSpec(
+                traits=traits,
+                tonic=tonic,
+                minor=minor,
+                bpm=bpm,
+                lead="voice" if sung else instrument,
+                duration_s=round(float(rng.uniform(8.0, 15.0)), 1),
+                sample_rate=FORMATS[k][0],
+                channels=FORMATS[k][1],
+            )
+            plan.append(
+                {
+                    "clip_id": clip_id,
+                    "file_name": f"audio/{clip_id}.{ext}",
+                    "system": system.name,
+                    "prompt": prompt,
+                    "prompt_index": p,
+                    "spec": spec,
+                    "render_seed": (seed, 2, len(plan)),
+                }
+            )
+    return plan
+
+
+def _render_one(job: tuple[Path, ClipSpec, tuple[int, ...]]) -> None:
+    path, spec, render_seed = job
+    audio = render_clip(spec, np.random.default_rng(list(render_seed)))
+    sf.write(path, audio.T, spec.sample_rate, subtype="PCM_16")
+
+
+def _render_all(staging: Path, plan: list[dict[str, Any]]) -> None:
+    jobs = [(staging / c["file_name"], c["spec"], c["render_seed"]) for c in plan]
+    workers = min(2, os.cpu_count() or 1) if len(jobs) >= PARALLEL_FROM else 1
+    if workers == 1:
+        for job in jobs:
+            _render_one(job)
+        return
+    # "spawn": the caller may be a threaded app (gradio, torch); forking it can deadlock.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        list(pool.map(_render_one, jobs, chunksize=16))
+
+
+def _ground_truth(plan: list[dict[str, Any]], seed: int) -> pd.DataFrame:
+    """The metadata table: identity, format, ground truth, split, traits."""
+    rng = np.random.default_rng([seed, 3])
+    traits = np.array([[c["spec"].traits[t] for t in TRAITS] for c in plan])
+    sung = np.array([c["spec"].lead == "voice" for c in plan])
+    scores = truth.aesthetics(traits, sung, rng)
+    counts = truth.engagement(scores, rng)
+    table = pd.DataFrame(
+        {
+            "file_name": [c["file_name"] for c in plan],
+            "clip_id": [c["clip_id"] for c in plan],
+            "system": [c["system"] for c in plan],
+            "prompt": [c["prompt"] for c in plan],
+            "is_instrumental": ~sung,
+            "duration_s": [c["spec"].duration_s for c in plan],
+            "sample_rate": [c["spec"].sample_rate for c in plan],
+            "channels": [c["spec"].channels for c in plan],
+            **{a: scores[a].round(4) for a in AESTHETICS},
+            "streams": counts["streams"],
+            "likes": counts["likes"],
+            "score_streams": counts["score_streams"].round(4),
+            "score_likes": counts["score_likes"].round(4),
+            "quality": counts["quality"].round(4),
+            "split": _splits([c["prompt_index"] for c in plan], seed),
+            "lead": [c["spec"].lead for c in plan],
+            **{f"trait_{t}": traits[:, i].round(4) for i, t in enumerate(TRAITS)},
+        }
+    )
+    return table
+
+
+def _splits(prompt_index: list[int], seed: int) -> list[str]:
+    """train/val/test by prompt, so no prompt's material leaks across splits.
+
+    Every complete prompt holds one clip of each system, so each system appears in every split
+    as soon as there are at least three complete prompts; smaller corpora split clip by clip.
+    """
+    index = np.asarray(prompt_index)
+    complete = np.flatnonzero(np.bincount(index) == len(SYSTEMS))
+    rng = np.random.default_rng([seed, 4])
+    if len(complete) < 3:
+        return [("train", "val", "test")[i % 3] for i in range(len(index))]
+    order = rng.permutation(complete)
+    labels = np.full(index.max() + 1, "train", dtype=object)
+    start = 0
+    for name, share in SPLIT_SHARES:
+        count = max(1, round(share * len(order)))
+        labels[order[start : start + count]] = name
+        start += count
+    return [str(labels[i]) for i in index]
+
+
+def _write_engagement(path: Path, table: pd.DataFrame) -> None:
+    """The reference's JSONL manifest shape (id, score_streams, score_likes, platform) + extras."""
+    with path.open("w") as f:
+        for row in table.itertuples(index=False):
+            record = {
+                "id": row.clip_id,
+                "score_streams": float(row.score_streams),
+                "score_likes": float(row.score_likes),
+                "platform": PLATFORM,
+                **{a: float(getattr(row, a)) for a in AESTHETICS},
+                "streams": int(row.streams),
+                "likes": int(row.likes),
+                "file_name": row.file_name,
+                "split": row.split,
+            }
+            f.write(json.dumps(record) + "\n")
+
+
+def _corpus_info(table: pd.DataFrame, seed: int, n_clips: int, seconds: float) -> dict:
+    return {
+        "name": "apex-demo-corpus",
+        "synthetic": True,
+        "note": "Synthetic demo data with known ground truth; not real AI-generated music.",
+        "version": DEMO_VERSION,
+        "seed": seed,
+        "n_clips": n_clips,
+        "n_prompts": int(table["prompt"].nunique()),
+        "systems": [s.name for s in SYSTEMS],
+        "splits": {k: int(v) for k, v in table["split"].value_counts().sort_index().items()},
+        "sample_rates": {
+            str(k): int(v) for k, v in table["sample_rate"].value_counts().sort_index().items()
+        },
+        "engagement_exponent": truth.ENGAGEMENT_EXPONENT,
+        "build_seconds": round(seconds, 2),
+    }

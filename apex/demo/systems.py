@@ -1,0 +1,158 @@
+"""The named demo "systems": parametrised synthesisers with controlled, audible qualities.
+
+Every clip is rendered from seven *traits*, each in (0, 1) where 1 is the good end:
+
+=============  ===============================================================================
+trait          what it changes in the sound (see :mod:`apex.demo.synth`)
+=============  ===============================================================================
+harmony        diatonic chord progressions and chord/scale-tone melodies (1) vs random pitches
+timing         quantised onsets on a steady tempo (1) vs jittered onsets and tempo drift
+cleanliness    noise floor: about -68 dB below full scale (1) up to about -18 dB (0)
+headroom       clean master (1) vs saturated, flat-topped clipping (0)
+brightness     open mix (1) vs a muddy low-pass around 500 Hz (0)
+structure      repeated sections, A A B A (1) vs new material in every section (0)
+expression     shaped attacks, vibrato, velocity and timing nuance (1) vs a robotic lead (0)
+=============  ===============================================================================
+
+A system fixes the *means* of the traits; each clip draws its own traits around them (in logit
+space, plus one clip-level "form" factor shared by all traits), so systems overlap: the best clips
+of a weak system beat the worst clips of a strong one. A system also fixes how often it honours a
+prompt's request for a sung (vocal-like, formant-filtered) lead; the others play it on an
+instrument.
+
+Everything here is synthetic and labelled as such: system names start with ``demo-``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+
+TRAITS: tuple[str, ...] = (
+    "harmony",
+    "timing",
+    "cleanliness",
+    "headroom",
+    "brightness",
+    "structure",
+    "expression",
+)
+
+#: Standard deviation (logit units) of a clip's own deviation from its system's trait means.
+TRAIT_SPREAD = 0.75
+#: Standard deviation (logit units) of the clip-level "form" factor shared by all seven traits.
+FORM_SPREAD = 0.55
+
+
+@dataclass(frozen=True)
+class DemoSystem:
+    """One synthetic generator.
+
+    Attributes:
+        name: Unique name, always starting with ``demo-``.
+        description: One line for people (UI, dataset card).
+        means: Mean of each trait in :data:`TRAITS`, each in (0, 1).
+        vocal: Probability in [0, 1] that the system sings (formant-filtered lead) when the
+            prompt asks for vocals; otherwise it plays the lead on an instrument.
+    """
+
+    name: str
+    description: str
+    means: Mapping[str, float]
+    vocal: float
+
+    def __post_init__(self) -> None:
+        if not self.name.startswith("demo-"):
+            raise ValueError(f"demo system name {self.name!r} must start with 'demo-'")
+        if set(self.means) != set(TRAITS):
+            raise ValueError(f"{self.name}: means must give exactly the traits {TRAITS}")
+        if not all(0.0 < v < 1.0 for v in self.means.values()):
+            raise ValueError(f"{self.name}: trait means must lie strictly between 0 and 1")
+        # Read-only view, so the module-level SYSTEMS tuple is immutable all the way down.
+        object.__setattr__(self, "means", MappingProxyType(dict(self.means)))
+
+    def draw_traits(self, rng: np.random.Generator) -> dict[str, float]:
+        """Draw one clip's traits around this system's means.
+
+        Args:
+            rng: Source of randomness (consumes ``len(TRAITS) + 1`` normal draws).
+
+        Returns:
+            ``{trait: value}`` with every value in (0, 1).
+        """
+        form = rng.normal(0.0, FORM_SPREAD)
+        own = rng.normal(0.0, TRAIT_SPREAD, size=len(TRAITS))
+        means = np.array([self.means[t] for t in TRAITS])
+        logits = np.log(means / (1.0 - means)) + form + own
+        values = 1.0 / (1.0 + np.exp(-logits))
+        return {t: float(v) for t, v in zip(TRAITS, values, strict=True)}
+
+
+def _system(name: str, description: str, vocal: float, *values: float) -> DemoSystem:
+    return DemoSystem(name, description, dict(zip(TRAITS, values, strict=True)), vocal)
+
+
+#: The demo systems, strongest first by design (their measured order comes from the votes).
+#: Trait order: harmony, timing, cleanliness, headroom, brightness, structure, expression.
+SYSTEMS: tuple[DemoSystem, ...] = (
+    _system(
+        "demo-virtuoso",
+        "Synthetic demo: polished instrumental, diatonic, tight, clean, structured, expressive.",
+        0.0,
+        *(0.92, 0.9, 0.92, 0.9, 0.85, 0.85, 0.85),
+    ),
+    _system(
+        "demo-balladeer",
+        "Synthetic demo: strong songs with a natural-sounding, vibrato-rich vocal-like lead.",
+        1.0,
+        *(0.85, 0.8, 0.85, 0.85, 0.75, 0.8, 0.9),
+    ),
+    _system(
+        "demo-autotune",
+        "Synthetic demo: tidy songs with a robotic lead (no vibrato, hard-gated notes).",
+        1.0,
+        *(0.78, 0.85, 0.8, 0.78, 0.7, 0.7, 0.07),
+    ),
+    _system(
+        "demo-garage",
+        "Synthetic demo: good songwriting ruined by a loud noise floor and clipping.",
+        0.8,
+        *(0.8, 0.7, 0.12, 0.15, 0.6, 0.75, 0.65),
+    ),
+    _system(
+        "demo-drift",
+        "Synthetic demo: decent material played with sloppy onsets and a drifting tempo.",
+        0.5,
+        *(0.75, 0.1, 0.75, 0.75, 0.7, 0.55, 0.6),
+    ),
+    _system(
+        "demo-murk",
+        "Synthetic demo: reasonable songs buried under a muddy low-pass mix.",
+        0.5,
+        *(0.7, 0.7, 0.7, 0.65, 0.07, 0.6, 0.55),
+    ),
+    _system(
+        "demo-noodle",
+        "Synthetic demo: random pitches and no repeated sections; clean but aimless.",
+        0.0,
+        *(0.08, 0.6, 0.72, 0.7, 0.7, 0.1, 0.5),
+    ),
+    _system(
+        "demo-static",
+        "Synthetic demo: the weakest system: random-ish notes, sloppy, noisy, clipped, muddy.",
+        0.6,
+        *(0.22, 0.22, 0.2, 0.22, 0.25, 0.2, 0.2),
+    ),
+)
+
+
+def system_by_name(name: str) -> DemoSystem:
+    """Return the demo system called ``name``; raise KeyError listing the known names."""
+    for system in SYSTEMS:
+        if system.name == name:
+            return system
+    known = ", ".join(s.name for s in SYSTEMS)
+    raise KeyError(f"unknown demo system {name!r}; known systems: {known}")
