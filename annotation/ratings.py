@@ -36,7 +36,6 @@ INIT_RATING = 1000.0
 POINTS_PER_NAT = 400.0 / math.log(10.0)
 """Elo points per unit of logit: a 400-point gap is odds of 10 to 1."""
 
-_COLUMNS = ("rating", "ci_low", "ci_high", "votes")
 # Outcome code from the first-listed system's point of view: 0 = win, 1 = tie, 2 = loss.
 _OUTCOME = {"A": 0, "TIE": 1, "B": 2, "BOTH_BAD": -1}
 _MAX_ITER = 100
@@ -244,22 +243,18 @@ def fit_bradley_terry(
         raise ValueError(f"l2 is scikit-learn's C and must be positive (or None), got {l2!r}")
     if bootstrap_rounds < 0:
         raise ValueError(f"bootstrap_rounds must be >= 0, got {bootstrap_rounds}")
-    table = _drop_below(_aggregate(battles), min_votes)
+    # A system seen only in BOTH_BAD battles has no rating at all: it is left out.
+    table = _drop_below(_aggregate(battles), max(min_votes, 1))
     k = len(table.systems)
-    result = pd.DataFrame(
-        {c: pd.Series(dtype="int64" if c == "votes" else "float64") for c in _COLUMNS},
-        index=pd.Index([], name="system", dtype="object"),
-    )
-    if k == 0:
-        return result
-    counts = table.counts
-    n, s = counts.sum(axis=1), counts[:, 0] + 0.5 * counts[:, 1]
-    theta = _solve(n[None], s[None], table.i, table.j, k, l2)[0]
-    rating = INIT_RATING + POINTS_PER_NAT * theta
-    ci_low = ci_high = np.full(k, np.nan)
-    if bootstrap_rounds > 0:
-        boot = _bootstrap(table, l2, bootstrap_rounds, seed)
-        ci_low, ci_high = np.percentile(boot, [2.5, 97.5], axis=0)
+    rating = ci_low = ci_high = np.full(k, np.nan)
+    if k:
+        counts = table.counts
+        n, s = counts.sum(axis=1), counts[:, 0] + 0.5 * counts[:, 1]
+        theta = _solve(n[None], s[None], table.i, table.j, k, l2)[0]
+        rating = INIT_RATING + POINTS_PER_NAT * theta
+        if bootstrap_rounds > 0:
+            boot = _bootstrap(table, l2, bootstrap_rounds, seed)
+            ci_low, ci_high = np.percentile(boot, [2.5, 97.5], axis=0)
     if anchor is not None:
         name, value = anchor
         if name not in table.systems:
@@ -268,7 +263,7 @@ def fit_bradley_terry(
         rating, ci_low, ci_high = rating + shift, ci_low + shift, ci_high + shift
     result = pd.DataFrame(
         {"rating": rating, "ci_low": ci_low, "ci_high": ci_high, "votes": _votes_per_system(table)},
-        index=pd.Index(table.systems, name="system"),
+        index=pd.Index(table.systems, name="system", dtype=object),
     )
     return result.sort_values(["rating"], ascending=False, kind="stable")
 

@@ -229,7 +229,7 @@ def test_bad_input_is_refused(battles):
 
 def test_empty_input_gives_an_empty_board():
     empty = pd.DataFrame({"system_a": ["x"], "system_b": ["y"], "preference": ["BOTH_BAD"]})
-    ratings = fit_bradley_terry(empty, min_votes=1)
+    ratings = fit_bradley_terry(empty)
     assert ratings.empty
     assert list(ratings.columns) == ["rating", "ci_low", "ci_high", "votes"]
     no_rows = empty.iloc[:0].assign(is_instrumental=pd.Series(dtype=bool))
