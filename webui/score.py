@@ -151,7 +151,7 @@ def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
 
 
 def render_result(result: dict[str, Any] | None) -> tuple[Any, ...]:
-    """Everything the page shows for one scored song (banner, table, radar, text, timeline, file)."""
+    """What the page shows for one song: banner, table, radar, text, timeline, JSON file."""
     if not result:
         return (gr.update(visible=False), None, None, "", None, gr.update(visible=False))
     banner = banner_markdown(result)

@@ -83,9 +83,10 @@ def _build_arena(settings: Settings, built: Mapping[str, Any]) -> Any:
 
 
 def _build_sync(settings: Settings, built: Mapping[str, Any]) -> Any:
-    from annotation.sync import start_sync
+    from annotation.sync import VoteSync
 
-    return start_sync(settings, built["store"])
+    # Restores an empty store from the Hub dataset first; Hub trouble never raises here.
+    return VoteSync(settings, built["store"]).start()
 
 
 def _build_refit(settings: Settings, built: Mapping[str, Any]) -> Any:
@@ -93,6 +94,8 @@ def _build_refit(settings: Settings, built: Mapping[str, Any]) -> Any:
         return None  # scheduled refits are off; the About tab says so
     from annotation.refit_job import RefitWorker
 
+    if "scorer" not in built:
+        raise RuntimeError("the refit needs the APEX scorer, which did not start")
     worker = RefitWorker(settings, store=built["store"], scorer=built["scorer"])
     worker.start()
     return worker
@@ -102,10 +105,10 @@ def default_builders() -> dict[str, Builder]:
     """The production builders, in the order they run (each may use the ones before it)."""
     return {
         "store": _build_store,
+        "sync": _build_sync,  # before the arena, so a restored store is what voters add to
         "scorer": _build_scorer,
         "pool": _build_pool,
         "arena": _build_arena,
-        "sync": _build_sync,
         "refit": _build_refit,
     }
 
@@ -115,7 +118,7 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "pool": ("scorer",),
     "arena": ("pool", "store", "scorer"),
     "sync": ("store",),
-    "refit": ("store", "scorer"),
+    "refit": ("store",),  # the scorer only when refits are on (checked by the builder)
 }
 
 
@@ -159,7 +162,7 @@ class Services:
         return self
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until every service has been attempted; True when none of the required ones failed."""
+        """Block until every service was attempted; True when no required one failed."""
         self._done.wait(timeout)
         with self._lock:
             return self._done.is_set() and not any(
@@ -236,7 +239,7 @@ class Services:
             return {n: ServiceStatus(s.state, s.detail, s.seconds) for n, s in self._status.items()}
 
     def status_line(self) -> str:
-        """One line for the header: which services are still warming up or failed (empty if none)."""
+        """One line for the header: services still warming up or failed ("" if none)."""
         parts = []
         for name, st in self.status().items():
             if st.state in ("waiting", "warming"):

@@ -1,0 +1,139 @@
+"""About tab: a model card for what is serving now, how the refit works, and the citation.
+
+Everything shown comes from :meth:`apex.Scorer.info` and the services' status at the moment the tab
+is opened, so a hot-swapped model (after a refit) shows up without a restart.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from typing import Any
+
+import gradio as gr
+
+from webui.services import LABELS, NotReady, Services
+
+CITATION = """@article{apex2026,
+  title   = {APEX: Predicting Engagement and Aesthetics of AI-Generated Music from Audio},
+  author  = {{AMAAI-Lab}},
+  journal = {arXiv preprint arXiv:2605.03395},
+  year    = {2026},
+  url     = {https://arxiv.org/abs/2605.03395}
+}"""
+
+REFIT_TEXT = """### How the model improves
+1. **Inputs.** MERT embeddings of songs with engagement data (streams, likes) and every
+   vote collected in the Arena whose two clips are embedded.
+2. **Loss.** The reference multi-task regression (uncertainty-weighted) plus a
+   Bradley-Terry pairwise loss on the battles: the model learns to prefer the clip people
+   preferred.
+3. **Gate.** The new model (the *challenger*) replaces the serving one (the *champion*)
+   only if its held-out pairwise accuracy and engagement Spearman correlation are not worse
+   beyond a tolerance.
+4. **Swap.** Every model is versioned with its metrics; the app swaps models atomically,
+   and a failed refit leaves the champion serving.
+"""
+
+_PACKAGES = ("gradio", "torch", "transformers", "pandas", "plotly")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def model_info(services: Services) -> dict[str, Any]:
+    """``Scorer.info()`` plus the software versions (``{"warming_up": msg}`` while loading)."""
+    try:
+        info = dict(services.scorer.info())
+    except NotReady as err:
+        info = {"warming_up": str(err)}
+    info["software"] = {p: _version(p) for p in ("apex-arena", *_PACKAGES)}
+    info["software"]["python"] = platform.python_version()
+    return info
+
+
+def _metric_lines(metrics: Any) -> list[str]:
+    if not isinstance(metrics, dict) or not metrics:
+        return ["- _no metrics recorded for this model_"]
+    lines = []
+    for key, value in metrics.items():
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        lines.append(f"- `{key}`: {shown}")
+    return lines
+
+
+def model_card_markdown(info: dict[str, Any], services: Services) -> str:
+    """The model card as markdown: serving model, encoder, versions, metrics, service status."""
+    if "warming_up" in info:
+        head = [f"### Serving model\n_{info['warming_up']}_"]
+    else:
+        kind = info.get("kind", "")
+        head = [
+            "### Serving model",
+            f"- **Model:** `{info.get('model_id', '?')}` (version `{info.get('version', '?')}`, "
+            f"{kind})",
+            f"- **Encoder:** `{info.get('encoder_id', '?')}`",
+        ]
+        if info.get("is_demo"):
+            head.append(
+                "- **Offline demo model:** heads trained on the synthetic demo corpus with the "
+                "built-in descriptor encoder (no MERT weights could be loaded). Scores are "
+                "illustrative only."
+            )
+        head += ["", "**Metrics**", *_metric_lines(info.get("metrics"))]
+    software = ", ".join(f"{k} {v}" for k, v in info.get("software", {}).items())
+    status = [
+        f"- {LABELS.get(name, name)}: {st.state}"
+        + (f" ({st.seconds:.1f} s)" if st.seconds is not None else "")
+        + (f" — {st.detail}" if st.detail else "")
+        for name, st in services.status().items()
+    ]
+    refit = services.settings.refit_hours
+    schedule = (
+        f"Scheduled refits run every {refit:g} h (or after "
+        f"{services.settings.refit_min_votes} new votes)."
+        if refit > 0
+        else "Scheduled refits are off on this deployment (`APEX_REFIT_HOURS=0`)."
+    )
+    return "\n".join(
+        [
+            *head,
+            "",
+            "### Services",
+            *status,
+            "",
+            f"**Software:** {software}",
+            "",
+            REFIT_TEXT,
+            schedule,
+        ]
+    )
+
+
+def build(services: Services, tab: gr.Tab) -> None:
+    """Lay out the About tab; the card is (re)read whenever the tab is selected."""
+    gr.Markdown(
+        "## APEX Arena\n"
+        "APEX predicts from audio alone how an AI-generated song will do: two engagement scores "
+        "(streams, likes; 0-100) and five perceptual aesthetic scores (coherence, musicality, "
+        "memorability, clarity, naturalness; 1-5; SongEval's definitions), from frozen MERT "
+        "embeddings and small multi-task heads. Paper: "
+        "[arXiv 2605.03395](https://arxiv.org/abs/2605.03395); reference code "
+        "[AMAAI-Lab/apex](https://github.com/AMAAI-Lab/apex)."
+    )
+    card = gr.Markdown(elem_id="model-card")
+    with gr.Accordion("Raw model info (JSON)", open=False):
+        raw = gr.JSON()
+    gr.Markdown("### Citation")
+    gr.Code(CITATION, language=None, interactive=False, label="BibTeX")
+    tab.select(lambda: refresh(services), None, [card, raw], api_visibility="private")
+
+
+def refresh(services: Services) -> tuple[str, dict[str, Any]]:
+    """Card markdown and raw info for the current serving model."""
+    info = model_info(services)
+    return model_card_markdown(info, services), info

@@ -1,0 +1,177 @@
+"""Event wiring of the Arena tab: new battle, play/pause/tick listening reports, votes, API.
+
+Kept apart from the layout (:mod:`webui.arena`) so each stays short. Every handler here is a thin
+adapter from component values to the handlers in :mod:`webui.arena`, which call the server's
+:class:`annotation.arena.Arena`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from webui import arena as ui
+from webui.services import Services
+
+
+def _buttons(can_vote: bool) -> list[Any]:
+    return [gr.Button(interactive=can_vote) for _ in ui.VOTE_BUTTONS]
+
+
+def _reset(info: dict[str, Any] | None) -> list[Any]:
+    """Outputs for a fresh battle: prompt, state, progress, buttons, reveal, inputs, timer."""
+    battle_id = (info or {}).get("battle_id")
+    need = float((info or {}).get("min_listen_s", 0.0))
+    prompt = (info or {}).get("prompt") or ""
+    return [
+        f"**Prompt:** {prompt}" if prompt else "",
+        ui.fresh_listen_state(battle_id),
+        ui.progress_markdown({}, need) if battle_id else "",
+        *_buttons(bool(battle_id) and need <= 0),
+        gr.Markdown(value="", visible=False),
+        "",
+        *[None for _ in range(2 * len(ui.AESTHETICS))],
+        gr.Timer(active=False),
+    ]
+
+
+def _report(
+    services: Services, info: dict[str, Any] | None, state: dict[str, Any], sides: list[str], req
+) -> tuple[str, bool]:
+    """Send the running totals of ``sides`` to the server; (progress text, can vote)."""
+    battle_id = (info or {}).get("battle_id")
+    if not battle_id or state.get("battle_id") != battle_id:
+        return "", False
+    result = None
+    try:
+        for side in sides:
+            result = ui.report_listen(services, battle_id, side, state["total"][side], req)
+    except gr.Error as err:  # e.g. expired battle: say so in place instead of a popup per tick
+        return f"⚠️ {err.message}", False
+    if result is None:
+        return gr.skip(), False
+    return ui.progress_markdown(result["credit"], result["min_listen_s"]), result["can_vote"]
+
+
+def wire(services: Services, tab: gr.Tab, w: ui._Widgets, prompt: Any, *, concurrency: int) -> None:
+    """Connect the Arena tab's events and register its API endpoints."""
+    arena_limits = {"concurrency_limit": concurrency, "concurrency_id": "arena"}
+    quiet = {"api_visibility": "private", "show_progress": "hidden"}
+    reset_outputs = [
+        prompt,
+        w.state,
+        w.progress,
+        *w.buttons,
+        w.reveal,
+        w.feedback,
+        *w.radios,
+        w.timer,
+    ]
+
+    def _new(request: gr.Request) -> tuple[dict[str, Any], Any, Any]:
+        return ui.new_battle(services, request)
+
+    w.next_btn.click(
+        _new, None, [w.info, w.audio["A"], w.audio["B"]], api_name="new_battle", **arena_limits
+    ).success(_reset, [w.info], reset_outputs, **quiet)
+
+    def _first(info: dict[str, Any] | None, request: gr.Request) -> list[Any]:
+        if info and info.get("battle_id"):
+            return [gr.skip()] * (3 + len(reset_outputs))
+        fresh = ui.new_battle(services, request)
+        return [*fresh, *_reset(fresh[0])]
+
+    tab.select(_first, [w.info], [w.info, w.audio["A"], w.audio["B"], *reset_outputs], **quiet)
+
+    listen_outputs = [w.state, w.progress, *w.buttons]
+    for side in ui.SIDES:
+
+        def _play(state: dict[str, Any], side: str = side) -> tuple[dict[str, Any], Any]:
+            state["since"].setdefault(side, ui.now())
+            return state, gr.Timer(active=True)
+
+        def _pause(
+            info: dict[str, Any] | None,
+            state: dict[str, Any],
+            request: gr.Request,
+            side: str = side,
+        ) -> list[Any]:
+            ui.advance(state, ui.now())
+            state["since"].pop(side, None)
+            text, can_vote = _report(services, info, state, [side], request)
+            return [state, text, *_buttons(can_vote), gr.Timer(active=bool(state["since"]))]
+
+        w.audio[side].play(_play, [w.state], [w.state, w.timer], **quiet)
+        for event in (w.audio[side].pause, w.audio[side].stop):
+            event(_pause, [w.info, w.state], [*listen_outputs, w.timer], **quiet, **arena_limits)
+
+    def _tick(info: dict[str, Any] | None, state: dict[str, Any], request: gr.Request) -> list:
+        moved = ui.advance(state, ui.now())
+        if not moved:
+            return [state, gr.skip(), *[gr.skip() for _ in w.buttons]]
+        text, can_vote = _report(services, info, state, moved, request)
+        return [state, text, *_buttons(can_vote)]
+
+    w.timer.tick(_tick, [w.info, w.state], listen_outputs, **quiet, **arena_limits)
+    _wire_votes(services, w, arena_limits, quiet)
+    _register_api(services, arena_limits)
+
+
+def _wire_votes(services: Services, w: ui._Widgets, limits: dict, quiet: dict) -> None:
+    # A set of inputs makes gradio pass one {component: value} dict: ten rating radios stay
+    # readable without ten positional parameters.
+    inputs = {w.info, w.state, w.feedback, *w.radios}
+    for button, pref in zip(w.buttons, ui.VOTE_BUTTONS.values(), strict=True):
+
+        def _vote(values: dict, request: gr.Request, pref: str = pref) -> list[Any]:
+            info, state = values[w.info], values[w.state]
+            if not info or not info.get("battle_id"):
+                raise gr.Error("Start a battle first.", print_exception=False)
+            ratings = ui.collect_ratings([values[r] for r in w.radios])
+            reveal = ui.cast_vote(
+                services, info["battle_id"], pref, values[w.feedback], ratings, request
+            )
+            state["since"] = {}
+            return [
+                gr.Markdown(value=ui.reveal_markdown(reveal), visible=True),
+                *_buttons(False),
+                gr.Timer(active=False),
+                f"Your votes this session: **{reveal['voter_votes']}**",
+                state,
+            ]
+
+        button.click(
+            _vote,
+            inputs,
+            [w.reveal, *w.buttons, w.timer, w.votes, w.state],
+            **{**quiet, "show_progress": "minimal"},
+            **limits,
+        )
+
+
+def _register_api(services: Services, limits: dict) -> None:
+    """``/listen`` and ``/vote`` for gradio_client users (plain JSON in and out)."""
+
+    def listen(battle_id: str, side: str, seconds: float, request: gr.Request) -> dict:
+        """Report that `seconds` of clip `side` ("A"/"B") have been played in total so far.
+
+        Returns {"credit": {"A": s, "B": s}, "min_listen_s": s, "can_vote": bool}.
+        """
+        return ui.report_listen(services, battle_id, side, seconds, request)
+
+    def vote(
+        battle_id: str,
+        preference: str,
+        feedback: str = "",
+        ratings: dict | None = None,
+        request: gr.Request = None,
+    ) -> dict:
+        """Vote "A", "B", "TIE" or "BOTH_BAD" on your battle; returns the reveal.
+
+        `ratings` (optional): {"A": {"coherence": 1-5, ...}, "B": {...}} on the five aesthetics.
+        """
+        return ui.cast_vote(services, battle_id, preference, feedback, ratings, request)
+
+    gr.api(listen, api_name="listen", **limits)
+    gr.api(vote, api_name="vote", **limits)

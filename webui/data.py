@@ -1,0 +1,126 @@
+"""Data tab: download every vote (Parquet, CSV), what each column means, and the Hub sync status.
+
+The files are written fresh when the tab opens (or on Refresh) from the vote store through
+:mod:`annotation.export`, so they hold exactly the released columns the Hub dataset has.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from webui.services import NotReady, Services
+
+
+def columns_frame() -> pd.DataFrame:
+    """The released columns and their descriptions (``annotation.export.VOTE_COLUMNS``)."""
+    from annotation.export import VOTE_COLUMNS
+
+    return pd.DataFrame(
+        [{"column": name, "meaning": doc} for name, doc in VOTE_COLUMNS.items()],
+        columns=["column", "meaning"],
+    )
+
+
+def export_files(services: Services) -> tuple[str, str, int]:
+    """Write all votes to a fresh folder as Parquet and CSV; return (parquet, csv, rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from annotation.export import SCHEMA, release_frame
+
+    store = services.store
+    frame = release_frame(store.votes_frame())
+    folder = Path(tempfile.mkdtemp(prefix="apex-votes-"))
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    parquet, csv = (
+        folder / f"apex-arena-votes-{stamp}.parquet",
+        folder / f"apex-arena-votes-{stamp}.csv",
+    )
+    pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), parquet)
+    frame.to_csv(csv, index=False)
+    return str(parquet), str(csv), len(frame)
+
+
+def sync_status(services: Services) -> dict[str, Any]:
+    """The Hub sync status as JSON (``SyncStatus.to_dict``), or why there is none."""
+    try:
+        sync = services.get("sync")
+    except NotReady as err:
+        return {"state": "unavailable", "message": str(err)}
+    if sync is None:
+        return {"state": "local", "message": "Votes are kept locally."}
+    return sync.status().to_dict()
+
+
+def summary_markdown(services: Services, rows: int, status: dict[str, Any]) -> str:
+    """Vote count, Hub dataset link and sync line."""
+    repo = services.settings.votes_repo
+    lines = [f"### {rows} votes collected"]
+    if repo:
+        url = f"https://huggingface.co/datasets/{repo}"
+        lines.append(
+            f"Published on the Hub: [{repo}]({url}) · load it with "
+            f'`datasets.load_dataset("{repo}")`'
+        )
+    else:
+        lines.append("No Hub dataset is configured on this deployment (`APEX_VOTES_REPO`).")
+    line = status.get("message", "")
+    if status.get("last_push_at"):
+        line += f" (last successful push: {status['last_push_at']})"
+    if "pending_votes" in status:
+        line += f" · pending votes: {status['pending_votes']}"
+    lines.append(f"**Sync:** {line}")
+    return "\n\n".join(lines)
+
+
+def refresh(services: Services) -> tuple[str, Any, Any, dict[str, Any]]:
+    """Summary, the two download buttons (with fresh files) and the raw sync status."""
+    try:
+        parquet, csv, rows = export_files(services)
+    except NotReady as err:
+        off = gr.DownloadButton(interactive=False)
+        return f"⏳ {err}", off, off, {}
+    status = sync_status(services)
+    return (
+        summary_markdown(services, rows, status),
+        gr.DownloadButton(value=parquet, interactive=True),
+        gr.DownloadButton(value=csv, interactive=True),
+        status,
+    )
+
+
+def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
+    """Lay out the Data tab; files are prepared when the tab opens and on Refresh."""
+    gr.Markdown(
+        "Every vote cast in the Arena, with the listening times, optional feedback and ratings, "
+        "and APEX's predictions at vote time. Voters appear only as salted pseudonyms."
+    )
+    summary = gr.Markdown("Open this tab to prepare the files.", elem_id="data-summary")
+    with gr.Row():
+        parquet = gr.DownloadButton("⬇ Votes (Parquet)", interactive=False, elem_id="dl-parquet")
+        csv = gr.DownloadButton("⬇ Votes (CSV)", interactive=False, elem_id="dl-csv")
+        again = gr.Button("Refresh")
+    gr.Dataframe(
+        value=columns_frame,
+        label="Columns",
+        interactive=False,
+        wrap=True,
+        column_widths=["25%", "75%"],
+    )
+    with gr.Accordion("Sync status (JSON)", open=False):
+        raw = gr.JSON()
+    for trigger in (tab.select, again.click):
+        trigger(
+            lambda: refresh(services),
+            None,
+            [summary, parquet, csv, raw],
+            api_visibility="private",
+            concurrency_limit=concurrency,
+            concurrency_id="read",
+        )

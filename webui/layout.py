@@ -1,0 +1,93 @@
+"""The page: header, warm-up line, the five tabs, queue limits and launch options.
+
+Concurrency is set per event group (``concurrency_id``) rather than globally, because the groups
+cost very different amounts: scoring runs the encoder (``settings.score_concurrency`` at once, the
+rest queue), while arena calls (new battle, listen, vote) are millisecond SQLite operations that
+many visitors make at once, and reads (leaderboard, data) sit in between.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from webui import about, arena, data, leaderboard, score
+from webui.services import Services
+
+#: Arena calls running at once: high, they are short and must not wait behind scoring.
+ARENA_CONCURRENCY = 32
+#: Reads (leaderboard fits, exports) running at once.
+READ_CONCURRENCY = 4
+#: Anything not in a group (UI refreshes).
+DEFAULT_CONCURRENCY = 8
+#: Requests that may wait in the queue before new ones are turned away.
+QUEUE_MAX_SIZE = 512
+#: Temporary files (JSON downloads, exports, copies of served clips) older than this are removed.
+CACHE_MAX_AGE_S = 3600
+
+CSS = """
+#score-banner, #arena-banner { border-left: 4px solid #E69F00; padding: 0.4em 0.8em;
+  background: rgba(230, 159, 0, 0.08); }
+#warmup-line { color: #8a6d00; }
+.vote-row button { min-height: 3em; }
+"""
+
+HEADER = (
+    "# 🎧 APEX Arena\n"
+    "Score AI-generated songs with **APEX**, vote in blind battles between music generators, and "
+    "watch the leaderboard. [Paper](https://arxiv.org/abs/2605.03395) · "
+    "[Code](https://github.com/AMAAI-Lab/apex)"
+)
+
+
+def _warmup_line(services: Services) -> tuple[Any, Any]:
+    line = services.status_line()
+    text = f"⏳ Starting up: {line}." if line else ""
+    # Stop polling once nothing is warming up any more.
+    return gr.update(value=text, visible=bool(text)), gr.Timer(active=bool(line))
+
+
+def build_blocks(services: Services) -> gr.Blocks:
+    """Build the app (components, events, queue); launching is the caller's business."""
+    with gr.Blocks(title="APEX Arena", delete_cache=(CACHE_MAX_AGE_S, CACHE_MAX_AGE_S)) as demo:
+        gr.Markdown(HEADER)
+        warmup = gr.Markdown(visible=False, elem_id="warmup-line")
+        poll = gr.Timer(2.0)
+        with gr.Tabs():
+            with gr.Tab("Score", id="score"):
+                score.build(services)
+            with gr.Tab("Arena", id="arena") as arena_tab:
+                arena.build(services, arena_tab, concurrency=ARENA_CONCURRENCY)
+            with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
+                leaderboard.build(services, board_tab, concurrency=READ_CONCURRENCY)
+            with gr.Tab("Data", id="data") as data_tab:
+                data.build(services, data_tab, concurrency=READ_CONCURRENCY)
+            with gr.Tab("About", id="about") as about_tab:
+                about.build(services, about_tab)
+        demo.load(lambda: _warmup_line(services), None, [warmup, poll], api_visibility="private")
+        poll.tick(
+            lambda: _warmup_line(services),
+            None,
+            [warmup, poll],
+            api_visibility="private",
+            show_progress="hidden",
+        )
+    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    return demo
+
+
+def launch_kwargs(services: Services) -> dict[str, Any]:
+    """``Blocks.launch`` arguments: where to listen, look and feel, what may be served."""
+    settings = services.settings
+    return {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="amber"),
+        "css": CSS,
+        # Arena clips live in the data directory (demo corpus or a downloaded pool).
+        "allowed_paths": [str(settings.data_dir)],
+        "max_file_size": f"{int(settings.max_audio_s / 60 * 12) + 10}mb",
+        "show_error": True,
+        "footer_links": ["api", "gradio"],
+    }

@@ -1,0 +1,153 @@
+"""Leaderboard tab: Bradley-Terry ratings of the systems with 95% CIs, and APEX's agreement.
+
+The ratings are computed by :func:`annotation.ratings.leaderboard` from the vote store's table on
+each request (a few thousand votes fit in milliseconds); this module only shapes the result for the
+``/leaderboard`` endpoint and draws it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from webui import charts
+from webui.services import NotReady, Services
+
+BOARDS: dict[str, str] = {
+    "all": "All battles",
+    "instrumental": "Instrumental prompts",
+    "vocal": "Vocal prompts (with lyrics)",
+}
+#: Bootstrap rounds for the 95% intervals: enough for stable 2.5/97.5 percentiles.
+BOOTSTRAP_ROUNDS = 500
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def leaderboard_data(services: Services, board: str = "all") -> dict[str, Any]:
+    """The board as JSON: rows, vote counts, APEX agreement and the update time.
+
+    Args:
+        board: ``"all"``, ``"instrumental"`` or ``"vocal"``.
+
+    Returns:
+        ``{"board", "updated_at" (ISO, UTC), "votes" (all stored), "rated_votes" (this board,
+        without BOTH_BAD), "rows": [{"rank", "system", "rating", "ci_low", "ci_high", "votes"}],
+        "agreement": {"agree", "n", "rate", "ci_low", "ci_high"} or None}``.
+    """
+    from annotation.ratings import agreement, leaderboard
+
+    if board not in BOARDS:
+        raise gr.Error(f"Unknown board {board!r}; choose one of {', '.join(BOARDS)}.")
+    try:
+        votes = services.store.votes_frame()
+    except NotReady as err:
+        raise gr.Error(str(err), title="Please wait", print_exception=False) from None
+    if board != "all" and len(votes):
+        flag = votes["is_instrumental"].astype(bool)
+        votes = votes[flag if board == "instrumental" else ~flag]
+    table = leaderboard(votes, board="all", bootstrap_rounds=BOOTSTRAP_ROUNDS)
+    rows = [
+        {
+            "rank": int(r["rank"]),
+            "system": str(system),
+            "rating": round(float(r["rating"]), 1),
+            "ci_low": round(float(r["ci_low"]), 1),
+            "ci_high": round(float(r["ci_high"]), 1),
+            "votes": int(r["votes"]),
+        }
+        for system, r in table.iterrows()
+    ]
+    agree = None
+    if len(votes) and "apex_p_a" in votes:
+        scored = votes[votes["apex_p_a"].notna()]
+        agree = agreement(scored) if len(scored) else None
+    rated = int(votes["preference"].isin(["A", "B", "TIE"]).sum()) if len(votes) else 0
+    return {
+        "board": board,
+        "updated_at": _iso(time.time()),
+        "votes": int(services.store.counts()["votes"]),
+        "rated_votes": rated,
+        "rows": rows,
+        "agreement": agree,
+    }
+
+
+def agreement_markdown(data: dict[str, Any]) -> str:
+    """APEX agreement and the freshness line."""
+    agree = data.get("agreement")
+    lines = [f"**{data['rated_votes']}** rated votes on this board · updated {data['updated_at']}"]
+    if agree and agree["n"]:
+        lines.append(
+            f"**APEX agrees with listeners on {agree['rate']:.0%}** of {agree['n']} decided votes "
+            f"(95% CI {agree['ci_low']:.0%}-{agree['ci_high']:.0%}; ties and 'both bad' left out)."
+        )
+    else:
+        lines.append("APEX agreement: no decided votes with an APEX prediction yet.")
+    return "\n\n".join(lines)
+
+
+def board_frame(data: dict[str, Any]) -> pd.DataFrame:
+    """The table the page shows: rank, system, rating, 95% CI, votes."""
+    columns = ["rank", "system", "rating", "95% CI", "votes"]
+    rows = [
+        {
+            "rank": r["rank"],
+            "system": r["system"],
+            "rating": f"{r['rating']:.0f}",
+            "95% CI": "" if math.isnan(r["ci_low"]) else f"{r['ci_low']:.0f} to {r['ci_high']:.0f}",
+            "votes": r["votes"],
+        }
+        for r in data["rows"]
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def render(data: dict[str, Any]) -> tuple[Any, Any, str]:
+    """Table, CI chart and the agreement text for one board."""
+    frame = pd.DataFrame(data["rows"], columns=["system", "rating", "ci_low", "ci_high"])
+    title = f"{BOARDS[data['board']]}: rating with 95% CI"
+    return board_frame(data), charts.ratings_chart(frame, title=title), agreement_markdown(data)
+
+
+def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
+    """Lay out the Leaderboard tab; it loads when selected, on Refresh and on a board change."""
+    gr.Markdown(
+        "Bradley-Terry ratings of the generating systems from every vote (a tie counts half a "
+        "win each way; 'both bad' votes are kept in the data but not rated). 1000 is the average "
+        f"system; intervals are 95% bootstrap intervals ({BOOTSTRAP_ROUNDS} resamples)."
+    )
+    with gr.Row():
+        board = gr.Radio(
+            [(label, key) for key, label in BOARDS.items()],
+            value="all",
+            label="Board",
+            scale=3,
+        )
+        refresh = gr.Button("Refresh", scale=1)
+    info = gr.Markdown()
+    with gr.Row():
+        table = gr.Dataframe(interactive=False, scale=2, label="Ratings")
+        chart = gr.Plot(scale=3, label="Ratings with 95% CI")
+    data = gr.JSON(visible=False)
+
+    def _load(which: str) -> dict[str, Any]:
+        return leaderboard_data(services, which)
+
+    fetch = {"fn": _load, "inputs": [board], "outputs": [data]}
+    draw = {"fn": render, "inputs": [data], "outputs": [table, chart, info]}
+    limits = {"concurrency_limit": concurrency, "concurrency_id": "read"}
+    refresh.click(**fetch, **limits, api_name="leaderboard").success(
+        **draw, api_visibility="private"
+    )
+    for trigger in (board.change, tab.select):
+        trigger(**fetch, **limits, api_visibility="private").success(
+            **draw, api_visibility="private"
+        )
