@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -161,7 +162,7 @@ def export_shards(
     month = pd.to_datetime(frame["timestamp"], unit="s", utc=True).dt.strftime("%Y/%m")
     # A new shard starts where the month changes or the current one is full; rows stay in order,
     # so the shards' row ranges are contiguous and the largest `to` is the whole export state.
-    cut = (month != month.shift()).to_numpy()
+    cut = np.array(month != month.shift(), dtype=bool)
     cut[::max_rows] = True
     runs = cut.cumsum()
     written = []
