@@ -1,0 +1,146 @@
+"""Clip pool: audiofolder metadata, validation with bad clips skipped, score cache, load_pool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from annotation.pool import ClipPool, PoolError, load_pool
+from apex.tasks import SCORE_NAMES
+
+RATE = 24_000
+
+
+def tone(path: Path, seconds: float, freq: float) -> None:
+    t = np.arange(int(seconds * RATE)) / RATE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, 0.3 * np.sin(2 * np.pi * freq * t).astype(np.float32), RATE)
+
+
+def make_folder(root: Path, *, bad: bool = True, fmt: str = "csv") -> Path:
+    rows = []
+    for s, system in enumerate(("alpha", "beta", "gamma")):
+        for k in range(2):
+            name = f"audio/{system}_{k}.wav"
+            tone(root / name, 1.5 + k, 220.0 * (s + 1))
+            rows.append((name, system, f"prompt {k}", k == 0))
+    if bad:
+        (root / "audio" / "broken.wav").write_bytes(b"RIFF not really audio")
+        tone(root / "audio" / "short.wav", 0.3, 440.0)
+        rows += [
+            ("audio/broken.wav", "alpha", "p", True),
+            ("audio/short.wav", "beta", "p", True),
+            ("audio/missing.wav", "beta", "p", True),
+            ("../outside.wav", "beta", "p", True),
+            ("audio/alpha_0.wav", "alpha", "dup", "maybe"),
+        ]
+    meta = pd.DataFrame(rows, columns=["file_name", "system", "prompt", "is_instrumental"])
+    if fmt == "csv":
+        meta.to_csv(root / "metadata.csv", index=False)
+    else:
+        meta.to_json(root / "metadata.jsonl", orient="records", lines=True)
+    return root
+
+
+class CountingScorer:
+    """Scores by file name; counts every clip it is asked to score."""
+
+    def __init__(self, fail_on: str | None = None, version: str = "1") -> None:
+        self.calls: list[str] = []
+        self.fail_on, self.version = fail_on, version
+
+    def score(self, inputs):
+        from apex.scorer import ScoreResult
+
+        self.calls += [Path(p).name for p in inputs]
+        if self.fail_on and any(Path(p).name == self.fail_on for p in inputs):
+            raise ValueError(f"cannot score {self.fail_on}")
+        return [
+            ScoreResult(scores={n: float(len(Path(p).name)) for n in SCORE_NAMES}, preference=0.5)
+            for p in inputs
+        ]
+
+    def compare(self, a, b) -> float:
+        return 0.5
+
+    def info(self) -> dict:
+        return {"model_id": "counting", "version": self.version, "encoder_id": "fallback"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_valid_clips_kept_bad_ones_reported(tmp_path: Path, fmt: str) -> None:
+    pool = ClipPool.from_audiofolder(make_folder(tmp_path / "pool", fmt=fmt))
+    assert len(pool) == 6 and pool.systems == ["alpha", "beta", "gamma"]
+    reasons = dict(pool.skipped)
+    assert set(reasons) == {
+        "audio/broken.wav",
+        "audio/short.wav",
+        "audio/missing.wav",
+        "../outside.wav",
+        "audio/alpha_0.wav",
+    }
+    assert "not found" in reasons["audio/missing.wav"]
+    assert "outside" in reasons["../outside.wav"]
+    assert "duplicate" in reasons["audio/alpha_0.wav"]
+    clip = pool["beta_1"]
+    assert clip.duration_s == pytest.approx(2.5, abs=0.01) and clip.is_instrumental is False
+    assert clip.path.is_file() and clip.file_name == "audio/beta_1.wav" and clip.scores == {}
+    frame = pool.frame()
+    assert list(frame.columns[:3]) == ["clip_id", "system", "prompt"] and len(frame) == 6
+
+
+def test_scores_cached_once_per_clip_and_model(tmp_path: Path) -> None:
+    folder, cache = make_folder(tmp_path / "pool", bad=False), tmp_path / "cache"
+    scorer = CountingScorer()
+    pool = ClipPool.from_audiofolder(folder, scorer, cache_dir=cache)
+    assert len(scorer.calls) == 6 and pool.model_version == "counting@1"
+    assert set(pool["alpha_0"].scores) == set(SCORE_NAMES)
+    again = CountingScorer()
+    pool2 = ClipPool.from_audiofolder(folder, again, cache_dir=cache)
+    assert again.calls == []  # everything came from the cache
+    assert pool2["alpha_0"].scores == pool["alpha_0"].scores
+    assert pool2.result("alpha_0").preference == 0.5  # rebuilt ScoreResult for compare()
+    newer = CountingScorer(version="2")
+    ClipPool.from_audiofolder(folder, newer, cache_dir=cache)
+    assert len(newer.calls) == 6  # a new model version scores afresh
+
+
+def test_one_unscorable_clip_is_skipped_not_fatal(tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "pool", bad=False)
+    pool = ClipPool.from_audiofolder(folder, CountingScorer(fail_on="beta_0.wav"))
+    assert len(pool) == 5 and "beta_0" not in pool
+    assert pool.skipped == [("audio/beta_0.wav", "scoring failed: cannot score beta_0.wav")]
+
+
+def test_refuses_unusable_folders(tmp_path: Path) -> None:
+    with pytest.raises(PoolError, match="does not exist"):
+        ClipPool.from_audiofolder(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PoolError, match=r"no metadata\.csv"):
+        ClipPool.from_audiofolder(tmp_path / "empty")
+    pd.DataFrame({"file_name": ["a.wav"]}).to_csv(tmp_path / "empty" / "metadata.csv")
+    with pytest.raises(PoolError, match="lacks column"):
+        ClipPool.from_audiofolder(tmp_path / "empty")
+    pd.DataFrame({"file_name": ["a.wav"], "system": ["x"], "is_instrumental": [True]}).to_csv(
+        tmp_path / "empty" / "metadata.csv"
+    )
+    with pytest.raises(PoolError, match="no usable clip"):
+        ClipPool.from_audiofolder(tmp_path / "empty")
+
+
+def test_load_pool_local_folder_and_offline_hub(tmp_path: Path, settings) -> None:
+    folder = make_folder(tmp_path / "pool", bad=False)
+    assert len(load_pool(settings.replace(pool=str(folder)))) == 6
+    with pytest.raises(PoolError, match="APEX_POOL=demo"):
+        load_pool(settings.replace(pool="some-owner/some-dataset"))
+    with pytest.raises(PoolError, match="neither"):
+        load_pool(settings.replace(pool=str(tmp_path / "missing" / "dir")))
+
+
+def test_load_pool_demo(settings) -> None:
+    pool = load_pool(settings.replace(pool="demo", demo_clips=16))
+    assert len(pool) >= 8 and len(pool.systems) >= 2 and not pool.skipped
