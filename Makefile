@@ -10,7 +10,7 @@ TEST_HASH := $(shell cat requirements.txt requirements-test.txt pyproject.toml |
 APP_STAMP := $(VENV)/.stamp-app-$(REQ_HASH)
 TEST_STAMP := $(VENV)/.stamp-test-$(TEST_HASH)
 
-.PHONY: app test lint format bench browser clean
+.PHONY: app test lint format bench browser postgres clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,7 +38,17 @@ browser:
 	  else echo "no /usr/bin/chromium and no root apt-get: browser tests will be skipped"; fi; \
 	fi
 
-test: $(TEST_STAMP) browser
+# PostgreSQL server binaries from Debian for the PostgreSQL vote-store tests; the tests start and stop
+# their own throwaway server on 127.0.0.1.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	      || echo "postgresql install failed: PostgreSQL store tests will be skipped"; \
+	  else echo "no PostgreSQL server binaries and no root apt-get: PostgreSQL tests will be skipped"; fi; \
+	fi
+
+test: $(TEST_STAMP) browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
