@@ -1,0 +1,68 @@
+"""Encoders: audio clip -> per-segment, per-layer pooled embeddings (:class:`Embedding`).
+
+``load_encoder("m-a-p/MERT-v1-95M")`` gives the published APEX encoder (transformers'
+``HubertModel``, no remote code); ``load_encoder("fallback")`` the built-in descriptor encoder
+that needs no weights. Pass ``cache_dir`` to wrap either in an on-disk embedding cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from apex.encoders.base import Embedding, Encoder, EncoderUnavailable
+from apex.encoders.cache import CachedEncoder, EmbeddingCache
+from apex.encoders.fallback import FALLBACK_DIM, FallbackEncoder
+from apex.encoders.mert import MertEncoder
+
+__all__ = [
+    "FALLBACK_DIM",
+    "CachedEncoder",
+    "Embedding",
+    "EmbeddingCache",
+    "Encoder",
+    "EncoderUnavailable",
+    "FallbackEncoder",
+    "MertEncoder",
+    "load_encoder",
+]
+
+
+def load_encoder(
+    spec: str,
+    *,
+    precision: str = "fast",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    batch_size: int = 4,
+) -> Encoder:
+    """Build the encoder named by ``spec``.
+
+    Args:
+        spec: ``"fallback"``, a local HuBERT/MERT checkpoint directory, or a Hub id.
+        precision: ``"fast"`` or ``"reference"`` (MERT only; the fallback is always fp32).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or None (CUDA when available).
+        trust_remote_code: Let a checkpoint run its own modelling code (explicit opt-in).
+        cache_dir: If given, wrap the encoder in an :class:`EmbeddingCache` there.
+        local_files_only: Never touch the network for Hub ids.
+        batch_size: Segments per forward pass (MERT).
+
+    Raises:
+        EncoderUnavailable: The weights cannot be had (offline with no cached copy, missing or
+            unusable files); the message says what to do.
+    """
+    if spec == "fallback":
+        encoder: Encoder = FallbackEncoder()
+    else:
+        encoder = MertEncoder.from_pretrained(
+            spec,
+            precision=precision,
+            device=None if device in (None, "auto") else device,
+            trust_remote_code=trust_remote_code,
+            local_files_only=local_files_only,
+            batch_size=batch_size,
+        )
+    if cache_dir is not None:
+        encoder = CachedEncoder(encoder, EmbeddingCache(Path(cache_dir)))
+    return encoder

@@ -1,0 +1,205 @@
+"""MERT checkpoints as transformers' own ``HubertModel``: config mapping, weights, debug model.
+
+MERT-v1's config (``model_type: "mert_model"``, remote code via ``auto_map``) is HuBERT's plus
+switches that are off for v1 (``feature_extractor_cqt``, ``deepnorm``) or change nothing at
+inference (``attention_relax`` subtracts the row maximum before the softmax). So a MERT-v1
+checkpoint maps field-for-field onto :class:`~transformers.HubertConfig` and its weights load
+into :class:`~transformers.HubertModel` once the legacy weight-norm names are renamed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from apex.audio import SAMPLE_RATE
+from apex.encoders.base import EncoderUnavailable
+
+# ---------------------------------------------------------------------- HuBERT mapping
+# MERT config fields with no HubertConfig counterpart, and the value that HubertModel reproduces.
+_MERT_SWITCHES: dict[str, Any] = {"feature_extractor_cqt": False, "deepnorm": False}
+# Weight-norm tensors saved by older torch (MERT's pytorch_model.bin) -> parametrization names.
+_LEGACY_RENAMES = {
+    "pos_conv_embed.conv.weight_g": "pos_conv_embed.conv.parametrizations.weight.original0",
+    "pos_conv_embed.conv.weight_v": "pos_conv_embed.conv.parametrizations.weight.original1",
+}
+_OPTIONAL_KEYS = frozenset({"masked_spec_embed"})  # only used for masking during pre-training
+
+
+def hubert_config_from_dict(raw: dict[str, Any], *, source: str = "checkpoint") -> Any:
+    """Map a MERT (``mert_model``) or HuBERT ``config.json`` onto transformers' ``HubertConfig``.
+
+    Raises:
+        EncoderUnavailable: The checkpoint uses a MERT feature HubertModel cannot express
+            (CQT input features, DeepNorm residual scaling); such checkpoints need
+            ``trust_remote_code=True``.
+    """
+    from transformers import HubertConfig
+
+    for key, supported in _MERT_SWITCHES.items():
+        if raw.get(key, supported) != supported:
+            raise EncoderUnavailable(
+                f"{source}: {key}={raw[key]!r} cannot be loaded into transformers' HubertModel; "
+                "load it with trust_remote_code=True (runs the checkpoint's own code) if you "
+                "trust its authors."
+            )
+    known = set(HubertConfig().to_dict())
+    kwargs = {k: v for k, v in raw.items() if k in known and not k.startswith("_")}
+    for key in ("model_type", "architectures", "auto_map", "transformers_version", "torch_dtype"):
+        kwargs.pop(key, None)
+    # Inference only: no SpecAugment masking, no dropout. Keep mask_time_prob so that a
+    # checkpoint's masked_spec_embed still has a home (it is unused at inference).
+    kwargs.update(layerdrop=0.0, hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+    kwargs.update(feat_proj_dropout=0.0, final_dropout=0.0)
+    return HubertConfig(**kwargs)
+
+
+def build_hubert(config: Any, *, seed: int | None = None) -> torch.nn.Module:
+    """A ``HubertModel`` for ``config`` in eval mode; random weights, seeded if ``seed`` given."""
+    from transformers import HubertModel
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    return HubertModel(config).eval()
+
+
+def mert_95m_config(**overrides: Any) -> Any:
+    """``HubertConfig`` of MERT-v1-95M's shape (12 x 768, 75 Hz at 24 kHz), built offline.
+
+    Args:
+        **overrides: HubertConfig fields to change (the debug checkpoint shrinks the widths).
+    """
+    from transformers import HubertConfig
+
+    fields: dict[str, Any] = dict(
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        conv_dim=(512,) * 7,
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_bias=False,
+        feat_extract_norm="group",
+        feat_proj_layer_norm=True,
+        num_conv_pos_embeddings=128,
+        num_conv_pos_embedding_groups=16,
+        do_stable_layer_norm=False,
+        layer_norm_eps=1e-5,
+        layerdrop=0.0,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+    )
+    fields.update(overrides)
+    return HubertConfig(**fields)
+
+
+def load_weights(model: torch.nn.Module, weights_file: Path) -> dict[str, list[str]]:
+    """Load a checkpoint's tensors into ``model``, renaming legacy keys; report what did not fit.
+
+    Returns:
+        ``{"unused": [...], "missing": [...]}`` — checkpoint keys the model has no place for
+        (e.g. pre-training heads) and optional model keys the checkpoint lacks.
+
+    Raises:
+        EncoderUnavailable: Essential weights are missing or have the wrong shape.
+    """
+    if weights_file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights_file))
+    else:
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    expected = model.state_dict()
+    renamed: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        name = key
+        for prefix in ("hubert.", "mert.", "model."):
+            if name.startswith(prefix) and name.removeprefix(prefix) in expected:
+                name = name.removeprefix(prefix)
+        for old, new in _LEGACY_RENAMES.items():
+            name = name.replace(old, new)
+        renamed[name] = tensor
+    missing = sorted(set(expected) - set(renamed))
+    essential = [k for k in missing if k not in _OPTIONAL_KEYS]
+    wrong = [k for k in expected if k in renamed and renamed[k].shape != expected[k].shape]
+    if essential or wrong:
+        raise EncoderUnavailable(
+            f"{weights_file}: does not fit HubertModel for its config.json: missing "
+            f"{essential[:10]}{' ...' if len(essential) > 10 else ''}, wrong shape {wrong[:10]}. "
+            "Is it a HuBERT-shaped checkpoint (MERT-v1)? Otherwise try trust_remote_code=True."
+        )
+    unused = sorted(set(renamed) - set(expected))
+    model.load_state_dict({k: v for k, v in renamed.items() if k in expected}, strict=False)
+    return {"unused": unused, "missing": missing}
+
+
+def save_debug_checkpoint(
+    directory: str | Path, *, seed: int = 0, do_normalize: bool = True
+) -> Path:
+    """Write a tiny random MERT-style checkpoint (a few hundred KB) loadable by ``from_pretrained``.
+
+    It has MERT's conv strides (75 frames per second at 24 kHz), hidden size 32, 2 layers and
+    2 heads; ``config.json`` says ``model_type: "mert_model"`` with an ``auto_map`` like the Hub
+    checkpoints, and the positional-conv weights are saved under the legacy ``weight_g`` /
+    ``weight_v`` names, so tests go through the same mapping as the real MERT.
+
+    Args:
+        directory: Where to write (created if needed).
+        seed: Seed of the random weights.
+        do_normalize: The ``preprocessor_config.json`` normalisation switch.
+
+    Returns:
+        ``directory`` as a Path.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    config = mert_95m_config(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    )
+    model = build_hubert(config, seed=seed)
+    inverse = {new: old for old, new in _LEGACY_RENAMES.items()}
+    state = {}
+    for key, tensor in model.state_dict().items():
+        for new, old in inverse.items():
+            key = key.replace(new, old)
+        state[key] = tensor.contiguous()
+    save_file(state, str(out / "model.safetensors"))
+    raw = {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
+    raw.update(
+        model_type="mert_model",
+        architectures=["MERTModel"],
+        auto_map={
+            "AutoConfig": "configuration_MERT.MERTConfig",
+            "AutoModel": "modeling_MERT.MERTModel",
+        },
+        feature_extractor_cqt=False,
+        feature_extractor_cqt_bins=336,
+        deepnorm=False,
+        attention_relax=-1.0,
+        sample_rate=SAMPLE_RATE,
+    )
+    (out / "config.json").write_text(json.dumps(raw, indent=2, default=list))
+    preprocessor = {
+        "do_normalize": do_normalize,
+        "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+        "feature_size": 1,
+        "padding_side": "right",
+        "padding_value": 0.0,
+        "return_attention_mask": True,
+        "sampling_rate": SAMPLE_RATE,
+    }
+    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    return out
