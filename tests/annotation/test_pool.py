@@ -144,3 +144,36 @@ def test_load_pool_local_folder_and_offline_hub(tmp_path: Path, settings) -> Non
 def test_load_pool_demo(settings) -> None:
     pool = load_pool(settings.replace(pool="demo", demo_clips=16))
     assert len(pool) >= 8 and len(pool.systems) >= 2 and not pool.skipped
+
+
+def test_real_scorer_scores_the_pool_and_the_arena_reveals_its_pick(tmp_path: Path, settings):
+    """The real apex Scorer (fallback encoder, small random heads) through pool and arena."""
+    torch = pytest.importorskip("torch")
+    from annotation.arena import Arena
+    from annotation.store import SQLiteVoteStore
+    from apex.checkpoints import ModelInfo
+    from apex.encoders import FALLBACK_DIM, FallbackEncoder
+    from apex.heads import ApexHeads, HeadsConfig
+    from apex.scorer import Scorer
+
+    torch.manual_seed(0)
+    heads = ApexHeads(HeadsConfig(num_layers=1, dim=FALLBACK_DIM, hidden=[16, 8]))
+    info = ModelInfo("test-heads", version="3", kind="custom", encoder_id="fallback")
+    scorer = Scorer(heads, info, FallbackEncoder(), device="cpu")
+    folder = make_folder(tmp_path / "pool", bad=False)
+    pool = ClipPool.from_audiofolder(folder, scorer, cache_dir=tmp_path / "cache")
+    assert len(pool) == 6 and pool.model_version == "test-heads@3"
+    for clip in pool:
+        assert set(clip.scores) == set(SCORE_NAMES)
+        assert all(1.0 <= clip.scores[n] <= 5.0 for n in SCORE_NAMES[2:])
+    settings = settings.replace(salt="s", min_listen_s=0.0)
+    with SQLiteVoteStore(settings.store_path) as store:
+        arena = Arena(settings, pool, store, scorer, seed=0)
+        ticket = arena.new_battle("sess", "192.0.2.1")
+        reveal = arena.vote(ticket.battle_id, "B", "sess", "192.0.2.1")
+        battle = store.get_battle(ticket.battle_id)
+        p_a = scorer.compare(pool.result(battle.clip_a), pool.result(battle.clip_b))
+        assert reveal.apex_probability == pytest.approx(max(p_a, 1 - p_a))
+        assert reveal.apex_pick == ("A" if p_a >= 0.5 else "B")
+        assert reveal.apex_a == pool[battle.clip_a].scores
+        assert store.votes_frame().iloc[0]["apex_model_version"] == "test-heads@3"
