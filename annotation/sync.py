@@ -49,13 +49,13 @@ _LEDGER_FILE = "hub_sync.json"
 _SECRET = re.compile(r"(hf_[A-Za-z0-9]{6,}|(?i:bearer)\s+\S+)")
 _MESSAGES = {
     "no_token": "no Hugging Face token; set HF_TOKEN (write access to {repo}) as a Space secret",
-    "offline": "the Hub cannot be reached ({detail}); votes are kept and pushed when it is back",
+    "offline": "the Hub cannot be reached ({detail})",
     "rate_limited": "the Hub refused the commit: commit quota reached (HTTP 429)",
     "conflict": "another commit reached {repo} at the same time (HTTP 412)",
     "server_error": "the Hub had a server error (HTTP {code})",
     "auth": "the token cannot write to {repo} (HTTP {code}); give HF_TOKEN write access",
     "http_error": "the Hub refused the request (HTTP {code}: {detail})",
-    "error": "pushing to {repo} failed ({detail})",
+    "error": "unexpected failure ({detail})",
 }
 
 
@@ -231,21 +231,26 @@ def _local_files(folder: Path) -> dict[str, Path]:
 
 
 class _VoteScheduler(CommitScheduler):
-    """A CommitScheduler whose pushes are :class:`VoteSync` rounds on the sync's own executor."""
+    """A CommitScheduler whose pushes run as :class:`VoteSync` rounds on the sync's own worker."""
 
     def __init__(self, sync: VoteSync, **kwargs: Any) -> None:
-        self._sync = sync  # set first: the base constructor starts a thread that triggers a push
+        self._sync = sync  # set first: the base constructor starts the scheduling thread
         super().__init__(**kwargs)
 
+    def _run_scheduler(self) -> None:
+        # Replaces the base loop, which pushes the moment it is constructed and sleeps without
+        # waking on stop(): VoteSync asks for the start-up push itself (so the order of pushes
+        # is known), and the wait below ends as soon as the sync stops.
+        while not self._sync._stopping.wait(self.every * 60):
+            self.trigger()
+
     def trigger(self) -> Future:
-        """Queue a push on the sync's single worker (at most one round waits in the queue)."""
-        return self._sync._submit(self._push_to_hub)
+        """Queue a scheduled push (a round already waiting in the queue is reused)."""
+        return self._sync._submit()
 
     def push_to_hub(self) -> Any:
-        # The base class runs this from atexit on the main thread: make that a single attempt so
-        # interpreter exit is never held up by backoff waits.
-        final = threading.current_thread() is threading.main_thread()
-        return self._sync._push_round(final=final)
+        """One attempt; the base class calls this from ``atexit`` when the sync was not stopped."""
+        return self._sync._push_round(final=True)
 
 
 class VoteSync:
@@ -254,10 +259,12 @@ class VoteSync:
     Args:
         settings: ``votes_repo``, ``votes_private``, ``sync_minutes``, ``export_dir``, rules.
         store: the vote store (:class:`annotation.store.VoteStore`).
-        api: Hub client; default ``HfApi()`` (token from ``HF_TOKEN`` or the login).
-        backoff: waits between failed attempts.
+        api: Hub client; default ``HfApi()`` (token from ``HF_TOKEN`` or the stored login).
+        backoff: waits between failed attempts (connecting or pushing).
 
     Use as a context manager, or call :meth:`start` and :meth:`stop` (which pushes once more).
+    Without :meth:`start` (the CLI) nothing runs in the background: :meth:`push_now` makes one
+    attempt and failures are not retried.
     """
 
     def __init__(
@@ -268,15 +275,18 @@ class VoteSync:
         self._api = api if api is not None else HfApi()
         self._ledger = _Ledger(settings.data_dir / _LEDGER_FILE, self.repo_id or "")
         self._lock = threading.RLock()  # guards the fields below
-        self._round_lock = threading.Lock()  # one push round at a time (executor or atexit)
+        self._round_lock = threading.Lock()  # one push at a time (worker thread or atexit)
         self._stopping = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apex-vote-sync")
         self._queued: Future | None = None
+        self._force = False  # the queued round was asked for by push_now: ignore backoff
+        self._timer: threading.Timer | None = None
         self._scheduler: _VoteScheduler | None = None
+        self._started = False
         self._state = "local" if self.repo_id is None else "starting"
         self._incident: tuple[str, str] | None = None  # (kind, message) of the open incident
         self._failures = 0
-        self._not_before = 0.0  # monotonic time before which scheduled rounds do not retry
+        self._not_before = 0.0  # monotonic time before which scheduled pushes wait
         self._next_retry: datetime | None = None
         self._restore_pending = False
         self._card_for: tuple[str, ...] | None = None
@@ -285,45 +295,44 @@ class VoteSync:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, *, restore: bool = True) -> VoteSync:
-        """Restore an empty store from the repo, then start the scheduler (or its retry loop).
+        """Restore an empty store from the repo, connect and push; retry in the background.
 
-        Never raises for Hub trouble: it opens an incident and retries in the background.
+        Never raises for Hub trouble: it opens an incident (see :meth:`status`) and retries.
         """
-        if self.repo_id is None:
+        if self.repo_id is None or self._started:
             return self
+        self._started = True
         if restore and self.store.counts()["votes"] == 0:
-            self._restore_pending = True
+            self._restore_pending = True  # kept until a restore succeeds; pushes wait for it
             try:
-                self._restore()
+                self.restore()
             except Exception as err:
                 self._failed(err, "restoring the votes")
-        if not self._try_connect():
-            threading.Thread(
-                target=self._reconnect_loop, name="apex-vote-sync-connect", daemon=True
-            ).start()
+        self._connect_and_push()
         return self
 
-    def push_now(self, timeout: float | None = None, *, retry: bool = False) -> SyncStatus:
-        """Export and push now; returns the status afterwards (it never raises for Hub trouble).
-
-        Args:
-            timeout: longest wait for the push, seconds (None: no limit).
-            retry: retry failures with backoff, as a scheduled round does (within half the sync
-                interval); by default a single attempt that ignores any backoff wait.
-        """
+    def push_now(self, timeout: float | None = None) -> SyncStatus:
+        """Export and push now, ignoring backoff; returns the status (never raises for the Hub)."""
         if self.repo_id is None:
             return self.status()
         if self._scheduler is None and not self._try_connect():
             return self.status()
-        self._submit(lambda: self._push_round(final=not retry, force=True)).result(timeout)
+        self._submit(force=True).result(timeout)
         return self.status()
 
     def stop(self, timeout: float | None = 120.0, *, push: bool = True) -> SyncStatus:
-        """Push once more (one attempt, unless ``push=False``), then stop the background work."""
+        """Push once more (one attempt, unless ``push=False``), then stop all background work.
+
+        Votes that cannot be pushed now stay in the store and the export folder; the next start
+        pushes them.
+        """
         self._stopping.set()
-        if self._scheduler is not None and push:
-            self._scheduler.trigger().result(timeout)
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
         if self._scheduler is not None:
+            if push:
+                self._submit(force=True).result(timeout)
             self._scheduler.stop()
         self._executor.shutdown(wait=False)
         with self._lock:
@@ -338,21 +347,18 @@ class VoteSync:
 
     # ------------------------------------------------------------------ status
     def status(self) -> SyncStatus:
-        """Current state, last push, last error and pending votes (cheap: reads Parquet footers)."""
-        local = _local_files(self.settings.export_dir)
+        """State, last push, last error and pending votes (cheap: reads Parquet footers only)."""
         exported = pending_exported = 0
-        for rel, path in local.items():
-            if rel == "README.md":
-                continue
-            rows = self._row_count(rel, path)
-            exported += rows
-            pending_exported += 0 if rel in self._ledger.files else rows
+        for rel, path in _local_files(self.settings.export_dir).items():
+            if rel != "README.md":
+                rows = self._row_count(rel, path)
+                exported += rows
+                pending_exported += 0 if rel in self._ledger.files else rows
         unexported = max(0, int(self.store.counts()["votes"]) - exported)
         with self._lock:
+            open_incident = self._incident is not None and self._state != "stopped"
             return SyncStatus(
-                state=self._incident[0]
-                if self._incident and self._state != "stopped"
-                else self._state,
+                state=self._incident[0] if open_incident else self._state,
                 repo_id=self.repo_id,
                 last_push_at=self._ledger.last_push,
                 last_error=self._incident[1] if self._incident else None,
@@ -380,6 +386,7 @@ class VoteSync:
             )
         staging = self.settings.data_dir / "hub_restore"
         shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)  # an empty repo downloads nothing, not even the folder
         self._api.snapshot_download(
             repo_id=self.repo_id,
             repo_type="dataset",
@@ -407,31 +414,34 @@ class VoteSync:
         return added
 
     # ------------------------------------------------------------------ rounds
-    def _submit(self, fn: Any) -> Future:
+    def _submit(self, *, force: bool = False) -> Future:
+        """Queue a push round on the single worker; a round still waiting is reused."""
         with self._lock:
+            self._force = self._force or force
             queued = self._queued
-            if queued is not None and not queued.running() and not queued.done():
-                return queued  # a round is already waiting: it will see everything this one would
-            self._queued = self._executor.submit(fn)
-            return self._queued
+            if queued is None or queued.running() or queued.done():
+                queued = self._queued = self._executor.submit(self._run_queued)
+            return queued
 
-    def _push_round(self, *, final: bool = False, force: bool = False) -> Any:
-        """One push: export, upload, retry with backoff within half the interval unless final."""
-        final = final or self._stopping.is_set()  # the shutdown push is a single attempt
+    def _run_queued(self) -> Any:
+        with self._lock:
+            force, self._force = self._force, False
+        return self._push_round(force=force)
+
+    def _push_round(self, *, force: bool = False, final: bool = False) -> Any:
+        """Export and upload once; on failure open or extend the incident and retry later."""
         with self._round_lock:
             if not force and not final and time.monotonic() < self._not_before:
-                return None  # backing off: the next scheduled round will try again
-            deadline = time.monotonic() + self.settings.sync_minutes * 30
-            while True:
-                try:
-                    info = self._push_once()
-                except Exception as err:
-                    delay = self._failed(err, "pushing votes")
-                else:
-                    self._succeeded()
-                    return info
-                if final or time.monotonic() + delay > deadline or self._stopping.wait(delay):
-                    return None
+                return None  # backing off; the retry timer will come back
+            try:
+                info = self._push_once()
+            except Exception as err:
+                delay = self._failed(err, "pushing votes")
+                if not final:
+                    self._later(delay, self._submit)
+                return None
+            self._succeeded()
+            return info
 
     def _push_once(self) -> Any:
         if self._restore_pending:
@@ -486,36 +496,47 @@ class VoteSync:
             self._card_for = shards
 
     # ------------------------------------------------------------------ connection and incidents
+    def _connect_and_push(self) -> None:
+        if self._try_connect():
+            self._submit()  # push what accumulated while this process was not running
+        else:
+            self._later(max(0.0, self._not_before - time.monotonic()), self._connect_and_push)
+
     def _try_connect(self) -> bool:
         """Construct the scheduler (it creates the repo); False, with an incident, on failure."""
         if self._stopping.is_set():
             return False
-        # Hold the round lock: the scheduler's thread triggers a round at once, which must see
-        # the connection recorded first.
-        with self._round_lock:
-            try:
-                if not self._token():
-                    raise _NoToken("no token")
-                self._scheduler = _VoteScheduler(
-                    self,
-                    repo_id=self.repo_id,
-                    folder_path=self.settings.export_dir,
-                    every=self.settings.sync_minutes,
-                    repo_type="dataset",
-                    private=self.settings.votes_private,
-                    allow_patterns=list(UPLOAD_PATTERNS),
-                    hf_api=self._api,
-                )
-            except Exception as err:
-                self._failed(err, "connecting")
-                return False
-            self._succeeded()
+        try:
+            if not self._token():
+                raise _NoToken("no token")
+            scheduler = _VoteScheduler(
+                self,
+                repo_id=self.repo_id,
+                folder_path=self.settings.export_dir,
+                every=self.settings.sync_minutes,
+                repo_type="dataset",
+                private=self.settings.votes_private,
+                allow_patterns=list(UPLOAD_PATTERNS),
+                hf_api=self._api,
+            )
+        except Exception as err:
+            self._failed(err, "connecting")
+            return False
+        with self._lock:
+            self._scheduler = scheduler
+        self._succeeded()
         return True
 
-    def _reconnect_loop(self) -> None:
-        while not self._stopping.wait(max(0.0, self._not_before - time.monotonic())):
-            if self._try_connect():
+    def _later(self, delay: float, action: Any) -> None:
+        """Run ``action`` after ``delay`` seconds, once, if the service is started and running."""
+        with self._lock:
+            if not self._started or self._stopping.is_set():
                 return
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(delay, action)
+            self._timer.daemon = True
+            self._timer.start()
 
     def _token(self) -> str | None:
         return getattr(self._api, "token", None) or get_token()
@@ -533,7 +554,7 @@ class VoteSync:
         if new:
             log.warning(
                 "Hub sync to %s: %s (while %s). Votes are kept locally; retrying with backoff, "
-                "next try in %.0f s.",
+                "next try in %.3g s.",
                 self.repo_id,
                 message,
                 doing,
