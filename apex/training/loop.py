@@ -227,7 +227,9 @@ def train(
     device = resolve_device(config.device)
     train_songs, val_songs = _split_songs(data, config.seed)
     rows = np.flatnonzero(np.isin(data.row_song, train_songs))
-    model = model or build_model(config, data.x.shape[1], data.x.shape[2])
+    if model is None:
+        layers = 1 if data.x.ndim == 2 else data.x.shape[1]
+        model = build_model(config, layers, data.x.shape[-1])
     if hasattr(model, "set_feature_stats"):
         flat = torch.as_tensor(data.x[rows]).float().reshape(-1, data.x.shape[-1])
         model.set_feature_stats(flat.mean(0), flat.std(0))
