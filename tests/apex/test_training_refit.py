@@ -1,0 +1,170 @@
+"""Refit: the gate's decisions, the versioned registry, champion safety, end-to-end refit."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from apex.training.data import TargetTransform, load_engagement, write_shard
+from apex.training.loop import TrainConfig
+from apex.training.refit import (
+    GateConfig,
+    ModelRegistry,
+    RefitConfig,
+    gate,
+    push_version,
+    run_refit,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _report(accuracy: float, spearman: float, n: int = 100) -> dict:
+    return {
+        "pairwise": {"accuracy": accuracy, "auc": accuracy, "n": n},
+        "regression": {
+            "score_streams": {"spearman": spearman},
+            "score_likes": {"spearman": spearman},
+        },
+    }
+
+
+def test_gate_accepts_a_better_challenger() -> None:
+    decision = gate(_report(0.70, 0.60), _report(0.65, 0.58))
+    assert decision.promote
+    assert all("ok" in r for r in decision.reasons)
+
+
+def test_gate_accepts_within_tolerance_and_refuses_beyond() -> None:
+    cfg = GateConfig(accuracy_tolerance=0.01, spearman_tolerance=0.02)
+    assert gate(_report(0.695, 0.59), _report(0.70, 0.60), cfg).promote
+    worse_acc = gate(_report(0.68, 0.70), _report(0.70, 0.60), cfg)
+    assert not worse_acc.promote and any(
+        "accuracy" in r and "worse" in r for r in worse_acc.reasons
+    )
+    worse_rho = gate(_report(0.80, 0.50), _report(0.70, 0.60), cfg)
+    assert not worse_rho.promote and any(
+        "spearman" in r and "worse" in r for r in worse_rho.reasons
+    )
+
+
+def test_gate_refuses_undefined_metrics_and_too_few_battles() -> None:
+    assert not gate(_report(float("nan"), 0.9), _report(0.6, 0.5)).promote
+    assert not gate(_report(0.9, 0.9, n=3), _report(0.6, 0.5)).promote
+    assert gate(_report(0.9, 0.9, n=3), None).promote  # the first model always serves
+
+
+def test_registry_versions_and_atomic_pointer(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path)
+    assert reg.champion() is None
+    v1, v2 = reg.new_version(), reg.new_version()
+    assert v1.name.startswith("v0001-") and v2.name.startswith("v0002-")
+    reg.promote(v1)
+    assert reg.champion() == v1
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.add(str(reg.champion()))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for _ in range(200):
+        reg.promote(v2)
+        reg.promote(v1)
+    stop.set()
+    reader.join()
+    assert seen <= {str(v1), str(v2)}  # never None, never a half-written name
+
+
+def test_push_without_repo_or_offline_degrades_with_a_message(tmp_path: Path) -> None:
+    assert "no model repo" in push_version(tmp_path, None)
+    message = push_version(tmp_path, "someone/apex-refit")
+    assert "kept locally" in message
+
+
+def _corpus(tmp_path: Path, n: int = 120, seed: int = 0):
+    """Songs whose engagement and votes follow one latent quality of the embedding."""
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(n, 1, 8)).astype(np.float32)
+    quality = emb[:, 0, :3].sum(axis=1)
+    split = np.where(np.arange(n) % 5 == 0, "test", np.where(np.arange(n) % 5 == 1, "val", "train"))
+    frame = pd.DataFrame(
+        {
+            "id": [f"c{i}" for i in range(n)],
+            "embedding": list(emb),
+            "duration_s": 30.0,
+            "encoder_id": "fallback",
+            "platform": "demo",
+            "split": split,
+            "streams": np.exp(quality + rng.normal(0, 0.5, n)),
+            "likes": np.exp(quality + rng.normal(0, 0.5, n)),
+            "coherence": 3 + np.tanh(quality),
+        }
+    )
+    write_shard(frame, tmp_path / "shards" / "0.parquet")
+    a, b = rng.integers(0, n, 1500), rng.integers(0, n, 1500)
+    p = 1 / (1 + np.exp(-(quality[a] - quality[b])))
+    votes = pd.DataFrame(
+        {
+            "clip_a": [f"c{i}" for i in a],
+            "clip_b": [f"c{i}" for i in b],
+            "preference": np.where(rng.random(1500) < p, "A", "B"),
+            "timestamp": pd.Timestamp("2026-01-01", tz="UTC")
+            + pd.to_timedelta(np.arange(1500), "s"),
+        }
+    )
+    data, transform = load_engagement(tmp_path / "shards")
+    return data, transform, votes
+
+
+def _refit_cfg(**kw) -> RefitConfig:
+    base = dict(epochs=25, batch_size=32, lr=3e-3, pref_weight=1.0, progress=False, device="cpu")
+    return RefitConfig(train=TrainConfig(**{**base, **kw}))
+
+
+def test_refit_promotes_first_then_refuses_a_worse_challenger(tmp_path: Path) -> None:
+    data, transform, votes = _corpus(tmp_path)
+    reg = ModelRegistry(tmp_path / "models")
+    first = run_refit(data, transform, votes, reg, _refit_cfg())
+    assert first.decision.promote and reg.champion() == first.version
+    meta = json.loads((first.version / "metadata.json").read_text())
+    assert meta["data_fingerprints"]["engagement"] == data.fingerprint
+    assert TargetTransform.from_dict(meta["target_transform"]).quantiles
+    assert meta["preference_trained"] and meta["calibration"]
+    assert (first.version / "README.md").read_text().startswith("# APEX Arena refit")
+    assert first.reports["challenger"]["pairwise"]["accuracy"] > 0.65
+    # a challenger crippled by a near-zero learning rate must not replace the champion
+    worse = run_refit(data, transform, votes, reg, _refit_cfg(epochs=1, lr=1e-7))
+    assert not worse.decision.promote
+    assert reg.champion() == first.version
+    assert worse.version.is_dir() and (worse.version / "metrics.json").is_file()
+    assert "NOT promoted" in (worse.version / "README.md").read_text()
+
+
+def test_a_refit_that_raises_leaves_the_champion(tmp_path: Path, monkeypatch) -> None:
+    data, transform, votes = _corpus(tmp_path, n=60)
+    reg = ModelRegistry(tmp_path / "models")
+    first = run_refit(data, transform, votes, reg, _refit_cfg(epochs=3))
+    import apex.training.refit as refit
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(refit, "train", boom)
+    with pytest.raises(RuntimeError, match="simulated"):
+        run_refit(data, transform, votes, reg, _refit_cfg())
+    assert reg.champion() == first.version
