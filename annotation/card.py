@@ -107,7 +107,8 @@ def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
             # Shards may carry epoch seconds or datetimes: normalise both to aware UTC.
             unit = "s" if pd.api.types.is_numeric_dtype(stamps) else None
             times = pd.to_datetime(stamps, unit=unit, utc=True)
-            first, last = times.min().to_pydatetime(), times.max().to_pydatetime()
+            first = times.min().to_pydatetime(warn=False)
+            last = times.max().to_pydatetime(warn=False)
     simulated = int((frame["source"] == "simulated").sum()) if "source" in frame else 0
     return CardStats(
         n_votes=len(frame),
