@@ -8,9 +8,11 @@ with a message meant for the person, and nothing is stored for a refused vote.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -113,6 +115,7 @@ class Arena:
         self._ratings = ratings
         self._clock = clock
         self._ids = Pseudonymizer(load_or_create_salt(settings))
+        self._vote_lock = threading.Lock()
         self.model_version = pool.model_version or _model_version(scorer)
 
     # ------------------------------------------------------------------ issue
@@ -196,23 +199,49 @@ class Arena:
         rules.check_preference(preference)
         feedback = rules.check_feedback(feedback, settings.feedback_max_chars)
         clean_ratings = rules.check_ratings(ratings) or {}
-        now = self._clock()
-        battle = self._open_battle(battle_id, session_id, now)
         voter = self._ids.voter(session_id, ip)
-        rules.check_rate_limit(
-            self.store.vote_times(voter, now - settings.rate_limit_window_s),
-            now,
-            limit=settings.rate_limit_votes,
-            window_s=settings.rate_limit_window_s,
-        )
-        events = self.store.listen_events(battle_id)
-        credit = rules.listened_seconds(events, battle.issued_at)
-        rules.check_listening(credit, settings.min_listen_s)
+        # One vote at a time in this process: the rate-limit count and the insert must not
+        # interleave between threads (a voter firing requests in parallel gets no extra votes).
+        with self._vote_lock:
+            now = self._clock()
+            battle = self._open_battle(battle_id, session_id, now)
+            rules.check_rate_limit(
+                self.store.vote_times(voter, now - settings.rate_limit_window_s),
+                now,
+                limit=settings.rate_limit_votes,
+                window_s=settings.rate_limit_window_s,
+            )
+            events = self.store.listen_events(battle_id)
+            credit = rules.listened_seconds(events, battle.issued_at)
+            rules.check_listening(credit, settings.min_listen_s)
+            record = self._record(battle, voter, now, preference, events, credit)
+            record = dataclasses.replace(
+                record, feedback=feedback, ratings_a=clean_ratings.get("A"),
+                ratings_b=clean_ratings.get("B"),
+            )  # fmt: skip
+            try:
+                self.store.insert_vote(record)
+            except DuplicateVote:
+                raise VoteRefused(
+                    "already_voted", "this battle already has a vote; start a new battle."
+                ) from None
+        return self._reveal(record, voter)
+
+    # ------------------------------------------------------------------ helpers
+    def _record(
+        self,
+        battle: Battle,
+        voter: str,
+        now: float,
+        preference: str,
+        events: list[ListenEvent],
+        credit: Mapping[str, float],
+    ) -> VoteRecord:
         apex_a, apex_b = self._prediction(battle.clip_a), self._prediction(battle.clip_b)
         p_a = self._compare(battle.clip_a, battle.clip_b)
-        record = VoteRecord(
+        return VoteRecord(
             vote_id=uuid.uuid4().hex,
-            battle_uuid=battle_id,
+            battle_uuid=battle.battle_id,
             timestamp=now,
             user_pseudonym=voter,
             session_pseudonym=battle.session,
@@ -233,20 +262,9 @@ class Arena:
             apex_b=apex_b or None,
             apex_p_a=p_a,
             apex_model_version=self.model_version if (apex_a or p_a is not None) else None,
-            feedback=feedback,
-            ratings_a=clean_ratings.get("A"),
-            ratings_b=clean_ratings.get("B"),
             source="live",
         )
-        try:
-            self.store.insert_vote(record)
-        except DuplicateVote:
-            raise VoteRefused(
-                "already_voted", "this battle already has a vote; start a new battle."
-            ) from None
-        return self._reveal(record, voter)
 
-    # ------------------------------------------------------------------ helpers
     def _open_battle(self, battle_id: str, session_id: str, now: float) -> Battle:
         battle = self.store.get_battle(battle_id)
         if battle is None:
@@ -279,10 +297,11 @@ class Arena:
         return prediction
 
     def _compare(self, clip_a: str, clip_b: str) -> float | None:
-        if self.scorer is None:
-            return None
+        result_a, result_b = self.pool.result(clip_a), self.pool.result(clip_b)
+        if self.scorer is None or result_a is None or result_b is None:
+            return None  # no model, or unscored clips: never re-score audio inside a vote
         try:
-            p = float(self.scorer.compare(self.pool.result(clip_a), self.pool.result(clip_b)))
+            p = float(self.scorer.compare(result_a, result_b))
         except Exception:
             # The human vote is the valuable record: a model failure must not lose it, so the
             # vote is stored without APEX's pick and the failure is logged for the maintainer.

@@ -122,8 +122,9 @@ class ClipPool:
         return sorted({clip.system for clip in self})
 
     def result(self, clip_id: str) -> Any:
-        """The clip's ``ScoreResult`` for ``scorer.compare`` (its path when none is in memory)."""
-        return self._results.get(clip_id, self[clip_id].path)
+        """The clip's ``ScoreResult`` for ``scorer.compare``, or None when it was not scored."""
+        self[clip_id]  # unknown ids raise KeyError with the pool's folder
+        return self._results.get(clip_id)
 
     def frame(self) -> pd.DataFrame:
         """One row per clip: ``clip_id``, ``system``, ``prompt``, ``is_instrumental``,

@@ -110,7 +110,7 @@ def main() -> None:
     print(
         f"1 writer: {one:.0f} durable votes/s; {args.writers} writers: {many:.0f} votes/s; "
         f"without fsync: {baseline:.0f} votes/s",
-        file=sys.stderr,
+        flush=True,
     )
     print(json.dumps(result))
 

@@ -261,3 +261,28 @@ def test_concurrent_votes_on_one_battle_store_exactly_one(setup) -> None:
         t.join()
     assert outcomes.count("ok") == 1 and set(outcomes) <= {"ok", "already_voted"}
     assert store.counts()["votes"] == 1
+
+
+def test_parallel_votes_of_one_voter_respect_the_rate_limit(setup) -> None:
+    arena, store, clock = setup
+    tickets = [arena.new_battle(SESSION, IP) for _ in range(6)]
+    clock.now = max(t.issued_at for t in tickets) + 6.0
+    for ticket in tickets:
+        arena.listen(ticket.battle_id, "A", 6.0, SESSION)
+        arena.listen(ticket.battle_id, "B", 6.0, SESSION)
+    outcomes: list[str] = []
+
+    def vote(ticket: BattleTicket) -> None:
+        try:
+            arena.vote(ticket.battle_id, "TIE", SESSION, IP)
+            outcomes.append("ok")
+        except VoteRefused as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=vote, args=(t,)) for t in tickets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ok"] * 3 + ["rate_limited"] * 3
+    assert store.counts()["votes"] == 3
