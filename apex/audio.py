@@ -245,9 +245,10 @@ def _finish(
     samples: np.ndarray, rate: int, name: str, sample_rate: int, max_seconds: float
 ) -> Audio:
     """Check content and length, average channels, resample. ``samples``: ``[T, C]`` or ``[T]``."""
-    samples = samples.reshape(samples.shape[0], -1)
+    if samples.ndim == 1:
+        samples = samples[:, None]
     frames, channels = samples.shape
-    if frames == 0:
+    if samples.size == 0:
         raise AudioError(f"{name}: the audio contains no samples; upload a non-empty recording.")
     if not np.isfinite(samples).all():
         raise AudioError(

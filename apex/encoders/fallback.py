@@ -31,7 +31,8 @@ n     group                         entries (units)
 5     clipping                      share of samples above 50 %, 80 %, 95 % of the peak; log
                                     kurtosis; peak level (dBFS)
 3     noise                         quiet-frame level re median (dB); minimum-statistics noise
-                                    floor above 4 kHz re the band's median (dB); 10th pct RMS (dB)
+                                    floor above 4 kHz re the median frame level (dB); 10th pct
+                                    frame level (dB)
 3     repetition                    chroma and timbre self-similarity: mean best match at least
                                     2.5 s away (cosine), mean off-diagonal chroma similarity
 3     expression (vibrato)          frame-to-frame pitch movement of the dominant partial
@@ -322,10 +323,11 @@ def _noise(power: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Quiet-frame level, high-band minimum-statistics noise floor, 10th-percentile level (dB)."""
     frame_db = _db(power.mean(dim=0))
     q10, q50 = torch.quantile(frame_db, torch.tensor([0.1, 0.5], dtype=torch.float64))
-    # A steady noise floor keeps every high-frequency bin busy even between notes: its 10th
-    # percentile over time sits close to the median; music alone leaves those bins nearly empty.
+    # A steady noise floor keeps every high-frequency bin busy even between notes, so the
+    # 10th percentile over time of those bins rises towards the music's level; music alone
+    # leaves them nearly empty. Relative to the median frame level, so gain does not matter.
     high = _db(power[freqs >= 4000.0])
-    hf_floor = (torch.quantile(high, 0.1, dim=1) - high.median(dim=1).values).mean()
+    hf_floor = torch.quantile(high, 0.1, dim=1).mean() - q50
     return torch.stack([q10 - q50, hf_floor, q10])
 
 
