@@ -17,6 +17,7 @@ Arrow type, so shards concatenate cleanly in ``datasets.load_dataset("parquet", 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -37,6 +38,7 @@ SHARD_DIR = "votes"
 _SHARD_NAME = re.compile(r"^(\d+)-(\d+)\.parquet$")
 _ID_DIGITS = 12
 _MAX_ROWS = 100_000
+_LOCK_FILE = ".export.lock"
 _STR, _F64, _I64, _BOOL, _I8 = pa.string(), pa.float64(), pa.int64(), pa.bool_(), pa.int8()
 
 
@@ -150,6 +152,15 @@ def export_shards(
         The new shard paths, in row order (empty when there is nothing new).
     """
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Two exporters into one folder (the app's sync and a CLI run) would each write their own
+    # overlapping range; an exclusive lock on the folder makes them take turns.
+    with (out / _LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _export_unlocked(store, out, max_rows)
+
+
+def _export_unlocked(store: SQLiteVoteStore, out: Path, max_rows: int) -> list[Path]:
     start = exported_up_to(out)
     votes = store.votes_frame(since_row=start)
     if votes.empty:

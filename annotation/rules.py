@@ -89,7 +89,8 @@ def check_side(side: str) -> str:
 
 def check_listen_seconds(seconds: float) -> float:
     """Return a play-progress value in seconds if it is a finite number ≥ 0; refuse otherwise."""
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+    is_number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    if not is_number or not math.isfinite(seconds) or seconds < 0:
         raise VoteRefused(
             "bad_listen", f"listened seconds must be a finite number ≥ 0, got {seconds!r}."
         )
