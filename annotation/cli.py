@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -104,6 +105,18 @@ def _store(settings: Settings) -> Iterator[Any]:
         store.close()
 
 
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Hold back a logger's warnings: the command prints the same failure as one error line."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _settings() -> Settings:
     return Settings.from_env()
 
@@ -152,7 +165,7 @@ def cmd_push(args: argparse.Namespace) -> int:
             "owner/name and HF_TOKEN to a token with write access.",
             2,
         )
-    with _store(settings) as store:
+    with _store(settings) as store, _quiet("annotation.sync"):
         sync = VoteSync(settings, store)
         status = sync.push_now()
         sync.stop(push=False)

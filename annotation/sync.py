@@ -57,6 +57,7 @@ _MESSAGES = {
     "http_error": "the Hub refused the request (HTTP {code}: {detail})",
     "error": "unexpected failure ({detail})",
 }
+_HTTP_KINDS = {429: "rate_limited", 412: "conflict", 401: "auth", 403: "auth"}
 
 
 @dataclass(frozen=True)
@@ -142,16 +143,8 @@ def describe_error(err: BaseException, repo_id: str, secrets: tuple[str, ...] = 
             retry_after = None
     if isinstance(err, (LocalTokenNotFoundError, _NoToken)):
         kind = "no_token"
-    elif code == 429:
-        kind = "rate_limited"
-    elif code == 412:
-        kind = "conflict"
-    elif code is not None and code >= 500:
-        kind = "server_error"
-    elif code in (401, 403):
-        kind = "auth"
     elif code is not None:
-        kind = "http_error"
+        kind = _HTTP_KINDS.get(code) or ("server_error" if code >= 500 else "http_error")
     elif isinstance(err, (ConnectionError, TimeoutError)) or any(
         c.__name__ == "TransportError"
         for c in type(err).__mro__  # httpx-family network errors
@@ -417,6 +410,10 @@ class VoteSync:
     def _submit(self, *, force: bool = False) -> Future:
         """Queue a push round on the single worker; a round still waiting is reused."""
         with self._lock:
+            if self._stopping.is_set() and not force:  # a late timer: the worker is shut down
+                done: Future = Future()
+                done.set_result(None)
+                return done
             self._force = self._force or force
             queued = self._queued
             if queued is None or queued.running() or queued.done():
@@ -552,13 +549,13 @@ class VoteSync:
             new = self._incident is None or self._incident[0] != kind
             self._incident = (kind, message)
         if new:
+            then = f"retrying with backoff, next try in {delay:.3g} s" if self._started else ""
             log.warning(
-                "Hub sync to %s: %s (while %s). Votes are kept locally; retrying with backoff, "
-                "next try in %.3g s.",
+                "Hub sync to %s: %s (while %s). Votes are kept locally%s.",
                 self.repo_id,
                 message,
                 doing,
-                delay,
+                f"; {then}" if then else "",
             )
         return delay
 
