@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -157,7 +158,11 @@ class VoteRecord:
     def from_mapping(cls, row: Mapping[str, Any]) -> VoteRecord:
         """Build a record from a dict or DataFrame row; unknown keys are ignored, NaN means None."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: None if v != v else v for k, v in row.items() if k in names})
+        return cls(**{k: None if _is_nan(v) else v for k, v in row.items() if k in names})
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 VOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VoteRecord))
