@@ -16,12 +16,11 @@ depend on how the rendering is spread over processes.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +43,6 @@ PLATFORM = "demo-synth"
 FORMATS = ((24_000, 1, 0.70), (44_100, 2, 0.15), (48_000, 2, 0.15))
 FLAC_SHARE = 0.2
 SPLIT_SHARES = (("val", 0.15), ("test", 0.15))  # by prompt; the rest is train
-PARALLEL_FROM = 10**9  # clips; below this a process pool costs more than it saves
 
 _KEYS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _MOODS = ("upbeat", "wistful", "driving", "dreamy", "dark", "sunny", "tense", "laid-back")
@@ -93,8 +91,18 @@ def build_demo_corpus(
         raise ValueError(f"seed={seed} must be >= 0.")
     if not force and _is_current(out, seed, n_clips):
         return out
-    started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    # One builder at a time per directory (app workers, tests and CLI may all ask at once); a
+    # waiter finds the corpus current once the lock is released.
+    with (out / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if force or not _is_current(out, seed, n_clips):
+            _build(out, seed, n_clips)
+    return out
+
+
+def _build(out: Path, seed: int, n_clips: int) -> None:
+    started = time.perf_counter()
     for stale in out.glob(".build-*"):
         shutil.rmtree(stale, ignore_errors=True)
     staging = out / f".build-{os.getpid()}"
@@ -112,7 +120,6 @@ def build_demo_corpus(
     shutil.rmtree(staging)
     info = _corpus_info(table, seed, n_clips, time.perf_counter() - started)
     (out / "corpus.json").write_text(json.dumps(info, indent=2) + "\n")
-    return out
 
 
 def ensure_demo_corpus(settings: Settings) -> Path:
@@ -211,22 +218,14 @@ def _plan(seed: int, n_clips: int) -> list[dict[str, Any]]:
     return plan
 
 
-def _render_one(job: tuple[Path, ClipSpec, tuple[int, ...]]) -> None:
-    path, spec, render_seed = job
-    audio = render_clip(spec, np.random.default_rng(list(render_seed)))
-    sf.write(path, audio.T, spec.sample_rate, subtype="PCM_16")
-
-
 def _render_all(staging: Path, plan: list[dict[str, Any]]) -> None:
-    jobs = [(staging / c["file_name"], c["spec"], c["render_seed"]) for c in plan]
-    workers = min(2, os.cpu_count() or 1) if len(jobs) >= PARALLEL_FROM else 1
-    if workers == 1:
-        for job in jobs:
-            _render_one(job)
-        return
-    # "spawn": the caller may be a threaded app (gradio, torch); forking it can deadlock.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        list(pool.map(_render_one, jobs, chunksize=16))
+    # One process on purpose: rendering is ~25 ms of numpy per clip, and a pool would need either
+    # "fork" (unsafe under a threaded caller such as gradio or torch) or "spawn" (which re-imports
+    # the caller's __main__ and so breaks plain scripts without a main guard).
+    for clip in plan:
+        audio = render_clip(clip["spec"], np.random.default_rng(list(clip["render_seed"])))
+        path = staging / clip["file_name"]
+        sf.write(path, audio.T, clip["spec"].sample_rate, subtype="PCM_16")
 
 
 def _ground_truth(plan: list[dict[str, Any]], seed: int) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from scipy.signal import butter, sosfilt
@@ -45,12 +46,14 @@ VOWELS = (
     (325, 700, 2530),
 )
 #: Harmonic amplitudes of the instrument leads (index 0 is the fundamental).
-LEAD_TIMBRES: Mapping[str, tuple[float, ...]] = {
-    "saw": tuple(1.0 / h for h in range(1, 11)),
-    "square": tuple((1.0 / h if h % 2 else 0.0) for h in range(1, 11)),
-    "flute": (1.0, 0.35, 0.12, 0.05),
-    "organ": (1.0, 0.6, 0.0, 0.4, 0.0, 0.2, 0.0, 0.25),
-}
+LEAD_TIMBRES: Mapping[str, tuple[float, ...]] = MappingProxyType(
+    {
+        "saw": tuple(1.0 / h for h in range(1, 11)),
+        "square": tuple((1.0 / h if h % 2 else 0.0) for h in range(1, 11)),
+        "flute": (1.0, 0.35, 0.12, 0.05),
+        "organ": (1.0, 0.6, 0.0, 0.4, 0.0, 0.2, 0.0, 0.25),
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -226,9 +226,11 @@ def test_audiofolder_loads_through_datasets(small_demo_corpus, tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_default_size_builds_within_a_minute(tmp_path):
-    started = time.perf_counter()
+    # CPU seconds, not wall-clock: the test machine's cores are shared, and the budget is about
+    # the work the build does, not about how busy the neighbours are.
+    started = time.process_time()
     out = build_demo_corpus(tmp_path / "full")
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     meta = load_metadata(out)
     assert len(meta) == 480 and meta["system"].value_counts().min() >= 400 // len(SYSTEMS)
-    assert seconds < 60, f"default corpus took {seconds:.1f} s to build"
+    assert seconds < 60, f"default corpus took {seconds:.1f} CPU seconds to build"
