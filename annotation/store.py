@@ -43,6 +43,7 @@ from apex.settings import Settings
 SCHEMA_VERSION = 1
 SOURCES: tuple[str, ...] = ("live", "simulated", "imported")
 _BUSY_TIMEOUT_S = 30.0
+_IMPORT_BATCH = 5000
 _JSON_FIELDS = ("listen_data_a", "listen_data_b", "apex_a", "apex_b", "ratings_a", "ratings_b")
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -339,6 +340,13 @@ class SQLiteVoteStore:
         return self._insert(vote, row_id=None, imported=False)
 
     def _insert(self, vote: VoteRecord, *, row_id: int | None, imported: bool) -> bool:
+        with self._write() as con:
+            return self._insert_in(con, vote, row_id=row_id, imported=imported)
+
+    def _insert_in(
+        self, con: sqlite3.Connection, vote: VoteRecord, *, row_id: int | None, imported: bool
+    ) -> bool:
+        """Insert inside the caller's write transaction; see :meth:`insert_vote`."""
         if vote.source not in SOURCES:
             raise StoreError(f"vote source {vote.source!r} is not one of {SOURCES}.")
         if vote.preference not in PREFERENCES:
@@ -347,28 +355,25 @@ class SQLiteVoteStore:
         for name in _JSON_FIELDS:
             row[name] = None if row[name] is None else json.dumps(row[name], sort_keys=True)
         row["imported"] = int(imported)
-        with self._write() as con:
-            if con.execute("SELECT 1 FROM votes WHERE vote_id = ?", (vote.vote_id,)).fetchone():
-                return False
-            if (
-                row_id is not None
-                and not con.execute("SELECT 1 FROM votes WHERE row_id = ?", (row_id,)).fetchone()
-            ):
-                row["row_id"] = row_id
-            try:
-                con.execute(
-                    f"INSERT INTO votes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                    tuple(row.values()),
-                )
-            except sqlite3.IntegrityError as exc:
-                if "battle_uuid" not in str(exc):
-                    raise StoreError(f"vote {vote.vote_id} is not valid: {exc}.") from None
-                raise DuplicateVote(
-                    f"battle {vote.battle_uuid} already has a vote; one vote per battle ({exc})."
-                ) from None
+        if con.execute("SELECT 1 FROM votes WHERE vote_id = ?", (vote.vote_id,)).fetchone():
+            return False
+        taken = con.execute("SELECT 1 FROM votes WHERE row_id = ?", (row_id,)).fetchone()
+        if row_id is not None and not taken:
+            row["row_id"] = row_id
+        try:
             con.execute(
-                "UPDATE battles SET status = 'voted' WHERE battle_id = ?", (vote.battle_uuid,)
+                f"INSERT INTO votes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
             )
+        except sqlite3.IntegrityError as exc:
+            # A failed statement leaves the surrounding transaction intact (SQLite's default
+            # ABORT resolution), so a batch import can skip this row and go on.
+            if "battle_uuid" not in str(exc):
+                raise StoreError(f"vote {vote.vote_id} is not valid: {exc}.") from None
+            raise DuplicateVote(
+                f"battle {vote.battle_uuid} already has a vote; one vote per battle ({exc})."
+            ) from None
+        con.execute("UPDATE battles SET status = 'voted' WHERE battle_id = ?", (vote.battle_uuid,))
         return True
 
     def import_votes(self, rows: Iterable[tuple[int | None, VoteRecord]]) -> int:
@@ -377,17 +382,25 @@ class SQLiteVoteStore:
         Each vote keeps its original row id when that id is free here (so a store restored into an
         empty file numbers its votes as the original did, and its export continues the same
         sequence); it is marked imported so export does not publish it again. A vote whose battle
-        already has a different vote is skipped (one vote per battle).
+        already has a different vote is skipped (one vote per battle). Votes are committed in
+        batches of :data:`_IMPORT_BATCH` (one fsync each), so a restore of 100k votes takes
+        seconds; an invalid vote rolls back its batch and raises :class:`StoreError`.
 
         Returns:
             How many votes were added.
         """
-        added = 0
-        for row_id, vote in rows:
-            try:
-                added += self._insert(vote, row_id=row_id, imported=True)
-            except DuplicateVote:
-                continue
+        added, batch = 0, []
+        for item in [*rows, None]:
+            if item is not None:
+                batch.append(item)
+            if batch and (item is None or len(batch) >= _IMPORT_BATCH):
+                with self._write() as con:
+                    for row_id, vote in batch:
+                        try:
+                            added += self._insert_in(con, vote, row_id=row_id, imported=True)
+                        except DuplicateVote:
+                            continue
+                batch = []
         return added
 
     def votes_frame(self, since_row: int = 0) -> pd.DataFrame:

@@ -198,3 +198,11 @@ def test_open_store_uses_settings(settings) -> None:
         assert s.path == settings.store_path
     with pytest.raises(StoreError, match="not supported yet"):
         open_store(settings.replace(database_url="postgresql://u@h/db"))
+
+
+def test_import_refuses_an_invalid_batch_whole(store: SQLiteVoteStore) -> None:
+    rows = [(None, make_vote(1)), (None, make_vote(2, prompt=None))]
+    with pytest.raises(StoreError, match="vote-2 is not valid"):
+        store.import_votes(rows)
+    assert store.counts()["votes"] == 0  # the batch rolled back: nothing half-imported
+    assert store.import_votes(rows[:1]) == 1
