@@ -34,7 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitOperationAdd, CommitScheduler, HfApi, get_token
-from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    LocalTokenNotFoundError,
+    RepositoryNotFoundError,
+)
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects
 
@@ -145,7 +150,7 @@ def describe_error(err: BaseException, repo_id: str, secrets: tuple[str, ...] = 
         kind = "no_token"
     elif code is not None:
         kind = _HTTP_KINDS.get(code) or ("server_error" if code >= 500 else "http_error")
-    elif isinstance(err, (ConnectionError, TimeoutError)) or any(
+    elif isinstance(err, (ConnectionError, TimeoutError, LocalEntryNotFoundError)) or any(
         c.__name__ == "TransportError"
         for c in type(err).__mro__  # httpx-family network errors
     ):
@@ -338,6 +343,11 @@ class VoteSync:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def scheduler(self) -> CommitScheduler | None:
+        """The running CommitScheduler (None until the repo could be reached)."""
+        return self._scheduler
+
     # ------------------------------------------------------------------ status
     def status(self) -> SyncStatus:
         """State, last push, last error and pending votes (cheap: reads Parquet footers only)."""
@@ -380,12 +390,18 @@ class VoteSync:
         staging = self.settings.data_dir / "hub_restore"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)  # an empty repo downloads nothing, not even the folder
-        self._api.snapshot_download(
-            repo_id=self.repo_id,
-            repo_type="dataset",
-            allow_patterns=[SHARD_GLOB],
-            local_dir=staging,
-        )
+        try:
+            self._api.snapshot_download(
+                repo_id=self.repo_id,
+                repo_type="dataset",
+                allow_patterns=[SHARD_GLOB],
+                local_dir=staging,
+            )
+        except RepositoryNotFoundError:
+            # First start of a new deployment: the repo is created by the first push.
+            log.info("Dataset repo %s does not exist yet: nothing to restore.", self.repo_id)
+            self._restore_pending = False
+            return 0
         added = restore_from_folder(self.store, staging)
         entries = {}
         for rel, path in _local_files(staging).items():

@@ -18,8 +18,13 @@ import httpx2
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from huggingface_hub import CommitOperationAdd
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub import CommitOperationAdd, CommitScheduler
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    LocalTokenNotFoundError,
+    RepositoryNotFoundError,
+)
 from huggingface_hub.utils import filter_repo_objects
 
 from annotation.export import export_shards
@@ -167,7 +172,8 @@ def test_second_push_only_adds_new_shards(hub_settings, store):
     new_paths = [p for c in hub.commits[1:] for p in c["paths"]]
     assert "votes/2026/01/000000000005-000000000007.parquet" in new_paths
     assert not [p for p in new_paths if p in first and p.endswith(".parquet")]
-    assert hub.overwritten in ([], ["README.md"])  # only the card is ever refreshed
+    assert hub.overwritten == ["README.md"]  # only the card is ever refreshed
+    assert "| Votes | 7 |" in hub.files["README.md"].decode()
     assert all(hub.files[p] == data for p, data in first.items() if p.endswith(".parquet"))
     assert hub.shard_rows() == 7
     # A restart (fresh service, same data directory) remembers what the repo holds.
@@ -176,6 +182,26 @@ def test_second_push_only_adds_new_shards(hub_settings, store):
     assert again.push_now().ok and again.status().pending_votes == 0
     again.stop()
     assert len(hub.commits) == commits
+
+
+def test_scheduled_ticks_push_respect_backoff_and_stop_pushes_once_more(hub_settings, store):
+    hub = RecordingHub()
+    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0)).start()
+    assert isinstance(sync.scheduler, CommitScheduler)
+    assert sync.scheduler.every == 5.0 and sync.scheduler.repo_type == "dataset"
+    add_votes(store, 0, 2)
+    sync.scheduler.trigger().result()  # what the scheduler does every `sync_minutes`
+    assert hub.shard_rows() == 2
+    hub.commit_errors = [http_error(503)]
+    add_votes(store, 2, 2)
+    sync.scheduler.trigger().result()
+    calls = hub.commit_calls
+    sync.scheduler.trigger().result()  # within the backoff wait: the Hub is left alone
+    assert hub.commit_calls == calls and sync.status().state == "server_error"
+    add_votes(store, 4, 1)
+    status = sync.stop()  # the shutdown push goes through despite the backoff
+    assert hub.shard_rows() == 5 and status.state == "stopped" and status.pending_votes == 0
+    assert sync.scheduler.trigger().result() is None  # nothing runs after stop
 
 
 @pytest.mark.parametrize(
@@ -318,6 +344,19 @@ def test_empty_store_restores_from_repo_then_appends(hub_settings, store, tmp_pa
     assert restored["vote_id"].is_unique and len(restored) == 8
 
 
+def test_first_start_with_no_repo_yet_creates_it_and_pushes(hub_settings, store):
+    hub = RecordingHub()
+    request = httpx2.Request("GET", f"https://huggingface.co/api/datasets/{REPO}")
+    missing = RepositoryNotFoundError(
+        "404: not found", response=httpx2.Response(404, request=request)
+    )
+    hub.download_errors = [missing]
+    with VoteSync(hub_settings, store, api=hub, backoff=FAST) as sync:
+        assert sync.status().ok
+        add_votes(store, 0, 3)
+    assert hub.shard_rows() == 3
+
+
 def test_describe_error_classifies_and_redacts():
     cases = {
         "rate_limited": http_error(429, retry_after="120"),
@@ -326,12 +365,15 @@ def test_describe_error_classifies_and_redacts():
         "auth": http_error(403),
         "http_error": http_error(404),
         "offline": httpx2.ConnectTimeout("timed out"),
+        "no_token": LocalTokenNotFoundError("no token"),
         "error": RuntimeError("disk full"),
     }
     for kind, err in cases.items():
         got, message, _ = describe_error(err, REPO)
         assert got == kind, (kind, message)
     assert describe_error(cases["rate_limited"], REPO)[2] == 120.0
+    # snapshot_download reports an unreachable Hub as "no local copy either"
+    assert describe_error(LocalEntryNotFoundError("Got: ConnectError"), REPO)[0] == "offline"
     assert redact(f"x {TOKEN} y") == "x *** y"
     assert redact("custom-secret-value", ("custom-secret-value",)) == "***"
 
