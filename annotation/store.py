@@ -1,25 +1,18 @@
 """The vote store: battles, listen events and votes in SQLite (WAL), durable once acknowledged.
 
-Durability. The database runs in WAL mode with ``synchronous=FULL``: every committed transaction
-fsyncs the write-ahead log before ``commit`` returns, so a vote that
-:meth:`SQLiteVoteStore.insert_vote` has acknowledged survives a crash of the process *and* of
-the machine (power loss, kernel panic).
-``synchronous=NORMAL`` (the usual WAL setting) would survive a process crash but could lose the last
-commits on power loss, which breaks the promise that an acknowledged vote is never lost; the cost of
-FULL is one fsync per vote, which ``benchmarks/store_speed.py`` measures (hundreds of votes per
-second, far above what people can click).
+Durability: WAL mode with ``synchronous=FULL`` fsyncs the log before each commit returns, so a vote
+:meth:`SQLiteVoteStore.insert_vote` acknowledged survives a crash of the process *and* of the
+machine. ``NORMAL`` (the usual WAL choice) survives process crashes but may drop the last commits
+on power loss; FULL costs one fsync per vote (``benchmarks/store_speed.py``: hundreds per second).
 
-Concurrency. One connection per store object, guarded by a lock, serves a multi-threaded server;
-several processes share the file through SQLite's locks with a busy timeout. Writes take the write
-lock up front (``BEGIN IMMEDIATE``) so two writers never deadlock upgrading a read lock.
+Concurrency: one connection per store behind a lock serves a threaded server; processes share the
+file through SQLite's locks and a busy timeout; writes take the lock up front (``BEGIN IMMEDIATE``)
+so writers never deadlock upgrading a read lock. Schema: versioned by ``PRAGMA user_version``,
+:data:`_MIGRATIONS` holds the statements of each version, applied in one transaction.
 
-Schema. Versioned by ``PRAGMA user_version``; :data:`_MIGRATIONS` holds one tuple of statements per
-version, applied in order inside one transaction. Vote columns carry Music Arena's release names
-where one applies (``battle_uuid``, ``user_pseudonym``, ``total_listening_time_a``, ...).
-
-Backend neutrality. Callers use the methods of :class:`VoteStore` with plain records
-(:class:`Battle`, :class:`VoteRecord`, :class:`~annotation.rules.ListenEvent`) and DataFrames, never
-SQL, so a PostgreSQL implementation can be added behind the same interface.
+Callers use :class:`VoteStore`'s methods with plain records (:class:`Battle`, :class:`VoteRecord`,
+:class:`~annotation.rules.ListenEvent`) and DataFrames, never SQL, so a PostgreSQL backend can be
+added behind the same interface. Vote fields carry Music Arena's release names where one applies.
 """
 
 from __future__ import annotations
