@@ -128,7 +128,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     sync uploads, restored shards included), so ``--out`` gets every vote, laid out like the repo.
     """
     from annotation.card import build_card, stats_from_shards, write_card
-    from annotation.export import export_shards, read_shards, to_csv
+    from annotation.export import export_shards, to_csv
 
     settings = _settings()
     out = args.out.expanduser().resolve()
@@ -146,10 +146,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         csv = to_csv(store, out / "votes.csv")
     stats = stats_from_shards(out)
     write_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))
-    rows = len(read_shards(out / "votes"))
     print(
-        f"Exported {len(new)} new shard(s); {out} holds {stats.n_shards} shard(s) with {rows} "
-        f"votes ({stats.n_systems} systems), {csv.name} and README.md."
+        f"Exported {len(new)} new shard(s), copied {copied}; {out} holds {stats.n_shards} "
+        f"shard(s) with {stats.n_votes} votes ({stats.n_systems} systems), {csv.name} and "
+        "README.md."
     )
     return 0
 
