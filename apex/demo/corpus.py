@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 DEMO_VERSION = "1"
 PLATFORM = "demo-synth"
 #: (sample rate Hz, channels, probability): mostly MERT's 24 kHz mono, some CD/video-rate stereo.
-FORMATS = ((24_000, 1, 0.70), (44_100, 2, 0.15), (48_000, 2, 0.15))
+FORMATS = ((24_000, 1, 0.80), (44_100, 2, 0.10), (48_000, 2, 0.10))
 FLAC_SHARE = 0.2
 SPLIT_SHARES = (("val", 0.15), ("test", 0.15))  # by prompt; the rest is train
 
