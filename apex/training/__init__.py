@@ -1,62 +1,52 @@
 """Training, evaluation and refit of APEX heads on engagement data and arena preferences.
 
-Public API (everything else is private to its module):
+Public API (everything else is private to its module); names load lazily, so importing this
+package (or :mod:`apex.training.config` for the CLI's flags) does not import torch:
 
+- config: :class:`TrainConfig`, :class:`GateConfig`.
 - data: :class:`TargetTransform`, :func:`write_shard`, :func:`load_engagement`,
   :class:`EngagementData`, :func:`battles_from_votes`, :func:`time_split`, :class:`Battles`.
 - losses: :class:`UncertaintyWeighting`, :func:`bradley_terry_loss`, :func:`combine`.
-- loop: :class:`TrainConfig`, :func:`train`, :class:`TrainResult`.
+- loop: :func:`train`, :class:`TrainResult`.
 - evaluate: :func:`evaluate_model`, :func:`arena_protocol`, :func:`format_table`.
-- refit: :class:`RefitConfig`, :class:`GateConfig`, :func:`gate`, :class:`ModelRegistry`,
-  :func:`run_refit`.
-
-Importing this package imports torch but does no work.
+- refit: :class:`RefitConfig`, :func:`gate`, :class:`ModelRegistry`, :func:`run_refit`.
 """
 
-from apex.training.data import (
-    Battles,
-    DataError,
-    EngagementData,
-    TargetTransform,
-    battles_from_votes,
-    load_engagement,
-    time_split,
-    write_shard,
-)
-from apex.training.evaluate import arena_protocol, evaluate_model, format_table
-from apex.training.loop import TrainConfig, TrainResult, train
-from apex.training.losses import UncertaintyWeighting, bradley_terry_loss, combine
-from apex.training.refit import (
-    GateConfig,
-    ModelRegistry,
-    RefitConfig,
-    RefitOutcome,
-    gate,
-    run_refit,
-)
+from __future__ import annotations
 
-__all__ = [
-    "Battles",
-    "DataError",
-    "EngagementData",
-    "GateConfig",
-    "ModelRegistry",
-    "RefitConfig",
-    "RefitOutcome",
-    "TargetTransform",
-    "TrainConfig",
-    "TrainResult",
-    "UncertaintyWeighting",
-    "arena_protocol",
-    "battles_from_votes",
-    "bradley_terry_loss",
-    "combine",
-    "evaluate_model",
-    "format_table",
-    "gate",
-    "load_engagement",
-    "run_refit",
-    "time_split",
-    "train",
-    "write_shard",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "TrainConfig": "config",
+    "GateConfig": "config",
+    "Battles": "data",
+    "DataError": "data",
+    "EngagementData": "data",
+    "TargetTransform": "data",
+    "battles_from_votes": "data",
+    "load_engagement": "data",
+    "time_split": "data",
+    "write_shard": "data",
+    "UncertaintyWeighting": "losses",
+    "bradley_terry_loss": "losses",
+    "combine": "losses",
+    "TrainResult": "loop",
+    "train": "loop",
+    "arena_protocol": "evaluate",
+    "evaluate_model": "evaluate",
+    "format_table": "evaluate",
+    "ModelRegistry": "refit",
+    "RefitConfig": "refit",
+    "RefitOutcome": "refit",
+    "gate": "refit",
+    "run_refit": "refit",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'apex.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"apex.training.{_EXPORTS[name]}"), name)

@@ -19,82 +19,23 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from apex.tasks import SCORE_NAMES, TASK_OUTPUTS
+from apex.tasks import SCORE_NAMES
+from apex.training.config import TrainConfig
 from apex.training.data import Battles, EngagementData
 from apex.training.losses import (
-    LOSS_KINDS,
     UncertaintyWeighting,
     bradley_terry_loss,
     combine,
     gaussian_nll,
     task_mse,
 )
-
-FAMILIES: tuple[str, ...] = ("apex", "reference")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run; saved in the checkpoint's metadata.
-
-    Attributes:
-        family: ``apex`` (our heads) or ``reference`` (the published architecture).
-        task: ``popularity`` (streams, likes) or ``full`` (all seven scores) — which losses count.
-        mode: ``song`` (segments averaged per song) or ``segment`` (each segment one sample).
-        loss: ``equal``, ``weighted`` or ``uncertainty`` combination of the per-task MSEs.
-        shared: depth of the shared trunk, 2 (512-256) or 3 (512-384-256).
-        epochs, batch_size, lr, weight_decay, grad_clip, patience: optimisation (reference values).
-        pref_weight: weight of the Bradley-Terry loss on battles (0 turns it off).
-        dropout: ApexHeads dropout (the reference family has its own fixed dropouts).
-        seed: seeds model init and batch order; same seed + data + device -> same model.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        progress: show a tqdm bar over epochs.
-    """
-
-    family: str = "apex"
-    task: str = "full"
-    mode: str = "song"
-    loss: str = "uncertainty"
-    shared: int = 2
-    epochs: int = 50
-    batch_size: int = 512
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    patience: int = 20
-    pref_weight: float = 0.0
-    dropout: float = 0.1
-    seed: int = 42
-    device: str = "auto"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        checks = {
-            "family": (self.family, FAMILIES),
-            "task": (self.task, tuple(TASK_OUTPUTS)),
-            "mode": (self.mode, ("song", "segment")),
-            "loss": (self.loss, LOSS_KINDS),
-            "shared": (self.shared, (2, 3)),
-        }
-        for name, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if self.family == "reference" and self.pref_weight > 0:
-            raise ValueError("the reference heads have no preference output; use family='apex'")
-        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.pref_weight < 0:
-            raise ValueError(f"invalid optimisation settings: {asdict(self)}")
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        """Scores whose losses are trained."""
-        return TASK_OUTPUTS[self.task]
 
 
 @dataclass

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from apex.tasks import ENGAGEMENT, SCORE_NAMES, SCORE_RANGES
+from apex.training.config import LOSS_KINDS
 
 #: The reference's fixed loss weights for ``loss="weighted"``.
 REFERENCE_WEIGHTS: dict[str, float] = {n: (5.0 if n in ENGAGEMENT else 1.0) for n in SCORE_NAMES}
-LOSS_KINDS: tuple[str, ...] = ("equal", "weighted", "uncertainty")
 
 
 def task_mse(

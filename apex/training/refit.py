@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from apex.tasks import ENGAGEMENT
+from apex.training.config import GateConfig
 from apex.training.data import (
     Battles,
     EngagementData,
@@ -40,22 +41,6 @@ from apex.training.evaluate import engagement_spearman, evaluate_model, format_t
 from apex.training.loop import TrainConfig, TrainResult, train
 
 CHAMPION_FILE = "CHAMPION"
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    """Promotion rule: the challenger may be worse than the champion by at most these margins.
-
-    Attributes:
-        accuracy_tolerance: allowed drop in held-out pairwise accuracy (absolute, 0-1).
-        spearman_tolerance: allowed drop in mean engagement Spearman on held-out songs.
-        min_battles: fewer held-out decisive battles than this and accuracy is not trusted: the
-            challenger is refused unless there is no champion.
-    """
-
-    accuracy_tolerance: float = 0.01
-    spearman_tolerance: float = 0.02
-    min_battles: int = 20
 
 
 @dataclass
