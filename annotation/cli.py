@@ -184,7 +184,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
         before = store.counts()["votes"]
         if args.folder is not None:
             try:
-                added = restore_from_folder(store, args.folder.expanduser())
+                added = restore_from_folder(
+                    store, args.folder.expanduser(), export_dir=settings.export_dir
+                )
             except (FileNotFoundError, ValueError) as err:
                 return _fail(str(err))
             origin = str(args.folder)

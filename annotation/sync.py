@@ -217,6 +217,10 @@ def _rows(path: Path) -> int:
     return pq.read_metadata(path).num_rows
 
 
+def _entry(path: Path) -> dict[str, Any]:
+    return {"sha256": _sha256(path), "size": path.stat().st_size, "rows": _rows(path)}
+
+
 def _local_files(folder: Path) -> dict[str, Path]:
     """Files under ``folder`` the sync may upload, by repo path (sorted: deterministic commits)."""
     if not folder.is_dir():
@@ -403,19 +407,9 @@ class VoteSync:
             self._restore_pending = False
             return 0
         added = restore_from_folder(self.store, staging)
-        entries = {}
-        for rel, path in _local_files(staging).items():
-            dest = self.settings.export_dir / rel
-            if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                path.replace(dest)
-            else:
-                dest = path  # keep the local file; the ledger describes the repo's copy
-            entries[rel] = {
-                "sha256": _sha256(dest),
-                "size": dest.stat().st_size,
-                "rows": _rows(dest),
-            }
+        # The ledger describes the repo's copies, so none of them is exported or uploaded again.
+        entries = {rel: _entry(path) for rel, path in _local_files(staging).items()}
+        _adopt(staging, self.settings.export_dir, move=True)
         self._ledger.record(entries)
         shutil.rmtree(staging, ignore_errors=True)
         self._restore_pending = False
@@ -475,9 +469,7 @@ class VoteSync:
             sha = _sha256(path)
             if known is not None and known["sha256"] == sha:
                 continue  # the card, unchanged
-            entries[rel] = {"sha256": sha, "size": size}
-            if rel != "README.md":
-                entries[rel]["rows"] = _rows(path)
+            entries[rel] = {"sha256": sha, "size": size} if rel == "README.md" else _entry(path)
         if not entries:
             return None
         votes = sum(e.get("rows", 0) for e in entries.values())
@@ -593,18 +585,46 @@ class VoteSync:
         return self._rows[key]
 
 
-def restore_from_folder(store: Any, folder: Path) -> int:
+def restore_from_folder(store: Any, folder: Path, *, export_dir: Path | None = None) -> int:
     """Import every ``votes/**/*.parquet`` shard under ``folder`` (laid out like the dataset repo).
 
     Idempotent by vote id: importing the same folder twice adds nothing the second time.
-    Returns how many votes were added.
+    Imported votes are never exported again, so when ``export_dir`` is given the shards it lacks
+    are copied there too: the export folder (and the Hub, after the next push) then holds them.
+
+    Returns:
+        How many votes were added.
     """
     from annotation.export import import_shards
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass the folder that holds votes/.")
-    return int(import_shards(store, folder))
+    added = int(import_shards(store, folder))
+    if export_dir is not None:
+        _adopt(folder, Path(export_dir), move=False)
+    return added
+
+
+def _adopt(folder: Path, export_dir: Path, *, move: bool) -> list[str]:
+    """Move or copy the shards under ``folder`` into ``export_dir`` where their path is free.
+
+    A path that is taken keeps the local file: shards are never overwritten.
+    """
+    adopted = []
+    for rel, path in _local_files(folder).items():
+        dest = export_dir / rel
+        if rel == "README.md" or dest.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.adopt")
+        if move:
+            shutil.move(path, tmp)
+        else:
+            shutil.copy2(path, tmp)
+        tmp.replace(dest)  # appears whole, never half-copied, for the exporter and the sync
+        adopted.append(rel)
+    return adopted
 
 
 def start_sync(settings: Settings, store: Any, *, api: Any = None) -> VoteSync:

@@ -317,6 +317,20 @@ def test_restore_from_folder_is_idempotent_with_exact_counts(settings, tmp_path)
         restore_from_folder(store, tmp_path / "missing")
 
 
+def test_votes_restored_from_a_folder_reach_the_hub(hub_settings, store, tmp_path):
+    with SQLiteVoteStore(tmp_path / "a.sqlite") as source:
+        add_votes(source, 0, 5)
+        export_shards(source, tmp_path / "backup")
+    hub = RecordingHub()
+    added = restore_from_folder(store, tmp_path / "backup", export_dir=hub_settings.export_dir)
+    add_votes(store, 10, 2)
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST)
+    assert added == 5 and sync.status().pending_votes == 7
+    assert sync.push_now().ok
+    sync.stop(push=False)
+    assert hub.shard_rows() == 7 and not hub.overwritten
+
+
 def test_empty_store_restores_from_repo_then_appends(hub_settings, store, tmp_path):
     hub = RecordingHub()
     with SQLiteVoteStore(tmp_path / "old.sqlite") as old:

@@ -103,6 +103,8 @@ def test_restore_from_folder_and_status(env, monkeypatch, capsys):
     assert run("status", "--json") == 0
     status = json.loads(capsys.readouterr().out)
     assert status["store"]["votes"] == 12 and status["sync"]["state"] == "local"
+    # The shards joined the export folder, so they reach the Hub once a repo is configured.
+    assert status["sync"]["pending_exported"] == 12 and status["sync"]["pending_unexported"] == 0
     assert run("restore") == 2  # neither --from nor a repo
     assert run("restore", "--from", str(env / "nowhere")) == 1
     assert "not a folder" in capsys.readouterr().err
