@@ -278,6 +278,7 @@ class VoteSync:
         self._ledger = _Ledger(settings.data_dir / _LEDGER_FILE, self.repo_id or "")
         self._lock = threading.RLock()  # guards the fields below
         self._round_lock = threading.Lock()  # one push at a time (worker thread or atexit)
+        self._connect_lock = threading.Lock()  # one scheduler, however many callers connect
         self._stopping = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apex-vote-sync")
         self._queued: Future | None = None
@@ -315,7 +316,7 @@ class VoteSync:
 
     def push_now(self, timeout: float | None = None) -> SyncStatus:
         """Export and push now, ignoring backoff; returns the status (never raises for the Hub)."""
-        if self.repo_id is None:
+        if self.repo_id is None or self._stopping.is_set():
             return self.status()
         if self._scheduler is None and not self._try_connect():
             return self.status()
@@ -509,6 +510,12 @@ class VoteSync:
 
     def _try_connect(self) -> bool:
         """Construct the scheduler (it creates the repo); False, with an incident, on failure."""
+        with self._connect_lock:  # the retry timer and push_now may race here
+            if self._scheduler is not None:
+                return True
+            return self._connect_locked()
+
+    def _connect_locked(self) -> bool:
         if self._stopping.is_set():
             return False
         try:
