@@ -253,6 +253,8 @@ from datasets import load_dataset
 
 votes = load_dataset("{repo_id}", split="train")
 df = votes.to_pandas()
+# or, from a local copy of this folder:
+votes = load_dataset("parquet", data_files="votes/**/*.parquet", split="train")
 ```
 
 The data are append-only Parquet shards `votes/YYYY/MM/<from>-<to>.parquet` (`from`-`to`: the
