@@ -1,0 +1,218 @@
+"""Encoder speed: the APEX reference pipeline's shape vs our fast path, on one 3-minute input.
+
+Run: ``.venv/bin/python benchmarks/score_speed.py [--seconds 180] [--batch-size 4]``.
+
+Both paths use the same MERT-v1-95M-shaped ``HubertModel`` with random weights (speed does not
+depend on the weight values; nothing is downloaded) and the same 24 kHz waveform:
+
+(a) reference shape — as ``inference.py``: fp32, one 30 s segment per forward, the
+    ``Wav2Vec2FeatureExtractor`` called on each zero-padded segment, ``torch.no_grad``, then the
+    mean over time of every hidden state;
+(b) fast — :class:`apex.encoders.MertEncoder` with ``precision="fast"``: one preprocessing
+    pass for the song, segments batched, ``inference_mode``, weights converted to bf16 once;
+(c) autocast — the same as (b) but fp32 weights under ``torch.autocast(bf16)``, to justify
+    converting the weights instead.
+
+It prints throughput (seconds of audio per second), the ratio (b)/(a), the largest score
+difference between (a) and (b) through randomly initialised reference heads
+(``apex.heads.ReferenceHeads``, task ``full``) on the 0-100 and 1-5 scales, and the share of this
+machine's measured matmul peak (fp32 and bf16 GEMM, measured in the same run) that the encoder
+reaches, with its FLOPs counted from the config. It ends with one JSON line of all figures.
+Other processes on the machine slow both paths alike; the load average is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from apex.audio import SAMPLE_RATE, Audio, load_audio
+from apex.encoders.hubert import build_hubert, mert_95m_config
+from apex.encoders.mert import MertEncoder
+from apex.heads import ReferenceHeads
+from apex.tasks import AESTHETICS, ENGAGEMENT
+
+SEGMENT_S = 30
+
+
+def synthetic_song(seconds: float, seed: int = 0) -> Audio:
+    """A deterministic song-like signal: chords, a bass line, pulses and a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    roots = 110.0 * 2 ** (rng.integers(0, 12, size=int(seconds // 2) + 1) / 12)
+    root = roots[(t // 2).astype(int)]
+    wave = sum(np.sin(2 * np.pi * root * r * t) / (i + 1) for i, r in enumerate((1, 1.25, 1.5, 2)))
+    wave *= 0.6 + 0.4 * (np.mod(t, 0.5) < 0.25)
+    wave += 0.02 * rng.standard_normal(t.size)
+    return load_audio(((0.3 * wave).astype(np.float32), SAMPLE_RATE))
+
+
+def encoder_flops(config, samples: int) -> float:
+    """Multiply-add FLOPs (2 per MAC) of one HubertModel forward on ``samples`` samples."""
+    flops, length, channels = 0.0, samples, 1
+    for dim, kernel, stride in zip(
+        config.conv_dim, config.conv_kernel, config.conv_stride, strict=True
+    ):
+        length = (length - kernel) // stride + 1
+        flops += 2.0 * length * kernel * channels * dim
+        channels = dim
+    frames, width = length, config.hidden_size
+    flops += 2.0 * frames * channels * width  # feature projection
+    group = width // config.num_conv_pos_embedding_groups
+    flops += 2.0 * frames * width * group * config.num_conv_pos_embeddings  # positional conv
+    per_layer = 2.0 * frames * 4 * width * width  # q, k, v, out projections
+    per_layer += 4.0 * frames * frames * width  # scores and weighted sum
+    per_layer += 4.0 * frames * width * config.intermediate_size  # feed-forward
+    return flops + config.num_hidden_layers * per_layer
+
+
+def matmul_gflops(dtype: torch.dtype, size: int = 2048, seconds: float = 3.0) -> float:
+    """Sustained GEMM rate of this machine for ``dtype`` (best of repeated square products)."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    torch.mm(a, b)  # warm-up (oneDNN kernel selection)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2.0 * size**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def reference_pipeline(model, processor, wave: torch.Tensor) -> torch.Tensor:
+    """(a): the reference loop; returns ``[S, L, D]`` (mean over all frames per layer)."""
+    segment_len = SEGMENT_S * SAMPLE_RATE
+    pooled = []
+    for start in range(0, wave.shape[0], segment_len):
+        segment = wave[start : start + segment_len]
+        if segment.shape[0] < segment_len:
+            segment = torch.nn.functional.pad(segment, (0, segment_len - segment.shape[0]))
+        inputs = processor(segment.numpy(), sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        with torch.no_grad():
+            out = model(**inputs, output_hidden_states=True)
+        pooled.append(torch.stack([h.mean(dim=1)[0] for h in out.hidden_states]))
+    return torch.stack(pooled)
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start
+
+
+def score_gap(heads: ReferenceHeads, a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """Largest |score(a) - score(b)| on the engagement (0-100) and aesthetic (1-5) scales."""
+    with torch.no_grad():
+        sa, sb = heads(a[None]), heads(b[None])
+    gaps = {name: float((sa[name] - sb[name]).abs().max()) for name in sa}
+    return {
+        "max_diff_0_100": max(gaps[n] for n in ENGAGEMENT),
+        "max_diff_1_5": max(gaps[n] for n in AESTHETICS),
+        "scores_reference": {n: round(float(v), 4) for n, v in sa.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=180.0, help="input length, seconds")
+    parser.add_argument("--batch-size", type=int, default=4, help="segments per forward (fast)")
+    parser.add_argument("--skip-autocast", action="store_true", help="skip variant (c)")
+    args = parser.parse_args()
+    from transformers import Wav2Vec2FeatureExtractor
+
+    torch.manual_seed(0)
+    load_start = os.getloadavg()[0]
+    audio = synthetic_song(args.seconds)
+    config = mert_95m_config()
+    # MERT-v1-95M's preprocessor_config.json: zero-mean/unit-variance normalisation, 24 kHz,
+    # attention mask returned (all ones for a single unpadded input).
+    processor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True,
+        return_attention_mask=True,
+    )  # fmt: skip
+    reference_model = build_hubert(config, seed=0)
+    fast = MertEncoder(
+        build_hubert(config, seed=0), encoder_id="random-mert-95m", precision="fast",
+        device="cpu", batch_size=args.batch_size, do_normalize=processor.do_normalize,
+    )  # fmt: skip
+    warm = load_audio((audio.waveform[: SEGMENT_S * SAMPLE_RATE].numpy(), SAMPLE_RATE))
+    reference_pipeline(reference_model, processor, warm.waveform)  # warm-up, not timed
+    fast.encode(warm)
+    ref_layers, ref_s = timed(reference_pipeline, reference_model, processor, audio.waveform)
+    fast_emb, fast_s = timed(fast.encode, audio)
+    figures: dict[str, object] = {}
+    if not args.skip_autocast and fast.compute_dtype == torch.bfloat16:
+        autocast = MertEncoder(
+            reference_model, encoder_id="x", precision="reference", do_normalize=True
+        )
+        autocast.compute_dtype = torch.bfloat16  # fp32 weights, bf16 autocast
+        autocast.batch_size = args.batch_size
+        auto_emb, auto_s = timed(autocast.encode, audio)
+        figures["autocast_audio_s_per_s"] = round(args.seconds / auto_s, 3)
+        figures["autocast_max_diff_0_100"] = None  # filled below
+    torch.manual_seed(1)
+    heads = ReferenceHeads(task="full", shared=2).eval()
+    gap = score_gap(heads, ref_layers, fast_emb.layers_padded)
+    if "autocast_audio_s_per_s" in figures:
+        auto_gap = score_gap(heads, ref_layers, auto_emb.layers_padded)
+        figures["autocast_max_diff_0_100"] = round(auto_gap["max_diff_0_100"], 5)
+        figures["autocast_max_diff_1_5"] = round(auto_gap["max_diff_1_5"], 6)
+    segments = math.ceil(audio.waveform.shape[0] / (SEGMENT_S * SAMPLE_RATE))
+    flops = segments * encoder_flops(config, SEGMENT_S * SAMPLE_RATE)
+    peak_fp32, peak_bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    fast_peak = peak_bf16 if fast.compute_dtype == torch.bfloat16 else peak_fp32
+    figures = {
+        "benchmark": "score_speed",
+        "device": "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "audio_s": args.seconds,
+        "segments": segments,
+        "batch_size": args.batch_size,
+        "fast_dtype": str(fast.compute_dtype).removeprefix("torch."),
+        "reference_audio_s_per_s": round(args.seconds / ref_s, 3),
+        "fast_audio_s_per_s": round(args.seconds / fast_s, 3),
+        "speedup": round(ref_s / fast_s, 3),
+        "max_diff_0_100": round(gap["max_diff_0_100"], 5),
+        "max_diff_1_5": round(gap["max_diff_1_5"], 6),
+        "embedding_max_rel_err": round(
+            float(
+                ((fast_emb.layers_padded - ref_layers).norm(dim=-1) / ref_layers.norm(dim=-1)).max()
+            ),
+            5,
+        ),
+        "encoder_gflop_per_segment": round(flops / segments / 1e9, 1),
+        "reference_gflops": round(flops / ref_s / 1e9, 1),
+        "fast_gflops": round(flops / fast_s / 1e9, 1),
+        "peak_fp32_gflops": round(peak_fp32, 1),
+        "peak_bf16_gflops": round(peak_bf16, 1),
+        "reference_share_of_fp32_peak": round(flops / ref_s / 1e9 / peak_fp32, 3),
+        "fast_share_of_peak": round(flops / fast_s / 1e9 / fast_peak, 3),
+        **figures,
+        "targets_met": ref_s / fast_s >= 2.0
+        and gap["max_diff_0_100"] <= 0.5
+        and gap["max_diff_1_5"] <= 0.05,
+        "load_avg_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "random_head_scores": gap["scores_reference"],
+    }
+    print(f"reference shape : {figures['reference_audio_s_per_s']} s audio / s")
+    print(f"fast path       : {figures['fast_audio_s_per_s']} s audio / s")
+    print(f"speed-up        : {figures['speedup']}x (target >= 2x)")
+    print(f"max |diff|      : {figures['max_diff_0_100']} (0-100), {figures['max_diff_1_5']} (1-5)")
+    print(f"matmul peak     : fp32 {peak_fp32:.0f} GFLOP/s, bf16 {peak_bf16:.0f} GFLOP/s")
+    print(
+        f"encoder reaches : {figures['reference_share_of_fp32_peak']:.0%} of fp32 peak "
+        f"(reference), {figures['fast_share_of_peak']:.0%} of {figures['fast_dtype']} peak (fast)"
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
