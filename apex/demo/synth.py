@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import numpy as np
-from scipy.signal import butter, sosfilt
 
 TABLE_SIZE = 2048  # samples per wavetable cycle
 JITTER_S = 0.035  # onset jitter at timing = 0, seconds
@@ -310,6 +309,8 @@ def _produce(mix: np.ndarray, spec: ClipSpec, rng: np.random.Generator) -> np.nd
     sr, tr = spec.sample_rate, spec.traits
     cutoff = 500.0 * 22.0 ** tr["brightness"]
     if cutoff < 0.45 * sr:
+        from scipy.signal import butter, sosfilt  # lazy: scipy.signal takes seconds to import
+
         mix = sosfilt(butter(4, cutoff, "low", fs=sr, output="sos"), mix)
     mix = mix / (np.abs(mix).max() + 1e-9)
     drive = 1.0 + 12.0 * (1.0 - tr["headroom"]) ** 2
