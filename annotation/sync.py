@@ -135,7 +135,9 @@ class SyncStatus:
         return {**out, "ok": self.ok, "message": self.message}
 
 
-def describe_error(err: BaseException, repo_id: str, secrets: tuple[str, ...] = ()) -> tuple:
+def describe_error(
+    err: BaseException, repo_id: str, secrets: tuple[str, ...] = ()
+) -> tuple[str, str, float | None]:
     """Classify a Hub failure: ``(kind, message, retry_after_s)``; the message has no secrets."""
     detail = redact(f"{type(err).__name__}: {err}".splitlines()[0][:200], secrets)
     code, retry_after = None, None
