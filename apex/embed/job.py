@@ -1,0 +1,215 @@
+"""The embedding job: manifest in, resumable Parquet shards out, on the local or the Ray engine.
+
+Local engine: a process pool decodes (and fetches) audio ahead of the encoder, which runs in the
+main process on batches of ``batch_size`` clips, so decoding on the CPU cores overlaps encoding
+on the accelerator. Items are consumed in manifest order with a bounded read-ahead (memory stays
+at about ``4 * workers * batch_size`` decoded clips whatever the corpus size).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from apex.embed.manifest import read_manifest
+from apex.embed.records import decode_item, encode_items, records_table
+from apex.embed.shards import EmbedError, ShardWriter, finished_ids
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Everything ``apex embed`` takes (the CLI flags mirror these fields).
+
+    Attributes:
+        manifest: JSONL/CSV manifest file or Hub dataset id (see :mod:`apex.embed.manifest`).
+        out: Output folder (see :mod:`apex.embed.shards`).
+        encoder: ``"fallback"``, a local HuBERT/MERT directory, or a Hub id.
+        precision: ``"fast"`` or ``"reference"`` (MERT).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (local engine).
+        workers: Decoding processes (local engine); 0 decodes in the main process.
+        batch_size: Clips per encoder call (and MERT segments per forward pass).
+        shard_size: Songs per embeddings shard (the resumption granularity).
+        engine: ``"local"`` or ``"ray"``.
+        address: Ray cluster address (``"auto"``, ``"ray://host:10001"``); None starts a local
+            Ray with ``num_cpus`` CPUs.
+        num_cpus: CPUs of a local Ray started by the job (None: all).
+        max_seconds: Longest accepted song, seconds (longer ones go to the errors shard).
+        progress: Show a tqdm progress bar (rate and ETA) on stderr.
+    """
+
+    manifest: str
+    out: Path
+    encoder: str = "fallback"
+    precision: str = "fast"
+    device: str = "auto"
+    workers: int = field(default_factory=lambda: max(1, min(8, (os.cpu_count() or 2) - 1)))
+    batch_size: int = 8
+    shard_size: int = 256
+    engine: str = "local"
+    address: str | None = None
+    num_cpus: int | None = None
+    max_seconds: float = 600.0
+    trust_remote_code: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        for name in ("batch_size", "shard_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    """What a run did. Rates count only this run's songs (skipped ones are free).
+
+    Attributes:
+        total: songs in the manifest; skipped: already finished before this run;
+        embedded / failed: this run's outcomes; seconds: wall time of the encoding phase;
+        audio_seconds: seconds of audio embedded by this run.
+    """
+
+    total: int
+    skipped: int
+    embedded: int
+    failed: int
+    seconds: float
+    audio_seconds: float
+    out: Path
+
+    @property
+    def songs_per_s(self) -> float:
+        """Songs (embedded or failed) per wall-clock second."""
+        return (self.embedded + self.failed) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def audio_x_realtime(self) -> float:
+        """Seconds of audio embedded per wall-clock second."""
+        return self.audio_seconds / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_embed(config: EmbedConfig) -> EmbedSummary:
+    """Embed every song of the manifest not yet finished in ``config.out``.
+
+    Raises:
+        ManifestError: the manifest is unusable.
+        EmbedError: the folder holds another encoder's embeddings; Ray is missing.
+        EncoderUnavailable: the encoder's weights cannot be had.
+    """
+    items = read_manifest(config.manifest)
+    done = finished_ids(config.out)
+    pending = [item for item in items if item["id"] not in done]
+    writer = ShardWriter(config.out, config.shard_size)
+    started = time.perf_counter()
+    if config.engine == "ray":
+        from apex.embed.ray_engine import run_ray
+
+        audio_seconds = run_ray(config, pending, writer)
+    else:
+        audio_seconds = _run_local(config, pending, writer)
+    writer.flush()
+    return EmbedSummary(
+        total=len(items),
+        skipped=len(items) - len(pending),
+        embedded=writer.written["ok"],
+        failed=writer.written["error"],
+        seconds=time.perf_counter() - started,
+        audio_seconds=audio_seconds,
+        out=Path(config.out),
+    )
+
+
+def build_encoder(config: EmbedConfig) -> Any:
+    """The encoder the config names (weights loaded once, in the calling process)."""
+    from apex.encoders import load_encoder
+
+    return load_encoder(
+        config.encoder,
+        precision=config.precision,
+        device=config.device,
+        trust_remote_code=config.trust_remote_code,
+        batch_size=config.batch_size,
+    )
+
+
+def progress_bar(config: EmbedConfig, total: int) -> Any:
+    """A tqdm bar over songs: rate (songs/s) and ETA are part of tqdm's default format."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit="song", desc="embed", disable=not config.progress, file=sys.stderr
+    )
+
+
+def _run_local(config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter) -> float:
+    if not pending:
+        return 0.0
+    encoder = build_encoder(config)
+    audio_seconds = 0.0
+    with progress_bar(config, len(pending)) as bar:
+        batch: list[dict[str, Any]] = []
+        for decoded in _decoded(config, pending, encoder.sample_rate):
+            batch.append(decoded)
+            if len(batch) == config.batch_size:
+                audio_seconds += _encode(encoder, batch, writer, bar)
+                batch = []
+        if batch:
+            audio_seconds += _encode(encoder, batch, writer, bar)
+    return audio_seconds
+
+
+def _encode(encoder: Any, batch: list[dict[str, Any]], writer: ShardWriter, bar: Any) -> float:
+    records = encode_items(encoder, batch)
+    writer.add(records_table(records))
+    bar.update(len(batch))
+    return sum(r["duration_s"] for r in records if r["status"] == "ok")
+
+
+def _decoded(
+    config: EmbedConfig, pending: list[dict[str, Any]], sample_rate: int
+) -> Iterator[dict[str, Any]]:
+    """Decoded items in manifest order; decoding runs ``config.workers`` items in parallel."""
+    if config.workers == 0:
+        for item in pending:
+            yield decode_item(item, sample_rate, config.max_seconds)
+        return
+    # spawn, not fork: the parent has torch (and maybe CUDA) initialised, which fork would copy
+    # into the children in a state neither library supports.
+    context = get_context("spawn")
+    ahead = 4 * config.workers * config.batch_size
+    with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_init_worker) as pool:
+        queue: collections.deque[Future] = collections.deque()
+        todo = iter(pending)
+        for item in todo:
+            queue.append(pool.submit(decode_item, item, sample_rate, config.max_seconds))
+            if len(queue) >= ahead:
+                break
+        while queue:
+            result = queue.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                queue.append(pool.submit(decode_item, nxt, sample_rate, config.max_seconds))
+            yield result
+
+
+def _init_worker() -> None:
+    """One torch thread per decoding process: the processes are the parallelism."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+__all__ = ["ENGINES", "EmbedConfig", "EmbedError", "EmbedSummary", "run_embed"]

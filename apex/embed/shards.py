@@ -1,0 +1,157 @@
+"""The output folder of ``apex embed``: atomic Parquet shards, resumption, one encoder per folder.
+
+Layout::
+
+    OUT/
+      job.json                         encoder id + settings key every shard was made with
+      embeddings/part-<run>-<n>.parquet   one row per embedded song (see records.EMBEDDING_FIELDS);
+                                       `apex.training.data.read_shards(OUT / "embeddings")` reads it
+      errors/part-<run>-<n>.parquet       one row per song that could not be embedded, with why
+
+Every shard is written to a hidden temporary name in its folder and renamed into place once
+complete (``os.replace`` is atomic on one file system), so a killed job leaves only whole
+shards; readers and resumption never see half a file. A song is *finished* once its id is in an
+embeddings shard; a rerun skips finished ids and retries everything else (including songs that
+failed before: their old error rows stay as a log, newest ``time`` last).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from apex.embed.records import EMBEDDING_FIELDS, ERROR_FIELDS
+
+EMBEDDINGS_DIR = "embeddings"
+ERRORS_DIR = "errors"
+JOB_FILE = "job.json"
+_TMP_PREFIX = ".tmp-"  # hidden, and not *.parquet: globbing readers never pick a partial file
+
+
+class EmbedError(RuntimeError):
+    """The embedding job cannot go on; the message says why and what to do."""
+
+
+def finished_ids(out_dir: Path) -> set[str]:
+    """Ids already in an embeddings shard under ``out_dir`` (empty when there is none)."""
+    folder = Path(out_dir) / EMBEDDINGS_DIR
+    ids: set[str] = set()
+    for path in sorted(folder.glob("*.parquet")):
+        ids.update(pq.read_table(path, columns=["id"]).column("id").to_pylist())
+    return ids
+
+
+def read_errors(out_dir: Path) -> pa.Table:
+    """Every errors shard under ``out_dir`` as one table (columns: records.ERROR_FIELDS)."""
+    files = sorted((Path(out_dir) / ERRORS_DIR).glob("*.parquet"))
+    if not files:
+        return pa.schema(list(ERROR_FIELDS)).empty_table()
+    return pa.concat_tables([pq.read_table(f) for f in files])
+
+
+class ShardWriter:
+    """Buffers records and commits them as shards of ``shard_size`` songs.
+
+    Args:
+        out_dir: The job's output folder (created when missing).
+        shard_size: Songs per embeddings shard; also the resumption granularity.
+    """
+
+    def __init__(self, out_dir: Path, shard_size: int) -> None:
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        self.out_dir = Path(out_dir)
+        self.shard_size = shard_size
+        self.run = f"{os.getpid():x}{uuid.uuid4().hex[:8]}"  # unique among concurrent runs
+        self.written = {"ok": 0, "error": 0}
+        self._ok: list[pa.Table] = []
+        self._errors: list[pa.Table] = []
+        self._pending = 0
+        self._count = 0
+        for name in (EMBEDDINGS_DIR, ERRORS_DIR):
+            folder = self.out_dir / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob(f"{_TMP_PREFIX}*"):
+                stale.unlink(missing_ok=True)  # left by a killed run: never complete
+        self._job = _read_job(self.out_dir)
+
+    def add(self, records: pa.Table) -> None:
+        """Take a table of records (records.RECORD_SCHEMA); commits whole shards as they fill."""
+        if records.num_rows == 0:
+            return
+        self._check_encoder(records)
+        status = records.column("status").to_pylist()
+        ok = records.filter(pa.array([s == "ok" for s in status]))
+        bad = records.filter(pa.array([s != "ok" for s in status]))
+        if ok.num_rows:
+            self._ok.append(ok.select([f.name for f in EMBEDDING_FIELDS]))
+            self._pending += ok.num_rows
+        if bad.num_rows:
+            self._errors.append(bad.select([f.name for f in ERROR_FIELDS]))
+        if self._pending >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit everything buffered (called at the end, and whenever a shard is full)."""
+        if self._errors:
+            # Errors go first: a song listed finished must never lack its earlier failures' log.
+            self._commit(ERRORS_DIR, pa.concat_tables(self._errors))
+            self.written["error"] += sum(t.num_rows for t in self._errors)
+            self._errors = []
+        if self._ok:
+            table = pa.concat_tables(self._ok)
+            for start in range(0, table.num_rows, self.shard_size):
+                self._commit(EMBEDDINGS_DIR, table.slice(start, self.shard_size))
+            self.written["ok"] += table.num_rows
+            self._ok, self._pending = [], 0
+
+    def _commit(self, folder: str, table: pa.Table) -> None:
+        name = f"part-{self.run}-{self._count:05d}.parquet"
+        self._count += 1
+        final = self.out_dir / folder / name
+        tmp = final.with_name(f"{_TMP_PREFIX}{name}")
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())  # the rename must not land before the data does
+        os.replace(tmp, final)
+
+    def _check_encoder(self, records: pa.Table) -> None:
+        pairs = set(
+            zip(
+                records.column("encoder_id").to_pylist(),
+                records.column("settings_key").to_pylist(),
+                strict=True,
+            )
+        )
+        for encoder_id, key in pairs:
+            job = {"encoder_id": encoder_id, "settings_key": key}
+            if self._job is None:
+                _write_job(self.out_dir, job)
+                self._job = job
+            elif self._job != job:
+                raise EmbedError(
+                    f"{self.out_dir} holds embeddings from encoder {self._job['encoder_id']!r} "
+                    f"(settings {self._job['settings_key']!r}) but this run produces "
+                    f"{encoder_id!r} ({key!r}); one encoder per folder (training needs it): pass "
+                    "another --out, or the same --encoder/--precision as before."
+                )
+
+
+def _read_job(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / JOB_FILE
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return {"encoder_id": data["encoder_id"], "settings_key": data["settings_key"]}
+
+
+def _write_job(out_dir: Path, job: dict[str, Any]) -> None:
+    tmp = out_dir / f"{_TMP_PREFIX}{JOB_FILE}"
+    tmp.write_text(json.dumps(job, indent=2) + "\n")
+    os.replace(tmp, out_dir / JOB_FILE)
