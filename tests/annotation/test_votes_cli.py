@@ -7,6 +7,8 @@ by environment variables, as a maintainer would run them.
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -17,14 +19,23 @@ from apex.cli import main
 TOKEN = "hf_FAKEcliTOKEN0123456789abcdef"
 
 
+@pytest.fixture(scope="module")
+def demo_corpus(tmp_path_factory) -> Path:
+    """The 16-clip demo corpus, rendered once and copied into each test's data directory."""
+    from apex.demo import build_demo_corpus
+
+    return build_demo_corpus(tmp_path_factory.mktemp("cli-demo") / "demo", seed=0, n_clips=16)
+
+
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(tmp_path, monkeypatch, demo_corpus):
     """An isolated data directory with a small demo corpus and no Hub repo configured."""
     for name in ("APEX_VOTES_REPO", "HF_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("APEX_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("APEX_DEMO_CLIPS", "16")
+    shutil.copytree(demo_corpus, tmp_path / "data" / "demo")  # reused: same seed and size
     return tmp_path
 
 
