@@ -16,7 +16,8 @@ import pytest
 import soundfile as sf
 
 from apex.demo import SYSTEMS, TRAITS, build_demo_corpus, ensure_demo_corpus, load_metadata
-from apex.demo.truth import ENGAGEMENT_EXPONENT, engagement_scores
+from apex.demo.systems import DemoSystem
+from apex.demo.truth import ENGAGEMENT_EXPONENT, aesthetics, engagement_scores
 from apex.tasks import AESTHETICS
 
 MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
@@ -69,6 +70,34 @@ def test_systems_are_named_demos_with_valid_traits():
         assert values.std(axis=0).min() > 0.02, f"{system.name}: clips must vary around the means"
     with pytest.raises(TypeError):
         SYSTEMS[0].means["harmony"] = 0.1  # the module-level systems are read-only
+
+
+def test_system_validation():
+    means = dict.fromkeys(TRAITS, 0.5)
+    with pytest.raises(ValueError, match="demo-"):
+        DemoSystem("virtuoso", "no demo prefix", means, 0.0)
+    with pytest.raises(ValueError, match="strictly between"):
+        DemoSystem("demo-x", "bad mean", {**means, "timing": 1.0}, 0.0)
+    with pytest.raises(ValueError, match="exactly the traits"):
+        DemoSystem("demo-x", "missing trait", {"harmony": 0.5}, 0.0)
+
+
+def test_systems_overlap_in_ground_truth():
+    """Strong systems win on average, but a weak system's best clips beat a strong one's worst."""
+    rng = np.random.default_rng(0)
+    mean_aesthetic = {}
+    for system in SYSTEMS:
+        traits = np.array([[system.draw_traits(rng)[t] for t in TRAITS] for _ in range(400)])
+        scores = aesthetics(traits, np.zeros(len(traits), dtype=bool), rng)
+        mean_aesthetic[system.name] = np.mean([scores[a] for a in AESTHETICS], axis=0)
+    strong, weak = mean_aesthetic["demo-virtuoso"], mean_aesthetic["demo-drift"]
+    assert strong.mean() > weak.mean() + 0.5
+    assert weak.max() > strong.min()
+    # Neighbours in the ranking overlap broadly, not just at the extremes.
+    assert np.percentile(mean_aesthetic["demo-murk"], 75) > np.percentile(
+        mean_aesthetic["demo-autotune"], 25
+    )
+    assert mean_aesthetic["demo-static"].mean() == min(v.mean() for v in mean_aesthetic.values())
 
 
 def test_layout_formats_and_labels(small_demo_corpus):
