@@ -23,9 +23,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from apex.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from annotation.store import VoteRecord, VoteStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -95,7 +100,7 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 @contextmanager
-def _store(settings: Settings) -> Iterator[Any]:
+def _store(settings: Settings) -> Iterator[VoteStore]:
     from annotation.store import open_store
 
     store = open_store(settings)
@@ -230,7 +235,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def simulated_records(frame: Any, metadata: Any) -> list[Any]:
+def simulated_records(frame: pd.DataFrame, metadata: pd.DataFrame) -> list[VoteRecord]:
     """Turn :func:`apex.demo.simulate_votes` rows into store records with ``source="simulated"``.
 
     The listening times are the clips' full durations (a simulated listener hears both clips) and

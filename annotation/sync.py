@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import CommitOperationAdd, CommitScheduler, HfApi, get_token
 from huggingface_hub.errors import (
@@ -45,6 +45,9 @@ from huggingface_hub.utils import filter_repo_objects
 
 from annotation.card import SHARD_GLOB, build_card, stats_from_shards, write_card
 from apex.settings import Settings
+
+if TYPE_CHECKING:
+    from annotation.store import VoteStore
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +275,12 @@ class VoteSync:
     """
 
     def __init__(
-        self, settings: Settings, store: Any, *, api: Any = None, backoff: Backoff | None = None
+        self,
+        settings: Settings,
+        store: VoteStore,
+        *,
+        api: Any = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.settings, self.store, self.backoff = settings, store, backoff or Backoff()
         self.repo_id = settings.votes_repo
@@ -594,7 +602,7 @@ class VoteSync:
         return self._rows[key]
 
 
-def restore_from_folder(store: Any, folder: Path, *, export_dir: Path | None = None) -> int:
+def restore_from_folder(store: VoteStore, folder: Path, *, export_dir: Path | None = None) -> int:
     """Import every ``votes/**/*.parquet`` shard under ``folder`` (laid out like the dataset repo).
 
     Idempotent by vote id: importing the same folder twice adds nothing the second time.
@@ -636,6 +644,6 @@ def _adopt(folder: Path, export_dir: Path, *, move: bool) -> list[str]:
     return adopted
 
 
-def start_sync(settings: Settings, store: Any, *, api: Any = None) -> VoteSync:
+def start_sync(settings: Settings, store: VoteStore, *, api: Any = None) -> VoteSync:
     """Build and start the app's :class:`VoteSync` (restores an empty store first)."""
     return VoteSync(settings, store, api=api).start()
