@@ -28,6 +28,7 @@ import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -345,7 +346,10 @@ class VoteSync:
                 self._timer.cancel()
         if self._scheduler is not None:
             if push:
-                self._submit(force=True).result(timeout)
+                try:
+                    self._submit(force=True).result(timeout)
+                except FutureTimeout:
+                    log.warning("Hub sync: the last push is still running after %s s.", timeout)
             self._scheduler.stop()
         self._executor.shutdown(wait=False)
         with self._lock:
