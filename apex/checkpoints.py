@@ -197,6 +197,26 @@ def reference_info(heads: ReferenceHeads, source: str, *, model_id: str | None =
     )
 
 
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """False when ``HF_HUB_OFFLINE`` is set or the Hub endpoint does not accept a TCP connection
+    within ``timeout_s`` seconds. Probing first matters: huggingface_hub retries unreachable hosts
+    with back-off for about a minute per file, far too long for an offline start-up."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
 def fetch_published_checkpoint(*, local_files_only: bool, timeout_s: float = 5.0) -> Path:
     """Path of the published APEX ``.pt`` from the local HF cache or (if allowed) the network.
 
@@ -206,18 +226,19 @@ def fetch_published_checkpoint(*, local_files_only: bool, timeout_s: float = 5.0
     from huggingface_hub import hf_hub_download
 
     errors = []
-    for filename in PUBLISHED_FILENAMES:
-        try:
-            return Path(
-                hf_hub_download(
-                    PUBLISHED_REPO,
-                    filename,
-                    local_files_only=local_files_only,
-                    etag_timeout=timeout_s,
+    for local_only in (True, False) if not local_files_only else (True,):
+        for filename in PUBLISHED_FILENAMES:
+            try:
+                return Path(
+                    hf_hub_download(
+                        PUBLISHED_REPO,
+                        filename,
+                        local_files_only=local_only,
+                        etag_timeout=timeout_s,
+                    )
                 )
-            )
-        except Exception as err:  # offline, timeouts, 404s: all mean "not available here"
-            errors.append(f"{filename}: {type(err).__name__}")
+            except Exception as err:  # offline, timeouts, 404s: all mean "not available here"
+                errors.append(f"{filename}: {type(err).__name__}")
     raise CheckpointError(
         f"the published APEX checkpoint ({PUBLISHED_REPO}) is not in the local Hugging Face cache "
         f"and could not be downloaded ({'; '.join(errors)}). Connect to the Hub once, or pass a "

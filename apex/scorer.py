@@ -30,6 +30,7 @@ from apex.checkpoints import (
     CheckpointError,
     ModelInfo,
     fetch_published_checkpoint,
+    hub_reachable,
     load_model,
     load_reference_checkpoint,
     reference_info,
@@ -331,13 +332,9 @@ class Scorer:
 
 
 # ---------------------------------------------------------------------------- construction
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-def _make_encoder(spec: str, precision: str, device: str | None, settings: Settings) -> Encoder:
+def _make_encoder(
+    spec: str, precision: str, device: str | None, settings: Settings, local_only: bool
+) -> Encoder:
     from apex.encoders import load_encoder
 
     return load_encoder(
@@ -346,30 +343,31 @@ def _make_encoder(spec: str, precision: str, device: str | None, settings: Setti
         device=device,
         trust_remote_code=settings.trust_remote_code,
         cache_dir=settings.cache_dir / "embeddings",
-        local_files_only=_hub_offline(),
+        local_files_only=local_only,
     )
 
 
 def _published(
-    encoder: str | None, precision: str, device: str | None, settings: Settings
+    encoder: str | None, precision: str, device: str | None, settings: Settings, local_only: bool
 ) -> tuple[nn.Module, ModelInfo, Encoder]:
     """The published heads (local cache or a short network try) and their MERT encoder."""
-    path = fetch_published_checkpoint(local_files_only=_hub_offline())
+    path = fetch_published_checkpoint(local_files_only=local_only)
     heads = load_reference_checkpoint(path)
     info = reference_info(heads, str(path), model_id=PUBLISHED_REPO)
-    return heads, info, _make_encoder(encoder or PUBLISHED_ENCODER, precision, device, settings)
+    spec = encoder or PUBLISHED_ENCODER
+    return heads, info, _make_encoder(spec, precision, device, settings, local_only)
 
 
-def _resolve_model(model: str, settings: Settings) -> tuple[nn.Module, ModelInfo]:
+def _resolve_model(model: str, settings: Settings, local_only: bool) -> tuple[nn.Module, ModelInfo]:
     if model == "demo":
         from apex.demo_model import ensure_demo_model
 
         return load_model(ensure_demo_model(settings))
     if model == PUBLISHED_REPO:
-        path = fetch_published_checkpoint(local_files_only=_hub_offline())
+        path = fetch_published_checkpoint(local_files_only=local_only)
         heads = load_reference_checkpoint(path)
         return heads, reference_info(heads, str(path), model_id=PUBLISHED_REPO)
-    return load_model(model, local_files_only=_hub_offline() and not Path(model).exists())
+    return load_model(model, local_files_only=local_only)
 
 
 def load_scorer(
@@ -402,11 +400,14 @@ def load_scorer(
     device = None if device in (None, "auto") else device
     encoder = None if encoder in (None, "auto") else encoder
     notices: list[str] = []
+    # Probe the Hub once per call: without a connection every Hub lookup becomes cache-only
+    # instead of a minute of retries.
+    local_only = not hub_reachable()
     if model == "auto":
         try:
             if encoder == "fallback":
                 raise EncoderUnavailable("the published heads need MERT, not the fallback encoder")
-            heads, info, enc = _published(encoder, precision, device, settings)
+            heads, info, enc = _published(encoder, precision, device, settings, local_only)
         except (CheckpointError, EncoderUnavailable) as err:
             notices.append(
                 f"The published APEX model is not available here, so the offline demo model "
@@ -414,9 +415,9 @@ def load_scorer(
             )
             model, encoder = "demo", None
     if model != "auto":
-        heads, info = _resolve_model(model, settings)
+        heads, info = _resolve_model(model, settings, local_only)
         spec = encoder or str(info.metadata.get("encoder_spec", info.encoder_id))
-        enc = _make_encoder(spec, precision, device, settings)
+        enc = _make_encoder(spec, precision, device, settings, local_only)
     if getattr(enc, "is_fallback", False):
         notices.append(
             "Fallback encoder: embeddings are built-in audio descriptors, not MERT; only heads "

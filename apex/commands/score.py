@@ -1,0 +1,154 @@
+"""``apex score FILE...``: the seven APEX scores of audio files, as a table or JSON lines.
+
+Flags mirror :class:`apex.settings.Settings` fields (``--model``, ``--encoder``, ``--precision``,
+``--device``, ``--max-audio-s``) and default to their ``APEX_*`` environment values. Good files are
+scored and printed as they finish; each bad file is reported on stderr with its reason, and the
+exit code is 1 if any file failed (2 if the model itself cannot be loaded). Notices go to stderr:
+when the offline demo model or the fallback encoder answers, the first lines say so.
+
+Examples::
+
+    apex score song.mp3 other.wav
+    apex score --json *.flac > scores.jsonl
+    apex score --model amaai-lab/apex --encoder m-a-p/MERT-v1-95M --precision reference song.wav
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from apex.settings import Settings, SettingsError
+from apex.tasks import SCORE_NAMES, SCORE_RANGES
+
+#: Files longer than this get a progress line on stderr while they are encoded, seconds.
+PROGRESS_AFTER_S = 60.0
+_COLUMN, _NAME = 10, 24
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``score`` to the ``apex`` parser."""
+    p = subparsers.add_parser(
+        "score", help="score audio files (seven APEX scores)", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio files to score")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead")
+    p.add_argument("--model", default=None, help="auto | demo | model dir | .pt | Hub id")
+    p.add_argument("--encoder", default=None, help="auto | fallback | MERT dir | Hub id")
+    p.add_argument("--precision", default=None, choices=("fast", "reference"))
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--max-audio-s", type=float, default=None, help="longest accepted file, s")
+    p.set_defaults(func=cmd_score)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key: value
+        for key in ("model", "encoder", "precision", "device", "max_audio_s")
+        if (value := getattr(args, key)) is not None
+    }
+    return Settings.from_env(**overrides)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score ``args.files``; return 0 if all were scored, 1 if any failed, 2 if none could be."""
+    from apex.audio import AudioError, load_audio
+    from apex.checkpoints import CheckpointError
+    from apex.encoders import EncoderUnavailable
+    from apex.scorer import load_scorer
+
+    try:
+        settings = _settings(args)
+        scorer = load_scorer(
+            settings.model,
+            encoder=settings.encoder,
+            device=settings.device,
+            precision=settings.precision,
+            settings=settings,
+        )
+    except (SettingsError, CheckpointError, EncoderUnavailable, ValueError) as err:
+        print(f"apex score: cannot load the model: {err}", file=sys.stderr)
+        return 2
+    for notice in scorer.notices:
+        print(f"apex score: note: {notice}", file=sys.stderr)
+    info = scorer.info()
+    kind = "DEMO model" if info["is_demo"] else f"{info['kind']} model"
+    print(
+        f"apex score: {kind} {info['model_id']} (version {info['version']}) on encoder "
+        f"{info['encoder_id']}"
+        + (" (fallback descriptors)" if info["encoder_is_fallback"] else ""),
+        file=sys.stderr,
+    )
+    failed = 0
+    if not args.json:
+        _print_header(sys.stdout)
+    for index, path in enumerate(args.files, 1):
+        try:
+            audio = load_audio(
+                path, sample_rate=scorer.encoder.sample_rate, max_seconds=settings.max_audio_s
+            )
+            started = time.perf_counter()
+            if audio.duration_s > PROGRESS_AFTER_S:
+                print(
+                    f"apex score: [{index}/{len(args.files)}] {path.name}: encoding "
+                    f"{audio.duration_s:.0f} s of audio...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            result = scorer.score([audio])[0]
+        except (AudioError, OSError) as err:
+            failed += 1
+            where = "" if path.name in str(err) else f"{path}: "
+            print(f"apex score: {where}{err}", file=sys.stderr)
+            continue
+        if audio.duration_s > PROGRESS_AFTER_S:
+            elapsed = time.perf_counter() - started
+            print(f"apex score: {path.name}: done in {elapsed:.1f} s", file=sys.stderr)
+        for warning in result.warnings:
+            if warning not in scorer.notices and not warning.startswith("Demo model:"):
+                print(f"apex score: {path.name}: warning: {warning}", file=sys.stderr)
+        payload = {"file": str(path), **result.to_dict()}
+        if args.json:
+            print(json.dumps(payload, sort_keys=True), flush=True)
+        else:
+            _print_row(sys.stdout, path.name, payload)
+    if failed:
+        print(f"apex score: {failed} of {len(args.files)} file(s) failed.", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _short(name: str) -> str:
+    return name.removeprefix("score_")
+
+
+def _print_header(out: TextIO) -> None:
+    scales = {name: f"{SCORE_RANGES[name][0]:g}-{SCORE_RANGES[name][1]:g}" for name in SCORE_NAMES}
+    out.write(
+        f"{'file':<{_NAME}} {'seconds':>8} "
+        + " ".join(f"{_short(n):>{_COLUMN}}" for n in SCORE_NAMES)
+    )
+    out.write(
+        "\n" + f"{'':<{_NAME}} {'':>8} " + " ".join(f"{scales[n]:>{_COLUMN}}" for n in SCORE_NAMES)
+    )
+    out.write("\n")
+
+
+def _print_row(out: TextIO, name: str, payload: dict[str, Any]) -> None:
+    cells = []
+    for score in SCORE_NAMES:
+        value = payload["scores"].get(score)
+        if value is None:
+            cells.append(f"{'-':>{_COLUMN}}")
+            continue
+        digits = 1 if SCORE_RANGES[score][1] > 5 else 2
+        text = f"{value:.{digits}f}"
+        if score in payload["uncertainty"]:
+            text += f"±{payload['uncertainty'][score]:.{digits}f}"
+        cells.append(f"{text:>{_COLUMN}}")
+    label = name if len(name) <= _NAME else name[: _NAME - 3] + "..."
+    out.write(f"{label:<{_NAME}} {payload['duration_s']:>8.1f} " + " ".join(cells) + "\n")
+    out.flush()
