@@ -25,10 +25,10 @@ from webui.services import NotReady, Services
 SIDES = ("A", "B")
 #: Button label -> preference value (annotation.rules.PREFERENCES).
 VOTE_BUTTONS: dict[str, str] = {
-    "👈 A is better": "A",
-    "👉 B is better": "B",
-    "🤝 Tie": "TIE",
-    "👎 Both bad": "BOTH_BAD",
+    "A is better": "A",
+    "B is better": "B",
+    "Tie": "TIE",
+    "Both bad": "BOTH_BAD",
 }
 PREFERENCE_WORDS = {"A": "A is better", "B": "B is better", "TIE": "a tie", "BOTH_BAD": "both bad"}
 TICK_S = 1.0
@@ -147,13 +147,15 @@ def cast_vote(
 
 # ---------------------------------------------------------------------- presentation
 def progress_markdown(credit: dict[str, float], need: float) -> str:
-    """'Listened: A 3.0 / 5 s ✅ · B 1.0 / 5 s' — what still blocks the vote."""
+    """'Listened: A 5 / 5 s (done) · B 1 / 5 s' — what still blocks the vote."""
     parts = []
     for side in SIDES:
         got = min(credit.get(side, 0.0), need) if need > 0 else credit.get(side, 0.0)
-        mark = " ✅" if credit.get(side, 0.0) >= need - 1e-9 else ""
+        mark = " (done)" if credit.get(side, 0.0) >= need - 1e-9 else ""
         parts.append(f"{side} {got:.0f} / {need:g} s{mark}")
-    return f"🎧 Listened: {' · '.join(parts)} — voting opens when both clips reach {need:g} s."
+    ready = all(credit.get(side, 0.0) >= need - 1e-9 for side in SIDES)
+    tail = "voting is open." if ready else f"voting opens when both clips reach {need:g} s."
+    return f"**Listened:** {' · '.join(parts)} — {tail}"
 
 
 def reveal_markdown(reveal: dict[str, Any]) -> str:
@@ -176,9 +178,9 @@ def reveal_markdown(reveal: dict[str, Any]) -> str:
     else:
         agrees = reveal.get("apex_agrees")
         judged = (
-            "**APEX agreed with you** ✅"
+            "**APEX agreed with you.**"
             if agrees
-            else "**APEX disagreed with you** ❌"
+            else "**APEX disagreed with you.**"
             if agrees is False
             else "(ties and 'both bad' are not counted as agreement)"
         )
@@ -226,6 +228,7 @@ class _Widgets:
     radios: list[Any]
     timer: Any
     votes: Any
+    count: Any
     next_btn: Any
 
 
@@ -247,7 +250,7 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 32) -> None:
             )
             for s in SIDES
         }
-    progress = gr.Markdown("🎧 Press play on both clips.", elem_id="listen-progress")
+    progress = gr.Markdown("Press play on both clips.", elem_id="listen-progress")
     with gr.Row(elem_classes="vote-row"):
         buttons = [
             gr.Button(label, interactive=False, elem_id=f"vote-{pref.lower()}")
@@ -274,7 +277,7 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 32) -> None:
                     ]
     reveal = gr.Markdown(visible=False, elem_id="reveal")
     with gr.Row():
-        next_btn = gr.Button("Next battle ▶", variant="primary", elem_id="next-battle")
+        next_btn = gr.Button("Next battle", variant="primary", elem_id="next-battle")
         votes = gr.Markdown("Your votes this session: 0", elem_id="session-votes")
     w = _Widgets(
         info=info,
@@ -287,6 +290,7 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 32) -> None:
         radios=radios,
         timer=gr.Timer(TICK_S, active=False),
         votes=votes,
+        count=gr.State(0),  # votes from this page load (the server counts per voter, not page)
         next_btn=next_btn,
     )
     wire(services, tab, w, prompt, concurrency=concurrency)

@@ -48,7 +48,7 @@ def _report(
         for side in sides:
             result = ui.report_listen(services, battle_id, side, state["total"][side], req)
     except gr.Error as err:  # e.g. expired battle: say so in place instead of a popup per tick
-        return f"⚠️ {err.message}", False
+        return f"**Note:** {err.message}", False
     if result is None:
         return gr.skip(), False
     return ui.progress_markdown(result["credit"], result["min_listen_s"]), result["can_vote"]
@@ -121,7 +121,7 @@ def wire(services: Services, tab: gr.Tab, w: ui._Widgets, prompt: Any, *, concur
 def _wire_votes(services: Services, w: ui._Widgets, limits: dict, quiet: dict) -> None:
     # A set of inputs makes gradio pass one {component: value} dict: ten rating radios stay
     # readable without ten positional parameters.
-    inputs = {w.info, w.state, w.feedback, *w.radios}
+    inputs = {w.info, w.state, w.count, w.feedback, *w.radios}
     for button, pref in zip(w.buttons, ui.VOTE_BUTTONS.values(), strict=True):
 
         def _vote(values: dict, request: gr.Request, pref: str = pref) -> list[Any]:
@@ -133,18 +133,20 @@ def _wire_votes(services: Services, w: ui._Widgets, limits: dict, quiet: dict) -
                 services, info["battle_id"], pref, values[w.feedback], ratings, request
             )
             state["since"] = {}
+            count = int(values[w.count] or 0) + 1
             return [
                 gr.Markdown(value=ui.reveal_markdown(reveal), visible=True),
                 *_buttons(False),
                 gr.Timer(active=False),
-                f"Your votes this session: **{reveal['voter_votes']}**",
+                f"Your votes this session: **{count}**",
                 state,
+                count,
             ]
 
         button.click(
             _vote,
             inputs,
-            [w.reveal, *w.buttons, w.timer, w.votes, w.state],
+            [w.reveal, *w.buttons, w.timer, w.votes, w.state, w.count],
             **{**quiet, "show_progress": "minimal"},
             **limits,
         )

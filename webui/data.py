@@ -85,7 +85,7 @@ def refresh(services: Services) -> tuple[str, Any, Any, dict[str, Any]]:
         parquet, csv, rows = export_files(services)
     except NotReady as err:
         off = gr.DownloadButton(interactive=False)
-        return f"⏳ {err}", off, off, {}
+        return f"_{err}_", off, off, {}
     status = sync_status(services)
     return (
         summary_markdown(services, rows, status),
@@ -103,11 +103,13 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     )
     summary = gr.Markdown("Open this tab to prepare the files.", elem_id="data-summary")
     with gr.Row():
-        parquet = gr.DownloadButton("⬇ Votes (Parquet)", interactive=False, elem_id="dl-parquet")
-        csv = gr.DownloadButton("⬇ Votes (CSV)", interactive=False, elem_id="dl-csv")
+        parquet = gr.DownloadButton(
+            "Download votes (Parquet)", interactive=False, elem_id="dl-parquet"
+        )
+        csv = gr.DownloadButton("Download votes (CSV)", interactive=False, elem_id="dl-csv")
         again = gr.Button("Refresh")
     gr.Dataframe(
-        value=columns_frame,
+        value=columns_frame(),
         label="Columns",
         interactive=False,
         wrap=True,

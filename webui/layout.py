@@ -34,7 +34,7 @@ CSS = """
 """
 
 HEADER = (
-    "# 🎧 APEX Arena\n"
+    "# APEX Arena\n"
     "Score AI-generated songs with **APEX**, vote in blind battles between music generators, and "
     "watch the leaderboard. [Paper](https://arxiv.org/abs/2605.03395) · "
     "[Code](https://github.com/AMAAI-Lab/apex)"
@@ -43,7 +43,7 @@ HEADER = (
 
 def _warmup_line(services: Services) -> tuple[Any, Any]:
     line = services.status_line()
-    text = f"⏳ Starting up: {line}." if line else ""
+    text = f"Starting up: {line}." if line else ""
     # Stop polling once nothing is warming up any more.
     return gr.update(value=text, visible=bool(text)), gr.Timer(active=bool(line))
 

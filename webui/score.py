@@ -24,9 +24,8 @@ from webui.services import NotReady, Services
 log = logging.getLogger(__name__)
 
 DEMO_BANNER = (
-    "**Offline demo model.** These scores come from heads trained on a synthetic demo corpus with "
-    "the built-in descriptor encoder, not from the published APEX model on MERT: use them to try "
-    "the app, not to judge real songs."
+    "**Offline demo model answering.** Scores are illustrative: they come from heads trained on a "
+    "synthetic demo corpus, not from the published APEX model on MERT."
 )
 
 
@@ -44,9 +43,11 @@ def forget_upload(path: str | None) -> None:
     """
     if not path:
         return
-    p = Path(path).resolve()
-    if _upload_root() in p.parents:
+    p, root = Path(path).resolve(), _upload_root()
+    if root in p.parents:
         p.unlink(missing_ok=True)
+        if p.parent != root and not any(p.parent.iterdir()):
+            p.parent.rmdir()  # gradio gives each upload its own folder
 
 
 def score_song(services: Services, audio_path: str | None) -> dict[str, Any]:
@@ -110,7 +111,7 @@ def scores_table(result: dict[str, Any]) -> pd.DataFrame:
                 "score": charts.pretty(name),
                 "value": value,
                 "scale": f"{low:g}-{high:g}",
-                "percentile": "" if pct is None else f"{pct:.0f}th",
+                "percentile": "" if pct is None else ordinal(pct),
                 "what it means": SCORE_DESCRIPTIONS[name],
             }
         )
@@ -136,10 +137,17 @@ def engagement_markdown(result: dict[str, Any]) -> str:
 
 
 def banner_markdown(result: dict[str, Any]) -> str:
-    """The demo-model banner and the scoring core's warnings (e.g. silence), or ''."""
+    """The demo-model banner and the scoring core's warnings (e.g. silence) as a list, or ''."""
     parts = [DEMO_BANNER] if result.get("is_demo") else []
-    parts += [f"⚠️ {w}" for w in result.get("warnings") or []]
-    return "\n\n".join(parts)
+    parts += [f"- {w}" for w in result.get("warnings") or []]
+    return "\n".join(parts)
+
+
+def ordinal(value: float) -> str:
+    """``71 -> '71st'``, ``12 -> '12th'``."""
+    n = round(value)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
