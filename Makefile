@@ -10,7 +10,7 @@ TEST_HASH := $(shell cat requirements.txt requirements-test.txt pyproject.toml |
 APP_STAMP := $(VENV)/.stamp-app-$(REQ_HASH)
 TEST_STAMP := $(VENV)/.stamp-test-$(TEST_HASH)
 
-.PHONY: app test lint format bench browser postgres clean
+.PHONY: app test lint format bench sysdeps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,27 +28,26 @@ $(TEST_STAMP): $(APP_STAMP)
 app: $(APP_STAMP)
 	$(BIN)/python app.py
 
-# Chromium comes from Debian (a test tool's own browser download cannot work here);
-# installed only when missing and only where apt-get can run.
-browser:
-	@if [ ! -x /usr/bin/chromium ]; then \
+# System packages the tests need, from Debian, installed only when missing and only where root apt-get
+# can run: Chromium for the browser tests (a test tool's own browser download cannot work here),
+# PostgreSQL server binaries for the PostgreSQL store tests (the tests start their own throwaway
+# server on 127.0.0.1), and the FFmpeg libraries torchcodec needs when `datasets` reads audiofolders.
+SYSDEPS_CHECK := \
+	{ [ -x /usr/bin/chromium ] || echo chromium; } ; \
+	{ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || echo postgresql; } ; \
+	{ ls /usr/lib/*/libavcodec.so.* >/dev/null 2>&1 || echo "libavcodec59 libavformat59 libavutil57 libswresample4 libavdevice59 libavfilter8 libswscale6"; }
+
+sysdeps:
+	@missing="$$( $(SYSDEPS_CHECK) )"; missing="$$(echo $$missing)"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "chromium install failed: browser tests will be skipped"; \
-	  else echo "no /usr/bin/chromium and no root apt-get: browser tests will be skipped"; fi; \
+	    echo "installing Debian packages: $$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+	      || echo "apt-get failed: tests that need $$missing will be skipped"; \
+	  else echo "missing $$missing and no root apt-get: tests that need them will be skipped"; fi; \
 	fi
 
-# PostgreSQL server binaries from Debian for the PostgreSQL vote-store tests; the tests start and stop
-# their own throwaway server on 127.0.0.1.
-postgres:
-	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
-	      || echo "postgresql install failed: PostgreSQL store tests will be skipped"; \
-	  else echo "no PostgreSQL server binaries and no root apt-get: PostgreSQL tests will be skipped"; fi; \
-	fi
-
-test: $(TEST_STAMP) browser postgres
+test: $(TEST_STAMP) sysdeps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
