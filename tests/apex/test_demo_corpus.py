@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -220,46 +217,22 @@ def test_bad_arguments_and_missing_corpus(tmp_path):
         load_metadata(tmp_path / "nowhere")
 
 
-def _stub_torchcodec(monkeypatch: pytest.MonkeyPatch) -> None:
-    """datasets >= 4 imports torchcodec to *encode* any audio column, even a plain file path it
-    never decodes. torchcodec is not installed here, so a stub module stands in; with
-    ``decode=False`` nothing ever calls into it."""
-    encoders = types.ModuleType("torchcodec.encoders")
-    encoders.AudioEncoder = None
-    package = types.ModuleType("torchcodec")
-    package.encoders = encoders
-    monkeypatch.setitem(sys.modules, "torchcodec", package)
-    monkeypatch.setitem(sys.modules, "torchcodec.encoders", encoders)
-
-
-def test_audiofolder_loads_through_datasets(small_demo_corpus, tmp_path, monkeypatch):
+def test_audiofolder_loads_through_datasets(small_demo_corpus, tmp_path):
     datasets = pytest.importorskip("datasets")
-    has_torchcodec = importlib.util.find_spec("torchcodec") is not None
-    if not has_torchcodec:
-        _stub_torchcodec(monkeypatch)
+    pytest.importorskip("torchcodec", reason="datasets decodes audio with torchcodec (make test)")
     loaded = datasets.load_dataset(
         "audiofolder", data_dir=str(small_demo_corpus), cache_dir=str(tmp_path / "hf")
     )["train"]
-    meta = load_metadata(small_demo_corpus)
+    meta = load_metadata(small_demo_corpus).set_index("clip_id")
     assert len(loaded) == len(meta)
     assert {"clip_id", "system", "prompt", "split", *AESTHETICS} <= set(loaded.column_names)
-    if has_torchcodec:
-        first = loaded[0]["audio"]
-        assert first is not None
+    for item in loaded.select(range(6)):
+        row = meta.loc[item["clip_id"]]
+        decoded = item["audio"].get_all_samples()
+        info = sf.info(small_demo_corpus / row["file_name"])
+        assert decoded.sample_rate == info.samplerate == row["sample_rate"]
+        assert decoded.data.shape == (info.channels, info.frames)
     files = loaded.cast_column("audio", datasets.Audio(decode=False))
     for item in files.select(range(6)):
-        row = meta.set_index("clip_id").loc[item["clip_id"]]
+        row = meta.loc[item["clip_id"]]
         assert Path(item["audio"]["path"]).name == Path(row["file_name"]).name
-        assert sf.info(item["audio"]["path"]).samplerate == row["sample_rate"]
-
-
-@pytest.mark.slow
-def test_default_size_builds_within_a_minute(tmp_path):
-    # CPU seconds, not wall-clock: the test machine's cores are shared, and the budget is about
-    # the work the build does, not about how busy the neighbours are.
-    started = time.process_time()
-    out = build_demo_corpus(tmp_path / "full")
-    seconds = time.process_time() - started
-    meta = load_metadata(out)
-    assert len(meta) == 480 and meta["system"].value_counts().min() >= 400 // len(SYSTEMS)
-    assert seconds < 60, f"default corpus took {seconds:.1f} CPU seconds to build"
