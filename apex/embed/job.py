@@ -1,26 +1,22 @@
 """The embedding job: manifest in, resumable Parquet shards out, on the local or the Ray engine.
 
-Local engine: a process pool decodes (and fetches) audio ahead of the encoder, which runs in the
-main process on batches of ``batch_size`` clips, so decoding on the CPU cores overlaps encoding
-on the accelerator. Items are consumed in manifest order with a bounded read-ahead (memory stays
-at about ``4 * workers * batch_size`` decoded clips whatever the corpus size).
+Local engine: a process pool decodes (and fetches) audio ahead of the encoder
+(:mod:`apex.embed.decoding`), which runs in the main process on batches of ``batch_size`` clips,
+so decoding on the CPU cores overlaps encoding on the accelerator.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import sys
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from apex.embed.decoding import decoded_items
 from apex.embed.manifest import read_manifest
-from apex.embed.records import decode_item, encode_items, records_table
+from apex.embed.records import encode_items, records_table
 from apex.embed.shards import EmbedError, ShardWriter, finished_ids
 
 ENGINES = ("local", "ray")
@@ -161,7 +157,11 @@ def _run_local(config: EmbedConfig, pending: list[dict[str, Any]], writer: Shard
     audio_seconds = 0.0
     with progress_bar(config, len(pending)) as bar:
         batch: list[dict[str, Any]] = []
-        for decoded in _decoded(config, pending, encoder.sample_rate):
+        ahead = 4 * max(1, config.workers) * config.batch_size
+        decoded_stream = decoded_items(
+            pending, encoder.sample_rate, config.max_seconds, config.workers, ahead
+        )
+        for decoded in decoded_stream:
             batch.append(decoded)
             if len(batch) == config.batch_size:
                 audio_seconds += _encode(encoder, batch, writer, bar)
@@ -176,40 +176,6 @@ def _encode(encoder: Any, batch: list[dict[str, Any]], writer: ShardWriter, bar:
     writer.add(records_table(records))
     bar.update(len(batch))
     return sum(r["duration_s"] for r in records if r["status"] == "ok")
-
-
-def _decoded(
-    config: EmbedConfig, pending: list[dict[str, Any]], sample_rate: int
-) -> Iterator[dict[str, Any]]:
-    """Decoded items in manifest order; decoding runs ``config.workers`` items in parallel."""
-    if config.workers == 0:
-        for item in pending:
-            yield decode_item(item, sample_rate, config.max_seconds)
-        return
-    # spawn, not fork: the parent has torch (and maybe CUDA) initialised, which fork would copy
-    # into the children in a state neither library supports.
-    context = get_context("spawn")
-    ahead = 4 * config.workers * config.batch_size
-    with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_init_worker) as pool:
-        queue: collections.deque[Future] = collections.deque()
-        todo = iter(pending)
-        for item in todo:
-            queue.append(pool.submit(decode_item, item, sample_rate, config.max_seconds))
-            if len(queue) >= ahead:
-                break
-        while queue:
-            result = queue.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                queue.append(pool.submit(decode_item, nxt, sample_rate, config.max_seconds))
-            yield result
-
-
-def _init_worker() -> None:
-    """One torch thread per decoding process: the processes are the parallelism."""
-    import torch
-
-    torch.set_num_threads(1)
 
 
 __all__ = ["ENGINES", "EmbedConfig", "EmbedError", "EmbedSummary", "run_embed"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -98,6 +99,7 @@ else:
 for i in range(int(count)):
     vote = make_vote(i, vote_id=f"{prefix}-{i}", battle_uuid=f"{prefix}-b{i}", voter=prefix)
     assert store.insert_vote(vote)
+    print(vote.vote_id, flush=True)  # the acknowledgement: printed only after insert_vote returned
     if i < int(shared):  # every writer also sends the same shared votes: stored once in all
         try:
             store.insert_vote(make_vote(i, vote_id=f"shared-{i}", battle_uuid=f"shared-b{i}"))
@@ -129,6 +131,7 @@ def test_concurrent_writer_processes_store_exact_counts(backend: tuple[str, str]
             [sys.executable, "-c", WRITER, kind, where, f"p{k}", str(count), str(shared)],
             cwd=ROOT,
             env=env,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -145,3 +148,20 @@ def test_concurrent_writer_processes_store_exact_counts(backend: tuple[str, str]
         assert (frame["user_pseudonym"] == f"p{k}").sum() == count
     # Ids are gap-free and in commit order, which append-only export relies on.
     assert frame["row_id"].tolist() == list(range(1, len(frame) + 1))
+
+
+def test_sigkill_loses_no_acknowledged_vote(pg_url: str) -> None:
+    open_pg_store(pg_url).close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-c", WRITER, "postgresql", pg_url, "k", "100000", "0"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    acked = [proc.stdout.readline().strip() for _ in range(20)]
+    os.kill(proc.pid, signal.SIGKILL)
+    rest = proc.stdout.read()  # lines printed before the kill landed are acknowledgements too
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    acked += [line for line in rest.split("\n")[:-1] if line]
+    with open_pg_store(pg_url) as store:
+        stored = set(store.votes_frame()["vote_id"])
+    assert set(acked) <= stored
+    assert len(stored) - len(acked) <= 1  # at most the vote in flight when the kill landed

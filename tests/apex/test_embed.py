@@ -208,3 +208,22 @@ def test_cli_embed_reports_and_fails_cleanly(
     assert "embedded 1, failed 2, skipped 0" in capsys.readouterr().out
     assert main(["embed", str(tmp_path / "nope.jsonl"), "--out", str(out)]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def crashing_decode(item: dict, sample_rate: int, max_seconds: float) -> dict:
+    """A decoder whose process dies on one file (as a libsndfile crash or the OOM killer would)."""
+    if item["id"] == "poison":
+        os._exit(3)
+    return {**item, "pcm": b"", "sample_rate": sample_rate}
+
+
+def test_a_decoder_crash_fails_only_its_own_file() -> None:
+    from apex.embed.decoding import decoded_items
+
+    items = [{"id": f"s{n}", "source": "x"} for n in range(6)]
+    items.insert(3, {"id": "poison", "source": "x"})
+    results = list(decoded_items(items, 24_000, 600.0, 2, 4, decode=crashing_decode))
+    assert [r["id"] for r in results] == [i["id"] for i in items]  # order kept, nothing lost
+    failed = [r["id"] for r in results if "reason" in r]
+    assert failed == ["poison"]
+    assert "decoding process died" in results[3]["reason"]

@@ -1,0 +1,104 @@
+"""Decoding ahead of the encoder in a pool of worker processes (the local engine).
+
+Items come back in manifest order with a bounded read-ahead, so memory stays at about
+``4 * workers * batch_size`` decoded clips whatever the corpus size. A decoder process that dies
+(a file that crashes libsndfile, the kernel's out-of-memory killer) breaks the whole pool in
+``concurrent.futures``; the pool is then rebuilt and the item at the head of the queue is
+decoded alone: if it kills its process again it is the culprit and becomes an error record
+(stage ``decode``), otherwise it was a bystander and goes on. Every crash costs one such
+isolation step, so one poisonous file can neither stop the job nor take innocent files with it.
+
+Worker processes are started with ``spawn``: the parent has torch (maybe CUDA) initialised,
+which ``fork`` would copy into the children in a state neither library supports. As always with
+``spawn``, a script that calls :func:`apex.embed.run_embed` needs the
+``if __name__ == "__main__":`` guard (the ``apex embed`` command has it).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import Any
+
+from apex.embed.records import decode_item
+
+_CRASH_REASON = (
+    "the decoding process died on this file (a decoder crash, or out of memory); check or "
+    "re-encode the file (e.g. `ffmpeg -i in -ar 24000 out.wav`)"
+)
+
+
+def decoded_items(
+    pending: list[dict[str, Any]],
+    sample_rate: int,
+    max_seconds: float,
+    workers: int,
+    ahead: int,
+    decode: Callable[[dict[str, Any], int, float], dict[str, Any]] = decode_item,
+) -> Iterator[dict[str, Any]]:
+    """Yield :func:`~apex.embed.records.decode_item` of every pending item, in order.
+
+    Args:
+        pending: Manifest items.
+        sample_rate: Decoding rate, Hz.
+        max_seconds: Longest accepted song, seconds.
+        workers: Decoding processes; 0 decodes in the calling process.
+        ahead: Items submitted ahead of the one being consumed.
+        decode: The decoding function (a module-level function: it is pickled to the workers).
+    """
+    if workers == 0:
+        for item in pending:
+            yield decode(item, sample_rate, max_seconds)
+        return
+    todo = collections.deque(pending)
+    queue: collections.deque[tuple[dict[str, Any], Future]] = collections.deque()
+    pool = _new_pool(workers)
+    try:
+        while todo or queue:
+            while todo and len(queue) < ahead:
+                item = todo.popleft()
+                queue.append((item, pool.submit(decode, item, sample_rate, max_seconds)))
+            item, future = queue.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = _new_pool(workers)
+                result = _isolated(pool, decode, item, sample_rate, max_seconds)
+                if "reason" in result and result["reason"] == _CRASH_REASON:
+                    pool.shutdown(wait=True)  # the culprit broke this pool too
+                    pool = _new_pool(workers)
+                # Everything else in flight died with the pool: decode it again.
+                todo.extendleft(reversed([queued for queued, _ in queue]))
+                queue.clear()
+            yield result
+    finally:  # also when the consumer stops early: do not decode the read-ahead for nothing
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _isolated(
+    pool: ProcessPoolExecutor,
+    decode: Callable[[dict[str, Any], int, float], dict[str, Any]],
+    item: dict[str, Any],
+    sample_rate: int,
+    max_seconds: float,
+) -> dict[str, Any]:
+    """Decode ``item`` alone in a fresh pool; a crash now proves the file is the cause."""
+    try:
+        return pool.submit(decode, item, sample_rate, max_seconds).result()
+    except BrokenProcessPool:
+        return {**item, "stage": "decode", "reason": _CRASH_REASON}
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker)
+
+
+def _init_worker() -> None:
+    """One torch thread per decoding process: the processes are the parallelism."""
+    import torch
+
+    torch.set_num_threads(1)
