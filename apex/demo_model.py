@@ -43,7 +43,7 @@ LEARNING_RATE = 3e-3
 HIDDEN = [128, 64]
 #: Clips used for fitting at most (a deterministic, split-stratified subset); bounds the
 #: first-use build time, which is dominated by the fallback encoder (about 0.3-1 s per clip).
-MAX_FIT_CLIPS = 120
+MAX_FIT_CLIPS = 96
 VOTES_PER_CLIP = 8
 NLL_WEIGHT, BT_WEIGHT = 0.1, 0.1
 
