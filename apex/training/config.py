@@ -25,6 +25,8 @@ class TrainConfig:
         dropout: ApexHeads dropout (the reference family has its own fixed dropouts).
         seed: seeds model init and batch order; same seed + data + device -> same model.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``fp32`` or ``bf16`` (autocast of the forward pass; losses stay fp32). bf16
+            halves step time on CPUs with AVX512-BF16/AMX and on recent GPUs.
         progress: show a tqdm bar over epochs.
     """
 
@@ -43,6 +45,7 @@ class TrainConfig:
     dropout: float = 0.1
     seed: int = 42
     device: str = "auto"
+    precision: str = "fp32"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -52,6 +55,7 @@ class TrainConfig:
             "mode": (self.mode, ("song", "segment")),
             "loss": (self.loss, LOSS_KINDS),
             "shared": (self.shared, (2, 3)),
+            "precision": (self.precision, ("fp32", "bf16")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:

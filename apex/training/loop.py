@@ -224,6 +224,7 @@ class _Stepper:
         self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=config.epochs)
         self.gen = torch.Generator().manual_seed(config.seed)
+        self.bf16 = config.precision == "bf16"
 
     def epoch(self) -> float:
         cfg, n = self.config, len(self.x)
@@ -245,7 +246,9 @@ class _Stepper:
                 a = torch.as_tensor(self.battles.a[pick.numpy()], device=self.device)
                 b = torch.as_tensor(self.battles.b[pick.numpy()], device=self.device)
                 xb = torch.cat([xb, self.song_x[a], self.song_x[b]])
-            out = forward(self.model, xb)
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+                out = forward(self.model, xb)
+            out = {k: v.float() for k, v in out.items()}
             head = {k: v[: len(idx)] for k, v in out.items()}
             loss = combine(task_mse(head, yb, cfg.tasks), cfg.loss, self.uncertainty)
             nll = gaussian_nll(head, yb, cfg.tasks)
