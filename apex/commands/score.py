@@ -33,7 +33,10 @@ _COLUMN, _NAME = 10, 24
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``score`` to the ``apex`` parser."""
     p = subparsers.add_parser(
-        "score", help="score audio files (seven APEX scores)", description=__doc__.split("\n")[0]
+        "score",
+        help="score audio files (seven APEX scores)",
+        description="Score audio files with APEX: a table (default) or JSON lines. Bad files are "
+        "reported on stderr; exit code 1 if any failed, 2 if the model cannot be loaded.",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio files to score")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead")
