@@ -30,6 +30,7 @@ import pyarrow as pa
 from apex.embed.records import decode_item, encode_items, records_table
 from apex.embed.shards import EmbedError, ShardWriter
 
+_DECODE_MEMORY = 512 * 1024**2  # bytes reserved per decoding task
 #: Keys every decoded row carries, so that all rows of a Ray block share one schema.
 _DECODED_DEFAULTS: dict[str, Any] = {
     "pcm": None,
@@ -91,10 +92,10 @@ def _run(ray: Any, config: Any, pending: list[dict[str, Any]], writer: ShardWrit
             _decode_row,
             fn_kwargs={"sample_rate": SAMPLE_RATE, "max_seconds": config.max_seconds},
             num_cpus=1,
-            # Retry a decode whose worker died (e.g. out of memory); decoding is idempotent.
-            # Differing remote args also keep Ray from fusing decoding into the encoder's actor,
-            # which would serialise it behind the encoder on CPU-only clusters.
-            max_retries=3,
+            # A 10-min 48 kHz stereo clip decodes to ~230 MB of float32, plus its resampled copy.
+            # Reserving memory also keeps Ray from fusing decoding into the encoder's actor (the
+            # remote args differ), which would serialise it behind the encoder on CPU clusters.
+            memory=_DECODE_MEMORY,
         )
         .map_batches(
             _EncodeActor,
