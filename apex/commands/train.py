@@ -128,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from apex.training.data import battles_from_votes, load_engagement, time_split
     from apex.training.evaluate import evaluate_model, format_table
     from apex.training.loop import train
-    from apex.training.refit import model_metadata, save_trained, write_card
+    from apex.training.refit import model_metadata, save_trained, train_with_votes, write_card
 
     config = _from_args(TrainConfig, args)
     data, transform = load_engagement(
@@ -138,7 +138,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     fit = held = None
     if votes is not None:
         fit, held = time_split(battles_from_votes(votes, data.index_of()), 0.2)
-    result = train(data, config, battles=fit, val_battles=held)
+    # early stopping watches the latest training votes, never the held-out ones reported below
+    result = train_with_votes(data, config, fit) if fit is not None else train(data, config)
     report = evaluate_model(result.model, data, battles=held, use_preference=config.pref_weight > 0)
     meta = model_metadata(result, data, transform, metrics=report, version=args.out.name)
     save_trained(result, args.out, meta)

@@ -32,8 +32,15 @@ from apex.training.evaluate import (
     pairwise_metrics,
     preference_utility,
 )
-from apex.training.loop import TrainConfig, predict, train
-from apex.training.refit import ModelRegistry, RefitConfig, model_metadata, run_refit, save_trained
+from apex.training.loop import TrainConfig, predict
+from apex.training.refit import (
+    ModelRegistry,
+    RefitConfig,
+    model_metadata,
+    run_refit,
+    save_trained,
+    train_with_votes,
+)
 
 DEMO_PLATFORM = "demo-synth"
 #: Training configuration of every demo model (the ablation differs only in task / pref_weight).
@@ -89,7 +96,7 @@ def demo_evidence(
     }
     reports, results = {}, {}
     for name, config in variants.items():
-        result = train(data, replace(config, seed=seed), battles=fit_battles)
+        result = train_with_votes(data, replace(config, seed=seed), fit_battles)
         use_pref = config.pref_weight > 0
         report = evaluate_model(result.model, data, battles=held_out, use_preference=use_pref)
         utility = preference_utility(predict(result.model, data.song_x), use_pref)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from apex.tasks import ENGAGEMENT
-from apex.training.config import GateConfig
+from apex.training.config import GateConfig, TrainConfig
 from apex.training.data import (
     Battles,
     EngagementData,
@@ -38,9 +38,11 @@ from apex.training.data import (
     time_split,
 )
 from apex.training.evaluate import engagement_spearman, evaluate_model, format_table
-from apex.training.loop import TrainConfig, TrainResult, train
+from apex.training.loop import TrainResult, train
 
 CHAMPION_FILE = "CHAMPION"
+#: Share of the training votes (the latest) that early stopping watches.
+EARLY_STOP_FRACTION = 0.15
 
 
 @dataclass
@@ -289,7 +291,7 @@ def run_refit(
     config = config or RefitConfig()
     battles = battles_from_votes(votes, data.index_of())
     fit_battles, held_out = _split_votes(battles, config.holdout_fraction)
-    result = train(data, config.train, battles=fit_battles)
+    result = train_with_votes(data, config.train, fit_battles)
     reports = {
         "challenger": evaluate_model(result.model, data, battles=held_out, use_preference=True)
     }
@@ -325,6 +327,15 @@ def run_refit(
         registry.promote(version)
         push = push_version(version, config.model_repo)
     return RefitOutcome(version, decision, reports, push)
+
+
+def train_with_votes(data: EngagementData, config: TrainConfig, battles: Battles) -> TrainResult:
+    """Train with the latest :data:`EARLY_STOP_FRACTION` of ``battles`` (by time) kept out for
+    early stopping, so the preference loss is watched without touching the held-out votes."""
+    if config.pref_weight <= 0 or len(battles) < 10:
+        return train(data, config, battles=battles)
+    fit, watch = time_split(battles, EARLY_STOP_FRACTION)
+    return train(data, config, battles=fit, val_battles=watch)
 
 
 def _split_votes(battles: Battles, fraction: float) -> tuple[Battles, Battles]:
