@@ -33,7 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.encoder,
         help="'fallback', a local MERT/HuBERT directory, or a Hub id (default: %(default)s)",
     )
-    p.add_argument("--precision", choices=("fast", "reference"), default=defaults.precision)
+    p.add_argument(
+        "--precision",
+        choices=("fast", "reference"),
+        default=defaults.precision,
+        help="MERT compute precision: fast (bf16 where supported) or reference (fp32)",
+    )
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N")
     p.add_argument(
         "--workers",
@@ -42,16 +47,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="decoding processes, local engine (default: %(default)s; 0 = in process)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=defaults.batch_size, help="clips per encoder call"
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help="clips per encoder call, and MERT segments per forward pass",
     )
     p.add_argument(
         "--shard-size", type=int, default=defaults.shard_size, help="songs per Parquet shard"
     )
-    p.add_argument("--engine", choices=ENGINES, default=defaults.engine)
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=defaults.engine,
+        help="local (process pool + one encoder) or ray (Ray Data: CPU decode tasks, one "
+        "encoder actor per GPU; needs the .[ray] extra)",
+    )
     p.add_argument("--address", default=None, help="Ray cluster address (auto, ray://host:10001)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (no --address)")
-    p.add_argument("--max-seconds", type=float, default=defaults.max_seconds)
-    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=defaults.max_seconds,
+        help="longest accepted song in seconds; longer ones go to the errors shard",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let a checkpoint run its own modelling code (off by default)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=cmd_embed)
 

@@ -40,6 +40,7 @@ class EmbedConfig:
             Ray with ``num_cpus`` CPUs.
         num_cpus: CPUs of a local Ray started by the job (None: all).
         max_seconds: Longest accepted song, seconds (longer ones go to the errors shard).
+        trust_remote_code: Let a MERT checkpoint run its own modelling code (explicit opt-in).
         progress: Show a tqdm progress bar (rate and ETA) on stderr.
     """
 
