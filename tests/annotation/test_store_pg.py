@@ -165,3 +165,19 @@ def test_sigkill_loses_no_acknowledged_vote(pg_url: str) -> None:
         stored = set(store.votes_frame()["vote_id"])
     assert set(acked) <= stored
     assert len(stored) - len(acked) <= 1  # at most the vote in flight when the kill landed
+
+
+def test_export_from_postgresql_restores_into_sqlite(pg_url: str, tmp_path: Path) -> None:
+    from annotation.export import export_shards, import_shards
+
+    with open_pg_store(pg_url) as pg_store:
+        pg_store.insert_vote(sqlite_suite.make_vote(1))
+        pg_store.insert_vote(sqlite_suite.make_vote(2, apex_a=None, feedback=None))
+        assert export_shards(pg_store, tmp_path / "export")
+        source = pg_store.votes_frame()
+    with SQLiteVoteStore(tmp_path / "restored.sqlite") as restored:
+        assert import_shards(restored, tmp_path / "export") == 2
+        copy = restored.votes_frame()
+    assert copy["row_id"].tolist() == source["row_id"].tolist()  # numbering carried over
+    for name in ("vote_id", "preference", "apex_a", "feedback", "listen_data_a", "timestamp"):
+        assert copy[name].tolist() == source[name].tolist(), name
