@@ -1,7 +1,7 @@
 """The Gradio user interface (the only package that imports gradio).
 
 Public API: :func:`build_ui` (the ``gr.Blocks`` app for a :class:`Services`), :func:`launch_kwargs`
-(what ``Blocks.launch`` needs: theme, css, allowed paths), :class:`Services` and
+(what ``Blocks.launch`` needs: host, port, theme, css), :class:`Services` and
 :func:`build_services`. Importing this package imports gradio but builds nothing.
 """
 
@@ -25,7 +25,7 @@ def build_ui(services: Services) -> gr.Blocks:
 
 
 def launch_kwargs(services: Services) -> dict[str, Any]:
-    """Keyword arguments for ``Blocks.launch``: host/port, theme, css, served paths."""
+    """Keyword arguments for ``Blocks.launch``: host/port, theme, css, upload size limit."""
     from webui.layout import launch_kwargs as _launch_kwargs
 
     return _launch_kwargs(services)

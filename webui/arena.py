@@ -12,8 +12,13 @@ Endpoints for ``gradio_client``: ``/new_battle`` -> (battle dict, audio A, audio
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import shutil
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -67,15 +72,30 @@ def _refused(err: Exception) -> gr.Error:
     return gr.Error(str(err), title="Not accepted", print_exception=False)
 
 
-def _anonymous_audio(path: Any) -> tuple[int, Any]:
-    """Decode a clip so it is served under a content-hash name, never its file name.
+def served_folder(settings: Any) -> Path:
+    """Where the anonymised links to arena clips live (gradio serves it as static files)."""
+    return Path(settings.cache_dir) / "arena-audio"
 
-    A pool's file names can give the system away (``suno_0001.mp3``); decoded samples cannot.
+
+def served_copy(path: str | Path, folder: Path) -> str:
+    """A link to the clip under a name that gives nothing away; made once per clip.
+
+    A pool's file names can give the system away (``suno_0001.mp3``) and gradio serves files under
+    their own name, so each clip is served through a hard link (a copy across file systems) named
+    by a hash of its path. Cheaper than re-encoding the audio on every battle.
     """
-    import soundfile as sf
-
-    data, rate = sf.read(str(path), dtype="int16", always_2d=False)
-    return rate, data
+    path = Path(path)
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
+    target = folder / f"clip-{digest}{path.suffix.lower()}"
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            os.link(path, partial)
+        except OSError:
+            shutil.copyfile(path, partial)
+        os.replace(partial, target)  # atomic: concurrent battles never see half a file
+    return str(target)
 
 
 def new_battle(services: Services, request: gr.Request | None) -> tuple[dict[str, Any], Any, Any]:
@@ -93,7 +113,8 @@ def new_battle(services: Services, request: gr.Request | None) -> tuple[dict[str
         "prompt": battle.prompt if battle is not None else "",
         "min_listen_s": float(services.settings.min_listen_s),
     }
-    return info, _anonymous_audio(ticket.audio_a), _anonymous_audio(ticket.audio_b)
+    folder = served_folder(services.settings)
+    return info, served_copy(ticket.audio_a, folder), served_copy(ticket.audio_b, folder)
 
 
 def report_listen(

@@ -73,7 +73,7 @@ def summary_markdown(services: Services, rows: int, status: dict[str, Any]) -> s
     line = status.get("message", "")
     if status.get("last_push_at"):
         line += f" (last successful push: {status['last_push_at']})"
-    if "pending_votes" in status:
+    if repo and "pending_votes" in status:
         line += f" · pending votes: {status['pending_votes']}"
     lines.append(f"**Sync:** {line}")
     return "\n\n".join(lines)

@@ -50,6 +50,10 @@ def _warmup_line(services: Services) -> tuple[Any, Any]:
 
 def build_blocks(services: Services) -> gr.Blocks:
     """Build the app (components, events, queue); launching is the caller's business."""
+    # Arena clips are served straight from their anonymised links: no copy into gradio's cache
+    # and no re-hash of two audio files per battle. Only that folder is exposed, never the data
+    # directory (which holds the vote store and the pseudonym salt).
+    gr.set_static_paths([arena.served_folder(services.settings)])
     with gr.Blocks(title="APEX Arena", delete_cache=(CACHE_MAX_AGE_S, CACHE_MAX_AGE_S)) as demo:
         gr.Markdown(HEADER)
         warmup = gr.Markdown(visible=False, elem_id="warmup-line")
@@ -85,8 +89,6 @@ def launch_kwargs(services: Services) -> dict[str, Any]:
         "server_port": settings.port,
         "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="amber"),
         "css": CSS,
-        # Arena clips live in the data directory (demo corpus or a downloaded pool).
-        "allowed_paths": [str(settings.data_dir)],
         "max_file_size": f"{int(settings.max_audio_s / 60 * 12) + 10}mb",
         "show_error": True,
         "footer_links": ["api", "gradio"],

@@ -122,6 +122,16 @@ def test_someone_elses_battle_is_refused(client, live_app) -> None:
         stranger.predict(info["battle_id"], "A", 2.0, api_name="/listen")
 
 
+def test_data_directory_is_not_served(live_app) -> None:
+    import httpx
+
+    settings = live_app.services.settings
+    for secret in (settings.store_path, settings.data_dir / "salt.secret"):
+        assert secret.exists()
+        reply = httpx.get(f"{live_app.url}gradio_api/file={secret}")
+        assert reply.status_code in (403, 404), secret
+
+
 def test_leaderboard_boards(client) -> None:
     for board in ("all", "instrumental", "vocal"):
         data = client.predict(board, api_name="/leaderboard")

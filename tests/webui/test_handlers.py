@@ -134,6 +134,17 @@ def test_forget_upload_deletes_only_uploads(tmp_path: Path, monkeypatch) -> None
 
 
 # ---------------------------------------------------------------------- arena tab
+def test_served_copy_hides_the_file_name(tmp_path: Path) -> None:
+    clip = tmp_path / "pool" / "suno_v4_0001.flac"
+    clip.parent.mkdir()
+    clip.write_bytes(b"fLaC-bytes")
+    served = Path(arena.served_copy(clip, tmp_path / "served"))
+    assert "suno" not in served.name and served.suffix == ".flac"
+    assert served.read_bytes() == b"fLaC-bytes"
+    assert arena.served_copy(clip, tmp_path / "served") == str(served)  # made once
+    assert len(list((tmp_path / "served").iterdir())) == 1
+
+
 def test_listening_bookkeeping_adds_only_playing_time() -> None:
     state = arena.fresh_listen_state("b1")
     state["since"]["A"] = 10.0
