@@ -1,6 +1,7 @@
 """The arena's clip pool: AI-generated clips with their system, prompt and APEX scores.
 
-A pool is a folder in the ``datasets`` audiofolder convention: audio files plus ``metadata.csv`` or
+A pool is a folder in Music Arena's release layout (see :mod:`apex.sources.music_arena`) or in
+the ``datasets`` audiofolder convention: audio files plus ``metadata.csv`` or
 ``metadata.jsonl`` whose ``file_name`` column names each file (relative to the folder) and whose
 ``system``, ``prompt`` and ``is_instrumental`` columns describe it; an optional ``clip_id`` column
 names clips (default: the file name without its extension). Every clip is decoded once with
@@ -168,9 +169,53 @@ class ClipPool:
             PoolError: no metadata file, missing columns, or no usable clip at all.
         """
         root = Path(directory).resolve()
-        meta = _read_metadata(root)
+        return cls._build(root, _read_metadata(root), [], scorer, cache_dir, max_seconds)
+
+    @classmethod
+    def from_music_arena(
+        cls,
+        directory: str | Path,
+        scorer: ScorerLike | None = None,
+        *,
+        cache_dir: str | Path | None = None,
+        max_seconds: float = 600.0,
+    ) -> ClipPool:
+        """Build a pool from a folder in Music Arena's release layout (``battle_data/<batch>/``
+        JSON + ``audio_files/<batch>/`` audio): one clip per released audio file, with the
+        system, prompt and instrumental flag of the battle it came from.
+
+        Battle records that cannot be read, and clips whose file is not on disk, are listed in
+        :attr:`skipped`; unreleased clips (empty ``audio_a``/``audio_b``) have no file to serve.
+
+        Raises:
+            PoolError: not Music Arena's layout, or no usable clip at all.
+        """
+        from apex.sources.music_arena import MusicArenaError, read_release
+
+        try:
+            release = read_release(directory)
+        except MusicArenaError as exc:
+            raise PoolError(str(exc)) from exc
+        clips = release.clips()
+        absent = clips[~clips["has_audio"]]
+        skipped = list(release.skipped)
+        skipped += [(name, "audio file not on disk") for name in absent["file_name"]]
+        meta = clips[clips["has_audio"]].drop(columns=["has_audio", "batch", "duration_s"])
+        return cls._build(release.root, meta, skipped, scorer, cache_dir, max_seconds)
+
+    @classmethod
+    def _build(
+        cls,
+        root: Path,
+        meta: pd.DataFrame,
+        skipped: list[tuple[str, str]],
+        scorer: ScorerLike | None,
+        cache_dir: str | Path | None,
+        max_seconds: float,
+    ) -> ClipPool:
         cache = Path(cache_dir) / "pool" if cache_dir is not None else None
-        clips, skipped = _validate(root, meta, cache, max_seconds)
+        clips, invalid = _validate(root, meta, cache, max_seconds)
+        skipped = skipped + invalid
         if not clips:
             reasons = "; ".join(f"{name}: {why}" for name, why in skipped[:5])
             raise PoolError(f"no usable clip in {root} ({len(skipped)} skipped: {reasons}).")
@@ -360,7 +405,10 @@ def _result_from_dict(data: dict[str, Any]) -> Any:
 
 
 def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
-    """The pool ``settings.pool`` names: ``demo``, a local folder, or a Hub dataset id.
+    """The pool ``settings.pool`` names: ``demo``; ``music-arena`` (Music Arena's public release
+    from the Hub) or ``music-arena:<batch>[,<batch>...]`` (only those monthly batches, e.g.
+    ``music-arena:02-2025SEP``: the full release is large); a local folder (audiofolder, or
+    Music Arena's layout when it holds ``battle_data/``); or a Hub dataset id in either layout.
 
     Raises:
         PoolError: the folder does not exist, or a Hub dataset cannot be downloaded (offline);
@@ -371,21 +419,34 @@ def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
         from apex.demo import ensure_demo_corpus
 
         directory = ensure_demo_corpus(settings)
-    elif spec == "music-arena":
-        raise PoolError(
-            "APEX_POOL=music-arena is not supported yet (its battle-log layout is not an "
-            "audiofolder); use `demo`, a local folder, or a Hub dataset id in audiofolder layout."
-        )
+    elif spec == "music-arena" or spec.startswith("music-arena:"):
+        directory = _music_arena(spec, settings)
     elif Path(spec).expanduser().is_dir():
         directory = Path(spec).expanduser()
     elif re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
         directory = _download(spec, settings)
     else:
         raise PoolError(
-            f"APEX_POOL={spec!r} is neither `demo`, an existing folder, nor a Hub dataset id "
-            "(owner/name); fix the path or use `demo`."
+            f"APEX_POOL={spec!r} is neither `demo`, `music-arena`, an existing folder, nor a Hub "
+            "dataset id (owner/name); fix the path or use `demo`."
         )
+    if (Path(directory) / "battle_data").is_dir():
+        return ClipPool.from_music_arena(directory, scorer, cache_dir=settings.cache_dir)
     return ClipPool.from_audiofolder(directory, scorer, cache_dir=settings.cache_dir)
+
+
+def _music_arena(spec: str, settings: Settings) -> Path:
+    from apex.sources.music_arena import MusicArenaError, resolve
+
+    batches = tuple(b for b in spec.partition(":")[2].split(",") if b)
+    try:
+        return resolve(
+            "music-arena", cache_dir=settings.cache_dir / "hub-datasets", batches=batches
+        )
+    except MusicArenaError as exc:
+        raise PoolError(
+            f"APEX_POOL={spec}: {exc} Or set APEX_POOL=demo, or to a local copy of the release."
+        ) from exc
 
 
 def _download(repo_id: str, settings: Settings) -> Path:

@@ -85,22 +85,20 @@ class ArenaRelease:
         Clips listed in battles but not released (empty path) have no row: they cannot be served
         or scored. ``has_audio`` is False when the release names a file that is not on disk.
         """
+        names = {
+            "clip_{}": "clip_id",
+            "audio_{}": "file_name",
+            "system_{}": "system",
+            "prompt": "prompt",
+            "is_instrumental": "is_instrumental",
+            "duration_{}": "duration_s",
+            "batch": "batch",
+            "has_audio_{}": "has_audio",
+        }
         sides = []
         for side in ("a", "b"):
-            part = self.battles[
-                [f"clip_{side}", f"audio_{side}", f"system_{side}", "prompt", "is_instrumental"]
-                + [f"duration_{side}", "batch", f"has_audio_{side}"]
-            ]
-            part.columns = [
-                "clip_id",
-                "file_name",
-                "system",
-                "prompt",
-                "is_instrumental",
-                "duration_s",
-                "batch",
-                "has_audio",
-            ]
+            part = self.battles[[k.format(side) for k in names]]
+            part.columns = list(names.values())
             sides.append(part)
         clips = pd.concat(sides, ignore_index=True)
         clips = clips[clips["file_name"] != ""]
