@@ -77,7 +77,11 @@ def build_blocks(services: Services) -> gr.Blocks:
             api_visibility="private",
             show_progress="hidden",
         )
-    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    demo.queue(
+        default_concurrency_limit=DEFAULT_CONCURRENCY,
+        max_size=QUEUE_MAX_SIZE,
+        status_update_rate=1.0,
+    )
     return demo
 
 
