@@ -447,17 +447,24 @@ class SQLiteVoteStore:
         )
 
 
-def open_store(settings: Settings) -> SQLiteVoteStore:
+def open_store(settings: Settings) -> VoteStore:
     """Open (creating and migrating when needed) the vote store the settings point at.
+
+    ``APEX_DATABASE_URL`` unset or ``sqlite:///PATH`` gives SQLite; ``postgresql://...`` gives the
+    PostgreSQL store (:mod:`annotation.store_pg`), for several app replicas sharing one store.
 
     Raises:
         StoreError: ``APEX_DATABASE_URL`` names a backend this version does not have.
     """
     url = settings.database_url
+    if url and url.startswith(("postgresql://", "postgres://")):
+        from annotation.store_pg import open_pg_store
+
+        return open_pg_store(url)
     if url and not url.startswith("sqlite:"):
         raise StoreError(
-            f"APEX_DATABASE_URL={url.split(':', 1)[0]}:... is not supported yet (only SQLite); "
-            "unset it to use the SQLite store in the data directory."
+            f"APEX_DATABASE_URL={url.split(':', 1)[0]}:... is not a supported backend; use "
+            "postgresql://... or sqlite:///PATH, or unset it for SQLite in the data directory."
         )
     path = url.removeprefix("sqlite:///") if url else settings.store_path
     return SQLiteVoteStore(path)

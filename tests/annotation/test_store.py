@@ -196,8 +196,8 @@ def test_threads_share_one_store(store: SQLiteVoteStore) -> None:
 def test_open_store_uses_settings(settings) -> None:
     with open_store(settings) as s:
         assert s.path == settings.store_path
-    with pytest.raises(StoreError, match="not supported yet"):
-        open_store(settings.replace(database_url="postgresql://u@h/db"))
+    with pytest.raises(StoreError, match="not a supported backend"):
+        open_store(settings.replace(database_url="mysql://u@h/db"))
 
 
 def test_import_refuses_an_invalid_batch_whole(store: SQLiteVoteStore) -> None:

@@ -181,3 +181,11 @@ def test_export_from_postgresql_restores_into_sqlite(pg_url: str, tmp_path: Path
     assert copy["row_id"].tolist() == source["row_id"].tolist()  # numbering carried over
     for name in ("vote_id", "preference", "apex_a", "feedback", "listen_data_a", "timestamp"):
         assert copy[name].tolist() == source[name].tolist(), name
+
+
+def test_settings_url_selects_the_postgresql_store(pg_url: str, settings) -> None:
+    from annotation.store import open_store
+
+    with open_store(settings.replace(database_url=pg_url)) as opened:
+        assert isinstance(opened, PostgresVoteStore)
+        assert opened.counts()["votes"] == 0
