@@ -14,12 +14,15 @@ import gradio as gr
 
 from webui.services import LABELS, NotReady, Services
 
-CITATION = """@article{apex2026,
-  title   = {APEX: Predicting Engagement and Aesthetics of AI-Generated Music from Audio},
-  author  = {{AMAAI-Lab}},
-  journal = {arXiv preprint arXiv:2605.03395},
-  year    = {2026},
-  url     = {https://arxiv.org/abs/2605.03395}
+CITATION = """@misc{husain2026apex,
+  title         = {APEX: Large-scale Multi-task Aesthetic-Informed Popularity Prediction
+                   for AI-Generated Music},
+  author        = {Jaavid Aktar Husain and Dorien Herremans},
+  year          = {2026},
+  eprint        = {2605.03395},
+  archivePrefix = {arXiv},
+  primaryClass  = {cs.SD},
+  url           = {https://arxiv.org/abs/2605.03395}
 }"""
 
 REFIT_TEXT = """### How the model improves
@@ -56,13 +59,52 @@ def model_info(services: Services) -> dict[str, Any]:
     return info
 
 
-def _metric_lines(metrics: Any) -> list[str]:
+def _shown(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _metric_lines(metrics: Any, indent: str = "") -> list[str]:
+    """Metrics as a bullet list; nested dicts (e.g. Spearman per score) become sub-bullets."""
     if not isinstance(metrics, dict) or not metrics:
-        return ["- _no metrics recorded for this model_"]
+        return [f"{indent}- _no metrics recorded for this model_"]
     lines = []
     for key, value in metrics.items():
-        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        lines.append(f"- `{key}`: {shown}")
+        if isinstance(value, dict):
+            lines.append(f"{indent}- `{key}`:")
+            lines += _metric_lines(value, indent + "    ")
+        else:
+            lines.append(f"{indent}- `{key}`: {_shown(value)}")
+    return lines
+
+
+def refit_lines(services: Services) -> list[str]:
+    """The refit schedule and what the worker last did (``RefitWorker.status``)."""
+    settings = services.settings
+    if settings.refit_hours <= 0:
+        return ["Scheduled refits are off on this deployment (`APEX_REFIT_HOURS=0`)."]
+    lines = [
+        f"Scheduled refits run every {settings.refit_hours:g} h when there are new votes, or "
+        f"after {settings.refit_min_votes} new votes."
+    ]
+    try:
+        status = services.get("refit").status
+    except NotReady as err:
+        return [*lines, f"_{err}_"]
+    if not status.runs:
+        return [*lines, "No refit has run since the app started."]
+    outcome = (
+        f"failed ({status.last_error}); the champion keeps serving"
+        if status.last_error
+        else "promoted"
+        if status.last_promoted
+        else "not promoted (the gate kept the champion)"
+    )
+    reasons = "; ".join(status.last_reasons or [])
+    lines.append(
+        f"Last refit: version `{status.last_version}`, {outcome}"
+        + (f" — {reasons}" if reasons else "")
+        + f" ({status.runs} runs so far)."
+    )
     return lines
 
 
@@ -92,13 +134,6 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
         + (f" — {st.detail}" if st.detail else "")
         for name, st in services.status().items()
     ]
-    refit = services.settings.refit_hours
-    schedule = (
-        f"Scheduled refits run every {refit:g} h (or after "
-        f"{services.settings.refit_min_votes} new votes)."
-        if refit > 0
-        else "Scheduled refits are off on this deployment (`APEX_REFIT_HOURS=0`)."
-    )
     return "\n".join(
         [
             *head,
@@ -109,7 +144,7 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
             f"**Software:** {software}",
             "",
             REFIT_TEXT,
-            schedule,
+            *refit_lines(services),
         ]
     )
 
@@ -128,7 +163,10 @@ def build(services: Services, tab: gr.Tab) -> None:
     card = gr.Markdown(elem_id="model-card")
     with gr.Accordion("Raw model info (JSON)", open=False):
         raw = gr.JSON()
-    gr.Markdown("### Citation")
+    gr.Markdown(
+        "### Citation\nIf you use APEX or the Arena's preference data, please cite the APEX paper "
+        "(AMAAI-Lab, Singapore University of Technology and Design)."
+    )
     gr.Code(CITATION, language=None, interactive=False, label="BibTeX")
     tab.select(lambda: refresh(services), None, [card, raw], api_visibility="private")
 

@@ -77,9 +77,14 @@ def wire(services: Services, tab: gr.Tab, w: ui._Widgets, prompt: Any, *, concur
     ).success(_reset, [w.info], reset_outputs, **quiet)
 
     def _first(info: dict[str, Any] | None, request: gr.Request) -> list[Any]:
+        skip = [gr.skip()] * (3 + len(reset_outputs))
         if info and info.get("battle_id"):
-            return [gr.skip()] * (3 + len(reset_outputs))
-        fresh = ui.new_battle(services, request)
+            return skip
+        try:
+            fresh = ui.new_battle(services, request)
+        except gr.Error as err:  # warming up (or no pair left): say it in place of the players
+            skip[3 + reset_outputs.index(w.progress)] = f"**{err.title}:** {err.message}"
+            return skip
         return [*fresh, *_reset(fresh[0])]
 
     tab.select(_first, [w.info], [w.info, w.audio["A"], w.audio["B"], *reset_outputs], **quiet)

@@ -98,7 +98,9 @@ def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along
                 col=1,
             )
         fig.update_yaxes(range=list(SCORE_RANGES[names[0]]), row=row, col=1)
-    fig.update_xaxes(title_text="time (s)", row=2, col=1)
+    end = max((float(s["end_s"]) for s in segments), default=30.0)
+    fig.update_xaxes(range=[0, end], row=1, col=1)
+    fig.update_xaxes(title_text="time (s)", range=[0, end], row=2, col=1)
     fig.update_layout(**{**_LAYOUT, "height": 460}, title=title)
     return fig
 

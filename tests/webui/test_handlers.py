@@ -278,3 +278,25 @@ def test_ui_exposes_named_endpoints_with_limits(settings) -> None:
     assert named["score"].concurrency_limit == 2
     assert named["vote"].concurrency_limit > named["score"].concurrency_limit
     assert named["vote"].concurrency_id == named["new_battle"].concurrency_id
+
+
+# ---------------------------------------------------------------------- about tab
+def test_model_card_lists_model_metrics_and_services(settings) -> None:
+    from webui import about
+
+    services = Services(settings, builders={"store": lambda s, b: "STORE"}).start(background=False)
+    info = {
+        "model_id": "apex-arena-demo",
+        "version": "7",
+        "kind": "demo",
+        "encoder_id": "fallback",
+        "is_demo": True,
+        "metrics": {"preference_accuracy": 0.75, "spearman": {"clarity": 0.5}},
+        "software": {"gradio": "6"},
+    }
+    card = about.model_card_markdown(info, services)
+    assert "`apex-arena-demo` (version `7`" in card and "Offline demo model" in card
+    assert "- `preference_accuracy`: 0.750" in card and "    - `clarity`: 0.500" in card
+    assert "vote store: ready" in card and "refits are off" in card
+    warming = about.model_card_markdown({"warming_up": "still loading"}, services)
+    assert "still loading" in warming
