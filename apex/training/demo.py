@@ -98,8 +98,13 @@ def demo_evidence(
     for name, config in variants.items():
         result = train_with_votes(data, replace(config, seed=seed), fit_battles)
         use_pref = config.pref_weight > 0
-        report = evaluate_model(result.model, data, battles=held_out, use_preference=use_pref)
-        utility = preference_utility(predict(result.model, data.song_x), use_pref)
+        report = evaluate_model(
+            result.model, data, battles=held_out, use_preference=use_pref, tasks=config.tasks
+        )
+        outputs = predict(result.model, data.song_x)
+        utility = preference_utility(
+            {k: outputs[k] for k in (*config.tasks, "preference")}, use_pref
+        )
         report["pairwise_unseen_clips"] = pairwise_metrics(utility, held_out.take(unseen))
         reports[name], results[name] = report, result
 

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -132,18 +132,23 @@ def evaluate_model(
     songs: np.ndarray | None = None,
     battles: Battles | None = None,
     use_preference: bool = False,
+    tasks: Sequence[str] | None = None,
     device: str = "cpu",
 ) -> dict:
     """Full report of ``model`` on ``songs`` (default: ``test`` split, else ``val``) and battles.
 
-    Returns a JSON-ready dict: ``regression`` per score, ``pairwise`` and ``arena`` when battles are
-    given, and ``n_songs``.
+    ``tasks`` limits the scores used (regression, utility link, arena features) to those the
+    model was trained on. Returns a JSON-ready dict: ``regression`` per score, ``pairwise`` and
+    ``arena`` when battles are given, and ``n_songs``.
     """
     if songs is None:
         songs = data.songs_in("test")
         if len(songs) == 0:
             songs = data.songs_in("val")
     outputs = predict(model, data.song_x, device=device)
+    if tasks is not None:  # outputs a model was never trained on are noise: leave them out
+        keep = {*tasks, *(f"{t}_std" for t in tasks), "preference"}
+        outputs = {k: v for k, v in outputs.items() if k in keep}
     report: dict = {
         "n_songs": len(songs),
         "regression": regression_metrics(

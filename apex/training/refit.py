@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from apex.tasks import ENGAGEMENT
+from apex.tasks import ENGAGEMENT, TASK_OUTPUTS
 from apex.training.config import GateConfig, TrainConfig
 from apex.training.data import (
     Battles,
@@ -293,7 +293,9 @@ def run_refit(
     fit_battles, held_out = _split_votes(battles, config.holdout_fraction)
     result = train_with_votes(data, config.train, fit_battles)
     reports = {
-        "challenger": evaluate_model(result.model, data, battles=held_out, use_preference=True)
+        "challenger": evaluate_model(
+            result.model, data, battles=held_out, use_preference=True, tasks=config.train.tasks
+        )
     }
     champion = load_champion(registry)
     if champion is not None:
@@ -304,7 +306,10 @@ def run_refit(
                 f"{data.encoder_id!r}; re-embed the data or start a new registry"
             )
         used = bool(info.metadata.get("preference_trained", False))
-        reports["champion"] = evaluate_model(heads, data, battles=held_out, use_preference=used)
+        task = info.metadata.get("train_config", {}).get("task")
+        reports["champion"] = evaluate_model(
+            heads, data, battles=held_out, use_preference=used, tasks=TASK_OUTPUTS.get(task)
+        )
     decision = gate(reports["challenger"], reports.get("champion"), config.gate)
     version = registry.new_version()
     metadata = model_metadata(
