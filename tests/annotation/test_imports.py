@@ -1,0 +1,85 @@
+"""Music Arena votes into the vote store: imported, idempotent, and never mixed into our boards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from annotation.imports import PREFIX, import_music_arena, select_votes
+from annotation.ratings import leaderboard
+from annotation.store import SQLiteVoteStore, VoteRecord
+
+
+@pytest.fixture(scope="module")
+def release(small_demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from apex.demo import load_metadata, simulate_votes
+    from apex.sources.music_arena import export_votes
+
+    votes = simulate_votes(load_metadata(small_demo_corpus), 40, seed=9)
+    out = export_votes(small_demo_corpus, votes, tmp_path_factory.mktemp("ma"), audio_format="copy")
+    batch = next((out / "battle_data").iterdir())
+    (batch / "broken.json").write_text("[1, 2")
+    return out
+
+
+def _own_vote(uuid: str) -> VoteRecord:
+    return VoteRecord(
+        vote_id=f"v-{uuid}",
+        battle_uuid=uuid,
+        timestamp=1.0e9,
+        user_pseudonym="ours",
+        session_pseudonym="ours",
+        prompt="p",
+        is_instrumental=True,
+        system_a="our-a",
+        system_b="our-b",
+        clip_a="a",
+        clip_b="b",
+        audio_a="a.wav",
+        audio_b="b.wav",
+        preference="A",
+    )
+
+
+def test_import_is_idempotent_namespaced_and_marked(release: Path, tmp_path: Path) -> None:
+    with SQLiteVoteStore(tmp_path / "votes.db") as store:
+        first = import_music_arena(store, release)
+        assert first.added == 40 and first.already == 0
+        assert [name for name, _ in first.skipped] == [
+            str(p.relative_to(release)) for p in release.glob("battle_data/*/broken.json")
+        ]
+        again = import_music_arena(store, release)
+        assert (again.added, again.already) == (0, 40)
+        votes = store.votes_frame()
+    assert len(votes) == 40 and set(votes["source"]) == {"imported"}
+    assert votes["vote_id"].str.startswith(PREFIX).all()
+    assert votes["battle_uuid"].str.startswith(PREFIX).all()
+    assert votes["user_pseudonym"].str.startswith(PREFIX).all()
+    assert votes["imported"].all()  # so our own Hub export never republishes them
+
+
+def test_boards_include_imported_votes_only_when_asked(release: Path, tmp_path: Path) -> None:
+    with SQLiteVoteStore(tmp_path / "votes.db") as store:
+        store.insert_vote(_own_vote("b1"))
+        store.insert_vote(_own_vote("b2"))
+        import_music_arena(store, release)
+        votes = store.votes_frame()
+    ours = select_votes(votes)
+    assert set(ours["source"]) == {"live"} and len(ours) == 2
+    assert len(select_votes(votes, include_imported=True)) == 42
+    only = select_votes(votes, sources=("imported",))
+    assert len(only) == 40
+    board = leaderboard(ours, bootstrap_rounds=0)
+    assert set(board.index) == {"our-a", "our-b"}
+    both = leaderboard(select_votes(votes, include_imported=True), bootstrap_rounds=0)
+    assert set(both.index) > {"our-a", "our-b"}
+
+
+def test_select_votes_refuses_unknown_sources() -> None:
+    frame = pd.DataFrame({"source": ["live"]})
+    with pytest.raises(ValueError, match="unknown vote sources"):
+        select_votes(frame, sources=("music-arena",))
+    with pytest.raises(ValueError, match="source column"):
+        select_votes(pd.DataFrame({"x": [1]}))
