@@ -1,0 +1,257 @@
+"""A polite, resumable audio downloader that feeds ``apex embed``.
+
+Polite: requests to one host start at least ``min_interval_s`` apart, one at a time, with a
+descriptive User-Agent; ``429``/``503`` answers are retried after their ``Retry-After`` (capped),
+other failures after an exponential backoff. Resumable: bytes arrive in ``<file>.part``; a later
+attempt (in this run or the next) asks for the rest with an HTTP ``Range`` header, and starts over
+only when the server ignores it. Safe: a file reaches its final name only complete and verified
+(``os.replace`` of the fsynced part), and a ``<file>.sha256`` sidecar records its checksum, so a
+rerun skips every file whose bytes still match (the expected sha256 when the listing has one, else
+the recorded one) without a single request. Files already stored are never deleted; a failed
+download leaves the old file, if any, where it was.
+
+The result is a manifest (JSONL) in :mod:`apex.embed.manifest`'s format, one row per file on disk:
+``id``, ``audio`` (path relative to the manifest) and the listing's other columns (``platform``,
+``streams``, ``likes``, ...), plus ``download_errors.jsonl`` listing what failed and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+USER_AGENT = "apex-arena-downloader/1 (research; polite: one request at a time, rate-limited)"
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_CHUNK = 1 << 16
+
+
+class DownloadError(RuntimeError):
+    """A file could not be downloaded; the message says why and whether retrying may help."""
+
+
+@dataclass(frozen=True)
+class DownloadItem:
+    """One file to fetch.
+
+    Attributes:
+        id: song id (the manifest key).
+        url: ``http(s)://`` address.
+        file_name: path under the output folder (e.g. ``audio/<id>.mp3``).
+        sha256: expected hex digest, when the listing publishes one.
+        meta: other manifest columns carried through (platform, streams, likes, ...).
+    """
+
+    id: str
+    url: str
+    file_name: str
+    sha256: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    """How politely and how persistently to download.
+
+    Attributes:
+        min_interval_s: least time between the starts of two requests to one host, seconds.
+        retries: further attempts after the first, per file.
+        backoff_s: first retry delay, doubled at each retry, capped by ``backoff_max_s``.
+        timeout_s: socket timeout per request, seconds.
+    """
+
+    min_interval_s: float = 1.0
+    retries: int = 5
+    backoff_s: float = 2.0
+    backoff_max_s: float = 120.0
+    timeout_s: float = 60.0
+    user_agent: str = USER_AGENT
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What happened to one item: ``status`` is downloaded, resumed, skipped or failed."""
+
+    item: DownloadItem
+    status: str
+    path: Path | None = None
+    sha256: str | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
+class _Pacer:
+    """Keeps request starts to one host ``interval`` seconds apart (clock and sleep injectable)."""
+
+    def __init__(self, interval: float, clock: Callable[[], float], sleep: Callable) -> None:
+        self.interval, self.clock, self.sleep = interval, clock, sleep
+        self.last: dict[str, float] = {}
+
+    def wait(self, url: str) -> None:
+        host = urlparse(url).netloc
+        if host in self.last:
+            delay = self.last[host] + self.interval - self.clock()
+            if delay > 0:
+                self.sleep(delay)
+        self.last[host] = self.clock()
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _already_done(item: DownloadItem, path: Path) -> str | None:
+    """The file's sha256 when it is on disk and matches what is expected, else None."""
+    if not path.is_file():
+        return None
+    expected = item.sha256
+    if expected is None and _sidecar(path).is_file():
+        expected = _sidecar(path).read_text().strip()
+    if expected is None:
+        return None  # no way to tell a complete file from a foreign one: fetch again
+    actual = sha256_of(path)
+    return actual if actual == expected.lower() else None
+
+
+def _fetch(item: DownloadItem, part: Path, config: DownloadConfig) -> bool:
+    """One request for the rest of ``part``; returns True when it resumed (206)."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(item.url, headers={"User-Agent": config.user_agent})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=config.timeout_s)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # the part is not a prefix the server knows: start over
+            part.unlink()
+        raise
+    with response:
+        resumed = response.status == 206 and have > 0
+        with part.open("ab" if resumed else "wb") as fh:
+            for block in iter(lambda: response.read(_CHUNK), b""):
+                fh.write(block)
+            fh.flush()
+            os.fsync(fh.fileno())
+        expected = response.headers.get("Content-Length")
+        got = part.stat().st_size - (have if resumed else 0)
+        if expected is not None and got < int(expected):
+            raise http.client.IncompleteRead(b"", int(expected) - got)
+    return resumed
+
+
+def _retry_delay(err: Exception, attempt: int, config: DownloadConfig) -> float | None:
+    """Seconds to wait before the next attempt, or None when retrying cannot help."""
+    if isinstance(err, urllib.error.HTTPError):
+        if err.code not in _RETRY_STATUS:
+            return None
+        after = err.headers.get("Retry-After") if err.headers else None
+        if after is not None and after.strip().isdigit():
+            return min(float(after), config.backoff_max_s)
+    return min(config.backoff_s * 2**attempt, config.backoff_max_s)
+
+
+def download_one(
+    item: DownloadItem, out: Path, config: DownloadConfig, pacer: _Pacer, sleep: Callable
+) -> DownloadResult:
+    """Fetch one item into ``out / item.file_name`` (see the module docstring)."""
+    path = out / item.file_name
+    done = _already_done(item, path)
+    if done is not None:
+        return DownloadResult(item, "skipped", path, done)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    resumed, attempt = part.exists(), 0
+    while True:
+        pacer.wait(item.url)
+        try:
+            resumed = _fetch(item, part, config) or resumed
+            break
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            delay = _retry_delay(err, attempt, config)
+            if delay is None or attempt >= config.retries:
+                hint = "" if delay is None else f" after {attempt + 1} attempts"
+                return DownloadResult(item, "failed", attempts=attempt + 1, error=f"{err}{hint}")
+            sleep(delay)
+            attempt += 1
+    digest = sha256_of(part)
+    if item.sha256 is not None and digest != item.sha256.lower():
+        part.unlink()  # corrupt bytes must not be resumed from next time
+        error = f"sha256 mismatch: expected {item.sha256}, got {digest}; the source changed?"
+        return DownloadResult(item, "failed", attempts=attempt + 1, error=error)
+    os.replace(part, path)
+    tmp = _sidecar(path).with_suffix(".tmp")
+    tmp.write_text(digest + "\n")
+    os.replace(tmp, _sidecar(path))
+    status = "resumed" if resumed else "downloaded"
+    return DownloadResult(item, status, path, digest, attempts=attempt + 1)
+
+
+def download_all(
+    items: Iterable[DownloadItem],
+    out: str | Path,
+    config: DownloadConfig | None = None,
+    *,
+    manifest: str | Path | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[DownloadResult]:
+    """Download every item (sequentially, paced per host) and write the manifest.
+
+    Args:
+        items: what to fetch; ids must be unique.
+        out: output folder.
+        config: politeness and retry settings (default :class:`DownloadConfig`).
+        manifest: JSONL path for ``apex embed`` (default ``out / "manifest.jsonl"``).
+        clock, sleep: injectable for tests.
+
+    Returns:
+        One :class:`DownloadResult` per item, in order.
+    """
+    out, config = Path(out), config or DownloadConfig()
+    items = list(items)
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise DownloadError(f"id {item.id!r} appears twice in the listing; ids must be unique")
+        seen.add(item.id)
+    pacer = _Pacer(config.min_interval_s, clock, sleep)
+    results = [download_one(item, out, config, pacer, sleep) for item in items]
+    write_manifest(results, Path(manifest) if manifest else out / "manifest.jsonl")
+    return results
+
+
+def write_manifest(results: Iterable[DownloadResult], path: Path) -> Path:
+    """Write the ``apex embed`` manifest of files on disk and ``download_errors.jsonl`` beside it
+    (both atomically: a reader sees the old file or the new one)."""
+    results = list(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows, errors = [], []
+    for r in results:
+        if r.path is None:
+            errors.append({"id": r.item.id, "url": r.item.url, "error": r.error})
+            continue
+        audio = os.path.relpath(r.path, path.parent)
+        rows.append({**r.item.meta, "id": r.item.id, "audio": audio, "sha256": r.sha256})
+    for target, lines in ((path, rows), (path.with_name("download_errors.jsonl"), errors)):
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text("".join(json.dumps(x, default=str) + "\n" for x in lines), encoding="utf-8")
+        os.replace(tmp, target)
+    return path
