@@ -1,0 +1,151 @@
+"""What every vote store stores and promises: records, vote fields, errors and the protocol.
+
+Backend-neutral: :mod:`annotation.store_sqlite` and :mod:`annotation.store_pg` implement
+:class:`VoteStore` on these records, and callers import the names from :mod:`annotation.store`.
+Vote fields carry Music Arena's release names where one applies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+
+from annotation.rules import PREFERENCES, ListenEvent
+
+#: The schema version both backends migrate to (each keeps its own statements per version).
+SCHEMA_VERSION = 1
+SOURCES: tuple[str, ...] = ("live", "simulated", "imported")
+#: Vote fields stored as JSON (lists and dicts).
+JSON_FIELDS: tuple[str, ...] = (
+    "listen_data_a",
+    "listen_data_b",
+    "apex_a",
+    "apex_b",
+    "ratings_a",
+    "ratings_b",
+)
+
+
+class StoreError(RuntimeError):
+    """The vote store cannot do what was asked; the message says why and what to do."""
+
+
+class DuplicateVote(StoreError):
+    """The battle already has a vote (with another vote id): one vote per battle."""
+
+
+@dataclass(frozen=True)
+class Battle:
+    """A battle as the server keeps it; the client only ever sees ``battle_id`` and the audio.
+
+    Attributes:
+        issued_at: Unix seconds when the battle was handed out.
+        session: session pseudonym (never the raw session id).
+        audio_a, audio_b: clip file names (relative to the pool), as released.
+        status: ``"open"`` or ``"voted"``.
+    """
+
+    battle_id: str
+    issued_at: float
+    session: str
+    clip_a: str
+    clip_b: str
+    system_a: str
+    system_b: str
+    audio_a: str
+    audio_b: str
+    prompt: str
+    is_instrumental: bool
+    status: str = "open"
+
+
+@dataclass(frozen=True)
+class VoteRecord:
+    """One vote with everything known about it at vote time (Music Arena's names where they apply).
+
+    Attributes:
+        timestamp: Unix seconds (UTC) when the vote was accepted.
+        listen_data_a, listen_data_b: server-recorded ``[seconds_claimed, server_time]`` pairs.
+        total_listening_time_a, total_listening_time_b: credited listening, seconds.
+        apex_a, apex_b: APEX predictions at vote time: the seven scores (+ ``"preference"`` when the
+            model has one); None when no model was serving.
+        apex_p_a: APEX's probability that listeners prefer clip A, or None.
+        ratings_a, ratings_b: optional 1-5 ratings ``{aesthetic: value}``.
+        source: ``"live"``, ``"simulated"`` or ``"imported"``.
+    """
+
+    vote_id: str
+    battle_uuid: str
+    timestamp: float
+    user_pseudonym: str
+    session_pseudonym: str
+    prompt: str
+    is_instrumental: bool
+    system_a: str
+    system_b: str
+    clip_a: str
+    clip_b: str
+    audio_a: str
+    audio_b: str
+    preference: str
+    listen_data_a: list[list[float]] = field(default_factory=list)
+    listen_data_b: list[list[float]] = field(default_factory=list)
+    total_listening_time_a: float = 0.0
+    total_listening_time_b: float = 0.0
+    apex_a: dict[str, float] | None = None
+    apex_b: dict[str, float] | None = None
+    apex_p_a: float | None = None
+    apex_model_version: str | None = None
+    feedback: str | None = None
+    ratings_a: dict[str, int] | None = None
+    ratings_b: dict[str, int] | None = None
+    source: str = "live"
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> VoteRecord:
+        """Build a record from a dict or DataFrame row; unknown keys are ignored, NaN means None."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: None if _is_nan(v) else v for k, v in row.items() if k in names})
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+VOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VoteRecord))
+BATTLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Battle))
+
+
+def check_vote(vote: VoteRecord) -> None:
+    """Refuse a vote whose ``source`` or ``preference`` is not a known value.
+
+    Raises:
+        StoreError: naming the bad value and the allowed ones.
+    """
+    if vote.source not in SOURCES:
+        raise StoreError(f"vote source {vote.source!r} is not one of {SOURCES}.")
+    if vote.preference not in PREFERENCES:
+        raise StoreError(f"preference {vote.preference!r} is not one of {PREFERENCES}.")
+
+
+class VoteStore(Protocol):
+    """What the arena, export and ratings need from a vote store (any backend)."""
+
+    def insert_battle(self, battle: Battle) -> None: ...
+    def get_battle(self, battle_id: str) -> Battle | None: ...
+    def add_listen_event(self, battle_id: str, event: ListenEvent) -> None: ...
+    def listen_events(self, battle_id: str) -> list[ListenEvent]: ...
+    def insert_vote(self, vote: VoteRecord) -> bool: ...
+    def import_votes(self, rows: Iterable[tuple[int | None, VoteRecord]]) -> int: ...
+    def votes_frame(self, since_row: int = 0) -> pd.DataFrame: ...
+    def vote_times(self, voter: str, since: float) -> list[float]: ...
+    def vote_count(self, voter: str) -> int: ...
+    def pair_counts(self) -> dict[tuple[str, str], int]: ...
+    def seen_pairs(self, session: str) -> set[frozenset[str]]: ...
+    def counts(self) -> dict[str, int]: ...
+    def close(self) -> None: ...

@@ -1,0 +1,314 @@
+"""The vote-store queries both SQL backends share, written once.
+
+:class:`SQLVoteStore` implements every :class:`~annotation.records.VoteStore` method, plus
+``max_row_id``, on a few hooks each backend supplies: how to read, how to open a write transaction
+(vote writes may take a lock), how JSON fields are encoded and decoded, which integrity error the
+driver raises, and how a vote gets its row id when the wanted one is taken. The SQL is written
+with ``?`` parameters and double-quoted ``"timestamp"``, which both dialects accept once ``?``
+becomes the backend's parameter marker (:attr:`SQLVoteStore._PARAM`).
+
+Votes and row ids. ``insert_vote`` is idempotent by vote id and allows one vote per battle; both
+checks run inside the write transaction before the insert (race-free there), so a failed statement
+never aborts the transaction and an import batch can skip a vote and go on. ``import_votes`` keeps a
+vote's original row id when it is free, so a restored store numbers its votes as the original did
+and its export continues the same append-only sequence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Self
+
+import pandas as pd
+
+from annotation.records import (
+    BATTLE_FIELDS,
+    JSON_FIELDS,
+    SCHEMA_VERSION,
+    VOTE_FIELDS,
+    Battle,
+    DuplicateVote,
+    StoreError,
+    VoteRecord,
+    check_vote,
+)
+from annotation.rules import ListenEvent
+
+#: Votes per import transaction (one commit, and one fsync, each).
+IMPORT_BATCH = 5000
+_VOTE_COLUMNS = ("row_id", *VOTE_FIELDS, "imported")
+_FLOAT_COLUMNS = ("apex_p_a", "timestamp", "total_listening_time_a", "total_listening_time_b")
+_COUNT_NAMES = ("battles", "open_battles", "listen_events", "votes", "voters")
+
+
+def _quote(name: str) -> str:
+    # "timestamp" is a type name in PostgreSQL; SQLite accepts the quoted identifier too.
+    return '"timestamp"' if name == "timestamp" else name
+
+
+def _insert_sql(table: str, columns: Iterable[str]) -> str:
+    names = [_quote(name) for name in columns]
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+
+
+class SQLVoteStore(ABC):
+    """The shared half of a SQL vote store; subclasses open ``_con`` and supply the hooks."""
+
+    #: The driver's parameter marker; the shared SQL's ``?`` is replaced by it.
+    _PARAM: ClassVar[str] = "?"
+    _con: Any
+    _lock: Any  # a threading.RLock guarding _con
+
+    # ------------------------------------------------------------------ backend hooks
+    @abstractmethod
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        """All rows of one query (``sql`` with ``?`` markers, run through :meth:`_execute`)."""
+
+    @abstractmethod
+    def _write(self, *, votes: bool = False) -> AbstractContextManager[Any]:
+        """A cursor in one write transaction; ``votes``: the transaction writes votes."""
+
+    @abstractmethod
+    def _encode_json(self, value: Any) -> Any:
+        """A list or dict as the driver stores it in a JSON column."""
+
+    @abstractmethod
+    def _decode_json(self, value: Any) -> Any:
+        """A JSON column's value as read back: the list or dict, or None for NULL."""
+
+    @abstractmethod
+    def _integrity_error(self) -> type[Exception]:
+        """The driver's exception for a violated constraint (NOT NULL, UNIQUE, CHECK)."""
+
+    @abstractmethod
+    def _next_row_id(self, cur: Any) -> int | None:
+        """The row id of a new vote, or None to let the database number it."""
+
+    # ------------------------------------------------------------------ plumbing
+    def _execute(self, cur: Any, sql: str, params: Iterable[Any] = ()) -> Any:
+        """Run ``sql`` (``?`` markers) on a connection or cursor; returns the cursor."""
+        if self._PARAM != "?":
+            sql = sql.replace("?", self._PARAM)
+        return cur.execute(sql, tuple(params))
+
+    def _apply_migrations(
+        self, cur: Any, version: int, migrations: tuple[tuple[str, ...], ...], where: str
+    ) -> None:
+        """Bring a schema at ``version`` to :data:`SCHEMA_VERSION` inside the caller's transaction.
+
+        Raises:
+            StoreError: ``where`` (the file or database) has a newer schema than this code.
+        """
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{where} has schema version {version}, newer than this code's "
+                f"{SCHEMA_VERSION}; upgrade apex-arena before opening it."
+            )
+        for statements in migrations[version:]:
+            for statement in statements:
+                cur.execute(statement)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ battles and listening
+    def insert_battle(self, battle: Battle) -> None:
+        """Store a newly issued battle."""
+        row = dataclasses.asdict(battle)
+        with self._write() as cur:
+            self._execute(cur, _insert_sql("battles", row), row.values())
+
+    def get_battle(self, battle_id: str) -> Battle | None:
+        """The battle with this id, or None."""
+        rows = self._read(
+            f"SELECT {', '.join(BATTLE_FIELDS)} FROM battles WHERE battle_id = ?", (battle_id,)
+        )
+        if not rows:
+            return None
+        values = dict(zip(BATTLE_FIELDS, rows[0], strict=True))
+        values["is_instrumental"] = bool(values["is_instrumental"])  # SQLite keeps 0/1
+        return Battle(**values)
+
+    def add_listen_event(self, battle_id: str, event: ListenEvent) -> None:
+        """Record one play-progress event of a battle."""
+        with self._write() as cur:
+            self._execute(
+                cur,
+                "INSERT INTO listen_events (battle_id, side, seconds, server_time) "
+                "VALUES (?, ?, ?, ?)",
+                (battle_id, event.side, event.seconds, event.server_time),
+            )
+
+    def listen_events(self, battle_id: str) -> list[ListenEvent]:
+        """The battle's listen events in the order the server received them."""
+        rows = self._read(
+            "SELECT side, seconds, server_time FROM listen_events WHERE battle_id = ? "
+            "ORDER BY event_id",
+            (battle_id,),
+        )
+        return [ListenEvent(*row) for row in rows]
+
+    def seen_pairs(self, session: str) -> set[frozenset[str]]:
+        """Clip pairs already issued to this session pseudonym."""
+        rows = self._read("SELECT clip_a, clip_b FROM battles WHERE session = ?", (session,))
+        return {frozenset(row) for row in rows}
+
+    def pair_counts(self) -> dict[tuple[str, str], int]:
+        """Battles issued (or votes imported without their battle) per system pair.
+
+        Keys are sorted ``(system, system)`` tuples, so (x, y) and (y, x) count together. They are
+        sorted here rather than in SQL so that the order is Python's (the sampler's ``pair_key``),
+        not the database's collation.
+        """
+        rows = self._read(
+            "SELECT system_a, system_b, COUNT(*) FROM ("
+            " SELECT system_a, system_b FROM battles UNION ALL"
+            " SELECT system_a, system_b FROM votes v"
+            "  WHERE NOT EXISTS (SELECT 1 FROM battles b WHERE b.battle_id = v.battle_uuid)"
+            ") AS pairs GROUP BY system_a, system_b"
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for a, b, n in rows:
+            key = (a, b) if a <= b else (b, a)
+            counts[key] = counts.get(key, 0) + int(n)
+        return counts
+
+    # ------------------------------------------------------------------ votes
+    def insert_vote(self, vote: VoteRecord) -> bool:
+        """Store a vote durably and mark its battle voted, in one transaction.
+
+        Returns:
+            True when stored; False when this vote id is already stored (idempotent retry).
+
+        Raises:
+            DuplicateVote: the battle already has a vote with another id.
+            StoreError: the vote is not valid (unknown source or preference, missing field).
+        """
+        with self._write(votes=True) as cur:
+            return self._insert_in(cur, vote, row_id=None, imported=False)
+
+    def _insert_in(self, cur: Any, vote: VoteRecord, *, row_id: int | None, imported: bool) -> bool:
+        """Insert inside the caller's vote write transaction; see :meth:`insert_vote`."""
+        check_vote(vote)
+        if self._execute(cur, "SELECT 1 FROM votes WHERE vote_id = ?", (vote.vote_id,)).fetchone():
+            return False
+        other = self._execute(
+            cur, "SELECT vote_id FROM votes WHERE battle_uuid = ?", (vote.battle_uuid,)
+        ).fetchone()
+        if other:
+            raise DuplicateVote(
+                f"battle {vote.battle_uuid} already has a vote ({other[0]}); one vote per battle."
+            )
+        row = dataclasses.asdict(vote)
+        for name in JSON_FIELDS:
+            row[name] = None if row[name] is None else self._encode_json(row[name])
+        row["imported"] = imported
+        if (number := self._free_row_id(cur, row_id)) is not None:
+            row["row_id"] = number
+        try:
+            self._execute(cur, _insert_sql("votes", row), row.values())
+        except self._integrity_error() as exc:
+            raise StoreError(f"vote {vote.vote_id} is not valid: {exc}.") from None
+        self._execute(
+            cur, "UPDATE battles SET status = 'voted' WHERE battle_id = ?", (vote.battle_uuid,)
+        )
+        return True
+
+    def _free_row_id(self, cur: Any, wanted: int | None) -> int | None:
+        """``wanted`` when no vote has it, else :meth:`_next_row_id` (under the write lock)."""
+        if wanted is not None:
+            taken = self._execute(cur, "SELECT 1 FROM votes WHERE row_id = ?", (wanted,))
+            if not taken.fetchone():
+                return int(wanted)
+        return self._next_row_id(cur)
+
+    def import_votes(self, rows: Iterable[tuple[int | None, VoteRecord]]) -> int:
+        """Add votes from another store's export, idempotently by vote id.
+
+        Each vote keeps its original row id when that id is free here (so a store restored into an
+        empty one numbers its votes as the original did, and its export continues the same
+        sequence); it is marked imported so export does not publish it again. A vote whose battle
+        already has a different vote is skipped (one vote per battle). Votes are committed in
+        batches of :data:`IMPORT_BATCH`, so a restore of 100k votes takes seconds; an invalid vote
+        rolls back its batch and raises :class:`StoreError`.
+
+        Returns:
+            How many votes were added.
+        """
+        added, batch = 0, []
+        for item in [*rows, None]:
+            if item is not None:
+                batch.append(item)
+            if batch and (item is None or len(batch) >= IMPORT_BATCH):
+                with self._write(votes=True) as cur:
+                    for row_id, vote in batch:
+                        try:
+                            added += self._insert_in(cur, vote, row_id=row_id, imported=True)
+                        except DuplicateVote:
+                            continue
+                batch = []
+        return added
+
+    def votes_frame(self, since_row: int = 0) -> pd.DataFrame:
+        """Votes with ``row_id > since_row``, oldest first, one row per vote.
+
+        Columns: ``row_id`` (int64), every :class:`VoteRecord` field (JSON fields decoded to
+        lists/dicts, missing ones None; ``is_instrumental`` as bool; times and ``apex_p_a`` as
+        float64, NaN when missing) and ``imported`` (bool). The same on every backend.
+        """
+        rows = self._read(
+            f"SELECT {', '.join(map(_quote, _VOTE_COLUMNS))} FROM votes WHERE row_id > ? "
+            "ORDER BY row_id",
+            (int(since_row),),
+        )
+        frame = pd.DataFrame(rows, columns=list(_VOTE_COLUMNS))
+        frame["row_id"] = frame["row_id"].astype("int64")
+        for name in JSON_FIELDS:
+            frame[name] = frame[name].map(self._decode_json)
+        for name in ("feedback", "apex_model_version", *JSON_FIELDS):
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+        for name in _FLOAT_COLUMNS:
+            frame[name] = pd.to_numeric(frame[name]).astype("float64")
+        frame["is_instrumental"] = frame["is_instrumental"].astype(bool)
+        frame["imported"] = frame["imported"].astype(bool)
+        return frame
+
+    def vote_times(self, voter: str, since: float) -> list[float]:
+        """Timestamps (Unix seconds) of this voter's votes after ``since``, oldest first."""
+        rows = self._read(
+            'SELECT "timestamp" FROM votes WHERE user_pseudonym = ? AND "timestamp" > ? '
+            'ORDER BY "timestamp"',
+            (voter, since),
+        )
+        return [row[0] for row in rows]
+
+    def vote_count(self, voter: str) -> int:
+        """How many votes this voter pseudonym has cast in total."""
+        rows = self._read("SELECT COUNT(*) FROM votes WHERE user_pseudonym = ?", (voter,))
+        return int(rows[0][0])
+
+    def max_row_id(self) -> int:
+        """The largest vote row id (0 when there are no votes)."""
+        return int(self._read("SELECT COALESCE(MAX(row_id), 0) FROM votes")[0][0])
+
+    def counts(self) -> dict[str, int]:
+        """Sizes: ``battles``, ``open_battles``, ``listen_events``, ``votes``, ``voters``."""
+        (row,) = self._read(
+            "SELECT (SELECT COUNT(*) FROM battles),"
+            " (SELECT COUNT(*) FROM battles WHERE status = 'open'),"
+            " (SELECT COUNT(*) FROM listen_events), (SELECT COUNT(*) FROM votes),"
+            " (SELECT COUNT(DISTINCT user_pseudonym) FROM votes)"
+        )
+        return {name: int(n) for name, n in zip(_COUNT_NAMES, row, strict=True)}
