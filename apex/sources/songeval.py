@@ -1,0 +1,182 @@
+"""SongEval (ASLP-lab/SongEval): expert 1-5 ratings as aesthetic targets and as a test set.
+
+**Licence: CC BY-NC-SA 4.0 -- non-commercial use only, attribution, share-alike.** Models trained
+on SongEval inherit that restriction; every manifest row written here says so in ``license``.
+
+Layout of the Hub dataset: ``mp3/<song>.mp3`` (2,399 songs) and ``metadata.jsonl`` (audiofolder
+convention, ``file_name`` relative to the root) with the five ratings per song, either as columns
+or nested in an object (e.g. ``aesthetic_scores``); a rating may be one number (the mean) or a
+list of per-rater values (averaged here). Columns are matched by name, case-insensitively:
+``Coherence``/``Overall Coherence`` -> coherence, ``Musicality`` -> musicality, ``Memorability``
+-> memorability, ``Clarity``/``Clarity of Song Structure`` -> clarity, ``Naturalness`` ->
+naturalness. A layout without all five fails listing the columns it has. A song whose ratings are
+not numbers in 1-5 is skipped and reported; a song whose audio is absent is kept with
+``has_audio = False`` (its ratings still serve as targets for an embedding made elsewhere).
+
+Metrics on the test set are those of the song-aesthetics challenge: per dimension, the linear
+correlation (LCC, Pearson), Spearman's rank correlation (SRCC) and Kendall's tau.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from apex.tasks import AESTHETICS
+
+HUB_ID = "ASLP-lab/SongEval"
+LICENSE = "CC BY-NC-SA 4.0 (SongEval; non-commercial use only)"
+PLATFORM = "songeval"
+_KEYWORDS = {axis: axis for axis in AESTHETICS}
+
+
+class SongEvalError(ValueError):
+    """The folder is not SongEval's layout; the message lists what was found."""
+
+
+@dataclass
+class SongEvalSet:
+    """SongEval read from disk.
+
+    Attributes:
+        root: dataset folder.
+        songs: ``clip_id``, ``file_name``, the five :data:`AESTHETICS` (1-5 means), ``has_audio``,
+            ``split`` (stable hash split, 10 % val, 10 % test).
+        skipped: ``(row or file, reason)`` of every record left out.
+    """
+
+    root: Path
+    songs: pd.DataFrame
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def ratings(self) -> pd.DataFrame:
+        """``clip_id`` + the five axes: the input of :func:`apex.training.data.apply_ratings`."""
+        return self.songs[["clip_id", *AESTHETICS]].copy()
+
+
+def _axis_columns(columns: list[str]) -> dict[str, str]:
+    """``axis -> column`` by keyword: ``aesthetic_scores.Overall Coherence`` -> coherence."""
+    found: dict[str, str] = {}
+    for column in columns:
+        name = column.rsplit(".", 1)[-1].lower()
+        for keyword, axis in _KEYWORDS.items():
+            if keyword in name and axis not in found:
+                found[axis] = column
+    return found
+
+
+def _mean_rating(value: Any) -> float:
+    values = value if isinstance(value, list | tuple) else [value]
+    numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+    if numbers.isna().any() or numbers.empty:
+        raise ValueError(f"rating {value!r} is not a number")
+    mean = float(numbers.mean())
+    if not 1.0 <= mean <= 5.0:
+        raise ValueError(f"rating {mean} is outside 1-5")
+    return mean
+
+
+def read_songeval(root: str | Path) -> SongEvalSet:
+    """Read ``metadata.jsonl`` (or ``metadata.csv``) and check each song's audio.
+
+    Raises:
+        SongEvalError: no metadata file, or no column for one of the five dimensions.
+    """
+    from apex.sources.engagement import assign_split
+
+    root = Path(root).expanduser().resolve()
+    if (root / "metadata.jsonl").is_file():
+        lines = (root / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
+        records, skipped = [], []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError as exc:
+                skipped.append((f"metadata.jsonl:{number}", f"invalid JSON: {exc}"))
+        frame = pd.json_normalize(records)
+    elif (root / "metadata.csv").is_file():
+        frame, skipped = pd.read_csv(root / "metadata.csv"), []
+    else:
+        raise SongEvalError(
+            f"{root} has no metadata.jsonl or metadata.csv; download {HUB_ID} (dataset) or point "
+            "at the folder that holds it."
+        )
+    axes = _axis_columns(list(frame.columns))
+    name_col = next((c for c in ("file_name", "audio", "path") if c in frame.columns), None)
+    if len(axes) < len(AESTHETICS) or name_col is None:
+        missing = [a for a in AESTHETICS if a not in axes] + ([] if name_col else ["file_name"])
+        raise SongEvalError(
+            f"unknown SongEval layout: no column for {missing}; found columns "
+            f"{sorted(frame.columns)}."
+        )
+    rows = []
+    for _, record in frame.iterrows():
+        try:
+            row = {axis: _mean_rating(record[col]) for axis, col in axes.items()}
+        except ValueError as exc:
+            skipped.append((str(record[name_col]), str(exc)))
+            continue
+        name = str(record[name_col])
+        row |= {"clip_id": Path(name).stem, "file_name": name}
+        row["has_audio"] = (root / name).is_file()
+        rows.append(row)
+    songs = pd.DataFrame(rows, columns=["clip_id", "file_name", *AESTHETICS, "has_audio"])
+    songs["split"] = assign_split(songs["clip_id"])
+    skipped += [(n, "audio file not on disk") for n in songs.loc[~songs["has_audio"], "file_name"]]
+    return SongEvalSet(root=root, songs=songs, skipped=skipped)
+
+
+def write_manifest(data: SongEvalSet, path: str | Path) -> Path:
+    """An ``apex embed`` manifest of the songs with audio: ``id``, ``audio``, ``platform``,
+    ``split``, the five targets and ``license`` (kept in the shards' ``extra`` column)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for row in data.songs[data.songs["has_audio"]].to_dict("records"):
+            entry = {
+                "id": f"{PLATFORM}:{row['clip_id']}",
+                "audio": str(data.root / row["file_name"]),
+                "platform": PLATFORM,
+                "split": row["split"],
+                **{a: row[a] for a in AESTHETICS},
+                "license": LICENSE,
+            }
+            fh.write(json.dumps(entry) + "\n")
+    return path
+
+
+def aesthetic_metrics(
+    predictions: pd.DataFrame, truth: pd.DataFrame
+) -> dict[str, dict[str, float]]:
+    """LCC, SRCC and Kendall's tau per dimension on songs present in both frames.
+
+    Args:
+        predictions, truth: indexed by clip id, one column per aesthetic (1-5).
+
+    Returns:
+        ``{axis: {"lcc", "srcc", "ktau", "n"}}``; NaN where fewer than 3 songs or a constant side.
+    """
+    from scipy import stats
+
+    out: dict[str, dict[str, float]] = {}
+    for axis in AESTHETICS:
+        if axis not in predictions or axis not in truth:
+            continue
+        joined = pd.concat([predictions[axis], truth[axis]], axis=1, join="inner").dropna()
+        pred, true = joined.iloc[:, 0].to_numpy(float), joined.iloc[:, 1].to_numpy(float)
+        usable = len(joined) >= 3 and np.ptp(pred) > 0 and np.ptp(true) > 0
+        nan = float("nan")
+        out[axis] = {
+            "lcc": float(stats.pearsonr(pred, true)[0]) if usable else nan,
+            "srcc": float(stats.spearmanr(pred, true)[0]) if usable else nan,
+            "ktau": float(stats.kendalltau(pred, true)[0]) if usable else nan,
+            "n": len(joined),
+        }
+    return out
