@@ -20,7 +20,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 
@@ -42,6 +42,7 @@ IMPORT_BATCH = 5000
 _VOTE_COLUMNS = ("row_id", *VOTE_FIELDS, "imported")
 _FLOAT_COLUMNS = ("apex_p_a", "timestamp", "total_listening_time_a", "total_listening_time_b")
 _COUNT_NAMES = ("battles", "open_battles", "listen_events", "votes", "voters")
+_Store = TypeVar("_Store", bound="SQLVoteStore")  # typing.Self needs Python 3.11
 
 
 def _quote(name: str) -> str:
@@ -117,7 +118,7 @@ class SQLVoteStore(ABC):
             if self._con is not None:
                 self._con.close()
 
-    def __enter__(self) -> Self:
+    def __enter__(self: _Store) -> _Store:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,137 @@
+"""The files the Hub sync handles: which may go up, what the repo already holds, adopting shards.
+
+Only the vote shards and the dataset card ever leave the export folder (:data:`UPLOAD_PATTERNS`).
+:class:`Ledger` records what the repo holds from this data directory (``<data_dir>/hub_sync.json``),
+so a shard is uploaded exactly once, even across restarts. :func:`adopt_shards` brings shards from
+a restore into the export folder without ever overwriting one; :func:`restore_from_folder` imports
+a folder of shards (laid out like the dataset repo) into a store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
+from huggingface_hub.utils import filter_repo_objects
+
+from annotation.card import SHARD_GLOB
+
+if TYPE_CHECKING:
+    from annotation.store import VoteStore
+
+#: What the sync uploads: the shards and the card. Nothing else in the folder ever leaves it.
+UPLOAD_PATTERNS: tuple[str, ...] = (SHARD_GLOB, "README.md")
+LEDGER_FILE = "hub_sync.json"
+
+
+class Ledger:
+    """What the repo holds from this data directory: ``repo path -> {sha256, size, rows}``.
+
+    Persisted as JSON so that a restart never uploads a shard twice; tied to one repo id (a new
+    repo starts an empty ledger, so everything is uploaded there).
+    """
+
+    def __init__(self, path: Path, repo_id: str) -> None:
+        self.path, self.repo_id = path, repo_id
+        self.files: dict[str, dict[str, Any]] = {}
+        self.last_push: datetime | None = None
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("repo_id") == repo_id:
+                self.files = data.get("files", {})
+                stamp = data.get("last_push_at")
+                self.last_push = datetime.fromisoformat(stamp) if stamp else None
+
+    def record(self, entries: dict[str, dict[str, Any]], pushed: bool = False) -> None:
+        """Add entries (and the push time when ``pushed``), then save atomically."""
+        self.files.update(entries)
+        if pushed:
+            self.last_push = datetime.now(timezone.utc)
+        stamp = self.last_push.isoformat() if self.last_push else None
+        data = {"repo_id": self.repo_id, "last_push_at": stamp, "files": self.files}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        tmp.replace(self.path)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def parquet_rows(path: Path) -> int:
+    """Rows of a Parquet file, from its footer."""
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path).num_rows
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    """A shard's ledger entry: ``{sha256, size, rows}``."""
+    return {"sha256": sha256_file(path), "size": path.stat().st_size, "rows": parquet_rows(path)}
+
+
+def local_files(folder: Path) -> dict[str, Path]:
+    """Files under ``folder`` the sync may upload, by repo path (sorted: deterministic commits)."""
+    if not folder.is_dir():
+        return {}
+    found = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+    keep = filter_repo_objects(
+        found, allow_patterns=list(UPLOAD_PATTERNS), ignore_patterns=DEFAULT_IGNORE_PATTERNS
+    )
+    return {rel: found[rel] for rel in keep}
+
+
+def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> list[str]:
+    """Move or copy the shards under ``folder`` into ``export_dir`` where their path is free.
+
+    A path that is taken keeps the local file: shards are never overwritten.
+
+    Returns:
+        The repo paths adopted.
+    """
+    adopted = []
+    for rel, path in local_files(folder).items():
+        dest = export_dir / rel
+        if rel == "README.md" or dest.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.adopt")
+        if move:
+            shutil.move(path, tmp)
+        else:
+            shutil.copy2(path, tmp)
+        tmp.replace(dest)  # appears whole, never half-copied, for the exporter and the sync
+        adopted.append(rel)
+    return adopted
+
+
+def restore_from_folder(store: VoteStore, folder: Path, *, export_dir: Path | None = None) -> int:
+    """Import every ``votes/**/*.parquet`` shard under ``folder`` (laid out like the dataset repo).
+
+    Idempotent by vote id: importing the same folder twice adds nothing the second time.
+    Imported votes are never exported again, so when ``export_dir`` is given the shards it lacks
+    are copied there too: the export folder (and the Hub, after the next push) then holds them.
+
+    Returns:
+        How many votes were added.
+    """
+    from annotation.export import import_shards
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; pass the folder that holds votes/.")
+    added = int(import_shards(store, folder))
+    if export_dir is not None:
+        adopt_shards(folder, Path(export_dir), move=False)
+    return added
