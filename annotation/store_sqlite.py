@@ -7,7 +7,8 @@ on power loss; FULL costs one fsync per vote (``benchmarks/store_speed.py``: hun
 
 Concurrency: one connection per store behind a lock serves a threaded server; processes share the
 file through SQLite's locks and a busy timeout; writes take the lock up front (``BEGIN IMMEDIATE``)
-so writers never deadlock upgrading a read lock. Schema: versioned by ``PRAGMA user_version``,
+so writers never deadlock upgrading a read lock; SQLite checkpoints the WAL into the file when the
+last connection closes. Schema: versioned by ``PRAGMA user_version``,
 :data:`_MIGRATIONS` holds the statements of each version, applied in one transaction.
 
 The queries themselves are shared with the PostgreSQL store (:mod:`annotation.store_sql`).
