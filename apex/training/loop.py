@@ -30,12 +30,9 @@ from apex.tasks import SCORE_NAMES
 from apex.training.config import TrainConfig
 from apex.training.data import Battles, EngagementData
 from apex.training.losses import (
-    UncertaintyWeighting,
     bradley_terry_loss,
-    combine,
-    gaussian_nll,
-    task_mse,
 )
+from apex.training.stepper import Stepper, forward
 
 
 @dataclass
@@ -68,13 +65,6 @@ def build_model(config: TrainConfig, num_layers: int, dim: int) -> nn.Module:
     return ApexHeads(
         HeadsConfig(num_layers=num_layers, dim=dim, hidden=hidden, dropout=config.dropout)
     )
-
-
-def forward(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run ``model`` on ``[B, L, D]``, or on pre-mixed ``[B, D]`` through ``predict_mixed``."""
-    if x.dim() == 2 and hasattr(model, "predict_mixed"):
-        return model.predict_mixed(x)
-    return model(x)
 
 
 @torch.no_grad()
@@ -176,7 +166,7 @@ def train(
         model.set_feature_stats(flat.mean(0), flat.std(0))
     model.to(device)
     use_pref = config.pref_weight > 0 and battles is not None and len(battles) > 0
-    step = _Stepper(model, data, rows, config, battles if use_pref else None, device)
+    step = Stepper(model, data, rows, config, battles if use_pref else None, device)
     validate = _Validator(data, val_songs, train_songs, config, val_battles, device)
 
     best_val, best_epoch, best_state, history, stale = math.inf, 0, None, [], 0
@@ -203,70 +193,6 @@ def train(
     calibration = calibrate(model, data.song_x[val_songs], data.targets[val_songs])
     weights = step.uncertainty.weights() if step.uncertainty is not None else {}
     return TrainResult(model, config, best_epoch, best_val, history, calibration, weights)
-
-
-class _Stepper:
-    """One epoch of seeded mini-batch updates (regression rows + battles side by side)."""
-
-    def __init__(self, model, data, rows, config, battles, device) -> None:
-        self.model, self.config, self.device = model, config, device
-        self.x = torch.as_tensor(data.x[rows]).to(device)
-        self.y = torch.as_tensor(data.targets[data.row_song[rows]]).to(device)
-        self.song_x = torch.as_tensor(data.song_x).to(device) if battles is not None else None
-        self.battles = battles
-        self.uncertainty = (
-            UncertaintyWeighting(config.tasks).to(device) if config.loss == "uncertainty" else None
-        )
-        params = list(model.parameters())
-        if self.uncertainty is not None:
-            params += list(self.uncertainty.parameters())
-        self.params = params
-        self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=config.epochs)
-        self.gen = torch.Generator().manual_seed(config.seed)
-        self.bf16 = config.precision == "bf16"
-
-    def epoch(self) -> float:
-        cfg, n = self.config, len(self.x)
-        self.model.train()
-        order = torch.randperm(n, generator=self.gen)
-        steps = max(1, math.ceil(n / cfg.batch_size))
-        pairs = None
-        if self.battles is not None:
-            pairs = torch.randperm(len(self.battles), generator=self.gen)
-            per_step = math.ceil(len(pairs) / steps)
-        total = 0.0
-        for i in range(steps):
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size].to(self.device)
-            xb, yb = self.x[idx], self.y[idx]
-            if len(idx) < 2:  # BatchNorm cannot train on one row
-                continue
-            pick = None if pairs is None else pairs[i * per_step : (i + 1) * per_step]
-            if pick is not None and len(pick):
-                a = torch.as_tensor(self.battles.a[pick.numpy()], device=self.device)
-                b = torch.as_tensor(self.battles.b[pick.numpy()], device=self.device)
-                xb = torch.cat([xb, self.song_x[a], self.song_x[b]])
-            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
-                out = forward(self.model, xb)
-            out = {k: v.float() for k, v in out.items()}
-            head = {k: v[: len(idx)] for k, v in out.items()}
-            loss = combine(task_mse(head, yb, cfg.tasks), cfg.loss, self.uncertainty)
-            nll = gaussian_nll(head, yb, cfg.tasks)
-            if nll is not None:
-                loss = loss + nll
-            if pick is not None and len(pick):
-                pref = out["preference"][len(idx) :]
-                k = len(pick)
-                y = torch.as_tensor(self.battles.y[pick.numpy()], device=self.device)
-                loss = loss + cfg.pref_weight * bradley_terry_loss(pref[:k], pref[k:], y)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-            self.opt.step()
-            total += float(loss.detach())
-        self.sched.step()
-        return total / steps
 
 
 def calibrate(model: nn.Module, x: np.ndarray, targets: np.ndarray) -> dict[str, dict[str, float]]:

@@ -206,3 +206,32 @@ def test_the_papers_grid_trains(tmp_path) -> None:
     out = save_trained(result, tmp_path / "ref", model_metadata(result, data, transform))
     heads, _ = load_model(out / "best_model.pt")
     assert heads.task == "full" and heads.shared_depth == 3 and heads.mode == "segment"
+
+
+def test_shared_plan_covers_every_training_song_and_hides_other_targets() -> None:
+    from apex.training.stepper import Stepper
+
+    data = _data(n=64)
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 64, 40), rng.integers(0, 64, 40)
+    battles = Battles(a, b, np.ones(40, np.float32), np.arange(40.0), np.zeros(40, bool))
+    train_rows = np.arange(56)  # the last 8 songs are the validation split
+    step = Stepper(
+        _heads(),
+        data,
+        train_rows,
+        _cfg(batch_size=16, pref_weight=1.0),
+        battles,
+        torch.device("cpu"),
+    )
+    assert step.shared
+    assert torch.isnan(step.y[56:]).all() and not torch.isnan(step.y[:56]).any()
+    seen, used_pairs, rows_forwarded = set(), [], 0
+    for rows, pick in step._plan_shared():
+        seen.update(rows.tolist())
+        seen.update(a[pick].tolist() + b[pick].tolist())
+        used_pairs.extend(pick.tolist())
+        rows_forwarded += len(rows) + 2 * len(pick)
+    assert set(range(56)) <= seen  # every training song at least once per epoch
+    assert sorted(used_pairs) == list(range(40))  # every battle exactly once
+    assert rows_forwarded < 56 + 80  # fewer rows than the separate plan
