@@ -47,8 +47,9 @@ def _seconds(value: float) -> float:
 def music_arena_records(battles: pd.DataFrame) -> list[VoteRecord]:
     """One :class:`VoteRecord` per battle of :attr:`ArenaRelease.battles` (``source="imported"``).
 
-    Clip ids are namespaced like the votes (``music-arena:<clip>``); a clip whose audio was not
-    released keeps an empty clip id and audio path (the vote still rates its system).
+    Clip ids are the release's file stems, the ids :meth:`ClipPool.from_music_arena` gives the
+    same clips, so these votes join the pool's (and its embeddings') clips; a clip whose audio was
+    not released has an empty clip id and audio path (the vote still rates its system).
     """
     records = []
     for row in battles.itertuples(index=False):
@@ -64,8 +65,8 @@ def music_arena_records(battles: pd.DataFrame) -> list[VoteRecord]:
                 is_instrumental=bool(row.is_instrumental),
                 system_a=row.system_a,
                 system_b=row.system_b,
-                clip_a=f"{PREFIX}{row.clip_a}" if row.clip_a else "",
-                clip_b=f"{PREFIX}{row.clip_b}" if row.clip_b else "",
+                clip_a=row.clip_a,
+                clip_b=row.clip_b,
                 audio_a=row.audio_a,
                 audio_b=row.audio_b,
                 preference=row.preference,

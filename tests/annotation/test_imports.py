@@ -83,3 +83,13 @@ def test_select_votes_refuses_unknown_sources() -> None:
         select_votes(frame, sources=("music-arena",))
     with pytest.raises(ValueError, match="source column"):
         select_votes(pd.DataFrame({"x": [1]}))
+
+
+def test_imported_clip_ids_match_the_music_arena_pool(release: Path, tmp_path: Path) -> None:
+    from annotation.pool import ClipPool
+
+    with SQLiteVoteStore(tmp_path / "votes.db") as store:
+        import_music_arena(store, release)
+        votes = store.votes_frame()
+    pool = ClipPool.from_music_arena(release)
+    assert set(votes["clip_a"]) | set(votes["clip_b"]) == {clip.clip_id for clip in pool}
