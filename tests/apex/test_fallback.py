@@ -94,3 +94,34 @@ def test_tiny_inputs_stay_finite(seconds: float) -> None:
     wave = torch.zeros(round(seconds * SAMPLE_RATE))
     vector = describe(wave)
     assert vector.shape == (FALLBACK_DIM,) and torch.isfinite(vector).all()
+
+
+def test_encode_equals_describe_of_each_segment() -> None:
+    audio = load_audio((np.tile(_tone(5.0, noise=0.01).waveform.numpy(), 7), SAMPLE_RATE))  # 35 s
+    embedding = FallbackEncoder().encode(audio)
+    wave = audio.waveform
+    torch.testing.assert_close(embedding.layers[0, 0], describe(wave[: 30 * SAMPLE_RATE]))
+    torch.testing.assert_close(embedding.layers[1, 0], describe(wave[30 * SAMPLE_RATE :]))
+
+
+@pytest.mark.parametrize("gain_db", [-20.0, -6.0])
+def test_loudness_agrees_with_time_domain_bs1770(gain_db: float) -> None:
+    """The STFT-domain K-weighting against torchaudio's filters (which only differ by clamping
+    their output to [-1, 1], out of reach at these levels); +x dB of gain reads as +x LU."""
+    import torchaudio.functional as taf
+
+    wave = _tone(6.0, noise=0.02).waveform * 10 ** (gain_db / 20)
+    expected = float(taf.loudness(wave[None], SAMPLE_RATE))
+    assert abs(_feature(describe(wave), "loudness_lufs") - expected) < 0.05
+    louder = _feature(describe(wave * 2.0), "loudness_lufs")
+    assert abs(louder - _feature(describe(wave), "loudness_lufs") - 6.02) < 0.01
+
+
+def test_describe_leaves_the_callers_thread_count_alone() -> None:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        describe(_tone(2.0).waveform)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
