@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -81,6 +82,14 @@ class Encoder(abc.ABC):
     @abc.abstractmethod
     def encode(self, audio: Audio) -> Embedding:
         """Embed one clip; ``audio`` must be at ``self.sample_rate``."""
+
+    def encode_batch(self, audios: Sequence[Audio]) -> list[Embedding]:
+        """Embed several clips, one :class:`Embedding` per clip in order (equal to ``encode``).
+
+        This default encodes them one by one; encoders that can share work across clips (MERT:
+        segments of several songs in one forward pass) override it.
+        """
+        return [self.encode(audio) for audio in audios]
 
     def _check_rate(self, audio: Audio) -> None:
         if audio.sample_rate != self.sample_rate:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from apex.audio import Audio
@@ -112,3 +113,21 @@ class CachedEncoder(Encoder):
         embedding = self.encoder.encode(audio)
         self.cache.put(key, embedding)
         return embedding
+
+    def encode_batch(self, audios: Sequence[Audio]) -> list[Embedding]:
+        """Cached embeddings where present; the misses (each distinct clip once) go to the
+        wrapped encoder as one batch."""
+        for audio in audios:
+            self._check_rate(audio)
+        settings = self.settings_key()
+        keys = [self.cache.key(a.content_hash, self.encoder_id, settings) for a in audios]
+        found: dict[str, Embedding | None] = {key: self.cache.get(key) for key in keys}
+        todo = {key: audio for key, audio in zip(keys, audios, strict=True) if found[key] is None}
+        self.hits += len(audios) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            fresh = self.encoder.encode_batch(list(todo.values()))
+            for key, embedding in zip(todo, fresh, strict=True):
+                self.cache.put(key, embedding)
+                found[key] = embedding
+        return [found[key] for key in keys]

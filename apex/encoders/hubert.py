@@ -66,6 +66,72 @@ def build_hubert(config: Any, *, seed: int | None = None) -> torch.nn.Module:
     return HubertModel(config).eval()
 
 
+class ChannelsLastFeatureEncoder(torch.nn.Module):
+    """HuBERT's convolutional feature encoder run as 2-D convolutions on channels-last data.
+
+    Same parameters (the original ``conv_layers`` modules, so state-dict keys do not change)
+    and the same arithmetic as ``HubertFeatureEncoder``; only the memory layout differs. On CPU,
+    oneDNN's 1-D convolution over ``[B, C, T]`` reorders activations for every layer; as a
+    ``(1, k)`` 2-D convolution over channels-last ``[B, C, 1, T]`` data it runs on the layout its
+    GEMM kernels want (measured 1.7x faster in bf16 and fp32 for MERT's 512-channel layers).
+    GroupNorm (per channel over time) and LayerNorm (over channels) read the same layout.
+
+    Args:
+        original: A ``HubertFeatureEncoder`` (``feat_extract_norm`` "group" or "layer").
+    """
+
+    def __init__(self, original: torch.nn.Module) -> None:
+        super().__init__()
+        self.conv_layers = original.conv_layers
+        self._requires_grad = False
+
+    def _freeze_parameters(self) -> None:  # HubertModel's API; inference only here
+        self.requires_grad_(False)
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` samples -> ``[B, C, F]`` features (a channels-last view)."""
+        hidden = input_values[:, None, None, :]  # [B, 1, 1, T]
+        for layer in self.conv_layers:
+            conv = layer.conv
+            hidden = torch.nn.functional.conv2d(
+                hidden.contiguous(memory_format=torch.channels_last),
+                conv.weight.unsqueeze(2),
+                conv.bias,
+                stride=(1, conv.stride[0]),
+            )
+            norm = getattr(layer, "layer_norm", None)
+            if isinstance(norm, torch.nn.LayerNorm):  # over channels: last dim when permuted
+                hidden = norm(hidden.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            elif norm is not None:
+                hidden = norm(hidden)
+            hidden = layer.activation(hidden)
+        return hidden.squeeze(2)
+
+
+def use_channels_last_features(model: torch.nn.Module) -> bool:
+    """Swap ``model.feature_extractor`` for :class:`ChannelsLastFeatureEncoder` where it fits.
+
+    Returns:
+        Whether it was swapped (HuBERT-style conv layers with a ``conv`` and an
+        ``activation``; anything else, e.g. remote code with other layers, is left alone).
+    """
+    encoder = getattr(model, "feature_extractor", None)
+    layers = getattr(encoder, "conv_layers", None)
+    if layers is None or isinstance(encoder, ChannelsLastFeatureEncoder):
+        return False
+    fits = all(
+        isinstance(getattr(layer, "conv", None), torch.nn.Conv1d)
+        and hasattr(layer, "activation")
+        and layer.conv.padding == (0,)
+        and layer.conv.dilation == (1,)
+        and layer.conv.groups == 1
+        for layer in layers
+    )
+    if fits:
+        model.feature_extractor = ChannelsLastFeatureEncoder(encoder)
+    return fits
+
+
 def mert_95m_config(**overrides: Any) -> Any:
     """``HubertConfig`` of MERT-v1-95M's shape (12 x 768, 75 Hz at 24 kHz), built offline.
 

@@ -275,3 +275,57 @@ def test_unrepresentable_or_broken_checkpoints_are_refused(
     save_file(state, str(extra / "model.safetensors"))
     with pytest.warns(UserWarning, match="pretraining_head.weight"):
         MertEncoder.from_pretrained(extra)
+
+
+def test_encode_batch_equals_encode_per_clip(
+    reference_encoder: MertEncoder, song_65s: Audio, embedding_65s: Embedding
+) -> None:
+    """Segments of several songs share forward passes (3 + 1 + 2 segments in batches of 4)."""
+    short, medium = _song(2.0, seed=4), _song(35.0, seed=5)
+    batch = reference_encoder.encode_batch([song_65s, short, medium])
+    singles = [embedding_65s, reference_encoder.encode(short), reference_encoder.encode(medium)]
+    assert [e.num_segments for e in batch] == [3, 1, 2]
+    for got, want in zip(batch, singles, strict=True):
+        torch.testing.assert_close(got.layers, want.layers, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.layers_padded, want.layers_padded, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.seconds, want.seconds, rtol=0, atol=0)
+        assert got.encoder_id == want.encoder_id
+    assert reference_encoder.encode_batch([]) == []
+
+
+def test_every_encoder_has_encode_batch() -> None:
+    fallback = FallbackEncoder()
+    clips = [_song(2.0, seed=6), _song(3.0, seed=7)]
+    for got, audio in zip(fallback.encode_batch(clips), clips, strict=True):
+        torch.testing.assert_close(got.layers, fallback.encode(audio).layers, rtol=0, atol=0)
+
+
+def test_cached_encode_batch_encodes_each_distinct_miss_once(tmp_path: Path) -> None:
+    counting = _Counting(FallbackEncoder())
+    cached = CachedEncoder(counting, EmbeddingCache(tmp_path))
+    a, b = _song(2.0, seed=8), _song(2.0, seed=9)
+    first = cached.encode_batch([a, b, _song(2.0, seed=8)])  # the third is a again
+    assert counting.calls == 2 and cached.misses == 2
+    torch.testing.assert_close(first[0].layers, first[2].layers, rtol=0, atol=0)
+    again = cached.encode_batch([b, a])
+    assert counting.calls == 2 and cached.hits == 1 + 2
+    torch.testing.assert_close(again[1].layers, first[0].layers, rtol=0, atol=0)
+
+
+def test_channels_last_feature_encoder_is_the_same_arithmetic(
+    reference_encoder: MertEncoder,
+) -> None:
+    import copy
+
+    from apex.encoders.hubert import ChannelsLastFeatureEncoder, use_channels_last_features
+
+    model = copy.deepcopy(reference_encoder.model)
+    assert use_channels_last_features(model) and not use_channels_last_features(model)
+    assert isinstance(model.feature_extractor, ChannelsLastFeatureEncoder)
+    assert list(model.state_dict()) == list(reference_encoder.model.state_dict())
+    wave = _song(3.0, seed=10).waveform[None].repeat(2, 1)
+    with torch.inference_mode():
+        want = reference_encoder.model.feature_extractor(wave)
+        got = model.feature_extractor(wave)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
