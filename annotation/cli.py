@@ -69,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed (same seed, same votes)")
     p.set_defaults(func=_guarded(cmd_simulate))
 
+    p = actions.add_parser(
+        "import-music-arena",
+        help="import a Music Arena release folder's votes (source=imported, kept apart on boards)",
+    )
+    p.add_argument("folder", type=Path, help="folder in Music Arena's layout (battle_data/, ...)")
+    p.set_defaults(func=_guarded(cmd_import_music_arena))
+
     p = actions.add_parser("status", help="votes in the store and where the Hub sync stands")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=_guarded(cmd_status))
@@ -269,6 +276,25 @@ def simulated_records(frame: pd.DataFrame, metadata: pd.DataFrame) -> list[VoteR
             )
         )
     return records
+
+
+def cmd_import_music_arena(args: argparse.Namespace) -> int:
+    """``apex votes import-music-arena DIR``: Music Arena's votes into the store, as imported."""
+    from annotation.imports import import_music_arena
+    from apex.sources.music_arena import MusicArenaError
+
+    settings = _settings()
+    with _store(settings) as store:
+        try:
+            summary = import_music_arena(store, args.folder)
+        except MusicArenaError as err:
+            return _fail(str(err))
+    print(
+        f"Imported {summary.added} Music Arena votes ({summary.already} already there, "
+        f"{len(summary.skipped)} unreadable records) as source=imported; boards count them only "
+        "when asked."
+    )
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

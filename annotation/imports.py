@@ -122,36 +122,3 @@ def select_votes(
     if unknown:
         raise ValueError(f"unknown vote sources {sorted(unknown)}; use {', '.join(SOURCES)}")
     return votes[votes["source"].isin(sources)]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m annotation.imports DIR``: import a Music Arena release folder into the store."""
-    import argparse
-    import sys
-
-    from annotation.store import open_store
-    from apex.settings import Settings
-    from apex.sources.music_arena import MusicArenaError
-
-    parser = argparse.ArgumentParser(prog="python -m annotation.imports", description=main.__doc__)
-    parser.add_argument("folder", type=Path, help="folder in Music Arena's layout")
-    args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    store = open_store(settings)
-    try:
-        summary = import_music_arena(store, args.folder)
-    except MusicArenaError as err:
-        print(f"import: {err}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
-    print(
-        f"imported {summary.added} Music Arena votes ({summary.already} already there, "
-        f"{len(summary.skipped)} unreadable records) into {settings.store_path} as "
-        "source=imported; boards count them only when asked (annotation.imports.select_votes)."
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

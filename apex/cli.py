@@ -15,7 +15,12 @@ import sys
 from collections.abc import Sequence
 
 #: Command modules inside this package, imported only when the CLI runs.
-_BUILTIN = ("apex.commands.score", "apex.commands.train", "apex.commands.embed")
+_BUILTIN = (
+    "apex.commands.score",
+    "apex.commands.train",
+    "apex.commands.embed",
+    "apex.commands.data",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

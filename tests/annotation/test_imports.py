@@ -93,3 +93,22 @@ def test_imported_clip_ids_match_the_music_arena_pool(release: Path, tmp_path: P
         votes = store.votes_frame()
     pool = ClipPool.from_music_arena(release)
     assert set(votes["clip_a"]) | set(votes["clip_b"]) == {clip.clip_id for clip in pool}
+
+
+def test_votes_cli_imports_music_arena_once(release: Path, tmp_path: Path, monkeypatch, capsys):
+    from annotation.store import open_store
+    from apex.cli import main
+    from apex.settings import Settings
+
+    monkeypatch.setenv("APEX_DATA_DIR", str(tmp_path / "data"))
+    assert main(["votes", "import-music-arena", str(release)]) == 0
+    first = capsys.readouterr().out
+    assert "source=imported" in first
+    with open_store(Settings.from_env()) as store:
+        counted = store.counts()["votes"]
+        assert counted > 0
+        assert set(store.votes_frame()["source"]) == {"imported"}
+    assert main(["votes", "import-music-arena", str(release)]) == 0
+    assert f"Imported 0 Music Arena votes ({counted} already there" in capsys.readouterr().out
+    assert main(["votes", "import-music-arena", str(tmp_path / "nowhere")]) == 1
+    assert "error:" in capsys.readouterr().err
