@@ -1,9 +1,9 @@
 """The ``apex`` command line: a thin dispatcher over subcommands defined next to their code.
 
-Each command module exposes ``register(subparsers) -> None`` that adds one subcommand whose parser
-sets ``func`` (a callable taking the parsed namespace and returning an exit code). Modules outside
-``apex`` (for example ``annotation.cli`` for ``apex votes``) join through the ``apex.cli`` entry-point
-group, so ``apex`` never imports them.
+Each command module exposes ``register(subparsers) -> None`` that adds one subcommand whose
+parser sets ``func`` (a callable taking the parsed namespace and returning an exit code). Modules
+outside ``apex`` (for example ``annotation.cli`` for ``apex votes``) join through the ``apex.cli``
+entry-point group, so ``apex`` never imports them.
 """
 
 from __future__ import annotations
