@@ -7,8 +7,9 @@ Two batch plans, both deterministic given the seed:
 - **shared** (song mode with battles): the clips of a step's battles are songs too, so their rows
   double as regression rows (targets of songs outside the ``train`` split are masked to unknown),
   and the training songs no battle covered this epoch fill the rest of each batch. Every training
-  song is still seen at least once per epoch, but the epoch forwards ``2 P + N_uncovered`` rows
-  instead of ``2 P + N`` — about a quarter fewer at the paper's scale (211k songs, 50k battles).
+  song is still seen at least once per epoch, in as many steps as the separate plan, but the epoch
+  forwards ``2 P + N_uncovered`` rows instead of ``2 P + N`` — about a quarter fewer at the
+  paper's scale (211k songs, 50k battles).
   Songs that appear in several battles get proportionally more regression weight.
 """
 
@@ -86,7 +87,9 @@ class Stepper:
         covered[self.battles.a] = covered[self.battles.b] = True
         rest = self.train_songs[~covered[self.train_songs]]
         rest = rest[torch.randperm(len(rest), generator=self.gen).numpy()]
-        steps = max(1, math.ceil((2 * len(pairs) + len(rest)) / self.config.batch_size))
+        # as many steps as the separate plan (an epoch = the training songs in batches), so the
+        # number of updates does not grow with the number of votes
+        steps = max(1, math.ceil(len(self.train_songs) / self.config.batch_size))
         per, fill = math.ceil(len(pairs) / steps), math.ceil(len(rest) / steps)
         for i in range(steps):
             yield torch.as_tensor(rest[i * fill : (i + 1) * fill]), pairs[i * per : (i + 1) * per]
