@@ -31,6 +31,14 @@ from apex.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: How often the battles-per-pair counts the sampler weighs by are re-read from the store,
+#: seconds. In between, this process counts its own battles; a re-read adds those of other
+#: processes sharing the store (replicas, imports). A full count costs a scan of every battle.
+PAIR_COUNTS_REFRESH_S = 60.0
+#: Votes of different voters run in parallel; one voter's votes run one at a time (locks are
+#: striped by voter pseudonym, so the rate limit holds without one global lock).
+_VOTE_LOCK_STRIPES = 64
+
 
 @dataclass(frozen=True)
 class BattleTicket:
@@ -115,7 +123,10 @@ class Arena:
         self._ratings = ratings
         self._clock = clock
         self._ids = Pseudonymizer(load_or_create_salt(settings))
-        self._vote_lock = threading.Lock()
+        self._vote_locks = tuple(threading.Lock() for _ in range(_VOTE_LOCK_STRIPES))
+        self._pairs_lock = threading.Lock()
+        self._pairs: dict[tuple[str, str], int] | None = None
+        self._pairs_read_at = 0.0
         self.model_version = pool.model_version or _model_version(scorer)
 
     # ------------------------------------------------------------------ issue
@@ -131,7 +142,7 @@ class Arena:
         ratings = self._ratings() if self._ratings is not None else None
         try:
             clip_a, clip_b = self._sampler.sample(
-                pair_counts=self.store.pair_counts(),
+                pair_counts=self._pair_counts(),
                 ratings=ratings,
                 exclude=self.store.seen_pairs(session),
             )
@@ -153,7 +164,23 @@ class Arena:
             is_instrumental=a.is_instrumental and b.is_instrumental,
         )
         self.store.insert_battle(battle)
+        self._count_pair(battle.system_a, battle.system_b)
         return BattleTicket(battle.battle_id, a.path, b.path, battle.issued_at)
+
+    def _pair_counts(self) -> dict[tuple[str, str], int]:
+        """Battles per system pair: the store's count, re-read every PAIR_COUNTS_REFRESH_S."""
+        with self._pairs_lock:
+            now = time.monotonic()
+            if self._pairs is None or now - self._pairs_read_at > PAIR_COUNTS_REFRESH_S:
+                # A weight, not a record: a battle counted twice around a re-read is harmless.
+                self._pairs, self._pairs_read_at = self.store.pair_counts(), now
+            return dict(self._pairs)  # a copy: other threads go on counting
+
+    def _count_pair(self, system_a: str, system_b: str) -> None:
+        key = (system_a, system_b) if system_a <= system_b else (system_b, system_a)
+        with self._pairs_lock:
+            if self._pairs is not None:
+                self._pairs[key] = self._pairs.get(key, 0) + 1
 
     # ------------------------------------------------------------------ listen
     def listen(
@@ -200,9 +227,10 @@ class Arena:
         feedback = rules.check_feedback(feedback, settings.feedback_max_chars)
         clean_ratings = rules.check_ratings(ratings) or {}
         voter = self._ids.voter(session_id, ip)
-        # One vote at a time in this process: the rate-limit count and the insert must not
-        # interleave between threads (a voter firing requests in parallel gets no extra votes).
-        with self._vote_lock:
+        # One vote of this voter at a time in this process: the rate-limit count and the insert
+        # must not interleave between threads (a voter firing requests in parallel gets no extra
+        # votes). Other voters' votes go on meanwhile; the store keeps one vote per battle.
+        with self._vote_locks[hash(voter) % _VOTE_LOCK_STRIPES]:
             now = self._clock()
             battle = self._open_battle(battle_id, session_id, now)
             rules.check_rate_limit(

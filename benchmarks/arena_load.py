@@ -8,6 +8,12 @@ serving path, not the rules. In one run:
 1. baseline: one voter, sequential (the latency floor of the stack);
 2. load: K voters at once.
 
+Each voter is a process of its own that connects first and starts battling when all have
+connected, so the clients neither share a GIL nor count their start-up; the timed phase runs from
+that start to the last voter's finish. The server's CPU seconds per acknowledged vote (one full
+battle: four requests) and the voters' own are reported too: on a machine with few cores both draw
+on the same CPUs, and ``votes/s <= cores / (server + client CPU per vote)``.
+
 Reported: votes per second (acknowledged votes / wall time of the phase), p50/p99 latency of the
 ``/vote`` call, the speed-up of K voters over one, and integrity: every vote a client was told was
 stored must be in the store exactly once (``lost``), no battle may hold two votes
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import random
 import socket
@@ -32,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -91,41 +97,66 @@ def make_client(url: str):
     return Client(url, verbose=False, download_files=False, ssl_verify=False)
 
 
-def voter(url: str, battles: int, seed: int) -> list[dict]:
-    """One visitor (one gradio_client session) doing ``battles`` full battles."""
-    rng = random.Random(seed)
-    client = make_client(url)
-    out = []
-    for _ in range(battles):
-        info, _, _ = client.predict(api_name="/new_battle")
-        battle = info["battle_id"]
-        for side in ("A", "B"):
-            client.predict(battle, side, 5.0, api_name="/listen")
-        pref = rng.choice(PREFERENCES)
-        start = time.perf_counter()
-        try:
-            reveal = client.predict(battle, pref, api_name="/vote")
-            ok, vote_id = True, reveal["vote_id"]
-        except Exception as err:  # counted, not fatal: integrity is checked against the store
-            ok, vote_id = False, repr(err)
-        out.append(
-            {
-                "battle": battle,
-                "ok": ok,
-                "vote_id": vote_id,
-                "latency_s": time.perf_counter() - start,
-            }
-        )
-    return out
-
-
-def run_phase(url: str, clients: int, battles: int) -> tuple[list[dict], float]:
-    """All voters at once; returns their records and the phase's wall time."""
+def _battle(client, rng: random.Random) -> dict:
+    info, _, _ = client.predict(api_name="/new_battle")
+    battle = info["battle_id"]
+    for side in ("A", "B"):
+        client.predict(battle, side, 5.0, api_name="/listen")
+    pref = rng.choice(PREFERENCES)
     start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        futures = [pool.submit(voter, url, battles, seed) for seed in range(clients)]
-        records = [r for f in futures for r in f.result()]
-    return records, time.perf_counter() - start
+    try:
+        reveal = client.predict(battle, pref, api_name="/vote")
+        ok, vote_id = True, reveal["vote_id"]
+    except Exception as err:  # counted, not fatal: integrity is checked against the store
+        ok, vote_id = False, repr(err)
+    latency = time.perf_counter() - start
+    return {"battle": battle, "ok": ok, "vote_id": vote_id, "latency_s": latency}
+
+
+def _voter_process(url: str, battles: int, seed: int, barrier, out) -> None:
+    """A voter in its own process: connect, wait for the others, battle, report."""
+    client = make_client(url)  # connecting (config, API info) is not part of the timed phase
+    rng = random.Random(seed)
+    barrier.wait()
+    cpu = time.process_time()
+    records = [_battle(client, rng) for _ in range(battles)]
+    out.put((records, time.perf_counter(), time.process_time() - cpu))
+    client.close()
+
+
+def run_phase(url: str, clients: int, battles: int, server_pid: int) -> dict:
+    """All voters at once, each in its own process (so that the clients' CPU and GIL do not
+    slow one another down, and the latency measured is the server's plus the network's).
+
+    Returns the voters' records, the phase's wall time (first start to last finish), the server
+    process's CPU seconds over the phase and the voters' own CPU seconds.
+    """
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(clients + 1), ctx.Queue()
+    procs = [
+        ctx.Process(target=_voter_process, args=(url, battles, seed, barrier, out))
+        for seed in range(clients)
+    ]
+    for proc in procs:
+        proc.start()
+    barrier.wait(timeout=300)
+    start, server_cpu = time.perf_counter(), process_cpu_s(server_pid)
+    results = [out.get(timeout=3600) for _ in procs]
+    server_cpu = process_cpu_s(server_pid) - server_cpu
+    for proc in procs:
+        proc.join()
+    return {
+        "records": [r for records, _, _ in results for r in records],
+        "wall_s": max(end for _, end, _ in results) - start,
+        "server_cpu_s": server_cpu,
+        "client_cpu_s": sum(cpu for _, _, cpu in results),
+    }
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def integrity(store_path: Path, records: list[dict]) -> dict[str, int]:
@@ -150,14 +181,18 @@ def integrity(store_path: Path, records: list[dict]) -> dict[str, int]:
     }
 
 
-def summarise(records: list[dict], wall_s: float) -> dict[str, float]:
-    latency = np.array([r["latency_s"] for r in records if r["ok"]])
+def summarise(phase: dict) -> dict[str, float]:
+    """Votes/s, vote-call latency and CPU per acknowledged vote (one full battle: 4 requests)."""
+    latency = np.array([r["latency_s"] for r in phase["records"] if r["ok"]])
     acked = int(latency.size)
+    per_vote = 1000 / max(acked, 1)
     return {
-        "votes_per_s": round(acked / wall_s, 2),
+        "votes_per_s": round(acked / phase["wall_s"], 2),
         "vote_p50_s": round(float(np.percentile(latency, 50)), 4) if acked else None,
         "vote_p99_s": round(float(np.percentile(latency, 99)), 4) if acked else None,
-        "wall_s": round(wall_s, 2),
+        "wall_s": round(phase["wall_s"], 2),
+        "server_cpu_ms_per_vote": round(phase["server_cpu_s"] * per_vote, 1),
+        "client_cpu_ms_per_vote": round(phase["client_cpu_s"] * per_vote, 1),
     }
 
 
@@ -179,14 +214,13 @@ def main() -> None:
         t0 = time.perf_counter()
         wait_ready(url, proc, args.warmup_timeout)
         warmup_s = time.perf_counter() - t0
-        base_records, base_wall = run_phase(url, 1, args.baseline_battles)
-        records, wall = run_phase(url, args.clients, args.battles)
-        # Threads of one process share a GIL with nothing else: the server is a separate process.
-        checks = integrity(data_dir / "votes.sqlite", base_records + records)
+        baseline = run_phase(url, 1, args.baseline_battles, proc.pid)
+        loaded = run_phase(url, args.clients, args.battles, proc.pid)
+        checks = integrity(data_dir / "votes.sqlite", baseline["records"] + loaded["records"])
     finally:
         proc.terminate()
         proc.wait(30)
-    base, load = summarise(base_records, base_wall), summarise(records, wall)
+    base, load = summarise(baseline), summarise(loaded)
     result = {
         "benchmark": "arena_load",
         "clients": args.clients,

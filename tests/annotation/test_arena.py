@@ -286,3 +286,12 @@ def test_parallel_votes_of_one_voter_respect_the_rate_limit(setup) -> None:
         t.join()
     assert sorted(outcomes) == ["ok"] * 3 + ["rate_limited"] * 3
     assert store.counts()["votes"] == 3
+
+
+def test_pair_counts_follow_new_battles_between_store_reads(setup) -> None:
+    arena, store, _ = setup
+    for n in range(5):
+        arena.new_battle(f"session-{n}", IP)
+        # Counted in memory as battles are issued, equal to a fresh count from the store.
+        assert arena._pair_counts() == store.pair_counts()
+    assert sum(store.pair_counts().values()) == 5

@@ -193,6 +193,39 @@ def test_threads_share_one_store(store: SQLiteVoteStore) -> None:
     assert store.votes_frame()["vote_id"].is_unique
 
 
+def test_readers_see_commits_without_waiting_for_the_writer(store: SQLiteVoteStore) -> None:
+    # Each thread reads through its own connection: it sees what the writer committed, even
+    # while the writer holds its lock (e.g. during a vote's fsync).
+    store.insert_battle(make_battle(1))
+    seen: list = []
+    with store._lock:  # the writer is busy
+        reader = threading.Thread(target=lambda: seen.append(store.get_battle("b1")))
+        reader.start()
+        reader.join(timeout=10)
+        assert not reader.is_alive()
+    assert seen == [make_battle(1)]
+    # Readers cannot write, and writes of battles and listening leave the writer at FULL.
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        store._read("DELETE FROM votes")
+    store.add_listen_event("b1", ListenEvent("A", 1.0, 1001.0))
+    assert store._con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_close_closes_every_reader(tmp_path: Path) -> None:
+    store = SQLiteVoteStore(tmp_path / "v.sqlite")
+    readers: list = []
+    worker = threading.Thread(target=lambda: readers.append(store._reader()))
+    worker.start()
+    worker.join()
+    readers.append(store._reader())
+    store.close()
+    for con in readers:  # the other thread's reader and this one's
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            con.execute("SELECT 1")
+    with pytest.raises(StoreError, match="closed"):
+        store.counts()
+
+
 def test_open_store_uses_settings(settings) -> None:
     with open_store(settings) as s:
         assert s.path == settings.store_path
