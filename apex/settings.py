@@ -1,8 +1,9 @@
-"""One settings object for the app, the CLI and the jobs, read from ``APEX_*`` environment variables.
+"""One settings object for the app, the CLI and the jobs, read from ``APEX_*`` variables.
 
-Every field carries its environment variable and a one-line description in its metadata; the README's
-configuration table lists the same variables (a test keeps the two in step). Values are validated when
-read: a bad value raises :class:`SettingsError` naming the variable, what was wrong and what to set.
+Every field carries its environment variable and a one-line description in its metadata; the
+README's configuration table lists the same variables (a test keeps the two in step). Values are
+validated when read: a bad value raises :class:`SettingsError` naming the variable, what was wrong
+and what to set.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class SettingsError(ValueError):
 
 
 def default_data_dir() -> Path:
-    """``/data/apex`` when ``/data`` exists (Hugging Face Space persistent storage), else ``./var``."""
+    """``/data/apex`` when ``/data`` exists (Space persistent storage), else ``./var``."""
     return Path("/data/apex") if Path("/data").is_dir() else Path("var").resolve()
 
 
@@ -137,7 +138,10 @@ class Settings:
         min=0.0,
     )
     refit_min_votes: int = _env(
-        "APEX_REFIT_MIN_VOTES", "New votes that trigger a refit before the hours are up.", 500, min=1
+        "APEX_REFIT_MIN_VOTES",
+        "New votes that trigger a refit before the hours are up.",
+        500,
+        min=1,
     )
     host: str = _env("APEX_HOST", "Interface the app listens on.", "127.0.0.1")
     port: int = _env("APEX_PORT", "Port the app listens on.", 7860, min=1, max=65535)

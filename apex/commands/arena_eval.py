@@ -8,8 +8,8 @@ Examples::
 
 Every released clip of the battles is scored once (embeddings are cached), then
 :func:`apex.sources.arena_eval.evaluate_arena` fits the cross-validated classifiers. Wired into
-``apex eval`` as the ``arena`` subcommand through :func:`add_arguments` and :func:`run`;
-:func:`register` also offers it as ``apex eval-arena``.
+``apex eval`` (apex/commands/train.py) as the ``arena`` subcommand through :func:`add_arguments`
+and :func:`run`.
 """
 
 from __future__ import annotations
@@ -55,17 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="grid: the paper's nested grid search (slow); fixed: one RBF SVM; off",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``eval-arena`` (a stand-alone alias of ``apex eval arena``) to the ``apex`` parser."""
-    parser = subparsers.add_parser(
-        "eval-arena",
-        help="the paper's arena experiment on Music Arena battles (AUC vs 0.600 / 0.614)",
-        description=__doc__.split("\n\n")[0],
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run)
 
 
 def score_clips(scorer: Any, clips: Any, root: Path) -> tuple[dict[str, Any], list[tuple]]:

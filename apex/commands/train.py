@@ -11,6 +11,7 @@ Examples::
     apex train --data shards/ --out models/ref --family reference --mode segment
     apex eval --model models/mine --data shards/ --votes export/ --json report.json
     apex eval --demo                       # the offline evidence on the synthetic demo corpus
+    apex eval arena --data var/arena-demo --model demo   # the paper's Music Arena experiment
     apex refit --data shards/ --votes export/ --pref-weight 1.0
 """
 
@@ -50,6 +51,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--demo", action="store_true", help="offline evidence on the demo corpus")
     p.add_argument("--demo-votes", type=int, default=4000, help="simulated votes for --demo")
     p.set_defaults(func=_guarded(cmd_eval))
+    # `apex eval arena`: the paper's out-of-distribution experiment on Music Arena battles.
+    from apex.commands import arena_eval
+
+    targets = p.add_subparsers(dest="eval_target", metavar="TARGET")
+    arena = targets.add_parser(
+        "arena", help="the paper's arena experiment on Music Arena battles (AUC vs 0.600 / 0.614)"
+    )
+    arena_eval.add_arguments(arena)
+    arena.set_defaults(func=arena_eval.run)
 
     p = subparsers.add_parser("refit", help="challenger from data + votes; promote if not worse")
     _data_flags(p)

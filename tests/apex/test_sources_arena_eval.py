@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -163,7 +162,6 @@ class _QualityScorer:
 def test_cli_on_the_demo_export(
     small_demo_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from apex.commands import arena_eval
     from apex.demo import load_metadata, simulate_votes
     from apex.sources.music_arena import export_votes
 
@@ -174,16 +172,14 @@ def test_cli_on_the_demo_export(
     oracle = _QualityScorer(dict(zip(meta["clip_id"], meta["quality"], strict=True)))
     monkeypatch.setattr("apex.scorer.load_scorer", lambda *a, **k: oracle)
     monkeypatch.setenv("APEX_DATA_DIR", str(tmp_path / "data"))
-    parser = argparse.ArgumentParser()
-    arena_eval.add_arguments(parser)
+    from apex.cli import main
+
     out = tmp_path / "report.json"
-    args = parser.parse_args(["--data", str(data), "--svm", "off", "--out", str(out)])
-    assert arena_eval.run(args) == 0
+    assert main(["eval", "arena", "--data", str(data), "--svm", "off", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["apex_compare"]["auc"]["overall"] > 0.7  # votes follow the latent quality
     assert report["counts"]["battles"] == 300 and report["unscored_clips"] == []
     assert "0.600" in capsys.readouterr().out
 
-    offline = parser.parse_args(["--data", "music-arena"])
-    assert arena_eval.run(offline) == 1
+    assert main(["eval", "arena", "--data", "music-arena"]) == 1
     assert "could not download" in capsys.readouterr().err
