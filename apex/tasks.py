@@ -28,6 +28,12 @@ SCORE_DESCRIPTIONS: dict[str, str] = {
     "naturalness": "Naturalness: vocals and instruments sound human-performed, not robotic.",
 }
 
+#: Exponent of the reference's engagement target transform, ``score = 100 * percentile ** power``.
+#: The APEX paper maps raw counts to percentiles and then applies a power that compresses the upper
+#: tail (so the exponent is below 1); it does not publish the value, so 0.5 is this project's
+#: choice. Used by the training target transform and by the demo corpus's ground truth alike.
+ENGAGEMENT_POWER: float = 0.5
+
 #: The reference's task variants: which outputs a checkpoint predicts.
 TASK_OUTPUTS: dict[str, tuple[str, ...]] = {"popularity": ENGAGEMENT, "full": SCORE_NAMES}
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from apex.settings import Settings
 
 #: Bump when anything changes the generated files; a cached corpus of another version is rebuilt.
-DEMO_VERSION = "1"
+DEMO_VERSION = "2"
 PLATFORM = "demo-synth"
 #: (sample rate Hz, channels, probability): mostly MERT's 24 kHz mono, some CD/video-rate stereo.
 FORMATS = ((24_000, 1, 0.80), (44_100, 2, 0.10), (48_000, 2, 0.10))

@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 
 from apex.demo.systems import TRAITS
-from apex.tasks import AESTHETICS
+from apex.tasks import AESTHETICS, ENGAGEMENT_POWER
 
-#: Exponent of the power transform applied to the engagement percentile (see data/README.md).
-ENGAGEMENT_EXPONENT = 1.5
+#: Exponent of the power transform applied to the engagement percentile (see data/README.md);
+#: the same exponent the training target transform uses by default.
+ENGAGEMENT_EXPONENT = ENGAGEMENT_POWER
 #: Standard deviation of the per-clip "rater" noise on the 0-1 scale (0.12 on the 1-5 scale).
 RATER_NOISE = 0.03
 ROBOT_VOICE_PENALTY = 0.6

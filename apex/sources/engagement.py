@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from apex.tasks import ENGAGEMENT_POWER
+
 FIELDS: tuple[str, ...] = ("id", "url", "streams", "likes", "model_version", "tags", "duration_s")
 _REQUIRED: tuple[str, ...] = ("id", "url", "streams", "likes")
 
@@ -178,7 +180,7 @@ def assign_split(ids: pd.Series, *, val: float = 0.1, test: float = 0.1) -> pd.S
     return pd.Series(split, index=ids.index)
 
 
-def with_targets(listing: pd.DataFrame, *, power: float = 0.5) -> pd.DataFrame:
+def with_targets(listing: pd.DataFrame, *, power: float = ENGAGEMENT_POWER) -> pd.DataFrame:
     """Add ``split`` and the 0-100 ``score_streams``/``score_likes`` (fitted on ``train`` only)."""
     from apex.training.data import TargetTransform
 

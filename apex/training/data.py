@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from apex.tasks import AESTHETICS, SCORE_NAMES
+from apex.tasks import AESTHETICS, ENGAGEMENT_POWER, SCORE_NAMES
 
 #: Raw engagement count column behind each 0-100 engagement score.
 RAW_COLUMNS: dict[str, str] = {"score_streams": "streams", "score_likes": "likes"}
@@ -56,14 +56,15 @@ class TargetTransform:
     ``score = 100 * F(x) ** power`` where ``F`` is the training-split empirical CDF of the count
     (ties share their mid-rank, so equal counts map to equal scores), fitted per platform because
     counts on different platforms are not comparable. ``power`` < 1 compresses the upper tail. The
-    reference does not publish its exponent; 0.5 is our default, and it is stored with the model.
+    reference does not publish its exponent; :data:`apex.tasks.ENGAGEMENT_POWER` (0.5) is our
+    default, and the fitted value is stored with the model.
 
     Attributes:
         power: exponent applied to the 0-1 percentile.
         quantiles: ``{platform: {count_column: sorted training values}}`` (the fitted CDF).
     """
 
-    power: float = 0.5
+    power: float = ENGAGEMENT_POWER
     quantiles: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def fit(self, frame: pd.DataFrame) -> TargetTransform:
