@@ -152,10 +152,9 @@ def test_background_thread_runs_on_trigger_without_blocking(settings, tmp_path: 
         while not worker.status.running and time.perf_counter() - t0 < 5:
             time.sleep(0.01)
         assert worker.status.running
-        # scoring is not blocked while the refit trains
-        t1 = time.perf_counter()
+        # scoring is not blocked while the refit trains: the old model answers while it runs
         assert scorer.score_embedding(_embedding()).scores["score_streams"] < 1
-        assert time.perf_counter() - t1 < 1.0
+        assert worker.status.running and worker.status.runs == 0
         release.set()
         while worker.status.runs == 0 and time.perf_counter() - t0 < 5:
             time.sleep(0.01)

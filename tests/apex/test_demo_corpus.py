@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -192,10 +191,8 @@ def test_cached_build_is_reused_and_changes_rebuild(tmp_path, settings):
     out = tmp_path / "demo"
     build_demo_corpus(out, seed=0, n_clips=8)
     stamp = (out / "metadata.csv").stat().st_mtime_ns
-    started = time.perf_counter()
     build_demo_corpus(out, seed=0, n_clips=8)
-    assert (out / "metadata.csv").stat().st_mtime_ns == stamp
-    assert time.perf_counter() - started < 0.5
+    assert (out / "metadata.csv").stat().st_mtime_ns == stamp, "a cached corpus is not rebuilt"
     build_demo_corpus(out, seed=1, n_clips=8)
     assert json.loads((out / "corpus.json").read_text())["seed"] == 1
     assert set(load_metadata(out)["clip_id"].str[:8]) == {"demo-s1-"}
