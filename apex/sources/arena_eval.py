@@ -8,8 +8,9 @@ stratified cross-validated ROC AUC (overall, instrumental, vocal) of a logistic 
 (paper: 0.600) and of an SVM chosen by an inner grid search (paper: 0.614), with "A won" as the
 positive class. Its final feature set uses the engagement scores only (``features="engagement"``);
 ``features="all"`` adds the five aesthetics, as :func:`apex.training.evaluate.arena_protocol`
-does. The logistic regression here is that function's model (standardise, ``C=0.1``, balanced
-classes), so on the same battles and features both give the same overall AUC.
+does. Features, logistic regression (standardise, ``C=0.1``, balanced classes) and folds are
+:mod:`apex.training.arena_cv`'s, shared with that function, so on the same battles and features
+both give the same overall AUC.
 
 TIE and BOTH_BAD votes have no winner, and battles whose clips have no prediction (audio not
 released, undecodable) cannot be featurised: all are counted and reported, none enters the AUC.
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_NAMES
+from apex.training import arena_cv
 
 #: The paper's reported overall AUCs on Music Arena (Table: arena experiment).
 PAPER_AUC: dict[str, float] = {"logistic_regression": 0.600, "svm": 0.614}
@@ -58,18 +60,11 @@ def features(
     Returns:
         ``[N, F]`` float64 features and their ``F`` names.
     """
-    preds = {n: predictions[n].to_numpy(np.float64) for n in predictions.columns}
-    if all(e in preds for e in ENGAGEMENT):
-        preds["combined_popularity"] = np.mean([preds[e] for e in ENGAGEMENT], axis=0)
+    scores = {n: predictions[n].to_numpy(np.float64) for n in predictions.columns}
     row = {clip: i for i, clip in enumerate(predictions.index)}
     a = np.array([row[c] for c in clip_a], dtype=np.int64)
     b = np.array([row[c] for c in clip_b], dtype=np.int64)
-    flag = np.asarray(instrumental, dtype=np.float64)
-    diffs = {f"diff_{n}": v[a] - v[b] for n, v in preds.items()}
-    ratios = {f"ratio_{n}": v[a] / (v[b] + 1e-9) for n, v in preds.items()}
-    inter = {f"{k}_x_instr": d * flag for k, d in diffs.items()}
-    columns = {**diffs, **ratios, "is_instrumental": flag, **inter}
-    return np.column_stack(list(columns.values())), list(columns)
+    return arena_cv.battle_features(scores, a, b, instrumental)
 
 
 def _groups_auc(y: np.ndarray, score: np.ndarray, instrumental: np.ndarray) -> dict[str, float]:
@@ -100,20 +95,12 @@ def _summary(y: np.ndarray, proba: np.ndarray, instrumental: np.ndarray) -> dict
 
 def _models(svm: str, seed: int) -> dict[str, Any]:
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    models: dict[str, Any] = {
-        "logistic_regression": Pipeline(
-            [
-                ("scaler", StandardScaler()),
-                ("lr", LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000)),
-            ]
-        )
-    }
+    models: dict[str, Any] = {"logistic_regression": arena_cv.logistic_regression()}
     # Platt scaling by 5-fold calibration: what SVC(probability=True) did (now deprecated).
     platt = CalibratedClassifierCV(
         SVC(class_weight="balanced", random_state=seed), method="sigmoid", cv=5, ensemble=False
@@ -131,16 +118,12 @@ def _models(svm: str, seed: int) -> dict[str, Any]:
 def _cross_validated(
     x: np.ndarray, y: np.ndarray, instrumental: np.ndarray, *, folds: int, seed: int, svm: str
 ) -> dict[str, Any]:
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    minority = int(min(y.sum(), len(y) - y.sum()))
-    if minority < folds:
-        reason = f"only {minority} battles of the rarer outcome; {folds}-fold CV needs {folds}"
+    reason = arena_cv.cv_skip_reason(y, folds)
+    if reason is not None:
         return {name: {"skipped": reason} for name in _models(svm, seed)}
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     out = {}
     for name, model in _models(svm, seed).items():
-        proba = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
+        proba = arena_cv.cross_validated_proba(model, x, y, folds=folds, seed=seed)
         out[name] = _summary(y, proba, instrumental)
     return out
 

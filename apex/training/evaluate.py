@@ -6,7 +6,8 @@
   ROC AUC of ``u_A - u_B`` for "A won", where ``u`` is :func:`preference_utility`.
 - :func:`arena_protocol` — the APEX paper's Music Arena experiment: features from predicted-score
   differences (and ratios, instrumental flag, interactions), a standardised logistic regression,
-  10-fold stratified cross-validated AUC (the paper reports 0.60-0.61 there).
+  10-fold stratified cross-validated AUC (the paper reports 0.60-0.61 there); the features and
+  folds are :mod:`apex.training.arena_cv`'s, shared with :mod:`apex.sources.arena_eval`.
 - :func:`evaluate_model` bundles them; :func:`format_table` prints a report for people.
 """
 
@@ -19,6 +20,7 @@ from scipy import stats
 from torch import nn
 
 from apex.tasks import ENGAGEMENT, SCORE_NAMES
+from apex.training import arena_cv
 from apex.training.data import Battles, EngagementData
 from apex.training.loop import predict
 
@@ -92,36 +94,24 @@ def arena_protocol(
 ) -> dict[str, float]:
     """The paper's arena experiment on decisive battles, as its notebook sets it up.
 
-    Features per battle: for each predicted score and the engagement mean, the difference A - B
-    and the ratio A / B; the instrumental flag; each difference times the flag. Model: standardise
-    then ``LogisticRegression(C=0.1, class_weight="balanced")``; ``folds``-fold stratified CV
+    Features per battle (:func:`apex.training.arena_cv.battle_features`): for each predicted
+    score and the engagement mean, the difference A - B and the ratio A / B; the instrumental
+    flag; each difference times the flag. Model: standardise then
+    ``LogisticRegression(C=0.1, class_weight="balanced")``; ``folds``-fold stratified CV
     (shuffled, ``seed``); AUC of the out-of-fold probabilities for "A won". NaN when either
     outcome has fewer than ``folds`` battles.
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     decisive = battles.y != 0.5
-    a, b = battles.a[decisive], battles.b[decisive]
     y = (battles.y[decisive] == 1.0).astype(int)
-    if min(y.sum(), len(y) - y.sum()) < folds:
+    if arena_cv.cv_skip_reason(y, folds) is not None:
         return {"auc": float("nan"), "n": len(y)}
-    names = [n for n in SCORE_NAMES if n in outputs]
-    preds = {n: np.asarray(outputs[n], np.float64) for n in names}
-    if all(e in preds for e in ENGAGEMENT):
-        preds["combined_popularity"] = np.mean([preds[e] for e in ENGAGEMENT], axis=0)
-    instr = battles.is_instrumental[decisive].astype(float)
-    diffs = [preds[n][a] - preds[n][b] for n in preds]
-    ratios = [preds[n][a] / (preds[n][b] + 1e-9) for n in preds]
-    features = np.column_stack([*diffs, *ratios, instr, *(d * instr for d in diffs)])
-    model = make_pipeline(
-        StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000)
-    )
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    proba = cross_val_predict(model, features, y, cv=cv, method="predict_proba")[:, 1]
+    scores = {n: outputs[n] for n in SCORE_NAMES if n in outputs}
+    instr = battles.is_instrumental[decisive]
+    x, _ = arena_cv.battle_features(scores, battles.a[decisive], battles.b[decisive], instr)
+    model = arena_cv.logistic_regression()
+    proba = arena_cv.cross_validated_proba(model, x, y, folds=folds, seed=seed)
     return {"auc": float(roc_auc_score(y, proba)), "n": len(y)}
 
 
