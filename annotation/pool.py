@@ -6,7 +6,8 @@ the ``datasets`` audiofolder convention: audio files plus ``metadata.csv`` or
 ``system``, ``prompt`` and ``is_instrumental`` columns describe it; an optional ``clip_id`` column
 names clips (default: the file name without its extension). Every clip is decoded once with
 :func:`apex.audio.load_audio`; clips that cannot be used are listed in :attr:`ClipPool.skipped` with
-the reason and left out, so one bad file never takes the arena down.
+the reason and left out, so one bad file never takes the arena down. Reading either layout, and
+resolving the ``APEX_POOL`` setting to a folder, live in :mod:`annotation.pool_sources`.
 
 Scores are computed once per clip and cached as one JSON file per clip under
 ``cache_dir/pool/<model key>/<sha256 of the file>.json``: a restart, or the same file under another
@@ -28,18 +29,15 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from annotation.pool_sources import PoolError, audiofolder_rows, music_arena_rows, pool_folder
 from apex.settings import Settings
+from apex.sources.download import sha256_of
 
 logger = logging.getLogger(__name__)
 
-_REQUIRED = ("file_name", "system", "is_instrumental")
 _TRUE = {"true", "1", "yes", "instrumental"}
 _FALSE = {"false", "0", "no", "vocal"}
 _SCORE_BATCH = 16
-
-
-class PoolError(ValueError):
-    """The pool cannot be built; the message says what was wrong and what to do."""
 
 
 class ScorerLike(Protocol):
@@ -168,8 +166,7 @@ class ClipPool:
         Raises:
             PoolError: no metadata file, missing columns, or no usable clip at all.
         """
-        root = Path(directory).resolve()
-        return cls._build(root, _read_metadata(root), [], scorer, cache_dir, max_seconds)
+        return cls._build(*audiofolder_rows(directory), scorer, cache_dir, max_seconds)
 
     @classmethod
     def from_music_arena(
@@ -190,18 +187,7 @@ class ClipPool:
         Raises:
             PoolError: not Music Arena's layout, or no usable clip at all.
         """
-        from apex.sources.music_arena import MusicArenaError, read_release
-
-        try:
-            release = read_release(directory)
-        except MusicArenaError as exc:
-            raise PoolError(str(exc)) from exc
-        clips = release.clips()
-        absent = clips[~clips["has_audio"]]
-        skipped = list(release.skipped)
-        skipped += [(name, "audio file not on disk") for name in absent["file_name"]]
-        meta = clips[clips["has_audio"]].drop(columns=["has_audio", "batch", "duration_s"])
-        return cls._build(release.root, meta, skipped, scorer, cache_dir, max_seconds)
+        return cls._build(*music_arena_rows(directory), scorer, cache_dir, max_seconds)
 
     @classmethod
     def _build(
@@ -228,24 +214,6 @@ class ClipPool:
         return cls(clips, root, skipped=skipped, model_version=model_version, results=results)
 
 
-def _read_metadata(root: Path) -> pd.DataFrame:
-    if not root.is_dir():
-        raise PoolError(f"pool folder {root} does not exist; point APEX_POOL at a folder.")
-    if (root / "metadata.csv").is_file():
-        meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
-    elif (root / "metadata.jsonl").is_file():
-        meta = pd.read_json(root / "metadata.jsonl", lines=True, dtype=False)
-    else:
-        raise PoolError(
-            f"{root} has no metadata.csv or metadata.jsonl; add one with the columns "
-            f"{', '.join(_REQUIRED)}, prompt (the audiofolder convention)."
-        )
-    missing = [c for c in _REQUIRED if c not in meta.columns]
-    if missing:
-        raise PoolError(f"the metadata of {root} lacks column(s) {', '.join(missing)}; add them.")
-    return meta
-
-
 def _parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -255,14 +223,6 @@ def _parse_bool(value: Any) -> bool:
     if text in _FALSE:
         return False
     raise ValueError(f"is_instrumental={value!r} is not true/false")
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_json(path: Path | None) -> dict[str, Any] | None:
@@ -306,7 +266,7 @@ def _validate(
             if not system:
                 raise ValueError("empty system")
             instrumental = _parse_bool(row["is_instrumental"])
-            digest = _file_hash(path)
+            digest = sha256_of(path)
             entry = cache / "audio" / f"{digest}.json" if cache else None
             checked = _read_json(entry)
             if checked is None or checked.get("max_seconds") != max_seconds:
@@ -414,53 +374,7 @@ def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
         PoolError: the folder does not exist, or a Hub dataset cannot be downloaded (offline);
             the message says which setting to change.
     """
-    spec = settings.pool
-    if spec == "demo":
-        from apex.demo import ensure_demo_corpus
-
-        directory = ensure_demo_corpus(settings)
-    elif spec == "music-arena" or spec.startswith("music-arena:"):
-        directory = _music_arena(spec, settings)
-    elif Path(spec).expanduser().is_dir():
-        directory = Path(spec).expanduser()
-    elif re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
-        directory = _download(spec, settings)
-    else:
-        raise PoolError(
-            f"APEX_POOL={spec!r} is neither `demo`, `music-arena`, an existing folder, nor a Hub "
-            "dataset id (owner/name); fix the path or use `demo`."
-        )
-    if (Path(directory) / "battle_data").is_dir():
+    directory = pool_folder(settings)
+    if (directory / "battle_data").is_dir():
         return ClipPool.from_music_arena(directory, scorer, cache_dir=settings.cache_dir)
     return ClipPool.from_audiofolder(directory, scorer, cache_dir=settings.cache_dir)
-
-
-def _music_arena(spec: str, settings: Settings) -> Path:
-    from apex.sources.music_arena import MusicArenaError, resolve
-
-    batches = tuple(b for b in spec.partition(":")[2].split(",") if b)
-    try:
-        return resolve(
-            "music-arena", cache_dir=settings.cache_dir / "hub-datasets", batches=batches
-        )
-    except MusicArenaError as exc:
-        raise PoolError(
-            f"APEX_POOL={spec}: {exc} Or set APEX_POOL=demo, or to a local copy of the release."
-        ) from exc
-
-
-def _download(repo_id: str, settings: Settings) -> Path:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(
-            snapshot_download(
-                repo_id, repo_type="dataset", cache_dir=settings.cache_dir / "hub-datasets"
-            )
-        )
-    except Exception as exc:  # every failure mode gets the same advice
-        raise PoolError(
-            f"could not download the Hub dataset {repo_id!r} ({type(exc).__name__}: {exc}). "
-            "The Hub may be unreachable (offline?) or the id wrong; set APEX_POOL=demo or a local "
-            "folder in the audiofolder layout."
-        ) from exc

@@ -9,7 +9,6 @@ a folder of shards (laid out like the dataset repo) into a store.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects
 
 from annotation.card import SHARD_GLOB
+from apex.sources.download import sha256_of as sha256_file  # name kept for annotation.sync
 
 if TYPE_CHECKING:
     from annotation.store import VoteStore
@@ -58,15 +58,6 @@ class Ledger:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
         tmp.replace(self.path)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parquet_rows(path: Path) -> int:

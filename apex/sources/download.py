@@ -106,7 +106,11 @@ class _Pacer:
 
 
 def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks.
+
+    The project's one file hash: also the key of the arena pool's cache and of the Hub sync's
+    ledger (``annotation.pool``, ``annotation.sync_files``).
+    """
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

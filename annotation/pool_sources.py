@@ -1,0 +1,134 @@
+"""Where the arena's clip pool comes from: the ``APEX_POOL`` setting and the two folder layouts.
+
+:func:`pool_folder` turns ``settings.pool`` into a local folder (building the demo corpus, or
+downloading Music Arena's public release or another Hub dataset, when it names one).
+:func:`audiofolder_rows` and :func:`music_arena_rows` read a folder in the audiofolder convention
+or in Music Arena's release layout (see :mod:`apex.sources.music_arena`) into the same metadata
+rows, so :class:`annotation.pool.ClipPool` validates and scores clips from either layout alike.
+The public entry points are :func:`annotation.pool.load_pool`, ``ClipPool.from_audiofolder`` and
+``ClipPool.from_music_arena`` (and :class:`PoolError`, re-exported there).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from apex.settings import Settings
+
+_HUB_CACHE = "hub-datasets"
+_REQUIRED = ("file_name", "system", "is_instrumental")
+
+
+class PoolError(ValueError):
+    """The pool cannot be built; the message says what was wrong and what to do."""
+
+
+def pool_folder(settings: Settings) -> Path:
+    """The local folder ``settings.pool`` names, downloaded or built first when needed.
+
+    Raises:
+        PoolError: the spec is no folder, ``demo``, ``music-arena`` nor Hub id, or the download
+            failed; the message says which setting to change.
+    """
+    spec = settings.pool
+    if spec == "demo":
+        from apex.demo import ensure_demo_corpus
+
+        return Path(ensure_demo_corpus(settings))
+    if spec == "music-arena" or spec.startswith("music-arena:"):
+        return _music_arena_release(spec, settings)
+    if Path(spec).expanduser().is_dir():
+        return Path(spec).expanduser()
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
+        return _hub_dataset(spec, settings)
+    raise PoolError(
+        f"APEX_POOL={spec!r} is neither `demo`, `music-arena`, an existing folder, nor a Hub "
+        "dataset id (owner/name); fix the path or use `demo`."
+    )
+
+
+def audiofolder_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tuple[str, str]]]:
+    """Read an audiofolder's ``metadata.csv`` (or ``metadata.jsonl``).
+
+    Returns:
+        The resolved folder, its metadata rows (at least ``file_name``, ``system`` and
+        ``is_instrumental``; all as read) and no skipped entries (rows are checked later).
+
+    Raises:
+        PoolError: no such folder, no metadata file, or missing columns.
+    """
+    root = Path(directory).resolve()
+    if not root.is_dir():
+        raise PoolError(f"pool folder {root} does not exist; point APEX_POOL at a folder.")
+    if (root / "metadata.csv").is_file():
+        meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    elif (root / "metadata.jsonl").is_file():
+        meta = pd.read_json(root / "metadata.jsonl", lines=True, dtype=False)
+    else:
+        raise PoolError(
+            f"{root} has no metadata.csv or metadata.jsonl; add one with the columns "
+            f"{', '.join(_REQUIRED)}, prompt (the audiofolder convention)."
+        )
+    missing = [c for c in _REQUIRED if c not in meta.columns]
+    if missing:
+        raise PoolError(f"the metadata of {root} lacks column(s) {', '.join(missing)}; add them.")
+    return root, meta, []
+
+
+def music_arena_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tuple[str, str]]]:
+    """Read Music Arena's release layout (``battle_data/<batch>/`` JSON + ``audio_files/<batch>/``
+    audio) into pool metadata.
+
+    Returns:
+        The release root; one row per released clip whose file is on disk (``clip_id``,
+        ``file_name``, ``system``, ``prompt``, ``is_instrumental``); and ``(name, reason)`` for
+        every battle record that could not be read and every clip whose file is missing.
+
+    Raises:
+        PoolError: the folder is not in Music Arena's layout.
+    """
+    from apex.sources.music_arena import MusicArenaError, read_release
+
+    try:
+        release = read_release(directory)
+    except MusicArenaError as exc:
+        raise PoolError(str(exc)) from exc
+    clips = release.clips()
+    absent = clips[~clips["has_audio"]]
+    skipped = list(release.skipped)
+    skipped += [(name, "audio file not on disk") for name in absent["file_name"]]
+    meta = clips[clips["has_audio"]].drop(columns=["has_audio", "batch", "duration_s"])
+    return release.root, meta, skipped
+
+
+def _music_arena_release(spec: str, settings: Settings) -> Path:
+    """``music-arena`` or ``music-arena:<batch>[,<batch>...]`` from the Hub (cached)."""
+    from apex.sources.music_arena import MusicArenaError, resolve
+
+    batches = tuple(b for b in spec.partition(":")[2].split(",") if b)
+    try:
+        return resolve("music-arena", cache_dir=settings.cache_dir / _HUB_CACHE, batches=batches)
+    except MusicArenaError as exc:
+        raise PoolError(
+            f"APEX_POOL={spec}: {exc} Or set APEX_POOL=demo, or to a local copy of the release."
+        ) from exc
+
+
+def _hub_dataset(repo_id: str, settings: Settings) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(
+                repo_id, repo_type="dataset", cache_dir=settings.cache_dir / _HUB_CACHE
+            )
+        )
+    except Exception as exc:  # every failure mode gets the same advice
+        raise PoolError(
+            f"could not download the Hub dataset {repo_id!r} ({type(exc).__name__}: {exc}). "
+            "The Hub may be unreachable (offline?) or the id wrong; set APEX_POOL=demo or a local "
+            "folder in the audiofolder layout."
+        ) from exc
