@@ -11,9 +11,16 @@ Pipeline per clip, matching the APEX reference (``inference.py``): 30 s non-over
 the last zero-padded to 30 s; the checkpoint's feature extractor settings (``do_normalize``:
 zero mean / unit variance over the whole padded segment, as ``Wav2Vec2FeatureExtractor`` does);
 the model with all hidden states; the mean over time of each hidden state (13 for 95M). We run
-the segments of a song through the model in batches and pool two ways from the same forward
-pass: over all frames (``layers_padded``, the reference) and over the frames that cover real
-audio (``layers``).
+the segments of a song (or of several songs: :meth:`MertEncoder.encode_batch`) through the model
+in batches and pool two ways from the same forward pass: over all frames (``layers_padded``, the
+reference) and over the frames that cover real audio (``layers``).
+
+The ``fast`` precision on CPU converts the weights to bf16 once (where the CPU has native bf16
+dot products), keeps autocast on for the ops it holds in fp32, and swaps two modules for ones
+with the same parameters and arithmetic in CPU-friendly layouts
+(:func:`~apex.encoders.hubert.use_channels_last_features`,
+:func:`~apex.encoders.hubert.use_blocked_attention`). ``benchmarks/score_speed.py`` measures it
+against the reference's shape (fp32, one segment per forward).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from apex.encoders.hubert import (
     load_weights,
     mert_95m_config,
     save_debug_checkpoint,
+    use_blocked_attention,
     use_channels_last_features,
 )
 
@@ -107,7 +115,9 @@ class MertEncoder(Encoder):
             # shared 2-core CPU the two were within run-to-run noise of each other).
             self.model = self.model.to(torch.bfloat16)
         if precision == "fast" and self.device.type == "cpu":
-            use_channels_last_features(self.model)  # same arithmetic, faster layout on CPU
+            # Same arithmetic, in the layouts and tile sizes CPU kernels run fastest.
+            use_channels_last_features(self.model)
+            use_blocked_attention(self.model)
         self.model.requires_grad_(False)
 
     # ------------------------------------------------------------------ construction

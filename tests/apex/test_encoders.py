@@ -329,3 +329,34 @@ def test_channels_last_feature_encoder_is_the_same_arithmetic(
         got = model.feature_extractor(wave)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_blocked_attention_is_the_same_arithmetic(reference_encoder: MertEncoder) -> None:
+    import copy
+
+    from apex.encoders.hubert import BlockedAttention, use_blocked_attention
+
+    model = copy.deepcopy(reference_encoder.model)
+    assert use_blocked_attention(model, block=50) == model.config.num_hidden_layers
+    assert list(model.state_dict()) == list(reference_encoder.model.state_dict())
+    wave = _song(3.0, seed=11).waveform[None].repeat(2, 1)  # 224 frames: 4 full blocks + 24
+    with torch.inference_mode():
+        want = reference_encoder.model(wave, output_hidden_states=True).hidden_states
+        got = model(wave, output_hidden_states=True).hidden_states
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # Masks as transformers passes them: bool (True = attend) or additive, [B, 1, T, T].
+    original = reference_encoder.model.encoder.layers[0].attention
+    blocked = BlockedAttention(original, block=3)
+    hidden = torch.randn(2, 7, model.config.hidden_size)
+    keep = torch.ones(2, 1, 7, 7, dtype=torch.bool)
+    keep[1, :, :, 5:] = False  # the second clip's last two frames are padding
+    additive = torch.zeros(2, 1, 7, 7).masked_fill(~keep, float("-inf"))
+    with torch.inference_mode():
+        for mask in (keep, additive):
+            torch.testing.assert_close(
+                blocked(hidden, attention_mask=mask)[0],
+                original(hidden, attention_mask=mask)[0],
+                rtol=1e-4,
+                atol=1e-5,
+            )
