@@ -193,9 +193,11 @@ def test_threads_share_one_store(store: SQLiteVoteStore) -> None:
     assert store.votes_frame()["vote_id"].is_unique
 
 
-def test_readers_see_commits_without_waiting_for_the_writer(store: SQLiteVoteStore) -> None:
-    # Each thread reads through its own connection: it sees what the writer committed, even
-    # while the writer holds its lock (e.g. during a vote's fsync).
+def test_readers_see_commits_without_waiting_for_the_writer(tmp_path: Path) -> None:
+    # SQLite only (not in the shared PostgreSQL suite): each thread reads through its own
+    # connection, and sees what the writer committed even while the writer holds its lock
+    # (e.g. during a vote's fsync).
+    store = SQLiteVoteStore(tmp_path / "v.sqlite")
     store.insert_battle(make_battle(1))
     seen: list = []
     with store._lock:  # the writer is busy
@@ -209,6 +211,7 @@ def test_readers_see_commits_without_waiting_for_the_writer(store: SQLiteVoteSto
         store._read("DELETE FROM votes")
     store.add_listen_event("b1", ListenEvent("A", 1.0, 1001.0))
     assert store._con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
 
 
 def test_close_closes_every_reader(tmp_path: Path) -> None:
