@@ -238,8 +238,8 @@ class MertEncoder(Encoder):
         layers = torch.cat(valid_out).split(counts)
         layers_padded = torch.cat(padded_out).split(counts)
         seconds = (valid.to(torch.float32) / self.sample_rate).split(counts)
-        return [
-            Embedding(layers=a, layers_padded=b, seconds=c, encoder_id=self.encoder_id)
+        return [  # clones: each clip's tensors own their storage (safetensors, memory)
+            Embedding(a.clone(), b.clone(), c.clone(), encoder_id=self.encoder_id)
             for a, b, c in zip(layers, layers_padded, seconds, strict=True)
         ]
 
