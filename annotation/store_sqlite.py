@@ -150,10 +150,12 @@ class SQLiteVoteStore(SQLVoteStore):
     def _reader(self) -> sqlite3.Connection:
         """This thread's read-only connection, opened on its first read."""
         con = getattr(self._local, "con", None)
-        if self._closed:
-            raise StoreError(f"the vote store {self.path} is closed; open it again to read.")
-        if con is None:
-            with self._readers_lock:
+        if con is None or self._closed:
+            with self._readers_lock:  # close() holds it too: no reader opens after close
+                if self._closed:
+                    raise StoreError(
+                        f"the vote store {self.path} is closed; open it again to read."
+                    )
                 con = self._connect(_Reader)
                 con.execute("PRAGMA query_only = ON")
                 self._readers.add(con)
