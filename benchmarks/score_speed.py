@@ -9,9 +9,14 @@ depend on the weight values; nothing is downloaded) and the same 24 kHz waveform
     ``Wav2Vec2FeatureExtractor`` called on each zero-padded segment, ``torch.no_grad``, then the
     mean over time of every hidden state;
 (b) fast — :class:`apex.encoders.MertEncoder` with ``precision="fast"``: one preprocessing
-    pass for the song, segments batched, ``inference_mode``, weights converted to bf16 once;
-(c) autocast — the same as (b) but fp32 weights under ``torch.autocast(bf16)``, to justify
-    converting the weights instead.
+    pass for the song, segments batched, ``inference_mode``, weights converted to bf16 once,
+    and on CPU the channels-last feature encoder and blocked attention (same parameters and
+    arithmetic, CPU-friendly layouts; ``apex.encoders.hubert``);
+(c) autocast — ``precision="reference"`` run under ``torch.autocast(bf16)``: fp32 weights and
+    transformers' own modules, i.e. what (b) adds beyond plain autocast.
+
+The paths take turns for ``--rounds`` rounds (order alternating) and each keeps its best round,
+so bursts of load from other processes on a shared machine do not land on one path only.
 
 It prints throughput (seconds of audio per second), the ratio (b)/(a), the largest score
 difference between (a) and (b) through randomly initialised reference heads
@@ -154,7 +159,7 @@ def main() -> None:
             build_hubert(config, seed=0), encoder_id="x", precision="reference",
             do_normalize=True, batch_size=args.batch_size,
         )  # fmt: skip
-        autocast.compute_dtype = torch.bfloat16  # fp32 weights, bf16 autocast
+        autocast.compute_dtype = torch.bfloat16  # fp32 weights, bf16 autocast, HF modules
         paths["autocast"] = lambda: autocast.encode(audio)
     reference_pipeline(reference_model, processor, warm.waveform)  # warm-up, not timed
     fast.encode(warm)
