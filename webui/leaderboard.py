@@ -31,17 +31,22 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def leaderboard_data(services: Services, board: str = "all") -> dict[str, Any]:
+def leaderboard_data(
+    services: Services, board: str = "all", include_imported: bool = False
+) -> dict[str, Any]:
     """The board as JSON: rows, vote counts, APEX agreement and the update time.
 
     Args:
         board: ``"all"``, ``"instrumental"`` or ``"vocal"``.
+        include_imported: also count imported votes (e.g. Music Arena's release); they are kept
+            apart by default, never mixed silently with the votes collected here.
 
     Returns:
         ``{"board", "updated_at" (ISO, UTC), "votes" (all stored), "rated_votes" (this board,
         without BOTH_BAD), "rows": [{"rank", "system", "rating", "ci_low", "ci_high", "votes"}],
         "agreement": {"agree", "n", "rate", "ci_low", "ci_high"} or None}``.
     """
+    from annotation.imports import select_votes
     from annotation.ratings import agreement, leaderboard
 
     if board not in BOARDS:
@@ -50,6 +55,7 @@ def leaderboard_data(services: Services, board: str = "all") -> dict[str, Any]:
         votes = services.store.votes_frame()
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
+    votes = select_votes(votes, include_imported=include_imported)
     if board != "all" and len(votes):
         flag = votes["is_instrumental"].astype(bool)
         votes = votes[flag if board == "instrumental" else ~flag]
@@ -72,6 +78,7 @@ def leaderboard_data(services: Services, board: str = "all") -> dict[str, Any]:
     rated = int(votes["preference"].isin(["A", "B", "TIE"]).sum()) if len(votes) else 0
     return {
         "board": board,
+        "include_imported": include_imported,
         "updated_at": _iso(time.time()),
         "votes": int(services.store.counts()["votes"]),
         "rated_votes": rated,
@@ -131,6 +138,11 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
             label="Board",
             scale=3,
         )
+        imported = gr.Checkbox(
+            value=False,
+            label="Include imported votes (e.g. Music Arena's release)",
+            scale=2,
+        )
         refresh = gr.Button("Refresh", scale=1)
     info = gr.Markdown()
     with gr.Row():
@@ -138,16 +150,16 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
         chart = gr.Plot(scale=3, label="Ratings with 95% CI")
     data = gr.JSON(visible=False)
 
-    def _load(which: str) -> dict[str, Any]:
-        return leaderboard_data(services, which)
+    def _load(which: str, include_imported: bool) -> dict[str, Any]:
+        return leaderboard_data(services, which, include_imported)
 
-    fetch = {"fn": _load, "inputs": [board], "outputs": [data]}
+    fetch = {"fn": _load, "inputs": [board, imported], "outputs": [data]}
     draw = {"fn": render, "inputs": [data], "outputs": [table, chart, info]}
     limits = {"concurrency_limit": concurrency, "concurrency_id": "read"}
     refresh.click(**fetch, **limits, api_name="leaderboard").success(
         **draw, api_visibility="private"
     )
-    for trigger in (board.change, tab.select):
+    for trigger in (board.change, imported.change, tab.select):
         trigger(**fetch, **limits, api_visibility="private").success(
             **draw, api_visibility="private"
         )

@@ -6,6 +6,7 @@ end in ``test_e2e_client.py``. These run in about a second.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -185,7 +186,7 @@ def test_reveal_text(pref: str, agrees: bool | None, expected: str) -> None:
 
 
 # ---------------------------------------------------------------------- leaderboard + data
-def _vote(i: int, a: str, b: str, pref: str, instrumental: bool, p_a: float):
+def _vote(i: int, a: str, b: str, pref: str, instrumental: bool, p_a: float | None):
     from annotation.store import VoteRecord
 
     return VoteRecord(
@@ -300,3 +301,19 @@ def test_model_card_lists_model_metrics_and_services(settings) -> None:
     assert "vote store: ready" in card and "refits are off" in card
     warming = about.model_card_markdown({"warming_up": "still loading"}, services)
     assert "still loading" in warming
+
+
+def test_imported_votes_count_only_when_asked(store_services) -> None:
+    store = store_services.store
+    for i in range(20, 26):  # an imported board where "bad" always wins
+        vote = _vote(i, "bad", "good", "A", True, None)
+        store.import_votes([(None, dataclasses.replace(vote, source="imported"))])
+    ours = leaderboard.leaderboard_data(store_services, "all")
+    both = leaderboard.leaderboard_data(store_services, "all", include_imported=True)
+    assert ours["rated_votes"] == 14 and both["rated_votes"] == 20
+    ratings = {
+        name: {r["system"]: r["rating"] for r in b["rows"]}
+        for name, b in [("ours", ours), ("both", both)]
+    }
+    gap = {k: v["good"] - v["bad"] for k, v in ratings.items()}
+    assert gap["both"] < gap["ours"], "imported votes change the board only when included"
