@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from apex.tasks import ENGAGEMENT_POWER
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -44,7 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eng.add_argument("--out", type=Path, required=True)
     eng.add_argument("--source", choices=("suno", "udio"), default=None, help="default: detect")
     eng.add_argument("--limit", type=int, default=None, help="only the first N usable rows")
-    eng.add_argument("--power", type=float, default=0.5, help="exponent after the percentile")
+    eng.add_argument(
+        "--power",
+        type=float,
+        default=ENGAGEMENT_POWER,
+        help="exponent after the percentile (default %(default)s)",
+    )
     eng.add_argument("--min-interval", type=float, default=1.0, help="seconds between requests")
     eng.add_argument("--retries", type=int, default=5)
     eng.add_argument("--dry-run", action="store_true", help="map and score, download nothing")
