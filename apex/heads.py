@@ -87,7 +87,34 @@ class _Branch(nn.Module):
         return _to_score_scale(self.branch(x).squeeze(1), self.name)
 
 
-class ReferenceHeads(nn.Module):
+class _MixedHeads(nn.Module):
+    """Shared inference of both head families: mix layers, average segments, then predict.
+
+    Subclasses define ``mix(layers [..., L, D]) -> [..., D']`` and
+    ``predict_mixed([N, D']) -> dict of [N]``.
+    """
+
+    def forward(
+        self, layers: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Outputs ``[B]`` from ``[B, L, D]`` or ``[B, S, L, D]`` (+ ``mask`` ``[B, S]``).
+
+        For 4-D input, each segment is mixed first and the mixed vectors are averaged over the
+        valid segments: the reference's order of operations.
+        """
+        mixed = self.mix(layers)
+        if mixed.dim() == 3:
+            mixed = _mean_segments(mixed, mask)
+        return self.predict_mixed(mixed)
+
+    def segments(self, layers: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-segment outputs: ``[B, S, L, D]`` -> dict of ``[B, S]``."""
+        batch, segs = layers.shape[:2]
+        out = self.predict_mixed(self.mix(layers).reshape(batch * segs, -1))
+        return {name: value.reshape(batch, segs) for name, value in out.items()}
+
+
+class ReferenceHeads(_MixedHeads):
     """The reference ``apexMLP`` plus its fixed layer mix; state dict = the published one.
 
     Args:
@@ -154,25 +181,6 @@ class ReferenceHeads(nn.Module):
         hidden = self.shared(x)
         return {name: getattr(self, f"branch_{name}")(hidden) for name in self.output_names}
 
-    def forward(
-        self, layers: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Song scores ``[B]`` from ``[B, L, 768]`` or ``[B, S, L, 768]`` (+ ``mask`` ``[B, S]``).
-
-        For 4-D input, each segment is mixed first and the mixed vectors are averaged over the
-        valid segments, exactly the reference's order of operations.
-        """
-        mixed = self.mix(layers)
-        if mixed.dim() == 3:
-            mixed = _mean_segments(mixed, mask)
-        return self.predict_mixed(mixed)
-
-    def segments(self, layers: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-segment scores: ``[B, S, L, 768]`` -> dict of ``[B, S]``."""
-        batch, segs = layers.shape[:2]
-        out = self.predict_mixed(self.mix(layers).reshape(batch * segs, -1))
-        return {name: value.reshape(batch, segs) for name, value in out.items()}
-
 
 # ---------------------------------------------------------------------------- our heads
 @dataclass
@@ -202,7 +210,7 @@ class HeadsConfig:
 
 
 class ApexHeads(
-    nn.Module,
+    _MixedHeads,
     PyTorchModelHubMixin,
     library_name="apex-arena",
     repo_url="https://github.com/AMAAI-Lab/apex",
@@ -291,21 +299,6 @@ class ApexHeads(
             out[f"{name}_std"] = torch.exp(0.5 * logvar[:, i]) * (high - low)
         out["preference"] = self.preference_out(hidden).squeeze(1)
         return out
-
-    def forward(
-        self, layers: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        """Outputs ``[B]`` from ``[B, L, D]`` or ``[B, S, L, D]`` with ``mask`` ``[B, S]``."""
-        mixed = self.mix(layers)
-        if mixed.dim() == 3:
-            mixed = _mean_segments(mixed, mask)
-        return self.predict_mixed(mixed)
-
-    def segments(self, layers: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-segment outputs: ``[B, S, L, D]`` -> dict of ``[B, S]``."""
-        batch, segs = layers.shape[:2]
-        out = self.predict_mixed(self.mix(layers).reshape(batch * segs, -1))
-        return {name: value.reshape(batch, segs) for name, value in out.items()}
 
 
 def logistic_preference(
