@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from apex.tasks import APEX_BIBTEX
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -41,28 +43,15 @@ _SIZE_BUCKETS = (
     (10_000_000, "1M<n<10M"),
     (100_000_000, "10M<n<100M"),
 )
-_CITATIONS = """\
-```bibtex
-@misc{husain2026apex,
-  title         = {APEX: Large-scale Multi-task Aesthetic-Informed Popularity Prediction for
-                   AI-Generated Music},
-  author        = {Jaavid Aktar Husain and Dorien Herremans},
-  year          = {2026},
-  eprint        = {2605.03395},
-  archivePrefix = {arXiv},
-  primaryClass  = {cs.SD},
-  url           = {https://arxiv.org/abs/2605.03395}
-}
-
-@misc{kim2025musicarena,
+_MUSIC_ARENA_BIBTEX = """@misc{kim2025musicarena,
   title         = {Music Arena: Live Evaluation for Text-to-Music},
   author        = {Yonghyun Kim and others},
   year          = {2025},
   eprint        = {2507.20900},
   archivePrefix = {arXiv},
   url           = {https://arxiv.org/abs/2507.20900}
-}
-```"""
+}"""
+_CITATIONS = f"```bibtex\n{APEX_BIBTEX}\n\n{_MUSIC_ARENA_BIBTEX}\n```"
 
 
 @dataclass(frozen=True)

@@ -44,3 +44,16 @@ def scale_of(name: str) -> tuple[float, float]:
         return SCORE_RANGES[name]
     except KeyError:
         raise KeyError(f"unknown score {name!r}; known scores: {', '.join(SCORE_NAMES)}") from None
+
+
+#: BibTeX of the APEX paper (arXiv 2605.03395), shown on the About tab and the dataset card.
+APEX_BIBTEX = """@misc{husain2026apex,
+  title         = {APEX: Large-scale Multi-task Aesthetic-Informed Popularity Prediction for
+                   AI-Generated Music},
+  author        = {Jaavid Aktar Husain and Dorien Herremans},
+  year          = {2026},
+  eprint        = {2605.03395},
+  archivePrefix = {arXiv},
+  primaryClass  = {cs.SD},
+  url           = {https://arxiv.org/abs/2605.03395}
+}"""

@@ -12,18 +12,10 @@ from typing import Any
 
 import gradio as gr
 
+from apex.tasks import APEX_BIBTEX
 from webui.services import LABELS, NotReady, Services
 
-CITATION = """@misc{husain2026apex,
-  title         = {APEX: Large-scale Multi-task Aesthetic-Informed Popularity Prediction
-                   for AI-Generated Music},
-  author        = {Jaavid Aktar Husain and Dorien Herremans},
-  year          = {2026},
-  eprint        = {2605.03395},
-  archivePrefix = {arXiv},
-  primaryClass  = {cs.SD},
-  url           = {https://arxiv.org/abs/2605.03395}
-}"""
+CITATION = APEX_BIBTEX
 
 REFIT_TEXT = """### How the model improves
 1. **Inputs.** MERT embeddings of songs with engagement data (streams, likes) and every
