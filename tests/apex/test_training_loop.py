@@ -12,14 +12,7 @@ from apex.tasks import SCORE_NAMES, TASK_OUTPUTS
 from apex.training.data import Battles, EngagementData
 from apex.training.loop import TrainConfig, calibrate, predict, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids spin-wait contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(n: int = 48, layers: int = 2, dim: int = 8, seed: int = 0) -> EngagementData:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from apex.training.data import TargetTransform, load_engagement, write_shard
 from apex.training.loop import TrainConfig
@@ -22,13 +21,7 @@ from apex.training.refit import (
     run_refit,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _report(accuracy: float, spearman: float, n: int = 100) -> dict:
