@@ -24,6 +24,7 @@ import pandas as pd
 
 from annotation import rules
 from annotation.identity import Pseudonymizer, load_or_create_salt
+from annotation.loudness import Loudness, LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
 from annotation.rules import ListenEvent, VoteRefused
 from annotation.store import Battle, DuplicateVote, VoteRecord, VoteStore
@@ -45,6 +46,8 @@ class BattleTicket:
     """What the client receives for a new battle: an opaque id and two anonymous audio files.
 
     Attributes:
+        audio_a, audio_b: the files to play: loudness-matched copies (``APEX_LOUDNESS_MATCH``)
+            or the pool's originals.
         issued_at: server time of issue, Unix seconds.
     """
 
@@ -128,6 +131,12 @@ class Arena:
         self._pairs: dict[tuple[str, str], int] | None = None
         self._pairs_read_at = 0.0
         self.model_version = pool.model_version or _model_version(scorer)
+        self.loudness = LoudnessMatcher(
+            Path(settings.cache_dir) / "arena-loudness",
+            target_lufs=settings.loudness_target_lufs,
+            max_true_peak_dbtp=settings.loudness_true_peak_dbtp,
+            enabled=settings.loudness_match,
+        )
 
     # ------------------------------------------------------------------ issue
     def new_battle(self, session_id: str, ip: str | None = None) -> BattleTicket:
@@ -163,9 +172,20 @@ class Arena:
             prompt=a.prompt if a.prompt == b.prompt else f"{a.prompt} | {b.prompt}",
             is_instrumental=a.is_instrumental and b.is_instrumental,
         )
+        served_a, served_b = self._served(a.clip_id), self._served(b.clip_id)
         self.store.insert_battle(battle)
         self._count_pair(battle.system_a, battle.system_b)
-        return BattleTicket(battle.battle_id, a.path, b.path, battle.issued_at)
+        return BattleTicket(battle.battle_id, served_a.path, served_b.path, battle.issued_at)
+
+    def _served(self, clip_id: str) -> ServedClip:
+        """The file played for a clip (matched once, then cached) and its original loudness."""
+        clip = self.pool[clip_id]
+        try:
+            return self.loudness.serve(clip.path, clip.content_hash)
+        except ValueError as exc:  # no BS.1770 measure (over 5 channels): play it as it is
+            logger.warning("clip %s is played unmatched: %s", clip_id, exc)
+            unknown = Loudness(None, None)
+            return ServedClip(clip.path, unknown, 0.0, unknown, matched=False)
 
     def _pair_counts(self) -> dict[tuple[str, str], int]:
         """Battles per system pair: the store's count, re-read every PAIR_COUNTS_REFRESH_S."""
@@ -267,6 +287,8 @@ class Arena:
     ) -> VoteRecord:
         apex_a, apex_b = self._prediction(battle.clip_a), self._prediction(battle.clip_b)
         p_a = self._compare(battle.clip_a, battle.clip_b)
+        clip_a, clip_b = self.pool[battle.clip_a], self.pool[battle.clip_b]
+        served_a, served_b = self._served(battle.clip_a), self._served(battle.clip_b)
         return VoteRecord(
             vote_id=uuid.uuid4().hex,
             battle_uuid=battle.battle_id,
@@ -291,6 +313,13 @@ class Arena:
             apex_p_a=p_a,
             apex_model_version=self.model_version if (apex_a or p_a is not None) else None,
             source="live",
+            loudness_a=served_a.source.lufs,
+            loudness_b=served_b.source.lufs,
+            loudness_matched=served_a.matched and served_b.matched,
+            duration_a=clip_a.duration_s,
+            duration_b=clip_b.duration_s,
+            instrumental_a=clip_a.is_instrumental,
+            instrumental_b=clip_b.is_instrumental,
         )
 
     def _open_battle(self, battle_id: str, session_id: str, now: float) -> Battle:

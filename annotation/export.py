@@ -68,6 +68,7 @@ def _columns() -> list[tuple[str, pa.DataType, str]]:
         ("source", _STR, "live (a person), simulated (demo votes) or imported."),
         ("apex_model_version", _STR, "APEX model that made the predictions ('<id>@<version>')."),
         ("apex_p_a", _F64, "APEX's probability that listeners prefer clip A (0-1)."),
+        *_fairness_columns(),
     ]
     for side in ("a", "b"):
         for name in SCORE_NAMES:
@@ -92,6 +93,42 @@ def _columns() -> list[tuple[str, pa.DataType, str]]:
                 )
             )
     return cols
+
+
+def _fairness_columns() -> list[tuple[str, pa.DataType, str]]:
+    """What the clips sounded like, how trustworthy the vote looks, and who cast it."""
+    loud = (
+        "Integrated loudness of clip {s} as generated (ITU-R BS.1770-4, LUFS), measured by the "
+        "server before it was played."
+    )
+    return [
+        ("loudness_a", _F64, loud.format(s="A")),
+        ("loudness_b", _F64, loud.format(s="B")),
+        (
+            "loudness_matched",
+            _BOOL,
+            "True: both clips were played gain-matched to the arena's target loudness (-16 LUFS "
+            "by default, true peak at most -1 dBTP, no clipping: a static gain per clip, lowered "
+            "for very peaky clips); False: played as generated.",
+        ),
+        ("duration_a", _F64, "Length of clip A, seconds."),
+        ("duration_b", _F64, "Length of clip B, seconds."),
+        ("instrumental_a", _BOOL, "Clip A is instrumental (no vocals)."),
+        ("instrumental_b", _BOOL, "Clip B is instrumental (no vocals)."),
+        (
+            "flags",
+            _STR,
+            "Comma-separated reasons this vote may be unreliable, computed by the server when it "
+            "was cast ('' for none): barely_listened, too_fast, same_side_streak, contrarian, "
+            "burst. Flagged votes are kept; boards leave them out by default.",
+        ),
+        (
+            "signed_in",
+            _BOOL,
+            "The voter was signed in with a Hugging Face account; user_pseudonym is then a "
+            "salted HMAC of the account id.",
+        ),
+    ]
 
 
 _COLUMNS = _columns()
@@ -238,6 +275,8 @@ def _record(row: dict[str, Any]) -> tuple[int | None, VoteRecord]:
         }
         values[f"ratings_{side}"] = marks or None
     values["is_instrumental"] = bool(values["is_instrumental"])
+    values["flags"] = values.get("flags") or ""  # shards from before the flags column
+    values["signed_in"] = bool(values.get("signed_in") or False)
     values["vote_id"] = values.get("vote_id") or values["battle_uuid"]
     row_id = values.get("row_id")
     return (None if row_id is None else int(row_id)), VoteRecord.from_mapping(values)

@@ -18,7 +18,8 @@ import pandas as pd
 from annotation.rules import PREFERENCES, ListenEvent
 
 #: The schema version both backends migrate to (each keeps its own statements per version).
-SCHEMA_VERSION = 1
+#: 2 added the clips' loudness, duration and vocals, the vote-quality flags and ``signed_in``.
+SCHEMA_VERSION = 2
 SOURCES: tuple[str, ...] = ("live", "simulated", "imported")
 #: Vote fields stored as JSON (lists and dicts).
 JSON_FIELDS: tuple[str, ...] = (
@@ -77,6 +78,15 @@ class VoteRecord:
         apex_p_a: APEX's probability that listeners prefer clip A, or None.
         ratings_a, ratings_b: optional 1-5 ratings ``{aesthetic: value}``.
         source: ``"live"``, ``"simulated"`` or ``"imported"``.
+        loudness_a, loudness_b: integrated loudness of each clip as generated (ITU-R BS.1770-4),
+            LUFS; None when unknown or silent.
+        loudness_matched: whether the clips were played loudness-matched; None when unknown.
+        duration_a, duration_b: length of each clip, seconds; None when unknown.
+        instrumental_a, instrumental_b: whether each clip is instrumental; None when unknown.
+        flags: comma-separated reasons the vote may be unreliable
+            (:data:`annotation.flags.FLAG_REASONS`), "" when none; never a reason to delete it.
+        signed_in: the voter was signed in with a Hugging Face account (the pseudonym is then
+            the account's).
     """
 
     vote_id: str
@@ -105,6 +115,15 @@ class VoteRecord:
     ratings_a: dict[str, int] | None = None
     ratings_b: dict[str, int] | None = None
     source: str = "live"
+    loudness_a: float | None = None
+    loudness_b: float | None = None
+    loudness_matched: bool | None = None
+    duration_a: float | None = None
+    duration_b: float | None = None
+    instrumental_a: bool | None = None
+    instrumental_b: bool | None = None
+    flags: str = ""
+    signed_in: bool = False
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> VoteRecord:

@@ -70,6 +70,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             imported BOOLEAN NOT NULL DEFAULT FALSE)""",
         'CREATE INDEX votes_by_voter ON votes(user_pseudonym, "timestamp")',
     ),
+    (  # version 2: what the clips sounded like, vote-quality flags, sign-in
+        "ALTER TABLE votes ADD COLUMN loudness_a DOUBLE PRECISION",
+        "ALTER TABLE votes ADD COLUMN loudness_b DOUBLE PRECISION",
+        "ALTER TABLE votes ADD COLUMN loudness_matched BOOLEAN",
+        "ALTER TABLE votes ADD COLUMN duration_a DOUBLE PRECISION",
+        "ALTER TABLE votes ADD COLUMN duration_b DOUBLE PRECISION",
+        "ALTER TABLE votes ADD COLUMN instrumental_a BOOLEAN",
+        "ALTER TABLE votes ADD COLUMN instrumental_b BOOLEAN",
+        "ALTER TABLE votes ADD COLUMN flags TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE votes ADD COLUMN signed_in BOOLEAN NOT NULL DEFAULT FALSE",
+    ),
 )
 
 

@@ -40,7 +40,18 @@ from annotation.rules import ListenEvent
 #: Votes per import transaction (one commit, and one fsync, each).
 IMPORT_BATCH = 5000
 _VOTE_COLUMNS = ("row_id", *VOTE_FIELDS, "imported")
-_FLOAT_COLUMNS = ("apex_p_a", "timestamp", "total_listening_time_a", "total_listening_time_b")
+_FLOAT_COLUMNS = (
+    "apex_p_a",
+    "timestamp",
+    "total_listening_time_a",
+    "total_listening_time_b",
+    "loudness_a",
+    "loudness_b",
+    "duration_a",
+    "duration_b",
+)
+#: Nullable yes/no columns: True, False or None (SQLite keeps 0/1).
+_MAYBE_BOOL_COLUMNS = ("loudness_matched", "instrumental_a", "instrumental_b")
 _COUNT_NAMES = ("battles", "open_battles", "listen_events", "votes", "voters")
 _Store = TypeVar("_Store", bound="SQLVoteStore")  # typing.Self needs Python 3.11
 
@@ -282,8 +293,11 @@ class SQLVoteStore(ABC):
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
         for name in _FLOAT_COLUMNS:
             frame[name] = pd.to_numeric(frame[name]).astype("float64")
-        frame["is_instrumental"] = frame["is_instrumental"].astype(bool)
-        frame["imported"] = frame["imported"].astype(bool)
+        for name in _MAYBE_BOOL_COLUMNS:
+            frame[name] = frame[name].map(lambda v: None if v is None else bool(v)).astype(object)
+        for name in ("is_instrumental", "imported", "signed_in"):
+            frame[name] = frame[name].astype(bool)
+        frame["flags"] = frame["flags"].astype(str)
         return frame
 
     def vote_times(self, voter: str, since: float) -> list[float]:

@@ -68,6 +68,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             imported INTEGER NOT NULL DEFAULT 0)""",
         "CREATE INDEX votes_by_voter ON votes(user_pseudonym, timestamp)",
     ),
+    (  # version 2: what the clips sounded like, vote-quality flags, sign-in
+        "ALTER TABLE votes ADD COLUMN loudness_a REAL",
+        "ALTER TABLE votes ADD COLUMN loudness_b REAL",
+        "ALTER TABLE votes ADD COLUMN loudness_matched INTEGER",
+        "ALTER TABLE votes ADD COLUMN duration_a REAL",
+        "ALTER TABLE votes ADD COLUMN duration_b REAL",
+        "ALTER TABLE votes ADD COLUMN instrumental_a INTEGER",
+        "ALTER TABLE votes ADD COLUMN instrumental_b INTEGER",
+        "ALTER TABLE votes ADD COLUMN flags TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE votes ADD COLUMN signed_in INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 

@@ -104,6 +104,42 @@ class Settings:
     feedback_max_chars: int = _env(
         "APEX_FEEDBACK_MAX_CHARS", "Longest free-text feedback accepted.", 1000, min=0, max=20000
     )
+    loudness_match: bool = _env(
+        "APEX_LOUDNESS_MATCH",
+        "Play arena clips loudness-matched (ITU-R BS.1770-4) at `APEX_LOUDNESS_TARGET_LUFS`; off "
+        "plays them as generated (their loudness is still measured and recorded with each vote).",
+        True,
+    )
+    loudness_target_lufs: float = _env(
+        "APEX_LOUDNESS_TARGET_LUFS",
+        "Integrated loudness every arena clip is played at, LUFS.",
+        -16.0,
+        min=-40.0,
+        max=-6.0,
+    )
+    loudness_true_peak_dbtp: float = _env(
+        "APEX_LOUDNESS_TRUE_PEAK_DBTP",
+        "Highest true peak (4x oversampled) of a loudness-matched clip, dBTP; a clip whose gain "
+        "would exceed it gets less gain (never clipped or limited).",
+        -1.0,
+        min=-20.0,
+        max=0.0,
+    )
+    trusted_proxies: int = _env(
+        "APEX_TRUSTED_PROXIES",
+        "Proxies in front of the app that append to `X-Forwarded-For` (1 on a Hugging Face "
+        "Space); the voter's address is the hop the outermost one appended. 0 ignores the header "
+        "and uses the connection's peer address.",
+        1,
+        min=0,
+        max=10,
+    )
+    signin: bool = _env(
+        "APEX_SIGNIN",
+        "Offer 'Sign in with Hugging Face' in the Arena (needs `hf_oauth: true` on a Space); "
+        "signed-in votes are keyed and rate-limited per account. Anonymous voting always works.",
+        True,
+    )
     salt: str | None = _env(
         "APEX_SALT",
         "Secret salt for voter pseudonyms (set as a Space secret). If unset, one is generated "

@@ -46,9 +46,16 @@ class FakeScorer:
 
 
 def make_pool(tmp_path: Path, *, systems=("x", "y", "z"), per_system: int = 2, scored=True):
+    import numpy as np
+    import soundfile as sf
+
     clips = []
     for s_index, system in enumerate(systems):
         for k in range(per_system):
+            # Real (short) audio: the arena measures and loudness-matches what it serves.
+            t = np.arange(16_000) / 16_000
+            tone = (0.05 + 0.1 * s_index) * np.sin(2 * np.pi * (220 + 55 * k) * t)
+            sf.write(tmp_path / f"{system}{k}.wav", tone, 16_000)
             scores = {name: 3.0 + s_index * 0.5 for name in SCORE_NAMES} if scored else {}
             clips.append(
                 Clip(
@@ -215,7 +222,8 @@ def test_session_never_hears_a_pair_twice(tmp_path: Path, settings) -> None:
     with SQLiteVoteStore(settings.store_path) as store:
         arena = Arena(settings, pool, store, seed=0)
         ticket = arena.new_battle(SESSION)
-        assert {ticket.audio_a.name, ticket.audio_b.name} == {"x0.wav", "y0.wav"}
+        battle = store.get_battle(ticket.battle_id)
+        assert {battle.clip_a, battle.clip_b} == {"x0", "y0"}
         refused("no_pair", arena.new_battle, SESSION)
         arena.new_battle("fresh-session")  # another session still gets it
 

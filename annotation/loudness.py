@@ -1,0 +1,247 @@
+"""Loudness-matched playback: measure each arena clip and serve a copy at one common loudness.
+
+In an A/B listening test the louder item tends to win; listening-test practice (ITU-R BS.1116,
+MUSHRA) aligns the items' loudness first. Here every clip the arena serves is measured once:
+
+- **integrated loudness**, ITU-R BS.1770-4 (K-weighting, 400 ms blocks with 75 % overlap, the
+  -70 LUFS absolute and -10 LU relative gates), computed by ``pyloudnorm``, in LUFS;
+- **true peak**, BS.1770-4 Annex 2: the signal is oversampled 4x (polyphase FIR interpolation,
+  :func:`scipy.signal.resample_poly`) and the largest absolute sample is taken, in dBTP. Sample
+  peaks miss the inter-sample overs that a DAC or a lossy decoder produces; the oversampled peak
+  catches them.
+
+A matched copy gets one static gain: ``target - loudness``, lowered when needed so that the true
+peak stays at or below the ceiling (no limiter, no clipping introduced; a very peaky clip then
+plays a little under the target, which its record says). Copies are written once as 16-bit WAV
+under a name derived from the source file's content hash and the target, next to a JSON sidecar
+with the measurements, so matching again (even after a restart) reads the sidecar and re-encodes
+nothing. The original loudness of each clip is what the votes record (``loudness_a``/``_b``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import soundfile as sf
+from scipy.signal import resample_poly
+
+#: Oversampling of the true-peak meter (BS.1770-4 Annex 2 describes 4x for 48 kHz signals).
+TRUE_PEAK_OVERSAMPLE = 4
+#: Below this integrated loudness (the BS.1770 absolute gate) a clip counts as silent: no gain.
+SILENCE_LUFS = -70.0
+_SUBTYPE = "PCM_16"
+#: Changes whenever the way copies are made changes, so old copies are not reused by mistake.
+_RECIPE = "gain-v1"
+_LOCK_STRIPES = 16
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """Loudness of one signal.
+
+    Attributes:
+        lufs: integrated loudness (BS.1770-4), LUFS; None for a silent signal.
+        true_peak_dbtp: 4x-oversampled peak, dBTP (dB relative to full scale 1.0); None if silent.
+    """
+
+    lufs: float | None
+    true_peak_dbtp: float | None
+
+
+@dataclass(frozen=True)
+class ServedClip:
+    """What the arena plays for one clip.
+
+    Attributes:
+        path: the file to serve (the matched copy, or the original when matching is off or the
+            clip is silent).
+        source: loudness of the original clip.
+        gain_db: gain applied, dB (0 when nothing was done).
+        served: loudness of the file served.
+        matched: whether ``path`` is a loudness-matched copy.
+        encoded: whether this call wrote the copy (False when it came from the cache).
+    """
+
+    path: Path
+    source: Loudness
+    gain_db: float
+    served: Loudness
+    matched: bool
+    encoded: bool = False
+
+
+def _as_2d(samples: np.ndarray) -> np.ndarray:
+    data = np.asarray(samples, dtype=np.float64)
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2 or data.shape[0] == 0:
+        raise ValueError(f"samples must be [T] or [T, C] with T > 0, got shape {data.shape}")
+    return data
+
+
+def true_peak_dbtp(samples: np.ndarray, rate: int) -> float:
+    """True peak of ``samples`` ([T] or [T, C], full scale 1.0), dBTP (-inf for all zeros)."""
+    del rate  # the interpolation filter is relative to the rate; kept for a uniform signature
+    data = _as_2d(samples)
+    over = resample_poly(data, TRUE_PEAK_OVERSAMPLE, 1, axis=0)
+    peak = max(float(np.max(np.abs(over))), float(np.max(np.abs(data))))
+    return 20.0 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def measure(samples: np.ndarray, rate: int) -> Loudness:
+    """Integrated loudness (LUFS) and true peak (dBTP) of ``samples`` ([T] or [T, C], at ``rate``).
+
+    Raises:
+        ValueError: the signal is shorter than one 400 ms gating block, or has more than five
+            channels (BS.1770 weights only five).
+    """
+    data = _as_2d(samples)
+    if data.shape[0] < int(0.4 * rate):
+        raise ValueError(
+            f"a clip of {data.shape[0] / rate:.2f} s is shorter than one 400 ms loudness block"
+        )
+    if data.shape[1] > 5:
+        raise ValueError(f"BS.1770 loudness covers at most 5 channels, got {data.shape[1]}")
+    lufs = float(pyloudnorm.Meter(rate).integrated_loudness(data))
+    if not math.isfinite(lufs) or lufs < SILENCE_LUFS:
+        return Loudness(None, None)
+    return Loudness(lufs, true_peak_dbtp(data, rate))
+
+
+def matching_gain_db(source: Loudness, target_lufs: float, max_true_peak_dbtp: float) -> float:
+    """Gain (dB) that brings ``source`` to ``target_lufs`` without a true peak above the ceiling."""
+    if source.lufs is None or source.true_peak_dbtp is None:
+        return 0.0
+    return min(target_lufs - source.lufs, max_true_peak_dbtp - source.true_peak_dbtp)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 hex of a file's bytes (the pool's ``content_hash``)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class LoudnessMatcher:
+    """Measures arena clips and serves loudness-matched copies, each made once and cached.
+
+    Args:
+        folder: where copies and their JSON sidecars are kept (created on first use).
+        target_lufs: common integrated loudness of served clips, LUFS.
+        max_true_peak_dbtp: ceiling of the served clips' true peak, dBTP.
+        enabled: False serves the originals untouched (they are still measured, so votes keep
+            recording the clips' loudness); no copy is written.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        target_lufs: float = -16.0,
+        max_true_peak_dbtp: float = -1.0,
+        enabled: bool = True,
+    ) -> None:
+        self.folder = Path(folder)
+        self.target_lufs = float(target_lufs)
+        self.max_true_peak_dbtp = float(max_true_peak_dbtp)
+        self.enabled = enabled
+        self._memo: dict[str, ServedClip] = {}
+        self._memo_lock = threading.Lock()
+        self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
+
+    def serve(self, path: str | Path, content_hash: str = "") -> ServedClip:
+        """The file to play for the clip at ``path`` (``content_hash``: its sha256, if known).
+
+        The first call for a clip decodes, measures and (when enabled) writes the matched copy;
+        later calls, in this process or after a restart, return the cached result.
+        """
+        path = Path(path)
+        digest = content_hash or file_digest(path)
+        with self._memo_lock:
+            known = self._memo.get(digest)
+        if known is not None and known.path.exists():
+            return known
+        with self._locks[int(digest[:8], 16) % _LOCK_STRIPES]:
+            result = self._from_disk(path, digest) or self._encode(path, digest)
+        with self._memo_lock:
+            self._memo[digest] = replace(result, encoded=False)
+        return result
+
+    def loudness(self, path: str | Path, content_hash: str = "") -> Loudness:
+        """Loudness of the original clip (measured once; see :meth:`serve`)."""
+        return self.serve(path, content_hash).source
+
+    def _paths(self, digest: str) -> tuple[Path, Path]:
+        """(matched copy, its sidecar); the name carries the target, so a new target re-matches."""
+        recipe = f"{digest}|{self.target_lufs:.3f}|{self.max_true_peak_dbtp:.3f}|{_RECIPE}"
+        key = hashlib.sha256(recipe.encode()).hexdigest()[:32]
+        return self.folder / f"matched-{key}.wav", self.folder / f"matched-{key}.json"
+
+    def _measure_path(self, digest: str) -> Path:
+        return self.folder / f"measured-{digest[:32]}.json"
+
+    def _from_disk(self, path: Path, digest: str) -> ServedClip | None:
+        if not self.enabled:
+            sidecar = self._measure_path(digest)
+            if not sidecar.exists():
+                return None
+            source = Loudness(**json.loads(sidecar.read_text(encoding="utf-8")))
+            return ServedClip(path, source, 0.0, source, matched=False)
+        copy, sidecar = self._paths(digest)
+        if not sidecar.exists():
+            return None
+        info = json.loads(sidecar.read_text(encoding="utf-8"))
+        source = Loudness(**info["source"])
+        if not info["matched"]:  # silent: served as it is
+            return ServedClip(path, source, 0.0, source, matched=False)
+        if not copy.exists():
+            return None
+        served = Loudness(**info["served"])
+        return ServedClip(copy, source, float(info["gain_db"]), served, matched=True)
+
+    def _encode(self, path: Path, digest: str) -> ServedClip:
+        samples, rate = sf.read(path, dtype="float64", always_2d=True)
+        source = measure(samples, rate)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self.enabled:
+            _write_atomic(self._measure_path(digest), json.dumps(asdict(source)))
+            return ServedClip(path, source, 0.0, source, matched=False)
+        copy, sidecar = self._paths(digest)
+        gain_db = matching_gain_db(source, self.target_lufs, self.max_true_peak_dbtp)
+        matched, served = source.lufs is not None, source
+        if matched:
+            partial = copy.with_name(f".{copy.name}.{os.getpid()}.{threading.get_ident()}")
+            sf.write(
+                partial, samples * 10.0 ** (gain_db / 20.0), rate, subtype=_SUBTYPE, format="WAV"
+            )
+            # What was written (16-bit) is what is measured and recorded as served.
+            served = measure(sf.read(partial, dtype="float64", always_2d=True)[0], rate)
+            os.replace(partial, copy)  # atomic: a concurrent battle never sees half a file
+        info = {
+            "source": asdict(source),
+            "served": asdict(served),
+            "gain_db": gain_db if matched else 0.0,
+            "matched": matched,
+            "target_lufs": self.target_lufs,
+            "max_true_peak_dbtp": self.max_true_peak_dbtp,
+        }
+        _write_atomic(sidecar, json.dumps(info, sort_keys=True))
+        if not matched:
+            return ServedClip(path, source, 0.0, source, matched=False, encoded=False)
+        return ServedClip(copy, source, gain_db, served, matched=True, encoded=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
