@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from annotation import rules
+from annotation import flags, rules
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import Loudness, LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 #: seconds. In between, this process counts its own battles; a re-read adds those of other
 #: processes sharing the store (replicas, imports). A full count costs a scan of every battle.
 PAIR_COUNTS_REFRESH_S = 60.0
+#: How often the board the ``contrarian`` flag compares voters with is refitted, seconds (arena
+#: clock); a fit reads every vote.
+CONSENSUS_REFRESH_S = 60.0
 #: Votes of different voters run in parallel; one voter's votes run one at a time (locks are
 #: striped by voter pseudonym, so the rate limit holds without one global lock).
 _VOTE_LOCK_STRIPES = 64
@@ -130,6 +133,9 @@ class Arena:
         self._pairs_lock = threading.Lock()
         self._pairs: dict[tuple[str, str], int] | None = None
         self._pairs_read_at = 0.0
+        self._consensus_lock = threading.Lock()
+        self._consensus_board: dict[str, float] | None = None
+        self._consensus_at = -math.inf
         self.model_version = pool.model_version or _model_version(scorer)
         self.loudness = LoudnessMatcher(
             Path(settings.cache_dir) / "arena-loudness",
@@ -265,7 +271,7 @@ class Arena:
             record = self._record(battle, voter, now, preference, events, credit)
             record = dataclasses.replace(
                 record, feedback=feedback, ratings_a=clean_ratings.get("A"),
-                ratings_b=clean_ratings.get("B"),
+                ratings_b=clean_ratings.get("B"), flags=self._flags(battle, voter, record),
             )  # fmt: skip
             try:
                 self.store.insert_vote(record)
@@ -274,6 +280,40 @@ class Arena:
                     "already_voted", "this battle already has a vote; start a new battle."
                 ) from None
         return self._reveal(record, voter)
+
+    # ------------------------------------------------------------------ vote quality
+    def _flags(self, battle: Battle, voter: str, record: VoteRecord) -> str:
+        """Reasons this vote may be unreliable (:func:`annotation.flags.vote_flags`)."""
+        history = [
+            flags.PastVote(*row) for row in self.store.recent_votes(voter, flags.HISTORY_VOTES)
+        ]
+        vote = flags.PastVote(record.timestamp, record.preference, record.system_a, record.system_b)
+        credit = {"A": record.total_listening_time_a, "B": record.total_listening_time_b}
+        return flags.vote_flags(
+            vote=vote,
+            issued_at=battle.issued_at,
+            credit=credit,
+            min_listen_s=self.settings.min_listen_s,
+            history=history,
+            ratings=self._consensus(record.timestamp),
+        )
+
+    def _consensus(self, now: float) -> dict[str, float] | None:
+        """The board (system -> Elo points) of this arena's unflagged votes, refitted at most
+        every :data:`CONSENSUS_REFRESH_S`; None while there are no votes."""
+        from annotation.imports import select_votes
+        from annotation.ratings import fit_bradley_terry
+
+        with self._consensus_lock:
+            if now - self._consensus_at < CONSENSUS_REFRESH_S:
+                return self._consensus_board
+            votes = flags.select_unflagged(select_votes(self.store.votes_frame()))
+            board = None
+            if len(votes):
+                table = fit_bradley_terry(votes, l2=1.0)
+                board = {str(k): float(v) for k, v in table["rating"].items()} or None
+            self._consensus_board, self._consensus_at = board, now
+            return board
 
     # ------------------------------------------------------------------ helpers
     def _record(

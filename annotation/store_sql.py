@@ -309,6 +309,16 @@ class SQLVoteStore(ABC):
         )
         return [row[0] for row in rows]
 
+    def recent_votes(self, voter: str, limit: int) -> list[tuple[float, str, str, str]]:
+        """This voter's last ``limit`` votes, oldest first: ``(timestamp, preference, system_a,
+        system_b)``."""
+        rows = self._read(
+            'SELECT "timestamp", preference, system_a, system_b FROM votes '
+            'WHERE user_pseudonym = ? ORDER BY "timestamp" DESC LIMIT ?',
+            (voter, int(limit)),
+        )
+        return [(float(t), p, a, b) for t, p, a, b in reversed(rows)]
+
     def vote_count(self, voter: str) -> int:
         """How many votes this voter pseudonym has cast in total."""
         rows = self._read("SELECT COUNT(*) FROM votes WHERE user_pseudonym = ?", (voter,))
