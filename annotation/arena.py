@@ -237,11 +237,15 @@ class Arena:
         *,
         feedback: str | None = None,
         ratings: Mapping[str, Mapping[str, int]] | None = None,
+        account: str | None = None,
     ) -> Reveal:
         """Check every rule, store the vote durably, and reveal systems and APEX's view.
 
         Args:
             preference: one of :data:`annotation.rules.PREFERENCES`.
+            account: the stable id of a signed-in Hugging Face account (OAuth ``sub``), or None.
+                A signed-in vote is keyed (and rate-limited) by a salted HMAC of the account,
+                not by address, and is marked ``signed_in``.
             feedback: optional free text (at most ``settings.feedback_max_chars``).
             ratings: optional ``{"A"|"B": {aesthetic: 1-5}}``.
 
@@ -252,7 +256,7 @@ class Arena:
         rules.check_preference(preference)
         feedback = rules.check_feedback(feedback, settings.feedback_max_chars)
         clean_ratings = rules.check_ratings(ratings) or {}
-        voter = self._ids.voter(session_id, ip)
+        voter = self._ids.account(account) if account else self._ids.voter(session_id, ip)
         # One vote of this voter at a time in this process: the rate-limit count and the insert
         # must not interleave between threads (a voter firing requests in parallel gets no extra
         # votes). Other voters' votes go on meanwhile; the store keeps one vote per battle.
@@ -272,6 +276,7 @@ class Arena:
             record = dataclasses.replace(
                 record, feedback=feedback, ratings_a=clean_ratings.get("A"),
                 ratings_b=clean_ratings.get("B"), flags=self._flags(battle, voter, record),
+                signed_in=bool(account),
             )  # fmt: skip
             try:
                 self.store.insert_vote(record)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import secrets
@@ -22,6 +23,43 @@ logger = logging.getLogger(__name__)
 SALT_FILE = "salt.secret"
 #: Hex characters kept from each digest: 128 bits, far beyond any collision risk for voters.
 _DIGEST_CHARS = 32
+
+
+def client_address(forwarded_for: str | None, peer: str | None, trusted_proxies: int) -> str | None:
+    """The visitor's address from the proxy chain, as the outermost trusted proxy saw it.
+
+    Each proxy appends the address of the host that connected to it to ``X-Forwarded-For``, so
+    the right-most ``trusted_proxies`` hops were written by proxies we trust and everything left
+    of them by whoever sent the request. The client's address is therefore the hop the outermost
+    trusted proxy appended: ``hops[-trusted_proxies]``. Hops a client wrote itself sit further
+    left and are never read, so a forged header cannot change the pseudonym (nor escape the
+    rate limit). A Hugging Face Space's front end is one such proxy (``trusted_proxies=1``).
+
+    Args:
+        forwarded_for: the ``X-Forwarded-For`` header (None or "" when absent).
+        peer: address of the host connected to the app (``request.client.host``).
+        trusted_proxies: proxies in front of the app (``APEX_TRUSTED_PROXIES``); 0 ignores the
+            header and returns ``peer``.
+
+    Returns:
+        The address (normalised when it parses as IPv4/IPv6), or ``peer`` when the header has
+        fewer hops than there are trusted proxies (the request did not come through them all).
+    """
+    if trusted_proxies < 0:
+        raise ValueError(f"trusted_proxies must be >= 0, got {trusted_proxies}")
+    hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
+    if trusted_proxies == 0 or len(hops) < trusted_proxies:
+        return _normalise(peer)
+    return _normalise(hops[-trusted_proxies])
+
+
+def _normalise(address: str | None) -> str | None:
+    if not address:
+        return None
+    try:
+        return str(ipaddress.ip_address(address.strip()))
+    except ValueError:  # not a bare IP (a host name, or ip:port): hash it as written
+        return address.strip()
 
 
 def load_or_create_salt(settings: Settings) -> str:
@@ -101,6 +139,12 @@ class Pseudonymizer:
         if not session_id:
             raise ValueError("a voter needs a session id or an IP address; got neither.")
         return self._digest("voter-session", session_id)
+
+    def account(self, account_id: str) -> str:
+        """Pseudonym of a signed-in Hugging Face account (its stable id, not its user name)."""
+        if not account_id:
+            raise ValueError("the account id is empty; pass the OAuth profile's `sub`.")
+        return self._digest("voter-account", account_id)
 
     def session(self, session_id: str) -> str:
         """Pseudonym of one browser session (binds battles to the session that was issued them)."""

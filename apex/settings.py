@@ -134,11 +134,13 @@ class Settings:
         min=0,
         max=10,
     )
-    signin: bool = _env(
+    signin: str = _env(
         "APEX_SIGNIN",
-        "Offer 'Sign in with Hugging Face' in the Arena (needs `hf_oauth: true` on a Space); "
-        "signed-in votes are keyed and rate-limited per account. Anonymous voting always works.",
-        True,
+        "'Sign in with Hugging Face' in the Arena: `auto` (offered on a Space with `hf_oauth: "
+        "true`), `on` (also locally, with Gradio's mock of your own `hf auth login`) or `off`. "
+        "Signed-in votes are keyed and rate-limited per account; anonymous voting always works.",
+        "auto",
+        choices=("auto", "on", "off"),
     )
     salt: str | None = _env(
         "APEX_SALT",

@@ -51,14 +51,46 @@ def session_id(request: gr.Request | None) -> str:
     return (request.session_hash if request is not None else None) or "anonymous"
 
 
-def client_ip(request: gr.Request | None) -> str | None:
-    """The visitor's address (first X-Forwarded-For hop behind the Space proxy); only hashed."""
+def client_ip(request: gr.Request | None, trusted_proxies: int = 1) -> str | None:
+    """The visitor's address, as the outermost trusted proxy saw it; only ever hashed.
+
+    ``trusted_proxies`` is ``APEX_TRUSTED_PROXIES``; see :func:`annotation.identity.client_address`
+    (a client-written ``X-Forwarded-For`` hop is never the one read).
+    """
+    from annotation.identity import client_address
+
     if request is None:
         return None
-    forwarded = (request.headers or {}).get("x-forwarded-for", "")
-    if forwarded:
-        return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else None
+    forwarded = (request.headers or {}).get("x-forwarded-for")
+    peer = request.client.host if request.client else None
+    return client_address(forwarded, peer, trusted_proxies)
+
+
+def signin_enabled(settings: Any) -> bool:
+    """Whether the Arena offers 'Sign in with Hugging Face' (``APEX_SIGNIN``).
+
+    ``auto`` offers it only where Hugging Face's OAuth is really there: on a Space whose README
+    front matter says ``hf_oauth: true`` (the Space then gets ``OAUTH_CLIENT_ID``). Elsewhere
+    Gradio would mock the login with the machine's own ``hf auth login`` and fail to start without
+    one, so offline and in tests there is no button and anonymous voting is all there is.
+    """
+    from gradio.utils import get_space
+
+    if settings.signin == "off":
+        return False
+    if settings.signin == "on":
+        return True
+    return get_space() is not None and bool(os.environ.get("OAUTH_CLIENT_ID"))
+
+
+def account_id(profile: Any) -> str | None:
+    """The stable account id of a signed-in visitor (OpenID ``sub``), or None when anonymous.
+
+    The id, not the user name, keys the voter: a renamed account stays one voter.
+    """
+    if not profile:
+        return None
+    return str(profile.get("sub") or "") or None
 
 
 def _arena(services: Services) -> Any:
@@ -104,7 +136,9 @@ def new_battle(services: Services, request: gr.Request | None) -> tuple[dict[str
 
     arena = _arena(services)
     try:
-        ticket = arena.new_battle(session_id(request), client_ip(request))
+        ticket = arena.new_battle(
+            session_id(request), client_ip(request, services.settings.trusted_proxies)
+        )
     except VoteRefused as err:
         raise _refused(err) from None
     battle = arena.store.get_battle(ticket.battle_id)
@@ -147,8 +181,13 @@ def cast_vote(
     feedback: str | None,
     ratings: dict[str, dict[str, int]] | None,
     request: gr.Request | None,
+    profile: Any = None,
 ) -> dict[str, Any]:
-    """Vote; return the reveal (systems, APEX's scores and pick, agreement, your vote count)."""
+    """Vote; return the reveal (systems, APEX's scores and pick, agreement, your vote count).
+
+    ``profile`` is the ``gr.OAuthProfile`` Gradio injects for a signed-in visitor (None when
+    anonymous or when sign-in is off): the vote is then keyed by the account.
+    """
     from annotation.rules import VoteRefused
 
     arena = _arena(services)
@@ -157,9 +196,10 @@ def cast_vote(
             battle_id,
             preference,
             session_id(request),
-            client_ip(request),
+            client_ip(request, services.settings.trusted_proxies),
             feedback=feedback or None,
             ratings=ratings or None,
+            account=account_id(profile),
         )
     except VoteRefused as err:
         raise _refused(err) from None
@@ -258,6 +298,13 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 32) -> None:
     from webui.arena_events import wire
 
     gr.Markdown(CONSENT, elem_id="consent")
+    if signin_enabled(services.settings):
+        with gr.Row():
+            gr.LoginButton(elem_id="hf-login", scale=0)
+            gr.Markdown(
+                "Optional: sign in with Hugging Face so your votes count as one account's (the "
+                "dataset stores only a salted hash of the account id). Voting works without it."
+            )
     info = gr.JSON(visible=False)
     prompt = gr.Markdown(elem_id="arena-prompt")
     with gr.Row():

@@ -129,13 +129,18 @@ def _wire_votes(services: Services, w: ui._Widgets, limits: dict, quiet: dict) -
     inputs = {w.info, w.state, w.count, w.feedback, *w.radios}
     for button, pref in zip(w.buttons, ui.VOTE_BUTTONS.values(), strict=True):
 
-        def _vote(values: dict, request: gr.Request, pref: str = pref) -> list[Any]:
+        def _vote(
+            values: dict,
+            request: gr.Request,
+            profile: gr.OAuthProfile | None,
+            pref: str = pref,
+        ) -> list[Any]:
             info, state = values[w.info], values[w.state]
             if not info or not info.get("battle_id"):
                 raise gr.Error("Start a battle first.", print_exception=False)
             ratings = ui.collect_ratings([values[r] for r in w.radios])
             reveal = ui.cast_vote(
-                services, info["battle_id"], pref, values[w.feedback], ratings, request
+                services, info["battle_id"], pref, values[w.feedback], ratings, request, profile
             )
             state["since"] = {}
             count = int(values[w.count] or 0) + 1
@@ -173,12 +178,14 @@ def _register_api(services: Services, limits: dict) -> None:
         feedback: str = "",
         ratings: dict | None = None,
         request: gr.Request = None,
+        profile: gr.OAuthProfile | None = None,
     ) -> dict:
         """Vote "A", "B", "TIE" or "BOTH_BAD" on your battle; returns the reveal.
 
         `ratings` (optional): {"A": {"coherence": 1-5, ...}, "B": {...}} on the five aesthetics.
+        Signed in with Hugging Face (the session cookie), the vote counts as your account's.
         """
-        return ui.cast_vote(services, battle_id, preference, feedback, ratings, request)
+        return ui.cast_vote(services, battle_id, preference, feedback, ratings, request, profile)
 
     gr.api(listen, api_name="listen", **limits)
     gr.api(vote, api_name="vote", **limits)
