@@ -186,3 +186,50 @@ def run_voters(
     pseudonym = {ids.voter("", v.ip): v.kind for v in voters}
     frame["kind"] = frame["user_pseudonym"].map(pseudonym)
     return frame
+
+
+def loudness_biased_votes(
+    strengths: Mapping[str, float],
+    mean_lufs: Mapping[str, float],
+    *,
+    effect_per_lu: float = 0.15,
+    n_votes: int = 6000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Votes of listeners who prefer the louder clip (clips played as generated).
+
+    Each battle pits two random systems; each clip's loudness is drawn around its system's
+    ``mean_lufs`` (sd 3 LU), its length uniformly from 10-60 s, vocals with probability 1/2; A
+    wins with probability ``sigmoid(s_a - s_b + effect_per_lu * (L_a - L_b))`` (5 % ties).
+
+    Returns:
+        A votes table with ``system_a/_b``, ``preference``, ``loudness_a/_b``, ``duration_a/_b``,
+        ``instrumental_a/_b``, ``is_instrumental``, ``source="simulated"`` and empty ``flags``.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(strengths)
+    pick = np.array([rng.choice(len(names), size=2, replace=False) for _ in range(n_votes)])
+    sa, sb = [names[i] for i in pick[:, 0]], [names[i] for i in pick[:, 1]]
+    la = np.array([mean_lufs[s] for s in sa]) + rng.normal(0, 3, n_votes)
+    lb = np.array([mean_lufs[s] for s in sb]) + rng.normal(0, 3, n_votes)
+    gap = np.array([strengths[a] - strengths[b] for a, b in zip(sa, sb, strict=True)])
+    p_a = 1.0 / (1.0 + np.exp(-(gap + effect_per_lu * (la - lb))))
+    pref = np.where(rng.random(n_votes) < p_a, "A", "B")
+    pref = np.where(rng.random(n_votes) < 0.05, "TIE", pref)
+    inst_a, inst_b = rng.random(n_votes) < 0.5, rng.random(n_votes) < 0.5
+    return pd.DataFrame(
+        {
+            "system_a": sa,
+            "system_b": sb,
+            "preference": pref,
+            "loudness_a": la,
+            "loudness_b": lb,
+            "duration_a": rng.uniform(10, 60, n_votes),
+            "duration_b": rng.uniform(10, 60, n_votes),
+            "instrumental_a": inst_a,
+            "instrumental_b": inst_b,
+            "is_instrumental": inst_a & inst_b,
+            "source": "simulated",
+            "flags": "",
+        }
+    )

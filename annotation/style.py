@@ -1,0 +1,258 @@
+"""Style-controlled Bradley-Terry: system strengths with covariates that are not the music.
+
+In an A/B test the louder clip, the longer one or the one with vocals can win for reasons that are
+not the quality of the system that made it. LMArena's style control puts such confounds into the
+Bradley-Terry fit as covariates beside the model strengths (Chiang et al., "Does style matter?",
+LMSYS blog 2024-08): the probability that A beats B is
+
+    P(A > B) = sigmoid(theta[sys_a] - theta[sys_b] + sum_c beta_c * z_c),
+
+where ``z_c`` is the standardised A-minus-B difference of feature ``c``. The systems' ratings are
+then their strengths *at equal style*, and ``beta`` says how much each confound moves a vote.
+
+Covariates (:data:`COVARIATES`), from the vote's own columns:
+
+- ``duration``: ``(d_a - d_b) / (d_a + d_b)``, LMArena's normalised length difference;
+- ``loudness``: ``loudness_a - loudness_b``, LU (the clips' loudness as generated; votes cast with
+  loudness matching on heard them at equal loudness, so there this effect should vanish);
+- ``vocals``: ``vocal_a - vocal_b`` in {-1, 0, 1} (1: A has vocals and B is instrumental).
+
+Each is divided by its standard deviation over the rated votes (not centred: a difference is
+antisymmetric in A and B, and centring would add a side bias). Votes missing any covariate are
+left out and counted. A covariate that never varies cannot be estimated and is dropped.
+
+Numerics follow :mod:`annotation.ratings`: the same likelihood (a tie counts half a win each way,
+BOTH_BAD is left out), the same two conventions (``l2=None``: plain maximum likelihood; ``l2=C``:
+scikit-learn's ridge, here on every coefficient), batched damped Newton, Elo-scale points and
+row-resampling bootstrap intervals. With no covariates the fit is exactly
+:func:`annotation.ratings.fit_bradley_terry`'s (same optimum; the test checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from annotation.ratings import INIT_RATING, POINTS_PER_NAT
+
+COVARIATES: tuple[str, ...] = ("duration", "loudness", "vocals")
+#: What one unit of each raw covariate is, for the effects table.
+UNITS = {
+    "duration": "(A-B)/(A+B) of length",
+    "loudness": "LU louder",
+    "vocals": "vocals vs instrumental",
+}
+_SCORE = {"A": 1.0, "TIE": 0.5, "B": 0.0}
+_MAX_ITER = 100
+_STEP_TOL = 1e-10
+_CELLS_PER_CHUNK = 8_000_000
+
+
+@dataclass(frozen=True)
+class StyleFit:
+    """A style-controlled board.
+
+    Attributes:
+        ratings: like :func:`annotation.ratings.fit_bradley_terry`: index ``system``, columns
+            ``rating``, ``ci_low``, ``ci_high`` (points), ``votes``; sorted by rating.
+        effects: index ``covariate``; ``per_sd`` (points per standard deviation of the
+            covariate, with ``ci_low``/``ci_high``), ``sd`` (in raw units), ``per_unit``
+            (points per raw unit), ``unit`` and ``win_rate_per_sd`` (how often a clip one SD
+            "more" wins against an equally strong system).
+        used_votes: rated votes in the fit; ``missing_votes``: rated votes left out for a
+            missing covariate; ``dropped``: covariates that never varied.
+    """
+
+    ratings: pd.DataFrame
+    effects: pd.DataFrame
+    used_votes: int
+    missing_votes: int
+    dropped: tuple[str, ...]
+
+
+def style_features(votes: pd.DataFrame, covariates: Sequence[str] = COVARIATES) -> pd.DataFrame:
+    """Raw A-minus-B covariates per vote (NaN where a clip's value is unknown): ``[N, C]``."""
+    unknown = set(covariates) - set(COVARIATES)
+    if unknown:
+        raise ValueError(f"unknown covariate(s) {sorted(unknown)}; use any of {COVARIATES}")
+    out = pd.DataFrame(index=votes.index)
+
+    def col(name: str) -> pd.Series:
+        if name not in votes.columns:
+            return pd.Series(np.nan, index=votes.index)
+        return votes[name].map(lambda v: np.nan if v is None or v != v else float(v))
+
+    if "duration" in covariates:
+        da, db = col("duration_a"), col("duration_b")
+        out["duration"] = (da - db) / (da + db)
+    if "loudness" in covariates:
+        out["loudness"] = col("loudness_a") - col("loudness_b")
+    if "vocals" in covariates:
+        # instrumental_* is True/False/None; vocals = not instrumental.
+        out["vocals"] = (1.0 - col("instrumental_a")) - (1.0 - col("instrumental_b"))
+    return out[list(covariates)].astype("float64")
+
+
+def _rated(votes: pd.DataFrame, min_votes: int) -> pd.DataFrame:
+    """A/B/TIE votes, systems under ``min_votes`` dropped repeatedly (as the plain board does)."""
+    for name in ("system_a", "system_b", "preference"):
+        if name not in votes.columns:
+            raise ValueError(f"the votes table lacks column {name!r}")
+    bad = set(votes["preference"]) - {*_SCORE, "BOTH_BAD"}
+    if bad:
+        raise ValueError(f"unknown preference value(s) {sorted(bad)}; use A, B, TIE, BOTH_BAD")
+    rated = votes[votes["preference"].isin(list(_SCORE))]
+    if (rated["system_a"] == rated["system_b"]).any():
+        raise ValueError("some battles pit a system against itself; remove them")
+    while len(rated):
+        counts = pd.concat([rated["system_a"], rated["system_b"]]).value_counts()
+        keep = set(counts.index[counts >= max(min_votes, 1)])
+        mask = rated["system_a"].isin(keep) & rated["system_b"].isin(keep)
+        if mask.all():
+            break
+        rated = rated[mask]
+    return rated
+
+
+def fit_style_controlled(
+    votes: pd.DataFrame,
+    *,
+    covariates: Sequence[str] = COVARIATES,
+    l2: float | None = 1.0,
+    bootstrap_rounds: int = 0,
+    seed: int = 0,
+    min_votes: int = 0,
+) -> StyleFit:
+    """Fit system ratings and covariate effects together (see the module doc).
+
+    Args:
+        votes: one row per vote: ``system_a``, ``system_b``, ``preference`` and the columns the
+            covariates need (``duration_a/_b``, ``loudness_a/_b``, ``instrumental_a/_b``).
+        covariates: any of :data:`COVARIATES`; ``()`` gives the plain Bradley-Terry fit.
+        l2: scikit-learn's ``C`` (ridge on every coefficient), or None for maximum likelihood.
+        bootstrap_rounds: row-resampling bootstrap rounds for the 95% intervals (0: none).
+        seed, min_votes: as in :func:`annotation.ratings.fit_bradley_terry`.
+    """
+    if l2 is not None and not l2 > 0:
+        raise ValueError(f"l2 is scikit-learn's C and must be positive (or None), got {l2!r}")
+    if bootstrap_rounds < 0:
+        raise ValueError(f"bootstrap_rounds must be >= 0, got {bootstrap_rounds}")
+    rated = _rated(votes, min_votes)
+    raw = style_features(rated, covariates)
+    complete = raw.notna().all(axis=1).to_numpy()
+    rated, raw = rated[complete], raw[complete]
+    sd = raw.std(axis=0, ddof=0)
+    dropped = tuple(c for c in raw.columns if not sd[c] > 1e-12)
+    kept = [c for c in raw.columns if c not in dropped]
+    z = (raw[kept] / sd[kept]).to_numpy(dtype=np.float64)
+    codes, systems = pd.factorize(pd.concat([rated["system_a"], rated["system_b"]]), sort=True)
+    n, k = len(rated), len(systems)
+    a, b = codes[:n], codes[n:]
+    y = rated["preference"].map(_SCORE).to_numpy(dtype=np.float64)
+    design = np.zeros((n, k + len(kept)))
+    design[np.arange(n), a] = 1.0
+    design[np.arange(n), b] = -1.0
+    design[:, k:] = z
+    theta = _solve(design, y, np.ones((1, n)), k, l2)[0] if n else np.zeros(k + len(kept))
+    boot = _bootstrap(design, y, k, l2, bootstrap_rounds, seed) if bootstrap_rounds and n else None
+    ratings = _ratings_table(theta[:k], boot, systems, a, b)
+    effects = _effects_table(theta[k:], boot, kept, sd, k)
+    return StyleFit(ratings, effects, int(n), int((~complete).sum()), dropped)
+
+
+def _ratings_table(theta, boot, systems, a, b) -> pd.DataFrame:
+    k = len(systems)
+    rating = INIT_RATING + POINTS_PER_NAT * theta
+    low = high = np.full(k, np.nan)
+    if boot is not None:
+        low, high = np.percentile(INIT_RATING + POINTS_PER_NAT * boot[:, :k], [2.5, 97.5], axis=0)
+    votes = np.bincount(a, minlength=k) + np.bincount(b, minlength=k)
+    table = pd.DataFrame(
+        {"rating": rating, "ci_low": low, "ci_high": high, "votes": votes.astype(np.int64)},
+        index=pd.Index([str(s) for s in systems], name="system", dtype=object),
+    )
+    return table.sort_values(["rating"], ascending=False, kind="stable")
+
+
+def _effects_table(beta, boot, kept, sd, k) -> pd.DataFrame:
+    low = high = np.full(len(kept), np.nan)
+    if boot is not None and len(kept):
+        low, high = np.percentile(POINTS_PER_NAT * boot[:, k:], [2.5, 97.5], axis=0)
+    scale = np.array([sd[c] for c in kept], dtype=np.float64)
+    return pd.DataFrame(
+        {
+            "per_sd": POINTS_PER_NAT * beta,
+            "ci_low": low,
+            "ci_high": high,
+            "sd": scale,
+            "per_unit": POINTS_PER_NAT * beta / scale if len(kept) else [],
+            "unit": [UNITS[c] for c in kept],
+            "win_rate_per_sd": 1.0 / (1.0 + np.exp(-beta)),
+        },
+        index=pd.Index(kept, name="covariate", dtype=object),
+    )
+
+
+def _objective(phi, design, y, w, l2_weight):
+    d = phi @ design.T  # [B, N]
+    nll = (w * (y * np.logaddexp(0.0, -d) + (1.0 - y) * np.logaddexp(0.0, d))).sum(axis=1)
+    return nll + 0.5 * l2_weight * (phi * phi).sum(axis=1)
+
+
+def _solve(design: np.ndarray, y: np.ndarray, w: np.ndarray, k: int, l2: float | None):
+    """Batched damped Newton on per-vote rows.
+
+    Args:
+        design: ``[N, K + C]`` (+1/-1 system indicators, then standardised covariates).
+        y: ``[N]`` score of A (1, 0.5, 0). w: ``[B, N]`` row weights (bootstrap counts).
+        k: number of systems K.
+
+    Returns:
+        ``[B, K + C]``: strengths (mean zero) then covariate effects, nats.
+    """
+    rounds, dim = w.shape[0], design.shape[1]
+    l2_weight = 0.0 if l2 is None else 1.0 / float(l2)
+    fix = np.eye(dim) * (l2_weight + 1e-9)
+    if l2 is None:
+        fix[:k, :k] += 1.0 / k  # the flat direction (1,..,1,0,..,0), as in ratings._solve
+    phi = np.zeros((rounds, dim))
+    f = _objective(phi, design, y, w, l2_weight)
+    for _ in range(_MAX_ITER):
+        p = 1.0 / (1.0 + np.exp(-(phi @ design.T)))
+        grad = (w * (p - y)) @ design + l2_weight * phi
+        hess = np.einsum("bn,ni,nj->bij", w * p * (1.0 - p), design, design) + fix
+        step = -np.linalg.solve(hess, grad[..., None])[..., 0]
+        slope = (grad * step).sum(axis=1)
+        t = np.ones(rounds)
+        slack = 1e-12 * np.abs(f)
+        for _ in range(40):
+            f_new = _objective(phi + t[:, None] * step, design, y, w, l2_weight)
+            bad = ~(f_new <= f + 1e-4 * t * slope + slack)
+            if not bad.any():
+                break
+            t = np.where(bad, 0.5 * t, t)
+        else:
+            t = np.where(bad, 0.0, t)
+            f_new = np.where(bad, f, f_new)
+        phi = phi + t[:, None] * step
+        f = f_new
+        if np.max(np.abs(t[:, None] * step), initial=0.0) < _STEP_TOL:
+            break
+    phi[:, :k] -= phi[:, :k].mean(axis=1, keepdims=True)
+    return phi
+
+
+def _bootstrap(design, y, k, l2, rounds: int, seed: int) -> np.ndarray:
+    """``[rounds, K + C]`` fits on multinomial resamples of the vote rows."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    chunk = max(1, _CELLS_PER_CHUNK // max(1, n * design.shape[1] ** 2))
+    out = []
+    for start in range(0, rounds, chunk):
+        size = min(chunk, rounds - start)
+        w = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
+        out.append(_solve(design, y, w, k, l2))
+    return np.concatenate(out, axis=0)

@@ -1,0 +1,85 @@
+"""Style-controlled Bradley-Terry: known answers, and the covariate-free case is today's fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
+from annotation.style import fit_style_controlled, style_features
+from annotation.voter_sim import loudness_biased_votes
+
+STRENGTHS = {"s0": 0.0, "s1": 0.3, "s2": 0.6, "s3": 0.9, "s4": 1.2}  # nats
+#: The weakest system makes the loudest clips: 12 LU between s0 and s4.
+LOUDNESS = {"s0": -8.0, "s1": -11.0, "s2": -14.0, "s3": -17.0, "s4": -20.0}
+EFFECT = 0.15  # nats per LU: 12 LU outweigh the 1.2-nat quality gap
+
+
+@pytest.fixture(scope="module")
+def biased() -> pd.DataFrame:
+    return loudness_biased_votes(STRENGTHS, LOUDNESS, effect_per_lu=EFFECT, n_votes=6000)
+
+
+@pytest.mark.parametrize("l2", [None, 1.0])
+def test_without_covariates_it_is_the_plain_fit(biased, l2) -> None:
+    plain = fit_bradley_terry(biased, l2=l2)
+    styled = fit_style_controlled(biased, covariates=(), l2=l2)
+    assert styled.effects.empty and styled.used_votes == len(biased)
+    joined = plain.join(styled.ratings, rsuffix="_style")
+    assert np.allclose(joined["rating"], joined["rating_style"], atol=1e-6)
+    assert (joined["votes"] == joined["votes_style"]).all()
+
+
+def test_plain_fit_is_biased_and_the_controlled_fit_recovers_the_order(biased) -> None:
+    truth = sorted(STRENGTHS, key=STRENGTHS.get, reverse=True)  # s4 best
+    plain = fit_bradley_terry(biased, l2=1.0)
+    assert list(plain.index) != truth
+    assert plain.loc["s0", "rating"] > plain.loc["s4", "rating"]  # the loud weak one wins
+    fit = fit_style_controlled(biased, bootstrap_rounds=100, seed=1)
+    assert list(fit.ratings.index) == truth
+    gaps = fit.ratings["rating"] - fit.ratings.loc["s0", "rating"]
+    for system, strength in STRENGTHS.items():  # the true gaps, within a few points
+        assert gaps[system] == pytest.approx(strength * POINTS_PER_NAT, abs=25)
+    loud = fit.effects.loc["loudness"]
+    assert loud["per_unit"] == pytest.approx(EFFECT * POINTS_PER_NAT, rel=0.15)
+    assert loud["ci_low"] < loud["per_sd"] < loud["ci_high"] and loud["ci_low"] > 0
+    assert loud["win_rate_per_sd"] > 0.5
+    # Length and vocals play no part in these votes: their intervals cover zero.
+    for name in ("duration", "vocals"):
+        assert fit.effects.loc[name, "ci_low"] < 0 < fit.effects.loc[name, "ci_high"], name
+    assert (fit.ratings["ci_low"] < fit.ratings["rating"]).all()
+
+
+def test_features_are_normalised_differences() -> None:
+    votes = pd.DataFrame(
+        {
+            "duration_a": [30.0, 10.0], "duration_b": [10.0, 10.0],
+            "loudness_a": [-10.0, None], "loudness_b": [-14.0, -9.0],
+            "instrumental_a": [False, True], "instrumental_b": [True, None],
+        }
+    )  # fmt: skip
+    got = style_features(votes)
+    assert got.loc[0].tolist() == [0.5, 4.0, 1.0]
+    assert got.loc[1, "duration"] == 0.0 and got.loc[1, ["loudness", "vocals"]].isna().all()
+
+
+def test_missing_and_constant_covariates_are_reported(biased) -> None:
+    votes = biased.copy()
+    votes.loc[:99, "loudness_a"] = np.nan  # 100 votes without a measure
+    votes["duration_a"] = votes["duration_b"] = 30.0  # never varies
+    fit = fit_style_controlled(votes)
+    rated = int(biased["preference"].isin(["A", "B", "TIE"]).sum())
+    assert fit.missing_votes == 100 and fit.used_votes == rated - 100
+    assert fit.dropped == ("duration",) and list(fit.effects.index) == ["loudness", "vocals"]
+
+
+def test_bad_inputs_say_what_is_wrong(biased) -> None:
+    with pytest.raises(ValueError, match="unknown covariate"):
+        fit_style_controlled(biased, covariates=("tempo",))
+    with pytest.raises(ValueError, match="positive"):
+        fit_style_controlled(biased, l2=0.0)
+    with pytest.raises(ValueError, match="preference"):
+        fit_style_controlled(biased.assign(preference="maybe"))
+    empty = fit_style_controlled(biased.iloc[:0])
+    assert empty.ratings.empty and empty.used_votes == 0
