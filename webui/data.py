@@ -27,6 +27,21 @@ def columns_frame() -> pd.DataFrame:
     )
 
 
+def flags_markdown(votes: pd.DataFrame) -> str:
+    """How many votes carry vote-quality flags, and for which reasons (they stay in the files)."""
+    from annotation.flags import FLAG_REASONS, flag_summary
+
+    counts = flag_summary(votes)
+    if not counts["flagged"]:
+        return "**Vote quality:** no vote is flagged."
+    why = ", ".join(f"{r.replace('_', ' ')} {counts[r]}" for r in FLAG_REASONS if counts[r])
+    return (
+        f"**Vote quality:** {counts['flagged']} of {len(votes)} votes are flagged ({why}; a vote "
+        "may have several reasons). Flagged votes stay in the files (`flags` column) and are left "
+        "out of the leaderboard unless it is asked to include them."
+    )
+
+
 def export_files(services: Services) -> tuple[str, str, int]:
     """Write all votes to a fresh folder as Parquet and CSV; return (parquet, csv, rows)."""
     import pyarrow as pa
@@ -58,10 +73,14 @@ def sync_status(services: Services) -> dict[str, Any]:
     return sync.status().to_dict()
 
 
-def summary_markdown(services: Services, rows: int, status: dict[str, Any]) -> str:
-    """Vote count, Hub dataset link and sync line."""
+def summary_markdown(
+    services: Services, rows: int, status: dict[str, Any], votes: pd.DataFrame | None = None
+) -> str:
+    """Vote count, vote-quality flags (when ``votes`` is given), Hub dataset link and sync line."""
     repo = services.settings.votes_repo
     lines = [f"### {rows} votes collected"]
+    if votes is not None:
+        lines.append(flags_markdown(votes))
     if repo:
         url = f"https://huggingface.co/datasets/{repo}"
         lines.append(
@@ -87,8 +106,9 @@ def refresh(services: Services) -> tuple[str, Any, Any, dict[str, Any]]:
         off = gr.DownloadButton(interactive=False)
         return f"_{err}_", off, off, {}
     status = sync_status(services)
+    votes = services.store.votes_frame()
     return (
-        summary_markdown(services, rows, status),
+        summary_markdown(services, rows, status, votes),
         gr.DownloadButton(value=parquet, interactive=True),
         gr.DownloadButton(value=csv, interactive=True),
         status,
@@ -99,7 +119,9 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     """Lay out the Data tab; files are prepared when the tab opens and on Refresh."""
     gr.Markdown(
         "Every vote cast in the Arena, with the listening times, optional feedback and ratings, "
-        "and APEX's predictions at vote time. Voters appear only as salted pseudonyms."
+        "APEX's predictions at vote time, each clip's loudness as generated (the Arena plays "
+        "clips loudness-matched) and any vote-quality flags. Voters appear only as salted "
+        "pseudonyms."
     )
     summary = gr.Markdown("Open this tab to prepare the files.", elem_id="data-summary")
     with gr.Row():

@@ -32,7 +32,12 @@ def _iso(ts: float) -> str:
 
 
 def leaderboard_data(
-    services: Services, board: str = "all", include_imported: bool = False
+    services: Services,
+    board: str = "all",
+    include_imported: bool = False,
+    include_flagged: bool = False,
+    signed_in_only: bool = False,
+    style_control: bool = False,
 ) -> dict[str, Any]:
     """The board as JSON: rows, vote counts, APEX agreement and the update time.
 
@@ -40,12 +45,19 @@ def leaderboard_data(
         board: ``"all"``, ``"instrumental"`` or ``"vocal"``.
         include_imported: also count imported votes (e.g. Music Arena's release); they are kept
             apart by default, never mixed silently with the votes collected here.
+        include_flagged: also count votes with vote-quality flags (left out by default).
+        signed_in_only: count only votes cast signed in with a Hugging Face account.
+        style_control: fit with duration, loudness and vocals as covariates
+            (:func:`annotation.style.fit_style_controlled`) and report their effects.
 
     Returns:
         ``{"board", "updated_at" (ISO, UTC), "votes" (all stored), "rated_votes" (this board,
-        without BOTH_BAD), "rows": [{"rank", "system", "rating", "ci_low", "ci_high", "votes"}],
-        "agreement": {"agree", "n", "rate", "ci_low", "ci_high"} or None}``.
+        without BOTH_BAD), "flagged_left_out", "rows": [{"rank", "system", "rating", "ci_low",
+        "ci_high", "votes"}], "agreement": {...} or None, "effects": [{"covariate", "per_sd",
+        "ci_low", "ci_high", "per_unit", "unit", "win_rate_per_sd"}] or None (plain board),
+        "style_missing_votes"}`` plus the options as given.
     """
+    from annotation.flags import select_unflagged
     from annotation.imports import select_votes
     from annotation.ratings import agreement, leaderboard
 
@@ -59,7 +71,16 @@ def leaderboard_data(
     if board != "all" and len(votes):
         flag = votes["is_instrumental"].astype(bool)
         votes = votes[flag if board == "instrumental" else ~flag]
-    table = leaderboard(votes, board="all", bootstrap_rounds=BOOTSTRAP_ROUNDS)
+    if signed_in_only and len(votes):
+        votes = votes[votes["signed_in"].astype(bool)]
+    counted = select_unflagged(votes, include_flagged=include_flagged)
+    flagged_left_out = len(votes) - len(counted)
+    votes = counted
+    effects, missing = None, 0
+    if style_control:
+        table, effects, missing = _style_board(votes)
+    else:
+        table = leaderboard(votes, board="all", bootstrap_rounds=BOOTSTRAP_ROUNDS)
     rows = [
         {
             "rank": int(r["rank"]),
@@ -79,18 +100,77 @@ def leaderboard_data(
     return {
         "board": board,
         "include_imported": include_imported,
+        "include_flagged": include_flagged,
+        "signed_in_only": signed_in_only,
+        "style_control": style_control,
         "updated_at": _iso(time.time()),
         "votes": int(services.store.counts()["votes"]),
         "rated_votes": rated,
+        "flagged_left_out": int(flagged_left_out),
         "rows": rows,
         "agreement": agree,
+        "effects": effects,
+        "style_missing_votes": int(missing),
     }
+
+
+def _style_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]], int]:
+    """The style-controlled table (with ``rank``), its covariate effects and votes left out."""
+    from annotation.style import fit_style_controlled
+
+    fit = fit_style_controlled(votes, bootstrap_rounds=BOOTSTRAP_ROUNDS)
+    table = fit.ratings.copy()
+    table.insert(0, "rank", range(1, len(table) + 1))
+    effects = [
+        {
+            "covariate": str(name),
+            "per_sd": round(float(e["per_sd"]), 1),
+            "ci_low": round(float(e["ci_low"]), 1),
+            "ci_high": round(float(e["ci_high"]), 1),
+            "per_unit": round(float(e["per_unit"]), 2),
+            "unit": str(e["unit"]),
+            "win_rate_per_sd": round(float(e["win_rate_per_sd"]), 3),
+        }
+        for name, e in fit.effects.iterrows()
+    ]
+    return table, effects, fit.missing_votes
+
+
+def effects_markdown(data: dict[str, Any]) -> str:
+    """What the style-controlled fit says about loudness, length and vocals ("" if plain)."""
+    if not data.get("style_control"):
+        return ""
+    lines = [
+        "**Style control:** ratings are at equal clip length, loudness and vocals. Fitted effects "
+        "(Elo points per standard deviation of the A-B difference, 95% CI):"
+    ]
+    for e in data.get("effects") or []:
+        lean = "more often" if e["per_sd"] > 0 else "less often"
+        lines.append(
+            f"- **{e['covariate']}**: {e['per_sd']:+.0f} "
+            f"({e['ci_low']:+.0f} to {e['ci_high']:+.0f}) · "
+            f"{e['per_unit']:+.1f} points per {e['unit']} · "
+            f"the clip one SD higher wins {lean} ({e['win_rate_per_sd']:.0%} at equal strength)"
+        )
+    if not data.get("effects"):
+        lines.append("- none could be estimated yet (too few votes with these measurements).")
+    if data.get("style_missing_votes"):
+        lines.append(
+            f"{data['style_missing_votes']} votes without a duration or loudness measurement "
+            "(older or imported votes) are left out of this fit."
+        )
+    return "\n".join(lines)
 
 
 def agreement_markdown(data: dict[str, Any]) -> str:
     """APEX agreement and the freshness line."""
     agree = data.get("agreement")
     lines = [f"**{data['rated_votes']}** rated votes on this board · updated {data['updated_at']}"]
+    if data.get("flagged_left_out"):
+        lines.append(
+            f"{data['flagged_left_out']} votes with vote-quality flags are left out (tick "
+            "'Include flagged votes' to count them; the Data tab says why they were flagged)."
+        )
     if agree and agree["n"]:
         lines.append(
             f"**APEX agrees with listeners on {agree['rate']:.0%}** of {agree['n']} decided votes "
@@ -118,10 +198,13 @@ def board_frame(data: dict[str, Any]) -> pd.DataFrame:
 
 
 def render(data: dict[str, Any]) -> tuple[Any, Any, str]:
-    """Table, CI chart and the agreement text for one board."""
+    """Table, CI chart and the agreement (and style-control) text for one board."""
     frame = pd.DataFrame(data["rows"], columns=["system", "rating", "ci_low", "ci_high"])
     title = f"{BOARDS[data['board']]}: rating with 95% CI"
-    return board_frame(data), charts.ratings_chart(frame, title=title), agreement_markdown(data)
+    if data.get("style_control"):
+        title += " (style-controlled)"
+    text = "\n\n".join(t for t in (agreement_markdown(data), effects_markdown(data)) if t)
+    return board_frame(data), charts.ratings_chart(frame, title=title), text
 
 
 def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
@@ -129,7 +212,9 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     gr.Markdown(
         "Bradley-Terry ratings of the generating systems from every vote (a tie counts half a "
         "win each way; 'both bad' votes are kept in the data but not rated). 1000 is the average "
-        f"system; intervals are 95% bootstrap intervals ({BOOTSTRAP_ROUNDS} resamples)."
+        f"system; intervals are 95% bootstrap intervals ({BOOTSTRAP_ROUNDS} resamples). Votes "
+        "with vote-quality flags are left out unless you include them; 'Control for duration "
+        "and loudness' rates the systems at equal clip length, loudness and vocals."
     )
     with gr.Row():
         board = gr.Radio(
@@ -144,22 +229,35 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
             scale=2,
         )
         refresh = gr.Button("Refresh", scale=1)
+    with gr.Row():
+        flagged = gr.Checkbox(value=False, label="Include flagged votes")
+        signed = gr.Checkbox(value=False, label="Signed-in votes only")
+        style = gr.Checkbox(value=False, label="Control for duration and loudness")
     info = gr.Markdown()
     with gr.Row():
         table = gr.Dataframe(interactive=False, scale=2, label="Ratings")
         chart = gr.Plot(scale=3, label="Ratings with 95% CI")
     data = gr.JSON(visible=False)
 
-    def _load(which: str, include_imported: bool) -> dict[str, Any]:
-        return leaderboard_data(services, which, include_imported)
+    def _load(
+        which: str,
+        include_imported: bool = False,
+        include_flagged: bool = False,
+        signed_in_only: bool = False,
+        style_control: bool = False,
+    ) -> dict[str, Any]:
+        return leaderboard_data(
+            services, which, include_imported, include_flagged, signed_in_only, style_control
+        )
 
-    fetch = {"fn": _load, "inputs": [board, imported], "outputs": [data]}
+    options = [board, imported, flagged, signed, style]
+    fetch = {"fn": _load, "inputs": options, "outputs": [data]}
     draw = {"fn": render, "inputs": [data], "outputs": [table, chart, info]}
     limits = {"concurrency_limit": concurrency, "concurrency_id": "read"}
     refresh.click(**fetch, **limits, api_name="leaderboard").success(
         **draw, api_visibility="private"
     )
-    for trigger in (board.change, imported.change, tab.select):
+    for trigger in (*(o.change for o in options), tab.select):
         trigger(**fetch, **limits, api_visibility="private").success(
             **draw, api_visibility="private"
         )
