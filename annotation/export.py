@@ -51,7 +51,12 @@ def _columns() -> list[tuple[str, pa.DataType, str]]:
         ("date", _STR, "The same moment as ISO 8601 in UTC."),
         ("prompt", _STR, "Text prompt of the clips ('p1 | p2' when the prompts differ)."),
         ("is_instrumental", _BOOL, "Both clips are instrumental (no vocals)."),
-        ("user_pseudonym", _STR, "Salted HMAC of the voter's IP (or session); not reversible."),
+        (
+            "user_pseudonym",
+            _STR,
+            "Salted HMAC of the voter's IP (or session; of the Hugging Face account id when "
+            "signed_in); not reversible.",
+        ),
         ("session_pseudonym", _STR, "Salted HMAC of the browser session."),
         ("system_a", _STR, "System that generated clip A."),
         ("system_b", _STR, "System that generated clip B."),
