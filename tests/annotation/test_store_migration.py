@@ -7,11 +7,15 @@ import sqlite3
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from annotation.export import export_shards, import_shards, read_shards
 from annotation.store import SCHEMA_VERSION, SQLiteVoteStore
 from annotation.store_sqlite import _MIGRATIONS
+from tests.annotation import pg
 from tests.annotation.test_store import make_vote
+
+pg_server, pg_url = pg.pg_server, pg.pg_url  # the throwaway PostgreSQL server's fixtures
 
 V1_COLUMNS = (
     "vote_id, battle_uuid, timestamp, user_pseudonym, session_pseudonym, prompt, "
@@ -73,3 +77,30 @@ def test_a_version_1_store_migrates_without_losing_votes(tmp_path: Path) -> None
     assert back["flags"].tolist() == [""] * 5 + ["too_fast,burst"]
     assert back["signed_in"].tolist() == [False] * 5 + [True]
     assert back["loudness_matched"].tolist()[-1] is True
+
+
+def test_a_version_1_postgres_database_migrates_without_losing_votes(request) -> None:
+    pytest.importorskip("psycopg", reason="the PostgreSQL store needs psycopg")
+    import psycopg
+
+    from annotation.store_pg import _MIGRATIONS as PG_MIGRATIONS
+    from annotation.store_pg import PostgresVoteStore
+
+    pg_url = request.getfixturevalue("pg_url")
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        for statement in PG_MIGRATIONS[0]:
+            con.execute(statement)
+        con.execute("CREATE TABLE apex_schema (version INTEGER NOT NULL)")
+        con.execute("INSERT INTO apex_schema VALUES (1)")
+        con.execute(
+            f"INSERT INTO votes (row_id, {V1_COLUMNS}) VALUES (1, 'vote-0', 'b0', 1000.0, "
+            "'v1', 's1', 'p', TRUE, 'x', 'y', 'ca', 'cb', 'a.wav', 'b.wav', 'B', '[]', '[]', "
+            "5.0, 6.0, 'live')"
+        )
+    with PostgresVoteStore(pg_url) as store:
+        assert store.schema_version == 2
+        frame = store.votes_frame()
+        assert frame["vote_id"].tolist() == ["vote-0"] and frame["flags"].tolist() == [""]
+        store.insert_vote(make_vote(5, flags="burst", loudness_a=-9.5, signed_in=True))
+        row = store.votes_frame().iloc[-1]
+    assert row["flags"] == "burst" and row["loudness_a"] == -9.5 and bool(row["signed_in"])
