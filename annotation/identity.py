@@ -33,7 +33,9 @@ def client_address(forwarded_for: str | None, peer: str | None, trusted_proxies:
     of them by whoever sent the request. The client's address is therefore the hop the outermost
     trusted proxy appended: ``hops[-trusted_proxies]``. Hops a client wrote itself sit further
     left and are never read, so a forged header cannot change the pseudonym (nor escape the
-    rate limit). A Hugging Face Space's front end is one such proxy (``trusted_proxies=1``).
+    rate limit). A Hugging Face Space's front end is one such proxy (``trusted_proxies=1``): there
+    the TCP peer is the proxy's internal address (10.x) and the visitor's address arrives in
+    ``X-Forwarded-For`` (as embeddings-benchmark/mteb PR #4754 found for its Space).
 
     Args:
         forwarded_for: the ``X-Forwarded-For`` header (None or "" when absent).

@@ -26,7 +26,9 @@ from tests.webui.conftest import free_port
 from webui import arena as ui
 from webui.services import Services
 
-PROXY = "10.0.0.1"  # the Space front end: the app's TCP peer
+#: On a Space the app's TCP peer is the front end's internal address (reported as e.g.
+#: 10.16.3.80 in embeddings-benchmark/mteb PR #4754); the visitor arrives in X-Forwarded-For.
+PROXY = "10.16.3.80"
 
 
 def test_client_address_reads_the_hop_the_trusted_proxy_appended() -> None:
