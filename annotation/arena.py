@@ -133,9 +133,7 @@ class Arena:
         self._pairs_lock = threading.Lock()
         self._pairs: dict[tuple[str, str], int] | None = None
         self._pairs_read_at = 0.0
-        self._consensus_lock = threading.Lock()
-        self._consensus_board: dict[str, float] | None = None
-        self._consensus_at = -math.inf
+        self._consensus = flags.Consensus(store, refresh_s=CONSENSUS_REFRESH_S)
         self.model_version = pool.model_version or _model_version(scorer)
         self.loudness = LoudnessMatcher(
             Path(settings.cache_dir) / "arena-loudness",
@@ -292,33 +290,16 @@ class Arena:
         history = [
             flags.PastVote(*row) for row in self.store.recent_votes(voter, flags.HISTORY_VOTES)
         ]
-        vote = flags.PastVote(record.timestamp, record.preference, record.system_a, record.system_b)
-        credit = {"A": record.total_listening_time_a, "B": record.total_listening_time_b}
         return flags.vote_flags(
-            vote=vote,
+            vote=flags.PastVote(
+                record.timestamp, record.preference, record.system_a, record.system_b
+            ),
             issued_at=battle.issued_at,
-            credit=credit,
+            credit={"A": record.total_listening_time_a, "B": record.total_listening_time_b},
             min_listen_s=self.settings.min_listen_s,
             history=history,
-            ratings=self._consensus(record.timestamp),
+            ratings=self._consensus.ratings(record.timestamp),
         )
-
-    def _consensus(self, now: float) -> dict[str, float] | None:
-        """The board (system -> Elo points) of this arena's unflagged votes, refitted at most
-        every :data:`CONSENSUS_REFRESH_S`; None while there are no votes."""
-        from annotation.imports import select_votes
-        from annotation.ratings import fit_bradley_terry
-
-        with self._consensus_lock:
-            if now - self._consensus_at < CONSENSUS_REFRESH_S:
-                return self._consensus_board
-            votes = flags.select_unflagged(select_votes(self.store.votes_frame()))
-            board = None
-            if len(votes):
-                table = fit_bradley_terry(votes, l2=1.0)
-                board = {str(k): float(v) for k, v in table["rating"].items()} or None
-            self._consensus_board, self._consensus_at = board, now
-            return board
 
     # ------------------------------------------------------------------ helpers
     def _record(

@@ -32,8 +32,10 @@ Reasons (:data:`FLAG_REASONS`):
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -182,3 +184,36 @@ def flag_summary(votes: pd.DataFrame) -> dict[str, int]:
         for reason in reasons:
             counts[reason] = counts.get(reason, 0) + 1
     return counts
+
+
+class Consensus:
+    """The board the ``contrarian`` test compares voters with: a plain Bradley-Terry fit (Music
+    Arena's C=1) of the store's own, unflagged votes, refitted at most every ``refresh_s``.
+
+    Args:
+        store: the vote store (anything with ``votes_frame()``).
+        refresh_s: seconds of the caller's clock between fits (a fit reads every vote).
+    """
+
+    def __init__(self, store: Any, *, refresh_s: float = 60.0) -> None:
+        self._store = store
+        self._refresh_s = refresh_s
+        self._lock = threading.Lock()
+        self._board: dict[str, float] | None = None
+        self._at = -math.inf
+
+    def ratings(self, now: float) -> dict[str, float] | None:
+        """System -> Elo points as of the last fit; None while there are no votes."""
+        from annotation.imports import select_votes
+        from annotation.ratings import fit_bradley_terry
+
+        with self._lock:
+            if now - self._at < self._refresh_s:
+                return self._board
+            votes = select_unflagged(select_votes(self._store.votes_frame()))
+            board = None
+            if len(votes):
+                table = fit_bradley_terry(votes, l2=1.0)
+                board = {str(k): float(v) for k, v in table["rating"].items()} or None
+            self._board, self._at = board, now
+            return board
