@@ -79,7 +79,9 @@ def _build_pool(settings: Settings, built: Mapping[str, Any]) -> Any:
 def _build_arena(settings: Settings, built: Mapping[str, Any]) -> Any:
     from annotation.arena import Arena
 
-    return Arena(settings, pool=built["pool"], store=built["store"], scorer=built["scorer"])
+    arena = Arena(settings, pool=built["pool"], store=built["store"], scorer=built["scorer"])
+    arena.warm_loudness()  # in the background: the arena is usable at once
+    return arena
 
 
 def _build_sync(settings: Settings, built: Mapping[str, Any]) -> Any:

@@ -58,3 +58,17 @@ def test_served_clips_are_matched_and_the_vote_keeps_the_originals(tmp_path, set
     assert row["loudness_matched"] is match
     assert (row["duration_a"], row["duration_b"]) == (4.0, 4.0)
     assert row["instrumental_a"] is (battle.clip_a == "quiet")
+
+
+def test_warm_up_matches_every_clip_in_the_background(tmp_path, settings) -> None:
+    settings = settings.replace(salt="s")
+    pool = loud_and_quiet_pool(tmp_path)
+    with SQLiteVoteStore(settings.store_path) as store:
+        arena = Arena(settings, pool, store, seed=0)
+        arena.warm_loudness().join(timeout=60)
+        folder = Path(settings.cache_dir) / "arena-loudness"
+        assert len(list(folder.glob("matched-*.wav"))) == 2
+        before = {p: p.stat().st_mtime_ns for p in folder.glob("*.wav")}
+        ticket = arena.new_battle("sess")  # served from what the warm-up made
+        assert {Path(ticket.audio_a), Path(ticket.audio_b)} == set(before)
+        assert {p: p.stat().st_mtime_ns for p in folder.glob("*.wav")} == before
