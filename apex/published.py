@@ -316,5 +316,11 @@ def load_published(
                 f"{snapshot.path(CONFIG_NAME)}: model_type {config.get('model_type')!r} is not "
                 f"{APEX_MODEL_TYPE!r}; this is not the published APEX layout."
             )
-    heads, info = load_snapshot_heads(snapshot, text)
+    try:
+        heads, info = load_snapshot_heads(snapshot, text)
+    except CheckpointError as err:
+        where = f"revision {snapshot.revision}, " if snapshot.revision else ""
+        raise CheckpointError(
+            f"published APEX heads {text} ({where}files {', '.join(snapshot.files)}): {err}"
+        ) from err
     return PublishedModel(heads, info, info.encoder_id)
