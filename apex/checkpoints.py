@@ -88,6 +88,8 @@ class ModelInfo:
             "encoder_id": self.encoder_id,
             "source": self.source,
             "revision": self.revision,
+            "files": list(meta.get("files", [])),
+            "from_cache": meta.get("from_cache"),
             "metrics": dict(meta.get("metrics", {})),
             "data_fingerprints": dict(meta.get("data_fingerprints", {})),
             "created": meta.get("created"),
