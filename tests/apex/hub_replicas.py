@@ -183,16 +183,28 @@ def _hubert_config(config: dict[str, Any]) -> Any:
 
 def mert_state(config: dict[str, Any], seed: int = 0) -> dict[str, torch.Tensor]:
     """Random HuBERT weights under MERT's ``pytorch_model.bin`` names (old torch weight norm:
-    ``weight_g``/``weight_v``; ``masked_spec_embed`` included)."""
+    ``weight_g``/``weight_v``; ``masked_spec_embed`` included).
+
+    At test size: transformers' own random init. At full size (95M) that init takes 3-10 s on a
+    busy CPU, so the tensors are drawn directly from N(0, 0.02) instead (a load test only)."""
     from transformers import HubertModel
+    from transformers.initialization import no_init_weights
 
     torch.manual_seed(seed)
-    model = HubertModel(_hubert_config(config))
+    if config["hidden_size"] <= MERT_TEST_SIZE["hidden_size"]:
+        model = HubertModel(_hubert_config(config))
+    else:
+        with no_init_weights():
+            model = HubertModel(_hubert_config(config))
+        with torch.no_grad():
+            for tensor in model.state_dict().values():
+                if tensor.is_floating_point():
+                    tensor.normal_(0.0, 0.02)
     state = {}
     for key, tensor in model.state_dict().items():
         key = key.replace("parametrizations.weight.original0", "weight_g")
         key = key.replace("parametrizations.weight.original1", "weight_v")
-        state[key] = tensor.clone()
+        state[key] = tensor
     assert "masked_spec_embed" in state and "encoder.pos_conv_embed.conv.weight_g" in state
     return state
 
