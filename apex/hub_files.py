@@ -105,7 +105,7 @@ def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Sna
         cache_reason = f"the cached snapshot is incomplete: {err}"
     if local_files_only:
         raise SnapshotUnavailable(
-            f"{repo_id}: {cache_reason}; offline (the Hub is not reachable from here)."
+            f"{repo_id}: {cache_reason}; offline (the Hugging Face Hub is not reachable from here)."
         )
     return _download(repo_id, pick, cache_reason)
 
