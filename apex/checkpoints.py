@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from apex.heads import ApexHeads, HeadsConfig, ReferenceHeads
+from apex.hub_files import hub_reachable  # noqa: F401  (public here, lives in hub_files)
 
 #: Hub repo of the published APEX heads and the encoder they were trained on.
 PUBLISHED_REPO = "amaai-lab/apex"
@@ -203,26 +204,6 @@ def reference_info(heads: ReferenceHeads, source: str, *, model_id: str | None =
     )
 
 
-def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """False when ``HF_HUB_OFFLINE`` is set or the Hub endpoint does not accept a TCP connection
-    within ``timeout_s`` seconds. Probing first matters: huggingface_hub retries unreachable hosts
-    with back-off for about a minute per file, far too long for an offline start-up."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname or "", port), timeout=timeout_s).close()
-    except OSError:
-        return False
-    return True
-
-
 # ---------------------------------------------------------------------------- our format
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -280,14 +261,14 @@ def load_model(
         CheckpointError: missing files, unreadable config, offline Hub, or mismatched keys.
     """
     from apex.hub_files import SnapshotUnavailable, fetch_snapshot, is_repo_id
-    from apex.published import APEX_MODEL_TYPE, load_snapshot_heads, pick_heads_files, read_config
+    from apex.published import load_snapshot_heads, pick_heads_files, read_config
 
     source = str(path_or_repo)
     if Path(source).is_file():
         heads = load_reference_checkpoint(source)
         return heads, reference_info(heads, source)
     if Path(source).is_dir():
-        directory, revision = Path(source), None
+        directory = Path(source)
         reference_files = sorted(directory.glob("*.pt"))
         if reference_files and not (directory / CONFIG_NAME).is_file():
             return _load_reference_dir(directory, reference_files)
@@ -299,9 +280,10 @@ def load_model(
                 f"cannot get Hub model {source!r}: {err} If you are offline, download it once "
                 "while online or pass a local directory."
             ) from err
-        if snapshot.files[0] != CONFIG_NAME:
+        config = snapshot.path(CONFIG_NAME)
+        if snapshot.files[0] != CONFIG_NAME or _is_published(read_config(config)):
             return load_snapshot_heads(snapshot, source)
-        directory, revision = snapshot.directory, snapshot.revision
+        return _load_ours(snapshot.directory, source, snapshot.revision)
     else:
         raise CheckpointError(
             f"{source!r} is neither a model directory nor a Hub repo id (owner/name); pass a "
@@ -309,12 +291,17 @@ def load_model(
         )
     if not (directory / CONFIG_NAME).is_file():
         raise CheckpointError(f"{source} has no {CONFIG_NAME}; save models with apex.checkpoints.")
-    if read_config(directory / CONFIG_NAME).get("model_type") == APEX_MODEL_TYPE:
+    if _is_published(read_config(directory / CONFIG_NAME)):
         from apex.hub_files import from_directory
 
-        snapshot = from_directory(directory, pick_heads_files)
-        return load_snapshot_heads(snapshot, source)
-    return _load_ours(directory, source, revision)
+        return load_snapshot_heads(from_directory(directory, pick_heads_files), source)
+    return _load_ours(directory, source, None)
+
+
+def _is_published(config: Mapping[str, Any]) -> bool:
+    from apex.published import APEX_MODEL_TYPE
+
+    return config.get("model_type") == APEX_MODEL_TYPE
 
 
 def _load_ours(directory: Path, source: str, revision: str | None) -> tuple[nn.Module, ModelInfo]:

@@ -4,7 +4,8 @@ A Space's ``preload_from_hub`` puts repos into the Hugging Face cache at build t
 ``$HF_HUB_CACHE/models--<owner>--<name>/snapshots/<revision>/<file>`` with ``refs/main`` naming the
 revision. :func:`fetch_snapshot` looks there first (``local_files_only``: no network round trip),
 lists what the snapshot holds, lets the caller pick the files it needs from that listing, and goes
-to the network only when the snapshot is missing or lacks a picked file: it lists the repo
+to the network only when the snapshot is missing or lacks a picked file (after a quick probe, so
+an offline start-up never waits on retries): it lists the repo
 (``model_info``), picks again, and downloads exactly the picked files (``allow_patterns``), so a
 repo's other large files (MERT's 1.32 GB fairseq ``.pt``) are never fetched.
 """
@@ -45,6 +46,26 @@ class Snapshot:
     def path(self, name: str) -> Path:
         """Local path of picked file ``name``."""
         return self.directory / name
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """False when ``HF_HUB_OFFLINE`` is set or the Hub endpoint does not accept a TCP connection
+    within ``timeout_s`` seconds. Probing first matters: huggingface_hub retries unreachable hosts
+    with back-off for about a minute per file, far too long for an offline start-up."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
 
 
 def list_directory(directory: Path) -> list[str]:
@@ -103,7 +124,7 @@ def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Sna
         cache_reason = f"not in the local Hugging Face cache ({err.__class__.__name__})"
     except SnapshotUnavailable as err:
         cache_reason = f"the cached snapshot is incomplete: {err}"
-    if local_files_only:
+    if local_files_only or not hub_reachable():
         raise SnapshotUnavailable(
             f"{repo_id}: {cache_reason}; offline (the Hugging Face Hub is not reachable from here)."
         )

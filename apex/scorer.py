@@ -28,7 +28,6 @@ from apex.checkpoints import (
     PUBLISHED_REPO,
     CheckpointError,
     ModelInfo,
-    hub_reachable,
     load_model,
 )
 from apex.encoders.base import SEGMENT_SECONDS, Embedding, Encoder, EncoderUnavailable
@@ -400,9 +399,9 @@ def load_scorer(
     device = None if device in (None, "auto") else device
     encoder = None if encoder in (None, "auto") else encoder
     notices: list[str] = []
-    # Probe the Hub once per call: without a connection every Hub lookup becomes cache-only
-    # instead of a minute of retries.
-    local_only = not hub_reachable()
+    # Every Hub lookup reads the local cache first (preload_from_hub) and probes the Hub only
+    # on a cache miss (apex.hub_files), so a preloaded start-up makes no network round trip.
+    local_only = False
     if model == "auto":
         try:
             if encoder == "fallback":

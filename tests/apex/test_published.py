@@ -127,13 +127,21 @@ def test_every_plausible_published_layout_loads_exactly(
     hidden = torch.randn(
         2, 13, 768, generator=torch.Generator().manual_seed(1), dtype=torch.float64
     )
-    got = heads.double()(hidden[None])
+    with torch.no_grad():
+        got = heads.double()(hidden[None])
     want = hr.independent_scores(config, state, hidden, mix=_seed42_mix())
     for task in hr.TASKS:
         assert float(got[task][0]) == pytest.approx(want[task], abs=1e-9), task
-    # The same directory loads through load_model too (a local copy of the repo).
+    # The same repo loads through load_model (APEX_MODEL=amaai-lab/apex), as does a local copy.
+    via_hub, hub_info = load_model(hr.APEX_REPO, local_files_only=True)
+    assert (hub_info.model_id, hub_info.revision, hub_info.kind) == (
+        hr.APEX_REPO,
+        hr.APEX_REVISION,
+        "published",
+    )
     via_dir, _ = load_model(hub_cache / "models--amaai-lab--apex" / "snapshots" / hr.APEX_REVISION)
-    assert torch.equal(via_dir.double()(hidden[None])["clarity"], got["clarity"])
+    for loaded in (via_hub, via_dir):
+        assert torch.equal(loaded.double()(hidden[None])["clarity"], got["clarity"])
 
 
 def test_real_size_replica_matches_the_published_file(hub_cache: Path, tmp_path: Path) -> None:
@@ -226,7 +234,9 @@ def test_reference_pt_layout_is_found_by_listing(hub_cache: Path, tmp_path: Path
 def test_cached_repo_never_touches_the_network(
     hub_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Network allowed but everything cached: no listing call, no download."""
+    """Network allowed but everything cached: no probe, no listing call, no download."""
+    import socket
+
     from huggingface_hub import HfApi, constants
 
     from apex.encoders import MertEncoder
@@ -238,6 +248,7 @@ def test_cached_repo_never_touches_the_network(
         raise AssertionError("the Hub was contacted although the repo is cached")
 
     monkeypatch.setattr(HfApi, "model_info", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)  # not even the probe
     published = load_published(local_files_only=False)
     assert published.info.metadata["from_cache"] is True
     encoder = MertEncoder.from_pretrained(hr.MERT_REPO, local_files_only=False, device="cpu")
@@ -257,6 +268,7 @@ def test_uncached_mert_downloads_only_the_needed_files(
     from huggingface_hub import HfApi, constants
     from huggingface_hub.hf_api import ModelInfo
 
+    from apex import hub_files
     from apex.encoders import MertEncoder
 
     config = hr.mert_config()
@@ -278,6 +290,7 @@ def test_uncached_mert_downloads_only_the_needed_files(
         files = {n: replica[n] for n in allow_patterns}
         return str(hr.write_cache_repo(hub_cache, repo_id, files, kwargs["revision"]))
 
+    monkeypatch.setattr(hub_files, "hub_reachable", lambda: True)
     monkeypatch.setattr(HfApi, "model_info", model_info)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     encoder = MertEncoder.from_pretrained(hr.MERT_REPO, local_files_only=False, device="cpu")
