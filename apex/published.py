@@ -35,6 +35,7 @@ from apex.checkpoints import (
     reference_info,
     strict_load,
 )
+from apex.encoders.base import SEGMENT_SECONDS
 from apex.heads import ReferenceHeads
 from apex.hub_files import (
     Snapshot,
@@ -221,10 +222,16 @@ def load_apex_directory(directory: Path, weights: str, *, source: str) -> Refere
             f"and aggregator.bias (1,) for {n_mix} layers, got {got}. The file does not match "
             f"{CONFIG_NAME}'s layer_indices; re-export it."
         )
-    if not mix and n_mix != 4:
+    if not mix and (n_mix != 4 or config.get("seed", 42) != 42):
         raise CheckpointError(
-            f"{weights_path} has no aggregator.* and layer_indices has {n_mix} entries; the "
-            "seed-42 layer mix is only known for the reference's 4 layers."
+            f"{weights_path} has no aggregator.* and {CONFIG_NAME} asks for seed "
+            f"{config.get('seed', 42)} over {n_mix} layers; only the reference's seed-42 mix of "
+            "4 layers is known. Export the checkpoint with its aggregator.weight/bias."
+        )
+    if config.get("segment_sec", SEGMENT_SECONDS) != SEGMENT_SECONDS:
+        raise CheckpointError(
+            f"{config_path}: segment_sec {config['segment_sec']} is not the {SEGMENT_SECONDS:g} s "
+            "segments the MERT encoder pools; these heads cannot be served as trained."
         )
     strict_load(heads, state, f"{source} ({weights})")
     if mix:

@@ -8,6 +8,7 @@ must equal an independent forward of the published pipeline.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,6 +213,12 @@ def test_missing_pieces_are_named(hub_cache: Path, tmp_path: Path) -> None:
     (other / "pytorch_model.bin").write_bytes(files["pytorch_model.bin"])
     with pytest.raises(CheckpointError, match="model_type 'bert' is not 'apex'"):
         load_published(other)
+    for key, value, needle in (("segment_sec", 10, "segment_sec 10"), ("seed", 7, "seed 7")):
+        state = hr.apex_state(config, aggregator=False)
+        (other / "config.json").write_text(json.dumps({**config, key: value}))
+        torch.save(state, other / "pytorch_model.bin")
+        with pytest.raises(CheckpointError, match=needle):
+            load_published(other)
     with pytest.raises(CheckpointError, match=r"not in the local Hugging Face cache.*offline"):
         load_published("amaai-lab/not-cached", local_files_only=True)
 
