@@ -104,6 +104,12 @@ def _revision(value: Any) -> str:
     return f", revision `{value}`" if value else ""
 
 
+def _notice_line(note: str, is_demo: bool) -> str:
+    """A scorer notice; the one saying why the demo answers (it carries ``Reason:``) is labelled."""
+    label = "Why the demo answers" if is_demo and "Reason:" in note else "Note"
+    return f"- **{label}:** {note}"
+
+
 def _identity_lines(info: dict[str, Any]) -> list[str]:
     """Which heads and which encoder answer, with their Hub revisions and where they came from."""
     names = info.get("files") or []
@@ -130,7 +136,7 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
                 "built-in descriptor encoder (no MERT weights could be loaded). Scores are "
                 "illustrative only."
             )
-        head += [f"- **Why:** {note}" for note in info.get("notices", []) if note]
+        head += [_notice_line(note, bool(info.get("is_demo"))) for note in info.get("notices", [])]
         head += ["", "**Metrics**", *_metric_lines(info.get("metrics"))]
     software = ", ".join(f"{k} {v}" for k, v in info.get("software", {}).items())
     status = [

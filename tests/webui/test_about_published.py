@@ -24,9 +24,9 @@ def test_demo_card_shows_the_exact_reason(settings) -> None:
         "notices": [reason],
     }
     card = about.model_card_markdown(info, services)
-    assert f"- **Why:** {reason}" in card
+    assert f"- **Why the demo answers:** {reason}" in card
     assert "`fallback` (built-in fallback, not MERT)" in card
-    assert "revision `" not in card.split("**Why:**")[0]
+    assert "revision `" not in card.split("**Why the demo answers:**")[0]
 
 
 def test_published_card_shows_revisions_and_where_from(settings) -> None:
@@ -46,4 +46,4 @@ def test_published_card_shows_revisions_and_where_from(settings) -> None:
     card = about.model_card_markdown(info, services)
     assert "published, revision `r1`, files `config.json`, `model.safetensors`)" in card
     assert "`amaai-lab/apex` (downloaded from the Hub)" in card
-    assert "`m-a-p/MERT-v1-95M`, revision `r2`" in card and "**Why:**" not in card
+    assert "`m-a-p/MERT-v1-95M`, revision `r2`" in card and "**Why the demo answers:**" not in card
