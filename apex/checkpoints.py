@@ -9,6 +9,10 @@ Our format is a directory (or a Hub model repo) holding
   sorted list of the model's predictions on reference songs; percentiles are read against it),
   ``data_fingerprints``, ``metrics`` and anything else the trainer records.
 
+The published heads (``amaai-lab/apex``: ``config.json`` with ``model_type: "apex"`` +
+``pytorch_model.bin``) load through :mod:`apex.published`; :func:`load_model` dispatches to it for
+that layout, whether given a directory or a Hub repo id.
+
 Every load is strict: a missing, unexpected or mis-shaped tensor raises :class:`CheckpointError`
 naming the keys and what to do, never a silent partial load.
 """
@@ -27,13 +31,11 @@ import torch
 from torch import nn
 
 from apex.heads import ApexHeads, HeadsConfig, ReferenceHeads
+from apex.hub_files import hub_reachable  # noqa: F401  (public here, lives in hub_files)
 
 #: Hub repo of the published APEX heads and the encoder they were trained on.
 PUBLISHED_REPO = "amaai-lab/apex"
 PUBLISHED_ENCODER = "m-a-p/MERT-v1-95M"
-#: File names tried in the published repo: the reference README loads ``models/best_model.pt``
-#: and ``train.py`` writes ``best_model.pt``.
-PUBLISHED_FILENAMES: tuple[str, ...] = ("best_model.pt", "models/best_model.pt")
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -57,6 +59,7 @@ class ModelInfo:
         encoder_id: the encoder the heads expect (``"fallback"`` or a MERT id/path).
         source: where the heads were loaded from (path or repo id).
         metadata: the full ``metadata.json`` content (treat as read-only).
+        revision: the Hub commit the files came from (None for plain local files).
     """
 
     model_id: str
@@ -65,6 +68,7 @@ class ModelInfo:
     encoder_id: str = PUBLISHED_ENCODER
     source: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    revision: str | None = None
 
     @property
     def is_demo(self) -> bool:
@@ -84,6 +88,9 @@ class ModelInfo:
             "kind": self.kind,
             "encoder_id": self.encoder_id,
             "source": self.source,
+            "revision": self.revision,
+            "files": list(meta.get("files", [])),
+            "from_cache": meta.get("from_cache"),
             "metrics": dict(meta.get("metrics", {})),
             "data_fingerprints": dict(meta.get("data_fingerprints", {})),
             "created": meta.get("created"),
@@ -197,55 +204,6 @@ def reference_info(heads: ReferenceHeads, source: str, *, model_id: str | None =
     )
 
 
-def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """False when ``HF_HUB_OFFLINE`` is set or the Hub endpoint does not accept a TCP connection
-    within ``timeout_s`` seconds. Probing first matters: huggingface_hub retries unreachable hosts
-    with back-off for about a minute per file, far too long for an offline start-up."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname or "", port), timeout=timeout_s).close()
-    except OSError:
-        return False
-    return True
-
-
-def fetch_published_checkpoint(*, local_files_only: bool, timeout_s: float = 5.0) -> Path:
-    """Path of the published APEX ``.pt`` from the local HF cache or (if allowed) the network.
-
-    Raises:
-        CheckpointError: not cached and not downloadable (offline, timeout, missing file).
-    """
-    from huggingface_hub import hf_hub_download
-
-    errors = []
-    for local_only in (True, False) if not local_files_only else (True,):
-        for filename in PUBLISHED_FILENAMES:
-            try:
-                return Path(
-                    hf_hub_download(
-                        PUBLISHED_REPO,
-                        filename,
-                        local_files_only=local_only,
-                        etag_timeout=timeout_s,
-                    )
-                )
-            except Exception as err:  # offline, timeouts, 404s: all mean "not available here"
-                errors.append(f"{filename}: {type(err).__name__}")
-    raise CheckpointError(
-        f"the published APEX checkpoint ({PUBLISHED_REPO}) is not in the local Hugging Face cache "
-        f"and could not be downloaded ({'; '.join(errors)}). Connect to the Hub once, or pass a "
-        "local .pt file as the model."
-    )
-
-
 # ---------------------------------------------------------------------------- our format
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -287,34 +245,6 @@ def save_model(model: ApexHeads, directory: str | Path, *, metadata: Mapping[str
     return directory
 
 
-def _resolve_files(source: str, *, local_files_only: bool) -> dict[str, Path | None]:
-    """Local paths of our three files, from a directory or a Hub repo (metadata optional)."""
-    if Path(source).is_dir():
-        root = Path(source)
-        files = {name: root / name for name in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME)}
-        return {k: (v if v.is_file() else None) for k, v in files.items()}
-    if Path(source).exists() or source.count("/") != 1:
-        raise CheckpointError(
-            f"{source!r} is neither a model directory nor a Hub repo id (owner/name); pass a "
-            "directory with config.json and model.safetensors, a reference .pt file, or a repo id."
-        )
-    from huggingface_hub import hf_hub_download
-
-    out: dict[str, Path | None] = {}
-    for name in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME):
-        try:
-            out[name] = Path(hf_hub_download(source, name, local_files_only=local_files_only))
-        except Exception as err:  # offline, timeout, 404: report per file below
-            if name == METADATA_NAME:
-                out[name] = None
-                continue
-            raise CheckpointError(
-                f"cannot get {name} of Hub model {source!r} ({type(err).__name__}: {err}). "
-                "If you are offline, download it once while online or pass a local directory."
-            ) from err
-    return out
-
-
 def load_model(
     path_or_repo: str | Path, *, local_files_only: bool = False
 ) -> tuple[nn.Module, ModelInfo]:
@@ -323,21 +253,62 @@ def load_model(
     A ``.pt``/``.pth`` file is read as a reference checkpoint (:func:`load_reference_checkpoint`),
     and so is a directory holding one ``.pt`` (plus an optional ``metadata.json``) but no
     ``config.json``: the layout :mod:`apex.training` writes for reference-architecture refits.
+    A ``config.json`` with ``model_type: "apex"`` is the published Hub layout
+    (:mod:`apex.published`); any other ``config.json`` is ours. A Hub repo id is listed (local
+    cache first) and only the files that layout needs are downloaded.
 
     Raises:
         CheckpointError: missing files, unreadable config, offline Hub, or mismatched keys.
     """
+    from apex.hub_files import SnapshotUnavailable, fetch_snapshot, is_repo_id
+    from apex.published import load_snapshot_heads, pick_heads_files, read_config
+
     source = str(path_or_repo)
     if Path(source).is_file():
         heads = load_reference_checkpoint(source)
         return heads, reference_info(heads, source)
-    reference_files = sorted(Path(source).glob("*.pt")) if Path(source).is_dir() else []
-    if reference_files and not (Path(source) / CONFIG_NAME).is_file():
-        return _load_reference_dir(Path(source), reference_files)
-    files = _resolve_files(source, local_files_only=local_files_only)
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        if files[name] is None:
-            raise CheckpointError(f"{source} has no {name}; save models with apex.checkpoints.")
+    if Path(source).is_dir():
+        directory = Path(source)
+        reference_files = sorted(directory.glob("*.pt"))
+        if reference_files and not (directory / CONFIG_NAME).is_file():
+            return _load_reference_dir(directory, reference_files)
+    elif is_repo_id(source):
+        try:
+            snapshot = fetch_snapshot(source, pick_heads_files, local_files_only=local_files_only)
+        except SnapshotUnavailable as err:
+            raise CheckpointError(
+                f"cannot get Hub model {source!r}: {err} If you are offline, download it once "
+                "while online or pass a local directory."
+            ) from err
+        config = snapshot.path(CONFIG_NAME)
+        if snapshot.files[0] != CONFIG_NAME or _is_published(read_config(config)):
+            return load_snapshot_heads(snapshot, source)
+        return _load_ours(snapshot.directory, source, snapshot.revision)
+    else:
+        raise CheckpointError(
+            f"{source!r} is neither a model directory nor a Hub repo id (owner/name); pass a "
+            "directory with config.json and model.safetensors, a reference .pt file, or a repo id."
+        )
+    if not (directory / CONFIG_NAME).is_file():
+        raise CheckpointError(f"{source} has no {CONFIG_NAME}; save models with apex.checkpoints.")
+    if _is_published(read_config(directory / CONFIG_NAME)):
+        from apex.hub_files import from_directory
+
+        return load_snapshot_heads(from_directory(directory, pick_heads_files), source)
+    return _load_ours(directory, source, None)
+
+
+def _is_published(config: Mapping[str, Any]) -> bool:
+    from apex.published import APEX_MODEL_TYPE
+
+    return config.get("model_type") == APEX_MODEL_TYPE
+
+
+def _load_ours(directory: Path, source: str, revision: str | None) -> tuple[nn.Module, ModelInfo]:
+    """Our safetensors + config.json (+ metadata.json) heads from ``directory``."""
+    files = {name: directory / name for name in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME)}
+    if not files[WEIGHTS_NAME].is_file():
+        raise CheckpointError(f"{source} has no {WEIGHTS_NAME}; save models with apex.checkpoints.")
     try:
         raw_config = json.loads(files[CONFIG_NAME].read_text())
         config = HeadsConfig(**{f.name: raw_config[f.name] for f in fields(HeadsConfig)})
@@ -353,7 +324,7 @@ def load_model(
     heads = ApexHeads(config)
     strict_load(heads, state, str(files[WEIGHTS_NAME]))
     meta: dict[str, Any] = {}
-    if files[METADATA_NAME] is not None:
+    if files[METADATA_NAME].is_file():
         meta = json.loads(files[METADATA_NAME].read_text())
     meta.setdefault("heads_config", asdict(config))
     info = ModelInfo(
@@ -363,6 +334,7 @@ def load_model(
         encoder_id=str(meta.get("encoder_id", PUBLISHED_ENCODER)),
         source=source,
         metadata=meta,
+        revision=revision,
     )
     return heads.eval(), info
 

@@ -76,12 +76,16 @@ class _Block(nn.Module):
 
 
 class _Branch(nn.Module):
-    """One task branch 256-128-64-1 whose output is squashed onto the score's scale."""
+    """One task branch (256-128-64-1 in the reference) squashed onto the score's scale."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self, name: str, in_dim: int = 256, dims: tuple[int, ...] = (128, 64), dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.name = name
-        self.branch = nn.Sequential(_Block(256, 128, 0.1), _Block(128, 64, 0.1), nn.Linear(64, 1))
+        widths = (in_dim, *dims)
+        blocks = [_Block(a, b, dropout) for a, b in itertools.pairwise(widths)]
+        self.branch = nn.Sequential(*blocks, nn.Linear(widths[-1], 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _to_score_scale(self.branch(x).squeeze(1), self.name)
@@ -125,54 +129,112 @@ class ReferenceHeads(_MixedHeads):
             (the reference's ``inference.py`` averages the mixed segment embeddings, then runs the
             MLP once); the mode only says which of the song score or the per-segment timeline is
             closer to what the model saw in training.
+        input_dim, shared_dims, branch_dims, dropout_shared, dropout_branch, layer_indices: the
+            Hub repo's ``config.json`` keys of the same names (``shared_dims`` overrides
+            ``shared``); the defaults are the reference's 768, 512-256, 128-64, 0.3, 0.1 and
+            ``[2, 5, 8, -1]``.
+        num_layers: hidden states the encoder gives (13 for MERT-v1-95M); negative
+            ``layer_indices`` count from its end.
 
-    The mix weights are non-persistent buffers, so ``state_dict()`` has exactly the published keys.
+    The mix weights are non-persistent buffers, so ``state_dict()`` has exactly the published keys;
+    :meth:`set_layer_mix` replaces them with a checkpoint's own ``aggregator``.
     """
 
     #: The reference pools MERT frames over the whole zero-padded 30 s segment.
     uses_padded_pooling = True
 
-    def __init__(self, task: str = "full", shared: int = 2, mode: str = "song") -> None:
+    def __init__(
+        self,
+        task: str = "full",
+        shared: int = 2,
+        mode: str = "song",
+        *,
+        input_dim: int = REFERENCE_DIM,
+        shared_dims: tuple[int, ...] | None = None,
+        branch_dims: tuple[int, ...] = (128, 64),
+        dropout_shared: float = 0.3,
+        dropout_branch: float = 0.1,
+        layer_indices: tuple[int, ...] = REFERENCE_LAYERS,
+        num_layers: int = 13,
+    ) -> None:
         super().__init__()
         if task not in TASK_OUTPUTS:
             raise ValueError(f"task must be one of {sorted(TASK_OUTPUTS)}, got {task!r}")
-        if shared not in (2, 3):
-            raise ValueError(f"shared must be 2 or 3, got {shared!r}")
+        if shared_dims is None:
+            if shared not in (2, 3):
+                raise ValueError(f"shared must be 2 or 3, got {shared!r}")
+            shared_dims = (512, 256) if shared == 2 else (512, 384, 256)
+        shared_dims, branch_dims = tuple(shared_dims), tuple(branch_dims)
+        if not shared_dims or min((*shared_dims, *branch_dims, input_dim)) < 1:
+            raise ValueError(f"invalid widths: shared {shared_dims}, branches {branch_dims}")
         if mode not in ("song", "segment"):
             raise ValueError(f"mode must be 'song' or 'segment', got {mode!r}")
-        self.task, self.shared_depth, self.mode = task, shared, mode
+        picked = tuple(int(i) % num_layers for i in layer_indices)
+        if not picked or any(not -num_layers <= int(i) < num_layers for i in layer_indices):
+            raise ValueError(f"layer_indices {layer_indices} do not fit {num_layers} hidden states")
+        self.task, self.shared_depth, self.mode = task, len(shared_dims), mode
+        self.input_dim, self.layer_indices, self._num_layers = input_dim, picked, num_layers
         self.output_names: tuple[str, ...] = TASK_OUTPUTS[task]
-        widths = (REFERENCE_DIM, 512, 256) if shared == 2 else (REFERENCE_DIM, 512, 384, 256)
-        self.shared = nn.Sequential(*(_Block(a, b, 0.3) for a, b in itertools.pairwise(widths)))
+        widths = (input_dim, *shared_dims)
+        self.shared = nn.Sequential(
+            *(_Block(a, b, dropout_shared) for a, b in itertools.pairwise(widths))
+        )
         for name in self.output_names:
-            self.add_module(f"branch_{name}", _Branch(name))
+            branch = _Branch(name, shared_dims[-1], branch_dims, dropout_branch)
+            self.add_module(f"branch_{name}", branch)
         mix = REFERENCE_LAYER_MIX
-        self.register_buffer("mix_weight", torch.tensor(mix["weight"]), persistent=False)
+        # The seed-42 draw is known for 4 layers; other counts need the checkpoint's aggregator
+        # (apex.published refuses to serve them without one).
+        weight = torch.tensor(mix["weight"]) if len(picked) == 4 else torch.zeros(len(picked))
+        self.register_buffer("mix_weight", weight, persistent=False)
         self.register_buffer("mix_bias", torch.tensor(mix["bias"][0]), persistent=False)
+        self.mix_source = "seed-42 draw (REFERENCE_LAYER_MIX)"
         self.eval()
+
+    @torch.no_grad()
+    def set_layer_mix(self, weight: torch.Tensor, bias: torch.Tensor, source: str) -> None:
+        """Use a checkpoint's own ``Conv1d(L, 1, 1)`` layer mix instead of the seed-42 draw.
+
+        Args:
+            weight: ``aggregator.weight`` ``[1, L, 1]`` (any shape with L elements).
+            bias: ``aggregator.bias`` ``[1]``.
+            source: where it came from (shown in the model info).
+        """
+        n = len(self.layer_indices)
+        if weight.numel() != n or bias.numel() != 1:
+            raise ValueError(
+                f"a layer mix over {n} layers needs {n} weights and 1 bias, got "
+                f"{tuple(weight.shape)} and {tuple(bias.shape)}"
+            )
+        self.mix_weight.copy_(weight.reshape(-1).to(self.mix_weight))
+        self.mix_bias.copy_(bias.reshape(()).to(self.mix_bias))
+        self.mix_source = source
 
     @property
     def num_layers(self) -> int:
-        """Hidden states this module needs (it picks :data:`REFERENCE_LAYERS` out of 13)."""
-        return 13
+        """Hidden states this module needs (it picks :attr:`layer_indices` out of them)."""
+        return self._num_layers
 
     @property
     def dim(self) -> int:
-        """Width of each hidden state (768)."""
-        return REFERENCE_DIM
+        """Width of each hidden state (768 for MERT-v1-95M)."""
+        return self.input_dim
 
     def mix(self, layers: torch.Tensor) -> torch.Tensor:
-        """Apply the fixed ``Conv1d(4, 1, 1)``: ``[..., L, 768]`` -> ``[..., 768]``.
+        """Apply the fixed ``Conv1d(4, 1, 1)``: ``[..., L, D]`` -> ``[..., D]``.
 
-        ``L`` is 13 (all hidden states; the four reference layers are picked) or 4 (already picked).
+        ``L`` is :attr:`num_layers` (all hidden states; :attr:`layer_indices` are picked) or
+        ``len(layer_indices)`` (already picked).
         """
-        if layers.shape[-1] != REFERENCE_DIM or layers.shape[-2] not in (4, 13):
+        picked = len(self.layer_indices)
+        if layers.shape[-1] != self.input_dim or layers.shape[-2] not in (picked, self.num_layers):
             raise ValueError(
-                f"reference heads need [..., 13 or 4, {REFERENCE_DIM}] hidden states "
-                f"(MERT-v1-95M), got {tuple(layers.shape)}; use a MERT-v1-95M encoder"
+                f"these reference heads need [..., {self.num_layers} or {picked}, "
+                f"{self.input_dim}] hidden states, got {tuple(layers.shape)}; use the encoder "
+                "they were trained on (MERT-v1-95M)"
             )
-        if layers.shape[-2] == 13:
-            layers = layers[..., list(REFERENCE_LAYERS), :]
+        if layers.shape[-2] != picked:
+            layers = layers[..., list(self.layer_indices), :]
         weight = self.mix_weight.to(layers.dtype)
         return (layers * weight.unsqueeze(-1)).sum(dim=-2) + self.mix_bias.to(layers.dtype)
 

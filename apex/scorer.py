@@ -25,15 +25,10 @@ from torch import nn
 
 from apex.audio import Audio, load_audio
 from apex.checkpoints import (
-    PUBLISHED_ENCODER,
     PUBLISHED_REPO,
     CheckpointError,
     ModelInfo,
-    fetch_published_checkpoint,
-    hub_reachable,
     load_model,
-    load_reference_checkpoint,
-    reference_info,
 )
 from apex.encoders.base import SEGMENT_SECONDS, Embedding, Encoder, EncoderUnavailable
 from apex.heads import LINK_WEIGHTS, logistic_preference
@@ -64,6 +59,8 @@ class ScoreResult:
         segments: one dict per 30 s segment with audio: ``start_s``, ``end_s`` and its scores.
         duration_s: length of the input, seconds.
         encoder_id, model_id, model_version: who produced the scores.
+        model_revision, encoder_revision: the Hub commits they were loaded from (None for
+            local files and the built-in encoder).
         is_demo: True when the offline demo model answered.
         warnings: notes for people (silent audio, demo model, encoder mismatch...).
         source: file name, ``"<bytes>"``, ``"<array>"`` or ``"<embedding>"``.
@@ -78,6 +75,8 @@ class ScoreResult:
     encoder_id: str = ""
     model_id: str = ""
     model_version: str = ""
+    model_revision: str | None = None
+    encoder_revision: str | None = None
     is_demo: bool = False
     warnings: list[str] = field(default_factory=list)
     source: str = ""
@@ -204,6 +203,7 @@ class Scorer:
         out.update(
             trained_encoder_id=info.encoder_id,
             encoder_id=self.encoder.encoder_id if self.encoder else info.encoder_id,
+            encoder_revision=getattr(self.encoder, "revision", None),
             encoder_is_fallback=bool(getattr(self.encoder, "is_fallback", False)),
             is_demo=info.is_demo,
             heads=type(heads).__name__,
@@ -298,6 +298,8 @@ class Scorer:
             encoder_id=embedding.encoder_id,
             model_id=info.model_id,
             model_version=info.version,
+            model_revision=info.revision,
+            encoder_revision=getattr(self.encoder, "revision", None),
             is_demo=info.is_demo,
             warnings=notes,
             source=source,
@@ -350,12 +352,13 @@ def _make_encoder(
 def _published(
     encoder: str | None, precision: str, device: str | None, settings: Settings, local_only: bool
 ) -> tuple[nn.Module, ModelInfo, Encoder]:
-    """The published heads (local cache or a short network try) and their MERT encoder."""
-    path = fetch_published_checkpoint(local_files_only=local_only)
-    heads = load_reference_checkpoint(path)
-    info = reference_info(heads, str(path), model_id=PUBLISHED_REPO)
-    spec = encoder or PUBLISHED_ENCODER
-    return heads, info, _make_encoder(spec, precision, device, settings, local_only)
+    """The published heads (local cache first, the Hub only if not cached) and their MERT."""
+    from apex.published import load_published
+
+    published = load_published(PUBLISHED_REPO, local_files_only=local_only)
+    spec = encoder or published.encoder_spec
+    enc = _make_encoder(spec, precision, device, settings, local_only)
+    return published.heads, published.info, enc
 
 
 def _resolve_model(model: str, settings: Settings, local_only: bool) -> tuple[nn.Module, ModelInfo]:
@@ -363,10 +366,6 @@ def _resolve_model(model: str, settings: Settings, local_only: bool) -> tuple[nn
         from apex.demo_model import ensure_demo_model
 
         return load_model(ensure_demo_model(settings))
-    if model == PUBLISHED_REPO:
-        path = fetch_published_checkpoint(local_files_only=local_only)
-        heads = load_reference_checkpoint(path)
-        return heads, reference_info(heads, str(path), model_id=PUBLISHED_REPO)
     return load_model(model, local_files_only=local_only)
 
 
@@ -400,9 +399,9 @@ def load_scorer(
     device = None if device in (None, "auto") else device
     encoder = None if encoder in (None, "auto") else encoder
     notices: list[str] = []
-    # Probe the Hub once per call: without a connection every Hub lookup becomes cache-only
-    # instead of a minute of retries.
-    local_only = not hub_reachable()
+    # Every Hub lookup reads the local cache first (preload_from_hub) and probes the Hub only
+    # on a cache miss (apex.hub_files), so a preloaded start-up makes no network round trip.
+    local_only = False
     if model == "auto":
         try:
             if encoder == "fallback":

@@ -100,24 +100,43 @@ def refit_lines(services: Services) -> list[str]:
     return lines
 
 
+def _revision(value: Any) -> str:
+    return f", revision `{value}`" if value else ""
+
+
+def _notice_line(note: str, is_demo: bool) -> str:
+    """A scorer notice; the one saying why the demo answers (it carries ``Reason:``) is labelled."""
+    label = "Why the demo answers" if is_demo and "Reason:" in note else "Note"
+    return f"- **{label}:** {note}"
+
+
+def _identity_lines(info: dict[str, Any]) -> list[str]:
+    """Which heads and which encoder answer, with their Hub revisions and where they came from."""
+    names = info.get("files") or []
+    files = f", files {', '.join(f'`{f}`' for f in names)}" if names else ""
+    cached = {True: " (local Hugging Face cache)", False: " (downloaded from the Hub)"}
+    return [
+        f"- **Model:** `{info.get('model_id', '?')}` (version `{info.get('version', '?')}`, "
+        f"{info.get('kind', '')}{_revision(info.get('revision'))}{files})",
+        f"- **Loaded from:** `{info.get('source', '?')}`{cached.get(info.get('from_cache'), '')}",
+        f"- **Encoder:** `{info.get('encoder_id', '?')}`{_revision(info.get('encoder_revision'))}"
+        + (" (built-in fallback, not MERT)" if info.get("encoder_is_fallback") else ""),
+    ]
+
+
 def model_card_markdown(info: dict[str, Any], services: Services) -> str:
     """The model card as markdown: serving model, encoder, versions, metrics, service status."""
     if "warming_up" in info:
         head = [f"### Serving model\n_{info['warming_up']}_"]
     else:
-        kind = info.get("kind", "")
-        head = [
-            "### Serving model",
-            f"- **Model:** `{info.get('model_id', '?')}` (version `{info.get('version', '?')}`, "
-            f"{kind})",
-            f"- **Encoder:** `{info.get('encoder_id', '?')}`",
-        ]
+        head = ["### Serving model", *_identity_lines(info)]
         if info.get("is_demo"):
             head.append(
                 "- **Offline demo model:** heads trained on the synthetic demo corpus with the "
                 "built-in descriptor encoder (no MERT weights could be loaded). Scores are "
                 "illustrative only."
             )
+        head += [_notice_line(note, bool(info.get("is_demo"))) for note in info.get("notices", [])]
         head += ["", "**Metrics**", *_metric_lines(info.get("metrics"))]
     software = ", ".join(f"{k} {v}" for k, v in info.get("software", {}).items())
     status = [

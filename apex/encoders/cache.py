@@ -96,6 +96,7 @@ class CachedEncoder(Encoder):
         self.dim = encoder.dim
         self.segment_seconds = encoder.segment_seconds
         self.is_fallback = encoder.is_fallback
+        self.revision = getattr(encoder, "revision", None)
 
     def settings_key(self) -> str:
         """The wrapped encoder's settings key."""

@@ -57,13 +57,25 @@ def hubert_config_from_dict(raw: dict[str, Any], *, source: str = "checkpoint") 
     return HubertConfig(**kwargs)
 
 
-def build_hubert(config: Any, *, seed: int | None = None) -> torch.nn.Module:
-    """A ``HubertModel`` for ``config`` in eval mode; random weights, seeded if ``seed`` given."""
+def build_hubert(
+    config: Any, *, seed: int | None = None, initialize: bool = True
+) -> torch.nn.Module:
+    """A ``HubertModel`` for ``config`` in eval mode; random weights, seeded if ``seed`` given.
+
+    ``initialize=False`` skips the random initialisation (about 3 s for MERT-95M on a CPU) for a
+    model whose weights are loaded right after; :func:`load_weights` then refuses any missing
+    essential tensor, so no uninitialised weight is ever used.
+    """
     from transformers import HubertModel
 
     if seed is not None:
         torch.manual_seed(seed)
-    return HubertModel(config).eval()
+    if initialize:
+        return HubertModel(config).eval()
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():
+        return HubertModel(config).eval()
 
 
 class ChannelsLastFeatureEncoder(torch.nn.Module):

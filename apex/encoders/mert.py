@@ -26,6 +26,7 @@ against the reference's shape (fp32, one segment per forward).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import warnings
@@ -51,6 +52,13 @@ from apex.encoders.hubert import (
     save_debug_checkpoint,
     use_blocked_attention,
     use_channels_last_features,
+)
+from apex.hub_files import (
+    Snapshot,
+    SnapshotUnavailable,
+    fetch_snapshot,
+    from_directory,
+    is_repo_id,
 )
 
 __all__ = ["MertEncoder", "mert_95m_config", "save_debug_checkpoint"]
@@ -103,6 +111,8 @@ class MertEncoder(Encoder):
         self.sample_rate = sample_rate
         self.segment_seconds = SEGMENT_SECONDS
         self.weights_key = weights_key
+        #: Hub commit the weights came from (set by :meth:`from_pretrained`; None if local).
+        self.revision: str | None = None
         config = model.config
         self.num_layers = int(config.num_hidden_layers) + 1
         self.dim = int(config.hidden_size)
@@ -152,18 +162,14 @@ class MertEncoder(Encoder):
             EncoderUnavailable: The files cannot be found or downloaded, or essential weights
                 are missing / the architecture cannot be represented without remote code.
         """
-        directory, hub_id = _resolve(name_or_path, local_files_only=local_files_only)
-        raw = json.loads((directory / "config.json").read_text())
+        snapshot, hub_id = _resolve(
+            name_or_path, local_files_only=local_files_only, remote_code=trust_remote_code
+        )
+        directory = snapshot.directory
+        raw = _read_json(directory / "config.json")
         preprocessor = _read_preprocessor(directory)
         rate = int(preprocessor.get("sampling_rate", raw.get("sample_rate", SAMPLE_RATE)))
-        weights_file = next(
-            (directory / n for n in _WEIGHT_FILES if (directory / n).exists()), None
-        )
-        if weights_file is None:
-            raise EncoderUnavailable(
-                f"{directory} has no {' or '.join(_WEIGHT_FILES)}; download the complete "
-                "checkpoint (e.g. `huggingface-cli download m-a-p/MERT-v1-95M`)."
-            )
+        weights_file = directory / snapshot.files[1]
         if trust_remote_code:
             from transformers import AutoModel
 
@@ -171,7 +177,8 @@ class MertEncoder(Encoder):
                 str(directory), trust_remote_code=True, local_files_only=True
             )
         else:
-            model = build_hubert(hubert_config_from_dict(raw, source=str(name_or_path)))
+            config = hubert_config_from_dict(raw, source=str(name_or_path))
+            model = build_hubert(config, initialize=False)
             report = load_weights(model, weights_file)
             if report["unused"]:
                 warnings.warn(
@@ -180,7 +187,7 @@ class MertEncoder(Encoder):
                     stacklevel=2,
                 )
         ident = encoder_id or hub_id or _local_id(directory, raw)
-        return cls(
+        encoder = cls(
             model,
             encoder_id=ident,
             precision=precision,
@@ -190,6 +197,8 @@ class MertEncoder(Encoder):
             sample_rate=rate,
             weights_key=_fingerprint(weights_file),
         )
+        encoder.revision = snapshot.revision
+        return encoder
 
     # ------------------------------------------------------------------ encoding
     def settings_key(self) -> str:
@@ -297,36 +306,78 @@ def _fast_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def _resolve(name_or_path: str | Path, *, local_files_only: bool) -> tuple[Path, str | None]:
-    """Local directory for a path or Hub id; the second value is the Hub id (None if local)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").exists():
-            raise EncoderUnavailable(f"{path} has no config.json; is it a model directory?")
-        return path, None
-    if path.exists() or str(name_or_path).count("/") != 1 or str(name_or_path).startswith("."):
-        raise EncoderUnavailable(
-            f"{name_or_path!s} is neither a model directory nor a Hub id like 'm-a-p/MERT-v1-95M'."
-        )
-    from huggingface_hub import snapshot_download
+def pick_mert_files(listing: Sequence[str], *, remote_code: bool = False) -> list[str]:
+    """The files to read from a MERT/HuBERT repo listing: ``config.json``, the
+    ``preprocessor_config.json`` if any, one weights file (safetensors first); with
+    ``remote_code`` also the top-level ``*.py``. Never the fairseq ``.pt`` (1.32 GB for 95M).
 
-    patterns = ["config.json", "preprocessor_config.json", *_WEIGHT_FILES, "*.py"]
-    try:
-        local = snapshot_download(
-            str(name_or_path), allow_patterns=patterns, local_files_only=local_files_only
+    Raises:
+        SnapshotUnavailable: no ``config.json`` or no weights file in the listing.
+    """
+    names = set(listing)
+    weights = next((n for n in _WEIGHT_FILES if n in names), None)
+    if "config.json" not in names or weights is None:
+        raise SnapshotUnavailable(
+            f"it needs config.json and one of {', '.join(_WEIGHT_FILES)} (it holds: "
+            f"{', '.join(sorted(names)) or 'nothing'})"
         )
-    except Exception as error:  # offline, missing repo, auth: all mean "cannot have it now"
+    files = ["config.json", weights]
+    if "preprocessor_config.json" in names:
+        files.append("preprocessor_config.json")
+    if remote_code:
+        files += sorted(n for n in names if n.endswith(".py") and "/" not in n)
+    return files
+
+
+def _resolve(
+    name_or_path: str | Path, *, local_files_only: bool, remote_code: bool = False
+) -> tuple[Snapshot, str | None]:
+    """The files of a path or Hub id (cache first); the second value is the Hub id or None."""
+    path = Path(name_or_path).expanduser()
+    pick = functools.partial(pick_mert_files, remote_code=remote_code)
+    try:
+        if path.is_dir():
+            return from_directory(path, pick), None
+        if not is_repo_id(str(name_or_path)):
+            raise EncoderUnavailable(
+                f"{name_or_path!s} is neither a model directory nor a Hub id like "
+                "'m-a-p/MERT-v1-95M'."
+            )
+        snapshot = fetch_snapshot(str(name_or_path), pick, local_files_only=local_files_only)
+    except SnapshotUnavailable as error:
         raise EncoderUnavailable(
-            f"Cannot get encoder {name_or_path!s} from the Hugging Face Hub or its local cache "
-            f"({type(error).__name__}: {error}). Connect to the internet once, or download it "
-            "to a directory and pass that path, or use the built-in 'fallback' encoder."
+            f"Cannot get encoder {name_or_path!s}: {error} Connect to the internet once, or "
+            "download it to a directory and pass that path, or use the built-in 'fallback' "
+            "encoder."
         ) from error
-    return Path(local), str(name_or_path)
+    return snapshot, str(name_or_path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise EncoderUnavailable(f"cannot read {path}: {err}; download it again.") from err
+    if not isinstance(data, dict):
+        raise EncoderUnavailable(f"{path} holds a {type(data).__name__}, not a JSON object.")
+    return data
 
 
 def _read_preprocessor(directory: Path) -> dict[str, Any]:
+    """``preprocessor_config.json`` (a ``Wav2Vec2FeatureExtractor``), or ``{}`` when absent.
+
+    Its ``return_attention_mask: true`` asks for a mask over the zero-padded 30 s segment the
+    reference feeds the extractor, i.e. all ones; HuBERT with an all-ones mask computes what it
+    computes with none, so none is passed (newer HuBERT code turned that all-ones mask into
+    NaNs). A mono 1-feature input is all we can feed; anything else is refused.
+    """
     path = directory / "preprocessor_config.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    data = _read_json(path)
+    if int(data.get("feature_size", 1)) != 1:
+        raise EncoderUnavailable(f"{path}: feature_size {data['feature_size']} is not 1 (mono).")
+    return data
 
 
 def _local_id(directory: Path, raw: dict[str, Any]) -> str:
