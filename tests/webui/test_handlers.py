@@ -7,6 +7,7 @@ end in ``test_e2e_client.py``. These run in about a second.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -135,15 +136,38 @@ def test_forget_upload_deletes_only_uploads(tmp_path: Path, monkeypatch) -> None
 
 
 # ---------------------------------------------------------------------- arena tab
-def test_served_copy_hides_the_file_name(tmp_path: Path) -> None:
+def test_served_names_cannot_be_computed_from_the_pool(tmp_path: Path, settings) -> None:
+    import hashlib
+
     clip = tmp_path / "pool" / "suno_v4_0001.flac"
     clip.parent.mkdir()
     clip.write_bytes(b"fLaC-bytes")
-    served = Path(arena.served_copy(clip, tmp_path / "served"))
-    assert "suno" not in served.name and served.suffix == ".flac"
-    assert served.read_bytes() == b"fLaC-bytes"
-    assert arena.served_copy(clip, tmp_path / "served") == str(served)  # made once
-    assert len(list((tmp_path / "served").iterdir())) == 1
+    folder = arena.served_folder(settings)
+    first = Path(arena.served_copy(clip, folder))
+    again = Path(arena.served_copy(clip, folder))  # the same clip in a later battle
+    assert first != again and first.name != again.name
+    assert first.read_bytes() == again.read_bytes() == b"fLaC-bytes" and first.suffix == ".flac"
+    # Nothing anyone could compute from the pool: no file name, no hash of the path or content.
+    guesses = {str(clip), str(clip.resolve()), clip.name, "fLaC-bytes"}
+    hashes = {hashlib.sha256(g.encode()).hexdigest() for g in guesses}
+    for served in (first, again):
+        assert "suno" not in str(served)
+        assert not any(h[:8] in str(served) for h in hashes)
+        # The link lives outside the data directory, so its URL shows nothing of the layout.
+        assert not served.is_relative_to(settings.data_dir) and served.is_relative_to(folder)
+    shutil.rmtree(folder)
+
+
+def test_served_links_are_removed_once_their_battles_expired(tmp_path: Path, settings) -> None:
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    folder = tmp_path / "served"
+    stale = folder / "12"  # a bucket from long ago
+    stale.mkdir(parents=True)
+    (stale / "old.wav").write_bytes(b"x")
+    fresh = Path(arena.served_copy(clip, folder, keep_s=3600))
+    assert not stale.exists() and fresh.exists()
+    assert clip.exists()  # the pool's file is never touched
 
 
 def test_listening_bookkeeping_adds_only_playing_time() -> None:
