@@ -151,7 +151,7 @@ def new_battle(services: Services, request: gr.Request | None) -> tuple[dict[str
 
 
 def report_listen(
-    services: Services, battle_id: str, side: str, seconds: float, request: gr.Request | None
+    services: Services, battle_id: Any, side: Any, seconds: Any, request: gr.Request | None
 ) -> dict[str, Any]:
     """Report ``seconds`` played of clip ``side`` in total; return the server's credit.
 
@@ -162,7 +162,9 @@ def report_listen(
 
     arena = _arena(services)
     try:
-        credit = arena.listen(battle_id, side, float(seconds), session_id(request))
+        # ``seconds`` goes to the rules as the client sent it: "5" or true are refused there,
+        # not converted here.
+        credit = arena.listen(battle_id, side, seconds, session_id(request), client_ip(request))
     except VoteRefused as err:
         raise _refused(err) from None
     need = float(services.settings.min_listen_s)
@@ -175,10 +177,10 @@ def report_listen(
 
 def cast_vote(
     services: Services,
-    battle_id: str,
-    preference: str,
-    feedback: str | None,
-    ratings: dict[str, dict[str, int]] | None,
+    battle_id: Any,
+    preference: Any,
+    feedback: Any,
+    ratings: Any,
     request: gr.Request | None,
 ) -> dict[str, Any]:
     """Vote; return the reveal (systems, APEX's scores and pick, agreement, your vote count)."""
@@ -191,8 +193,8 @@ def cast_vote(
             preference,
             session_id(request),
             client_ip(request),
-            feedback=feedback or None,
-            ratings=ratings or None,
+            feedback=None if feedback in (None, "") else feedback,  # the rules check the types
+            ratings=None if ratings in (None, "", {}) else ratings,
         )
     except VoteRefused as err:
         raise _refused(err) from None

@@ -8,9 +8,11 @@ Uploaded audio is deleted from the server once scored (the visitor did not opt i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import tempfile
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -151,10 +153,20 @@ def ordinal(value: float) -> str:
 
 
 def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
-    """Write the result to a fresh temporary JSON file for download; return its path."""
-    folder = Path(tempfile.mkdtemp(prefix="apex-json-"))
+    """Write the result as a JSON file for download; return its path.
+
+    The file goes to gradio's cache folder, named by its content: it is served without a copy,
+    the same result is never written twice, and the app's ``delete_cache`` schedule removes it
+    when old (a file under the system temp folder would stay forever).
+    """
+    text = json.dumps(result, indent=2, sort_keys=True)
+    folder = _upload_root() / f"apex-json-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
     path = folder / f"{stem}.json"
-    path.write_text(json.dumps(result, indent=2, sort_keys=True))
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{stem}.{secrets.token_hex(4)}.part"
+        partial.write_text(text)
+        os.replace(partial, path)
     return str(path)
 
 

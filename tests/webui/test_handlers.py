@@ -7,6 +7,7 @@ end in ``test_e2e_client.py``. These run in about a second.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import threading
 import time
@@ -274,6 +275,38 @@ def test_data_export_round_trips(store_services) -> None:
     assert list(data.columns_frame()["column"]) == list(VOTE_COLUMNS)
     summary = data.summary_markdown(store_services, rows, {"message": "kept locally"})
     assert "14 votes" in summary and "APEX_VOTES_REPO" in summary
+
+
+def _files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+def test_repeated_exports_leave_no_new_files(store_services, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(system_tmp))
+    first = data.export_files(store_services)
+    files = _files_under(tmp_path)
+    for _ in range(5):
+        assert data.export_files(store_services) == first  # the same cached files
+    assert _files_under(tmp_path) == files and not _files_under(system_tmp)
+    # A new vote rebuilds the export once and removes the old one.
+    store_services.store.insert_vote(_vote(99, "good", "bad", "A", True, 0.7))
+    parquet, csv, rows = data.export_files(store_services)
+    assert rows == 15 and len(pd.read_parquet(parquet)) == 15
+    assert not Path(first[0]).exists() and len(_files_under(tmp_path)) == len(files)
+
+
+def test_score_json_download_is_written_once(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "system-tmp"))
+    (tmp_path / "system-tmp").mkdir()
+    result = {"scores": {"coherence": 3.0}, "source": "song.wav"}
+    path = score.save_json(result)
+    assert all(score.save_json(result) == path for _ in range(5))
+    assert json.loads(Path(path).read_text()) == result
+    assert len(_files_under(tmp_path)) == 1 and Path(path).is_relative_to(tmp_path / "gradio")
 
 
 def test_ratings_chart_draws_asymmetric_ci() -> None:
