@@ -70,8 +70,10 @@ def _arena(services: Services) -> Any:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
 
 
-def _refused(err: Exception) -> gr.Error:
-    return gr.Error(str(err), title="Not accepted", print_exception=False)
+def _refused(err: Any) -> gr.Error:
+    """A :class:`~annotation.rules.VoteRefused` as a titled message (rate limits say so)."""
+    title = "Please slow down" if getattr(err, "code", "") == "rate_limited" else "Not accepted"
+    return gr.Error(str(err), title=title, print_exception=False)
 
 
 #: Served links are grouped in folders by issue time (this many seconds each), so old ones are

@@ -293,7 +293,7 @@ def test_repeated_exports_leave_no_new_files(store_services, tmp_path, monkeypat
     assert _files_under(tmp_path) == files and not _files_under(system_tmp)
     # A new vote rebuilds the export once and removes the old one.
     store_services.store.insert_vote(_vote(99, "good", "bad", "A", True, 0.7))
-    parquet, csv, rows = data.export_files(store_services)
+    parquet, _csv, rows = data.export_files(store_services)
     assert rows == 15 and len(pd.read_parquet(parquet)) == 15
     assert not Path(first[0]).exists() and len(_files_under(tmp_path)) == len(files)
 
