@@ -61,20 +61,18 @@ def test_malformed_listen_gets_a_titled_message(client, live_app, seconds) -> No
     assert _stored(live_app) == before
 
 
-def _raw_call(live_app, api_name: str, data: list) -> dict:
+def _raw_call(live_app, api_name: str, data: list, session: str) -> dict:
     """Call an endpoint over gradio's queue protocol with ASCII-escaped JSON, as any HTTP client
     can (``gradio_client``'s encoder cannot send a lone surrogate such as ``"\\ud800"``).
 
     Returns the ``process_completed`` message (``success``, ``output``, ``title``).
     """
     import json
-    import uuid
 
     import httpx
 
     config = httpx.get(f"{live_app.url}config").json()
     fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == api_name)
-    session = uuid.uuid4().hex
     body = json.dumps({"data": data, "fn_index": fn, "session_hash": session}, ensure_ascii=True)
     joined = httpx.post(
         f"{live_app.url}gradio_api/queue/join",
@@ -92,10 +90,17 @@ def _raw_call(live_app, api_name: str, data: list) -> dict:
     raise AssertionError("the call never completed")
 
 
-def test_lone_surrogate_feedback_gets_a_titled_message(client, live_app) -> None:
-    info, _, _ = client.predict(api_name="/new_battle")
+def test_lone_surrogate_feedback_gets_a_titled_message(live_app) -> None:
+    import uuid
+
+    session = uuid.uuid4().hex  # one session throughout, so the vote passes every other rule
+    issued = _raw_call(live_app, "new_battle", [], session)
+    battle = issued["output"]["data"][0]["battle_id"]
+    time.sleep(1.1)
+    for side in ("A", "B"):
+        assert _raw_call(live_app, "listen", [battle, side, 1.5], session)["success"]
     before = _stored(live_app)
-    done = _raw_call(live_app, "vote", [info["battle_id"], "A", "\ud800", None])
+    done = _raw_call(live_app, "vote", [battle, "A", "\ud800", None], session)
     assert done["success"] is False and done["title"] not in (None, "", "Error"), done
     message = done["output"]["error"]
     assert "feedback" in message and not any(raw in message for raw in RAW_PYTHON), message
