@@ -28,6 +28,7 @@ import gradio as gr
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS
 from webui import charts
 from webui.services import NotReady, Services
+from webui.uploads import remove_tree
 
 SIDES = ("A", "B")
 #: Button label -> preference value (annotation.rules.PREFERENCES).
@@ -126,7 +127,7 @@ def _remove_old_links(folder: Path, oldest_kept: int) -> None:
     """Delete the bucket folders older than ``oldest_kept`` (their battles have expired)."""
     for entry in folder.iterdir():
         if entry.is_dir() and entry.name.isdigit() and int(entry.name) < oldest_kept:
-            shutil.rmtree(entry, ignore_errors=True)  # another request may be removing it too
+            remove_tree(entry)  # another request may be removing it at the same time
 
 
 def new_battle(services: Services, request: gr.Request | None) -> tuple[dict[str, Any], Any, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import gradio as gr
 import pandas as pd
 
 from webui.services import NotReady, Services
+from webui.uploads import remove_tree
 
 
 def columns_frame() -> pd.DataFrame:
@@ -77,10 +77,11 @@ def export_files(services: Services) -> tuple[str, str, int]:
             if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging.exists():  # renamed into place, or left over after a failed write
+            remove_tree(staging)
     for old in export_folder().glob(f"apex-votes-{deployment}-*"):
         if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree(old)
     return str(parquet), str(csv), len(frame)
 
 

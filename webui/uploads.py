@@ -138,6 +138,17 @@ def forget(path: str | None, leases: UploadLeases, root: Path) -> None:
                 raise
 
 
+def remove_tree(path: Path) -> None:
+    """``shutil.rmtree`` tolerating only what concurrent removal causes: entries already gone."""
+    import shutil
+
+    def gone_ok(function: Any, name: str, info: Any) -> None:
+        if not isinstance(info[1], FileNotFoundError):
+            raise info[1]
+
+    shutil.rmtree(path, onerror=gone_ok)
+
+
 def _not_empty(err: OSError) -> bool:
     import errno
 
