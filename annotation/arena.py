@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from annotation import flags, rules
+from annotation import flags, limits, rules
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import Loudness, LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
@@ -130,6 +130,8 @@ class Arena:
         self._clock = clock
         self._ids = Pseudonymizer(load_or_create_salt(settings))
         self._vote_locks = tuple(threading.Lock() for _ in range(_VOTE_LOCK_STRIPES))
+        self._battles_issued = limits.battle_limiter()
+        self._listen_reports = limits.listen_limiter()
         self._pairs_lock = threading.Lock()
         self._pairs: dict[tuple[str, str], int] | None = None
         self._pairs_read_at = 0.0
@@ -147,10 +149,18 @@ class Arena:
         """Draw two clips for this session, record the battle, and hand out its ticket.
 
         Raises:
-            VoteRefused: ``no_pair`` when the session has already heard every pair.
+            VoteRefused: ``rate_limited`` past ``settings.rate_limit_battles`` battles per voter
+                per window; ``no_pair`` when the session has already heard every pair.
         """
         from annotation.sampler import NoPairAvailable
 
+        settings = self.settings
+        self._battles_issued.admit(
+            self._ids.voter(session_id, ip),
+            self._clock(),
+            limit=settings.rate_limit_battles,
+            window_s=settings.rate_limit_window_s,
+        )
         session = self._ids.session(session_id)
         ratings = self._ratings() if self._ratings is not None else None
         try:
@@ -223,7 +233,12 @@ class Arena:
 
     # ------------------------------------------------------------------ listen
     def listen(
-        self, battle_id: str, side: str, seconds: float, session_id: str
+        self,
+        battle_id: str,
+        side: str,
+        seconds: float,
+        session_id: str,
+        ip: str | None = None,
     ) -> dict[str, float]:
         """Record that the client has played ``seconds`` of clip ``side`` in total so far.
 
@@ -231,14 +246,26 @@ class Arena:
             Listening credited by the server so far, seconds per side (``{"A": .., "B": ..}``).
 
         Raises:
-            VoteRefused: bad side or seconds, unknown/expired/voted battle, another session's.
+            VoteRefused: bad side or seconds, unknown/expired/voted battle, another session's;
+                ``rate_limited`` past ``settings.listen_reports_per_battle`` reports on this battle
+                or ``settings.rate_limit_listens`` per voter per window.
         """
+        settings = self.settings
         rules.check_side(side)
         seconds = rules.check_listen_seconds(seconds)
         now = self._clock()
         battle = self._open_battle(battle_id, session_id, now)
-        self.store.add_listen_event(battle_id, ListenEvent(side, seconds, now))
-        return rules.listened_seconds(self.store.listen_events(battle_id), battle.issued_at)
+        events = self.store.listen_events(battle_id)
+        rules.check_listen_reports(len(events), settings.listen_reports_per_battle)
+        self._listen_reports.admit(
+            self._ids.voter(session_id, ip),
+            now,
+            limit=settings.rate_limit_listens,
+            window_s=settings.rate_limit_window_s,
+        )
+        event = ListenEvent(side, seconds, now)
+        self.store.add_listen_event(battle_id, event)
+        return rules.listened_seconds([*events, event], battle.issued_at)
 
     # ------------------------------------------------------------------ vote
     def vote(
@@ -364,7 +391,7 @@ class Arena:
         )
 
     def _open_battle(self, battle_id: str, session_id: str, now: float) -> Battle:
-        battle = self.store.get_battle(battle_id)
+        battle = self.store.get_battle(rules.check_battle_id(battle_id))
         if battle is None:
             raise VoteRefused(
                 "unknown_battle", "this battle does not exist on the server; start a new battle."

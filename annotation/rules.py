@@ -32,6 +32,7 @@ REFUSAL_CODES: tuple[str, ...] = (
     "bad_side",
     "bad_listen",
     "feedback_too_long",
+    "bad_feedback",
     "bad_ratings",
     "no_pair",
 )
@@ -70,38 +71,77 @@ class ListenEvent:
     server_time: float
 
 
-def check_preference(preference: str) -> str:
+#: Longest battle id accepted (ours are 32 hex digits); anything longer is not one of ours.
+BATTLE_ID_MAX_CHARS = 64
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages about a bad client value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def check_battle_id(battle_id: object) -> str:
+    """Return the battle id if it is a plausible id string; refuse anything else."""
+    if not isinstance(battle_id, str) or not 0 < len(battle_id) <= BATTLE_ID_MAX_CHARS:
+        raise VoteRefused(
+            "unknown_battle",
+            f"battle id {shown(battle_id)} is not one this server issues; pass the battle_id "
+            "that /new_battle returned, or start a new battle.",
+        )
+    return battle_id
+
+
+def check_preference(preference: object) -> str:
     """Return the preference if it is one of :data:`PREFERENCES`; refuse otherwise."""
-    if preference not in PREFERENCES:
+    if not isinstance(preference, str) or preference not in PREFERENCES:
         raise VoteRefused(
             "bad_preference",
-            f"preference {preference!r} is not valid; choose one of {', '.join(PREFERENCES)}.",
+            f"preference {shown(preference)} is not valid; choose one of {', '.join(PREFERENCES)}.",
         )
     return preference
 
 
-def check_side(side: str) -> str:
+def check_side(side: object) -> str:
     """Return the side if it is ``"A"`` or ``"B"``; refuse otherwise."""
-    if side not in SIDES:
-        raise VoteRefused("bad_side", f"side {side!r} is not valid; use 'A' or 'B'.")
+    if not isinstance(side, str) or side not in SIDES:
+        raise VoteRefused("bad_side", f"side {shown(side)} is not valid; use 'A' or 'B'.")
     return side
 
 
-def check_listen_seconds(seconds: float) -> float:
-    """Return a play-progress value in seconds if it is a finite number ≥ 0; refuse otherwise."""
+def check_listen_seconds(seconds: object) -> float:
+    """Return a play-progress value in seconds if it is a finite number ≥ 0; refuse otherwise.
+
+    Only JSON numbers count: a string (``"5"``), a boolean (``true``), null or a list is refused,
+    never converted.
+    """
     is_number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-    if not is_number or not math.isfinite(seconds) or seconds < 0:
+    if not is_number or not math.isfinite(seconds) or seconds < 0:  # type: ignore[arg-type]
         raise VoteRefused(
-            "bad_listen", f"listened seconds must be a finite number ≥ 0, got {seconds!r}."
+            "bad_listen",
+            f"listened seconds must be a finite number ≥ 0 (a JSON number such as 12.5), "
+            f"got {shown(seconds)}.",
         )
-    return float(seconds)
+    return float(seconds)  # type: ignore[arg-type]
 
 
-def check_feedback(feedback: str | None, max_chars: int) -> str | None:
-    """Return stripped feedback (None when empty); refuse text longer than ``max_chars``."""
+def check_feedback(feedback: object, max_chars: int) -> str | None:
+    """Return stripped feedback (None when empty); refuse non-text and text over ``max_chars``."""
     if feedback is None:
         return None
-    text = str(feedback).strip()
+    if not isinstance(feedback, str):
+        raise VoteRefused(
+            "bad_feedback", f"feedback must be text, got {type(feedback).__name__}; send a string."
+        )
+    text = feedback.strip()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (e.g. "\ud800") is not storable text
+        raise VoteRefused(
+            "bad_feedback",
+            "feedback contains characters that are not valid text (a lone UTF-16 surrogate); "
+            "remove them and vote again.",
+        ) from None
     if len(text) > max_chars:
         raise VoteRefused(
             "feedback_too_long",
@@ -111,9 +151,10 @@ def check_feedback(feedback: str | None, max_chars: int) -> str | None:
     return text or None
 
 
-def check_ratings(
-    ratings: Mapping[str, Mapping[str, int]] | None,
-) -> dict[str, dict[str, int]] | None:
+_RATINGS_SHAPE = 'an object such as {"A": {"coherence": 4}, "B": {"clarity": 2}}'
+
+
+def check_ratings(ratings: object) -> dict[str, dict[str, int]] | None:
     """Validate optional per-clip ratings ``{"A": {dimension: 1-5}, "B": {...}}``.
 
     Dimensions are the five aesthetics of :data:`apex.tasks.AESTHETICS`; any subset may be given.
@@ -121,22 +162,36 @@ def check_ratings(
     Returns:
         A clean copy with int values, or None when nothing was rated.
     """
-    if not ratings:
+    if ratings is None or (isinstance(ratings, Mapping) and not ratings):
         return None
+    if not isinstance(ratings, Mapping):
+        raise VoteRefused("bad_ratings", f"ratings must be {_RATINGS_SHAPE}, got {shown(ratings)}.")
     low, high = RATING_RANGE
     clean: dict[str, dict[str, int]] = {}
     for side, dims in ratings.items():
-        if side not in SIDES:
-            raise VoteRefused("bad_ratings", f"ratings side {side!r} is not valid; use 'A' or 'B'.")
-        for dim, value in (dims or {}).items():
-            if dim not in AESTHETICS:
+        if not isinstance(side, str) or side not in SIDES:
+            raise VoteRefused(
+                "bad_ratings", f"ratings side {shown(side)} is not valid; use 'A' or 'B'."
+            )
+        if dims is None:
+            continue
+        if not isinstance(dims, Mapping):
+            raise VoteRefused(
+                "bad_ratings",
+                f"ratings of {side} must map dimensions to 1-5 ({_RATINGS_SHAPE}), "
+                f"got {shown(dims)}.",
+            )
+        for dim, value in dims.items():
+            if not isinstance(dim, str) or dim not in AESTHETICS:
                 raise VoteRefused(
                     "bad_ratings",
-                    f"unknown rating dimension {dim!r}; rate any of {', '.join(AESTHETICS)}.",
+                    f"unknown rating dimension {shown(dim)}; rate any of {', '.join(AESTHETICS)}.",
                 )
             is_int = isinstance(value, int) and not isinstance(value, bool)
             if not is_int and not (isinstance(value, float) and value.is_integer()):
-                raise VoteRefused("bad_ratings", f"rating {dim}={value!r} must be a whole number.")
+                raise VoteRefused(
+                    "bad_ratings", f"rating {dim}={shown(value)} must be a whole number."
+                )
             if not low <= value <= high:
                 raise VoteRefused(
                     "bad_ratings",
@@ -174,22 +229,40 @@ def check_listening(credit: Mapping[str, float], min_listen_s: float) -> None:
 
 
 def check_rate_limit(
-    recent_vote_times: Iterable[float], now: float, *, limit: int, window_s: float
+    recent_vote_times: Iterable[float],
+    now: float,
+    *,
+    limit: int,
+    window_s: float,
+    done: str = "cast {n} votes",
+    again: str = "vote again",
 ) -> None:
-    """Refuse when the voter already cast ``limit`` votes in the last ``window_s`` seconds.
+    """Refuse when the voter already did ``limit`` actions in the last ``window_s`` seconds.
 
     Args:
-        recent_vote_times: Unix seconds of the voter's votes (older ones are ignored).
+        recent_vote_times: Unix seconds of the voter's actions (older ones are ignored).
         now: current server time, Unix seconds.
+        done: what was done, with ``{n}`` for the count ("cast {n} votes", "started {n} battles").
+        again: what can be done again after the wait ("vote again", "start a battle").
     """
     times = sorted(t for t in recent_vote_times if t > now - window_s)
     if len(times) < limit:
         return
-    # The vote that must leave the window before a new one fits is the limit-th newest.
+    # The action that must leave the window before a new one fits is the limit-th newest.
     retry = times[len(times) - limit] + window_s - now
     raise VoteRefused(
         "rate_limited",
-        f"you have cast {len(times)} votes in the last {window_s / 60:g} minutes (limit {limit}); "
-        f"you can vote again in {math.ceil(retry)} s.",
+        f"you have {done.format(n=len(times))} in the last {window_s / 60:g} minutes "
+        f"(limit {limit}); you can {again} in {math.ceil(retry)} s.",
         retry_after_s=max(0.0, retry),
     )
+
+
+def check_listen_reports(count: int, limit: int) -> None:
+    """Refuse a listen report when the battle already holds ``limit`` of them."""
+    if count >= limit:
+        raise VoteRefused(
+            "rate_limited",
+            f"this battle already has {count} listening reports (limit {limit}); your listening "
+            "so far is recorded. Vote, or start a new battle.",
+        )

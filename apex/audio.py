@@ -7,6 +7,12 @@ says how to convert them. Channels are averaged to mono and the result is resamp
 ``torchaudio.functional.resample`` (default windowed-sinc settings), exactly as the APEX reference
 does, so embeddings match the published pipeline.
 
+What decoding may cost is bounded, not only the duration: a file whose header claims more input
+samples (rate x channels x seconds) than ``MAX_DECODED_SAMPLES_PER_S * max_seconds`` is refused
+before decoding, a header that gives no usable length is reported as damaged, and files above
+``WHOLE_DECODE_SAMPLES`` are decoded block by block with the down-mix and the resampling streamed
+(:mod:`apex.resample`), so peak memory stays at a few megabytes plus the 24 kHz output.
+
 Every problem with the input raises :class:`AudioError`, whose message says what was wrong and
 what to do about it. Silence is not an error (it can be scored) but is noted in ``Audio.warnings``.
 """
@@ -19,6 +25,7 @@ import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -33,6 +40,20 @@ MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
 """Rates outside [1 kHz, 384 kHz] are not music recordings but corrupt headers or mistakes."""
 MAX_CHANNELS = 32
+MAX_DECODED_SAMPLES_PER_S = 2 * 192_000
+"""Decoding budget: input samples (all channels) per second of ``max_seconds``. Refused before
+decoding when a file needs more: a 10-minute 192 kHz stereo master fits, 384 kHz x 8 channels x
+150 s (a 500 KB FLAC of silence) does not. It bounds the CPU time a file can cost; memory is
+bounded separately by decoding block by block."""
+WHOLE_DECODE_SAMPLES = 1 << 24
+"""Files of at most this many input samples (64 MB as float32, about 3 min of 44.1 kHz stereo)
+are decoded in one read and resampled in one call, exactly as the reference does."""
+BLOCK_SAMPLES = 1 << 21
+"""Bigger files are read this many input samples (8 MB as float32) at a time, down-mixed and
+resampled block by block (:class:`apex.resample.StreamingResampler`)."""
+ABSURD_SECONDS = 7 * 24 * 3600.0
+"""A header claiming more than a week of audio is not a long song but a damaged file."""
+_UNKNOWN_FRAMES = 2**63 - 1  # what libsndfile reports when the header gives no length
 SILENCE_PEAK = 1e-4
 """Peak amplitude (full scale = 1.0) below which a clip is flagged as silent (about -80 dBFS)."""
 
@@ -40,6 +61,8 @@ SUPPORTED_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64"}
 )
 _CONVERT_HINT = "convert it to WAV, FLAC, OGG or MP3 first (e.g. `ffmpeg -i input.m4a output.wav`)"
+
+_EMPTY = "the file is empty (0 bytes); upload the complete audio file."
 
 AudioSource = str | Path | bytes | tuple[np.ndarray, int]
 
@@ -117,12 +140,17 @@ def load_audio(
         samples, rate = _from_array(*source)
         name = "<array>"
     elif isinstance(source, bytes | bytearray | memoryview):
-        samples, rate = _decode(bytes(source), "<bytes>", max_seconds)
-        name = "<bytes>"
+        data = bytes(source)
+        if not data:
+            raise AudioError(
+                "<bytes>: the file is empty (0 bytes); upload the complete audio file."
+            )
+        return _decode(io.BytesIO(data), "<bytes>", sample_rate, max_seconds)
     elif isinstance(source, str | Path):
         path = Path(source)
-        samples, rate = _decode(_read_file(path), path.name, max_seconds)
-        name = path.name
+        _check_file(path)
+        with path.open("rb") as handle:
+            return _decode(handle, path.name, sample_rate, max_seconds)
     else:
         raise AudioError(
             f"Cannot load audio from a {type(source).__name__}; pass a file path, the file's "
@@ -131,7 +159,7 @@ def load_audio(
     return _finish(samples, rate, name, sample_rate, max_seconds)
 
 
-def _read_file(path: Path) -> bytes:
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise AudioError(f"{path}: no such file; check the path.")
     if path.is_dir():
@@ -141,59 +169,125 @@ def _read_file(path: Path) -> bytes:
             f"{path.name}: unsupported format {path.suffix or '(no extension)'!r}; supported: "
             f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}. Please {_CONVERT_HINT}."
         )
-    return path.read_bytes()
+    if path.stat().st_size == 0:
+        raise AudioError(
+            f"{path.name}: the file is empty (0 bytes); upload the complete audio file."
+        )
 
 
-def _decode(data: bytes, name: str, max_seconds: float) -> tuple[np.ndarray, int]:
-    """Decode file bytes with soundfile; returns ``[T, C]`` float32 samples and the rate in Hz."""
+def _decode(handle: BinaryIO, name: str, sample_rate: int, max_seconds: float) -> Audio:
+    """Decode an open audio file with soundfile, refusing before decoding what would cost too much.
+
+    Small files are read whole (``[T, C]`` float32, as the reference does); bigger ones block by
+    block with the down-mix and the resampling streamed, so memory stays at a few blocks plus the
+    ``[T]`` output at ``sample_rate`` whatever the input's rate, channels and length.
+    """
     import soundfile as sf
 
-    if not data:
-        raise AudioError(f"{name}: the file is empty (0 bytes); upload the complete audio file.")
-    _check_riff_complete(data, name)
+    _check_riff_complete(handle, name)
     try:
-        with sf.SoundFile(io.BytesIO(data)) as handle:
-            rate, channels, frames = handle.samplerate, handle.channels, handle.frames
+        with sf.SoundFile(handle) as sound:
+            rate, channels, frames = sound.samplerate, sound.channels, sound.frames
             _check_rate_and_channels(rate, channels, name)
-            # Refuse before decoding: a 3-hour upload should not cost 3 hours of float32 memory.
-            if frames > 0 and frames / rate > max_seconds * 1.01 + 1:
-                raise _too_long(frames / rate, max_seconds, name)
-            samples = handle.read(dtype="float32", always_2d=True)
+            _check_header(frames, rate, channels, name, max_seconds)
+            if frames * channels <= WHOLE_DECODE_SAMPLES:
+                samples = sound.read(dtype="float32", always_2d=True)
+            else:
+                mono, read = _read_blocks(sound, name, sample_rate, max_seconds)
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError) as error:
         raise AudioError(
-            f"{name}: could not decode this as audio ({error}). The file may be truncated, "
-            f"corrupted or not audio at all; if it plays elsewhere, {_CONVERT_HINT}."
+            f"{name}: could not decode this as audio ({error}); the file is damaged, truncated "
+            f"or not audio at all. If it plays elsewhere, {_CONVERT_HINT}."
         ) from error
-    return samples, rate
+    if frames * channels <= WHOLE_DECODE_SAMPLES:
+        return _finish(samples, rate, name, sample_rate, max_seconds)
+    return _checked(mono, read, rate, channels, name, sample_rate, max_seconds)
 
 
-def _check_riff_complete(data: bytes, name: str) -> None:
+def _check_header(frames: int, rate: int, channels: int, name: str, max_seconds: float) -> None:
+    """Refuse, from the header alone, lengths that are lies and files too costly to decode."""
+    if frames >= _UNKNOWN_FRAMES or frames / rate > ABSURD_SECONDS:
+        raise AudioError(
+            f"{name}: the file is damaged: its header gives no usable length (it claims "
+            f"{'an unknown number of' if frames >= _UNKNOWN_FRAMES else frames} samples). "
+            "Re-export or re-upload the complete file."
+        )
+    if frames / rate > max_seconds * 1.01 + 1:
+        raise _too_long(frames / rate, max_seconds, name)
+    budget = max_seconds * MAX_DECODED_SAMPLES_PER_S
+    if frames * channels > budget:
+        raise AudioError(
+            f"{name}: decoding this file means {frames * channels / 1e6:.0f} million samples "
+            f"({rate} Hz x {channels} channels x {frames / rate:.1f} s), more than the "
+            f"{budget / 1e6:.0f} million this server decodes per song. Export a stereo mix at "
+            "48 kHz (e.g. `ffmpeg -i in.flac -ac 2 -ar 48000 out.flac`) and upload that."
+        )
+
+
+def _read_blocks(
+    sound: object, name: str, sample_rate: int, max_seconds: float
+) -> tuple[torch.Tensor, int]:
+    """Down-mix and resample block by block; returns the ``[T]`` output and the frames read."""
+    from apex.resample import StreamingResampler
+
+    rate, channels = sound.samplerate, sound.channels  # type: ignore[attr-defined]
+    per_block = max(1, BLOCK_SAMPLES // channels)
+    limit = max_seconds * rate * 1.01 + rate  # the header may understate the length
+    resampler = StreamingResampler(rate, sample_rate) if rate != sample_rate else None
+    pieces: list[torch.Tensor] = []
+    read = 0
+    while True:
+        block = sound.read(per_block, dtype="float32", always_2d=True)  # type: ignore[attr-defined]
+        if not len(block):
+            break
+        read += len(block)
+        if read > limit:
+            raise _too_long(read / rate, max_seconds, name)
+        if not np.isfinite(block).all():
+            raise _not_finite(name)
+        mono = torch.from_numpy(block).mean(dim=1)
+        if resampler is None:
+            pieces.append(mono)
+        else:
+            resampler.push(mono)
+    if resampler is not None:
+        return resampler.finish(), read
+    return (torch.cat(pieces) if pieces else torch.zeros(0)), read
+
+
+def _check_riff_complete(handle: BinaryIO, name: str) -> None:
     """Reject a WAV whose ``data`` chunk is shorter than its header says (an interrupted copy).
 
     libsndfile silently reads what is there, so a half-uploaded WAV would be scored as a shorter
-    song; the header's declared length is the only evidence of truncation.
+    song; the header's declared length is the only evidence of truncation. Reads chunk headers
+    only, then rewinds ``handle``.
     """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return
-    offset = 12
-    while offset + 8 <= len(data):
-        chunk_id, size = (
-            data[offset : offset + 4],
-            struct.unpack("<I", data[offset + 4 : offset + 8])[0],
-        )
-        if chunk_id == b"data":
-            # 0 and 0xFFFFFFFF mean "length unknown" (streaming writers); nothing to check then.
-            declared_end = offset + 8 + size
-            if 0 < size < 0xFFFFFFFF and declared_end > len(data):
-                raise AudioError(
-                    f"{name}: the WAV file is truncated (its header declares {size} bytes of "
-                    f"audio but only {len(data) - offset - 8} are present); re-export or "
-                    "re-upload the complete file."
-                )
+    start = handle.tell()
+    size = handle.seek(0, io.SEEK_END) - start
+    handle.seek(start)
+    try:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             return
-        offset += 8 + size + (size & 1)
+        offset = 12
+        while offset + 8 <= size:
+            handle.seek(start + offset)
+            chunk = handle.read(8)
+            chunk_id, length = chunk[:4], struct.unpack("<I", chunk[4:8])[0]
+            if chunk_id == b"data":
+                # 0 and 0xFFFFFFFF mean "length unknown" (streaming writers); nothing to check.
+                if 0 < length < 0xFFFFFFFF and offset + 8 + length > size:
+                    raise AudioError(
+                        f"{name}: the WAV file is truncated (its header declares {length} bytes "
+                        f"of audio but only {size - offset - 8} are present); re-export or "
+                        "re-upload the complete file."
+                    )
+                return
+            offset += 8 + length + (length & 1)
+    finally:
+        handle.seek(start)
 
 
 def _from_array(samples: object, rate: object) -> tuple[np.ndarray, int]:
@@ -241,6 +335,13 @@ def _too_long(seconds: float, max_seconds: float, name: str) -> AudioError:
     )
 
 
+def _not_finite(name: str) -> AudioError:
+    return AudioError(
+        f"{name}: the audio contains NaN or infinite samples; the file or array is corrupted "
+        "(re-export it, or check the code that produced the array)."
+    )
+
+
 def _finish(
     samples: np.ndarray, rate: int, name: str, sample_rate: int, max_seconds: float
 ) -> Audio:
@@ -251,10 +352,18 @@ def _finish(
     if samples.size == 0:
         raise AudioError(f"{name}: the audio contains no samples; upload a non-empty recording.")
     if not np.isfinite(samples).all():
-        raise AudioError(
-            f"{name}: the audio contains NaN or infinite samples; the file or array is corrupted "
-            "(re-export it, or check the code that produced the array)."
-        )
+        raise _not_finite(name)
+    _check_duration(frames, rate, name, max_seconds)
+    # Mean over channels in float32, as the reference does (torch .mean(dim=1) on float32).
+    mono = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=1)
+    if rate != sample_rate:
+        import torchaudio.functional as taf
+
+        mono = taf.resample(mono, rate, sample_rate)
+    return _checked(mono, frames, rate, channels, name, sample_rate, max_seconds)
+
+
+def _check_duration(frames: int, rate: int, name: str, max_seconds: float) -> None:
     seconds = frames / rate
     if seconds < MIN_SECONDS:
         raise AudioError(
@@ -263,12 +372,21 @@ def _finish(
         )
     if seconds > max_seconds:
         raise _too_long(seconds, max_seconds, name)
-    # Mean over channels in float32, as the reference does (torch .mean(dim=1) on float32).
-    mono = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=1)
-    if rate != sample_rate:
-        import torchaudio.functional as taf
 
-        mono = taf.resample(mono, rate, sample_rate)
+
+def _checked(
+    mono: torch.Tensor,
+    frames: int,
+    rate: int,
+    channels: int,
+    name: str,
+    sample_rate: int,
+    max_seconds: float,
+) -> Audio:
+    """The checked :class:`Audio` of a ``[T]`` waveform at ``sample_rate``."""
+    if frames == 0:
+        raise AudioError(f"{name}: the audio contains no samples; upload a non-empty recording.")
+    _check_duration(frames, rate, name, max_seconds)
     warnings = []
     peak = float(mono.abs().max())
     if peak < SILENCE_PEAK:

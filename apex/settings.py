@@ -101,6 +101,22 @@ class Settings:
     rate_limit_window_s: float = _env(
         "APEX_RATE_LIMIT_WINDOW_S", "Rate-limit window, seconds.", 600.0, min=1.0
     )
+    rate_limit_battles: int = _env(
+        "APEX_RATE_LIMIT_BATTLES", "Battles issued per voter per window.", 60, min=1
+    )
+    rate_limit_listens: int = _env(
+        "APEX_RATE_LIMIT_LISTENS",
+        "Listening reports accepted per voter per window (the page sends about one per second "
+        "per playing clip).",
+        3000,
+        min=1,
+    )
+    listen_reports_per_battle: int = _env(
+        "APEX_LISTEN_REPORTS_PER_BATTLE",
+        "Listening reports stored per battle; later ones are refused.",
+        600,
+        min=1,
+    )
     feedback_max_chars: int = _env(
         "APEX_FEEDBACK_MAX_CHARS", "Longest free-text feedback accepted.", 1000, min=0, max=20000
     )

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
+import secrets
 import shutil
-import threading
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ import gradio as gr
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS
 from webui import charts
 from webui.services import NotReady, Services
+from webui.uploads import remove_tree
 
 SIDES = ("A", "B")
 #: Button label -> preference value (annotation.rules.PREFERENCES).
@@ -100,34 +103,63 @@ def _arena(services: Services) -> Any:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
 
 
-def _refused(err: Exception) -> gr.Error:
-    return gr.Error(str(err), title="Not accepted", print_exception=False)
+def _refused(err: Any) -> gr.Error:
+    """A :class:`~annotation.rules.VoteRefused` as a titled message (rate limits say so)."""
+    title = "Please slow down" if getattr(err, "code", "") == "rate_limited" else "Not accepted"
+    return gr.Error(str(err), title=title, print_exception=False)
+
+
+#: Served links are grouped in folders by issue time (this many seconds each), so old ones are
+#: removed a folder at a time without a stat per file (a hard link's mtime is its source's).
+SERVED_BUCKET_S = 600
 
 
 def served_folder(settings: Any) -> Path:
-    """Where the anonymised links to arena clips live (gradio serves it as static files)."""
-    return Path(settings.cache_dir) / "arena-audio"
+    """Where the per-battle links to arena clips live (gradio serves it as static files).
+
+    Under the system's temp folder, not the data directory, so a clip's URL shows nothing of the
+    deployment's layout; one subfolder per deployment (a hash of its data directory) so that two
+    apps on one machine never remove each other's links.
+    """
+    deployment = hashlib.sha256(str(Path(settings.data_dir).resolve()).encode()).hexdigest()
+    return Path(tempfile.gettempdir()) / "apex-arena-audio" / deployment[:16]
 
 
-def served_copy(path: str | Path, folder: Path) -> str:
-    """A link to the clip under a name that gives nothing away; made once per clip.
+def served_copy(path: str | Path, folder: Path, *, keep_s: float = 3600.0) -> str:
+    """A fresh link to the clip, under a random name, for one battle; returns its path.
 
-    A pool's file names can give the system away (``suno_0001.mp3``) and gradio serves files under
-    their own name, so each clip is served through a hard link (a copy across file systems) named
-    by a hash of its path. Cheaper than re-encoding the audio on every battle.
+    Each call makes a new name (``secrets.token_urlsafe``, 128 bits): names are neither derived
+    from the pool's paths (which may be public, so a hash of them could be computed by anyone)
+    nor stable across battles (a reveal would otherwise teach which system a link belongs to for
+    every later battle). The link is a hard link (a copy across file systems), cheaper than
+    re-encoding audio. Links older than ``keep_s`` seconds (plus one bucket) are removed here,
+    a bucket folder at a time.
+
+    Args:
+        path: the clip to serve (the pool's file, or a prepared copy of it).
+        folder: :func:`served_folder`.
+        keep_s: how long a link must stay playable, seconds (the battle's lifetime).
     """
     path = Path(path)
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
-    target = folder / f"clip-{digest}{path.suffix.lower()}"
-    if not target.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-        try:
-            os.link(path, partial)
-        except OSError:
-            shutil.copyfile(path, partial)
-        os.replace(partial, target)  # atomic: concurrent battles never see half a file
+    bucket = int(time.time() // SERVED_BUCKET_S)
+    target_dir = folder / str(bucket)
+    target = target_dir / f"{secrets.token_urlsafe(16)}{path.suffix.lower()}"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.part")
+    try:
+        os.link(path, partial)
+    except OSError:
+        shutil.copyfile(path, partial)
+    os.replace(partial, target)  # atomic: the player never sees half a file
+    _remove_old_links(folder, bucket - math.ceil(keep_s / SERVED_BUCKET_S) - 1)
     return str(target)
+
+
+def _remove_old_links(folder: Path, oldest_kept: int) -> None:
+    """Delete the bucket folders older than ``oldest_kept`` (their battles have expired)."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and entry.name.isdigit() and int(entry.name) < oldest_kept:
+            remove_tree(entry)  # another request may be removing it at the same time
 
 
 def new_battle(services: Services, request: gr.Request | None) -> tuple[dict[str, Any], Any, Any]:
@@ -147,12 +179,16 @@ def new_battle(services: Services, request: gr.Request | None) -> tuple[dict[str
         "prompt": battle.prompt if battle is not None else "",
         "min_listen_s": float(services.settings.min_listen_s),
     }
-    folder = served_folder(services.settings)
-    return info, served_copy(ticket.audio_a, folder), served_copy(ticket.audio_b, folder)
+    folder, keep_s = served_folder(services.settings), services.settings.battle_ttl_s
+    return (
+        info,
+        served_copy(ticket.audio_a, folder, keep_s=keep_s),
+        served_copy(ticket.audio_b, folder, keep_s=keep_s),
+    )
 
 
 def report_listen(
-    services: Services, battle_id: str, side: str, seconds: float, request: gr.Request | None
+    services: Services, battle_id: Any, side: Any, seconds: Any, request: gr.Request | None
 ) -> dict[str, Any]:
     """Report ``seconds`` played of clip ``side`` in total; return the server's credit.
 
@@ -163,7 +199,15 @@ def report_listen(
 
     arena = _arena(services)
     try:
-        credit = arena.listen(battle_id, side, float(seconds), session_id(request))
+        # ``seconds`` goes to the rules as the client sent it: "5" or true are refused there,
+        # not converted here.
+        credit = arena.listen(
+            battle_id,
+            side,
+            seconds,
+            session_id(request),
+            client_ip(request, services.settings.trusted_proxies),
+        )
     except VoteRefused as err:
         raise _refused(err) from None
     need = float(services.settings.min_listen_s)
@@ -176,10 +220,10 @@ def report_listen(
 
 def cast_vote(
     services: Services,
-    battle_id: str,
-    preference: str,
-    feedback: str | None,
-    ratings: dict[str, dict[str, int]] | None,
+    battle_id: Any,
+    preference: Any,
+    feedback: Any,
+    ratings: Any,
     request: gr.Request | None,
     profile: Any = None,
 ) -> dict[str, Any]:
@@ -197,8 +241,8 @@ def cast_vote(
             preference,
             session_id(request),
             client_ip(request, services.settings.trusted_proxies),
-            feedback=feedback or None,
-            ratings=ratings or None,
+            feedback=None if feedback in (None, "") else feedback,  # the rules check the types
+            ratings=None if ratings in (None, "", {}) else ratings,
             account=account_id(profile),
         )
     except VoteRefused as err:

@@ -137,7 +137,9 @@ def _wire_votes(services: Services, w: ui._Widgets, limits: dict, quiet: dict) -
         ) -> list[Any]:
             info, state = values[w.info], values[w.state]
             if not info or not info.get("battle_id"):
-                raise gr.Error("Start a battle first.", print_exception=False)
+                raise gr.Error(
+                    "Start a battle first.", title="No battle yet", print_exception=False
+                )
             ratings = ui.collect_ratings([values[r] for r in w.radios])
             reveal = ui.cast_vote(
                 services, info["battle_id"], pref, values[w.feedback], ratings, request, profile

@@ -1,13 +1,16 @@
 """Data tab: download every vote (Parquet, CSV), what each column means, and the Hub sync status.
 
-The files are written fresh when the tab opens (or on Refresh) from the vote store through
-:mod:`annotation.export`, so they hold exactly the released columns the Hub dataset has.
+The files are prepared when the tab opens (or on Refresh) from the vote store through
+:mod:`annotation.export`, so they hold exactly the released columns the Hub dataset has; they are
+rebuilt only when the votes changed (:func:`export_files`), so repeated exports leave nothing
+behind.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import gradio as gr
 import pandas as pd
 
 from webui.services import NotReady, Services
+from webui.uploads import remove_tree
 
 
 def columns_frame() -> pd.DataFrame:
@@ -42,24 +46,62 @@ def flags_markdown(votes: pd.DataFrame) -> str:
     )
 
 
+def export_folder() -> Path:
+    """Gradio's cache folder: files there are served as they are (no copy per download) and
+    removed by the app's ``delete_cache`` schedule when old, like any other served file."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder())
+
+
 def export_files(services: Services) -> tuple[str, str, int]:
-    """Write all votes to a fresh folder as Parquet and CSV; return (parquet, csv, rows)."""
+    """All votes as Parquet and CSV; return (parquet, csv, rows).
+
+    The files are written once per state of the vote store (its newest row and vote count) and
+    reused until a vote arrives, so opening the tab again, or calling the event in a loop, costs
+    no disk space; the previous state's files are removed when a new one is written.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from annotation.export import SCHEMA, release_frame
 
     store = services.store
+    # One deployment's exports never touch another's (two apps may share gradio's cache).
+    deployment = _digest(str(Path(services.settings.data_dir).resolve()))
+    state = _digest(f"{store.max_row_id()}|{store.counts()['votes']}")
+    key = f"{deployment}-{state}"
+    folder = export_folder() / f"apex-votes-{key}"
+    parquet, csv = folder / "apex-arena-votes.parquet", folder / "apex-arena-votes.csv"
+    rows_file = folder / "rows.txt"
+    if rows_file.exists() and parquet.exists() and csv.exists():
+        return str(parquet), str(csv), int(rows_file.read_text())
     frame = release_frame(store.votes_frame())
-    folder = Path(tempfile.mkdtemp(prefix="apex-votes-"))
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    parquet, csv = (
-        folder / f"apex-arena-votes-{stamp}.parquet",
-        folder / f"apex-arena-votes-{stamp}.csv",
-    )
-    pq.write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), parquet)
-    frame.to_csv(csv, index=False)
+    export_folder().mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".apex-votes-{key}.", dir=export_folder()))
+    try:
+        pq.write_table(
+            pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False),
+            staging / parquet.name,
+        )
+        frame.to_csv(staging / csv.name, index=False)
+        (staging / rows_file.name).write_text(str(len(frame)))
+        try:
+            staging.rename(folder)  # atomic: a concurrent export sees all three files or none
+        except OSError as err:  # another request wrote this state first; theirs is the same
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+    finally:
+        if staging.exists():  # renamed into place, or left over after a failed write
+            remove_tree(staging)
+    for old in export_folder().glob(f"apex-votes-{deployment}-*"):
+        if old != folder:
+            remove_tree(old)
     return str(parquet), str(csv), len(frame)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def sync_status(services: Services) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from webui import about, arena, data, leaderboard, score
+from webui import about, arena, data, leaderboard, score, uploads
 from webui.services import Services
 
 #: Arena calls running at once: high, they are short and must not wait behind scoring.
@@ -96,4 +96,6 @@ def launch_kwargs(services: Services) -> dict[str, Any]:
         "max_file_size": f"{int(settings.max_audio_s / 60 * 12) + 10}mb",
         "show_error": True,
         "footer_links": ["api", "gradio"],
+        # Counts uploads, so a file two requests share is deleted only after both (webui.uploads).
+        "app_kwargs": uploads.app_kwargs(services),
     }

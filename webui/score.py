@@ -8,9 +8,11 @@ Uploaded audio is deleted from the server once scored (the visitor did not opt i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import tempfile
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,9 @@ import gradio as gr
 import pandas as pd
 
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS, SCORE_NAMES, SCORE_RANGES
-from webui import charts
+from webui import charts, uploads
 from webui.services import NotReady, Services
+from webui.uploads import UploadLeases
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +38,22 @@ def _upload_root() -> Path:
     return Path(get_upload_folder()).resolve()
 
 
-def forget_upload(path: str | None) -> None:
-    """Delete an uploaded file if (and only if) it lives in gradio's upload folder.
+def forget_upload(path: str | None, leases: UploadLeases | None = None) -> None:
+    """Release an upload and delete it if (and only if) it lives in gradio's upload folder and no
+    other request holds the same stored file (:mod:`webui.uploads`).
 
     Files elsewhere (a path given by a local ``gradio_client`` user, the demo corpus) are never
     touched: only what the visitor sent us is ours to forget.
     """
-    if not path:
-        return
-    p, root = Path(path).resolve(), _upload_root()
-    if root in p.parents:
-        p.unlink(missing_ok=True)
-        if p.parent != root and not any(p.parent.iterdir()):
-            p.parent.rmdir()  # gradio gives each upload its own folder
+    uploads.forget(path, leases if leases is not None else UploadLeases(), _upload_root())
+
+
+def _cannot_score(err: ValueError, *paths: str) -> gr.Error:
+    """The scoring core's message for the visitor, without the server's upload folders."""
+    message = str(err)
+    for path in paths:
+        message = message.replace(str(Path(path).parent) + os.sep, "")
+    return gr.Error(message, title="Cannot score this file", print_exception=False)
 
 
 def score_song(services: Services, audio_path: str | None) -> dict[str, Any]:
@@ -56,17 +62,17 @@ def score_song(services: Services, audio_path: str | None) -> dict[str, Any]:
     Raises:
         gr.Error: no file, scorer warming up, or bad audio (the scoring core's clear message).
     """
-    if not audio_path:
-        raise gr.Error("Upload a song or record one first.", print_exception=False)
+    if not isinstance(audio_path, str) or not audio_path:
+        raise gr.Error("Upload a song or record one first.", title="No song", print_exception=False)
     try:
         scorer = services.scorer
         return scorer.score([audio_path])[0].to_dict()
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
     except ValueError as err:  # AudioError is a ValueError; its message says what to do
-        raise gr.Error(str(err), title="Cannot score this file", print_exception=False) from None
+        raise _cannot_score(err, audio_path) from None
     finally:
-        forget_upload(audio_path)
+        forget_upload(audio_path, uploads.leases_of(services))
 
 
 def compare_songs(services: Services, path_a: str | None, path_b: str | None) -> dict[str, Any]:
@@ -75,8 +81,10 @@ def compare_songs(services: Services, path_a: str | None, path_b: str | None) ->
     Returns:
         ``{"a": result dict, "b": result dict, "p_prefer_a": float in 0-1}``.
     """
-    if not path_a or not path_b:
-        raise gr.Error("Give two songs to compare (A and B).", print_exception=False)
+    if not all(isinstance(p, str) and p for p in (path_a, path_b)):
+        raise gr.Error(
+            "Give two songs to compare (A and B).", title="Two songs needed", print_exception=False
+        )
     try:
         scorer = services.scorer
         result_a, result_b = scorer.score([path_a, path_b])
@@ -85,10 +93,12 @@ def compare_songs(services: Services, path_a: str | None, path_b: str | None) ->
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
     except ValueError as err:
-        raise gr.Error(str(err), title="Cannot score this file", print_exception=False) from None
+        raise _cannot_score(err, path_a, path_b) from None
     finally:
-        forget_upload(path_a)
-        forget_upload(path_b)
+        # One release per side: A and B may be one stored upload (same bytes), uploaded twice.
+        leases = uploads.leases_of(services)
+        forget_upload(path_a, leases)
+        forget_upload(path_b, leases)
 
 
 def _fmt(name: str, value: float) -> str:
@@ -151,10 +161,20 @@ def ordinal(value: float) -> str:
 
 
 def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
-    """Write the result to a fresh temporary JSON file for download; return its path."""
-    folder = Path(tempfile.mkdtemp(prefix="apex-json-"))
+    """Write the result as a JSON file for download; return its path.
+
+    The file goes to gradio's cache folder, named by its content: it is served without a copy,
+    the same result is never written twice, and the app's ``delete_cache`` schedule removes it
+    when old (a file under the system temp folder would stay forever).
+    """
+    text = json.dumps(result, indent=2, sort_keys=True)
+    folder = _upload_root() / f"apex-json-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
     path = folder / f"{stem}.json"
-    path.write_text(json.dumps(result, indent=2, sort_keys=True))
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{stem}.{secrets.token_hex(4)}.part"
+        partial.write_text(text)
+        os.replace(partial, path)
     return str(path)
 
 

@@ -303,3 +303,91 @@ def test_pair_counts_follow_new_battles_between_store_reads(setup) -> None:
         # Counted in memory as battles are issued, equal to a fresh count from the store.
         assert arena._pair_counts() == store.pair_counts()
     assert sum(store.pair_counts().values()) == 5
+
+
+# ---------------------------------------------------------------------- hardening
+def test_battle_issue_is_rate_limited_per_voter(setup) -> None:
+    arena, store, clock = setup
+    arena.settings = arena.settings.replace(rate_limit_battles=5)
+    for _ in range(5):
+        arena.new_battle(SESSION, IP)
+        clock.now += 1
+    battles = store.counts()["battles"]
+    err = refused("rate_limited", arena.new_battle, "session-2", IP)  # same IP: same voter
+    assert f"start a new battle in {math.ceil(err.retry_after_s)} s" in str(err)
+    assert "started 5 battles" in str(err) and err.retry_after_s == pytest.approx(95.0)
+    assert store.counts()["battles"] == battles  # a refused issue stores nothing
+    arena.new_battle("session-3", "203.0.113.9")  # another voter is not limited
+    clock.now += 100
+    arena.new_battle(SESSION, IP)  # the window moved on
+
+
+def test_listen_reports_are_capped_per_battle_and_per_voter(setup) -> None:
+    arena, store, clock = setup
+    arena.settings = arena.settings.replace(listen_reports_per_battle=4, rate_limit_listens=6)
+    ticket = arena.new_battle(SESSION, IP)
+    for n in range(4):
+        clock.now += 1
+        arena.listen(ticket.battle_id, "AB"[n % 2], n + 1.0, SESSION, IP)
+    err = refused("rate_limited", arena.listen, ticket.battle_id, "A", 9.0, SESSION, IP)
+    assert "4 listening reports" in str(err) and "start a new battle" in str(err)
+    assert len(store.listen_events(ticket.battle_id)) == 4
+    other = arena.new_battle(SESSION, IP)
+    clock.now += 1
+    arena.listen(other.battle_id, "A", 1.0, SESSION, IP)
+    arena.listen(other.battle_id, "B", 1.0, SESSION, IP)
+    err = refused("rate_limited", arena.listen, other.battle_id, "A", 2.0, SESSION, IP)
+    assert "sent 6 listening reports" in str(err) and err.retry_after_s > 0
+    assert len(store.listen_events(other.battle_id)) == 2
+
+
+@pytest.mark.parametrize("seconds", ["abc", None, [1], "5", True, {"s": 1}, float("nan")])
+def test_listen_refuses_anything_but_a_number(setup, seconds) -> None:
+    arena, store, clock = setup
+    ticket = arena.new_battle(SESSION, IP)
+    clock.now += 6
+    err = refused("bad_listen", arena.listen, ticket.battle_id, "A", seconds, SESSION)
+    assert "JSON number" in str(err)
+    assert store.listen_events(ticket.battle_id) == []
+
+
+@pytest.mark.parametrize("battle_id", [None, [1], {"x": 1}, 7, "x" * 100])
+def test_bad_battle_ids_and_sides_are_refused_plainly(setup, battle_id) -> None:
+    arena = setup[0]
+    refused("unknown_battle", arena.listen, battle_id, "A", 1.0, SESSION)
+    refused("unknown_battle", arena.vote, battle_id, "A", SESSION, IP)
+    ticket = arena.new_battle(SESSION, IP)
+    for side in ([1], None, {"A": 1}):
+        refused("bad_side", arena.listen, ticket.battle_id, side, 1.0, SESSION)
+    for preference in ([1], None, {"A": 1}, 1):
+        refused("bad_preference", arena.vote, ticket.battle_id, preference, SESSION, IP)
+
+
+@pytest.mark.parametrize(
+    "ratings,match",
+    [
+        ({"A": 5}, "ratings of A must map"),
+        ([1, 2], "ratings must be an object"),
+        ("x", "ratings must be an object"),
+        ({"A": {"coherence": "4"}}, "whole number"),
+        ({"A": {"coherence": True}}, "whole number"),
+        ({"C": {"coherence": 4}}, "side 'C'"),
+    ],
+)
+def test_malformed_ratings_are_refused_and_nothing_is_stored(setup, ratings, match) -> None:
+    arena, store, clock = setup
+    ticket = arena.new_battle(SESSION, IP)
+    listen_both(arena, clock, ticket)
+    with pytest.raises(VoteRefused, match=match):
+        arena.vote(ticket.battle_id, "A", SESSION, IP, ratings=ratings)
+    assert store.counts()["votes"] == 0
+
+
+@pytest.mark.parametrize("feedback", ["\ud800", "ok \udfff", 5, ["a"]])
+def test_unstorable_feedback_is_refused(setup, feedback) -> None:
+    arena, store, clock = setup
+    ticket = arena.new_battle(SESSION, IP)
+    listen_both(arena, clock, ticket)
+    refused("bad_feedback", arena.vote, ticket.battle_id, "A", SESSION, IP, feedback=feedback)
+    assert store.counts()["votes"] == 0
+    arena.vote(ticket.battle_id, "A", SESSION, IP, feedback="fine")  # the battle is still open

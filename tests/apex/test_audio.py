@@ -162,3 +162,109 @@ def test_max_seconds_is_configurable() -> None:
     assert load_audio(clip, max_seconds=3.0).duration_s == pytest.approx(3.0)
     with pytest.raises(AudioError, match="longer"):
         load_audio(clip, max_seconds=2.0)
+
+
+# ---------------------------------------------------------------------- decoding cost
+def _silent_flac(rate: int, channels: int, seconds: float) -> bytes:
+    """A 16-bit FLAC of digital silence (a few hundred KB, however long), written in blocks."""
+    buffer, block = io.BytesIO(), 1 << 17
+    with sf.SoundFile(buffer, "w", rate, channels, "PCM_16", format="FLAC") as out:
+        zeros, left = np.zeros((block, channels), dtype=np.int16), round(rate * seconds)
+        while left > 0:
+            out.write(zeros[: min(block, left)])
+            left -= block
+    return buffer.getvalue()
+
+
+def _with_total_samples(flac: bytes, total: int) -> bytes:
+    """The FLAC with STREAMINFO's 36-bit total-samples field set to ``total`` (0 = unknown).
+
+    Layout (FLAC format spec, METADATA_BLOCK_STREAMINFO): "fLaC", a 4-byte block header, then
+    min/max block size (2 x 16 bits), min/max frame size (2 x 24 bits), and at byte 10 of the
+    block 64 bits holding sample rate (20), channels - 1 (3), bits - 1 (5), total samples (36).
+    """
+    assert flac[:4] == b"fLaC" and flac[4] & 0x7F == 0  # first block is STREAMINFO
+    data = bytearray(flac)
+    packed = int.from_bytes(data[18:26], "big")
+    packed = (packed & ~((1 << 36) - 1)) | total
+    data[18:26] = packed.to_bytes(8, "big")
+    return bytes(data)
+
+
+def _peak_rss_growth_mb(action) -> float:
+    """Peak RSS growth of this process during ``action()``, MB (Linux: VmHWM after clear_refs)."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("peak RSS is read from /proc/self/status (Linux)")
+
+    def field(name: str) -> float:
+        line = next(ln for ln in status.read_text().splitlines() if ln.startswith(name))
+        return int(line.split()[1]) / 1024
+
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    before = field("VmRSS:")
+    action()
+    return field("VmHWM:") - before
+
+
+def test_costly_wide_file_is_refused_before_decoding() -> None:
+    # 384 kHz x 8 channels x 150 s: 460.8 M samples (1.8 GB as float32) from a tiny FLAC.
+    header_says_150_s = _with_total_samples(_silent_flac(384_000, 8, 1.0), 384_000 * 150)
+    growth = []
+
+    def load() -> None:
+        with pytest.raises(AudioError, match="million samples") as refused:
+            load_audio(header_says_150_s)
+        growth.append(str(refused.value))
+
+    assert _peak_rss_growth_mb(load) < 50
+    assert "384000 Hz x 8 channels x 150.0 s" in growth[0] and "ffmpeg" in growth[0]
+
+
+def test_big_accepted_file_decodes_in_bounded_memory() -> None:
+    # 384 kHz x 8 channels x 40 s is accepted (within the decoding budget) but is 123 M samples,
+    # 491 MB as float32 if decoded whole: block-wise decoding must stay far below that.
+    data = _silent_flac(384_000, 8, 40.0)
+    assert len(data) < 1_000_000
+    result = []
+    growth = _peak_rss_growth_mb(lambda: result.append(load_audio(data)))
+    audio = result[0]
+    assert audio.duration_s == pytest.approx(40.0, abs=1e-3)
+    assert audio.original_sample_rate == 384_000 and audio.original_channels == 8
+    assert any("silent" in w for w in audio.warnings)
+    assert growth < 300, f"peak RSS grew by {growth:.0f} MB"
+
+
+def test_block_decoding_matches_whole_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchaudio.functional as taf
+
+    import apex.audio
+
+    rng = np.random.default_rng(0)
+    stereo = np.stack([_tone(7.3, 44100), 0.3 * rng.standard_normal(round(7.3 * 44100))], 1)
+    data = _wav_bytes(stereo.astype(np.float32), 44100, fmt="FLAC")
+    whole = load_audio(data)
+    decoded, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    reference = taf.resample(torch.from_numpy(decoded).mean(dim=1), 44100, SAMPLE_RATE)
+    torch.testing.assert_close(whole.waveform, reference, rtol=0, atol=0)  # small: one shot
+    # Force block decoding with blocks that do not divide the signal or the resampling ratio.
+    monkeypatch.setattr(apex.audio, "WHOLE_DECODE_SAMPLES", 1000)
+    monkeypatch.setattr(apex.audio, "BLOCK_SAMPLES", 2 * 12_345)
+    blocks = load_audio(data)
+    assert blocks.waveform.shape == reference.shape
+    torch.testing.assert_close(blocks.waveform, reference, rtol=0, atol=1e-5)  # f32 rounding
+    assert blocks.original_channels == 2 and blocks.original_sample_rate == 44100
+
+
+@pytest.mark.parametrize("total", [0, (1 << 36) - 1], ids=["zero", "absurd"])
+def test_lying_length_header_says_the_file_is_damaged(total: int) -> None:
+    lying = _with_total_samples(_silent_flac(8000, 1, 2.0), total)
+    with pytest.raises(AudioError, match="the file is damaged") as refused:
+        load_audio(lying)
+    assert "longer than" not in str(refused.value)
+
+
+def test_header_claiming_more_than_is_there_is_damaged() -> None:
+    lying = _with_total_samples(_silent_flac(8000, 1, 2.0), 8000 * 100)
+    with pytest.raises(AudioError, match="damaged"):
+        load_audio(lying)

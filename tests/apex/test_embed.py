@@ -170,6 +170,28 @@ def test_mert_path_with_tiny_hubert(
     np.testing.assert_allclose(padded, expected.layers_padded.mean(dim=0).numpy(), atol=1e-5)
 
 
+def _children(pid: int) -> list[int]:
+    """Pids of the processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie awaiting its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_resume_after_kill_embeds_each_id_once(small_demo_corpus: Path, tmp_path: Path) -> None:
     from apex.training.data import read_shards
 
@@ -182,9 +204,16 @@ def test_resume_after_kill_embeds_each_id_once(small_demo_corpus: Path, tmp_path
     deadline = time.monotonic() + 240
     while len(finished_ids(out)) < 4 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
+    workers = _children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the job finished before it could be killed"
+    assert workers, "the job had no decoding worker to orphan"
+    # Its decoding workers (~900 MB each with torch) must not outlive it.
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "decoding workers outlived the killed job"
     before = finished_ids(out)
     assert 4 <= len(before) < 12
 

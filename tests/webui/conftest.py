@@ -66,6 +66,7 @@ def app_settings(tmp_path_factory: pytest.TempPathFactory, small_demo_corpus: Pa
         demo_clips=48,
         min_listen_s=1.0,
         rate_limit_votes=10_000,
+        rate_limit_battles=10_000,  # the hardening test lowers it to the default for itself
         port=free_port(),
     )
 

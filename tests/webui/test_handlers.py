@@ -7,6 +7,8 @@ end in ``test_e2e_client.py``. These run in about a second.
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -135,15 +137,38 @@ def test_forget_upload_deletes_only_uploads(tmp_path: Path, monkeypatch) -> None
 
 
 # ---------------------------------------------------------------------- arena tab
-def test_served_copy_hides_the_file_name(tmp_path: Path) -> None:
+def test_served_names_cannot_be_computed_from_the_pool(tmp_path: Path, settings) -> None:
+    import hashlib
+
     clip = tmp_path / "pool" / "suno_v4_0001.flac"
     clip.parent.mkdir()
     clip.write_bytes(b"fLaC-bytes")
-    served = Path(arena.served_copy(clip, tmp_path / "served"))
-    assert "suno" not in served.name and served.suffix == ".flac"
-    assert served.read_bytes() == b"fLaC-bytes"
-    assert arena.served_copy(clip, tmp_path / "served") == str(served)  # made once
-    assert len(list((tmp_path / "served").iterdir())) == 1
+    folder = arena.served_folder(settings)
+    first = Path(arena.served_copy(clip, folder))
+    again = Path(arena.served_copy(clip, folder))  # the same clip in a later battle
+    assert first != again and first.name != again.name
+    assert first.read_bytes() == again.read_bytes() == b"fLaC-bytes" and first.suffix == ".flac"
+    # Nothing anyone could compute from the pool: no file name, no hash of the path or content.
+    guesses = {str(clip), str(clip.resolve()), clip.name, "fLaC-bytes"}
+    hashes = {hashlib.sha256(g.encode()).hexdigest() for g in guesses}
+    for served in (first, again):
+        assert "suno" not in str(served)
+        assert not any(h[:8] in str(served) for h in hashes)
+        # The link lives outside the data directory, so its URL shows nothing of the layout.
+        assert not served.is_relative_to(settings.data_dir) and served.is_relative_to(folder)
+    shutil.rmtree(folder)
+
+
+def test_served_links_are_removed_once_their_battles_expired(tmp_path: Path, settings) -> None:
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"RIFF")
+    folder = tmp_path / "served"
+    stale = folder / "12"  # a bucket from long ago
+    stale.mkdir(parents=True)
+    (stale / "old.wav").write_bytes(b"x")
+    fresh = Path(arena.served_copy(clip, folder, keep_s=3600))
+    assert not stale.exists() and fresh.exists()
+    assert clip.exists()  # the pool's file is never touched
 
 
 def test_listening_bookkeeping_adds_only_playing_time() -> None:
@@ -250,6 +275,38 @@ def test_data_export_round_trips(store_services) -> None:
     assert list(data.columns_frame()["column"]) == list(VOTE_COLUMNS)
     summary = data.summary_markdown(store_services, rows, {"message": "kept locally"})
     assert "14 votes" in summary and "APEX_VOTES_REPO" in summary
+
+
+def _files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+def test_repeated_exports_leave_no_new_files(store_services, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(system_tmp))
+    first = data.export_files(store_services)
+    files = _files_under(tmp_path)
+    for _ in range(5):
+        assert data.export_files(store_services) == first  # the same cached files
+    assert _files_under(tmp_path) == files and not _files_under(system_tmp)
+    # A new vote rebuilds the export once and removes the old one.
+    store_services.store.insert_vote(_vote(99, "good", "bad", "A", True, 0.7))
+    parquet, _csv, rows = data.export_files(store_services)
+    assert rows == 15 and len(pd.read_parquet(parquet)) == 15
+    assert not Path(first[0]).exists() and len(_files_under(tmp_path)) == len(files)
+
+
+def test_score_json_download_is_written_once(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "system-tmp"))
+    (tmp_path / "system-tmp").mkdir()
+    result = {"scores": {"coherence": 3.0}, "source": "song.wav"}
+    path = score.save_json(result)
+    assert all(score.save_json(result) == path for _ in range(5))
+    assert json.loads(Path(path).read_text()) == result
+    assert len(_files_under(tmp_path)) == 1 and Path(path).is_relative_to(tmp_path / "gradio")
 
 
 def test_ratings_chart_draws_asymmetric_ci() -> None:
