@@ -159,11 +159,11 @@ def _newton_logistic(x: np.ndarray, y: np.ndarray, c: float, iters: int = 50) ->
     penalty = np.ones(f)
     penalty[-1] = 0.0
     theta = np.zeros((b, f))
+    outer = (x[:, :, None] * x[:, None, :]).reshape(n, f * f)  # one GEMM gives all B Hessians
     for _ in range(iters):
         p = _sigmoid(theta @ x.T)
         grad = ((p - y) * weight) @ x + theta * penalty
-        curvature = weight * p * (1 - p)
-        hess = np.matmul((x[None] * curvature[:, :, None]).transpose(0, 2, 1), x)
+        hess = ((weight * p * (1 - p)) @ outer).reshape(b, f, f)
         hess += np.diag(penalty + 1e-10)
         step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
         theta -= step
