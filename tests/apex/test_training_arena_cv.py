@@ -41,7 +41,8 @@ def test_a_perfect_predictor_scores_auc_one() -> None:
 
     battles, q = _battles()
     assert _cv_auc(_scores(q), battles) > 0.99
-    assert arena_protocol(_scores(q), battles)["auc"] > 0.99
+    report = arena_protocol(_scores(q), battles)
+    assert report["auc"] > 0.99 and report["auc_ci"][0] > 0.98
 
 
 def test_a_constant_predictor_scores_auc_one_half() -> None:
@@ -86,7 +87,7 @@ def test_too_few_of_an_outcome_is_a_reason_not_a_crash() -> None:
     battles.y[:] = 1.0
     battles.y[:5] = 0.0
     report = arena_protocol(_scores(q), battles)
-    assert np.isnan(report["auc"]) and report["n"] == 40
+    assert np.isnan(report["auc"]) and np.isnan(report["auc_ci"]).all() and report["n"] == 40
 
 
 def test_both_users_score_the_same_battles_alike() -> None:
