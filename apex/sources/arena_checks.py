@@ -126,7 +126,9 @@ def inversion_flag(row: dict[str, Any], orient: Mapping[str, dict[str, Any]]) ->
     score = max(r, key=lambda k: abs(r[k]))
     if r[score] >= 0:
         return None
-    acc = orient.get(score, {}).get("accuracy", float("nan"))
+    # combined_popularity is the mean of the engagement scores: the sign of likes+streams
+    key = "likes+streams" if score == "combined_popularity" else score
+    acc = orient.get(key, {}).get("accuracy", float("nan"))
     return (
         f"AUC {row['auc']['overall']:.3f} rests on an inverted sign: its P(A wins) falls as "
         f"{score} of A rises (r = {r[score]:.2f}; higher-{score}-wins holds in {acc:.3f})"

@@ -223,7 +223,7 @@ def test_logistic_regression_matches_the_training_modules_protocol() -> None:
     battles, q = _battles(seed=1)
     noisy = q + np.random.default_rng(5).normal(0, 1.0, len(q))
     preds = _predictions(noisy)
-    ours = evaluate_arena(battles, preds, feature_set="all", svm="off", **FAST)
+    ours = evaluate_arena(battles, preds, feature_set="all", svm="off", schemes=("paper",), **FAST)
     idx = lambda col: battles[col].str[1:].astype(int).to_numpy()  # noqa: E731
     y = battles["preference"].map({"A": 1.0, "B": 0.0}).to_numpy(np.float32)
     decisive = ~np.isnan(y)
@@ -254,7 +254,8 @@ def test_unscored_clips_and_small_sets_are_reported_not_fatal() -> None:
     for scheme in arena_cv.FOLD_SCHEMES:  # < 10 of an outcome (or of groups)
         assert "skipped" in report["schemes"][scheme], scheme
     assert "skipped" in format_report(report)
-    bare = battles.drop(columns=["prompt", "system_a", "system_b"])
+    full, q = _battles()
+    bare = full.drop(columns=["prompt", "system_a", "system_b"])
     report = evaluate_arena(bare, _predictions(q), svm="off", **FAST)
     assert "models" in report["schemes"]["paper"]
     assert "lack the prompt" in report["schemes"]["prompt"]["skipped"]
