@@ -22,9 +22,7 @@ def _ci(ci: list[float]) -> str:
 
 
 def _p(value: float | None) -> str:
-    if value is None:
-        return "     -"
-    return f"{value:>6.3f}" if value >= 0.001 else f"{value:>6.0e}"
+    return f"{'-':>8}" if value is None else f"{value:>8.4f}"
 
 
 def _counts(c: dict[str, Any]) -> list[str]:
@@ -60,14 +58,14 @@ def _model_line(name: str, row: dict[str, Any], paper: float | None = None) -> s
         f"{_num(auc['instrumental'])} {_ci(ci['instrumental']):<16}"
         f"{_num(auc['vocal'])} {_ci(ci['vocal']):<16}"
         f"{_num(row['accuracy'])} {_ci(row['accuracy_ci']):<16}{_p(row.get('p_value'))}"
-        f"{_num(row.get('auc_fold_mean'), 8)}{_num(paper)}"
+        f"{_num(row.get('auc_fold_mean'), 10)}{_num(paper, 7)}"
     )
 
 
 def _table_head() -> list[str]:
     head = (
         f"{'model':<22}{'AUC':>6} {'95% CI':<16}{'instr':>6} {'95% CI':<16}{'vocal':>6} "
-        f"{'95% CI':<16}{'acc':>6} {'95% CI':<16}{'p':>6}{'AUC/fold':>8}{'paper':>6}"
+        f"{'95% CI':<16}{'acc':>6} {'95% CI':<16}{'p':>8}{'AUC/fold':>10}{'paper':>7}"
     )
     return [head, "-" * len(head)]
 
@@ -82,7 +80,7 @@ def _schemes(report: dict[str, Any]) -> list[str]:
     ]
     paper = report["paper"]["auc"]
     for scheme, entry in report["schemes"].items():
-        groups = f", {entry['groups']} group(s)" if entry.get("groups") else ""
+        groups = f", {entry['groups']} groups" if entry.get("groups") else ""
         lines += ["", f"[{scheme}] {entry['label']}{groups}"]
         if "skipped" in entry:
             lines.append(f"  skipped: {entry['skipped']}")

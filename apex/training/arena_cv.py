@@ -159,7 +159,7 @@ def fold_ids(
     else:
         n_groups = len(np.unique(groups))
         if n_groups < folds:
-            return f"only {n_groups} groups; {folds}-fold grouped CV needs {folds}"
+            return f"only {n_groups} group(s); {folds}-fold grouped CV needs {folds}"
         cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
         splits = cv.split(y, y, groups)
     for k, (_, test) in enumerate(splits):

@@ -162,7 +162,7 @@ def test_grouped_folds_never_split_a_group_and_keep_both_outcomes_in_training() 
 
 def test_fold_schemes_that_cannot_be_built_say_why() -> None:
     y = np.array([0, 1] * 50)
-    assert "only 4 groups" in arena_cv.fold_ids(y, np.arange(100) % 4, folds=10)
+    assert "only 4 group(s)" in arena_cv.fold_ids(y, np.arange(100) % 4, folds=10)
     assert "only 3 battles" in arena_cv.fold_ids(np.r_[np.ones(3), np.zeros(50)], None)
     with pytest.raises(ValueError, match="needs the battles' prompts"):
         arena_cv.scheme_groups("prompt", None, None)
