@@ -275,15 +275,7 @@ def evaluate_arena(
         else {}
     )
     results |= {s: {"label": SCHEME_LABELS[s], "skipped": why} for s, why in skipped.items()}
-    rules = {}
-    for score, label in (("score_likes", "likes_rule"), ("score_streams", "streams_rule")):
-        if score in scored and len(y):
-            margin = (
-                scored[score].loc[used["clip_a"]].to_numpy()
-                - scored[score].loc[used["clip_b"]].to_numpy()
-            )
-            proba = 1.0 / (1.0 + np.exp(-margin / 10.0))  # the notebook's sigmoid(margin / 10)
-            rules[label] = fixed_score_row(proba, y, instr, n_perm=n_perm, **kw)
+    rules = _rules(scored, used, y, instr, n_perm=n_perm, **kw) if len(y) else {}
     report: dict[str, Any] = {
         "counts": counts,
         "features": feature_names,
@@ -307,6 +299,19 @@ def evaluate_arena(
         )
     report["flags"] = flags(report)
     return report
+
+
+def _rules(
+    scored: pd.DataFrame, used: pd.DataFrame, y: np.ndarray, instr: np.ndarray, **kw: Any
+) -> dict[str, Any]:
+    """The notebook's fixed rules: P(A wins) = sigmoid((score A - score B) / 10)."""
+    rules = {}
+    for score, label in (("score_likes", "likes_rule"), ("score_streams", "streams_rule")):
+        if score in scored:
+            margin = scored[score].loc[used["clip_a"]].to_numpy()
+            margin = margin - scored[score].loc[used["clip_b"]].to_numpy()
+            rules[label] = fixed_score_row(1.0 / (1.0 + np.exp(-margin / 10.0)), y, instr, **kw)
+    return rules
 
 
 def _counts(
