@@ -116,7 +116,9 @@ def format_report(report: dict[str, Any]) -> str:
     model = report.get("model")
     if model:
         demo = "  [DEMO MODEL: says nothing about APEX]" if model.get("is_demo") else ""
-        lines += [f"model {model.get('model_id')} {model.get('version') or ''}{demo}", ""]
+        source = f" (--model {model['spec']})" if model.get("spec") else ""
+        name = f"{model.get('model_id')} {model.get('version') or ''}".strip()
+        lines += [f"model {name}{source}{demo}", ""]
     lines += _counts(report["counts"])
     if report["orientation"]:
         lines += ["", *_orientation(report["orientation"])]
