@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"apex eval arena: {err}", file=sys.stderr)
         return 1
     out = {"data": str(release.root), "skipped_records": release.skipped, "runs": runs}
-    text = json.dumps(out, indent=2, default=_jsonable)
+    text = json.dumps(_strict(out), indent=2, default=_jsonable, allow_nan=False)
     if args.json:
         print(text)
     else:
@@ -182,6 +183,17 @@ def _evaluate_one(
         "model": {"spec": spec, **{k: info.get(k) for k in keys}},
         "unscored_clips": failed,
     }
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with NaN/inf floats as None, so the report is strict JSON (``jq``, browsers)."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _jsonable(value: Any) -> Any:

@@ -332,7 +332,9 @@ def test_cli_on_the_demo_export(
     assert "Orientation, before any fitting" in printed
 
     assert main([*argv[:-4], "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["runs"][0]["settings"]["permutations"] == 20
+    printed = capsys.readouterr().out
+    assert "NaN" not in printed  # strict JSON: an undefined figure is null
+    assert json.loads(printed)["runs"][0]["settings"]["permutations"] == 20
 
     assert main(["eval", "arena", "--data", "music-arena"]) == 1
     assert "could not download" in capsys.readouterr().err
