@@ -225,7 +225,8 @@ def evaluate_arena(
     Args:
         battles: ``clip_a``, ``clip_b``, ``preference`` (A/B/TIE/BOTH_BAD), ``is_instrumental``;
             grouped schemes also need ``prompt``, ``system_a``, ``system_b``.
-        predictions: index = clip id, columns = predicted scores (any of :data:`SCORE_NAMES`).
+        predictions: index = clip id, columns = predicted scores (any of :data:`SCORE_NAMES`);
+            a clip with a missing (NaN) score counts as unscored.
         p_compare: ``[len(battles)]`` APEX's P(A preferred) per battle (``Scorer.compare``),
             NaN where unknown; None skips that row.
         feature_set: ``"engagement"`` (the paper's final features) or ``"all"`` (seven scores).
