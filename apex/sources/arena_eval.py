@@ -1,41 +1,69 @@
-"""The APEX paper's out-of-distribution arena protocol on Music Arena battles.
+"""The APEX paper's out-of-distribution arena protocol on Music Arena battles, made checkable.
 
-Given APEX predictions for both clips of every battle, the notebook of the reference
-(``APEX_arena_experiment.ipynb``) builds, per battle, the difference ``A - B`` and the ratio
-``A / B`` of each predicted score and of ``combined_popularity`` (the mean of the two engagement
-scores), the instrumental flag, and each difference times the flag; it then reports 10-fold
-stratified cross-validated ROC AUC (overall, instrumental, vocal) of a logistic regression
-(paper: 0.600) and of an SVM chosen by an inner grid search (paper: 0.614), with "A won" as the
-positive class. Its final feature set uses the engagement scores only (``features="engagement"``);
-``features="all"`` adds the five aesthetics, as :func:`apex.training.evaluate.arena_protocol`
-does. Features, logistic regression (standardise, ``C=0.1``, balanced classes) and folds are
-:mod:`apex.training.arena_cv`'s, shared with that function, so on the same battles and features
-both give the same overall AUC.
+Given APEX predictions for both clips of every battle, the reference notebook
+(``APEX_arena_experiment.ipynb``) builds per-battle features (differences and ratios of the
+predicted scores, the instrumental flag, interactions: :mod:`apex.training.arena_cv`) and reports
+10-fold stratified cross-validated ROC AUC of a logistic regression (paper: 0.600) and of an SVM
+chosen by an inner grid search (paper: 0.614), "A won" being the positive class, on 1,259
+battles. Its final feature set uses the engagement scores only (``features="engagement"``);
+``features="all"`` adds the five aesthetics, as :func:`apex.training.evaluate.arena_protocol`.
 
-TIE and BOTH_BAD votes have no winner, and battles whose clips have no prediction (audio not
-released, undecodable) cannot be featurised: all are counted and reported, none enters the AUC.
-On top of the paper's table we report the direct accuracy of APEX's own preference probability
-(``Scorer.compare``), which needs no fitting at all.
+On top of that table this report gives what is needed to trust it:
+
+- **orientation** — before any fitting, how often "the higher-scored clip wins" for each single
+  score (and the sums the notebook tried), with a Wilson interval; a classifier whose
+  predictions follow a score *against* its sign is flagged;
+- **fold schemes** — the paper's label-stratified folds (kept, labelled ``paper``) and grouped
+  folds by prompt, by unordered system pair and by both (:func:`arena_cv.fold_ids`);
+- **intervals and significance** — a bootstrap interval over battles for every AUC and
+  accuracy, a permutation p-value for "better than chance" (labels shuffled within the cells of
+  test fold x board, the logistic regression refitted on every permutation);
+- **counts** — decisive battles, ties and both-bad per board.
+
+TIE and BOTH_BAD votes have no winner, and battles whose clips have no prediction cannot be
+featurised: all are counted, none enters an AUC. APEX's own preference probability
+(``Scorer.compare``) and the notebook's fixed rules are reported the same way (no fitting, so one
+row each, independent of the folds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from apex.sources.arena_checks import (
+    boards,
+    fixed_score_row,
+    flags,
+    orientation,
+    reliance,
+    summarise,
+)
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_NAMES
 from apex.training import arena_cv
+from apex.training import arena_stats as st
 
-#: The paper's reported overall AUCs on Music Arena (Table: arena experiment).
-PAPER_AUC: dict[str, float] = {"logistic_regression": 0.600, "svm": 0.614}
+#: The paper's reported figures on Music Arena (the arena experiment and its notebook).
+PAPER: dict[str, Any] = {
+    "battles": 1259,
+    "auc": {"logistic_regression": 0.600, "svm": 0.614},
+    "same_sign_accuracy": {"sum_of_seven": 0.454, "likes+streams": 0.488, "score_likes": 0.503},
+}
+PAPER_AUC: dict[str, float] = PAPER["auc"]
 #: The notebook's SVM grid (inner 5-fold search on ROC AUC).
 SVM_GRID: dict[str, list[Any]] = {
     "svc__estimator__C": [0.01, 0.1, 1, 10],
     "svc__estimator__kernel": ["linear", "rbf"],
     "svc__estimator__gamma": ["scale", "auto"],
+}
+SCHEME_LABELS: dict[str, str] = {
+    "paper": "paper's folds (stratified on the label only; prompts and pairs leak)",
+    "prompt": "grouped by prompt",
+    "pair": "grouped by unordered system pair",
+    "prompt+pair": "grouped by prompt and pair (no prompt, no pair on both sides)",
 }
 _DECISIVE = ("A", "B")
 
@@ -50,47 +78,16 @@ def features(
     clip_b: Sequence[str],
     instrumental: np.ndarray,
 ) -> tuple[np.ndarray, list[str]]:
-    """The notebook's per-battle features.
+    """The notebook's per-battle features ``[N, F]`` and their ``F`` names.
 
-    Args:
-        predictions: one row per clip (index: clip id), one column per predicted score.
-        clip_a, clip_b: ``[N]`` clip ids of each battle (all present in ``predictions``).
-        instrumental: ``[N]`` bool.
-
-    Returns:
-        ``[N, F]`` float64 features and their ``F`` names.
+    ``predictions``: one row per clip (index: clip id), one column per predicted score;
+    ``clip_a``/``clip_b``: ``[N]`` clip ids (all in ``predictions``); ``instrumental``: ``[N]``.
     """
     scores = {n: predictions[n].to_numpy(np.float64) for n in predictions.columns}
     row = {clip: i for i, clip in enumerate(predictions.index)}
     a = np.array([row[c] for c in clip_a], dtype=np.int64)
     b = np.array([row[c] for c in clip_b], dtype=np.int64)
     return arena_cv.battle_features(scores, a, b, instrumental)
-
-
-def _groups_auc(y: np.ndarray, score: np.ndarray, instrumental: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import roc_auc_score
-
-    out = {}
-    for name, mask in (
-        ("overall", np.ones_like(instrumental)),
-        ("instrumental", instrumental),
-        ("vocal", ~instrumental),
-    ):
-        yy = y[mask]
-        out[name] = float(roc_auc_score(yy, score[mask])) if 0 < yy.sum() < len(yy) else np.nan
-    return out
-
-
-def _summary(y: np.ndarray, proba: np.ndarray, instrumental: np.ndarray) -> dict[str, Any]:
-    """AUC per group, accuracy (a probability of exactly 0.5 counts half) and F1 for "A won"."""
-    from sklearn.metrics import f1_score
-
-    hit = np.where(proba == 0.5, 0.5, (proba > 0.5) == (y == 1))
-    return {
-        "auc": _groups_auc(y, proba, instrumental),
-        "accuracy": float(hit.mean()) if len(y) else np.nan,
-        "f1": float(f1_score(y, proba > 0.5, zero_division=0.0)),
-    }
 
 
 def _models(svm: str, seed: int) -> dict[str, Any]:
@@ -115,22 +112,99 @@ def _models(svm: str, seed: int) -> dict[str, Any]:
     return models
 
 
-def _cross_validated(
-    x: np.ndarray, y: np.ndarray, instrumental: np.ndarray, *, folds: int, seed: int, svm: str
-) -> dict[str, Any]:
-    reason = arena_cv.cv_skip_reason(y, folds)
-    if reason is not None:
-        return {name: {"skipped": reason} for name in _models(svm, seed)}
-    out = {}
-    for name, model in _models(svm, seed).items():
-        proba = arena_cv.cross_validated_proba(model, x, y, folds=folds, seed=seed)
-        out[name] = _summary(y, proba, instrumental)
+def evaluate_features(
+    x: np.ndarray,
+    y: np.ndarray,
+    instrumental: np.ndarray,
+    groups: Mapping[str, np.ndarray | None],
+    *,
+    names: list[str] | None = None,
+    svm: str = "off",
+    folds: int = 10,
+    seed: int = 42,
+    n_boot: int = 1000,
+    n_perm: int = 1000,
+) -> dict[str, dict[str, Any]]:
+    """Cross-validate the paper's classifiers under every fold scheme in ``groups``.
+
+    Args:
+        x: ``[N, F]`` battle features (``names``: their ``F`` names, for :func:`reliance`).
+        y: ``[N]`` 1 where A won. instrumental: ``[N]`` bool (the boards).
+        groups: scheme name -> ``[N]`` groups kept on one side of every split (None: the
+            paper's label-stratified folds).
+        svm, folds, seed: as :func:`evaluate_arena`. n_boot, n_perm: resamples, permutations.
+
+    Returns:
+        Per scheme: ``label``, ``groups`` (how many), ``models`` (per model :func:`summarise`,
+        ``auc_fold_mean``, ``p_value``, ``reliance``) or ``skipped`` with the reason.
+    """
+    y = np.asarray(y).astype(int)
+    out: dict[str, dict[str, Any]] = {}
+    for scheme, g in groups.items():
+        entry: dict[str, Any] = {"label": SCHEME_LABELS.get(scheme, scheme)}
+        entry["groups"] = None if g is None else len(np.unique(g))
+        fold = arena_cv.fold_ids(y, g, folds=folds, seed=seed)
+        if isinstance(fold, str):
+            out[scheme] = entry | {"skipped": fold}
+            continue
+        entry["models"] = {}
+        for name, model in _models(svm, seed).items():
+            proba = arena_cv.cross_validated_proba(model, x, y, fold=fold)
+            row = summarise(proba, y, instrumental, n_boot=n_boot, seed=seed)
+            row["auc_fold_mean"] = _fold_mean_auc(proba, y, fold)
+            if name == "logistic_regression" and n_perm:
+                row |= _refit_permutation(x, y, fold, instrumental, n_perm=n_perm, seed=seed)
+            else:
+                row |= {"p_value": None, "p_value_note": _no_p(name, n_perm)}
+            if names is not None:
+                row["reliance"] = reliance(proba, x, names)
+            entry["models"][name] = row
+        out[scheme] = entry
     return out
 
 
-def _rule(y: np.ndarray, margin: np.ndarray, instrumental: np.ndarray) -> dict[str, Any]:
-    """A fixed rule "higher predicted score wins" (the notebook's sigmoid(margin / 10))."""
-    return _summary(y, 1.0 / (1.0 + np.exp(-margin / 10.0)), instrumental)
+def _fold_mean_auc(proba: np.ndarray, y: np.ndarray, fold: np.ndarray) -> float:
+    """Mean of the per-test-fold AUCs: blind to offsets between folds' predictions.
+
+    The pooled out-of-fold AUC (the paper's) also ranks battles of different folds against
+    each other; a model that only memorises groups predicts a constant per unseen fold, and
+    that constant moves against the fold's outcome balance, pulling the pooled AUC below 0.5.
+    """
+    values = [st.auc(proba[fold == k], y[fold == k]) for k in np.unique(fold)]
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def _no_p(model: str, n_perm: int) -> str:
+    if not n_perm:
+        return "permutations off"
+    return f"not computed for {model}: a refit per permutation costs hours; see the LR's p"
+
+
+def _refit_permutation(
+    x: np.ndarray, y: np.ndarray, fold: np.ndarray, instr: np.ndarray, *, n_perm: int, seed: int
+) -> dict[str, Any]:
+    """Refit the logistic regression on labels shuffled within (test fold x board) cells."""
+    strata = fold * 2 + instr.astype(int)
+    labels = np.vstack([y, st.shuffled_labels(y, strata, n=n_perm, seed=seed)])
+    aucs = st.auc(st.logistic_oof_proba(x, labels, fold), labels)
+    return {
+        "p_value": st.permutation_pvalue(aucs[0], aucs[1:]),
+        "permutations": n_perm,
+        "null_auc_mean": float(np.nanmean(aucs[1:])),
+    }
+
+
+def board_counts(pref: np.ndarray, instrumental: np.ndarray, known: np.ndarray) -> dict[str, Any]:
+    """Per board: battles, ``decisive`` (A or B, both clips scored), ``A``, ``B``, ``TIE``,
+    ``BOTH_BAD`` and ``unscored`` (a clip without prediction), all over ``[N]`` battles."""
+    out = {}
+    for board, mask in boards(np.asarray(instrumental, bool)).items():
+        row = {"battles": int(mask.sum())}
+        row |= {p: int((mask & (pref == p)).sum()) for p in ("A", "B", "TIE", "BOTH_BAD")}
+        row["decisive"] = int((mask & known & np.isin(pref, _DECISIVE)).sum())
+        row["unscored"] = int((mask & ~known).sum())
+        out[board] = row
+    return out
 
 
 def evaluate_arena(
@@ -139,88 +213,161 @@ def evaluate_arena(
     *,
     p_compare: np.ndarray | None = None,
     feature_set: str = "engagement",
+    schemes: Sequence[str] = arena_cv.FOLD_SCHEMES,
     folds: int = 10,
     seed: int = 42,
     svm: str = "grid",
+    n_boot: int = 1000,
+    n_perm: int = 1000,
 ) -> dict[str, Any]:
-    """Run the protocol; return a JSON-ready report.
+    """Run the protocol and its checks; return a JSON-ready report.
 
     Args:
-        battles: ``clip_a``, ``clip_b``, ``preference`` (A/B/TIE/BOTH_BAD), ``is_instrumental``.
-        predictions: index = clip id, columns = predicted scores (any of :data:`SCORE_NAMES`).
+        battles: ``clip_a``, ``clip_b``, ``preference`` (A/B/TIE/BOTH_BAD), ``is_instrumental``;
+            grouped schemes also need ``prompt``, ``system_a``, ``system_b``.
+        predictions: index = clip id, columns = predicted scores (any of :data:`SCORE_NAMES`);
+            a clip with a missing (NaN) score counts as unscored.
         p_compare: ``[len(battles)]`` APEX's P(A preferred) per battle (``Scorer.compare``),
-            NaN where unknown; None skips the direct-accuracy row.
+            NaN where unknown; None skips that row.
         feature_set: ``"engagement"`` (the paper's final features) or ``"all"`` (seven scores).
-        folds, seed: outer stratified CV.
+        schemes: fold schemes (:data:`arena_cv.FOLD_SCHEMES`); folds, seed: the outer CV.
         svm: ``"grid"`` (the paper's nested grid search), ``"fixed"`` (one RBF SVM) or ``"off"``.
+        n_boot: bootstrap resamples per interval. n_perm: permutations per p-value (0: none).
 
     Returns:
-        ``counts`` (battles per preference, excluded and why), ``features``, ``models`` (per model
-        ``auc`` overall/instrumental/vocal, ``accuracy``, ``f1``), ``ties``/``both_bad`` (what APEX
-        said about them), ``paper`` (the published AUCs) and the settings used.
+        ``counts`` (per preference, excluded and why, ``boards``), ``orientation``, ``schemes``
+        (:func:`evaluate_features`), ``rules`` (the notebook's fixed rules), ``apex_compare``,
+        ``ties``/``both_bad``, ``flags`` (sentences), ``paper`` and the settings used.
     """
     missing = {"clip_a", "clip_b", "preference", "is_instrumental"} - set(battles.columns)
     if missing:
         raise ArenaEvalError(f"battles lack columns {sorted(missing)}")
-    wanted = ENGAGEMENT if feature_set == "engagement" else SCORE_NAMES
     if feature_set not in ("engagement", "all"):
         raise ArenaEvalError(f"feature_set must be 'engagement' or 'all', got {feature_set!r}")
+    unknown = [s for s in schemes if s not in arena_cv.FOLD_SCHEMES]
+    if unknown:
+        raise ArenaEvalError(f"unknown fold schemes {unknown}; use {arena_cv.FOLD_SCHEMES}")
+    _models(svm, seed)  # a bad svm choice fails before any work
+    wanted = ENGAGEMENT if feature_set == "engagement" else SCORE_NAMES
     names = [n for n in wanted if n in predictions.columns]
     if not names:
         raise ArenaEvalError(f"predictions have none of {wanted}; got {list(predictions.columns)}")
-    preds = predictions[names].dropna()
+    scored = predictions[[n for n in SCORE_NAMES if n in predictions.columns]].dropna()
     pref = battles["preference"].astype(str).to_numpy()
-    known = (battles["clip_a"].isin(preds.index) & battles["clip_b"].isin(preds.index)).to_numpy()
+    known = (battles["clip_a"].isin(scored.index) & battles["clip_b"].isin(scored.index)).to_numpy()
     decisive = known & np.isin(pref, _DECISIVE)
-    counts = {p: int((pref == p).sum()) for p in ("A", "B", "TIE", "BOTH_BAD")}
-    counts |= {
-        "battles": len(battles),
-        "unscored": int((~known).sum()),
-        "used": int(decisive.sum()),
+    counts = _counts(pref, known, decisive, battles["is_instrumental"].astype(bool).to_numpy())
+    used = battles[decisive]
+    y = (pref[decisive] == "A").astype(int)
+    instr = used["is_instrumental"].astype(bool).to_numpy()
+    x, feature_names = features(scored[names], used["clip_a"], used["clip_b"], instr)
+    orient = (
+        orientation(scored, used["clip_a"], used["clip_b"], y, PAPER["same_sign_accuracy"])
+        if len(y)
+        else {}
+    )
+    groups, skipped = _scheme_groups(used, schemes)
+    kw = {"n_boot": n_boot, "seed": seed}
+    results = (
+        evaluate_features(
+            x, y, instr, groups, names=feature_names, svm=svm, folds=folds, n_perm=n_perm, **kw
+        )
+        if len(y)
+        else {}
+    )
+    results |= {s: {"label": SCHEME_LABELS[s], "skipped": why} for s, why in skipped.items()}
+    rules = _rules(scored, used, y, instr, n_perm=n_perm, **kw) if len(y) else {}
+    report: dict[str, Any] = {
+        "counts": counts,
+        "features": feature_names,
+        "orientation": orient,
+        "schemes": {s: results[s] for s in schemes if s in results},
+        "rules": rules,
+        "paper": PAPER,
+        "settings": {
+            "feature_set": feature_set,
+            "folds": folds,
+            "seed": seed,
+            "svm": svm,
+            "bootstrap": n_boot,
+            "permutations": n_perm,
+            "permutation_strata": "test fold x board (fitted models); board (fixed scores)",
+        },
     }
+    if p_compare is not None:
+        report |= _compare_section(
+            np.asarray(p_compare, np.float64), pref, known, battles, scored, n_boot, n_perm, seed
+        )
+    report["flags"] = flags(report)
+    return report
+
+
+def _rules(
+    scored: pd.DataFrame, used: pd.DataFrame, y: np.ndarray, instr: np.ndarray, **kw: Any
+) -> dict[str, Any]:
+    """The notebook's fixed rules: P(A wins) = sigmoid((score A - score B) / 10)."""
+    rules = {}
+    for score, label in (("score_likes", "likes_rule"), ("score_streams", "streams_rule")):
+        if score in scored:
+            margin = scored[score].loc[used["clip_a"]].to_numpy()
+            margin = margin - scored[score].loc[used["clip_b"]].to_numpy()
+            rules[label] = fixed_score_row(1.0 / (1.0 + np.exp(-margin / 10.0)), y, instr, **kw)
+    return rules
+
+
+def _counts(
+    pref: np.ndarray, known: np.ndarray, decisive: np.ndarray, instr: np.ndarray
+) -> dict[str, Any]:
+    counts: dict[str, Any] = {p: int((pref == p).sum()) for p in ("A", "B", "TIE", "BOTH_BAD")}
+    counts |= {"battles": len(pref), "unscored": int((~known).sum()), "used": int(decisive.sum())}
     counts["excluded"] = {
         "TIE": int((known & (pref == "TIE")).sum()),
         "BOTH_BAD": int((known & (pref == "BOTH_BAD")).sum()),
         "no prediction for a clip": counts["unscored"],
     }
-    used = battles[decisive]
-    y = (pref[decisive] == "A").astype(int)
-    instr = used["is_instrumental"].astype(bool).to_numpy()
-    counts |= {"used_instrumental": int(instr.sum()), "used_vocal": int((~instr).sum())}
-    x, feature_names = features(preds, used["clip_a"], used["clip_b"], instr)
-    models = _cross_validated(x, y, instr, folds=folds, seed=seed, svm=svm) if len(y) else {}
-    for score, label in (("score_likes", "likes_rule"), ("score_streams", "streams_rule")):
-        if score in preds and len(y):
-            margin = (
-                preds[score].reindex(used["clip_a"]).to_numpy()
-                - preds[score].reindex(used["clip_b"]).to_numpy()
-            )
-            models[label] = _rule(y, margin, instr)
-    report: dict[str, Any] = {
-        "counts": counts,
-        "features": feature_names,
-        "models": models,
-        "paper": PAPER_AUC,
-        "settings": {"feature_set": feature_set, "folds": folds, "seed": seed, "svm": svm},
+    counts |= {
+        "used_instrumental": int((decisive & instr).sum()),
+        "used_vocal": int((decisive & ~instr).sum()),
+        "boards": board_counts(pref, instr, known),
     }
-    if p_compare is not None:
-        report |= _compare_section(
-            np.asarray(p_compare, np.float64), pref, known, battles, predictions.loc[preds.index]
-        )
-    return report
+    return counts
+
+
+def _scheme_groups(
+    used: pd.DataFrame, schemes: Sequence[str]
+) -> tuple[dict[str, np.ndarray | None], dict[str, str]]:
+    """Groups per scheme for the decisive battles, and the schemes that cannot be built."""
+    have = {"prompt", "system_a", "system_b"} <= set(used.columns)
+    prompts = used["prompt"].astype(str).to_numpy() if have else None
+    pairs = arena_cv.pair_labels(used["system_a"], used["system_b"]) if have else None
+    groups, skipped = {}, {}
+    for s in schemes:
+        if s != "paper" and not have:
+            skipped[s] = "battles lack the prompt / system_a / system_b columns"
+        else:
+            groups[s] = arena_cv.scheme_groups(s, prompts, pairs)
+    return groups, skipped
 
 
 def _compare_section(
-    p: np.ndarray, pref: np.ndarray, known: np.ndarray, battles: pd.DataFrame, preds: pd.DataFrame
+    p: np.ndarray,
+    pref: np.ndarray,
+    known: np.ndarray,
+    battles: pd.DataFrame,
+    preds: pd.DataFrame,
+    n_boot: int,
+    n_perm: int,
+    seed: int,
 ) -> dict[str, Any]:
-    """Direct accuracy of APEX's P(A preferred), and what it said on ties and both-bad votes."""
+    """APEX's P(A preferred) scored like a rule, and what it said on ties and both-bad votes."""
     ok = known & ~np.isnan(p)
     decisive = ok & np.isin(pref, _DECISIVE)
     y = (pref[decisive] == "A").astype(int)
     instr = battles["is_instrumental"].astype(bool).to_numpy()[decisive]
     out: dict[str, Any] = {}
     if len(y):
-        out["apex_compare"] = _summary(y, p[decisive], instr)
+        row = fixed_score_row(p[decisive], y, instr, n_boot=n_boot, n_perm=n_perm, seed=seed)
+        out["apex_compare"] = row | {"orientation": st.agreement(p[decisive] - 0.5, y)}
     confidence = np.abs(p - 0.5)
     out["ties"] = {
         "n": int((ok & (pref == "TIE")).sum()),
@@ -247,40 +394,3 @@ def _compare_section(
 def _mean(values: np.ndarray) -> float:
     values = values[~np.isnan(values)]
     return float(values.mean()) if len(values) else float("nan")
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """The paper's table: one row per model, AUC overall / instrumental / vocal, accuracy, F1."""
-    head = f"{'model':<22}{'AUC':>8}{'instr':>8}{'vocal':>8}{'acc':>8}{'F1':>8}{'paper':>8}"
-    lines = [head, "-" * len(head)]
-    for name, row in report["models"].items():
-        if "skipped" in row:
-            lines.append(f"{name:<22}  skipped: {row['skipped']}")
-            continue
-        lines.append(_row(name, row, PAPER_AUC.get(name)))
-    if "apex_compare" in report:
-        lines.append(_row("apex_compare (direct)", report["apex_compare"], None))
-    c = report["counts"]
-    lines += [
-        "",
-        f"battles {c['battles']}: A {c['A']}, B {c['B']}, TIE {c['TIE']}, BOTH_BAD "
-        f"{c['BOTH_BAD']}; used {c['used']} decisive ({c['used_instrumental']} instrumental, "
-        f"{c['used_vocal']} vocal); excluded: "
-        + ", ".join(f"{k} {v}" for k, v in c["excluded"].items()),
-    ]
-    if "ties" in report:
-        t, b = report["ties"], report["both_bad"]
-        lines.append(
-            f"ties: APEX confidence |p-0.5| {t['mean_confidence_on_ties']:.3f} on {t['n']} ties vs "
-            f"{t['mean_confidence_on_decisive']:.3f} on decisive votes; both-bad: mean of "
-            f"{len(b['scores'])} predicted scores {b['mean_predicted_on_both_bad']:.3f} on "
-            f"{b['n']} vs {b['mean_predicted_on_others']:.3f} elsewhere"
-        )
-    return "\n".join(lines)
-
-
-def _row(name: str, row: dict[str, Any], paper: float | None) -> str:
-    auc = row["auc"]
-    cells = [auc["overall"], auc["instrumental"], auc["vocal"], row["accuracy"], row["f1"]]
-    text = "".join(f"{v:>8.3f}" for v in cells)
-    return f"{name:<22}{text}{(f'{paper:>8.3f}' if paper is not None else '       -')}"

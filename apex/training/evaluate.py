@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -90,29 +91,39 @@ def pairwise_metrics(utility: np.ndarray, battles: Battles) -> dict[str, float]:
 
 
 def arena_protocol(
-    outputs: Mapping[str, np.ndarray], battles: Battles, *, seed: int = 42, folds: int = 10
-) -> dict[str, float]:
+    outputs: Mapping[str, np.ndarray],
+    battles: Battles,
+    *,
+    seed: int = 42,
+    folds: int = 10,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
     """The paper's arena experiment on decisive battles, as its notebook sets it up.
 
     Features per battle (:func:`apex.training.arena_cv.battle_features`): for each predicted
     score and the engagement mean, the difference A - B and the ratio A / B; the instrumental
     flag; each difference times the flag. Model: standardise then
     ``LogisticRegression(C=0.1, class_weight="balanced")``; ``folds``-fold stratified CV
-    (shuffled, ``seed``); AUC of the out-of-fold probabilities for "A won". NaN when either
-    outcome has fewer than ``folds`` battles.
+    (shuffled, ``seed``); AUC of the out-of-fold probabilities for "A won", with its 95 %
+    bootstrap interval over battles (``auc_ci``, ``n_boot`` resamples). NaN when either outcome
+    has fewer than ``folds`` battles. These battles carry no prompts or systems, so only the
+    paper's folds apply here; ``apex eval arena`` adds the grouped ones.
     """
     from sklearn.metrics import roc_auc_score
+
+    from apex.training import arena_stats
 
     decisive = battles.y != 0.5
     y = (battles.y[decisive] == 1.0).astype(int)
     if arena_cv.cv_skip_reason(y, folds) is not None:
-        return {"auc": float("nan"), "n": len(y)}
+        return {"auc": float("nan"), "auc_ci": [float("nan")] * 2, "n": len(y)}
     scores = {n: outputs[n] for n in SCORE_NAMES if n in outputs}
     instr = battles.is_instrumental[decisive]
     x, _ = arena_cv.battle_features(scores, battles.a[decisive], battles.b[decisive], instr)
     model = arena_cv.logistic_regression()
     proba = arena_cv.cross_validated_proba(model, x, y, folds=folds, seed=seed)
-    return {"auc": float(roc_auc_score(y, proba)), "n": len(y)}
+    ci = arena_stats.bootstrap(proba, y, n=n_boot, seed=seed)["auc_ci"]
+    return {"auc": float(roc_auc_score(y, proba)), "auc_ci": ci, "n": len(y)}
 
 
 def evaluate_model(

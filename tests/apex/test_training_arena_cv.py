@@ -41,7 +41,8 @@ def test_a_perfect_predictor_scores_auc_one() -> None:
 
     battles, q = _battles()
     assert _cv_auc(_scores(q), battles) > 0.99
-    assert arena_protocol(_scores(q), battles)["auc"] > 0.99
+    report = arena_protocol(_scores(q), battles)
+    assert report["auc"] > 0.99 and report["auc_ci"][0] > 0.98
 
 
 def test_a_constant_predictor_scores_auc_one_half() -> None:
@@ -86,24 +87,18 @@ def test_too_few_of_an_outcome_is_a_reason_not_a_crash() -> None:
     battles.y[:] = 1.0
     battles.y[:5] = 0.0
     report = arena_protocol(_scores(q), battles)
-    assert np.isnan(report["auc"]) and report["n"] == 40
+    assert np.isnan(report["auc"]) and np.isnan(report["auc_ci"]).all() and report["n"] == 40
 
 
-def test_training_and_sources_protocols_both_use_the_shared_builder(monkeypatch) -> None:
+def test_both_users_score_the_same_battles_alike() -> None:
+    """The training module's protocol and the Music Arena evaluation, on the same battles and
+    scores, give the same out-of-fold AUC (same features, same paper folds)."""
     from apex.sources.arena_eval import evaluate_arena
     from apex.training.evaluate import arena_protocol
 
-    calls: list[int] = []
-    real = arena_cv.battle_features
-
-    def spy(*args, **kwargs):
-        x, names = real(*args, **kwargs)
-        calls.append(len(x))
-        return x, names
-
-    monkeypatch.setattr(arena_cv, "battle_features", spy)
     battles, q = _battles()
-    arena_protocol(_scores(q), battles)
+    noisy = q + np.random.default_rng(3).normal(0, 1.0, len(q))
+    theirs = arena_protocol(_scores(noisy), battles)["auc"]
     frame = pd.DataFrame(
         {
             "clip_a": [f"c{i}" for i in battles.a],
@@ -112,6 +107,64 @@ def test_training_and_sources_protocols_both_use_the_shared_builder(monkeypatch)
             "is_instrumental": battles.is_instrumental,
         }
     )
-    predictions = pd.DataFrame(_scores(q), index=[f"c{i}" for i in range(len(q))])
-    evaluate_arena(frame, predictions, svm="off")
-    assert calls == [len(battles), len(battles)]
+    predictions = pd.DataFrame(_scores(noisy), index=[f"c{i}" for i in range(len(q))])
+    report = evaluate_arena(
+        frame, predictions, feature_set="all", schemes=("paper",), svm="off", n_boot=10, n_perm=0
+    )
+    assert 0.6 < theirs < 0.99
+    ours = report["schemes"]["paper"]["models"]["logistic_regression"]["auc"]["overall"]
+    assert ours == pytest.approx(theirs)
+
+
+def test_explicit_paper_folds_are_scikit_learns_stratified_folds() -> None:
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    battles, q = _battles(seed=2)
+    x, _ = arena_cv.battle_features(_scores(q), battles.a, battles.b, battles.is_instrumental)
+    y = battles.y.astype(int)
+    model = arena_cv.logistic_regression()
+    cv = StratifiedKFold(n_splits=10, shuffle=True, random_state=42)
+    expected = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
+    assert np.allclose(arena_cv.cross_validated_proba(model, x, y), expected)
+
+
+def test_pairs_are_unordered_and_linked_groups_are_connected_components() -> None:
+    pairs = arena_cv.pair_labels(np.array(["b", "a", "a", "c"]), np.array(["a", "b", "c", "a"]))
+    assert list(pairs) == ["a|b", "a|b", "a|c", "a|c"]
+    prompts = np.array(["p1", "p2", "p2", "p3", "p4", "p4"])
+    pairs = np.array(["x", "y", "z", "z", "w", "w"])
+    groups = arena_cv.linked_groups(prompts, pairs)
+    # p2 joins pairs y and z; p3 shares pair z: {0}, {1, 2, 3}, {4, 5}
+    assert len(set(groups)) == 3
+    assert groups[1] == groups[2] == groups[3] and groups[4] == groups[5]
+    assert len({groups[0], groups[1], groups[4]}) == 3
+
+
+def test_grouped_folds_never_split_a_group_and_keep_both_outcomes_in_training() -> None:
+    rng = np.random.default_rng(5)
+    n = 500
+    prompts = rng.integers(80, size=n)
+    pair_of_prompt = rng.integers(20, size=80)  # prompts nested in pairs: 20 components
+    pairs = pair_of_prompt[prompts]
+    y = (rng.random(n) < 0.45).astype(int)
+    for scheme in arena_cv.FOLD_SCHEMES:
+        groups = arena_cv.scheme_groups(scheme, prompts.astype(str), pairs.astype(str))
+        fold = arena_cv.fold_ids(y, groups, folds=10, seed=0)
+        assert fold.shape == (n,) and set(fold) == set(range(10)), scheme
+        if groups is not None:
+            for g in np.unique(groups):
+                assert len(set(fold[groups == g])) == 1, (scheme, g)
+    for key in (prompts, pairs):  # prompt+pair: no prompt and no pair on both sides
+        groups = arena_cv.scheme_groups("prompt+pair", prompts.astype(str), pairs.astype(str))
+        fold = arena_cv.fold_ids(y, groups)
+        assert all(len(set(fold[key == v])) == 1 for v in np.unique(key))
+
+
+def test_fold_schemes_that_cannot_be_built_say_why() -> None:
+    y = np.array([0, 1] * 50)
+    assert "only 4 group(s)" in arena_cv.fold_ids(y, np.arange(100) % 4, folds=10)
+    assert "only 3 battles" in arena_cv.fold_ids(np.r_[np.ones(3), np.zeros(50)], None)
+    with pytest.raises(ValueError, match="needs the battles' prompts"):
+        arena_cv.scheme_groups("prompt", None, None)
+    with pytest.raises(ValueError, match="fold scheme must be one of"):
+        arena_cv.scheme_groups("random", None, None)
