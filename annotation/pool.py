@@ -97,6 +97,8 @@ class ClipPool:
         self._errors: dict[str, str] = {}
         self._changed = threading.Condition()
         self._queue: Any = None
+        #: True while a scorer is expected but not yet started (the app's model warms up).
+        self.awaiting_scorer = False
 
     def __len__(self) -> int:
         return len(self._clips)
@@ -189,6 +191,7 @@ class ClipPool:
             return
         cache = Path(cache_dir) / "pool" if cache_dir is not None else None
         self._queue = ScoringQueue(self, scorer, cache)
+        self.awaiting_scorer = False
         self._queue.start()
 
     def rescore(self, scorer: ScorerLike) -> None:
@@ -225,7 +228,8 @@ class ClipPool:
             "scored": scored,
             "failed": failed,
             "model_version": version,
-            "active": self._queue is not None and scored + failed < len(self._clips),
+            "active": (self._queue is not None and scored + failed < len(self._clips))
+            or (self._queue is None and self.awaiting_scorer),
         }
 
     def wait_scored(

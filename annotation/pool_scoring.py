@@ -209,3 +209,18 @@ def _score_isolated(scorer: Any, clips: list[Any], priority: int) -> list[tuple[
         except Exception as exc:  # reported on the pool (score_errors), never hidden
             out.append((clip, None, exc))
     return out
+
+
+def missing_scores(pool: ClipPool, clip_a: str, clip_b: str) -> tuple[bool, str]:
+    """``(pending, note)`` for a battle whose two clips are not both scored: pending while the
+    pool's queue may still score them; the note says why APEX's view is missing."""
+    errors = pool.score_errors
+    failed = [c for c in (clip_a, clip_b) if c in errors]
+    if failed:
+        return False, f"APEX could not score this battle's clips: {errors[failed[0]]}"
+    if pool.scoring_progress()["active"]:
+        return True, (
+            "APEX is still scoring these clips (the arena opened before the whole pool was "
+            "scored); its view appears here as soon as they are done."
+        )
+    return False, "APEX has no scores for these clips (no model is serving)."
