@@ -97,6 +97,7 @@ class ClipPool:
         self._errors: dict[str, str] = {}
         self._changed = threading.Condition()
         self._queue: Any = None
+        self._early: list[str] = []  # battle clips asked for before scoring started
         #: True while a scorer is expected but not yet started (the app's model warms up).
         self.awaiting_scorer = False
 
@@ -191,6 +192,7 @@ class ClipPool:
             return
         cache = Path(cache_dir) / "pool" if cache_dir is not None else None
         self._queue = ScoringQueue(self, scorer, cache)
+        self._queue.urgent(self._early)  # battles issued while the model loaded go first
         self.awaiting_scorer = False
         self._queue.start()
 
@@ -208,9 +210,13 @@ class ClipPool:
         self._queue.switch(scorer)
 
     def prioritize(self, clip_ids: Iterable[str]) -> None:
-        """Score these clips (a battle's two) before the rest; no-op without a scoring queue."""
+        """Score these clips (a battle's two) before the rest (remembered until scoring
+        starts)."""
+        ids = [cid for cid in clip_ids if cid in self._clips]
         if self._queue is not None:
-            self._queue.urgent([cid for cid in clip_ids if cid in self._clips])
+            self._queue.urgent(ids)
+        else:
+            self._early.extend(ids)
 
     def is_current(self, clip_id: str) -> bool:
         """True when the clip has a score from the model the pool is scored with now."""

@@ -4,7 +4,8 @@ Two lanes share one scorer: the *urgent* lane scores the clips of issued battles
 :meth:`ScoringQueue.urgent`), the *background* lane walks the rest of the pool (unscored clips
 before re-scores for a new model). Both hand their batches to the scorer with a priority, and the
 scorer's shared encoder queue (:class:`apex.batching.EncodeBatcher`) runs higher priorities first,
-so a battle's clips wait at most for the forward pass already running. A clip is never scored
+and the background lane takes no new batch while battle clips wait or are being scored, so a
+battle's clips wait at most for the background batch already running. A clip is never scored
 twice at once: a battle clip that the background lane is scoring is simply waited for.
 
 Scores are cached per model (``<cache>/<model key>/<sha256>.json``); cached clips cost a file
@@ -57,6 +58,7 @@ class ScoringQueue:
         self._heap: list[tuple[int, int, str]] = []
         self._seq = itertools.count()
         self._inflight: set[str] = set()
+        self._urgent_busy = False
         self._failed: set[str] = set()
         self._stopped = False
         self._threads: list[threading.Thread] = []
@@ -132,6 +134,7 @@ class ScoringQueue:
                 if self._stopped:
                     return
                 self._inflight |= set(ids)
+                self._urgent_busy = self._urgent_busy or urgent
                 job = (self._scorer, self._version, self._folder)
             try:
                 self._score(ids, *job, priority=URGENT if urgent else BACKGROUND)
@@ -144,6 +147,8 @@ class ScoringQueue:
             finally:
                 with self._cond:
                     self._inflight -= set(ids)
+                    if urgent:
+                        self._urgent_busy = False
                     self._cond.notify_all()
 
     def _needs(self, clip_id: str) -> bool:
@@ -161,6 +166,8 @@ class ScoringQueue:
                 if self._needs(clip_id) and clip_id not in ids:
                     ids.append(clip_id)
             return ids
+        if self._urgent or self._urgent_busy:
+            return ids  # battle clips first: the background waits for them
         while self._heap and len(ids) < self.batch:
             _, _, clip_id = heapq.heappop(self._heap)
             if self._needs(clip_id) and clip_id not in ids:
