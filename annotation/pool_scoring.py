@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 
 #: Priorities handed to ``scorer.score`` (lower first; 0 is a person waiting on the Score tab).
 URGENT, BACKGROUND, RESCORE = 1, 2, 3
-#: Clips per background batch: one MERT forward of four 30 s segments (the encoder's default),
-#: so an urgent battle clip waits at most that long.
+#: Most clips per scorer call; also capped by the scorer's own ``max_batch`` (1 on CPU, where
+#: batching saves little time and multiplies activation memory), so a battle's clips wait at
+#: most for one such call.
 BATCH_CLIPS = 4
 
 
@@ -52,7 +53,7 @@ class ScoringQueue:
     ) -> None:
         self.pool = pool
         self.cache = cache
-        self.batch = batch
+        self.batch = max(1, min(batch, int(getattr(scorer, "max_batch", batch))))
         self._cond = threading.Condition()
         self._urgent: deque[str] = deque()
         self._heap: list[tuple[int, int, str]] = []
@@ -186,9 +187,10 @@ class ScoringQueue:
                 self.pool.record_score(clip_id, cached, None, version)
             else:
                 todo.append(clip)
-        if not todo:
-            return
-        for clip, result, error in _score_isolated(scorer, todo, priority):
+        chunks = [todo[i : i + self.batch] for i in range(0, len(todo), self.batch)]
+        for clip, result, error in (
+            r for c in chunks for r in _score_isolated(scorer, c, priority)
+        ):
             if result is None:
                 with self._cond:
                     self._failed.add(clip.clip_id)

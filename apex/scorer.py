@@ -150,7 +150,9 @@ class Scorer:
         device: where the heads run (``None``: CUDA when available, else CPU).
         max_audio_s: longest accepted input, seconds.
         notices: extra warnings added to every result (e.g. why the demo model answers).
-        max_batch: most clips of concurrent requests encoded in one shared ``encode_batch``.
+        max_batch: most clips of concurrent requests encoded in one shared ``encode_batch``; at
+            least 4 on CUDA. On CPU the default 1 keeps one 30 s segment per forward: batching
+            gains the CPU little and multiplies the forward's activation memory.
         gather_s: how long a batch waits for more requests to join it, seconds.
     """
 
@@ -163,15 +165,17 @@ class Scorer:
         device: str | torch.device | None = None,
         max_audio_s: float = 600.0,
         notices: Iterable[str] = (),
-        max_batch: int = 8,
+        max_batch: int = 1,
         gather_s: float = 0.005,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.encoder = encoder
         self.max_audio_s = max_audio_s
         self.notices = tuple(notices)
+        #: Most clips one shared encoder batch takes (the pool's batches are no larger).
+        self.max_batch = max(max_batch, 4 if self.device.type == "cuda" else 1)
         self._batcher = (
-            EncodeBatcher(encoder, max_clips=max_batch, gather_s=gather_s) if encoder else None
+            EncodeBatcher(encoder, max_clips=self.max_batch, gather_s=gather_s) if encoder else None
         )
         self._swap_lock = threading.Lock()
         self._state: tuple[nn.Module, ModelInfo] = (self._prepare(heads), info)
@@ -441,5 +445,5 @@ def load_scorer(
         device=device,
         max_audio_s=settings.max_audio_s,
         notices=notices,
-        max_batch=max(4, settings.score_concurrency),
+        max_batch=settings.score_concurrency,
     )

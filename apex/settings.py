@@ -166,7 +166,7 @@ class Settings:
     score_concurrency: int = _env(
         "APEX_SCORE_CONCURRENCY",
         "Scoring requests accepted at once; requests arriving together share batched encoder "
-        "forwards (at most max(4, this) clips per batch).",
+        "forwards (up to this many clips per batch; at least 4 on GPU).",
         1,
         min=1,
     )
