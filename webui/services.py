@@ -66,13 +66,36 @@ def _build_scorer(settings: Settings, built: Mapping[str, Any]) -> Any:
 
     encoder = None if settings.encoder == "auto" else settings.encoder
     device = None if settings.device == "auto" else settings.device
-    return load_scorer(
+    scorer = load_scorer(
         settings.model,
         encoder=encoder,
         device=device,
         precision=settings.precision,
         settings=settings,
     )
+    _trim_heap()
+    return scorer
+
+
+def _trim_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``).
+
+    Loading MERT-95M frees ~0.4 GB of float32 staging tensors (each under glibc's mmap
+    threshold, so they sit in the heap), which the process would otherwise keep for good; the
+    first forward then stacks its activations on top (measured in benchmarks/cold_start.py).
+    Elsewhere than glibc there is nothing to trim.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        libc = None
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _build_pool(settings: Settings, built: Mapping[str, Any]) -> Any:
