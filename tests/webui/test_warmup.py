@@ -147,3 +147,39 @@ def test_gradio_server_port_and_name_win(settings, monkeypatch) -> None:
         launch_kwargs(services)
     monkeypatch.delenv("GRADIO_SERVER_PORT")
     assert launch_kwargs(services)["server_port"] == services.settings.port
+
+
+def test_pending_reveal_says_so_then_fills_in_through_the_ui_handler(
+    settings, tmp_path: Path
+) -> None:
+    from annotation.arena import Arena
+    from annotation.pool import load_pool
+    from annotation.store import open_store
+    from tests.annotation.test_pool_scoring import GatedScorer
+
+    settings = settings.replace(
+        pool=str(pool_folder(tmp_path / "pool")), salt="s", min_listen_s=0.0
+    )
+    scorer = GatedScorer()
+    services = Services(
+        settings,
+        builders={
+            "store": lambda s, b: open_store(s),
+            "pool": lambda s, b: load_pool(s),
+            "arena": lambda s, b: Arena(s, b["pool"], b["store"], scorer),
+        },
+    ).start(False)
+    pool = services.get("pool")
+    pool.start_scoring(scorer)
+    info, _, _ = arena_ui.new_battle(services, None)
+    reveal = arena_ui.cast_vote(services, info["battle_id"], "A", None, None, None)
+    text = arena_ui.reveal_markdown(reveal)
+    assert reveal["apex_pending"] and "APEX is still scoring these clips" in text
+    assert arena_ui.refresh_reveal(services, reveal)["apex_pending"]
+    scorer.gate.set()
+    battle = services.get("store").get_battle(info["battle_id"])
+    assert pool.wait_scored([battle.clip_a, battle.clip_b], timeout=30)
+    filled = arena_ui.refresh_reveal(services, reveal)
+    assert not filled["apex_pending"] and "APEX preferred" in arena_ui.reveal_markdown(filled)
+    pool.stop_scoring()
+    services.close()
