@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from annotation.pool_check import Clip, validate_rows
+from annotation.pool_check import Clip, content_hash, validate_rows
 from annotation.pool_sources import PoolError, audiofolder_rows, music_arena_rows
 from apex.settings import Settings
 
@@ -98,6 +98,7 @@ class ClipPool:
         self._changed = threading.Condition()
         self._queue: Any = None
         self._early: list[str] = []  # battle clips asked for before scoring started
+        self._check_cache: Path | None = None  # header cache (content hashes are kept there)
         #: True while a scorer is expected but not yet started (the app's model warms up).
         self.awaiting_scorer = False
 
@@ -133,6 +134,16 @@ class ClipPool:
         """Clip id -> why the current model could not score it (the clip stays servable)."""
         with self._changed:
             return dict(self._errors)
+
+    def content_hash(self, clip_id: str) -> str:
+        """sha256 hex of the clip's file, computed (once, then cached) when first asked for."""
+        clip = self[clip_id]
+        if clip.content_hash:
+            return clip.content_hash
+        digest = content_hash(clip.path, self._check_cache)
+        with self._changed:
+            self._clips[clip_id] = replace(self._clips[clip_id], content_hash=digest)
+        return digest
 
     def result(self, clip_id: str) -> Any:
         """The clip's ``ScoreResult`` for ``scorer.compare``, or None when it is not scored."""
@@ -339,6 +350,7 @@ class ClipPool:
         for name, why in skipped:
             logger.warning("pool %s: skipped %s: %s", root, name, why)
         pool = cls(clips, root, skipped=skipped, description=description)
+        pool._check_cache = cache
         if scorer is not None:
             pool._score_now(scorer, cache)
         return pool

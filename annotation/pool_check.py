@@ -1,9 +1,11 @@
 """Checking pool clips cheaply: metadata rows -> :class:`Clip` objects, from audio headers.
 
 Each clip is checked from its audio header (readable, sample rate, at least
-``apex.audio.MIN_SECONDS``, at most ``max_seconds``) and hashed once; the result is cached under
+``apex.audio.MIN_SECONDS``, at most ``max_seconds``); the result is cached under
 ``<cache>/audio/header-<key>.json`` keyed by path, size and modification time, so a restart only
-stats the files. No audio is decoded unless libsndfile cannot read the header. The public names
+stats the files. No audio is decoded unless libsndfile cannot read the header, and no file is
+hashed here: the content hash (the score cache's key) is computed by the scoring queue when it
+first needs it (:func:`content_hash`) and then kept in the same entry. The public names
 are re-exported by :mod:`annotation.pool`.
 """
 
@@ -36,7 +38,8 @@ class Clip:
         duration_s: length from the audio header, seconds.
         scores: APEX's seven scores (empty until the clip is scored).
         result: the full ``ScoreResult.to_dict()`` (None until scored).
-        content_hash: sha256 hex of the file's bytes.
+        content_hash: sha256 hex of the file's bytes ("" until first needed, see
+            :func:`content_hash`).
         model_version: ``"<model id>@<version>"`` that produced ``scores`` (None until scored).
     """
 
@@ -125,29 +128,43 @@ def validate_rows(
                 prompt="" if prompt is None or pd.isna(prompt) else str(prompt),
                 is_instrumental=instrumental,
                 duration_s=float(checked["duration_s"]),
-                content_hash=str(checked["content_hash"]),
+                content_hash=str(checked.get("content_hash", "")),
             )
         )
     return clips, skipped
 
 
+def _entry(path: Path, cache: Path | None) -> Path | None:
+    """The header cache entry of ``path``: keyed by its path, size and modification time."""
+    if cache is None:
+        return None
+    stat = path.stat()
+    stamp = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    return cache / "audio" / f"header-{hashlib.sha256(stamp.encode()).hexdigest()}.json"
+
+
+def content_hash(path: Path, cache: Path | None) -> str:
+    """sha256 hex of the file, read from its header entry when known, else computed and kept."""
+    entry = _entry(path, cache)
+    checked = read_json(entry) or {}
+    if not checked.get("content_hash"):
+        checked["content_hash"] = sha256_of(path)
+        if "duration_s" in checked:
+            write_json(entry, checked)
+    return str(checked["content_hash"])
+
+
 def _checked_audio(path: Path, cache: Path | None, max_seconds: float) -> dict[str, Any]:
-    """``{"duration_s", "content_hash"}`` of a usable clip, from the cache when the file's path,
-    size and modification time are unchanged, else from its header (and one hash of its bytes).
+    """``{"duration_s"}`` (and ``"content_hash"`` once known) of a usable clip, from the cache
+    when the file's path, size and modification time are unchanged, else from its header.
 
     Raises:
         AudioError: not readable audio, or shorter than ``apex.audio.MIN_SECONDS``.
     """
-    stat = path.stat()
-    stamp = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    key = hashlib.sha256(stamp.encode()).hexdigest()
-    entry = cache / "audio" / f"header-{key}.json" if cache else None
+    entry = _entry(path, cache)
     checked = read_json(entry)
-    if checked is None or not {"duration_s", "content_hash"} <= set(checked):
-        checked = {
-            "duration_s": _header_seconds(path, max_seconds),
-            "content_hash": sha256_of(path),
-        }
+    if checked is None or "duration_s" not in checked:
+        checked = {"duration_s": _header_seconds(path, max_seconds)}
         write_json(entry, checked)
     return checked
 

@@ -181,6 +181,7 @@ class ScoringQueue:
         """Cached scores first, then one scorer call for the rest (bad clips isolated)."""
         todo = []
         for clip_id in ids:
+            self.pool.content_hash(clip_id)  # hashed when first needed, not at start-up
             clip = self.pool[clip_id]
             cached = read_json(folder / f"{clip.content_hash}.json" if folder else None)
             if cached is not None:
