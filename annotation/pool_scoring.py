@@ -198,8 +198,17 @@ class ScoringQueue:
                 self.pool.record_error(clip.clip_id, f"scoring failed: {error}")
                 continue
             data = result.to_dict()
-            write_json(folder / f"{clip.content_hash}.json" if folder else None, data)
-            self.pool.record_score(clip.clip_id, data, result, version)
+            # A model swapped in mid-batch labels its own results (and is not cached as ours).
+            produced = _version_of(result) or version
+            if produced == version:
+                write_json(folder / f"{clip.content_hash}.json" if folder else None, data)
+            self.pool.record_score(clip.clip_id, data, result, produced)
+
+
+def _version_of(result: Any) -> str | None:
+    """``"<model id>@<version>"`` a ``ScoreResult`` names, or None when it names none."""
+    model_id = getattr(result, "model_id", "")
+    return f"{model_id}@{getattr(result, 'model_version', '')}" if model_id else None
 
 
 def _score_isolated(scorer: Any, clips: list[Any], priority: int) -> list[tuple[Any, Any, Any]]:
