@@ -2,9 +2,11 @@
 
 One encoder serves every thread (the Score tab's requests, the arena pool's background queue).
 Instead of one global lock that runs requests one after another, each request joins a queue;
-one of the waiting threads (the *leader*) takes every request that has arrived, in priority
-order, up to ``max_clips`` clips, and runs them through one ``encoder.encode_batch`` call, which
-packs their 30 s segments into shared forward passes. Requests arriving while a batch runs go
+one encoder thread takes every request that has arrived, in priority order, up to ``max_clips``
+clips, and runs them through one ``encoder.encode_batch`` call, which packs their 30 s segments
+into shared forward passes. Keeping every forward on that one thread also keeps its activation
+buffers in one C-heap arena (forwards spread over several threads strand freed memory in one
+arena per thread, which shows as peak RSS). Requests arriving while a batch runs go
 into the next one together, so ``APEX_SCORE_CONCURRENCY`` concurrent requests cost about one
 batched forward instead of that many single ones. Lower ``priority`` values go first (0: a
 person waiting; 1: clips a visitor is about to hear; 2: background work).
@@ -57,7 +59,7 @@ class EncodeBatcher:
         self.batch_sizes: list[int] = []
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
-        self._busy = False
+        self._worker: threading.Thread | None = None
         self._seq = itertools.count()
 
     def encode(self, audios: Sequence[Audio], *, priority: int = 0) -> list[Embedding]:
@@ -71,27 +73,34 @@ class EncodeBatcher:
             return []
         request = _Request(priority, next(self._seq), list(audios))
         with self._cond:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="apex-encoder", daemon=True)
+                self._worker.start()
             heapq.heappush(self._pending, request)
             self._cond.notify_all()
             while not request.done:
-                if self._busy:
-                    self._cond.wait()
-                    continue
-                self._busy = True
-                try:
-                    batch = self._gather()
-                    self._cond.release()
-                    try:
-                        self._run(batch)
-                    finally:
-                        self._cond.acquire()
-                finally:
-                    self._busy = False
-                    self._cond.notify_all()
+                self._cond.wait()
         if request.error is not None:
             raise request.error
         assert request.result is not None
         return request.result
+
+    def _work(self) -> None:
+        """The encoder thread: one batch after another, as long as the process lives."""
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                batch = self._gather()
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    for request in batch:  # a bug in _run must not leave callers waiting
+                        if not request.done:
+                            request.error = RuntimeError("the encoder thread failed")
+                            request.done = True
+                    self._cond.notify_all()
 
     def _gather(self) -> list[_Request]:
         """Wait up to ``gather_s`` for a full batch, then pop requests in priority order."""
