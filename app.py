@@ -1,8 +1,8 @@
 """APEX Arena: the Hugging Face Space entry point. Wires settings, services and the UI; launches.
 
-``python app.py`` (or ``make app``) serves on ``APEX_HOST:APEX_PORT``; on a Space the platform sets
-``GRADIO_SERVER_NAME``/``PORT``, which gradio honours over our defaults. The page comes up at once;
-the scorer and the clip pool warm up in the background and the tabs say so meanwhile.
+``python app.py`` (or ``make app``) serves on ``APEX_HOST:APEX_PORT``; Gradio's own
+``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT`` (set by the Space platform) win when set. The page
+comes up at once; the scorer and the clip pool warm up in the background and the tabs say so.
 """
 
 from __future__ import annotations
@@ -29,10 +29,7 @@ def main() -> None:
     settings = Settings.from_env()
     services = build_services(settings)
     demo = build_ui(services)
-    kwargs = launch_kwargs(services)
-    # On a Space the platform decides where to listen (GRADIO_SERVER_NAME / PORT).
-    if os.environ.get("SPACE_ID"):
-        kwargs.pop("server_name"), kwargs.pop("server_port")
+    kwargs = launch_kwargs(services)  # GRADIO_SERVER_NAME / _PORT win when set
     try:
         demo.launch(**kwargs)
     finally:

@@ -4,6 +4,12 @@ The server keeps every fact that matters (which clips, which systems, when the b
 to which session, what was played when); the client only ever holds an opaque battle id and two
 audio files until its vote is stored. Every refusal raises :class:`~annotation.rules.VoteRefused`
 with a message meant for the person, and nothing is stored for a refused vote.
+
+Battles are issued before the pool is scored: issuing one moves its two clips to the front of the
+pool's scoring queue, so they are usually scored while the visitor listens. A vote never waits
+for scores: when APEX has not scored a battle's clips yet, the vote is stored without APEX's view
+(as it had none at vote time), the reveal says so (``apex_pending``), and :meth:`Arena.late_reveal`
+fills APEX's view in once the scores exist.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from annotation import flags, limits, rules
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import Loudness, LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
+from annotation.pool_scoring import missing_scores
 from annotation.rules import ListenEvent, VoteRefused
 from annotation.store import Battle, DuplicateVote, VoteRecord, VoteStore
 from apex.settings import Settings
@@ -71,6 +78,10 @@ class Reveal:
         apex_probability: APEX's probability for its pick, 0.5-1, or None.
         apex_agrees: whether the pick matches an A/B vote; None for TIE, BOTH_BAD or no model.
         voter_votes: votes this voter has cast in total, this one included.
+        model_version: the model whose predictions are shown (None without any).
+        apex_pending: True while APEX is still scoring a clip of this battle (the view fills in
+            later, see :meth:`Arena.late_reveal`).
+        apex_note: why APEX's view is missing, in words ("" when it is shown).
     """
 
     battle_id: str
@@ -85,6 +96,8 @@ class Reveal:
     apex_agrees: bool | None
     voter_votes: int
     model_version: str | None
+    apex_pending: bool = False
+    apex_note: str = ""
 
 
 class Arena:
@@ -95,11 +108,13 @@ class Arena:
             mode) and the salt.
         pool: the clips.
         store: the vote store.
-        scorer: APEX scorer for the reveal's pick (``compare``); None runs without predictions.
+        scorer: APEX scorer for the reveal's pick (``compare``); None runs without predictions
+            (or until :meth:`attach_scorer`).
         sampler: anything with ``sample(*, pair_counts, ratings, exclude)``; default a
             :class:`annotation.sampler.PairSampler` over ``pool.frame()`` in ``settings.sampler``
             mode.
-        ratings: returns the current ratings table for the ``info`` sampler (None: none yet).
+        ratings: returns the current ratings table for the ``info`` sampler; default in
+            ``info`` mode: :class:`annotation.sampler.StoreRatings` over ``store``.
         clock: server time source, Unix seconds (tests pass a fake clock).
         seed: sampler seed; None draws one, so battle order is not predictable across restarts.
     """
@@ -121,6 +136,10 @@ class Arena:
 
             seed = secrets.randbits(32) if seed is None else seed
             sampler = PairSampler(pool.frame(), mode=settings.sampler, seed=seed)
+        if ratings is None and settings.sampler == "info":
+            from annotation.sampler import StoreRatings
+
+            ratings = StoreRatings(store)
         self.settings = settings
         self.pool = pool
         self.store = store
@@ -136,13 +155,21 @@ class Arena:
         self._pairs: dict[tuple[str, str], int] | None = None
         self._pairs_read_at = 0.0
         self._consensus = flags.Consensus(store, refresh_s=CONSENSUS_REFRESH_S)
-        self.model_version = pool.model_version or _model_version(scorer)
         self.loudness = LoudnessMatcher(
             Path(settings.cache_dir) / "arena-loudness",
             target_lufs=settings.loudness_target_lufs,
             max_true_peak_dbtp=settings.loudness_true_peak_dbtp,
             enabled=settings.loudness_match,
         )
+
+    @property
+    def model_version(self) -> str | None:
+        """The model the pool is scored with now (or the scorer's, for an unscored pool)."""
+        return self.pool.model_version or _model_version(self.scorer)
+
+    def attach_scorer(self, scorer: ScorerLike) -> None:
+        """Use ``scorer`` for APEX's pick from now on (the arena opens before the model loads)."""
+        self.scorer = scorer
 
     # ------------------------------------------------------------------ issue
     def new_battle(self, session_id: str, ip: str | None = None) -> BattleTicket:
@@ -172,6 +199,7 @@ class Arena:
         except NoPairAvailable as exc:
             raise VoteRefused("no_pair", f"no new pair of clips is left for you: {exc}.") from None
         a, b = self.pool[clip_a], self.pool[clip_b]
+        self.pool.prioritize((a.clip_id, b.clip_id))  # scored while the visitor listens
         battle = Battle(
             battle_id=uuid.uuid4().hex,
             issued_at=self._clock(),
@@ -354,7 +382,9 @@ class Arena:
         credit: Mapping[str, float],
     ) -> VoteRecord:
         apex_a, apex_b = self._prediction(battle.clip_a), self._prediction(battle.clip_b)
-        p_a = self._compare(battle.clip_a, battle.clip_b)
+        if not (apex_a and apex_b):
+            apex_a, apex_b = {}, {}  # APEX's view of a battle is both clips or nothing
+        p_a = self._compare(battle.clip_a, battle.clip_b) if apex_a else None
         clip_a, clip_b = self.pool[battle.clip_a], self.pool[battle.clip_b]
         served_a, served_b = self._served(battle.clip_a), self._served(battle.clip_b)
         return VoteRecord(
@@ -379,7 +409,7 @@ class Arena:
             apex_a=apex_a or None,
             apex_b=apex_b or None,
             apex_p_a=p_a,
-            apex_model_version=self.model_version if (apex_a or p_a is not None) else None,
+            apex_model_version=self._versions(battle.clip_a, battle.clip_b) if apex_a else None,
             source="live",
             loudness_a=served_a.source.lufs,
             loudness_b=served_b.source.lufs,
@@ -421,6 +451,39 @@ class Arena:
             prediction["preference"] = float(preference)
         return prediction
 
+    def _versions(self, clip_a: str, clip_b: str) -> str | None:
+        """The model version of both clips' scores (``"v1 + v2"`` mid re-score)."""
+        versions = [self.pool[c].model_version or self.model_version for c in (clip_a, clip_b)]
+        if versions[0] == versions[1]:
+            return versions[0]
+        return " + ".join(str(v) for v in versions)
+
+    def late_reveal(self, reveal: Reveal) -> Reveal:
+        """``reveal`` with APEX's view filled in if the clips have been scored since the vote
+        (the stored vote keeps what APEX had at vote time); unchanged otherwise."""
+        if not reveal.apex_pending:
+            return reveal
+        battle = self.store.get_battle(reveal.battle_id)
+        if battle is None:
+            raise VoteRefused("unknown_battle", "this battle does not exist on the server.")
+        apex_a, apex_b = self._prediction(battle.clip_a), self._prediction(battle.clip_b)
+        if not (apex_a and apex_b):
+            pending, note = missing_scores(self.pool, battle.clip_a, battle.clip_b)
+            return dataclasses.replace(reveal, apex_pending=pending, apex_note=note)
+        p_a = self._compare(battle.clip_a, battle.clip_b)
+        pick = None if p_a is None else ("A" if p_a >= 0.5 else "B")
+        return dataclasses.replace(
+            reveal,
+            apex_a=apex_a,
+            apex_b=apex_b,
+            apex_pick=pick,
+            apex_probability=None if p_a is None else max(p_a, 1.0 - p_a),
+            apex_agrees=_agrees(pick, reveal.preference),
+            model_version=self._versions(battle.clip_a, battle.clip_b),
+            apex_pending=False,
+            apex_note="",
+        )
+
     def _compare(self, clip_a: str, clip_b: str) -> float | None:
         result_a, result_b = self.pool.result(clip_a), self.pool.result(clip_b)
         if self.scorer is None or result_a is None or result_b is None:
@@ -439,9 +502,9 @@ class Arena:
     def _reveal(self, record: VoteRecord, voter: str) -> Reveal:
         p_a = record.apex_p_a
         pick = None if p_a is None else ("A" if p_a >= 0.5 else "B")
-        agrees = None
-        if pick is not None and record.preference in rules.SIDES:
-            agrees = pick == record.preference
+        pending, note = False, ""
+        if not record.apex_a:
+            pending, note = missing_scores(self.pool, record.clip_a, record.clip_b)
         return Reveal(
             battle_id=record.battle_uuid,
             vote_id=record.vote_id,
@@ -452,10 +515,19 @@ class Arena:
             apex_b=dict(record.apex_b or {}),
             apex_pick=pick,
             apex_probability=None if p_a is None else max(p_a, 1.0 - p_a),
-            apex_agrees=agrees,
+            apex_agrees=_agrees(pick, record.preference),
             voter_votes=self.store.vote_count(voter),
             model_version=record.apex_model_version,
+            apex_pending=pending,
+            apex_note=note,
         )
+
+
+def _agrees(pick: str | None, preference: str) -> bool | None:
+    """Whether APEX's pick matches an A/B vote (None for TIE, BOTH_BAD or no pick)."""
+    if pick is None or preference not in rules.SIDES:
+        return None
+    return pick == preference
 
 
 def _model_version(scorer: ScorerLike | None) -> str | None:

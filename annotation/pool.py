@@ -4,15 +4,26 @@ A pool is a folder in Music Arena's release layout (see :mod:`apex.sources.music
 the ``datasets`` audiofolder convention: audio files plus ``metadata.csv`` or
 ``metadata.jsonl`` whose ``file_name`` column names each file (relative to the folder) and whose
 ``system``, ``prompt`` and ``is_instrumental`` columns describe it; an optional ``clip_id`` column
-names clips (default: the file name without its extension). Every clip is decoded once with
-:func:`apex.audio.load_audio`; clips that cannot be used are listed in :attr:`ClipPool.skipped` with
-the reason and left out, so one bad file never takes the arena down. Reading either layout, and
-resolving the ``APEX_POOL`` setting to a folder, live in :mod:`annotation.pool_sources`.
+names clips (default: the file name without its extension). Reading either layout, and resolving
+the ``APEX_POOL`` setting to a folder, live in :mod:`annotation.pool_sources`.
 
-Scores are computed once per clip and cached as one JSON file per clip under
+Opening a pool costs no model time and grows only with a header read per clip: each clip is
+checked from its audio header (readable, sample rate, at least ``apex.audio.MIN_SECONDS``, at
+most ``max_seconds``, i.e. ``APEX_MAX_AUDIO_S``) and hashed once; the result is cached under
+``cache_dir/pool/audio/`` keyed by path, size and modification time, so a restart only stats the
+files. Clips that cannot be used are listed in :attr:`ClipPool.skipped` with the reason and left
+out, so one bad file never takes the arena down.
+
+Scores come later, from :meth:`ClipPool.start_scoring`: a background queue
+(:mod:`annotation.pool_scoring`) scores every clip, and :meth:`ClipPool.prioritize` moves the
+clips of an issued battle to the front. Until a clip is scored its ``scores`` are empty; each
+score records the model version that produced it (:attr:`Clip.model_version`), and
+:meth:`ClipPool.rescore` re-queues every clip for a new model while the old scores stay visible.
+Scores are cached as one JSON file per clip under
 ``cache_dir/pool/<model key>/<sha256 of the file>.json``: a restart, or the same file under another
-name, costs no model time, and a new model (another key) scores afresh. Embeddings are cached by the
-scorer's own encoder cache (keyed by audio content hash), so they too are computed once per clip.
+name, costs no model time, and a new model (another key) scores afresh. Passing a scorer to
+``from_audiofolder``/``from_music_arena`` scores every clip before returning (the blocking form
+used by jobs and tests).
 """
 
 from __future__ import annotations
@@ -20,69 +31,46 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
-from annotation.pool_sources import PoolError, audiofolder_rows, music_arena_rows, pool_folder
+from annotation.pool_check import Clip, content_hash, validate_rows
+from annotation.pool_sources import PoolError, audiofolder_rows, music_arena_rows
 from apex.settings import Settings
-from apex.sources.download import sha256_of
+
+__all__ = ["Clip", "ClipPool", "PoolError", "ScorerLike", "load_pool", "model_key"]
 
 logger = logging.getLogger(__name__)
-
-_TRUE = {"true", "1", "yes", "instrumental"}
-_FALSE = {"false", "0", "no", "vocal"}
-_SCORE_BATCH = 16
 
 
 class ScorerLike(Protocol):
     """What the pool and the arena use of :class:`apex.scorer.Scorer` (duck-typed)."""
 
-    def score(self, inputs: Sequence[Any]) -> list[Any]: ...
+    def score(self, inputs: Sequence[Any], *, priority: int = 0) -> list[Any]: ...
     def compare(self, a: Any, b: Any) -> float: ...
     def info(self) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True)
-class Clip:
-    """One clip of the pool.
-
-    Attributes:
-        clip_id: unique name within the pool.
-        path: absolute path of the audio file.
-        file_name: path relative to the pool folder (the released ``audio_a``/``audio_b``).
-        duration_s: decoded length, seconds.
-        scores: APEX's seven scores (empty without a scorer).
-        result: the full ``ScoreResult.to_dict()`` (None without a scorer).
-        content_hash: sha256 hex of the file's bytes.
-    """
-
-    clip_id: str
-    path: Path
-    file_name: str
-    system: str
-    prompt: str
-    is_instrumental: bool
-    duration_s: float
-    scores: dict[str, float] = field(default_factory=dict)
-    result: dict[str, Any] | None = None
-    content_hash: str = ""
-
-
 class ClipPool:
-    """An immutable set of validated clips, looked up by id.
+    """A fixed set of validated clips, looked up by id, whose scores fill in as they come.
+
+    Thread-safe: the background scoring queue records scores while the arena reads clips.
 
     Args:
         clips: the usable clips.
         root: the pool folder.
         skipped: ``(file_name, reason)`` of every clip left out.
-        model_version: ``"<model id>@<version>"`` of the scorer that scored the clips, or None.
+        model_version: ``"<model id>@<version>"`` of the scorer that scored ``clips`` (for
+            clips given with scores), or None.
         results: live ``ScoreResult`` objects by clip id (for ``scorer.compare``), may be empty.
+        description: where the clips come from, in words for the UI.
     """
 
     def __init__(
@@ -93,18 +81,33 @@ class ClipPool:
         skipped: Sequence[tuple[str, str]] = (),
         model_version: str | None = None,
         results: dict[str, Any] | None = None,
+        description: str = "",
     ) -> None:
-        self._clips = {clip.clip_id: clip for clip in clips}
+        self._clips = {
+            c.clip_id: c
+            if c.model_version or not c.scores
+            else replace(c, model_version=model_version)
+            for c in clips
+        }
         self.root = Path(root)
         self.skipped = list(skipped)
-        self.model_version = model_version
+        self.description = description
+        self._model_version = model_version
         self._results = dict(results or {})
+        self._errors: dict[str, str] = {}
+        self._changed = threading.Condition()
+        self._queue: Any = None
+        self._early: list[str] = []  # battle clips asked for before scoring started
+        self._check_cache: Path | None = None  # header cache (content hashes are kept there)
+        #: True while a scorer is expected but not yet started (the app's model warms up).
+        self.awaiting_scorer = False
 
     def __len__(self) -> int:
         return len(self._clips)
 
     def __iter__(self) -> Iterator[Clip]:
-        return iter(self._clips.values())
+        with self._changed:
+            return iter(list(self._clips.values()))
 
     def __contains__(self, clip_id: object) -> bool:
         return clip_id in self._clips
@@ -120,10 +123,33 @@ class ClipPool:
         """Distinct systems, sorted."""
         return sorted({clip.system for clip in self})
 
+    @property
+    def model_version(self) -> str | None:
+        """The version the pool is being scored with (the newest scorer), or None."""
+        queue = self._queue
+        return queue.version if queue is not None else self._model_version
+
+    @property
+    def score_errors(self) -> dict[str, str]:
+        """Clip id -> why the current model could not score it (the clip stays servable)."""
+        with self._changed:
+            return dict(self._errors)
+
+    def content_hash(self, clip_id: str) -> str:
+        """sha256 hex of the clip's file, computed (once, then cached) when first asked for."""
+        clip = self[clip_id]
+        if clip.content_hash:
+            return clip.content_hash
+        digest = content_hash(clip.path, self._check_cache)
+        with self._changed:
+            self._clips[clip_id] = replace(self._clips[clip_id], content_hash=digest)
+        return digest
+
     def result(self, clip_id: str) -> Any:
-        """The clip's ``ScoreResult`` for ``scorer.compare``, or None when it was not scored."""
+        """The clip's ``ScoreResult`` for ``scorer.compare``, or None when it is not scored."""
         self[clip_id]  # unknown ids raise KeyError with the pool's folder
-        return self._results.get(clip_id)
+        with self._changed:
+            return self._results.get(clip_id)
 
     def frame(self) -> pd.DataFrame:
         """One row per clip: ``clip_id``, ``system``, ``prompt``, ``is_instrumental``,
@@ -141,10 +167,120 @@ class ClipPool:
             for c in self
         ]
         columns = ["clip_id", "system", "prompt", "is_instrumental", "duration_s", "file_name"]
-        return pd.DataFrame(
-            rows, columns=list(dict.fromkeys(columns + list(rows[0] if rows else [])))
-        )
+        names = list(dict.fromkeys(columns + [k for row in rows for k in row]))
+        return pd.DataFrame(rows, columns=names)
 
+    # ------------------------------------------------------------------ scores
+    def record_score(self, clip_id: str, result: dict[str, Any], live: Any, version: str) -> None:
+        """Store a clip's score (``ScoreResult.to_dict()``, the live object or None, the
+        producing model's version); it replaces any older score of the clip."""
+        with self._changed:
+            clip = self._clips[clip_id]
+            self._clips[clip_id] = replace(
+                clip, scores=dict(result.get("scores", {})), result=result, model_version=version
+            )
+            self._results[clip_id] = live if live is not None else _result_from_dict(result)
+            self._errors.pop(clip_id, None)
+            self._changed.notify_all()
+
+    def record_error(self, clip_id: str, reason: str) -> None:
+        """Note that the current model could not score ``clip_id`` (older scores are kept)."""
+        with self._changed:
+            self._errors[clip_id] = reason
+            self._changed.notify_all()
+        logger.warning("pool %s: cannot score %s: %s", self.root, clip_id, reason)
+
+    def start_scoring(self, scorer: ScorerLike, *, cache_dir: str | Path | None = None) -> None:
+        """Score every clip in the background with ``scorer`` (cached scores load first).
+
+        Returns at once; :meth:`prioritize` puts clips ahead, :meth:`scoring_progress` and
+        :meth:`wait_scored` follow the work. A second call acts like :meth:`rescore`.
+        """
+        from annotation.pool_scoring import ScoringQueue
+
+        if self._queue is not None:
+            self.rescore(scorer)
+            return
+        cache = Path(cache_dir) / "pool" if cache_dir is not None else None
+        self._queue = ScoringQueue(self, scorer, cache)
+        self._queue.urgent(self._early)  # battles issued while the model loaded go first
+        self.awaiting_scorer = False
+        self._queue.start()
+
+    def rescore(self, scorer: ScorerLike) -> None:
+        """Re-score every clip with a new model, at low priority, in the background.
+
+        Old scores stay visible (with their :attr:`Clip.model_version`) until each clip's new
+        score replaces them; battle clips (:meth:`prioritize`) are re-scored first.
+
+        Raises:
+            RuntimeError: scoring was never started (call :meth:`start_scoring`).
+        """
+        if self._queue is None:
+            raise RuntimeError("this pool is not being scored; call start_scoring(scorer) first")
+        self._queue.switch(scorer)
+
+    def prioritize(self, clip_ids: Iterable[str]) -> None:
+        """Score these clips (a battle's two) before the rest (remembered until scoring
+        starts)."""
+        ids = [cid for cid in clip_ids if cid in self._clips]
+        if self._queue is not None:
+            self._queue.urgent(ids)
+        else:
+            self._early.extend(ids)
+
+    def is_current(self, clip_id: str) -> bool:
+        """True when the clip has a score from the model the pool is scored with now."""
+        clip = self[clip_id]
+        return bool(clip.scores) and clip.model_version == self.model_version
+
+    def scoring_progress(self) -> dict[str, Any]:
+        """``{"total", "scored" (by the current model), "failed", "model_version", "active"}``."""
+        version = self.model_version
+        with self._changed:
+            scored = sum(1 for c in self._clips.values() if c.scores and c.model_version == version)
+            failed = len(self._errors)
+        return {
+            "total": len(self._clips),
+            "scored": scored,
+            "failed": failed,
+            "model_version": version,
+            "active": (self._queue is not None and scored + failed < len(self._clips))
+            or (self._queue is None and self.awaiting_scorer),
+        }
+
+    def wait_scored(
+        self, clip_ids: Iterable[str] | None = None, timeout: float | None = None
+    ) -> bool:
+        """Block until these clips (default: all) are scored by the current model or failed.
+
+        Returns:
+            True when they all are; False at ``timeout`` seconds.
+        """
+        ids = list(self._clips) if clip_ids is None else list(clip_ids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while True:
+                version = self.model_version
+                left = [
+                    i
+                    for i in ids
+                    if i not in self._errors
+                    and not (self._clips[i].scores and self._clips[i].model_version == version)
+                ]
+                if not left:
+                    return True
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(remaining if remaining is not None else 1.0)
+
+    def stop_scoring(self) -> None:
+        """Stop the background queue (scores recorded so far stay)."""
+        if self._queue is not None:
+            self._queue.stop()
+
+    # ------------------------------------------------------------------ construction
     @classmethod
     def from_audiofolder(
         cls,
@@ -153,20 +289,23 @@ class ClipPool:
         *,
         cache_dir: str | Path | None = None,
         max_seconds: float = 600.0,
+        description: str = "",
     ) -> ClipPool:
-        """Build a pool from an audiofolder directory, validating (and scoring) every clip.
+        """Build a pool from an audiofolder directory, validating every clip from its header.
 
         Args:
             directory: folder with ``metadata.csv`` or ``metadata.jsonl`` and the audio files.
-            scorer: anything with ``score(list) -> list[ScoreResult]``, ``compare`` and ``info()``;
-                None leaves the clips unscored.
+            scorer: when given, every clip is scored before this returns (the blocking form);
+                None leaves scoring to :meth:`start_scoring`.
             cache_dir: where validation and scores are cached; None disables the cache.
-            max_seconds: longest accepted clip, seconds.
+            max_seconds: longest accepted clip, seconds (longer ones are skipped with why).
+            description: where the clips come from, in words for the UI.
 
         Raises:
             PoolError: no metadata file, missing columns, or no usable clip at all.
         """
-        return cls._build(*audiofolder_rows(directory), scorer, cache_dir, max_seconds)
+        rows = audiofolder_rows(directory)
+        return cls._build(*rows, scorer, cache_dir, max_seconds, description)
 
     @classmethod
     def from_music_arena(
@@ -176,6 +315,7 @@ class ClipPool:
         *,
         cache_dir: str | Path | None = None,
         max_seconds: float = 600.0,
+        description: str = "",
     ) -> ClipPool:
         """Build a pool from a folder in Music Arena's release layout (``battle_data/<batch>/``
         JSON + ``audio_files/<batch>/`` audio): one clip per released audio file, with the
@@ -187,7 +327,8 @@ class ClipPool:
         Raises:
             PoolError: not Music Arena's layout, or no usable clip at all.
         """
-        return cls._build(*music_arena_rows(directory), scorer, cache_dir, max_seconds)
+        rows = music_arena_rows(directory)
+        return cls._build(*rows, scorer, cache_dir, max_seconds, description)
 
     @classmethod
     def _build(
@@ -198,99 +339,33 @@ class ClipPool:
         scorer: ScorerLike | None,
         cache_dir: str | Path | None,
         max_seconds: float,
+        description: str,
     ) -> ClipPool:
         cache = Path(cache_dir) / "pool" if cache_dir is not None else None
-        clips, invalid = _validate(root, meta, cache, max_seconds)
+        clips, invalid = validate_rows(root, meta, cache, max_seconds)
         skipped = skipped + invalid
         if not clips:
             reasons = "; ".join(f"{name}: {why}" for name, why in skipped[:5])
             raise PoolError(f"no usable clip in {root} ({len(skipped)} skipped: {reasons}).")
-        model_version, results = None, {}
-        if scorer is not None:
-            model_version, clips, results, failed = _score(clips, scorer, cache)
-            skipped += failed
         for name, why in skipped:
             logger.warning("pool %s: skipped %s: %s", root, name, why)
-        return cls(clips, root, skipped=skipped, model_version=model_version, results=results)
+        pool = cls(clips, root, skipped=skipped, description=description)
+        pool._check_cache = cache
+        if scorer is not None:
+            pool._score_now(scorer, cache)
+        return pool
 
+    def _score_now(self, scorer: ScorerLike, cache: Path | None) -> None:
+        """Score every clip in this thread; unscorable clips leave the pool (into skipped)."""
+        from annotation.pool_scoring import ScoringQueue
 
-def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"is_instrumental={value!r} is not true/false")
-
-
-def _read_json(path: Path | None) -> dict[str, Any] | None:
-    if path is None or not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # a torn or foreign cache file is recomputed, never trusted
-
-
-def _write_json(path: Path | None, data: dict[str, Any]) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
-
-
-def _validate(
-    root: Path, meta: pd.DataFrame, cache: Path | None, max_seconds: float
-) -> tuple[list[Clip], list[tuple[str, str]]]:
-    from apex.audio import AudioError, load_audio
-
-    clips: list[Clip] = []
-    skipped: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for row in meta.to_dict("records"):
-        name = str(row["file_name"])
-        path = (root / name).resolve()
-        clip_id = str(row.get("clip_id") or Path(name).stem)
-        try:
-            if not path.is_relative_to(root):
-                raise ValueError("file_name points outside the pool folder")
-            if clip_id in seen:
-                raise ValueError(f"duplicate clip_id {clip_id!r}")
-            if not path.is_file():
-                raise ValueError("file not found")
-            system = str(row["system"]).strip()
-            if not system:
-                raise ValueError("empty system")
-            instrumental = _parse_bool(row["is_instrumental"])
-            digest = sha256_of(path)
-            entry = cache / "audio" / f"{digest}.json" if cache else None
-            checked = _read_json(entry)
-            if checked is None or checked.get("max_seconds") != max_seconds:
-                audio = load_audio(path, max_seconds=max_seconds)
-                checked = {"duration_s": audio.duration_s, "max_seconds": max_seconds}
-                _write_json(entry, checked)
-        except (AudioError, ValueError, OSError) as exc:
-            skipped.append((name, str(exc)))
-            continue
-        seen.add(clip_id)
-        prompt = row.get("prompt", "")
-        clips.append(
-            Clip(
-                clip_id=clip_id,
-                path=path,
-                file_name=name,
-                system=system,
-                prompt="" if prompt is None or pd.isna(prompt) else str(prompt),
-                is_instrumental=instrumental,
-                duration_s=float(checked["duration_s"]),
-                content_hash=digest,
-            )
-        )
-    return clips, skipped
+        ScoringQueue(self, scorer, cache).run_until_done()
+        self._model_version = model_key(scorer.info())[0]
+        for clip_id, reason in self.score_errors.items():
+            clip = self._clips.pop(clip_id)
+            self._results.pop(clip_id, None)
+            self.skipped.append((clip.file_name, reason))
+        self._errors.clear()
 
 
 def model_key(info: dict[str, Any]) -> tuple[str, str]:
@@ -299,56 +374,6 @@ def model_key(info: dict[str, Any]) -> tuple[str, str]:
     fingerprint = json.dumps([version, info.get("encoder_id")], sort_keys=True)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", version)[:60]
     return version, f"{slug}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
-
-
-def _score(
-    clips: list[Clip], scorer: ScorerLike, cache: Path | None
-) -> tuple[str, list[Clip], dict[str, Any], list[tuple[str, str]]]:
-    from dataclasses import replace
-
-    version, key = model_key(scorer.info())
-    folder = cache / key if cache else None
-    done: dict[str, dict[str, Any]] = {}
-    live: dict[str, Any] = {}
-    todo = []
-    for clip in clips:
-        cached = _read_json(folder / f"{clip.content_hash}.json" if folder else None)
-        if cached is not None:
-            done[clip.clip_id] = cached
-        else:
-            todo.append(clip)
-    failed: list[tuple[str, str]] = []
-    for start in range(0, len(todo), _SCORE_BATCH):
-        batch = todo[start : start + _SCORE_BATCH]
-        for clip, result in zip(batch, _score_batch(scorer, batch, failed), strict=True):
-            if result is None:
-                continue
-            live[clip.clip_id] = result
-            done[clip.clip_id] = result.to_dict()
-            _write_json(
-                folder / f"{clip.content_hash}.json" if folder else None, done[clip.clip_id]
-            )
-    scored = [
-        replace(c, result=done[c.clip_id], scores=dict(done[c.clip_id].get("scores", {})))
-        for c in clips
-        if c.clip_id in done
-    ]
-    results = {cid: live.get(cid) or _result_from_dict(d) for cid, d in done.items()}
-    return version, scored, {k: v for k, v in results.items() if v is not None}, failed
-
-
-def _score_batch(scorer: ScorerLike, batch: list[Clip], failed: list) -> list[Any]:
-    try:
-        return list(scorer.score([clip.path for clip in batch]))
-    except Exception:  # isolate the bad clip below instead of failing the batch
-        results = []
-        for clip in batch:
-            try:
-                results.append(scorer.score([clip.path])[0])
-            except Exception as exc:  # reported in pool.skipped, never hidden
-                failed.append((clip.file_name, f"scoring failed: {exc}"))
-                results.append(None)
-        return results
 
 
 def _result_from_dict(data: dict[str, Any]) -> Any:
@@ -365,16 +390,32 @@ def _result_from_dict(data: dict[str, Any]) -> Any:
 
 
 def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
-    """The pool ``settings.pool`` names: ``demo``; ``music-arena`` (Music Arena's public release
-    from the Hub) or ``music-arena:<batch>[,<batch>...]`` (only those monthly batches, e.g.
-    ``music-arena:02-2025SEP``: the full release is large); a local folder (audiofolder, or
-    Music Arena's layout when it holds ``battle_data/``); or a Hub dataset id in either layout.
+    """The pool ``settings.pool`` names, validated (cheaply) but not scored unless ``scorer``.
+
+    ``auto`` (the default): the latest batch of Music Arena's public release when the Hub is
+    reachable, else the demo corpus; ``demo``; ``music-arena`` (the whole release) or
+    ``music-arena:<batch>[,<batch>...]`` (only those monthly batches, e.g.
+    ``music-arena:02-2025SEP``); a local folder (audiofolder, or Music Arena's layout when it
+    holds ``battle_data/``); or a Hub dataset id in either layout. Clips longer than
+    ``settings.max_audio_s`` are skipped with the reason. :attr:`ClipPool.description` says
+    which source it is (and why ``auto`` fell back to the demo).
 
     Raises:
         PoolError: the folder does not exist, or a Hub dataset cannot be downloaded (offline);
             the message says which setting to change.
     """
-    directory = pool_folder(settings)
-    if (directory / "battle_data").is_dir():
-        return ClipPool.from_music_arena(directory, scorer, cache_dir=settings.cache_dir)
-    return ClipPool.from_audiofolder(directory, scorer, cache_dir=settings.cache_dir)
+    from annotation.pool_sources import pool_source
+
+    directory, description = pool_source(settings)
+    build = (
+        ClipPool.from_music_arena
+        if (directory / "battle_data").is_dir()
+        else ClipPool.from_audiofolder
+    )
+    return build(
+        directory,
+        scorer,
+        cache_dir=settings.cache_dir,
+        max_seconds=settings.max_audio_s,
+        description=description,
+    )

@@ -1,6 +1,8 @@
 """Where the arena's clip pool comes from: the ``APEX_POOL`` setting and the two folder layouts.
 
-:func:`pool_folder` turns ``settings.pool`` into a local folder (building the demo corpus, or
+:func:`pool_source` turns ``settings.pool`` into a local folder and a sentence saying what it
+is (``auto``: the latest Music Arena release batch when the Hub is reachable, else the demo
+corpus); :func:`pool_folder` gives the folder alone (building the demo corpus, or
 downloading Music Arena's public release or another Hub dataset, when it names one).
 :func:`audiofolder_rows` and :func:`music_arena_rows` read a folder in the audiofolder convention
 or in Music Arena's release layout (see :mod:`apex.sources.music_arena`) into the same metadata
@@ -20,10 +22,73 @@ from apex.settings import Settings
 
 _HUB_CACHE = "hub-datasets"
 _REQUIRED = ("file_name", "system", "is_instrumental")
+#: How the UI names the demo pool.
+DEMO_DESCRIPTION = (
+    "The synthetic demo corpus (generated clips of made-up demo systems, not real AI music)."
+)
 
 
 class PoolError(ValueError):
     """The pool cannot be built; the message says what was wrong and what to do."""
+
+
+def pool_source(settings: Settings) -> tuple[Path, str]:
+    """The local folder ``settings.pool`` names and a sentence for the UI saying what it is.
+
+    ``auto`` picks the latest batch of Music Arena's public release when the Hub is reachable
+    and the batch downloads; otherwise the demo corpus, and the sentence says why.
+
+    Raises:
+        PoolError: as :func:`pool_folder` (``auto`` itself never fails for want of the Hub).
+    """
+    spec = settings.pool
+    if spec != "auto":
+        folder = pool_folder(settings)
+        if spec == "demo":
+            return folder, DEMO_DESCRIPTION
+        if spec.startswith("music-arena"):
+            return folder, f"Music Arena's public release ({spec})"
+        return folder, f"clips from {spec}"
+    from apex.checkpoints import hub_reachable
+
+    if not hub_reachable():
+        reason = "the Hugging Face Hub is not reachable from here"
+    else:
+        try:
+            batch = latest_music_arena_batch()
+            folder = _music_arena_release(f"music-arena:{batch}", settings)
+            return folder, f"Music Arena's public release, batch {batch} (real AI-generated music)"
+        except PoolError as exc:
+            reason = str(exc)
+    from apex.demo import ensure_demo_corpus
+
+    folder = Path(ensure_demo_corpus(settings))
+    return folder, f"{DEMO_DESCRIPTION} Music Arena's release could not be used: {reason}."
+
+
+def latest_music_arena_batch() -> str:
+    """Name of the newest ``battle_data/<batch>`` folder of Music Arena's Hub dataset
+    (batches are numbered ``NN-YYYYMON``; the highest ``NN`` is the latest).
+
+    Raises:
+        PoolError: the Hub cannot be asked (offline, error) or lists no batch.
+    """
+    from huggingface_hub import HfApi
+
+    from apex.sources.music_arena import HUB_ID
+
+    try:
+        entries = HfApi().list_repo_tree(HUB_ID, path_in_repo="battle_data", repo_type="dataset")
+        names = [Path(entry.path).name for entry in entries]
+    except Exception as exc:  # offline, rate-limited, moved: one piece of advice for all
+        raise PoolError(
+            f"could not list the batches of {HUB_ID} ({type(exc).__name__}: {exc}); set "
+            "APEX_POOL=music-arena:<batch> or a local copy of the release"
+        ) from exc
+    batches = [n for n in names if re.fullmatch(r"\d+-\d{4}[A-Z]+", n)]
+    if not batches:
+        raise PoolError(f"{HUB_ID} lists no battle_data/<batch> folder; its layout has changed")
+    return max(batches, key=lambda name: int(name.split("-")[0]))
 
 
 def pool_folder(settings: Settings) -> Path:
@@ -34,6 +99,8 @@ def pool_folder(settings: Settings) -> Path:
             failed; the message says which setting to change.
     """
     spec = settings.pool
+    if spec == "auto":
+        return pool_source(settings)[0]
     if spec == "demo":
         from apex.demo import ensure_demo_corpus
 
@@ -45,8 +112,8 @@ def pool_folder(settings: Settings) -> Path:
     if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
         return _hub_dataset(spec, settings)
     raise PoolError(
-        f"APEX_POOL={spec!r} is neither `demo`, `music-arena`, an existing folder, nor a Hub "
-        "dataset id (owner/name); fix the path or use `demo`."
+        f"APEX_POOL={spec!r} is neither `auto`, `demo`, `music-arena`, an existing folder, nor "
+        "a Hub dataset id (owner/name); fix the path or use `demo`."
     )
 
 

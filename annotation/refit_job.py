@@ -52,7 +52,7 @@ def engagement_source(settings: Settings) -> Path:
     folder = settings.data_dir / "engagement"
     if folder.is_dir() and any(folder.rglob("*.parquet")):
         return folder
-    if settings.pool == "demo":
+    if settings.pool == "demo" or (settings.pool == "auto" and _auto_is_demo()):
         from apex.training.demo import demo_engagement
 
         return demo_engagement(settings)
@@ -60,6 +60,13 @@ def engagement_source(settings: Settings) -> Path:
         f"no engagement shards under {folder}; write them with apex.training.write_shard "
         "(the arena's clips included, split 'pool') before refitting"
     )
+
+
+def _auto_is_demo() -> bool:
+    """``APEX_POOL=auto`` serves the demo corpus when the Hub cannot be reached."""
+    from apex.checkpoints import hub_reachable
+
+    return not hub_reachable()
 
 
 def run_refit_from_store(

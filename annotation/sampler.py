@@ -16,15 +16,18 @@ the voter has not yet heard together in this session:
   uncertainty ``4 p (1 - p)`` of the predicted win probability is used instead.
 
 ``pair_counts`` keys are unordered system pairs written as a sorted tuple (see :func:`pair_key`);
-either order is accepted and both are added up.
+either order is accepted and both are added up. :class:`StoreRatings` gives ``info`` mode its
+ratings in the app: the vote store's current Bradley-Terry fit with bootstrap intervals,
+refitted at most once a minute.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
-from typing import Literal
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,6 +36,10 @@ from annotation.ratings import POINTS_PER_NAT
 
 _RANDOM_TRIES = 16  # draws before enumerating a pair's clip pairs (exclusions are few)
 _INFO_FLOOR = 0.05  # a settled pair still gets a trickle of battles, so its rating is checked
+#: Bootstrap rounds of the ratings ``info`` mode samples by: enough for an interval width.
+RATINGS_BOOTSTRAP = 64
+#: Seconds between refits of those ratings from the vote store.
+RATINGS_REFRESH_S = 60.0
 
 
 class NoPairAvailable(LookupError):
@@ -208,3 +215,57 @@ def _order_uncertainty(rating: dict[str, float], se: dict[str, float], x: str, y
     if se_gap == 0.0:
         return _INFO_FLOOR + (1.0 if gap == 0.0 else 0.0)
     return _INFO_FLOOR + math.erfc(gap / se_gap / math.sqrt(2.0))
+
+
+class StoreRatings:
+    """The vote store's current ratings for ``info`` sampling; call it for the table.
+
+    A Bradley-Terry fit (Music Arena's L2, :data:`RATINGS_BOOTSTRAP` bootstrap rounds) of the
+    store's live votes (imported ones count only on request, as on the leaderboard), cached for
+    ``refresh_s`` seconds. While one thread refits, others get the previous table at once.
+
+    Args:
+        store: anything with ``votes_frame()`` (a :class:`annotation.store.VoteStore`).
+        refresh_s: seconds a fit is reused.
+        include_imported: count imported votes too.
+        clock: monotonic time source, seconds (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        refresh_s: float = RATINGS_REFRESH_S,
+        include_imported: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.refresh_s = refresh_s
+        self.include_imported = include_imported
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._table: pd.DataFrame | None = None
+        self._fitted_at: float | None = None
+
+    def __call__(self) -> pd.DataFrame | None:
+        """Ratings (index system; ``rating``, ``ci_low``, ``ci_high``), or None before any
+        rated vote between two systems."""
+        fresh = self._fitted_at is not None and self._clock() - self._fitted_at < self.refresh_s
+        if fresh or not self._lock.acquire(blocking=self._fitted_at is None):
+            return self._table
+        try:
+            self._table = self._fit()
+            self._fitted_at = self._clock()
+        finally:
+            self._lock.release()
+        return self._table
+
+    def _fit(self) -> pd.DataFrame | None:
+        from annotation.imports import select_votes
+        from annotation.ratings import fit_bradley_terry
+
+        votes = select_votes(self.store.votes_frame(), include_imported=self.include_imported)
+        votes = votes[votes["preference"] != "BOTH_BAD"] if len(votes) else votes
+        if votes.empty or len(set(votes["system_a"]) | set(votes["system_b"])) < 2:
+            return None
+        return fit_bradley_terry(votes, l2=1.0, bootstrap_rounds=RATINGS_BOOTSTRAP, seed=0)

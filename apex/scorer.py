@@ -3,9 +3,10 @@
 ``load_scorer()`` picks heads and an encoder; :class:`Scorer` runs them. Heads and their
 :class:`~apex.checkpoints.ModelInfo` are held as one immutable ``(heads, info)`` tuple that
 :meth:`Scorer.swap` replaces in a single reference assignment; every scoring call reads that
-reference once, so a concurrent swap can never mix two models in one result. Encoder calls are
-serialised by a lock (the encoder and its on-disk cache are shared; the CPU is saturated by one
-forward anyway); the heads run outside it.
+reference once, so a concurrent swap can never mix two models in one result. Encoder calls of
+concurrent requests are pooled by :class:`~apex.batching.EncodeBatcher` into shared
+``encode_batch`` forwards (requests arriving together run as one batch, in priority order);
+decoding and the heads run in each caller's thread.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from apex.audio import Audio, load_audio
+from apex.batching import EncodeBatcher
 from apex.checkpoints import (
     PUBLISHED_REPO,
     CheckpointError,
@@ -147,6 +149,10 @@ class Scorer:
         device: where the heads run (``None``: CUDA when available, else CPU).
         max_audio_s: longest accepted input, seconds.
         notices: extra warnings added to every result (e.g. why the demo model answers).
+        max_batch: most clips of concurrent requests encoded in one shared ``encode_batch``; at
+            least 4 on CUDA. On CPU the default 1 keeps one 30 s segment per forward: batching
+            gains the CPU little and multiplies the forward's activation memory.
+        gather_s: how long a batch waits for more requests to join it, seconds.
     """
 
     def __init__(
@@ -158,12 +164,18 @@ class Scorer:
         device: str | torch.device | None = None,
         max_audio_s: float = 600.0,
         notices: Iterable[str] = (),
+        max_batch: int = 1,
+        gather_s: float = 0.005,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.encoder = encoder
         self.max_audio_s = max_audio_s
         self.notices = tuple(notices)
-        self._encode_lock = threading.Lock()
+        #: Most clips one shared encoder batch takes (the pool's batches are no larger).
+        self.max_batch = max(max_batch, 4 if self.device.type == "cuda" else 1)
+        self._batcher = (
+            EncodeBatcher(encoder, max_clips=self.max_batch, gather_s=gather_s) if encoder else None
+        )
         self._swap_lock = threading.Lock()
         self._state: tuple[nn.Module, ModelInfo] = (self._prepare(heads), info)
 
@@ -221,37 +233,40 @@ class Scorer:
             source, sample_rate=self.encoder.sample_rate, max_seconds=self.max_audio_s
         )
 
-    def embed(self, source: Any) -> Embedding:
+    @property
+    def encoder_batches(self) -> int:
+        """Shared ``encode_batch`` calls made so far (concurrent requests share them)."""
+        return self._batcher.batches if self._batcher is not None else 0
+
+    def embed(self, source: Any, *, priority: int = 0) -> Embedding:
         """Encode one input (anything :func:`~apex.audio.load_audio` takes, or an ``Audio``)."""
         audio = self._load(source)
-        with self._encode_lock:
-            return self.encoder.encode(audio)
+        return self._batcher.encode([audio], priority=priority)[0]
 
-    def score(self, inputs: Any) -> list[ScoreResult]:
+    def score(self, inputs: Any, *, priority: int = 0) -> list[ScoreResult]:
         """Score each input; one :class:`ScoreResult` per input, in order.
 
         Args:
             inputs: a list of inputs (paths, bytes, ``(array, rate)`` pairs or ``Audio``), or a
                 single input.
+            priority: place in the shared encoder queue; lower goes first (0: a person waits,
+                1: clips about to be heard, 2: background scoring).
 
         Raises:
             AudioError: for the first input that is not usable audio (the message names it).
         """
         items = [inputs] if _is_single_input(inputs) else list(inputs)
-        results = []
-        for item in items:
-            audio = self._load(item)
-            with self._encode_lock:
-                embedding = self.encoder.encode(audio)
-            results.append(
-                self.score_embedding(
-                    embedding,
-                    duration_s=audio.duration_s,
-                    source=audio.source,
-                    warnings=audio.warnings,
-                )
+        audios = [self._load(item) for item in items]
+        embeddings = self._batcher.encode(audios, priority=priority) if audios else []
+        return [
+            self.score_embedding(
+                embedding,
+                duration_s=audio.duration_s,
+                source=audio.source,
+                warnings=audio.warnings,
             )
-        return results
+            for audio, embedding in zip(audios, embeddings, strict=True)
+        ]
 
     def score_embedding(
         self,
@@ -423,5 +438,11 @@ def load_scorer(
             "trained on them (the demo model) give meaningful scores."
         )
     return Scorer(
-        heads, info, enc, device=device, max_audio_s=settings.max_audio_s, notices=notices
+        heads,
+        info,
+        enc,
+        device=device,
+        max_audio_s=settings.max_audio_s,
+        notices=notices,
+        max_batch=settings.score_concurrency,
     )

@@ -67,13 +67,20 @@ class Settings:
         False,
     )
     max_audio_s: float = _env(
-        "APEX_MAX_AUDIO_S", "Longest accepted song, seconds.", 600.0, min=1.0, max=7200.0
+        "APEX_MAX_AUDIO_S",
+        "Longest accepted song, seconds (uploads and arena pool clips; longer pool clips are "
+        "skipped with the reason).",
+        600.0,
+        min=1.0,
+        max=7200.0,
     )
     pool: str = _env(
         "APEX_POOL",
-        "Arena clip pool: `demo` (the synthetic demo corpus), a local audiofolder directory, "
-        "`music-arena`, or a Hub dataset id in the audiofolder convention.",
-        "demo",
+        "Arena clip pool: `auto` (the latest Music Arena release batch when the Hub is reachable, "
+        "else the demo corpus; the Arena tab says which), `demo` (the synthetic demo corpus), a "
+        "local audiofolder directory, `music-arena[:<batch>,...]`, or a Hub dataset id in the "
+        "audiofolder convention.",
+        "auto",
     )
     demo_seed: int = _env("APEX_DEMO_SEED", "Seed of the synthetic demo corpus.", 0, min=0)
     demo_clips: int = _env(
@@ -81,7 +88,8 @@ class Settings:
     )
     sampler: str = _env(
         "APEX_SAMPLER",
-        "Pair sampling: `balanced` (fewest battles first) or `info` (least certain ratings first).",
+        "Pair sampling: `balanced` (fewest battles first) or `info` (least certain ratings first, "
+        "from the vote store's current ratings, refitted every minute).",
         "balanced",
         choices=("balanced", "info"),
     )
@@ -197,10 +205,32 @@ class Settings:
         500,
         min=1,
     )
-    host: str = _env("APEX_HOST", "Interface the app listens on.", "127.0.0.1")
-    port: int = _env("APEX_PORT", "Port the app listens on.", 7860, min=1, max=65535)
+    host: str = _env(
+        "APEX_HOST",
+        "Interface the app listens on (`GRADIO_SERVER_NAME` wins when set).",
+        "127.0.0.1",
+    )
+    port: int = _env(
+        "APEX_PORT",
+        "Port the app listens on (`GRADIO_SERVER_PORT` wins when set).",
+        7860,
+        min=1,
+        max=65535,
+    )
     score_concurrency: int = _env(
-        "APEX_SCORE_CONCURRENCY", "Scoring requests run at once (the rest queue).", 1, min=1
+        "APEX_SCORE_CONCURRENCY",
+        "Scoring requests accepted at once; requests arriving together share batched encoder "
+        "forwards (up to this many clips per batch; at least 4 on GPU).",
+        1,
+        min=1,
+    )
+    warmup_wait_s: float = _env(
+        "APEX_WARMUP_WAIT_S",
+        "Seconds a `/score` or `/new_battle` call made while the app warms up waits (with "
+        "progress) before it is told to retry.",
+        120.0,
+        min=0.0,
+        max=3600.0,
     )
 
     # ------------------------------------------------------------------ construction

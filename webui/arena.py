@@ -114,6 +114,19 @@ def _refused(err: Any) -> gr.Error:
 SERVED_BUCKET_S = 600
 
 
+def _arena_waiting(services: Services, progress: Any = None) -> Any:
+    """The arena, waiting up to ``APEX_WARMUP_WAIT_S`` while it warms up (progress shown)."""
+
+    def report(waited: float, line: str) -> None:
+        if progress is not None:
+            progress(0.0, desc=f"Waiting for the arena to open ({waited:.0f} s): {line}")
+
+    try:
+        return services.wait_for("arena", services.settings.warmup_wait_s, report)
+    except NotReady as err:
+        raise gr.Error(str(err), title="Please wait", print_exception=False) from None
+
+
 def served_folder(settings: Any) -> Path:
     """Where the per-battle links to arena clips live (gradio serves it as static files).
 
@@ -162,11 +175,15 @@ def _remove_old_links(folder: Path, oldest_kept: int) -> None:
             remove_tree(entry)  # another request may be removing it at the same time
 
 
-def new_battle(services: Services, request: gr.Request | None) -> tuple[dict[str, Any], Any, Any]:
-    """Issue a battle to this session: (``{"battle_id", "prompt", "min_listen_s"}``, A, B)."""
+def new_battle(
+    services: Services, request: gr.Request | None, progress: Any = None
+) -> tuple[dict[str, Any], Any, Any]:
+    """Issue a battle to this session: (``{"battle_id", "prompt", "min_listen_s", "pool"}``, A,
+    B); ``pool`` says where the clips come from. A call made while the arena warms up waits for
+    it (``APEX_WARMUP_WAIT_S``), reporting to ``progress`` (a ``gr.Progress``)."""
     from annotation.rules import VoteRefused
 
-    arena = _arena(services)
+    arena = _arena_waiting(services, progress)
     try:
         ticket = arena.new_battle(
             session_id(request), client_ip(request, services.settings.trusted_proxies)
@@ -178,6 +195,7 @@ def new_battle(services: Services, request: gr.Request | None) -> tuple[dict[str
         "battle_id": ticket.battle_id,
         "prompt": battle.prompt if battle is not None else "",
         "min_listen_s": float(services.settings.min_listen_s),
+        "pool": getattr(arena.pool, "description", ""),
     }
     folder, keep_s = served_folder(services.settings), services.settings.battle_ttl_s
     return (
@@ -250,6 +268,18 @@ def cast_vote(
     return dataclasses.asdict(reveal)
 
 
+def refresh_reveal(services: Services, reveal: dict[str, Any]) -> dict[str, Any]:
+    """A reveal given while APEX was still scoring, with APEX's view filled in if ready now."""
+    from annotation.arena import Reveal
+    from annotation.rules import VoteRefused
+
+    arena = _arena(services)
+    try:
+        return dataclasses.asdict(arena.late_reveal(Reveal(**reveal)))
+    except VoteRefused as err:
+        raise _refused(err) from None
+
+
 # ---------------------------------------------------------------------- presentation
 def progress_markdown(credit: dict[str, float], need: float) -> str:
     """'Listened: A 5 / 5 s (done) · B 1 / 5 s' — what still blocks the vote."""
@@ -279,7 +309,7 @@ def reveal_markdown(reveal: dict[str, Any]) -> str:
         rows.append(f"| APEX {charts.pretty(name)} | {a:.{digits}f} | {b:.{digits}f} |")
     pick, prob = reveal.get("apex_pick"), reveal.get("apex_probability")
     if pick is None:
-        verdict = "APEX made no prediction for this battle."
+        verdict = reveal.get("apex_note") or "APEX made no prediction for this battle."
     else:
         agrees = reveal.get("apex_agrees")
         judged = (
@@ -335,6 +365,7 @@ class _Widgets:
     votes: Any
     count: Any
     next_btn: Any
+    reveal_timer: Any = None  # polls a reveal given before APEX had scored its clips
 
 
 def build(services: Services, tab: gr.Tab, *, concurrency: int = 32) -> None:
@@ -404,6 +435,7 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 32) -> None:
         votes=votes,
         count=gr.State(0),  # votes from this page load (the server counts per voter, not page)
         next_btn=next_btn,
+        reveal_timer=gr.Timer(2.0, active=False),
     )
     wire(services, tab, w, prompt, concurrency=concurrency)
 

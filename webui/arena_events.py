@@ -24,8 +24,10 @@ def _reset(info: dict[str, Any] | None) -> list[Any]:
     battle_id = (info or {}).get("battle_id")
     need = float((info or {}).get("min_listen_s", 0.0))
     prompt = (info or {}).get("prompt") or ""
+    source = (info or {}).get("pool") or ""
+    lines = [f"**Prompt:** {prompt}" if prompt else "", f"*Clips: {source}*" if source else ""]
     return [
-        f"**Prompt:** {prompt}" if prompt else "",
+        "\n\n".join(line for line in lines if line),
         ui.fresh_listen_state(battle_id),
         ui.progress_markdown({}, need) if battle_id else "",
         *_buttons(bool(battle_id) and need <= 0),
@@ -69,8 +71,10 @@ def wire(services: Services, tab: gr.Tab, w: ui._Widgets, prompt: Any, *, concur
         w.timer,
     ]
 
-    def _new(request: gr.Request) -> tuple[dict[str, Any], Any, Any]:
-        return ui.new_battle(services, request)
+    def _new(
+        request: gr.Request, progress: gr.Progress = gr.Progress()
+    ) -> tuple[dict[str, Any], Any, Any]:
+        return ui.new_battle(services, request, progress)
 
     w.next_btn.click(
         _new, None, [w.info, w.audio["A"], w.audio["B"]], api_name="new_battle", **arena_limits
@@ -145,6 +149,7 @@ def _wire_votes(services: Services, w: ui._Widgets, limits: dict, quiet: dict) -
                 services, info["battle_id"], pref, values[w.feedback], ratings, request, profile
             )
             state["since"] = {}
+            state["reveal"] = reveal if reveal.get("apex_pending") else None
             count = int(values[w.count] or 0) + 1
             return [
                 gr.Markdown(value=ui.reveal_markdown(reveal), visible=True),
@@ -153,15 +158,30 @@ def _wire_votes(services: Services, w: ui._Widgets, limits: dict, quiet: dict) -
                 f"Your votes this session: **{count}**",
                 state,
                 count,
+                gr.Timer(active=bool(state["reveal"])),
             ]
 
         button.click(
             _vote,
             inputs,
-            [w.reveal, *w.buttons, w.timer, w.votes, w.state, w.count],
+            [w.reveal, *w.buttons, w.timer, w.votes, w.state, w.count, w.reveal_timer],
             **{**quiet, "show_progress": "minimal"},
             **limits,
         )
+
+    def _refresh(state: dict[str, Any]) -> list[Any]:
+        """Fill in APEX's view once the clips of a pending reveal are scored."""
+        reveal = state.get("reveal")
+        if not reveal:
+            return [gr.skip(), state, gr.Timer(active=False)]
+        fresh = ui.refresh_reveal(services, reveal)
+        if fresh["apex_pending"]:
+            return [gr.skip(), state, gr.Timer(active=True)]
+        state["reveal"] = None
+        shown = gr.Markdown(value=ui.reveal_markdown(fresh), visible=True)
+        return [shown, state, gr.Timer(active=False)]
+
+    w.reveal_timer.tick(_refresh, [w.state], [w.reveal, w.state, w.reveal_timer], **quiet)
 
 
 def _register_api(services: Services, limits: dict) -> None:

@@ -8,6 +8,7 @@ many visitors make at once, and reads (leaderboard, data) sit in between.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gradio as gr
@@ -85,12 +86,30 @@ def build_blocks(services: Services) -> gr.Blocks:
     return demo
 
 
+def server_address(settings: Any, env: dict[str, str] | None = None) -> tuple[str, int]:
+    """``(host, port)`` to listen on: Gradio's own ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT``
+    when set (a Space, a container), else ``APEX_HOST``/``APEX_PORT``.
+
+    Raises:
+        ValueError: ``GRADIO_SERVER_PORT`` is not a port number (the message says so).
+    """
+    env = dict(os.environ) if env is None else env
+    host = env.get("GRADIO_SERVER_NAME", "").strip() or settings.host
+    raw = env.get("GRADIO_SERVER_PORT", "").strip()
+    if not raw:
+        return host, int(settings.port)
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ValueError(f"GRADIO_SERVER_PORT={raw!r} is not a port (1-65535); fix or unset it.")
+    return host, int(raw)
+
+
 def launch_kwargs(services: Services) -> dict[str, Any]:
     """``Blocks.launch`` arguments: where to listen, look and feel, what may be served."""
     settings = services.settings
+    host, port = server_address(settings)
     return {
-        "server_name": settings.host,
-        "server_port": settings.port,
+        "server_name": host,
+        "server_port": port,
         "theme": gr.themes.Soft(primary_hue="indigo", secondary_hue="amber"),
         "css": CSS,
         "max_file_size": f"{int(settings.max_audio_s / 60 * 12) + 10}mb",

@@ -56,16 +56,29 @@ def _cannot_score(err: ValueError, *paths: str) -> gr.Error:
     return gr.Error(message, title="Cannot score this file", print_exception=False)
 
 
-def score_song(services: Services, audio_path: str | None) -> dict[str, Any]:
+def _wait_scorer(services: Services, progress: Any = None) -> Any:
+    """The scorer, waiting up to ``APEX_WARMUP_WAIT_S`` while it warms up (progress shown)."""
+
+    def report(waited: float, line: str) -> None:
+        if progress is not None:
+            progress(0.0, desc=f"Waiting for the app to warm up ({waited:.0f} s): {line}")
+
+    return services.wait_for("scorer", services.settings.warmup_wait_s, report)
+
+
+def score_song(services: Services, audio_path: str | None, progress: Any = None) -> dict[str, Any]:
     """Score one song; return :meth:`ScoreResult.to_dict` (JSON-ready).
 
+    A call made while the scorer warms up waits for it (``APEX_WARMUP_WAIT_S``), reporting to
+    ``progress`` (a ``gr.Progress``) meanwhile.
+
     Raises:
-        gr.Error: no file, scorer warming up, or bad audio (the scoring core's clear message).
+        gr.Error: no file, scorer not ready in time, or bad audio (the core's clear message).
     """
     if not isinstance(audio_path, str) or not audio_path:
         raise gr.Error("Upload a song or record one first.", title="No song", print_exception=False)
     try:
-        scorer = services.scorer
+        scorer = _wait_scorer(services, progress)
         return scorer.score([audio_path])[0].to_dict()
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
@@ -75,7 +88,9 @@ def score_song(services: Services, audio_path: str | None) -> dict[str, Any]:
         forget_upload(audio_path, uploads.leases_of(services))
 
 
-def compare_songs(services: Services, path_a: str | None, path_b: str | None) -> dict[str, Any]:
+def compare_songs(
+    services: Services, path_a: str | None, path_b: str | None, progress: Any = None
+) -> dict[str, Any]:
     """Score two songs and APEX's probability that listeners prefer A over B.
 
     Returns:
@@ -86,7 +101,7 @@ def compare_songs(services: Services, path_a: str | None, path_b: str | None) ->
             "Give two songs to compare (A and B).", title="Two songs needed", print_exception=False
         )
     try:
-        scorer = services.scorer
+        scorer = _wait_scorer(services, progress)
         result_a, result_b = scorer.score([path_a, path_b])
         p_a = float(scorer.compare(result_a, result_b))
         return {"a": result_a.to_dict(), "b": result_b.to_dict(), "p_prefer_a": p_a}
@@ -272,13 +287,13 @@ def build(services: Services) -> None:
 
     def _score(path: str | None, progress: gr.Progress = gr.Progress()) -> dict[str, Any]:
         progress(0.1, desc="Decoding and scoring")
-        return score_song(services, path)
+        return score_song(services, path, progress)
 
     def _compare(
         a: str | None, b: str | None, progress: gr.Progress = gr.Progress()
     ) -> dict[str, Any]:
         progress(0.1, desc="Scoring both songs")
-        return compare_songs(services, a, b)
+        return compare_songs(services, a, b, progress)
 
     go.click(
         _score, [audio], [result], api_name="score", concurrency_limit=limit, concurrency_id="score"

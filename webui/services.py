@@ -1,11 +1,15 @@
 """The composition root: builds the app's services from :class:`~apex.settings.Settings`.
 
-The page must come up in a second even though the scorer (up to a minute for the offline demo model)
-and the clip pool (every clip scored once) take longer. So :class:`Services` builds them on one
-background thread, in dependency order, and each tab asks for what it needs through :meth:`get`,
-which raises :class:`NotReady` with a sentence a visitor can read while a service is warming up or
-has failed. The vote store comes first because it is quick and is all the Leaderboard and Data tabs
-need.
+The page must come up in a second even though the scorer takes longer (up to a minute for the
+offline demo model). So :class:`Services` builds the services on one background thread, in
+dependency order, and each tab asks for what it needs through :meth:`get`, which raises
+:class:`NotReady` with a sentence a visitor can read while a service is warming up or has failed,
+or through :meth:`wait_for`, which waits for it up to a limit (``APEX_WARMUP_WAIT_S``; API callers
+of ``/score`` and ``/new_battle`` wait instead of failing). The vote store comes first because it
+is quick and is all the Leaderboard and Data tabs need; the clip pool and the arena come next
+(clips checked from their headers, nothing scored), so battles start before the model has
+loaded; the scorer follows, and then ``scoring`` starts the pool's background scoring queue
+(battle clips first) and hands the scorer to the arena.
 
 Nothing here imports gradio, so handlers can be tested with plain Python.
 """
@@ -32,6 +36,7 @@ LABELS: dict[str, str] = {
     "scorer": "APEX scorer",
     "pool": "arena clip pool",
     "arena": "arena",
+    "scoring": "pool scoring",
     "sync": "Hub sync",
     "refit": "refit worker",
 }
@@ -61,27 +66,61 @@ def _build_scorer(settings: Settings, built: Mapping[str, Any]) -> Any:
 
     encoder = None if settings.encoder == "auto" else settings.encoder
     device = None if settings.device == "auto" else settings.device
-    return load_scorer(
+    scorer = load_scorer(
         settings.model,
         encoder=encoder,
         device=device,
         precision=settings.precision,
         settings=settings,
     )
+    _trim_heap()
+    return scorer
+
+
+def _trim_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``).
+
+    Loading MERT-95M frees ~0.4 GB of float32 staging tensors (each under glibc's mmap
+    threshold, so they sit in the heap), which the process would otherwise keep for good; the
+    first forward then stacks its activations on top (measured in benchmarks/cold_start.py).
+    Elsewhere than glibc there is nothing to trim.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        libc = None
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _build_pool(settings: Settings, built: Mapping[str, Any]) -> Any:
     from annotation.pool import load_pool
 
-    return load_pool(settings, built["scorer"])
+    pool = load_pool(settings)  # headers only: scoring starts once the scorer is up
+    pool.awaiting_scorer = True
+    return pool
 
 
 def _build_arena(settings: Settings, built: Mapping[str, Any]) -> Any:
     from annotation.arena import Arena
 
-    arena = Arena(settings, pool=built["pool"], store=built["store"], scorer=built["scorer"])
+    arena = Arena(settings, pool=built["pool"], store=built["store"], scorer=built.get("scorer"))
     arena.warm_loudness()  # in the background: the arena is usable at once
     return arena
+
+
+def _build_scoring(settings: Settings, built: Mapping[str, Any]) -> Any:
+    """Start the pool's background scoring with the scorer; give the arena the scorer."""
+    pool, scorer = built["pool"], built["scorer"]
+    pool.start_scoring(scorer, cache_dir=settings.cache_dir)
+    if built.get("arena") is not None:
+        built["arena"].attach_scorer(scorer)
+    return pool
 
 
 def _build_sync(settings: Settings, built: Mapping[str, Any]) -> Any:
@@ -108,17 +147,18 @@ def default_builders() -> dict[str, Builder]:
     return {
         "store": _build_store,
         "sync": _build_sync,  # before the arena, so a restored store is what voters add to
-        "scorer": _build_scorer,
         "pool": _build_pool,
-        "arena": _build_arena,
+        "arena": _build_arena,  # battles from here on, before any clip is scored
+        "scorer": _build_scorer,
+        "scoring": _build_scoring,
         "refit": _build_refit,
     }
 
 
 #: Which services each one needs; a failed dependency marks its dependants failed too.
 DEPENDS: dict[str, tuple[str, ...]] = {
-    "pool": ("scorer",),
-    "arena": ("pool", "store", "scorer"),
+    "arena": ("pool", "store"),
+    "scoring": ("scorer", "pool"),
     "sync": ("store",),
     "refit": ("store",),  # the scorer only when refits are on (checked by the builder)
 }
@@ -146,7 +186,7 @@ class Services:
         self._optional = optional
         self._built: dict[str, Any] = {}
         self._status = {name: ServiceStatus() for name in self._builders}
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # notified whenever a status changes
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
@@ -172,10 +212,11 @@ class Services:
             )
 
     def close(self) -> None:
-        """Stop background workers (Hub sync pushes once more; refit stops) and close the store."""
-        for name in ("refit", "sync", "store"):
+        """Stop background workers (Hub sync pushes once more; refit and pool scoring stop) and
+        close the store."""
+        for name in ("refit", "sync", "pool", "store"):
             service = self._built.get(name)
-            for method in ("stop", "close"):
+            for method in ("stop", "stop_scoring", "close"):
                 fn = getattr(service, method, None)
                 if callable(fn):
                     try:
@@ -189,7 +230,12 @@ class Services:
             for name, builder in self._builders.items():
                 self._build_one(name, builder)
         finally:
-            self._done.set()
+            pool = self._built.get("pool")
+            if hasattr(pool, "awaiting_scorer") and "scoring" not in self._built:
+                pool.awaiting_scorer = False  # no model will come: reveals say so plainly
+            with self._lock:
+                self._done.set()
+                self._lock.notify_all()
 
     def _build_one(self, name: str, builder: Builder) -> None:
         missing = [d for d in DEPENDS.get(name, ()) if d in self._builders and d not in self._built]
@@ -210,11 +256,13 @@ class Services:
             self._built[name] = service
             state = "off" if service is None else "ready"
             self._status[name] = ServiceStatus(state, "", seconds)
+            self._lock.notify_all()
         log.info("%s %s in %.1f s", LABELS.get(name, name), state, seconds)
 
     def _set(self, name: str, status: ServiceStatus) -> None:
         with self._lock:
             self._status[name] = status
+            self._lock.notify_all()
 
     # ------------------------------------------------------------------ access
     def get(self, name: str) -> Any:
@@ -229,6 +277,42 @@ class Services:
         if status.state == "failed":
             raise NotReady(f"The {label} could not start: {status.detail}")
         raise NotReady(f"The {label} is still warming up; try again in a few seconds.")
+
+    def wait_for(
+        self,
+        name: str,
+        timeout: float,
+        on_wait: Callable[[float, str], None] | None = None,
+    ) -> Any:
+        """Service ``name``, waiting up to ``timeout`` seconds while it warms up.
+
+        Args:
+            on_wait: called about once a second while waiting with (seconds waited so far, the
+                warm-up line of :meth:`status_line`), e.g. to report progress to an API caller.
+
+        Raises:
+            NotReady: it failed, is not part of the app, or is still not ready at ``timeout``.
+        """
+        start = time.monotonic()
+        while True:
+            try:
+                return self.get(name)
+            except NotReady:
+                with self._lock:
+                    status = self._status.get(name)
+                if status is None or status.state == "failed" or self._done.is_set():
+                    raise
+                waited = time.monotonic() - start
+                if waited >= timeout:
+                    raise NotReady(
+                        f"The {LABELS.get(name, name)} is still warming up after {waited:.0f} s "
+                        "of waiting; try again in a minute."
+                    ) from None
+            if on_wait is not None:
+                on_wait(waited, self.status_line())
+            with self._lock:
+                if name not in self._built:
+                    self._lock.wait(min(1.0, timeout - waited))
 
     def ready(self, name: str) -> bool:
         """True when ``name`` has been built (it may be ``None`` when switched off)."""
@@ -248,6 +332,14 @@ class Services:
                 parts.append(f"{LABELS.get(name, name)} warming up")
             elif st.state == "failed" and name not in self._optional:
                 parts.append(f"{LABELS.get(name, name)} failed ({st.detail})")
+        with self._lock:
+            pool = self._built.get("pool")
+        progress = pool.scoring_progress() if pool is not None else None
+        if progress and progress["active"] and "scoring" in self._built:
+            parts.append(
+                f"APEX scoring the arena clips in the background ({progress['scored']} / "
+                f"{progress['total']} done; battles are open)"
+            )
         return "; ".join(parts)
 
     @property

@@ -41,7 +41,7 @@ class FakeScorer:
     def info(self) -> dict:
         return {"model_id": "fake", "version": "1"}
 
-    def score(self, inputs):  # not used by the arena
+    def score(self, inputs, priority=0):  # not used by the arena
         raise AssertionError
 
 

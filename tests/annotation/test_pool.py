@@ -53,7 +53,7 @@ class CountingScorer:
         self.calls: list[str] = []
         self.fail_on, self.version = fail_on, version
 
-    def score(self, inputs):
+    def score(self, inputs, priority=0):
         from apex.scorer import ScoreResult
 
         self.calls += [Path(p).name for p in inputs]

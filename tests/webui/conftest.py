@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-#: Services (demo model, scored pool) must be up within this; the demo model alone may take 60 s.
+#: Services (demo model) and the pool's background scoring must be done within this; the demo
+#: model alone may take 60 s.
 WARMUP_TIMEOUT_S = 600.0
 
 
@@ -83,6 +84,10 @@ def live_app(app_settings) -> Iterator[LiveApp]:
     try:
         if not services.wait(WARMUP_TIMEOUT_S):
             pytest.fail(f"services did not start: {services.status()}")
+        # Battles open before the pool is scored; these tests check the scored reveal, so
+        # they start once the background queue is through (the demo pool takes seconds).
+        if not services.get("pool").wait_scored(timeout=WARMUP_TIMEOUT_S):
+            pytest.fail(f"the pool was not scored: {services.get('pool').scoring_progress()}")
         yield LiveApp(f"http://127.0.0.1:{app_settings.port}/", services, demo)
     finally:
         demo.close()

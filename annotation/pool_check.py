@@ -1,0 +1,193 @@
+"""Checking pool clips cheaply: metadata rows -> :class:`Clip` objects, from audio headers.
+
+Each clip is checked from its audio header (readable, sample rate, at least
+``apex.audio.MIN_SECONDS``, at most ``max_seconds``); the result is cached under
+``<cache>/audio/header-<key>.json`` keyed by path, size and modification time, so a restart only
+stats the files. No audio is decoded unless libsndfile cannot read the header, and no file is
+hashed here: the content hash (the score cache's key) is computed by the scoring queue when it
+first needs it (:func:`content_hash`) and then kept in the same entry. The public names
+are re-exported by :mod:`annotation.pool`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from apex.sources.download import sha256_of
+
+_TRUE = {"true", "1", "yes", "instrumental"}
+_FALSE = {"false", "0", "no", "vocal"}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip of the pool.
+
+    Attributes:
+        clip_id: unique name within the pool.
+        path: absolute path of the audio file.
+        file_name: path relative to the pool folder (the released ``audio_a``/``audio_b``).
+        duration_s: length from the audio header, seconds.
+        scores: APEX's seven scores (empty until the clip is scored).
+        result: the full ``ScoreResult.to_dict()`` (None until scored).
+        content_hash: sha256 hex of the file's bytes ("" until first needed, see
+            :func:`content_hash`).
+        model_version: ``"<model id>@<version>"`` that produced ``scores`` (None until scored).
+    """
+
+    clip_id: str
+    path: Path
+    file_name: str
+    system: str
+    prompt: str
+    is_instrumental: bool
+    duration_s: float
+    scores: dict[str, float] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    content_hash: str = ""
+    model_version: str | None = None
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"is_instrumental={value!r} is not true/false")
+
+
+def read_json(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # a torn or foreign cache file is recomputed, never trusted
+
+
+def write_json(path: Path | None, data: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
+
+
+def validate_rows(
+    root: Path, meta: pd.DataFrame, cache: Path | None, max_seconds: float
+) -> tuple[list[Clip], list[tuple[str, str]]]:
+    from apex.audio import AudioError
+
+    clips: list[Clip] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for row in meta.to_dict("records"):
+        name = str(row["file_name"])
+        path = (root / name).resolve()
+        clip_id = str(row.get("clip_id") or Path(name).stem)
+        try:
+            if not path.is_relative_to(root):
+                raise ValueError("file_name points outside the pool folder")
+            if clip_id in seen:
+                raise ValueError(f"duplicate clip_id {clip_id!r}")
+            if not path.is_file():
+                raise ValueError("file not found")
+            system = str(row["system"]).strip()
+            if not system:
+                raise ValueError("empty system")
+            instrumental = _parse_bool(row["is_instrumental"])
+            checked = _checked_audio(path, cache, max_seconds)
+            if checked["duration_s"] > max_seconds:
+                raise ValueError(
+                    f"{checked['duration_s']:.1f} s is longer than APEX_MAX_AUDIO_S="
+                    f"{max_seconds:g} s; trim the clip or raise APEX_MAX_AUDIO_S"
+                )
+        except (AudioError, ValueError, OSError) as exc:
+            skipped.append((name, str(exc)))
+            continue
+        seen.add(clip_id)
+        prompt = row.get("prompt", "")
+        clips.append(
+            Clip(
+                clip_id=clip_id,
+                path=path,
+                file_name=name,
+                system=system,
+                prompt="" if prompt is None or pd.isna(prompt) else str(prompt),
+                is_instrumental=instrumental,
+                duration_s=float(checked["duration_s"]),
+                content_hash=str(checked.get("content_hash", "")),
+            )
+        )
+    return clips, skipped
+
+
+def _entry(path: Path, cache: Path | None) -> Path | None:
+    """The header cache entry of ``path``: keyed by its path, size and modification time."""
+    if cache is None:
+        return None
+    stat = path.stat()
+    stamp = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    return cache / "audio" / f"header-{hashlib.sha256(stamp.encode()).hexdigest()}.json"
+
+
+def content_hash(path: Path, cache: Path | None) -> str:
+    """sha256 hex of the file, read from its header entry when known, else computed and kept."""
+    entry = _entry(path, cache)
+    checked = read_json(entry) or {}
+    if not checked.get("content_hash"):
+        checked["content_hash"] = sha256_of(path)
+        if "duration_s" in checked:
+            write_json(entry, checked)
+    return str(checked["content_hash"])
+
+
+def _checked_audio(path: Path, cache: Path | None, max_seconds: float) -> dict[str, Any]:
+    """``{"duration_s"}`` (and ``"content_hash"`` once known) of a usable clip, from the cache
+    when the file's path, size and modification time are unchanged, else from its header.
+
+    Raises:
+        AudioError: not readable audio, or shorter than ``apex.audio.MIN_SECONDS``.
+    """
+    entry = _entry(path, cache)
+    checked = read_json(entry)
+    if checked is None or "duration_s" not in checked:
+        checked = {"duration_s": _header_seconds(path, max_seconds)}
+        write_json(entry, checked)
+    return checked
+
+
+def _header_seconds(path: Path, max_seconds: float) -> float:
+    """Duration from the audio header, seconds; a format libsndfile cannot open is decoded once
+    by :func:`apex.audio.load_audio`, whose error says what is wrong with it."""
+    import soundfile as sf
+
+    from apex.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, MIN_SECONDS, AudioError, load_audio
+
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError):
+        return load_audio(path, max_seconds=max_seconds).duration_s
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE or info.channels < 1:
+        raise AudioError(
+            f"{path.name}: header says {info.samplerate} Hz, {info.channels} channels; "
+            "the file is corrupt or not music"
+        )
+    seconds = info.frames / info.samplerate
+    if seconds < MIN_SECONDS:
+        raise AudioError(
+            f"{path.name}: {seconds:.2f} s is too short; APEX needs at least {MIN_SECONDS:.0f} s"
+        )
+    return float(seconds)

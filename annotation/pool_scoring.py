@@ -1,0 +1,245 @@
+"""The pool's background scoring queue: every clip scored once per model, battle clips first.
+
+Two lanes share one scorer: the *urgent* lane scores the clips of issued battles (asked for by
+:meth:`ScoringQueue.urgent`), the *background* lane walks the rest of the pool (unscored clips
+before re-scores for a new model). Both hand their batches to the scorer with a priority, and the
+scorer's shared encoder queue (:class:`apex.batching.EncodeBatcher`) runs higher priorities first,
+and the background lane takes no new batch while battle clips wait or are being scored, so a
+battle's clips wait at most for the background batch already running. A clip is never scored
+twice at once: a battle clip that the background lane is scoring is simply waited for.
+
+Scores are cached per model (``<cache>/<model key>/<sha256>.json``); cached clips cost a file
+read. A clip the model cannot score is reported on the pool (:meth:`ClipPool.record_error`) and
+stays servable; its reveal says APEX has no score for it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from annotation.pool_check import read_json, write_json
+
+if TYPE_CHECKING:
+    from annotation.pool import ClipPool, ScorerLike
+
+logger = logging.getLogger(__name__)
+
+#: Priorities handed to ``scorer.score`` (lower first; 0 is a person waiting on the Score tab).
+URGENT, BACKGROUND, RESCORE = 1, 2, 3
+#: Most clips per scorer call; also capped by the scorer's own ``max_batch`` (1 on CPU, where
+#: batching saves little time and multiplies activation memory), so a battle's clips wait at
+#: most for one such call.
+BATCH_CLIPS = 4
+
+
+class ScoringQueue:
+    """Scores a pool's clips in two background lanes (see the module docstring).
+
+    Args:
+        pool: the pool whose clips are scored (scores go to ``pool.record_score``).
+        scorer: the model (``score(paths, priority=...)``, ``info()``).
+        cache: score cache root (``<cache_dir>/pool``), or None for no cache.
+        batch: clips per background batch.
+    """
+
+    def __init__(
+        self, pool: ClipPool, scorer: ScorerLike, cache: Path | None, *, batch: int = BATCH_CLIPS
+    ) -> None:
+        self.pool = pool
+        self.cache = cache
+        self.batch = max(1, min(batch, int(getattr(scorer, "max_batch", batch))))
+        self._cond = threading.Condition()
+        self._urgent: deque[str] = deque()
+        self._heap: list[tuple[int, int, str]] = []
+        self._seq = itertools.count()
+        self._inflight: set[str] = set()
+        self._urgent_busy = False
+        self._failed: set[str] = set()
+        self._stopped = False
+        self._threads: list[threading.Thread] = []
+        self._use(scorer, BACKGROUND)
+
+    @property
+    def version(self) -> str:
+        """``"<model id>@<version>"`` of the scorer clips are scored with now."""
+        return self._version
+
+    def _use(self, scorer: ScorerLike, priority: int) -> None:
+        """Make ``scorer`` current and queue every clip it has not scored yet."""
+        from annotation.pool import model_key
+
+        version, key = model_key(scorer.info())
+        with self._cond:
+            self._scorer, self._version = scorer, version
+            self._folder = self.cache / key if self.cache is not None else None
+            self._failed.clear()
+            for clip in self.pool:
+                heapq.heappush(self._heap, (priority, next(self._seq), clip.clip_id))
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ control
+    def start(self) -> None:
+        """Start both lanes (daemon threads)."""
+        for name, urgent in (("urgent", True), ("background", False)):
+            thread = threading.Thread(
+                target=self._lane, args=(urgent,), name=f"pool-scoring-{name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the lanes after the batch in flight."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def switch(self, scorer: ScorerLike) -> None:
+        """Re-score every clip with ``scorer`` at low priority (old scores stay until then)."""
+        self._use(scorer, RESCORE)
+
+    def urgent(self, clip_ids: list[str]) -> None:
+        """Score these clips next (a battle's two)."""
+        with self._cond:
+            self._urgent.extend(clip_ids)
+            self._cond.notify_all()
+
+    def run_until_done(self) -> None:
+        """Score everything queued in the calling thread (the blocking form), then return."""
+        while True:
+            with self._cond:
+                ids = self._take(urgent=False)
+                if not ids:
+                    return
+                self._inflight |= set(ids)
+                job = (self._scorer, self._version, self._folder)
+            try:
+                self._score(ids, *job, priority=BACKGROUND)
+            finally:
+                with self._cond:
+                    self._inflight -= set(ids)
+
+    # ------------------------------------------------------------------ lanes
+    def _lane(self, urgent: bool) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and not (ids := self._take(urgent)):
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                self._inflight |= set(ids)
+                self._urgent_busy = self._urgent_busy or urgent
+                job = (self._scorer, self._version, self._folder)
+            try:
+                self._score(ids, *job, priority=URGENT if urgent else BACKGROUND)
+            except Exception as exc:  # a bug here must not silently stop the pool's scoring
+                logger.exception("pool scoring failed for %s", ids)
+                with self._cond:
+                    self._failed |= set(ids)
+                for clip_id in ids:
+                    self.pool.record_error(clip_id, f"scoring failed: {exc!r}")
+            finally:
+                with self._cond:
+                    self._inflight -= set(ids)
+                    if urgent:
+                        self._urgent_busy = False
+                    self._cond.notify_all()
+
+    def _needs(self, clip_id: str) -> bool:
+        if clip_id in self._inflight or clip_id in self._failed:
+            return False
+        clip = self.pool[clip_id]
+        return not (clip.scores and clip.model_version == self._version)
+
+    def _take(self, urgent: bool) -> list[str]:
+        """Clip ids to score next (lock held): all pending urgent ones, or a background batch."""
+        ids: list[str] = []
+        if urgent:
+            while self._urgent:
+                clip_id = self._urgent.popleft()
+                if self._needs(clip_id) and clip_id not in ids:
+                    ids.append(clip_id)
+            return ids
+        if self._urgent or self._urgent_busy:
+            return ids  # battle clips first: the background waits for them
+        while self._heap and len(ids) < self.batch:
+            _, _, clip_id = heapq.heappop(self._heap)
+            if self._needs(clip_id) and clip_id not in ids:
+                ids.append(clip_id)
+        return ids
+
+    def _score(
+        self, ids: list[str], scorer: Any, version: str, folder: Path | None, *, priority: int
+    ) -> None:
+        """Cached scores first, then one scorer call for the rest (bad clips isolated)."""
+        todo = []
+        for clip_id in ids:
+            self.pool.content_hash(clip_id)  # hashed when first needed, not at start-up
+            clip = self.pool[clip_id]
+            cached = read_json(folder / f"{clip.content_hash}.json" if folder else None)
+            if cached is not None:
+                self.pool.record_score(clip_id, cached, None, version)
+            else:
+                todo.append(clip)
+        chunks = [todo[i : i + self.batch] for i in range(0, len(todo), self.batch)]
+        for clip, result, error in (
+            r for c in chunks for r in _score_isolated(scorer, c, priority)
+        ):
+            if result is None:
+                with self._cond:
+                    self._failed.add(clip.clip_id)
+                self.pool.record_error(clip.clip_id, f"scoring failed: {error}")
+                continue
+            data = result.to_dict()
+            # A model swapped in mid-batch labels its own results (and is not cached as ours).
+            produced = _version_of(result) or version
+            if produced == version:
+                write_json(folder / f"{clip.content_hash}.json" if folder else None, data)
+            self.pool.record_score(clip.clip_id, data, result, produced)
+
+
+def _version_of(result: Any) -> str | None:
+    """``"<model id>@<version>"`` a ``ScoreResult`` names, or None when it names none."""
+    model_id = getattr(result, "model_id", "")
+    return f"{model_id}@{getattr(result, 'model_version', '')}" if model_id else None
+
+
+def _score_isolated(scorer: Any, clips: list[Any], priority: int) -> list[tuple[Any, Any, Any]]:
+    """``(clip, result or None, error or None)`` per clip: one call for all, and on failure one
+    call per clip so a bad file does not cost its batch-mates their scores."""
+    try:
+        results = list(scorer.score([clip.path for clip in clips], priority=priority))
+        return [(clip, result, None) for clip, result in zip(clips, results, strict=True)]
+    except Exception as exc:  # retried one by one below; each clip's own error is reported
+        if len(clips) == 1:
+            return [(clips[0], None, exc)]
+        logger.info("a pool batch failed; scoring its %d clips one by one", len(clips))
+    out = []
+    for clip in clips:
+        try:
+            out.append((clip, scorer.score([clip.path], priority=priority)[0], None))
+        except Exception as exc:  # reported on the pool (score_errors), never hidden
+            out.append((clip, None, exc))
+    return out
+
+
+def missing_scores(pool: ClipPool, clip_a: str, clip_b: str) -> tuple[bool, str]:
+    """``(pending, note)`` for a battle whose two clips are not both scored: pending while the
+    pool's queue may still score them; the note says why APEX's view is missing."""
+    errors = pool.score_errors
+    failed = [c for c in (clip_a, clip_b) if c in errors]
+    if failed:
+        return False, f"APEX could not score this battle's clips: {errors[failed[0]]}"
+    if pool.scoring_progress()["active"]:
+        return True, (
+            "APEX is still scoring these clips (the arena opened before the whole pool was "
+            "scored); its view appears here as soon as they are done."
+        )
+    return False, "APEX has no scores for these clips (no model is serving)."

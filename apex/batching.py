@@ -1,0 +1,150 @@
+"""Shared encoder forwards for concurrent scoring requests (group commit over ``encode_batch``).
+
+One encoder serves every thread (the Score tab's requests, the arena pool's background queue).
+Instead of one global lock that runs requests one after another, each request joins a queue;
+one encoder thread takes every request that has arrived, in priority order, up to ``max_clips``
+clips, and runs them through one ``encoder.encode_batch`` call, which packs their 30 s segments
+into shared forward passes. Keeping every forward on that one thread also keeps its activation
+buffers in one C-heap arena (forwards spread over several threads strand freed memory in one
+arena per thread, which shows as peak RSS). Requests arriving while a batch runs go
+into the next one together, so ``APEX_SCORE_CONCURRENCY`` concurrent requests cost about one
+batched forward instead of that many single ones. Lower ``priority`` values go first (0: a
+person waiting; 1: clips a visitor is about to hear; 2: background work).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from apex.audio import Audio
+from apex.encoders.base import Embedding, Encoder
+
+
+@dataclass(order=True)
+class _Request:
+    priority: int
+    seq: int
+    audios: Sequence[Audio] = field(compare=False)
+    done: bool = field(default=False, compare=False)
+    result: list[Embedding] | None = field(default=None, compare=False)
+    error: BaseException | None = field(default=None, compare=False)
+
+
+class EncodeBatcher:
+    """Coalesces concurrent :meth:`encode` calls into shared ``encoder.encode_batch`` calls.
+
+    Args:
+        encoder: the encoder every request uses.
+        max_clips: most clips per ``encode_batch`` call (a larger single request runs alone).
+        gather_s: how long a leader waits for more requests to arrive before it runs a batch
+            that is not full, seconds (a few ms: negligible next to a forward pass).
+
+    Attributes:
+        batches: ``encode_batch`` calls made so far.
+        batch_sizes: number of requests in each batch (most recent last; at most 1,000 kept).
+    """
+
+    def __init__(self, encoder: Encoder, *, max_clips: int = 8, gather_s: float = 0.005) -> None:
+        if max_clips < 1:
+            raise ValueError(f"max_clips must be >= 1, got {max_clips}")
+        self.encoder = encoder
+        self.max_clips = max_clips
+        self.gather_s = gather_s
+        self.batches = 0
+        self.batch_sizes: list[int] = []
+        self._cond = threading.Condition()
+        self._pending: list[_Request] = []
+        self._worker: threading.Thread | None = None
+        self._seq = itertools.count()
+
+    def encode(self, audios: Sequence[Audio], *, priority: int = 0) -> list[Embedding]:
+        """Embeddings of ``audios`` (one per clip, in order), computed in a shared batch.
+
+        Raises:
+            Whatever ``encoder.encode_batch`` raises for these clips (other requests of the same
+            batch are retried on their own, so one bad request never fails another).
+        """
+        if not audios:
+            return []
+        request = _Request(priority, next(self._seq), list(audios))
+        with self._cond:
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="apex-encoder", daemon=True)
+                self._worker.start()
+            heapq.heappush(self._pending, request)
+            self._cond.notify_all()
+            while not request.done:
+                self._cond.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _work(self) -> None:
+        """The encoder thread: one batch after another, as long as the process lives."""
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                batch = self._gather()
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    for request in batch:  # a bug in _run must not leave callers waiting
+                        if not request.done:
+                            request.error = RuntimeError("the encoder thread failed")
+                            request.done = True
+                    self._cond.notify_all()
+
+    def _gather(self) -> list[_Request]:
+        """Wait up to ``gather_s`` for a full batch, then pop requests in priority order."""
+        deadline = time.monotonic() + self.gather_s
+        while sum(len(r.audios) for r in self._pending) < self.max_clips:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._cond.wait(left)
+        batch, clips = [], 0
+        while self._pending and (
+            not batch or clips + len(self._pending[0].audios) <= self.max_clips
+        ):
+            request = heapq.heappop(self._pending)
+            batch.append(request)
+            clips += len(request.audios)
+        return batch
+
+    def _run(self, batch: list[_Request]) -> None:
+        """Encode a batch outside the lock; results (or each request's own error) set on it."""
+        audios = [audio for request in batch for audio in request.audios]
+        self.batches += 1
+        self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
+        try:
+            embeddings = self.encoder.encode_batch(audios)
+        except Exception as exc:  # handed back to the caller(s), who re-raise it
+            if len(batch) == 1:
+                batch[0].error, batch[0].done = exc, True
+                return
+            for request in batch:  # isolate the request that failed
+                self.batches += 1
+                _encode_alone(request, self.encoder)
+            return
+        start = 0
+        for request in batch:
+            request.result = embeddings[start : start + len(request.audios)]
+            start += len(request.audios)
+            request.done = True
+
+
+def _encode_alone(request: _Request, encoder: Encoder) -> None:
+    """Encode one request alone, storing its result or its exception on it."""
+    try:
+        request.result = encoder.encode_batch(list(request.audios))
+    except Exception as exc:  # handed back to the request's own caller, who re-raises it
+        request.error = exc
+    request.done = True
