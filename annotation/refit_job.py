@@ -202,6 +202,14 @@ class RefitWorker:
             st.last_version = outcome.version.name
             st.last_promoted = bool(outcome.decision.promote)
             st.last_reasons = list(outcome.decision.reasons)
+            if outcome.decision.promote and self.settings.model_pinned:
+                log.info(
+                    "refit %s promoted in the registry; APEX_MODEL=%s is pinned, so it keeps "
+                    "serving",
+                    outcome.version.name,
+                    self.settings.model,
+                )
+                return False
             if outcome.decision.promote:
                 from apex.checkpoints import load_model
 

@@ -44,8 +44,10 @@ class Settings:
     )
     model: str = _env(
         "APEX_MODEL",
-        "`auto` (published APEX when reachable, else the offline demo model), `demo`, a local "
-        "model directory or `.pt` file, or a Hub model id.",
+        "`auto` (the model registry's champion when there is one, else published APEX when "
+        "reachable, else the offline demo model), or a pinned model: `demo`, a local model "
+        "directory or `.pt` file, or a Hub model id. A pinned model keeps serving: promoted "
+        "refits are recorded in the registry but not swapped in.",
         "auto",
     )
     encoder: str = _env(
@@ -188,6 +190,11 @@ class Settings:
         return f"Settings({', '.join(parts)})"
 
     # ------------------------------------------------------------------ derived paths
+    @property
+    def model_pinned(self) -> bool:
+        """True when ``APEX_MODEL`` names a model: promotions are then not swapped in."""
+        return self.model != "auto"
+
     @property
     def store_path(self) -> Path:
         """SQLite vote store file."""

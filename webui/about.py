@@ -78,6 +78,12 @@ def refit_lines(services: Services) -> list[str]:
         f"Scheduled refits run every {settings.refit_hours:g} h when there are new votes, or "
         f"after {settings.refit_min_votes} new votes."
     ]
+    if settings.model_pinned:
+        lines.append(
+            f"**The model is pinned** (`APEX_MODEL={settings.model}`): promoted refits are "
+            "recorded in the model registry but do not replace it. Set `APEX_MODEL=auto` to "
+            "let the registry's champion serve."
+        )
     try:
         status = services.get("refit").status
     except NotReady as err:

@@ -20,8 +20,6 @@ owns the job that reads the store).
 from __future__ import annotations
 
 import json
-import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,8 +37,8 @@ from apex.training.data import (
 )
 from apex.training.evaluate import engagement_spearman, evaluate_model, format_table
 from apex.training.loop import TrainResult, train
+from apex.training.registry import CHAMPION_FILE, ModelRegistry  # noqa: F401 (re-exported)
 
-CHAMPION_FILE = "CHAMPION"
 #: Share of the training votes (the latest) that early stopping watches.
 EARLY_STOP_FRACTION = 0.15
 
@@ -97,47 +95,6 @@ def _key_metrics(report: dict) -> dict[str, float]:
         "battles": int(pair.get("n", 0)),
         "spearman": engagement_spearman(report),
     }
-
-
-# ---------------------------------------------------------------------------- registry
-class ModelRegistry:
-    """Versioned model directories under ``root`` plus an atomically updated ``CHAMPION`` pointer.
-
-    Layout: ``root/v0001-20260101T000000Z/`` (model files, ``metrics.json``, ``README.md``) and
-    ``root/CHAMPION`` holding the champion's directory name.
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    def versions(self) -> list[Path]:
-        """Version directories, oldest first."""
-        if not self.root.is_dir():
-            return []
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and p.name[:1] == "v")
-
-    def new_version(self) -> Path:
-        """Create and return the next version directory (``vNNNN-<UTC time>``)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        numbers = [int(p.name[1:5]) for p in self.versions() if p.name[1:5].isdigit()]
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        path = self.root / f"v{max(numbers, default=0) + 1:04d}-{stamp}"
-        path.mkdir()
-        return path
-
-    def champion(self) -> Path | None:
-        """The champion's directory, or None when there is none (or it vanished)."""
-        pointer = self.root / CHAMPION_FILE
-        if not pointer.is_file():
-            return None
-        path = self.root / pointer.read_text().strip()
-        return path if path.is_dir() else None
-
-    def promote(self, version: Path) -> None:
-        """Point ``CHAMPION`` at ``version``; readers see the old or the new name, never half."""
-        tmp = self.root / f".{CHAMPION_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(Path(version).name + "\n")
-        os.replace(tmp, self.root / CHAMPION_FILE)
 
 
 # ---------------------------------------------------------------------------- saving
