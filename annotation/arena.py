@@ -127,7 +127,11 @@ class Arena:
         self._pairs_lock = threading.Lock()
         self._pairs: dict[tuple[str, str], int] | None = None
         self._pairs_read_at = 0.0
-        self.model_version = pool.model_version or _model_version(scorer)
+
+    @property
+    def model_version(self) -> str | None:
+        """``"<model id>@<version>"`` of the model whose predictions the pool holds now."""
+        return self.pool.model_version or _model_version(self.scorer)
 
     # ------------------------------------------------------------------ issue
     def new_battle(self, session_id: str, ip: str | None = None) -> BattleTicket:
@@ -265,8 +269,12 @@ class Arena:
         events: list[ListenEvent],
         credit: Mapping[str, float],
     ) -> VoteRecord:
-        apex_a, apex_b = self._prediction(battle.clip_a), self._prediction(battle.clip_b)
-        p_a = self._compare(battle.clip_a, battle.clip_b)
+        for _ in range(3):  # a re-scoring pool may switch models under us: read one model's
+            version = self.model_version
+            apex_a, apex_b = self._prediction(battle.clip_a), self._prediction(battle.clip_b)
+            p_a = self._compare(battle.clip_a, battle.clip_b)
+            if self.model_version == version:
+                break
         return VoteRecord(
             vote_id=uuid.uuid4().hex,
             battle_uuid=battle.battle_id,
@@ -289,7 +297,7 @@ class Arena:
             apex_a=apex_a or None,
             apex_b=apex_b or None,
             apex_p_a=p_a,
-            apex_model_version=self.model_version if (apex_a or p_a is not None) else None,
+            apex_model_version=version if (apex_a or p_a is not None) else None,
             source="live",
         )
 

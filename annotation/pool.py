@@ -93,12 +93,14 @@ class ClipPool:
         skipped: Sequence[tuple[str, str]] = (),
         model_version: str | None = None,
         results: dict[str, Any] | None = None,
+        cache: Path | None = None,
     ) -> None:
         self._clips = {clip.clip_id: clip for clip in clips}
         self.root = Path(root)
         self.skipped = list(skipped)
         self.model_version = model_version
         self._results = dict(results or {})
+        self._cache = cache
 
     def __len__(self) -> int:
         return len(self._clips)
@@ -114,6 +116,17 @@ class ClipPool:
             return self._clips[clip_id]
         except KeyError:
             raise KeyError(f"clip {clip_id!r} is not in the pool at {self.root}") from None
+
+    def rescore_with(self, scorer: ScorerLike) -> None:
+        """Score every clip with ``scorer``'s current model (cached per model like the first
+        scoring) and replace the scores in place: clips and results first, ``model_version``
+        last, so a reader that sees the new version sees the new scores (the arena re-reads when
+        the version changed under it). Clips that fail keep their old scores."""
+        version, scored, results, failed = _score(list(self), scorer, self._cache)
+        self._clips = {**self._clips, **{c.clip_id: c for c in scored}}
+        self._results = {**self._results, **results}
+        self.skipped = self.skipped + failed
+        self.model_version = version
 
     @property
     def systems(self) -> list[str]:
@@ -211,7 +224,14 @@ class ClipPool:
             skipped += failed
         for name, why in skipped:
             logger.warning("pool %s: skipped %s: %s", root, name, why)
-        return cls(clips, root, skipped=skipped, model_version=model_version, results=results)
+        return cls(
+            clips,
+            root,
+            skipped=skipped,
+            model_version=model_version,
+            results=results,
+            cache=cache,
+        )
 
 
 def _parse_bool(value: Any) -> bool:

@@ -38,8 +38,8 @@ from apex.checkpoints import (
 from apex.encoders.base import SEGMENT_SECONDS, Embedding, Encoder, EncoderUnavailable
 from apex.heads import LINK_WEIGHTS, logistic_preference
 from apex.settings import Settings
-from apex.training.registry import champion_of, registry_for
 from apex.tasks import ENGAGEMENT
+from apex.training.registry import champion_of, registry_for
 
 #: Shown in results and by the CLI whenever the offline demo model answers.
 DEMO_NOTICE = (
@@ -396,10 +396,11 @@ def load_scorer(
 
     Args:
         model: ``"auto"`` (the model registry's champion, ``settings.models_dir/refits``, with
-            the encoder it was trained on, when there is one; else the published APEX heads, ``amaai-lab/apex``, on MERT-v1-95M when both
-            are in the local Hugging Face cache or downloadable; otherwise the offline demo model,
-            and every result says so), ``"demo"``, a local model directory, a reference ``.pt``
-            file, or a Hub repo id.
+            the encoder it was trained on, when there is one; else the published APEX heads,
+            ``amaai-lab/apex``, on MERT-v1-95M when both are in the local Hugging Face cache or
+            downloadable; otherwise the offline demo model, and every result says so), or a
+            pinned model: ``"demo"``, a local model directory, a reference ``.pt`` file, or a
+            Hub repo id.
         encoder: ``None``/``"auto"`` for the encoder the heads were trained on, ``"fallback"``, a
             local HuBERT-shaped checkpoint directory, or a Hub id.
         device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.

@@ -103,7 +103,52 @@ def refit_lines(services: Services) -> list[str]:
         + (f" — {reasons}" if reasons else "")
         + f" ({status.runs} runs so far)."
     )
+    if status.last_figures.get("challenger"):
+        lines += ["", *figures_table(status.last_figures["challenger"],
+                                     status.last_figures.get("serving"), "challenger")]  # fmt: skip
+    if status.last_note:
+        lines += ["", f"_Note: {status.last_note}._"]
     return lines
+
+
+_FIGURES = (
+    ("accuracy", "held-out pairwise accuracy"),
+    ("spearman", "engagement Spearman"),
+    ("aesthetics", "aesthetics Spearman"),
+    ("battles", "held-out decisive battles"),
+)
+
+
+def figures_table(
+    challenger: dict[str, Any], serving: dict[str, Any] | None, new: str
+) -> list[str]:
+    """Markdown table of the gate's figures: the new model beside the one serving at the time."""
+    lines = [f"| metric | {new} | serving model |", "|---|---|---|"]
+    for key, label in _FIGURES:
+        a = challenger.get(key)
+        b = (serving or {}).get(key)
+        lines.append(f"| {label} | {_shown(a) if a is not None else '-'} | "
+                     f"{_shown(b) if b is not None else '-'} |")  # fmt: skip
+    return lines
+
+
+def gate_lines(info: dict[str, Any], settings: Any) -> list[str]:
+    """How the serving model won its place: its gate record in the model registry, if any."""
+    from apex.training.registry import registry_for
+
+    version = str(info.get("version", ""))
+    record = registry_for(settings).gate_record(version) if version.startswith("v") else None
+    if not record or "gate" not in record:
+        return []
+    gate = record["gate"]
+    verdict = "promoted" if gate.get("promote") else "not promoted"
+    return [
+        "",
+        f"**Gate record:** `{version}` was {verdict} against `{gate.get('serving_version')}`, "
+        "both evaluated on the same held-out votes and songs:",
+        "",
+        *figures_table(gate.get("challenger", {}), gate.get("serving"), "this model"),
+    ]
 
 
 def model_card_markdown(info: dict[str, Any], services: Services) -> str:
@@ -124,6 +169,7 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
                 "built-in descriptor encoder (no MERT weights could be loaded). Scores are "
                 "illustrative only."
             )
+        head += gate_lines(info, services.settings)
         head += ["", "**Metrics**", *_metric_lines(info.get("metrics"))]
     software = ", ".join(f"{k} {v}" for k, v in info.get("software", {}).items())
     status = [
