@@ -44,7 +44,9 @@ def leaderboard_data(
     Returns:
         ``{"board", "updated_at" (ISO, UTC), "votes" (all stored), "rated_votes" (this board,
         without BOTH_BAD), "rows": [{"rank", "system", "rating", "ci_low", "ci_high", "votes"}],
-        "agreement": {"agree", "n", "rate", "ci_low", "ci_high"} or None}``.
+        "agreement": {"agree", "n", "rate", "ci_low", "ci_high"} or None,
+        "agreement_by_version": [{"version", "start", "end", "time", "agree", "n", "rate",
+        "ci_low", "ci_high"}] (:func:`annotation.agreement.agreement_by_version`)}``.
     """
     from annotation.imports import select_votes
     from annotation.ratings import agreement, leaderboard
@@ -75,6 +77,11 @@ def leaderboard_data(
     if len(votes) and "apex_p_a" in votes:
         scored = votes[votes["apex_p_a"].notna()]
         agree = agreement(scored) if len(scored) else None
+    by_version = []
+    if len(votes) and {"apex_p_a", "apex_model_version"} <= set(votes.columns):
+        from annotation.agreement import agreement_by_version
+
+        by_version = agreement_by_version(votes).to_dict("records")
     rated = int(votes["preference"].isin(["A", "B", "TIE"]).sum()) if len(votes) else 0
     return {
         "board": board,
@@ -84,6 +91,7 @@ def leaderboard_data(
         "rated_votes": rated,
         "rows": rows,
         "agreement": agree,
+        "agreement_by_version": by_version,
     }
 
 
@@ -117,11 +125,19 @@ def board_frame(data: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def render(data: dict[str, Any]) -> tuple[Any, Any, str]:
-    """Table, CI chart and the agreement text for one board."""
+def render(data: dict[str, Any]) -> tuple[Any, Any, str, Any]:
+    """Table, CI chart, the agreement text and the agreement-per-version chart for one board."""
+    from annotation.agreement import COLUMNS
+
     frame = pd.DataFrame(data["rows"], columns=["system", "rating", "ci_low", "ci_high"])
     title = f"{BOARDS[data['board']]}: rating with 95% CI"
-    return board_frame(data), charts.ratings_chart(frame, title=title), agreement_markdown(data)
+    versions = pd.DataFrame(data.get("agreement_by_version", []), columns=list(COLUMNS))
+    return (
+        board_frame(data),
+        charts.ratings_chart(frame, title=title),
+        agreement_markdown(data),
+        charts.agreement_chart(versions),
+    )
 
 
 def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
@@ -148,13 +164,19 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     with gr.Row():
         table = gr.Dataframe(interactive=False, scale=2, label="Ratings")
         chart = gr.Plot(scale=3, label="Ratings with 95% CI")
+    gr.Markdown(
+        "**Does the model learn?** How often APEX picked the clip listeners chose, per model "
+        "version that made the prediction (each vote records it), in windows of consecutive "
+        "votes, with 95% Wilson intervals. A refit that helps shows a higher line."
+    )
+    versions = gr.Plot(label="APEX-listener agreement per model version", elem_id="agreement-chart")
     data = gr.JSON(visible=False)
 
     def _load(which: str, include_imported: bool) -> dict[str, Any]:
         return leaderboard_data(services, which, include_imported)
 
     fetch = {"fn": _load, "inputs": [board, imported], "outputs": [data]}
-    draw = {"fn": render, "inputs": [data], "outputs": [table, chart, info]}
+    draw = {"fn": render, "inputs": [data], "outputs": [table, chart, info, versions]}
     limits = {"concurrency_limit": concurrency, "concurrency_id": "read"}
     refresh.click(**fetch, **limits, api_name="leaderboard").success(
         **draw, api_visibility="private"

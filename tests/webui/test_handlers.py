@@ -233,7 +233,7 @@ def test_leaderboard_orders_systems_and_measures_agreement(store_services) -> No
         assert row["ci_low"] <= row["rating"] <= row["ci_high"]
     vocal = leaderboard.leaderboard_data(store_services, "vocal")
     assert {r["system"] for r in vocal["rows"]} == {"good", "mid"}
-    table, chart, text = leaderboard.render(board)
+    table, chart, text, versions = leaderboard.render(board)
     assert list(table.columns) == ["rank", "system", "rating", "95% CI", "votes"]
     assert len(chart.data[0].y) == len(board["rows"])
     assert "80%" in text
