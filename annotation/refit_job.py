@@ -272,7 +272,7 @@ class RefitWorker:
         *,
         refit: Callable[[Settings, Any], Any] | None = None,
         arena: Any = None,
-        poll_s: float = 60.0,
+        poll_s: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings, self.scorer, self.store, self.arena = settings, scorer, store, arena
