@@ -49,7 +49,7 @@ def test_gate_accepts_within_tolerance_and_refuses_beyond() -> None:
     )
     worse_rho = gate(_report(0.80, 0.50), _report(0.70, 0.60), cfg)
     assert not worse_rho.promote and any(
-        "spearman" in r and "worse" in r for r in worse_rho.reasons
+        "spearman" in r.lower() and "worse" in r for r in worse_rho.reasons
     )
 
 
