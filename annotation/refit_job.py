@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from huggingface_hub.errors import HfHubHTTPError
 
 from apex.settings import Settings, split_list
 
@@ -78,7 +77,7 @@ def engagement_source(settings: Settings) -> tuple[Path, str]:
         return path, ""
     try:
         return _hub_engagement(spec, settings.cache_dir / "engagement-hub"), ""
-    except (OSError, ValueError, HfHubHTTPError) as err:  # offline, unknown or gated repo
+    except (OSError, ValueError) as err:  # offline, unknown or gated repo (HTTP errors: OSError)
         return _demo_engagement(settings), (
             f"engagement dataset {spec!r} could not be downloaded ({type(err).__name__}: {err}); "
             "refits use the demo corpus's engagement data until it can be"

@@ -237,6 +237,8 @@ def test_leaderboard_orders_systems_and_measures_agreement(store_services) -> No
     assert list(table.columns) == ["rank", "system", "rating", "95% CI", "votes"]
     assert len(chart.data[0].y) == len(board["rows"])
     assert "80%" in text
+    drawn = {trace.name for trace in versions.data}
+    assert drawn == {row["version"] for row in board["agreement_by_version"]}
 
 
 def test_data_export_round_trips(store_services) -> None:
