@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from annotation.refit_job import RefitWorker, run_refit_from_store
+from annotation.refit_job import RefitWorker, ratings_frame, run_refit_from_store
 from annotation.store import VoteRecord
 from apex.checkpoints import ModelInfo
 from apex.encoders import Embedding
@@ -56,6 +56,20 @@ def _embedding() -> Embedding:
         seconds=torch.tensor([30.0, 12.0]),
         encoder_id="fallback",
     )
+
+
+def test_ratings_frame_collects_both_sides() -> None:
+    votes = pd.DataFrame(
+        {
+            "clip_a": ["x", "y"],
+            "clip_b": ["y", "z"],
+            "ratings_a": [{"musicality": 4}, None],
+            "ratings_b": [None, {"clarity": 2, "coherence": 5}],
+        }
+    )
+    frame = ratings_frame(votes)
+    assert list(frame["clip_id"]) == ["x", "z"]
+    assert frame.loc[1, "clarity"] == 2.0
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +259,29 @@ def test_hot_swap_is_atomic_under_concurrent_scoring() -> None:
 def test_run_refit_from_store_with_an_empty_store_says_so(settings) -> None:
     with pytest.raises(ValueError, match="no votes"):
         run_refit_from_store(settings, FakeStore(pd.DataFrame({"source": []})))
+
+
+def test_engagement_source_setting(built: Path, tmp_path: Path) -> None:
+    from annotation.refit_job import engagement_source
+
+    auto = _settings(built, tmp_path)
+    path, note = engagement_source(auto)
+    assert "engagement-demo" in str(path) and "demo corpus" in note
+    own = auto.data_dir / "engagement"
+    shutil.copytree(path.parent, own)
+    assert engagement_source(auto) == (own, "")
+    assert engagement_source(auto.replace(engagement=str(own))) == (own, "")
+    with pytest.raises(FileNotFoundError, match="APEX_ENGAGEMENT"):
+        engagement_source(auto.replace(engagement=str(tmp_path / "empty-or-missing")))
+    # a Hub dataset id, offline (the test run has no network) and not cached: the demo's, said so
+    offline, note = engagement_source(auto.replace(engagement="someone/apex-engagement"))
+    assert "engagement-demo" in str(offline) and "could not be downloaded" in note
+    # once downloaded it is read from the Hugging Face cache without a request (its real layout:
+    # datasets--owner--name/refs/main -> snapshots/<commit>/...)
+    repo = auto.cache_dir / "engagement-hub" / "datasets--someone--apex-engagement"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(path.parent, repo / "snapshots" / commit / "data")
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    cached, note = engagement_source(auto.replace(engagement="someone/apex-engagement"))
+    assert cached == repo / "snapshots" / commit and note == ""
