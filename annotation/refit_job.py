@@ -200,6 +200,7 @@ def run_refit_from_store(
         "registry": str(registry_for(settings).root),
         "serving": serving,
         "threads": settings.refit_threads,
+        "nice": settings.refit_nice,
         "holdout": settings.refit_holdout,
         "train": {**_train_overrides(settings), **(train or {})},
         "kind": "demo"

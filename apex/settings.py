@@ -202,6 +202,13 @@ class Settings:
         min=1,
         max=256,
     )
+    refit_nice: int = _env(
+        "APEX_REFIT_NICE",
+        "Scheduling niceness of the refit process (0 normal priority, 19 lowest).",
+        10,
+        min=0,
+        max=19,
+    )
     engagement: str = _env(
         "APEX_ENGAGEMENT",
         "Engagement data for refits: `auto` (`<data dir>/engagement` when it holds shards, else "

@@ -2,10 +2,10 @@
 
 The app's refit job (``annotation.refit_job``) hands a refit over as a JSON request (file paths
 and numbers only: engagement shards, pool rows, a votes Parquet file, the registry, the serving
-model's path, hyperparameter overrides) and runs ``python -m apex.training.worker REQUEST OUT`` with
-``nice`` 10 and ``OMP_NUM_THREADS`` / ``torch.set_num_threads`` at the request's ``threads``
-(``APEX_REFIT_THREADS``, default 1): scoring and voting keep the other cores, and the kernel
-prefers them on a busy one. The outcome comes back as JSON in ``OUT``.
+model's path, hyperparameter overrides) and runs ``python -m apex.training.worker REQUEST OUT``
+at niceness ``APEX_REFIT_NICE`` (default 10) with ``OMP_NUM_THREADS`` / ``torch.set_num_threads``
+at the request's ``threads`` (``APEX_REFIT_THREADS``, default 1): scoring and voting keep the
+other cores, and the kernel prefers them on a busy one. The outcome comes back as JSON in ``OUT``.
 
 :func:`execute` is the refit itself (the same code in or out of process); :func:`run_in_subprocess`
 starts, waits and reports a failure with the child's last lines of stderr.
@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-#: Scheduling niceness of the refit process (0 normal, 19 lowest).
+#: Default scheduling niceness of the refit process (0 normal, 19 lowest; ``APEX_REFIT_NICE``).
 REFIT_NICE = 10
 
 
@@ -80,10 +80,6 @@ def execute(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _lower_priority() -> None:  # runs in the child between fork and exec
-    os.nice(REFIT_NICE)
-
-
 def run_in_subprocess(
     request: dict[str, Any], workdir: Path, *, timeout_s: float | None = None
 ) -> dict[str, Any]:
@@ -98,6 +94,11 @@ def run_in_subprocess(
     req.write_text(json.dumps(request, default=str))
     out.unlink(missing_ok=True)
     threads = str(int(request.get("threads", 1)))
+    nice = int(request.get("nice", REFIT_NICE))
+
+    def lower_priority() -> None:  # runs in the child between fork and exec
+        os.nice(nice)
+
     root = str(Path(__file__).resolve().parents[2])  # import this very apex package
     env = {
         **os.environ,
@@ -108,7 +109,7 @@ def run_in_subprocess(
     proc = subprocess.run(
         [sys.executable, "-m", "apex.training.worker", str(req), str(out)],
         env=env,
-        preexec_fn=_lower_priority if hasattr(os, "nice") else None,
+        preexec_fn=lower_priority if hasattr(os, "nice") and nice > 0 else None,
         capture_output=True,
         text=True,
         timeout=timeout_s,

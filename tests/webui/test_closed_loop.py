@@ -120,6 +120,8 @@ def test_votes_make_the_served_model_better_and_it_survives_a_restart(
         rate_limit_votes=100_000,
         refit_hours=24.0,
         refit_min_votes=MIN_VOTES,
+        # normal priority: on a shared, saturated CI machine a niced refit may wait for minutes
+        refit_nice=0,
         port=free_port(),
     )
     services, demo = _launch(settings)
