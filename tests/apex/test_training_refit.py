@@ -216,3 +216,17 @@ def test_a_refit_that_raises_leaves_the_champion(tmp_path: Path, monkeypatch) ->
     with pytest.raises(RuntimeError, match="simulated"):
         run_refit(data, transform, votes, reg, _refit_cfg())
     assert reg.champion() == first.version
+
+
+def test_training_config_scales_with_the_data() -> None:
+    from apex.training.config import scaled_train_config
+
+    small, paper = scaled_train_config(300), scaled_train_config(211_000)
+    assert small.batch_size == 32 and paper.batch_size == 512
+    assert paper.epochs == 50 and 50 <= small.epochs <= 200
+    assert small.lr == pytest.approx(2e-3) and 1e-4 <= paper.lr < 2e-4
+    assert small.patience == small.epochs // 5 and not small.progress
+    # ~1,500 optimiser steps on small data, not the 50 x 10 of the paper's defaults
+    assert small.epochs * -(-300 // small.batch_size) >= 1400
+    pinned = scaled_train_config(300, epochs=7, lr=0.01, pref_weight=1.0)
+    assert (pinned.epochs, pinned.lr, pinned.pref_weight) == (7, 0.01, 1.0)
