@@ -23,11 +23,13 @@ REFIT_TEXT = """### How the model improves
 2. **Loss.** The reference multi-task regression (uncertainty-weighted) plus a
    Bradley-Terry pairwise loss on the battles: the model learns to prefer the clip people
    preferred.
-3. **Gate.** The new model (the *challenger*) replaces the serving one (the *champion*)
-   only if its held-out pairwise accuracy and engagement Spearman correlation are not worse
-   beyond a tolerance.
-4. **Swap.** Every model is versioned with its metrics; the app swaps models atomically,
-   and a failed refit leaves the champion serving.
+3. **Gate.** The new model (the *challenger*) and the model serving now are evaluated on the
+   same held-out data: the latest votes, which neither was trained on, and held-out songs. The
+   challenger replaces the serving model only if its pairwise accuracy and Spearman correlations
+   are not worse beyond a tolerance on every gated metric, the first refit too.
+4. **Swap.** Every model is versioned with both models' figures; the app swaps models
+   atomically, re-scores the arena's clips with the new one in the background, and a failed
+   refit leaves the champion serving. The champion is what serves after a restart.
 """
 
 _PACKAGES = ("gradio", "torch", "transformers", "pandas", "plotly")
