@@ -224,7 +224,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None, help="keep corpus/cache here")
     parser.add_argument("--no-latency", action="store_true", help="skip the /score latency part")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)  # oversubscribed OpenMP threads spin on a busy machine
     if args.data_dir is None:
         with tempfile.TemporaryDirectory() as tmp:
             figures = run(args.clips, Path(tmp), args.seed, not args.no_latency)

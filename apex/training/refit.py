@@ -37,7 +37,12 @@ from apex.training.data import (
     battles_from_votes,
     time_split,
 )
-from apex.training.evaluate import engagement_spearman, evaluate_model, format_table
+from apex.training.evaluate import (
+    engagement_spearman,
+    evaluate_model,
+    format_table,
+    spearman_noise,
+)
 from apex.training.loop import TrainResult, train
 from apex.training.registry import CHAMPION_FILE, ModelRegistry  # noqa: F401 (re-exported)
 
@@ -68,7 +73,12 @@ GATED: dict[str, tuple[str, str]] = {
 }
 
 
-def gate(challenger: dict, champion: dict | None, config: GateConfig = GateConfig()) -> Decision:
+def gate(
+    challenger: dict,
+    champion: dict | None,
+    config: GateConfig = GateConfig(),
+    noise: dict[str, float] | None = None,
+) -> Decision:
     """Decide from two evaluation reports on the same held-out data (see
     :func:`apex.training.evaluate.evaluate_model`): the challenger's and the serving model's.
 
@@ -76,7 +86,13 @@ def gate(challenger: dict, champion: dict | None, config: GateConfig = GateConfi
     metric the serving model has, a challenger not worse beyond its tolerance. There is no free
     first promotion: without a serving report (nothing to compare with) the challenger is refused.
     NaN challenger metrics count as failures, never as passes.
+
+    ``noise`` (:func:`apex.training.evaluate.spearman_noise`): the paired-bootstrap standard
+    deviation of the Spearman differences on these held-out songs. A Spearman metric's tolerance
+    is the larger of its configured one and that noise, so a difference the held-out songs cannot
+    resolve neither promotes nor refuses; pairwise accuracy keeps its configured tolerance.
     """
+    noise = noise or {}
     ch = key_metrics(challenger)
     if champion is None:
         return Decision(
@@ -95,6 +111,8 @@ def gate(challenger: dict, champion: dict | None, config: GateConfig = GateConfi
         )
     for key, (tol_name, label) in GATED.items():
         new, old, tol = ch[key], cp[key], getattr(config, tol_name)
+        if key != "accuracy" and np.isfinite(noise.get(key, float("nan"))):
+            tol = round(max(tol, noise[key]), 3)
         if not np.isfinite(old) and key == "aesthetics":
             continue  # the serving model predicts no aesthetics: nothing to hold it to
         if not np.isfinite(new):
@@ -326,12 +344,13 @@ def run_refit(
             result.model, data, battles=held_out, use_preference=True, tasks=config.train.tasks
         )
     }
-    why_not = "no serving model was given and the registry has no champion"
+    why_not, noise = "no serving model was given and the registry has no champion", None
     if serving is not None:
         report, why_not = evaluate_serving(serving, data, held_out)
         if report is not None:
             reports["serving"] = report
-    decision = gate(reports["challenger"], reports.get("serving"), config.gate)
+            noise = spearman_noise(result.model, serving[0], data)
+    decision = gate(reports["challenger"], reports.get("serving"), config.gate, noise)
     if "serving" not in reports:
         decision.reasons.append(why_not)
     version = registry.new_version()
@@ -352,6 +371,7 @@ def run_refit(
             "challenger": decision.challenger,
             "serving": decision.champion,
             "serving_version": serving_version,
+            "spearman_noise": noise,
         },
         battles={"train": len(fit_battles), "held_out": len(held_out)},
         votes_trained_until=float(fit_battles.timestamp.max()) if len(fit_battles) else None,

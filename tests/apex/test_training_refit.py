@@ -61,6 +61,14 @@ def test_gate_refuses_undefined_metrics_and_too_few_battles() -> None:
     assert not first.promote and "nothing to compare" in first.reasons[0]
 
 
+def test_spearman_tolerance_widens_to_the_held_out_noise_accuracy_does_not() -> None:
+    challenger, serving = _report(0.80, 0.50), _report(0.70, 0.585)
+    assert not gate(challenger, serving).promote
+    noisy = gate(challenger, serving, noise={"spearman": 0.12})
+    assert noisy.promote and any("tolerance 0.12" in r for r in noisy.reasons)
+    assert not gate(_report(0.65, 0.9), _report(0.70, 0.5), noise={"accuracy": 0.5}).promote
+
+
 def test_gate_holds_aesthetics_when_the_serving_model_has_them() -> None:
     def with_aes(acc: float, aes: float) -> dict:
         report = _report(acc, 0.6)
