@@ -1,8 +1,10 @@
 """Simulated listeners with a hidden taste: a fixed function of the demo corpus's ground truth.
 
 The taste differs on purpose from the latent ``quality`` that :mod:`apex.demo.votes` (and so the
-demo model's preference head) uses: listeners here weigh clarity and naturalness most, so a model
-can only learn their taste from their votes. A listener prefers clip A over B with the
+demo model's preference head) uses, and from the fixed score link :data:`apex.heads.LINK_WEIGHTS`
+(equal weights on the aesthetics): these listeners like clear, natural-sounding clips and dislike
+catchy, tightly structured ones (the weights sum to zero), so a model can only learn their taste
+from their votes. A listener prefers clip A over B with the
 Bradley-Terry probability ``sigmoid(scale * (u_A - u_B))`` of the utilities ``u`` (z-scored over
 the corpus); there are no ties, so every vote is decisive.
 """
@@ -15,7 +17,12 @@ import numpy as np
 import pandas as pd
 
 #: Hidden taste: ground-truth column -> weight in the utility (columns z-scored first).
-HIDDEN_TASTE: Mapping[str, float] = {"clarity": 1.0, "naturalness": 0.6, "coherence": -0.4}
+HIDDEN_TASTE: Mapping[str, float] = {
+    "clarity": 1.0,
+    "naturalness": 0.5,
+    "memorability": -0.8,
+    "coherence": -0.7,
+}
 #: Logits per unit of utility difference (about 80 % agreement between two listeners).
 TASTE_SCALE = 2.5
 
