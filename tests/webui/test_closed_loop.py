@@ -67,9 +67,7 @@ class Voters:
             info, audio_a, audio_b = self.client.predict(api_name="/new_battle")
             a, b = self._clip(audio_a), self._clip(audio_b)
             pick = listener_votes(self.utility, np.array([a]), np.array([b]), self.rng)[0]
-            reveals.append(
-                self.client.predict(info["battle_id"], pick, "", None, api_name="/vote")
-            )
+            reveals.append(self.client.predict(info["battle_id"], pick, "", None, api_name="/vote"))
         return reveals
 
 
