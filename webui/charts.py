@@ -182,6 +182,7 @@ def agreement_chart(table: Any, title: str = "APEX-listener agreement per model 
         title=title,
         xaxis_title="time of the votes (UTC)",
         yaxis={"title": "agreement (95% Wilson CI)", "range": [0, 1], "tickformat": ".0%"},
+        legend={"orientation": "h", "y": -0.3},  # below the axis title
         showlegend=True,
     )
     return fig
