@@ -23,9 +23,9 @@ REFIT_TEXT = """### How the model improves
 2. **Loss.** The reference multi-task regression (uncertainty-weighted) plus a
    Bradley-Terry pairwise loss on the battles: the model learns to prefer the clip people
    preferred.
-3. **Gate.** The new model (the *challenger*) and the model serving now are evaluated on the
-   same held-out data: the latest votes, which neither was trained on, and held-out songs. The
-   challenger replaces the serving model only if its pairwise accuracy and Spearman correlations
+3. **Gate.** The new model (the *challenger*) and the current one are evaluated on the same
+   held-out data: the latest votes, which neither was trained on, and held-out songs. The
+   challenger replaces the current model only if its pairwise accuracy and Spearman correlations
    are not worse beyond a tolerance on every gated metric, the first refit too.
 4. **Swap.** Every model is versioned with both models' figures; the app swaps models
    atomically, re-scores the arena's clips with the new one in the background, and a failed
@@ -107,7 +107,8 @@ def refit_lines(services: Services) -> list[str]:
     )
     if status.last_figures.get("challenger"):
         lines += ["", *figures_table(status.last_figures["challenger"],
-                                     status.last_figures.get("serving"), "challenger")]  # fmt: skip
+                                     status.last_figures.get("serving"), "challenger",
+                                     "current model")]  # fmt: skip
     if status.last_note:
         lines += ["", f"_Note: {status.last_note}._"]
     return lines
@@ -122,10 +123,10 @@ _FIGURES = (
 
 
 def figures_table(
-    challenger: dict[str, Any], serving: dict[str, Any] | None, new: str
+    challenger: dict[str, Any], serving: dict[str, Any] | None, new: str, old: str
 ) -> list[str]:
     """Markdown table of the gate's figures: the new model beside the one serving at the time."""
-    lines = [f"| metric | {new} | serving model |", "|---|---|---|"]
+    lines = [f"| metric | {new} | {old} |", "|---|---|---|"]
     for key, label in _FIGURES:
         a = challenger.get(key)
         b = (serving or {}).get(key)
@@ -149,7 +150,7 @@ def gate_lines(info: dict[str, Any], settings: Any) -> list[str]:
         f"**Gate record:** `{version}` was {verdict} against `{gate.get('serving_version')}`, "
         "both evaluated on the same held-out votes and songs:",
         "",
-        *figures_table(gate.get("challenger", {}), gate.get("serving"), "this model"),
+        *figures_table(gate.get("challenger", {}), gate.get("serving"), "this model", "replaced"),
     ]
 
 

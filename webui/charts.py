@@ -178,11 +178,10 @@ def agreement_chart(table: Any, title: str = "APEX-listener agreement per model 
         )
     fig.add_hline(y=0.5, line_dash="dot", line_color="#888")
     fig.update_layout(
-        **_LAYOUT,
+        **{**_LAYOUT, "legend": {"orientation": "h", "y": -0.3}},  # below the axis title
         title=title,
         xaxis_title="time of the votes (UTC)",
         yaxis={"title": "agreement (95% Wilson CI)", "range": [0, 1], "tickformat": ".0%"},
-        legend={"orientation": "h", "y": -0.3},  # below the axis title
         showlegend=True,
     )
     return fig

@@ -121,7 +121,7 @@ def test_offline_auto_falls_back_to_demo(demo_settings: Settings, tmp_path: Path
     assert info["is_demo"] and info["kind"] == "demo"
     assert info["encoder_is_fallback"]
     assert any("published APEX model is not available" in n for n in info["notices"])
-    assert set(info["metrics"]["spearman"]) == set(SCORE_NAMES)
+    assert set(info["metrics"]["regression"]) == set(SCORE_NAMES)  # held-out, per score
     path = tmp_path / "song.wav"
     sf.write(path, *_song(3.0, seed=5))
     result = scorer.score([path])[0]
