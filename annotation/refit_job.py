@@ -20,16 +20,17 @@ votes to count: votes on clips without embeddings are skipped by the refit.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from apex.settings import Settings
+from apex.settings import Settings, split_list
 
 log = logging.getLogger(__name__)
 
@@ -47,51 +48,187 @@ def ratings_frame(votes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def engagement_source(settings: Settings) -> Path:
-    """Where the refit's engagement shards are (building the demo ones when that is the pool)."""
-    folder = settings.data_dir / "engagement"
-    if folder.is_dir() and any(folder.rglob("*.parquet")):
-        return folder
-    if settings.pool == "demo" or (settings.pool == "auto" and _auto_is_demo()):
-        from apex.training.demo import demo_engagement
+def engagement_source(settings: Settings) -> tuple[Path, str]:
+    """Where the refit's engagement shards are, and a note for people ("" when none is due).
 
-        return demo_engagement(settings)
-    raise FileNotFoundError(
-        f"no engagement shards under {folder}; write them with apex.training.write_shard "
-        "(the arena's clips included, split 'pool') before refitting"
-    )
+    ``APEX_ENGAGEMENT``: ``auto`` -> ``<data_dir>/engagement`` when it holds shards, else the
+    demo corpus's (built once); a local folder or file of shards; a Hub dataset id (``owner/name``)
+    -> its Parquet files, downloaded once into ``cache_dir/engagement-hub`` (later calls read
+    the cache without a request); offline the demo's, and the note says so.
+
+    Raises:
+        FileNotFoundError: a local path that does not exist or holds no Parquet shard.
+    """
+    spec = settings.engagement
+    if spec == "auto":
+        folder = settings.data_dir / "engagement"
+        if folder.is_dir() and any(folder.rglob("*.parquet")):
+            return folder, ""
+        return _demo_engagement(settings), (
+            f"no engagement shards under {folder}: refits use the demo corpus's engagement data"
+        )
+    path = Path(spec).expanduser()
+    if path.exists() or spec.count("/") != 1 or spec.startswith((".", "/", "~")):
+        if not path.exists() or not (path.is_file() or any(path.rglob("*.parquet"))):
+            raise FileNotFoundError(
+                f"APEX_ENGAGEMENT={spec!r}: no Parquet shards there; point it at a folder of "
+                "shards written with apex.training.write_shard, or a Hub dataset id"
+            )
+        return path, ""
+    try:
+        return _hub_engagement(spec, settings.cache_dir / "engagement-hub"), ""
+    except (OSError, ValueError) as err:  # offline, unknown or gated repo (HTTP errors: OSError)
+        return _demo_engagement(settings), (
+            f"engagement dataset {spec!r} could not be downloaded ({type(err).__name__}: {err}); "
+            "refits use the demo corpus's engagement data until it can be"
+        )
 
 
-def _auto_is_demo() -> bool:
-    """``APEX_POOL=auto`` serves the demo corpus when the Hub cannot be reached."""
-    from apex.checkpoints import hub_reachable
+def _demo_engagement(settings: Settings) -> Path:
+    from apex.training.demo import demo_engagement
 
-    return not hub_reachable()
+    return demo_engagement(settings)
+
+
+def _hub_engagement(repo_id: str, cache: Path) -> Path:
+    """The dataset's Parquet files: from the local cache when there, else downloaded once."""
+    from huggingface_hub import snapshot_download
+
+    kwargs = {"repo_id": repo_id, "repo_type": "dataset", "cache_dir": str(cache)}
+    kwargs["allow_patterns"] = ["*.parquet", "**/*.parquet"]
+    try:
+        folder = snapshot_download(**kwargs, local_files_only=True)
+    except (OSError, ValueError):  # not cached yet: one download
+        folder = snapshot_download(**kwargs)
+    path = Path(folder)
+    if not any(path.rglob("*.parquet")):
+        raise ValueError(f"dataset {repo_id} holds no Parquet shards")
+    return path
+
+
+def refit_votes(settings: Settings, votes: pd.DataFrame) -> pd.DataFrame:
+    """The votes that train a refit: those whose ``source`` is in ``APEX_REFIT_SOURCES``."""
+    sources = split_list(settings.refit_sources)
+    if "source" not in votes.columns:
+        return votes
+    return votes[votes["source"].isin(sources)].reset_index(drop=True)
+
+
+def write_pool_rows(pool: Any, scorer: Any, path: Path) -> Path | None:
+    """Every pool clip's pooled embedding as a split-``pool`` shard row at ``path``.
+
+    The embedding is the one the scorer computed when it scored the clip: the encoder's
+    embedding cache is keyed by the audio's content hash, so this reads it back (a clip never
+    scored is encoded now). Rows keep only segments with audio: ``[S, L, D]``.
+    """
+    from apex.training.data import write_shard
+
+    encoder = getattr(scorer, "encoder", None)
+    if pool is None or encoder is None:
+        return None
+    rows = []
+    for clip in pool:
+        emb = scorer.embed(clip.path)
+        rows.append(
+            {
+                "id": clip.clip_id,
+                "embedding": emb.layers[emb.mask].numpy(),
+                "duration_s": clip.duration_s,
+                "encoder_id": emb.encoder_id,
+                "platform": "arena",
+                "split": "pool",
+            }
+        )
+    if not rows:
+        return None
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_shard(pd.DataFrame(rows), tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def run_refit_from_store(
     settings: Settings,
     store: Any,
     *,
-    config: Any = None,
-    engagement: Path | None = None,
+    scorer: Any = None,
+    pool: Any = None,
+    train: dict[str, Any] | None = None,
+    in_process: bool = False,
 ):
-    """One refit from the vote store's current votes; returns the :class:`RefitOutcome`."""
-    from apex.training.data import load_engagement
-    from apex.training.refit import ModelRegistry, RefitConfig, run_refit
+    """One real refit from the vote store's current votes; returns the :class:`RefitOutcome`.
 
-    votes = store.votes_frame()
+    Votes are filtered by ``APEX_REFIT_SOURCES``; engagement data comes from
+    :func:`engagement_source`, plus the pool's clips as split-``pool`` rows when a ``pool`` and the
+    ``scorer`` are given; the gate compares with the model the ``scorer`` serves (default: the
+    registry's champion). The training runs in its own low-priority process
+    (:mod:`apex.training.worker`) unless ``in_process``.
+
+    Args:
+        train: overrides of the data-scaled training configuration (``epochs``, ``lr``, ...),
+            on top of the ``APEX_REFIT_*`` settings.
+    """
+    from apex.training.refit import Decision, RefitOutcome
+    from apex.training.registry import registry_for
+    from apex.training.worker import execute, run_in_subprocess
+
+    votes = refit_votes(settings, store.votes_frame())
     if len(votes) == 0:
-        raise ValueError("the vote store holds no votes yet; nothing to refit on")
-    config = config or RefitConfig()
-    config = replace(config, model_repo=config.model_repo or settings.model_repo)
-    data, transform = load_engagement(
-        engagement or engagement_source(settings),
-        mode=config.train.mode,
-        ratings=ratings_frame(votes),
-    )
-    registry = ModelRegistry(settings.models_dir / "refits")
-    return run_refit(data, transform, votes, registry, config)
+        raise ValueError(
+            f"the vote store holds no votes from sources {settings.refit_sources!r} yet; "
+            "nothing to refit on (APEX_REFIT_SOURCES chooses which sources train)"
+        )
+    source, note = engagement_source(settings)
+    if note:
+        log.info("refit: %s", note)
+    work = settings.data_dir / "refit-work"
+    work.mkdir(parents=True, exist_ok=True)
+    votes_path = work / "votes.parquet"
+    cols = ["battle_uuid", "clip_a", "clip_b", "preference", "timestamp", "is_instrumental"]
+    votes[[c for c in cols if c in votes]].to_parquet(votes_path)
+    ratings = ratings_frame(votes)
+    ratings_path = None
+    if len(ratings):
+        ratings_path = work / "ratings.parquet"
+        ratings.to_parquet(ratings_path)
+    serving = _serving_path(scorer)
+    request = {
+        "engagement": str(source),
+        "pool": str(p) if (p := write_pool_rows(pool, scorer, work / "pool.parquet")) else None,
+        "votes": str(votes_path),
+        "ratings": str(ratings_path) if ratings_path else None,
+        "registry": str(registry_for(settings).root),
+        "serving": serving,
+        "threads": settings.refit_threads,
+        "nice": settings.refit_nice,
+        "holdout": settings.refit_holdout,
+        "train": {**_train_overrides(settings), **(train or {})},
+        "kind": "demo"
+        if source.is_relative_to(settings.data_dir / "engagement-demo")
+        else "custom",
+        "model_repo": settings.model_repo,
+    }
+    out = execute(request) if in_process else run_in_subprocess(request, work)
+    decision = Decision(out["promote"], out["reasons"], out["challenger"], out["serving"])
+    return RefitOutcome(Path(out["version"]), decision, out["reports"], out["push"], note)
+
+
+def _train_overrides(settings: Settings) -> dict[str, Any]:
+    values = {
+        "epochs": settings.refit_epochs,
+        "batch_size": settings.refit_batch_size,
+        "lr": settings.refit_lr,
+        "patience": settings.refit_patience,
+    }
+    return {k: v for k, v in values.items() if v}
+
+
+def _serving_path(scorer: Any) -> str | None:
+    """Where the scorer's current model was loaded from (None for an in-memory model)."""
+    if scorer is None:
+        return None
+    source = scorer.info().get("source") or ""
+    return source if source and Path(source).exists() else None
 
 
 @dataclass
@@ -106,6 +243,8 @@ class RefitStatus:
     last_promoted: bool | None = None
     last_reasons: list[str] = field(default_factory=list)
     last_error: str | None = None
+    last_figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    last_note: str = ""
     votes_at_last_run: int = 0
 
 
@@ -117,7 +256,10 @@ class RefitWorker:
         scorer: the serving :class:`apex.scorer.Scorer`; swapped on promotion.
         store: the vote store (``votes_frame()``, ``counts()``).
         refit: the refit to run, ``(settings, store) -> RefitOutcome`` (default
-            :func:`run_refit_from_store`); tests and alternative pipelines replace it.
+            :func:`run_refit_from_store` against the serving scorer, with the arena's pool as
+            split-``pool`` rows, in its own low-priority process).
+        arena: the :class:`annotation.arena.Arena` whose pool is re-scored in the background by
+            a newly swapped-in model (None: no pool to refresh).
         poll_s: how often the thread checks whether a refit is due, seconds.
         clock: monotonic clock in seconds (injectable for tests).
     """
@@ -129,11 +271,12 @@ class RefitWorker:
         store: Any,
         *,
         refit: Callable[[Settings, Any], Any] | None = None,
-        poll_s: float = 60.0,
+        arena: Any = None,
+        poll_s: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings, self.scorer, self.store = settings, scorer, store
-        self._refit = refit or run_refit_from_store
+        self.settings, self.scorer, self.store, self.arena = settings, scorer, store, arena
+        self._refit = refit or self._refit_from_store
         self.poll_s, self._clock = poll_s, clock
         self.status = RefitStatus(votes_at_last_run=self._vote_count())
         self._started_at = clock()
@@ -141,6 +284,7 @@ class RefitWorker:
         self._stop = threading.Event()
         self._run_lock = threading.Lock()  # one refit at a time, even with trigger() + schedule
         self._thread: threading.Thread | None = None
+        self.rescoring: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> RefitWorker:
@@ -161,6 +305,27 @@ class RefitWorker:
     def trigger(self) -> None:
         """Ask for a refit now (returns at once; the thread does the work)."""
         self._wake.set()
+
+    def _refit_from_store(self, settings: Settings, store: Any) -> Any:
+        pool = self.arena.pool if self.arena is not None else None
+        return run_refit_from_store(settings, store, scorer=self.scorer, pool=pool)
+
+    def _after_swap(self) -> None:
+        """Re-score the arena's pool with the new model on a background thread."""
+        if self.arena is None:
+            return
+        self.rescoring = threading.Thread(
+            target=self._rescore, name="apex-pool-rescore", daemon=True
+        )
+        self.rescoring.start()
+
+    def _rescore(self) -> None:
+        try:
+            # the pool's scoring queue switches to the new model (old scores stay until replaced)
+            self.arena.pool.start_scoring(self.scorer, cache_dir=self.settings.cache_dir)
+            log.info("pool re-scored by %s", self.arena.pool.model_version)
+        except Exception:  # the old predictions stay, labelled with their own version
+            log.exception("re-scoring the pool with the new model failed")
 
     # ------------------------------------------------------------------ scheduling
     def _vote_count(self) -> int:
@@ -209,12 +374,26 @@ class RefitWorker:
             st.last_version = outcome.version.name
             st.last_promoted = bool(outcome.decision.promote)
             st.last_reasons = list(outcome.decision.reasons)
+            st.last_figures = {
+                "challenger": dict(outcome.decision.challenger or {}),
+                "serving": dict(outcome.decision.champion or {}),
+            }
+            st.last_note = getattr(outcome, "note", "")
+            if outcome.decision.promote and self.settings.model_pinned:
+                log.info(
+                    "refit %s promoted in the registry; APEX_MODEL=%s is pinned, so it keeps "
+                    "serving",
+                    outcome.version.name,
+                    self.settings.model,
+                )
+                return False
             if outcome.decision.promote:
                 from apex.checkpoints import load_model
 
                 heads, info = load_model(outcome.version)
                 self.scorer.swap(heads, info)  # atomic; raises before swapping if unfit
                 log.info("refit %s promoted and serving", outcome.version.name)
+                self._after_swap()
                 return True
             log.info("refit %s not promoted: %s", outcome.version.name, "; ".join(st.last_reasons))
             return False

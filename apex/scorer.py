@@ -36,6 +36,7 @@ from apex.encoders.base import SEGMENT_SECONDS, Embedding, Encoder, EncoderUnava
 from apex.heads import LINK_WEIGHTS, logistic_preference
 from apex.settings import Settings
 from apex.tasks import ENGAGEMENT
+from apex.training.registry import champion_of, registry_for
 
 #: Shown in results and by the CLI whenever the offline demo model answers.
 DEMO_NOTICE = (
@@ -384,6 +385,19 @@ def _resolve_model(model: str, settings: Settings, local_only: bool) -> tuple[nn
     return load_model(model, local_files_only=local_only)
 
 
+def _champion_or_auto(settings: Settings) -> tuple[str, list[str]]:
+    """``model="auto"``: the registry's champion directory when there is a loadable one, else
+    ``"auto"`` (published, then demo), with a notice when a champion exists but cannot load."""
+    champion = champion_of(settings)
+    if champion is None:
+        return "auto", []
+    try:
+        load_model(champion)
+    except CheckpointError as err:
+        return "auto", [f"The registry's champion {champion.name} cannot be loaded ({err})."]
+    return str(champion), []
+
+
 def load_scorer(
     model: str = "auto",
     encoder: str | None = None,
@@ -395,10 +409,12 @@ def load_scorer(
     """Build a :class:`Scorer`.
 
     Args:
-        model: ``"auto"`` (the published APEX heads, ``amaai-lab/apex``, on MERT-v1-95M when both
-            are in the local Hugging Face cache or downloadable; otherwise the offline demo model,
-            and every result says so), ``"demo"``, a local model directory, a reference ``.pt``
-            file, or a Hub repo id.
+        model: ``"auto"`` (the model registry's champion, ``settings.models_dir/refits``, with
+            the encoder it was trained on, when there is one; else the published APEX heads,
+            ``amaai-lab/apex``, on MERT-v1-95M when both are in the local Hugging Face cache or
+            downloadable; otherwise the offline demo model, and every result says so), or a
+            pinned model: ``"demo"``, a local model directory, a reference ``.pt`` file, or a
+            Hub repo id.
         encoder: ``None``/``"auto"`` for the encoder the heads were trained on, ``"fallback"``, a
             local HuBERT-shaped checkpoint directory, or a Hub id.
         device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
@@ -418,6 +434,9 @@ def load_scorer(
     # on a cache miss (apex.hub_files), so a preloaded start-up makes no network round trip.
     local_only = False
     if model == "auto":
+        model, notice = _champion_or_auto(settings)
+        notices += notice
+    if model == "auto":
         try:
             if encoder == "fallback":
                 raise EncoderUnavailable("the published heads need MERT, not the fallback encoder")
@@ -430,6 +449,8 @@ def load_scorer(
             model, encoder = "demo", None
     if model != "auto":
         heads, info = _resolve_model(model, settings, local_only)
+        if info.kind != "published" and Path(model).parent == registry_for(settings).root:
+            encoder = None  # a champion serves with the encoder it was trained on
         spec = encoder or str(info.metadata.get("encoder_spec", info.encoder_id))
         enc = _make_encoder(spec, precision, device, settings, local_only)
     if getattr(enc, "is_fallback", False):

@@ -15,6 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: Vote sources a store knows (``annotation.records.SOURCES`` holds the same names).
+VOTE_SOURCES: tuple[str, ...] = ("live", "simulated", "imported")
+
+
+def split_list(value: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
 
 class SettingsError(ValueError):
     """A configuration value is invalid; the message names the variable and the fix."""
@@ -44,8 +52,10 @@ class Settings:
     )
     model: str = _env(
         "APEX_MODEL",
-        "`auto` (published APEX when reachable, else the offline demo model), `demo`, a local "
-        "model directory or `.pt` file, or a Hub model id.",
+        "`auto` (the model registry's champion when there is one, else published APEX when "
+        "reachable, else the offline demo model), or a pinned model: `demo`, a local model "
+        "directory or `.pt` file, or a Hub model id. A pinned model keeps serving: promoted "
+        "refits are recorded in the registry but not swapped in.",
         "auto",
     )
     encoder: str = _env(
@@ -205,6 +215,69 @@ class Settings:
         500,
         min=1,
     )
+    refit_epochs: int = _env(
+        "APEX_REFIT_EPOCHS",
+        "Refit epochs; 0 sizes them to the data (about 1,500 steps, 50-200 epochs).",
+        0,
+        min=0,
+        max=10000,
+    )
+    refit_batch_size: int = _env(
+        "APEX_REFIT_BATCH_SIZE",
+        "Refit batch size; 0 sizes it to the data (training songs / 8, 32-512).",
+        0,
+        min=0,
+        max=65536,
+    )
+    refit_lr: float = _env(
+        "APEX_REFIT_LR",
+        "Refit learning rate; 0 sizes it to the data (2e-3 * sqrt(1000 / songs), 1e-4-2e-3).",
+        0.0,
+        min=0.0,
+        max=1.0,
+    )
+    refit_patience: int = _env(
+        "APEX_REFIT_PATIENCE",
+        "Epochs without a better validation criterion before a refit stops early; 0 = a fifth "
+        "of the epochs (at least 10).",
+        0,
+        min=0,
+    )
+    refit_holdout: float = _env(
+        "APEX_REFIT_HOLDOUT",
+        "Share of the votes (the latest) held out for the gate, never trained on.",
+        0.2,
+        min=0.05,
+        max=0.5,
+    )
+    refit_sources: str = _env(
+        "APEX_REFIT_SOURCES",
+        "Comma-separated vote sources that train refits: `live` (votes cast in this arena), "
+        "`simulated`, `imported`. Default only live votes.",
+        "live",
+    )
+    refit_threads: int = _env(
+        "APEX_REFIT_THREADS",
+        "CPU threads of the refit process (it also runs at low priority, so scoring and voting "
+        "keep their cores).",
+        1,
+        min=1,
+        max=256,
+    )
+    refit_nice: int = _env(
+        "APEX_REFIT_NICE",
+        "Scheduling niceness of the refit process (0 normal priority, 19 lowest).",
+        10,
+        min=0,
+        max=19,
+    )
+    engagement: str = _env(
+        "APEX_ENGAGEMENT",
+        "Engagement data for refits: `auto` (`<data dir>/engagement` when it holds shards, else "
+        "the demo corpus's), a local folder of Parquet shards, or a Hub dataset id (downloaded "
+        "once into the cache; offline the demo's is used, and the About tab says so).",
+        "auto",
+    )
     host: str = _env(
         "APEX_HOST",
         "Interface the app listens on (`GRADIO_SERVER_NAME` wins when set).",
@@ -272,6 +345,11 @@ class Settings:
         return f"Settings({', '.join(parts)})"
 
     # ------------------------------------------------------------------ derived paths
+    @property
+    def model_pinned(self) -> bool:
+        """True when ``APEX_MODEL`` names a model: promotions are then not swapped in."""
+        return self.model != "auto"
+
     @property
     def store_path(self) -> Path:
         """SQLite vote store file."""
@@ -353,6 +431,13 @@ def _check(f: dataclasses.Field, value: Any) -> None:
         raise SettingsError(f"{name}={value!r} is below its minimum {meta['min']}.")
     if "max" in meta and value > meta["max"]:
         raise SettingsError(f"{name}={value!r} is above its maximum {meta['max']}.")
+    if name == "APEX_REFIT_SOURCES":
+        unknown = set(split_list(value)) - set(VOTE_SOURCES)
+        if unknown or not split_list(value):
+            raise SettingsError(
+                f"APEX_REFIT_SOURCES={value!r} names unknown vote sources {sorted(unknown)}; use "
+                f"a comma-separated subset of {', '.join(VOTE_SOURCES)} (e.g. `live`)."
+            )
     if name == "APEX_VOTES_REPO" and value is not None and value.count("/") != 1:
         raise SettingsError(
             f"APEX_VOTES_REPO={value!r} is not a repo id; use the form `owner/name`."

@@ -23,11 +23,13 @@ REFIT_TEXT = """### How the model improves
 2. **Loss.** The reference multi-task regression (uncertainty-weighted) plus a
    Bradley-Terry pairwise loss on the battles: the model learns to prefer the clip people
    preferred.
-3. **Gate.** The new model (the *challenger*) replaces the serving one (the *champion*)
-   only if its held-out pairwise accuracy and engagement Spearman correlation are not worse
-   beyond a tolerance.
-4. **Swap.** Every model is versioned with its metrics; the app swaps models atomically,
-   and a failed refit leaves the champion serving.
+3. **Gate.** The new model (the *challenger*) and the current one are evaluated on the same
+   held-out data: the latest votes, which neither was trained on, and held-out songs. The
+   challenger replaces the current model only if its pairwise accuracy and Spearman correlations
+   are not worse beyond a tolerance on every gated metric, the first refit too.
+4. **Swap.** Every model is versioned with both models' figures; the app swaps models
+   atomically, re-scores the arena's clips with the new one in the background, and a failed
+   refit leaves the champion serving. The champion is what serves after a restart.
 """
 
 _PACKAGES = ("gradio", "torch", "transformers", "pandas", "plotly")
@@ -78,6 +80,12 @@ def refit_lines(services: Services) -> list[str]:
         f"Scheduled refits run every {settings.refit_hours:g} h when there are new votes, or "
         f"after {settings.refit_min_votes} new votes."
     ]
+    if settings.model_pinned:
+        lines.append(
+            f"**The model is pinned** (`APEX_MODEL={settings.model}`): promoted refits are "
+            "recorded in the model registry but do not replace it. Set `APEX_MODEL=auto` to "
+            "let the registry's champion serve."
+        )
     try:
         status = services.get("refit").status
     except NotReady as err:
@@ -97,6 +105,12 @@ def refit_lines(services: Services) -> list[str]:
         + (f" — {reasons}" if reasons else "")
         + f" ({status.runs} runs so far)."
     )
+    if status.last_figures.get("challenger"):
+        lines += ["", *figures_table(status.last_figures["challenger"],
+                                     status.last_figures.get("serving"), "challenger",
+                                     "current model")]  # fmt: skip
+    if status.last_note:
+        lines += ["", f"_Note: {status.last_note}._"]
     return lines
 
 
@@ -124,6 +138,46 @@ def _identity_lines(info: dict[str, Any]) -> list[str]:
     ]
 
 
+_FIGURES = (
+    ("accuracy", "held-out pairwise accuracy"),
+    ("spearman", "engagement Spearman"),
+    ("aesthetics", "aesthetics Spearman"),
+    ("battles", "held-out decisive battles"),
+)
+
+
+def figures_table(
+    challenger: dict[str, Any], serving: dict[str, Any] | None, new: str, old: str
+) -> list[str]:
+    """Markdown table of the gate's figures: the new model beside the one serving at the time."""
+    lines = [f"| metric | {new} | {old} |", "|---|---|---|"]
+    for key, label in _FIGURES:
+        a = challenger.get(key)
+        b = (serving or {}).get(key)
+        lines.append(f"| {label} | {_shown(a) if a is not None else '-'} | "
+                     f"{_shown(b) if b is not None else '-'} |")  # fmt: skip
+    return lines
+
+
+def gate_lines(info: dict[str, Any], settings: Any) -> list[str]:
+    """How the serving model won its place: its gate record in the model registry, if any."""
+    from apex.training.registry import registry_for
+
+    version = str(info.get("version", ""))
+    record = registry_for(settings).gate_record(version) if version.startswith("v") else None
+    if not record or "gate" not in record:
+        return []
+    gate = record["gate"]
+    verdict = "promoted" if gate.get("promote") else "not promoted"
+    return [
+        "",
+        f"**Gate record:** `{version}` was {verdict} against `{gate.get('serving_version')}`, "
+        "both evaluated on the same held-out votes and songs:",
+        "",
+        *figures_table(gate.get("challenger", {}), gate.get("serving"), "this model", "replaced"),
+    ]
+
+
 def model_card_markdown(info: dict[str, Any], services: Services) -> str:
     """The model card as markdown: serving model, encoder, versions, metrics, service status."""
     if "warming_up" in info:
@@ -137,6 +191,7 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
                 "illustrative only."
             )
         head += [_notice_line(note, bool(info.get("is_demo"))) for note in info.get("notices", [])]
+        head += gate_lines(info, services.settings)
         head += ["", "**Metrics**", *_metric_lines(info.get("metrics"))]
     software = ", ".join(f"{k} {v}" for k, v in info.get("software", {}).items())
     status = [

@@ -320,6 +320,8 @@ def reveal_markdown(reveal: dict[str, Any]) -> str:
             else "(ties and 'both bad' are not counted as agreement)"
         )
         verdict = f"APEX preferred **{pick}** ({prob:.0%} confident). {judged}"
+        if reveal.get("model_version"):
+            verdict += f" Predicted by model `{reveal['model_version']}`."
     return "\n".join([f"### You voted: {PREFERENCE_WORDS.get(pref, pref)}", "", *rows, "", verdict])
 
 

@@ -142,3 +142,46 @@ def ratings_chart(board: Any, title: str = "Bradley-Terry rating with 95% CI") -
         showlegend=False,
     )
     return fig
+
+
+def agreement_chart(table: Any, title: str = "APEX-listener agreement per model version") -> Any:
+    """One line per model version: agreement (0-1) of each time window, Wilson 95% bars.
+
+    Args:
+        table: :func:`annotation.agreement.agreement_by_version`'s DataFrame (``version``,
+            ``time`` in Unix seconds, ``rate``, ``ci_low``, ``ci_high``, ``n``).
+        title: figure title.
+    """
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for i, (version, rows) in enumerate(table.groupby("version", sort=False)):
+        when = pd.to_datetime(rows["time"], unit="s", utc=True)
+        rate = rows["rate"].astype(float)
+        fig.add_trace(
+            go.Scatter(
+                x=when,
+                y=rate,
+                mode="lines+markers",
+                name=str(version),
+                line={"color": PALETTE[i % len(PALETTE)]},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": (rows["ci_high"].astype(float) - rate).clip(lower=0),
+                    "arrayminus": (rate - rows["ci_low"].astype(float)).clip(lower=0),
+                },
+                customdata=rows["n"],
+                hovertemplate="%{y:.0%} of %{customdata} votes<extra>" + str(version) + "</extra>",
+            )
+        )
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#888")
+    fig.update_layout(
+        **{**_LAYOUT, "legend": {"orientation": "h", "y": -0.3}},  # below the axis title
+        title=title,
+        xaxis_title="time of the votes (UTC)",
+        yaxis={"title": "agreement (95% Wilson CI)", "range": [0, 1], "tickformat": ".0%"},
+        showlegend=True,
+    )
+    return fig

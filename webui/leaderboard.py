@@ -58,7 +58,9 @@ def leaderboard_data(
         without BOTH_BAD), "flagged_left_out", "rows": [{"rank", "system", "rating", "ci_low",
         "ci_high", "votes"}], "agreement": {...} or None, "effects": [{"covariate", "per_sd",
         "ci_low", "ci_high", "per_unit", "unit", "win_rate_per_sd"}] or None (plain board),
-        "style_missing_votes"}`` plus the options as given.
+        "style_missing_votes", "agreement_by_version": [{"version", "start", "end", "time", "agree",
+        "n", "rate", "ci_low", "ci_high"}] (:func:`annotation.agreement.agreement_by_version`)}``
+        plus the options as given.
     """
     from annotation.flags import select_unflagged
     from annotation.imports import select_votes
@@ -99,6 +101,11 @@ def leaderboard_data(
     if len(votes) and "apex_p_a" in votes:
         scored = votes[votes["apex_p_a"].notna()]
         agree = agreement(scored) if len(scored) else None
+    by_version = []
+    if len(votes) and {"apex_p_a", "apex_model_version"} <= set(votes.columns):
+        from annotation.agreement import agreement_by_version
+
+        by_version = agreement_by_version(votes).to_dict("records")
     rated = int(votes["preference"].isin(["A", "B", "TIE"]).sum()) if len(votes) else 0
     return {
         "board": board,
@@ -114,6 +121,7 @@ def leaderboard_data(
         "agreement": agree,
         "effects": effects,
         "style_missing_votes": int(missing),
+        "agreement_by_version": by_version,
     }
 
 
@@ -201,14 +209,23 @@ def board_frame(data: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def render(data: dict[str, Any]) -> tuple[Any, Any, str]:
-    """Table, CI chart and the agreement (and style-control) text for one board."""
+def render(data: dict[str, Any]) -> tuple[Any, Any, str, Any]:
+    """Table, CI chart, the agreement (and style-control) text and the agreement-per-version
+    chart for one board."""
+    from annotation.agreement import COLUMNS
+
     frame = pd.DataFrame(data["rows"], columns=["system", "rating", "ci_low", "ci_high"])
     title = f"{BOARDS[data['board']]}: rating with 95% CI"
     if data.get("style_control"):
         title += " (style-controlled)"
     text = "\n\n".join(t for t in (agreement_markdown(data), effects_markdown(data)) if t)
-    return board_frame(data), charts.ratings_chart(frame, title=title), text
+    versions = pd.DataFrame(data.get("agreement_by_version", []), columns=list(COLUMNS))
+    return (
+        board_frame(data),
+        charts.ratings_chart(frame, title=title),
+        text,
+        charts.agreement_chart(versions),
+    )
 
 
 def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
@@ -241,6 +258,12 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     with gr.Row():
         table = gr.Dataframe(interactive=False, scale=2, label="Ratings")
         chart = gr.Plot(scale=3, label="Ratings with 95% CI")
+    gr.Markdown(
+        "**Does the model learn?** How often APEX picked the clip listeners chose, per model "
+        "version that made the prediction (each vote records it), in windows of consecutive "
+        "votes, with 95% Wilson intervals. A refit that helps shows a higher line."
+    )
+    versions = gr.Plot(label="APEX-listener agreement per model version", elem_id="agreement-chart")
     data = gr.JSON(visible=False)
 
     def _load(
@@ -256,7 +279,7 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
 
     options = [board, imported, flagged, signed, style]
     fetch = {"fn": _load, "inputs": options, "outputs": [data]}
-    draw = {"fn": render, "inputs": [data], "outputs": [table, chart, info]}
+    draw = {"fn": render, "inputs": [data], "outputs": [table, chart, info, versions]}
     limits = {"concurrency_limit": concurrency, "concurrency_id": "read"}
     refresh.click(**fetch, **limits, api_name="leaderboard").success(
         **draw, api_visibility="private"

@@ -137,7 +137,9 @@ def _build_refit(settings: Settings, built: Mapping[str, Any]) -> Any:
 
     if "scorer" not in built:
         raise RuntimeError("the refit needs the APEX scorer, which did not start")
-    worker = RefitWorker(settings, store=built["store"], scorer=built["scorer"])
+    worker = RefitWorker(
+        settings, store=built["store"], scorer=built["scorer"], arena=built.get("arena")
+    )
     worker.start()
     return worker
 

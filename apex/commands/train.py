@@ -64,6 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("refit", help="challenger from data + votes; promote if not worse")
     _data_flags(p)
     p.add_argument("--models-dir", type=Path, default=None, help="default: APEX models dir/refits")
+    p.add_argument(
+        "--against",
+        default=None,
+        help="the serving model to gate against (a model directory, .pt file or `demo`); "
+        "default: the registry's champion. Without either the challenger is not promoted.",
+    )
     p.add_argument("--holdout-fraction", type=float, default=0.2, help="latest votes held out")
     p.add_argument("--push", action="store_true", help="push a promoted model to APEX_MODEL_REPO")
     _dataclass_flags(p, TrainConfig, overrides={"pref_weight": 1.0, "progress": True})
@@ -216,7 +222,17 @@ def cmd_refit(args: argparse.Namespace) -> int:
         holdout_fraction=args.holdout_fraction,
         model_repo=settings.model_repo if args.push else None,
     )
-    outcome = run_refit(data, transform, votes, registry, config)
+    serving = None
+    if args.against:
+        from apex.checkpoints import load_model
+
+        if args.against == "demo":
+            from apex.demo_model import ensure_demo_model
+
+            serving = load_model(ensure_demo_model(settings))
+        else:
+            serving = load_model(args.against)
+    outcome = run_refit(data, transform, votes, registry, config, serving=serving)
     verdict = "PROMOTED" if outcome.decision.promote else "not promoted (champion kept)"
     print(f"{outcome.version}: {verdict}")
     for reason in outcome.decision.reasons:

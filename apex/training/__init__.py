@@ -9,7 +9,8 @@ package (or :mod:`apex.training.config` for the CLI's flags) does not import tor
 - losses: :class:`UncertaintyWeighting`, :func:`bradley_terry_loss`, :func:`combine`.
 - loop: :func:`train`, :class:`TrainResult`.
 - evaluate: :func:`evaluate_model`, :func:`arena_protocol`, :func:`format_table`.
-- refit: :class:`RefitConfig`, :func:`gate`, :class:`ModelRegistry`, :func:`run_refit`.
+- refit: :class:`RefitConfig`, :func:`gate`, :func:`run_refit`.
+- registry: :class:`ModelRegistry`, :func:`registry_for`, :func:`champion_of` (no torch).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ _EXPORTS: dict[str, str] = {
     "arena_protocol": "evaluate",
     "evaluate_model": "evaluate",
     "format_table": "evaluate",
-    "ModelRegistry": "refit",
+    "ModelRegistry": "registry",
+    "champion_of": "registry",
+    "registry_for": "registry",
     "RefitConfig": "refit",
     "RefitOutcome": "refit",
     "gate": "refit",

@@ -85,3 +85,43 @@ class GateConfig:
     accuracy_tolerance: float = 0.01
     spearman_tolerance: float = 0.02
     min_battles: int = 20
+
+
+def scaled_train_config(
+    n_train_songs: int,
+    *,
+    epochs: int = 0,
+    batch_size: int = 0,
+    lr: float = 0.0,
+    patience: int = 0,
+    **fields,
+) -> TrainConfig:
+    """A :class:`TrainConfig` sized to the data; a non-zero argument overrides its rule.
+
+    Rules (``n`` = training songs; early stopping always watches the validation split):
+
+    - ``batch_size`` = the power of two nearest ``n / 8``, within 32-512 (about eight steps an
+      epoch on small data; the paper's 512 at its scale);
+    - ``epochs`` = enough for ~1,500 optimiser steps, within 50-200 (the paper's 50 at 211k songs);
+    - ``lr`` = ``2e-3 * sqrt(1000 / n)`` within 1e-4-2e-3 (the reference's 1e-4 at its scale,
+      larger steps where there are few);
+    - ``patience`` = a fifth of the epochs, at least 10.
+
+    Args:
+        n_train_songs: songs in the ``train`` split (>= 1).
+        fields: any other :class:`TrainConfig` field (``pref_weight``, ``seed``, ``device``...).
+    """
+    import math
+
+    n = max(1, int(n_train_songs))
+    if batch_size <= 0:
+        batch_size = int(min(512, max(32, 2 ** round(math.log2(max(n / 8, 1.0))))))
+    if epochs <= 0:
+        steps = max(1, math.ceil(n / batch_size))
+        epochs = int(min(200, max(50, math.ceil(1500 / steps))))
+    if lr <= 0:
+        lr = float(min(2e-3, max(1e-4, 2e-3 * math.sqrt(1000 / n))))
+    if patience <= 0:
+        patience = max(10, epochs // 5)
+    fields.setdefault("progress", False)
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, **fields)

@@ -287,19 +287,40 @@ def apply_ratings(frame: pd.DataFrame, ratings: pd.DataFrame | None) -> pd.DataF
     return out
 
 
+def merge_pool_rows(frame: pd.DataFrame, pool: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` plus the rows of ``pool`` it lacks, as split ``pool`` without targets.
+
+    A pool row whose id ``frame`` already has is dropped (the engagement row carries targets);
+    so is one embedded by another encoder than ``frame``'s (one encoder per data set).
+    """
+    encoders = set(frame["encoder_id"])
+    keep = ~pool["id"].isin(frame["id"]) & pool["encoder_id"].isin(encoders)
+    rows = pool[keep].assign(split="pool")
+    for column in _TARGET_COLUMNS:
+        if column in rows:
+            rows[column] = np.nan
+    return pd.concat([frame, rows], ignore_index=True) if len(rows) else frame
+
+
 def load_engagement(
     source: str | Path,
     *,
     mode: str = "song",
     transform: TargetTransform | None = None,
     ratings: pd.DataFrame | None = None,
+    pool: str | Path | None = None,
 ) -> tuple[EngagementData, TargetTransform]:
     """Read shards, fit (or apply a given) target transform, join ratings, return arrays.
+
+    ``pool``: shards of split ``pool`` rows (arena clips without engagement targets, see
+    :func:`merge_pool_rows`) added so that votes on them join the preference loss.
 
     Pass the champion's ``transform`` to evaluate it on its own target scale; leave it None to fit
     a fresh one on the ``train`` split.
     """
     frame = read_shards(source)
+    if pool is not None:
+        frame = merge_pool_rows(frame, read_shards(pool))
     if transform is None:
         transform = TargetTransform().fit(frame[frame["split"] == "train"])
     frame = apply_ratings(transform.transform(frame), ratings)

@@ -194,3 +194,50 @@ def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
     return "nan" if value != value else f"{value:.3f}"
+
+
+def spearman_noise(
+    a: nn.Module,
+    b: nn.Module,
+    data: EngagementData,
+    *,
+    songs: np.ndarray | None = None,
+    rounds: int = 200,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Sampling noise of the Spearman difference between two models on the same held-out songs.
+
+    A paired bootstrap (``rounds`` resamples of the songs, seeded): for each resample the mean
+    Spearman of model ``a`` minus that of ``b``, over the engagement scores and over the
+    aesthetics; returns the standard deviation of each (``{"spearman", "aesthetics"}``, NaN where
+    either model lacks the scores or fewer than 4 songs have targets). On a few dozen songs it is
+    several hundredths: a smaller difference is not evidence that one model is worse.
+    """
+    from apex.tasks import AESTHETICS
+
+    if songs is None:
+        songs = data.songs_in("test")
+        if len(songs) == 0:
+            songs = data.songs_in("val")
+    out_a, out_b = predict(a, data.song_x[songs]), predict(b, data.song_x[songs])
+    targets = data.targets[songs]
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(songs), len(songs)) for _ in range(rounds)]
+    noise = {}
+    for key, names in (("spearman", ENGAGEMENT), ("aesthetics", AESTHETICS)):
+        cols = [(SCORE_NAMES.index(n), n) for n in names if n in out_a and n in out_b]
+        diffs = []
+        for idx in draws:
+            per = []
+            for i, name in cols:
+                t = targets[idx, i]
+                known = ~np.isnan(t)
+                if known.sum() < 4:
+                    continue
+                ra = stats.spearmanr(out_a[name][idx][known], t[known])[0]
+                rb = stats.spearmanr(out_b[name][idx][known], t[known])[0]
+                per.append(ra - rb)
+            if per and np.all(np.isfinite(per)):
+                diffs.append(float(np.mean(per)))
+        noise[key] = float(np.std(diffs)) if len(diffs) > 1 else float("nan")
+    return noise

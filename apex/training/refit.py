@@ -6,10 +6,12 @@ The flow of :func:`run_refit`:
    table; votes become battles and are split **by time**: the latest ``holdout_fraction`` are held
    out, the rest train the challenger's Bradley-Terry loss.
 2. Train the challenger (:func:`apex.training.loop.train`, ApexHeads, ``pref_weight`` > 0).
-3. Evaluate challenger and champion on the same held-out songs (``test`` split, else ``val``)
-   and the same held-out battles.
-4. :func:`gate` promotes only if neither held-out pairwise accuracy nor engagement Spearman is
-   worse than the champion's by more than its tolerance.
+3. Evaluate the challenger and the model actually serving (default: the registry's champion) on
+   the same held-out songs (``test`` split, else ``val``) and the same held-out battles, none of
+   which either model was trained on.
+4. :func:`gate` promotes only if no gated metric (held-out pairwise accuracy, engagement and
+   aesthetics Spearman) is worse than the serving model's by more than its tolerance — the first
+   refit too: there is no free first promotion.
 5. The challenger is saved in its own version directory with ``metrics.json`` and a model card
    (``README.md``) whatever the decision; ``CHAMPION`` is repointed atomically on promotion.
 
@@ -20,15 +22,13 @@ owns the job that reads the store).
 from __future__ import annotations
 
 import json
-import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from apex.tasks import ENGAGEMENT, TASK_OUTPUTS
+from apex.tasks import AESTHETICS, ENGAGEMENT, TASK_OUTPUTS
 from apex.training.config import GateConfig, TrainConfig
 from apex.training.data import (
     Battles,
@@ -37,17 +37,27 @@ from apex.training.data import (
     battles_from_votes,
     time_split,
 )
-from apex.training.evaluate import engagement_spearman, evaluate_model, format_table
+from apex.training.evaluate import (
+    engagement_spearman,
+    evaluate_model,
+    format_table,
+    spearman_noise,
+)
 from apex.training.loop import TrainResult, train
+from apex.training.registry import CHAMPION_FILE, ModelRegistry  # noqa: F401 (re-exported)
 
-CHAMPION_FILE = "CHAMPION"
 #: Share of the training votes (the latest) that early stopping watches.
 EARLY_STOP_FRACTION = 0.15
 
 
 @dataclass
 class Decision:
-    """The gate's verdict and the reasons, in words and numbers."""
+    """The gate's verdict and the reasons, in words and numbers.
+
+    Attributes:
+        challenger, champion: key held-out metrics (:func:`key_metrics`) of the challenger and of
+            the model serving when the refit ran (None when none could be evaluated).
+    """
 
     promote: bool
     reasons: list[str]
@@ -55,89 +65,85 @@ class Decision:
     champion: dict[str, float] | None
 
 
-def gate(challenger: dict, champion: dict | None, config: GateConfig = GateConfig()) -> Decision:
-    """Decide from two evaluation reports (see :func:`apex.training.evaluate.evaluate_model`).
+#: Gated metrics: key -> (GateConfig tolerance attribute, label for people).
+GATED: dict[str, tuple[str, str]] = {
+    "accuracy": ("accuracy_tolerance", "held-out pairwise accuracy"),
+    "spearman": ("spearman_tolerance", "engagement Spearman"),
+    "aesthetics": ("spearman_tolerance", "aesthetics Spearman"),
+}
 
-    NaN metrics (e.g. no held-out battles) count as failures for the challenger, never as passes.
+
+def gate(
+    challenger: dict,
+    champion: dict | None,
+    config: GateConfig = GateConfig(),
+    noise: dict[str, float] | None = None,
+) -> Decision:
+    """Decide from two evaluation reports on the same held-out data (see
+    :func:`apex.training.evaluate.evaluate_model`): the challenger's and the serving model's.
+
+    Promotion needs at least ``config.min_battles`` held-out decisive battles and, on every gated
+    metric the serving model has, a challenger not worse beyond its tolerance. There is no free
+    first promotion: without a serving report (nothing to compare with) the challenger is refused.
+    NaN challenger metrics count as failures, never as passes.
+
+    ``noise`` (:func:`apex.training.evaluate.spearman_noise`): the paired-bootstrap standard
+    deviation of the Spearman differences on these held-out songs. A Spearman metric's tolerance
+    is the larger of its configured one and that noise, so a difference the held-out songs cannot
+    resolve neither promotes nor refuses; pairwise accuracy keeps its configured tolerance.
     """
-    ch = _key_metrics(challenger)
+    noise = noise or {}
+    ch = key_metrics(challenger)
     if champion is None:
-        return Decision(True, ["no champion yet: the first model is promoted"], ch, None)
-    cp = _key_metrics(champion)
+        return Decision(
+            False,
+            ["no serving model could be evaluated on the same held-out data: nothing to compare"],
+            ch,
+            None,
+        )
+    cp = key_metrics(champion)
     reasons, ok = [], True
     if ch["battles"] < config.min_battles:
         ok = False
         reasons.append(
             f"only {ch['battles']} held-out decisive battles (< {config.min_battles}); "
-            "collect more votes before replacing the champion"
+            "collect more votes before replacing the serving model"
         )
-    for key, tol in (
-        ("accuracy", config.accuracy_tolerance),
-        ("spearman", config.spearman_tolerance),
-    ):
-        new, old = ch[key], cp[key]
+    for key, (tol_name, label) in GATED.items():
+        new, old, tol = ch[key], cp[key], getattr(config, tol_name)
+        if key != "accuracy" and np.isfinite(noise.get(key, float("nan"))):
+            tol = round(max(tol, noise[key]), 3)
+        if not np.isfinite(old) and key == "aesthetics":
+            continue  # the serving model predicts no aesthetics: nothing to hold it to
         if not np.isfinite(new):
             ok = False
-            reasons.append(f"challenger {key} is undefined on the held-out data")
+            reasons.append(f"challenger {label} is undefined on the held-out data")
         elif np.isfinite(old) and new < old - tol:
             ok = False
             reasons.append(
-                f"{key} {new:.3f} is worse than the champion's {old:.3f} by more than {tol}"
+                f"{label} {new:.3f} is worse than the serving model's {old:.3f} by more than {tol}"
             )
         else:
-            reasons.append(f"{key} {new:.3f} vs champion {old:.3f} (tolerance {tol}): ok")
+            reasons.append(f"{label} {new:.3f} vs serving {old:.3f} (tolerance {tol}): ok")
     return Decision(ok, reasons, ch, cp)
 
 
-def _key_metrics(report: dict) -> dict[str, float]:
+def key_metrics(report: dict) -> dict[str, float]:
+    """The gated figures of one report: ``accuracy``, ``auc``, ``battles`` (held-out decisive
+    battles), ``spearman`` (engagement mean) and ``aesthetics`` (mean Spearman of the five)."""
     pair = report.get("pairwise", {})
+    reg = report.get("regression", {})
+    aes = [reg[a]["spearman"] for a in AESTHETICS if a in reg]
     return {
         "accuracy": float(pair.get("accuracy", float("nan"))),
         "auc": float(pair.get("auc", float("nan"))),
         "battles": int(pair.get("n", 0)),
         "spearman": engagement_spearman(report),
+        "aesthetics": float(np.mean(aes)) if aes else float("nan"),
     }
 
 
-# ---------------------------------------------------------------------------- registry
-class ModelRegistry:
-    """Versioned model directories under ``root`` plus an atomically updated ``CHAMPION`` pointer.
-
-    Layout: ``root/v0001-20260101T000000Z/`` (model files, ``metrics.json``, ``README.md``) and
-    ``root/CHAMPION`` holding the champion's directory name.
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    def versions(self) -> list[Path]:
-        """Version directories, oldest first."""
-        if not self.root.is_dir():
-            return []
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and p.name[:1] == "v")
-
-    def new_version(self) -> Path:
-        """Create and return the next version directory (``vNNNN-<UTC time>``)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        numbers = [int(p.name[1:5]) for p in self.versions() if p.name[1:5].isdigit()]
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        path = self.root / f"v{max(numbers, default=0) + 1:04d}-{stamp}"
-        path.mkdir()
-        return path
-
-    def champion(self) -> Path | None:
-        """The champion's directory, or None when there is none (or it vanished)."""
-        pointer = self.root / CHAMPION_FILE
-        if not pointer.is_file():
-            return None
-        path = self.root / pointer.read_text().strip()
-        return path if path.is_dir() else None
-
-    def promote(self, version: Path) -> None:
-        """Point ``CHAMPION`` at ``version``; readers see the old or the new name, never half."""
-        tmp = self.root / f".{CHAMPION_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(Path(version).name + "\n")
-        os.replace(tmp, self.root / CHAMPION_FILE)
+_key_metrics = key_metrics
 
 
 # ---------------------------------------------------------------------------- saving
@@ -248,12 +254,22 @@ def push_version(directory: Path, repo_id: str | None) -> str:
 # ---------------------------------------------------------------------------- the refit
 @dataclass
 class RefitConfig:
-    """Refit settings: the challenger's training config, the gate, the held-out vote fraction."""
+    """Refit settings: the challenger's training config, the gate, the held-out vote fraction.
+
+    ``train`` is taken as given; :func:`apex.training.config.scaled_train_config` sizes one to
+    the data (the app's refit job does).
+    """
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(pref_weight=1.0, progress=False))
     gate: GateConfig = field(default_factory=GateConfig)
     holdout_fraction: float = 0.2
     model_repo: str | None = None
+    #: ``kind`` of the saved model (``"demo"`` when trained on the synthetic demo corpus).
+    kind: str = "custom"
+    #: How to load the encoder the challenger was trained on (default: the data's encoder id).
+    encoder_spec: str | None = None
+    #: ``model_id`` of the saved versions (the version string tells them apart).
+    model_id: str = "apex-arena-refit"
 
 
 @dataclass
@@ -264,6 +280,7 @@ class RefitOutcome:
     decision: Decision
     reports: dict[str, dict]
     push: str = ""
+    note: str = ""
 
 
 def load_champion(registry: ModelRegistry):
@@ -276,62 +293,108 @@ def load_champion(registry: ModelRegistry):
     return load_model(path)
 
 
+def evaluate_serving(serving, data: EngagementData, held_out: Battles) -> tuple[dict | None, str]:
+    """The serving model's report on the held-out songs and battles, or ``(None, why not)``.
+
+    ``serving`` is ``(heads, info)``; it can only be compared on data embedded with the encoder
+    it was trained on.
+    """
+    heads, info = serving
+    if info.encoder_id != data.encoder_id:
+        return None, (
+            f"the serving model expects encoder {info.encoder_id!r} but the refit data was "
+            f"embedded with {data.encoder_id!r}: they cannot be compared on the same data"
+        )
+    used = bool(info.metadata.get("preference_trained", False))
+    task = info.metadata.get("train_config", {}).get("task")
+    report = evaluate_model(
+        heads, data, battles=held_out, use_preference=used, tasks=TASK_OUTPUTS.get(task)
+    )
+    return report, ""
+
+
 def run_refit(
     data: EngagementData,
     transform: TargetTransform,
     votes: pd.DataFrame,
     registry: ModelRegistry,
     config: RefitConfig | None = None,
+    *,
+    serving=None,
 ) -> RefitOutcome:
-    """Train a challenger, evaluate it and the champion on the same held-out data, gate, save.
+    """Train a challenger, evaluate it and the serving model on the same held-out data, gate, save.
+
+    Args:
+        serving: ``(heads, info)`` of the model actually serving (default: the registry's
+            champion). Held-out votes are the latest ``holdout_fraction`` by time, minus any vote
+            the serving model was trained on (its metadata's ``votes_trained_until``), so neither
+            model has seen them; held-out songs are the ``test`` split (else ``val``).
 
     Raises whatever training raises; callers (the CLI, the app's worker) keep the champion
     serving in that case because ``CHAMPION`` is only touched after a successful gate.
     """
     config = config or RefitConfig()
+    serving = serving if serving is not None else load_champion(registry)
     battles = battles_from_votes(votes, data.index_of())
-    fit_battles, held_out = _split_votes(battles, config.holdout_fraction)
+    seen_until = _trained_until(serving)
+    fit_battles, held_out = _split_votes(battles, config.holdout_fraction, seen_until)
     result = train_with_votes(data, config.train, fit_battles)
     reports = {
         "challenger": evaluate_model(
             result.model, data, battles=held_out, use_preference=True, tasks=config.train.tasks
         )
     }
-    champion = load_champion(registry)
-    if champion is not None:
-        heads, info = champion
-        if info.encoder_id != data.encoder_id:
-            raise ValueError(
-                f"champion expects encoder {info.encoder_id!r} but the data was embedded with "
-                f"{data.encoder_id!r}; re-embed the data or start a new registry"
-            )
-        used = bool(info.metadata.get("preference_trained", False))
-        task = info.metadata.get("train_config", {}).get("task")
-        reports["champion"] = evaluate_model(
-            heads, data, battles=held_out, use_preference=used, tasks=TASK_OUTPUTS.get(task)
-        )
-    decision = gate(reports["challenger"], reports.get("champion"), config.gate)
+    why_not, noise = "no serving model was given and the registry has no champion", None
+    if serving is not None:
+        report, why_not = evaluate_serving(serving, data, held_out)
+        if report is not None:
+            reports["serving"] = report
+            noise = spearman_noise(result.model, serving[0], data)
+    decision = gate(reports["challenger"], reports.get("serving"), config.gate, noise)
+    if "serving" not in reports:
+        decision.reasons.append(why_not)
     version = registry.new_version()
+    serving_version = serving[1].version if serving is not None else None
     metadata = model_metadata(
         result,
         data,
         transform,
         fingerprints={"votes": _votes_fingerprint(votes)},
+        model_id=config.model_id,
         version=version.name,
-        kind="custom",
+        kind=config.kind,
+        encoder_spec=config.encoder_spec or data.encoder_id,
         metrics=reports["challenger"],
-        gate={"promote": decision.promote, "reasons": decision.reasons},
+        gate={
+            "promote": decision.promote,
+            "reasons": decision.reasons,
+            "challenger": decision.challenger,
+            "serving": decision.champion,
+            "serving_version": serving_version,
+            "spearman_noise": noise,
+        },
         battles={"train": len(fit_battles), "held_out": len(held_out)},
+        votes_trained_until=float(fit_battles.timestamp.max()) if len(fit_battles) else None,
     )
     save_trained(result, version, metadata)
     write_card(
-        version, title=f"APEX Arena refit {version.name}", metrics=reports, decision=decision
+        version,
+        title=f"APEX Arena refit {version.name}",
+        metrics={**reports, "gate": metadata["gate"]},
+        decision=decision,
     )
     push = ""
     if decision.promote:
         registry.promote(version)
         push = push_version(version, config.model_repo)
     return RefitOutcome(version, decision, reports, push)
+
+
+def _trained_until(serving) -> float | None:
+    if serving is None:
+        return None
+    value = serving[1].metadata.get("votes_trained_until")
+    return float(value) if value is not None else None
 
 
 def train_with_votes(data: EngagementData, config: TrainConfig, battles: Battles) -> TrainResult:
@@ -343,10 +406,17 @@ def train_with_votes(data: EngagementData, config: TrainConfig, battles: Battles
     return train(data, config, battles=fit, val_battles=watch)
 
 
-def _split_votes(battles: Battles, fraction: float) -> tuple[Battles, Battles]:
+def _split_votes(
+    battles: Battles, fraction: float, seen_until: float | None = None
+) -> tuple[Battles, Battles]:
+    """(training battles, held-out battles): a time split, then held-out votes the serving model
+    trained on (at or before ``seen_until``) are dropped from the held-out set."""
     if len(battles) < 2:
         return battles, battles.take(np.arange(0))
-    return time_split(battles, fraction)
+    fit, held = time_split(battles, fraction)
+    if seen_until is not None:
+        held = held.take(np.flatnonzero(held.timestamp > seen_until))
+    return fit, held
 
 
 def _votes_fingerprint(votes: pd.DataFrame) -> str:

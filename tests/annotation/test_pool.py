@@ -109,6 +109,27 @@ def test_scores_cached_once_per_clip_and_model(tmp_path: Path) -> None:
     assert len(newer.calls) == 6  # a new model version scores afresh
 
 
+def test_rescore_with_a_new_model_replaces_scores_and_version(tmp_path: Path) -> None:
+    folder, cache = make_folder(tmp_path / "pool", bad=False), tmp_path / "cache"
+    pool = ClipPool.from_audiofolder(folder, cache_dir=cache)
+    pool.start_scoring(CountingScorer(), cache_dir=cache)
+    assert pool.wait_scored(timeout=60)
+    newer = CountingScorer(version="2")
+    newer.score = lambda inputs, priority=0, old=newer.score: [  # the new model scores 1.0
+        type(r)(scores=dict.fromkeys(SCORE_NAMES, 1.0), preference=0.1) for r in old(inputs)
+    ]
+    pool.rescore(newer)  # what the refit worker does after a swap
+    assert pool.wait_scored(timeout=60)
+    assert pool.model_version == "counting@2" and len(newer.calls) == 6
+    assert all(clip.scores == dict.fromkeys(SCORE_NAMES, 1.0) for clip in pool)
+    assert pool.result("alpha_0").preference == 0.1
+    again = CountingScorer(version="2")
+    fresh = ClipPool.from_audiofolder(folder, cache_dir=cache)
+    fresh.start_scoring(again, cache_dir=cache)
+    assert fresh.wait_scored(timeout=60)
+    assert again.calls == []  # cached per model, like the first scoring
+
+
 def test_one_unscorable_clip_is_skipped_not_fatal(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "pool", bad=False)
     pool = ClipPool.from_audiofolder(folder, CountingScorer(fail_on="beta_0.wav"))

@@ -1,21 +1,27 @@
-"""The refit worker: schedule, promotion swaps the scorer, failures keep the champion serving."""
+"""The refit worker with real refits (demo corpus, own process): promotion swaps the scorer and
+survives a restart, a worse challenger and a pinned model are not swapped in, simulated votes
+train only when asked, failures keep the champion serving, scoring goes on during a refit."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
+import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from annotation.refit_job import RefitWorker, ratings_frame, run_refit_from_store
-from apex.checkpoints import ModelInfo, save_model
+from annotation.store import VoteRecord
+from apex.checkpoints import ModelInfo
 from apex.encoders import Embedding
 from apex.heads import ApexHeads, HeadsConfig
-from apex.scorer import Scorer
+from apex.scorer import Scorer, load_scorer
+from apex.settings import Settings
 
 DIM = 6
 
@@ -52,17 +58,6 @@ def _embedding() -> Embedding:
     )
 
 
-def _outcome(version: Path, promote: bool):
-    decision = SimpleNamespace(promote=promote, reasons=["because"])
-    return SimpleNamespace(version=version, decision=decision)
-
-
-def _saved(tmp_path: Path, name: str, bias: float) -> Path:
-    return save_model(
-        _heads(bias), tmp_path / name, metadata={"encoder_id": "fallback", "version": name}
-    )
-
-
 def test_ratings_frame_collects_both_sides() -> None:
     votes = pd.DataFrame(
         {
@@ -77,45 +72,117 @@ def test_ratings_frame_collects_both_sides() -> None:
     assert frame.loc[1, "clarity"] == 2.0
 
 
-def test_promotion_swaps_the_scorer(settings, tmp_path: Path) -> None:
-    scorer = Scorer(_heads(-10.0), ModelInfo("old", encoder_id="fallback"), device="cpu")
-    new = _saved(tmp_path, "new", 10.0)
-    worker = RefitWorker(settings, scorer, FakeStore(), refit=lambda s, st: _outcome(new, True))
-    assert worker.run_once()
-    assert scorer.info()["model_id"] == "new"
-    assert scorer.score_embedding(_embedding()).scores["score_streams"] > 99
-    assert worker.status.last_promoted and worker.status.last_version == "new"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with the 48-clip demo corpus, its engagement shards and demo model."""
+    from apex.demo_model import ensure_demo_model
+    from apex.training.demo import demo_engagement
+
+    root = tmp_path_factory.mktemp("refit-job") / "data"
+    settings = Settings.from_env({}, data_dir=root, demo_clips=48)
+    ensure_demo_model(settings)
+    demo_engagement(settings)
+    return root
 
 
-def test_refused_challenger_leaves_the_champion(settings, tmp_path: Path) -> None:
-    scorer = Scorer(_heads(-10.0), ModelInfo("old", encoder_id="fallback"), device="cpu")
-    new = _saved(tmp_path, "new", 10.0)
-    worker = RefitWorker(settings, scorer, FakeStore(), refit=lambda s, st: _outcome(new, False))
+def _settings(built: Path, tmp_path: Path, **changes) -> Settings:
+    root = tmp_path / "data"
+    shutil.copytree(built, root)
+    return Settings.from_env({}, data_dir=root, demo_clips=48, **changes)
+
+
+def _listener_votes(settings: Settings, n: int, source: str = "live", start: float = 1.7e9):
+    """A real SQLite store holding ``n`` votes of listeners with the hidden demo taste."""
+    from annotation.store import open_store
+    from apex.demo import ensure_demo_corpus, load_metadata
+    from apex.demo.listeners import hidden_utility, listener_votes
+
+    meta = load_metadata(ensure_demo_corpus(settings))
+    ids = meta["clip_id"].astype(str).to_numpy()
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, len(ids), n)
+    b = (a + rng.integers(1, len(ids), n)) % len(ids)
+    prefs = listener_votes(hidden_utility(meta), ids[a], ids[b], rng)
+    store = open_store(settings)
+    for i in range(n):
+        store.insert_vote(
+            VoteRecord(
+                vote_id=uuid.uuid4().hex, battle_uuid=uuid.uuid4().hex, timestamp=start + 30 * i,
+                user_pseudonym="u", session_pseudonym="s", prompt="", is_instrumental=False,
+                system_a="x", system_b="y", clip_a=ids[a[i]], clip_b=ids[b[i]], audio_a="",
+                audio_b="", preference=str(prefs[i]), source=source,
+            )
+        )  # fmt: skip
+    return store
+
+
+def test_promotion_swaps_the_scorer_and_survives_a_restart(built: Path, tmp_path: Path) -> None:
+    settings = _settings(built, tmp_path)
+    store = _listener_votes(settings, 300)
+    scorer = load_scorer(settings=settings)
+    assert scorer.info()["kind"] == "demo"
+    worker = RefitWorker(settings, scorer, store)
+    assert worker.run_once(), worker.info()
+    status = worker.status
+    assert status.last_promoted and status.last_error is None
+    assert (
+        status.last_figures["challenger"]["accuracy"] >= status.last_figures["serving"]["accuracy"]
+    )
+    assert scorer.info()["version"] == status.last_version
+    assert scorer.info()["model_id"] == "apex-arena-refit"
+    restarted = load_scorer(settings=settings)
+    assert restarted.info()["version"] == status.last_version
+    assert restarted.info()["encoder_id"] == "fallback"  # the encoder it was trained on
+
+
+def test_a_worse_challenger_is_refused_and_the_champion_serves(built: Path, tmp_path: Path) -> None:
+    settings = _settings(built, tmp_path)
+    store = _listener_votes(settings, 200)
+    scorer = load_scorer(settings=settings)
+    old = scorer.info()["version"]
+
+    def crippled(settings, store):  # the real refit, trained badly on purpose
+        return run_refit_from_store(settings, store, scorer=scorer, train={"epochs": 1, "lr": 1e-7})
+
+    worker = RefitWorker(settings, scorer, store, refit=crippled)
     assert not worker.run_once()
-    assert scorer.info()["model_id"] == "old"
-    assert worker.status.last_reasons == ["because"]
+    assert worker.status.last_promoted is False and worker.status.last_error is None
+    assert any("worse" in r for r in worker.status.last_reasons)
+    assert scorer.info()["version"] == old
 
 
-def test_a_refit_that_raises_leaves_the_champion_serving(settings) -> None:
-    scorer = Scorer(_heads(-10.0), ModelInfo("old", encoder_id="fallback"), device="cpu")
-
-    def broken(settings, store):
-        raise RuntimeError("disk full (simulated)")
-
-    worker = RefitWorker(settings, scorer, FakeStore(), refit=broken)
+def test_a_pinned_model_is_not_swapped(built: Path, tmp_path: Path) -> None:
+    settings = _settings(built, tmp_path, model="demo")
+    store = _listener_votes(settings, 300)
+    scorer = load_scorer(settings.model, settings=settings)
+    old = scorer.info()["version"]
+    worker = RefitWorker(settings, scorer, store)
     assert not worker.run_once()
-    assert "disk full" in worker.status.last_error
-    assert scorer.info()["model_id"] == "old"
-    assert scorer.score_embedding(_embedding()).scores["score_streams"] < 1
+    assert worker.status.last_promoted  # recorded in the registry ...
+    assert scorer.info()["version"] == old  # ... but the pinned model keeps serving
 
 
-def test_unloadable_promoted_model_leaves_the_champion(settings, tmp_path: Path) -> None:
-    scorer = Scorer(_heads(-10.0), ModelInfo("old", encoder_id="fallback"), device="cpu")
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    worker = RefitWorker(settings, scorer, FakeStore(), refit=lambda s, st: _outcome(empty, True))
+def test_simulated_votes_train_only_when_asked(built: Path, tmp_path: Path) -> None:
+    settings = _settings(built, tmp_path)
+    store = _listener_votes(settings, 200, source="simulated")
+    with pytest.raises(ValueError, match="no votes from sources 'live'"):
+        run_refit_from_store(settings, store)
+    asked = settings.replace(refit_sources="live,simulated")
+    outcome = run_refit_from_store(
+        asked, store, scorer=load_scorer(settings=asked), in_process=True
+    )
+    assert outcome.reports["challenger"]["pairwise"]["n"] == 40  # 20 % of 200, held out
+
+
+def test_a_refit_that_fails_leaves_the_champion_serving(built: Path, tmp_path: Path) -> None:
+    settings = _settings(built, tmp_path, engagement=str(tmp_path / "no-such-folder"))
+    store = _listener_votes(settings, 50)
+    scorer = load_scorer(settings=settings)
+    old = scorer.info()["version"]
+    worker = RefitWorker(settings, scorer, store)
     assert not worker.run_once()
-    assert worker.status.last_error and scorer.info()["model_id"] == "old"
+    assert "APEX_ENGAGEMENT" in worker.status.last_error
+    assert scorer.info()["version"] == old
 
 
 def test_schedule_by_votes_and_hours(settings) -> None:
@@ -136,31 +203,26 @@ def test_schedule_by_votes_and_hours(settings) -> None:
     assert not off.due()
 
 
-def test_background_thread_runs_on_trigger_without_blocking(settings, tmp_path: Path) -> None:
-    scorer = Scorer(_heads(-10.0), ModelInfo("old", encoder_id="fallback"), device="cpu")
-    new = _saved(tmp_path, "new", 10.0)
-    release = threading.Event()
-
-    def slow(settings, store):
-        release.wait(5)
-        return _outcome(new, True)
-
-    worker = RefitWorker(settings, scorer, FakeStore(), refit=slow, poll_s=0.05).start()
+def test_background_refit_does_not_block_scoring(built: Path, tmp_path: Path) -> None:
+    settings = _settings(built, tmp_path)
+    store = _listener_votes(settings, 300)
+    scorer = load_scorer(settings=settings)
+    old = scorer.info()["version"]
+    worker = RefitWorker(settings, scorer, store, poll_s=0.05).start()
+    clip = next(iter(sorted((settings.demo_dir / "audio").iterdir())))
     try:
         worker.trigger()
         t0 = time.perf_counter()
-        while not worker.status.running and time.perf_counter() - t0 < 5:
+        while not worker.status.running and time.perf_counter() - t0 < 10:
             time.sleep(0.01)
         assert worker.status.running
-        # scoring is not blocked while the refit trains: the old model answers while it runs
-        assert scorer.score_embedding(_embedding()).scores["score_streams"] < 1
-        assert worker.status.running and worker.status.runs == 0
-        release.set()
-        while worker.status.runs == 0 and time.perf_counter() - t0 < 5:
-            time.sleep(0.01)
-        assert scorer.info()["model_id"] == "new"
+        # the refit trains in its own process: the old model answers meanwhile
+        assert scorer.score([clip])[0].model_version == old
+        while worker.status.runs == 0 and time.perf_counter() - t0 < 600:
+            time.sleep(0.1)
+        assert worker.status.last_promoted, worker.info()
+        assert scorer.score([clip])[0].model_version == worker.status.last_version
     finally:
-        release.set()
         worker.stop()
 
 
@@ -196,4 +258,30 @@ def test_hot_swap_is_atomic_under_concurrent_scoring() -> None:
 
 def test_run_refit_from_store_with_an_empty_store_says_so(settings) -> None:
     with pytest.raises(ValueError, match="no votes"):
-        run_refit_from_store(settings, FakeStore())
+        run_refit_from_store(settings, FakeStore(pd.DataFrame({"source": []})))
+
+
+def test_engagement_source_setting(built: Path, tmp_path: Path) -> None:
+    from annotation.refit_job import engagement_source
+
+    auto = _settings(built, tmp_path)
+    path, note = engagement_source(auto)
+    assert "engagement-demo" in str(path) and "demo corpus" in note
+    own = auto.data_dir / "engagement"
+    shutil.copytree(path.parent, own)
+    assert engagement_source(auto) == (own, "")
+    assert engagement_source(auto.replace(engagement=str(own))) == (own, "")
+    with pytest.raises(FileNotFoundError, match="APEX_ENGAGEMENT"):
+        engagement_source(auto.replace(engagement=str(tmp_path / "empty-or-missing")))
+    # a Hub dataset id, offline (the test run has no network) and not cached: the demo's, said so
+    offline, note = engagement_source(auto.replace(engagement="someone/apex-engagement"))
+    assert "engagement-demo" in str(offline) and "could not be downloaded" in note
+    # once downloaded it is read from the Hugging Face cache without a request (its real layout:
+    # datasets--owner--name/refs/main -> snapshots/<commit>/...)
+    repo = auto.cache_dir / "engagement-hub" / "datasets--someone--apex-engagement"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(path.parent, repo / "snapshots" / commit / "data")
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    cached, note = engagement_source(auto.replace(engagement="someone/apex-engagement"))
+    assert cached == repo / "snapshots" / commit and note == ""

@@ -84,3 +84,15 @@ def test_every_variable_is_documented_in_the_readme():
     assert not missing, f"README.md lacks a row for {sorted(missing)}"
     unknown = documented - declared
     assert not unknown, f"README.md documents variables that do not exist: {sorted(unknown)}"
+
+
+def test_refit_sources_are_checked_and_pinning_follows_apex_model() -> None:
+    from apex.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match=r"APEX_REFIT_SOURCES.*bogus"):
+        Settings.from_env({"APEX_REFIT_SOURCES": "live,bogus"})
+    with pytest.raises(SettingsError, match="APEX_REFIT_SOURCES"):
+        Settings.from_env({"APEX_REFIT_SOURCES": " , "})
+    assert Settings.from_env({"APEX_REFIT_SOURCES": "live, simulated"}).refit_sources
+    assert not Settings.from_env({}).model_pinned
+    assert Settings.from_env({"APEX_MODEL": "demo"}).model_pinned

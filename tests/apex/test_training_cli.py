@@ -89,7 +89,18 @@ def test_train_then_eval_then_refit(tmp_path: Path, capsys, monkeypatch) -> None
         ]
     )
     assert code == 0 and "pairwise" in report.read_text()
+    capsys.readouterr()
+    # nothing serves yet and nothing is named to compare with: no free first promotion
     assert main(["refit", "--data", str(shards), "--votes", str(votes), *small]) == 0
+    alone = capsys.readouterr().out
+    assert "not promoted" in alone and "no serving model" in alone
+    assert not (tmp_path / "data" / "models" / "refits" / "CHAMPION").exists()
+    # gated against a model that barely trained: the challenger beats it and is promoted
+    weak = tmp_path / "weak"
+    assert main(["train", "--data", str(shards), "--out", str(weak), *small, "--lr", "1e-7"]) == 0
+    capsys.readouterr()
+    against = ["--against", str(weak)]
+    assert main(["refit", "--data", str(shards), "--votes", str(votes), *small, *against]) == 0
     assert "PROMOTED" in capsys.readouterr().out
     assert (tmp_path / "data" / "models" / "refits" / "CHAMPION").is_file()
 

@@ -140,3 +140,31 @@ def test_mixed_encoders_are_refused(tmp_path: Path) -> None:
     write_shard(frame, tmp_path / "x.parquet")
     with pytest.raises(DataError, match="one encoder"):
         load_engagement(tmp_path)
+
+
+def test_pool_rows_join_without_targets_and_never_override(tmp_path: Path) -> None:
+    write_shard(_frame(), tmp_path / "eng" / "0.parquet")
+    pool = _frame(n=4, seed=1).assign(
+        id=["song0", "arena-a", "arena-b", "arena-c"],
+        encoder_id=["fallback", "fallback", "fallback", "m-a-p/MERT-v1-95M"],
+        split="pool",
+    )
+    write_shard(pool.drop(columns=["streams", "likes", "coherence"]), tmp_path / "pool.parquet")
+    plain, _ = load_engagement(tmp_path / "eng")
+    data, _ = load_engagement(tmp_path / "eng", pool=tmp_path / "pool.parquet")
+    index = data.index_of()
+    # song0 keeps its engagement row; the other encoder's clip is left out
+    assert set(index) == set(plain.index_of()) | {"arena-a", "arena-b"}
+    assert data.split[index["song0"]] == plain.split[plain.index_of()["song0"]]
+    assert data.split[index["arena-a"]] == "pool"
+    assert np.isnan(data.targets[index["arena-a"]]).all()
+    votes = pd.DataFrame(
+        {
+            "clip_a": ["arena-a", "arena-c"],
+            "clip_b": ["arena-b", "song1"],
+            "preference": ["A", "B"],
+            "timestamp": [1.0, 2.0],
+        }
+    )
+    assert len(battles_from_votes(votes, index)) == 1  # the vote on two pool clips now counts
+    assert len(battles_from_votes(votes, plain.index_of())) == 0

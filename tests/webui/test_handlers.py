@@ -266,10 +266,12 @@ def test_leaderboard_orders_systems_and_measures_agreement(store_services) -> No
         assert row["ci_low"] <= row["rating"] <= row["ci_high"]
     vocal = leaderboard.leaderboard_data(store_services, "vocal")
     assert {r["system"] for r in vocal["rows"]} == {"good", "mid"}
-    table, chart, text = leaderboard.render(board)
+    table, chart, text, versions = leaderboard.render(board)
     assert list(table.columns) == ["rank", "system", "rating", "95% CI", "votes"]
     assert len(chart.data[0].y) == len(board["rows"])
     assert "80%" in text
+    drawn = {trace.name for trace in versions.data}
+    assert drawn == {row["version"] for row in board["agreement_by_version"]}
 
 
 def test_data_export_round_trips(store_services) -> None:
@@ -366,6 +368,32 @@ def test_model_card_lists_model_metrics_and_services(settings) -> None:
     assert "vote store: ready" in card and "refits are off" in card
     warming = about.model_card_markdown({"warming_up": "still loading"}, services)
     assert "still loading" in warming
+
+
+def test_model_card_shows_both_models_figures_and_pinning(settings) -> None:
+    import json
+
+    from apex.training.registry import registry_for
+    from webui import about
+
+    registry = registry_for(settings)
+    version = registry.new_version()
+    gate = {
+        "promote": True,
+        "reasons": ["ok"],
+        "serving_version": "3-demo",
+        "challenger": {"accuracy": 0.81, "spearman": 0.6, "aesthetics": 0.7, "battles": 40},
+        "serving": {"accuracy": 0.74, "spearman": 0.58, "aesthetics": 0.71, "battles": 40},
+    }
+    (version / "metrics.json").write_text(json.dumps({"gate": gate}))
+    pinned = settings.replace(model="demo", refit_hours=1.0)
+    services = Services(pinned, builders={"store": lambda s, b: "STORE"}).start(background=False)
+    info = {"model_id": "apex-arena-refit", "version": version.name, "kind": "demo"}
+    card = about.model_card_markdown(info, services)
+    assert f"`{version.name}` was promoted against `3-demo`" in card
+    assert "| held-out pairwise accuracy | 0.810 | 0.740 |" in card
+    assert "| aesthetics Spearman | 0.700 | 0.710 |" in card
+    assert "The model is pinned" in card and "APEX_MODEL=demo" in card
 
 
 def test_imported_votes_count_only_when_asked(store_services) -> None:

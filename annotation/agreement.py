@@ -1,0 +1,67 @@
+"""APEX-listener agreement per model version over time: does each refit help?
+
+Every stored vote records the model version whose prediction the voter saw
+(``apex_model_version``). :func:`agreement_by_version` cuts each version's votes, in time order,
+into consecutive windows and reports each window's agreement with its Wilson 95% interval
+(:func:`annotation.ratings.agreement`), so the Leaderboard can draw one line per version.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from annotation.ratings import agreement
+
+#: Columns of :func:`agreement_by_version`'s table.
+COLUMNS = ("version", "start", "end", "time", "agree", "n", "rate", "ci_low", "ci_high")
+
+
+def agreement_by_version(
+    votes: pd.DataFrame, *, windows: int = 6, min_votes: int = 10
+) -> pd.DataFrame:
+    """Agreement per model version and time window.
+
+    Args:
+        votes: columns ``timestamp`` (Unix seconds), ``preference``, ``apex_p_a`` and
+            ``apex_model_version``; votes without a prediction or a version are left out, and so
+            are TIE/BOTH_BAD (see :func:`annotation.ratings.agreement`).
+        windows: at most this many windows per version (fewer when it has few votes).
+        min_votes: decided votes per window at least (a version with fewer gets one window).
+
+    Returns:
+        One row per (version, window), versions in order of their first vote: ``start``/``end``/
+        ``time`` (window bounds and median, Unix seconds), ``agree``, ``n``, ``rate`` (0-1) and
+        the Wilson 95% interval ``ci_low``/``ci_high``.
+    """
+    need = {"timestamp", "preference", "apex_p_a", "apex_model_version"}
+    missing = need - set(votes.columns)
+    if missing:
+        raise ValueError(f"votes lack columns {sorted(missing)} for agreement per version")
+    p_a = pd.to_numeric(votes["apex_p_a"], errors="coerce")
+    keep = (
+        votes["apex_model_version"].notna()
+        & p_a.notna()
+        & (p_a != 0.5)
+        & votes["preference"].isin(["A", "B"])
+    )
+    decided = votes[keep].assign(apex_p_a=p_a[keep]).sort_values("timestamp", kind="stable")
+    rows = []
+    first_seen = decided.groupby("apex_model_version", sort=False)["timestamp"].min()
+    for version in first_seen.sort_values().index:
+        group = decided[decided["apex_model_version"] == version]
+        k = int(max(1, min(windows, len(group) // max(1, min_votes))))
+        for part in np.array_split(np.arange(len(group)), k):
+            chunk = group.iloc[part]
+            stats = agreement(chunk)
+            stamps = pd.to_numeric(chunk["timestamp"]).to_numpy(float)
+            rows.append(
+                {
+                    "version": str(version),
+                    "start": float(stamps.min()),
+                    "end": float(stamps.max()),
+                    "time": float(np.median(stamps)),
+                    **stats,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(COLUMNS))

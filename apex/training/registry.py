@@ -1,0 +1,84 @@
+"""The model registry: versioned model directories plus an atomically updated champion pointer.
+
+Importable without torch (and without any trainer): start-up asks it which model serves
+(:func:`champion_of`) before anything else is loaded.
+
+Layout under ``root`` (``settings.models_dir / "refits"`` in the app, :func:`registry_for`)::
+
+    v0001-20260101T000000Z/   model files, metadata.json, metrics.json, README.md (model card)
+    v0002-.../
+    CHAMPION                  the champion's directory name, one line
+
+A version directory records both models' held-out figures of its gate (``metrics.json``:
+``challenger`` and ``serving``), so the About tab can show why a version serves or does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from apex.settings import Settings
+
+CHAMPION_FILE = "CHAMPION"
+
+
+class ModelRegistry:
+    """Versioned model directories under ``root`` plus an atomically updated ``CHAMPION`` pointer.
+
+    Layout: ``root/v0001-20260101T000000Z/`` (model files, ``metrics.json``, ``README.md``) and
+    ``root/CHAMPION`` holding the champion's directory name.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def versions(self) -> list[Path]:
+        """Version directories, oldest first."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and p.name[:1] == "v")
+
+    def new_version(self) -> Path:
+        """Create and return the next version directory (``vNNNN-<UTC time>``)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        numbers = [int(p.name[1:5]) for p in self.versions() if p.name[1:5].isdigit()]
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        path = self.root / f"v{max(numbers, default=0) + 1:04d}-{stamp}"
+        path.mkdir()
+        return path
+
+    def champion(self) -> Path | None:
+        """The champion's directory, or None when there is none (or it vanished)."""
+        pointer = self.root / CHAMPION_FILE
+        if not pointer.is_file():
+            return None
+        path = self.root / pointer.read_text().strip()
+        return path if path.is_dir() else None
+
+    def promote(self, version: Path) -> None:
+        """Point ``CHAMPION`` at ``version``; readers see the old or the new name, never half."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{CHAMPION_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(Path(version).name + "\n")
+        os.replace(tmp, self.root / CHAMPION_FILE)
+
+    def gate_record(self, version: str | Path) -> dict[str, Any] | None:
+        """The gate's record of ``version`` (``metrics.json``), or None when it has none."""
+        path = self.root / Path(version).name / "metrics.json"
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+
+def registry_for(settings: Settings) -> ModelRegistry:
+    """The app's registry: ``settings.models_dir / "refits"``."""
+    return ModelRegistry(settings.models_dir / "refits")
+
+
+def champion_of(settings: Settings) -> Path | None:
+    """The directory of the registry's champion for ``settings``, or None when there is none."""
+    return registry_for(settings).champion()
