@@ -31,7 +31,8 @@ from apex.embed.records import EMBEDDING_FIELDS, ERROR_FIELDS
 EMBEDDINGS_DIR = "embeddings"
 ERRORS_DIR = "errors"
 JOB_FILE = "job.json"
-_TMP_PREFIX = ".tmp-"  # hidden, and not *.parquet: globbing readers never pick a partial file
+_TMP_PREFIX = ".tmp-"  # partial files are ".tmp-<name>.partial": no "*.parquet" glob (pathlib's
+# matches hidden names too) ever picks one up, so a killed run never counts a half-written shard
 
 
 class EmbedError(RuntimeError):
@@ -115,7 +116,7 @@ class ShardWriter:
         name = f"part-{self.run}-{self._count:05d}.parquet"
         self._count += 1
         final = self.out_dir / folder / name
-        tmp = final.with_name(f"{_TMP_PREFIX}{name}")
+        tmp = final.with_name(f"{_TMP_PREFIX}{name}.partial")
         pq.write_table(table, tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())  # the rename must not land before the data does

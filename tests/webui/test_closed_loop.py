@@ -113,6 +113,7 @@ def test_votes_make_the_served_model_better_and_it_survives_a_restart(
         demo_clips=48,
         min_listen_s=0.0,
         rate_limit_votes=100_000,
+        rate_limit_battles=100_000,
         refit_hours=24.0,
         refit_min_votes=MIN_VOTES,
         # normal priority: on a shared, saturated CI machine a niced refit may wait for minutes

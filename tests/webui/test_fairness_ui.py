@@ -79,7 +79,7 @@ def test_style_controlled_board_shows_the_effects(services) -> None:
     assert loud["ci_low"] > 0 and loud["win_rate_per_sd"] > 0.5  # the louder clip wins more
     assert [r["system"] for r in styled["rows"]] == ["s4", "s3", "s2", "s1", "s0"]
     assert ratings(plain)["s0"] > ratings(plain)["s4"]  # the plain board is fooled
-    _, chart, text = leaderboard.render(styled)
+    _, chart, text, _versions = leaderboard.render(styled)
     assert (
         "Style control" in text
         and "loudness" in text
