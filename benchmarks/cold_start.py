@@ -63,7 +63,12 @@ def write_encoder(out: Path) -> Path:
     ``MertEncoder.from_pretrained``."""
     import torch
 
-    from apex.encoders.hubert import _LEGACY_RENAMES, build_hubert, mert_95m_config
+    from apex.encoders.hubert import (
+        _LEGACY_RENAMES,
+        build_hubert,
+        mert_95m_config,
+        write_preprocessor_config,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     config = mert_95m_config()
@@ -78,16 +83,7 @@ def write_encoder(out: Path) -> Path:
     raw = {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
     raw.update(model_type="mert_model", architectures=["MERTModel"], sample_rate=RATE)
     (out / "config.json").write_text(json.dumps(raw, indent=2, default=list))
-    preprocessor = {
-        "do_normalize": False,
-        "feature_extractor_type": "Wav2Vec2FeatureExtractor",
-        "feature_size": 1,
-        "padding_side": "right",
-        "padding_value": 0.0,
-        "return_attention_mask": True,
-        "sampling_rate": RATE,
-    }
-    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    write_preprocessor_config(out, do_normalize=False)
     return out
 
 

@@ -342,6 +342,13 @@ def save_debug_checkpoint(
         sample_rate=SAMPLE_RATE,
     )
     (out / "config.json").write_text(json.dumps(raw, indent=2, default=list))
+    write_preprocessor_config(out, do_normalize=do_normalize)
+    return out
+
+
+def write_preprocessor_config(directory: Path, *, do_normalize: bool = False) -> Path:
+    """Write MERT-v1-95M's ``preprocessor_config.json`` (a ``Wav2Vec2FeatureExtractor`` at
+    24 kHz with an attention mask; ``do_normalize`` false as on the Hub) into ``directory``."""
     preprocessor = {
         "do_normalize": do_normalize,
         "feature_extractor_type": "Wav2Vec2FeatureExtractor",
@@ -351,5 +358,6 @@ def save_debug_checkpoint(
         "return_attention_mask": True,
         "sampling_rate": SAMPLE_RATE,
     }
-    (out / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
-    return out
+    path = Path(directory) / "preprocessor_config.json"
+    path.write_text(json.dumps(preprocessor, indent=2))
+    return path
