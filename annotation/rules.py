@@ -11,12 +11,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from apex.tasks import AESTHETICS
+from apex.tasks import AESTHETICS, PREFERENCES, SIDES
 
-#: Preference values, Music Arena's vocabulary. TIE counts half a win each way in the ratings;
-#: BOTH_BAD is kept in the data but left out of the ratings.
-PREFERENCES: tuple[str, ...] = ("A", "B", "TIE", "BOTH_BAD")
-SIDES: tuple[str, ...] = ("A", "B")
+# The vote vocabulary (PREFERENCES, SIDES) is defined in apex.tasks and imported from here too.
 #: Per-clip ratings use SongEval's 1-5 scale on the five aesthetic dimensions.
 RATING_RANGE: tuple[int, int] = (1, 5)
 

@@ -4,15 +4,39 @@ Each command module exposes ``register(subparsers) -> None`` that adds one subco
 parser sets ``func`` (a callable taking the parsed namespace and returning an exit code). Modules
 outside ``apex`` (for example ``annotation.cli`` for ``apex votes``) join through the ``apex.cli``
 entry-point group, so ``apex`` never imports them.
+
+One convention for every command, defined here and used by all of them:
+
+- flags that set a config dataclass are generated from it (:func:`dataclass_flags`,
+  :func:`from_args`), so the CLI never drifts from the code;
+- exit codes: :data:`EXIT_OK` (0) done; :data:`EXIT_FAILED` (1) the command ran but could not do
+  all that was asked (some songs failed, a push was refused); :data:`EXIT_USAGE` (2) bad input
+  (flags, settings, a missing or malformed file): nothing was done or changed;
+- an expected error is one line on stderr, ``apex <command>: error: <what was wrong and what to
+  do>`` (:func:`guarded`, :func:`fail`); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import importlib
 import importlib.metadata
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+#: Errors that mean the input was wrong. Every project error that says "fix your input" derives
+#: from ValueError (SettingsError, DataError, CheckpointError, AudioError, ...).
+INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
+
+Command = Callable[[argparse.Namespace], int]
+_T = TypeVar("_T")
 
 #: Command modules inside this package, imported only when the CLI runs.
 _BUILTIN = (
@@ -21,6 +45,90 @@ _BUILTIN = (
     "apex.commands.embed",
     "apex.commands.data",
 )
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``"apex score"``, ``"apex votes export"``: how messages name the running command."""
+    words = [args.command] if getattr(args, "command", None) else []
+    words += [w for w in (getattr(args, "subcommand", None),) if w]
+    return " ".join(["apex", *words])
+
+
+def fail(args: argparse.Namespace, message: object, code: int = EXIT_USAGE) -> int:
+    """Print ``apex <command>: error: <message>`` on stderr and return ``code``."""
+    print(f"{command_name(args)}: error: {message}", file=sys.stderr)
+    return code
+
+
+def guarded(command: Command, errors: tuple[type[BaseException], ...] = ()) -> Command:
+    """Wrap a command so :data:`INPUT_ERRORS` (and ``errors``) become one line and exit 2."""
+    expected = INPUT_ERRORS + tuple(errors)
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return int(command(args) or EXIT_OK)
+        except expected as err:
+            return fail(args, err, EXIT_USAGE)
+
+    return run
+
+
+def dataclass_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    skip: Sequence[str] = (),
+    help: Mapping[str, str] | None = None,
+) -> None:
+    """Add one ``--field-name`` flag per field of dataclass ``cls``, typed and defaulted like it.
+
+    Booleans get ``--x/--no-x``; ``X | None`` fields with a None default take strings; a field
+    in ``skip`` gets no flag (the command sets it itself). ``overrides`` changes defaults.
+    """
+    overrides = dict(overrides or {})
+    help = dict(help or {})
+    for field in dataclasses.fields(cls):
+        if field.name in skip or not field.init:
+            continue
+        if field.name in overrides:
+            default = overrides[field.name]
+        elif field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = None
+        flag = "--" + field.name.replace("_", "-")
+        text = help.get(field.name, "")
+        text = f"{text} (default {default})" if text else f"default {default}"
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=help.get(field.name),
+            )
+        elif isinstance(default, (tuple, list)):
+            kind = type(default[0]) if default else str
+            parser.add_argument(flag, type=kind, nargs="*", default=default, help=text)
+        else:
+            kind = str if default is None else type(default)
+            parser.add_argument(flag, type=kind, default=default, help=text)
+
+
+def from_args(cls: type[_T], args: argparse.Namespace, **given: Any) -> _T:
+    """Build dataclass ``cls`` from the flags :func:`dataclass_flags` added, plus ``given``."""
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.init and f.name not in given and hasattr(args, f.name)
+    }
+    values.update(given)
+    if any(isinstance(v, list) for v in values.values()):
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+        return EXIT_USAGE
+    return int(args.func(args) or EXIT_OK)
 
 
 if __name__ == "__main__":

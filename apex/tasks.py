@@ -38,12 +38,17 @@ ENGAGEMENT_POWER: float = 0.5
 TASK_OUTPUTS: dict[str, tuple[str, ...]] = {"popularity": ENGAGEMENT, "full": SCORE_NAMES}
 
 
-def scale_of(name: str) -> tuple[float, float]:
-    """Return the (low, high) range of score ``name``; raise KeyError with the known names."""
-    try:
-        return SCORE_RANGES[name]
-    except KeyError:
-        raise KeyError(f"unknown score {name!r}; known scores: {', '.join(SCORE_NAMES)}") from None
+#: The vote vocabulary (Music Arena's): which clip of a battle the listener preferred. Defined
+#: once here, beside the score names; the vote store's SQL ``CHECK`` constraints, the exporters,
+#: the ratings and the training data are all built from these names.
+PREFERENCES: tuple[str, ...] = ("A", "B", "TIE", "BOTH_BAD")
+#: The two clips of a battle.
+SIDES: tuple[str, ...] = ("A", "B")
+#: Share of the win that side A gets for each *rated* preference: TIE is half a win each way;
+#: BOTH_BAD is kept in the data but rates nobody, so it has no entry.
+A_WIN_SHARE: dict[str, float] = {"A": 1.0, "B": 0.0, "TIE": 0.5}
+#: Preferences that pick a winner (the pairwise-accuracy metrics count only these).
+DECISIVE: tuple[str, ...] = ("A", "B")
 
 
 #: BibTeX of the APEX paper (arXiv 2605.03395), shown on the About tab and the dataset card.

@@ -1,0 +1,65 @@
+"""apex.files: atomic writes leave the old file or the new one, never half, and no temp behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+
+import pytest
+
+from apex.files import (
+    atomic_path,
+    is_partial,
+    sha256_file,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+
+def test_failed_write_keeps_old_file_and_removes_temp(tmp_path):
+    target = tmp_path / "votes.parquet"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            assert is_partial(tmp) and tmp.parent == tmp_path
+            raise RuntimeError("disk full")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["votes.parquet"]
+
+
+def test_temp_never_matches_a_glob_of_the_target_suffix(tmp_path):
+    target = tmp_path / "shard-0001.parquet"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"x")
+        assert list(tmp_path.glob("*.parquet")) == []
+    assert list(tmp_path.glob("*.parquet")) == [target]
+
+
+def test_concurrent_writers_get_distinct_temps_and_one_whole_result(tmp_path):
+    target = tmp_path / "champion.json"
+    payloads = [json.dumps({"writer": i, "pad": "x" * 50_000}) for i in range(8)]
+    threads = [threading.Thread(target=write_text_atomic, args=(target, p)) for p in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert target.read_text() in payloads
+    assert [p.name for p in tmp_path.iterdir()] == ["champion.json"]
+
+
+def test_json_refuses_non_json_before_touching_target(tmp_path):
+    target = tmp_path / "meta.json"
+    write_json_atomic(target, {"b": 1, "a": [1.5, None]})
+    assert json.loads(target.read_text()) == {"a": [1.5, None], "b": 1}
+    with pytest.raises(TypeError):
+        write_json_atomic(target, {"when": object()})
+    assert json.loads(target.read_text()) == {"a": [1.5, None], "b": 1}
+
+
+def test_sha256_file_matches_hashlib_across_block_boundary(tmp_path):
+    data = bytes(range(256)) * 9000  # > 2 MiB: several 1 MiB blocks and a tail
+    path = write_bytes_atomic(tmp_path / "sub" / "blob.bin", data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()
