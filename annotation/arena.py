@@ -32,7 +32,7 @@ from annotation import flags, limits, rules
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import Loudness, LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
-from annotation.pool_scoring import missing_scores
+from annotation.pool.scoring import missing_scores
 from annotation.rules import ListenEvent, VoteRefused
 from annotation.store import Battle, DuplicateVote, VoteRecord, VoteStore
 from apex.settings import Settings

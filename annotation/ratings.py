@@ -25,22 +25,68 @@ odds, and the mean rating is 1000 (both optima are already mean-zero in ``w``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from apex.tasks import A_WIN_SHARE, PREFERENCES
+
 INIT_RATING = 1000.0
 """Mean rating of every board (points)."""
 POINTS_PER_NAT = 400.0 / math.log(10.0)
 """Elo points per unit of logit: a 400-point gap is odds of 10 to 1."""
 
-# Outcome code from the first-listed system's point of view: 0 = win, 1 = tie, 2 = loss.
-_OUTCOME = {"A": 0, "TIE": 1, "B": 2, "BOTH_BAD": -1}
 _MAX_ITER = 100
 _STEP_TOL = 1e-10  # nats; far below the 0.01-point (6e-5 nat) agreement we promise
 _CELLS_PER_CHUNK = 4_000_000  # bounds bootstrap memory: rounds x pairs x systems per chunk
+
+
+def a_win_share(preferences: pd.Series) -> np.ndarray:
+    """``[N]`` share of the win clip A gets per vote (:data:`apex.tasks.A_WIN_SHARE`: A 1, TIE
+    0.5, B 0), NaN for BOTH_BAD (kept in the data, rates nobody).
+
+    Raises:
+        ValueError: a value outside :data:`apex.tasks.PREFERENCES`, naming it.
+    """
+    values = preferences.to_numpy(dtype=object)
+    unknown = sorted({str(v) for v in values if v not in PREFERENCES})
+    if unknown:
+        raise ValueError(
+            f"unknown preference value(s) {unknown}; expected one of {list(PREFERENCES)}"
+        )
+    return np.array([A_WIN_SHARE.get(v, np.nan) for v in values], dtype=np.float64)
+
+
+def armijo_step(
+    objective: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    step: np.ndarray,
+    grad: np.ndarray,
+    f: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Backtracking (Armijo) line search per bootstrap round: plain Newton can overshoot on
+    lopsided records. ``x``, ``step``, ``grad``: ``[B, D]``; ``f``: ``[B]`` objective at ``x``.
+
+    Returns:
+        ``(t, f_new)``: ``[B]`` step lengths (0 for a round already at its optimum to machine
+        precision) and the objective at ``x + t * step``.
+    """
+    slope = (grad * step).sum(axis=1)
+    t = np.ones(x.shape[0])
+    slack = 1e-12 * np.abs(f)  # rounding noise once converged
+    for _ in range(40):
+        f_new = objective(x + t[:, None] * step)
+        bad = ~(f_new <= f + 1e-4 * t * slope + slack)
+        if not bad.any():
+            break
+        t = np.where(bad, 0.5 * t, t)
+    else:  # no decrease found: this round is at its optimum to machine precision
+        t = np.where(bad, 0.0, t)
+        f_new = np.where(bad, f, f_new)
+    return t, f_new
 
 
 @dataclass(frozen=True)
@@ -65,13 +111,11 @@ def _require_columns(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
 def _aggregate(battles: pd.DataFrame) -> _PairTable:
     """Count (pair, outcome) cells with vectorised numpy; validates the input table."""
     _require_columns(battles, ("system_a", "system_b", "preference"))
-    pref_codes, pref_values = pd.factorize(battles["preference"], use_na_sentinel=False)
-    unknown = [v for v in pref_values if v not in _OUTCOME]
-    if unknown:
-        raise ValueError(
-            f"unknown preference value(s) {unknown}; expected one of {sorted(_OUTCOME)}"
-        )
-    outcome = np.array([_OUTCOME[v] for v in pref_values], dtype=np.int64)[pref_codes]
+    share = a_win_share(battles["preference"])
+    # Outcome code from the first-listed system's point of view: 0 = win, 1 = tie, 2 = loss;
+    # -1 = unrated (BOTH_BAD).
+    outcome = np.where(np.isnan(share), -1, np.rint(2.0 * (1.0 - np.nan_to_num(share))))
+    outcome = outcome.astype(np.int64)
     both = pd.concat([battles["system_a"], battles["system_b"]], ignore_index=True)
     if both.isna().any():
         raise ValueError("system_a/system_b contain missing values; drop those battles first")
@@ -186,21 +230,8 @@ def _solve(
         hess[:, diag, diag] = w @ degree
         hess += curvature_fix
         step = -np.linalg.solve(hess, grad[..., None])[..., 0]
-        # Backtracking (Armijo) per round: plain Newton can overshoot on lopsided records.
-        slope = (grad * step).sum(axis=1)
-        t = np.ones(rounds)
-        slack = 1e-12 * np.abs(f)  # rounding noise once converged
-        for _ in range(40):
-            f_new = _objective(theta + t[:, None] * step, n, s, i, j, l2_weight)
-            bad = ~(f_new <= f + 1e-4 * t * slope + slack)
-            if not bad.any():
-                break
-            t = np.where(bad, 0.5 * t, t)
-        else:  # no decrease found: this round is at its optimum to machine precision
-            t = np.where(bad, 0.0, t)
-            f_new = np.where(bad, f, f_new)
+        t, f = armijo_step(lambda x: _objective(x, n, s, i, j, l2_weight), theta, step, grad, f)
         theta = theta + t[:, None] * step
-        f = f_new
         if np.max(np.abs(t[:, None] * step), initial=0.0) < _STEP_TOL:
             break
     return theta - theta.mean(axis=1, keepdims=True)
@@ -335,14 +366,11 @@ def online_elo(
     """
     _require_columns(battles, ("system_a", "system_b", "preference"))
     table = battles[["system_a", "system_b", "preference"]]
-    pref = table["preference"].map({"A": 1.0, "TIE": 0.5, "B": 0.0, "BOTH_BAD": -1.0})
-    if pref.isna().any():
-        bad = sorted(set(table["preference"][pref.isna()].astype(str)))
-        raise ValueError(f"unknown preference value(s) {bad}; expected A, B, TIE, BOTH_BAD")
+    pref = a_win_share(table["preference"])
     codes, systems = pd.factorize(pd.concat([table["system_a"], table["system_b"]]), sort=True)
     n = len(table)
-    keep = pref.to_numpy() >= 0
-    a, b, score = codes[:n][keep].tolist(), codes[n:][keep].tolist(), pref.to_numpy()[keep]
+    keep = ~np.isnan(pref)
+    a, b, score = codes[:n][keep].tolist(), codes[n:][keep].tolist(), pref[keep]
     ratings = [float(init_rating)] * len(systems)
     for ia, ib, sc in zip(a, b, score.tolist(), strict=True):
         expected = 1.0 / (1.0 + 10.0 ** ((ratings[ib] - ratings[ia]) / 400.0))

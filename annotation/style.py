@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from annotation.ratings import INIT_RATING, POINTS_PER_NAT
+from annotation.ratings import INIT_RATING, POINTS_PER_NAT, a_win_share, armijo_step
 
 COVARIATES: tuple[str, ...] = ("duration", "loudness", "vocals")
 #: What one unit of each raw covariate is, for the effects table.
@@ -45,7 +45,6 @@ UNITS = {
     "loudness": "LU louder",
     "vocals": "vocals vs instrumental",
 }
-_SCORE = {"A": 1.0, "TIE": 0.5, "B": 0.0}
 _MAX_ITER = 100
 _STEP_TOL = 1e-10
 #: Bootstrap rounds stop sooner: 1e-6 nats is 0.0002 points, far below any interval's width.
@@ -103,10 +102,7 @@ def _rated(votes: pd.DataFrame, min_votes: int) -> pd.DataFrame:
     for name in ("system_a", "system_b", "preference"):
         if name not in votes.columns:
             raise ValueError(f"the votes table lacks column {name!r}")
-    bad = set(votes["preference"]) - {*_SCORE, "BOTH_BAD"}
-    if bad:
-        raise ValueError(f"unknown preference value(s) {sorted(bad)}; use A, B, TIE, BOTH_BAD")
-    rated = votes[votes["preference"].isin(list(_SCORE))]
+    rated = votes[~np.isnan(a_win_share(votes["preference"]))]
     if (rated["system_a"] == rated["system_b"]).any():
         raise ValueError("some battles pit a system against itself; remove them")
     while len(rated):
@@ -153,7 +149,7 @@ def fit_style_controlled(
     codes, systems = pd.factorize(pd.concat([rated["system_a"], rated["system_b"]]), sort=True)
     n, k = len(rated), len(systems)
     a, b = codes[:n], codes[n:]
-    y = rated["preference"].map(_SCORE).to_numpy(dtype=np.float64)
+    y = a_win_share(rated["preference"])
     design = np.zeros((n, k + len(kept)))
     design[np.arange(n), a] = 1.0
     design[np.arange(n), b] = -1.0
@@ -243,20 +239,8 @@ def _solve(
         # [B, D, N] @ [N, D]: one BLAS product per round instead of an einsum loop.
         hess = (design_t[None] * (w * p * (1.0 - p))[:, None, :]) @ design + fix
         step = -np.linalg.solve(hess, grad[..., None])[..., 0]
-        slope = (grad * step).sum(axis=1)
-        t = np.ones(rounds)
-        slack = 1e-12 * np.abs(f)
-        for _ in range(40):
-            f_new = _objective(phi + t[:, None] * step, design_t, y, w, l2_weight)
-            bad = ~(f_new <= f + 1e-4 * t * slope + slack)
-            if not bad.any():
-                break
-            t = np.where(bad, 0.5 * t, t)
-        else:
-            t = np.where(bad, 0.0, t)
-            f_new = np.where(bad, f, f_new)
+        t, f = armijo_step(lambda x: _objective(x, design_t, y, w, l2_weight), phi, step, grad, f)
         phi = phi + t[:, None] * step
-        f = f_new
         if np.max(np.abs(t[:, None] * step), initial=0.0) < tol:
             break
     phi[:, :k] -= phi[:, :k].mean(axis=1, keepdims=True)

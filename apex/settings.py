@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Vote sources a store knows (``annotation.records.SOURCES`` holds the same names).
+#: Vote sources a store knows (``annotation.store.records.SOURCES`` holds the same names).
 VOTE_SOURCES: tuple[str, ...] = ("live", "simulated", "imported")
 
 

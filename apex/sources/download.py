@@ -109,7 +109,7 @@ def sha256_of(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB blocks.
 
     The project's one file hash: also the key of the arena pool's cache and of the Hub sync's
-    ledger (``annotation.pool``, ``annotation.sync_files``).
+    ledger (``annotation.pool``, ``annotation.sync.files``).
     """
     digest = hashlib.sha256()
     with path.open("rb") as fh:

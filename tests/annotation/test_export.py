@@ -20,7 +20,7 @@ from annotation.export import (
 )
 from annotation.store import VOTE_FIELDS, SQLiteVoteStore
 from apex.tasks import AESTHETICS, SCORE_NAMES
-from tests.annotation.test_store import make_vote
+from tests.annotation.store.test_sqlite import make_vote
 
 OCT = datetime(2026, 10, 30, tzinfo=timezone.utc).timestamp()
 NOV = datetime(2026, 11, 2, tzinfo=timezone.utc).timestamp()

@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from tests.annotation.test_pool_scoring import pool_folder
+from tests.annotation.pool.test_scoring import pool_folder
 from tests.webui.conftest import free_port, write_song
 from webui import arena as arena_ui
 from webui import score
@@ -155,7 +155,7 @@ def test_pending_reveal_says_so_then_fills_in_through_the_ui_handler(
     from annotation.arena import Arena
     from annotation.pool import load_pool
     from annotation.store import open_store
-    from tests.annotation.test_pool_scoring import GatedScorer
+    from tests.annotation.pool.test_scoring import GatedScorer
 
     settings = settings.replace(
         pool=str(pool_folder(tmp_path / "pool")), salt="s", min_listen_s=0.0

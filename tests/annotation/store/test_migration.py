@@ -11,9 +11,9 @@ import pytest
 
 from annotation.export import export_shards, import_shards, read_shards
 from annotation.store import SCHEMA_VERSION, SQLiteVoteStore
-from annotation.store_sqlite import _MIGRATIONS
-from tests.annotation import pg
-from tests.annotation.test_store import make_vote
+from annotation.store.sqlite import _MIGRATIONS
+from tests.annotation.store import pg
+from tests.annotation.store.test_sqlite import make_vote
 
 pg_server, pg_url = pg.pg_server, pg.pg_url  # the throwaway PostgreSQL server's fixtures
 
@@ -83,8 +83,8 @@ def test_a_version_1_postgres_database_migrates_without_losing_votes(request) ->
     pytest.importorskip("psycopg", reason="the PostgreSQL store needs psycopg")
     import psycopg
 
-    from annotation.store_pg import _MIGRATIONS as PG_MIGRATIONS
-    from annotation.store_pg import PostgresVoteStore
+    from annotation.store.pg import _MIGRATIONS as PG_MIGRATIONS
+    from annotation.store.pg import PostgresVoteStore
 
     pg_url = request.getfixturevalue("pg_url")
     with psycopg.connect(pg_url, autocommit=True) as con:

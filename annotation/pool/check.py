@@ -11,17 +11,14 @@ are re-exported by :mod:`annotation.pool`.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from apex.sources.download import sha256_of
+from apex.files import sha256_file, sha256_text, write_json_atomic
 
 _TRUE = {"true", "1", "yes", "instrumental"}
 _FALSE = {"false", "0", "no", "vocal"}
@@ -79,10 +76,8 @@ def read_json(path: Path | None) -> dict[str, Any] | None:
 def write_json(path: Path | None, data: dict[str, Any]) -> None:
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half of one
+    # A cache entry: rebuilt when lost, so no fsync; readers see the old file or the new one.
+    write_json_atomic(path, data, indent=None, fsync=False)
 
 
 def validate_rows(
@@ -140,7 +135,7 @@ def _entry(path: Path, cache: Path | None) -> Path | None:
         return None
     stat = path.stat()
     stamp = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    return cache / "audio" / f"header-{hashlib.sha256(stamp.encode()).hexdigest()}.json"
+    return cache / "audio" / f"header-{sha256_text(stamp)}.json"
 
 
 def content_hash(path: Path, cache: Path | None) -> str:
@@ -148,7 +143,7 @@ def content_hash(path: Path, cache: Path | None) -> str:
     entry = _entry(path, cache)
     checked = read_json(entry) or {}
     if not checked.get("content_hash"):
-        checked["content_hash"] = sha256_of(path)
+        checked["content_hash"] = sha256_file(path)
         if "duration_s" in checked:
             write_json(entry, checked)
     return str(checked["content_hash"])

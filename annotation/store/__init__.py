@@ -2,15 +2,16 @@
 
 Callers use :class:`VoteStore`'s methods with plain records (:class:`Battle`, :class:`VoteRecord`,
 :class:`~annotation.rules.ListenEvent`) and DataFrames, never SQL. :func:`open_store` picks the
-backend from the settings: SQLite in WAL mode by default (:mod:`annotation.store_sqlite`, which
+backend from the settings: SQLite in WAL mode by default (:mod:`annotation.store.sqlite`, which
 states its durability and concurrency guarantees), or PostgreSQL for several app replicas sharing
-one store (:mod:`annotation.store_pg`). Both run the same queries (:mod:`annotation.store_sql`) on
-the same records, errors and schema version (:mod:`annotation.records`), all importable from here.
+one store (:mod:`annotation.store.pg`). Both run the same queries (:mod:`annotation.store.sql`)
+on the same records, errors and schema version (:mod:`annotation.store.records`), all importable
+from here.
 """
 
 from __future__ import annotations
 
-from annotation.records import (
+from annotation.store.records import (
     SCHEMA_VERSION,
     SOURCES,
     VOTE_FIELDS,
@@ -20,7 +21,7 @@ from annotation.records import (
     VoteRecord,
     VoteStore,
 )
-from annotation.store_sqlite import SQLiteVoteStore
+from annotation.store.sqlite import SQLiteVoteStore
 from apex.settings import Settings
 
 __all__ = [
@@ -41,14 +42,14 @@ def open_store(settings: Settings) -> VoteStore:
     """Open (creating and migrating when needed) the vote store the settings point at.
 
     ``APEX_DATABASE_URL`` unset or ``sqlite:///PATH`` gives SQLite; ``postgresql://...`` gives the
-    PostgreSQL store (:mod:`annotation.store_pg`), for several app replicas sharing one store.
+    PostgreSQL store (:mod:`annotation.store.pg`), for several app replicas sharing one store.
 
     Raises:
         StoreError: ``APEX_DATABASE_URL`` names a backend this version does not have.
     """
     url = settings.database_url
     if url and url.startswith(("postgresql://", "postgres://")):
-        from annotation.store_pg import open_pg_store
+        from annotation.store.pg import open_pg_store
 
         return open_pg_store(url)
     if url and not url.startswith("sqlite:"):

@@ -1,6 +1,6 @@
 """The PostgreSQL vote store passes the SQLite store's suite, and both survive concurrent writers.
 
-How the shared suite runs: every test of ``tests/annotation/test_store.py`` that takes the
+How the shared suite runs: every test of ``tests/annotation/store/test_sqlite.py`` that takes the
 ``store`` fixture, except the one that reads SQLite's pragmas (:data:`SQLITE_ONLY`), only calls
 the store's public methods. They are imported
 here, and pytest resolves their ``store`` fixture in *this* module, where it is a
@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from annotation.store import SQLiteVoteStore, StoreError
-from annotation.store_pg import SCHEMA_VERSION, PostgresVoteStore, open_pg_store
-from tests.annotation import pg
+from annotation.store.pg import SCHEMA_VERSION, PostgresVoteStore, open_pg_store
+from tests.annotation.store import pg
 from tests.annotation import test_store as sqlite_suite
 
 pg_server, pg_url = pg.pg_server, pg.pg_url  # the throwaway server's fixtures, used by name
@@ -88,11 +88,11 @@ def test_reconnects_after_the_connection_breaks(pg_url: str) -> None:
 WRITER = """
 import sys
 from annotation.store import DuplicateVote, SQLiteVoteStore
-from tests.annotation.test_store import make_vote
+from tests.annotation.store.test_sqlite import make_vote
 
 kind, where, prefix, count, shared = sys.argv[1:6]
 if kind == "postgresql":
-    from annotation.store_pg import open_pg_store
+    from annotation.store.pg import open_pg_store
     store = open_pg_store(where)
 else:
     store = SQLiteVoteStore(where)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WRITER = """
 import sys
 from annotation.store import DuplicateVote, SQLiteVoteStore
-from tests.annotation.test_store import make_vote
+from tests.annotation.store.test_sqlite import make_vote
 
 path, prefix, count, shared = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 store = SQLiteVoteStore(path)

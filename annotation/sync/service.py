@@ -6,14 +6,14 @@ into ``settings.export_dir`` with :func:`annotation.export.export_shards` and re
 card, then commits only files the repo does not have yet. The scheduler's own ``push_to_hub`` is
 replaced because the stock one re-uploads by modification time and raises on the first failure;
 ours keeps a ledger of what the repo holds (``<data_dir>/hub_sync.json``; the ledger and the
-files it covers are :mod:`annotation.sync_files`), so a shard is uploaded exactly once, even across
+files it covers are :mod:`annotation.sync.files`), so a shard is uploaded exactly once, even across
 restarts, and nothing is ever deleted (there are no delete operations).
 
 Failures never reach the voters: votes keep landing in the local store. No token, no network,
 HTTP 429 (commit quota), 412 (concurrent commit) and 5xx each open an *incident*, logged once with
 a message saying what to do (never the token), retried with exponential backoff and shown by
 :meth:`VoteSync.status` on the Data tab (the status, backoff and incident bookkeeping are
-:mod:`annotation.sync_status`, re-exported here). Start-up offline does not fail either: the
+:mod:`annotation.sync.status`, re-exported here). Start-up offline does not fail either: the
 scheduler is constructed (it creates the repo) on a background retry loop.
 
 The Hub client is injected (``api``: an ``HfApi`` or anything with its ``create_repo``,
@@ -34,7 +34,7 @@ from huggingface_hub import CommitOperationAdd, CommitScheduler, HfApi, get_toke
 from huggingface_hub.errors import RepositoryNotFoundError
 
 from annotation.card import SHARD_GLOB, build_card, stats_from_shards, write_card
-from annotation.sync_files import (
+from annotation.sync.files import (
     LEDGER_FILE,
     UPLOAD_PATTERNS,
     Ledger,
@@ -45,7 +45,7 @@ from annotation.sync_files import (
     restore_from_folder,
     sha256_file,
 )
-from annotation.sync_status import (
+from annotation.sync.status import (
     Backoff,
     Incidents,
     NoToken,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from annotation.hub import HUB_ERRORS
 from apex.settings import Settings
 
 _HUB_CACHE = "hub-datasets"
@@ -80,7 +81,7 @@ def latest_music_arena_batch() -> str:
     try:
         entries = HfApi().list_repo_tree(HUB_ID, path_in_repo="battle_data", repo_type="dataset")
         names = [Path(entry.path).name for entry in entries]
-    except Exception as exc:  # offline, rate-limited, moved: one piece of advice for all
+    except HUB_ERRORS as exc:  # offline, rate-limited, moved: one piece of advice for all
         raise PoolError(
             f"could not list the batches of {HUB_ID} ({type(exc).__name__}: {exc}); set "
             "APEX_POOL=music-arena:<batch> or a local copy of the release"
@@ -193,7 +194,7 @@ def _hub_dataset(repo_id: str, settings: Settings) -> Path:
                 repo_id, repo_type="dataset", cache_dir=settings.cache_dir / _HUB_CACHE
             )
         )
-    except Exception as exc:  # every failure mode gets the same advice
+    except HUB_ERRORS as exc:  # every failure mode gets the same advice
         raise PoolError(
             f"could not download the Hub dataset {repo_id!r} ({type(exc).__name__}: {exc}). "
             "The Hub may be unreachable (offline?) or the id wrong; set APEX_POOL=demo or a local "

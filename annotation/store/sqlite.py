@@ -18,7 +18,7 @@ writers never deadlock upgrading a read lock; SQLite checkpoints the WAL into th
 last connection closes. Schema: versioned by ``PRAGMA user_version``,
 :data:`_MIGRATIONS` holds the statements of each version, applied in one transaction.
 
-The queries themselves are shared with the PostgreSQL store (:mod:`annotation.store_sql`).
+The queries themselves are shared with the PostgreSQL store (:mod:`annotation.store.sql`).
 """
 
 from __future__ import annotations
@@ -32,54 +32,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from annotation.records import SCHEMA_VERSION, StoreError
-from annotation.store_sql import SQLVoteStore
+from annotation.store.records import SCHEMA_VERSION, StoreError
+from annotation.store.schema import SQLITE, migrations
+from annotation.store.sql import SQLVoteStore
 
 _BUSY_TIMEOUT_S = 30.0
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # version 1
-        """CREATE TABLE battles (
-            battle_id TEXT PRIMARY KEY, issued_at REAL NOT NULL, session TEXT NOT NULL,
-            clip_a TEXT NOT NULL, clip_b TEXT NOT NULL, system_a TEXT NOT NULL,
-            system_b TEXT NOT NULL, audio_a TEXT NOT NULL, audio_b TEXT NOT NULL,
-            prompt TEXT NOT NULL, is_instrumental INTEGER NOT NULL,
-            status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'voted')))""",
-        "CREATE INDEX battles_by_session ON battles(session)",
-        """CREATE TABLE listen_events (
-            event_id INTEGER PRIMARY KEY AUTOINCREMENT, battle_id TEXT NOT NULL,
-            side TEXT NOT NULL CHECK (side IN ('A', 'B')), seconds REAL NOT NULL,
-            server_time REAL NOT NULL)""",
-        "CREATE INDEX listen_by_battle ON listen_events(battle_id)",
-        # row_id: AUTOINCREMENT never reuses a number, so export ranges stay append-only.
-        """CREATE TABLE votes (
-            row_id INTEGER PRIMARY KEY AUTOINCREMENT, vote_id TEXT NOT NULL UNIQUE,
-            battle_uuid TEXT NOT NULL UNIQUE, timestamp REAL NOT NULL,
-            user_pseudonym TEXT NOT NULL, session_pseudonym TEXT NOT NULL, prompt TEXT NOT NULL,
-            is_instrumental INTEGER NOT NULL, system_a TEXT NOT NULL, system_b TEXT NOT NULL,
-            clip_a TEXT NOT NULL, clip_b TEXT NOT NULL, audio_a TEXT NOT NULL,
-            audio_b TEXT NOT NULL,
-            preference TEXT NOT NULL CHECK (preference IN ('A', 'B', 'TIE', 'BOTH_BAD')),
-            listen_data_a TEXT NOT NULL, listen_data_b TEXT NOT NULL,
-            total_listening_time_a REAL NOT NULL, total_listening_time_b REAL NOT NULL,
-            apex_a TEXT, apex_b TEXT, apex_p_a REAL, apex_model_version TEXT, feedback TEXT,
-            ratings_a TEXT, ratings_b TEXT,
-            source TEXT NOT NULL CHECK (source IN ('live', 'simulated', 'imported')),
-            imported INTEGER NOT NULL DEFAULT 0)""",
-        "CREATE INDEX votes_by_voter ON votes(user_pseudonym, timestamp)",
-    ),
-    (  # version 2: what the clips sounded like, vote-quality flags, sign-in
-        "ALTER TABLE votes ADD COLUMN loudness_a REAL",
-        "ALTER TABLE votes ADD COLUMN loudness_b REAL",
-        "ALTER TABLE votes ADD COLUMN loudness_matched INTEGER",
-        "ALTER TABLE votes ADD COLUMN duration_a REAL",
-        "ALTER TABLE votes ADD COLUMN duration_b REAL",
-        "ALTER TABLE votes ADD COLUMN instrumental_a INTEGER",
-        "ALTER TABLE votes ADD COLUMN instrumental_b INTEGER",
-        "ALTER TABLE votes ADD COLUMN flags TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE votes ADD COLUMN signed_in INTEGER NOT NULL DEFAULT 0",
-    ),
-)
+_MIGRATIONS = migrations(SQLITE)
 
 
 class _Reader(sqlite3.Connection):
@@ -87,7 +46,7 @@ class _Reader(sqlite3.Connection):
 
 
 class SQLiteVoteStore(SQLVoteStore):
-    """The SQLite implementation of :class:`~annotation.records.VoteStore` (see the module doc).
+    """The SQLite :class:`~annotation.store.records.VoteStore` (see the module docstring).
 
     Args:
         path: database file; its folder is created when missing.

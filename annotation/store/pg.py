@@ -2,7 +2,7 @@
 
 Same interface and semantics as :class:`annotation.store.SQLiteVoteStore` (the
 :class:`~annotation.store.VoteStore` protocol plus ``max_row_id`` and ``schema_version``; the
-queries are shared, :mod:`annotation.store_sql`), selected by
+queries are shared, :mod:`annotation.store.sql`), selected by
 ``APEX_DATABASE_URL=postgresql://user:password@host:5432/dbname``. psycopg 3 is imported only
 when a store is opened.
 
@@ -31,61 +31,20 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from annotation.records import SCHEMA_VERSION, StoreError
-from annotation.store_sql import SQLVoteStore
+from annotation.store.records import SCHEMA_VERSION, StoreError
+from annotation.store.schema import POSTGRES, migrations
+from annotation.store.sql import SQLVoteStore
 
 CONNECT_TIMEOUT_S = 10
 # Advisory lock keys (any two 64-bit numbers unique to this application).
 _LOCK_MIGRATE = 0x41504558_0001
 _LOCK_VOTES = 0x41504558_0002
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # version 1: the SQLite schema in PostgreSQL types
-        """CREATE TABLE battles (
-            battle_id TEXT PRIMARY KEY, issued_at DOUBLE PRECISION NOT NULL,
-            session TEXT NOT NULL, clip_a TEXT NOT NULL, clip_b TEXT NOT NULL,
-            system_a TEXT NOT NULL, system_b TEXT NOT NULL, audio_a TEXT NOT NULL,
-            audio_b TEXT NOT NULL, prompt TEXT NOT NULL, is_instrumental BOOLEAN NOT NULL,
-            status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'voted')))""",
-        "CREATE INDEX battles_by_session ON battles(session)",
-        """CREATE TABLE listen_events (
-            event_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, battle_id TEXT NOT NULL,
-            side TEXT NOT NULL CHECK (side IN ('A', 'B')), seconds DOUBLE PRECISION NOT NULL,
-            server_time DOUBLE PRECISION NOT NULL)""",
-        "CREATE INDEX listen_by_battle ON listen_events(battle_id)",
-        """CREATE TABLE votes (
-            row_id BIGINT PRIMARY KEY, vote_id TEXT NOT NULL UNIQUE,
-            battle_uuid TEXT NOT NULL UNIQUE, "timestamp" DOUBLE PRECISION NOT NULL,
-            user_pseudonym TEXT NOT NULL, session_pseudonym TEXT NOT NULL, prompt TEXT NOT NULL,
-            is_instrumental BOOLEAN NOT NULL, system_a TEXT NOT NULL, system_b TEXT NOT NULL,
-            clip_a TEXT NOT NULL, clip_b TEXT NOT NULL, audio_a TEXT NOT NULL,
-            audio_b TEXT NOT NULL,
-            preference TEXT NOT NULL CHECK (preference IN ('A', 'B', 'TIE', 'BOTH_BAD')),
-            listen_data_a JSONB NOT NULL, listen_data_b JSONB NOT NULL,
-            total_listening_time_a DOUBLE PRECISION NOT NULL,
-            total_listening_time_b DOUBLE PRECISION NOT NULL,
-            apex_a JSONB, apex_b JSONB, apex_p_a DOUBLE PRECISION, apex_model_version TEXT,
-            feedback TEXT, ratings_a JSONB, ratings_b JSONB,
-            source TEXT NOT NULL CHECK (source IN ('live', 'simulated', 'imported')),
-            imported BOOLEAN NOT NULL DEFAULT FALSE)""",
-        'CREATE INDEX votes_by_voter ON votes(user_pseudonym, "timestamp")',
-    ),
-    (  # version 2: what the clips sounded like, vote-quality flags, sign-in
-        "ALTER TABLE votes ADD COLUMN loudness_a DOUBLE PRECISION",
-        "ALTER TABLE votes ADD COLUMN loudness_b DOUBLE PRECISION",
-        "ALTER TABLE votes ADD COLUMN loudness_matched BOOLEAN",
-        "ALTER TABLE votes ADD COLUMN duration_a DOUBLE PRECISION",
-        "ALTER TABLE votes ADD COLUMN duration_b DOUBLE PRECISION",
-        "ALTER TABLE votes ADD COLUMN instrumental_a BOOLEAN",
-        "ALTER TABLE votes ADD COLUMN instrumental_b BOOLEAN",
-        "ALTER TABLE votes ADD COLUMN flags TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE votes ADD COLUMN signed_in BOOLEAN NOT NULL DEFAULT FALSE",
-    ),
-)
+_MIGRATIONS = migrations(POSTGRES)
 
 
 class PostgresVoteStore(SQLVoteStore):
-    """The PostgreSQL implementation of :class:`~annotation.records.VoteStore`.
+    """The PostgreSQL implementation of :class:`~annotation.store.records.VoteStore`.
 
     Args:
         url: libpq connection URL, ``postgresql://user:password@host:port/dbname``.

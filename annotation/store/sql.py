@@ -1,6 +1,6 @@
 """The vote-store queries both SQL backends share, written once.
 
-:class:`SQLVoteStore` implements every :class:`~annotation.records.VoteStore` method, plus
+:class:`SQLVoteStore` implements every :class:`~annotation.store.records.VoteStore` method, plus
 ``max_row_id``, on a few hooks each backend supplies: how to read, how to open a write transaction
 (vote writes may take a lock), how JSON fields are encoded and decoded, which integrity error the
 driver raises, and how a vote gets its row id when the wanted one is taken. The SQL is written
@@ -24,7 +24,8 @@ from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 
-from annotation.records import (
+from annotation.rules import ListenEvent
+from annotation.store.records import (
     BATTLE_FIELDS,
     JSON_FIELDS,
     SCHEMA_VERSION,
@@ -35,7 +36,6 @@ from annotation.records import (
     VoteRecord,
     check_vote,
 )
-from annotation.rules import ListenEvent
 
 #: Votes per import transaction (one commit, and one fsync, each).
 IMPORT_BATCH = 5000

@@ -5,7 +5,7 @@ the ``datasets`` audiofolder convention: audio files plus ``metadata.csv`` or
 ``metadata.jsonl`` whose ``file_name`` column names each file (relative to the folder) and whose
 ``system``, ``prompt`` and ``is_instrumental`` columns describe it; an optional ``clip_id`` column
 names clips (default: the file name without its extension). Reading either layout, and resolving
-the ``APEX_POOL`` setting to a folder, live in :mod:`annotation.pool_sources`.
+the ``APEX_POOL`` setting to a folder, live in :mod:`annotation.pool.sources`.
 
 Opening a pool costs no model time and grows only with a header read per clip: each clip is
 checked from its audio header (readable, sample rate, at least ``apex.audio.MIN_SECONDS``, at
@@ -15,7 +15,7 @@ files. Clips that cannot be used are listed in :attr:`ClipPool.skipped` with the
 out, so one bad file never takes the arena down.
 
 Scores come later, from :meth:`ClipPool.start_scoring`: a background queue
-(:mod:`annotation.pool_scoring`) scores every clip, and :meth:`ClipPool.prioritize` moves the
+(:mod:`annotation.pool.scoring`) scores every clip, and :meth:`ClipPool.prioritize` moves the
 clips of an issued battle to the front. Until a clip is scored its ``scores`` are empty; each
 score records the model version that produced it (:attr:`Clip.model_version`), and
 :meth:`ClipPool.rescore` re-queues every clip for a new model while the old scores stay visible.
@@ -28,34 +28,37 @@ used by jobs and tests).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, TypedDict, Unpack
 
 import pandas as pd
 
-from annotation.pool_check import Clip, content_hash, validate_rows
-from annotation.pool_sources import PoolError, audiofolder_rows, music_arena_rows
-from apex.settings import Settings
+from annotation.pool.check import Clip, content_hash, validate_rows
+from annotation.pool.scoring import ScorerLike, ScoringQueue, model_key, result_from_dict
+from annotation.pool.sources import PoolError, audiofolder_rows, music_arena_rows
 
-__all__ = ["Clip", "ClipPool", "PoolError", "ScorerLike", "load_pool", "model_key"]
+__all__ = ["ClipPool", "PoolOptions"]
 
 logger = logging.getLogger(__name__)
 
 
-class ScorerLike(Protocol):
-    """What the pool and the arena use of :class:`apex.scorer.Scorer` (duck-typed)."""
+class PoolOptions(TypedDict, total=False):
+    """How :meth:`ClipPool.from_audiofolder` and :meth:`ClipPool.from_music_arena` build a pool.
 
-    def score(self, inputs: Sequence[Any], *, priority: int = 0) -> list[Any]: ...
-    def compare(self, a: Any, b: Any) -> float: ...
-    def info(self) -> dict[str, Any]: ...
+    Attributes:
+        cache_dir: where validation and scores are cached; None (default) disables the cache.
+        max_seconds: longest accepted clip, seconds (default 600; longer ones are skipped).
+        description: where the clips come from, in words for the UI.
+    """
+
+    cache_dir: str | Path | None
+    max_seconds: float
+    description: str
 
 
 class ClipPool:
@@ -179,7 +182,7 @@ class ClipPool:
             self._clips[clip_id] = replace(
                 clip, scores=dict(result.get("scores", {})), result=result, model_version=version
             )
-            self._results[clip_id] = live if live is not None else _result_from_dict(result)
+            self._results[clip_id] = live if live is not None else result_from_dict(result)
             self._errors.pop(clip_id, None)
             self._changed.notify_all()
 
@@ -196,7 +199,6 @@ class ClipPool:
         Returns at once; :meth:`prioritize` puts clips ahead, :meth:`scoring_progress` and
         :meth:`wait_scored` follow the work. A second call acts like :meth:`rescore`.
         """
-        from annotation.pool_scoring import ScoringQueue
 
         if self._queue is not None:
             self.rescore(scorer)
@@ -283,13 +285,7 @@ class ClipPool:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_audiofolder(
-        cls,
-        directory: str | Path,
-        scorer: ScorerLike | None = None,
-        *,
-        cache_dir: str | Path | None = None,
-        max_seconds: float = 600.0,
-        description: str = "",
+        cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]
     ) -> ClipPool:
         """Build a pool from an audiofolder directory, validating every clip from its header.
 
@@ -297,29 +293,22 @@ class ClipPool:
             directory: folder with ``metadata.csv`` or ``metadata.jsonl`` and the audio files.
             scorer: when given, every clip is scored before this returns (the blocking form);
                 None leaves scoring to :meth:`start_scoring`.
-            cache_dir: where validation and scores are cached; None disables the cache.
-            max_seconds: longest accepted clip, seconds (longer ones are skipped with why).
-            description: where the clips come from, in words for the UI.
+            options: ``cache_dir``, ``max_seconds``, ``description`` (see :class:`PoolOptions`).
 
         Raises:
             PoolError: no metadata file, missing columns, or no usable clip at all.
         """
         rows = audiofolder_rows(directory)
-        return cls._build(*rows, scorer, cache_dir, max_seconds, description)
+        return cls._build(*rows, scorer, **options)
 
     @classmethod
     def from_music_arena(
-        cls,
-        directory: str | Path,
-        scorer: ScorerLike | None = None,
-        *,
-        cache_dir: str | Path | None = None,
-        max_seconds: float = 600.0,
-        description: str = "",
+        cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]
     ) -> ClipPool:
         """Build a pool from a folder in Music Arena's release layout (``battle_data/<batch>/``
         JSON + ``audio_files/<batch>/`` audio): one clip per released audio file, with the
-        system, prompt and instrumental flag of the battle it came from.
+        system, prompt and instrumental flag of the battle it came from (``scorer`` and
+        ``options`` as for :meth:`from_audiofolder`).
 
         Battle records that cannot be read, and clips whose file is not on disk, are listed in
         :attr:`skipped`; unreleased clips (empty ``audio_a``/``audio_b``) have no file to serve.
@@ -328,7 +317,7 @@ class ClipPool:
             PoolError: not Music Arena's layout, or no usable clip at all.
         """
         rows = music_arena_rows(directory)
-        return cls._build(*rows, scorer, cache_dir, max_seconds, description)
+        return cls._build(*rows, scorer, **options)
 
     @classmethod
     def _build(
@@ -337,9 +326,9 @@ class ClipPool:
         meta: pd.DataFrame,
         skipped: list[tuple[str, str]],
         scorer: ScorerLike | None,
-        cache_dir: str | Path | None,
-        max_seconds: float,
-        description: str,
+        cache_dir: str | Path | None = None,
+        max_seconds: float = 600.0,
+        description: str = "",
     ) -> ClipPool:
         cache = Path(cache_dir) / "pool" if cache_dir is not None else None
         clips, invalid = validate_rows(root, meta, cache, max_seconds)
@@ -357,8 +346,6 @@ class ClipPool:
 
     def _score_now(self, scorer: ScorerLike, cache: Path | None) -> None:
         """Score every clip in this thread; unscorable clips leave the pool (into skipped)."""
-        from annotation.pool_scoring import ScoringQueue
-
         ScoringQueue(self, scorer, cache).run_until_done()
         self._model_version = model_key(scorer.info())[0]
         for clip_id, reason in self.score_errors.items():
@@ -366,56 +353,3 @@ class ClipPool:
             self._results.pop(clip_id, None)
             self.skipped.append((clip.file_name, reason))
         self._errors.clear()
-
-
-def model_key(info: dict[str, Any]) -> tuple[str, str]:
-    """``(model_version, cache folder name)`` of a scorer from its ``info()`` dict."""
-    version = f"{info.get('model_id', 'unknown')}@{info.get('version', '0')}"
-    fingerprint = json.dumps([version, info.get("encoder_id")], sort_keys=True)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", version)[:60]
-    return version, f"{slug}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
-
-
-def _result_from_dict(data: dict[str, Any]) -> Any:
-    """Rebuild an ``apex.scorer.ScoreResult`` from its cached dict (None if apex has none)."""
-    try:
-        from apex.scorer import ScoreResult
-    except ImportError:
-        return None
-    names = {f.name for f in fields(ScoreResult)}
-    try:
-        return ScoreResult(**{k: v for k, v in data.items() if k in names})
-    except TypeError:
-        return None
-
-
-def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
-    """The pool ``settings.pool`` names, validated (cheaply) but not scored unless ``scorer``.
-
-    ``auto`` (the default): the latest batch of Music Arena's public release when the Hub is
-    reachable, else the demo corpus; ``demo``; ``music-arena`` (the whole release) or
-    ``music-arena:<batch>[,<batch>...]`` (only those monthly batches, e.g.
-    ``music-arena:02-2025SEP``); a local folder (audiofolder, or Music Arena's layout when it
-    holds ``battle_data/``); or a Hub dataset id in either layout. Clips longer than
-    ``settings.max_audio_s`` are skipped with the reason. :attr:`ClipPool.description` says
-    which source it is (and why ``auto`` fell back to the demo).
-
-    Raises:
-        PoolError: the folder does not exist, or a Hub dataset cannot be downloaded (offline);
-            the message says which setting to change.
-    """
-    from annotation.pool_sources import pool_source
-
-    directory, description = pool_source(settings)
-    build = (
-        ClipPool.from_music_arena
-        if (directory / "battle_data").is_dir()
-        else ClipPool.from_audiofolder
-    )
-    return build(
-        directory,
-        scorer,
-        cache_dir=settings.cache_dir,
-        max_seconds=settings.max_audio_s,
-        description=description,
-    )

@@ -11,10 +11,10 @@ import pytest
 
 from annotation.arena import Arena
 from annotation.pool import ClipPool, load_pool
-from annotation.pool_scoring import BACKGROUND, URGENT
+from annotation.pool.scoring import BACKGROUND, URGENT
 from annotation.store import SQLiteVoteStore
 from apex.tasks import SCORE_NAMES
-from tests.annotation.test_pool import tone
+from tests.annotation.pool.test_clip_pool import tone
 
 SESSION, IP = "listener", "203.0.113.9"
 

@@ -1,6 +1,6 @@
 """What every vote store stores and promises: records, vote fields, errors and the protocol.
 
-Backend-neutral: :mod:`annotation.store_sqlite` and :mod:`annotation.store_pg` implement
+Backend-neutral: :mod:`annotation.store.sqlite` and :mod:`annotation.store.pg` implement
 :class:`VoteStore` on these records, and callers import the names from :mod:`annotation.store`.
 Vote fields carry Music Arena's release names where one applies.
 """
@@ -15,12 +15,16 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from annotation.rules import PREFERENCES, ListenEvent
+from annotation.rules import ListenEvent
+from apex.tasks import PREFERENCES
 
 #: The schema version both backends migrate to (each keeps its own statements per version).
 #: 2 added the clips' loudness, duration and vocals, the vote-quality flags and ``signed_in``.
 SCHEMA_VERSION = 2
+#: Where a vote came from (the store's ``CHECK`` on ``source`` is built from this tuple).
 SOURCES: tuple[str, ...] = ("live", "simulated", "imported")
+#: A battle's states, the first the default (the ``CHECK`` on ``battles.status``).
+BATTLE_STATUSES: tuple[str, ...] = ("open", "voted")
 #: Vote fields stored as JSON (lists and dicts).
 JSON_FIELDS: tuple[str, ...] = (
     "listen_data_a",

@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import logging
+import re
 import threading
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from annotation.pool_check import read_json, write_json
+from annotation.pool.check import read_json, write_json
+from apex.files import sha256_text
 
 if TYPE_CHECKING:
-    from annotation.pool import ClipPool, ScorerLike
+    from annotation.pool.clip_pool import ClipPool
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +41,38 @@ URGENT, BACKGROUND, RESCORE = 1, 2, 3
 #: batching saves little time and multiplies activation memory), so a battle's clips wait at
 #: most for one such call.
 BATCH_CLIPS = 4
+#: What a scorer raises for one clip it cannot score (unreadable or invalid audio: ``AudioError``
+#: is a ValueError; a file gone from disk). Anything else is a bug and is raised, not recorded.
+CLIP_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError)
+
+
+class ScorerLike(Protocol):
+    """What the pool and the arena use of :class:`apex.scorer.Scorer` (duck-typed)."""
+
+    def score(self, inputs: Sequence[Any], *, priority: int = 0) -> list[Any]: ...
+    def compare(self, a: Any, b: Any) -> float: ...
+    def info(self) -> dict[str, Any]: ...
+
+
+def model_key(info: dict[str, Any]) -> tuple[str, str]:
+    """``(model_version, cache folder name)`` of a scorer from its ``info()`` dict."""
+    version = f"{info.get('model_id', 'unknown')}@{info.get('version', '0')}"
+    fingerprint = json.dumps([version, info.get("encoder_id")], sort_keys=True)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", version)[:60]
+    return version, f"{slug}-{sha256_text(fingerprint)[:12]}"
+
+
+def result_from_dict(data: dict[str, Any]) -> Any:
+    """Rebuild an ``apex.scorer.ScoreResult`` from its cached dict (None if apex has none)."""
+    try:
+        from apex.scorer import ScoreResult
+    except ImportError:
+        return None
+    names = {f.name for f in fields(ScoreResult)}
+    try:
+        return ScoreResult(**{k: v for k, v in data.items() if k in names})
+    except TypeError:
+        return None
 
 
 class ScoringQueue:
@@ -72,8 +109,6 @@ class ScoringQueue:
 
     def _use(self, scorer: ScorerLike, priority: int) -> None:
         """Make ``scorer`` current and queue every clip it has not scored yet."""
-        from annotation.pool import model_key
-
         version, key = model_key(scorer.info())
         with self._cond:
             self._scorer, self._version = scorer, version
@@ -139,12 +174,15 @@ class ScoringQueue:
                 job = (self._scorer, self._version, self._folder)
             try:
                 self._score(ids, *job, priority=URGENT if urgent else BACKGROUND)
-            except Exception as exc:  # a bug here must not silently stop the pool's scoring
-                logger.exception("pool scoring failed for %s", ids)
+            except Exception as exc:  # top level of a background thread: its loop must not die
+                # Only a bug gets here (clip errors are recorded per clip in _score): it is logged
+                # with its traceback and shown on every clip of the batch (pool.score_errors, the
+                # reveal's note), so the pool never empties silently.
+                logger.exception("pool scoring failed for %s (a bug, not a bad clip)", ids)
                 with self._cond:
                     self._failed |= set(ids)
                 for clip_id in ids:
-                    self.pool.record_error(clip_id, f"scoring failed: {exc!r}")
+                    self.pool.record_error(clip_id, f"scoring failed (a bug): {exc!r}")
             finally:
                 with self._cond:
                     self._inflight -= set(ids)
@@ -217,7 +255,7 @@ def _score_isolated(scorer: Any, clips: list[Any], priority: int) -> list[tuple[
     try:
         results = list(scorer.score([clip.path for clip in clips], priority=priority))
         return [(clip, result, None) for clip, result in zip(clips, results, strict=True)]
-    except Exception as exc:  # retried one by one below; each clip's own error is reported
+    except CLIP_ERRORS as exc:  # retried one by one below; each clip's own error is reported
         if len(clips) == 1:
             return [(clips[0], None, exc)]
         logger.info("a pool batch failed; scoring its %d clips one by one", len(clips))
@@ -225,7 +263,7 @@ def _score_isolated(scorer: Any, clips: list[Any], priority: int) -> list[tuple[
     for clip in clips:
         try:
             out.append((clip, scorer.score([clip.path], priority=priority)[0], None))
-        except Exception as exc:  # reported on the pool (score_errors), never hidden
+        except CLIP_ERRORS as exc:  # reported on the pool (score_errors), never hidden
             out.append((clip, None, exc))
     return out
 
