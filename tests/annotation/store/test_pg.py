@@ -25,7 +25,7 @@ import pytest
 from annotation.store import SQLiteVoteStore, StoreError
 from annotation.store.pg import SCHEMA_VERSION, PostgresVoteStore, open_pg_store
 from tests.annotation.store import pg
-from tests.annotation import test_store as sqlite_suite
+from tests.annotation.store import test_sqlite as sqlite_suite
 
 pg_server, pg_url = pg.pg_server, pg.pg_url  # the throwaway server's fixtures, used by name
 
