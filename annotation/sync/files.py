@@ -19,7 +19,7 @@ from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects
 
 from annotation.card import SHARD_GLOB
-from apex.sources.download import sha256_of as sha256_file  # name kept for annotation.sync
+from apex.files import sha256_file, write_json_atomic
 
 if TYPE_CHECKING:
     from annotation.store import VoteStore
@@ -54,10 +54,7 @@ class Ledger:
             self.last_push = datetime.now(timezone.utc)
         stamp = self.last_push.isoformat() if self.last_push else None
         data = {"repo_id": self.repo_id, "last_push_at": stamp, "files": self.files}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        tmp.replace(self.path)
+        write_json_atomic(self.path, data, indent=1)
 
 
 def parquet_rows(path: Path) -> int:

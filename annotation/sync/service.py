@@ -1,20 +1,20 @@
 """Hub sync: push the append-only vote shards to a dataset repo, and restore an empty store from it.
 
-:class:`VoteSync` is built on :class:`huggingface_hub.CommitScheduler` (repo type ``dataset``,
-``settings.votes_repo``, every ``settings.sync_minutes``): before each push it exports new votes
-into ``settings.export_dir`` with :func:`annotation.export.export_shards` and refreshes the dataset
-card, then commits only files the repo does not have yet. The scheduler's own ``push_to_hub`` is
-replaced because the stock one re-uploads by modification time and raises on the first failure;
-ours keeps a ledger of what the repo holds (``<data_dir>/hub_sync.json``; the ledger and the
-files it covers are :mod:`annotation.sync.files`), so a shard is uploaded exactly once, even across
-restarts, and nothing is ever deleted (there are no delete operations).
+:class:`VoteSync` owns a small scheduler (:class:`annotation.sync.scheduler.PushScheduler`, every
+``settings.sync_minutes``) on the public ``HfApi``: it creates the dataset repo
+(``settings.votes_repo``) with ``create_repo(exist_ok=True)``, and each round exports new votes into
+``settings.export_dir`` with :func:`annotation.export.export_shards`, refreshes the dataset card,
+then commits only files the repo does not have yet (:mod:`annotation.sync.push`). A ledger of
+what the repo holds (``<data_dir>/hub_sync.json``; the ledger and the files it covers are
+:mod:`annotation.sync.files`) means a shard is uploaded exactly once, even across restarts, and
+nothing is ever deleted (there are no delete operations).
 
 Failures never reach the voters: votes keep landing in the local store. No token, no network,
 HTTP 429 (commit quota), 412 (concurrent commit) and 5xx each open an *incident*, logged once with
 a message saying what to do (never the token), retried with exponential backoff and shown by
 :meth:`VoteSync.status` on the Data tab (the status, backoff and incident bookkeeping are
-:mod:`annotation.sync.status`, re-exported here). Start-up offline does not fail either: the
-scheduler is constructed (it creates the repo) on a background retry loop.
+:mod:`annotation.sync.status`). Start-up offline does not fail either: connecting (creating the
+repo) is retried in the background.
 
 The Hub client is injected (``api``: an ``HfApi`` or anything with its ``create_repo``,
 ``create_commit`` and ``snapshot_download``), which is how the tests replace the network.
@@ -30,69 +30,42 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huggingface_hub import CommitOperationAdd, CommitScheduler, HfApi, get_token
+from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from annotation.card import SHARD_GLOB, build_card, stats_from_shards, write_card
+from annotation.card import SHARD_GLOB
+from annotation.hub import HUB_ERRORS
+from annotation.store.records import StoreError
 from annotation.sync.files import (
     LEDGER_FILE,
-    UPLOAD_PATTERNS,
     Ledger,
     adopt_shards,
     file_entry,
     local_files,
     parquet_rows,
     restore_from_folder,
-    sha256_file,
 )
+from annotation.sync.push import commit_files, export_with_card, files_to_upload
+from annotation.sync.scheduler import PushScheduler
 from annotation.sync.status import (
     Backoff,
     Incidents,
     NoToken,
     SyncStatus,
-    describe_error,
-    redact,
 )
 from apex.settings import Settings
 
 if TYPE_CHECKING:
     from annotation.store import VoteStore
 
-__all__ = [
-    "UPLOAD_PATTERNS",
-    "Backoff",
-    "SyncStatus",
-    "VoteSync",
-    "describe_error",
-    "redact",
-    "restore_from_folder",
-    "start_sync",
-]
+__all__ = ["SYNC_ERRORS", "VoteSync", "start_sync"]
 
 log = logging.getLogger(__name__)
 
-
-class _VoteScheduler(CommitScheduler):
-    """A CommitScheduler whose pushes run as :class:`VoteSync` rounds on the sync's own worker."""
-
-    def __init__(self, sync: VoteSync, **kwargs: Any) -> None:
-        self._sync = sync  # set first: the base constructor starts the scheduling thread
-        super().__init__(**kwargs)
-
-    def _run_scheduler(self) -> None:
-        # Replaces the base loop, which pushes the moment it is constructed and sleeps without
-        # waking on stop(): VoteSync asks for the start-up push itself (so the order of pushes
-        # is known), and the wait below ends as soon as the sync stops.
-        while not self._sync._stopping.wait(self.every * 60):
-            self.trigger()
-
-    def trigger(self) -> Future:
-        """Queue a scheduled push (a round already waiting in the queue is reused)."""
-        return self._sync._submit()
-
-    def push_to_hub(self) -> Any:
-        """One attempt; the base class calls this from ``atexit`` when the sync was not stopped."""
-        return self._sync._push_round(final=True)
+#: What a sync attempt can meet that is not a bug: the Hub or the network refusing (see
+#: :data:`annotation.hub.HUB_ERRORS`), no token, the store unreadable for a moment. Each opens
+#: an incident and is retried; anything else is a bug and is raised with its traceback.
+SYNC_ERRORS: tuple[type[Exception], ...] = (*HUB_ERRORS, NoToken, StoreError)
 
 
 class VoteSync:
@@ -129,7 +102,7 @@ class VoteSync:
         self._queued: Future | None = None
         self._force = False  # the queued round was asked for by push_now: ignore backoff
         self._timer: threading.Timer | None = None
-        self._scheduler: _VoteScheduler | None = None
+        self._scheduler: PushScheduler | None = None
         self._started = False
         self._incidents = Incidents(self.repo_id, self.backoff, log)
         self._restore_pending = False
@@ -150,7 +123,7 @@ class VoteSync:
             self._restore_pending = True  # kept until a restore succeeds; pushes wait for it
             try:
                 self.restore()
-            except Exception as err:
+            except SYNC_ERRORS as err:
                 self._failed(err, "restoring the votes")
         self._connect_and_push()
         return self
@@ -192,8 +165,8 @@ class VoteSync:
         self.stop()
 
     @property
-    def scheduler(self) -> CommitScheduler | None:
-        """The running CommitScheduler (None until the repo could be reached)."""
+    def scheduler(self) -> PushScheduler | None:
+        """The running scheduler (None until the repo could be reached)."""
         return self._scheduler
 
     # ------------------------------------------------------------------ status
@@ -222,7 +195,8 @@ class VoteSync:
 
         Raises:
             ValueError: no repo is configured (set APEX_VOTES_REPO).
-            Exception: what the Hub client raised (see :func:`describe_error`).
+            Exception: one of :data:`SYNC_ERRORS`, what the Hub client raised (see
+                :func:`annotation.sync.status.describe_error`).
         """
         if self.repo_id is None:
             raise ValueError(
@@ -279,7 +253,7 @@ class VoteSync:
                 return None  # backing off; the retry timer will come back
             try:
                 info = self._push_once()
-            except Exception as err:
+            except SYNC_ERRORS as err:
                 delay = self._failed(err, "pushing votes")
                 if not final:
                     self._later(delay, self._submit)
@@ -290,52 +264,14 @@ class VoteSync:
     def _push_once(self) -> Any:
         if self._restore_pending:
             self.restore()  # before the first push: never publish next to an unrestored history
-        self._export()
-        entries: dict[str, dict[str, Any]] = {}
-        for rel, path in local_files(self.settings.export_dir).items():
-            known, size = self._ledger.files.get(rel), path.stat().st_size
-            if rel != "README.md" and known is not None:
-                if known["size"] != size and rel not in self._warned:
-                    self._warned.add(rel)
-                    log.error(
-                        "Shard %s changed after it was uploaded; it is not uploaded again (shards "
-                        "are append-only). Move it aside so the exporter writes new shards.",
-                        rel,
-                    )
-                continue
-            sha = sha256_file(path)
-            if known is not None and known["sha256"] == sha:
-                continue  # the card, unchanged
-            entries[rel] = {"sha256": sha, "size": size} if rel == "README.md" else file_entry(path)
+        folder = self.settings.export_dir
+        self._card_for = export_with_card(self.store, self.settings, self.repo_id, self._card_for)
+        entries = files_to_upload(folder, self._ledger, self._warned)
         if not entries:
             return None
-        votes = sum(e.get("rows", 0) for e in entries.values())
-        operations = [
-            CommitOperationAdd(path_in_repo=rel, path_or_fileobj=self.settings.export_dir / rel)
-            for rel in entries
-        ]
-        info = self._api.create_commit(
-            repo_id=self.repo_id,
-            repo_type="dataset",
-            operations=operations,
-            commit_message=f"Add {votes} votes ({len(operations)} files)",
-        )
+        info = commit_files(self._api, self.repo_id, folder, entries)
         self._ledger.record(entries, pushed=True)
         return info
-
-    def _export(self) -> None:
-        """Export new votes to shards and refresh the card when the set of shards changed."""
-        from annotation.export import export_shards
-
-        folder = self.settings.export_dir
-        export_shards(self.store, folder)
-        shards = tuple(rel for rel in local_files(folder) if rel != "README.md")
-        if shards != self._card_for or not (folder / "README.md").is_file():
-            card = build_card(
-                stats_from_shards(folder), repo_id=self.repo_id, settings=self.settings
-            )
-            write_card(folder, card)
-            self._card_for = shards
 
     # ------------------------------------------------------------------ connection and incidents
     def _connect_and_push(self) -> None:
@@ -345,7 +281,7 @@ class VoteSync:
             self._later(self._incidents.wait_s(), self._connect_and_push)
 
     def _try_connect(self) -> bool:
-        """Construct the scheduler (it creates the repo); False, with an incident, on failure."""
+        """Create the repo and start the scheduler; False, with an incident, on failure."""
         with self._connect_lock:  # the retry timer and push_now may race here
             if self._scheduler is not None:
                 return True
@@ -357,19 +293,21 @@ class VoteSync:
         try:
             if not self._token():
                 raise NoToken("no token")
-            scheduler = _VoteScheduler(
-                self,
-                repo_id=self.repo_id,
-                folder_path=self.settings.export_dir,
-                every=self.settings.sync_minutes,
+            self._api.create_repo(
+                self.repo_id,
                 repo_type="dataset",
                 private=self.settings.votes_private,
-                allow_patterns=list(UPLOAD_PATTERNS),
-                hf_api=self._api,
+                exist_ok=True,
             )
-        except Exception as err:
+        except SYNC_ERRORS as err:
             self._failed(err, "connecting")
             return False
+        scheduler = PushScheduler(
+            self._submit,
+            every=self.settings.sync_minutes,
+            repo_id=self.repo_id,
+            final_push=lambda: self._push_round(final=True),
+        )
         with self._lock:
             self._scheduler = scheduler
         self._incidents.succeeded()

@@ -2,7 +2,7 @@
 
 The Hub client is the only thing replaced: :class:`RecordingHub` stands in for ``HfApi`` at the
 network boundary (``create_repo``, ``create_commit``, ``snapshot_download``) and keeps the files a
-real dataset repo would hold. Everything else (the CommitScheduler subclass, the store, the shard
+real dataset repo would hold. Everything else (the scheduler, the store, the shard
 export and import) is the real code.
 """
 
@@ -18,7 +18,7 @@ import httpx2
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from huggingface_hub import CommitOperationAdd, CommitScheduler
+from huggingface_hub import CommitOperationAdd
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -29,7 +29,14 @@ from huggingface_hub.utils import filter_repo_objects
 
 from annotation.export import export_shards
 from annotation.store import SQLiteVoteStore, VoteRecord
-from annotation.sync import Backoff, VoteSync, describe_error, redact, restore_from_folder
+from annotation.sync import (
+    Backoff,
+    PushScheduler,
+    VoteSync,
+    describe_error,
+    redact,
+    restore_from_folder,
+)
 
 REPO = "apex-arena/votes-test"
 TOKEN = "hf_FAKEsecretTOKEN0123456789abcdef"
@@ -187,7 +194,7 @@ def test_second_push_only_adds_new_shards(hub_settings, store):
 def test_scheduled_ticks_push_respect_backoff_and_stop_pushes_once_more(hub_settings, store):
     hub = RecordingHub()
     sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0)).start()
-    assert isinstance(sync.scheduler, CommitScheduler)
+    assert isinstance(sync.scheduler, PushScheduler)
     assert sync.scheduler.every == 5.0 and sync.scheduler.repo_type == "dataset"
     add_votes(store, 0, 2)
     sync.scheduler.trigger().result()  # what the scheduler does every `sync_minutes`
