@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import secrets
 import threading
 import time
@@ -30,12 +29,16 @@ import pandas as pd
 
 from annotation import flags, limits, rules
 from annotation.identity import Pseudonymizer, load_or_create_salt
-from annotation.loudness import Loudness, LoudnessMatcher, ServedClip
+from annotation.loudness import LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
 from annotation.pool.scoring import missing_scores
+from annotation.reveal import ApexView, Reveal, apex_view, reveal_of, with_scores
 from annotation.rules import ListenEvent, VoteRefused
+from annotation.sampler import NoPairAvailable, PairCounts, PairSampler, StoreRatings
 from annotation.store import Battle, DuplicateVote, VoteRecord, VoteStore
 from apex.settings import Settings
+
+__all__ = ["Arena", "BattleTicket", "Reveal"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,10 @@ CONSENSUS_REFRESH_S = 60.0
 #: Votes of different voters run in parallel; one voter's votes run one at a time (locks are
 #: striped by voter pseudonym, so the rate limit holds without one global lock).
 _VOTE_LOCK_STRIPES = 64
+#: What a vote copies from its battle (the same names in :class:`Battle` and :class:`VoteRecord`).
+_FROM_BATTLE = (
+    "prompt", "is_instrumental", "system_a", "system_b", "clip_a", "clip_b", "audio_a", "audio_b",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,45 +66,15 @@ class BattleTicket:
         audio_a, audio_b: the files to play: loudness-matched copies (``APEX_LOUDNESS_MATCH``)
             or the pool's originals.
         issued_at: server time of issue, Unix seconds.
+        prompt: the battle's prompt as stored (``"p1 | p2"`` for a cross-prompt battle), so the
+            UI shows it without reading the store.
     """
 
     battle_id: str
     audio_a: Path
     audio_b: Path
     issued_at: float
-
-
-@dataclass(frozen=True)
-class Reveal:
-    """What the voter sees once the vote is stored.
-
-    Attributes:
-        apex_a, apex_b: APEX's predictions for each clip (seven scores, 0-100 / 1-5; empty when no
-            model was serving).
-        apex_pick: the clip APEX prefers (``"A"``/``"B"``), or None without a model.
-        apex_probability: APEX's probability for its pick, 0.5-1, or None.
-        apex_agrees: whether the pick matches an A/B vote; None for TIE, BOTH_BAD or no model.
-        voter_votes: votes this voter has cast in total, this one included.
-        model_version: the model whose predictions are shown (None without any).
-        apex_pending: True while APEX is still scoring a clip of this battle (the view fills in
-            later, see :meth:`Arena.late_reveal`).
-        apex_note: why APEX's view is missing, in words ("" when it is shown).
-    """
-
-    battle_id: str
-    vote_id: str
-    preference: str
-    system_a: str
-    system_b: str
-    apex_a: dict[str, float]
-    apex_b: dict[str, float]
-    apex_pick: str | None
-    apex_probability: float | None
-    apex_agrees: bool | None
-    voter_votes: int
-    model_version: str | None
-    apex_pending: bool = False
-    apex_note: str = ""
+    prompt: str
 
 
 class Arena:
@@ -132,13 +109,9 @@ class Arena:
         seed: int | None = None,
     ) -> None:
         if sampler is None:
-            from annotation.sampler import PairSampler
-
             seed = secrets.randbits(32) if seed is None else seed
             sampler = PairSampler(pool.frame(), mode=settings.sampler, seed=seed)
         if ratings is None and settings.sampler == "info":
-            from annotation.sampler import StoreRatings
-
             ratings = StoreRatings(store)
         self.settings = settings
         self.pool = pool
@@ -151,9 +124,7 @@ class Arena:
         self._vote_locks = tuple(threading.Lock() for _ in range(_VOTE_LOCK_STRIPES))
         self._battles_issued = limits.battle_limiter()
         self._listen_reports = limits.listen_limiter()
-        self._pairs_lock = threading.Lock()
-        self._pairs: dict[tuple[str, str], int] | None = None
-        self._pairs_read_at = 0.0
+        self._pairs = PairCounts(store.pair_counts, refresh_s=PAIR_COUNTS_REFRESH_S)
         self._consensus = flags.Consensus(store, refresh_s=CONSENSUS_REFRESH_S)
         self.loudness = LoudnessMatcher(
             Path(settings.cache_dir) / "arena-loudness",
@@ -179,8 +150,6 @@ class Arena:
             VoteRefused: ``rate_limited`` past ``settings.rate_limit_battles`` battles per voter
                 per window; ``no_pair`` when the session has already heard every pair.
         """
-        from annotation.sampler import NoPairAvailable
-
         settings = self.settings
         self._battles_issued.admit(
             self._ids.voter(session_id, ip),
@@ -192,7 +161,7 @@ class Arena:
         ratings = self._ratings() if self._ratings is not None else None
         try:
             clip_a, clip_b = self._sampler.sample(
-                pair_counts=self._pair_counts(),
+                pair_counts=self._pairs.counts(),
                 ratings=ratings,
                 exclude=self.store.seen_pairs(session),
             )
@@ -216,48 +185,19 @@ class Arena:
         )
         served_a, served_b = self._served(a.clip_id), self._served(b.clip_id)
         self.store.insert_battle(battle)
-        self._count_pair(battle.system_a, battle.system_b)
-        return BattleTicket(battle.battle_id, served_a.path, served_b.path, battle.issued_at)
+        self._pairs.add(battle.system_a, battle.system_b)
+        return BattleTicket(
+            battle.battle_id, served_a.path, served_b.path, battle.issued_at, battle.prompt
+        )
 
     def warm_loudness(self) -> threading.Thread:
-        """Measure and match every pool clip on a daemon thread, so first battles find them ready.
-
-        Matching a clip costs about a second of CPU once (decode, BS.1770 meter, 4x true-peak
-        oversampling, write); battles issued meanwhile match their own clips on demand.
-        """
-
-        def run() -> None:
-            for clip in self.pool:
-                self._served(clip.clip_id)
-
-        thread = threading.Thread(target=run, name="apex-loudness", daemon=True)
-        thread.start()
-        return thread
+        """Measure and match every pool clip on a daemon thread (see LoudnessMatcher.warm)."""
+        return self.loudness.warm((clip.path, clip.content_hash) for clip in self.pool)
 
     def _served(self, clip_id: str) -> ServedClip:
         """The file played for a clip (matched once, then cached) and its original loudness."""
         clip = self.pool[clip_id]
-        try:
-            return self.loudness.serve(clip.path, clip.content_hash)
-        except ValueError as exc:  # no BS.1770 measure (over 5 channels): play it as it is
-            logger.warning("clip %s is played unmatched: %s", clip_id, exc)
-            unknown = Loudness(None, None)
-            return ServedClip(clip.path, unknown, 0.0, unknown, matched=False)
-
-    def _pair_counts(self) -> dict[tuple[str, str], int]:
-        """Battles per system pair: the store's count, re-read every PAIR_COUNTS_REFRESH_S."""
-        with self._pairs_lock:
-            now = time.monotonic()
-            if self._pairs is None or now - self._pairs_read_at > PAIR_COUNTS_REFRESH_S:
-                # A weight, not a record: a battle counted twice around a re-read is harmless.
-                self._pairs, self._pairs_read_at = self.store.pair_counts(), now
-            return dict(self._pairs)  # a copy: other threads go on counting
-
-    def _count_pair(self, system_a: str, system_b: str) -> None:
-        key = (system_a, system_b) if system_a <= system_b else (system_b, system_a)
-        with self._pairs_lock:
-            if self._pairs is not None:
-                self._pairs[key] = self._pairs.get(key, 0) + 1
+        return self.loudness.serve_or_original(clip.path, clip.content_hash)
 
     # ------------------------------------------------------------------ listen
     def listen(
@@ -381,10 +321,7 @@ class Arena:
         events: list[ListenEvent],
         credit: Mapping[str, float],
     ) -> VoteRecord:
-        apex_a, apex_b = self._prediction(battle.clip_a), self._prediction(battle.clip_b)
-        if not (apex_a and apex_b):
-            apex_a, apex_b = {}, {}  # APEX's view of a battle is both clips or nothing
-        p_a = self._compare(battle.clip_a, battle.clip_b) if apex_a else None
+        view = self._apex_view(battle) or ApexView({}, {}, None, None)
         clip_a, clip_b = self.pool[battle.clip_a], self.pool[battle.clip_b]
         served_a, served_b = self._served(battle.clip_a), self._served(battle.clip_b)
         return VoteRecord(
@@ -393,23 +330,16 @@ class Arena:
             timestamp=now,
             user_pseudonym=voter,
             session_pseudonym=battle.session,
-            prompt=battle.prompt,
-            is_instrumental=battle.is_instrumental,
-            system_a=battle.system_a,
-            system_b=battle.system_b,
-            clip_a=battle.clip_a,
-            clip_b=battle.clip_b,
-            audio_a=battle.audio_a,
-            audio_b=battle.audio_b,
+            **{name: getattr(battle, name) for name in _FROM_BATTLE},
             preference=preference,
             listen_data_a=[[e.seconds, e.server_time] for e in events if e.side == "A"],
             listen_data_b=[[e.seconds, e.server_time] for e in events if e.side == "B"],
             total_listening_time_a=credit["A"],
             total_listening_time_b=credit["B"],
-            apex_a=apex_a or None,
-            apex_b=apex_b or None,
-            apex_p_a=p_a,
-            apex_model_version=self._versions(battle.clip_a, battle.clip_b) if apex_a else None,
+            apex_a=view.apex_a or None,
+            apex_b=view.apex_b or None,
+            apex_p_a=view.p_a,
+            apex_model_version=view.model_version,
             source="live",
             loudness_a=served_a.source.lufs,
             loudness_b=served_b.source.lufs,
@@ -422,41 +352,11 @@ class Arena:
 
     def _open_battle(self, battle_id: str, session_id: str, now: float) -> Battle:
         battle = self.store.get_battle(rules.check_battle_id(battle_id))
-        if battle is None:
-            raise VoteRefused(
-                "unknown_battle", "this battle does not exist on the server; start a new battle."
-            )
-        if battle.session != self._ids.session(session_id):
-            raise VoteRefused(
-                "wrong_session",
-                "this battle was issued to another session; start a new battle of your own.",
-            )
-        if battle.status == "voted":
-            raise VoteRefused(
-                "already_voted", "this battle already has a vote; start a new battle."
-            )
-        ttl = self.settings.battle_ttl_s
-        if now - battle.issued_at > ttl:
-            raise VoteRefused(
-                "expired",
-                f"this battle expired ({ttl / 60:g} minutes after it was issued); start a new one.",
-            )
+        rules.check_open_battle(
+            battle, self._ids.session(session_id), now, self.settings.battle_ttl_s
+        )
+        assert battle is not None  # check_open_battle refuses a missing one
         return battle
-
-    def _prediction(self, clip_id: str) -> dict[str, float]:
-        clip = self.pool[clip_id]
-        prediction = dict(clip.scores)
-        preference = (clip.result or {}).get("preference")
-        if prediction and preference is not None:
-            prediction["preference"] = float(preference)
-        return prediction
-
-    def _versions(self, clip_a: str, clip_b: str) -> str | None:
-        """The model version of both clips' scores (``"v1 + v2"`` mid re-score)."""
-        versions = [self.pool[c].model_version or self.model_version for c in (clip_a, clip_b)]
-        if versions[0] == versions[1]:
-            return versions[0]
-        return " + ".join(str(v) for v in versions)
 
     def late_reveal(self, reveal: Reveal) -> Reveal:
         """``reveal`` with APEX's view filled in if the clips have been scored since the vote
@@ -466,68 +366,20 @@ class Arena:
         battle = self.store.get_battle(reveal.battle_id)
         if battle is None:
             raise VoteRefused("unknown_battle", "this battle does not exist on the server.")
-        apex_a, apex_b = self._prediction(battle.clip_a), self._prediction(battle.clip_b)
-        if not (apex_a and apex_b):
+        view = self._apex_view(battle)
+        if view is None:
             pending, note = missing_scores(self.pool, battle.clip_a, battle.clip_b)
             return dataclasses.replace(reveal, apex_pending=pending, apex_note=note)
-        p_a = self._compare(battle.clip_a, battle.clip_b)
-        pick = None if p_a is None else ("A" if p_a >= 0.5 else "B")
-        return dataclasses.replace(
-            reveal,
-            apex_a=apex_a,
-            apex_b=apex_b,
-            apex_pick=pick,
-            apex_probability=None if p_a is None else max(p_a, 1.0 - p_a),
-            apex_agrees=_agrees(pick, reveal.preference),
-            model_version=self._versions(battle.clip_a, battle.clip_b),
-            apex_pending=False,
-            apex_note="",
-        )
+        return with_scores(reveal, view)
 
-    def _compare(self, clip_a: str, clip_b: str) -> float | None:
-        result_a, result_b = self.pool.result(clip_a), self.pool.result(clip_b)
-        if self.scorer is None or result_a is None or result_b is None:
-            return None  # no model, or unscored clips: never re-score audio inside a vote
-        try:
-            p = float(self.scorer.compare(result_a, result_b))
-        except Exception:
-            # The human vote is the valuable record: a model failure must not lose it, so the
-            # vote is stored without APEX's pick and the failure is logged for the maintainer.
-            logger.exception(
-                "APEX compare failed for %s vs %s; vote kept without it", clip_a, clip_b
-            )
-            return None
-        return p if math.isfinite(p) else None
+    def _apex_view(self, battle: Battle) -> ApexView | None:
+        return apex_view(self.pool, self.scorer, battle.clip_a, battle.clip_b, self.model_version)
 
     def _reveal(self, record: VoteRecord, voter: str) -> Reveal:
-        p_a = record.apex_p_a
-        pick = None if p_a is None else ("A" if p_a >= 0.5 else "B")
         pending, note = False, ""
         if not record.apex_a:
             pending, note = missing_scores(self.pool, record.clip_a, record.clip_b)
-        return Reveal(
-            battle_id=record.battle_uuid,
-            vote_id=record.vote_id,
-            preference=record.preference,
-            system_a=record.system_a,
-            system_b=record.system_b,
-            apex_a=dict(record.apex_a or {}),
-            apex_b=dict(record.apex_b or {}),
-            apex_pick=pick,
-            apex_probability=None if p_a is None else max(p_a, 1.0 - p_a),
-            apex_agrees=_agrees(pick, record.preference),
-            voter_votes=self.store.vote_count(voter),
-            model_version=record.apex_model_version,
-            apex_pending=pending,
-            apex_note=note,
-        )
-
-
-def _agrees(pick: str | None, preference: str) -> bool | None:
-    """Whether APEX's pick matches an A/B vote (None for TIE, BOTH_BAD or no pick)."""
-    if pick is None or preference not in rules.SIDES:
-        return None
-    return pick == preference
+        return reveal_of(record, self.store.vote_count(voter), pending=pending, note=note)
 
 
 def _model_version(scorer: ScorerLike | None) -> str | None:

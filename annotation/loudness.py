@@ -20,11 +20,11 @@ nothing. The original loudness of each clip is what the votes record (``loudness
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import math
-import os
 import threading
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -32,6 +32,8 @@ import numpy as np
 import pyloudnorm
 import soundfile as sf
 from scipy.signal import resample_poly
+
+from apex.files import atomic_path, sha256_file, sha256_text, write_json_atomic
 
 #: Oversampling of the true-peak meter (BS.1770-4 Annex 2 describes 4x for 48 kHz signals).
 TRUE_PEAK_OVERSAMPLE = 4
@@ -41,6 +43,8 @@ _SUBTYPE = "PCM_16"
 #: Changes whenever the way copies are made changes, so old copies are not reused by mistake.
 _RECIPE = "gain-v1"
 _LOCK_STRIPES = 16
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -123,15 +127,6 @@ def matching_gain_db(source: Loudness, target_lufs: float, max_true_peak_dbtp: f
     return min(target_lufs - source.lufs, max_true_peak_dbtp - source.true_peak_dbtp)
 
 
-def file_digest(path: Path) -> str:
-    """sha256 hex of a file's bytes (the pool's ``content_hash``)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class LoudnessMatcher:
     """Measures arena clips and serves loudness-matched copies, each made once and cached.
 
@@ -166,7 +161,7 @@ class LoudnessMatcher:
         later calls, in this process or after a restart, return the cached result.
         """
         path = Path(path)
-        digest = content_hash or file_digest(path)
+        digest = content_hash or sha256_file(path)
         with self._memo_lock:
             known = self._memo.get(digest)
         if known is not None and known.path.exists():
@@ -177,6 +172,29 @@ class LoudnessMatcher:
             self._memo[digest] = replace(result, encoded=False)
         return result
 
+    def serve_or_original(self, path: str | Path, content_hash: str = "") -> ServedClip:
+        """:meth:`serve`, or the original unmatched when it has no BS.1770 measure (over 5
+        channels): such a clip is played as it is, with its loudness unknown."""
+        try:
+            return self.serve(path, content_hash)
+        except ValueError as exc:
+            logger.warning("clip %s is played unmatched: %s", path, exc)
+            unknown = Loudness(None, None)
+            return ServedClip(Path(path), unknown, 0.0, unknown, matched=False)
+
+    def warm(self, clips: Iterable[tuple[str | Path, str]]) -> threading.Thread:
+        """Measure and match ``(path, content_hash)`` clips on a daemon thread, so first battles
+        find them ready (about a second of CPU per clip, once: decode, BS.1770 meter, 4x
+        true-peak oversampling, write); battles issued meanwhile match their own on demand."""
+
+        def run() -> None:
+            for path, content_hash in clips:
+                self.serve_or_original(path, content_hash)
+
+        thread = threading.Thread(target=run, name="apex-loudness", daemon=True)
+        thread.start()
+        return thread
+
     def loudness(self, path: str | Path, content_hash: str = "") -> Loudness:
         """Loudness of the original clip (measured once; see :meth:`serve`)."""
         return self.serve(path, content_hash).source
@@ -184,7 +202,7 @@ class LoudnessMatcher:
     def _paths(self, digest: str) -> tuple[Path, Path]:
         """(matched copy, its sidecar); the name carries the target, so a new target re-matches."""
         recipe = f"{digest}|{self.target_lufs:.3f}|{self.max_true_peak_dbtp:.3f}|{_RECIPE}"
-        key = hashlib.sha256(recipe.encode()).hexdigest()[:32]
+        key = sha256_text(recipe)[:32]
         return self.folder / f"matched-{key}.wav", self.folder / f"matched-{key}.json"
 
     def _measure_path(self, digest: str) -> Path:
@@ -214,19 +232,22 @@ class LoudnessMatcher:
         source = measure(samples, rate)
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.enabled:
-            _write_atomic(self._measure_path(digest), json.dumps(asdict(source)))
+            write_json_atomic(self._measure_path(digest), asdict(source), indent=None)
             return ServedClip(path, source, 0.0, source, matched=False)
         copy, sidecar = self._paths(digest)
         gain_db = matching_gain_db(source, self.target_lufs, self.max_true_peak_dbtp)
         matched, served = source.lufs is not None, source
         if matched:
-            partial = copy.with_name(f".{copy.name}.{os.getpid()}.{threading.get_ident()}")
-            sf.write(
-                partial, samples * 10.0 ** (gain_db / 20.0), rate, subtype=_SUBTYPE, format="WAV"
-            )
-            # What was written (16-bit) is what is measured and recorded as served.
-            served = measure(sf.read(partial, dtype="float64", always_2d=True)[0], rate)
-            os.replace(partial, copy)  # atomic: a concurrent battle never sees half a file
+            with atomic_path(copy) as partial:  # a concurrent battle never sees half a file
+                sf.write(
+                    partial,
+                    samples * 10.0 ** (gain_db / 20.0),
+                    rate,
+                    subtype=_SUBTYPE,
+                    format="WAV",
+                )
+                # What was written (16-bit) is what is measured and recorded as served.
+                served = measure(sf.read(partial, dtype="float64", always_2d=True)[0], rate)
         info = {
             "source": asdict(source),
             "served": asdict(served),
@@ -235,13 +256,7 @@ class LoudnessMatcher:
             "target_lufs": self.target_lufs,
             "max_true_peak_dbtp": self.max_true_peak_dbtp,
         }
-        _write_atomic(sidecar, json.dumps(info, sort_keys=True))
+        write_json_atomic(sidecar, info, indent=None)
         if not matched:
             return ServedClip(path, source, 0.0, source, matched=False, encoded=False)
         return ServedClip(copy, source, gain_db, served, matched=True, encoded=True)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from apex.tasks import AESTHETICS, PREFERENCES, SIDES
 
@@ -212,16 +213,86 @@ def listened_seconds(events: Iterable[ListenEvent], issued_at: float) -> dict[st
     return credit
 
 
+#: Credit within this many seconds of the minimum counts as enough (float rounding of reports).
+_LISTEN_SLACK_S = 1e-9
+
+
+@dataclass(frozen=True)
+class ListenStatus:
+    """Whether a battle's listening allows a vote, and what is still missing.
+
+    Attributes:
+        can_vote: every side has at least the minimum credited listening.
+        missing: seconds still to listen per side (0.0 for a side that is done), ``{"A", "B"}``.
+        credit: the credited seconds per side the status was computed from.
+        min_listen_s: the minimum, seconds per side.
+    """
+
+    can_vote: bool
+    missing: dict[str, float]
+    credit: dict[str, float]
+    min_listen_s: float
+
+    def done(self, side: str) -> bool:
+        """Whether ``side`` has heard enough."""
+        return self.missing[side] == 0.0
+
+
+def listen_status(credit: Mapping[str, float], min_listen_s: float) -> ListenStatus:
+    """The listening rule, said once for the server and the UI: each side needs at least
+    ``min_listen_s`` seconds of credited listening (:func:`listened_seconds`).
+
+    Args:
+        credit: credited seconds per side (a missing side counts 0).
+        min_listen_s: the minimum per side, seconds (``settings.min_listen_s``).
+    """
+    got = {side: float(credit.get(side, 0.0)) for side in SIDES}
+    missing = {side: max(0.0, min_listen_s - got[side]) for side in SIDES}
+    missing = {side: 0.0 if need <= _LISTEN_SLACK_S else need for side, need in missing.items()}
+    return ListenStatus(
+        can_vote=not any(missing.values()),
+        missing=missing,
+        credit=got,
+        min_listen_s=float(min_listen_s),
+    )
+
+
 def check_listening(credit: Mapping[str, float], min_listen_s: float) -> None:
-    """Refuse unless each side has at least ``min_listen_s`` seconds of credited listening."""
-    short = {side: min_listen_s - credit.get(side, 0.0) for side in SIDES}
-    short = {side: need for side, need in short.items() if need > 1e-9}
-    if short:
+    """Refuse unless :func:`listen_status` says the vote can be cast."""
+    status = listen_status(credit, min_listen_s)
+    if not status.can_vote:
+        short = {side: need for side, need in status.missing.items() if need}
         parts = ", ".join(f"{need:.1f} s more of clip {side}" for side, need in short.items())
         raise VoteRefused(
             "not_listened",
             f"please listen to each clip for at least {min_listen_s:g} s before voting "
             f"(still needed: {parts}).",
+        )
+
+
+def check_open_battle(battle: Any, session: str, now: float, ttl_s: float) -> None:
+    """Refuse a battle that is missing, another session's, already voted or expired.
+
+    Args:
+        battle: the stored battle (``session``, ``status``, ``issued_at``), or None when unknown.
+        session: the asking session's pseudonym.
+        now: server time, Unix seconds; ``ttl_s``: a battle's lifetime, seconds.
+    """
+    if battle is None:
+        raise VoteRefused(
+            "unknown_battle", "this battle does not exist on the server; start a new battle."
+        )
+    if battle.session != session:
+        raise VoteRefused(
+            "wrong_session",
+            "this battle was issued to another session; start a new battle of your own.",
+        )
+    if battle.status == "voted":
+        raise VoteRefused("already_voted", "this battle already has a vote; start a new battle.")
+    if now - battle.issued_at > ttl_s:
+        raise VoteRefused(
+            "expired",
+            f"this battle expired ({ttl_s / 60:g} minutes after it was issued); start a new one.",
         )
 
 

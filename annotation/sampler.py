@@ -64,6 +64,42 @@ def count_pairs(battles: pd.DataFrame) -> dict[tuple[str, str], int]:
     return {(str(x), str(y)): int(c) for (x, y), c in counts.items()}
 
 
+class PairCounts:
+    """Battles per system pair for the sampler: the store's count, re-read every ``refresh_s``.
+
+    In between, this process counts its own battles (:meth:`add`); a re-read adds those of other
+    processes sharing the store (replicas, imports). Thread-safe.
+
+    Args:
+        read: the store's full count (``VoteStore.pair_counts``; a scan of every battle).
+        refresh_s: seconds between re-reads (monotonic clock).
+    """
+
+    def __init__(
+        self, read: Callable[[], dict[tuple[str, str], int]], *, refresh_s: float = 60.0
+    ) -> None:
+        self._read, self.refresh_s = read, refresh_s
+        self._lock = threading.Lock()
+        self._pairs: dict[tuple[str, str], int] | None = None
+        self._read_at = 0.0
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """``{(system, system): battles}`` (sorted pairs), a copy: other threads go on counting."""
+        with self._lock:
+            now = time.monotonic()
+            if self._pairs is None or now - self._read_at > self.refresh_s:
+                # A weight, not a record: a battle counted twice around a re-read is harmless.
+                self._pairs, self._read_at = self._read(), now
+            return dict(self._pairs)
+
+    def add(self, system_a: str, system_b: str) -> None:
+        """Count one more battle of this pair (until the next re-read)."""
+        key = (system_a, system_b) if system_a <= system_b else (system_b, system_a)
+        with self._lock:
+            if self._pairs is not None:
+                self._pairs[key] = self._pairs.get(key, 0) + 1
+
+
 class PairSampler:
     """Draws battles from a clip pool; thread-safe (one RNG behind a lock).
 

@@ -9,45 +9,30 @@ and ``status`` are :data:`annotation.store.records.SOURCES` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 
 from annotation.store.records import BATTLE_STATUSES, SOURCES
 from apex.tasks import PREFERENCES, SIDES
 
-
-@dataclass(frozen=True)
-class Dialect:
-    """A backend's column types and the two columns whose definition differs."""
-
-    real: str
-    boolean: str
-    json: str
-    false: str
-    event_id: str
-    row_id: str
-    timestamp: str  # the column name as written (PostgreSQL quotes the keyword)
-
-
-SQLITE = Dialect(
-    real="REAL",
-    boolean="INTEGER",
-    json="TEXT",
-    false="0",
-    event_id="event_id INTEGER PRIMARY KEY AUTOINCREMENT",
-    # AUTOINCREMENT never reuses a number, so export ranges stay append-only.
-    row_id="row_id INTEGER PRIMARY KEY AUTOINCREMENT",
-    timestamp="timestamp",
-)
-POSTGRES = Dialect(
-    real="DOUBLE PRECISION",
-    boolean="BOOLEAN",
-    json="JSONB",
-    false="FALSE",
-    event_id="event_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-    row_id="row_id BIGINT PRIMARY KEY",  # numbered by the store under its votes lock
-    timestamp='"timestamp"',
-)
+#: Column types and the two column definitions that differ, per backend: (SQLite, PostgreSQL).
+#: SQLite's AUTOINCREMENT never reuses a number, so export ranges stay append-only; PostgreSQL's
+#: votes are numbered by the store under its votes lock.
+_DIALECTS: dict[str, tuple[str, str]] = {
+    "real": ("REAL", "DOUBLE PRECISION"),
+    "boolean": ("INTEGER", "BOOLEAN"),
+    "json": ("TEXT", "JSONB"),
+    "false": ("0", "FALSE"),
+    "event_id": (
+        "event_id INTEGER PRIMARY KEY AUTOINCREMENT",
+        "event_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    ),
+    "row_id": ("row_id INTEGER PRIMARY KEY AUTOINCREMENT", "row_id BIGINT PRIMARY KEY"),
+    "timestamp": ("timestamp", '"timestamp"'),  # PostgreSQL quotes the keyword
+}
+#: A backend's words for :func:`migrations` (keys of ``_DIALECTS``).
+Dialect = Mapping[str, str]
+SQLITE: Dialect = {key: pair[0] for key, pair in _DIALECTS.items()}
+POSTGRES: Dialect = {key: pair[1] for key, pair in _DIALECTS.items()}
 
 
 def one_of(column: str, values: Iterable[str]) -> str:
@@ -60,45 +45,46 @@ def one_of(column: str, values: Iterable[str]) -> str:
 
 def migrations(d: Dialect) -> tuple[tuple[str, ...], ...]:
     """The statements of each schema version (index 0 is version 1) in dialect ``d``."""
+    real, boolean, json, false = (d[key] for key in ("real", "boolean", "json", "false"))
     status = one_of("status", BATTLE_STATUSES).replace(
         "NOT NULL", f"NOT NULL DEFAULT '{BATTLE_STATUSES[0]}'", 1
     )
     version_1 = (
         f"""CREATE TABLE battles (
-            battle_id TEXT PRIMARY KEY, issued_at {d.real} NOT NULL, session TEXT NOT NULL,
+            battle_id TEXT PRIMARY KEY, issued_at {real} NOT NULL, session TEXT NOT NULL,
             clip_a TEXT NOT NULL, clip_b TEXT NOT NULL, system_a TEXT NOT NULL,
             system_b TEXT NOT NULL, audio_a TEXT NOT NULL, audio_b TEXT NOT NULL,
-            prompt TEXT NOT NULL, is_instrumental {d.boolean} NOT NULL, {status})""",
+            prompt TEXT NOT NULL, is_instrumental {boolean} NOT NULL, {status})""",
         "CREATE INDEX battles_by_session ON battles(session)",
         f"""CREATE TABLE listen_events (
-            {d.event_id}, battle_id TEXT NOT NULL, {one_of("side", SIDES)},
-            seconds {d.real} NOT NULL, server_time {d.real} NOT NULL)""",
+            {d["event_id"]}, battle_id TEXT NOT NULL, {one_of("side", SIDES)},
+            seconds {real} NOT NULL, server_time {real} NOT NULL)""",
         "CREATE INDEX listen_by_battle ON listen_events(battle_id)",
         f"""CREATE TABLE votes (
-            {d.row_id}, vote_id TEXT NOT NULL UNIQUE,
-            battle_uuid TEXT NOT NULL UNIQUE, {d.timestamp} {d.real} NOT NULL,
+            {d["row_id"]}, vote_id TEXT NOT NULL UNIQUE,
+            battle_uuid TEXT NOT NULL UNIQUE, {d["timestamp"]} {real} NOT NULL,
             user_pseudonym TEXT NOT NULL, session_pseudonym TEXT NOT NULL, prompt TEXT NOT NULL,
-            is_instrumental {d.boolean} NOT NULL, system_a TEXT NOT NULL, system_b TEXT NOT NULL,
+            is_instrumental {boolean} NOT NULL, system_a TEXT NOT NULL, system_b TEXT NOT NULL,
             clip_a TEXT NOT NULL, clip_b TEXT NOT NULL, audio_a TEXT NOT NULL,
             audio_b TEXT NOT NULL, {one_of("preference", PREFERENCES)},
-            listen_data_a {d.json} NOT NULL, listen_data_b {d.json} NOT NULL,
-            total_listening_time_a {d.real} NOT NULL, total_listening_time_b {d.real} NOT NULL,
-            apex_a {d.json}, apex_b {d.json}, apex_p_a {d.real}, apex_model_version TEXT,
-            feedback TEXT, ratings_a {d.json}, ratings_b {d.json}, {one_of("source", SOURCES)},
-            imported {d.boolean} NOT NULL DEFAULT {d.false})""",
-        f"CREATE INDEX votes_by_voter ON votes(user_pseudonym, {d.timestamp})",
+            listen_data_a {json} NOT NULL, listen_data_b {json} NOT NULL,
+            total_listening_time_a {real} NOT NULL, total_listening_time_b {real} NOT NULL,
+            apex_a {json}, apex_b {json}, apex_p_a {real}, apex_model_version TEXT,
+            feedback TEXT, ratings_a {json}, ratings_b {json}, {one_of("source", SOURCES)},
+            imported {boolean} NOT NULL DEFAULT {false})""",
+        f"CREATE INDEX votes_by_voter ON votes(user_pseudonym, {d['timestamp']})",
     )
     # version 2: what the clips sounded like, vote-quality flags, sign-in
     added = {
-        "loudness_a": d.real,
-        "loudness_b": d.real,
-        "loudness_matched": d.boolean,
-        "duration_a": d.real,
-        "duration_b": d.real,
-        "instrumental_a": d.boolean,
-        "instrumental_b": d.boolean,
+        "loudness_a": real,
+        "loudness_b": real,
+        "loudness_matched": boolean,
+        "duration_a": real,
+        "duration_b": real,
+        "instrumental_a": boolean,
+        "instrumental_b": boolean,
         "flags": "TEXT NOT NULL DEFAULT ''",
-        "signed_in": f"{d.boolean} NOT NULL DEFAULT {d.false}",
+        "signed_in": f"{boolean} NOT NULL DEFAULT {false}",
     }
     version_2 = tuple(f"ALTER TABLE votes ADD COLUMN {name} {kind}" for name, kind in added.items())
     return (version_1, version_2)

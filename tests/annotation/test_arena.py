@@ -103,8 +103,10 @@ def listen_both(arena: Arena, clock: Clock, ticket: BattleTicket, seconds: float
 def test_happy_path_stores_everything_and_reveals(setup) -> None:
     arena, store, clock = setup
     ticket = arena.new_battle(SESSION, IP)
-    assert set(vars(ticket)) == {"battle_id", "audio_a", "audio_b", "issued_at"}
+    # The ticket names no system: only the id, the two files, the time and the prompt.
+    assert set(vars(ticket)) == {"battle_id", "audio_a", "audio_b", "issued_at", "prompt"}
     battle = store.get_battle(ticket.battle_id)
+    assert ticket.prompt == battle.prompt and ticket.prompt  # the UI needs no store read
     assert battle.system_a != battle.system_b and battle.session != SESSION
     listen_both(arena, clock, ticket)
     reveal = arena.vote(
@@ -301,7 +303,7 @@ def test_pair_counts_follow_new_battles_between_store_reads(setup) -> None:
     for n in range(5):
         arena.new_battle(f"session-{n}", IP)
         # Counted in memory as battles are issued, equal to a fresh count from the store.
-        assert arena._pair_counts() == store.pair_counts()
+        assert arena._pairs.counts() == store.pair_counts()
     assert sum(store.pair_counts().values()) == 5
 
 

@@ -1,0 +1,168 @@
+"""What a voter sees once the vote is stored: the systems and APEX's view of the battle.
+
+:func:`apex_view` reads APEX's view of a battle from the pool (both clips' scores and the
+scorer's comparison; a vote records it as it was at vote time); :func:`reveal_of` builds the
+:class:`Reveal` from the stored vote; :func:`with_scores` fills in APEX's view later when the
+battle's clips were still being scored at vote time (:meth:`annotation.arena.Arena.late_reveal`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from annotation.store import VoteRecord
+from apex.tasks import DECISIVE
+
+if TYPE_CHECKING:
+    from annotation.pool import ClipPool, ScorerLike
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reveal:
+    """What the voter sees once the vote is stored.
+
+    Attributes:
+        apex_a, apex_b: APEX's predictions for each clip (seven scores, 0-100 / 1-5; empty when no
+            model was serving).
+        apex_pick: the clip APEX prefers (``"A"``/``"B"``), or None without a model.
+        apex_probability: APEX's probability for its pick, 0.5-1, or None.
+        apex_agrees: whether the pick matches an A/B vote; None for TIE, BOTH_BAD or no model.
+        voter_votes: votes this voter has cast in total, this one included.
+        model_version: the model whose predictions are shown (None without any).
+        apex_pending: True while APEX is still scoring a clip of this battle (the view fills in
+            later, see :meth:`annotation.arena.Arena.late_reveal`).
+        apex_note: why APEX's view is missing, in words ("" when it is shown).
+    """
+
+    battle_id: str
+    vote_id: str
+    preference: str
+    system_a: str
+    system_b: str
+    apex_a: dict[str, float]
+    apex_b: dict[str, float]
+    apex_pick: str | None
+    apex_probability: float | None
+    apex_agrees: bool | None
+    voter_votes: int
+    model_version: str | None
+    apex_pending: bool = False
+    apex_note: str = ""
+
+
+@dataclass(frozen=True)
+class ApexView:
+    """APEX's view of a battle: both clips' predictions and its probability that A wins.
+
+    Attributes:
+        apex_a, apex_b: the seven scores (+ ``"preference"`` when the model has one) per clip.
+        p_a: APEX's probability that listeners prefer A, or None (no scorer, compare failed).
+        model_version: the model of both clips' scores (``"v1 + v2"`` mid re-score).
+    """
+
+    apex_a: dict[str, float]
+    apex_b: dict[str, float]
+    p_a: float | None
+    model_version: str | None
+
+
+def apex_view(
+    pool: ClipPool,
+    scorer: ScorerLike | None,
+    clip_a: str,
+    clip_b: str,
+    model_version: str | None,
+) -> ApexView | None:
+    """APEX's view of the battle ``clip_a`` vs ``clip_b``, or None unless both are scored
+    (APEX's view of a battle is both clips or nothing). Never scores audio: it reads the pool.
+
+    Args:
+        model_version: the version to name for a clip whose score names none.
+    """
+    apex_a, apex_b = _prediction(pool, clip_a), _prediction(pool, clip_b)
+    if not (apex_a and apex_b):
+        return None
+    versions = [pool[c].model_version or model_version for c in (clip_a, clip_b)]
+    version = versions[0] if versions[0] == versions[1] else " + ".join(map(str, versions))
+    return ApexView(apex_a, apex_b, _compare(pool, scorer, clip_a, clip_b), version)
+
+
+def _prediction(pool: ClipPool, clip_id: str) -> dict[str, float]:
+    clip = pool[clip_id]
+    prediction = dict(clip.scores)
+    preference = (clip.result or {}).get("preference")
+    if prediction and preference is not None:
+        prediction["preference"] = float(preference)
+    return prediction
+
+
+def _compare(pool: ClipPool, scorer: ScorerLike | None, clip_a: str, clip_b: str) -> float | None:
+    result_a, result_b = pool.result(clip_a), pool.result(clip_b)
+    if scorer is None or result_a is None or result_b is None:
+        return None  # no model, or unscored clips: never re-score audio inside a vote
+    try:
+        p = float(scorer.compare(result_a, result_b))
+    except (ValueError, RuntimeError):
+        # The human vote is the valuable record: a model failure (a tensor error, results of
+        # two models mid-swap) must not lose it, so the vote is stored without APEX's pick and
+        # the failure is logged for the maintainer. A bug (TypeError, ...) is raised.
+        logger.exception("APEX compare failed for %s vs %s; vote kept without it", clip_a, clip_b)
+        return None
+    return p if math.isfinite(p) else None
+
+
+def apex_pick(p_a: float | None) -> tuple[str | None, float | None]:
+    """``(pick, probability of the pick)`` from APEX's probability that A is preferred."""
+    if p_a is None:
+        return None, None
+    return ("A" if p_a >= 0.5 else "B"), max(p_a, 1.0 - p_a)
+
+
+def agrees(pick: str | None, preference: str) -> bool | None:
+    """Whether APEX's pick matches an A/B vote (None for TIE, BOTH_BAD or no pick)."""
+    if pick is None or preference not in DECISIVE:
+        return None
+    return pick == preference
+
+
+def reveal_of(record: VoteRecord, voter_votes: int, *, pending: bool, note: str) -> Reveal:
+    """The reveal of a stored vote (APEX's view as it was at vote time)."""
+    pick, probability = apex_pick(record.apex_p_a)
+    return Reveal(
+        battle_id=record.battle_uuid,
+        vote_id=record.vote_id,
+        preference=record.preference,
+        system_a=record.system_a,
+        system_b=record.system_b,
+        apex_a=dict(record.apex_a or {}),
+        apex_b=dict(record.apex_b or {}),
+        apex_pick=pick,
+        apex_probability=probability,
+        apex_agrees=agrees(pick, record.preference),
+        voter_votes=voter_votes,
+        model_version=record.apex_model_version,
+        apex_pending=pending,
+        apex_note=note,
+    )
+
+
+def with_scores(reveal: Reveal, view: ApexView) -> Reveal:
+    """``reveal`` with APEX's view of the battle filled in."""
+    pick, probability = apex_pick(view.p_a)
+    return dataclasses.replace(
+        reveal,
+        apex_a=view.apex_a,
+        apex_b=view.apex_b,
+        apex_pick=pick,
+        apex_probability=probability,
+        apex_agrees=agrees(pick, reveal.preference),
+        model_version=view.model_version,
+        apex_pending=False,
+        apex_note="",
+    )
