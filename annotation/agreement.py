@@ -1,20 +1,65 @@
-"""APEX-listener agreement per model version over time: does each refit help?
+"""How often APEX's pick is the listeners' (:func:`agreement`), and per model version over time.
 
 Every stored vote records the model version whose prediction the voter saw
 (``apex_model_version``). :func:`agreement_by_version` cuts each version's votes, in time order,
 into consecutive windows and reports each window's agreement with its Wilson 95% interval
-(:func:`annotation.ratings.agreement`), so the Leaderboard can draw one line per version.
+(:func:`agreement`), so the Leaderboard can draw one line per version.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
-from annotation.ratings import agreement
+from annotation.ratings import require_columns
+from apex.tasks import DECISIVE
 
 #: Columns of :func:`agreement_by_version`'s table.
 COLUMNS = ("version", "start", "end", "time", "agree", "n", "rate", "ci_low", "ci_high")
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (default 95%); ``(0, 1)`` when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def agreement(votes: pd.DataFrame) -> dict[str, float | int]:
+    """How often APEX's preferred clip is the one listeners chose.
+
+    Args:
+        votes: columns ``preference`` and ``apex_p_a`` (APEX's probability, 0-1, that A is
+            preferred). TIE and BOTH_BAD votes are excluded, and so are rows where APEX has no
+            preference (``apex_p_a`` missing or exactly 0.5).
+
+    Returns:
+        ``{"agree", "n", "rate", "ci_low", "ci_high"}``: agreeing votes, votes compared, their
+        ratio (NaN when n = 0) and its Wilson 95% interval.
+    """
+    require_columns(votes, ("preference", "apex_p_a"))
+    p_a = pd.to_numeric(votes["apex_p_a"], errors="raise").to_numpy(dtype=np.float64)
+    if np.any((p_a < 0) | (p_a > 1)):
+        raise ValueError("apex_p_a must be a probability in [0, 1]")
+    pref = votes["preference"].to_numpy()
+    decided = np.isin(pref, DECISIVE) & ~np.isnan(p_a) & (p_a != 0.5)
+    human_a = pref[decided] == "A"
+    apex_a = p_a[decided] > 0.5
+    agree, n = int(np.sum(human_a == apex_a)), int(decided.sum())
+    low, high = wilson_interval(agree, n)
+    return {
+        "agree": agree,
+        "n": n,
+        "rate": agree / n if n else float("nan"),
+        "ci_low": low,
+        "ci_high": high,
+    }
 
 
 def agreement_by_version(
@@ -25,7 +70,7 @@ def agreement_by_version(
     Args:
         votes: columns ``timestamp`` (Unix seconds), ``preference``, ``apex_p_a`` and
             ``apex_model_version``; votes without a prediction or a version are left out, and so
-            are TIE/BOTH_BAD (see :func:`annotation.ratings.agreement`).
+            are TIE/BOTH_BAD (see :func:`agreement`).
         windows: at most this many windows per version (fewer when it has few votes).
         min_votes: decided votes per window at least (a version with fewer gets one window).
 
@@ -43,7 +88,7 @@ def agreement_by_version(
         votes["apex_model_version"].notna()
         & p_a.notna()
         & (p_a != 0.5)
-        & votes["preference"].isin(["A", "B"])
+        & votes["preference"].isin(DECISIVE)
     )
     decided = votes[keep].assign(apex_p_a=p_a[keep]).sort_values("timestamp", kind="stable")
     rows = []

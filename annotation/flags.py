@@ -39,6 +39,10 @@ from typing import Any
 
 import pandas as pd
 
+from annotation.imports import select_votes
+from annotation.ratings import board_rows, fit_bradley_terry
+from apex.tasks import DECISIVE, SIDES
+
 FLAG_REASONS: tuple[str, ...] = (
     "barely_listened",
     "too_fast",
@@ -74,17 +78,17 @@ def barely_listened(credit: Mapping[str, float], min_listen_s: float) -> bool:
     if min_listen_s <= 0:
         return False
     bar = min_listen_s + max(1.0, BARELY_MARGIN * min_listen_s)
-    return all(credit.get(side, 0.0) < bar for side in ("A", "B"))
+    return all(credit.get(side, 0.0) < bar for side in SIDES)
 
 
 def too_fast(credit: Mapping[str, float], elapsed_s: float) -> bool:
     """Voted sooner after issue than hearing the credited A and B in turn takes."""
-    return elapsed_s + TOO_FAST_SLACK_S < credit.get("A", 0.0) + credit.get("B", 0.0)
+    return elapsed_s + TOO_FAST_SLACK_S < sum(credit.get(side, 0.0) for side in SIDES)
 
 
 def streak(preferences: Sequence[str]) -> int:
     """Length of the run of identical A/B votes that ends the sequence (0 if it ends otherwise)."""
-    if not preferences or preferences[-1] not in ("A", "B"):
+    if not preferences or preferences[-1] not in DECISIVE:
         return 0
     run = 0
     for value in reversed(preferences):
@@ -107,7 +111,7 @@ def contrarian_log_ratio(votes: Sequence[PastVote], ratings: Mapping[str, float]
     """
     total = 0.0
     for vote in votes:
-        if vote.preference not in ("A", "B"):
+        if vote.preference not in DECISIVE:
             continue
         ra, rb = ratings.get(vote.system_a), ratings.get(vote.system_b)
         if ra is None or rb is None or ra == rb:
@@ -173,6 +177,38 @@ def select_unflagged(votes: pd.DataFrame, *, include_flagged: bool = False) -> p
     return votes[votes["flags"].fillna("").astype(str) == ""]
 
 
+def select_board_votes(
+    votes: pd.DataFrame,
+    *,
+    board: str = "all",
+    include_flagged: bool = False,
+    signed_in_only: bool = False,
+    include_imported: bool = False,
+) -> tuple[pd.DataFrame, int]:
+    """The votes one leaderboard counts, and how many flagged votes it left out.
+
+    In this order: by source (:func:`annotation.imports.select_votes`: imported votes only
+    with ``include_imported``), by board (:func:`annotation.ratings.board_rows`: all,
+    instrumental or vocal prompts), signed-in voters only when ``signed_in_only``, then without
+    flagged votes unless ``include_flagged`` (:func:`select_unflagged`).
+
+    Args:
+        votes: :meth:`VoteStore.votes_frame` rows.
+
+    Returns:
+        ``(counted, flagged_left_out)``: the rows the board fits on, and the number of flagged
+        votes of this board that were left out (0 with ``include_flagged``).
+
+    Raises:
+        ValueError: an unknown board, or a column the selection needs is missing.
+    """
+    votes = board_rows(select_votes(votes, include_imported=include_imported), board)
+    if signed_in_only and len(votes):
+        votes = votes[votes["signed_in"].astype(bool)]
+    counted = select_unflagged(votes, include_flagged=include_flagged)
+    return counted, len(votes) - len(counted)
+
+
 def flag_summary(votes: pd.DataFrame) -> dict[str, int]:
     """``{"flagged": n, <reason>: n, ...}``: flagged votes and how many carry each reason."""
     counts = dict.fromkeys(("flagged", *FLAG_REASONS), 0)
@@ -204,9 +240,6 @@ class Consensus:
 
     def ratings(self, now: float) -> dict[str, float] | None:
         """System -> Elo points as of the last fit; None while there are no votes."""
-        from annotation.imports import select_votes
-        from annotation.ratings import fit_bradley_terry
-
         with self._lock:
             if now - self._at < self._refresh_s:
                 return self._board

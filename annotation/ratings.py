@@ -102,7 +102,8 @@ class _PairTable:
     counts: np.ndarray  # [P, 3] float64
 
 
-def _require_columns(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
+def require_columns(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    """Refuse a votes table that lacks any of ``columns``, naming them."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise ValueError(f"the votes table lacks column(s) {missing}; it needs {list(columns)}")
@@ -110,7 +111,7 @@ def _require_columns(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
 
 def _aggregate(battles: pd.DataFrame) -> _PairTable:
     """Count (pair, outcome) cells with vectorised numpy; validates the input table."""
-    _require_columns(battles, ("system_a", "system_b", "preference"))
+    require_columns(battles, ("system_a", "system_b", "preference"))
     share = a_win_share(battles["preference"])
     # Outcome code from the first-listed system's point of view: 0 = win, 1 = tie, 2 = loss;
     # -1 = unrated (BOTH_BAD).
@@ -316,6 +317,26 @@ def _bootstrap(table: _PairTable, l2: float | None, rounds: int, seed: int) -> n
     return INIT_RATING + POINTS_PER_NAT * np.concatenate(out, axis=0)
 
 
+#: The boards: every battle, instrumental prompts only, vocal (with lyrics) prompts only.
+BOARD_NAMES: tuple[str, ...] = ("all", "instrumental", "vocal")
+
+
+def board_rows(votes: pd.DataFrame, board: str) -> pd.DataFrame:
+    """The votes of one board (:data:`BOARD_NAMES`), by their ``is_instrumental`` column.
+
+    Raises:
+        ValueError: an unknown board, or a split board without an ``is_instrumental`` column.
+    """
+    if board not in BOARD_NAMES:
+        raise ValueError(f"board must be one of {', '.join(BOARD_NAMES)}; got {board!r}")
+    if board == "all":
+        return votes
+    if "is_instrumental" not in votes.columns:
+        raise ValueError(f"the {board!r} board needs an is_instrumental column")
+    flag = votes["is_instrumental"].astype(bool)
+    return votes[flag if board == "instrumental" else ~flag]
+
+
 def leaderboard(
     votes: pd.DataFrame,
     *,
@@ -338,13 +359,7 @@ def leaderboard(
     Returns:
         The :func:`fit_bradley_terry` table plus ``rank`` (int).
     """
-    if board != "all":
-        if board not in ("instrumental", "vocal"):
-            raise ValueError(f"board must be 'all', 'instrumental' or 'vocal', got {board!r}")
-        if "is_instrumental" not in votes.columns:
-            raise ValueError(f"the {board!r} board needs an is_instrumental column")
-        flag = votes["is_instrumental"].astype(bool)
-        votes = votes[flag if board == "instrumental" else ~flag]
+    votes = board_rows(votes, board)
     table = fit_bradley_terry(
         votes, l2=l2, bootstrap_rounds=bootstrap_rounds, seed=seed, min_votes=min_votes
     )
@@ -364,7 +379,7 @@ def online_elo(
     Returns:
         Ratings (points) indexed by system, sorted descending.
     """
-    _require_columns(battles, ("system_a", "system_b", "preference"))
+    require_columns(battles, ("system_a", "system_b", "preference"))
     table = battles[["system_a", "system_b", "preference"]]
     pref = a_win_share(table["preference"])
     codes, systems = pd.factorize(pd.concat([table["system_a"], table["system_b"]]), sort=True)
@@ -381,45 +396,3 @@ def online_elo(
         ratings, dtype=np.float64, index=pd.Index([str(s) for s in systems], name="system")
     )
     return out.rename("rating").sort_values(ascending=False, kind="stable")
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (default 95%); ``(0, 1)`` when n = 0."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def agreement(votes: pd.DataFrame) -> dict[str, float | int]:
-    """How often APEX's preferred clip is the one listeners chose.
-
-    Args:
-        votes: columns ``preference`` and ``apex_p_a`` (APEX's probability, 0-1, that A is
-            preferred). TIE and BOTH_BAD votes are excluded, and so are rows where APEX has no
-            preference (``apex_p_a`` missing or exactly 0.5).
-
-    Returns:
-        ``{"agree", "n", "rate", "ci_low", "ci_high"}``: agreeing votes, votes compared, their
-        ratio (NaN when n = 0) and its Wilson 95% interval.
-    """
-    _require_columns(votes, ("preference", "apex_p_a"))
-    p_a = pd.to_numeric(votes["apex_p_a"], errors="raise").to_numpy(dtype=np.float64)
-    if np.any((p_a < 0) | (p_a > 1)):
-        raise ValueError("apex_p_a must be a probability in [0, 1]")
-    pref = votes["preference"].to_numpy()
-    decided = np.isin(pref, ["A", "B"]) & ~np.isnan(p_a) & (p_a != 0.5)
-    human_a = pref[decided] == "A"
-    apex_a = p_a[decided] > 0.5
-    agree, n = int(np.sum(human_a == apex_a)), int(decided.sum())
-    low, high = wilson_interval(agree, n)
-    return {
-        "agree": agree,
-        "n": n,
-        "rate": agree / n if n else float("nan"),
-        "ci_low": low,
-        "ci_high": high,
-    }

@@ -62,9 +62,10 @@ def leaderboard_data(
         "n", "rate", "ci_low", "ci_high"}] (:func:`annotation.agreement.agreement_by_version`)}``
         plus the options as given.
     """
+    from annotation.agreement import agreement
     from annotation.flags import select_unflagged
     from annotation.imports import select_votes
-    from annotation.ratings import agreement, leaderboard
+    from annotation.ratings import leaderboard
 
     if board not in BOARDS:
         raise gr.Error(f"Unknown board {board!r}; choose one of {', '.join(BOARDS)}.")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from annotation.agreement import agreement_by_version
-from annotation.ratings import wilson_interval
+from annotation.agreement import agreement, agreement_by_version, wilson_interval
 
 
 def _votes(version: str, n: int, agree_every: int, start: float) -> pd.DataFrame:
@@ -50,3 +51,32 @@ def test_few_votes_give_one_window_and_missing_columns_say_which() -> None:
     assert len(table) == 1 and table["n"].iloc[0] == 7
     with pytest.raises(ValueError, match="apex_model_version"):
         agreement_by_version(pd.DataFrame({"timestamp": [], "preference": [], "apex_p_a": []}))
+
+
+def test_agreement_on_a_hand_made_table():
+    votes = pd.DataFrame(
+        {
+            "preference": ["A", "A", "B", "B", "A", "TIE", "BOTH_BAD", "A", "B", "A"],
+            "apex_p_a": [0.9, 0.6, 0.2, 0.7, 0.3, 0.9, 0.1, 0.5, np.nan, 0.8],
+        }
+    )
+    result = agreement(votes)
+    # Compared: rows 0-4 and 9 (tie, both-bad, p = 0.5 and missing p left out); agree: 0, 1, 2, 9.
+    assert result["n"] == 6
+    assert result["agree"] == 4
+    assert result["rate"] == pytest.approx(4 / 6)
+    assert result["ci_low"] < 4 / 6 < result["ci_high"]
+
+
+def test_agreement_wilson_interval_matches_the_textbook_value():
+    votes = pd.DataFrame({"preference": ["A"] * 10, "apex_p_a": [0.9] * 8 + [0.1] * 2})
+    result = agreement(votes)
+    # Wilson 95% interval for 8/10 (e.g. Newcombe 1998): 0.490 to 0.943.
+    assert result["ci_low"] == pytest.approx(0.4902, abs=1e-4)
+    assert result["ci_high"] == pytest.approx(0.9433, abs=1e-4)
+
+
+def test_agreement_with_nothing_to_compare():
+    result = agreement(pd.DataFrame({"preference": ["TIE"], "apex_p_a": [0.7]}))
+    assert result["n"] == 0 and math.isnan(result["rate"])
+    assert (result["ci_low"], result["ci_high"]) == (0.0, 1.0)

@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 
-from annotation.ratings import agreement, fit_bradley_terry, leaderboard, online_elo
+from annotation.ratings import fit_bradley_terry, leaderboard, online_elo
 
 POINTS = 400.0 / math.log(10.0)  # Elo points per nat, written out independently of the module
 
@@ -272,32 +272,3 @@ def test_online_elo_hand_computed():
 def test_online_elo_orders_strong_systems_first():
     elo = online_elo(simulate(STRENGTH, 5000, seed=9))
     assert spearmanr(elo.index.map(STRENGTH), elo.to_numpy()).statistic > 0.9
-
-
-def test_agreement_on_a_hand_made_table():
-    votes = pd.DataFrame(
-        {
-            "preference": ["A", "A", "B", "B", "A", "TIE", "BOTH_BAD", "A", "B", "A"],
-            "apex_p_a": [0.9, 0.6, 0.2, 0.7, 0.3, 0.9, 0.1, 0.5, np.nan, 0.8],
-        }
-    )
-    result = agreement(votes)
-    # Compared: rows 0-4 and 9 (tie, both-bad, p = 0.5 and missing p left out); agree: 0, 1, 2, 9.
-    assert result["n"] == 6
-    assert result["agree"] == 4
-    assert result["rate"] == pytest.approx(4 / 6)
-    assert result["ci_low"] < 4 / 6 < result["ci_high"]
-
-
-def test_agreement_wilson_interval_matches_the_textbook_value():
-    votes = pd.DataFrame({"preference": ["A"] * 10, "apex_p_a": [0.9] * 8 + [0.1] * 2})
-    result = agreement(votes)
-    # Wilson 95% interval for 8/10 (e.g. Newcombe 1998): 0.490 to 0.943.
-    assert result["ci_low"] == pytest.approx(0.4902, abs=1e-4)
-    assert result["ci_high"] == pytest.approx(0.9433, abs=1e-4)
-
-
-def test_agreement_with_nothing_to_compare():
-    result = agreement(pd.DataFrame({"preference": ["TIE"], "apex_p_a": [0.7]}))
-    assert result["n"] == 0 and math.isnan(result["rate"])
-    assert (result["ci_low"], result["ci_high"]) == (0.0, 1.0)
