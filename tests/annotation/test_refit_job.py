@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
-from annotation.refit_job import RefitWorker, ratings_frame, run_refit_from_store
+from annotation.refit_job import ratings_frame, run_refit_from_store
+from annotation.refit_worker import RefitWorker
 from annotation.store import VoteRecord
 from apex.checkpoints import ModelInfo
 from apex.encoders import Embedding

@@ -1,0 +1,218 @@
+"""The app's background refits: every ``settings.refit_hours`` hours, or sooner once
+``settings.refit_min_votes`` new votes have arrived, run
+:func:`annotation.refit_job.run_refit_from_store` and swap the serving scorer on promotion.
+
+It never blocks a request (training happens on its own thread; the only shared step is
+:meth:`Scorer.swap`, a reference assignment under the scorer's swap lock) and it leaves the
+champion serving when a refit fails: the scorer is swapped only after the gate promoted and the
+new model loaded. A failure the refit can meet (:data:`REFIT_ERRORS`: bad or missing data, the
+training process failing, a model that does not load) is kept in :attr:`RefitWorker.status`; a
+bug is raised by :meth:`RefitWorker.run_once` and, on the worker's thread, logged with its
+traceback and shown in the status too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from annotation.refit_job import run_refit_from_store
+from apex.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: What a refit can meet that is not a bug: bad or missing input data and settings (ValueError,
+#: FileNotFoundError and other OSError), the training process or the store failing, a tensor
+#: error, a model that does not load (RuntimeError: RefitProcessError, StoreError, torch).
+REFIT_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError, RuntimeError)
+
+
+@dataclass
+class RefitStatus:
+    """What the worker last did, for the About tab and logs."""
+
+    runs: int = 0
+    running: bool = False
+    last_started: float | None = None
+    last_finished: float | None = None
+    last_version: str | None = None
+    last_promoted: bool | None = None
+    last_reasons: list[str] = field(default_factory=list)
+    last_error: str | None = None
+    last_figures: dict[str, dict[str, float]] = field(default_factory=dict)
+    last_note: str = ""
+    votes_at_last_run: int = 0
+
+
+class RefitWorker:
+    """Background refits for the app; see the module docstring.
+
+    Args:
+        settings: ``refit_hours`` (0 = no schedule), ``refit_min_votes``, data directories.
+        scorer: the serving :class:`apex.scorer.Scorer`; swapped on promotion.
+        store: the vote store (``votes_frame()``, ``counts()``).
+        refit: the refit to run, ``(settings, store) -> RefitOutcome`` (default
+            :func:`run_refit_from_store` against the serving scorer, with the arena's pool as
+            split-``pool`` rows, in its own low-priority process).
+        arena: the :class:`annotation.arena.Arena` whose pool is re-scored in the background by
+            a newly swapped-in model (None: no pool to refresh).
+        poll_s: how often the thread checks whether a refit is due, seconds.
+        clock: monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        scorer: Any,
+        store: Any,
+        *,
+        refit: Callable[[Settings, Any], Any] | None = None,
+        arena: Any = None,
+        poll_s: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings, self.scorer, self.store, self.arena = settings, scorer, store, arena
+        self._refit = refit or self._refit_from_store
+        self.poll_s, self._clock = poll_s, clock
+        self.status = RefitStatus(votes_at_last_run=self._vote_count())
+        self._started_at = clock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._run_lock = threading.Lock()  # one refit at a time, even with trigger() + schedule
+        self._thread: threading.Thread | None = None
+        self.rescoring: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> RefitWorker:
+        """Start the daemon thread (idempotent); returns ``self``."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="apex-refit", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Ask the thread to stop and wait up to ``timeout`` seconds (a running refit finishes)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def trigger(self) -> None:
+        """Ask for a refit now (returns at once; the thread does the work)."""
+        self._wake.set()
+
+    def _refit_from_store(self, settings: Settings, store: Any) -> Any:
+        pool = self.arena.pool if self.arena is not None else None
+        return run_refit_from_store(settings, store, scorer=self.scorer, pool=pool)
+
+    def _after_swap(self) -> None:
+        """Re-score the arena's pool with the new model on a background thread."""
+        if self.arena is None:
+            return
+        self.rescoring = threading.Thread(
+            target=self._rescore, name="apex-pool-rescore", daemon=True
+        )
+        self.rescoring.start()
+
+    def _rescore(self) -> None:
+        try:
+            # the pool's scoring queue switches to the new model (old scores stay until replaced)
+            self.arena.pool.start_scoring(self.scorer, cache_dir=self.settings.cache_dir)
+            log.info("pool re-scored by %s", self.arena.pool.model_version)
+        except Exception:  # top level of this thread: log with traceback, the thread ends
+            # The old predictions stay, labelled with their own version.
+            log.exception("re-scoring the pool with the new model failed")
+
+    # ------------------------------------------------------------------ scheduling
+    def _vote_count(self) -> int:
+        return int(self.store.counts().get("votes", 0))
+
+    def due(self) -> bool:
+        """True when the schedule's hours have passed or enough new votes arrived."""
+        new_votes = self._vote_count() - self.status.votes_at_last_run
+        if new_votes >= self.settings.refit_min_votes:
+            return True
+        hours = self.settings.refit_hours
+        if hours <= 0:
+            return False
+        since = (
+            self.status.last_started if self.status.last_started is not None else self._started_at
+        )
+        return new_votes > 0 and self._clock() - since >= hours * 3600.0
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            woken = self._wake.wait(self.poll_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                if woken or self.due():
+                    self.run_once()
+            except Exception as err:  # top level of the worker's thread: it must not die
+                # A store hiccup in due(), or a bug run_once raised: logged with its traceback,
+                # shown in the status, and the loop tries again at the next poll.
+                self.status.last_error = f"{type(err).__name__}: {err}"
+                log.exception("refit worker: unexpected error; retrying at the next poll")
+
+    # ------------------------------------------------------------------ one run
+    def run_once(self) -> bool:
+        """Run one refit now (in the calling thread); True when a new model went live.
+
+        A failure the refit can meet (:data:`REFIT_ERRORS`) is logged and kept in
+        :attr:`status`, and the champion (the scorer's current heads) keeps serving; a bug is
+        raised (after being recorded in :attr:`status`).
+        """
+        if not self._run_lock.acquire(blocking=False):
+            return False  # a refit is already running; this request is covered by it
+        st = self.status
+        try:
+            st.running, st.last_started, st.last_error = True, self._clock(), None
+            st.votes_at_last_run = self._vote_count()
+            outcome = self._refit(self.settings, self.store)
+            st.last_version = outcome.version.name
+            st.last_promoted = bool(outcome.decision.promote)
+            st.last_reasons = list(outcome.decision.reasons)
+            st.last_figures = {
+                "challenger": dict(outcome.decision.challenger or {}),
+                "serving": dict(outcome.decision.champion or {}),
+            }
+            st.last_note = getattr(outcome, "note", "")
+            if outcome.decision.promote and self.settings.model_pinned:
+                log.info(
+                    "refit %s promoted in the registry; APEX_MODEL=%s is pinned, so it keeps "
+                    "serving",
+                    outcome.version.name,
+                    self.settings.model,
+                )
+                return False
+            if outcome.decision.promote:
+                from apex.checkpoints import load_model
+
+                heads, info = load_model(outcome.version)
+                self.scorer.swap(heads, info)  # atomic; raises before swapping if unfit
+                log.info("refit %s promoted and serving", outcome.version.name)
+                self._after_swap()
+                return True
+            log.info("refit %s not promoted: %s", outcome.version.name, "; ".join(st.last_reasons))
+            return False
+        except REFIT_ERRORS as err:  # keep serving the champion
+            st.last_error = f"{type(err).__name__}: {err}"
+            log.exception("refit failed; the champion keeps serving")
+            return False
+        except Exception as err:  # a bug: recorded for the status, then raised
+            st.last_error = f"{type(err).__name__} (a bug): {err}"
+            raise
+        finally:
+            st.runs += 1
+            st.running, st.last_finished = False, self._clock()
+            self._run_lock.release()
+
+    def info(self) -> dict[str, Any]:
+        """JSON-ready status (for the About tab)."""
+        return dict(self.status.__dict__)
