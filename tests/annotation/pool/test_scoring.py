@@ -182,6 +182,50 @@ def test_unscorable_clip_stays_servable_and_its_reveal_says_why(arena_setup) -> 
     assert not reveal.apex_pending and "could not score" in reveal.apex_note
 
 
+class BuggyScorer(GatedScorer):
+    """A scorer with a programming error (not a clip it cannot score)."""
+
+    def score(self, inputs, priority=0):
+        raise TypeError("score() got an unexpected keyword argument 'prio'")
+
+
+def test_a_scorer_bug_is_raised_by_the_blocking_form_not_an_empty_pool(tmp_path: Path) -> None:
+    folder = pool_folder(tmp_path / "pool")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        ClipPool.from_audiofolder(folder, BuggyScorer(), cache_dir=tmp_path / "c")
+
+
+def test_a_scorer_bug_in_the_background_is_logged_and_shown_on_every_clip(
+    arena_setup, caplog
+) -> None:
+    _, pool, _ = arena_setup
+    with caplog.at_level("ERROR", logger="annotation.pool.scoring"):
+        pool.start_scoring(BuggyScorer())
+        assert pool.wait_scored(timeout=30)
+    assert len(pool) == 12  # nothing left the pool
+    assert len(pool.score_errors) == 12
+    assert all("(a bug)" in why and "TypeError" in why for why in pool.score_errors.values())
+    bugs = [r for r in caplog.records if r.levelname == "ERROR" and r.exc_info]
+    assert bugs and "a bug" in bugs[0].getMessage()
+
+
+def test_one_unreadable_clip_costs_its_batch_mates_nothing(arena_setup) -> None:
+    _, pool, _ = arena_setup
+    gate = threading.Event()
+    gate.set()
+
+    class OneBad(GatedScorer):
+        def score(self, inputs, priority=0):
+            if any("beta_1" in str(p) for p in inputs):
+                raise ValueError("beta_1: not an audio file")
+            return super().score(inputs, priority)
+
+    pool.start_scoring(OneBad(gate=gate))
+    assert pool.wait_scored(timeout=30)
+    assert list(pool.score_errors) == ["beta_1"]
+    assert sum(bool(clip.scores) for clip in pool) == 11
+
+
 def test_over_long_pool_clip_is_skipped_with_its_reason(tmp_path: Path, settings) -> None:
     folder = pool_folder(tmp_path / "pool", per_system=1)
     tone(folder / "audio" / "long.wav", 4.0, 500.0)
