@@ -25,12 +25,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from apex.settings import Settings, SettingsError
+from apex.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, guarded
+from apex.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from annotation.store import VoteRecord, VoteStore
+
+#: A command that runs on the settings and the opened vote store.
+StoreCommand = Callable[[argparse.Namespace, Settings, "VoteStore"], int]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,17 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="manage collected votes: export, push to the Hub, restore, simulate, status",
         description="Manage the vote store of APEX_DATA_DIR and its Hub dataset (APEX_VOTES_REPO).",
     )
-    actions = votes.add_subparsers(dest="votes_action", metavar="ACTION")
+    actions = votes.add_subparsers(dest="subcommand", metavar="ACTION")
     votes.set_defaults(func=lambda args: _usage(votes))
 
     p = actions.add_parser(
         "export", help="write Parquet shards (laid out like the Hub dataset), a CSV and the card"
     )
     p.add_argument("--out", type=Path, required=True, help="folder to write into")
-    p.set_defaults(func=_guarded(cmd_export))
+    p.set_defaults(func=_command(cmd_export))
 
     p = actions.add_parser("push", help="push new votes to APEX_VOTES_REPO now (needs HF_TOKEN)")
-    p.set_defaults(func=_guarded(cmd_push))
+    p.set_defaults(func=_command(cmd_push))
 
     p = actions.add_parser("restore", help="import votes from the Hub dataset or a local folder")
     p.add_argument(
@@ -60,50 +64,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="folder laid out like the dataset repo (votes/**/*.parquet); default: APEX_VOTES_REPO",
     )
-    p.set_defaults(func=_guarded(cmd_restore))
+    p.set_defaults(func=_command(cmd_restore))
 
     p = actions.add_parser(
         "simulate", help="fill a local store with simulated demo votes (source=simulated)"
     )
     p.add_argument("--n", type=int, required=True, help="number of votes to simulate")
     p.add_argument("--seed", type=int, default=0, help="seed (same seed, same votes)")
-    p.set_defaults(func=_guarded(cmd_simulate))
+    p.set_defaults(func=guarded(cmd_simulate, errors=_expected_errors()))
 
     p = actions.add_parser(
         "import-music-arena",
         help="import a Music Arena release folder's votes (source=imported, kept apart on boards)",
     )
     p.add_argument("folder", type=Path, help="folder in Music Arena's layout (battle_data/, ...)")
-    p.set_defaults(func=_guarded(cmd_import_music_arena))
+    p.set_defaults(func=_command(cmd_import_music_arena))
 
     p = actions.add_parser("status", help="votes in the store and where the Hub sync stands")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
-    p.set_defaults(func=_guarded(cmd_status))
+    p.set_defaults(func=_command(cmd_status))
 
 
-def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn the project's own clear errors into one ``error:`` line and exit code 2."""
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "fix the input" beyond :data:`apex.cli.INPUT_ERRORS` (ValueError ones:
+    SettingsError, ExportError, MusicArenaError): the store refusing (StoreError)."""
+    from annotation.store import StoreError
+
+    return (StoreError,)
+
+
+def _command(command: StoreCommand) -> Callable[[argparse.Namespace], int]:
+    """A ``votes`` action on ``Settings.from_env()`` and the store it opens (closed after), with
+    the one CLI convention (:func:`apex.cli.guarded`: an expected error is one line, exit 2)."""
 
     def run(args: argparse.Namespace) -> int:
-        from annotation.export import ExportError
-        from annotation.store import StoreError
+        settings = Settings.from_env()
+        with _store(settings) as store:
+            return command(args, settings, store)
 
-        try:
-            return command(args)
-        except (SettingsError, StoreError, ExportError) as err:
-            return _fail(str(err), 2)
-
-    return run
+    run.__doc__ = command.__doc__
+    return guarded(run, errors=_expected_errors())
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
-    return 2
-
-
-def _fail(message: str, code: int = 1) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
+    return EXIT_USAGE
 
 
 @contextmanager
@@ -129,11 +134,7 @@ def _quiet(name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _settings() -> Settings:
-    return Settings.from_env()
-
-
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
     """Export new votes into the export folder, then copy every shard, a CSV and the card to --out.
 
     Going through ``settings.export_dir`` keeps one append-only shard history (the one the Hub
@@ -142,20 +143,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from annotation.card import build_card, stats_from_shards, write_card
     from annotation.export import export_shards, to_csv
 
-    settings = _settings()
     out = args.out.expanduser().resolve()
     source = settings.export_dir.resolve()
-    with _store(settings) as store:
-        new = export_shards(store, source)
-        copied = 0
-        if out != source:
-            for shard in sorted(source.glob("votes/**/*.parquet")):
-                dest = out / shard.relative_to(source)
-                if not dest.exists():
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(shard, dest)
-                    copied += 1
-        csv = to_csv(store, out / "votes.csv")
+    new = export_shards(store, source)
+    copied = 0
+    if out != source:
+        for shard in sorted(source.glob("votes/**/*.parquet")):
+            dest = out / shard.relative_to(source)
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(shard, dest)
+                copied += 1
+    csv = to_csv(store, out / "votes.csv")
     stats = stats_from_shards(out)
     write_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))
     print(
@@ -163,71 +162,70 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"shard(s) with {stats.n_votes} votes ({stats.n_systems} systems), {csv.name} and "
         "README.md."
     )
-    return 0
+    return EXIT_OK
 
 
-def cmd_push(args: argparse.Namespace) -> int:
+def cmd_push(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
     """Export and push once; exit 1 with the reason when the push did not succeed."""
     from annotation.sync import VoteSync
 
-    settings = _settings()
     if settings.votes_repo is None:
-        return _fail(
+        return fail(
+            args,
             "APEX_VOTES_REPO is not set, so there is no dataset repo to push to; set it to "
             "owner/name and HF_TOKEN to a token with write access.",
-            2,
+            EXIT_USAGE,
         )
-    with _store(settings) as store, _quiet("annotation.sync"):
+    with _quiet("annotation.sync"):
         sync = VoteSync(settings, store)
         status = sync.push_now()
         sync.stop(push=False)
     if not status.ok:
-        return _fail(f"push to {settings.votes_repo} failed: {status.last_error}.")
+        return fail(
+            args, f"push to {settings.votes_repo} failed: {status.last_error}.", EXIT_FAILED
+        )
     print(status.message)
-    return 0
+    return EXIT_OK
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
-    """Import shards from --from, or from APEX_VOTES_REPO; idempotent."""
-    from annotation.sync import VoteSync, describe_error, restore_from_folder
+def cmd_restore(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
+    """Import shards from --from, or from APEX_VOTES_REPO; idempotent.
 
-    settings = _settings()
-    with _store(settings) as store:
-        before = store.counts()["votes"]
-        if args.folder is not None:
-            try:
-                added = restore_from_folder(
-                    store, args.folder.expanduser(), export_dir=settings.export_dir
-                )
-            except (FileNotFoundError, ValueError) as err:
-                return _fail(str(err))
-            origin = str(args.folder)
-        elif settings.votes_repo is None:
-            return _fail("nothing to restore from: pass --from FOLDER or set APEX_VOTES_REPO.", 2)
-        else:
-            try:
-                added = VoteSync(settings, store).restore()
-            except Exception as err:
-                _, message, _ = describe_error(err, settings.votes_repo)
-                return _fail(f"restore from {settings.votes_repo} failed: {message}.")
-            origin = settings.votes_repo
-        total = store.counts()["votes"]
+    A missing or malformed folder is bad input (exit 2); a Hub that refuses is exit 1.
+    """
+    from annotation.sync import SYNC_ERRORS, VoteSync, describe_error, restore_from_folder
+
+    before = store.counts()["votes"]
+    if args.folder is not None:
+        added = restore_from_folder(store, args.folder.expanduser(), export_dir=settings.export_dir)
+        origin = str(args.folder)
+    elif settings.votes_repo is None:
+        return fail(args, "nothing to restore from: pass --from FOLDER or set APEX_VOTES_REPO.")
+    else:
+        try:
+            added = VoteSync(settings, store).restore()
+        except SYNC_ERRORS as err:
+            _, message, _ = describe_error(err, settings.votes_repo)
+            return fail(args, f"restore from {settings.votes_repo} failed: {message}.", EXIT_FAILED)
+        origin = settings.votes_repo
+    total = store.counts()["votes"]
     print(f"Imported {added} new votes from {origin} ({before} before, {total} now).")
-    return 0
+    return EXIT_OK
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    """Add ``--n`` simulated votes on the demo corpus; refuses on a store that syncs to the Hub."""
-    settings = _settings()
+    """Add ``--n`` simulated votes on the demo corpus; refuses on a store that syncs to the Hub
+    (checked before the store is opened, so a refusal creates nothing)."""
+    settings = Settings.from_env()
     if settings.votes_repo is not None:
-        return _fail(
+        return fail(
+            args,
             f"refusing to add simulated votes: this store syncs to {settings.votes_repo} "
             "(APEX_VOTES_REPO is set). Unset APEX_VOTES_REPO, or point APEX_DATA_DIR at a scratch "
             "folder, to try the pipeline with demo votes.",
-            2,
         )
     if args.n < 1:
-        return _fail(f"--n {args.n} must be at least 1.", 2)
+        return fail(args, f"--n {args.n} must be at least 1.")
     from apex.demo import ensure_demo_corpus, load_metadata, simulate_votes
 
     metadata = load_metadata(ensure_demo_corpus(settings))
@@ -239,7 +237,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     skipped = len(records) - added
     note = f" ({skipped} were already there; use another --seed for new ones)" if skipped else ""
     print(f"Added {added} simulated votes to {settings.store_path}{note}; {total} votes in all.")
-    return 0
+    return EXIT_OK
+
+
+#: Columns of :func:`apex.demo.simulate_votes` that are vote fields of the same name.
+_AS_SIMULATED = ("prompt", "system_a", "system_b", "clip_a", "clip_b", "preference")
 
 
 def simulated_records(frame: pd.DataFrame, metadata: pd.DataFrame) -> list[VoteRecord]:
@@ -261,15 +263,10 @@ def simulated_records(frame: pd.DataFrame, metadata: pd.DataFrame) -> list[VoteR
                 timestamp=row.timestamp.timestamp(),
                 user_pseudonym=row.voter,
                 session_pseudonym=row.voter,
-                prompt=row.prompt,
+                **{name: getattr(row, name) for name in _AS_SIMULATED},
                 is_instrumental=bool(row.is_instrumental),
-                system_a=row.system_a,
-                system_b=row.system_b,
-                clip_a=row.clip_a,
-                clip_b=row.clip_b,
                 audio_a=str(a["file_name"]),
                 audio_b=str(b["file_name"]),
-                preference=row.preference,
                 total_listening_time_a=float(a["duration_s"]),
                 total_listening_time_b=float(b["duration_s"]),
                 source="simulated",
@@ -278,39 +275,34 @@ def simulated_records(frame: pd.DataFrame, metadata: pd.DataFrame) -> list[VoteR
     return records
 
 
-def cmd_import_music_arena(args: argparse.Namespace) -> int:
-    """``apex votes import-music-arena DIR``: Music Arena's votes into the store, as imported."""
+def cmd_import_music_arena(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
+    """``apex votes import-music-arena DIR``: Music Arena's votes into the store, as imported
+    (a folder not in Music Arena's layout is bad input: MusicArenaError, exit 2)."""
     from annotation.imports import import_music_arena
-    from apex.sources.music_arena import MusicArenaError
 
-    settings = _settings()
-    with _store(settings) as store:
-        try:
-            summary = import_music_arena(store, args.folder)
-        except MusicArenaError as err:
-            return _fail(str(err))
+    summary = import_music_arena(store, args.folder)
     print(
         f"Imported {summary.added} Music Arena votes ({summary.already} already there, "
         f"{len(summary.skipped)} unreadable records) as source=imported; boards count them only "
         "when asked."
     )
-    return 0
+    return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
     """Print the store's counts and the sync status (no network: pending counts are local)."""
     from annotation.sync import VoteSync
 
-    settings = _settings()
-    with _store(settings) as store:
-        counts = store.counts()
-        status = VoteSync(settings, store).status()
+    counts = store.counts()
+    status = VoteSync(settings, store).status()
     if args.json:
         print(json.dumps({"store": counts, "sync": status.to_dict()}, indent=2))
-        return 0
-    print(f"Store {settings.store_path}: {counts['votes']} votes from {counts['voters']} voters.")
-    print(status.message)
-    return 0
+    else:
+        print(
+            f"Store {settings.store_path}: {counts['votes']} votes from {counts['voters']} voters."
+        )
+        print(status.message)
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="apex")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["votes", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
+    return int(args.func(args) or EXIT_OK)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,19 @@ def _seconds(value: float) -> float:
     return 0.0 if value is None or math.isnan(value) else float(value)
 
 
+#: Columns of the release's battles table that are vote fields of the same name.
+_AS_RELEASED = (
+    "prompt",
+    "system_a",
+    "system_b",
+    "clip_a",
+    "clip_b",
+    "audio_a",
+    "audio_b",
+    "preference",
+)
+
+
 def music_arena_records(battles: pd.DataFrame) -> list[VoteRecord]:
     """One :class:`VoteRecord` per battle of :attr:`ArenaRelease.battles` (``source="imported"``).
 
@@ -61,15 +74,8 @@ def music_arena_records(battles: pd.DataFrame) -> list[VoteRecord]:
                 timestamp=float(row.timestamp),
                 user_pseudonym=voter,
                 session_pseudonym=voter,
-                prompt=row.prompt,
+                **{name: getattr(row, name) for name in _AS_RELEASED},
                 is_instrumental=bool(row.is_instrumental),
-                system_a=row.system_a,
-                system_b=row.system_b,
-                clip_a=row.clip_a,
-                clip_b=row.clip_b,
-                audio_a=row.audio_a,
-                audio_b=row.audio_b,
-                preference=row.preference,
                 total_listening_time_a=_seconds(row.total_listening_time_a),
                 total_listening_time_b=_seconds(row.total_listening_time_b),
                 source="imported",

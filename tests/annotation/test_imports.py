@@ -110,5 +110,5 @@ def test_votes_cli_imports_music_arena_once(release: Path, tmp_path: Path, monke
         assert set(store.votes_frame()["source"]) == {"imported"}
     assert main(["votes", "import-music-arena", str(release)]) == 0
     assert f"Imported 0 Music Arena votes ({counted} already there" in capsys.readouterr().out
-    assert main(["votes", "import-music-arena", str(tmp_path / "nowhere")]) == 1
-    assert "error:" in capsys.readouterr().err
+    assert main(["votes", "import-music-arena", str(tmp_path / "nowhere")]) == 2  # bad input
+    assert "apex votes import-music-arena: error:" in capsys.readouterr().err

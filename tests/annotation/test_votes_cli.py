@@ -117,11 +117,14 @@ def test_restore_from_folder_and_status(env, monkeypatch, capsys):
     # The shards joined the export folder, so they reach the Hub once a repo is configured.
     assert status["sync"]["pending_exported"] == 12 and status["sync"]["pending_unexported"] == 0
     assert run("restore") == 2  # neither --from nor a repo
-    assert run("restore", "--from", str(env / "nowhere")) == 1
+    assert run("restore", "--from", str(env / "nowhere")) == 2  # bad input: nothing changed
     assert "not a folder" in capsys.readouterr().err
 
 
 def test_bad_setting_is_one_clear_line(env, monkeypatch, capsys):
     monkeypatch.setenv("APEX_VOTES_REPO", "not-a-repo-id")
     assert run("status") == 2
-    assert "owner/name" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "owner/name" in err
+    # One line in the one CLI convention (apex.cli): "apex <command>: error: <message>".
+    assert err.startswith("apex votes status: error: ") and err.count("\n") == 1
