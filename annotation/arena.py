@@ -113,13 +113,8 @@ class Arena:
             sampler = PairSampler(pool.frame(), mode=settings.sampler, seed=seed)
         if ratings is None and settings.sampler == "info":
             ratings = StoreRatings(store)
-        self.settings = settings
-        self.pool = pool
-        self.store = store
-        self.scorer = scorer
-        self._sampler = sampler
-        self._ratings = ratings
-        self._clock = clock
+        self.settings, self.pool, self.store, self.scorer = settings, pool, store, scorer
+        self._sampler, self._ratings, self._clock = sampler, ratings, clock
         self._ids = Pseudonymizer(load_or_create_salt(settings))
         self._vote_locks = tuple(threading.Lock() for _ in range(_VOTE_LOCK_STRIPES))
         self._battles_issued = limits.battle_limiter()
@@ -170,19 +165,13 @@ class Arena:
         a, b = self.pool[clip_a], self.pool[clip_b]
         self.pool.prioritize((a.clip_id, b.clip_id))  # scored while the visitor listens
         battle = Battle(
-            battle_id=uuid.uuid4().hex,
-            issued_at=self._clock(),
-            session=session,
-            clip_a=a.clip_id,
-            clip_b=b.clip_id,
-            system_a=a.system,
-            system_b=b.system,
-            audio_a=a.file_name,
-            audio_b=b.file_name,
+            battle_id=uuid.uuid4().hex, issued_at=self._clock(), session=session,
+            clip_a=a.clip_id, clip_b=b.clip_id, system_a=a.system, system_b=b.system,
+            audio_a=a.file_name, audio_b=b.file_name,
             # Same-prompt battles carry the prompt; a cross-prompt battle records both.
             prompt=a.prompt if a.prompt == b.prompt else f"{a.prompt} | {b.prompt}",
             is_instrumental=a.is_instrumental and b.is_instrumental,
-        )
+        )  # fmt: skip
         served_a, served_b = self._served(a.clip_id), self._served(b.clip_id)
         self.store.insert_battle(battle)
         self._pairs.add(battle.system_a, battle.system_b)

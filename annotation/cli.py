@@ -157,11 +157,9 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     csv = to_csv(store, out / "votes.csv")
     stats = stats_from_shards(out)
     write_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))
-    print(
-        f"Exported {len(new)} new shard(s), copied {copied}; {out} holds {stats.n_shards} "
-        f"shard(s) with {stats.n_votes} votes ({stats.n_systems} systems), {csv.name} and "
-        "README.md."
-    )
+    held = f"{stats.n_shards} shard(s) with {stats.n_votes} votes ({stats.n_systems} systems)"
+    done = f"Exported {len(new)} new shard(s), copied {copied}"
+    print(f"{done}; {out} holds {held}, {csv.name} and README.md.")
     return EXIT_OK
 
 

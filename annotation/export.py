@@ -30,9 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotation.rules import PREFERENCES
 from annotation.store import SOURCES, SQLiteVoteStore, VoteRecord
-from apex.tasks import AESTHETICS, SCORE_DESCRIPTIONS, SCORE_NAMES
+from apex.tasks import AESTHETICS, PREFERENCES, SCORE_DESCRIPTIONS, SCORE_NAMES
 
 SHARD_DIR = "votes"
 _SHARD_NAME = re.compile(r"^(\d+)-(\d+)\.parquet$")
@@ -42,98 +41,95 @@ _LOCK_FILE = ".export.lock"
 _STR, _F64, _I64, _BOOL, _I8 = pa.string(), pa.float64(), pa.int64(), pa.bool_(), pa.int8()
 
 
-def _columns() -> list[tuple[str, pa.DataType, str]]:
-    cols = [
-        ("battle_uuid", _STR, "Opaque battle id (one vote per battle)."),
-        ("vote_id", _STR, "Unique id of the vote (imports are idempotent by it)."),
-        ("row_id", _I64, "Position of the vote in the store that collected it; shards are ranges."),
-        ("timestamp", _F64, "When the vote was accepted, Unix seconds (UTC)."),
-        ("date", _STR, "The same moment as ISO 8601 in UTC."),
-        ("prompt", _STR, "Text prompt of the clips ('p1 | p2' when the prompts differ)."),
-        ("is_instrumental", _BOOL, "Both clips are instrumental (no vocals)."),
-        (
-            "user_pseudonym",
-            _STR,
-            "Salted HMAC of the voter's IP (or session; of the Hugging Face account id when "
-            "signed_in); not reversible.",
-        ),
-        ("session_pseudonym", _STR, "Salted HMAC of the browser session."),
-        ("system_a", _STR, "System that generated clip A."),
-        ("system_b", _STR, "System that generated clip B."),
-        ("clip_a", _STR, "Pool id of clip A."),
-        ("clip_b", _STR, "Pool id of clip B."),
-        ("audio_a", _STR, "File of clip A, relative to the clip pool."),
-        ("audio_b", _STR, "File of clip B, relative to the clip pool."),
-        ("preference", _STR, "The vote: A, B, TIE or BOTH_BAD."),
-        ("total_listening_time_a", _F64, "Listening to clip A credited by the server, seconds."),
-        ("total_listening_time_b", _F64, "Listening to clip B credited by the server, seconds."),
-        ("listen_data_a", _STR, "JSON list of [seconds played, server time] reports for clip A."),
-        ("listen_data_b", _STR, "JSON list of [seconds played, server time] reports for clip B."),
-        ("feedback", _STR, "Optional free-text feedback of the voter."),
-        ("source", _STR, "live (a person), simulated (demo votes) or imported."),
-        ("apex_model_version", _STR, "APEX model that made the predictions ('<id>@<version>')."),
-        ("apex_p_a", _F64, "APEX's probability that listeners prefer clip A (0-1)."),
-        *_fairness_columns(),
-    ]
-    for side in ("a", "b"):
-        for name in SCORE_NAMES:
-            cols.append(
-                (
-                    f"apex_{side}_{name}",
-                    _F64,
-                    f"APEX on clip {side.upper()}: {SCORE_DESCRIPTIONS[name]}",
-                )
-            )
-        cols.append(
-            (f"apex_{side}_preference", _F64, f"APEX preference logit of clip {side.upper()}.")
-        )
-    for side in ("a", "b"):
-        for name in AESTHETICS:
-            cols.append(
-                (
-                    f"rating_{side}_{name}",
-                    _I8,
-                    f"Voter's optional 1-5 rating of clip "
-                    f"{side.upper()}: {SCORE_DESCRIPTIONS[name]}",
-                )
-            )
+#: Arrow type of each code in the column tables below.
+_TYPES = {"str": _STR, "f64": _F64, "i64": _I64, "bool": _BOOL, "i8": _I8}
+
+#: The released columns before APEX's and the voters' per-clip ones: ``name type description``,
+#: a description continued on indented lines.
+_BASE_COLUMNS = """
+battle_uuid str Opaque battle id (one vote per battle).
+vote_id str Unique id of the vote (imports are idempotent by it).
+row_id i64 Position of the vote in the store that collected it; shards are ranges.
+timestamp f64 When the vote was accepted, Unix seconds (UTC).
+date str The same moment as ISO 8601 in UTC.
+prompt str Text prompt of the clips ('p1 | p2' when the prompts differ).
+is_instrumental bool Both clips are instrumental (no vocals).
+user_pseudonym str Salted HMAC of the voter's IP (or session; of the Hugging Face account id when
+    signed_in); not reversible.
+session_pseudonym str Salted HMAC of the browser session.
+system_a str System that generated clip A.
+system_b str System that generated clip B.
+clip_a str Pool id of clip A.
+clip_b str Pool id of clip B.
+audio_a str File of clip A, relative to the clip pool.
+audio_b str File of clip B, relative to the clip pool.
+preference str The vote: {preferences}.
+total_listening_time_a f64 Listening to clip A credited by the server, seconds.
+total_listening_time_b f64 Listening to clip B credited by the server, seconds.
+listen_data_a str JSON list of [seconds played, server time] reports for clip A.
+listen_data_b str JSON list of [seconds played, server time] reports for clip B.
+feedback str Optional free-text feedback of the voter.
+source str {sources}.
+apex_model_version str APEX model that made the predictions ('<id>@<version>').
+apex_p_a f64 APEX's probability that listeners prefer clip A (0-1).
+loudness_a f64 Integrated loudness of clip A as generated (ITU-R BS.1770-4, LUFS), measured by
+    the server before it was played.
+loudness_b f64 Integrated loudness of clip B as generated (ITU-R BS.1770-4, LUFS), measured by
+    the server before it was played.
+loudness_matched bool True: both clips were played gain-matched to the arena's target loudness
+    (-16 LUFS by default, true peak at most -1 dBTP, no clipping: a static gain per clip, lowered
+    for very peaky clips); False: played as generated.
+duration_a f64 Length of clip A, seconds.
+duration_b f64 Length of clip B, seconds.
+instrumental_a bool Clip A is instrumental (no vocals).
+instrumental_b bool Clip B is instrumental (no vocals).
+flags str Comma-separated reasons this vote may be unreliable, computed by the server when it
+    was cast ('' for none): {flags}. Flagged votes are kept; boards leave them out by default.
+signed_in bool The voter was signed in with a Hugging Face account; user_pseudonym is then a
+    salted HMAC of the account id.
+"""
+
+_SOURCE_DOCS = {
+    "live": "live (a person)",
+    "simulated": "simulated (demo votes)",
+    "imported": "imported",
+}
+
+
+def _table(text: str) -> list[tuple[str, pa.DataType, str]]:
+    """``(name, Arrow type, description)`` per column of a ``name type description`` table."""
+    cols: list[tuple[str, pa.DataType, str]] = []
+    for line in text.strip("\n").splitlines():
+        if line.startswith(" "):  # the previous description goes on
+            name, kind, doc = cols[-1]
+            cols[-1] = (name, kind, f"{doc} {line.strip()}")
+        else:
+            name, code, doc = line.split(" ", 2)
+            cols.append((name, _TYPES[code], doc))
     return cols
 
 
-def _fairness_columns() -> list[tuple[str, pa.DataType, str]]:
-    """What the clips sounded like, how trustworthy the vote looks, and who cast it."""
-    loud = (
-        "Integrated loudness of clip {s} as generated (ITU-R BS.1770-4, LUFS), measured by the "
-        "server before it was played."
+def _columns() -> list[tuple[str, pa.DataType, str]]:
+    from annotation.flags import FLAG_REASONS
+
+    sources = [_SOURCE_DOCS[source] for source in SOURCES]
+    text = _BASE_COLUMNS.format(
+        preferences=", ".join(PREFERENCES[:-1]) + " or " + PREFERENCES[-1],
+        sources=", ".join(sources[:-1]) + " or " + sources[-1],
+        flags=", ".join(FLAG_REASONS),
     )
-    return [
-        ("loudness_a", _F64, loud.format(s="A")),
-        ("loudness_b", _F64, loud.format(s="B")),
-        (
-            "loudness_matched",
-            _BOOL,
-            "True: both clips were played gain-matched to the arena's target loudness (-16 LUFS "
-            "by default, true peak at most -1 dBTP, no clipping: a static gain per clip, lowered "
-            "for very peaky clips); False: played as generated.",
-        ),
-        ("duration_a", _F64, "Length of clip A, seconds."),
-        ("duration_b", _F64, "Length of clip B, seconds."),
-        ("instrumental_a", _BOOL, "Clip A is instrumental (no vocals)."),
-        ("instrumental_b", _BOOL, "Clip B is instrumental (no vocals)."),
-        (
-            "flags",
-            _STR,
-            "Comma-separated reasons this vote may be unreliable, computed by the server when it "
-            "was cast ('' for none): barely_listened, too_fast, same_side_streak, contrarian, "
-            "burst. Flagged votes are kept; boards leave them out by default.",
-        ),
-        (
-            "signed_in",
-            _BOOL,
-            "The voter was signed in with a Hugging Face account; user_pseudonym is then a "
-            "salted HMAC of the account id.",
-        ),
-    ]
+    cols = _table(text)
+    for side in ("a", "b"):
+        for name in SCORE_NAMES:
+            doc = f"APEX on clip {side.upper()}: {SCORE_DESCRIPTIONS[name]}"
+            cols.append((f"apex_{side}_{name}", _F64, doc))
+        doc = f"APEX preference logit of clip {side.upper()}."
+        cols.append((f"apex_{side}_preference", _F64, doc))
+    for side in ("a", "b"):
+        for name in AESTHETICS:
+            doc = f"Voter's optional 1-5 rating of clip {side.upper()}: {SCORE_DESCRIPTIONS[name]}"
+            cols.append((f"rating_{side}_{name}", _I8, doc))
+    return cols
 
 
 _COLUMNS = _columns()

@@ -22,35 +22,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotation.store import SQLiteVoteStore, VoteRecord
-from apex.tasks import SCORE_NAMES
+from apex.tasks import PREFERENCES, SCORE_NAMES
 
 
 def _vote(prefix: str, i: int) -> VoteRecord:
     now = time.time()
+    clips = {
+        f"{field}_{side}": value
+        for side in ("a", "b")
+        for field, value in (
+            ("system", f"system-{side}"), ("clip", f"{side}{i}"), ("audio", f"audio/{side}{i}.wav")
+        )
+    }  # fmt: skip
     return VoteRecord(
-        vote_id=f"{prefix}-{i}",
-        battle_uuid=f"{prefix}-b{i}",
-        timestamp=now,
-        user_pseudonym=f"voter-{i % 97}",
-        session_pseudonym=f"session-{i % 31}",
-        prompt="an upbeat synth-pop song about the sea",
-        is_instrumental=bool(i % 2),
-        system_a="system-a",
-        system_b="system-b",
-        clip_a=f"a{i}",
-        clip_b=f"b{i}",
-        audio_a=f"audio/a{i}.wav",
-        audio_b=f"audio/b{i}.wav",
-        preference=("A", "B", "TIE", "BOTH_BAD")[i % 4],
-        listen_data_a=[[5.0, now - 9.0], [10.0, now - 4.0]],
-        listen_data_b=[[8.0, now - 1.0]],
-        total_listening_time_a=10.0,
-        total_listening_time_b=8.0,
-        apex_a={name: 3.0 for name in SCORE_NAMES},
-        apex_b={name: 2.5 for name in SCORE_NAMES},
-        apex_p_a=0.62,
-        apex_model_version="bench@1",
-    )
+        vote_id=f"{prefix}-{i}", battle_uuid=f"{prefix}-b{i}", timestamp=now,
+        user_pseudonym=f"voter-{i % 97}", session_pseudonym=f"session-{i % 31}",
+        prompt="an upbeat synth-pop song about the sea", is_instrumental=bool(i % 2),
+        preference=PREFERENCES[i % len(PREFERENCES)], **clips,
+        listen_data_a=[[5.0, now - 9.0], [10.0, now - 4.0]], listen_data_b=[[8.0, now - 1.0]],
+        total_listening_time_a=10.0, total_listening_time_b=8.0,
+        apex_a=dict.fromkeys(SCORE_NAMES, 3.0), apex_b=dict.fromkeys(SCORE_NAMES, 2.5),
+        apex_p_a=0.62, apex_model_version="bench@1",
+    )  # fmt: skip
 
 
 def _write(path: str, prefix: str, count: int, synchronous: str, start_at: float) -> tuple:
