@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from apex.files import write_text_atomic
 from apex.tasks import APEX_BIBTEX
 
 if TYPE_CHECKING:
@@ -189,10 +190,7 @@ def write_card(folder: Path, card: DatasetCard) -> bool:
     text = str(card)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)  # atomic: a push never sees half a card
+    write_text_atomic(path, text)  # a push never sees half a card
     return True
 
 

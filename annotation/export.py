@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from annotation.store import SOURCES, SQLiteVoteStore, VoteRecord
+from apex.files import atomic_path
 from apex.tasks import AESTHETICS, PREFERENCES, SCORE_DESCRIPTIONS, SCORE_NAMES
 
 SHARD_DIR = "votes"
@@ -226,20 +226,15 @@ def _export_unlocked(store: SQLiteVoteStore, out: Path, max_rows: int) -> list[P
 
 
 def _write_once(path: Path, part: pd.DataFrame) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(_to_table(part), tmp)
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
     try:
-        os.link(tmp, path)  # fails rather than replace: a published shard is never rewritten
+        # exclusive: fails rather than replace, so a published shard is never rewritten
+        with atomic_path(path, exclusive=True) as tmp:
+            pq.write_table(_to_table(part), tmp)
     except FileExistsError:
         raise ExportError(
             f"{path} already exists; another export is running into the same folder, or the "
             "folder holds shards of another store. Export each store into its own folder."
         ) from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

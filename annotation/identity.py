@@ -16,6 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
+from apex.files import atomic_path
 from apex.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -89,22 +90,15 @@ def load_or_create_salt(settings: Settings) -> str:
 
 
 def _create_salt_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(secrets.token_hex(32))
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            # link() fails if the name exists, so the first process wins and the file is never
-            # seen half-written (a plain O_EXCL create could be read before its write lands).
-            os.link(tmp, path)
-        except FileExistsError:
-            return
-    finally:
-        tmp.unlink(missing_ok=True)
+        # exclusive: the first process wins and the file is never seen half-written (a plain
+        # O_EXCL create of the salt file could be read before its write lands).
+        with atomic_path(path, exclusive=True) as tmp:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner-only
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(secrets.token_hex(32))
+    except FileExistsError:
+        return
     logger.warning(
         "APEX_SALT is not set: generated a voter-pseudonym salt and kept it in %s (mode 0600). "
         "Set APEX_SALT as a secret to control it; keep the file if you move the data directory.",

@@ -35,7 +35,9 @@ def is_partial(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[Path]:
+def atomic_path(
+    target: str | os.PathLike[str], *, fsync: bool = True, exclusive: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``target`` in one step.
 
     The caller writes the whole file to the yielded path (by any means: pandas, torch, soundfile
@@ -43,6 +45,11 @@ def atomic_path(target: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
     caches that can be rebuilt) and renamed over ``target``; on an exception it is removed and
     ``target`` is left as it was. Readers see the old file or the new one, never half of one.
     The parent folder is created when missing.
+
+    With ``exclusive=True`` the file is created, never replaced: it is hard-linked to ``target``,
+    which raises ``FileExistsError`` (and leaves the existing file alone) when ``target`` exists,
+    so of two writers racing for one name the first wins (write-once files: published shards, a
+    generated secret).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +59,10 @@ def atomic_path(target: str | os.PathLike[str], *, fsync: bool = True) -> Iterat
         if fsync:
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        if exclusive:
+            os.link(tmp, target)
+        else:
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -19,7 +19,7 @@ from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects
 
 from annotation.card import SHARD_GLOB
-from apex.files import sha256_file, write_json_atomic
+from apex.files import atomic_path, sha256_file, write_json_atomic
 
 if TYPE_CHECKING:
     from annotation.store import VoteStore
@@ -93,13 +93,11 @@ def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> list[str]:
         dest = export_dir / rel
         if rel == "README.md" or dest.exists():
             continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.adopt")
-        if move:
-            shutil.move(path, tmp)
-        else:
-            shutil.copy2(path, tmp)
-        tmp.replace(dest)  # appears whole, never half-copied, for the exporter and the sync
+        with atomic_path(dest) as tmp:  # appears whole, for the exporter and the sync
+            if move:
+                shutil.move(path, tmp)
+            else:
+                shutil.copy2(path, tmp)
         adopted.append(rel)
     return adopted
 

@@ -21,11 +21,10 @@ from apex.files import (
 def test_failed_write_keeps_old_file_and_removes_temp(tmp_path):
     target = tmp_path / "votes.parquet"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError, match="disk full"):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half")
-            assert is_partial(tmp) and tmp.parent == tmp_path
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        assert is_partial(tmp) and tmp.parent == tmp_path
+        raise RuntimeError("disk full")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["votes.parquet"]
 
@@ -63,3 +62,13 @@ def test_sha256_file_matches_hashlib_across_block_boundary(tmp_path):
     data = bytes(range(256)) * 9000  # > 2 MiB: several 1 MiB blocks and a tail
     path = write_bytes_atomic(tmp_path / "sub" / "blob.bin", data)
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_exclusive_creates_once_and_never_replaces(tmp_path):
+    target = tmp_path / "votes" / "000-009.parquet"
+    with atomic_path(target, exclusive=True) as tmp:
+        tmp.write_bytes(b"first")
+    with pytest.raises(FileExistsError), atomic_path(target, exclusive=True) as tmp:
+        tmp.write_bytes(b"second")
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in target.parent.iterdir()] == ["000-009.parquet"]  # no leftover
