@@ -101,12 +101,20 @@ def test_info_mode_prefers_the_least_certain_pair():
     assert balanced[("A", "B")] < 0.3 * 2000
 
 
-def test_info_mode_without_ratings_is_balanced_mode():
-    a, b = PairSampler(FULL, mode="info", seed=6), PairSampler(FULL, seed=6)
-    counts = {("A", "C"): 4}
-    assert [a.sample(pair_counts=counts) for _ in range(50)] == [
-        b.sample(pair_counts=counts) for _ in range(50)
-    ]
+@pytest.mark.parametrize("ratings", [None, pd.DataFrame(columns=["rating", "ci_low", "ci_high"])])
+def test_info_mode_before_any_rating_still_balances_battles(ratings):
+    # A new arena has no board yet: info mode must still spread battles by the balance rule
+    # (weights 1/(1+n)) rather than fixate on one pair or ignore the counts.
+    counts = draw_pairs(
+        PairSampler(FULL, mode="info", seed=6),
+        FULL,
+        6000,
+        pair_counts={("A", "C"): 3},
+        ratings=ratings,
+    )
+    assert len(counts) == 6  # every pair of the four systems is drawn
+    fresh = sum(counts[p] for p in counts if p != ("A", "C")) / 5
+    assert 3.0 < fresh / counts[("A", "C")] < 5.5
 
 
 def test_info_mode_treats_unrated_systems_as_uncertain():
