@@ -18,7 +18,7 @@ import pytest
 
 from annotation.store import SQLiteVoteStore
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository root
 WRITER = """
 import sys
 from annotation.store import DuplicateVote, SQLiteVoteStore

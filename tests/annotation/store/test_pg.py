@@ -31,7 +31,7 @@ pg_server, pg_url = pg.pg_server, pg.pg_url  # the throwaway server's fixtures, 
 
 pytest.importorskip("psycopg", reason="the PostgreSQL store needs psycopg (requirements.txt)")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository root
 
 #: Tests there that take ``store`` but inspect SQLite itself (its pragmas and file).
 SQLITE_ONLY = frozenset({"test_pragmas_and_schema"})
