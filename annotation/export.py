@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotation.store import SOURCES, SQLiteVoteStore, VoteRecord
+from annotation.store import SOURCES, VoteRecord, VoteStore
 from apex.files import atomic_path
 from apex.tasks import AESTHETICS, PREFERENCES, SCORE_DESCRIPTIONS, SCORE_NAMES
 
@@ -145,7 +145,7 @@ class ExportError(ValueError):
 
 
 def release_frame(votes: pd.DataFrame) -> pd.DataFrame:
-    """Turn :meth:`SQLiteVoteStore.votes_frame` output into the released columns (same rows)."""
+    """Turn :meth:`VoteStore.votes_frame` output into the released columns (same rows)."""
     out = pd.DataFrame({name: votes[name] for name in VOTE_COLUMNS if name in votes.columns})
     out["date"] = pd.to_datetime(votes["timestamp"], unit="s", utc=True).map(
         lambda t: t.isoformat()
@@ -178,7 +178,7 @@ def exported_up_to(out_dir: str | Path) -> int:
 
 
 def export_shards(
-    store: SQLiteVoteStore, out_dir: str | Path, *, max_rows: int = _MAX_ROWS
+    store: VoteStore, out_dir: str | Path, *, max_rows: int = _MAX_ROWS
 ) -> list[Path]:
     """Write the votes not yet exported as new shards; never touches existing ones.
 
@@ -198,7 +198,7 @@ def export_shards(
         return _export_unlocked(store, out, max_rows)
 
 
-def _export_unlocked(store: SQLiteVoteStore, out: Path, max_rows: int) -> list[Path]:
+def _export_unlocked(store: VoteStore, out: Path, max_rows: int) -> list[Path]:
     start = exported_up_to(out)
     votes = store.votes_frame(since_row=start)
     if votes.empty:
@@ -282,7 +282,7 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
-def import_shards(store: SQLiteVoteStore, directory: str | Path) -> int:
+def import_shards(store: VoteStore, directory: str | Path) -> int:
     """Add the votes of every shard under ``directory`` to ``store``; idempotent by vote id.
 
     Returns:
@@ -296,9 +296,9 @@ def import_shards(store: SQLiteVoteStore, directory: str | Path) -> int:
     return store.import_votes(records)
 
 
-def to_csv(store: SQLiteVoteStore, path: str | Path) -> Path:
+def to_csv(store: VoteStore, path: str | Path) -> Path:
     """Write every vote, released columns, to one CSV file (for spreadsheets); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    release_frame(store.votes_frame()).to_csv(path, index=False)
+    with atomic_path(path) as tmp:  # a spreadsheet never opens half a file
+        release_frame(store.votes_frame()).to_csv(tmp, index=False)
     return path

@@ -32,7 +32,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from annotation.ratings import POINTS_PER_NAT
+from annotation.imports import select_votes
+from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
+from apex.tasks import A_WIN_SHARE
 
 _RANDOM_TRIES = 16  # draws before enumerating a pair's clip pairs (exclusions are few)
 _INFO_FLOOR = 0.05  # a settled pair still gets a trickle of battles, so its rating is checked
@@ -297,11 +299,8 @@ class StoreRatings:
         return self._table
 
     def _fit(self) -> pd.DataFrame | None:
-        from annotation.imports import select_votes
-        from annotation.ratings import fit_bradley_terry
-
         votes = select_votes(self.store.votes_frame(), include_imported=self.include_imported)
-        votes = votes[votes["preference"] != "BOTH_BAD"] if len(votes) else votes
+        votes = votes[votes["preference"].isin(A_WIN_SHARE)] if len(votes) else votes  # rated
         if votes.empty or len(set(votes["system_a"]) | set(votes["system_b"])) < 2:
             return None
         return fit_bradley_terry(votes, l2=1.0, bootstrap_rounds=RATINGS_BOOTSTRAP, seed=0)
