@@ -173,6 +173,38 @@ def select_unflagged(votes: pd.DataFrame, *, include_flagged: bool = False) -> p
     return votes[votes["flags"].fillna("").astype(str) == ""]
 
 
+def select_board_votes(
+    votes: pd.DataFrame,
+    *,
+    board: str = "all",
+    include_flagged: bool = False,
+    signed_in_only: bool = False,
+) -> tuple[pd.DataFrame, int]:
+    """The votes one leaderboard counts, and how many flagged votes it left out.
+
+    Args:
+        votes: the vote table (``is_instrumental``, ``signed_in``, ``flags`` columns).
+        board: ``"all"``, ``"instrumental"`` or ``"vocal"`` prompts.
+        include_flagged: also count votes with vote-quality flags.
+        signed_in_only: count only votes cast signed in with a Hugging Face account.
+
+    Returns:
+        ``(counted votes, flagged votes of this board left out)``.
+
+    Raises:
+        ValueError: an unknown ``board``.
+    """
+    if board not in ("all", "instrumental", "vocal"):
+        raise ValueError(f"board must be 'all', 'instrumental' or 'vocal', got {board!r}")
+    if board != "all" and len(votes):
+        flag = votes["is_instrumental"].astype(bool)
+        votes = votes[flag if board == "instrumental" else ~flag]
+    if signed_in_only and len(votes):
+        votes = votes[votes["signed_in"].astype(bool)]
+    counted = select_unflagged(votes, include_flagged=include_flagged)
+    return counted, len(votes) - len(counted)
+
+
 def flag_summary(votes: pd.DataFrame) -> dict[str, int]:
     """``{"flagged": n, <reason>: n, ...}``: flagged votes and how many carry each reason."""
     counts = dict.fromkeys(("flagged", *FLAG_REASONS), 0)

@@ -263,3 +263,29 @@ def check_listen_reports(count: int, limit: int) -> None:
             f"this battle already has {count} listening reports (limit {limit}); your listening "
             "so far is recorded. Vote, or start a new battle.",
         )
+
+
+@dataclass(frozen=True)
+class ListenStatus:
+    """Whether a vote may be cast on a battle's credited listening.
+
+    Attributes:
+        can_vote: every side has at least the minimum listen.
+        missing: side -> seconds still to listen, only the sides still short (empty when
+            ``can_vote``).
+    """
+
+    can_vote: bool
+    missing: dict[str, float]
+
+
+def listen_status(credit: Mapping[str, float], min_listen_s: float) -> ListenStatus:
+    """The listening rule of :func:`check_listening`, as an answer instead of a refusal.
+
+    Args:
+        credit: side -> credited seconds (:func:`listened_seconds`).
+        min_listen_s: seconds each side needs.
+    """
+    short = {side: min_listen_s - credit.get(side, 0.0) for side in SIDES}
+    missing = {side: need for side, need in short.items() if need > 1e-9}
+    return ListenStatus(can_vote=not missing, missing=missing)

@@ -62,7 +62,7 @@ def leaderboard_data(
         "n", "rate", "ci_low", "ci_high"}] (:func:`annotation.agreement.agreement_by_version`)}``
         plus the options as given.
     """
-    from annotation.flags import select_unflagged
+    from annotation.flags import select_board_votes
     from annotation.imports import select_votes
     from annotation.ratings import agreement, leaderboard
 
@@ -72,15 +72,12 @@ def leaderboard_data(
         votes = services.store.votes_frame()
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-    votes = select_votes(votes, include_imported=include_imported)
-    if board != "all" and len(votes):
-        flag = votes["is_instrumental"].astype(bool)
-        votes = votes[flag if board == "instrumental" else ~flag]
-    if signed_in_only and len(votes):
-        votes = votes[votes["signed_in"].astype(bool)]
-    counted = select_unflagged(votes, include_flagged=include_flagged)
-    flagged_left_out = len(votes) - len(counted)
-    votes = counted
+    votes, flagged_left_out = select_board_votes(
+        select_votes(votes, include_imported=include_imported),
+        board=board,
+        include_flagged=include_flagged,
+        signed_in_only=signed_in_only,
+    )
     effects, missing = None, 0
     if style_control:
         table, effects, missing = _style_board(votes)

@@ -19,17 +19,13 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from apex.scorer import DEMO_NOTICE
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS, SCORE_NAMES, SCORE_RANGES
 from webui import charts, uploads
 from webui.services import NotReady, Services
 from webui.uploads import UploadLeases
 
 log = logging.getLogger(__name__)
-
-DEMO_BANNER = (
-    "**Offline demo model answering.** Scores are illustrative: they come from heads trained on a "
-    "synthetic demo corpus, not from the published APEX model on MERT."
-)
 
 
 def _upload_root() -> Path:
@@ -162,9 +158,10 @@ def engagement_markdown(result: dict[str, Any]) -> str:
 
 
 def banner_markdown(result: dict[str, Any]) -> str:
-    """The demo-model banner and the scoring core's warnings (e.g. silence) as a list, or ''."""
-    parts = [DEMO_BANNER] if result.get("is_demo") else []
-    parts += [f"- {w}" for w in result.get("warnings") or []]
+    """The demo notice (:data:`apex.scorer.DEMO_NOTICE`, first and bold) and the scoring core's
+    other warnings (e.g. silence) as a list, or ''."""
+    parts = [f"**{DEMO_NOTICE}**"] if result.get("is_demo") else []
+    parts += [f"- {w}" for w in result.get("warnings") or [] if w != DEMO_NOTICE]
     return "\n".join(parts)
 
 
