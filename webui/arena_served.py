@@ -7,7 +7,6 @@ folder at a time.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import secrets
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apex.files import atomic_path
+from apex.files import atomic_path, sha256_text
 from webui.uploads import remove_tree
 
 #: Served links are grouped in folders by issue time (this many seconds each), so old ones are
@@ -32,7 +31,7 @@ def served_folder(settings: Any) -> Path:
     deployment's layout; one subfolder per deployment (a hash of its data directory) so that two
     apps on one machine never remove each other's links.
     """
-    deployment = hashlib.sha256(str(Path(settings.data_dir).resolve()).encode()).hexdigest()
+    deployment = sha256_text(str(Path(settings.data_dir).resolve()))
     return Path(tempfile.gettempdir()) / "apex-arena-audio" / deployment[:16]
 
 

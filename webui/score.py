@@ -8,17 +8,16 @@ Uploaded audio is deleted from the server once scored (the visitor did not opt i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from apex.files import sha256_text, write_text_atomic
 from apex.scorer import DEMO_NOTICE
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS, SCORE_NAMES, SCORE_RANGES
 from webui import charts, uploads
@@ -180,13 +179,9 @@ def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
     when old (a file under the system temp folder would stay forever).
     """
     text = json.dumps(result, indent=2, sort_keys=True)
-    folder = _upload_root() / f"apex-json-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
-    path = folder / f"{stem}.json"
+    path = _upload_root() / f"apex-json-{sha256_text(text)[:32]}" / f"{stem}.json"
     if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{stem}.{secrets.token_hex(4)}.part"
-        partial.write_text(text)
-        os.replace(partial, path)
+        write_text_atomic(path, text, fsync=False)  # a lost download is written again
     return str(path)
 
 

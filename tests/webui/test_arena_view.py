@@ -45,3 +45,19 @@ def test_reveal_text(pref: str, agrees: bool | None, expected: str) -> None:
     text = arena_view.reveal_markdown(reveal)
     assert "sys-one" in text and "sys-two" in text and expected in text
     assert text.count("| APEX") == len(SCORE_NAMES)
+
+
+@pytest.mark.parametrize(
+    "credit", [{}, {"A": 5.0}, {"A": 5.0, "B": 4.99}, {"A": 5.0, "B": 5.0}, {"A": 9.0, "B": 6.0}]
+)
+def test_progress_opens_voting_exactly_when_the_rules_accept_a_vote(credit) -> None:
+    from annotation.rules import VoteRefused, check_listening
+
+    try:
+        check_listening(credit, 5.0)
+        accepted = True
+    except VoteRefused:
+        accepted = False
+    text = arena_view.progress_markdown(credit, 5.0)
+    assert ("voting is open" in text) == accepted
+    assert text.count("(done)") == sum(credit.get(side, 0.0) >= 5.0 for side in ("A", "B"))

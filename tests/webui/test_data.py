@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.webui.conftest import files_under
 from webui import data
@@ -40,3 +41,19 @@ def test_repeated_exports_leave_no_new_files(
     parquet, _csv, rows = data.export_files(store_services)
     assert rows == 15 and len(pd.read_parquet(parquet)) == 15
     assert not Path(first[0]).exists() and len(files_under(tmp_path)) == len(files)
+
+
+def test_a_failed_export_leaves_no_staging_folder(store_services, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)  # after the Parquet is written
+    with pytest.raises(OSError, match="disk full"):
+        data.export_files(store_services)
+    assert not list(data.export_folder().iterdir())  # no staging folder, no half export
+    monkeypatch.undo()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    parquet, csv, rows = data.export_files(store_services)  # the next export works
+    assert rows == 14 and Path(csv).exists() and Path(parquet).exists()
