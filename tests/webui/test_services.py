@@ -57,3 +57,28 @@ def test_optional_service_failure_keeps_the_app_up(settings) -> None:
     assert services.wait(1)
     assert services.store == "STORE"
     assert services.status_line() == ""
+
+
+def test_close_closes_every_service_and_raises_the_first_error(settings) -> None:
+    closed: list[str] = []
+
+    class Worker:
+        def __init__(self, name: str, error: Exception | None = None) -> None:
+            self.name, self.error = name, error
+
+        def stop(self) -> None:
+            closed.append(self.name)
+            if self.error is not None:
+                raise self.error
+
+    services = Services(
+        settings,
+        builders={
+            "store": lambda s, b: Worker("store"),
+            "sync": lambda s, b: Worker("sync", TypeError("a bug in the last push")),
+            "refit": lambda s, b: Worker("refit"),
+        },
+    ).start(background=False)
+    with pytest.raises(TypeError, match="a bug"):  # a bug surfaces, not a log line
+        services.close()
+    assert closed == ["refit", "sync", "store"]  # the store is still closed, last
