@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from apex.tasks import A_WIN_SHARE
 from webui import charts
 from webui.services import NotReady, Services
 
@@ -103,7 +104,8 @@ def leaderboard_data(
         from annotation.agreement import agreement_by_version
 
         by_version = agreement_by_version(votes).to_dict("records")
-    rated = int(votes["preference"].isin(["A", "B", "TIE"]).sum()) if len(votes) else 0
+    # Rated: the preferences with a win share (BOTH_BAD votes are kept but not rated).
+    rated = int(votes["preference"].isin(list(A_WIN_SHARE)).sum()) if len(votes) else 0
     return {
         "board": board,
         "include_imported": include_imported,
