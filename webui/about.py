@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from apex.scorer import DEMO_NOTICE
 from apex.tasks import APEX_BIBTEX
 from webui.services import LABELS, NotReady, Services
 
@@ -185,11 +186,7 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
     else:
         head = ["### Serving model", *_identity_lines(info)]
         if info.get("is_demo"):
-            head.append(
-                "- **Offline demo model:** heads trained on the synthetic demo corpus with the "
-                "built-in descriptor encoder (no MERT weights could be loaded). Scores are "
-                "illustrative only."
-            )
+            head.append(f"- **Offline demo model:** {DEMO_NOTICE}")
         head += [_notice_line(note, bool(info.get("is_demo"))) for note in info.get("notices", [])]
         head += gate_lines(info, services.settings)
         head += ["", "**Metrics**", *_metric_lines(info.get("metrics"))]

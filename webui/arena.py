@@ -1,9 +1,11 @@
-"""Arena tab: two anonymous clips, listen, vote, see who made them and what APEX thought.
+"""Arena handlers: issue a battle, report listening, vote, refresh a reveal.
 
-The server decides everything (:class:`annotation.arena.Arena`): this module only measures how long
-each player has been playing on *this server's* clock (play/pause events and ``gr.Timer`` ticks),
-reports the running total to ``Arena.listen``, and unlocks the vote buttons when the server's
-credited listening reaches the minimum. A vote the server refuses shows its reason.
+The server decides everything (:class:`annotation.arena.Arena` and :mod:`annotation.rules`): these
+handlers turn a request into the arena's calls and its refusals into titled messages. The page
+measures how long each player has played on *this server's* clock (:mod:`webui.arena_view`),
+reports the running total to ``Arena.listen`` and unlocks the vote buttons when the rules say the
+credited listening suffices. The tab's components and events are in :mod:`webui.arena_tab`; the
+per-battle clip links in :mod:`webui.arena_served`.
 
 Endpoints for ``gradio_client``: ``/new_battle`` -> (battle dict, audio A, audio B),
 ``/listen(battle_id, side, seconds)``, ``/vote(battle_id, preference, feedback, ratings)``.
@@ -12,41 +14,15 @@ Endpoints for ``gradio_client``: ``/new_battle`` -> (battle dict, audio A, audio
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import math
 import os
-import secrets
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS
-from webui import charts
+from apex.tasks import SIDES
+from webui.arena_served import served_copy, served_folder
 from webui.services import NotReady, Services
-from webui.uploads import remove_tree
-
-SIDES = ("A", "B")
-#: Button label -> preference value (annotation.rules.PREFERENCES).
-VOTE_BUTTONS: dict[str, str] = {
-    "A is better": "A",
-    "B is better": "B",
-    "Tie": "TIE",
-    "Both bad": "BOTH_BAD",
-}
-PREFERENCE_WORDS = {"A": "A is better", "B": "B is better", "TIE": "a tie", "BOTH_BAD": "both bad"}
-TICK_S = 1.0
-
-CONSENT = (
-    "**Before you vote:** your vote, how long you listened, and any feedback or ratings you give "
-    "are stored and published in an open dataset for research. We never store your IP address or "
-    "account: votes carry only a salted pseudonym. Clips are AI-generated; the systems are hidden "
-    "until you vote."
-)
 
 
 def session_id(request: gr.Request | None) -> str:
@@ -109,11 +85,6 @@ def _refused(err: Any) -> gr.Error:
     return gr.Error(str(err), title=title, print_exception=False)
 
 
-#: Served links are grouped in folders by issue time (this many seconds each), so old ones are
-#: removed a folder at a time without a stat per file (a hard link's mtime is its source's).
-SERVED_BUCKET_S = 600
-
-
 def _arena_waiting(services: Services, progress: Any = None) -> Any:
     """The arena, waiting up to ``APEX_WARMUP_WAIT_S`` while it warms up (progress shown)."""
 
@@ -125,54 +96,6 @@ def _arena_waiting(services: Services, progress: Any = None) -> Any:
         return services.wait_for("arena", services.settings.warmup_wait_s, report)
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-
-
-def served_folder(settings: Any) -> Path:
-    """Where the per-battle links to arena clips live (gradio serves it as static files).
-
-    Under the system's temp folder, not the data directory, so a clip's URL shows nothing of the
-    deployment's layout; one subfolder per deployment (a hash of its data directory) so that two
-    apps on one machine never remove each other's links.
-    """
-    deployment = hashlib.sha256(str(Path(settings.data_dir).resolve()).encode()).hexdigest()
-    return Path(tempfile.gettempdir()) / "apex-arena-audio" / deployment[:16]
-
-
-def served_copy(path: str | Path, folder: Path, *, keep_s: float = 3600.0) -> str:
-    """A fresh link to the clip, under a random name, for one battle; returns its path.
-
-    Each call makes a new name (``secrets.token_urlsafe``, 128 bits): names are neither derived
-    from the pool's paths (which may be public, so a hash of them could be computed by anyone)
-    nor stable across battles (a reveal would otherwise teach which system a link belongs to for
-    every later battle). The link is a hard link (a copy across file systems), cheaper than
-    re-encoding audio. Links older than ``keep_s`` seconds (plus one bucket) are removed here,
-    a bucket folder at a time.
-
-    Args:
-        path: the clip to serve (the pool's file, or a prepared copy of it).
-        folder: :func:`served_folder`.
-        keep_s: how long a link must stay playable, seconds (the battle's lifetime).
-    """
-    path = Path(path)
-    bucket = int(time.time() // SERVED_BUCKET_S)
-    target_dir = folder / str(bucket)
-    target = target_dir / f"{secrets.token_urlsafe(16)}{path.suffix.lower()}"
-    target_dir.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.part")
-    try:
-        os.link(path, partial)
-    except OSError:
-        shutil.copyfile(path, partial)
-    os.replace(partial, target)  # atomic: the player never sees half a file
-    _remove_old_links(folder, bucket - math.ceil(keep_s / SERVED_BUCKET_S) - 1)
-    return str(target)
-
-
-def _remove_old_links(folder: Path, oldest_kept: int) -> None:
-    """Delete the bucket folders older than ``oldest_kept`` (their battles have expired)."""
-    for entry in folder.iterdir():
-        if entry.is_dir() and entry.name.isdigit() and int(entry.name) < oldest_kept:
-            remove_tree(entry)  # another request may be removing it at the same time
 
 
 def new_battle(
@@ -190,10 +113,9 @@ def new_battle(
         )
     except VoteRefused as err:
         raise _refused(err) from None
-    battle = arena.store.get_battle(ticket.battle_id)
     info = {
         "battle_id": ticket.battle_id,
-        "prompt": battle.prompt if battle is not None else "",
+        "prompt": ticket.prompt,
         "min_listen_s": float(services.settings.min_listen_s),
         "pool": getattr(arena.pool, "description", ""),
     }
@@ -213,7 +135,7 @@ def report_listen(
     Returns:
         ``{"credit": {"A": s, "B": s}, "min_listen_s": s, "can_vote": bool}``.
     """
-    from annotation.rules import VoteRefused
+    from annotation.rules import VoteRefused, listen_status
 
     arena = _arena(services)
     try:
@@ -232,7 +154,7 @@ def report_listen(
     return {
         "credit": {s: round(float(credit.get(s, 0.0)), 3) for s in SIDES},
         "min_listen_s": need,
-        "can_vote": all(credit.get(s, 0.0) >= need - 1e-9 for s in SIDES),
+        "can_vote": listen_status(credit, need).can_vote,
     }
 
 
@@ -278,168 +200,6 @@ def refresh_reveal(services: Services, reveal: dict[str, Any]) -> dict[str, Any]
         return dataclasses.asdict(arena.late_reveal(Reveal(**reveal)))
     except VoteRefused as err:
         raise _refused(err) from None
-
-
-# ---------------------------------------------------------------------- presentation
-def progress_markdown(credit: dict[str, float], need: float) -> str:
-    """'Listened: A 5 / 5 s (done) · B 1 / 5 s' — what still blocks the vote."""
-    parts = []
-    for side in SIDES:
-        got = min(credit.get(side, 0.0), need) if need > 0 else credit.get(side, 0.0)
-        mark = " (done)" if credit.get(side, 0.0) >= need - 1e-9 else ""
-        parts.append(f"{side} {got:.0f} / {need:g} s{mark}")
-    ready = all(credit.get(side, 0.0) >= need - 1e-9 for side in SIDES)
-    tail = "voting is open." if ready else f"voting opens when both clips reach {need:g} s."
-    return f"**Listened:** {' · '.join(parts)} — {tail}"
-
-
-def reveal_markdown(reveal: dict[str, Any]) -> str:
-    """The reveal: systems, APEX scores side by side, APEX's pick and agreement."""
-    pref = reveal["preference"]
-    rows = [
-        "| | A | B |",
-        "|---|---|---|",
-        f"| **System** | **{reveal['system_a']}** | **{reveal['system_b']}** |",
-    ]
-    for name in ENGAGEMENT + AESTHETICS:
-        a, b = reveal["apex_a"].get(name), reveal["apex_b"].get(name)
-        if a is None or b is None:
-            continue
-        digits = 0 if name in ENGAGEMENT else 2
-        rows.append(f"| APEX {charts.pretty(name)} | {a:.{digits}f} | {b:.{digits}f} |")
-    pick, prob = reveal.get("apex_pick"), reveal.get("apex_probability")
-    if pick is None:
-        verdict = reveal.get("apex_note") or "APEX made no prediction for this battle."
-    else:
-        agrees = reveal.get("apex_agrees")
-        judged = (
-            "**APEX agreed with you.**"
-            if agrees
-            else "**APEX disagreed with you.**"
-            if agrees is False
-            else "(ties and 'both bad' are not counted as agreement)"
-        )
-        verdict = f"APEX preferred **{pick}** ({prob:.0%} confident). {judged}"
-        if reveal.get("model_version"):
-            verdict += f" Predicted by model `{reveal['model_version']}`."
-    return "\n".join([f"### You voted: {PREFERENCE_WORDS.get(pref, pref)}", "", *rows, "", verdict])
-
-
-def collect_ratings(values: list[Any]) -> dict[str, dict[str, int]] | None:
-    """Radio values (A's five aesthetics, then B's) -> ``{"A": {dim: 1-5}, ...}`` or None."""
-    out: dict[str, dict[str, int]] = {}
-    for i, value in enumerate(values):
-        if value in (None, ""):
-            continue
-        side, dim = SIDES[i // len(AESTHETICS)], AESTHETICS[i % len(AESTHETICS)]
-        out.setdefault(side, {})[dim] = int(value)
-    return out or None
-
-
-def fresh_listen_state(battle_id: str | None = None) -> dict[str, Any]:
-    """Per-session listening bookkeeping: totals played and when each player started."""
-    return {"battle_id": battle_id, "total": dict.fromkeys(SIDES, 0.0), "since": {}}
-
-
-def advance(state: dict[str, Any], now: float) -> list[str]:
-    """Add the time since the last update to every playing side; return the sides that moved."""
-    moved = []
-    for side, start in list(state["since"].items()):
-        state["total"][side] += max(0.0, now - start)
-        state["since"][side] = now
-        moved.append(side)
-    return moved
-
-
-@dataclass
-class _Widgets:
-    """The Arena tab's components (one place, so event wiring stays readable)."""
-
-    info: Any
-    state: Any
-    audio: dict[str, Any]
-    progress: Any
-    buttons: list[Any]
-    reveal: Any
-    feedback: Any
-    radios: list[Any]
-    timer: Any
-    votes: Any
-    count: Any
-    next_btn: Any
-    reveal_timer: Any = None  # polls a reveal given before APEX had scored its clips
-
-
-def build(services: Services, tab: gr.Tab, *, concurrency: int = 32) -> None:
-    """Lay out the Arena tab and wire it (see :mod:`webui.arena_events`)."""
-    from webui.arena_events import wire
-
-    gr.Markdown(CONSENT, elem_id="consent")
-    if signin_enabled(services.settings):
-        with gr.Row():
-            gr.LoginButton(elem_id="hf-login", scale=0)
-            gr.Markdown(
-                "Optional: sign in with Hugging Face so your votes count as one account's (the "
-                "dataset stores only a salted hash of the account id). Voting works without it."
-            )
-    info = gr.JSON(visible=False)
-    prompt = gr.Markdown(elem_id="arena-prompt")
-    with gr.Row():
-        audio = {
-            s: gr.Audio(
-                label=f"Player {s}",
-                type="filepath",
-                interactive=False,
-                elem_id=f"player-{s.lower()}",
-                buttons=[],
-            )
-            for s in SIDES
-        }
-    progress = gr.Markdown("Press play on both clips.", elem_id="listen-progress")
-    with gr.Row(elem_classes="vote-row"):
-        buttons = [
-            gr.Button(label, interactive=False, elem_id=f"vote-{pref.lower()}")
-            for label, pref in VOTE_BUTTONS.items()
-        ]
-    with gr.Accordion("Optional: feedback and 1-5 ratings of each clip", open=False):
-        feedback = gr.Textbox(
-            label="Feedback (optional)",
-            max_length=services.settings.feedback_max_chars,
-            lines=2,
-        )
-        radios = []
-        with gr.Row():
-            for side in SIDES:
-                with gr.Column():
-                    gr.Markdown(f"**Clip {side}**")
-                    radios += [
-                        gr.Radio(
-                            ["1", "2", "3", "4", "5"],
-                            label=charts.pretty(dim),
-                            info=SCORE_DESCRIPTIONS[dim],
-                        )
-                        for dim in AESTHETICS
-                    ]
-    reveal = gr.Markdown(visible=False, elem_id="reveal")
-    with gr.Row():
-        next_btn = gr.Button("Next battle", variant="primary", elem_id="next-battle")
-        votes = gr.Markdown("Your votes this session: 0", elem_id="session-votes")
-    w = _Widgets(
-        info=info,
-        state=gr.State(fresh_listen_state()),
-        audio=audio,
-        progress=progress,
-        buttons=buttons,
-        reveal=reveal,
-        feedback=feedback,
-        radios=radios,
-        timer=gr.Timer(TICK_S, active=False),
-        votes=votes,
-        count=gr.State(0),  # votes from this page load (the server counts per voter, not page)
-        next_btn=next_btn,
-        reveal_timer=gr.Timer(2.0, active=False),
-    )
-    wire(services, tab, w, prompt, concurrency=concurrency)
 
 
 def now() -> float:

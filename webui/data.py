@@ -9,14 +9,13 @@ behind.
 from __future__ import annotations
 
 import errno
-import hashlib
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from apex.files import partial_name, sha256_text
 from webui.services import NotReady, Services
 from webui.uploads import remove_tree
 
@@ -77,8 +76,11 @@ def export_files(services: Services) -> tuple[str, str, int]:
     if rows_file.exists() and parquet.exists() and csv.exists():
         return str(parquet), str(csv), int(rows_file.read_text())
     frame = release_frame(store.votes_frame())
-    export_folder().mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".apex-votes-{key}.", dir=export_folder()))
+    # The three files are staged in one folder renamed into place: a file-by-file atomic write
+    # could show a reader a new Parquet beside an old CSV. The staging folder is named like every
+    # temporary file of apex.files (unique per writer, ``.partial``), so no glob here counts it.
+    staging = partial_name(folder)
+    staging.mkdir(parents=True)
     try:
         pq.write_table(
             pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False),
@@ -101,7 +103,7 @@ def export_files(services: Services) -> tuple[str, str, int]:
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return sha256_text(text)[:16]
 
 
 def sync_status(services: Services) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from typing import Any
 
 import gradio as gr
 
-from webui import about, arena, data, leaderboard, score, uploads
+from webui import about, arena_tab, data, leaderboard, score, uploads
+from webui.arena_served import served_folder
 from webui.services import Services
 
 #: Arena calls running at once: high, they are short and must not wait behind scoring.
@@ -54,7 +55,7 @@ def build_blocks(services: Services) -> gr.Blocks:
     # Arena clips are served straight from their anonymised links: no copy into gradio's cache
     # and no re-hash of two audio files per battle. Only that folder is exposed, never the data
     # directory (which holds the vote store and the pseudonym salt).
-    gr.set_static_paths([arena.served_folder(services.settings)])
+    gr.set_static_paths([served_folder(services.settings)])
     with gr.Blocks(title="APEX Arena", delete_cache=(CACHE_MAX_AGE_S, CACHE_MAX_AGE_S)) as demo:
         gr.Markdown(HEADER)
         warmup = gr.Markdown(visible=False, elem_id="warmup-line")
@@ -62,8 +63,8 @@ def build_blocks(services: Services) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Score", id="score"):
                 score.build(services)
-            with gr.Tab("Arena", id="arena") as arena_tab:
-                arena.build(services, arena_tab, concurrency=ARENA_CONCURRENCY)
+            with gr.Tab("Arena", id="arena") as arena_page:
+                arena_tab.build(services, arena_page, concurrency=ARENA_CONCURRENCY)
             with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
                 leaderboard.build(services, board_tab, concurrency=READ_CONCURRENCY)
             with gr.Tab("Data", id="data") as data_tab:

@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from apex.tasks import A_WIN_SHARE
 from webui import charts
 from webui.services import NotReady, Services
 
@@ -63,8 +64,7 @@ def leaderboard_data(
         plus the options as given.
     """
     from annotation.agreement import agreement
-    from annotation.flags import select_unflagged
-    from annotation.imports import select_votes
+    from annotation.flags import select_board_votes
     from annotation.ratings import leaderboard
 
     if board not in BOARDS:
@@ -73,15 +73,13 @@ def leaderboard_data(
         votes = services.store.votes_frame()
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-    votes = select_votes(votes, include_imported=include_imported)
-    if board != "all" and len(votes):
-        flag = votes["is_instrumental"].astype(bool)
-        votes = votes[flag if board == "instrumental" else ~flag]
-    if signed_in_only and len(votes):
-        votes = votes[votes["signed_in"].astype(bool)]
-    counted = select_unflagged(votes, include_flagged=include_flagged)
-    flagged_left_out = len(votes) - len(counted)
-    votes = counted
+    votes, flagged_left_out = select_board_votes(
+        votes,
+        board=board,
+        include_imported=include_imported,
+        include_flagged=include_flagged,
+        signed_in_only=signed_in_only,
+    )
     effects, missing = None, 0
     if style_control:
         table, effects, missing = _style_board(votes)
@@ -107,7 +105,8 @@ def leaderboard_data(
         from annotation.agreement import agreement_by_version
 
         by_version = agreement_by_version(votes).to_dict("records")
-    rated = int(votes["preference"].isin(["A", "B", "TIE"]).sum()) if len(votes) else 0
+    # Rated: the preferences with a win share (BOTH_BAD votes are kept but not rated).
+    rated = int(votes["preference"].isin(list(A_WIN_SHARE)).sum()) if len(votes) else 0
     return {
         "board": board,
         "include_imported": include_imported,

@@ -8,28 +8,23 @@ Uploaded audio is deleted from the server once scored (the visitor did not opt i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from apex.files import sha256_text, write_text_atomic
+from apex.scorer import DEMO_NOTICE
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS, SCORE_NAMES, SCORE_RANGES
 from webui import charts, uploads
 from webui.services import NotReady, Services
 from webui.uploads import UploadLeases
 
 log = logging.getLogger(__name__)
-
-DEMO_BANNER = (
-    "**Offline demo model answering.** Scores are illustrative: they come from heads trained on a "
-    "synthetic demo corpus, not from the published APEX model on MERT."
-)
 
 
 def _upload_root() -> Path:
@@ -162,9 +157,10 @@ def engagement_markdown(result: dict[str, Any]) -> str:
 
 
 def banner_markdown(result: dict[str, Any]) -> str:
-    """The demo-model banner and the scoring core's warnings (e.g. silence) as a list, or ''."""
-    parts = [DEMO_BANNER] if result.get("is_demo") else []
-    parts += [f"- {w}" for w in result.get("warnings") or []]
+    """The demo notice (:data:`apex.scorer.DEMO_NOTICE`, first and bold) and the scoring core's
+    other warnings (e.g. silence) as a list, or ''."""
+    parts = [f"**{DEMO_NOTICE}**"] if result.get("is_demo") else []
+    parts += [f"- {w}" for w in result.get("warnings") or [] if w != DEMO_NOTICE]
     return "\n".join(parts)
 
 
@@ -183,13 +179,9 @@ def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
     when old (a file under the system temp folder would stay forever).
     """
     text = json.dumps(result, indent=2, sort_keys=True)
-    folder = _upload_root() / f"apex-json-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
-    path = folder / f"{stem}.json"
+    path = _upload_root() / f"apex-json-{sha256_text(text)[:32]}" / f"{stem}.json"
     if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{stem}.{secrets.token_hex(4)}.part"
-        partial.write_text(text)
-        os.replace(partial, path)
+        write_text_atomic(path, text, fsync=False)  # a lost download is written again
     return str(path)
 
 

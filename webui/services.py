@@ -16,6 +16,7 @@ Nothing here imports gradio, so handlers can be tested with plain Python.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -214,18 +215,20 @@ class Services:
             )
 
     def close(self) -> None:
-        """Stop background workers (Hub sync pushes once more; refit and pool scoring stop) and
-        close the store."""
-        for name in ("refit", "sync", "pool", "store"):
-            service = self._built.get(name)
-            for method in ("stop", "stop_scoring", "close"):
-                fn = getattr(service, method, None)
-                if callable(fn):
-                    try:
-                        fn()
-                    except Exception:  # shutting down: report, keep closing the others
-                        log.exception("closing %s failed", name)
-                    break
+        """Stop background workers (refit, then Hub sync, which pushes once more, then pool
+        scoring) and close the store last.
+
+        Every one is closed even when an earlier one raises; the first error is then raised (the
+        workers handle their expected failures themselves, so what arrives here is a bug).
+        """
+        with contextlib.ExitStack() as stack:  # runs its callbacks last-in first-out
+            for name in ("store", "pool", "sync", "refit"):
+                service = self._built.get(name)
+                for method in ("stop", "stop_scoring", "close"):
+                    fn = getattr(service, method, None)
+                    if callable(fn):
+                        stack.callback(fn)
+                        break
 
     def _build_all(self) -> None:
         try:
@@ -249,7 +252,10 @@ class Services:
         start = time.perf_counter()
         try:
             service = builder(self.settings, dict(self._built))
-        except Exception as err:  # the page stays up and says what failed
+        except Exception as err:  # the start-up thread's boundary
+            # Whatever a builder raises (a missing file, the Hub, or a bug), the page stays up,
+            # the status line and About tab say what failed, the log has the traceback, and the
+            # services that do not depend on it still start.
             log.exception("starting the %s failed", LABELS.get(name, name))
             self._set(name, ServiceStatus("failed", f"{type(err).__name__}: {err}"))
             return

@@ -9,8 +9,9 @@ conftest), so the scorer is the offline demo model, as on a fresh clone.
 from __future__ import annotations
 
 import socket
+import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,57 @@ def live_app(app_settings) -> Iterator[LiveApp]:
 def song(tmp_path: Path) -> Path:
     """A 4 s generated song (WAV)."""
     return write_song(tmp_path / "arpeggio.wav")
+
+
+def files_under(folder: Path) -> set[Path]:
+    """Every file below ``folder`` (to check that an export or download leaves nothing behind)."""
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+def vote_record(i: int, a: str, b: str, pref: str, instrumental: bool, p_a: float | None) -> Any:
+    """Vote ``i`` of system ``a`` against ``b`` (a ``VoteRecord``; ``p_a``: APEX's P(A wins))."""
+    from annotation.store import VoteRecord
+
+    return VoteRecord(
+        vote_id=f"v{i}",
+        battle_uuid=f"b{i}",
+        timestamp=time.time() - 100 + i,
+        user_pseudonym="u",
+        session_pseudonym="s",
+        prompt="p",
+        is_instrumental=instrumental,
+        system_a=a,
+        system_b=b,
+        clip_a=f"{a}-{i}",
+        clip_b=f"{b}-{i}",
+        audio_a="a.wav",
+        audio_b="b.wav",
+        preference=pref,
+        apex_p_a=p_a,
+    )
+
+
+@pytest.fixture
+def make_vote() -> Callable[..., Any]:
+    """:func:`vote_record`, for tests that add votes to ``store_services``."""
+    return vote_record
+
+
+@pytest.fixture
+def store_services(settings) -> Iterator[Any]:
+    """Services with only a real SQLite vote store holding 14 votes.
+
+    "good" beats "bad" 8 times out of 10 on instrumental prompts; vocal battles are all ties.
+    """
+    from annotation.store import open_store
+    from webui.services import Services
+
+    store = open_store(settings)
+    for i in range(10):
+        pref = "A" if i < 8 else "B"
+        store.insert_vote(vote_record(i, "good", "bad", pref, True, 0.7))
+    for i in range(10, 14):
+        store.insert_vote(vote_record(i, "good", "mid", "TIE", False, 0.6))
+    services = Services(settings, builders={"store": lambda s, b: store}).start(background=False)
+    yield services
+    store.close()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from apex.scorer import DEMO_NOTICE
+
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 CHROMIUM_ARGS = [
@@ -59,7 +61,7 @@ def test_score_tab_scores_an_upload(page, song: Path) -> None:
     _tab(page, "Score")
     page.locator("input[type=file]").first.set_input_files(str(song))
     page.locator("#score-button").click()
-    page.get_by_text("Offline demo model answering.").wait_for()
+    page.locator("#score-banner").get_by_text(DEMO_NOTICE).wait_for()
     page.get_by_text(re.compile(r"higher than \d+% of the songs")).first.wait_for()
     page.locator(".js-plotly-plot").nth(1).wait_for()  # radar and timeline drawn
     assert page.locator(".js-plotly-plot .polarlayer .trace").count() == 1  # one song

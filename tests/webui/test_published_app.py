@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from apex.scorer import DEMO_NOTICE
 from tests.apex import hub_replicas as hr
 from tests.webui.conftest import WARMUP_TIMEOUT_S, LiveApp, free_port, write_song
 
@@ -77,5 +78,5 @@ def test_about_tab_names_model_encoder_and_revisions(published_app: LiveApp) -> 
     assert f"`{hr.APEX_REPO}` (version `epoch-50`, published, revision `{hr.APEX_REVISION}`" in card
     assert f"`{hr.MERT_REPO}`, revision `{hr.MERT_REVISION}`" in card
     assert "local Hugging Face cache" in card and "`pytorch_model.bin`" in card
-    assert "Offline demo model" not in card and "**Why the demo answers:**" not in card
+    assert DEMO_NOTICE not in card and "**Why the demo answers:**" not in card
     assert raw["revision"] == hr.APEX_REVISION

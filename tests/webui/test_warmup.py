@@ -13,7 +13,7 @@ import pytest
 from tests.annotation.pool.test_scoring import pool_folder
 from tests.webui.conftest import free_port, write_song
 from webui import arena as arena_ui
-from webui import score
+from webui import arena_view, score
 from webui.services import Services
 
 
@@ -173,13 +173,13 @@ def test_pending_reveal_says_so_then_fills_in_through_the_ui_handler(
     pool.start_scoring(scorer)
     info, _, _ = arena_ui.new_battle(services, None)
     reveal = arena_ui.cast_vote(services, info["battle_id"], "A", None, None, None)
-    text = arena_ui.reveal_markdown(reveal)
+    text = arena_view.reveal_markdown(reveal)
     assert reveal["apex_pending"] and "APEX is still scoring these clips" in text
     assert arena_ui.refresh_reveal(services, reveal)["apex_pending"]
     scorer.gate.set()
     battle = services.get("store").get_battle(info["battle_id"])
     assert pool.wait_scored([battle.clip_a, battle.clip_b], timeout=30)
     filled = arena_ui.refresh_reveal(services, reveal)
-    assert not filled["apex_pending"] and "APEX preferred" in arena_ui.reveal_markdown(filled)
+    assert not filled["apex_pending"] and "APEX preferred" in arena_view.reveal_markdown(filled)
     pool.stop_scoring()
     services.close()

@@ -1,26 +1,125 @@
-"""Event wiring of the Arena tab: new battle, play/pause/tick listening reports, votes, API.
+"""The Arena tab: its components and their events (new battle, play/pause/tick listening
+reports, votes) and the ``/listen`` and ``/vote`` API endpoints.
 
-Kept apart from the layout (:mod:`webui.arena`) so each stays short. Every handler here is a thin
-adapter from component values to the handlers in :mod:`webui.arena`, which call the server's
-:class:`annotation.arena.Arena`.
+Every event here is a thin adapter from component values to the handlers in :mod:`webui.arena`
+(which call the server's :class:`annotation.arena.Arena`) and the text of
+:mod:`webui.arena_view`. Imports go one way: this module -> ``arena`` and ``arena_view``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
+from apex.tasks import AESTHETICS, SCORE_DESCRIPTIONS, SIDES
 from webui import arena as ui
+from webui import arena_view as view
+from webui import charts
 from webui.services import Services
+
+#: How often a playing clip's listening is reported, seconds.
+TICK_S = 1.0
+
+
+@dataclass
+class Widgets:
+    """The Arena tab's components (one place, so event wiring stays readable)."""
+
+    info: Any
+    state: Any
+    audio: dict[str, Any]
+    progress: Any
+    buttons: list[Any]
+    reveal: Any
+    feedback: Any
+    radios: list[Any]
+    timer: Any
+    votes: Any
+    count: Any
+    next_btn: Any
+    reveal_timer: Any = None  # polls a reveal given before APEX had scored its clips
+
+
+def build(services: Services, tab: gr.Tab, *, concurrency: int = 32) -> None:
+    """Lay out the Arena tab and wire its events (see :func:`wire`)."""
+    gr.Markdown(view.CONSENT, elem_id="consent")
+    if ui.signin_enabled(services.settings):
+        with gr.Row():
+            gr.LoginButton(elem_id="hf-login", scale=0)
+            gr.Markdown(
+                "Optional: sign in with Hugging Face so your votes count as one account's (the "
+                "dataset stores only a salted hash of the account id). Voting works without it."
+            )
+    info = gr.JSON(visible=False)
+    prompt = gr.Markdown(elem_id="arena-prompt")
+    with gr.Row():
+        audio = {
+            s: gr.Audio(
+                label=f"Player {s}",
+                type="filepath",
+                interactive=False,
+                elem_id=f"player-{s.lower()}",
+                buttons=[],
+            )
+            for s in SIDES
+        }
+    progress = gr.Markdown("Press play on both clips.", elem_id="listen-progress")
+    with gr.Row(elem_classes="vote-row"):
+        buttons = [
+            gr.Button(label, interactive=False, elem_id=f"vote-{pref.lower()}")
+            for label, pref in view.VOTE_BUTTONS.items()
+        ]
+    with gr.Accordion("Optional: feedback and 1-5 ratings of each clip", open=False):
+        feedback = gr.Textbox(
+            label="Feedback (optional)",
+            max_length=services.settings.feedback_max_chars,
+            lines=2,
+        )
+        radios = []
+        with gr.Row():
+            for side in SIDES:
+                with gr.Column():
+                    gr.Markdown(f"**Clip {side}**")
+                    radios += [
+                        gr.Radio(
+                            ["1", "2", "3", "4", "5"],
+                            label=charts.pretty(dim),
+                            info=SCORE_DESCRIPTIONS[dim],
+                        )
+                        for dim in AESTHETICS
+                    ]
+    reveal = gr.Markdown(visible=False, elem_id="reveal")
+    with gr.Row():
+        next_btn = gr.Button("Next battle", variant="primary", elem_id="next-battle")
+        votes = gr.Markdown("Your votes this session: 0", elem_id="session-votes")
+    w = Widgets(
+        info=info,
+        state=gr.State(view.fresh_listen_state()),
+        audio=audio,
+        progress=progress,
+        buttons=buttons,
+        reveal=reveal,
+        feedback=feedback,
+        radios=radios,
+        timer=gr.Timer(TICK_S, active=False),
+        votes=votes,
+        count=gr.State(0),  # votes from this page load (the server counts per voter, not page)
+        next_btn=next_btn,
+        reveal_timer=gr.Timer(2.0, active=False),
+    )
+    wire(services, tab, w, prompt, concurrency=concurrency)
 
 
 def _buttons(can_vote: bool) -> list[Any]:
-    return [gr.Button(interactive=can_vote) for _ in ui.VOTE_BUTTONS]
+    return [gr.Button(interactive=can_vote) for _ in view.VOTE_BUTTONS]
 
 
 def _reset(info: dict[str, Any] | None) -> list[Any]:
     """Outputs for a fresh battle: prompt, state, progress, buttons, reveal, inputs, timer."""
+    from annotation.rules import listen_status
+
     battle_id = (info or {}).get("battle_id")
     need = float((info or {}).get("min_listen_s", 0.0))
     prompt = (info or {}).get("prompt") or ""
@@ -28,12 +127,12 @@ def _reset(info: dict[str, Any] | None) -> list[Any]:
     lines = [f"**Prompt:** {prompt}" if prompt else "", f"*Clips: {source}*" if source else ""]
     return [
         "\n\n".join(line for line in lines if line),
-        ui.fresh_listen_state(battle_id),
-        ui.progress_markdown({}, need) if battle_id else "",
-        *_buttons(bool(battle_id) and need <= 0),
+        view.fresh_listen_state(battle_id),
+        view.progress_markdown({}, need) if battle_id else "",
+        *_buttons(bool(battle_id) and listen_status({}, need).can_vote),
         gr.Markdown(value="", visible=False),
         "",
-        *[None for _ in range(2 * len(ui.AESTHETICS))],
+        *[None for _ in range(2 * len(AESTHETICS))],
         gr.Timer(active=False),
     ]
 
@@ -53,10 +152,10 @@ def _report(
         return f"**Note:** {err.message}", False
     if result is None:
         return gr.skip(), False
-    return ui.progress_markdown(result["credit"], result["min_listen_s"]), result["can_vote"]
+    return view.progress_markdown(result["credit"], result["min_listen_s"]), result["can_vote"]
 
 
-def wire(services: Services, tab: gr.Tab, w: ui._Widgets, prompt: Any, *, concurrency: int) -> None:
+def wire(services: Services, tab: gr.Tab, w: Widgets, prompt: Any, *, concurrency: int) -> None:
     """Connect the Arena tab's events and register its API endpoints."""
     arena_limits = {"concurrency_limit": concurrency, "concurrency_id": "arena"}
     quiet = {"api_visibility": "private", "show_progress": "hidden"}
@@ -94,7 +193,7 @@ def wire(services: Services, tab: gr.Tab, w: ui._Widgets, prompt: Any, *, concur
     tab.select(_first, [w.info], [w.info, w.audio["A"], w.audio["B"], *reset_outputs], **quiet)
 
     listen_outputs = [w.state, w.progress, *w.buttons]
-    for side in ui.SIDES:
+    for side in SIDES:
 
         def _play(state: dict[str, Any], side: str = side) -> tuple[dict[str, Any], Any]:
             state["since"].setdefault(side, ui.now())
@@ -106,7 +205,7 @@ def wire(services: Services, tab: gr.Tab, w: ui._Widgets, prompt: Any, *, concur
             request: gr.Request,
             side: str = side,
         ) -> list[Any]:
-            ui.advance(state, ui.now())
+            view.advance(state, ui.now())
             state["since"].pop(side, None)
             text, can_vote = _report(services, info, state, [side], request)
             return [state, text, *_buttons(can_vote), gr.Timer(active=bool(state["since"]))]
@@ -116,7 +215,7 @@ def wire(services: Services, tab: gr.Tab, w: ui._Widgets, prompt: Any, *, concur
             event(_pause, [w.info, w.state], [*listen_outputs, w.timer], **quiet, **arena_limits)
 
     def _tick(info: dict[str, Any] | None, state: dict[str, Any], request: gr.Request) -> list:
-        moved = ui.advance(state, ui.now())
+        moved = view.advance(state, ui.now())
         if not moved:
             return [state, gr.skip(), *[gr.skip() for _ in w.buttons]]
         text, can_vote = _report(services, info, state, moved, request)
@@ -127,11 +226,11 @@ def wire(services: Services, tab: gr.Tab, w: ui._Widgets, prompt: Any, *, concur
     _register_api(services, arena_limits)
 
 
-def _wire_votes(services: Services, w: ui._Widgets, limits: dict, quiet: dict) -> None:
+def _wire_votes(services: Services, w: Widgets, limits: dict, quiet: dict) -> None:
     # A set of inputs makes gradio pass one {component: value} dict: ten rating radios stay
     # readable without ten positional parameters.
     inputs = {w.info, w.state, w.count, w.feedback, *w.radios}
-    for button, pref in zip(w.buttons, ui.VOTE_BUTTONS.values(), strict=True):
+    for button, pref in zip(w.buttons, view.VOTE_BUTTONS.values(), strict=True):
 
         def _vote(
             values: dict,
@@ -144,7 +243,7 @@ def _wire_votes(services: Services, w: ui._Widgets, limits: dict, quiet: dict) -
                 raise gr.Error(
                     "Start a battle first.", title="No battle yet", print_exception=False
                 )
-            ratings = ui.collect_ratings([values[r] for r in w.radios])
+            ratings = view.collect_ratings([values[r] for r in w.radios])
             reveal = ui.cast_vote(
                 services, info["battle_id"], pref, values[w.feedback], ratings, request, profile
             )
@@ -152,7 +251,7 @@ def _wire_votes(services: Services, w: ui._Widgets, limits: dict, quiet: dict) -
             state["reveal"] = reveal if reveal.get("apex_pending") else None
             count = int(values[w.count] or 0) + 1
             return [
-                gr.Markdown(value=ui.reveal_markdown(reveal), visible=True),
+                gr.Markdown(value=view.reveal_markdown(reveal), visible=True),
                 *_buttons(False),
                 gr.Timer(active=False),
                 f"Your votes this session: **{count}**",
@@ -178,7 +277,7 @@ def _wire_votes(services: Services, w: ui._Widgets, limits: dict, quiet: dict) -
         if fresh["apex_pending"]:
             return [gr.skip(), state, gr.Timer(active=True)]
         state["reveal"] = None
-        shown = gr.Markdown(value=ui.reveal_markdown(fresh), visible=True)
+        shown = gr.Markdown(value=view.reveal_markdown(fresh), visible=True)
         return [shown, state, gr.Timer(active=False)]
 
     w.reveal_timer.tick(_refresh, [w.state], [w.reveal, w.state, w.reveal_timer], **quiet)

@@ -1,0 +1,96 @@
+"""About tab (:mod:`webui.about`): which model and encoder answer, their revisions, why the demo
+answers, the gate's figures, the metrics and the services' status."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from apex.scorer import DEMO_NOTICE
+from webui import about
+from webui.services import Services
+
+
+@pytest.fixture
+def store_only(settings) -> Services:
+    """Services holding only a stand-in vote store (the card reads nothing else from them)."""
+    return Services(settings, builders={"store": lambda s, b: "STORE"}).start(background=False)
+
+
+def _demo_info(**extra: Any) -> dict[str, Any]:
+    """``Scorer.info()`` of the offline demo model, with ``extra`` fields."""
+    base = {"model_id": "apex-arena-demo", "kind": "demo", "encoder_id": "fallback"}
+    return {**base, "is_demo": True, **extra}
+
+
+def test_demo_card_shows_the_exact_reason(store_only) -> None:
+    reason = (
+        "The published APEX model is not available here, so the offline demo model answers. "
+        "Reason: published APEX heads amaai-lab/apex (revision abc, files config.json, "
+        "pytorch_model.bin): amaai-lab/apex (pytorch_model.bin) does not match ReferenceHeads: "
+        "missing keys: branch_clarity.branch.2.weight"
+    )
+    info = _demo_info(version="1", encoder_is_fallback=True, notices=[reason])
+    card = about.model_card_markdown(info, store_only)
+    assert f"- **Why the demo answers:** {reason}" in card
+    assert "`fallback` (built-in fallback, not MERT)" in card
+    assert "revision `" not in card.split("**Why the demo answers:**")[0]
+
+
+def test_published_card_shows_revisions_and_where_from(store_only) -> None:
+    info = {
+        "model_id": "amaai-lab/apex",
+        "version": "epoch-50",
+        "kind": "published",
+        "revision": "r1",
+        "files": ["config.json", "model.safetensors"],
+        "from_cache": False,
+        "source": "amaai-lab/apex",
+        "encoder_id": "m-a-p/MERT-v1-95M",
+        "encoder_revision": "r2",
+        "notices": [],
+    }
+    card = about.model_card_markdown(info, store_only)
+    assert "published, revision `r1`, files `config.json`, `model.safetensors`)" in card
+    assert "`amaai-lab/apex` (downloaded from the Hub)" in card
+    assert "`m-a-p/MERT-v1-95M`, revision `r2`" in card and "**Why the demo answers:**" not in card
+    assert DEMO_NOTICE not in card
+
+
+def test_model_card_lists_model_metrics_and_services(store_only) -> None:
+    info = _demo_info(
+        version="7",
+        metrics={"preference_accuracy": 0.75, "spearman": {"clarity": 0.5}},
+        software={"gradio": "6"},
+    )
+    card = about.model_card_markdown(info, store_only)
+    assert "`apex-arena-demo` (version `7`" in card and DEMO_NOTICE in card
+    assert "- `preference_accuracy`: 0.750" in card and "    - `clarity`: 0.500" in card
+    assert "vote store: ready" in card and "refits are off" in card
+    warming = about.model_card_markdown({"warming_up": "still loading"}, store_only)
+    assert "still loading" in warming
+
+
+def test_model_card_shows_both_models_figures_and_pinning(settings) -> None:
+    from apex.training.registry import registry_for
+
+    registry = registry_for(settings)
+    version = registry.new_version()
+    gate = {
+        "promote": True,
+        "reasons": ["ok"],
+        "serving_version": "3-demo",
+        "challenger": {"accuracy": 0.81, "spearman": 0.6, "aesthetics": 0.7, "battles": 40},
+        "serving": {"accuracy": 0.74, "spearman": 0.58, "aesthetics": 0.71, "battles": 40},
+    }
+    (version / "metrics.json").write_text(json.dumps({"gate": gate}))
+    pinned = settings.replace(model="demo", refit_hours=1.0)
+    services = Services(pinned, builders={"store": lambda s, b: "STORE"}).start(background=False)
+    info = {"model_id": "apex-arena-refit", "version": version.name, "kind": "demo"}
+    card = about.model_card_markdown(info, services)
+    assert f"`{version.name}` was promoted against `3-demo`" in card
+    assert "| held-out pairwise accuracy | 0.810 | 0.740 |" in card
+    assert "| aesthetics Spearman | 0.700 | 0.710 |" in card
+    assert "The model is pinned" in card and "APEX_MODEL=demo" in card

@@ -1,0 +1,40 @@
+"""Leaderboard tab (:mod:`webui.leaderboard`) over a real SQLite vote store (``store_services``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from webui import leaderboard
+
+
+def test_leaderboard_orders_systems_and_measures_agreement(store_services) -> None:
+    board = leaderboard.leaderboard_data(store_services, "all")
+    assert board["rows"][0]["system"] == "good"
+    assert board["votes"] == 14 and board["rated_votes"] == 14
+    assert board["agreement"]["n"] == 10 and board["agreement"]["agree"] == 8
+    for row in board["rows"]:
+        assert row["ci_low"] <= row["rating"] <= row["ci_high"]
+    vocal = leaderboard.leaderboard_data(store_services, "vocal")
+    assert {r["system"] for r in vocal["rows"]} == {"good", "mid"}
+    table, chart, text, versions = leaderboard.render(board)
+    assert list(table.columns) == ["rank", "system", "rating", "95% CI", "votes"]
+    assert len(chart.data[0].y) == len(board["rows"])
+    assert "80%" in text
+    drawn = {trace.name for trace in versions.data}
+    assert drawn == {row["version"] for row in board["agreement_by_version"]}
+
+
+def test_imported_votes_count_only_when_asked(store_services, make_vote) -> None:
+    store = store_services.store
+    for i in range(20, 26):  # an imported board where "bad" always wins
+        vote = make_vote(i, "bad", "good", "A", True, None)
+        store.import_votes([(None, dataclasses.replace(vote, source="imported"))])
+    ours = leaderboard.leaderboard_data(store_services, "all")
+    both = leaderboard.leaderboard_data(store_services, "all", include_imported=True)
+    assert ours["rated_votes"] == 14 and both["rated_votes"] == 20
+    ratings = {
+        name: {r["system"]: r["rating"] for r in b["rows"]}
+        for name, b in [("ours", ours), ("both", both)]
+    }
+    gap = {k: v["good"] - v["bad"] for k, v in ratings.items()}
+    assert gap["both"] < gap["ours"], "imported votes change the board only when included"
