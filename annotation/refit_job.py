@@ -85,7 +85,7 @@ def engagement_source(settings: Settings) -> tuple[Path, str]:
 
 
 def _demo_engagement(settings: Settings) -> Path:
-    from apex.training.demo import demo_engagement
+    from apex.demo.evidence import demo_engagement
 
     return demo_engagement(settings)
 

@@ -379,7 +379,7 @@ def _published(
 
 def _resolve_model(model: str, settings: Settings, local_only: bool) -> tuple[nn.Module, ModelInfo]:
     if model == "demo":
-        from apex.demo_model import ensure_demo_model
+        from apex.demo.model import ensure_demo_model
 
         return load_model(ensure_demo_model(settings))
     return load_model(model, local_files_only=local_only)

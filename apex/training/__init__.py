@@ -8,7 +8,8 @@ package (or :mod:`apex.training.config` for the CLI's flags) does not import tor
   :class:`EngagementData`, :func:`battles_from_votes`, :func:`time_split`, :class:`Battles`.
 - losses: :class:`UncertaintyWeighting`, :func:`bradley_terry_loss`, :func:`combine`.
 - loop: :func:`train`, :class:`TrainResult`.
-- evaluate: :func:`evaluate_model`, :func:`arena_protocol`, :func:`format_table`.
+- evaluation (:mod:`apex.evaluation.metrics`, re-exported here): :func:`evaluate_model`,
+  :func:`arena_protocol`, :func:`format_table`.
 - refit: :class:`RefitConfig`, :func:`gate`, :func:`run_refit`.
 - registry: :class:`ModelRegistry`, :func:`registry_for`, :func:`champion_of` (no torch).
 """
@@ -34,9 +35,9 @@ _EXPORTS: dict[str, str] = {
     "combine": "losses",
     "TrainResult": "loop",
     "train": "loop",
-    "arena_protocol": "evaluate",
-    "evaluate_model": "evaluate",
-    "format_table": "evaluate",
+    "arena_protocol": "apex.evaluation.metrics",
+    "evaluate_model": "apex.evaluation.metrics",
+    "format_table": "apex.evaluation.metrics",
     "ModelRegistry": "registry",
     "champion_of": "registry",
     "registry_for": "registry",
@@ -52,4 +53,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'apex.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"apex.training.{_EXPORTS[name]}"), name)
+    module = _EXPORTS[name]
+    if "." not in module:
+        module = f"apex.training.{module}"
+    return getattr(importlib.import_module(module), name)

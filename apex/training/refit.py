@@ -28,6 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from apex.evaluation.metrics import (
+    engagement_spearman,
+    evaluate_model,
+    format_table,
+    spearman_noise,
+)
 from apex.tasks import AESTHETICS, ENGAGEMENT, TASK_OUTPUTS
 from apex.training.config import GateConfig, TrainConfig
 from apex.training.data import (
@@ -36,12 +42,6 @@ from apex.training.data import (
     TargetTransform,
     battles_from_votes,
     time_split,
-)
-from apex.training.evaluate import (
-    engagement_spearman,
-    evaluate_model,
-    format_table,
-    spearman_noise,
 )
 from apex.training.loop import TrainResult, train
 from apex.training.registry import CHAMPION_FILE, ModelRegistry  # noqa: F401 (re-exported)
@@ -80,14 +80,14 @@ def gate(
     noise: dict[str, float] | None = None,
 ) -> Decision:
     """Decide from two evaluation reports on the same held-out data (see
-    :func:`apex.training.evaluate.evaluate_model`): the challenger's and the serving model's.
+    :func:`apex.evaluation.metrics.evaluate_model`): the challenger's and the serving model's.
 
     Promotion needs at least ``config.min_battles`` held-out decisive battles and, on every gated
     metric the serving model has, a challenger not worse beyond its tolerance. There is no free
     first promotion: without a serving report (nothing to compare with) the challenger is refused.
     NaN challenger metrics count as failures, never as passes.
 
-    ``noise`` (:func:`apex.training.evaluate.spearman_noise`): the paired-bootstrap standard
+    ``noise`` (:func:`apex.evaluation.metrics.spearman_noise`): the paired-bootstrap standard
     deviation of the Spearman differences on these held-out songs. A Spearman metric's tolerance
     is the larger of its configured one and that noise, so a difference the held-out songs cannot
     resolve neither promotes nor refuses; pairwise accuracy keeps its configured tolerance.

@@ -233,9 +233,9 @@ def test_cli_embed_reports_and_fails_cleanly(
     manifest = write_manifest(small_demo_corpus, 1, bad=True, name="cli.jsonl")
     out = tmp_path / "out"
     code = main(["embed", str(manifest), "--out", str(out), "--workers", "0", "--no-progress"])
-    assert code == 0
+    assert code == 1  # ran, but some songs failed (the convention's EXIT_FAILED)
     assert "embedded 1, failed 2, skipped 0" in capsys.readouterr().out
-    assert main(["embed", str(tmp_path / "nope.jsonl"), "--out", str(out)]) == 1
+    assert main(["embed", str(tmp_path / "nope.jsonl"), "--out", str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
 
 

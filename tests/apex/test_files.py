@@ -21,11 +21,10 @@ from apex.files import (
 def test_failed_write_keeps_old_file_and_removes_temp(tmp_path):
     target = tmp_path / "votes.parquet"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError, match="disk full"):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half")
-            assert is_partial(tmp) and tmp.parent == tmp_path
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        assert is_partial(tmp) and tmp.parent == tmp_path
+        raise RuntimeError("disk full")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["votes.parquet"]
 

@@ -50,7 +50,7 @@ def _assert_in_range(scores: dict[str, float]) -> None:
 @pytest.fixture(scope="module")
 def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings with the smallest demo corpus, its demo model built once for this module."""
-    from apex import demo_model
+    from apex.demo import model as demo_model
 
     settings = Settings.from_env({}, data_dir=tmp_path_factory.mktemp("scorer"), demo_clips=16)
     demo_model.ensure_demo_model(settings)
@@ -206,7 +206,7 @@ def test_percentiles_and_calibrated_uncertainty() -> None:
 
 
 def test_demo_model_build_is_serialised(monkeypatch, tmp_path: Path) -> None:
-    from apex import demo_model
+    from apex.demo import model as demo_model
 
     calls = []
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apex.sources.arena_eval import ArenaEvalError, evaluate_arena, evaluate_features, features
-from apex.sources.arena_report import format_report
+from apex.evaluation import cv as arena_cv
+from apex.evaluation.arena import ArenaEvalError, evaluate_arena, evaluate_features, features
+from apex.evaluation.report import format_report
 from apex.tasks import ENGAGEMENT, SCORE_NAMES
-from apex.training import arena_cv
 
 FAST = {"n_boot": 100, "n_perm": 0}
 
@@ -135,7 +135,7 @@ def test_a_prompt_only_feature_is_chance_under_grouped_folds_but_not_under_the_p
 
 
 def test_a_leaky_scheme_gap_is_flagged() -> None:
-    from apex.sources.arena_checks import flags
+    from apex.evaluation.checks import flags
 
     x, y, prompts, pairs, instr = _prompt_biased(seed=1)
     groups = {s: arena_cv.scheme_groups(s, prompts, pairs) for s in ("paper", "prompt")}
@@ -201,7 +201,7 @@ def test_a_constant_predictor_scores_auc_one_half() -> None:
 
 
 def test_the_papers_svm_grid_runs_nested_in_the_folds(monkeypatch: pytest.MonkeyPatch) -> None:
-    from apex.sources import arena_eval
+    from apex.evaluation import arena as arena_eval
 
     assert set(arena_eval.SVM_GRID) == {f"svc__estimator__{k}" for k in ("C", "kernel", "gamma")}
     monkeypatch.setitem(arena_eval.SVM_GRID, "svc__estimator__C", [1.0])  # keep the test fast
@@ -216,9 +216,9 @@ def test_the_papers_svm_grid_runs_nested_in_the_folds(monkeypatch: pytest.Monkey
 
 def test_logistic_regression_matches_the_training_modules_protocol() -> None:
     """Same battles, same features ("all"), same seed: the same overall AUC as
-    :func:`apex.training.evaluate.arena_protocol`."""
+    :func:`apex.evaluation.metrics.arena_protocol`."""
+    from apex.evaluation.metrics import arena_protocol
     from apex.training.data import Battles
-    from apex.training.evaluate import arena_protocol
 
     battles, q = _battles(seed=1)
     noisy = q + np.random.default_rng(5).normal(0, 1.0, len(q))
@@ -336,9 +336,9 @@ def test_cli_on_the_demo_export(
     assert "NaN" not in printed  # strict JSON: an undefined figure is null
     assert json.loads(printed)["runs"][0]["settings"]["permutations"] == 20
 
-    assert main(["eval", "arena", "--data", "music-arena"]) == 1
+    assert main(["eval", "arena", "--data", "music-arena"]) == 2
     assert "could not download" in capsys.readouterr().err
-    assert main([*argv, "--schemes", "paper,bogus"]) == 1
+    assert main([*argv, "--schemes", "paper,bogus"]) == 2
     assert "unknown fold schemes" in capsys.readouterr().err
-    assert main([*argv, "--permutations", "-1"]) == 1
+    assert main([*argv, "--permutations", "-1"]) == 2
     assert "--permutations" in capsys.readouterr().err

@@ -34,9 +34,9 @@ def test_arena_demo_then_music_arena_summary(tmp_path: Path, capsys) -> None:
 
 
 def test_hub_sources_fail_offline_with_a_way_out(capsys) -> None:
-    assert _run(["music-arena", "--batch", "02-2025SEP"]) == 1
+    assert _run(["music-arena", "--batch", "02-2025SEP"]) == 2
     assert "could not download" in capsys.readouterr().err
-    assert _run(["songeval", "--manifest", "x.jsonl"]) == 1
+    assert _run(["songeval", "--manifest", "x.jsonl"]) == 2
     assert "--data DIR" in capsys.readouterr().err
 
 
@@ -52,7 +52,7 @@ def test_engagement_dry_run_and_unknown_layout(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "o").exists()
     bad = tmp_path / "bad.csv"
     bad.write_text("track,mp3\na,b\n")
-    assert _run(["engagement", str(bad), "--out", str(tmp_path / "o")]) == 1
+    assert _run(["engagement", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "found columns ['mp3', 'track']" in capsys.readouterr().err
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from apex.evaluation import cv as arena_cv
 from apex.tasks import ENGAGEMENT, SCORE_NAMES
-from apex.training import arena_cv
 from apex.training.data import Battles
 
 
@@ -37,7 +37,7 @@ def _cv_auc(scores: dict[str, np.ndarray], battles: Battles) -> float:
 
 
 def test_a_perfect_predictor_scores_auc_one() -> None:
-    from apex.training.evaluate import arena_protocol
+    from apex.evaluation.metrics import arena_protocol
 
     battles, q = _battles()
     assert _cv_auc(_scores(q), battles) > 0.99
@@ -46,7 +46,7 @@ def test_a_perfect_predictor_scores_auc_one() -> None:
 
 
 def test_a_constant_predictor_scores_auc_one_half() -> None:
-    from apex.training.evaluate import arena_protocol
+    from apex.evaluation.metrics import arena_protocol
 
     battles, _ = _battles()
     battles.is_instrumental[:] = True  # no information in any feature
@@ -78,7 +78,7 @@ def test_features_are_named_antisymmetric_and_gated_by_the_flag() -> None:
 
 
 def test_too_few_of_an_outcome_is_a_reason_not_a_crash() -> None:
-    from apex.training.evaluate import arena_protocol
+    from apex.evaluation.metrics import arena_protocol
 
     y = np.array([1] * 9 + [0] * 30)
     assert "only 9 battles of the rarer outcome" in arena_cv.cv_skip_reason(y, 10)
@@ -93,8 +93,8 @@ def test_too_few_of_an_outcome_is_a_reason_not_a_crash() -> None:
 def test_both_users_score_the_same_battles_alike() -> None:
     """The training module's protocol and the Music Arena evaluation, on the same battles and
     scores, give the same out-of-fold AUC (same features, same paper folds)."""
-    from apex.sources.arena_eval import evaluate_arena
-    from apex.training.evaluate import arena_protocol
+    from apex.evaluation.arena import evaluate_arena
+    from apex.evaluation.metrics import arena_protocol
 
     battles, q = _battles()
     noisy = q + np.random.default_rng(3).normal(0, 1.0, len(q))

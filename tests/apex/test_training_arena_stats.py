@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from apex.training import arena_cv
-from apex.training import arena_stats as st
+from apex.evaluation import cv as arena_cv
+from apex.evaluation import stats as st
 
 
 def test_auc_matches_scikit_learn_row_by_row_and_counts_ties_half() -> None:

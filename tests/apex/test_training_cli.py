@@ -108,5 +108,5 @@ def test_train_then_eval_then_refit(tmp_path: Path, capsys, monkeypatch) -> None
 def test_bad_values_exit_with_a_message(tmp_path: Path, capsys) -> None:
     shards, _ = _shards(tmp_path)
     code = main(["train", "--data", str(shards), "--out", str(tmp_path / "m"), "--loss", "median"])
-    assert code == 1 and "loss must be one of" in capsys.readouterr().err
+    assert code == 2 and "loss must be one of" in capsys.readouterr().err
     assert main(["eval"]) == 2

@@ -2,11 +2,11 @@
 
 Given APEX predictions for both clips of every battle, the reference notebook
 (``APEX_arena_experiment.ipynb``) builds per-battle features (differences and ratios of the
-predicted scores, the instrumental flag, interactions: :mod:`apex.training.arena_cv`) and reports
+predicted scores, the instrumental flag, interactions: :mod:`apex.evaluation.cv`) and reports
 10-fold stratified cross-validated ROC AUC of a logistic regression (paper: 0.600) and of an SVM
 chosen by an inner grid search (paper: 0.614), "A won" being the positive class, on 1,259
 battles. Its final feature set uses the engagement scores only (``features="engagement"``);
-``features="all"`` adds the five aesthetics, as :func:`apex.training.evaluate.arena_protocol`.
+``features="all"`` adds the five aesthetics, as :func:`apex.evaluation.metrics.arena_protocol`.
 
 On top of that table this report gives what is needed to trust it:
 
@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from apex.sources.arena_checks import (
+from apex.evaluation import cv as arena_cv
+from apex.evaluation import stats as st
+from apex.evaluation.checks import (
     boards,
     fixed_score_row,
     flags,
@@ -43,8 +45,6 @@ from apex.sources.arena_checks import (
     summarise,
 )
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_NAMES
-from apex.training import arena_cv
-from apex.training import arena_stats as st
 
 #: The paper's reported figures on Music Arena (the arena experiment and its notebook).
 PAPER: dict[str, Any] = {

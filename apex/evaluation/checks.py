@@ -1,6 +1,6 @@
 """Checks on the arena protocol's numbers: intervals, sign agreement, inverted signs, leakage.
 
-Pure functions over arrays and report dicts, used by :func:`apex.sources.arena_eval.evaluate_arena`:
+Pure functions over arrays and report dicts, used by :func:`apex.evaluation.arena.evaluate_arena`:
 
 - :func:`summarise` / :func:`fixed_score_row` — AUC per board and accuracy with bootstrap
   intervals (and, for a score that needs no fitting, a permutation p-value);
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from apex.evaluation import stats as st
 from apex.tasks import ENGAGEMENT, SCORE_NAMES
-from apex.training import arena_stats as st
 
 BOARDS = ("overall", "instrumental", "vocal")
 

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from apex.settings import Settings
-from apex.training.data import battles_from_votes, load_engagement, time_split, write_shard
-from apex.training.evaluate import (
+from apex.evaluation.metrics import (
     evaluate_model,
     format_table,
     pairwise_metrics,
     preference_utility,
 )
+from apex.settings import Settings
+from apex.training.data import battles_from_votes, load_engagement, time_split, write_shard
 from apex.training.loop import TrainConfig, predict
 from apex.training.refit import (
     ModelRegistry,

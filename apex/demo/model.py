@@ -4,7 +4,7 @@ When no MERT weights or published heads can be had, the product still answers wi
 the built-in fallback encoder, and says so. They are fitted on first use by the same training stack
 as every refit (:mod:`apex.training`; there is one training loop):
 
-- inputs: the demo corpus's engagement shards (:func:`apex.training.demo.demo_engagement`: the
+- inputs: the demo corpus's engagement shards (:func:`apex.demo.evidence.demo_engagement`: the
   fallback encoder's descriptors, ``L = 1``), averaged over each clip's segments;
 - targets: the corpus's raw streams/likes (percentile-power transform) and five aesthetics;
 - preference: a Bradley-Terry loss on simulated votes between training clips;
@@ -106,11 +106,11 @@ def build_demo_model(settings: Settings, directory: Path, *, version: str) -> Pa
     ``test`` clips) are stored as the model's ``metrics``.
     """
     from apex.demo import ensure_demo_corpus, load_metadata, simulate_votes
+    from apex.demo.evidence import demo_engagement
     from apex.encoders import FallbackEncoder
+    from apex.evaluation.metrics import evaluate_model
     from apex.training.config import scaled_train_config
     from apex.training.data import battles_from_votes, load_engagement
-    from apex.training.demo import demo_engagement
-    from apex.training.evaluate import evaluate_model
     from apex.training.loop import predict
     from apex.training.refit import model_metadata, save_trained, train_with_votes
 

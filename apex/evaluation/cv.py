@@ -1,8 +1,8 @@
 """The APEX paper's arena protocol, shared: battle features and cross-validated probabilities.
 
 Both users build on this module, so their features and folds cannot drift apart:
-:func:`apex.training.evaluate.arena_protocol` (held-out battles during training, overall AUC) and
-:func:`apex.sources.arena_eval.evaluate_arena` (Music Arena battles; AUC per instrumental/vocal
+:func:`apex.evaluation.metrics.arena_protocol` (held-out battles during training, overall AUC) and
+:func:`apex.evaluation.arena.evaluate_arena` (Music Arena battles; AUC per instrumental/vocal
 group, and an SVM beside the logistic regression).
 
 The recipe is the reference notebook's (``APEX_arena_experiment.ipynb``): per battle, the

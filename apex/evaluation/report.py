@@ -1,6 +1,6 @@
 """The arena evaluation's report for people: counts, orientation, one table per fold scheme.
 
-:func:`format_report` turns the dict of :func:`apex.sources.arena_eval.evaluate_arena` into
+:func:`format_report` turns the dict of :func:`apex.evaluation.arena.evaluate_arena` into
 plain text; the dict itself is what ``apex eval arena --json`` writes.
 """
 

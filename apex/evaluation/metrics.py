@@ -7,7 +7,7 @@
 - :func:`arena_protocol` — the APEX paper's Music Arena experiment: features from predicted-score
   differences (and ratios, instrumental flag, interactions), a standardised logistic regression,
   10-fold stratified cross-validated AUC (the paper reports 0.60-0.61 there); the features and
-  folds are :mod:`apex.training.arena_cv`'s, shared with :mod:`apex.sources.arena_eval`.
+  folds are :mod:`apex.evaluation.cv`'s, shared with :mod:`apex.evaluation.arena`.
 - :func:`evaluate_model` bundles them; :func:`format_table` prints a report for people.
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 from scipy import stats
 from torch import nn
 
+from apex.evaluation import cv as arena_cv
 from apex.tasks import ENGAGEMENT, SCORE_NAMES
-from apex.training import arena_cv
 from apex.training.data import Battles, EngagementData
 from apex.training.loop import predict
 
@@ -100,7 +100,7 @@ def arena_protocol(
 ) -> dict[str, Any]:
     """The paper's arena experiment on decisive battles, as its notebook sets it up.
 
-    Features per battle (:func:`apex.training.arena_cv.battle_features`): for each predicted
+    Features per battle (:func:`apex.evaluation.cv.battle_features`): for each predicted
     score and the engagement mean, the difference A - B and the ratio A / B; the instrumental
     flag; each difference times the flag. Model: standardise then
     ``LogisticRegression(C=0.1, class_weight="balanced")``; ``folds``-fold stratified CV
@@ -111,7 +111,7 @@ def arena_protocol(
     """
     from sklearn.metrics import roc_auc_score
 
-    from apex.training import arena_stats
+    from apex.evaluation import stats as arena_stats
 
     decisive = battles.y != 0.5
     y = (battles.y[decisive] == 1.0).astype(int)
