@@ -148,7 +148,7 @@ def cmd_songeval(args: argparse.Namespace) -> int:
     print(f"{len(data.songs)} rated songs, {len(data.skipped)} skipped -> {path}")
     print(f"licence: {LICENSE}; models trained on it inherit the non-commercial terms")
     if args.evaluate:
-        from apex.scorer import load_scorer
+        from apex.loader import load_scorer
 
         scorer = load_scorer(args.evaluate, settings=settings)
         test = data.songs[(data.songs["split"] == "test") & data.songs["has_audio"]]
@@ -175,9 +175,11 @@ def _songeval_root(spec: str, cache: Path) -> Path:
         return Path(spec).expanduser()
     from huggingface_hub import snapshot_download
 
+    from apex.hub_files import hub_errors
+
     try:
         return Path(snapshot_download(spec, repo_type="dataset", cache_dir=cache))
-    except Exception as exc:  # offline, gated, wrong id: one piece of advice
+    except hub_errors() as exc:  # offline, gated, wrong id: one piece of advice
         raise SongEvalError(
             f"could not download {spec!r} ({type(exc).__name__}: {exc}); the Hub may be "
             "unreachable. Download it elsewhere and pass --data DIR."

@@ -156,7 +156,7 @@ def cmd_eval_arena(args: argparse.Namespace) -> int:
     from apex.evaluation.report import format_report
     from apex.evaluation.scoring import evaluate_scorer, strict_json
     from apex.files import write_text_atomic
-    from apex.scorer import load_scorer
+    from apex.loader import load_scorer
     from apex.sources.music_arena import read_release, resolve
 
     settings = Settings.from_env()

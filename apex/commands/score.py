@@ -70,7 +70,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from apex.audio import AudioError, load_audio
     from apex.checkpoints import CheckpointError
     from apex.encoders import EncoderUnavailable
-    from apex.scorer import load_scorer
+    from apex.loader import load_scorer
 
     try:
         settings = _settings(args)

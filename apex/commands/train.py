@@ -39,7 +39,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from apex.training.config import TrainConfig
     from apex.training.data import battles_from_votes, load_engagement, time_split
     from apex.training.loop import train
-    from apex.training.refit import model_metadata, save_trained, train_with_votes, write_card
+    from apex.training.refit import train_with_votes
+    from apex.training.saving import model_metadata, save_trained, write_card
 
     config = from_args(TrainConfig, args)
     data, transform = load_engagement(args.data, mode=config.mode, ratings=read_table(args.ratings))

@@ -33,14 +33,9 @@ from apex.evaluation.metrics import (
 from apex.settings import Settings
 from apex.training.data import battles_from_votes, load_engagement, time_split, write_shard
 from apex.training.loop import TrainConfig, predict
-from apex.training.refit import (
-    ModelRegistry,
-    RefitConfig,
-    model_metadata,
-    run_refit,
-    save_trained,
-    train_with_votes,
-)
+from apex.training.refit import RefitConfig, run_refit, train_with_votes
+from apex.training.registry import ModelRegistry
+from apex.training.saving import model_metadata, save_trained
 
 DEMO_PLATFORM = "demo-synth"
 #: Training configuration of every demo model (the ablation differs only in task / pref_weight).

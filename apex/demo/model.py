@@ -112,7 +112,8 @@ def build_demo_model(settings: Settings, directory: Path, *, version: str) -> Pa
     from apex.training.config import scaled_train_config
     from apex.training.data import battles_from_votes, load_engagement
     from apex.training.loop import predict
-    from apex.training.refit import model_metadata, save_trained, train_with_votes
+    from apex.training.refit import train_with_votes
+    from apex.training.saving import model_metadata, save_trained
 
     data, transform = load_engagement(demo_engagement(settings))
     meta = load_metadata(ensure_demo_corpus(settings))

@@ -226,6 +226,8 @@ def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...]
         )
     from huggingface_hub import snapshot_download
 
+    from apex.hub_files import hub_errors
+
     folders = [f"{kind}/{b}/*" for b in batches for kind in ("battle_data", "audio_files")]
     try:
         return Path(
@@ -236,7 +238,7 @@ def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...]
                 allow_patterns=folders or ["battle_data/*", "audio_files/*", "*.md"],
             )
         )
-    except Exception as exc:  # offline, gated, wrong id: one piece of advice for all
+    except hub_errors() as exc:  # offline, gated, wrong id: one piece of advice for all
         raise MusicArenaError(
             f"could not download {repo!r} from the Hub ({type(exc).__name__}: {exc}). The Hub may "
             "be unreachable (offline?) or the id wrong; download it elsewhere with "

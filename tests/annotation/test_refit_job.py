@@ -20,7 +20,8 @@ from annotation.store import VoteRecord
 from apex.checkpoints import ModelInfo
 from apex.encoders import Embedding
 from apex.heads import ApexHeads, HeadsConfig
-from apex.scorer import Scorer, load_scorer
+from apex.loader import load_scorer
+from apex.scorer import Scorer
 from apex.settings import Settings
 
 DIM = 6

@@ -17,7 +17,8 @@ from apex.checkpoints import ModelInfo, load_model, save_model
 from apex.encoders import load_encoder
 from apex.encoders.base import Embedding
 from apex.heads import ApexHeads, HeadsConfig
-from apex.scorer import DEMO_NOTICE, Scorer, ScoreResult, load_scorer, percentile_of
+from apex.loader import load_scorer
+from apex.scorer import DEMO_NOTICE, Scorer, ScoreResult, percentile_of
 from apex.settings import Settings
 from apex.tasks import ENGAGEMENT, SCORE_NAMES, SCORE_RANGES
 

@@ -311,7 +311,7 @@ def test_cli_on_the_demo_export(
         small_demo_corpus, simulate_votes(meta, 300, seed=2), tmp_path / "ma", audio_format="copy"
     )
     oracle = _QualityScorer(dict(zip(meta["clip_id"], meta["quality"], strict=True)))
-    monkeypatch.setattr("apex.scorer.load_scorer", lambda *a, **k: oracle)
+    monkeypatch.setattr("apex.loader.load_scorer", lambda *a, **k: oracle)
     monkeypatch.setenv("APEX_DATA_DIR", str(tmp_path / "data"))
     from apex.cli import main
 

@@ -165,7 +165,7 @@ def test_the_papers_grid_trains(tmp_path) -> None:
 
     from apex.checkpoints import load_model
     from apex.training.data import load_engagement, write_shard
-    from apex.training.refit import model_metadata, save_trained
+    from apex.training.saving import model_metadata, save_trained
 
     rng = np.random.default_rng(0)
     n = 12

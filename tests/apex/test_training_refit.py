@@ -10,16 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from apex.training.config import GateConfig
 from apex.training.data import TargetTransform, load_engagement, write_shard
+from apex.training.gate import gate
 from apex.training.loop import TrainConfig
-from apex.training.refit import (
-    GateConfig,
-    ModelRegistry,
-    RefitConfig,
-    gate,
-    push_version,
-    run_refit,
-)
+from apex.training.refit import RefitConfig, run_refit
+from apex.training.registry import ModelRegistry
+from apex.training.saving import push_version
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
