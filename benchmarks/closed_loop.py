@@ -120,8 +120,9 @@ def run(clips: int, data_dir: Path, seed: int, latency: bool) -> dict:
     from apex.demo.listeners import hidden_utility
     from apex.demo.model import ensure_demo_model
     from apex.settings import Settings
+    from apex.training.battles import battles_from_votes
     from apex.training.config import scaled_train_config
-    from apex.training.data import battles_from_votes, load_engagement
+    from apex.training.data import load_engagement
     from apex.training.loop import train
     from apex.training.refit import RefitConfig, run_refit
     from apex.training.registry import ModelRegistry

@@ -71,7 +71,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return fail(args, "needs --model and --data (or --demo)", EXIT_USAGE)
     from apex.checkpoints import load_model
     from apex.evaluation.metrics import evaluate_model, format_table
-    from apex.training.data import TargetTransform, battles_from_votes, load_engagement, time_split
+    from apex.training.battles import battles_from_votes, time_split
+    from apex.training.data import TargetTransform, load_engagement
 
     heads, info = load_model(args.model)
     stats = info.metadata.get("target_transform")

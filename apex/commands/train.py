@@ -36,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train on ``--data`` (+ ``--votes``), save to ``--out``, print the validation report."""
     from apex.evaluation.metrics import evaluate_model, format_table
+    from apex.training.battles import battles_from_votes, time_split
     from apex.training.config import TrainConfig
-    from apex.training.data import battles_from_votes, load_engagement, time_split
+    from apex.training.data import load_engagement
     from apex.training.loop import train
     from apex.training.refit import train_with_votes
     from apex.training.saving import model_metadata, save_trained, write_card

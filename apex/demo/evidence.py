@@ -31,7 +31,8 @@ from apex.evaluation.metrics import (
     preference_utility,
 )
 from apex.settings import Settings
-from apex.training.data import battles_from_votes, load_engagement, time_split, write_shard
+from apex.training.battles import battles_from_votes, time_split
+from apex.training.data import load_engagement, write_shard
 from apex.training.loop import TrainConfig, predict
 from apex.training.refit import RefitConfig, run_refit, train_with_votes
 from apex.training.registry import ModelRegistry

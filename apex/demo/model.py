@@ -109,8 +109,9 @@ def build_demo_model(settings: Settings, directory: Path, *, version: str) -> Pa
     from apex.demo.evidence import demo_engagement
     from apex.encoders import FallbackEncoder
     from apex.evaluation.metrics import evaluate_model
+    from apex.training.battles import battles_from_votes
     from apex.training.config import scaled_train_config
-    from apex.training.data import battles_from_votes, load_engagement
+    from apex.training.data import load_engagement
     from apex.training.loop import predict
     from apex.training.refit import train_with_votes
     from apex.training.saving import model_metadata, save_trained

@@ -2,7 +2,7 @@
 
 - :func:`regression_metrics` — MSE, MAE, Pearson, Spearman per score at song level.
 - :func:`pairwise_metrics` — on held-out battles (split by time, see
-  :func:`apex.training.data.time_split`): accuracy of ``sign(u_A - u_B)`` on decisive votes and
+  :func:`apex.training.battles.time_split`): accuracy of ``sign(u_A - u_B)`` on decisive votes and
   ROC AUC of ``u_A - u_B`` for "A won", where ``u`` is :func:`preference_utility`.
 - :func:`arena_protocol` — the APEX paper's Music Arena experiment: features from predicted-score
   differences (and ratios, instrumental flag, interactions), a standardised logistic regression,
@@ -22,7 +22,8 @@ from torch import nn
 
 from apex.evaluation import cv as arena_cv
 from apex.tasks import ENGAGEMENT, SCORE_NAMES
-from apex.training.data import Battles, EngagementData
+from apex.training.battles import Battles
+from apex.training.data import EngagementData
 from apex.training.loop import predict
 
 

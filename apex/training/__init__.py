@@ -5,7 +5,8 @@ package (or :mod:`apex.training.config` for the CLI's flags) does not import tor
 
 - config: :class:`TrainConfig`, :class:`GateConfig`.
 - data: :class:`TargetTransform`, :func:`write_shard`, :func:`load_engagement`,
-  :class:`EngagementData`, :func:`battles_from_votes`, :func:`time_split`, :class:`Battles`.
+  :class:`EngagementData`.
+- battles: :func:`battles_from_votes`, :func:`time_split`, :class:`Battles`.
 - losses: :class:`UncertaintyWeighting`, :func:`bradley_terry_loss`, :func:`combine`.
 - loop: :func:`train`, :class:`TrainResult`.
 - evaluation (:mod:`apex.evaluation.metrics`, re-exported here): :func:`evaluate_model`,
@@ -23,13 +24,13 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "TrainConfig": "config",
     "GateConfig": "config",
-    "Battles": "data",
+    "Battles": "battles",
     "DataError": "data",
     "EngagementData": "data",
     "TargetTransform": "data",
-    "battles_from_votes": "data",
+    "battles_from_votes": "battles",
     "load_engagement": "data",
-    "time_split": "data",
+    "time_split": "battles",
     "write_shard": "data",
     "UncertaintyWeighting": "losses",
     "bradley_terry_loss": "losses",

@@ -27,8 +27,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from apex.tasks import SCORE_NAMES
+from apex.training.battles import Battles
 from apex.training.config import TrainConfig
-from apex.training.data import Battles, EngagementData
+from apex.training.data import EngagementData
 from apex.training.losses import (
     bradley_terry_loss,
 )

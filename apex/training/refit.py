@@ -32,14 +32,9 @@ from apex.evaluation.metrics import (
     spearman_noise,
 )
 from apex.tasks import TASK_OUTPUTS
+from apex.training.battles import Battles, battles_from_votes, time_split
 from apex.training.config import GateConfig, TrainConfig
-from apex.training.data import (
-    Battles,
-    EngagementData,
-    TargetTransform,
-    battles_from_votes,
-    time_split,
-)
+from apex.training.data import EngagementData, TargetTransform
 from apex.training.gate import Decision, gate
 from apex.training.loop import TrainResult, train
 from apex.training.registry import ModelRegistry

@@ -218,7 +218,7 @@ def test_logistic_regression_matches_the_training_modules_protocol() -> None:
     """Same battles, same features ("all"), same seed: the same overall AUC as
     :func:`apex.evaluation.metrics.arena_protocol`."""
     from apex.evaluation.metrics import arena_protocol
-    from apex.training.data import Battles
+    from apex.training.battles import Battles
 
     battles, q = _battles(seed=1)
     noisy = q + np.random.default_rng(5).normal(0, 1.0, len(q))

@@ -8,7 +8,7 @@ import pytest
 
 from apex.evaluation import cv as arena_cv
 from apex.tasks import ENGAGEMENT, SCORE_NAMES
-from apex.training.data import Battles
+from apex.training.battles import Battles
 
 
 def _battles(n_clips: int = 100, n: int = 300, seed: int = 0) -> tuple[Battles, np.ndarray]:

@@ -9,14 +9,13 @@ import pandas as pd
 import pytest
 
 from apex.tasks import SCORE_NAMES
+from apex.training.battles import battles_from_votes, time_split
 from apex.training.data import (
     DataError,
     TargetTransform,
     apply_ratings,
-    battles_from_votes,
     load_engagement,
     read_shards,
-    time_split,
     write_shard,
 )
 

@@ -9,7 +9,8 @@ from torch import nn
 
 from apex.heads import ApexHeads, HeadsConfig
 from apex.tasks import SCORE_NAMES, TASK_OUTPUTS
-from apex.training.data import Battles, EngagementData
+from apex.training.battles import Battles
+from apex.training.data import EngagementData
 from apex.training.loop import TrainConfig, calibrate, predict, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
