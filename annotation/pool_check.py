@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from apex.sources.download import sha256_of
+from apex.files import sha256_file as sha256_of
 
 _TRUE = {"true", "1", "yes", "instrumental"}
 _FALSE = {"false", "0", "no", "vocal"}

@@ -19,7 +19,7 @@ from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects
 
 from annotation.card import SHARD_GLOB
-from apex.sources.download import sha256_of as sha256_file  # name kept for annotation.sync
+from apex.files import sha256_file  # name kept for annotation.sync
 
 if TYPE_CHECKING:
     from annotation.store import VoteStore

@@ -65,10 +65,7 @@ def demo_engagement(settings: Settings) -> Path:
     frame = meta.rename(columns={"clip_id": "id"}).assign(
         embedding=embeddings, encoder_id=encoder.encoder_id, platform=DEMO_PLATFORM
     )
-    tmp = shard.with_suffix(".tmp")
-    write_shard(frame, tmp)
-    tmp.replace(shard)
-    return shard
+    return write_shard(frame, shard)  # atomic: a killed build leaves no half shard
 
 
 def demo_evidence(

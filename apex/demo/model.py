@@ -20,14 +20,12 @@ directory rename: concurrent callers (threads or processes) get one complete mod
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from apex.checkpoints import CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME
+from apex.files import atomic_dir, sha256_text
 from apex.settings import Settings
 from apex.tasks import ENGAGEMENT
 
@@ -51,7 +49,7 @@ def demo_model_dir(settings: Settings) -> Path:
             FallbackEncoder().settings_key(),
         )
     )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    digest = sha256_text(key)[:10]
     return settings.models_dir / f"demo-{DEMO_MODEL_VERSION}-{digest}"
 
 
@@ -85,13 +83,8 @@ def ensure_demo_model(settings: Settings) -> Path:
         if _complete(target):  # another caller finished while we waited
             return target
         shutil.rmtree(target, ignore_errors=True)  # leftovers of an interrupted build
-        staging = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
+        with atomic_dir(target) as staging:
             build_demo_model(settings, staging, version=target.name.removeprefix("demo-"))
-            os.rename(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

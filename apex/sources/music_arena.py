@@ -21,7 +21,6 @@ callers decide (and report) what to do with them.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +30,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+
+from apex.files import atomic_path, write_text_atomic
 
 HUB_ID = "music-arena/music-arena-dataset"
 PREFERENCES: tuple[str, ...] = ("A", "B", "TIE", "BOTH_BAD")
@@ -247,23 +248,19 @@ def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...]
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)  # a crash never leaves half a battle file that a reader would skip
+    # a crash never leaves half a battle file that a reader would skip
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False))
 
 
 def _encode(source: Path, dest: Path, audio_format: str) -> None:
     import soundfile as sf
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    if audio_format == "copy":
-        tmp.write_bytes(source.read_bytes())
-    else:
-        samples, rate = sf.read(source, dtype="float32", always_2d=True)
-        sf.write(tmp, samples, rate, format="MP3")
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        if audio_format == "copy":
+            tmp.write_bytes(source.read_bytes())
+        else:
+            samples, rate = sf.read(source, dtype="float32", always_2d=True)
+            sf.write(tmp, samples, rate, format="MP3")
 
 
 def export_votes(

@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from apex.files import atomic_path
 from apex.tasks import AESTHETICS, ENGAGEMENT_POWER, SCORE_NAMES
 
 #: Raw engagement count column behind each 0-100 engagement score.
@@ -148,10 +149,9 @@ def write_shard(frame: pd.DataFrame, path: str | Path) -> Path:
     }
     for name in _TARGET_COLUMNS:
         columns[name] = pa.array(_column(frame, name), pa.float64())
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), path)
-    return path
+    with atomic_path(path) as tmp:  # readers never see half a shard
+        pq.write_table(pa.table(columns), tmp)
+    return Path(path)
 
 
 def _column(frame: pd.DataFrame, name: str) -> list[float | None]:

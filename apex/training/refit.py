@@ -31,6 +31,7 @@ from apex.evaluation.metrics import (
     evaluate_model,
     spearman_noise,
 )
+from apex.files import sha256_text
 from apex.tasks import TASK_OUTPUTS
 from apex.training.battles import Battles, battles_from_votes, time_split
 from apex.training.config import GateConfig, TrainConfig
@@ -213,8 +214,6 @@ def _split_votes(
 
 
 def _votes_fingerprint(votes: pd.DataFrame) -> str:
-    import hashlib
-
     cols = [c for c in ("battle_uuid", "clip_a", "clip_b", "preference") if c in votes]
     text = votes[cols].astype(str).to_csv(index=False) if cols else ""
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sha256_text(text)
