@@ -37,14 +37,14 @@ import pandas as pd
 from apex.evaluation import cv as arena_cv
 from apex.evaluation import stats as st
 from apex.evaluation.checks import (
-    boards,
+    battle_counts,
     fixed_score_row,
     flags,
     orientation,
     reliance,
     summarise,
 )
-from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_NAMES
+from apex.tasks import AESTHETICS, DECISIVE, ENGAGEMENT, SCORE_NAMES
 
 #: The paper's reported figures on Music Arena (the arena experiment and its notebook).
 PAPER: dict[str, Any] = {
@@ -52,7 +52,6 @@ PAPER: dict[str, Any] = {
     "auc": {"logistic_regression": 0.600, "svm": 0.614},
     "same_sign_accuracy": {"sum_of_seven": 0.454, "likes+streams": 0.488, "score_likes": 0.503},
 }
-PAPER_AUC: dict[str, float] = PAPER["auc"]
 #: The notebook's SVM grid (inner 5-fold search on ROC AUC).
 SVM_GRID: dict[str, list[Any]] = {
     "svc__estimator__C": [0.01, 0.1, 1, 10],
@@ -65,7 +64,6 @@ SCHEME_LABELS: dict[str, str] = {
     "pair": "grouped by unordered system pair",
     "prompt+pair": "grouped by prompt and pair (no prompt, no pair on both sides)",
 }
-_DECISIVE = ("A", "B")
 
 
 class ArenaEvalError(ValueError):
@@ -90,7 +88,7 @@ def features(
     return arena_cv.battle_features(scores, a, b, instrumental)
 
 
-def _models(svm: str, seed: int) -> dict[str, Any]:
+def _models(svm: str, seed: int, grid: Mapping[str, Sequence[Any]] = SVM_GRID) -> dict[str, Any]:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import Pipeline
@@ -104,7 +102,7 @@ def _models(svm: str, seed: int) -> dict[str, Any]:
     )
     svc = Pipeline([("scaler", StandardScaler()), ("svc", platt)])
     if svm == "grid":  # the notebook's nested search; costs ~16 x 5 fits per outer fold
-        models["svm"] = GridSearchCV(svc, SVM_GRID, cv=5, scoring="roc_auc", n_jobs=1)
+        models["svm"] = GridSearchCV(svc, dict(grid), cv=5, scoring="roc_auc", n_jobs=1)
     elif svm == "fixed":  # one RBF SVM (C=1): the grid's usual winner, 80x cheaper
         models["svm"] = svc
     elif svm != "off":
@@ -120,6 +118,7 @@ def evaluate_features(
     *,
     names: list[str] | None = None,
     svm: str = "off",
+    svm_grid: Mapping[str, Sequence[Any]] = SVM_GRID,
     folds: int = 10,
     seed: int = 42,
     n_boot: int = 1000,
@@ -132,7 +131,8 @@ def evaluate_features(
         y: ``[N]`` 1 where A won. instrumental: ``[N]`` bool (the boards).
         groups: scheme name -> ``[N]`` groups kept on one side of every split (None: the
             paper's label-stratified folds).
-        svm, folds, seed: as :func:`evaluate_arena`. n_boot, n_perm: resamples, permutations.
+        svm, svm_grid, folds, seed: as :func:`evaluate_arena`. n_boot, n_perm: resamples and
+            permutations.
 
     Returns:
         Per scheme: ``label``, ``groups`` (how many), ``models`` (per model :func:`summarise`,
@@ -148,7 +148,7 @@ def evaluate_features(
             out[scheme] = entry | {"skipped": fold}
             continue
         entry["models"] = {}
-        for name, model in _models(svm, seed).items():
+        for name, model in _models(svm, seed, svm_grid).items():
             proba = arena_cv.cross_validated_proba(model, x, y, fold=fold)
             row = summarise(proba, y, instrumental, n_boot=n_boot, seed=seed)
             row["auc_fold_mean"] = _fold_mean_auc(proba, y, fold)
@@ -194,19 +194,6 @@ def _refit_permutation(
     }
 
 
-def board_counts(pref: np.ndarray, instrumental: np.ndarray, known: np.ndarray) -> dict[str, Any]:
-    """Per board: battles, ``decisive`` (A or B, both clips scored), ``A``, ``B``, ``TIE``,
-    ``BOTH_BAD`` and ``unscored`` (a clip without prediction), all over ``[N]`` battles."""
-    out = {}
-    for board, mask in boards(np.asarray(instrumental, bool)).items():
-        row = {"battles": int(mask.sum())}
-        row |= {p: int((mask & (pref == p)).sum()) for p in ("A", "B", "TIE", "BOTH_BAD")}
-        row["decisive"] = int((mask & known & np.isin(pref, _DECISIVE)).sum())
-        row["unscored"] = int((mask & ~known).sum())
-        out[board] = row
-    return out
-
-
 def evaluate_arena(
     battles: pd.DataFrame,
     predictions: pd.DataFrame,
@@ -217,6 +204,7 @@ def evaluate_arena(
     folds: int = 10,
     seed: int = 42,
     svm: str = "grid",
+    svm_grid: Mapping[str, Sequence[Any]] = SVM_GRID,
     n_boot: int = 1000,
     n_perm: int = 1000,
 ) -> dict[str, Any]:
@@ -231,7 +219,8 @@ def evaluate_arena(
             NaN where unknown; None skips that row.
         feature_set: ``"engagement"`` (the paper's final features) or ``"all"`` (seven scores).
         schemes: fold schemes (:data:`arena_cv.FOLD_SCHEMES`); folds, seed: the outer CV.
-        svm: ``"grid"`` (the paper's nested grid search), ``"fixed"`` (one RBF SVM) or ``"off"``.
+        svm: ``"grid"`` (the paper's nested grid search), ``"fixed"`` (one RBF SVM) or ``"off"``;
+            svm_grid: the grid searched (default :data:`SVM_GRID`, the notebook's).
         n_boot: bootstrap resamples per interval. n_perm: permutations per p-value (0: none).
 
     Returns:
@@ -255,8 +244,10 @@ def evaluate_arena(
     scored = predictions[[n for n in SCORE_NAMES if n in predictions.columns]].dropna()
     pref = battles["preference"].astype(str).to_numpy()
     known = (battles["clip_a"].isin(scored.index) & battles["clip_b"].isin(scored.index)).to_numpy()
-    decisive = known & np.isin(pref, _DECISIVE)
-    counts = _counts(pref, known, decisive, battles["is_instrumental"].astype(bool).to_numpy())
+    decisive = known & np.isin(pref, DECISIVE)
+    counts = battle_counts(
+        pref, known, decisive, battles["is_instrumental"].astype(bool).to_numpy()
+    )
     used = battles[decisive]
     y = (pref[decisive] == "A").astype(int)
     instr = used["is_instrumental"].astype(bool).to_numpy()
@@ -270,7 +261,16 @@ def evaluate_arena(
     kw = {"n_boot": n_boot, "seed": seed}
     results = (
         evaluate_features(
-            x, y, instr, groups, names=feature_names, svm=svm, folds=folds, n_perm=n_perm, **kw
+            x,
+            y,
+            instr,
+            groups,
+            names=feature_names,
+            svm=svm,
+            svm_grid=svm_grid,
+            folds=folds,
+            n_perm=n_perm,
+            **kw,
         )
         if len(y)
         else {}
@@ -315,24 +315,6 @@ def _rules(
     return rules
 
 
-def _counts(
-    pref: np.ndarray, known: np.ndarray, decisive: np.ndarray, instr: np.ndarray
-) -> dict[str, Any]:
-    counts: dict[str, Any] = {p: int((pref == p).sum()) for p in ("A", "B", "TIE", "BOTH_BAD")}
-    counts |= {"battles": len(pref), "unscored": int((~known).sum()), "used": int(decisive.sum())}
-    counts["excluded"] = {
-        "TIE": int((known & (pref == "TIE")).sum()),
-        "BOTH_BAD": int((known & (pref == "BOTH_BAD")).sum()),
-        "no prediction for a clip": counts["unscored"],
-    }
-    counts |= {
-        "used_instrumental": int((decisive & instr).sum()),
-        "used_vocal": int((decisive & ~instr).sum()),
-        "boards": board_counts(pref, instr, known),
-    }
-    return counts
-
-
 def _scheme_groups(
     used: pd.DataFrame, schemes: Sequence[str]
 ) -> tuple[dict[str, np.ndarray | None], dict[str, str]]:
@@ -361,7 +343,7 @@ def _compare_section(
 ) -> dict[str, Any]:
     """APEX's P(A preferred) scored like a rule, and what it said on ties and both-bad votes."""
     ok = known & ~np.isnan(p)
-    decisive = ok & np.isin(pref, _DECISIVE)
+    decisive = ok & np.isin(pref, DECISIVE)
     y = (pref[decisive] == "A").astype(int)
     instr = battles["is_instrumental"].astype(bool).to_numpy()[decisive]
     out: dict[str, Any] = {}

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from apex.evaluation import stats as st
-from apex.tasks import ENGAGEMENT, SCORE_NAMES
+from apex.tasks import DECISIVE, ENGAGEMENT, PREFERENCES, SCORE_NAMES
 
 BOARDS = ("overall", "instrumental", "vocal")
 
@@ -160,3 +160,39 @@ def flags(report: dict[str, Any]) -> list[str]:
                     f"{row['auc']['overall']:.3f} {entry['label']}: part of it is leakage"
                 )
     return flags
+
+
+def board_counts(pref: np.ndarray, instrumental: np.ndarray, known: np.ndarray) -> dict[str, Any]:
+    """Per board: battles, ``decisive`` (A or B, both clips scored), ``A``, ``B``, ``TIE``,
+    ``BOTH_BAD`` and ``unscored`` (a clip without prediction), all over ``[N]`` battles."""
+    out = {}
+    for board, mask in boards(np.asarray(instrumental, bool)).items():
+        row = {"battles": int(mask.sum())}
+        row |= {p: int((mask & (pref == p)).sum()) for p in PREFERENCES}
+        row["decisive"] = int((mask & known & np.isin(pref, DECISIVE)).sum())
+        row["unscored"] = int((mask & ~known).sum())
+        out[board] = row
+    return out
+
+
+def battle_counts(
+    pref: np.ndarray, known: np.ndarray, decisive: np.ndarray, instr: np.ndarray
+) -> dict[str, Any]:
+    """Battles per preference, how many were used and why the others were excluded, per board.
+
+    All arguments are ``[N]`` over battles: ``pref`` the preference, ``known`` both clips
+    scored, ``decisive`` used (A or B, both scored), ``instr`` instrumental.
+    """
+    counts: dict[str, Any] = {p: int((pref == p).sum()) for p in PREFERENCES}
+    counts |= {"battles": len(pref), "unscored": int((~known).sum()), "used": int(decisive.sum())}
+    counts["excluded"] = {
+        "TIE": int((known & (pref == "TIE")).sum()),
+        "BOTH_BAD": int((known & (pref == "BOTH_BAD")).sum()),
+        "no prediction for a clip": counts["unscored"],
+    }
+    counts |= {
+        "used_instrumental": int((decisive & instr).sum()),
+        "used_vocal": int((decisive & ~instr).sum()),
+        "boards": board_counts(pref, instr, known),
+    }
+    return counts

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-_BOARD_COLS = ("battles", "decisive", "A", "B", "TIE", "BOTH_BAD", "unscored")
+from apex.tasks import PREFERENCES
+
+_BOARD_COLS = ("battles", "decisive", *PREFERENCES, "unscored")
 
 
 def _num(value: Any, width: int = 6) -> str:

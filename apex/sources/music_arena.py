@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 
 from apex.files import atomic_path, write_text_atomic
+from apex.tasks import PREFERENCES
 
 HUB_ID = "music-arena/music-arena-dataset"
-PREFERENCES: tuple[str, ...] = ("A", "B", "TIE", "BOTH_BAD")
 #: Columns of :attr:`ArenaRelease.battles`, in order (release names plus what we derive).
 BATTLE_COLUMNS: tuple[str, ...] = (
     "battle_uuid",

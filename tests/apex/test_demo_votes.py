@@ -122,3 +122,10 @@ def test_pairs_fall_back_to_other_prompts_and_edge_cases(meta):
         simulate_votes(meta, -1)
     with pytest.raises(ValueError, match="quality"):
         simulate_votes(meta.drop(columns="quality"), 10)
+
+
+def test_simulated_votes_draw_from_the_whole_vote_vocabulary() -> None:
+    from apex.demo import votes
+    from apex.tasks import PREFERENCES
+
+    assert sorted(votes._DRAW_ORDER) == sorted(PREFERENCES)

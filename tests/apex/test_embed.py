@@ -28,16 +28,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_manifest(corpus: Path, n: int, *, bad: bool = True, name: str = "m.jsonl") -> Path:
-    """The first ``n`` clips of a demo corpus (+ a corrupt and a missing file) as a JSONL file."""
+    """The first ``n`` clips of a demo corpus (+ a corrupt and a missing file) as a JSONL file.
+
+    The manifest and the corrupt file go beside the corpus, not into it: the corpus is shared by
+    the session's tests (one of them loads it as an audiofolder, which extra files would break).
+    """
     rows = [json.loads(line) for line in (corpus / "engagement.jsonl").read_text().splitlines()]
-    rows = rows[:n]
+    rows = [{**r, "file_name": str(corpus / r["file_name"])} for r in rows[:n]]
+    folder = corpus.parent / f"{corpus.name}-manifests"
+    folder.mkdir(exist_ok=True)
     if bad:
-        corrupt = corpus / "audio" / "corrupt-test.wav"
+        corrupt = folder / "corrupt-test.wav"
         wav = sorted((corpus / "audio").glob("demo-*.wav"))[0]
         corrupt.write_bytes(wav.read_bytes()[:3000])  # a WAV cut short: an interrupted copy
-        rows.append({"id": "bad-corrupt", "file_name": "audio/corrupt-test.wav"})
-        rows.append({"id": "bad-missing", "file_name": "audio/does-not-exist.wav"})
-    path = corpus / name
+        rows.append({"id": "bad-corrupt", "file_name": "corrupt-test.wav"})
+        rows.append({"id": "bad-missing", "file_name": "does-not-exist.wav"})
+    path = folder / name
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -160,8 +166,8 @@ def test_mert_path_with_tiny_hubert(
     run_embed(config(manifest, out, encoder=str(tiny_hubert_dir), precision="reference"))
     encoder = load_encoder(str(tiny_hubert_dir), precision="reference", device="cpu")
     frame = read_shards(out / "embeddings").set_index("id")
-    first = json.loads((small_demo_corpus / "two.jsonl").read_text().splitlines()[0])
-    expected = encoder.encode(load_audio(small_demo_corpus / first["file_name"]))
+    first = json.loads(manifest.read_text().splitlines()[0])
+    expected = encoder.encode(load_audio(first["file_name"]))
     row = frame.loc[first["id"]]
     assert row["embedding"].shape == (encoder.num_layers, encoder.dim)
     assert row["encoder_id"] == encoder.encoder_id
