@@ -293,11 +293,23 @@ def test_encode_batch_equals_encode_per_clip(
     assert reference_encoder.encode_batch([]) == []
 
 
-def test_every_encoder_has_encode_batch() -> None:
-    fallback = FallbackEncoder()
-    clips = [_song(2.0, seed=6), _song(3.0, seed=7)]
-    for got, audio in zip(fallback.encode_batch(clips), clips, strict=True):
-        torch.testing.assert_close(got.layers, fallback.encode(audio).layers, rtol=0, atol=0)
+@pytest.mark.parametrize("kind", ["fallback", "mert", "cached-fallback", "cached-mert"])
+def test_encode_batch_of_n_clips_equals_n_encodes(
+    kind: str, reference_encoder: MertEncoder, tmp_path: Path
+) -> None:
+    """Every encoder: ``encode_batch`` of N clips of different lengths is N ``encode`` calls."""
+    inner = FallbackEncoder() if kind.endswith("fallback") else reference_encoder
+    encoder = CachedEncoder(inner, EmbeddingCache(tmp_path)) if kind.startswith("cached") else inner
+    clips = [_song(2.0, seed=6), _song(3.0, seed=7), _song(31.0, seed=8)]
+    batch = encoder.encode_batch(clips)
+    singles = [inner.encode(audio) for audio in clips]  # never through the cache
+    assert len(batch) == len(clips)
+    for got, want in zip(batch, singles, strict=True):
+        assert got.encoder_id == want.encoder_id
+        assert got.num_segments == want.num_segments
+        torch.testing.assert_close(got.layers, want.layers, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.mask, want.mask, rtol=0, atol=0)
+    assert encoder.encode_batch([]) == []
 
 
 def test_cached_encode_batch_encodes_each_distinct_miss_once(tmp_path: Path) -> None:
