@@ -24,7 +24,7 @@ from apex.embed import (
     run_embed,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def write_manifest(corpus: Path, n: int, *, bad: bool = True, name: str = "m.jsonl") -> Path:

@@ -1,7 +1,5 @@
-"""apex.encoders: the MERT/HuBERT path through the real loading code, the cache, load_encoder.
-
-Uses the tiny random MERT-style checkpoint from ``tests/conftest.py`` (``tiny_hubert_dir``).
-"""
+"""apex.encoders.mert: the MERT/HuBERT path through the real loading code, on the tiny
+random MERT-style checkpoint (``tiny_hubert_dir`` in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -15,39 +13,11 @@ import torch
 
 from apex.audio import SAMPLE_RATE, Audio, load_audio
 from apex.encoders import (
-    CachedEncoder,
     Embedding,
-    EmbeddingCache,
-    Encoder,
     EncoderUnavailable,
-    FallbackEncoder,
     MertEncoder,
-    load_encoder,
 )
-
-
-def _song(seconds: float, seed: int = 0) -> Audio:
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    wave = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(t.size)
-    return load_audio((wave.astype(np.float32), SAMPLE_RATE))
-
-
-@pytest.fixture(scope="module")
-def reference_encoder(tiny_hubert_dir: Path) -> MertEncoder:
-    return MertEncoder.from_pretrained(tiny_hubert_dir, precision="reference", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def song_65s() -> Audio:
-    return _song(65.0)
-
-
-@pytest.fixture(scope="module")
-def embedding_65s(reference_encoder: MertEncoder, song_65s: Audio) -> Embedding:
-    """The 65 s song encoded once, all three segments in one batch (batch_size 4)."""
-    assert reference_encoder.batch_size >= 3
-    return reference_encoder.encode(song_65s)
+from tests.apex.encoders.clips import song as _song
 
 
 def test_debug_checkpoint_looks_like_mert(tiny_hubert_dir: Path) -> None:
@@ -172,79 +142,6 @@ def test_wrong_sample_rate_is_refused(reference_encoder: MertEncoder) -> None:
         reference_encoder.encode(audio)
 
 
-class _Counting(Encoder):
-    """Wraps an encoder and counts the calls that reach it."""
-
-    def __init__(self, inner: Encoder) -> None:
-        self.inner, self.calls = inner, 0
-        self.encoder_id, self.sample_rate = inner.encoder_id, inner.sample_rate
-        self.num_layers, self.dim = inner.num_layers, inner.dim
-
-    def settings_key(self) -> str:
-        return self.inner.settings_key()
-
-    def encode(self, audio: Audio):
-        self.calls += 1
-        return self.inner.encode(audio)
-
-
-def test_cache_hit_never_calls_the_encoder(tmp_path: Path, reference_encoder: MertEncoder) -> None:
-    counting = _Counting(reference_encoder)
-    cached = CachedEncoder(counting, EmbeddingCache(tmp_path / "cache"))
-    audio = _song(3.0, seed=2)
-    first = cached.encode(audio)
-    second = cached.encode(_song(3.0, seed=2))  # same content, new object
-    assert counting.calls == 1 and (cached.hits, cached.misses) == (1, 1)
-    for name in ("layers", "layers_padded", "seconds"):
-        torch.testing.assert_close(getattr(first, name), getattr(second, name), rtol=0, atol=0)
-    assert second.encoder_id == first.encoder_id
-    # A fresh wrapper over the same directory (a restarted app) hits too.
-    again = CachedEncoder(counting, EmbeddingCache(tmp_path / "cache"))
-    again.encode(audio)
-    assert counting.calls == 1 and again.hits == 1
-    # Different audio misses; no temporary files are left behind.
-    cached.encode(_song(3.0, seed=3))
-    assert counting.calls == 2 and len(cached.cache) == 2
-    assert not list((tmp_path / "cache").rglob(".tmp-*"))
-
-
-def test_cache_key_separates_encoders_and_settings(tmp_path: Path) -> None:
-    cache = EmbeddingCache(tmp_path)
-    keys = {
-        cache.key("h", "enc", "s1"),
-        cache.key("h", "enc", "s2"),
-        cache.key("h", "other", "s1"),
-        cache.key("g", "enc", "s1"),
-    }
-    assert len(keys) == 4
-
-
-def test_corrupt_cache_entry_is_recomputed(tmp_path: Path) -> None:
-    counting = _Counting(FallbackEncoder())
-    cached = CachedEncoder(counting, EmbeddingCache(tmp_path))
-    audio = _song(2.0)
-    cached.encode(audio)
-    for path in tmp_path.rglob("*.safetensors"):
-        path.write_bytes(b"garbage")
-    cached.encode(audio)
-    assert counting.calls == 2
-
-
-def test_load_encoder_specs(tmp_path: Path, tiny_hubert_dir: Path) -> None:
-    assert isinstance(load_encoder("fallback"), FallbackEncoder)
-    mert = load_encoder(str(tiny_hubert_dir), precision="reference", device="cpu")
-    assert isinstance(mert, MertEncoder) and mert.num_layers == 3
-    wrapped = load_encoder("fallback", cache_dir=tmp_path)
-    assert isinstance(wrapped, CachedEncoder) and wrapped.is_fallback
-
-
-def test_offline_hub_id_raises_encoder_unavailable() -> None:
-    with pytest.raises(EncoderUnavailable, match="Hugging Face Hub"):
-        load_encoder("nobody-here/not-a-real-mert", local_files_only=True)
-    with pytest.raises(EncoderUnavailable, match="neither a model directory"):
-        load_encoder("no/such/dir")
-
-
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
@@ -291,37 +188,6 @@ def test_encode_batch_equals_encode_per_clip(
         torch.testing.assert_close(got.seconds, want.seconds, rtol=0, atol=0)
         assert got.encoder_id == want.encoder_id
     assert reference_encoder.encode_batch([]) == []
-
-
-@pytest.mark.parametrize("kind", ["fallback", "mert", "cached-fallback", "cached-mert"])
-def test_encode_batch_of_n_clips_equals_n_encodes(
-    kind: str, reference_encoder: MertEncoder, tmp_path: Path
-) -> None:
-    """Every encoder: ``encode_batch`` of N clips of different lengths is N ``encode`` calls."""
-    inner = FallbackEncoder() if kind.endswith("fallback") else reference_encoder
-    encoder = CachedEncoder(inner, EmbeddingCache(tmp_path)) if kind.startswith("cached") else inner
-    clips = [_song(2.0, seed=6), _song(3.0, seed=7), _song(31.0, seed=8)]
-    batch = encoder.encode_batch(clips)
-    singles = [inner.encode(audio) for audio in clips]  # never through the cache
-    assert len(batch) == len(clips)
-    for got, want in zip(batch, singles, strict=True):
-        assert got.encoder_id == want.encoder_id
-        assert got.num_segments == want.num_segments
-        torch.testing.assert_close(got.layers, want.layers, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(got.mask, want.mask, rtol=0, atol=0)
-    assert encoder.encode_batch([]) == []
-
-
-def test_cached_encode_batch_encodes_each_distinct_miss_once(tmp_path: Path) -> None:
-    counting = _Counting(FallbackEncoder())
-    cached = CachedEncoder(counting, EmbeddingCache(tmp_path))
-    a, b = _song(2.0, seed=8), _song(2.0, seed=9)
-    first = cached.encode_batch([a, b, _song(2.0, seed=8)])  # the third is a again
-    assert counting.calls == 2 and cached.misses == 2
-    torch.testing.assert_close(first[0].layers, first[2].layers, rtol=0, atol=0)
-    again = cached.encode_batch([b, a])
-    assert counting.calls == 2 and cached.hits == 1 + 2
-    torch.testing.assert_close(again[1].layers, first[0].layers, rtol=0, atol=0)
 
 
 def test_channels_last_feature_encoder_is_the_same_arithmetic(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from apex.embed import EmbedConfig, read_errors, run_embed
-from tests.apex.test_embed import write_manifest
+from tests.apex.embed.test_job import write_manifest
 
 ray = pytest.importorskip("ray", reason="the Ray engine is the optional extra .[ray]")
 
