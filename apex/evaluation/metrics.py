@@ -23,7 +23,7 @@ from torch import nn
 from apex.evaluation import cv as arena_cv
 from apex.tasks import ENGAGEMENT, SCORE_NAMES
 from apex.training.battles import Battles
-from apex.training.data import EngagementData
+from apex.training.data import EngagementData, known_targets
 from apex.training.loop import predict
 
 
@@ -48,14 +48,8 @@ def regression_metrics(
 ) -> dict[str, dict[str, float]]:
     """``{score: {mse, mae, pearson, spearman, n}}`` over songs with a known target (n >= 3)."""
     result: dict[str, dict[str, float]] = {}
-    for i, name in enumerate(SCORE_NAMES):
-        if name not in outputs:
-            continue
-        col = targets[:, i]
-        known = ~np.isnan(col)
-        if known.sum() < 3:
-            continue
-        pred, true = np.asarray(outputs[name], np.float64)[known], col[known].astype(np.float64)
+    for name, known, true in known_targets(outputs, targets, min_known=3):
+        pred = np.asarray(outputs[name], np.float64)[known]
         constant = np.ptp(pred) == 0 or np.ptp(true) == 0
         result[name] = {
             "mse": float(np.mean((pred - true) ** 2)),

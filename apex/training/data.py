@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -325,3 +326,21 @@ def load_engagement(
         transform = TargetTransform().fit(frame[frame["split"] == "train"])
     frame = apply_ratings(transform.transform(frame), ratings)
     return to_arrays(frame, mode=mode), transform
+
+
+def known_targets(
+    outputs: Mapping[str, np.ndarray], targets: np.ndarray, *, min_known: int = 1
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Per score the model predicts: ``(name, known, target)`` over songs with a known target.
+
+    ``outputs``: ``{score: [N]}`` predictions; ``targets``: ``[N, 7]`` in :data:`SCORE_NAMES`
+    order, NaN where unknown. ``known`` is the ``[N]`` bool mask, ``target`` the ``[K]`` known
+    targets (float64); scores with fewer than ``min_known`` known targets are skipped.
+    """
+    for i, name in enumerate(SCORE_NAMES):
+        if name not in outputs:
+            continue
+        column = targets[:, i]
+        known = ~np.isnan(column)
+        if known.sum() >= min_known:
+            yield name, known, column[known].astype(np.float64)

@@ -12,6 +12,7 @@ import pytest
 from apex.cli import build_parser, main
 from apex.training.config import GateConfig, TrainConfig
 from apex.training.data import write_shard
+from tests.apex.frames import shard_frame
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -31,18 +32,8 @@ def _shards(tmp_path: Path) -> tuple[Path, Path]:
     n = 60
     emb = rng.normal(size=(n, 1, 6)).astype(np.float32)
     q = emb[:, 0, :2].sum(1)
-    frame = pd.DataFrame(
-        {
-            "id": [f"c{i}" for i in range(n)],
-            "embedding": list(emb),
-            "duration_s": 20.0,
-            "encoder_id": "fallback",
-            "platform": "demo",
-            "split": np.where(np.arange(n) % 4 == 0, "test", "train"),
-            "streams": np.exp(q),
-            "likes": np.exp(q),
-        }
-    )
+    split = np.where(np.arange(n) % 4 == 0, "test", "train")
+    frame = shard_frame(emb, split, np.exp(q), np.exp(q), duration_s=20.0)
     write_shard(frame, tmp_path / "shards" / "0.parquet")
     a, b = rng.integers(0, n, 300), rng.integers(0, n, 300)
     votes = pd.DataFrame(

@@ -17,6 +17,7 @@ from apex.training.loop import TrainConfig
 from apex.training.refit import RefitConfig, run_refit
 from apex.training.registry import ModelRegistry
 from apex.training.saving import push_version
+from tests.apex.frames import shard_frame
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -113,19 +114,9 @@ def _corpus(tmp_path: Path, n: int = 120, seed: int = 0):
     emb = rng.normal(size=(n, 1, 8)).astype(np.float32)
     quality = emb[:, 0, :3].sum(axis=1)
     split = np.where(np.arange(n) % 5 == 0, "test", np.where(np.arange(n) % 5 == 1, "val", "train"))
-    frame = pd.DataFrame(
-        {
-            "id": [f"c{i}" for i in range(n)],
-            "embedding": list(emb),
-            "duration_s": 30.0,
-            "encoder_id": "fallback",
-            "platform": "demo",
-            "split": split,
-            "streams": np.exp(quality + rng.normal(0, 0.5, n)),
-            "likes": np.exp(quality + rng.normal(0, 0.5, n)),
-            "coherence": 3 + np.tanh(quality),
-        }
-    )
+    streams = np.exp(quality + rng.normal(0, 0.5, n))
+    likes = np.exp(quality + rng.normal(0, 0.5, n))
+    frame = shard_frame(emb, split, streams, likes, coherence=3 + np.tanh(quality))
     write_shard(frame, tmp_path / "shards" / "0.parquet")
     a, b = rng.integers(0, n, 1500), rng.integers(0, n, 1500)
     p = 1 / (1 + np.exp(-(quality[a] - quality[b])))
