@@ -52,7 +52,6 @@ class Voters:
 
         from apex.demo import load_metadata
         from apex.demo.listeners import hidden_utility
-
         pool = services.arena.pool
         self.store = services.arena.store
         self.utility = hidden_utility(load_metadata(pool.root))
