@@ -78,7 +78,7 @@ def engagement_source(settings: Settings) -> tuple[Path, str]:
 
 
 def _demo_engagement(settings: Settings) -> Path:
-    from apex.training.demo import demo_engagement
+    from apex.demo.evidence import demo_engagement
 
     return demo_engagement(settings)
 
@@ -160,7 +160,8 @@ def run_refit_from_store(
         train: overrides of the data-scaled training configuration (``epochs``, ``lr``, ...),
             on top of the ``APEX_REFIT_*`` settings.
     """
-    from apex.training.refit import Decision, RefitOutcome
+    from apex.training.gate import Decision
+    from apex.training.refit import RefitOutcome
     from apex.training.registry import registry_for
     from apex.training.worker import execute, run_in_subprocess
 

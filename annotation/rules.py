@@ -334,4 +334,3 @@ def check_listen_reports(count: int, limit: int) -> None:
             f"this battle already has {count} listening reports (limit {limit}); your listening "
             "so far is recorded. Vote, or start a new battle.",
         )
-

@@ -25,11 +25,12 @@ if TYPE_CHECKING:
     from apex.checkpoints import CheckpointError, ModelInfo, load_model, save_model
     from apex.encoders import EncoderUnavailable
     from apex.heads import ApexHeads, HeadsConfig, ReferenceHeads
-    from apex.scorer import Scorer, ScoreResult, load_scorer
+    from apex.loader import load_scorer
+    from apex.scorer import Scorer, ScoreResult
 
 #: Public name -> module that defines it (imported lazily by ``__getattr__``).
 _LAZY = {
-    "load_scorer": "apex.scorer",
+    "load_scorer": "apex.loader",
     "Scorer": "apex.scorer",
     "ScoreResult": "apex.scorer",
     "load_audio": "apex.audio",

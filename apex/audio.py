@@ -30,45 +30,37 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from apex.audio_checks import (
+    CONVERT_HINT,
+    EMPTY,
+    MAX_CHANNELS,
+    MAX_SAMPLE_RATE,
+    MAX_SECONDS,
+    MIN_SAMPLE_RATE,
+    MIN_SECONDS,
+    SUPPORTED_EXTENSIONS,
+    AudioError,
+    check_duration,
+    check_file,
+    check_header,
+    check_rate_and_channels,
+    check_riff_complete,
+    not_finite,
+    too_long,
+)
+
 SAMPLE_RATE = 24_000
 """MERT's input rate, Hz: every encoder here consumes audio at this rate."""
-MIN_SECONDS = 1.0
-"""Shortest accepted input, seconds: shorter clips give too few encoder frames to mean anything."""
-MAX_SECONDS = 600.0
-"""Default longest accepted input, seconds (10 min); callers can raise it via ``max_seconds``."""
-MIN_SAMPLE_RATE = 1_000
-MAX_SAMPLE_RATE = 384_000
-"""Rates outside [1 kHz, 384 kHz] are not music recordings but corrupt headers or mistakes."""
-MAX_CHANNELS = 32
-MAX_DECODED_SAMPLES_PER_S = 2 * 192_000
-"""Decoding budget: input samples (all channels) per second of ``max_seconds``. Refused before
-decoding when a file needs more: a 10-minute 192 kHz stereo master fits, 384 kHz x 8 channels x
-150 s (a 500 KB FLAC of silence) does not. It bounds the CPU time a file can cost; memory is
-bounded separately by decoding block by block."""
 WHOLE_DECODE_SAMPLES = 1 << 24
 """Files of at most this many input samples (64 MB as float32, about 3 min of 44.1 kHz stereo)
 are decoded in one read and resampled in one call, exactly as the reference does."""
 BLOCK_SAMPLES = 1 << 21
 """Bigger files are read this many input samples (8 MB as float32) at a time, down-mixed and
 resampled block by block (:class:`apex.resample.StreamingResampler`)."""
-ABSURD_SECONDS = 7 * 24 * 3600.0
-"""A header claiming more than a week of audio is not a long song but a damaged file."""
-_UNKNOWN_FRAMES = 2**63 - 1  # what libsndfile reports when the header gives no length
 SILENCE_PEAK = 1e-4
 """Peak amplitude (full scale = 1.0) below which a clip is flagged as silent (about -80 dBFS)."""
 
-SUPPORTED_EXTENSIONS = frozenset(
-    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64"}
-)
-_CONVERT_HINT = "convert it to WAV, FLAC, OGG or MP3 first (e.g. `ffmpeg -i input.m4a output.wav`)"
-
-_EMPTY = "the file is empty (0 bytes); upload the complete audio file."
-
 AudioSource = str | Path | bytes | tuple[np.ndarray, int]
-
-
-class AudioError(ValueError):
-    """The input is not usable audio; the message says what is wrong and what to do."""
 
 
 @dataclass
@@ -142,13 +134,11 @@ def load_audio(
     elif isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         if not data:
-            raise AudioError(
-                "<bytes>: the file is empty (0 bytes); upload the complete audio file."
-            )
+            raise AudioError(f"<bytes>: {EMPTY}")
         return _decode(io.BytesIO(data), "<bytes>", sample_rate, max_seconds)
     elif isinstance(source, str | Path):
         path = Path(source)
-        _check_file(path)
+        check_file(path)
         with path.open("rb") as handle:
             return _decode(handle, path.name, sample_rate, max_seconds)
     else:
@@ -157,22 +147,6 @@ def load_audio(
             "bytes, or a (numpy array, sample_rate) pair."
         )
     return _finish(samples, rate, name, sample_rate, max_seconds)
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(f"{path}: no such file; check the path.")
-    if path.is_dir():
-        raise AudioError(f"{path} is a directory; pass an audio file.")
-    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise AudioError(
-            f"{path.name}: unsupported format {path.suffix or '(no extension)'!r}; supported: "
-            f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}. Please {_CONVERT_HINT}."
-        )
-    if path.stat().st_size == 0:
-        raise AudioError(
-            f"{path.name}: the file is empty (0 bytes); upload the complete audio file."
-        )
 
 
 def _decode(handle: BinaryIO, name: str, sample_rate: int, max_seconds: float) -> Audio:
@@ -184,12 +158,12 @@ def _decode(handle: BinaryIO, name: str, sample_rate: int, max_seconds: float) -
     """
     import soundfile as sf
 
-    _check_riff_complete(handle, name)
+    check_riff_complete(handle, name)
     try:
         with sf.SoundFile(handle) as sound:
             rate, channels, frames = sound.samplerate, sound.channels, sound.frames
-            _check_rate_and_channels(rate, channels, name)
-            _check_header(frames, rate, channels, name, max_seconds)
+            check_rate_and_channels(rate, channels, name)
+            check_header(frames, rate, channels, name, max_seconds)
             if frames * channels <= WHOLE_DECODE_SAMPLES:
                 samples = sound.read(dtype="float32", always_2d=True)
             else:
@@ -199,31 +173,11 @@ def _decode(handle: BinaryIO, name: str, sample_rate: int, max_seconds: float) -
     except (sf.LibsndfileError, RuntimeError, ValueError) as error:
         raise AudioError(
             f"{name}: could not decode this as audio ({error}); the file is damaged, truncated "
-            f"or not audio at all. If it plays elsewhere, {_CONVERT_HINT}."
+            f"or not audio at all. If it plays elsewhere, {CONVERT_HINT}."
         ) from error
     if frames * channels <= WHOLE_DECODE_SAMPLES:
         return _finish(samples, rate, name, sample_rate, max_seconds)
     return _checked(mono, read, rate, channels, name, sample_rate, max_seconds)
-
-
-def _check_header(frames: int, rate: int, channels: int, name: str, max_seconds: float) -> None:
-    """Refuse, from the header alone, lengths that are lies and files too costly to decode."""
-    if frames >= _UNKNOWN_FRAMES or frames / rate > ABSURD_SECONDS:
-        raise AudioError(
-            f"{name}: the file is damaged: its header gives no usable length (it claims "
-            f"{'an unknown number of' if frames >= _UNKNOWN_FRAMES else frames} samples). "
-            "Re-export or re-upload the complete file."
-        )
-    if frames / rate > max_seconds * 1.01 + 1:
-        raise _too_long(frames / rate, max_seconds, name)
-    budget = max_seconds * MAX_DECODED_SAMPLES_PER_S
-    if frames * channels > budget:
-        raise AudioError(
-            f"{name}: decoding this file means {frames * channels / 1e6:.0f} million samples "
-            f"({rate} Hz x {channels} channels x {frames / rate:.1f} s), more than the "
-            f"{budget / 1e6:.0f} million this server decodes per song. Export a stereo mix at "
-            "48 kHz (e.g. `ffmpeg -i in.flac -ac 2 -ar 48000 out.flac`) and upload that."
-        )
 
 
 def _read_blocks(
@@ -244,9 +198,9 @@ def _read_blocks(
             break
         read += len(block)
         if read > limit:
-            raise _too_long(read / rate, max_seconds, name)
+            raise too_long(read / rate, max_seconds, name)
         if not np.isfinite(block).all():
-            raise _not_finite(name)
+            raise not_finite(name)
         mono = torch.from_numpy(block).mean(dim=1)
         if resampler is None:
             pieces.append(mono)
@@ -255,39 +209,6 @@ def _read_blocks(
     if resampler is not None:
         return resampler.finish(), read
     return (torch.cat(pieces) if pieces else torch.zeros(0)), read
-
-
-def _check_riff_complete(handle: BinaryIO, name: str) -> None:
-    """Reject a WAV whose ``data`` chunk is shorter than its header says (an interrupted copy).
-
-    libsndfile silently reads what is there, so a half-uploaded WAV would be scored as a shorter
-    song; the header's declared length is the only evidence of truncation. Reads chunk headers
-    only, then rewinds ``handle``.
-    """
-    start = handle.tell()
-    size = handle.seek(0, io.SEEK_END) - start
-    handle.seek(start)
-    try:
-        head = handle.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return
-        offset = 12
-        while offset + 8 <= size:
-            handle.seek(start + offset)
-            chunk = handle.read(8)
-            chunk_id, length = chunk[:4], struct.unpack("<I", chunk[4:8])[0]
-            if chunk_id == b"data":
-                # 0 and 0xFFFFFFFF mean "length unknown" (streaming writers); nothing to check.
-                if 0 < length < 0xFFFFFFFF and offset + 8 + length > size:
-                    raise AudioError(
-                        f"{name}: the WAV file is truncated (its header declares {length} bytes "
-                        f"of audio but only {size - offset - 8} are present); re-export or "
-                        "re-upload the complete file."
-                    )
-                return
-            offset += 8 + length + (length & 1)
-    finally:
-        handle.seek(start)
 
 
 def _from_array(samples: object, rate: object) -> tuple[np.ndarray, int]:
@@ -310,36 +231,8 @@ def _from_array(samples: object, rate: object) -> tuple[np.ndarray, int]:
             array = array.T
     else:
         raise AudioError(f"Array samples must be [T] or [T, C], got shape {array.shape}.")
-    _check_rate_and_channels(rate, array.shape[1], "<array>")
+    check_rate_and_channels(rate, array.shape[1], "<array>")
     return np.ascontiguousarray(array, dtype=np.float32), rate
-
-
-def _check_rate_and_channels(rate: int, channels: int, name: str) -> None:
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise AudioError(
-            f"{name}: sample rate {rate} Hz is outside the accepted {MIN_SAMPLE_RATE}-"
-            f"{MAX_SAMPLE_RATE} Hz; the header is probably wrong, or the rate was passed in the "
-            "wrong unit. Pass the true rate in Hz (e.g. 44100)."
-        )
-    if not 1 <= channels <= MAX_CHANNELS:
-        raise AudioError(
-            f"{name}: {channels} channels is not a music recording (accepted: 1-{MAX_CHANNELS}); "
-            "for an array, pass [T] or [T, C] samples; for a file, export a stereo or mono mix."
-        )
-
-
-def _too_long(seconds: float, max_seconds: float, name: str) -> AudioError:
-    return AudioError(
-        f"{name}: {seconds:.1f} s is longer than the {max_seconds:.0f} s limit; trim it (e.g. "
-        f"`ffmpeg -i in.wav -t {max_seconds:.0f} out.wav`) or raise the limit (APEX_MAX_AUDIO_S)."
-    )
-
-
-def _not_finite(name: str) -> AudioError:
-    return AudioError(
-        f"{name}: the audio contains NaN or infinite samples; the file or array is corrupted "
-        "(re-export it, or check the code that produced the array)."
-    )
 
 
 def _finish(
@@ -352,8 +245,8 @@ def _finish(
     if samples.size == 0:
         raise AudioError(f"{name}: the audio contains no samples; upload a non-empty recording.")
     if not np.isfinite(samples).all():
-        raise _not_finite(name)
-    _check_duration(frames, rate, name, max_seconds)
+        raise not_finite(name)
+    check_duration(frames, rate, name, max_seconds)
     # Mean over channels in float32, as the reference does (torch .mean(dim=1) on float32).
     mono = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=1)
     if rate != sample_rate:
@@ -361,17 +254,6 @@ def _finish(
 
         mono = taf.resample(mono, rate, sample_rate)
     return _checked(mono, frames, rate, channels, name, sample_rate, max_seconds)
-
-
-def _check_duration(frames: int, rate: int, name: str, max_seconds: float) -> None:
-    seconds = frames / rate
-    if seconds < MIN_SECONDS:
-        raise AudioError(
-            f"{name}: {seconds:.2f} s is too short; APEX needs at least {MIN_SECONDS:.0f} s of "
-            "audio (record or upload a longer clip)."
-        )
-    if seconds > max_seconds:
-        raise _too_long(seconds, max_seconds, name)
 
 
 def _checked(
@@ -386,7 +268,7 @@ def _checked(
     """The checked :class:`Audio` of a ``[T]`` waveform at ``sample_rate``."""
     if frames == 0:
         raise AudioError(f"{name}: the audio contains no samples; upload a non-empty recording.")
-    _check_duration(frames, rate, name, max_seconds)
+    check_duration(frames, rate, name, max_seconds)
     warnings = []
     peak = float(mono.abs().max())
     if peak < SILENCE_PEAK:
@@ -401,3 +283,18 @@ def _checked(
         original_channels=channels,
         warnings=warnings,
     )
+
+
+#: The public face of audio loading (the limits and the error live in :mod:`apex.audio_checks`).
+__all__ = [
+    "MAX_CHANNELS",
+    "MAX_SAMPLE_RATE",
+    "MAX_SECONDS",
+    "MIN_SAMPLE_RATE",
+    "MIN_SECONDS",
+    "SAMPLE_RATE",
+    "SUPPORTED_EXTENSIONS",
+    "Audio",
+    "AudioError",
+    "load_audio",
+]

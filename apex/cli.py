@@ -24,6 +24,7 @@ import functools
 import importlib
 import importlib.metadata
 import sys
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -42,6 +43,8 @@ _T = TypeVar("_T")
 _BUILTIN = (
     "apex.commands.score",
     "apex.commands.train",
+    "apex.commands.eval",
+    "apex.commands.refit",
     "apex.commands.embed",
     "apex.commands.data",
 )
@@ -80,17 +83,23 @@ def dataclass_flags(
     *,
     overrides: Mapping[str, Any] | None = None,
     skip: Sequence[str] = (),
+    only: Sequence[str] | None = None,
+    choices: Mapping[str, Sequence[Any]] | None = None,
     help: Mapping[str, str] | None = None,
 ) -> None:
     """Add one ``--field-name`` flag per field of dataclass ``cls``, typed and defaulted like it.
 
-    Booleans get ``--x/--no-x``; ``X | None`` fields with a None default take strings; a field
-    in ``skip`` gets no flag (the command sets it itself). ``overrides`` changes defaults.
+    Booleans get ``--x/--no-x``; a field with a None default (or a None override) takes the
+    type its annotation names (``int | None`` -> int, otherwise str); a field in ``skip`` (or
+    outside ``only``, when given) gets no flag (the command sets it itself). ``overrides``
+    changes defaults; ``choices`` restricts a field's values.
     """
     overrides = dict(overrides or {})
+    choices = dict(choices or {})
     help = dict(help or {})
+    hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
-        if field.name in skip or not field.init:
+        if field.name in skip or not field.init or (only is not None and field.name not in only):
             continue
         if field.name in overrides:
             default = overrides[field.name]
@@ -114,8 +123,18 @@ def dataclass_flags(
             kind = type(default[0]) if default else str
             parser.add_argument(flag, type=kind, nargs="*", default=default, help=text)
         else:
-            kind = str if default is None else type(default)
-            parser.add_argument(flag, type=kind, default=default, help=text)
+            kind = _scalar_type(hints.get(field.name)) if default is None else type(default)
+            parser.add_argument(
+                flag, type=kind, default=default, choices=choices.get(field.name), help=text
+            )
+
+
+def _scalar_type(hint: Any) -> type:
+    """``int`` for ``int | None``, ``float`` for ``float | None``; str for anything else."""
+    for arg in typing.get_args(hint) or (hint,):
+        if arg in (int, float):
+            return arg
+    return str
 
 
 def from_args(cls: type[_T], args: argparse.Namespace, **given: Any) -> _T:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,26 @@ def atomic_path(
             os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh empty folder beside ``target``; on success it becomes ``target`` in one rename.
+
+    For outputs that are a folder of files (a saved model): readers see no ``target`` or a
+    complete one. ``target`` must not exist when the block ends (remove a stale one first); on
+    an exception the temporary folder is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_name(target)
+    tmp.mkdir()
+    try:
+        yield tmp
+        os.rename(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bytes_atomic(target: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:

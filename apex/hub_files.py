@@ -21,6 +21,20 @@ from pathlib import Path
 Picker = Callable[[Sequence[str]], list[str]]
 
 
+def hub_errors() -> tuple[type[BaseException], ...]:
+    """What a Hub call raises when the repo cannot be had now (not a bug): HTTP errors (missing,
+    gated, no token, no permission), refused connections and timeouts, offline mode, disk errors,
+    an invalid repo id.
+
+    ``HfHubHTTPError`` derives from ``OSError`` and from the HTTP library's base error, which is
+    also what a connection or timeout error raises before any response; naming that base through
+    ``HfHubHTTPError.__bases__`` keeps this right whichever HTTP library the Hub client uses.
+    """
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return (OSError, ValueError, *HfHubHTTPError.__bases__)
+
+
 class SnapshotUnavailable(LookupError):
     """The wanted files are neither in the local cache nor downloadable; the message says why."""
 
@@ -140,7 +154,7 @@ def _download(repo_id: str, pick: Picker, cache_reason: str) -> Snapshot:
         directory = snapshot_download(repo_id, revision=info.sha, allow_patterns=files)
     except SnapshotUnavailable as err:
         raise SnapshotUnavailable(f"{repo_id} on the Hub: {err}") from err
-    except Exception as err:  # HTTP, auth, timeouts, disk: all mean "cannot have it now"
+    except hub_errors() as err:  # HTTP, auth, timeouts, disk: all mean "cannot have it now"
         raise SnapshotUnavailable(
             f"{repo_id}: {cache_reason}, and downloading it failed ({type(err).__name__}: {err})."
         ) from err

@@ -25,13 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
-from apex.checkpoints import (
+from apex.checkpoint_base import (
     PUBLISHED_ENCODER,
     PUBLISHED_REPO,
+    UNREADABLE,
     CheckpointError,
     ModelInfo,
+    load_reference_checkpoint,
     reference_info,
     strict_load,
 )
@@ -124,7 +127,7 @@ def read_state_dict(path: Path) -> Mapping[str, Any]:
 
             return load_file(str(path))
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch/pickle/zip/safetensors raise many types for one meaning
+    except (*UNREADABLE, SafetensorError) as err:  # one meaning: not a loadable file
         raise CheckpointError(
             f"cannot read {path} ({path.stat().st_size} bytes): {type(err).__name__}: {err}. "
             "The file is truncated or not a checkpoint: delete it (for a Hub cache, its "
@@ -272,7 +275,6 @@ def _model_info(heads: ReferenceHeads, snapshot: Snapshot, source: str) -> Model
 
 def load_snapshot_heads(snapshot: Snapshot, source: str) -> tuple[ReferenceHeads, ModelInfo]:
     """Published heads from a snapshot picked by :func:`pick_heads_files` (either layout)."""
-    from apex.checkpoints import load_reference_checkpoint
 
     first = snapshot.files[0]
     if first == CONFIG_NAME:

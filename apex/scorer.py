@@ -1,6 +1,6 @@
 """The scorer: audio in, the seven APEX scores (with a timeline, percentiles, uncertainty) out.
 
-``load_scorer()`` picks heads and an encoder; :class:`Scorer` runs them. Heads and their
+``apex.loader.load_scorer()`` picks heads and an encoder; :class:`Scorer` runs them. Heads and their
 :class:`~apex.checkpoints.ModelInfo` are held as one immutable ``(heads, info)`` tuple that
 :meth:`Scorer.swap` replaces in a single reference assignment; every scoring call reads that
 reference once, so a concurrent swap can never mix two models in one result. Encoder calls of
@@ -27,16 +27,11 @@ from torch import nn
 from apex.audio import Audio, load_audio
 from apex.batching import EncodeBatcher
 from apex.checkpoints import (
-    PUBLISHED_REPO,
-    CheckpointError,
     ModelInfo,
-    load_model,
 )
-from apex.encoders.base import SEGMENT_SECONDS, Embedding, Encoder, EncoderUnavailable
+from apex.encoders.base import SEGMENT_SECONDS, Embedding, Encoder
 from apex.heads import LINK_WEIGHTS, logistic_preference
-from apex.settings import Settings
 from apex.tasks import ENGAGEMENT
-from apex.training.registry import champion_of, registry_for
 
 #: Shown in results and by the CLI whenever the offline demo model answers.
 DEMO_NOTICE = (
@@ -350,120 +345,3 @@ class Scorer:
 
 
 # ---------------------------------------------------------------------------- construction
-def _make_encoder(
-    spec: str, precision: str, device: str | None, settings: Settings, local_only: bool
-) -> Encoder:
-    from apex.encoders import load_encoder
-
-    return load_encoder(
-        spec,
-        precision=precision,
-        device=device,
-        trust_remote_code=settings.trust_remote_code,
-        cache_dir=settings.cache_dir / "embeddings",
-        local_files_only=local_only,
-    )
-
-
-def _published(
-    encoder: str | None, precision: str, device: str | None, settings: Settings, local_only: bool
-) -> tuple[nn.Module, ModelInfo, Encoder]:
-    """The published heads (local cache first, the Hub only if not cached) and their MERT."""
-    from apex.published import load_published
-
-    published = load_published(PUBLISHED_REPO, local_files_only=local_only)
-    spec = encoder or published.encoder_spec
-    enc = _make_encoder(spec, precision, device, settings, local_only)
-    return published.heads, published.info, enc
-
-
-def _resolve_model(model: str, settings: Settings, local_only: bool) -> tuple[nn.Module, ModelInfo]:
-    if model == "demo":
-        from apex.demo_model import ensure_demo_model
-
-        return load_model(ensure_demo_model(settings))
-    return load_model(model, local_files_only=local_only)
-
-
-def _champion_or_auto(settings: Settings) -> tuple[str, list[str]]:
-    """``model="auto"``: the registry's champion directory when there is a loadable one, else
-    ``"auto"`` (published, then demo), with a notice when a champion exists but cannot load."""
-    champion = champion_of(settings)
-    if champion is None:
-        return "auto", []
-    try:
-        load_model(champion)
-    except CheckpointError as err:
-        return "auto", [f"The registry's champion {champion.name} cannot be loaded ({err})."]
-    return str(champion), []
-
-
-def load_scorer(
-    model: str = "auto",
-    encoder: str | None = None,
-    device: str | None = None,
-    precision: str = "fast",
-    *,
-    settings: Settings | None = None,
-) -> Scorer:
-    """Build a :class:`Scorer`.
-
-    Args:
-        model: ``"auto"`` (the model registry's champion, ``settings.models_dir/refits``, with
-            the encoder it was trained on, when there is one; else the published APEX heads,
-            ``amaai-lab/apex``, on MERT-v1-95M when both are in the local Hugging Face cache or
-            downloadable; otherwise the offline demo model, and every result says so), or a
-            pinned model: ``"demo"``, a local model directory, a reference ``.pt`` file, or a
-            Hub repo id.
-        encoder: ``None``/``"auto"`` for the encoder the heads were trained on, ``"fallback"``, a
-            local HuBERT-shaped checkpoint directory, or a Hub id.
-        device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        precision: encoder precision, ``"fast"`` (bf16 where supported) or ``"reference"`` (fp32).
-        settings: data directories, cache and limits (default: :meth:`Settings.from_env`).
-
-    Raises:
-        CheckpointError: an explicitly named model cannot be loaded.
-        EncoderUnavailable: an explicitly named encoder cannot be loaded.
-        ValueError: the heads and the encoder do not fit together.
-    """
-    settings = settings or Settings.from_env()
-    device = None if device in (None, "auto") else device
-    encoder = None if encoder in (None, "auto") else encoder
-    notices: list[str] = []
-    # Every Hub lookup reads the local cache first (preload_from_hub) and probes the Hub only
-    # on a cache miss (apex.hub_files), so a preloaded start-up makes no network round trip.
-    local_only = False
-    if model == "auto":
-        model, notice = _champion_or_auto(settings)
-        notices += notice
-    if model == "auto":
-        try:
-            if encoder == "fallback":
-                raise EncoderUnavailable("the published heads need MERT, not the fallback encoder")
-            heads, info, enc = _published(encoder, precision, device, settings, local_only)
-        except (CheckpointError, EncoderUnavailable) as err:
-            notices.append(
-                f"The published APEX model is not available here, so the offline demo model "
-                f"answers. Reason: {err}"
-            )
-            model, encoder = "demo", None
-    if model != "auto":
-        heads, info = _resolve_model(model, settings, local_only)
-        if info.kind != "published" and Path(model).parent == registry_for(settings).root:
-            encoder = None  # a champion serves with the encoder it was trained on
-        spec = encoder or str(info.metadata.get("encoder_spec", info.encoder_id))
-        enc = _make_encoder(spec, precision, device, settings, local_only)
-    if getattr(enc, "is_fallback", False):
-        notices.append(
-            "Fallback encoder: embeddings are built-in audio descriptors, not MERT; only heads "
-            "trained on them (the demo model) give meaningful scores."
-        )
-    return Scorer(
-        heads,
-        info,
-        enc,
-        device=device,
-        max_audio_s=settings.max_audio_s,
-        notices=notices,
-        max_batch=settings.score_concurrency,
-    )

@@ -11,33 +11,54 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: Vote sources a store knows (``annotation.store.records.SOURCES`` holds the same names).
-VOTE_SOURCES: tuple[str, ...] = ("live", "simulated", "imported")
+from apex.env_fields import SettingsError, check_env, parse_env, split_list
+from apex.env_fields import env_field as _env
+from apex.tasks import VOTE_SOURCES
+
+__all__ = [
+    "VOTE_SOURCES",
+    "Settings",
+    "SettingsError",
+    "default_data_dir",
+    "env_table",
+    "split_list",
+]
 
 
-def split_list(value: str) -> tuple[str, ...]:
-    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
-    return tuple(part.strip() for part in value.split(",") if part.strip())
+def _check_sources(name: str, value: str) -> None:
+    unknown = set(split_list(value)) - set(VOTE_SOURCES)
+    if unknown or not split_list(value):
+        raise SettingsError(
+            f"{name}={value!r} names unknown vote sources {sorted(unknown)}; use "
+            f"a comma-separated subset of {', '.join(VOTE_SOURCES)} (e.g. `live`)."
+        )
 
 
-class SettingsError(ValueError):
-    """A configuration value is invalid; the message names the variable and the fix."""
+def _check_repo_id(name: str, value: str | None) -> None:
+    if value is not None and value.count("/") != 1:
+        raise SettingsError(f"{name}={value!r} is not a repo id; use the form `owner/name`.")
+
+
+class _Under:
+    """A path under ``Settings.data_dir``, read like an attribute (``settings.cache_dir``)."""
+
+    def __init__(self, name: str, doc: str) -> None:
+        self.name = name
+        self.__doc__ = doc
+
+    def __get__(self, settings: Any, owner: type | None = None) -> Path:
+        if settings is None:
+            return self  # type: ignore[return-value]  # the class attribute: for docs
+        return settings.data_dir / self.name
 
 
 def default_data_dir() -> Path:
     """``/data/apex`` when ``/data`` exists (Space persistent storage), else ``./var``."""
     return Path("/data/apex") if Path("/data").is_dir() else Path("var").resolve()
-
-
-def _env(name: str, doc: str, default: Any = None, **checks: Any) -> Any:
-    meta = {"env": name, "doc": doc, **checks}
-    if callable(default):
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -193,6 +214,7 @@ class Settings:
         "APEX_VOTES_REPO",
         "Hub dataset repo id (`owner/name`) that receives the votes; unset keeps votes local.",
         None,
+        check=_check_repo_id,
     )
     votes_private: bool = _env(
         "APEX_VOTES_PRIVATE", "Create the votes dataset repo as private.", False
@@ -255,6 +277,7 @@ class Settings:
         "Comma-separated vote sources that train refits: `live` (votes cast in this arena), "
         "`simulated`, `imported`. Default only live votes.",
         "live",
+        check=_check_sources,
     )
     refit_threads: int = _env(
         "APEX_REFIT_THREADS",
@@ -322,13 +345,13 @@ class Settings:
             raw = env.get(name)
             if raw is None or raw.strip() == "":
                 continue
-            values[f.name] = _parse(f, raw.strip())
+            values[f.name] = parse_env(f, raw.strip())
         values.update(overrides)
         return cls(**values)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            _check(f, getattr(self, f.name))
+            check_env(f, getattr(self, f.name))
         object.__setattr__(self, "data_dir", Path(self.data_dir))
 
     def replace(self, **changes: Any) -> Settings:
@@ -350,30 +373,13 @@ class Settings:
         """True when ``APEX_MODEL`` names a model: promotions are then not swapped in."""
         return self.model != "auto"
 
-    @property
-    def store_path(self) -> Path:
-        """SQLite vote store file."""
-        return self.data_dir / "votes.sqlite"
-
-    @property
-    def cache_dir(self) -> Path:
-        """Embedding and prediction cache."""
-        return self.data_dir / "cache"
-
-    @property
-    def models_dir(self) -> Path:
-        """Versioned model directories (demo model, refits)."""
-        return self.data_dir / "models"
-
-    @property
-    def demo_dir(self) -> Path:
-        """The generated demo corpus (audiofolder layout)."""
-        return self.data_dir / "demo"
-
-    @property
-    def export_dir(self) -> Path:
-        """Append-only Parquet vote shards, the folder the Hub sync uploads."""
-        return self.data_dir / "export"
+    store_path = _Under("votes.sqlite", "SQLite vote store file.")
+    cache_dir = _Under("cache", "Embedding and prediction cache.")
+    models_dir = _Under("models", "Versioned model directories (demo model, refits).")
+    demo_dir = _Under("demo", "The generated demo corpus (audiofolder layout).")
+    export_dir = _Under(
+        "export", "Append-only Parquet vote shards, the folder the Hub sync uploads."
+    )
 
 
 def env_table() -> list[tuple[str, str, str]]:
@@ -386,59 +392,3 @@ def env_table() -> list[tuple[str, str, str]]:
             default = "see description"
         rows.append((f.metadata["env"], default, f.metadata["doc"]))
     return rows
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _kind(f: dataclasses.Field) -> str:
-    text = str(f.type)
-    for kind in ("bool", "int", "float", "Path"):
-        if kind in text:
-            return kind
-    return "str"
-
-
-def _parse(f: dataclasses.Field, raw: str) -> Any:
-    name, kind = f.metadata["env"], _kind(f)
-    if kind == "bool":
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        raise SettingsError(f"{name}={raw!r} is not a yes/no value; use 1/0, true/false or yes/no.")
-    if kind in ("int", "float"):
-        try:
-            return int(raw) if kind == "int" else float(raw)
-        except ValueError:
-            raise SettingsError(
-                f"{name}={raw!r} is not {'an integer' if kind == 'int' else 'a number'}; "
-                f"set it like {name}={f.default}."
-            ) from None
-    if kind == "Path":
-        return Path(raw).expanduser()
-    return raw
-
-
-def _check(f: dataclasses.Field, value: Any) -> None:
-    meta, name = f.metadata, f.metadata["env"]
-    if isinstance(value, float) and value != value:  # NaN
-        raise SettingsError(f"{name} is NaN; set a number such as {f.default}.")
-    if "choices" in meta and value not in meta["choices"]:
-        raise SettingsError(f"{name}={value!r} is not one of {', '.join(meta['choices'])}.")
-    if "min" in meta and value < meta["min"]:
-        raise SettingsError(f"{name}={value!r} is below its minimum {meta['min']}.")
-    if "max" in meta and value > meta["max"]:
-        raise SettingsError(f"{name}={value!r} is above its maximum {meta['max']}.")
-    if name == "APEX_REFIT_SOURCES":
-        unknown = set(split_list(value)) - set(VOTE_SOURCES)
-        if unknown or not split_list(value):
-            raise SettingsError(
-                f"APEX_REFIT_SOURCES={value!r} names unknown vote sources {sorted(unknown)}; use "
-                f"a comma-separated subset of {', '.join(VOTE_SOURCES)} (e.g. `live`)."
-            )
-    if name == "APEX_VOTES_REPO" and value is not None and value.count("/") != 1:
-        raise SettingsError(
-            f"APEX_VOTES_REPO={value!r} is not a repo id; use the form `owner/name`."
-        )

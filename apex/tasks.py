@@ -47,6 +47,9 @@ SIDES: tuple[str, ...] = ("A", "B")
 #: Share of the win that side A gets for each *rated* preference: TIE is half a win each way;
 #: BOTH_BAD is kept in the data but rates nobody, so it has no entry.
 A_WIN_SHARE: dict[str, float] = {"A": 1.0, "B": 0.0, "TIE": 0.5}
+#: Where a stored vote came from: cast in this arena, simulated (tests, benchmarks, the demo), or
+#: imported from another arena's release. Only ``live`` votes train a refit by default.
+VOTE_SOURCES: tuple[str, ...] = ("live", "simulated", "imported")
 #: Preferences that pick a winner (the pairwise-accuracy metrics count only these).
 DECISIVE: tuple[str, ...] = ("A", "B")
 

@@ -66,8 +66,8 @@ def _votes(meta: pd.DataFrame, utility, n: int, rng, start: float) -> pd.DataFra
 
 
 def _agreement(model, info, data, held) -> float:
+    from apex.evaluation.metrics import evaluate_model
     from apex.tasks import TASK_OUTPUTS
-    from apex.training.evaluate import evaluate_model
 
     used = bool(info.metadata.get("preference_trained", False))
     tasks = TASK_OUTPUTS.get(info.metadata.get("train_config", {}).get("task"))
@@ -78,7 +78,7 @@ def _agreement(model, info, data, held) -> float:
 def _latency(settings, corpus: Path, files: list[str], worker_request: dict | None) -> list[float]:
     """Milliseconds per ``Scorer.score`` call (embedding cache off), optionally under a refit."""
     from apex.checkpoints import load_model
-    from apex.demo_model import ensure_demo_model
+    from apex.demo.model import ensure_demo_model
     from apex.encoders import FallbackEncoder
     from apex.scorer import Scorer
     from apex.training.worker import run_in_subprocess
@@ -116,12 +116,13 @@ def _latency(settings, corpus: Path, files: list[str], worker_request: dict | No
 def run(clips: int, data_dir: Path, seed: int, latency: bool) -> dict:
     from apex.checkpoints import ModelInfo, load_model
     from apex.demo import ensure_demo_corpus, load_metadata
+    from apex.demo.evidence import demo_engagement
     from apex.demo.listeners import hidden_utility
-    from apex.demo_model import ensure_demo_model
+    from apex.demo.model import ensure_demo_model
     from apex.settings import Settings
+    from apex.training.battles import battles_from_votes
     from apex.training.config import scaled_train_config
-    from apex.training.data import battles_from_votes, load_engagement
-    from apex.training.demo import demo_engagement
+    from apex.training.data import load_engagement
     from apex.training.loop import train
     from apex.training.refit import RefitConfig, run_refit
     from apex.training.registry import ModelRegistry

@@ -64,23 +64,17 @@ def write_encoder(out: Path) -> Path:
     import torch
 
     from apex.encoders.hubert import (
-        _LEGACY_RENAMES,
         build_hubert,
+        config_json,
+        legacy_state_dict,
         mert_95m_config,
         write_preprocessor_config,
     )
 
     out.mkdir(parents=True, exist_ok=True)
     config = mert_95m_config()
-    model = build_hubert(config, seed=0)
-    inverse = {new: old for old, new in _LEGACY_RENAMES.items()}
-    state = {}
-    for key, tensor in model.state_dict().items():
-        for new, old in inverse.items():
-            key = key.replace(new, old)
-        state[key] = tensor.contiguous()
-    torch.save(state, out / "pytorch_model.bin")
-    raw = {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
+    torch.save(legacy_state_dict(build_hubert(config, seed=0)), out / "pytorch_model.bin")
+    raw = config_json(config)
     raw.update(model_type="mert_model", architectures=["MERTModel"], sample_rate=RATE)
     (out / "config.json").write_text(json.dumps(raw, indent=2, default=list))
     write_preprocessor_config(out, do_normalize=False)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from apex.demo import ensure_demo_corpus
-from apex.demo_model import ensure_demo_model
+from apex.demo.model import ensure_demo_model
 from apex.settings import Settings
 
 BUDGET_S = 60.0

@@ -95,30 +95,36 @@ def style_section(n_votes: int, seed: int) -> dict:
 
 
 def flags_section(honest: int, per_voter: int, seed: int) -> dict:
-    tmp = Path(tempfile.mkdtemp(prefix="apex-fairness-"))
-    settings = Settings.from_env({}, data_dir=tmp / "data", salt="bench", min_listen_s=5.0)
-    pool = write_sim_pool(tmp / "pool", tuple(FLAG_STRENGTHS), seed=seed)
-    clock = SimClock()
-    kinds = {"honest": honest, "always_a": 3, "too_fast": 3, "contrarian": 3}
-    start = time.perf_counter()
-    with SQLiteVoteStore(settings.store_path) as store:
-        arena = Arena(settings, pool, store, clock=clock, seed=seed)
-        votes = run_voters(arena, clock, FLAG_STRENGTHS, kinds, votes_per_voter=per_voter,
-                           seed=seed)  # fmt: skip
-    seconds = time.perf_counter() - start
-    print(f"\nVote-quality flags: {len(votes)} votes through the real arena in {seconds:.0f} s "
-          f"({honest} honest voters, 3 of each scripted kind, {per_voter} votes each)")  # fmt: skip
-    out = {"votes": len(votes)}
-    for kind, group in votes.groupby("kind"):
-        marks = [split_flags(f) for f in group["flags"]]
-        rate = sum(bool(m) for m in marks) / len(marks)
-        reasons = Counter(r for m in marks for r in m)
-        voters = group.groupby("user_pseudonym")["flags"].apply(lambda f: (f != "").any())
-        print(f"  {kind:10} votes flagged {rate:6.1%}  voters with a flag "
-              f"{voters.mean():6.1%}  reasons {dict(reasons)}")  # fmt: skip
-        out[f"{kind}_flagged_votes"] = round(rate, 4)
-        out[f"{kind}_flagged_voters"] = round(float(voters.mean()), 4)
-    return out
+    with tempfile.TemporaryDirectory(prefix="apex-fairness-") as name:
+        tmp = Path(name)
+        settings = Settings.from_env({}, data_dir=tmp / "data", salt="bench", min_listen_s=5.0)
+        pool = write_sim_pool(tmp / "pool", tuple(FLAG_STRENGTHS), seed=seed)
+        clock = SimClock()
+        kinds = {"honest": honest, "always_a": 3, "too_fast": 3, "contrarian": 3}
+        start = time.perf_counter()
+        with SQLiteVoteStore(settings.store_path) as store:
+            arena = Arena(settings, pool, store, clock=clock, seed=seed)
+            votes = run_voters(
+                arena, clock, FLAG_STRENGTHS, kinds, votes_per_voter=per_voter, seed=seed
+            )
+        seconds = time.perf_counter() - start
+        print(
+            f"\nVote-quality flags: {len(votes)} votes through the real arena in {seconds:.0f} s "
+            f"({honest} honest voters, 3 of each scripted kind, {per_voter} votes each)"
+        )
+        out = {"votes": len(votes)}
+        for kind, group in votes.groupby("kind"):
+            marks = [split_flags(f) for f in group["flags"]]
+            rate = sum(bool(m) for m in marks) / len(marks)
+            reasons = Counter(r for m in marks for r in m)
+            voters = group.groupby("user_pseudonym")["flags"].apply(lambda f: (f != "").any())
+            print(
+                f"  {kind:10} votes flagged {rate:6.1%}  voters with a flag "
+                f"{voters.mean():6.1%}  reasons {dict(reasons)}"
+            )
+            out[f"{kind}_flagged_votes"] = round(rate, 4)
+            out[f"{kind}_flagged_voters"] = round(float(voters.mean()), 4)
+        return out
 
 
 def main(argv: list[str] | None = None) -> None:

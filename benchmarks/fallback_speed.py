@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/fallback_speed.py [--clips 16] [--rounds 3]``.
 
-The offline demo model (``apex.demo_model``) encodes its fit subset of demo clips with
+The offline demo model (``apex.demo.model``) encodes its fit subset of demo clips with
 :class:`apex.encoders.FallbackEncoder` on first use and must be ready within 60 s, so the figure
 that matters is how many seconds of audio the encoder describes per second on one CPU core
 (x real time) and hence how many demo clips fit in the budget. It measures, in one run and

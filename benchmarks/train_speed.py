@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from apex.tasks import SCORE_NAMES
+from apex.training.battles import Battles
 from apex.training.config import TrainConfig
-from apex.training.data import Battles, EngagementData
+from apex.training.data import EngagementData
 from apex.training.loop import train
 
 

@@ -16,13 +16,14 @@ from typing import Any, Protocol
 import pandas as pd
 
 from annotation.rules import ListenEvent
-from apex.tasks import PREFERENCES
+from apex.tasks import PREFERENCES, VOTE_SOURCES
 
 #: The schema version both backends migrate to (each keeps its own statements per version).
 #: 2 added the clips' loudness, duration and vocals, the vote-quality flags and ``signed_in``.
 SCHEMA_VERSION = 2
-#: Where a vote came from (the store's ``CHECK`` on ``source`` is built from this tuple).
-SOURCES: tuple[str, ...] = ("live", "simulated", "imported")
+#: Where a vote came from (:data:`apex.tasks.VOTE_SOURCES`; the store's ``CHECK`` on ``source``
+#: is built from it).
+SOURCES: tuple[str, ...] = VOTE_SOURCES
 #: A battle's states, the first the default (the ``CHECK`` on ``battles.status``).
 BATTLE_STATUSES: tuple[str, ...] = ("open", "voted")
 #: Vote fields stored as JSON (lists and dicts).

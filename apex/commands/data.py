@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from apex.cli import EXIT_OK, guarded
 from apex.tasks import ENGAGEMENT_POWER
 
 if TYPE_CHECKING:
@@ -27,19 +27,19 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``apex data`` and its subcommands to the ``apex`` parser."""
     data = subparsers.add_parser("data", help="fetch/convert public data (Music Arena, Suno...)")
-    sub = data.add_subparsers(dest="data_command", metavar="SOURCE", required=True)
+    sub = data.add_subparsers(dest="subcommand", metavar="SOURCE", required=True)
 
     demo = sub.add_parser("arena-demo", help="demo clips + simulated votes in Music Arena's layout")
     demo.add_argument("--out", type=Path, required=True)
     demo.add_argument("--votes", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--audio", choices=("mp3", "copy"), default="mp3")
-    demo.set_defaults(func=cmd_arena_demo)
+    demo.set_defaults(func=guarded(cmd_arena_demo))
 
     arena = sub.add_parser("music-arena", help="download Music Arena's release and summarise it")
     arena.add_argument("--data", default="music-arena", help="folder, 'music-arena' or a Hub id")
     arena.add_argument("--batch", action="append", default=[], help="only this batch (repeat)")
-    arena.set_defaults(func=cmd_music_arena)
+    arena.set_defaults(func=guarded(cmd_music_arena))
 
     eng = sub.add_parser("engagement", help="Suno/Udio listing -> audio + apex embed manifest")
     eng.add_argument("listing", type=Path, help=".jsonl/.json/.csv/.parquet listing")
@@ -55,18 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eng.add_argument("--min-interval", type=float, default=1.0, help="seconds between requests")
     eng.add_argument("--retries", type=int, default=5)
     eng.add_argument("--dry-run", action="store_true", help="map and score, download nothing")
-    eng.set_defaults(func=cmd_engagement)
+    eng.set_defaults(func=guarded(cmd_engagement))
 
     song = sub.add_parser("songeval", help="SongEval ratings -> manifest (CC BY-NC-SA 4.0)")
     song.add_argument("--data", default="ASLP-lab/SongEval", help="folder or Hub dataset id")
     song.add_argument("--manifest", type=Path, required=True)
     song.add_argument("--evaluate", default=None, metavar="MODEL", help="score the test split")
-    song.set_defaults(func=cmd_songeval)
-
-
-def _fail(message: object) -> int:
-    print(f"apex data: {message}", file=sys.stderr)
-    return 1
+    song.set_defaults(func=guarded(cmd_songeval))
 
 
 def cmd_arena_demo(args: argparse.Namespace) -> int:
@@ -80,20 +75,17 @@ def cmd_arena_demo(args: argparse.Namespace) -> int:
     out = export_votes(corpus, votes, args.out, audio_format=args.audio)
     print(f"DEMO: {len(votes)} simulated battles in Music Arena's layout -> {out}")
     print(f"next: apex eval arena --data {out} --model demo")
-    return 0
+    return EXIT_OK
 
 
 def cmd_music_arena(args: argparse.Namespace) -> int:
     """Resolve (download) a release and print what it holds."""
     from apex.settings import Settings
     from apex.sources import LICENSES
-    from apex.sources.music_arena import MusicArenaError, read_release, resolve
+    from apex.sources.music_arena import read_release, resolve
 
     cache = Settings.from_env().cache_dir / "hub-datasets"
-    try:
-        release = read_release(resolve(args.data, cache_dir=cache, batches=tuple(args.batch)))
-    except MusicArenaError as err:
-        return _fail(err)
+    release = read_release(resolve(args.data, cache_dir=cache, batches=tuple(args.batch)))
     b, clips = release.battles, release.clips()
     counts = b["preference"].value_counts().to_dict()
     print(
@@ -104,7 +96,7 @@ def cmd_music_arena(args: argparse.Namespace) -> int:
     print(
         f"next: apex eval arena --data {release.root}   |   APEX_POOL={release.root} python app.py"
     )
-    return 0
+    return EXIT_OK
 
 
 def cmd_engagement(args: argparse.Namespace) -> int:
@@ -112,17 +104,13 @@ def cmd_engagement(args: argparse.Namespace) -> int:
     from apex.sources import LICENSES
     from apex.sources.download import DownloadConfig, download_all
     from apex.sources.engagement import (
-        ListingError,
         download_items,
         normalise,
         read_listing,
         with_targets,
     )
 
-    try:
-        listing, skipped = normalise(read_listing(args.listing), args.source)
-    except ListingError as err:
-        return _fail(err)
+    listing, skipped = normalise(read_listing(args.listing), args.source)
     listing = with_targets(listing.head(args.limit) if args.limit else listing, power=args.power)
     print(
         f"{len(listing)} songs mapped ({len(skipped)} rows skipped), "
@@ -132,7 +120,7 @@ def cmd_engagement(args: argparse.Namespace) -> int:
         print("first skipped rows: " + "; ".join(f"row {i}: {why}" for i, why in skipped[:5]))
     print(f"licence: {LICENSES['suno-metadata']}")
     if args.dry_run:
-        return 0
+        return EXIT_OK
     config = DownloadConfig(min_interval_s=args.min_interval, retries=args.retries)
     results = download_all(download_items(listing), args.out, config)
     status = {s: sum(r.status == s for r in results) for s in {r.status for r in results}}
@@ -141,7 +129,7 @@ def cmd_engagement(args: argparse.Namespace) -> int:
         f"next: apex embed {args.out / 'manifest.jsonl'} --out {args.out / 'embeddings'} "
         "--encoder m-a-p/MERT-v1-95M"
     )
-    return 0
+    return EXIT_OK
 
 
 def cmd_songeval(args: argparse.Namespace) -> int:
@@ -149,23 +137,18 @@ def cmd_songeval(args: argparse.Namespace) -> int:
     from apex.settings import Settings
     from apex.sources.songeval import (
         LICENSE,
-        SongEvalError,
         aesthetic_metrics,
         read_songeval,
         write_manifest,
     )
 
     settings = Settings.from_env()
-    try:
-        root = _songeval_root(args.data, settings.cache_dir / "hub-datasets")
-        data = read_songeval(root)
-    except SongEvalError as err:
-        return _fail(err)
+    data = read_songeval(_songeval_root(args.data, settings.cache_dir / "hub-datasets"))
     path = write_manifest(data, args.manifest)
     print(f"{len(data.songs)} rated songs, {len(data.skipped)} skipped -> {path}")
     print(f"licence: {LICENSE}; models trained on it inherit the non-commercial terms")
     if args.evaluate:
-        from apex.scorer import load_scorer
+        from apex.loader import load_scorer
 
         scorer = load_scorer(args.evaluate, settings=settings)
         test = data.songs[(data.songs["split"] == "test") & data.songs["has_audio"]]
@@ -175,7 +158,7 @@ def cmd_songeval(args: argparse.Namespace) -> int:
         }
         metrics = aesthetic_metrics(_frame(preds), test.set_index("clip_id"))
         print(json.dumps(metrics, indent=2))
-    return 0
+    return EXIT_OK
 
 
 def _frame(rows: dict[str, dict[str, float]]) -> pd.DataFrame:
@@ -192,9 +175,11 @@ def _songeval_root(spec: str, cache: Path) -> Path:
         return Path(spec).expanduser()
     from huggingface_hub import snapshot_download
 
+    from apex.hub_files import hub_errors
+
     try:
         return Path(snapshot_download(spec, repo_type="dataset", cache_dir=cache))
-    except Exception as exc:  # offline, gated, wrong id: one piece of advice
+    except hub_errors() as exc:  # offline, gated, wrong id: one piece of advice
         raise SongEvalError(
             f"could not download {spec!r} ({type(exc).__name__}: {exc}); the Hub may be "
             "unreachable. Download it elsewhere and pass --data DIR."

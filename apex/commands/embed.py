@@ -13,12 +13,32 @@ import argparse
 import sys
 from pathlib import Path
 
+from apex.cli import EXIT_FAILED, EXIT_OK, dataclass_flags, from_args, guarded
+
+#: Help of the flags generated from :class:`apex.embed.EmbedConfig`.
+_HELP = {
+    "encoder": "'fallback', a local MERT/HuBERT directory, or a Hub id",
+    "precision": "MERT compute precision: fast (bf16 where supported) or reference (fp32)",
+    "device": "auto, cpu, cuda, cuda:N",
+    "workers": "decoding processes, local engine (0 = in process)",
+    "batch_size": "clips per encoder call, and MERT segments per forward pass",
+    "shard_size": "songs per Parquet shard",
+    "engine": "local (process pool + one encoder) or ray (Ray Data: CPU decode tasks, one "
+    "encoder actor per GPU; needs the .[ray] extra)",
+    "address": "Ray cluster address (auto, ray://host:10001)",
+    "num_cpus": "CPUs of a local Ray (no --address)",
+    "max_seconds": "longest accepted song in seconds; longer ones go to the errors shard",
+    "trust_remote_code": "let a checkpoint run its own modelling code (off by default)",
+    "progress": "show a progress bar on stderr",
+}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``embed`` subcommand to the ``apex`` parser."""
-    from apex.embed.job import ENGINES, EmbedConfig
+    from apex.embed import EmbedConfig, EmbedError, ManifestError
+    from apex.embed.config import ENGINES
+    from apex.encoders import EncoderUnavailable
 
-    defaults = EmbedConfig(manifest="", out=Path())
     p = subparsers.add_parser(
         "embed",
         help="embed a corpus (manifest) into resumable Parquet shards",
@@ -28,83 +48,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("manifest", help="JSONL/CSV manifest or Hub dataset id (owner/name)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
-    p.add_argument(
-        "--encoder",
-        default=defaults.encoder,
-        help="'fallback', a local MERT/HuBERT directory, or a Hub id (default: %(default)s)",
+    dataclass_flags(
+        p,
+        EmbedConfig,
+        skip=("manifest", "out"),
+        choices={"precision": ("fast", "reference"), "engine": ENGINES},
+        help=_HELP,
     )
-    p.add_argument(
-        "--precision",
-        choices=("fast", "reference"),
-        default=defaults.precision,
-        help="MERT compute precision: fast (bf16 where supported) or reference (fp32)",
-    )
-    p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=defaults.workers,
-        help="decoding processes, local engine (default: %(default)s; 0 = in process)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.batch_size,
-        help="clips per encoder call, and MERT segments per forward pass",
-    )
-    p.add_argument(
-        "--shard-size", type=int, default=defaults.shard_size, help="songs per Parquet shard"
-    )
-    p.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default=defaults.engine,
-        help="local (process pool + one encoder) or ray (Ray Data: CPU decode tasks, one "
-        "encoder actor per GPU; needs the .[ray] extra)",
-    )
-    p.add_argument("--address", default=None, help="Ray cluster address (auto, ray://host:10001)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (no --address)")
-    p.add_argument(
-        "--max-seconds",
-        type=float,
-        default=defaults.max_seconds,
-        help="longest accepted song in seconds; longer ones go to the errors shard",
-    )
-    p.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="let a checkpoint run its own modelling code (off by default)",
-    )
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.set_defaults(func=cmd_embed)
+    p.set_defaults(func=guarded(cmd_embed, errors=(ManifestError, EmbedError, EncoderUnavailable)))
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    """Run the job; print a one-line summary; exit 1 on a job-level error, 0 otherwise."""
-    from apex.embed import EmbedConfig, EmbedError, ManifestError, run_embed
-    from apex.encoders import EncoderUnavailable
+    """Run the job; print a one-line summary; exit 1 if any song failed, 2 on a job-level error."""
+    from apex.embed import EmbedConfig, run_embed
 
-    try:
-        config = EmbedConfig(
-            manifest=args.manifest,
-            out=args.out,
-            encoder=args.encoder,
-            precision=args.precision,
-            device=args.device,
-            workers=args.workers,
-            batch_size=args.batch_size,
-            shard_size=args.shard_size,
-            engine=args.engine,
-            address=args.address,
-            num_cpus=args.num_cpus,
-            max_seconds=args.max_seconds,
-            trust_remote_code=args.trust_remote_code,
-            progress=args.progress,
-        )
-        summary = run_embed(config)
-    except (ValueError, ManifestError, EmbedError, EncoderUnavailable) as err:
-        print(f"apex embed: {err}", file=sys.stderr)
-        return 1
+    summary = run_embed(from_args(EmbedConfig, args))
     print(
         f"embedded {summary.embedded}, failed {summary.failed}, skipped {summary.skipped} "
         f"(already done) of {summary.total} songs in {summary.seconds:.1f} s "
@@ -113,4 +71,5 @@ def cmd_embed(args: argparse.Namespace) -> int:
     )
     if summary.failed:
         print(f"see {summary.out / 'errors'} for the reasons", file=sys.stderr)
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK

@@ -22,12 +22,15 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from apex.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, dataclass_flags, fail
 from apex.settings import Settings, SettingsError
 from apex.tasks import SCORE_NAMES, SCORE_RANGES
 
 #: Files longer than this get a progress line on stderr while they are encoded, seconds.
 PROGRESS_AFTER_S = 60.0
 _COLUMN, _NAME = 10, 24
+#: :class:`~apex.settings.Settings` fields the command takes as flags (default: the env value).
+_SETTINGS = ("model", "encoder", "precision", "device", "max_audio_s")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,20 +43,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio files to score")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead")
-    p.add_argument("--model", default=None, help="auto | demo | model dir | .pt | Hub id")
-    p.add_argument("--encoder", default=None, help="auto | fallback | MERT dir | Hub id")
-    p.add_argument("--precision", default=None, choices=("fast", "reference"))
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--max-audio-s", type=float, default=None, help="longest accepted file, s")
+    dataclass_flags(
+        p,
+        Settings,
+        only=_SETTINGS,
+        overrides=dict.fromkeys(_SETTINGS),
+        choices={"precision": ("fast", "reference")},
+        help={
+            "model": "auto | demo | model dir | .pt | Hub id",
+            "encoder": "auto | fallback | MERT dir | Hub id",
+            "device": "auto | cpu | cuda | cuda:N",
+            "max_audio_s": "longest accepted file, s",
+        },
+    )
     p.set_defaults(func=cmd_score)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        key: value
-        for key in ("model", "encoder", "precision", "device", "max_audio_s")
-        if (value := getattr(args, key)) is not None
-    }
+    """``Settings.from_env`` with the flags that were given (None: the ``APEX_*`` value)."""
+    overrides = {key: value for key in _SETTINGS if (value := getattr(args, key)) is not None}
     return Settings.from_env(**overrides)
 
 
@@ -62,7 +70,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from apex.audio import AudioError, load_audio
     from apex.checkpoints import CheckpointError
     from apex.encoders import EncoderUnavailable
-    from apex.scorer import load_scorer
+    from apex.loader import load_scorer
 
     try:
         settings = _settings(args)
@@ -74,8 +82,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             settings=settings,
         )
     except (SettingsError, CheckpointError, EncoderUnavailable, ValueError) as err:
-        print(f"apex score: cannot load the model: {err}", file=sys.stderr)
-        return 2
+        return fail(args, f"cannot load the model: {err}", EXIT_USAGE)
     for notice in scorer.notices:
         print(f"apex score: note: {notice}", file=sys.stderr)
     info = scorer.info()
@@ -106,7 +113,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         except (AudioError, OSError) as err:
             failed += 1
             where = "" if path.name in str(err) else f"{path}: "
-            print(f"apex score: {where}{err}", file=sys.stderr)
+            fail(args, f"{where}{err}", EXIT_FAILED)
             continue
         if audio.duration_s > PROGRESS_AFTER_S:
             elapsed = time.perf_counter() - started
@@ -121,7 +128,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             _print_row(sys.stdout, path.name, payload)
     if failed:
         print(f"apex score: {failed} of {len(args.files)} file(s) failed.", file=sys.stderr)
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _short(name: str) -> str:

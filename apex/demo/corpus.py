@@ -31,6 +31,7 @@ import soundfile as sf
 from apex.demo import truth
 from apex.demo.synth import LEAD_TIMBRES, ClipSpec, render_clip
 from apex.demo.systems import SYSTEMS, TRAITS
+from apex.files import is_partial, partial_name, write_text_atomic
 from apex.tasks import AESTHETICS
 
 if TYPE_CHECKING:
@@ -103,9 +104,10 @@ def build_demo_corpus(
 
 def _build(out: Path, seed: int, n_clips: int) -> None:
     started = time.perf_counter()
-    for stale in out.glob(".build-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = out / f".build-{os.getpid()}"
+    for stale in out.iterdir():
+        if is_partial(stale):  # a killed build's staging folder
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = partial_name(out / "build")
     (staging / "audio").mkdir(parents=True)
     plan = _plan(seed, n_clips)
     _render_all(staging, plan)
@@ -119,7 +121,7 @@ def _build(out: Path, seed: int, n_clips: int) -> None:
         os.replace(staging / name, out / name)
     shutil.rmtree(staging)
     info = _corpus_info(table, seed, n_clips, time.perf_counter() - started)
-    (out / "corpus.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_text_atomic(out / "corpus.json", json.dumps(info, indent=2) + "\n")
 
 
 def ensure_demo_corpus(settings: Settings) -> Path:

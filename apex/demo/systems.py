@@ -147,12 +147,3 @@ SYSTEMS: tuple[DemoSystem, ...] = (
         *(0.22, 0.22, 0.2, 0.22, 0.25, 0.2, 0.2),
     ),
 )
-
-
-def system_by_name(name: str) -> DemoSystem:
-    """Return the demo system called ``name``; raise KeyError listing the known names."""
-    for system in SYSTEMS:
-        if system.name == name:
-            return system
-    known = ", ".join(s.name for s in SYSTEMS)
-    raise KeyError(f"unknown demo system {name!r}; known systems: {known}")

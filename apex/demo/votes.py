@@ -22,6 +22,9 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+#: The order outcomes are drawn in from one uniform number (the seeded stream depends on it).
+_DRAW_ORDER: tuple[str, ...] = ("BOTH_BAD", "TIE", "A", "B")
+
 BT_SCALE = 1.5  # logits per quality point
 BOTH_BAD_MAX, BOTH_BAD_SLOPE, BOTH_BAD_BELOW = 0.6, 4.0, 2.6
 TIE_BASE, TIE_CLOSE, TIE_WIDTH = 0.08, 0.15, 0.5
@@ -106,10 +109,10 @@ def simulate_votes(
     a, b = _draw_pairs(clips, n, rng)
     qa, qb = clips["quality"].to_numpy(float)[a], clips["quality"].to_numpy(float)[b]
     probs = outcome_probabilities(qa, qb)
-    cumulative = np.cumsum([probs[k] for k in ("BOTH_BAD", "TIE", "A")], axis=0)
+    cumulative = np.cumsum([probs[k] for k in _DRAW_ORDER[:-1]], axis=0)
     u = rng.random(n)
-    choice = (u[None, :] >= cumulative).sum(axis=0)  # 0 BOTH_BAD, 1 TIE, 2 A, 3 B
-    preference = np.array(["BOTH_BAD", "TIE", "A", "B"])[choice]
+    choice = (u[None, :] >= cumulative).sum(axis=0)  # index into _DRAW_ORDER
+    preference = np.array(_DRAW_ORDER)[choice]
     instrumental = clips["is_instrumental"].to_numpy(bool)
     return pd.DataFrame(
         {

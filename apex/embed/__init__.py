@@ -10,7 +10,8 @@ that cannot be embedded are listed with their reason in ``out / "errors"``; the 
 
 from __future__ import annotations
 
-from apex.embed.job import ENGINES, EmbedConfig, EmbedSummary, run_embed
+from apex.embed.config import ENGINES, EmbedConfig
+from apex.embed.job import EmbedSummary, run_embed
 from apex.embed.manifest import ManifestError, read_manifest
 from apex.embed.shards import (
     EMBEDDINGS_DIR,

@@ -7,66 +7,16 @@ so decoding on the CPU cores overlaps encoding on the accelerator.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apex.embed.config import EmbedConfig, build_encoder, progress_bar
 from apex.embed.decoding import decoded_items
 from apex.embed.manifest import read_manifest
 from apex.embed.records import encode_items, records_table
-from apex.embed.shards import EmbedError, ShardWriter, finished_ids
-
-ENGINES = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class EmbedConfig:
-    """Everything ``apex embed`` takes (the CLI flags mirror these fields).
-
-    Attributes:
-        manifest: JSONL/CSV manifest file or Hub dataset id (see :mod:`apex.embed.manifest`).
-        out: Output folder (see :mod:`apex.embed.shards`).
-        encoder: ``"fallback"``, a local HuBERT/MERT directory, or a Hub id.
-        precision: ``"fast"`` or ``"reference"`` (MERT).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (local engine).
-        workers: Decoding processes (local engine); 0 decodes in the main process.
-        batch_size: Clips per encoder call (and MERT segments per forward pass).
-        shard_size: Songs per embeddings shard (the resumption granularity).
-        engine: ``"local"`` or ``"ray"``.
-        address: Ray cluster address (``"auto"``, ``"ray://host:10001"``); None starts a local
-            Ray with ``num_cpus`` CPUs.
-        num_cpus: CPUs of a local Ray started by the job (None: all).
-        max_seconds: Longest accepted song, seconds (longer ones go to the errors shard).
-        trust_remote_code: Let a MERT checkpoint run its own modelling code (explicit opt-in).
-        progress: Show a tqdm progress bar (rate and ETA) on stderr.
-    """
-
-    manifest: str
-    out: Path
-    encoder: str = "fallback"
-    precision: str = "fast"
-    device: str = "auto"
-    workers: int = field(default_factory=lambda: max(1, min(8, (os.cpu_count() or 2) - 1)))
-    batch_size: int = 8
-    shard_size: int = 256
-    engine: str = "local"
-    address: str | None = None
-    num_cpus: int | None = None
-    max_seconds: float = 600.0
-    trust_remote_code: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
-        for name in ("batch_size", "shard_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+from apex.embed.shards import ShardWriter, finished_ids
 
 
 @dataclass(frozen=True)
@@ -129,28 +79,6 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     )
 
 
-def build_encoder(config: EmbedConfig) -> Any:
-    """The encoder the config names (weights loaded once, in the calling process)."""
-    from apex.encoders import load_encoder
-
-    return load_encoder(
-        config.encoder,
-        precision=config.precision,
-        device=config.device,
-        trust_remote_code=config.trust_remote_code,
-        batch_size=config.batch_size,
-    )
-
-
-def progress_bar(config: EmbedConfig, total: int) -> Any:
-    """A tqdm bar over songs: rate (songs/s) and ETA are part of tqdm's default format."""
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, unit="song", desc="embed", disable=not config.progress, file=sys.stderr
-    )
-
-
 def _run_local(config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter) -> float:
     if not pending:
         return 0.0
@@ -179,4 +107,4 @@ def _encode(encoder: Any, batch: list[dict[str, Any]], writer: ShardWriter, bar:
     return sum(r["duration_s"] for r in records if r["status"] == "ok")
 
 
-__all__ = ["ENGINES", "EmbedConfig", "EmbedError", "EmbedSummary", "run_embed"]
+__all__ = ["EmbedSummary", "run_embed"]

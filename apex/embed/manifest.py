@@ -86,15 +86,17 @@ def _read_file(path: Path) -> pd.DataFrame:
 
 def _read_hub(dataset_id: str) -> pd.DataFrame:
     """Rows of a Hub dataset's ``train`` split; audio comes as a path or URL per row."""
-    try:
-        import datasets
+    import datasets
 
+    from apex.hub_files import hub_errors
+
+    try:
         table = datasets.load_dataset(dataset_id, split="train")
         if "audio" in table.column_names:
             # Keep paths, not decoded arrays: decoding happens in the workers, like for files.
             table = table.cast_column("audio", datasets.Audio(decode=False))
         frame = table.to_pandas()
-    except Exception as err:  # datasets raises many types for "offline" / "no such repo"
+    except hub_errors() as err:  # offline, no such repo, gated: one piece of advice
         raise ManifestError(
             f"Hub dataset {dataset_id!r} cannot be loaded ({type(err).__name__}: {err}). Offline "
             "or unknown: download it first (`huggingface-cli download --repo-type dataset "

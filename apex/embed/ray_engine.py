@@ -23,10 +23,12 @@ Every step is :mod:`apex.embed.records`, so both engines compute the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pyarrow as pa
 
+from apex.embed.config import EmbedConfig, build_encoder, progress_bar
 from apex.embed.records import decode_item, encode_items, records_table
 from apex.embed.shards import EmbedError, ShardWriter
 
@@ -42,7 +44,7 @@ _DECODED_DEFAULTS: dict[str, Any] = {
 }
 
 
-def run_ray(config: Any, pending: list[dict[str, Any]], writer: ShardWriter) -> float:
+def run_ray(config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter) -> float:
     """Embed ``pending`` on Ray Data; returns the seconds of audio embedded.
 
     Connects to ``config.address`` when given; otherwise uses the running Ray (e.g. a test's
@@ -72,20 +74,15 @@ def run_ray(config: Any, pending: list[dict[str, Any]], writer: ShardWriter) -> 
             ray.shutdown()
 
 
-def _run(ray: Any, config: Any, pending: list[dict[str, Any]], writer: ShardWriter) -> float:
+def _run(
+    ray: Any, config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter
+) -> float:
     from apex.audio import SAMPLE_RATE
-    from apex.embed.job import progress_bar
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
     # Our own tqdm bar counts songs; Ray's per-operator bars would interleave with it.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    encoder_spec = {
-        "encoder": config.encoder,
-        "precision": config.precision,
-        "device": "cuda" if gpus else "cpu",
-        "trust_remote_code": config.trust_remote_code,
-        "batch_size": config.batch_size,
-    }
+    actor_config = dataclasses.replace(config, device="cuda" if gpus else "cpu")
     dataset = (
         ray.data.from_items(pending)
         .map(
@@ -99,7 +96,7 @@ def _run(ray: Any, config: Any, pending: list[dict[str, Any]], writer: ShardWrit
         )
         .map_batches(
             _EncodeActor,
-            fn_constructor_kwargs={"spec": encoder_spec},
+            fn_constructor_kwargs={"config": actor_config},
             batch_size=config.batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=max(1, gpus)),
@@ -129,16 +126,8 @@ def _decode_row(row: dict[str, Any], sample_rate: int, max_seconds: float) -> di
 class _EncodeActor:
     """Ray actor: holds one encoder (on its GPU when it has one) and encodes batches of rows."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        from apex.encoders import load_encoder
-
-        self.encoder = load_encoder(
-            spec["encoder"],
-            precision=spec["precision"],
-            device=spec["device"],
-            trust_remote_code=spec["trust_remote_code"],
-            batch_size=spec["batch_size"],
-        )
+    def __init__(self, config: EmbedConfig) -> None:
+        self.encoder = build_encoder(config)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [

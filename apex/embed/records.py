@@ -67,6 +67,11 @@ RECORD_SCHEMA = pa.schema(
     + [f for f in ERROR_FIELDS if f.name not in {"id", "encoder_id", "settings_key"}]
 )
 
+#: What encoding one clip may raise that is the clip's fault or the device's, not a bug: bad
+#: audio (``AudioError`` is a ValueError), torch's runtime errors (out of memory, a clip too short
+#: for the model). A TypeError, KeyError or AttributeError is a bug and ends the job.
+ENCODE_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError)
+
 
 def decode_item(item: dict[str, Any], sample_rate: int, max_seconds: float) -> dict[str, Any]:
     """Fetch (URLs) and decode one manifest item; never raises for bad audio.
@@ -141,13 +146,13 @@ def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[di
     if batch is not None and audios:
         try:
             embeddings.update(zip([d["id"] for d in ready], batch(audios), strict=True))
-        except Exception:  # one bad clip must not sink the batch: retry one by one below
+        except ENCODE_ERRORS:  # one bad clip must not sink the batch: retry one by one below
             embeddings.clear()
     for d, audio in zip(ready, audios, strict=True):
         if d["id"] not in embeddings:
             try:
                 embeddings[d["id"]] = encoder.encode(audio)
-            except Exception as err:  # recorded per clip in the errors shard; the job goes on
+            except ENCODE_ERRORS as err:  # recorded per clip in the errors shard; the job goes on
                 embeddings[d["id"]] = f"{type(err).__name__}: {err}"
     key = encoder.settings_key()
     records = []

@@ -27,12 +27,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from apex.embed.records import EMBEDDING_FIELDS, ERROR_FIELDS
+from apex.files import atomic_path, is_partial, write_text_atomic
 
 EMBEDDINGS_DIR = "embeddings"
 ERRORS_DIR = "errors"
 JOB_FILE = "job.json"
-_TMP_PREFIX = ".tmp-"  # partial files are ".tmp-<name>.partial": no "*.parquet" glob (pathlib's
-# matches hidden names too) ever picks one up, so a killed run never counts a half-written shard
 
 
 class EmbedError(RuntimeError):
@@ -78,8 +77,9 @@ class ShardWriter:
         for name in (EMBEDDINGS_DIR, ERRORS_DIR):
             folder = self.out_dir / name
             folder.mkdir(parents=True, exist_ok=True)
-            for stale in folder.glob(f"{_TMP_PREFIX}*"):
-                stale.unlink(missing_ok=True)  # left by a killed run: never complete
+            for stale in folder.iterdir():
+                if is_partial(stale):  # left by a killed run: never complete
+                    stale.unlink(missing_ok=True)
         self._job = _read_job(self.out_dir)
 
     def add(self, records: pa.Table) -> None:
@@ -115,12 +115,9 @@ class ShardWriter:
     def _commit(self, folder: str, table: pa.Table) -> None:
         name = f"part-{self.run}-{self._count:05d}.parquet"
         self._count += 1
-        final = self.out_dir / folder / name
-        tmp = final.with_name(f"{_TMP_PREFIX}{name}.partial")
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())  # the rename must not land before the data does
-        os.replace(tmp, final)
+        # The partial file ends in .partial: no "*.parquet" glob ever counts a half-written shard.
+        with atomic_path(self.out_dir / folder / name) as tmp:
+            pq.write_table(table, tmp)
 
     def _check_encoder(self, records: pa.Table) -> None:
         pairs = set(
@@ -153,6 +150,4 @@ def _read_job(out_dir: Path) -> dict[str, Any] | None:
 
 
 def _write_job(out_dir: Path, job: dict[str, Any]) -> None:
-    tmp = out_dir / f"{_TMP_PREFIX}{JOB_FILE}"
-    tmp.write_text(json.dumps(job, indent=2) + "\n")
-    os.replace(tmp, out_dir / JOB_FILE)
+    write_text_atomic(out_dir / JOB_FILE, json.dumps(job, indent=2) + "\n")

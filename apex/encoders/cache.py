@@ -7,14 +7,12 @@ POSIX and Windows), so a crash or a concurrent writer never leaves a half-writte
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from apex.audio import Audio
 from apex.encoders.base import Embedding, Encoder
+from apex.files import atomic_path, sha256_text
 
 _VERSION = "1"  # bump when the file layout changes; old entries are then simply not found
 
@@ -32,7 +30,7 @@ class EmbeddingCache:
     def key(self, content_hash: str, encoder_id: str, settings_key: str) -> str:
         """The entry name for a clip under one encoder configuration (64 hex chars)."""
         text = "|".join((_VERSION, content_hash, encoder_id, settings_key))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return sha256_text(text)
 
     def path(self, key: str) -> Path:
         """Where the entry ``key`` lives."""
@@ -59,16 +57,9 @@ class EmbeddingCache:
         from safetensors.torch import save_file
 
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-        os.close(handle)
-        try:
-            tensors = {k: v.detach().cpu() for k, v in embedding.to_tensors().items()}
-            save_file(tensors, tmp, metadata={"encoder_id": embedding.encoder_id})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        tensors = {k: v.detach().cpu() for k, v in embedding.to_tensors().items()}
+        with atomic_path(path, fsync=False) as tmp:  # a cache: a lost entry is recomputed
+            save_file(tensors, str(tmp), metadata={"encoder_id": embedding.encoder_id})
         return path
 
     def __len__(self) -> int:

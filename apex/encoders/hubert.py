@@ -288,6 +288,23 @@ def load_weights(model: torch.nn.Module, weights_file: Path) -> dict[str, list[s
     return {"unused": unused, "missing": missing}
 
 
+def legacy_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state dict under the names MERT's Hub checkpoints use (``weight_g`` /
+    ``weight_v`` of the positional conv), contiguous: what :func:`load_weights` maps back."""
+    inverse = {new: old for old, new in _LEGACY_RENAMES.items()}
+    state = {}
+    for key, tensor in model.state_dict().items():
+        for new, old in inverse.items():
+            key = key.replace(new, old)
+        state[key] = tensor.contiguous()
+    return state
+
+
+def config_json(config: Any) -> dict[str, Any]:
+    """A ``HubertConfig`` as the fields of a ``config.json`` (private ``_`` keys dropped)."""
+    return {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
+
+
 def save_debug_checkpoint(
     directory: str | Path, *, seed: int = 0, do_normalize: bool = True
 ) -> Path:
@@ -320,14 +337,8 @@ def save_debug_checkpoint(
         num_conv_pos_embedding_groups=4,
     )
     model = build_hubert(config, seed=seed)
-    inverse = {new: old for old, new in _LEGACY_RENAMES.items()}
-    state = {}
-    for key, tensor in model.state_dict().items():
-        for new, old in inverse.items():
-            key = key.replace(new, old)
-        state[key] = tensor.contiguous()
-    save_file(state, str(out / "model.safetensors"))
-    raw = {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
+    save_file(legacy_state_dict(model), str(out / "model.safetensors"))
+    raw = config_json(config)
     raw.update(
         model_type="mert_model",
         architectures=["MERTModel"],

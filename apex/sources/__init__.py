@@ -5,9 +5,6 @@ project's own tables (DataFrames, manifests for ``apex embed``, vote records). I
 package is cheap: every submodule is imported only when used.
 
 - :mod:`apex.sources.music_arena` -- ``battle_data/<batch>/*.json`` + ``audio_files/<batch>/*``.
-- :mod:`apex.sources.arena_eval` -- the APEX paper's out-of-distribution arena protocol, under
-  the paper's and grouped folds; :mod:`~apex.sources.arena_checks` (intervals, orientation,
-  flags) and :mod:`~apex.sources.arena_report` (the text tables) serve it.
 - :mod:`apex.sources.engagement` -- column maps per listing source, counts -> 0-100 targets.
 - :mod:`apex.sources.download` -- polite, resumable, checksummed audio downloader.
 - :mod:`apex.sources.songeval` -- SongEval ratings as aesthetic targets, test-set metrics.

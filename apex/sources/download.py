@@ -17,7 +17,6 @@ The result is a manifest (JSONL) in :mod:`apex.embed.manifest`'s format, one row
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -29,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from apex.files import sha256_file, write_text_atomic
 
 USER_AGENT = "apex-arena-downloader/1 (research; polite: one request at a time, rate-limited)"
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -105,19 +106,6 @@ class _Pacer:
         self.last[host] = self.clock()
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks.
-
-    The project's one file hash: also the key of the arena pool's cache and of the Hub sync's
-    ledger (``annotation.pool``, ``annotation.sync.files``).
-    """
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
@@ -131,7 +119,7 @@ def _already_done(item: DownloadItem, path: Path) -> str | None:
         expected = _sidecar(path).read_text().strip()
     if expected is None:
         return None  # no way to tell a complete file from a foreign one: fetch again
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     return actual if actual == expected.lower() else None
 
 
@@ -195,15 +183,13 @@ def download_one(
                 return DownloadResult(item, "failed", attempts=attempt + 1, error=f"{err}{hint}")
             sleep(delay)
             attempt += 1
-    digest = sha256_of(part)
+    digest = sha256_file(part)
     if item.sha256 is not None and digest != item.sha256.lower():
         part.unlink()  # corrupt bytes must not be resumed from next time
         error = f"sha256 mismatch: expected {item.sha256}, got {digest}; the source changed?"
         return DownloadResult(item, "failed", attempts=attempt + 1, error=error)
-    os.replace(part, path)
-    tmp = _sidecar(path).with_suffix(".tmp")
-    tmp.write_text(digest + "\n")
-    os.replace(tmp, _sidecar(path))
+    os.replace(part, path)  # the resumable part is complete and checked: it becomes the file
+    write_text_atomic(_sidecar(path), digest + "\n")
     status = "resumed" if resumed else "downloaded"
     return DownloadResult(item, status, path, digest, attempts=attempt + 1)
 
@@ -255,7 +241,5 @@ def write_manifest(results: Iterable[DownloadResult], path: Path) -> Path:
         audio = os.path.relpath(r.path, path.parent)
         rows.append({**r.item.meta, "id": r.item.id, "audio": audio, "sha256": r.sha256})
     for target, lines in ((path, rows), (path.with_name("download_errors.jsonl"), errors)):
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text("".join(json.dumps(x, default=str) + "\n" for x in lines), encoding="utf-8")
-        os.replace(tmp, target)
+        write_text_atomic(target, "".join(json.dumps(x, default=str) + "\n" for x in lines))
     return path

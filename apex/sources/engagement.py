@@ -26,7 +26,6 @@ reported; every other row is kept. Raw counts become the reference's 0-100 score
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from apex.files import sha256_text
 from apex.tasks import ENGAGEMENT_POWER
 
 FIELDS: tuple[str, ...] = ("id", "url", "streams", "likes", "model_version", "tags", "duration_s")
@@ -174,7 +174,7 @@ def normalise(frame: pd.DataFrame, source: str | None = None) -> tuple[pd.DataFr
 
 def assign_split(ids: pd.Series, *, val: float = 0.1, test: float = 0.1) -> pd.Series:
     """``train``/``val``/``test`` from a hash of each id: stable when the listing grows."""
-    buckets = ids.map(lambda i: int(hashlib.sha256(str(i).encode()).hexdigest()[:8], 16) % 1000)
+    buckets = ids.map(lambda i: int(sha256_text(str(i))[:8], 16) % 1000)
     inner = np.where(buckets < (test + val) * 1000, "val", "train")
     split = np.where(buckets < test * 1000, "test", inner)
     return pd.Series(split, index=ids.index)

@@ -21,7 +21,6 @@ callers decide (and report) what to do with them.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,8 +31,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from apex.files import atomic_path, write_text_atomic
+from apex.tasks import PREFERENCES
+
 HUB_ID = "music-arena/music-arena-dataset"
-PREFERENCES: tuple[str, ...] = ("A", "B", "TIE", "BOTH_BAD")
 #: Columns of :attr:`ArenaRelease.battles`, in order (release names plus what we derive).
 BATTLE_COLUMNS: tuple[str, ...] = (
     "battle_uuid",
@@ -226,6 +227,8 @@ def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...]
         )
     from huggingface_hub import snapshot_download
 
+    from apex.hub_files import hub_errors
+
     folders = [f"{kind}/{b}/*" for b in batches for kind in ("battle_data", "audio_files")]
     try:
         return Path(
@@ -236,7 +239,7 @@ def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...]
                 allow_patterns=folders or ["battle_data/*", "audio_files/*", "*.md"],
             )
         )
-    except Exception as exc:  # offline, gated, wrong id: one piece of advice for all
+    except hub_errors() as exc:  # offline, gated, wrong id: one piece of advice for all
         raise MusicArenaError(
             f"could not download {repo!r} from the Hub ({type(exc).__name__}: {exc}). The Hub may "
             "be unreachable (offline?) or the id wrong; download it elsewhere with "
@@ -245,23 +248,19 @@ def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...]
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)  # a crash never leaves half a battle file that a reader would skip
+    # a crash never leaves half a battle file that a reader would skip
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False))
 
 
 def _encode(source: Path, dest: Path, audio_format: str) -> None:
     import soundfile as sf
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    if audio_format == "copy":
-        tmp.write_bytes(source.read_bytes())
-    else:
-        samples, rate = sf.read(source, dtype="float32", always_2d=True)
-        sf.write(tmp, samples, rate, format="MP3")
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:
+        if audio_format == "copy":
+            tmp.write_bytes(source.read_bytes())
+        else:
+            samples, rate = sf.read(source, dtype="float32", always_2d=True)
+            sf.write(tmp, samples, rate, format="MP3")
 
 
 def export_votes(

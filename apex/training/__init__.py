@@ -5,11 +5,14 @@ package (or :mod:`apex.training.config` for the CLI's flags) does not import tor
 
 - config: :class:`TrainConfig`, :class:`GateConfig`.
 - data: :class:`TargetTransform`, :func:`write_shard`, :func:`load_engagement`,
-  :class:`EngagementData`, :func:`battles_from_votes`, :func:`time_split`, :class:`Battles`.
+  :class:`EngagementData`.
+- battles: :func:`battles_from_votes`, :func:`time_split`, :class:`Battles`.
 - losses: :class:`UncertaintyWeighting`, :func:`bradley_terry_loss`, :func:`combine`.
 - loop: :func:`train`, :class:`TrainResult`.
-- evaluate: :func:`evaluate_model`, :func:`arena_protocol`, :func:`format_table`.
-- refit: :class:`RefitConfig`, :func:`gate`, :func:`run_refit`.
+- evaluation (:mod:`apex.evaluation.metrics`, re-exported here): :func:`evaluate_model`,
+  :func:`arena_protocol`, :func:`format_table`.
+- refit: :class:`RefitConfig`, :func:`run_refit`; gate: :func:`gate`, :class:`Decision`;
+  saving: metadata, weights, model card, Hub push.
 - registry: :class:`ModelRegistry`, :func:`registry_for`, :func:`champion_of` (no torch).
 """
 
@@ -21,28 +24,29 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "TrainConfig": "config",
     "GateConfig": "config",
-    "Battles": "data",
+    "Battles": "battles",
     "DataError": "data",
     "EngagementData": "data",
     "TargetTransform": "data",
-    "battles_from_votes": "data",
+    "battles_from_votes": "battles",
     "load_engagement": "data",
-    "time_split": "data",
+    "time_split": "battles",
     "write_shard": "data",
     "UncertaintyWeighting": "losses",
     "bradley_terry_loss": "losses",
     "combine": "losses",
     "TrainResult": "loop",
     "train": "loop",
-    "arena_protocol": "evaluate",
-    "evaluate_model": "evaluate",
-    "format_table": "evaluate",
+    "arena_protocol": "apex.evaluation.metrics",
+    "evaluate_model": "apex.evaluation.metrics",
+    "format_table": "apex.evaluation.metrics",
     "ModelRegistry": "registry",
     "champion_of": "registry",
     "registry_for": "registry",
     "RefitConfig": "refit",
     "RefitOutcome": "refit",
-    "gate": "refit",
+    "Decision": "gate",
+    "gate": "gate",
     "run_refit": "refit",
 }
 
@@ -52,4 +56,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'apex.training' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"apex.training.{_EXPORTS[name]}"), name)
+    module = _EXPORTS[name]
+    if "." not in module:
+        module = f"apex.training.{module}"
+    return getattr(importlib.import_module(module), name)

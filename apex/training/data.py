@@ -1,4 +1,4 @@
-"""Engagement data: the Parquet shard format, the target transform, and battles as index pairs.
+"""Engagement data: the Parquet shard format and the target transform (battles: :mod:`.battles`).
 
 Shard format (one row per song; every shard of a data set has the same columns):
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from apex.files import atomic_path
 from apex.tasks import AESTHETICS, ENGAGEMENT_POWER, SCORE_NAMES
 
 #: Raw engagement count column behind each 0-100 engagement score.
@@ -148,10 +150,9 @@ def write_shard(frame: pd.DataFrame, path: str | Path) -> Path:
     }
     for name in _TARGET_COLUMNS:
         columns[name] = pa.array(_column(frame, name), pa.float64())
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), path)
-    return path
+    with atomic_path(path) as tmp:  # readers never see half a shard
+        pq.write_table(pa.table(columns), tmp)
+    return Path(path)
 
 
 def _column(frame: pd.DataFrame, name: str) -> list[float | None]:
@@ -327,77 +328,19 @@ def load_engagement(
     return to_arrays(frame, mode=mode), transform
 
 
-# ---------------------------------------------------------------------------- battles
-@dataclass
-class Battles:
-    """Votes on pairs of embedded clips, as arrays.
+def known_targets(
+    outputs: Mapping[str, np.ndarray], targets: np.ndarray, *, min_known: int = 1
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Per score the model predicts: ``(name, known, target)`` over songs with a known target.
 
-    Attributes:
-        a, b: ``[P]`` song indices into :attr:`EngagementData.song_x`.
-        y: ``[P]`` float32 target P(A beats B): 1 (A), 0 (B), 0.5 (TIE).
-        timestamp: ``[P]`` seconds since the epoch (float64).
-        is_instrumental: ``[P]`` bool (False when unknown).
+    ``outputs``: ``{score: [N]}`` predictions; ``targets``: ``[N, 7]`` in :data:`SCORE_NAMES`
+    order, NaN where unknown. ``known`` is the ``[N]`` bool mask, ``target`` the ``[K]`` known
+    targets (float64); scores with fewer than ``min_known`` known targets are skipped.
     """
-
-    a: np.ndarray
-    b: np.ndarray
-    y: np.ndarray
-    timestamp: np.ndarray
-    is_instrumental: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.a)
-
-    def take(self, idx: np.ndarray) -> Battles:
-        """The battles at positions ``idx``."""
-        return Battles(
-            self.a[idx], self.b[idx], self.y[idx], self.timestamp[idx], self.is_instrumental[idx]
-        )
-
-
-_OUTCOME = {"A": 1.0, "B": 0.0, "TIE": 0.5}
-
-
-def battles_from_votes(votes: pd.DataFrame, index: dict[str, int]) -> Battles:
-    """Votes (``clip_a``, ``clip_b``, ``preference``, ``timestamp``) -> :class:`Battles`.
-
-    BOTH_BAD votes and votes on clips without an embedding are dropped (neither carries a usable
-    comparison), as are self-pairs. ``timestamp`` may be datetimes or epoch seconds.
-    """
-    need = {"clip_a", "clip_b", "preference", "timestamp"}
-    if not need <= set(votes.columns):
-        raise DataError(f"votes lack columns {sorted(need - set(votes.columns))}")
-    bad = set(votes["preference"]) - {*_OUTCOME, "BOTH_BAD"}
-    if bad:
-        raise DataError(f"unknown preference values {sorted(bad)}; use A, B, TIE or BOTH_BAD")
-    keep = votes[votes["preference"].isin(_OUTCOME)]
-    a = keep["clip_a"].astype(str).map(index)
-    b = keep["clip_b"].astype(str).map(index)
-    ok = (a.notna() & b.notna() & (a != b)).to_numpy()
-    keep = keep[ok]
-    stamps = keep["timestamp"]
-    if pd.api.types.is_numeric_dtype(stamps):
-        seconds = stamps.to_numpy(np.float64)
-    else:
-        seconds = pd.to_datetime(stamps, utc=True).astype("int64").to_numpy() / 1e9
-    instr = keep.get("is_instrumental", pd.Series(False, index=keep.index))
-    return Battles(
-        a=a[ok].to_numpy(np.int64),
-        b=b[ok].to_numpy(np.int64),
-        y=keep["preference"].map(_OUTCOME).to_numpy(np.float32),
-        timestamp=np.asarray(seconds, dtype=np.float64),
-        is_instrumental=instr.fillna(False).astype(bool).to_numpy(),
-    )
-
-
-def time_split(battles: Battles, holdout_fraction: float = 0.2) -> tuple[Battles, Battles]:
-    """Split battles by time: the latest ``holdout_fraction`` are held out (never at random).
-
-    Returns ``(earlier, later)``; every held-out vote is at or after every training vote, so the
-    evaluation asks what a refit does on votes it could not have seen.
-    """
-    if not 0.0 < holdout_fraction < 1.0:
-        raise DataError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
-    order = np.argsort(battles.timestamp, kind="stable")
-    cut = len(order) - round(len(order) * holdout_fraction)
-    return battles.take(order[:cut]), battles.take(order[cut:])
+    for i, name in enumerate(SCORE_NAMES):
+        if name not in outputs:
+            continue
+        column = targets[:, i]
+        known = ~np.isnan(column)
+        if known.sum() >= min_known:
+            yield name, known, column[known].astype(np.float64)

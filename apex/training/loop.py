@@ -27,8 +27,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from apex.tasks import SCORE_NAMES
+from apex.training.battles import Battles
 from apex.training.config import TrainConfig
-from apex.training.data import Battles, EngagementData
+from apex.training.data import EngagementData, known_targets
 from apex.training.losses import (
     bradley_terry_loss,
 )
@@ -206,14 +207,8 @@ def calibrate(model: nn.Module, x: np.ndarray, targets: np.ndarray) -> dict[str,
     """
     out = predict(model, x)
     result: dict[str, dict[str, float]] = {}
-    for i, name in enumerate(SCORE_NAMES):
-        if name not in out:
-            continue
-        col = targets[:, i]
-        known = ~np.isnan(col)
-        if known.sum() < 2:
-            continue
-        resid = out[name][known] - col[known]
+    for name, known, true in known_targets(out, targets, min_known=2):
+        resid = out[name][known] - true
         entry = {"rmse": float(np.sqrt(np.mean(resid**2))), "n": float(known.sum())}
         std = out.get(f"{name}_std")
         if std is not None:

@@ -21,234 +21,28 @@ owns the job that reads the store).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from apex.tasks import AESTHETICS, ENGAGEMENT, TASK_OUTPUTS
-from apex.training.config import GateConfig, TrainConfig
-from apex.training.data import (
-    Battles,
-    EngagementData,
-    TargetTransform,
-    battles_from_votes,
-    time_split,
-)
-from apex.training.evaluate import (
-    engagement_spearman,
+from apex.evaluation.metrics import (
     evaluate_model,
-    format_table,
     spearman_noise,
 )
+from apex.files import sha256_text
+from apex.tasks import TASK_OUTPUTS
+from apex.training.battles import Battles, battles_from_votes, time_split
+from apex.training.config import GateConfig, TrainConfig
+from apex.training.data import EngagementData, TargetTransform
+from apex.training.gate import Decision, gate
 from apex.training.loop import TrainResult, train
-from apex.training.registry import CHAMPION_FILE, ModelRegistry  # noqa: F401 (re-exported)
+from apex.training.registry import ModelRegistry
+from apex.training.saving import model_metadata, push_version, save_trained, write_card
 
 #: Share of the training votes (the latest) that early stopping watches.
 EARLY_STOP_FRACTION = 0.15
-
-
-@dataclass
-class Decision:
-    """The gate's verdict and the reasons, in words and numbers.
-
-    Attributes:
-        challenger, champion: key held-out metrics (:func:`key_metrics`) of the challenger and of
-            the model serving when the refit ran (None when none could be evaluated).
-    """
-
-    promote: bool
-    reasons: list[str]
-    challenger: dict[str, float]
-    champion: dict[str, float] | None
-
-
-#: Gated metrics: key -> (GateConfig tolerance attribute, label for people).
-GATED: dict[str, tuple[str, str]] = {
-    "accuracy": ("accuracy_tolerance", "held-out pairwise accuracy"),
-    "spearman": ("spearman_tolerance", "engagement Spearman"),
-    "aesthetics": ("spearman_tolerance", "aesthetics Spearman"),
-}
-
-
-def gate(
-    challenger: dict,
-    champion: dict | None,
-    config: GateConfig = GateConfig(),
-    noise: dict[str, float] | None = None,
-) -> Decision:
-    """Decide from two evaluation reports on the same held-out data (see
-    :func:`apex.training.evaluate.evaluate_model`): the challenger's and the serving model's.
-
-    Promotion needs at least ``config.min_battles`` held-out decisive battles and, on every gated
-    metric the serving model has, a challenger not worse beyond its tolerance. There is no free
-    first promotion: without a serving report (nothing to compare with) the challenger is refused.
-    NaN challenger metrics count as failures, never as passes.
-
-    ``noise`` (:func:`apex.training.evaluate.spearman_noise`): the paired-bootstrap standard
-    deviation of the Spearman differences on these held-out songs. A Spearman metric's tolerance
-    is the larger of its configured one and that noise, so a difference the held-out songs cannot
-    resolve neither promotes nor refuses; pairwise accuracy keeps its configured tolerance.
-    """
-    noise = noise or {}
-    ch = key_metrics(challenger)
-    if champion is None:
-        return Decision(
-            False,
-            ["no serving model could be evaluated on the same held-out data: nothing to compare"],
-            ch,
-            None,
-        )
-    cp = key_metrics(champion)
-    reasons, ok = [], True
-    if ch["battles"] < config.min_battles:
-        ok = False
-        reasons.append(
-            f"only {ch['battles']} held-out decisive battles (< {config.min_battles}); "
-            "collect more votes before replacing the serving model"
-        )
-    for key, (tol_name, label) in GATED.items():
-        new, old, tol = ch[key], cp[key], getattr(config, tol_name)
-        if key != "accuracy" and np.isfinite(noise.get(key, float("nan"))):
-            tol = round(max(tol, noise[key]), 3)
-        if not np.isfinite(old) and key == "aesthetics":
-            continue  # the serving model predicts no aesthetics: nothing to hold it to
-        if not np.isfinite(new):
-            ok = False
-            reasons.append(f"challenger {label} is undefined on the held-out data")
-        elif np.isfinite(old) and new < old - tol:
-            ok = False
-            reasons.append(
-                f"{label} {new:.3f} is worse than the serving model's {old:.3f} by more than {tol}"
-            )
-        else:
-            reasons.append(f"{label} {new:.3f} vs serving {old:.3f} (tolerance {tol}): ok")
-    return Decision(ok, reasons, ch, cp)
-
-
-def key_metrics(report: dict) -> dict[str, float]:
-    """The gated figures of one report: ``accuracy``, ``auc``, ``battles`` (held-out decisive
-    battles), ``spearman`` (engagement mean) and ``aesthetics`` (mean Spearman of the five)."""
-    pair = report.get("pairwise", {})
-    reg = report.get("regression", {})
-    aes = [reg[a]["spearman"] for a in AESTHETICS if a in reg]
-    return {
-        "accuracy": float(pair.get("accuracy", float("nan"))),
-        "auc": float(pair.get("auc", float("nan"))),
-        "battles": int(pair.get("n", 0)),
-        "spearman": engagement_spearman(report),
-        "aesthetics": float(np.mean(aes)) if aes else float("nan"),
-    }
-
-
-_key_metrics = key_metrics
-
-
-# ---------------------------------------------------------------------------- saving
-def model_metadata(
-    result: TrainResult, data: EngagementData, transform: TargetTransform, **extra
-) -> dict:
-    """Metadata stored with trained heads: config, target statistics, fingerprints, metrics."""
-    train_songs = data.songs_in("train")
-    reference = {}
-    for i, name in enumerate(ENGAGEMENT):
-        col = data.targets[train_songs, i]
-        col = np.sort(col[~np.isnan(col)])
-        if len(col):  # <= 1001 quantiles keep metadata small at any corpus size
-            reference[name] = np.quantile(col, np.linspace(0, 1, min(len(col), 1001))).tolist()
-    return {
-        "encoder_id": data.encoder_id,
-        "train_config": asdict(result.config),
-        "target_transform": transform.to_dict(),
-        "reference_distribution": reference,
-        "data_fingerprints": {"engagement": data.fingerprint, **extra.pop("fingerprints", {})},
-        "best_epoch": result.best_epoch,
-        "best_val": result.best_val,
-        "calibration": result.calibration,
-        "loss_weights": result.loss_weights,
-        "preference_trained": result.config.pref_weight > 0,
-        **extra,
-    }
-
-
-def save_trained(result: TrainResult, directory: Path, metadata: dict) -> Path:
-    """Save trained heads in ``directory``.
-
-    ApexHeads go through :func:`apex.checkpoints.save_model`; reference heads become a reference
-    ``.pt`` (``model_state``, ``task``, ``shared``, ``mode``, ``epoch``, ``val_loss``) plus
-    ``metadata.json``, so :func:`apex.checkpoints.load_model` reads them back.
-    """
-    directory = Path(directory)
-    if result.config.family == "apex":
-        from apex.checkpoints import save_model
-
-        return save_model(result.model, directory, metadata=metadata)
-    import torch
-
-    directory.mkdir(parents=True, exist_ok=True)
-    cfg = result.config
-    torch.save(
-        {
-            "model_state": result.model.state_dict(),
-            "task": cfg.task,
-            "shared": cfg.shared,
-            "mode": cfg.mode,
-            "loss": cfg.loss,
-            "epoch": result.best_epoch,
-            "val_loss": result.best_val,
-        },
-        directory / "best_model.pt",
-    )
-    (directory / "metadata.json").write_text(json.dumps(metadata, indent=2, default=float))
-    return directory
-
-
-def write_card(directory: Path, *, title: str, metrics: dict, decision: Decision | None) -> None:
-    """``metrics.json`` and a model card ``README.md`` (what, on what data, how well, gate)."""
-    (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    lines = [
-        f"# {title}",
-        "",
-        "APEX Arena heads (MERT-style embeddings -> 7 scores + a preference logit), refit on",
-        "engagement data and arena votes. Scores: engagement 0-100, aesthetics 1-5.",
-        "",
-        "## Held-out evaluation (Spearman per score, battle metrics)",
-        "",
-        "```",
-        format_table(
-            {k: v for k, v in metrics.items() if isinstance(v, dict) and "regression" in v}
-        ),
-        "```",
-    ]
-    if decision is not None:
-        verdict = "PROMOTED" if decision.promote else "NOT promoted"
-        lines += ["", f"## Gate: {verdict}", "", *(f"- {r}" for r in decision.reasons)]
-    (directory / "README.md").write_text("\n".join(lines) + "\n")
-
-
-def push_version(directory: Path, repo_id: str | None) -> str:
-    """Upload ``directory`` to the Hub model repo ``repo_id``; returns what happened, in words.
-
-    Offline or without credentials the push is skipped with a clear message (never raises):
-    the local version stays the source of truth.
-    """
-    if not repo_id:
-        return "push skipped: no model repo configured (APEX_MODEL_REPO)"
-    try:
-        from huggingface_hub import HfApi
-
-        api = HfApi()
-        api.create_repo(repo_id, repo_type="model", exist_ok=True)
-        api.upload_folder(
-            folder_path=str(directory), repo_id=repo_id, commit_message=directory.name
-        )
-    except Exception as err:  # offline, no token, no permission: report, keep the local copy
-        return (
-            f"push to {repo_id} failed ({type(err).__name__}: {err}); the version is kept locally"
-        )
-    return f"pushed {directory.name} to {repo_id}"
 
 
 # ---------------------------------------------------------------------------- the refit
@@ -420,8 +214,6 @@ def _split_votes(
 
 
 def _votes_fingerprint(votes: pd.DataFrame) -> str:
-    import hashlib
-
     cols = [c for c in ("battle_uuid", "clip_a", "clip_b", "preference") if c in votes]
     text = votes[cols].astype(str).to_csv(index=False) if cols else ""
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sha256_text(text)

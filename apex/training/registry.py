@@ -16,11 +16,11 @@ A version directory records both models' held-out figures of its gate (``metrics
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from apex.files import write_text_atomic
 from apex.settings import Settings
 
 CHAMPION_FILE = "CHAMPION"
@@ -61,10 +61,7 @@ class ModelRegistry:
 
     def promote(self, version: Path) -> None:
         """Point ``CHAMPION`` at ``version``; readers see the old or the new name, never half."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{CHAMPION_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(Path(version).name + "\n")
-        os.replace(tmp, self.root / CHAMPION_FILE)
+        write_text_atomic(self.root / CHAMPION_FILE, Path(version).name + "\n")
 
     def gate_record(self, version: str | Path) -> dict[str, Any] | None:
         """The gate's record of ``version`` (``metrics.json``), or None when it has none."""

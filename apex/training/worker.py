@@ -21,6 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from apex.files import write_text_atomic
+
 #: Default scheduling niceness of the refit process (0 normal, 19 lowest; ``APEX_REFIT_NICE``).
 REFIT_NICE = 10
 
@@ -128,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m apex.training.worker REQUEST.json OUTCOME.json", file=sys.stderr)
         return 2
     outcome = execute(json.loads(Path(args[0]).read_text()))
-    tmp = Path(args[1]).with_suffix(".tmp")
-    tmp.write_text(json.dumps(outcome, default=float))
-    os.replace(tmp, args[1])
+    write_text_atomic(args[1], json.dumps(outcome, default=float))
     return 0
 
 

@@ -21,7 +21,8 @@ from annotation.store import VoteRecord
 from apex.checkpoints import ModelInfo
 from apex.encoders import Embedding
 from apex.heads import ApexHeads, HeadsConfig
-from apex.scorer import Scorer, load_scorer
+from apex.loader import load_scorer
+from apex.scorer import Scorer
 from apex.settings import Settings
 
 DIM = 6
@@ -76,8 +77,8 @@ def test_ratings_frame_collects_both_sides() -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory with the 48-clip demo corpus, its engagement shards and demo model."""
-    from apex.demo_model import ensure_demo_model
-    from apex.training.demo import demo_engagement
+    from apex.demo.evidence import demo_engagement
+    from apex.demo.model import ensure_demo_model
 
     root = tmp_path_factory.mktemp("refit-job") / "data"
     settings = Settings.from_env({}, data_dir=root, demo_clips=48)

@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 
 from apex.audio import SAMPLE_RATE, Audio, AudioError, load_audio
+from benchmarks.decode_memory import silent_flac  # one writer of the cheap huge FLACs
 
 
 def _tone(seconds: float, rate: int, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
@@ -165,17 +166,6 @@ def test_max_seconds_is_configurable() -> None:
 
 
 # ---------------------------------------------------------------------- decoding cost
-def _silent_flac(rate: int, channels: int, seconds: float) -> bytes:
-    """A 16-bit FLAC of digital silence (a few hundred KB, however long), written in blocks."""
-    buffer, block = io.BytesIO(), 1 << 17
-    with sf.SoundFile(buffer, "w", rate, channels, "PCM_16", format="FLAC") as out:
-        zeros, left = np.zeros((block, channels), dtype=np.int16), round(rate * seconds)
-        while left > 0:
-            out.write(zeros[: min(block, left)])
-            left -= block
-    return buffer.getvalue()
-
-
 def _with_total_samples(flac: bytes, total: int) -> bytes:
     """The FLAC with STREAMINFO's 36-bit total-samples field set to ``total`` (0 = unknown).
 
@@ -209,7 +199,7 @@ def _peak_rss_growth_mb(action) -> float:
 
 def test_costly_wide_file_is_refused_before_decoding() -> None:
     # 384 kHz x 8 channels x 150 s: 460.8 M samples (1.8 GB as float32) from a tiny FLAC.
-    header_says_150_s = _with_total_samples(_silent_flac(384_000, 8, 1.0), 384_000 * 150)
+    header_says_150_s = _with_total_samples(silent_flac(384_000, 8, 1.0), 384_000 * 150)
     growth = []
 
     def load() -> None:
@@ -224,7 +214,7 @@ def test_costly_wide_file_is_refused_before_decoding() -> None:
 def test_big_accepted_file_decodes_in_bounded_memory() -> None:
     # 384 kHz x 8 channels x 40 s is accepted (within the decoding budget) but is 123 M samples,
     # 491 MB as float32 if decoded whole: block-wise decoding must stay far below that.
-    data = _silent_flac(384_000, 8, 40.0)
+    data = silent_flac(384_000, 8, 40.0)
     assert len(data) < 1_000_000
     result = []
     growth = _peak_rss_growth_mb(lambda: result.append(load_audio(data)))
@@ -258,13 +248,13 @@ def test_block_decoding_matches_whole_decoding(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.parametrize("total", [0, (1 << 36) - 1], ids=["zero", "absurd"])
 def test_lying_length_header_says_the_file_is_damaged(total: int) -> None:
-    lying = _with_total_samples(_silent_flac(8000, 1, 2.0), total)
+    lying = _with_total_samples(silent_flac(8000, 1, 2.0), total)
     with pytest.raises(AudioError, match="the file is damaged") as refused:
         load_audio(lying)
     assert "longer than" not in str(refused.value)
 
 
 def test_header_claiming_more_than_is_there_is_damaged() -> None:
-    lying = _with_total_samples(_silent_flac(8000, 1, 2.0), 8000 * 100)
+    lying = _with_total_samples(silent_flac(8000, 1, 2.0), 8000 * 100)
     with pytest.raises(AudioError, match="damaged"):
         load_audio(lying)

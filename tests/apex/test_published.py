@@ -40,7 +40,7 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """``APEX_MODEL=auto`` settings whose demo model (the fallback) is built once, small."""
-    from apex import demo_model
+    from apex.demo import model as demo_model
 
     settings = Settings.from_env(
         {"APEX_MODEL": "auto"}, data_dir=tmp_path_factory.mktemp("pub"), demo_clips=16

@@ -12,12 +12,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from apex.audio import AudioError
+from apex.audio import SAMPLE_RATE, Audio, AudioError
 from apex.checkpoints import ModelInfo, load_model, save_model
 from apex.encoders import load_encoder
-from apex.encoders.base import Embedding
+from apex.encoders.base import Embedding, Encoder
 from apex.heads import ApexHeads, HeadsConfig
-from apex.scorer import DEMO_NOTICE, Scorer, ScoreResult, load_scorer, percentile_of
+from apex.loader import load_scorer
+from apex.scorer import DEMO_NOTICE, Scorer, ScoreResult, percentile_of
 from apex.settings import Settings
 from apex.tasks import ENGAGEMENT, SCORE_NAMES, SCORE_RANGES
 
@@ -50,7 +51,7 @@ def _assert_in_range(scores: dict[str, float]) -> None:
 @pytest.fixture(scope="module")
 def demo_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings with the smallest demo corpus, its demo model built once for this module."""
-    from apex import demo_model
+    from apex.demo import model as demo_model
 
     settings = Settings.from_env({}, data_dir=tmp_path_factory.mktemp("scorer"), demo_clips=16)
     demo_model.ensure_demo_model(settings)
@@ -185,6 +186,81 @@ def test_swap_is_atomic_under_concurrent_scoring() -> None:
         assert result.scores == expected[result.model_id]
 
 
+def _two_models() -> dict[str, tuple[ApexHeads, ModelInfo]]:
+    return {
+        name: (_random_heads(3, 8, seed), ModelInfo(model_id=name, encoder_id="enc"))
+        for seed, name in enumerate(("first", "second"))
+    }
+
+
+class _GatedEncoder(Encoder):
+    """Encodes to ``_embedding(0)`` once ``release`` is set (``entered``: it is waiting)."""
+
+    encoder_id, sample_rate, num_layers, dim = "enc", SAMPLE_RATE, 3, 8
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def settings_key(self) -> str:
+        return "gated"
+
+    def encode(self, audio: Audio) -> Embedding:
+        self.entered.set()
+        assert self.release.wait(30), "the test never released the encoder"
+        return _embedding(0)
+
+
+def test_swap_between_encode_and_heads_scores_with_the_new_model() -> None:
+    """A swap that lands while a call is encoding: the heads that run are the new ones, all of
+    the result (scores, timeline, model id) comes from them."""
+    models = _two_models()
+    want = {n: Scorer(*m, device="cpu").score_embedding(_embedding(0)) for n, m in models.items()}
+    assert want["first"].scores != want["second"].scores
+    encoder = _GatedEncoder()
+    scorer = Scorer(*models["first"], encoder, device="cpu")
+    results: list[ScoreResult] = []
+    worker = threading.Thread(target=lambda: results.extend(scorer.score([_song(2.0, 1)])))
+    worker.start()
+    assert encoder.entered.wait(30)
+    scorer.swap(*models["second"])  # the call is inside encode: its heads have not run yet
+    encoder.release.set()
+    worker.join(30)
+    (result,) = results
+    assert result.model_id == "second"
+    assert result.scores == want["second"].scores
+    assert result.segments == want["second"].segments
+
+
+def test_swap_while_the_heads_run_keeps_the_call_on_one_model() -> None:
+    """A swap between the song-level and the per-segment forward of one call: the call finishes
+    with the heads it started with (no result mixes two models)."""
+    models = _two_models()
+    want = {n: Scorer(*m, device="cpu").score_embedding(_embedding(0)) for n, m in models.items()}
+    scorer = Scorer(*models["first"], device="cpu")
+    heads = scorer._state[0]
+    entered, release = threading.Event(), threading.Event()
+    segments = heads.segments
+
+    def gated_segments(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        entered.set()  # the song-level forward has run with these heads
+        assert release.wait(30)
+        return segments(x)
+
+    heads.segments = gated_segments
+    results: list[ScoreResult] = []
+    worker = threading.Thread(target=lambda: results.append(scorer.score_embedding(_embedding(0))))
+    worker.start()
+    assert entered.wait(30)
+    scorer.swap(*models["second"])
+    release.set()
+    worker.join(30)
+    (result,) = results
+    assert result.model_id == "first"
+    assert result.scores == want["first"].scores
+    assert result.segments == want["first"].segments
+    assert scorer.score_embedding(_embedding(0)).scores == want["second"].scores  # later calls
+
+
 def test_percentiles_and_calibrated_uncertainty() -> None:
     heads = _random_heads(3, 8, seed=3)
     reference = sorted(np.linspace(0, 100, 201).tolist())
@@ -206,7 +282,7 @@ def test_percentiles_and_calibrated_uncertainty() -> None:
 
 
 def test_demo_model_build_is_serialised(monkeypatch, tmp_path: Path) -> None:
-    from apex import demo_model
+    from apex.demo import model as demo_model
 
     calls = []
 

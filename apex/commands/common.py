@@ -1,0 +1,65 @@
+"""Helpers shared by the training commands: the data flags and reading vote and rating files.
+
+Votes come in as a file (Parquet shards from ``apex votes export`` or a CSV): ``apex`` does not
+read the vote store itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def data_flags(parser: argparse.ArgumentParser) -> None:
+    """``--data`` (required), ``--votes`` and ``--ratings``: the inputs of ``train``/``refit``."""
+    parser.add_argument(
+        "--data", type=Path, required=True, help="engagement shards (file or folder)"
+    )
+    parser.add_argument(
+        "--votes", type=Path, default=None, help="votes: Parquet file/folder or CSV"
+    )
+    parser.add_argument(
+        "--ratings", type=Path, default=None, help="human 1-5 ratings (clip_id, axes)"
+    )
+
+
+def read_votes(path: Path | None) -> pd.DataFrame | None:
+    """Votes from a CSV or Parquet file/folder (``apex votes export`` layout); None if no path.
+
+    Raises:
+        FileNotFoundError: the folder holds no Parquet file.
+    """
+    if path is None:
+        return None
+    import pandas as pd
+
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no votes under {path}; export them with `apex votes export`")
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def read_table(path: Path | None) -> pd.DataFrame | None:
+    """A CSV or Parquet table (the human ratings); None if no path."""
+    if path is None:
+        return None
+    import pandas as pd
+
+    return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+
+
+def write_json(path: Path | None, report: Any) -> None:
+    """Write ``report`` as indented JSON to ``path`` (atomically) when a path is given."""
+    if path is None:
+        return
+    from apex.files import write_text_atomic
+
+    write_text_atomic(path, json.dumps(report, indent=2, default=float))
+    print(f"report written to {path}")

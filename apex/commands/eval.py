@@ -1,0 +1,199 @@
+"""``apex eval``: evaluate a model (JSON report + table), the demo evidence, or the arena.
+
+Examples::
+
+    apex eval --model models/mine --data shards/ --votes export/ --json report.json
+    apex eval --demo                       # the offline evidence on the synthetic demo corpus
+    apex eval arena                                   # the Hub release (needs the network)
+    apex eval arena --data ~/music-arena --model auto # a local copy, the published APEX model
+    apex eval arena --data var/arena-demo --model demo --svm fixed --out report.json
+    apex eval arena --data var/arena-demo --model demo --model var/models/v0002-... --json
+
+``apex eval arena`` is the paper's out-of-distribution experiment on Music Arena battles
+(:func:`apex.evaluation.scoring.evaluate_scorer` per ``--model``: any registry version
+directory, ``demo``, ``auto``, a ``.pt`` or a Hub id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from apex.cli import EXIT_OK, EXIT_USAGE, dataclass_flags, fail, guarded
+from apex.commands.common import read_votes, write_json
+from apex.settings import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``eval`` and ``eval arena`` to the ``apex`` parser."""
+    from apex.sources.music_arena import MusicArenaError
+    from apex.training.config import TrainConfig
+    from apex.training.refit import RefitConfig
+
+    p = subparsers.add_parser("eval", help="evaluate a model (JSON report + table), or --demo")
+    p.add_argument("--model", default=None, help="model directory, .pt file or Hub id")
+    p.add_argument("--data", type=Path, default=None, help="engagement shards (file or folder)")
+    p.add_argument("--votes", type=Path, default=None, help="votes: Parquet file/folder or CSV")
+    dataclass_flags(p, TrainConfig, only=("mode",), choices={"mode": ("song", "segment")})
+    dataclass_flags(
+        p,
+        RefitConfig,
+        only=("holdout_fraction",),
+        help={"holdout_fraction": "share of the latest votes evaluated"},
+    )
+    p.add_argument(
+        "--all-votes", action="store_true", help="evaluate on every vote, not the latest"
+    )
+    p.add_argument("--json", type=Path, default=None, help="also write the report here")
+    p.add_argument("--demo", action="store_true", help="offline evidence on the demo corpus")
+    p.add_argument("--demo-votes", type=int, default=4000, help="simulated votes for --demo")
+    p.set_defaults(func=guarded(cmd_eval))
+    targets = p.add_subparsers(dest="subcommand", metavar="TARGET")
+    arena = targets.add_parser(
+        "arena", help="the paper's arena experiment on Music Arena battles (AUC vs 0.600 / 0.614)"
+    )
+    arena_flags(arena)
+    arena.set_defaults(func=guarded(cmd_eval_arena, errors=(MusicArenaError, OSError)))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate ``--model`` on ``--data`` (+ held-out ``--votes``), or run ``--demo``."""
+    if args.demo:
+        from apex.demo.evidence import demo_evidence, format_evidence
+
+        evidence = demo_evidence(Settings.from_env(), n_votes=args.demo_votes)
+        print(format_evidence(evidence))
+        write_json(args.json, evidence)
+        return EXIT_OK
+    if args.model is None or args.data is None:
+        return fail(args, "needs --model and --data (or --demo)", EXIT_USAGE)
+    from apex.checkpoints import load_model
+    from apex.evaluation.metrics import evaluate_model, format_table
+    from apex.training.battles import battles_from_votes, time_split
+    from apex.training.data import TargetTransform, load_engagement
+
+    heads, info = load_model(args.model)
+    stats = info.metadata.get("target_transform")
+    transform = TargetTransform.from_dict(stats) if stats else None  # the model's own scale
+    data, _ = load_engagement(args.data, mode=args.mode, transform=transform)
+    battles = None
+    votes = read_votes(args.votes)
+    if votes is not None:
+        battles = battles_from_votes(votes, data.index_of())
+        if not args.all_votes:
+            battles = time_split(battles, args.holdout_fraction)[1]
+    used = bool(info.metadata.get("preference_trained", False))
+    report = evaluate_model(heads, data, battles=battles, use_preference=used)
+    print(format_table({info.model_id: report}))
+    write_json(args.json, report)
+    return EXIT_OK
+
+
+def arena_flags(parser: argparse.ArgumentParser) -> None:
+    """Add the arena evaluation's flags to ``parser``."""
+    from apex.evaluation.cv import FOLD_SCHEMES
+
+    parser.add_argument(
+        "--data",
+        default="music-arena",
+        help="folder in Music Arena's layout (battle_data/, audio_files/), 'music-arena' (the "
+        "Hub release) or another Hub dataset id in that layout (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch",
+        action="append",
+        default=[],
+        help="only this batch folder, e.g. 02-2025SEP (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="auto, demo, a model folder (e.g. a registry version), a .pt file or a Hub id; "
+        "repeat to report several models on the same battles (default: auto)",
+    )
+    parser.add_argument("--encoder", default=None, help="encoder override (default: the model's)")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--features",
+        choices=("engagement", "all"),
+        default="engagement",
+        help="engagement: the paper's final feature set; all: the seven scores",
+    )
+    parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument(
+        "--schemes",
+        default=",".join(FOLD_SCHEMES),
+        help="comma-separated fold schemes: paper (the published, label-stratified folds), "
+        "prompt, pair, prompt+pair (grouped) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="resamples per interval (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--permutations",
+        type=int,
+        default=1000,
+        help="permutations per p-value; 0 turns the test off (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--svm",
+        choices=("grid", "fixed", "off"),
+        default="grid",
+        help="grid: the paper's nested grid search (slow); fixed: one RBF SVM; off",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    parser.add_argument(
+        "--json", action="store_true", help="print the whole JSON report instead of the tables"
+    )
+
+
+def cmd_eval_arena(args: argparse.Namespace) -> int:
+    """Load battles, score clips per model, run the protocol, print it."""
+    from apex.evaluation.arena import ArenaEvalError
+    from apex.evaluation.report import format_report
+    from apex.evaluation.scoring import evaluate_scorer, strict_json
+    from apex.files import write_text_atomic
+    from apex.loader import load_scorer
+    from apex.sources.music_arena import read_release, resolve
+
+    settings = Settings.from_env()
+    schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip())
+    if args.bootstrap < 1 or args.permutations < 0:
+        raise ArenaEvalError("--bootstrap must be >= 1 and --permutations >= 0")
+    root = resolve(
+        args.data, cache_dir=settings.cache_dir / "hub-datasets", batches=tuple(args.batch)
+    )
+    release = read_release(root)
+    battles = release.battles
+    if args.batch:
+        battles = battles[battles["batch"].isin(args.batch)]
+    protocol = {
+        "feature_set": args.features,
+        "schemes": schemes,
+        "folds": args.folds,
+        "seed": args.seed,
+        "svm": args.svm,
+        "n_boot": args.bootstrap,
+        "n_perm": args.permutations,
+    }
+    runs = []
+    for spec in args.model or ["auto"]:
+        scorer = load_scorer(spec, encoder=args.encoder, device=args.device)
+        runs.append(evaluate_scorer(scorer, spec, release, battles, **protocol))
+    out = {"data": str(release.root), "skipped_records": release.skipped, "runs": runs}
+    text = json.dumps(strict_json(out), indent=2, default=str, allow_nan=False)
+    if args.json:
+        print(text)
+    else:
+        for report in runs:
+            print(format_report(report), end="\n\n")
+        if release.skipped or any(r["unscored_clips"] for r in runs):
+            print(f"{len(release.skipped)} records skipped; unscored clips listed in the JSON")
+    if args.out:
+        write_text_atomic(args.out, text)
+        print(f"report -> {args.out}", file=sys.stderr if args.json else sys.stdout)
+    return EXIT_OK

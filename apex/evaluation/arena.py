@@ -1,0 +1,378 @@
+"""The APEX paper's out-of-distribution arena protocol on Music Arena battles, made checkable.
+
+Given APEX predictions for both clips of every battle, the reference notebook
+(``APEX_arena_experiment.ipynb``) builds per-battle features (differences and ratios of the
+predicted scores, the instrumental flag, interactions: :mod:`apex.evaluation.cv`) and reports
+10-fold stratified cross-validated ROC AUC of a logistic regression (paper: 0.600) and of an SVM
+chosen by an inner grid search (paper: 0.614), "A won" being the positive class, on 1,259
+battles. Its final feature set uses the engagement scores only (``features="engagement"``);
+``features="all"`` adds the five aesthetics, as :func:`apex.evaluation.metrics.arena_protocol`.
+
+On top of that table this report gives what is needed to trust it:
+
+- **orientation** — before any fitting, how often "the higher-scored clip wins" for each single
+  score (and the sums the notebook tried), with a Wilson interval; a classifier whose
+  predictions follow a score *against* its sign is flagged;
+- **fold schemes** — the paper's label-stratified folds (kept, labelled ``paper``) and grouped
+  folds by prompt, by unordered system pair and by both (:func:`arena_cv.fold_ids`);
+- **intervals and significance** — a bootstrap interval over battles for every AUC and
+  accuracy, a permutation p-value for "better than chance" (labels shuffled within the cells of
+  test fold x board, the logistic regression refitted on every permutation);
+- **counts** — decisive battles, ties and both-bad per board.
+
+TIE and BOTH_BAD votes have no winner, and battles whose clips have no prediction cannot be
+featurised: all are counted, none enters an AUC. APEX's own preference probability
+(``Scorer.compare``) and the notebook's fixed rules are reported the same way (no fitting, so one
+row each, independent of the folds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from apex.evaluation import cv as arena_cv
+from apex.evaluation import stats as st
+from apex.evaluation.checks import (
+    battle_counts,
+    fixed_score_row,
+    flags,
+    orientation,
+    reliance,
+    summarise,
+)
+from apex.tasks import AESTHETICS, DECISIVE, ENGAGEMENT, SCORE_NAMES
+
+#: The paper's reported figures on Music Arena (the arena experiment and its notebook).
+PAPER: dict[str, Any] = {
+    "battles": 1259,
+    "auc": {"logistic_regression": 0.600, "svm": 0.614},
+    "same_sign_accuracy": {"sum_of_seven": 0.454, "likes+streams": 0.488, "score_likes": 0.503},
+}
+#: The notebook's SVM grid (inner 5-fold search on ROC AUC).
+SVM_GRID: dict[str, list[Any]] = {
+    "svc__estimator__C": [0.01, 0.1, 1, 10],
+    "svc__estimator__kernel": ["linear", "rbf"],
+    "svc__estimator__gamma": ["scale", "auto"],
+}
+SCHEME_LABELS: dict[str, str] = {
+    "paper": "paper's folds (stratified on the label only; prompts and pairs leak)",
+    "prompt": "grouped by prompt",
+    "pair": "grouped by unordered system pair",
+    "prompt+pair": "grouped by prompt and pair (no prompt, no pair on both sides)",
+}
+
+
+class ArenaEvalError(ValueError):
+    """The battles or predictions cannot be evaluated; the message says what to fix."""
+
+
+def features(
+    predictions: pd.DataFrame,
+    clip_a: Sequence[str],
+    clip_b: Sequence[str],
+    instrumental: np.ndarray,
+) -> tuple[np.ndarray, list[str]]:
+    """The notebook's per-battle features ``[N, F]`` and their ``F`` names.
+
+    ``predictions``: one row per clip (index: clip id), one column per predicted score;
+    ``clip_a``/``clip_b``: ``[N]`` clip ids (all in ``predictions``); ``instrumental``: ``[N]``.
+    """
+    scores = {n: predictions[n].to_numpy(np.float64) for n in predictions.columns}
+    row = {clip: i for i, clip in enumerate(predictions.index)}
+    a = np.array([row[c] for c in clip_a], dtype=np.int64)
+    b = np.array([row[c] for c in clip_b], dtype=np.int64)
+    return arena_cv.battle_features(scores, a, b, instrumental)
+
+
+def _models(svm: str, seed: int, grid: Mapping[str, Sequence[Any]] = SVM_GRID) -> dict[str, Any]:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    models: dict[str, Any] = {"logistic_regression": arena_cv.logistic_regression()}
+    # Platt scaling by 5-fold calibration: what SVC(probability=True) did (now deprecated).
+    platt = CalibratedClassifierCV(
+        SVC(class_weight="balanced", random_state=seed), method="sigmoid", cv=5, ensemble=False
+    )
+    svc = Pipeline([("scaler", StandardScaler()), ("svc", platt)])
+    if svm == "grid":  # the notebook's nested search; costs ~16 x 5 fits per outer fold
+        models["svm"] = GridSearchCV(svc, dict(grid), cv=5, scoring="roc_auc", n_jobs=1)
+    elif svm == "fixed":  # one RBF SVM (C=1): the grid's usual winner, 80x cheaper
+        models["svm"] = svc
+    elif svm != "off":
+        raise ArenaEvalError(f"svm must be 'grid', 'fixed' or 'off', got {svm!r}")
+    return models
+
+
+def evaluate_features(
+    x: np.ndarray,
+    y: np.ndarray,
+    instrumental: np.ndarray,
+    groups: Mapping[str, np.ndarray | None],
+    *,
+    names: list[str] | None = None,
+    svm: str = "off",
+    svm_grid: Mapping[str, Sequence[Any]] = SVM_GRID,
+    folds: int = 10,
+    seed: int = 42,
+    n_boot: int = 1000,
+    n_perm: int = 1000,
+) -> dict[str, dict[str, Any]]:
+    """Cross-validate the paper's classifiers under every fold scheme in ``groups``.
+
+    Args:
+        x: ``[N, F]`` battle features (``names``: their ``F`` names, for :func:`reliance`).
+        y: ``[N]`` 1 where A won. instrumental: ``[N]`` bool (the boards).
+        groups: scheme name -> ``[N]`` groups kept on one side of every split (None: the
+            paper's label-stratified folds).
+        svm, svm_grid, folds, seed: as :func:`evaluate_arena`. n_boot, n_perm: resamples and
+            permutations.
+
+    Returns:
+        Per scheme: ``label``, ``groups`` (how many), ``models`` (per model :func:`summarise`,
+        ``auc_fold_mean``, ``p_value``, ``reliance``) or ``skipped`` with the reason.
+    """
+    y = np.asarray(y).astype(int)
+    out: dict[str, dict[str, Any]] = {}
+    for scheme, g in groups.items():
+        entry: dict[str, Any] = {"label": SCHEME_LABELS.get(scheme, scheme)}
+        entry["groups"] = None if g is None else len(np.unique(g))
+        fold = arena_cv.fold_ids(y, g, folds=folds, seed=seed)
+        if isinstance(fold, str):
+            out[scheme] = entry | {"skipped": fold}
+            continue
+        entry["models"] = {}
+        for name, model in _models(svm, seed, svm_grid).items():
+            proba = arena_cv.cross_validated_proba(model, x, y, fold=fold)
+            row = summarise(proba, y, instrumental, n_boot=n_boot, seed=seed)
+            row["auc_fold_mean"] = _fold_mean_auc(proba, y, fold)
+            if name == "logistic_regression" and n_perm:
+                row |= _refit_permutation(x, y, fold, instrumental, n_perm=n_perm, seed=seed)
+            else:
+                row |= {"p_value": None, "p_value_note": _no_p(name, n_perm)}
+            if names is not None:
+                row["reliance"] = reliance(proba, x, names)
+            entry["models"][name] = row
+        out[scheme] = entry
+    return out
+
+
+def _fold_mean_auc(proba: np.ndarray, y: np.ndarray, fold: np.ndarray) -> float:
+    """Mean of the per-test-fold AUCs: blind to offsets between folds' predictions.
+
+    The pooled out-of-fold AUC (the paper's) also ranks battles of different folds against
+    each other; a model that only memorises groups predicts a constant per unseen fold, and
+    that constant moves against the fold's outcome balance, pulling the pooled AUC below 0.5.
+    """
+    values = [st.auc(proba[fold == k], y[fold == k]) for k in np.unique(fold)]
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def _no_p(model: str, n_perm: int) -> str:
+    if not n_perm:
+        return "permutations off"
+    return f"not computed for {model}: a refit per permutation costs hours; see the LR's p"
+
+
+def _refit_permutation(
+    x: np.ndarray, y: np.ndarray, fold: np.ndarray, instr: np.ndarray, *, n_perm: int, seed: int
+) -> dict[str, Any]:
+    """Refit the logistic regression on labels shuffled within (test fold x board) cells."""
+    strata = fold * 2 + instr.astype(int)
+    labels = np.vstack([y, st.shuffled_labels(y, strata, n=n_perm, seed=seed)])
+    aucs = st.auc(st.logistic_oof_proba(x, labels, fold), labels)
+    return {
+        "p_value": st.permutation_pvalue(aucs[0], aucs[1:]),
+        "permutations": n_perm,
+        "null_auc_mean": float(np.nanmean(aucs[1:])),
+    }
+
+
+def evaluate_arena(
+    battles: pd.DataFrame,
+    predictions: pd.DataFrame,
+    *,
+    p_compare: np.ndarray | None = None,
+    feature_set: str = "engagement",
+    schemes: Sequence[str] = arena_cv.FOLD_SCHEMES,
+    folds: int = 10,
+    seed: int = 42,
+    svm: str = "grid",
+    svm_grid: Mapping[str, Sequence[Any]] = SVM_GRID,
+    n_boot: int = 1000,
+    n_perm: int = 1000,
+) -> dict[str, Any]:
+    """Run the protocol and its checks; return a JSON-ready report.
+
+    Args:
+        battles: ``clip_a``, ``clip_b``, ``preference`` (A/B/TIE/BOTH_BAD), ``is_instrumental``;
+            grouped schemes also need ``prompt``, ``system_a``, ``system_b``.
+        predictions: index = clip id, columns = predicted scores (any of :data:`SCORE_NAMES`);
+            a clip with a missing (NaN) score counts as unscored.
+        p_compare: ``[len(battles)]`` APEX's P(A preferred) per battle (``Scorer.compare``),
+            NaN where unknown; None skips that row.
+        feature_set: ``"engagement"`` (the paper's final features) or ``"all"`` (seven scores).
+        schemes: fold schemes (:data:`arena_cv.FOLD_SCHEMES`); folds, seed: the outer CV.
+        svm: ``"grid"`` (the paper's nested grid search), ``"fixed"`` (one RBF SVM) or ``"off"``;
+            svm_grid: the grid searched (default :data:`SVM_GRID`, the notebook's).
+        n_boot: bootstrap resamples per interval. n_perm: permutations per p-value (0: none).
+
+    Returns:
+        ``counts`` (per preference, excluded and why, ``boards``), ``orientation``, ``schemes``
+        (:func:`evaluate_features`), ``rules`` (the notebook's fixed rules), ``apex_compare``,
+        ``ties``/``both_bad``, ``flags`` (sentences), ``paper`` and the settings used.
+    """
+    missing = {"clip_a", "clip_b", "preference", "is_instrumental"} - set(battles.columns)
+    if missing:
+        raise ArenaEvalError(f"battles lack columns {sorted(missing)}")
+    if feature_set not in ("engagement", "all"):
+        raise ArenaEvalError(f"feature_set must be 'engagement' or 'all', got {feature_set!r}")
+    unknown = [s for s in schemes if s not in arena_cv.FOLD_SCHEMES]
+    if unknown:
+        raise ArenaEvalError(f"unknown fold schemes {unknown}; use {arena_cv.FOLD_SCHEMES}")
+    _models(svm, seed)  # a bad svm choice fails before any work
+    wanted = ENGAGEMENT if feature_set == "engagement" else SCORE_NAMES
+    names = [n for n in wanted if n in predictions.columns]
+    if not names:
+        raise ArenaEvalError(f"predictions have none of {wanted}; got {list(predictions.columns)}")
+    scored = predictions[[n for n in SCORE_NAMES if n in predictions.columns]].dropna()
+    pref = battles["preference"].astype(str).to_numpy()
+    known = (battles["clip_a"].isin(scored.index) & battles["clip_b"].isin(scored.index)).to_numpy()
+    decisive = known & np.isin(pref, DECISIVE)
+    counts = battle_counts(
+        pref, known, decisive, battles["is_instrumental"].astype(bool).to_numpy()
+    )
+    used = battles[decisive]
+    y = (pref[decisive] == "A").astype(int)
+    instr = used["is_instrumental"].astype(bool).to_numpy()
+    x, feature_names = features(scored[names], used["clip_a"], used["clip_b"], instr)
+    orient = (
+        orientation(scored, used["clip_a"], used["clip_b"], y, PAPER["same_sign_accuracy"])
+        if len(y)
+        else {}
+    )
+    groups, skipped = _scheme_groups(used, schemes)
+    kw = {"n_boot": n_boot, "seed": seed}
+    results = (
+        evaluate_features(
+            x,
+            y,
+            instr,
+            groups,
+            names=feature_names,
+            svm=svm,
+            svm_grid=svm_grid,
+            folds=folds,
+            n_perm=n_perm,
+            **kw,
+        )
+        if len(y)
+        else {}
+    )
+    results |= {s: {"label": SCHEME_LABELS[s], "skipped": why} for s, why in skipped.items()}
+    rules = _rules(scored, used, y, instr, n_perm=n_perm, **kw) if len(y) else {}
+    report: dict[str, Any] = {
+        "counts": counts,
+        "features": feature_names,
+        "orientation": orient,
+        "schemes": {s: results[s] for s in schemes if s in results},
+        "rules": rules,
+        "paper": PAPER,
+        "settings": {
+            "feature_set": feature_set,
+            "folds": folds,
+            "seed": seed,
+            "svm": svm,
+            "bootstrap": n_boot,
+            "permutations": n_perm,
+            "permutation_strata": "test fold x board (fitted models); board (fixed scores)",
+        },
+    }
+    if p_compare is not None:
+        report |= _compare_section(
+            np.asarray(p_compare, np.float64), pref, known, battles, scored, n_boot, n_perm, seed
+        )
+    report["flags"] = flags(report)
+    return report
+
+
+def _rules(
+    scored: pd.DataFrame, used: pd.DataFrame, y: np.ndarray, instr: np.ndarray, **kw: Any
+) -> dict[str, Any]:
+    """The notebook's fixed rules: P(A wins) = sigmoid((score A - score B) / 10)."""
+    rules = {}
+    for score, label in (("score_likes", "likes_rule"), ("score_streams", "streams_rule")):
+        if score in scored:
+            margin = scored[score].loc[used["clip_a"]].to_numpy()
+            margin = margin - scored[score].loc[used["clip_b"]].to_numpy()
+            rules[label] = fixed_score_row(1.0 / (1.0 + np.exp(-margin / 10.0)), y, instr, **kw)
+    return rules
+
+
+def _scheme_groups(
+    used: pd.DataFrame, schemes: Sequence[str]
+) -> tuple[dict[str, np.ndarray | None], dict[str, str]]:
+    """Groups per scheme for the decisive battles, and the schemes that cannot be built."""
+    have = {"prompt", "system_a", "system_b"} <= set(used.columns)
+    prompts = used["prompt"].astype(str).to_numpy() if have else None
+    pairs = arena_cv.pair_labels(used["system_a"], used["system_b"]) if have else None
+    groups, skipped = {}, {}
+    for s in schemes:
+        if s != "paper" and not have:
+            skipped[s] = "battles lack the prompt / system_a / system_b columns"
+        else:
+            groups[s] = arena_cv.scheme_groups(s, prompts, pairs)
+    return groups, skipped
+
+
+def _compare_section(
+    p: np.ndarray,
+    pref: np.ndarray,
+    known: np.ndarray,
+    battles: pd.DataFrame,
+    preds: pd.DataFrame,
+    n_boot: int,
+    n_perm: int,
+    seed: int,
+) -> dict[str, Any]:
+    """APEX's P(A preferred) scored like a rule, and what it said on ties and both-bad votes."""
+    ok = known & ~np.isnan(p)
+    decisive = ok & np.isin(pref, DECISIVE)
+    y = (pref[decisive] == "A").astype(int)
+    instr = battles["is_instrumental"].astype(bool).to_numpy()[decisive]
+    out: dict[str, Any] = {}
+    if len(y):
+        row = fixed_score_row(p[decisive], y, instr, n_boot=n_boot, n_perm=n_perm, seed=seed)
+        out["apex_compare"] = row | {"orientation": st.agreement(p[decisive] - 0.5, y)}
+    confidence = np.abs(p - 0.5)
+    out["ties"] = {
+        "n": int((ok & (pref == "TIE")).sum()),
+        # a model that knows when clips are equally good is less confident on ties
+        "mean_confidence_on_ties": _mean(confidence[ok & (pref == "TIE")]),
+        "mean_confidence_on_decisive": _mean(confidence[decisive]),
+    }
+    aesthetic = [a for a in AESTHETICS if a in preds.columns]
+    scores = aesthetic or [n for n in SCORE_NAMES if n in preds.columns]
+    quality = preds[scores].mean(axis=1)
+    pair = (
+        quality.reindex(battles["clip_a"]).to_numpy()
+        + quality.reindex(battles["clip_b"]).to_numpy()
+    ) / 2
+    out["both_bad"] = {
+        "n": int((ok & (pref == "BOTH_BAD")).sum()),
+        "scores": scores,
+        "mean_predicted_on_both_bad": _mean(pair[ok & (pref == "BOTH_BAD")]),
+        "mean_predicted_on_others": _mean(pair[ok & (pref != "BOTH_BAD")]),
+    }
+    return out
+
+
+def _mean(values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else float("nan")

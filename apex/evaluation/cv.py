@@ -1,0 +1,200 @@
+"""The APEX paper's arena protocol, shared: battle features and cross-validated probabilities.
+
+Both users build on this module, so their features and folds cannot drift apart:
+:func:`apex.evaluation.metrics.arena_protocol` (held-out battles during training, overall AUC) and
+:func:`apex.evaluation.arena.evaluate_arena` (Music Arena battles; AUC per instrumental/vocal
+group, and an SVM beside the logistic regression).
+
+The recipe is the reference notebook's (``APEX_arena_experiment.ipynb``): per battle, the
+difference ``A - B`` and the ratio ``A / B`` of every predicted score and of
+``combined_popularity`` (the mean of the engagement scores, when all are present), the
+instrumental flag, and each difference times the flag; a standardised
+``LogisticRegression(C=0.1, class_weight="balanced")``; shuffled stratified K-fold
+cross-validation with "A won" as the positive class. Only numpy and scikit-learn: no torch.
+
+Those folds are the paper's; they ignore that battles share prompts and system pairs, so a
+model can score well by recognising a prompt or a pair it saw in training. :func:`fold_ids`
+also builds grouped folds (``StratifiedGroupKFold``): by prompt, by unordered system pair, or
+by both at once (connected components of battles linked by a shared prompt or pair), so no
+group has battles on both sides of a split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from apex.tasks import ENGAGEMENT
+
+#: Added to the denominator of the ``A / B`` ratios (scores can be 0).
+RATIO_EPS = 1e-9
+#: Fold schemes of :func:`fold_ids`: the paper's (label-stratified only), then the grouped ones.
+FOLD_SCHEMES: tuple[str, ...] = ("paper", "prompt", "pair", "prompt+pair")
+
+
+def battle_features(
+    scores: Mapping[str, np.ndarray],
+    a: np.ndarray,
+    b: np.ndarray,
+    instrumental: np.ndarray,
+) -> tuple[np.ndarray, list[str]]:
+    """The notebook's per-battle features.
+
+    Args:
+        scores: per-clip predictions ``[M]`` by score name, in the order the features take.
+        a, b: ``[N]`` clip indices (into the ``[M]`` arrays) of each battle's two clips.
+        instrumental: ``[N]`` bool or 0/1, the battle's instrumental flag.
+
+    Returns:
+        ``[N, F]`` float64 features and their ``F`` names: ``diff_<score>`` and
+        ``ratio_<score>`` per score (``combined_popularity`` last), ``is_instrumental``, then
+        ``diff_<score>_x_instr``.
+    """
+    preds = {name: np.asarray(values, np.float64) for name, values in scores.items()}
+    if all(e in preds for e in ENGAGEMENT):
+        preds["combined_popularity"] = np.mean([preds[e] for e in ENGAGEMENT], axis=0)
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    flag = np.asarray(instrumental, dtype=np.float64)
+    diffs = {f"diff_{n}": v[a] - v[b] for n, v in preds.items()}
+    ratios = {f"ratio_{n}": v[a] / (v[b] + RATIO_EPS) for n, v in preds.items()}
+    inter = {f"{k}_x_instr": d * flag for k, d in diffs.items()}
+    columns = {**diffs, **ratios, "is_instrumental": flag, **inter}
+    return np.column_stack(list(columns.values())), list(columns)
+
+
+def logistic_regression() -> Any:
+    """The paper's classifier: standardise, then ``LogisticRegression(C=0.1, balanced)``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return Pipeline(
+        [
+            ("scaler", StandardScaler()),
+            ("lr", LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000)),
+        ]
+    )
+
+
+def cv_skip_reason(y: np.ndarray, folds: int) -> str | None:
+    """Why ``folds``-fold stratified CV cannot run on labels ``y`` ``[N]`` of 0/1, else None."""
+    y = np.asarray(y)
+    minority = int(min(y.sum(), len(y) - y.sum()))
+    if minority < folds:
+        return f"only {minority} battles of the rarer outcome; {folds}-fold CV needs {folds}"
+    return None
+
+
+def pair_labels(system_a: np.ndarray, system_b: np.ndarray) -> np.ndarray:
+    """``[N]`` labels of the unordered system pair: ``x|y`` and ``y|x`` are the same pair."""
+    a = np.asarray(system_a, dtype=str)
+    b = np.asarray(system_b, dtype=str)
+    first = a <= b
+    lo, hi = np.where(first, a, b), np.where(first, b, a)
+    return np.char.add(np.char.add(lo, "|"), hi)
+
+
+def linked_groups(*labels: np.ndarray) -> np.ndarray:
+    """``[N]`` group ids: battles sharing a value in any of ``labels`` (each ``[N]``) are linked.
+
+    The connected components of that graph, found by union-find over the label values, so a
+    prompt met by two pairs joins both pairs' battles into one group.
+    """
+    n = len(labels[0])
+    parent = np.arange(n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for values in labels:
+        codes = np.unique(np.asarray(values), return_inverse=True)[1].ravel()
+        first = np.full(codes.max() + 1 if n else 0, -1)
+        for i, c in enumerate(codes):
+            if first[c] < 0:
+                first[c] = i
+            else:
+                parent[root(i)] = root(first[c])
+    return np.unique([root(i) for i in range(n)], return_inverse=True)[1].ravel()
+
+
+def scheme_groups(
+    scheme: str, prompts: np.ndarray | None, pairs: np.ndarray | None
+) -> np.ndarray | None:
+    """The ``[N]`` groups a fold scheme keeps together (None for the paper's folds)."""
+    if scheme not in FOLD_SCHEMES:
+        raise ValueError(f"fold scheme must be one of {FOLD_SCHEMES}, got {scheme!r}")
+    if scheme == "paper":
+        return None
+    if (scheme != "pair" and prompts is None) or (scheme != "prompt" and pairs is None):
+        raise ValueError(f"fold scheme {scheme!r} needs the battles' prompts and system pairs")
+    if scheme == "prompt":
+        return np.unique(np.asarray(prompts), return_inverse=True)[1].ravel()
+    if scheme == "pair":
+        return np.unique(np.asarray(pairs), return_inverse=True)[1].ravel()
+    return linked_groups(prompts, pairs)
+
+
+def fold_ids(
+    y: np.ndarray, groups: np.ndarray | None, *, folds: int = 10, seed: int = 42
+) -> np.ndarray | str:
+    """``[N]`` test-fold index (0..folds-1) of every battle, or why the folds cannot be built.
+
+    ``groups=None``: the paper's shuffled ``StratifiedKFold`` on the labels. Otherwise a shuffled
+    ``StratifiedGroupKFold``: every group lies in exactly one test fold.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y = np.asarray(y)
+    reason = cv_skip_reason(y, folds)
+    if reason is not None:
+        return reason
+    out = np.full(len(y), -1)
+    if groups is None:
+        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y)
+    else:
+        n_groups = len(np.unique(groups))
+        if n_groups < folds:
+            return f"only {n_groups} group(s); {folds}-fold grouped CV needs {folds}"
+        cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+        splits = cv.split(y, y, groups)
+    for k, (_, test) in enumerate(splits):
+        out[test] = k
+    for k in range(folds):  # a fold with one outcome cannot be trained against the other
+        train = y[out != k]
+        if train.min() == train.max():
+            return f"test fold {k} leaves a training set with one outcome only"
+    return out
+
+
+def cross_validated_proba(
+    model: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    folds: int = 10,
+    seed: int = 42,
+    fold: np.ndarray | None = None,
+) -> np.ndarray:
+    """Out-of-fold P("A won") ``[N]`` of ``model`` on features ``x`` ``[N, F]`` and labels ``y``.
+
+    ``fold`` (``[N]`` test-fold ids from :func:`fold_ids`) fixes the splits; without it, the
+    paper's shuffled stratified folds with ``seed``, so every model scored on the same battles
+    sees the same splits. Check :func:`cv_skip_reason` first: too few of an outcome raises.
+    """
+    from sklearn.base import clone
+
+    if fold is None:
+        fold = fold_ids(y, None, folds=folds, seed=seed)
+        if isinstance(fold, str):
+            raise ValueError(fold)
+    proba = np.empty(len(y))
+    for k in np.unique(fold):
+        test = fold == k
+        fitted = clone(model).fit(x[~test], y[~test])
+        proba[test] = fitted.predict_proba(x[test])[:, 1]
+    return proba

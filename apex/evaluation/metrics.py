@@ -1,0 +1,238 @@
+"""Evaluation: per-task regression metrics, held-out battle metrics, the paper's arena protocol.
+
+- :func:`regression_metrics` — MSE, MAE, Pearson, Spearman per score at song level.
+- :func:`pairwise_metrics` — on held-out battles (split by time, see
+  :func:`apex.training.battles.time_split`): accuracy of ``sign(u_A - u_B)`` on decisive votes and
+  ROC AUC of ``u_A - u_B`` for "A won", where ``u`` is :func:`preference_utility`.
+- :func:`arena_protocol` — the APEX paper's Music Arena experiment: features from predicted-score
+  differences (and ratios, instrumental flag, interactions), a standardised logistic regression,
+  10-fold stratified cross-validated AUC (the paper reports 0.60-0.61 there); the features and
+  folds are :mod:`apex.evaluation.cv`'s, shared with :mod:`apex.evaluation.arena`.
+- :func:`evaluate_model` bundles them; :func:`format_table` prints a report for people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from torch import nn
+
+from apex.evaluation import cv as arena_cv
+from apex.tasks import ENGAGEMENT, SCORE_NAMES
+from apex.training.battles import Battles
+from apex.training.data import EngagementData, known_targets
+from apex.training.loop import predict
+
+
+def preference_utility(outputs: Mapping[str, np.ndarray], use_head: bool) -> np.ndarray:
+    """Per-clip utility ``[N]`` whose differences rank clips in a battle.
+
+    ``use_head=True`` and a ``preference`` output present: the trained Bradley-Terry logit.
+    Otherwise the fixed link of :data:`apex.heads.LINK_WEIGHTS` over the predicted scores — what a
+    model never trained on votes offers (and what :func:`apex.heads.logistic_preference` uses).
+    """
+    if use_head and "preference" in outputs:
+        return np.asarray(outputs["preference"], dtype=np.float64)
+    from apex.heads import LINK_WEIGHTS
+
+    return sum(
+        w * np.asarray(outputs[k], np.float64) for k, w in LINK_WEIGHTS.items() if k in outputs
+    )
+
+
+def regression_metrics(
+    outputs: Mapping[str, np.ndarray], targets: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """``{score: {mse, mae, pearson, spearman, n}}`` over songs with a known target (n >= 3)."""
+    result: dict[str, dict[str, float]] = {}
+    for name, known, true in known_targets(outputs, targets, min_known=3):
+        pred = np.asarray(outputs[name], np.float64)[known]
+        constant = np.ptp(pred) == 0 or np.ptp(true) == 0
+        result[name] = {
+            "mse": float(np.mean((pred - true) ** 2)),
+            "mae": float(np.mean(np.abs(pred - true))),
+            "pearson": float("nan") if constant else float(stats.pearsonr(pred, true)[0]),
+            "spearman": float("nan") if constant else float(stats.spearmanr(pred, true)[0]),
+            "n": int(known.sum()),
+        }
+    return result
+
+
+def pairwise_metrics(utility: np.ndarray, battles: Battles) -> dict[str, float]:
+    """Accuracy and AUC of ``utility[a] - utility[b]`` on decisive (non-TIE) battles.
+
+    A zero margin counts as half right (no preference expressed). ``auc`` is NaN when the held-out
+    votes hold only one outcome.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    decisive = battles.y != 0.5
+    margin = utility[battles.a[decisive]] - utility[battles.b[decisive]]
+    won = battles.y[decisive] == 1.0
+    n = int(decisive.sum())
+    if n == 0:
+        return {"accuracy": float("nan"), "auc": float("nan"), "n": 0, "ties": len(battles)}
+    correct = np.where(margin == 0, 0.5, (margin > 0) == won)
+    auc = float(roc_auc_score(won, margin)) if 0 < won.sum() < n else float("nan")
+    return {
+        "accuracy": float(np.mean(correct)),
+        "auc": auc,
+        "n": n,
+        "ties": int(len(battles) - n),
+    }
+
+
+def arena_protocol(
+    outputs: Mapping[str, np.ndarray],
+    battles: Battles,
+    *,
+    seed: int = 42,
+    folds: int = 10,
+    n_boot: int = 1000,
+) -> dict[str, Any]:
+    """The paper's arena experiment on decisive battles, as its notebook sets it up.
+
+    Features per battle (:func:`apex.evaluation.cv.battle_features`): for each predicted
+    score and the engagement mean, the difference A - B and the ratio A / B; the instrumental
+    flag; each difference times the flag. Model: standardise then
+    ``LogisticRegression(C=0.1, class_weight="balanced")``; ``folds``-fold stratified CV
+    (shuffled, ``seed``); AUC of the out-of-fold probabilities for "A won", with its 95 %
+    bootstrap interval over battles (``auc_ci``, ``n_boot`` resamples). NaN when either outcome
+    has fewer than ``folds`` battles. These battles carry no prompts or systems, so only the
+    paper's folds apply here; ``apex eval arena`` adds the grouped ones.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from apex.evaluation import stats as arena_stats
+
+    decisive = battles.y != 0.5
+    y = (battles.y[decisive] == 1.0).astype(int)
+    if arena_cv.cv_skip_reason(y, folds) is not None:
+        return {"auc": float("nan"), "auc_ci": [float("nan")] * 2, "n": len(y)}
+    scores = {n: outputs[n] for n in SCORE_NAMES if n in outputs}
+    instr = battles.is_instrumental[decisive]
+    x, _ = arena_cv.battle_features(scores, battles.a[decisive], battles.b[decisive], instr)
+    model = arena_cv.logistic_regression()
+    proba = arena_cv.cross_validated_proba(model, x, y, folds=folds, seed=seed)
+    ci = arena_stats.bootstrap(proba, y, n=n_boot, seed=seed)["auc_ci"]
+    return {"auc": float(roc_auc_score(y, proba)), "auc_ci": ci, "n": len(y)}
+
+
+def evaluate_model(
+    model: nn.Module,
+    data: EngagementData,
+    *,
+    songs: np.ndarray | None = None,
+    battles: Battles | None = None,
+    use_preference: bool = False,
+    tasks: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> dict:
+    """Full report of ``model`` on ``songs`` (default: ``test`` split, else ``val``) and battles.
+
+    ``tasks`` limits the scores used (regression, utility link, arena features) to those the
+    model was trained on. Returns a JSON-ready dict: ``regression`` per score, ``pairwise`` and
+    ``arena`` when battles are given, and ``n_songs``.
+    """
+    if songs is None:
+        songs = data.songs_in("test")
+        if len(songs) == 0:
+            songs = data.songs_in("val")
+    outputs = predict(model, data.song_x, device=device)
+    if tasks is not None:  # outputs a model was never trained on are noise: leave them out
+        keep = {*tasks, *(f"{t}_std" for t in tasks), "preference"}
+        outputs = {k: v for k, v in outputs.items() if k in keep}
+    report: dict = {
+        "n_songs": len(songs),
+        "regression": regression_metrics(
+            {k: v[songs] for k, v in outputs.items()}, data.targets[songs]
+        ),
+    }
+    if battles is not None and len(battles):
+        report["pairwise"] = pairwise_metrics(preference_utility(outputs, use_preference), battles)
+        report["arena"] = arena_protocol(outputs, battles)
+    return report
+
+
+def engagement_spearman(report: Mapping) -> float:
+    """Mean Spearman of the engagement scores in ``report["regression"]`` (NaN if none)."""
+    values = [report["regression"][e]["spearman"] for e in ENGAGEMENT if e in report["regression"]]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def format_table(reports: Mapping[str, Mapping]) -> str:
+    """A readable table: one column per named report, rows = Spearman per score + battle metrics."""
+    names = list(reports)
+    rows: list[tuple[str, list[str]]] = []
+    for score in SCORE_NAMES:
+        cells = [reports[n].get("regression", {}).get(score, {}).get("spearman") for n in names]
+        if any(c is not None for c in cells):
+            rows.append((f"spearman {score}", [_fmt(c) for c in cells]))
+    for section, key in (("pairwise", "accuracy"), ("pairwise", "auc"), ("arena", "auc")):
+        cells = [reports[n].get(section, {}).get(key) for n in names]
+        if any(c is not None for c in cells):
+            rows.append((f"{section} {key}", [_fmt(c) for c in cells]))
+    width = max([len(r[0]) for r in rows] + [6])
+    cols = [max(len(n), 7) for n in names]
+    lines = ["  ".join([" " * width, *(n.rjust(w) for n, w in zip(names, cols, strict=True))])]
+    for label, cells in rows:
+        lines.append(
+            "  ".join([label.ljust(width), *(c.rjust(w) for c, w in zip(cells, cols, strict=True))])
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "nan" if value != value else f"{value:.3f}"
+
+
+def spearman_noise(
+    a: nn.Module,
+    b: nn.Module,
+    data: EngagementData,
+    *,
+    songs: np.ndarray | None = None,
+    rounds: int = 200,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Sampling noise of the Spearman difference between two models on the same held-out songs.
+
+    A paired bootstrap (``rounds`` resamples of the songs, seeded): for each resample the mean
+    Spearman of model ``a`` minus that of ``b``, over the engagement scores and over the
+    aesthetics; returns the standard deviation of each (``{"spearman", "aesthetics"}``, NaN where
+    either model lacks the scores or fewer than 4 songs have targets). On a few dozen songs it is
+    several hundredths: a smaller difference is not evidence that one model is worse.
+    """
+    from apex.tasks import AESTHETICS
+
+    if songs is None:
+        songs = data.songs_in("test")
+        if len(songs) == 0:
+            songs = data.songs_in("val")
+    out_a, out_b = predict(a, data.song_x[songs]), predict(b, data.song_x[songs])
+    targets = data.targets[songs]
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(songs), len(songs)) for _ in range(rounds)]
+    noise = {}
+    for key, names in (("spearman", ENGAGEMENT), ("aesthetics", AESTHETICS)):
+        cols = [(SCORE_NAMES.index(n), n) for n in names if n in out_a and n in out_b]
+        diffs = []
+        for idx in draws:
+            per = []
+            for i, name in cols:
+                t = targets[idx, i]
+                known = ~np.isnan(t)
+                if known.sum() < 4:
+                    continue
+                ra = stats.spearmanr(out_a[name][idx][known], t[known])[0]
+                rb = stats.spearmanr(out_b[name][idx][known], t[known])[0]
+                per.append(ra - rb)
+            if per and np.all(np.isfinite(per)):
+                diffs.append(float(np.mean(per)))
+        noise[key] = float(np.std(diffs)) if len(diffs) > 1 else float("nan")
+    return noise

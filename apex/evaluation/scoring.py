@@ -1,0 +1,92 @@
+"""Score a Music Arena release with one model and run the arena protocol on its battles.
+
+:func:`evaluate_scorer` is what ``apex eval arena`` runs per ``--model``: every released clip is
+scored once (embeddings are cached by the scorer), each battle's pair is compared with
+``Scorer.compare``, and :func:`apex.evaluation.arena.evaluate_arena` checks orientation, fits the
+cross-validated classifiers under the paper's and the grouped folds, and adds intervals and
+p-values. Every model gets the same report, so refits are judged alike.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from apex.audio import AudioError
+from apex.evaluation.arena import evaluate_arena
+
+#: What a report says about the model it judged (keys of ``Scorer.info()``).
+MODEL_KEYS = ("model_id", "version", "encoder_id", "is_demo")
+
+
+def score_clips(
+    scorer: Any, clips: pd.DataFrame, root: Path
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Score every clip with audio on disk.
+
+    Args:
+        scorer: an :class:`apex.scorer.Scorer`.
+        clips: the release's clips (``clip_id``, ``file_name``, ``has_audio``).
+        root: the release's folder (``file_name`` is relative to it).
+
+    Returns:
+        ``{clip_id: ScoreResult}`` and ``[(clip_id, reason)]`` for clips that could not be scored
+        (audio missing or unreadable: one bad clip must not end the evaluation; it is reported).
+    """
+    results, failed = {}, []
+    for clip in clips.itertuples():
+        if not clip.has_audio:
+            failed.append((clip.clip_id, "audio file not on disk"))
+            continue
+        try:
+            results[clip.clip_id] = scorer.score(root / clip.file_name)[0]
+        except (AudioError, OSError) as exc:
+            failed.append((clip.clip_id, f"{type(exc).__name__}: {exc}"))
+    return results, failed
+
+
+def evaluate_scorer(
+    scorer: Any, spec: str, release: Any, battles: pd.DataFrame, **protocol: Any
+) -> dict[str, Any]:
+    """One model's arena report: score the clips, compare each battle's pair, run the protocol.
+
+    Args:
+        scorer: an :class:`apex.scorer.Scorer`; ``spec`` how it was named (``auto``, a path...).
+        release: a :class:`apex.sources.music_arena.Release`; ``battles`` the battles to judge.
+        **protocol: keyword arguments of :func:`apex.evaluation.arena.evaluate_arena`
+            (``feature_set``, ``schemes``, ``folds``, ``seed``, ``svm``, ``n_boot``, ``n_perm``).
+
+    Returns:
+        The protocol's report plus ``model`` (what was judged) and ``unscored_clips``.
+    """
+    results, failed = score_clips(scorer, release.clips(), release.root)
+    predictions = pd.DataFrame({cid: r.scores for cid, r in results.items()}).T
+    p_compare = np.array(
+        [
+            scorer.compare(results[a], results[b]) if a in results and b in results else np.nan
+            for a, b in zip(battles["clip_a"], battles["clip_b"], strict=True)
+        ]
+    )
+    report = evaluate_arena(battles, predictions, p_compare=p_compare, **protocol)
+    info = scorer.info()
+    return report | {
+        "model": {"spec": spec, **{k: info.get(k) for k in MODEL_KEYS}},
+        "unscored_clips": failed,
+    }
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN/inf floats as None, so the report is strict JSON (``jq``, browsers)."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return strict_json(value.item())
+    return value

@@ -1,0 +1,110 @@
+"""The refit gate: promote a challenger only if no gated metric is worse than the serving model's.
+
+:func:`gate` compares two reports of :func:`apex.evaluation.metrics.evaluate_model` on the same
+held-out data (pairwise accuracy on held-out battles, engagement and aesthetics Spearman), each
+within its tolerance of :class:`~apex.training.config.GateConfig` widened by the measured noise;
+:class:`Decision` holds the verdict and its reasons in words and numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from apex.evaluation.metrics import engagement_spearman
+from apex.tasks import AESTHETICS
+from apex.training.config import GateConfig
+
+
+@dataclass
+class Decision:
+    """The gate's verdict and the reasons, in words and numbers.
+
+    Attributes:
+        challenger, champion: key held-out metrics (:func:`key_metrics`) of the challenger and of
+            the model serving when the refit ran (None when none could be evaluated).
+    """
+
+    promote: bool
+    reasons: list[str]
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+
+
+#: Gated metrics: key -> (GateConfig tolerance attribute, label for people).
+GATED: dict[str, tuple[str, str]] = {
+    "accuracy": ("accuracy_tolerance", "held-out pairwise accuracy"),
+    "spearman": ("spearman_tolerance", "engagement Spearman"),
+    "aesthetics": ("spearman_tolerance", "aesthetics Spearman"),
+}
+
+
+def gate(
+    challenger: dict,
+    champion: dict | None,
+    config: GateConfig = GateConfig(),
+    noise: dict[str, float] | None = None,
+) -> Decision:
+    """Decide from two evaluation reports on the same held-out data (see
+    :func:`apex.evaluation.metrics.evaluate_model`): the challenger's and the serving model's.
+
+    Promotion needs at least ``config.min_battles`` held-out decisive battles and, on every gated
+    metric the serving model has, a challenger not worse beyond its tolerance. There is no free
+    first promotion: without a serving report (nothing to compare with) the challenger is refused.
+    NaN challenger metrics count as failures, never as passes.
+
+    ``noise`` (:func:`apex.evaluation.metrics.spearman_noise`): the paired-bootstrap standard
+    deviation of the Spearman differences on these held-out songs. A Spearman metric's tolerance
+    is the larger of its configured one and that noise, so a difference the held-out songs cannot
+    resolve neither promotes nor refuses; pairwise accuracy keeps its configured tolerance.
+    """
+    noise = noise or {}
+    ch = key_metrics(challenger)
+    if champion is None:
+        return Decision(
+            False,
+            ["no serving model could be evaluated on the same held-out data: nothing to compare"],
+            ch,
+            None,
+        )
+    cp = key_metrics(champion)
+    reasons, ok = [], True
+    if ch["battles"] < config.min_battles:
+        ok = False
+        reasons.append(
+            f"only {ch['battles']} held-out decisive battles (< {config.min_battles}); "
+            "collect more votes before replacing the serving model"
+        )
+    for key, (tol_name, label) in GATED.items():
+        new, old, tol = ch[key], cp[key], getattr(config, tol_name)
+        if key != "accuracy" and np.isfinite(noise.get(key, float("nan"))):
+            tol = round(max(tol, noise[key]), 3)
+        if not np.isfinite(old) and key == "aesthetics":
+            continue  # the serving model predicts no aesthetics: nothing to hold it to
+        if not np.isfinite(new):
+            ok = False
+            reasons.append(f"challenger {label} is undefined on the held-out data")
+        elif np.isfinite(old) and new < old - tol:
+            ok = False
+            reasons.append(
+                f"{label} {new:.3f} is worse than the serving model's {old:.3f} by more than {tol}"
+            )
+        else:
+            reasons.append(f"{label} {new:.3f} vs serving {old:.3f} (tolerance {tol}): ok")
+    return Decision(ok, reasons, ch, cp)
+
+
+def key_metrics(report: dict) -> dict[str, float]:
+    """The gated figures of one report: ``accuracy``, ``auc``, ``battles`` (held-out decisive
+    battles), ``spearman`` (engagement mean) and ``aesthetics`` (mean Spearman of the five)."""
+    pair = report.get("pairwise", {})
+    reg = report.get("regression", {})
+    aes = [reg[a]["spearman"] for a in AESTHETICS if a in reg]
+    return {
+        "accuracy": float(pair.get("accuracy", float("nan"))),
+        "auc": float(pair.get("auc", float("nan"))),
+        "battles": int(pair.get("n", 0)),
+        "spearman": engagement_spearman(report),
+        "aesthetics": float(np.mean(aes)) if aes else float("nan"),
+    }
