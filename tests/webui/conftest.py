@@ -153,3 +153,21 @@ def store_services(settings) -> Iterator[Any]:
     services = Services(settings, builders={"store": lambda s, b: store}).start(background=False)
     yield services
     store.close()
+
+
+def arena_services(settings: Any, pool_dir: Path, systems: tuple[str, ...], clips: int) -> Any:
+    """Started services with a real SQLite store and an arena on a simulated pool in ``pool_dir``
+    (``clips`` clips per system; the caller closes them). ``settings`` as the test wants them."""
+    from annotation.arena import Arena
+    from annotation.store import open_store
+    from annotation.voter_sim import write_sim_pool
+    from webui.services import Services
+
+    pool = write_sim_pool(pool_dir, systems, clips_per_system=clips)
+    return Services(
+        settings,
+        builders={
+            "store": lambda s, b: open_store(s),
+            "arena": lambda s, b: Arena(s, pool, b["store"], seed=0),
+        },
+    ).start(background=False)

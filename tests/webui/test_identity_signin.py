@@ -18,11 +18,8 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from annotation.arena import Arena
 from annotation.identity import Pseudonymizer, client_address
-from annotation.store import open_store
-from annotation.voter_sim import write_sim_pool
-from tests.webui.conftest import free_port
+from tests.webui.conftest import arena_services, free_port
 from webui import arena as ui
 from webui.services import Services
 
@@ -59,14 +56,7 @@ def services(tmp_path: Path, settings):
     settings = settings.replace(
         salt="t", min_listen_s=0.0, rate_limit_votes=2, rate_limit_window_s=600.0
     )
-    pool = write_sim_pool(tmp_path / "pool", ("s0", "s1", "s2"), clips_per_system=4)
-    built = Services(
-        settings,
-        builders={
-            "store": lambda s, b: open_store(s),
-            "arena": lambda s, b: Arena(s, pool, b["store"], seed=0),
-        },
-    ).start(background=False)
+    built = arena_services(settings, tmp_path / "pool", ("s0", "s1", "s2"), clips=4)
     yield built
     built.close()
 
