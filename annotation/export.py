@@ -31,7 +31,13 @@ import pyarrow.parquet as pq
 
 from annotation.store import SOURCES, VoteRecord, VoteStore
 from apex.files import atomic_path
-from apex.tasks import AESTHETICS, PREFERENCES, SCORE_DESCRIPTIONS, SCORE_NAMES
+from apex.tasks import (
+    AESTHETICS,
+    PREFERENCES,
+    SCORE_DESCRIPTIONS,
+    SCORE_NAMES,
+    VOTE_SOURCE_DOCS,
+)
 
 SHARD_DIR = "votes"
 _SHARD_NAME = re.compile(r"^(\d+)-(\d+)\.parquet$")
@@ -89,13 +95,6 @@ signed_in bool The voter was signed in with a Hugging Face account; user_pseudon
     salted HMAC of the account id.
 """
 
-_SOURCE_DOCS = {
-    "live": "live (a person)",
-    "simulated": "simulated (demo votes)",
-    "imported": "imported",
-}
-
-
 def _table(text: str) -> list[tuple[str, pa.DataType, str]]:
     """``(name, Arrow type, description)`` per column of a ``name type description`` table."""
     cols: list[tuple[str, pa.DataType, str]] = []
@@ -112,7 +111,7 @@ def _table(text: str) -> list[tuple[str, pa.DataType, str]]:
 def _columns() -> list[tuple[str, pa.DataType, str]]:
     from annotation.flags import FLAG_REASONS
 
-    sources = [_SOURCE_DOCS[source] for source in SOURCES]
+    sources = [VOTE_SOURCE_DOCS[source] for source in SOURCES]
     text = _BASE_COLUMNS.format(
         preferences=", ".join(PREFERENCES[:-1]) + " or " + PREFERENCES[-1],
         sources=", ".join(sources[:-1]) + " or " + sources[-1],

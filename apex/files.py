@@ -11,6 +11,7 @@ writers never share one), starts with ``.tmp-`` and ends in ``.partial``, so no 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -69,12 +70,15 @@ def atomic_path(
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(target: str | os.PathLike[str], *, exist_ok: bool = False) -> Iterator[Path]:
     """Yield a fresh empty folder beside ``target``; on success it becomes ``target`` in one rename.
 
-    For outputs that are a folder of files (a saved model): readers see no ``target`` or a
-    complete one. ``target`` must not exist when the block ends (remove a stale one first); on
-    an exception the temporary folder is removed and ``target`` is left as it was.
+    For outputs that are a folder of files (a saved model, an export of several files): readers
+    see no ``target`` or a complete one. ``target`` must not exist when the block ends (remove a
+    stale one first), else the rename raises; with ``exist_ok=True`` a ``target`` another writer
+    completed first is kept and this one is dropped (for content-addressed folders, whose
+    contents are the same). On an exception the temporary folder is removed and ``target`` is
+    left as it was.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +86,11 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        os.rename(tmp, target)
+        try:
+            os.rename(tmp, target)
+        except OSError as err:
+            if not (exist_ok and err.errno in (errno.EEXIST, errno.ENOTEMPTY)):
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

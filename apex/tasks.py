@@ -50,6 +50,12 @@ A_WIN_SHARE: dict[str, float] = {"A": 1.0, "B": 0.0, "TIE": 0.5}
 #: Where a stored vote came from: cast in this arena, simulated (tests, benchmarks, the demo), or
 #: imported from another arena's release. Only ``live`` votes train a refit by default.
 VOTE_SOURCES: tuple[str, ...] = ("live", "simulated", "imported")
+#: How the released dataset describes each vote source (the ``source`` column's documentation).
+VOTE_SOURCE_DOCS: dict[str, str] = {
+    "live": "live (a person)",
+    "simulated": "simulated (demo votes)",
+    "imported": "imported",
+}
 #: Preferences that pick a winner (the pairwise-accuracy metrics count only these).
 DECISIVE: tuple[str, ...] = ("A", "B")
 

@@ -43,8 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
+from apex.tasks import PREFERENCES, SIDES
+
 ROOT = Path(__file__).resolve().parents[1]
-PREFERENCES = ("A", "B", "TIE", "BOTH_BAD")
 
 
 def free_port() -> int:
@@ -100,7 +101,7 @@ def make_client(url: str):
 def _battle(client, rng: random.Random) -> dict:
     info, _, _ = client.predict(api_name="/new_battle")
     battle = info["battle_id"]
-    for side in ("A", "B"):
+    for side in SIDES:
         client.predict(battle, side, 5.0, api_name="/listen")
     pref = rng.choice(PREFERENCES)
     start = time.perf_counter()

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from annotation.ratings import fit_bradley_terry
+from annotation.ratings import a_win_share, fit_bradley_terry
 
 POINTS = 400.0 / math.log(10.0)
 
@@ -82,7 +82,7 @@ def run_size(n: int, systems: int, rounds: int, baseline_rounds: int, seed: int)
     col = {s: i for i, s in enumerate(names)}
     a = rated["system_a"].map(col).to_numpy()
     b = rated["system_b"].map(col).to_numpy()
-    pref = rated["preference"].map({"A": 0, "TIE": 1, "B": 2}).to_numpy()
+    pref = (2 - 2 * a_win_share(rated["preference"])).astype(np.int64)  # 0 A, 1 tie, 2 B
     t0 = time.perf_counter()
     reference = baseline_fit(a, b, pref, len(names))
     base_fit_s = time.perf_counter() - t0

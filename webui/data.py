@@ -8,14 +8,13 @@ behind.
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from apex.files import partial_name, sha256_text
+from apex.files import atomic_dir, sha256_text
 from webui.services import NotReady, Services
 from webui.uploads import remove_tree
 
@@ -77,25 +76,15 @@ def export_files(services: Services) -> tuple[str, str, int]:
         return str(parquet), str(csv), int(rows_file.read_text())
     frame = release_frame(store.votes_frame())
     # The three files are staged in one folder renamed into place: a file-by-file atomic write
-    # could show a reader a new Parquet beside an old CSV. The staging folder is named like every
-    # temporary file of apex.files (unique per writer, ``.partial``), so no glob here counts it.
-    staging = partial_name(folder)
-    staging.mkdir(parents=True)
-    try:
+    # could show a reader a new Parquet beside an old CSV. A folder another request completed
+    # first for this same store state is kept (its contents are the same).
+    with atomic_dir(folder, exist_ok=True) as staging:
         pq.write_table(
             pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False),
             staging / parquet.name,
         )
         frame.to_csv(staging / csv.name, index=False)
         (staging / rows_file.name).write_text(str(len(frame)))
-        try:
-            staging.rename(folder)  # atomic: a concurrent export sees all three files or none
-        except OSError as err:  # another request wrote this state first; theirs is the same
-            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-    finally:
-        if staging.exists():  # renamed into place, or left over after a failed write
-            remove_tree(staging)
     for old in export_folder().glob(f"apex-votes-{deployment}-*"):
         if old != folder:
             remove_tree(old)

@@ -93,11 +93,13 @@ def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> list[str]:
         dest = export_dir / rel
         if rel == "README.md" or dest.exists():
             continue
-        with atomic_path(dest) as tmp:  # appears whole, for the exporter and the sync
-            if move:
-                shutil.move(path, tmp)
-            else:
+        try:  # appears whole, for the exporter and the sync; never replaces a shard
+            with atomic_path(dest, exclusive=True) as tmp:
                 shutil.copy2(path, tmp)
+        except FileExistsError:
+            continue  # another writer took the name meanwhile: its shard stays
+        if move:
+            path.unlink()
         adopted.append(rel)
     return adopted
 

@@ -22,8 +22,11 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-#: The order outcomes are drawn in from one uniform number (the seeded stream depends on it).
-_DRAW_ORDER: tuple[str, ...] = ("BOTH_BAD", "TIE", "A", "B")
+from apex.tasks import PREFERENCES
+
+#: The order outcomes are drawn in from one uniform number (the seeded stream depends on it):
+#: :data:`apex.tasks.PREFERENCES` rearranged, never a list of its own.
+_DRAW_ORDER: tuple[str, ...] = tuple(PREFERENCES[i] for i in (3, 2, 0, 1))
 
 BT_SCALE = 1.5  # logits per quality point
 BOTH_BAD_MAX, BOTH_BAD_SLOPE, BOTH_BAD_BELOW = 0.6, 4.0, 2.6

@@ -72,3 +72,17 @@ def test_exclusive_creates_once_and_never_replaces(tmp_path):
         tmp.write_bytes(b"second")
     assert target.read_bytes() == b"first"
     assert [p.name for p in target.parent.iterdir()] == ["000-009.parquet"]  # no leftover
+
+
+def test_atomic_dir_keeps_a_folder_another_writer_completed_only_when_asked(tmp_path):
+    from apex.files import atomic_dir
+
+    target = tmp_path / "export"
+    with atomic_dir(target) as staging:
+        (staging / "rows.txt").write_text("first")
+    with atomic_dir(target, exist_ok=True) as staging:  # same state exported twice: first stays
+        (staging / "rows.txt").write_text("second")
+    assert (target / "rows.txt").read_text() == "first"
+    with pytest.raises(OSError), atomic_dir(target) as staging:
+        (staging / "rows.txt").write_text("third")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no staging folder left
