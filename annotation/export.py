@@ -95,6 +95,7 @@ signed_in bool The voter was signed in with a Hugging Face account; user_pseudon
     salted HMAC of the account id.
 """
 
+
 def _table(text: str) -> list[tuple[str, pa.DataType, str]]:
     """``(name, Arrow type, description)`` per column of a ``name type description`` table."""
     cols: list[tuple[str, pa.DataType, str]] = []

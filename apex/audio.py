@@ -149,12 +149,21 @@ def load_audio(
     return _finish(samples, rate, name, sample_rate, max_seconds)
 
 
-def _decode(handle: BinaryIO, name: str, sample_rate: int, max_seconds: float) -> Audio:
+def _decode(
+    handle: BinaryIO,
+    name: str,
+    sample_rate: int,
+    max_seconds: float,
+    *,
+    whole_samples: int = WHOLE_DECODE_SAMPLES,
+    block_samples: int = BLOCK_SAMPLES,
+) -> Audio:
     """Decode an open audio file with soundfile, refusing before decoding what would cost too much.
 
-    Small files are read whole (``[T, C]`` float32, as the reference does); bigger ones block by
-    block with the down-mix and the resampling streamed, so memory stays at a few blocks plus the
-    ``[T]`` output at ``sample_rate`` whatever the input's rate, channels and length.
+    Files of at most ``whole_samples`` samples (all channels) are read whole (``[T, C]`` float32,
+    as the reference does); bigger ones in blocks of about ``block_samples`` with the down-mix and
+    the resampling streamed, so memory stays at a few blocks plus the ``[T]`` output at
+    ``sample_rate`` whatever the input's rate, channels and length.
     """
     import soundfile as sf
 
@@ -164,10 +173,10 @@ def _decode(handle: BinaryIO, name: str, sample_rate: int, max_seconds: float) -
             rate, channels, frames = sound.samplerate, sound.channels, sound.frames
             check_rate_and_channels(rate, channels, name)
             check_header(frames, rate, channels, name, max_seconds)
-            if frames * channels <= WHOLE_DECODE_SAMPLES:
+            if frames * channels <= whole_samples:
                 samples = sound.read(dtype="float32", always_2d=True)
             else:
-                mono, read = _read_blocks(sound, name, sample_rate, max_seconds)
+                mono, read = _read_blocks(sound, name, sample_rate, max_seconds, block_samples)
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError) as error:
@@ -175,19 +184,19 @@ def _decode(handle: BinaryIO, name: str, sample_rate: int, max_seconds: float) -
             f"{name}: could not decode this as audio ({error}); the file is damaged, truncated "
             f"or not audio at all. If it plays elsewhere, {CONVERT_HINT}."
         ) from error
-    if frames * channels <= WHOLE_DECODE_SAMPLES:
+    if frames * channels <= whole_samples:
         return _finish(samples, rate, name, sample_rate, max_seconds)
     return _checked(mono, read, rate, channels, name, sample_rate, max_seconds)
 
 
 def _read_blocks(
-    sound: object, name: str, sample_rate: int, max_seconds: float
+    sound: object, name: str, sample_rate: int, max_seconds: float, block_samples: int
 ) -> tuple[torch.Tensor, int]:
     """Down-mix and resample block by block; returns the ``[T]`` output and the frames read."""
     from apex.resample import StreamingResampler
 
     rate, channels = sound.samplerate, sound.channels  # type: ignore[attr-defined]
-    per_block = max(1, BLOCK_SAMPLES // channels)
+    per_block = max(1, block_samples // channels)
     limit = max_seconds * rate * 1.01 + rate  # the header may understate the length
     resampler = StreamingResampler(rate, sample_rate) if rate != sample_rate else None
     pieces: list[torch.Tensor] = []

@@ -231,11 +231,6 @@ class ClipPool:
         else:
             self._early.extend(ids)
 
-    def is_current(self, clip_id: str) -> bool:
-        """True when the clip has a score from the model the pool is scored with now."""
-        clip = self[clip_id]
-        return bool(clip.scores) and clip.model_version == self.model_version
-
     def scoring_progress(self) -> dict[str, Any]:
         """``{"total", "scored" (by the current model), "failed", "model_version", "active"}``."""
         version = self.model_version

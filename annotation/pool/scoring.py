@@ -63,15 +63,15 @@ def model_key(info: dict[str, Any]) -> tuple[str, str]:
 
 
 def result_from_dict(data: dict[str, Any]) -> Any:
-    """Rebuild an ``apex.scorer.ScoreResult`` from its cached dict (None if apex has none)."""
-    try:
-        from apex.scorer import ScoreResult
-    except ImportError:
-        return None
+    """Rebuild an ``apex.scorer.ScoreResult`` from its cached dict; None for an entry written by
+    an older ``ScoreResult`` that lacks a field this one requires (the clip is scored again)."""
+    from apex.scorer import ScoreResult
+
     names = {f.name for f in fields(ScoreResult)}
     try:
         return ScoreResult(**{k: v for k, v in data.items() if k in names})
-    except TypeError:
+    except TypeError as err:  # a missing required field: a stale cache entry, not a bug here
+        logger.warning("stale score cache entry ignored (%s); scoring the clip again", err)
         return None
 
 

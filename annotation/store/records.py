@@ -11,7 +11,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, get_type_hints
 
 import pandas as pd
 
@@ -143,6 +143,19 @@ def _is_nan(value: Any) -> bool:
 
 VOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VoteRecord))
 BATTLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Battle))
+
+
+def _vote_fields_typed(*kinds: object) -> tuple[str, ...]:
+    hints = get_type_hints(VoteRecord)
+    return tuple(name for name in VOTE_FIELDS if hints[name] in kinds)
+
+
+#: Vote fields by kind, read from :class:`VoteRecord`'s annotations: the stores convert the
+#: columns they read back by these, so a new field needs no list of its own there.
+FLOAT_FIELDS: tuple[str, ...] = _vote_fields_typed(float, float | None)
+BOOL_FIELDS: tuple[str, ...] = _vote_fields_typed(bool)
+MAYBE_BOOL_FIELDS: tuple[str, ...] = _vote_fields_typed(bool | None)
+NULLABLE_TEXT_FIELDS: tuple[str, ...] = _vote_fields_typed(str | None)
 
 
 def check_vote(vote: VoteRecord) -> None:

@@ -27,7 +27,11 @@ import pandas as pd
 from annotation.rules import ListenEvent
 from annotation.store.records import (
     BATTLE_FIELDS,
+    BOOL_FIELDS,
+    FLOAT_FIELDS,
     JSON_FIELDS,
+    MAYBE_BOOL_FIELDS,
+    NULLABLE_TEXT_FIELDS,
     SCHEMA_VERSION,
     VOTE_FIELDS,
     Battle,
@@ -40,18 +44,6 @@ from annotation.store.records import (
 #: Votes per import transaction (one commit, and one fsync, each).
 IMPORT_BATCH = 5000
 _VOTE_COLUMNS = ("row_id", *VOTE_FIELDS, "imported")
-_FLOAT_COLUMNS = (
-    "apex_p_a",
-    "timestamp",
-    "total_listening_time_a",
-    "total_listening_time_b",
-    "loudness_a",
-    "loudness_b",
-    "duration_a",
-    "duration_b",
-)
-#: Nullable yes/no columns: True, False or None (SQLite keeps 0/1).
-_MAYBE_BOOL_COLUMNS = ("loudness_matched", "instrumental_a", "instrumental_b")
 _COUNT_NAMES = ("battles", "open_battles", "listen_events", "votes", "voters")
 _Store = TypeVar("_Store", bound="SQLVoteStore")  # typing.Self needs Python 3.11
 
@@ -289,13 +281,13 @@ class SQLVoteStore(ABC):
         frame["row_id"] = frame["row_id"].astype("int64")
         for name in JSON_FIELDS:
             frame[name] = frame[name].map(self._decode_json)
-        for name in ("feedback", "apex_model_version", *JSON_FIELDS):
+        for name in (*NULLABLE_TEXT_FIELDS, *JSON_FIELDS):
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
-        for name in _FLOAT_COLUMNS:
+        for name in FLOAT_FIELDS:
             frame[name] = pd.to_numeric(frame[name]).astype("float64")
-        for name in _MAYBE_BOOL_COLUMNS:
+        for name in MAYBE_BOOL_FIELDS:  # True, False or None (SQLite keeps 0/1)
             frame[name] = frame[name].map(lambda v: None if v is None else bool(v)).astype(object)
-        for name in ("is_instrumental", "imported", "signed_in"):
+        for name in (*BOOL_FIELDS, "imported"):
             frame[name] = frame[name].astype(bool)
         frame["flags"] = frame["flags"].astype(str)
         return frame

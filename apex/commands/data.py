@@ -17,7 +17,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from apex.cli import EXIT_OK, guarded
+from apex.cli import EXIT_OK, dataclass_flags, from_args, guarded
+from apex.sources.download import DownloadConfig
 from apex.tasks import ENGAGEMENT_POWER
 
 if TYPE_CHECKING:
@@ -52,8 +53,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=ENGAGEMENT_POWER,
         help="exponent after the percentile (default %(default)s)",
     )
-    eng.add_argument("--min-interval", type=float, default=1.0, help="seconds between requests")
-    eng.add_argument("--retries", type=int, default=5)
+    dataclass_flags(
+        eng,
+        DownloadConfig,
+        skip=("user_agent",),
+        help={
+            "min_interval_s": "least seconds between two requests to one host",
+            "retries": "further attempts per file after the first",
+            "backoff_s": "first retry delay, seconds (doubled per retry)",
+            "backoff_max_s": "longest retry delay, seconds",
+            "timeout_s": "socket timeout per request, seconds",
+        },
+    )
     eng.add_argument("--dry-run", action="store_true", help="map and score, download nothing")
     eng.set_defaults(func=guarded(cmd_engagement))
 
@@ -102,7 +113,7 @@ def cmd_music_arena(args: argparse.Namespace) -> int:
 def cmd_engagement(args: argparse.Namespace) -> int:
     """Map a listing, compute targets, download the audio, write the manifest."""
     from apex.sources import LICENSES
-    from apex.sources.download import DownloadConfig, download_all
+    from apex.sources.download import download_all
     from apex.sources.engagement import (
         download_items,
         normalise,
@@ -121,7 +132,7 @@ def cmd_engagement(args: argparse.Namespace) -> int:
     print(f"licence: {LICENSES['suno-metadata']}")
     if args.dry_run:
         return EXIT_OK
-    config = DownloadConfig(min_interval_s=args.min_interval, retries=args.retries)
+    config = from_args(DownloadConfig, args)
     results = download_all(download_items(listing), args.out, config)
     status = {s: sum(r.status == s for r in results) for s in {r.status for r in results}}
     print(f"download: {status} -> {args.out / 'manifest.jsonl'}")

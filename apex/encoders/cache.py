@@ -7,12 +7,15 @@ POSIX and Windows), so a crash or a concurrent writer never leaves a half-writte
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from apex.audio import Audio
 from apex.encoders.base import Embedding, Encoder
 from apex.files import atomic_path, sha256_text
+
+logger = logging.getLogger(__name__)
 
 _VERSION = "1"  # bump when the file layout changes; old entries are then simply not found
 
@@ -49,7 +52,11 @@ class EmbeddingCache:
                 encoder_id = (handle.metadata() or {}).get("encoder_id", "")
             tensors = load_file(str(path))
             return Embedding(encoder_id=encoder_id, **tensors)
-        except (SafetensorError, OSError, TypeError, KeyError):
+        except (SafetensorError, OSError) as err:  # damaged or half-written: recompute
+            logger.warning("unreadable embedding cache entry %s (%s); recomputing", path, err)
+            return None
+        except (TypeError, KeyError) as err:  # written by an older Embedding layout: recompute
+            logger.warning("stale embedding cache entry %s (%s); recomputing", path, err)
             return None
 
     def put(self, key: str, embedding: Embedding) -> Path:

@@ -14,7 +14,7 @@ On top of that table this report gives what is needed to trust it:
   score (and the sums the notebook tried), with a Wilson interval; a classifier whose
   predictions follow a score *against* its sign is flagged;
 - **fold schemes** — the paper's label-stratified folds (kept, labelled ``paper``) and grouped
-  folds by prompt, by unordered system pair and by both (:func:`arena_cv.fold_ids`);
+  folds by prompt, by unordered system pair and by both (:func:`cv.fold_ids`);
 - **intervals and significance** — a bootstrap interval over battles for every AUC and
   accuracy, a permutation p-value for "better than chance" (labels shuffled within the cells of
   test fold x board, the logistic regression refitted on every permutation);
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from apex.evaluation import cv as arena_cv
+from apex.evaluation import cv
 from apex.evaluation import stats as st
 from apex.evaluation.checks import (
     battle_counts,
@@ -85,7 +85,7 @@ def features(
     row = {clip: i for i, clip in enumerate(predictions.index)}
     a = np.array([row[c] for c in clip_a], dtype=np.int64)
     b = np.array([row[c] for c in clip_b], dtype=np.int64)
-    return arena_cv.battle_features(scores, a, b, instrumental)
+    return cv.battle_features(scores, a, b, instrumental)
 
 
 def _models(svm: str, seed: int, grid: Mapping[str, Sequence[Any]] = SVM_GRID) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def _models(svm: str, seed: int, grid: Mapping[str, Sequence[Any]] = SVM_GRID) -
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    models: dict[str, Any] = {"logistic_regression": arena_cv.logistic_regression()}
+    models: dict[str, Any] = {"logistic_regression": cv.logistic_regression()}
     # Platt scaling by 5-fold calibration: what SVC(probability=True) did (now deprecated).
     platt = CalibratedClassifierCV(
         SVC(class_weight="balanced", random_state=seed), method="sigmoid", cv=5, ensemble=False
@@ -143,13 +143,13 @@ def evaluate_features(
     for scheme, g in groups.items():
         entry: dict[str, Any] = {"label": SCHEME_LABELS.get(scheme, scheme)}
         entry["groups"] = None if g is None else len(np.unique(g))
-        fold = arena_cv.fold_ids(y, g, folds=folds, seed=seed)
+        fold = cv.fold_ids(y, g, folds=folds, seed=seed)
         if isinstance(fold, str):
             out[scheme] = entry | {"skipped": fold}
             continue
         entry["models"] = {}
         for name, model in _models(svm, seed, svm_grid).items():
-            proba = arena_cv.cross_validated_proba(model, x, y, fold=fold)
+            proba = cv.cross_validated_proba(model, x, y, fold=fold)
             row = summarise(proba, y, instrumental, n_boot=n_boot, seed=seed)
             row["auc_fold_mean"] = _fold_mean_auc(proba, y, fold)
             if name == "logistic_regression" and n_perm:
@@ -200,7 +200,7 @@ def evaluate_arena(
     *,
     p_compare: np.ndarray | None = None,
     feature_set: str = "engagement",
-    schemes: Sequence[str] = arena_cv.FOLD_SCHEMES,
+    schemes: Sequence[str] = cv.FOLD_SCHEMES,
     folds: int = 10,
     seed: int = 42,
     svm: str = "grid",
@@ -218,7 +218,7 @@ def evaluate_arena(
         p_compare: ``[len(battles)]`` APEX's P(A preferred) per battle (``Scorer.compare``),
             NaN where unknown; None skips that row.
         feature_set: ``"engagement"`` (the paper's final features) or ``"all"`` (seven scores).
-        schemes: fold schemes (:data:`arena_cv.FOLD_SCHEMES`); folds, seed: the outer CV.
+        schemes: fold schemes (:data:`cv.FOLD_SCHEMES`); folds, seed: the outer CV.
         svm: ``"grid"`` (the paper's nested grid search), ``"fixed"`` (one RBF SVM) or ``"off"``;
             svm_grid: the grid searched (default :data:`SVM_GRID`, the notebook's).
         n_boot: bootstrap resamples per interval. n_perm: permutations per p-value (0: none).
@@ -233,9 +233,9 @@ def evaluate_arena(
         raise ArenaEvalError(f"battles lack columns {sorted(missing)}")
     if feature_set not in ("engagement", "all"):
         raise ArenaEvalError(f"feature_set must be 'engagement' or 'all', got {feature_set!r}")
-    unknown = [s for s in schemes if s not in arena_cv.FOLD_SCHEMES]
+    unknown = [s for s in schemes if s not in cv.FOLD_SCHEMES]
     if unknown:
-        raise ArenaEvalError(f"unknown fold schemes {unknown}; use {arena_cv.FOLD_SCHEMES}")
+        raise ArenaEvalError(f"unknown fold schemes {unknown}; use {cv.FOLD_SCHEMES}")
     _models(svm, seed)  # a bad svm choice fails before any work
     wanted = ENGAGEMENT if feature_set == "engagement" else SCORE_NAMES
     names = [n for n in wanted if n in predictions.columns]
@@ -321,13 +321,13 @@ def _scheme_groups(
     """Groups per scheme for the decisive battles, and the schemes that cannot be built."""
     have = {"prompt", "system_a", "system_b"} <= set(used.columns)
     prompts = used["prompt"].astype(str).to_numpy() if have else None
-    pairs = arena_cv.pair_labels(used["system_a"], used["system_b"]) if have else None
+    pairs = cv.pair_labels(used["system_a"], used["system_b"]) if have else None
     groups, skipped = {}, {}
     for s in schemes:
         if s != "paper" and not have:
             skipped[s] = "battles lack the prompt / system_a / system_b columns"
         else:
-            groups[s] = arena_cv.scheme_groups(s, prompts, pairs)
+            groups[s] = cv.scheme_groups(s, prompts, pairs)
     return groups, skipped
 
 

@@ -5,7 +5,6 @@ train only when asked, failures keep the champion serving, scoring goes on durin
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,11 +17,9 @@ import torch
 from annotation.refit_job import ratings_frame, run_refit_from_store
 from annotation.refit_worker import RefitWorker
 from annotation.store import VoteRecord
-from apex.checkpoints import ModelInfo
 from apex.encoders import Embedding
 from apex.heads import ApexHeads, HeadsConfig
 from apex.loader import load_scorer
-from apex.scorer import Scorer
 from apex.settings import Settings
 
 DIM = 6
@@ -226,36 +223,6 @@ def test_background_refit_does_not_block_scoring(built: Path, tmp_path: Path) ->
         assert scorer.score([clip])[0].model_version == worker.status.last_version
     finally:
         worker.stop()
-
-
-def test_hot_swap_is_atomic_under_concurrent_scoring() -> None:
-    """Every result comes wholly from one model: its id, song score and timeline agree."""
-    high = (_heads(10.0), ModelInfo("high", encoder_id="fallback"))
-    low = (_heads(-10.0), ModelInfo("low", encoder_id="fallback"))
-    scorer = Scorer(*low, device="cpu")
-    emb = _embedding()
-    stop, bad, seen = threading.Event(), [], set()
-
-    def score() -> None:
-        while not stop.is_set():
-            r = scorer.score_embedding(emb)
-            is_high = r.scores["score_streams"] > 50
-            seen.add(r.model_id)
-            timeline = [s["score_streams"] > 50 for s in r.segments]
-            if (r.model_id == "high") != is_high or any(t != is_high for t in timeline):
-                bad.append(r)
-
-    threads = [threading.Thread(target=score) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for i in range(60):
-        scorer.swap(*(high if i % 2 == 0 else low))
-        time.sleep(0.002)
-    stop.set()
-    for t in threads:
-        t.join()
-    assert not bad
-    assert seen == {"high", "low"}
 
 
 def test_run_refit_from_store_with_an_empty_store_says_so(settings) -> None:

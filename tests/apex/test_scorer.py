@@ -153,39 +153,6 @@ def _embedding(seed: int) -> Embedding:
     return Embedding(layers, layers.clone(), torch.tensor([30.0, 4.0]), encoder_id="enc")
 
 
-def test_swap_is_atomic_under_concurrent_scoring() -> None:
-    models = {
-        name: (_random_heads(3, 8, seed), ModelInfo(model_id=name, encoder_id="enc"))
-        for seed, name in enumerate(("first", "second"))
-    }
-    scorer = Scorer(*models["first"], device="cpu")
-    embedding = _embedding(0)
-    expected = {}
-    for name, (heads, info) in models.items():
-        expected[name] = Scorer(heads, info, device="cpu").score_embedding(embedding).scores
-    assert expected["first"] != expected["second"]
-    results: list[ScoreResult] = []
-    stop = threading.Event()
-
-    def work() -> None:
-        while not stop.is_set():
-            results.append(scorer.score_embedding(embedding))
-
-    threads = [threading.Thread(target=work) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for i in range(200):
-        scorer.swap(*models["second" if i % 2 == 0 else "first"])
-    stop.set()
-    for thread in threads:
-        thread.join()
-    assert len(results) > 10
-    seen = {r.model_id for r in results}
-    assert seen <= {"first", "second"}
-    for result in results:
-        assert result.scores == expected[result.model_id]
-
-
 def _two_models() -> dict[str, tuple[ApexHeads, ModelInfo]]:
     return {
         name: (_random_heads(3, 8, seed), ModelInfo(model_id=name, encoder_id="enc"))
