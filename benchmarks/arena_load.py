@@ -34,6 +34,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -221,6 +222,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+    shutil.rmtree(tmp, ignore_errors=True)  # our temporary folder (the app log stays on failure)
     base, load = summarise(baseline), summarise(loaded)
     result = {
         "benchmark": "arena_load",

@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -299,6 +300,8 @@ def main() -> None:
             tree, pools[size], fix, work / name, full=size in full, timeout=args.timeout
         )
         print(f"  {name}: {json.dumps(runs[name])}", flush=True)
+    if args.work is None:  # our own temporary folder: nothing of it is kept
+        shutil.rmtree(work, ignore_errors=True)
     report(runs, sizes, args)
 
 
