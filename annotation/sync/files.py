@@ -64,9 +64,10 @@ def parquet_rows(path: Path) -> int:
     return pq.read_metadata(path).num_rows
 
 
-def file_entry(path: Path) -> dict[str, Any]:
-    """A shard's ledger entry: ``{sha256, size, rows}``."""
-    return {"sha256": sha256_file(path), "size": path.stat().st_size, "rows": parquet_rows(path)}
+def file_entry(path: Path, sha256: str | None = None) -> dict[str, Any]:
+    """A shard's ledger entry: ``{sha256, size, rows}`` (``sha256`` when the caller has it)."""
+    digest = sha256_file(path) if sha256 is None else sha256
+    return {"sha256": digest, "size": path.stat().st_size, "rows": parquet_rows(path)}
 
 
 def local_files(folder: Path) -> dict[str, Path]:
