@@ -162,6 +162,11 @@ def build_card(
         from apex.settings import Settings
 
         settings = Settings()
+    from datasets import DatasetInfo
+    from datasets.info import DatasetInfosDict
+
+    from annotation.export import CONFIG, features
+
     data = DatasetCardData(
         license=LICENSE,
         pretty_name="APEX Arena votes",
@@ -170,13 +175,11 @@ def build_card(
         size_categories=[size_category(stats.n_votes)],
         annotations_creators=["crowdsourced"],
         source_datasets=["original"],
-        configs=[
-            {
-                "config_name": "default",
-                "data_files": [{"split": "train", "path": SHARD_GLOB}],
-            }
-        ],
+        configs=[{"config_name": CONFIG, "data_files": [{"split": "train", "path": SHARD_GLOB}]}],
     )
+    # Every released column, declared: `datasets` and the viewer read every shard with this
+    # schema (nulls where an older shard lacks a column) instead of the first file's.
+    DatasetInfosDict({CONFIG: DatasetInfo(features=features())}).to_dataset_card_data(data)
     body = _body(stats, repo_id or "<owner>/<name>", settings, columns)
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
@@ -233,20 +236,39 @@ both clips at vote time, and the model version.
 
 Systems: {systems}
 {simulated}
-## Loading
+## How to load
 
 ```python
 from datasets import load_dataset
 
 votes = load_dataset("{repo_id}", split="train")
 df = votes.to_pandas()
-# or, from a local copy of this folder:
-votes = load_dataset("parquet", data_files="votes/**/*.parquet", split="train")
 ```
 
-The data are append-only Parquet shards `votes/YYYY/MM/<from>-<to>.parquet` (`from`-`to`: the
-range of store row ids a shard covers); a shard is never rewritten once published, so new votes
-arrive as new files. `vote_id` is unique: deduplicate on it when you merge several snapshots.
+Every shard is read with the features declared in this card, so shards written before a column
+existed load with nulls in it. Without `datasets`, read the files with pyarrow (or pandas):
+
+```python
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from huggingface_hub import snapshot_download
+
+folder = Path(snapshot_download("{repo_id}", repo_type="dataset", allow_patterns=["votes/**"]))
+files = sorted(str(f) for f in folder.glob("votes/**/*.parquet"))
+schema = pa.unify_schemas([pq.read_schema(f) for f in files])  # older shards lack newer columns
+table = pads.dataset(files, schema=schema, format="parquet").to_table()
+df = table.to_pandas()
+```
+
+(DuckDB: `SELECT * FROM read_parquet('votes/**/*.parquet', union_by_name = true)`.)
+
+The data are Parquet shards `votes/YYYY/MM/<from>-<to>.parquet` (`from`-`to`: the range of
+store row ids a shard covers); new votes arrive as new files. `vote_id` is unique: deduplicate on
+it when you merge several snapshots. Columns are only ever added (never removed or retyped in this
+config), so code written against today's columns keeps working.
 
 ## Columns
 
