@@ -288,10 +288,30 @@ config), so code written against today's columns keeps working.
   released.
 - `BOTH_BAD` votes are kept here but left out of the ratings; a `TIE` counts half a win each way.
 
+## Where the audio is
+
+`audio_a` and `audio_b` are paths inside the clip pool that the `pool` column names, with its
+revision, so the clips that were judged can be fetched again:
+
+- `music-arena/music-arena-dataset@<revision>:<batch>`: Music Arena's public release, one
+  monthly batch. Fetch a clip with `hf_hub_download("music-arena/music-arena-dataset", audio_a,
+  repo_type="dataset", revision="<revision>")`. Licence: that dataset's card (the audio of
+  systems that are not public is not released).
+- `<owner>/<name>@<revision>`: an audiofolder dataset on the Hub. Fetch a clip with
+  `hf_hub_download("<owner>/<name>", audio_a, repo_type="dataset", revision="<revision>")`.
+  Licence: that dataset's card.
+- `demo:<seed>`: APEX Arena's synthetic demo corpus (made-up demo systems, not real AI music).
+  Rebuild it with `apex.demo.build_demo_corpus(folder, seed=<seed>)` (480 clips unless the
+  deployment set `APEX_DEMO_CLIPS`). Licence: MIT, like APEX Arena's code.
+- `local:<folder>`: a folder of the deployment that ran the arena, not published (ask its
+  owner). Licence: the clips' own.
+
+Votes from before the `pool` column was recorded have it null.
+
 ## Licence
 
 The votes are released under **CC-BY-4.0**. The audio clips they refer to are not part of this
-dataset and keep their own licences (those of the generating systems and the clip pools).
+dataset and keep their own licences (those of the generating systems and the clip pools, above).
 
 ## Citation
 

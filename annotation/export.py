@@ -99,6 +99,11 @@ flags str Comma-separated reasons this vote may be unreliable, computed by the s
     was cast ('' for none): {flags}. Flagged votes are kept; boards leave them out by default.
 signed_in bool The voter was signed in with a Hugging Face account; user_pseudonym is then a
     salted HMAC of the account id.
+pool str The clip pool audio_a and audio_b are relative to, with its revision:
+    'music-arena/music-arena-dataset@<revision>:<batch>' (Music Arena's public release),
+    '<owner>/<name>@<revision>' (an audiofolder dataset on the Hub), 'demo:<seed>' (the synthetic
+    demo corpus) or 'local:<folder>' (a folder of the deployment); null for votes from before it
+    was recorded. The dataset card says how to fetch the audio of each.
 """
 
 

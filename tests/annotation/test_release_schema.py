@@ -30,6 +30,7 @@ ADDED = {
         "loudness_a", "loudness_b", "loudness_matched", "duration_a", "duration_b",
         "instrumental_a", "instrumental_b", "flags", "signed_in",
     ),
+    3: ("pool",),
 }  # fmt: skip
 MONTHS = {1: (2026, 1), 2: (2026, 2), len(ADDED) + 1: (2026, 3)}
 
