@@ -69,7 +69,7 @@ def files_to_upload(folder: Path, ledger: Ledger, warned: set[str]) -> dict[str,
         sha = sha256_file(path)
         if known is not None and known["sha256"] == sha:
             continue  # the card, unchanged
-        entries[rel] = {"sha256": sha, "size": size} if rel == CARD else file_entry(path, sha)
+        entries[rel] = file_entry(path, sha)
     return entries
 
 

@@ -2,14 +2,15 @@
 
 The Hub client is the only thing replaced: :class:`RecordingHub` stands in for ``HfApi`` at the
 network boundary (``create_repo``, ``create_commit``, ``snapshot_download``) and keeps the files a
-real dataset repo would hold. Everything else (the scheduler, the store, the shard
-export and import) is the real code.
+real dataset repo would hold. Everything else (the push loop, the store, the shard
+export and import) is the real code; :class:`SimClock` runs the loop on simulated time.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,7 +32,6 @@ from annotation.export import export_shards
 from annotation.store import SQLiteVoteStore, VoteRecord
 from annotation.sync import (
     Backoff,
-    PushScheduler,
     VoteSync,
     describe_error,
     redact,
@@ -44,11 +44,33 @@ FAST = Backoff(initial_s=0.01, factor=2.0, max_s=0.05)
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 
 
+class SimClock:
+    """Simulated time for the push loop: a wait returns at once, ``advance`` called with the span
+    (so a test adds the votes cast meanwhile); past ``until`` the loop parks until it is stopped."""
+
+    def __init__(self, t0: float, until: float, advance=None) -> None:
+        self.now, self.until, self.advance = t0, until, advance
+        self.parked = threading.Event()
+
+    def time(self) -> float:
+        return self.now
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        target = self.now + max(0.0, seconds)
+        if stop.is_set() or target > self.until:
+            self.parked.set()
+            return stop.wait()
+        if self.advance is not None:
+            self.advance(self.now, target)
+        self.now = target
+        return stop.is_set()
+
+
 class RecordingHub:
     """Records what a dataset repo on the Hub would receive; raises injected errors in order."""
 
-    def __init__(self, token: str | None = TOKEN) -> None:
-        self.token = token
+    def __init__(self, token: str | None = TOKEN, clock=time) -> None:
+        self.token, self.clock = token, clock
         self.files: dict[str, bytes] = {}
         self.commits: list[dict] = []
         self.repos: list[dict] = []
@@ -79,7 +101,13 @@ class RecordingHub:
             self.files[op.path_in_repo] = data
             paths.append(op.path_in_repo)
         self.commits.append(
-            {"repo_id": repo_id, "repo_type": repo_type, "paths": paths, "msg": commit_message}
+            {
+                "repo_id": repo_id,
+                "repo_type": repo_type,
+                "paths": paths,
+                "msg": commit_message,
+                "at": self.clock.time(),
+            }
         )
         return SimpleNamespace(oid=f"c{len(self.commits)}")
 
@@ -191,24 +219,43 @@ def test_second_push_only_adds_new_shards(hub_settings, store):
     assert len(hub.commits) == commits
 
 
-def test_scheduled_ticks_push_respect_backoff_and_stop_pushes_once_more(hub_settings, store):
-    hub = RecordingHub()
-    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0)).start()
-    assert isinstance(sync.scheduler, PushScheduler)
-    assert sync.scheduler.every == 5.0 and sync.scheduler.repo_type == "dataset"
-    add_votes(store, 0, 2)
-    sync.scheduler.trigger().result()  # what the scheduler does every `sync_minutes`
-    assert hub.shard_rows() == 2
+def test_the_loop_pushes_every_interval_retries_after_backoff_and_pushes_at_stop(
+    hub_settings, store
+):
+    minutes = hub_settings.sync_minutes
+
+    def cast(start: float, end: float) -> None:  # one vote a minute of simulated time
+        for t in range(int(start) + 60, int(end) + 1, 60):
+            store.insert_vote(vote(len(store.votes_frame()), t=float(t)))
+
+    clock = SimClock(T0, until=T0 + 3 * minutes * 60 + 30, advance=cast)
+    hub = RecordingHub(clock=clock)
     hub.commit_errors = [http_error(503)]
-    add_votes(store, 2, 2)
-    sync.scheduler.trigger().result()
-    calls = hub.commit_calls
-    sync.scheduler.trigger().result()  # within the backoff wait: the Hub is left alone
-    assert hub.commit_calls == calls and sync.status().state == "server_error"
-    add_votes(store, 4, 1)
-    status = sync.stop()  # the shutdown push goes through despite the backoff
-    assert hub.shard_rows() == 5 and status.state == "stopped" and status.pending_votes == 0
-    assert sync.scheduler.trigger().result() is None  # nothing runs after stop
+    add_votes(store, 0, 2)
+    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=45.0), clock=clock)
+    sync.start()
+    assert clock.parked.wait(10)
+    # the first attempt fails; the retry comes after the backoff, then one push per interval
+    assert [c["at"] - T0 for c in hub.commits] == [45.0, 45.0 + 300, 45.0 + 600]
+    assert hub.commit_calls == 4 and sync.status().ok
+    assert sync.status().pending_votes == 0 and sync.status().pending_since is None
+    cast(clock.now, clock.until)  # votes cast after the last push
+    status = sync.status()
+    assert status.pending_votes == 4 and status.pending_since.timestamp() == T0 + 645 + 60
+    status = sync.stop()  # the graceful stop pushes what is left
+    assert status.state == "stopped" and status.pending_votes == 0
+    assert hub.shard_rows() == len(store.votes_frame()) and len(hub.commits) == 4
+
+
+def test_a_bug_in_a_round_surfaces_instead_of_becoming_an_incident(hub_settings, store):
+    class BrokenHub(RecordingHub):
+        def create_commit(self, *args, **kwargs):
+            raise ValueError("a bug in the commit code")
+
+    add_votes(store, 0, 1)
+    sync = VoteSync(hub_settings, store, api=BrokenHub(), backoff=FAST)
+    with pytest.raises(ValueError, match="a bug"):
+        sync.push_now()
 
 
 @pytest.mark.parametrize(
@@ -294,6 +341,7 @@ def test_missing_token_is_an_incident_not_a_crash(hub_settings, store, monkeypat
     hub = RecordingHub(token=None)
     add_votes(store, 0, 1)
     sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0)).start()
+    wait_for(lambda: sync.status().state == "no_token")
     status = sync.status()
     sync.stop()
     assert status.state == "no_token" and "HF_TOKEN" in status.last_error
