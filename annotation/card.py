@@ -14,8 +14,9 @@ Usage::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ SHARD_GLOB = "votes/**/*.parquet"
 #: Licence of the votes themselves (the audio clips keep their own licences).
 LICENSE = "cc-by-4.0"
 _CARD_FILE = "README.md"
+#: Parquet metadata key of a compacted file: the JSON list of the shard names it replaced.
+COMPACTED_FROM = b"apex_compacted_from"
 # The Hub's fixed buckets for `size_categories`: (exclusive upper bound, label).
 _SIZE_BUCKETS = (
     (1_000, "n<1K"),
@@ -65,6 +68,7 @@ class CardStats:
         first_vote / last_vote: UTC time of the earliest / latest vote (None when empty).
         n_simulated: rows whose ``source`` is ``"simulated"`` (demo votes, never real listeners).
         n_shards: Parquet shard files.
+        compactions: ``(repo path, shards replaced, votes)`` of each compacted monthly file.
     """
 
     n_votes: int = 0
@@ -73,6 +77,7 @@ class CardStats:
     last_vote: datetime | None = None
     n_simulated: int = 0
     n_shards: int = 0
+    compactions: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def n_systems(self) -> int:
@@ -119,11 +124,23 @@ def stats_from_shards(folder: Path) -> CardStats:
     if not shards:
         return CardStats()
     wanted = ("timestamp", "system_a", "system_b", "source")
-    frames = []
+    frames, compactions = [], []
     for shard in shards:
         present = [c for c in wanted if c in pq.read_schema(shard).names]
         frames.append(pq.read_table(shard, columns=present).to_pandas())
-    return stats_from_frame(pd.concat(frames, ignore_index=True), n_shards=len(shards))
+        if compacted_from(shard):
+            rel = shard.relative_to(folder).as_posix()
+            compactions.append((rel, len(compacted_from(shard)), len(frames[-1])))
+    stats = stats_from_frame(pd.concat(frames, ignore_index=True), n_shards=len(shards))
+    return replace(stats, compactions=tuple(compactions))
+
+
+def compacted_from(path: Path) -> list[str]:
+    """The shard names a compacted file replaced (its Parquet metadata; [] for a shard)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[COMPACTED_FROM]) if COMPACTED_FROM in meta else []
 
 
 def size_category(n: int) -> str:
@@ -215,6 +232,10 @@ def _body(stats: CardStats, repo_id: str, settings: Settings, columns: Mapping[s
             "they come from the synthetic demo corpus and no human cast them. Filter them out "
             "for any analysis of human preferences.\n"
         )
+    compactions = "\n".join(
+        f"- `{path}`: {n} shards, {votes} votes" for path, n, votes in stats.compactions
+    )
+    compactions = f"Compacted so far:\n\n{compactions}" if compactions else "None so far."
     window_min = settings.rate_limit_window_s / 60
     return f"""# APEX Arena votes
 
@@ -269,6 +290,13 @@ The data are Parquet shards `votes/YYYY/MM/<from>-<to>.parquet` (`from`-`to`: th
 store row ids a shard covers); new votes arrive as new files. `vote_id` is unique: deduplicate on
 it when you merge several snapshots. Columns are only ever added (never removed or retyped in this
 config), so code written against today's columns keeps working.
+
+## Compactions
+
+Small shards of a month that has ended are compacted into one file for the month, in a single
+commit that adds the file and removes only the shards whose every row was verified in it (the
+file names them in its Parquet metadata, key `apex_compacted_from`), so a vote is never lost or
+duplicated. {compactions}
 
 ## Columns
 

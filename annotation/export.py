@@ -222,7 +222,8 @@ def _to_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
 
 
-def _shards(folder: Path) -> Iterator[tuple[int, int, Path]]:
+def shard_ranges(folder: Path) -> Iterator[tuple[int, int, Path]]:
+    """``(from, to, path)`` of every shard under ``folder`` (any depth, unordered)."""
     for path in folder.rglob("*.parquet"):
         match = _SHARD_NAME.match(path.name)
         if match:
@@ -231,7 +232,7 @@ def _shards(folder: Path) -> Iterator[tuple[int, int, Path]]:
 
 def exported_up_to(out_dir: str | Path) -> int:
     """The largest store row id already in a shard under ``out_dir`` (0 when none)."""
-    return max((to for _, to, _ in _shards(Path(out_dir) / SHARD_DIR)), default=0)
+    return max((to for _, to, _ in shard_ranges(Path(out_dir) / SHARD_DIR)), default=0)
 
 
 def export_shards(
@@ -297,7 +298,7 @@ def _write_once(path: Path, part: pd.DataFrame) -> Path:
 
 def read_shards(directory: str | Path) -> pd.DataFrame:
     """All shards under ``directory`` (any depth) as one released-columns table, in row order."""
-    shards = sorted(_shards(Path(directory)))
+    shards = sorted(shard_ranges(Path(directory)))
     if not shards:
         return _to_table(pd.DataFrame(columns=list(VOTE_COLUMNS))).to_pandas()
     tables = [conform(pq.read_table(path)) for _, _, path in shards]

@@ -37,6 +37,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 from annotation.card import SHARD_GLOB
 from annotation.export import ExportError, exported_up_to
 from annotation.store.records import StoreError
+from annotation.sync import compact
 from annotation.sync.files import (
     LEDGER_FILE,
     Ledger,
@@ -201,13 +202,23 @@ class VoteSync:
             return None
 
     def _push_once(self) -> None:
-        """Export new votes, refresh the card, commit what the repo lacks in one commit."""
-        folder = self.settings.export_dir
+        """Export new votes, refresh the card, stage due compactions, then one commit of all."""
+        folder, now = self.settings.export_dir, self._clock.time()
         self._card_for = export_with_card(self.store, self.settings, self.repo_id, self._card_for)
+        self._ledger.record({}, removed=tuple(compact.tidy(folder)))
+        due = compact.due_months(folder, now)
+        staged = [compact.stage(folder, shards) for shards in due.values()]
+        gone = {rel for done in staged for rel in done.removed}
         entries = files_to_upload(folder, self._ledger, self._warned)
-        if entries:
-            commit_files(self._api, self.repo_id, folder, entries)
-            self._ledger.record(entries, pushed_at=self._clock.time())
+        entries = {rel: entry for rel, entry in entries.items() if rel not in gone}
+        info = commit_files(self._api, self.repo_id, folder, entries, staged)
+        if info is None and not staged:
+            return  # nothing new: no commit
+        compact.apply(folder, staged)  # only now: an interrupted round leaves all as it was
+        for done in staged:
+            entries[done.path] = file_entry(folder / done.path)
+        pushed_at = now if info is not None else None
+        self._ledger.record(entries, removed=tuple(gone), pushed_at=pushed_at)
 
     def _connect(self) -> None:
         if not self._token():

@@ -19,7 +19,7 @@ import httpx2
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from huggingface_hub import CommitOperationAdd
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -32,6 +32,7 @@ from annotation.export import export_shards
 from annotation.store import SQLiteVoteStore, VoteRecord
 from annotation.sync import (
     Backoff,
+    SystemClock,
     VoteSync,
     describe_error,
     redact,
@@ -42,6 +43,16 @@ REPO = "apex-arena/votes-test"
 TOKEN = "hf_FAKEsecretTOKEN0123456789abcdef"
 FAST = Backoff(initial_s=0.01, factor=2.0, max_s=0.05)
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+
+
+class JanuaryClock(SystemClock):
+    """Real waits, but the date stays in January 2026 (the votes' month is not closed yet)."""
+
+    def time(self) -> float:
+        return T0 + 10 * 86_400.0
+
+
+JANUARY = JanuaryClock()
 
 
 class SimClock:
@@ -75,6 +86,7 @@ class RecordingHub:
         self.commits: list[dict] = []
         self.repos: list[dict] = []
         self.overwritten: list[str] = []
+        self.deleted: list[str] = []
         self.connect_errors: list[BaseException] = []
         self.commit_errors: list[BaseException] = []
         self.download_errors: list[BaseException] = []
@@ -87,19 +99,27 @@ class RecordingHub:
         return SimpleNamespace(repo_id=repo_id)
 
     def create_commit(self, repo_id, operations, *, commit_message, repo_type=None, **kw):
+        """Applies all operations or none, as the Hub does; deleting a missing file is a 404."""
         self.commit_calls += 1
         if self.commit_errors:
             raise self.commit_errors.pop(0)
         assert kw.get("create_pr") in (None, False)
-        paths = []
+        files, paths = dict(self.files), []
         for op in operations:
-            assert isinstance(op, CommitOperationAdd), f"only additions allowed, got {op!r}"
+            if isinstance(op, CommitOperationDelete):
+                if op.path_in_repo not in files:
+                    raise http_error(404, f"{op.path_in_repo} does not exist")
+                del files[op.path_in_repo]
+                self.deleted.append(op.path_in_repo)
+                continue
+            assert isinstance(op, CommitOperationAdd), f"unexpected operation {op!r}"
             with op.as_file() as fh:
                 data = fh.read()
-            if op.path_in_repo in self.files and self.files[op.path_in_repo] != data:
+            if op.path_in_repo in files and files[op.path_in_repo] != data:
                 self.overwritten.append(op.path_in_repo)
-            self.files[op.path_in_repo] = data
+            files[op.path_in_repo] = data
             paths.append(op.path_in_repo)
+        self.files = files
         self.commits.append(
             {
                 "repo_id": repo_id,
@@ -111,6 +131,10 @@ class RecordingHub:
         )
         return SimpleNamespace(oid=f"c{len(self.commits)}")
 
+    def list_repo_files(self, repo_id, *, repo_type=None, **_):
+        assert repo_type == "dataset"
+        return sorted(self.files)
+
     def snapshot_download(self, repo_id, *, repo_type=None, allow_patterns=None, local_dir=None):
         assert repo_type == "dataset"
         if self.download_errors:
@@ -120,6 +144,13 @@ class RecordingHub:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(self.files[rel])
         return str(local_dir)
+
+    def write_to(self, folder: Path) -> Path:
+        """The repo's files in a local folder (what a download would give)."""
+        for rel, data in self.files.items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+        return folder
 
     def shard_rows(self) -> int:
         return sum(
@@ -183,7 +214,7 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 def test_push_uploads_shards_and_card_to_repo_paths(hub_settings, store):
     hub = RecordingHub()
     add_votes(store, 0, 5)
-    with VoteSync(hub_settings, store, api=hub, backoff=FAST) as sync:
+    with VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY) as sync:
         status = sync.push_now()
     assert hub.repos[0] == {"repo_id": REPO, "private": True, "repo_type": "dataset"}
     assert {c["repo_type"] for c in hub.commits} == {"dataset"}
@@ -197,7 +228,7 @@ def test_push_uploads_shards_and_card_to_repo_paths(hub_settings, store):
 def test_second_push_only_adds_new_shards(hub_settings, store):
     hub = RecordingHub()
     add_votes(store, 0, 4)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST).start()
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY).start()
     sync.push_now()
     first = dict(hub.files)
     add_votes(store, 4, 3)
@@ -213,7 +244,7 @@ def test_second_push_only_adds_new_shards(hub_settings, store):
     assert hub.shard_rows() == 7
     # A restart (fresh service, same data directory) remembers what the repo holds.
     commits = len(hub.commits)
-    again = VoteSync(hub_settings, store, api=hub, backoff=FAST)
+    again = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY)
     assert again.push_now().ok and again.status().pending_votes == 0
     again.stop()
     assert len(hub.commits) == commits
@@ -253,7 +284,7 @@ def test_a_bug_in_a_round_surfaces_instead_of_becoming_an_incident(hub_settings,
             raise ValueError("a bug in the commit code")
 
     add_votes(store, 0, 1)
-    sync = VoteSync(hub_settings, store, api=BrokenHub(), backoff=FAST)
+    sync = VoteSync(hub_settings, store, api=BrokenHub(), backoff=FAST, clock=JANUARY)
     with pytest.raises(ValueError, match="a bug"):
         sync.push_now()
 
@@ -275,7 +306,7 @@ def test_retries_with_backoff_and_logs_once_per_incident(
     hub = RecordingHub()
     hub.commit_errors = list(errors)
     add_votes(store, 0, 3)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST).start()
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY).start()
     wait_for(lambda: len(hub.commits) == 1 and sync.status().ok)
     status = sync.status()
     sync.stop(push=False)
@@ -292,7 +323,7 @@ def test_failure_shows_in_status_and_nothing_is_lost(hub_settings, store):
     hub = RecordingHub()
     hub.commit_errors = [http_error(503)]
     add_votes(store, 0, 2)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0))
+    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0), clock=JANUARY)
     status = sync.push_now()
     assert status.state == "server_error" and "HTTP 503" in status.last_error
     assert status.pending_votes == 2 and status.pending_exported == 2
@@ -309,7 +340,7 @@ def test_token_never_reaches_logs_or_status(hub_settings, store, caplog):
     hub.connect_errors = [ConnectionError(f"proxy said: Authorization: Bearer {TOKEN}")]
     hub.commit_errors = [http_error(401, f"bad token {TOKEN}"), http_error(500, TOKEN)]
     add_votes(store, 0, 1)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST)
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY)
     seen = [sync.push_now().last_error, sync.push_now().last_error, sync.push_now().last_error]
     assert sync.push_now().ok
     sync.stop(push=False)
@@ -324,7 +355,9 @@ def test_offline_start_up_degrades_then_connects(hub_settings, store):
     hub = RecordingHub()
     hub.connect_errors = [httpx2.ConnectError("Name or service not known")] * 3
     hub.download_errors = [httpx2.ConnectError("Name or service not known")]
-    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=0.2, max_s=0.2))
+    sync = VoteSync(
+        hub_settings, store, api=hub, backoff=Backoff(initial_s=0.2, max_s=0.2), clock=JANUARY
+    )
     sync.start()  # must not raise
     status = sync.status()
     assert status.state == "offline" and "cannot be reached" in status.last_error
@@ -340,7 +373,9 @@ def test_missing_token_is_an_incident_not_a_crash(hub_settings, store, monkeypat
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored login either
     hub = RecordingHub(token=None)
     add_votes(store, 0, 1)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0)).start()
+    sync = VoteSync(
+        hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0), clock=JANUARY
+    ).start()
     wait_for(lambda: sync.status().state == "no_token")
     status = sync.status()
     sync.stop()
@@ -352,7 +387,7 @@ def test_missing_token_is_an_incident_not_a_crash(hub_settings, store, monkeypat
 def test_local_only_without_a_repo(settings):
     with SQLiteVoteStore(settings.store_path) as store:
         add_votes(store, 0, 2)
-        sync = VoteSync(settings, store, api=RecordingHub()).start()
+        sync = VoteSync(settings, store, api=RecordingHub(), clock=JANUARY).start()
         status = sync.push_now()
         sync.stop()
     assert status.state == "local" and status.pending_votes == 2 and status.ok
@@ -379,7 +414,7 @@ def test_votes_restored_from_a_folder_reach_the_hub(hub_settings, store, tmp_pat
     hub = RecordingHub()
     added = restore_from_folder(store, tmp_path / "backup", export_dir=hub_settings.export_dir)
     add_votes(store, 10, 2)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST)
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY)
     assert added == 5 and sync.status().pending_votes == 7
     assert sync.push_now().ok
     sync.stop(push=False)
@@ -391,11 +426,11 @@ def test_empty_store_restores_from_repo_then_appends(hub_settings, store, tmp_pa
     with SQLiteVoteStore(tmp_path / "old.sqlite") as old:
         add_votes(old, 0, 6)
         old_settings = hub_settings.replace(data_dir=tmp_path / "old-data")
-        with VoteSync(old_settings, old, api=hub, backoff=FAST) as sync:
+        with VoteSync(old_settings, old, api=hub, backoff=FAST, clock=JANUARY) as sync:
             sync.push_now()
     hub.files["other/notes.txt"] = b"not a vote file"
     before = dict(hub.files)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST).start()
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY).start()
     assert store.counts()["votes"] == hub.shard_rows() == 6  # restored before serving
     assert not (hub_settings.export_dir / "other").exists()  # only vote shards downloaded
     add_votes(store, 100, 2)
@@ -420,7 +455,7 @@ def test_first_start_with_no_repo_yet_creates_it_and_pushes(hub_settings, store)
         "404: not found", response=httpx2.Response(404, request=request)
     )
     hub.download_errors = [missing]
-    with VoteSync(hub_settings, store, api=hub, backoff=FAST) as sync:
+    with VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY) as sync:
         assert sync.status().ok
         add_votes(store, 0, 3)
     assert hub.shard_rows() == 3
