@@ -98,8 +98,12 @@ class SyncStatus:
         """One sentence for people."""
         if self.state == "local":
             return "Votes are kept locally (set APEX_VOTES_REPO to publish them on the Hub)."
-        when = self.last_push_at.strftime("%Y-%m-%d %H:%M UTC") if self.last_push_at else "never"
-        head = f"Hub sync to {self.repo_id}: last push {when}, {self.pending_votes} votes pending."
+        when = _when(self.last_push_at) if self.last_push_at else "never"
+        waiting = "every vote is on the Hub"
+        if self.pending_votes:
+            since = f", the oldest from {_when(self.pending_since)}" if self.pending_since else ""
+            waiting = f"{self.pending_votes} votes not on the Hub yet{since}"
+        head = f"Hub sync to {self.repo_id}: last push {when}; {waiting}."
         return f"{head} Problem: {self.last_error}." if self.last_error else head
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +112,10 @@ class SyncStatus:
         for key in ("last_push_at", "next_retry_at", "pending_since"):
             out[key] = out[key].isoformat() if out[key] else None
         return {**out, "ok": self.ok, "message": self.message}
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class NoToken(RuntimeError):

@@ -273,6 +273,7 @@ def test_the_loop_pushes_every_interval_retries_after_backoff_and_pushes_at_stop
     cast(clock.now, clock.until)  # votes cast after the last push
     status = sync.status()
     assert status.pending_votes == 4 and status.pending_since.timestamp() == T0 + 645 + 60
+    assert "4 votes not on the Hub yet, the oldest from 2026-01-01 00:11 UTC" in status.message
     status = sync.stop()  # the graceful stop pushes what is left
     assert status.state == "stopped" and status.pending_votes == 0
     assert hub.shard_rows() == len(store.votes_frame()) and len(hub.commits) == 4
