@@ -224,11 +224,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     if args.n < 1:
         return fail(args, f"--n {args.n} must be at least 1.")
+    from annotation.pool.sources import pool_identity
     from apex.demo import ensure_demo_corpus, load_metadata, simulate_votes
 
-    metadata = load_metadata(ensure_demo_corpus(settings))
+    corpus = ensure_demo_corpus(settings)
+    metadata = load_metadata(corpus)
     frame = simulate_votes(metadata, args.n, seed=args.seed)
-    records = simulated_records(frame, metadata)
+    records = simulated_records(frame, metadata, pool=pool_identity(corpus))
     with _store(settings) as store:
         added = sum(store.insert_vote(record) for record in records)
         total = store.counts()["votes"]
@@ -242,8 +244,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 _AS_SIMULATED = ("prompt", "system_a", "system_b", "clip_a", "clip_b", "preference")
 
 
-def simulated_records(frame: pd.DataFrame, metadata: pd.DataFrame) -> list[VoteRecord]:
-    """Turn :func:`apex.demo.simulate_votes` rows into store records with ``source="simulated"``.
+def simulated_records(
+    frame: pd.DataFrame, metadata: pd.DataFrame, *, pool: str | None = None
+) -> list[VoteRecord]:
+    """Turn :func:`apex.demo.simulate_votes` rows into store records with ``source="simulated"``
+    (``pool``: the demo corpus's identity, :func:`annotation.pool.sources.pool_identity`).
 
     The listening times are the clips' full durations (a simulated listener hears both clips) and
     the vote ids derive from the battle ids, so simulating the same seed twice adds nothing.
@@ -268,6 +273,7 @@ def simulated_records(frame: pd.DataFrame, metadata: pd.DataFrame) -> list[VoteR
                 total_listening_time_a=float(a["duration_s"]),
                 total_listening_time_b=float(b["duration_s"]),
                 source="simulated",
+                pool=pool,
             )
         )
     return records

@@ -234,11 +234,14 @@ class VoteSync:
         pending_exported = 0
         oldest: list[float] = []
         for rel, path in local_files(self.settings.export_dir).items():
-            if rel != CARD:
+            if rel == CARD or rel in self._ledger.files:
+                continue
+            try:
                 rows, first = self._shard_facts(rel, path)
-                if rel not in self._ledger.files:
-                    pending_exported += rows
-                    oldest += [first] if first is not None else []
+            except FileNotFoundError:
+                continue  # compacted away by a push meanwhile
+            pending_exported += rows
+            oldest += [first] if first is not None else []
         new = self.store.votes_frame(since_row=exported_up_to(self.settings.export_dir))
         new = new[~new["imported"]]  # imported votes are published by their own source
         unexported = len(new)
