@@ -142,6 +142,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     """
     from annotation.card import build_card, stats_from_shards, write_card
     from annotation.export import export_shards, to_csv
+    from annotation.sync import compact
 
     out = args.out.expanduser().resolve()
     source = settings.export_dir.resolve()
@@ -154,6 +155,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(shard, dest)
                 copied += 1
+        compact.tidy(out)  # shards an earlier export copied that a compacted file now holds
     csv = to_csv(store, out / "votes.csv")
     stats = stats_from_shards(out)
     write_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))

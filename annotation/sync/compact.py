@@ -58,7 +58,9 @@ def tidy(folder: Path) -> list[str]:
         The repo paths removed.
     """
     removed = []
-    for _, _, path in shard_ranges(Path(folder) / SHARD_DIR):
+    for _, _, path in list(shard_ranges(Path(folder) / SHARD_DIR)):
+        if not path.is_file():
+            continue  # named by a compacted file seen earlier in this loop, and removed
         for name in compacted_from(path):
             if (path.parent / name).is_file():
                 (path.parent / name).unlink()

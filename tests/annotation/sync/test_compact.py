@@ -189,3 +189,25 @@ def test_a_restart_waits_for_the_interval_since_the_last_push(settings, store):
     assert later.parked.wait(30)
     sync.stop(push=False)
     assert [c["at"] for c in hub.commits] == [JAN, JAN + 3_600.0]  # not at the restart
+
+
+def test_an_export_folder_copied_before_a_compaction_keeps_each_vote_once(
+    settings, store, tmp_path, monkeypatch
+):
+    from annotation.export import read_shards
+    from apex.cli import main
+
+    monkeypatch.setenv("APEX_DATA_DIR", str(settings.data_dir))
+    clock = SettableClock(JAN)
+    sync = VoteSync(settings.replace(votes_repo=REPO), store, api=RecordingHub(), clock=clock)
+    for push in range(3):
+        cast(store, 2, JAN + 3_600.0 * push)
+        sync.push_now()
+    out = tmp_path / "copy"
+    assert main(["votes", "export", "--out", str(out)]) == 0
+    clock.now = FEB
+    assert sync.push_now().ok  # January compacted in the export folder
+    assert main(["votes", "export", "--out", str(out)]) == 0
+    assert len(list((out / "votes/2026/01").iterdir())) == 1
+    copied = read_shards(out)
+    assert len(copied) == 6 and copied["vote_id"].is_unique
