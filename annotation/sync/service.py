@@ -184,7 +184,11 @@ class VoteSync:
         last = self._ledger.last_push
         due = last.timestamp() + interval if last else self._clock.time()
         while not self._clock.wait(self._stopping, due - self._clock.time()):
-            wait = self._attempt()
+            try:
+                wait = self._attempt()
+            except Exception as bug:  # not a Hub failure: shown on the Data tab, then raised
+                self._failed(bug, "pushing votes; the push thread stopped on this bug")
+                raise
             due = self._clock.time() + (interval if wait is None else wait)
 
     def _attempt(self) -> float | None:

@@ -279,7 +279,9 @@ def test_the_loop_pushes_every_interval_retries_after_backoff_and_pushes_at_stop
     assert hub.shard_rows() == len(store.votes_frame()) and len(hub.commits) == 4
 
 
-def test_a_bug_in_a_round_surfaces_instead_of_becoming_an_incident(hub_settings, store):
+def test_a_bug_in_a_round_surfaces_instead_of_becoming_an_incident(
+    hub_settings, store, monkeypatch
+):
     class BrokenHub(RecordingHub):
         def create_commit(self, *args, **kwargs):
             raise ValueError("a bug in the commit code")
@@ -288,6 +290,12 @@ def test_a_bug_in_a_round_surfaces_instead_of_becoming_an_incident(hub_settings,
     sync = VoteSync(hub_settings, store, api=BrokenHub(), backoff=FAST, clock=JANUARY)
     with pytest.raises(ValueError, match="a bug"):
         sync.push_now()
+    raised = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    sync.start()  # in the background the thread stops with the bug, and the status says so
+    wait_for(lambda: raised)
+    status = sync.stop(push=False)
+    assert isinstance(raised[0], ValueError) and "a bug in the commit code" in status.last_error
 
 
 @pytest.mark.parametrize(
