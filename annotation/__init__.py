@@ -6,8 +6,8 @@ Where things live (``apex`` is the model side; nothing here imports gradio):
   header checks (``check``), where clips come from (``sources``), background scoring (``scoring``);
 - ``annotation/store/`` -- the vote store: :func:`open_store`, records and errors
   (``records``), the shared SQL (``sql``), the tables (``schema``), SQLite and PostgreSQL;
-- ``annotation/sync/`` -- Hub sync of the store: :class:`VoteSync` (``service``), its clock
-  (``scheduler``), one push round (``push``), the ledger (``files``), incidents (``status``);
+- ``annotation/sync/`` -- Hub sync of the store: :class:`VoteSync` (``service``: one push
+  thread), one push round (``push``), the ledger (``files``), incidents (``status``);
 - the arena, one module per concern: ``arena`` (:class:`Arena`: issue, listen, vote),
   ``rules`` (every vote rule, :func:`listen_status`), ``reveal`` (what a voter sees after the
   vote), ``sampler`` (which pair next), ``limits`` (rate limiters), ``identity`` (pseudonyms),

@@ -32,6 +32,7 @@ from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
 from annotation.pool.scoring import missing_scores
+from annotation.pool.sources import pool_identity
 from annotation.reveal import ApexView, Reveal, apex_view, reveal_of, with_scores
 from annotation.rules import ListenEvent, VoteRefused
 from annotation.sampler import NoPairAvailable, PairCounts, PairSampler, StoreRatings
@@ -121,6 +122,7 @@ class Arena:
         self._listen_reports = limits.listen_limiter()
         self._pairs = PairCounts(store.pair_counts, refresh_s=PAIR_COUNTS_REFRESH_S)
         self._consensus = flags.Consensus(store, refresh_s=CONSENSUS_REFRESH_S)
+        self._pool_id = pool_identity(pool.root)  # every vote says where its clips are
         self.loudness = LoudnessMatcher(
             Path(settings.cache_dir) / "arena-loudness",
             target_lufs=settings.loudness_target_lufs,
@@ -337,6 +339,7 @@ class Arena:
             duration_b=clip_b.duration_s,
             instrumental_a=clip_a.is_instrumental,
             instrumental_b=clip_b.is_instrumental,
+            pool=self._pool_id,
         )
 
     def _open_battle(self, battle_id: str, session_id: str, now: float) -> Battle:

@@ -14,8 +14,9 @@ Usage::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ SHARD_GLOB = "votes/**/*.parquet"
 #: Licence of the votes themselves (the audio clips keep their own licences).
 LICENSE = "cc-by-4.0"
 _CARD_FILE = "README.md"
+#: Parquet metadata key of a compacted file: the JSON list of the shard names it replaced.
+COMPACTED_FROM = b"apex_compacted_from"
 # The Hub's fixed buckets for `size_categories`: (exclusive upper bound, label).
 _SIZE_BUCKETS = (
     (1_000, "n<1K"),
@@ -65,6 +68,7 @@ class CardStats:
         first_vote / last_vote: UTC time of the earliest / latest vote (None when empty).
         n_simulated: rows whose ``source`` is ``"simulated"`` (demo votes, never real listeners).
         n_shards: Parquet shard files.
+        compactions: ``(repo path, shards replaced, votes)`` of each compacted monthly file.
     """
 
     n_votes: int = 0
@@ -73,6 +77,7 @@ class CardStats:
     last_vote: datetime | None = None
     n_simulated: int = 0
     n_shards: int = 0
+    compactions: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def n_systems(self) -> int:
@@ -119,11 +124,23 @@ def stats_from_shards(folder: Path) -> CardStats:
     if not shards:
         return CardStats()
     wanted = ("timestamp", "system_a", "system_b", "source")
-    frames = []
+    frames, compactions = [], []
     for shard in shards:
         present = [c for c in wanted if c in pq.read_schema(shard).names]
         frames.append(pq.read_table(shard, columns=present).to_pandas())
-    return stats_from_frame(pd.concat(frames, ignore_index=True), n_shards=len(shards))
+        if compacted_from(shard):
+            rel = shard.relative_to(folder).as_posix()
+            compactions.append((rel, len(compacted_from(shard)), len(frames[-1])))
+    stats = stats_from_frame(pd.concat(frames, ignore_index=True), n_shards=len(shards))
+    return replace(stats, compactions=tuple(compactions))
+
+
+def compacted_from(path: Path) -> list[str]:
+    """The shard names a compacted file replaced (its Parquet metadata; [] for a shard)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[COMPACTED_FROM]) if COMPACTED_FROM in meta else []
 
 
 def size_category(n: int) -> str:
@@ -162,6 +179,11 @@ def build_card(
         from apex.settings import Settings
 
         settings = Settings()
+    from datasets import DatasetInfo
+    from datasets.info import DatasetInfosDict
+
+    from annotation.export import CONFIG, features
+
     data = DatasetCardData(
         license=LICENSE,
         pretty_name="APEX Arena votes",
@@ -170,13 +192,11 @@ def build_card(
         size_categories=[size_category(stats.n_votes)],
         annotations_creators=["crowdsourced"],
         source_datasets=["original"],
-        configs=[
-            {
-                "config_name": "default",
-                "data_files": [{"split": "train", "path": SHARD_GLOB}],
-            }
-        ],
+        configs=[{"config_name": CONFIG, "data_files": [{"split": "train", "path": SHARD_GLOB}]}],
     )
+    # Every released column, declared: `datasets` and the viewer read every shard with this
+    # schema (nulls where an older shard lacks a column) instead of the first file's.
+    DatasetInfosDict({CONFIG: DatasetInfo(features=features())}).to_dataset_card_data(data)
     body = _body(stats, repo_id or "<owner>/<name>", settings, columns)
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
@@ -212,6 +232,10 @@ def _body(stats: CardStats, repo_id: str, settings: Settings, columns: Mapping[s
             "they come from the synthetic demo corpus and no human cast them. Filter them out "
             "for any analysis of human preferences.\n"
         )
+    compactions = "\n".join(
+        f"- `{path}`: {n} shards, {votes} votes" for path, n, votes in stats.compactions
+    )
+    compactions = f"Compacted so far:\n\n{compactions}" if compactions else "None so far."
     window_min = settings.rate_limit_window_s / 60
     return f"""# APEX Arena votes
 
@@ -233,20 +257,46 @@ both clips at vote time, and the model version.
 
 Systems: {systems}
 {simulated}
-## Loading
+## How to load
 
 ```python
 from datasets import load_dataset
 
 votes = load_dataset("{repo_id}", split="train")
 df = votes.to_pandas()
-# or, from a local copy of this folder:
-votes = load_dataset("parquet", data_files="votes/**/*.parquet", split="train")
 ```
 
-The data are append-only Parquet shards `votes/YYYY/MM/<from>-<to>.parquet` (`from`-`to`: the
-range of store row ids a shard covers); a shard is never rewritten once published, so new votes
-arrive as new files. `vote_id` is unique: deduplicate on it when you merge several snapshots.
+Every shard is read with the features declared in this card, so shards written before a column
+existed load with nulls in it. Without `datasets`, read the files with pyarrow (or pandas):
+
+```python
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from huggingface_hub import snapshot_download
+
+folder = Path(snapshot_download("{repo_id}", repo_type="dataset", allow_patterns=["votes/**"]))
+files = sorted(str(f) for f in folder.glob("votes/**/*.parquet"))
+schema = pa.unify_schemas([pq.read_schema(f) for f in files])  # older shards lack newer columns
+table = pads.dataset(files, schema=schema, format="parquet").to_table()
+df = table.to_pandas()
+```
+
+(DuckDB: `SELECT * FROM read_parquet('votes/**/*.parquet', union_by_name = true)`.)
+
+The data are Parquet shards `votes/YYYY/MM/<from>-<to>.parquet` (`from`-`to`: the range of
+store row ids a shard covers); new votes arrive as new files. `vote_id` is unique: deduplicate on
+it when you merge several snapshots. Columns are only ever added (never removed or retyped in this
+config), so code written against today's columns keeps working.
+
+## Compactions
+
+Small shards of a month that has ended are compacted into one file for the month, in a single
+commit that adds the file and removes only the shards whose every row was verified in it (the
+file names them in its Parquet metadata, key `apex_compacted_from`), so a vote is never lost or
+duplicated. {compactions}
 
 ## Columns
 
@@ -266,10 +316,30 @@ arrive as new files. `vote_id` is unique: deduplicate on it when you merge sever
   released.
 - `BOTH_BAD` votes are kept here but left out of the ratings; a `TIE` counts half a win each way.
 
+## Where the audio is
+
+`audio_a` and `audio_b` are paths inside the clip pool that the `pool` column names, with its
+revision, so the clips that were judged can be fetched again:
+
+- `music-arena/music-arena-dataset@<revision>:<batch>`: Music Arena's public release, one
+  monthly batch. Fetch a clip with `hf_hub_download("music-arena/music-arena-dataset", audio_a,
+  repo_type="dataset", revision="<revision>")`. Licence: that dataset's card (the audio of
+  systems that are not public is not released).
+- `<owner>/<name>@<revision>`: an audiofolder dataset on the Hub. Fetch a clip with
+  `hf_hub_download("<owner>/<name>", audio_a, repo_type="dataset", revision="<revision>")`.
+  Licence: that dataset's card.
+- `demo:<seed>`: APEX Arena's synthetic demo corpus (made-up demo systems, not real AI music).
+  Rebuild it with `apex.demo.build_demo_corpus(folder, seed=<seed>)` (480 clips unless the
+  deployment set `APEX_DEMO_CLIPS`). Licence: MIT, like APEX Arena's code.
+- `local:<folder>`: a folder of the deployment that ran the arena, not published (ask its
+  owner). Licence: the clips' own.
+
+Votes from before the `pool` column was recorded have it null.
+
 ## Licence
 
 The votes are released under **CC-BY-4.0**. The audio clips they refer to are not part of this
-dataset and keep their own licences (those of the generating systems and the clip pools).
+dataset and keep their own licences (those of the generating systems and the clip pools, above).
 
 ## Citation
 

@@ -142,6 +142,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     """
     from annotation.card import build_card, stats_from_shards, write_card
     from annotation.export import export_shards, to_csv
+    from annotation.sync import compact
 
     out = args.out.expanduser().resolve()
     source = settings.export_dir.resolve()
@@ -154,6 +155,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(shard, dest)
                 copied += 1
+        compact.tidy(out)  # shards an earlier export copied that a compacted file now holds
     csv = to_csv(store, out / "votes.csv")
     stats = stats_from_shards(out)
     write_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))
@@ -224,11 +226,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     if args.n < 1:
         return fail(args, f"--n {args.n} must be at least 1.")
+    from annotation.pool.sources import pool_identity
     from apex.demo import ensure_demo_corpus, load_metadata, simulate_votes
 
-    metadata = load_metadata(ensure_demo_corpus(settings))
+    corpus = ensure_demo_corpus(settings)
+    metadata = load_metadata(corpus)
     frame = simulate_votes(metadata, args.n, seed=args.seed)
-    records = simulated_records(frame, metadata)
+    records = simulated_records(frame, metadata, pool=pool_identity(corpus))
     with _store(settings) as store:
         added = sum(store.insert_vote(record) for record in records)
         total = store.counts()["votes"]
@@ -242,8 +246,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 _AS_SIMULATED = ("prompt", "system_a", "system_b", "clip_a", "clip_b", "preference")
 
 
-def simulated_records(frame: pd.DataFrame, metadata: pd.DataFrame) -> list[VoteRecord]:
-    """Turn :func:`apex.demo.simulate_votes` rows into store records with ``source="simulated"``.
+def simulated_records(
+    frame: pd.DataFrame, metadata: pd.DataFrame, *, pool: str | None = None
+) -> list[VoteRecord]:
+    """Turn :func:`apex.demo.simulate_votes` rows into store records with ``source="simulated"``
+    (``pool``: the demo corpus's identity, :func:`annotation.pool.sources.pool_identity`).
 
     The listening times are the clips' full durations (a simulated listener hears both clips) and
     the vote ids derive from the battle ids, so simulating the same seed twice adds nothing.
@@ -268,6 +275,7 @@ def simulated_records(frame: pd.DataFrame, metadata: pd.DataFrame) -> list[VoteR
                 total_listening_time_a=float(a["duration_s"]),
                 total_listening_time_b=float(b["duration_s"]),
                 source="simulated",
+                pool=pool,
             )
         )
     return records

@@ -12,7 +12,11 @@ Column names follow Music Arena's public release where one applies (``battle_uui
 ``audio_a``/``_b``, ``preference``, ``total_listening_time_a``/``_b``, ``listen_data_a``/``_b``,
 ``feedback``), plus what only this arena has: APEX's predictions for both clips at vote time with
 the model version, per-clip ratings, and the ``source`` of each vote. Every column has a fixed
-Arrow type, so shards concatenate cleanly in ``datasets.load_dataset("parquet", data_files=...)``.
+Arrow type, and the column table below is the one source of the names, types and descriptions: the
+shards' schema (:data:`SCHEMA`), the dataset card's ``dataset_info.features`` (:func:`features`)
+and the Data tab's column list. Columns are only ever added, and nullable: a shard written before
+a column existed loads with nulls in it, because the card declares every column (a breaking change
+would start a new :data:`CONFIG`; ``tests/annotation/released_schema.json`` pins what was released).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from apex.tasks import (
 )
 
 SHARD_DIR = "votes"
+#: The ``datasets`` config (in the card's YAML) that every shard under :data:`SHARD_DIR` belongs to.
+CONFIG = "default"
 _SHARD_NAME = re.compile(r"^(\d+)-(\d+)\.parquet$")
 _ID_DIGITS = 12
 _MAX_ROWS = 100_000
@@ -93,6 +99,11 @@ flags str Comma-separated reasons this vote may be unreliable, computed by the s
     was cast ('' for none): {flags}. Flagged votes are kept; boards leave them out by default.
 signed_in bool The voter was signed in with a Hugging Face account; user_pseudonym is then a
     salted HMAC of the account id.
+pool str The clip pool audio_a and audio_b are relative to, with its revision:
+    'music-arena/music-arena-dataset@<revision>:<batch>' (Music Arena's public release),
+    '<owner>/<name>@<revision>' (an audiofolder dataset on the Hub), 'demo:<seed>' (the synthetic
+    demo corpus) or 'local:<folder>' (a folder of the deployment); null for votes from before it
+    was recorded. The dataset card says how to fetch the audio of each.
 """
 
 
@@ -144,6 +155,52 @@ class ExportError(ValueError):
     """Shards cannot be written or read; the message says what was wrong and what to do."""
 
 
+def features() -> Any:
+    """The released columns as ``datasets.Features`` (what the card declares for :data:`CONFIG`)."""
+    import datasets
+
+    return datasets.Features.from_arrow_schema(SCHEMA)
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """A shard's table in today's :data:`SCHEMA`: columns it predates added as nulls, in order.
+
+    Raises:
+        ExportError: a column has another type than released (a breaking change).
+    """
+    columns = []
+    for field in SCHEMA:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        kind = table.schema.field(field.name).type
+        if _family(kind) not in ("null", _family(field.type)):
+            raise ExportError(
+                f"column {field.name!r} is {kind} in a shard, {field.type} in the release; "
+                "a changed type needs a new config, not a shard."
+            )
+        try:  # pandas writes large_string, and integers with nulls as floats
+            columns.append(table[field.name].cast(field.type))
+        except pa.ArrowInvalid as exc:
+            raise ExportError(f"column {field.name!r} of a shard: {exc}") from exc
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def _family(kind: pa.DataType) -> str:
+    for name, test in _FAMILIES:
+        if test(kind):
+            return name
+    return str(kind)
+
+
+_FAMILIES = (
+    ("null", pa.types.is_null),
+    ("text", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)),
+    ("number", lambda t: pa.types.is_integer(t) or pa.types.is_floating(t)),
+    ("bool", pa.types.is_boolean),
+)
+
+
 def release_frame(votes: pd.DataFrame) -> pd.DataFrame:
     """Turn :meth:`VoteStore.votes_frame` output into the released columns (same rows)."""
     out = pd.DataFrame({name: votes[name] for name in VOTE_COLUMNS if name in votes.columns})
@@ -165,7 +222,8 @@ def _to_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
 
 
-def _shards(folder: Path) -> Iterator[tuple[int, int, Path]]:
+def shard_ranges(folder: Path) -> Iterator[tuple[int, int, Path]]:
+    """``(from, to, path)`` of every shard under ``folder`` (any depth, unordered)."""
     for path in folder.rglob("*.parquet"):
         match = _SHARD_NAME.match(path.name)
         if match:
@@ -174,7 +232,7 @@ def _shards(folder: Path) -> Iterator[tuple[int, int, Path]]:
 
 def exported_up_to(out_dir: str | Path) -> int:
     """The largest store row id already in a shard under ``out_dir`` (0 when none)."""
-    return max((to for _, to, _ in _shards(Path(out_dir) / SHARD_DIR)), default=0)
+    return max((to for _, to, _ in shard_ranges(Path(out_dir) / SHARD_DIR)), default=0)
 
 
 def export_shards(
@@ -240,11 +298,11 @@ def _write_once(path: Path, part: pd.DataFrame) -> Path:
 
 def read_shards(directory: str | Path) -> pd.DataFrame:
     """All shards under ``directory`` (any depth) as one released-columns table, in row order."""
-    shards = sorted(_shards(Path(directory)))
+    shards = sorted(shard_ranges(Path(directory)))
     if not shards:
         return _to_table(pd.DataFrame(columns=list(VOTE_COLUMNS))).to_pandas()
-    frames = [pq.read_table(path).to_pandas() for _, _, path in shards]
-    return pd.concat(frames, ignore_index=True)
+    tables = [conform(pq.read_table(path)) for _, _, path in shards]
+    return pa.concat_tables(tables).to_pandas()
 
 
 def _record(row: dict[str, Any]) -> tuple[int | None, VoteRecord]:

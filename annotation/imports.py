@@ -57,13 +57,18 @@ _AS_RELEASED = (
 )
 
 
-def music_arena_records(battles: pd.DataFrame) -> list[VoteRecord]:
+def music_arena_records(battles: pd.DataFrame, root: str | Path) -> list[VoteRecord]:
     """One :class:`VoteRecord` per battle of :attr:`ArenaRelease.battles` (``source="imported"``).
 
     Clip ids are the release's file stems, the ids :meth:`ClipPool.from_music_arena` gives the
     same clips, so these votes join the pool's (and its embeddings') clips; a clip whose audio was
-    not released has an empty clip id and audio path (the vote still rates its system).
+    not released has an empty clip id and audio path (the vote still rates its system). Each
+    vote's ``pool`` is the release at ``root`` and the battle's batch
+    (:func:`annotation.pool.sources.pool_identity`).
     """
+    from annotation.pool.sources import pool_identity
+
+    pools = {batch: pool_identity(root, batches=(batch,)) for batch in set(battles["batch"])}
     records = []
     for row in battles.itertuples(index=False):
         voter = f"{PREFIX}{row.user_pseudonym or 'anonymous'}"
@@ -79,6 +84,7 @@ def music_arena_records(battles: pd.DataFrame) -> list[VoteRecord]:
                 total_listening_time_a=_seconds(row.total_listening_time_a),
                 total_listening_time_b=_seconds(row.total_listening_time_b),
                 source="imported",
+                pool=pools[row.batch],
             )
         )
     return records
@@ -97,7 +103,7 @@ def import_music_arena(store: VoteStore, source: str | Path) -> ImportSummary:
     from apex.sources.music_arena import read_release
 
     release = read_release(source)
-    records = music_arena_records(release.battles)
+    records = music_arena_records(release.battles, release.root)
     added = store.import_votes((None, record) for record in records)
     return ImportSummary(added=added, already=len(records) - added, skipped=release.skipped)
 

@@ -220,7 +220,12 @@ class Settings:
         "APEX_VOTES_PRIVATE", "Create the votes dataset repo as private.", False
     )
     sync_minutes: float = _env(
-        "APEX_SYNC_MINUTES", "Minutes between pushes of new vote shards to the Hub.", 10.0, min=5.0
+        "APEX_SYNC_MINUTES",
+        "Minutes between pushes of new vote shards to the Hub. Each push is one commit, so the "
+        "votes repo gains at most 1440 / this many commits a day (24 by default), plus one per "
+        "graceful stop; new shards wait for the next push.",
+        60.0,
+        min=5.0,
     )
     model_repo: str | None = _env(
         "APEX_MODEL_REPO", "Hub model repo that promoted refits are pushed to (optional).", None

@@ -122,12 +122,8 @@ def summary_markdown(
         )
     else:
         lines.append("No Hub dataset is configured on this deployment (`APEX_VOTES_REPO`).")
-    line = status.get("message", "")
-    if status.get("last_push_at"):
-        line += f" (last successful push: {status['last_push_at']})"
-    if repo and "pending_votes" in status:
-        line += f" · pending votes: {status['pending_votes']}"
-    lines.append(f"**Sync:** {line}")
+    # SyncStatus.message: last push, and how many votes are not on the Hub yet since when
+    lines.append(f"**Sync:** {status.get('message', '')}")
     return "\n\n".join(lines)
 
 

@@ -7,6 +7,7 @@ downloading Music Arena's public release or another Hub dataset, when it names o
 :func:`audiofolder_rows` and :func:`music_arena_rows` read a folder in the audiofolder convention
 or in Music Arena's release layout (see :mod:`apex.sources.music_arena`) into the same metadata
 rows, so :class:`annotation.pool.ClipPool` validates and scores clips from either layout alike.
+:func:`pool_identity` names a pool folder's source and revision, as every vote records it.
 The public entry points are :func:`annotation.pool.load_pool`, ``ClipPool.from_audiofolder`` and
 ``ClipPool.from_music_arena`` (and :class:`PoolError`, re-exported there).
 """
@@ -22,6 +23,8 @@ from annotation.hub import HUB_ERRORS
 from apex.settings import Settings
 
 _HUB_CACHE = "hub-datasets"
+# huggingface_hub's cache layout: <cache>/datasets--<owner>--<name>/snapshots/<revision>
+_SNAPSHOT = re.compile(r"datasets--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<rev>[^/]+)")
 _REQUIRED = ("file_name", "system", "is_instrumental")
 #: How the UI names the demo pool.
 DEMO_DESCRIPTION = (
@@ -65,6 +68,33 @@ def pool_source(settings: Settings) -> tuple[Path, str]:
 
     folder = Path(ensure_demo_corpus(settings))
     return folder, f"{DEMO_DESCRIPTION} Music Arena's release could not be used: {reason}."
+
+
+def pool_identity(folder: str | Path, *, batches: tuple[str, ...] | None = None) -> str:
+    """Where the clips of the pool in ``folder`` can be fetched again (a vote's ``pool``).
+
+    - ``demo:<seed>``: the synthetic demo corpus (its ``corpus.json`` holds the seed);
+    - ``<owner>/<name>@<revision>``: a dataset snapshot downloaded from the Hub (an audiofolder);
+    - ``local:<folder name>``: any other folder (its name only: a path may be private);
+    - followed by ``:<batch>[,<batch>...]`` for Music Arena's layout, e.g.
+      ``music-arena/music-arena-dataset@<revision>:02-2025SEP``.
+
+    Args:
+        folder: the pool's root folder (``ClipPool.root``).
+        batches: the Music Arena batches meant (an imported vote's own batch); default: every
+            ``battle_data/<batch>`` folder on disk.
+    """
+    root = Path(folder).expanduser().resolve()
+    info = root / "corpus.json"
+    if info.is_file() and (root / "metadata.csv").is_file():
+        import json
+
+        return f"demo:{json.loads(info.read_text(encoding='utf-8'))['seed']}"
+    hub = _SNAPSHOT.search(root.as_posix())
+    name = f"{hub['owner']}/{hub['name']}@{hub['rev']}" if hub else f"local:{root.name}"
+    if batches is None and (root / "battle_data").is_dir():
+        batches = tuple(sorted(p.name for p in (root / "battle_data").iterdir() if p.is_dir()))
+    return f"{name}:{','.join(batches)}" if batches else name
 
 
 def latest_music_arena_batch() -> str:

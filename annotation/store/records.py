@@ -20,7 +20,8 @@ from apex.tasks import PREFERENCES, VOTE_SOURCES
 
 #: The schema version both backends migrate to (each keeps its own statements per version).
 #: 2 added the clips' loudness, duration and vocals, the vote-quality flags and ``signed_in``.
-SCHEMA_VERSION = 2
+#: 3 added ``pool``: which clip pool (source and revision) the vote's clips came from.
+SCHEMA_VERSION = 3
 #: Where a vote came from (:data:`apex.tasks.VOTE_SOURCES`; the store's ``CHECK`` on ``source``
 #: is built from it).
 SOURCES: tuple[str, ...] = VOTE_SOURCES
@@ -92,6 +93,9 @@ class VoteRecord:
             (:data:`annotation.flags.FLAG_REASONS`), "" when none; never a reason to delete it.
         signed_in: the voter was signed in with a Hugging Face account (the pseudonym is then
             the account's).
+        pool: the clip pool the clips came from, source and revision
+            (:func:`annotation.pool.sources.pool_identity`); None for votes from before it was
+            recorded.
     """
 
     vote_id: str
@@ -129,6 +133,7 @@ class VoteRecord:
     instrumental_b: bool | None = None
     flags: str = ""
     signed_in: bool = False
+    pool: str | None = None
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> VoteRecord:

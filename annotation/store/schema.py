@@ -87,4 +87,5 @@ def migrations(d: Dialect) -> tuple[tuple[str, ...], ...]:
         "signed_in": f"{boolean} NOT NULL DEFAULT {false}",
     }
     version_2 = tuple(f"ALTER TABLE votes ADD COLUMN {name} {kind}" for name, kind in added.items())
-    return (version_1, version_2)
+    version_3 = ("ALTER TABLE votes ADD COLUMN pool TEXT",)  # where the clips came from
+    return (version_1, version_2, version_3)

@@ -47,11 +47,19 @@ class Ledger:
                 stamp = data.get("last_push_at")
                 self.last_push = datetime.fromisoformat(stamp) if stamp else None
 
-    def record(self, entries: dict[str, dict[str, Any]], pushed: bool = False) -> None:
-        """Add entries (and the push time when ``pushed``), then save atomically."""
+    def record(
+        self,
+        entries: dict[str, dict[str, Any]],
+        *,
+        removed: tuple[str, ...] = (),
+        pushed_at: float | None = None,
+    ) -> None:
+        """Add ``entries``, drop ``removed`` paths, note the push time (Unix s); save atomically."""
         self.files.update(entries)
-        if pushed:
-            self.last_push = datetime.now(timezone.utc)
+        for rel in removed:
+            self.files.pop(rel, None)
+        if pushed_at is not None:
+            self.last_push = datetime.fromtimestamp(pushed_at, timezone.utc)
         stamp = self.last_push.isoformat() if self.last_push else None
         data = {"repo_id": self.repo_id, "last_push_at": stamp, "files": self.files}
         write_json_atomic(self.path, data, indent=1)
@@ -65,9 +73,13 @@ def parquet_rows(path: Path) -> int:
 
 
 def file_entry(path: Path, sha256: str | None = None) -> dict[str, Any]:
-    """A shard's ledger entry: ``{sha256, size, rows}`` (``sha256`` when the caller has it)."""
+    """A file's ledger entry: ``{sha256, size}``, and ``rows`` for a shard (``sha256`` when the
+    caller has it)."""
     digest = sha256_file(path) if sha256 is None else sha256
-    return {"sha256": digest, "size": path.stat().st_size, "rows": parquet_rows(path)}
+    entry: dict[str, Any] = {"sha256": digest, "size": path.stat().st_size}
+    if path.suffix == ".parquet":
+        entry["rows"] = parquet_rows(path)
+    return entry
 
 
 def local_files(folder: Path) -> dict[str, Path]:

@@ -1,8 +1,9 @@
 """One push round's work: export new votes, pick the files the repo lacks, commit them.
 
-Append-only by construction: only ``CommitOperationAdd`` operations are built (there is no delete)
-and a shard the ledger (:class:`annotation.sync.files.Ledger`) says the repo holds is never
-uploaded again; only the dataset card (``README.md``) is refreshed when its content changed.
+A shard the ledger (:class:`annotation.sync.files.Ledger`) says the repo holds is never uploaded
+again; only the dataset card (``README.md``) is refreshed when its content changed. The one kind
+of delete is a compaction's (:mod:`annotation.sync.compact`): in the same commit that adds the
+compacted file holding every row of the shards it deletes.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from huggingface_hub import CommitOperationAdd
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
 from annotation.card import build_card, stats_from_shards, write_card
+from annotation.sync.compact import Compaction
 from annotation.sync.files import Ledger, file_entry, local_files
 from apex.files import sha256_file
 from apex.settings import Settings
@@ -69,19 +71,39 @@ def files_to_upload(folder: Path, ledger: Ledger, warned: set[str]) -> dict[str,
         sha = sha256_file(path)
         if known is not None and known["sha256"] == sha:
             continue  # the card, unchanged
-        entries[rel] = {"sha256": sha, "size": size} if rel == CARD else file_entry(path, sha)
+        entries[rel] = file_entry(path, sha)
     return entries
 
 
-def commit_files(api: Any, repo_id: str, folder: Path, entries: dict[str, dict[str, Any]]) -> Any:
-    """One ``HfApi.create_commit`` adding ``entries`` (paths relative to ``folder``)."""
-    votes = sum(e.get("rows", 0) for e in entries.values())
-    operations = [
+def commit_files(
+    api: Any,
+    repo_id: str,
+    folder: Path,
+    entries: dict[str, dict[str, Any]],
+    compactions: list[Compaction] = (),  # type: ignore[assignment]
+) -> Any:
+    """One ``HfApi.create_commit``: add ``entries`` (paths relative to ``folder``) and carry out
+    ``compactions`` (add each compacted file, delete the shards it holds) together.
+
+    Only the operations the repo still needs are sent: a compacted file the repo already has, or
+    a shard it no longer has (a compaction committed before a kill), is left out.
+    """
+    operations: list[Any] = [
         CommitOperationAdd(path_in_repo=rel, path_or_fileobj=folder / rel) for rel in entries
     ]
+    months = []
+    if compactions:
+        held = set(api.list_repo_files(repo_id, repo_type="dataset"))
+        for done in compactions:
+            if done.path not in held:
+                operations.append(CommitOperationAdd(done.path, done.staged))
+            operations += [CommitOperationDelete(rel) for rel in done.removed if rel in held]
+            months.append(f"{done.path} from {len(done.removed)} shards")
+    if not operations:
+        return None
+    votes = sum(e.get("rows", 0) for e in entries.values())
+    message = f"Add {votes} votes ({len(entries)} files)"
+    message += f"; compact {', '.join(months)}" if months else ""
     return api.create_commit(
-        repo_id=repo_id,
-        repo_type="dataset",
-        operations=operations,
-        commit_message=f"Add {votes} votes ({len(operations)} files)",
+        repo_id=repo_id, repo_type="dataset", operations=operations, commit_message=message
     )

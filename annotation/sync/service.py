@@ -1,23 +1,23 @@
 """Hub sync: push the append-only vote shards to a dataset repo, and restore an empty store from it.
 
-:class:`VoteSync` owns a small scheduler (:class:`annotation.sync.scheduler.PushScheduler`, every
-``settings.sync_minutes``) on the public ``HfApi``: it creates the dataset repo
-(``settings.votes_repo``) with ``create_repo(exist_ok=True)``, and each round exports new votes into
-``settings.export_dir`` with :func:`annotation.export.export_shards`, refreshes the dataset card,
-then commits only files the repo does not have yet (:mod:`annotation.sync.push`). A ledger of
-what the repo holds (``<data_dir>/hub_sync.json``; the ledger and the files it covers are
-:mod:`annotation.sync.files`) means a shard is uploaded exactly once, even across restarts, and
-nothing is ever deleted (there are no delete operations).
+:class:`VoteSync` runs one daemon thread that waits for the push interval (``settings.sync_minutes``
+after the last push, so the repo gains at most ``1440 / sync_minutes`` scheduled commits a day,
+restarts included) or, after a failure, for the backoff, then makes one attempt: connect
+(``create_repo(exist_ok=True)`` on ``settings.votes_repo``), restore if a restore is still owed,
+export new votes into ``settings.export_dir``, refresh the card, and commit the files the repo lacks
+together with any due monthly compaction, in one ``create_commit`` (:mod:`annotation.sync.push`).
+:meth:`VoteSync.stop` ends the thread and pushes once more (the app's SIGTERM handler calls it).
 
-Failures never reach the voters: votes keep landing in the local store. No token, no network,
-HTTP 429 (commit quota), 412 (concurrent commit) and 5xx each open an *incident*, logged once with
-a message saying what to do (never the token), retried with exponential backoff and shown by
-:meth:`VoteSync.status` on the Data tab (the status, backoff and incident bookkeeping are
-:mod:`annotation.sync.status`). Start-up offline does not fail either: connecting (creating the
-repo) is retried in the background.
+A ledger of what the repo holds (``<data_dir>/hub_sync.json``, :mod:`annotation.sync.files`) means
+a shard is uploaded exactly once, even across restarts. Failures never reach the voters: votes keep
+landing in the local store. No token, no network, HTTP 429 (commit quota), 412 (concurrent commit)
+and 5xx each open an *incident*, logged once with a message saying what to do (never the token),
+retried with exponential backoff and shown by :meth:`VoteSync.status` on the Data tab
+(:mod:`annotation.sync.status`). Anything else is a bug and surfaces.
 
 The Hub client is injected (``api``: an ``HfApi`` or anything with its ``create_repo``,
-``create_commit`` and ``snapshot_download``), which is how the tests replace the network.
+``create_commit``, ``list_repo_files`` and ``snapshot_download``), which is how the tests replace
+the network; so is the clock, which is how a test simulates a day.
 """
 
 from __future__ import annotations
@@ -25,17 +25,19 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+import time
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+import httpx2
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import RepositoryNotFoundError
 
 from annotation.card import SHARD_GLOB
-from annotation.hub import HUB_ERRORS
+from annotation.export import ExportError, exported_up_to
 from annotation.store.records import StoreError
+from annotation.sync import compact
 from annotation.sync.files import (
     LEDGER_FILE,
     Ledger,
@@ -45,27 +47,47 @@ from annotation.sync.files import (
     parquet_rows,
     restore_from_folder,
 )
-from annotation.sync.push import commit_files, export_with_card, files_to_upload
-from annotation.sync.scheduler import PushScheduler
-from annotation.sync.status import (
-    Backoff,
-    Incidents,
-    NoToken,
-    SyncStatus,
-)
+from annotation.sync.push import CARD, commit_files, export_with_card, files_to_upload
+from annotation.sync.status import Backoff, Incidents, NoToken, SyncStatus
 from apex.settings import Settings
 
 if TYPE_CHECKING:
     from annotation.store import VoteStore
 
-__all__ = ["SYNC_ERRORS", "VoteSync", "start_sync"]
+__all__ = ["SYNC_ERRORS", "SystemClock", "VoteSync", "start_sync"]
 
 log = logging.getLogger(__name__)
 
-#: What a sync attempt can meet that is not a bug: the Hub or the network refusing (see
-#: :data:`annotation.hub.HUB_ERRORS`), no token, the store unreadable for a moment. Each opens
-#: an incident and is retried; anything else is a bug and is raised with its traceback.
-SYNC_ERRORS: tuple[type[Exception], ...] = (*HUB_ERRORS, NoToken, StoreError)
+#: What a sync attempt can meet that is not a bug: the Hub or the network refusing (HTTP errors
+#: and cache misses are ``OSError``, timeouts ``httpx2.HTTPError``), a full disk, no token, the
+#: store unreadable for a moment, an export refused. Each opens an incident and is retried;
+#: anything else (a ``ValueError`` or ``RuntimeError`` of a bug) is raised with its traceback.
+SYNC_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    httpx2.HTTPError,
+    NoToken,
+    StoreError,
+    ExportError,
+)
+
+
+class Clock(Protocol):
+    """Time for the push loop: Unix seconds, and a wait that a stop cuts short."""
+
+    def time(self) -> float: ...
+    def wait(self, stop: threading.Event, seconds: float) -> bool: ...
+
+
+class SystemClock:
+    """The real clock: ``time.time`` and ``Event.wait`` (True when stopped)."""
+
+    def time(self) -> float:
+        """Unix seconds."""
+        return time.time()
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        """Wait ``seconds`` or until ``stop`` is set; True when stopped."""
+        return stop.wait(max(0.0, seconds))
 
 
 class VoteSync:
@@ -75,7 +97,8 @@ class VoteSync:
         settings: ``votes_repo``, ``votes_private``, ``sync_minutes``, ``export_dir``, rules.
         store: the vote store (:class:`annotation.store.VoteStore`).
         api: Hub client; default ``HfApi()`` (token from ``HF_TOKEN`` or the stored login).
-        backoff: waits between failed attempts (connecting or pushing).
+        backoff: waits between failed attempts.
+        clock: the loop's clock (:class:`SystemClock` by default).
 
     Use as a context manager, or call :meth:`start` and :meth:`stop` (which pushes once more).
     Without :meth:`start` (the CLI) nothing runs in the background: :meth:`push_now` makes one
@@ -89,72 +112,62 @@ class VoteSync:
         *,
         api: Any = None,
         backoff: Backoff | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings, self.store, self.backoff = settings, store, backoff or Backoff()
         self.repo_id = settings.votes_repo
         self._api = api if api is not None else HfApi()
+        self._clock = clock or SystemClock()
         self._ledger = Ledger(settings.data_dir / LEDGER_FILE, self.repo_id or "")
-        self._lock = threading.RLock()  # guards the fields below
-        self._round_lock = threading.Lock()  # one push at a time (worker thread or atexit)
-        self._connect_lock = threading.Lock()  # one scheduler, however many callers connect
-        self._stopping = threading.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apex-vote-sync")
-        self._queued: Future | None = None
-        self._force = False  # the queued round was asked for by push_now: ignore backoff
-        self._timer: threading.Timer | None = None
-        self._scheduler: PushScheduler | None = None
-        self._started = False
         self._incidents = Incidents(self.repo_id, self.backoff, log)
+        self._round = threading.Lock()  # one attempt at a time: the loop, push_now, stop
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connected = False
         self._restore_pending = False
         self._card_for: tuple[str, ...] | None = None
-        self._rows: dict[tuple[str, int], int] = {}
+        self._rows: dict[tuple[str, int], tuple[int, float | None]] = {}
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, *, restore: bool = True) -> VoteSync:
-        """Restore an empty store from the repo, connect and push; retry in the background.
+        """Restore an empty store from the repo, then push in the background.
 
         Never raises for Hub trouble: it opens an incident (see :meth:`status`) and retries.
         """
-        if self.repo_id is None or self._started:
+        if self.repo_id is None or self._thread is not None:
             return self
-        self._started = True
         if restore and self.store.counts()["votes"] == 0:
             self._restore_pending = True  # kept until a restore succeeds; pushes wait for it
             try:
                 self.restore()
             except SYNC_ERRORS as err:
                 self._failed(err, "restoring the votes")
-        self._connect_and_push()
+        self._thread = threading.Thread(target=self._loop, name="apex-vote-sync", daemon=True)
+        self._thread.start()
         return self
 
-    def push_now(self, timeout: float | None = None) -> SyncStatus:
+    def push_now(self) -> SyncStatus:
         """Export and push now, ignoring backoff; returns the status (never raises for the Hub)."""
-        if self.repo_id is None or self._stopping.is_set():
-            return self.status()
-        if self._scheduler is None and not self._try_connect():
-            return self.status()
-        self._submit(force=True).result(timeout)
+        if self.repo_id is not None and not self._stopping.is_set():
+            self._attempt()
         return self.status()
 
     def stop(self, timeout: float | None = 120.0, *, push: bool = True) -> SyncStatus:
-        """Push once more (one attempt, unless ``push=False``), then stop all background work.
+        """End the loop and push once more (one attempt, unless ``push=False``).
 
         Votes that cannot be pushed now stay in the store and the export folder; the next start
         pushes them.
         """
         self._stopping.set()
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-        if self._scheduler is not None:
-            if push:
-                try:
-                    self._submit(force=True).result(timeout)
-                except FutureTimeout:
-                    log.warning("Hub sync: the last push is still running after %s s.", timeout)
-            self._scheduler.stop()
-        self._executor.shutdown(wait=False)
+        running = self._thread is not None or self._connected
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("Hub sync: a push is still running after %s s.", timeout)
+                push = False
+        if push and running:
+            self._attempt()
         self._incidents.stopped()
         return self.status()
 
@@ -164,34 +177,107 @@ class VoteSync:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    @property
-    def scheduler(self) -> PushScheduler | None:
-        """The running scheduler (None until the repo could be reached)."""
-        return self._scheduler
+    # ------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        """Wait for the interval after the last push (or the backoff), attempt, repeat."""
+        interval = self.settings.sync_minutes * 60.0
+        last = self._ledger.last_push
+        due = last.timestamp() + interval if last else self._clock.time()
+        while not self._clock.wait(self._stopping, due - self._clock.time()):
+            try:
+                wait = self._attempt()
+            except Exception as bug:  # not a Hub failure: shown on the Data tab, then raised
+                self._failed(bug, "pushing votes; the push thread stopped on this bug")
+                raise
+            due = self._clock.time() + (interval if wait is None else wait)
+
+    def _attempt(self) -> float | None:
+        """Connect, restore if owed, push; None on success, else the backoff wait in seconds."""
+        with self._round:
+            try:
+                if not self._connected:
+                    self._connect()
+                if self._restore_pending:
+                    self.restore()  # never publish next to an unrestored history
+                self._push_once()
+            except SYNC_ERRORS as err:
+                return self._failed(err, "pushing votes")
+            self._incidents.succeeded()
+            return None
+
+    def _push_once(self) -> None:
+        """Export new votes, refresh the card, stage due compactions, then one commit of all."""
+        folder, now = self.settings.export_dir, self._clock.time()
+        self._card_for = export_with_card(self.store, self.settings, self.repo_id, self._card_for)
+        self._ledger.record({}, removed=tuple(compact.tidy(folder)))
+        due = compact.due_months(folder, now)
+        staged = [compact.stage(folder, shards) for shards in due.values()]
+        gone = {rel for done in staged for rel in done.removed}
+        entries = files_to_upload(folder, self._ledger, self._warned)
+        entries = {rel: entry for rel, entry in entries.items() if rel not in gone}
+        info = commit_files(self._api, self.repo_id, folder, entries, staged)
+        if info is None and not staged:
+            return  # nothing new: no commit
+        compact.apply(folder, staged)  # only now: an interrupted round leaves all as it was
+        for done in staged:
+            entries[done.path] = file_entry(folder / done.path)
+        pushed_at = now if info is not None else None
+        self._ledger.record(entries, removed=tuple(gone), pushed_at=pushed_at)
+
+    def _connect(self) -> None:
+        if not self._token():
+            raise NoToken("no token")
+        self._api.create_repo(
+            self.repo_id, repo_type="dataset", private=self.settings.votes_private, exist_ok=True
+        )
+        self._connected = True
 
     # ------------------------------------------------------------------ status
     def status(self) -> SyncStatus:
-        """State, last push, last error and pending votes (cheap: reads Parquet footers only)."""
-        exported = pending_exported = 0
+        """State, last push, last error, pending votes and the oldest of them (footers only)."""
+        pending_exported = 0
+        oldest: list[float] = []
         for rel, path in local_files(self.settings.export_dir).items():
-            if rel != "README.md":
-                rows = self._row_count(rel, path)
-                exported += rows
-                pending_exported += 0 if rel in self._ledger.files else rows
-        unexported = max(0, int(self.store.counts()["votes"]) - exported)
+            if rel == CARD or rel in self._ledger.files:
+                continue
+            try:
+                rows, first = self._shard_facts(rel, path)
+            except FileNotFoundError:
+                continue  # compacted away by a push meanwhile
+            pending_exported += rows
+            oldest += [first] if first is not None else []
+        new = self.store.votes_frame(since_row=exported_up_to(self.settings.export_dir))
+        new = new[~new["imported"]]  # imported votes are published by their own source
+        unexported = len(new)
+        oldest += [float(new["timestamp"].min())] if unexported else []
         return self._incidents.status(
             last_push_at=self._ledger.last_push,
             pending_exported=pending_exported,
             pending_unexported=unexported,
             pushed_files=len(self._ledger.files),
+            pending_since=datetime.fromtimestamp(min(oldest), timezone.utc) if oldest else None,
         )
+
+    def _shard_facts(self, rel: str, path: Path) -> tuple[int, float | None]:
+        """Rows and earliest vote time of a shard (from its footer), cached by size."""
+        key = (rel, path.stat().st_size)
+        if key not in self._rows:
+            import pyarrow.parquet as pq
+
+            meta = pq.read_metadata(path)
+            index = meta.schema.to_arrow_schema().get_field_index("timestamp")
+            stats = [meta.row_group(g).column(index).statistics for g in range(meta.num_row_groups)]
+            mins = [s.min for s in stats if s is not None and s.has_min_max]
+            self._rows[key] = (parquet_rows(path), min(mins) if mins else None)
+        return self._rows[key]
 
     # ------------------------------------------------------------------ restore
     def restore(self) -> int:
         """Download the repo's vote shards and import them (idempotent by vote id).
 
         The shards are adopted into the export folder and recorded as already on the Hub, so they
-        are neither exported nor uploaded again. Returns how many votes were added.
+        are neither exported nor uploaded again; so is the card, so an unchanged card is not
+        committed again. Returns how many votes were added.
 
         Raises:
             ValueError: no repo is configured (set APEX_VOTES_REPO).
@@ -209,7 +295,7 @@ class VoteSync:
             self._api.snapshot_download(
                 repo_id=self.repo_id,
                 repo_type="dataset",
-                allow_patterns=[SHARD_GLOB],
+                allow_patterns=[SHARD_GLOB, CARD],
                 local_dir=staging,
             )
         except RepositoryNotFoundError:
@@ -224,119 +310,18 @@ class VoteSync:
         self._ledger.record(entries)
         shutil.rmtree(staging, ignore_errors=True)
         self._restore_pending = False
-        log.info("Restored %d votes from %d shards of %s.", added, len(entries), self.repo_id)
+        log.info("Restored %d votes from %d files of %s.", added, len(entries), self.repo_id)
         return added
 
-    # ------------------------------------------------------------------ rounds
-    def _submit(self, *, force: bool = False) -> Future:
-        """Queue a push round on the single worker; a round still waiting is reused."""
-        with self._lock:
-            if self._stopping.is_set() and not force:  # a late timer: the worker is shut down
-                done: Future = Future()
-                done.set_result(None)
-                return done
-            self._force = self._force or force
-            queued = self._queued
-            if queued is None or queued.running() or queued.done():
-                queued = self._queued = self._executor.submit(self._run_queued)
-            return queued
-
-    def _run_queued(self) -> Any:
-        with self._lock:
-            force, self._force = self._force, False
-        return self._push_round(force=force)
-
-    def _push_round(self, *, force: bool = False, final: bool = False) -> Any:
-        """Export and upload once; on failure open or extend the incident and retry later."""
-        with self._round_lock:
-            if not force and not final and self._incidents.wait_s() > 0:
-                return None  # backing off; the retry timer will come back
-            try:
-                info = self._push_once()
-            except SYNC_ERRORS as err:
-                delay = self._failed(err, "pushing votes")
-                if not final:
-                    self._later(delay, self._submit)
-                return None
-            self._incidents.succeeded()
-            return info
-
-    def _push_once(self) -> Any:
-        if self._restore_pending:
-            self.restore()  # before the first push: never publish next to an unrestored history
-        folder = self.settings.export_dir
-        self._card_for = export_with_card(self.store, self.settings, self.repo_id, self._card_for)
-        entries = files_to_upload(folder, self._ledger, self._warned)
-        if not entries:
-            return None
-        info = commit_files(self._api, self.repo_id, folder, entries)
-        self._ledger.record(entries, pushed=True)
-        return info
-
-    # ------------------------------------------------------------------ connection and incidents
-    def _connect_and_push(self) -> None:
-        if self._try_connect():
-            self._submit()  # push what accumulated while this process was not running
-        else:
-            self._later(self._incidents.wait_s(), self._connect_and_push)
-
-    def _try_connect(self) -> bool:
-        """Create the repo and start the scheduler; False, with an incident, on failure."""
-        with self._connect_lock:  # the retry timer and push_now may race here
-            if self._scheduler is not None:
-                return True
-            return self._connect_locked()
-
-    def _connect_locked(self) -> bool:
-        if self._stopping.is_set():
-            return False
-        try:
-            if not self._token():
-                raise NoToken("no token")
-            self._api.create_repo(
-                self.repo_id,
-                repo_type="dataset",
-                private=self.settings.votes_private,
-                exist_ok=True,
-            )
-        except SYNC_ERRORS as err:
-            self._failed(err, "connecting")
-            return False
-        scheduler = PushScheduler(
-            self._submit,
-            every=self.settings.sync_minutes,
-            repo_id=self.repo_id,
-            final_push=lambda: self._push_round(final=True),
-        )
-        with self._lock:
-            self._scheduler = scheduler
-        self._incidents.succeeded()
-        return True
-
-    def _later(self, delay: float, action: Any) -> None:
-        """Run ``action`` after ``delay`` seconds, once, if the service is started and running."""
-        with self._lock:
-            if not self._started or self._stopping.is_set():
-                return
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = threading.Timer(delay, action)
-            self._timer.daemon = True
-            self._timer.start()
-
+    # ------------------------------------------------------------------ helpers
     def _token(self) -> str | None:
         return getattr(self._api, "token", None) or get_token()
 
     def _failed(self, err: BaseException, doing: str) -> float:
         """Record a failed attempt (see :class:`Incidents`); returns the wait, seconds."""
         secrets = (self._token() or "",)
-        return self._incidents.failed(err, doing, secrets=secrets, retrying=self._started)
-
-    def _row_count(self, rel: str, path: Path) -> int:
-        key = (rel, path.stat().st_size)
-        if key not in self._rows:
-            self._rows[key] = parquet_rows(path)
-        return self._rows[key]
+        retrying = self._thread is not None
+        return self._incidents.failed(err, doing, secrets=secrets, retrying=retrying)
 
 
 def start_sync(settings: Settings, store: VoteStore, *, api: Any = None) -> VoteSync:

@@ -74,6 +74,7 @@ class SyncStatus:
         pending_unexported: votes in the store not exported to a shard yet.
         pushed_files: files the repo has received from this data directory.
         next_retry_at: when the next attempt is due while an incident is open (UTC), or None.
+        pending_since: when the oldest vote not on the Hub yet was cast (UTC), or None.
     """
 
     state: str
@@ -85,6 +86,7 @@ class SyncStatus:
     pending_unexported: int = 0
     pushed_files: int = 0
     next_retry_at: datetime | None = None
+    pending_since: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -96,16 +98,24 @@ class SyncStatus:
         """One sentence for people."""
         if self.state == "local":
             return "Votes are kept locally (set APEX_VOTES_REPO to publish them on the Hub)."
-        when = self.last_push_at.strftime("%Y-%m-%d %H:%M UTC") if self.last_push_at else "never"
-        head = f"Hub sync to {self.repo_id}: last push {when}, {self.pending_votes} votes pending."
+        when = _when(self.last_push_at) if self.last_push_at else "never"
+        waiting = "every vote is on the Hub"
+        if self.pending_votes:
+            since = f", the oldest from {_when(self.pending_since)}" if self.pending_since else ""
+            waiting = f"{self.pending_votes} votes not on the Hub yet{since}"
+        head = f"Hub sync to {self.repo_id}: last push {when}; {waiting}."
         return f"{head} Problem: {self.last_error}." if self.last_error else head
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy (times as ISO 8601 strings), with ``ok`` and ``message``."""
         out = asdict(self)
-        for key in ("last_push_at", "next_retry_at"):
+        for key in ("last_push_at", "next_retry_at", "pending_since"):
             out[key] = out[key].isoformat() if out[key] else None
         return {**out, "ok": self.ok, "message": self.message}
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class NoToken(RuntimeError):
@@ -162,13 +172,7 @@ class Incidents:
         self._state = "local" if repo_id is None else "starting"
         self._incident: tuple[str, str] | None = None  # (kind, message) of the open incident
         self._failures = 0
-        self._not_before = 0.0  # monotonic time before which scheduled attempts wait
         self._next_retry: datetime | None = None
-
-    def wait_s(self) -> float:
-        """Seconds until the next attempt is due (0 when not backing off)."""
-        with self._lock:
-            return max(0.0, self._not_before - time.monotonic())
 
     def failed(
         self, err: BaseException, doing: str, *, secrets: tuple[str, ...], retrying: bool
@@ -185,7 +189,6 @@ class Incidents:
         with self._lock:
             self._failures += 1
             delay = self.backoff.delay(self._failures, retry_after)
-            self._not_before = time.monotonic() + delay
             self._next_retry = datetime.fromtimestamp(time.time() + delay, timezone.utc)
             new = self._incident is None or self._incident[0] != kind
             self._incident = (kind, message)
@@ -209,7 +212,7 @@ class Incidents:
                     self.repo_id,
                     self._failures,
                 )
-            self._incident, self._failures, self._not_before = None, 0, 0.0
+            self._incident, self._failures = None, 0
             self._state, self._next_retry = "ok", None
 
     def stopped(self) -> None:
@@ -224,6 +227,7 @@ class Incidents:
         pending_exported: int,
         pending_unexported: int,
         pushed_files: int,
+        pending_since: datetime | None = None,
     ) -> SyncStatus:
         """The :class:`SyncStatus` of this state with the given counts."""
         with self._lock:
@@ -238,4 +242,5 @@ class Incidents:
                 pending_unexported=pending_unexported,
                 pushed_files=pushed_files,
                 next_retry_at=self._next_retry if self._incident else None,
+                pending_since=pending_since,
             )

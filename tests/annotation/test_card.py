@@ -68,6 +68,8 @@ def test_card_round_trips_with_valid_metadata(export_dir, settings):
     assert 'load_dataset("owner/apex-votes"' in text
     assert "2605.03395" in text and "2507.20900" in text
     assert "CC-BY-4.0" in text and "keep their own licences" in text
+    for kind in ("music-arena/music-arena-dataset@<revision>:<batch>", "demo:<seed>"):
+        assert f"- `{kind}`:" in text  # how to fetch the audio of every kind of pool
     for name in VOTE_COLUMNS:  # every released column is documented
         assert f"| `{name}` |" in text
     assert f"at least {settings.min_listen_s:g} s" in text

@@ -57,6 +57,7 @@ def test_simulate_export_and_load_with_datasets(env, capsys):
     )
     assert ds.num_rows == 60
     assert set(ds["source"]) == {"simulated"}  # every record is marked
+    assert set(ds["pool"]) == {"demo:0"}  # and says where its clips are
     assert len(pd.read_csv(out / "votes.csv")) == 60
     assert "| Votes | 60 |" in (out / "README.md").read_text()
     # The export folder the Hub sync uploads holds the same shards.

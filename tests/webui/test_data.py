@@ -57,3 +57,21 @@ def test_a_failed_export_leaves_no_staging_folder(store_services, tmp_path, monk
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     parquet, csv, rows = data.export_files(store_services)  # the next export works
     assert rows == 14 and Path(csv).exists() and Path(parquet).exists()
+
+
+def test_the_sync_line_says_how_many_votes_wait_and_since_when(store_services) -> None:
+    from annotation.sync import VoteSync
+    from tests.annotation.sync.test_service import REPO, RecordingHub
+
+    settings = store_services.settings.replace(votes_repo=REPO)
+    sync = VoteSync(settings, store_services.store, api=RecordingHub())
+    status = sync.status().to_dict()  # nothing pushed yet: every vote waits
+    oldest = pd.to_datetime(store_services.store.votes_frame()["timestamp"].min(), unit="s")
+    summary = data.summary_markdown(store_services, 14, status)
+    assert "**Sync:**" in summary and "14 votes not on the Hub yet" in summary
+    assert f"the oldest from {oldest:%Y-%m-%d %H:%M} UTC" in summary
+    assert status["pending_since"].startswith(f"{oldest:%Y-%m-%d}")
+    assert sync.push_now().ok
+    assert "every vote is on the Hub" in data.summary_markdown(
+        store_services, 14, sync.status().to_dict()
+    )

@@ -1,4 +1,4 @@
-"""Schema 1 -> 2 (loudness, duration, vocals, flags, signed_in): existing votes survive."""
+"""Schema 1 -> 2 (loudness, duration, vocals, flags, signed_in) -> 3 (pool): votes survive."""
 
 from __future__ import annotations
 
@@ -42,22 +42,23 @@ def make_v1_store(path: Path, n_votes: int) -> None:
 
 
 def test_a_version_1_store_migrates_without_losing_votes(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     path = tmp_path / "votes.sqlite"
     make_v1_store(path, 5)
     with SQLiteVoteStore(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION
         old = store.votes_frame()
         assert list(old["vote_id"]) == [f"vote-{n}" for n in range(5)]
         assert (old["flags"] == "").all() and not old["signed_in"].any()
         assert old["loudness_a"].isna().all() and old["loudness_matched"].isna().all()
         assert old["instrumental_a"].map(lambda v: v is None).all()
+        assert old["pool"].map(lambda v: v is None).all()  # unknown for votes before schema 3
         # New votes carry the new fields next to the old ones.
         store.insert_vote(
             make_vote(
                 9, loudness_a=-14.2, loudness_b=-20.5, loudness_matched=True, duration_a=12.0,
                 duration_b=30.0, instrumental_a=True, instrumental_b=False,
-                flags="too_fast,burst", signed_in=True,
+                flags="too_fast,burst", signed_in=True, pool="demo:0",
             )
         )  # fmt: skip
         row = store.votes_frame().iloc[-1]
@@ -77,6 +78,7 @@ def test_a_version_1_store_migrates_without_losing_votes(tmp_path: Path) -> None
     assert back["flags"].tolist() == [""] * 5 + ["too_fast,burst"]
     assert back["signed_in"].tolist() == [False] * 5 + [True]
     assert back["loudness_matched"].tolist()[-1] is True
+    assert back["pool"].tolist() == [None] * 5 + ["demo:0"]
 
 
 def test_a_version_1_postgres_database_migrates_without_losing_votes(request) -> None:
@@ -98,7 +100,7 @@ def test_a_version_1_postgres_database_migrates_without_losing_votes(request) ->
             "5.0, 6.0, 'live')"
         )
     with PostgresVoteStore(pg_url) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION
         frame = store.votes_frame()
         assert frame["vote_id"].tolist() == ["vote-0"] and frame["flags"].tolist() == [""]
         store.insert_vote(make_vote(5, flags="burst", loudness_a=-9.5, signed_in=True))

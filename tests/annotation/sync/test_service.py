@@ -2,14 +2,15 @@
 
 The Hub client is the only thing replaced: :class:`RecordingHub` stands in for ``HfApi`` at the
 network boundary (``create_repo``, ``create_commit``, ``snapshot_download``) and keeps the files a
-real dataset repo would hold. Everything else (the scheduler, the store, the shard
-export and import) is the real code.
+real dataset repo would hold. Everything else (the push loop, the store, the shard
+export and import) is the real code; :class:`SimClock` runs the loop on simulated time.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ import httpx2
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from huggingface_hub import CommitOperationAdd
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 from huggingface_hub.errors import (
     HfHubHTTPError,
     LocalEntryNotFoundError,
@@ -31,7 +32,7 @@ from annotation.export import export_shards
 from annotation.store import SQLiteVoteStore, VoteRecord
 from annotation.sync import (
     Backoff,
-    PushScheduler,
+    SystemClock,
     VoteSync,
     describe_error,
     redact,
@@ -44,15 +45,48 @@ FAST = Backoff(initial_s=0.01, factor=2.0, max_s=0.05)
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 
 
+class JanuaryClock(SystemClock):
+    """Real waits, but the date stays in January 2026 (the votes' month is not closed yet)."""
+
+    def time(self) -> float:
+        return T0 + 10 * 86_400.0
+
+
+JANUARY = JanuaryClock()
+
+
+class SimClock:
+    """Simulated time for the push loop: a wait returns at once, ``advance`` called with the span
+    (so a test adds the votes cast meanwhile); past ``until`` the loop parks until it is stopped."""
+
+    def __init__(self, t0: float, until: float, advance=None) -> None:
+        self.now, self.until, self.advance = t0, until, advance
+        self.parked = threading.Event()
+
+    def time(self) -> float:
+        return self.now
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        target = self.now + max(0.0, seconds)
+        if stop.is_set() or target > self.until:
+            self.parked.set()
+            return stop.wait()
+        if self.advance is not None:
+            self.advance(self.now, target)
+        self.now = target
+        return stop.is_set()
+
+
 class RecordingHub:
     """Records what a dataset repo on the Hub would receive; raises injected errors in order."""
 
-    def __init__(self, token: str | None = TOKEN) -> None:
-        self.token = token
+    def __init__(self, token: str | None = TOKEN, clock=time) -> None:
+        self.token, self.clock = token, clock
         self.files: dict[str, bytes] = {}
         self.commits: list[dict] = []
         self.repos: list[dict] = []
         self.overwritten: list[str] = []
+        self.deleted: list[str] = []
         self.connect_errors: list[BaseException] = []
         self.commit_errors: list[BaseException] = []
         self.download_errors: list[BaseException] = []
@@ -65,23 +99,41 @@ class RecordingHub:
         return SimpleNamespace(repo_id=repo_id)
 
     def create_commit(self, repo_id, operations, *, commit_message, repo_type=None, **kw):
+        """Applies all operations or none, as the Hub does; deleting a missing file is a 404."""
         self.commit_calls += 1
         if self.commit_errors:
             raise self.commit_errors.pop(0)
         assert kw.get("create_pr") in (None, False)
-        paths = []
+        files, paths = dict(self.files), []
         for op in operations:
-            assert isinstance(op, CommitOperationAdd), f"only additions allowed, got {op!r}"
+            if isinstance(op, CommitOperationDelete):
+                if op.path_in_repo not in files:
+                    raise http_error(404, f"{op.path_in_repo} does not exist")
+                del files[op.path_in_repo]
+                self.deleted.append(op.path_in_repo)
+                continue
+            assert isinstance(op, CommitOperationAdd), f"unexpected operation {op!r}"
             with op.as_file() as fh:
                 data = fh.read()
-            if op.path_in_repo in self.files and self.files[op.path_in_repo] != data:
+            if op.path_in_repo in files and files[op.path_in_repo] != data:
                 self.overwritten.append(op.path_in_repo)
-            self.files[op.path_in_repo] = data
+            files[op.path_in_repo] = data
             paths.append(op.path_in_repo)
+        self.files = files
         self.commits.append(
-            {"repo_id": repo_id, "repo_type": repo_type, "paths": paths, "msg": commit_message}
+            {
+                "repo_id": repo_id,
+                "repo_type": repo_type,
+                "paths": paths,
+                "msg": commit_message,
+                "at": self.clock.time(),
+            }
         )
         return SimpleNamespace(oid=f"c{len(self.commits)}")
+
+    def list_repo_files(self, repo_id, *, repo_type=None, **_):
+        assert repo_type == "dataset"
+        return sorted(self.files)
 
     def snapshot_download(self, repo_id, *, repo_type=None, allow_patterns=None, local_dir=None):
         assert repo_type == "dataset"
@@ -92,6 +144,13 @@ class RecordingHub:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(self.files[rel])
         return str(local_dir)
+
+    def write_to(self, folder: Path) -> Path:
+        """The repo's files in a local folder (what a download would give)."""
+        for rel, data in self.files.items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(data)
+        return folder
 
     def shard_rows(self) -> int:
         return sum(
@@ -155,7 +214,7 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 def test_push_uploads_shards_and_card_to_repo_paths(hub_settings, store):
     hub = RecordingHub()
     add_votes(store, 0, 5)
-    with VoteSync(hub_settings, store, api=hub, backoff=FAST) as sync:
+    with VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY) as sync:
         status = sync.push_now()
     assert hub.repos[0] == {"repo_id": REPO, "private": True, "repo_type": "dataset"}
     assert {c["repo_type"] for c in hub.commits} == {"dataset"}
@@ -169,7 +228,7 @@ def test_push_uploads_shards_and_card_to_repo_paths(hub_settings, store):
 def test_second_push_only_adds_new_shards(hub_settings, store):
     hub = RecordingHub()
     add_votes(store, 0, 4)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST).start()
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY).start()
     sync.push_now()
     first = dict(hub.files)
     add_votes(store, 4, 3)
@@ -185,30 +244,58 @@ def test_second_push_only_adds_new_shards(hub_settings, store):
     assert hub.shard_rows() == 7
     # A restart (fresh service, same data directory) remembers what the repo holds.
     commits = len(hub.commits)
-    again = VoteSync(hub_settings, store, api=hub, backoff=FAST)
+    again = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY)
     assert again.push_now().ok and again.status().pending_votes == 0
     again.stop()
     assert len(hub.commits) == commits
 
 
-def test_scheduled_ticks_push_respect_backoff_and_stop_pushes_once_more(hub_settings, store):
-    hub = RecordingHub()
-    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0)).start()
-    assert isinstance(sync.scheduler, PushScheduler)
-    assert sync.scheduler.every == 5.0 and sync.scheduler.repo_type == "dataset"
-    add_votes(store, 0, 2)
-    sync.scheduler.trigger().result()  # what the scheduler does every `sync_minutes`
-    assert hub.shard_rows() == 2
+def test_the_loop_pushes_every_interval_retries_after_backoff_and_pushes_at_stop(
+    hub_settings, store
+):
+    minutes = hub_settings.sync_minutes
+
+    def cast(start: float, end: float) -> None:  # one vote a minute of simulated time
+        for t in range(int(start) + 60, int(end) + 1, 60):
+            store.insert_vote(vote(len(store.votes_frame()), t=float(t)))
+
+    clock = SimClock(T0, until=T0 + 3 * minutes * 60 + 30, advance=cast)
+    hub = RecordingHub(clock=clock)
     hub.commit_errors = [http_error(503)]
-    add_votes(store, 2, 2)
-    sync.scheduler.trigger().result()
-    calls = hub.commit_calls
-    sync.scheduler.trigger().result()  # within the backoff wait: the Hub is left alone
-    assert hub.commit_calls == calls and sync.status().state == "server_error"
-    add_votes(store, 4, 1)
-    status = sync.stop()  # the shutdown push goes through despite the backoff
-    assert hub.shard_rows() == 5 and status.state == "stopped" and status.pending_votes == 0
-    assert sync.scheduler.trigger().result() is None  # nothing runs after stop
+    add_votes(store, 0, 2)
+    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=45.0), clock=clock)
+    sync.start()
+    assert clock.parked.wait(10)
+    # the first attempt fails; the retry comes after the backoff, then one push per interval
+    assert [c["at"] - T0 for c in hub.commits] == [45.0, 45.0 + 300, 45.0 + 600]
+    assert hub.commit_calls == 4 and sync.status().ok
+    assert sync.status().pending_votes == 0 and sync.status().pending_since is None
+    cast(clock.now, clock.until)  # votes cast after the last push
+    status = sync.status()
+    assert status.pending_votes == 4 and status.pending_since.timestamp() == T0 + 645 + 60
+    assert "4 votes not on the Hub yet, the oldest from 2026-01-01 00:11 UTC" in status.message
+    status = sync.stop()  # the graceful stop pushes what is left
+    assert status.state == "stopped" and status.pending_votes == 0
+    assert hub.shard_rows() == len(store.votes_frame()) and len(hub.commits) == 4
+
+
+def test_a_bug_in_a_round_surfaces_instead_of_becoming_an_incident(
+    hub_settings, store, monkeypatch
+):
+    class BrokenHub(RecordingHub):
+        def create_commit(self, *args, **kwargs):
+            raise ValueError("a bug in the commit code")
+
+    add_votes(store, 0, 1)
+    sync = VoteSync(hub_settings, store, api=BrokenHub(), backoff=FAST, clock=JANUARY)
+    with pytest.raises(ValueError, match="a bug"):
+        sync.push_now()
+    raised = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    sync.start()  # in the background the thread stops with the bug, and the status says so
+    wait_for(lambda: raised)
+    status = sync.stop(push=False)
+    assert isinstance(raised[0], ValueError) and "a bug in the commit code" in status.last_error
 
 
 @pytest.mark.parametrize(
@@ -228,7 +315,7 @@ def test_retries_with_backoff_and_logs_once_per_incident(
     hub = RecordingHub()
     hub.commit_errors = list(errors)
     add_votes(store, 0, 3)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST).start()
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY).start()
     wait_for(lambda: len(hub.commits) == 1 and sync.status().ok)
     status = sync.status()
     sync.stop(push=False)
@@ -245,7 +332,7 @@ def test_failure_shows_in_status_and_nothing_is_lost(hub_settings, store):
     hub = RecordingHub()
     hub.commit_errors = [http_error(503)]
     add_votes(store, 0, 2)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0))
+    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0), clock=JANUARY)
     status = sync.push_now()
     assert status.state == "server_error" and "HTTP 503" in status.last_error
     assert status.pending_votes == 2 and status.pending_exported == 2
@@ -262,7 +349,7 @@ def test_token_never_reaches_logs_or_status(hub_settings, store, caplog):
     hub.connect_errors = [ConnectionError(f"proxy said: Authorization: Bearer {TOKEN}")]
     hub.commit_errors = [http_error(401, f"bad token {TOKEN}"), http_error(500, TOKEN)]
     add_votes(store, 0, 1)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST)
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY)
     seen = [sync.push_now().last_error, sync.push_now().last_error, sync.push_now().last_error]
     assert sync.push_now().ok
     sync.stop(push=False)
@@ -277,7 +364,9 @@ def test_offline_start_up_degrades_then_connects(hub_settings, store):
     hub = RecordingHub()
     hub.connect_errors = [httpx2.ConnectError("Name or service not known")] * 3
     hub.download_errors = [httpx2.ConnectError("Name or service not known")]
-    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=0.2, max_s=0.2))
+    sync = VoteSync(
+        hub_settings, store, api=hub, backoff=Backoff(initial_s=0.2, max_s=0.2), clock=JANUARY
+    )
     sync.start()  # must not raise
     status = sync.status()
     assert status.state == "offline" and "cannot be reached" in status.last_error
@@ -293,7 +382,10 @@ def test_missing_token_is_an_incident_not_a_crash(hub_settings, store, monkeypat
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored login either
     hub = RecordingHub(token=None)
     add_votes(store, 0, 1)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0)).start()
+    sync = VoteSync(
+        hub_settings, store, api=hub, backoff=Backoff(initial_s=60.0), clock=JANUARY
+    ).start()
+    wait_for(lambda: sync.status().state == "no_token")
     status = sync.status()
     sync.stop()
     assert status.state == "no_token" and "HF_TOKEN" in status.last_error
@@ -304,7 +396,7 @@ def test_missing_token_is_an_incident_not_a_crash(hub_settings, store, monkeypat
 def test_local_only_without_a_repo(settings):
     with SQLiteVoteStore(settings.store_path) as store:
         add_votes(store, 0, 2)
-        sync = VoteSync(settings, store, api=RecordingHub()).start()
+        sync = VoteSync(settings, store, api=RecordingHub(), clock=JANUARY).start()
         status = sync.push_now()
         sync.stop()
     assert status.state == "local" and status.pending_votes == 2 and status.ok
@@ -331,7 +423,7 @@ def test_votes_restored_from_a_folder_reach_the_hub(hub_settings, store, tmp_pat
     hub = RecordingHub()
     added = restore_from_folder(store, tmp_path / "backup", export_dir=hub_settings.export_dir)
     add_votes(store, 10, 2)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST)
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY)
     assert added == 5 and sync.status().pending_votes == 7
     assert sync.push_now().ok
     sync.stop(push=False)
@@ -343,11 +435,11 @@ def test_empty_store_restores_from_repo_then_appends(hub_settings, store, tmp_pa
     with SQLiteVoteStore(tmp_path / "old.sqlite") as old:
         add_votes(old, 0, 6)
         old_settings = hub_settings.replace(data_dir=tmp_path / "old-data")
-        with VoteSync(old_settings, old, api=hub, backoff=FAST) as sync:
+        with VoteSync(old_settings, old, api=hub, backoff=FAST, clock=JANUARY) as sync:
             sync.push_now()
     hub.files["other/notes.txt"] = b"not a vote file"
     before = dict(hub.files)
-    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST).start()
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY).start()
     assert store.counts()["votes"] == hub.shard_rows() == 6  # restored before serving
     assert not (hub_settings.export_dir / "other").exists()  # only vote shards downloaded
     add_votes(store, 100, 2)
@@ -372,7 +464,7 @@ def test_first_start_with_no_repo_yet_creates_it_and_pushes(hub_settings, store)
         "404: not found", response=httpx2.Response(404, request=request)
     )
     hub.download_errors = [missing]
-    with VoteSync(hub_settings, store, api=hub, backoff=FAST) as sync:
+    with VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY) as sync:
         assert sync.status().ok
         add_votes(store, 0, 3)
     assert hub.shard_rows() == 3
