@@ -183,7 +183,7 @@ def _objective(theta, n, s, i, j, precision, centre):
     """``[B]`` negative log-likelihood + Gaussian prior (shapes as in :func:`_solve`)."""
     d = theta[:, i] - theta[:, j]
     nll = (s * np.logaddexp(0.0, -d) + (n - s) * np.logaddexp(0.0, d)).sum(axis=1)
-    return nll + 0.5 * precision * ((theta - centre) ** 2).sum(axis=1)
+    return nll + 0.5 * (precision * (theta - centre) ** 2).sum(axis=1)
 
 
 def pair_hessian(weight: np.ndarray, i: np.ndarray, j: np.ndarray, k: int) -> np.ndarray:
@@ -215,17 +215,17 @@ def _solve(
     (maximum likelihood); :mod:`annotation.informed` centres it on APEX's predicted strengths.
     ``n``, ``s``: ``[B, P]`` battles and first-system score (wins + 0.5 ties) per pair, B
     independent problems (bootstrap rounds, prior settings); ``i``, ``j``: ``[P]`` the pairs'
-    systems; ``precision``: scalar or ``[B]`` (1 / nats^2); ``centre``: ``[K]`` or ``[B, K]``
+    systems; ``precision``: scalar or ``[B, K]`` (1 / nats^2); ``centre``: ``[K]`` or ``[B, K]``
     (nats, mean zero). Returns ``[B, K]`` strengths in nats, mean zero per round.
     """
-    rounds = n.shape[0]
-    precision = np.broadcast_to(np.asarray(precision, dtype=np.float64), (rounds,))
+    rounds, diag = n.shape[0], np.arange(k)
+    precision = np.broadcast_to(np.asarray(precision, dtype=np.float64), (rounds, k))
     centre = np.broadcast_to(np.zeros(k) if centre is None else centre, (rounds, k))
     # Without a prior the likelihood is flat along (1, ..., 1); adding 11^T/K fixes that
     # direction without moving the optimum because every gradient is orthogonal to it. The
     # tiny diagonal keeps disconnected comparison graphs solvable.
-    fix = np.eye(k) * (precision + 1e-9)[:, None, None]
-    fix += (precision == 0.0)[:, None, None] / k
+    fix = np.zeros((rounds, k, k)) + (precision.max(axis=1) == 0.0)[:, None, None] / k
+    fix[:, diag, diag] += precision + 1e-9
     theta = np.array(centre, dtype=np.float64)
 
     def objective(x: np.ndarray) -> np.ndarray:
@@ -236,7 +236,7 @@ def _solve(
     f = objective(theta)
     for _ in range(_MAX_ITER):
         p = 1.0 / (1.0 + np.exp(-(theta[:, i] - theta[:, j])))
-        grad = (n * p - s) @ incidence + precision[:, None] * (theta - centre)
+        grad = (n * p - s) @ incidence + precision * (theta - centre)
         hess = pair_hessian(n * p * (1.0 - p), i, j, k) + fix
         step = -np.linalg.solve(hess, grad[..., None])[..., 0]
         t, f = armijo_step(objective, theta, step, grad, f)
