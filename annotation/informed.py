@@ -216,12 +216,12 @@ def flips_to_change_top(
     boards it equals the brute-force minimum (the tests check it).
 
     Returns:
-        The count, or None when no flips can change the top (fewer than two systems).
+        The count, or None when no flips can change the top (no rated votes between two systems).
     """
     table = _aggregate(votes)
     systems = sorted(set(table.systems) | set([] if centre is None else centre.index))
     k = len(systems)
-    if k < 2:
+    if k < 2 or not len(table.i):
         return None
     i, j = _over(table, systems)
     q = (
