@@ -1,18 +1,21 @@
 """APEX-informed board vs the plain board: votes needed, and honest intervals, in simulated arenas.
 
 Each replication draws an arena with known strengths: 12 systems, ``theta ~ N(0, 0.8^2)`` nats
-(centred), clips from 4 shared prompts, listeners voting ``P(A) = sigmoid(theta_a - theta_b)``
-with 10% ties and 5% both-bad. Battles come from :class:`annotation.sampler.PairSampler` in
+(centred), clips from 4 shared prompts; listeners vote TIE with probability ``0.4 s (1 - s)``
+(10% between equals, fewer between unequal systems), ``s = sigmoid(theta_a - theta_b)``,
+otherwise A with ``s - tie / 2``, so a vote's expected score is ``s``, the quantity the
+half-win likelihood estimates; 5% of votes are both-bad. Battles come from :class:`annotation.sampler.PairSampler` in
 ``info`` mode fed by the plain ratings (64 bootstrap rounds, refitted every 50 votes, as the app's
 :class:`annotation.sampler.StoreRatings` does), so pair counts are as uneven as the arena makes
 them. Every vote carries APEX's prediction ``apex_p_a = sigmoid(m_a - m_b + clip noise)`` from
 one of three kinds of APEX system strength ``m``:
 
 - ``informative``: ``m = 0.7 * (rho * z + sqrt(1 - rho^2) * e)`` with ``z`` the standardised
-  truth, ``e`` noise and ``rho = 0.8`` (an assumed system-level correlation; APEX's scale is
-  deliberately not the listeners', so the fit must learn it);
+  truth, ``e`` noise and ``rho = 0.9`` (``--rho``; an assumed system-level correlation, not
+  measured on the demo model; APEX's scale is deliberately not the listeners', so the fit must
+  learn it);
 - ``uninformative``: ``m`` independent of the truth;
-- ``wrong``: ``rho = -0.8`` (anti-correlated).
+- ``wrong``: ``-rho`` (anti-correlated).
 
 At checkpoints of the vote count the same votes are fitted plainly
 (:func:`annotation.ratings.fit_bradley_terry`, ``l2=1``, sandwich intervals) and APEX-informed
@@ -43,7 +46,7 @@ from annotation.sampler import PairSampler, pair_key
 
 PRIORS = ("informative", "uninformative", "wrong")
 SYSTEMS, PROMPTS, SPREAD = 12, 4, 0.8
-TIE, BOTH_BAD, REFRESH = 0.10, 0.05, 50
+TIE, BOTH_BAD, REFRESH = 0.4, 0.05, 50
 
 
 def checkpoints(max_votes: int) -> list[int]:
@@ -52,7 +55,9 @@ def checkpoints(max_votes: int) -> list[int]:
     return [int(p) for p in points]
 
 
-def arena(rep: int, max_votes: int) -> tuple[np.ndarray, pd.DataFrame, dict[str, np.ndarray]]:
+def arena(
+    rep: int, max_votes: int, rho: float
+) -> tuple[np.ndarray, pd.DataFrame, dict[str, np.ndarray]]:
     """One simulated arena: truth ``[K]`` nats, the votes table, APEX strengths per prior."""
     rng = np.random.default_rng(1000 + rep)
     names = [f"sys-{n:02d}" for n in range(SYSTEMS)]
@@ -60,8 +65,8 @@ def arena(rep: int, max_votes: int) -> tuple[np.ndarray, pd.DataFrame, dict[str,
     theta -= theta.mean()
     z = theta / theta.std()
     apex = {}
-    for kind, rho in (("informative", 0.8), ("uninformative", 0.0), ("wrong", -0.8)):
-        apex[kind] = 0.7 * (rho * z + math.sqrt(1 - rho**2) * rng.normal(0.0, 1.0, SYSTEMS))
+    for kind, r in (("informative", rho), ("uninformative", 0.0), ("wrong", -rho)):
+        apex[kind] = 0.7 * (r * z + math.sqrt(1 - r**2) * rng.normal(0.0, 1.0, SYSTEMS))
     clips = pd.DataFrame(
         [(f"{s}-p{p}", s, f"p{p}") for s in names for p in range(PROMPTS)],
         columns=["clip_id", "system", "prompt"],
@@ -78,11 +83,12 @@ def arena(rep: int, max_votes: int) -> tuple[np.ndarray, pd.DataFrame, dict[str,
         a, b = index[clip_a.split("-p")[0]], index[clip_b.split("-p")[0]]
         key = pair_key(names[a], names[b])
         counts[key] = counts.get(key, 0) + 1
-        u = rng.random()
         p_a = 1.0 / (1.0 + math.exp(-(theta[a] - theta[b])))
-        pref = "TIE" if u < TIE else "BOTH_BAD" if u < TIE + BOTH_BAD else "A"
-        if pref == "A" and rng.random() >= p_a:
-            pref = "B"
+        tie = TIE * p_a * (1.0 - p_a)
+        u = rng.random()
+        pref = "A" if u < p_a - tie / 2 else "TIE" if u < p_a + tie / 2 else "B"
+        if rng.random() < BOTH_BAD:
+            pref = "BOTH_BAD"
         noise = rng.normal(0.0, 0.3)
         row = {"system_a": names[a], "system_b": names[b], "preference": pref}
         for kind, m in apex.items():
@@ -117,7 +123,7 @@ def votes_to(points: list[int], values: np.ndarray, level: float) -> float:
     return math.inf
 
 
-def run(reps: int, max_votes: int) -> dict:
+def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
     points = checkpoints(max_votes)
     shape = (reps, len(points))
     tau = {k: np.zeros(shape) for k in ("plain", *PRIORS)}
@@ -126,7 +132,7 @@ def run(reps: int, max_votes: int) -> dict:
     weight = {k: np.zeros(shape) for k in PRIORS}
     fit_s = {k: 0.0 for k in tau}
     for rep in range(reps):
-        theta, votes, _ = arena(rep, max_votes)
+        theta, votes, _ = arena(rep, max_votes, rho)
         for c, n in enumerate(points):
             sub = votes.iloc[:n]
             start = time.perf_counter()
