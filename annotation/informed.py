@@ -74,8 +74,8 @@ class InformedFit:
         weight: posterior mean of ``beta`` (0: APEX ignored, 1: taken at face value).
         prior_votes: posterior mean of ``4 / tau^2``: how many listener votes between two equal
             systems the prior on each system is worth (a vote's Fisher information is 1/4).
-        centre, precision: ``[K]`` prior centre (nats) and precision of the most probable grid
-            point, for :func:`flips_to_change_top`.
+        centre, precision: ``[K]`` one prior standing for the grid (posterior mean of ``beta``,
+            geometric posterior mean of ``1 / tau^2``), for :func:`flips_to_change_top`.
     """
 
     ratings: pd.DataFrame
@@ -186,13 +186,19 @@ def fit_informed(
         },
         index=pd.Index(systems, name="system", dtype=object),
     ).sort_values("rating", ascending=False, kind="stable")
-    best = int(np.argmax(post))
+    beta_bar, lam_bar = float(post @ beta), float(np.exp(post @ np.log(np.maximum(lam, 1e-300))))
+    q_bar = l2_precision(l2) + np.where(has, lam_bar if np.isfinite(sd).all() else 0.0, floor)
+    if not has.any():  # no APEX predictions: the grid only varied an unused scale
+        post = np.zeros_like(post)
     return InformedFit(
         ratings=ratings,
         weight=float(post @ beta),
         prior_votes=float(post @ (4.0 * lam)),
-        centre=pd.Series(centre[best], index=systems),
-        precision=pd.Series(q[best], index=systems),
+        centre=pd.Series(
+            np.divide(lam_bar * beta_bar * m, q_bar, where=q_bar > 0, out=np.zeros(k)),
+            index=systems,
+        ),
+        precision=pd.Series(q_bar, index=systems),
     )
 
 
