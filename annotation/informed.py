@@ -60,6 +60,8 @@ SCALE_GRID = np.linspace(0.0, 2.0, 9)
 SD_GRID = np.geomspace(0.05, 4.0, 12)
 #: Below this many rated votes a system's rating is shown as provisional.
 PROVISIONAL_VOTES = 30
+#: Scale of the half-Cauchy hyperprior on ``tau`` (nats): Gelman's default for a group-level SD.
+SD_SCALE = 1.0
 _APEX_RIDGE = 1e-2  # keeps APEX's own fit finite if it is certain about a system
 
 
@@ -165,6 +167,8 @@ def fit_informed(
     a += (q.max(axis=1) == 0.0)[:, None, None] / k  # the plain maximum-likelihood case
     evidence = -_objective(theta, n, s, i, j, q, centre) - 0.5 * np.linalg.slogdet(a)[1]
     evidence += 0.5 * np.log(np.where(q > 0, q, 1.0)).sum(axis=1)
+    if weight is None:  # half-Cauchy(SD_SCALE) hyperprior on tau, on the log grid
+        evidence += np.log(sd) - np.log1p((sd / SD_SCALE) ** 2)
     post = np.exp(evidence - evidence.max())
     post /= post.sum()
     centring = np.eye(k) - 1.0 / k

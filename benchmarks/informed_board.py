@@ -4,10 +4,10 @@ Each replication draws an arena with known strengths: 12 systems, ``theta ~ N(0,
 (centred), clips from 4 shared prompts; listeners vote TIE with probability ``0.4 s (1 - s)``
 (10% between equals, fewer between unequal systems), ``s = sigmoid(theta_a - theta_b)``,
 otherwise A with ``s - tie / 2``, so a vote's expected score is ``s``, the quantity the
-half-win likelihood estimates; 5% of votes are both-bad. Battles come from :class:`annotation.sampler.PairSampler` in
-``info`` mode fed by the plain ratings (64 bootstrap rounds, refitted every 50 votes, as the app's
-:class:`annotation.sampler.StoreRatings` does), so pair counts are as uneven as the arena makes
-them. Every vote carries APEX's prediction ``apex_p_a = sigmoid(m_a - m_b + clip noise)`` from
+half-win likelihood estimates; 5% of votes are both-bad. Battles come from
+:class:`annotation.sampler.PairSampler` in ``info`` mode fed by the plain ratings (64
+bootstrap rounds, refitted every 50 votes, as the app's :class:`annotation.sampler.StoreRatings`
+does), so pair counts are as uneven as the arena makes them. Every vote carries APEX's prediction ``apex_p_a = sigmoid(m_a - m_b + clip noise)`` from
 one of three kinds of APEX system strength ``m``:
 
 - ``informative``: ``m = 0.7 * (rho * z + sqrt(1 - rho^2) * e)`` with ``z`` the standardised
@@ -25,6 +25,10 @@ Kendall tau with the truth reaches 0.9 and until the top system is right in 90% 
 the 95% intervals (share of (system, checkpoint, replication) intervals containing the centred
 true strength, and its lowest value at any checkpoint). Targets: informative >= 30% fewer votes
 to both thresholds; uninformative / wrong <= 10% more; coverage >= 93% everywhere.
+
+Speed: on 100,000 votes among 20 systems (``benchmarks/ratings_speed.py``'s simulation, plus
+APEX predictions) the informed fit with its intervals, timed against the plain fit (point only,
+and with sandwich intervals) in the same run: target within 2x.
 
 Run: ``python benchmarks/informed_board.py`` (``--quick`` for a smoke run). Ends with one JSON line.
 """
@@ -197,18 +201,57 @@ def table(out: dict) -> str:
     return "\n".join(lines)
 
 
+def speed(votes: int = 100_000, repeat: int = 3) -> dict[str, float]:
+    """Best-of-``repeat`` seconds: plain fit, plain + sandwich, informed with intervals."""
+    from benchmarks.ratings_speed import simulate
+
+    table = simulate(votes, 20, seed=1)
+    rng = np.random.default_rng(2)
+    names = sorted(set(table["system_a"]) | set(table["system_b"]))
+    m = dict(zip(names, rng.normal(0.0, 0.5, len(names)), strict=True))
+    diff = table["system_a"].map(m) - table["system_b"].map(m)
+    table["apex_p_a"] = 1.0 / (1.0 + np.exp(-diff.to_numpy()))
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    out = {
+        "plain_s": best(lambda: fit_bradley_terry(table, l2=1.0)),
+        "plain_sandwich_s": best(lambda: fit_bradley_terry(table, l2=1.0, interval="sandwich")),
+        "informed_s": best(lambda: fit_informed(table)),
+    }
+    out["ratio"] = out["informed_s"] / out["plain_s"]
+    out["ratio_vs_sandwich"] = out["informed_s"] / out["plain_sandwich_s"]
+    return {k: round(v, 4) for k, v in out.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=40)
-    parser.add_argument("--max-votes", type=int, default=4000)
+    parser.add_argument("--reps", type=int, default=24)
+    parser.add_argument("--max-votes", type=int, default=3000)
+    parser.add_argument("--rho", type=float, default=0.9, help="informative APEX's correlation")
     parser.add_argument("--quick", action="store_true", help="4 replications, 600 votes")
     args = parser.parse_args()
     reps, max_votes = (4, 600) if args.quick else (args.reps, args.max_votes)
     start = time.perf_counter()
-    out = run(reps, max_votes)
+    out = run(reps, max_votes, args.rho)
+    out["rho"] = args.rho
+    out["speed_100k"] = speed(repeat=1 if args.quick else 3)
     out["seconds"] = round(time.perf_counter() - start, 1)
     print(table(out))
-    summary = {k: out[k] for k in ("reps", "max_votes", "plain", *PRIORS, "seconds")}
+    s = out["speed_100k"]
+    print(
+        f"100k votes: plain {s['plain_s']:.3f} s, plain+sandwich {s['plain_sandwich_s']:.3f} s, "
+        f"informed+intervals {s['informed_s']:.3f} s: {s['ratio']:.2f}x the plain fit "
+        f"({s['ratio_vs_sandwich']:.2f}x with its intervals)"
+    )
+    keys = ("reps", "max_votes", "rho", "plain", *PRIORS, "speed_100k", "seconds")
+    summary = {k: out[k] for k in keys}
     print(json.dumps(summary, default=lambda v: None if v != v else v))
 
 
