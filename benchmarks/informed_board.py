@@ -7,8 +7,9 @@ otherwise A with ``s - tie / 2``, so a vote's expected score is ``s``, the quant
 half-win likelihood estimates; 5% of votes are both-bad. Battles come from
 :class:`annotation.sampler.PairSampler` in ``info`` mode fed by the plain ratings (64
 bootstrap rounds, refitted every 50 votes, as the app's :class:`annotation.sampler.StoreRatings`
-does), so pair counts are as uneven as the arena makes them. Every vote carries APEX's prediction ``apex_p_a = sigmoid(m_a - m_b + clip noise)`` from
-one of three kinds of APEX system strength ``m``:
+does), so pair counts are as uneven as the arena makes them. Every vote carries APEX's
+prediction ``apex_p_a = sigmoid(m_a - m_b + clip noise)`` from one of three kinds of APEX
+system strength ``m``:
 
 - ``informative``: ``m = 0.7 * (rho * z + sqrt(1 - rho^2) * e)`` with ``z`` the standardised
   truth, ``e`` noise and ``rho = 0.9`` (``--rho``; an assumed system-level correlation, not
