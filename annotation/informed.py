@@ -74,8 +74,9 @@ class InformedFit:
             95% posterior interval), ``votes`` (rated votes), ``apex`` (APEX's own rating,
             points; NaN without predictions).
         weight: posterior mean of ``beta`` (0: APEX ignored, 1: taken at face value).
-        prior_votes: posterior mean of ``4 / tau^2``: how many listener votes between two equal
-            systems the prior on each system is worth (a vote's Fisher information is 1/4).
+        prior_votes: ``4 / tau^2`` at the geometric posterior mean of ``1 / tau^2``: how many
+            listener votes between two equal systems the prior on each system is worth (a vote's
+            Fisher information is 1/4); 0 without APEX predictions.
         centre, precision: ``[K]`` one prior standing for the grid (posterior mean of ``beta``,
             geometric posterior mean of ``1 / tau^2``), for :func:`flips_to_change_top`.
     """
@@ -197,7 +198,7 @@ def fit_informed(
     return InformedFit(
         ratings=ratings,
         weight=float(post @ beta),
-        prior_votes=float(post @ (4.0 * lam)),
+        prior_votes=4.0 * lam_bar if post.any() else 0.0,
         centre=pd.Series(
             np.divide(lam_bar * beta_bar * m, q_bar, where=q_bar > 0, out=np.zeros(k)),
             index=systems,

@@ -278,8 +278,8 @@ def _settled_lines(data: dict[str, Any]) -> list[str]:
             lines.append("**APEX-informed:** no APEX predictions on these votes; votes only.")
     if any(r.get("provisional") for r in data["rows"]):
         lines.append(
-            "Ratings marked *provisional* rest on fewer than 30 votes: their interval is wide "
-            "and the rank may still move."
+            "Ratings marked ~ are provisional: they rest on fewer than 30 votes (the count is "
+            "beside them), their interval is wide and the rank may still move."
         )
     return lines
 
@@ -291,9 +291,11 @@ def board_frame(data: dict[str, Any]) -> pd.DataFrame:
         {
             "rank": r["rank"],
             "system": r["system"],
-            "rating": f"~{r['rating']:.0f} provisional"
-            if r.get("provisional")
-            else f"{r['rating']:.0f}",
+            "rating": (
+                f"~{r['rating']:.0f} ({r['votes']} votes)"
+                if r.get("provisional")
+                else f"{r['rating']:.0f}"
+            ),
             "95% CI": "" if math.isnan(r["ci_low"]) else f"{r['ci_low']:.0f} to {r['ci_high']:.0f}",
             "votes": r["votes"],
         }
