@@ -1,4 +1,4 @@
-"""Bradley-Terry ratings of generating systems with bootstrap or sandwich intervals.
+"""Bradley-Terry ratings of generating systems with bootstrap or closed-form intervals.
 
 Pure numpy functions over a battles table (one row per vote) with columns ``system_a``,
 ``system_b`` and ``preference`` (``"A"``, ``"B"``, ``"TIE"``, ``"BOTH_BAD"``).
@@ -8,8 +8,8 @@ pair with three counts (first system wins, tie, second system wins); the likelih
 on those counts. A tie counts as half a win each way; ``BOTH_BAD`` says nothing about which clip
 is better and is dropped. The K-dimensional problem is solved by damped Newton steps (the
 Hessian is K x K); bootstrap rounds resample the count table with one multinomial draw per
-round (as FastChat's ``compute_bootstrap_bt``) and are solved at once; the sandwich interval
-(:func:`sandwich_cov`) is closed form.
+round (as FastChat's ``compute_bootstrap_bt``) and are solved at once; the sandwich and
+posterior intervals (:func:`rating_cov`) are closed form.
 
 Two conventions, so either published leaderboard can be reproduced:
 
@@ -246,11 +246,13 @@ def _solve(
     return theta - theta.mean(axis=1, keepdims=True)
 
 
-def sandwich_cov(theta: np.ndarray, table: _PairTable, precision: float) -> np.ndarray:
-    """Robust ("sandwich") covariance of the centred strengths, ``[K, K]`` nats^2: ``A^-1 B
-    A^-1``, ``A`` the objective's Hessian, ``B`` the sum over votes of ``(y - p)^2 x x^T`` (y: 1,
-    0.5, 0) from the pair counts; LMArena's ``arena-rank`` default since July 2025. Ties make
-    ``B`` smaller than ``A`` (a tie varies less than a coin flip), as the bootstrap sees too."""
+def rating_cov(theta: np.ndarray, table: _PairTable, precision: float, robust: bool) -> np.ndarray:
+    """Covariance of the centred strengths, ``[K, K]`` nats^2. ``robust``: the sandwich ``A^-1 B
+    A^-1`` (LMArena ``arena-rank``'s default since July 2025), ``A`` the objective's Hessian, ``B``
+    the sum over votes of ``(y - p)^2 x x^T`` (y: 1, 0.5, 0) from the pair counts; ties make ``B``
+    smaller than ``A``, as the bootstrap sees too. Else ``A^-1``: the posterior of the ridge read
+    as a ``N(0, C)`` prior, which also spans the ridge's pull to the mean (the sandwich and the
+    bootstrap do not, and under-cover on young boards)."""
     k = len(table.systems)
     counts = table.counts
     p = 1.0 / (1.0 + np.exp(-(theta[table.i] - theta[table.j])))
@@ -260,7 +262,7 @@ def sandwich_cov(theta: np.ndarray, table: _PairTable, precision: float) -> np.n
     meat = pair_hessian(meat_w[None], table.i, table.j, k)[0]
     centring = np.eye(k) - 1.0 / k
     bread = np.linalg.pinv(hess + precision * np.eye(k) + (precision == 0.0) / k)
-    return centring @ bread @ meat @ bread @ centring
+    return centring @ (bread @ meat @ bread if robust else bread) @ centring
 
 
 def fit_bradley_terry(
@@ -271,7 +273,7 @@ def fit_bradley_terry(
     seed: int = 0,
     min_votes: int = 0,
     anchor: tuple[str, float] | None = None,
-    interval: Literal["bootstrap", "sandwich"] = "bootstrap",
+    interval: Literal["bootstrap", "sandwich", "posterior"] = "bootstrap",
 ) -> pd.DataFrame:
     """Fit Bradley-Terry ratings of systems from pairwise votes.
 
@@ -291,8 +293,8 @@ def fit_bradley_terry(
             system has this rating, as FastChat anchors its board to a baseline model; by
             default the mean rating is 1000.
         interval: ``"bootstrap"`` (percentiles of ``bootstrap_rounds`` resamples) or
-            ``"sandwich"`` (rating +- 1.96 robust SEs, :func:`sandwich_cov`; ignores the rounds):
-            equal within bootstrap noise on large boards; the sandwich is symmetric, the
+            ``"sandwich"`` / ``"posterior"`` (rating +- 1.96 SEs of :func:`rating_cov`; no
+            rounds): equal within bootstrap noise on large boards; they are symmetric, the
             percentile bootstrap follows a lopsided record's skew on small ones.
 
     Returns:
@@ -304,8 +306,8 @@ def fit_bradley_terry(
         raise ValueError(f"l2 is scikit-learn's C and must be positive (or None), got {l2!r}")
     if bootstrap_rounds < 0:
         raise ValueError(f"bootstrap_rounds must be >= 0, got {bootstrap_rounds}")
-    if interval not in ("bootstrap", "sandwich"):
-        raise ValueError(f"interval must be 'bootstrap' or 'sandwich', got {interval!r}")
+    if interval not in ("bootstrap", "sandwich", "posterior"):
+        raise ValueError(f"interval must be bootstrap, sandwich or posterior, got {interval!r}")
     # A system seen only in BOTH_BAD battles has no rating at all: it is left out.
     table = _drop_below(_aggregate(battles), max(min_votes, 1))
     k = len(table.systems)
@@ -315,12 +317,9 @@ def fit_bradley_terry(
         n, s = counts.sum(axis=1), counts[:, 0] + 0.5 * counts[:, 1]
         theta = _solve(n[None], s[None], table.i, table.j, k, l2_precision(l2))[0]
         rating = INIT_RATING + POINTS_PER_NAT * theta
-        if interval == "sandwich":
-            half = (
-                1.96
-                * POINTS_PER_NAT
-                * np.sqrt(np.diag(sandwich_cov(theta, table, l2_precision(l2))))
-            )
+        if interval != "bootstrap":
+            cov = rating_cov(theta, table, l2_precision(l2), robust=interval == "sandwich")
+            half = 1.96 * POINTS_PER_NAT * np.sqrt(np.maximum(np.diag(cov), 0.0))
             ci_low, ci_high = rating - half, rating + half
         elif bootstrap_rounds > 0:
             boot = _bootstrap(table, l2, bootstrap_rounds, seed)

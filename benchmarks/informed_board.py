@@ -19,7 +19,8 @@ system strength ``m``:
 - ``wrong``: ``-rho`` (anti-correlated).
 
 At checkpoints of the vote count the same votes are fitted plainly
-(:func:`annotation.ratings.fit_bradley_terry`, ``l2=1``, sandwich intervals) and APEX-informed
+(:func:`annotation.ratings.fit_bradley_terry`, ``l2=1``; coverage of its sandwich intervals,
+which the bootstrap matches, and of its posterior intervals) and APEX-informed
 (:func:`annotation.informed.fit_informed`). Reported per prior: the votes needed until the mean
 Kendall tau with the truth reaches 0.9 and until the top system is right in 90% of replications
 (interpolated between checkpoints on a log scale; ``>N`` when never reached), and the coverage of
@@ -133,7 +134,7 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
     shape = (reps, len(points))
     tau = {k: np.zeros(shape) for k in ("plain", *PRIORS)}
     top = {k: np.zeros(shape) for k in tau}
-    cover = {k: np.zeros(shape) for k in tau}
+    cover = {k: np.zeros(shape) for k in (*tau, "plain_posterior")}
     weight = {k: np.zeros(shape) for k in PRIORS}
     fit_s = {k: 0.0 for k in tau}
     for rep in range(reps):
@@ -145,6 +146,8 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
             fit_s["plain"] += time.perf_counter() - start
             tau["plain"][rep, c], top["plain"][rep, c], cov = score(plain, theta)
             cover["plain"][rep, c] = cov.mean()
+            posterior = fit_bradley_terry(sub, l2=1.0, interval="posterior")
+            cover["plain_posterior"][rep, c] = score(posterior, theta)[2].mean()
             for kind in PRIORS:
                 start = time.perf_counter()
                 fit = fit_informed(sub.rename(columns={f"apex_{kind}": "apex_p_a"}))
@@ -160,6 +163,8 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
         "votes_top": plain_top,
         "coverage": float(cover["plain"].mean()),
         "coverage_min": float(cover["plain"].mean(0).min()),
+        "coverage_posterior": float(cover["plain_posterior"].mean()),
+        "coverage_posterior_min": float(cover["plain_posterior"].mean(0).min()),
     }
     for kind in PRIORS:
         vt = votes_to(points, tau[kind].mean(0), 0.9)
@@ -198,7 +203,11 @@ def table(out: dict) -> str:
             f"{fmt(p['votes_top']):>15}{fmt(r['votes_top']):>10}{r['top_ratio']:>7.2f}"
             f"{r['coverage']:>8.3f}{r['coverage_min']:>7.3f}{r['weight_last']:>8.2f}"
         )
-    lines.append(f"{'plain':<14}{'':>64}{p['coverage']:>8.3f}{p['coverage_min']:>7.3f}")
+    lines.append(f"{'plain sandwich':<14}{'':>64}{p['coverage']:>8.3f}{p['coverage_min']:>7.3f}")
+    lines.append(
+        f"{'plain posterior':<15}{'':>63}{p['coverage_posterior']:>8.3f}"
+        f"{p['coverage_posterior_min']:>7.3f}"
+    )
     return "\n".join(lines)
 
 
