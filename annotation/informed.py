@@ -6,8 +6,10 @@ new model. Here the automatic scores are APEX's own: every battle stores ``apex_
 probability that listeners prefer clip A. The model:
 
 - APEX's strength ``m_k`` of system k (nats, mean zero; :func:`apex_strengths`): the
-  Bradley-Terry fit of APEX's predictions as soft outcomes (a prediction ``p`` counts as ``p`` of
-  a win for A), through :func:`annotation.ratings._solve` like every other fit here.
+  Bradley-Terry fit of APEX's predictions on the rated votes as soft outcomes (a prediction ``p``
+  counts as ``p`` of a win for A), summed per pair in the same pass that counts the votes
+  (:func:`annotation.ratings._aggregate`) and solved by :func:`annotation.ratings._solve`, like
+  every other fit here.
 - Listeners: ``P(A beats B) = sigmoid(theta_a - theta_b)``, a tie half a win each way,
   BOTH_BAD left out (as :mod:`annotation.ratings`).
 - Prior: ``theta_k ~ N(beta * m_k, tau^2)`` independently, for the systems APEX scored; a system
@@ -89,23 +91,22 @@ class InformedFit:
 
 
 def apex_strengths(votes: pd.DataFrame) -> pd.Series:
-    """APEX's strength of each system (nats, mean zero) from its per-vote ``apex_p_a``.
+    """APEX's strength of each system it predicted for (nats) from the rated votes' ``apex_p_a``.
 
     Raises:
         ValueError: no ``apex_p_a`` column.
     """
-    require_columns(votes, ("system_a", "system_b", "apex_p_a"))
-    rows = votes[votes["apex_p_a"].notna() & (votes["system_a"] != votes["system_b"])]
-    codes, systems = pd.factorize(pd.concat([rows["system_a"], rows["system_b"]]), sort=True)
-    k, n = len(systems), len(rows)
-    a, b = codes[:n], codes[n:]
-    p = rows["apex_p_a"].to_numpy(dtype=np.float64)
-    i, j, s = np.minimum(a, b), np.maximum(a, b), np.where(a < b, p, 1.0 - p)
-    pair, inverse = np.unique(i * k + j, return_inverse=True)
-    count = np.bincount(inverse, minlength=len(pair)).astype(np.float64)
-    score = np.bincount(inverse, weights=s, minlength=len(pair))
-    theta = _solve(count[None], score[None], pair // max(k, 1), pair % max(k, 1), k, _APEX_RIDGE)
-    return pd.Series(theta[0], index=pd.Index([str(x) for x in systems], name="system"))
+    require_columns(votes, ("apex_p_a",))
+    return _apex_fit(_aggregate(votes, soft="apex_p_a"))
+
+
+def _apex_fit(table: _PairTable) -> pd.Series:
+    """Bradley-Terry on APEX's predictions summed per pair (``table.soft``), mean zero."""
+    k, count, score = len(table.systems), table.soft[:, 0], table.soft[:, 1]
+    theta = _solve(count[None], score[None], table.i, table.j, k, _APEX_RIDGE)[0]
+    seen = (np.bincount(table.i, count, k) + np.bincount(table.j, count, k)) > 0
+    index = pd.Index([s for s, x in zip(table.systems, seen, strict=True) if x], name="system")
+    return pd.Series(theta[seen] - theta[seen].mean() if seen.any() else [], index=index)
 
 
 def _over(table: _PairTable, systems: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -137,8 +138,12 @@ def fit_informed(
     """
     if (weight is None) != (prior_sd is None):
         raise ValueError("give both weight and prior_sd to fix the prior, or neither")
-    table = _aggregate(votes)
-    prior = apex_strengths(votes) if prior is None else prior.astype(np.float64)
+    if prior is None:
+        require_columns(votes, ("apex_p_a",))
+        table = _aggregate(votes, soft="apex_p_a")
+        prior = _apex_fit(table)
+    else:
+        table, prior = _aggregate(votes), prior.astype(np.float64)
     prior.index = prior.index.map(str)
     systems = sorted(set(table.systems) | set(prior.index[prior.notna()]))
     k = len(systems)

@@ -91,15 +91,14 @@ def armijo_step(
 
 @dataclass(frozen=True)
 class _PairTable:
-    """Aggregated battles: one row per unordered system pair ``i < j`` that met at least once.
-
-    ``counts[p] = (wins of i, ties, wins of j)`` over rated battles (BOTH_BAD excluded).
-    """
+    """One row per unordered system pair ``i < j`` that met in a rated battle: ``counts[p] =
+    (wins of i, ties, wins of j)``; ``soft[p]``: (predictions, their sum for i) when asked."""
 
     systems: tuple[str, ...]
     i: np.ndarray  # [P] int
     j: np.ndarray  # [P] int
     counts: np.ndarray  # [P, 3] float64
+    soft: np.ndarray | None = None  # [P, 2] float64
 
 
 def require_columns(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
@@ -109,8 +108,9 @@ def require_columns(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
         raise ValueError(f"the votes table lacks column(s) {missing}; it needs {list(columns)}")
 
 
-def _aggregate(battles: pd.DataFrame) -> _PairTable:
-    """Count (pair, outcome) cells with vectorised numpy; validates the input table."""
+def _aggregate(battles: pd.DataFrame, soft: str | None = None) -> _PairTable:
+    """Count (pair, outcome) cells with vectorised numpy; validates the input table. ``soft``: a
+    column of per-vote probabilities that A wins (e.g. ``apex_p_a``) to sum per pair too."""
     require_columns(battles, ("system_a", "system_b", "preference"))
     share = a_win_share(battles["preference"])
     # Outcome code from the first-listed system's point of view: 0 = win, 1 = tie, 2 = loss;
@@ -145,11 +145,15 @@ def _aggregate(battles: pd.DataFrame) -> _PairTable:
         pair_ids, inverse = np.unique(uniq // 3, return_inverse=True)
         counts = np.zeros((len(pair_ids), 3), dtype=np.int64)
         counts[inverse, uniq % 3] = cnt
+    sums = None
+    if soft is not None:  # NaN (no prediction) counts nothing
+        p = battles[soft].to_numpy(dtype=np.float64)[keep]
+        p, at = np.where(flip, 1.0 - p, p), np.searchsorted(pair_ids, i * k + j)
+        ok = ~np.isnan(p)
+        size = len(pair_ids)
+        sums = np.stack([np.bincount(at[ok], minlength=size), np.bincount(at[ok], p[ok], size)], 1)
     return _PairTable(
-        systems=tuple(str(s) for s in systems),
-        i=pair_ids // k,
-        j=pair_ids % k,
-        counts=counts.astype(np.float64),
+        tuple(str(s) for s in systems), pair_ids // k, pair_ids % k, counts.astype(np.float64), sums
     )
 
 
@@ -359,11 +363,8 @@ BOARD_NAMES: tuple[str, ...] = ("all", "instrumental", "vocal")
 
 
 def board_rows(votes: pd.DataFrame, board: str) -> pd.DataFrame:
-    """The votes of one board (:data:`BOARD_NAMES`), by their ``is_instrumental`` column.
-
-    Raises:
-        ValueError: an unknown board, or a split board without an ``is_instrumental`` column.
-    """
+    """The votes of one board (:data:`BOARD_NAMES`), by their ``is_instrumental`` column;
+    ValueError for an unknown board, or a split board without that column."""
     if board not in BOARD_NAMES:
         raise ValueError(f"board must be one of {', '.join(BOARD_NAMES)}; got {board!r}")
     if board == "all":
