@@ -16,7 +16,9 @@ probability that listeners prefer clip A. The model:
   without APEX predictions gets the weakest prior of the grid, centred on the average.
 - Hyperparameters: ``beta`` (how far APEX's scale carries over; 1 = APEX taken at face value,
   0 = ignored) on a grid over [0, 2], ``tau`` (how far a system may sit from APEX's strength) on
-  a log grid over [0.05, 4] nats, a flat hyperprior over the grid. Each grid point's evidence is
+  a log grid over [0.05, 4] nats; hyperprior flat in ``beta`` and half-Cauchy(1 nat) on
+  ``tau`` (Gelman's default for a group-level SD: a flat prior on ``log tau`` put so much weight
+  on tiny ``tau`` that young boards' intervals under-covered). Each grid point's evidence is
   the Laplace approximation of the marginal likelihood; the ratings and their variances are
   averaged over the grid with the posterior weights (Bayesian model averaging, so the
   uncertainty about ``beta`` and ``tau`` is in the intervals). When listeners disagree with

@@ -272,7 +272,8 @@ def _settled_lines(data: dict[str, Any]) -> list[str]:
                 "**APEX-informed:** ratings combine the votes with APEX's predicted strength of "
                 f"each system as a prior. APEX weight {apex['weight']:.2f} (0: ignored, 1: taken "
                 f"at face value), worth about {apex['prior_votes']:.0f} votes per system; it "
-                "falls towards 0 when listeners disagree with APEX."
+                "falls towards 0 when listeners disagree with APEX. Intervals are 95% posterior "
+                "intervals."
             )
         else:
             lines.append("**APEX-informed:** no APEX predictions on these votes; votes only.")
