@@ -181,7 +181,11 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
         }
     out["fit_seconds"] = fit_s
     out["curves"] = {
-        k: {"tau": tau[k].mean(0).round(3).tolist(), "top": top[k].mean(0).round(3).tolist()}
+        k: {
+            "tau": tau[k].mean(0).round(3).tolist(),
+            "top": top[k].mean(0).round(3).tolist(),
+            "coverage": cover[k].mean(0).round(3).tolist(),
+        }
         for k in tau
     }
     return out
