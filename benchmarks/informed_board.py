@@ -264,7 +264,16 @@ def main() -> None:
     )
     keys = ("reps", "max_votes", "rho", "plain", *PRIORS, "speed_100k", "seconds")
     summary = {k: out[k] for k in keys}
-    print(json.dumps(summary, default=lambda v: None if v != v else v))
+    print(json.dumps(_finite(summary)))
+
+
+def _finite(value):
+    """The summary with never-reached thresholds (inf) and undefined ratios (NaN) as null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 if __name__ == "__main__":
