@@ -25,7 +25,9 @@ which the bootstrap matches, and of its posterior intervals) and APEX-informed
 Kendall tau with the truth reaches 0.9 and until the top system is right in 90% of replications
 (interpolated between checkpoints on a log scale; ``>N`` when never reached), and the coverage of
 the 95% intervals (share of (system, checkpoint, replication) intervals containing the centred
-true strength, and its lowest value at any checkpoint). Targets: informative >= 30% fewer votes
+true strength, and its lowest value at any checkpoint), the APEX weight at the last checkpoint
+and APEX's per-vote agreement with the listeners (to compare with the board's "APEX agrees"
+line for a real model). Targets: informative >= 30% fewer votes
 to both thresholds; uninformative / wrong <= 10% more; coverage >= 93% everywhere.
 
 Speed: on 100,000 votes among 20 systems (``benchmarks/ratings_speed.py``'s simulation, plus
@@ -136,9 +138,14 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
     top = {k: np.zeros(shape) for k in tau}
     cover = {k: np.zeros(shape) for k in (*tau, "plain_posterior")}
     weight = {k: np.zeros(shape) for k in PRIORS}
+    agree = dict.fromkeys(PRIORS, 0.0)
     fit_s = {k: 0.0 for k in tau}
     for rep in range(reps):
         theta, votes, _ = arena(rep, max_votes, rho)
+        decided = votes[votes["preference"].isin(["A", "B"])]
+        for kind in PRIORS:  # per-vote agreement, comparable with the board's "APEX agrees" line
+            picked_a = decided[f"apex_{kind}"] > 0.5
+            agree[kind] += float((picked_a == (decided["preference"] == "A")).mean()) / reps
         for c, n in enumerate(points):
             sub = votes.iloc[:n]
             start = time.perf_counter()
@@ -176,6 +183,7 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
             "top_ratio": vp / plain_top,
             "coverage": float(cover[kind].mean()),
             "coverage_min": float(cover[kind].mean(0).min()),
+            "apex_agreement": agree[kind],
             "weight_first": float(weight[kind][:, 0].mean()),
             "weight_last": float(weight[kind][:, -1].mean()),
         }
@@ -197,7 +205,8 @@ def table(out: dict) -> str:
 
     lines = [
         f"{'prior':<14}{'tau>=0.9 plain':>15}{'informed':>10}{'ratio':>7}"
-        f"{'top 90% plain':>15}{'informed':>10}{'ratio':>7}{'cover':>8}{'min':>7}{'APEX w':>8}",
+        f"{'top 90% plain':>15}{'informed':>10}{'ratio':>7}{'cover':>8}{'min':>7}{'APEX w':>8}"
+        f"{'agree':>7}",
     ]
     p = out["plain"]
     for kind in PRIORS:
@@ -206,6 +215,7 @@ def table(out: dict) -> str:
             f"{kind:<14}{fmt(p['votes_tau']):>15}{fmt(r['votes_tau']):>10}{r['tau_ratio']:>7.2f}"
             f"{fmt(p['votes_top']):>15}{fmt(r['votes_top']):>10}{r['top_ratio']:>7.2f}"
             f"{r['coverage']:>8.3f}{r['coverage_min']:>7.3f}{r['weight_last']:>8.2f}"
+            f"{r['apex_agreement']:>7.2f}"
         )
     lines.append(f"{'plain sandwich':<14}{'':>64}{p['coverage']:>8.3f}{p['coverage_min']:>7.3f}")
     lines.append(
