@@ -1,4 +1,4 @@
-"""Bradley-Terry ratings of generating systems, online Elo, and model-human agreement.
+"""Bradley-Terry ratings of generating systems with bootstrap or closed-form intervals.
 
 Pure numpy functions over a battles table (one row per vote) with columns ``system_a``,
 ``system_b`` and ``preference`` (``"A"``, ``"B"``, ``"TIE"``, ``"BOTH_BAD"``).
@@ -7,8 +7,9 @@ The fit never loops over rows: battles are first aggregated into one row per uno
 pair with three counts (first system wins, tie, second system wins); the likelihood only depends
 on those counts. A tie counts as half a win each way; ``BOTH_BAD`` says nothing about which clip
 is better and is dropped. The K-dimensional problem is solved by damped Newton steps (the
-Hessian is K x K), and bootstrap rounds resample the count table with one multinomial draw per
-round (as FastChat's ``compute_bootstrap_bt`` does), then solve all rounds at once.
+Hessian is K x K); bootstrap rounds resample the count table with one multinomial draw per
+round (as FastChat's ``compute_bootstrap_bt``) and are solved at once; the sandwich and
+posterior intervals (:func:`rating_cov`) are closed form.
 
 Two conventions, so either published leaderboard can be reproduced:
 
@@ -34,8 +35,7 @@ import pandas as pd
 
 from apex.tasks import A_WIN_SHARE, PREFERENCES
 
-INIT_RATING = 1000.0
-"""Mean rating of every board (points)."""
+INIT_RATING = 1000.0  # mean rating of every board (points)
 POINTS_PER_NAT = 400.0 / math.log(10.0)
 """Elo points per unit of logit: a 400-point gap is odds of 10 to 1."""
 
@@ -91,15 +91,14 @@ def armijo_step(
 
 @dataclass(frozen=True)
 class _PairTable:
-    """Aggregated battles: one row per unordered system pair ``i < j`` that met at least once.
-
-    ``counts[p] = (wins of i, ties, wins of j)`` over rated battles (BOTH_BAD excluded).
-    """
+    """One row per unordered system pair ``i < j`` that met in a rated battle: ``counts[p] =
+    (wins of i, ties, wins of j)``; ``soft[p]``: (predictions, their sum for i) when asked."""
 
     systems: tuple[str, ...]
     i: np.ndarray  # [P] int
     j: np.ndarray  # [P] int
     counts: np.ndarray  # [P, 3] float64
+    soft: np.ndarray | None = None  # [P, 2] float64
 
 
 def require_columns(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
@@ -109,8 +108,9 @@ def require_columns(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
         raise ValueError(f"the votes table lacks column(s) {missing}; it needs {list(columns)}")
 
 
-def _aggregate(battles: pd.DataFrame) -> _PairTable:
-    """Count (pair, outcome) cells with vectorised numpy; validates the input table."""
+def _aggregate(battles: pd.DataFrame, soft: str | None = None) -> _PairTable:
+    """Count (pair, outcome) cells with vectorised numpy; validates the input table. ``soft``: a
+    column of per-vote probabilities that A wins (e.g. ``apex_p_a``) to sum per pair too."""
     require_columns(battles, ("system_a", "system_b", "preference"))
     share = a_win_share(battles["preference"])
     # Outcome code from the first-listed system's point of view: 0 = win, 1 = tie, 2 = loss;
@@ -145,11 +145,15 @@ def _aggregate(battles: pd.DataFrame) -> _PairTable:
         pair_ids, inverse = np.unique(uniq // 3, return_inverse=True)
         counts = np.zeros((len(pair_ids), 3), dtype=np.int64)
         counts[inverse, uniq % 3] = cnt
+    sums = None
+    if soft is not None:  # NaN (no prediction) counts nothing
+        p = battles[soft].to_numpy(dtype=np.float64)[keep]
+        p, at = np.where(flip, 1.0 - p, p), np.searchsorted(pair_ids, i * k + j)
+        ok = ~np.isnan(p)
+        size = len(pair_ids)
+        sums = np.stack([np.bincount(at[ok], minlength=size), np.bincount(at[ok], p[ok], size)], 1)
     return _PairTable(
-        systems=tuple(str(s) for s in systems),
-        i=pair_ids // k,
-        j=pair_ids % k,
-        counts=counts.astype(np.float64),
+        tuple(str(s) for s in systems), pair_ids // k, pair_ids % k, counts.astype(np.float64), sums
     )
 
 
@@ -162,11 +166,8 @@ def _votes_per_system(table: _PairTable) -> np.ndarray:
 
 
 def _drop_below(table: _PairTable, min_votes: int) -> _PairTable:
-    """Remove systems with fewer than ``min_votes`` rated battles, and their battles.
-
-    Repeated until stable: dropping a system removes votes from its opponents, which may in
-    turn fall below the threshold, and a board should never show a system under it.
-    """
+    """Remove systems with fewer than ``min_votes`` rated battles, and their battles, until
+    stable (their opponents lose votes too; a board never shows a system under it)."""
     while True:
         votes = _votes_per_system(table)
         keep = votes >= min_votes
@@ -182,60 +183,90 @@ def _drop_below(table: _PairTable, min_votes: int) -> _PairTable:
         )
 
 
-def _objective(theta, n, s, i, j, l2_weight):
-    """Negative log-likelihood (+ ridge) per round: ``[B]``. theta: [B, K] nats; n, s: [B, P]."""
+def _objective(theta, n, s, i, j, precision, centre):
+    """``[B]`` negative log-likelihood + Gaussian prior (shapes as in :func:`_solve`)."""
     d = theta[:, i] - theta[:, j]
     nll = (s * np.logaddexp(0.0, -d) + (n - s) * np.logaddexp(0.0, d)).sum(axis=1)
-    return nll + 0.5 * l2_weight * (theta * theta).sum(axis=1)
+    return nll + 0.5 * (precision * (theta - centre) ** 2).sum(axis=1)
+
+
+def pair_hessian(weight: np.ndarray, i: np.ndarray, j: np.ndarray, k: int) -> np.ndarray:
+    """``[B, K, K]``: sum over the distinct pairs ``(i, j)`` of ``weight * x x^T``, ``x = e_i -
+    e_j``; ``weight`` ``[B, P]`` (the likelihood's Hessian: ``n p (1 - p)`` per pair)."""
+    hess = np.zeros((weight.shape[0], k, k))
+    hess[:, i, j] = hess[:, j, i] = -weight
+    hess[:, np.arange(k), np.arange(k)] = -hess.sum(axis=2)
+    return hess
+
+
+def l2_precision(l2: float | None) -> float:
+    """Prior precision of scikit-learn's ``C`` (ridge ``||w||^2 / (2C)``); 0 for None."""
+    return 0.0 if l2 is None else 1.0 / float(l2)
 
 
 def _solve(
-    n: np.ndarray, s: np.ndarray, i: np.ndarray, j: np.ndarray, k: int, l2: float | None
+    n: np.ndarray,
+    s: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    k: int,
+    precision: float | np.ndarray,
+    centre: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Batched damped Newton for Bradley-Terry on pair counts.
+    """Batched damped Newton: minimises ``nll(theta) + 0.5 * precision * ||theta - centre||^2``.
 
-    Args:
-        n: ``[B, P]`` battles per pair (B independent problems, e.g. bootstrap rounds).
-        s: ``[B, P]`` score of the pair's first system (wins + 0.5 * ties).
-        i, j: ``[P]`` system indices of each pair.
-        k: number of systems K.
-        l2: scikit-learn's ``C`` (the data term is scaled by C, the ridge is 0.5 ||w||^2),
-            or None for plain maximum likelihood.
-
-    Returns:
-        ``[B, K]`` strengths in nats, mean zero per round.
+    The plain fits are ``centre = 0`` with ``precision = 1 / C`` (:func:`l2_precision`) or 0
+    (maximum likelihood); :mod:`annotation.informed` centres it on APEX's predicted strengths.
+    ``n``, ``s``: ``[B, P]`` battles and first-system score (wins + 0.5 ties) per pair, B
+    independent problems (bootstrap rounds, prior settings); ``i``, ``j``: ``[P]`` the pairs'
+    systems; ``precision``: scalar or ``[B, K]`` (1 / nats^2); ``centre``: ``[K]`` or ``[B, K]``
+    (nats, mean zero). Returns ``[B, K]`` strengths in nats, mean zero per round.
     """
-    rounds, pairs = n.shape
-    # Dividing sklearn's objective by C keeps the same minimiser: nll + ||w||^2 / (2C).
-    l2_weight = 0.0 if l2 is None else 1.0 / float(l2)
-    incidence = np.zeros((pairs, k))
-    incidence[np.arange(pairs), i] = 1.0
-    incidence[np.arange(pairs), j] = -1.0
-    degree = np.abs(incidence)
-    # Without a ridge the likelihood is flat along (1, ..., 1); adding 11^T/K fixes that
+    rounds, diag = n.shape[0], np.arange(k)
+    precision = np.broadcast_to(np.asarray(precision, dtype=np.float64), (rounds, k))
+    centre = np.broadcast_to(np.zeros(k) if centre is None else centre, (rounds, k))
+    # Without a prior the likelihood is flat along (1, ..., 1); adding 11^T/K fixes that
     # direction without moving the optimum because every gradient is orthogonal to it. The
     # tiny diagonal keeps disconnected comparison graphs solvable.
-    curvature_fix = np.eye(k) * (l2_weight + 1e-9)
-    if l2 is None:
-        curvature_fix += 1.0 / k
-    theta = np.zeros((rounds, k))
-    f = _objective(theta, n, s, i, j, l2_weight)
-    diag = np.arange(k)
+    fix = np.zeros((rounds, k, k)) + (precision.max(axis=1) == 0.0)[:, None, None] / k
+    fix[:, diag, diag] += precision + 1e-9
+    theta = np.array(centre, dtype=np.float64)
+
+    def objective(x: np.ndarray) -> np.ndarray:
+        return _objective(x, n, s, i, j, precision, centre)
+
+    incidence = np.zeros((len(i), k))
+    incidence[np.arange(len(i)), i], incidence[np.arange(len(j)), j] = 1.0, -1.0
+    f = objective(theta)
     for _ in range(_MAX_ITER):
         p = 1.0 / (1.0 + np.exp(-(theta[:, i] - theta[:, j])))
-        grad = (n * p - s) @ incidence + l2_weight * theta
-        w = n * p * (1.0 - p)
-        hess = np.zeros((rounds, k, k))
-        hess[:, i, j] = -w
-        hess[:, j, i] = -w
-        hess[:, diag, diag] = w @ degree
-        hess += curvature_fix
+        grad = (n * p - s) @ incidence + precision * (theta - centre)
+        hess = pair_hessian(n * p * (1.0 - p), i, j, k) + fix
         step = -np.linalg.solve(hess, grad[..., None])[..., 0]
-        t, f = armijo_step(lambda x: _objective(x, n, s, i, j, l2_weight), theta, step, grad, f)
+        t, f = armijo_step(objective, theta, step, grad, f)
         theta = theta + t[:, None] * step
         if np.max(np.abs(t[:, None] * step), initial=0.0) < _STEP_TOL:
             break
     return theta - theta.mean(axis=1, keepdims=True)
+
+
+def rating_cov(theta: np.ndarray, table: _PairTable, precision: float, robust: bool) -> np.ndarray:
+    """Covariance of the centred strengths, ``[K, K]`` nats^2. ``robust``: the sandwich ``A^-1 B
+    A^-1`` (LMArena ``arena-rank``'s default since July 2025), ``A`` the objective's Hessian, ``B``
+    the sum over votes of ``(y - p)^2 x x^T`` (y: 1, 0.5, 0) from the pair counts; ties make ``B``
+    smaller than ``A``, as the bootstrap sees too. Else ``A^-1``: the posterior of the ridge read
+    as a ``N(0, C)`` prior, which also spans the ridge's pull to the mean (the sandwich and the
+    bootstrap do not, and under-cover on young boards)."""
+    k = len(table.systems)
+    counts = table.counts
+    p = 1.0 / (1.0 + np.exp(-(theta[table.i] - theta[table.j])))
+    n = counts.sum(axis=1)
+    meat_w = counts[:, 0] * (1 - p) ** 2 + counts[:, 1] * (0.5 - p) ** 2 + counts[:, 2] * p**2
+    hess = pair_hessian((n * p * (1 - p))[None], table.i, table.j, k)[0]
+    meat = pair_hessian(meat_w[None], table.i, table.j, k)[0]
+    centring = np.eye(k) - 1.0 / k
+    bread = np.linalg.pinv(hess + precision * np.eye(k) + (precision == 0.0) / k)
+    return centring @ (bread @ meat @ bread if robust else bread) @ centring
 
 
 def fit_bradley_terry(
@@ -246,6 +277,7 @@ def fit_bradley_terry(
     seed: int = 0,
     min_votes: int = 0,
     anchor: tuple[str, float] | None = None,
+    interval: Literal["bootstrap", "sandwich", "posterior"] = "bootstrap",
 ) -> pd.DataFrame:
     """Fit Bradley-Terry ratings of systems from pairwise votes.
 
@@ -257,24 +289,29 @@ def fit_bradley_terry(
             expanded rows (Music Arena uses ``C=1.0``). Unregularised ratings of a system that
             never lost (or never won) are not finite estimates and come out very large; use
             ``l2`` or ``min_votes`` on small data.
-        bootstrap_rounds: number of bootstrap resamples of the battles for the confidence
-            interval (0: no interval, ``ci_low``/``ci_high`` are NaN).
-        seed: seed of the bootstrap resampling.
+        bootstrap_rounds: bootstrap resamples of the battles for the interval (0: no interval,
+            ``ci_low``/``ci_high`` NaN); ``seed``: their seed.
         min_votes: systems with fewer rated battles are dropped together with their battles
             (repeated until every remaining system has at least this many).
         anchor: optional ``(system, rating)``: shift all ratings (and intervals) so that this
             system has this rating, as FastChat anchors its board to a baseline model; by
             default the mean rating is 1000.
+        interval: ``"bootstrap"`` (percentiles of ``bootstrap_rounds`` resamples) or
+            ``"sandwich"`` / ``"posterior"`` (rating +- 1.96 SEs of :func:`rating_cov`; no
+            rounds): equal within bootstrap noise on large boards; they are symmetric, the
+            percentile bootstrap follows a lopsided record's skew on small ones.
 
     Returns:
         DataFrame indexed by ``system``, sorted by rating (descending), with ``rating``
-        (points), ``ci_low``/``ci_high`` (2.5th/97.5th bootstrap percentiles, points) and
+        (points), ``ci_low``/``ci_high`` (95% interval, points) and
         ``votes`` (rated battles of the system used in the fit).
     """
     if l2 is not None and not l2 > 0:
         raise ValueError(f"l2 is scikit-learn's C and must be positive (or None), got {l2!r}")
     if bootstrap_rounds < 0:
         raise ValueError(f"bootstrap_rounds must be >= 0, got {bootstrap_rounds}")
+    if interval not in ("bootstrap", "sandwich", "posterior"):
+        raise ValueError(f"interval must be bootstrap, sandwich or posterior, got {interval!r}")
     # A system seen only in BOTH_BAD battles has no rating at all: it is left out.
     table = _drop_below(_aggregate(battles), max(min_votes, 1))
     k = len(table.systems)
@@ -282,9 +319,13 @@ def fit_bradley_terry(
     if k:
         counts = table.counts
         n, s = counts.sum(axis=1), counts[:, 0] + 0.5 * counts[:, 1]
-        theta = _solve(n[None], s[None], table.i, table.j, k, l2)[0]
+        theta = _solve(n[None], s[None], table.i, table.j, k, l2_precision(l2))[0]
         rating = INIT_RATING + POINTS_PER_NAT * theta
-        if bootstrap_rounds > 0:
+        if interval != "bootstrap":
+            cov = rating_cov(theta, table, l2_precision(l2), robust=interval == "sandwich")
+            half = 1.96 * POINTS_PER_NAT * np.sqrt(np.maximum(np.diag(cov), 0.0))
+            ci_low, ci_high = rating - half, rating + half
+        elif bootstrap_rounds > 0:
             boot = _bootstrap(table, l2, bootstrap_rounds, seed)
             ci_low, ci_high = np.percentile(boot, [2.5, 97.5], axis=0)
     if anchor is not None:
@@ -313,7 +354,7 @@ def _bootstrap(table: _PairTable, l2: float | None, rounds: int, seed: int) -> n
         draw = rng.multinomial(total, cells / total, size=size).reshape(size, pairs, 3)
         draw = draw.astype(np.float64)
         n, s = draw.sum(axis=2), draw[:, :, 0] + 0.5 * draw[:, :, 1]
-        out.append(_solve(n, s, table.i, table.j, k, l2))
+        out.append(_solve(n, s, table.i, table.j, k, l2_precision(l2)))
     return INIT_RATING + POINTS_PER_NAT * np.concatenate(out, axis=0)
 
 
@@ -322,11 +363,8 @@ BOARD_NAMES: tuple[str, ...] = ("all", "instrumental", "vocal")
 
 
 def board_rows(votes: pd.DataFrame, board: str) -> pd.DataFrame:
-    """The votes of one board (:data:`BOARD_NAMES`), by their ``is_instrumental`` column.
-
-    Raises:
-        ValueError: an unknown board, or a split board without an ``is_instrumental`` column.
-    """
+    """The votes of one board (:data:`BOARD_NAMES`), by their ``is_instrumental`` column;
+    ValueError for an unknown board, or a split board without that column."""
     if board not in BOARD_NAMES:
         raise ValueError(f"board must be one of {', '.join(BOARD_NAMES)}; got {board!r}")
     if board == "all":
@@ -348,16 +386,10 @@ def leaderboard(
 ) -> pd.DataFrame:
     """Ratings for one board, with a ``rank`` column (1 = best).
 
-    Args:
-        votes: vote table as for :func:`fit_bradley_terry`, plus ``is_instrumental`` (bool) when
-            ``board`` is ``"instrumental"`` or ``"vocal"``.
-        board: ``"all"`` battles, only instrumental prompts, or only vocal (with lyrics) ones.
-        l2: defaults to Music Arena's ``C=1.0``: a young board has systems with perfect records,
-            whose unregularised ratings would be unbounded.
-        bootstrap_rounds, seed, min_votes: as in :func:`fit_bradley_terry`.
-
-    Returns:
-        The :func:`fit_bradley_terry` table plus ``rank`` (int).
+    ``votes`` as for :func:`fit_bradley_terry` plus ``is_instrumental`` (bool) for the split
+    boards (:func:`board_rows`); ``l2`` defaults to Music Arena's ``C=1.0`` (a young board has
+    perfect records, whose unregularised ratings are unbounded); the rest as in
+    :func:`fit_bradley_terry`. Returns its table plus ``rank`` (int).
     """
     votes = board_rows(votes, board)
     table = fit_bradley_terry(
@@ -365,34 +397,3 @@ def leaderboard(
     )
     table.insert(0, "rank", np.arange(1, len(table) + 1, dtype=np.int64))
     return table
-
-
-def online_elo(
-    battles: pd.DataFrame, *, k: float = 4.0, init_rating: float = INIT_RATING
-) -> pd.Series:
-    """Online Elo in row order (sort by timestamp first): a secondary, order-dependent view.
-
-    Each rated battle moves both systems by ``k * (outcome - expected)`` points, where a tie
-    scores 0.5 and BOTH_BAD is skipped. The recursion is sequential by nature, so only the
-    preprocessing is vectorised; the loop runs over plain Python numbers.
-
-    Returns:
-        Ratings (points) indexed by system, sorted descending.
-    """
-    require_columns(battles, ("system_a", "system_b", "preference"))
-    table = battles[["system_a", "system_b", "preference"]]
-    pref = a_win_share(table["preference"])
-    codes, systems = pd.factorize(pd.concat([table["system_a"], table["system_b"]]), sort=True)
-    n = len(table)
-    keep = ~np.isnan(pref)
-    a, b, score = codes[:n][keep].tolist(), codes[n:][keep].tolist(), pref[keep]
-    ratings = [float(init_rating)] * len(systems)
-    for ia, ib, sc in zip(a, b, score.tolist(), strict=True):
-        expected = 1.0 / (1.0 + 10.0 ** ((ratings[ib] - ratings[ia]) / 400.0))
-        delta = k * (sc - expected)
-        ratings[ia] += delta
-        ratings[ib] -= delta
-    out = pd.Series(
-        ratings, dtype=np.float64, index=pd.Index([str(s) for s in systems], name="system")
-    )
-    return out.rename("rating").sort_values(ascending=False, kind="stable")

@@ -42,6 +42,7 @@ def leaderboard_data(
     include_flagged: bool = False,
     signed_in_only: bool = False,
     style_control: bool = False,
+    apex_informed: bool = False,
 ) -> dict[str, Any]:
     """The board as JSON: rows, vote counts, APEX agreement and the update time.
 
@@ -53,11 +54,17 @@ def leaderboard_data(
         signed_in_only: count only votes cast signed in with a Hugging Face account.
         style_control: fit with duration, loudness and vocals as covariates
             (:func:`annotation.style.fit_style_controlled`) and report their effects.
+        apex_informed: fit with APEX's predicted strengths as a prior
+            (:func:`annotation.informed.fit_informed`; style control is then not applied).
 
     Returns:
         ``{"board", "updated_at" (ISO, UTC), "votes" (all stored), "rated_votes" (this board,
         without BOTH_BAD), "flagged_left_out", "rows": [{"rank", "system", "rating", "ci_low",
-        "ci_high", "votes"}], "agreement": {...} or None, "effects": [{"covariate", "per_sd",
+        "ci_high", "votes", "provisional"}], "top_flips" (flipped votes that would put another
+        system first, or None), "b_win_share": {"share", "n"} (decisive votes won by clip B)
+        or None, "apex": {"weight", "prior_votes"} or None (informed board only), "agreement":
+        {...} or None,
+        "effects": [{"covariate", "per_sd",
         "ci_low", "ci_high", "per_unit", "unit", "win_rate_per_sd"}] or None (plain board),
         "style_missing_votes", "agreement_by_version": [{"version", "start", "end", "time", "agree",
         "n", "rate", "ci_low", "ci_high"}] (:func:`annotation.agreement.agreement_by_version`)}``
@@ -65,6 +72,7 @@ def leaderboard_data(
     """
     from annotation.agreement import agreement
     from annotation.flags import select_board_votes
+    from annotation.informed import PROVISIONAL_VOTES, flips_to_change_top
     from annotation.ratings import leaderboard
 
     if board not in BOARDS:
@@ -80,11 +88,15 @@ def leaderboard_data(
         include_flagged=include_flagged,
         signed_in_only=signed_in_only,
     )
-    effects, missing = None, 0
-    if style_control:
+    effects, missing, apex = None, 0, None
+    if apex_informed:
+        table, apex, flips = _informed_board(votes)
+    elif style_control:
         table, effects, missing = _style_board(votes)
     else:
         table = leaderboard(votes, board="all", bootstrap_rounds=BOOTSTRAP_ROUNDS)
+    if not apex_informed:
+        flips = flips_to_change_top(votes, l2=1.0) if len(table) > 1 else None
     rows = [
         {
             "rank": int(r["rank"]),
@@ -93,6 +105,7 @@ def leaderboard_data(
             "ci_low": round(float(r["ci_low"]), 1),
             "ci_high": round(float(r["ci_high"]), 1),
             "votes": int(r["votes"]),
+            "provisional": bool(r["votes"] < PROVISIONAL_VOTES),
         }
         for system, r in table.iterrows()
     ]
@@ -113,6 +126,7 @@ def leaderboard_data(
         "include_flagged": include_flagged,
         "signed_in_only": signed_in_only,
         "style_control": style_control,
+        "apex_informed": apex_informed,
         "updated_at": _iso(time.time()),
         "votes": int(services.store.counts()["votes"]),
         "rated_votes": rated,
@@ -122,7 +136,35 @@ def leaderboard_data(
         "effects": effects,
         "style_missing_votes": int(missing),
         "agreement_by_version": by_version,
+        "top_flips": flips,
+        "b_win_share": _b_win_share(votes),
+        "apex": apex,
     }
+
+
+def _b_win_share(votes: pd.DataFrame) -> dict[str, Any] | None:
+    """How often clip B (shown and played second) won the decisive votes, or None."""
+    decisive = votes["preference"].isin(["A", "B"]) if len(votes) else pd.Series(dtype=bool)
+    n = int(decisive.sum())
+    if not n:
+        return None
+    return {"share": round(float((votes["preference"][decisive] == "B").mean()), 3), "n": n}
+
+
+def _informed_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float], int | None]:
+    """The APEX-informed table (with ``rank``), APEX's weight, and the flip count."""
+    from annotation.informed import fit_informed, flips_to_change_top
+
+    has_apex = "apex_p_a" in votes.columns and votes["apex_p_a"].notna().any()
+    prior = None if has_apex else pd.Series(dtype=float)  # no predictions: no prior
+    fit = fit_informed(votes, prior)
+    table = fit.ratings.copy()
+    table.insert(0, "rank", range(1, len(table) + 1))
+    flips = None
+    if len(table) > 1:
+        flips = flips_to_change_top(votes, l2=None, centre=fit.centre, precision=fit.precision)
+    apex = {"weight": round(fit.weight, 2), "prior_votes": round(fit.prior_votes, 1)}
+    return table, apex if has_apex else None, flips
 
 
 def _style_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]], int]:
@@ -152,11 +194,18 @@ def effects_markdown(data: dict[str, Any]) -> str:
     if not data.get("style_control"):
         return ""
     lines = [
-        "**Style control:** ratings are at equal clip length, loudness and vocals "
+        "**Style control:** ratings are at equal clip length, loudness, vocals and clip order "
         f"({STYLE_BOOTSTRAP_ROUNDS} bootstrap resamples of the votes). Fitted effects "
         "(Elo points per standard deviation of the A-B difference, 95% CI):"
     ]
     for e in data.get("effects") or []:
+        if e["covariate"] == "position":
+            lines.append(
+                f"- **clip order**: {e['per_sd']:+.0f} ({e['ci_low']:+.0f} to {e['ci_high']:+.0f})"
+                " points for clip A; between equally strong systems clip B (played second) wins "
+                f"{1 - e['win_rate_per_sd']:.0%} of the time"
+            )
+            continue
         lean = "more often" if e["per_sd"] > 0 else "less often"
         lines.append(
             f"- **{e['covariate']}**: {e['per_sd']:+.0f} "
@@ -190,7 +239,50 @@ def agreement_markdown(data: dict[str, Any]) -> str:
         )
     else:
         lines.append("APEX agreement: no decided votes with an APEX prediction yet.")
-    return "\n\n".join(lines)
+    return "\n\n".join(lines + _settled_lines(data))
+
+
+def _settled_lines(data: dict[str, Any]) -> list[str]:
+    """How settled the top is, clip order, and what the APEX-informed fit did."""
+    lines = []
+    flips = data.get("top_flips")
+    if len(data["rows"]) > 1:
+        top = data["rows"][0]["system"]
+        if flips is not None:
+            lines.append(
+                f"**Top spot:** {flips} flipped vote{'s' if flips != 1 else ''} would put "
+                f"another system above {top} (the fewest; smaller means less settled)."
+            )
+        elif data.get("apex_informed"):
+            lines.append(
+                f"**Top spot:** no number of flipped votes would put another system above {top}:"
+                " APEX's prior outweighs these votes."
+            )
+    position = data.get("b_win_share")
+    if position:
+        lines.append(
+            f"**Clip order:** clip B (played second) won {position['share']:.0%} of "
+            f"{position['n']} decisive votes (50% if order does not matter; style control "
+            "estimates it at equal strength)."
+        )
+    if data.get("apex_informed"):
+        apex = data.get("apex")
+        if apex:
+            lines.append(
+                "**APEX-informed:** ratings combine the votes with APEX's predicted strength of "
+                f"each system as a prior. APEX weight {apex['weight']:.2f} (0: ignored, 1: taken "
+                f"at face value), worth about {apex['prior_votes']:.0f} votes per system; it "
+                "falls towards 0 when listeners disagree with APEX. Intervals are 95% posterior "
+                "intervals."
+            )
+        else:
+            lines.append("**APEX-informed:** no APEX predictions on these votes; votes only.")
+    if any(r.get("provisional") for r in data["rows"]):
+        lines.append(
+            "Ratings marked ~ are provisional: they rest on fewer than 30 votes (the count is "
+            "beside them), their interval is wide and the rank may still move."
+        )
+    return lines
 
 
 def board_frame(data: dict[str, Any]) -> pd.DataFrame:
@@ -200,7 +292,11 @@ def board_frame(data: dict[str, Any]) -> pd.DataFrame:
         {
             "rank": r["rank"],
             "system": r["system"],
-            "rating": f"{r['rating']:.0f}",
+            "rating": (
+                f"~{r['rating']:.0f} ({r['votes']} votes)"
+                if r.get("provisional")
+                else f"{r['rating']:.0f}"
+            ),
             "95% CI": "" if math.isnan(r["ci_low"]) else f"{r['ci_low']:.0f} to {r['ci_high']:.0f}",
             "votes": r["votes"],
         }
@@ -216,7 +312,9 @@ def render(data: dict[str, Any]) -> tuple[Any, Any, str, Any]:
 
     frame = pd.DataFrame(data["rows"], columns=["system", "rating", "ci_low", "ci_high"])
     title = f"{BOARDS[data['board']]}: rating with 95% CI"
-    if data.get("style_control"):
+    if data.get("apex_informed"):
+        title += " (APEX-informed)"
+    elif data.get("style_control"):
         title += " (style-controlled)"
     text = "\n\n".join(t for t in (agreement_markdown(data), effects_markdown(data)) if t)
     versions = pd.DataFrame(data.get("agreement_by_version", []), columns=list(COLUMNS))
@@ -234,8 +332,11 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
         "Bradley-Terry ratings of the generating systems from every vote (a tie counts half a "
         "win each way; 'both bad' votes are kept in the data but not rated). 1000 is the average "
         f"system; intervals are 95% bootstrap intervals ({BOOTSTRAP_ROUNDS} resamples). Votes "
-        "with vote-quality flags are left out unless you include them; 'Control for duration "
-        "and loudness' rates the systems at equal clip length, loudness and vocals."
+        "with vote-quality flags are left out unless you include them; 'Control for duration, "
+        "loudness and clip order' rates the systems at equal clip length, loudness, vocals and "
+        "A/B position; 'APEX-informed' starts each system from APEX's predicted strength "
+        "(a prior weighted by how well APEX has agreed with listeners), so young boards settle "
+        "sooner."
     )
     with gr.Row():
         board = gr.Radio(
@@ -253,7 +354,8 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     with gr.Row():
         flagged = gr.Checkbox(value=False, label="Include flagged votes")
         signed = gr.Checkbox(value=False, label="Signed-in votes only")
-        style = gr.Checkbox(value=False, label="Control for duration and loudness")
+        style = gr.Checkbox(value=False, label="Control for duration, loudness and clip order")
+        informed = gr.Checkbox(value=False, label="APEX-informed", elem_id="apex-informed")
     info = gr.Markdown()
     with gr.Row():
         table = gr.Dataframe(interactive=False, scale=2, label="Ratings")
@@ -272,12 +374,19 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
         include_flagged: bool = False,
         signed_in_only: bool = False,
         style_control: bool = False,
+        apex_informed: bool = False,
     ) -> dict[str, Any]:
         return leaderboard_data(
-            services, which, include_imported, include_flagged, signed_in_only, style_control
+            services,
+            which,
+            include_imported,
+            include_flagged,
+            signed_in_only,
+            style_control,
+            apex_informed,
         )
 
-    options = [board, imported, flagged, signed, style]
+    options = [board, imported, flagged, signed, style, informed]
     fetch = {"fn": _load, "inputs": options, "outputs": [data]}
     draw = {"fn": render, "inputs": [data], "outputs": [table, chart, info, versions]}
     limits = {"concurrency_limit": concurrency, "concurrency_id": "read"}

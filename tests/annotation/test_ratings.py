@@ -1,5 +1,5 @@
 """Ratings: invariants, agreement with expanded-row references written here, recovery of a known
-order, bootstrap behaviour, thresholds, boards, online Elo and model-human agreement."""
+order, bootstrap behaviour, thresholds and boards."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 
-from annotation.ratings import fit_bradley_terry, leaderboard, online_elo
+from annotation.ratings import fit_bradley_terry, leaderboard
 
 POINTS = 400.0 / math.log(10.0)  # Elo points per nat, written out independently of the module
 
@@ -234,7 +234,6 @@ def test_empty_input_gives_an_empty_board():
     assert list(ratings.columns) == ["rating", "ci_low", "ci_high", "votes"]
     no_rows = empty.iloc[:0].assign(is_instrumental=pd.Series(dtype=bool))
     assert leaderboard(no_rows, board="vocal", bootstrap_rounds=10).empty
-    assert online_elo(no_rows).empty
 
 
 def test_leaderboard_boards_split_instrumental_and_vocal():
@@ -249,26 +248,3 @@ def test_leaderboard_boards_split_instrumental_and_vocal():
     assert everything["votes"].tolist() == [800, 800]
     with pytest.raises(ValueError, match="board"):
         leaderboard(votes, board="jazz")
-
-
-def test_online_elo_hand_computed():
-    table = pd.DataFrame(
-        {
-            "system_a": ["x", "x", "y"],
-            "system_b": ["y", "z", "z"],
-            "preference": ["A", "BOTH_BAD", "TIE"],
-        }
-    )
-    elo = online_elo(table, k=4.0)
-    # Battle 1: equal ratings, expected 0.5, x wins: x +2, y -2. Battle 2 skipped.
-    # Battle 3: y (998) vs z (1000) tie: y gains 4 * (0.5 - 1 / (1 + 10 ** (2 / 400))).
-    gain = 4.0 * (0.5 - 1.0 / (1.0 + 10.0 ** (2.0 / 400.0)))
-    assert elo["x"] == pytest.approx(1002.0)
-    assert elo["y"] == pytest.approx(998.0 + gain)
-    assert elo["z"] == pytest.approx(1000.0 - gain)
-    assert elo.sum() == pytest.approx(3000.0)
-
-
-def test_online_elo_orders_strong_systems_first():
-    elo = online_elo(simulate(STRENGTH, 5000, seed=9))
-    assert spearmanr(elo.index.map(STRENGTH), elo.to_numpy()).statistic > 0.9

@@ -45,8 +45,8 @@ def test_plain_fit_is_biased_and_the_controlled_fit_recovers_the_order(biased) -
     assert loud["per_unit"] == pytest.approx(EFFECT * POINTS_PER_NAT, rel=0.15)
     assert loud["ci_low"] < loud["per_sd"] < loud["ci_high"] and loud["ci_low"] > 0
     assert loud["win_rate_per_sd"] > 0.5
-    # Length and vocals play no part in these votes: their intervals cover zero.
-    for name in ("duration", "vocals"):
+    # Length, vocals and clip order play no part in these votes: their intervals cover zero.
+    for name in ("duration", "vocals", "position"):
         assert fit.effects.loc[name, "ci_low"] < 0 < fit.effects.loc[name, "ci_high"], name
     assert (fit.ratings["ci_low"] < fit.ratings["rating"]).all()
 
@@ -60,7 +60,7 @@ def test_features_are_normalised_differences() -> None:
         }
     )  # fmt: skip
     got = style_features(votes)
-    assert got.loc[0].tolist() == [0.5, 4.0, 1.0]
+    assert got.loc[0].tolist() == [0.5, 4.0, 1.0, 1.0]  # position: 1 on every vote
     assert got.loc[1, "duration"] == 0.0 and got.loc[1, ["loudness", "vocals"]].isna().all()
 
 
@@ -71,7 +71,8 @@ def test_missing_and_constant_covariates_are_reported(biased) -> None:
     fit = fit_style_controlled(votes)
     rated = int(biased["preference"].isin(["A", "B", "TIE"]).sum())
     assert fit.missing_votes == 100 and fit.used_votes == rated - 100
-    assert fit.dropped == ("duration",) and list(fit.effects.index) == ["loudness", "vocals"]
+    assert fit.dropped == ("duration",)
+    assert list(fit.effects.index) == ["loudness", "vocals", "position"]
 
 
 def test_bad_inputs_say_what_is_wrong(biased) -> None:
@@ -83,3 +84,23 @@ def test_bad_inputs_say_what_is_wrong(biased) -> None:
         fit_style_controlled(biased.assign(preference="maybe"))
     empty = fit_style_controlled(biased.iloc[:0])
     assert empty.ratings.empty and empty.used_votes == 0
+
+
+def test_position_effect_is_recovered() -> None:
+    """B wins 55% of decisive votes between equal systems: the effect is logit(0.45)."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    names = np.array(["s0", "s1", "s2", "s3"])
+    a = rng.integers(0, 4, n)
+    b = (a + rng.integers(1, 4, n)) % 4
+    strength = np.array([0.0, 0.2, 0.4, 0.6])
+    p_a = 1.0 / (1.0 + np.exp(-(strength[a] - strength[b] + np.log(0.45 / 0.55))))
+    pref = np.where(rng.random(n) < p_a, "A", "B")
+    votes = pd.DataFrame({"system_a": names[a], "system_b": names[b], "preference": pref})
+    fit = fit_style_controlled(votes, covariates=("position",), l2=None, bootstrap_rounds=50)
+    pos = fit.effects.loc["position"]
+    assert pos["sd"] == 1.0 and pos["unit"].startswith("clip A")
+    assert pos["win_rate_per_sd"] == pytest.approx(0.45, abs=0.01)
+    assert pos["ci_low"] < pos["per_sd"] < pos["ci_high"] < 0
+    gaps = fit.ratings["rating"] - fit.ratings.loc["s0", "rating"]
+    assert gaps["s3"] == pytest.approx(0.6 * POINTS_PER_NAT, abs=20)

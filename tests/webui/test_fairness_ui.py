@@ -73,7 +73,7 @@ def test_style_controlled_board_shows_the_effects(services) -> None:
     plain = leaderboard.leaderboard_data(services)
     styled = leaderboard.leaderboard_data(services, style_control=True)
     assert plain["effects"] is None and [e["covariate"] for e in styled["effects"]] == [
-        "duration", "loudness", "vocals",
+        "duration", "loudness", "vocals", "position",
     ]  # fmt: skip
     loud = next(e for e in styled["effects"] if e["covariate"] == "loudness")
     assert loud["ci_low"] > 0 and loud["win_rate_per_sd"] > 0.5  # the louder clip wins more
@@ -83,6 +83,7 @@ def test_style_controlled_board_shows_the_effects(services) -> None:
     assert (
         "Style control" in text
         and "loudness" in text
+        and "clip order" in text
         and "style-controlled" in str(chart.layout.title.text)
     )
 

@@ -38,3 +38,22 @@ def test_imported_votes_count_only_when_asked(store_services, make_vote) -> None
     }
     gap = {k: v["good"] - v["bad"] for k, v in ratings.items()}
     assert gap["both"] < gap["ours"], "imported votes change the board only when included"
+
+
+def test_apex_informed_board_says_how_settled_it_is(store_services) -> None:
+    plain = leaderboard.leaderboard_data(store_services, "all")
+    informed = leaderboard.leaderboard_data(store_services, "all", apex_informed=True)
+    assert informed["apex_informed"] and not plain["apex_informed"]
+    assert {r["system"] for r in informed["rows"]} == {r["system"] for r in plain["rows"]}
+    assert 0.0 <= informed["apex"]["weight"] <= 2.0 and informed["apex"]["prior_votes"] >= 0
+    assert plain["top_flips"] == 1  # one tie good-mid turned into a win for mid
+    assert informed["top_flips"] is None or informed["top_flips"] >= 1
+    for board in (plain, informed):
+        assert all(r["provisional"] for r in board["rows"])  # 14 votes: every system is young
+        assert board["b_win_share"]["n"] == sum(
+            1 for r in store_services.store.votes_frame()["preference"] if r in ("A", "B")
+        )
+        assert all(r["ci_low"] <= r["rating"] <= r["ci_high"] for r in board["rows"])
+    table, _, text, _ = leaderboard.render(informed)
+    assert table["rating"].str.match(r"~\d+ \(\d+ votes\)").all()  # provisional, with the count
+    assert "APEX-informed" in text and "Top spot" in text and "Clip order" in text
