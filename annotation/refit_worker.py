@@ -46,6 +46,8 @@ class RefitStatus:
     last_figures: dict[str, dict[str, float]] = field(default_factory=dict)
     last_note: str = ""
     votes_at_last_run: int = 0
+    #: Why the last refit ran: ``"votes"``, ``"schedule"`` or ``"asked"`` (trigger()).
+    last_trigger: str = ""
 
 
 class RefitWorker:
@@ -132,18 +134,29 @@ class RefitWorker:
     def _vote_count(self) -> int:
         return int(self.store.counts().get("votes", 0))
 
-    def due(self) -> bool:
-        """True when the schedule's hours have passed or enough new votes arrived."""
+    def next_due(self) -> dict[str, float]:
+        """When the next refit is due: ``votes_left`` (new votes still needed) and ``hours_left``
+        (until the schedule's hours are up; it then runs once there is a new vote)."""
         new_votes = self._vote_count() - self.status.votes_at_last_run
-        if new_votes >= self.settings.refit_min_votes:
-            return True
-        hours = self.settings.refit_hours
-        if hours <= 0:
-            return False
         since = (
             self.status.last_started if self.status.last_started is not None else self._started_at
         )
-        return new_votes > 0 and self._clock() - since >= hours * 3600.0
+        hours_left = self.settings.refit_hours - (self._clock() - since) / 3600.0
+        return {
+            "new_votes": float(new_votes),
+            "votes_left": float(max(0, self.settings.refit_min_votes - new_votes)),
+            "hours_left": max(0.0, hours_left),
+        }
+
+    def due(self) -> str:
+        """Why a refit is due now: ``"votes"`` (``refit_min_votes`` new votes arrived),
+        ``"schedule"`` (``refit_hours`` passed with at least one new vote), else ``""``."""
+        if self.settings.refit_hours <= 0:
+            return ""
+        left = self.next_due()
+        if left["votes_left"] <= 0:
+            return "votes"
+        return "schedule" if left["new_votes"] > 0 and left["hours_left"] <= 0 else ""
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -152,8 +165,9 @@ class RefitWorker:
             if self._stop.is_set():
                 break
             try:
-                if woken or self.due():
-                    self.run_once()
+                why = "asked" if woken else self.due()
+                if why:
+                    self.run_once(why)
             except Exception as err:  # top level of the worker's thread: it must not die
                 # A store hiccup in due(), or a bug run_once raised: logged with its traceback,
                 # shown in the status, and the loop tries again at the next poll.
@@ -161,7 +175,7 @@ class RefitWorker:
                 log.exception("refit worker: unexpected error; retrying at the next poll")
 
     # ------------------------------------------------------------------ one run
-    def run_once(self) -> bool:
+    def run_once(self, why: str = "asked") -> bool:
         """Run one refit now (in the calling thread); True when a new model went live.
 
         A failure the refit can meet (:data:`REFIT_ERRORS`) is logged and kept in
@@ -173,6 +187,7 @@ class RefitWorker:
         st = self.status
         try:
             st.running, st.last_started, st.last_error = True, self._clock(), None
+            st.last_trigger = why
             st.votes_at_last_run = self._vote_count()
             outcome = self._refit(self.settings, self.store)
             st.last_version = outcome.version.name

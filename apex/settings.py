@@ -227,13 +227,15 @@ class Settings:
     )
     refit_hours: float = _env(
         "APEX_REFIT_HOURS",
-        "Hours between background refits in the app; 0 turns the scheduled refit off.",
-        0.0,
+        "Hours between background refits in the app (one runs when this many hours have passed "
+        "with new votes, or after `APEX_REFIT_MIN_VOTES` new votes, whichever comes first); 0 "
+        "turns refits off.",
+        24.0,
         min=0.0,
     )
     refit_min_votes: int = _env(
         "APEX_REFIT_MIN_VOTES",
-        "New votes that trigger a refit before the hours are up.",
+        "New live votes that trigger a refit before the hours are up.",
         500,
         min=1,
     )
