@@ -21,14 +21,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from annotation.refit_job import run_refit_from_store
+from annotation.store.records import StoreError
+from apex.audio_checks import AudioError
+from apex.checkpoint_base import CheckpointError
+from apex.encoders.base import EncoderUnavailable
 from apex.settings import Settings
+from apex.training.data import DataError
+from apex.training.request import RefitError
+from apex.training.worker import RefitProcessError
 
 log = logging.getLogger(__name__)
 
-#: What a refit can meet that is not a bug: bad or missing input data and settings (ValueError,
-#: FileNotFoundError and other OSError), the training process or the store failing, a tensor
-#: error, a model that does not load (RuntimeError: RefitProcessError, StoreError, torch).
-REFIT_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError, RuntimeError)
+#: What a refit can meet that is not a bug, by the project's own types: bad or missing data
+#: (DataError), a model that does not load (CheckpointError) or changed (RefitError), clips that
+#: cannot be embedded (EncoderUnavailable, AudioError), the refit process failing
+#: (RefitProcessError), the store failing (StoreError), files (OSError). Anything else is a bug.
+REFIT_ERRORS: tuple[type[Exception], ...] = (
+    DataError,
+    CheckpointError,
+    RefitError,
+    EncoderUnavailable,
+    AudioError,
+    RefitProcessError,
+    StoreError,
+    OSError,
+)
 
 
 @dataclass
@@ -86,7 +103,6 @@ class RefitWorker:
         self._stop = threading.Event()
         self._run_lock = threading.Lock()  # one refit at a time, even with trigger() + schedule
         self._thread: threading.Thread | None = None
-        self.rescoring: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> RefitWorker:
@@ -112,23 +128,11 @@ class RefitWorker:
         pool = self.arena.pool if self.arena is not None else None
         return run_refit_from_store(settings, store, scorer=self.scorer, pool=pool)
 
-    def _after_swap(self) -> None:
-        """Re-score the arena's pool with the new model on a background thread."""
-        if self.arena is None:
-            return
-        self.rescoring = threading.Thread(
-            target=self._rescore, name="apex-pool-rescore", daemon=True
-        )
-        self.rescoring.start()
-
     def _rescore(self) -> None:
-        try:
-            # the pool's scoring queue switches to the new model (old scores stay until replaced)
+        """Re-score the arena's pool with the new model: its background scoring queue switches
+        to the new heads at once (old scores stay, labelled with their version, until replaced)."""
+        if self.arena is not None:
             self.arena.pool.start_scoring(self.scorer, cache_dir=self.settings.cache_dir)
-            log.info("pool re-scored by %s", self.arena.pool.model_version)
-        except Exception:  # top level of this thread: log with traceback, the thread ends
-            # The old predictions stay, labelled with their own version.
-            log.exception("re-scoring the pool with the new model failed")
 
     # ------------------------------------------------------------------ scheduling
     def _vote_count(self) -> int:
@@ -197,7 +201,7 @@ class RefitWorker:
                 "challenger": dict(outcome.decision.challenger or {}),
                 "serving": dict(outcome.decision.champion or {}),
             }
-            st.last_note = getattr(outcome, "note", "")
+            st.last_note = outcome.note
             if outcome.decision.promote and self.settings.model_pinned:
                 log.info(
                     "refit %s promoted in the registry; APEX_MODEL=%s is pinned, so it keeps "
@@ -212,7 +216,7 @@ class RefitWorker:
                 heads, info = load_model(outcome.version)
                 self.scorer.swap(heads, info)  # atomic; raises before swapping if unfit
                 log.info("refit %s promoted and serving", outcome.version.name)
-                self._after_swap()
+                self._rescore()
                 return True
             log.info("refit %s not promoted: %s", outcome.version.name, "; ".join(st.last_reasons))
             return False

@@ -77,8 +77,6 @@ def _wait_for_refit(worker, runs: int) -> None:
     while worker.status.runs < runs or worker.status.running:
         assert time.monotonic() < deadline, f"no refit finished: {worker.info()}"
         time.sleep(1.0)
-    if worker.rescoring is not None:
-        worker.rescoring.join(REFIT_TIMEOUT_S)
 
 
 def _agreement_chart_screenshot(url: str) -> Path | None:
