@@ -31,6 +31,8 @@ class TrainConfig:
         anchor: train only the preference output; the seven scores' paths (layer mix, trunk,
             score branches) keep their starting weights exactly (a refit without engagement data
             in the serving encoder's space, see :mod:`apex.training.warm`).
+        hold_norm_stats: keep BatchNorm layers on their running statistics while training (a
+            warm start fine-tunes the served normalisation instead of re-estimating it).
     """
 
     family: str = "apex"
@@ -51,6 +53,7 @@ class TrainConfig:
     precision: str = "fp32"
     progress: bool = True
     anchor: bool = False
+    hold_norm_stats: bool = False
 
     def __post_init__(self) -> None:
         checks = {

@@ -241,7 +241,11 @@ def to_arrays(frame: pd.DataFrame, *, mode: str = "song") -> EngagementData:
     else:
         x, row_song = song_x, np.arange(len(per_song))
     targets = np.stack(
-        [pd.to_numeric(frame.get(n, np.nan), errors="coerce") for n in SCORE_NAMES], axis=1
+        [
+            pd.to_numeric(frame[n], errors="coerce") if n in frame else np.full(len(frame), np.nan)
+            for n in SCORE_NAMES
+        ],
+        axis=1,
     ).astype(np.float32)
     return EngagementData(
         ids=frame["id"].astype(str).to_numpy(),

@@ -65,6 +65,7 @@ def build_model(config: TrainConfig, num_layers: int, dim: int) -> nn.Module:
             task=config.task,
             shared=config.shared,
             mode=config.mode,
+            input_dim=dim,
             preference=config.pref_weight > 0,
         )
     hidden = [512, 256] if config.shared == 2 else [512, 384, 256]

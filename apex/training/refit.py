@@ -40,10 +40,14 @@ from apex.training.data import EngagementData, TargetTransform
 from apex.training.gate import gate
 from apex.training.loop import TrainResult, train
 from apex.training.registry import ModelRegistry
-from apex.training.request import RefitError, RefitOutcome
+from apex.training.request import RefitOutcome
 from apex.training.saving import model_metadata, push_version, save_trained, write_card
 from apex.training.warm import family_of, save_reference_layout, score_drift, warm_start
 
+#: A warm start that fine-tunes the whole model (engagement data in its space) trains at this
+#: fraction of the configured learning rate; an anchored one trains its fresh preference output
+#: at the full rate.
+WARM_LR_FACTOR = 0.1
 #: Share of the training votes (the latest) that early stopping watches.
 EARLY_STOP_FRACTION = 0.15
 
@@ -127,10 +131,11 @@ def run_refit(
             model has seen them; held-out songs are the ``test`` split (else ``val``).
         notes: sentences for people from the caller (data left out), kept in the outcome.
 
-    Raises:
-        RefitError: no engagement targets and no serving model of this encoder to anchor to.
-        Whatever training raises; callers keep the champion serving (``CHAMPION`` is only
-        touched after a successful gate).
+    Without a serving model of this encoder an anchored challenger keeps random scores: the
+    gate refuses it (drift; or nothing to compare with).
+
+    Raises whatever training raises; callers keep the champion serving (``CHAMPION`` is only
+    touched after a successful gate).
     """
     config = config or RefitConfig()
     notes = list(notes or [])
@@ -144,17 +149,14 @@ def run_refit(
         else (None, "random init: warm start turned off")
     )
     anchored = not np.isfinite(data.targets[data.songs_in("train")]).any()
-    if anchored and model is None:
-        raise RefitError(
-            "nothing can teach the seven scores: no engagement targets in the refit data and no "
-            f"serving model of encoder {data.encoder_id!r} to anchor them to ({started})"
-        )
     if anchored:
         notes.append(
             "no engagement data in the serving encoder's space: the seven scores stay anchored "
             "to the serving model (only the preference output learns from votes)"
         )
     family = family_of(model) if model is not None else {}
+    if model is not None and not anchored:  # fine-tuning trained weights, not learning anew
+        family["lr"] = config.train.lr * WARM_LR_FACTOR
     train_cfg = replace(config.train, **family, anchor=anchored)
     result = train_with_votes(data, train_cfg, fit_battles, model=model)
     reports = {
@@ -218,8 +220,7 @@ def run_refit(
     if decision.promote:
         registry.promote(version)
         push = push_version(version, config.model_repo)
-    pool_rows = int((data.split == "pool").sum())
-    return RefitOutcome(version, decision, reports, push, notes, drift, started, pool_rows)
+    return RefitOutcome(version, decision, reports, push, notes, drift, started)
 
 
 def _held_out_songs(data: EngagementData) -> np.ndarray:

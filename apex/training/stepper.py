@@ -116,6 +116,10 @@ class Stepper:
         self.model.train()
         if self.config.anchor:
             anchor(self.model)
+        if self.config.hold_norm_stats:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         plan = self._plan_shared() if self.shared else self._plan_separate()
         losses = [self._step(rows, pick) for rows, pick in plan]
         self.sched.step()

@@ -60,17 +60,24 @@ def warm_start(serving, encoder_id: str) -> tuple[nn.Module | None, str]:
     if not isinstance(heads, (ReferenceHeads, ApexHeads)):
         return None, f"random init: cannot fine-tune {type(heads).__name__}"
     model = copy.deepcopy(heads).float()
-    if isinstance(model, ReferenceHeads):
+    if isinstance(model, ReferenceHeads) and not model.has_preference:
         torch.manual_seed(0)
         model.add_preference()
     return model, f"serving {info.model_id} {info.version}"
 
 
 def family_of(model: nn.Module) -> dict[str, object]:
-    """The :class:`~apex.training.config.TrainConfig` fields that describe ``model``'s family."""
+    """The :class:`~apex.training.config.TrainConfig` fields of a warm start from ``model``:
+    its family, and BatchNorm held on its served statistics."""
+    warm = {"hold_norm_stats": True}  # fine-tune the served normalisation, never re-estimate it
     if isinstance(model, ReferenceHeads):
-        return {"family": "reference", "task": model.task, "shared": min(model.shared_depth, 3)}
-    return {"family": "apex", "task": "full"}
+        return {
+            "family": "reference",
+            "task": model.task,
+            "shared": min(model.shared_depth, 3),
+            **warm,
+        }
+    return {"family": "apex", "task": "full", **warm}
 
 
 @torch.no_grad()

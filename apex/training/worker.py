@@ -87,7 +87,9 @@ def execute(request: RefitRequest) -> RefitOutcome:
         kind=request.kind,
         warm_start=request.warm_start,
     )
-    return run_refit(data, transform, votes, registry, config, serving=serving, notes=notes)
+    outcome = run_refit(data, transform, votes, registry, config, serving=serving, notes=notes)
+    outcome.pool_rows = len(pool) if pool is not None else 0
+    return outcome
 
 
 def run_in_subprocess(
