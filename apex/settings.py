@@ -298,9 +298,11 @@ class Settings:
     )
     engagement: str = _env(
         "APEX_ENGAGEMENT",
-        "Engagement data for refits: `auto` (`<data dir>/engagement` when it holds shards, else "
-        "the demo corpus's), a local folder of Parquet shards, or a Hub dataset id (downloaded "
-        "once into the cache; offline the demo's is used, and the About tab says so).",
+        "Engagement data for refits (rows count only when embedded by the serving model's "
+        "encoder): `auto` (`<data dir>/engagement` when it holds shards, else the demo corpus's "
+        "for the demo model), a local folder of Parquet shards, or a Hub dataset id (downloaded "
+        "once into the cache; when it cannot be had the refit runs without it and the About tab "
+        "says why).",
         "auto",
     )
     host: str = _env(

@@ -108,7 +108,7 @@ def refit_lines(services: Services) -> list[str]:
         f"Last refit (run by {trigger.get(status.last_trigger, 'a request')}): version "
         f"`{status.last_version}` {outcome}"
         + (f" — {reasons}" if reasons else "")
-        + f" ({status.runs} runs so far)."
+        + f" ({status.runs} run{'' if status.runs == 1 else 's'} so far)."
     )
     if status.last_figures.get("challenger"):
         lines += ["", *figures_table(status.last_figures["challenger"],
@@ -167,6 +167,11 @@ _FIGURES = (
 )
 
 
+def _figure(value: Any) -> str:
+    """A gate figure; '-' where there is none (e.g. no engagement targets on held-out songs)."""
+    return "-" if value is None or value != value else _shown(value)
+
+
 def figures_table(
     challenger: dict[str, Any], serving: dict[str, Any] | None, new: str, old: str
 ) -> list[str]:
@@ -175,8 +180,7 @@ def figures_table(
     for key, label in _FIGURES:
         a = challenger.get(key)
         b = (serving or {}).get(key)
-        lines.append(f"| {label} | {_shown(a) if a is not None else '-'} | "
-                     f"{_shown(b) if b is not None else '-'} |")  # fmt: skip
+        lines.append(f"| {label} | {_figure(a)} | {_figure(b)} |")
     return lines
 
 
