@@ -1,8 +1,9 @@
-"""The app's background refits: every ``settings.refit_hours`` hours, or sooner once
-``settings.refit_min_votes`` new votes have arrived, run
-:func:`annotation.refit_job.run_refit_from_store` and swap the serving scorer on promotion.
+"""The app's background refits, on by default: every ``settings.refit_hours`` hours (default 24)
+with new votes, or sooner once ``settings.refit_min_votes`` new votes (default 500) have arrived,
+run :func:`annotation.refit_job.run_refit_from_store` and swap the serving scorer on promotion,
+then re-score the arena's pool with the new model. ``APEX_REFIT_HOURS=0`` builds no worker.
 
-It never blocks a request (training happens on its own thread; the only shared step is
+It never blocks a request (training happens in its own process; the only shared step is
 :meth:`Scorer.swap`, a reference assignment under the scorer's swap lock) and it leaves the
 champion serving when a refit fails: the scorer is swapped only after the gate promoted and the
 new model loaded. A failure the refit can meet (:data:`REFIT_ERRORS`: bad or missing data, the
@@ -202,6 +203,8 @@ class RefitWorker:
                 "serving": dict(outcome.decision.champion or {}),
             }
             st.last_note = outcome.note
+            if outcome.note:
+                log.info("refit %s: %s", outcome.version.name, outcome.note)
             if outcome.decision.promote and self.settings.model_pinned:
                 log.info(
                     "refit %s promoted in the registry; APEX_MODEL=%s is pinned, so it keeps "
