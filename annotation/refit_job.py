@@ -18,7 +18,6 @@ others are left out and the outcome says so once.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,6 @@ import pandas as pd
 
 from apex.settings import Settings, split_list
 from apex.training.request import EncoderSpec, PoolClip, RefitOutcome, ServingModel
-
-log = logging.getLogger(__name__)
 
 
 def ratings_frame(votes: pd.DataFrame) -> pd.DataFrame:
