@@ -1,31 +1,30 @@
-"""The refit job: read the vote store and hand its votes to :mod:`apex.training.refit`.
+"""The refit job: read the vote store and hand a typed refit request to :mod:`apex.training`.
 
 :func:`run_refit_from_store` is one synchronous refit (the CLI, the tests and the app's
 background worker, :class:`annotation.refit_worker.RefitWorker`, call it). It leaves the
-champion serving whatever happens: the decision to swap is the worker's, after the gate promoted.
+serving model serving whatever happens: the decision to swap is the worker's, after the gate
+promoted.
 
-Votes leave this module as a DataFrame (``apex`` never reads the store). Human 1-5 ratings given
-with votes (``ratings_a`` / ``ratings_b``) become a ``clip_id`` + aesthetics table that joins the
-engagement targets.
+The app's side is cheap: the votes (filtered by ``APEX_REFIT_SOURCES``) and human 1-5 ratings go
+to Parquet files, and a :class:`~apex.training.request.RefitRequest` names the serving model so
+the refit process can load it itself (repo id + revision from the local Hugging Face cache, a
+champion's or the demo's directory), the serving encoder (its embedding-cache address) and the
+arena's clips. Embedding the clips, training and the gate all run in the refit's own
+low-priority process (:mod:`apex.training.worker`), never in a visitor's request path.
 
-Engagement data: ``<data_dir>/engagement`` (Parquet shards, see :mod:`apex.training.data`); with
-the demo pool and no such folder, the demo corpus embedded with the fallback encoder. Arena clips
-must have rows in those shards (split ``pool`` when they have no engagement targets) for their
-votes to count: votes on clips without embeddings are skipped by the refit.
+Engagement data (:func:`engagement_source`): rows count only in the serving encoder's space;
+others are left out and the outcome says so once.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from apex.files import atomic_path
 from apex.settings import Settings, split_list
-
-log = logging.getLogger(__name__)
+from apex.training.request import EncoderSpec, PoolClip, RefitOutcome, ServingModel
 
 
 def ratings_frame(votes: pd.DataFrame) -> pd.DataFrame:
@@ -41,13 +40,14 @@ def ratings_frame(votes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def engagement_source(settings: Settings) -> tuple[Path, str]:
-    """Where the refit's engagement shards are, and a note for people ("" when none is due).
+def engagement_source(settings: Settings, encoder_id: str | None = None) -> tuple[Path | None, str]:
+    """Where the refit's engagement shards are (None: none), and a note for people.
 
     ``APEX_ENGAGEMENT``: ``auto`` -> ``<data_dir>/engagement`` when it holds shards, else the
-    demo corpus's (built once); a local folder or file of shards; a Hub dataset id (``owner/name``)
-    -> its Parquet files, downloaded once into ``cache_dir/engagement-hub`` (later calls read
-    the cache without a request); offline the demo's, and the note says so.
+    demo corpus's when the serving model reads the demo's encoder (``fallback``), else none; a
+    local folder or file of shards; a Hub dataset id (``owner/name``) -> its Parquet files,
+    downloaded once into ``cache_dir/engagement-hub`` (later calls read the cache without a
+    request); when it cannot be had (offline, unknown repo), none, and the note says why.
 
     Raises:
         FileNotFoundError: a local path that does not exist or holds no Parquet shard.
@@ -57,9 +57,11 @@ def engagement_source(settings: Settings) -> tuple[Path, str]:
         folder = settings.data_dir / "engagement"
         if folder.is_dir() and any(folder.rglob("*.parquet")):
             return folder, ""
-        return _demo_engagement(settings), (
-            f"no engagement shards under {folder}: refits use the demo corpus's engagement data"
-        )
+        if encoder_id in (None, "fallback"):
+            return _demo_engagement(settings), (
+                f"no engagement shards under {folder}: refits use the demo corpus's engagement data"
+            )
+        return None, f"no engagement shards under {folder} (APEX_ENGAGEMENT=auto)"
     path = Path(spec).expanduser()
     if path.exists() or spec.count("/") != 1 or spec.startswith((".", "/", "~")):
         if not path.exists() or not (path.is_file() or any(path.rglob("*.parquet"))):
@@ -71,9 +73,10 @@ def engagement_source(settings: Settings) -> tuple[Path, str]:
     try:
         return _hub_engagement(spec, settings.cache_dir / "engagement-hub"), ""
     except (OSError, ValueError) as err:  # offline, unknown or gated repo (HTTP errors: OSError)
-        return _demo_engagement(settings), (
-            f"engagement dataset {spec!r} could not be downloaded ({type(err).__name__}: {err}); "
-            "refits use the demo corpus's engagement data until it can be"
+        return None, (
+            f"engagement dataset {spec!r} is not in the cache and could not be downloaded "
+            f"({type(err).__name__}: {err}); this refit has no engagement data. Download it "
+            "once while online (it is then read from the cache)"
         )
 
 
@@ -107,38 +110,6 @@ def refit_votes(settings: Settings, votes: pd.DataFrame) -> pd.DataFrame:
     return votes[votes["source"].isin(sources)].reset_index(drop=True)
 
 
-def write_pool_rows(pool: Any, scorer: Any, path: Path) -> Path | None:
-    """Every pool clip's pooled embedding as a split-``pool`` shard row at ``path``.
-
-    The embedding is the one the scorer computed when it scored the clip: the encoder's
-    embedding cache is keyed by the audio's content hash, so this reads it back (a clip never
-    scored is encoded now). Rows keep only segments with audio: ``[S, L, D]``.
-    """
-    from apex.training.data import write_shard
-
-    encoder = getattr(scorer, "encoder", None)
-    if pool is None or encoder is None:
-        return None
-    rows = []
-    for clip in pool:
-        emb = scorer.embed(clip.path)
-        rows.append(
-            {
-                "id": clip.clip_id,
-                "embedding": emb.layers[emb.mask].numpy(),
-                "duration_s": clip.duration_s,
-                "encoder_id": emb.encoder_id,
-                "platform": "arena",
-                "split": "pool",
-            }
-        )
-    if not rows:
-        return None
-    with atomic_path(path) as tmp:
-        write_shard(pd.DataFrame(rows), tmp)
-    return path
-
-
 def run_refit_from_store(
     settings: Settings,
     store: Any,
@@ -146,64 +117,65 @@ def run_refit_from_store(
     scorer: Any = None,
     pool: Any = None,
     train: dict[str, Any] | None = None,
+    warm_start: bool = True,
     in_process: bool = False,
-):
-    """One real refit from the vote store's current votes; returns the :class:`RefitOutcome`.
+) -> RefitOutcome:
+    """One real refit from the vote store's current votes; returns its :class:`RefitOutcome`.
 
-    Votes are filtered by ``APEX_REFIT_SOURCES``; engagement data comes from
-    :func:`engagement_source`, plus the pool's clips as split-``pool`` rows when a ``pool`` and the
-    ``scorer`` are given; the gate compares with the model the ``scorer`` serves (default: the
-    registry's champion). The training runs in its own low-priority process
-    (:mod:`apex.training.worker`) unless ``in_process``.
+    Votes are filtered by ``APEX_REFIT_SOURCES``; the gate compares with the model the
+    ``scorer`` serves (default: the registry's champion); the ``pool``'s clips that votes name
+    are embedded in the refit process by the scorer's encoder (its cache first). The refit runs
+    in its own low-priority process (:mod:`apex.training.worker`) unless ``in_process``.
 
     Args:
         train: overrides of the data-scaled training configuration (``epochs``, ``lr``, ...),
             on top of the ``APEX_REFIT_*`` settings.
+        warm_start: False starts the challenger from random weights (a deliberately naive one).
+
+    Raises:
+        DataError: no votes from the refit's sources; what the refit raises (see
+        :func:`apex.training.worker.execute`); RefitProcessError: the refit process failed.
     """
-    from apex.training.gate import Decision
-    from apex.training.refit import RefitOutcome
+    from apex.training.data import DataError
     from apex.training.registry import registry_for
+    from apex.training.request import RefitRequest
     from apex.training.worker import execute, run_in_subprocess
 
     votes = refit_votes(settings, store.votes_frame())
     if len(votes) == 0:
-        raise ValueError(
+        raise DataError(
             f"the vote store holds no votes from sources {settings.refit_sources!r} yet; "
             "nothing to refit on (APEX_REFIT_SOURCES chooses which sources train)"
         )
-    source, note = engagement_source(settings)
-    if note:
-        log.info("refit: %s", note)
+    serving = serving_model(scorer)
+    info = scorer.info() if scorer is not None else {}
+    source, note = engagement_source(settings, info.get("trained_encoder_id"))
     work = settings.data_dir / "refit-work"
     work.mkdir(parents=True, exist_ok=True)
-    votes_path = work / "votes.parquet"
     cols = ["battle_uuid", "clip_a", "clip_b", "preference", "timestamp", "is_instrumental"]
-    votes[[c for c in cols if c in votes]].to_parquet(votes_path)
+    votes[[c for c in cols if c in votes]].to_parquet(work / "votes.parquet")
     ratings = ratings_frame(votes)
-    ratings_path = None
     if len(ratings):
-        ratings_path = work / "ratings.parquet"
-        ratings.to_parquet(ratings_path)
-    serving = _serving_path(scorer)
-    request = {
-        "engagement": str(source),
-        "pool": str(p) if (p := write_pool_rows(pool, scorer, work / "pool.parquet")) else None,
-        "votes": str(votes_path),
-        "ratings": str(ratings_path) if ratings_path else None,
-        "registry": str(registry_for(settings).root),
-        "serving": serving,
-        "threads": settings.refit_threads,
-        "nice": settings.refit_nice,
-        "holdout": settings.refit_holdout,
-        "train": {**_train_overrides(settings), **(train or {})},
-        "kind": "demo"
-        if source.is_relative_to(settings.data_dir / "engagement-demo")
-        else "custom",
-        "model_repo": settings.model_repo,
-    }
-    out = execute(request) if in_process else run_in_subprocess(request, work)
-    decision = Decision(out["promote"], out["reasons"], out["challenger"], out["serving"])
-    return RefitOutcome(Path(out["version"]), decision, out["reports"], out["push"], note)
+        ratings.to_parquet(work / "ratings.parquet")
+    demo = source is not None and source.is_relative_to(settings.data_dir / "engagement-demo")
+    request = RefitRequest(
+        votes=str(work / "votes.parquet"),
+        registry=str(registry_for(settings).root),
+        engagement=str(source) if source is not None else None,
+        ratings=str(work / "ratings.parquet") if len(ratings) else None,
+        serving=serving,
+        encoder=encoder_spec(settings, scorer),
+        clips=[PoolClip(c.clip_id, str(c.path), float(c.duration_s)) for c in (pool or [])],
+        threads=settings.refit_threads,
+        nice=settings.refit_nice,
+        holdout=settings.refit_holdout,
+        train={**_train_overrides(settings), **(train or {})},
+        warm_start=warm_start,
+        kind="demo" if demo else "custom",
+        model_repo=settings.model_repo,
+        notes=[note] if note else [],
+    )
+    return execute(request) if in_process else run_in_subprocess(request, work)
 
 
 def _train_overrides(settings: Settings) -> dict[str, Any]:
@@ -216,9 +188,37 @@ def _train_overrides(settings: Settings) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v}
 
 
-def _serving_path(scorer: Any) -> str | None:
-    """Where the scorer's current model was loaded from (None for an in-memory model)."""
+def serving_model(scorer: Any) -> ServingModel | None:
+    """The scorer's model as the refit process loads it (None: the registry's champion).
+
+    Its ``source`` is a Hub repo id (the published model, at the ``revision`` serving, read
+    from the local cache), a model directory or a ``.pt`` file; an in-memory model (no source)
+    cannot be handed over.
+    """
     if scorer is None:
         return None
-    source = scorer.info().get("source") or ""
-    return source if source and Path(source).exists() else None
+    info = scorer.info()
+    source = str(info.get("source") or "")
+    if not source:
+        return None
+    return ServingModel(source, info.get("revision"), str(info.get("version", "")))
+
+
+def encoder_spec(settings: Settings, scorer: Any) -> EncoderSpec | None:
+    """How the refit process embeds arena clips like the scorer: its embedding-cache address
+    and, for a miss, how to load the same encoder."""
+    encoder = getattr(scorer, "encoder", None)
+    if encoder is None:
+        return None
+    info = scorer.info()
+    spec = settings.encoder if settings.encoder not in ("auto", "") else info["trained_encoder_id"]
+    return EncoderSpec(
+        spec="fallback" if getattr(encoder, "is_fallback", False) else str(spec),
+        encoder_id=encoder.encoder_id,
+        settings_key=encoder.settings_key(),
+        cache_dir=str(settings.cache_dir / "embeddings"),
+        sample_rate=int(encoder.sample_rate),
+        precision=settings.precision,
+        trust_remote_code=settings.trust_remote_code,
+        max_audio_s=float(settings.max_audio_s),
+    )

@@ -1,8 +1,9 @@
-"""The app's background refits: every ``settings.refit_hours`` hours, or sooner once
-``settings.refit_min_votes`` new votes have arrived, run
-:func:`annotation.refit_job.run_refit_from_store` and swap the serving scorer on promotion.
+"""The app's background refits, on by default: every ``settings.refit_hours`` hours (default 24)
+with new votes, or sooner once ``settings.refit_min_votes`` new votes (default 500) have arrived,
+run :func:`annotation.refit_job.run_refit_from_store` and swap the serving scorer on promotion,
+then re-score the arena's pool with the new model. ``APEX_REFIT_HOURS=0`` builds no worker.
 
-It never blocks a request (training happens on its own thread; the only shared step is
+It never blocks a request (training happens in its own process; the only shared step is
 :meth:`Scorer.swap`, a reference assignment under the scorer's swap lock) and it leaves the
 champion serving when a refit fails: the scorer is swapped only after the gate promoted and the
 new model loaded. A failure the refit can meet (:data:`REFIT_ERRORS`: bad or missing data, the
@@ -21,14 +22,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from annotation.refit_job import run_refit_from_store
+from annotation.store.records import StoreError
+from apex.audio_checks import AudioError
+from apex.checkpoint_base import CheckpointError
+from apex.encoders.base import EncoderUnavailable
 from apex.settings import Settings
+from apex.training.data import DataError
+from apex.training.request import RefitError
+from apex.training.worker import RefitProcessError
 
 log = logging.getLogger(__name__)
 
-#: What a refit can meet that is not a bug: bad or missing input data and settings (ValueError,
-#: FileNotFoundError and other OSError), the training process or the store failing, a tensor
-#: error, a model that does not load (RuntimeError: RefitProcessError, StoreError, torch).
-REFIT_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError, RuntimeError)
+#: What a refit can meet that is not a bug, by the project's own types: bad or missing data
+#: (DataError), a model that does not load (CheckpointError) or changed (RefitError), clips that
+#: cannot be embedded (EncoderUnavailable, AudioError), the refit process failing
+#: (RefitProcessError), the store failing (StoreError), files (OSError). Anything else is a bug.
+REFIT_ERRORS: tuple[type[Exception], ...] = (
+    DataError,
+    CheckpointError,
+    RefitError,
+    EncoderUnavailable,
+    AudioError,
+    RefitProcessError,
+    StoreError,
+    OSError,
+)
 
 
 @dataclass
@@ -46,6 +64,8 @@ class RefitStatus:
     last_figures: dict[str, dict[str, float]] = field(default_factory=dict)
     last_note: str = ""
     votes_at_last_run: int = 0
+    #: Why the last refit ran: ``"votes"``, ``"schedule"`` or ``"asked"`` (trigger()).
+    last_trigger: str = ""
 
 
 class RefitWorker:
@@ -84,7 +104,6 @@ class RefitWorker:
         self._stop = threading.Event()
         self._run_lock = threading.Lock()  # one refit at a time, even with trigger() + schedule
         self._thread: threading.Thread | None = None
-        self.rescoring: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> RefitWorker:
@@ -110,40 +129,39 @@ class RefitWorker:
         pool = self.arena.pool if self.arena is not None else None
         return run_refit_from_store(settings, store, scorer=self.scorer, pool=pool)
 
-    def _after_swap(self) -> None:
-        """Re-score the arena's pool with the new model on a background thread."""
-        if self.arena is None:
-            return
-        self.rescoring = threading.Thread(
-            target=self._rescore, name="apex-pool-rescore", daemon=True
-        )
-        self.rescoring.start()
-
     def _rescore(self) -> None:
-        try:
-            # the pool's scoring queue switches to the new model (old scores stay until replaced)
+        """Re-score the arena's pool with the new model: its background scoring queue switches
+        to the new heads at once (old scores stay, labelled with their version, until replaced)."""
+        if self.arena is not None:
             self.arena.pool.start_scoring(self.scorer, cache_dir=self.settings.cache_dir)
-            log.info("pool re-scored by %s", self.arena.pool.model_version)
-        except Exception:  # top level of this thread: log with traceback, the thread ends
-            # The old predictions stay, labelled with their own version.
-            log.exception("re-scoring the pool with the new model failed")
 
     # ------------------------------------------------------------------ scheduling
     def _vote_count(self) -> int:
         return int(self.store.counts().get("votes", 0))
 
-    def due(self) -> bool:
-        """True when the schedule's hours have passed or enough new votes arrived."""
+    def next_due(self) -> dict[str, float]:
+        """When the next refit is due: ``votes_left`` (new votes still needed) and ``hours_left``
+        (until the schedule's hours are up; it then runs once there is a new vote)."""
         new_votes = self._vote_count() - self.status.votes_at_last_run
-        if new_votes >= self.settings.refit_min_votes:
-            return True
-        hours = self.settings.refit_hours
-        if hours <= 0:
-            return False
         since = (
             self.status.last_started if self.status.last_started is not None else self._started_at
         )
-        return new_votes > 0 and self._clock() - since >= hours * 3600.0
+        hours_left = self.settings.refit_hours - (self._clock() - since) / 3600.0
+        return {
+            "new_votes": float(new_votes),
+            "votes_left": float(max(0, self.settings.refit_min_votes - new_votes)),
+            "hours_left": max(0.0, hours_left),
+        }
+
+    def due(self) -> str:
+        """Why a refit is due now: ``"votes"`` (``refit_min_votes`` new votes arrived),
+        ``"schedule"`` (``refit_hours`` passed with at least one new vote), else ``""``."""
+        if self.settings.refit_hours <= 0:
+            return ""
+        left = self.next_due()
+        if left["votes_left"] <= 0:
+            return "votes"
+        return "schedule" if left["new_votes"] > 0 and left["hours_left"] <= 0 else ""
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -152,8 +170,9 @@ class RefitWorker:
             if self._stop.is_set():
                 break
             try:
-                if woken or self.due():
-                    self.run_once()
+                why = "asked" if woken else self.due()
+                if why:
+                    self.run_once(why)
             except Exception as err:  # top level of the worker's thread: it must not die
                 # A store hiccup in due(), or a bug run_once raised: logged with its traceback,
                 # shown in the status, and the loop tries again at the next poll.
@@ -161,7 +180,7 @@ class RefitWorker:
                 log.exception("refit worker: unexpected error; retrying at the next poll")
 
     # ------------------------------------------------------------------ one run
-    def run_once(self) -> bool:
+    def run_once(self, why: str = "asked") -> bool:
         """Run one refit now (in the calling thread); True when a new model went live.
 
         A failure the refit can meet (:data:`REFIT_ERRORS`) is logged and kept in
@@ -173,6 +192,7 @@ class RefitWorker:
         st = self.status
         try:
             st.running, st.last_started, st.last_error = True, self._clock(), None
+            st.last_trigger = why
             st.votes_at_last_run = self._vote_count()
             outcome = self._refit(self.settings, self.store)
             st.last_version = outcome.version.name
@@ -182,7 +202,9 @@ class RefitWorker:
                 "challenger": dict(outcome.decision.challenger or {}),
                 "serving": dict(outcome.decision.champion or {}),
             }
-            st.last_note = getattr(outcome, "note", "")
+            st.last_note = outcome.note
+            if outcome.note:
+                log.info("refit %s: %s", outcome.version.name, outcome.note)
             if outcome.decision.promote and self.settings.model_pinned:
                 log.info(
                     "refit %s promoted in the registry; APEX_MODEL=%s is pinned, so it keeps "
@@ -197,7 +219,7 @@ class RefitWorker:
                 heads, info = load_model(outcome.version)
                 self.scorer.swap(heads, info)  # atomic; raises before swapping if unfit
                 log.info("refit %s promoted and serving", outcome.version.name)
-                self._after_swap()
+                self._rescore()
                 return True
             log.info("refit %s not promoted: %s", outcome.version.name, "; ".join(st.last_reasons))
             return False

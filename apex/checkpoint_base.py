@@ -170,7 +170,8 @@ def load_reference_checkpoint(path: str | Path) -> ReferenceHeads:
     task, shared = raw.get("task", task), int(raw.get("shared", shared))
     mode = raw.get("mode", "song")
     try:
-        heads = ReferenceHeads(task=task, shared=shared, mode=mode)
+        preference = any(k.startswith("branch_preference.") for k in state)  # a refit's
+        heads = ReferenceHeads(task=task, shared=shared, mode=mode, preference=preference)
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}") from err
     strict_load(heads, state, f"{path} (task={task!r}, shared={shared})")

@@ -44,11 +44,8 @@ REFERENCE_DIM = 768
 
 
 def _mean_segments(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``x`` ``[B, S, D]`` over segments where ``mask`` ``[B, S]`` is True -> ``[B, D]``.
-
-    A song with no valid segment (all False) gets a zero vector rather than NaN; the scorer refuses
-    such inputs earlier, so this only guards padded batch rows.
-    """
+    """Mean of ``x`` ``[B, S, D]`` over segments where ``mask`` ``[B, S]`` is True -> ``[B, D]``
+    (zeros, not NaN, for a row with no valid segment: only padded batch rows have none)."""
     if mask is None:
         return x.mean(dim=1)
     weights = mask.to(x.dtype).unsqueeze(-1)
@@ -82,13 +79,14 @@ class _Branch(nn.Module):
         self, name: str, in_dim: int = 256, dims: tuple[int, ...] = (128, 64), dropout: float = 0.1
     ) -> None:
         super().__init__()
-        self.name = name
+        self.name, self.squash = name, name != "preference"  # preference: an unbounded logit
         widths = (in_dim, *dims)
         blocks = [_Block(a, b, dropout) for a, b in itertools.pairwise(widths)]
         self.branch = nn.Sequential(*blocks, nn.Linear(widths[-1], 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _to_score_scale(self.branch(x).squeeze(1), self.name)
+        raw = self.branch(x).squeeze(1)
+        return _to_score_scale(raw, self.name) if self.squash else raw
 
 
 class _MixedHeads(nn.Module):
@@ -101,11 +99,8 @@ class _MixedHeads(nn.Module):
     def forward(
         self, layers: torch.Tensor, mask: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """Outputs ``[B]`` from ``[B, L, D]`` or ``[B, S, L, D]`` (+ ``mask`` ``[B, S]``).
-
-        For 4-D input, each segment is mixed first and the mixed vectors are averaged over the
-        valid segments: the reference's order of operations.
-        """
+        """Outputs ``[B]`` from ``[B, L, D]`` or ``[B, S, L, D]`` (+ ``mask`` ``[B, S]``); 4-D
+        input is mixed per segment, then averaged over valid segments (the reference's order)."""
         mixed = self.mix(layers)
         if mixed.dim() == 3:
             mixed = _mean_segments(mixed, mask)
@@ -135,6 +130,8 @@ class ReferenceHeads(_MixedHeads):
             ``[2, 5, 8, -1]``.
         num_layers: hidden states the encoder gives (13 for MERT-v1-95M); negative
             ``layer_indices`` count from its end.
+        preference: add a ``branch_preference`` (a score branch's shape, unbounded output):
+            the Bradley-Terry logit a refit learns from votes.
 
     The mix weights are non-persistent buffers, so ``state_dict()`` has exactly the published keys;
     :meth:`set_layer_mix` replaces them with a checkpoint's own ``aggregator``.
@@ -156,6 +153,7 @@ class ReferenceHeads(_MixedHeads):
         dropout_branch: float = 0.1,
         layer_indices: tuple[int, ...] = REFERENCE_LAYERS,
         num_layers: int = 13,
+        preference: bool = False,
     ) -> None:
         super().__init__()
         if task not in TASK_OUTPUTS:
@@ -179,7 +177,8 @@ class ReferenceHeads(_MixedHeads):
         self.shared = nn.Sequential(
             *(_Block(a, b, dropout_shared) for a, b in itertools.pairwise(widths))
         )
-        for name in self.output_names:
+        self.has_preference = preference
+        for name in (*self.output_names, *(("preference",) if preference else ())):
             branch = _Branch(name, shared_dims[-1], branch_dims, dropout_branch)
             self.add_module(f"branch_{name}", branch)
         mix = REFERENCE_LAYER_MIX
@@ -209,6 +208,15 @@ class ReferenceHeads(_MixedHeads):
         self.mix_weight.copy_(weight.reshape(-1).to(self.mix_weight))
         self.mix_bias.copy_(bias.reshape(()).to(self.mix_bias))
         self.mix_source = source
+
+    def add_preference(self) -> None:
+        """Add a fresh ``branch_preference`` shaped like the score branches (a warm start)."""
+        like = getattr(self, f"branch_{self.output_names[0]}")
+        lin = [m for m in like.modules() if isinstance(m, nn.Linear)]
+        drop = next((m.p for m in like.modules() if isinstance(m, nn.Dropout)), 0.1)
+        dims = tuple(m.out_features for m in lin[:-1])
+        self.branch_preference = _Branch("preference", lin[0].in_features, dims, drop)
+        self.has_preference = True
 
     @property
     def num_layers(self) -> int:
@@ -241,7 +249,10 @@ class ReferenceHeads(_MixedHeads):
     def predict_mixed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the MLP on mixed embeddings ``[B, 768]``; returns score tensors ``[B]``."""
         hidden = self.shared(x)
-        return {name: getattr(self, f"branch_{name}")(hidden) for name in self.output_names}
+        out = {name: getattr(self, f"branch_{name}")(hidden) for name in self.output_names}
+        if self.has_preference:
+            out["preference"] = self.branch_preference(hidden)
+        return out
 
 
 # ---------------------------------------------------------------------------- our heads

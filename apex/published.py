@@ -209,12 +209,15 @@ def load_apex_directory(directory: Path, weights: str, *, source: str) -> Refere
     """
     config_path = directory / CONFIG_NAME
     config = read_config(config_path)
-    try:
-        heads = ReferenceHeads(task="full", **_heads_kwargs(config, str(config_path)))
-    except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{config_path} is not a valid APEX config: {err}") from err
     weights_path = directory / weights
     state, ignored = normalize_state(read_state_dict(weights_path), str(weights_path))
+    # A refit of these heads (apex.training.warm) adds a preference branch, in the same layout.
+    preference = any(k.startswith("branch_preference.") for k in state)
+    try:
+        kwargs = _heads_kwargs(config, str(config_path))
+        heads = ReferenceHeads(task="full", preference=preference, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{config_path} is not a valid APEX config: {err}") from err
     mix = {k: state.pop(k) for k in _AGGREGATOR if k in state}
     n_mix = len(heads.layer_indices)
     want = {"aggregator.weight": (1, n_mix, 1), "aggregator.bias": (1,)}
@@ -257,6 +260,19 @@ def _model_info(heads: ReferenceHeads, snapshot: Snapshot, source: str) -> Model
     meta = dict(heads.checkpoint_info)
     config = meta.get("config", {})
     epoch = meta.get("epoch")
+    if "metadata.json" in snapshot.files:  # a refit of the published heads: its own identity
+        ours = json.loads(snapshot.path("metadata.json").read_text())
+        return ModelInfo(
+            model_id=str(ours.get("model_id", snapshot.repo_id or source)),
+            version=str(ours.get("version", "0")),
+            kind=str(ours.get("kind", "custom")),
+            encoder_id=str(
+                ours.get("encoder_id", config.get("mert_model_name", PUBLISHED_ENCODER))
+            ),
+            source=source,
+            revision=snapshot.revision,
+            metadata={**ours, "published_checkpoint": meta, "files": list(snapshot.files)},
+        )
     return ModelInfo(
         model_id=snapshot.repo_id or source,
         version=f"epoch-{epoch}" if epoch is not None else "0",

@@ -232,13 +232,15 @@ class Settings:
     )
     refit_hours: float = _env(
         "APEX_REFIT_HOURS",
-        "Hours between background refits in the app; 0 turns the scheduled refit off.",
-        0.0,
+        "Hours between background refits in the app (one runs when this many hours have passed "
+        "with new votes, or after `APEX_REFIT_MIN_VOTES` new votes, whichever comes first); 0 "
+        "turns refits off.",
+        24.0,
         min=0.0,
     )
     refit_min_votes: int = _env(
         "APEX_REFIT_MIN_VOTES",
-        "New votes that trigger a refit before the hours are up.",
+        "New live votes that trigger a refit before the hours are up.",
         500,
         min=1,
     )
@@ -301,9 +303,11 @@ class Settings:
     )
     engagement: str = _env(
         "APEX_ENGAGEMENT",
-        "Engagement data for refits: `auto` (`<data dir>/engagement` when it holds shards, else "
-        "the demo corpus's), a local folder of Parquet shards, or a Hub dataset id (downloaded "
-        "once into the cache; offline the demo's is used, and the About tab says so).",
+        "Engagement data for refits (rows count only when embedded by the serving model's "
+        "encoder): `auto` (`<data dir>/engagement` when it holds shards, else the demo corpus's "
+        "for the demo model), a local folder of Parquet shards, or a Hub dataset id (downloaded "
+        "once into the cache; when it cannot be had the refit runs without it and the About tab "
+        "says why).",
         "auto",
     )
     host: str = _env(

@@ -19,7 +19,8 @@ its own low-priority process (:mod:`apex.training.worker`), the way the app runs
 
 Targets: agreement rises with votes, ends >= 0.03 above the baseline, and no promotion ever lowers
 held-out agreement. Usage: ``python benchmarks/closed_loop.py [--clips 240] [--data-dir DIR]``.
-Ends with one JSON line.
+``--published``: the same loop on the product's configuration, replicas of the published heads on
+MERT (:mod:`benchmarks.closed_loop_replica`). Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def _agreement(model, info, data, held) -> float:
     return float(report["pairwise"]["accuracy"])
 
 
-def _latency(settings, corpus: Path, files: list[str], worker_request: dict | None) -> list[float]:
+def _latency(settings, corpus: Path, files: list[str], worker_request=None) -> list[float]:
     """Milliseconds per ``Scorer.score`` call (embedding cache off), optionally under a refit."""
     from apex.checkpoints import load_model
     from apex.demo.model import ensure_demo_model
@@ -204,14 +205,15 @@ def _latency_figures(settings, meta, votes, shard, registry) -> dict:
     files = list(meta["file_name"])[:12]
     votes_path = settings.data_dir / "bench-votes.parquet"
     votes.to_parquet(votes_path)
-    request = {
-        "engagement": str(shard),
-        "votes": str(votes_path),
-        "registry": str(registry.root),
-        "serving": None,
-        "threads": settings.refit_threads,
-        "train": {"epochs": 200, "patience": 200},
-    }
+    from apex.training.request import RefitRequest
+
+    request = RefitRequest(
+        votes=str(votes_path),
+        registry=str(registry.root),
+        engagement=str(shard),
+        threads=settings.refit_threads,
+        train={"epochs": 200, "patience": 200},
+    )
     idle = _latency(settings, corpus, files, None)
     busy = _latency(settings, corpus, files, request)
     idle_ms, busy_ms = statistics.median(idle), statistics.median(busy)
@@ -231,11 +233,20 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="keep corpus/cache here")
     parser.add_argument("--no-latency", action="store_true", help="skip the /score latency part")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of this process")
+    parser.add_argument(
+        "--published", action="store_true", help="replicas of amaai-lab/apex on MERT-v1-95M"
+    )
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)  # oversubscribed OpenMP threads spin on a busy machine
-    if args.data_dir is None:
+    if args.published:
+        from closed_loop_replica import run_published
+
+        with tempfile.TemporaryDirectory() as tmp:
+            work = args.data_dir or Path(tmp)
+            figures = run_published(args.clips, work, args.seed)
+    elif args.data_dir is None:
         with tempfile.TemporaryDirectory() as tmp:
             figures = run(args.clips, Path(tmp), args.seed, not args.no_latency)
     else:

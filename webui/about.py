@@ -73,13 +73,13 @@ def _metric_lines(metrics: Any, indent: str = "") -> list[str]:
 
 
 def refit_lines(services: Services) -> list[str]:
-    """The refit schedule and what the worker last did (``RefitWorker.status``)."""
+    """The refit schedule, when the next one is due and why, and what the last one decided."""
     settings = services.settings
     if settings.refit_hours <= 0:
-        return ["Scheduled refits are off on this deployment (`APEX_REFIT_HOURS=0`)."]
+        return ["Refits are off on this deployment (`APEX_REFIT_HOURS=0`)."]
     lines = [
-        f"Scheduled refits run every {settings.refit_hours:g} h when there are new votes, or "
-        f"after {settings.refit_min_votes} new votes."
+        f"A refit runs every {settings.refit_hours:g} h when there are new votes, or after "
+        f"{settings.refit_min_votes} new votes, whichever comes first."
     ]
     if settings.model_pinned:
         lines.append(
@@ -88,31 +88,51 @@ def refit_lines(services: Services) -> list[str]:
             "let the registry's champion serve."
         )
     try:
-        status = services.get("refit").status
+        worker = services.get("refit")
     except NotReady as err:
         return [*lines, f"_{err}_"]
+    status = worker.status
+    lines.append(_next_refit(worker.next_due(), running=status.running))
     if not status.runs:
         return [*lines, "No refit has run since the app started."]
+    trigger = {"votes": "enough new votes", "schedule": "the schedule", "asked": "a request"}
     outcome = (
-        f"failed ({status.last_error}); the champion keeps serving"
+        f"failed ({status.last_error}); the serving model keeps serving"
         if status.last_error
-        else "promoted"
+        else "was promoted and now serves"
         if status.last_promoted
-        else "not promoted (the gate kept the champion)"
+        else "was not promoted: the gate kept the serving model"
     )
     reasons = "; ".join(status.last_reasons or [])
     lines.append(
-        f"Last refit: version `{status.last_version}`, {outcome}"
+        f"Last refit (run by {trigger.get(status.last_trigger, 'a request')}): version "
+        f"`{status.last_version}` {outcome}"
         + (f" — {reasons}" if reasons else "")
-        + f" ({status.runs} runs so far)."
+        + f" ({status.runs} run{'' if status.runs == 1 else 's'} so far)."
     )
     if status.last_figures.get("challenger"):
         lines += ["", *figures_table(status.last_figures["challenger"],
                                      status.last_figures.get("serving"), "challenger",
-                                     "current model")]  # fmt: skip
+                                     "serving model")]  # fmt: skip
     if status.last_note:
         lines += ["", f"_Note: {status.last_note}._"]
     return lines
+
+
+def _next_refit(left: dict[str, float], *, running: bool) -> str:
+    """When the next refit is due and why, in words (from ``RefitWorker.next_due``)."""
+    if running:
+        return "A refit is running now."
+    votes = int(left["votes_left"])
+    if left["hours_left"] <= 0:
+        return (
+            f"Next refit: as soon as a new vote arrives (the schedule is due), or after {votes} "
+            "more votes."
+        )
+    return (
+        f"Next refit: in {left['hours_left']:.1f} h (schedule, if new votes arrived by then) or "
+        f"after {votes} more votes, whichever comes first ({int(left['new_votes'])} new so far)."
+    )
 
 
 def _revision(value: Any) -> str:
@@ -147,6 +167,11 @@ _FIGURES = (
 )
 
 
+def _figure(value: Any) -> str:
+    """A gate figure; '-' where there is none (e.g. no engagement targets on held-out songs)."""
+    return "-" if value is None or value != value else _shown(value)
+
+
 def figures_table(
     challenger: dict[str, Any], serving: dict[str, Any] | None, new: str, old: str
 ) -> list[str]:
@@ -155,8 +180,7 @@ def figures_table(
     for key, label in _FIGURES:
         a = challenger.get(key)
         b = (serving or {}).get(key)
-        lines.append(f"| {label} | {_shown(a) if a is not None else '-'} | "
-                     f"{_shown(b) if b is not None else '-'} |")  # fmt: skip
+        lines.append(f"| {label} | {_figure(a)} | {_figure(b)} |")
     return lines
 
 

@@ -133,7 +133,7 @@ def _build_sync(settings: Settings, built: Mapping[str, Any]) -> Any:
 
 def _build_refit(settings: Settings, built: Mapping[str, Any]) -> Any:
     if settings.refit_hours <= 0:
-        return None  # scheduled refits are off; the About tab says so
+        return None  # APEX_REFIT_HOURS=0: refits are off; the About tab says so
     from annotation.refit_worker import RefitWorker
 
     if "scorer" not in built:

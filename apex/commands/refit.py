@@ -30,15 +30,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--against",
         default=None,
-        help="the serving model to gate against (a model directory, .pt file or `demo`); "
+        help="the serving model to gate against and warm-start from (a model directory, .pt "
+        "file, Hub repo id such as amaai-lab/apex read from the local cache first, or `demo`); "
         "default: the registry's champion. Without either the challenger is not promoted.",
     )
     p.add_argument("--push", action="store_true", help="push a promoted model to APEX_MODEL_REPO")
     dataclass_flags(
         p,
         RefitConfig,
-        only=("holdout_fraction",),
-        help={"holdout_fraction": "share of the latest votes held out for the gate"},
+        only=("holdout_fraction", "warm_start"),
+        help={
+            "holdout_fraction": "share of the latest votes held out for the gate",
+            "warm_start": "start from the serving heads when they read the data's encoder",
+        },
     )
     dataclass_flags(p, TrainConfig, overrides={"pref_weight": 1.0, "progress": True})
     dataclass_flags(p, GateConfig)
@@ -79,7 +83,8 @@ def cmd_refit(args: argparse.Namespace) -> int:
     outcome = run_refit(data, transform, votes, registry, config, serving=serving)
     verdict = "PROMOTED" if outcome.decision.promote else "not promoted (champion kept)"
     print(f"{outcome.version}: {verdict}")
-    for reason in outcome.decision.reasons:
+    print(f"  started from: {outcome.warm_start}")
+    for reason in [*outcome.decision.reasons, *outcome.notes]:
         print(f"  - {reason}")
     if outcome.push:
         print(outcome.push)

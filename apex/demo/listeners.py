@@ -47,3 +47,19 @@ def listener_votes(
     margin = utility.loc[clip_a].to_numpy() - utility.loc[clip_b].to_numpy()
     p_a = 1.0 / (1.0 + np.exp(-scale * margin))
     return np.where(rng.random(len(p_a)) < p_a, "A", "B")
+
+
+def embedding_utility(vectors: Mapping[str, np.ndarray], seed: int = 0) -> pd.Series:
+    """Per-clip utility ``[N]`` (indexed by clip id) of a taste the embeddings themselves express:
+    the z-scored projection of each clip's standardised vector ``[D]`` (each dimension z-scored
+    over the clips, so no one large dimension decides) on a seeded random unit direction.
+
+    For listeners of a model with no ground truth (the published heads on MERT): pass each
+    clip's embedding as the heads mix it, so the taste is one the heads' inputs can express.
+    """
+    ids = list(vectors)
+    x = np.stack([np.asarray(vectors[i], dtype=np.float64).ravel() for i in ids])
+    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9)
+    direction = np.random.default_rng(seed).standard_normal(x.shape[1])
+    u = x @ (direction / np.linalg.norm(direction))
+    return pd.Series((u - u.mean()) / (u.std() or 1.0), index=ids)

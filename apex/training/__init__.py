@@ -11,7 +11,8 @@ package (or :mod:`apex.training.config` for the CLI's flags) does not import tor
 - loop: :func:`train`, :class:`TrainResult`.
 - evaluation (:mod:`apex.evaluation.metrics`, re-exported here): :func:`evaluate_model`,
   :func:`arena_protocol`, :func:`format_table`.
-- refit: :class:`RefitConfig`, :func:`run_refit`; gate: :func:`gate`, :class:`Decision`;
+- refit: :class:`RefitConfig`, :func:`run_refit`; request: :class:`RefitRequest`,
+  :class:`RefitOutcome`; gate: :func:`gate`, :class:`Decision`;
   saving: metadata, weights, model card, Hub push.
 - registry: :class:`ModelRegistry`, :func:`registry_for`, :func:`champion_of` (no torch).
 """
@@ -44,7 +45,8 @@ _EXPORTS: dict[str, str] = {
     "champion_of": "registry",
     "registry_for": "registry",
     "RefitConfig": "refit",
-    "RefitOutcome": "refit",
+    "RefitOutcome": "request",
+    "RefitRequest": "request",
     "Decision": "gate",
     "gate": "gate",
     "run_refit": "refit",

@@ -28,6 +28,11 @@ class TrainConfig:
         precision: ``fp32`` or ``bf16`` (autocast of the forward pass; losses stay fp32). bf16
             halves step time on CPUs with AVX512-BF16/AMX and on recent GPUs.
         progress: show a tqdm bar over epochs.
+        anchor: train only the preference output; the seven scores' paths (layer mix, trunk,
+            score branches) keep their starting weights exactly (a refit without engagement data
+            in the serving encoder's space, see :mod:`apex.training.warm`).
+        hold_norm_stats: keep BatchNorm layers on their running statistics while training (a
+            warm start fine-tunes the served normalisation instead of re-estimating it).
     """
 
     family: str = "apex"
@@ -47,6 +52,8 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"
     progress: bool = True
+    anchor: bool = False
+    hold_norm_stats: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -60,8 +67,6 @@ class TrainConfig:
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if self.family == "reference" and self.pref_weight > 0:
-            raise ValueError("the reference heads have no preference output; use family='apex'")
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.pref_weight < 0:
             raise ValueError(f"invalid optimisation settings: {asdict(self)}")
 

@@ -241,7 +241,11 @@ def to_arrays(frame: pd.DataFrame, *, mode: str = "song") -> EngagementData:
     else:
         x, row_song = song_x, np.arange(len(per_song))
     targets = np.stack(
-        [pd.to_numeric(frame.get(n, np.nan), errors="coerce") for n in SCORE_NAMES], axis=1
+        [
+            pd.to_numeric(frame[n], errors="coerce") if n in frame else np.full(len(frame), np.nan)
+            for n in SCORE_NAMES
+        ],
+        axis=1,
     ).astype(np.float32)
     return EngagementData(
         ids=frame["id"].astype(str).to_numpy(),
@@ -311,17 +315,42 @@ def load_engagement(
     ratings: pd.DataFrame | None = None,
     pool: str | Path | None = None,
 ) -> tuple[EngagementData, TargetTransform]:
-    """Read shards, fit (or apply a given) target transform, join ratings, return arrays.
-
-    ``pool``: shards of split ``pool`` rows (arena clips without engagement targets, see
-    :func:`merge_pool_rows`) added so that votes on them join the preference loss.
+    """Read shards (and ``pool`` shards of arena clips), then :func:`assemble` them.
 
     Pass the champion's ``transform`` to evaluate it on its own target scale; leave it None to fit
     a fresh one on the ``train`` split.
     """
-    frame = read_shards(source)
-    if pool is not None:
-        frame = merge_pool_rows(frame, read_shards(pool))
+    extra = read_shards(pool) if pool is not None else None
+    return assemble(read_shards(source), extra, mode=mode, transform=transform, ratings=ratings)
+
+
+def assemble(
+    frame: pd.DataFrame | None,
+    pool: pd.DataFrame | None = None,
+    *,
+    mode: str = "song",
+    transform: TargetTransform | None = None,
+    ratings: pd.DataFrame | None = None,
+    test_fraction: float = 0.2,
+) -> tuple[EngagementData, TargetTransform]:
+    """Engagement rows plus arena clips (split ``pool``, :func:`merge_pool_rows`, so votes on
+    them join the preference loss), target transform fitted on ``train`` (unless given), human
+    ratings joined: the arrays a refit trains on.
+
+    Without engagement rows the arena clips are the songs: a stable ``test_fraction`` of them
+    (by a hash of the id) is held out as ``test``, the rest is ``train``, all without targets
+    (a refit then anchors the scores, :mod:`apex.training.warm`).
+
+    Raises:
+        DataError: neither engagement rows nor arena clips.
+    """
+    if frame is None or len(frame) == 0:
+        if pool is None or len(pool) == 0:
+            raise DataError("no engagement rows and no embedded arena clips: nothing to train on")
+        held = [int(hashlib.sha256(str(i).encode()).hexdigest()[:8], 16) for i in pool["id"]]
+        frame = pool.assign(split=np.where(np.array(held) < test_fraction * 16**8, "test", "train"))
+    elif pool is not None and len(pool):
+        frame = merge_pool_rows(frame, pool)
     if transform is None:
         transform = TargetTransform().fit(frame[frame["split"] == "train"])
     frame = apply_ratings(transform.transform(frame), ratings)

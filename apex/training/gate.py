@@ -45,6 +45,7 @@ def gate(
     champion: dict | None,
     config: GateConfig = GateConfig(),
     noise: dict[str, float] | None = None,
+    drift: dict[str, float] | None = None,
 ) -> Decision:
     """Decide from two evaluation reports on the same held-out data (see
     :func:`apex.evaluation.metrics.evaluate_model`): the challenger's and the serving model's.
@@ -58,7 +59,14 @@ def gate(
     deviation of the Spearman differences on these held-out songs. A Spearman metric's tolerance
     is the larger of its configured one and that noise, so a difference the held-out songs cannot
     resolve neither promotes nor refuses; pairwise accuracy keeps its configured tolerance.
+
+    ``drift`` (:func:`apex.training.warm.score_drift`, given for an anchored refit): the mean
+    absolute change of each score on held-out songs; beyond
+    :data:`apex.training.warm.DRIFT_BOUNDS` the challenger is refused. A Spearman metric the
+    serving model has no figure for (no targets on the held-out songs) is not gated.
     """
+    from apex.training.warm import DRIFT_BOUNDS, drift_problems
+
     noise = noise or {}
     ch = key_metrics(challenger)
     if champion is None:
@@ -80,8 +88,8 @@ def gate(
         new, old, tol = ch[key], cp[key], getattr(config, tol_name)
         if key != "accuracy" and np.isfinite(noise.get(key, float("nan"))):
             tol = round(max(tol, noise[key]), 3)
-        if not np.isfinite(old) and key == "aesthetics":
-            continue  # the serving model predicts no aesthetics: nothing to hold it to
+        if not np.isfinite(old) and key != "accuracy":
+            continue  # no serving figure (no such scores or no targets): nothing to hold it to
         if not np.isfinite(new):
             ok = False
             reasons.append(f"challenger {label} is undefined on the held-out data")
@@ -92,6 +100,17 @@ def gate(
             )
         else:
             reasons.append(f"{label} {new:.3f} vs serving {old:.3f} (tolerance {tol}): ok")
+    if drift is not None:
+        problems = drift_problems(drift)
+        ok = ok and bool(drift) and not problems
+        if problems or not drift:
+            reasons += problems or ["the scores' drift could not be measured on held-out songs"]
+        else:
+            worst = max(drift, key=lambda n: drift[n] / DRIFT_BOUNDS[n])
+            reasons.append(
+                f"scores anchored: largest drift {worst} {drift[worst]:.3f} on held-out songs "
+                f"(bound {DRIFT_BOUNDS[worst]}): ok"
+            )
     return Decision(ok, reasons, ch, cp)
 
 

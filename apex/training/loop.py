@@ -61,7 +61,13 @@ def build_model(config: TrainConfig, num_layers: int, dim: int) -> nn.Module:
     from apex.heads import ApexHeads, HeadsConfig, ReferenceHeads
 
     if config.family == "reference":
-        return ReferenceHeads(task=config.task, shared=config.shared, mode=config.mode)
+        return ReferenceHeads(
+            task=config.task,
+            shared=config.shared,
+            mode=config.mode,
+            input_dim=dim,
+            preference=config.pref_weight > 0,
+        )
     hidden = [512, 256] if config.shared == 2 else [512, 384, 256]
     return ApexHeads(
         HeadsConfig(num_layers=num_layers, dim=dim, hidden=hidden, dropout=config.dropout)
@@ -150,7 +156,8 @@ def train(
         config: the run's :class:`TrainConfig`.
         battles: training battles (used when ``config.pref_weight > 0``).
         val_battles: battles for the early-stopping criterion (optional).
-        model: start from this module instead of a fresh one (e.g. a fine-tune).
+        model: start from this module instead of a fresh one (a fine-tune: its feature
+            statistics are kept).
 
     Returns:
         :class:`TrainResult` with the best-validation model on the CPU in eval mode.
@@ -159,10 +166,11 @@ def train(
     device = resolve_device(config.device)
     train_songs, val_songs = _split_songs(data, config.seed)
     rows = np.flatnonzero(np.isin(data.row_song, train_songs))
+    fresh = model is None
     if model is None:
         layers = 1 if data.x.ndim == 2 else data.x.shape[1]
         model = build_model(config, layers, data.x.shape[-1])
-    if hasattr(model, "set_feature_stats"):
+    if fresh and hasattr(model, "set_feature_stats"):  # a warm start keeps its statistics
         flat = torch.as_tensor(data.x[rows]).float().reshape(-1, data.x.shape[-1])
         model.set_feature_stats(flat.mean(0), flat.std(0))
     model.to(device)

@@ -5,7 +5,8 @@ The flow of :func:`run_refit`:
 1. Engagement arrays (with the target transform fitted on their ``train`` split) and votes as a
    table; votes become battles and are split **by time**: the latest ``holdout_fraction`` are held
    out, the rest train the challenger's Bradley-Terry loss.
-2. Train the challenger (:func:`apex.training.loop.train`, ApexHeads, ``pref_weight`` > 0).
+2. Train the challenger (:func:`apex.training.loop.train`, ``pref_weight`` > 0), warm-started
+   from the serving heads and anchored without engagement targets (:mod:`apex.training.warm`).
 3. Evaluate the challenger and the model actually serving (default: the registry's champion) on
    the same held-out songs (``test`` split, else ``val``) and the same held-out battles, none of
    which either model was trained on.
@@ -21,8 +22,7 @@ owns the job that reads the store).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -32,15 +32,22 @@ from apex.evaluation.metrics import (
     spearman_noise,
 )
 from apex.files import sha256_text
+from apex.heads import ReferenceHeads
 from apex.tasks import TASK_OUTPUTS
 from apex.training.battles import Battles, battles_from_votes, time_split
 from apex.training.config import GateConfig, TrainConfig
 from apex.training.data import EngagementData, TargetTransform
-from apex.training.gate import Decision, gate
+from apex.training.gate import gate
 from apex.training.loop import TrainResult, train
 from apex.training.registry import ModelRegistry
+from apex.training.request import RefitOutcome
 from apex.training.saving import model_metadata, push_version, save_trained, write_card
+from apex.training.warm import family_of, save_reference_layout, score_drift, warm_start
 
+#: A warm start that fine-tunes the whole model (engagement data in its space) trains at this
+#: fraction of the configured learning rate; an anchored one trains its fresh preference output
+#: at the full rate.
+WARM_LR_FACTOR = 0.1
 #: Share of the training votes (the latest) that early stopping watches.
 EARLY_STOP_FRACTION = 0.15
 
@@ -50,8 +57,10 @@ EARLY_STOP_FRACTION = 0.15
 class RefitConfig:
     """Refit settings: the challenger's training config, the gate, the held-out vote fraction.
 
-    ``train`` is taken as given; :func:`apex.training.config.scaled_train_config` sizes one to
-    the data (the app's refit job does).
+    ``train`` is taken as given (its family/task follow a warm start's heads);
+    :func:`apex.training.config.scaled_train_config` sizes one to the data (the app's refit job
+    does). ``warm_start`` False trains from random weights even when a serving model of the
+    same encoder exists (only to build a deliberately naive challenger).
     """
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(pref_weight=1.0, progress=False))
@@ -64,17 +73,7 @@ class RefitConfig:
     encoder_spec: str | None = None
     #: ``model_id`` of the saved versions (the version string tells them apart).
     model_id: str = "apex-arena-refit"
-
-
-@dataclass
-class RefitOutcome:
-    """What a refit did: the version written, the gate's decision, the reports, the push note."""
-
-    version: Path
-    decision: Decision
-    reports: dict[str, dict]
-    push: str = ""
-    note: str = ""
+    warm_start: bool = True
 
 
 def load_champion(registry: ModelRegistry):
@@ -115,36 +114,70 @@ def run_refit(
     config: RefitConfig | None = None,
     *,
     serving=None,
+    notes: list[str] | None = None,
 ) -> RefitOutcome:
     """Train a challenger, evaluate it and the serving model on the same held-out data, gate, save.
+
+    The challenger starts from the serving heads when they read ``data``'s encoder
+    (:func:`apex.training.warm.warm_start`). When no song of the ``train`` split has a target
+    (no engagement data in this encoder's space) it trains anchored: only its preference output
+    learns, and the gate also checks the scores' drift on held-out songs against
+    :data:`~apex.training.warm.DRIFT_BOUNDS`.
 
     Args:
         serving: ``(heads, info)`` of the model actually serving (default: the registry's
             champion). Held-out votes are the latest ``holdout_fraction`` by time, minus any vote
             the serving model was trained on (its metadata's ``votes_trained_until``), so neither
             model has seen them; held-out songs are the ``test`` split (else ``val``).
+        notes: sentences for people from the caller (data left out), kept in the outcome.
 
-    Raises whatever training raises; callers (the CLI, the app's worker) keep the champion
-    serving in that case because ``CHAMPION`` is only touched after a successful gate.
+    Without a serving model of this encoder an anchored challenger keeps random scores: the
+    gate refuses it (drift; or nothing to compare with).
+
+    Raises whatever training raises; callers keep the champion serving (``CHAMPION`` is only
+    touched after a successful gate).
     """
     config = config or RefitConfig()
+    notes = list(notes or [])
     serving = serving if serving is not None else load_champion(registry)
     battles = battles_from_votes(votes, data.index_of())
     seen_until = _trained_until(serving)
     fit_battles, held_out = _split_votes(battles, config.holdout_fraction, seen_until)
-    result = train_with_votes(data, config.train, fit_battles)
+    model, started = (
+        warm_start(serving, data.encoder_id)
+        if config.warm_start
+        else (None, "random init: warm start turned off")
+    )
+    anchored = not np.isfinite(data.targets[data.songs_in("train")]).any()
+    if anchored:
+        notes.append(
+            "no engagement data in the serving encoder's space: the seven scores stay anchored "
+            "to the serving model (only the preference output learns from votes)"
+        )
+    family = family_of(model) if model is not None else {}
+    if model is not None and not anchored:  # fine-tuning trained weights, not learning anew
+        family["lr"] = config.train.lr * WARM_LR_FACTOR
+    train_cfg = replace(config.train, **family, anchor=anchored)
+    result = train_with_votes(data, train_cfg, fit_battles, model=model)
     reports = {
         "challenger": evaluate_model(
-            result.model, data, battles=held_out, use_preference=True, tasks=config.train.tasks
+            result.model, data, battles=held_out, use_preference=True, tasks=train_cfg.tasks
         )
     }
-    why_not, noise = "no serving model was given and the registry has no champion", None
+    why_not, noise, drift = "no serving model was given and the registry has no champion", None, {}
     if serving is not None:
         report, why_not = evaluate_serving(serving, data, held_out)
         if report is not None:
             reports["serving"] = report
             noise = spearman_noise(result.model, serving[0], data)
-    decision = gate(reports["challenger"], reports.get("serving"), config.gate, noise)
+            drift = score_drift(result.model, serving[0], data.song_x[_held_out_songs(data)])
+    decision = gate(
+        reports["challenger"],
+        reports.get("serving"),
+        config.gate,
+        noise,
+        drift if anchored else None,
+    )
     if "serving" not in reports:
         decision.reasons.append(why_not)
     version = registry.new_version()
@@ -166,11 +199,17 @@ def run_refit(
             "serving": decision.champion,
             "serving_version": serving_version,
             "spearman_noise": noise,
+            "drift": drift,
+            "anchored": anchored,
         },
+        warm_start=started,
         battles={"train": len(fit_battles), "held_out": len(held_out)},
         votes_trained_until=float(fit_battles.timestamp.max()) if len(fit_battles) else None,
     )
-    save_trained(result, version, metadata)
+    if isinstance(result.model, ReferenceHeads):
+        save_reference_layout(result.model, version, metadata)
+    else:
+        save_trained(result, version, metadata)
     write_card(
         version,
         title=f"APEX Arena refit {version.name}",
@@ -181,7 +220,13 @@ def run_refit(
     if decision.promote:
         registry.promote(version)
         push = push_version(version, config.model_repo)
-    return RefitOutcome(version, decision, reports, push)
+    return RefitOutcome(version, decision, reports, push, notes, drift, started)
+
+
+def _held_out_songs(data: EngagementData) -> np.ndarray:
+    """The songs held out of training (``test``, else ``val``), for the drift check."""
+    songs = data.songs_in("test")
+    return songs if len(songs) else data.songs_in("val")
 
 
 def _trained_until(serving) -> float | None:
@@ -191,13 +236,16 @@ def _trained_until(serving) -> float | None:
     return float(value) if value is not None else None
 
 
-def train_with_votes(data: EngagementData, config: TrainConfig, battles: Battles) -> TrainResult:
-    """Train with the latest :data:`EARLY_STOP_FRACTION` of ``battles`` (by time) kept out for
-    early stopping, so the preference loss is watched without touching the held-out votes."""
+def train_with_votes(
+    data: EngagementData, config: TrainConfig, battles: Battles, *, model=None
+) -> TrainResult:
+    """Train (from ``model`` when given) with the latest :data:`EARLY_STOP_FRACTION` of
+    ``battles`` (by time) kept out for early stopping, so the preference loss is watched without
+    touching the held-out votes."""
     if config.pref_weight <= 0 or len(battles) < 10:
-        return train(data, config, battles=battles)
+        return train(data, config, battles=battles, model=model)
     fit, watch = time_split(battles, EARLY_STOP_FRACTION)
-    return train(data, config, battles=fit, val_battles=watch)
+    return train(data, config, battles=fit, val_battles=watch, model=model)
 
 
 def _split_votes(

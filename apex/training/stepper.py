@@ -30,6 +30,20 @@ from apex.training.losses import (
     task_mse,
 )
 
+#: Parameter-name prefixes of the preference output (both head families); the only parameters
+#: an anchored run (``TrainConfig.anchor``) trains.
+PREFERENCE_PARAMS: tuple[str, ...] = ("branch_preference.", "preference_out.")
+
+
+def anchor(model: nn.Module) -> None:
+    """Freeze every parameter but the preference output's, and hold the frozen modules in eval
+    mode (BatchNorm statistics and dropout as served): the seven scores cannot move."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(PREFERENCE_PARAMS))
+    for name, module in model.named_modules():
+        if not (name + ".").startswith(PREFERENCE_PARAMS):
+            module.training = False
+
 
 def forward(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Run ``model`` on ``[B, L, D]``, or on pre-mixed ``[B, D]`` through ``predict_mixed``."""
@@ -59,7 +73,9 @@ class Stepper:
         self.uncertainty = (
             UncertaintyWeighting(config.tasks).to(device) if config.loss == "uncertainty" else None
         )
-        self.params = list(model.parameters())
+        if config.anchor:
+            anchor(model)
+        self.params = [p for p in model.parameters() if p.requires_grad]
         if self.uncertainty is not None:
             self.params += list(self.uncertainty.parameters())
         self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
@@ -98,6 +114,12 @@ class Stepper:
     def epoch(self) -> float:
         """One pass over the plan; returns the mean training loss."""
         self.model.train()
+        if self.config.anchor:
+            anchor(self.model)
+        if self.config.hold_norm_stats:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         plan = self._plan_shared() if self.shared else self._plan_separate()
         losses = [self._step(rows, pick) for rows, pick in plan]
         self.sched.step()

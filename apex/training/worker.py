@@ -1,11 +1,13 @@
 """A refit in its own process, at low priority with capped threads, so it cannot starve visitors.
 
-The app's refit job (``annotation.refit_job``) hands a refit over as a JSON request (file paths
-and numbers only: engagement shards, pool rows, a votes Parquet file, the registry, the serving
-model's path, hyperparameter overrides) and runs ``python -m apex.training.worker REQUEST OUT``
-at niceness ``APEX_REFIT_NICE`` (default 10) with ``OMP_NUM_THREADS`` / ``torch.set_num_threads``
-at the request's ``threads`` (``APEX_REFIT_THREADS``, default 1): scoring and voting keep the
-other cores, and the kernel prefers them on a busy one. The outcome comes back as JSON in ``OUT``.
+The app's refit job (``annotation.refit_job``) hands a refit over as a
+:class:`~apex.training.request.RefitRequest` (JSON) and runs ``python -m apex.training.worker
+REQUEST OUT`` at niceness ``APEX_REFIT_NICE`` (default 10) with ``OMP_NUM_THREADS`` /
+``torch.set_num_threads`` at the request's ``threads`` (``APEX_REFIT_THREADS``, default 1):
+scoring and voting keep the other cores, and the kernel prefers them on a busy one. Everything
+heavy happens here: loading the serving model (once), embedding the arena clips the votes name
+(:mod:`apex.training.clips`), training and the gate. The
+:class:`~apex.training.request.RefitOutcome` comes back as JSON in ``OUT``.
 
 :func:`execute` is the refit itself (the same code in or out of process); :func:`run_in_subprocess`
 starts, waits and reports a failure with the child's last lines of stderr.
@@ -13,15 +15,15 @@ starts, waits and reports a failure with the child's last lines of stderr.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+
+import pandas as pd
 
 from apex.files import write_text_atomic
+from apex.training.request import RefitOutcome, RefitRequest
 
 #: Default scheduling niceness of the refit process (0 normal, 19 lowest; ``APEX_REFIT_NICE``).
 REFIT_NICE = 10
@@ -31,61 +33,69 @@ class RefitProcessError(RuntimeError):
     """The refit process failed; the message carries its exit code and last stderr lines."""
 
 
-def execute(request: dict[str, Any]) -> dict[str, Any]:
-    """Run the refit of ``request`` here; returns the outcome as a JSON-ready dict.
+def execute(request: RefitRequest) -> RefitOutcome:
+    """Run the refit of ``request`` here.
 
-    Request keys: ``engagement`` (shards), ``pool`` (pool-row shards or None), ``votes``
-    (Parquet), ``ratings`` (Parquet or None), ``registry`` (folder), ``serving`` (model path or
-    None), ``threads``, ``holdout``, ``train`` (non-zero overrides of
-    :func:`apex.training.config.scaled_train_config`: ``epochs``, ``batch_size``, ``lr``,
-    ``patience``, and any other :class:`TrainConfig` field), ``kind``, ``encoder_spec``,
-    ``model_repo``.
+    The data live in the serving model's encoder space: engagement rows embedded by another
+    encoder are left out (one note says how many and why), and the arena clips the votes name
+    are embedded by the serving encoder.
+
+    Raises:
+        DataError: no data to train on; CheckpointError: the serving model does not load;
+        RefitError: it changed under the app; EncoderUnavailable, AudioError: clips cannot be
+        embedded.
     """
-    import pandas as pd
     import torch
 
-    from apex.checkpoints import load_model
     from apex.training.config import scaled_train_config
-    from apex.training.data import load_engagement
-    from apex.training.refit import RefitConfig, run_refit
+    from apex.training.data import assemble, read_shards
+    from apex.training.refit import RefitConfig, load_champion, run_refit
     from apex.training.registry import ModelRegistry
 
-    torch.set_num_threads(int(request.get("threads", 1)))
-    ratings = pd.read_parquet(request["ratings"]) if request.get("ratings") else None
-    data, transform = load_engagement(
-        request["engagement"], ratings=ratings, pool=request.get("pool")
-    )
-    votes = pd.read_parquet(request["votes"])
-    train = {"pref_weight": 1.0, "device": "cpu", **request.get("train", {})}
-    train_cfg = scaled_train_config(len(data.songs_in("train")), **train)
-    serving = load_model(request["serving"]) if request.get("serving") else None
+    torch.set_num_threads(request.threads)
+    registry = ModelRegistry(request.registry)
+    serving = request.serving.load() if request.serving else load_champion(registry)
+    notes = list(request.notes)
+    votes = pd.read_parquet(request.votes)
+    engagement = read_shards(request.engagement) if request.engagement else None
+    pool = None
+    if request.encoder is not None:
+        from apex.training.clips import clip_rows
+
+        named = set(votes["clip_a"].astype(str)) | set(votes["clip_b"].astype(str))
+        padded = bool(getattr(serving[0], "uses_padded_pooling", False)) if serving else False
+        clips = [c for c in request.clips if c.clip_id in named]
+        pool, _ = clip_rows(clips, request.encoder, padded=padded)
+    space = serving[1].encoder_id if serving else None
+    space = space or (request.encoder.encoder_id if request.encoder else None)
+    if engagement is not None and space is not None:
+        other = engagement["encoder_id"] != space
+        if other.any():
+            encoders = ", ".join(sorted(set(engagement.loc[other, "encoder_id"])))
+            notes.append(
+                f"{int(other.sum())} engagement rows embedded by {encoders} were left out: the "
+                f"serving model reads {space} embeddings, and encoders are never mixed"
+            )
+            engagement = engagement[~other].reset_index(drop=True)
+    ratings = pd.read_parquet(request.ratings) if request.ratings else None
+    data, transform = assemble(engagement, pool, ratings=ratings)
+    train = {"pref_weight": 1.0, "device": "cpu", "progress": False, **request.train}
     config = RefitConfig(
-        train=train_cfg,
-        holdout_fraction=float(request.get("holdout", 0.2)),
-        model_repo=request.get("model_repo"),
-        kind=request.get("kind", "custom"),
-        encoder_spec=request.get("encoder_spec"),
+        train=scaled_train_config(len(data.songs_in("train")), **train),
+        holdout_fraction=request.holdout,
+        model_repo=request.model_repo,
+        kind=request.kind,
+        warm_start=request.warm_start,
     )
-    outcome = run_refit(
-        data, transform, votes, ModelRegistry(request["registry"]), config, serving=serving
-    )
-    return {
-        "version": str(outcome.version),
-        "promote": bool(outcome.decision.promote),
-        "reasons": list(outcome.decision.reasons),
-        "challenger": outcome.decision.challenger,
-        "serving": outcome.decision.champion,
-        "reports": outcome.reports,
-        "push": outcome.push,
-        "train_config": asdict(train_cfg),
-        "pool_rows": int((data.split == "pool").sum()),
-    }
+    outcome = run_refit(data, transform, votes, registry, config, serving=serving, notes=notes)
+    outcome.pool_rows = len(pool) if pool is not None else 0
+    return outcome
 
 
 def run_in_subprocess(
-    request: dict[str, Any], workdir: Path, *, timeout_s: float | None = None
-) -> dict[str, Any]:
-    """Run :func:`execute` in a child process (low priority, capped threads); its outcome dict.
+    request: RefitRequest, workdir: Path, *, timeout_s: float | None = None
+) -> RefitOutcome:
+    """Run :func:`execute` in a child process (low priority, capped threads); its outcome.
 
     Raises:
         RefitProcessError: the child exited non-zero or wrote no outcome.
@@ -93,10 +103,9 @@ def run_in_subprocess(
     """
     workdir.mkdir(parents=True, exist_ok=True)
     req, out = workdir / "request.json", workdir / "outcome.json"
-    req.write_text(json.dumps(request, default=str))
+    req.write_text(request.to_json())
     out.unlink(missing_ok=True)
-    threads = str(int(request.get("threads", 1)))
-    nice = int(request.get("nice", REFIT_NICE))
+    threads, nice = str(request.threads), request.nice
 
     def lower_priority() -> None:  # runs in the child between fork and exec
         os.nice(nice)
@@ -120,7 +129,7 @@ def run_in_subprocess(
     if proc.returncode != 0 or not out.is_file():
         tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
         raise RefitProcessError(f"the refit process failed (exit {proc.returncode}): {tail}")
-    return json.loads(out.read_text())
+    return RefitOutcome.from_json(out.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m apex.training.worker REQUEST.json OUTCOME.json", file=sys.stderr)
         return 2
-    outcome = execute(json.loads(Path(args[0]).read_text()))
-    write_text_atomic(args[1], json.dumps(outcome, default=float))
+    outcome = execute(RefitRequest.from_json(Path(args[0]).read_text()))
+    write_text_atomic(args[1], outcome.to_json())
     return 0
 
 

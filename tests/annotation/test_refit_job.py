@@ -141,7 +141,9 @@ def test_a_worse_challenger_is_refused_and_the_champion_serves(built: Path, tmp_
     old = scorer.info()["version"]
 
     def crippled(settings, store):  # the real refit, trained badly on purpose
-        return run_refit_from_store(settings, store, scorer=scorer, train={"epochs": 1, "lr": 1e-7})
+        return run_refit_from_store(
+            settings, store, scorer=scorer, train={"epochs": 1, "lr": 1e-7}, warm_start=False
+        )
 
     worker = RefitWorker(settings, scorer, store, refit=crippled)
     assert not worker.run_once()
@@ -242,9 +244,12 @@ def test_engagement_source_setting(built: Path, tmp_path: Path) -> None:
     assert engagement_source(auto.replace(engagement=str(own))) == (own, "")
     with pytest.raises(FileNotFoundError, match="APEX_ENGAGEMENT"):
         engagement_source(auto.replace(engagement=str(tmp_path / "empty-or-missing")))
-    # a Hub dataset id, offline (the test run has no network) and not cached: the demo's, said so
+    # a Hub dataset id, offline (the test run has no network) and not cached: none, said so
     offline, note = engagement_source(auto.replace(engagement="someone/apex-engagement"))
-    assert "engagement-demo" in str(offline) and "could not be downloaded" in note
+    assert offline is None and "could not be downloaded" in note and "once while online" in note
+    # auto without shards for a MERT-served app: none (the demo's are another encoder's)
+    empty = auto.replace(data_dir=tmp_path / "elsewhere")
+    assert engagement_source(empty, "m-a-p/MERT-v1-95M")[0] is None
     # once downloaded it is read from the Hugging Face cache without a request (its real layout:
     # datasets--owner--name/refs/main -> snapshots/<commit>/...)
     repo = auto.cache_dir / "engagement-hub" / "datasets--someone--apex-engagement"

@@ -70,6 +70,7 @@ def app_settings(tmp_path_factory: pytest.TempPathFactory, small_demo_corpus: Pa
         rate_limit_votes=10_000,
         rate_limit_battles=10_000,  # the hardening test lowers it to the default for itself
         port=free_port(),
+        refit_hours=0.0,  # no refit worker: these tests are not about refits
     )
 
 

@@ -68,7 +68,9 @@ def test_model_card_lists_model_metrics_and_services(store_only) -> None:
     card = about.model_card_markdown(info, store_only)
     assert "`apex-arena-demo` (version `7`" in card and DEMO_NOTICE in card
     assert "- `preference_accuracy`: 0.750" in card and "    - `clarity`: 0.500" in card
-    assert "vote store: ready" in card and "refits are off" in card
+    assert "vote store: ready" in card
+    # refits are on by default: daily or after 500 new votes
+    assert "A refit runs every 24 h when there are new votes, or after 500 new votes" in card
     warming = about.model_card_markdown({"warming_up": "still loading"}, store_only)
     assert "still loading" in warming
 
@@ -94,3 +96,33 @@ def test_model_card_shows_both_models_figures_and_pinning(settings) -> None:
     assert "| held-out pairwise accuracy | 0.810 | 0.740 |" in card
     assert "| aesthetics Spearman | 0.700 | 0.710 |" in card
     assert "The model is pinned" in card and "APEX_MODEL=demo" in card
+
+
+def test_refit_section_says_when_next_and_what_the_last_decided(settings) -> None:
+    from types import SimpleNamespace
+
+    from annotation.refit_worker import RefitWorker
+
+    off = Services(settings.replace(refit_hours=0.0), builders={}).start(background=False)
+    assert about.refit_lines(off) == ["Refits are off on this deployment (`APEX_REFIT_HOURS=0`)."]
+    store = SimpleNamespace(counts=lambda: {"votes": 120})
+    now = [0.0]
+    worker = RefitWorker(settings, None, store, clock=lambda: now[0])
+    services = Services(settings, builders={"refit": lambda s, b: worker}).start(False)
+    now[0] = 3600.0 * 1.5
+    store.counts = lambda: {"votes": 220}
+    text = "\n".join(about.refit_lines(services))
+    assert "Next refit: in 22.5 h (schedule, if new votes arrived by then) or after 400 " in text
+    assert "(100 new so far)" in text and "No refit has run since the app started." in text
+    decision = SimpleNamespace(
+        promote=False,
+        reasons=["held-out pairwise accuracy 0.600 is worse than the serving model's 0.700"],
+        challenger={"accuracy": 0.6, "battles": 40},
+        champion={"accuracy": 0.7, "battles": 40},
+    )
+    outcome = SimpleNamespace(version=settings.data_dir / "v0007", decision=decision, note="")
+    worker._refit = lambda s, st: outcome
+    worker.run_once("votes")
+    text = "\n".join(about.refit_lines(services))
+    assert "Last refit (run by enough new votes): version `v0007` was not promoted" in text
+    assert "| held-out pairwise accuracy | 0.600 | 0.700 |" in text

@@ -77,8 +77,6 @@ def _wait_for_refit(worker, runs: int) -> None:
     while worker.status.runs < runs or worker.status.running:
         assert time.monotonic() < deadline, f"no refit finished: {worker.info()}"
         time.sleep(1.0)
-    if worker.rescoring is not None:
-        worker.rescoring.join(REFIT_TIMEOUT_S)
 
 
 def _agreement_chart_screenshot(url: str) -> Path | None:
@@ -153,13 +151,15 @@ def test_votes_make_the_served_model_better_and_it_survives_a_restart(
         stored = services.store.votes_frame()
         assert set(stored["apex_model_version"].tail(60)) == {served}
 
-        # A challenger crippled on purpose (one epoch at a vanishing learning rate) is refused.
+        # A challenger crippled on purpose (random init, one epoch at a vanishing learning rate)
+        # is refused.
         worse = run_refit_from_store(
             settings,
             services.store,
             scorer=services.scorer,
             pool=services.arena.pool,
             train={"epochs": 1, "lr": 1e-7},
+            warm_start=False,
         )
         assert not worse.decision.promote, worse.decision.reasons
         assert services.scorer.info()["version"] == new_version

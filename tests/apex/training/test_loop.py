@@ -156,8 +156,10 @@ def test_reference_family_trains_on_premixed_rows() -> None:
 def test_config_is_validated() -> None:
     with pytest.raises(ValueError, match="mode"):
         TrainConfig(mode="bar")
-    with pytest.raises(ValueError, match="preference"):
-        TrainConfig(family="reference", pref_weight=1.0)
+    with pytest.raises(ValueError, match="optimisation"):
+        TrainConfig(pref_weight=-1.0)
+    # the reference family gets a preference branch when votes train it
+    assert TrainConfig(family="reference", pref_weight=1.0).pref_weight == 1.0
 
 
 def test_the_papers_grid_trains(tmp_path) -> None:

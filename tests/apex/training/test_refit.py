@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -191,8 +192,10 @@ def test_refit_promotes_over_a_weaker_serving_model_then_refuses_a_worse_one(
     assert meta["preference_trained"] and meta["calibration"]
     assert (first.version / "README.md").read_text().startswith("# APEX Arena refit")
     assert first.reports["challenger"]["pairwise"]["accuracy"] > 0.65
-    # a challenger crippled by a near-zero learning rate must not replace the champion
-    worse = run_refit(data, transform, votes, reg, _refit_cfg(epochs=1, lr=1e-7))
+    # a challenger crippled on purpose (random init, one epoch at a near-zero learning rate)
+    # must not replace the champion
+    crippled = dataclasses.replace(_refit_cfg(epochs=1, lr=1e-7), warm_start=False)
+    worse = run_refit(data, transform, votes, reg, crippled)
     assert not worse.decision.promote
     assert reg.champion() == first.version
     assert worse.version.is_dir() and (worse.version / "metrics.json").is_file()

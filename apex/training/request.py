@@ -1,0 +1,181 @@
+"""What a refit is asked to do and what it did: :class:`RefitRequest` in, :class:`RefitOutcome` out.
+
+Both are plain dataclasses that travel as JSON between the app (``annotation.refit_job``) and the
+refit process (:mod:`apex.training.worker`). The request names the model serving when the refit
+started as something the refit process can load by itself (:class:`ServingModel`: a Hub repo id
+at a revision from the local Hugging Face cache, a registry champion's directory, the demo
+model's directory), the encoder that embeds the arena's clips (:class:`EncoderSpec`, read
+through the app's embedding cache) and the clips themselves (:class:`PoolClip`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from apex.training.gate import Decision
+
+
+class RefitError(RuntimeError):
+    """A refit cannot run as asked (serving model changed, nothing to train on); the message
+    says what and what to do. The serving model keeps serving."""
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """The model serving when the refit started, as the refit process loads it.
+
+    Attributes:
+        source: a Hub repo id (``amaai-lab/apex``), a model directory or a ``.pt`` file.
+        revision: the Hub commit it was served at (None for local files); checked on load.
+        version: its version string (for the outcome's words).
+        local_files_only: read the Hub cache only (what the app already loaded is there).
+    """
+
+    source: str
+    revision: str | None = None
+    version: str = ""
+    local_files_only: bool = True
+
+    def load(self) -> tuple[Any, Any]:
+        """``(heads, ModelInfo)``.
+
+        Raises:
+            CheckpointError: it cannot be loaded (e.g. removed from the cache).
+            RefitError: the cache now holds another revision than the one serving.
+        """
+        from apex.checkpoints import load_model
+
+        heads, info = load_model(self.source, local_files_only=self.local_files_only)
+        if self.revision and info.revision and info.revision != self.revision:
+            raise RefitError(
+                f"the serving model {self.source} is at revision {self.revision} but the cache "
+                f"now holds {info.revision}; restart the app so both agree"
+            )
+        return heads, info
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """The serving encoder, for embedding arena clips in the refit process.
+
+    ``encoder_id`` and ``settings_key`` address the app's embedding cache (``cache_dir``), so a
+    clip the app has already embedded is read back; only a miss loads the encoder (``spec``,
+    ``precision``; CPU, local files only) and encodes it.
+    """
+
+    spec: str
+    encoder_id: str
+    settings_key: str
+    cache_dir: str
+    sample_rate: int = 24_000
+    precision: str = "fast"
+    trust_remote_code: bool = False
+    max_audio_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class PoolClip:
+    """An arena clip: its id (votes name it), audio file and length in seconds."""
+
+    clip_id: str
+    path: str
+    duration_s: float
+
+
+@dataclass
+class RefitRequest:
+    """One refit, as the app asks for it.
+
+    Attributes:
+        votes: Parquet file of the votes that train (``battle_uuid``, ``clip_a``, ``clip_b``,
+            ``preference``, ``timestamp``).
+        registry: the model registry's folder.
+        engagement: engagement shards (file or folder), or None.
+        ratings: Parquet of human 1-5 ratings (``clip_id`` + aesthetics), or None.
+        serving: the model serving now (None: the registry's champion).
+        encoder: how to embed ``clips`` (None: the clips are not embedded).
+        clips: the arena's clips; those that votes name become split-``pool`` rows.
+        threads, nice: CPU threads and scheduling niceness of the refit process.
+        holdout: share of the votes (the latest) held out for the gate.
+        train: overrides of the data-scaled :class:`~apex.training.config.TrainConfig`.
+        warm_start: start the challenger from the serving heads when they read the same
+            encoder (False only to build a deliberately naive challenger).
+        kind, model_repo: the saved version's ``kind``; Hub repo promoted versions go to.
+        notes: what the app already knows people should read (e.g. engagement left out).
+    """
+
+    votes: str
+    registry: str
+    engagement: str | None = None
+    ratings: str | None = None
+    serving: ServingModel | None = None
+    encoder: EncoderSpec | None = None
+    clips: list[PoolClip] = field(default_factory=list)
+    threads: int = 1
+    nice: int = 10
+    holdout: float = 0.2
+    train: dict[str, Any] = field(default_factory=dict)
+    warm_start: bool = True
+    kind: str = "custom"
+    model_repo: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The request as JSON (see :meth:`from_json`)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RefitRequest:
+        """Inverse of :meth:`to_json`."""
+        raw = json.loads(text)
+        raw["serving"] = ServingModel(**raw["serving"]) if raw.get("serving") else None
+        raw["encoder"] = EncoderSpec(**raw["encoder"]) if raw.get("encoder") else None
+        raw["clips"] = [PoolClip(**c) for c in raw.get("clips", [])]
+        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+
+
+@dataclass
+class RefitOutcome:
+    """What a refit did.
+
+    Attributes:
+        version: the version directory written (whatever the decision).
+        decision: the gate's verdict, reasons and both models' key figures.
+        reports: full held-out reports (``challenger``, ``serving``).
+        push: what happened to the Hub push, in words.
+        notes: what people should know (data left out, anchoring), each said once.
+        drift: mean absolute change of each score on held-out songs, challenger vs serving.
+        warm_start: where the challenger started (``"serving v3"`` or ``"random init"``).
+        pool_rows: arena clips that joined the refit as split-``pool`` rows.
+    """
+
+    version: Path
+    decision: Decision
+    reports: dict[str, dict] = field(default_factory=dict)
+    push: str = ""
+    notes: list[str] = field(default_factory=list)
+    drift: dict[str, float] = field(default_factory=dict)
+    warm_start: str = ""
+    pool_rows: int = 0
+
+    @property
+    def note(self) -> str:
+        """The notes as one sentence (for logs and the About tab)."""
+        return "; ".join(self.notes)
+
+    def to_json(self) -> str:
+        """The outcome as JSON (see :meth:`from_json`)."""
+        return json.dumps({**asdict(self), "version": str(self.version)}, default=float)
+
+    @classmethod
+    def from_json(cls, text: str) -> RefitOutcome:
+        """Inverse of :meth:`to_json`."""
+        from apex.training.gate import Decision
+
+        raw = json.loads(text)
+        raw["version"], raw["decision"] = Path(raw["version"]), Decision(**raw["decision"])
+        return cls(**raw)

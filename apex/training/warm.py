@@ -1,0 +1,131 @@
+"""Warm start, score anchoring and drift: a refit learns listeners without unlearning the scores.
+
+**Warm start.** A challenger starts from a copy of the serving heads whenever they read the
+encoder the refit data was embedded with (:func:`warm_start`): the published reference heads
+(:class:`~apex.heads.ReferenceHeads`, given a fresh ``branch_preference`` on their shared
+trunk) or our :class:`~apex.heads.ApexHeads` (a champion, the demo model). Random
+initialisation only happens when no serving model of that encoder exists.
+
+**Anchoring.** Without engagement data in the serving encoder's space, nothing but votes can
+teach the seven scores, and votes say nothing about them. So the refit trains anchored
+(``TrainConfig.anchor``): only the preference output learns; the layer mix, the shared trunk and
+the seven score branches keep the serving weights exactly (frozen, BatchNorm statistics and
+dropout as served). The bound the gate checks (:data:`DRIFT_BOUNDS`): on held-out songs, the
+mean absolute change of each score against the serving model is at most 2 points for the 0-100
+engagement scores and 0.1 for the 1-5 aesthetics. Anchored training meets it by construction
+(measured: 0); :func:`score_drift` measures it on every refit so the gate holds any model to it.
+
+**Saving.** A refit of the published heads is saved in the published layout
+(:func:`save_reference_layout`: ``config.json`` with ``model_type: "apex"``, weights in
+``model.safetensors`` with the layer mix as ``aggregator.*``) plus our ``metadata.json``, so the
+same loader (:func:`apex.checkpoints.load_model`) reads the published model and its refits.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from apex.files import atomic_path, write_text_atomic
+from apex.heads import ApexHeads, ReferenceHeads
+from apex.tasks import ENGAGEMENT, SCORE_NAMES
+
+#: Largest mean absolute change per score on held-out songs an anchored refit may make.
+DRIFT_BOUNDS: dict[str, float] = {n: 2.0 if n in ENGAGEMENT else 0.1 for n in SCORE_NAMES}
+
+
+def warm_start(serving, encoder_id: str) -> tuple[nn.Module | None, str]:
+    """A trainable copy of the serving heads and where it started, in words.
+
+    Args:
+        serving: ``(heads, info)`` of the serving model, or None.
+        encoder_id: the encoder the refit data was embedded with.
+
+    Returns:
+        ``(model, "serving <model_id> <version>")``, or ``(None, why)`` when the challenger must
+        start from random weights (no serving model, or one of another encoder or family).
+    """
+    if serving is None:
+        return None, "random init: no serving model"
+    heads, info = serving
+    if info.encoder_id != encoder_id:
+        return None, (
+            f"random init: the serving model reads {info.encoder_id!r}, the data {encoder_id!r}"
+        )
+    if not isinstance(heads, (ReferenceHeads, ApexHeads)):
+        return None, f"random init: cannot fine-tune {type(heads).__name__}"
+    model = copy.deepcopy(heads).float()
+    if isinstance(model, ReferenceHeads) and not model.has_preference:
+        torch.manual_seed(0)
+        model.add_preference()
+    return model, f"serving {info.model_id} {info.version}"
+
+
+def family_of(model: nn.Module) -> dict[str, object]:
+    """The :class:`~apex.training.config.TrainConfig` fields of a warm start from ``model``:
+    its family, and BatchNorm held on its served statistics."""
+    warm = {"hold_norm_stats": True}  # fine-tune the served normalisation, never re-estimate it
+    if isinstance(model, ReferenceHeads):
+        return {
+            "family": "reference",
+            "task": model.task,
+            "shared": min(model.shared_depth, 3),
+            **warm,
+        }
+    return {"family": "apex", "task": "full", **warm}
+
+
+@torch.no_grad()
+def score_drift(challenger: nn.Module, serving: nn.Module, x: np.ndarray) -> dict[str, float]:
+    """Mean absolute change of each score both models predict on songs ``x`` ``[N, L, D]``."""
+    from apex.training.loop import predict
+
+    if len(x) == 0:
+        return {}
+    new, old = predict(challenger, x), predict(copy.deepcopy(serving).float(), x)
+    return {
+        n: float(np.mean(np.abs(new[n] - old[n]))) for n in SCORE_NAMES if n in new and n in old
+    }
+
+
+def drift_problems(drift: dict[str, float]) -> list[str]:
+    """Sentences for the scores whose drift exceeds :data:`DRIFT_BOUNDS` (empty: within)."""
+    return [
+        f"{name} moved by {value:.3f} on average on held-out songs (bound {DRIFT_BOUNDS[name]})"
+        for name, value in drift.items()
+        if not value <= DRIFT_BOUNDS[name]
+    ]
+
+
+def save_reference_layout(model: ReferenceHeads, directory: Path, metadata: dict) -> Path:
+    """Save refitted reference heads in the published layout plus ``metadata.json``."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    info = getattr(model, "checkpoint_info", {}) or {}
+    linears = [m for m in model.shared.modules() if isinstance(m, nn.Linear)]
+    branch = getattr(model, f"branch_{model.output_names[0]}")
+    config = {
+        **info.get("config", {}),
+        "model_type": "apex",
+        "input_dim": model.input_dim,
+        "shared_dims": [m.out_features for m in linears],
+        "branch_dims": [m.out_features for m in branch.modules() if isinstance(m, nn.Linear)][:-1],
+        "layer_indices": list(model.layer_indices),
+        "mert_model_name": metadata["encoder_id"],
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state["aggregator.weight"] = model.mix_weight.detach().reshape(1, -1, 1).clone()
+    state["aggregator.bias"] = model.mix_bias.detach().reshape(1).clone()
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+    write_text_atomic(directory / "config.json", json.dumps(config, indent=2))
+    meta = {"model_id": directory.name, "version": directory.name, **metadata}
+    write_text_atomic(directory / "metadata.json", json.dumps(meta, indent=2, default=float))
+    return directory
