@@ -1,4 +1,4 @@
-"""The layout's rules, checked on the source: no import cycles, no module over 400 lines, layering.
+"""The layout's rules, checked on the source: no import cycles, no module over 500 lines, layering.
 
 The import graph is built from the AST of every module of ``apex``, ``annotation`` and ``webui``
 (imports inside functions count: a lazy import still ties the two modules together; imports under
@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("apex", "annotation", "webui")
-MAX_LINES = 400
+MAX_LINES = 500
 #: Import cycles tolerated for now, each as a sorted tuple of module names. Empty: none is.
 ALLOWED_CYCLES: set[tuple[str, ...]] = set()
 #: Modules ``apex`` must never import (the core knows nothing of the vote store or the UI).
@@ -157,7 +157,7 @@ def test_no_import_cycles() -> None:
     assert not found, "import cycles (break each one): " + "; ".join(" <-> ".join(c) for c in found)
 
 
-def test_no_module_over_400_lines() -> None:
+def test_no_module_over_500_lines() -> None:
     long = {
         str(path.relative_to(ROOT)): n
         for path in modules().values()
