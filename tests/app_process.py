@@ -1,4 +1,4 @@
-"""``python app.py`` as a real process, for the tests that stop it as a Space does (SIGTERM, SIGKILL).
+"""``python app.py`` as a real process, for tests that stop it as a Space does (SIGTERM, SIGKILL).
 
 :class:`AppProcess` starts the entry point with an environment of the test's choosing (the Hub
 disabled unless the test points ``HF_ENDPOINT`` at a stand-in), waits until the page answers,
