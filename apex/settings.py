@@ -44,7 +44,7 @@ def _check_repo_id(name: str, value: str | None) -> None:
 
 
 class _Under:
-    """A path under ``Settings.data_dir`` (or field ``instead`` when set), read like an attribute."""
+    """A path under ``Settings.data_dir`` (or the field ``instead`` when set), as an attribute."""
 
     def __init__(self, name: str, doc: str, instead: str = "") -> None:
         self.name, self.instead, self.__doc__ = name, instead, doc
