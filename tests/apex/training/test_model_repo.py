@@ -58,18 +58,17 @@ def test_a_promotion_pushes_version_and_pointer_in_one_commit(hub, tmp_path: Pat
     assert message.startswith(f"pushed {version.name}"), message
     files = hub.files("model", REPO)
     assert json.loads(files[POINTER])["version"] == version.name
-    assert files[f"versions/{version.name}/model.safetensors"] == (
-        version / "model.safetensors"
-    ).read_bytes()
+    assert (
+        files[f"versions/{version.name}/model.safetensors"]
+        == (version / "model.safetensors").read_bytes()
+    )
     assert not any(name.endswith("hub.json") for name in files)  # the local record stays local
     commits = hub.commits("model", REPO)
     assert commits[-1][1] == f"Promote {version.name}"
     assert hub_record(version)["revision"] == commits[-1][0]
 
 
-def test_an_empty_registry_restores_the_champion_at_the_pushed_commit(
-    hub, tmp_path: Path
-) -> None:
+def test_an_empty_registry_restores_the_champion_at_the_pushed_commit(hub, tmp_path: Path) -> None:
     first = Settings.from_env({}, data_dir=tmp_path / "a", model_repo=REPO)
     v1 = _promote(first, seed=1)
     push_version(v1, REPO)
