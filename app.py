@@ -36,6 +36,7 @@ def main() -> None:
     """Read the settings, start the services, build the UI and serve it until interrupted."""
     from apex.settings import Settings
     from webui import build_services, build_ui, launch_kwargs
+    from webui.state import config_warnings
 
     for name, value in GRADIO_DEFAULTS.items():
         os.environ.setdefault(name, value)  # before the Blocks (and its queue) exist
@@ -44,6 +45,8 @@ def main() -> None:
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
     settings = Settings.from_env()
+    for warning in config_warnings(settings):  # a Space without the Hub repos or a token
+        log.warning(warning)
     services = build_services(settings)
     try:
         demo = build_ui(services)
