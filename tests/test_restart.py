@@ -89,6 +89,9 @@ class Voters:
             self.client.predict(info["battle_id"], pick, "", None, api_name="/vote")
         return n
 
+    def close(self) -> None:
+        self.store.close()
+
 
 def _vote(app: AppProcess, corpus: Path, data: Path, n: int, seed: int) -> int:
     """``n`` votes from :data:`VOTERS` listeners voting at once; returns ``n``."""
@@ -102,9 +105,6 @@ def _vote(app: AppProcess, corpus: Path, data: Path, n: int, seed: int) -> int:
     finally:
         for voter in voters:
             voter.close()
-
-    def close(self) -> None:
-        self.store.close()
 
 
 def _first_battle(app: AppProcess) -> float:
