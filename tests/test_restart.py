@@ -189,6 +189,8 @@ def test_a_space_restart_on_an_empty_disk_loses_only_unpushed_votes(
             champion = json.loads(hub.files("model", MODEL_REPO)["champion.json"])["version"]
             _wait("the promoted refit serving", lambda: champion in _served_version(app, song), app)
             report["version_promoted"] = _served_version(app, song)
+            pushed_commit = hub.commits("model", MODEL_REPO)[-1][0]
+            report["model_repo_commit"] = pushed_commit[:12]
             cast_2 += _vote(app, small_demo_corpus, data, 24, seed=3)  # a crash loses these
             on_hub_at_kill = _hub_votes(hub)
             app.stop(signal.SIGKILL)
@@ -211,4 +213,5 @@ def test_a_space_restart_on_an_empty_disk_loses_only_unpushed_votes(
     print("\nRESTART TEST " + json.dumps(report))
     assert restored == on_hub_at_kill  # every vote pushed before the kill is back
     assert report["version_after"] == report["version_promoted"] != report["version_before"]
-    assert f"Champion {champion} restored from {MODEL_REPO}" in log3
+    # restored from the exact commit that pushed it
+    assert f"Restored champion {champion} from {MODEL_REPO}@{pushed_commit}" in log3
