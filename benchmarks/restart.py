@@ -57,7 +57,9 @@ def _seed_hub(root: Path, corpus: Path, n_votes: int) -> str:
     records = simulated_records(simulate_votes(metadata, n_votes, seed=0), metadata)
     for record in records:
         store.insert_vote(record)
-    status = VoteSync(settings, store).push_now()
+    sync = VoteSync(settings, store)
+    status = sync.push_now()
+    sync.stop(push=False)  # before the store closes: no final push from this old life
     store.close()
     assert status.pending_votes == 0, status
     heads = ApexHeads(HeadsConfig(num_layers=1, dim=FALLBACK_DIM, hidden=[64, 32]))
