@@ -228,7 +228,7 @@ class Settings:
         "APEX_SYNC_MINUTES", "Minutes between pushes of new vote shards to the Hub.", 10.0, min=5.0
     )
     model_repo: str | None = _env(
-        "APEX_MODEL_REPO", "Hub model repo that promoted refits are pushed to (optional).", None
+        "APEX_MODEL_REPO", "Hub model repo: promotions pushed, champion restored at start.", None
     )
     refit_hours: float = _env(
         "APEX_REFIT_HOURS",
