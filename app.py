@@ -3,12 +3,21 @@
 ``python app.py`` (or ``make app``) serves on ``APEX_HOST:APEX_PORT``; Gradio's own
 ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT`` (set by the Space platform) win when set. The page
 comes up at once; the scorer and the clip pool warm up in the background and the tabs say so.
+
+Stopping: a Space restart or rebuild sends SIGTERM (then SIGKILL after a grace period). Python's
+default SIGTERM handling ends the process at once, skipping every ``finally:``, so :func:`main`
+turns SIGTERM into the same path as Ctrl-C: Gradio's launch loop closes the server, then
+``Services.close()`` stops the workers and the Hub sync pushes the votes not yet on the Hub.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+from types import FrameType
+
+log = logging.getLogger("apex.app")
 
 #: Gradio re-summarises its request analytics (a pandas group-by over the last 10,000 events)
 #: after every event by default: at arena rates that costs more CPU than the votes themselves.
@@ -16,24 +25,39 @@ import os
 GRADIO_DEFAULTS = {"GRADIO_ANALYTICS_CACHE_FREQUENCY": "500", "GRADIO_ANALYTICS_MAX_EVENTS": "2000"}
 
 
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM: stop like Ctrl-C (the launch loop and ``finally:`` blocks run); once only."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the last push
+    log.info("SIGTERM received: closing the server, pushing pending votes, then exiting.")
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Read the settings, start the services, build the UI and serve it until interrupted."""
     from apex.settings import Settings
     from webui import build_services, build_ui, launch_kwargs
+    from webui.state import config_warnings
 
     for name, value in GRADIO_DEFAULTS.items():
         os.environ.setdefault(name, value)  # before the Blocks (and its queue) exist
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    signal.signal(signal.SIGTERM, _on_sigterm)
     settings = Settings.from_env()
+    for warning in config_warnings(settings):  # a Space without the Hub repos or a token
+        log.warning(warning)
     services = build_services(settings)
-    demo = build_ui(services)
-    kwargs = launch_kwargs(services)  # GRADIO_SERVER_NAME / _PORT win when set
     try:
-        demo.launch(**kwargs)
+        demo = build_ui(services)
+        kwargs = launch_kwargs(services)  # GRADIO_SERVER_NAME / _PORT win when set
+        demo.launch(**kwargs)  # blocks; returns on Ctrl-C or SIGTERM (a KeyboardInterrupt)
+    except KeyboardInterrupt:
+        pass  # arrived before the launch loop caught it: the same graceful stop
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         services.close()
+        log.info("Stopped.")
 
 
 if __name__ == "__main__":

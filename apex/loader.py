@@ -55,15 +55,25 @@ def _resolve_model(model: str, settings: Settings, local_only: bool) -> tuple[nn
 
 def _champion_or_auto(settings: Settings) -> tuple[str, list[str]]:
     """``model="auto"``: the registry's champion directory when there is a loadable one, else
-    ``"auto"`` (published, then demo), with a notice when a champion exists but cannot load."""
+    ``"auto"`` (published, then demo), with a notice when a champion exists but cannot load.
+
+    An empty registry first restores the champion from ``APEX_MODEL_REPO``
+    (:func:`~apex.training.model_repo.restore_champion`); what that did becomes a notice."""
+    from apex.training.model_repo import restore_champion
+
+    note = restore_champion(settings)
+    notices = [note] if note else []
     champion = champion_of(settings)
     if champion is None:
-        return "auto", []
+        return "auto", notices
     try:
         load_model(champion)
     except CheckpointError as err:
-        return "auto", [f"The registry's champion {champion.name} cannot be loaded ({err})."]
-    return str(champion), []
+        return "auto", [
+            *notices,
+            f"The registry's champion {champion.name} cannot be loaded ({err}).",
+        ]
+    return str(champion), notices
 
 
 def load_scorer(
@@ -78,7 +88,8 @@ def load_scorer(
 
     Args:
         model: ``"auto"`` (the model registry's champion, ``settings.models_dir/refits``, with
-            the encoder it was trained on, when there is one; else the published APEX heads,
+            the encoder it was trained on, when there is one, restored first from
+            ``settings.model_repo`` when the registry is empty; else the published APEX heads,
             ``amaai-lab/apex``, on MERT-v1-95M when both are in the local Hugging Face cache or
             downloadable; otherwise the offline demo model, and every result says so), or a
             pinned model: ``"demo"``, a local model directory, a reference ``.pt`` file, or a

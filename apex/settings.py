@@ -44,21 +44,20 @@ def _check_repo_id(name: str, value: str | None) -> None:
 
 
 class _Under:
-    """A path under ``Settings.data_dir``, read like an attribute (``settings.cache_dir``)."""
+    """A path under ``Settings.data_dir`` (or the field ``instead`` when set), as an attribute."""
 
-    def __init__(self, name: str, doc: str) -> None:
-        self.name = name
-        self.__doc__ = doc
+    def __init__(self, name: str, doc: str, instead: str = "") -> None:
+        self.name, self.instead, self.__doc__ = name, instead, doc
 
     def __get__(self, settings: Any, owner: type | None = None) -> Path:
         if settings is None:
             return self  # type: ignore[return-value]  # the class attribute: for docs
-        return settings.data_dir / self.name
+        return getattr(settings, self.instead, None) or settings.data_dir / self.name
 
 
 def default_data_dir() -> Path:
-    """``/data/apex`` when ``/data`` exists (Space persistent storage), else ``./var``."""
-    return Path("/data/apex") if Path("/data").is_dir() else Path("var").resolve()
+    """``./var`` (absolute) on local disk, on a Space too (no ``/data`` assumption: a bucket)."""
+    return Path("var").resolve()
 
 
 @dataclass(frozen=True)
@@ -67,9 +66,15 @@ class Settings:
 
     data_dir: Path = _env(
         "APEX_DATA_DIR",
-        "Where the vote store, caches, demo corpus and models live. Default `/data/apex` when "
-        "`/data` exists (Space persistent storage), else `./var`.",
+        "Vote store, caches, demo corpus, models: local disk (a network/FUSE mount such as a "
+        "bucket volume is refused). Default `./var`; a Space wipes it at every restart.",
         default_data_dir,
+    )
+    cache_root: Path | None = _env(
+        "APEX_CACHE_DIR",
+        "Caches (embeddings, loudness copies, pool scores, downloads); default `<data dir>/cache`. "
+        "Safe on a bucket mount (`/data/apex-cache`): then a restart does not re-embed the pool.",
+        None,
     )
     model: str = _env(
         "APEX_MODEL",
@@ -228,7 +233,7 @@ class Settings:
         min=5.0,
     )
     model_repo: str | None = _env(
-        "APEX_MODEL_REPO", "Hub model repo that promoted refits are pushed to (optional).", None
+        "APEX_MODEL_REPO", "Hub model repo: promotions pushed, champion restored at start.", None
     )
     refit_hours: float = _env(
         "APEX_REFIT_HOURS",
@@ -362,6 +367,7 @@ class Settings:
         for f in dataclasses.fields(self):
             check_env(f, getattr(self, f.name))
         object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "cache_root", self.cache_root and Path(self.cache_root))
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (validated like any other value)."""
@@ -383,7 +389,7 @@ class Settings:
         return self.model != "auto"
 
     store_path = _Under("votes.sqlite", "SQLite vote store file.")
-    cache_dir = _Under("cache", "Embedding and prediction cache.")
+    cache_dir = _Under("cache", "Caches: ``APEX_CACHE_DIR`` when set.", instead="cache_root")
     models_dir = _Under("models", "Versioned model directories (demo model, refits).")
     demo_dir = _Under("demo", "The generated demo corpus (audiofolder layout).")
     export_dir = _Under(

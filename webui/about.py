@@ -15,6 +15,7 @@ import gradio as gr
 from apex.scorer import DEMO_NOTICE
 from apex.tasks import APEX_BIBTEX
 from webui.services import LABELS, NotReady, Services
+from webui.state import config_warnings, state_line
 
 CITATION = APEX_BIBTEX
 
@@ -203,6 +204,17 @@ def gate_lines(info: dict[str, Any], settings: Any) -> list[str]:
     ]
 
 
+def restart_lines(services: Services) -> list[str]:
+    """The state line (:func:`webui.state.state_line`) and the configuration's warnings."""
+    settings = services.settings
+    votes = sync = None
+    if services.ready("store") and services.ready("sync"):
+        votes = int(services.store.counts()["votes"])
+        sync = services.get("sync").status()
+    warnings = [f"- **Lost at every restart:** {w}" for w in config_warnings(settings)]
+    return ["### If this deployment restarted now", state_line(settings, votes, sync), *warnings]
+
+
 def model_card_markdown(info: dict[str, Any], services: Services) -> str:
     """The model card as markdown: serving model, encoder, versions, metrics, service status."""
     if "warming_up" in info:
@@ -224,6 +236,8 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
     return "\n".join(
         [
             *head,
+            "",
+            *restart_lines(services),
             "",
             "### Services",
             *status,

@@ -19,11 +19,18 @@ last connection closes. Schema: versioned by ``PRAGMA user_version``,
 :data:`_MIGRATIONS` holds the statements of each version, applied in one transaction.
 
 The queries themselves are shared with the PostgreSQL store (:mod:`annotation.store.sql`).
+
+Local disk only: SQLite's locks and WAL need a local file system. A network or FUSE mount (NFS,
+SMB, a Hugging Face Storage Bucket mounted as a volume, which has no locking and uploads a file
+only when it is closed) is refused at open with what to set instead (:func:`check_local_disk`;
+the mount table is read at one boundary, :func:`read_mountinfo`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
 import threading
 import weakref
@@ -41,6 +48,65 @@ _BUSY_TIMEOUT_S = 30.0
 _MIGRATIONS = migrations(SQLITE)
 
 
+#: File-system types SQLite must not live on: network file systems and FUSE (which is how object
+#: storage such as a Storage Bucket volume, s3fs, gcsfuse or hf-mount appears).
+NETWORK_FS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "afs", "fuse"}
+)
+
+
+def read_mountinfo() -> str:
+    """The mount table of this process (``/proc/self/mountinfo``); "" where there is none."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return ""  # not Linux: no table to read, so the check cannot refuse anything
+
+
+def filesystem_of(path: str | Path, mountinfo: str) -> tuple[str, str] | None:
+    """(mount point, file-system type) of the mount holding ``path``, from a mountinfo text.
+
+    ``path`` may not exist yet: its nearest existing folder decides. None when no mount matches.
+    """
+    target = Path(os.path.realpath(path))
+    best: tuple[str, str] | None = None
+    for line in mountinfo.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), parts[4])  # \040: space
+        fstype = rest.split()[0]
+        if (target == Path(point) or Path(point) in target.parents) and (
+            best is None or len(point) >= len(best[0])
+        ):
+            best = (point, fstype)  # the last, longest match is the mount on top
+    return best
+
+
+def check_local_disk(path: str | Path, mountinfo: str | None = None) -> None:
+    """Refuse a SQLite file on a network or FUSE file system (see the module docstring).
+
+    Raises:
+        StoreError: ``path`` is on such a mount; the message says why and what to set.
+    """
+    found = filesystem_of(path, read_mountinfo() if mountinfo is None else mountinfo)
+    if found is None:
+        return
+    point, fstype = found
+    if fstype.split(".")[0] in NETWORK_FS:
+        raise StoreError(
+            f"The vote store {path} would live on {point}, a {fstype} mount (network or FUSE "
+            "storage, such as a Storage Bucket volume). SQLite needs a local disk: such mounts "
+            "have no file locking and may upload a file only when it is closed, so votes could "
+            "be lost or the file corrupted. Set APEX_DATA_DIR to a folder on local disk (the "
+            "default, ./var; the Hub dataset in APEX_VOTES_REPO keeps the votes across "
+            "restarts), or APEX_DATABASE_URL=postgresql://... for a database server. Caches may "
+            "live on the mount: APEX_CACHE_DIR."
+        )
+
+
 class _Reader(sqlite3.Connection):
     """A thread's read connection (a subclass, so the store can hold it by weak reference)."""
 
@@ -52,11 +118,13 @@ class SQLiteVoteStore(SQLVoteStore):
         path: database file; its folder is created when missing.
 
     Raises:
-        StoreError: the file cannot use WAL mode, or its schema is newer than this code.
+        StoreError: the file is on a network or FUSE mount (:func:`check_local_disk`), cannot
+            use WAL mode, or its schema is newer than this code.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        check_local_disk(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()  # guards the writer connection
         self._readers_lock = threading.Lock()

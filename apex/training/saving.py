@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,26 +102,45 @@ def write_card(directory: Path, *, title: str, metrics: dict, decision: Decision
     write_text_atomic(directory / "README.md", "\n".join(lines) + "\n")
 
 
-def push_version(directory: Path, repo_id: str | None) -> str:
-    """Upload ``directory`` to the Hub model repo ``repo_id``; returns what happened, in words.
+def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> str:
+    """Commit promoted version ``directory`` and the champion pointer naming it to ``repo_id``.
 
-    Offline or without credentials the push is skipped with a clear message (never raises):
-    the local version stays the source of truth.
+    One commit (layout in :mod:`apex.training.model_repo`), so a restore never finds a pointer
+    without its version; the commit is recorded in the local version (``hub.json``). Returns what
+    happened, in words; never raises for Hub trouble (offline, no token, no permission): the
+    local version stays the source of truth and the message says so.
     """
     if not repo_id:
         return "push skipped: no model repo configured (APEX_MODEL_REPO)"
-    from huggingface_hub import HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi
 
-    from apex.hub_files import hub_errors
+    from apex.hub_files import hub_errors, list_directory
+    from apex.training.model_repo import HUB_RECORD, POINTER, record_commit
 
+    directory = Path(directory)
+    prefix = f"versions/{directory.name}"
+    pointer = {"version": directory.name, "path": prefix}
+    operations = [
+        CommitOperationAdd(path_in_repo=f"{prefix}/{rel}", path_or_fileobj=directory / rel)
+        for rel in list_directory(directory)
+        if rel != HUB_RECORD
+    ]
+    operations.append(
+        CommitOperationAdd(path_in_repo=POINTER, path_or_fileobj=json.dumps(pointer).encode())
+    )
     try:
-        api = HfApi()
+        api = api or HfApi()
         api.create_repo(repo_id, repo_type="model", exist_ok=True)
-        api.upload_folder(
-            folder_path=str(directory), repo_id=repo_id, commit_message=directory.name
+        info = api.create_commit(
+            repo_id=repo_id,
+            repo_type="model",
+            operations=operations,
+            commit_message=f"Promote {directory.name}",
         )
     except hub_errors() as err:  # offline, no token, no permission: report, keep the local copy
         return (
-            f"push to {repo_id} failed ({type(err).__name__}: {err}); the version is kept locally"
+            f"push to {repo_id} failed ({type(err).__name__}: {err}); the version is kept "
+            "locally (a Space loses it at its next restart)"
         )
-    return f"pushed {directory.name} to {repo_id}"
+    record_commit(directory, repo_id, info.oid, "pushed")
+    return f"pushed {directory.name} and the champion pointer to {repo_id}@{info.oid[:12]}"

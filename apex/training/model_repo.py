@@ -1,0 +1,112 @@
+"""The champion on the Hub: push each promoted version with the pointer, restore it at start.
+
+A Space's disk is wiped at every restart, rebuild and wake, so the model registry
+(:mod:`apex.training.registry`) is only a local copy; ``APEX_MODEL_REPO`` is the durable one.
+Layout of the model repo (one commit per promotion, so the pointer and the version it names
+always arrive together)::
+
+    versions/v0003-20260101T000000Z/   the version's files (weights, metadata.json, card, ...)
+    champion.json                      {"version": "v0003-...", "path": "versions/v0003-..."}
+
+:func:`apex.training.saving.push_version` makes that commit and records its hash in the local
+version (``hub.json``, never uploaded). :func:`restore_champion` runs at start when the local
+registry has no champion: it reads ``champion.json`` at the repo's current commit and downloads
+that version *at that same commit* (never a later ``main``), through the Hugging Face cache, so
+an interrupted download resumes and a cached revision restores offline. Hub trouble never raises:
+the result says what happened, and the published model serves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from apex.files import atomic_dir, write_text_atomic
+from apex.hub_files import hub_errors, hub_reachable, list_directory
+from apex.settings import Settings
+from apex.training.registry import registry_for
+
+log = logging.getLogger(__name__)
+
+POINTER = "champion.json"
+#: The local record of a version's commit in the model repo (kept out of the upload).
+HUB_RECORD = "hub.json"
+
+
+def hub_record(version: Path) -> dict[str, Any] | None:
+    """``{repo_id, revision, how, at}`` of a version pushed to or restored from the Hub, or None."""
+    path = Path(version) / HUB_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def record_commit(version: Path, repo_id: str, revision: str, how: str) -> None:
+    """Write ``hub.json``: the model repo's commit that holds ``version`` (pushed or restored)."""
+    data = {"repo_id": repo_id, "revision": revision, "how": how, "at": time.time()}
+    write_text_atomic(version / HUB_RECORD, json.dumps(data, indent=1) + "\n")
+
+
+def restore_champion(settings: Settings) -> str:
+    """Make the model repo's champion the local registry's champion when the registry has none.
+
+    Returns a sentence for the About tab ("" when there was nothing to do): what was restored
+    (version and commit), or why nothing was (no champion on the Hub yet, or the repo cannot be
+    reached, in which case the published model serves).
+    """
+    registry = registry_for(settings)
+    repo_id = settings.model_repo
+    if not repo_id or registry.champion() is not None:
+        return ""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    online = hub_reachable()
+    try:
+        head = Path(
+            snapshot_download(repo_id, allow_patterns=[POINTER], local_files_only=not online)
+        )
+        revision = head.name  # the snapshot folder is named by its commit
+        if not (head / POINTER).is_file():
+            return f"No champion in {repo_id} yet: nothing to restore."
+        name = json.loads((head / POINTER).read_text())["version"]
+        target = registry.root / name
+        if not target.is_dir():
+            prefix = f"versions/{name}"
+            snap = Path(
+                snapshot_download(
+                    repo_id,
+                    revision=revision,
+                    allow_patterns=[f"{prefix}/*"],
+                    local_files_only=not online,
+                )
+            )
+            with atomic_dir(target) as tmp:
+                for rel in list_directory(snap / prefix):
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(snap / prefix / rel, tmp / rel)  # the cache holds symlinks
+                record_commit(tmp, repo_id, revision, "restored")
+    except LocalEntryNotFoundError as err:  # offline and not cached (before its base class)
+        return _not_restored(repo_id, online, err)
+    except (RepositoryNotFoundError, EntryNotFoundError):
+        return f"No champion in {repo_id} yet: nothing to restore."
+    except (*hub_errors(), KeyError) as err:
+        return _not_restored(repo_id, online, err)
+    registry.promote(target)
+    log.info("Restored champion %s from %s@%s.", name, repo_id, revision)
+    return f"Champion {name} restored from {repo_id} at commit {revision[:12]}."
+
+
+def _not_restored(repo_id: str, online: bool, err: BaseException) -> str:
+    why = "the Hub cannot be reached" if not online else f"{type(err).__name__}: {err}"
+    log.warning("Champion not restored from %s (%s).", repo_id, why)
+    return (
+        f"The champion in {repo_id} could not be restored ({why}); the published model "
+        "serves until it can be (the next start tries again)."
+    )
