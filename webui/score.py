@@ -27,12 +27,6 @@ from webui.uploads import UploadLeases
 log = logging.getLogger(__name__)
 
 
-def _upload_root() -> Path:
-    from gradio.utils import get_upload_folder
-
-    return Path(get_upload_folder()).resolve()
-
-
 def forget_upload(path: str | None, leases: UploadLeases | None = None) -> None:
     """Release an upload and delete it if (and only if) it lives in gradio's upload folder and no
     other request holds the same stored file (:mod:`webui.uploads`).
@@ -40,7 +34,8 @@ def forget_upload(path: str | None, leases: UploadLeases | None = None) -> None:
     Files elsewhere (a path given by a local ``gradio_client`` user, the demo corpus) are never
     touched: only what the visitor sent us is ours to forget.
     """
-    uploads.forget(path, leases if leases is not None else UploadLeases(), _upload_root())
+    if path:
+        (leases if leases is not None else UploadLeases()).release(path)
 
 
 def _cannot_score(err: ValueError, *paths: str) -> gr.Error:
@@ -179,7 +174,7 @@ def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
     when old (a file under the system temp folder would stay forever).
     """
     text = json.dumps(result, indent=2, sort_keys=True)
-    path = _upload_root() / f"apex-json-{sha256_text(text)[:32]}" / f"{stem}.json"
+    path = uploads.upload_root() / f"apex-json-{sha256_text(text)[:32]}" / f"{stem}.json"
     if not path.exists():
         write_text_atomic(path, text, fsync=False)  # a lost download is written again
     return str(path)

@@ -132,9 +132,7 @@ def test_close_stops_the_retries(settings) -> None:
         attempts.append(1)
         raise OSError("disk full")
 
-    services = Services(settings, builders={"pool": broken}, retry_s=0.05).start(
-        background=False
-    )
+    services = Services(settings, builders={"pool": broken}, retry_s=0.05).start(background=False)
     services.close()
     seen = len(attempts)
     time.sleep(0.3)
