@@ -115,7 +115,7 @@ def scores_table(result: dict[str, Any]) -> pd.DataFrame:
     rows = []
     percentiles = result.get("percentiles") or {}
     uncertainty = result.get("uncertainty") or {}
-    for name in SCORE_NAMES:
+    for name in (n for n in SCORE_NAMES if n in result["scores"]):  # the model's own scores
         low, high = SCORE_RANGES[name]
         value = _fmt(name, result["scores"][name])
         if name in uncertainty:
@@ -137,7 +137,7 @@ def engagement_markdown(result: dict[str, Any]) -> str:
     """Engagement scores with their percentile against the model's reference distribution."""
     lines = ["### Engagement"]
     percentiles = result.get("percentiles") or {}
-    for name in ENGAGEMENT:
+    for name in (n for n in ENGAGEMENT if n in result["scores"]):
         value = result["scores"][name]
         line = f"- **{charts.pretty(name)}: {value:.1f} / 100**"
         if name in percentiles:
@@ -201,9 +201,9 @@ def render_result(result: dict[str, Any] | None) -> tuple[Any, ...]:
 
 
 def compare_table(pair: dict[str, Any]) -> pd.DataFrame:
-    """Side-by-side scores of A and B, with the difference."""
+    """Side-by-side scores of A and B, with the difference (the scores both results have)."""
     rows = []
-    for name in SCORE_NAMES:
+    for name in (n for n in SCORE_NAMES if n in pair["a"]["scores"] and n in pair["b"]["scores"]):
         a, b = pair["a"]["scores"][name], pair["b"]["scores"][name]
         rows.append(
             {
