@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from unittest.mock import ANY
+
+import gradio as gr
+import pytest
 
 from webui import leaderboard
 
@@ -38,3 +43,21 @@ def test_imported_votes_count_only_when_asked(store_services, make_vote) -> None
     }
     gap = {k: v["good"] - v["bad"] for k, v in ratings.items()}
     assert gap["both"] < gap["ours"], "imported votes change the board only when included"
+
+
+def test_board_views_serve_the_last_fit_and_refresh_after_new_votes(
+    store_services, make_vote
+) -> None:
+    views = leaderboard.BoardViews(store_services, duty=1.0)
+    first = views.get("all")
+    assert first == {**leaderboard.leaderboard_data(store_services, "all"), "updated_at": ANY}
+    assert views.get("all", include_flagged=False) is first  # the same view: the same result
+    for i in range(20, 60):
+        store_services.store.insert_vote(make_vote(i, "bad", "good", "A", True, 0.4))
+    deadline = time.monotonic() + 30
+    while views.get("all")["rated_votes"] == first["rated_votes"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert views.get("all")["rows"][0]["system"] == "bad"  # refitted on the new votes
+    with pytest.raises(gr.Error, match="Unknown board"):
+        views.get("nope")
