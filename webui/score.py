@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from apex.audio_checks import AudioError
 from apex.files import sha256_text, write_text_atomic
 from apex.scorer import DEMO_NOTICE
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS, SCORE_NAMES, SCORE_RANGES
@@ -38,7 +39,7 @@ def forget_upload(path: str | None, leases: UploadLeases | None = None) -> None:
         (leases if leases is not None else UploadLeases()).release(path)
 
 
-def _cannot_score(err: ValueError, *paths: str) -> gr.Error:
+def _cannot_score(err: AudioError, *paths: str) -> gr.Error:
     """The scoring core's message for the visitor, without the server's upload folders."""
     message = str(err)
     for path in paths:
@@ -72,7 +73,7 @@ def score_song(services: Services, audio_path: str | None, progress: Any = None)
         return scorer.score([audio_path])[0].to_dict()
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-    except ValueError as err:  # AudioError is a ValueError; its message says what to do
+    except AudioError as err:  # its message says what to do; any other error is a bug
         raise _cannot_score(err, audio_path) from None
     finally:
         forget_upload(audio_path, uploads.leases_of(services))
@@ -97,7 +98,7 @@ def compare_songs(
         return {"a": result_a.to_dict(), "b": result_b.to_dict(), "p_prefer_a": p_a}
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-    except ValueError as err:
+    except AudioError as err:
         raise _cannot_score(err, path_a, path_b) from None
     finally:
         # One release per side: A and B may be one stored upload (same bytes), uploaded twice.
