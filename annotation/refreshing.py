@@ -59,24 +59,32 @@ class Refreshing(Generic[T]):
         self._seen: Any = _NEVER  # the version the last computation started from
         self._started = -math.inf
         self._busy = False
-        self._first = threading.Event()  # set once a computation ended (with a value or not)
+        self._has = False  # a computation has succeeded
+        self._done = threading.Condition(self._lock)  # notified when a computation ends
 
-    def get(self, *, now: float | None = None, wait_s: float = 0.0) -> T | None:
+    def get(
+        self, *, now: float | None = None, wait_s: float = 0.0, fresh_wait_s: float = 0.0
+    ) -> T | None:
         """The last result (None before the first), starting a recomputation when stale.
 
         Args:
             now: the caller's time on ``clock``'s scale (default: ``clock()``).
             wait_s: before the first result exists, wait up to this long for it.
+            fresh_wait_s: while a recomputation runs and the last one took at most this long,
+                wait up to this long for it (a small store's board is then fresh on every read;
+                a big one's reader gets the last result at once).
 
         Raises:
             Exception: what the first computation raised, while there is no result yet (a
                 later failure keeps the last result, and its traceback is logged by the thread).
         """
         self.refresh(now=now)
-        if wait_s > 0:
-            self._first.wait(wait_s)
-        with self._lock:
-            if self._seen is not _NEVER and self._value is None and self._error is not None:
+        with self._done:
+            if not self._has and self._busy:
+                self._done.wait_for(lambda: not self._busy, timeout=wait_s)
+            elif self._busy and self._took <= fresh_wait_s:
+                self._done.wait_for(lambda: not self._busy, timeout=fresh_wait_s)
+            if not self._has and self._error is not None:
                 raise self._error
             return self._value
 
@@ -100,13 +108,14 @@ class Refreshing(Generic[T]):
                 value = self._compute()
                 took = time.perf_counter() - start
         except BaseException as err:
-            with self._lock:
+            with self._done:
                 self._busy, self._error = False, err
-            self._first.set()
+                self._done.notify_all()
             raise  # the thread's excepthook logs it: a failing fit is a bug to see
-        with self._lock:
+        with self._done:
             self._busy, self._value, self._error, self._took = False, value, None, took
-        self._first.set()
+            self._has = True
+            self._done.notify_all()
 
 
 class RefreshingMap(Generic[T]):
@@ -144,6 +153,6 @@ class RefreshingMap(Generic[T]):
                 )
             return self._values[key]
 
-    def get(self, key: Hashable, *, wait_s: float = 0.0) -> T | None:
+    def get(self, key: Hashable, *, wait_s: float = 0.0, fresh_wait_s: float = 0.0) -> T | None:
         """The last result for ``key`` (:meth:`Refreshing.get`)."""
-        return self.entry(key).get(wait_s=wait_s)
+        return self.entry(key).get(wait_s=wait_s, fresh_wait_s=fresh_wait_s)

@@ -35,6 +35,8 @@ BOOTSTRAP_ROUNDS = 500
 VIEW_DUTY = 0.1
 #: The first request for a view waits this long for its first fit.
 FIRST_VIEW_WAIT_S = 120.0
+#: A request waits for a running refit that is expected within this long (small stores).
+FRESH_VIEW_WAIT_S = 0.5
 #: The views computed as soon as the store is up: plain, flagged included, style-controlled.
 PREWARMED: tuple[dict[str, Any], ...] = (
     {},
@@ -162,7 +164,8 @@ class BoardViews:
 
     def get(self, board: str = "all", **options: Any) -> dict[str, Any]:
         """The last result of ``leaderboard_data(services, board, **options)``; waits only for a
-        view's first fit (up to :data:`FIRST_VIEW_WAIT_S`).
+        view's first fit (up to :data:`FIRST_VIEW_WAIT_S`), or for a refit expected within
+        :data:`FRESH_VIEW_WAIT_S`.
 
         Raises:
             gr.Error: an unknown board, the store not ready, or a first fit still running.
@@ -173,7 +176,8 @@ class BoardViews:
             self.services.store  # noqa: B018 - raises NotReady while it warms up
         except NotReady as err:
             raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-        data = self._views.get(_view_key(board, options), wait_s=FIRST_VIEW_WAIT_S)
+        key = _view_key(board, options)
+        data = self._views.get(key, wait_s=FIRST_VIEW_WAIT_S, fresh_wait_s=FRESH_VIEW_WAIT_S)
         if data is None:
             raise gr.Error(
                 "The leaderboard is still being computed; try again in a minute.",

@@ -114,3 +114,21 @@ def test_consensus_fits_in_the_background_and_refits_after_new_votes(settings) -
         assert consensus.ratings(1062.0)["bad"] > consensus.ratings(1062.0)["good"]
     finally:
         store.close()
+
+
+def test_a_reader_waits_for_a_refit_only_when_it_is_quick() -> None:
+    source, delay = Source(), [0.0]
+    source.gate.set()
+
+    def compute() -> int:
+        time.sleep(delay[0])
+        return source.compute()
+
+    value = Refreshing(compute, version=lambda: source.version)
+    assert value.get(wait_s=10) == 0
+    source.version, delay[0] = 1, 0.5
+    assert value.get(fresh_wait_s=5.0) == 10  # the last fit was quick: this one is waited for
+    source.version = 2
+    start = time.perf_counter()
+    assert value.get(fresh_wait_s=0.2) == 10  # the last took 0.5 s: the last result, at once
+    assert time.perf_counter() - start < 0.4
