@@ -2,16 +2,13 @@
 
 The ratings are computed by :func:`annotation.ratings.leaderboard` from the vote store's table;
 this module shapes the result for the ``/leaderboard`` endpoint and draws it. A fit reads every
-vote (seconds on a store of 100,000), so requests never run one: :class:`BoardViews` keeps each
-view's last result (one per combination of the options, whatever they are) and recomputes it on a
-background thread after the store changed; the page says when it was computed.
+vote (seconds on a store of 100,000), so requests never run one: the tab reads each view's last
+result from :class:`webui.board_views.BoardViews`; the page says when it was computed.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-import threading
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -30,19 +27,6 @@ BOARDS: dict[str, str] = {
 }
 #: Bootstrap rounds for the 95% intervals: enough for stable 2.5/97.5 percentiles.
 BOOTSTRAP_ROUNDS = 500
-#: While votes keep arriving, each view's background fits take at most this share of a core
-#: (a 2 s fit at 100,000 votes is redone every 20 s; a small store's board at once).
-VIEW_DUTY = 0.1
-#: The first request for a view waits this long for its first fit.
-FIRST_VIEW_WAIT_S = 120.0
-#: A request waits for a running refit that is expected within this long (small stores).
-FRESH_VIEW_WAIT_S = 0.5
-#: The views computed as soon as the store is up: plain, flagged included, style-controlled.
-PREWARMED: tuple[dict[str, Any], ...] = (
-    {},
-    {"include_flagged": True},
-    {"style_control": True},
-)
 #: The style-controlled fit resamples vote rows, not pair counts (its cost grows with the votes):
 #: fewer rounds keep it interactive (10k votes: a few seconds on a small CPU).
 STYLE_BOOTSTRAP_ROUNDS = 200
@@ -140,71 +124,6 @@ def leaderboard_data(
         "style_missing_votes": int(missing),
         "agreement_by_version": by_version,
     }
-
-
-class BoardViews:
-    """Each leaderboard view's last :func:`leaderboard_data` result, refreshed off the request
-    path (:class:`annotation.refreshing.RefreshingMap`, keyed by the options as given, so a new
-    option is cached with no change here).
-
-    Args:
-        services: the app's services (the store is read in the background).
-        duty: the most of a core one view's fits take (:class:`annotation.refreshing.Refreshing`).
-    """
-
-    def __init__(self, services: Services, *, duty: float = VIEW_DUTY) -> None:
-        from annotation.refreshing import RefreshingMap
-
-        self.services = services
-        self._views = RefreshingMap(
-            lambda key: leaderboard_data(services, **dict(key)),
-            version=lambda: services.store.max_row_id(),
-            duty=duty,
-        )
-
-    def get(self, board: str = "all", **options: Any) -> dict[str, Any]:
-        """The last result of ``leaderboard_data(services, board, **options)``; waits only for a
-        view's first fit (up to :data:`FIRST_VIEW_WAIT_S`), or for a refit expected within
-        :data:`FRESH_VIEW_WAIT_S`.
-
-        Raises:
-            gr.Error: an unknown board, the store not ready, or a first fit still running.
-        """
-        if board not in BOARDS:
-            raise gr.Error(f"Unknown board {board!r}; choose one of {', '.join(BOARDS)}.")
-        try:
-            self.services.store  # noqa: B018 - raises NotReady while it warms up
-        except NotReady as err:
-            raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-        key = _view_key(board, options)
-        data = self._views.get(key, wait_s=FIRST_VIEW_WAIT_S, fresh_wait_s=FRESH_VIEW_WAIT_S)
-        if data is None:
-            raise gr.Error(
-                "The leaderboard is still being computed; try again in a minute.",
-                title="Please wait",
-                print_exception=False,
-            )
-        return data
-
-    def prewarm(self) -> None:
-        """Compute :data:`PREWARMED` in the background once the store is up (returns at once)."""
-
-        def run() -> None:
-            try:
-                self.services.wait_for("store", self.services.settings.warmup_wait_s)
-            except NotReady:  # the store failed: its own status says so
-                return
-            for options in PREWARMED:
-                self._views.entry(_view_key("all", options)).refresh()
-
-        threading.Thread(target=run, name="apex-board-prewarm", daemon=True).start()
-
-
-def _view_key(board: str, options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """``leaderboard_data``'s options, defaults filled in, as a hashable key (one per view)."""
-    bound = inspect.signature(leaderboard_data).bind(None, board, **options)
-    bound.apply_defaults()
-    return tuple(sorted((k, v) for k, v in bound.arguments.items() if k != "services"))
 
 
 def _style_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]], int]:
@@ -347,6 +266,8 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     )
     versions = gr.Plot(label="APEX-listener agreement per model version", elem_id="agreement-chart")
     data = gr.JSON(visible=False)
+    from webui.board_views import BoardViews
+
     views = BoardViews(services)
     views.prewarm()
 
