@@ -112,14 +112,17 @@ def _voter(url: str, seconds: float, seed: int, barrier, out) -> None:
     client = make_client(url)
     rng = random.Random(seed)
     barrier.wait()
-    deadline, latencies = time.monotonic() + seconds, []
+    deadline, latencies, errors = time.monotonic() + seconds, [], []
     while time.monotonic() < deadline:
-        latencies.append(_battle(client, rng))
-    out.put(latencies)
+        try:
+            latencies.append(_battle(client, rng))
+        except Exception as err:  # counted and reported, not fatal: the others go on
+            errors.append(repr(err))
+    out.put((latencies, errors))
     client.close()
 
 
-def vote_phase(url: str, voters: int, seconds: float) -> list[float]:
+def vote_phase(url: str, voters: int, seconds: float) -> tuple[list[float], list[str]]:
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(voters + 1), ctx.Queue()
     procs = [
@@ -129,10 +132,10 @@ def vote_phase(url: str, voters: int, seconds: float) -> list[float]:
     for proc in procs:
         proc.start()
     barrier.wait(timeout=300)
-    latencies = [x for _ in procs for x in out.get(timeout=seconds + 600)]
+    results = [out.get(timeout=seconds + 600) for _ in procs]
     for proc in procs:
         proc.join()
-    return latencies
+    return [x for lat, _ in results for x in lat], [e for _, errs in results for e in errs]
 
 
 def _peak_rss_gb(pid: int) -> float:
@@ -191,7 +194,8 @@ def run_store(template: Path, work: Path, name: str, votes: int, args) -> dict:
                 time.sleep(0.25)
         first_battle_s = time.monotonic() - start
         cpu = process_cpu_s(proc.pid)
-        latencies = np.array(vote_phase(url, args.voters, args.seconds))
+        latencies, errors = vote_phase(url, args.voters, args.seconds)
+        latencies = np.array(latencies)
         cpu = process_cpu_s(proc.pid) - cpu
         boards = {}
         for view, options in VIEWS.items():
@@ -211,6 +215,8 @@ def run_store(template: Path, work: Path, name: str, votes: int, args) -> dict:
         "fill_s": round(fill_s, 1),
         "first_battle_s": round(first_battle_s, 2),
         "votes_cast": int(latencies.size),
+        "failed_battles": len(errors),
+        "first_error": errors[0][:200] if errors else None,
         "vote_p50_s": round(float(np.percentile(latencies, 50)), 4),
         "vote_p99_s": round(float(np.percentile(latencies, 99)), 4),
         "vote_max_s": round(float(latencies.max()), 4),
