@@ -1,8 +1,8 @@
 """Leaderboard views computed off the request path: a request reads the last result.
 
 A board fit reads every vote (seconds on a store of 100,000 votes; the style-controlled one much
-longer), so no request runs one. :class:`BoardViews` keeps each view's last
-:func:`webui.leaderboard.leaderboard_data` result, keyed by the options as given (one view per
+longer), so no request runs one. :class:`BoardViews` keeps each view's last result of ``fit``
+(:func:`webui.leaderboard.leaderboard_data`), keyed by the options as given (one view per
 combination, whatever the options are, so a new board option is cached with no change here),
 and refits a view on a background thread after the store changed
 (:class:`annotation.refreshing.RefreshingMap`). The fits run in one worker process of lower CPU
@@ -17,12 +17,12 @@ import inspect
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from webui.leaderboard import BOARDS, leaderboard_data
 from webui.services import NotReady, Services
 
 #: While votes keep arriving, each view's background fits take at most this share of a core
@@ -53,29 +53,51 @@ class BoardViews:
 
     Args:
         services: the app's services (the store is read in the background).
+        fit: ``fit(services, board, **options)`` -> the view as JSON (a module-level function:
+            it is called in the worker process), e.g. :func:`webui.leaderboard.leaderboard_data`.
+        boards: the board names ``fit`` accepts.
         duty: the most of a core one view's fits take (:class:`annotation.refreshing.Refreshing`).
     """
 
-    def __init__(self, services: Services, *, duty: float = VIEW_DUTY) -> None:
+    def __init__(
+        self,
+        services: Services,
+        fit: Callable[..., dict[str, Any]],
+        *,
+        boards: Collection[str],
+        duty: float = VIEW_DUTY,
+    ) -> None:
         from annotation.refreshing import RefreshingMap
 
-        self.services = services
-        self._worker: Any = None  # made on the first fit (only the fitting thread touches it)
+        self.services, self._fit_view, self._boards = services, fit, tuple(boards)
+        self._worker: Any = None  # made on first use (:meth:`_pool`)
+        self._worker_lock = threading.Lock()
         self._views = RefreshingMap(
             self._fit, version=lambda: services.store.max_row_id(), duty=duty
         )
 
-    def _fit(self, key: Any) -> dict[str, Any]:
+    def _pool(self) -> Any:
+        """The worker, started (imports, store opened) before its first fit is timed."""
         from concurrent.futures import ProcessPoolExecutor
+
+        with self._worker_lock:
+            if self._worker is None:
+                spawn = multiprocessing.get_context("spawn")  # no fork of a threaded server
+                worker = ProcessPoolExecutor(1, mp_context=spawn, initializer=_lower_priority)
+                worker.submit(_open_worker_store, self.services.settings).result()
+                self._worker = worker
+            return self._worker
+
+    def _fit(self, key: Any) -> dict[str, Any]:
         from concurrent.futures.process import BrokenProcessPool
 
-        if self._worker is None:
-            spawn = multiprocessing.get_context("spawn")  # no fork of a threaded server
-            self._worker = ProcessPoolExecutor(1, mp_context=spawn, initializer=_lower_priority)
+        worker = self._pool()
         try:
-            return self._worker.submit(_fit_in_worker, self.services.settings, dict(key)).result()
+            job = worker.submit(_fit_in_worker, self._fit_view, self.services.settings, dict(key))
+            return job.result()
         except BrokenProcessPool:  # the worker died (e.g. out of memory): a new one next time
-            self._worker = None
+            with self._worker_lock:
+                self._worker = None
             raise
 
     def get(self, board: str = "all", **options: Any) -> dict[str, Any]:
@@ -86,13 +108,13 @@ class BoardViews:
         Raises:
             gr.Error: an unknown board, the store not ready, or a first fit still running.
         """
-        if board not in BOARDS:
-            raise gr.Error(f"Unknown board {board!r}; choose one of {', '.join(BOARDS)}.")
+        if board not in self._boards:
+            raise gr.Error(f"Unknown board {board!r}; choose one of {', '.join(self._boards)}.")
         try:
             self.services.store  # noqa: B018 - raises NotReady while it warms up
         except NotReady as err:
             raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-        key = _view_key(board, options)
+        key = _view_key(self._fit_view, board, options)
         data = self._views.get(key, wait_s=FIRST_VIEW_WAIT_S, fresh_wait_s=FRESH_VIEW_WAIT_S)
         if data is None:
             raise gr.Error(
@@ -110,8 +132,9 @@ class BoardViews:
                 self.services.wait_for("store", self.services.settings.warmup_wait_s)
             except NotReady:  # the store failed: its own status says so
                 return
+            self._pool()  # started before any fit is timed (a refit is waited for if quick)
             for options in PREWARMED:
-                self._views.entry(_view_key("all", options)).refresh()
+                self._views.entry(_view_key(self._fit_view, "all", options)).refresh()
 
         threading.Thread(target=run, name="apex-board-prewarm", daemon=True).start()
 
@@ -134,13 +157,21 @@ def _worker_store(settings: Any) -> Any:
     return open_store(settings)
 
 
-def _fit_in_worker(settings: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """:func:`leaderboard_data` in the board worker, on its own connection to the store."""
-    return leaderboard_data(_StoreOnly(_worker_store(settings)), **options)  # type: ignore[arg-type]
+def _open_worker_store(settings: Any) -> None:
+    _worker_store(settings)
 
 
-def _view_key(board: str, options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """``leaderboard_data``'s options, defaults filled in, as a hashable key (one per view)."""
-    bound = inspect.signature(leaderboard_data).bind(None, board, **options)
+def _fit_in_worker(
+    fit: Callable[..., dict[str, Any]], settings: Any, options: dict[str, Any]
+) -> dict[str, Any]:
+    """``fit`` in the board worker, on its own connection to the store."""
+    return fit(_StoreOnly(_worker_store(settings)), **options)
+
+
+def _view_key(
+    fit: Callable[..., Any], board: str, options: dict[str, Any]
+) -> tuple[tuple[str, Any], ...]:
+    """``fit``'s options, defaults filled in, as a hashable key (one per view)."""
+    bound = inspect.signature(fit).bind(None, board, **options)
     bound.apply_defaults()
     return tuple(sorted((k, v) for k, v in bound.arguments.items() if k != "services"))

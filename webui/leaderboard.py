@@ -268,7 +268,7 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     data = gr.JSON(visible=False)
     from webui.board_views import BoardViews
 
-    views = BoardViews(services)
+    views = BoardViews(services, leaderboard_data, boards=BOARDS)
     views.prewarm()
 
     def _load(
