@@ -32,7 +32,7 @@ Reasons (:data:`FLAG_REASONS`):
 from __future__ import annotations
 
 import math
-import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +41,7 @@ import pandas as pd
 
 from annotation.imports import select_votes
 from annotation.ratings import board_rows, fit_bradley_terry
+from annotation.refreshing import Refreshing
 from apex.tasks import DECISIVE, SIDES
 
 FLAG_REASONS: tuple[str, ...] = (
@@ -224,29 +225,36 @@ def flag_summary(votes: pd.DataFrame) -> dict[str, int]:
 
 class Consensus:
     """The board the ``contrarian`` test compares voters with: a plain Bradley-Terry fit (Music
-    Arena's C=1) of the store's own, unflagged votes, refitted at most every ``refresh_s``.
+    Arena's C=1) of the store's own, unflagged votes, refitted at most every ``refresh_s`` and
+    only after new votes, on a background thread (:class:`annotation.refreshing.Refreshing`): a
+    vote reads the last fit and never waits for one, so its latency does not grow with the store.
 
     Args:
-        store: the vote store (anything with ``votes_frame()``).
-        refresh_s: seconds of the caller's clock between fits (a fit reads every vote).
+        store: the vote store (``votes_frame()``, and ``max_row_id()`` to see new votes).
+        refresh_s: seconds of the caller's clock between the starts of two fits.
     """
 
     def __init__(self, store: Any, *, refresh_s: float = 60.0) -> None:
         self._store = store
-        self._refresh_s = refresh_s
-        self._lock = threading.Lock()
-        self._board: dict[str, float] | None = None
-        self._at = -math.inf
+        self._fit = Refreshing(
+            self._compute,
+            version=store.max_row_id,
+            min_interval_s=refresh_s,
+            clock=time.time,
+        )
 
-    def ratings(self, now: float) -> dict[str, float] | None:
-        """System -> Elo points as of the last fit; None while there are no votes."""
-        with self._lock:
-            if now - self._at < self._refresh_s:
-                return self._board
-            votes = select_unflagged(select_votes(self._store.votes_frame()))
-            board = None
-            if len(votes):
-                table = fit_bradley_terry(votes, l2=1.0)
-                board = {str(k): float(v) for k, v in table["rating"].items()} or None
-            self._board, self._at = board, now
-            return board
+    def _compute(self) -> dict[str, float] | None:
+        votes = select_unflagged(select_votes(self._store.votes_frame()))
+        if not len(votes):
+            return None
+        table = fit_bradley_terry(votes, l2=1.0)
+        return {str(k): float(v) for k, v in table["rating"].items()} or None
+
+    def ratings(self, now: float | None = None, *, wait_s: float = 0.0) -> dict[str, float] | None:
+        """System -> Elo points as of the last fit (None before the first, or with no votes).
+
+        Args:
+            now: the caller's time, Unix seconds (default now).
+            wait_s: wait up to this long for the first fit (tests; votes never wait).
+        """
+        return self._fit.get(now=now, wait_s=wait_s)

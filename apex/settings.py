@@ -60,6 +60,12 @@ def default_data_dir() -> Path:
     return Path("var").resolve()
 
 
+def default_trusted_proxies() -> int:
+    """1 on a Hugging Face Space (``SPACE_ID`` set: its front end appends the visitor's address
+    to ``X-Forwarded-For``), else 0: reached directly, the header is whatever the client wrote."""
+    return 1 if os.environ.get("SPACE_ID") else 0
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. Build with :meth:`from_env`; every field has a safe default."""
@@ -187,10 +193,10 @@ class Settings:
     )
     trusted_proxies: int = _env(
         "APEX_TRUSTED_PROXIES",
-        "Proxies in front of the app that append to `X-Forwarded-For` (1 on a Hugging Face "
-        "Space); the voter's address is the hop the outermost one appended. 0 ignores the header "
-        "and uses the connection's peer address.",
-        1,
+        "Proxies in front of the app that append to `X-Forwarded-For`; the voter's address is "
+        "the hop the outermost one appended. 0 ignores the header and uses the connection's peer "
+        "address. Default 1 on a Hugging Face Space (`SPACE_ID` set), else 0.",
+        default_trusted_proxies,
         min=0,
         max=10,
     )

@@ -28,18 +28,30 @@ def pretty(name: str) -> str:
 
 
 def radar(series: Mapping[str, Mapping[str, float]], title: str = "Aesthetics (1-5)") -> Any:
-    """Radar chart of the five aesthetic scores.
+    """Radar chart of the aesthetic scores every series has (1-5).
+
+    A model that predicts no aesthetics (a ``popularity`` reference checkpoint: streams and likes
+    only) gets an empty figure that says so.
 
     Args:
-        series: label -> scores (each holding at least the five aesthetics, on 1-5).
+        series: label -> scores (score name -> value; aesthetics on 1-5, others ignored).
         title: figure title.
     """
     import plotly.graph_objects as go
 
-    axes = [pretty(n) for n in AESTHETICS]
+    names = [n for n in AESTHETICS if all(n in scores for scores in series.values())]
     fig = go.Figure()
+    if not names:
+        fig.update_layout(
+            **_LAYOUT, title=title, xaxis={"visible": False}, yaxis={"visible": False}
+        )
+        fig.add_annotation(
+            text="This model predicts no aesthetic scores.", showarrow=False, font={"size": 14}
+        )
+        return fig
+    axes = [pretty(n) for n in names]
     for i, (label, scores) in enumerate(series.items()):
-        values = [float(scores[n]) for n in AESTHETICS]
+        values = [float(scores[n]) for n in names]
         fig.add_trace(
             go.Scatterpolar(
                 r=[*values, values[0]],  # close the polygon

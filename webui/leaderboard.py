@@ -1,8 +1,9 @@
 """Leaderboard tab: Bradley-Terry ratings of the systems with 95% CIs, and APEX's agreement.
 
-The ratings are computed by :func:`annotation.ratings.leaderboard` from the vote store's table on
-each request (a few thousand votes fit in milliseconds); this module only shapes the result for the
-``/leaderboard`` endpoint and draws it.
+The ratings are computed by :func:`annotation.ratings.leaderboard` from the vote store's table;
+this module shapes the result for the ``/leaderboard`` endpoint and draws it. A fit reads every
+vote (seconds on a store of 100,000), so requests never run one: the tab reads each view's last
+result from :class:`webui.board_views.BoardViews`; the page says when it was computed.
 """
 
 from __future__ import annotations
@@ -367,6 +368,10 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     )
     versions = gr.Plot(label="APEX-listener agreement per model version", elem_id="agreement-chart")
     data = gr.JSON(visible=False)
+    from webui.board_views import BoardViews
+
+    views = BoardViews(services, leaderboard_data, boards=BOARDS)
+    views.prewarm()
 
     def _load(
         which: str,
@@ -376,14 +381,13 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
         style_control: bool = False,
         apex_informed: bool = False,
     ) -> dict[str, Any]:
-        return leaderboard_data(
-            services,
+        return views.get(
             which,
-            include_imported,
-            include_flagged,
-            signed_in_only,
-            style_control,
-            apex_informed,
+            include_imported=include_imported,
+            include_flagged=include_flagged,
+            signed_in_only=signed_in_only,
+            style_control=style_control,
+            apex_informed=apex_informed,
         )
 
     options = [board, imported, flagged, signed, style, informed]

@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from apex.audio_checks import AudioError
 from apex.files import sha256_text, write_text_atomic
 from apex.scorer import DEMO_NOTICE
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS, SCORE_NAMES, SCORE_RANGES
@@ -27,12 +28,6 @@ from webui.uploads import UploadLeases
 log = logging.getLogger(__name__)
 
 
-def _upload_root() -> Path:
-    from gradio.utils import get_upload_folder
-
-    return Path(get_upload_folder()).resolve()
-
-
 def forget_upload(path: str | None, leases: UploadLeases | None = None) -> None:
     """Release an upload and delete it if (and only if) it lives in gradio's upload folder and no
     other request holds the same stored file (:mod:`webui.uploads`).
@@ -40,10 +35,11 @@ def forget_upload(path: str | None, leases: UploadLeases | None = None) -> None:
     Files elsewhere (a path given by a local ``gradio_client`` user, the demo corpus) are never
     touched: only what the visitor sent us is ours to forget.
     """
-    uploads.forget(path, leases if leases is not None else UploadLeases(), _upload_root())
+    if path:
+        (leases if leases is not None else UploadLeases()).release(path)
 
 
-def _cannot_score(err: ValueError, *paths: str) -> gr.Error:
+def _cannot_score(err: AudioError, *paths: str) -> gr.Error:
     """The scoring core's message for the visitor, without the server's upload folders."""
     message = str(err)
     for path in paths:
@@ -77,7 +73,7 @@ def score_song(services: Services, audio_path: str | None, progress: Any = None)
         return scorer.score([audio_path])[0].to_dict()
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-    except ValueError as err:  # AudioError is a ValueError; its message says what to do
+    except AudioError as err:  # its message says what to do; any other error is a bug
         raise _cannot_score(err, audio_path) from None
     finally:
         forget_upload(audio_path, uploads.leases_of(services))
@@ -102,7 +98,7 @@ def compare_songs(
         return {"a": result_a.to_dict(), "b": result_b.to_dict(), "p_prefer_a": p_a}
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-    except ValueError as err:
+    except AudioError as err:
         raise _cannot_score(err, path_a, path_b) from None
     finally:
         # One release per side: A and B may be one stored upload (same bytes), uploaded twice.
@@ -120,7 +116,7 @@ def scores_table(result: dict[str, Any]) -> pd.DataFrame:
     rows = []
     percentiles = result.get("percentiles") or {}
     uncertainty = result.get("uncertainty") or {}
-    for name in SCORE_NAMES:
+    for name in (n for n in SCORE_NAMES if n in result["scores"]):  # the model's own scores
         low, high = SCORE_RANGES[name]
         value = _fmt(name, result["scores"][name])
         if name in uncertainty:
@@ -142,7 +138,7 @@ def engagement_markdown(result: dict[str, Any]) -> str:
     """Engagement scores with their percentile against the model's reference distribution."""
     lines = ["### Engagement"]
     percentiles = result.get("percentiles") or {}
-    for name in ENGAGEMENT:
+    for name in (n for n in ENGAGEMENT if n in result["scores"]):
         value = result["scores"][name]
         line = f"- **{charts.pretty(name)}: {value:.1f} / 100**"
         if name in percentiles:
@@ -179,7 +175,7 @@ def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
     when old (a file under the system temp folder would stay forever).
     """
     text = json.dumps(result, indent=2, sort_keys=True)
-    path = _upload_root() / f"apex-json-{sha256_text(text)[:32]}" / f"{stem}.json"
+    path = uploads.upload_root() / f"apex-json-{sha256_text(text)[:32]}" / f"{stem}.json"
     if not path.exists():
         write_text_atomic(path, text, fsync=False)  # a lost download is written again
     return str(path)
@@ -206,9 +202,9 @@ def render_result(result: dict[str, Any] | None) -> tuple[Any, ...]:
 
 
 def compare_table(pair: dict[str, Any]) -> pd.DataFrame:
-    """Side-by-side scores of A and B, with the difference."""
+    """Side-by-side scores of A and B, with the difference (the scores both results have)."""
     rows = []
-    for name in SCORE_NAMES:
+    for name in (n for n in SCORE_NAMES if n in pair["a"]["scores"] and n in pair["b"]["scores"]):
         a, b = pair["a"]["scores"][name], pair["b"]["scores"][name]
         rows.append(
             {

@@ -11,6 +11,11 @@ is quick and is all the Leaderboard and Data tabs need; the clip pool and the ar
 loaded; the scorer follows, and then ``scoring`` starts the pool's background scoring queue
 (battle clips first) and hands the scorer to the arena.
 
+Modules that builders need and other threads' type checks read
+(:data:`webui.startup.HEAVY_IMPORTS`) are imported before the build thread starts; a service
+whose start raises is retried with exponential backoff (its dependants with it), the About tab
+saying so meanwhile.
+
 Nothing here imports gradio, so handlers can be tested with plain Python.
 """
 
@@ -25,11 +30,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from apex.settings import Settings
+from webui.startup import import_heavy_modules, trim_heap
 
 log = logging.getLogger(__name__)
 
 #: Service name -> builder. A builder takes the settings and the services built so far.
 Builder = Callable[[Settings, Mapping[str, Any]], Any]
+
+#: First retry of a failed service after this many seconds, doubling up to the cap.
+RETRY_FIRST_S, RETRY_MAX_S = 5.0, 300.0
 
 #: What each service is, in words for the status line.
 LABELS: dict[str, str] = {
@@ -74,29 +83,8 @@ def _build_scorer(settings: Settings, built: Mapping[str, Any]) -> Any:
         precision=settings.precision,
         settings=settings,
     )
-    _trim_heap()
+    trim_heap()
     return scorer
-
-
-def _trim_heap() -> None:
-    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``).
-
-    Loading MERT-95M frees ~0.4 GB of float32 staging tensors (each under glibc's mmap
-    threshold, so they sit in the heap), which the process would otherwise keep for good; the
-    first forward then stacks its activations on top (measured in benchmarks/cold_start.py).
-    Elsewhere than glibc there is nothing to trim.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        libc = None
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
 
 
 def _build_pool(settings: Settings, built: Mapping[str, Any]) -> Any:
@@ -176,6 +164,8 @@ class Services:
             subset to start only what they need.
         optional: services whose failure is reported but does not count as the app failing
             (Hub sync and refit are extras: voting and scoring work without them).
+        retry_s: seconds before the first retry of a service that failed to start; each later
+            retry waits twice as long, up to ``retry_max_s``.
     """
 
     def __init__(
@@ -183,6 +173,9 @@ class Services:
         settings: Settings,
         builders: Mapping[str, Builder] | None = None,
         optional: tuple[str, ...] = ("sync", "refit"),
+        *,
+        retry_s: float = RETRY_FIRST_S,
+        retry_max_s: float = RETRY_MAX_S,
     ) -> None:
         self.settings = settings
         self._builders = dict(default_builders() if builders is None else builders)
@@ -191,18 +184,22 @@ class Services:
         self._status = {name: ServiceStatus() for name in self._builders}
         self._lock = threading.Condition()  # notified whenever a status changes
         self._done = threading.Event()
+        self._closing = threading.Event()
+        self._retry_s, self._retry_max_s = retry_s, retry_max_s
         self._thread: threading.Thread | None = None
         self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, background: bool = True) -> Services:
-        """Build every service, on a daemon thread when ``background`` (returns at once)."""
+        """Build every service, on a daemon thread when ``background`` (returning at once, once
+        the heavy modules are imported); failed ones are retried on a daemon thread either way."""
         if self._thread is not None or self._done.is_set():
             return self
+        import_heavy_modules()
         if not background:
             self._build_all()
-            return self
-        self._thread = threading.Thread(target=self._build_all, name="apex-services", daemon=True)
+        target = self._retry_failed if not background else self._build_and_retry
+        self._thread = threading.Thread(target=target, name="apex-services", daemon=True)
         self._thread.start()
         return self
 
@@ -221,6 +218,7 @@ class Services:
         Every one is closed even when an earlier one raises; the first error is then raised (the
         workers handle their expected failures themselves, so what arrives here is a bug).
         """
+        self._closing.set()  # no more retries
         with contextlib.ExitStack() as stack:  # runs its callbacks last-in first-out
             for name in ("store", "pool", "sync", "refit"):
                 service = self._built.get(name)
@@ -241,6 +239,30 @@ class Services:
             with self._lock:
                 self._done.set()
                 self._lock.notify_all()
+
+    def _build_and_retry(self) -> None:
+        self._build_all()
+        self._retry_failed()
+
+    def _retry_failed(self) -> None:
+        """Rebuild the services that failed, in build order, waiting ``retry_s`` and doubling
+        the wait after each round, until all are up or :meth:`close` is called."""
+        delay, attempt = self._retry_s, 1
+        while True:
+            with self._lock:
+                failed = [n for n in self._builders if n not in self._built]
+                for name in failed:
+                    status = self._status[name]
+                    detail = status.detail.split(" [retry ")[0]
+                    self._status[name] = ServiceStatus(
+                        "failed", f"{detail} [retry {attempt} in {delay:.0f} s]", status.seconds
+                    )
+                self._lock.notify_all()
+            if not failed or self._closing.wait(delay):
+                return
+            for name in failed:
+                self._build_one(name, self._builders[name])
+            delay, attempt = min(2.0 * delay, self._retry_max_s), attempt + 1
 
     def _build_one(self, name: str, builder: Builder) -> None:
         missing = [d for d in DEPENDS.get(name, ()) if d in self._builders and d not in self._built]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from annotation.pool.check import read_json, write_json
+from apex.audio_checks import AudioError
 from apex.files import sha256_text
 
 if TYPE_CHECKING:
@@ -41,9 +42,9 @@ URGENT, BACKGROUND, RESCORE = 1, 2, 3
 #: batching saves little time and multiplies activation memory), so a battle's clips wait at
 #: most for one such call.
 BATCH_CLIPS = 4
-#: What a scorer raises for one clip it cannot score (unreadable or invalid audio: ``AudioError``
-#: is a ValueError; a file gone from disk). Anything else is a bug and is raised, not recorded.
-CLIP_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError)
+#: What a scorer raises for one clip it cannot score (unreadable or invalid audio, a file gone
+#: from disk). Anything else is a bug and is raised, not recorded.
+CLIP_ERRORS: tuple[type[Exception], ...] = (AudioError, OSError)
 
 
 class ScorerLike(Protocol):

@@ -19,6 +19,7 @@ import pytest
 from starlette.requests import Request
 
 from annotation.identity import Pseudonymizer, client_address
+from apex.settings import Settings
 from tests.webui.conftest import arena_services, free_port
 from webui import arena as ui
 from webui.services import Services
@@ -54,7 +55,7 @@ def request(forwarded: str | None, session: str) -> gr.Request:
 @pytest.fixture
 def services(tmp_path: Path, settings):
     settings = settings.replace(
-        salt="t", min_listen_s=0.0, rate_limit_votes=2, rate_limit_window_s=600.0
+        salt="t", min_listen_s=0.0, rate_limit_votes=2, rate_limit_window_s=600.0, trusted_proxies=1
     )
     built = arena_services(settings, tmp_path / "pool", ("s0", "s1", "s2"), clips=4)
     yield built
@@ -77,6 +78,40 @@ def test_a_forged_forwarded_for_cannot_escape_the_rate_limit(services) -> None:
     vote_as(services, "198.51.100.20, 198.51.100.21")  # another visitor: their own limit
     votes = services.store.votes_frame()
     assert votes["user_pseudonym"].nunique() == 2 and not votes["signed_in"].any()
+
+
+def test_trusted_proxies_default_to_one_only_on_a_space(monkeypatch) -> None:
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert Settings.from_env({}).trusted_proxies == 0
+    monkeypatch.setenv("SPACE_ID", "owner/apex-arena")
+    assert Settings.from_env({}).trusted_proxies == 1
+    assert Settings.from_env({"APEX_TRUSTED_PROXIES": "2"}).trusted_proxies == 2
+
+
+@pytest.mark.parametrize("space", [False, True], ids=["reached-directly", "on-a-space"])
+def test_forged_forwarded_for_does_not_change_the_voter_by_default(
+    tmp_path: Path, monkeypatch, space: bool
+) -> None:
+    """Default settings: reached directly, the client's own header is ignored; on a Space, the
+    proxy appends the peer's address and only that hop is read."""
+    if space:
+        monkeypatch.setenv("SPACE_ID", "owner/apex-arena")
+    else:
+        monkeypatch.delenv("SPACE_ID", raising=False)
+    settings = Settings.from_env(
+        {}, data_dir=tmp_path / "data", salt="t", min_listen_s=0.0, rate_limit_votes=100
+    )
+    built = arena_services(settings, tmp_path / "pool", ("s0", "s1"), clips=4)
+    try:
+        for forged in ("6.6.6.6", "7.7.7.7, 8.8.8.8", None):
+            # Reached directly, the header is all the client's; behind the Space's proxy it
+            # ends with the visitor's address, which the proxy appended.
+            hops = [forged] if forged else []
+            vote_as(built, ", ".join([*hops, "198.51.100.20"]) if space else forged)
+        voters = set(built.store.votes_frame()["user_pseudonym"])
+    finally:
+        built.close()
+    assert len(voters) == 1  # each forged header would otherwise be another voter
 
 
 def test_signed_in_votes_are_keyed_and_limited_per_account(services) -> None:

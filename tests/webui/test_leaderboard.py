@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from unittest.mock import ANY
+
+import gradio as gr
+import pytest
 
 from webui import leaderboard
+from webui.board_views import BoardViews
 
 
 def test_leaderboard_orders_systems_and_measures_agreement(store_services) -> None:
@@ -57,3 +63,23 @@ def test_apex_informed_board_says_how_settled_it_is(store_services) -> None:
     table, _, text, _ = leaderboard.render(informed)
     assert table["rating"].str.match(r"~\d+ \(\d+ votes\)").all()  # provisional, with the count
     assert "APEX-informed" in text and "Top spot" in text and "Clip order" in text
+
+
+def test_board_views_serve_the_last_fit_and_refresh_after_new_votes(
+    store_services, make_vote
+) -> None:
+    views = BoardViews(
+        store_services, leaderboard.leaderboard_data, boards=leaderboard.BOARDS, duty=1.0
+    )
+    first = views.get("all")
+    assert first == {**leaderboard.leaderboard_data(store_services, "all"), "updated_at": ANY}
+    assert views.get("all", include_flagged=False) is first  # the same view: the same result
+    for i in range(20, 60):
+        store_services.store.insert_vote(make_vote(i, "bad", "good", "A", True, 0.4))
+    deadline = time.monotonic() + 30
+    while views.get("all")["rated_votes"] == first["rated_votes"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert views.get("all")["rows"][0]["system"] == "bad"  # refitted on the new votes
+    with pytest.raises(gr.Error, match="Unknown board"):
+        views.get("nope")

@@ -98,3 +98,26 @@ def test_score_json_download_is_written_once(tmp_path, monkeypatch) -> None:
     assert all(score.save_json(result) == path for _ in range(5))
     assert json.loads(Path(path).read_text()) == result
     assert len(files_under(tmp_path)) == 1 and Path(path).is_relative_to(tmp_path / "gradio")
+
+
+def _popularity_result(streams: float) -> dict:
+    """What a ``popularity`` reference checkpoint's scorer returns: streams and likes only."""
+    scores = {"score_streams": streams, "score_likes": 40.0}
+    return {
+        **_result(is_demo=False),
+        "scores": scores,
+        "percentiles": {},
+        "segments": [{"start_s": 0.0, "end_s": 30.0, **scores}],
+    }
+
+
+def test_a_popularity_only_result_draws_its_two_scores() -> None:
+    _, table, radar, text, timeline, _ = score.render_result(_popularity_result(61.0))
+    assert list(table["score"]) == ["Streams", "Likes"]
+    assert "Streams: 61.0 / 100" in text
+    assert "no aesthetic scores" in radar.layout.annotations[0].text and not radar.data
+    assert len(timeline.data) == 2  # the two engagement lines
+    pair = {"a": _popularity_result(61.0), "b": _popularity_result(50.0), "p_prefer_a": 0.6}
+    _, p_text, c_table, c_radar = score.render_compare(pair)
+    assert list(c_table["score"]) == ["Streams", "Likes"] and "P(prefer A)" in p_text
+    assert c_table.loc[0, "A - B"] == "+11.00" and not c_radar.data

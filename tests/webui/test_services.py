@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 
 import pytest
 
@@ -82,3 +84,56 @@ def test_close_closes_every_service_and_raises_the_first_error(settings) -> None
     with pytest.raises(TypeError, match="a bug"):  # a bug surfaces, not a log line
         services.close()
     assert closed == ["refit", "sync", "store"]  # the store is still closed, last
+
+
+def _wait_until(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_service_whose_start_raises_is_retried_with_its_dependants(settings) -> None:
+    attempts: list[float] = []
+
+    def flaky(s, b):
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise OSError("the model folder is busy")
+        return "SCORER"
+
+    services = Services(
+        settings,
+        builders={"store": lambda s, b: "STORE", "scorer": flaky, "scoring": lambda s, b: "ON"},
+        retry_s=0.05,
+    ).start()
+    try:
+        assert services.wait(10) is False  # the first pass ends with the scorer failed...
+        assert _wait_until(lambda: "retry" in services.status()["scorer"].detail)
+        detail = services.status()["scorer"].detail
+        assert "the model folder is busy" in detail and "[retry " in detail  # on the About tab
+        # ...and the scorer comes up on a retry, the scoring (which needs it) after it.
+        assert _wait_until(lambda: services.ready("scoring"))
+    finally:
+        services.close()
+    assert services.scorer == "SCORER" and services.get("scoring") == "ON"
+    assert services.status()["scorer"].state == "ready" and services.status_line() == ""
+    assert len(attempts) == 3
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert gaps[1] > gaps[0] * 1.5  # backoff: each wait doubles
+
+
+def test_close_stops_the_retries(settings) -> None:
+    attempts: list[int] = []
+
+    def broken(s, b):
+        attempts.append(1)
+        raise OSError("disk full")
+
+    services = Services(settings, builders={"pool": broken}, retry_s=0.05).start(background=False)
+    services.close()
+    seen = len(attempts)
+    time.sleep(0.3)
+    assert len(attempts) == seen <= 2

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from annotation.pool import ClipPool, PoolError, load_pool
+from apex.audio_checks import AudioError
 from apex.tasks import SCORE_NAMES
 
 RATE = 24_000
@@ -58,7 +59,7 @@ class CountingScorer:
 
         self.calls += [Path(p).name for p in inputs]
         if self.fail_on and any(Path(p).name == self.fail_on for p in inputs):
-            raise ValueError(f"cannot score {self.fail_on}")
+            raise AudioError(f"cannot score {self.fail_on}")
         return [
             ScoreResult(scores={n: float(len(Path(p).name)) for n in SCORE_NAMES}, preference=0.5)
             for p in inputs

@@ -13,6 +13,7 @@ from annotation.arena import Arena
 from annotation.pool import ClipPool, load_pool
 from annotation.pool.scoring import BACKGROUND, URGENT
 from annotation.store import SQLiteVoteStore
+from apex.audio_checks import AudioError
 from apex.tasks import SCORE_NAMES
 from tests.annotation.pool.test_clip_pool import tone
 
@@ -171,7 +172,7 @@ def test_unscorable_clip_stays_servable_and_its_reveal_says_why(arena_setup) -> 
 
     class Broken(GatedScorer):
         def score(self, inputs, priority=0):
-            raise ValueError("decoder exploded")
+            raise AudioError("decoder exploded")
 
     pool.start_scoring(Broken())
     assert pool.wait_scored(timeout=30)
@@ -217,7 +218,7 @@ def test_one_unreadable_clip_costs_its_batch_mates_nothing(arena_setup) -> None:
     class OneBad(GatedScorer):
         def score(self, inputs, priority=0):
             if any("beta_1" in str(p) for p in inputs):
-                raise ValueError("beta_1: not an audio file")
+                raise AudioError("beta_1: not an audio file")
             return super().score(inputs, priority)
 
     pool.start_scoring(OneBad(gate=gate))
