@@ -27,9 +27,6 @@ BOARDS: dict[str, str] = {
 }
 #: Bootstrap rounds for the 95% intervals: enough for stable 2.5/97.5 percentiles.
 BOOTSTRAP_ROUNDS = 500
-#: The style-controlled fit resamples vote rows, not pair counts (its cost grows with the votes):
-#: fewer rounds keep it interactive (10k votes: a few seconds on a small CPU).
-STYLE_BOOTSTRAP_ROUNDS = 200
 
 
 def _iso(ts: float) -> str:
@@ -172,7 +169,7 @@ def _style_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]
     """The style-controlled table (with ``rank``), its covariate effects and votes left out."""
     from annotation.style import fit_style_controlled
 
-    fit = fit_style_controlled(votes, bootstrap_rounds=STYLE_BOOTSTRAP_ROUNDS)
+    fit = fit_style_controlled(votes, interval="sandwich")
     table = fit.ratings.copy()
     table.insert(0, "rank", range(1, len(table) + 1))
     effects = [
@@ -196,7 +193,7 @@ def effects_markdown(data: dict[str, Any]) -> str:
         return ""
     lines = [
         "**Style control:** ratings are at equal clip length, loudness, vocals and clip order "
-        f"({STYLE_BOOTSTRAP_ROUNDS} bootstrap resamples of the votes). Fitted effects "
+        "(95% sandwich intervals, closed form). Fitted effects "
         "(Elo points per standard deviation of the A-B difference, 95% CI):"
     ]
     for e in data.get("effects") or []:

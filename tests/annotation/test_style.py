@@ -104,3 +104,20 @@ def test_position_effect_is_recovered() -> None:
     assert pos["ci_low"] < pos["per_sd"] < pos["ci_high"] < 0
     gaps = fit.ratings["rating"] - fit.ratings.loc["s0", "rating"]
     assert gaps["s3"] == pytest.approx(0.6 * POINTS_PER_NAT, abs=20)
+
+
+@pytest.mark.parametrize("l2", [None, 1.0])
+def test_sandwich_interval_matches_the_bootstrap(biased, l2) -> None:
+    """On 6,000 votes the closed-form interval has the bootstrap's centre and width (within 15%)."""
+    boot = fit_style_controlled(biased, l2=l2, bootstrap_rounds=300, seed=3)
+    sand = fit_style_controlled(biased, l2=l2, interval="sandwich")
+    assert np.allclose(sand.ratings["rating"], boot.ratings.loc[sand.ratings.index, "rating"])
+    for mine, theirs in ((sand.ratings, boot.ratings), (sand.effects, boot.effects)):
+        theirs = theirs.loc[mine.index]
+        width = mine["ci_high"] - mine["ci_low"]
+        ratio = width / (theirs["ci_high"] - theirs["ci_low"])
+        assert ratio.between(0.85, 1.15).all(), ratio
+        centre = (mine["ci_high"] + mine["ci_low"]) / 2 - (theirs["ci_high"] + theirs["ci_low"]) / 2
+        assert (centre.abs() < 0.15 * width).all(), centre
+    with pytest.raises(ValueError, match="interval must be"):
+        fit_style_controlled(biased, interval="profile")
