@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from types import FrameType
 
 log = logging.getLogger("apex.app")
@@ -58,6 +59,21 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         services.close()
         log.info("Stopped.")
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """End the process without the interpreter's teardown, once everything durable is done.
+
+    A stop can arrive while a background service is still inside torch (the scorer loading, a
+    pool batch): tearing the interpreter down under such a daemon thread aborts in C++
+    ("terminate called without an active exception", exit -6). By here the votes are committed
+    and pushed and the workers stopped, so the logs are flushed and the process exits with 0.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

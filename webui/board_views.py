@@ -83,7 +83,9 @@ class BoardViews:
         with self._worker_lock:
             if self._worker is None:
                 spawn = multiprocessing.get_context("spawn")  # no fork of a threaded server
-                worker = ProcessPoolExecutor(1, mp_context=spawn, initializer=_lower_priority)
+                worker = ProcessPoolExecutor(
+                    1, mp_context=spawn, initializer=_init_worker, initargs=(os.getpid(),)
+                )
                 worker.submit(_open_worker_store, self.services.settings).result()
                 self._worker = worker
             return self._worker
@@ -146,7 +148,11 @@ class _StoreOnly:
     store: Any
 
 
-def _lower_priority() -> None:
+def _init_worker(parent_pid: int) -> None:
+    """Exit with the app (even one killed or leaving without teardown); lower priority."""
+    from apex.lifeline import exit_with_parent
+
+    exit_with_parent(parent_pid)
     os.nice(BOARD_WORKER_NICE)
 
 

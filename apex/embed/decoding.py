@@ -17,13 +17,7 @@ which ``fork`` would copy into the children in a state neither library supports.
 from __future__ import annotations
 
 import collections
-import ctypes
-import ctypes.util
 import os
-import signal
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,11 +25,7 @@ from multiprocessing import get_context
 from typing import Any
 
 from apex.embed.records import decode_item
-
-#: prctl option from <linux/prctl.h>: signal to deliver when the parent process dies.
-_PR_SET_PDEATHSIG = 1
-#: How often the fallback watchdog checks that the job still lives, seconds.
-_WATCH_S = 1.0
+from apex.lifeline import exit_with_parent
 
 _CRASH_REASON = (
     "the decoding process died on this file (a decoder crash, or out of memory); check or "
@@ -120,29 +110,9 @@ def _init_worker(parent_pid: int) -> None:
 
     A worker holds a decoded clip and torch (hundreds of MB); when the job is killed (SIGKILL,
     the OOM killer) nothing runs in it to shut the pool down, so each worker must notice by
-    itself: on Linux the kernel sends it SIGKILL when its parent dies (``PR_SET_PDEATHSIG``),
-    and everywhere a watchdog thread exits once the parent's pid is no longer its parent.
+    itself (:func:`apex.lifeline.exit_with_parent`).
     """
-    if not _die_with_parent(parent_pid):
-        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    exit_with_parent(parent_pid)
     import torch
 
     torch.set_num_threads(1)
-
-
-def _die_with_parent(parent_pid: int) -> bool:
-    """Ask Linux to SIGKILL this process when its parent exits; False where that is unavailable."""
-    if not sys.platform.startswith("linux"):
-        return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        return False
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-    return True
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(_WATCH_S)
-    os._exit(1)  # orphaned: re-parented to init or a subreaper

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from apex.files import write_text_atomic
+from apex.lifeline import exit_with_parent
 from apex.training.request import RefitOutcome, RefitRequest
 
 #: Default scheduling niceness of the refit process (0 normal, 19 lowest; ``APEX_REFIT_NICE``).
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m apex.training.worker REQUEST.json OUTCOME.json", file=sys.stderr)
         return 2
+    exit_with_parent(os.getppid())  # an app killed mid-refit leaves no refit running
     outcome = execute(RefitRequest.from_json(Path(args[0]).read_text()))
     write_text_atomic(args[1], outcome.to_json())
     return 0
