@@ -9,9 +9,10 @@ depend on the weight values; nothing is downloaded) and the same 24 kHz waveform
     ``Wav2Vec2FeatureExtractor`` called on each zero-padded segment, ``torch.no_grad``, then the
     mean over time of every hidden state;
 (b) fast — :class:`apex.encoders.MertEncoder` with ``precision="fast"``: one preprocessing
-    pass for the song, segments batched, ``inference_mode``, weights converted to bf16 once,
-    and on CPU the channels-last feature encoder and blocked attention (same parameters and
-    arithmetic, CPU-friendly layouts; ``apex.encoders.hubert``);
+    pass for the song, segments batched, ``inference_mode``, weights converted to bf16 once
+    (where the device has bf16), and on CPU the channels-last feature encoder and, in bf16,
+    blocked attention (same parameters and arithmetic, CPU-friendly layouts;
+    ``apex.encoders.hubert``);
 (c) autocast — ``precision="reference"`` run under ``torch.autocast(bf16)``: fp32 weights and
     transformers' own modules, i.e. what (b) adds beyond plain autocast.
 
@@ -22,7 +23,11 @@ It prints throughput (seconds of audio per second), the ratio (b)/(a), the large
 difference between (a) and (b) through randomly initialised reference heads
 (``apex.heads.ReferenceHeads``, task ``full``) on the 0-100 and 1-5 scales, and the share of this
 machine's measured matmul peak (fp32 and bf16 GEMM, measured in the same run) that the encoder
-reaches, with its FLOPs counted from the config. It ends with one JSON line of all figures.
+reaches, with its FLOPs counted from the config. Then (``--pool-clips``, default 40) generated
+30 s clips go through the arena pool's real background scoring queue (``ClipPool`` scoring,
+``Scorer``, ``EncodeBatcher``) on the fast encoder: clips/s, audio-s/s and the share of the fast
+path's audio-s/s. On CUDA (``--device``, default CUDA when present) every path and the matmul
+peaks run on the GPU. It ends with one JSON line of all figures.
 Other processes on the machine slow both paths alike; the load average is reported.
 """
 

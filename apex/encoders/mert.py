@@ -16,11 +16,13 @@ in batches and pool two ways from the same forward pass: over all frames (``laye
 reference) and over the frames that cover real audio (``layers``).
 
 The ``fast`` precision on CPU converts the weights to bf16 once (where the CPU has native bf16
-dot products), keeps autocast on for the ops it holds in fp32, and swaps two modules for ones
-with the same parameters and arithmetic in CPU-friendly layouts
-(:func:`~apex.encoders.hubert.use_channels_last_features`,
-:func:`~apex.encoders.hubert.use_blocked_attention`). ``benchmarks/score_speed.py`` measures it
-against the reference's shape (fp32, one segment per forward).
+dot products), keeps autocast on for the ops it holds in fp32, and swaps modules for ones with the
+same parameters and arithmetic in CPU-friendly layouts: the channels-last feature encoder
+(:func:`~apex.encoders.hubert.use_channels_last_features`) always, blocked attention
+(:func:`~apex.encoders.hubert.use_blocked_attention`) in bf16 only (in fp32 transformers' fused
+SDPA kernel is faster). On CUDA it runs bf16 (fp16 without bf16) batches of segments.
+``benchmarks/score_speed.py`` measures it against the reference's shape (fp32, one segment per
+forward).
 """
 
 from __future__ import annotations
