@@ -15,14 +15,11 @@ the segments of a song (or of several songs: :meth:`MertEncoder.encode_batch`) t
 in batches and pool two ways from the same forward pass: over all frames (``layers_padded``, the
 reference) and over the frames that cover real audio (``layers``).
 
-The ``fast`` precision on CPU converts the weights to bf16 once (where the CPU has native bf16
-dot products), keeps autocast on for the ops it holds in fp32, and swaps modules for ones with the
-same parameters and arithmetic in CPU-friendly layouts: the channels-last feature encoder
-(:func:`~apex.encoders.hubert.use_channels_last_features`) always, blocked attention
-(:func:`~apex.encoders.hubert.use_blocked_attention`) in bf16 only (in fp32 transformers' fused
-SDPA kernel is faster). On CUDA it runs bf16 (fp16 without bf16) batches of segments.
-``benchmarks/score_speed.py`` measures it against the reference's shape (fp32, one segment per
-forward).
+The ``fast`` precision converts the weights to bf16 once (where the device has native bf16; fp16
+on a CUDA GPU without it), keeps autocast on for the ops it holds in fp32, and on CPU swaps in
+modules with the same parameters and arithmetic in CPU-friendly layouts: the channels-last feature
+encoder always, blocked attention in bf16 only (in fp32 transformers' fused SDPA is faster).
+``benchmarks/score_speed.py`` measures it against the reference's shape (fp32, one segment each).
 """
 
 from __future__ import annotations
@@ -127,9 +124,8 @@ class MertEncoder(Encoder):
             # shared 2-core CPU the two were within run-to-run noise of each other).
             self.model = self.model.to(torch.bfloat16)
         if precision == "fast" and self.device.type == "cpu":
-            # Same arithmetic, in the layouts and tile sizes CPU kernels run fastest. Blocked
-            # attention only in bf16: in fp32, transformers' own SDPA (a fused flash kernel)
-            # runs attention 2.5x faster than the blocked GEMMs (AMD EPYC, AVX2, torch 2.9).
+            # Same arithmetic, in the layouts CPU kernels run fastest. Blocked attention in bf16
+            # only: in fp32 SDPA's fused kernel is 2.5x faster (AMD EPYC, AVX2, torch 2.9).
             use_channels_last_features(self.model)
             if self.compute_dtype == torch.bfloat16:
                 use_blocked_attention(self.model)
@@ -305,9 +301,9 @@ def _fast_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         from apex.batching import on_zero_gpu  # apex.batching imports apex.encoders
 
-        if on_zero_gpu():  # no GPU to ask outside @spaces.GPU calls; ZeroGPU's all have bf16
-            return torch.bfloat16
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # ZeroGPU has no GPU to ask outside @spaces.GPU calls; all its GPUs have bf16.
+        bf16 = on_zero_gpu() or torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float16
     if device.type == "cpu" and torch.backends.mkldnn.is_available():
         # True on CPUs with native bf16 dot products (AVX512-BF16 / AMX); elsewhere bf16 is
         # emulated and slower than fp32.
