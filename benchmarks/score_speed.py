@@ -193,7 +193,10 @@ def score_gap(heads: ReferenceHeads, a: torch.Tensor, b: torch.Tensor) -> dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=180.0, help="input length, seconds")
-    parser.add_argument("--batch-size", type=int, default=4, help="segments per forward (fast)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="segments per forward (fast; default: 1 on "
+        "CPU, 4 on CUDA)",
+    )  # fmt: skip
     parser.add_argument("--skip-autocast", action="store_true", help="skip variant (c)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
@@ -275,7 +278,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "audio_s": args.seconds,
         "segments": segments,
-        "batch_size": args.batch_size,
+        "batch_size": fast.batch_size,
         "rounds": args.rounds,
         "fast_dtype": str(fast.compute_dtype).removeprefix("torch."),
         "reference_audio_s_per_s": round(args.seconds / ref_s, 3),

@@ -264,3 +264,12 @@ def test_fast_cpu_attention_is_sdpa_in_fp32_and_blocked_in_bf16(
     tolerance = 1e-4 if dtype == torch.float32 else 0.5  # 0-100 / 1-5 scale points
     for name in sa:
         assert float((sa[name] - sb[name]).abs().max()) <= tolerance, name
+
+
+def test_default_batch_is_one_segment_on_cpu(tiny_hubert_dir: Path) -> None:
+    """On CPU one 30 s segment per forward is faster per segment than 3-4 (their activations
+    outgrow the caches); an explicit batch_size still wins, and a bad one is refused."""
+    assert MertEncoder.from_pretrained(tiny_hubert_dir, device="cpu").batch_size == 1
+    assert MertEncoder.from_pretrained(tiny_hubert_dir, device="cpu", batch_size=3).batch_size == 3
+    with pytest.raises(ValueError, match="batch_size"):
+        MertEncoder.from_pretrained(tiny_hubert_dir, device="cpu", batch_size=0)
