@@ -10,19 +10,53 @@ arena per thread, which shows as peak RSS). Requests arriving while a batch runs
 into the next one together, so ``APEX_SCORE_CONCURRENCY`` concurrent requests cost about one
 batched forward instead of that many single ones. Lower ``priority`` values go first (0: a
 person waiting; 1: clips a visitor is about to hear; 2: background work).
+
+On a Space with ZeroGPU hardware (the platform sets ``SPACES_ZERO_GPU``), each batch runs
+through the ``spaces`` package's ``@spaces.GPU`` decorator, which lends the process a GPU for
+the call; the model was placed on ``cuda`` when it loaded, as the ZeroGPU documentation says.
+Anywhere else ``spaces`` is never imported and batches run as plain calls.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import threading
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from apex.audio import Audio
 from apex.encoders.base import Embedding, Encoder
+
+
+def on_zero_gpu() -> bool:
+    """Whether this process runs on a Hugging Face Space with ZeroGPU hardware."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+
+
+#: Encoders the ZeroGPU call reaches by key: ``spaces.GPU`` runs its function in a worker that
+#: receives the arguments pickled, so it gets a key and the clips, never the model itself.
+_ENCODERS: weakref.WeakValueDictionary[int, Encoder] = weakref.WeakValueDictionary()
+
+
+def _encode_batch(key: int, audios: list[Audio]) -> list[Embedding]:
+    return _ENCODERS[key].encode_batch(audios)
+
+
+def _gpu_function(fn: Callable[..., list[Embedding]]) -> Callable[..., list[Embedding]]:
+    """``fn`` under ``@spaces.GPU`` on ZeroGPU (decorated at import, as the docs show), else
+    ``fn`` itself."""
+    if not on_zero_gpu():
+        return fn
+    import spaces  # the Space's own package; present on every ZeroGPU Space
+
+    return spaces.GPU(fn)
+
+
+_encode_on_gpu = _gpu_function(_encode_batch)
 
 
 @dataclass(order=True)
@@ -61,6 +95,11 @@ class EncodeBatcher:
         self._pending: list[_Request] = []
         self._worker: threading.Thread | None = None
         self._seq = itertools.count()
+        _ENCODERS[id(encoder)] = encoder
+
+    def _encode(self, audios: list[Audio]) -> list[Embedding]:
+        """One ``encode_batch`` call; on ZeroGPU inside the ``@spaces.GPU`` function."""
+        return _encode_on_gpu(id(self.encoder), audios)
 
     def encode(self, audios: Sequence[Audio], *, priority: int = 0) -> list[Embedding]:
         """Embeddings of ``audios`` (one per clip, in order), computed in a shared batch.
@@ -125,14 +164,14 @@ class EncodeBatcher:
         self.batches += 1
         self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
         try:
-            embeddings = self.encoder.encode_batch(audios)
+            embeddings = self._encode(audios)
         except Exception as exc:  # handed back to the caller(s), who re-raise it
             if len(batch) == 1:
                 batch[0].error, batch[0].done = exc, True
                 return
             for request in batch:  # isolate the request that failed
                 self.batches += 1
-                _encode_alone(request, self.encoder)
+                _encode_alone(request, self._encode)
             return
         start = 0
         for request in batch:
@@ -141,10 +180,10 @@ class EncodeBatcher:
             request.done = True
 
 
-def _encode_alone(request: _Request, encoder: Encoder) -> None:
+def _encode_alone(request: _Request, encode: Callable[[list[Audio]], list[Embedding]]) -> None:
     """Encode one request alone, storing its result or its exception on it."""
     try:
-        request.result = encoder.encode_batch(list(request.audios))
+        request.result = encode(list(request.audios))
     except Exception as exc:  # handed back to the request's own caller, who re-raises it
         request.error = exc
     request.done = True

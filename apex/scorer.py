@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from apex.audio import Audio, load_audio
-from apex.batching import EncodeBatcher
+from apex.batching import EncodeBatcher, on_zero_gpu
 from apex.checkpoints import (
     ModelInfo,
 )
@@ -163,12 +163,15 @@ class Scorer:
         max_batch: int = 1,
         gather_s: float = 0.005,
     ) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # On ZeroGPU the GPU exists only inside the encoder's @spaces.GPU calls: heads on CPU.
+        gpu = torch.cuda.is_available() and not on_zero_gpu()
+        self.device = torch.device(device or ("cuda" if gpu else "cpu"))
         self.encoder = encoder
         self.max_audio_s = max_audio_s
         self.notices = tuple(notices)
         #: Most clips one shared encoder batch takes (the pool's batches are no larger).
-        self.max_batch = max(max_batch, 4 if self.device.type == "cuda" else 1)
+        on_gpu = getattr(getattr(encoder, "device", None), "type", self.device.type) == "cuda"
+        self.max_batch = max(max_batch, 4 if on_gpu else 1)
         self._batcher = (
             EncodeBatcher(encoder, max_clips=self.max_batch, gather_s=gather_s) if encoder else None
         )

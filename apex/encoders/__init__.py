@@ -35,7 +35,7 @@ def load_encoder(
     trust_remote_code: bool = False,
     cache_dir: str | Path | None = None,
     local_files_only: bool = False,
-    batch_size: int = 4,
+    batch_size: int | None = None,
 ) -> Encoder:
     """Build the encoder named by ``spec``.
 
@@ -46,7 +46,7 @@ def load_encoder(
         trust_remote_code: Let a checkpoint run its own modelling code (explicit opt-in).
         cache_dir: If given, wrap the encoder in an :class:`EmbeddingCache` there.
         local_files_only: Never touch the network for Hub ids.
-        batch_size: Segments per forward pass (MERT).
+        batch_size: Segments per forward pass (MERT; None: 1 on CPU, 4 on CUDA).
 
     Raises:
         EncoderUnavailable: The weights cannot be had (offline with no cached copy, missing or

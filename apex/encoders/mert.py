@@ -15,12 +15,11 @@ the segments of a song (or of several songs: :meth:`MertEncoder.encode_batch`) t
 in batches and pool two ways from the same forward pass: over all frames (``layers_padded``, the
 reference) and over the frames that cover real audio (``layers``).
 
-The ``fast`` precision on CPU converts the weights to bf16 once (where the CPU has native bf16
-dot products), keeps autocast on for the ops it holds in fp32, and swaps two modules for ones
-with the same parameters and arithmetic in CPU-friendly layouts
-(:func:`~apex.encoders.hubert.use_channels_last_features`,
-:func:`~apex.encoders.hubert.use_blocked_attention`). ``benchmarks/score_speed.py`` measures it
-against the reference's shape (fp32, one segment per forward).
+The ``fast`` precision converts the weights to bf16 once (where the device has native bf16; fp16
+on a CUDA GPU without it), keeps autocast on for the ops it holds in fp32, and on CPU swaps in
+modules with the same parameters and arithmetic in CPU-friendly layouts: the channels-last feature
+encoder always, blocked attention in bf16 only (in fp32 transformers' fused SDPA is faster).
+``benchmarks/score_speed.py`` measures it against the reference's shape (fp32, one segment each).
 """
 
 from __future__ import annotations
@@ -80,7 +79,7 @@ class MertEncoder(Encoder):
         precision: ``"reference"`` (fp32, as published) or ``"fast"`` (bf16 where the device
             supports it, else fp32).
         device: Torch device; ``None`` picks CUDA when available.
-        batch_size: Segments per forward pass.
+        batch_size: Segments per forward pass; None: 4 on CUDA, 1 on CPU (faster per segment).
         do_normalize: Apply zero-mean/unit-variance normalisation per padded segment (the
             checkpoint's ``preprocessor_config.json``).
         sample_rate: Model input rate, Hz.
@@ -94,16 +93,17 @@ class MertEncoder(Encoder):
         encoder_id: str,
         precision: str = "fast",
         device: str | torch.device | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         do_normalize: bool = False,
         sample_rate: int = SAMPLE_RATE,
         weights_key: str = "",
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        batch_size = (4 if self.device.type == "cuda" else 1) if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.encoder_id = encoder_id
         self.precision = precision
         self.batch_size = batch_size
@@ -125,9 +125,10 @@ class MertEncoder(Encoder):
             # shared 2-core CPU the two were within run-to-run noise of each other).
             self.model = self.model.to(torch.bfloat16)
         if precision == "fast" and self.device.type == "cpu":
-            # Same arithmetic, in the layouts and tile sizes CPU kernels run fastest.
+            # Same arithmetic, CPU-friendly layouts; blocked attention in bf16 only (fp32: SDPA).
             use_channels_last_features(self.model)
-            use_blocked_attention(self.model)
+            if self.compute_dtype == torch.bfloat16:
+                use_blocked_attention(self.model)
         self.model.requires_grad_(False)
 
     # ------------------------------------------------------------------ construction
@@ -140,7 +141,7 @@ class MertEncoder(Encoder):
         device: str | torch.device | None = None,
         trust_remote_code: bool = False,
         local_files_only: bool = False,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         encoder_id: str | None = None,
     ) -> MertEncoder:
         """Load a MERT / HuBERT checkpoint from a local directory or a Hub id.
@@ -154,7 +155,7 @@ class MertEncoder(Encoder):
             trust_remote_code: Run the checkpoint's own modelling code (``AutoModel``) instead
                 of mapping it onto ``HubertModel``. Off unless explicitly asked for.
             local_files_only: Never touch the network (Hub ids must be in the local cache).
-            batch_size: Segments per forward pass.
+            batch_size: Segments per forward pass (None: 1 on CPU, 4 on CUDA).
             encoder_id: Override the stored identifier (default: the Hub id, or for a local
                 directory its ``_name_or_path`` when it names a Hub repo, else the folder name).
 
@@ -298,7 +299,11 @@ def _frames_for(model: torch.nn.Module, samples: torch.Tensor) -> torch.Tensor:
 
 def _fast_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        from apex.batching import on_zero_gpu  # apex.batching imports apex.encoders
+
+        # ZeroGPU has no GPU to ask outside @spaces.GPU calls; all its GPUs have bf16.
+        bf16 = on_zero_gpu() or torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float16
     if device.type == "cpu" and torch.backends.mkldnn.is_available():
         # True on CPUs with native bf16 dot products (AVX512-BF16 / AMX); elsewhere bf16 is
         # emulated and slower than fp32.

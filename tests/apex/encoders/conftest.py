@@ -13,7 +13,9 @@ from tests.apex.encoders.clips import song
 
 @pytest.fixture(scope="module")
 def reference_encoder(tiny_hubert_dir: Path) -> MertEncoder:
-    return MertEncoder.from_pretrained(tiny_hubert_dir, precision="reference", device="cpu")
+    return MertEncoder.from_pretrained(
+        tiny_hubert_dir, precision="reference", device="cpu", batch_size=4
+    )
 
 
 @pytest.fixture(scope="module")

@@ -238,3 +238,38 @@ def test_blocked_attention_is_the_same_arithmetic(reference_encoder: MertEncoder
                 rtol=1e-4,
                 atol=1e-5,
             )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fast_cpu_attention_is_sdpa_in_fp32_and_blocked_in_bf16(
+    tiny_hubert_dir: Path, reference_encoder: MertEncoder, monkeypatch, dtype: torch.dtype
+) -> None:
+    """The fast path picks its attention by compute dtype (fp32: transformers' SDPA, measured
+    2.5x faster than blocked GEMMs on an AVX2 CPU; bf16: the blocked tiles) and scores alike."""
+    from apex.encoders import mert
+    from apex.encoders.hubert import BlockedAttention
+    from apex.heads import ReferenceHeads
+
+    monkeypatch.setattr(mert, "_fast_dtype", lambda device: dtype)  # bf16 emulated where absent
+    fast = MertEncoder.from_pretrained(tiny_hubert_dir, precision="fast", device="cpu")
+    kinds = {type(layer.attention) for layer in fast.model.encoder.layers}
+    assert (kinds == {BlockedAttention}) == (dtype == torch.bfloat16)
+    audio = _song(35.0, seed=3)
+    a, b = reference_encoder.encode(audio), fast.encode(audio)
+    torch.manual_seed(0)
+    layers, dim = a.layers.shape[1:]
+    heads = ReferenceHeads(input_dim=dim, num_layers=layers, layer_indices=(1, 2)).eval()
+    with torch.no_grad():
+        sa, sb = heads(a.layers_padded[None]), heads(b.layers_padded[None])
+    tolerance = 1e-4 if dtype == torch.float32 else 0.5  # 0-100 / 1-5 scale points
+    for name in sa:
+        assert float((sa[name] - sb[name]).abs().max()) <= tolerance, name
+
+
+def test_default_batch_is_one_segment_on_cpu(tiny_hubert_dir: Path) -> None:
+    """On CPU one 30 s segment per forward is faster per segment than 3-4 (their activations
+    outgrow the caches); an explicit batch_size still wins, and a bad one is refused."""
+    assert MertEncoder.from_pretrained(tiny_hubert_dir, device="cpu").batch_size == 1
+    assert MertEncoder.from_pretrained(tiny_hubert_dir, device="cpu", batch_size=3).batch_size == 3
+    with pytest.raises(ValueError, match="batch_size"):
+        MertEncoder.from_pretrained(tiny_hubert_dir, device="cpu", batch_size=0)
