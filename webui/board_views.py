@@ -134,9 +134,14 @@ class BoardViews:
                 self.services.wait_for("store", self.services.settings.warmup_wait_s)
             except NotReady:  # the store failed: its own status says so
                 return
+            from annotation.store import StoreError
+
             self._pool()  # started before any fit is timed (a refit is waited for if quick)
-            for options in PREWARMED:
-                self._views.entry(_view_key(self._fit_view, "all", options)).refresh()
+            try:
+                for options in PREWARMED:
+                    self._views.entry(_view_key(self._fit_view, "all", options)).refresh()
+            except StoreError:  # the app closed the store while warming up: nothing to show
+                return
 
         threading.Thread(target=run, name="apex-board-prewarm", daemon=True).start()
 
