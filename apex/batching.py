@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 
 from apex.audio import Audio
 from apex.encoders.base import Embedding, Encoder
+from apex.settings import parse_bool
 
 
 def on_zero_gpu() -> bool:
     """Whether this process runs on a Hugging Face Space with ZeroGPU hardware."""
-    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+    return bool(parse_bool(os.environ.get("SPACES_ZERO_GPU", "")))
 
 
 #: Encoders the ZeroGPU call reaches by key: ``spaces.GPU`` runs its function in a worker that
