@@ -187,17 +187,17 @@ class ReferenceHeads(_MixedHeads):
         weight = torch.tensor(mix["weight"]) if len(picked) == 4 else torch.zeros(len(picked))
         self.register_buffer("mix_weight", weight, persistent=False)
         self.register_buffer("mix_bias", torch.tensor(mix["bias"][0]), persistent=False)
-        self.mix_source = "seed-42 draw (REFERENCE_LAYER_MIX)"
+        self.mix_from = "seed-42 draw (REFERENCE_LAYER_MIX)"
         self.eval()
 
     @torch.no_grad()
-    def set_layer_mix(self, weight: torch.Tensor, bias: torch.Tensor, source: str) -> None:
+    def set_layer_mix(self, weight: torch.Tensor, bias: torch.Tensor, mix_from: str) -> None:
         """Use a checkpoint's own ``Conv1d(L, 1, 1)`` layer mix instead of the seed-42 draw.
 
         Args:
             weight: ``aggregator.weight`` ``[1, L, 1]`` (any shape with L elements).
             bias: ``aggregator.bias`` ``[1]``.
-            source: where it came from (shown in the model info).
+            mix_from: where it came from (shown in the model info).
         """
         n = len(self.layer_indices)
         if weight.numel() != n or bias.numel() != 1:
@@ -207,7 +207,7 @@ class ReferenceHeads(_MixedHeads):
             )
         self.mix_weight.copy_(weight.reshape(-1).to(self.mix_weight))
         self.mix_bias.copy_(bias.reshape(()).to(self.mix_bias))
-        self.mix_source = source
+        self.mix_from = mix_from
 
     def add_preference(self) -> None:
         """Add a fresh ``branch_preference`` shaped like the score branches (a warm start)."""
