@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import copy
-import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,13 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 from apex.audio import Audio, load_audio
 from apex.batching import EncodeBatcher, on_zero_gpu
-from apex.checkpoints import (
-    ModelInfo,
-)
+from apex.checkpoints import ModelInfo
 from apex.encoders.base import SEGMENT_SECONDS, Embedding, Encoder
 from apex.heads import LINK_WEIGHTS, logistic_preference
 from apex.tasks import ENGAGEMENT
@@ -123,10 +121,6 @@ def _preference(info: ModelInfo, song: Mapping[str, torch.Tensor]) -> float | No
     if "preference" in song and info.metadata.get("preference_trained"):
         return float(song["preference"][0])
     return None
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 def _is_single_input(inputs: Any) -> bool:
@@ -343,7 +337,7 @@ class Scorer:
         rb = b if isinstance(b, ScoreResult) else self.score(b)[0]
         same_model = (ra.model_id, ra.model_version) == (rb.model_id, rb.model_version)
         if ra.preference is not None and rb.preference is not None and same_model:
-            return _sigmoid(ra.preference - rb.preference)
+            return float(expit(ra.preference - rb.preference))
         return logistic_preference(ra.scores, rb.scores, LINK_WEIGHTS)
 
 
