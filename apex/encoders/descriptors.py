@@ -1,15 +1,9 @@
 """The descriptor groups of the fallback encoder, computed from one shared STFT.
 
-Layout: the spectrum is ``[N, F]`` (frames x bins, bins contiguous), so that per-frame work over
-frequency (sorting for spectral contrast, logarithms for flatness, cumulative sums for rolloff)
-runs along contiguous memory. Everything that depends only on the sample rate — the window, the
-mel, DCT and chroma matrices, band slices, key profiles, the K-weighting response — is built
-once in :class:`Banks` (one per encoder instance) and reused for every clip.
-
-Sorting is done with numpy: its SIMD sort is about 20x faster than ``torch.sort`` on CPU for
-these short rows, and sorting is what spectral contrast and the noise floor need. All arithmetic
-is float32 (the statistics average hundreds of frames; float64 changed nothing that matters).
-See :mod:`apex.encoders.fallback` for what each entry means.
+The spectrum is ``[N, F]`` (frames x bins, bins contiguous: per-frame work over frequency runs
+along contiguous memory). What depends only on the sample rate is built once in :class:`Banks`.
+Sorting uses numpy (about 20x faster than ``torch.sort`` on CPU for these short rows); all
+arithmetic is float32. :mod:`apex.encoders.fallback` says what each entry means.
 """
 
 from __future__ import annotations
@@ -36,12 +30,10 @@ _GATE_S, _STEP_S, _ABS_GATE, _REL_GATE, _K_BIAS = 0.4, 0.1, -70.0, -10.0, -0.691
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """Run torch ops of the calling thread on one intra-op thread, then restore its setting.
+    """Run the calling thread's torch ops on one intra-op thread, then restore its setting.
 
-    The descriptors are a chain of small ops (well under 1 ms each) that gain nothing from
-    intra-op parallelism, and on a busy machine OpenMP's barriers make them several times
-    slower with 2 threads than with 1 (benchmarks/fallback_speed.py measures both). The
-    setting read and restored is the calling thread's own (OpenMP keeps it per thread).
+    The descriptors are small ops (under 1 ms each); on a busy machine OpenMP's barriers make
+    them several times slower with 2 threads (benchmarks/fallback_speed.py).
     """
     previous = torch.get_num_threads()
     if previous == 1:
@@ -63,10 +55,9 @@ def _bins(freqs: torch.Tensor, low: float, high: float, *, closed: bool = False)
 
 @dataclass(frozen=True)
 class Banks:
-    """Everything the descriptors need that depends only on the sample rate (built once).
+    """Everything the descriptors need that depends only on the sample rate (Hz).
 
     Attributes:
-        sample_rate: Hz.
         window: ``[N_FFT]`` periodic Hann window.
         freqs: ``[F]`` bin centre frequencies, Hz (``F = N_FFT // 2 + 1``).
         mel: ``[F, N_MELS]`` Slaney mel filterbank, 30 Hz-11 kHz.
@@ -74,9 +65,7 @@ class Banks:
         chroma: ``[F, 12]`` one-hot pitch class of each bin between 55 Hz and 5 kHz (else 0).
         moments: ``[F, 3]`` columns 1, f and f^2 with f in kHz (centroid and bandwidth).
         keys: ``[24, 12]`` the 24 key profiles, each centred and scaled to unit (unbiased) std.
-        kweight: ``[F]`` energy weight of each bin for BS.1770 loudness: the K-weighting
-            filters' squared magnitude response times the one-sided Parseval factor and the
-            window's overlap gain (so a frame sum is the K-weighted energy of the samples).
+        kweight: ``[F]`` BS.1770 energy weight of each bin (:func:`_kweight`).
         contrast: Bin slices of the 7 octave bands of spectral contrast.
         above_4k: Bins at or above 4 kHz. above_8k: at or above 8 kHz.
         pitch: Bins between 150 and 2500 Hz (dominant partial for vibrato).
@@ -98,7 +87,6 @@ class Banks:
 
     @classmethod
     def build(cls, sample_rate: int) -> Banks:
-        """All matrices for ``sample_rate`` Hz."""
         import torchaudio.functional as taf
 
         n_bins = N_FFT // 2 + 1
@@ -133,10 +121,9 @@ class Banks:
 def _kweight(sample_rate: int, n_bins: int) -> torch.Tensor:
     """``[F]``: K-weighted energy per unit of ``|X_k|^2`` for a Hann STFT at hop ``N_FFT / 8``.
 
-    The K-weighting is torchaudio's (``treble_biquad(4 dB, 1.5 kHz)`` then ``highpass_biquad(38
-    Hz, Q 0.5)``); its response is read off the impulse response (2^16 samples, long after the
-    38 Hz poles have died out). Parseval for a one-sided spectrum counts inner bins twice; a
-    squared periodic Hann window at hop N/8 overlap-adds to exactly 3.
+    torchaudio's K-weighting (treble 4 dB at 1.5 kHz, highpass 38 Hz Q 0.5) read off a 2^16
+    sample impulse response; one-sided Parseval counts inner bins twice; a squared periodic Hann
+    window at hop N/8 overlap-adds to exactly 3.
     """
     import torchaudio.functional as taf
 
@@ -153,11 +140,8 @@ def _kweight(sample_rate: int, n_bins: int) -> torch.Tensor:
 
 
 def spectrum(wave: torch.Tensor, banks: Banks) -> tuple[torch.Tensor, torch.Tensor]:
-    """STFT (centred, zero-padded) of ``[T]`` float32 samples.
-
-    Returns:
-        ``spec`` ``[N, F]`` complex64 and ``power`` ``[N, F]`` float32 (``|spec|^2``).
-    """
+    """STFT (centred, zero-padded) of ``[T]`` float32 samples: ``spec`` ``[N, F]`` complex64
+    and ``power`` ``[N, F]`` float32."""
     spec = torch.stft(
         wave, N_FFT, HOP, window=banks.window, center=True, pad_mode="constant",
         return_complex=True,
@@ -258,10 +242,8 @@ def shape(power: torch.Tensor, wave: torch.Tensor, banks: Banks) -> torch.Tensor
 def loudness(power: torch.Tensor, samples: int, banks: Banks) -> float:
     """BS.1770 integrated loudness (LUFS, floored at -70) from the STFT power ``[N, F]``.
 
-    The same gating as ``torchaudio.functional.loudness``, but each 400 ms block's K-weighted
-    energy is read from the spectrum (frame energies spread over their hop, integrated over
-    the block) instead of filtering the waveform: within a few hundredths of a LU of the
-    time-domain filters on music, at a fraction of the cost.
+    ``torchaudio.functional.loudness``'s gating, each 400 ms block's K-weighted energy read from
+    the spectrum instead of filtered samples: within a few hundredths of a LU, far cheaper.
     """
     gate = round(_GATE_S * banks.sample_rate)
     step = round(gate * _STEP_S / _GATE_S)
@@ -307,10 +289,8 @@ def noise(power: torch.Tensor, banks: Banks) -> torch.Tensor:
     """Quiet-frame level, high-band minimum-statistics noise floor, 10th-percentile level (dB)."""
     frame_db = db(power.mean(dim=1))
     q10, q50 = torch.quantile(frame_db, torch.tensor([0.1, 0.5]))
-    # A steady noise floor keeps every high-frequency bin busy even between notes, so the
-    # 10th percentile over time of those bins rises towards the music's level; music alone
-    # leaves them nearly empty. Relative to the median frame level, so gain does not matter.
-    # (dB is monotonic: sort the powers, interpolate the two order statistics in dB.)
+    # A steady noise floor keeps high bins busy between notes, raising their 10th percentile over
+    # time; music alone leaves them nearly empty. Relative to the median level (gain-free).
     high = np.sort(power[:, banks.above_4k].T.contiguous().numpy(), axis=1)
     position = 0.1 * (high.shape[1] - 1)
     below, frac = math.floor(position), position - math.floor(position)
@@ -321,12 +301,9 @@ def noise(power: torch.Tensor, banks: Banks) -> torch.Tensor:
 
 
 def expression(spec: torch.Tensor, power: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """Frame-to-frame pitch movement (cents) of the dominant partial between 150 and 2500 Hz.
-
-    Vibrato moves a held note's partials by tens of cents per frame; a robotic, flat note
-    does not move at all. The frequency comes from the phase advance between frames (phase
-    vocoder), which resolves far finer than the 11.7 Hz bin spacing.
-    """
+    """Frame-to-frame pitch movement (cents) of the dominant partial between 150 and 2500 Hz,
+    from the phase advance between frames (finer than the 11.7 Hz bins): vibrato moves tens of
+    cents per frame, a robotic note not at all."""
     band = banks.pitch
     if spec.shape[0] < 3 or band.stop <= band.start:
         return torch.zeros(3)

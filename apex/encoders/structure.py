@@ -1,9 +1,7 @@
 """Time-structure descriptors of the fallback encoder: rhythm and phrase repetition.
 
-Both read frame sequences computed once by :mod:`apex.encoders.descriptors` (the log-mel
-spectrogram for the onset envelope, chroma and MFCC frames for self-similarity) and summarise how
-a clip is organised in time rather than what its spectrum holds: tempo, pulse clarity and grid
-coherence from the onset envelope; how strongly 2 s phrases repeat at lags of 2.5 s or more.
+From frames of :mod:`apex.encoders.descriptors`: tempo, pulse clarity and grid coherence from
+the log-mel onset envelope; how strongly 2 s chroma/MFCC phrases repeat 2.5 s or more apart.
 """
 
 from __future__ import annotations
@@ -87,11 +85,8 @@ def _delay_embed(blocks: torch.Tensor, span: int) -> torch.Tensor:
 
 
 def repetition(chroma_frames: torch.Tensor, mfcc_frames: torch.Tensor, fps: float) -> torch.Tensor:
-    """Self-similarity of 2 s phrases (0.125 s chroma / timbre blocks) at lags of 2.5 s or more.
-
-    Matching whole phrases rather than single blocks is what tells a repeated section from a
-    new one over the same chords: only a repeat brings the same melody in the same order.
-    """
+    """Self-similarity of 2 s phrases (0.125 s chroma / timbre blocks) at lags of 2.5 s or more
+    (whole phrases: only a repeat, not new melody over the same chords, matches in order)."""
     size, span, min_lag = max(1, round(0.125 * fps)), 16, 20  # 16 x 0.125 s; 20 x 0.125 s
     chroma_blocks = _blocks(chroma_frames, size)
     timbre = _blocks(mfcc_frames[1:], size)  # MFCC 0 is loudness, not timbre
