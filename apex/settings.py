@@ -136,8 +136,8 @@ def default_data_dir() -> Path:
 
 
 def default_trusted_proxies() -> int:
-    """1 on a Hugging Face Space (``SPACE_ID`` set: its front end appends the visitor's address
-    to ``X-Forwarded-For``), else 0: reached directly, the header is whatever the client wrote."""
+    """1 on a Hugging Face Space (``SPACE_ID`` set; its proxy appends to ``X-Forwarded-For``),
+    else 0 (reached directly, the header is whatever the client wrote)."""
     return 1 if os.environ.get("SPACE_ID") else 0
 
 
@@ -424,15 +424,10 @@ class Settings:
         max=3600.0,
     )
 
-    # ------------------------------------------------------------------ construction
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read every ``APEX_*`` variable from ``env`` (default ``os.environ``), then ``overrides``.
-
-        Raises:
-            SettingsError: a value does not parse or is out of range; the message says which and how
-                to fix it.
-        """
+        """Read every ``APEX_*`` variable from ``env`` (default ``os.environ``), then ``overrides``;
+        :class:`SettingsError` when a value does not parse or is out of range."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
@@ -463,7 +458,6 @@ class Settings:
             parts.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(parts)})"
 
-    # ------------------------------------------------------------------ derived paths
     @property
     def model_pinned(self) -> bool:
         """True when ``APEX_MODEL`` names a model: promotions are then not swapped in."""
