@@ -200,9 +200,7 @@ class Settings:
         "auto",
     )
     demo_seed: int = _env("APEX_DEMO_SEED", "Seed of the synthetic demo corpus.", 0, min=0)
-    demo_clips: int = _env(
-        "APEX_DEMO_CLIPS", "Number of clips in the demo corpus.", 480, min=16, max=20000
-    )
+    demo_clips: int = _env("APEX_DEMO_CLIPS", "Clips in the demo corpus.", 480, min=16, max=20000)
     sampler: str = _env(
         "APEX_SAMPLER",
         "Pair sampling: `balanced` (fewest battles first) or `info` (least certain ratings first, "

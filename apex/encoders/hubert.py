@@ -28,7 +28,7 @@ _LEGACY_RENAMES = {
 _OPTIONAL_KEYS = frozenset({"masked_spec_embed"})  # only used for masking during pre-training
 
 
-def hubert_config_from_dict(raw: dict[str, Any], *, source: str = "checkpoint") -> Any:
+def hubert_config_from_dict(raw: dict[str, Any], *, where: str = "checkpoint") -> Any:
     """Map a MERT or HuBERT ``config.json`` onto ``HubertConfig``; :class:`EncoderUnavailable`
     for MERT features HubertModel cannot express (CQT input, DeepNorm): remote code only."""
     from transformers import HubertConfig
@@ -36,7 +36,7 @@ def hubert_config_from_dict(raw: dict[str, Any], *, source: str = "checkpoint") 
     for key, supported in _MERT_SWITCHES.items():
         if raw.get(key, supported) != supported:
             raise EncoderUnavailable(
-                f"{source}: {key}={raw[key]!r} cannot be loaded into transformers' HubertModel; "
+                f"{where}: {key}={raw[key]!r} cannot be loaded into transformers' HubertModel; "
                 "load it with trust_remote_code=True (runs the checkpoint's own code) if you "
                 "trust its authors."
             )

@@ -155,7 +155,7 @@ class MertEncoder(Encoder):
                 str(directory), trust_remote_code=True, local_files_only=True
             )
         else:
-            config = hubert_config_from_dict(raw, source=str(name_or_path))
+            config = hubert_config_from_dict(raw, where=str(name_or_path))
             model = build_hubert(config, initialize=False)
             report = load_weights(model, weights_file)
             if report["unused"]:
