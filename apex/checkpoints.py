@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from apex.files import write_text_atomic
+from apex.files import write_json_atomic
 from apex.heads import ApexHeads, HeadsConfig
 from apex.hub_files import (  # hub_reachable: public here too
     SnapshotUnavailable,
@@ -64,12 +64,6 @@ METADATA_NAME = "metadata.json"
 FORMAT_VERSION = 1
 
 
-# ---------------------------------------------------------------------------- our format
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Readers never see a half-written file (numpy numbers are written as floats)."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=float))
-
-
 def save_model(model: ApexHeads, directory: str | Path, *, metadata: Mapping[str, Any]) -> Path:
     """Save ``model`` as ``model.safetensors`` + ``config.json`` + ``metadata.json`` in
     ``directory`` (created if needed) and return it. ``metadata`` must hold ``encoder_id``;
@@ -92,7 +86,7 @@ def save_model(model: ApexHeads, directory: str | Path, *, metadata: Mapping[str
         **dict(metadata),
     }
     model.save_pretrained(directory, config=model.config)
-    _write_json(directory / METADATA_NAME, meta)
+    write_json_atomic(directory / METADATA_NAME, meta, default=float)  # numpy numbers: floats
     return directory
 
 

@@ -14,7 +14,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +97,16 @@ def write_text_atomic(target: str | os.PathLike[str], text: str, *, fsync: bool 
 
 
 def write_json_atomic(
-    target: str | os.PathLike[str], value: Any, *, indent: int | None = 2, fsync: bool = True
+    target: str | os.PathLike[str],
+    value: Any,
+    *,
+    indent: int | None = 2,
+    fsync: bool = True,
+    default: Callable[[Any], Any] | None = None,
 ) -> Path:
-    """Write plain-JSON ``value`` (sorted keys, trailing newline) atomically; return the target.
-    Anything not plain JSON raises ``TypeError`` before ``target`` is touched."""
-    text = json.dumps(value, indent=indent, sort_keys=True) + "\n"
+    """Write JSON ``value`` (sorted keys, trailing newline) atomically; return the target. What
+    is not plain JSON goes through ``default`` (None: ``TypeError``, ``target`` untouched)."""
+    text = json.dumps(value, indent=indent, sort_keys=True, default=default) + "\n"
     return write_text_atomic(target, text, fsync=fsync)
 
 
