@@ -1,16 +1,12 @@
 """The ``apex`` command line: a thin dispatcher over subcommands defined next to their code.
 
-Each command module has ``register(subparsers)``, adding one subcommand whose parser sets
-``func`` (namespace -> exit code). ``apex votes`` comes from ``annotation.cli`` through the
-``apex.cli`` entry-point group (pyproject.toml), so ``apex`` never imports ``annotation``; a
-failing import there is raised, not hidden. Conventions shared by every command:
-
-- flags that set a config dataclass are generated from it (:func:`dataclass_flags`,
-  :func:`from_args`);
-- exit codes: :data:`EXIT_OK` done; :data:`EXIT_FAILED` ran but could not do all that was asked;
-  :data:`EXIT_USAGE` bad input (flags, settings, a missing or malformed file), nothing changed;
-- an expected error is one line on stderr, ``apex <command>: error: <what and what to do>``
-  (:func:`guarded`, :func:`fail`); anything else is a bug and keeps its traceback.
+Each command module's ``register(subparsers)`` adds a subcommand whose parser sets ``func``
+(namespace -> exit code). ``apex votes`` (``annotation.cli``) joins through the ``apex.cli``
+entry-point group, so ``apex`` never imports ``annotation``; its import errors are raised. Flags
+come from config dataclasses (:func:`dataclass_flags`, :func:`from_args`); exit codes are
+:data:`EXIT_OK`, :data:`EXIT_FAILED` (ran, could not do all) and :data:`EXIT_USAGE` (bad input,
+nothing changed); an expected error is one line, ``apex <command>: error: <what to do>``
+(:func:`guarded`, :func:`fail`), anything else keeps its traceback.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ own format is :mod:`apex.checkpoints`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import zipfile
@@ -446,16 +447,7 @@ def load_snapshot_heads(snapshot: Snapshot, heads_from: str) -> tuple[ReferenceH
     heads = load_reference_checkpoint(snapshot.path(first))
     base = reference_info(heads, heads_from, model_id=snapshot.repo_id or heads_from)
     meta = {**base.metadata, "from_cache": snapshot.from_cache, "files": list(snapshot.files)}
-    info = ModelInfo(
-        model_id=base.model_id,
-        version=base.version,
-        kind="published",
-        encoder_id=base.encoder_id,
-        heads_from=heads_from,
-        revision=snapshot.revision,
-        metadata=meta,
-    )
-    return heads, info
+    return heads, dataclasses.replace(base, revision=snapshot.revision, metadata=meta)
 
 
 def load_published(
