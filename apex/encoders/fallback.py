@@ -48,7 +48,6 @@ import torch
 
 from apex.audio import SAMPLE_RATE, Audio
 from apex.encoders import descriptors as d
-from apex.encoders import structure
 from apex.encoders.base import SEGMENT_SECONDS, Embedding, Encoder, split_segments
 
 _VERSION = 2  # bump whenever a descriptor changes: cached embeddings and demo heads then rebuild
@@ -140,10 +139,10 @@ def _describe(wave: torch.Tensor, sample_rate: int, banks: d.Banks) -> torch.Ten
         d.harmony(chroma, banks),
         d.stats(d.contrast(power, banks)),
         d.shape(power, wave, banks),
-        structure.rhythm(logmel, fps),
+        d.rhythm(logmel, fps),
         d.dynamics(wave, power, banks),
         d.noise(power, banks),
-        structure.repetition(chroma, mfcc, fps),
+        d.repetition(chroma, mfcc, fps),
         d.expression(spec, power, banks),
     ]
     out = torch.cat([p.reshape(-1).to(torch.float32) for p in parts])
