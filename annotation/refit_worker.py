@@ -23,8 +23,8 @@ from typing import Any
 
 from annotation.refit_job import run_refit_from_store
 from annotation.store.records import StoreError
-from apex.audio_checks import AudioError
-from apex.checkpoint_base import CheckpointError
+from apex.audio import AudioError
+from apex.checkpoints import CheckpointError
 from apex.encoders.base import EncoderUnavailable
 from apex.settings import Settings
 from apex.training.data import DataError

@@ -8,8 +8,7 @@ Public API::
     result = scorer.score(["song.mp3"])[0]  # ScoreResult: seven scores, timeline, percentiles
     p = scorer.compare("a.wav", "b.wav")   # P(listeners prefer a over b)
 
-Names that need torch (``load_scorer``, ``Scorer``, ``ScoreResult``, ``load_audio``,
-``AudioError``, ...) are imported on first use, so ``import apex`` stays light.
+Names that need torch are imported on first use, so ``import apex`` stays light.
 """
 
 from __future__ import annotations

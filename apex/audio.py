@@ -1,20 +1,13 @@
 """Audio loading: any file, bytes or array in, a mono float32 waveform at the encoder's rate out.
 
-Decoding uses soundfile (libsndfile). The build shipped with soundfile>=0.12 wheels is libsndfile
-1.2, which reads WAV, FLAC, OGG/Vorbis, OGG/Opus, AIFF and MP3 (MPEG-1/2 layer III, libsndfile
->= 1.1); formats it cannot read (AAC/M4A, WMA, video containers) are rejected with a message that
-says how to convert them. Channels are averaged to mono and the result is resampled with
-``torchaudio.functional.resample`` (default windowed-sinc settings), exactly as the APEX reference
-does, so embeddings match the published pipeline.
-
-What decoding may cost is bounded, not only the duration: a file whose header claims more input
-samples (rate x channels x seconds) than ``MAX_DECODED_SAMPLES_PER_S * max_seconds`` is refused
-before decoding, a header that gives no usable length is reported as damaged, and files above
-``WHOLE_DECODE_SAMPLES`` are decoded block by block with the down-mix and the resampling streamed
-(:mod:`apex.resample`), so peak memory stays at a few megabytes plus the 24 kHz output.
-
-Every problem with the input raises :class:`AudioError`, whose message says what was wrong and
-what to do about it. Silence is not an error (it can be scored) but is noted in ``Audio.warnings``.
+Decoding uses soundfile (libsndfile 1.2: WAV, FLAC, OGG/Vorbis/Opus, AIFF, MP3); other formats
+are refused with how to convert them. Channels are averaged and the result resampled with
+``torchaudio.functional.resample`` (default settings), as the APEX reference does. A file whose
+header claims more than ``MAX_DECODED_SAMPLES_PER_S * max_seconds`` input samples is refused
+before decoding; one above ``WHOLE_DECODE_SAMPLES`` is decoded block by block
+(:mod:`apex.resample`). Every problem raises :class:`AudioError` saying what to do; silence is
+only noted in ``Audio.warnings``. torch is imported on first decode, so importing
+:class:`AudioError` stays light.
 """
 
 from __future__ import annotations
@@ -25,42 +18,152 @@ import struct
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import torch
 
-from apex.audio_checks import (
-    CONVERT_HINT,
-    EMPTY,
-    MAX_CHANNELS,
-    MAX_SAMPLE_RATE,
-    MAX_SECONDS,
-    MIN_SAMPLE_RATE,
-    MIN_SECONDS,
-    SUPPORTED_EXTENSIONS,
-    AudioError,
-    check_duration,
-    check_file,
-    check_header,
-    check_rate_and_channels,
-    check_riff_complete,
-    not_finite,
-    too_long,
-)
+if TYPE_CHECKING:
+    import torch
 
-SAMPLE_RATE = 24_000
-"""MERT's input rate, Hz: every encoder here consumes audio at this rate."""
+
+class AudioError(ValueError):
+    """The input is not usable audio; the message says what is wrong and what to do."""
+
+
+SAMPLE_RATE = 24_000  # MERT's input rate, Hz: every encoder here consumes audio at this rate
+MIN_SECONDS = 1.0  # shorter clips give too few encoder frames to mean anything
+MAX_SECONDS = 600.0  # default longest input, seconds; callers raise it via ``max_seconds``
+MIN_SAMPLE_RATE = 1_000  # rates outside [1 kHz, 384 kHz] are corrupt headers or mistakes
+MAX_SAMPLE_RATE = 384_000
+MAX_CHANNELS = 32
+#: Decoding budget (CPU time): input samples, all channels, per second of ``max_seconds``. A
+#: 10-minute 192 kHz stereo master fits; 384 kHz x 8 channels x 150 s (a 500 KB FLAC) does not.
+MAX_DECODED_SAMPLES_PER_S = 2 * 192_000
+ABSURD_SECONDS = 7 * 24 * 3600.0  # a header claiming over a week of audio is damaged
+#: Files of at most this many input samples (64 MB as float32) are decoded and resampled in one
+#: call, exactly as the reference does; bigger ones this many samples per block at a time.
 WHOLE_DECODE_SAMPLES = 1 << 24
-"""Files of at most this many input samples (64 MB as float32, about 3 min of 44.1 kHz stereo)
-are decoded in one read and resampled in one call, exactly as the reference does."""
 BLOCK_SAMPLES = 1 << 21
-"""Bigger files are read this many input samples (8 MB as float32) at a time, down-mixed and
-resampled block by block (:class:`apex.resample.StreamingResampler`)."""
-SILENCE_PEAK = 1e-4
-"""Peak amplitude (full scale = 1.0) below which a clip is flagged as silent (about -80 dBFS)."""
+SILENCE_PEAK = 1e-4  # peak (full scale = 1.0) below which a clip is flagged silent, ~-80 dBFS
+_UNKNOWN_FRAMES = 2**63 - 1  # what libsndfile reports when the header gives no length
+SUPPORTED_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64"}
+)
+CONVERT_HINT = "convert it to WAV, FLAC, OGG or MP3 first (e.g. `ffmpeg -i input.m4a output.wav`)"
+EMPTY = "the file is empty (0 bytes); upload the complete audio file."
 
-AudioSource = str | Path | bytes | tuple[np.ndarray, int]
+
+def check_file(path: Path) -> None:
+    """Refuse a path that is missing, a folder, of an unsupported format or empty."""
+    if not path.exists():
+        raise AudioError(f"{path}: no such file; check the path.")
+    if path.is_dir():
+        raise AudioError(f"{path} is a directory; pass an audio file.")
+    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise AudioError(
+            f"{path.name}: unsupported format {path.suffix or '(no extension)'!r}; supported: "
+            f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}. Please {CONVERT_HINT}."
+        )
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path.name}: {EMPTY}")
+
+
+def check_header(frames: int, rate: int, channels: int, name: str, max_seconds: float) -> None:
+    """Refuse, from the header alone, lengths that are lies and files too costly to decode."""
+    if frames >= _UNKNOWN_FRAMES or frames / rate > ABSURD_SECONDS:
+        raise AudioError(
+            f"{name}: the file is damaged: its header gives no usable length (it claims "
+            f"{'an unknown number of' if frames >= _UNKNOWN_FRAMES else frames} samples). "
+            "Re-export or re-upload the complete file."
+        )
+    if frames / rate > max_seconds * 1.01 + 1:
+        raise too_long(frames / rate, max_seconds, name)
+    budget = max_seconds * MAX_DECODED_SAMPLES_PER_S
+    if frames * channels > budget:
+        raise AudioError(
+            f"{name}: decoding this file means {frames * channels / 1e6:.0f} million samples "
+            f"({rate} Hz x {channels} channels x {frames / rate:.1f} s), more than the "
+            f"{budget / 1e6:.0f} million this server decodes per song. Export a stereo mix at "
+            "48 kHz (e.g. `ffmpeg -i in.flac -ac 2 -ar 48000 out.flac`) and upload that."
+        )
+
+
+def check_riff_complete(handle: BinaryIO, name: str) -> None:
+    """Reject a WAV whose ``data`` chunk is shorter than its header says (an interrupted copy).
+
+    libsndfile would silently score the shorter song. Reads chunk headers, then rewinds.
+    """
+    start = handle.tell()
+    size = handle.seek(0, io.SEEK_END) - start
+    handle.seek(start)
+    try:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return
+        offset = 12
+        while offset + 8 <= size:
+            handle.seek(start + offset)
+            chunk = handle.read(8)
+            chunk_id, length = chunk[:4], struct.unpack("<I", chunk[4:8])[0]
+            if chunk_id == b"data":
+                # 0 and 0xFFFFFFFF mean "length unknown" (streaming writers); nothing to check.
+                if 0 < length < 0xFFFFFFFF and offset + 8 + length > size:
+                    raise AudioError(
+                        f"{name}: the WAV file is truncated (its header declares {length} bytes "
+                        f"of audio but only {size - offset - 8} are present); re-export or "
+                        "re-upload the complete file."
+                    )
+                return
+            offset += 8 + length + (length & 1)
+    finally:
+        handle.seek(start)
+
+
+def check_rate_and_channels(rate: int, channels: int, name: str) -> None:
+    """Refuse a sample rate or channel count no music recording has."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{name}: sample rate {rate} Hz is outside the accepted {MIN_SAMPLE_RATE}-"
+            f"{MAX_SAMPLE_RATE} Hz; the header is probably wrong, or the rate was passed in the "
+            "wrong unit. Pass the true rate in Hz (e.g. 44100)."
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(
+            f"{name}: {channels} channels is not a music recording (accepted: 1-{MAX_CHANNELS}); "
+            "for an array, pass [T] or [T, C] samples; for a file, export a stereo or mono mix."
+        )
+
+
+def too_long(seconds: float, max_seconds: float, name: str) -> AudioError:
+    """The error for a clip of ``seconds`` over the ``max_seconds`` limit."""
+    return AudioError(
+        f"{name}: {seconds:.1f} s is longer than the {max_seconds:.0f} s limit; trim it (e.g. "
+        f"`ffmpeg -i in.wav -t {max_seconds:.0f} out.wav`) or raise the limit (APEX_MAX_AUDIO_S)."
+    )
+
+
+def check_finite(samples: np.ndarray, name: str) -> None:
+    """Refuse NaN or infinite samples."""
+    if not np.isfinite(samples).all():
+        raise AudioError(
+            f"{name}: the audio contains NaN or infinite samples; the file or array is corrupted "
+            "(re-export it, or check the code that produced the array)."
+        )
+
+
+def check_duration(frames: int, rate: int, name: str, max_seconds: float) -> None:
+    """Refuse a clip shorter than :data:`MIN_SECONDS` or longer than ``max_seconds``."""
+    seconds = frames / rate
+    if seconds < MIN_SECONDS:
+        raise AudioError(
+            f"{name}: {seconds:.2f} s is too short; APEX needs at least {MIN_SECONDS:.0f} s of "
+            "audio (record or upload a longer clip)."
+        )
+    if seconds > max_seconds:
+        raise too_long(seconds, max_seconds, name)
+
+
+AudioInput = str | Path | bytes | tuple[np.ndarray, int]
 
 
 @dataclass
@@ -68,12 +171,10 @@ class Audio:
     """A decoded, mono, resampled clip.
 
     Attributes:
-        waveform: ``[T]`` float32 samples in [-1, 1] (not clipped), mono, at ``sample_rate``.
-        sample_rate: Rate of ``waveform``, Hz.
+        waveform: ``[T]`` float32 samples in [-1, 1] (not clipped) at ``sample_rate`` Hz.
         source: File name, ``"<bytes>"`` or ``"<array>"``.
-        original_sample_rate: Rate of the input before resampling, Hz.
-        original_channels: Channel count of the input before averaging.
-        warnings: Human-readable notes about usable-but-odd input (e.g. silence).
+        original_sample_rate, original_channels: the input's, before resampling and averaging.
+        warnings: notes about usable-but-odd input (e.g. silence).
     """
 
     waveform: torch.Tensor
@@ -91,6 +192,8 @@ class Audio:
     @cached_property
     def content_hash(self) -> str:
         """sha256 hex of the resampled float32 samples and the rate (the embedding-cache key)."""
+        import torch
+
         digest = hashlib.sha256()
         digest.update(struct.pack("<I", self.sample_rate))
         digest.update(self.waveform.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
@@ -98,52 +201,48 @@ class Audio:
 
 
 def load_audio(
-    source: AudioSource | Audio,
+    audio: AudioInput | Audio,
     *,
     sample_rate: int = SAMPLE_RATE,
     max_seconds: float = MAX_SECONDS,
 ) -> Audio:
-    """Decode ``source`` into a mono float32 waveform at ``sample_rate``.
+    """Decode ``audio`` into a mono float32 waveform at ``sample_rate`` Hz.
 
     Args:
-        source: A file path, the raw bytes of an audio file, a ``(samples, rate)`` pair where
-            samples is ``[T]`` or ``[T, C]`` / ``[C, T]`` (the smaller axis is taken as channels),
-            or an already-loaded :class:`Audio` (resampled if its rate differs).
-        sample_rate: Output rate, Hz.
+        audio: A file path, the file's bytes, a ``(samples, rate)`` pair with samples ``[T]``,
+            ``[T, C]`` or ``[C, T]`` (the smaller axis is channels), or an :class:`Audio`
+            (resampled if its rate differs).
         max_seconds: Longest accepted input, seconds.
-
-    Returns:
-        The decoded :class:`Audio`.
 
     Raises:
         AudioError: Empty, truncated, undecodable or unsupported input; non-finite samples; a
             clip shorter than ``MIN_SECONDS`` or longer than ``max_seconds``; an absurd sample
             rate or channel count.
     """
-    if isinstance(source, Audio):
-        if source.sample_rate == sample_rate:
-            return source
+    if isinstance(audio, Audio):
+        if audio.sample_rate == sample_rate:
+            return audio
         return _finish(
-            source.waveform.numpy(), source.sample_rate, source.source, sample_rate, max_seconds
+            audio.waveform.numpy(), audio.sample_rate, audio.source, sample_rate, max_seconds
         )
-    if isinstance(source, tuple):
-        if len(source) != 2:
+    if isinstance(audio, tuple):
+        if len(audio) != 2:
             raise AudioError("An array input must be a (samples, sample_rate) pair.")
-        samples, rate = _from_array(*source)
+        samples, rate = _from_array(*audio)
         name = "<array>"
-    elif isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
+    elif isinstance(audio, bytes | bytearray | memoryview):
+        data = bytes(audio)
         if not data:
             raise AudioError(f"<bytes>: {EMPTY}")
         return _decode(io.BytesIO(data), "<bytes>", sample_rate, max_seconds)
-    elif isinstance(source, str | Path):
-        path = Path(source)
+    elif isinstance(audio, str | Path):
+        path = Path(audio)
         check_file(path)
         with path.open("rb") as handle:
             return _decode(handle, path.name, sample_rate, max_seconds)
     else:
         raise AudioError(
-            f"Cannot load audio from a {type(source).__name__}; pass a file path, the file's "
+            f"Cannot load audio from a {type(audio).__name__}; pass a file path, the file's "
             "bytes, or a (numpy array, sample_rate) pair."
         )
     return _finish(samples, rate, name, sample_rate, max_seconds)
@@ -158,13 +257,8 @@ def _decode(
     whole_samples: int = WHOLE_DECODE_SAMPLES,
     block_samples: int = BLOCK_SAMPLES,
 ) -> Audio:
-    """Decode an open audio file with soundfile, refusing before decoding what would cost too much.
-
-    Files of at most ``whole_samples`` samples (all channels) are read whole (``[T, C]`` float32,
-    as the reference does); bigger ones in blocks of about ``block_samples`` with the down-mix and
-    the resampling streamed, so memory stays at a few blocks plus the ``[T]`` output at
-    ``sample_rate`` whatever the input's rate, channels and length.
-    """
+    """Decode an open file; at most ``whole_samples`` samples (all channels) are read whole,
+    bigger files in blocks of about ``block_samples`` (memory: a few blocks plus the output)."""
     import soundfile as sf
 
     check_riff_complete(handle, name)
@@ -193,6 +287,8 @@ def _read_blocks(
     sound: object, name: str, sample_rate: int, max_seconds: float, block_samples: int
 ) -> tuple[torch.Tensor, int]:
     """Down-mix and resample block by block; returns the ``[T]`` output and the frames read."""
+    import torch
+
     from apex.resample import StreamingResampler
 
     rate, channels = sound.samplerate, sound.channels  # type: ignore[attr-defined]
@@ -208,8 +304,7 @@ def _read_blocks(
         read += len(block)
         if read > limit:
             raise too_long(read / rate, max_seconds, name)
-        if not np.isfinite(block).all():
-            raise not_finite(name)
+        check_finite(block, name)
         mono = torch.from_numpy(block).mean(dim=1)
         if resampler is None:
             pieces.append(mono)
@@ -248,13 +343,14 @@ def _finish(
     samples: np.ndarray, rate: int, name: str, sample_rate: int, max_seconds: float
 ) -> Audio:
     """Check content and length, average channels, resample. ``samples``: ``[T, C]`` or ``[T]``."""
+    import torch
+
     if samples.ndim == 1:
         samples = samples[:, None]
     frames, channels = samples.shape
     if samples.size == 0:
         raise AudioError(f"{name}: the audio contains no samples; upload a non-empty recording.")
-    if not np.isfinite(samples).all():
-        raise not_finite(name)
+    check_finite(samples, name)
     check_duration(frames, rate, name, max_seconds)
     # Mean over channels in float32, as the reference does (torch .mean(dim=1) on float32).
     mono = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=1)
@@ -292,18 +388,3 @@ def _checked(
         original_channels=channels,
         warnings=warnings,
     )
-
-
-#: The public face of audio loading (the limits and the error live in :mod:`apex.audio_checks`).
-__all__ = [
-    "MAX_CHANNELS",
-    "MAX_SAMPLE_RATE",
-    "MAX_SECONDS",
-    "MIN_SAMPLE_RATE",
-    "MIN_SECONDS",
-    "SAMPLE_RATE",
-    "SUPPORTED_EXTENSIONS",
-    "Audio",
-    "AudioError",
-    "load_audio",
-]

@@ -1,20 +1,10 @@
 """Shared encoder forwards for concurrent scoring requests (group commit over ``encode_batch``).
 
-One encoder serves every thread (the Score tab's requests, the arena pool's background queue).
-Instead of one global lock that runs requests one after another, each request joins a queue;
-one encoder thread takes every request that has arrived, in priority order, up to ``max_clips``
-clips, and runs them through one ``encoder.encode_batch`` call, which packs their 30 s segments
-into shared forward passes. Keeping every forward on that one thread also keeps its activation
-buffers in one C-heap arena (forwards spread over several threads strand freed memory in one
-arena per thread, which shows as peak RSS). Requests arriving while a batch runs go
-into the next one together, so ``APEX_SCORE_CONCURRENCY`` concurrent requests cost about one
-batched forward instead of that many single ones. Lower ``priority`` values go first (0: a
-person waiting; 1: clips a visitor is about to hear; 2: background work).
-
-On a Space with ZeroGPU hardware (the platform sets ``SPACES_ZERO_GPU``), each batch runs
-through the ``spaces`` package's ``@spaces.GPU`` decorator, which lends the process a GPU for
-the call; the model was placed on ``cuda`` when it loaded, as the ZeroGPU documentation says.
-Anywhere else ``spaces`` is never imported and batches run as plain calls.
+Requests join a queue; one encoder thread takes every waiting request, lower ``priority`` first
+(0: a person waiting, 1: clips about to be heard, 2: background), up to ``max_clips`` clips, in
+one ``encoder.encode_batch`` call. One thread also keeps activation buffers in one C-heap arena
+(several threads strand freed memory, seen as peak RSS). On ZeroGPU (``SPACES_ZERO_GPU`` set)
+each batch runs under ``@spaces.GPU``; elsewhere ``spaces`` is never imported.
 """
 
 from __future__ import annotations
@@ -30,15 +20,15 @@ from dataclasses import dataclass, field
 
 from apex.audio import Audio
 from apex.encoders.base import Embedding, Encoder
+from apex.settings import parse_bool
 
 
 def on_zero_gpu() -> bool:
     """Whether this process runs on a Hugging Face Space with ZeroGPU hardware."""
-    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+    return bool(parse_bool(os.environ.get("SPACES_ZERO_GPU", "")))
 
 
-#: Encoders the ZeroGPU call reaches by key: ``spaces.GPU`` runs its function in a worker that
-#: receives the arguments pickled, so it gets a key and the clips, never the model itself.
+#: Encoders by key: ``spaces.GPU`` pickles its arguments, so it gets a key, never the model.
 _ENCODERS: weakref.WeakValueDictionary[int, Encoder] = weakref.WeakValueDictionary()
 
 
@@ -70,18 +60,10 @@ class _Request:
 
 
 class EncodeBatcher:
-    """Coalesces concurrent :meth:`encode` calls into shared ``encoder.encode_batch`` calls.
-
-    Args:
-        encoder: the encoder every request uses.
-        max_clips: most clips per ``encode_batch`` call (a larger single request runs alone).
-        gather_s: how long a leader waits for more requests to arrive before it runs a batch
-            that is not full, seconds (a few ms: negligible next to a forward pass).
-
-    Attributes:
-        batches: ``encode_batch`` calls made so far.
-        batch_sizes: number of requests in each batch (most recent last; at most 1,000 kept).
-    """
+    """Coalesces concurrent :meth:`encode` calls into shared ``encoder.encode_batch`` calls of
+    at most ``max_clips`` clips (a larger request runs alone), waiting up to ``gather_s`` seconds
+    for a batch to fill. ``batches`` counts the calls, ``batch_sizes`` the requests in each
+    (the last 1,000)."""
 
     def __init__(self, encoder: Encoder, *, max_clips: int = 8, gather_s: float = 0.005) -> None:
         if max_clips < 1:
@@ -102,12 +84,8 @@ class EncodeBatcher:
         return _encode_on_gpu(id(self.encoder), audios)
 
     def encode(self, audios: Sequence[Audio], *, priority: int = 0) -> list[Embedding]:
-        """Embeddings of ``audios`` (one per clip, in order), computed in a shared batch.
-
-        Raises:
-            Whatever ``encoder.encode_batch`` raises for these clips (other requests of the same
-            batch are retried on their own, so one bad request never fails another).
-        """
+        """Embeddings of ``audios`` (one per clip, in order), computed in a shared batch; raises
+        what ``encode_batch`` raises for these clips (a failed batch is retried per request)."""
         if not audios:
             return []
         request = _Request(priority, next(self._seq), list(audios))

@@ -1,19 +1,12 @@
 """The ``apex`` command line: a thin dispatcher over subcommands defined next to their code.
 
-Each command module exposes ``register(subparsers) -> None`` that adds one subcommand whose
-parser sets ``func`` (a callable taking the parsed namespace and returning an exit code). Modules
-outside ``apex`` (for example ``annotation.cli`` for ``apex votes``) join through the ``apex.cli``
-entry-point group, so ``apex`` never imports them.
-
-One convention for every command, defined here and used by all of them:
-
-- flags that set a config dataclass are generated from it (:func:`dataclass_flags`,
-  :func:`from_args`), so the CLI never drifts from the code;
-- exit codes: :data:`EXIT_OK` (0) done; :data:`EXIT_FAILED` (1) the command ran but could not do
-  all that was asked (some songs failed, a push was refused); :data:`EXIT_USAGE` (2) bad input
-  (flags, settings, a missing or malformed file): nothing was done or changed;
-- an expected error is one line on stderr, ``apex <command>: error: <what was wrong and what to
-  do>`` (:func:`guarded`, :func:`fail`); anything else is a bug and keeps its traceback.
+Each command module's ``register(subparsers)`` adds a subcommand whose parser sets ``func``
+(namespace -> exit code). ``apex votes`` (``annotation.cli``) joins through the ``apex.cli``
+entry-point group, so ``apex`` never imports ``annotation``; its import errors are raised. Flags
+come from config dataclasses (:func:`dataclass_flags`, :func:`from_args`); exit codes are
+:data:`EXIT_OK`, :data:`EXIT_FAILED` (ran, could not do all) and :data:`EXIT_USAGE` (bad input,
+nothing changed); an expected error is one line, ``apex <command>: error: <what to do>``
+(:func:`guarded`, :func:`fail`), anything else keeps its traceback.
 """
 
 from __future__ import annotations
@@ -32,22 +25,15 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-#: Errors that mean the input was wrong. Every project error that says "fix your input" derives
-#: from ValueError (SettingsError, DataError, CheckpointError, AudioError, ...).
+#: Errors that mean the input was wrong (every project error saying "fix your input" is a
+#: ValueError: SettingsError, DataError, CheckpointError, AudioError, ...).
 INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
 
 Command = Callable[[argparse.Namespace], int]
 _T = TypeVar("_T")
 
 #: Command modules inside this package, imported only when the CLI runs.
-_BUILTIN = (
-    "apex.commands.score",
-    "apex.commands.train",
-    "apex.commands.eval",
-    "apex.commands.refit",
-    "apex.commands.embed",
-    "apex.commands.data",
-)
+_BUILTIN = ("score", "train", "eval", "refit", "embed", "data")
 
 
 def command_name(args: argparse.Namespace) -> str:
@@ -156,20 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="apex", description="APEX Arena: score songs, train and refit heads, manage votes."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    registrars = []
     for name in _BUILTIN:
-        try:
-            registrars.append(importlib.import_module(name).register)
-        except ModuleNotFoundError as err:
-            if err.name != name:  # a real import error inside the module: surface it
-                raise
+        importlib.import_module(f"apex.commands.{name}").register(sub)
     for entry in importlib.metadata.entry_points(group="apex.cli"):
-        try:
-            registrars.append(entry.load())
-        except ModuleNotFoundError:
-            continue  # the providing package is not installed in this environment
-    for register in registrars:
-        register(sub)
+        entry.load()(sub)
     return parser
 
 

@@ -1,11 +1,8 @@
-"""Files written whole or not at all, and file hashes: the one home for both habits.
+"""Files written whole or not at all (:func:`atomic_path` and shorthands), and file hashes.
 
-Every writer in the project that must never leave half a file behind (vote exports, embedding
-shards, checkpoints, registry pointers, cached audio) goes through :func:`atomic_path` or one of
-the ``write_*_atomic`` shorthands. The temporary file sits in the target's folder (so
-``os.replace`` stays on one file system and is atomic), has a name unique to the writer (two
-writers never share one), starts with ``.tmp-`` and ends in ``.partial``, so no ``*.parquet`` or
-``*.wav`` glob ever counts it (pathlib globs match hidden names, so the ending is what matters).
+The temporary file sits in the target's folder (``os.replace`` stays atomic on one file system),
+is unique to its writer, and is named ``.tmp-<name>.<hex>.partial`` so no ``*.parquet`` or
+``*.wav`` glob counts it (pathlib globs match hidden names; the ending is what matters).
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +37,12 @@ def is_partial(path: Path) -> bool:
 def atomic_path(
     target: str | os.PathLike[str], *, fsync: bool = True, exclusive: bool = False
 ) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``target`` in one step.
+    """Yield a temporary path to write whole; on success it replaces ``target`` in one step.
 
-    The caller writes the whole file to the yielded path (by any means: pandas, torch, soundfile
-    with an explicit ``format``). On a clean exit the file is fsynced (unless ``fsync=False``, for
-    caches that can be rebuilt) and renamed over ``target``; on an exception it is removed and
-    ``target`` is left as it was. Readers see the old file or the new one, never half of one.
-    The parent folder is created when missing.
-
-    With ``exclusive=True`` the file is created, never replaced: it is hard-linked to ``target``,
-    which raises ``FileExistsError`` (and leaves the existing file alone) when ``target`` exists,
-    so of two writers racing for one name the first wins (write-once files: published shards, a
-    generated secret).
+    On a clean exit the file is fsynced (unless ``fsync=False``: rebuildable caches) and renamed
+    over ``target`` (parent folders created); on an exception it is removed, ``target`` untouched.
+    ``exclusive=True`` hard-links instead, raising ``FileExistsError`` when ``target`` exists (of
+    two racing writers the first wins: published shards, a generated secret).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -73,12 +64,9 @@ def atomic_path(
 def atomic_dir(target: str | os.PathLike[str], *, exist_ok: bool = False) -> Iterator[Path]:
     """Yield a fresh empty folder beside ``target``; on success it becomes ``target`` in one rename.
 
-    For outputs that are a folder of files (a saved model, an export of several files): readers
-    see no ``target`` or a complete one. ``target`` must not exist when the block ends (remove a
-    stale one first), else the rename raises; with ``exist_ok=True`` a ``target`` another writer
-    completed first is kept and this one is dropped (for content-addressed folders, whose
-    contents are the same). On an exception the temporary folder is removed and ``target`` is
-    left as it was.
+    ``target`` must not exist by then (the rename raises), except with ``exist_ok=True``: a
+    ``target`` another writer completed first is kept and this one dropped (content-addressed
+    folders). On an exception the folder is removed and ``target`` left as it was.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -109,14 +97,16 @@ def write_text_atomic(target: str | os.PathLike[str], text: str, *, fsync: bool 
 
 
 def write_json_atomic(
-    target: str | os.PathLike[str], value: Any, *, indent: int | None = 2, fsync: bool = True
+    target: str | os.PathLike[str],
+    value: Any,
+    *,
+    indent: int | None = 2,
+    fsync: bool = True,
+    default: Callable[[Any], Any] | None = None,
 ) -> Path:
-    """Write ``value`` as JSON (sorted keys, trailing newline) atomically; return the target.
-
-    ``value`` must be plain JSON (dicts, lists, str, int, float, bool, None): anything else raises
-    ``TypeError`` before ``target`` is touched.
-    """
-    text = json.dumps(value, indent=indent, sort_keys=True) + "\n"
+    """Write JSON ``value`` (sorted keys, trailing newline) atomically; return the target. What
+    is not plain JSON goes through ``default`` (None: ``TypeError``, ``target`` untouched)."""
+    text = json.dumps(value, indent=indent, sort_keys=True, default=default) + "\n"
     return write_text_atomic(target, text, fsync=fsync)
 
 

@@ -1,26 +1,19 @@
 """Prediction heads: the reference APEX MLP (checkpoint compatible) and our own heads.
 
-Both take pooled encoder hidden states and return the seven scores on their own scales (0-100 for
-engagement, 1-5 for aesthetics), keyed by :data:`apex.tasks.SCORE_NAMES`.
-
-Input shapes accepted by both ``forward`` methods:
-
-- ``[B, L, D]``: one pooled vector per layer for each of ``B`` songs (or segments);
-- ``[B, S, L, D]`` with an optional ``mask`` ``[B, S]`` (True = segment has audio): the layer mix is
-  applied per segment, then the mixed vectors are averaged over the unmasked segments.
-
-Use :meth:`ReferenceHeads.segments` / :meth:`ApexHeads.segments` for per-segment outputs
-(``[B, S]`` each), which the scorer turns into a timeline.
+Both map pooled hidden states ``[B, L, D]``, or ``[B, S, L, D]`` with a ``mask`` ``[B, S]``
+(True = segment has audio; mixed per segment, then averaged over valid segments), to the scores
+keyed by :data:`apex.tasks.SCORE_NAMES` on their scales (0-100 engagement, 1-5 aesthetics).
+``segments()`` gives per-segment outputs ``[B, S]`` (the scorer's timeline).
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
+from scipy.special import expit
 from torch import nn
 
 from apex.tasks import ENGAGEMENT, SCORE_NAMES, SCORE_RANGES, TASK_OUTPUTS
@@ -44,8 +37,7 @@ REFERENCE_DIM = 768
 
 
 def _mean_segments(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``x`` ``[B, S, D]`` over segments where ``mask`` ``[B, S]`` is True -> ``[B, D]``
-    (zeros, not NaN, for a row with no valid segment: only padded batch rows have none)."""
+    """Mean of ``x`` ``[B, S, D]`` over valid segments -> ``[B, D]`` (zeros for a row with none)."""
     if mask is None:
         return x.mean(dim=1)
     weights = mask.to(x.dtype).unsqueeze(-1)
@@ -53,7 +45,7 @@ def _mean_segments(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 def _to_score_scale(raw: torch.Tensor, name: str) -> torch.Tensor:
-    """Map an unbounded logit to score ``name``'s range with a sigmoid, as the reference does."""
+    """Squash a logit onto score ``name``'s range with a sigmoid, as the reference does."""
     low, high = SCORE_RANGES[name]
     return torch.sigmoid(raw) * (high - low) + low
 
@@ -90,17 +82,13 @@ class _Branch(nn.Module):
 
 
 class _MixedHeads(nn.Module):
-    """Shared inference of both head families: mix layers, average segments, then predict.
-
-    Subclasses define ``mix(layers [..., L, D]) -> [..., D']`` and
-    ``predict_mixed([N, D']) -> dict of [N]``.
-    """
+    """Mix layers, average segments, predict. Subclasses define ``mix([..., L, D]) -> [..., D']``
+    and ``predict_mixed([N, D']) -> dict of [N]``."""
 
     def forward(
         self, layers: torch.Tensor, mask: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """Outputs ``[B]`` from ``[B, L, D]`` or ``[B, S, L, D]`` (+ ``mask`` ``[B, S]``); 4-D
-        input is mixed per segment, then averaged over valid segments (the reference's order)."""
+        """Outputs ``[B]`` from ``[B, L, D]`` or ``[B, S, L, D]`` (+ ``mask`` ``[B, S]``)."""
         mixed = self.mix(layers)
         if mixed.dim() == 3:
             mixed = _mean_segments(mixed, mask)
@@ -119,21 +107,15 @@ class ReferenceHeads(_MixedHeads):
     Args:
         task: ``"popularity"`` (streams and likes) or ``"full"`` (all seven scores).
         shared: depth of the shared trunk: 2 (768-512-256) or 3 (768-512-384-256).
-        mode: how the checkpoint was trained: ``"song"`` (on segment embeddings averaged per song)
-            or ``"segment"`` (each 30 s segment a separate sample). Inference is the same in both
-            (the reference's ``inference.py`` averages the mixed segment embeddings, then runs the
-            MLP once); the mode only says which of the song score or the per-segment timeline is
-            closer to what the model saw in training.
+        mode: trained on songs (``"song"``) or on 30 s segments (``"segment"``); inference is
+            the same (mixed segment embeddings averaged, the MLP run once).
         input_dim, shared_dims, branch_dims, dropout_shared, dropout_branch, layer_indices: the
-            Hub repo's ``config.json`` keys of the same names (``shared_dims`` overrides
-            ``shared``); the defaults are the reference's 768, 512-256, 128-64, 0.3, 0.1 and
-            ``[2, 5, 8, -1]``.
-        num_layers: hidden states the encoder gives (13 for MERT-v1-95M); negative
-            ``layer_indices`` count from its end.
-        preference: add a ``branch_preference`` (a score branch's shape, unbounded output):
-            the Bradley-Terry logit a refit learns from votes.
+            Hub ``config.json`` keys (``shared_dims`` overrides ``shared``); defaults are the
+            reference's 768, 512-256, 128-64, 0.3, 0.1 and ``[2, 5, 8, -1]``.
+        num_layers: hidden states the encoder gives (13 for MERT-v1-95M).
+        preference: add ``branch_preference``, the unbounded Bradley-Terry logit of refits.
 
-    The mix weights are non-persistent buffers, so ``state_dict()`` has exactly the published keys;
+    The mix weights are non-persistent buffers (``state_dict()`` has exactly the published keys);
     :meth:`set_layer_mix` replaces them with a checkpoint's own ``aggregator``.
     """
 
@@ -187,18 +169,13 @@ class ReferenceHeads(_MixedHeads):
         weight = torch.tensor(mix["weight"]) if len(picked) == 4 else torch.zeros(len(picked))
         self.register_buffer("mix_weight", weight, persistent=False)
         self.register_buffer("mix_bias", torch.tensor(mix["bias"][0]), persistent=False)
-        self.mix_source = "seed-42 draw (REFERENCE_LAYER_MIX)"
+        self.mix_from = "seed-42 draw (REFERENCE_LAYER_MIX)"
         self.eval()
 
     @torch.no_grad()
-    def set_layer_mix(self, weight: torch.Tensor, bias: torch.Tensor, source: str) -> None:
-        """Use a checkpoint's own ``Conv1d(L, 1, 1)`` layer mix instead of the seed-42 draw.
-
-        Args:
-            weight: ``aggregator.weight`` ``[1, L, 1]`` (any shape with L elements).
-            bias: ``aggregator.bias`` ``[1]``.
-            source: where it came from (shown in the model info).
-        """
+    def set_layer_mix(self, weight: torch.Tensor, bias: torch.Tensor, mix_from: str) -> None:
+        """Use a checkpoint's own ``Conv1d(L, 1, 1)`` mix: ``weight`` ``[1, L, 1]`` (any shape of
+        L elements), ``bias`` ``[1]``, ``mix_from`` shown in the model info."""
         n = len(self.layer_indices)
         if weight.numel() != n or bias.numel() != 1:
             raise ValueError(
@@ -207,7 +184,7 @@ class ReferenceHeads(_MixedHeads):
             )
         self.mix_weight.copy_(weight.reshape(-1).to(self.mix_weight))
         self.mix_bias.copy_(bias.reshape(()).to(self.mix_bias))
-        self.mix_source = source
+        self.mix_from = mix_from
 
     def add_preference(self) -> None:
         """Add a fresh ``branch_preference`` shaped like the score branches (a warm start)."""
@@ -220,20 +197,16 @@ class ReferenceHeads(_MixedHeads):
 
     @property
     def num_layers(self) -> int:
-        """Hidden states this module needs (it picks :attr:`layer_indices` out of them)."""
+        """Hidden states this module takes (it picks :attr:`layer_indices`)."""
         return self._num_layers
 
     @property
     def dim(self) -> int:
-        """Width of each hidden state (768 for MERT-v1-95M)."""
         return self.input_dim
 
     def mix(self, layers: torch.Tensor) -> torch.Tensor:
-        """Apply the fixed ``Conv1d(4, 1, 1)``: ``[..., L, D]`` -> ``[..., D]``.
-
-        ``L`` is :attr:`num_layers` (all hidden states; :attr:`layer_indices` are picked) or
-        ``len(layer_indices)`` (already picked).
-        """
+        """The fixed ``Conv1d(4, 1, 1)``: ``[..., L, D]`` -> ``[..., D]``, ``L`` all
+        :attr:`num_layers` or the ``len(layer_indices)`` already picked."""
         picked = len(self.layer_indices)
         if layers.shape[-1] != self.input_dim or layers.shape[-2] not in (picked, self.num_layers):
             raise ValueError(
@@ -258,15 +231,13 @@ class ReferenceHeads(_MixedHeads):
 # ---------------------------------------------------------------------------- our heads
 @dataclass
 class HeadsConfig:
-    """Dimensions of :class:`ApexHeads`; saved as ``config.json`` and used to rebuild the model.
+    """Dimensions of :class:`ApexHeads`, saved as ``config.json``.
 
     Attributes:
-        num_layers: hidden states per input (L): 13 for MERT-v1-95M, 1 for the fallback encoder.
-        dim: width of each hidden state (D).
-        hidden: widths of the shared MLP.
-        dropout: dropout after each shared layer (training only).
-        logvar_min, logvar_max: clamp of the predicted log-variance (on the score's range scaled to
-            0-1), keeping the Gaussian NLL finite early in training.
+        num_layers, dim: L x D hidden states (13 x 768 for MERT-v1-95M, 1 x 176 fallback).
+        hidden: widths of the shared MLP; dropout after each (training only).
+        logvar_min, logvar_max: clamp of the log-variance (score scaled to 0-1), keeping the
+            Gaussian NLL finite early in training.
     """
 
     num_layers: int = 13
@@ -291,18 +262,11 @@ class ApexHeads(
 ):
     """Our heads: learned layer weights, masked segment mean, shared MLP, scores with uncertainty.
 
-    Outputs of :meth:`forward` (each ``[B]``):
-
-    - the seven :data:`SCORE_NAMES` on their scales (sigmoid-squashed like the reference);
-    - ``"<name>_std"``: predicted standard deviation in score units (0-100 or 1-5 points), from a
-      log-variance head on the 0-1 rescaled score; train it with a Gaussian NLL on the 0-1 scale or
-      calibrate it afterwards;
-    - ``"preference"``: a Bradley-Terry utility logit; P(a preferred to b) =
-      sigmoid(preference_a - preference_b).
-
-    ``feature_mean`` / ``feature_scale`` (buffers ``[D]``) standardise the mixed embedding; the
-    trainer sets them from training data with :meth:`set_feature_stats` (identity by default). That
-    keeps descriptor features on wildly different scales (the fallback encoder) trainable.
+    Outputs (each ``[B]``): the seven :data:`SCORE_NAMES` (sigmoid-squashed like the reference);
+    ``"<name>_std"``, the standard deviation in score units from a log-variance head on the 0-1
+    scale; ``"preference"``, a Bradley-Terry logit (P(a over b) = sigmoid(pref_a - pref_b)).
+    Buffers ``feature_mean`` / ``feature_scale`` ``[D]`` standardise the mixed embedding
+    (:meth:`set_feature_stats`), which keeps the fallback's descriptors trainable.
     """
 
     #: Our encoders' ``Embedding.layers`` pools only the valid frames of each segment.
@@ -333,12 +297,10 @@ class ApexHeads(
 
     @property
     def num_layers(self) -> int:
-        """Hidden states per input (L)."""
         return self.config.num_layers
 
     @property
     def dim(self) -> int:
-        """Width of each hidden state (D)."""
         return self.config.dim
 
     def layer_weights(self) -> torch.Tensor:
@@ -377,22 +339,19 @@ class ApexHeads(
 def logistic_preference(
     scores_a: dict[str, float], scores_b: dict[str, float], weights: dict[str, float]
 ) -> float:
-    """P(a preferred to b) = sigmoid(sum_k w_k * (a_k - b_k)) over the scores present in both.
-
-    Symmetric by construction: swapping a and b negates the sum, so P(a, b) = 1 - P(b, a).
-    """
+    """P(a preferred to b) = sigmoid(sum_k w_k * (a_k - b_k)) over the scores both have;
+    P(a, b) = 1 - P(b, a)."""
     z = sum(
         w * (scores_a[k] - scores_b[k])
         for k, w in weights.items()
         if k in scores_a and k in scores_b
     )
-    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+    return float(expit(z))
 
 
-#: Weights of the score-difference link used by :func:`logistic_preference` when a model has no
-#: preference output, per score point: 0.025 for each engagement score (a 20-point gap on both ->
-#: z = 1 -> 73 %) and 0.3 for each aesthetic (a 1-point gap on all five -> z = 1.5 -> 82 %). Chosen
-#: by hand so both groups move the probability similarly over their typical spread; not fitted.
+#: Per-point weights of :func:`logistic_preference` for heads without a preference output, set
+#: by hand (not fitted): a 20-point gap on both engagement scores -> 73 %, a 1-point gap on all
+#: five aesthetics -> 82 %.
 LINK_WEIGHTS: dict[str, float] = {
     name: (0.025 if name in ENGAGEMENT else 0.3) for name in SCORE_NAMES
 }

@@ -1,13 +1,9 @@
 """Which files of a Hub repo (or a local copy of one) to read, and getting only those.
 
-A Space's ``preload_from_hub`` puts repos into the Hugging Face cache at build time, laid out as
-``$HF_HUB_CACHE/models--<owner>--<name>/snapshots/<revision>/<file>`` with ``refs/main`` naming the
-revision. :func:`fetch_snapshot` looks there first (``local_files_only``: no network round trip),
-lists what the snapshot holds, lets the caller pick the files it needs from that listing, and goes
-to the network only when the snapshot is missing or lacks a picked file (after a quick probe, so
-an offline start-up never waits on retries): it lists the repo
-(``model_info``), picks again, and downloads exactly the picked files (``allow_patterns``), so a
-repo's other large files (MERT's 1.32 GB fairseq ``.pt``) are never fetched.
+:func:`fetch_snapshot` reads the Hugging Face cache first (where a Space's ``preload_from_hub``
+puts repos), lets the caller pick files from the snapshot's listing, and goes to the network only
+when a picked file is missing (after a quick probe, so an offline start never waits on retries),
+downloading exactly the picked files (never MERT's 1.32 GB fairseq ``.pt``).
 """
 
 from __future__ import annotations
@@ -22,14 +18,9 @@ Picker = Callable[[Sequence[str]], list[str]]
 
 
 def hub_errors() -> tuple[type[BaseException], ...]:
-    """What a Hub call raises when the repo cannot be had now (not a bug): HTTP errors (missing,
-    gated, no token, no permission), refused connections and timeouts, offline mode, disk errors,
-    an invalid repo id.
-
-    ``HfHubHTTPError`` derives from ``OSError`` and from the HTTP library's base error, which is
-    also what a connection or timeout error raises before any response; naming that base through
-    ``HfHubHTTPError.__bases__`` keeps this right whichever HTTP library the Hub client uses.
-    """
+    """What a Hub call raises when the repo cannot be had now (not a bug): HTTP errors, refused
+    connections, timeouts, offline mode, disk errors, an invalid repo id. The HTTP library's base
+    error is named through ``HfHubHTTPError.__bases__``, whichever library the client uses."""
     from huggingface_hub.errors import HfHubHTTPError
 
     return (OSError, ValueError, *HfHubHTTPError.__bases__)
@@ -41,15 +32,8 @@ class SnapshotUnavailable(LookupError):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Local files of one repo revision.
-
-    Attributes:
-        directory: the folder holding the files (a cache snapshot or a local directory).
-        files: the picked files, relative to ``directory``.
-        repo_id: the Hub repo id, or None for a plain local directory.
-        revision: the commit hash (cache snapshots and downloads), or None when unknown.
-        from_cache: True when no network was used.
-    """
+    """The picked ``files`` (relative to ``directory``) of one repo revision; ``repo_id`` and
+    ``revision`` None for a plain local directory; ``from_cache``: no network was used."""
 
     directory: Path
     files: tuple[str, ...]
@@ -63,9 +47,8 @@ class Snapshot:
 
 
 def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """False when ``HF_HUB_OFFLINE`` is set or the Hub endpoint does not accept a TCP connection
-    within ``timeout_s`` seconds. Probing first matters: huggingface_hub retries unreachable hosts
-    with back-off for about a minute per file, far too long for an offline start-up."""
+    """False when ``HF_HUB_OFFLINE`` is set or the Hub refuses a TCP connection within
+    ``timeout_s`` seconds (huggingface_hub itself retries for about a minute per file)."""
     import socket
     from urllib.parse import urlparse
 
@@ -112,12 +95,8 @@ def from_directory(directory: Path, pick: Picker) -> Snapshot:
 
 
 def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Snapshot:
-    """The picked files of ``repo_id``: from the local cache if there, else (if allowed) the Hub.
-
-    Args:
-        repo_id: ``owner/name``.
-        pick: chooses the needed files from a listing.
-        local_files_only: never use the network.
+    """The files ``pick`` chooses of ``repo_id`` (``owner/name``): from the local cache if there,
+    else (unless ``local_files_only``) the Hub.
 
     Raises:
         SnapshotUnavailable: not cached (or the cached snapshot lacks what ``pick`` needs) and
@@ -127,8 +106,7 @@ def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Sna
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        # Only config.json is asked for: the snapshot's own listing decides the rest, and a
-        # partial preload (some files of a big repo) is not refused as incomplete.
+        # Only config.json: the listing decides the rest (a partial preload is not refused).
         cached = Path(
             snapshot_download(repo_id, local_files_only=True, allow_patterns=["config.json"])
         )

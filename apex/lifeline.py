@@ -1,14 +1,8 @@
-"""Child processes that end with their parent.
+"""Child processes that end with their parent, even one killed (SIGKILL, the OOM killer).
 
-A worker process (the embedding job's decoders, the board worker, a refit) holds torch or a
-store connection; when its parent is killed (SIGKILL, the OOM killer) or leaves without the
-interpreter's teardown, nothing runs in the parent to stop it, so the child must notice by
-itself: a watchdog thread exits the child once its parent's pid is no longer its parent (an
-orphan is re-parented to init or a subreaper).
-
-Not Linux's ``PR_SET_PDEATHSIG``: it fires when the *thread* that started the child ends, and
-the board worker and the refit are started from short-lived or background threads, so it would
-kill healthy workers.
+A watchdog thread exits the child once its parent pid changes (an orphan is re-parented). Not
+``PR_SET_PDEATHSIG``: it fires when the starting *thread* ends, and workers are started from
+short-lived threads.
 """
 
 from __future__ import annotations

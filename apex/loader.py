@@ -1,8 +1,8 @@
-"""Which heads and encoder answer: ``load_scorer`` (the champion, the published APEX, the demo).
+"""Which heads and encoder answer: :func:`load_scorer` (the champion, the published APEX, the demo).
 
-:func:`load_scorer` resolves a model spec (``auto``, ``demo``, a directory, a ``.pt``, a Hub id)
-and an encoder spec into a :class:`~apex.scorer.Scorer`, with a notice for every fallback it
-took (no published model reachable, the fallback encoder answering). The scorer runs them.
+It resolves a model spec (``auto``, ``demo``, a directory, a ``.pt``, a Hub id) and an encoder
+spec into a :class:`~apex.scorer.Scorer`, with a notice for every fallback it took. Every Hub
+lookup reads the local cache first and probes the Hub only on a miss (:mod:`apex.hub_files`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from apex.settings import Settings
 from apex.training.registry import champion_of, registry_for
 
 
-def _make_encoder(
-    spec: str, precision: str, device: str | None, settings: Settings, local_only: bool
-) -> Encoder:
+def _make_encoder(spec: str, precision: str, device: str | None, settings: Settings) -> Encoder:
     from apex.encoders import load_encoder
 
     return load_encoder(
@@ -29,36 +27,23 @@ def _make_encoder(
         device=device,
         trust_remote_code=settings.trust_remote_code,
         cache_dir=settings.cache_dir / "embeddings",
-        local_files_only=local_only,
     )
 
 
 def _published(
-    encoder: str | None, precision: str, device: str | None, settings: Settings, local_only: bool
+    encoder: str | None, precision: str, device: str | None, settings: Settings
 ) -> tuple[nn.Module, ModelInfo, Encoder]:
-    """The published heads (local cache first, the Hub only if not cached) and their MERT."""
+    """The published heads and their MERT."""
     from apex.published import load_published
 
-    published = load_published(PUBLISHED_REPO, local_files_only=local_only)
-    spec = encoder or published.encoder_spec
-    enc = _make_encoder(spec, precision, device, settings, local_only)
+    published = load_published(PUBLISHED_REPO)
+    enc = _make_encoder(encoder or published.encoder_spec, precision, device, settings)
     return published.heads, published.info, enc
 
 
-def _resolve_model(model: str, settings: Settings, local_only: bool) -> tuple[nn.Module, ModelInfo]:
-    if model == "demo":
-        from apex.demo.model import ensure_demo_model
-
-        return load_model(ensure_demo_model(settings))
-    return load_model(model, local_files_only=local_only)
-
-
 def _champion_or_auto(settings: Settings) -> tuple[str, list[str]]:
-    """``model="auto"``: the registry's champion directory when there is a loadable one, else
-    ``"auto"`` (published, then demo), with a notice when a champion exists but cannot load.
-
-    An empty registry first restores the champion from ``APEX_MODEL_REPO``
-    (:func:`~apex.training.model_repo.restore_champion`); what that did becomes a notice."""
+    """The registry's champion directory when it loads, else ``"auto"``, with notices (what
+    restoring an empty registry from ``APEX_MODEL_REPO`` did; a champion that cannot load)."""
     from apex.training.model_repo import restore_champion
 
     note = restore_champion(settings)
@@ -87,18 +72,16 @@ def load_scorer(
     """Build a :class:`Scorer`.
 
     Args:
-        model: ``"auto"`` (the model registry's champion, ``settings.models_dir/refits``, with
-            the encoder it was trained on, when there is one, restored first from
-            ``settings.model_repo`` when the registry is empty; else the published APEX heads,
-            ``amaai-lab/apex``, on MERT-v1-95M when both are in the local Hugging Face cache or
-            downloadable; otherwise the offline demo model, and every result says so), or a
-            pinned model: ``"demo"``, a local model directory, a reference ``.pt`` file, or a
-            Hub repo id.
-        encoder: ``None``/``"auto"`` for the encoder the heads were trained on, ``"fallback"``, a
-            local HuBERT-shaped checkpoint directory, or a Hub id.
+        model: ``"auto"``: the model registry's champion with its encoder (restored from
+            ``settings.model_repo`` when the registry is empty), else the published heads
+            (``amaai-lab/apex`` on MERT-v1-95M) when cached or downloadable, else the offline
+            demo model (every result says so). Or a pinned model: ``"demo"``, a model
+            directory, a reference ``.pt`` file or a Hub repo id.
+        encoder: ``None``/``"auto"`` (the heads' own), ``"fallback"``, a local HuBERT-shaped
+            checkpoint directory, or a Hub id.
         device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        precision: encoder precision, ``"fast"`` (bf16 where supported) or ``"reference"`` (fp32).
-        settings: data directories, cache and limits (default: :meth:`Settings.from_env`).
+        precision: ``"fast"`` (bf16 where supported) or ``"reference"`` (fp32).
+        settings: default :meth:`Settings.from_env`.
 
     Raises:
         CheckpointError: an explicitly named model cannot be loaded.
@@ -109,9 +92,6 @@ def load_scorer(
     device = None if device in (None, "auto") else device
     encoder = None if encoder in (None, "auto") else encoder
     notices: list[str] = []
-    # Every Hub lookup reads the local cache first (preload_from_hub) and probes the Hub only
-    # on a cache miss (apex.hub_files), so a preloaded start-up makes no network round trip.
-    local_only = False
     if model == "auto":
         model, notice = _champion_or_auto(settings)
         notices += notice
@@ -119,7 +99,7 @@ def load_scorer(
         try:
             if encoder == "fallback":
                 raise EncoderUnavailable("the published heads need MERT, not the fallback encoder")
-            heads, info, enc = _published(encoder, precision, device, settings, local_only)
+            heads, info, enc = _published(encoder, precision, device, settings)
         except (CheckpointError, EncoderUnavailable) as err:
             notices.append(
                 f"The published APEX model is not available here, so the offline demo model "
@@ -127,11 +107,16 @@ def load_scorer(
             )
             model, encoder = "demo", None
     if model != "auto":
-        heads, info = _resolve_model(model, settings, local_only)
+        if model == "demo":
+            from apex.demo.model import ensure_demo_model
+
+            heads, info = load_model(ensure_demo_model(settings))
+        else:
+            heads, info = load_model(model)
         if info.kind != "published" and Path(model).parent == registry_for(settings).root:
             encoder = None  # a champion serves with the encoder it was trained on
         spec = encoder or str(info.metadata.get("encoder_spec", info.encoder_id))
-        enc = _make_encoder(spec, precision, device, settings, local_only)
+        enc = _make_encoder(spec, precision, device, settings)
     if getattr(enc, "is_fallback", False):
         notices.append(
             "Fallback encoder: embeddings are built-in audio descriptors, not MERT; only heads "

@@ -1,26 +1,19 @@
-"""The published APEX heads as the Hub repo ``amaai-lab/apex`` really holds them, read natively.
+"""The published APEX heads in both their layouts, and what every checkpoint format shares.
 
-The repo is a transformers remote-code repo: ``config.json`` (``model_type: "apex"``, the
-architecture: ``input_dim``, ``shared_dims``, ``branch_dims``, ``layer_indices``, ``segment_sec``,
-``seed``, ``mert_model_name``, dropouts, ``epoch``, ``val_loss``) and the weights in
-``pytorch_model.bin`` (or ``model.safetensors``). We never run its code: the architecture is built
-from ``config.json`` as :class:`~apex.heads.ReferenceHeads` and every head tensor must match by
-name and shape (:func:`~apex.checkpoints.strict_load`). The state dict may be bare, wrapped
-(``{"model_state": ...}`` or ``{"state_dict": ...}``) or prefixed (``model.``, ``apex.``,
-``module.``). ``aggregator.weight`` ``[1, L, 1]`` / ``aggregator.bias`` ``[1]``, when present, are
-the checkpoint's own layer mix and replace the seed-42 draw. The reference's ``.pt`` layout
-(``best_model.pt``) keeps loading through :func:`~apex.checkpoints.load_reference_checkpoint`.
-
-:func:`load_published` is the one entry point the scorer uses: it returns the heads, their
-:class:`~apex.checkpoints.ModelInfo` (with the revision) and the encoder the config names, or
-raises :class:`~apex.checkpoints.CheckpointError` with the exact reason (repo, file, error).
+Shared: :class:`ModelInfo`, :class:`CheckpointError`, :func:`strict_load`. Layouts: the reference
+code's ``.pt`` and the Hub repo ``amaai-lab/apex`` (``config.json`` with ``model_type: "apex"``
++ ``pytorch_model.bin``/``model.safetensors``), read natively: its remote code never runs. Our
+own format is :mod:`apex.checkpoints`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
+import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +21,6 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from apex.checkpoint_base import (
-    PUBLISHED_ENCODER,
-    PUBLISHED_REPO,
-    UNREADABLE,
-    CheckpointError,
-    ModelInfo,
-    load_reference_checkpoint,
-    reference_info,
-    strict_load,
-)
 from apex.encoders.base import SEGMENT_SECONDS
 from apex.heads import ReferenceHeads
 from apex.hub_files import (
@@ -48,6 +31,196 @@ from apex.hub_files import (
     is_repo_id,
 )
 
+#: What reading a damaged or foreign weights file raises: "not a loadable checkpoint".
+UNREADABLE: tuple[type[BaseException], ...] = (
+    RuntimeError,
+    ValueError,
+    OSError,
+    EOFError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+)
+
+#: Hub repo of the published APEX heads and the encoder they were trained on.
+PUBLISHED_REPO = "amaai-lab/apex"
+PUBLISHED_ENCODER = "m-a-p/MERT-v1-95M"
+KINDS = ("published", "demo", "custom")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be found, read or matched to its model; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Who a set of heads is: identity, provenance and the statistics the scorer needs.
+
+    Attributes:
+        model_id: a name for people (repo id, directory name or file name).
+        version: refits count up. kind: one of :data:`KINDS`.
+        encoder_id: the encoder the heads expect (``"fallback"`` or a MERT id/path).
+        heads_from: where the heads were loaded from (path or repo id).
+        metadata: the ``metadata.json`` content (read-only).
+        revision: the Hub commit of the files (None for local files).
+    """
+
+    model_id: str
+    version: str = "0"
+    kind: str = "custom"
+    encoder_id: str = PUBLISHED_ENCODER
+    heads_from: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    revision: str | None = None
+
+    @classmethod
+    def from_metadata(
+        cls,
+        meta: Mapping[str, Any],
+        heads_from: str,
+        *,
+        model_id: str,
+        version: str = "0",
+        encoder_id: str = PUBLISHED_ENCODER,
+        revision: str | None = None,
+    ) -> ModelInfo:
+        """The info a ``metadata.json`` ``meta`` gives; the arguments fill what it lacks."""
+        return cls(
+            model_id=str(meta.get("model_id", model_id)),
+            version=str(meta.get("version", version)),
+            kind=str(meta.get("kind", "custom")),
+            encoder_id=str(meta.get("encoder_id", encoder_id)),
+            heads_from=heads_from,
+            metadata=meta,
+            revision=revision,
+        )
+
+    @property
+    def is_demo(self) -> bool:
+        """True for the offline demo model trained on the synthetic corpus."""
+        return self.kind == "demo"
+
+    def reference_distribution(self, name: str) -> list[float]:
+        """Sorted reference values of score ``name`` (empty when the model stores none)."""
+        return list(self.metadata.get("reference_distribution", {}).get(name, []))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary for the About tab and ``Scorer.info()``."""
+        meta = self.metadata
+        return {
+            "model_id": self.model_id,
+            "version": self.version,
+            "kind": self.kind,
+            "encoder_id": self.encoder_id,
+            "source": self.heads_from,
+            "revision": self.revision,
+            "files": list(meta.get("files", [])),
+            "from_cache": meta.get("from_cache"),
+            "metrics": dict(meta.get("metrics", {})),
+            "data_fingerprints": dict(meta.get("data_fingerprints", {})),
+            "created": meta.get("created"),
+        }
+
+
+def _describe(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (and {len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def strict_load(module: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Load ``state`` (read from ``where``) into ``module``, requiring the same keys and shapes;
+    :class:`CheckpointError` lists missing and unexpected keys and shape mismatches."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(state))
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_describe(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_describe(unexpected)}")
+    if shapes:
+        problems.append(f"shape mismatches (checkpoint != model): {_describe(shapes)}")
+    if problems:
+        raise CheckpointError(
+            f"{where} does not match {type(module).__name__}: " + "; ".join(problems) + ". "
+            "The file is corrupted or was saved by a different architecture/config; re-download "
+            "or re-export it, or check that its task/shared settings (reference) or config.json "
+            "(ours) describe the same model."
+        )
+    module.load_state_dict(dict(state), strict=True)
+
+
+# ---------------------------------------------------------------------------- reference .pt
+def load_reference_checkpoint(path: str | Path) -> ReferenceHeads:
+    """Load a reference ``.pt`` (``model_state``, ``task``, ``shared``, ``mode``) with
+    ``weights_only=True`` (no pickled code runs); a bare state dict is accepted, task and depth
+    inferred from its keys. The heads carry ``checkpoint_info`` (task, shared, mode, epoch,
+    val_loss), in eval mode on the CPU.
+
+    Raises:
+        CheckpointError: unreadable file, wrong structure, or keys that do not match.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"reference checkpoint {path} does not exist; check the path.")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except UNREADABLE as err:  # all mean "not loadable safely"
+        raise CheckpointError(
+            f"cannot read {path} as a PyTorch checkpoint with weights_only=True ({err}). "
+            "It may be truncated or not a checkpoint; re-download it."
+        ) from err
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"{path} holds a {type(raw).__name__}, not a checkpoint dict.")
+    state = raw.get("model_state", raw)
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise CheckpointError(
+            f"{path} has no tensor state dict under 'model_state'; it is not an APEX checkpoint."
+        )
+    state = {k.removeprefix("module."): v for k, v in state.items()}  # tolerate DDP wrapping
+    task = "full" if any(k.startswith("branch_coherence.") for k in state) else "popularity"
+    shared = 3 if any(k.startswith("shared.2.") for k in state) else 2
+    task, shared = raw.get("task", task), int(raw.get("shared", shared))
+    mode = raw.get("mode", "song")
+    try:
+        preference = any(k.startswith("branch_preference.") for k in state)  # a refit's
+        heads = ReferenceHeads(task=task, shared=shared, mode=mode, preference=preference)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    strict_load(heads, state, f"{path} (task={task!r}, shared={shared})")
+    heads.checkpoint_info = {
+        "task": task,
+        "shared": shared,
+        "mode": mode,
+        "epoch": raw.get("epoch"),
+        "val_loss": float(raw["val_loss"]) if "val_loss" in raw else None,
+    }
+    return heads.eval()
+
+
+def reference_info(
+    heads: ReferenceHeads, heads_from: str, *, model_id: str | None = None
+) -> ModelInfo:
+    """A :class:`ModelInfo` for heads from :func:`load_reference_checkpoint`."""
+    meta = dict(getattr(heads, "checkpoint_info", {}))
+    epoch = meta.get("epoch")
+    return ModelInfo(
+        model_id=model_id or Path(heads_from).name,
+        version=f"epoch-{epoch}" if epoch is not None else "0",
+        kind="published",
+        encoder_id=PUBLISHED_ENCODER,
+        heads_from=heads_from,
+        metadata={"reference_checkpoint": meta, "metrics": {"val_loss": meta.get("val_loss")}},
+    )
+
+
+# ---------------------------------------------------------------------------- Hub layout
 APEX_MODEL_TYPE = "apex"
 CONFIG_NAME = "config.json"
 #: Weight files of a config.json repo, in order of preference (safetensors runs no pickle).
@@ -59,26 +232,20 @@ _WRAPPERS = ("model_state", "state_dict")
 #: Tensors of the encoder the remote code keeps inside its model; not heads, never used.
 _ENCODER_PREFIXES = ("mert.", "mert_processor.")
 _AGGREGATOR = ("aggregator.weight", "aggregator.bias")
-#: config.json keys -> ReferenceHeads arguments (the reference's values are the defaults).
-_CONFIG_ARGS = {
-    "input_dim": "input_dim",
-    "shared_dims": "shared_dims",
-    "branch_dims": "branch_dims",
-    "dropout_shared": "dropout_shared",
-    "dropout_branch": "dropout_branch",
-    "layer_indices": "layer_indices",
-}
+#: config.json keys that are ReferenceHeads arguments of the same name.
+_CONFIG_ARGS = (
+    "input_dim",
+    "shared_dims",
+    "branch_dims",
+    "dropout_shared",
+    "dropout_branch",
+    "layer_indices",
+)
 
 
 @dataclass(frozen=True)
 class PublishedModel:
-    """Published heads ready to serve.
-
-    Attributes:
-        heads: the heads in eval mode on the CPU.
-        info: who they are (``kind="published"``, ``revision``, ``source``).
-        encoder_spec: the encoder the heads were trained on (config ``mert_model_name``).
-    """
+    """Published heads (eval mode, CPU), who they are, and the encoder they were trained on."""
 
     heads: nn.Module
     info: ModelInfo
@@ -86,12 +253,8 @@ class PublishedModel:
 
 
 def pick_heads_files(listing: Sequence[str]) -> list[str]:
-    """The files to read from a repo listing: ``config.json`` + one weights file (+ our
-    ``metadata.json``), else one reference ``.pt``.
-
-    Raises:
-        SnapshotUnavailable: the listing has neither layout (the message lists what it has).
-    """
+    """From a repo listing: ``config.json`` + one weights file (+ our ``metadata.json``), else
+    one reference ``.pt``; :class:`SnapshotUnavailable` (saying what it holds) if neither."""
     names = set(listing)
     extra = ["metadata.json"] if "metadata.json" in names else []
     if CONFIG_NAME in names:
@@ -114,11 +277,8 @@ def pick_heads_files(listing: Sequence[str]) -> list[str]:
 
 
 def read_state_dict(path: Path) -> Mapping[str, Any]:
-    """The raw content of a weights file: safetensors, or a pickle read with ``weights_only``.
-
-    Raises:
-        CheckpointError: unreadable (truncated, not a checkpoint), naming the file and its size.
-    """
+    """The raw content of a safetensors file or a pickle (read with ``weights_only``);
+    :class:`CheckpointError` naming the file and its size when unreadable."""
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist; download the complete repo again.")
     try:
@@ -138,12 +298,12 @@ def read_state_dict(path: Path) -> Mapping[str, Any]:
     return raw
 
 
-def normalize_state(raw: Mapping[str, Any], source: str) -> tuple[dict[str, torch.Tensor], list]:
+def normalize_state(raw: Mapping[str, Any], where: str) -> tuple[dict[str, torch.Tensor], list]:
     """Unwrap (``model_state``/``state_dict``) and un-prefix a heads state dict.
 
     Returns:
-        The head tensors by the names :class:`ReferenceHeads` uses, and the encoder tensor names
-        that were set aside (the remote code's ``mert.*``; never used).
+        The head tensors by :class:`ReferenceHeads` names, and the names of the encoder tensors
+        set aside (the remote code's ``mert.*``).
 
     Raises:
         CheckpointError: no tensor dict inside.
@@ -153,7 +313,7 @@ def normalize_state(raw: Mapping[str, Any], source: str) -> tuple[dict[str, torc
             raw = raw[key]
             break
     if not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise CheckpointError(f"{source} holds no tensor state dict; it is not APEX heads.")
+        raise CheckpointError(f"{where} holds no tensor state dict; it is not APEX heads.")
     state: dict[str, torch.Tensor] = {}
     ignored = []
     for key, tensor in raw.items():
@@ -168,11 +328,7 @@ def normalize_state(raw: Mapping[str, Any], source: str) -> tuple[dict[str, torc
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """A ``config.json`` as a dict.
-
-    Raises:
-        CheckpointError: unreadable or not a JSON object (naming the file).
-    """
+    """A ``config.json`` as a dict; :class:`CheckpointError` if unreadable or not an object."""
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -184,35 +340,32 @@ def read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _heads_kwargs(config: Mapping[str, Any], source: str) -> dict[str, Any]:
+def _heads_kwargs(config: Mapping[str, Any], where: str) -> dict[str, Any]:
     if config.get("model_type") != APEX_MODEL_TYPE:
         raise CheckpointError(
-            f"{source} says model_type {config.get('model_type')!r}, not {APEX_MODEL_TYPE!r}."
+            f"{where} says model_type {config.get('model_type')!r}, not {APEX_MODEL_TYPE!r}."
         )
     kwargs: dict[str, Any] = {}
-    for key, arg in _CONFIG_ARGS.items():
+    for key in _CONFIG_ARGS:
         if key in config:
             value = config[key]
-            kwargs[arg] = tuple(int(v) for v in value) if isinstance(value, list) else value
+            kwargs[key] = tuple(int(v) for v in value) if isinstance(value, list) else value
     return kwargs
 
 
-def load_apex_directory(directory: Path, weights: str, *, source: str) -> ReferenceHeads:
-    """Heads from ``config.json`` (``model_type: "apex"``) + ``weights`` in ``directory``.
-
-    The returned heads carry ``checkpoint_info``: the config's ``epoch``, ``val_loss``, the
-    weights file, where the layer mix came from and the set-aside encoder tensors.
+def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> ReferenceHeads:
+    """Heads from ``config.json`` (``model_type: "apex"``) + ``weights`` in ``directory``,
+    carrying ``checkpoint_info`` (epoch, val_loss, weights file, layer mix, ignored tensors).
 
     Raises:
         CheckpointError: unreadable config or weights, or tensors that do not match by name
-            and shape (missing, unexpected and mis-shaped keys are named).
+            and shape.
     """
     config_path = directory / CONFIG_NAME
     config = read_config(config_path)
     weights_path = directory / weights
     state, ignored = normalize_state(read_state_dict(weights_path), str(weights_path))
-    # A refit of these heads (apex.training.warm) adds a preference branch, in the same layout.
-    preference = any(k.startswith("branch_preference.") for k in state)
+    preference = any(k.startswith("branch_preference.") for k in state)  # apex.training.warm
     try:
         kwargs = _heads_kwargs(config, str(config_path))
         heads = ReferenceHeads(task="full", preference=preference, **kwargs)
@@ -239,7 +392,7 @@ def load_apex_directory(directory: Path, weights: str, *, source: str) -> Refere
             f"{config_path}: segment_sec {config['segment_sec']} is not the {SEGMENT_SECONDS:g} s "
             "segments the MERT encoder pools; these heads cannot be served as trained."
         )
-    strict_load(heads, state, f"{source} ({weights})")
+    strict_load(heads, state, f"{heads_from} ({weights})")
     if mix:
         weight, bias = mix["aggregator.weight"], mix["aggregator.bias"]
         heads.set_layer_mix(weight, bias, f"{weights}: aggregator.weight/bias")
@@ -248,7 +401,7 @@ def load_apex_directory(directory: Path, weights: str, *, source: str) -> Refere
         "weights_file": weights,
         "epoch": config.get("epoch"),
         "val_loss": float(config["val_loss"]) if "val_loss" in config else None,
-        "layer_mix": heads.mix_source,
+        "layer_mix": heads.mix_from,
         "segment_sec": config.get("segment_sec"),
         "ignored_encoder_tensors": len(ignored),
         "config": {k: v for k, v in config.items() if k != "auto_map"},
@@ -256,29 +409,25 @@ def load_apex_directory(directory: Path, weights: str, *, source: str) -> Refere
     return heads.eval()
 
 
-def _model_info(heads: ReferenceHeads, snapshot: Snapshot, source: str) -> ModelInfo:
+def _model_info(heads: ReferenceHeads, snapshot: Snapshot, heads_from: str) -> ModelInfo:
     meta = dict(heads.checkpoint_info)
     config = meta.get("config", {})
     epoch = meta.get("epoch")
     if "metadata.json" in snapshot.files:  # a refit of the published heads: its own identity
         ours = json.loads(snapshot.path("metadata.json").read_text())
-        return ModelInfo(
-            model_id=str(ours.get("model_id", snapshot.repo_id or source)),
-            version=str(ours.get("version", "0")),
-            kind=str(ours.get("kind", "custom")),
-            encoder_id=str(
-                ours.get("encoder_id", config.get("mert_model_name", PUBLISHED_ENCODER))
-            ),
-            source=source,
+        return ModelInfo.from_metadata(
+            {**ours, "published_checkpoint": meta, "files": list(snapshot.files)},
+            heads_from,
+            model_id=snapshot.repo_id or heads_from,
+            encoder_id=config.get("mert_model_name", PUBLISHED_ENCODER),
             revision=snapshot.revision,
-            metadata={**ours, "published_checkpoint": meta, "files": list(snapshot.files)},
         )
     return ModelInfo(
-        model_id=snapshot.repo_id or source,
+        model_id=snapshot.repo_id or heads_from,
         version=f"epoch-{epoch}" if epoch is not None else "0",
         kind="published",
         encoder_id=str(config.get("mert_model_name", PUBLISHED_ENCODER)),
-        source=source,
+        heads_from=heads_from,
         revision=snapshot.revision,
         metadata={
             "published_checkpoint": meta,
@@ -289,42 +438,31 @@ def _model_info(heads: ReferenceHeads, snapshot: Snapshot, source: str) -> Model
     )
 
 
-def load_snapshot_heads(snapshot: Snapshot, source: str) -> tuple[ReferenceHeads, ModelInfo]:
+def load_snapshot_heads(snapshot: Snapshot, heads_from: str) -> tuple[ReferenceHeads, ModelInfo]:
     """Published heads from a snapshot picked by :func:`pick_heads_files` (either layout)."""
-
     first = snapshot.files[0]
     if first == CONFIG_NAME:
-        heads = load_apex_directory(snapshot.directory, snapshot.files[1], source=source)
-        return heads, _model_info(heads, snapshot, source)
+        heads = load_apex_directory(snapshot.directory, snapshot.files[1], heads_from=heads_from)
+        return heads, _model_info(heads, snapshot, heads_from)
     heads = load_reference_checkpoint(snapshot.path(first))
-    base = reference_info(heads, source, model_id=snapshot.repo_id or source)
+    base = reference_info(heads, heads_from, model_id=snapshot.repo_id or heads_from)
     meta = {**base.metadata, "from_cache": snapshot.from_cache, "files": list(snapshot.files)}
-    info = ModelInfo(
-        model_id=base.model_id,
-        version=base.version,
-        kind="published",
-        encoder_id=base.encoder_id,
-        source=source,
-        revision=snapshot.revision,
-        metadata=meta,
-    )
-    return heads, info
+    return heads, dataclasses.replace(base, revision=snapshot.revision, metadata=meta)
 
 
 def load_published(
-    source: str | Path = PUBLISHED_REPO, *, local_files_only: bool = False
+    repo_or_dir: str | Path = PUBLISHED_REPO, *, local_files_only: bool = False
 ) -> PublishedModel:
     """The published APEX heads and the encoder they need, from the cache first, then the Hub.
 
     Args:
-        source: a Hub repo id (default ``amaai-lab/apex``) or a local directory in the same
-            layout (``config.json`` + ``pytorch_model.bin``/``model.safetensors``, or a ``.pt``).
+        repo_or_dir: a Hub repo id or a local directory in either published layout.
         local_files_only: never use the network (a cached snapshot still loads).
 
     Raises:
         CheckpointError: with the exact reason: which repo, which file, which error.
     """
-    text = str(source)
+    text = str(repo_or_dir)
     try:
         if Path(text).expanduser().is_dir():
             snapshot = from_directory(Path(text).expanduser(), pick_heads_files)

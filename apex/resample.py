@@ -1,13 +1,10 @@
 """Block-by-block resampling with the windowed-sinc filter of ``torchaudio.functional.resample``.
 
-``torchaudio.functional.resample(x, orig, new)`` (default settings) pads ``x`` with ``width``
-zeros on the left and ``width + orig`` on the right (rates reduced by their gcd), then runs one
-strided convolution: output frame ``j`` (``new`` samples) reads the padded input
-``[j * orig, j * orig + 2 * width + orig)``. Every output frame therefore depends on a window of
-input that can be fed in pieces: :class:`StreamingResampler` keeps only the samples a future
-frame still needs, so resampling a 10-minute 384 kHz file costs a few megabytes instead of the
-whole signal (and convolution buffers) at the source rate. The result equals the one-shot
-``resample`` up to float32 rounding of the convolution (about 1e-6 of full scale).
+``resample(x, orig, new)`` pads ``x`` with ``width`` zeros left and ``width + orig`` right (rates
+reduced by their gcd) and runs one strided convolution: output frame ``j`` reads padded input
+``[j * orig, j * orig + 2 * width + orig)``. :class:`StreamingResampler` keeps only the samples a
+future frame needs (megabytes for a 10-minute 384 kHz file); its output equals the one-shot
+``resample`` up to float32 rounding (about 1e-6 of full scale).
 """
 
 from __future__ import annotations
@@ -19,14 +16,8 @@ import torch.nn.functional as F
 
 
 class StreamingResampler:
-    """Resample a mono signal given in consecutive pieces.
-
-    Args:
-        orig_freq: Rate of the input, Hz.
-        new_freq: Rate of the output, Hz.
-
-    Use :meth:`push` with each ``[N]`` float32 piece in order, then :meth:`finish` once.
-    """
+    """Resample a mono signal from ``orig_freq`` to ``new_freq`` Hz: :meth:`push` each ``[N]``
+    float32 piece in order, then :meth:`finish` once."""
 
     def __init__(self, orig_freq: int, new_freq: int) -> None:
         import torchaudio.transforms as T

@@ -1,19 +1,15 @@
 """The scorer: audio in, the seven APEX scores (with a timeline, percentiles, uncertainty) out.
 
-``apex.loader.load_scorer()`` picks heads and an encoder; :class:`Scorer` runs them. Heads and their
-:class:`~apex.checkpoints.ModelInfo` are held as one immutable ``(heads, info)`` tuple that
-:meth:`Scorer.swap` replaces in a single reference assignment; every scoring call reads that
-reference once, so a concurrent swap can never mix two models in one result. Encoder calls of
-concurrent requests are pooled by :class:`~apex.batching.EncodeBatcher` into shared
-``encode_batch`` forwards (requests arriving together run as one batch, in priority order);
-decoding and the heads run in each caller's thread.
+Heads and their :class:`~apex.checkpoints.ModelInfo` are one immutable ``(heads, info)`` tuple
+that :meth:`Scorer.swap` replaces in one assignment and every call reads once, so a concurrent
+swap never mixes two models in one result. Concurrent encoder calls share ``encode_batch``
+forwards (:class:`~apex.batching.EncodeBatcher`); decoding and heads run in the caller's thread.
 """
 
 from __future__ import annotations
 
 import bisect
 import copy
-import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,13 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 from apex.audio import Audio, load_audio
 from apex.batching import EncodeBatcher, on_zero_gpu
-from apex.checkpoints import (
-    ModelInfo,
-)
+from apex.checkpoints import ModelInfo
 from apex.encoders.base import SEGMENT_SECONDS, Embedding, Encoder
 from apex.heads import LINK_WEIGHTS, logistic_preference
 from apex.tasks import ENGAGEMENT
@@ -103,9 +98,8 @@ def _percentiles(info: ModelInfo, scores: Mapping[str, float]) -> dict[str, floa
 def _uncertainty(
     info: ModelInfo, song: Mapping[str, torch.Tensor], names: Sequence[str]
 ) -> dict[str, float]:
-    """Std per score: the model's ``<name>_std`` times its calibration ``scale`` (metadata
-    ``calibration``, from :mod:`apex.training`), or the calibrated constant ``rmse`` for models
-    without a std output; empty when neither exists."""
+    """Std per score: ``<name>_std`` times the metadata's calibration ``scale``, else its
+    constant ``rmse``; empty when neither exists."""
     calibration = info.metadata.get("calibration") or {}
     out = {}
     for name in names:
@@ -118,15 +112,10 @@ def _uncertainty(
 
 
 def _preference(info: ModelInfo, song: Mapping[str, torch.Tensor]) -> float | None:
-    """The preference logit, only when the heads' metadata says it was trained on votes (an
-    untrained preference output would be noise)."""
+    """The preference logit, only when trained on votes (metadata ``preference_trained``)."""
     if "preference" in song and info.metadata.get("preference_trained"):
         return float(song["preference"][0])
     return None
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 def _is_single_input(inputs: Any) -> bool:
@@ -141,14 +130,13 @@ class Scorer:
     Args:
         heads: :class:`~apex.heads.ReferenceHeads` or :class:`~apex.heads.ApexHeads`.
         info: who the heads are (:class:`~apex.checkpoints.ModelInfo`).
-        encoder: the encoder for audio inputs (None: only :meth:`score_embedding` works).
+        encoder: None: only :meth:`score_embedding` works.
         device: where the heads run (``None``: CUDA when available, else CPU).
         max_audio_s: longest accepted input, seconds.
-        notices: extra warnings added to every result (e.g. why the demo model answers).
-        max_batch: most clips of concurrent requests encoded in one shared ``encode_batch``; at
-            least 4 on CUDA. On CPU the default 1 keeps one 30 s segment per forward: batching
-            gains the CPU little and multiplies the forward's activation memory.
-        gather_s: how long a batch waits for more requests to join it, seconds.
+        notices: warnings added to every result (e.g. why the demo model answers).
+        max_batch: most clips per shared ``encode_batch``; at least 4 on CUDA (on CPU batching
+            gains little and multiplies activation memory).
+        gather_s: how long a batch waits for more requests, seconds.
     """
 
     def __init__(
@@ -169,7 +157,6 @@ class Scorer:
         self.encoder = encoder
         self.max_audio_s = max_audio_s
         self.notices = tuple(notices)
-        #: Most clips one shared encoder batch takes (the pool's batches are no larger).
         on_gpu = getattr(getattr(encoder, "device", None), "type", self.device.type) == "cuda"
         self.max_batch = max(max_batch, 4 if on_gpu else 1)
         self._batcher = (
@@ -192,9 +179,8 @@ class Scorer:
                     f"{self.encoder.encoder_id!r} gives {enc_l} x {enc_d}; pair the heads with "
                     "the encoder they were trained on."
                 )
-        # The heads run in float64 on a private copy: they cost microseconds, float32 rounding
-        # alone moves a 0-100 score by ~1e-5 (a few ulps), and the caller's module (e.g. a
-        # trainer's) must not be converted in place.
+        # float64 on a private copy: it costs microseconds (float32 rounding moves a 0-100 score
+        # by ~1e-5), and the caller's module (a trainer's) must not be converted in place.
         return copy.deepcopy(heads).to(device=self.device, dtype=torch.float64).eval()
 
     def swap(self, heads: nn.Module, info: ModelInfo) -> None:
@@ -225,31 +211,24 @@ class Scorer:
         return out
 
     # ------------------------------------------------------------------ scoring
-    def _load(self, source: Any) -> Audio:
+    def _load(self, audio: Any) -> Audio:
         if self.encoder is None:
             raise RuntimeError("this scorer has no encoder; use score_embedding()")
-        return load_audio(
-            source, sample_rate=self.encoder.sample_rate, max_seconds=self.max_audio_s
-        )
+        return load_audio(audio, sample_rate=self.encoder.sample_rate, max_seconds=self.max_audio_s)
 
     @property
     def encoder_batches(self) -> int:
         """Shared ``encode_batch`` calls made so far (concurrent requests share them)."""
         return self._batcher.batches if self._batcher is not None else 0
 
-    def embed(self, source: Any, *, priority: int = 0) -> Embedding:
-        """Encode one input (anything :func:`~apex.audio.load_audio` takes, or an ``Audio``)."""
-        audio = self._load(source)
-        return self._batcher.encode([audio], priority=priority)[0]
+    def embed(self, audio: Any, *, priority: int = 0) -> Embedding:
+        """Encode one input (anything :func:`~apex.audio.load_audio` takes)."""
+        return self._batcher.encode([self._load(audio)], priority=priority)[0]
 
     def score(self, inputs: Any, *, priority: int = 0) -> list[ScoreResult]:
-        """Score each input; one :class:`ScoreResult` per input, in order.
-
-        Args:
-            inputs: a list of inputs (paths, bytes, ``(array, rate)`` pairs or ``Audio``), or a
-                single input.
-            priority: place in the shared encoder queue; lower goes first (0: a person waits,
-                1: clips about to be heard, 2: background scoring).
+        """One :class:`ScoreResult` per input (paths, bytes, ``(array, rate)`` pairs or
+        ``Audio``; a list or one), in order. ``priority``: lower goes first in the encoder queue
+        (0: a person waits, 1: clips about to be heard, 2: background).
 
         Raises:
             AudioError: for the first input that is not usable audio (the message names it).
@@ -275,11 +254,8 @@ class Scorer:
         source: str = "<embedding>",
         warnings: Iterable[str] = (),
     ) -> ScoreResult:
-        """Score an already-computed :class:`~apex.encoders.Embedding` (no audio needed).
-
-        The song score runs the heads on all valid segments (mixing each, then averaging: the
-        reference's order); the timeline runs them on each segment alone.
-        """
+        """Score an :class:`~apex.encoders.Embedding`: the song on all valid segments (each
+        mixed, then averaged: the reference's order), the timeline on each segment alone."""
         heads, info = self._state  # read once: a concurrent swap cannot mix two models
         padded = getattr(heads, "uses_padded_pooling", False)
         layers = embedding.layers_padded if padded else embedding.layers
@@ -343,8 +319,5 @@ class Scorer:
         rb = b if isinstance(b, ScoreResult) else self.score(b)[0]
         same_model = (ra.model_id, ra.model_version) == (rb.model_id, rb.model_version)
         if ra.preference is not None and rb.preference is not None and same_model:
-            return _sigmoid(ra.preference - rb.preference)
+            return float(expit(ra.preference - rb.preference))
         return logistic_preference(ra.scores, rb.scores, LINK_WEIGHTS)
-
-
-# ---------------------------------------------------------------------------- construction

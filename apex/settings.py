@@ -1,22 +1,20 @@
 """One settings object for the app, the CLI and the jobs, read from ``APEX_*`` variables.
 
-Every field carries its environment variable and a one-line description in its metadata; the
-README's configuration table lists the same variables (a test keeps the two in step). Values are
-validated when read: a bad value raises :class:`SettingsError` naming the variable, what was wrong
-and what to set.
+Every field carries its variable, a one-line description (README's table lists the same
+variables; a test keeps them in step) and its checks; a bad value raises :class:`SettingsError`
+naming the variable, what was wrong and what to set.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apex.env_fields import SettingsError, check_env, parse_env, split_list
-from apex.env_fields import env_field as _env
 from apex.tasks import VOTE_SOURCES
 
 __all__ = [
@@ -25,8 +23,85 @@ __all__ = [
     "SettingsError",
     "default_data_dir",
     "env_table",
+    "parse_bool",
     "split_list",
 ]
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the variable and the fix."""
+
+
+def split_list(value: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def parse_bool(text: str) -> bool | None:
+    """True for 1/true/yes/on, False for 0/false/no/off (any case), None for anything else."""
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    return False if word in ("0", "false", "no", "off") else None
+
+
+def _env(
+    name: str,
+    doc: str,
+    default: Any = None,
+    *,
+    check: Callable[[str, Any], None] | None = None,
+    **checks: Any,
+) -> Any:
+    """A field read from variable ``name`` (``default`` may be a factory). ``checks``:
+    ``choices``, ``min``/``max``, ``secret`` (hidden in ``repr``); ``check(name, value)`` raises
+    :class:`SettingsError` for any other rule."""
+    meta = {"env": name, "doc": doc, **checks}
+    if check is not None:
+        meta["check"] = check
+    if callable(default):
+        return dataclasses.field(default_factory=default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _kind(f: dataclasses.Field) -> str:
+    text = str(f.type)
+    return next((kind for kind in ("bool", "int", "float", "Path") if kind in text), "str")
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    """The variable text ``raw`` in ``f``'s type (bool, int, float, Path or str)."""
+    name, kind = f.metadata["env"], _kind(f)
+    if kind == "bool":
+        value = parse_bool(raw)
+        if value is None:
+            raise SettingsError(
+                f"{name}={raw!r} is not a yes/no value; use 1/0, true/false or yes/no."
+            )
+        return value
+    if kind in ("int", "float"):
+        try:
+            return int(raw) if kind == "int" else float(raw)
+        except ValueError:
+            raise SettingsError(
+                f"{name}={raw!r} is not {'an integer' if kind == 'int' else 'a number'}; "
+                f"set it like {name}={f.default}."
+            ) from None
+    return Path(raw).expanduser() if kind == "Path" else raw
+
+
+def _check(f: dataclasses.Field, value: Any) -> None:
+    meta, name = f.metadata, f.metadata["env"]
+    if isinstance(value, float) and math.isnan(value):
+        raise SettingsError(f"{name} is NaN; set a number such as {f.default}.")
+    if "choices" in meta and value not in meta["choices"]:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(meta['choices'])}.")
+    if "min" in meta and value < meta["min"]:
+        raise SettingsError(f"{name}={value!r} is below its minimum {meta['min']}.")
+    if "max" in meta and value > meta["max"]:
+        raise SettingsError(f"{name}={value!r} is above its maximum {meta['max']}.")
+    if "check" in meta:
+        meta["check"](name, value)
 
 
 def _check_sources(name: str, value: str) -> None:
@@ -61,8 +136,8 @@ def default_data_dir() -> Path:
 
 
 def default_trusted_proxies() -> int:
-    """1 on a Hugging Face Space (``SPACE_ID`` set: its front end appends the visitor's address
-    to ``X-Forwarded-For``), else 0: reached directly, the header is whatever the client wrote."""
+    """1 on a Hugging Face Space (``SPACE_ID`` set; its proxy appends to ``X-Forwarded-For``),
+    else 0 (reached directly, the header is whatever the client wrote)."""
     return 1 if os.environ.get("SPACE_ID") else 0
 
 
@@ -125,9 +200,7 @@ class Settings:
         "auto",
     )
     demo_seed: int = _env("APEX_DEMO_SEED", "Seed of the synthetic demo corpus.", 0, min=0)
-    demo_clips: int = _env(
-        "APEX_DEMO_CLIPS", "Number of clips in the demo corpus.", 480, min=16, max=20000
-    )
+    demo_clips: int = _env("APEX_DEMO_CLIPS", "Clips in the demo corpus.", 480, min=16, max=20000)
     sampler: str = _env(
         "APEX_SAMPLER",
         "Pair sampling: `balanced` (fewest battles first) or `info` (least certain ratings first, "
@@ -349,15 +422,10 @@ class Settings:
         max=3600.0,
     )
 
-    # ------------------------------------------------------------------ construction
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read every ``APEX_*`` variable from ``env`` (default ``os.environ``), then ``overrides``.
-
-        Raises:
-            SettingsError: a value does not parse or is out of range; the message says which and how
-                to fix it.
-        """
+        """Read every ``APEX_*`` variable from ``env`` (default ``os.environ``), then ``overrides``;
+        :class:`SettingsError` when a value does not parse or is out of range."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
@@ -365,13 +433,13 @@ class Settings:
             raw = env.get(name)
             if raw is None or raw.strip() == "":
                 continue
-            values[f.name] = parse_env(f, raw.strip())
+            values[f.name] = _parse(f, raw.strip())
         values.update(overrides)
         return cls(**values)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            check_env(f, getattr(self, f.name))
+            _check(f, getattr(self, f.name))
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "cache_root", self.cache_root and Path(self.cache_root))
 
@@ -388,7 +456,6 @@ class Settings:
             parts.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(parts)})"
 
-    # ------------------------------------------------------------------ derived paths
     @property
     def model_pinned(self) -> bool:
         """True when ``APEX_MODEL`` names a model: promotions are then not swapped in."""

@@ -28,27 +28,22 @@ SCORE_DESCRIPTIONS: dict[str, str] = {
     "naturalness": "Naturalness: vocals and instruments sound human-performed, not robotic.",
 }
 
-#: Exponent of the reference's engagement target transform, ``score = 100 * percentile ** power``.
-#: The APEX paper maps raw counts to percentiles and then applies a power that compresses the upper
-#: tail (so the exponent is below 1); it does not publish the value, so 0.5 is this project's
-#: choice. Used by the training target transform and by the demo corpus's ground truth alike.
+#: Exponent of the engagement target transform, ``score = 100 * percentile ** power``: the paper
+#: compresses the upper tail (exponent below 1) without publishing it; 0.5 is our choice.
 ENGAGEMENT_POWER: float = 0.5
 
 #: The reference's task variants: which outputs a checkpoint predicts.
 TASK_OUTPUTS: dict[str, tuple[str, ...]] = {"popularity": ENGAGEMENT, "full": SCORE_NAMES}
 
 
-#: The vote vocabulary (Music Arena's): which clip of a battle the listener preferred. Defined
-#: once here, beside the score names; the vote store's SQL ``CHECK`` constraints, the exporters,
-#: the ratings and the training data are all built from these names.
+#: The vote vocabulary (Music Arena's): which clip of a battle the listener preferred (the
+#: store's SQL checks, exporters, ratings and training data are built from it).
 PREFERENCES: tuple[str, ...] = ("A", "B", "TIE", "BOTH_BAD")
 #: The two clips of a battle.
 SIDES: tuple[str, ...] = ("A", "B")
-#: Share of the win that side A gets for each *rated* preference: TIE is half a win each way;
-#: BOTH_BAD is kept in the data but rates nobody, so it has no entry.
+#: Side A's share of the win per rated preference (BOTH_BAD is kept but rates nobody).
 A_WIN_SHARE: dict[str, float] = {"A": 1.0, "B": 0.0, "TIE": 0.5}
-#: Where a stored vote came from: cast in this arena, simulated (tests, benchmarks, the demo), or
-#: imported from another arena's release. Only ``live`` votes train a refit by default.
+#: Where a stored vote came from (only ``live`` votes train a refit by default).
 VOTE_SOURCES: tuple[str, ...] = ("live", "simulated", "imported")
 #: How the released dataset describes each vote source (the ``source`` column's documentation).
 VOTE_SOURCE_DOCS: dict[str, str] = {

@@ -20,28 +20,19 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 
-from apex.audio import SAMPLE_RATE, load_audio
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from apex.audio import SAMPLE_RATE, load_audio  # after the path insert
+from tests.apex.test_audio import silent_flac
 
 TARGET_MB = 300.0
-
-
-def silent_flac(rate: int, channels: int, seconds: float) -> bytes:
-    """A 16-bit FLAC of digital silence, written in blocks (small in memory and on disk)."""
-    buffer, block = io.BytesIO(), 1 << 17
-    with sf.SoundFile(buffer, "w", rate, channels, "PCM_16", format="FLAC") as out:
-        zeros, left = np.zeros((block, channels), dtype=np.int16), round(rate * seconds)
-        while left > 0:
-            out.write(zeros[: min(block, left)])
-            left -= block
-    return buffer.getvalue()
 
 
 def peak_growth_mb(action: Callable[[], object]) -> tuple[float, float]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from annotation.pool.check import read_json, write_json
-from apex.audio_checks import AudioError
+from apex.audio import AudioError
 from apex.files import sha256_text
 
 if TYPE_CHECKING:

@@ -37,16 +37,9 @@ def load_encoder(
     local_files_only: bool = False,
     batch_size: int | None = None,
 ) -> Encoder:
-    """Build the encoder named by ``spec``.
-
-    Args:
-        spec: ``"fallback"``, a local HuBERT/MERT checkpoint directory, or a Hub id.
-        precision: ``"fast"`` or ``"reference"`` (MERT only; the fallback is always fp32).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or None (CUDA when available).
-        trust_remote_code: Let a checkpoint run its own modelling code (explicit opt-in).
-        cache_dir: If given, wrap the encoder in an :class:`EmbeddingCache` there.
-        local_files_only: Never touch the network for Hub ids.
-        batch_size: Segments per forward pass (MERT; None: 1 on CPU, 4 on CUDA).
+    """Build the encoder named by ``spec``: ``"fallback"``, a local HuBERT/MERT checkpoint
+    directory or a Hub id (the other arguments: :meth:`MertEncoder.from_pretrained`'s, device
+    ``"auto"`` too); ``cache_dir`` wraps it in an :class:`EmbeddingCache` there.
 
     Raises:
         EncoderUnavailable: The weights cannot be had (offline with no cached copy, missing or

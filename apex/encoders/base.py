@@ -24,12 +24,12 @@ class Embedding:
     """Pooled encoder output for one clip.
 
     Attributes:
-        layers: ``[S, L, D]`` float32 — per segment, per hidden layer, mean over time of the
-            frames that cover real audio (padding masked out).
-        layers_padded: ``[S, L, D]`` float32 — the reference's pooling: mean over all frames of
-            the zero-padded segment.
-        seconds: ``[S]`` float32 — seconds of real audio in each segment.
-        encoder_id: Identifier of the encoder (and its settings) that produced this.
+        layers: ``[S, L, D]`` float32, per segment and hidden layer the mean over time of the
+            frames of real audio.
+        layers_padded: ``[S, L, D]`` float32, the reference's mean over all frames of the
+            zero-padded segment.
+        seconds: ``[S]`` float32, seconds of real audio in each segment.
+        encoder_id: the encoder (and settings) that produced it.
     """
 
     layers: torch.Tensor
@@ -57,16 +57,9 @@ class Embedding:
 
 
 class Encoder(abc.ABC):
-    """Turns an :class:`Audio` clip into an :class:`Embedding`.
-
-    Attributes:
-        encoder_id: Stable identifier of the weights (e.g. ``"m-a-p/MERT-v1-95M"``).
-        sample_rate: Input rate, Hz.
-        num_layers: L, hidden layers reported per segment.
-        dim: D, width of each layer's vector.
-        segment_seconds: Segment length, seconds.
-        is_fallback: True for the built-in descriptor encoder (no learned weights).
-    """
+    """Turns an :class:`Audio` clip at ``sample_rate`` Hz into an :class:`Embedding` with
+    ``num_layers`` x ``dim`` (L x D) per ``segment_seconds`` segment. ``encoder_id`` names the
+    weights (e.g. ``"m-a-p/MERT-v1-95M"``); ``is_fallback`` marks the built-in descriptors."""
 
     encoder_id: str
     sample_rate: int
@@ -84,11 +77,7 @@ class Encoder(abc.ABC):
         """Embed one clip; ``audio`` must be at ``self.sample_rate``."""
 
     def encode_batch(self, audios: Sequence[Audio]) -> list[Embedding]:
-        """Embed several clips, one :class:`Embedding` per clip in order (equal to ``encode``).
-
-        This default encodes them one by one; encoders that can share work across clips (MERT:
-        segments of several songs in one forward pass) override it.
-        """
+        """One :class:`Embedding` per clip in order, as ``encode`` gives (MERT shares forwards)."""
         return [self.encode(audio) for audio in audios]
 
     def _check_rate(self, audio: Audio) -> None:
@@ -103,16 +92,8 @@ class Encoder(abc.ABC):
 def split_segments(
     waveform: torch.Tensor, segment_samples: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut a waveform into non-overlapping segments, zero-padding the last (as the reference).
-
-    Args:
-        waveform: ``[T]`` samples.
-        segment_samples: Samples per segment.
-
-    Returns:
-        ``segments`` ``[S, segment_samples]`` and ``valid`` ``[S]`` int64, the real (unpadded)
-        samples in each segment; ``S = ceil(T / segment_samples)`` (at least 1).
-    """
+    """Cut ``[T]`` samples into ``segments`` ``[S, segment_samples]``, the last zero-padded (as
+    the reference), and ``valid`` ``[S]`` int64 real samples each; ``S = max(1, ceil(T / n))``."""
     total = int(waveform.shape[-1])
     count = max(1, math.ceil(total / segment_samples))
     padded = torch.nn.functional.pad(waveform, (0, count * segment_samples - total))

@@ -1,8 +1,7 @@
 """On-disk embedding cache: the same audio is never encoded twice by the same encoder settings.
 
-Entries are safetensors files named by ``sha256(content hash | encoder id | settings key)``,
-fanned out into 256 sub-folders, written to a temporary file and renamed into place (atomic on
-POSIX and Windows), so a crash or a concurrent writer never leaves a half-written entry behind.
+Entries are safetensors files named by ``sha256(content hash | encoder id | settings key)`` in
+256 sub-folders, written atomically (:func:`apex.files.atomic_path`).
 """
 
 from __future__ import annotations
@@ -21,11 +20,7 @@ _VERSION = "1"  # bump when the file layout changes; old entries are then simply
 
 
 class EmbeddingCache:
-    """A directory of cached :class:`Embedding` files.
-
-    Args:
-        root: Cache directory (created on first write).
-    """
+    """A directory (``root``, created on first write) of cached :class:`Embedding` files."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -74,14 +69,8 @@ class EmbeddingCache:
 
 
 class CachedEncoder(Encoder):
-    """Wraps an :class:`Encoder` with an :class:`EmbeddingCache`; same interface.
-
-    Attributes:
-        encoder: The wrapped encoder (called only on a miss).
-        cache: The cache.
-        hits: Embeddings served from the cache.
-        misses: Embeddings computed by ``encoder``.
-    """
+    """Wraps an :class:`Encoder` (called only on a miss) with an :class:`EmbeddingCache`;
+    ``hits`` and ``misses`` count embeddings served and computed."""
 
     def __init__(self, encoder: Encoder, cache: EmbeddingCache) -> None:
         self.encoder = encoder

@@ -1,15 +1,10 @@
-"""The descriptor groups of the fallback encoder, computed from one shared STFT.
+"""The descriptor groups of the fallback encoder, computed from one shared STFT (the time
+structure, :func:`rhythm` and :func:`repetition`, from its log-mel, chroma and MFCC frames).
 
-Layout: the spectrum is ``[N, F]`` (frames x bins, bins contiguous), so that per-frame work over
-frequency (sorting for spectral contrast, logarithms for flatness, cumulative sums for rolloff)
-runs along contiguous memory. Everything that depends only on the sample rate — the window, the
-mel, DCT and chroma matrices, band slices, key profiles, the K-weighting response — is built
-once in :class:`Banks` (one per encoder instance) and reused for every clip.
-
-Sorting is done with numpy: its SIMD sort is about 20x faster than ``torch.sort`` on CPU for
-these short rows, and sorting is what spectral contrast and the noise floor need. All arithmetic
-is float32 (the statistics average hundreds of frames; float64 changed nothing that matters).
-See :mod:`apex.encoders.fallback` for what each entry means.
+The spectrum is ``[N, F]`` (frames x bins, bins contiguous: per-frame work over frequency runs
+along contiguous memory). What depends only on the sample rate is built once in :class:`Banks`.
+Sorting uses numpy (about 20x faster than ``torch.sort`` on CPU for these short rows); all
+arithmetic is float32. :mod:`apex.encoders.fallback` says what each entry means.
 """
 
 from __future__ import annotations
@@ -36,12 +31,10 @@ _GATE_S, _STEP_S, _ABS_GATE, _REL_GATE, _K_BIAS = 0.4, 0.1, -70.0, -10.0, -0.691
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """Run torch ops of the calling thread on one intra-op thread, then restore its setting.
+    """Run the calling thread's torch ops on one intra-op thread, then restore its setting.
 
-    The descriptors are a chain of small ops (well under 1 ms each) that gain nothing from
-    intra-op parallelism, and on a busy machine OpenMP's barriers make them several times
-    slower with 2 threads than with 1 (benchmarks/fallback_speed.py measures both). The
-    setting read and restored is the calling thread's own (OpenMP keeps it per thread).
+    The descriptors are small ops (under 1 ms each); on a busy machine OpenMP's barriers make
+    them several times slower with 2 threads (benchmarks/fallback_speed.py).
     """
     previous = torch.get_num_threads()
     if previous == 1:
@@ -63,10 +56,9 @@ def _bins(freqs: torch.Tensor, low: float, high: float, *, closed: bool = False)
 
 @dataclass(frozen=True)
 class Banks:
-    """Everything the descriptors need that depends only on the sample rate (built once).
+    """Everything the descriptors need that depends only on the sample rate (Hz).
 
     Attributes:
-        sample_rate: Hz.
         window: ``[N_FFT]`` periodic Hann window.
         freqs: ``[F]`` bin centre frequencies, Hz (``F = N_FFT // 2 + 1``).
         mel: ``[F, N_MELS]`` Slaney mel filterbank, 30 Hz-11 kHz.
@@ -74,9 +66,7 @@ class Banks:
         chroma: ``[F, 12]`` one-hot pitch class of each bin between 55 Hz and 5 kHz (else 0).
         moments: ``[F, 3]`` columns 1, f and f^2 with f in kHz (centroid and bandwidth).
         keys: ``[24, 12]`` the 24 key profiles, each centred and scaled to unit (unbiased) std.
-        kweight: ``[F]`` energy weight of each bin for BS.1770 loudness: the K-weighting
-            filters' squared magnitude response times the one-sided Parseval factor and the
-            window's overlap gain (so a frame sum is the K-weighted energy of the samples).
+        kweight: ``[F]`` BS.1770 energy weight of each bin (:func:`_kweight`).
         contrast: Bin slices of the 7 octave bands of spectral contrast.
         above_4k: Bins at or above 4 kHz. above_8k: at or above 8 kHz.
         pitch: Bins between 150 and 2500 Hz (dominant partial for vibrato).
@@ -98,7 +88,6 @@ class Banks:
 
     @classmethod
     def build(cls, sample_rate: int) -> Banks:
-        """All matrices for ``sample_rate`` Hz."""
         import torchaudio.functional as taf
 
         n_bins = N_FFT // 2 + 1
@@ -133,10 +122,9 @@ class Banks:
 def _kweight(sample_rate: int, n_bins: int) -> torch.Tensor:
     """``[F]``: K-weighted energy per unit of ``|X_k|^2`` for a Hann STFT at hop ``N_FFT / 8``.
 
-    The K-weighting is torchaudio's (``treble_biquad(4 dB, 1.5 kHz)`` then ``highpass_biquad(38
-    Hz, Q 0.5)``); its response is read off the impulse response (2^16 samples, long after the
-    38 Hz poles have died out). Parseval for a one-sided spectrum counts inner bins twice; a
-    squared periodic Hann window at hop N/8 overlap-adds to exactly 3.
+    torchaudio's K-weighting (treble 4 dB at 1.5 kHz, highpass 38 Hz Q 0.5) read off a 2^16
+    sample impulse response; one-sided Parseval counts inner bins twice; a squared periodic Hann
+    window at hop N/8 overlap-adds to exactly 3.
     """
     import torchaudio.functional as taf
 
@@ -153,11 +141,8 @@ def _kweight(sample_rate: int, n_bins: int) -> torch.Tensor:
 
 
 def spectrum(wave: torch.Tensor, banks: Banks) -> tuple[torch.Tensor, torch.Tensor]:
-    """STFT (centred, zero-padded) of ``[T]`` float32 samples.
-
-    Returns:
-        ``spec`` ``[N, F]`` complex64 and ``power`` ``[N, F]`` float32 (``|spec|^2``).
-    """
+    """STFT (centred, zero-padded) of ``[T]`` float32 samples: ``spec`` ``[N, F]`` complex64
+    and ``power`` ``[N, F]`` float32."""
     spec = torch.stft(
         wave, N_FFT, HOP, window=banks.window, center=True, pad_mode="constant",
         return_complex=True,
@@ -258,10 +243,8 @@ def shape(power: torch.Tensor, wave: torch.Tensor, banks: Banks) -> torch.Tensor
 def loudness(power: torch.Tensor, samples: int, banks: Banks) -> float:
     """BS.1770 integrated loudness (LUFS, floored at -70) from the STFT power ``[N, F]``.
 
-    The same gating as ``torchaudio.functional.loudness``, but each 400 ms block's K-weighted
-    energy is read from the spectrum (frame energies spread over their hop, integrated over
-    the block) instead of filtering the waveform: within a few hundredths of a LU of the
-    time-domain filters on music, at a fraction of the cost.
+    ``torchaudio.functional.loudness``'s gating, each 400 ms block's K-weighted energy read from
+    the spectrum instead of filtered samples: within a few hundredths of a LU, far cheaper.
     """
     gate = round(_GATE_S * banks.sample_rate)
     step = round(gate * _STEP_S / _GATE_S)
@@ -307,10 +290,8 @@ def noise(power: torch.Tensor, banks: Banks) -> torch.Tensor:
     """Quiet-frame level, high-band minimum-statistics noise floor, 10th-percentile level (dB)."""
     frame_db = db(power.mean(dim=1))
     q10, q50 = torch.quantile(frame_db, torch.tensor([0.1, 0.5]))
-    # A steady noise floor keeps every high-frequency bin busy even between notes, so the
-    # 10th percentile over time of those bins rises towards the music's level; music alone
-    # leaves them nearly empty. Relative to the median frame level, so gain does not matter.
-    # (dB is monotonic: sort the powers, interpolate the two order statistics in dB.)
+    # A steady noise floor keeps high bins busy between notes, raising their 10th percentile over
+    # time; music alone leaves them nearly empty. Relative to the median level (gain-free).
     high = np.sort(power[:, banks.above_4k].T.contiguous().numpy(), axis=1)
     position = 0.1 * (high.shape[1] - 1)
     below, frac = math.floor(position), position - math.floor(position)
@@ -321,12 +302,9 @@ def noise(power: torch.Tensor, banks: Banks) -> torch.Tensor:
 
 
 def expression(spec: torch.Tensor, power: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """Frame-to-frame pitch movement (cents) of the dominant partial between 150 and 2500 Hz.
-
-    Vibrato moves a held note's partials by tens of cents per frame; a robotic, flat note
-    does not move at all. The frequency comes from the phase advance between frames (phase
-    vocoder), which resolves far finer than the 11.7 Hz bin spacing.
-    """
+    """Frame-to-frame pitch movement (cents) of the dominant partial between 150 and 2500 Hz,
+    from the phase advance between frames (finer than the 11.7 Hz bins): vibrato moves tens of
+    cents per frame, a robotic note not at all."""
     band = banks.pitch
     if spec.shape[0] < 3 or band.stop <= band.start:
         return torch.zeros(3)
@@ -347,3 +325,88 @@ def expression(spec: torch.Tensor, power: torch.Tensor, banks: Banks) -> torch.T
         return torch.zeros(3)
     steady = (moves < 3.0).to(torch.float32).mean()
     return torch.stack([moves.square().mean().sqrt(), moves.median(), steady])
+
+
+# ---------------------------------------------------------------------------- time structure
+def _beat_period(envelope: torch.Tensor, fps: float) -> tuple[float, float]:
+    """Strongest autocorrelation lag (frames) between 50 and 200 BPM, and its height re lag 0."""
+    centred = envelope - envelope.mean()
+    n = centred.numel()
+    low, high = int(fps * 60 / 200), int(fps * 60 / 50)
+    if n <= low + 2:
+        return float("nan"), 0.0
+    spectrum_ = torch.fft.rfft(centred, n=2 * n)
+    ac = torch.fft.irfft(spectrum_.abs().square(), n=2 * n)[:n]
+    window = ac[low : min(high, n - 1) + 1]
+    lag = int(window.argmax()) + low
+    return float(lag), float(ac[lag] / (ac[0] + EPS))
+
+
+def rhythm(logmel_db: torch.Tensor, fps: float) -> torch.Tensor:
+    """Onset strength, tempo, pulse clarity, tempo instability, onset rate, grid coherence."""
+    envelope = torch.relu(logmel_db.diff(dim=1)).mean(dim=0)  # spectral flux, dB per frame
+    if envelope.numel() < 4:
+        return torch.zeros(8)
+    lag, clarity = _beat_period(envelope, fps)
+    # A beat period needs a few beats of context: only windows of 3 s or more are used.
+    local = [_beat_period(c, fps)[0] for c in envelope.chunk(4) if c.numel() >= 3 * fps]
+    spread = torch.tensor(local)
+    instability = float(spread.std(unbiased=False) / spread.mean()) if len(local) > 1 else 0.0
+    threshold = envelope.mean() + 0.5 * envelope.std(unbiased=False)
+    inner = envelope[1:-1]
+    peaks = (inner > envelope[:-2]) & (inner >= envelope[2:]) & (inner > threshold)
+    rate = float(peaks.sum()) / (envelope.numel() / fps)
+    coherence = 0.0
+    if math.isfinite(lag):
+        # Phase locking of the onset envelope to the beat and half-beat grid: 1 = on the grid.
+        t = torch.arange(envelope.numel(), dtype=torch.float64)
+        for period in (lag, lag / 2):
+            phasor = (envelope.double() * torch.exp(2j * math.pi * t / period)).sum().abs()
+            coherence = max(coherence, float(phasor / (envelope.sum() + EPS)))
+    tempo = 60.0 * fps / lag / 100.0 if math.isfinite(lag) else 0.0
+    values = [envelope.mean(), envelope.std(unbiased=False), envelope.max()]
+    values += [tempo, clarity, instability, rate, coherence]
+    return torch.tensor([float(v) for v in values])
+
+
+def _blocks(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """Average ``[K, N]`` over consecutive blocks of ``size`` frames -> ``[B, K]``."""
+    count = frames.shape[1] // size
+    if count == 0:
+        return frames.mean(dim=1, keepdim=True).T
+    return frames[:, : count * size].reshape(frames.shape[0], count, size).mean(dim=2).T
+
+
+def _best_match(features: torch.Tensor, min_lag: int) -> tuple[float, float]:
+    """Mean best cosine match at least ``min_lag`` blocks away, and mean off-diagonal similarity."""
+    unit = features / (features.norm(dim=1, keepdim=True) + EPS)
+    similarity = unit @ unit.T
+    n = similarity.shape[0]
+    if n < 2:
+        return 0.0, 0.0
+    index = torch.arange(n)
+    distance = (index[:, None] - index[None, :]).abs()
+    off_diagonal = similarity[distance > 0].mean()
+    far = similarity.masked_fill(distance < min_lag, -1.0).max(dim=1).values
+    far = far[far > -1.0]
+    return (float(far.mean()) if far.numel() else 0.0), float(off_diagonal)
+
+
+def _delay_embed(blocks: torch.Tensor, span: int) -> torch.Tensor:
+    """Stack ``span`` consecutive ``[B, K]`` blocks -> ``[B - span + 1, span * K]`` (a phrase)."""
+    if blocks.shape[0] <= span:
+        return blocks.reshape(1, -1)
+    return blocks.unfold(0, span, 1).reshape(blocks.shape[0] - span + 1, -1)
+
+
+def repetition(chroma_frames: torch.Tensor, mfcc_frames: torch.Tensor, fps: float) -> torch.Tensor:
+    """Self-similarity of 2 s phrases (0.125 s chroma / timbre blocks) at lags of 2.5 s or more
+    (whole phrases: only a repeat, not new melody over the same chords, matches in order)."""
+    size, span, min_lag = max(1, round(0.125 * fps)), 16, 20  # 16 x 0.125 s; 20 x 0.125 s
+    chroma_blocks = _blocks(chroma_frames, size)
+    timbre = _blocks(mfcc_frames[1:], size)  # MFCC 0 is loudness, not timbre
+    timbre = (timbre - timbre.mean(dim=0)) / (timbre.std(dim=0, unbiased=False) + 1e-6)
+    chroma_blocks = chroma_blocks - chroma_blocks.mean(dim=0)
+    repeat_chroma, similarity = _best_match(_delay_embed(chroma_blocks, span), min_lag)
+    repeat_timbre, _ = _best_match(_delay_embed(timbre, span), min_lag)
+    return torch.tensor([repeat_chroma, repeat_timbre, similarity])

@@ -1,13 +1,9 @@
 """The fallback encoder: a fixed vector of music descriptors per 30 s segment, no weights needed.
 
-It exists so that the product works offline (no MERT weights): the demo heads are trained on
-these descriptors, and the UI and CLI say plainly when it is in use (``is_fallback``). Everything
-is computed with torch/torchaudio in float32 on the real (unpadded) samples of each segment, from
-one STFT (2048-point Hann window, hop 256 = 10.7 ms at 24 kHz) shared by every descriptor, with
-the filterbanks built once per encoder (:mod:`apex.encoders.descriptors` has the arithmetic), so
-the output is deterministic. ``layers`` and ``layers_padded`` are identical (padding never enters
-the computation); ``L = 1``. About 0.02 s of one CPU core per 10 s of audio (see
-``benchmarks/fallback_speed.py``).
+The product works offline with it (the demo heads are trained on it; ``is_fallback`` says so).
+Deterministic float32 on each segment's real samples, from one STFT (2048-point Hann, hop 256 =
+10.7 ms at 24 kHz; :mod:`apex.encoders.descriptors`); ``layers == layers_padded``, ``L = 1``.
+About 0.02 s of one CPU core per 10 s of audio (``benchmarks/fallback_speed.py``).
 
 The vector (:data:`FALLBACK_FEATURES` names every entry, ``FALLBACK_DIM = 176``):
 
@@ -44,9 +40,6 @@ n     group                         entries (units)
                                     (phase-vocoder frequency, 150-2500 Hz): RMS and median (cents
                                     per 10.7 ms frame), share of frames steadier than 3 cents
 ====  ============================  =============================================================
-
-These cover what the demo corpus varies (harmony, rhythm regularity, noise, clipping, low-pass,
-repetition, vibrato) and the usual music-information-retrieval summaries.
 """
 
 from __future__ import annotations
@@ -55,11 +48,9 @@ import torch
 
 from apex.audio import SAMPLE_RATE, Audio
 from apex.encoders import descriptors as d
-from apex.encoders import structure
 from apex.encoders.base import SEGMENT_SECONDS, Embedding, Encoder, split_segments
 
 _VERSION = 2  # bump whenever a descriptor changes: cached embeddings and demo heads then rebuild
-# v2: float32, one shared [frames, bins] STFT, loudness from the STFT (v1: float64, filters).
 
 
 def _names() -> tuple[str, ...]:
@@ -88,11 +79,7 @@ FALLBACK_DIM = len(FALLBACK_FEATURES)
 
 
 class FallbackEncoder(Encoder):
-    """Descriptor vector per 30 s segment: ``[S, 1, FALLBACK_DIM]``; no weights, deterministic.
-
-    The filterbanks (mel, DCT, chroma, K-weighting, band slices) are built once here and reused
-    for every clip.
-    """
+    """Descriptor vector per 30 s segment: ``[S, 1, FALLBACK_DIM]``; no weights, deterministic."""
 
     encoder_id = "fallback"
     sample_rate = SAMPLE_RATE
@@ -130,18 +117,8 @@ class FallbackEncoder(Encoder):
 def describe(
     wave: torch.Tensor, sample_rate: int = SAMPLE_RATE, *, banks: d.Banks | None = None
 ) -> torch.Tensor:
-    """The descriptor vector of one mono clip.
-
-    Args:
-        wave: ``[T]`` samples (any float dtype), at ``sample_rate`` Hz.
-        sample_rate: Hz.
-        banks: Filterbanks for ``sample_rate`` (built here if not given; encoders keep one).
-
-    Runs on one intra-op thread (:func:`apex.encoders.descriptors.one_thread`).
-
-    Returns:
-        ``[FALLBACK_DIM]`` float32, entries as named by :data:`FALLBACK_FEATURES`.
-    """
+    """``[FALLBACK_DIM]`` float32 (named by :data:`FALLBACK_FEATURES`) of ``wave`` ``[T]`` at
+    ``sample_rate`` Hz, on one intra-op thread; ``banks`` is built when not given."""
     if banks is None or banks.sample_rate != sample_rate:
         banks = d.Banks.build(sample_rate)
     with d.one_thread():
@@ -162,10 +139,10 @@ def _describe(wave: torch.Tensor, sample_rate: int, banks: d.Banks) -> torch.Ten
         d.harmony(chroma, banks),
         d.stats(d.contrast(power, banks)),
         d.shape(power, wave, banks),
-        structure.rhythm(logmel, fps),
+        d.rhythm(logmel, fps),
         d.dynamics(wave, power, banks),
         d.noise(power, banks),
-        structure.repetition(chroma, mfcc, fps),
+        d.repetition(chroma, mfcc, fps),
         d.expression(spec, power, banks),
     ]
     out = torch.cat([p.reshape(-1).to(torch.float32) for p in parts])

@@ -1,10 +1,9 @@
 """MERT checkpoints as transformers' own ``HubertModel``: config mapping, weights, debug model.
 
-MERT-v1's config (``model_type: "mert_model"``, remote code via ``auto_map``) is HuBERT's plus
-switches that are off for v1 (``feature_extractor_cqt``, ``deepnorm``) or change nothing at
-inference (``attention_relax`` subtracts the row maximum before the softmax). So a MERT-v1
-checkpoint maps field-for-field onto :class:`~transformers.HubertConfig` and its weights load
-into :class:`~transformers.HubertModel` once the legacy weight-norm names are renamed.
+MERT-v1's config (``model_type: "mert_model"``) is HuBERT's plus switches that are off for v1
+(``feature_extractor_cqt``, ``deepnorm``) or change nothing at inference (``attention_relax``
+subtracts the row maximum before the softmax), so it maps field-for-field onto ``HubertConfig``
+and its weights load into ``HubertModel`` once the legacy weight-norm names are renamed.
 """
 
 from __future__ import annotations
@@ -29,20 +28,15 @@ _LEGACY_RENAMES = {
 _OPTIONAL_KEYS = frozenset({"masked_spec_embed"})  # only used for masking during pre-training
 
 
-def hubert_config_from_dict(raw: dict[str, Any], *, source: str = "checkpoint") -> Any:
-    """Map a MERT (``mert_model``) or HuBERT ``config.json`` onto transformers' ``HubertConfig``.
-
-    Raises:
-        EncoderUnavailable: The checkpoint uses a MERT feature HubertModel cannot express
-            (CQT input features, DeepNorm residual scaling); such checkpoints need
-            ``trust_remote_code=True``.
-    """
+def hubert_config_from_dict(raw: dict[str, Any], *, where: str = "checkpoint") -> Any:
+    """Map a MERT or HuBERT ``config.json`` onto ``HubertConfig``; :class:`EncoderUnavailable`
+    for MERT features HubertModel cannot express (CQT input, DeepNorm): remote code only."""
     from transformers import HubertConfig
 
     for key, supported in _MERT_SWITCHES.items():
         if raw.get(key, supported) != supported:
             raise EncoderUnavailable(
-                f"{source}: {key}={raw[key]!r} cannot be loaded into transformers' HubertModel; "
+                f"{where}: {key}={raw[key]!r} cannot be loaded into transformers' HubertModel; "
                 "load it with trust_remote_code=True (runs the checkpoint's own code) if you "
                 "trust its authors."
             )
@@ -50,8 +44,7 @@ def hubert_config_from_dict(raw: dict[str, Any], *, source: str = "checkpoint") 
     kwargs = {k: v for k, v in raw.items() if k in known and not k.startswith("_")}
     for key in ("model_type", "architectures", "auto_map", "transformers_version", "torch_dtype"):
         kwargs.pop(key, None)
-    # Inference only: no SpecAugment masking, no dropout. Keep mask_time_prob so that a
-    # checkpoint's masked_spec_embed still has a home (it is unused at inference).
+    # Inference only: no dropout. mask_time_prob stays so masked_spec_embed has a home.
     kwargs.update(layerdrop=0.0, hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
     kwargs.update(feat_proj_dropout=0.0, final_dropout=0.0)
     return HubertConfig(**kwargs)
@@ -60,12 +53,9 @@ def hubert_config_from_dict(raw: dict[str, Any], *, source: str = "checkpoint") 
 def build_hubert(
     config: Any, *, seed: int | None = None, initialize: bool = True
 ) -> torch.nn.Module:
-    """A ``HubertModel`` for ``config`` in eval mode; random weights, seeded if ``seed`` given.
-
-    ``initialize=False`` skips the random initialisation (about 3 s for MERT-95M on a CPU) for a
-    model whose weights are loaded right after; :func:`load_weights` then refuses any missing
-    essential tensor, so no uninitialised weight is ever used.
-    """
+    """A ``HubertModel`` for ``config`` in eval mode, random weights seeded by ``seed``.
+    ``initialize=False`` skips initialisation (3 s for 95M on a CPU) for weights loaded right
+    after (:func:`load_weights` refuses any missing essential tensor)."""
     from transformers import HubertModel
 
     if seed is not None:
@@ -79,18 +69,9 @@ def build_hubert(
 
 
 class ChannelsLastFeatureEncoder(torch.nn.Module):
-    """HuBERT's convolutional feature encoder run as 2-D convolutions on channels-last data.
-
-    Same parameters (the original ``conv_layers`` modules, so state-dict keys do not change)
-    and the same arithmetic as ``HubertFeatureEncoder``; only the memory layout differs. On CPU,
-    oneDNN's 1-D convolution over ``[B, C, T]`` reorders activations for every layer; as a
-    ``(1, k)`` 2-D convolution over channels-last ``[B, C, 1, T]`` data it runs on the layout its
-    GEMM kernels want (measured 1.7x faster in bf16 and fp32 for MERT's 512-channel layers).
-    GroupNorm (per channel over time) and LayerNorm (over channels) read the same layout.
-
-    Args:
-        original: A ``HubertFeatureEncoder`` (``feat_extract_norm`` "group" or "layer").
-    """
+    """``HubertFeatureEncoder`` (``original``, its modules and keys kept) as ``(1, k)`` 2-D
+    convolutions over channels-last ``[B, C, 1, T]``: the same arithmetic in the layout oneDNN's
+    CPU kernels want (1.7x faster than 1-D convolutions, bf16 and fp32, for MERT's layers)."""
 
     def __init__(self, original: torch.nn.Module) -> None:
         super().__init__()
@@ -121,12 +102,8 @@ class ChannelsLastFeatureEncoder(torch.nn.Module):
 
 
 def use_channels_last_features(model: torch.nn.Module) -> bool:
-    """Swap ``model.feature_extractor`` for :class:`ChannelsLastFeatureEncoder` where it fits.
-
-    Returns:
-        Whether it was swapped (HuBERT-style conv layers with a ``conv`` and an
-        ``activation``; anything else, e.g. remote code with other layers, is left alone).
-    """
+    """Swap ``model.feature_extractor`` for :class:`ChannelsLastFeatureEncoder`; whether it
+    did (only HuBERT-style conv layers with ``conv`` and ``activation`` are swapped)."""
     encoder = getattr(model, "feature_extractor", None)
     layers = getattr(encoder, "conv_layers", None)
     if layers is None or isinstance(encoder, ChannelsLastFeatureEncoder):
@@ -145,20 +122,9 @@ def use_channels_last_features(model: torch.nn.Module) -> bool:
 
 
 class BlockedAttention(torch.nn.Module):
-    """HuBERT self-attention as explicit batched GEMMs over blocks of queries.
-
-    The same projections (the original ``q/k/v/out_proj`` modules, so state-dict keys do not
-    change) and the same arithmetic as ``HubertAttention``: ``softmax((q / sqrt(d)) k^T) v`` (the
-    scale, a power of two for MERT's 64-wide heads, is applied to q, not to every score). The
-    scores are computed ``block`` queries at a time, so each ``[H, block, T]`` score tile stays
-    in cache between its GEMM, softmax and second GEMM. On CPU in bf16 this is about twice as fast
-    as ``scaled_dot_product_attention``'s flash kernel for MERT's 2249-frame segments, whose bf16
-    path runs no faster than fp32 (measured in benchmarks/score_speed.py's development).
-
-    Args:
-        original: A ``HubertAttention`` (self-attention, not cross-attention).
-        block: Queries per score tile.
-    """
+    """``HubertAttention`` (``original``, its projections and keys kept) computed ``block``
+    queries at a time: ``softmax((q / sqrt(d)) k^T) v`` with each ``[H, block, T]`` score tile
+    kept in cache; on CPU in bf16 about twice as fast as SDPA for MERT's 2249-frame segments."""
 
     def __init__(self, original: torch.nn.Module, block: int = 128) -> None:
         super().__init__()
@@ -200,11 +166,7 @@ class BlockedAttention(torch.nn.Module):
 
 
 def use_blocked_attention(model: torch.nn.Module, block: int = 128) -> int:
-    """Swap every ``HubertAttention`` in ``model`` for :class:`BlockedAttention`.
-
-    Returns:
-        How many attention modules were swapped (0 for models without HuBERT attention).
-    """
+    """Swap every ``HubertAttention`` in ``model`` for :class:`BlockedAttention`; how many."""
     from transformers.models.hubert.modeling_hubert import HubertAttention
 
     swapped = 0
@@ -217,11 +179,7 @@ def use_blocked_attention(model: torch.nn.Module, block: int = 128) -> int:
 
 
 def mert_95m_config(**overrides: Any) -> Any:
-    """``HubertConfig`` of MERT-v1-95M's shape (12 x 768, 75 Hz at 24 kHz), built offline.
-
-    Args:
-        **overrides: HubertConfig fields to change (the debug checkpoint shrinks the widths).
-    """
+    """``HubertConfig`` of MERT-v1-95M's shape (12 x 768, 75 Hz at 24 kHz), with ``overrides``."""
     from transformers import HubertConfig
 
     fields: dict[str, Any] = dict(
@@ -249,11 +207,8 @@ def mert_95m_config(**overrides: Any) -> Any:
 
 
 def load_weights(model: torch.nn.Module, weights_file: Path) -> dict[str, list[str]]:
-    """Load a checkpoint's tensors into ``model``, renaming legacy keys; report what did not fit.
-
-    Returns:
-        ``{"unused": [...], "missing": [...]}`` — checkpoint keys the model has no place for
-        (e.g. pre-training heads) and optional model keys the checkpoint lacks.
+    """Load a checkpoint's tensors into ``model`` (legacy keys renamed); returns ``{"unused":
+    checkpoint keys without a place, "missing": optional model keys absent}``.
 
     Raises:
         EncoderUnavailable: Essential weights are missing or have the wrong shape.
@@ -308,20 +263,11 @@ def config_json(config: Any) -> dict[str, Any]:
 def save_debug_checkpoint(
     directory: str | Path, *, seed: int = 0, do_normalize: bool = True
 ) -> Path:
-    """Write a tiny random MERT-style checkpoint (a few hundred KB) loadable by ``from_pretrained``.
+    """Write a tiny random MERT-style checkpoint (a few hundred KB) into ``directory``; return it.
 
-    It has MERT's conv strides (75 frames per second at 24 kHz), hidden size 32, 2 layers and
-    2 heads; ``config.json`` says ``model_type: "mert_model"`` with an ``auto_map`` like the Hub
-    checkpoints, and the positional-conv weights are saved under the legacy ``weight_g`` /
-    ``weight_v`` names, so tests go through the same mapping as the real MERT.
-
-    Args:
-        directory: Where to write (created if needed).
-        seed: Seed of the random weights.
-        do_normalize: The ``preprocessor_config.json`` normalisation switch.
-
-    Returns:
-        ``directory`` as a Path.
+    MERT's conv strides (75 frames/s at 24 kHz), width 32, 2 layers, 2 heads; ``config.json`` as
+    the Hub's (``mert_model``, ``auto_map``) and legacy ``weight_g``/``weight_v`` names, so tests
+    take the real MERT's mapping. ``do_normalize`` goes to ``preprocessor_config.json``.
     """
     from safetensors.torch import save_file
 
@@ -358,8 +304,7 @@ def save_debug_checkpoint(
 
 
 def write_preprocessor_config(directory: Path, *, do_normalize: bool = False) -> Path:
-    """Write MERT-v1-95M's ``preprocessor_config.json`` (a ``Wav2Vec2FeatureExtractor`` at
-    24 kHz with an attention mask; ``do_normalize`` false as on the Hub) into ``directory``."""
+    """Write MERT-v1-95M's ``preprocessor_config.json`` (``do_normalize`` false on the Hub)."""
     preprocessor = {
         "do_normalize": do_normalize,
         "feature_extractor_type": "Wav2Vec2FeatureExtractor",

@@ -1,25 +1,13 @@
 """MERT (and any HuBERT-shaped checkpoint) as an :class:`~apex.encoders.base.Encoder`.
 
-MERT-v1 checkpoints on the Hub declare ``model_type: "mert_model"`` and ship their own modelling
-code. For MERT-v1 that code is transformers' HuBERT with a few switches that are off
-(``feature_extractor_cqt``, ``deepnorm``) or harmless (``attention_relax`` only subtracts the row
-maximum before the softmax, which leaves it unchanged). So we map the config onto transformers'
-own :class:`~transformers.HubertConfig`, load the weights into :class:`~transformers.HubertModel`
-and run no remote code; ``trust_remote_code=True`` (explicit opt-in) uses ``AutoModel`` instead.
-
-Pipeline per clip, matching the APEX reference (``inference.py``): 30 s non-overlapping segments,
-the last zero-padded to 30 s; the checkpoint's feature extractor settings (``do_normalize``:
-zero mean / unit variance over the whole padded segment, as ``Wav2Vec2FeatureExtractor`` does);
-the model with all hidden states; the mean over time of each hidden state (13 for 95M). We run
-the segments of a song (or of several songs: :meth:`MertEncoder.encode_batch`) through the model
-in batches and pool two ways from the same forward pass: over all frames (``layers_padded``, the
-reference) and over the frames that cover real audio (``layers``).
-
-The ``fast`` precision converts the weights to bf16 once (where the device has native bf16; fp16
-on a CUDA GPU without it), keeps autocast on for the ops it holds in fp32, and on CPU swaps in
-modules with the same parameters and arithmetic in CPU-friendly layouts: the channels-last feature
-encoder always, blocked attention in bf16 only (in fp32 transformers' fused SDPA is faster).
-``benchmarks/score_speed.py`` measures it against the reference's shape (fp32, one segment each).
+The checkpoint runs as transformers' ``HubertModel`` (:mod:`apex.encoders.hubert`), no remote code
+unless ``trust_remote_code=True``. Per clip, as the reference's ``inference.py``: 30 s segments,
+the last zero-padded; ``do_normalize`` (zero mean, unit variance over the padded segment) when the
+preprocessor config asks; all hidden states (13 for 95M), each averaged over time two ways from
+one forward: all frames (``layers_padded``, the reference) and the frames of real audio
+(``layers``). Segments of several clips share forward passes. ``fast`` precision: bf16 weights
+(fp16 on a CUDA GPU without bf16) under autocast, and on CPU the channels-last feature encoder
+and, in bf16, blocked attention (``benchmarks/score_speed.py`` measures them).
 """
 
 from __future__ import annotations
@@ -47,7 +35,6 @@ from apex.encoders.hubert import (
     build_hubert,
     hubert_config_from_dict,
     load_weights,
-    mert_95m_config,
     save_debug_checkpoint,
     use_blocked_attention,
     use_channels_last_features,
@@ -60,7 +47,7 @@ from apex.hub_files import (
     is_repo_id,
 )
 
-__all__ = ["MertEncoder", "mert_95m_config", "save_debug_checkpoint"]
+__all__ = ["MertEncoder", "save_debug_checkpoint"]
 
 PRECISIONS = ("fast", "reference")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -68,20 +55,16 @@ _NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor's zero_mean_unit_var_norm epsilon.
 
 
 class MertEncoder(Encoder):
-    """A HuBERT-shaped model, pooled per 30 s segment and per hidden layer.
-
-    Build with :meth:`from_pretrained`; the constructor takes an already-built model (the
-    benchmark uses a randomly initialised MERT-95M-shaped one).
+    """A HuBERT-shaped model pooled per 30 s segment and hidden layer (see
+    :meth:`from_pretrained`; the constructor takes a built model, e.g. a random one).
 
     Args:
-        model: A transformers ``HubertModel`` (or remote-code MERT model) in eval mode.
+        model: A transformers ``HubertModel`` (or remote-code MERT model).
         encoder_id: Identifier stored in embeddings and checked by heads.
-        precision: ``"reference"`` (fp32, as published) or ``"fast"`` (bf16 where the device
-            supports it, else fp32).
-        device: Torch device; ``None`` picks CUDA when available.
+        precision: ``"reference"`` (fp32, as published) or ``"fast"`` (bf16 where native).
+        device: ``None`` picks CUDA when available.
         batch_size: Segments per forward pass; None: 4 on CUDA, 1 on CPU (faster per segment).
-        do_normalize: Apply zero-mean/unit-variance normalisation per padded segment (the
-            checkpoint's ``preprocessor_config.json``).
+        do_normalize: Normalise each padded segment (``preprocessor_config.json``).
         sample_rate: Model input rate, Hz.
         weights_key: Short fingerprint of the weights, part of :meth:`settings_key`.
     """
@@ -111,7 +94,6 @@ class MertEncoder(Encoder):
         self.sample_rate = sample_rate
         self.segment_seconds = SEGMENT_SECONDS
         self.weights_key = weights_key
-        #: Hub commit the weights came from (set by :meth:`from_pretrained`; None if local).
         self.revision: str | None = None
         config = model.config
         self.num_layers = int(config.num_hidden_layers) + 1
@@ -119,13 +101,11 @@ class MertEncoder(Encoder):
         self.compute_dtype = _fast_dtype(self.device) if precision == "fast" else torch.float32
         self.model = model.eval().to(self.device)
         if self.compute_dtype == torch.bfloat16:
-            # Weights converted once (autocast stays on for the ops it keeps in fp32): as
-            # accurate as autocast over fp32 weights on the scores, half the weight memory, and
-            # no per-call weight casts. Measured both ways in benchmarks/score_speed.py (on a
-            # shared 2-core CPU the two were within run-to-run noise of each other).
+            # Converted once (autocast keeps its fp32 ops): scores as accurate as autocast over
+            # fp32 weights, half the memory, no per-call casts.
             self.model = self.model.to(torch.bfloat16)
         if precision == "fast" and self.device.type == "cpu":
-            # Same arithmetic, CPU-friendly layouts; blocked attention in bf16 only (fp32: SDPA).
+            # Same arithmetic, CPU-friendly layouts; in fp32 the fused SDPA attention is faster.
             use_channels_last_features(self.model)
             if self.compute_dtype == torch.bfloat16:
                 use_blocked_attention(self.model)
@@ -147,21 +127,18 @@ class MertEncoder(Encoder):
         """Load a MERT / HuBERT checkpoint from a local directory or a Hub id.
 
         Args:
-            name_or_path: Local directory with ``config.json``, ``preprocessor_config.json``
-                (optional) and ``model.safetensors`` or ``pytorch_model.bin``; or a Hub repo id
-                such as ``"m-a-p/MERT-v1-95M"``.
-            precision: ``"fast"`` or ``"reference"``.
-            device: Torch device; ``None`` picks CUDA when available.
-            trust_remote_code: Run the checkpoint's own modelling code (``AutoModel``) instead
-                of mapping it onto ``HubertModel``. Off unless explicitly asked for.
-            local_files_only: Never touch the network (Hub ids must be in the local cache).
-            batch_size: Segments per forward pass (None: 1 on CPU, 4 on CUDA).
-            encoder_id: Override the stored identifier (default: the Hub id, or for a local
-                directory its ``_name_or_path`` when it names a Hub repo, else the folder name).
+            name_or_path: A directory with ``config.json``, ``model.safetensors`` or
+                ``pytorch_model.bin`` (and optionally ``preprocessor_config.json``), or a Hub
+                repo id such as ``"m-a-p/MERT-v1-95M"``.
+            trust_remote_code: Run the checkpoint's own code (``AutoModel``); explicit opt-in.
+            local_files_only: Never touch the network.
+            encoder_id: Default: the Hub id, or a directory's ``_name_or_path`` when it names a
+                Hub repo, else the folder name.
+            precision, device, batch_size: as the constructor's.
 
         Raises:
-            EncoderUnavailable: The files cannot be found or downloaded, or essential weights
-                are missing / the architecture cannot be represented without remote code.
+            EncoderUnavailable: The files cannot be had, essential weights are missing, or the
+                architecture needs remote code.
         """
         snapshot, hub_id = _resolve(
             name_or_path, local_files_only=local_files_only, remote_code=trust_remote_code
@@ -178,7 +155,7 @@ class MertEncoder(Encoder):
                 str(directory), trust_remote_code=True, local_files_only=True
             )
         else:
-            config = hubert_config_from_dict(raw, source=str(name_or_path))
+            config = hubert_config_from_dict(raw, where=str(name_or_path))
             model = build_hubert(config, initialize=False)
             report = load_weights(model, weights_file)
             if report["unused"]:
@@ -215,15 +192,8 @@ class MertEncoder(Encoder):
         return self.encode_batch([audio])[0]
 
     def encode_batch(self, audios: Sequence[Audio]) -> list[Embedding]:
-        """Embed several clips, their segments pooled into shared forward passes.
-
-        The segments of all clips are cut and normalised one by one (exactly as ``encode``
-        does), then run ``batch_size`` at a time whatever clip they come from, so short clips
-        fill the batches of one another.
-
-        Returns:
-            One :class:`Embedding` per clip, in order, each ``[S_i, L, D]``.
-        """
+        """One :class:`Embedding` ``[S_i, L, D]`` per clip, in order; the segments of all clips
+        run ``batch_size`` at a time, so short clips fill each other's batches."""
         segment_samples = round(self.segment_seconds * self.sample_rate)
         total_frames = int(_frames_for(self.model, torch.tensor([segment_samples]))[0])
         pieces, counts, valids = [], [], []
@@ -268,11 +238,8 @@ class MertEncoder(Encoder):
 def _pool(
     hidden: tuple[torch.Tensor, ...], mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Means over all frames and over masked frames, in fp32: L x ``[B, F, D]`` -> ``[B, L, D]``.
-
-    ``mask`` is ``[B, F]`` bool. Layers are pooled one at a time so that no ``[B, L, F, D]``
-    copy (360 MB for four 95M segments) is ever made.
-    """
+    """Means over all frames and over ``mask`` ``[B, F]``, fp32: L x ``[B, F, D]`` -> ``[B, L, D]``
+    each (layer by layer: no ``[B, L, F, D]`` copy, 360 MB for four 95M segments)."""
     weights = mask.to(torch.float32)
     weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
     padded = [h.float().mean(dim=1) for h in hidden]
@@ -305,20 +272,15 @@ def _fast_dtype(device: torch.device) -> torch.dtype:
         bf16 = on_zero_gpu() or torch.cuda.is_bf16_supported()
         return torch.bfloat16 if bf16 else torch.float16
     if device.type == "cpu" and torch.backends.mkldnn.is_available():
-        # True on CPUs with native bf16 dot products (AVX512-BF16 / AMX); elsewhere bf16 is
-        # emulated and slower than fp32.
+        # Native bf16 dot products (AVX512-BF16 / AMX) only; emulated bf16 is slower than fp32.
         return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
     return torch.float32
 
 
 def pick_mert_files(listing: Sequence[str], *, remote_code: bool = False) -> list[str]:
-    """The files to read from a MERT/HuBERT repo listing: ``config.json``, the
-    ``preprocessor_config.json`` if any, one weights file (safetensors first); with
-    ``remote_code`` also the top-level ``*.py``. Never the fairseq ``.pt`` (1.32 GB for 95M).
-
-    Raises:
-        SnapshotUnavailable: no ``config.json`` or no weights file in the listing.
-    """
+    """``config.json``, ``preprocessor_config.json`` if any, one weights file (safetensors
+    first) and with ``remote_code`` the top-level ``*.py``; never the fairseq ``.pt`` (1.32 GB).
+    :class:`SnapshotUnavailable` without ``config.json`` or weights."""
     names = set(listing)
     weights = next((n for n in _WEIGHT_FILES if n in names), None)
     if "config.json" not in names or weights is None:
@@ -371,10 +333,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _read_preprocessor(directory: Path) -> dict[str, Any]:
     """``preprocessor_config.json`` (a ``Wav2Vec2FeatureExtractor``), or ``{}`` when absent.
 
-    Its ``return_attention_mask: true`` asks for a mask over the zero-padded 30 s segment the
-    reference feeds the extractor, i.e. all ones; HuBERT with an all-ones mask computes what it
-    computes with none, so none is passed (newer HuBERT code turned that all-ones mask into
-    NaNs). A mono 1-feature input is all we can feed; anything else is refused.
+    Its attention mask over the padded segment is all ones, which HuBERT computes the same as
+    none, so none is passed (newer HuBERT code turned it into NaNs). Only mono input is accepted.
     """
     path = directory / "preprocessor_config.json"
     if not path.exists():

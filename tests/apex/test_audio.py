@@ -12,7 +12,17 @@ import soundfile as sf
 import torch
 
 from apex.audio import SAMPLE_RATE, Audio, AudioError, load_audio
-from benchmarks.decode_memory import silent_flac  # one writer of the cheap huge FLACs
+
+
+def silent_flac(rate: int, channels: int, seconds: float) -> bytes:
+    """A 16-bit FLAC of digital silence, written in blocks (small in memory and on disk)."""
+    buffer, block = io.BytesIO(), 1 << 17
+    with sf.SoundFile(buffer, "w", rate, channels, "PCM_16", format="FLAC") as out:
+        zeros, left = np.zeros((block, channels), dtype=np.int16), round(rate * seconds)
+        while left > 0:
+            out.write(zeros[: min(block, left)])
+            left -= block
+    return buffer.getvalue()
 
 
 def _tone(seconds: float, rate: int, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from annotation.pool import ClipPool, PoolError, load_pool
-from apex.audio_checks import AudioError
+from apex.audio import AudioError
 from apex.tasks import SCORE_NAMES
 
 RATE = 24_000

@@ -13,7 +13,7 @@ from annotation.arena import Arena
 from annotation.pool import ClipPool, load_pool
 from annotation.pool.scoring import BACKGROUND, URGENT
 from annotation.store import SQLiteVoteStore
-from apex.audio_checks import AudioError
+from apex.audio import AudioError
 from apex.tasks import SCORE_NAMES
 from tests.annotation.pool.test_clip_pool import tone
 
