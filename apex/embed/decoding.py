@@ -1,17 +1,10 @@
-"""Decoding ahead of the encoder in a pool of worker processes (the local engine).
+"""Decoding ahead of the encoder in a pool of ``spawn`` worker processes (the local engine).
 
-Items come back in manifest order with a bounded read-ahead, so memory stays at about
-``4 * workers * batch_size`` decoded clips whatever the corpus size. A decoder process that dies
-(a file that crashes libsndfile, the kernel's out-of-memory killer) breaks the whole pool in
-``concurrent.futures``; the pool is then rebuilt and the item at the head of the queue is
-decoded alone: if it kills its process again it is the culprit and becomes an error record
-(stage ``decode``), otherwise it was a bystander and goes on. Every crash costs one such
-isolation step, so one poisonous file can neither stop the job nor take innocent files with it.
-
-Worker processes are started with ``spawn``: the parent has torch (maybe CUDA) initialised,
-which ``fork`` would copy into the children in a state neither library supports. As always with
-``spawn``, a script that calls :func:`apex.embed.run_embed` needs the
-``if __name__ == "__main__":`` guard (the ``apex embed`` command has it).
+Items come back in manifest order with a bounded read-ahead (about ``4 * workers * batch_size``
+decoded clips). A worker that dies (a libsndfile crash, the OOM killer) breaks the whole pool;
+it is rebuilt and the item at the head of the queue decoded alone: if it kills its process
+again it becomes an error record (stage ``decode``), otherwise it goes on. ``spawn``, because
+the parent's torch (maybe CUDA) state cannot be forked; callers need the ``__main__`` guard.
 """
 
 from __future__ import annotations
