@@ -1,14 +1,8 @@
-"""Evaluation: per-task regression metrics, held-out battle metrics, the paper's arena protocol.
+"""A model's figures: regression per score, held-out battle accuracy/AUC, the arena protocol.
 
-- :func:`regression_metrics` — MSE, MAE, Pearson, Spearman per score at song level.
-- :func:`pairwise_metrics` — on held-out battles (split by time, see
-  :func:`apex.training.battles.time_split`): accuracy of ``sign(u_A - u_B)`` on decisive votes and
-  ROC AUC of ``u_A - u_B`` for "A won", where ``u`` is :func:`preference_utility`.
-- :func:`arena_protocol` — the APEX paper's Music Arena experiment: features from predicted-score
-  differences (and ratios, instrumental flag, interactions), a standardised logistic regression,
-  10-fold stratified cross-validated AUC (the paper reports 0.60-0.61 there); the features and
-  folds are :mod:`apex.evaluation.cv`'s, shared with :mod:`apex.evaluation.arena`.
-- :func:`evaluate_model` bundles them; :func:`format_table` prints a report for people.
+:func:`evaluate_model` bundles them (the report the refit gate compares), :func:`format_table`
+prints reports side by side, :func:`spearman_noise` says how far two models' Spearman may differ
+by chance.
 """
 
 from __future__ import annotations

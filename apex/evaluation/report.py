@@ -1,7 +1,6 @@
-"""The arena evaluation's report for people: counts, orientation, one table per fold scheme.
+"""The arena report for people: counts, orientation, one table per fold scheme, flags.
 
-:func:`format_report` turns the dict of :func:`apex.evaluation.arena.evaluate_arena` into
-plain text; the dict itself is what ``apex eval arena --json`` writes.
+:func:`format_report` renders :func:`apex.evaluation.arena.evaluate_arena`'s dict as text.
 """
 
 from __future__ import annotations

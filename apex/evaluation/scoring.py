@@ -1,10 +1,7 @@
 """Score a Music Arena release with one model and run the arena protocol on its battles.
 
-:func:`evaluate_scorer` is what ``apex eval arena`` runs per ``--model``: every released clip is
-scored once (embeddings are cached by the scorer), each battle's pair is compared with
-``Scorer.compare``, and :func:`apex.evaluation.arena.evaluate_arena` checks orientation, fits the
-cross-validated classifiers under the paper's and the grouped folds, and adds intervals and
-p-values. Every model gets the same report, so refits are judged alike.
+:func:`evaluate_scorer` is what ``apex eval arena`` runs per ``--model``, so every model
+(refits included) gets the same report.
 """
 
 from __future__ import annotations
