@@ -1,18 +1,11 @@
-"""A polite, resumable audio downloader that feeds ``apex embed``.
+"""A polite, resumable audio downloader that writes an ``apex embed`` manifest.
 
-Polite: requests to one host start at least ``min_interval_s`` apart, one at a time, with a
-descriptive User-Agent; ``429``/``503`` answers are retried after their ``Retry-After`` (capped),
-other failures after an exponential backoff. Resumable: bytes arrive in ``<file>.part``; a later
-attempt (in this run or the next) asks for the rest with an HTTP ``Range`` header, and starts over
-only when the server ignores it. Safe: a file reaches its final name only complete and verified
-(``os.replace`` of the fsynced part), and a ``<file>.sha256`` sidecar records its checksum, so a
-rerun skips every file whose bytes still match (the expected sha256 when the listing has one, else
-the recorded one) without a single request. Files already stored are never deleted; a failed
-download leaves the old file, if any, where it was.
-
-The result is a manifest (JSONL) in :mod:`apex.embed.manifest`'s format, one row per file on disk:
-``id``, ``audio`` (path relative to the manifest) and the listing's other columns (``platform``,
-``streams``, ``likes``, ...), plus ``download_errors.jsonl`` listing what failed and why.
+Requests to one host start ``min_interval_s`` apart, one at a time; ``429``/``503`` are retried
+after their ``Retry-After`` (capped), other failures after an exponential backoff. Bytes arrive
+in ``<file>.part`` and a later attempt resumes with an HTTP ``Range``; a file takes its final
+name only complete and verified, with a ``<file>.sha256`` sidecar, so a rerun skips matching
+files without a request. The manifest (JSONL, :mod:`apex.embed.manifest`) has ``id``, ``audio``
+(relative to it) and the listing's other columns; ``download_errors.jsonl`` lists failures.
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
 """Music Arena's public release: battles and clips as DataFrames, and the demo in its layout.
 
-Layout of the Hub dataset ``music-arena/music-arena-dataset`` (one folder per monthly batch, as
-Music Arena's ``preprocess.py`` writes it)::
-
-    battle_data/<batch>/<battle>.json   one battle per file: battle_uuid, date, timestamp, prompt,
-                                        is_instrumental, user_pseudonym, system_a/b, audio_a/b,
-                                        preference, total_listening_time_a/b, duration_a/b, ...
-    audio_files/<batch>/<clip>.mp3      the clips; ``audio_a``/``audio_b`` hold these paths
-                                        relative to the root, or "" when a system's audio is not
-                                        publicly released
-    metadata/<batch>.md                 per-batch summary
-
-Batch names are ``NN-YYYYMON`` (``01-2025JULAUG`` for the first two months, then one per month).
-A record that cannot be used (invalid JSON, missing id or systems, an unknown preference) is
-listed in :attr:`ArenaRelease.skipped` with its reason; every other battle is kept. Clips whose
-audio is unreleased or absent on disk are kept in the tables with ``has_audio_* = False``, so
-callers decide (and report) what to do with them.
+The Hub dataset ``music-arena/music-arena-dataset`` holds ``battle_data/<batch>/<battle>.json``
+(one battle per file: battle_uuid, date, timestamp, prompt, is_instrumental, user_pseudonym,
+system_a/b, audio_a/b, preference, total_listening_time_a/b, duration_a/b, ...),
+``audio_files/<batch>/<clip>.mp3`` (``audio_a``/``audio_b`` are these paths relative to the
+root, or "" for unreleased audio) and ``metadata/<batch>.md``; batches are ``NN-YYYYMON``
+(``01-2025JULAUG``, then one per month). Unusable records are listed in
+:attr:`ArenaRelease.skipped`; clips without audio on disk are kept with ``has_audio_* = False``.
 """
 
 from __future__ import annotations
@@ -252,14 +243,14 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, ensure_ascii=False))
 
 
-def _encode(source: Path, dest: Path, audio_format: str) -> None:
+def _encode(audio: Path, dest: Path, audio_format: str) -> None:
     import soundfile as sf
 
     with atomic_path(dest) as tmp:
         if audio_format == "copy":
-            tmp.write_bytes(source.read_bytes())
+            tmp.write_bytes(audio.read_bytes())
         else:
-            samples, rate = sf.read(source, dtype="float32", always_2d=True)
+            samples, rate = sf.read(audio, dtype="float32", always_2d=True)
             sf.write(tmp, samples, rate, format="MP3")
 
 
@@ -303,11 +294,11 @@ def export_votes(
         }
         for side in "ab":
             clip = meta.loc[vote[f"clip_{side}"]]
-            source = corpus / clip["file_name"]
-            suffix = ".mp3" if audio_format == "mp3" else source.suffix
+            audio = corpus / clip["file_name"]
+            suffix = ".mp3" if audio_format == "mp3" else audio.suffix
             rel = f"audio_files/{batch}/{vote[f'clip_{side}']}{suffix}"
             if rel not in written:
-                _encode(source, out / rel, audio_format)
+                _encode(audio, out / rel, audio_format)
                 written.add(rel)
             duration = float(clip["duration_s"])
             record |= {

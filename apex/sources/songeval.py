@@ -1,20 +1,11 @@
 """SongEval (ASLP-lab/SongEval): expert 1-5 ratings as aesthetic targets and as a test set.
 
-**Licence: CC BY-NC-SA 4.0 -- non-commercial use only, attribution, share-alike.** Models trained
-on SongEval inherit that restriction; every manifest row written here says so in ``license``.
-
-Layout of the Hub dataset: ``mp3/<song>.mp3`` (2,399 songs) and ``metadata.jsonl`` (audiofolder
-convention, ``file_name`` relative to the root) with the five ratings per song, either as columns
-or nested in an object (e.g. ``aesthetic_scores``); a rating may be one number (the mean) or a
-list of per-rater values (averaged here). Columns are matched by name, case-insensitively:
-``Coherence``/``Overall Coherence`` -> coherence, ``Musicality`` -> musicality, ``Memorability``
--> memorability, ``Clarity``/``Clarity of Song Structure`` -> clarity, ``Naturalness`` ->
-naturalness. A layout without all five fails listing the columns it has. A song whose ratings are
-not numbers in 1-5 is skipped and reported; a song whose audio is absent is kept with
-``has_audio = False`` (its ratings still serve as targets for an embedding made elsewhere).
-
-Metrics on the test set are those of the song-aesthetics challenge: per dimension, the linear
-correlation (LCC, Pearson), Spearman's rank correlation (SRCC) and Kendall's tau.
+**Licence: CC BY-NC-SA 4.0 -- non-commercial use only**; every manifest row says so. Layout:
+``mp3/<song>.mp3`` and ``metadata.jsonl`` (``file_name`` relative to the root) with five ratings
+per song, as columns or nested (``aesthetic_scores.*``), each a number or a list of per-rater
+values (averaged). Columns match the axes by keyword, case-insensitively (``Overall Coherence``
+-> coherence). Ratings outside 1-5 skip the song; a song without audio is kept with
+``has_audio = False``. Test metrics are the challenge's: LCC, SRCC, Kendall's tau per axis.
 """
 
 from __future__ import annotations
