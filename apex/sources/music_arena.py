@@ -58,25 +58,16 @@ class MusicArenaError(ValueError):
 
 @dataclass
 class ArenaRelease:
-    """A Music Arena release read from disk.
+    """A Music Arena release read from disk."""
 
-    Attributes:
-        root: the folder holding ``battle_data/`` and ``audio_files/``.
-        battles: one row per usable battle, columns :data:`BATTLE_COLUMNS`.
-        skipped: ``(file relative to root, reason)`` of every record left out.
-    """
-
-    root: Path
-    battles: pd.DataFrame
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    root: Path  # the folder holding battle_data/ and audio_files/
+    battles: pd.DataFrame  # one row per usable battle, columns BATTLE_COLUMNS
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out
 
     def clips(self) -> pd.DataFrame:
         """One row per distinct released clip: ``clip_id``, ``file_name`` (relative to the root),
-        ``system``, ``prompt``, ``is_instrumental``, ``duration_s``, ``batch``, ``has_audio``.
-
-        Clips listed in battles but not released (empty path) have no row: they cannot be served
-        or scored. ``has_audio`` is False when the release names a file that is not on disk.
-        """
+        ``system``, ``prompt``, ``is_instrumental``, ``duration_s``, ``batch``, ``has_audio``
+        (False when the file is not on disk). Unreleased clips (empty path) have no row."""
         names = {
             "clip_{}": "clip_id",
             "audio_{}": "file_name",
@@ -198,14 +189,11 @@ def _parse_battle(record: Any, path: Path, root: Path) -> dict[str, Any]:
 def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...] = ()) -> Path:
     """A local folder in Music Arena's layout, or the Hub dataset downloaded into ``cache_dir``.
 
-    Args:
-        spec: a folder with ``battle_data/``, ``"music-arena"`` (the official dataset) or a Hub
-            dataset id in the same layout.
-        cache_dir: where Hub downloads go (resumed and reused by huggingface_hub).
-        batches: only these batch folders (e.g. ``("02-2025SEP",)``); empty = all.
+    ``spec``: a folder with ``battle_data/``, ``"music-arena"`` (the official dataset) or a Hub
+    dataset id in the same layout; ``batches``: only these batch folders (empty: all).
 
     Raises:
-        MusicArenaError: the folder does not exist, or the Hub cannot be reached (offline).
+        MusicArenaError: not a folder nor a dataset id, or the Hub cannot be reached (offline).
     """
     path = Path(str(spec)).expanduser()
     if path.is_dir():
@@ -238,11 +226,6 @@ def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...]
         ) from exc
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    # a crash never leaves half a battle file that a reader would skip
-    write_text_atomic(path, json.dumps(data, ensure_ascii=False))
-
-
 def _encode(audio: Path, dest: Path, audio_format: str) -> None:
     import soundfile as sf
 
@@ -257,18 +240,12 @@ def _encode(audio: Path, dest: Path, audio_format: str) -> None:
 def export_votes(
     corpus_dir: str | Path, votes: pd.DataFrame, out_dir: str | Path, *, audio_format: str = "mp3"
 ) -> Path:
-    """Write demo clips and simulated votes in Music Arena's release layout (offline stand-in).
+    """Write a demo corpus's clips and simulated votes in Music Arena's layout; returns ``out_dir``.
 
-    Args:
-        corpus_dir: a built demo corpus (:func:`apex.demo.build_demo_corpus`).
-        votes: :func:`apex.demo.simulate_votes` rows (``clip_a``/``clip_b`` are corpus clip ids).
-        out_dir: target folder; existing files of the same names are replaced.
-        audio_format: ``"mp3"`` (re-encoded with libsndfile, as the release ships) or ``"copy"``
-            (the corpus's WAV/FLAC bytes, with their own extension).
-
-    Returns:
-        ``out_dir``. Every battle file carries ``"apex_demo": true`` so it is never mistaken
-        for real listener data; ``README.md`` says the same.
+    ``votes`` are :func:`apex.demo.simulate_votes` rows (``clip_a``/``clip_b`` corpus clip ids);
+    same-named files in ``out_dir`` are replaced. ``audio_format``: ``"mp3"`` (re-encoded, as the
+    release ships) or ``"copy"`` (the corpus's bytes). Every battle file carries
+    ``"apex_demo": true`` (and ``README.md`` says so): never mistaken for real listeners.
     """
     from apex.demo import load_metadata
 
@@ -309,7 +286,9 @@ def export_votes(
                 # simulated listeners hear each clip to the end
                 f"total_listening_time_{side}": duration,
             }
-        _write_json(out / "battle_data" / batch / f"{vote['battle_uuid']}.json", record)
+        # atomic: a crash never leaves half a battle file that a reader would skip
+        path = out / "battle_data" / batch / f"{vote['battle_uuid']}.json"
+        write_text_atomic(path, json.dumps(record, ensure_ascii=False))
     (out / "README.md").write_text(
         "# DEMO data in Music Arena's layout\n\nSynthetic demo clips and simulated votes written "
         "by `apex.sources.music_arena.export_votes`; not real listeners, not real systems.\n",
