@@ -34,15 +34,10 @@ def decoded_items(
     ahead: int,
     decode: Callable[[dict[str, Any], int, float], dict[str, Any]] = decode_item,
 ) -> Iterator[dict[str, Any]]:
-    """Yield :func:`~apex.embed.records.decode_item` of every pending item, in order.
+    """Yield ``decode(item, sample_rate Hz, max_seconds)`` of every pending item, in order.
 
-    Args:
-        pending: Manifest items.
-        sample_rate: Decoding rate, Hz.
-        max_seconds: Longest accepted song, seconds.
-        workers: Decoding processes; 0 decodes in the calling process.
-        ahead: Items submitted ahead of the one being consumed.
-        decode: The decoding function (a module-level function: it is pickled to the workers).
+    ``workers``: decoding processes (0: decode here); ``ahead``: items submitted ahead of the one
+    consumed; ``decode`` must be a module-level function (it is pickled to the workers).
     """
     if workers == 0:
         for item in pending:
@@ -98,13 +93,8 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _init_worker(parent_pid: int) -> None:
-    """Tie the worker's life to the job's, then use one torch thread (processes are the
-    parallelism).
-
-    A worker holds a decoded clip and torch (hundreds of MB); when the job is killed (SIGKILL,
-    the OOM killer) nothing runs in it to shut the pool down, so each worker must notice by
-    itself (:func:`apex.lifeline.exit_with_parent`).
-    """
+    """Exit with the job (a killed job runs nothing to shut the pool down, and each worker
+    holds hundreds of MB); one torch thread, as processes are the parallelism."""
     exit_with_parent(parent_pid)
     import torch
 

@@ -25,40 +25,23 @@ ENGINES = ("local", "ray")
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    """Everything ``apex embed`` takes (the CLI flags mirror these fields).
+    """Everything ``apex embed`` takes (the CLI flags mirror these fields)."""
 
-    Attributes:
-        manifest: JSONL/CSV manifest file or Hub dataset id (see :mod:`apex.embed.manifest`).
-        out: Output folder (see :mod:`apex.embed.shards`).
-        encoder: ``"fallback"``, a local HuBERT/MERT directory, or a Hub id.
-        precision: ``"fast"`` or ``"reference"`` (MERT).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (local engine).
-        workers: Decoding processes (local engine); 0 decodes in the main process.
-        batch_size: Clips per encoder call (and MERT segments per forward pass).
-        shard_size: Songs per embeddings shard (the resumption granularity).
-        engine: ``"local"`` or ``"ray"``.
-        address: Ray cluster address (``"auto"``, ``"ray://host:10001"``); None starts a local
-            Ray with ``num_cpus`` CPUs.
-        num_cpus: CPUs of a local Ray started by the job (None: all).
-        max_seconds: Longest accepted song, seconds (longer ones go to the errors shard).
-        trust_remote_code: Let a MERT checkpoint run its own modelling code (explicit opt-in).
-        progress: Show a tqdm progress bar (rate and ETA) on stderr.
-    """
-
-    manifest: str
-    out: Path
-    encoder: str = "fallback"
-    precision: str = "fast"
-    device: str = "auto"
+    manifest: str  # JSONL/CSV file or Hub dataset id (apex.embed.manifest)
+    out: Path  # output folder (apex.embed.shards)
+    encoder: str = "fallback"  # "fallback", a local HuBERT/MERT directory, or a Hub id
+    precision: str = "fast"  # or "reference" (MERT)
+    device: str = "auto"  # "cpu", "cuda", "cuda:N" (local engine)
+    # decoding processes (local engine); 0 decodes in the main process
     workers: int = field(default_factory=lambda: max(1, min(8, (os.cpu_count() or 2) - 1)))
-    batch_size: int = 8
-    shard_size: int = 256
-    engine: str = "local"
-    address: str | None = None
-    num_cpus: int | None = None
-    max_seconds: float = 600.0
-    trust_remote_code: bool = False
-    progress: bool = True
+    batch_size: int = 8  # clips per encoder call (and MERT segments per forward pass)
+    shard_size: int = 256  # songs per embeddings shard (the resumption granularity)
+    engine: str = "local"  # or "ray"
+    address: str | None = None  # Ray cluster ("auto", "ray://host:10001"); None: a local Ray
+    num_cpus: int | None = None  # CPUs of that local Ray (None: all)
+    max_seconds: float = 600.0  # longest accepted song; longer ones go to the errors shard
+    trust_remote_code: bool = False  # let a MERT checkpoint run its own modelling code
+    progress: bool = True  # a tqdm bar (rate, ETA) on stderr
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -92,20 +75,14 @@ class EmbedConfig:
 
 @dataclass(frozen=True)
 class EmbedSummary:
-    """What a run did. Rates count only this run's songs (skipped ones are free).
+    """What a run did; rates count only this run's songs (skipped ones are free)."""
 
-    Attributes:
-        total: songs in the manifest; skipped: already finished before this run;
-        embedded / failed: this run's outcomes; seconds: wall time of the encoding phase;
-        audio_seconds: seconds of audio embedded by this run.
-    """
-
-    total: int
-    skipped: int
+    total: int  # songs in the manifest
+    skipped: int  # already finished before this run
     embedded: int
     failed: int
-    seconds: float
-    audio_seconds: float
+    seconds: float  # wall time of the encoding phase
+    audio_seconds: float  # of audio embedded by this run
     out: Path
 
     @property

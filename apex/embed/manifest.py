@@ -39,14 +39,10 @@ class ManifestError(ValueError):
 
 
 def read_manifest(spec: str | Path) -> list[dict[str, Any]]:
-    """Read a manifest into work items, one per row, in manifest order.
+    """Work items of a ``.jsonl``/``.json``/``.csv`` file or Hub dataset id, in manifest order.
 
-    Args:
-        spec: A ``.jsonl``/``.json`` or ``.csv`` file, or a Hub dataset id (``owner/name``).
-
-    Returns:
-        Items ``{"id", "audio" (path or URL), "platform", "split", "extra" (JSON): str,
-        <target>: float | None}`` with every name of :data:`TARGET_COLUMNS` present.
+    Each item: ``{"id", "audio" (path or URL), "platform", "split", "extra" (JSON): str,
+    <target>: float | None}`` with every name of :data:`TARGET_COLUMNS` present.
 
     Raises:
         ManifestError: unreadable file, no id or audio column, empty or duplicate ids, or a Hub

@@ -49,12 +49,8 @@ def read_errors(out_dir: Path) -> pa.Table:
 
 
 class ShardWriter:
-    """Buffers records and commits them as shards of ``shard_size`` songs.
-
-    Args:
-        out_dir: The job's output folder (created when missing).
-        shard_size: Songs per embeddings shard; also the resumption granularity.
-    """
+    """Buffers records and commits them as shards of ``shard_size`` songs into ``out_dir``
+    (created when missing); counts what it wrote (``written``, ``audio_seconds``)."""
 
     def __init__(self, out_dir: Path, shard_size: int) -> None:
         if shard_size < 1:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from apex.evaluation import cv
 from apex.evaluation import stats as st
@@ -52,11 +53,8 @@ def features(
     clip_b: Sequence[str],
     instrumental: np.ndarray,
 ) -> tuple[np.ndarray, list[str]]:
-    """The notebook's per-battle features ``[N, F]`` and their ``F`` names.
-
-    ``predictions``: one row per clip (index: clip id), one column per predicted score;
-    ``clip_a``/``clip_b``: ``[N]`` clip ids (all in ``predictions``); ``instrumental``: ``[N]``.
-    """
+    """:func:`cv.battle_features` ``[N, F]`` and names, from ``predictions`` (index: clip id,
+    one column per score) and the ``[N]`` clip ids of each side (all in ``predictions``)."""
     scores = {n: predictions[n].to_numpy(np.float64) for n in predictions.columns}
     row = {clip: i for i, clip in enumerate(predictions.index)}
     a = np.array([row[c] for c in clip_a], dtype=np.int64)
@@ -102,17 +100,11 @@ def evaluate_features(
 ) -> dict[str, dict[str, Any]]:
     """Cross-validate the paper's classifiers under every fold scheme in ``groups``.
 
-    Args:
-        x: ``[N, F]`` battle features (``names``: their ``F`` names, for :func:`reliance`).
-        y: ``[N]`` 1 where A won. instrumental: ``[N]`` bool (the boards).
-        groups: scheme name -> ``[N]`` groups kept on one side of every split (None: the
-            paper's label-stratified folds).
-        svm, svm_grid, folds, seed: as :func:`evaluate_arena`. n_boot, n_perm: resamples and
-            permutations.
-
-    Returns:
-        Per scheme: ``label``, ``groups`` (how many), ``models`` (per model :func:`summarise`,
-        ``auc_fold_mean``, ``p_value``, ``reliance``) or ``skipped`` with the reason.
+    ``x`` ``[N, F]`` features (``names`` for :func:`reliance`), ``y`` ``[N]`` 1 where A won,
+    ``instrumental`` ``[N]`` bool; ``groups``: scheme -> ``[N]`` groups kept on one side of every
+    split (None: the paper's folds); the rest as :func:`evaluate_arena`. Returns per scheme
+    ``label``, ``groups`` (how many) and ``models`` (per model :func:`summarise`,
+    ``auc_fold_mean``, ``p_value``, ``reliance``) or ``skipped`` with the reason.
     """
     y = np.asarray(y).astype(int)
     out: dict[str, dict[str, Any]] = {}
@@ -140,12 +132,8 @@ def evaluate_features(
 
 
 def _fold_mean_auc(proba: np.ndarray, y: np.ndarray, fold: np.ndarray) -> float:
-    """Mean of the per-test-fold AUCs: blind to offsets between folds' predictions.
-
-    The pooled out-of-fold AUC (the paper's) also ranks battles of different folds against
-    each other; a model that only memorises groups predicts a constant per unseen fold, and
-    that constant moves against the fold's outcome balance, pulling the pooled AUC below 0.5.
-    """
+    """Mean of the per-test-fold AUCs: blind to offsets between folds' predictions, which pull
+    the pooled AUC below 0.5 for a model that only memorises groups (a constant per fold)."""
     values = [st.auc(proba[fold == k], y[fold == k]) for k in np.unique(fold)]
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
@@ -189,15 +177,12 @@ def evaluate_arena(
     Args:
         battles: ``clip_a``, ``clip_b``, ``preference`` (A/B/TIE/BOTH_BAD), ``is_instrumental``;
             grouped schemes also need ``prompt``, ``system_a``, ``system_b``.
-        predictions: index = clip id, columns = predicted scores (any of :data:`SCORE_NAMES`);
-            a clip with a missing (NaN) score counts as unscored.
-        p_compare: ``[len(battles)]`` APEX's P(A preferred) per battle (``Scorer.compare``),
-            NaN where unknown; None skips that row.
+        predictions: index = clip id, columns = predicted scores; a NaN score means unscored.
+        p_compare: ``[len(battles)]`` APEX's P(A preferred) (``Scorer.compare``), NaN where
+            unknown; None skips that row.
         feature_set: ``"engagement"`` (the paper's final features) or ``"all"`` (seven scores).
-        schemes: fold schemes (:data:`cv.FOLD_SCHEMES`); folds, seed: the outer CV.
-        svm: ``"grid"`` (the paper's nested grid search), ``"fixed"`` (one RBF SVM) or ``"off"``;
-            svm_grid: the grid searched (default :data:`SVM_GRID`, the notebook's).
-        n_boot: bootstrap resamples per interval. n_perm: permutations per p-value (0: none).
+        svm: ``"grid"`` (the notebook's nested search over ``svm_grid``), ``"fixed"`` (one RBF
+            SVM) or ``"off"``. n_boot, n_perm: resamples per interval, permutations per p-value.
 
     Returns:
         ``counts`` (per preference, excluded and why, ``boards``), ``orientation``, ``schemes``
@@ -282,7 +267,7 @@ def _rules(
         if score in scored:
             margin = scored[score].loc[used["clip_a"]].to_numpy()
             margin = margin - scored[score].loc[used["clip_b"]].to_numpy()
-            rules[label] = fixed_score_row(1.0 / (1.0 + np.exp(-margin / 10.0)), y, instr, **kw)
+            rules[label] = fixed_score_row(expit(margin / 10.0), y, instr, **kw)
     return rules
 
 

@@ -35,17 +35,12 @@ def battle_features(
     b: np.ndarray,
     instrumental: np.ndarray,
 ) -> tuple[np.ndarray, list[str]]:
-    """The notebook's per-battle features.
+    """The notebook's ``[N, F]`` float64 features and their ``F`` names.
 
-    Args:
-        scores: per-clip predictions ``[M]`` by score name, in the order the features take.
-        a, b: ``[N]`` clip indices (into the ``[M]`` arrays) of each battle's two clips.
-        instrumental: ``[N]`` bool or 0/1, the battle's instrumental flag.
-
-    Returns:
-        ``[N, F]`` float64 features and their ``F`` names: ``diff_<score>`` and
-        ``ratio_<score>`` per score (``combined_popularity`` last), ``is_instrumental``, then
-        ``diff_<score>_x_instr``.
+    ``scores``: per-clip predictions ``[M]`` by name, in feature order; ``a``, ``b``: ``[N]``
+    indices into them of each battle's clips; ``instrumental``: ``[N]`` bool or 0/1. Names:
+    ``diff_<score>``, ``ratio_<score>`` (``combined_popularity`` last), ``is_instrumental``,
+    ``diff_<score>_x_instr``.
     """
     preds = {name: np.asarray(values, np.float64) for name, values in scores.items()}
     if all(e in preds for e in ENGAGEMENT):
@@ -92,11 +87,8 @@ def pair_labels(system_a: np.ndarray, system_b: np.ndarray) -> np.ndarray:
 
 
 def linked_groups(*labels: np.ndarray) -> np.ndarray:
-    """``[N]`` group ids: battles sharing a value in any of ``labels`` (each ``[N]``) are linked.
-
-    The connected components of that graph, found by union-find over the label values, so a
-    prompt met by two pairs joins both pairs' battles into one group.
-    """
+    """``[N]`` group ids: connected components (union-find) of battles linked by sharing a value
+    in any of ``labels`` (each ``[N]``); a prompt met by two pairs joins both pairs' battles."""
     n = len(labels[0])
     parent = np.arange(n)
 
@@ -177,9 +169,8 @@ def cross_validated_proba(
 ) -> np.ndarray:
     """Out-of-fold P("A won") ``[N]`` of ``model`` on features ``x`` ``[N, F]`` and labels ``y``.
 
-    ``fold`` (``[N]`` test-fold ids from :func:`fold_ids`) fixes the splits; without it, the
-    paper's shuffled stratified folds with ``seed``, so every model scored on the same battles
-    sees the same splits. Check :func:`cv_skip_reason` first: too few of an outcome raises.
+    ``fold``: ``[N]`` test-fold ids (:func:`fold_ids`); default the paper's folds with ``seed``.
+    Raises ValueError when those cannot be built (check :func:`cv_skip_reason` first).
     """
     from sklearn.base import clone
 

@@ -118,9 +118,9 @@ def format_report(report: dict[str, Any]) -> str:
     model = report.get("model")
     if model:
         demo = "  [DEMO MODEL: says nothing about APEX]" if model.get("is_demo") else ""
-        source = f" (--model {model['spec']})" if model.get("spec") else ""
+        named = f" (--model {model['spec']})" if model.get("spec") else ""
         name = f"{model.get('model_id')} {model.get('version') or ''}".strip()
-        lines += [f"model {name}{source}{demo}", ""]
+        lines += [f"model {name}{named}{demo}", ""]
     lines += _counts(report["counts"])
     if report["orientation"]:
         lines += ["", *_orientation(report["orientation"])]

@@ -7,7 +7,7 @@ downloader), :mod:`~apex.sources.songeval` (SongEval ratings). Licences: :data:`
 
 from __future__ import annotations
 
-#: Licence of each public source (and of the MERT weights the embeddings come from), as published.
+#: Licence of each public data set (and of the MERT weights), as published.
 LICENSES: dict[str, str] = {
     "music-arena": "Music Arena dataset (music-arena/music-arena-dataset): see its dataset card; "
     "audio of some commercial systems is not released (empty audio_a/audio_b).",
