@@ -164,7 +164,7 @@ def download_one(
     digest = sha256_file(part)
     if item.sha256 is not None and digest != item.sha256.lower():
         part.unlink()  # corrupt bytes must not be resumed from next time
-        error = f"sha256 mismatch: expected {item.sha256}, got {digest}; did the file change on the server?"
+        error = f"sha256 mismatch: expected {item.sha256}, got {digest}; changed on the server?"
         return DownloadResult(item, "failed", attempts=attempt + 1, error=error)
     os.replace(part, path)  # the resumable part is complete and checked: it becomes the file
     write_text_atomic(_sidecar(path), digest + "\n")
