@@ -10,18 +10,10 @@ from __future__ import annotations
 
 from apex.embed.job import ENGINES, EmbedConfig, EmbedSummary, run_embed
 from apex.embed.manifest import ManifestError, read_manifest
-from apex.embed.shards import (
-    EMBEDDINGS_DIR,
-    ERRORS_DIR,
-    EmbedError,
-    finished_ids,
-    read_errors,
-)
+from apex.embed.shards import EmbedError, finished_ids, read_errors
 
 __all__ = [
-    "EMBEDDINGS_DIR",
     "ENGINES",
-    "ERRORS_DIR",
     "EmbedConfig",
     "EmbedError",
     "EmbedSummary",
