@@ -114,7 +114,7 @@ def _fetch_reason(url: str, err: OSError) -> str:
     )
 
 
-def encode_errors() -> tuple[type[BaseException], ...]:
+def _encode_errors() -> tuple[type[BaseException], ...]:
     """What encoding one clip raises that is the clip's fault or the device's: unusable audio, out
     of GPU memory. Anything else (ValueError, TypeError, ...) is a bug and ends the job."""
     import torch
@@ -134,7 +134,7 @@ def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[di
 
     from apex.audio import Audio
 
-    errors = encode_errors()
+    errors = _encode_errors()
     ready = [d for d in decoded if "reason" not in d]
     audios = [
         Audio(
