@@ -45,7 +45,10 @@ def read_errors(out_dir: Path) -> pa.Table:
     files = sorted((Path(out_dir) / ERRORS_DIR).glob("*.parquet"))
     if not files:
         return pa.schema(list(ERROR_FIELDS)).empty_table()
-    return pa.concat_tables([pq.read_table(f) for f in files])
+    tables = [pq.read_table(f) for f in files]
+    # shards written before the audio column was named "audio" call it "source"
+    names = [["audio" if c == "source" else c for c in t.column_names] for t in tables]
+    return pa.concat_tables([t.rename_columns(n) for t, n in zip(tables, names, strict=True)])
 
 
 class ShardWriter:

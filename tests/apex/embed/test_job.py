@@ -301,3 +301,20 @@ def test_a_bad_clip_is_recorded_but_a_programming_error_surfaces() -> None:
     for bug in (TypeError("bug"), ValueError("wrong rate"), KeyError("x")):
         with pytest.raises(type(bug)):
             encode_items(_FailingEncoder(bug), [_decoded("ok"), _decoded("bad")])
+
+
+def test_errors_shards_from_before_the_audio_column_rename_still_read(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from apex.embed.records import ERROR_FIELDS
+
+    (tmp_path / "errors").mkdir()
+    old = pa.schema([pa.field("source", f.type) if f.name == "audio" else f for f in ERROR_FIELDS])
+    row = {"id": "a", "source": "a.wav", "stage": "decode", "reason": "bad", "time": 1.0}
+    pq.write_table(pa.Table.from_pylist([row], schema=old), tmp_path / "errors" / "p0.parquet")
+    new = pa.Table.from_pylist(
+        [{**row, "id": "b", "audio": "b.wav"}], schema=pa.schema(ERROR_FIELDS)
+    )
+    pq.write_table(new, tmp_path / "errors" / "p1.parquet")
+    assert read_errors(tmp_path).column("audio").to_pylist() == ["a.wav", "b.wav"]
