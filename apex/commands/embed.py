@@ -35,8 +35,7 @@ _HELP = {
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``embed`` subcommand to the ``apex`` parser."""
-    from apex.embed import EmbedConfig, EmbedError, ManifestError
-    from apex.embed.config import ENGINES
+    from apex.embed import ENGINES, EmbedConfig, EmbedError, ManifestError
     from apex.encoders import EncoderUnavailable
 
     p = subparsers.add_parser(

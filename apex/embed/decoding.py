@@ -1,17 +1,10 @@
-"""Decoding ahead of the encoder in a pool of worker processes (the local engine).
+"""Decoding ahead of the encoder in a pool of ``spawn`` worker processes (the local engine).
 
-Items come back in manifest order with a bounded read-ahead, so memory stays at about
-``4 * workers * batch_size`` decoded clips whatever the corpus size. A decoder process that dies
-(a file that crashes libsndfile, the kernel's out-of-memory killer) breaks the whole pool in
-``concurrent.futures``; the pool is then rebuilt and the item at the head of the queue is
-decoded alone: if it kills its process again it is the culprit and becomes an error record
-(stage ``decode``), otherwise it was a bystander and goes on. Every crash costs one such
-isolation step, so one poisonous file can neither stop the job nor take innocent files with it.
-
-Worker processes are started with ``spawn``: the parent has torch (maybe CUDA) initialised,
-which ``fork`` would copy into the children in a state neither library supports. As always with
-``spawn``, a script that calls :func:`apex.embed.run_embed` needs the
-``if __name__ == "__main__":`` guard (the ``apex embed`` command has it).
+Items come back in manifest order with a bounded read-ahead (about ``4 * workers * batch_size``
+decoded clips). A worker that dies (a libsndfile crash, the OOM killer) breaks the whole pool;
+it is rebuilt and the item at the head of the queue decoded alone: if it kills its process
+again it becomes an error record (stage ``decode``), otherwise it goes on. ``spawn``, because
+the parent's torch (maybe CUDA) state cannot be forked; callers need the ``__main__`` guard.
 """
 
 from __future__ import annotations
@@ -41,15 +34,10 @@ def decoded_items(
     ahead: int,
     decode: Callable[[dict[str, Any], int, float], dict[str, Any]] = decode_item,
 ) -> Iterator[dict[str, Any]]:
-    """Yield :func:`~apex.embed.records.decode_item` of every pending item, in order.
+    """Yield ``decode(item, sample_rate Hz, max_seconds)`` of every pending item, in order.
 
-    Args:
-        pending: Manifest items.
-        sample_rate: Decoding rate, Hz.
-        max_seconds: Longest accepted song, seconds.
-        workers: Decoding processes; 0 decodes in the calling process.
-        ahead: Items submitted ahead of the one being consumed.
-        decode: The decoding function (a module-level function: it is pickled to the workers).
+    ``workers``: decoding processes (0: decode here); ``ahead``: items submitted ahead of the one
+    consumed; ``decode`` must be a module-level function (it is pickled to the workers).
     """
     if workers == 0:
         for item in pending:
@@ -105,13 +93,8 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _init_worker(parent_pid: int) -> None:
-    """Tie the worker's life to the job's, then use one torch thread (processes are the
-    parallelism).
-
-    A worker holds a decoded clip and torch (hundreds of MB); when the job is killed (SIGKILL,
-    the OOM killer) nothing runs in it to shut the pool down, so each worker must notice by
-    itself (:func:`apex.lifeline.exit_with_parent`).
-    """
+    """Exit with the job (a killed job runs nothing to shut the pool down, and each worker
+    holds hundreds of MB); one torch thread, as processes are the parallelism."""
     exit_with_parent(parent_pid)
     import torch
 

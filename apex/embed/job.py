@@ -1,40 +1,88 @@
-"""The embedding job: manifest in, resumable Parquet shards out, on the local or the Ray engine.
+"""The embedding job: its settings, manifest in, resumable Parquet shards out, on either engine.
 
 Local engine: a process pool decodes (and fetches) audio ahead of the encoder
 (:mod:`apex.embed.decoding`), which runs in the main process on batches of ``batch_size`` clips,
-so decoding on the CPU cores overlaps encoding on the accelerator.
+so decoding on the CPU cores overlaps encoding on the accelerator. The Ray engine
+(:mod:`apex.embed.ray_engine`) takes the same :class:`EmbedConfig` and writes the same shards.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apex.embed.config import EmbedConfig, build_encoder, progress_bar
 from apex.embed.decoding import decoded_items
 from apex.embed.manifest import read_manifest
 from apex.embed.records import encode_items, records_table
 from apex.embed.shards import ShardWriter, finished_ids
 
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Everything ``apex embed`` takes (the CLI flags mirror these fields)."""
+
+    manifest: str  # JSONL/CSV file or Hub dataset id (apex.embed.manifest)
+    out: Path  # output folder (apex.embed.shards)
+    encoder: str = "fallback"  # "fallback", a local HuBERT/MERT directory, or a Hub id
+    precision: str = "fast"  # or "reference" (MERT)
+    device: str = "auto"  # "cpu", "cuda", "cuda:N" (local engine)
+    # decoding processes (local engine); 0 decodes in the main process
+    workers: int = field(default_factory=lambda: max(1, min(8, (os.cpu_count() or 2) - 1)))
+    batch_size: int = 8  # clips per encoder call (and MERT segments per forward pass)
+    shard_size: int = 256  # songs per embeddings shard (the resumption granularity)
+    engine: str = "local"  # or "ray"
+    address: str | None = None  # Ray cluster ("auto", "ray://host:10001"); None: a local Ray
+    num_cpus: int | None = None  # CPUs of that local Ray (None: all)
+    max_seconds: float = 600.0  # longest accepted song; longer ones go to the errors shard
+    trust_remote_code: bool = False  # let a MERT checkpoint run its own modelling code
+    progress: bool = True  # a tqdm bar (rate, ETA) on stderr
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        for name in ("batch_size", "shard_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+
+    def load_encoder(self) -> Any:
+        """The encoder this names (weights loaded once, in the calling process)."""
+        from apex.encoders import load_encoder
+
+        return load_encoder(
+            self.encoder,
+            precision=self.precision,
+            device=self.device,
+            trust_remote_code=self.trust_remote_code,
+            batch_size=self.batch_size,
+        )
+
+    def progress_bar(self, total: int) -> Any:
+        """A tqdm bar over songs on stderr (its default format shows songs/s and the ETA)."""
+        from tqdm import tqdm
+
+        return tqdm(
+            total=total, unit="song", desc="embed", disable=not self.progress, file=sys.stderr
+        )
+
 
 @dataclass(frozen=True)
 class EmbedSummary:
-    """What a run did. Rates count only this run's songs (skipped ones are free).
+    """What a run did; rates count only this run's songs (skipped ones are free)."""
 
-    Attributes:
-        total: songs in the manifest; skipped: already finished before this run;
-        embedded / failed: this run's outcomes; seconds: wall time of the encoding phase;
-        audio_seconds: seconds of audio embedded by this run.
-    """
-
-    total: int
-    skipped: int
+    total: int  # songs in the manifest
+    skipped: int  # already finished before this run
     embedded: int
     failed: int
-    seconds: float
-    audio_seconds: float
+    seconds: float  # wall time of the encoding phase
+    audio_seconds: float  # of audio embedded by this run
     out: Path
 
     @property
@@ -64,9 +112,9 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
     if config.engine == "ray":
         from apex.embed.ray_engine import run_ray
 
-        audio_seconds = run_ray(config, pending, writer)
+        run_ray(config, pending, writer)
     else:
-        audio_seconds = _run_local(config, pending, writer)
+        _run_local(config, pending, writer)
     writer.flush()
     return EmbedSummary(
         total=len(items),
@@ -74,37 +122,25 @@ def run_embed(config: EmbedConfig) -> EmbedSummary:
         embedded=writer.written["ok"],
         failed=writer.written["error"],
         seconds=time.perf_counter() - started,
-        audio_seconds=audio_seconds,
+        audio_seconds=writer.audio_seconds,
         out=Path(config.out),
     )
 
 
-def _run_local(config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter) -> float:
+def _run_local(config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter) -> None:
     if not pending:
-        return 0.0
-    encoder = build_encoder(config)
-    audio_seconds = 0.0
-    with progress_bar(config, len(pending)) as bar:
+        return
+    encoder = config.load_encoder()
+    ahead = 4 * max(1, config.workers) * config.batch_size
+    stream = decoded_items(pending, encoder.sample_rate, config.max_seconds, config.workers, ahead)
+    with config.progress_bar(len(pending)) as bar:
         batch: list[dict[str, Any]] = []
-        ahead = 4 * max(1, config.workers) * config.batch_size
-        decoded_stream = decoded_items(
-            pending, encoder.sample_rate, config.max_seconds, config.workers, ahead
-        )
-        for decoded in decoded_stream:
+        for decoded in stream:
             batch.append(decoded)
             if len(batch) == config.batch_size:
-                audio_seconds += _encode(encoder, batch, writer, bar)
+                writer.add(records_table(encode_items(encoder, batch)))
+                bar.update(len(batch))
                 batch = []
         if batch:
-            audio_seconds += _encode(encoder, batch, writer, bar)
-    return audio_seconds
-
-
-def _encode(encoder: Any, batch: list[dict[str, Any]], writer: ShardWriter, bar: Any) -> float:
-    records = encode_items(encoder, batch)
-    writer.add(records_table(records))
-    bar.update(len(batch))
-    return sum(r["duration_s"] for r in records if r["status"] == "ok")
-
-
-__all__ = ["EmbedSummary", "run_embed"]
+            writer.add(records_table(encode_items(encoder, batch)))
+            bar.update(len(batch))

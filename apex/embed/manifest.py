@@ -1,21 +1,16 @@
-"""Manifests: what to embed, as one work item per song.
-
-A manifest is a JSONL or CSV file, or a Hugging Face Hub dataset id. Each row needs an id and an
-audio source; every other column is carried through to the output shards:
+"""Manifests: what to embed, one work item per song (a JSONL or CSV file, or a Hub dataset id).
 
 ==================================  ============================================================
 manifest column (first found wins)  meaning
 ==================================  ============================================================
 ``id``, ``clip_id``, ``song_id``    unique song id (the key of resumption and of the votes)
-``audio``, ``path``, ``audio_path``,  a local path (relative paths are resolved against the
-``file_name``, ``url``              manifest's folder) or an ``http(s)://`` URL
+``audio``, ``path``, ``audio_path``,  a local path (relative to the manifest's folder) or an
+``file_name``, ``url``              ``http(s)://`` URL
 ``platform``, ``split``             strings; default ``"unknown"`` and ``"pool"``
-``streams``, ``likes``, the seven   numeric targets (float64, empty = unknown), kept as columns
+``streams``, ``likes``, the seven   numeric targets (float64, empty = unknown)
 scores
-anything else                       kept as one JSON object per row in the ``extra`` column
+anything else                       one JSON object per row in the ``extra`` column
 ==================================  ============================================================
-
-The demo corpus's ``engagement.jsonl`` and ``metadata.csv`` are both valid manifests.
 """
 
 from __future__ import annotations
@@ -44,14 +39,10 @@ class ManifestError(ValueError):
 
 
 def read_manifest(spec: str | Path) -> list[dict[str, Any]]:
-    """Read a manifest into work items, one per row, in manifest order.
+    """Work items of a ``.jsonl``/``.json``/``.csv`` file or Hub dataset id, in manifest order.
 
-    Args:
-        spec: A ``.jsonl``/``.json`` or ``.csv`` file, or a Hub dataset id (``owner/name``).
-
-    Returns:
-        Items ``{"id": str, "source": str, "platform": str, "split": str, "extra": str (JSON),
-        <target>: float | None ...}`` with every name of :data:`TARGET_COLUMNS` present.
+    Each item: ``{"id", "audio" (path or URL), "platform", "split", "extra" (JSON): str,
+    <target>: float | None}`` with every name of :data:`TARGET_COLUMNS` present.
 
     Raises:
         ManifestError: unreadable file, no id or audio column, empty or duplicate ids, or a Hub
@@ -131,7 +122,7 @@ def _items(frame: pd.DataFrame, base: Path | None, name: str) -> list[dict[str, 
         item: dict[str, Any] = {
             "id": ids.iloc[n],
             # Per row, the first audio column with a value (a manifest may mix paths and URLs).
-            "source": _resolve(next(filter(None, (_text(row[c]) for c in audio_cols)), ""), base),
+            "audio": _resolve(next(filter(None, (_text(row[c]) for c in audio_cols)), ""), base),
             "platform": _text(row.get("platform")) or DEFAULT_PLATFORM,
             "split": _text(row.get("split")) or DEFAULT_SPLIT,
             "extra": json.dumps({c: _plain(row[c]) for c in extra_cols}, sort_keys=True),
@@ -142,10 +133,10 @@ def _items(frame: pd.DataFrame, base: Path | None, name: str) -> list[dict[str, 
     return items
 
 
-def _resolve(source: str, base: Path | None) -> str:
-    if not source or "://" in source or base is None or Path(source).is_absolute():
-        return source
-    return str(base / source)
+def _resolve(audio: str, base: Path | None) -> str:
+    if not audio or "://" in audio or base is None or Path(audio).is_absolute():
+        return audio
+    return str(base / audio)
 
 
 def _text(value: Any) -> str:

@@ -1,36 +1,25 @@
 """The Ray Data engine of ``apex embed`` (optional extra ``.[ray]``).
 
-Pipeline (streaming; Ray Data backpressures each stage against the next)::
-
-    from_items(pending manifest rows)                  driver: parsed, deduplicated, resume-filtered
-      .map(decode, num_cpus=1)                         CPU tasks anywhere in the cluster
-      .map_batches(_EncodeActor, size=G actors,       one actor per GPU (num_gpus=1), the encoder
-                   num_gpus=1, batch_size=B)           loaded once per actor; on a cluster without
-                                                       GPUs one actor with num_cpus=1
-      .iter_batches()                                  driver: the same ShardWriter as the local
-                                                       engine (atomic shards, errors shard)
-
-The manifest is parsed by the driver (the same reader as the local engine), not by
-``ray.data.read_json``: ids must be checked for duplicates and filtered against finished shards
-before any work is scheduled, and both engines must agree on column aliases and relative paths.
-Shards are written by the driver for the same reason: one writer gives atomic, resumable shards
-and needs no shared file system for the output (the audio paths, though, must be readable from
-every node: a shared mount or URLs). A song's embedding is 13 x 768 float32 = 40 KB for MERT-95M,
-so 211k songs move about 8 GB through the driver: minutes, against days of GPU time.
-
-Every step is :mod:`apex.embed.records`, so both engines compute the same bytes.
+``from_items(pending rows)`` -> ``.map(decode, num_cpus=1)`` on CPU tasks -> ``.map_batches``
+on one encoder actor per GPU (one CPU actor without GPUs) -> ``iter_batches()`` into the driver's
+:class:`~apex.embed.shards.ShardWriter`. The driver parses the manifest and writes the shards, as
+the local engine does: ids are checked and resume-filtered before any work is scheduled, and the
+output needs no shared file system (the audio paths must be readable from every node). Every
+step is :mod:`apex.embed.records`, so both engines compute the same bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from apex.embed.config import EmbedConfig, build_encoder, progress_bar
 from apex.embed.records import decode_item, encode_items, records_table
 from apex.embed.shards import EmbedError, ShardWriter
+
+if TYPE_CHECKING:
+    from apex.embed.job import EmbedConfig
 
 _DECODE_MEMORY = 512 * 1024**2  # bytes reserved per decoding task
 #: Keys every decoded row carries, so that all rows of a Ray block share one schema.
@@ -44,8 +33,8 @@ _DECODED_DEFAULTS: dict[str, Any] = {
 }
 
 
-def run_ray(config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter) -> float:
-    """Embed ``pending`` on Ray Data; returns the seconds of audio embedded.
+def run_ray(config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter) -> None:
+    """Embed ``pending`` on Ray Data into ``writer``.
 
     Connects to ``config.address`` when given; otherwise uses the running Ray (e.g. a test's
     ``ray.init``) or starts a local one with ``config.num_cpus`` CPUs, shut down at the end.
@@ -59,7 +48,7 @@ def run_ray(config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWri
             "'ray[data]>=2.40'`), or use --engine local."
         ) from err
     if not pending:
-        return 0.0
+        return
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(
@@ -68,15 +57,13 @@ def run_ray(config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWri
             include_dashboard=False,
         )
     try:
-        return _run(ray, config, pending, writer)
+        _run(ray, config, pending, writer)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _run(
-    ray: Any, config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter
-) -> float:
+def _run(ray: Any, config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter) -> None:
     from apex.audio import SAMPLE_RATE
 
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -104,15 +91,10 @@ def _run(
             num_cpus=0 if gpus else 1,
         )
     )
-    audio_seconds = 0.0
-    with progress_bar(config, len(pending)) as bar:
+    with config.progress_bar(len(pending)) as bar:
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             writer.add(batch)
             bar.update(batch.num_rows)
-            ok = [s == "ok" for s in batch.column("status").to_pylist()]
-            durations = batch.column("duration_s").to_pylist()
-            audio_seconds += sum(d for d, good in zip(durations, ok, strict=True) if good)
-    return audio_seconds
 
 
 def _decode_row(row: dict[str, Any], sample_rate: int, max_seconds: float) -> dict[str, Any]:
@@ -127,7 +109,7 @@ class _EncodeActor:
     """Ray actor: holds one encoder (on its GPU when it has one) and encodes batches of rows."""
 
     def __init__(self, config: EmbedConfig) -> None:
-        self.encoder = build_encoder(config)
+        self.encoder = config.load_encoder()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [

@@ -1,15 +1,10 @@
-"""The two steps of the job, shared by every engine: decode one item, encode decoded items.
+"""The job's two steps, shared by both engines: decode one item, encode decoded items.
 
-Both return plain dicts so that they travel unchanged through a process pool or Ray Data:
-
-* :func:`decode_item` (CPU, in a worker): the manifest item plus ``pcm`` (the mono float32
-  waveform at the encoder's rate, as bytes: a fixed binary type is cheaper to move through Ray's
-  object store than a ragged tensor column), ``sample_rate`` and ``duration_s`` — or, when the
-  audio cannot be had, ``stage`` and ``reason``.
-* :func:`encode_items` (in the process that holds the encoder): one *record* per item with every
-  column of :data:`RECORD_SCHEMA`; ``status`` is ``"ok"`` or ``"error"``.
-
-The shard writer splits records into the embeddings and the errors shards.
+Both return plain dicts that travel unchanged through a process pool or Ray Data.
+:func:`decode_item` adds ``pcm`` (mono float32 bytes at the encoder's rate: a fixed binary type
+moves through Ray's object store cheaper than a ragged tensor column), or ``stage`` and
+``reason`` on failure; :func:`encode_items` makes one record per item with the columns of
+:data:`RECORD_SCHEMA`, ``status`` ``"ok"`` or ``"error"``.
 """
 
 from __future__ import annotations
@@ -55,7 +50,7 @@ EMBEDDING_FIELDS: tuple[pa.Field, ...] = (
 #: Columns of the errors shards.
 ERROR_FIELDS: tuple[pa.Field, ...] = (
     pa.field("id", pa.string()),
-    pa.field("source", pa.string()),
+    pa.field("audio", pa.string()),  # the manifest's path or URL
     pa.field("stage", pa.string()),  # manifest | fetch | decode | encode
     pa.field("reason", pa.string()),
     pa.field("encoder_id", pa.string()),
@@ -67,10 +62,7 @@ RECORD_SCHEMA = pa.schema(
     + [f for f in ERROR_FIELDS if f.name not in {"id", "encoder_id", "settings_key"}]
 )
 
-#: What encoding one clip may raise that is the clip's fault or the device's, not a bug: bad
-#: audio (``AudioError`` is a ValueError), torch's runtime errors (out of memory, a clip too short
-#: for the model). A TypeError, KeyError or AttributeError is a bug and ends the job.
-ENCODE_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError)
+_ITEM_KEYS = ("id", "audio", "platform", "split", "extra", *TARGET_COLUMNS)
 
 
 def decode_item(item: dict[str, Any], sample_rate: int, max_seconds: float) -> dict[str, Any]:
@@ -82,26 +74,28 @@ def decode_item(item: dict[str, Any], sample_rate: int, max_seconds: float) -> d
     """
     from apex.audio import AudioError, load_audio
 
-    source = item["source"]
-    out = dict(item)
-    if not source:
-        return {**out, "stage": "manifest", "reason": "the manifest row names no audio path or URL"}
+    audio_ref = item["audio"]
+    if not audio_ref:
+        return {
+            **item,
+            "stage": "manifest",
+            "reason": "the manifest row names no audio path or URL",
+        }
     try:
-        data: str | bytes = _fetch(source) if "://" in source else source
+        data: str | bytes = _fetch(audio_ref) if "://" in audio_ref else audio_ref
     except OSError as err:
-        return {**out, "stage": "fetch", "reason": _fetch_reason(source, err)}
+        return {**item, "stage": "fetch", "reason": _fetch_reason(audio_ref, err)}
     try:
         audio = load_audio(data, sample_rate=sample_rate, max_seconds=max_seconds)
     except AudioError as err:
-        return {**out, "stage": "decode", "reason": str(err)}
-    pcm = audio.waveform.numpy().astype(np.float32, copy=False).tobytes()
-    out.update(
-        pcm=pcm,
-        sample_rate=audio.sample_rate,
-        duration_s=audio.duration_s,
-        warnings=json.dumps(audio.warnings),
-    )
-    return out
+        return {**item, "stage": "decode", "reason": str(err)}
+    return {
+        **item,
+        "pcm": audio.waveform.numpy().astype(np.float32, copy=False).tobytes(),
+        "sample_rate": audio.sample_rate,
+        "duration_s": audio.duration_s,
+        "warnings": json.dumps(audio.warnings),
+    }
 
 
 def _fetch(url: str) -> bytes:
@@ -120,16 +114,27 @@ def _fetch_reason(url: str, err: OSError) -> str:
     )
 
 
-def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Encode the decoded items (errors pass through); one record per item, in order.
+def _encode_errors() -> tuple[type[BaseException], ...]:
+    """What encoding one clip raises that is the clip's fault or the device's: unusable audio, out
+    of GPU memory. Anything else (ValueError, TypeError, ...) is a bug and ends the job."""
+    import torch
 
-    An encoder with an ``encode_batch(audios) -> list[Embedding]`` method gets the whole batch
-    at once (several clips per forward pass); otherwise clips are encoded one by one.
+    from apex.audio import AudioError
+
+    return (AudioError, torch.OutOfMemoryError)
+
+
+def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per decoded item, in order (decoding failures pass through as errors).
+
+    The batch goes to ``encoder.encode_batch`` at once; if a clip fails there, the clips are
+    encoded one by one so only that clip becomes an error record.
     """
     import torch
 
     from apex.audio import Audio
 
+    errors = _encode_errors()
     ready = [d for d in decoded if "reason" not in d]
     audios = [
         Audio(
@@ -142,69 +147,54 @@ def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[di
         for d in ready
     ]
     embeddings: dict[str, Embedding | str] = {}
-    batch = getattr(encoder, "encode_batch", None)
-    if batch is not None and audios:
+    if audios:
         try:
-            embeddings.update(zip([d["id"] for d in ready], batch(audios), strict=True))
-        except ENCODE_ERRORS:  # one bad clip must not sink the batch: retry one by one below
+            embeddings.update(
+                zip([d["id"] for d in ready], encoder.encode_batch(audios), strict=True)
+            )
+        except errors:
             embeddings.clear()
     for d, audio in zip(ready, audios, strict=True):
         if d["id"] not in embeddings:
             try:
                 embeddings[d["id"]] = encoder.encode(audio)
-            except ENCODE_ERRORS as err:  # recorded per clip in the errors shard; the job goes on
+            except errors as err:
                 embeddings[d["id"]] = f"{type(err).__name__}: {err}"
     key = encoder.settings_key()
     records = []
     for d in decoded:
+        record = {name: d.get(name) for name in _ITEM_KEYS}
+        record.update(encoder_id=encoder.encoder_id, settings_key=key)
         result = embeddings.get(d["id"], d.get("reason"))
         if isinstance(result, str):
-            stage = d.get("stage", "encode")
-            records.append(_error_record(d, stage, result, encoder.encoder_id, key))
+            record.update(
+                status="error",
+                stage=d.get("stage", "encode"),
+                reason=result,
+                time=time.time(),
+                duration_s=d.get("duration_s"),
+            )
         else:
-            records.append(_ok_record(d, result, encoder.encoder_id, key))
+            record.update(_vectors(result), duration_s=float(d["duration_s"]), status="ok")
+            record["warnings"] = d.get("warnings", "[]")
+        records.append(record)
     return records
 
 
-def _ok_record(d: dict[str, Any], emb: Embedding, encoder_id: str, key: str) -> dict[str, Any]:
+def _vectors(emb: Embedding) -> dict[str, Any]:
     """Song-level vectors: the mean over segments that hold audio ([S, L, D] -> [L, D])."""
     segments = emb.layers.detach().float().cpu().numpy()
     padded = emb.layers_padded.detach().float().cpu().numpy()
     mask = emb.mask.cpu().numpy()
     song = segments[mask].mean(axis=0) if mask.any() else segments.mean(axis=0)
-    record = {name: d.get(name) for name in ("id", "source", "platform", "split", "extra")}
-    record.update({name: d.get(name) for name in TARGET_COLUMNS})
-    record.update(
-        embedding=song.ravel(),
-        shape=list(song.shape),
-        embedding_padded=padded.mean(axis=0).ravel(),
-        segments=segments.ravel(),
-        segments_shape=list(segments.shape),
-        segment_seconds=emb.seconds.cpu().numpy().astype(np.float32),
-        duration_s=float(d["duration_s"]),
-        encoder_id=encoder_id,
-        settings_key=key,
-        status="ok",
-        warnings=d.get("warnings", "[]"),
-    )
-    return record
-
-
-def _error_record(
-    d: dict[str, Any], stage: str, reason: str, encoder_id: str, key: str
-) -> dict[str, Any]:
-    record = {name: d.get(name) for name in ("id", "source", "platform", "split", "extra")}
-    record.update({name: d.get(name) for name in TARGET_COLUMNS})
-    record.update(
-        encoder_id=encoder_id,
-        settings_key=key,
-        status="error",
-        stage=stage,
-        reason=reason,
-        time=time.time(),
-        duration_s=d.get("duration_s"),
-    )
-    return record
+    return {
+        "embedding": song.ravel(),
+        "shape": list(song.shape),
+        "embedding_padded": padded.mean(axis=0).ravel(),
+        "segments": segments.ravel(),
+        "segments_shape": list(segments.shape),
+        "segment_seconds": emb.seconds.cpu().numpy().astype(np.float32),
+    }
 
 
 def records_table(records: Sequence[dict[str, Any]]) -> pa.Table:

@@ -1,18 +1,11 @@
 """The output folder of ``apex embed``: atomic Parquet shards, resumption, one encoder per folder.
 
-Layout::
-
-    OUT/
-      job.json                         encoder id + settings key every shard was made with
-      embeddings/part-<run>-<n>.parquet   one row per embedded song (see records.EMBEDDING_FIELDS);
-                                       `apex.training.data.read_shards(OUT / "embeddings")` reads it
-      errors/part-<run>-<n>.parquet       one row per song that could not be embedded, with why
-
-Every shard is written to a hidden temporary name in its folder and renamed into place once
-complete (``os.replace`` is atomic on one file system), so a killed job leaves only whole
-shards; readers and resumption never see half a file. A song is *finished* once its id is in an
-embeddings shard; a rerun skips finished ids and retries everything else (including songs that
-failed before: their old error rows stay as a log, newest ``time`` last).
+Layout: ``OUT/job.json`` (encoder id + settings key of every shard),
+``OUT/embeddings/part-<run>-<n>.parquet`` (one row per embedded song, records.EMBEDDING_FIELDS)
+and ``OUT/errors/part-<run>-<n>.parquet`` (one row per failure, records.ERROR_FIELDS). A shard
+is renamed into place once complete, so a killed job leaves only whole shards. A song is
+finished once its id is in an embeddings shard; a rerun retries every other song (old error
+rows stay as a log, newest ``time`` last).
 """
 
 from __future__ import annotations
@@ -52,16 +45,15 @@ def read_errors(out_dir: Path) -> pa.Table:
     files = sorted((Path(out_dir) / ERRORS_DIR).glob("*.parquet"))
     if not files:
         return pa.schema(list(ERROR_FIELDS)).empty_table()
-    return pa.concat_tables([pq.read_table(f) for f in files])
+    tables = [pq.read_table(f) for f in files]
+    # shards written before the audio column was named "audio" call it "source"
+    names = [["audio" if c == "source" else c for c in t.column_names] for t in tables]
+    return pa.concat_tables([t.rename_columns(n) for t, n in zip(tables, names, strict=True)])
 
 
 class ShardWriter:
-    """Buffers records and commits them as shards of ``shard_size`` songs.
-
-    Args:
-        out_dir: The job's output folder (created when missing).
-        shard_size: Songs per embeddings shard; also the resumption granularity.
-    """
+    """Buffers records and commits them as shards of ``shard_size`` songs into ``out_dir``
+    (created when missing); counts what it wrote (``written``, ``audio_seconds``)."""
 
     def __init__(self, out_dir: Path, shard_size: int) -> None:
         if shard_size < 1:
@@ -70,6 +62,7 @@ class ShardWriter:
         self.shard_size = shard_size
         self.run = f"{os.getpid():x}{uuid.uuid4().hex[:8]}"  # unique among concurrent runs
         self.written = {"ok": 0, "error": 0}
+        self.audio_seconds = 0.0  # of the songs embedded
         self._ok: list[pa.Table] = []
         self._errors: list[pa.Table] = []
         self._pending = 0
@@ -91,6 +84,7 @@ class ShardWriter:
         ok = records.filter(pa.array([s == "ok" for s in status]))
         bad = records.filter(pa.array([s != "ok" for s in status]))
         if ok.num_rows:
+            self.audio_seconds += sum(ok.column("duration_s").to_pylist())
             self._ok.append(ok.select([f.name for f in EMBEDDING_FIELDS]))
             self._pending += ok.num_rows
         if bad.num_rows:

@@ -1,29 +1,11 @@
 """The APEX paper's out-of-distribution arena protocol on Music Arena battles, made checkable.
 
-Given APEX predictions for both clips of every battle, the reference notebook
-(``APEX_arena_experiment.ipynb``) builds per-battle features (differences and ratios of the
-predicted scores, the instrumental flag, interactions: :mod:`apex.evaluation.cv`) and reports
-10-fold stratified cross-validated ROC AUC of a logistic regression (paper: 0.600) and of an SVM
-chosen by an inner grid search (paper: 0.614), "A won" being the positive class, on 1,259
-battles. Its final feature set uses the engagement scores only (``features="engagement"``);
-``features="all"`` adds the five aesthetics, as :func:`apex.evaluation.metrics.arena_protocol`.
-
-On top of that table this report gives what is needed to trust it:
-
-- **orientation** — before any fitting, how often "the higher-scored clip wins" for each single
-  score (and the sums the notebook tried), with a Wilson interval; a classifier whose
-  predictions follow a score *against* its sign is flagged;
-- **fold schemes** — the paper's label-stratified folds (kept, labelled ``paper``) and grouped
-  folds by prompt, by unordered system pair and by both (:func:`cv.fold_ids`);
-- **intervals and significance** — a bootstrap interval over battles for every AUC and
-  accuracy, a permutation p-value for "better than chance" (labels shuffled within the cells of
-  test fold x board, the logistic regression refitted on every permutation);
-- **counts** — decisive battles, ties and both-bad per board.
-
-TIE and BOTH_BAD votes have no winner, and battles whose clips have no prediction cannot be
-featurised: all are counted, none enters an AUC. APEX's own preference probability
-(``Scorer.compare``) and the notebook's fixed rules are reported the same way (no fitting, so one
-row each, independent of the folds).
+The notebook's table (``APEX_arena_experiment.ipynb``: 10-fold CV ROC AUC of a logistic
+regression, paper 0.600, and a grid-searched SVM, 0.614, on 1,259 battles, "A won" positive;
+features of :mod:`apex.evaluation.cv`, engagement scores only or ``"all"`` seven), plus what is
+needed to trust it: each score's orientation before fitting, grouped fold schemes, bootstrap
+intervals, permutation p-values, counts per board. TIE, BOTH_BAD and battles with an unscored
+clip are counted but enter no AUC.
 """
 
 from __future__ import annotations
@@ -33,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from apex.evaluation import cv
 from apex.evaluation import stats as st
@@ -58,12 +41,6 @@ SVM_GRID: dict[str, list[Any]] = {
     "svc__estimator__kernel": ["linear", "rbf"],
     "svc__estimator__gamma": ["scale", "auto"],
 }
-SCHEME_LABELS: dict[str, str] = {
-    "paper": "paper's folds (stratified on the label only; prompts and pairs leak)",
-    "prompt": "grouped by prompt",
-    "pair": "grouped by unordered system pair",
-    "prompt+pair": "grouped by prompt and pair (no prompt, no pair on both sides)",
-}
 
 
 class ArenaEvalError(ValueError):
@@ -76,11 +53,8 @@ def features(
     clip_b: Sequence[str],
     instrumental: np.ndarray,
 ) -> tuple[np.ndarray, list[str]]:
-    """The notebook's per-battle features ``[N, F]`` and their ``F`` names.
-
-    ``predictions``: one row per clip (index: clip id), one column per predicted score;
-    ``clip_a``/``clip_b``: ``[N]`` clip ids (all in ``predictions``); ``instrumental``: ``[N]``.
-    """
+    """:func:`cv.battle_features` ``[N, F]`` and names, from ``predictions`` (index: clip id,
+    one column per score) and the ``[N]`` clip ids of each side (all in ``predictions``)."""
     scores = {n: predictions[n].to_numpy(np.float64) for n in predictions.columns}
     row = {clip: i for i, clip in enumerate(predictions.index)}
     a = np.array([row[c] for c in clip_a], dtype=np.int64)
@@ -126,22 +100,16 @@ def evaluate_features(
 ) -> dict[str, dict[str, Any]]:
     """Cross-validate the paper's classifiers under every fold scheme in ``groups``.
 
-    Args:
-        x: ``[N, F]`` battle features (``names``: their ``F`` names, for :func:`reliance`).
-        y: ``[N]`` 1 where A won. instrumental: ``[N]`` bool (the boards).
-        groups: scheme name -> ``[N]`` groups kept on one side of every split (None: the
-            paper's label-stratified folds).
-        svm, svm_grid, folds, seed: as :func:`evaluate_arena`. n_boot, n_perm: resamples and
-            permutations.
-
-    Returns:
-        Per scheme: ``label``, ``groups`` (how many), ``models`` (per model :func:`summarise`,
-        ``auc_fold_mean``, ``p_value``, ``reliance``) or ``skipped`` with the reason.
+    ``x`` ``[N, F]`` features (``names`` for :func:`reliance`), ``y`` ``[N]`` 1 where A won,
+    ``instrumental`` ``[N]`` bool; ``groups``: scheme -> ``[N]`` groups kept on one side of every
+    split (None: the paper's folds); the rest as :func:`evaluate_arena`. Returns per scheme
+    ``label``, ``groups`` (how many) and ``models`` (per model :func:`summarise`,
+    ``auc_fold_mean``, ``p_value``, ``reliance``) or ``skipped`` with the reason.
     """
     y = np.asarray(y).astype(int)
     out: dict[str, dict[str, Any]] = {}
     for scheme, g in groups.items():
-        entry: dict[str, Any] = {"label": SCHEME_LABELS.get(scheme, scheme)}
+        entry: dict[str, Any] = {"label": cv.SCHEME_LABELS.get(scheme, scheme)}
         entry["groups"] = None if g is None else len(np.unique(g))
         fold = cv.fold_ids(y, g, folds=folds, seed=seed)
         if isinstance(fold, str):
@@ -164,12 +132,8 @@ def evaluate_features(
 
 
 def _fold_mean_auc(proba: np.ndarray, y: np.ndarray, fold: np.ndarray) -> float:
-    """Mean of the per-test-fold AUCs: blind to offsets between folds' predictions.
-
-    The pooled out-of-fold AUC (the paper's) also ranks battles of different folds against
-    each other; a model that only memorises groups predicts a constant per unseen fold, and
-    that constant moves against the fold's outcome balance, pulling the pooled AUC below 0.5.
-    """
+    """Mean of the per-test-fold AUCs: blind to offsets between folds' predictions, which pull
+    the pooled AUC below 0.5 for a model that only memorises groups (a constant per fold)."""
     values = [st.auc(proba[fold == k], y[fold == k]) for k in np.unique(fold)]
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
@@ -213,72 +177,40 @@ def evaluate_arena(
     Args:
         battles: ``clip_a``, ``clip_b``, ``preference`` (A/B/TIE/BOTH_BAD), ``is_instrumental``;
             grouped schemes also need ``prompt``, ``system_a``, ``system_b``.
-        predictions: index = clip id, columns = predicted scores (any of :data:`SCORE_NAMES`);
-            a clip with a missing (NaN) score counts as unscored.
-        p_compare: ``[len(battles)]`` APEX's P(A preferred) per battle (``Scorer.compare``),
-            NaN where unknown; None skips that row.
+        predictions: index = clip id, columns = predicted scores; a NaN score means unscored.
+        p_compare: ``[len(battles)]`` APEX's P(A preferred) (``Scorer.compare``), NaN where
+            unknown; None skips that row.
         feature_set: ``"engagement"`` (the paper's final features) or ``"all"`` (seven scores).
-        schemes: fold schemes (:data:`cv.FOLD_SCHEMES`); folds, seed: the outer CV.
-        svm: ``"grid"`` (the paper's nested grid search), ``"fixed"`` (one RBF SVM) or ``"off"``;
-            svm_grid: the grid searched (default :data:`SVM_GRID`, the notebook's).
-        n_boot: bootstrap resamples per interval. n_perm: permutations per p-value (0: none).
+        svm: ``"grid"`` (the notebook's nested search over ``svm_grid``), ``"fixed"`` (one RBF
+            SVM) or ``"off"``. n_boot, n_perm: resamples per interval, permutations per p-value.
 
     Returns:
         ``counts`` (per preference, excluded and why, ``boards``), ``orientation``, ``schemes``
         (:func:`evaluate_features`), ``rules`` (the notebook's fixed rules), ``apex_compare``,
         ``ties``/``both_bad``, ``flags`` (sentences), ``paper`` and the settings used.
     """
-    missing = {"clip_a", "clip_b", "preference", "is_instrumental"} - set(battles.columns)
-    if missing:
-        raise ArenaEvalError(f"battles lack columns {sorted(missing)}")
-    if feature_set not in ("engagement", "all"):
-        raise ArenaEvalError(f"feature_set must be 'engagement' or 'all', got {feature_set!r}")
-    unknown = [s for s in schemes if s not in cv.FOLD_SCHEMES]
-    if unknown:
-        raise ArenaEvalError(f"unknown fold schemes {unknown}; use {cv.FOLD_SCHEMES}")
-    _models(svm, seed)  # a bad svm choice fails before any work
-    wanted = ENGAGEMENT if feature_set == "engagement" else SCORE_NAMES
-    names = [n for n in wanted if n in predictions.columns]
-    if not names:
-        raise ArenaEvalError(f"predictions have none of {wanted}; got {list(predictions.columns)}")
+    names = _feature_scores(battles, predictions, feature_set, schemes, svm, seed)
     scored = predictions[[n for n in SCORE_NAMES if n in predictions.columns]].dropna()
     pref = battles["preference"].astype(str).to_numpy()
     known = (battles["clip_a"].isin(scored.index) & battles["clip_b"].isin(scored.index)).to_numpy()
     decisive = known & np.isin(pref, DECISIVE)
-    counts = battle_counts(
-        pref, known, decisive, battles["is_instrumental"].astype(bool).to_numpy()
-    )
+    all_instr = battles["is_instrumental"].astype(bool).to_numpy()
     used = battles[decisive]
     y = (pref[decisive] == "A").astype(int)
-    instr = used["is_instrumental"].astype(bool).to_numpy()
+    instr = all_instr[decisive]
     x, feature_names = features(scored[names], used["clip_a"], used["clip_b"], instr)
-    orient = (
-        orientation(scored, used["clip_a"], used["clip_b"], y, PAPER["same_sign_accuracy"])
-        if len(y)
-        else {}
-    )
     groups, skipped = _scheme_groups(used, schemes)
-    kw = {"n_boot": n_boot, "seed": seed}
-    results = (
-        evaluate_features(
-            x,
-            y,
-            instr,
-            groups,
-            names=feature_names,
-            svm=svm,
-            svm_grid=svm_grid,
-            folds=folds,
-            n_perm=n_perm,
-            **kw,
+    kw = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed}
+    orient, results, rules = {}, {}, {}
+    if len(y):
+        orient = orientation(scored, used["clip_a"], used["clip_b"], y, PAPER["same_sign_accuracy"])
+        results = evaluate_features(
+            x, y, instr, groups, names=feature_names, svm=svm, svm_grid=svm_grid, folds=folds, **kw
         )
-        if len(y)
-        else {}
-    )
-    results |= {s: {"label": SCHEME_LABELS[s], "skipped": why} for s, why in skipped.items()}
-    rules = _rules(scored, used, y, instr, n_perm=n_perm, **kw) if len(y) else {}
+        rules = _rules(scored, used, y, instr, **kw)
+    results |= {s: {"label": cv.SCHEME_LABELS[s], "skipped": why} for s, why in skipped.items()}
     report: dict[str, Any] = {
-        "counts": counts,
+        "counts": battle_counts(pref, known, decisive, all_instr),
         "features": feature_names,
         "orientation": orient,
         "schemes": {s: results[s] for s in schemes if s in results},
@@ -295,11 +227,35 @@ def evaluate_arena(
         },
     }
     if p_compare is not None:
-        report |= _compare_section(
-            np.asarray(p_compare, np.float64), pref, known, battles, scored, n_boot, n_perm, seed
-        )
+        p = np.asarray(p_compare, np.float64)
+        report |= _compare_section(p, pref, known, all_instr, battles, scored, **kw)
     report["flags"] = flags(report)
     return report
+
+
+def _feature_scores(
+    battles: pd.DataFrame,
+    predictions: pd.DataFrame,
+    feature_set: str,
+    schemes: Sequence[str],
+    svm: str,
+    seed: int,
+) -> list[str]:
+    """The scores the features take; raises :class:`ArenaEvalError` before any work."""
+    missing = {"clip_a", "clip_b", "preference", "is_instrumental"} - set(battles.columns)
+    if missing:
+        raise ArenaEvalError(f"battles lack columns {sorted(missing)}")
+    if feature_set not in ("engagement", "all"):
+        raise ArenaEvalError(f"feature_set must be 'engagement' or 'all', got {feature_set!r}")
+    unknown = [s for s in schemes if s not in cv.FOLD_SCHEMES]
+    if unknown:
+        raise ArenaEvalError(f"unknown fold schemes {unknown}; use {cv.FOLD_SCHEMES}")
+    _models(svm, seed)
+    wanted = ENGAGEMENT if feature_set == "engagement" else SCORE_NAMES
+    names = [n for n in wanted if n in predictions.columns]
+    if not names:
+        raise ArenaEvalError(f"predictions have none of {wanted}; got {list(predictions.columns)}")
+    return names
 
 
 def _rules(
@@ -311,7 +267,7 @@ def _rules(
         if score in scored:
             margin = scored[score].loc[used["clip_a"]].to_numpy()
             margin = margin - scored[score].loc[used["clip_b"]].to_numpy()
-            rules[label] = fixed_score_row(1.0 / (1.0 + np.exp(-margin / 10.0)), y, instr, **kw)
+            rules[label] = fixed_score_row(expit(margin / 10.0), y, instr, **kw)
     return rules
 
 
@@ -335,8 +291,10 @@ def _compare_section(
     p: np.ndarray,
     pref: np.ndarray,
     known: np.ndarray,
+    instrumental: np.ndarray,
     battles: pd.DataFrame,
     preds: pd.DataFrame,
+    *,
     n_boot: int,
     n_perm: int,
     seed: int,
@@ -345,7 +303,7 @@ def _compare_section(
     ok = known & ~np.isnan(p)
     decisive = ok & np.isin(pref, DECISIVE)
     y = (pref[decisive] == "A").astype(int)
-    instr = battles["is_instrumental"].astype(bool).to_numpy()[decisive]
+    instr = instrumental[decisive]
     out: dict[str, Any] = {}
     if len(y):
         row = fixed_score_row(p[decisive], y, instr, n_boot=n_boot, n_perm=n_perm, seed=seed)

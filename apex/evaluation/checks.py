@@ -1,13 +1,6 @@
-"""Checks on the arena protocol's numbers: intervals, sign agreement, inverted signs, leakage.
+"""Checks on the arena protocol's numbers: intervals, orientation, reliance, flags, counts.
 
-Pure functions over arrays and report dicts, used by :func:`apex.evaluation.arena.evaluate_arena`:
-
-- :func:`summarise` / :func:`fixed_score_row` — AUC per board and accuracy with bootstrap
-  intervals (and, for a score that needs no fitting, a permutation p-value);
-- :func:`orientation` — before fitting, how often "the higher-scored clip wins" per score;
-- :func:`reliance` / :func:`inversion_flag` — which score a classifier follows, and whether it
-  follows it against its sign;
-- :func:`flags` — the sentences a reader must not miss.
+Pure functions over arrays and report dicts, used by :func:`apex.evaluation.arena.evaluate_arena`.
 """
 
 from __future__ import annotations
@@ -19,9 +12,7 @@ import numpy as np
 import pandas as pd
 
 from apex.evaluation import stats as st
-from apex.tasks import DECISIVE, ENGAGEMENT, PREFERENCES, SCORE_NAMES
-
-BOARDS = ("overall", "instrumental", "vocal")
+from apex.tasks import ENGAGEMENT, PREFERENCES, SCORE_NAMES
 
 
 def boards(instrumental: np.ndarray) -> dict[str, np.ndarray]:
@@ -82,11 +73,10 @@ def orientation(
     y: np.ndarray,
     paper: Mapping[str, float] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Sign agreement of every single score and of the notebook's sums with the votes.
+    """:func:`~apex.evaluation.stats.agreement` of each score's A - B margin with "A won".
 
-    One entry per predicted score, ``likes+streams`` and ``sum_of_seven`` (the equal-weight sum
-    of the raw predictions) when their scores are present: :func:`arena_stats.agreement` of the
-    A - B margin with "A won", plus ``paper``'s figure where it reported one.
+    One entry per predicted score, plus the notebook's ``likes+streams`` and ``sum_of_seven``
+    (raw predictions summed) when their scores are present, with ``paper``'s figure if any.
     """
     paper = paper or {}
     cols = [n for n in SCORE_NAMES if n in preds.columns]
@@ -114,12 +104,8 @@ def reliance(proba: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, fl
 
 
 def inversion_flag(row: dict[str, Any], orient: Mapping[str, dict[str, Any]]) -> str | None:
-    """Why a classifier's advantage rests on an inverted sign, or None.
-
-    Flagged when its AUC is above 0.5 and its predictions fall as the A - B difference of the
-    score they follow most (largest ``|r|`` in ``row["reliance"]``) rises, i.e. it predicts
-    that the clip APEX scores *lower* wins.
-    """
+    """Why a classifier's AUC above 0.5 rests on an inverted sign, or None: its P(A wins)
+    falls as the A - B difference of the score it follows most (largest ``|r|``) rises."""
     r = row.get("reliance") or {}
     if not r or not row["auc"]["overall"] > 0.5:
         return None
@@ -162,26 +148,15 @@ def flags(report: dict[str, Any]) -> list[str]:
     return flags
 
 
-def board_counts(pref: np.ndarray, instrumental: np.ndarray, known: np.ndarray) -> dict[str, Any]:
-    """Per board: battles, ``decisive`` (A or B, both clips scored), ``A``, ``B``, ``TIE``,
-    ``BOTH_BAD`` and ``unscored`` (a clip without prediction), all over ``[N]`` battles."""
-    out = {}
-    for board, mask in boards(np.asarray(instrumental, bool)).items():
-        row = {"battles": int(mask.sum())}
-        row |= {p: int((mask & (pref == p)).sum()) for p in PREFERENCES}
-        row["decisive"] = int((mask & known & np.isin(pref, DECISIVE)).sum())
-        row["unscored"] = int((mask & ~known).sum())
-        out[board] = row
-    return out
-
-
 def battle_counts(
     pref: np.ndarray, known: np.ndarray, decisive: np.ndarray, instr: np.ndarray
 ) -> dict[str, Any]:
     """Battles per preference, how many were used and why the others were excluded, per board.
 
     All arguments are ``[N]`` over battles: ``pref`` the preference, ``known`` both clips
-    scored, ``decisive`` used (A or B, both scored), ``instr`` instrumental.
+    scored, ``decisive`` used (A or B, both scored), ``instr`` instrumental. ``boards`` holds,
+    per board: ``battles``, each preference, ``decisive`` and ``unscored`` (a clip without
+    prediction).
     """
     counts: dict[str, Any] = {p: int((pref == p).sum()) for p in PREFERENCES}
     counts |= {"battles": len(pref), "unscored": int((~known).sum()), "used": int(decisive.sum())}
@@ -193,6 +168,11 @@ def battle_counts(
     counts |= {
         "used_instrumental": int((decisive & instr).sum()),
         "used_vocal": int((decisive & ~instr).sum()),
-        "boards": board_counts(pref, instr, known),
+        "boards": {},
     }
+    for board, mask in boards(instr).items():
+        row = {"battles": int(mask.sum())}
+        row |= {p: int((mask & (pref == p)).sum()) for p in PREFERENCES}
+        row |= {"decisive": int((mask & decisive).sum()), "unscored": int((mask & ~known).sum())}
+        counts["boards"][board] = row
     return counts

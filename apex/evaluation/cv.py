@@ -1,22 +1,11 @@
-"""The APEX paper's arena protocol, shared: battle features and cross-validated probabilities.
+"""The APEX paper's arena protocol, shared: battle features, classifier, folds, out-of-fold P.
 
-Both users build on this module, so their features and folds cannot drift apart:
-:func:`apex.evaluation.metrics.arena_protocol` (held-out battles during training, overall AUC) and
-:func:`apex.evaluation.arena.evaluate_arena` (Music Arena battles; AUC per instrumental/vocal
-group, and an SVM beside the logistic regression).
-
-The recipe is the reference notebook's (``APEX_arena_experiment.ipynb``): per battle, the
-difference ``A - B`` and the ratio ``A / B`` of every predicted score and of
-``combined_popularity`` (the mean of the engagement scores, when all are present), the
-instrumental flag, and each difference times the flag; a standardised
-``LogisticRegression(C=0.1, class_weight="balanced")``; shuffled stratified K-fold
-cross-validation with "A won" as the positive class. Only numpy and scikit-learn: no torch.
-
-Those folds are the paper's; they ignore that battles share prompts and system pairs, so a
-model can score well by recognising a prompt or a pair it saw in training. :func:`fold_ids`
-also builds grouped folds (``StratifiedGroupKFold``): by prompt, by unordered system pair, or
-by both at once (connected components of battles linked by a shared prompt or pair), so no
-group has battles on both sides of a split.
+The notebook's recipe, used alike by :func:`apex.evaluation.metrics.arena_protocol` and
+:func:`apex.evaluation.arena.evaluate_arena`: per battle the difference and ratio A vs B of
+every predicted score (and ``combined_popularity``), the instrumental flag and each difference
+times the flag; a standardised ``LogisticRegression(C=0.1, class_weight="balanced")``; shuffled
+stratified K-fold CV. :func:`fold_ids` also builds grouped folds (by prompt, by unordered
+system pair, or both), so no prompt or pair has battles on both sides of a split.
 """
 
 from __future__ import annotations
@@ -30,8 +19,14 @@ from apex.tasks import ENGAGEMENT
 
 #: Added to the denominator of the ``A / B`` ratios (scores can be 0).
 RATIO_EPS = 1e-9
-#: Fold schemes of :func:`fold_ids`: the paper's (label-stratified only), then the grouped ones.
-FOLD_SCHEMES: tuple[str, ...] = ("paper", "prompt", "pair", "prompt+pair")
+#: Fold schemes of :func:`fold_ids` and how reports name them: the paper's, then grouped ones.
+SCHEME_LABELS: dict[str, str] = {
+    "paper": "paper's folds (stratified on the label only; prompts and pairs leak)",
+    "prompt": "grouped by prompt",
+    "pair": "grouped by unordered system pair",
+    "prompt+pair": "grouped by prompt and pair (no prompt, no pair on both sides)",
+}
+FOLD_SCHEMES: tuple[str, ...] = tuple(SCHEME_LABELS)
 
 
 def battle_features(
@@ -40,17 +35,12 @@ def battle_features(
     b: np.ndarray,
     instrumental: np.ndarray,
 ) -> tuple[np.ndarray, list[str]]:
-    """The notebook's per-battle features.
+    """The notebook's ``[N, F]`` float64 features and their ``F`` names.
 
-    Args:
-        scores: per-clip predictions ``[M]`` by score name, in the order the features take.
-        a, b: ``[N]`` clip indices (into the ``[M]`` arrays) of each battle's two clips.
-        instrumental: ``[N]`` bool or 0/1, the battle's instrumental flag.
-
-    Returns:
-        ``[N, F]`` float64 features and their ``F`` names: ``diff_<score>`` and
-        ``ratio_<score>`` per score (``combined_popularity`` last), ``is_instrumental``, then
-        ``diff_<score>_x_instr``.
+    ``scores``: per-clip predictions ``[M]`` by name, in feature order; ``a``, ``b``: ``[N]``
+    indices into them of each battle's clips; ``instrumental``: ``[N]`` bool or 0/1. Names:
+    ``diff_<score>``, ``ratio_<score>`` (``combined_popularity`` last), ``is_instrumental``,
+    ``diff_<score>_x_instr``.
     """
     preds = {name: np.asarray(values, np.float64) for name, values in scores.items()}
     if all(e in preds for e in ENGAGEMENT):
@@ -97,11 +87,8 @@ def pair_labels(system_a: np.ndarray, system_b: np.ndarray) -> np.ndarray:
 
 
 def linked_groups(*labels: np.ndarray) -> np.ndarray:
-    """``[N]`` group ids: battles sharing a value in any of ``labels`` (each ``[N]``) are linked.
-
-    The connected components of that graph, found by union-find over the label values, so a
-    prompt met by two pairs joins both pairs' battles into one group.
-    """
+    """``[N]`` group ids: connected components (union-find) of battles linked by sharing a value
+    in any of ``labels`` (each ``[N]``); a prompt met by two pairs joins both pairs' battles."""
     n = len(labels[0])
     parent = np.arange(n)
 
@@ -182,9 +169,8 @@ def cross_validated_proba(
 ) -> np.ndarray:
     """Out-of-fold P("A won") ``[N]`` of ``model`` on features ``x`` ``[N, F]`` and labels ``y``.
 
-    ``fold`` (``[N]`` test-fold ids from :func:`fold_ids`) fixes the splits; without it, the
-    paper's shuffled stratified folds with ``seed``, so every model scored on the same battles
-    sees the same splits. Check :func:`cv_skip_reason` first: too few of an outcome raises.
+    ``fold``: ``[N]`` test-fold ids (:func:`fold_ids`); default the paper's folds with ``seed``.
+    Raises ValueError when those cannot be built (check :func:`cv_skip_reason` first).
     """
     from sklearn.base import clone
 

@@ -1,14 +1,8 @@
-"""Evaluation: per-task regression metrics, held-out battle metrics, the paper's arena protocol.
+"""A model's figures: regression per score, held-out battle accuracy/AUC, the arena protocol.
 
-- :func:`regression_metrics` — MSE, MAE, Pearson, Spearman per score at song level.
-- :func:`pairwise_metrics` — on held-out battles (split by time, see
-  :func:`apex.training.battles.time_split`): accuracy of ``sign(u_A - u_B)`` on decisive votes and
-  ROC AUC of ``u_A - u_B`` for "A won", where ``u`` is :func:`preference_utility`.
-- :func:`arena_protocol` — the APEX paper's Music Arena experiment: features from predicted-score
-  differences (and ratios, instrumental flag, interactions), a standardised logistic regression,
-  10-fold stratified cross-validated AUC (the paper reports 0.60-0.61 there); the features and
-  folds are :mod:`apex.evaluation.cv`'s, shared with :mod:`apex.evaluation.arena`.
-- :func:`evaluate_model` bundles them; :func:`format_table` prints a report for people.
+:func:`evaluate_model` bundles them (the report the refit gate compares), :func:`format_table`
+prints reports side by side, :func:`spearman_noise` says how far two models' Spearman may differ
+by chance.
 """
 
 from __future__ import annotations
@@ -21,6 +15,7 @@ from scipy import stats
 from torch import nn
 
 from apex.evaluation import cv as arena_cv
+from apex.evaluation.report import number_cell
 from apex.tasks import ENGAGEMENT, SCORE_NAMES
 from apex.training.battles import Battles
 from apex.training.data import EngagementData, known_targets
@@ -28,12 +23,9 @@ from apex.training.loop import predict
 
 
 def preference_utility(outputs: Mapping[str, np.ndarray], use_head: bool) -> np.ndarray:
-    """Per-clip utility ``[N]`` whose differences rank clips in a battle.
-
-    ``use_head=True`` and a ``preference`` output present: the trained Bradley-Terry logit.
-    Otherwise the fixed link of :data:`apex.heads.LINK_WEIGHTS` over the predicted scores — what a
-    model never trained on votes offers (and what :func:`apex.heads.logistic_preference` uses).
-    """
+    """Per-clip utility ``[N]`` whose differences rank clips in a battle: the trained
+    ``preference`` logit when ``use_head`` and present, else the fixed link of
+    :data:`apex.heads.LINK_WEIGHTS` over the predicted scores."""
     if use_head and "preference" in outputs:
         return np.asarray(outputs["preference"], dtype=np.float64)
     from apex.heads import LINK_WEIGHTS
@@ -93,16 +85,11 @@ def arena_protocol(
     folds: int = 10,
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """The paper's arena experiment on decisive battles, as its notebook sets it up.
+    """The paper's arena experiment (:mod:`apex.evaluation.cv`) on the decisive battles.
 
-    Features per battle (:func:`apex.evaluation.cv.battle_features`): for each predicted
-    score and the engagement mean, the difference A - B and the ratio A / B; the instrumental
-    flag; each difference times the flag. Model: standardise then
-    ``LogisticRegression(C=0.1, class_weight="balanced")``; ``folds``-fold stratified CV
-    (shuffled, ``seed``); AUC of the out-of-fold probabilities for "A won", with its 95 %
-    bootstrap interval over battles (``auc_ci``, ``n_boot`` resamples). NaN when either outcome
-    has fewer than ``folds`` battles. These battles carry no prompts or systems, so only the
-    paper's folds apply here; ``apex eval arena`` adds the grouped ones.
+    Returns ``auc`` of the out-of-fold P("A won") under the paper's ``folds`` (shuffled with
+    ``seed``), its 95 % bootstrap interval ``auc_ci`` (``n_boot`` resamples) and ``n``; NaN
+    when either outcome has fewer than ``folds`` battles.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -137,10 +124,7 @@ def evaluate_model(
     model was trained on. Returns a JSON-ready dict: ``regression`` per score, ``pairwise`` and
     ``arena`` when battles are given, and ``n_songs``.
     """
-    if songs is None:
-        songs = data.songs_in("test")
-        if len(songs) == 0:
-            songs = data.songs_in("val")
+    songs = _held_out(data) if songs is None else songs
     outputs = predict(model, data.song_x, device=device)
     if tasks is not None:  # outputs a model was never trained on are noise: leave them out
         keep = {*tasks, *(f"{t}_std" for t in tasks), "preference"}
@@ -157,6 +141,12 @@ def evaluate_model(
     return report
 
 
+def _held_out(data: EngagementData) -> np.ndarray:
+    """The ``test`` split's songs, or ``val``'s when there is no test split."""
+    songs = data.songs_in("test")
+    return songs if len(songs) else data.songs_in("val")
+
+
 def engagement_spearman(report: Mapping) -> float:
     """Mean Spearman of the engagement scores in ``report["regression"]`` (NaN if none)."""
     values = [report["regression"][e]["spearman"] for e in ENGAGEMENT if e in report["regression"]]
@@ -170,11 +160,11 @@ def format_table(reports: Mapping[str, Mapping]) -> str:
     for score in SCORE_NAMES:
         cells = [reports[n].get("regression", {}).get(score, {}).get("spearman") for n in names]
         if any(c is not None for c in cells):
-            rows.append((f"spearman {score}", [_fmt(c) for c in cells]))
+            rows.append((f"spearman {score}", [number_cell(c, 0) for c in cells]))
     for section, key in (("pairwise", "accuracy"), ("pairwise", "auc"), ("arena", "auc")):
         cells = [reports[n].get(section, {}).get(key) for n in names]
         if any(c is not None for c in cells):
-            rows.append((f"{section} {key}", [_fmt(c) for c in cells]))
+            rows.append((f"{section} {key}", [number_cell(c, 0) for c in cells]))
     width = max([len(r[0]) for r in rows] + [6])
     cols = [max(len(n), 7) for n in names]
     lines = ["  ".join([" " * width, *(n.rjust(w) for n, w in zip(names, cols, strict=True))])]
@@ -183,12 +173,6 @@ def format_table(reports: Mapping[str, Mapping]) -> str:
             "  ".join([label.ljust(width), *(c.rjust(w) for c, w in zip(cells, cols, strict=True))])
         )
     return "\n".join(lines)
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return "nan" if value != value else f"{value:.3f}"
 
 
 def spearman_noise(
@@ -202,18 +186,14 @@ def spearman_noise(
 ) -> dict[str, float]:
     """Sampling noise of the Spearman difference between two models on the same held-out songs.
 
-    A paired bootstrap (``rounds`` resamples of the songs, seeded): for each resample the mean
-    Spearman of model ``a`` minus that of ``b``, over the engagement scores and over the
-    aesthetics; returns the standard deviation of each (``{"spearman", "aesthetics"}``, NaN where
-    either model lacks the scores or fewer than 4 songs have targets). On a few dozen songs it is
-    several hundredths: a smaller difference is not evidence that one model is worse.
+    A paired bootstrap (``rounds`` seeded resamples of the songs) of the mean Spearman of ``a``
+    minus that of ``b``, over the engagement scores and over the aesthetics; returns the standard
+    deviation of each (``{"spearman", "aesthetics"}``, NaN where either model lacks the scores or
+    fewer than 4 songs have targets).
     """
     from apex.tasks import AESTHETICS
 
-    if songs is None:
-        songs = data.songs_in("test")
-        if len(songs) == 0:
-            songs = data.songs_in("val")
+    songs = _held_out(data) if songs is None else songs
     out_a, out_b = predict(a, data.song_x[songs]), predict(b, data.song_x[songs])
     targets = data.targets[songs]
     rng = np.random.default_rng(seed)

@@ -1,7 +1,6 @@
-"""The arena evaluation's report for people: counts, orientation, one table per fold scheme.
+"""The arena report for people: counts, orientation, one table per fold scheme, flags.
 
-:func:`format_report` turns the dict of :func:`apex.evaluation.arena.evaluate_arena` into
-plain text; the dict itself is what ``apex eval arena --json`` writes.
+:func:`format_report` renders :func:`apex.evaluation.arena.evaluate_arena`'s dict as text.
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ from apex.tasks import PREFERENCES
 _BOARD_COLS = ("battles", "decisive", *PREFERENCES, "unscored")
 
 
-def _num(value: Any, width: int = 6) -> str:
+def number_cell(value: float | None, width: int = 6) -> str:
+    """``value`` to 3 decimals right-aligned in ``width``; ``-`` for None, ``nan`` for NaN."""
     if value is None:
         return "-".rjust(width)
     return "nan".rjust(width) if value != value else f"{value:>{width}.3f}"
@@ -47,8 +47,8 @@ def _orientation(orient: dict[str, Any]) -> list[str]:
     ]
     for name, r in orient.items():
         lines.append(
-            f"{name:<16}{r['n']:>6}{_num(r['accuracy'], 8)}  {_ci(r['ci']):<16}"
-            f"{r['p']:>8.1e}  {r['sign']:<10}{_num(r.get('paper'))}"
+            f"{name:<16}{r['n']:>6}{number_cell(r['accuracy'], 8)}  {_ci(r['ci']):<16}"
+            f"{r['p']:>8.1e}  {r['sign']:<10}{number_cell(r.get('paper'))}"
         )
     return lines
 
@@ -56,11 +56,11 @@ def _orientation(orient: dict[str, Any]) -> list[str]:
 def _model_line(name: str, row: dict[str, Any], paper: float | None = None) -> str:
     auc, ci = row["auc"], row["auc_ci"]
     return (
-        f"{name:<22}{_num(auc['overall'])} {_ci(ci['overall']):<16}"
-        f"{_num(auc['instrumental'])} {_ci(ci['instrumental']):<16}"
-        f"{_num(auc['vocal'])} {_ci(ci['vocal']):<16}"
-        f"{_num(row['accuracy'])} {_ci(row['accuracy_ci']):<16}{_p(row.get('p_value'))}"
-        f"{_num(row.get('auc_fold_mean'), 10)}{_num(paper, 7)}"
+        f"{name:<22}{number_cell(auc['overall'])} {_ci(ci['overall']):<16}"
+        f"{number_cell(auc['instrumental'])} {_ci(ci['instrumental']):<16}"
+        f"{number_cell(auc['vocal'])} {_ci(ci['vocal']):<16}"
+        f"{number_cell(row['accuracy'])} {_ci(row['accuracy_ci']):<16}{_p(row.get('p_value'))}"
+        f"{number_cell(row.get('auc_fold_mean'), 10)}{number_cell(paper, 7)}"
     )
 
 
@@ -118,9 +118,9 @@ def format_report(report: dict[str, Any]) -> str:
     model = report.get("model")
     if model:
         demo = "  [DEMO MODEL: says nothing about APEX]" if model.get("is_demo") else ""
-        source = f" (--model {model['spec']})" if model.get("spec") else ""
+        named = f" (--model {model['spec']})" if model.get("spec") else ""
         name = f"{model.get('model_id')} {model.get('version') or ''}".strip()
-        lines += [f"model {name}{source}{demo}", ""]
+        lines += [f"model {name}{named}{demo}", ""]
     lines += _counts(report["counts"])
     if report["orientation"]:
         lines += ["", *_orientation(report["orientation"])]

@@ -1,10 +1,7 @@
 """Score a Music Arena release with one model and run the arena protocol on its battles.
 
-:func:`evaluate_scorer` is what ``apex eval arena`` runs per ``--model``: every released clip is
-scored once (embeddings are cached by the scorer), each battle's pair is compared with
-``Scorer.compare``, and :func:`apex.evaluation.arena.evaluate_arena` checks orientation, fits the
-cross-validated classifiers under the paper's and the grouped folds, and adds intervals and
-p-values. Every model gets the same report, so refits are judged alike.
+:func:`evaluate_scorer` is what ``apex eval arena`` runs per ``--model``, so every model
+(refits included) gets the same report.
 """
 
 from __future__ import annotations
@@ -26,17 +23,9 @@ MODEL_KEYS = ("model_id", "version", "encoder_id", "is_demo")
 def score_clips(
     scorer: Any, clips: pd.DataFrame, root: Path
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Score every clip with audio on disk.
-
-    Args:
-        scorer: an :class:`apex.scorer.Scorer`.
-        clips: the release's clips (``clip_id``, ``file_name``, ``has_audio``).
-        root: the release's folder (``file_name`` is relative to it).
-
-    Returns:
-        ``{clip_id: ScoreResult}`` and ``[(clip_id, reason)]`` for clips that could not be scored
-        (audio missing or unreadable: one bad clip must not end the evaluation; it is reported).
-    """
+    """``{clip_id: ScoreResult}`` of ``scorer`` over a release's ``clips`` (``clip_id``,
+    ``file_name`` relative to ``root``, ``has_audio``), and ``[(clip_id, reason)]`` of those
+    whose audio is missing or unreadable (reported; one bad clip does not end the evaluation)."""
     results, failed = {}, []
     for clip in clips.itertuples():
         if not clip.has_audio:
@@ -54,14 +43,10 @@ def evaluate_scorer(
 ) -> dict[str, Any]:
     """One model's arena report: score the clips, compare each battle's pair, run the protocol.
 
-    Args:
-        scorer: an :class:`apex.scorer.Scorer`; ``spec`` how it was named (``auto``, a path...).
-        release: a :class:`apex.sources.music_arena.Release`; ``battles`` the battles to judge.
-        **protocol: keyword arguments of :func:`apex.evaluation.arena.evaluate_arena`
-            (``feature_set``, ``schemes``, ``folds``, ``seed``, ``svm``, ``n_boot``, ``n_perm``).
-
-    Returns:
-        The protocol's report plus ``model`` (what was judged) and ``unscored_clips``.
+    ``scorer`` (an :class:`apex.scorer.Scorer`) was named ``spec`` (``auto``, a path...);
+    ``release`` is an :class:`~apex.sources.music_arena.ArenaRelease`; ``protocol`` goes to
+    :func:`~apex.evaluation.arena.evaluate_arena`. Returns its report plus ``model`` (what was
+    judged) and ``unscored_clips``.
     """
     results, failed = score_clips(scorer, release.clips(), release.root)
     predictions = pd.DataFrame({cid: r.scores for cid, r in results.items()}).T
@@ -80,7 +65,7 @@ def evaluate_scorer(
 
 
 def strict_json(value: Any) -> Any:
-    """``value`` with NaN/inf floats as None, so the report is strict JSON (``jq``, browsers)."""
+    """``value`` with NaN/inf floats as None: strict JSON (``jq``, browsers)."""
     if isinstance(value, dict):
         return {k: strict_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -1,18 +1,11 @@
-"""A polite, resumable audio downloader that feeds ``apex embed``.
+"""A polite, resumable audio downloader that writes an ``apex embed`` manifest.
 
-Polite: requests to one host start at least ``min_interval_s`` apart, one at a time, with a
-descriptive User-Agent; ``429``/``503`` answers are retried after their ``Retry-After`` (capped),
-other failures after an exponential backoff. Resumable: bytes arrive in ``<file>.part``; a later
-attempt (in this run or the next) asks for the rest with an HTTP ``Range`` header, and starts over
-only when the server ignores it. Safe: a file reaches its final name only complete and verified
-(``os.replace`` of the fsynced part), and a ``<file>.sha256`` sidecar records its checksum, so a
-rerun skips every file whose bytes still match (the expected sha256 when the listing has one, else
-the recorded one) without a single request. Files already stored are never deleted; a failed
-download leaves the old file, if any, where it was.
-
-The result is a manifest (JSONL) in :mod:`apex.embed.manifest`'s format, one row per file on disk:
-``id``, ``audio`` (path relative to the manifest) and the listing's other columns (``platform``,
-``streams``, ``likes``, ...), plus ``download_errors.jsonl`` listing what failed and why.
+Requests to one host start ``min_interval_s`` apart, one at a time; ``429``/``503`` are retried
+after their ``Retry-After`` (capped), other failures after an exponential backoff. Bytes arrive
+in ``<file>.part`` and a later attempt resumes with an HTTP ``Range``; a file takes its final
+name only complete and verified, with a ``<file>.sha256`` sidecar, so a rerun skips matching
+files without a request. The manifest (JSONL, :mod:`apex.embed.manifest`) has ``id``, ``audio``
+(relative to it) and the listing's other columns; ``download_errors.jsonl`` lists failures.
 """
 
 from __future__ import annotations
@@ -42,39 +35,24 @@ class DownloadError(RuntimeError):
 
 @dataclass(frozen=True)
 class DownloadItem:
-    """One file to fetch.
+    """One file to fetch."""
 
-    Attributes:
-        id: song id (the manifest key).
-        url: ``http(s)://`` address.
-        file_name: path under the output folder (e.g. ``audio/<id>.mp3``).
-        sha256: expected hex digest, when the listing publishes one.
-        meta: other manifest columns carried through (platform, streams, likes, ...).
-    """
-
-    id: str
-    url: str
-    file_name: str
-    sha256: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    id: str  # song id (the manifest key)
+    url: str  # http(s)://
+    file_name: str  # path under the output folder (e.g. audio/<id>.mp3)
+    sha256: str | None = None  # expected hex digest, when the listing publishes one
+    meta: dict[str, Any] = field(default_factory=dict)  # other manifest columns carried through
 
 
 @dataclass(frozen=True)
 class DownloadConfig:
-    """How politely and how persistently to download.
+    """How politely and how persistently to download (times in seconds)."""
 
-    Attributes:
-        min_interval_s: least time between the starts of two requests to one host, seconds.
-        retries: further attempts after the first, per file.
-        backoff_s: first retry delay, doubled at each retry, capped by ``backoff_max_s``.
-        timeout_s: socket timeout per request, seconds.
-    """
-
-    min_interval_s: float = 1.0
-    retries: int = 5
-    backoff_s: float = 2.0
+    min_interval_s: float = 1.0  # between the starts of two requests to one host
+    retries: int = 5  # further attempts after the first, per file
+    backoff_s: float = 2.0  # first retry delay, doubled at each retry
     backoff_max_s: float = 120.0
-    timeout_s: float = 60.0
+    timeout_s: float = 60.0  # socket timeout per request
     user_agent: str = USER_AGENT
 
 
@@ -163,7 +141,7 @@ def _retry_delay(err: Exception, attempt: int, config: DownloadConfig) -> float 
 def download_one(
     item: DownloadItem, out: Path, config: DownloadConfig, pacer: _Pacer, sleep: Callable
 ) -> DownloadResult:
-    """Fetch one item into ``out / item.file_name`` (see the module docstring)."""
+    """Fetch one item into ``out / item.file_name``, resuming and verifying it."""
     path = out / item.file_name
     done = _already_done(item, path)
     if done is not None:
@@ -186,7 +164,7 @@ def download_one(
     digest = sha256_file(part)
     if item.sha256 is not None and digest != item.sha256.lower():
         part.unlink()  # corrupt bytes must not be resumed from next time
-        error = f"sha256 mismatch: expected {item.sha256}, got {digest}; the source changed?"
+        error = f"sha256 mismatch: expected {item.sha256}, got {digest}; changed on the server?"
         return DownloadResult(item, "failed", attempts=attempt + 1, error=error)
     os.replace(part, path)  # the resumable part is complete and checked: it becomes the file
     write_text_atomic(_sidecar(path), digest + "\n")
@@ -203,17 +181,10 @@ def download_all(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[DownloadResult]:
-    """Download every item (sequentially, paced per host) and write the manifest.
+    """Download every item (unique ids; sequentially, paced per host) into ``out``.
 
-    Args:
-        items: what to fetch; ids must be unique.
-        out: output folder.
-        config: politeness and retry settings (default :class:`DownloadConfig`).
-        manifest: JSONL path for ``apex embed`` (default ``out / "manifest.jsonl"``).
-        clock, sleep: injectable for tests.
-
-    Returns:
-        One :class:`DownloadResult` per item, in order.
+    Writes the ``apex embed`` manifest (default ``out / "manifest.jsonl"``); returns one
+    :class:`DownloadResult` per item, in order. ``clock`` and ``sleep`` are for tests.
     """
     out, config = Path(out), config or DownloadConfig()
     items = list(items)
@@ -231,8 +202,6 @@ def download_all(
 def write_manifest(results: Iterable[DownloadResult], path: Path) -> Path:
     """Write the ``apex embed`` manifest of files on disk and ``download_errors.jsonl`` beside it
     (both atomically: a reader sees the old file or the new one)."""
-    results = list(results)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows, errors = [], []
     for r in results:
         if r.path is None:
@@ -240,6 +209,12 @@ def write_manifest(results: Iterable[DownloadResult], path: Path) -> Path:
             continue
         audio = os.path.relpath(r.path, path.parent)
         rows.append({**r.item.meta, "id": r.item.id, "audio": audio, "sha256": r.sha256})
-    for target, lines in ((path, rows), (path.with_name("download_errors.jsonl"), errors)):
-        write_text_atomic(target, "".join(json.dumps(x, default=str) + "\n" for x in lines))
+    write_jsonl(path.with_name("download_errors.jsonl"), errors)
+    return write_jsonl(path, rows)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write one JSON object a line, atomically (a reader sees the old file or the new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))
     return path

@@ -1,34 +1,17 @@
 """Engagement listings (Suno/Udio metadata dumps) -> 0-100 targets and a download list.
 
-A listing is a JSONL/JSON/CSV/Parquet file with one song per row. Nested objects are flattened
-with dots (Suno's API nests ``metadata.duration`` and ``metadata.tags``). A :class:`ColumnMap`
-per known source says which column holds each field; the first candidate present wins:
-
-=============  ===================================  ==========================================
-field          suno (public dumps, e.g. nyuuzyou/    udio (field names of its web API, not yet
-               suno; CC0 metadata)                   checked against a public dump)
-=============  ===================================  ==========================================
-id             ``id``                               ``id``, ``song_id``
-url            ``audio_url``                        ``song_path``, ``audio_url``
-streams        ``play_count``                       ``plays``, ``play_count``
-likes          ``upvote_count``                     ``likes``, ``like_count``
-model_version  ``major_model_version``,             ``model``, ``model_version``
-               ``model_name``
-tags           ``metadata.tags``, ``tags``          ``tags``
-duration_s     ``metadata.duration``, ``duration``  ``duration``
-=============  ===================================  ==========================================
-
-A listing that fits no map fails with the columns it has and what each map looks for. Rows without
-an id or URL, with a duplicate id, or with counts that are not non-negative numbers are skipped and
-reported; every other row is kept. Raw counts become the reference's 0-100 scores with
-:class:`apex.training.data.TargetTransform` (percentile on the training split, then a power).
+A listing is a JSONL/JSON/CSV/Parquet file, one song per row, nested objects flattened with dots
+(``metadata.duration``). :data:`COLUMN_MAPS` gives, per platform, the candidate columns of each
+field (first present wins); Suno's are those of public dumps (e.g. nyuuzyou/suno, CC0 metadata),
+Udio's its web API's names, not yet checked against a public dump. Rows without an id or URL,
+with a duplicate id, or with counts that are not numbers >= 0 are skipped and reported. Counts
+become 0-100 scores with :class:`apex.training.data.TargetTransform`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,58 +22,41 @@ from apex.tasks import ENGAGEMENT_POWER
 
 FIELDS: tuple[str, ...] = ("id", "url", "streams", "likes", "model_version", "tags", "duration_s")
 _REQUIRED: tuple[str, ...] = ("id", "url", "streams", "likes")
+#: Per platform, the candidate columns of each field in :data:`FIELDS` (first present wins).
+COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "suno": {
+        "id": ("id",),
+        "url": ("audio_url",),
+        "streams": ("play_count",),
+        "likes": ("upvote_count",),
+        "model_version": ("major_model_version", "model_name"),
+        "tags": ("metadata.tags", "tags"),
+        "duration_s": ("metadata.duration", "duration"),
+    },
+    "udio": {
+        "id": ("id", "song_id"),
+        "url": ("song_path", "audio_url"),
+        "streams": ("plays", "play_count"),
+        "likes": ("likes", "like_count"),
+        "model_version": ("model", "model_version"),
+        "tags": ("tags",),
+        "duration_s": ("duration",),
+    },
+}
 
 
 class ListingError(ValueError):
     """The listing cannot be read or mapped; the message lists what was found."""
 
 
-@dataclass(frozen=True)
-class ColumnMap:
-    """Candidate column names per field for one source (first present wins)."""
-
-    platform: str
-    columns: dict[str, tuple[str, ...]]
-    verified: bool
-
-    def resolve(self, available: set[str]) -> dict[str, str]:
-        """``field -> column`` for every field with a candidate in ``available``."""
-        found = {}
-        for name, candidates in self.columns.items():
-            hit = next((c for c in candidates if c in available), None)
-            if hit is not None:
-                found[name] = hit
-        return found
-
-
-COLUMN_MAPS: dict[str, ColumnMap] = {
-    "suno": ColumnMap(
-        "suno",
-        {
-            "id": ("id",),
-            "url": ("audio_url",),
-            "streams": ("play_count",),
-            "likes": ("upvote_count",),
-            "model_version": ("major_model_version", "model_name"),
-            "tags": ("metadata.tags", "tags"),
-            "duration_s": ("metadata.duration", "duration"),
-        },
-        verified=True,
-    ),
-    "udio": ColumnMap(
-        "udio",
-        {
-            "id": ("id", "song_id"),
-            "url": ("song_path", "audio_url"),
-            "streams": ("plays", "play_count"),
-            "likes": ("likes", "like_count"),
-            "model_version": ("model", "model_version"),
-            "tags": ("tags",),
-            "duration_s": ("duration",),
-        },
-        verified=False,
-    ),
-}
+def _columns(platform: str, available: set[str]) -> dict[str, str]:
+    """``field -> column`` for every field of ``platform`` with a candidate in ``available``."""
+    found = {}
+    for name, candidates in COLUMN_MAPS[platform].items():
+        hit = next((c for c in candidates if c in available), None)
+        if hit is not None:
+            found[name] = hit
+    return found
 
 
 def read_listing(path: str | Path) -> pd.DataFrame:
@@ -120,44 +86,44 @@ def read_listing(path: str | Path) -> pd.DataFrame:
     raise ListingError(f"{path}: unknown listing format; use .jsonl, .json, .csv or .parquet")
 
 
-def detect(frame: pd.DataFrame, source: str | None = None) -> ColumnMap:
-    """The column map that fits ``frame`` (``source`` forces one).
+def detect(frame: pd.DataFrame, platform: str | None = None) -> str:
+    """The platform whose column map fits ``frame`` (``platform`` forces one).
 
     Raises:
         ListingError: no map (or not the forced one) finds id, url, streams and likes; the message
             lists the columns found and what each map looks for.
     """
     available = set(frame.columns)
-    maps = [COLUMN_MAPS[source]] if source in COLUMN_MAPS else list(COLUMN_MAPS.values())
-    if source is not None and source not in COLUMN_MAPS:
-        raise ListingError(f"unknown source {source!r}; known: {', '.join(COLUMN_MAPS)}")
-    for cmap in maps:
-        if all(f in cmap.resolve(available) for f in _REQUIRED):
-            return cmap
+    if platform is not None and platform not in COLUMN_MAPS:
+        raise ListingError(f"unknown platform {platform!r}; known: {', '.join(COLUMN_MAPS)}")
+    platforms = [platform] if platform else list(COLUMN_MAPS)
+    for name in platforms:
+        if all(f in _columns(name, available) for f in _REQUIRED):
+            return name
     wanted = "; ".join(
-        f"{m.platform}: " + ", ".join(f"{f}={'|'.join(m.columns[f])}" for f in _REQUIRED)
-        for m in maps
+        f"{p}: " + ", ".join(f"{f}={'|'.join(COLUMN_MAPS[p][f])}" for f in _REQUIRED)
+        for p in platforms
     )
     raise ListingError(
         f"unknown listing layout: found columns {sorted(available)}; expected ({wanted}). "
-        "Rename the columns or add a ColumnMap for this source."
+        "Rename the columns or add a column map for this platform."
     )
 
 
-def normalise(frame: pd.DataFrame, source: str | None = None) -> tuple[pd.DataFrame, list]:
-    """Map a listing onto :data:`FIELDS` plus ``platform``.
+def normalise(frame: pd.DataFrame, platform: str | None = None) -> tuple[pd.DataFrame, list]:
+    """Map a listing onto :data:`FIELDS` plus ``platform`` (detected unless given).
 
     Returns:
         The usable rows (``streams``/``likes`` float64) and ``(row number, reason)`` of the rest.
     """
-    cmap = detect(frame, source)
-    columns = cmap.resolve(set(frame.columns))
+    platform = detect(frame, platform)
+    columns = _columns(platform, set(frame.columns))
     out = pd.DataFrame({f: frame[c] for f, c in columns.items()})
     for name in FIELDS:
         if name not in out:
             out[name] = None
     out = out[list(FIELDS)].copy()
-    out.insert(2, "platform", cmap.platform)
+    out.insert(2, "platform", platform)
     counts = {k: pd.to_numeric(out[k], errors="coerce") for k in ("streams", "likes")}
     out["duration_s"] = pd.to_numeric(out["duration_s"], errors="coerce")
     reasons = pd.Series("", index=out.index)

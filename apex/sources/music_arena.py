@@ -1,21 +1,12 @@
 """Music Arena's public release: battles and clips as DataFrames, and the demo in its layout.
 
-Layout of the Hub dataset ``music-arena/music-arena-dataset`` (one folder per monthly batch, as
-Music Arena's ``preprocess.py`` writes it)::
-
-    battle_data/<batch>/<battle>.json   one battle per file: battle_uuid, date, timestamp, prompt,
-                                        is_instrumental, user_pseudonym, system_a/b, audio_a/b,
-                                        preference, total_listening_time_a/b, duration_a/b, ...
-    audio_files/<batch>/<clip>.mp3      the clips; ``audio_a``/``audio_b`` hold these paths
-                                        relative to the root, or "" when a system's audio is not
-                                        publicly released
-    metadata/<batch>.md                 per-batch summary
-
-Batch names are ``NN-YYYYMON`` (``01-2025JULAUG`` for the first two months, then one per month).
-A record that cannot be used (invalid JSON, missing id or systems, an unknown preference) is
-listed in :attr:`ArenaRelease.skipped` with its reason; every other battle is kept. Clips whose
-audio is unreleased or absent on disk are kept in the tables with ``has_audio_* = False``, so
-callers decide (and report) what to do with them.
+The Hub dataset ``music-arena/music-arena-dataset`` holds ``battle_data/<batch>/<battle>.json``
+(one battle per file: battle_uuid, date, timestamp, prompt, is_instrumental, user_pseudonym,
+system_a/b, audio_a/b, preference, total_listening_time_a/b, duration_a/b, ...),
+``audio_files/<batch>/<clip>.mp3`` (``audio_a``/``audio_b`` are these paths relative to the
+root, or "" for unreleased audio) and ``metadata/<batch>.md``; batches are ``NN-YYYYMON``
+(``01-2025JULAUG``, then one per month). Unusable records are listed in
+:attr:`ArenaRelease.skipped`; clips without audio on disk are kept with ``has_audio_* = False``.
 """
 
 from __future__ import annotations
@@ -67,25 +58,16 @@ class MusicArenaError(ValueError):
 
 @dataclass
 class ArenaRelease:
-    """A Music Arena release read from disk.
+    """A Music Arena release read from disk."""
 
-    Attributes:
-        root: the folder holding ``battle_data/`` and ``audio_files/``.
-        battles: one row per usable battle, columns :data:`BATTLE_COLUMNS`.
-        skipped: ``(file relative to root, reason)`` of every record left out.
-    """
-
-    root: Path
-    battles: pd.DataFrame
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    root: Path  # the folder holding battle_data/ and audio_files/
+    battles: pd.DataFrame  # one row per usable battle, columns BATTLE_COLUMNS
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out
 
     def clips(self) -> pd.DataFrame:
         """One row per distinct released clip: ``clip_id``, ``file_name`` (relative to the root),
-        ``system``, ``prompt``, ``is_instrumental``, ``duration_s``, ``batch``, ``has_audio``.
-
-        Clips listed in battles but not released (empty path) have no row: they cannot be served
-        or scored. ``has_audio`` is False when the release names a file that is not on disk.
-        """
+        ``system``, ``prompt``, ``is_instrumental``, ``duration_s``, ``batch``, ``has_audio``
+        (False when the file is not on disk). Unreleased clips (empty path) have no row."""
         names = {
             "clip_{}": "clip_id",
             "audio_{}": "file_name",
@@ -207,14 +189,11 @@ def _parse_battle(record: Any, path: Path, root: Path) -> dict[str, Any]:
 def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...] = ()) -> Path:
     """A local folder in Music Arena's layout, or the Hub dataset downloaded into ``cache_dir``.
 
-    Args:
-        spec: a folder with ``battle_data/``, ``"music-arena"`` (the official dataset) or a Hub
-            dataset id in the same layout.
-        cache_dir: where Hub downloads go (resumed and reused by huggingface_hub).
-        batches: only these batch folders (e.g. ``("02-2025SEP",)``); empty = all.
+    ``spec``: a folder with ``battle_data/``, ``"music-arena"`` (the official dataset) or a Hub
+    dataset id in the same layout; ``batches``: only these batch folders (empty: all).
 
     Raises:
-        MusicArenaError: the folder does not exist, or the Hub cannot be reached (offline).
+        MusicArenaError: not a folder nor a dataset id, or the Hub cannot be reached (offline).
     """
     path = Path(str(spec)).expanduser()
     if path.is_dir():
@@ -247,37 +226,26 @@ def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...]
         ) from exc
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    # a crash never leaves half a battle file that a reader would skip
-    write_text_atomic(path, json.dumps(data, ensure_ascii=False))
-
-
-def _encode(source: Path, dest: Path, audio_format: str) -> None:
+def _encode(audio: Path, dest: Path, audio_format: str) -> None:
     import soundfile as sf
 
     with atomic_path(dest) as tmp:
         if audio_format == "copy":
-            tmp.write_bytes(source.read_bytes())
+            tmp.write_bytes(audio.read_bytes())
         else:
-            samples, rate = sf.read(source, dtype="float32", always_2d=True)
+            samples, rate = sf.read(audio, dtype="float32", always_2d=True)
             sf.write(tmp, samples, rate, format="MP3")
 
 
 def export_votes(
     corpus_dir: str | Path, votes: pd.DataFrame, out_dir: str | Path, *, audio_format: str = "mp3"
 ) -> Path:
-    """Write demo clips and simulated votes in Music Arena's release layout (offline stand-in).
+    """Write a demo corpus's clips and simulated votes in Music Arena's layout; returns ``out_dir``.
 
-    Args:
-        corpus_dir: a built demo corpus (:func:`apex.demo.build_demo_corpus`).
-        votes: :func:`apex.demo.simulate_votes` rows (``clip_a``/``clip_b`` are corpus clip ids).
-        out_dir: target folder; existing files of the same names are replaced.
-        audio_format: ``"mp3"`` (re-encoded with libsndfile, as the release ships) or ``"copy"``
-            (the corpus's WAV/FLAC bytes, with their own extension).
-
-    Returns:
-        ``out_dir``. Every battle file carries ``"apex_demo": true`` so it is never mistaken
-        for real listener data; ``README.md`` says the same.
+    ``votes`` are :func:`apex.demo.simulate_votes` rows (``clip_a``/``clip_b`` corpus clip ids);
+    same-named files in ``out_dir`` are replaced. ``audio_format``: ``"mp3"`` (re-encoded, as the
+    release ships) or ``"copy"`` (the corpus's bytes). Every battle file carries
+    ``"apex_demo": true`` (and ``README.md`` says so): never mistaken for real listeners.
     """
     from apex.demo import load_metadata
 
@@ -303,11 +271,11 @@ def export_votes(
         }
         for side in "ab":
             clip = meta.loc[vote[f"clip_{side}"]]
-            source = corpus / clip["file_name"]
-            suffix = ".mp3" if audio_format == "mp3" else source.suffix
+            audio = corpus / clip["file_name"]
+            suffix = ".mp3" if audio_format == "mp3" else audio.suffix
             rel = f"audio_files/{batch}/{vote[f'clip_{side}']}{suffix}"
             if rel not in written:
-                _encode(source, out / rel, audio_format)
+                _encode(audio, out / rel, audio_format)
                 written.add(rel)
             duration = float(clip["duration_s"])
             record |= {
@@ -318,7 +286,9 @@ def export_votes(
                 # simulated listeners hear each clip to the end
                 f"total_listening_time_{side}": duration,
             }
-        _write_json(out / "battle_data" / batch / f"{vote['battle_uuid']}.json", record)
+        # atomic: a crash never leaves half a battle file that a reader would skip
+        path = out / "battle_data" / batch / f"{vote['battle_uuid']}.json"
+        write_text_atomic(path, json.dumps(record, ensure_ascii=False))
     (out / "README.md").write_text(
         "# DEMO data in Music Arena's layout\n\nSynthetic demo clips and simulated votes written "
         "by `apex.sources.music_arena.export_votes`; not real listeners, not real systems.\n",

@@ -1,20 +1,11 @@
 """SongEval (ASLP-lab/SongEval): expert 1-5 ratings as aesthetic targets and as a test set.
 
-**Licence: CC BY-NC-SA 4.0 -- non-commercial use only, attribution, share-alike.** Models trained
-on SongEval inherit that restriction; every manifest row written here says so in ``license``.
-
-Layout of the Hub dataset: ``mp3/<song>.mp3`` (2,399 songs) and ``metadata.jsonl`` (audiofolder
-convention, ``file_name`` relative to the root) with the five ratings per song, either as columns
-or nested in an object (e.g. ``aesthetic_scores``); a rating may be one number (the mean) or a
-list of per-rater values (averaged here). Columns are matched by name, case-insensitively:
-``Coherence``/``Overall Coherence`` -> coherence, ``Musicality`` -> musicality, ``Memorability``
--> memorability, ``Clarity``/``Clarity of Song Structure`` -> clarity, ``Naturalness`` ->
-naturalness. A layout without all five fails listing the columns it has. A song whose ratings are
-not numbers in 1-5 is skipped and reported; a song whose audio is absent is kept with
-``has_audio = False`` (its ratings still serve as targets for an embedding made elsewhere).
-
-Metrics on the test set are those of the song-aesthetics challenge: per dimension, the linear
-correlation (LCC, Pearson), Spearman's rank correlation (SRCC) and Kendall's tau.
+**Licence: CC BY-NC-SA 4.0 -- non-commercial use only**; every manifest row says so. Layout:
+``mp3/<song>.mp3`` and ``metadata.jsonl`` (``file_name`` relative to the root) with five ratings
+per song, as columns or nested (``aesthetic_scores.*``), each a number or a list of per-rater
+values (averaged). Columns match the axes by keyword, case-insensitively (``Overall Coherence``
+-> coherence). Ratings outside 1-5 skip the song; a song without audio is kept with
+``has_audio = False``. Test metrics are the challenge's: LCC, SRCC, Kendall's tau per axis.
 """
 
 from __future__ import annotations
@@ -32,7 +23,6 @@ from apex.tasks import AESTHETICS
 HUB_ID = "ASLP-lab/SongEval"
 LICENSE = "CC BY-NC-SA 4.0 (SongEval; non-commercial use only)"
 PLATFORM = "songeval"
-_KEYWORDS = {axis: axis for axis in AESTHETICS}
 
 
 class SongEvalError(ValueError):
@@ -43,20 +33,14 @@ class SongEvalError(ValueError):
 class SongEvalSet:
     """SongEval read from disk.
 
-    Attributes:
-        root: dataset folder.
-        songs: ``clip_id``, ``file_name``, the five :data:`AESTHETICS` (1-5 means), ``has_audio``,
-            ``split`` (stable hash split, 10 % val, 10 % test).
-        skipped: ``(row or file, reason)`` of every record left out.
+    ``songs``: ``clip_id``, ``file_name``, the five :data:`AESTHETICS` (1-5 means),
+    ``has_audio``, ``split`` (stable hash split, 10 % val, 10 % test); ``skipped``:
+    ``(row or file, reason)`` of every record left out.
     """
 
     root: Path
     songs: pd.DataFrame
     skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def ratings(self) -> pd.DataFrame:
-        """``clip_id`` + the five axes: the input of :func:`apex.training.data.apply_ratings`."""
-        return self.songs[["clip_id", *AESTHETICS]].copy()
 
 
 def _axis_columns(columns: list[str]) -> dict[str, str]:
@@ -64,8 +48,8 @@ def _axis_columns(columns: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for column in columns:
         name = column.rsplit(".", 1)[-1].lower()
-        for keyword, axis in _KEYWORDS.items():
-            if keyword in name and axis not in found:
+        for axis in AESTHETICS:
+            if axis in name and axis not in found:
                 found[axis] = column
     return found
 
@@ -136,32 +120,29 @@ def read_songeval(root: str | Path) -> SongEvalSet:
 def write_manifest(data: SongEvalSet, path: str | Path) -> Path:
     """An ``apex embed`` manifest of the songs with audio: ``id``, ``audio``, ``platform``,
     ``split``, the five targets and ``license`` (kept in the shards' ``extra`` column)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for row in data.songs[data.songs["has_audio"]].to_dict("records"):
-            entry = {
-                "id": f"{PLATFORM}:{row['clip_id']}",
-                "audio": str(data.root / row["file_name"]),
-                "platform": PLATFORM,
-                "split": row["split"],
-                **{a: row[a] for a in AESTHETICS},
-                "license": LICENSE,
-            }
-            fh.write(json.dumps(entry) + "\n")
-    return path
+    from apex.sources.download import write_jsonl
+
+    rows = [
+        {
+            "id": f"{PLATFORM}:{row['clip_id']}",
+            "audio": str(data.root / row["file_name"]),
+            "platform": PLATFORM,
+            "split": row["split"],
+            **{a: row[a] for a in AESTHETICS},
+            "license": LICENSE,
+        }
+        for row in data.songs[data.songs["has_audio"]].to_dict("records")
+    ]
+    return write_jsonl(Path(path), rows)
 
 
 def aesthetic_metrics(
     predictions: pd.DataFrame, truth: pd.DataFrame
 ) -> dict[str, dict[str, float]]:
-    """LCC, SRCC and Kendall's tau per dimension on songs present in both frames.
+    """``{axis: {"lcc", "srcc", "ktau", "n"}}`` on the clips (index) of both frames.
 
-    Args:
-        predictions, truth: indexed by clip id, one column per aesthetic (1-5).
-
-    Returns:
-        ``{axis: {"lcc", "srcc", "ktau", "n"}}``; NaN where fewer than 3 songs or a constant side.
+    Both frames hold one column per aesthetic (1-5); NaN where fewer than 3 songs or one side is
+    constant.
     """
     from scipy import stats
 

@@ -64,8 +64,8 @@ def test_manifest_aliases_paths_targets_and_extra(tmp_path: Path) -> None:
     )
     items = read_manifest(tmp_path / "m.csv")
     assert [i["id"] for i in items] == ["a", "b"]
-    assert items[0]["source"] == str(tmp_path / "audio" / "a.wav")  # relative to the manifest
-    assert items[1]["source"] == "/abs/b.flac"
+    assert items[0]["audio"] == str(tmp_path / "audio" / "a.wav")  # relative to the manifest
+    assert items[1]["audio"] == "/abs/b.flac"
     assert items[0]["score_likes"] == 61.5 and items[1]["score_likes"] is None
     assert items[0]["split"] == "train" and items[1]["split"] == "pool"
     assert items[1]["platform"] == "unknown"
@@ -76,7 +76,7 @@ def test_manifest_mixes_paths_and_urls_per_row(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     path.write_text('{"id": "a", "path": "x.wav"}\n{"id": "b", "url": "https://h/y.mp3"}\n')
     items = read_manifest(path)
-    assert [i["source"] for i in items] == [str(tmp_path / "x.wav"), "https://h/y.mp3"]
+    assert [i["audio"] for i in items] == [str(tmp_path / "x.wav"), "https://h/y.mp3"]
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_embed_writes_training_shards_and_errors(small_demo_corpus: Path, tmp_pa
     assert sorted(errors.index) == ["bad-corrupt", "bad-missing"]
     assert "no such file" in errors.loc["bad-missing", "reason"]
     assert errors.loc["bad-corrupt", "stage"] == "decode"
-    assert errors.loc["bad-corrupt", "source"].endswith("corrupt-test.wav")
+    assert errors.loc["bad-corrupt", "audio"].endswith("corrupt-test.wav")
 
     frame = read_shards(out / "embeddings")  # the training reader takes the shards as they are
     truth = pd.read_json(small_demo_corpus / "engagement.jsonl", lines=True).set_index("id")
@@ -255,10 +255,66 @@ def crashing_decode(item: dict, sample_rate: int, max_seconds: float) -> dict:
 def test_a_decoder_crash_fails_only_its_own_file() -> None:
     from apex.embed.decoding import decoded_items
 
-    items = [{"id": f"s{n}", "source": "x"} for n in range(6)]
-    items.insert(3, {"id": "poison", "source": "x"})
+    items = [{"id": f"s{n}", "audio": "x"} for n in range(6)]
+    items.insert(3, {"id": "poison", "audio": "x"})
     results = list(decoded_items(items, 24_000, 600.0, 2, 4, decode=crashing_decode))
     assert [r["id"] for r in results] == [i["id"] for i in items]  # order kept, nothing lost
     failed = [r["id"] for r in results if "reason" in r]
     assert failed == ["poison"]
     assert "decoding process died" in results[3]["reason"]
+
+
+class _FailingEncoder:
+    """Encodes nothing: raises ``error`` for the clip with id ``bad`` (and for any batch)."""
+
+    encoder_id = "failing"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def settings_key(self) -> str:
+        return "k"
+
+    def encode_batch(self, audios: list) -> list:
+        raise self.error
+
+    def encode(self, audio):
+        from apex.encoders.fallback import FallbackEncoder
+
+        if audio.source == "bad":
+            raise self.error
+        return FallbackEncoder().encode(audio)
+
+
+def _decoded(item_id: str) -> dict:
+    pcm = np.random.default_rng(0).normal(0, 0.1, 24_000 * 2).astype(np.float32).tobytes()
+    return {"id": item_id, "audio": "x.wav", "pcm": pcm, "sample_rate": 24_000, "duration_s": 2.0}
+
+
+def test_a_bad_clip_is_recorded_but_a_programming_error_surfaces() -> None:
+    from apex.audio import AudioError
+    from apex.embed.records import encode_items
+
+    records = encode_items(_FailingEncoder(AudioError("silent")), [_decoded("ok"), _decoded("bad")])
+    assert [r["status"] for r in records] == ["ok", "error"]
+    assert records[1]["stage"] == "encode" and "AudioError: silent" in records[1]["reason"]
+    for bug in (TypeError("bug"), ValueError("wrong rate"), KeyError("x")):
+        with pytest.raises(type(bug)):
+            encode_items(_FailingEncoder(bug), [_decoded("ok"), _decoded("bad")])
+
+
+def test_errors_shards_from_before_the_audio_column_rename_still_read(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from apex.embed.records import ERROR_FIELDS
+
+    (tmp_path / "errors").mkdir()
+    old = pa.schema([pa.field("source", f.type) if f.name == "audio" else f for f in ERROR_FIELDS])
+    row = {"id": "a", "source": "a.wav", "stage": "decode", "reason": "bad", "time": 1.0}
+    pq.write_table(pa.Table.from_pylist([row], schema=old), tmp_path / "errors" / "p0.parquet")
+    new = pa.Table.from_pylist(
+        [{**row, "id": "b", "audio": "b.wav"}], schema=pa.schema(ERROR_FIELDS)
+    )
+    pq.write_table(new, tmp_path / "errors" / "p1.parquet")
+    assert read_errors(tmp_path).column("audio").to_pylist() == ["a.wav", "b.wav"]

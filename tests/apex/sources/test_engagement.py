@@ -55,7 +55,7 @@ def suno_file(tmp_path: Path) -> Path:
 
 def test_suno_dump_maps_onto_the_fields_and_reports_bad_rows(suno_file: Path) -> None:
     frame = read_listing(suno_file)
-    assert detect(frame).platform == "suno"
+    assert detect(frame) == "suno"
     listing, skipped = normalise(frame)
     assert len(listing) == 40 and set(listing["platform"]) == {"suno"}
     assert dict(skipped) == {
@@ -90,7 +90,7 @@ def test_an_unknown_layout_lists_the_columns_it_found() -> None:
     with pytest.raises(ListingError, match=r"found columns \['listens', 'mp3', 'track'\]") as err:
         normalise(frame)
     assert "play_count" in str(err.value) and "plays" in str(err.value)
-    with pytest.raises(ListingError, match="unknown source"):
+    with pytest.raises(ListingError, match="unknown platform"):
         detect(frame, "spotify")
 
 
