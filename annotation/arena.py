@@ -36,7 +36,7 @@ from annotation.pool.sources import pool_identity
 from annotation.reveal import ApexView, Reveal, apex_view, reveal_of, with_scores
 from annotation.rules import ListenEvent, VoteRefused
 from annotation.sampler import NoPairAvailable, PairCounts, PairSampler, StoreRatings
-from annotation.store import Battle, DuplicateVote, VoteRecord, VoteStore
+from annotation.store import Battle, DuplicateVote, VoteRecord, VoteStore, new_vote
 from apex.settings import Settings
 
 __all__ = ["Arena", "BattleTicket", "Reveal"]
@@ -53,10 +53,6 @@ CONSENSUS_REFRESH_S = 60.0
 #: Votes of different voters run in parallel; one voter's votes run one at a time (locks are
 #: striped by voter pseudonym, so the rate limit holds without one global lock).
 _VOTE_LOCK_STRIPES = 64
-#: What a vote copies from its battle (the same names in :class:`Battle` and :class:`VoteRecord`).
-_FROM_BATTLE = (
-    "prompt", "is_instrumental", "system_a", "system_b", "clip_a", "clip_b", "audio_a", "audio_b",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -167,13 +163,19 @@ class Arena:
         a, b = self.pool[clip_a], self.pool[clip_b]
         self.pool.prioritize((a.clip_id, b.clip_id))  # scored while the visitor listens
         battle = Battle(
-            battle_id=uuid.uuid4().hex, issued_at=self._clock(), session=session,
-            clip_a=a.clip_id, clip_b=b.clip_id, system_a=a.system, system_b=b.system,
-            audio_a=a.file_name, audio_b=b.file_name,
+            battle_id=uuid.uuid4().hex,
+            issued_at=self._clock(),
+            session=session,
+            clip_a=a.clip_id,
+            clip_b=b.clip_id,
+            system_a=a.system,
+            system_b=b.system,
+            audio_a=a.file_name,
+            audio_b=b.file_name,
             # Same-prompt battles carry the prompt; a cross-prompt battle records both.
             prompt=a.prompt if a.prompt == b.prompt else f"{a.prompt} | {b.prompt}",
             is_instrumental=a.is_instrumental and b.is_instrumental,
-        )  # fmt: skip
+        )
         served_a, served_b = self._served(a.clip_id), self._served(b.clip_id)
         self.store.insert_battle(battle)
         self._pairs.add(battle.system_a, battle.system_b)
@@ -273,10 +275,13 @@ class Arena:
             rules.check_listening(credit, settings.min_listen_s)
             record = self._record(battle, voter, now, preference, events, credit)
             record = dataclasses.replace(
-                record, feedback=feedback, ratings_a=clean_ratings.get("A"),
-                ratings_b=clean_ratings.get("B"), flags=self._flags(battle, voter, record),
+                record,
+                feedback=feedback,
+                ratings_a=clean_ratings.get("A"),
+                ratings_b=clean_ratings.get("B"),
+                flags=self._flags(battle, voter, record),
                 signed_in=bool(account),
-            )  # fmt: skip
+            )
             try:
                 self.store.insert_vote(record)
             except DuplicateVote:
@@ -315,14 +320,16 @@ class Arena:
         view = self._apex_view(battle) or ApexView({}, {}, None, None)
         clip_a, clip_b = self.pool[battle.clip_a], self.pool[battle.clip_b]
         served_a, served_b = self._served(battle.clip_a), self._served(battle.clip_b)
-        return VoteRecord(
+        return new_vote(
+            dataclasses.asdict(battle),
             vote_id=uuid.uuid4().hex,
             battle_uuid=battle.battle_id,
+            voter=voter,
+            session=battle.session,
             timestamp=now,
-            user_pseudonym=voter,
-            session_pseudonym=battle.session,
-            **{name: getattr(battle, name) for name in _FROM_BATTLE},
             preference=preference,
+            source="live",
+            pool=self._pool_id,
             listen_data_a=[[e.seconds, e.server_time] for e in events if e.side == "A"],
             listen_data_b=[[e.seconds, e.server_time] for e in events if e.side == "B"],
             total_listening_time_a=credit["A"],
@@ -331,7 +338,6 @@ class Arena:
             apex_b=view.apex_b or None,
             apex_p_a=view.p_a,
             apex_model_version=view.model_version,
-            source="live",
             loudness_a=served_a.source.lufs,
             loudness_b=served_b.source.lufs,
             loudness_matched=served_a.matched and served_b.matched,
@@ -339,7 +345,6 @@ class Arena:
             duration_b=clip_b.duration_s,
             instrumental_a=clip_a.is_instrumental,
             instrumental_b=clip_b.is_instrumental,
-            pool=self._pool_id,
         )
 
     def _open_battle(self, battle_id: str, session_id: str, now: float) -> Battle:

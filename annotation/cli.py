@@ -242,40 +242,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-#: Columns of :func:`apex.demo.simulate_votes` that are vote fields of the same name.
-_AS_SIMULATED = ("prompt", "system_a", "system_b", "clip_a", "clip_b", "preference")
-
-
 def simulated_records(
     frame: pd.DataFrame, metadata: pd.DataFrame, *, pool: str | None = None
 ) -> list[VoteRecord]:
-    """Turn :func:`apex.demo.simulate_votes` rows into store records with ``source="simulated"``
-    (``pool``: the demo corpus's identity, :func:`annotation.pool.sources.pool_identity`).
-
-    The listening times are the clips' full durations (a simulated listener hears both clips) and
-    the vote ids derive from the battle ids, so simulating the same seed twice adds nothing.
-    """
-    from annotation.store import VoteRecord
+    """:func:`apex.demo.simulate_votes` rows as ``source="simulated"`` records (``pool``: the
+    demo corpus's :func:`~annotation.pool.sources.pool_identity`). Listening times are the clips'
+    full durations; vote ids derive from battle ids, so the same seed twice adds nothing."""
+    from annotation.store import new_vote
 
     clips = metadata.set_index("clip_id")
     records = []
     for row in frame.itertuples(index=False):
         a, b = clips.loc[row.clip_a], clips.loc[row.clip_b]
+        battle = {**row._asdict(), "audio_a": str(a["file_name"]), "audio_b": str(b["file_name"])}
         records.append(
-            VoteRecord(
+            new_vote(
+                battle,
                 vote_id=f"sim-{row.battle_uuid}",
                 battle_uuid=row.battle_uuid,
+                voter=row.voter,
                 timestamp=row.timestamp.timestamp(),
-                user_pseudonym=row.voter,
-                session_pseudonym=row.voter,
-                **{name: getattr(row, name) for name in _AS_SIMULATED},
-                is_instrumental=bool(row.is_instrumental),
-                audio_a=str(a["file_name"]),
-                audio_b=str(b["file_name"]),
-                total_listening_time_a=float(a["duration_s"]),
-                total_listening_time_b=float(b["duration_s"]),
+                preference=row.preference,
                 source="simulated",
                 pool=pool,
+                total_listening_time_a=float(a["duration_s"]),
+                total_listening_time_b=float(b["duration_s"]),
             )
         )
     return records

@@ -20,6 +20,7 @@ from annotation.store.records import (
     StoreError,
     VoteRecord,
     VoteStore,
+    new_vote,
 )
 from annotation.store.sqlite import SQLiteVoteStore
 from apex.settings import Settings
@@ -34,6 +35,7 @@ __all__ = [
     "StoreError",
     "VoteRecord",
     "VoteStore",
+    "new_vote",
     "open_store",
 ]
 

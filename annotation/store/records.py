@@ -142,6 +142,56 @@ class VoteRecord:
         return cls(**{k: None if _is_nan(v) else v for k, v in row.items() if k in names})
 
 
+#: What a vote copies from its battle (the same names in :class:`Battle` and :class:`VoteRecord`).
+FROM_BATTLE: tuple[str, ...] = (
+    "prompt",
+    "system_a",
+    "system_b",
+    "clip_a",
+    "clip_b",
+    "audio_a",
+    "audio_b",
+)
+
+
+def new_vote(
+    battle: Mapping[str, Any],
+    *,
+    vote_id: str,
+    battle_uuid: str,
+    voter: str,
+    timestamp: float,
+    preference: str,
+    source: str,
+    pool: str | None,
+    session: str | None = None,
+    **more: Any,
+) -> VoteRecord:
+    """The one way to build a vote: live (the arena), simulated (``apex votes simulate``) or
+    imported (Music Arena).
+
+    Args:
+        battle: the battle's fields by name (:data:`FROM_BATTLE` and ``is_instrumental``): a
+            :class:`Battle` as a dict, or a row of simulated or released battles.
+        voter: the user pseudonym; ``session`` defaults to it (simulated and imported voters
+            have no sessions).
+        more: any other :class:`VoteRecord` field (listening, APEX's view, loudness, ...).
+    """
+    return VoteRecord(
+        vote_id=vote_id,
+        battle_uuid=battle_uuid,
+        timestamp=float(timestamp),
+        user_pseudonym=voter,
+        session_pseudonym=voter if session is None else session,
+        **{name: battle[name] for name in FROM_BATTLE},
+        is_instrumental=bool(battle["is_instrumental"]),
+        preference=preference,
+        source=source,
+        pool=pool,
+        **more,
+    )
+
+
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
