@@ -106,12 +106,13 @@ def _compare(pool: ClipPool, scorer: ScorerLike | None, clip_a: str, clip_b: str
     result_a, result_b = pool.result(clip_a), pool.result(clip_b)
     if scorer is None or result_a is None or result_b is None:
         return None  # no model, or unscored clips: never re-score audio inside a vote
+    from apex.checkpoint_base import CheckpointError
+
     try:
         p = float(scorer.compare(result_a, result_b))
-    except (ValueError, RuntimeError):
-        # The human vote is the valuable record: a model failure (a tensor error, results of
-        # two models mid-swap) must not lose it, so the vote is stored without APEX's pick and
-        # the failure is logged for the maintainer. A bug (TypeError, ...) is raised.
+    except CheckpointError:
+        # The human vote is the valuable record: a model that cannot compare must not lose it
+        # (stored without APEX's pick, logged). Any other error is a bug and is raised.
         logger.exception("APEX compare failed for %s vs %s; vote kept without it", clip_a, clip_b)
         return None
     return p if math.isfinite(p) else None

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from annotation.hub import HUB_ERRORS
 from apex.settings import Settings
 
 _HUB_CACHE = "hub-datasets"
@@ -106,12 +105,13 @@ def latest_music_arena_batch() -> str:
     """
     from huggingface_hub import HfApi
 
+    from apex.hub_files import hub_errors
     from apex.sources.music_arena import HUB_ID
 
     try:
         entries = HfApi().list_repo_tree(HUB_ID, path_in_repo="battle_data", repo_type="dataset")
         names = [Path(entry.path).name for entry in entries]
-    except HUB_ERRORS as exc:  # offline, rate-limited, moved: one piece of advice for all
+    except hub_errors() as exc:  # offline, rate-limited, moved: one piece of advice for all
         raise PoolError(
             f"could not list the batches of {HUB_ID} ({type(exc).__name__}: {exc}); set "
             "APEX_POOL=music-arena:<batch> or a local copy of the release"
@@ -218,13 +218,15 @@ def _music_arena_release(spec: str, settings: Settings) -> Path:
 def _hub_dataset(repo_id: str, settings: Settings) -> Path:
     from huggingface_hub import snapshot_download
 
+    from apex.hub_files import hub_errors
+
     try:
         return Path(
             snapshot_download(
                 repo_id, repo_type="dataset", cache_dir=settings.cache_dir / _HUB_CACHE
             )
         )
-    except HUB_ERRORS as exc:  # every failure mode gets the same advice
+    except hub_errors() as exc:  # every failure mode gets the same advice
         raise PoolError(
             f"could not download the Hub dataset {repo_id!r} ({type(exc).__name__}: {exc}). "
             "The Hub may be unreachable (offline?) or the id wrong; set APEX_POOL=demo or a local "

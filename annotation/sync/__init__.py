@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from annotation.sync.files import UPLOAD_PATTERNS, restore_from_folder
-from annotation.sync.service import SYNC_ERRORS, SystemClock, VoteSync, start_sync
+from annotation.sync.service import SYNC_ERRORS, SystemClock, VoteSync
 from annotation.sync.status import Backoff, SyncStatus, describe_error, redact
 
 __all__ = [
@@ -23,5 +23,4 @@ __all__ = [
     "describe_error",
     "redact",
     "restore_from_folder",
-    "start_sync",
 ]

@@ -54,7 +54,7 @@ from apex.settings import Settings
 if TYPE_CHECKING:
     from annotation.store import VoteStore
 
-__all__ = ["SYNC_ERRORS", "SystemClock", "VoteSync", "start_sync"]
+__all__ = ["SYNC_ERRORS", "SystemClock", "VoteSync"]
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,3 @@ class VoteSync:
         retrying = self._thread is not None
         return self._incidents.failed(err, doing, secrets=secrets, retrying=retrying)
 
-
-def start_sync(settings: Settings, store: VoteStore, *, api: Any = None) -> VoteSync:
-    """Build and start the app's :class:`VoteSync` (restores an empty store first)."""
-    return VoteSync(settings, store, api=api).start()
