@@ -31,7 +31,6 @@ from annotation import flags, limits, rules
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
-from annotation.pool.scoring import missing_scores
 from annotation.pool.sources import pool_identity
 from annotation.reveal import ApexView, Reveal, apex_view, reveal_of, with_scores
 from annotation.rules import ListenEvent, VoteRefused
@@ -365,7 +364,7 @@ class Arena:
             raise VoteRefused("unknown_battle", "this battle does not exist on the server.")
         view = self._apex_view(battle)
         if view is None:
-            pending, note = missing_scores(self.pool, battle.clip_a, battle.clip_b)
+            pending, note = self.pool.missing_scores(battle.clip_a, battle.clip_b)
             return dataclasses.replace(reveal, apex_pending=pending, apex_note=note)
         return with_scores(reveal, view)
 
@@ -375,7 +374,7 @@ class Arena:
     def _reveal(self, record: VoteRecord, voter: str) -> Reveal:
         pending, note = False, ""
         if not record.apex_a:
-            pending, note = missing_scores(self.pool, record.clip_a, record.clip_b)
+            pending, note = self.pool.missing_scores(record.clip_a, record.clip_b)
         return reveal_of(record, self.store.vote_count(voter), pending=pending, note=note)
 
 

@@ -39,7 +39,7 @@ from typing import Any, TypedDict, Unpack
 import pandas as pd
 
 from annotation.pool.check import Clip, content_hash, validate_rows
-from annotation.pool.scoring import ScorerLike, ScoringQueue, model_key, result_from_dict
+from annotation.pool.scoring import ScorerLike, ScoringQueue, model_key
 from annotation.pool.sources import PoolError, audiofolder_rows, music_arena_rows
 
 __all__ = ["ClipPool", "PoolOptions"]
@@ -182,7 +182,7 @@ class ClipPool:
             self._clips[clip_id] = replace(
                 clip, scores=dict(result.get("scores", {})), result=result, model_version=version
             )
-            self._results[clip_id] = live if live is not None else result_from_dict(result)
+            self._results[clip_id] = live if live is not None else _rebuilt(result)
             self._errors.pop(clip_id, None)
             self._changed.notify_all()
 
@@ -245,6 +245,20 @@ class ClipPool:
             "active": (self._queue is not None and scored + failed < len(self._clips))
             or (self._queue is None and self.awaiting_scorer),
         }
+
+    def missing_scores(self, clip_a: str, clip_b: str) -> tuple[bool, str]:
+        """``(pending, note)`` for a battle whose clips are not both scored: pending while the
+        queue may still score them; the note says why APEX's view is missing."""
+        errors = self.score_errors
+        failed = [c for c in (clip_a, clip_b) if c in errors]
+        if failed:
+            return False, f"APEX could not score this battle's clips: {errors[failed[0]]}"
+        if self.scoring_progress()["active"]:
+            return True, (
+                "APEX is still scoring these clips (the arena opened before the whole pool was "
+                "scored); its view appears here as soon as they are done."
+            )
+        return False, "APEX has no scores for these clips (no model is serving)."
 
     def wait_scored(
         self, clip_ids: Iterable[str] | None = None, timeout: float | None = None
@@ -348,3 +362,14 @@ class ClipPool:
             self._results.pop(clip_id, None)
             self.skipped.append((clip.file_name, reason))
         self._errors.clear()
+
+
+def _rebuilt(data: dict[str, Any]) -> Any:
+    """The ``ScoreResult`` of a cached dict; None for a stale entry (the clip is scored again)."""
+    from apex.scorer import ScoreResult
+
+    try:
+        return ScoreResult.from_dict(data)
+    except KeyError as err:
+        logger.warning("stale score cache entry ignored (%s); scoring the clip again", err)
+        return None

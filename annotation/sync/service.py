@@ -322,4 +322,3 @@ class VoteSync:
         secrets = (self._token() or "",)
         retrying = self._thread is not None
         return self._incidents.failed(err, doing, secrets=secrets, retrying=retrying)
-
