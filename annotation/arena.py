@@ -27,7 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from annotation import flags, limits, rules
+from annotation import limits, rules
+from annotation.flags import HISTORY_VOTES, Consensus, PastVote, vote_flags
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
@@ -116,7 +117,7 @@ class Arena:
         self._battles_issued = limits.battle_limiter()
         self._listen_reports = limits.listen_limiter()
         self._pairs = PairCounts(store.pair_counts, refresh_s=PAIR_COUNTS_REFRESH_S)
-        self._consensus = flags.Consensus(store, refresh_s=CONSENSUS_REFRESH_S)
+        self._consensus = Consensus(store, refresh_s=CONSENSUS_REFRESH_S)
         self._pool_id = pool_identity(pool.root)  # every vote says where its clips are
         self.loudness = LoudnessMatcher(
             Path(settings.cache_dir) / "arena-loudness",
@@ -278,7 +279,7 @@ class Arena:
                 feedback=feedback,
                 ratings_a=clean_ratings.get("A"),
                 ratings_b=clean_ratings.get("B"),
-                flags=self._flags(battle, voter, record),
+                flags=self._flags_of(battle, voter, record),
                 signed_in=bool(account),
             )
             try:
@@ -290,15 +291,11 @@ class Arena:
         return self._reveal(record, voter)
 
     # ------------------------------------------------------------------ vote quality
-    def _flags(self, battle: Battle, voter: str, record: VoteRecord) -> str:
+    def _flags_of(self, battle: Battle, voter: str, record: VoteRecord) -> str:
         """Reasons this vote may be unreliable (:func:`annotation.flags.vote_flags`)."""
-        history = [
-            flags.PastVote(*row) for row in self.store.recent_votes(voter, flags.HISTORY_VOTES)
-        ]
-        return flags.vote_flags(
-            vote=flags.PastVote(
-                record.timestamp, record.preference, record.system_a, record.system_b
-            ),
+        history = [PastVote(*row) for row in self.store.recent_votes(voter, HISTORY_VOTES)]
+        return vote_flags(
+            vote=PastVote(record.timestamp, record.preference, record.system_a, record.system_b),
             issued_at=battle.issued_at,
             credit={"A": record.total_listening_time_a, "B": record.total_listening_time_b},
             min_listen_s=self.settings.min_listen_s,

@@ -9,7 +9,7 @@ Usage::
 
     stats = stats_from_shards(settings.export_dir)
     card = build_card(stats, repo_id=settings.votes_repo, settings=settings)
-    write_card(settings.export_dir, card)
+    write_dataset_card(settings.export_dir, card)
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def build_card(
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
-def write_card(folder: Path, card: DatasetCard) -> bool:
+def write_dataset_card(folder: Path, card: DatasetCard) -> bool:
     """Write ``card`` to ``folder/README.md`` only when its text changed; return True if written.
 
     Leaving an unchanged card alone keeps its modification time, so the sync does not re-upload it.

@@ -140,7 +140,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     Going through ``settings.export_dir`` keeps one append-only shard history (the one the Hub
     sync uploads, restored shards included), so ``--out`` gets every vote, laid out like the repo.
     """
-    from annotation.card import build_card, stats_from_shards, write_card
+    from annotation.card import build_card, stats_from_shards, write_dataset_card
     from annotation.export import export_shards, to_csv
     from annotation.sync import compact
 
@@ -158,7 +158,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
         compact.tidy(out)  # shards an earlier export copied that a compacted file now holds
     csv = to_csv(store, out / "votes.csv")
     stats = stats_from_shards(out)
-    write_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))
+    write_dataset_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))
     held = f"{stats.n_shards} shard(s) with {stats.n_votes} votes ({stats.n_systems} systems)"
     done = f"Exported {len(new)} new shard(s), copied {copied}"
     print(f"{done}; {out} holds {held}, {csv.name} and README.md.")

@@ -296,7 +296,7 @@ def _write_once(path: Path, part: pd.DataFrame) -> Path:
     return path
 
 
-def read_shards(directory: str | Path) -> pd.DataFrame:
+def read_vote_shards(directory: str | Path) -> pd.DataFrame:
     """All shards under ``directory`` (any depth) as one released-columns table, in row order."""
     shards = sorted(shard_ranges(Path(directory)))
     if not shards:
@@ -349,7 +349,7 @@ def import_shards(store: VoteStore, directory: str | Path) -> int:
     Raises:
         ExportError: a row is not a valid vote (the message names it).
     """
-    frame = read_shards(directory)
+    frame = read_vote_shards(directory)
     records = [_record(row) for row in frame.to_dict("records")]
     return store.import_votes(records)
 

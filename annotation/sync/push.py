@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-from annotation.card import build_card, stats_from_shards, write_card
+from annotation.card import build_card, stats_from_shards, write_dataset_card
 from annotation.sync.compact import Compaction
 from annotation.sync.files import Ledger, file_entry, local_files
 from apex.files import sha256_file
@@ -44,7 +44,7 @@ def export_with_card(
     export_shards(store, folder)
     shards = tuple(rel for rel in local_files(folder) if rel != CARD)
     if shards != card_for or not (folder / CARD).is_file():
-        write_card(
+        write_dataset_card(
             folder, build_card(stats_from_shards(folder), repo_id=repo_id, settings=settings)
         )
     return shards
