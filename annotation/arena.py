@@ -1,15 +1,9 @@
 """The arena service: issue a battle, record listening, accept or refuse a vote, reveal.
 
-The server keeps every fact that matters (which clips, which systems, when the battle was issued,
-to which session, what was played when); the client only ever holds an opaque battle id and two
-audio files until its vote is stored. Every refusal raises :class:`~annotation.rules.VoteRefused`
-with a message meant for the person, and nothing is stored for a refused vote.
-
-Battles are issued before the pool is scored: issuing one moves its two clips to the front of the
-pool's scoring queue, so they are usually scored while the visitor listens. A vote never waits
-for scores: when APEX has not scored a battle's clips yet, the vote is stored without APEX's view
-(as it had none at vote time), the reveal says so (``apex_pending``), and :meth:`Arena.late_reveal`
-fills APEX's view in once the scores exist.
+The server keeps every fact that matters; the client holds an opaque battle id and two audio
+files until its vote is stored. Every refusal raises :class:`~annotation.rules.VoteRefused`.
+Issuing a battle moves its clips to the front of the scoring queue; a vote never waits for
+scores (stored without APEX's view, ``apex_pending``; :meth:`Arena.late_reveal` fills it in).
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """The dataset card (``README.md``) of the public votes dataset, generated from the vote schema.
 
-The card is rebuilt from :data:`annotation.export.VOTE_COLUMNS` and from counts read off the
-exported shards, written next to them (``<export_dir>/README.md``) and uploaded with the next push.
-Writing the card never touches a shard: the shards are append-only, the card is the one file that
-is refreshed.
-
-Usage::
-
-    stats = stats_from_shards(settings.export_dir)
-    card = build_card(stats, repo_id=settings.votes_repo, settings=settings)
-    write_dataset_card(settings.export_dir, card)
+Rebuilt from :data:`annotation.export.VOTE_COLUMNS` and the counts of the exported shards
+(:func:`stats_from_shards`, :func:`build_card`), written next to them by
+:func:`write_dataset_card` and uploaded with the next push; the card is the one refreshed file.
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
-"""``apex votes``: export, push, restore, simulate and inspect the vote store from the shell.
+"""``apex votes``: export, push, restore, simulate, import and inspect the vote store.
 
-Joins the ``apex`` command through the ``apex.cli`` entry-point group (``register``). Every action
-reads :meth:`Settings.from_env` (``APEX_DATA_DIR``, ``APEX_VOTES_REPO``, ...), prints one clear
-line per outcome, and returns a non-zero exit code when it could not do what was asked.
-
-Examples::
-
-    apex votes simulate --n 500          # demo votes into a local store (source=simulated)
-    apex votes export --out dump/        # votes/YYYY/MM/*.parquet + votes.csv + README.md
-    apex votes push                      # one push to APEX_VOTES_REPO now
-    apex votes restore --from dump/      # import shards from a folder laid out like the repo
-    apex votes status
+Joins ``apex`` through the ``apex.cli`` entry-point group (:func:`register`). Every action reads
+:meth:`Settings.from_env`, prints one line per outcome and exits 0 done, 1 failed, 2 bad input.
 """
 
 from __future__ import annotations

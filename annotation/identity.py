@@ -1,9 +1,6 @@
 """Voter and session pseudonyms: salted HMAC-SHA256 hashes; raw IPs and session ids never stored.
 
-The salt is a secret. Set it as a Space secret (``APEX_SALT``); when it is unset, one is generated
-once, kept in the data directory with owner-only permissions (0600) and reused on every start, so
-the pseudonyms of a deployment stay stable. Losing the salt file only breaks the link between old
-and new pseudonyms of the same person; it never exposes anyone.
+The salt is ``APEX_SALT`` (a Space secret) or one generated once into the data directory (0600).
 """
 
 from __future__ import annotations

@@ -1,21 +1,10 @@
 """Loudness-matched playback: measure each arena clip and serve a copy at one common loudness.
 
-In an A/B listening test the louder item tends to win; listening-test practice (ITU-R BS.1116,
-MUSHRA) aligns the items' loudness first. Here every clip the arena serves is measured once:
-
-- **integrated loudness**, ITU-R BS.1770-4 (K-weighting, 400 ms blocks with 75 % overlap, the
-  -70 LUFS absolute and -10 LU relative gates), computed by ``pyloudnorm``, in LUFS;
-- **true peak**, BS.1770-4 Annex 2: the signal is oversampled 4x (polyphase FIR interpolation,
-  :func:`scipy.signal.resample_poly`) and the largest absolute sample is taken, in dBTP. Sample
-  peaks miss the inter-sample overs that a DAC or a lossy decoder produces; the oversampled peak
-  catches them.
-
-A matched copy gets one static gain: ``target - loudness``, lowered when needed so that the true
-peak stays at or below the ceiling (no limiter, no clipping introduced; a very peaky clip then
-plays a little under the target, which its record says). Copies are written once as 16-bit WAV
-under a name derived from the source file's content hash and the target, next to a JSON sidecar
-with the measurements, so matching again (even after a restart) reads the sidecar and re-encodes
-nothing. The original loudness of each clip is what the votes record (``loudness_a``/``_b``).
+Integrated loudness is ITU-R BS.1770-4 (``pyloudnorm``), LUFS; true peak is BS.1770-4 Annex 2
+(4x oversampled, :func:`scipy.signal.resample_poly`), dBTP. A matched copy gets one static gain,
+``target - loudness``, lowered so the true peak stays under the ceiling (no limiter). Copies are
+16-bit WAV named by the source's content hash and the target, with a JSON sidecar of the
+measurements, so a restart re-encodes nothing. Votes record the original loudness.
 """
 
 from __future__ import annotations

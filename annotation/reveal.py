@@ -1,10 +1,4 @@
-"""What a voter sees once the vote is stored: the systems and APEX's view of the battle.
-
-:func:`apex_view` reads APEX's view of a battle from the pool (both clips' scores and the
-scorer's comparison; a vote records it as it was at vote time); :func:`reveal_of` builds the
-:class:`Reveal` from the stored vote; :func:`with_scores` fills in APEX's view later when the
-battle's clips were still being scored at vote time (:meth:`annotation.arena.Arena.late_reveal`).
-"""
+"""What a voter sees once the vote is stored: the systems and APEX's view of the battle."""
 
 from __future__ import annotations
 

@@ -1,15 +1,5 @@
-"""The arena's clip pool: which clips exist, whether they are usable, and their APEX scores.
-
-- :mod:`annotation.pool.clip_pool` -- :class:`ClipPool`, the validated clips looked up by id,
-  whose scores fill in as they come (the module docstring describes the folder layouts and
-  caches);
-- :mod:`annotation.pool.check` -- metadata rows -> :class:`Clip`, checked from audio headers;
-- :mod:`annotation.pool.sources` -- the ``APEX_POOL`` setting -> a folder, and the two layouts
-  (audiofolder, Music Arena's release) -> metadata rows;
-- :mod:`annotation.pool.scoring` -- the background scoring queue (battle clips first) and the
-  score cache.
-
-:func:`load_pool` is the entry point the app and jobs use.
+"""The arena's clip pool: :func:`load_pool`, :class:`ClipPool` (``clip_pool``), header checks
+(``check``), where clips come from (``sources``), the background scoring queue (``scoring``).
 """
 
 from __future__ import annotations

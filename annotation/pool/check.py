@@ -1,12 +1,8 @@
 """Checking pool clips cheaply: metadata rows -> :class:`Clip` objects, from audio headers.
 
-Each clip is checked from its audio header (readable, sample rate, at least
-``apex.audio.MIN_SECONDS``, at most ``max_seconds``); the result is cached under
-``<cache>/audio/header-<key>.json`` keyed by path, size and modification time, so a restart only
-stats the files. No audio is decoded unless libsndfile cannot read the header, and no file is
-hashed here: the content hash (the score cache's key) is computed by the scoring queue when it
-first needs it (:func:`content_hash`) and then kept in the same entry. The public names
-are re-exported by :mod:`annotation.pool`.
+Each clip's header check is cached under ``<cache>/audio/header-<key>.json`` (key: path, size,
+mtime), so a restart only stats files; the content hash is computed when first needed
+(:func:`content_hash`) and kept in the same entry.
 """
 
 from __future__ import annotations

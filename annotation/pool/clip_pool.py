@@ -1,29 +1,11 @@
 """The arena's clip pool: AI-generated clips with their system, prompt and APEX scores.
 
-A pool is a folder in Music Arena's release layout (see :mod:`apex.sources.music_arena`) or in
-the ``datasets`` audiofolder convention: audio files plus ``metadata.csv`` or
-``metadata.jsonl`` whose ``file_name`` column names each file (relative to the folder) and whose
-``system``, ``prompt`` and ``is_instrumental`` columns describe it; an optional ``clip_id`` column
-names clips (default: the file name without its extension). Reading either layout, and resolving
-the ``APEX_POOL`` setting to a folder, live in :mod:`annotation.pool.sources`.
-
-Opening a pool costs no model time and grows only with a header read per clip: each clip is
-checked from its audio header (readable, sample rate, at least ``apex.audio.MIN_SECONDS``, at
-most ``max_seconds``, i.e. ``APEX_MAX_AUDIO_S``) and hashed once; the result is cached under
-``cache_dir/pool/audio/`` keyed by path, size and modification time, so a restart only stats the
-files. Clips that cannot be used are listed in :attr:`ClipPool.skipped` with the reason and left
-out, so one bad file never takes the arena down.
-
-Scores come later, from :meth:`ClipPool.start_scoring`: a background queue
-(:mod:`annotation.pool.scoring`) scores every clip, and :meth:`ClipPool.prioritize` moves the
-clips of an issued battle to the front. Until a clip is scored its ``scores`` are empty; each
-score records the model version that produced it (:attr:`Clip.model_version`), and
-:meth:`ClipPool.rescore` re-queues every clip for a new model while the old scores stay visible.
-Scores are cached as one JSON file per clip under
-``cache_dir/pool/<model key>/<sha256 of the file>.json``: a restart, or the same file under another
-name, costs no model time, and a new model (another key) scores afresh. Passing a scorer to
-``from_audiofolder``/``from_music_arena`` scores every clip before returning (the blocking form
-used by jobs and tests).
+A pool is a folder in the audiofolder layout (``metadata.csv``/``.jsonl``: ``file_name``,
+``system``, ``prompt``, ``is_instrumental``, optional ``clip_id``) or Music Arena's release
+layout (:mod:`annotation.pool.sources`). Opening one checks headers only (cached under
+``cache_dir/pool/audio/``); unusable clips go to :attr:`ClipPool.skipped` with the reason.
+Scores come later from :meth:`ClipPool.start_scoring` (:mod:`annotation.pool.scoring`), cached
+per model and content hash; each records its :attr:`Clip.model_version`.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """The pool's background scoring queue: every clip scored once per model, battle clips first.
 
-Two lanes share one scorer: the *urgent* lane scores the clips of issued battles (asked for by
-:meth:`ScoringQueue.urgent`), the *background* lane walks the rest of the pool (unscored clips
-before re-scores for a new model). Both hand their batches to the scorer with a priority, and the
-scorer's shared encoder queue (:class:`apex.batching.EncodeBatcher`) runs higher priorities first,
-and the background lane takes no new batch while battle clips wait or are being scored, so a
-battle's clips wait at most for the background batch already running. A clip is never scored
-twice at once: a battle clip that the background lane is scoring is simply waited for.
-
-Scores are cached per model (``<cache>/<model key>/<sha256>.json``); cached clips cost a file
-read. A clip the model cannot score is reported on the pool (:meth:`ClipPool.record_error`) and
-stays servable; its reveal says APEX has no score for it.
+An *urgent* lane scores issued battles' clips (:meth:`ScoringQueue.urgent`); a *background* lane
+walks the rest (unscored before re-scores), taking no batch while battle clips wait. Scores are
+cached per model (``<cache>/<model key>/<sha256>.json``). A clip the model cannot score
+(:data:`CLIP_ERRORS`) is recorded on the pool and stays servable; anything else is a bug.
 """
 
 from __future__ import annotations

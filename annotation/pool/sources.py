@@ -1,15 +1,9 @@
 """Where the arena's clip pool comes from: the ``APEX_POOL`` setting and the two folder layouts.
 
-:func:`pool_source` turns ``settings.pool`` into a local folder and a sentence saying what it
-is (``auto``: the latest Music Arena release batch when the Hub is reachable, else the demo
-corpus); :func:`pool_folder` gives the folder alone (building the demo corpus, or
-downloading Music Arena's public release or another Hub dataset, when it names one).
-:func:`audiofolder_rows` and :func:`music_arena_rows` read a folder in the audiofolder convention
-or in Music Arena's release layout (see :mod:`apex.sources.music_arena`) into the same metadata
-rows, so :class:`annotation.pool.ClipPool` validates and scores clips from either layout alike.
-:func:`pool_identity` names a pool folder's source and revision, as every vote records it.
-The public entry points are :func:`annotation.pool.load_pool`, ``ClipPool.from_audiofolder`` and
-``ClipPool.from_music_arena`` (and :class:`PoolError`, re-exported there).
+:func:`pool_source` turns ``settings.pool`` into a folder and a sentence (building the demo
+corpus or downloading from the Hub when needed); :func:`audiofolder_rows` and
+:func:`music_arena_rows` read either layout into the same metadata rows; :func:`pool_identity`
+names a folder's source and revision, as every vote records it.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """The vote-store queries both SQL backends share, written once.
 
-:class:`SQLVoteStore` implements every :class:`~annotation.store.records.VoteStore` method, plus
-``max_row_id``, on a few hooks each backend supplies: how to read, how to open a write transaction
-(vote writes may take a lock), how JSON fields are encoded and decoded, which integrity error the
-driver raises, and how a vote gets its row id when the wanted one is taken. The SQL is written
-with ``?`` parameters and double-quoted ``"timestamp"``, which both dialects accept once ``?``
-becomes the backend's parameter marker (:attr:`SQLVoteStore._PARAM`).
-
-Votes and row ids. ``insert_vote`` is idempotent by vote id and allows one vote per battle; both
-checks run inside the write transaction before the insert (race-free there), so a failed statement
-never aborts the transaction and an import batch can skip a vote and go on. ``import_votes`` keeps a
-vote's original row id when it is free, so a restored store numbers its votes as the original did
-and its export continues the same append-only sequence.
+:class:`SQLVoteStore` implements :class:`~annotation.store.records.VoteStore` on a few backend
+hooks (reads, write transactions, JSON codec, integrity error, next row id); the SQL uses ``?``
+(:attr:`SQLVoteStore._PARAM`). ``insert_vote`` is idempotent by vote id, one vote per battle,
+checked inside the write transaction; ``import_votes`` keeps a vote's original row id when free.
 """
 
 from __future__ import annotations

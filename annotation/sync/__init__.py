@@ -1,10 +1,5 @@
-"""Hub sync of the vote store: publish append-only shards to a dataset repo, restore from it.
-
-- :mod:`annotation.sync.service` -- :class:`VoteSync` (start, push, stop, status, restore): one
-  thread that waits for the interval (or the backoff) and pushes;
-- :mod:`annotation.sync.push` -- one round's files: export, the card, what the repo lacks, commit;
-- :mod:`annotation.sync.files` -- the ledger of what the repo holds, adopting and importing shards;
-- :mod:`annotation.sync.status` -- incidents, backoff and the status the Data tab shows.
+"""Hub sync of the vote store: :class:`VoteSync` (``service``), one push (``push``), the ledger
+(``files``), incidents and backoff (``status``), monthly compaction (``compact``).
 """
 
 from __future__ import annotations

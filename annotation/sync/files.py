@@ -1,10 +1,7 @@
 """The files the Hub sync handles: which may go up, what the repo already holds, adopting shards.
 
-Only the vote shards and the dataset card ever leave the export folder (:data:`UPLOAD_PATTERNS`).
-:class:`Ledger` records what the repo holds from this data directory (``<data_dir>/hub_sync.json``),
-so a shard is uploaded exactly once, even across restarts. :func:`adopt_shards` brings shards from
-a restore into the export folder without ever overwriting one; :func:`restore_from_folder` imports
-a folder of shards (laid out like the dataset repo) into a store.
+Only shards and the card leave the export folder (:data:`UPLOAD_PATTERNS`); the :class:`Ledger`
+(``<data_dir>/hub_sync.json``) uploads a shard exactly once, across restarts.
 """
 
 from __future__ import annotations

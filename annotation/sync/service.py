@@ -1,23 +1,10 @@
 """Hub sync: push the append-only vote shards to a dataset repo, and restore an empty store from it.
 
-:class:`VoteSync` runs one daemon thread that waits for the push interval (``settings.sync_minutes``
-after the last push, so the repo gains at most ``1440 / sync_minutes`` scheduled commits a day,
-restarts included) or, after a failure, for the backoff, then makes one attempt: connect
-(``create_repo(exist_ok=True)`` on ``settings.votes_repo``), restore if a restore is still owed,
-export new votes into ``settings.export_dir``, refresh the card, and commit the files the repo lacks
-together with any due monthly compaction, in one ``create_commit`` (:mod:`annotation.sync.push`).
-:meth:`VoteSync.stop` ends the thread and pushes once more (the app's SIGTERM handler calls it).
-
-A ledger of what the repo holds (``<data_dir>/hub_sync.json``, :mod:`annotation.sync.files`) means
-a shard is uploaded exactly once, even across restarts. Failures never reach the voters: votes keep
-landing in the local store. No token, no network, HTTP 429 (commit quota), 412 (concurrent commit)
-and 5xx each open an *incident*, logged once with a message saying what to do (never the token),
-retried with exponential backoff and shown by :meth:`VoteSync.status` on the Data tab
-(:mod:`annotation.sync.status`). Anything else is a bug and surfaces.
-
-The Hub client is injected (``api``: an ``HfApi`` or anything with its ``create_repo``,
-``create_commit``, ``list_repo_files`` and ``snapshot_download``), which is how the tests replace
-the network; so is the clock, which is how a test simulates a day.
+:class:`VoteSync` runs one thread that waits ``settings.sync_minutes`` after the last push (or the
+backoff), then connects, restores if owed, exports, refreshes the card and commits what the repo
+lacks plus any due compaction in one ``create_commit`` (:mod:`annotation.sync.push`). Failures in
+:data:`SYNC_ERRORS` open an incident (:mod:`annotation.sync.status`) and are retried with backoff;
+votes keep landing locally. The Hub client (``api``) and the clock are injected for tests.
 """
 
 from __future__ import annotations
