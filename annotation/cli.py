@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -291,15 +290,3 @@ def cmd_status(args: argparse.Namespace, settings: Settings, store: VoteStore) -
         )
         print(status.message)
     return EXIT_OK
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``apex votes`` alone (``python -m annotation.cli ...``)."""
-    parser = argparse.ArgumentParser(prog="apex")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["votes", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or EXIT_OK)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

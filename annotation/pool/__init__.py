@@ -14,15 +14,10 @@ __all__ = ["Clip", "ClipPool", "PoolError", "PoolOptions", "ScorerLike", "load_p
 
 
 def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
-    """The pool ``settings.pool`` names, validated (cheaply) but not scored unless ``scorer``.
-
-    ``auto`` (the default): the latest batch of Music Arena's public release when the Hub is
-    reachable, else the demo corpus; ``demo``; ``music-arena`` (the whole release) or
-    ``music-arena:<batch>[,<batch>...]`` (only those monthly batches, e.g.
-    ``music-arena:02-2025SEP``); a local folder (audiofolder, or Music Arena's layout when it
-    holds ``battle_data/``); or a Hub dataset id in either layout. Clips longer than
-    ``settings.max_audio_s`` are skipped with the reason. :attr:`ClipPool.description` says
-    which source it is (and why ``auto`` fell back to the demo).
+    """The pool ``settings.pool`` names (:func:`~annotation.pool.sources.pool_source`: ``auto``,
+    ``demo``, ``music-arena[:<batch>,...]``, a folder or a Hub dataset id), validated from headers;
+    scored before returning only when ``scorer`` is given. Clips over ``settings.max_audio_s`` are
+    skipped with the reason.
 
     Raises:
         PoolError: the folder does not exist, or a Hub dataset cannot be downloaded (offline);

@@ -192,10 +192,8 @@ class ClipPool:
         self._queue.start()
 
     def rescore(self, scorer: ScorerLike) -> None:
-        """Re-score every clip with a new model, at low priority, in the background.
-
-        Old scores stay visible (with their :attr:`Clip.model_version`) until each clip's new
-        score replaces them; battle clips (:meth:`prioritize`) are re-scored first.
+        """Re-score every clip with a new model in the background, battle clips first; old
+        scores stay visible (with their :attr:`Clip.model_version`) until replaced.
 
         Raises:
             RuntimeError: scoring was never started (call :meth:`start_scoring`).
@@ -296,13 +294,9 @@ class ClipPool:
     def from_music_arena(
         cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]
     ) -> ClipPool:
-        """Build a pool from a folder in Music Arena's release layout (``battle_data/<batch>/``
-        JSON + ``audio_files/<batch>/`` audio): one clip per released audio file, with the
-        system, prompt and instrumental flag of the battle it came from (``scorer`` and
-        ``options`` as for :meth:`from_audiofolder`).
-
-        Battle records that cannot be read, and clips whose file is not on disk, are listed in
-        :attr:`skipped`; unreleased clips (empty ``audio_a``/``audio_b``) have no file to serve.
+        """Build a pool from Music Arena's release layout: one clip per released audio file on
+        disk, with its battle's system, prompt and instrumental flag (arguments as
+        :meth:`from_audiofolder`; unreadable records and missing files go to :attr:`skipped`).
 
         Raises:
             PoolError: not Music Arena's layout, or no usable clip at all.
