@@ -135,12 +135,12 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     from annotation.sync import compact
 
     out = args.out.expanduser().resolve()
-    source = settings.export_dir.resolve()
-    new = export_shards(store, source)
+    export_dir = settings.export_dir.resolve()
+    new = export_shards(store, export_dir)
     copied = 0
-    if out != source:
-        for shard in sorted(source.glob("votes/**/*.parquet")):
-            dest = out / shard.relative_to(source)
+    if out != export_dir:
+        for shard in sorted(export_dir.glob("votes/**/*.parquet")):
+            dest = out / shard.relative_to(export_dir)
             if not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(shard, dest)
