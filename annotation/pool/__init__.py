@@ -7,14 +7,14 @@ from __future__ import annotations
 from annotation.pool.check import Clip
 from annotation.pool.clip_pool import ClipPool, PoolOptions
 from annotation.pool.scoring import ScorerLike, model_key
-from annotation.pool.sources import PoolError, pool_source
+from annotation.pool.sources import PoolError, resolve_pool
 from apex.settings import Settings
 
 __all__ = ["Clip", "ClipPool", "PoolError", "PoolOptions", "ScorerLike", "load_pool", "model_key"]
 
 
 def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
-    """The pool ``settings.pool`` names (:func:`~annotation.pool.sources.pool_source`: ``auto``,
+    """The pool ``settings.pool`` names (:func:`~annotation.pool.sources.resolve_pool`: ``auto``,
     ``demo``, ``music-arena[:<batch>,...]``, a folder or a Hub dataset id), validated from headers;
     scored before returning only when ``scorer`` is given. Clips over ``settings.max_audio_s`` are
     skipped with the reason.
@@ -23,7 +23,7 @@ def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
         PoolError: the folder does not exist, or a Hub dataset cannot be downloaded (offline);
             the message says which setting to change.
     """
-    directory, description = pool_source(settings)
+    directory, description = resolve_pool(settings)
     build = (
         ClipPool.from_music_arena
         if (directory / "battle_data").is_dir()

@@ -1,6 +1,6 @@
 """Where the arena's clip pool comes from: the ``APEX_POOL`` setting and the two folder layouts.
 
-:func:`pool_source` turns ``settings.pool`` into a folder and a sentence (building the demo
+:func:`resolve_pool` turns ``settings.pool`` into a folder and a sentence (building the demo
 corpus or downloading from the Hub when needed); :func:`audiofolder_rows` and
 :func:`music_arena_rows` read either layout into the same metadata rows; :func:`pool_identity`
 names a folder's source and revision, as every vote records it.
@@ -29,7 +29,7 @@ class PoolError(ValueError):
     """The pool cannot be built; the message says what was wrong and what to do."""
 
 
-def pool_source(settings: Settings) -> tuple[Path, str]:
+def resolve_pool(settings: Settings) -> tuple[Path, str]:
     """The local folder ``settings.pool`` names and a sentence for the UI saying what it is.
 
     ``auto`` picks the latest batch of Music Arena's public release when the Hub is reachable
@@ -125,7 +125,7 @@ def pool_folder(settings: Settings) -> Path:
     """
     spec = settings.pool
     if spec == "auto":
-        return pool_source(settings)[0]
+        return resolve_pool(settings)[0]
     if spec == "demo":
         from apex.demo import ensure_demo_corpus
 
