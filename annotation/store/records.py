@@ -142,18 +142,6 @@ class VoteRecord:
         return cls(**{k: None if _is_nan(v) else v for k, v in row.items() if k in names})
 
 
-#: What a vote copies from its battle (the same names in :class:`Battle` and :class:`VoteRecord`).
-FROM_BATTLE: tuple[str, ...] = (
-    "prompt",
-    "system_a",
-    "system_b",
-    "clip_a",
-    "clip_b",
-    "audio_a",
-    "audio_b",
-)
-
-
 def new_vote(
     battle: Mapping[str, Any],
     *,
@@ -171,8 +159,9 @@ def new_vote(
     imported (Music Arena).
 
     Args:
-        battle: the battle's fields by name (:data:`FROM_BATTLE` and ``is_instrumental``): a
-            :class:`Battle` as a dict, or a row of simulated or released battles.
+        battle: the fields a vote shares with :class:`Battle` (prompt, systems, clips, audio,
+            ``is_instrumental``) by name: a ``Battle`` as a dict, or a row of simulated or
+            released battles.
         voter: the user pseudonym; ``session`` defaults to it (simulated and imported voters
             have no sessions).
         more: any other :class:`VoteRecord` field (listening, APEX's view, loudness, ...).
@@ -183,7 +172,7 @@ def new_vote(
         timestamp=float(timestamp),
         user_pseudonym=voter,
         session_pseudonym=voter if session is None else session,
-        **{name: battle[name] for name in FROM_BATTLE},
+        **{name: battle[name] for name in _FROM_BATTLE},
         is_instrumental=bool(battle["is_instrumental"]),
         preference=preference,
         source=source,
@@ -198,6 +187,8 @@ def _is_nan(value: Any) -> bool:
 
 VOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VoteRecord))
 BATTLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Battle))
+#: What a vote copies from its battle by name (``is_instrumental`` is made a bool apart).
+_FROM_BATTLE = tuple(n for n in BATTLE_FIELDS if n in VOTE_FIELDS and n != "is_instrumental")
 
 
 def _vote_fields_typed(*kinds: object) -> tuple[str, ...]:
