@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 SHARD_GLOB = "votes/**/*.parquet"
 #: Licence of the votes themselves (the audio clips keep their own licences).
 LICENSE = "cc-by-4.0"
-_CARD_FILE = "README.md"
+#: The card's file name, in the export folder and the repo.
+CARD_FILE = "README.md"
 #: Parquet metadata key of a compacted file: the JSON list of the shard names it replaced.
 COMPACTED_FROM = b"apex_compacted_from"
 # The Hub's fixed buckets for `size_categories`: (exclusive upper bound, label).
@@ -199,7 +200,7 @@ def write_dataset_card(folder: Path, card: DatasetCard) -> bool:
 
     Leaving an unchanged card alone keeps its modification time, so the sync does not re-upload it.
     """
-    path = Path(folder) / _CARD_FILE
+    path = Path(folder) / CARD_FILE
     text = str(card)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
