@@ -162,11 +162,8 @@ class SQLVoteStore(ABC):
         return {frozenset(row) for row in rows}
 
     def pair_counts(self) -> dict[tuple[str, str], int]:
-        """Battles issued (or votes imported without their battle) per system pair.
-
-        Keys are sorted ``(system, system)`` tuples, so (x, y) and (y, x) count together. They are
-        sorted here rather than in SQL so that the order is Python's (the sampler's ``pair_key``),
-        not the database's collation.
+        """Battles issued (or votes imported without their battle) per system pair, keyed by
+        the sorted ``(system, system)`` (sorted in Python, as the sampler's ``pair_key``).
         """
         rows = self._read(
             "SELECT system_a, system_b, COUNT(*) FROM ("
@@ -231,17 +228,13 @@ class SQLVoteStore(ABC):
         return self._next_row_id(cur)
 
     def import_votes(self, rows: Iterable[tuple[int | None, VoteRecord]]) -> int:
-        """Add votes from another store's export, idempotently by vote id.
+        """Add votes from another store's export, idempotently by vote id; returns how many
+        were added.
 
-        Each vote keeps its original row id when that id is free here (so a store restored into an
-        empty one numbers its votes as the original did, and its export continues the same
-        sequence); it is marked imported so export does not publish it again. A vote whose battle
-        already has a different vote is skipped (one vote per battle). Votes are committed in
-        batches of :data:`IMPORT_BATCH`, so a restore of 100k votes takes seconds; an invalid vote
+        Each keeps its original row id when free here (a restored store continues the same
+        export sequence) and is marked imported (never exported again); a vote whose battle has
+        another vote is skipped. Committed in batches of :data:`IMPORT_BATCH`; an invalid vote
         rolls back its batch and raises :class:`StoreError`.
-
-        Returns:
-            How many votes were added.
         """
         added, batch = 0, []
         for item in [*rows, None]:
