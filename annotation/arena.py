@@ -1,15 +1,9 @@
 """The arena service: issue a battle, record listening, accept or refuse a vote, reveal.
 
-The server keeps every fact that matters (which clips, which systems, when the battle was issued,
-to which session, what was played when); the client only ever holds an opaque battle id and two
-audio files until its vote is stored. Every refusal raises :class:`~annotation.rules.VoteRefused`
-with a message meant for the person, and nothing is stored for a refused vote.
-
-Battles are issued before the pool is scored: issuing one moves its two clips to the front of the
-pool's scoring queue, so they are usually scored while the visitor listens. A vote never waits
-for scores: when APEX has not scored a battle's clips yet, the vote is stored without APEX's view
-(as it had none at vote time), the reveal says so (``apex_pending``), and :meth:`Arena.late_reveal`
-fills APEX's view in once the scores exist.
+The server keeps every fact that matters; the client holds an opaque battle id and two audio
+files until its vote is stored. Every refusal raises :class:`~annotation.rules.VoteRefused`.
+Issuing a battle moves its clips to the front of the scoring queue; a vote never waits for
+scores (stored without APEX's view, ``apex_pending``; :meth:`Arena.late_reveal` fills it in).
 """
 
 from __future__ import annotations
@@ -27,16 +21,16 @@ from typing import Any
 
 import pandas as pd
 
-from annotation import flags, limits, rules
+from annotation import limits, rules
+from annotation.flags import HISTORY_VOTES, Consensus, PastVote, vote_flags
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
-from annotation.pool.scoring import missing_scores
 from annotation.pool.sources import pool_identity
 from annotation.reveal import ApexView, Reveal, apex_view, reveal_of, with_scores
 from annotation.rules import ListenEvent, VoteRefused
 from annotation.sampler import NoPairAvailable, PairCounts, PairSampler, StoreRatings
-from annotation.store import Battle, DuplicateVote, VoteRecord, VoteStore
+from annotation.store import Battle, DuplicateVote, VoteRecord, VoteStore, new_vote
 from apex.settings import Settings
 
 __all__ = ["Arena", "BattleTicket", "Reveal"]
@@ -53,10 +47,6 @@ CONSENSUS_REFRESH_S = 60.0
 #: Votes of different voters run in parallel; one voter's votes run one at a time (locks are
 #: striped by voter pseudonym, so the rate limit holds without one global lock).
 _VOTE_LOCK_STRIPES = 64
-#: What a vote copies from its battle (the same names in :class:`Battle` and :class:`VoteRecord`).
-_FROM_BATTLE = (
-    "prompt", "is_instrumental", "system_a", "system_b", "clip_a", "clip_b", "audio_a", "audio_b",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -121,7 +111,7 @@ class Arena:
         self._battles_issued = limits.battle_limiter()
         self._listen_reports = limits.listen_limiter()
         self._pairs = PairCounts(store.pair_counts, refresh_s=PAIR_COUNTS_REFRESH_S)
-        self._consensus = flags.Consensus(store, refresh_s=CONSENSUS_REFRESH_S)
+        self._consensus = Consensus(store, refresh_s=CONSENSUS_REFRESH_S)
         self._pool_id = pool_identity(pool.root)  # every vote says where its clips are
         self.loudness = LoudnessMatcher(
             Path(settings.cache_dir) / "arena-loudness",
@@ -167,13 +157,19 @@ class Arena:
         a, b = self.pool[clip_a], self.pool[clip_b]
         self.pool.prioritize((a.clip_id, b.clip_id))  # scored while the visitor listens
         battle = Battle(
-            battle_id=uuid.uuid4().hex, issued_at=self._clock(), session=session,
-            clip_a=a.clip_id, clip_b=b.clip_id, system_a=a.system, system_b=b.system,
-            audio_a=a.file_name, audio_b=b.file_name,
+            battle_id=uuid.uuid4().hex,
+            issued_at=self._clock(),
+            session=session,
+            clip_a=a.clip_id,
+            clip_b=b.clip_id,
+            system_a=a.system,
+            system_b=b.system,
+            audio_a=a.file_name,
+            audio_b=b.file_name,
             # Same-prompt battles carry the prompt; a cross-prompt battle records both.
             prompt=a.prompt if a.prompt == b.prompt else f"{a.prompt} | {b.prompt}",
             is_instrumental=a.is_instrumental and b.is_instrumental,
-        )  # fmt: skip
+        )
         served_a, served_b = self._served(a.clip_id), self._served(b.clip_id)
         self.store.insert_battle(battle)
         self._pairs.add(battle.system_a, battle.system_b)
@@ -273,10 +269,13 @@ class Arena:
             rules.check_listening(credit, settings.min_listen_s)
             record = self._record(battle, voter, now, preference, events, credit)
             record = dataclasses.replace(
-                record, feedback=feedback, ratings_a=clean_ratings.get("A"),
-                ratings_b=clean_ratings.get("B"), flags=self._flags(battle, voter, record),
+                record,
+                feedback=feedback,
+                ratings_a=clean_ratings.get("A"),
+                ratings_b=clean_ratings.get("B"),
+                flags=self._flags_of(battle, voter, record),
                 signed_in=bool(account),
-            )  # fmt: skip
+            )
             try:
                 self.store.insert_vote(record)
             except DuplicateVote:
@@ -286,15 +285,11 @@ class Arena:
         return self._reveal(record, voter)
 
     # ------------------------------------------------------------------ vote quality
-    def _flags(self, battle: Battle, voter: str, record: VoteRecord) -> str:
+    def _flags_of(self, battle: Battle, voter: str, record: VoteRecord) -> str:
         """Reasons this vote may be unreliable (:func:`annotation.flags.vote_flags`)."""
-        history = [
-            flags.PastVote(*row) for row in self.store.recent_votes(voter, flags.HISTORY_VOTES)
-        ]
-        return flags.vote_flags(
-            vote=flags.PastVote(
-                record.timestamp, record.preference, record.system_a, record.system_b
-            ),
+        history = [PastVote(*row) for row in self.store.recent_votes(voter, HISTORY_VOTES)]
+        return vote_flags(
+            vote=PastVote(record.timestamp, record.preference, record.system_a, record.system_b),
             issued_at=battle.issued_at,
             credit={"A": record.total_listening_time_a, "B": record.total_listening_time_b},
             min_listen_s=self.settings.min_listen_s,
@@ -315,14 +310,16 @@ class Arena:
         view = self._apex_view(battle) or ApexView({}, {}, None, None)
         clip_a, clip_b = self.pool[battle.clip_a], self.pool[battle.clip_b]
         served_a, served_b = self._served(battle.clip_a), self._served(battle.clip_b)
-        return VoteRecord(
+        return new_vote(
+            dataclasses.asdict(battle),
             vote_id=uuid.uuid4().hex,
             battle_uuid=battle.battle_id,
+            voter=voter,
+            session=battle.session,
             timestamp=now,
-            user_pseudonym=voter,
-            session_pseudonym=battle.session,
-            **{name: getattr(battle, name) for name in _FROM_BATTLE},
             preference=preference,
+            source="live",
+            pool=self._pool_id,
             listen_data_a=[[e.seconds, e.server_time] for e in events if e.side == "A"],
             listen_data_b=[[e.seconds, e.server_time] for e in events if e.side == "B"],
             total_listening_time_a=credit["A"],
@@ -331,15 +328,13 @@ class Arena:
             apex_b=view.apex_b or None,
             apex_p_a=view.p_a,
             apex_model_version=view.model_version,
-            source="live",
-            loudness_a=served_a.source.lufs,
-            loudness_b=served_b.source.lufs,
+            loudness_a=served_a.original.lufs,
+            loudness_b=served_b.original.lufs,
             loudness_matched=served_a.matched and served_b.matched,
             duration_a=clip_a.duration_s,
             duration_b=clip_b.duration_s,
             instrumental_a=clip_a.is_instrumental,
             instrumental_b=clip_b.is_instrumental,
-            pool=self._pool_id,
         )
 
     def _open_battle(self, battle_id: str, session_id: str, now: float) -> Battle:
@@ -360,7 +355,7 @@ class Arena:
             raise VoteRefused("unknown_battle", "this battle does not exist on the server.")
         view = self._apex_view(battle)
         if view is None:
-            pending, note = missing_scores(self.pool, battle.clip_a, battle.clip_b)
+            pending, note = self.pool.missing_scores(battle.clip_a, battle.clip_b)
             return dataclasses.replace(reveal, apex_pending=pending, apex_note=note)
         return with_scores(reveal, view)
 
@@ -370,7 +365,7 @@ class Arena:
     def _reveal(self, record: VoteRecord, voter: str) -> Reveal:
         pending, note = False, ""
         if not record.apex_a:
-            pending, note = missing_scores(self.pool, record.clip_a, record.clip_b)
+            pending, note = self.pool.missing_scores(record.clip_a, record.clip_b)
         return reveal_of(record, self.store.vote_count(voter), pending=pending, note=note)
 
 

@@ -1,15 +1,8 @@
 """The dataset card (``README.md``) of the public votes dataset, generated from the vote schema.
 
-The card is rebuilt from :data:`annotation.export.VOTE_COLUMNS` and from counts read off the
-exported shards, written next to them (``<export_dir>/README.md``) and uploaded with the next push.
-Writing the card never touches a shard: the shards are append-only, the card is the one file that
-is refreshed.
-
-Usage::
-
-    stats = stats_from_shards(settings.export_dir)
-    card = build_card(stats, repo_id=settings.votes_repo, settings=settings)
-    write_card(settings.export_dir, card)
+Rebuilt from :data:`annotation.export.VOTE_COLUMNS` and the counts of the exported shards
+(:func:`stats_from_shards`, :func:`build_card`), written next to them by
+:func:`write_dataset_card` and uploaded with the next push; the card is the one refreshed file.
 """
 
 from __future__ import annotations
@@ -35,7 +28,8 @@ if TYPE_CHECKING:
 SHARD_GLOB = "votes/**/*.parquet"
 #: Licence of the votes themselves (the audio clips keep their own licences).
 LICENSE = "cc-by-4.0"
-_CARD_FILE = "README.md"
+#: The card's file name, in the export folder and the repo.
+CARD_FILE = "README.md"
 #: Parquet metadata key of a compacted file: the JSON list of the shard names it replaced.
 COMPACTED_FROM = b"apex_compacted_from"
 # The Hub's fixed buckets for `size_categories`: (exclusive upper bound, label).
@@ -201,12 +195,12 @@ def build_card(
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
-def write_card(folder: Path, card: DatasetCard) -> bool:
+def write_dataset_card(folder: Path, card: DatasetCard) -> bool:
     """Write ``card`` to ``folder/README.md`` only when its text changed; return True if written.
 
     Leaving an unchanged card alone keeps its modification time, so the sync does not re-upload it.
     """
-    path = Path(folder) / _CARD_FILE
+    path = Path(folder) / CARD_FILE
     text = str(card)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False

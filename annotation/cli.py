@@ -1,16 +1,7 @@
-"""``apex votes``: export, push, restore, simulate and inspect the vote store from the shell.
+"""``apex votes``: export, push, restore, simulate, import and inspect the vote store.
 
-Joins the ``apex`` command through the ``apex.cli`` entry-point group (``register``). Every action
-reads :meth:`Settings.from_env` (``APEX_DATA_DIR``, ``APEX_VOTES_REPO``, ...), prints one clear
-line per outcome, and returns a non-zero exit code when it could not do what was asked.
-
-Examples::
-
-    apex votes simulate --n 500          # demo votes into a local store (source=simulated)
-    apex votes export --out dump/        # votes/YYYY/MM/*.parquet + votes.csv + README.md
-    apex votes push                      # one push to APEX_VOTES_REPO now
-    apex votes restore --from dump/      # import shards from a folder laid out like the repo
-    apex votes status
+Joins ``apex`` through the ``apex.cli`` entry-point group (:func:`register`). Every action reads
+:meth:`Settings.from_env`, prints one line per outcome and exits 0 done, 1 failed, 2 bad input.
 """
 
 from __future__ import annotations
@@ -19,7 +10,6 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,17 +130,17 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     Going through ``settings.export_dir`` keeps one append-only shard history (the one the Hub
     sync uploads, restored shards included), so ``--out`` gets every vote, laid out like the repo.
     """
-    from annotation.card import build_card, stats_from_shards, write_card
+    from annotation.card import build_card, stats_from_shards, write_dataset_card
     from annotation.export import export_shards, to_csv
     from annotation.sync import compact
 
     out = args.out.expanduser().resolve()
-    source = settings.export_dir.resolve()
-    new = export_shards(store, source)
+    export_dir = settings.export_dir.resolve()
+    new = export_shards(store, export_dir)
     copied = 0
-    if out != source:
-        for shard in sorted(source.glob("votes/**/*.parquet")):
-            dest = out / shard.relative_to(source)
+    if out != export_dir:
+        for shard in sorted(export_dir.glob("votes/**/*.parquet")):
+            dest = out / shard.relative_to(export_dir)
             if not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(shard, dest)
@@ -158,7 +148,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
         compact.tidy(out)  # shards an earlier export copied that a compacted file now holds
     csv = to_csv(store, out / "votes.csv")
     stats = stats_from_shards(out)
-    write_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))
+    write_dataset_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))
     held = f"{stats.n_shards} shard(s) with {stats.n_votes} votes ({stats.n_systems} systems)"
     done = f"Exported {len(new)} new shard(s), copied {copied}"
     print(f"{done}; {out} holds {held}, {csv.name} and README.md.")
@@ -242,40 +232,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-#: Columns of :func:`apex.demo.simulate_votes` that are vote fields of the same name.
-_AS_SIMULATED = ("prompt", "system_a", "system_b", "clip_a", "clip_b", "preference")
-
-
 def simulated_records(
     frame: pd.DataFrame, metadata: pd.DataFrame, *, pool: str | None = None
 ) -> list[VoteRecord]:
-    """Turn :func:`apex.demo.simulate_votes` rows into store records with ``source="simulated"``
-    (``pool``: the demo corpus's identity, :func:`annotation.pool.sources.pool_identity`).
-
-    The listening times are the clips' full durations (a simulated listener hears both clips) and
-    the vote ids derive from the battle ids, so simulating the same seed twice adds nothing.
-    """
-    from annotation.store import VoteRecord
+    """:func:`apex.demo.simulate_votes` rows as ``source="simulated"`` records (``pool``: the
+    demo corpus's :func:`~annotation.pool.sources.pool_identity`). Listening times are the clips'
+    full durations; vote ids derive from battle ids, so the same seed twice adds nothing."""
+    from annotation.store import new_vote
 
     clips = metadata.set_index("clip_id")
     records = []
     for row in frame.itertuples(index=False):
         a, b = clips.loc[row.clip_a], clips.loc[row.clip_b]
+        battle = {**row._asdict(), "audio_a": str(a["file_name"]), "audio_b": str(b["file_name"])}
         records.append(
-            VoteRecord(
+            new_vote(
+                battle,
                 vote_id=f"sim-{row.battle_uuid}",
                 battle_uuid=row.battle_uuid,
+                voter=row.voter,
                 timestamp=row.timestamp.timestamp(),
-                user_pseudonym=row.voter,
-                session_pseudonym=row.voter,
-                **{name: getattr(row, name) for name in _AS_SIMULATED},
-                is_instrumental=bool(row.is_instrumental),
-                audio_a=str(a["file_name"]),
-                audio_b=str(b["file_name"]),
-                total_listening_time_a=float(a["duration_s"]),
-                total_listening_time_b=float(b["duration_s"]),
+                preference=row.preference,
                 source="simulated",
                 pool=pool,
+                total_listening_time_a=float(a["duration_s"]),
+                total_listening_time_b=float(b["duration_s"]),
             )
         )
     return records
@@ -309,15 +290,3 @@ def cmd_status(args: argparse.Namespace, settings: Settings, store: VoteStore) -
         )
         print(status.message)
     return EXIT_OK
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``apex votes`` alone (``python -m annotation.cli ...``)."""
-    parser = argparse.ArgumentParser(prog="apex")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["votes", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or EXIT_OK)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,22 +1,11 @@
 """Released vote columns, append-only Parquet shards, and import from them.
 
-Shards live at ``<out_dir>/votes/YYYY/MM/<from>-<to>.parquet`` where ``from``-``to`` is the range of
-store row ids the shard covers (zero-padded, so names sort in order) and ``YYYY/MM`` the UTC month
-of its votes. A shard is written once, atomically, and never rewritten: the largest ``to`` among
-the existing shard names is the export state, so nothing is exported twice and nothing is skipped,
-even when an export is interrupted. Votes that came in through :func:`import_shards` are already
-published and are not exported again.
-
-Column names follow Music Arena's public release where one applies (``battle_uuid``,
-``timestamp``, ``date``, ``prompt``, ``is_instrumental``, ``user_pseudonym``, ``system_a``/``_b``,
-``audio_a``/``_b``, ``preference``, ``total_listening_time_a``/``_b``, ``listen_data_a``/``_b``,
-``feedback``), plus what only this arena has: APEX's predictions for both clips at vote time with
-the model version, per-clip ratings, and the ``source`` of each vote. Every column has a fixed
-Arrow type, and the column table below is the one source of the names, types and descriptions: the
-shards' schema (:data:`SCHEMA`), the dataset card's ``dataset_info.features`` (:func:`features`)
-and the Data tab's column list. Columns are only ever added, and nullable: a shard written before
-a column existed loads with nulls in it, because the card declares every column (a breaking change
-would start a new :data:`CONFIG`; ``tests/annotation/released_schema.json`` pins what was released).
+Shards are ``<out_dir>/votes/YYYY/MM/<from>-<to>.parquet``: ``from``-``to`` the store row ids
+covered (zero-padded), ``YYYY/MM`` the votes' UTC month; written once, atomically, never
+rewritten; the largest ``to`` is the export state. Votes from :func:`import_shards` are not
+exported again. :data:`VOTE_COLUMNS` is the one table of names, Arrow types and meanings (Music
+Arena's names where one applies): the shards' :data:`SCHEMA`, the card's features and the Data
+tab's list. Columns are only added, nullable (``tests/annotation/released_schema.json``).
 """
 
 from __future__ import annotations
@@ -296,7 +285,7 @@ def _write_once(path: Path, part: pd.DataFrame) -> Path:
     return path
 
 
-def read_shards(directory: str | Path) -> pd.DataFrame:
+def read_vote_shards(directory: str | Path) -> pd.DataFrame:
     """All shards under ``directory`` (any depth) as one released-columns table, in row order."""
     shards = sorted(shard_ranges(Path(directory)))
     if not shards:
@@ -349,7 +338,7 @@ def import_shards(store: VoteStore, directory: str | Path) -> int:
     Raises:
         ExportError: a row is not a valid vote (the message names it).
     """
-    frame = read_shards(directory)
+    frame = read_vote_shards(directory)
     records = [_record(row) for row in frame.to_dict("records")]
     return store.import_votes(records)
 

@@ -1,9 +1,6 @@
 """Voter and session pseudonyms: salted HMAC-SHA256 hashes; raw IPs and session ids never stored.
 
-The salt is a secret. Set it as a Space secret (``APEX_SALT``); when it is unset, one is generated
-once, kept in the data directory with owner-only permissions (0600) and reused on every start, so
-the pseudonyms of a deployment stay stable. Losing the salt file only breaks the link between old
-and new pseudonyms of the same person; it never exposes anyone.
+The salt is ``APEX_SALT`` (a Space secret) or one generated once into the data directory (0600).
 """
 
 from __future__ import annotations
@@ -27,26 +24,20 @@ _DIGEST_CHARS = 32
 
 
 def client_address(forwarded_for: str | None, peer: str | None, trusted_proxies: int) -> str | None:
-    """The visitor's address from the proxy chain, as the outermost trusted proxy saw it.
+    """The visitor's address: the ``X-Forwarded-For`` hop the outermost trusted proxy appended.
 
-    Each proxy appends the address of the host that connected to it to ``X-Forwarded-For``, so
-    the right-most ``trusted_proxies`` hops were written by proxies we trust and everything left
-    of them by whoever sent the request. The client's address is therefore the hop the outermost
-    trusted proxy appended: ``hops[-trusted_proxies]``. Hops a client wrote itself sit further
-    left and are never read, so a forged header cannot change the pseudonym (nor escape the
-    rate limit). A Hugging Face Space's front end is one such proxy (``trusted_proxies=1``): there
-    the TCP peer is the proxy's internal address (10.x) and the visitor's address arrives in
-    ``X-Forwarded-For`` (as embeddings-benchmark/mteb PR #4754 found for its Space).
+    Each proxy appends the address that connected to it, so ``hops[-trusted_proxies]`` was
+    written by a proxy we trust; hops a client forged sit further left and are never read. A
+    Space's front end is one proxy (its TCP peer is internal, 10.x).
 
     Args:
         forwarded_for: the ``X-Forwarded-For`` header (None or "" when absent).
         peer: address of the host connected to the app (``request.client.host``).
-        trusted_proxies: proxies in front of the app (``APEX_TRUSTED_PROXIES``); 0 ignores the
-            header and returns ``peer``.
+        trusted_proxies: proxies in front of the app (``APEX_TRUSTED_PROXIES``); 0 returns ``peer``.
 
     Returns:
         The address (normalised when it parses as IPv4/IPv6), or ``peer`` when the header has
-        fewer hops than there are trusted proxies (the request did not come through them all).
+        fewer hops than trusted proxies.
     """
     if trusted_proxies < 0:
         raise ValueError(f"trusted_proxies must be >= 0, got {trusted_proxies}")
@@ -68,10 +59,8 @@ def _normalise(address: str | None) -> str | None:
 def load_or_create_salt(settings: Settings) -> str:
     """Return the pseudonym salt: ``settings.salt`` when set, else the one kept in the data dir.
 
-    On first use without ``APEX_SALT`` a random 256-bit salt is written to
-    ``settings.data_dir / "salt.secret"`` (mode 0600) and a warning is logged. The file is created
-    atomically (written aside, then hard-linked into place), so several processes starting at once
-    agree on one salt.
+    Without ``APEX_SALT`` a random 256-bit salt is created once, atomically and exclusively (so
+    processes starting together agree), at ``settings.data_dir / "salt.secret"`` (0600).
 
     Raises:
         ValueError: the salt file exists but is empty (delete it or set ``APEX_SALT``).

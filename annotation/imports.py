@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from annotation.store import SOURCES, VoteRecord, VoteStore
+from annotation.store import SOURCES, VoteRecord, VoteStore, new_vote
 
 PREFIX = "music-arena:"
 
@@ -44,19 +44,6 @@ def _seconds(value: float) -> float:
     return 0.0 if value is None or math.isnan(value) else float(value)
 
 
-#: Columns of the release's battles table that are vote fields of the same name.
-_AS_RELEASED = (
-    "prompt",
-    "system_a",
-    "system_b",
-    "clip_a",
-    "clip_b",
-    "audio_a",
-    "audio_b",
-    "preference",
-)
-
-
 def music_arena_records(battles: pd.DataFrame, root: str | Path) -> list[VoteRecord]:
     """One :class:`VoteRecord` per battle of :attr:`ArenaRelease.battles` (``source="imported"``).
 
@@ -73,18 +60,17 @@ def music_arena_records(battles: pd.DataFrame, root: str | Path) -> list[VoteRec
     for row in battles.itertuples(index=False):
         voter = f"{PREFIX}{row.user_pseudonym or 'anonymous'}"
         records.append(
-            VoteRecord(
+            new_vote(
+                row._asdict(),
                 vote_id=f"{PREFIX}{row.battle_uuid}",
                 battle_uuid=f"{PREFIX}{row.battle_uuid}",
-                timestamp=float(row.timestamp),
-                user_pseudonym=voter,
-                session_pseudonym=voter,
-                **{name: getattr(row, name) for name in _AS_RELEASED},
-                is_instrumental=bool(row.is_instrumental),
-                total_listening_time_a=_seconds(row.total_listening_time_a),
-                total_listening_time_b=_seconds(row.total_listening_time_b),
+                voter=voter,
+                timestamp=row.timestamp,
+                preference=row.preference,
                 source="imported",
                 pool=pools[row.batch],
+                total_listening_time_a=_seconds(row.total_listening_time_a),
+                total_listening_time_b=_seconds(row.total_listening_time_b),
             )
         )
     return records

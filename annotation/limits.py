@@ -1,10 +1,7 @@
 """In-memory sliding windows of recent actions per voter (battles issued, listening reports).
 
-Votes are rate-limited from the vote store itself (each vote is a stored row with its time). The
-cheap, high-frequency actions are limited here instead: a battle issue or a listening report
-would otherwise cost a database read per request just to count. The counts live in this process
-only; a restart forgets them (a fresh window), and replicas each hold their own, which bounds the
-work per client per replica, the point of these limits.
+Votes are limited from the store; these cheap, frequent actions are counted here, per process
+(a restart forgets them; replicas each hold their own), to save a database read per request.
 """
 
 from __future__ import annotations

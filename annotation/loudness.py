@@ -1,21 +1,10 @@
 """Loudness-matched playback: measure each arena clip and serve a copy at one common loudness.
 
-In an A/B listening test the louder item tends to win; listening-test practice (ITU-R BS.1116,
-MUSHRA) aligns the items' loudness first. Here every clip the arena serves is measured once:
-
-- **integrated loudness**, ITU-R BS.1770-4 (K-weighting, 400 ms blocks with 75 % overlap, the
-  -70 LUFS absolute and -10 LU relative gates), computed by ``pyloudnorm``, in LUFS;
-- **true peak**, BS.1770-4 Annex 2: the signal is oversampled 4x (polyphase FIR interpolation,
-  :func:`scipy.signal.resample_poly`) and the largest absolute sample is taken, in dBTP. Sample
-  peaks miss the inter-sample overs that a DAC or a lossy decoder produces; the oversampled peak
-  catches them.
-
-A matched copy gets one static gain: ``target - loudness``, lowered when needed so that the true
-peak stays at or below the ceiling (no limiter, no clipping introduced; a very peaky clip then
-plays a little under the target, which its record says). Copies are written once as 16-bit WAV
-under a name derived from the source file's content hash and the target, next to a JSON sidecar
-with the measurements, so matching again (even after a restart) reads the sidecar and re-encodes
-nothing. The original loudness of each clip is what the votes record (``loudness_a``/``_b``).
+Integrated loudness is ITU-R BS.1770-4 (``pyloudnorm``), LUFS; true peak is BS.1770-4 Annex 2
+(4x oversampled, :func:`scipy.signal.resample_poly`), dBTP. A matched copy gets one static gain,
+``target - loudness``, lowered so the true peak stays under the ceiling (no limiter). Copies are
+16-bit WAV named by the original's content hash and the target, with a JSON sidecar of the
+measurements, so a restart re-encodes nothing. Votes record the original loudness.
 """
 
 from __future__ import annotations
@@ -67,7 +56,7 @@ class ServedClip:
     Attributes:
         path: the file to serve (the matched copy, or the original when matching is off or the
             clip is silent).
-        source: loudness of the original clip.
+        original: loudness of the original clip (what votes record).
         gain_db: gain applied, dB (0 when nothing was done).
         served: loudness of the file served.
         matched: whether ``path`` is a loudness-matched copy.
@@ -75,7 +64,7 @@ class ServedClip:
     """
 
     path: Path
-    source: Loudness
+    original: Loudness
     gain_db: float
     served: Loudness
     matched: bool
@@ -120,11 +109,11 @@ def measure(samples: np.ndarray, rate: int) -> Loudness:
     return Loudness(lufs, true_peak_dbtp(data, rate))
 
 
-def matching_gain_db(source: Loudness, target_lufs: float, max_true_peak_dbtp: float) -> float:
-    """Gain (dB) that brings ``source`` to ``target_lufs`` without a true peak above the ceiling."""
-    if source.lufs is None or source.true_peak_dbtp is None:
+def matching_gain_db(original: Loudness, target_lufs: float, max_true_peak_dbtp: float) -> float:
+    """Gain (dB) bringing ``original`` to ``target_lufs`` with its true peak under the ceiling."""
+    if original.lufs is None or original.true_peak_dbtp is None:
         return 0.0
-    return min(target_lufs - source.lufs, max_true_peak_dbtp - source.true_peak_dbtp)
+    return min(target_lufs - original.lufs, max_true_peak_dbtp - original.true_peak_dbtp)
 
 
 class LoudnessMatcher:
@@ -197,7 +186,7 @@ class LoudnessMatcher:
 
     def loudness(self, path: str | Path, content_hash: str = "") -> Loudness:
         """Loudness of the original clip (measured once; see :meth:`serve`)."""
-        return self.serve(path, content_hash).source
+        return self.serve(path, content_hash).original
 
     def _paths(self, digest: str) -> tuple[Path, Path]:
         """(matched copy, its sidecar); the name carries the target, so a new target re-matches."""
@@ -213,30 +202,30 @@ class LoudnessMatcher:
             sidecar = self._measure_path(digest)
             if not sidecar.exists():
                 return None
-            source = Loudness(**json.loads(sidecar.read_text(encoding="utf-8")))
-            return ServedClip(path, source, 0.0, source, matched=False)
+            original = Loudness(**json.loads(sidecar.read_text(encoding="utf-8")))
+            return ServedClip(path, original, 0.0, original, matched=False)
         copy, sidecar = self._paths(digest)
         if not sidecar.exists():
             return None
         info = json.loads(sidecar.read_text(encoding="utf-8"))
-        source = Loudness(**info["source"])
+        original = Loudness(**info["source"])
         if not info["matched"]:  # silent: served as it is
-            return ServedClip(path, source, 0.0, source, matched=False)
+            return ServedClip(path, original, 0.0, original, matched=False)
         if not copy.exists():
             return None
         served = Loudness(**info["served"])
-        return ServedClip(copy, source, float(info["gain_db"]), served, matched=True)
+        return ServedClip(copy, original, float(info["gain_db"]), served, matched=True)
 
     def _encode(self, path: Path, digest: str) -> ServedClip:
         samples, rate = sf.read(path, dtype="float64", always_2d=True)
-        source = measure(samples, rate)
+        original = measure(samples, rate)
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.enabled:
-            write_json_atomic(self._measure_path(digest), asdict(source), indent=None)
-            return ServedClip(path, source, 0.0, source, matched=False)
+            write_json_atomic(self._measure_path(digest), asdict(original), indent=None)
+            return ServedClip(path, original, 0.0, original, matched=False)
         copy, sidecar = self._paths(digest)
-        gain_db = matching_gain_db(source, self.target_lufs, self.max_true_peak_dbtp)
-        matched, served = source.lufs is not None, source
+        gain_db = matching_gain_db(original, self.target_lufs, self.max_true_peak_dbtp)
+        matched, served = original.lufs is not None, original
         if matched:
             with atomic_path(copy) as partial:  # a concurrent battle never sees half a file
                 sf.write(
@@ -249,7 +238,7 @@ class LoudnessMatcher:
                 # What was written (16-bit) is what is measured and recorded as served.
                 served = measure(sf.read(partial, dtype="float64", always_2d=True)[0], rate)
         info = {
-            "source": asdict(source),
+            "source": asdict(original),
             "served": asdict(served),
             "gain_db": gain_db if matched else 0.0,
             "matched": matched,
@@ -258,5 +247,5 @@ class LoudnessMatcher:
         }
         write_json_atomic(sidecar, info, indent=None)
         if not matched:
-            return ServedClip(path, source, 0.0, source, matched=False, encoded=False)
-        return ServedClip(copy, source, gain_db, served, matched=True, encoded=True)
+            return ServedClip(path, original, 0.0, original, matched=False, encoded=False)
+        return ServedClip(copy, original, gain_db, served, matched=True, encoded=True)

@@ -1,15 +1,10 @@
-"""The app's background refits, on by default: every ``settings.refit_hours`` hours (default 24)
-with new votes, or sooner once ``settings.refit_min_votes`` new votes (default 500) have arrived,
-run :func:`annotation.refit_job.run_refit_from_store` and swap the serving scorer on promotion,
-then re-score the arena's pool with the new model. ``APEX_REFIT_HOURS=0`` builds no worker.
+"""The app's background refits (``APEX_REFIT_HOURS=0``: none).
 
-It never blocks a request (training happens in its own process; the only shared step is
-:meth:`Scorer.swap`, a reference assignment under the scorer's swap lock) and it leaves the
-champion serving when a refit fails: the scorer is swapped only after the gate promoted and the
-new model loaded. A failure the refit can meet (:data:`REFIT_ERRORS`: bad or missing data, the
-training process failing, a model that does not load) is kept in :attr:`RefitWorker.status`; a
-bug is raised by :meth:`RefitWorker.run_once` and, on the worker's thread, logged with its
-traceback and shown in the status too.
+Every ``settings.refit_hours`` hours with new votes, or once ``settings.refit_min_votes`` new
+votes arrived: :func:`annotation.refit_job.run_refit_from_store`, a scorer swap on promotion and a
+pool re-score. Training runs in its own process; the champion keeps serving when a refit fails.
+A failure in :data:`REFIT_ERRORS` is kept in :attr:`RefitWorker.status`; a bug is raised by
+:meth:`RefitWorker.run_once` (on the worker's thread: logged with traceback and shown).
 """
 
 from __future__ import annotations

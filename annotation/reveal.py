@@ -1,10 +1,4 @@
-"""What a voter sees once the vote is stored: the systems and APEX's view of the battle.
-
-:func:`apex_view` reads APEX's view of a battle from the pool (both clips' scores and the
-scorer's comparison; a vote records it as it was at vote time); :func:`reveal_of` builds the
-:class:`Reveal` from the stored vote; :func:`with_scores` fills in APEX's view later when the
-battle's clips were still being scored at vote time (:meth:`annotation.arena.Arena.late_reveal`).
-"""
+"""What a voter sees once the vote is stored: the systems and APEX's view of the battle."""
 
 from __future__ import annotations
 
@@ -106,12 +100,13 @@ def _compare(pool: ClipPool, scorer: ScorerLike | None, clip_a: str, clip_b: str
     result_a, result_b = pool.result(clip_a), pool.result(clip_b)
     if scorer is None or result_a is None or result_b is None:
         return None  # no model, or unscored clips: never re-score audio inside a vote
+    from apex.checkpoint_base import CheckpointError
+
     try:
         p = float(scorer.compare(result_a, result_b))
-    except (ValueError, RuntimeError):
-        # The human vote is the valuable record: a model failure (a tensor error, results of
-        # two models mid-swap) must not lose it, so the vote is stored without APEX's pick and
-        # the failure is logged for the maintainer. A bug (TypeError, ...) is raised.
+    except CheckpointError:
+        # The human vote is the valuable record: a model that cannot compare must not lose it
+        # (stored without APEX's pick, logged). Any other error is a bug and is raised.
         logger.exception("APEX compare failed for %s vs %s; vote kept without it", clip_a, clip_b)
         return None
     return p if math.isfinite(p) else None

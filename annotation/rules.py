@@ -1,8 +1,7 @@
 """Vote rules: what a valid vote looks like and the one error every refusal raises.
 
-Pure functions with no store and no clock of their own: the arena passes server-side facts (the
-battle's issue time, the listen events it recorded, the voter's recent vote times) and the current
-time, so every rule can be tested alone and the client's word is never taken for anything.
+Pure functions: the arena passes the server's facts (issue time, listen events, recent vote
+times) and the time, so the client's word is never taken for anything.
 """
 
 from __future__ import annotations

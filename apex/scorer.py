@@ -12,7 +12,7 @@ import bisect
 import copy
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,18 @@ class ScoreResult:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (plain floats, lists and dicts)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScoreResult:
+        """The inverse of :meth:`to_dict`; keys this version does not know are ignored.
+
+        Raises:
+            KeyError: ``data`` has no ``scores`` (not a result's dict, or a stale one).
+        """
+        if "scores" not in data:
+            raise KeyError("a ScoreResult dict needs 'scores'")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def percentile_of(value: float, reference: Sequence[float]) -> float:

@@ -1,15 +1,5 @@
-"""The arena's clip pool: which clips exist, whether they are usable, and their APEX scores.
-
-- :mod:`annotation.pool.clip_pool` -- :class:`ClipPool`, the validated clips looked up by id,
-  whose scores fill in as they come (the module docstring describes the folder layouts and
-  caches);
-- :mod:`annotation.pool.check` -- metadata rows -> :class:`Clip`, checked from audio headers;
-- :mod:`annotation.pool.sources` -- the ``APEX_POOL`` setting -> a folder, and the two layouts
-  (audiofolder, Music Arena's release) -> metadata rows;
-- :mod:`annotation.pool.scoring` -- the background scoring queue (battle clips first) and the
-  score cache.
-
-:func:`load_pool` is the entry point the app and jobs use.
+"""The arena's clip pool: :func:`load_pool`, :class:`ClipPool` (``clip_pool``), header checks
+(``check``), where clips come from (``sources``), the background scoring queue (``scoring``).
 """
 
 from __future__ import annotations
@@ -17,28 +7,23 @@ from __future__ import annotations
 from annotation.pool.check import Clip
 from annotation.pool.clip_pool import ClipPool, PoolOptions
 from annotation.pool.scoring import ScorerLike, model_key
-from annotation.pool.sources import PoolError, pool_source
+from annotation.pool.sources import PoolError, resolve_pool
 from apex.settings import Settings
 
 __all__ = ["Clip", "ClipPool", "PoolError", "PoolOptions", "ScorerLike", "load_pool", "model_key"]
 
 
 def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
-    """The pool ``settings.pool`` names, validated (cheaply) but not scored unless ``scorer``.
-
-    ``auto`` (the default): the latest batch of Music Arena's public release when the Hub is
-    reachable, else the demo corpus; ``demo``; ``music-arena`` (the whole release) or
-    ``music-arena:<batch>[,<batch>...]`` (only those monthly batches, e.g.
-    ``music-arena:02-2025SEP``); a local folder (audiofolder, or Music Arena's layout when it
-    holds ``battle_data/``); or a Hub dataset id in either layout. Clips longer than
-    ``settings.max_audio_s`` are skipped with the reason. :attr:`ClipPool.description` says
-    which source it is (and why ``auto`` fell back to the demo).
+    """The pool ``settings.pool`` names (:func:`~annotation.pool.sources.resolve_pool`: ``auto``,
+    ``demo``, ``music-arena[:<batch>,...]``, a folder or a Hub dataset id), validated from headers;
+    scored before returning only when ``scorer`` is given. Clips over ``settings.max_audio_s`` are
+    skipped with the reason.
 
     Raises:
         PoolError: the folder does not exist, or a Hub dataset cannot be downloaded (offline);
             the message says which setting to change.
     """
-    directory, description = pool_source(settings)
+    directory, description = resolve_pool(settings)
     build = (
         ClipPool.from_music_arena
         if (directory / "battle_data").is_dir()

@@ -1,12 +1,8 @@
 """Checking pool clips cheaply: metadata rows -> :class:`Clip` objects, from audio headers.
 
-Each clip is checked from its audio header (readable, sample rate, at least
-``apex.audio.MIN_SECONDS``, at most ``max_seconds``); the result is cached under
-``<cache>/audio/header-<key>.json`` keyed by path, size and modification time, so a restart only
-stats the files. No audio is decoded unless libsndfile cannot read the header, and no file is
-hashed here: the content hash (the score cache's key) is computed by the scoring queue when it
-first needs it (:func:`content_hash`) and then kept in the same entry. The public names
-are re-exported by :mod:`annotation.pool`.
+Each clip's header check is cached under ``<cache>/audio/header-<key>.json`` (key: path, size,
+mtime), so a restart only stats files; the content hash is computed when first needed
+(:func:`content_hash`) and kept in the same entry.
 """
 
 from __future__ import annotations
@@ -53,6 +49,10 @@ class Clip:
     model_version: str | None = None
 
 
+class _Refused(ValueError):
+    """A metadata row that cannot be a clip; the message says why (the row is skipped)."""
+
+
 def _parse_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -61,7 +61,7 @@ def _parse_bool(value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"is_instrumental={value!r} is not true/false")
+    raise _Refused(f"is_instrumental={value!r} is not true/false")
 
 
 def read_json(path: Path | None) -> dict[str, Any] | None:
@@ -69,7 +69,7 @@ def read_json(path: Path | None) -> dict[str, Any] | None:
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None  # a torn or foreign cache file is recomputed, never trusted
 
 
@@ -94,22 +94,22 @@ def validate_rows(
         clip_id = str(row.get("clip_id") or Path(name).stem)
         try:
             if not path.is_relative_to(root):
-                raise ValueError("file_name points outside the pool folder")
+                raise _Refused("file_name points outside the pool folder")
             if clip_id in seen:
-                raise ValueError(f"duplicate clip_id {clip_id!r}")
+                raise _Refused(f"duplicate clip_id {clip_id!r}")
             if not path.is_file():
-                raise ValueError("file not found")
+                raise _Refused("file not found")
             system = str(row["system"]).strip()
             if not system:
-                raise ValueError("empty system")
+                raise _Refused("empty system")
             instrumental = _parse_bool(row["is_instrumental"])
             checked = _checked_audio(path, cache, max_seconds)
             if checked["duration_s"] > max_seconds:
-                raise ValueError(
+                raise _Refused(
                     f"{checked['duration_s']:.1f} s is longer than APEX_MAX_AUDIO_S="
                     f"{max_seconds:g} s; trim the clip or raise APEX_MAX_AUDIO_S"
                 )
-        except (AudioError, ValueError, OSError) as exc:
+        except (AudioError, _Refused, OSError) as exc:
             skipped.append((name, str(exc)))
             continue
         seen.add(clip_id)
@@ -173,7 +173,7 @@ def _header_seconds(path: Path, max_seconds: float) -> float:
 
     try:
         info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError):
+    except sf.LibsndfileError:
         return load_audio(path, max_seconds=max_seconds).duration_s
     if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE or info.channels < 1:
         raise AudioError(

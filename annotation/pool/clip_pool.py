@@ -1,29 +1,11 @@
 """The arena's clip pool: AI-generated clips with their system, prompt and APEX scores.
 
-A pool is a folder in Music Arena's release layout (see :mod:`apex.sources.music_arena`) or in
-the ``datasets`` audiofolder convention: audio files plus ``metadata.csv`` or
-``metadata.jsonl`` whose ``file_name`` column names each file (relative to the folder) and whose
-``system``, ``prompt`` and ``is_instrumental`` columns describe it; an optional ``clip_id`` column
-names clips (default: the file name without its extension). Reading either layout, and resolving
-the ``APEX_POOL`` setting to a folder, live in :mod:`annotation.pool.sources`.
-
-Opening a pool costs no model time and grows only with a header read per clip: each clip is
-checked from its audio header (readable, sample rate, at least ``apex.audio.MIN_SECONDS``, at
-most ``max_seconds``, i.e. ``APEX_MAX_AUDIO_S``) and hashed once; the result is cached under
-``cache_dir/pool/audio/`` keyed by path, size and modification time, so a restart only stats the
-files. Clips that cannot be used are listed in :attr:`ClipPool.skipped` with the reason and left
-out, so one bad file never takes the arena down.
-
-Scores come later, from :meth:`ClipPool.start_scoring`: a background queue
-(:mod:`annotation.pool.scoring`) scores every clip, and :meth:`ClipPool.prioritize` moves the
-clips of an issued battle to the front. Until a clip is scored its ``scores`` are empty; each
-score records the model version that produced it (:attr:`Clip.model_version`), and
-:meth:`ClipPool.rescore` re-queues every clip for a new model while the old scores stay visible.
-Scores are cached as one JSON file per clip under
-``cache_dir/pool/<model key>/<sha256 of the file>.json``: a restart, or the same file under another
-name, costs no model time, and a new model (another key) scores afresh. Passing a scorer to
-``from_audiofolder``/``from_music_arena`` scores every clip before returning (the blocking form
-used by jobs and tests).
+A pool is a folder in the audiofolder layout (``metadata.csv``/``.jsonl``: ``file_name``,
+``system``, ``prompt``, ``is_instrumental``, optional ``clip_id``) or Music Arena's release
+layout (:mod:`annotation.pool.sources`). Opening one checks headers only (cached under
+``cache_dir/pool/audio/``); unusable clips go to :attr:`ClipPool.skipped` with the reason.
+Scores come later from :meth:`ClipPool.start_scoring` (:mod:`annotation.pool.scoring`), cached
+per model and content hash; each records its :attr:`Clip.model_version`.
 """
 
 from __future__ import annotations
@@ -39,7 +21,7 @@ from typing import Any, TypedDict, Unpack
 import pandas as pd
 
 from annotation.pool.check import Clip, content_hash, validate_rows
-from annotation.pool.scoring import ScorerLike, ScoringQueue, model_key, result_from_dict
+from annotation.pool.scoring import ScorerLike, ScoringQueue, model_key
 from annotation.pool.sources import PoolError, audiofolder_rows, music_arena_rows
 
 __all__ = ["ClipPool", "PoolOptions"]
@@ -182,7 +164,7 @@ class ClipPool:
             self._clips[clip_id] = replace(
                 clip, scores=dict(result.get("scores", {})), result=result, model_version=version
             )
-            self._results[clip_id] = live if live is not None else result_from_dict(result)
+            self._results[clip_id] = live if live is not None else _rebuilt(result)
             self._errors.pop(clip_id, None)
             self._changed.notify_all()
 
@@ -210,10 +192,8 @@ class ClipPool:
         self._queue.start()
 
     def rescore(self, scorer: ScorerLike) -> None:
-        """Re-score every clip with a new model, at low priority, in the background.
-
-        Old scores stay visible (with their :attr:`Clip.model_version`) until each clip's new
-        score replaces them; battle clips (:meth:`prioritize`) are re-scored first.
+        """Re-score every clip with a new model in the background, battle clips first; old
+        scores stay visible (with their :attr:`Clip.model_version`) until replaced.
 
         Raises:
             RuntimeError: scoring was never started (call :meth:`start_scoring`).
@@ -245,6 +225,20 @@ class ClipPool:
             "active": (self._queue is not None and scored + failed < len(self._clips))
             or (self._queue is None and self.awaiting_scorer),
         }
+
+    def missing_scores(self, clip_a: str, clip_b: str) -> tuple[bool, str]:
+        """``(pending, note)`` for a battle whose clips are not both scored: pending while the
+        queue may still score them; the note says why APEX's view is missing."""
+        errors = self.score_errors
+        failed = [c for c in (clip_a, clip_b) if c in errors]
+        if failed:
+            return False, f"APEX could not score this battle's clips: {errors[failed[0]]}"
+        if self.scoring_progress()["active"]:
+            return True, (
+                "APEX is still scoring these clips (the arena opened before the whole pool was "
+                "scored); its view appears here as soon as they are done."
+            )
+        return False, "APEX has no scores for these clips (no model is serving)."
 
     def wait_scored(
         self, clip_ids: Iterable[str] | None = None, timeout: float | None = None
@@ -300,13 +294,9 @@ class ClipPool:
     def from_music_arena(
         cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]
     ) -> ClipPool:
-        """Build a pool from a folder in Music Arena's release layout (``battle_data/<batch>/``
-        JSON + ``audio_files/<batch>/`` audio): one clip per released audio file, with the
-        system, prompt and instrumental flag of the battle it came from (``scorer`` and
-        ``options`` as for :meth:`from_audiofolder`).
-
-        Battle records that cannot be read, and clips whose file is not on disk, are listed in
-        :attr:`skipped`; unreleased clips (empty ``audio_a``/``audio_b``) have no file to serve.
+        """Build a pool from Music Arena's release layout: one clip per released audio file on
+        disk, with its battle's system, prompt and instrumental flag (arguments as
+        :meth:`from_audiofolder`; unreadable records and missing files go to :attr:`skipped`).
 
         Raises:
             PoolError: not Music Arena's layout, or no usable clip at all.
@@ -348,3 +338,14 @@ class ClipPool:
             self._results.pop(clip_id, None)
             self.skipped.append((clip.file_name, reason))
         self._errors.clear()
+
+
+def _rebuilt(data: dict[str, Any]) -> Any:
+    """The ``ScoreResult`` of a cached dict; None for a stale entry (the clip is scored again)."""
+    from apex.scorer import ScoreResult
+
+    try:
+        return ScoreResult.from_dict(data)
+    except KeyError as err:
+        logger.warning("stale score cache entry ignored (%s); scoring the clip again", err)
+        return None

@@ -1,16 +1,9 @@
 """The pool's background scoring queue: every clip scored once per model, battle clips first.
 
-Two lanes share one scorer: the *urgent* lane scores the clips of issued battles (asked for by
-:meth:`ScoringQueue.urgent`), the *background* lane walks the rest of the pool (unscored clips
-before re-scores for a new model). Both hand their batches to the scorer with a priority, and the
-scorer's shared encoder queue (:class:`apex.batching.EncodeBatcher`) runs higher priorities first,
-and the background lane takes no new batch while battle clips wait or are being scored, so a
-battle's clips wait at most for the background batch already running. A clip is never scored
-twice at once: a battle clip that the background lane is scoring is simply waited for.
-
-Scores are cached per model (``<cache>/<model key>/<sha256>.json``); cached clips cost a file
-read. A clip the model cannot score is reported on the pool (:meth:`ClipPool.record_error`) and
-stays servable; its reveal says APEX has no score for it.
+An *urgent* lane scores issued battles' clips (:meth:`ScoringQueue.urgent`); a *background* lane
+walks the rest (unscored before re-scores), taking no batch while battle clips wait. Scores are
+cached per model (``<cache>/<model key>/<sha256>.json``). A clip the model cannot score
+(:data:`CLIP_ERRORS`) is recorded on the pool and stays servable; anything else is a bug.
 """
 
 from __future__ import annotations
@@ -22,17 +15,13 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import fields
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from annotation.pool.check import read_json, write_json
 from apex.audio import AudioError
 from apex.files import sha256_text
-
-if TYPE_CHECKING:
-    from annotation.pool.clip_pool import ClipPool
 
 logger = logging.getLogger(__name__)
 
@@ -55,25 +44,24 @@ class ScorerLike(Protocol):
     def info(self) -> dict[str, Any]: ...
 
 
+class ScoredPool(Protocol):
+    """What the queue uses of :class:`~annotation.pool.clip_pool.ClipPool`."""
+
+    def __iter__(self) -> Iterator[Any]: ...
+    def __getitem__(self, clip_id: str) -> Any: ...
+    def content_hash(self, clip_id: str) -> str: ...
+    def record_score(
+        self, clip_id: str, result: dict[str, Any], live: Any, version: str
+    ) -> None: ...
+    def record_error(self, clip_id: str, reason: str) -> None: ...
+
+
 def model_key(info: dict[str, Any]) -> tuple[str, str]:
     """``(model_version, cache folder name)`` of a scorer from its ``info()`` dict."""
     version = f"{info.get('model_id', 'unknown')}@{info.get('version', '0')}"
     fingerprint = json.dumps([version, info.get("encoder_id")], sort_keys=True)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", version)[:60]
     return version, f"{slug}-{sha256_text(fingerprint)[:12]}"
-
-
-def result_from_dict(data: dict[str, Any]) -> Any:
-    """Rebuild an ``apex.scorer.ScoreResult`` from its cached dict; None for an entry written by
-    an older ``ScoreResult`` that lacks a field this one requires (the clip is scored again)."""
-    from apex.scorer import ScoreResult
-
-    names = {f.name for f in fields(ScoreResult)}
-    try:
-        return ScoreResult(**{k: v for k, v in data.items() if k in names})
-    except TypeError as err:  # a missing required field: a stale cache entry, not a bug here
-        logger.warning("stale score cache entry ignored (%s); scoring the clip again", err)
-        return None
 
 
 class ScoringQueue:
@@ -87,7 +75,7 @@ class ScoringQueue:
     """
 
     def __init__(
-        self, pool: ClipPool, scorer: ScorerLike, cache: Path | None, *, batch: int = BATCH_CLIPS
+        self, pool: ScoredPool, scorer: ScorerLike, cache: Path | None, *, batch: int = BATCH_CLIPS
     ) -> None:
         self.pool = pool
         self.cache = cache
@@ -267,18 +255,3 @@ def _score_isolated(scorer: Any, clips: list[Any], priority: int) -> list[tuple[
         except CLIP_ERRORS as exc:  # reported on the pool (score_errors), never hidden
             out.append((clip, None, exc))
     return out
-
-
-def missing_scores(pool: ClipPool, clip_a: str, clip_b: str) -> tuple[bool, str]:
-    """``(pending, note)`` for a battle whose two clips are not both scored: pending while the
-    pool's queue may still score them; the note says why APEX's view is missing."""
-    errors = pool.score_errors
-    failed = [c for c in (clip_a, clip_b) if c in errors]
-    if failed:
-        return False, f"APEX could not score this battle's clips: {errors[failed[0]]}"
-    if pool.scoring_progress()["active"]:
-        return True, (
-            "APEX is still scoring these clips (the arena opened before the whole pool was "
-            "scored); its view appears here as soon as they are done."
-        )
-    return False, "APEX has no scores for these clips (no model is serving)."

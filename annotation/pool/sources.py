@@ -1,15 +1,9 @@
 """Where the arena's clip pool comes from: the ``APEX_POOL`` setting and the two folder layouts.
 
-:func:`pool_source` turns ``settings.pool`` into a local folder and a sentence saying what it
-is (``auto``: the latest Music Arena release batch when the Hub is reachable, else the demo
-corpus); :func:`pool_folder` gives the folder alone (building the demo corpus, or
-downloading Music Arena's public release or another Hub dataset, when it names one).
-:func:`audiofolder_rows` and :func:`music_arena_rows` read a folder in the audiofolder convention
-or in Music Arena's release layout (see :mod:`apex.sources.music_arena`) into the same metadata
-rows, so :class:`annotation.pool.ClipPool` validates and scores clips from either layout alike.
-:func:`pool_identity` names a pool folder's source and revision, as every vote records it.
-The public entry points are :func:`annotation.pool.load_pool`, ``ClipPool.from_audiofolder`` and
-``ClipPool.from_music_arena`` (and :class:`PoolError`, re-exported there).
+:func:`resolve_pool` turns ``settings.pool`` into a folder and a sentence (building the demo
+corpus or downloading from the Hub when needed); :func:`audiofolder_rows` and
+:func:`music_arena_rows` read either layout into the same metadata rows; :func:`pool_identity`
+names a folder's source and revision, as every vote records it.
 """
 
 from __future__ import annotations
@@ -19,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from annotation.hub import HUB_ERRORS
 from apex.settings import Settings
 
 _HUB_CACHE = "hub-datasets"
@@ -36,7 +29,7 @@ class PoolError(ValueError):
     """The pool cannot be built; the message says what was wrong and what to do."""
 
 
-def pool_source(settings: Settings) -> tuple[Path, str]:
+def resolve_pool(settings: Settings) -> tuple[Path, str]:
     """The local folder ``settings.pool`` names and a sentence for the UI saying what it is.
 
     ``auto`` picks the latest batch of Music Arena's public release when the Hub is reachable
@@ -106,12 +99,13 @@ def latest_music_arena_batch() -> str:
     """
     from huggingface_hub import HfApi
 
+    from apex.hub_files import hub_errors
     from apex.sources.music_arena import HUB_ID
 
     try:
         entries = HfApi().list_repo_tree(HUB_ID, path_in_repo="battle_data", repo_type="dataset")
         names = [Path(entry.path).name for entry in entries]
-    except HUB_ERRORS as exc:  # offline, rate-limited, moved: one piece of advice for all
+    except hub_errors() as exc:  # offline, rate-limited, moved: one piece of advice for all
         raise PoolError(
             f"could not list the batches of {HUB_ID} ({type(exc).__name__}: {exc}); set "
             "APEX_POOL=music-arena:<batch> or a local copy of the release"
@@ -131,7 +125,7 @@ def pool_folder(settings: Settings) -> Path:
     """
     spec = settings.pool
     if spec == "auto":
-        return pool_source(settings)[0]
+        return resolve_pool(settings)[0]
     if spec == "demo":
         from apex.demo import ensure_demo_corpus
 
@@ -218,13 +212,15 @@ def _music_arena_release(spec: str, settings: Settings) -> Path:
 def _hub_dataset(repo_id: str, settings: Settings) -> Path:
     from huggingface_hub import snapshot_download
 
+    from apex.hub_files import hub_errors
+
     try:
         return Path(
             snapshot_download(
                 repo_id, repo_type="dataset", cache_dir=settings.cache_dir / _HUB_CACHE
             )
         )
-    except HUB_ERRORS as exc:  # every failure mode gets the same advice
+    except hub_errors() as exc:  # every failure mode gets the same advice
         raise PoolError(
             f"could not download the Hub dataset {repo_id!r} ({type(exc).__name__}: {exc}). "
             "The Hub may be unreachable (offline?) or the id wrong; set APEX_POOL=demo or a local "

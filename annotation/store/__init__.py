@@ -1,12 +1,8 @@
 """The vote store: battles, listen events and votes, durable once acknowledged.
 
-Callers use :class:`VoteStore`'s methods with plain records (:class:`Battle`, :class:`VoteRecord`,
-:class:`~annotation.rules.ListenEvent`) and DataFrames, never SQL. :func:`open_store` picks the
-backend from the settings: SQLite in WAL mode by default (:mod:`annotation.store.sqlite`, which
-states its durability and concurrency guarantees), or PostgreSQL for several app replicas sharing
-one store (:mod:`annotation.store.pg`). Both run the same queries (:mod:`annotation.store.sql`)
-on the same records, errors and schema version (:mod:`annotation.store.records`), all importable
-from here.
+:func:`open_store` picks SQLite (default, :mod:`annotation.store.sqlite`) or PostgreSQL
+(:mod:`annotation.store.pg`); both share :mod:`annotation.store.sql` and
+:mod:`annotation.store.records`.
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ from annotation.store.records import (
     StoreError,
     VoteRecord,
     VoteStore,
+    new_vote,
 )
 from annotation.store.sqlite import SQLiteVoteStore
 from apex.settings import Settings
@@ -34,6 +31,7 @@ __all__ = [
     "StoreError",
     "VoteRecord",
     "VoteStore",
+    "new_vote",
     "open_store",
 ]
 

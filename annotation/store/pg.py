@@ -1,27 +1,12 @@
-"""The vote store on PostgreSQL, for several app replicas sharing one store.
+"""The vote store on PostgreSQL (``APEX_DATABASE_URL=postgresql://...``), shared by replicas.
 
-Same interface and semantics as :class:`annotation.store.SQLiteVoteStore` (the
-:class:`~annotation.store.VoteStore` protocol plus ``max_row_id`` and ``schema_version``; the
-queries are shared, :mod:`annotation.store.sql`), selected by
-``APEX_DATABASE_URL=postgresql://user:password@host:5432/dbname``. psycopg 3 is imported only
-when a store is opened.
-
-Durability. A vote is acknowledged when its transaction has committed; with PostgreSQL's default
-``synchronous_commit = on`` the commit record is flushed to the WAL first, so an acknowledged vote
-survives a crash of the app, of the database server and of its machine.
-
-Row ids and export. Export reads votes in ``row_id`` order and remembers the last id it published
-(``votes_frame(since_row=...)``), so a vote must never become visible with a smaller id than one
-already seen. A plain sequence breaks that under concurrency (id 11 may commit before id 10). Vote
-writes therefore take one transaction-level advisory lock, then number the vote ``MAX(row_id) + 1``
-(or keep an imported vote's free original id): votes commit in id order, ids are never reused (no
-vote is ever deleted), and the vote-id idempotency check cannot race. Votes arrive at human speed,
-so one vote writer at a time costs nothing measurable; battles and listen events take no lock.
-
-Concurrency. One connection per store object, guarded by a lock (a multi-threaded server shares
-it like the SQLite store's); processes and replicas each open their own. A broken connection (the
-server restarted) is replaced on the next call; the failed call raises and is not retried here
-(``insert_vote`` is idempotent by vote id, so the caller may simply retry it).
+Same interface as :class:`~annotation.store.SQLiteVoteStore`, on the shared queries of
+:mod:`annotation.store.sql`; psycopg 3 is imported only when a store is opened. A vote is
+acknowledged once committed (``synchronous_commit = on``). Export reads votes in ``row_id`` order,
+so vote writes take one advisory lock and number the vote ``MAX(row_id) + 1``: votes commit in id
+order, and the idempotency check by vote id cannot race. One connection per store behind a lock;
+a broken connection is replaced on the next call (the failed call raises; ``insert_vote`` is
+idempotent, so callers may retry).
 """
 
 from __future__ import annotations

@@ -142,12 +142,53 @@ class VoteRecord:
         return cls(**{k: None if _is_nan(v) else v for k, v in row.items() if k in names})
 
 
+def new_vote(
+    battle: Mapping[str, Any],
+    *,
+    vote_id: str,
+    battle_uuid: str,
+    voter: str,
+    timestamp: float,
+    preference: str,
+    source: str,
+    pool: str | None,
+    session: str | None = None,
+    **more: Any,
+) -> VoteRecord:
+    """The one way to build a vote: live (the arena), simulated (``apex votes simulate``) or
+    imported (Music Arena).
+
+    Args:
+        battle: the fields a vote shares with :class:`Battle` (prompt, systems, clips, audio,
+            ``is_instrumental``) by name: a ``Battle`` as a dict, or a row of simulated or
+            released battles.
+        voter: the user pseudonym; ``session`` defaults to it (simulated and imported voters
+            have no sessions).
+        more: any other :class:`VoteRecord` field (listening, APEX's view, loudness, ...).
+    """
+    return VoteRecord(
+        vote_id=vote_id,
+        battle_uuid=battle_uuid,
+        timestamp=float(timestamp),
+        user_pseudonym=voter,
+        session_pseudonym=voter if session is None else session,
+        **{name: battle[name] for name in _FROM_BATTLE},
+        is_instrumental=bool(battle["is_instrumental"]),
+        preference=preference,
+        source=source,
+        pool=pool,
+        **more,
+    )
+
+
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
 VOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VoteRecord))
 BATTLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Battle))
+#: What a vote copies from its battle by name (``is_instrumental`` is made a bool apart).
+_FROM_BATTLE = tuple(n for n in BATTLE_FIELDS if n in VOTE_FIELDS and n != "is_instrumental")
 
 
 def _vote_fields_typed(*kinds: object) -> tuple[str, ...]:

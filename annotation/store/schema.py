@@ -1,10 +1,7 @@
 """The vote store's tables, written once for both backends; each ``CHECK`` from the vocabulary.
 
-:func:`migrations` returns the statements that bring an empty database to each schema version, in
-a backend's column types (:data:`SQLITE`, :data:`POSTGRES`). The allowed values of ``preference``
-and ``side`` are :data:`apex.tasks.PREFERENCES` and :data:`apex.tasks.SIDES`; those of ``source``
-and ``status`` are :data:`annotation.store.records.SOURCES` and
-:data:`annotation.store.records.BATTLE_STATUSES`, so a new value is added in one place.
+:func:`migrations` gives the statements per schema version in a backend's types (:data:`SQLITE`,
+:data:`POSTGRES`); allowed values come from :mod:`apex.tasks` and :mod:`annotation.store.records`.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """The vote-store queries both SQL backends share, written once.
 
-:class:`SQLVoteStore` implements every :class:`~annotation.store.records.VoteStore` method, plus
-``max_row_id``, on a few hooks each backend supplies: how to read, how to open a write transaction
-(vote writes may take a lock), how JSON fields are encoded and decoded, which integrity error the
-driver raises, and how a vote gets its row id when the wanted one is taken. The SQL is written
-with ``?`` parameters and double-quoted ``"timestamp"``, which both dialects accept once ``?``
-becomes the backend's parameter marker (:attr:`SQLVoteStore._PARAM`).
-
-Votes and row ids. ``insert_vote`` is idempotent by vote id and allows one vote per battle; both
-checks run inside the write transaction before the insert (race-free there), so a failed statement
-never aborts the transaction and an import batch can skip a vote and go on. ``import_votes`` keeps a
-vote's original row id when it is free, so a restored store numbers its votes as the original did
-and its export continues the same append-only sequence.
+:class:`SQLVoteStore` implements :class:`~annotation.store.records.VoteStore` on a few backend
+hooks (reads, write transactions, JSON codec, integrity error, next row id); the SQL uses ``?``
+(:attr:`SQLVoteStore._PARAM`). ``insert_vote`` is idempotent by vote id, one vote per battle,
+checked inside the write transaction; ``import_votes`` keeps a vote's original row id when free.
 """
 
 from __future__ import annotations
@@ -170,11 +162,8 @@ class SQLVoteStore(ABC):
         return {frozenset(row) for row in rows}
 
     def pair_counts(self) -> dict[tuple[str, str], int]:
-        """Battles issued (or votes imported without their battle) per system pair.
-
-        Keys are sorted ``(system, system)`` tuples, so (x, y) and (y, x) count together. They are
-        sorted here rather than in SQL so that the order is Python's (the sampler's ``pair_key``),
-        not the database's collation.
+        """Battles issued (or votes imported without their battle) per system pair, keyed by
+        the sorted ``(system, system)`` (sorted in Python, as the sampler's ``pair_key``).
         """
         rows = self._read(
             "SELECT system_a, system_b, COUNT(*) FROM ("
@@ -239,17 +228,13 @@ class SQLVoteStore(ABC):
         return self._next_row_id(cur)
 
     def import_votes(self, rows: Iterable[tuple[int | None, VoteRecord]]) -> int:
-        """Add votes from another store's export, idempotently by vote id.
+        """Add votes from another store's export, idempotently by vote id; returns how many
+        were added.
 
-        Each vote keeps its original row id when that id is free here (so a store restored into an
-        empty one numbers its votes as the original did, and its export continues the same
-        sequence); it is marked imported so export does not publish it again. A vote whose battle
-        already has a different vote is skipped (one vote per battle). Votes are committed in
-        batches of :data:`IMPORT_BATCH`, so a restore of 100k votes takes seconds; an invalid vote
+        Each keeps its original row id when free here (a restored store continues the same
+        export sequence) and is marked imported (never exported again); a vote whose battle has
+        another vote is skipped. Committed in batches of :data:`IMPORT_BATCH`; an invalid vote
         rolls back its batch and raises :class:`StoreError`.
-
-        Returns:
-            How many votes were added.
         """
         added, batch = 0, []
         for item in [*rows, None]:

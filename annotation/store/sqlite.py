@@ -1,29 +1,11 @@
 """The vote store on SQLite (WAL), durable once acknowledged: the default backend.
 
-Durability: WAL mode with ``synchronous=FULL`` for every vote: the log is fsynced before the vote's
-commit returns, so a vote :meth:`SQLiteVoteStore.insert_vote` acknowledged survives a crash of the
-process *and* of the machine (``benchmarks/store_speed.py``: hundreds of durable votes per
-second). Battles and listen events commit with ``synchronous=NORMAL`` (no fsync of their own): they
-survive a crash of the process, and since the WAL is one sequential file, the fsync of any later
-vote makes every commit before it durable too, so an acknowledged vote's battle and listening are
-always on disk. Power loss can drop only battles issued (or listening reported) since the last
-vote; their voters are told the battle is unknown and start a new one. That saves three of a full
-battle's four fsyncs (a few milliseconds each, taken under the write lock).
-
-Concurrency: one writer connection behind a lock serves a threaded server, and each thread reads
-through a connection of its own: in WAL mode readers see the last committed state and never wait
-for the writer (nor for its fsync), and the writer never waits for them. Processes share the file
-through SQLite's locks and a busy timeout; writes take the lock up front (``BEGIN IMMEDIATE``) so
-writers never deadlock upgrading a read lock; SQLite checkpoints the WAL into the file when the
-last connection closes. Schema: versioned by ``PRAGMA user_version``,
-:data:`_MIGRATIONS` holds the statements of each version, applied in one transaction.
-
-The queries themselves are shared with the PostgreSQL store (:mod:`annotation.store.sql`).
-
-Local disk only: SQLite's locks and WAL need a local file system. A network or FUSE mount (NFS,
-SMB, a Hugging Face Storage Bucket mounted as a volume, which has no locking and uploads a file
-only when it is closed) is refused at open with what to set instead (:func:`check_local_disk`;
-the mount table is read at one boundary, :func:`read_mountinfo`).
+A vote commits with ``synchronous=FULL`` (fsynced before :meth:`SQLiteVoteStore.insert_vote`
+returns); battles and listen events with ``synchronous=NORMAL``: the WAL is sequential, so the next
+vote's fsync makes them durable too, and power loss drops only battles issued since the last vote.
+One writer connection behind a lock (``BEGIN IMMEDIATE``), one reader connection per thread;
+the schema is versioned by ``PRAGMA user_version``. A network or FUSE mount is refused at open
+(:func:`check_local_disk`): SQLite's locks and WAL need a local file system.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
-"""Hub sync of the vote store: publish append-only shards to a dataset repo, restore from it.
-
-- :mod:`annotation.sync.service` -- :class:`VoteSync` (start, push, stop, status, restore): one
-  thread that waits for the interval (or the backoff) and pushes;
-- :mod:`annotation.sync.push` -- one round's files: export, the card, what the repo lacks, commit;
-- :mod:`annotation.sync.files` -- the ledger of what the repo holds, adopting and importing shards;
-- :mod:`annotation.sync.status` -- incidents, backoff and the status the Data tab shows.
+"""Hub sync of the vote store: :class:`VoteSync` and one push round (``service``), the files and
+their ledger (``files``), incidents and backoff (``status``), monthly compaction (``compact``).
 """
 
 from __future__ import annotations
 
 from annotation.sync.files import UPLOAD_PATTERNS, restore_from_folder
-from annotation.sync.service import SYNC_ERRORS, SystemClock, VoteSync, start_sync
+from annotation.sync.service import SYNC_ERRORS, SystemClock, VoteSync
 from annotation.sync.status import Backoff, SyncStatus, describe_error, redact
 
 __all__ = [
@@ -23,5 +18,4 @@ __all__ = [
     "describe_error",
     "redact",
     "restore_from_folder",
-    "start_sync",
 ]

@@ -1,19 +1,10 @@
 """Monthly compaction: a closed month's small shards become one Parquet file, in a push's commit.
 
-A month is due once it has ended (UTC) and ``votes/YYYY/MM/`` holds more than one shard. Its
-shards are read, brought to today's schema (:func:`annotation.export.conform`), concatenated in
-row order and written to a staging file outside ``votes/`` (``<export_dir>/.compact/``), named as
-a shard covering their whole row range, so the export state (the largest ``to``) is unchanged.
-The staged file is read back and must equal the shards' rows, row for row; only then does it join
-the push's commit: one ``create_commit`` adds it and deletes exactly the shards it was checked
-against, so the repo either has the shards or the compacted file, never both, never neither.
-The export folder changes only after that commit succeeded; a compaction killed before it leaves
-the repo and the folder as they were (the staging file is written again next time).
-
-The compacted file names the shards it replaced in its Parquet metadata
-(:data:`annotation.card.COMPACTED_FROM`), so the card, rebuilt from the files, records every
-compaction, and a folder left half-tidied by a kill after the commit is tidied by :func:`tidy`
-(never compacted twice).
+A month is due once ended (UTC) with more than one shard. Its shards are conformed, concatenated
+in row order and staged under ``<export_dir>/.compact/`` named as a shard of the whole row range;
+read back and checked row for row, it joins the push's one ``create_commit``, which deletes
+exactly those shards. The export folder changes only after that commit; the file names what it
+replaced (:data:`annotation.card.COMPACTED_FROM`), and :func:`tidy` finishes a half-tidied folder.
 """
 
 from __future__ import annotations

@@ -1,15 +1,13 @@
 """The files the Hub sync handles: which may go up, what the repo already holds, adopting shards.
 
-Only the vote shards and the dataset card ever leave the export folder (:data:`UPLOAD_PATTERNS`).
-:class:`Ledger` records what the repo holds from this data directory (``<data_dir>/hub_sync.json``),
-so a shard is uploaded exactly once, even across restarts. :func:`adopt_shards` brings shards from
-a restore into the export folder without ever overwriting one; :func:`restore_from_folder` imports
-a folder of shards (laid out like the dataset repo) into a store.
+Only shards and the card leave the export folder (:data:`UPLOAD_PATTERNS`); the :class:`Ledger`
+(``<data_dir>/hub_sync.json``) uploads a shard exactly once, across restarts.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,15 +16,17 @@ from typing import TYPE_CHECKING, Any
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects
 
-from annotation.card import SHARD_GLOB
+from annotation.card import CARD_FILE, SHARD_GLOB
 from apex.files import atomic_path, sha256_file, write_json_atomic
 
 if TYPE_CHECKING:
     from annotation.store import VoteStore
 
 #: What the sync uploads: the shards and the card. Nothing else in the folder ever leaves it.
-UPLOAD_PATTERNS: tuple[str, ...] = (SHARD_GLOB, "README.md")
+UPLOAD_PATTERNS: tuple[str, ...] = (SHARD_GLOB, CARD_FILE)
 LEDGER_FILE = "hub_sync.json"
+
+log = logging.getLogger(__name__)
 
 
 class Ledger:
@@ -104,7 +104,7 @@ def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> list[str]:
     adopted = []
     for rel, path in local_files(folder).items():
         dest = export_dir / rel
-        if rel == "README.md" or dest.exists():
+        if rel == CARD_FILE or dest.exists():
             continue
         try:  # appears whole, for the exporter and the sync; never replaces a shard
             with atomic_path(dest, exclusive=True) as tmp:
@@ -136,3 +136,28 @@ def restore_from_folder(store: VoteStore, folder: Path, *, export_dir: Path | No
     if export_dir is not None:
         adopt_shards(folder, Path(export_dir), move=False)
     return added
+
+
+def files_to_upload(folder: Path, ledger: Ledger, warned: set[str]) -> dict[str, dict[str, Any]]:
+    """``repo path -> ledger entry`` of every file in ``folder`` the repo does not hold yet.
+
+    A shard that changed after it was uploaded is logged once (``warned`` remembers it) and not
+    uploaded again: shards are append-only.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    for rel, path in local_files(folder).items():
+        known, size = ledger.files.get(rel), path.stat().st_size
+        if rel != CARD_FILE and known is not None:
+            if known["size"] != size and rel not in warned:
+                warned.add(rel)
+                log.error(
+                    "Shard %s changed after it was uploaded; it is not uploaded again (shards "
+                    "are append-only). Move it aside so the exporter writes new shards.",
+                    rel,
+                )
+            continue
+        sha = sha256_file(path)
+        if known is not None and known["sha256"] == sha:
+            continue  # the card, unchanged
+        entries[rel] = file_entry(path, sha)
+    return entries

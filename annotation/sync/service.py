@@ -1,23 +1,10 @@
 """Hub sync: push the append-only vote shards to a dataset repo, and restore an empty store from it.
 
-:class:`VoteSync` runs one daemon thread that waits for the push interval (``settings.sync_minutes``
-after the last push, so the repo gains at most ``1440 / sync_minutes`` scheduled commits a day,
-restarts included) or, after a failure, for the backoff, then makes one attempt: connect
-(``create_repo(exist_ok=True)`` on ``settings.votes_repo``), restore if a restore is still owed,
-export new votes into ``settings.export_dir``, refresh the card, and commit the files the repo lacks
-together with any due monthly compaction, in one ``create_commit`` (:mod:`annotation.sync.push`).
-:meth:`VoteSync.stop` ends the thread and pushes once more (the app's SIGTERM handler calls it).
-
-A ledger of what the repo holds (``<data_dir>/hub_sync.json``, :mod:`annotation.sync.files`) means
-a shard is uploaded exactly once, even across restarts. Failures never reach the voters: votes keep
-landing in the local store. No token, no network, HTTP 429 (commit quota), 412 (concurrent commit)
-and 5xx each open an *incident*, logged once with a message saying what to do (never the token),
-retried with exponential backoff and shown by :meth:`VoteSync.status` on the Data tab
-(:mod:`annotation.sync.status`). Anything else is a bug and surfaces.
-
-The Hub client is injected (``api``: an ``HfApi`` or anything with its ``create_repo``,
-``create_commit``, ``list_repo_files`` and ``snapshot_download``), which is how the tests replace
-the network; so is the clock, which is how a test simulates a day.
+:class:`VoteSync` runs one thread that waits ``settings.sync_minutes`` after the last push (or the
+backoff), then connects, restores if owed, exports, refreshes the card and commits what the repo
+lacks plus any due compaction in one ``create_commit`` (:func:`_commit`). Failures in
+:data:`SYNC_ERRORS` open an incident (:mod:`annotation.sync.status`) and are retried with backoff;
+votes keep landing locally. The Hub client (``api``) and the clock are injected for tests.
 """
 
 from __future__ import annotations
@@ -31,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx2
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from annotation.card import SHARD_GLOB
-from annotation.export import ExportError, exported_up_to
+from annotation.card import CARD_FILE, SHARD_GLOB, build_card, stats_from_shards, write_dataset_card
+from annotation.export import ExportError, export_shards, exported_up_to
 from annotation.store.records import StoreError
 from annotation.sync import compact
 from annotation.sync.files import (
@@ -43,18 +30,18 @@ from annotation.sync.files import (
     Ledger,
     adopt_shards,
     file_entry,
+    files_to_upload,
     local_files,
     parquet_rows,
     restore_from_folder,
 )
-from annotation.sync.push import CARD, commit_files, export_with_card, files_to_upload
 from annotation.sync.status import Backoff, Incidents, NoToken, SyncStatus
 from apex.settings import Settings
 
 if TYPE_CHECKING:
     from annotation.store import VoteStore
 
-__all__ = ["SYNC_ERRORS", "SystemClock", "VoteSync", "start_sync"]
+__all__ = ["SYNC_ERRORS", "SystemClock", "VoteSync"]
 
 log = logging.getLogger(__name__)
 
@@ -208,14 +195,14 @@ class VoteSync:
     def _push_once(self) -> None:
         """Export new votes, refresh the card, stage due compactions, then one commit of all."""
         folder, now = self.settings.export_dir, self._clock.time()
-        self._card_for = export_with_card(self.store, self.settings, self.repo_id, self._card_for)
+        self._card_for = _export_with_card(self.store, self.settings, self.repo_id, self._card_for)
         self._ledger.record({}, removed=tuple(compact.tidy(folder)))
         due = compact.due_months(folder, now)
         staged = [compact.stage(folder, shards) for shards in due.values()]
         gone = {rel for done in staged for rel in done.removed}
         entries = files_to_upload(folder, self._ledger, self._warned)
         entries = {rel: entry for rel, entry in entries.items() if rel not in gone}
-        info = commit_files(self._api, self.repo_id, folder, entries, staged)
+        info = _commit(self._api, self.repo_id, folder, entries, staged)
         if info is None and not staged:
             return  # nothing new: no commit
         compact.apply(folder, staged)  # only now: an interrupted round leaves all as it was
@@ -238,7 +225,7 @@ class VoteSync:
         pending_exported = 0
         oldest: list[float] = []
         for rel, path in local_files(self.settings.export_dir).items():
-            if rel == CARD or rel in self._ledger.files:
+            if rel == CARD_FILE or rel in self._ledger.files:
                 continue
             try:
                 rows, first = self._shard_facts(rel, path)
@@ -295,7 +282,7 @@ class VoteSync:
             self._api.snapshot_download(
                 repo_id=self.repo_id,
                 repo_type="dataset",
-                allow_patterns=[SHARD_GLOB, CARD],
+                allow_patterns=[SHARD_GLOB, CARD_FILE],
                 local_dir=staging,
             )
         except RepositoryNotFoundError:
@@ -324,6 +311,56 @@ class VoteSync:
         return self._incidents.failed(err, doing, secrets=secrets, retrying=retrying)
 
 
-def start_sync(settings: Settings, store: VoteStore, *, api: Any = None) -> VoteSync:
-    """Build and start the app's :class:`VoteSync` (restores an empty store first)."""
-    return VoteSync(settings, store, api=api).start()
+def _export_with_card(
+    store: VoteStore,
+    settings: Settings,
+    repo_id: str | None,
+    card_for: tuple[str, ...] | None,
+) -> tuple[str, ...]:
+    """Export new votes to shards and rewrite the card when the set of shards changed.
+
+    Returns:
+        The shard paths the card now describes (pass back as ``card_for`` next round).
+    """
+    folder = settings.export_dir
+    export_shards(store, folder)
+    shards = tuple(rel for rel in local_files(folder) if rel != CARD_FILE)
+    if shards != card_for or not (folder / CARD_FILE).is_file():
+        write_dataset_card(
+            folder, build_card(stats_from_shards(folder), repo_id=repo_id, settings=settings)
+        )
+    return shards
+
+
+def _commit(
+    api: Any,
+    repo_id: str,
+    folder: Path,
+    entries: dict[str, dict[str, Any]],
+    compactions: list[compact.Compaction] = (),  # type: ignore[assignment]
+) -> Any:
+    """One ``HfApi.create_commit``: add ``entries`` (paths relative to ``folder``) and carry out
+    ``compactions`` (add each compacted file, delete the shards it holds) together.
+
+    Only the operations the repo still needs are sent: a compacted file the repo already has, or
+    a shard it no longer has (a compaction committed before a kill), is left out.
+    """
+    operations: list[Any] = [
+        CommitOperationAdd(path_in_repo=rel, path_or_fileobj=folder / rel) for rel in entries
+    ]
+    months = []
+    if compactions:
+        held = set(api.list_repo_files(repo_id, repo_type="dataset"))
+        for done in compactions:
+            if done.path not in held:
+                operations.append(CommitOperationAdd(done.path, done.staged))
+            operations += [CommitOperationDelete(rel) for rel in done.removed if rel in held]
+            months.append(f"{done.path} from {len(done.removed)} shards")
+    if not operations:
+        return None
+    votes = sum(e.get("rows", 0) for e in entries.values())
+    message = f"Add {votes} votes ({len(entries)} files)"
+    message += f"; compact {', '.join(months)}" if months else ""
+    return api.create_commit(
+        repo_id=repo_id, repo_type="dataset", operations=operations, commit_message=message
+    )

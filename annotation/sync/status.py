@@ -1,11 +1,8 @@
 """Where the Hub sync stands: its status record, backoff, and the incident it has open.
 
-A failed attempt (connecting, restoring or pushing) opens an *incident* of one kind (``no_token``,
-``offline``, ``rate_limited``, ``conflict``, ``server_error``, ``auth``, ``http_error``,
-``error``): logged once, with a message that says what to do and never a secret, then retried with
-exponential backoff until an attempt succeeds, which closes it. :class:`Incidents` keeps that
-bookkeeping for :class:`annotation.sync.VoteSync` and turns it into a :class:`SyncStatus` for the
-Data tab and ``apex votes status``. Everything here is re-exported by :mod:`annotation.sync`.
+A failed attempt opens an incident of one kind (``no_token``, ``offline``, ``rate_limited``,
+``conflict``, ``server_error``, ``auth``, ``http_error``, ``error``), logged once with what to do
+(never a secret) and retried with backoff until an attempt succeeds.
 """
 
 from __future__ import annotations

@@ -30,12 +30,12 @@ class Clock:
 class FakeScorer:
     """Prefers the clip with the higher coherence; counts calls."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: type[Exception] | None = None) -> None:
         self.fail = fail
 
     def compare(self, a, b) -> float:
-        if self.fail:
-            raise RuntimeError("model crashed")
+        if self.fail is not None:
+            raise self.fail("model crashed")
         return 0.8 if a.scores["coherence"] > b.scores["coherence"] else 0.2
 
     def info(self) -> dict:
@@ -244,11 +244,23 @@ def test_works_without_a_scorer_or_scores(tmp_path: Path, settings) -> None:
 
 def test_a_failing_model_never_loses_the_vote(setup) -> None:
     arena, store, clock = setup
-    arena.scorer = FakeScorer(fail=True)
+    from apex.checkpoint_base import CheckpointError
+
+    arena.scorer = FakeScorer(fail=CheckpointError)
     ticket = arena.new_battle(SESSION, IP)
     listen_both(arena, clock, ticket)
     reveal = arena.vote(ticket.battle_id, "A", SESSION, IP)
     assert reveal.apex_pick is None and store.counts()["votes"] == 1
+
+
+def test_a_bug_in_the_models_compare_surfaces(setup) -> None:
+    arena, store, clock = setup
+    arena.scorer = FakeScorer(fail=RuntimeError)  # not a model error the arena expects
+    ticket = arena.new_battle(SESSION, IP)
+    listen_both(arena, clock, ticket)
+    with pytest.raises(RuntimeError, match="model crashed"):
+        arena.vote(ticket.battle_id, "A", SESSION, IP)
+    assert store.counts()["votes"] == 0
 
 
 def test_concurrent_votes_on_one_battle_store_exactly_one(setup) -> None:

@@ -14,7 +14,7 @@ from annotation.card import (
     size_category,
     stats_from_frame,
     stats_from_shards,
-    write_card,
+    write_dataset_card,
 )
 from annotation.export import VOTE_COLUMNS, export_shards
 from annotation.store import SQLiteVoteStore, VoteRecord
@@ -101,9 +101,11 @@ def test_write_card_only_touches_readme(export_dir, settings):
     shards = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in export_dir.rglob("*.parquet")}
     before = {p.name for p in export_dir.iterdir()}
     card = build_card(stats_from_shards(export_dir), settings=settings)
-    assert write_card(export_dir, card) is True
+    assert write_dataset_card(export_dir, card) is True
     stamp = (export_dir / "README.md").stat().st_mtime_ns
-    assert write_card(export_dir, card) is False  # unchanged: not rewritten, not re-uploaded
+    assert (
+        write_dataset_card(export_dir, card) is False
+    )  # unchanged: not rewritten, not re-uploaded
     assert (export_dir / "README.md").stat().st_mtime_ns == stamp
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in shards} == shards
     assert {p.name for p in export_dir.iterdir()} == before | {"README.md"}
@@ -120,7 +122,7 @@ def test_size_category(n, label):
 def test_datasets_reads_the_folder_through_the_card_configs(export_dir, settings, tmp_path):
     import datasets
 
-    write_card(export_dir, build_card(stats_from_shards(export_dir), settings=settings))
+    write_dataset_card(export_dir, build_card(stats_from_shards(export_dir), settings=settings))
     assert os.environ.get("HF_DATASETS_OFFLINE") == "1"
     ds = datasets.load_dataset(str(export_dir), split="train", cache_dir=str(tmp_path / "cache"))
     assert ds.num_rows == 40

@@ -15,7 +15,7 @@ from annotation.export import (
     ExportError,
     export_shards,
     import_shards,
-    read_shards,
+    read_vote_shards,
     to_csv,
 )
 from annotation.store import VOTE_FIELDS, SQLiteVoteStore
@@ -83,7 +83,7 @@ def test_round_trip_into_an_empty_store_is_identical(store, tmp_path: Path) -> N
         restored.insert_vote(make_vote(99, t=NOV))
         (new,) = export_shards(restored, tmp_path / "export-b")
         assert new.name == "000000000001-000000000013.parquet"
-        assert list(read_shards(tmp_path / "export-b")["vote_id"]) == ["vote-99"]
+        assert list(read_vote_shards(tmp_path / "export-b")["vote_id"]) == ["vote-99"]
 
 
 def test_export_is_append_only(store, tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ def test_export_is_append_only(store, tmp_path: Path) -> None:
         "votes/2026/11/000000000006-000000000010.parquet"
     ]
     assert fingerprint(first) == before  # old shards untouched, byte for byte
-    table = read_shards(out)
+    table = read_vote_shards(out)
     assert list(table["row_id"]) == list(range(1, 11)) and table["vote_id"].is_unique
 
 
@@ -138,7 +138,7 @@ def test_csv_and_bad_rows(store, tmp_path: Path) -> None:
     assert len(frame) == 3 and list(frame.columns) == list(VOTE_COLUMNS)
     out = tmp_path / "export"
     (shard,) = export_shards(store, out)
-    table = read_shards(out).assign(preference="maybe")
+    table = read_vote_shards(out).assign(preference="maybe")
     bad = tmp_path / "bad" / "votes" / shard.name
     bad.parent.mkdir(parents=True)
     table.to_parquet(bad)

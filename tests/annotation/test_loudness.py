@@ -63,7 +63,7 @@ def test_loud_and_quiet_clips_are_served_at_the_target(tmp_path: Path, offset_db
     matcher = LoudnessMatcher(tmp_path / "cache", target_lufs=TARGET, max_true_peak_dbtp=CEILING)
     served = matcher.serve(source)
     assert served.matched and served.encoded and served.path != source
-    assert served.source.lufs == pytest.approx(TARGET + offset_db, abs=0.1)  # original recorded
+    assert served.original.lufs == pytest.approx(TARGET + offset_db, abs=0.1)  # original recorded
     assert served.gain_db == pytest.approx(-offset_db, abs=0.1)
     samples, rate = sf.read(served.path, always_2d=True)
     assert rate == RATE and samples.shape == (3 * RATE, 2)
@@ -82,7 +82,7 @@ def test_a_peaky_clip_is_held_under_the_ceiling_not_clipped(tmp_path: Path) -> N
     assert measure(out, RATE).true_peak_dbtp <= CEILING + 0.01
     assert np.max(np.abs(out)) < 1.0  # nothing clipped
     # The full gain to -16 LUFS would push the clicks over 0 dBFS: the gain stops at the ceiling.
-    assert served.gain_db < TARGET - served.source.lufs
+    assert served.gain_db < TARGET - served.original.lufs
     assert served.served.lufs < TARGET - 0.5
 
 
@@ -99,14 +99,14 @@ def test_matching_twice_does_not_re_encode(tmp_path: Path) -> None:
     assert second.path == third.path == fourth.path == first.path
     after = os.stat(first.path)
     assert (after.st_mtime_ns, after.st_ino) == (stat.st_mtime_ns, stat.st_ino)
-    assert second.source == first.source and len(list(folder.glob("*.wav"))) == 1
+    assert second.original == first.original and len(list(folder.glob("*.wav"))) == 1
 
 
 def test_matching_off_serves_the_original_but_still_measures(tmp_path: Path) -> None:
     source = write(tmp_path / "clip.wav", sine(0.5))
     served = LoudnessMatcher(tmp_path / "cache", enabled=False).serve(source)
     assert served.path == source and not served.matched and served.gain_db == 0.0
-    assert served.source.lufs == pytest.approx(20 * math.log10(0.5), abs=0.1)
+    assert served.original.lufs == pytest.approx(20 * math.log10(0.5), abs=0.1)
     assert not list((tmp_path / "cache").glob("*.wav"))  # nothing re-encoded
     on = LoudnessMatcher(tmp_path / "cache").serve(source)  # switching it on later matches
     assert on.matched and on.path != source

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from annotation.arena import Arena
-from annotation.export import export_shards, read_shards
+from annotation.export import export_shards, read_vote_shards
 from annotation.imports import import_music_arena
 from annotation.pool import ClipPool
 from annotation.pool.sources import pool_identity
@@ -47,7 +47,7 @@ def one_vote_pool(folder: Path, settings, tmp_path: Path) -> str:
         arena.vote(ticket.battle_id, "A", SESSION, IP)
         (stored,) = store.votes_frame()["pool"]
         export_shards(store, tmp_path / "export")
-    (released,) = read_shards(tmp_path / "export")["pool"]
+    (released,) = read_vote_shards(tmp_path / "export")["pool"]
     assert stored == released
     return released
 

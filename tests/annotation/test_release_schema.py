@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from annotation.card import build_card, stats_from_shards, write_card
+from annotation.card import build_card, stats_from_shards, write_dataset_card
 from annotation.export import CONFIG, SCHEMA, VOTE_COLUMNS, ExportError, conform, export_shards
 from annotation.store import SQLiteVoteStore
 from tests.annotation.store.test_sqlite import make_vote
@@ -90,7 +90,7 @@ def mixed_folder(tmp_path: Path, settings) -> tuple[Path, dict[int, int]]:
     for version, shard in zip(MONTHS, sorted(shards), strict=True):
         table = pq.read_table(shard)  # rewritten as that version wrote it
         pq.write_table(table.select(columns_at(version)), shard)
-    write_card(folder, build_card(stats_from_shards(folder), settings=settings))
+    write_dataset_card(folder, build_card(stats_from_shards(folder), settings=settings))
     return folder, rows
 
 

@@ -84,7 +84,7 @@ def test_full_path_segments_timeline_and_cache(tiny_scorer: Scorer) -> None:
     assert all(value > 0 for value in result.uncertainty.values())
     assert result.preference is None  # untrained preference output is not reported
     assert not result.is_demo and DEMO_NOTICE not in result.warnings
-    json.dumps(result.to_dict())
+    assert ScoreResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
     encoder = tiny_scorer.encoder
     hits, misses = encoder.hits, encoder.misses
     again = tiny_scorer.score([song])[0]
@@ -275,3 +275,10 @@ def test_demo_model_build_is_serialised(monkeypatch, tmp_path: Path) -> None:
     _, info = load_model(paths[0])
     assert info.is_demo
     assert not [p for p in settings.models_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_score_result_from_dict_ignores_unknown_keys_and_needs_scores() -> None:
+    result = ScoreResult(scores={"coherence": 3.0}, segments=[{"start_s": 0.0, "end_s": 5.0}])
+    assert ScoreResult.from_dict({**result.to_dict(), "from_a_newer_version": 1}) == result
+    with pytest.raises(KeyError, match="scores"):
+        ScoreResult.from_dict({"duration_s": 5.0})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from annotation.export import export_shards, import_shards, read_shards
+from annotation.export import export_shards, import_shards, read_vote_shards
 from annotation.store import SCHEMA_VERSION, SQLiteVoteStore
 from annotation.store.sqlite import _MIGRATIONS
 from tests.annotation.store import pg
@@ -66,7 +66,7 @@ def test_a_version_1_store_migrates_without_losing_votes(tmp_path: Path) -> None
         assert row["loudness_matched"] is True and row["instrumental_b"] is False
         assert row["flags"] == "too_fast,burst" and bool(row["signed_in"])
         shards = export_shards(store, tmp_path / "export")
-    released = read_shards(tmp_path / "export")
+    released = read_vote_shards(tmp_path / "export")
     assert len(shards) == 1 and len(released) == 6
     assert released["flags"].tolist()[-1] == "too_fast,burst"
     assert released["loudness_a"].tolist()[-1] == -14.2

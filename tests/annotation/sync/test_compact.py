@@ -194,7 +194,7 @@ def test_a_restart_waits_for_the_interval_since_the_last_push(settings, store):
 def test_an_export_folder_copied_before_a_compaction_keeps_each_vote_once(
     settings, store, tmp_path, monkeypatch
 ):
-    from annotation.export import read_shards
+    from annotation.export import read_vote_shards
     from apex.cli import main
 
     monkeypatch.setenv("APEX_DATA_DIR", str(settings.data_dir))
@@ -209,5 +209,5 @@ def test_an_export_folder_copied_before_a_compaction_keeps_each_vote_once(
     assert sync.push_now().ok  # January compacted in the export folder
     assert main(["votes", "export", "--out", str(out)]) == 0
     assert len(list((out / "votes/2026/01").iterdir())) == 1
-    copied = read_shards(out)
+    copied = read_vote_shards(out)
     assert len(copied) == 6 and copied["vote_id"].is_unique
