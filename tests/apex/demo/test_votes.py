@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from apex.demo import load_metadata, simulate_votes
-from apex.demo.votes import VOTE_COLUMNS, outcome_probabilities
+from apex.demo.listeners import VOTE_COLUMNS, outcome_probabilities
 
 PREFERENCES = {"A", "B", "TIE", "BOTH_BAD"}
 
@@ -125,7 +125,7 @@ def test_pairs_fall_back_to_other_prompts_and_edge_cases(meta):
 
 
 def test_simulated_votes_draw_from_the_whole_vote_vocabulary() -> None:
-    from apex.demo import votes
+    from apex.demo import listeners as votes
     from apex.tasks import PREFERENCES
 
     assert sorted(votes._DRAW_ORDER) == sorted(PREFERENCES)
