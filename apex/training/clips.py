@@ -1,11 +1,8 @@
-"""Arena clips as refit rows, embedded inside the refit's own low-priority process.
+"""Arena clips as split-``pool`` refit rows, embedded in the refit's own process.
 
-Each clip a vote names becomes a split-``pool`` shard row (:mod:`apex.training.data`) with the
-serving encoder's embedding. The app's embedding cache is read first (a clip the app has scored
-costs one decode and a file read); a clip never embedded is encoded here, by the same encoder
-(loaded once, on the first miss, from local files only), and cached for the app too. Rows keep
-the pooling the serving heads read: the reference's zero-padded mean for the published heads,
-the valid-frame mean for ours, segments with audio only (``[S, L, D]``).
+The app's embedding cache is read first; a miss is encoded by the serving encoder (loaded once,
+local files only) and cached for the app too. Rows keep the pooling the serving heads read
+(zero-padded mean for the published heads), valid segments only (``[S, L, D]``).
 """
 
 from __future__ import annotations

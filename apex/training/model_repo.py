@@ -1,19 +1,11 @@
-"""The champion on the Hub: push each promoted version with the pointer, restore it at start.
-
-A Space's disk is wiped at every restart, rebuild and wake, so the model registry
-(:mod:`apex.training.registry`) is only a local copy; ``APEX_MODEL_REPO`` is the durable one.
-Layout of the model repo (one commit per promotion, so the pointer and the version it names
-always arrive together)::
+"""The champion on the Hub (``APEX_MODEL_REPO``): a Space's disk is wiped at restart, so the
+local registry is only a copy. Layout (one commit per promotion, pointer and version together)::
 
     versions/v0003-20260101T000000Z/   the version's files (weights, metadata.json, card, ...)
     champion.json                      {"version": "v0003-...", "path": "versions/v0003-..."}
 
-:func:`apex.training.saving.push_version` makes that commit and records its hash in the local
-version (``hub.json``, never uploaded). :func:`restore_champion` runs at start when the local
-registry has no champion: it reads ``champion.json`` at the repo's current commit and downloads
-that version *at that same commit* (never a later ``main``), through the Hugging Face cache, so
-an interrupted download resumes and a cached revision restores offline. Hub trouble never raises:
-the result says what happened, and the published model serves.
+:func:`apex.training.saving.push_version` makes the commit; :func:`restore_champion` downloads
+the pointed version at the pointer's own commit. Hub trouble never raises: the result says so.
 """
 
 from __future__ import annotations
@@ -50,12 +42,9 @@ def record_commit(version: Path, repo_id: str, revision: str, how: str) -> None:
 
 
 def restore_champion(settings: Settings) -> str:
-    """Make the model repo's champion the local registry's champion when the registry has none.
-
-    Returns a sentence for the About tab ("" when there was nothing to do): what was restored
-    (version and commit), or why nothing was (no champion on the Hub yet, or the repo cannot be
-    reached, in which case the published model serves).
-    """
+    """Make the model repo's champion the local one when the registry has none (through the Hub
+    cache: resumable, offline when cached). Returns a sentence for the About tab ("" when there
+    was nothing to do)."""
     registry = registry_for(settings)
     repo_id = settings.model_repo
     if not repo_id or registry.champion() is not None:

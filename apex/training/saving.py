@@ -1,8 +1,4 @@
-"""Saving a trained version: its metadata, weights, ``metrics.json``, model card and Hub push.
-
-Every trained model (``apex train``, a refit, the demo model) is written by these functions, so
-:func:`apex.checkpoints.load_model` reads each back alike.
-"""
+"""Saving a trained version (metadata, weights, ``metrics.json``, model card) and its Hub push."""
 
 from __future__ import annotations
 
@@ -48,12 +44,8 @@ def model_metadata(
 
 
 def save_trained(result: TrainResult, directory: Path, metadata: dict) -> Path:
-    """Save trained heads in ``directory``.
-
-    ApexHeads go through :func:`apex.checkpoints.save_model`; reference heads become a reference
-    ``.pt`` (``model_state``, ``task``, ``shared``, ``mode``, ``epoch``, ``val_loss``) plus
-    ``metadata.json``, so :func:`apex.checkpoints.load_model` reads them back.
-    """
+    """Save trained heads in ``directory`` so :func:`apex.checkpoints.load_model` reads them:
+    ApexHeads by :func:`~apex.checkpoints.save_model`, reference heads as a reference ``.pt``."""
     directory = Path(directory)
     if result.config.family == "apex":
         from apex.checkpoints import save_model
@@ -103,13 +95,9 @@ def write_card(directory: Path, *, title: str, metrics: dict, decision: Decision
 
 
 def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> str:
-    """Commit promoted version ``directory`` and the champion pointer naming it to ``repo_id``.
-
-    One commit (layout in :mod:`apex.training.model_repo`), so a restore never finds a pointer
-    without its version; the commit is recorded in the local version (``hub.json``). Returns what
-    happened, in words; never raises for Hub trouble (offline, no token, no permission): the
-    local version stays the source of truth and the message says so.
-    """
+    """Commit promoted version ``directory`` and the champion pointer to ``repo_id`` in one
+    commit (recorded in ``hub.json``). Returns what happened, in words; Hub trouble never raises
+    (the local version stays the truth)."""
     if not repo_id:
         return "push skipped: no model repo configured (APEX_MODEL_REPO)"
     from huggingface_hub import CommitOperationAdd, HfApi

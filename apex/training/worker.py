@@ -1,16 +1,8 @@
 """A refit in its own process, at low priority with capped threads, so it cannot starve visitors.
 
-The app's refit job (``annotation.refit_job``) hands a refit over as a
-:class:`~apex.training.request.RefitRequest` (JSON) and runs ``python -m apex.training.worker
-REQUEST OUT`` at niceness ``APEX_REFIT_NICE`` (default 10) with ``OMP_NUM_THREADS`` /
-``torch.set_num_threads`` at the request's ``threads`` (``APEX_REFIT_THREADS``, default 1):
-scoring and voting keep the other cores, and the kernel prefers them on a busy one. Everything
-heavy happens here: loading the serving model (once), embedding the arena clips the votes name
-(:mod:`apex.training.clips`), training and the gate. The
-:class:`~apex.training.request.RefitOutcome` comes back as JSON in ``OUT``.
-
-:func:`execute` is the refit itself (the same code in or out of process); :func:`run_in_subprocess`
-starts, waits and reports a failure with the child's last lines of stderr.
+``python -m apex.training.worker REQUEST.json OUTCOME.json`` (:func:`run_in_subprocess`) runs
+:func:`execute` at the request's niceness and ``threads``: loading the serving model, embedding
+the arena clips the votes name (:mod:`apex.training.clips`), training and the gate.
 """
 
 from __future__ import annotations
@@ -26,20 +18,14 @@ from apex.files import write_text_atomic
 from apex.lifeline import exit_with_parent
 from apex.training.request import RefitOutcome, RefitRequest
 
-#: Default scheduling niceness of the refit process (0 normal, 19 lowest; ``APEX_REFIT_NICE``).
-REFIT_NICE = 10
-
 
 class RefitProcessError(RuntimeError):
     """The refit process failed; the message carries its exit code and last stderr lines."""
 
 
 def execute(request: RefitRequest) -> RefitOutcome:
-    """Run the refit of ``request`` here.
-
-    The data live in the serving model's encoder space: engagement rows embedded by another
-    encoder are left out (one note says how many and why), and the arena clips the votes name
-    are embedded by the serving encoder.
+    """Run the refit of ``request`` here, in the serving model's encoder space (engagement rows
+    of another encoder are left out, with a note).
 
     Raises:
         DataError: no data to train on; CheckpointError: the serving model does not load;
@@ -96,7 +82,7 @@ def execute(request: RefitRequest) -> RefitOutcome:
 def run_in_subprocess(
     request: RefitRequest, workdir: Path, *, timeout_s: float | None = None
 ) -> RefitOutcome:
-    """Run :func:`execute` in a child process (low priority, capped threads); its outcome.
+    """Run :func:`execute` in a child process (low priority, capped threads).
 
     Raises:
         RefitProcessError: the child exited non-zero or wrote no outcome.
