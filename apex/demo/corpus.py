@@ -16,11 +16,13 @@ depend on how the rendering is spread over processes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,13 +95,19 @@ def build_demo_corpus(
     if not force and _is_current(out, seed, n_clips):
         return out
     out.mkdir(parents=True, exist_ok=True)
-    # One builder at a time per directory (app workers, tests and CLI may all ask at once); a
-    # waiter finds the corpus current once the lock is released.
-    with (out / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # app workers, tests and the CLI may all ask at once; a waiter then finds the corpus current
+    with build_lock(out / ".build.lock"):
         if force or not _is_current(out, seed, n_clips):
             _build(out, seed, n_clips)
     return out
+
+
+@contextlib.contextmanager
+def build_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock across processes (``flock``) and threads (each opens its own file)."""
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _build(out: Path, seed: int, n_clips: int) -> None:

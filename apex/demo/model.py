@@ -10,13 +10,11 @@ builds are serialised by a file lock and published by an atomic directory rename
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from apex.checkpoints import CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME
-from apex.demo.corpus import DEMO_VERSION, PLATFORM, ensure_demo_corpus, load_metadata
+from apex.demo.corpus import DEMO_VERSION, PLATFORM, build_lock, ensure_demo_corpus, load_metadata
 from apex.files import atomic_dir, sha256_text
 from apex.settings import Settings
 from apex.tasks import ENGAGEMENT
@@ -71,29 +69,13 @@ def _complete(directory: Path) -> bool:
     return all((directory / n).is_file() for n in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME))
 
 
-@contextlib.contextmanager
-def _build_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (``flock``) and threads (separate open files)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: the atomic rename alone still keeps the result whole
-        yield
-        return
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_demo_model(settings: Settings) -> Path:
     """Return the demo model directory, building it on first use (builds the corpus if needed)."""
     target = demo_model_dir(settings)
     if _complete(target):
         return target
     settings.models_dir.mkdir(parents=True, exist_ok=True)
-    with _build_lock(settings.models_dir / f".{target.name}.lock"):
+    with build_lock(settings.models_dir / f".{target.name}.lock"):
         if _complete(target):  # another caller finished while we waited
             return target
         shutil.rmtree(target, ignore_errors=True)  # leftovers of an interrupted build
