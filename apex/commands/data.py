@@ -1,6 +1,4 @@
-"""``apex data``: fetch and convert public sources into what ``apex embed`` and the arena read.
-
-Examples::
+"""``apex data``: fetch and convert public sources into what ``apex embed`` and the arena read::
 
     apex data arena-demo --out var/arena-demo --votes 2000       # offline stand-in, MA layout
     apex data music-arena --batch 02-2025SEP                     # Hub release into the cache

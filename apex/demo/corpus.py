@@ -8,10 +8,8 @@ Layout of a built corpus (documented in ``data/README.md``, "Demo corpus")::
       engagement.jsonl   reference manifest shape: id, score_streams, score_likes, platform, ...
       corpus.json        seed, version, counts, build seconds; written last, so it marks completion
 
-Each prompt is rendered by every system (``len(SYSTEMS)`` clips per prompt), so arena battles can
-pit systems against each other on the same prompt. Everything is a deterministic function of
-``(seed, n_clips, DEMO_VERSION)``: every clip draws from its own generator, so the result does not
-depend on how the rendering is spread over processes.
+Every system renders each prompt. Everything is a deterministic function of ``(seed, n_clips,
+DEMO_VERSION)``; every clip draws from its own generator.
 """
 
 from __future__ import annotations
@@ -72,20 +70,11 @@ _REQUIRED = (
 def build_demo_corpus(
     out_dir: str | Path, *, seed: int = 0, n_clips: int = 480, force: bool = False
 ) -> Path:
-    """Generate the demo corpus into ``out_dir``, or reuse it if already built the same way.
-
-    Args:
-        out_dir: Target directory (created if missing). Files this module writes there are
-            replaced; nothing else in it is touched.
-        seed: Seed of everything random (traits, music, ground truth, formats).
-        n_clips: Number of clips (at least ``len(SYSTEMS)``).
-        force: Rebuild even when a complete corpus with the same seed, version and size exists.
-
-    Returns:
-        ``out_dir`` as a Path.
+    """Generate the demo corpus into ``out_dir`` (only its own files are replaced), or reuse a
+    complete one of the same seed, version and size unless ``force``.
 
     Raises:
-        ValueError: ``n_clips`` is smaller than the number of demo systems or ``seed`` < 0.
+        ValueError: ``n_clips`` < ``len(SYSTEMS)`` or ``seed`` < 0.
     """
     out = Path(out_dir)
     if n_clips < len(SYSTEMS):
