@@ -77,7 +77,6 @@ HIDDEN_TASTE: Mapping[str, float] = {
     "memorability": -0.8,
     "coherence": -0.7,
 }
-TASTE_SCALE = HIDDEN.scale
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -149,7 +148,7 @@ def listener_votes(
     clip_a: np.ndarray,
     clip_b: np.ndarray,
     rng: np.random.Generator,
-    scale: float = TASTE_SCALE,
+    scale: float = HIDDEN.scale,
 ) -> np.ndarray:
     """``"A"``/``"B"`` for each pair ``[P]`` of clip ids, by listeners of ``utility``."""
     ua, ub = utility.loc[clip_a].to_numpy(), utility.loc[clip_b].to_numpy()
