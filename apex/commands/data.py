@@ -13,14 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from apex.cli import EXIT_OK, dataclass_flags, from_args, guarded
 from apex.sources.download import DownloadConfig
 from apex.tasks import ENGAGEMENT_POWER
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -157,6 +153,8 @@ def cmd_songeval(args: argparse.Namespace) -> int:
     print(f"{len(data.songs)} rated songs, {len(data.skipped)} skipped -> {path}")
     print(f"licence: {LICENSE}; models trained on it inherit the non-commercial terms")
     if args.evaluate:
+        import pandas as pd
+
         from apex.loader import load_scorer
 
         scorer = load_scorer(args.evaluate, settings=settings)
@@ -165,16 +163,10 @@ def cmd_songeval(args: argparse.Namespace) -> int:
             c: scorer.score(data.root / f)[0].scores
             for c, f in zip(test["clip_id"], test["file_name"], strict=True)
         }
-        metrics = aesthetic_metrics(_frame(preds), test.set_index("clip_id"))
+        frame = pd.DataFrame.from_dict(preds, orient="index")  # clips x scores
+        metrics = aesthetic_metrics(frame, test.set_index("clip_id"))
         print(json.dumps(metrics, indent=2))
     return EXIT_OK
-
-
-def _frame(rows: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """``{clip: {score: value}}`` -> a DataFrame indexed by clip."""
-    import pandas as pd
-
-    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def _songeval_root(spec: str, cache: Path) -> Path:
