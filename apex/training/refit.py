@@ -109,25 +109,16 @@ def run_refit(
     battles = battles_from_votes(votes, data.index_of())
     seen_until = _trained_until(serving)
     fit_battles, held_out = _split_votes(battles, config.holdout_fraction, seen_until)
-    model, started = (
-        warm_start(serving, data.encoder_id)
-        if config.warm_start
-        else (None, "random init: warm start turned off")
-    )
     anchored = not np.isfinite(data.targets[data.songs_in("train")]).any()
     if anchored:
         notes.append(
             "no engagement data in the serving encoder's space: the seven scores stay anchored "
             "to the serving model (only the preference output learns from votes)"
         )
-    family = family_of(model) if model is not None else {}
-    if model is not None and not anchored:  # fine-tuning trained weights, not learning anew
-        family["lr"] = config.train.lr * WARM_LR_FACTOR
-    train_cfg = replace(config.train, **family, anchor=anchored)
-    result = train_with_votes(data, train_cfg, fit_battles, model=model)
+    result, started = _train_challenger(data, config, serving, fit_battles, anchored)
     reports = {
         "challenger": evaluate_model(
-            result.model, data, battles=held_out, use_preference=True, tasks=train_cfg.tasks
+            result.model, data, battles=held_out, use_preference=True, tasks=result.config.tasks
         )
     }
     why_not, noise, drift = "no serving model was given and the registry has no champion", None, {}
@@ -187,6 +178,22 @@ def run_refit(
         registry.promote(version)
         push = push_version(version, config.model_repo)
     return RefitOutcome(version, decision, reports, push, notes, drift, started)
+
+
+def _train_challenger(
+    data: EngagementData, config: RefitConfig, serving, battles: Battles, anchored: bool
+) -> tuple[TrainResult, str]:
+    """The challenger, warm-started from ``serving`` when it can be, and where it started."""
+    model, started = (
+        warm_start(serving, data.encoder_id)
+        if config.warm_start
+        else (None, "random init: warm start turned off")
+    )
+    family = family_of(model) if model is not None else {}
+    if model is not None and not anchored:  # fine-tuning trained weights, not learning anew
+        family["lr"] = config.train.lr * WARM_LR_FACTOR
+    train_cfg = replace(config.train, **family, anchor=anchored)
+    return train_with_votes(data, train_cfg, battles, model=model), started
 
 
 def _held_out_songs(data: EngagementData) -> np.ndarray:
