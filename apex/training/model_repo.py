@@ -4,7 +4,7 @@ local registry is only a copy. Layout (one commit per promotion, pointer and ver
     versions/v0003-20260101T000000Z/   the version's files (weights, metadata.json, card, ...)
     champion.json                      {"version": "v0003-...", "path": "versions/v0003-..."}
 
-:func:`apex.training.saving.push_version` makes the commit; :func:`restore_champion` downloads
+:func:`push_version` makes the commit; :func:`restore_champion` downloads
 the pointed version at the pointer's own commit. Hub trouble never raises: the result says so.
 """
 
@@ -39,6 +39,43 @@ def record_commit(version: Path, repo_id: str, revision: str, how: str) -> None:
     """Write ``hub.json``: the model repo's commit that holds ``version`` (pushed or restored)."""
     data = {"repo_id": repo_id, "revision": revision, "how": how, "at": time.time()}
     write_text_atomic(version / HUB_RECORD, json.dumps(data, indent=1) + "\n")
+
+
+def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> str:
+    """Commit promoted version ``directory`` and the champion pointer to ``repo_id`` in one
+    commit (recorded in ``hub.json``). Returns what happened, in words; Hub trouble never raises
+    (the local version stays the truth)."""
+    if not repo_id:
+        return "push skipped: no model repo configured (APEX_MODEL_REPO)"
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    directory = Path(directory)
+    prefix = f"versions/{directory.name}"
+    pointer = {"version": directory.name, "path": prefix}
+    operations = [
+        CommitOperationAdd(path_in_repo=f"{prefix}/{rel}", path_or_fileobj=directory / rel)
+        for rel in list_directory(directory)
+        if rel != HUB_RECORD
+    ]
+    operations.append(
+        CommitOperationAdd(path_in_repo=POINTER, path_or_fileobj=json.dumps(pointer).encode())
+    )
+    try:
+        api = api or HfApi()
+        api.create_repo(repo_id, repo_type="model", exist_ok=True)
+        info = api.create_commit(
+            repo_id=repo_id,
+            repo_type="model",
+            operations=operations,
+            commit_message=f"Promote {directory.name}",
+        )
+    except hub_errors() as err:  # offline, no token, no permission: report, keep the local copy
+        return (
+            f"push to {repo_id} failed ({type(err).__name__}: {err}); the version is kept "
+            "locally (a Space loses it at its next restart)"
+        )
+    record_commit(directory, repo_id, info.oid, "pushed")
+    return f"pushed {directory.name} and the champion pointer to {repo_id}@{info.oid[:12]}"
 
 
 def restore_champion(settings: Settings) -> str:

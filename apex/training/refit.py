@@ -24,9 +24,10 @@ from apex.training.config import GateConfig, TrainConfig
 from apex.training.data import EngagementData, TargetTransform
 from apex.training.gate import gate
 from apex.training.loop import TrainResult, train
+from apex.training.model_repo import push_version
 from apex.training.registry import ModelRegistry
 from apex.training.request import RefitOutcome
-from apex.training.saving import model_metadata, push_version, save_trained, write_card
+from apex.training.saving import model_metadata, save_trained, write_card
 from apex.training.warm import family_of, save_reference_layout, score_drift, warm_start
 
 #: Learning-rate factor of a warm start that fine-tunes the whole model (an anchored one trains

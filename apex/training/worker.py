@@ -2,21 +2,26 @@
 
 ``python -m apex.training.worker REQUEST.json OUTCOME.json`` (:func:`run_in_subprocess`) runs
 :func:`execute` at the request's niceness and ``threads``: loading the serving model, embedding
-the arena clips the votes name (:mod:`apex.training.clips`), training and the gate.
+the arena clips the votes name (:func:`clip_rows`: the app's embedding cache first, a miss
+encoded by the serving encoder and cached for the app too), training and the gate.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from apex.files import write_text_atomic
 from apex.lifeline import exit_with_parent
-from apex.training.request import RefitOutcome, RefitRequest
+from apex.training.request import EncoderSpec, PoolClip, RefitOutcome, RefitRequest
+
+log = logging.getLogger(__name__)
 
 
 class RefitProcessError(RuntimeError):
@@ -47,8 +52,6 @@ def execute(request: RefitRequest) -> RefitOutcome:
     engagement = read_shards(request.engagement) if request.engagement else None
     pool = None
     if request.encoder is not None:
-        from apex.training.clips import clip_rows
-
         named = set(votes["clip_a"].astype(str)) | set(votes["clip_b"].astype(str))
         padded = bool(getattr(serving[0], "uses_padded_pooling", False)) if serving else False
         clips = [c for c in request.clips if c.clip_id in named]
@@ -77,6 +80,59 @@ def execute(request: RefitRequest) -> RefitOutcome:
     outcome = run_refit(data, transform, votes, registry, config, serving=serving, notes=notes)
     outcome.pool_rows = len(pool) if pool is not None else 0
     return outcome
+
+
+def clip_rows(
+    clips: Iterable[PoolClip], spec: EncoderSpec, *, padded: bool
+) -> tuple[pd.DataFrame, int]:
+    """``(rows, encoded)``: one split-``pool`` row per clip and how many were not cached.
+
+    Raises:
+        EncoderUnavailable: a clip is not cached and the encoder cannot be loaded.
+        AudioError: a clip's file is not usable audio (the message names it).
+    """
+    from apex.audio import load_audio
+    from apex.encoders.cache import EmbeddingCache
+
+    cache = EmbeddingCache(spec.cache_dir)
+    encoder = None
+    rows, encoded = [], 0
+    for clip in clips:
+        rate = encoder.sample_rate if encoder is not None else spec.sample_rate
+        audio = load_audio(clip.path, sample_rate=rate, max_seconds=spec.max_audio_s)
+        key = cache.key(audio.content_hash, spec.encoder_id, spec.settings_key)
+        emb = cache.get(key)
+        if emb is None:
+            encoder = encoder or _load_encoder(spec)
+            emb = encoder.encode(audio)
+            cache.put(key, emb)
+            encoded += 1
+        layers = emb.layers_padded if padded else emb.layers
+        rows.append(
+            {
+                "id": clip.clip_id,
+                "embedding": layers[emb.mask].numpy(),
+                "duration_s": clip.duration_s,
+                "encoder_id": emb.encoder_id,
+                "platform": "arena",
+                "split": "pool",
+            }
+        )
+    if encoded:
+        log.info("refit: embedded %d arena clips that had no cached embedding", encoded)
+    return pd.DataFrame(rows), encoded
+
+
+def _load_encoder(spec: EncoderSpec):
+    from apex.encoders import load_encoder
+
+    return load_encoder(
+        spec.spec,
+        precision=spec.precision,
+        device="cpu",
+        trust_remote_code=spec.trust_remote_code,
+        local_files_only=True,
+    )
 
 
 def run_in_subprocess(
