@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eng = sub.add_parser("engagement", help="Suno/Udio listing -> audio + apex embed manifest")
     eng.add_argument("listing", type=Path, help=".jsonl/.json/.csv/.parquet listing")
     eng.add_argument("--out", type=Path, required=True)
-    eng.add_argument("--source", choices=("suno", "udio"), default=None, help="default: detect")
+    eng.add_argument(
+        "--platform", "--source", choices=("suno", "udio"), default=None, help="default: detect"
+    )
     eng.add_argument("--limit", type=int, default=None, help="only the first N usable rows")
     eng.add_argument(
         "--power",
@@ -115,7 +117,7 @@ def cmd_engagement(args: argparse.Namespace) -> int:
         with_targets,
     )
 
-    listing, skipped = normalise(read_listing(args.listing), args.source)
+    listing, skipped = normalise(read_listing(args.listing), args.platform)
     listing = with_targets(listing.head(args.limit) if args.limit else listing, power=args.power)
     print(
         f"{len(listing)} songs mapped ({len(skipped)} rows skipped), "

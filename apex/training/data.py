@@ -145,13 +145,13 @@ def _column(frame: pd.DataFrame, name: str) -> list[float | None]:
     return [None if pd.isna(v) else float(v) for v in values]
 
 
-def read_shards(source: str | Path) -> pd.DataFrame:
-    """Every ``*.parquet`` under ``source`` (file or folder, recursively, sorted by path);
+def read_shards(path: str | Path) -> pd.DataFrame:
+    """Every ``*.parquet`` under ``path`` (file or folder, recursively, sorted by path);
     ``embedding`` as float32 arrays in their stored shape."""
-    source = Path(source)
-    files = [source] if source.is_file() else sorted(source.rglob("*.parquet"))
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
     if not files:
-        raise DataError(f"no Parquet shards under {source}; write them with write_shard()")
+        raise DataError(f"no Parquet shards under {path}; write them with write_shard()")
     frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
     frame["embedding"] = [
         np.asarray(e, dtype=np.float32).reshape(tuple(s))
@@ -279,7 +279,7 @@ def merge_pool_rows(frame: pd.DataFrame, pool: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_engagement(
-    source: str | Path,
+    engagement_path: str | Path,
     *,
     mode: str = "song",
     transform: TargetTransform | None = None,
@@ -289,7 +289,9 @@ def load_engagement(
     """Read shards (and ``pool`` shards of arena clips) and :func:`assemble` them; pass a model's
     ``transform`` to evaluate it on its own target scale (None: fit one on ``train``)."""
     extra = read_shards(pool) if pool is not None else None
-    return assemble(read_shards(source), extra, mode=mode, transform=transform, ratings=ratings)
+    return assemble(
+        read_shards(engagement_path), extra, mode=mode, transform=transform, ratings=ratings
+    )
 
 
 def assemble(
