@@ -155,7 +155,7 @@ def demo_evidence(
 def _demo_gate(settings: Settings, data, transform, votes, champion_result) -> dict:
     """The production refit with preferences against the engagement-only champion."""
     import shutil
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from apex.training.refit import RefitConfig, run_refit
     from apex.training.registry import ModelRegistry
@@ -169,14 +169,7 @@ def _demo_gate(settings: Settings, data, transform, votes, champion_result) -> d
     registry.promote(champion)
     config = RefitConfig(train=replace(champion_result.config, pref_weight=1.0))
     outcome = run_refit(data, transform, votes, registry, config)
-    decision = outcome.decision
-    return {
-        "promote": decision.promote,
-        "reasons": decision.reasons,
-        "challenger": decision.challenger,
-        "champion": decision.champion,
-        "version": outcome.version.name,
-    }
+    return {**asdict(outcome.decision), "version": outcome.version.name}
 
 
 def format_evidence(evidence: dict) -> str:
