@@ -81,7 +81,7 @@ def engagement_source(settings: Settings, encoder_id: str | None = None) -> tupl
 
 
 def _demo_engagement(settings: Settings) -> Path:
-    from apex.demo.evidence import demo_engagement
+    from apex.demo.model import demo_engagement
 
     return demo_engagement(settings)
 

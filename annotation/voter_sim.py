@@ -8,8 +8,8 @@ events on one timeline, processed in time order.
 Kinds (:data:`VOTER_KINDS`):
 
 - ``honest``: hears A then B, each for a uniform time between the minimum listen and the whole
-  clip, thinks 1-5 s, and picks A with the Bradley-Terry probability of the true strengths (5 %
-  ties).
+  clip, thinks 1-5 s, and chooses as :data:`apex.demo.listeners.ARENA` listeners of the true
+  strengths (Bradley-Terry, 5 % ties).
 - ``always_a``: listens like an honest voter but always votes A.
 - ``too_fast``: plays both clips at once for just over the minimum and votes at once.
 - ``contrarian``: listens like an honest voter and picks the truly weaker system.
@@ -18,7 +18,6 @@ Kinds (:data:`VOTER_KINDS`):
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import soundfile as sf
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.pool import Clip, ClipPool
 from annotation.rules import VoteRefused
+from apex.demo.listeners import ARENA, choose, outcome_probabilities
 
 VOTER_KINDS: tuple[str, ...] = ("honest", "always_a", "too_fast", "contrarian")
 _RATE = 8_000
@@ -135,14 +135,12 @@ def _steps(
 
 
 def _choose(kind: str, battle, strengths: Mapping[str, float], rng: np.random.Generator) -> str:
-    gap = strengths[battle.system_a] - strengths[battle.system_b]
     if kind == "always_a":
         return "A"
     if kind == "contrarian":
-        return "B" if gap > 0 else "A"
-    if rng.random() < 0.05:
-        return "TIE"
-    return "A" if rng.random() < 1.0 / (1.0 + math.exp(-gap)) else "B"
+        return "B" if strengths[battle.system_a] > strengths[battle.system_b] else "A"
+    probs = outcome_probabilities([strengths[battle.system_a]], [strengths[battle.system_b]], ARENA)
+    return str(choose(probs, rng)[0])
 
 
 def run_voters(
@@ -186,50 +184,3 @@ def run_voters(
     pseudonym = {ids.voter("", v.ip): v.kind for v in voters}
     frame["kind"] = frame["user_pseudonym"].map(pseudonym)
     return frame
-
-
-def loudness_biased_votes(
-    strengths: Mapping[str, float],
-    mean_lufs: Mapping[str, float],
-    *,
-    effect_per_lu: float = 0.15,
-    n_votes: int = 6000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Votes of listeners who prefer the louder clip (clips played as generated).
-
-    Each battle pits two random systems; each clip's loudness is drawn around its system's
-    ``mean_lufs`` (sd 3 LU), its length uniformly from 10-60 s, vocals with probability 1/2; A
-    wins with probability ``sigmoid(s_a - s_b + effect_per_lu * (L_a - L_b))`` (5 % ties).
-
-    Returns:
-        A votes table with ``system_a/_b``, ``preference``, ``loudness_a/_b``, ``duration_a/_b``,
-        ``instrumental_a/_b``, ``is_instrumental``, ``source="simulated"`` and empty ``flags``.
-    """
-    rng = np.random.default_rng(seed)
-    names = list(strengths)
-    pick = np.array([rng.choice(len(names), size=2, replace=False) for _ in range(n_votes)])
-    sa, sb = [names[i] for i in pick[:, 0]], [names[i] for i in pick[:, 1]]
-    la = np.array([mean_lufs[s] for s in sa]) + rng.normal(0, 3, n_votes)
-    lb = np.array([mean_lufs[s] for s in sb]) + rng.normal(0, 3, n_votes)
-    gap = np.array([strengths[a] - strengths[b] for a, b in zip(sa, sb, strict=True)])
-    p_a = 1.0 / (1.0 + np.exp(-(gap + effect_per_lu * (la - lb))))
-    pref = np.where(rng.random(n_votes) < p_a, "A", "B")
-    pref = np.where(rng.random(n_votes) < 0.05, "TIE", pref)
-    inst_a, inst_b = rng.random(n_votes) < 0.5, rng.random(n_votes) < 0.5
-    return pd.DataFrame(
-        {
-            "system_a": sa,
-            "system_b": sb,
-            "preference": pref,
-            "loudness_a": la,
-            "loudness_b": lb,
-            "duration_a": rng.uniform(10, 60, n_votes),
-            "duration_b": rng.uniform(10, 60, n_votes),
-            "instrumental_a": inst_a,
-            "instrumental_b": inst_b,
-            "is_instrumental": inst_a & inst_b,
-            "source": "simulated",
-            "flags": "",
-        }
-    )

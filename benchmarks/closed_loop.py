@@ -117,9 +117,8 @@ def _latency(settings, corpus: Path, files: list[str], worker_request=None) -> l
 def run(clips: int, data_dir: Path, seed: int, latency: bool) -> dict:
     from apex.checkpoints import ModelInfo, load_model
     from apex.demo import ensure_demo_corpus, load_metadata
-    from apex.demo.evidence import demo_engagement
     from apex.demo.listeners import hidden_utility
-    from apex.demo.model import ensure_demo_model
+    from apex.demo.model import demo_engagement, ensure_demo_model
     from apex.settings import Settings
     from apex.training.battles import battles_from_votes
     from apex.training.config import scaled_train_config

@@ -37,12 +37,8 @@ from annotation.flags import split_flags
 from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
 from annotation.store import SQLiteVoteStore
 from annotation.style import fit_style_controlled
-from annotation.voter_sim import (
-    SimClock,
-    loudness_biased_votes,
-    run_voters,
-    write_sim_pool,
-)
+from annotation.voter_sim import SimClock, run_voters, write_sim_pool
+from apex.demo.listeners import loudness_biased_votes
 from apex.settings import Settings
 
 STRENGTHS = {"s0": 0.0, "s1": 0.3, "s2": 0.6, "s3": 0.9, "s4": 1.2}

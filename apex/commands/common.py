@@ -1,8 +1,5 @@
-"""Helpers shared by the training commands: the data flags and reading vote and rating files.
-
-Votes come in as a file (Parquet shards from ``apex votes export`` or a CSV): ``apex`` does not
-read the vote store itself.
-"""
+"""Helpers of the training commands: the data flags, reading vote and rating files (``apex``
+never reads the vote store itself)."""
 
 from __future__ import annotations
 
@@ -30,10 +27,7 @@ def data_flags(parser: argparse.ArgumentParser) -> None:
 
 def read_votes(path: Path | None) -> pd.DataFrame | None:
     """Votes from a CSV or Parquet file/folder (``apex votes export`` layout); None if no path.
-
-    Raises:
-        FileNotFoundError: the folder holds no Parquet file.
-    """
+    Raises FileNotFoundError when the folder holds no Parquet file."""
     if path is None:
         return None
     import pandas as pd

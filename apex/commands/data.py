@@ -1,6 +1,4 @@
-"""``apex data``: fetch and convert public sources into what ``apex embed`` and the arena read.
-
-Examples::
+"""``apex data``: fetch and convert public sources into what ``apex embed`` and the arena read::
 
     apex data arena-demo --out var/arena-demo --votes 2000       # offline stand-in, MA layout
     apex data music-arena --batch 02-2025SEP                     # Hub release into the cache
@@ -15,14 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from apex.cli import EXIT_OK, dataclass_flags, from_args, guarded
 from apex.sources.download import DownloadConfig
 from apex.tasks import ENGAGEMENT_POWER
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eng = sub.add_parser("engagement", help="Suno/Udio listing -> audio + apex embed manifest")
     eng.add_argument("listing", type=Path, help=".jsonl/.json/.csv/.parquet listing")
     eng.add_argument("--out", type=Path, required=True)
-    eng.add_argument("--source", choices=("suno", "udio"), default=None, help="default: detect")
+    eng.add_argument(
+        "--platform", "--source", choices=("suno", "udio"), default=None, help="default: detect"
+    )
     eng.add_argument("--limit", type=int, default=None, help="only the first N usable rows")
     eng.add_argument(
         "--power",
@@ -121,7 +117,7 @@ def cmd_engagement(args: argparse.Namespace) -> int:
         with_targets,
     )
 
-    listing, skipped = normalise(read_listing(args.listing), args.source)
+    listing, skipped = normalise(read_listing(args.listing), args.platform)
     listing = with_targets(listing.head(args.limit) if args.limit else listing, power=args.power)
     print(
         f"{len(listing)} songs mapped ({len(skipped)} rows skipped), "
@@ -159,6 +155,8 @@ def cmd_songeval(args: argparse.Namespace) -> int:
     print(f"{len(data.songs)} rated songs, {len(data.skipped)} skipped -> {path}")
     print(f"licence: {LICENSE}; models trained on it inherit the non-commercial terms")
     if args.evaluate:
+        import pandas as pd
+
         from apex.loader import load_scorer
 
         scorer = load_scorer(args.evaluate, settings=settings)
@@ -167,16 +165,10 @@ def cmd_songeval(args: argparse.Namespace) -> int:
             c: scorer.score(data.root / f)[0].scores
             for c, f in zip(test["clip_id"], test["file_name"], strict=True)
         }
-        metrics = aesthetic_metrics(_frame(preds), test.set_index("clip_id"))
+        frame = pd.DataFrame.from_dict(preds, orient="index")  # clips x scores
+        metrics = aesthetic_metrics(frame, test.set_index("clip_id"))
         print(json.dumps(metrics, indent=2))
     return EXIT_OK
-
-
-def _frame(rows: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """``{clip: {score: value}}`` -> a DataFrame indexed by clip."""
-    import pandas as pd
-
-    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def _songeval_root(spec: str, cache: Path) -> Path:

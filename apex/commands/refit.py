@@ -1,10 +1,6 @@
-"""``apex refit``: train a challenger from data + votes into the registry; promote it if the gate
-finds it not worse than the serving model.
+"""``apex refit``: a challenger from data + votes into the registry, promoted if not worse.
 
-Flags mirror :class:`apex.training.TrainConfig`, :class:`apex.training.GateConfig` and
-:class:`apex.training.RefitConfig` (``--accuracy-tolerance`` sets ``accuracy_tolerance``).
-
-Example::
+Flags mirror ``TrainConfig``, ``GateConfig`` and ``RefitConfig`` fields. Example::
 
     apex refit --data shards/ --votes export/ --against demo --accuracy-tolerance 0.01
 """

@@ -1,12 +1,8 @@
 """``apex score FILE...``: the seven APEX scores of audio files, as a table or JSON lines.
 
-Flags mirror :class:`apex.settings.Settings` fields (``--model``, ``--encoder``, ``--precision``,
-``--device``, ``--max-audio-s``) and default to their ``APEX_*`` environment values. Good files are
-scored and printed as they finish; each bad file is reported on stderr with its reason, and the
-exit code is 1 if any file failed (2 if the model itself cannot be loaded). Notices go to stderr:
-when the offline demo model or the fallback encoder answers, the first lines say so.
-
-Examples::
+Flags mirror :class:`apex.settings.Settings` fields (default: their ``APEX_*`` values). Bad files
+and notices (demo model, fallback encoder) go to stderr; exit 1 if any file failed, 2 if the
+model cannot be loaded. Examples::
 
     apex score song.mp3 other.wav
     apex score --json *.flac > scores.jsonl

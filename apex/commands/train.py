@@ -1,9 +1,5 @@
-"""``apex train``: train heads on engagement shards (+ votes) and save them.
-
-Flags mirror the fields of :class:`apex.training.TrainConfig` (``--batch-size`` sets
-``batch_size``), so the CLI never drifts from the dataclass.
-
-Examples::
+"""``apex train``: train heads on engagement shards (+ votes) and save them; flags mirror
+:class:`apex.training.config.TrainConfig`. Examples::
 
     apex train --data shards/ --out models/mine --task full --loss uncertainty --shared 2
     apex train --data shards/ --out models/ref --family reference --mode segment

@@ -8,19 +8,19 @@ Layout of a built corpus (documented in ``data/README.md``, "Demo corpus")::
       engagement.jsonl   reference manifest shape: id, score_streams, score_likes, platform, ...
       corpus.json        seed, version, counts, build seconds; written last, so it marks completion
 
-Each prompt is rendered by every system (``len(SYSTEMS)`` clips per prompt), so arena battles can
-pit systems against each other on the same prompt. Everything is a deterministic function of
-``(seed, n_clips, DEMO_VERSION)``: every clip draws from its own generator, so the result does not
-depend on how the rendering is spread over processes.
+Every system renders each prompt. Everything is a deterministic function of ``(seed, n_clips,
+DEMO_VERSION)``; every clip draws from its own generator.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,20 +70,11 @@ _REQUIRED = (
 def build_demo_corpus(
     out_dir: str | Path, *, seed: int = 0, n_clips: int = 480, force: bool = False
 ) -> Path:
-    """Generate the demo corpus into ``out_dir``, or reuse it if already built the same way.
-
-    Args:
-        out_dir: Target directory (created if missing). Files this module writes there are
-            replaced; nothing else in it is touched.
-        seed: Seed of everything random (traits, music, ground truth, formats).
-        n_clips: Number of clips (at least ``len(SYSTEMS)``).
-        force: Rebuild even when a complete corpus with the same seed, version and size exists.
-
-    Returns:
-        ``out_dir`` as a Path.
+    """Generate the demo corpus into ``out_dir`` (only its own files are replaced), or reuse a
+    complete one of the same seed, version and size unless ``force``.
 
     Raises:
-        ValueError: ``n_clips`` is smaller than the number of demo systems or ``seed`` < 0.
+        ValueError: ``n_clips`` < ``len(SYSTEMS)`` or ``seed`` < 0.
     """
     out = Path(out_dir)
     if n_clips < len(SYSTEMS):
@@ -93,13 +84,19 @@ def build_demo_corpus(
     if not force and _is_current(out, seed, n_clips):
         return out
     out.mkdir(parents=True, exist_ok=True)
-    # One builder at a time per directory (app workers, tests and CLI may all ask at once); a
-    # waiter finds the corpus current once the lock is released.
-    with (out / ".build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # app workers, tests and the CLI may all ask at once; a waiter then finds the corpus current
+    with build_lock(out / ".build.lock"):
         if force or not _is_current(out, seed, n_clips):
             _build(out, seed, n_clips)
     return out
+
+
+@contextlib.contextmanager
+def build_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock across processes (``flock``) and threads (each opens its own file)."""
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _build(out: Path, seed: int, n_clips: int) -> None:

@@ -1,30 +1,20 @@
 """The offline demo model: :class:`~apex.heads.ApexHeads` fitted on the synthetic demo corpus.
 
-When no MERT weights or published heads can be had, the product still answers with these heads on
-the built-in fallback encoder, and says so. They are fitted on first use by the same training stack
-as every refit (:mod:`apex.training`; there is one training loop):
-
-- inputs: the demo corpus's engagement shards (:func:`apex.demo.evidence.demo_engagement`: the
-  fallback encoder's descriptors, ``L = 1``), averaged over each clip's segments;
-- targets: the corpus's raw streams/likes (percentile-power transform) and five aesthetics;
-- preference: a Bradley-Terry loss on simulated votes between training clips;
-- hyperparameters sized to the data (:func:`apex.training.config.scaled_train_config`), early
-  stopping on the ``val`` split.
-
-The result lives in ``settings.models_dir / "demo-<version>"``; the version hashes everything that
-changes the fit (this module's version, the corpus version, seed and size, the fallback descriptor
-settings), so a change rebuilds it. Builds are serialised by a file lock and published by an atomic
-directory rename: concurrent callers (threads or processes) get one complete model.
+When no MERT weights or published heads can be had, the product answers with these heads on the
+fallback encoder, and says so. They are fitted on first use by the one training stack
+(:func:`apex.training.refit.train_with_votes`) on :func:`demo_engagement` (the corpus embedded by
+the fallback encoder, ``L = 1``) and simulated votes between training clips. The model lives in
+``settings.models_dir / "demo-<version>"``; the version hashes everything that changes the fit,
+builds are serialised by a file lock and published by an atomic directory rename.
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from apex.checkpoints import CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME
+from apex.demo.corpus import DEMO_VERSION, PLATFORM, build_lock, ensure_demo_corpus, load_metadata
 from apex.files import atomic_dir, sha256_text
 from apex.settings import Settings
 from apex.tasks import ENGAGEMENT
@@ -34,9 +24,31 @@ DEMO_MODEL_VERSION = "3"
 VOTES_PER_CLIP = 8
 
 
+def demo_engagement(settings: Settings) -> Path:
+    """The engagement shard of the demo corpus embedded by the fallback encoder (built once)."""
+    from apex.audio import load_audio
+    from apex.encoders import CachedEncoder, EmbeddingCache, FallbackEncoder
+    from apex.training.data import write_shard
+
+    corpus = ensure_demo_corpus(settings)
+    out = settings.data_dir / "engagement-demo" / f"v{DEMO_VERSION}-s{settings.demo_seed}"
+    shard = out / f"n{settings.demo_clips}.parquet"
+    if shard.is_file():
+        return shard
+    meta = load_metadata(corpus)
+    encoder = CachedEncoder(FallbackEncoder(), EmbeddingCache(settings.cache_dir / "embeddings"))
+    embeddings = []
+    for name in meta["file_name"]:
+        emb = encoder.encode(load_audio(corpus / name, sample_rate=encoder.sample_rate))
+        embeddings.append(emb.layers[emb.mask].numpy())  # [S, 1, D], valid segments only
+    frame = meta.rename(columns={"clip_id": "id"}).assign(
+        embedding=embeddings, encoder_id=encoder.encoder_id, platform=PLATFORM
+    )
+    return write_shard(frame, shard)  # atomic: a killed build leaves no half shard
+
+
 def demo_model_dir(settings: Settings) -> Path:
     """Where the demo model of ``settings`` lives (whether built yet or not)."""
-    from apex.demo import DEMO_VERSION
     from apex.encoders import FallbackEncoder
 
     key = "|".join(
@@ -57,29 +69,13 @@ def _complete(directory: Path) -> bool:
     return all((directory / n).is_file() for n in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME))
 
 
-@contextlib.contextmanager
-def _build_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock across processes (``flock``) and threads (separate open files)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: the atomic rename alone still keeps the result whole
-        yield
-        return
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_demo_model(settings: Settings) -> Path:
     """Return the demo model directory, building it on first use (builds the corpus if needed)."""
     target = demo_model_dir(settings)
     if _complete(target):
         return target
     settings.models_dir.mkdir(parents=True, exist_ok=True)
-    with _build_lock(settings.models_dir / f".{target.name}.lock"):
+    with build_lock(settings.models_dir / f".{target.name}.lock"):
         if _complete(target):  # another caller finished while we waited
             return target
         shutil.rmtree(target, ignore_errors=True)  # leftovers of an interrupted build
@@ -89,17 +85,10 @@ def ensure_demo_model(settings: Settings) -> Path:
 
 
 def build_demo_model(settings: Settings, directory: Path, *, version: str) -> Path:
-    """Fit the demo heads on the demo corpus of ``settings`` with :mod:`apex.training` and save
-    them to ``directory``.
-
-    The one training loop of the project (:func:`apex.training.refit.train_with_votes`) with the
-    data-scaled configuration of :func:`apex.training.config.scaled_train_config`, a preference
-    loss on simulated votes between ``train`` clips, early stopping on the ``val`` split; the
-    held-out figures (Spearman on ``test`` clips, pairwise accuracy on simulated votes between
-    ``test`` clips) are stored as the model's ``metrics``.
-    """
-    from apex.demo import ensure_demo_corpus, load_metadata, simulate_votes
-    from apex.demo.evidence import demo_engagement
+    """Fit the demo heads (:func:`apex.training.config.scaled_train_config`, a preference loss on
+    simulated votes between ``train`` clips, early stopping on ``val``) and save them to
+    ``directory``; the held-out figures on ``test`` clips are the model's ``metrics``."""
+    from apex.demo.listeners import simulate_votes
     from apex.encoders import FallbackEncoder
     from apex.evaluation.metrics import evaluate_model
     from apex.training.battles import battles_from_votes

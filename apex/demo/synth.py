@@ -61,13 +61,9 @@ class ClipSpec:
 
     Attributes:
         traits: ``{trait: value in (0, 1)}`` for every trait in ``systems.TRAITS``.
-        tonic: Pitch class of the key, 0 (C) to 11 (B).
-        minor: Natural minor scale if True, else major.
+        tonic: Pitch class of the key, 0 (C) to 11 (B); ``minor``: natural minor, else major.
         bpm: Nominal tempo, quarter notes per minute.
         lead: ``"voice"`` for the vocal-like lead, else a key of :data:`LEAD_TIMBRES`.
-        duration_s: Length of the clip, seconds.
-        sample_rate: Output rate, Hz.
-        channels: 1 (mono) or 2 (stereo).
     """
 
     traits: Mapping[str, float]
@@ -81,15 +77,8 @@ class ClipSpec:
 
 
 def render_clip(spec: ClipSpec, rng: np.random.Generator) -> np.ndarray:
-    """Synthesise one clip.
-
-    Args:
-        spec: What to play and how well.
-        rng: The clip's own generator; the same spec and generator state give identical samples.
-
-    Returns:
-        ``[channels, round(duration_s * sample_rate)]`` float32 in [-1, 1].
-    """
+    """``[channels, round(duration_s * sample_rate)]`` float32 in [-1, 1]; the same spec and
+    generator state give identical samples."""
     sr, tr = spec.sample_rate, spec.traits
     n = round(spec.duration_s * sr)
     onsets = _step_times(spec, rng)

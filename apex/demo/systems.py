@@ -1,26 +1,9 @@
-"""The named demo "systems": parametrised synthesisers with controlled, audible qualities.
+"""The named demo "systems": synthesisers with controlled, audible qualities (names ``demo-*``).
 
-Every clip is rendered from seven *traits*, each in (0, 1) where 1 is the good end:
-
-=============  ===============================================================================
-trait          what it changes in the sound (see :mod:`apex.demo.synth`)
-=============  ===============================================================================
-harmony        diatonic chord progressions and chord/scale-tone melodies (1) vs random pitches
-timing         quantised onsets on a steady tempo (1) vs jittered onsets and tempo drift
-cleanliness    noise floor: about -68 dB below full scale (1) up to about -18 dB (0)
-headroom       clean master (1) vs saturated, flat-topped clipping (0)
-brightness     open mix (1) vs a muddy low-pass around 500 Hz (0)
-structure      repeated sections, A A B A (1) vs new material in every section (0)
-expression     shaped attacks, vibrato, velocity and timing nuance (1) vs a robotic lead (0)
-=============  ===============================================================================
-
-A system fixes the *means* of the traits; each clip draws its own traits around them (in logit
-space, plus one clip-level "form" factor shared by all traits), so systems overlap: the best clips
-of a weak system beat the worst clips of a strong one. A system also fixes how often it honours a
-prompt's request for a sung (vocal-like, formant-filtered) lead; the others play it on an
-instrument.
-
-Everything here is synthetic and labelled as such: system names start with ``demo-``.
+Every clip is rendered from seven *traits* in (0, 1), 1 the good end (what each changes in the
+sound: :mod:`apex.demo.synth`). A system fixes the traits' *means*; each clip draws its own around
+them (in logit space, plus one clip-level "form" factor), so systems overlap. A system also fixes
+how often it sings (a formant-filtered lead) when a prompt asks for vocals.
 """
 
 from __future__ import annotations
@@ -49,15 +32,8 @@ FORM_SPREAD = 0.55
 
 @dataclass(frozen=True)
 class DemoSystem:
-    """One synthetic generator.
-
-    Attributes:
-        name: Unique name, always starting with ``demo-``.
-        description: One line for people (UI, dataset card).
-        means: Mean of each trait in :data:`TRAITS`, each in (0, 1).
-        vocal: Probability in [0, 1] that the system sings (formant-filtered lead) when the
-            prompt asks for vocals; otherwise it plays the lead on an instrument.
-    """
+    """One synthetic generator: ``means`` of each trait in (0, 1); ``vocal``: probability in
+    [0, 1] that it sings when the prompt asks for vocals (else an instrument plays the lead)."""
 
     name: str
     description: str
@@ -75,14 +51,7 @@ class DemoSystem:
         object.__setattr__(self, "means", MappingProxyType(dict(self.means)))
 
     def draw_traits(self, rng: np.random.Generator) -> dict[str, float]:
-        """Draw one clip's traits around this system's means.
-
-        Args:
-            rng: Source of randomness (consumes ``len(TRAITS) + 1`` normal draws).
-
-        Returns:
-            ``{trait: value}`` with every value in (0, 1).
-        """
+        """One clip's ``{trait: value in (0, 1)}`` (``len(TRAITS) + 1`` normal draws of ``rng``)."""
         form = rng.normal(0.0, FORM_SPREAD)
         own = rng.normal(0.0, TRAIT_SPREAD, size=len(TRAITS))
         means = np.array([self.means[t] for t in TRAITS])

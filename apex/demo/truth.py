@@ -1,19 +1,9 @@
 """Ground truth of the demo corpus: aesthetics from traits, engagement counts and scores, quality.
 
-All formulas are documented in ``data/README.md`` ("Demo corpus"); the constants below are the
-numbers it quotes. Per clip, with traits ``t`` in (0, 1) (see :mod:`apex.demo.systems`):
-
-- aesthetic ``a = 1 + 4 * clip(sum_k W[a][k] * t[k] + N(0, RATER_NOISE), 0, 1)`` (1-5 scale; the
-  weights of each aesthetic sum to 1), minus ``ROBOT_VOICE_PENALTY * (1 - expression)`` on
-  naturalness for a sung lead (a robotic voice is more unnatural than a robotic instrument);
-- hidden popularity ``z ~ N(0, 1)``; ``m = mean(aesthetics)``;
-- ``log(streams) = 5.5 + 1.1 * (m - 3) + 0.9 * z + 0.5 * t3`` (``t3``: Student-t, 3 dof: heavy
-  tails), ``streams = floor(exp(.))``;
-- ``likes ~ Binomial(streams, sigmoid(-3.2 + 0.5 * (memorability - 3) + 0.3 * (musicality - 3)
-  + 0.3 * z + 0.3 * t3))``;
-- engagement score ``100 * percentile ** ENGAGEMENT_EXPONENT`` where ``percentile`` is the average
-  rank of the raw count divided by the number of clips, in (0, 1];
-- latent preference quality ``m + 0.2 * (0.5 * z + sqrt(0.75) * N(0, 1))``.
+The formulas, with the constants below, are in ``data/README.md`` ("Demo corpus"). In short:
+aesthetics are weighted sums of traits on 1-5, streams and likes heavy-tailed functions of their
+mean and a hidden popularity, engagement scores ``100 * percentile ** ENGAGEMENT_EXPONENT``, and
+the latent preference ``quality`` the aesthetics' mean plus a little appeal.
 """
 
 from __future__ import annotations
@@ -60,16 +50,8 @@ def weight_matrix() -> np.ndarray:
 def aesthetics(
     traits: np.ndarray, sung: np.ndarray, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
-    """Ground-truth aesthetic scores.
-
-    Args:
-        traits: ``[N, len(TRAITS)]`` trait values in (0, 1).
-        sung: ``[N]`` bool, True where the lead is vocal-like.
-        rng: Draws the rater noise.
-
-    Returns:
-        ``{aesthetic: [N] float}`` on the 1-5 scale.
-    """
+    """``{aesthetic: [N]}`` on 1-5 from ``traits`` ``[N, len(TRAITS)]`` in (0, 1) and ``sung``
+    ``[N]`` (a robotic sung lead loses naturalness); ``rng`` draws the rater noise."""
     raw = traits @ weight_matrix().T + rng.normal(0.0, RATER_NOISE, (len(traits), len(AESTHETICS)))
     scores = 1.0 + 4.0 * np.clip(raw, 0.0, 1.0)
     nat = AESTHETICS.index("naturalness")
@@ -80,29 +62,15 @@ def aesthetics(
 
 
 def engagement_scores(counts: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Map raw counts to 0-100 scores: percentile rank (ties averaged), then the power transform.
-
-    Args:
-        counts: ``[N]`` raw stream or like counts.
-
-    Returns:
-        ``[N]`` float scores in (0, 100]; order-preserving (equal counts get equal scores).
-    """
+    """``[N]`` raw counts -> ``[N]`` scores in (0, 100]: percentile rank (ties averaged), then the
+    power transform."""
     percentile = pd.Series(np.asarray(counts, dtype=float)).rank(method="average", pct=True)
     return 100.0 * percentile.to_numpy() ** ENGAGEMENT_EXPONENT
 
 
 def engagement(scores: Mapping[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Raw counts, engagement scores and the latent preference quality.
-
-    Args:
-        scores: ``{aesthetic: [N]}`` from :func:`aesthetics`.
-        rng: Draws the hidden popularity factor and the heavy-tailed noise.
-
-    Returns:
-        ``streams`` and ``likes`` (``[N]`` int64), ``score_streams`` and ``score_likes`` (``[N]``,
-        0-100), ``quality`` (``[N]``, about the 1-5 scale).
-    """
+    """``streams``, ``likes`` (``[N]`` int64), ``score_streams``, ``score_likes`` (0-100) and
+    ``quality`` (about 1-5) from the aesthetics ``{name: [N]}``."""
     n = len(scores[AESTHETICS[0]])
     mean = np.mean([scores[a] for a in AESTHETICS], axis=0)
     popularity = rng.standard_normal(n)

@@ -1,9 +1,4 @@
-"""Arena votes as battles between embedded clips: index pairs, targets, times; the time split.
-
-A vote names two clips and a preference (:data:`apex.tasks.PREFERENCES`); a battle is the pair
-as indices into :attr:`apex.training.data.EngagementData.song_x` with the target P(A beats B)
-(:data:`apex.tasks.A_WIN_SHARE`). Held-out battles are always the latest (:func:`time_split`).
-"""
+"""Arena votes as battles between embedded clips (index pairs, targets, times); the time split."""
 
 from __future__ import annotations
 
@@ -44,11 +39,8 @@ class Battles:
 
 
 def battles_from_votes(votes: pd.DataFrame, index: dict[str, int]) -> Battles:
-    """Votes (``clip_a``, ``clip_b``, ``preference``, ``timestamp``) -> :class:`Battles`.
-
-    BOTH_BAD votes and votes on clips without an embedding are dropped (neither carries a usable
-    comparison), as are self-pairs. ``timestamp`` may be datetimes or epoch seconds.
-    """
+    """Votes (``clip_a``, ``clip_b``, ``preference``, ``timestamp`` as datetimes or epoch
+    seconds) -> :class:`Battles`; BOTH_BAD, self-pairs and clips without embedding dropped."""
     need = {"clip_a", "clip_b", "preference", "timestamp"}
     if not need <= set(votes.columns):
         raise DataError(f"votes lack columns {sorted(need - set(votes.columns))}")
@@ -76,11 +68,8 @@ def battles_from_votes(votes: pd.DataFrame, index: dict[str, int]) -> Battles:
 
 
 def time_split(battles: Battles, holdout_fraction: float = 0.2) -> tuple[Battles, Battles]:
-    """Split battles by time: the latest ``holdout_fraction`` are held out (never at random).
-
-    Returns ``(earlier, later)``; every held-out vote is at or after every training vote, so the
-    evaluation asks what a refit does on votes it could not have seen.
-    """
+    """``(earlier, later)``: the latest ``holdout_fraction`` of battles held out (never at
+    random), so evaluation asks what a refit does on votes it could not have seen."""
     if not 0.0 < holdout_fraction < 1.0:
         raise DataError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
     order = np.argsort(battles.timestamp, kind="stable")

@@ -1,4 +1,4 @@
-"""Configuration dataclasses of training and refit, importable without torch (the CLI's flags)."""
+"""Training and gate configuration, importable without torch (the CLI's flags mirror them)."""
 
 from __future__ import annotations
 
@@ -16,23 +16,15 @@ class TrainConfig:
 
     Attributes:
         family: ``apex`` (our heads) or ``reference`` (the published architecture).
-        task: ``popularity`` (streams, likes) or ``full`` (all seven scores) — which losses count.
+        task: ``popularity`` (streams, likes) or ``full`` (all seven scores): which losses count.
         mode: ``song`` (segments averaged per song) or ``segment`` (each segment one sample).
         loss: ``equal``, ``weighted`` or ``uncertainty`` combination of the per-task MSEs.
         shared: depth of the shared trunk, 2 (512-256) or 3 (512-384-256).
-        epochs, batch_size, lr, weight_decay, grad_clip, patience: optimisation (reference values).
         pref_weight: weight of the Bradley-Terry loss on battles (0 turns it off).
-        dropout: ApexHeads dropout (the reference family has its own fixed dropouts).
         seed: seeds model init and batch order; same seed + data + device -> same model.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``fp32`` or ``bf16`` (autocast of the forward pass; losses stay fp32). bf16
-            halves step time on CPUs with AVX512-BF16/AMX and on recent GPUs.
-        progress: show a tqdm bar over epochs.
-        anchor: train only the preference output; the seven scores' paths (layer mix, trunk,
-            score branches) keep their starting weights exactly (a refit without engagement data
-            in the serving encoder's space, see :mod:`apex.training.warm`).
-        hold_norm_stats: keep BatchNorm layers on their running statistics while training (a
-            warm start fine-tunes the served normalisation instead of re-estimating it).
+        precision: ``fp32`` or ``bf16`` (autocast of the forward pass; losses stay fp32).
+        anchor: train only the preference output; the seven scores keep their weights exactly.
+        hold_norm_stats: keep BatchNorm on its running statistics (fine-tuning a served model).
     """
 
     family: str = "apex"
@@ -78,14 +70,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Promotion rule: the challenger may be worse than the champion by at most these margins.
-
-    Attributes:
-        accuracy_tolerance: allowed drop in held-out pairwise accuracy (absolute, 0-1).
-        spearman_tolerance: allowed drop in mean engagement Spearman on held-out songs.
-        min_battles: fewer held-out decisive battles than this and accuracy is not trusted: the
-            challenger is refused unless there is no champion.
-    """
+    """Promotion rule: the challenger may be worse than the champion by at most these margins
+    (pairwise accuracy 0-1, Spearman); fewer than ``min_battles`` held-out decisive battles and
+    the challenger is refused."""
 
     accuracy_tolerance: float = 0.01
     spearman_tolerance: float = 0.02
@@ -101,20 +88,13 @@ def scaled_train_config(
     patience: int = 0,
     **fields,
 ) -> TrainConfig:
-    """A :class:`TrainConfig` sized to the data; a non-zero argument overrides its rule.
+    """The one :class:`TrainConfig` sized to ``n`` training songs (every demo model, the app's
+    refits); a non-zero argument overrides its rule, ``fields`` set any other field.
 
-    Rules (``n`` = training songs; early stopping always watches the validation split):
-
-    - ``batch_size`` = the power of two nearest ``n / 8``, within 32-512 (about eight steps an
-      epoch on small data; the paper's 512 at its scale);
-    - ``epochs`` = enough for ~1,500 optimiser steps, within 50-200 (the paper's 50 at 211k songs);
-    - ``lr`` = ``2e-3 * sqrt(1000 / n)`` within 1e-4-2e-3 (the reference's 1e-4 at its scale,
-      larger steps where there are few);
-    - ``patience`` = a fifth of the epochs, at least 10.
-
-    Args:
-        n_train_songs: songs in the ``train`` split (>= 1).
-        fields: any other :class:`TrainConfig` field (``pref_weight``, ``seed``, ``device``...).
+    - ``batch_size``: the power of two nearest ``n / 8``, within 32-512;
+    - ``epochs``: enough for ~1,500 optimiser steps, within 50-200;
+    - ``lr``: ``2e-3 * sqrt(1000 / n)`` within 1e-4-2e-3 (the reference's 1e-4 at its scale);
+    - ``patience``: a fifth of the epochs, at least 10.
     """
     import math
 

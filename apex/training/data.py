@@ -1,4 +1,4 @@
-"""Engagement data: the Parquet shard format and the target transform (battles: :mod:`.battles`).
+"""Engagement data: the Parquet shard format, the target transform, the training arrays.
 
 Shard format (one row per song; every shard of a data set has the same columns):
 
@@ -18,9 +18,6 @@ column              type                 meaning
 ``score_likes``     float64, nullable    0-100 target
 five aesthetics     float64, nullable    1-5 targets (SongEval axes) when known
 ==================  ===================  ==========================================================
-
-Raw counts become 0-100 targets with :class:`TargetTransform` (the reference's percentile-then-power
-mapping), fitted on the training split only and stored with the model.
 """
 
 from __future__ import annotations
@@ -53,17 +50,11 @@ class DataError(ValueError):
 # ---------------------------------------------------------------------------- target transform
 @dataclass
 class TargetTransform:
-    """Raw counts -> 0-100: empirical percentile on the training split, then a power.
+    """Raw counts -> 0-100: ``score = 100 * F(x) ** power``, stored with the model.
 
-    ``score = 100 * F(x) ** power`` where ``F`` is the training-split empirical CDF of the count
-    (ties share their mid-rank, so equal counts map to equal scores), fitted per platform because
-    counts on different platforms are not comparable. ``power`` < 1 compresses the upper tail. The
-    reference does not publish its exponent; :data:`apex.tasks.ENGAGEMENT_POWER` (0.5) is our
-    default, and the fitted value is stored with the model.
-
-    Attributes:
-        power: exponent applied to the 0-1 percentile.
-        quantiles: ``{platform: {count_column: sorted training values}}`` (the fitted CDF).
+    ``F`` is the training split's empirical CDF of the count per platform (counts of different
+    platforms are not comparable; ties share their mid-rank). ``quantiles``:
+    ``{platform: {count_column: sorted training values}}``.
     """
 
     power: float = ENGAGEMENT_POWER
@@ -83,10 +74,7 @@ class TargetTransform:
         return self
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Return ``frame`` with ``score_*`` filled from the raw counts where a CDF is fitted.
-
-        Rows whose raw count is missing keep any ``score_*`` value they already carry.
-        """
+        """``frame`` with ``score_*`` from the raw counts where fitted (else kept as given)."""
         out = frame.copy()
         for score, raw in RAW_COLUMNS.items():
             if raw not in out:
@@ -111,22 +99,17 @@ class TargetTransform:
         return 100.0 * np.clip(pct, 0.0, 1.0) ** self.power
 
     def to_dict(self) -> dict:
-        """JSON-ready statistics, stored in the model's metadata."""
         return {"power": self.power, "quantiles": self.quantiles}
 
     @classmethod
     def from_dict(cls, data: dict) -> TargetTransform:
-        """Inverse of :meth:`to_dict`."""
         return cls(power=float(data["power"]), quantiles=dict(data.get("quantiles", {})))
 
 
 # ---------------------------------------------------------------------------- shards
 def write_shard(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write one shard from a frame with ``id``, ``embedding`` (arrays ``[S, L, D]`` or ``[L, D]``),
-    ``duration_s``, ``encoder_id``, ``platform``, ``split`` and any of the target columns.
-
-    Returns the path written. Raises :class:`DataError` on missing columns or unknown splits.
-    """
+    """Write one shard (atomically) from a frame of the module's columns, ``embedding`` as
+    ``[S, L, D]`` or ``[L, D]`` arrays. Raises :class:`DataError` on missing columns or splits."""
     missing = {"id", "embedding", "encoder_id", "split"} - set(frame.columns)
     if missing:
         raise DataError(f"shard frame lacks columns {sorted(missing)}; see apex.training.data")
@@ -162,15 +145,13 @@ def _column(frame: pd.DataFrame, name: str) -> list[float | None]:
     return [None if pd.isna(v) else float(v) for v in values]
 
 
-def read_shards(source: str | Path) -> pd.DataFrame:
-    """Read every ``*.parquet`` under ``source`` (a file or a folder, recursively), sorted by path.
-
-    ``embedding`` comes back as float32 arrays in their stored shape.
-    """
-    source = Path(source)
-    files = [source] if source.is_file() else sorted(source.rglob("*.parquet"))
+def read_shards(path: str | Path) -> pd.DataFrame:
+    """Every ``*.parquet`` under ``path`` (file or folder, recursively, sorted by path);
+    ``embedding`` as float32 arrays in their stored shape."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
     if not files:
-        raise DataError(f"no Parquet shards under {source}; write them with write_shard()")
+        raise DataError(f"no Parquet shards under {path}; write them with write_shard()")
     frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
     frame["embedding"] = [
         np.asarray(e, dtype=np.float32).reshape(tuple(s))
@@ -185,7 +166,7 @@ def read_shards(source: str | Path) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- tensors
 @dataclass
 class EngagementData:
-    """Songs as arrays, ready for training and evaluation.
+    """Songs as arrays for training and evaluation.
 
     Attributes:
         ids: ``[N]`` song ids.
@@ -211,20 +192,16 @@ class EngagementData:
     fingerprint: str
 
     def index_of(self) -> dict[str, int]:
-        """Map song id -> row of ``song_x``."""
+        """Song id -> row of ``song_x``."""
         return {str(i): n for n, i in enumerate(self.ids)}
 
     def songs_in(self, *splits: str) -> np.ndarray:
-        """Indices of the songs in any of ``splits``."""
         return np.flatnonzero(np.isin(self.split, splits))
 
 
 def to_arrays(frame: pd.DataFrame, *, mode: str = "song") -> EngagementData:
-    """Turn a frame from :func:`read_shards` (targets already transformed) into arrays.
-
-    Raises:
-        DataError: mixed encoders or embedding widths, or an unknown ``mode``.
-    """
+    """A frame of :func:`read_shards` (targets transformed) as arrays. Raises :class:`DataError`
+    on mixed encoders or embedding shapes, or an unknown ``mode``."""
     if mode not in ("song", "segment"):
         raise DataError(f"mode must be 'song' or 'segment', got {mode!r}")
     encoders = sorted(set(frame["encoder_id"]))
@@ -271,11 +248,8 @@ def fingerprint(ids: pd.Series | np.ndarray, shape: tuple[int, ...], targets: np
 
 
 def apply_ratings(frame: pd.DataFrame, ratings: pd.DataFrame | None) -> pd.DataFrame:
-    """Join human 1-5 aesthetic ratings (columns ``clip_id`` + any aesthetics) into ``frame``.
-
-    Several ratings of one clip are averaged; where a clip already has a target for an axis, the
-    human mean replaces it (people are the ground truth the aesthetic heads imitate).
-    """
+    """Join human 1-5 ratings (``clip_id`` + aesthetics, averaged per clip) into ``frame``; a
+    human mean replaces an existing target (people are the truth the aesthetic heads imitate)."""
     if ratings is None or len(ratings) == 0:
         return frame
     axes = [a for a in AESTHETICS if a in ratings]
@@ -293,11 +267,8 @@ def apply_ratings(frame: pd.DataFrame, ratings: pd.DataFrame | None) -> pd.DataF
 
 
 def merge_pool_rows(frame: pd.DataFrame, pool: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` plus the rows of ``pool`` it lacks, as split ``pool`` without targets.
-
-    A pool row whose id ``frame`` already has is dropped (the engagement row carries targets);
-    so is one embedded by another encoder than ``frame``'s (one encoder per data set).
-    """
+    """``frame`` plus the rows of ``pool`` it lacks (same encoder only), split ``pool``, no
+    targets."""
     encoders = set(frame["encoder_id"])
     keep = ~pool["id"].isin(frame["id"]) & pool["encoder_id"].isin(encoders)
     rows = pool[keep].assign(split="pool")
@@ -308,20 +279,19 @@ def merge_pool_rows(frame: pd.DataFrame, pool: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_engagement(
-    source: str | Path,
+    engagement_path: str | Path,
     *,
     mode: str = "song",
     transform: TargetTransform | None = None,
     ratings: pd.DataFrame | None = None,
     pool: str | Path | None = None,
 ) -> tuple[EngagementData, TargetTransform]:
-    """Read shards (and ``pool`` shards of arena clips), then :func:`assemble` them.
-
-    Pass the champion's ``transform`` to evaluate it on its own target scale; leave it None to fit
-    a fresh one on the ``train`` split.
-    """
+    """Read shards (and ``pool`` shards of arena clips) and :func:`assemble` them; pass a model's
+    ``transform`` to evaluate it on its own target scale (None: fit one on ``train``)."""
     extra = read_shards(pool) if pool is not None else None
-    return assemble(read_shards(source), extra, mode=mode, transform=transform, ratings=ratings)
+    return assemble(
+        read_shards(engagement_path), extra, mode=mode, transform=transform, ratings=ratings
+    )
 
 
 def assemble(
@@ -333,16 +303,12 @@ def assemble(
     ratings: pd.DataFrame | None = None,
     test_fraction: float = 0.2,
 ) -> tuple[EngagementData, TargetTransform]:
-    """Engagement rows plus arena clips (split ``pool``, :func:`merge_pool_rows`, so votes on
-    them join the preference loss), target transform fitted on ``train`` (unless given), human
-    ratings joined: the arrays a refit trains on.
+    """The arrays a refit trains on: engagement rows plus arena clips (split ``pool``), targets
+    transformed, human ratings joined.
 
-    Without engagement rows the arena clips are the songs: a stable ``test_fraction`` of them
-    (by a hash of the id) is held out as ``test``, the rest is ``train``, all without targets
-    (a refit then anchors the scores, :mod:`apex.training.warm`).
-
-    Raises:
-        DataError: neither engagement rows nor arena clips.
+    Without engagement rows the arena clips are the songs: a stable ``test_fraction`` (by a hash
+    of the id) is ``test``, the rest ``train``, all without targets (the refit then anchors).
+    Raises :class:`DataError` when there is neither.
     """
     if frame is None or len(frame) == 0:
         if pool is None or len(pool) == 0:
@@ -360,12 +326,8 @@ def assemble(
 def known_targets(
     outputs: Mapping[str, np.ndarray], targets: np.ndarray, *, min_known: int = 1
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Per score the model predicts: ``(name, known, target)`` over songs with a known target.
-
-    ``outputs``: ``{score: [N]}`` predictions; ``targets``: ``[N, 7]`` in :data:`SCORE_NAMES`
-    order, NaN where unknown. ``known`` is the ``[N]`` bool mask, ``target`` the ``[K]`` known
-    targets (float64); scores with fewer than ``min_known`` known targets are skipped.
-    """
+    """``(name, known [N] bool, target [K] float64)`` per score in ``outputs`` (``{score: [N]}``)
+    with at least ``min_known`` known ``targets`` (``[N, 7]``, NaN = unknown)."""
     for i, name in enumerate(SCORE_NAMES):
         if name not in outputs:
             continue

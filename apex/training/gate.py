@@ -1,10 +1,4 @@
-"""The refit gate: promote a challenger only if no gated metric is worse than the serving model's.
-
-:func:`gate` compares two reports of :func:`apex.evaluation.metrics.evaluate_model` on the same
-held-out data (pairwise accuracy on held-out battles, engagement and aesthetics Spearman), each
-within its tolerance of :class:`~apex.training.config.GateConfig` widened by the measured noise;
-:class:`Decision` holds the verdict and its reasons in words and numbers.
-"""
+"""The refit gate: promote a challenger only if no gated metric is worse than the serving one."""
 
 from __future__ import annotations
 
@@ -19,12 +13,8 @@ from apex.training.config import GateConfig
 
 @dataclass
 class Decision:
-    """The gate's verdict and the reasons, in words and numbers.
-
-    Attributes:
-        challenger, champion: key held-out metrics (:func:`key_metrics`) of the challenger and of
-            the model serving when the refit ran (None when none could be evaluated).
-    """
+    """The gate's verdict and reasons; ``challenger``/``champion``: :func:`key_metrics` of each
+    (``champion``: the model serving, None when it could not be evaluated)."""
 
     promote: bool
     reasons: list[str]
@@ -47,23 +37,15 @@ def gate(
     noise: dict[str, float] | None = None,
     drift: dict[str, float] | None = None,
 ) -> Decision:
-    """Decide from two evaluation reports on the same held-out data (see
-    :func:`apex.evaluation.metrics.evaluate_model`): the challenger's and the serving model's.
+    """Decide from two :func:`~apex.evaluation.metrics.evaluate_model` reports on the same
+    held-out data: the challenger's and the serving model's.
 
-    Promotion needs at least ``config.min_battles`` held-out decisive battles and, on every gated
-    metric the serving model has, a challenger not worse beyond its tolerance. There is no free
-    first promotion: without a serving report (nothing to compare with) the challenger is refused.
-    NaN challenger metrics count as failures, never as passes.
-
-    ``noise`` (:func:`apex.evaluation.metrics.spearman_noise`): the paired-bootstrap standard
-    deviation of the Spearman differences on these held-out songs. A Spearman metric's tolerance
-    is the larger of its configured one and that noise, so a difference the held-out songs cannot
-    resolve neither promotes nor refuses; pairwise accuracy keeps its configured tolerance.
-
-    ``drift`` (:func:`apex.training.warm.score_drift`, given for an anchored refit): the mean
-    absolute change of each score on held-out songs; beyond
-    :data:`apex.training.warm.DRIFT_BOUNDS` the challenger is refused. A Spearman metric the
-    serving model has no figure for (no targets on the held-out songs) is not gated.
+    Promotion needs ``config.min_battles`` held-out decisive battles and, on every gated metric
+    the serving model has a figure for, a challenger not worse beyond its tolerance; without a
+    serving report it is refused (no free first promotion); a NaN challenger metric fails.
+    ``noise`` (:func:`~apex.evaluation.metrics.spearman_noise`) widens each Spearman tolerance to
+    at least the paired-bootstrap sd; ``drift`` (anchored refits,
+    :func:`~apex.training.warm.score_drift`) must stay within ``DRIFT_BOUNDS``.
     """
     from apex.training.warm import DRIFT_BOUNDS, drift_problems
 
@@ -115,8 +97,8 @@ def gate(
 
 
 def key_metrics(report: dict) -> dict[str, float]:
-    """The gated figures of one report: ``accuracy``, ``auc``, ``battles`` (held-out decisive
-    battles), ``spearman`` (engagement mean) and ``aesthetics`` (mean Spearman of the five)."""
+    """``accuracy``, ``auc``, ``battles`` (decisive), ``spearman`` (engagement mean) and
+    ``aesthetics`` (mean Spearman of the five) of one report."""
     pair = report.get("pairwise", {})
     reg = report.get("regression", {})
     aes = [reg[a]["spearman"] for a in AESTHETICS if a in reg]

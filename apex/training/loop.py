@@ -1,17 +1,10 @@
-"""The training loop: AdamW, cosine schedule, early stopping, seeded, CPU or GPU, progress bar.
+"""The training loop: AdamW, cosine schedule, early stopping, seeded, CPU or GPU.
 
-It trains any module that maps ``[B, L, D]`` (or already-mixed ``[B, D]`` through a
-``predict_mixed`` method) to a dict of ``[B]`` score tensors — the reference family
-(:class:`apex.heads.ReferenceHeads`, for the paper's mode/task/loss/shared grid) and our
-:class:`apex.heads.ApexHeads` (plus a ``preference`` logit and ``<name>_std`` outputs).
-
-The whole training set lives in one tensor and batches are index slices of a seeded permutation:
-no per-row Python ``DataLoader`` (that per-sample collation is what makes the reference's loop slow
-on small heads; see ``benchmarks/train_speed.py``).
-
-Early stopping watches a fixed validation criterion, independent of the learned loss weights:
-``sum_t MSE_t / Var_t(train targets)`` over the trained tasks, plus ``pref_weight`` times the
-Bradley-Terry loss on validation battles when there are any.
+It trains any module mapping ``[B, L, D]`` (or mixed ``[B, D]`` through ``predict_mixed``) to
+``{score: [B]}``: :class:`apex.heads.ReferenceHeads` or :class:`apex.heads.ApexHeads`. The
+training set is one tensor, batches are slices of a seeded permutation (no ``DataLoader``).
+Early stopping watches a criterion independent of the learned loss weights:
+``sum_t MSE_t / Var_t(train targets)`` plus ``pref_weight`` times the validation Bradley-Terry loss.
 """
 
 from __future__ import annotations
@@ -30,9 +23,7 @@ from apex.tasks import SCORE_NAMES
 from apex.training.battles import Battles
 from apex.training.config import TrainConfig
 from apex.training.data import EngagementData, known_targets
-from apex.training.losses import (
-    bradley_terry_loss,
-)
+from apex.training.losses import bradley_terry_loss
 from apex.training.stepper import Stepper, forward
 
 
@@ -57,7 +48,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(config: TrainConfig, num_layers: int, dim: int) -> nn.Module:
-    """A fresh model of ``config.family`` for inputs ``[B, num_layers, dim]`` (seed first)."""
+    """A fresh model of ``config.family`` for inputs ``[B, num_layers, dim]``."""
     from apex.heads import ApexHeads, HeadsConfig, ReferenceHeads
 
     if config.family == "reference":
@@ -149,18 +140,11 @@ def train(
     val_battles: Battles | None = None,
     model: nn.Module | None = None,
 ) -> TrainResult:
-    """Train heads on ``data`` (``train`` split; ``val`` for early stopping and calibration).
+    """Train heads on ``data``'s ``train`` split (``val``: early stopping and calibration).
 
-    Args:
-        data: arrays from :func:`apex.training.data.to_arrays`.
-        config: the run's :class:`TrainConfig`.
-        battles: training battles (used when ``config.pref_weight > 0``).
-        val_battles: battles for the early-stopping criterion (optional).
-        model: start from this module instead of a fresh one (a fine-tune: its feature
-            statistics are kept).
-
-    Returns:
-        :class:`TrainResult` with the best-validation model on the CPU in eval mode.
+    ``battles`` train the preference when ``config.pref_weight > 0``; ``val_battles`` join the
+    early-stopping criterion; ``model`` is a warm start (its feature statistics are kept).
+    Returns the best-validation model on the CPU in eval mode.
     """
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -205,14 +189,9 @@ def train(
 
 
 def calibrate(model: nn.Module, x: np.ndarray, targets: np.ndarray) -> dict[str, dict[str, float]]:
-    """Per-output uncertainty calibration on validation songs.
-
-    For each score with known validation targets: ``rmse`` (the constant-std fallback for models
-    without a std output) and, when the model predicts ``<name>_std``, ``scale`` = the factor that
-    makes the standardised residuals ``r / (scale * std)`` have unit mean square on validation
-    (a one-parameter temperature fit, closed form). Calibrated std = ``scale * predicted std``.
-    ``coverage90`` is the fraction of validation targets inside the calibrated ±1.645 std band.
-    """
+    """Per-score calibration on validation songs: ``rmse``, ``n``, and with a ``<name>_std``
+    output ``scale`` (calibrated std = ``scale * std``: unit mean square of ``r / (scale * std)``);
+    ``coverage90``: share of targets inside the calibrated ±1.645 std band."""
     out = predict(model, x)
     result: dict[str, dict[str, float]] = {}
     for name, known, true in known_targets(out, targets, min_known=2):

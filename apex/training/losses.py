@@ -1,14 +1,4 @@
-"""Training losses: per-task MSE combined three ways, Bradley-Terry on battles, Gaussian NLL.
-
-- :func:`task_mse` — MSE of each score on its own scale (0-100 / 1-5, as the reference), ignoring
-  unknown targets (NaN).
-- :func:`combine` — ``equal`` (plain sum), ``weighted`` (the reference's fixed weights: 5 for each
-  engagement score, 1 for each aesthetic) or ``uncertainty`` (:class:`UncertaintyWeighting`).
-- :func:`bradley_terry_loss` — P(A beats B) = sigmoid(pref_A - pref_B), binary cross-entropy against
-  1 / 0 / 0.5 (TIE). BOTH_BAD never reaches it (dropped when battles are built).
-- :func:`gaussian_nll` — trains the per-score standard deviation of :class:`apex.heads.ApexHeads`
-  with the mean detached, so uncertainty never pulls the point predictions.
-"""
+"""Training losses: per-task MSE combined three ways, Bradley-Terry on battles, Gaussian NLL."""
 
 from __future__ import annotations
 
@@ -28,17 +18,9 @@ REFERENCE_WEIGHTS: dict[str, float] = {n: (5.0 if n in ENGAGEMENT else 1.0) for 
 def task_mse(
     outputs: Mapping[str, torch.Tensor], targets: torch.Tensor, tasks: Sequence[str]
 ) -> dict[str, torch.Tensor]:
-    """Mean squared error per task over the rows whose target is known.
-
-    Args:
-        outputs: model outputs, each ``[B]`` on the score's scale.
-        targets: ``[B, 7]`` in :data:`SCORE_NAMES` order, NaN where unknown.
-        tasks: which scores to score.
-
-    Returns:
-        ``{task: scalar}`` for the tasks with at least one known target in the batch (a task with
-        none contributes nothing rather than a NaN).
-    """
+    """``{task: MSE}`` on each score's own scale over known targets (``outputs``: ``{score: [B]}``;
+    ``targets``: ``[B, 7]`` in :data:`SCORE_NAMES` order, NaN = unknown); a task with no known
+    target in the batch is left out rather than NaN."""
     losses: dict[str, torch.Tensor] = {}
     for task in tasks:
         column = targets[:, SCORE_NAMES.index(task)]
@@ -49,11 +31,8 @@ def task_mse(
 
 
 class UncertaintyWeighting(nn.Module):
-    """Learned homoscedastic weighting (Kendall et al.), parameterised as the reference does.
-
-    ``total = sum_t exp(-2 s_t) / 2 * L_t + s_t`` with one learned ``s_t = log sigma_t`` per task,
-    initialised at 0 (all weights 1/2).
-    """
+    """Learned homoscedastic weighting (Kendall et al.) as the reference parameterises it:
+    ``total = sum_t exp(-2 s_t) / 2 * L_t + s_t``, ``s_t = log sigma_t`` starting at 0."""
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
@@ -78,7 +57,8 @@ class UncertaintyWeighting(nn.Module):
 def combine(
     losses: Mapping[str, torch.Tensor], kind: str, uncertainty: UncertaintyWeighting | None = None
 ) -> torch.Tensor:
-    """Combine per-task losses: ``equal``, ``weighted`` or ``uncertainty`` (needs the module)."""
+    """Combine per-task losses: ``equal`` (sum), ``weighted`` (:data:`REFERENCE_WEIGHTS`) or
+    ``uncertainty`` (needs the module)."""
     if not losses:
         raise ValueError("no task has a known target in this batch; check the data's targets")
     if kind == "equal":
@@ -98,28 +78,16 @@ def bradley_terry_loss(
     y: torch.Tensor,
     weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Bradley-Terry negative log-likelihood of battle outcomes.
-
-    Args:
-        pref_a, pref_b: ``[P]`` preference logits (utilities) of the two clips.
-        y: ``[P]`` target P(A beats B): 1 (A), 0 (B), 0.5 (TIE: half a win each way).
-        weight: optional ``[P]`` per-battle weights.
-
-    Returns:
-        Mean (weighted) binary cross-entropy of ``sigmoid(pref_a - pref_b)`` against ``y``; swapping
-        the clips and flipping ``y`` gives the same value because BCE(z, y) = BCE(-z, 1 - y).
-    """
+    """Mean (weighted) BCE of ``sigmoid(pref_a - pref_b)`` (``[P]`` logits) against ``y`` ``[P]``:
+    1 (A), 0 (B), 0.5 (TIE); symmetric under swapping the clips and flipping ``y``."""
     return F.binary_cross_entropy_with_logits(pref_a - pref_b, y, weight=weight)
 
 
 def gaussian_nll(
     outputs: Mapping[str, torch.Tensor], targets: torch.Tensor, tasks: Sequence[str]
 ) -> torch.Tensor | None:
-    """Gaussian NLL of the targets under ``N(mean.detach(), std^2)``, on each score's 0-1 range.
-
-    Rescaling to 0-1 keeps the engagement and aesthetic terms comparable. Returns None when the
-    model has no ``<task>_std`` outputs or no target is known.
-    """
+    """Gaussian NLL of the targets under ``N(mean.detach(), std^2)`` on each score's 0-1 range
+    (the std never pulls the mean); None without ``<task>_std`` outputs or known targets."""
     terms = []
     for task in tasks:
         std = outputs.get(f"{task}_std")

@@ -1,19 +1,11 @@
-"""The champion on the Hub: push each promoted version with the pointer, restore it at start.
-
-A Space's disk is wiped at every restart, rebuild and wake, so the model registry
-(:mod:`apex.training.registry`) is only a local copy; ``APEX_MODEL_REPO`` is the durable one.
-Layout of the model repo (one commit per promotion, so the pointer and the version it names
-always arrive together)::
+"""The champion on the Hub (``APEX_MODEL_REPO``): a Space's disk is wiped at restart, so the
+local registry is only a copy. Layout (one commit per promotion, pointer and version together)::
 
     versions/v0003-20260101T000000Z/   the version's files (weights, metadata.json, card, ...)
     champion.json                      {"version": "v0003-...", "path": "versions/v0003-..."}
 
-:func:`apex.training.saving.push_version` makes that commit and records its hash in the local
-version (``hub.json``, never uploaded). :func:`restore_champion` runs at start when the local
-registry has no champion: it reads ``champion.json`` at the repo's current commit and downloads
-that version *at that same commit* (never a later ``main``), through the Hugging Face cache, so
-an interrupted download resumes and a cached revision restores offline. Hub trouble never raises:
-the result says what happened, and the published model serves.
+:func:`push_version` makes the commit; :func:`restore_champion` downloads
+the pointed version at the pointer's own commit. Hub trouble never raises: the result says so.
 """
 
 from __future__ import annotations
@@ -49,13 +41,47 @@ def record_commit(version: Path, repo_id: str, revision: str, how: str) -> None:
     write_text_atomic(version / HUB_RECORD, json.dumps(data, indent=1) + "\n")
 
 
-def restore_champion(settings: Settings) -> str:
-    """Make the model repo's champion the local registry's champion when the registry has none.
+def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> str:
+    """Commit promoted version ``directory`` and the champion pointer to ``repo_id`` in one
+    commit (recorded in ``hub.json``). Returns what happened, in words; Hub trouble never raises
+    (the local version stays the truth)."""
+    if not repo_id:
+        return "push skipped: no model repo configured (APEX_MODEL_REPO)"
+    from huggingface_hub import CommitOperationAdd, HfApi
 
-    Returns a sentence for the About tab ("" when there was nothing to do): what was restored
-    (version and commit), or why nothing was (no champion on the Hub yet, or the repo cannot be
-    reached, in which case the published model serves).
-    """
+    directory = Path(directory)
+    prefix = f"versions/{directory.name}"
+    pointer = {"version": directory.name, "path": prefix}
+    operations = [
+        CommitOperationAdd(path_in_repo=f"{prefix}/{rel}", path_or_fileobj=directory / rel)
+        for rel in list_directory(directory)
+        if rel != HUB_RECORD
+    ]
+    operations.append(
+        CommitOperationAdd(path_in_repo=POINTER, path_or_fileobj=json.dumps(pointer).encode())
+    )
+    try:
+        api = api or HfApi()
+        api.create_repo(repo_id, repo_type="model", exist_ok=True)
+        info = api.create_commit(
+            repo_id=repo_id,
+            repo_type="model",
+            operations=operations,
+            commit_message=f"Promote {directory.name}",
+        )
+    except hub_errors() as err:  # offline, no token, no permission: report, keep the local copy
+        return (
+            f"push to {repo_id} failed ({type(err).__name__}: {err}); the version is kept "
+            "locally (a Space loses it at its next restart)"
+        )
+    record_commit(directory, repo_id, info.oid, "pushed")
+    return f"pushed {directory.name} and the champion pointer to {repo_id}@{info.oid[:12]}"
+
+
+def restore_champion(settings: Settings) -> str:
+    """Make the model repo's champion the local one when the registry has none (through the Hub
+    cache: resumable, offline when cached). Returns a sentence for the About tab ("" when there
+    was nothing to do)."""
     registry = registry_for(settings)
     repo_id = settings.model_repo
     if not repo_id or registry.champion() is not None:

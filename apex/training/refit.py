@@ -1,23 +1,11 @@
-"""Refit: build a challenger, compare it with the champion on the same held-out data, gate, version.
+"""Refit: train a challenger, evaluate it and the serving model on the same held-out data, gate.
 
-The flow of :func:`run_refit`:
-
-1. Engagement arrays (with the target transform fitted on their ``train`` split) and votes as a
-   table; votes become battles and are split **by time**: the latest ``holdout_fraction`` are held
-   out, the rest train the challenger's Bradley-Terry loss.
-2. Train the challenger (:func:`apex.training.loop.train`, ``pref_weight`` > 0), warm-started
-   from the serving heads and anchored without engagement targets (:mod:`apex.training.warm`).
-3. Evaluate the challenger and the model actually serving (default: the registry's champion) on
-   the same held-out songs (``test`` split, else ``val``) and the same held-out battles, none of
-   which either model was trained on.
-4. :func:`gate` promotes only if no gated metric (held-out pairwise accuracy, engagement and
-   aesthetics Spearman) is worse than the serving model's by more than its tolerance — the first
-   refit too: there is no free first promotion.
-5. The challenger is saved in its own version directory with ``metrics.json`` and a model card
-   (``README.md``) whatever the decision; ``CHAMPION`` is repointed atomically on promotion.
-
-Nothing here reads the vote store: the caller hands votes over as a DataFrame (``annotation``
-owns the job that reads the store).
+:func:`run_refit`: votes become battles split **by time** (the latest ``holdout_fraction`` held
+out); the challenger trains warm-started from the serving heads (:mod:`apex.training.warm`);
+both models are evaluated on the held-out songs and battles; :func:`~apex.training.gate.gate`
+decides (no free first promotion); the version is saved with ``metrics.json`` and a model card
+whatever the decision, and ``CHAMPION`` is repointed atomically on promotion. Votes come in as a
+DataFrame: nothing here reads the vote store.
 """
 
 from __future__ import annotations
@@ -27,10 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from apex.evaluation.metrics import (
-    evaluate_model,
-    spearman_noise,
-)
+from apex.evaluation.metrics import evaluate_model, spearman_noise
 from apex.files import sha256_text
 from apex.heads import ReferenceHeads
 from apex.tasks import TASK_OUTPUTS
@@ -39,29 +24,23 @@ from apex.training.config import GateConfig, TrainConfig
 from apex.training.data import EngagementData, TargetTransform
 from apex.training.gate import gate
 from apex.training.loop import TrainResult, train
+from apex.training.model_repo import push_version
 from apex.training.registry import ModelRegistry
 from apex.training.request import RefitOutcome
-from apex.training.saving import model_metadata, push_version, save_trained, write_card
+from apex.training.saving import model_metadata, save_trained, write_card
 from apex.training.warm import family_of, save_reference_layout, score_drift, warm_start
 
-#: A warm start that fine-tunes the whole model (engagement data in its space) trains at this
-#: fraction of the configured learning rate; an anchored one trains its fresh preference output
-#: at the full rate.
+#: Learning-rate factor of a warm start that fine-tunes the whole model (an anchored one trains
+#: its fresh preference output at the full rate).
 WARM_LR_FACTOR = 0.1
 #: Share of the training votes (the latest) that early stopping watches.
 EARLY_STOP_FRACTION = 0.15
 
 
-# ---------------------------------------------------------------------------- the refit
 @dataclass
 class RefitConfig:
-    """Refit settings: the challenger's training config, the gate, the held-out vote fraction.
-
-    ``train`` is taken as given (its family/task follow a warm start's heads);
-    :func:`apex.training.config.scaled_train_config` sizes one to the data (the app's refit job
-    does). ``warm_start`` False trains from random weights even when a serving model of the
-    same encoder exists (only to build a deliberately naive challenger).
-    """
+    """Refit settings; ``train``'s family/task follow a warm start's heads. ``warm_start`` False
+    trains from random weights (only to build a deliberately naive challenger)."""
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(pref_weight=1.0, progress=False))
     gate: GateConfig = field(default_factory=GateConfig)
@@ -87,11 +66,8 @@ def load_champion(registry: ModelRegistry):
 
 
 def evaluate_serving(serving, data: EngagementData, held_out: Battles) -> tuple[dict | None, str]:
-    """The serving model's report on the held-out songs and battles, or ``(None, why not)``.
-
-    ``serving`` is ``(heads, info)``; it can only be compared on data embedded with the encoder
-    it was trained on.
-    """
+    """``(report, "")`` of ``serving`` (``(heads, info)``) on the held-out songs and battles, or
+    ``(None, why not)`` when the data were embedded by another encoder."""
     heads, info = serving
     if info.encoder_id != data.encoder_id:
         return None, (
@@ -118,24 +94,15 @@ def run_refit(
 ) -> RefitOutcome:
     """Train a challenger, evaluate it and the serving model on the same held-out data, gate, save.
 
-    The challenger starts from the serving heads when they read ``data``'s encoder
-    (:func:`apex.training.warm.warm_start`). When no song of the ``train`` split has a target
-    (no engagement data in this encoder's space) it trains anchored: only its preference output
-    learns, and the gate also checks the scores' drift on held-out songs against
-    :data:`~apex.training.warm.DRIFT_BOUNDS`.
+    When no ``train`` song has a target, the challenger trains anchored (only its preference
+    output learns) and the gate also bounds the scores' drift on held-out songs.
 
     Args:
-        serving: ``(heads, info)`` of the model actually serving (default: the registry's
-            champion). Held-out votes are the latest ``holdout_fraction`` by time, minus any vote
-            the serving model was trained on (its metadata's ``votes_trained_until``), so neither
-            model has seen them; held-out songs are the ``test`` split (else ``val``).
+        serving: ``(heads, info)`` of the model serving (default: the registry's champion).
+            Held-out votes exclude any it was trained on (``votes_trained_until``).
         notes: sentences for people from the caller (data left out), kept in the outcome.
 
-    Without a serving model of this encoder an anchored challenger keeps random scores: the
-    gate refuses it (drift; or nothing to compare with).
-
-    Raises whatever training raises; callers keep the champion serving (``CHAMPION`` is only
-    touched after a successful gate).
+    Raises whatever training raises; ``CHAMPION`` is only touched after a successful gate.
     """
     config = config or RefitConfig()
     notes = list(notes or [])
@@ -143,25 +110,16 @@ def run_refit(
     battles = battles_from_votes(votes, data.index_of())
     seen_until = _trained_until(serving)
     fit_battles, held_out = _split_votes(battles, config.holdout_fraction, seen_until)
-    model, started = (
-        warm_start(serving, data.encoder_id)
-        if config.warm_start
-        else (None, "random init: warm start turned off")
-    )
     anchored = not np.isfinite(data.targets[data.songs_in("train")]).any()
     if anchored:
         notes.append(
             "no engagement data in the serving encoder's space: the seven scores stay anchored "
             "to the serving model (only the preference output learns from votes)"
         )
-    family = family_of(model) if model is not None else {}
-    if model is not None and not anchored:  # fine-tuning trained weights, not learning anew
-        family["lr"] = config.train.lr * WARM_LR_FACTOR
-    train_cfg = replace(config.train, **family, anchor=anchored)
-    result = train_with_votes(data, train_cfg, fit_battles, model=model)
+    result, started = _train_challenger(data, config, serving, fit_battles, anchored)
     reports = {
         "challenger": evaluate_model(
-            result.model, data, battles=held_out, use_preference=True, tasks=train_cfg.tasks
+            result.model, data, battles=held_out, use_preference=True, tasks=result.config.tasks
         )
     }
     why_not, noise, drift = "no serving model was given and the registry has no champion", None, {}
@@ -223,6 +181,22 @@ def run_refit(
     return RefitOutcome(version, decision, reports, push, notes, drift, started)
 
 
+def _train_challenger(
+    data: EngagementData, config: RefitConfig, serving, battles: Battles, anchored: bool
+) -> tuple[TrainResult, str]:
+    """The challenger, warm-started from ``serving`` when it can be, and where it started."""
+    model, started = (
+        warm_start(serving, data.encoder_id)
+        if config.warm_start
+        else (None, "random init: warm start turned off")
+    )
+    family = family_of(model) if model is not None else {}
+    if model is not None and not anchored:  # fine-tuning trained weights, not learning anew
+        family["lr"] = config.train.lr * WARM_LR_FACTOR
+    train_cfg = replace(config.train, **family, anchor=anchored)
+    return train_with_votes(data, train_cfg, battles, model=model), started
+
+
 def _held_out_songs(data: EngagementData) -> np.ndarray:
     """The songs held out of training (``test``, else ``val``), for the drift check."""
     songs = data.songs_in("test")
@@ -239,9 +213,8 @@ def _trained_until(serving) -> float | None:
 def train_with_votes(
     data: EngagementData, config: TrainConfig, battles: Battles, *, model=None
 ) -> TrainResult:
-    """Train (from ``model`` when given) with the latest :data:`EARLY_STOP_FRACTION` of
-    ``battles`` (by time) kept out for early stopping, so the preference loss is watched without
-    touching the held-out votes."""
+    """Train (from ``model`` when given); the latest :data:`EARLY_STOP_FRACTION` of ``battles``
+    is kept for early stopping."""
     if config.pref_weight <= 0 or len(battles) < 10:
         return train(data, config, battles=battles, model=model)
     fit, watch = time_split(battles, EARLY_STOP_FRACTION)
@@ -251,8 +224,7 @@ def train_with_votes(
 def _split_votes(
     battles: Battles, fraction: float, seen_until: float | None = None
 ) -> tuple[Battles, Battles]:
-    """(training battles, held-out battles): a time split, then held-out votes the serving model
-    trained on (at or before ``seen_until``) are dropped from the held-out set."""
+    """A time split; held-out votes at or before ``seen_until`` (trained on) are dropped."""
     if len(battles) < 2:
         return battles, battles.take(np.arange(0))
     fit, held = time_split(battles, fraction)

@@ -1,16 +1,10 @@
 """The model registry: versioned model directories plus an atomically updated champion pointer.
 
-Importable without torch (and without any trainer): start-up asks it which model serves
-(:func:`champion_of`) before anything else is loaded.
+Importable without torch: start-up asks it which model serves (:func:`champion_of`). Layout
+under ``root`` (``settings.models_dir / "refits"`` in the app)::
 
-Layout under ``root`` (``settings.models_dir / "refits"`` in the app, :func:`registry_for`)::
-
-    v0001-20260101T000000Z/   model files, metadata.json, metrics.json, README.md (model card)
-    v0002-.../
+    v0001-20260101T000000Z/   model files, metadata.json, metrics.json (the gate), README.md
     CHAMPION                  the champion's directory name, one line
-
-A version directory records both models' held-out figures of its gate (``metrics.json``:
-``challenger`` and ``serving``), so the About tab can show why a version serves or does not.
 """
 
 from __future__ import annotations
@@ -27,11 +21,7 @@ CHAMPION_FILE = "CHAMPION"
 
 
 class ModelRegistry:
-    """Versioned model directories under ``root`` plus an atomically updated ``CHAMPION`` pointer.
-
-    Layout: ``root/v0001-20260101T000000Z/`` (model files, ``metrics.json``, ``README.md``) and
-    ``root/CHAMPION`` holding the champion's directory name.
-    """
+    """Versioned model directories under ``root`` plus the ``CHAMPION`` pointer."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)

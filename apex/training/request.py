@@ -1,11 +1,7 @@
 """What a refit is asked to do and what it did: :class:`RefitRequest` in, :class:`RefitOutcome` out.
 
-Both are plain dataclasses that travel as JSON between the app (``annotation.refit_job``) and the
-refit process (:mod:`apex.training.worker`). The request names the model serving when the refit
-started as something the refit process can load by itself (:class:`ServingModel`: a Hub repo id
-at a revision from the local Hugging Face cache, a registry champion's directory, the demo
-model's directory), the encoder that embeds the arena's clips (:class:`EncoderSpec`, read
-through the app's embedding cache) and the clips themselves (:class:`PoolClip`).
+Plain dataclasses that travel as JSON between the app (``annotation.refit_job``) and the refit
+process (:mod:`apex.training.worker`), naming everything so that process can load it by itself.
 """
 
 from __future__ import annotations
@@ -20,22 +16,15 @@ if TYPE_CHECKING:
 
 
 class RefitError(RuntimeError):
-    """A refit cannot run as asked (serving model changed, nothing to train on); the message
-    says what and what to do. The serving model keeps serving."""
+    """A refit cannot run as asked (the serving model changed); the serving model keeps serving."""
 
 
 @dataclass(frozen=True)
 class ServingModel:
-    """The model serving when the refit started, as the refit process loads it.
+    """The model serving when the refit started: ``heads_from`` is a Hub repo id, a model directory
+    or a ``.pt`` file; ``revision`` the Hub commit it was served at (checked on load)."""
 
-    Attributes:
-        source: a Hub repo id (``amaai-lab/apex``), a model directory or a ``.pt`` file.
-        revision: the Hub commit it was served at (None for local files); checked on load.
-        version: its version string (for the outcome's words).
-        local_files_only: read the Hub cache only (what the app already loaded is there).
-    """
-
-    source: str
+    heads_from: str
     revision: str | None = None
     version: str = ""
     local_files_only: bool = True
@@ -49,10 +38,10 @@ class ServingModel:
         """
         from apex.checkpoints import load_model
 
-        heads, info = load_model(self.source, local_files_only=self.local_files_only)
+        heads, info = load_model(self.heads_from, local_files_only=self.local_files_only)
         if self.revision and info.revision and info.revision != self.revision:
             raise RefitError(
-                f"the serving model {self.source} is at revision {self.revision} but the cache "
+                f"the serving model {self.heads_from} is at revision {self.revision} but the cache "
                 f"now holds {info.revision}; restart the app so both agree"
             )
         return heads, info
@@ -60,12 +49,8 @@ class ServingModel:
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """The serving encoder, for embedding arena clips in the refit process.
-
-    ``encoder_id`` and ``settings_key`` address the app's embedding cache (``cache_dir``), so a
-    clip the app has already embedded is read back; only a miss loads the encoder (``spec``,
-    ``precision``; CPU, local files only) and encodes it.
-    """
+    """The serving encoder: ``encoder_id`` and ``settings_key`` address the app's embedding cache
+    (``cache_dir``); only a miss loads the encoder (``spec``; CPU, local files only)."""
 
     spec: str
     encoder_id: str
@@ -91,20 +76,13 @@ class RefitRequest:
     """One refit, as the app asks for it.
 
     Attributes:
-        votes: Parquet file of the votes that train (``battle_uuid``, ``clip_a``, ``clip_b``,
-            ``preference``, ``timestamp``).
-        registry: the model registry's folder.
-        engagement: engagement shards (file or folder), or None.
-        ratings: Parquet of human 1-5 ratings (``clip_id`` + aesthetics), or None.
+        votes: Parquet file of the votes that train.
+        registry, engagement, ratings: folders/files (engagement shards, human 1-5 ratings).
         serving: the model serving now (None: the registry's champion).
-        encoder: how to embed ``clips`` (None: the clips are not embedded).
-        clips: the arena's clips; those that votes name become split-``pool`` rows.
+        encoder: how to embed ``clips`` (the arena's; those votes name become ``pool`` rows).
         threads, nice: CPU threads and scheduling niceness of the refit process.
         holdout: share of the votes (the latest) held out for the gate.
         train: overrides of the data-scaled :class:`~apex.training.config.TrainConfig`.
-        warm_start: start the challenger from the serving heads when they read the same
-            encoder (False only to build a deliberately naive challenger).
-        kind, model_repo: the saved version's ``kind``; Hub repo promoted versions go to.
         notes: what the app already knows people should read (e.g. engagement left out).
     """
 
@@ -125,12 +103,10 @@ class RefitRequest:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        """The request as JSON (see :meth:`from_json`)."""
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> RefitRequest:
-        """Inverse of :meth:`to_json`."""
         raw = json.loads(text)
         raw["serving"] = ServingModel(**raw["serving"]) if raw.get("serving") else None
         raw["encoder"] = EncoderSpec(**raw["encoder"]) if raw.get("encoder") else None
@@ -144,10 +120,8 @@ class RefitOutcome:
 
     Attributes:
         version: the version directory written (whatever the decision).
-        decision: the gate's verdict, reasons and both models' key figures.
         reports: full held-out reports (``challenger``, ``serving``).
-        push: what happened to the Hub push, in words.
-        notes: what people should know (data left out, anchoring), each said once.
+        push, notes: what happened to the Hub push; what people should know, in words.
         drift: mean absolute change of each score on held-out songs, challenger vs serving.
         warm_start: where the challenger started (``"serving v3"`` or ``"random init"``).
         pool_rows: arena clips that joined the refit as split-``pool`` rows.
@@ -168,12 +142,10 @@ class RefitOutcome:
         return "; ".join(self.notes)
 
     def to_json(self) -> str:
-        """The outcome as JSON (see :meth:`from_json`)."""
         return json.dumps({**asdict(self), "version": str(self.version)}, default=float)
 
     @classmethod
     def from_json(cls, text: str) -> RefitOutcome:
-        """Inverse of :meth:`to_json`."""
         from apex.training.gate import Decision
 
         raw = json.loads(text)

@@ -1,15 +1,10 @@
-"""Saving a trained version: its metadata, weights, ``metrics.json``, model card and Hub push.
-
-Every trained model (``apex train``, a refit, the demo model) is written by these functions, so
-:func:`apex.checkpoints.load_model` reads each back alike.
-"""
+"""Saving a trained version: metadata, weights, ``metrics.json`` and model card."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -48,12 +43,8 @@ def model_metadata(
 
 
 def save_trained(result: TrainResult, directory: Path, metadata: dict) -> Path:
-    """Save trained heads in ``directory``.
-
-    ApexHeads go through :func:`apex.checkpoints.save_model`; reference heads become a reference
-    ``.pt`` (``model_state``, ``task``, ``shared``, ``mode``, ``epoch``, ``val_loss``) plus
-    ``metadata.json``, so :func:`apex.checkpoints.load_model` reads them back.
-    """
+    """Save trained heads in ``directory`` so :func:`apex.checkpoints.load_model` reads them:
+    ApexHeads by :func:`~apex.checkpoints.save_model`, reference heads as a reference ``.pt``."""
     directory = Path(directory)
     if result.config.family == "apex":
         from apex.checkpoints import save_model
@@ -100,47 +91,3 @@ def write_card(directory: Path, *, title: str, metrics: dict, decision: Decision
         verdict = "PROMOTED" if decision.promote else "NOT promoted"
         lines += ["", f"## Gate: {verdict}", "", *(f"- {r}" for r in decision.reasons)]
     write_text_atomic(directory / "README.md", "\n".join(lines) + "\n")
-
-
-def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> str:
-    """Commit promoted version ``directory`` and the champion pointer naming it to ``repo_id``.
-
-    One commit (layout in :mod:`apex.training.model_repo`), so a restore never finds a pointer
-    without its version; the commit is recorded in the local version (``hub.json``). Returns what
-    happened, in words; never raises for Hub trouble (offline, no token, no permission): the
-    local version stays the source of truth and the message says so.
-    """
-    if not repo_id:
-        return "push skipped: no model repo configured (APEX_MODEL_REPO)"
-    from huggingface_hub import CommitOperationAdd, HfApi
-
-    from apex.hub_files import hub_errors, list_directory
-    from apex.training.model_repo import HUB_RECORD, POINTER, record_commit
-
-    directory = Path(directory)
-    prefix = f"versions/{directory.name}"
-    pointer = {"version": directory.name, "path": prefix}
-    operations = [
-        CommitOperationAdd(path_in_repo=f"{prefix}/{rel}", path_or_fileobj=directory / rel)
-        for rel in list_directory(directory)
-        if rel != HUB_RECORD
-    ]
-    operations.append(
-        CommitOperationAdd(path_in_repo=POINTER, path_or_fileobj=json.dumps(pointer).encode())
-    )
-    try:
-        api = api or HfApi()
-        api.create_repo(repo_id, repo_type="model", exist_ok=True)
-        info = api.create_commit(
-            repo_id=repo_id,
-            repo_type="model",
-            operations=operations,
-            commit_message=f"Promote {directory.name}",
-        )
-    except hub_errors() as err:  # offline, no token, no permission: report, keep the local copy
-        return (
-            f"push to {repo_id} failed ({type(err).__name__}: {err}); the version is kept "
-            "locally (a Space loses it at its next restart)"
-        )
-    record_commit(directory, repo_id, info.oid, "pushed")
-    return f"pushed {directory.name} and the champion pointer to {repo_id}@{info.oid[:12]}"

@@ -2,15 +2,11 @@
 
 Two batch plans, both deterministic given the seed:
 
-- **separate** (segment mode, or no battles): every training row once per epoch in batches of
-  ``batch_size``; each step also forwards its share of the battles' two clips.
-- **shared** (song mode with battles): the clips of a step's battles are songs too, so their rows
-  double as regression rows (targets of songs outside the ``train`` split are masked to unknown),
-  and the training songs no battle covered this epoch fill the rest of each batch. Every training
-  song is still seen at least once per epoch, in as many steps as the separate plan, but the epoch
-  forwards ``2 P + N_uncovered`` rows instead of ``2 P + N`` — about a quarter fewer at the
-  paper's scale (211k songs, 50k battles).
-  Songs that appear in several battles get proportionally more regression weight.
+- **separate** (segment mode, or no battles): every training row once per epoch; each step also
+  forwards its share of the battles' two clips.
+- **shared** (song mode with battles): battle clips double as regression rows (non-``train``
+  targets masked) and the training songs no battle covered fill the rest, in as many steps:
+  ``2 P + N_uncovered`` rows an epoch instead of ``2 P + N``.
 """
 
 from __future__ import annotations
@@ -53,7 +49,7 @@ def forward(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 class Stepper:
-    """Optimiser, schedule and batch plan of one training run (see the module docstring)."""
+    """Optimiser, schedule and batch plan of one training run."""
 
     def __init__(self, model, data, rows, config, battles, device) -> None:
         self.model, self.config, self.device, self.battles = model, config, device, battles
@@ -83,7 +79,6 @@ class Stepper:
         self.gen = torch.Generator().manual_seed(config.seed)
         self.bf16 = config.precision == "bf16"
 
-    # ------------------------------------------------------------------ batch plans
     def _plan_separate(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         """(regression row indices into ``self.x``, battle positions) per step."""
         n, size = len(self.x), self.config.batch_size
@@ -110,7 +105,6 @@ class Stepper:
         for i in range(steps):
             yield torch.as_tensor(rest[i * fill : (i + 1) * fill]), pairs[i * per : (i + 1) * per]
 
-    # ------------------------------------------------------------------ updates
     def epoch(self) -> float:
         """One pass over the plan; returns the mean training loss."""
         self.model.train()

@@ -1,24 +1,10 @@
 """Warm start, score anchoring and drift: a refit learns listeners without unlearning the scores.
 
-**Warm start.** A challenger starts from a copy of the serving heads whenever they read the
-encoder the refit data was embedded with (:func:`warm_start`): the published reference heads
-(:class:`~apex.heads.ReferenceHeads`, given a fresh ``branch_preference`` on their shared
-trunk) or our :class:`~apex.heads.ApexHeads` (a champion, the demo model). Random
-initialisation only happens when no serving model of that encoder exists.
-
-**Anchoring.** Without engagement data in the serving encoder's space, nothing but votes can
-teach the seven scores, and votes say nothing about them. So the refit trains anchored
-(``TrainConfig.anchor``): only the preference output learns; the layer mix, the shared trunk and
-the seven score branches keep the serving weights exactly (frozen, BatchNorm statistics and
-dropout as served). The bound the gate checks (:data:`DRIFT_BOUNDS`): on held-out songs, the
-mean absolute change of each score against the serving model is at most 2 points for the 0-100
-engagement scores and 0.1 for the 1-5 aesthetics. Anchored training meets it by construction
-(measured: 0); :func:`score_drift` measures it on every refit so the gate holds any model to it.
-
-**Saving.** A refit of the published heads is saved in the published layout
-(:func:`save_reference_layout`: ``config.json`` with ``model_type: "apex"``, weights in
-``model.safetensors`` with the layer mix as ``aggregator.*``) plus our ``metadata.json``, so the
-same loader (:func:`apex.checkpoints.load_model`) reads the published model and its refits.
+A challenger starts from a copy of the serving heads whenever they read the refit data's encoder
+(:func:`warm_start`; reference heads get a fresh ``branch_preference``). Without engagement data
+in that space the refit trains anchored (only the preference output learns), and the gate holds
+every refit to :data:`DRIFT_BOUNDS` (:func:`score_drift`). Refits of the published heads are
+saved in the published layout (:func:`save_reference_layout`), so one loader reads both.
 """
 
 from __future__ import annotations
@@ -35,21 +21,14 @@ from apex.files import atomic_path, write_text_atomic
 from apex.heads import ApexHeads, ReferenceHeads
 from apex.tasks import ENGAGEMENT, SCORE_NAMES
 
-#: Largest mean absolute change per score on held-out songs an anchored refit may make.
+#: Largest mean absolute change per score on held-out songs an anchored refit may make
+#: (0-100 engagement: 2 points; 1-5 aesthetics: 0.1).
 DRIFT_BOUNDS: dict[str, float] = {n: 2.0 if n in ENGAGEMENT else 0.1 for n in SCORE_NAMES}
 
 
 def warm_start(serving, encoder_id: str) -> tuple[nn.Module | None, str]:
-    """A trainable copy of the serving heads and where it started, in words.
-
-    Args:
-        serving: ``(heads, info)`` of the serving model, or None.
-        encoder_id: the encoder the refit data was embedded with.
-
-    Returns:
-        ``(model, "serving <model_id> <version>")``, or ``(None, why)`` when the challenger must
-        start from random weights (no serving model, or one of another encoder or family).
-    """
+    """``(trainable copy of serving's heads, "serving <model_id> <version>")``, or ``(None,
+    why)`` when there is no serving model (``(heads, info)``) of ``encoder_id`` and family."""
     if serving is None:
         return None, "random init: no serving model"
     heads, info = serving
@@ -67,8 +46,7 @@ def warm_start(serving, encoder_id: str) -> tuple[nn.Module | None, str]:
 
 
 def family_of(model: nn.Module) -> dict[str, object]:
-    """The :class:`~apex.training.config.TrainConfig` fields of a warm start from ``model``:
-    its family, and BatchNorm held on its served statistics."""
+    """The :class:`~apex.training.config.TrainConfig` fields of a warm start from ``model``."""
     warm = {"hold_norm_stats": True}  # fine-tune the served normalisation, never re-estimate it
     if isinstance(model, ReferenceHeads):
         return {
@@ -103,7 +81,8 @@ def drift_problems(drift: dict[str, float]) -> list[str]:
 
 
 def save_reference_layout(model: ReferenceHeads, directory: Path, metadata: dict) -> Path:
-    """Save refitted reference heads in the published layout plus ``metadata.json``."""
+    """Save refitted reference heads in the published layout (``config.json``,
+    ``model.safetensors`` with the layer mix as ``aggregator.*``) plus ``metadata.json``."""
     from safetensors.torch import save_file
 
     directory = Path(directory)

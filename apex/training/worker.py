@@ -1,33 +1,27 @@
 """A refit in its own process, at low priority with capped threads, so it cannot starve visitors.
 
-The app's refit job (``annotation.refit_job``) hands a refit over as a
-:class:`~apex.training.request.RefitRequest` (JSON) and runs ``python -m apex.training.worker
-REQUEST OUT`` at niceness ``APEX_REFIT_NICE`` (default 10) with ``OMP_NUM_THREADS`` /
-``torch.set_num_threads`` at the request's ``threads`` (``APEX_REFIT_THREADS``, default 1):
-scoring and voting keep the other cores, and the kernel prefers them on a busy one. Everything
-heavy happens here: loading the serving model (once), embedding the arena clips the votes name
-(:mod:`apex.training.clips`), training and the gate. The
-:class:`~apex.training.request.RefitOutcome` comes back as JSON in ``OUT``.
-
-:func:`execute` is the refit itself (the same code in or out of process); :func:`run_in_subprocess`
-starts, waits and reports a failure with the child's last lines of stderr.
+``python -m apex.training.worker REQUEST.json OUTCOME.json`` (:func:`run_in_subprocess`) runs
+:func:`execute` at the request's niceness and ``threads``: loading the serving model, embedding
+the arena clips the votes name (:func:`clip_rows`: the app's embedding cache first, a miss
+encoded by the serving encoder and cached for the app too), training and the gate.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from apex.files import write_text_atomic
 from apex.lifeline import exit_with_parent
-from apex.training.request import RefitOutcome, RefitRequest
+from apex.training.request import EncoderSpec, PoolClip, RefitOutcome, RefitRequest
 
-#: Default scheduling niceness of the refit process (0 normal, 19 lowest; ``APEX_REFIT_NICE``).
-REFIT_NICE = 10
+log = logging.getLogger(__name__)
 
 
 class RefitProcessError(RuntimeError):
@@ -35,11 +29,8 @@ class RefitProcessError(RuntimeError):
 
 
 def execute(request: RefitRequest) -> RefitOutcome:
-    """Run the refit of ``request`` here.
-
-    The data live in the serving model's encoder space: engagement rows embedded by another
-    encoder are left out (one note says how many and why), and the arena clips the votes name
-    are embedded by the serving encoder.
+    """Run the refit of ``request`` here, in the serving model's encoder space (engagement rows
+    of another encoder are left out, with a note).
 
     Raises:
         DataError: no data to train on; CheckpointError: the serving model does not load;
@@ -61,8 +52,6 @@ def execute(request: RefitRequest) -> RefitOutcome:
     engagement = read_shards(request.engagement) if request.engagement else None
     pool = None
     if request.encoder is not None:
-        from apex.training.clips import clip_rows
-
         named = set(votes["clip_a"].astype(str)) | set(votes["clip_b"].astype(str))
         padded = bool(getattr(serving[0], "uses_padded_pooling", False)) if serving else False
         clips = [c for c in request.clips if c.clip_id in named]
@@ -93,10 +82,63 @@ def execute(request: RefitRequest) -> RefitOutcome:
     return outcome
 
 
+def clip_rows(
+    clips: Iterable[PoolClip], spec: EncoderSpec, *, padded: bool
+) -> tuple[pd.DataFrame, int]:
+    """``(rows, encoded)``: one split-``pool`` row per clip and how many were not cached.
+
+    Raises:
+        EncoderUnavailable: a clip is not cached and the encoder cannot be loaded.
+        AudioError: a clip's file is not usable audio (the message names it).
+    """
+    from apex.audio import load_audio
+    from apex.encoders.cache import EmbeddingCache
+
+    cache = EmbeddingCache(spec.cache_dir)
+    encoder = None
+    rows, encoded = [], 0
+    for clip in clips:
+        rate = encoder.sample_rate if encoder is not None else spec.sample_rate
+        audio = load_audio(clip.path, sample_rate=rate, max_seconds=spec.max_audio_s)
+        key = cache.key(audio.content_hash, spec.encoder_id, spec.settings_key)
+        emb = cache.get(key)
+        if emb is None:
+            encoder = encoder or _load_encoder(spec)
+            emb = encoder.encode(audio)
+            cache.put(key, emb)
+            encoded += 1
+        layers = emb.layers_padded if padded else emb.layers
+        rows.append(
+            {
+                "id": clip.clip_id,
+                "embedding": layers[emb.mask].numpy(),
+                "duration_s": clip.duration_s,
+                "encoder_id": emb.encoder_id,
+                "platform": "arena",
+                "split": "pool",
+            }
+        )
+    if encoded:
+        log.info("refit: embedded %d arena clips that had no cached embedding", encoded)
+    return pd.DataFrame(rows), encoded
+
+
+def _load_encoder(spec: EncoderSpec):
+    from apex.encoders import load_encoder
+
+    return load_encoder(
+        spec.spec,
+        precision=spec.precision,
+        device="cpu",
+        trust_remote_code=spec.trust_remote_code,
+        local_files_only=True,
+    )
+
+
 def run_in_subprocess(
     request: RefitRequest, workdir: Path, *, timeout_s: float | None = None
 ) -> RefitOutcome:
-    """Run :func:`execute` in a child process (low priority, capped threads); its outcome.
+    """Run :func:`execute` in a child process (low priority, capped threads).
 
     Raises:
         RefitProcessError: the child exited non-zero or wrote no outcome.

@@ -74,8 +74,7 @@ def test_ratings_frame_collects_both_sides() -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory with the 48-clip demo corpus, its engagement shards and demo model."""
-    from apex.demo.evidence import demo_engagement
-    from apex.demo.model import ensure_demo_model
+    from apex.demo.model import demo_engagement, ensure_demo_model
 
     root = tmp_path_factory.mktemp("refit-job") / "data"
     settings = Settings.from_env({}, data_dir=root, demo_clips=48)

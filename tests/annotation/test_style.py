@@ -8,7 +8,7 @@ import pytest
 
 from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
 from annotation.style import fit_style_controlled, style_features
-from annotation.voter_sim import loudness_biased_votes
+from apex.demo.listeners import loudness_biased_votes
 
 STRENGTHS = {"s0": 0.0, "s1": 0.3, "s2": 0.6, "s3": 0.9, "s4": 1.2}  # nats
 #: The weakest system makes the loudest clips: 12 LU between s0 and s4.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from annotation.store import SQLiteVoteStore, VoteRecord
-from annotation.voter_sim import loudness_biased_votes
+from apex.demo.listeners import loudness_biased_votes
 from tests.annotation.test_style import LOUDNESS, STRENGTHS
 from webui import data, leaderboard
 from webui.services import Services

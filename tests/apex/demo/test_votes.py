@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from apex.demo import load_metadata, simulate_votes
-from apex.demo.votes import VOTE_COLUMNS, outcome_probabilities
+from apex.demo.listeners import VOTE_COLUMNS, outcome_probabilities
 
 PREFERENCES = {"A", "B", "TIE", "BOTH_BAD"}
 
@@ -125,7 +125,30 @@ def test_pairs_fall_back_to_other_prompts_and_edge_cases(meta):
 
 
 def test_simulated_votes_draw_from_the_whole_vote_vocabulary() -> None:
-    from apex.demo import votes
+    from apex.demo import listeners as votes
     from apex.tasks import PREFERENCES
 
     assert sorted(votes._DRAW_ORDER) == sorted(PREFERENCES)
+
+
+def test_one_simulator_its_presets_are_the_old_listeners() -> None:
+    from apex.demo.listeners import ARENA, HIDDEN, Taste, choose, listener_votes
+
+    ua, ub = np.array([0.0, 1.0, -0.5, 2.0]), np.array([0.5, 0.0, 0.5, -1.0])
+    arena = outcome_probabilities(ua, ub, ARENA)
+    p_a = 1.0 / (1.0 + np.exp(-(ua - ub)))  # Bradley-Terry, 1 logit per nat
+    assert arena["TIE"] == pytest.approx(np.full(4, 0.05))
+    assert arena["A"] == pytest.approx(0.95 * p_a) and arena["BOTH_BAD"] == pytest.approx(0)
+    biased = outcome_probabilities(ua, ub, ARENA, bias=0.15 * np.array([12.0, 0, 0, -3]))
+    assert biased["p_a"] == pytest.approx(1 / (1 + np.exp(-(ua - ub + [1.8, 0, 0, -0.45]))))
+    # Hidden-taste listeners never tie and pick A exactly when one uniform draw is below p_a.
+    utility = pd.Series(np.linspace(-1, 1, 6), index=list("abcdef"))
+    a, b = np.array(list("abcabc")), np.array(list("defdef"))
+    picks = listener_votes(utility, a, b, np.random.default_rng(3))
+    margin = utility[a].to_numpy() - utility[b].to_numpy()
+    expected = np.random.default_rng(3).random(6) < 1 / (1 + np.exp(-HIDDEN.scale * margin))
+    assert list(picks) == list(np.where(expected, "A", "B"))
+    drawn = choose(
+        outcome_probabilities(ua, ub, Taste(scale=1.0, tie=1.0)), np.random.default_rng()
+    )
+    assert set(drawn) == {"TIE"}

@@ -16,9 +16,8 @@ from apex.checkpoints import save_model
 from apex.encoders.fallback import FALLBACK_DIM
 from apex.heads import ApexHeads, HeadsConfig
 from apex.settings import Settings
-from apex.training.model_repo import POINTER, hub_record, restore_champion
+from apex.training.model_repo import POINTER, hub_record, push_version, restore_champion
 from apex.training.registry import registry_for
-from apex.training.saving import push_version
 from tests.hub_server import HubServer, point_client_at
 
 REPO = "someone/apex-arena-models"
