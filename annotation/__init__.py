@@ -11,10 +11,10 @@ Where things live (``apex`` is the model side; nothing here imports gradio):
 - the arena, one module per concern: ``arena`` (:class:`Arena`: issue, listen, vote),
   ``rules`` (every vote rule, :func:`listen_status`), ``reveal`` (what a voter sees after the
   vote), ``sampler`` (which pair next), ``limits`` (rate limiters), ``identity`` (pseudonyms),
-  ``loudness`` (loudness-matched playback), ``flags`` (vote-quality flags and
-  :func:`select_board_votes`);
-- the boards: ``ratings`` (Bradley-Terry, Elo), ``style`` (style-controlled ratings),
-  ``agreement`` (APEX vs listeners);
+  ``loudness`` (loudness-matched playback), ``flags`` (vote-quality flags);
+- the boards: ``board`` (:func:`select_votes`, the leaderboard service, the consensus board),
+  ``ratings`` (Bradley-Terry, Elo), ``style`` (style-controlled ratings), ``agreement`` (APEX
+  vs listeners);
 - data in and out: ``export`` (Parquet shards), ``card`` (the dataset card), ``imports`` (Music
   Arena's votes), ``voter_sim`` (simulated voters);
 - refits: ``refit_job`` (one refit from the store), ``refit_worker`` (the app's background
@@ -46,10 +46,10 @@ _EXPORTS: dict[str, str] = {
     "open_store": "annotation.store",
     "VoteSync": "annotation.sync",
     "start_sync": "annotation.sync",
-    "leaderboard": "annotation.ratings",
+    "board_data": "annotation.board",
     "fit_bradley_terry": "annotation.ratings",
     "fit_style_controlled": "annotation.style",
-    "select_board_votes": "annotation.flags",
+    "select_votes": "annotation.board",
     "export_shards": "annotation.export",
     "run_refit_from_store": "annotation.refit_job",
     "RefitWorker": "annotation.refit_worker",
@@ -68,24 +68,24 @@ __all__ = [
     "VoteRefused",
     "VoteStore",
     "VoteSync",
+    "board_data",
     "export_shards",
     "fit_bradley_terry",
     "fit_style_controlled",
-    "leaderboard",
     "listen_status",
     "load_pool",
     "open_store",
     "run_refit_from_store",
-    "select_board_votes",
+    "select_votes",
     "start_sync",
 ]
 
 if TYPE_CHECKING:
     from annotation.arena import Arena, BattleTicket
+    from annotation.board import board_data, select_votes
     from annotation.export import export_shards
-    from annotation.flags import select_board_votes
     from annotation.pool import ClipPool, PoolError, load_pool
-    from annotation.ratings import fit_bradley_terry, leaderboard
+    from annotation.ratings import fit_bradley_terry
     from annotation.refit_job import run_refit_from_store
     from annotation.refit_worker import RefitWorker
     from annotation.reveal import Reveal

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from annotation import flags, limits, rules
+from annotation.board import Consensus
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
@@ -121,7 +122,7 @@ class Arena:
         self._battles_issued = limits.battle_limiter()
         self._listen_reports = limits.listen_limiter()
         self._pairs = PairCounts(store.pair_counts, refresh_s=PAIR_COUNTS_REFRESH_S)
-        self._consensus = flags.Consensus(store, refresh_s=CONSENSUS_REFRESH_S)
+        self._consensus = Consensus(store, refresh_s=CONSENSUS_REFRESH_S, settings=settings)
         self._pool_id = pool_identity(pool.root)  # every vote says where its clips are
         self.loudness = LoudnessMatcher(
             Path(settings.cache_dir) / "arena-loudness",

@@ -102,14 +102,6 @@ def _hub_engagement(repo_id: str, cache: Path) -> Path:
     return path
 
 
-def refit_votes(settings: Settings, votes: pd.DataFrame) -> pd.DataFrame:
-    """The votes that train a refit: those whose ``source`` is in ``APEX_REFIT_SOURCES``."""
-    sources = split_list(settings.refit_sources)
-    if "source" not in votes.columns:
-        return votes
-    return votes[votes["source"].isin(sources)].reset_index(drop=True)
-
-
 def run_refit_from_store(
     settings: Settings,
     store: Any,
@@ -136,12 +128,15 @@ def run_refit_from_store(
         DataError: no votes from the refit's sources; what the refit raises (see
         :func:`apex.training.worker.execute`); RefitProcessError: the refit process failed.
     """
+    from annotation.board import select_votes
     from apex.training.data import DataError
     from apex.training.registry import registry_for
     from apex.training.request import RefitRequest
     from apex.training.worker import execute, run_in_subprocess
 
-    votes = refit_votes(settings, store.votes_frame())
+    sources = split_list(settings.refit_sources)
+    votes = select_votes(store.votes_frame(), sources=sources, include_flagged=True)
+    votes = votes.reset_index(drop=True)
     if len(votes) == 0:
         raise DataError(
             f"the vote store holds no votes from sources {settings.refit_sources!r} yet; "

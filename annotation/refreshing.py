@@ -1,20 +1,20 @@
 """Values recomputed off the request path: a request reads the last result at once.
 
-A board fit reads every vote (seconds on a store of 100,000 votes), so no request may wait for
-one: :class:`Refreshing` keeps the last result of ``compute`` and, when read after its source
-changed (a cheap ``version``, e.g. the store's last row id), starts a new one on a daemon thread;
-the reader gets the last result without waiting. Two starts are at least ``min_interval_s`` apart,
-and at least the last computation's duration divided by ``duty`` (the most of a core a value
-takes while its source keeps changing): a small store's board is fresh at once, a big one's
-refits take a bounded share of the CPU the votes need. Only before the first result exists does
-a reader wait (``wait_s``).
-:class:`RefreshingMap` does the same for a family of values keyed by their parameters (one per
-leaderboard view), computing one at a time so a busy board never takes more than one core.
+:class:`Refreshing` keeps the last result of ``compute`` and, when read after its source changed
+(a cheap ``version``, e.g. the store's last row id), recomputes it on a daemon thread; only the
+first read waits (``wait_s``). Two starts are at least ``min_interval_s`` apart and at least the
+last computation's duration over ``duty``, so a big store's refits take a bounded share of the
+CPU. :class:`RefreshingMap` keys a family of such values (one per leaderboard view), computed one
+at a time. :class:`WorkerProcess` runs a fit that reads every vote in a process of its own: in
+the app's process it would hold the GIL the vote handlers need.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -156,3 +156,73 @@ class RefreshingMap(Generic[T]):
     def get(self, key: Hashable, *, wait_s: float = 0.0, fresh_wait_s: float = 0.0) -> T | None:
         """The last result for ``key`` (:meth:`Refreshing.get`)."""
         return self.entry(key).get(wait_s=wait_s, fresh_wait_s=fresh_wait_s)
+
+
+#: Niceness of a worker process: votes come first when the CPU is short.
+WORKER_NICE = 10
+
+
+class WorkerProcess:
+    """One spawned worker process of lower CPU priority (:data:`WORKER_NICE`) with its own
+    connection to the vote store, for fits that read every vote; it exits with the app.
+
+    Args:
+        settings: how the worker opens the store (:func:`annotation.store.open_store`).
+    """
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self._pool: Any = None  # started on first use (:meth:`start`)
+        self._lock = threading.Lock()
+
+    def start(self) -> Any:
+        """The worker's executor, started (imports done, store opened) before its first call."""
+        from concurrent.futures import ProcessPoolExecutor
+
+        with self._lock:
+            if self._pool is None:
+                spawn = multiprocessing.get_context("spawn")  # no fork of a threaded server
+                pool = ProcessPoolExecutor(
+                    1, mp_context=spawn, initializer=_init_worker, initargs=(os.getpid(),)
+                )
+                pool.submit(_open_store, self.settings).result()
+                self._pool = pool
+            return self._pool
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(store, *args, **kwargs)`` in the worker (``fn`` module-level, picklable).
+
+        Raises:
+            BrokenProcessPool: the worker died (e.g. out of memory); the next call starts anew.
+        """
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self.start().submit(_call, fn, self.settings, args, kwargs).result()
+        except BrokenProcessPool:
+            with self._lock:
+                self._pool = None
+            raise
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Exit with the app (even one killed or leaving without teardown); lower priority."""
+    from apex.lifeline import exit_with_parent
+
+    exit_with_parent(parent_pid)
+    os.nice(WORKER_NICE)
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_store(settings: Any) -> Any:
+    from annotation.store import open_store
+
+    return open_store(settings)
+
+
+def _open_store(settings: Any) -> None:
+    _worker_store(settings)
+
+
+def _call(fn: Callable[..., T], settings: Any, args: tuple, kwargs: dict[str, Any]) -> T:
+    return fn(_worker_store(settings), *args, **kwargs)

@@ -16,9 +16,9 @@ the voter has not yet heard together in this session:
   uncertainty ``4 p (1 - p)`` of the predicted win probability is used instead.
 
 ``pair_counts`` keys are unordered system pairs written as a sorted tuple (see :func:`pair_key`);
-either order is accepted and both are added up. :class:`StoreRatings` gives ``info`` mode its
-ratings in the app: the vote store's current Bradley-Terry fit with bootstrap intervals,
-refitted at most once a minute.
+either order is accepted and both are added up. In the app, :class:`PairCounts` keeps them and
+:class:`StoreRatings` gives ``info`` mode the store's current ratings, both refreshed off the
+request path.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from annotation.imports import select_votes
 from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
+from annotation.refreshing import Refreshing
 from apex.tasks import A_WIN_SHARE
 
 _RANDOM_TRIES = 16  # draws before enumerating a pair's clip pairs (exclusions are few)
@@ -42,6 +42,8 @@ _INFO_FLOOR = 0.05  # a settled pair still gets a trickle of battles, so its rat
 RATINGS_BOOTSTRAP = 64
 #: Seconds between refits of those ratings from the vote store.
 RATINGS_REFRESH_S = 60.0
+#: The first read of the store's pair counts or ratings waits this long (later ones never).
+FIRST_READ_WAIT_S = 60.0
 
 
 class NoPairAvailable(LookupError):
@@ -55,22 +57,11 @@ def pair_key(system_a: str, system_b: str) -> tuple[str, str]:
     return (system_a, system_b) if system_a < system_b else (system_b, system_a)
 
 
-def count_pairs(battles: pd.DataFrame) -> dict[tuple[str, str], int]:
-    """Battles per unordered system pair from a table with ``system_a``/``system_b`` columns."""
-    if battles.empty:
-        return {}
-    a = battles["system_a"].astype(str).to_numpy()
-    b = battles["system_b"].astype(str).to_numpy()
-    low, high = np.minimum(a, b), np.maximum(a, b)
-    counts = pd.Series(1, index=pd.MultiIndex.from_arrays([low, high])).groupby(level=[0, 1]).sum()
-    return {(str(x), str(y)): int(c) for (x, y), c in counts.items()}
-
-
 class PairCounts:
-    """Battles per system pair for the sampler: the store's count, re-read every ``refresh_s``.
-
-    In between, this process counts its own battles (:meth:`add`); a re-read adds those of other
-    processes sharing the store (replicas, imports). Thread-safe.
+    """Battles per system pair for the sampler: the store's count, re-read in the background
+    every ``refresh_s`` (battles of other processes sharing the store), plus this process's
+    own battles since the last read (:meth:`add`). Thread-safe; a request never reads the store
+    but the first.
 
     Args:
         read: the store's full count (``VoteStore.pair_counts``; a scan of every battle).
@@ -80,26 +71,29 @@ class PairCounts:
     def __init__(
         self, read: Callable[[], dict[tuple[str, str], int]], *, refresh_s: float = 60.0
     ) -> None:
-        self._read, self.refresh_s = read, refresh_s
+        self.refresh_s = refresh_s
+        self._stored = Refreshing(read, version=time.monotonic, min_interval_s=refresh_s)
         self._lock = threading.Lock()
-        self._pairs: dict[tuple[str, str], int] | None = None
-        self._read_at = 0.0
+        self._base: dict[tuple[str, str], int] | None = None
+        self._added: dict[tuple[str, str], int] = {}
 
     def counts(self) -> dict[tuple[str, str], int]:
         """``{(system, system): battles}`` (sorted pairs), a copy: other threads go on counting."""
+        stored = self._stored.get(wait_s=FIRST_READ_WAIT_S)
         with self._lock:
-            now = time.monotonic()
-            if self._pairs is None or now - self._read_at > self.refresh_s:
+            if stored is not self._base:
                 # A weight, not a record: a battle counted twice around a re-read is harmless.
-                self._pairs, self._read_at = self._read(), now
-            return dict(self._pairs)
+                self._base, self._added = stored, {}
+            counts = dict(stored or {})
+            for key, n in self._added.items():
+                counts[key] = counts.get(key, 0) + n
+            return counts
 
     def add(self, system_a: str, system_b: str) -> None:
         """Count one more battle of this pair (until the next re-read)."""
         key = (system_a, system_b) if system_a <= system_b else (system_b, system_a)
         with self._lock:
-            if self._pairs is not None:
-                self._pairs[key] = self._pairs.get(key, 0) + 1
+            self._added[key] = self._added.get(key, 0) + 1
 
 
 class PairSampler:
@@ -259,13 +253,12 @@ class StoreRatings:
     """The vote store's current ratings for ``info`` sampling; call it for the table.
 
     A Bradley-Terry fit (Music Arena's L2, :data:`RATINGS_BOOTSTRAP` bootstrap rounds) of the
-    store's live votes (imported ones count only on request, as on the leaderboard), cached for
-    ``refresh_s`` seconds. While one thread refits, others get the previous table at once.
+    store's own votes, flagged ones included (imported ones only with ``include_imported``),
+    refitted on a background thread at most every ``refresh_s`` after new votes: a battle reads
+    the last fit (only the first call waits for one).
 
     Args:
-        store: anything with ``votes_frame()`` (a :class:`annotation.store.VoteStore`).
-        refresh_s: seconds a fit is reused.
-        include_imported: count imported votes too.
+        store: anything with ``votes_frame()`` and ``max_row_id()`` (a vote store).
         clock: monotonic time source, seconds (tests pass a fake one).
     """
 
@@ -277,29 +270,22 @@ class StoreRatings:
         include_imported: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store = store
-        self.refresh_s = refresh_s
-        self.include_imported = include_imported
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._table: pd.DataFrame | None = None
-        self._fitted_at: float | None = None
+        self.store, self.include_imported = store, include_imported
+        self._fit = Refreshing(
+            self._compute, version=store.max_row_id, min_interval_s=refresh_s, clock=clock
+        )
 
     def __call__(self) -> pd.DataFrame | None:
         """Ratings (index system; ``rating``, ``ci_low``, ``ci_high``), or None before any
         rated vote between two systems."""
-        fresh = self._fitted_at is not None and self._clock() - self._fitted_at < self.refresh_s
-        if fresh or not self._lock.acquire(blocking=self._fitted_at is None):
-            return self._table
-        try:
-            self._table = self._fit()
-            self._fitted_at = self._clock()
-        finally:
-            self._lock.release()
-        return self._table
+        return self._fit.get(wait_s=FIRST_READ_WAIT_S)
 
-    def _fit(self) -> pd.DataFrame | None:
-        votes = select_votes(self.store.votes_frame(), include_imported=self.include_imported)
+    def _compute(self) -> pd.DataFrame | None:
+        from annotation.board import select_votes
+
+        votes = select_votes(
+            self.store.votes_frame(), include_imported=self.include_imported, include_flagged=True
+        )
         votes = votes[votes["preference"].isin(A_WIN_SHARE)] if len(votes) else votes  # rated
         if votes.empty or len(set(votes["system_a"]) | set(votes["system_b"])) < 2:
             return None

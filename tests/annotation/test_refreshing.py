@@ -1,5 +1,5 @@
 """Values recomputed off the request path (:mod:`annotation.refreshing`), and the consensus board
-the contrarian flag reads (:class:`annotation.flags.Consensus`) built on them."""
+the contrarian flag reads (:class:`annotation.board.Consensus`) built on them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from annotation.flags import Consensus
+from annotation.board import Consensus
 from annotation.refreshing import Refreshing, RefreshingMap
 from annotation.store import open_store
 from tests.webui.conftest import vote_record
@@ -112,6 +112,21 @@ def test_consensus_fits_in_the_background_and_refits_after_new_votes(settings) -
         while consensus.ratings(1062.0) == board and time.monotonic() < deadline:
             time.sleep(0.01)
         assert consensus.ratings(1062.0)["bad"] > consensus.ratings(1062.0)["good"]
+    finally:
+        store.close()
+
+
+def test_a_big_stores_consensus_fits_in_the_worker_process(settings, monkeypatch) -> None:
+    from annotation import board
+
+    store = open_store(settings)
+    try:
+        for i in range(10):
+            store.insert_vote(vote_record(i, "good", "bad", "A" if i < 8 else "B", True, 0.7))
+        monkeypatch.setattr(board, "CONSENSUS_WORKER_VOTES", 1)
+        consensus = Consensus(store, settings=settings)
+        assert consensus.ratings(wait_s=60) == board.consensus_ratings(store)
+        assert consensus._worker._pool is not None  # it ran there, not on a thread here
     finally:
         store.close()
 
