@@ -114,7 +114,7 @@ class Arena:
             seed = secrets.randbits(32) if seed is None else seed
             sampler = PairSampler(pool.frame(), mode=settings.sampler, seed=seed)
         if ratings is None and settings.sampler == "info":
-            ratings = StoreRatings(store)
+            ratings = StoreRatings(store, settings=settings)
         self.settings, self.pool, self.store, self.scorer = settings, pool, store, scorer
         self._sampler, self._ratings, self._clock = sampler, ratings, clock
         self._ids = Pseudonymizer(load_or_create_salt(settings))

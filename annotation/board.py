@@ -10,7 +10,7 @@ voters with, refitted off the request path.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,8 +22,8 @@ from annotation.store import SOURCES
 from apex.tasks import A_WIN_SHARE
 
 BOARD_NAMES: tuple[str, ...] = ("all", "instrumental", "vocal")
-#: A consensus fit of a store this big runs in a worker process (a small one's takes ms).
-CONSENSUS_WORKER_VOTES = 5_000
+#: A :class:`StoreFit` of a store this big runs in a worker process (a small one's takes ms).
+WORKER_VOTES = 5_000
 
 
 def flagged(votes: pd.DataFrame) -> pd.Series:
@@ -94,25 +94,24 @@ def board_data(
     style_control: bool = False,
     apex_informed: bool = False,
 ) -> dict[str, Any]:
-    """One leaderboard view as JSON, fitted on the store's votes.
+    """One leaderboard view as JSON; the options are :func:`select_votes`'s, and the fit.
 
-    The plain board is Bradley-Terry with Music Arena's L2 (``C=1``) and 95% posterior
-    intervals; ``style_control`` fits clip length, loudness, vocals and clip order as
-    covariates (:func:`annotation.style.fit_style_controlled`, sandwich intervals);
-    ``apex_informed`` takes APEX's predicted strengths as a prior
-    (:func:`annotation.informed.fit_informed`; no style control then). The other options are
-    :func:`select_votes`'s.
+    Plain: Bradley-Terry with Music Arena's L2 (``C=1``), 95% posterior intervals;
+    ``style_control``: clip length, loudness, vocals and clip order as covariates
+    (:func:`annotation.style.fit_style_controlled`, sandwich intervals); ``apex_informed``:
+    APEX's predicted strengths as a prior (:func:`annotation.informed.fit_informed`, no style
+    control then).
 
     Returns:
-        ``{"board", "updated_at" (ISO, UTC), "votes" (all stored), "rated_votes" (this board,
-        without BOTH_BAD), "flagged_left_out", "rows": [{"rank", "system", "rating", "ci_low",
-        "ci_high", "votes", "provisional"}], "top_flips" (flipped votes that would put another
-        system first, or None), "b_win_share": {"share", "n"} (decisive votes won by clip B)
-        or None, "apex": {"weight", "prior_votes"} or None (informed board only), "agreement":
-        {...} or None, "effects": [{"covariate", "per_sd", "ci_low", "ci_high", "per_unit",
-        "unit", "win_rate_per_sd"}] or None (style control only), "style_missing_votes",
-        "agreement_by_version": [...] (:func:`annotation.agreement.agreement_by_version`)}``
-        plus the options as given.
+        The options as given, and ``updated_at`` (ISO, UTC), ``votes`` (all stored),
+        ``rated_votes`` (this board's, without BOTH_BAD), ``flagged_left_out``, ``rows``
+        (``rank``, ``system``, ``rating``, ``ci_low``, ``ci_high``, ``votes``,
+        ``provisional``), ``top_flips`` (flipped votes that would put another system first,
+        or None), ``b_win_share`` (``share``, ``n``: decisive votes won by clip B, or None),
+        ``apex`` (``weight``, ``prior_votes``: informed only), ``agreement``
+        (:func:`annotation.agreement.agreement` or None), ``agreement_by_version`` (records),
+        ``effects`` (style control only: ``covariate``, ``per_sd``, ``ci_low``, ``ci_high``,
+        ``per_unit``, ``unit``, ``win_rate_per_sd``) and ``style_missing_votes``.
 
     Raises:
         ValueError: an unknown board.
@@ -223,36 +222,52 @@ def consensus_ratings(store: Any) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in table["rating"].items()} or None
 
 
-class Consensus:
-    """The board the ``contrarian`` test compares voters with (:func:`consensus_ratings`),
-    refitted at most every ``refresh_s`` and only after new votes, off the request path: a vote
-    reads the last fit and never waits. From :data:`CONSENSUS_WORKER_VOTES` votes on, the fit
-    runs in a worker process of lower priority (:class:`annotation.refreshing.WorkerProcess`):
-    on the app's thread, reading every vote would hold the GIL the votes need.
+class StoreFit:
+    """The last result of ``fit(store)``, refitted at most every ``refresh_s`` (of ``clock``)
+    and only after new votes, on a background thread: a request reads the last fit and never
+    waits for one. With ``settings``, a store of :data:`WORKER_VOTES` votes or more is fitted
+    in a worker process of lower priority (:class:`annotation.refreshing.WorkerProcess`): here,
+    reading every vote would hold the GIL the votes need.
 
     Args:
-        store: the vote store (``votes_frame()``, ``max_row_id()`` to see new votes).
-        refresh_s: seconds of the caller's clock between the starts of two fits.
+        store: the vote store (``max_row_id()`` shows new votes).
+        fit: ``fit(store)``, module-level (picklable) for the worker.
         settings: how the worker opens the store (None: always fit on a thread here).
     """
 
-    def __init__(self, store: Any, *, refresh_s: float = 60.0, settings: Any = None) -> None:
-        self._store = store
+    def __init__(
+        self,
+        store: Any,
+        fit: Callable[[Any], Any],
+        *,
+        refresh_s: float,
+        settings: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store, self._fit_store = store, fit
         self._worker = WorkerProcess(settings) if settings is not None else None
         self._fit = Refreshing(
-            self._compute, version=store.max_row_id, min_interval_s=refresh_s, clock=time.time
+            self._compute, version=store.max_row_id, min_interval_s=refresh_s, clock=clock
         )
 
-    def _compute(self) -> dict[str, float] | None:
-        if self._worker is not None and self._store.max_row_id() >= CONSENSUS_WORKER_VOTES:
-            return self._worker.call(consensus_ratings)
-        return consensus_ratings(self._store)
+    def _compute(self) -> Any:
+        if self._worker is not None and self._store.max_row_id() >= WORKER_VOTES:
+            return self._worker.call(self._fit_store)
+        return self._fit_store(self._store)
+
+    def get(self, now: float | None = None, *, wait_s: float = 0.0) -> Any:
+        """The last fit (None before the first); ``now`` on ``clock``'s scale (default now);
+        ``wait_s``: wait up to this long for the first fit."""
+        return self._fit.get(now=now, wait_s=wait_s)
+
+
+class Consensus(StoreFit):
+    """The board the ``contrarian`` test compares voters with (:func:`consensus_ratings`)."""
+
+    def __init__(self, store: Any, *, refresh_s: float = 60.0, settings: Any = None) -> None:
+        super().__init__(store, consensus_ratings, refresh_s=refresh_s, settings=settings)
 
     def ratings(self, now: float | None = None, *, wait_s: float = 0.0) -> dict[str, float] | None:
-        """System -> Elo points as of the last fit (None before the first, or with no votes).
-
-        Args:
-            now: the caller's time, Unix seconds (default now).
-            wait_s: wait up to this long for the first fit (tests; votes never wait).
-        """
-        return self._fit.get(now=now, wait_s=wait_s)
+        """System -> Elo points as of the last fit (None before the first, or with no votes);
+        ``now``: Unix seconds."""
+        return self.get(now, wait_s=wait_s)

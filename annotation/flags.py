@@ -1,32 +1,11 @@
 """Vote-quality flags: reasons a vote may be unreliable, from what the server saw when it was cast.
 
-Flags are evidence, never a verdict: a flagged vote is stored and published like any other (the
-``flags`` column), and only the boards choose to leave flagged votes out (by default, with a
-toggle to count them). Each reason is computed at vote time from server-side facts alone (the
-battle's issue time, the credited listening, the voter's earlier votes and the current board),
-so a client cannot talk its way out of one.
-
-Reasons (:data:`FLAG_REASONS`):
-
-- ``barely_listened``: both clips credited less than the minimum listen plus
-  :data:`BARELY_MARGIN` (fraction of the minimum, at least one second).
-- ``too_fast``: the vote came sooner after the battle was issued than the credited listening of
-  A and B one after the other takes (with :data:`TOO_FAST_SLACK_S`): the clips were played over
-  each other, or the client's reports are not a listening.
-- ``same_side_streak``: this vote ends a run of :data:`STREAK_LENGTH` or more votes for the same
-  side. An honest voter's side is a coin flip (sides are randomised), so a run of 10 ends a
-  given vote with probability 2 * 2^-10 = 0.2 %.
-- ``contrarian``: the voter's picks go against the board's favourite far more often than a coin
-  flip would. In the spirit of the anomalous-user test of Chatbot Arena (Chiang et al. 2024,
-  arXiv 2403.04132, sec. 5: per-user evidence accumulated vote by vote), but as a likelihood
-  ratio: with ``c`` the board's probability that its favourite wins a battle, the alternative
-  "contrarian" (picks the favourite with probability ``1 - c``) is weighed against the null
-  "coin flip" (1/2). Under the null the product of the ratios is a martingale, so by Ville's
-  inequality it ever reaches ``1/alpha`` with probability at most ``alpha`` however many votes
-  the voter casts (:data:`CONTRARIAN_ALPHA`); an honest voter, who agrees with the board more
-  often than a coin flip, crosses even more rarely.
-- ``burst``: more votes from this pseudonym within :data:`BURST_WINDOW_S` than one listener
-  could cast hearing each clip for the minimum in turn (one voter behind many sessions or tabs).
+Flags are evidence, not a verdict: a flagged vote is stored and published (the ``flags``
+column); boards leave it out unless asked to count it. Each reason comes from server-side facts
+alone (the battle's issue time, the credited listening, the voter's earlier votes, the current
+board), so a client cannot talk its way out of one. :data:`FLAG_REASONS`: ``barely_listened``,
+``too_fast``, ``same_side_streak`` (an honest voter's side is a coin flip, so a run of 10 ends a
+given vote with probability 0.2 %), ``contrarian`` (:func:`contrarian_log_ratio`) and ``burst``.
 """
 
 from __future__ import annotations
@@ -95,7 +74,14 @@ def streak(preferences: Sequence[str]) -> int:
 
 
 def contrarian_log_ratio(votes: Sequence[PastVote], ratings: Mapping[str, float]) -> float:
-    """Log likelihood ratio "contrarian" vs "coin flip" of a voter's A/B votes (see module doc).
+    """Log likelihood ratio "contrarian" vs "coin flip" of a voter's A/B votes.
+
+    After Chatbot Arena's anomalous-user test (Chiang et al. 2024, arXiv 2403.04132, sec. 5),
+    as a likelihood ratio: with ``c`` the board's probability that its favourite wins, the
+    contrarian picks it with probability ``1 - c``, the coin flip with 1/2. Under the coin flip
+    the product of ratios is a martingale, so by Ville's inequality it ever reaches
+    ``1/alpha`` with probability at most ``alpha`` (:data:`CONTRARIAN_ALPHA`), however many
+    votes the voter casts; an honest voter, who agrees with the board more, crosses less often.
 
     Args:
         votes: the voter's votes (any order); ties, both-bad and unrated systems add nothing.

@@ -1,14 +1,10 @@
 """Votes from elsewhere (Music Arena's public release) into the vote store, kept apart from ours.
 
-Imported votes are stored with ``source="imported"`` and namespaced ids: vote id and battle id
-``music-arena:<battle_uuid>``, voter ``music-arena:<user_pseudonym>``. So:
-
-- importing the same release twice adds nothing (idempotent by vote id);
-- they never collide with our battles, nor count toward our voters' rate limits;
-- they are stored through :meth:`VoteStore.import_votes`, which marks them imported, so our
-  own Hub export never republishes another project's data as ours;
-- every board chooses whether to count them (:func:`annotation.board.select_votes`; by default
-  only our own listeners).
+Imported votes are stored through :meth:`VoteStore.import_votes` with ``source="imported"``
+(never republished by our Hub export) and ids ``music-arena:<battle_uuid>`` (vote and battle)
+and ``music-arena:<user_pseudonym>`` (voter): importing twice adds nothing, they never collide
+with our battles nor count toward our rate limits, and boards count them only when asked
+(:func:`annotation.board.select_votes`).
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """The refit job: read the vote store and hand a typed refit request to :mod:`apex.training`.
 
-:func:`run_refit_from_store` is one synchronous refit (the CLI, the tests and the app's
-background worker, :class:`annotation.refit_worker.RefitWorker`, call it). It leaves the
-serving model serving whatever happens: the decision to swap is the worker's, after the gate
-promoted.
-
-The app's side is cheap: the votes (filtered by ``APEX_REFIT_SOURCES``) and human 1-5 ratings go
-to Parquet files, and a :class:`~apex.training.request.RefitRequest` names the serving model so
-the refit process can load it itself (repo id + revision from the local Hugging Face cache, a
-champion's or the demo's directory), the serving encoder (its embedding-cache address) and the
-arena's clips. Embedding the clips, training and the gate all run in the refit's own
-low-priority process (:mod:`apex.training.worker`), never in a visitor's request path.
-
-Engagement data (:func:`engagement_source`): rows count only in the serving encoder's space;
-others are left out and the outcome says so once.
+:func:`run_refit_from_store` is one synchronous refit (the CLI, the tests and
+:class:`annotation.refit_worker.RefitWorker` call it): the votes of ``APEX_REFIT_SOURCES`` and
+the human 1-5 ratings go to Parquet files, and a :class:`~apex.training.request.RefitRequest`
+names the serving model, its encoder and the arena's clips, so that embedding, training and the
+gate run in the refit's own low-priority process. The serving model serves throughout.
 """
 
 from __future__ import annotations

@@ -1,28 +1,23 @@
 """Pair sampling: which two clips a listener hears next.
 
-A battle is two clips of different systems, in random A/B order, from the same prompt whenever
-the pool has a prompt with at least two systems (the comparison is then about the systems, not
-the prompts). Two systems that never share a prompt therefore meet only once every same-prompt
-clip pair is excluded for the voter; give every system clips for common prompts. The system
-pair is drawn with a weight, and the clips are then drawn uniformly among those of the pair that
-the voter has not yet heard together in this session:
+A battle is two clips of different systems in random A/B order, from the same prompt whenever
+some prompt has both systems (systems that never share a prompt meet only once the voter has
+heard every same-prompt pair). The system pair is drawn with a weight, then its clips uniformly
+among those the voter has not heard together in this session:
 
-- ``balanced``: weight ``1 / (1 + battles so far)`` for the pair, so under-compared pairs catch
-  up and exposure evens out across system pairs.
-- ``info``: the balanced weight times how uncertain the order of the two systems still is:
-  ``floor + P(|N(0, 1)| > z)`` with ``z = |rating gap| / standard error of the gap`` (standard
-  errors from the bootstrap interval widths). Pairs whose intervals overlap most come first;
-  systems missing from the ratings count as fully uncertain. Without intervals the outcome
-  uncertainty ``4 p (1 - p)`` of the predicted win probability is used instead.
+- ``balanced``: ``1 / (1 + battles so far)`` for the pair, so exposure evens out;
+- ``info``: the balanced weight times how open the pair's order still is,
+  ``floor + P(|N(0, 1)| > |rating gap| / SE of the gap)`` (SEs from the interval widths; a
+  system without a rating counts as fully open; without intervals ``4 p (1 - p)``).
 
-``pair_counts`` keys are unordered system pairs written as a sorted tuple (see :func:`pair_key`);
-either order is accepted and both are added up. In the app, :class:`PairCounts` keeps them and
-:class:`StoreRatings` gives ``info`` mode the store's current ratings, both refreshed off the
-request path.
+``pair_counts`` keys are sorted system pairs (:func:`pair_key`). In the app :class:`PairCounts`
+keeps them and :class:`StoreRatings` gives ``info`` mode the store's current ratings, both
+refreshed off the request path.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -32,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from annotation.board import StoreFit, select_votes
 from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
 from annotation.refreshing import Refreshing
 from apex.tasks import A_WIN_SHARE
@@ -71,7 +67,6 @@ class PairCounts:
     def __init__(
         self, read: Callable[[], dict[tuple[str, str], int]], *, refresh_s: float = 60.0
     ) -> None:
-        self.refresh_s = refresh_s
         self._stored = Refreshing(read, version=time.monotonic, min_interval_s=refresh_s)
         self._lock = threading.Lock()
         self._base: dict[tuple[str, str], int] | None = None
@@ -249,16 +244,15 @@ def _order_uncertainty(rating: dict[str, float], se: dict[str, float], x: str, y
     return _INFO_FLOOR + math.erfc(gap / se_gap / math.sqrt(2.0))
 
 
-class StoreRatings:
+class StoreRatings(StoreFit):
     """The vote store's current ratings for ``info`` sampling; call it for the table.
 
     A Bradley-Terry fit (Music Arena's L2, :data:`RATINGS_BOOTSTRAP` bootstrap rounds) of the
-    store's own votes, flagged ones included (imported ones only with ``include_imported``),
-    refitted on a background thread at most every ``refresh_s`` after new votes: a battle reads
-    the last fit (only the first call waits for one).
+    store's own votes, flagged ones included (imported ones with ``include_imported``),
+    refreshed off the request path (:class:`annotation.board.StoreFit`); only the first call
+    waits for a fit.
 
     Args:
-        store: anything with ``votes_frame()`` and ``max_row_id()`` (a vote store).
         clock: monotonic time source, seconds (tests pass a fake one).
     """
 
@@ -268,25 +262,23 @@ class StoreRatings:
         *,
         refresh_s: float = RATINGS_REFRESH_S,
         include_imported: bool = False,
+        settings: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store, self.include_imported = store, include_imported
-        self._fit = Refreshing(
-            self._compute, version=store.max_row_id, min_interval_s=refresh_s, clock=clock
-        )
+        fit = functools.partial(_store_ratings, include_imported=include_imported)
+        super().__init__(store, fit, refresh_s=refresh_s, settings=settings, clock=clock)
 
     def __call__(self) -> pd.DataFrame | None:
         """Ratings (index system; ``rating``, ``ci_low``, ``ci_high``), or None before any
         rated vote between two systems."""
-        return self._fit.get(wait_s=FIRST_READ_WAIT_S)
+        return self.get(wait_s=FIRST_READ_WAIT_S)
 
-    def _compute(self) -> pd.DataFrame | None:
-        from annotation.board import select_votes
 
-        votes = select_votes(
-            self.store.votes_frame(), include_imported=self.include_imported, include_flagged=True
-        )
-        votes = votes[votes["preference"].isin(A_WIN_SHARE)] if len(votes) else votes  # rated
-        if votes.empty or len(set(votes["system_a"]) | set(votes["system_b"])) < 2:
-            return None
-        return fit_bradley_terry(votes, l2=1.0, bootstrap_rounds=RATINGS_BOOTSTRAP, seed=0)
+def _store_ratings(store: Any, include_imported: bool) -> pd.DataFrame | None:
+    votes = select_votes(
+        store.votes_frame(), include_imported=include_imported, include_flagged=True
+    )
+    votes = votes[votes["preference"].isin(A_WIN_SHARE)] if len(votes) else votes  # rated
+    if votes.empty or len(set(votes["system_a"]) | set(votes["system_b"])) < 2:
+        return None
+    return fit_bradley_terry(votes, l2=1.0, bootstrap_rounds=RATINGS_BOOTSTRAP, seed=0)

@@ -213,8 +213,14 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
         style_control: bool = False,
         apex_informed: bool = False,
     ) -> dict[str, Any]:
-        options = {k: v for k, v in locals().items() if k != "which"}
-        return views.get(which, **options)
+        return views.get(
+            which,
+            include_imported=include_imported,
+            include_flagged=include_flagged,
+            signed_in_only=signed_in_only,
+            style_control=style_control,
+            apex_informed=apex_informed,
+        )
 
     options = [board, imported, flagged, signed, style, informed]
     fetch = {"fn": _load, "inputs": options, "outputs": [data]}
