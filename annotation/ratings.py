@@ -356,4 +356,3 @@ def _bootstrap(table: _PairTable, l2: float | None, rounds: int, seed: int) -> n
         n, s = draw.sum(axis=2), draw[:, :, 0] + 0.5 * draw[:, :, 1]
         out.append(_solve(n, s, table.i, table.j, k, l2_precision(l2)))
     return INIT_RATING + POINTS_PER_NAT * np.concatenate(out, axis=0)
-
