@@ -31,7 +31,7 @@ def ratings_frame(votes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def engagement_source(settings: Settings, encoder_id: str | None = None) -> tuple[Path | None, str]:
+def engagement_path(settings: Settings, encoder_id: str | None = None) -> tuple[Path | None, str]:
     """Where the refit's engagement shards are (None: none), and a note for people.
 
     ``APEX_ENGAGEMENT``: ``auto`` -> ``<data_dir>/engagement`` when it holds shards, else the
@@ -135,7 +135,7 @@ def run_refit_from_store(
         )
     serving = serving_model(scorer)
     info = scorer.info() if scorer is not None else {}
-    source, note = engagement_source(settings, info.get("trained_encoder_id"))
+    engagement, note = engagement_path(settings, info.get("trained_encoder_id"))
     work = settings.data_dir / "refit-work"
     work.mkdir(parents=True, exist_ok=True)
     cols = ["battle_uuid", "clip_a", "clip_b", "preference", "timestamp", "is_instrumental"]
@@ -143,11 +143,13 @@ def run_refit_from_store(
     ratings = ratings_frame(votes)
     if len(ratings):
         ratings.to_parquet(work / "ratings.parquet")
-    demo = source is not None and source.is_relative_to(settings.data_dir / "engagement-demo")
+    demo = engagement is not None and engagement.is_relative_to(
+        settings.data_dir / "engagement-demo"
+    )
     request = RefitRequest(
         votes=str(work / "votes.parquet"),
         registry=str(registry_for(settings).root),
-        engagement=str(source) if source is not None else None,
+        engagement=str(engagement) if engagement is not None else None,
         ratings=str(work / "ratings.parquet") if len(ratings) else None,
         serving=serving,
         encoder=encoder_spec(settings, scorer),
@@ -184,10 +186,10 @@ def serving_model(scorer: Any) -> ServingModel | None:
     if scorer is None:
         return None
     info = scorer.info()
-    source = str(info.get("source") or "")
-    if not source:
+    model_from = str(info.get("source") or "")
+    if not model_from:
         return None
-    return ServingModel(source, info.get("revision"), str(info.get("version", "")))
+    return ServingModel(model_from, info.get("revision"), str(info.get("version", "")))
 
 
 def encoder_spec(settings: Settings, scorer: Any) -> EncoderSpec | None:

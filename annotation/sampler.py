@@ -86,7 +86,7 @@ class PairCounts:
 
     def add(self, system_a: str, system_b: str) -> None:
         """Count one more battle of this pair (until the next re-read)."""
-        key = (system_a, system_b) if system_a <= system_b else (system_b, system_a)
+        key = pair_key(system_a, system_b)
         with self._lock:
             self._added[key] = self._added.get(key, 0) + 1
 

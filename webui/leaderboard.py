@@ -205,13 +205,14 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     views = BoardViews(services)
     views.prewarm()
 
+    # Named as board_data's options: the /leaderboard API's parameters (defaults: the boxes').
     def _load(
         which: str,
-        include_imported: bool = False,
-        include_flagged: bool = False,
-        signed_in_only: bool = False,
-        style_control: bool = False,
-        apex_informed: bool = False,
+        include_imported: bool,
+        include_flagged: bool,
+        signed_in_only: bool,
+        style_control: bool,
+        apex_informed: bool,
     ) -> dict[str, Any]:
         return views.get(
             which,
