@@ -213,11 +213,38 @@ def _init_worker(parent_pid: int) -> None:
     os.nice(WORKER_NICE)
 
 
+class _NewVotesOnly:
+    """The worker's store, whose :meth:`votes_frame` reads only the votes added since its last
+    call (votes are never updated), so a refit of a big store does not re-read it whole."""
+
+    #: Rows re-read before the last one seen, in case one committed late, out of row-id order
+    #: (PostgreSQL sequences); SQLite commits in order.
+    OVERLAP_ROWS = 1000
+
+    def __init__(self, store: Any) -> None:
+        self._store, self._frame = store, None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def votes_frame(self) -> Any:
+        import pandas as pd
+
+        if self._frame is None or not len(self._frame):
+            self._frame = self._store.votes_frame()
+            return self._frame
+        since = int(self._frame["row_id"].iloc[-1]) - self.OVERLAP_ROWS
+        new = self._store.votes_frame(since_row=since)
+        kept = self._frame[self._frame["row_id"] <= since]
+        self._frame = pd.concat([kept, new], ignore_index=True) if len(new) else kept
+        return self._frame
+
+
 @functools.lru_cache(maxsize=2)
 def _worker_store(settings: Any) -> Any:
     from annotation.store import open_store
 
-    return open_store(settings)
+    return _NewVotesOnly(open_store(settings))
 
 
 def _open_store(settings: Any) -> None:

@@ -147,3 +147,21 @@ def test_a_reader_waits_for_a_refit_only_when_it_is_quick() -> None:
     start = time.perf_counter()
     assert value.get(fresh_wait_s=0.2) == 10  # the last took 0.5 s: the last result, at once
     assert time.perf_counter() - start < 0.4
+
+
+def test_the_workers_store_reads_only_new_votes_and_matches_a_full_read(settings) -> None:
+    from annotation.refreshing import _NewVotesOnly
+
+    store = open_store(settings)
+    try:
+        votes = _NewVotesOnly(store)
+        assert votes.votes_frame().empty and votes.max_row_id() == 0
+        for i in range(5):
+            store.insert_vote(vote_record(i, "good", "bad", "A", True, 0.7))
+        first = votes.votes_frame()
+        votes.OVERLAP_ROWS = 2  # re-reads the last two and the new ones
+        for i in range(5, 9):
+            store.insert_vote(vote_record(i, "good", "bad", "B", True, 0.7))
+        assert votes.votes_frame().equals(store.votes_frame()) and len(first) == 5
+    finally:
+        store.close()
