@@ -70,13 +70,12 @@ class Refreshing(Generic[T]):
         Args:
             now: the caller's time on ``clock``'s scale (default: ``clock()``).
             wait_s: before the first result exists, wait up to this long for it.
-            fresh_wait_s: while a recomputation runs and the last one took at most this long,
-                wait up to this long for it (a small store's board is then fresh on every read;
-                a big one's reader gets the last result at once).
+            fresh_wait_s: wait up to this long for a running recomputation if the last one
+                took at most this long (a small store's board is then always fresh).
 
         Raises:
             Exception: what the first computation raised, while there is no result yet (a
-                later failure keeps the last result, and its traceback is logged by the thread).
+                later failure keeps the last result; the thread logs its traceback).
         """
         self.refresh(now=now)
         with self._done:

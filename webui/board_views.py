@@ -25,11 +25,7 @@ FIRST_VIEW_WAIT_S = 120.0
 #: A request waits for a running refit that is expected within this long (small stores).
 FRESH_VIEW_WAIT_S = 0.5
 #: The views computed as soon as the store is up: plain, flagged included, style-controlled.
-PREWARMED: tuple[dict[str, Any], ...] = (
-    {},
-    {"include_flagged": True},
-    {"style_control": True},
-)
+PREWARMED: tuple[dict[str, Any], ...] = ({}, {"include_flagged": True}, {"style_control": True})
 
 
 class BoardViews:
