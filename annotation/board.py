@@ -9,21 +9,18 @@ voters with, refitted off the request path.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
 
 from annotation.ratings import fit_bradley_terry
-from annotation.refreshing import Refreshing, WorkerProcess
+from annotation.refreshing import StoreFit
 from annotation.store import SOURCES
 from apex.tasks import A_WIN_SHARE
 
 BOARD_NAMES: tuple[str, ...] = ("all", "instrumental", "vocal")
-#: A :class:`StoreFit` of a store this big runs in a worker process (a small one's takes ms).
-WORKER_VOTES = 5_000
 
 
 def flagged(votes: pd.DataFrame) -> pd.Series:
@@ -60,12 +57,13 @@ def select_votes(
         raise ValueError("votes need a source column (live/simulated/imported)")
     if sources is None:
         sources = SOURCES if include_imported else tuple(s for s in SOURCES if s != "imported")
+    sources = tuple(sources)
     unknown = set(sources) - set(SOURCES)
     if unknown:
         raise ValueError(f"unknown vote sources {sorted(unknown)}; use {', '.join(SOURCES)}")
     if board not in BOARD_NAMES:
         raise ValueError(f"board must be one of {', '.join(BOARD_NAMES)}; got {board!r}")
-    keep = votes["source"].isin(tuple(sources))
+    keep = votes["source"].isin(sources)
     if board != "all":
         if "is_instrumental" not in votes.columns:
             raise ValueError(f"the {board!r} board needs an is_instrumental column")
@@ -220,45 +218,6 @@ def consensus_ratings(store: Any) -> dict[str, float] | None:
         return None
     table = fit_bradley_terry(votes, l2=1.0)
     return {str(k): float(v) for k, v in table["rating"].items()} or None
-
-
-class StoreFit:
-    """The last result of ``fit(store)``, refitted at most every ``refresh_s`` (of ``clock``)
-    and only after new votes, on a background thread: a request reads the last fit and never
-    waits for one. With ``settings``, a store of :data:`WORKER_VOTES` votes or more is fitted
-    in a worker process of lower priority (:class:`annotation.refreshing.WorkerProcess`): here,
-    reading every vote would hold the GIL the votes need.
-
-    Args:
-        store: the vote store (``max_row_id()`` shows new votes).
-        fit: ``fit(store)``, module-level (picklable) for the worker.
-        settings: how the worker opens the store (None: always fit on a thread here).
-    """
-
-    def __init__(
-        self,
-        store: Any,
-        fit: Callable[[Any], Any],
-        *,
-        refresh_s: float,
-        settings: Any = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._store, self._fit_store = store, fit
-        self._worker = WorkerProcess(settings) if settings is not None else None
-        self._fit = Refreshing(
-            self._compute, version=store.max_row_id, min_interval_s=refresh_s, clock=clock
-        )
-
-    def _compute(self) -> Any:
-        if self._worker is not None and self._store.max_row_id() >= WORKER_VOTES:
-            return self._worker.call(self._fit_store)
-        return self._fit_store(self._store)
-
-    def get(self, now: float | None = None, *, wait_s: float = 0.0) -> Any:
-        """The last fit (None before the first); ``now`` on ``clock``'s scale (default now);
-        ``wait_s``: wait up to this long for the first fit."""
-        return self._fit.get(now=now, wait_s=wait_s)
 
 
 class Consensus(StoreFit):

@@ -5,8 +5,9 @@
 first read waits (``wait_s``). Two starts are at least ``min_interval_s`` apart and at least the
 last computation's duration over ``duty``, so a big store's refits take a bounded share of the
 CPU. :class:`RefreshingMap` keys a family of such values (one per leaderboard view), computed one
-at a time. :class:`WorkerProcess` runs a fit that reads every vote in a process of its own: in
-the app's process it would hold the GIL the vote handlers need.
+at a time. :class:`WorkerProcess` runs a fit that reads every vote in a process of its own (in
+the app's process it would hold the GIL the vote handlers need); :class:`StoreFit` is a fit of
+the vote store refreshed either way.
 """
 
 from __future__ import annotations
@@ -159,6 +160,8 @@ class RefreshingMap(Generic[T]):
 
 #: Niceness of a worker process: votes come first when the CPU is short.
 WORKER_NICE = 10
+#: A :class:`StoreFit` of a store this big runs in a worker process (a small one's takes ms).
+WORKER_VOTES = 5_000
 
 
 class WorkerProcess:
@@ -202,6 +205,45 @@ class WorkerProcess:
             with self._lock:
                 self._pool = None
             raise
+
+
+class StoreFit:
+    """The last result of ``fit(store)``, refitted at most every ``refresh_s`` (of ``clock``)
+    and only after new votes, on a background thread: a request reads the last fit and never
+    waits for one. With ``settings``, a store of :data:`WORKER_VOTES` votes or more is fitted
+    in a worker process of lower priority (:class:`annotation.refreshing.WorkerProcess`): here,
+    reading every vote would hold the GIL the votes need.
+
+    Args:
+        store: the vote store (``max_row_id()`` shows new votes).
+        fit: ``fit(store)``, module-level (picklable) for the worker.
+        settings: how the worker opens the store (None: always fit on a thread here).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        fit: Callable[[Any], Any],
+        *,
+        refresh_s: float,
+        settings: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store, self._fit_store = store, fit
+        self._worker = WorkerProcess(settings) if settings is not None else None
+        self._fit = Refreshing(
+            self._compute, version=store.max_row_id, min_interval_s=refresh_s, clock=clock
+        )
+
+    def _compute(self) -> Any:
+        if self._worker is not None and self._store.max_row_id() >= WORKER_VOTES:
+            return self._worker.call(self._fit_store)
+        return self._fit_store(self._store)
+
+    def get(self, now: float | None = None, *, wait_s: float = 0.0) -> Any:
+        """The last fit (None before the first); ``now`` on ``clock``'s scale (default now);
+        ``wait_s``: wait up to this long for the first fit."""
+        return self._fit.get(now=now, wait_s=wait_s)
 
 
 def _init_worker(parent_pid: int) -> None:

@@ -27,9 +27,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from annotation.board import StoreFit, select_votes
+from annotation.board import select_votes
 from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
-from annotation.refreshing import Refreshing
+from annotation.refreshing import Refreshing, StoreFit
 from apex.tasks import A_WIN_SHARE
 
 _RANDOM_TRIES = 16  # draws before enumerating a pair's clip pairs (exclusions are few)
@@ -249,7 +249,7 @@ class StoreRatings(StoreFit):
 
     A Bradley-Terry fit (Music Arena's L2, :data:`RATINGS_BOOTSTRAP` bootstrap rounds) of the
     store's own votes, flagged ones included (imported ones with ``include_imported``),
-    refreshed off the request path (:class:`annotation.board.StoreFit`); only the first call
+    refreshed off the request path (:class:`annotation.refreshing.StoreFit`); only the first call
     waits for a fit.
 
     Args:

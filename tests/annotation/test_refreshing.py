@@ -117,13 +117,13 @@ def test_consensus_fits_in_the_background_and_refits_after_new_votes(settings) -
 
 
 def test_a_big_stores_consensus_fits_in_the_worker_process(settings, monkeypatch) -> None:
-    from annotation import board
+    from annotation import board, refreshing
 
     store = open_store(settings)
     try:
         for i in range(10):
             store.insert_vote(vote_record(i, "good", "bad", "A" if i < 8 else "B", True, 0.7))
-        monkeypatch.setattr(board, "WORKER_VOTES", 1)
+        monkeypatch.setattr(refreshing, "WORKER_VOTES", 1)
         consensus = Consensus(store, settings=settings)
         assert consensus.ratings(wait_s=60) == board.consensus_ratings(store)
         assert consensus._worker._pool is not None  # it ran there, not on a thread here
