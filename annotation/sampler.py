@@ -148,18 +148,13 @@ class PairSampler:
         ratings: pd.DataFrame | None = None,
         exclude: set[frozenset[str]] | frozenset[frozenset[str]] = frozenset(),
     ) -> tuple[str, str]:
-        """Draw the next battle.
+        """Draw the next battle: ``(clip_id_a, clip_id_b)``, two systems in random order.
 
         Args:
-            pair_counts: battles so far per unordered system pair, keyed by :func:`pair_key`
-                (missing pairs count 0).
-            ratings: :func:`annotation.ratings.fit_bradley_terry` output (index system, columns
-                ``rating``, ``ci_low``, ``ci_high``); used by ``info`` mode, ignored otherwise.
-            exclude: clip pairs (``frozenset({clip_a, clip_b})``) this voter already heard in
-                this session.
-
-        Returns:
-            ``(clip_id_a, clip_id_b)``: clips of two different systems, in random order.
+            pair_counts: battles so far per system pair (:func:`pair_key`; missing: 0).
+            ratings: :func:`annotation.ratings.fit_bradley_terry` output (``rating``,
+                ``ci_low``, ``ci_high`` by system); ``info`` mode only.
+            exclude: clip pairs (``frozenset({clip_a, clip_b})``) this session already heard.
 
         Raises:
             NoPairAvailable: every eligible clip pair is in ``exclude``.
