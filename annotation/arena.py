@@ -22,7 +22,8 @@ from typing import Any
 import pandas as pd
 
 from annotation import limits, rules
-from annotation.flags import HISTORY_VOTES, Consensus, PastVote, vote_flags
+from annotation.board import Consensus
+from annotation.flags import HISTORY_VOTES, PastVote, vote_flags
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import LoudnessMatcher, ServedClip
 from annotation.pool import ClipPool, ScorerLike
@@ -103,7 +104,7 @@ class Arena:
             seed = secrets.randbits(32) if seed is None else seed
             sampler = PairSampler(pool.frame(), mode=settings.sampler, seed=seed)
         if ratings is None and settings.sampler == "info":
-            ratings = StoreRatings(store)
+            ratings = StoreRatings(store, settings=settings)
         self.settings, self.pool, self.store, self.scorer = settings, pool, store, scorer
         self._sampler, self._ratings, self._clock = sampler, ratings, clock
         self._ids = Pseudonymizer(load_or_create_salt(settings))
@@ -111,7 +112,7 @@ class Arena:
         self._battles_issued = limits.battle_limiter()
         self._listen_reports = limits.listen_limiter()
         self._pairs = PairCounts(store.pair_counts, refresh_s=PAIR_COUNTS_REFRESH_S)
-        self._consensus = Consensus(store, refresh_s=CONSENSUS_REFRESH_S)
+        self._consensus = Consensus(store, refresh_s=CONSENSUS_REFRESH_S, settings=settings)
         self._pool_id = pool_identity(pool.root)  # every vote says where its clips are
         self.loudness = LoudnessMatcher(
             Path(settings.cache_dir) / "arena-loudness",

@@ -1,47 +1,21 @@
 """Vote-quality flags: reasons a vote may be unreliable, from what the server saw when it was cast.
 
-Flags are evidence, never a verdict: a flagged vote is stored and published like any other (the
-``flags`` column), and only the boards choose to leave flagged votes out (by default, with a
-toggle to count them). Each reason is computed at vote time from server-side facts alone (the
-battle's issue time, the credited listening, the voter's earlier votes and the current board),
-so a client cannot talk its way out of one.
-
-Reasons (:data:`FLAG_REASONS`):
-
-- ``barely_listened``: both clips credited less than the minimum listen plus
-  :data:`BARELY_MARGIN` (fraction of the minimum, at least one second).
-- ``too_fast``: the vote came sooner after the battle was issued than the credited listening of
-  A and B one after the other takes (with :data:`TOO_FAST_SLACK_S`): the clips were played over
-  each other, or the client's reports are not a listening.
-- ``same_side_streak``: this vote ends a run of :data:`STREAK_LENGTH` or more votes for the same
-  side. An honest voter's side is a coin flip (sides are randomised), so a run of 10 ends a
-  given vote with probability 2 * 2^-10 = 0.2 %.
-- ``contrarian``: the voter's picks go against the board's favourite far more often than a coin
-  flip would. In the spirit of the anomalous-user test of Chatbot Arena (Chiang et al. 2024,
-  arXiv 2403.04132, sec. 5: per-user evidence accumulated vote by vote), but as a likelihood
-  ratio: with ``c`` the board's probability that its favourite wins a battle, the alternative
-  "contrarian" (picks the favourite with probability ``1 - c``) is weighed against the null
-  "coin flip" (1/2). Under the null the product of the ratios is a martingale, so by Ville's
-  inequality it ever reaches ``1/alpha`` with probability at most ``alpha`` however many votes
-  the voter casts (:data:`CONTRARIAN_ALPHA`); an honest voter, who agrees with the board more
-  often than a coin flip, crosses even more rarely.
-- ``burst``: more votes from this pseudonym within :data:`BURST_WINDOW_S` than one listener
-  could cast hearing each clip for the minimum in turn (one voter behind many sessions or tabs).
+Flags are evidence, not a verdict: a flagged vote is stored and published (the ``flags``
+column); boards leave it out unless asked to count it. Each reason comes from server-side facts
+alone (the battle's issue time, the credited listening, the voter's earlier votes, the current
+board), so a client cannot talk its way out of one. :data:`FLAG_REASONS`: ``barely_listened``,
+``too_fast``, ``same_side_streak`` (an honest voter's side is a coin flip, so a run of 10 ends a
+given vote with probability 0.2 %), ``contrarian`` (:func:`contrarian_log_ratio`) and ``burst``.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
-from annotation.imports import select_votes
-from annotation.ratings import board_rows, fit_bradley_terry
-from annotation.refreshing import Refreshing
 from apex.tasks import DECISIVE, SIDES
 
 FLAG_REASONS: tuple[str, ...] = (
@@ -100,7 +74,14 @@ def streak(preferences: Sequence[str]) -> int:
 
 
 def contrarian_log_ratio(votes: Sequence[PastVote], ratings: Mapping[str, float]) -> float:
-    """Log likelihood ratio "contrarian" vs "coin flip" of a voter's A/B votes (see module doc).
+    """Log likelihood ratio "contrarian" vs "coin flip" of a voter's A/B votes.
+
+    After Chatbot Arena's anomalous-user test (Chiang et al. 2024, arXiv 2403.04132, sec. 5),
+    as a likelihood ratio: with ``c`` the board's probability that its favourite wins, the
+    contrarian picks it with probability ``1 - c``, the coin flip with 1/2. Under the coin flip
+    the product of ratios is a martingale, so by Ville's inequality it ever reaches
+    ``1/alpha`` with probability at most ``alpha`` (:data:`CONTRARIAN_ALPHA`), however many
+    votes the voter casts; an honest voter, who agrees with the board more, crosses less often.
 
     Args:
         votes: the voter's votes (any order); ties, both-bad and unrated systems add nothing.
@@ -168,48 +149,6 @@ def split_flags(flags: str | None) -> list[str]:
     return [f for f in (flags or "").split(",") if f]
 
 
-def select_unflagged(votes: pd.DataFrame, *, include_flagged: bool = False) -> pd.DataFrame:
-    """The votes a board counts: without flagged ones unless ``include_flagged``.
-
-    Votes without a ``flags`` column (older tables) count as unflagged.
-    """
-    if include_flagged or "flags" not in votes.columns or votes.empty:
-        return votes
-    return votes[votes["flags"].fillna("").astype(str) == ""]
-
-
-def select_board_votes(
-    votes: pd.DataFrame,
-    *,
-    board: str = "all",
-    include_flagged: bool = False,
-    signed_in_only: bool = False,
-    include_imported: bool = False,
-) -> tuple[pd.DataFrame, int]:
-    """The votes one leaderboard counts, and how many flagged votes it left out.
-
-    In this order: by source (:func:`annotation.imports.select_votes`: imported votes only
-    with ``include_imported``), by board (:func:`annotation.ratings.board_rows`: all,
-    instrumental or vocal prompts), signed-in voters only when ``signed_in_only``, then without
-    flagged votes unless ``include_flagged`` (:func:`select_unflagged`).
-
-    Args:
-        votes: :meth:`VoteStore.votes_frame` rows.
-
-    Returns:
-        ``(counted, flagged_left_out)``: the rows the board fits on, and the number of flagged
-        votes of this board that were left out (0 with ``include_flagged``).
-
-    Raises:
-        ValueError: an unknown board, or a column the selection needs is missing.
-    """
-    votes = board_rows(select_votes(votes, include_imported=include_imported), board)
-    if signed_in_only and len(votes):
-        votes = votes[votes["signed_in"].astype(bool)]
-    counted = select_unflagged(votes, include_flagged=include_flagged)
-    return counted, len(votes) - len(counted)
-
-
 def flag_summary(votes: pd.DataFrame) -> dict[str, int]:
     """``{"flagged": n, <reason>: n, ...}``: flagged votes and how many carry each reason."""
     counts = dict.fromkeys(("flagged", *FLAG_REASONS), 0)
@@ -221,40 +160,3 @@ def flag_summary(votes: pd.DataFrame) -> dict[str, int]:
         for reason in reasons:
             counts[reason] = counts.get(reason, 0) + 1
     return counts
-
-
-class Consensus:
-    """The board the ``contrarian`` test compares voters with: a plain Bradley-Terry fit (Music
-    Arena's C=1) of the store's own, unflagged votes, refitted at most every ``refresh_s`` and
-    only after new votes, on a background thread (:class:`annotation.refreshing.Refreshing`): a
-    vote reads the last fit and never waits for one, so its latency does not grow with the store.
-
-    Args:
-        store: the vote store (``votes_frame()``, and ``max_row_id()`` to see new votes).
-        refresh_s: seconds of the caller's clock between the starts of two fits.
-    """
-
-    def __init__(self, store: Any, *, refresh_s: float = 60.0) -> None:
-        self._store = store
-        self._fit = Refreshing(
-            self._compute,
-            version=store.max_row_id,
-            min_interval_s=refresh_s,
-            clock=time.time,
-        )
-
-    def _compute(self) -> dict[str, float] | None:
-        votes = select_unflagged(select_votes(self._store.votes_frame()))
-        if not len(votes):
-            return None
-        table = fit_bradley_terry(votes, l2=1.0)
-        return {str(k): float(v) for k, v in table["rating"].items()} or None
-
-    def ratings(self, now: float | None = None, *, wait_s: float = 0.0) -> dict[str, float] | None:
-        """System -> Elo points as of the last fit (None before the first, or with no votes).
-
-        Args:
-            now: the caller's time, Unix seconds (default now).
-            wait_s: wait up to this long for the first fit (tests; votes never wait).
-        """
-        return self._fit.get(now=now, wait_s=wait_s)

@@ -1,26 +1,21 @@
 """Votes from elsewhere (Music Arena's public release) into the vote store, kept apart from ours.
 
-Imported votes are stored with ``source="imported"`` and namespaced ids: vote id and battle id
-``music-arena:<battle_uuid>``, voter ``music-arena:<user_pseudonym>``. So:
-
-- importing the same release twice adds nothing (idempotent by vote id);
-- they never collide with our battles, nor count toward our voters' rate limits;
-- they are stored through :meth:`VoteStore.import_votes`, which marks them imported, so our
-  own Hub export never republishes another project's data as ours;
-- every board chooses whether to count them: :func:`select_votes` is the one filter, and the
-  default (``include_imported=False``) shows only our own listeners.
+Imported votes are stored through :meth:`VoteStore.import_votes` with ``source="imported"``
+(never republished by our Hub export) and ids ``music-arena:<battle_uuid>`` (vote and battle)
+and ``music-arena:<user_pseudonym>`` (voter): importing twice adds nothing, they never collide
+with our battles nor count toward our rate limits, and boards count them only when asked
+(:func:`annotation.board.select_votes`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from annotation.store import SOURCES, VoteRecord, VoteStore, new_vote
+from annotation.store import VoteRecord, VoteStore, new_vote
 
 PREFIX = "music-arena:"
 
@@ -92,31 +87,3 @@ def import_music_arena(store: VoteStore, source: str | Path) -> ImportSummary:
     records = music_arena_records(release.battles, release.root)
     added = store.import_votes((None, record) for record in records)
     return ImportSummary(added=added, already=len(records) - added, skipped=release.skipped)
-
-
-def select_votes(
-    votes: pd.DataFrame,
-    *,
-    include_imported: bool = False,
-    sources: Iterable[str] | None = None,
-) -> pd.DataFrame:
-    """The votes a board should count, by ``source``.
-
-    Args:
-        votes: :meth:`VoteStore.votes_frame` rows (a ``source`` column).
-        include_imported: count Music Arena's (and any other imported) votes too.
-        sources: explicit sources to keep (overrides ``include_imported``); e.g.
-            ``("imported",)`` for a board of imported votes alone.
-
-    Raises:
-        ValueError: an unknown source name, or no ``source`` column.
-    """
-    if "source" not in votes.columns:
-        raise ValueError("votes need a source column (live/simulated/imported)")
-    if sources is None:
-        sources = SOURCES if include_imported else tuple(s for s in SOURCES if s != "imported")
-    sources = tuple(sources)
-    unknown = set(sources) - set(SOURCES)
-    if unknown:
-        raise ValueError(f"unknown vote sources {sorted(unknown)}; use {', '.join(SOURCES)}")
-    return votes[votes["source"].isin(sources)]

@@ -1,19 +1,10 @@
 """The refit job: read the vote store and hand a typed refit request to :mod:`apex.training`.
 
-:func:`run_refit_from_store` is one synchronous refit (the CLI, the tests and the app's
-background worker, :class:`annotation.refit_worker.RefitWorker`, call it). It leaves the
-serving model serving whatever happens: the decision to swap is the worker's, after the gate
-promoted.
-
-The app's side is cheap: the votes (filtered by ``APEX_REFIT_SOURCES``) and human 1-5 ratings go
-to Parquet files, and a :class:`~apex.training.request.RefitRequest` names the serving model so
-the refit process can load it itself (repo id + revision from the local Hugging Face cache, a
-champion's or the demo's directory), the serving encoder (its embedding-cache address) and the
-arena's clips. Embedding the clips, training and the gate all run in the refit's own
-low-priority process (:mod:`apex.training.worker`), never in a visitor's request path.
-
-Engagement data (:func:`engagement_source`): rows count only in the serving encoder's space;
-others are left out and the outcome says so once.
+:func:`run_refit_from_store` is one synchronous refit (the CLI, the tests and
+:class:`annotation.refit_worker.RefitWorker` call it): the votes of ``APEX_REFIT_SOURCES`` and
+the human 1-5 ratings go to Parquet files, and a :class:`~apex.training.request.RefitRequest`
+names the serving model, its encoder and the arena's clips, so that embedding, training and the
+gate run in the refit's own low-priority process. The serving model serves throughout.
 """
 
 from __future__ import annotations
@@ -40,7 +31,7 @@ def ratings_frame(votes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def engagement_source(settings: Settings, encoder_id: str | None = None) -> tuple[Path | None, str]:
+def engagement_path(settings: Settings, encoder_id: str | None = None) -> tuple[Path | None, str]:
     """Where the refit's engagement shards are (None: none), and a note for people.
 
     ``APEX_ENGAGEMENT``: ``auto`` -> ``<data_dir>/engagement`` when it holds shards, else the
@@ -102,14 +93,6 @@ def _hub_engagement(repo_id: str, cache: Path) -> Path:
     return path
 
 
-def refit_votes(settings: Settings, votes: pd.DataFrame) -> pd.DataFrame:
-    """The votes that train a refit: those whose ``source`` is in ``APEX_REFIT_SOURCES``."""
-    sources = split_list(settings.refit_sources)
-    if "source" not in votes.columns:
-        return votes
-    return votes[votes["source"].isin(sources)].reset_index(drop=True)
-
-
 def run_refit_from_store(
     settings: Settings,
     store: Any,
@@ -136,12 +119,15 @@ def run_refit_from_store(
         DataError: no votes from the refit's sources; what the refit raises (see
         :func:`apex.training.worker.execute`); RefitProcessError: the refit process failed.
     """
+    from annotation.board import select_votes
     from apex.training.data import DataError
     from apex.training.registry import registry_for
     from apex.training.request import RefitRequest
     from apex.training.worker import execute, run_in_subprocess
 
-    votes = refit_votes(settings, store.votes_frame())
+    sources = split_list(settings.refit_sources)
+    votes = select_votes(store.votes_frame(), sources=sources, include_flagged=True)
+    votes = votes.reset_index(drop=True)
     if len(votes) == 0:
         raise DataError(
             f"the vote store holds no votes from sources {settings.refit_sources!r} yet; "
@@ -149,7 +135,7 @@ def run_refit_from_store(
         )
     serving = serving_model(scorer)
     info = scorer.info() if scorer is not None else {}
-    source, note = engagement_source(settings, info.get("trained_encoder_id"))
+    engagement, note = engagement_path(settings, info.get("trained_encoder_id"))
     work = settings.data_dir / "refit-work"
     work.mkdir(parents=True, exist_ok=True)
     cols = ["battle_uuid", "clip_a", "clip_b", "preference", "timestamp", "is_instrumental"]
@@ -157,11 +143,13 @@ def run_refit_from_store(
     ratings = ratings_frame(votes)
     if len(ratings):
         ratings.to_parquet(work / "ratings.parquet")
-    demo = source is not None and source.is_relative_to(settings.data_dir / "engagement-demo")
+    demo = engagement is not None and engagement.is_relative_to(
+        settings.data_dir / "engagement-demo"
+    )
     request = RefitRequest(
         votes=str(work / "votes.parquet"),
         registry=str(registry_for(settings).root),
-        engagement=str(source) if source is not None else None,
+        engagement=str(engagement) if engagement is not None else None,
         ratings=str(work / "ratings.parquet") if len(ratings) else None,
         serving=serving,
         encoder=encoder_spec(settings, scorer),
@@ -198,10 +186,10 @@ def serving_model(scorer: Any) -> ServingModel | None:
     if scorer is None:
         return None
     info = scorer.info()
-    source = str(info.get("source") or "")
-    if not source:
+    model_from = str(info.get("source") or "")
+    if not model_from:
         return None
-    return ServingModel(source, info.get("revision"), str(info.get("version", "")))
+    return ServingModel(model_from, info.get("revision"), str(info.get("version", "")))
 
 
 def encoder_spec(settings: Settings, scorer: Any) -> EncoderSpec | None:

@@ -1,20 +1,21 @@
 """Values recomputed off the request path: a request reads the last result at once.
 
-A board fit reads every vote (seconds on a store of 100,000 votes), so no request may wait for
-one: :class:`Refreshing` keeps the last result of ``compute`` and, when read after its source
-changed (a cheap ``version``, e.g. the store's last row id), starts a new one on a daemon thread;
-the reader gets the last result without waiting. Two starts are at least ``min_interval_s`` apart,
-and at least the last computation's duration divided by ``duty`` (the most of a core a value
-takes while its source keeps changing): a small store's board is fresh at once, a big one's
-refits take a bounded share of the CPU the votes need. Only before the first result exists does
-a reader wait (``wait_s``).
-:class:`RefreshingMap` does the same for a family of values keyed by their parameters (one per
-leaderboard view), computing one at a time so a busy board never takes more than one core.
+:class:`Refreshing` keeps the last result of ``compute`` and, when read after its source changed
+(a cheap ``version``, e.g. the store's last row id), recomputes it on a daemon thread; only the
+first read waits (``wait_s``). Two starts are at least ``min_interval_s`` apart and at least the
+last computation's duration over ``duty``, so a big store's refits take a bounded share of the
+CPU. :class:`RefreshingMap` keys a family of such values (one per leaderboard view), computed one
+at a time. :class:`WorkerProcess` runs a fit that reads every vote in a process of its own (in
+the app's process it would hold the GIL the vote handlers need); :class:`StoreFit` is a fit of
+the vote store refreshed either way.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -70,13 +71,12 @@ class Refreshing(Generic[T]):
         Args:
             now: the caller's time on ``clock``'s scale (default: ``clock()``).
             wait_s: before the first result exists, wait up to this long for it.
-            fresh_wait_s: while a recomputation runs and the last one took at most this long,
-                wait up to this long for it (a small store's board is then fresh on every read;
-                a big one's reader gets the last result at once).
+            fresh_wait_s: wait up to this long for a running recomputation if the last one
+                took at most this long (a small store's board is then always fresh).
 
         Raises:
             Exception: what the first computation raised, while there is no result yet (a
-                later failure keeps the last result, and its traceback is logged by the thread).
+                later failure keeps the last result; the thread logs its traceback).
         """
         self.refresh(now=now)
         with self._done:
@@ -156,3 +156,141 @@ class RefreshingMap(Generic[T]):
     def get(self, key: Hashable, *, wait_s: float = 0.0, fresh_wait_s: float = 0.0) -> T | None:
         """The last result for ``key`` (:meth:`Refreshing.get`)."""
         return self.entry(key).get(wait_s=wait_s, fresh_wait_s=fresh_wait_s)
+
+
+#: Niceness of a worker process: votes come first when the CPU is short.
+WORKER_NICE = 10
+#: A :class:`StoreFit` of a store this big runs in a worker process (a small one's takes ms).
+WORKER_VOTES = 5_000
+
+
+class WorkerProcess:
+    """One spawned worker process of lower CPU priority (:data:`WORKER_NICE`) with its own
+    connection to the vote store, for fits that read every vote; it exits with the app.
+
+    Args:
+        settings: how the worker opens the store (:func:`annotation.store.open_store`).
+    """
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self._pool: Any = None  # started on first use (:meth:`start`)
+        self._lock = threading.Lock()
+
+    def start(self) -> Any:
+        """The worker's executor, started (imports done, store opened) before its first call."""
+        from concurrent.futures import ProcessPoolExecutor
+
+        with self._lock:
+            if self._pool is None:
+                spawn = multiprocessing.get_context("spawn")  # no fork of a threaded server
+                pool = ProcessPoolExecutor(
+                    1, mp_context=spawn, initializer=_init_worker, initargs=(os.getpid(),)
+                )
+                pool.submit(_open_store, self.settings).result()
+                self._pool = pool
+            return self._pool
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(store, *args, **kwargs)`` in the worker (``fn`` module-level, picklable).
+
+        Raises:
+            BrokenProcessPool: the worker died (e.g. out of memory); the next call starts anew.
+        """
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self.start().submit(_call, fn, self.settings, args, kwargs).result()
+        except BrokenProcessPool:
+            with self._lock:
+                self._pool = None
+            raise
+
+
+class StoreFit:
+    """The last result of ``fit(store)``, refitted at most every ``refresh_s`` (of ``clock``)
+    and only after new votes, on a background thread: a request reads the last fit and never
+    waits for one. With ``settings``, a store of :data:`WORKER_VOTES` votes or more is fitted
+    in a worker process of lower priority (:class:`annotation.refreshing.WorkerProcess`): here,
+    reading every vote would hold the GIL the votes need.
+
+    Args:
+        store: the vote store (``max_row_id()`` shows new votes).
+        fit: ``fit(store)``, module-level (picklable) for the worker.
+        settings: how the worker opens the store (None: always fit on a thread here).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        fit: Callable[[Any], Any],
+        *,
+        refresh_s: float,
+        settings: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store, self._fit_store = store, fit
+        self._worker = WorkerProcess(settings) if settings is not None else None
+        self._fit = Refreshing(
+            self._compute, version=store.max_row_id, min_interval_s=refresh_s, clock=clock
+        )
+
+    def _compute(self) -> Any:
+        if self._worker is not None and self._store.max_row_id() >= WORKER_VOTES:
+            return self._worker.call(self._fit_store)
+        return self._fit_store(self._store)
+
+    def get(self, now: float | None = None, *, wait_s: float = 0.0) -> Any:
+        """The last fit (None before the first); ``now`` on ``clock``'s scale (default now);
+        ``wait_s``: wait up to this long for the first fit."""
+        return self._fit.get(now=now, wait_s=wait_s)
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Exit with the app (even one killed or leaving without teardown); lower priority."""
+    from apex.lifeline import exit_with_parent
+
+    exit_with_parent(parent_pid)
+    os.nice(WORKER_NICE)
+
+
+class _NewVotesOnly:
+    """The worker's store, whose :meth:`votes_frame` reads only the votes added since its last
+    call (votes are never updated), so a refit of a big store does not re-read it whole."""
+
+    #: Rows re-read before the last one seen, in case one committed late, out of row-id order
+    #: (PostgreSQL sequences); SQLite commits in order.
+    OVERLAP_ROWS = 1000
+
+    def __init__(self, store: Any) -> None:
+        self._store, self._frame = store, None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def votes_frame(self) -> Any:
+        import pandas as pd
+
+        if self._frame is None or not len(self._frame):
+            self._frame = self._store.votes_frame()
+            return self._frame
+        since = int(self._frame["row_id"].iloc[-1]) - self.OVERLAP_ROWS
+        new = self._store.votes_frame(since_row=since)
+        kept = self._frame[self._frame["row_id"] <= since]
+        self._frame = pd.concat([kept, new], ignore_index=True) if len(new) else kept
+        return self._frame
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_store(settings: Any) -> Any:
+    from annotation.store import open_store
+
+    return _NewVotesOnly(open_store(settings))
+
+
+def _open_store(settings: Any) -> None:
+    _worker_store(settings)
+
+
+def _call(fn: Callable[..., T], settings: Any, args: tuple, kwargs: dict[str, Any]) -> T:
+    return fn(_worker_store(settings), *args, **kwargs)

@@ -1,28 +1,23 @@
 """Pair sampling: which two clips a listener hears next.
 
-A battle is two clips of different systems, in random A/B order, from the same prompt whenever
-the pool has a prompt with at least two systems (the comparison is then about the systems, not
-the prompts). Two systems that never share a prompt therefore meet only once every same-prompt
-clip pair is excluded for the voter; give every system clips for common prompts. The system
-pair is drawn with a weight, and the clips are then drawn uniformly among those of the pair that
-the voter has not yet heard together in this session:
+A battle is two clips of different systems in random A/B order, from the same prompt whenever
+some prompt has both systems (systems that never share a prompt meet only once the voter has
+heard every same-prompt pair). The system pair is drawn with a weight, then its clips uniformly
+among those the voter has not heard together in this session:
 
-- ``balanced``: weight ``1 / (1 + battles so far)`` for the pair, so under-compared pairs catch
-  up and exposure evens out across system pairs.
-- ``info``: the balanced weight times how uncertain the order of the two systems still is:
-  ``floor + P(|N(0, 1)| > z)`` with ``z = |rating gap| / standard error of the gap`` (standard
-  errors from the bootstrap interval widths). Pairs whose intervals overlap most come first;
-  systems missing from the ratings count as fully uncertain. Without intervals the outcome
-  uncertainty ``4 p (1 - p)`` of the predicted win probability is used instead.
+- ``balanced``: ``1 / (1 + battles so far)`` for the pair, so exposure evens out;
+- ``info``: the balanced weight times how open the pair's order still is,
+  ``floor + P(|N(0, 1)| > |rating gap| / SE of the gap)`` (SEs from the interval widths; a
+  system without a rating counts as fully open; without intervals ``4 p (1 - p)``).
 
-``pair_counts`` keys are unordered system pairs written as a sorted tuple (see :func:`pair_key`);
-either order is accepted and both are added up. :class:`StoreRatings` gives ``info`` mode its
-ratings in the app: the vote store's current Bradley-Terry fit with bootstrap intervals,
-refitted at most once a minute.
+``pair_counts`` keys are sorted system pairs (:func:`pair_key`). In the app :class:`PairCounts`
+keeps them and :class:`StoreRatings` gives ``info`` mode the store's current ratings, both
+refreshed off the request path.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -32,8 +27,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from annotation.imports import select_votes
+from annotation.board import select_votes
 from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
+from annotation.refreshing import Refreshing, StoreFit
 from apex.tasks import A_WIN_SHARE
 
 _RANDOM_TRIES = 16  # draws before enumerating a pair's clip pairs (exclusions are few)
@@ -42,6 +38,8 @@ _INFO_FLOOR = 0.05  # a settled pair still gets a trickle of battles, so its rat
 RATINGS_BOOTSTRAP = 64
 #: Seconds between refits of those ratings from the vote store.
 RATINGS_REFRESH_S = 60.0
+#: The first read of the store's pair counts or ratings waits this long (later ones never).
+FIRST_READ_WAIT_S = 60.0
 
 
 class NoPairAvailable(LookupError):
@@ -55,22 +53,11 @@ def pair_key(system_a: str, system_b: str) -> tuple[str, str]:
     return (system_a, system_b) if system_a < system_b else (system_b, system_a)
 
 
-def count_pairs(battles: pd.DataFrame) -> dict[tuple[str, str], int]:
-    """Battles per unordered system pair from a table with ``system_a``/``system_b`` columns."""
-    if battles.empty:
-        return {}
-    a = battles["system_a"].astype(str).to_numpy()
-    b = battles["system_b"].astype(str).to_numpy()
-    low, high = np.minimum(a, b), np.maximum(a, b)
-    counts = pd.Series(1, index=pd.MultiIndex.from_arrays([low, high])).groupby(level=[0, 1]).sum()
-    return {(str(x), str(y)): int(c) for (x, y), c in counts.items()}
-
-
 class PairCounts:
-    """Battles per system pair for the sampler: the store's count, re-read every ``refresh_s``.
-
-    In between, this process counts its own battles (:meth:`add`); a re-read adds those of other
-    processes sharing the store (replicas, imports). Thread-safe.
+    """Battles per system pair for the sampler: the store's count, re-read in the background
+    every ``refresh_s`` (battles of other processes sharing the store), plus this process's
+    own battles since the last read (:meth:`add`). Thread-safe; a request never reads the store
+    but the first.
 
     Args:
         read: the store's full count (``VoteStore.pair_counts``; a scan of every battle).
@@ -80,26 +67,28 @@ class PairCounts:
     def __init__(
         self, read: Callable[[], dict[tuple[str, str], int]], *, refresh_s: float = 60.0
     ) -> None:
-        self._read, self.refresh_s = read, refresh_s
+        self._stored = Refreshing(read, version=time.monotonic, min_interval_s=refresh_s)
         self._lock = threading.Lock()
-        self._pairs: dict[tuple[str, str], int] | None = None
-        self._read_at = 0.0
+        self._base: dict[tuple[str, str], int] | None = None
+        self._added: dict[tuple[str, str], int] = {}
 
     def counts(self) -> dict[tuple[str, str], int]:
         """``{(system, system): battles}`` (sorted pairs), a copy: other threads go on counting."""
+        stored = self._stored.get(wait_s=FIRST_READ_WAIT_S)
         with self._lock:
-            now = time.monotonic()
-            if self._pairs is None or now - self._read_at > self.refresh_s:
+            if stored is not self._base:
                 # A weight, not a record: a battle counted twice around a re-read is harmless.
-                self._pairs, self._read_at = self._read(), now
-            return dict(self._pairs)
+                self._base, self._added = stored, {}
+            counts = dict(stored or {})
+            for key, n in self._added.items():
+                counts[key] = counts.get(key, 0) + n
+            return counts
 
     def add(self, system_a: str, system_b: str) -> None:
         """Count one more battle of this pair (until the next re-read)."""
-        key = (system_a, system_b) if system_a <= system_b else (system_b, system_a)
+        key = pair_key(system_a, system_b)
         with self._lock:
-            if self._pairs is not None:
-                self._pairs[key] = self._pairs.get(key, 0) + 1
+            self._added[key] = self._added.get(key, 0) + 1
 
 
 class PairSampler:
@@ -159,18 +148,13 @@ class PairSampler:
         ratings: pd.DataFrame | None = None,
         exclude: set[frozenset[str]] | frozenset[frozenset[str]] = frozenset(),
     ) -> tuple[str, str]:
-        """Draw the next battle.
+        """Draw the next battle: ``(clip_id_a, clip_id_b)``, two systems in random order.
 
         Args:
-            pair_counts: battles so far per unordered system pair, keyed by :func:`pair_key`
-                (missing pairs count 0).
-            ratings: :func:`annotation.ratings.fit_bradley_terry` output (index system, columns
-                ``rating``, ``ci_low``, ``ci_high``); used by ``info`` mode, ignored otherwise.
-            exclude: clip pairs (``frozenset({clip_a, clip_b})``) this voter already heard in
-                this session.
-
-        Returns:
-            ``(clip_id_a, clip_id_b)``: clips of two different systems, in random order.
+            pair_counts: battles so far per system pair (:func:`pair_key`; missing: 0).
+            ratings: :func:`annotation.ratings.fit_bradley_terry` output (``rating``,
+                ``ci_low``, ``ci_high`` by system); ``info`` mode only.
+            exclude: clip pairs (``frozenset({clip_a, clip_b})``) this session already heard.
 
         Raises:
             NoPairAvailable: every eligible clip pair is in ``exclude``.
@@ -255,17 +239,15 @@ def _order_uncertainty(rating: dict[str, float], se: dict[str, float], x: str, y
     return _INFO_FLOOR + math.erfc(gap / se_gap / math.sqrt(2.0))
 
 
-class StoreRatings:
+class StoreRatings(StoreFit):
     """The vote store's current ratings for ``info`` sampling; call it for the table.
 
     A Bradley-Terry fit (Music Arena's L2, :data:`RATINGS_BOOTSTRAP` bootstrap rounds) of the
-    store's live votes (imported ones count only on request, as on the leaderboard), cached for
-    ``refresh_s`` seconds. While one thread refits, others get the previous table at once.
+    store's own votes, flagged ones included (imported ones with ``include_imported``),
+    refreshed off the request path (:class:`annotation.refreshing.StoreFit`); only the first call
+    waits for a fit.
 
     Args:
-        store: anything with ``votes_frame()`` (a :class:`annotation.store.VoteStore`).
-        refresh_s: seconds a fit is reused.
-        include_imported: count imported votes too.
         clock: monotonic time source, seconds (tests pass a fake one).
     """
 
@@ -275,32 +257,23 @@ class StoreRatings:
         *,
         refresh_s: float = RATINGS_REFRESH_S,
         include_imported: bool = False,
+        settings: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store = store
-        self.refresh_s = refresh_s
-        self.include_imported = include_imported
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._table: pd.DataFrame | None = None
-        self._fitted_at: float | None = None
+        fit = functools.partial(_store_ratings, include_imported=include_imported)
+        super().__init__(store, fit, refresh_s=refresh_s, settings=settings, clock=clock)
 
     def __call__(self) -> pd.DataFrame | None:
         """Ratings (index system; ``rating``, ``ci_low``, ``ci_high``), or None before any
         rated vote between two systems."""
-        fresh = self._fitted_at is not None and self._clock() - self._fitted_at < self.refresh_s
-        if fresh or not self._lock.acquire(blocking=self._fitted_at is None):
-            return self._table
-        try:
-            self._table = self._fit()
-            self._fitted_at = self._clock()
-        finally:
-            self._lock.release()
-        return self._table
+        return self.get(wait_s=FIRST_READ_WAIT_S)
 
-    def _fit(self) -> pd.DataFrame | None:
-        votes = select_votes(self.store.votes_frame(), include_imported=self.include_imported)
-        votes = votes[votes["preference"].isin(A_WIN_SHARE)] if len(votes) else votes  # rated
-        if votes.empty or len(set(votes["system_a"]) | set(votes["system_b"])) < 2:
-            return None
-        return fit_bradley_terry(votes, l2=1.0, bootstrap_rounds=RATINGS_BOOTSTRAP, seed=0)
+
+def _store_ratings(store: Any, include_imported: bool) -> pd.DataFrame | None:
+    votes = select_votes(
+        store.votes_frame(), include_imported=include_imported, include_flagged=True
+    )
+    votes = votes[votes["preference"].isin(A_WIN_SHARE)] if len(votes) else votes  # rated
+    if votes.empty or len(set(votes["system_a"]) | set(votes["system_b"])) < 2:
+        return None
+    return fit_bradley_terry(votes, l2=1.0, bootstrap_rounds=RATINGS_BOOTSTRAP, seed=0)

@@ -1,190 +1,25 @@
 """Leaderboard tab: Bradley-Terry ratings of the systems with 95% CIs, and APEX's agreement.
 
-The ratings are computed by :func:`annotation.ratings.leaderboard` from the vote store's table;
-this module shapes the result for the ``/leaderboard`` endpoint and draws it. A fit reads every
-vote (seconds on a store of 100,000), so requests never run one: the tab reads each view's last
-result from :class:`webui.board_views.BoardViews`; the page says when it was computed.
+Each view is :func:`annotation.board.board_data`'s JSON (the ``/leaderboard`` endpoint), read
+from :class:`webui.board_views.BoardViews` (never fitted in a request); this module draws it.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from datetime import datetime, timezone
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from apex.tasks import A_WIN_SHARE
 from webui import charts
-from webui.services import NotReady, Services
+from webui.services import Services
 
 BOARDS: dict[str, str] = {
     "all": "All battles",
     "instrumental": "Instrumental prompts",
     "vocal": "Vocal prompts (with lyrics)",
 }
-#: Bootstrap rounds for the 95% intervals: enough for stable 2.5/97.5 percentiles.
-BOOTSTRAP_ROUNDS = 500
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def leaderboard_data(
-    services: Services,
-    board: str = "all",
-    include_imported: bool = False,
-    include_flagged: bool = False,
-    signed_in_only: bool = False,
-    style_control: bool = False,
-    apex_informed: bool = False,
-) -> dict[str, Any]:
-    """The board as JSON: rows, vote counts, APEX agreement and the update time.
-
-    Args:
-        board: ``"all"``, ``"instrumental"`` or ``"vocal"``.
-        include_imported: also count imported votes (e.g. Music Arena's release); they are kept
-            apart by default, never mixed silently with the votes collected here.
-        include_flagged: also count votes with vote-quality flags (left out by default).
-        signed_in_only: count only votes cast signed in with a Hugging Face account.
-        style_control: fit with duration, loudness and vocals as covariates
-            (:func:`annotation.style.fit_style_controlled`) and report their effects.
-        apex_informed: fit with APEX's predicted strengths as a prior
-            (:func:`annotation.informed.fit_informed`; style control is then not applied).
-
-    Returns:
-        ``{"board", "updated_at" (ISO, UTC), "votes" (all stored), "rated_votes" (this board,
-        without BOTH_BAD), "flagged_left_out", "rows": [{"rank", "system", "rating", "ci_low",
-        "ci_high", "votes", "provisional"}], "top_flips" (flipped votes that would put another
-        system first, or None), "b_win_share": {"share", "n"} (decisive votes won by clip B)
-        or None, "apex": {"weight", "prior_votes"} or None (informed board only), "agreement":
-        {...} or None,
-        "effects": [{"covariate", "per_sd",
-        "ci_low", "ci_high", "per_unit", "unit", "win_rate_per_sd"}] or None (plain board),
-        "style_missing_votes", "agreement_by_version": [{"version", "start", "end", "time", "agree",
-        "n", "rate", "ci_low", "ci_high"}] (:func:`annotation.agreement.agreement_by_version`)}``
-        plus the options as given.
-    """
-    from annotation.agreement import agreement
-    from annotation.flags import select_board_votes
-    from annotation.informed import PROVISIONAL_VOTES, flips_to_change_top
-    from annotation.ratings import leaderboard
-
-    if board not in BOARDS:
-        raise gr.Error(f"Unknown board {board!r}; choose one of {', '.join(BOARDS)}.")
-    try:
-        votes = services.store.votes_frame()
-    except NotReady as err:
-        raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-    votes, flagged_left_out = select_board_votes(
-        votes,
-        board=board,
-        include_imported=include_imported,
-        include_flagged=include_flagged,
-        signed_in_only=signed_in_only,
-    )
-    effects, missing, apex = None, 0, None
-    if apex_informed:
-        table, apex, flips = _informed_board(votes)
-    elif style_control:
-        table, effects, missing = _style_board(votes)
-    else:
-        table = leaderboard(votes, board="all", bootstrap_rounds=BOOTSTRAP_ROUNDS)
-    if not apex_informed:
-        flips = flips_to_change_top(votes, l2=1.0) if len(table) > 1 else None
-    rows = [
-        {
-            "rank": int(r["rank"]),
-            "system": str(system),
-            "rating": round(float(r["rating"]), 1),
-            "ci_low": round(float(r["ci_low"]), 1),
-            "ci_high": round(float(r["ci_high"]), 1),
-            "votes": int(r["votes"]),
-            "provisional": bool(r["votes"] < PROVISIONAL_VOTES),
-        }
-        for system, r in table.iterrows()
-    ]
-    agree = None
-    if len(votes) and "apex_p_a" in votes:
-        scored = votes[votes["apex_p_a"].notna()]
-        agree = agreement(scored) if len(scored) else None
-    by_version = []
-    if len(votes) and {"apex_p_a", "apex_model_version"} <= set(votes.columns):
-        from annotation.agreement import agreement_by_version
-
-        by_version = agreement_by_version(votes).to_dict("records")
-    # Rated: the preferences with a win share (BOTH_BAD votes are kept but not rated).
-    rated = int(votes["preference"].isin(list(A_WIN_SHARE)).sum()) if len(votes) else 0
-    return {
-        "board": board,
-        "include_imported": include_imported,
-        "include_flagged": include_flagged,
-        "signed_in_only": signed_in_only,
-        "style_control": style_control,
-        "apex_informed": apex_informed,
-        "updated_at": _iso(time.time()),
-        "votes": int(services.store.counts()["votes"]),
-        "rated_votes": rated,
-        "flagged_left_out": int(flagged_left_out),
-        "rows": rows,
-        "agreement": agree,
-        "effects": effects,
-        "style_missing_votes": int(missing),
-        "agreement_by_version": by_version,
-        "top_flips": flips,
-        "b_win_share": _b_win_share(votes),
-        "apex": apex,
-    }
-
-
-def _b_win_share(votes: pd.DataFrame) -> dict[str, Any] | None:
-    """How often clip B (shown and played second) won the decisive votes, or None."""
-    decisive = votes["preference"].isin(["A", "B"]) if len(votes) else pd.Series(dtype=bool)
-    n = int(decisive.sum())
-    if not n:
-        return None
-    return {"share": round(float((votes["preference"][decisive] == "B").mean()), 3), "n": n}
-
-
-def _informed_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float], int | None]:
-    """The APEX-informed table (with ``rank``), APEX's weight, and the flip count."""
-    from annotation.informed import fit_informed, flips_to_change_top
-
-    has_apex = "apex_p_a" in votes.columns and votes["apex_p_a"].notna().any()
-    prior = None if has_apex else pd.Series(dtype=float)  # no predictions: no prior
-    fit = fit_informed(votes, prior)
-    table = fit.ratings.copy()
-    table.insert(0, "rank", range(1, len(table) + 1))
-    flips = None
-    if len(table) > 1:
-        flips = flips_to_change_top(votes, l2=None, centre=fit.centre, precision=fit.precision)
-    apex = {"weight": round(fit.weight, 2), "prior_votes": round(fit.prior_votes, 1)}
-    return table, apex if has_apex else None, flips
-
-
-def _style_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]], int]:
-    """The style-controlled table (with ``rank``), its covariate effects and votes left out."""
-    from annotation.style import fit_style_controlled
-
-    fit = fit_style_controlled(votes, interval="sandwich")
-    table = fit.ratings.copy()
-    table.insert(0, "rank", range(1, len(table) + 1))
-    effects = [
-        {
-            "covariate": str(name),
-            "per_sd": round(float(e["per_sd"]), 1),
-            "ci_low": round(float(e["ci_low"]), 1),
-            "ci_high": round(float(e["ci_high"]), 1),
-            "per_unit": round(float(e["per_unit"]), 2),
-            "unit": str(e["unit"]),
-            "win_rate_per_sd": round(float(e["win_rate_per_sd"]), 3),
-        }
-        for name, e in fit.effects.iterrows()
-    ]
-    return table, effects, fit.missing_votes
 
 
 def effects_markdown(data: dict[str, Any]) -> str:
@@ -329,7 +164,7 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     gr.Markdown(
         "Bradley-Terry ratings of the generating systems from every vote (a tie counts half a "
         "win each way; 'both bad' votes are kept in the data but not rated). 1000 is the average "
-        f"system; intervals are 95% bootstrap intervals ({BOOTSTRAP_ROUNDS} resamples). Votes "
+        "system; intervals are 95% posterior intervals. Votes "
         "with vote-quality flags are left out unless you include them; 'Control for duration, "
         "loudness and clip order' rates the systems at equal clip length, loudness, vocals and "
         "A/B position; 'APEX-informed' starts each system from APEX's predicted strength "
@@ -367,16 +202,17 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     data = gr.JSON(visible=False)
     from webui.board_views import BoardViews
 
-    views = BoardViews(services, leaderboard_data, boards=BOARDS)
+    views = BoardViews(services)
     views.prewarm()
 
+    # Named as board_data's options: the /leaderboard API's parameters (defaults: the boxes').
     def _load(
         which: str,
-        include_imported: bool = False,
-        include_flagged: bool = False,
-        signed_in_only: bool = False,
-        style_control: bool = False,
-        apex_informed: bool = False,
+        include_imported: bool,
+        include_flagged: bool,
+        signed_in_only: bool,
+        style_control: bool,
+        apex_informed: bool,
     ) -> dict[str, Any]:
         return views.get(
             which,

@@ -11,7 +11,7 @@ import pytest
 from annotation import flags
 from annotation.arena import Arena
 from annotation.export import release_frame
-from annotation.flags import PastVote, select_board_votes
+from annotation.flags import PastVote
 from annotation.store import SQLiteVoteStore
 from annotation.voter_sim import SimClock, run_voters, write_sim_pool
 
@@ -74,10 +74,8 @@ def test_vote_flags_joins_reasons_in_order() -> None:
     assert flags.split_flags(got) == ["barely_listened", "too_fast", "same_side_streak"]
 
 
-def test_select_unflagged_and_summary() -> None:
+def test_flag_summary() -> None:
     votes = pd.DataFrame({"flags": ["", "too_fast", "too_fast,burst", ""]})
-    assert len(flags.select_unflagged(votes)) == 2
-    assert len(flags.select_unflagged(votes, include_flagged=True)) == 4
     summary = flags.flag_summary(votes)
     assert summary["flagged"] == 2 and summary["too_fast"] == 2 and summary["burst"] == 1
 
@@ -121,43 +119,3 @@ def test_flagged_votes_are_kept_and_published(simulated) -> None:
     released = release_frame(simulated)
     assert (released["flags"] == simulated["flags"]).all()
     assert (released["flags"] != "").sum() > 60
-
-
-def _board_votes() -> pd.DataFrame:
-    rows = [
-        # source,     instrumental, signed_in, flags
-        ("live", True, True, ""),
-        ("live", True, False, "too_fast"),
-        ("live", False, True, ""),
-        ("simulated", False, False, "burst,too_fast"),
-        ("imported", True, False, ""),
-    ]
-    return pd.DataFrame(
-        [
-            {"vote_id": f"v{i}", "source": s, "is_instrumental": inst, "signed_in": si, "flags": f}
-            for i, (s, inst, si, f) in enumerate(rows)
-        ]
-    )
-
-
-@pytest.mark.parametrize(
-    ("options", "counted", "left_out"),
-    [
-        ({}, ["v0", "v2"], 2),
-        ({"include_flagged": True}, ["v0", "v1", "v2", "v3"], 0),
-        ({"board": "instrumental"}, ["v0"], 1),
-        ({"board": "vocal", "include_flagged": True}, ["v2", "v3"], 0),
-        ({"signed_in_only": True}, ["v0", "v2"], 0),
-        ({"include_imported": True, "board": "instrumental"}, ["v0", "v4"], 1),
-    ],
-)
-def test_select_board_votes_filters_source_board_sign_in_then_flags(
-    options, counted, left_out
-) -> None:
-    votes, flagged = select_board_votes(_board_votes(), **options)
-    assert list(votes["vote_id"]) == counted and flagged == left_out
-
-
-def test_select_board_votes_refuses_an_unknown_board() -> None:
-    with pytest.raises(ValueError, match="board must be one of"):
-        select_board_votes(_board_votes(), board="jazz")

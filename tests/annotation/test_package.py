@@ -14,6 +14,6 @@ def test_importing_the_package_loads_nothing_heavy() -> None:
 
 
 def test_submodules_stay_importable_by_name() -> None:
-    from annotation import flags, rules
+    from annotation import board, rules
 
-    assert callable(flags.select_board_votes) and callable(rules.listen_status)
+    assert callable(board.select_votes) and callable(rules.listen_status)

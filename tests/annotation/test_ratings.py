@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 
-from annotation.ratings import fit_bradley_terry, leaderboard
+from annotation.ratings import fit_bradley_terry
 
 POINTS = 400.0 / math.log(10.0)  # Elo points per nat, written out independently of the module
 
@@ -232,19 +232,3 @@ def test_empty_input_gives_an_empty_board():
     ratings = fit_bradley_terry(empty)
     assert ratings.empty
     assert list(ratings.columns) == ["rating", "ci_low", "ci_high", "votes"]
-    no_rows = empty.iloc[:0].assign(is_instrumental=pd.Series(dtype=bool))
-    assert leaderboard(no_rows, board="vocal", bootstrap_rounds=10).empty
-
-
-def test_leaderboard_boards_split_instrumental_and_vocal():
-    instrumental = simulate({"x": 1.0, "y": -1.0}, 400, seed=4).assign(is_instrumental=True)
-    vocal = simulate({"x": -1.0, "y": 1.0}, 400, seed=5).assign(is_instrumental=False)
-    votes = pd.concat([instrumental, vocal], ignore_index=True)
-    inst = leaderboard(votes, board="instrumental", bootstrap_rounds=20)
-    voc = leaderboard(votes, board="vocal", bootstrap_rounds=20)
-    everything = leaderboard(votes, bootstrap_rounds=20)
-    assert inst.index[0] == "x" and voc.index[0] == "y"
-    assert inst["rank"].tolist() == [1, 2]
-    assert everything["votes"].tolist() == [800, 800]
-    with pytest.raises(ValueError, match="board"):
-        leaderboard(votes, board="jazz")

@@ -231,24 +231,24 @@ def test_run_refit_from_store_with_an_empty_store_says_so(settings) -> None:
         run_refit_from_store(settings, FakeStore(pd.DataFrame({"source": []})))
 
 
-def test_engagement_source_setting(built: Path, tmp_path: Path) -> None:
-    from annotation.refit_job import engagement_source
+def test_engagement_path_setting(built: Path, tmp_path: Path) -> None:
+    from annotation.refit_job import engagement_path
 
     auto = _settings(built, tmp_path)
-    path, note = engagement_source(auto)
+    path, note = engagement_path(auto)
     assert "engagement-demo" in str(path) and "demo corpus" in note
     own = auto.data_dir / "engagement"
     shutil.copytree(path.parent, own)
-    assert engagement_source(auto) == (own, "")
-    assert engagement_source(auto.replace(engagement=str(own))) == (own, "")
+    assert engagement_path(auto) == (own, "")
+    assert engagement_path(auto.replace(engagement=str(own))) == (own, "")
     with pytest.raises(FileNotFoundError, match="APEX_ENGAGEMENT"):
-        engagement_source(auto.replace(engagement=str(tmp_path / "empty-or-missing")))
+        engagement_path(auto.replace(engagement=str(tmp_path / "empty-or-missing")))
     # a Hub dataset id, offline (the test run has no network) and not cached: none, said so
-    offline, note = engagement_source(auto.replace(engagement="someone/apex-engagement"))
+    offline, note = engagement_path(auto.replace(engagement="someone/apex-engagement"))
     assert offline is None and "could not be downloaded" in note and "once while online" in note
     # auto without shards for a MERT-served app: none (the demo's are another encoder's)
     empty = auto.replace(data_dir=tmp_path / "elsewhere")
-    assert engagement_source(empty, "m-a-p/MERT-v1-95M")[0] is None
+    assert engagement_path(empty, "m-a-p/MERT-v1-95M")[0] is None
     # once downloaded it is read from the Hugging Face cache without a request (its real layout:
     # datasets--owner--name/refs/main -> snapshots/<commit>/...)
     repo = auto.cache_dir / "engagement-hub" / "datasets--someone--apex-engagement"
@@ -256,5 +256,5 @@ def test_engagement_source_setting(built: Path, tmp_path: Path) -> None:
     shutil.copytree(path.parent, repo / "snapshots" / commit / "data")
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
-    cached, note = engagement_source(auto.replace(engagement="someone/apex-engagement"))
+    cached, note = engagement_path(auto.replace(engagement="someone/apex-engagement"))
     assert cached == repo / "snapshots" / commit and note == ""

@@ -1,5 +1,5 @@
 """Values recomputed off the request path (:mod:`annotation.refreshing`), and the consensus board
-the contrarian flag reads (:class:`annotation.flags.Consensus`) built on them."""
+the contrarian flag reads (:class:`annotation.board.Consensus`) built on them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from annotation.flags import Consensus
+from annotation.board import Consensus
 from annotation.refreshing import Refreshing, RefreshingMap
 from annotation.store import open_store
 from tests.webui.conftest import vote_record
@@ -116,6 +116,21 @@ def test_consensus_fits_in_the_background_and_refits_after_new_votes(settings) -
         store.close()
 
 
+def test_a_big_stores_consensus_fits_in_the_worker_process(settings, monkeypatch) -> None:
+    from annotation import board, refreshing
+
+    store = open_store(settings)
+    try:
+        for i in range(10):
+            store.insert_vote(vote_record(i, "good", "bad", "A" if i < 8 else "B", True, 0.7))
+        monkeypatch.setattr(refreshing, "WORKER_VOTES", 1)
+        consensus = Consensus(store, settings=settings)
+        assert consensus.ratings(wait_s=60) == board.consensus_ratings(store)
+        assert consensus._worker._pool is not None  # it ran there, not on a thread here
+    finally:
+        store.close()
+
+
 def test_a_reader_waits_for_a_refit_only_when_it_is_quick() -> None:
     source, delay = Source(), [0.0]
     source.gate.set()
@@ -132,3 +147,21 @@ def test_a_reader_waits_for_a_refit_only_when_it_is_quick() -> None:
     start = time.perf_counter()
     assert value.get(fresh_wait_s=0.2) == 10  # the last took 0.5 s: the last result, at once
     assert time.perf_counter() - start < 0.4
+
+
+def test_the_workers_store_reads_only_new_votes_and_matches_a_full_read(settings) -> None:
+    from annotation.refreshing import _NewVotesOnly
+
+    store = open_store(settings)
+    try:
+        votes = _NewVotesOnly(store)
+        assert votes.votes_frame().empty and votes.max_row_id() == 0
+        for i in range(5):
+            store.insert_vote(vote_record(i, "good", "bad", "A", True, 0.7))
+        first = votes.votes_frame()
+        votes.OVERLAP_ROWS = 2  # re-reads the last two and the new ones
+        for i in range(5, 9):
+            store.insert_vote(vote_record(i, "good", "bad", "B", True, 0.7))
+        assert votes.votes_frame().equals(store.votes_frame()) and len(first) == 5
+    finally:
+        store.close()

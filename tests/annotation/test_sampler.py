@@ -9,7 +9,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from annotation.sampler import NoPairAvailable, PairSampler, count_pairs, pair_key
+from annotation.sampler import NoPairAvailable, PairSampler, pair_key
 
 
 def make_pool(layout: dict[str, list[str]], clips_per_cell: int = 2) -> pd.DataFrame:
@@ -191,10 +191,7 @@ def test_thread_safe_under_concurrent_calls():
     assert all(system[a] != system[b] for a, b in results)
 
 
-def test_count_pairs_and_pair_key():
-    battles = pd.DataFrame({"system_a": ["x", "y", "x", "z"], "system_b": ["y", "x", "z", "x"]})
-    assert count_pairs(battles) == {("x", "y"): 2, ("x", "z"): 2}
-    assert count_pairs(battles.iloc[:0]) == {}
+def test_pair_key():
     assert pair_key("b", "a") == ("a", "b")
     with pytest.raises(ValueError):
         pair_key("a", "a")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from annotation.board import board_data
 from annotation.store import SQLiteVoteStore, VoteRecord
 from apex.demo.listeners import loudness_biased_votes
 from tests.annotation.test_style import LOUDNESS, STRENGTHS
@@ -53,8 +54,8 @@ def ratings(board: dict) -> dict[str, float]:
 
 
 def test_flagged_votes_are_left_out_unless_included(services) -> None:
-    plain = leaderboard.leaderboard_data(services)
-    with_flagged = leaderboard.leaderboard_data(services, include_flagged=True)
+    plain = board_data(services.store)
+    with_flagged = board_data(services.store, include_flagged=True)
     assert plain["flagged_left_out"] == 150 + 300 and with_flagged["flagged_left_out"] == 0
     assert with_flagged["votes"] == plain["votes"] == 1800  # nothing deleted
     gap = {
@@ -65,13 +66,13 @@ def test_flagged_votes_are_left_out_unless_included(services) -> None:
 
 
 def test_signed_in_only_board(services) -> None:
-    board = leaderboard.leaderboard_data(services, signed_in_only=True)
-    assert board["rated_votes"] < leaderboard.leaderboard_data(services)["rated_votes"] / 2
+    board = board_data(services.store, signed_in_only=True)
+    assert board["rated_votes"] < board_data(services.store)["rated_votes"] / 2
 
 
 def test_style_controlled_board_shows_the_effects(services) -> None:
-    plain = leaderboard.leaderboard_data(services)
-    styled = leaderboard.leaderboard_data(services, style_control=True)
+    plain = board_data(services.store)
+    styled = board_data(services.store, style_control=True)
     assert plain["effects"] is None and [e["covariate"] for e in styled["effects"]] == [
         "duration", "loudness", "vocals", "position",
     ]  # fmt: skip

@@ -9,18 +9,19 @@ from unittest.mock import ANY
 import gradio as gr
 import pytest
 
+from annotation.board import board_data
 from webui import leaderboard
 from webui.board_views import BoardViews
 
 
 def test_leaderboard_orders_systems_and_measures_agreement(store_services) -> None:
-    board = leaderboard.leaderboard_data(store_services, "all")
+    board = board_data(store_services.store, "all")
     assert board["rows"][0]["system"] == "good"
     assert board["votes"] == 14 and board["rated_votes"] == 14
     assert board["agreement"]["n"] == 10 and board["agreement"]["agree"] == 8
     for row in board["rows"]:
         assert row["ci_low"] <= row["rating"] <= row["ci_high"]
-    vocal = leaderboard.leaderboard_data(store_services, "vocal")
+    vocal = board_data(store_services.store, "vocal")
     assert {r["system"] for r in vocal["rows"]} == {"good", "mid"}
     table, chart, text, versions = leaderboard.render(board)
     assert list(table.columns) == ["rank", "system", "rating", "95% CI", "votes"]
@@ -35,8 +36,8 @@ def test_imported_votes_count_only_when_asked(store_services, make_vote) -> None
     for i in range(20, 26):  # an imported board where "bad" always wins
         vote = make_vote(i, "bad", "good", "A", True, None)
         store.import_votes([(None, dataclasses.replace(vote, source="imported"))])
-    ours = leaderboard.leaderboard_data(store_services, "all")
-    both = leaderboard.leaderboard_data(store_services, "all", include_imported=True)
+    ours = board_data(store_services.store, "all")
+    both = board_data(store_services.store, "all", include_imported=True)
     assert ours["rated_votes"] == 14 and both["rated_votes"] == 20
     ratings = {
         name: {r["system"]: r["rating"] for r in b["rows"]}
@@ -47,8 +48,8 @@ def test_imported_votes_count_only_when_asked(store_services, make_vote) -> None
 
 
 def test_apex_informed_board_says_how_settled_it_is(store_services) -> None:
-    plain = leaderboard.leaderboard_data(store_services, "all")
-    informed = leaderboard.leaderboard_data(store_services, "all", apex_informed=True)
+    plain = board_data(store_services.store, "all")
+    informed = board_data(store_services.store, "all", apex_informed=True)
     assert informed["apex_informed"] and not plain["apex_informed"]
     assert {r["system"] for r in informed["rows"]} == {r["system"] for r in plain["rows"]}
     assert 0.0 <= informed["apex"]["weight"] <= 2.0 and informed["apex"]["prior_votes"] >= 0
@@ -68,11 +69,9 @@ def test_apex_informed_board_says_how_settled_it_is(store_services) -> None:
 def test_board_views_serve_the_last_fit_and_refresh_after_new_votes(
     store_services, make_vote
 ) -> None:
-    views = BoardViews(
-        store_services, leaderboard.leaderboard_data, boards=leaderboard.BOARDS, duty=1.0
-    )
+    views = BoardViews(store_services, duty=1.0)
     first = views.get("all")
-    assert first == {**leaderboard.leaderboard_data(store_services, "all"), "updated_at": ANY}
+    assert first == {**board_data(store_services.store, "all"), "updated_at": ANY}
     assert views.get("all", include_flagged=False) is first  # the same view: the same result
     for i in range(20, 60):
         store_services.store.insert_vote(make_vote(i, "bad", "good", "A", True, 0.4))
