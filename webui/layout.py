@@ -13,8 +13,8 @@ from typing import Any
 
 import gradio as gr
 
-from webui import about, arena_tab, data, leaderboard, score, uploads
-from webui.arena_served import served_folder
+from webui import about, arena, data, leaderboard, score, uploads
+from webui.arena_view import served_folder
 from webui.services import Services
 
 #: Arena calls running at once: high, they are short and must not wait behind scoring.
@@ -64,7 +64,7 @@ def build_blocks(services: Services) -> gr.Blocks:
             with gr.Tab("Score", id="score"):
                 score.build(services)
             with gr.Tab("Arena", id="arena") as arena_page:
-                arena_tab.build(services, arena_page, concurrency=ARENA_CONCURRENCY)
+                arena.build(services, arena_page, concurrency=ARENA_CONCURRENCY)
             with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
                 leaderboard.build(services, board_tab, concurrency=READ_CONCURRENCY)
             with gr.Tab("Data", id="data") as data_tab:
