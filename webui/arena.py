@@ -1,10 +1,9 @@
-"""The Arena tab: its components, events and handlers, and the ``gradio_client`` endpoints.
+"""The Arena tab: components, events, handlers and the ``gradio_client`` endpoints.
 
-The server decides everything (:class:`annotation.arena.Arena`, :mod:`annotation.rules`): the
-handlers turn a request into the arena's calls and its refusals into titled messages. The page
-clocks how long each player played on this server's clock, reports the running total to the
-arena and unlocks the votes when the rules credit enough listening. The text, page state and
-per-battle clip links are in :mod:`webui.arena_view` (no gradio).
+The server decides (:class:`annotation.arena.Arena`, :mod:`annotation.rules`); handlers turn its
+refusals into titled messages. The page clocks each player on this server's clock and reports the
+totals; votes unlock when the rules credit enough listening. Text, page state and clip links:
+:mod:`webui.arena_view`.
 
 Endpoints: ``/new_battle`` -> (battle dict, audio A, audio B), ``/listen(battle_id, side,
 seconds)``, ``/vote(battle_id, preference, feedback, ratings)``.
@@ -152,89 +151,71 @@ def refresh_reveal(services: Services, reveal: dict[str, Any]) -> dict[str, Any]
         return dataclasses.asdict(services.arena.late_reveal(Reveal(**reveal)))
 
 
-@dataclasses.dataclass
 class Widgets:
-    """The Arena tab's components."""
+    """The Arena tab's components, laid out in the current ``gr.Blocks`` when made."""
 
-    info: Any
-    prompt: Any
-    audio: dict[str, Any]
-    progress: Any
-    buttons: list[Any]
-    feedback: Any
-    radios: list[Any]
-    reveal: Any
-    next_btn: Any
-    votes: Any
-    state: Any = None
-    count: Any = None  # votes from this page load (the server counts per voter)
-    timer: Any = None
-    reveal_timer: Any = None  # polls a reveal given before APEX had scored its clips
-
-    def __post_init__(self) -> None:
+    def __init__(self, settings: Any) -> None:
+        gr.Markdown(view.CONSENT, elem_id="consent")
+        if signin_enabled(settings):
+            with gr.Row():
+                gr.LoginButton(elem_id="hf-login", scale=0)
+                gr.Markdown(
+                    "Optional: sign in with Hugging Face so your votes count as one account's "
+                    "(the dataset stores only a salted hash of the account id). Voting works "
+                    "without it."
+                )
+        self.info = gr.JSON(visible=False)
+        self.prompt = gr.Markdown(elem_id="arena-prompt")
+        with gr.Row():
+            self.audio = {
+                s: gr.Audio(
+                    label=f"Player {s}",
+                    type="filepath",
+                    interactive=False,
+                    elem_id=f"player-{s.lower()}",
+                    buttons=[],
+                )
+                for s in SIDES
+            }
+        self.progress = gr.Markdown("Press play on both clips.", elem_id="listen-progress")
+        with gr.Row(elem_classes="vote-row"):
+            self.buttons = [
+                gr.Button(label, interactive=False, elem_id=f"vote-{pref.lower()}")
+                for label, pref in view.VOTE_BUTTONS.items()
+            ]
+        with gr.Accordion("Optional: feedback and 1-5 ratings of each clip", open=False):
+            self.feedback = gr.Textbox(
+                label="Feedback (optional)", max_length=settings.feedback_max_chars, lines=2
+            )
+            self.radios = []
+            with gr.Row():
+                for side in SIDES:
+                    with gr.Column():
+                        gr.Markdown(f"**Clip {side}**")
+                        self.radios += [
+                            gr.Radio(
+                                ["1", "2", "3", "4", "5"],
+                                label=charts.pretty(dim),
+                                info=SCORE_DESCRIPTIONS[dim],
+                            )
+                            for dim in AESTHETICS
+                        ]
+        self.reveal = gr.Markdown(visible=False, elem_id="reveal")
+        with gr.Row():
+            self.next_btn = gr.Button("Next battle", variant="primary", elem_id="next-battle")
+            self.votes = gr.Markdown("Your votes this session: 0", elem_id="session-votes")
         self.state = gr.State(view.fresh_listen_state())
-        self.count = gr.State(0)
+        self.count = gr.State(0)  # votes from this page load (the server counts per voter)
         self.timer = gr.Timer(TICK_S, active=False)
-        self.reveal_timer = gr.Timer(2.0, active=False)
-
-    @property
-    def resets(self) -> list[Any]:
-        """What :func:`_reset` fills, in its order."""
+        self.reveal_timer = gr.Timer(2.0, active=False)  # polls a reveal APEX had not scored
         fresh = [self.prompt, self.state, self.progress, *self.buttons, self.reveal]
-        return [*fresh, self.feedback, *self.radios, self.timer]
+        #: What :func:`_reset` fills, in its order.
+        self.resets = [*fresh, self.feedback, *self.radios, self.timer]
 
 
 def build(services: Services, tab: gr.Tab, *, concurrency: int = 32) -> None:
     """Lay out the Arena tab and wire its events and endpoints."""
-    gr.Markdown(view.CONSENT, elem_id="consent")
-    if signin_enabled(services.settings):
-        with gr.Row():
-            gr.LoginButton(elem_id="hf-login", scale=0)
-            gr.Markdown(
-                "Optional: sign in with Hugging Face so your votes count as one account's (the "
-                "dataset stores only a salted hash of the account id). Voting works without it."
-            )
-    info = gr.JSON(visible=False)
-    prompt = gr.Markdown(elem_id="arena-prompt")
-    with gr.Row():
-        audio = {
-            s: gr.Audio(
-                label=f"Player {s}",
-                type="filepath",
-                interactive=False,
-                elem_id=f"player-{s.lower()}",
-                buttons=[],
-            )
-            for s in SIDES
-        }
-    progress = gr.Markdown("Press play on both clips.", elem_id="listen-progress")
-    with gr.Row(elem_classes="vote-row"):
-        buttons = [
-            gr.Button(label, interactive=False, elem_id=f"vote-{pref.lower()}")
-            for label, pref in view.VOTE_BUTTONS.items()
-        ]
-    with gr.Accordion("Optional: feedback and 1-5 ratings of each clip", open=False):
-        feedback = gr.Textbox(
-            label="Feedback (optional)", max_length=services.settings.feedback_max_chars, lines=2
-        )
-        radios = []
-        with gr.Row():
-            for side in SIDES:
-                with gr.Column():
-                    gr.Markdown(f"**Clip {side}**")
-                    radios += [
-                        gr.Radio(
-                            ["1", "2", "3", "4", "5"],
-                            label=charts.pretty(dim),
-                            info=SCORE_DESCRIPTIONS[dim],
-                        )
-                        for dim in AESTHETICS
-                    ]
-    reveal = gr.Markdown(visible=False, elem_id="reveal")
-    with gr.Row():
-        next_btn = gr.Button("Next battle", variant="primary", elem_id="next-battle")
-        votes = gr.Markdown("Your votes this session: 0", elem_id="session-votes")
-    w = Widgets(info, prompt, audio, progress, buttons, feedback, radios, reveal, next_btn, votes)
+    w = Widgets(services.settings)
     limits = {"concurrency_limit": concurrency, "concurrency_id": "arena"}
     _wire_battles(services, tab, w, limits)
     _wire_listening(services, w, limits)
