@@ -20,8 +20,6 @@ from apex.settings import Settings
 from apex.tasks import APEX_BIBTEX
 from webui.services import LABELS, NotReady, Services
 
-CITATION = APEX_BIBTEX
-
 REFIT_TEXT = """### How the model improves
 1. **Inputs.** MERT embeddings of songs with engagement data (streams, likes) and every
    vote collected in the Arena whose two clips are embedded.
@@ -114,10 +112,12 @@ def refit_lines(services: Services) -> list[str]:
         + (f" — {reasons}" if reasons else "")
         + f" ({status.runs} run{'' if status.runs == 1 else 's'} so far)."
     )
-    if status.last_figures.get("challenger"):
-        lines += ["", *figures_table(status.last_figures["challenger"],
-                                     status.last_figures.get("serving"), "challenger",
-                                     "serving model")]  # fmt: skip
+    figures = status.last_figures
+    if figures.get("challenger"):
+        table = figures_table(
+            figures["challenger"], figures.get("serving"), "challenger", "serving model"
+        )
+        lines += ["", *table]
     if status.last_note:
         lines += ["", f"_Note: {status.last_note}._"]
     return lines
@@ -236,21 +236,9 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
         + (f" — {st.detail}" if st.detail else "")
         for name, st in services.status().items()
     ]
-    return "\n".join(
-        [
-            *head,
-            "",
-            *restart_lines(services),
-            "",
-            "### Services",
-            *status,
-            "",
-            f"**Software:** {software}",
-            "",
-            REFIT_TEXT,
-            *refit_lines(services),
-        ]
-    )
+    lines = [*head, "", *restart_lines(services), "", "### Services", *status, ""]
+    lines += [f"**Software:** {software}", "", REFIT_TEXT, *refit_lines(services)]
+    return "\n".join(lines)
 
 
 def build(services: Services, tab: gr.Tab) -> None:
@@ -271,7 +259,7 @@ def build(services: Services, tab: gr.Tab) -> None:
         "### Citation\nIf you use APEX or the Arena's preference data, please cite the APEX paper "
         "(AMAAI-Lab, Singapore University of Technology and Design)."
     )
-    gr.Code(CITATION, language=None, interactive=False, label="BibTeX")
+    gr.Code(APEX_BIBTEX, language=None, interactive=False, label="BibTeX")
     tab.select(lambda: refresh(services), None, [card, raw], api_visibility="private")
 
 
