@@ -28,7 +28,7 @@ QUEUE_MAX_SIZE = 512
 CACHE_MAX_AGE_S = 3600
 
 CSS = """
-#score-banner, #arena-banner { border-left: 4px solid #E69F00; padding: 0.4em 0.8em;
+#score-banner { border-left: 4px solid #E69F00; padding: 0.4em 0.8em;
   background: rgba(230, 159, 0, 0.08); }
 #warmup-line { color: #8a6d00; }
 .vote-row button { min-height: 3em; }
