@@ -217,60 +217,63 @@ def render_compare(pair: dict[str, Any] | None) -> tuple[Any, ...]:
 
 def build(services: Services) -> None:
     """Lay out the Score tab inside the current ``gr.Blocks`` and wire its events."""
-    limit = services.settings.score_concurrency
     gr.Markdown(
         "Upload a song (WAV, FLAC, OGG or MP3, up to "
         f"{services.settings.max_audio_s / 60:g} min) or record one. APEX predicts two engagement "
         f"scores (0-100) and five aesthetic scores ({', '.join(AESTHETICS)}; 1-5). "
         "Your upload is deleted from the server as soon as it is scored."
     )
+    limits = {"concurrency_limit": services.settings.score_concurrency, "concurrency_id": "score"}
     with gr.Tabs():
         with gr.Tab("One song"):
-            with gr.Row():
-                audio = gr.Audio(
-                    sources=["upload", "microphone"],
-                    type="filepath",
-                    label="Song",
-                    scale=2,
-                    elem_id="score-audio",
-                )
-                with gr.Column(scale=1):
-                    go = gr.Button("Score", variant="primary", elem_id="score-button")
-                    download = gr.DownloadButton("Download JSON", visible=False)
-            banner = gr.Markdown(visible=False, elem_id="score-banner")
-            summary = gr.Markdown(elem_id="score-summary")
-            table = gr.Dataframe(
-                label="Scores", interactive=False, wrap=True, elem_id="score-table"
-            )
-            with gr.Row():
-                radar = gr.Plot(label="Aesthetics", elem_id="score-radar")
-                timeline = gr.Plot(label="Along the song")
-            with gr.Accordion("Raw result (JSON)", open=False):
-                result = gr.JSON(label="Result")
+            _one_song(services, limits)
         with gr.Tab("Compare two"):
-            with gr.Row():
-                audio_a, audio_b = (
-                    gr.Audio(
-                        sources=["upload", "microphone"],
-                        type="filepath",
-                        label=side,
-                        elem_id=f"compare-{side.lower()}",
-                    )
-                    for side in SIDES
-                )
-            go_compare = gr.Button("Compare", variant="primary", elem_id="compare-button")
-            c_banner = gr.Markdown(visible=False)
-            c_text = gr.Markdown(elem_id="compare-text")
-            with gr.Row():
-                c_table = gr.Dataframe(
-                    interactive=False, wrap=True, scale=3, elem_id="compare-table"
-                )
-                c_radar = gr.Plot(label="Aesthetics", scale=2, elem_id="compare-radar")
-            c_result = gr.JSON(visible=False)
+            _compare_two(services, limits)
+
+
+def _audio(label: str, elem_id: str, **kwargs: Any) -> gr.Audio:
+    return gr.Audio(
+        sources=["upload", "microphone"], type="filepath", label=label, elem_id=elem_id, **kwargs
+    )
+
+
+def _one_song(services: Services, limits: dict[str, Any]) -> None:
+    with gr.Row():
+        audio = _audio("Song", "score-audio", scale=2)
+        with gr.Column(scale=1):
+            go = gr.Button("Score", variant="primary", elem_id="score-button")
+            download = gr.DownloadButton("Download JSON", visible=False)
+    banner = gr.Markdown(visible=False, elem_id="score-banner")
+    summary = gr.Markdown(elem_id="score-summary")
+    table = gr.Dataframe(label="Scores", interactive=False, wrap=True, elem_id="score-table")
+    with gr.Row():
+        radar = gr.Plot(label="Aesthetics", elem_id="score-radar")
+        timeline = gr.Plot(label="Along the song")
+    with gr.Accordion("Raw result (JSON)", open=False):
+        result = gr.JSON(label="Result")
 
     def _score(path: str | None, progress: gr.Progress = gr.Progress()) -> dict[str, Any]:
         progress(0.1, desc="Decoding and scoring")
         return score_song(services, path, progress)
+
+    go.click(_score, [audio], [result], api_name="score", **limits).success(
+        render_result,
+        [result],
+        [banner, table, radar, summary, timeline, download],
+        api_visibility="private",
+    )
+
+
+def _compare_two(services: Services, limits: dict[str, Any]) -> None:
+    with gr.Row():
+        audio_a, audio_b = (_audio(side, f"compare-{side.lower()}") for side in SIDES)
+    go = gr.Button("Compare", variant="primary", elem_id="compare-button")
+    banner = gr.Markdown(visible=False)
+    text = gr.Markdown(elem_id="compare-text")
+    with gr.Row():
+        table = gr.Dataframe(interactive=False, wrap=True, scale=3, elem_id="compare-table")
+        radar = gr.Plot(label="Aesthetics", scale=2, elem_id="compare-radar")
+    result = gr.JSON(visible=False)
 
     def _compare(
         a: str | None, b: str | None, progress: gr.Progress = gr.Progress()
@@ -278,21 +281,6 @@ def build(services: Services) -> None:
         progress(0.1, desc="Scoring both songs")
         return compare_songs(services, a, b, progress)
 
-    go.click(
-        _score, [audio], [result], api_name="score", concurrency_limit=limit, concurrency_id="score"
-    ).success(
-        render_result,
-        [result],
-        [banner, table, radar, summary, timeline, download],
-        api_visibility="private",
-    )
-    go_compare.click(
-        _compare,
-        [audio_a, audio_b],
-        [c_result],
-        api_name="compare",
-        concurrency_limit=limit,
-        concurrency_id="score",
-    ).success(
-        render_compare, [c_result], [c_banner, c_text, c_table, c_radar], api_visibility="private"
+    go.click(_compare, [audio_a, audio_b], [result], api_name="compare", **limits).success(
+        render_compare, [result], [banner, text, table, radar], api_visibility="private"
     )
