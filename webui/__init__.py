@@ -1,11 +1,32 @@
 """The Gradio user interface (the only package that imports gradio).
 
-Public API: :func:`build_ui` (the ``gr.Blocks`` app, queue configured, for a :class:`Services`
-that may still be warming up), :func:`launch_kwargs` (what ``Blocks.launch`` needs) and
-:func:`build_services`. Importing it builds nothing.
+Public API: :func:`build_ui` (the ``gr.Blocks`` app for a :class:`Services` that may still be
+warming up), :func:`launch_kwargs` (what ``Blocks.launch`` needs) and :func:`build_services`.
+Importing the package imports neither gradio nor torch (``webui.services`` stays light for the
+start-up thread, tests/webui/test_cold_start.py); the two functions import the layout on call.
 """
 
-from webui.layout import build_ui, launch_kwargs
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from webui.services import NotReady, Services, build_services
 
+if TYPE_CHECKING:
+    import gradio as gr
+
 __all__ = ["NotReady", "Services", "build_services", "build_ui", "launch_kwargs"]
+
+
+def build_ui(services: Services) -> gr.Blocks:
+    """The five-tab app, queue configured."""
+    from webui import layout
+
+    return layout.build_ui(services)
+
+
+def launch_kwargs(services: Services) -> dict[str, Any]:
+    """Keyword arguments for ``Blocks.launch``: host/port, theme, css, upload limits."""
+    from webui import layout
+
+    return layout.launch_kwargs(services)
