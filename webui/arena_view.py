@@ -1,9 +1,8 @@
-"""What the Arena tab shows and keeps per page, and where its clips are served from; no gradio.
+"""What the Arena tab shows and keeps per page, who is voting, and where clips are served from.
 
-The vote buttons, listening progress and reveal are pure functions of plain values. The page's
-listening clock is its own; what counts for the vote is the server's credit. Each battle's clips
-are served under fresh random links (:func:`served_copy`) from :func:`served_folder`, the only
-folder gradio serves as static files.
+Pure functions of plain values, no gradio. The page's listening clock is its own; what counts for
+the vote is the server's credit. Clips are served under fresh random links (:func:`served_copy`)
+from :func:`served_folder`, the only folder gradio serves as static files.
 """
 
 from __future__ import annotations
@@ -41,13 +40,9 @@ CONSENT = (
 
 
 def progress_markdown(credit: Mapping[str, float], need: float) -> str:
-    """'Listened: A 5 / 5 s (done) · B 1 / 5 s' — what still blocks the vote.
-
-    Args:
-        credit: side -> seconds the server credits.
-        need: the minimum listen per side, seconds; whether it is met is the rules' answer
-            (:func:`annotation.rules.listen_status`).
-    """
+    """'Listened: A 5 / 5 s (done) · B 1 / 5 s' from the server's credit (side -> seconds) and
+    the minimum listen per side (seconds); met or not is :func:`annotation.rules.listen_status`'s
+    answer."""
     from annotation.rules import listen_status
 
     status = listen_status(credit, need)
