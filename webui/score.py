@@ -166,15 +166,15 @@ def render_result(result: dict[str, Any] | None) -> tuple[Any, ...]:
     if not result:
         return (gr.update(visible=False), None, None, "", None, gr.update(visible=False))
     banner = banner_markdown(result)
-    source = Path(str(result.get("source") or "song")).stem or "song"
+    song = Path(str(result.get("source") or "song")).stem or "song"
     header = (
-        f"**{source}** · {result.get('duration_s', 0):.1f} s · model `{result.get('model_id')}` · "
+        f"**{song}** · {result.get('duration_s', 0):.1f} s · model `{result.get('model_id')}` · "
         f"encoder `{result.get('encoder_id')}`"
     )
     return (
         gr.update(value=banner, visible=bool(banner)),
         scores_table(result),
-        charts.radar({source: result["scores"]}),
+        charts.radar({song: result["scores"]}),
         f"{header}\n\n{engagement_markdown(result)}",
         charts.timeline(result.get("segments") or []),
         gr.update(value=save_json(result), visible=True),
