@@ -1,13 +1,8 @@
-"""APEX Arena: the Hugging Face Space entry point. Wires settings, services and the UI; launches.
+"""APEX Arena, the Hugging Face Space entry point: wires settings, services and the UI; launches.
 
-``python app.py`` (or ``make app``) serves on ``APEX_HOST:APEX_PORT``; Gradio's own
-``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT`` (set by the Space platform) win when set. The page
-comes up at once; the scorer and the clip pool warm up in the background and the tabs say so.
-
-Stopping: a Space restart or rebuild sends SIGTERM (then SIGKILL after a grace period). Python's
-default SIGTERM handling ends the process at once, skipping every ``finally:``, so :func:`main`
-turns SIGTERM into the same path as Ctrl-C: Gradio's launch loop closes the server, then
-``Services.close()`` stops the workers and the Hub sync pushes the votes not yet on the Hub.
+``python app.py`` serves on ``APEX_HOST:APEX_PORT`` (Gradio's ``GRADIO_SERVER_NAME``/``_PORT``,
+set on a Space, win). A SIGTERM (a Space restart) stops like Ctrl-C: the server closes, then
+``Services.close()`` stops the workers and pushes the votes not yet on the Hub.
 """
 
 from __future__ import annotations
@@ -20,9 +15,8 @@ from types import FrameType
 
 log = logging.getLogger("apex.app")
 
-#: Gradio re-summarises its request analytics (a pandas group-by over the last 10,000 events)
-#: after every event by default: at arena rates that costs more CPU than the votes themselves.
-#: Refresh the summary every 500 events instead (it only feeds the API page's timing hints).
+#: Gradio re-summarises its request analytics (a pandas group-by) after every event by default,
+#: costing more CPU than the votes at arena rates; it only feeds the API page's timing hints.
 GRADIO_DEFAULTS = {"GRADIO_ANALYTICS_CACHE_FREQUENCY": "500", "GRADIO_ANALYTICS_MAX_EVENTS": "2000"}
 
 
@@ -37,7 +31,7 @@ def main() -> None:
     """Read the settings, start the services, build the UI and serve it until interrupted."""
     from apex.settings import Settings
     from webui import build_services, build_ui, launch_kwargs
-    from webui.state import config_warnings
+    from webui.about import config_warnings
 
     for name, value in GRADIO_DEFAULTS.items():
         os.environ.setdefault(name, value)  # before the Blocks (and its queue) exist
@@ -63,13 +57,8 @@ def main() -> None:
 
 
 def _exit_now() -> None:
-    """End the process without the interpreter's teardown, once everything durable is done.
-
-    A stop can arrive while a background service is still inside torch (the scorer loading, a
-    pool batch): tearing the interpreter down under such a daemon thread aborts in C++
-    ("terminate called without an active exception", exit -6). By here the votes are committed
-    and pushed and the workers stopped, so the logs are flushed and the process exits with 0.
-    """
+    """Exit 0 without the interpreter's teardown, everything durable being done: tearing it down
+    under a daemon thread still inside torch (the scorer loading) aborts in C++ (exit -6)."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

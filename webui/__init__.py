@@ -1,8 +1,9 @@
 """The Gradio user interface (the only package that imports gradio).
 
-Public API: :func:`build_ui` (the ``gr.Blocks`` app for a :class:`Services`), :func:`launch_kwargs`
-(what ``Blocks.launch`` needs: host, port, theme, css), :class:`Services` and
-:func:`build_services`. Importing this package imports gradio but builds nothing.
+Public API: :func:`build_ui` (the ``gr.Blocks`` app for a :class:`Services` that may still be
+warming up), :func:`launch_kwargs` (what ``Blocks.launch`` needs) and :func:`build_services`.
+Importing the package imports neither gradio nor torch (``webui.services`` stays light for the
+start-up thread, tests/webui/test_cold_start.py); the two functions import the layout on call.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ __all__ = ["NotReady", "Services", "build_services", "build_ui", "launch_kwargs"
 
 
 def build_ui(services: Services) -> gr.Blocks:
-    """Build the five-tab app, queue configured. Services may still be warming up."""
-    from webui.layout import build_blocks
+    """The five-tab app, queue configured."""
+    from webui import layout
 
-    return build_blocks(services)
+    return layout.build_ui(services)
 
 
 def launch_kwargs(services: Services) -> dict[str, Any]:
-    """Keyword arguments for ``Blocks.launch``: host/port, theme, css, upload size limit."""
-    from webui.layout import launch_kwargs as _launch_kwargs
+    """Keyword arguments for ``Blocks.launch``: host/port, theme, css, upload limits."""
+    from webui import layout
 
-    return _launch_kwargs(services)
+    return layout.launch_kwargs(services)

@@ -1,11 +1,14 @@
-"""About tab: a model card for what is serving now, how the refit works, and the citation.
+"""About tab: the serving model's card, the refit, what a restart would lose, the citation.
 
-Everything shown comes from :meth:`apex.Scorer.info` and the services' status at the moment the tab
-is opened, so a hot-swapped model (after a refit) shows up without a restart.
+Read from :meth:`apex.Scorer.info` and the services whenever the tab opens, so a hot-swapped
+model shows at once. A Space's disk is wiped at every restart: only votes pushed to
+``APEX_VOTES_REPO`` and a champion pushed to ``APEX_MODEL_REPO`` (both needing ``HF_TOKEN``) come
+back; :func:`config_warnings` (logged at start-up) and :func:`state_line` say what would not.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 from importlib import metadata
 from typing import Any
@@ -13,11 +16,9 @@ from typing import Any
 import gradio as gr
 
 from apex.scorer import DEMO_NOTICE
+from apex.settings import Settings
 from apex.tasks import APEX_BIBTEX
 from webui.services import LABELS, NotReady, Services
-from webui.state import config_warnings, state_line
-
-CITATION = APEX_BIBTEX
 
 REFIT_TEXT = """### How the model improves
 1. **Inputs.** MERT embeddings of songs with engagement data (streams, likes) and every
@@ -111,10 +112,12 @@ def refit_lines(services: Services) -> list[str]:
         + (f" — {reasons}" if reasons else "")
         + f" ({status.runs} run{'' if status.runs == 1 else 's'} so far)."
     )
-    if status.last_figures.get("challenger"):
-        lines += ["", *figures_table(status.last_figures["challenger"],
-                                     status.last_figures.get("serving"), "challenger",
-                                     "serving model")]  # fmt: skip
+    figures = status.last_figures
+    if figures.get("challenger"):
+        table = figures_table(
+            figures["challenger"], figures.get("serving"), "challenger", "serving model"
+        )
+        lines += ["", *table]
     if status.last_note:
         lines += ["", f"_Note: {status.last_note}._"]
     return lines
@@ -205,7 +208,7 @@ def gate_lines(info: dict[str, Any], settings: Any) -> list[str]:
 
 
 def restart_lines(services: Services) -> list[str]:
-    """The state line (:func:`webui.state.state_line`) and the configuration's warnings."""
+    """The state line (:func:`state_line`) and the configuration's warnings."""
     settings = services.settings
     votes = sync = None
     if services.ready("store") and services.ready("sync"):
@@ -233,21 +236,9 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
         + (f" — {st.detail}" if st.detail else "")
         for name, st in services.status().items()
     ]
-    return "\n".join(
-        [
-            *head,
-            "",
-            *restart_lines(services),
-            "",
-            "### Services",
-            *status,
-            "",
-            f"**Software:** {software}",
-            "",
-            REFIT_TEXT,
-            *refit_lines(services),
-        ]
-    )
+    lines = [*head, "", *restart_lines(services), "", "### Services", *status, ""]
+    lines += [f"**Software:** {software}", "", REFIT_TEXT, *refit_lines(services)]
+    return "\n".join(lines)
 
 
 def build(services: Services, tab: gr.Tab) -> None:
@@ -268,7 +259,7 @@ def build(services: Services, tab: gr.Tab) -> None:
         "### Citation\nIf you use APEX or the Arena's preference data, please cite the APEX paper "
         "(AMAAI-Lab, Singapore University of Technology and Design)."
     )
-    gr.Code(CITATION, language=None, interactive=False, label="BibTeX")
+    gr.Code(APEX_BIBTEX, language=None, interactive=False, label="BibTeX")
     tab.select(lambda: refresh(services), None, [card, raw], api_visibility="private")
 
 
@@ -276,3 +267,88 @@ def refresh(services: Services) -> tuple[str, dict[str, Any]]:
     """Card markdown and raw info for the current serving model."""
     info = model_info(services)
     return model_card_markdown(info, services), info
+
+
+def on_space() -> bool:
+    """True on a Hugging Face Space (the platform sets ``SPACE_ID``)."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def has_token() -> bool:
+    """True when ``huggingface_hub`` has a token to push with (``HF_TOKEN`` or a stored login)."""
+    from huggingface_hub import get_token
+
+    return bool(get_token())
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """Sentences for what this configuration loses at every restart of a Space ([] elsewhere)."""
+    if not on_space():
+        return []
+    token = has_token()
+    out = []
+    if settings.votes_repo is None:
+        out.append(
+            "APEX_VOTES_REPO is not set: every vote is lost at the next restart (a Space's disk "
+            "is wiped at every restart, rebuild and wake). Set it to a dataset repo id."
+        )
+    elif not token:
+        out.append(
+            f"HF_TOKEN is not set: votes cannot be pushed to {settings.votes_repo} and are lost "
+            "at the next restart. Add a write token as the Space secret HF_TOKEN."
+        )
+    if settings.model_repo is None:
+        out.append(
+            "APEX_MODEL_REPO is not set: a promoted model is lost at the next restart and the "
+            "published model serves again. Set it to a model repo id."
+        )
+    elif not token:
+        out.append(
+            f"HF_TOKEN is not set: promoted models cannot be pushed to {settings.model_repo} and "
+            "are lost at the next restart. Add a write token as the Space secret HF_TOKEN."
+        )
+    return out
+
+
+def _champion_at_risk(settings: Settings) -> str | None:
+    """The local champion's name when the model repo does not hold it, else None."""
+    from apex.training.model_repo import hub_record
+    from apex.training.registry import registry_for
+
+    champion = registry_for(settings).champion()
+    if champion is None or hub_record(champion) is not None:
+        return None
+    return champion.name
+
+
+def state_line(settings: Settings, votes: int | None, sync_status: Any | None) -> str:
+    """One line: what a restart now would lose, and what only a crash would.
+
+    Args:
+        settings: the app's settings.
+        votes: votes in the store (None while it warms up).
+        sync_status: :meth:`annotation.sync.VoteSync.status` (``pending_votes``), or None.
+    """
+    if not on_space():
+        return (
+            f"Self-hosted: a restart loses nothing (votes, models and caches stay in "
+            f"`{settings.data_dir}`)."
+        )
+    lost = []
+    pending = getattr(sync_status, "pending_votes", None)
+    if settings.votes_repo is None or not has_token():
+        lost.append(f"all {votes if votes is not None else 'the'} votes")
+    champion = _champion_at_risk(settings)
+    if champion is not None:
+        lost.append(f"the promoted model `{champion}` (not in a model repo)")
+    if settings.cache_root is None:
+        rebuilt = "caches are rebuilt at start (set APEX_CACHE_DIR to a bucket to keep them)"
+    else:
+        rebuilt = f"caches stay in `{settings.cache_root}`"
+    head = "A restart now would lose " + (", ".join(lost) if lost else "nothing")
+    if not any(item.endswith("votes") for item in lost) and pending:
+        head += (
+            f"; {pending} votes not yet on the Hub are pushed by a graceful restart and "
+            "lost only in a crash"
+        )
+    return f"{head}; {rebuilt}."

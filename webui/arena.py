@@ -1,129 +1,97 @@
-"""Arena handlers: issue a battle, report listening, vote, refresh a reveal.
+"""The Arena tab: components, events, handlers and the ``gradio_client`` endpoints.
 
-The server decides everything (:class:`annotation.arena.Arena` and :mod:`annotation.rules`): these
-handlers turn a request into the arena's calls and its refusals into titled messages. The page
-measures how long each player has played on *this server's* clock (:mod:`webui.arena_view`),
-reports the running total to ``Arena.listen`` and unlocks the vote buttons when the rules say the
-credited listening suffices. The tab's components and events are in :mod:`webui.arena_tab`; the
-per-battle clip links in :mod:`webui.arena_served`.
+The server decides (:class:`annotation.arena.Arena`, :mod:`annotation.rules`); handlers turn its
+refusals into titled messages. The page clocks each player on this server's clock and reports the
+totals; votes unlock when the rules credit enough listening. Text, page state and clip links:
+:mod:`webui.arena_view`.
 
-Endpoints for ``gradio_client``: ``/new_battle`` -> (battle dict, audio A, audio B),
-``/listen(battle_id, side, seconds)``, ``/vote(battle_id, preference, feedback, ratings)``.
+Endpoints: ``/new_battle`` -> (battle dict, audio A, audio B), ``/listen(battle_id, side,
+seconds)``, ``/vote(battle_id, preference, feedback, ratings)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 
-from apex.tasks import SIDES
-from webui.arena_served import served_copy, served_folder
+from apex.tasks import AESTHETICS, SCORE_DESCRIPTIONS, SIDES
+from webui import arena_view as view
+from webui import charts
 from webui.services import NotReady, Services
 
-
-def session_id(request: gr.Request | None) -> str:
-    """The browser session (one per page load) or ``gradio_client`` instance."""
-    return (request.session_hash if request is not None else None) or "anonymous"
-
-
-def client_ip(request: gr.Request | None, trusted_proxies: int = 1) -> str | None:
-    """The visitor's address, as the outermost trusted proxy saw it; only ever hashed.
-
-    ``trusted_proxies`` is ``APEX_TRUSTED_PROXIES``; see :func:`annotation.identity.client_address`
-    (a client-written ``X-Forwarded-For`` hop is never the one read).
-    """
-    from annotation.identity import client_address
-
-    if request is None:
-        return None
-    forwarded = (request.headers or {}).get("x-forwarded-for")
-    peer = request.client.host if request.client else None
-    return client_address(forwarded, peer, trusted_proxies)
+#: How often a playing clip's listening is reported, seconds.
+TICK_S = 1.0
 
 
 def signin_enabled(settings: Any) -> bool:
     """Whether the Arena offers 'Sign in with Hugging Face' (``APEX_SIGNIN``).
 
-    ``auto`` offers it only where Hugging Face's OAuth is really there: on a Space whose README
-    front matter says ``hf_oauth: true`` (the Space then gets ``OAUTH_CLIENT_ID``). Elsewhere
-    Gradio would mock the login with the machine's own ``hf auth login`` and fail to start without
-    one, so offline and in tests there is no button and anonymous voting is all there is.
+    ``auto`` offers it only on a Space whose README says ``hf_oauth: true`` (it then gets
+    ``OAUTH_CLIENT_ID``): elsewhere Gradio mocks the login with the machine's own ``hf auth
+    login`` and fails to start without one.
     """
     from gradio.utils import get_space
 
-    if settings.signin == "off":
-        return False
-    if settings.signin == "on":
-        return True
+    if settings.signin in ("on", "off"):
+        return settings.signin == "on"
     return get_space() is not None and bool(os.environ.get("OAUTH_CLIENT_ID"))
 
 
-def account_id(profile: Any) -> str | None:
-    """The stable account id of a signed-in visitor (OpenID ``sub``), or None when anonymous.
+@contextlib.contextmanager
+def _titled() -> Iterator[None]:
+    """Raise a service still warming up, or the arena's refusal, as a titled ``gr.Error``."""
+    from annotation.rules import VoteRefused
 
-    The id, not the user name, keys the voter: a renamed account stays one voter.
-    """
-    if not profile:
-        return None
-    return str(profile.get("sub") or "") or None
-
-
-def _arena(services: Services) -> Any:
     try:
-        return services.arena
+        yield
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
+    except VoteRefused as err:
+        title = "Please slow down" if err.code == "rate_limited" else "Not accepted"
+        raise gr.Error(str(err), title=title, print_exception=False) from None
 
 
-def _refused(err: Any) -> gr.Error:
-    """A :class:`~annotation.rules.VoteRefused` as a titled message (rate limits say so)."""
-    title = "Please slow down" if getattr(err, "code", "") == "rate_limited" else "Not accepted"
-    return gr.Error(str(err), title=title, print_exception=False)
+def _visitor(services: Services, request: gr.Request | None) -> tuple[str, str | None]:
+    """(session id, client address) of a request."""
+    trusted = services.settings.trusted_proxies
+    return view.session_id(request), view.client_ip(request, trusted)
 
 
-def _arena_waiting(services: Services, progress: Any = None) -> Any:
-    """The arena, waiting up to ``APEX_WARMUP_WAIT_S`` while it warms up (progress shown)."""
+def new_battle(
+    services: Services, request: gr.Request | None, progress: Any = None
+) -> tuple[dict[str, Any], str, str]:
+    """Issue a battle: (``{"battle_id", "prompt", "min_listen_s", "pool"}``, clip A, clip B).
+
+    While the arena warms up this waits for it up to ``APEX_WARMUP_WAIT_S``, reporting to
+    ``progress`` (a ``gr.Progress``); ``pool`` says where the clips come from.
+    """
 
     def report(waited: float, line: str) -> None:
         if progress is not None:
             progress(0.0, desc=f"Waiting for the arena to open ({waited:.0f} s): {line}")
 
-    try:
-        return services.wait_for("arena", services.settings.warmup_wait_s, report)
-    except NotReady as err:
-        raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-
-
-def new_battle(
-    services: Services, request: gr.Request | None, progress: Any = None
-) -> tuple[dict[str, Any], Any, Any]:
-    """Issue a battle to this session: (``{"battle_id", "prompt", "min_listen_s", "pool"}``, A,
-    B); ``pool`` says where the clips come from. A call made while the arena warms up waits for
-    it (``APEX_WARMUP_WAIT_S``), reporting to ``progress`` (a ``gr.Progress``)."""
-    from annotation.rules import VoteRefused
-
-    arena = _arena_waiting(services, progress)
-    try:
-        ticket = arena.new_battle(
-            session_id(request), client_ip(request, services.settings.trusted_proxies)
-        )
-    except VoteRefused as err:
-        raise _refused(err) from None
+    settings = services.settings
+    with _titled():
+        arena = services.wait_for("arena", settings.warmup_wait_s, report)
+        ticket = arena.new_battle(*_visitor(services, request))
     info = {
         "battle_id": ticket.battle_id,
         "prompt": ticket.prompt,
-        "min_listen_s": float(services.settings.min_listen_s),
+        "min_listen_s": float(settings.min_listen_s),
         "pool": getattr(arena.pool, "description", ""),
     }
-    folder, keep_s = served_folder(services.settings), services.settings.battle_ttl_s
+    folder = view.served_folder(settings)
+    keep_s = settings.battle_ttl_s
     return (
         info,
-        served_copy(ticket.audio_a, folder, keep_s=keep_s),
-        served_copy(ticket.audio_b, folder, keep_s=keep_s),
+        view.served_copy(ticket.audio_a, folder, keep_s=keep_s),
+        view.served_copy(ticket.audio_b, folder, keep_s=keep_s),
     )
 
 
@@ -132,24 +100,15 @@ def report_listen(
 ) -> dict[str, Any]:
     """Report ``seconds`` played of clip ``side`` in total; return the server's credit.
 
+    ``seconds`` goes to the rules as sent ("5" or true are refused there, not converted here).
+
     Returns:
         ``{"credit": {"A": s, "B": s}, "min_listen_s": s, "can_vote": bool}``.
     """
-    from annotation.rules import VoteRefused, listen_status
+    from annotation.rules import listen_status
 
-    arena = _arena(services)
-    try:
-        # ``seconds`` goes to the rules as the client sent it: "5" or true are refused there,
-        # not converted here.
-        credit = arena.listen(
-            battle_id,
-            side,
-            seconds,
-            session_id(request),
-            client_ip(request, services.settings.trusted_proxies),
-        )
-    except VoteRefused as err:
-        raise _refused(err) from None
+    with _titled():
+        credit = services.arena.listen(battle_id, side, seconds, *_visitor(services, request))
     need = float(services.settings.min_listen_s)
     return {
         "credit": {s: round(float(credit.get(s, 0.0)), 3) for s in SIDES},
@@ -169,39 +128,271 @@ def cast_vote(
 ) -> dict[str, Any]:
     """Vote; return the reveal (systems, APEX's scores and pick, agreement, your vote count).
 
-    ``profile`` is the ``gr.OAuthProfile`` Gradio injects for a signed-in visitor (None when
-    anonymous or when sign-in is off): the vote is then keyed by the account.
+    ``profile``: the ``gr.OAuthProfile`` of a signed-in visitor (else None); the vote is then
+    keyed by the account.
     """
-    from annotation.rules import VoteRefused
-
-    arena = _arena(services)
-    try:
-        reveal = arena.vote(
+    with _titled():
+        reveal = services.arena.vote(
             battle_id,
             preference,
-            session_id(request),
-            client_ip(request, services.settings.trusted_proxies),
+            *_visitor(services, request),
             feedback=None if feedback in (None, "") else feedback,  # the rules check the types
             ratings=None if ratings in (None, "", {}) else ratings,
-            account=account_id(profile),
+            account=view.account_id(profile),
         )
-    except VoteRefused as err:
-        raise _refused(err) from None
     return dataclasses.asdict(reveal)
 
 
 def refresh_reveal(services: Services, reveal: dict[str, Any]) -> dict[str, Any]:
     """A reveal given while APEX was still scoring, with APEX's view filled in if ready now."""
     from annotation.arena import Reveal
-    from annotation.rules import VoteRefused
 
-    arena = _arena(services)
+    with _titled():
+        return dataclasses.asdict(services.arena.late_reveal(Reveal(**reveal)))
+
+
+class Widgets:
+    """The Arena tab's components, laid out in the current ``gr.Blocks`` when made."""
+
+    def __init__(self, settings: Any) -> None:
+        gr.Markdown(view.CONSENT, elem_id="consent")
+        if signin_enabled(settings):
+            with gr.Row():
+                gr.LoginButton(elem_id="hf-login", scale=0)
+                gr.Markdown(
+                    "Optional: sign in with Hugging Face so your votes count as one account's "
+                    "(the dataset stores only a salted hash of the account id). Voting works "
+                    "without it."
+                )
+        self.info = gr.JSON(visible=False)
+        self.prompt = gr.Markdown(elem_id="arena-prompt")
+        with gr.Row():
+            self.audio = {
+                s: gr.Audio(
+                    label=f"Player {s}",
+                    type="filepath",
+                    interactive=False,
+                    elem_id=f"player-{s.lower()}",
+                    buttons=[],
+                )
+                for s in SIDES
+            }
+        self.progress = gr.Markdown("Press play on both clips.", elem_id="listen-progress")
+        with gr.Row(elem_classes="vote-row"):
+            self.buttons = [
+                gr.Button(label, interactive=False, elem_id=f"vote-{pref.lower()}")
+                for label, pref in view.VOTE_BUTTONS.items()
+            ]
+        with gr.Accordion("Optional: feedback and 1-5 ratings of each clip", open=False):
+            self.feedback = gr.Textbox(
+                label="Feedback (optional)", max_length=settings.feedback_max_chars, lines=2
+            )
+            self.radios = []
+            with gr.Row():
+                for side in SIDES:
+                    with gr.Column():
+                        gr.Markdown(f"**Clip {side}**")
+                        self.radios += [
+                            gr.Radio(
+                                ["1", "2", "3", "4", "5"],
+                                label=charts.pretty(dim),
+                                info=SCORE_DESCRIPTIONS[dim],
+                            )
+                            for dim in AESTHETICS
+                        ]
+        self.reveal = gr.Markdown(visible=False, elem_id="reveal")
+        with gr.Row():
+            self.next_btn = gr.Button("Next battle", variant="primary", elem_id="next-battle")
+            self.votes = gr.Markdown("Your votes this session: 0", elem_id="session-votes")
+        self.state = gr.State(view.fresh_listen_state())
+        self.count = gr.State(0)  # votes from this page load (the server counts per voter)
+        self.timer = gr.Timer(TICK_S, active=False)
+        self.reveal_timer = gr.Timer(2.0, active=False)  # polls a reveal APEX had not scored
+        fresh = [self.prompt, self.state, self.progress, *self.buttons, self.reveal]
+        #: What :func:`_reset` fills, in its order.
+        self.resets = [*fresh, self.feedback, *self.radios, self.timer]
+
+
+def build(services: Services, tab: gr.Tab, *, concurrency: int = 32) -> None:
+    """Lay out the Arena tab and wire its events and endpoints."""
+    w = Widgets(services.settings)
+    limits = {"concurrency_limit": concurrency, "concurrency_id": "arena"}
+    _wire_battles(services, tab, w, limits)
+    _wire_listening(services, w, limits)
+    _wire_votes(services, w, limits)
+    _register_api(services, limits)
+
+
+#: Events the page makes for itself: not in the API, no spinner.
+QUIET = {"api_visibility": "private", "show_progress": "hidden"}
+
+
+def _buttons(can_vote: bool) -> list[Any]:
+    return [gr.Button(interactive=can_vote) for _ in view.VOTE_BUTTONS]
+
+
+def _reset(info: dict[str, Any] | None) -> list[Any]:
+    """:attr:`Widgets.resets` for a fresh battle."""
+    from annotation.rules import listen_status
+
+    info = info or {}
+    battle_id, need = info.get("battle_id"), float(info.get("min_listen_s", 0.0))
+    lines = [f"**Prompt:** {info['prompt']}" if info.get("prompt") else ""]
+    lines.append(f"*Clips: {info['pool']}*" if info.get("pool") else "")
+    return [
+        "\n\n".join(line for line in lines if line),
+        view.fresh_listen_state(battle_id),
+        view.progress_markdown({}, need) if battle_id else "",
+        *_buttons(bool(battle_id) and listen_status({}, need).can_vote),
+        gr.Markdown(value="", visible=False),
+        "",
+        *[None for _ in range(2 * len(AESTHETICS))],
+        gr.Timer(active=False),
+    ]
+
+
+def _wire_battles(services: Services, tab: gr.Tab, w: Widgets, limits: dict) -> None:
+    """A battle on "Next battle" (the ``/new_battle`` endpoint) and when the tab is opened."""
+    issued = [w.info, w.audio["A"], w.audio["B"]]
+
+    def _new(request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:
+        return new_battle(services, request, progress)
+
+    w.next_btn.click(_new, None, issued, api_name="new_battle", **limits).success(
+        _reset, [w.info], w.resets, **QUIET
+    )
+
+    def _first(info: dict[str, Any] | None, request: gr.Request) -> list[Any]:
+        skip = [gr.skip()] * (len(issued) + len(w.resets))
+        if info and info.get("battle_id"):
+            return skip
+        try:
+            fresh = new_battle(services, request)
+        except gr.Error as err:  # warming up (or no pair left): say it in place of the players
+            skip[len(issued) + w.resets.index(w.progress)] = f"**{err.title}:** {err.message}"
+            return skip
+        return [*fresh, *_reset(fresh[0])]
+
+    tab.select(_first, [w.info], issued + w.resets, **QUIET)
+
+
+def _report(
+    services: Services, info: dict[str, Any] | None, state: dict[str, Any], sides: list[str], req
+) -> list[Any]:
+    """Send the running totals of ``sides`` to the server: [progress text, *vote buttons]."""
+    battle_id = (info or {}).get("battle_id")
+    if not battle_id or state.get("battle_id") != battle_id:
+        return ["", *_buttons(False)]
     try:
-        return dataclasses.asdict(arena.late_reveal(Reveal(**reveal)))
-    except VoteRefused as err:
-        raise _refused(err) from None
+        for side in sides:
+            result = report_listen(services, battle_id, side, state["total"][side], req)
+    except gr.Error as err:  # e.g. expired battle: say so in place instead of a popup per tick
+        return [f"**Note:** {err.message}", *_buttons(False)]
+    text = view.progress_markdown(result["credit"], result["min_listen_s"])
+    return [text, *_buttons(result["can_vote"])]
 
 
-def now() -> float:
-    """Server clock for listening (monotonic: immune to wall-clock jumps)."""
-    return time.monotonic()
+def _wire_listening(services: Services, w: Widgets, limits: dict) -> None:
+    """Play starts a side's clock; pause, stop and every tick report the totals."""
+    outputs = [w.state, w.progress, *w.buttons]
+    for side in SIDES:
+
+        def _play(state: dict[str, Any], side: str = side) -> tuple[dict[str, Any], Any]:
+            state["since"].setdefault(side, time.monotonic())
+            return state, gr.Timer(active=True)
+
+        def _pause(info: Any, state: dict[str, Any], request: gr.Request, side: str = side) -> list:
+            view.advance(state, time.monotonic())
+            state["since"].pop(side, None)
+            shown = _report(services, info, state, [side], request)
+            return [state, *shown, gr.Timer(active=bool(state["since"]))]
+
+        w.audio[side].play(_play, [w.state], [w.state, w.timer], **QUIET)
+        for event in (w.audio[side].pause, w.audio[side].stop):
+            event(_pause, [w.info, w.state], [*outputs, w.timer], **QUIET, **limits)
+
+    def _tick(info: Any, state: dict[str, Any], request: gr.Request) -> list[Any]:
+        moved = view.advance(state, time.monotonic())
+        if not moved:
+            return [state, *[gr.skip() for _ in outputs[1:]]]
+        return [state, *_report(services, info, state, moved, request)]
+
+    w.timer.tick(_tick, [w.info, w.state], outputs, **QUIET, **limits)
+
+
+def _wire_votes(services: Services, w: Widgets, limits: dict) -> None:
+    """The vote buttons, then the reveal (polled until APEX has scored a pending one)."""
+    # A set of inputs makes gradio pass one {component: value} dict: ten rating radios stay
+    # readable without ten positional parameters.
+    inputs = {w.info, w.state, w.count, w.feedback, *w.radios}
+    outputs = [w.reveal, *w.buttons, w.timer, w.votes, w.state, w.count, w.reveal_timer]
+    for button, pref in zip(w.buttons, view.VOTE_BUTTONS.values(), strict=True):
+
+        def _vote(
+            values: dict, request: gr.Request, profile: gr.OAuthProfile | None, pref: str = pref
+        ) -> list[Any]:
+            info, state = values[w.info], values[w.state]
+            if not info or not info.get("battle_id"):
+                raise gr.Error(
+                    "Start a battle first.", title="No battle yet", print_exception=False
+                )
+            ratings = view.collect_ratings([values[r] for r in w.radios])
+            reveal = cast_vote(
+                services, info["battle_id"], pref, values[w.feedback], ratings, request, profile
+            )
+            state["since"] = {}
+            state["reveal"] = reveal if reveal.get("apex_pending") else None
+            count = int(values[w.count] or 0) + 1
+            return [
+                gr.Markdown(value=view.reveal_markdown(reveal), visible=True),
+                *_buttons(False),
+                gr.Timer(active=False),
+                f"Your votes this session: **{count}**",
+                state,
+                count,
+                gr.Timer(active=bool(state["reveal"])),
+            ]
+
+        button.click(_vote, inputs, outputs, **{**QUIET, "show_progress": "minimal"}, **limits)
+
+    def _refresh(state: dict[str, Any]) -> list[Any]:
+        reveal = state.get("reveal")
+        if not reveal:
+            return [gr.skip(), state, gr.Timer(active=False)]
+        fresh = refresh_reveal(services, reveal)
+        if fresh["apex_pending"]:
+            return [gr.skip(), state, gr.Timer(active=True)]
+        state["reveal"] = None
+        shown = gr.Markdown(value=view.reveal_markdown(fresh), visible=True)
+        return [shown, state, gr.Timer(active=False)]
+
+    w.reveal_timer.tick(_refresh, [w.state], [w.reveal, w.state, w.reveal_timer], **QUIET)
+
+
+def _register_api(services: Services, limits: dict) -> None:
+    """``/listen`` and ``/vote`` for ``gradio_client`` users (plain JSON in and out)."""
+
+    def listen(battle_id: str, side: str, seconds: float, request: gr.Request) -> dict:
+        """Report that `seconds` of clip `side` ("A"/"B") have been played in total so far.
+
+        Returns {"credit": {"A": s, "B": s}, "min_listen_s": s, "can_vote": bool}.
+        """
+        return report_listen(services, battle_id, side, seconds, request)
+
+    def vote(
+        battle_id: str,
+        preference: str,
+        feedback: str = "",
+        ratings: dict | None = None,
+        request: gr.Request = None,
+        profile: gr.OAuthProfile | None = None,
+    ) -> dict:
+        """Vote "A", "B", "TIE" or "BOTH_BAD" on your battle; returns the reveal.
+
+        `ratings` (optional): {"A": {"coherence": 1-5, ...}, "B": {...}} on the five aesthetics.
+        Signed in with Hugging Face (the session cookie), the vote counts as your account's.
+        """
+        return cast_vote(services, battle_id, preference, feedback, ratings, request, profile)
+
+    gr.api(listen, api_name="listen", **limits)
+    gr.api(vote, api_name="vote", **limits)

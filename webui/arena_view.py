@@ -1,17 +1,26 @@
-"""What the Arena tab shows and keeps per page: vote buttons, listening progress, the reveal.
+"""What the Arena tab shows and keeps per page, who is voting, and where clips are served from.
 
-Pure functions of plain values (no gradio, no services), so the text is tested without a page.
-The listening bookkeeping here is the page's own clock of how long each player has played; what
-counts for the vote is the server's credit (:mod:`webui.arena`).
+Pure functions of plain values, no gradio. The page's listening clock is its own; what counts for
+the vote is the server's credit. Clips are served under fresh random links (:func:`served_copy`)
+from :func:`served_folder`, the only folder gradio serves as static files.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import secrets
+import shutil
+import tempfile
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from apex.files import atomic_path, sha256_text
 from apex.tasks import AESTHETICS, ENGAGEMENT, PREFERENCES, SIDES
 from webui import charts
+from webui.uploads import remove_tree
 
 #: Button label -> preference value, in the order of :data:`apex.tasks.PREFERENCES`.
 VOTE_BUTTONS: dict[str, str] = dict(
@@ -31,13 +40,9 @@ CONSENT = (
 
 
 def progress_markdown(credit: Mapping[str, float], need: float) -> str:
-    """'Listened: A 5 / 5 s (done) · B 1 / 5 s' — what still blocks the vote.
-
-    Args:
-        credit: side -> seconds the server credits.
-        need: the minimum listen per side, seconds; whether it is met is the rules' answer
-            (:func:`annotation.rules.listen_status`).
-    """
+    """'Listened: A 5 / 5 s (done) · B 1 / 5 s' from the server's credit (side -> seconds) and
+    the minimum listen per side (seconds); met or not is :func:`annotation.rules.listen_status`'s
+    answer."""
     from annotation.rules import listen_status
 
     status = listen_status(credit, need)
@@ -108,3 +113,72 @@ def advance(state: dict[str, Any], now: float) -> list[str]:
         state["since"][side] = now
         moved.append(side)
     return moved
+
+
+def session_id(request: Any) -> str:
+    """The browser session (one per page load) or ``gradio_client`` instance of a ``gr.Request``."""
+    return (request.session_hash if request is not None else None) or "anonymous"
+
+
+def client_ip(request: Any, trusted_proxies: int = 1) -> str | None:
+    """The visitor's address as the outermost trusted proxy saw it (only ever hashed).
+
+    ``trusted_proxies`` is ``APEX_TRUSTED_PROXIES``; see :func:`annotation.identity.client_address`.
+    """
+    from annotation.identity import client_address
+
+    if request is None:
+        return None
+    forwarded = (request.headers or {}).get("x-forwarded-for")
+    peer = request.client.host if request.client else None
+    return client_address(forwarded, peer, trusted_proxies)
+
+
+def account_id(profile: Any) -> str | None:
+    """A signed-in visitor's stable account id (OpenID ``sub``; a renamed account stays one
+    voter), or None when anonymous."""
+    if not profile:
+        return None
+    return str(profile.get("sub") or "") or None
+
+
+#: Served links are grouped in folders by issue time (this many seconds each), so old ones are
+#: removed a folder at a time without a stat per file (a hard link's mtime is its source's).
+SERVED_BUCKET_S = 600
+
+
+def served_folder(settings: Any) -> Path:
+    """Where the per-battle clip links live: under the system's temp folder, so a URL shows
+    nothing of the deployment's layout, one subfolder per data directory, so two apps on one
+    machine never remove each other's links."""
+    deployment = sha256_text(str(Path(settings.data_dir).resolve()))
+    return Path(tempfile.gettempdir()) / "apex-arena-audio" / deployment[:16]
+
+
+def served_copy(path: str | Path, folder: Path, *, keep_s: float = 3600.0) -> str:
+    """A fresh link to the clip for one battle, under a random 128-bit name; returns its path.
+
+    Names are neither derived from the pool's paths (which may be public, so their hash could be
+    computed) nor stable across battles (a reveal would teach which system a link is for). A
+    hard link (a copy across file systems); links older than ``keep_s`` seconds (the battle's
+    lifetime) plus one bucket are removed here.
+    """
+    path = Path(path)
+    bucket = int(time.time() // SERVED_BUCKET_S)
+    target_dir = folder / str(bucket)
+    target = target_dir / f"{secrets.token_urlsafe(16)}{path.suffix.lower()}"
+    # Atomic (the player never sees half a file); no fsync: a lost link is re-issued, not data.
+    with atomic_path(target, fsync=False) as partial:
+        try:
+            os.link(path, partial)
+        except OSError:  # another file system (or no hard links there): copy instead
+            shutil.copyfile(path, partial)
+    _remove_old_links(folder, bucket - math.ceil(keep_s / SERVED_BUCKET_S) - 1)
+    return str(target)
+
+
+def _remove_old_links(folder: Path, oldest_kept: int) -> None:
+    """Delete the bucket folders older than ``oldest_kept`` (their battles have expired)."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and entry.name.isdigit() and int(entry.name) < oldest_kept:
+            remove_tree(entry)  # another request may be removing it at the same time

@@ -1,8 +1,5 @@
-"""Plotly figures for the tabs: aesthetic radar, score timeline, leaderboard with CI bars.
-
-Pure functions from plain data (dicts, DataFrames) to ``plotly.graph_objects.Figure`` so they can be
-checked without a browser. Axes use the score ranges from :mod:`apex.tasks`, never guessed ones.
-"""
+"""Plotly figures for the tabs (radar, timeline, ratings and agreement with CI bars): pure
+functions from dicts and DataFrames to ``go.Figure``, on the score ranges of :mod:`apex.tasks`."""
 
 from __future__ import annotations
 
@@ -28,15 +25,8 @@ def pretty(name: str) -> str:
 
 
 def radar(series: Mapping[str, Mapping[str, float]], title: str = "Aesthetics (1-5)") -> Any:
-    """Radar chart of the aesthetic scores every series has (1-5).
-
-    A model that predicts no aesthetics (a ``popularity`` reference checkpoint: streams and likes
-    only) gets an empty figure that says so.
-
-    Args:
-        series: label -> scores (score name -> value; aesthetics on 1-5, others ignored).
-        title: figure title.
-    """
+    """Radar chart of the aesthetic scores (1-5) every series (label -> scores) has; an empty
+    figure saying so for a model without aesthetics (a ``popularity`` checkpoint)."""
     import plotly.graph_objects as go
 
     names = [n for n in AESTHETICS if all(n in scores for scores in series.values())]
@@ -77,7 +67,6 @@ def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along
 
     Args:
         segments: each ``{"start_s", "end_s", **scores}`` (seconds; scores on their own scales).
-        title: figure title.
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -117,13 +106,19 @@ def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along
     return fig
 
 
-def ratings_chart(board: Any, title: str = "Bradley-Terry rating with 95% CI") -> Any:
-    """Horizontal points with CI bars, best system on top.
+def _ci_bars(value: Any, rows: Any) -> dict[str, Any]:
+    """Asymmetric error bars from ``value`` to the ``ci_low``/``ci_high`` columns of ``rows``."""
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": (rows["ci_high"].astype(float) - value).clip(lower=0),
+        "arrayminus": (value - rows["ci_low"].astype(float)).clip(lower=0),
+    }
 
-    Args:
-        board: DataFrame with columns ``system``, ``rating``, ``ci_low``, ``ci_high`` (any order).
-        title: figure title.
-    """
+
+def ratings_chart(board: Any, title: str = "Bradley-Terry rating with 95% CI") -> Any:
+    """Horizontal points with CI bars, best on top; ``board`` has columns ``system``,
+    ``rating``, ``ci_low``, ``ci_high``."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -136,12 +131,7 @@ def ratings_chart(board: Any, title: str = "Bradley-Terry rating with 95% CI") -
                 y=ordered["system"].astype(str),
                 mode="markers",
                 marker={"size": 11, "color": PALETTE[0]},
-                error_x={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": (ordered["ci_high"].astype(float) - rating).clip(lower=0),
-                    "arrayminus": (rating - ordered["ci_low"].astype(float)).clip(lower=0),
-                },
+                error_x=_ci_bars(rating, ordered),
                 name="rating",
                 hovertemplate="%{y}: %{x:.0f}<extra></extra>",
             )
@@ -162,7 +152,6 @@ def agreement_chart(table: Any, title: str = "APEX-listener agreement per model 
     Args:
         table: :func:`annotation.agreement.agreement_by_version`'s DataFrame (``version``,
             ``time`` in Unix seconds, ``rate``, ``ci_low``, ``ci_high``, ``n``).
-        title: figure title.
     """
     import pandas as pd
     import plotly.graph_objects as go
@@ -178,12 +167,7 @@ def agreement_chart(table: Any, title: str = "APEX-listener agreement per model 
                 mode="lines+markers",
                 name=str(version),
                 line={"color": PALETTE[i % len(PALETTE)]},
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": (rows["ci_high"].astype(float) - rate).clip(lower=0),
-                    "arrayminus": (rate - rows["ci_low"].astype(float)).clip(lower=0),
-                },
+                error_y=_ci_bars(rate, rows),
                 customdata=rows["n"],
                 hovertemplate="%{y:.0%} of %{customdata} votes<extra>" + str(version) + "</extra>",
             )

@@ -1,9 +1,6 @@
-"""Data tab: download every vote (Parquet, CSV), what each column means, and the Hub sync status.
-
-The files are prepared when the tab opens (or on Refresh) from the vote store through
-:mod:`annotation.export`, so they hold exactly the released columns the Hub dataset has; they are
-rebuilt only when the votes changed (:func:`export_files`), so repeated exports leave nothing
-behind.
+"""Data tab: every vote as Parquet and CSV (the released columns of :mod:`annotation.export`,
+as on the Hub), what each column means, and the Hub sync status. Files are prepared when the tab
+opens or on Refresh, in gradio's cache folder (served without a copy, removed by ``delete_cache``).
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ import pandas as pd
 
 from apex.files import atomic_dir, sha256_text
 from webui.services import NotReady, Services
-from webui.uploads import remove_tree
+from webui.uploads import remove_tree, upload_root
 
 
 def columns_frame() -> pd.DataFrame:
@@ -44,20 +41,11 @@ def flags_markdown(votes: pd.DataFrame) -> str:
     )
 
 
-def export_folder() -> Path:
-    """Gradio's cache folder: files there are served as they are (no copy per download) and
-    removed by the app's ``delete_cache`` schedule when old, like any other served file."""
-    from gradio.utils import get_upload_folder
-
-    return Path(get_upload_folder())
-
-
 def export_files(services: Services) -> tuple[str, str, int]:
     """All votes as Parquet and CSV; return (parquet, csv, rows).
 
-    The files are written once per state of the vote store (its newest row and vote count) and
-    reused until a vote arrives, so opening the tab again, or calling the event in a loop, costs
-    no disk space; the previous state's files are removed when a new one is written.
+    Written once per state of the store (newest row, vote count) and reused until a vote
+    arrives; the previous state's files are removed when a new one is written.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -69,15 +57,14 @@ def export_files(services: Services) -> tuple[str, str, int]:
     deployment = _digest(str(Path(services.settings.data_dir).resolve()))
     state = _digest(f"{store.max_row_id()}|{store.counts()['votes']}")
     key = f"{deployment}-{state}"
-    folder = export_folder() / f"apex-votes-{key}"
+    folder = upload_root() / f"apex-votes-{key}"
     parquet, csv = folder / "apex-arena-votes.parquet", folder / "apex-arena-votes.csv"
     rows_file = folder / "rows.txt"
     if rows_file.exists() and parquet.exists() and csv.exists():
         return str(parquet), str(csv), int(rows_file.read_text())
     frame = release_frame(store.votes_frame())
-    # The three files are staged in one folder renamed into place: a file-by-file atomic write
-    # could show a reader a new Parquet beside an old CSV. A folder another request completed
-    # first for this same store state is kept (its contents are the same).
+    # Staged in one folder renamed into place (a reader never sees a new Parquet beside an old
+    # CSV); a folder another request completed first for this state is kept (same contents).
     with atomic_dir(folder, exist_ok=True) as staging:
         pq.write_table(
             pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False),
@@ -85,7 +72,7 @@ def export_files(services: Services) -> tuple[str, str, int]:
         )
         frame.to_csv(staging / csv.name, index=False)
         (staging / rows_file.name).write_text(str(len(frame)))
-    for old in export_folder().glob(f"apex-votes-{deployment}-*"):
+    for old in upload_root().glob(f"apex-votes-{deployment}-*"):
         if old != folder:
             remove_tree(old)
     return str(parquet), str(csv), len(frame)

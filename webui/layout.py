@@ -1,9 +1,8 @@
 """The page: header, warm-up line, the five tabs, queue limits and launch options.
 
-Concurrency is set per event group (``concurrency_id``) rather than globally, because the groups
-cost very different amounts: scoring runs the encoder (``settings.score_concurrency`` at once, the
-rest queue), while arena calls (new battle, listen, vote) are millisecond SQLite operations that
-many visitors make at once, and reads (leaderboard, data) sit in between.
+Concurrency is set per event group (``concurrency_id``): scoring runs the encoder
+(``settings.score_concurrency`` at once), arena calls are millisecond SQLite operations many
+visitors make at once, and reads (leaderboard, data) sit in between.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from typing import Any
 
 import gradio as gr
 
-from webui import about, arena_tab, data, leaderboard, score, uploads
-from webui.arena_served import served_folder
+from webui import about, arena, data, leaderboard, score, uploads
+from webui.arena_view import served_folder
 from webui.services import Services
 
 #: Arena calls running at once: high, they are short and must not wait behind scoring.
@@ -29,7 +28,7 @@ QUEUE_MAX_SIZE = 512
 CACHE_MAX_AGE_S = 3600
 
 CSS = """
-#score-banner, #arena-banner { border-left: 4px solid #E69F00; padding: 0.4em 0.8em;
+#score-banner { border-left: 4px solid #E69F00; padding: 0.4em 0.8em;
   background: rgba(230, 159, 0, 0.08); }
 #warmup-line { color: #8a6d00; }
 .vote-row button { min-height: 3em; }
@@ -50,11 +49,10 @@ def _warmup_line(services: Services) -> tuple[Any, Any]:
     return gr.update(value=text, visible=bool(text)), gr.Timer(active=bool(line))
 
 
-def build_blocks(services: Services) -> gr.Blocks:
-    """Build the app (components, events, queue); launching is the caller's business."""
-    # Arena clips are served straight from their anonymised links: no copy into gradio's cache
-    # and no re-hash of two audio files per battle. Only that folder is exposed, never the data
-    # directory (which holds the vote store and the pseudonym salt).
+def build_ui(services: Services) -> gr.Blocks:
+    """Build the app: components, events, queue."""
+    # Arena clips are served from their anonymised links (no copy into gradio's cache); only
+    # that folder is exposed, never the data directory (the vote store, the pseudonym salt).
     gr.set_static_paths([served_folder(services.settings)])
     with gr.Blocks(title="APEX Arena", delete_cache=(CACHE_MAX_AGE_S, CACHE_MAX_AGE_S)) as demo:
         gr.Markdown(HEADER)
@@ -64,21 +62,21 @@ def build_blocks(services: Services) -> gr.Blocks:
             with gr.Tab("Score", id="score"):
                 score.build(services)
             with gr.Tab("Arena", id="arena") as arena_page:
-                arena_tab.build(services, arena_page, concurrency=ARENA_CONCURRENCY)
+                arena.build(services, arena_page, concurrency=ARENA_CONCURRENCY)
             with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
                 leaderboard.build(services, board_tab, concurrency=READ_CONCURRENCY)
             with gr.Tab("Data", id="data") as data_tab:
                 data.build(services, data_tab, concurrency=READ_CONCURRENCY)
             with gr.Tab("About", id="about") as about_tab:
                 about.build(services, about_tab)
-        demo.load(lambda: _warmup_line(services), None, [warmup, poll], api_visibility="private")
-        poll.tick(
-            lambda: _warmup_line(services),
-            None,
-            [warmup, poll],
-            api_visibility="private",
-            show_progress="hidden",
-        )
+        for trigger in (demo.load, poll.tick):
+            trigger(
+                lambda: _warmup_line(services),
+                None,
+                [warmup, poll],
+                api_visibility="private",
+                show_progress="hidden",
+            )
     demo.queue(
         default_concurrency_limit=DEFAULT_CONCURRENCY,
         max_size=QUEUE_MAX_SIZE,

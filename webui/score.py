@@ -1,9 +1,8 @@
-"""Score tab: upload or record a song, see its seven APEX scores; or compare two songs.
+"""Score tab: score an uploaded or recorded song, or compare two.
 
-Handlers call :class:`apex.Scorer` and turn its :class:`~apex.ScoreResult` (as a JSON dict) into
-tables and figures. The ``/score`` and ``/compare`` endpoints return only that JSON dict, so
-``gradio_client`` users get the same data the page draws from; the page draws in a second step.
-Uploaded audio is deleted from the server once scored (the visitor did not opt in to keeping it).
+The ``/score`` and ``/compare`` endpoints return :meth:`~apex.ScoreResult.to_dict` JSON, the data
+the page then draws (tables and figures of whatever scores the model has). Uploads are deleted
+once scored.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import pandas as pd
 from apex.audio import AudioError
 from apex.files import sha256_text, write_text_atomic
 from apex.scorer import DEMO_NOTICE
-from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS, SCORE_NAMES, SCORE_RANGES
+from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS, SCORE_NAMES, SCORE_RANGES, SIDES
 from webui import charts, uploads
 from webui.services import NotReady, Services
 from webui.uploads import UploadLeases
@@ -29,54 +28,50 @@ log = logging.getLogger(__name__)
 
 
 def forget_upload(path: str | None, leases: UploadLeases | None = None) -> None:
-    """Release an upload and delete it if (and only if) it lives in gradio's upload folder and no
-    other request holds the same stored file (:mod:`webui.uploads`).
-
-    Files elsewhere (a path given by a local ``gradio_client`` user, the demo corpus) are never
-    touched: only what the visitor sent us is ours to forget.
-    """
+    """Release an upload (:mod:`webui.uploads`): deleted once no other request holds it, and only
+    if it lives in gradio's upload folder (a local client's own file is never touched)."""
     if path:
         (leases if leases is not None else UploadLeases()).release(path)
 
 
-def _cannot_score(err: AudioError, *paths: str) -> gr.Error:
-    """The scoring core's message for the visitor, without the server's upload folders."""
-    message = str(err)
-    for path in paths:
-        message = message.replace(str(Path(path).parent) + os.sep, "")
-    return gr.Error(message, title="Cannot score this file", print_exception=False)
+def _scored(services: Services, paths: list[str], progress: Any) -> tuple[Any, list[Any]]:
+    """(scorer, one ``ScoreResult`` per path), waiting up to ``APEX_WARMUP_WAIT_S`` for the scorer
+    (reported to ``progress``, a ``gr.Progress``); each path is released afterwards.
 
-
-def _wait_scorer(services: Services, progress: Any = None) -> Any:
-    """The scorer, waiting up to ``APEX_WARMUP_WAIT_S`` while it warms up (progress shown)."""
+    Raises:
+        gr.Error: the scorer is not ready in time, or bad audio (the core's message, without the
+            server's folders).
+    """
 
     def report(waited: float, line: str) -> None:
         if progress is not None:
             progress(0.0, desc=f"Waiting for the app to warm up ({waited:.0f} s): {line}")
 
-    return services.wait_for("scorer", services.settings.warmup_wait_s, report)
+    try:
+        scorer = services.wait_for("scorer", services.settings.warmup_wait_s, report)
+        return scorer, scorer.score(paths)
+    except NotReady as err:
+        raise gr.Error(str(err), title="Please wait", print_exception=False) from None
+    except AudioError as err:  # its message says what to do; any other error is a bug
+        message = str(err)
+        for path in paths:
+            message = message.replace(str(Path(path).parent) + os.sep, "")
+        raise gr.Error(message, title="Cannot score this file", print_exception=False) from None
+    finally:
+        leases = uploads.leases_of(services)
+        for path in paths:  # one release each: A and B may be one stored upload, sent twice
+            forget_upload(path, leases)
 
 
 def score_song(services: Services, audio_path: str | None, progress: Any = None) -> dict[str, Any]:
     """Score one song; return :meth:`ScoreResult.to_dict` (JSON-ready).
 
-    A call made while the scorer warms up waits for it (``APEX_WARMUP_WAIT_S``), reporting to
-    ``progress`` (a ``gr.Progress``) meanwhile.
-
     Raises:
-        gr.Error: no file, scorer not ready in time, or bad audio (the core's clear message).
+        gr.Error: no file, scorer not ready in time, or bad audio.
     """
     if not isinstance(audio_path, str) or not audio_path:
         raise gr.Error("Upload a song or record one first.", title="No song", print_exception=False)
-    try:
-        scorer = _wait_scorer(services, progress)
-        return scorer.score([audio_path])[0].to_dict()
-    except NotReady as err:
-        raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-    except AudioError as err:  # its message says what to do; any other error is a bug
-        raise _cannot_score(err, audio_path) from None
-    finally:
-        forget_upload(audio_path, uploads.leases_of(services))
+    return _scored(services, [audio_path], progress)[1][0].to_dict()
 
 
 def compare_songs(
@@ -91,20 +86,9 @@ def compare_songs(
         raise gr.Error(
             "Give two songs to compare (A and B).", title="Two songs needed", print_exception=False
         )
-    try:
-        scorer = _wait_scorer(services, progress)
-        result_a, result_b = scorer.score([path_a, path_b])
-        p_a = float(scorer.compare(result_a, result_b))
-        return {"a": result_a.to_dict(), "b": result_b.to_dict(), "p_prefer_a": p_a}
-    except NotReady as err:
-        raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-    except AudioError as err:
-        raise _cannot_score(err, path_a, path_b) from None
-    finally:
-        # One release per side: A and B may be one stored upload (same bytes), uploaded twice.
-        leases = uploads.leases_of(services)
-        forget_upload(path_a, leases)
-        forget_upload(path_b, leases)
+    scorer, (result_a, result_b) = _scored(services, [path_a, path_b], progress)
+    p_a = float(scorer.compare(result_a, result_b))
+    return {"a": result_a.to_dict(), "b": result_b.to_dict(), "p_prefer_a": p_a}
 
 
 def _fmt(name: str, value: float) -> str:
@@ -168,12 +152,8 @@ def ordinal(value: float) -> str:
 
 
 def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
-    """Write the result as a JSON file for download; return its path.
-
-    The file goes to gradio's cache folder, named by its content: it is served without a copy,
-    the same result is never written twice, and the app's ``delete_cache`` schedule removes it
-    when old (a file under the system temp folder would stay forever).
-    """
+    """Write the result as a JSON download into gradio's cache folder, named by its content (served
+    without a copy, written once, removed by the app's ``delete_cache``); return its path."""
     text = json.dumps(result, indent=2, sort_keys=True)
     path = uploads.upload_root() / f"apex-json-{sha256_text(text)[:32]}" / f"{stem}.json"
     if not path.exists():
@@ -186,15 +166,15 @@ def render_result(result: dict[str, Any] | None) -> tuple[Any, ...]:
     if not result:
         return (gr.update(visible=False), None, None, "", None, gr.update(visible=False))
     banner = banner_markdown(result)
-    source = Path(str(result.get("source") or "song")).stem or "song"
+    song = Path(str(result.get("source") or "song")).stem or "song"
     header = (
-        f"**{source}** · {result.get('duration_s', 0):.1f} s · model `{result.get('model_id')}` · "
+        f"**{song}** · {result.get('duration_s', 0):.1f} s · model `{result.get('model_id')}` · "
         f"encoder `{result.get('encoder_id')}`"
     )
     return (
         gr.update(value=banner, visible=bool(banner)),
         scores_table(result),
-        charts.radar({source: result["scores"]}),
+        charts.radar({song: result["scores"]}),
         f"{header}\n\n{engagement_markdown(result)}",
         charts.timeline(result.get("segments") or []),
         gr.update(value=save_json(result), visible=True),
@@ -237,45 +217,63 @@ def render_compare(pair: dict[str, Any] | None) -> tuple[Any, ...]:
 
 def build(services: Services) -> None:
     """Lay out the Score tab inside the current ``gr.Blocks`` and wire its events."""
-    limit = services.settings.score_concurrency
     gr.Markdown(
         "Upload a song (WAV, FLAC, OGG or MP3, up to "
         f"{services.settings.max_audio_s / 60:g} min) or record one. APEX predicts two engagement "
         f"scores (0-100) and five aesthetic scores ({', '.join(AESTHETICS)}; 1-5). "
         "Your upload is deleted from the server as soon as it is scored."
     )
+    limits = {"concurrency_limit": services.settings.score_concurrency, "concurrency_id": "score"}
     with gr.Tabs():
         with gr.Tab("One song"):
-            with gr.Row():
-                audio = gr.Audio(
-                    sources=["upload", "microphone"], type="filepath", label="Song", scale=2
-                )
-                with gr.Column(scale=1):
-                    go = gr.Button("Score", variant="primary", elem_id="score-button")
-                    download = gr.DownloadButton("Download JSON", visible=False)
-            banner = gr.Markdown(visible=False, elem_id="score-banner")
-            summary = gr.Markdown()
-            table = gr.Dataframe(label="The seven scores", interactive=False, wrap=True)
-            with gr.Row():
-                radar = gr.Plot(label="Aesthetics")
-                timeline = gr.Plot(label="Along the song")
-            with gr.Accordion("Raw result (JSON)", open=False):
-                result = gr.JSON(label="Result")
+            _one_song(services, limits)
         with gr.Tab("Compare two"):
-            with gr.Row():
-                audio_a = gr.Audio(sources=["upload", "microphone"], type="filepath", label="A")
-                audio_b = gr.Audio(sources=["upload", "microphone"], type="filepath", label="B")
-            go_compare = gr.Button("Compare", variant="primary")
-            c_banner = gr.Markdown(visible=False)
-            c_text = gr.Markdown()
-            with gr.Row():
-                c_table = gr.Dataframe(interactive=False, wrap=True, scale=3)
-                c_radar = gr.Plot(label="Aesthetics", scale=2)
-            c_result = gr.JSON(visible=False)
+            _compare_two(services, limits)
+
+
+def _audio(label: str, elem_id: str, **kwargs: Any) -> gr.Audio:
+    return gr.Audio(
+        sources=["upload", "microphone"], type="filepath", label=label, elem_id=elem_id, **kwargs
+    )
+
+
+def _one_song(services: Services, limits: dict[str, Any]) -> None:
+    with gr.Row():
+        audio = _audio("Song", "score-audio", scale=2)
+        with gr.Column(scale=1):
+            go = gr.Button("Score", variant="primary", elem_id="score-button")
+            download = gr.DownloadButton("Download JSON", visible=False)
+    banner = gr.Markdown(visible=False, elem_id="score-banner")
+    summary = gr.Markdown(elem_id="score-summary")
+    table = gr.Dataframe(label="Scores", interactive=False, wrap=True, elem_id="score-table")
+    with gr.Row():
+        radar = gr.Plot(label="Aesthetics", elem_id="score-radar")
+        timeline = gr.Plot(label="Along the song")
+    with gr.Accordion("Raw result (JSON)", open=False):
+        result = gr.JSON(label="Result")
 
     def _score(path: str | None, progress: gr.Progress = gr.Progress()) -> dict[str, Any]:
         progress(0.1, desc="Decoding and scoring")
         return score_song(services, path, progress)
+
+    go.click(_score, [audio], [result], api_name="score", **limits).success(
+        render_result,
+        [result],
+        [banner, table, radar, summary, timeline, download],
+        api_visibility="private",
+    )
+
+
+def _compare_two(services: Services, limits: dict[str, Any]) -> None:
+    with gr.Row():
+        audio_a, audio_b = (_audio(side, f"compare-{side.lower()}") for side in SIDES)
+    go = gr.Button("Compare", variant="primary", elem_id="compare-button")
+    banner = gr.Markdown(visible=False)
+    text = gr.Markdown(elem_id="compare-text")
+    with gr.Row():
+        table = gr.Dataframe(interactive=False, wrap=True, scale=3, elem_id="compare-table")
+        radar = gr.Plot(label="Aesthetics", scale=2, elem_id="compare-radar")
+    result = gr.JSON(visible=False)
 
     def _compare(
         a: str | None, b: str | None, progress: gr.Progress = gr.Progress()
@@ -283,21 +281,6 @@ def build(services: Services) -> None:
         progress(0.1, desc="Scoring both songs")
         return compare_songs(services, a, b, progress)
 
-    go.click(
-        _score, [audio], [result], api_name="score", concurrency_limit=limit, concurrency_id="score"
-    ).success(
-        render_result,
-        [result],
-        [banner, table, radar, summary, timeline, download],
-        api_visibility="private",
-    )
-    go_compare.click(
-        _compare,
-        [audio_a, audio_b],
-        [c_result],
-        api_name="compare",
-        concurrency_limit=limit,
-        concurrency_id="score",
-    ).success(
-        render_compare, [c_result], [c_banner, c_text, c_table, c_radar], api_visibility="private"
+    go.click(_compare, [audio_a, audio_b], [result], api_name="compare", **limits).success(
+        render_compare, [result], [banner, text, table, radar], api_visibility="private"
     )

@@ -1,27 +1,17 @@
-"""The composition root: builds the app's services from :class:`~apex.settings.Settings`.
+"""The composition root: the app's services, built from :class:`~apex.settings.Settings` on one
+background thread so the page comes up at once.
 
-The page must come up in a second even though the scorer takes longer (up to a minute for the
-offline demo model). So :class:`Services` builds the services on one background thread, in
-dependency order, and each tab asks for what it needs through :meth:`get`, which raises
-:class:`NotReady` with a sentence a visitor can read while a service is warming up or has failed,
-or through :meth:`wait_for`, which waits for it up to a limit (``APEX_WARMUP_WAIT_S``; API callers
-of ``/score`` and ``/new_battle`` wait instead of failing). The vote store comes first because it
-is quick and is all the Leaderboard and Data tabs need; the clip pool and the arena come next
-(clips checked from their headers, nothing scored), so battles start before the model has
-loaded; the scorer follows, and then ``scoring`` starts the pool's background scoring queue
-(battle clips first) and hands the scorer to the arena.
-
-Modules that builders need and other threads' type checks read
-(:data:`webui.startup.HEAVY_IMPORTS`) are imported before the build thread starts; a service
-whose start raises is retried with exponential backoff (its dependants with it), the About tab
-saying so meanwhile.
-
-Nothing here imports gradio, so handlers can be tested with plain Python.
+Tabs ask for a service with :meth:`Services.get` (raising :class:`NotReady` with a sentence for
+visitors) or :meth:`Services.wait_for` (waiting up to ``APEX_WARMUP_WAIT_S``). Build order: the
+vote store, the Hub sync, the clip pool and the arena (battles open before the model loads), the
+scorer, then ``scoring`` (the pool's scoring queue). A failed service is retried with backoff.
+Nothing here imports gradio.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import threading
 import time
@@ -30,9 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from apex.settings import Settings
-from webui.startup import import_heavy_modules, trim_heap
 
 log = logging.getLogger(__name__)
+
+#: Imported whole before any start-up thread runs: the demo corpus renders with scipy, whose
+#: array-API check reads ``sys.modules["torch"].Tensor`` (a half-imported torch failed the pool).
+HEAVY_IMPORTS: tuple[str, ...] = ("torch", "scipy.signal")
 
 #: Service name -> builder. A builder takes the settings and the services built so far.
 Builder = Callable[[Settings, Mapping[str, Any]], Any]
@@ -63,6 +56,25 @@ class ServiceStatus:
     state: str = "waiting"
     detail: str = ""
     seconds: float | None = None
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Loading MERT-95M frees ~0.4 GB of staging tensors below glibc's mmap threshold, which the
+    process would otherwise keep (benchmarks/cold_start.py).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        libc = None
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _build_store(settings: Settings, built: Mapping[str, Any]) -> Any:
@@ -159,13 +171,11 @@ class Services:
     """Holds the app's services and builds them in the background.
 
     Args:
-        settings: the app configuration.
-        builders: name -> builder, in build order (default :func:`default_builders`); tests pass a
-            subset to start only what they need.
-        optional: services whose failure is reported but does not count as the app failing
-            (Hub sync and refit are extras: voting and scoring work without them).
-        retry_s: seconds before the first retry of a service that failed to start; each later
-            retry waits twice as long, up to ``retry_max_s``.
+        builders: name -> builder, in build order (default :func:`default_builders`).
+        optional: services whose failure does not count as the app failing (voting and scoring
+            work without them).
+        retry_s: seconds before the first retry of a failed service, doubling up to
+            ``retry_max_s``.
     """
 
     def __init__(
@@ -191,11 +201,12 @@ class Services:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, background: bool = True) -> Services:
-        """Build every service, on a daemon thread when ``background`` (returning at once, once
-        the heavy modules are imported); failed ones are retried on a daemon thread either way."""
+        """Build every service (on a daemon thread when ``background``); failed ones are retried
+        on a daemon thread either way."""
         if self._thread is not None or self._done.is_set():
             return self
-        import_heavy_modules()
+        for module in HEAVY_IMPORTS:
+            importlib.import_module(module)
         if not background:
             self._build_all()
         target = self._retry_failed if not background else self._build_and_retry
@@ -212,12 +223,8 @@ class Services:
             )
 
     def close(self) -> None:
-        """Stop background workers (refit, then Hub sync, which pushes once more, then pool
-        scoring) and close the store last.
-
-        Every one is closed even when an earlier one raises; the first error is then raised (the
-        workers handle their expected failures themselves, so what arrives here is a bug).
-        """
+        """Stop the refit, the Hub sync (which pushes once more) and pool scoring, then close the
+        store; all of them even when one raises (a bug: workers handle expected failures)."""
         self._closing.set()  # no more retries
         with contextlib.ExitStack() as stack:  # runs its callbacks last-in first-out
             for name in ("store", "pool", "sync", "refit"):
@@ -245,8 +252,8 @@ class Services:
         self._retry_failed()
 
     def _retry_failed(self) -> None:
-        """Rebuild the services that failed, in build order, waiting ``retry_s`` and doubling
-        the wait after each round, until all are up or :meth:`close` is called."""
+        """Rebuild the failed services, in build order, with doubling waits, until all are up or
+        :meth:`close` is called."""
         delay, attempt = self._retry_s, 1
         while True:
             with self._lock:
@@ -274,10 +281,8 @@ class Services:
         start = time.perf_counter()
         try:
             service = builder(self.settings, dict(self._built))
-        except Exception as err:  # the start-up thread's boundary
-            # Whatever a builder raises (a missing file, the Hub, or a bug), the page stays up,
-            # the status line and About tab say what failed, the log has the traceback, and the
-            # services that do not depend on it still start.
+        except Exception as err:  # the start-up thread's boundary: the page stays up, says
+            # what failed (status line, About tab), and independent services still start
             log.exception("starting the %s failed", LABELS.get(name, name))
             self._set(name, ServiceStatus("failed", f"{type(err).__name__}: {err}"))
             return
@@ -314,11 +319,8 @@ class Services:
         timeout: float,
         on_wait: Callable[[float, str], None] | None = None,
     ) -> Any:
-        """Service ``name``, waiting up to ``timeout`` seconds while it warms up.
-
-        Args:
-            on_wait: called about once a second while waiting with (seconds waited so far, the
-                warm-up line of :meth:`status_line`), e.g. to report progress to an API caller.
+        """Service ``name``, waiting up to ``timeout`` seconds while it warms up; ``on_wait``
+        gets (seconds waited, :meth:`status_line`) about once a second.
 
         Raises:
             NotReady: it failed, is not part of the app, or is still not ready at ``timeout``.

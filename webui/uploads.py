@@ -1,19 +1,11 @@
-"""Uploads owned per request: a file is deleted after scoring only when no other request holds it.
+"""Uploads deleted after scoring only when no other request holds them.
 
-Gradio stores an upload under a folder named by a hash of its bytes, so two visitors who upload
-the same song at once, or one compare with the same file as A and B, get the same path. Deleting
-it after the first request's scoring would take the file from under the second one (which may
-still be waiting in the queue). So every upload is counted as it is made, by a small ASGI
-middleware around gradio's ``/upload`` route (its response is the JSON list of stored paths), and
-a handler that is done with a file *releases* it: the file goes when the last holder lets go.
-
-Counting at the response alone left a window: gradio writes the file (same path) before it
-answers, so a release in between deleted the second visitor's upload before it was counted. So
-the middleware also marks each upload *in flight* from its first byte until its response is sent;
-a release that drops a count to zero while any upload is in flight defers the deletion until none
-is (and the count is still zero). Deleting and starting an upload share one lock, so gradio never
-writes into a folder while it is being removed. Uploads never scored are removed by the app's
-``delete_cache`` schedule like any cached file.
+Gradio stores identical uploads at one path (a folder named by a hash of the bytes), so two
+visitors sending one song at once, or one compare with A = B, share a file. An ASGI middleware
+around gradio's ``/upload`` route counts each stored path it answers with (a JSON list); a
+handler done with a file releases it, and the last release deletes it. Gradio writes the file
+before answering, so a release that reaches zero while an upload is in flight is deferred until
+none is. tests/webui/test_uploads.py checks both gradio behaviours this relies on.
 """
 
 from __future__ import annotations
@@ -41,12 +33,8 @@ def upload_root() -> Path:
 
 
 class UploadLeases:
-    """How many uploads (not yet released) stand behind each stored upload path, and how many
-    uploads are in flight; deletes a released file once nobody holds it and none is in flight.
-
-    Args:
-        root: the only folder files are ever deleted from (default: gradio's upload folder).
-    """
+    """Unreleased uploads per stored path and uploads in flight; files are deleted only under
+    ``root`` (default: gradio's upload folder)."""
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or upload_root()).resolve()
@@ -61,13 +49,13 @@ class UploadLeases:
             return self._counts.get(os.path.abspath(path), 0)
 
     def upload_started(self) -> None:
-        """An upload request began: deletions wait until it has been counted (or failed)."""
+        """An upload request began: deletions wait until it is counted (or failed)."""
         with self._lock:
             self._in_flight += 1
 
     def upload_finished(self, paths: Iterable[str]) -> None:
-        """An upload request ended; count one upload for each of ``paths`` (absolute paths
-        gradio stored; none when it failed), then delete deferred files nobody holds."""
+        """An upload request ended: count ``paths`` (none when it failed), then delete deferred
+        files nobody holds."""
         with self._lock:
             for path in paths:
                 key = os.path.abspath(path)
@@ -81,8 +69,8 @@ class UploadLeases:
                 self._deferred.clear()
 
     def release(self, path: str) -> None:
-        """Let go of one upload of ``path``; delete it when nobody holds it any more and no
-        upload is in flight (else once none is). Files outside :attr:`root` are never deleted."""
+        """Let go of one upload of ``path``; the last release deletes it (once no upload is in
+        flight). Files outside :attr:`root` are never deleted."""
         if self.root not in Path(path).resolve().parents:
             return
         key = os.path.abspath(path)
@@ -99,12 +87,7 @@ class UploadLeases:
 
 
 class CountUploads:
-    """ASGI middleware: counts the paths each successful ``POST .../upload`` returns.
-
-    Args:
-        app: the ASGI app (gradio's FastAPI app).
-        leases: where the counts go.
-    """
+    """ASGI middleware counting into ``leases`` the paths each ``POST .../upload`` returns."""
 
     def __init__(self, app: ASGIApp, leases: UploadLeases) -> None:
         self.app, self.leases = app, leases

@@ -2,7 +2,8 @@
 
 It scores a generated song, plays both arena clips until the server unlocks voting, votes, checks
 the reveal, and opens every tab, saving a full-page screenshot of each under
-``test-output/screenshots/`` (gitignored): they are what a visitor sees.
+``test-output/screenshots/`` (gitignored): they are what a visitor sees. Then a second app serves
+a popularity-only reference checkpoint (streams and likes), through the Score and Compare tabs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from apex.scorer import DEMO_NOTICE
+from apex.tasks import AESTHETICS
+from tests.webui.conftest import WARMUP_TIMEOUT_S, free_port, write_song
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
@@ -39,18 +42,27 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def page(live_app):
+def browser():
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(live_app.url)
-        page.wait_for_selector("#score-button")
-        yield page
+        yield browser
         browser.close()
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.wait_for_selector("#score-button")
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, live_app):
+    return _open(browser, live_app.url)
 
 
 def _tab(page, name: str) -> None:
@@ -130,3 +142,101 @@ def test_about_tab_shows_the_model_card(page) -> None:
     page.locator("#model-card").get_by_text("Serving model").wait_for()
     page.get_by_text("2605.03395").first.wait_for()
     page.screenshot(path=str(SHOTS / "5-about.png"), full_page=True)
+
+
+def _wide_tiny_mert(folder: Path) -> Path:
+    """A random MERT-style encoder loaded like the real one (config, preprocessor, weights): 13
+    hidden states 768 wide, as the reference ``.pt`` layout needs, but tiny convolutions and
+    feed-forwards."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from apex.encoders.hubert import (
+        build_hubert,
+        config_json,
+        legacy_state_dict,
+        mert_95m_config,
+        write_preprocessor_config,
+    )
+
+    config = mert_95m_config(intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16)
+    folder.mkdir(parents=True)
+    save_file(legacy_state_dict(build_hubert(config, seed=0)), str(folder / "model.safetensors"))
+    # Named as the checkpoint's encoder, so the scorer raises no mismatch warning.
+    raw = {**config_json(config), "_name_or_path": "m-a-p/MERT-v1-95M"}
+    (folder / "config.json").write_text(json.dumps(raw, default=list))
+    write_preprocessor_config(folder)
+    return folder
+
+
+def _popularity_checkpoint(path: Path) -> Path:
+    """A reference-layout ``best_model.pt`` trained for ``task: popularity`` (random weights)."""
+    import torch
+
+    from apex.heads import ReferenceHeads
+
+    heads = ReferenceHeads(task="popularity")
+    torch.save({"model_state": heads.state_dict(), "task": "popularity", "shared": 2}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def popularity_page(browser, tmp_path_factory):
+    """The production app (store and scorer) serving a popularity-only ``.pt`` on MERT."""
+    from apex.settings import Settings
+    from webui import build_ui, launch_kwargs
+    from webui.services import Services, default_builders
+
+    folder = tmp_path_factory.mktemp("popularity")
+    settings = Settings.from_env(
+        {},
+        data_dir=folder / "data",
+        model=str(_popularity_checkpoint(folder / "best_model.pt")),
+        encoder=str(_wide_tiny_mert(folder / "mert")),
+        port=free_port(),
+        refit_hours=0.0,
+    )
+    builders = {k: v for k, v in default_builders().items() if k in ("store", "scorer")}
+    services = Services(settings, builders).start()
+    demo = build_ui(services)
+    demo.launch(**{**launch_kwargs(services), "prevent_thread_lock": True, "quiet": True})
+    try:
+        assert services.wait(WARMUP_TIMEOUT_S), services.status()
+        yield _open(browser, f"http://127.0.0.1:{settings.port}/")
+    finally:
+        demo.close()
+        services.close()
+
+
+#: A 30 s MERT segment 768 wide on a shared CPU: tens of seconds per song.
+SCORING_MS = 600_000
+
+
+def _shows_only_popularity(page, *selectors: str) -> None:
+    for selector in selectors:
+        text = page.locator(selector).inner_text()
+        assert "Streams" in text and "Likes" in text, (selector, text)
+        assert not any(dim.lower() in text.lower() for dim in AESTHETICS), (selector, text)
+    assert page.locator(".toast-body.error").count() == 0
+
+
+def test_a_popularity_only_model_through_score_and_compare(popularity_page, song: Path) -> None:
+    page = popularity_page
+    page.locator("#score-audio input[type=file]").set_input_files(str(song))
+    page.locator("#score-button").click()
+    page.locator("#score-summary").get_by_text("Streams:").wait_for(timeout=SCORING_MS)
+    page.locator("#score-radar").get_by_text("predicts no aesthetic scores").wait_for()
+    _shows_only_popularity(page, "#score-table", "#score-summary")
+    page.screenshot(path=str(SHOTS / "6-popularity-score.png"), full_page=True)
+
+    _tab(page, "Compare two")
+    other = write_song(song.with_name("other.wav"), seed=1)
+    page.locator("#compare-a input[type=file]").set_input_files(str(song))
+    page.locator("#compare-b input[type=file]").set_input_files(str(other))
+    page.locator("#compare-button").click()
+    page.locator("#compare-text").get_by_text("P(prefer A)").wait_for(timeout=SCORING_MS)
+    page.locator("#compare-table").get_by_text("Likes").wait_for()
+    page.locator("#compare-radar").get_by_text("predicts no aesthetic scores").wait_for()
+    _shows_only_popularity(page, "#compare-table")
+    page.screenshot(path=str(SHOTS / "7-popularity-compare.png"), full_page=True)

@@ -9,6 +9,7 @@ import pytest
 
 from tests.webui.conftest import files_under
 from webui import data
+from webui.uploads import upload_root
 
 
 def test_data_export_round_trips(store_services) -> None:
@@ -52,7 +53,7 @@ def test_a_failed_export_leaves_no_staging_folder(store_services, tmp_path, monk
     monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)  # after the Parquet is written
     with pytest.raises(OSError, match="disk full"):
         data.export_files(store_services)
-    assert not list(data.export_folder().iterdir())  # no staging folder, no half export
+    assert not list(upload_root().iterdir())  # no staging folder, no half export
     monkeypatch.undo()
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     parquet, csv, rows = data.export_files(store_services)  # the next export works

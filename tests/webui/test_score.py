@@ -69,7 +69,8 @@ def test_render_result_gives_figures_and_a_json_file() -> None:
 
 
 def test_score_without_file_or_scorer_says_what_to_do(settings) -> None:
-    services = Services(settings, builders={"scorer": lambda s, b: None})
+    # Never started: the scorer stays warming up, and the handler waits APEX_WARMUP_WAIT_S.
+    services = Services(settings.replace(warmup_wait_s=0.2), builders={"scorer": lambda s, b: None})
     with pytest.raises(gr.Error, match="Upload a song"):
         score.score_song(services, None)
     with pytest.raises(gr.Error, match="warming up"):
