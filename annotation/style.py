@@ -41,7 +41,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from annotation.ratings import INIT_RATING, POINTS_PER_NAT, a_win_share, armijo_step
+from scipy.special import expit
+
+from annotation.ratings import INIT_RATING, POINTS_PER_NAT, a_win_share, l2_precision
+from apex.logistic import gram, hessian, solve
 
 COVARIATES: tuple[str, ...] = ("duration", "loudness", "vocals", "position")
 #: What one unit of each raw covariate is, for the effects table.
@@ -51,10 +54,6 @@ UNITS = {
     "vocals": "vocals vs instrumental",
     "position": "clip A (first) rather than B",
 }
-_MAX_ITER = 100
-_STEP_TOL = 1e-10
-#: Bootstrap rounds stop sooner: 1e-6 nats is 0.0002 points, far below any interval's width.
-_BOOT_TOL = 1e-6
 _CELLS_PER_CHUNK = 8_000_000
 
 
@@ -209,88 +208,35 @@ def _effects_table(beta, bounds, kept, sd, k) -> pd.DataFrame:
             "sd": scale,
             "per_unit": POINTS_PER_NAT * beta / scale if len(kept) else [],
             "unit": [UNITS[c] for c in kept],
-            "win_rate_per_sd": 1.0 / (1.0 + np.exp(-beta)),
+            "win_rate_per_sd": expit(beta),
         },
         index=pd.Index(kept, name="covariate", dtype=object),
     )
 
 
-def _objective(phi, design_t, y, w, l2_weight):
-    d = phi @ design_t  # [B, N]
-    # y log(1 + e^-d) + (1 - y) log(1 + e^d) = log(1 + e^d) - y d: one transcendental, not two.
-    nll = (w * (np.logaddexp(0.0, d) - y * d)).sum(axis=1)
-    return nll + 0.5 * l2_weight * (phi * phi).sum(axis=1)
-
-
-def _solve(
-    design: np.ndarray,
-    y: np.ndarray,
-    w: np.ndarray,
-    k: int,
-    l2: float | None,
-    start: np.ndarray | None = None,
-    tol: float = _STEP_TOL,
-) -> np.ndarray:
-    """Batched damped Newton on per-vote rows.
-
-    Args:
-        design: ``[N, K + C]`` (+1/-1 system indicators, then standardised covariates).
-        y: ``[N]`` score of A (1, 0.5, 0). w: ``[B, N]`` row weights (bootstrap counts).
-        k: number of systems K.
-        start: ``[K + C]`` starting point (bootstrap rounds start at the full-data optimum,
-            a few Newton steps away); default zeros.
-        tol: stop when no round's step exceeds this, nats.
-
-    Returns:
-        ``[B, K + C]``: strengths (mean zero) then covariate effects, nats.
-    """
-    rounds, dim = w.shape[0], design.shape[1]
-    l2_weight = 0.0 if l2 is None else 1.0 / float(l2)
-    fix = np.eye(dim) * (l2_weight + 1e-9)
-    if l2 is None:
-        fix[:k, :k] += 1.0 / k  # the flat direction (1,..,1,0,..,0), as in ratings._solve
-    phi = np.zeros((rounds, dim)) if start is None else np.tile(start, (rounds, 1))
-    design_t = np.ascontiguousarray(design.T)  # [D, N], for the products below
-    f = _objective(phi, design_t, y, w, l2_weight)
-    for _ in range(_MAX_ITER):
-        p = 1.0 / (1.0 + np.exp(-(phi @ design_t)))
-        grad = (w * (p - y)) @ design + l2_weight * phi
-        # [B, D, N] @ [N, D]: one BLAS product per round instead of an einsum loop.
-        hess = (design_t[None] * (w * p * (1.0 - p))[:, None, :]) @ design + fix
-        step = -np.linalg.solve(hess, grad[..., None])[..., 0]
-        t, f = armijo_step(lambda x: _objective(x, design_t, y, w, l2_weight), phi, step, grad, f)
-        phi = phi + t[:, None] * step
-        if np.max(np.abs(t[:, None] * step), initial=0.0) < tol:
-            break
-    phi[:, :k] -= phi[:, :k].mean(axis=1, keepdims=True)
-    return phi
+def _solve(design, y, w, k, l2, start=None, tol=1e-10) -> np.ndarray:
+    """``[B, K + C]`` strengths (mean zero when unpenalised) then effects, nats: ``design``
+    ``[N, K + C]``, ``y`` ``[N]`` score of A, ``w`` ``[B, N]`` row weights (bootstrap counts)."""
+    precision = l2_precision(l2)
+    return solve(design, w, w * y, precision=precision, flat=k, start=start, tol=tol)
 
 
 def _sandwich_bounds(design, y, k, l2, theta: np.ndarray) -> np.ndarray:
-    """``[2, K + C]`` 95% bounds (nats) from the sandwich covariance at the optimum ``theta``.
-
-    The strengths are reported centred (mean zero), so their covariance is ``C S C^T`` with
-    ``C`` the centring matrix on the first ``K`` coordinates; without a ridge the flat direction
-    is fixed as in :func:`_solve`.
-    """
-    dim = design.shape[1]
-    p = 1.0 / (1.0 + np.exp(-(design @ theta)))
-    bread = (design.T * (p * (1.0 - p))) @ design
-    bread += np.eye(dim) * ((0.0 if l2 is None else 1.0 / float(l2)) + 1e-9)
-    if l2 is None:
-        bread[:k, :k] += 1.0 / k
-    residual = p - y
-    meat = (design.T * (residual * residual)) @ design
-    inverse = np.linalg.inv(bread)
-    centre = np.eye(dim)
+    """``[2, K + C]`` 95% bounds (nats) from the sandwich covariance at the optimum ``theta``,
+    of the strengths centred (``C S C^T``, ``C`` centring the first ``K`` coordinates)."""
+    p = expit(design @ theta)
+    bread = hessian(design, (p * (1.0 - p))[None], l2_precision(l2), k)[0]
+    meat = gram(design, ((p - y) ** 2)[None])[0]
+    centre = np.eye(design.shape[1])
     centre[:k, :k] -= 1.0 / k
-    half = centre @ inverse
+    half = centre @ np.linalg.inv(bread)
     se = np.sqrt(np.clip(np.diag(half @ meat @ half.T), 0.0, None))
     return np.stack([theta - 1.959964 * se, theta + 1.959964 * se])
 
 
 def _bootstrap(design, y, k, l2, rounds: int, seed: int, optimum: np.ndarray) -> np.ndarray:
-    """``[rounds, K + C]`` fits on multinomial resamples of the vote rows."""
+    """``[rounds, K + C]`` fits on multinomial resamples of the vote rows, each started at the
+    full-data optimum and stopped at 1e-6 nats (0.0002 points, far below an interval's width)."""
     rng = np.random.default_rng(seed)
     n = len(y)
     chunk = max(1, _CELLS_PER_CHUNK // max(1, n * design.shape[1] ** 2))
@@ -298,5 +244,5 @@ def _bootstrap(design, y, k, l2, rounds: int, seed: int, optimum: np.ndarray) ->
     for first in range(0, rounds, chunk):
         size = min(chunk, rounds - first)
         w = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
-        out.append(_solve(design, y, w, k, l2, optimum, _BOOT_TOL))
+        out.append(_solve(design, y, w, k, l2, optimum, 1e-6))
     return np.concatenate(out, axis=0)

@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from scipy.special import expit
+
+from apex.logistic import solve
 
 #: Central interval reported everywhere (95 %).
 LEVEL = 0.95
@@ -147,30 +150,15 @@ def logistic_oof_proba(
         for start in range(0, len(labels), chunk):
             ytr = labels[start : start + chunk, ~test]
             theta = _newton_logistic(xtr, ytr, c)
-            out[start : start + chunk, test] = _sigmoid(theta @ xte.T)
+            out[start : start + chunk, test] = expit(theta @ xte.T)
     return out
 
 
-def _newton_logistic(x: np.ndarray, y: np.ndarray, c: float, iters: int = 50) -> np.ndarray:
+def _newton_logistic(x: np.ndarray, y: np.ndarray, c: float) -> np.ndarray:
     """``[B, F+1]`` minimisers; design ``x`` ``[n, F+1]`` (last column 1), labels ``[B, n]``."""
-    b, (n, f) = len(y), x.shape
+    n, f = x.shape
     pos = y.sum(axis=1, keepdims=True)
     weight = c * np.where(y == 1, n / (2 * pos), n / (2 * (n - pos)))  # balanced class weights
     penalty = np.ones(f)
-    penalty[-1] = 0.0
-    theta = np.zeros((b, f))
-    outer = (x[:, :, None] * x[:, None, :]).reshape(n, f * f)  # one GEMM gives all B Hessians
-    for _ in range(iters):
-        p = _sigmoid(theta @ x.T)
-        grad = ((p - y) * weight) @ x + theta * penalty
-        hess = ((weight * p * (1 - p)) @ outer).reshape(b, f, f)
-        hess += np.diag(penalty + 1e-10)
-        step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
-        theta -= step
-        if np.abs(step).max() < 1e-9:
-            break
-    return theta
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+    penalty[-1] = 0.0  # the intercept is not penalised
+    return solve(x, weight, weight * y, precision=penalty)
