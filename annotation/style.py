@@ -40,7 +40,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from scipy.special import expit
 
 from annotation.ratings import INIT_RATING, POINTS_PER_NAT, a_win_share, l2_precision

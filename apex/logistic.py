@@ -63,7 +63,7 @@ def hessian(x, w, precision: np.ndarray | float = 0.0, flat: int = 0) -> np.ndar
 
 
 def objective(x, n, s, theta, precision=0.0, centre=0.0) -> np.ndarray:
-    """``[B]`` penalised negative log-likelihood at ``theta`` ``[B, D]`` (shapes as :func:`solve`)."""
+    """``[B]`` penalised negative log-likelihood at ``theta`` ``[B, D]`` (as in :func:`solve`)."""
     d = _logits(x, theta)
     penalty = 0.5 * (precision * (theta - centre) ** 2).sum(axis=1)
     return (n * np.logaddexp(0.0, d) - s * d).sum(axis=1) + penalty
