@@ -116,11 +116,18 @@ def agreement(margin: np.ndarray, y: np.ndarray) -> dict[str, Any]:
             "p": 1.0,
             "sign": "unclear",
         }
-    test = stats.binomtest(agree, n, 0.5)
-    ci = test.proportion_ci(LEVEL, method="wilson")
-    low, high = float(ci.low), float(ci.high)
+    low, high = wilson_interval(agree, n)
     sign = "agrees" if low > 0.5 else "inverted" if high < 0.5 else "unclear"
-    return out | {"accuracy": agree / n, "ci": [low, high], "p": float(test.pvalue), "sign": sign}
+    p = float(stats.binomtest(agree, n, 0.5).pvalue)
+    return out | {"accuracy": agree / n, "ci": [low, high], "p": p, "sign": sign}
+
+
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """Wilson score interval at :data:`LEVEL` of a binomial proportion; ``(0, 1)`` when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    ci = stats.binomtest(successes, n).proportion_ci(LEVEL, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def logistic_oof_proba(
