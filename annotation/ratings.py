@@ -145,6 +145,16 @@ def _drop_below(table: _PairTable, min_votes: int) -> _PairTable:
         )
 
 
+def check_fit_options(l2, bootstrap_rounds: int, interval: str, intervals: tuple) -> None:
+    """Refuse a non-positive ``l2``, negative ``bootstrap_rounds`` or an unknown ``interval``."""
+    if l2 is not None and not l2 > 0:
+        raise ValueError(f"l2 is scikit-learn's C and must be positive (or None), got {l2!r}")
+    if bootstrap_rounds < 0:
+        raise ValueError(f"bootstrap_rounds must be >= 0, got {bootstrap_rounds}")
+    if interval not in intervals:
+        raise ValueError(f"interval must be one of {', '.join(intervals)}, got {interval!r}")
+
+
 def l2_precision(l2: float | None) -> float:
     """Prior precision of scikit-learn's ``C`` (ridge ``||w||^2 / (2C)``); 0 for None."""
     return 0.0 if l2 is None else 1.0 / float(l2)
@@ -210,12 +220,7 @@ def fit_bradley_terry(
         (points), ``ci_low``/``ci_high`` (95% interval, points) and
         ``votes`` (rated battles of the system used in the fit).
     """
-    if l2 is not None and not l2 > 0:
-        raise ValueError(f"l2 is scikit-learn's C and must be positive (or None), got {l2!r}")
-    if bootstrap_rounds < 0:
-        raise ValueError(f"bootstrap_rounds must be >= 0, got {bootstrap_rounds}")
-    if interval not in ("bootstrap", "sandwich", "posterior"):
-        raise ValueError(f"interval must be bootstrap, sandwich or posterior, got {interval!r}")
+    check_fit_options(l2, bootstrap_rounds, interval, ("bootstrap", "sandwich", "posterior"))
     # A system seen only in BOTH_BAD battles has no rating at all: it is left out.
     table = _drop_below(_aggregate(battles), max(min_votes, 1))
     k = len(table.systems)

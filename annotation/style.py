@@ -1,36 +1,12 @@
-"""Style-controlled Bradley-Terry: system strengths with covariates that are not the music.
+"""Style-controlled Bradley-Terry: system strengths at equal style (LMArena's style control).
 
-In an A/B test the louder clip, the longer one or the one with vocals can win for reasons that are
-not the quality of the system that made it. LMArena's style control puts such confounds into the
-Bradley-Terry fit as covariates beside the model strengths (Chiang et al., "Does style matter?",
-LMSYS blog 2024-08): the probability that A beats B is
-
-    P(A > B) = sigmoid(theta[sys_a] - theta[sys_b] + sum_c beta_c * z_c),
-
-where ``z_c`` is the standardised A-minus-B difference of feature ``c``. The systems' ratings are
-then their strengths *at equal style*, and ``beta`` says how much each confound moves a vote.
-
-Covariates (:data:`COVARIATES`), from the vote's own columns:
-
-- ``duration``: ``(d_a - d_b) / (d_a + d_b)``, LMArena's normalised length difference;
-- ``loudness``: ``loudness_a - loudness_b``, LU (the clips' loudness as generated; votes cast with
-  loudness matching on heard them at equal loudness, so there this effect should vanish);
-- ``vocals``: ``vocal_a - vocal_b`` in {-1, 0, 1} (1: A has vocals and B is instrumental);
-- ``position``: 1 on every vote, so its effect is the log-odds that clip A (shown and played
-  first) wins at equal strength and style: clip order as an effect to measure (in Music Arena's
-  released battles B wins about 55% of the decisive votes, by the count issue 26 quotes).
-
-Each difference is divided by its standard deviation over the rated votes (not centred: a
-difference is antisymmetric in A and B, and centring would add a side bias); ``position`` is
-not scaled (its unit is "A rather than B"). Votes missing any covariate are left out and
-counted. A difference that never varies cannot be estimated and is dropped.
-
-Numerics follow :mod:`annotation.ratings`: the same likelihood (a tie counts half a win each way,
-BOTH_BAD is left out), the same two conventions (``l2=None``: plain maximum likelihood; ``l2=C``:
-scikit-learn's ridge, here on every coefficient), batched damped Newton, Elo-scale points and
-row-resampling bootstrap or closed-form sandwich intervals (the board uses the sandwich: LMArena's
-default since 2025, and one pass over the votes). With no covariates the fit is exactly
-:func:`annotation.ratings.fit_bradley_terry`'s (same optimum; the test checks it).
+``P(A > B) = sigmoid(theta[sys_a] - theta[sys_b] + sum_c beta_c z_c)``, ``z_c`` the A-minus-B
+difference of covariate ``c`` (:data:`COVARIATES`: ``duration`` ``(d_a - d_b) / (d_a + d_b)``,
+``loudness`` in LU, ``vocals`` in {-1, 0, 1}, ``position`` 1 on every vote: the log-odds that clip
+A, played first, wins at equal strength) divided by its SD over the rated votes (not centred: a
+difference is antisymmetric; ``position`` is not scaled). Votes missing a covariate are left out
+and counted; a covariate that never varies is dropped. Likelihood, conventions (``l2``) and scale
+as :mod:`annotation.ratings`, on per-vote rows; with no covariates it is the plain fit.
 """
 
 from __future__ import annotations
@@ -42,7 +18,15 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from annotation.ratings import INIT_RATING, POINTS_PER_NAT, a_win_share, l2_precision
+from annotation.ratings import (
+    INIT_RATING,
+    POINTS_PER_NAT,
+    _aggregate,
+    _drop_below,
+    a_win_share,
+    check_fit_options,
+    l2_precision,
+)
 from apex.logistic import gram, hessian, solve
 
 COVARIATES: tuple[str, ...] = ("duration", "loudness", "vocals", "position")
@@ -53,7 +37,7 @@ UNITS = {
     "vocals": "vocals vs instrumental",
     "position": "clip A (first) rather than B",
 }
-_CELLS_PER_CHUNK = 8_000_000
+_CELLS_PER_CHUNK = 8_000_000  # bounds bootstrap memory: rounds x rows x dim^2 per chunk
 
 
 @dataclass(frozen=True)
@@ -88,7 +72,7 @@ def style_features(votes: pd.DataFrame, covariates: Sequence[str] = COVARIATES) 
     def col(name: str) -> pd.Series:
         if name not in votes.columns:
             return pd.Series(np.nan, index=votes.index)
-        return votes[name].map(lambda v: np.nan if v is None or v != v else float(v))
+        return votes[name].astype("float64")  # None (unknown) becomes NaN
 
     if "duration" in covariates:
         da, db = col("duration_a"), col("duration_b")
@@ -104,21 +88,10 @@ def style_features(votes: pd.DataFrame, covariates: Sequence[str] = COVARIATES) 
 
 
 def _rated(votes: pd.DataFrame, min_votes: int) -> pd.DataFrame:
-    """A/B/TIE votes, systems under ``min_votes`` dropped repeatedly (as the plain board does)."""
-    for name in ("system_a", "system_b", "preference"):
-        if name not in votes.columns:
-            raise ValueError(f"the votes table lacks column {name!r}")
+    """The A/B/TIE votes among the systems the plain board keeps at ``min_votes``."""
+    kept = _drop_below(_aggregate(votes), max(min_votes, 1)).systems
     rated = votes[~np.isnan(a_win_share(votes["preference"]))]
-    if (rated["system_a"] == rated["system_b"]).any():
-        raise ValueError("some battles pit a system against itself; remove them")
-    while len(rated):
-        counts = pd.concat([rated["system_a"], rated["system_b"]]).value_counts()
-        keep = set(counts.index[counts >= max(min_votes, 1)])
-        mask = rated["system_a"].isin(keep) & rated["system_b"].isin(keep)
-        if mask.all():
-            break
-        rated = rated[mask]
-    return rated
+    return rated[rated["system_a"].isin(kept) & rated["system_b"].isin(kept)]
 
 
 def fit_style_controlled(
@@ -141,17 +114,10 @@ def fit_style_controlled(
         bootstrap_rounds: row-resampling bootstrap rounds for the 95% intervals (0: none).
         seed, min_votes: as in :func:`annotation.ratings.fit_bradley_terry`.
         interval: ``"bootstrap"`` (percentiles of ``bootstrap_rounds`` row resamples) or
-            ``"sandwich"`` (closed form: ``H^-1 M H^-1`` at the optimum, with ``H`` the
-            penalised Hessian and ``M`` the summed outer products of the per-vote scores; one
-            pass over the votes instead of one fit per resample, so a 100,000-vote board takes
-            well under a second where 200 resamples take tens of seconds).
+            ``"sandwich"`` (``H^-1 M H^-1`` at the optimum: one pass over the votes, where 200
+            resamples of a 100,000-vote board take tens of seconds).
     """
-    if interval not in ("bootstrap", "sandwich"):
-        raise ValueError(f"interval must be 'bootstrap' or 'sandwich', got {interval!r}")
-    if l2 is not None and not l2 > 0:
-        raise ValueError(f"l2 is scikit-learn's C and must be positive (or None), got {l2!r}")
-    if bootstrap_rounds < 0:
-        raise ValueError(f"bootstrap_rounds must be >= 0, got {bootstrap_rounds}")
+    check_fit_options(l2, bootstrap_rounds, interval, ("bootstrap", "sandwich"))
     rated = _rated(votes, min_votes)
     raw = style_features(rated, covariates)
     complete = raw.notna().all(axis=1).to_numpy()
@@ -168,7 +134,9 @@ def fit_style_controlled(
     design[np.arange(n), a] = 1.0
     design[np.arange(n), b] = -1.0
     design[:, k:] = z
-    theta = _solve(design, y, np.ones((1, n)), k, l2)[0] if n else np.zeros(k + len(kept))
+    theta = np.zeros(k + len(kept))
+    if n:
+        theta = solve(design, np.ones((1, n)), y[None], precision=l2_precision(l2), flat=k)[0]
     bounds = None  # [2, K + C]: 95% low and high, nats
     if interval == "sandwich" and n:
         bounds = _sandwich_bounds(design, y, k, l2, theta)
@@ -213,13 +181,6 @@ def _effects_table(beta, bounds, kept, sd, k) -> pd.DataFrame:
     )
 
 
-def _solve(design, y, w, k, l2, start=None, tol=1e-10) -> np.ndarray:
-    """``[B, K + C]`` strengths (mean zero when unpenalised) then effects, nats: ``design``
-    ``[N, K + C]``, ``y`` ``[N]`` score of A, ``w`` ``[B, N]`` row weights (bootstrap counts)."""
-    precision = l2_precision(l2)
-    return solve(design, w, w * y, precision=precision, flat=k, start=start, tol=tol)
-
-
 def _sandwich_bounds(design, y, k, l2, theta: np.ndarray) -> np.ndarray:
     """``[2, K + C]`` 95% bounds (nats) from the sandwich covariance at the optimum ``theta``,
     of the strengths centred (``C S C^T``, ``C`` centring the first ``K`` coordinates)."""
@@ -243,5 +204,6 @@ def _bootstrap(design, y, k, l2, rounds: int, seed: int, optimum: np.ndarray) ->
     for first in range(0, rounds, chunk):
         size = min(chunk, rounds - first)
         w = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
-        out.append(_solve(design, y, w, k, l2, optimum, 1e-6))
+        fit = solve(design, w, w * y, precision=l2_precision(l2), flat=k, start=optimum, tol=1e-6)
+        out.append(fit)
     return np.concatenate(out, axis=0)

@@ -43,6 +43,7 @@ import argparse
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,9 +53,54 @@ from annotation.informed import fit_informed
 from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
 from annotation.sampler import PairSampler, pair_key
 
+DEMO_RHO_CACHE = Path("var/bench/informed_demo_rho.json")
+
 PRIORS = ("informative", "uninformative", "wrong")
 SYSTEMS, PROMPTS, SPREAD = 12, 4, 0.8
 TIE, BOTH_BAD, REFRESH = 0.4, 0.05, 50
+
+
+def demo_rho(cache: Path = DEMO_RHO_CACHE) -> dict[str, float]:
+    """How informative the demo model is: the Pearson correlation over the demo systems between
+    the system strengths :func:`annotation.informed.apex_strengths` derives from the demo model's
+    ``apex_p_a`` (the scorer's ``compare`` on the demo pool's clips, fallback encoder) and the
+    true ones (the same Bradley-Terry fit of the demo listeners' expected win shares,
+    :func:`apex.demo.votes.outcome_probabilities` on the clips' latent quality). Both over every
+    same-prompt pair of clips of different systems. Builds the demo corpus and model on first use
+    (a few minutes on CPU) under ``var/``; cached in ``cache``.
+    """
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    from annotation.informed import apex_strengths
+    from apex.demo import ensure_demo_corpus, load_metadata
+    from apex.demo.votes import outcome_probabilities
+    from apex.loader import load_scorer
+    from apex.settings import Settings
+
+    settings = Settings.from_env()
+    corpus = Path(ensure_demo_corpus(settings))
+    meta = load_metadata(corpus)
+    scorer = load_scorer("demo", encoder="fallback", device="cpu", settings=settings)
+    results = scorer.score([str(corpus / name) for name in meta["file_name"]])
+    meta["apex"] = [r.preference for r in results]
+    pairs = meta.merge(meta, on="prompt", suffixes=("_a", "_b"))
+    pairs = pairs[pairs["system_a"] < pairs["system_b"]]
+    truth = outcome_probabilities(pairs["quality_a"], pairs["quality_b"])
+    share = (truth["A"] + 0.5 * truth["TIE"]) / (1.0 - truth["BOTH_BAD"])
+    margin = (pairs["apex_a"] - pairs["apex_b"]).to_numpy(dtype=np.float64)
+    table = pairs[["system_a", "system_b"]].assign(preference="A")
+    true = apex_strengths(table.assign(apex_p_a=share))
+    model = apex_strengths(table.assign(apex_p_a=1.0 / (1.0 + np.exp(-margin))))
+    out = {
+        "rho": float(np.corrcoef(true, model.reindex(true.index))[0, 1]),
+        "systems": len(true),
+        "clip_pairs": len(pairs),
+        "true_sd_nats": float(true.std()),
+        "apex_sd_nats": float(model.std()),
+    }
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out))
+    return out
 
 
 def checkpoints(max_votes: int) -> list[int]:
