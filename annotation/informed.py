@@ -59,14 +59,14 @@ class InformedFit:
 
     Attributes:
         ratings: index ``system``, sorted by rating: ``rating``, ``ci_low``, ``ci_high`` (points,
-            95% posterior interval), ``votes`` (rated votes), ``apex`` (APEX's own rating,
-            points; NaN without predictions).
+            95% posterior interval), ``votes`` (rated votes), ``apex`` (APEX's rating, points;
+            NaN without predictions).
         weight: posterior mean of ``beta`` (0: APEX ignored, 1: taken at face value).
-        prior_votes: ``4 / tau^2`` at the geometric posterior mean of ``1 / tau^2``: how many
-            listener votes between two equal systems the prior on each system is worth (a vote's
-            Fisher information is 1/4); 0 without APEX predictions.
+        prior_votes: ``4 / tau^2`` at the geometric posterior mean of ``1 / tau^2``: the votes
+            between equal systems the prior is worth (a vote's Fisher information is 1/4); 0
+            without APEX predictions.
         centre, precision: ``[K]`` one prior standing for the grid (posterior mean of ``beta``,
-            geometric posterior mean of ``1 / tau^2``), for :func:`flips_to_change_top`.
+            geometric mean of ``1 / tau^2``), for :func:`flips_to_change_top`.
     """
 
     ratings: pd.DataFrame
@@ -144,23 +144,13 @@ def fit_informed(
     lam = 1.0 / sd**2  # [B]
     q = l2_precision(l2) + np.where(has, lam[:, None], floor)  # [B, K]
     centre = np.divide(lam[:, None] * beta[:, None] * m, q, out=np.zeros_like(q), where=q > 0)
-    pairs = _over(table, systems)
-    n = np.broadcast_to(table.counts.sum(axis=1), (len(beta), len(pairs.i)))
-    s = np.broadcast_to(table.counts[:, 0] + 0.5 * table.counts[:, 1], n.shape)
-    theta = solve(pairs, n, s, precision=q, centre=centre, flat=k)
-    p = expit(theta[:, pairs.i] - theta[:, pairs.j])
-    a = hessian(pairs, n * p * (1.0 - p), q, k)
-    evidence = -objective(pairs, n, s, theta, q, centre) - 0.5 * np.linalg.slogdet(a)[1]
-    evidence += 0.5 * np.log(np.where(q > 0, q, 1.0)).sum(axis=1)
+    theta, var, evidence = _laplace(table, _over(table, systems), q, centre)
     if weight is None:  # half-Cauchy(SD_SCALE) hyperprior on tau, on the log grid
         evidence += np.log(sd) - np.log1p((sd / SD_SCALE) ** 2)
     post = np.exp(evidence - evidence.max())
     post /= post.sum()
-    centring = np.eye(k) - 1.0 / k
-    cov = centring @ np.linalg.inv(a) @ centring  # [B, K, K] of the centred strengths
-    theta_c = theta - theta.mean(axis=1, keepdims=True)
-    mean = post @ theta_c
-    var = post @ (np.diagonal(cov, axis1=1, axis2=2) + theta_c**2) - mean**2
+    mean = post @ theta  # Bayesian model averaging over the grid
+    var = post @ (var + theta**2) - mean**2
     half = 1.96 * POINTS_PER_NAT * np.sqrt(np.maximum(var, 0.0))
     rating = INIT_RATING + POINTS_PER_NAT * mean
     votes_k = np.zeros(k, dtype=np.int64)
@@ -189,6 +179,22 @@ def fit_informed(
         ),
         precision=pd.Series(q_bar, index=systems),
     )
+
+
+def _laplace(table: _PairTable, pairs: Pairs, q: np.ndarray, centre: np.ndarray):
+    """Per grid point: the centred MAP strengths ``[B, K]``, their posterior variances ``[B, K]``
+    and the Laplace log marginal likelihood ``[B]`` (prior precision ``q``, centre ``[B, K]``)."""
+    k = pairs.k
+    n = np.broadcast_to(table.counts.sum(axis=1), (len(q), len(pairs.i)))
+    s = np.broadcast_to(table.counts[:, 0] + 0.5 * table.counts[:, 1], n.shape)
+    theta = solve(pairs, n, s, precision=q, centre=centre, flat=k)
+    p = expit(theta[:, pairs.i] - theta[:, pairs.j])
+    a = hessian(pairs, n * p * (1.0 - p), q, k)
+    evidence = -objective(pairs, n, s, theta, q, centre) - 0.5 * np.linalg.slogdet(a)[1]
+    evidence += 0.5 * np.log(np.where(q > 0, q, 1.0)).sum(axis=1)
+    centring = np.eye(k) - 1.0 / k
+    var = np.diagonal(centring @ np.linalg.inv(a) @ centring, axis1=1, axis2=2)
+    return theta - theta.mean(axis=1, keepdims=True), var, evidence
 
 
 def flips_to_change_top(
@@ -235,8 +241,6 @@ def flips_to_change_top(
     cap = np.full(rounds, np.iinfo(np.int64).max)
     result = np.full(rounds, -1, dtype=np.int64)
     undo: list = [None] * rounds
-    # Each option: (from outcome column, to column, score change of the pair's first system).
-    options = ((0, 2, -1.0), (2, 0, 1.0), (1, 2, -0.5), (1, 0, 0.5))
     for _ in range(max_rounds):
         n = counts.sum(axis=2)
         s = counts[:, :, 0] + 0.5 * counts[:, :, 1]
@@ -264,13 +268,7 @@ def flips_to_change_top(
         for r in active:
             if crossed[r]:
                 continue
-            best = None
-            for col_from, col_to, delta in options:
-                effect = per_pair[r] * delta
-                effect = np.where(counts[r, :, col_from] > 0, effect, np.inf)
-                pair = int(np.argmin(effect))
-                if effect[pair] < 0 and (best is None or effect[pair] < best[0]):
-                    best = (effect[pair], pair, col_from, col_to)
+            best = _best_flip(per_pair[r], counts[r])
             if best is None:
                 result[r] = np.iinfo(np.int64).max  # this rival cannot be lifted
                 continue
@@ -283,3 +281,19 @@ def flips_to_change_top(
             flips[r] += size
     done = result[(result >= 0) & (result < np.iinfo(np.int64).max)]
     return int(done.min()) if len(done) else None
+
+
+#: Flips: (from outcome column, to column, score change of the pair's first system).
+_FLIPS = ((0, 2, -1.0), (2, 0, 1.0), (1, 2, -0.5), (1, 0, 0.5))
+
+
+def _best_flip(per_pair: np.ndarray, counts: np.ndarray) -> tuple | None:
+    """The flip that narrows the gap most: ``(effect, pair, from column, to column)``, None when
+    no flip narrows it. ``per_pair`` ``[P]``: the gap's change per unit of a pair's score."""
+    best = None
+    for col_from, col_to, delta in _FLIPS:
+        effect = np.where(counts[:, col_from] > 0, per_pair * delta, np.inf)
+        pair = int(np.argmin(effect))
+        if effect[pair] < 0 and (best is None or effect[pair] < best[0]):
+            best = (effect[pair], pair, col_from, col_to)
+    return best
