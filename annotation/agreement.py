@@ -67,10 +67,7 @@ def agreement_by_version(
         ``time`` (window bounds and median, Unix seconds), ``agree``, ``n``, ``rate`` (0-1) and
         the Wilson 95% interval ``ci_low``/``ci_high``.
     """
-    need = {"timestamp", "preference", "apex_p_a", "apex_model_version"}
-    missing = need - set(votes.columns)
-    if missing:
-        raise ValueError(f"votes lack columns {sorted(missing)} for agreement per version")
+    require_columns(votes, ("timestamp", "preference", "apex_p_a", "apex_model_version"))
     p_a = pd.to_numeric(votes["apex_p_a"], errors="coerce")
     keep = (
         votes["apex_model_version"].notna()

@@ -77,11 +77,8 @@ class InformedFit:
 
 
 def apex_strengths(votes: pd.DataFrame) -> pd.Series:
-    """APEX's strength of each system it predicted for (nats) from the rated votes' ``apex_p_a``.
-
-    Raises:
-        ValueError: no ``apex_p_a`` column.
-    """
+    """APEX's strength (nats) of each system it predicted for, from the rated votes'
+    ``apex_p_a``; ValueError without that column."""
     require_columns(votes, ("apex_p_a",))
     return _apex_fit(_aggregate(votes, soft="apex_p_a"))
 
@@ -113,12 +110,10 @@ def fit_informed(
     """Bradley-Terry with APEX's strengths as a Gaussian prior (see the module doc).
 
     Args:
-        votes: ``system_a``, ``system_b``, ``preference`` (and ``apex_p_a`` when ``prior`` is
-            None).
-        prior: APEX's strength per system (nats; centred here); default
-            :func:`apex_strengths` of ``votes``. Systems only in the prior are rated too.
-        l2: an extra ridge as in :func:`annotation.ratings.fit_bradley_terry` (scikit-learn's
-            ``C``); None: the APEX prior is the only regulariser.
+        votes: ``system_a``, ``system_b``, ``preference`` (and ``apex_p_a`` without ``prior``).
+        prior: APEX's strength per system (nats; centred here); default :func:`apex_strengths`
+            of ``votes``. Systems only in the prior are rated too.
+        l2: an extra ridge (scikit-learn's ``C``, as the plain fit); None: the prior alone.
         weight, prior_sd: fix ``beta`` and ``tau`` (nats) instead of averaging over the grid;
             ``prior_sd=inf`` is a zero-weight prior (the plain fit with ``l2``).
     """
@@ -207,17 +202,12 @@ def flips_to_change_top(
 ) -> int | None:
     """Smallest number of rated votes whose outcome, flipped, puts another system first.
 
-    A flip turns one vote's outcome around (a win for one clip into a win for the other, or a
-    tie into a win for either side, which moves half as far). The fit is the board's: the plain
-    one with ``l2`` (default Music Arena's ``C=1``), or the informed one's ``centre`` and
-    ``precision`` (:class:`InformedFit`). For every challenger the search flips, in batches, the
-    votes that narrow its gap to the leader most per flip (by the fit's influence function,
-    ``A^-1 x`` with ``A`` the posterior Hessian), refits, and halves the batch when it
-    overshoots, so the count is the exact minimum of flips of that greedy kind; on small
-    boards it equals the brute-force minimum (the tests check it).
-
-    Returns:
-        The count, or None when no flips can change the top (no rated votes between two systems).
+    A flip turns a win around, or a tie into a win (half as far). The fit is the board's: plain
+    with ``l2``, or the informed one's ``centre`` and ``precision`` (:class:`InformedFit`). For
+    each challenger it flips, in batches, the votes that narrow its gap to the leader most per
+    flip (influence ``A^-1 x``, ``A`` the posterior Hessian), refits, and halves a batch that
+    overshoots: the exact minimum of such greedy flips (the brute-force one on small boards, as
+    the tests check). None when no flips can change the top.
     """
     table = _aggregate(votes)
     systems = sorted(set(table.systems) | set([] if centre is None else centre.index))

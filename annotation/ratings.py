@@ -32,12 +32,8 @@ _CELLS_PER_CHUNK = 4_000_000  # bounds bootstrap memory: rounds x pairs x system
 
 
 def a_win_share(preferences: pd.Series) -> np.ndarray:
-    """``[N]`` share of the win clip A gets per vote (:data:`apex.tasks.A_WIN_SHARE`: A 1, TIE
-    0.5, B 0), NaN for BOTH_BAD (kept in the data, rates nobody).
-
-    Raises:
-        ValueError: a value outside :data:`apex.tasks.PREFERENCES`, naming it.
-    """
+    """``[N]`` share of the win clip A gets per vote (A 1, TIE 0.5, B 0; NaN for BOTH_BAD);
+    ValueError naming any value outside :data:`apex.tasks.PREFERENCES`."""
     values = preferences.to_numpy(dtype=object)
     unknown = sorted({str(v) for v in values if v not in PREFERENCES})
     if unknown:
@@ -75,8 +71,7 @@ def _aggregate(battles: pd.DataFrame, soft: str | None = None) -> _PairTable:
     column of per-vote probabilities that A wins (e.g. ``apex_p_a``) to sum per pair too."""
     require_columns(battles, ("system_a", "system_b", "preference"))
     share = a_win_share(battles["preference"])
-    # Outcome code from the first-listed system's point of view: 0 = win, 1 = tie, 2 = loss;
-    # -1 = unrated (BOTH_BAD).
+    # Outcome of the first-listed system: 0 win, 1 tie, 2 loss, -1 unrated (BOTH_BAD).
     outcome = np.where(np.isnan(share), -1, np.rint(2.0 * (1.0 - np.nan_to_num(share))))
     outcome = outcome.astype(np.int64)
     both = pd.concat([battles["system_a"], battles["system_b"]], ignore_index=True)
@@ -86,10 +81,7 @@ def _aggregate(battles: pd.DataFrame, soft: str | None = None) -> _PairTable:
     n = len(battles)
     a, b = codes[:n].astype(np.int64), codes[n:].astype(np.int64)
     if np.any(a == b):
-        raise ValueError(
-            "some battles pit a system against itself; such votes carry no "
-            "information about ratings, remove them"
-        )
+        raise ValueError("some battles pit a system against itself; remove them")
     keep = outcome >= 0
     a, b, outcome = a[keep], b[keep], outcome[keep]
     # Orient every battle so i < j; the loser/winner code flips when A was the larger index.
@@ -193,32 +185,24 @@ def fit_bradley_terry(
     anchor: tuple[str, float] | None = None,
     interval: Literal["bootstrap", "sandwich", "posterior"] = "bootstrap",
 ) -> pd.DataFrame:
-    """Fit Bradley-Terry ratings of systems from pairwise votes.
+    """Bradley-Terry ratings of systems from pairwise votes (see the module doc).
 
     Args:
-        battles: one row per vote with ``system_a``, ``system_b``, ``preference``
-            (``"A"``, ``"B"``, ``"TIE"``, ``"BOTH_BAD"``; BOTH_BAD rows are ignored).
-        l2: None for unregularised maximum likelihood (FastChat's ``compute_bt``); a float ``C``
-            to reproduce ``LogisticRegression(C=C, fit_intercept=False)`` on Music Arena's
-            expanded rows (Music Arena uses ``C=1.0``). Unregularised ratings of a system that
-            never lost (or never won) are not finite estimates and come out very large; use
-            ``l2`` or ``min_votes`` on small data.
-        bootstrap_rounds: bootstrap resamples of the battles for the interval (0: no interval,
-            ``ci_low``/``ci_high`` NaN); ``seed``: their seed.
-        min_votes: systems with fewer rated battles are dropped together with their battles
-            (repeated until every remaining system has at least this many).
-        anchor: optional ``(system, rating)``: shift all ratings (and intervals) so that this
-            system has this rating, as FastChat anchors its board to a baseline model; by
+        battles: ``system_a``, ``system_b``, ``preference`` per vote (BOTH_BAD is ignored).
+        l2: None for maximum likelihood (a system that never lost comes out very large; use
+            ``l2`` or ``min_votes`` on small data); ``C`` for scikit-learn's ridge (Music Arena
+            uses 1.0).
+        bootstrap_rounds, seed: bootstrap resamples for the interval (0: ``ci_*`` NaN).
+        min_votes: systems with fewer rated battles are dropped with their battles, repeatedly.
+        anchor: ``(system, rating)`` to shift the board to (FastChat's baseline anchor); by
             default the mean rating is 1000.
-        interval: ``"bootstrap"`` (percentiles of ``bootstrap_rounds`` resamples) or
-            ``"sandwich"`` / ``"posterior"`` (rating +- 1.96 SEs of :func:`rating_cov`; no
-            rounds): equal within bootstrap noise on large boards; they are symmetric, the
-            percentile bootstrap follows a lopsided record's skew on small ones.
+        interval: ``"bootstrap"`` percentiles, or ``"sandwich"`` / ``"posterior"``: rating +-
+            1.96 SEs of :func:`rating_cov` (symmetric; the bootstrap follows a lopsided
+            record's skew on small boards, and matches on large ones).
 
     Returns:
-        DataFrame indexed by ``system``, sorted by rating (descending), with ``rating``
-        (points), ``ci_low``/``ci_high`` (95% interval, points) and
-        ``votes`` (rated battles of the system used in the fit).
+        Indexed by ``system``, best first: ``rating``, ``ci_low``, ``ci_high`` (points, 95%),
+        ``votes`` (rated battles in the fit).
     """
     check_fit_options(l2, bootstrap_rounds, interval, ("bootstrap", "sandwich", "posterior"))
     # A system seen only in BOTH_BAD battles has no rating at all: it is left out.

@@ -1,19 +1,9 @@
-"""Uncertainty for the arena protocol: bootstrap intervals, permutation tests, sign agreement.
+"""Uncertainty for the arena protocol, vectorised over resamples (no Python loop per resample).
 
-Everything is vectorised over resamples (numpy, no Python loop per resample), so 1,000
-bootstrap resamples or permutations of ~1,000 battles cost well under a second, and a
-permutation test of the logistic regression refits it on every permuted labelling at once
-(:func:`logistic_oof_proba`, a batched Newton solver of the same objective as the paper's
-scikit-learn model).
-
-- :func:`auc` / :func:`accuracy` — per row of a ``[B, N]`` batch of scores and labels.
-- :func:`bootstrap` — percentile intervals of AUC and accuracy over battles resampled with
-  replacement (the out-of-fold predictions stay fixed: the interval is the sampling error of
-  the evaluation set, not of the fit).
-- :func:`shuffled_labels` — ``[B, N]`` labels permuted within strata.
-- :func:`permutation_pvalue` — ``(1 + #{null >= observed}) / (1 + B)`` (Phipson & Smyth, 2010).
-- :func:`agreement` — how often "the higher-scored clip wins", with a Wilson interval and an
-  exact two-sided binomial test against 0.5.
+Bootstrap intervals of AUC and accuracy (the out-of-fold predictions stay fixed: the sampling
+error of the evaluation set, not of the fit), labels permuted within strata, permutation p-values
+(Phipson & Smyth, 2010), sign agreement with a Wilson interval and an exact binomial test, and
+the paper's logistic regression refitted on every permuted labelling at once.
 """
 
 from __future__ import annotations
