@@ -12,15 +12,15 @@ prediction ``apex_p_a = sigmoid(m_a - m_b + clip noise)`` from one of three kind
 system strength ``m``:
 
 - ``informative``: ``m = 0.7 * (rho * z + sqrt(1 - rho^2) * e)`` with ``z`` the standardised
-  truth, ``e`` noise and ``rho = 0.9`` (``--rho``; an assumed system-level correlation, not
-  measured on the demo model; APEX's scale is deliberately not the listeners', so the fit must
-  learn it);
+  truth, ``e`` noise and ``rho`` the demo model's measured system-level correlation with its
+  listeners (:func:`demo_rho`; ``--rho 0.9`` sets one); APEX's scale is deliberately not the
+  listeners', so the fit must learn it;
 - ``uninformative``: ``m`` independent of the truth;
 - ``wrong``: ``-rho`` (anti-correlated).
 
 At checkpoints of the vote count the same votes are fitted plainly
-(:func:`annotation.ratings.fit_bradley_terry`, ``l2=1``; coverage of its sandwich intervals,
-which the bootstrap matches, and of its posterior intervals) and APEX-informed
+(:func:`annotation.ratings.fit_bradley_terry`, ``l2=1``; coverage of its 500-round bootstrap,
+sandwich and posterior intervals; the board shows :data:`BOARD_INTERVAL`) and APEX-informed
 (:func:`annotation.informed.fit_informed`). Reported per prior: the votes needed until the mean
 Kendall tau with the truth reaches 0.9 and until the top system is right in 90% of replications
 (interpolated between checkpoints on a log scale; ``>N`` when never reached), and the coverage of
@@ -58,6 +58,13 @@ DEMO_RHO_CACHE = Path("var/bench/informed_demo_rho.json")
 PRIORS = ("informative", "uninformative", "wrong")
 SYSTEMS, PROMPTS, SPREAD = 12, 4, 0.8
 TIE, BOTH_BAD, REFRESH = 0.4, 0.05, 50
+#: The plain board's intervals whose coverage is measured; the board shows BOARD_INTERVAL.
+PLAIN_INTERVALS = {
+    "bootstrap": {"bootstrap_rounds": 500},
+    "sandwich": {"interval": "sandwich"},
+    "posterior": {"interval": "posterior"},
+}
+BOARD_INTERVAL = "posterior"
 
 
 def demo_rho(cache: Path = DEMO_RHO_CACHE) -> dict[str, float]:
@@ -182,7 +189,7 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
     shape = (reps, len(points))
     tau = {k: np.zeros(shape) for k in ("plain", *PRIORS)}
     top = {k: np.zeros(shape) for k in tau}
-    cover = {k: np.zeros(shape) for k in (*tau, "plain_posterior")}
+    cover = {k: np.zeros(shape) for k in (*tau, *PLAIN_INTERVALS)}
     weight = {k: np.zeros(shape) for k in PRIORS}
     agree = dict.fromkeys(PRIORS, 0.0)
     fit_s = {k: 0.0 for k in tau}
@@ -195,12 +202,13 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
         for c, n in enumerate(points):
             sub = votes.iloc[:n]
             start = time.perf_counter()
-            plain = fit_bradley_terry(sub, l2=1.0, interval="sandwich")
+            plain = fit_bradley_terry(sub, l2=1.0, interval=BOARD_INTERVAL)
             fit_s["plain"] += time.perf_counter() - start
             tau["plain"][rep, c], top["plain"][rep, c], cov = score(plain, theta)
             cover["plain"][rep, c] = cov.mean()
-            posterior = fit_bradley_terry(sub, l2=1.0, interval="posterior")
-            cover["plain_posterior"][rep, c] = score(posterior, theta)[2].mean()
+            for name, options in PLAIN_INTERVALS.items():
+                board = fit_bradley_terry(sub, l2=1.0, seed=c, **options)
+                cover[name][rep, c] = score(board, theta)[2].mean()
             for kind in PRIORS:
                 start = time.perf_counter()
                 fit = fit_informed(sub.rename(columns={f"apex_{kind}": "apex_p_a"}))
@@ -216,9 +224,10 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
         "votes_top": plain_top,
         "coverage": float(cover["plain"].mean()),
         "coverage_min": float(cover["plain"].mean(0).min()),
-        "coverage_posterior": float(cover["plain_posterior"].mean()),
-        "coverage_posterior_min": float(cover["plain_posterior"].mean(0).min()),
     }
+    for name in PLAIN_INTERVALS:  # the plain board's candidate intervals
+        out["plain"][f"coverage_{name}"] = float(cover[name].mean())
+        out["plain"][f"coverage_{name}_min"] = float(cover[name].mean(0).min())
     for kind in PRIORS:
         vt = votes_to(points, tau[kind].mean(0), 0.9)
         vp = votes_to(points, top[kind].mean(0), 0.9)
@@ -263,11 +272,10 @@ def table(out: dict) -> str:
             f"{r['coverage']:>8.3f}{r['coverage_min']:>7.3f}{r['weight_last']:>8.2f}"
             f"{r['apex_agreement']:>7.2f}"
         )
-    lines.append(f"{'plain sandwich':<14}{'':>64}{p['coverage']:>8.3f}{p['coverage_min']:>7.3f}")
-    lines.append(
-        f"{'plain posterior':<15}{'':>63}{p['coverage_posterior']:>8.3f}"
-        f"{p['coverage_posterior_min']:>7.3f}"
-    )
+    for name in PLAIN_INTERVALS:
+        label = f"plain {name}" + (" (board)" if name == BOARD_INTERVAL else "")
+        cover, low = p[f"coverage_{name}"], p[f"coverage_{name}_min"]
+        lines.append(f"{label:<24}{'':>54}{cover:>8.3f}{low:>7.3f}")
     return "\n".join(lines)
 
 
@@ -302,13 +310,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=24)
     parser.add_argument("--max-votes", type=int, default=3000)
-    parser.add_argument("--rho", type=float, default=0.9, help="informative APEX's correlation")
+    parser.add_argument(
+        "--rho",
+        default="demo",
+        help="informative APEX's system-level correlation with the truth: a number, or 'demo' "
+        "(measured on the demo model, demo_rho)",
+    )
     parser.add_argument("--quick", action="store_true", help="4 replications, 600 votes")
     args = parser.parse_args()
     reps, max_votes = (4, 600) if args.quick else (args.reps, args.max_votes)
     start = time.perf_counter()
-    out = run(reps, max_votes, args.rho)
-    out["rho"] = args.rho
+    demo = demo_rho() if args.rho == "demo" else None
+    rho = demo["rho"] if demo else float(args.rho)
+    print(f"informative prior: rho = {rho:.3f}" + (f" (demo model: {demo})" if demo else ""))
+    out = run(reps, max_votes, rho)
+    out["rho"], out["rho_from"] = rho, "demo model" if demo else "given"
     out["speed_100k"] = speed(repeat=1 if args.quick else 7)
     out["seconds"] = round(time.perf_counter() - start, 1)
     print(table(out))
@@ -318,7 +334,7 @@ def main() -> None:
         f"informed+intervals {s['informed_s']:.3f} s: {s['ratio']:.2f}x the plain fit "
         f"({s['ratio_vs_sandwich']:.2f}x with its intervals)"
     )
-    keys = ("reps", "max_votes", "rho", "plain", *PRIORS, "speed_100k", "seconds")
+    keys = ("reps", "max_votes", "rho", "rho_from", "plain", *PRIORS, "speed_100k", "seconds")
     summary = {k: out[k] for k in keys}
     print(json.dumps(_finite(summary)))
 
