@@ -38,6 +38,7 @@ from annotation.ratings import (
     _PairTable,
     _votes_per_system,
     l2_precision,
+    ratings_table,
     require_columns,
 )
 from apex.logistic import Pairs, hessian, objective, solve
@@ -150,16 +151,8 @@ def fit_informed(
     rating = INIT_RATING + POINTS_PER_NAT * mean
     votes_k = np.zeros(k, dtype=np.int64)
     votes_k[[systems.index(x) for x in table.systems]] = _votes_per_system(table)
-    ratings = pd.DataFrame(
-        {
-            "rating": rating,
-            "ci_low": rating - half,
-            "ci_high": rating + half,
-            "votes": votes_k,
-            "apex": np.where(has, INIT_RATING + POINTS_PER_NAT * m, np.nan),
-        },
-        index=pd.Index(systems, name="system", dtype=object),
-    ).sort_values("rating", ascending=False, kind="stable")
+    apex = np.where(has, INIT_RATING + POINTS_PER_NAT * m, np.nan)
+    ratings = ratings_table(systems, rating, rating - half, rating + half, votes_k, apex=apex)
     beta_bar, lam_bar = float(post @ beta), float(np.exp(post @ np.log(np.maximum(lam, 1e-300))))
     q_bar = l2_precision(l2) + np.where(has, lam_bar if np.isfinite(sd).all() else 0.0, floor)
     if not has.any():  # no APEX predictions: the grid only varied an unused scale

@@ -225,11 +225,15 @@ def fit_bradley_terry(
             raise ValueError(f"anchor system {name!r} is not among the rated systems")
         shift = float(value) - rating[table.systems.index(name)]
         rating, ci_low, ci_high = rating + shift, ci_low + shift, ci_high + shift
-    result = pd.DataFrame(
-        {"rating": rating, "ci_low": ci_low, "ci_high": ci_high, "votes": _votes_per_system(table)},
-        index=pd.Index(table.systems, name="system", dtype=object),
-    )
-    return result.sort_values(["rating"], ascending=False, kind="stable")
+    return ratings_table(table.systems, rating, ci_low, ci_high, _votes_per_system(table))
+
+
+def ratings_table(systems, rating, low, high, votes, **extra) -> pd.DataFrame:
+    """A board: index ``system``, best first; ``rating``, ``ci_low``, ``ci_high``, ``votes`` and
+    any ``extra`` columns, each ``[K]`` in the order of ``systems``."""
+    columns = {"rating": rating, "ci_low": low, "ci_high": high, "votes": votes, **extra}
+    table = pd.DataFrame(columns, index=pd.Index([str(s) for s in systems], name="system"))
+    return table.astype({"votes": np.int64}).sort_values("rating", ascending=False, kind="stable")
 
 
 def _bootstrap(table: _PairTable, l2: float | None, rounds: int, seed: int) -> np.ndarray:

@@ -26,6 +26,7 @@ from annotation.ratings import (
     a_win_share,
     check_fit_options,
     l2_precision,
+    ratings_table,
 )
 from apex.logistic import gram, hessian, solve
 
@@ -155,11 +156,7 @@ def _ratings_table(theta, bounds, systems, a, b) -> pd.DataFrame:
     if bounds is not None:
         low, high = INIT_RATING + POINTS_PER_NAT * bounds[:, :k]
     votes = np.bincount(a, minlength=k) + np.bincount(b, minlength=k)
-    table = pd.DataFrame(
-        {"rating": rating, "ci_low": low, "ci_high": high, "votes": votes.astype(np.int64)},
-        index=pd.Index([str(s) for s in systems], name="system", dtype=object),
-    )
-    return table.sort_values(["rating"], ascending=False, kind="stable")
+    return ratings_table(systems, rating, low, high, votes)
 
 
 def _effects_table(beta, bounds, kept, sd, k) -> pd.DataFrame:
