@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from apex.logistic import Pairs, gram, hessian, solve
+from apex.logistic import Pairs, covariance, solve
 from apex.tasks import A_WIN_SHARE, PREFERENCES
 
 INIT_RATING = 1000.0  # mean rating of every board (points)
@@ -165,14 +165,11 @@ def rating_cov(theta: np.ndarray, table: _PairTable, precision: float, robust: b
     bootstrap sees too. Else ``A^-1``: the ridge read as a ``N(0, C)`` prior, whose posterior
     also spans the ridge's pull to the mean (the sandwich and the bootstrap do not, and
     under-cover on young boards)."""
-    k, counts = len(table.systems), table.counts
+    counts = table.counts
     p = expit(theta[table.i] - theta[table.j])
-    n = counts.sum(axis=1)
-    meat_w = counts[:, 0] * (1 - p) ** 2 + counts[:, 1] * (0.5 - p) ** 2 + counts[:, 2] * p**2
-    bread = np.linalg.pinv(hessian(table.pairs, (n * p * (1 - p))[None], precision, k)[0])
-    centring = np.eye(k) - 1.0 / k
-    cov = bread @ gram(table.pairs, meat_w[None])[0] @ bread if robust else bread
-    return centring @ cov @ centring
+    meat = counts[:, 0] * (1 - p) ** 2 + counts[:, 1] * (0.5 - p) ** 2 + counts[:, 2] * p**2
+    weight = counts.sum(axis=1) * p * (1 - p)
+    return covariance(table.pairs, weight, precision, len(theta), meat if robust else None)
 
 
 def fit_bradley_terry(

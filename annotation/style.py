@@ -28,7 +28,7 @@ from annotation.ratings import (
     l2_precision,
     ratings_table,
 )
-from apex.logistic import gram, hessian, solve
+from apex.logistic import covariance, solve
 
 COVARIATES: tuple[str, ...] = ("duration", "loudness", "vocals", "position")
 #: What one unit of each raw covariate is, for the effects table.
@@ -179,15 +179,11 @@ def _effects_table(beta, bounds, kept, sd, k) -> pd.DataFrame:
 
 
 def _sandwich_bounds(design, y, k, l2, theta: np.ndarray) -> np.ndarray:
-    """``[2, K + C]`` 95% bounds (nats) from the sandwich covariance at the optimum ``theta``,
-    of the strengths centred (``C S C^T``, ``C`` centring the first ``K`` coordinates)."""
+    """``[2, K + C]`` 95% bounds (nats) from the sandwich covariance at the optimum ``theta``
+    (strengths centred)."""
     p = expit(design @ theta)
-    bread = hessian(design, (p * (1.0 - p))[None], l2_precision(l2), k)[0]
-    meat = gram(design, ((p - y) ** 2)[None])[0]
-    centre = np.eye(design.shape[1])
-    centre[:k, :k] -= 1.0 / k
-    half = centre @ np.linalg.inv(bread)
-    se = np.sqrt(np.clip(np.diag(half @ meat @ half.T), 0.0, None))
+    cov = covariance(design, p * (1.0 - p), l2_precision(l2), k, (p - y) ** 2)
+    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     return np.stack([theta - 1.959964 * se, theta + 1.959964 * se])
 
 

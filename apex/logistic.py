@@ -61,6 +61,17 @@ def hessian(x, w, precision: np.ndarray | float = 0.0, flat: int = 0) -> np.ndar
     return out
 
 
+def covariance(x, w, precision=0.0, flat: int = 0, meat: np.ndarray | None = None) -> np.ndarray:
+    """``[D, D]`` covariance of the optimum, its first ``flat`` coordinates centred: ``A^-1``
+    (the posterior; ``A`` the :func:`hessian` at likelihood weights ``w`` ``[N]``) or, given each
+    row's squared score residual ``meat`` ``[N]``, the sandwich ``A^-1 X^T diag(meat) X A^-1``."""
+    bread = np.linalg.inv(hessian(x, w[None], precision, flat)[0])
+    cov = bread if meat is None else bread @ gram(x, meat[None])[0] @ bread
+    centring = np.eye(len(cov))
+    centring[:flat, :flat] -= 1.0 / max(flat, 1)
+    return centring @ cov @ centring.T
+
+
 def objective(x, n, s, theta, precision=0.0, centre=0.0) -> np.ndarray:
     """``[B]`` penalised negative log-likelihood at ``theta`` ``[B, D]`` (as in :func:`solve`)."""
     d = _logits(x, theta)
