@@ -228,6 +228,7 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
     for name in PLAIN_INTERVALS:  # the plain board's candidate intervals
         out["plain"][f"coverage_{name}"] = float(cover[name].mean())
         out["plain"][f"coverage_{name}_min"] = float(cover[name].mean(0).min())
+        out["plain"][f"coverage_{name}_min_at_votes"] = points[int(np.argmin(cover[name].mean(0)))]
     for kind in PRIORS:
         vt = votes_to(points, tau[kind].mean(0), 0.9)
         vp = votes_to(points, top[kind].mean(0), 0.9)
@@ -238,6 +239,7 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
             "top_ratio": vp / plain_top,
             "coverage": float(cover[kind].mean()),
             "coverage_min": float(cover[kind].mean(0).min()),
+            "coverage_min_at_votes": points[int(np.argmin(cover[kind].mean(0)))],
             "apex_agreement": agree[kind],
             "weight_first": float(weight[kind][:, 0].mean()),
             "weight_last": float(weight[kind][:, -1].mean()),
