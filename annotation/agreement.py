@@ -8,27 +8,15 @@ into consecutive windows and reports each window's agreement with its Wilson 95%
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
 from annotation.ratings import require_columns
+from apex.evaluation.stats import wilson_interval
 from apex.tasks import DECISIVE
 
 #: Columns of :func:`agreement_by_version`'s table.
 COLUMNS = ("version", "start", "end", "time", "agree", "n", "rate", "ci_low", "ci_high")
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (default 95%); ``(0, 1)`` when n = 0."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def agreement(votes: pd.DataFrame) -> dict[str, float | int]:
@@ -79,10 +67,7 @@ def agreement_by_version(
         ``time`` (window bounds and median, Unix seconds), ``agree``, ``n``, ``rate`` (0-1) and
         the Wilson 95% interval ``ci_low``/``ci_high``.
     """
-    need = {"timestamp", "preference", "apex_p_a", "apex_model_version"}
-    missing = need - set(votes.columns)
-    if missing:
-        raise ValueError(f"votes lack columns {sorted(missing)} for agreement per version")
+    require_columns(votes, ("timestamp", "preference", "apex_p_a", "apex_model_version"))
     p_a = pd.to_numeric(votes["apex_p_a"], errors="coerce")
     keep = (
         votes["apex_model_version"].notna()

@@ -1,41 +1,26 @@
 """APEX-informed Bradley-Terry: a board that starts from what the quality model already knows.
 
-Polyrating (Dekoninck, Baader, Vechev, ICLR 2025, arXiv 2409.00696) fits ratings by maximum a
-posteriori with existing automatic scores as priors and reports up to 41% fewer human votes for a
-new model. Here the automatic scores are APEX's own: every battle stores ``apex_p_a``, APEX's
-probability that listeners prefer clip A. The model:
+Polyrating (arXiv 2409.00696) fits ratings by maximum a posteriori with automatic scores as
+priors. The model here:
 
-- APEX's strength ``m_k`` of system k (nats, mean zero; :func:`apex_strengths`): the
-  Bradley-Terry fit of APEX's predictions on the rated votes as soft outcomes (a prediction ``p``
-  counts as ``p`` of a win for A), summed per pair in the same pass that counts the votes
-  (:func:`annotation.ratings._aggregate`) and solved by :func:`annotation.ratings._solve`, like
-  every other fit here.
+- APEX's strength ``m_k`` of system k (nats, mean zero; :func:`apex_strengths`): Bradley-Terry
+  on the votes' ``apex_p_a`` as soft outcomes (a prediction ``p`` is ``p`` of a win for A).
 - Listeners: ``P(A beats B) = sigmoid(theta_a - theta_b)``, a tie half a win each way,
   BOTH_BAD left out (as :mod:`annotation.ratings`).
-- Prior: ``theta_k ~ N(beta * m_k, tau^2)`` independently, for the systems APEX scored; a system
-  without APEX predictions gets the weakest prior of the grid, centred on the average.
-- Hyperparameters: ``beta`` (how far APEX's scale carries over; 1 = APEX taken at face value,
-  0 = ignored) on a grid over [0, 2], ``tau`` (how far a system may sit from APEX's strength) on
-  a log grid over [0.05, 4] nats; hyperprior flat in ``beta`` and half-Cauchy(1 nat) on
-  ``tau`` (Gelman's default for a group-level SD: a flat prior on ``log tau`` put so much weight
-  on tiny ``tau`` that young boards' intervals under-covered). Each grid point's evidence is
-  the Laplace approximation of the marginal likelihood; the ratings and their variances are
-  averaged over the grid with the posterior weights (Bayesian model averaging, so the
-  uncertainty about ``beta`` and ``tau`` is in the intervals). When listeners disagree with
-  APEX the evidence moves to ``beta`` near 0 (and to a wide ``tau``): a wrong prior then costs
-  little. ``beta`` is not allowed below 0: an anti-correlated quality model is a broken one,
-  and the board does not turn it upside down.
-- Intervals: posterior mean +- 1.96 posterior SDs of the centred strengths (mean rating 1000).
+- Prior: ``theta_k ~ N(beta * m_k, tau^2)`` for the systems APEX scored (others get the grid's
+  weakest prior, centred on the average). ``beta`` (APEX's scale; 0 ignores APEX) on a grid over
+  [0, 2], never below 0 (an anti-correlated model is broken, not inverted); ``tau`` on a log grid
+  over [0.05, 4] nats with a half-Cauchy(1 nat) hyperprior (a flat one on ``log tau`` favoured
+  tiny ``tau`` and young boards under-covered). Each grid point is weighted by its Laplace
+  marginal likelihood and the ratings and variances are averaged over the grid, so the
+  uncertainty about ``beta`` and ``tau`` is in the intervals; when listeners disagree with
+  APEX the weight moves to ``beta`` near 0 and a wrong prior costs little.
+- Intervals: posterior mean +- 1.96 posterior SDs of the centred strengths.
 
-Assumptions: APEX's system strengths are known exactly (they average many clip pairs); APEX's
-predictions are independent of these votes given the true strengths (a refit that trained on
-the same votes makes the prior look better than it is); strengths scatter around ``beta * m``
-with one common ``tau``. With no votes the fit returns APEX's strengths (the grid's mean
-``beta`` is 1); with the prior weight fixed at 0 it is :func:`annotation.ratings
-.fit_bradley_terry` exactly.
-
-:func:`flips_to_change_top` says how settled the top of a board is: the smallest number of
-votes whose outcome, flipped, puts another system first.
+Assumptions: APEX's system strengths are known exactly (they average many clips); its
+predictions are independent of these votes given the true strengths (a refit trained on the
+same votes flatters the prior); one common ``tau``. With no votes the fit is APEX's strengths;
+with the prior weight fixed at 0 it is :func:`annotation.ratings.fit_bradley_terry` exactly.
 """
 
 from __future__ import annotations
@@ -44,19 +29,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from annotation.ratings import (
     INIT_RATING,
     POINTS_PER_NAT,
     _aggregate,
-    _objective,
     _PairTable,
-    _solve,
     _votes_per_system,
     l2_precision,
-    pair_hessian,
+    ratings_table,
     require_columns,
 )
+from apex.logistic import Pairs, hessian, objective, solve
 
 #: APEX scale ``beta`` grid (symmetric around 1, so with no votes the fit is APEX's strengths).
 SCALE_GRID = np.linspace(0.0, 2.0, 9)
@@ -75,14 +60,14 @@ class InformedFit:
 
     Attributes:
         ratings: index ``system``, sorted by rating: ``rating``, ``ci_low``, ``ci_high`` (points,
-            95% posterior interval), ``votes`` (rated votes), ``apex`` (APEX's own rating,
-            points; NaN without predictions).
+            95% posterior interval), ``votes`` (rated votes), ``apex`` (APEX's rating, points;
+            NaN without predictions).
         weight: posterior mean of ``beta`` (0: APEX ignored, 1: taken at face value).
-        prior_votes: ``4 / tau^2`` at the geometric posterior mean of ``1 / tau^2``: how many
-            listener votes between two equal systems the prior on each system is worth (a vote's
-            Fisher information is 1/4); 0 without APEX predictions.
+        prior_votes: ``4 / tau^2`` at the geometric posterior mean of ``1 / tau^2``: the votes
+            between equal systems the prior is worth (a vote's Fisher information is 1/4); 0
+            without APEX predictions.
         centre, precision: ``[K]`` one prior standing for the grid (posterior mean of ``beta``,
-            geometric posterior mean of ``1 / tau^2``), for :func:`flips_to_change_top`.
+            geometric mean of ``1 / tau^2``), for :func:`flips_to_change_top`.
     """
 
     ratings: pd.DataFrame
@@ -93,11 +78,8 @@ class InformedFit:
 
 
 def apex_strengths(votes: pd.DataFrame) -> pd.Series:
-    """APEX's strength of each system it predicted for (nats) from the rated votes' ``apex_p_a``.
-
-    Raises:
-        ValueError: no ``apex_p_a`` column.
-    """
+    """APEX's strength (nats) of each system it predicted for, from the rated votes'
+    ``apex_p_a``; ValueError without that column."""
     require_columns(votes, ("apex_p_a",))
     return _apex_fit(_aggregate(votes, soft="apex_p_a"))
 
@@ -105,17 +87,17 @@ def apex_strengths(votes: pd.DataFrame) -> pd.Series:
 def _apex_fit(table: _PairTable) -> pd.Series:
     """Bradley-Terry on APEX's predictions summed per pair (``table.soft``), mean zero."""
     k, count, score = len(table.systems), table.soft[:, 0], table.soft[:, 1]
-    theta = _solve(count[None], score[None], table.i, table.j, k, _APEX_RIDGE)[0]
+    theta = solve(table.pairs, count[None], score[None], precision=_APEX_RIDGE)[0]
     seen = (np.bincount(table.i, count, k) + np.bincount(table.j, count, k)) > 0
     index = pd.Index([s for s, x in zip(table.systems, seen, strict=True) if x], name="system")
     return pd.Series(theta[seen] - theta[seen].mean() if seen.any() else [], index=index)
 
 
-def _over(table: _PairTable, systems: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The table's pair indices re-expressed over ``systems`` (a superset of its systems)."""
+def _over(table: _PairTable, systems: list[str]) -> Pairs:
+    """The table's pairs re-expressed over ``systems`` (a superset of its systems)."""
     where = {s: n for n, s in enumerate(systems)}
     index = np.array([where[s] for s in table.systems], dtype=np.int64)
-    return index[table.i], index[table.j]
+    return Pairs(index[table.i], index[table.j], len(systems))
 
 
 def fit_informed(
@@ -129,12 +111,10 @@ def fit_informed(
     """Bradley-Terry with APEX's strengths as a Gaussian prior (see the module doc).
 
     Args:
-        votes: ``system_a``, ``system_b``, ``preference`` (and ``apex_p_a`` when ``prior`` is
-            None).
-        prior: APEX's strength per system (nats; centred here); default
-            :func:`apex_strengths` of ``votes``. Systems only in the prior are rated too.
-        l2: an extra ridge as in :func:`annotation.ratings.fit_bradley_terry` (scikit-learn's
-            ``C``); None: the APEX prior is the only regulariser.
+        votes: ``system_a``, ``system_b``, ``preference`` (and ``apex_p_a`` without ``prior``).
+        prior: APEX's strength per system (nats; centred here); default :func:`apex_strengths`
+            of ``votes``. Systems only in the prior are rated too.
+        l2: an extra ridge (scikit-learn's ``C``, as the plain fit); None: the prior alone.
         weight, prior_sd: fix ``beta`` and ``tau`` (nats) instead of averaging over the grid;
             ``prior_sd=inf`` is a zero-weight prior (the plain fit with ``l2``).
     """
@@ -160,44 +140,19 @@ def fit_informed(
     lam = 1.0 / sd**2  # [B]
     q = l2_precision(l2) + np.where(has, lam[:, None], floor)  # [B, K]
     centre = np.divide(lam[:, None] * beta[:, None] * m, q, out=np.zeros_like(q), where=q > 0)
-    i, j = _over(table, systems)
-    n = np.broadcast_to(table.counts.sum(axis=1), (len(beta), len(i)))
-    s = np.broadcast_to(table.counts[:, 0] + 0.5 * table.counts[:, 1], n.shape)
-    theta = _solve(n, s, i, j, k, q, centre)
-    # _solve centres its answer; a prior pins the level, so move back to the true optimum.
-    shift = np.divide(
-        (q * (centre - theta)).sum(1), q.sum(1), out=np.zeros(len(q)), where=q.sum(1) > 0
-    )
-    theta += shift[:, None]
-    p = 1.0 / (1.0 + np.exp(-(theta[:, i] - theta[:, j])))
-    a = pair_hessian(n * p * (1.0 - p), i, j, k)
-    a[:, np.arange(k), np.arange(k)] += q + 1e-9
-    a += (q.max(axis=1) == 0.0)[:, None, None] / k  # the plain maximum-likelihood case
-    evidence = -_objective(theta, n, s, i, j, q, centre) - 0.5 * np.linalg.slogdet(a)[1]
-    evidence += 0.5 * np.log(np.where(q > 0, q, 1.0)).sum(axis=1)
+    theta, var, evidence = _laplace(table, _over(table, systems), q, centre)
     if weight is None:  # half-Cauchy(SD_SCALE) hyperprior on tau, on the log grid
         evidence += np.log(sd) - np.log1p((sd / SD_SCALE) ** 2)
     post = np.exp(evidence - evidence.max())
     post /= post.sum()
-    centring = np.eye(k) - 1.0 / k
-    cov = centring @ np.linalg.inv(a) @ centring  # [B, K, K] of the centred strengths
-    theta_c = theta - theta.mean(axis=1, keepdims=True)
-    mean = post @ theta_c
-    var = post @ (np.diagonal(cov, axis1=1, axis2=2) + theta_c**2) - mean**2
+    mean = post @ theta  # Bayesian model averaging over the grid
+    var = post @ (var + theta**2) - mean**2
     half = 1.96 * POINTS_PER_NAT * np.sqrt(np.maximum(var, 0.0))
     rating = INIT_RATING + POINTS_PER_NAT * mean
     votes_k = np.zeros(k, dtype=np.int64)
     votes_k[[systems.index(x) for x in table.systems]] = _votes_per_system(table)
-    ratings = pd.DataFrame(
-        {
-            "rating": rating,
-            "ci_low": rating - half,
-            "ci_high": rating + half,
-            "votes": votes_k,
-            "apex": np.where(has, INIT_RATING + POINTS_PER_NAT * m, np.nan),
-        },
-        index=pd.Index(systems, name="system", dtype=object),
-    ).sort_values("rating", ascending=False, kind="stable")
+    apex = np.where(has, INIT_RATING + POINTS_PER_NAT * m, np.nan)
+    ratings = ratings_table(systems, rating, rating - half, rating + half, votes_k, apex=apex)
     beta_bar, lam_bar = float(post @ beta), float(np.exp(post @ np.log(np.maximum(lam, 1e-300))))
     q_bar = l2_precision(l2) + np.where(has, lam_bar if np.isfinite(sd).all() else 0.0, floor)
     if not has.any():  # no APEX predictions: the grid only varied an unused scale
@@ -214,6 +169,22 @@ def fit_informed(
     )
 
 
+def _laplace(table: _PairTable, pairs: Pairs, q: np.ndarray, centre: np.ndarray):
+    """Per grid point: the centred MAP strengths ``[B, K]``, their posterior variances ``[B, K]``
+    and the Laplace log marginal likelihood ``[B]`` (prior precision ``q``, centre ``[B, K]``)."""
+    k = pairs.k
+    n = np.broadcast_to(table.counts.sum(axis=1), (len(q), len(pairs.i)))
+    s = np.broadcast_to(table.counts[:, 0] + 0.5 * table.counts[:, 1], n.shape)
+    theta = solve(pairs, n, s, precision=q, centre=centre, flat=k)
+    p = expit(theta[:, pairs.i] - theta[:, pairs.j])
+    a = hessian(pairs, n * p * (1.0 - p), q, k)
+    evidence = -objective(pairs, n, s, theta, q, centre) - 0.5 * np.linalg.slogdet(a)[1]
+    evidence += 0.5 * np.log(np.where(q > 0, q, 1.0)).sum(axis=1)
+    centring = np.eye(k) - 1.0 / k
+    var = np.diagonal(centring @ np.linalg.inv(a) @ centring, axis1=1, axis2=2)
+    return theta - theta.mean(axis=1, keepdims=True), var, evidence
+
+
 def flips_to_change_top(
     votes: pd.DataFrame,
     *,
@@ -224,39 +195,27 @@ def flips_to_change_top(
 ) -> int | None:
     """Smallest number of rated votes whose outcome, flipped, puts another system first.
 
-    A flip turns one vote's outcome around (a win for one clip into a win for the other, or a
-    tie into a win for either side, which moves half as far). The fit is the board's: the plain
-    one with ``l2`` (default Music Arena's ``C=1``), or the informed one's ``centre`` and
-    ``precision`` (:class:`InformedFit`). For every challenger the search flips, in batches, the
-    votes that narrow its gap to the leader most per flip (by the fit's influence function,
-    ``A^-1 x`` with ``A`` the posterior Hessian), refits, and halves the batch when it
-    overshoots, so the count is the exact minimum of flips of that greedy kind; on small
-    boards it equals the brute-force minimum (the tests check it).
-
-    Returns:
-        The count, or None when no flips can change the top (no rated votes between two systems).
+    A flip turns a win around, or a tie into a win (half as far). The fit is the board's: plain
+    with ``l2``, or the informed one's ``centre`` and ``precision`` (:class:`InformedFit`). For
+    each challenger it flips, in batches, the votes that narrow its gap to the leader most per
+    flip (influence ``A^-1 x``, ``A`` the posterior Hessian), refits, and halves a batch that
+    overshoots: the exact minimum of such greedy flips (the brute-force one on small boards, as
+    the tests check). None when no flips can change the top.
     """
     table = _aggregate(votes)
     systems = sorted(set(table.systems) | set([] if centre is None else centre.index))
     k = len(systems)
     if k < 2 or not len(table.i):
         return None
-    i, j = _over(table, systems)
+    pairs = _over(table, systems)
     q = (
         np.full(k, l2_precision(l2))
         if precision is None
         else precision.reindex(systems).fillna(0.0).to_numpy()
     )
     c = np.zeros(k) if centre is None else centre.reindex(systems).fillna(0.0).to_numpy()
-    base = _solve(
-        table.counts.sum(1)[None],
-        (table.counts[:, 0] + 0.5 * table.counts[:, 1])[None],
-        i,
-        j,
-        k,
-        q,
-        c,
-    )[0]
+    n, s = table.counts.sum(1), table.counts[:, 0] + 0.5 * table.counts[:, 1]
+    base = solve(pairs, n[None], s[None], precision=q, centre=c, flat=k)[0]
     leader = int(np.argmax(base))
     rivals = np.array([x for x in range(k) if x != leader])
     rounds = len(rivals)
@@ -265,12 +224,10 @@ def flips_to_change_top(
     cap = np.full(rounds, np.iinfo(np.int64).max)
     result = np.full(rounds, -1, dtype=np.int64)
     undo: list = [None] * rounds
-    # Each option: (from outcome column, to column, score change of the pair's first system).
-    options = ((0, 2, -1.0), (2, 0, 1.0), (1, 2, -0.5), (1, 0, 0.5))
     for _ in range(max_rounds):
         n = counts.sum(axis=2)
         s = counts[:, :, 0] + 0.5 * counts[:, :, 1]
-        theta = _solve(n, s, i, j, k, np.broadcast_to(q, (rounds, k)), c)
+        theta = solve(pairs, n, s, precision=q, centre=c, flat=k)
         others = theta.copy()
         others[:, leader] = -np.inf
         crossed = others.max(axis=1) > theta[:, leader] + 1e-9
@@ -283,26 +240,18 @@ def flips_to_change_top(
         active = np.flatnonzero(result < 0)
         if not len(active):
             break
-        p = 1.0 / (1.0 + np.exp(-(theta[:, i] - theta[:, j])))
-        a = pair_hessian(n * p * (1.0 - p), i, j, k)
-        a[:, np.arange(k), np.arange(k)] += q + 1e-9
-        a += (q.max() == 0.0) / k
+        p = expit(theta[:, pairs.i] - theta[:, pairs.j])
+        a = hessian(pairs, n * p * (1.0 - p), q, k)
         target = np.zeros((rounds, k))
         target[:, leader] = 1.0
         target[np.arange(rounds), rivals] = -1.0
         u = np.linalg.solve(a, target[..., None])[..., 0]  # d gap / d (score of each system)
-        per_pair = u[:, i] - u[:, j]  # [R, P]
+        per_pair = u[:, pairs.i] - u[:, pairs.j]  # [R, P]
         gap = theta[:, leader] - theta[np.arange(rounds), rivals]
         for r in active:
             if crossed[r]:
                 continue
-            best = None
-            for col_from, col_to, delta in options:
-                effect = per_pair[r] * delta
-                effect = np.where(counts[r, :, col_from] > 0, effect, np.inf)
-                pair = int(np.argmin(effect))
-                if effect[pair] < 0 and (best is None or effect[pair] < best[0]):
-                    best = (effect[pair], pair, col_from, col_to)
+            best = _best_flip(per_pair[r], counts[r])
             if best is None:
                 result[r] = np.iinfo(np.int64).max  # this rival cannot be lifted
                 continue
@@ -315,3 +264,19 @@ def flips_to_change_top(
             flips[r] += size
     done = result[(result >= 0) & (result < np.iinfo(np.int64).max)]
     return int(done.min()) if len(done) else None
+
+
+#: Flips: (from outcome column, to column, score change of the pair's first system).
+_FLIPS = ((0, 2, -1.0), (2, 0, 1.0), (1, 2, -0.5), (1, 0, 0.5))
+
+
+def _best_flip(per_pair: np.ndarray, counts: np.ndarray) -> tuple | None:
+    """The flip that narrows the gap most: ``(effect, pair, from column, to column)``, None when
+    no flip narrows it. ``per_pair`` ``[P]``: the gap's change per unit of a pair's score."""
+    best = None
+    for col_from, col_to, delta in _FLIPS:
+        effect = np.where(counts[:, col_from] > 0, per_pair * delta, np.inf)
+        pair = int(np.argmin(effect))
+        if effect[pair] < 0 and (best is None or effect[pair] < best[0]):
+            best = (effect[pair], pair, col_from, col_to)
+    return best

@@ -1,36 +1,12 @@
-"""Style-controlled Bradley-Terry: system strengths with covariates that are not the music.
+"""Style-controlled Bradley-Terry: system strengths at equal style (LMArena's style control).
 
-In an A/B test the louder clip, the longer one or the one with vocals can win for reasons that are
-not the quality of the system that made it. LMArena's style control puts such confounds into the
-Bradley-Terry fit as covariates beside the model strengths (Chiang et al., "Does style matter?",
-LMSYS blog 2024-08): the probability that A beats B is
-
-    P(A > B) = sigmoid(theta[sys_a] - theta[sys_b] + sum_c beta_c * z_c),
-
-where ``z_c`` is the standardised A-minus-B difference of feature ``c``. The systems' ratings are
-then their strengths *at equal style*, and ``beta`` says how much each confound moves a vote.
-
-Covariates (:data:`COVARIATES`), from the vote's own columns:
-
-- ``duration``: ``(d_a - d_b) / (d_a + d_b)``, LMArena's normalised length difference;
-- ``loudness``: ``loudness_a - loudness_b``, LU (the clips' loudness as generated; votes cast with
-  loudness matching on heard them at equal loudness, so there this effect should vanish);
-- ``vocals``: ``vocal_a - vocal_b`` in {-1, 0, 1} (1: A has vocals and B is instrumental);
-- ``position``: 1 on every vote, so its effect is the log-odds that clip A (shown and played
-  first) wins at equal strength and style: clip order as an effect to measure (in Music Arena's
-  released battles B wins about 55% of the decisive votes, by the count issue 26 quotes).
-
-Each difference is divided by its standard deviation over the rated votes (not centred: a
-difference is antisymmetric in A and B, and centring would add a side bias); ``position`` is
-not scaled (its unit is "A rather than B"). Votes missing any covariate are left out and
-counted. A difference that never varies cannot be estimated and is dropped.
-
-Numerics follow :mod:`annotation.ratings`: the same likelihood (a tie counts half a win each way,
-BOTH_BAD is left out), the same two conventions (``l2=None``: plain maximum likelihood; ``l2=C``:
-scikit-learn's ridge, here on every coefficient), batched damped Newton, Elo-scale points and
-row-resampling bootstrap or closed-form sandwich intervals (the board uses the sandwich: LMArena's
-default since 2025, and one pass over the votes). With no covariates the fit is exactly
-:func:`annotation.ratings.fit_bradley_terry`'s (same optimum; the test checks it).
+``P(A > B) = sigmoid(theta[sys_a] - theta[sys_b] + sum_c beta_c z_c)``, ``z_c`` the A-minus-B
+difference of covariate ``c`` (:data:`COVARIATES`: ``duration`` ``(d_a - d_b) / (d_a + d_b)``,
+``loudness`` in LU, ``vocals`` in {-1, 0, 1}, ``position`` 1 on every vote: the log-odds that clip
+A, played first, wins at equal strength) divided by its SD over the rated votes (not centred: a
+difference is antisymmetric; ``position`` is not scaled). Votes missing a covariate are left out
+and counted; a covariate that never varies is dropped. Likelihood, conventions (``l2``) and scale
+as :mod:`annotation.ratings`, on per-vote rows; with no covariates it is the plain fit.
 """
 
 from __future__ import annotations
@@ -40,8 +16,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
-from annotation.ratings import INIT_RATING, POINTS_PER_NAT, a_win_share, armijo_step
+from annotation.ratings import (
+    INIT_RATING,
+    POINTS_PER_NAT,
+    _aggregate,
+    _drop_below,
+    a_win_share,
+    check_fit_options,
+    l2_precision,
+    ratings_table,
+)
+from apex.logistic import covariance, solve
 
 COVARIATES: tuple[str, ...] = ("duration", "loudness", "vocals", "position")
 #: What one unit of each raw covariate is, for the effects table.
@@ -51,11 +38,7 @@ UNITS = {
     "vocals": "vocals vs instrumental",
     "position": "clip A (first) rather than B",
 }
-_MAX_ITER = 100
-_STEP_TOL = 1e-10
-#: Bootstrap rounds stop sooner: 1e-6 nats is 0.0002 points, far below any interval's width.
-_BOOT_TOL = 1e-6
-_CELLS_PER_CHUNK = 8_000_000
+_CELLS_PER_CHUNK = 8_000_000  # bounds bootstrap memory: rounds x rows x dim^2 per chunk
 
 
 @dataclass(frozen=True)
@@ -90,7 +73,7 @@ def style_features(votes: pd.DataFrame, covariates: Sequence[str] = COVARIATES) 
     def col(name: str) -> pd.Series:
         if name not in votes.columns:
             return pd.Series(np.nan, index=votes.index)
-        return votes[name].map(lambda v: np.nan if v is None or v != v else float(v))
+        return votes[name].astype("float64")  # None (unknown) becomes NaN
 
     if "duration" in covariates:
         da, db = col("duration_a"), col("duration_b")
@@ -106,21 +89,10 @@ def style_features(votes: pd.DataFrame, covariates: Sequence[str] = COVARIATES) 
 
 
 def _rated(votes: pd.DataFrame, min_votes: int) -> pd.DataFrame:
-    """A/B/TIE votes, systems under ``min_votes`` dropped repeatedly (as the plain board does)."""
-    for name in ("system_a", "system_b", "preference"):
-        if name not in votes.columns:
-            raise ValueError(f"the votes table lacks column {name!r}")
+    """The A/B/TIE votes among the systems the plain board keeps at ``min_votes``."""
+    kept = _drop_below(_aggregate(votes), max(min_votes, 1)).systems
     rated = votes[~np.isnan(a_win_share(votes["preference"]))]
-    if (rated["system_a"] == rated["system_b"]).any():
-        raise ValueError("some battles pit a system against itself; remove them")
-    while len(rated):
-        counts = pd.concat([rated["system_a"], rated["system_b"]]).value_counts()
-        keep = set(counts.index[counts >= max(min_votes, 1)])
-        mask = rated["system_a"].isin(keep) & rated["system_b"].isin(keep)
-        if mask.all():
-            break
-        rated = rated[mask]
-    return rated
+    return rated[rated["system_a"].isin(kept) & rated["system_b"].isin(kept)]
 
 
 def fit_style_controlled(
@@ -143,17 +115,10 @@ def fit_style_controlled(
         bootstrap_rounds: row-resampling bootstrap rounds for the 95% intervals (0: none).
         seed, min_votes: as in :func:`annotation.ratings.fit_bradley_terry`.
         interval: ``"bootstrap"`` (percentiles of ``bootstrap_rounds`` row resamples) or
-            ``"sandwich"`` (closed form: ``H^-1 M H^-1`` at the optimum, with ``H`` the
-            penalised Hessian and ``M`` the summed outer products of the per-vote scores; one
-            pass over the votes instead of one fit per resample, so a 100,000-vote board takes
-            well under a second where 200 resamples take tens of seconds).
+            ``"sandwich"`` (``H^-1 M H^-1`` at the optimum: one pass over the votes, where 200
+            resamples of a 100,000-vote board take tens of seconds).
     """
-    if interval not in ("bootstrap", "sandwich"):
-        raise ValueError(f"interval must be 'bootstrap' or 'sandwich', got {interval!r}")
-    if l2 is not None and not l2 > 0:
-        raise ValueError(f"l2 is scikit-learn's C and must be positive (or None), got {l2!r}")
-    if bootstrap_rounds < 0:
-        raise ValueError(f"bootstrap_rounds must be >= 0, got {bootstrap_rounds}")
+    check_fit_options(l2, bootstrap_rounds, interval, ("bootstrap", "sandwich"))
     rated = _rated(votes, min_votes)
     raw = style_features(rated, covariates)
     complete = raw.notna().all(axis=1).to_numpy()
@@ -170,7 +135,9 @@ def fit_style_controlled(
     design[np.arange(n), a] = 1.0
     design[np.arange(n), b] = -1.0
     design[:, k:] = z
-    theta = _solve(design, y, np.ones((1, n)), k, l2)[0] if n else np.zeros(k + len(kept))
+    theta = np.zeros(k + len(kept))
+    if n:
+        theta = solve(design, np.ones((1, n)), y[None], precision=l2_precision(l2), flat=k)[0]
     bounds = None  # [2, K + C]: 95% low and high, nats
     if interval == "sandwich" and n:
         bounds = _sandwich_bounds(design, y, k, l2, theta)
@@ -189,11 +156,7 @@ def _ratings_table(theta, bounds, systems, a, b) -> pd.DataFrame:
     if bounds is not None:
         low, high = INIT_RATING + POINTS_PER_NAT * bounds[:, :k]
     votes = np.bincount(a, minlength=k) + np.bincount(b, minlength=k)
-    table = pd.DataFrame(
-        {"rating": rating, "ci_low": low, "ci_high": high, "votes": votes.astype(np.int64)},
-        index=pd.Index([str(s) for s in systems], name="system", dtype=object),
-    )
-    return table.sort_values(["rating"], ascending=False, kind="stable")
+    return ratings_table(systems, rating, low, high, votes)
 
 
 def _effects_table(beta, bounds, kept, sd, k) -> pd.DataFrame:
@@ -209,88 +172,24 @@ def _effects_table(beta, bounds, kept, sd, k) -> pd.DataFrame:
             "sd": scale,
             "per_unit": POINTS_PER_NAT * beta / scale if len(kept) else [],
             "unit": [UNITS[c] for c in kept],
-            "win_rate_per_sd": 1.0 / (1.0 + np.exp(-beta)),
+            "win_rate_per_sd": expit(beta),
         },
         index=pd.Index(kept, name="covariate", dtype=object),
     )
 
 
-def _objective(phi, design_t, y, w, l2_weight):
-    d = phi @ design_t  # [B, N]
-    # y log(1 + e^-d) + (1 - y) log(1 + e^d) = log(1 + e^d) - y d: one transcendental, not two.
-    nll = (w * (np.logaddexp(0.0, d) - y * d)).sum(axis=1)
-    return nll + 0.5 * l2_weight * (phi * phi).sum(axis=1)
-
-
-def _solve(
-    design: np.ndarray,
-    y: np.ndarray,
-    w: np.ndarray,
-    k: int,
-    l2: float | None,
-    start: np.ndarray | None = None,
-    tol: float = _STEP_TOL,
-) -> np.ndarray:
-    """Batched damped Newton on per-vote rows.
-
-    Args:
-        design: ``[N, K + C]`` (+1/-1 system indicators, then standardised covariates).
-        y: ``[N]`` score of A (1, 0.5, 0). w: ``[B, N]`` row weights (bootstrap counts).
-        k: number of systems K.
-        start: ``[K + C]`` starting point (bootstrap rounds start at the full-data optimum,
-            a few Newton steps away); default zeros.
-        tol: stop when no round's step exceeds this, nats.
-
-    Returns:
-        ``[B, K + C]``: strengths (mean zero) then covariate effects, nats.
-    """
-    rounds, dim = w.shape[0], design.shape[1]
-    l2_weight = 0.0 if l2 is None else 1.0 / float(l2)
-    fix = np.eye(dim) * (l2_weight + 1e-9)
-    if l2 is None:
-        fix[:k, :k] += 1.0 / k  # the flat direction (1,..,1,0,..,0), as in ratings._solve
-    phi = np.zeros((rounds, dim)) if start is None else np.tile(start, (rounds, 1))
-    design_t = np.ascontiguousarray(design.T)  # [D, N], for the products below
-    f = _objective(phi, design_t, y, w, l2_weight)
-    for _ in range(_MAX_ITER):
-        p = 1.0 / (1.0 + np.exp(-(phi @ design_t)))
-        grad = (w * (p - y)) @ design + l2_weight * phi
-        # [B, D, N] @ [N, D]: one BLAS product per round instead of an einsum loop.
-        hess = (design_t[None] * (w * p * (1.0 - p))[:, None, :]) @ design + fix
-        step = -np.linalg.solve(hess, grad[..., None])[..., 0]
-        t, f = armijo_step(lambda x: _objective(x, design_t, y, w, l2_weight), phi, step, grad, f)
-        phi = phi + t[:, None] * step
-        if np.max(np.abs(t[:, None] * step), initial=0.0) < tol:
-            break
-    phi[:, :k] -= phi[:, :k].mean(axis=1, keepdims=True)
-    return phi
-
-
 def _sandwich_bounds(design, y, k, l2, theta: np.ndarray) -> np.ndarray:
-    """``[2, K + C]`` 95% bounds (nats) from the sandwich covariance at the optimum ``theta``.
-
-    The strengths are reported centred (mean zero), so their covariance is ``C S C^T`` with
-    ``C`` the centring matrix on the first ``K`` coordinates; without a ridge the flat direction
-    is fixed as in :func:`_solve`.
-    """
-    dim = design.shape[1]
-    p = 1.0 / (1.0 + np.exp(-(design @ theta)))
-    bread = (design.T * (p * (1.0 - p))) @ design
-    bread += np.eye(dim) * ((0.0 if l2 is None else 1.0 / float(l2)) + 1e-9)
-    if l2 is None:
-        bread[:k, :k] += 1.0 / k
-    residual = p - y
-    meat = (design.T * (residual * residual)) @ design
-    inverse = np.linalg.inv(bread)
-    centre = np.eye(dim)
-    centre[:k, :k] -= 1.0 / k
-    half = centre @ inverse
-    se = np.sqrt(np.clip(np.diag(half @ meat @ half.T), 0.0, None))
+    """``[2, K + C]`` 95% bounds (nats) from the sandwich covariance at the optimum ``theta``
+    (strengths centred)."""
+    p = expit(design @ theta)
+    cov = covariance(design, p * (1.0 - p), l2_precision(l2), k, (p - y) ** 2)
+    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     return np.stack([theta - 1.959964 * se, theta + 1.959964 * se])
 
 
 def _bootstrap(design, y, k, l2, rounds: int, seed: int, optimum: np.ndarray) -> np.ndarray:
-    """``[rounds, K + C]`` fits on multinomial resamples of the vote rows."""
+    """``[rounds, K + C]`` fits on multinomial resamples of the vote rows, each started at the
+    full-data optimum and stopped at 1e-6 nats (0.0002 points, far below an interval's width)."""
     rng = np.random.default_rng(seed)
     n = len(y)
     chunk = max(1, _CELLS_PER_CHUNK // max(1, n * design.shape[1] ** 2))
@@ -298,5 +197,6 @@ def _bootstrap(design, y, k, l2, rounds: int, seed: int, optimum: np.ndarray) ->
     for first in range(0, rounds, chunk):
         size = min(chunk, rounds - first)
         w = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
-        out.append(_solve(design, y, w, k, l2, optimum, _BOOT_TOL))
+        fit = solve(design, w, w * y, precision=l2_precision(l2), flat=k, start=optimum, tol=1e-6)
+        out.append(fit)
     return np.concatenate(out, axis=0)

@@ -12,15 +12,15 @@ prediction ``apex_p_a = sigmoid(m_a - m_b + clip noise)`` from one of three kind
 system strength ``m``:
 
 - ``informative``: ``m = 0.7 * (rho * z + sqrt(1 - rho^2) * e)`` with ``z`` the standardised
-  truth, ``e`` noise and ``rho = 0.9`` (``--rho``; an assumed system-level correlation, not
-  measured on the demo model; APEX's scale is deliberately not the listeners', so the fit must
-  learn it);
+  truth, ``e`` noise and ``rho`` the demo model's measured system-level correlation with its
+  listeners (:func:`demo_rho`; ``--rho 0.9`` sets one); APEX's scale is deliberately not the
+  listeners', so the fit must learn it;
 - ``uninformative``: ``m`` independent of the truth;
 - ``wrong``: ``-rho`` (anti-correlated).
 
 At checkpoints of the vote count the same votes are fitted plainly
-(:func:`annotation.ratings.fit_bradley_terry`, ``l2=1``; coverage of its sandwich intervals,
-which the bootstrap matches, and of its posterior intervals) and APEX-informed
+(:func:`annotation.ratings.fit_bradley_terry`, ``l2=1``; coverage of its 500-round bootstrap,
+sandwich and posterior intervals; the board shows :data:`BOARD_INTERVAL`) and APEX-informed
 (:func:`annotation.informed.fit_informed`). Reported per prior: the votes needed until the mean
 Kendall tau with the truth reaches 0.9 and until the top system is right in 90% of replications
 (interpolated between checkpoints on a log scale; ``>N`` when never reached), and the coverage of
@@ -43,6 +43,7 @@ import argparse
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -52,9 +53,61 @@ from annotation.informed import fit_informed
 from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
 from annotation.sampler import PairSampler, pair_key
 
+DEMO_RHO_CACHE = Path("var/bench/informed_demo_rho.json")
+
 PRIORS = ("informative", "uninformative", "wrong")
 SYSTEMS, PROMPTS, SPREAD = 12, 4, 0.8
 TIE, BOTH_BAD, REFRESH = 0.4, 0.05, 50
+#: The plain board's intervals whose coverage is measured; the board shows BOARD_INTERVAL.
+PLAIN_INTERVALS = {
+    "bootstrap": {"bootstrap_rounds": 500},
+    "sandwich": {"interval": "sandwich"},
+    "posterior": {"interval": "posterior"},
+}
+BOARD_INTERVAL = "posterior"
+
+
+def demo_rho(cache: Path = DEMO_RHO_CACHE) -> dict[str, float]:
+    """How informative the demo model is: the Pearson correlation over the demo systems between
+    the system strengths :func:`annotation.informed.apex_strengths` derives from the demo model's
+    ``apex_p_a`` (the scorer's ``compare`` on the demo pool's clips, fallback encoder) and the
+    true ones (the same Bradley-Terry fit of the demo listeners' expected win shares,
+    :func:`apex.demo.listeners.outcome_probabilities` on the clips' latent quality). Both over every
+    same-prompt pair of clips of different systems. Builds the demo corpus and model on first use
+    (a few minutes on CPU) under ``var/``; cached in ``cache``.
+    """
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    from annotation.informed import apex_strengths
+    from apex.demo import ensure_demo_corpus, load_metadata
+    from apex.demo.listeners import outcome_probabilities
+    from apex.loader import load_scorer
+    from apex.settings import Settings
+
+    settings = Settings.from_env()
+    corpus = Path(ensure_demo_corpus(settings))
+    meta = load_metadata(corpus)
+    scorer = load_scorer("demo", encoder="fallback", device="cpu", settings=settings)
+    results = scorer.score([str(corpus / name) for name in meta["file_name"]])
+    meta["apex"] = [r.preference for r in results]
+    pairs = meta.merge(meta, on="prompt", suffixes=("_a", "_b"))
+    pairs = pairs[pairs["system_a"] < pairs["system_b"]]
+    truth = outcome_probabilities(pairs["quality_a"], pairs["quality_b"])
+    share = (truth["A"] + 0.5 * truth["TIE"]) / (1.0 - truth["BOTH_BAD"])
+    margin = (pairs["apex_a"] - pairs["apex_b"]).to_numpy(dtype=np.float64)
+    table = pairs[["system_a", "system_b"]].assign(preference="A")
+    true = apex_strengths(table.assign(apex_p_a=share))
+    model = apex_strengths(table.assign(apex_p_a=1.0 / (1.0 + np.exp(-margin))))
+    out = {
+        "rho": float(np.corrcoef(true, model.reindex(true.index))[0, 1]),
+        "systems": len(true),
+        "clip_pairs": len(pairs),
+        "true_sd_nats": float(true.std()),
+        "apex_sd_nats": float(model.std()),
+    }
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out))
+    return out
 
 
 def checkpoints(max_votes: int) -> list[int]:
@@ -136,7 +189,7 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
     shape = (reps, len(points))
     tau = {k: np.zeros(shape) for k in ("plain", *PRIORS)}
     top = {k: np.zeros(shape) for k in tau}
-    cover = {k: np.zeros(shape) for k in (*tau, "plain_posterior")}
+    cover = {k: np.zeros(shape) for k in (*tau, *PLAIN_INTERVALS)}
     weight = {k: np.zeros(shape) for k in PRIORS}
     agree = dict.fromkeys(PRIORS, 0.0)
     fit_s = {k: 0.0 for k in tau}
@@ -149,12 +202,13 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
         for c, n in enumerate(points):
             sub = votes.iloc[:n]
             start = time.perf_counter()
-            plain = fit_bradley_terry(sub, l2=1.0, interval="sandwich")
+            plain = fit_bradley_terry(sub, l2=1.0, interval=BOARD_INTERVAL)
             fit_s["plain"] += time.perf_counter() - start
             tau["plain"][rep, c], top["plain"][rep, c], cov = score(plain, theta)
             cover["plain"][rep, c] = cov.mean()
-            posterior = fit_bradley_terry(sub, l2=1.0, interval="posterior")
-            cover["plain_posterior"][rep, c] = score(posterior, theta)[2].mean()
+            for name, options in PLAIN_INTERVALS.items():
+                board = fit_bradley_terry(sub, l2=1.0, seed=c, **options)
+                cover[name][rep, c] = score(board, theta)[2].mean()
             for kind in PRIORS:
                 start = time.perf_counter()
                 fit = fit_informed(sub.rename(columns={f"apex_{kind}": "apex_p_a"}))
@@ -170,9 +224,11 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
         "votes_top": plain_top,
         "coverage": float(cover["plain"].mean()),
         "coverage_min": float(cover["plain"].mean(0).min()),
-        "coverage_posterior": float(cover["plain_posterior"].mean()),
-        "coverage_posterior_min": float(cover["plain_posterior"].mean(0).min()),
     }
+    for name in PLAIN_INTERVALS:  # the plain board's candidate intervals
+        out["plain"][f"coverage_{name}"] = float(cover[name].mean())
+        out["plain"][f"coverage_{name}_min"] = float(cover[name].mean(0).min())
+        out["plain"][f"coverage_{name}_min_at_votes"] = points[int(np.argmin(cover[name].mean(0)))]
     for kind in PRIORS:
         vt = votes_to(points, tau[kind].mean(0), 0.9)
         vp = votes_to(points, top[kind].mean(0), 0.9)
@@ -183,6 +239,7 @@ def run(reps: int, max_votes: int, rho: float = 0.9) -> dict:
             "top_ratio": vp / plain_top,
             "coverage": float(cover[kind].mean()),
             "coverage_min": float(cover[kind].mean(0).min()),
+            "coverage_min_at_votes": points[int(np.argmin(cover[kind].mean(0)))],
             "apex_agreement": agree[kind],
             "weight_first": float(weight[kind][:, 0].mean()),
             "weight_last": float(weight[kind][:, -1].mean()),
@@ -217,11 +274,10 @@ def table(out: dict) -> str:
             f"{r['coverage']:>8.3f}{r['coverage_min']:>7.3f}{r['weight_last']:>8.2f}"
             f"{r['apex_agreement']:>7.2f}"
         )
-    lines.append(f"{'plain sandwich':<14}{'':>64}{p['coverage']:>8.3f}{p['coverage_min']:>7.3f}")
-    lines.append(
-        f"{'plain posterior':<15}{'':>63}{p['coverage_posterior']:>8.3f}"
-        f"{p['coverage_posterior_min']:>7.3f}"
-    )
+    for name in PLAIN_INTERVALS:
+        label = f"plain {name}" + (" (board)" if name == BOARD_INTERVAL else "")
+        cover, low = p[f"coverage_{name}"], p[f"coverage_{name}_min"]
+        lines.append(f"{label:<24}{'':>54}{cover:>8.3f}{low:>7.3f}")
     return "\n".join(lines)
 
 
@@ -256,13 +312,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=24)
     parser.add_argument("--max-votes", type=int, default=3000)
-    parser.add_argument("--rho", type=float, default=0.9, help="informative APEX's correlation")
+    parser.add_argument(
+        "--rho",
+        default="demo",
+        help="informative APEX's system-level correlation with the truth: a number, or 'demo' "
+        "(measured on the demo model, demo_rho)",
+    )
     parser.add_argument("--quick", action="store_true", help="4 replications, 600 votes")
     args = parser.parse_args()
     reps, max_votes = (4, 600) if args.quick else (args.reps, args.max_votes)
     start = time.perf_counter()
-    out = run(reps, max_votes, args.rho)
-    out["rho"] = args.rho
+    demo = demo_rho() if args.rho == "demo" else None
+    rho = demo["rho"] if demo else float(args.rho)
+    print(f"informative prior: rho = {rho:.3f}" + (f" (demo model: {demo})" if demo else ""))
+    out = run(reps, max_votes, rho)
+    out["rho"], out["rho_from"] = rho, "demo model" if demo else "given"
     out["speed_100k"] = speed(repeat=1 if args.quick else 7)
     out["seconds"] = round(time.perf_counter() - start, 1)
     print(table(out))
@@ -272,7 +336,7 @@ def main() -> None:
         f"informed+intervals {s['informed_s']:.3f} s: {s['ratio']:.2f}x the plain fit "
         f"({s['ratio_vs_sandwich']:.2f}x with its intervals)"
     )
-    keys = ("reps", "max_votes", "rho", "plain", *PRIORS, "speed_100k", "seconds")
+    keys = ("reps", "max_votes", "rho", "rho_from", "plain", *PRIORS, "speed_100k", "seconds")
     summary = {k: out[k] for k in keys}
     print(json.dumps(_finite(summary)))
 

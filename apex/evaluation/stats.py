@@ -1,19 +1,9 @@
-"""Uncertainty for the arena protocol: bootstrap intervals, permutation tests, sign agreement.
+"""Uncertainty for the arena protocol, vectorised over resamples (no Python loop per resample).
 
-Everything is vectorised over resamples (numpy, no Python loop per resample), so 1,000
-bootstrap resamples or permutations of ~1,000 battles cost well under a second, and a
-permutation test of the logistic regression refits it on every permuted labelling at once
-(:func:`logistic_oof_proba`, a batched Newton solver of the same objective as the paper's
-scikit-learn model).
-
-- :func:`auc` / :func:`accuracy` — per row of a ``[B, N]`` batch of scores and labels.
-- :func:`bootstrap` — percentile intervals of AUC and accuracy over battles resampled with
-  replacement (the out-of-fold predictions stay fixed: the interval is the sampling error of
-  the evaluation set, not of the fit).
-- :func:`shuffled_labels` — ``[B, N]`` labels permuted within strata.
-- :func:`permutation_pvalue` — ``(1 + #{null >= observed}) / (1 + B)`` (Phipson & Smyth, 2010).
-- :func:`agreement` — how often "the higher-scored clip wins", with a Wilson interval and an
-  exact two-sided binomial test against 0.5.
+Bootstrap intervals of AUC and accuracy (the out-of-fold predictions stay fixed: the sampling
+error of the evaluation set, not of the fit), labels permuted within strata, permutation p-values
+(Phipson & Smyth, 2010), sign agreement with a Wilson interval and an exact binomial test, and
+the paper's logistic regression refitted on every permuted labelling at once.
 """
 
 from __future__ import annotations
@@ -22,6 +12,9 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from scipy.special import expit
+
+from apex.logistic import solve
 
 #: Central interval reported everywhere (95 %).
 LEVEL = 0.95
@@ -113,11 +106,18 @@ def agreement(margin: np.ndarray, y: np.ndarray) -> dict[str, Any]:
             "p": 1.0,
             "sign": "unclear",
         }
-    test = stats.binomtest(agree, n, 0.5)
-    ci = test.proportion_ci(LEVEL, method="wilson")
-    low, high = float(ci.low), float(ci.high)
+    low, high = wilson_interval(agree, n)
     sign = "agrees" if low > 0.5 else "inverted" if high < 0.5 else "unclear"
-    return out | {"accuracy": agree / n, "ci": [low, high], "p": float(test.pvalue), "sign": sign}
+    p = float(stats.binomtest(agree, n, 0.5).pvalue)
+    return out | {"accuracy": agree / n, "ci": [low, high], "p": p, "sign": sign}
+
+
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """Wilson score interval at :data:`LEVEL` of a binomial proportion; ``(0, 1)`` when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    ci = stats.binomtest(successes, n).proportion_ci(LEVEL, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def logistic_oof_proba(
@@ -147,30 +147,15 @@ def logistic_oof_proba(
         for start in range(0, len(labels), chunk):
             ytr = labels[start : start + chunk, ~test]
             theta = _newton_logistic(xtr, ytr, c)
-            out[start : start + chunk, test] = _sigmoid(theta @ xte.T)
+            out[start : start + chunk, test] = expit(theta @ xte.T)
     return out
 
 
-def _newton_logistic(x: np.ndarray, y: np.ndarray, c: float, iters: int = 50) -> np.ndarray:
+def _newton_logistic(x: np.ndarray, y: np.ndarray, c: float) -> np.ndarray:
     """``[B, F+1]`` minimisers; design ``x`` ``[n, F+1]`` (last column 1), labels ``[B, n]``."""
-    b, (n, f) = len(y), x.shape
+    n, f = x.shape
     pos = y.sum(axis=1, keepdims=True)
     weight = c * np.where(y == 1, n / (2 * pos), n / (2 * (n - pos)))  # balanced class weights
     penalty = np.ones(f)
-    penalty[-1] = 0.0
-    theta = np.zeros((b, f))
-    outer = (x[:, :, None] * x[:, None, :]).reshape(n, f * f)  # one GEMM gives all B Hessians
-    for _ in range(iters):
-        p = _sigmoid(theta @ x.T)
-        grad = ((p - y) * weight) @ x + theta * penalty
-        hess = ((weight * p * (1 - p)) @ outer).reshape(b, f, f)
-        hess += np.diag(penalty + 1e-10)
-        step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
-        theta -= step
-        if np.abs(step).max() < 1e-9:
-            break
-    return theta
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+    penalty[-1] = 0.0  # the intercept is not penalised
+    return solve(x, weight, weight * y, precision=penalty)

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotation.agreement import agreement, agreement_by_version, wilson_interval
+from annotation.agreement import agreement, agreement_by_version
+from apex.evaluation.stats import wilson_interval
 
 
 def _votes(version: str, n: int, agree_every: int, start: float) -> pd.DataFrame:

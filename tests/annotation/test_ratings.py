@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 from sklearn.linear_model import LogisticRegression
 
 from annotation.ratings import fit_bradley_terry
+from apex.demo import load_metadata, simulate_votes
 
 POINTS = 400.0 / math.log(10.0)  # Elo points per nat, written out independently of the module
 
@@ -139,13 +140,9 @@ def test_simulated_votes_recover_the_latent_order():
     assert span == pytest.approx(POINTS * 0.25 * 9, rel=0.15)
 
 
-def test_demo_votes_recover_the_system_order(request):
-    demo = pytest.importorskip("apex.demo")
-    if not hasattr(demo, "simulate_votes"):
-        pytest.skip("apex.demo.simulate_votes is not there yet")
-    corpus = request.getfixturevalue("small_demo_corpus")
-    metadata = demo.load_metadata(corpus)
-    votes = demo.simulate_votes(metadata, 6000, seed=0)
+def test_demo_votes_recover_the_system_order(small_demo_corpus):
+    metadata = load_metadata(small_demo_corpus)
+    votes = simulate_votes(metadata, 6000, seed=0)
     ratings = fit_bradley_terry(votes)
     latent = metadata.groupby("system")["quality"].mean()
     rho = spearmanr(latent.loc[ratings.index], ratings["rating"]).statistic
