@@ -22,7 +22,7 @@ from torch import nn
 
 from apex.files import write_json_atomic
 from apex.heads import ApexHeads, HeadsConfig
-from apex.hub_files import (  # hub_reachable: public here too
+from apex.hub_files import (  # hub_reachable: public here (annotation.pool.sources, its tests)
     SnapshotUnavailable,
     fetch_snapshot,
     from_directory,
@@ -33,7 +33,6 @@ from apex.published import (  # the shared names are public here, the checkpoint
     APEX_MODEL_TYPE,
     CONFIG_NAME,
     KINDS,
-    PUBLISHED_ENCODER,
     PUBLISHED_REPO,
     CheckpointError,
     ModelInfo,
@@ -46,8 +45,6 @@ from apex.published import (  # the shared names are public here, the checkpoint
 )
 
 __all__ = [
-    "KINDS",
-    "PUBLISHED_ENCODER",
     "PUBLISHED_REPO",
     "CheckpointError",
     "ModelInfo",
@@ -56,7 +53,6 @@ __all__ = [
     "load_reference_checkpoint",
     "reference_info",
     "save_model",
-    "strict_load",
 ]
 
 WEIGHTS_NAME = "model.safetensors"

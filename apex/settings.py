@@ -18,7 +18,6 @@ from typing import Any
 from apex.tasks import VOTE_SOURCES
 
 __all__ = [
-    "VOTE_SOURCES",
     "Settings",
     "SettingsError",
     "default_data_dir",
