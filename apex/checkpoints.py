@@ -28,6 +28,7 @@ from apex.hub_files import (  # hub_reachable: public here (annotation.pool.sour
     from_directory,
     hub_reachable,
     is_repo_id,
+    read_json_object,
 )
 from apex.published import (  # the shared names are public here, the checkpoint API's home
     APEX_MODEL_TYPE,
@@ -39,7 +40,6 @@ from apex.published import (  # the shared names are public here, the checkpoint
     load_reference_checkpoint,
     load_snapshot_heads,
     pick_heads_files,
-    read_config,
     reference_info,
     strict_load,
 )
@@ -117,7 +117,9 @@ def load_model(
                 "while online or pass a local directory."
             ) from err
         config = snapshot.path(CONFIG_NAME)
-        if snapshot.files[0] != CONFIG_NAME or _is_published(read_config(config)):
+        if snapshot.files[0] != CONFIG_NAME or _is_published(
+            read_json_object(config, CheckpointError)
+        ):
             return load_snapshot_heads(snapshot, spec)
         return _load_ours(snapshot.directory, spec, snapshot.revision)
     else:
@@ -127,7 +129,7 @@ def load_model(
         )
     if not (directory / CONFIG_NAME).is_file():
         raise CheckpointError(f"{spec} has no {CONFIG_NAME}; save models with apex.checkpoints.")
-    if _is_published(read_config(directory / CONFIG_NAME)):
+    if _is_published(read_json_object(directory / CONFIG_NAME, CheckpointError)):
         return load_snapshot_heads(from_directory(directory, pick_heads_files), spec)
     return _load_ours(directory, spec, None)
 

@@ -8,9 +8,11 @@ downloading exactly the picked files (never MERT's 1.32 GB fairseq ``.pt``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: A picker gets a listing (relative POSIX paths) and returns the files to use, or raises
 #: :class:`SnapshotUnavailable` saying what the listing lacks.
@@ -82,6 +84,17 @@ def is_repo_id(text: str) -> bool:
         and not text.startswith((".", "/", "~"))
         and not Path(text).expanduser().exists()
     )
+
+
+def read_json_object(path: Path, error: type[Exception]) -> dict[str, Any]:
+    """A JSON file holding an object (``config.json``...); ``error`` if unreadable or not one."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise error(f"cannot read {path}: {type(err).__name__}: {err}; download it again.") from err
+    if not isinstance(data, dict):
+        raise error(f"{path} holds a {type(data).__name__}, not a JSON object.")
+    return data
 
 
 def _revision_of(directory: Path) -> str | None:

@@ -29,6 +29,7 @@ from apex.hub_files import (
     fetch_snapshot,
     from_directory,
     is_repo_id,
+    read_json_object,
 )
 
 #: What reading a damaged or foreign weights file raises: "not a loadable checkpoint".
@@ -327,32 +328,6 @@ def normalize_state(raw: Mapping[str, Any], where: str) -> tuple[dict[str, torch
     return state, ignored
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """A ``config.json`` as a dict; :class:`CheckpointError` if unreadable or not an object."""
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(
-            f"cannot read {path}: {type(err).__name__}: {err}; download it again."
-        ) from err
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} holds a {type(config).__name__}, not a JSON object.")
-    return config
-
-
-def _heads_kwargs(config: Mapping[str, Any], where: str) -> dict[str, Any]:
-    if config.get("model_type") != APEX_MODEL_TYPE:
-        raise CheckpointError(
-            f"{where} says model_type {config.get('model_type')!r}, not {APEX_MODEL_TYPE!r}."
-        )
-    kwargs: dict[str, Any] = {}
-    for key in _CONFIG_ARGS:
-        if key in config:
-            value = config[key]
-            kwargs[key] = tuple(int(v) for v in value) if isinstance(value, list) else value
-    return kwargs
-
-
 def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> ReferenceHeads:
     """Heads from ``config.json`` (``model_type: "apex"``) + ``weights`` in ``directory``,
     carrying ``checkpoint_info`` (epoch, val_loss, weights file, layer mix, ignored tensors).
@@ -362,12 +337,18 @@ def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> Re
             and shape.
     """
     config_path = directory / CONFIG_NAME
-    config = read_config(config_path)
+    config = read_json_object(config_path, CheckpointError)
+    if config.get("model_type") != APEX_MODEL_TYPE:
+        raise CheckpointError(
+            f"{config_path}: model_type {config.get('model_type')!r} is not "
+            f"{APEX_MODEL_TYPE!r}; this is not the published APEX layout."
+        )
     weights_path = directory / weights
     state, ignored = normalize_state(read_state_dict(weights_path), str(weights_path))
     preference = any(k.startswith("branch_preference.") for k in state)  # apex.training.warm
+    kwargs = {k: config[k] for k in _CONFIG_ARGS if k in config}
+    kwargs = {k: tuple(int(v) for v in x) if isinstance(x, list) else x for k, x in kwargs.items()}
     try:
-        kwargs = _heads_kwargs(config, str(config_path))
         heads = ReferenceHeads(task="full", preference=preference, **kwargs)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{config_path} is not a valid APEX config: {err}") from err
@@ -472,13 +453,6 @@ def load_published(
             raise CheckpointError(f"{text!r} is neither a directory nor a Hub id (owner/name).")
     except SnapshotUnavailable as err:
         raise CheckpointError(f"published APEX heads {text}: {err}") from err
-    if snapshot.files[0] == CONFIG_NAME:
-        config = read_config(snapshot.path(CONFIG_NAME))
-        if config.get("model_type") != APEX_MODEL_TYPE:
-            raise CheckpointError(
-                f"{snapshot.path(CONFIG_NAME)}: model_type {config.get('model_type')!r} is not "
-                f"{APEX_MODEL_TYPE!r}; this is not the published APEX layout."
-            )
     try:
         heads, info = load_snapshot_heads(snapshot, text)
     except CheckpointError as err:

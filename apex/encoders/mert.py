@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ from apex.hub_files import (
     fetch_snapshot,
     from_directory,
     is_repo_id,
+    read_json_object,
 )
 
 __all__ = ["MertEncoder", "save_debug_checkpoint"]
@@ -144,7 +144,7 @@ class MertEncoder(Encoder):
             name_or_path, local_files_only=local_files_only, remote_code=trust_remote_code
         )
         directory = snapshot.directory
-        raw = _read_json(directory / "config.json")
+        raw = read_json_object(directory / "config.json", EncoderUnavailable)
         preprocessor = _read_preprocessor(directory)
         rate = int(preprocessor.get("sampling_rate", raw.get("sample_rate", SAMPLE_RATE)))
         weights_file = directory / snapshot.files[1]
@@ -320,16 +320,6 @@ def _resolve(
     return snapshot, str(name_or_path)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise EncoderUnavailable(f"cannot read {path}: {err}; download it again.") from err
-    if not isinstance(data, dict):
-        raise EncoderUnavailable(f"{path} holds a {type(data).__name__}, not a JSON object.")
-    return data
-
-
 def _read_preprocessor(directory: Path) -> dict[str, Any]:
     """``preprocessor_config.json`` (a ``Wav2Vec2FeatureExtractor``), or ``{}`` when absent.
 
@@ -339,7 +329,7 @@ def _read_preprocessor(directory: Path) -> dict[str, Any]:
     path = directory / "preprocessor_config.json"
     if not path.exists():
         return {}
-    data = _read_json(path)
+    data = read_json_object(path, EncoderUnavailable)
     if int(data.get("feature_size", 1)) != 1:
         raise EncoderUnavailable(f"{path}: feature_size {data['feature_size']} is not 1 (mono).")
     return data
