@@ -8,7 +8,6 @@ own format is :mod:`apex.checkpoints`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pickle
 import zipfile
@@ -206,18 +205,30 @@ def load_reference_checkpoint(path: str | Path) -> ReferenceHeads:
 
 
 def reference_info(
-    heads: ReferenceHeads, heads_from: str, *, model_id: str | None = None
+    heads: ReferenceHeads,
+    heads_from: str,
+    *,
+    model_id: str | None = None,
+    snapshot: Snapshot | None = None,
 ) -> ModelInfo:
-    """A :class:`ModelInfo` for heads from :func:`load_reference_checkpoint`."""
+    """A :class:`ModelInfo` for published heads (a reference ``.pt`` or the Hub layout, from
+    their ``checkpoint_info``), with ``snapshot``'s revision and files when they came from one."""
     meta = dict(getattr(heads, "checkpoint_info", {}))
     epoch = meta.get("epoch")
+    layout = (
+        "published_checkpoint" if meta.get("format") == "hub-config" else "reference_checkpoint"
+    )
+    metadata = {layout: meta, "metrics": {"val_loss": meta.get("val_loss")}}
+    if snapshot is not None:
+        metadata |= {"from_cache": snapshot.from_cache, "files": list(snapshot.files)}
     return ModelInfo(
         model_id=model_id or Path(heads_from).name,
         version=f"epoch-{epoch}" if epoch is not None else "0",
         kind="published",
-        encoder_id=PUBLISHED_ENCODER,
+        encoder_id=str(meta.get("config", {}).get("mert_model_name", PUBLISHED_ENCODER)),
         heads_from=heads_from,
-        metadata={"reference_checkpoint": meta, "metrics": {"val_loss": meta.get("val_loss")}},
+        metadata=metadata,
+        revision=snapshot.revision if snapshot is not None else None,
     )
 
 
@@ -390,45 +401,25 @@ def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> Re
     return heads.eval()
 
 
-def _model_info(heads: ReferenceHeads, snapshot: Snapshot, heads_from: str) -> ModelInfo:
-    meta = dict(heads.checkpoint_info)
-    config = meta.get("config", {})
-    epoch = meta.get("epoch")
-    if "metadata.json" in snapshot.files:  # a refit of the published heads: its own identity
+def load_snapshot_heads(snapshot: Snapshot, heads_from: str) -> tuple[ReferenceHeads, ModelInfo]:
+    """Published heads from a snapshot picked by :func:`pick_heads_files` (either layout); a
+    ``metadata.json`` beside a ``config.json`` (a refit of the published heads) is its identity."""
+    first, model_id = snapshot.files[0], snapshot.repo_id or heads_from
+    if first != CONFIG_NAME:
+        heads = load_reference_checkpoint(snapshot.path(first))
+        return heads, reference_info(heads, heads_from, model_id=model_id, snapshot=snapshot)
+    heads = load_apex_directory(snapshot.directory, snapshot.files[1], heads_from=heads_from)
+    info = reference_info(heads, heads_from, model_id=model_id, snapshot=snapshot)
+    if "metadata.json" in snapshot.files:
         ours = json.loads(snapshot.path("metadata.json").read_text())
-        return ModelInfo.from_metadata(
-            {**ours, "published_checkpoint": meta, "files": list(snapshot.files)},
+        info = ModelInfo.from_metadata(
+            {**ours, "published_checkpoint": heads.checkpoint_info, "files": list(snapshot.files)},
             heads_from,
-            model_id=snapshot.repo_id or heads_from,
-            encoder_id=config.get("mert_model_name", PUBLISHED_ENCODER),
+            model_id=model_id,
+            encoder_id=info.encoder_id,
             revision=snapshot.revision,
         )
-    return ModelInfo(
-        model_id=snapshot.repo_id or heads_from,
-        version=f"epoch-{epoch}" if epoch is not None else "0",
-        kind="published",
-        encoder_id=str(config.get("mert_model_name", PUBLISHED_ENCODER)),
-        heads_from=heads_from,
-        revision=snapshot.revision,
-        metadata={
-            "published_checkpoint": meta,
-            "metrics": {"val_loss": meta.get("val_loss")},
-            "from_cache": snapshot.from_cache,
-            "files": list(snapshot.files),
-        },
-    )
-
-
-def load_snapshot_heads(snapshot: Snapshot, heads_from: str) -> tuple[ReferenceHeads, ModelInfo]:
-    """Published heads from a snapshot picked by :func:`pick_heads_files` (either layout)."""
-    first = snapshot.files[0]
-    if first == CONFIG_NAME:
-        heads = load_apex_directory(snapshot.directory, snapshot.files[1], heads_from=heads_from)
-        return heads, _model_info(heads, snapshot, heads_from)
-    heads = load_reference_checkpoint(snapshot.path(first))
-    base = reference_info(heads, heads_from, model_id=snapshot.repo_id or heads_from)
-    meta = {**base.metadata, "from_cache": snapshot.from_cache, "files": list(snapshot.files)}
-    return heads, dataclasses.replace(base, revision=snapshot.revision, metadata=meta)
+    return heads, info
 
 
 def load_published(
