@@ -107,6 +107,20 @@ def from_directory(directory: Path, pick: Picker) -> Snapshot:
     return Snapshot(directory, tuple(files), None, _revision_of(directory), True)
 
 
+def open_snapshot(spec: str | Path, pick: Picker, *, local_files_only: bool) -> Snapshot:
+    """The files ``pick`` chooses of a local directory or a Hub repo id (:func:`fetch_snapshot`);
+    :class:`SnapshotUnavailable` when ``spec`` is neither or the files cannot be had."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return from_directory(path, pick)
+    if not is_repo_id(str(spec)):
+        raise SnapshotUnavailable(
+            f"{spec!s} is neither a model directory nor a Hub id (owner/name, e.g. "
+            "'m-a-p/MERT-v1-95M')."
+        )
+    return fetch_snapshot(str(spec), pick, local_files_only=local_files_only)
+
+
 def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Snapshot:
     """The files ``pick`` chooses of ``repo_id`` (``owner/name``): from the local cache if there,
     else (unless ``local_files_only``) the Hub.

@@ -22,14 +22,7 @@ from torch import nn
 
 from apex.encoders.base import SEGMENT_SECONDS
 from apex.heads import ReferenceHeads
-from apex.hub_files import (
-    Snapshot,
-    SnapshotUnavailable,
-    fetch_snapshot,
-    from_directory,
-    is_repo_id,
-    read_json_object,
-)
+from apex.hub_files import Snapshot, SnapshotUnavailable, open_snapshot, read_json_object
 
 #: What reading a damaged or foreign weights file raises: "not a loadable checkpoint".
 UNREADABLE: tuple[type[BaseException], ...] = (
@@ -436,12 +429,7 @@ def load_published(
     """
     text = str(repo_or_dir)
     try:
-        if Path(text).expanduser().is_dir():
-            snapshot = from_directory(Path(text).expanduser(), pick_heads_files)
-        elif is_repo_id(text):
-            snapshot = fetch_snapshot(text, pick_heads_files, local_files_only=local_files_only)
-        else:
-            raise CheckpointError(f"{text!r} is neither a directory nor a Hub id (owner/name).")
+        snapshot = open_snapshot(text, pick_heads_files, local_files_only=local_files_only)
     except SnapshotUnavailable as err:
         raise CheckpointError(f"published APEX heads {text}: {err}") from err
     try:
