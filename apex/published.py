@@ -160,23 +160,8 @@ def load_reference_checkpoint(path: str | Path) -> ReferenceHeads:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"reference checkpoint {path} does not exist; check the path.")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except UNREADABLE as err:  # all mean "not loadable safely"
-        raise CheckpointError(
-            f"cannot read {path} as a PyTorch checkpoint with weights_only=True ({err}). "
-            "It may be truncated or not a checkpoint; re-download it."
-        ) from err
-    if not isinstance(raw, Mapping):
-        raise CheckpointError(f"{path} holds a {type(raw).__name__}, not a checkpoint dict.")
-    state = raw.get("model_state", raw)
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise CheckpointError(
-            f"{path} has no tensor state dict under 'model_state'; it is not an APEX checkpoint."
-        )
-    state = {k.removeprefix("module."): v for k, v in state.items()}  # tolerate DDP wrapping
+    raw = read_state_dict(path)
+    state, _ = normalize_state(raw, str(path))  # also unwraps DDP's "module." prefix
     task = "full" if any(k.startswith("branch_coherence.") for k in state) else "popularity"
     shared = 3 if any(k.startswith("shared.2.") for k in state) else 2
     task, shared = raw.get("task", task), int(raw.get("shared", shared))
@@ -294,7 +279,8 @@ def read_state_dict(path: Path) -> Mapping[str, Any]:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except (*UNREADABLE, SafetensorError) as err:  # one meaning: not a loadable file
         raise CheckpointError(
-            f"cannot read {path} ({path.stat().st_size} bytes): {type(err).__name__}: {err}. "
+            f"cannot read {path} ({path.stat().st_size} bytes, weights_only=True): "
+            f"{type(err).__name__}: {err}. "
             "The file is truncated or not a checkpoint: delete it (for a Hub cache, its "
             "snapshot folder) and download it again."
         ) from err
