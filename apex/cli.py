@@ -36,16 +36,11 @@ _T = TypeVar("_T")
 _BUILTIN = ("score", "train", "eval", "refit", "embed", "data")
 
 
-def command_name(args: argparse.Namespace) -> str:
-    """``"apex score"``, ``"apex votes export"``: how messages name the running command."""
-    words = [args.command] if getattr(args, "command", None) else []
-    words += [w for w in (getattr(args, "subcommand", None),) if w]
-    return " ".join(["apex", *words])
-
-
 def fail(args: argparse.Namespace, message: object, code: int = EXIT_USAGE) -> int:
-    """Print ``apex <command>: error: <message>`` on stderr and return ``code``."""
-    print(f"{command_name(args)}: error: {message}", file=sys.stderr)
+    """Print ``apex <command>: error: <message>`` (``apex votes export: error: ...``) on stderr
+    and return ``code``."""
+    words = [getattr(args, "command", None), getattr(args, "subcommand", None)]
+    print(f"{' '.join(['apex', *filter(None, words)])}: error: {message}", file=sys.stderr)
     return code
 
 
