@@ -126,9 +126,7 @@ def from_args(cls: type[_T], args: argparse.Namespace, **given: Any) -> _T:
         if f.init and f.name not in given and hasattr(args, f.name)
     }
     values.update(given)
-    if any(isinstance(v, list) for v in values.values()):
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**values)
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def build_parser() -> argparse.ArgumentParser:

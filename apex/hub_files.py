@@ -97,14 +97,11 @@ def read_json_object(path: Path, error: type[Exception]) -> dict[str, Any]:
     return data
 
 
-def _revision_of(directory: Path) -> str | None:
-    return directory.name if directory.parent.name == "snapshots" else None
-
-
 def from_directory(directory: Path, pick: Picker) -> Snapshot:
     """Pick files from a local directory (a cache snapshot keeps its revision)."""
     files = pick(list_directory(directory))
-    return Snapshot(directory, tuple(files), None, _revision_of(directory), True)
+    revision = directory.name if directory.parent.name == "snapshots" else None
+    return Snapshot(directory, tuple(files), None, revision, True)
 
 
 def open_snapshot(spec: str | Path, pick: Picker, *, local_files_only: bool) -> Snapshot:
