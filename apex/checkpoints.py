@@ -157,9 +157,8 @@ def _load_ours(directory: Path, spec: str, revision: str | None) -> tuple[nn.Mod
         raise CheckpointError(f"cannot read {files[WEIGHTS_NAME]}: {err}; re-save it.") from err
     heads = ApexHeads(config)
     strict_load(heads, state, str(files[WEIGHTS_NAME]))
-    meta: dict[str, Any] = {}
-    if files[METADATA_NAME].is_file():
-        meta = json.loads(files[METADATA_NAME].read_text())
+    has_meta = files[METADATA_NAME].is_file()
+    meta = json.loads(files[METADATA_NAME].read_text()) if has_meta else {}
     meta.setdefault("heads_config", asdict(config))
     info = ModelInfo.from_metadata(meta, spec, model_id=Path(spec).name, revision=revision)
     return heads.eval(), info
