@@ -137,10 +137,12 @@ class MertEncoder(Encoder):
         try:
             snapshot = open_snapshot(name_or_path, pick, local_files_only=local_files_only)
         except SnapshotUnavailable as error:
+            hint = (
+                "Connect to the internet once, or download it to a directory and pass that path, "
+                "or use the built-in 'fallback' encoder."
+            )
             raise EncoderUnavailable(
-                f"Cannot get encoder {name_or_path!s}: {error} Connect to the internet once, or "
-                "download it to a directory and pass that path, or use the built-in 'fallback' "
-                "encoder."
+                f"Cannot get encoder {name_or_path!s}: {error} {hint}"
             ) from error
         directory = snapshot.directory
         raw = read_json_object(directory / "config.json", EncoderUnavailable)
