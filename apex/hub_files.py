@@ -112,8 +112,7 @@ def open_snapshot(spec: str | Path, pick: Picker, *, local_files_only: bool) -> 
         return from_directory(path, pick)
     if not is_repo_id(str(spec)):
         raise SnapshotUnavailable(
-            f"{spec!s} is neither a model directory nor a Hub id (owner/name, e.g. "
-            "'m-a-p/MERT-v1-95M')."
+            f"{spec!s} is neither a model directory nor a Hub id (owner/name)."
         )
     return fetch_snapshot(str(spec), pick, local_files_only=local_files_only)
 
