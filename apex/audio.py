@@ -229,23 +229,21 @@ def load_audio(
         if len(audio) != 2:
             raise AudioError("An array input must be a (samples, sample_rate) pair.")
         samples, rate = _from_array(*audio)
-        name = "<array>"
-    elif isinstance(audio, bytes | bytearray | memoryview):
+        return _finish(samples, rate, "<array>", sample_rate, max_seconds)
+    if isinstance(audio, bytes | bytearray | memoryview):
         data = bytes(audio)
         if not data:
             raise AudioError(f"<bytes>: {EMPTY}")
         return _decode(io.BytesIO(data), "<bytes>", sample_rate, max_seconds)
-    elif isinstance(audio, str | Path):
+    if isinstance(audio, str | Path):
         path = Path(audio)
         check_file(path)
         with path.open("rb") as handle:
             return _decode(handle, path.name, sample_rate, max_seconds)
-    else:
-        raise AudioError(
-            f"Cannot load audio from a {type(audio).__name__}; pass a file path, the file's "
-            "bytes, or a (numpy array, sample_rate) pair."
-        )
-    return _finish(samples, rate, name, sample_rate, max_seconds)
+    raise AudioError(
+        f"Cannot load audio from a {type(audio).__name__}; pass a file path, the file's "
+        "bytes, or a (numpy array, sample_rate) pair."
+    )
 
 
 def _decode(

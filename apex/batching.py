@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from apex.audio import Audio
@@ -36,17 +36,11 @@ def _encode_batch(key: int, audios: list[Audio]) -> list[Embedding]:
     return _ENCODERS[key].encode_batch(audios)
 
 
-def _gpu_function(fn: Callable[..., list[Embedding]]) -> Callable[..., list[Embedding]]:
-    """``fn`` under ``@spaces.GPU`` on ZeroGPU (decorated at import, as the docs show), else
-    ``fn`` itself."""
-    if not on_zero_gpu():
-        return fn
+# On ZeroGPU the batch runs under ``@spaces.GPU``, decorated at import as the docs show.
+if on_zero_gpu():
     import spaces  # the Space's own package; present on every ZeroGPU Space
 
-    return spaces.GPU(fn)
-
-
-_encode_on_gpu = _gpu_function(_encode_batch)
+    _encode_batch = spaces.GPU(_encode_batch)
 
 
 @dataclass(order=True)
@@ -78,10 +72,6 @@ class EncodeBatcher:
         self._worker: threading.Thread | None = None
         self._seq = itertools.count()
         _ENCODERS[id(encoder)] = encoder
-
-    def _encode(self, audios: list[Audio]) -> list[Embedding]:
-        """One ``encode_batch`` call; on ZeroGPU inside the ``@spaces.GPU`` function."""
-        return _encode_on_gpu(id(self.encoder), audios)
 
     def encode(self, audios: Sequence[Audio], *, priority: int = 0) -> list[Embedding]:
         """Embeddings of ``audios`` (one per clip, in order), computed in a shared batch; raises
@@ -142,26 +132,21 @@ class EncodeBatcher:
         self.batches += 1
         self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
         try:
-            embeddings = self._encode(audios)
+            embeddings = _encode_batch(id(self.encoder), audios)
         except Exception as exc:  # handed back to the caller(s), who re-raise it
             if len(batch) == 1:
                 batch[0].error, batch[0].done = exc, True
                 return
             for request in batch:  # isolate the request that failed
                 self.batches += 1
-                _encode_alone(request, self._encode)
+                try:
+                    request.result = _encode_batch(id(self.encoder), list(request.audios))
+                except Exception as err:  # handed back to this request's own caller
+                    request.error = err
+                request.done = True
             return
         start = 0
         for request in batch:
             request.result = embeddings[start : start + len(request.audios)]
             start += len(request.audios)
             request.done = True
-
-
-def _encode_alone(request: _Request, encode: Callable[[list[Audio]], list[Embedding]]) -> None:
-    """Encode one request alone, storing its result or its exception on it."""
-    try:
-        request.result = encode(list(request.audios))
-    except Exception as exc:  # handed back to the request's own caller, who re-raises it
-        request.error = exc
-    request.done = True

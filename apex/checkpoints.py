@@ -22,32 +22,29 @@ from torch import nn
 
 from apex.files import write_json_atomic
 from apex.heads import ApexHeads, HeadsConfig
-from apex.hub_files import (  # hub_reachable: public here too
+from apex.hub_files import (  # hub_reachable: public here (annotation.pool.sources, its tests)
     SnapshotUnavailable,
     fetch_snapshot,
     from_directory,
     hub_reachable,
     is_repo_id,
+    read_json_object,
 )
 from apex.published import (  # the shared names are public here, the checkpoint API's home
     APEX_MODEL_TYPE,
     CONFIG_NAME,
     KINDS,
-    PUBLISHED_ENCODER,
     PUBLISHED_REPO,
     CheckpointError,
     ModelInfo,
     load_reference_checkpoint,
     load_snapshot_heads,
     pick_heads_files,
-    read_config,
     reference_info,
     strict_load,
 )
 
 __all__ = [
-    "KINDS",
-    "PUBLISHED_ENCODER",
     "PUBLISHED_REPO",
     "CheckpointError",
     "ModelInfo",
@@ -56,7 +53,6 @@ __all__ = [
     "load_reference_checkpoint",
     "reference_info",
     "save_model",
-    "strict_load",
 ]
 
 WEIGHTS_NAME = "model.safetensors"
@@ -121,7 +117,9 @@ def load_model(
                 "while online or pass a local directory."
             ) from err
         config = snapshot.path(CONFIG_NAME)
-        if snapshot.files[0] != CONFIG_NAME or _is_published(read_config(config)):
+        if snapshot.files[0] != CONFIG_NAME or _is_published(
+            read_json_object(config, CheckpointError)
+        ):
             return load_snapshot_heads(snapshot, spec)
         return _load_ours(snapshot.directory, spec, snapshot.revision)
     else:
@@ -131,7 +129,7 @@ def load_model(
         )
     if not (directory / CONFIG_NAME).is_file():
         raise CheckpointError(f"{spec} has no {CONFIG_NAME}; save models with apex.checkpoints.")
-    if _is_published(read_config(directory / CONFIG_NAME)):
+    if _is_published(read_json_object(directory / CONFIG_NAME, CheckpointError)):
         return load_snapshot_heads(from_directory(directory, pick_heads_files), spec)
     return _load_ours(directory, spec, None)
 
@@ -159,9 +157,8 @@ def _load_ours(directory: Path, spec: str, revision: str | None) -> tuple[nn.Mod
         raise CheckpointError(f"cannot read {files[WEIGHTS_NAME]}: {err}; re-save it.") from err
     heads = ApexHeads(config)
     strict_load(heads, state, str(files[WEIGHTS_NAME]))
-    meta: dict[str, Any] = {}
-    if files[METADATA_NAME].is_file():
-        meta = json.loads(files[METADATA_NAME].read_text())
+    has_meta = files[METADATA_NAME].is_file()
+    meta = json.loads(files[METADATA_NAME].read_text()) if has_meta else {}
     meta.setdefault("heads_config", asdict(config))
     info = ModelInfo.from_metadata(meta, spec, model_id=Path(spec).name, revision=revision)
     return heads.eval(), info

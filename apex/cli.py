@@ -36,16 +36,11 @@ _T = TypeVar("_T")
 _BUILTIN = ("score", "train", "eval", "refit", "embed", "data")
 
 
-def command_name(args: argparse.Namespace) -> str:
-    """``"apex score"``, ``"apex votes export"``: how messages name the running command."""
-    words = [args.command] if getattr(args, "command", None) else []
-    words += [w for w in (getattr(args, "subcommand", None),) if w]
-    return " ".join(["apex", *words])
-
-
 def fail(args: argparse.Namespace, message: object, code: int = EXIT_USAGE) -> int:
-    """Print ``apex <command>: error: <message>`` on stderr and return ``code``."""
-    print(f"{command_name(args)}: error: {message}", file=sys.stderr)
+    """Print ``apex <command>: error: <message>`` (``apex votes export: error: ...``) on stderr
+    and return ``code``."""
+    words = [getattr(args, "command", None), getattr(args, "subcommand", None)]
+    print(f"{' '.join(['apex', *filter(None, words)])}: error: {message}", file=sys.stderr)
     return code
 
 
@@ -131,9 +126,7 @@ def from_args(cls: type[_T], args: argparse.Namespace, **given: Any) -> _T:
         if f.init and f.name not in given and hasattr(args, f.name)
     }
     values.update(given)
-    if any(isinstance(v, list) for v in values.values()):
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**values)
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,9 +8,11 @@ downloading exactly the picked files (never MERT's 1.32 GB fairseq ``.pt``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: A picker gets a listing (relative POSIX paths) and returns the files to use, or raises
 #: :class:`SnapshotUnavailable` saying what the listing lacks.
@@ -84,14 +86,35 @@ def is_repo_id(text: str) -> bool:
     )
 
 
-def _revision_of(directory: Path) -> str | None:
-    return directory.name if directory.parent.name == "snapshots" else None
+def read_json_object(path: Path, error: type[Exception]) -> dict[str, Any]:
+    """A JSON file holding an object (``config.json``...); ``error`` if unreadable or not one."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise error(f"cannot read {path}: {type(err).__name__}: {err}; download it again.") from err
+    if not isinstance(data, dict):
+        raise error(f"{path} holds a {type(data).__name__}, not a JSON object.")
+    return data
 
 
 def from_directory(directory: Path, pick: Picker) -> Snapshot:
     """Pick files from a local directory (a cache snapshot keeps its revision)."""
     files = pick(list_directory(directory))
-    return Snapshot(directory, tuple(files), None, _revision_of(directory), True)
+    revision = directory.name if directory.parent.name == "snapshots" else None
+    return Snapshot(directory, tuple(files), None, revision, True)
+
+
+def open_snapshot(spec: str | Path, pick: Picker, *, local_files_only: bool) -> Snapshot:
+    """The files ``pick`` chooses of a local directory or a Hub repo id (:func:`fetch_snapshot`);
+    :class:`SnapshotUnavailable` when ``spec`` is neither or the files cannot be had."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return from_directory(path, pick)
+    if not is_repo_id(str(spec)):
+        raise SnapshotUnavailable(
+            f"{spec!s} is neither a model directory nor a Hub id (owner/name)."
+        )
+    return fetch_snapshot(str(spec), pick, local_files_only=local_files_only)
 
 
 def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Snapshot:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
-
-from apex.checkpoints import PUBLISHED_REPO, CheckpointError, ModelInfo, load_model
+from apex.checkpoints import PUBLISHED_REPO, CheckpointError, load_model
 from apex.encoders.base import Encoder, EncoderUnavailable
 from apex.scorer import Scorer
 from apex.settings import Settings
@@ -28,17 +26,6 @@ def _make_encoder(spec: str, precision: str, device: str | None, settings: Setti
         trust_remote_code=settings.trust_remote_code,
         cache_dir=settings.cache_dir / "embeddings",
     )
-
-
-def _published(
-    encoder: str | None, precision: str, device: str | None, settings: Settings
-) -> tuple[nn.Module, ModelInfo, Encoder]:
-    """The published heads and their MERT."""
-    from apex.published import load_published
-
-    published = load_published(PUBLISHED_REPO)
-    enc = _make_encoder(encoder or published.encoder_spec, precision, device, settings)
-    return published.heads, published.info, enc
 
 
 def _champion_or_auto(settings: Settings) -> tuple[str, list[str]]:
@@ -99,7 +86,11 @@ def load_scorer(
         try:
             if encoder == "fallback":
                 raise EncoderUnavailable("the published heads need MERT, not the fallback encoder")
-            heads, info, enc = _published(encoder, precision, device, settings)
+            from apex.published import load_published
+
+            published = load_published(PUBLISHED_REPO)
+            heads, info = published.heads, published.info
+            enc = _make_encoder(encoder or published.encoder_spec, precision, device, settings)
         except (CheckpointError, EncoderUnavailable) as err:
             notices.append(
                 f"The published APEX model is not available here, so the offline demo model "

@@ -8,7 +8,6 @@ own format is :mod:`apex.checkpoints`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pickle
 import zipfile
@@ -23,13 +22,7 @@ from torch import nn
 
 from apex.encoders.base import SEGMENT_SECONDS
 from apex.heads import ReferenceHeads
-from apex.hub_files import (
-    Snapshot,
-    SnapshotUnavailable,
-    fetch_snapshot,
-    from_directory,
-    is_repo_id,
-)
+from apex.hub_files import Snapshot, SnapshotUnavailable, open_snapshot, read_json_object
 
 #: What reading a damaged or foreign weights file raises: "not a loadable checkpoint".
 UNREADABLE: tuple[type[BaseException], ...] = (
@@ -167,23 +160,8 @@ def load_reference_checkpoint(path: str | Path) -> ReferenceHeads:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"reference checkpoint {path} does not exist; check the path.")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except UNREADABLE as err:  # all mean "not loadable safely"
-        raise CheckpointError(
-            f"cannot read {path} as a PyTorch checkpoint with weights_only=True ({err}). "
-            "It may be truncated or not a checkpoint; re-download it."
-        ) from err
-    if not isinstance(raw, Mapping):
-        raise CheckpointError(f"{path} holds a {type(raw).__name__}, not a checkpoint dict.")
-    state = raw.get("model_state", raw)
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise CheckpointError(
-            f"{path} has no tensor state dict under 'model_state'; it is not an APEX checkpoint."
-        )
-    state = {k.removeprefix("module."): v for k, v in state.items()}  # tolerate DDP wrapping
+    raw = read_state_dict(path)
+    state, _ = normalize_state(raw, str(path))  # also unwraps DDP's "module." prefix
     task = "full" if any(k.startswith("branch_coherence.") for k in state) else "popularity"
     shared = 3 if any(k.startswith("shared.2.") for k in state) else 2
     task, shared = raw.get("task", task), int(raw.get("shared", shared))
@@ -205,18 +183,30 @@ def load_reference_checkpoint(path: str | Path) -> ReferenceHeads:
 
 
 def reference_info(
-    heads: ReferenceHeads, heads_from: str, *, model_id: str | None = None
+    heads: ReferenceHeads,
+    heads_from: str,
+    *,
+    model_id: str | None = None,
+    snapshot: Snapshot | None = None,
 ) -> ModelInfo:
-    """A :class:`ModelInfo` for heads from :func:`load_reference_checkpoint`."""
+    """A :class:`ModelInfo` for published heads (a reference ``.pt`` or the Hub layout, from
+    their ``checkpoint_info``), with ``snapshot``'s revision and files when they came from one."""
     meta = dict(getattr(heads, "checkpoint_info", {}))
     epoch = meta.get("epoch")
+    layout = (
+        "published_checkpoint" if meta.get("format") == "hub-config" else "reference_checkpoint"
+    )
+    metadata = {layout: meta, "metrics": {"val_loss": meta.get("val_loss")}}
+    if snapshot is not None:
+        metadata |= {"from_cache": snapshot.from_cache, "files": list(snapshot.files)}
     return ModelInfo(
         model_id=model_id or Path(heads_from).name,
         version=f"epoch-{epoch}" if epoch is not None else "0",
         kind="published",
-        encoder_id=PUBLISHED_ENCODER,
+        encoder_id=str(meta.get("config", {}).get("mert_model_name", PUBLISHED_ENCODER)),
         heads_from=heads_from,
-        metadata={"reference_checkpoint": meta, "metrics": {"val_loss": meta.get("val_loss")}},
+        metadata=metadata,
+        revision=snapshot.revision if snapshot is not None else None,
     )
 
 
@@ -289,7 +279,8 @@ def read_state_dict(path: Path) -> Mapping[str, Any]:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except (*UNREADABLE, SafetensorError) as err:  # one meaning: not a loadable file
         raise CheckpointError(
-            f"cannot read {path} ({path.stat().st_size} bytes): {type(err).__name__}: {err}. "
+            f"cannot read {path} ({path.stat().st_size} bytes, weights_only=True): "
+            f"{type(err).__name__}: {err}. "
             "The file is truncated or not a checkpoint: delete it (for a Hub cache, its "
             "snapshot folder) and download it again."
         ) from err
@@ -327,32 +318,6 @@ def normalize_state(raw: Mapping[str, Any], where: str) -> tuple[dict[str, torch
     return state, ignored
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """A ``config.json`` as a dict; :class:`CheckpointError` if unreadable or not an object."""
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(
-            f"cannot read {path}: {type(err).__name__}: {err}; download it again."
-        ) from err
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path} holds a {type(config).__name__}, not a JSON object.")
-    return config
-
-
-def _heads_kwargs(config: Mapping[str, Any], where: str) -> dict[str, Any]:
-    if config.get("model_type") != APEX_MODEL_TYPE:
-        raise CheckpointError(
-            f"{where} says model_type {config.get('model_type')!r}, not {APEX_MODEL_TYPE!r}."
-        )
-    kwargs: dict[str, Any] = {}
-    for key in _CONFIG_ARGS:
-        if key in config:
-            value = config[key]
-            kwargs[key] = tuple(int(v) for v in value) if isinstance(value, list) else value
-    return kwargs
-
-
 def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> ReferenceHeads:
     """Heads from ``config.json`` (``model_type: "apex"``) + ``weights`` in ``directory``,
     carrying ``checkpoint_info`` (epoch, val_loss, weights file, layer mix, ignored tensors).
@@ -362,12 +327,18 @@ def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> Re
             and shape.
     """
     config_path = directory / CONFIG_NAME
-    config = read_config(config_path)
+    config = read_json_object(config_path, CheckpointError)
+    if config.get("model_type") != APEX_MODEL_TYPE:
+        raise CheckpointError(
+            f"{config_path}: model_type {config.get('model_type')!r} is not "
+            f"{APEX_MODEL_TYPE!r}; this is not the published APEX layout."
+        )
     weights_path = directory / weights
     state, ignored = normalize_state(read_state_dict(weights_path), str(weights_path))
     preference = any(k.startswith("branch_preference.") for k in state)  # apex.training.warm
+    kwargs = {k: config[k] for k in _CONFIG_ARGS if k in config}
+    kwargs = {k: tuple(int(v) for v in x) if isinstance(x, list) else x for k, x in kwargs.items()}
     try:
-        kwargs = _heads_kwargs(config, str(config_path))
         heads = ReferenceHeads(task="full", preference=preference, **kwargs)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{config_path} is not a valid APEX config: {err}") from err
@@ -409,45 +380,25 @@ def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> Re
     return heads.eval()
 
 
-def _model_info(heads: ReferenceHeads, snapshot: Snapshot, heads_from: str) -> ModelInfo:
-    meta = dict(heads.checkpoint_info)
-    config = meta.get("config", {})
-    epoch = meta.get("epoch")
-    if "metadata.json" in snapshot.files:  # a refit of the published heads: its own identity
+def load_snapshot_heads(snapshot: Snapshot, heads_from: str) -> tuple[ReferenceHeads, ModelInfo]:
+    """Published heads from a snapshot picked by :func:`pick_heads_files` (either layout); a
+    ``metadata.json`` beside a ``config.json`` (a refit of the published heads) is its identity."""
+    first, model_id = snapshot.files[0], snapshot.repo_id or heads_from
+    if first != CONFIG_NAME:
+        heads = load_reference_checkpoint(snapshot.path(first))
+        return heads, reference_info(heads, heads_from, model_id=model_id, snapshot=snapshot)
+    heads = load_apex_directory(snapshot.directory, snapshot.files[1], heads_from=heads_from)
+    info = reference_info(heads, heads_from, model_id=model_id, snapshot=snapshot)
+    if "metadata.json" in snapshot.files:
         ours = json.loads(snapshot.path("metadata.json").read_text())
-        return ModelInfo.from_metadata(
-            {**ours, "published_checkpoint": meta, "files": list(snapshot.files)},
+        info = ModelInfo.from_metadata(
+            {**ours, "published_checkpoint": heads.checkpoint_info, "files": list(snapshot.files)},
             heads_from,
-            model_id=snapshot.repo_id or heads_from,
-            encoder_id=config.get("mert_model_name", PUBLISHED_ENCODER),
+            model_id=model_id,
+            encoder_id=info.encoder_id,
             revision=snapshot.revision,
         )
-    return ModelInfo(
-        model_id=snapshot.repo_id or heads_from,
-        version=f"epoch-{epoch}" if epoch is not None else "0",
-        kind="published",
-        encoder_id=str(config.get("mert_model_name", PUBLISHED_ENCODER)),
-        heads_from=heads_from,
-        revision=snapshot.revision,
-        metadata={
-            "published_checkpoint": meta,
-            "metrics": {"val_loss": meta.get("val_loss")},
-            "from_cache": snapshot.from_cache,
-            "files": list(snapshot.files),
-        },
-    )
-
-
-def load_snapshot_heads(snapshot: Snapshot, heads_from: str) -> tuple[ReferenceHeads, ModelInfo]:
-    """Published heads from a snapshot picked by :func:`pick_heads_files` (either layout)."""
-    first = snapshot.files[0]
-    if first == CONFIG_NAME:
-        heads = load_apex_directory(snapshot.directory, snapshot.files[1], heads_from=heads_from)
-        return heads, _model_info(heads, snapshot, heads_from)
-    heads = load_reference_checkpoint(snapshot.path(first))
-    base = reference_info(heads, heads_from, model_id=snapshot.repo_id or heads_from)
-    meta = {**base.metadata, "from_cache": snapshot.from_cache, "files": list(snapshot.files)}
-    return heads, dataclasses.replace(base, revision=snapshot.revision, metadata=meta)
+    return heads, info
 
 
 def load_published(
@@ -464,21 +415,9 @@ def load_published(
     """
     text = str(repo_or_dir)
     try:
-        if Path(text).expanduser().is_dir():
-            snapshot = from_directory(Path(text).expanduser(), pick_heads_files)
-        elif is_repo_id(text):
-            snapshot = fetch_snapshot(text, pick_heads_files, local_files_only=local_files_only)
-        else:
-            raise CheckpointError(f"{text!r} is neither a directory nor a Hub id (owner/name).")
+        snapshot = open_snapshot(text, pick_heads_files, local_files_only=local_files_only)
     except SnapshotUnavailable as err:
         raise CheckpointError(f"published APEX heads {text}: {err}") from err
-    if snapshot.files[0] == CONFIG_NAME:
-        config = read_config(snapshot.path(CONFIG_NAME))
-        if config.get("model_type") != APEX_MODEL_TYPE:
-            raise CheckpointError(
-                f"{snapshot.path(CONFIG_NAME)}: model_type {config.get('model_type')!r} is not "
-                f"{APEX_MODEL_TYPE!r}; this is not the published APEX layout."
-            )
     try:
         heads, info = load_snapshot_heads(snapshot, text)
     except CheckpointError as err:

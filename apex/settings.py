@@ -18,7 +18,6 @@ from typing import Any
 from apex.tasks import VOTE_SOURCES
 
 __all__ = [
-    "VOTE_SOURCES",
     "Settings",
     "SettingsError",
     "default_data_dir",
@@ -427,15 +426,12 @@ class Settings:
         """Read every ``APEX_*`` variable from ``env`` (default ``os.environ``), then ``overrides``;
         :class:`SettingsError` when a value does not parse or is out of range."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            name = f.metadata["env"]
-            raw = env.get(name)
-            if raw is None or raw.strip() == "":
-                continue
-            values[f.name] = _parse(f, raw.strip())
-        values.update(overrides)
-        return cls(**values)
+        values = {
+            f.name: _parse(f, env[f.metadata["env"]].strip())
+            for f in dataclasses.fields(cls)
+            if env.get(f.metadata["env"], "").strip()  # unset or blank: the default
+        }
+        return cls(**{**values, **overrides})
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -58,7 +58,7 @@ def decoded_items(
                 pool.shutdown(wait=True, cancel_futures=True)
                 pool = _new_pool(workers)
                 result = _isolated(pool, decode, item, sample_rate, max_seconds)
-                if "reason" in result and result["reason"] == _CRASH_REASON:
+                if result.get("reason") == _CRASH_REASON:
                     pool.shutdown(wait=True)  # the culprit broke this pool too
                     pool = _new_pool(workers)
                 # Everything else in flight died with the pool: decode it again.

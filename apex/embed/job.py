@@ -8,6 +8,7 @@ so decoding on the CPU cores overlaps encoding on the accelerator. The Ray engin
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -134,13 +135,6 @@ def _run_local(config: EmbedConfig, pending: list[dict[str, Any]], writer: Shard
     ahead = 4 * max(1, config.workers) * config.batch_size
     stream = decoded_items(pending, encoder.sample_rate, config.max_seconds, config.workers, ahead)
     with config.progress_bar(len(pending)) as bar:
-        batch: list[dict[str, Any]] = []
-        for decoded in stream:
-            batch.append(decoded)
-            if len(batch) == config.batch_size:
-                writer.add(records_table(encode_items(encoder, batch)))
-                bar.update(len(batch))
-                batch = []
-        if batch:
+        while batch := list(itertools.islice(stream, config.batch_size)):
             writer.add(records_table(encode_items(encoder, batch)))
             bar.update(len(batch))

@@ -114,16 +114,6 @@ def _fetch_reason(url: str, err: OSError) -> str:
     )
 
 
-def _encode_errors() -> tuple[type[BaseException], ...]:
-    """What encoding one clip raises that is the clip's fault or the device's: unusable audio, out
-    of GPU memory. Anything else (ValueError, TypeError, ...) is a bug and ends the job."""
-    import torch
-
-    from apex.audio import AudioError
-
-    return (AudioError, torch.OutOfMemoryError)
-
-
 def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per decoded item, in order (decoding failures pass through as errors).
 
@@ -132,9 +122,10 @@ def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[di
     """
     import torch
 
-    from apex.audio import Audio
+    from apex.audio import Audio, AudioError
 
-    errors = _encode_errors()
+    # The clip's fault or the device's; anything else (ValueError, TypeError...) is a bug.
+    errors = (AudioError, torch.OutOfMemoryError)
     ready = [d for d in decoded if "reason" not in d]
     audios = [
         Audio(

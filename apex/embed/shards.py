@@ -14,7 +14,6 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -73,7 +72,8 @@ class ShardWriter:
             for stale in folder.iterdir():
                 if is_partial(stale):  # left by a killed run: never complete
                     stale.unlink(missing_ok=True)
-        self._job = _read_job(self.out_dir)
+        job_file = self.out_dir / JOB_FILE
+        self._job = json.loads(job_file.read_text()) if job_file.exists() else None
 
     def add(self, records: pa.Table) -> None:
         """Take a table of records (records.RECORD_SCHEMA); commits whole shards as they fill."""
@@ -124,7 +124,7 @@ class ShardWriter:
         for encoder_id, key in pairs:
             job = {"encoder_id": encoder_id, "settings_key": key}
             if self._job is None:
-                _write_job(self.out_dir, job)
+                write_text_atomic(self.out_dir / JOB_FILE, json.dumps(job, indent=2) + "\n")
                 self._job = job
             elif self._job != job:
                 raise EmbedError(
@@ -133,15 +133,3 @@ class ShardWriter:
                     f"{encoder_id!r} ({key!r}); one encoder per folder (training needs it): pass "
                     "another --out, or the same --encoder/--precision as before."
                 )
-
-
-def _read_job(out_dir: Path) -> dict[str, Any] | None:
-    path = out_dir / JOB_FILE
-    if not path.exists():
-        return None
-    data = json.loads(path.read_text())
-    return {"encoder_id": data["encoder_id"], "settings_key": data["settings_key"]}
-
-
-def _write_job(out_dir: Path, job: dict[str, Any]) -> None:
-    write_text_atomic(out_dir / JOB_FILE, json.dumps(job, indent=2) + "\n")

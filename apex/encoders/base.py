@@ -42,11 +42,6 @@ class Embedding:
         """``[S]`` bool: the segment contains audio."""
         return self.seconds > 0
 
-    @property
-    def num_segments(self) -> int:
-        """S, the number of segments."""
-        return int(self.layers.shape[0])
-
     def to_tensors(self) -> dict[str, torch.Tensor]:
         """The tensors by name (for safetensors files); ``encoder_id`` travels separately."""
         return {

@@ -91,16 +91,7 @@ class CachedEncoder(Encoder):
 
     def encode(self, audio: Audio) -> Embedding:
         """The cached embedding of ``audio``, computing and storing it on a miss."""
-        self._check_rate(audio)
-        key = self.cache.key(audio.content_hash, self.encoder_id, self.settings_key())
-        cached = self.cache.get(key)
-        if cached is not None:
-            self.hits += 1
-            return cached
-        self.misses += 1
-        embedding = self.encoder.encode(audio)
-        self.cache.put(key, embedding)
-        return embedding
+        return self.encode_batch([audio])[0]
 
     def encode_batch(self, audios: Sequence[Audio]) -> list[Embedding]:
         """Cached embeddings where present; the misses (each distinct clip once) go to the

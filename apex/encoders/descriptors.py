@@ -37,9 +37,6 @@ def one_thread() -> Iterator[None]:
     them several times slower with 2 threads (benchmarks/fallback_speed.py).
     """
     previous = torch.get_num_threads()
-    if previous == 1:
-        yield
-        return
     torch.set_num_threads(1)
     try:
         yield

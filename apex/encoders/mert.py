@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,13 +38,7 @@ from apex.encoders.hubert import (
     use_blocked_attention,
     use_channels_last_features,
 )
-from apex.hub_files import (
-    Snapshot,
-    SnapshotUnavailable,
-    fetch_snapshot,
-    from_directory,
-    is_repo_id,
-)
+from apex.hub_files import SnapshotUnavailable, open_snapshot, read_json_object
 
 __all__ = ["MertEncoder", "save_debug_checkpoint"]
 
@@ -140,11 +133,19 @@ class MertEncoder(Encoder):
             EncoderUnavailable: The files cannot be had, essential weights are missing, or the
                 architecture needs remote code.
         """
-        snapshot, hub_id = _resolve(
-            name_or_path, local_files_only=local_files_only, remote_code=trust_remote_code
-        )
+        pick = functools.partial(pick_mert_files, remote_code=trust_remote_code)
+        try:
+            snapshot = open_snapshot(name_or_path, pick, local_files_only=local_files_only)
+        except SnapshotUnavailable as error:
+            hint = (
+                "Connect to the internet once, or download it to a directory and pass that path, "
+                "or use the built-in 'fallback' encoder."
+            )
+            raise EncoderUnavailable(
+                f"Cannot get encoder {name_or_path!s}: {error} {hint}"
+            ) from error
         directory = snapshot.directory
-        raw = _read_json(directory / "config.json")
+        raw = read_json_object(directory / "config.json", EncoderUnavailable)
         preprocessor = _read_preprocessor(directory)
         rate = int(preprocessor.get("sampling_rate", raw.get("sample_rate", SAMPLE_RATE)))
         weights_file = directory / snapshot.files[1]
@@ -164,7 +165,7 @@ class MertEncoder(Encoder):
                     f"used by HubertModel: {report['unused'][:8]}",
                     stacklevel=2,
                 )
-        ident = encoder_id or hub_id or _local_id(directory, raw)
+        ident = encoder_id or snapshot.repo_id or _local_id(directory, raw)
         encoder = cls(
             model,
             encoder_id=ident,
@@ -296,40 +297,6 @@ def pick_mert_files(listing: Sequence[str], *, remote_code: bool = False) -> lis
     return files
 
 
-def _resolve(
-    name_or_path: str | Path, *, local_files_only: bool, remote_code: bool = False
-) -> tuple[Snapshot, str | None]:
-    """The files of a path or Hub id (cache first); the second value is the Hub id or None."""
-    path = Path(name_or_path).expanduser()
-    pick = functools.partial(pick_mert_files, remote_code=remote_code)
-    try:
-        if path.is_dir():
-            return from_directory(path, pick), None
-        if not is_repo_id(str(name_or_path)):
-            raise EncoderUnavailable(
-                f"{name_or_path!s} is neither a model directory nor a Hub id like "
-                "'m-a-p/MERT-v1-95M'."
-            )
-        snapshot = fetch_snapshot(str(name_or_path), pick, local_files_only=local_files_only)
-    except SnapshotUnavailable as error:
-        raise EncoderUnavailable(
-            f"Cannot get encoder {name_or_path!s}: {error} Connect to the internet once, or "
-            "download it to a directory and pass that path, or use the built-in 'fallback' "
-            "encoder."
-        ) from error
-    return snapshot, str(name_or_path)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise EncoderUnavailable(f"cannot read {path}: {err}; download it again.") from err
-    if not isinstance(data, dict):
-        raise EncoderUnavailable(f"{path} holds a {type(data).__name__}, not a JSON object.")
-    return data
-
-
 def _read_preprocessor(directory: Path) -> dict[str, Any]:
     """``preprocessor_config.json`` (a ``Wav2Vec2FeatureExtractor``), or ``{}`` when absent.
 
@@ -339,7 +306,7 @@ def _read_preprocessor(directory: Path) -> dict[str, Any]:
     path = directory / "preprocessor_config.json"
     if not path.exists():
         return {}
-    data = _read_json(path)
+    data = read_json_object(path, EncoderUnavailable)
     if int(data.get("feature_size", 1)) != 1:
         raise EncoderUnavailable(f"{path}: feature_size {data['feature_size']} is not 1 (mono).")
     return data

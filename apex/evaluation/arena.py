@@ -122,8 +122,11 @@ def evaluate_features(
             row["auc_fold_mean"] = _fold_mean_auc(proba, y, fold)
             if name == "logistic_regression" and n_perm:
                 row |= _refit_permutation(x, y, fold, instrumental, n_perm=n_perm, seed=seed)
-            else:
-                row |= {"p_value": None, "p_value_note": _no_p(name, n_perm)}
+            else:  # a refit per permutation would cost hours for the SVM
+                why = (
+                    f"not computed for {name}: a refit per permutation costs hours; see the LR's p"
+                )
+                row |= {"p_value": None, "p_value_note": why if n_perm else "permutations off"}
             if names is not None:
                 row["reliance"] = reliance(proba, x, names)
             entry["models"][name] = row
@@ -136,12 +139,6 @@ def _fold_mean_auc(proba: np.ndarray, y: np.ndarray, fold: np.ndarray) -> float:
     the pooled AUC below 0.5 for a model that only memorises groups (a constant per fold)."""
     values = [st.auc(proba[fold == k], y[fold == k]) for k in np.unique(fold)]
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-
-
-def _no_p(model: str, n_perm: int) -> str:
-    if not n_perm:
-        return "permutations off"
-    return f"not computed for {model}: a refit per permutation costs hours; see the LR's p"
 
 
 def _refit_permutation(

@@ -16,9 +16,6 @@ import pandas as pd
 from apex.audio import AudioError
 from apex.evaluation.arena import evaluate_arena
 
-#: What a report says about the model it judged (keys of ``Scorer.info()``).
-MODEL_KEYS = ("model_id", "version", "encoder_id", "is_demo")
-
 
 def score_clips(
     scorer: Any, clips: pd.DataFrame, root: Path
@@ -57,9 +54,10 @@ def evaluate_scorer(
         ]
     )
     report = evaluate_arena(battles, predictions, p_compare=p_compare, **protocol)
-    info = scorer.info()
+    info = scorer.info()  # what the report says about the model it judged
+    judged = ("model_id", "version", "encoder_id", "is_demo")
     return report | {
-        "model": {"spec": spec, **{k: info.get(k) for k in MODEL_KEYS}},
+        "model": {"spec": spec, **{k: info.get(k) for k in judged}},
         "unscored_clips": failed,
     }
 

@@ -51,12 +51,11 @@ class ListingError(ValueError):
 
 def _columns(platform: str, available: set[str]) -> dict[str, str]:
     """``field -> column`` for every field of ``platform`` with a candidate in ``available``."""
-    found = {}
-    for name, candidates in COLUMN_MAPS[platform].items():
-        hit = next((c for c in candidates if c in available), None)
-        if hit is not None:
-            found[name] = hit
-    return found
+    return {
+        name: next(c for c in candidates if c in available)
+        for name, candidates in COLUMN_MAPS[platform].items()
+        if any(c in available for c in candidates)
+    }
 
 
 def read_listing(path: str | Path) -> pd.DataFrame:

@@ -78,11 +78,10 @@ class ArenaRelease:
             "batch": "batch",
             "has_audio_{}": "has_audio",
         }
-        sides = []
-        for side in ("a", "b"):
-            part = self.battles[[k.format(side) for k in names]]
-            part.columns = list(names.values())
-            sides.append(part)
+        sides = [
+            self.battles[[k.format(side) for k in names]].set_axis(list(names.values()), axis=1)
+            for side in ("a", "b")
+        ]
         clips = pd.concat(sides, ignore_index=True)
         clips = clips[clips["file_name"] != ""]
         return clips.drop_duplicates("file_name").reset_index(drop=True)
@@ -134,7 +133,7 @@ def _flag(value: Any) -> bool:
     as False, as Music Arena's own leaderboard does)."""
     if isinstance(value, str):
         return value.strip().lower() == "true"
-    return bool(value) if value is not None else False
+    return bool(value)
 
 
 def _number(value: Any) -> float:
