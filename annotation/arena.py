@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from annotation import limits, rules
+from annotation import rules
 from annotation.flags import HISTORY_VOTES, Consensus, PastVote, vote_flags
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import LoudnessMatcher, ServedClip
@@ -108,8 +108,10 @@ class Arena:
         self._sampler, self._ratings, self._clock = sampler, ratings, clock
         self._ids = Pseudonymizer(load_or_create_salt(settings))
         self._vote_locks = tuple(threading.Lock() for _ in range(_VOTE_LOCK_STRIPES))
-        self._battles_issued = limits.battle_limiter()
-        self._listen_reports = limits.listen_limiter()
+        self._battles_issued = rules.RecentActions("started {n} battles", "start a new battle")
+        self._listen_reports = rules.RecentActions(
+            "sent {n} listening reports", "report listening again"
+        )
         self._pairs = PairCounts(store.pair_counts, refresh_s=PAIR_COUNTS_REFRESH_S)
         self._consensus = Consensus(store, refresh_s=CONSENSUS_REFRESH_S)
         self._pool_id = pool_identity(pool.root)  # every vote says where its clips are
