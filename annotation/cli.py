@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,8 +88,10 @@ def _command(command: StoreCommand) -> Callable[[argparse.Namespace], int]:
     the one CLI convention (:func:`apex.cli.guarded`: an expected error is one line, exit 2)."""
 
     def run(args: argparse.Namespace) -> int:
+        from annotation.store import open_store
+
         settings = Settings.from_env()
-        with _store(settings) as store:
+        with closing(open_store(settings)) as store:
             return command(args, settings, store)
 
     run.__doc__ = command.__doc__
@@ -99,17 +101,6 @@ def _command(command: StoreCommand) -> Callable[[argparse.Namespace], int]:
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return EXIT_USAGE
-
-
-@contextmanager
-def _store(settings: Settings) -> Iterator[VoteStore]:
-    from annotation.store import open_store
-
-    store = open_store(settings)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @contextmanager
@@ -217,13 +208,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.n < 1:
         return fail(args, f"--n {args.n} must be at least 1.")
     from annotation.pool.sources import pool_identity
+    from annotation.store import open_store
     from apex.demo import ensure_demo_corpus, load_metadata, simulate_votes
 
     corpus = ensure_demo_corpus(settings)
     metadata = load_metadata(corpus)
     frame = simulate_votes(metadata, args.n, seed=args.seed)
     records = simulated_records(frame, metadata, pool=pool_identity(corpus))
-    with _store(settings) as store:
+    with closing(open_store(settings)) as store:
         added = sum(store.insert_vote(record) for record in records)
         total = store.counts()["votes"]
     skipped = len(records) - added
