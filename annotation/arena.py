@@ -25,7 +25,7 @@ from annotation import rules
 from annotation.flags import HISTORY_VOTES, Consensus, PastVote, vote_flags
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import LoudnessMatcher, ServedClip
-from annotation.pool import ClipPool, ScorerLike
+from annotation.pool import ClipPool, ScorerLike, model_key
 from annotation.pool.sources import pool_identity
 from annotation.reveal import ApexView, Reveal, apex_view, reveal_of, with_scores
 from annotation.rules import ListenEvent, VoteRefused
@@ -125,7 +125,9 @@ class Arena:
     @property
     def model_version(self) -> str | None:
         """The model the pool is scored with now (or the scorer's, for an unscored pool)."""
-        return self.pool.model_version or _model_version(self.scorer)
+        if self.pool.model_version or self.scorer is None:
+            return self.pool.model_version
+        return model_key(self.scorer.info())[0]
 
     def attach_scorer(self, scorer: ScorerLike) -> None:
         """Use ``scorer`` for APEX's pick from now on (the arena opens before the model loads)."""
@@ -369,11 +371,3 @@ class Arena:
         if not record.apex_a:
             pending, note = self.pool.missing_scores(record.clip_a, record.clip_b)
         return reveal_of(record, self.store.vote_count(voter), pending=pending, note=note)
-
-
-def _model_version(scorer: ScorerLike | None) -> str | None:
-    if scorer is None:
-        return None
-    from annotation.pool import model_key
-
-    return model_key(scorer.info())[0]

@@ -121,7 +121,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     Going through ``settings.export_dir`` keeps one append-only shard history (the one the Hub
     sync uploads, restored shards included), so ``--out`` gets every vote, laid out like the repo.
     """
-    from annotation.card import build_card, stats_from_shards, write_dataset_card
+    from annotation.card import SHARD_GLOB, build_card, stats_from_shards, write_dataset_card
     from annotation.export import export_shards, to_csv
     from annotation.sync import compact
 
@@ -130,7 +130,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     new = export_shards(store, export_dir)
     copied = 0
     if out != export_dir:
-        for shard in sorted(export_dir.glob("votes/**/*.parquet")):
+        for shard in sorted(export_dir.glob(SHARD_GLOB)):
             dest = out / shard.relative_to(export_dir)
             if not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
