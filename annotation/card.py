@@ -208,7 +208,8 @@ def write_dataset_card(folder: Path, card: DatasetCard) -> bool:
     return True
 
 
-def _date(value: datetime | None) -> str:
+def utc_minute(value: datetime | None) -> str:
+    """``YYYY-MM-DD HH:MM UTC`` for people ("—" for None)."""
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
@@ -245,8 +246,8 @@ both clips at vote time, and the model version.
 |---|---|
 | Votes | {stats.n_votes} |
 | Systems | {stats.n_systems} |
-| First vote | {_date(stats.first_vote)} |
-| Last vote | {_date(stats.last_vote)} |
+| First vote | {utc_minute(stats.first_vote)} |
+| Last vote | {utc_minute(stats.last_vote)} |
 | Shards | {stats.n_shards} |
 
 Systems: {systems}

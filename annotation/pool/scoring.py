@@ -71,15 +71,12 @@ class ScoringQueue:
         pool: the pool whose clips are scored (scores go to ``pool.record_score``).
         scorer: the model (``score(paths, priority=...)``, ``info()``).
         cache: score cache root (``<cache_dir>/pool``), or None for no cache.
-        batch: clips per background batch.
     """
 
-    def __init__(
-        self, pool: ScoredPool, scorer: ScorerLike, cache: Path | None, *, batch: int = BATCH_CLIPS
-    ) -> None:
+    def __init__(self, pool: ScoredPool, scorer: ScorerLike, cache: Path | None) -> None:
         self.pool = pool
         self.cache = cache
-        self.batch = max(1, min(batch, int(getattr(scorer, "max_batch", batch))))
+        self.batch = max(1, min(BATCH_CLIPS, int(getattr(scorer, "max_batch", BATCH_CLIPS))))
         self._cond = threading.Condition()
         self._urgent: deque[str] = deque()
         self._heap: list[tuple[int, int, str]] = []

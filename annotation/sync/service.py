@@ -106,7 +106,7 @@ class VoteSync:
         self._api = api if api is not None else HfApi()
         self._clock = clock or SystemClock()
         self._ledger = Ledger(settings.data_dir / LEDGER_FILE, self.repo_id or "")
-        self._incidents = Incidents(self.repo_id, self.backoff, log)
+        self._incidents = Incidents(self.repo_id, self.backoff)
         self._round = threading.Lock()  # one attempt at a time: the loop, push_now, stop
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
