@@ -10,6 +10,7 @@ checked inside the write transaction; ``import_votes`` keeps a vote's original r
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
@@ -317,18 +318,14 @@ class SQLVoteStore(ABC):
         another vote is skipped. Committed in batches of :data:`IMPORT_BATCH`; an invalid vote
         rolls back its batch and raises :class:`StoreError`.
         """
-        added, batch = 0, []
-        for item in [*rows, None]:
-            if item is not None:
-                batch.append(item)
-            if batch and (item is None or len(batch) >= IMPORT_BATCH):
-                with self._write(votes=True) as cur:
-                    for row_id, vote in batch:
-                        try:
-                            added += self._insert_in(cur, vote, row_id=row_id, imported=True)
-                        except DuplicateVote:
-                            continue
-                batch = []
+        added, pending = 0, iter(rows)
+        while batch := list(itertools.islice(pending, IMPORT_BATCH)):
+            with self._write(votes=True) as cur:
+                for row_id, vote in batch:
+                    try:
+                        added += self._insert_in(cur, vote, row_id=row_id, imported=True)
+                    except DuplicateVote:
+                        continue
         return added
 
     def votes_frame(self, since_row: int = 0) -> pd.DataFrame:
