@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 
     from annotation.store import VoteRecord, VoteStore
 
-#: A command that runs on the settings and the opened vote store.
-StoreCommand = Callable[[argparse.Namespace, Settings, "VoteStore"], int]
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``votes`` subcommand (and its actions) to the ``apex`` parser."""
@@ -83,7 +80,9 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (StoreError,)
 
 
-def _command(command: StoreCommand) -> Callable[[argparse.Namespace], int]:
+def _command(
+    command: Callable[[argparse.Namespace, Settings, VoteStore], int],
+) -> Callable[[argparse.Namespace], int]:
     """A ``votes`` action on ``Settings.from_env()`` and the store it opens (closed after), with
     the one CLI convention (:func:`apex.cli.guarded`: an expected error is one line, exit 2)."""
 
