@@ -21,12 +21,12 @@ from typing import Any
 
 import pandas as pd
 
-from annotation import limits, rules
+from annotation import rules
 from annotation.board import Consensus
 from annotation.flags import HISTORY_VOTES, PastVote, vote_flags
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import LoudnessMatcher, ServedClip
-from annotation.pool import ClipPool, ScorerLike
+from annotation.pool import ClipPool, ScorerLike, model_key
 from annotation.pool.sources import pool_identity
 from annotation.reveal import ApexView, Reveal, apex_view, reveal_of, with_scores
 from annotation.rules import ListenEvent, VoteRefused
@@ -109,8 +109,10 @@ class Arena:
         self._sampler, self._ratings, self._clock = sampler, ratings, clock
         self._ids = Pseudonymizer(load_or_create_salt(settings))
         self._vote_locks = tuple(threading.Lock() for _ in range(_VOTE_LOCK_STRIPES))
-        self._battles_issued = limits.battle_limiter()
-        self._listen_reports = limits.listen_limiter()
+        self._battles_issued = rules.RecentActions("started {n} battles", "start a new battle")
+        self._listen_reports = rules.RecentActions(
+            "sent {n} listening reports", "report listening again"
+        )
         self._pairs = PairCounts(store.pair_counts, refresh_s=PAIR_COUNTS_REFRESH_S)
         self._consensus = Consensus(store, refresh_s=CONSENSUS_REFRESH_S, settings=settings)
         self._pool_id = pool_identity(pool.root)  # every vote says where its clips are
@@ -124,7 +126,9 @@ class Arena:
     @property
     def model_version(self) -> str | None:
         """The model the pool is scored with now (or the scorer's, for an unscored pool)."""
-        return self.pool.model_version or _model_version(self.scorer)
+        if self.pool.model_version or self.scorer is None:
+            return self.pool.model_version
+        return model_key(self.scorer.info())[0]
 
     def attach_scorer(self, scorer: ScorerLike) -> None:
         """Use ``scorer`` for APEX's pick from now on (the arena opens before the model loads)."""
@@ -368,11 +372,3 @@ class Arena:
         if not record.apex_a:
             pending, note = self.pool.missing_scores(record.clip_a, record.clip_b)
         return reveal_of(record, self.store.vote_count(voter), pending=pending, note=note)
-
-
-def _model_version(scorer: ScorerLike | None) -> str | None:
-    if scorer is None:
-        return None
-    from annotation.pool import model_key
-
-    return model_key(scorer.info())[0]

@@ -122,9 +122,9 @@ def stats_from_shards(folder: Path) -> CardStats:
     for shard in shards:
         present = [c for c in wanted if c in pq.read_schema(shard).names]
         frames.append(pq.read_table(shard, columns=present).to_pandas())
-        if compacted_from(shard):
+        if replaced := compacted_from(shard):
             rel = shard.relative_to(folder).as_posix()
-            compactions.append((rel, len(compacted_from(shard)), len(frames[-1])))
+            compactions.append((rel, len(replaced), len(frames[-1])))
     stats = stats_from_frame(pd.concat(frames, ignore_index=True), n_shards=len(shards))
     return replace(stats, compactions=tuple(compactions))
 
@@ -208,7 +208,8 @@ def write_dataset_card(folder: Path, card: DatasetCard) -> bool:
     return True
 
 
-def _date(value: datetime | None) -> str:
+def utc_minute(value: datetime | None) -> str:
+    """``YYYY-MM-DD HH:MM UTC`` for people ("—" for None)."""
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
@@ -245,8 +246,8 @@ both clips at vote time, and the model version.
 |---|---|
 | Votes | {stats.n_votes} |
 | Systems | {stats.n_systems} |
-| First vote | {_date(stats.first_vote)} |
-| Last vote | {_date(stats.last_vote)} |
+| First vote | {utc_minute(stats.first_vote)} |
+| Last vote | {utc_minute(stats.last_vote)} |
 | Shards | {stats.n_shards} |
 
 Systems: {systems}
@@ -260,8 +261,8 @@ votes = load_dataset("{repo_id}", split="train")
 df = votes.to_pandas()
 ```
 
-Every shard is read with the features declared in this card, so shards written before a column
-existed load with nulls in it. Without `datasets`, read the files with pyarrow (or pandas):
+Shards written before a column existed load with nulls in it (the card declares the features).
+Without `datasets`, with pyarrow:
 
 ```python
 from pathlib import Path
@@ -280,17 +281,15 @@ df = table.to_pandas()
 
 (DuckDB: `SELECT * FROM read_parquet('votes/**/*.parquet', union_by_name = true)`.)
 
-The data are Parquet shards `votes/YYYY/MM/<from>-<to>.parquet` (`from`-`to`: the range of
-store row ids a shard covers); new votes arrive as new files. `vote_id` is unique: deduplicate on
-it when you merge several snapshots. Columns are only ever added (never removed or retyped in this
-config), so code written against today's columns keeps working.
+Shards are `votes/YYYY/MM/<from>-<to>.parquet` (the store row ids covered); new votes arrive as
+new files. `vote_id` is unique: deduplicate on it when merging snapshots. Columns are only ever
+added, never removed or retyped.
 
 ## Compactions
 
-Small shards of a month that has ended are compacted into one file for the month, in a single
-commit that adds the file and removes only the shards whose every row was verified in it (the
-file names them in its Parquet metadata, key `apex_compacted_from`), so a vote is never lost or
-duplicated. {compactions}
+Once a month has ended, its shards are compacted into one file in a single commit that removes
+only the shards whose every row was verified in it (named in its Parquet metadata key
+`apex_compacted_from`): no vote is lost or duplicated. {compactions}
 
 ## Columns
 
@@ -300,35 +299,29 @@ duplicated. {compactions}
 
 ## How the votes are collected
 
-- Both clips are served anonymously; the systems are revealed only after the vote.
-- A vote is accepted only after each clip was played for at least {settings.min_listen_s:g} s,
-  checked on the server from recorded listen events and wall-clock time (not trusted from the
-  browser). One vote per battle; battles expire after {settings.battle_ttl_s:g} s.
+- Both clips are served anonymously; the systems are revealed only after the vote. One vote per
+  battle; battles expire after {settings.battle_ttl_s:g} s.
+- A vote counts only after each clip was played for at least {settings.min_listen_s:g} s, checked
+  on the server from recorded listen events and wall-clock time, not the browser's word.
 - Each voter may cast at most {settings.rate_limit_votes} votes per {window_min:g} minutes.
-- Voters are pseudonymised: `user_pseudonym` is a keyed hash (HMAC with a secret salt) of the
-  voter's IP address or session, which cannot be reversed. Raw IP addresses are never stored or
-  released.
+- `user_pseudonym` is a keyed hash (HMAC, secret salt) of the voter's IP address or session; raw
+  IP addresses are never stored or released.
 - `BOTH_BAD` votes are kept here but left out of the ratings; a `TIE` counts half a win each way.
 
 ## Where the audio is
 
-`audio_a` and `audio_b` are paths inside the clip pool that the `pool` column names, with its
-revision, so the clips that were judged can be fetched again:
+`audio_a` and `audio_b` are paths inside the clip pool (with its revision) named by `pool`; null
+for votes from before that column. For the two Hub kinds, fetch a clip with
+`hf_hub_download(<repo>, audio_a, repo_type="dataset", revision="<revision>")`.
 
 - `music-arena/music-arena-dataset@<revision>:<batch>`: Music Arena's public release, one
-  monthly batch. Fetch a clip with `hf_hub_download("music-arena/music-arena-dataset", audio_a,
-  repo_type="dataset", revision="<revision>")`. Licence: that dataset's card (the audio of
-  systems that are not public is not released).
-- `<owner>/<name>@<revision>`: an audiofolder dataset on the Hub. Fetch a clip with
-  `hf_hub_download("<owner>/<name>", audio_a, repo_type="dataset", revision="<revision>")`.
-  Licence: that dataset's card.
-- `demo:<seed>`: APEX Arena's synthetic demo corpus (made-up demo systems, not real AI music).
-  Rebuild it with `apex.demo.build_demo_corpus(folder, seed=<seed>)` (480 clips unless the
-  deployment set `APEX_DEMO_CLIPS`). Licence: MIT, like APEX Arena's code.
-- `local:<folder>`: a folder of the deployment that ran the arena, not published (ask its
-  owner). Licence: the clips' own.
-
-Votes from before the `pool` column was recorded have it null.
+  monthly batch. Licence: that dataset's card (non-public systems' audio is not released).
+- `<owner>/<name>@<revision>`: an audiofolder dataset on the Hub. Licence: its card.
+- `demo:<seed>`: APEX Arena's synthetic demo corpus (made-up systems, not real AI music), rebuilt
+  by `apex.demo.build_demo_corpus(folder, seed=<seed>)` (480 clips unless `APEX_DEMO_CLIPS` was
+  set). Licence: MIT, like APEX Arena's code.
+- `local:<folder>`: a folder of the deployment that ran the arena, not published. Licence: the
+  clips' own.
 
 ## Licence
 

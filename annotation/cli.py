@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from annotation.store import VoteRecord, VoteStore
-
-#: A command that runs on the settings and the opened vote store.
-StoreCommand = Callable[[argparse.Namespace, Settings, "VoteStore"], int]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -83,13 +80,17 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (StoreError,)
 
 
-def _command(command: StoreCommand) -> Callable[[argparse.Namespace], int]:
+def _command(
+    command: Callable[[argparse.Namespace, Settings, VoteStore], int],
+) -> Callable[[argparse.Namespace], int]:
     """A ``votes`` action on ``Settings.from_env()`` and the store it opens (closed after), with
     the one CLI convention (:func:`apex.cli.guarded`: an expected error is one line, exit 2)."""
 
     def run(args: argparse.Namespace) -> int:
+        from annotation.store import open_store
+
         settings = Settings.from_env()
-        with _store(settings) as store:
+        with closing(open_store(settings)) as store:
             return command(args, settings, store)
 
     run.__doc__ = command.__doc__
@@ -99,17 +100,6 @@ def _command(command: StoreCommand) -> Callable[[argparse.Namespace], int]:
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return EXIT_USAGE
-
-
-@contextmanager
-def _store(settings: Settings) -> Iterator[VoteStore]:
-    from annotation.store import open_store
-
-    store = open_store(settings)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @contextmanager
@@ -130,7 +120,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     Going through ``settings.export_dir`` keeps one append-only shard history (the one the Hub
     sync uploads, restored shards included), so ``--out`` gets every vote, laid out like the repo.
     """
-    from annotation.card import build_card, stats_from_shards, write_dataset_card
+    from annotation.card import SHARD_GLOB, build_card, stats_from_shards, write_dataset_card
     from annotation.export import export_shards, to_csv
     from annotation.sync import compact
 
@@ -139,7 +129,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     new = export_shards(store, export_dir)
     copied = 0
     if out != export_dir:
-        for shard in sorted(export_dir.glob("votes/**/*.parquet")):
+        for shard in sorted(export_dir.glob(SHARD_GLOB)):
             dest = out / shard.relative_to(export_dir)
             if not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -217,13 +207,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.n < 1:
         return fail(args, f"--n {args.n} must be at least 1.")
     from annotation.pool.sources import pool_identity
+    from annotation.store import open_store
     from apex.demo import ensure_demo_corpus, load_metadata, simulate_votes
 
     corpus = ensure_demo_corpus(settings)
     metadata = load_metadata(corpus)
     frame = simulate_votes(metadata, args.n, seed=args.seed)
     records = simulated_records(frame, metadata, pool=pool_identity(corpus))
-    with _store(settings) as store:
+    with closing(open_store(settings)) as store:
         added = sum(store.insert_vote(record) for record in records)
         total = store.counts()["votes"]
     skipped = len(records) - added

@@ -302,7 +302,7 @@ def _record(row: dict[str, Any]) -> tuple[int | None, VoteRecord]:
         )
     if row.get("source") not in SOURCES:
         raise ExportError(f"vote {row.get('vote_id')!r} has unknown source {row.get('source')!r}.")
-    values = {k: (None if _missing(v) else v) for k, v in row.items()}
+    values = {k: (None if pd.isna(v) else v) for k, v in row.items()}
     for side in ("a", "b"):
         values[f"listen_data_{side}"] = json.loads(values.get(f"listen_data_{side}") or "[]")
         apex = {
@@ -323,10 +323,6 @@ def _record(row: dict[str, Any]) -> tuple[int | None, VoteRecord]:
     values["vote_id"] = values.get("vote_id") or values["battle_uuid"]
     row_id = values.get("row_id")
     return (None if row_id is None else int(row_id)), VoteRecord.from_mapping(values)
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
 
 
 def import_shards(store: VoteStore, directory: str | Path) -> int:

@@ -70,6 +70,11 @@ class ServedClip:
     matched: bool
     encoded: bool = False
 
+    @classmethod
+    def as_is(cls, path: Path, original: Loudness) -> ServedClip:
+        """The original file, served unmatched (matching off, a silent or unmeasurable clip)."""
+        return cls(path, original, 0.0, original, matched=False)
+
 
 def _as_2d(samples: np.ndarray) -> np.ndarray:
     data = np.asarray(samples, dtype=np.float64)
@@ -80,9 +85,11 @@ def _as_2d(samples: np.ndarray) -> np.ndarray:
     return data
 
 
-def true_peak_dbtp(samples: np.ndarray, rate: int) -> float:
-    """True peak of ``samples`` ([T] or [T, C], full scale 1.0), dBTP (-inf for all zeros)."""
-    del rate  # the interpolation filter is relative to the rate; kept for a uniform signature
+def true_peak_dbtp(samples: np.ndarray) -> float:
+    """True peak of ``samples`` ([T] or [T, C], full scale 1.0), dBTP (-inf for all zeros).
+
+    The interpolation filter is relative to the sample rate, so the rate is not needed.
+    """
     data = _as_2d(samples)
     over = resample_poly(data, TRUE_PEAK_OVERSAMPLE, 1, axis=0)
     peak = max(float(np.max(np.abs(over))), float(np.max(np.abs(data))))
@@ -106,7 +113,7 @@ def measure(samples: np.ndarray, rate: int) -> Loudness:
     lufs = float(pyloudnorm.Meter(rate).integrated_loudness(data))
     if not math.isfinite(lufs) or lufs < SILENCE_LUFS:
         return Loudness(None, None)
-    return Loudness(lufs, true_peak_dbtp(data, rate))
+    return Loudness(lufs, true_peak_dbtp(data))
 
 
 def matching_gain_db(original: Loudness, target_lufs: float, max_true_peak_dbtp: float) -> float:
@@ -168,8 +175,7 @@ class LoudnessMatcher:
             return self.serve(path, content_hash)
         except ValueError as exc:
             logger.warning("clip %s is played unmatched: %s", path, exc)
-            unknown = Loudness(None, None)
-            return ServedClip(Path(path), unknown, 0.0, unknown, matched=False)
+            return ServedClip.as_is(Path(path), Loudness(None, None))
 
     def warm(self, clips: Iterable[tuple[str | Path, str]]) -> threading.Thread:
         """Measure and match ``(path, content_hash)`` clips on a daemon thread, so first battles
@@ -183,10 +189,6 @@ class LoudnessMatcher:
         thread = threading.Thread(target=run, name="apex-loudness", daemon=True)
         thread.start()
         return thread
-
-    def loudness(self, path: str | Path, content_hash: str = "") -> Loudness:
-        """Loudness of the original clip (measured once; see :meth:`serve`)."""
-        return self.serve(path, content_hash).original
 
     def _paths(self, digest: str) -> tuple[Path, Path]:
         """(matched copy, its sidecar); the name carries the target, so a new target re-matches."""
@@ -202,15 +204,14 @@ class LoudnessMatcher:
             sidecar = self._measure_path(digest)
             if not sidecar.exists():
                 return None
-            original = Loudness(**json.loads(sidecar.read_text(encoding="utf-8")))
-            return ServedClip(path, original, 0.0, original, matched=False)
+            return ServedClip.as_is(path, Loudness(**json.loads(sidecar.read_text("utf-8"))))
         copy, sidecar = self._paths(digest)
         if not sidecar.exists():
             return None
         info = json.loads(sidecar.read_text(encoding="utf-8"))
         original = Loudness(**info["source"])
         if not info["matched"]:  # silent: served as it is
-            return ServedClip(path, original, 0.0, original, matched=False)
+            return ServedClip.as_is(path, original)
         if not copy.exists():
             return None
         served = Loudness(**info["served"])
@@ -222,7 +223,7 @@ class LoudnessMatcher:
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.enabled:
             write_json_atomic(self._measure_path(digest), asdict(original), indent=None)
-            return ServedClip(path, original, 0.0, original, matched=False)
+            return ServedClip.as_is(path, original)
         copy, sidecar = self._paths(digest)
         gain_db = matching_gain_db(original, self.target_lufs, self.max_true_peak_dbtp)
         matched, served = original.lufs is not None, original
@@ -247,5 +248,5 @@ class LoudnessMatcher:
         }
         write_json_atomic(sidecar, info, indent=None)
         if not matched:
-            return ServedClip(path, original, 0.0, original, matched=False, encoded=False)
+            return ServedClip.as_is(path, original)
         return ServedClip(copy, original, gain_db, served, matched=True, encoded=True)

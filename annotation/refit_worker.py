@@ -124,12 +124,6 @@ class RefitWorker:
         pool = self.arena.pool if self.arena is not None else None
         return run_refit_from_store(settings, store, scorer=self.scorer, pool=pool)
 
-    def _rescore(self) -> None:
-        """Re-score the arena's pool with the new model: its background scoring queue switches
-        to the new heads at once (old scores stay, labelled with their version, until replaced)."""
-        if self.arena is not None:
-            self.arena.pool.start_scoring(self.scorer, cache_dir=self.settings.cache_dir)
-
     # ------------------------------------------------------------------ scheduling
     def _vote_count(self) -> int:
         return int(self.store.counts().get("votes", 0))
@@ -214,7 +208,8 @@ class RefitWorker:
                 heads, info = load_model(outcome.version)
                 self.scorer.swap(heads, info)  # atomic; raises before swapping if unfit
                 log.info("refit %s promoted and serving", outcome.version.name)
-                self._rescore()
+                if self.arena is not None:  # re-score the pool; old scores stay until replaced
+                    self.arena.pool.start_scoring(self.scorer, cache_dir=self.settings.cache_dir)
                 return True
             log.info("refit %s not promoted: %s", outcome.version.name, "; ".join(st.last_reasons))
             return False

@@ -1,12 +1,15 @@
 """Vote rules: what a valid vote looks like and the one error every refusal raises.
 
 Pure functions: the arena passes the server's facts (issue time, listen events, recent vote
-times) and the time, so the client's word is never taken for anything.
+times) and the time, so the client's word is never taken for anything. :class:`RecentActions`
+holds the in-memory windows of the cheap, frequent actions (battles issued, listening reports).
 """
 
 from __future__ import annotations
 
+import collections
 import math
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -333,3 +336,43 @@ def check_listen_reports(count: int, limit: int) -> None:
             f"this battle already has {count} listening reports (limit {limit}); your listening "
             "so far is recorded. Vote, or start a new battle.",
         )
+
+
+class RecentActions:
+    """Times of each key's recent actions within ``window_s``; refuses beyond a limit.
+
+    Votes are limited from the store; these actions are counted per process (a restart forgets
+    them; replicas each hold their own), to save a database read per request.
+
+    Args:
+        done: what was done, with ``{n}`` ("started {n} battles"), for the refusal message.
+        again: what can be done after the wait ("start a battle").
+    """
+
+    def __init__(self, done: str, again: str) -> None:
+        self._done, self._again = done, again
+        self._times: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+        self._pruned_at = 0.0
+
+    def admit(self, key: str, now: float, *, limit: int, window_s: float) -> None:
+        """Record one action of ``key`` at ``now`` (Unix seconds), or refuse it.
+
+        Raises:
+            VoteRefused: ``rate_limited`` with ``retry_after_s`` when ``key`` already did
+                ``limit`` actions in the last ``window_s`` seconds (the refused one is not counted).
+        """
+        with self._lock:
+            times = self._times.setdefault(key, collections.deque())
+            while times and times[0] <= now - window_s:
+                times.popleft()
+            if len(times) >= limit:
+                check_rate_limit(
+                    times, now, limit=limit, window_s=window_s, done=self._done, again=self._again
+                )
+            times.append(now)
+            if now - self._pruned_at > window_s:
+                # Forget keys whose every action has left the window: memory follows the voters
+                # active in the last window, not every voter ever seen.
+                self._times = {k: t for k, t in self._times.items() if t and t[-1] > now - window_s}
+                self._pruned_at = now

@@ -48,6 +48,10 @@ class Clip:
     content_hash: str = ""
     model_version: str | None = None
 
+    def scored_by(self, version: str | None) -> bool:
+        """Whether the clip has scores from the model ``version``."""
+        return bool(self.scores) and self.model_version == version
+
 
 class _Refused(ValueError):
     """A metadata row that cannot be a clip; the message says why (the row is skipped)."""

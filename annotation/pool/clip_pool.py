@@ -215,7 +215,7 @@ class ClipPool:
         """``{"total", "scored" (by the current model), "failed", "model_version", "active"}``."""
         version = self.model_version
         with self._changed:
-            scored = sum(1 for c in self._clips.values() if c.scores and c.model_version == version)
+            scored = sum(1 for c in self._clips.values() if c.scored_by(version))
             failed = len(self._errors)
         return {
             "total": len(self._clips),
@@ -256,8 +256,7 @@ class ClipPool:
                 left = [
                     i
                     for i in ids
-                    if i not in self._errors
-                    and not (self._clips[i].scores and self._clips[i].model_version == version)
+                    if i not in self._errors and not self._clips[i].scored_by(version)
                 ]
                 if not left:
                     return True

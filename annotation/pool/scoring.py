@@ -15,13 +15,16 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from annotation.pool.check import read_json, write_json
 from apex.audio import AudioError
 from apex.files import sha256_text
+
+if TYPE_CHECKING:
+    from annotation.pool.clip_pool import ClipPool
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +47,6 @@ class ScorerLike(Protocol):
     def info(self) -> dict[str, Any]: ...
 
 
-class ScoredPool(Protocol):
-    """What the queue uses of :class:`~annotation.pool.clip_pool.ClipPool`."""
-
-    def __iter__(self) -> Iterator[Any]: ...
-    def __getitem__(self, clip_id: str) -> Any: ...
-    def content_hash(self, clip_id: str) -> str: ...
-    def record_score(
-        self, clip_id: str, result: dict[str, Any], live: Any, version: str
-    ) -> None: ...
-    def record_error(self, clip_id: str, reason: str) -> None: ...
-
-
 def model_key(info: dict[str, Any]) -> tuple[str, str]:
     """``(model_version, cache folder name)`` of a scorer from its ``info()`` dict."""
     version = f"{info.get('model_id', 'unknown')}@{info.get('version', '0')}"
@@ -71,15 +62,12 @@ class ScoringQueue:
         pool: the pool whose clips are scored (scores go to ``pool.record_score``).
         scorer: the model (``score(paths, priority=...)``, ``info()``).
         cache: score cache root (``<cache_dir>/pool``), or None for no cache.
-        batch: clips per background batch.
     """
 
-    def __init__(
-        self, pool: ScoredPool, scorer: ScorerLike, cache: Path | None, *, batch: int = BATCH_CLIPS
-    ) -> None:
+    def __init__(self, pool: ClipPool, scorer: ScorerLike, cache: Path | None) -> None:
         self.pool = pool
         self.cache = cache
-        self.batch = max(1, min(batch, int(getattr(scorer, "max_batch", batch))))
+        self.batch = max(1, min(BATCH_CLIPS, int(getattr(scorer, "max_batch", BATCH_CLIPS))))
         self._cond = threading.Condition()
         self._urgent: deque[str] = deque()
         self._heap: list[tuple[int, int, str]] = []
@@ -183,7 +171,7 @@ class ScoringQueue:
         if clip_id in self._inflight or clip_id in self._failed:
             return False
         clip = self.pool[clip_id]
-        return not (clip.scores and clip.model_version == self._version)
+        return not clip.scored_by(self._version)
 
     def _take(self, urgent: bool) -> list[str]:
         """Clip ids to score next (lock held): all pending urgent ones, or a background batch."""

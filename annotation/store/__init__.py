@@ -47,9 +47,9 @@ def open_store(settings: Settings) -> VoteStore:
     """
     url = settings.database_url
     if url and url.startswith(("postgresql://", "postgres://")):
-        from annotation.store.pg import open_pg_store
+        from annotation.store.pg import PostgresVoteStore
 
-        return open_pg_store(url)
+        return PostgresVoteStore(url)
     if url and not url.startswith("sqlite:"):
         raise StoreError(
             f"APEX_DATABASE_URL={url.split(':', 1)[0]}:... is not a supported backend; use "

@@ -17,15 +17,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from annotation.store.records import SCHEMA_VERSION, StoreError
-from annotation.store.schema import POSTGRES, migrations
-from annotation.store.sql import SQLVoteStore
+from annotation.store.sql import POSTGRES, SQLVoteStore, migrations
 
 CONNECT_TIMEOUT_S = 10
 # Advisory lock keys (any two 64-bit numbers unique to this application).
 _LOCK_MIGRATE = 0x41504558_0001
 _LOCK_VOTES = 0x41504558_0002
-
-_MIGRATIONS = migrations(POSTGRES)
 
 
 class PostgresVoteStore(SQLVoteStore):
@@ -39,6 +36,7 @@ class PostgresVoteStore(SQLVoteStore):
     """
 
     _PARAM = "%s"
+    _MIGRATIONS = migrations(POSTGRES)
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -117,15 +115,6 @@ class PostgresVoteStore(SQLVoteStore):
             cur.execute("CREATE TABLE IF NOT EXISTS apex_schema (version INTEGER NOT NULL)")
             cur.execute("SELECT version FROM apex_schema")
             row = cur.fetchone()
-            self._apply_migrations(cur, row[0] if row else 0, _MIGRATIONS, "the database")
+            self._apply_migrations(cur, row[0] if row else 0, "the database")
             cur.execute("DELETE FROM apex_schema")
             cur.execute("INSERT INTO apex_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
-
-
-def open_pg_store(url: str) -> PostgresVoteStore:
-    """Open (creating and migrating when needed) the PostgreSQL vote store at ``url``.
-
-    ``annotation.store.open_store`` calls this when ``APEX_DATABASE_URL`` starts with
-    ``postgresql://`` or ``postgres://``.
-    """
-    return PostgresVoteStore(url)

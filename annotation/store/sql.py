@@ -1,7 +1,8 @@
-"""The vote-store queries both SQL backends share, written once.
+"""The vote-store tables and queries both SQL backends share, written once.
 
-:class:`SQLVoteStore` implements :class:`~annotation.store.records.VoteStore` on a few backend
-hooks (reads, write transactions, JSON codec, integrity error, next row id); the SQL uses ``?``
+:func:`migrations` gives the tables per schema version in a backend's types (:data:`SQLITE`,
+:data:`POSTGRES`), each ``CHECK`` built from the vocabulary. :class:`SQLVoteStore` implements
+:class:`~annotation.store.records.VoteStore` on a few backend hooks; the SQL uses ``?``
 (:attr:`SQLVoteStore._PARAM`). ``insert_vote`` is idempotent by vote id, one vote per battle,
 checked inside the write transaction; ``import_votes`` keeps a vote's original row id when free.
 """
@@ -9,8 +10,9 @@ checked inside the write transaction; ``import_votes`` keeps a vote's original r
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
@@ -19,12 +21,14 @@ import pandas as pd
 from annotation.rules import ListenEvent
 from annotation.store.records import (
     BATTLE_FIELDS,
+    BATTLE_STATUSES,
     BOOL_FIELDS,
     FLOAT_FIELDS,
     JSON_FIELDS,
     MAYBE_BOOL_FIELDS,
     NULLABLE_TEXT_FIELDS,
     SCHEMA_VERSION,
+    SOURCES,
     VOTE_FIELDS,
     Battle,
     DuplicateVote,
@@ -32,6 +36,84 @@ from annotation.store.records import (
     VoteRecord,
     check_vote,
 )
+from apex.tasks import PREFERENCES, SIDES
+
+#: Column types and the two column definitions that differ, per backend: (SQLite, PostgreSQL).
+#: SQLite's AUTOINCREMENT never reuses a number, so export ranges stay append-only; PostgreSQL's
+#: votes are numbered by the store under its votes lock.
+_DIALECTS: dict[str, tuple[str, str]] = {
+    "real": ("REAL", "DOUBLE PRECISION"),
+    "boolean": ("INTEGER", "BOOLEAN"),
+    "json": ("TEXT", "JSONB"),
+    "false": ("0", "FALSE"),
+    "event_id": (
+        "event_id INTEGER PRIMARY KEY AUTOINCREMENT",
+        "event_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    ),
+    "row_id": ("row_id INTEGER PRIMARY KEY AUTOINCREMENT", "row_id BIGINT PRIMARY KEY"),
+    "timestamp": ("timestamp", '"timestamp"'),  # PostgreSQL quotes the keyword
+}
+#: A backend's words for :func:`migrations` (keys of ``_DIALECTS``).
+Dialect = Mapping[str, str]
+SQLITE: Dialect = {key: pair[0] for key, pair in _DIALECTS.items()}
+POSTGRES: Dialect = {key: pair[1] for key, pair in _DIALECTS.items()}
+
+
+def one_of(column: str, values: Iterable[str]) -> str:
+    """``column TEXT NOT NULL CHECK (column IN ('v1', 'v2'))``: the column takes only ``values``."""
+    values = tuple(values)
+    if any("'" in value for value in values):
+        raise ValueError(f"{column}: a quote in {values} would break the CHECK constraint")
+    return f"{column} TEXT NOT NULL CHECK ({column} IN ({', '.join(repr(v) for v in values)}))"
+
+
+def migrations(d: Dialect) -> tuple[tuple[str, ...], ...]:
+    """The statements of each schema version (index 0 is version 1) in dialect ``d``."""
+    real, boolean, json, false = (d[key] for key in ("real", "boolean", "json", "false"))
+    status = one_of("status", BATTLE_STATUSES).replace(
+        "NOT NULL", f"NOT NULL DEFAULT '{BATTLE_STATUSES[0]}'", 1
+    )
+    version_1 = (
+        f"""CREATE TABLE battles (
+            battle_id TEXT PRIMARY KEY, issued_at {real} NOT NULL, session TEXT NOT NULL,
+            clip_a TEXT NOT NULL, clip_b TEXT NOT NULL, system_a TEXT NOT NULL,
+            system_b TEXT NOT NULL, audio_a TEXT NOT NULL, audio_b TEXT NOT NULL,
+            prompt TEXT NOT NULL, is_instrumental {boolean} NOT NULL, {status})""",
+        "CREATE INDEX battles_by_session ON battles(session)",
+        f"""CREATE TABLE listen_events (
+            {d["event_id"]}, battle_id TEXT NOT NULL, {one_of("side", SIDES)},
+            seconds {real} NOT NULL, server_time {real} NOT NULL)""",
+        "CREATE INDEX listen_by_battle ON listen_events(battle_id)",
+        f"""CREATE TABLE votes (
+            {d["row_id"]}, vote_id TEXT NOT NULL UNIQUE,
+            battle_uuid TEXT NOT NULL UNIQUE, {d["timestamp"]} {real} NOT NULL,
+            user_pseudonym TEXT NOT NULL, session_pseudonym TEXT NOT NULL, prompt TEXT NOT NULL,
+            is_instrumental {boolean} NOT NULL, system_a TEXT NOT NULL, system_b TEXT NOT NULL,
+            clip_a TEXT NOT NULL, clip_b TEXT NOT NULL, audio_a TEXT NOT NULL,
+            audio_b TEXT NOT NULL, {one_of("preference", PREFERENCES)},
+            listen_data_a {json} NOT NULL, listen_data_b {json} NOT NULL,
+            total_listening_time_a {real} NOT NULL, total_listening_time_b {real} NOT NULL,
+            apex_a {json}, apex_b {json}, apex_p_a {real}, apex_model_version TEXT,
+            feedback TEXT, ratings_a {json}, ratings_b {json}, {one_of("source", SOURCES)},
+            imported {boolean} NOT NULL DEFAULT {false})""",
+        f"CREATE INDEX votes_by_voter ON votes(user_pseudonym, {d['timestamp']})",
+    )
+    # version 2: what the clips sounded like, vote-quality flags, sign-in
+    added = {
+        "loudness_a": real,
+        "loudness_b": real,
+        "loudness_matched": boolean,
+        "duration_a": real,
+        "duration_b": real,
+        "instrumental_a": boolean,
+        "instrumental_b": boolean,
+        "flags": "TEXT NOT NULL DEFAULT ''",
+        "signed_in": f"{boolean} NOT NULL DEFAULT {false}",
+    }
+    version_2 = tuple(f"ALTER TABLE votes ADD COLUMN {name} {kind}" for name, kind in added.items())
+    version_3 = ("ALTER TABLE votes ADD COLUMN pool TEXT",)  # where the clips came from
+    return (version_1, version_2, version_3)
+
 
 #: Votes per import transaction (one commit, and one fsync, each).
 IMPORT_BATCH = 5000
@@ -55,6 +137,8 @@ class SQLVoteStore(ABC):
 
     #: The driver's parameter marker; the shared SQL's ``?`` is replaced by it.
     _PARAM: ClassVar[str] = "?"
+    #: The statements of each schema version in the backend's dialect (:func:`migrations`).
+    _MIGRATIONS: ClassVar[tuple[tuple[str, ...], ...]]
     _con: Any
     _lock: Any  # a threading.RLock guarding _con
 
@@ -90,9 +174,7 @@ class SQLVoteStore(ABC):
             sql = sql.replace("?", self._PARAM)
         return cur.execute(sql, tuple(params))
 
-    def _apply_migrations(
-        self, cur: Any, version: int, migrations: tuple[tuple[str, ...], ...], where: str
-    ) -> None:
+    def _apply_migrations(self, cur: Any, version: int, where: str) -> None:
         """Bring a schema at ``version`` to :data:`SCHEMA_VERSION` inside the caller's transaction.
 
         Raises:
@@ -103,7 +185,7 @@ class SQLVoteStore(ABC):
                 f"{where} has schema version {version}, newer than this code's "
                 f"{SCHEMA_VERSION}; upgrade apex-arena before opening it."
             )
-        for statements in migrations[version:]:
+        for statements in self._MIGRATIONS[version:]:
             for statement in statements:
                 cur.execute(statement)
 
@@ -236,18 +318,14 @@ class SQLVoteStore(ABC):
         another vote is skipped. Committed in batches of :data:`IMPORT_BATCH`; an invalid vote
         rolls back its batch and raises :class:`StoreError`.
         """
-        added, batch = 0, []
-        for item in [*rows, None]:
-            if item is not None:
-                batch.append(item)
-            if batch and (item is None or len(batch) >= IMPORT_BATCH):
-                with self._write(votes=True) as cur:
-                    for row_id, vote in batch:
-                        try:
-                            added += self._insert_in(cur, vote, row_id=row_id, imported=True)
-                        except DuplicateVote:
-                            continue
-                batch = []
+        added, pending = 0, iter(rows)
+        while batch := list(itertools.islice(pending, IMPORT_BATCH)):
+            with self._write(votes=True) as cur:
+                for row_id, vote in batch:
+                    try:
+                        added += self._insert_in(cur, vote, row_id=row_id, imported=True)
+                    except DuplicateVote:
+                        continue
         return added
 
     def votes_frame(self, since_row: int = 0) -> pd.DataFrame:

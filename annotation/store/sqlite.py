@@ -22,13 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from annotation.store.records import SCHEMA_VERSION, StoreError
-from annotation.store.schema import SQLITE, migrations
-from annotation.store.sql import SQLVoteStore
+from annotation.store.sql import SQLITE, SQLVoteStore, migrations
 
 _BUSY_TIMEOUT_S = 30.0
-
-_MIGRATIONS = migrations(SQLITE)
-
 
 #: File-system types SQLite must not live on: network file systems and FUSE (which is how object
 #: storage such as a Storage Bucket volume, s3fs, gcsfuse or hf-mount appears).
@@ -103,6 +99,8 @@ class SQLiteVoteStore(SQLVoteStore):
         StoreError: the file is on a network or FUSE mount (:func:`check_local_disk`), cannot
             use WAL mode, or its schema is newer than this code.
     """
+
+    _MIGRATIONS = migrations(SQLITE)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -208,7 +206,7 @@ class SQLiteVoteStore(SQLVoteStore):
         with self._write() as con:
             # Read again under the write lock: another process may have migrated meanwhile.
             version = con.execute("PRAGMA user_version").fetchone()[0]
-            self._apply_migrations(con, version, _MIGRATIONS, str(self.path))
+            self._apply_migrations(con, version, str(self.path))
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def integrity_check(self) -> str:

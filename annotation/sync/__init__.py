@@ -4,13 +4,12 @@ their ledger (``files``), incidents and backoff (``status``), monthly compaction
 
 from __future__ import annotations
 
-from annotation.sync.files import UPLOAD_PATTERNS, restore_from_folder
+from annotation.sync.files import restore_from_folder
 from annotation.sync.service import SYNC_ERRORS, SystemClock, VoteSync
 from annotation.sync.status import Backoff, SyncStatus, describe_error, redact
 
 __all__ = [
     "SYNC_ERRORS",
-    "UPLOAD_PATTERNS",
     "Backoff",
     "SyncStatus",
     "SystemClock",

@@ -2,7 +2,7 @@
 
 :class:`VoteSync` runs one thread that waits ``settings.sync_minutes`` after the last push (or the
 backoff), then connects, restores if owed, exports, refreshes the card and commits what the repo
-lacks plus any due compaction in one ``create_commit`` (:func:`_commit`). Failures in
+lacks plus any due compaction in one ``create_commit`` (:meth:`VoteSync._commit`). Failures in
 :data:`SYNC_ERRORS` open an incident (:mod:`annotation.sync.status`) and are retried with backoff;
 votes keep landing locally. The Hub client (``api``) and the clock are injected for tests.
 """
@@ -106,7 +106,7 @@ class VoteSync:
         self._api = api if api is not None else HfApi()
         self._clock = clock or SystemClock()
         self._ledger = Ledger(settings.data_dir / LEDGER_FILE, self.repo_id or "")
-        self._incidents = Incidents(self.repo_id, self.backoff, log)
+        self._incidents = Incidents(self.repo_id, self.backoff)
         self._round = threading.Lock()  # one attempt at a time: the loop, push_now, stop
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -195,14 +195,14 @@ class VoteSync:
     def _push_once(self) -> None:
         """Export new votes, refresh the card, stage due compactions, then one commit of all."""
         folder, now = self.settings.export_dir, self._clock.time()
-        self._card_for = _export_with_card(self.store, self.settings, self.repo_id, self._card_for)
+        self._export()
         self._ledger.record({}, removed=tuple(compact.tidy(folder)))
         due = compact.due_months(folder, now)
         staged = [compact.stage(folder, shards) for shards in due.values()]
         gone = {rel for done in staged for rel in done.removed}
         entries = files_to_upload(folder, self._ledger, self._warned)
         entries = {rel: entry for rel, entry in entries.items() if rel not in gone}
-        info = _commit(self._api, self.repo_id, folder, entries, staged)
+        info = self._commit(folder, entries, staged)
         if info is None and not staged:
             return  # nothing new: no commit
         compact.apply(folder, staged)  # only now: an interrupted round leaves all as it was
@@ -210,6 +210,51 @@ class VoteSync:
             entries[done.path] = file_entry(folder / done.path)
         pushed_at = now if info is not None else None
         self._ledger.record(entries, removed=tuple(gone), pushed_at=pushed_at)
+
+    def _export(self) -> None:
+        """Export new votes to shards; rewrite the card when the set of shards changed."""
+        folder = self.settings.export_dir
+        export_shards(self.store, folder)
+        shards = tuple(rel for rel in local_files(folder) if rel != CARD_FILE)
+        if shards != self._card_for or not (folder / CARD_FILE).is_file():
+            card = build_card(
+                stats_from_shards(folder), repo_id=self.repo_id, settings=self.settings
+            )
+            write_dataset_card(folder, card)
+        self._card_for = shards
+
+    def _commit(
+        self,
+        folder: Path,
+        entries: dict[str, dict[str, Any]],
+        compactions: list[compact.Compaction],
+    ) -> Any:
+        """One ``HfApi.create_commit``: add ``entries`` (paths relative to ``folder``) and carry
+        out ``compactions`` (add each compacted file, delete the shards it holds) together;
+        None when there is nothing to send.
+
+        Only the operations the repo still needs are sent: a compacted file the repo already has,
+        or a shard it no longer has (a compaction committed before a kill), is left out.
+        """
+        operations: list[Any] = [
+            CommitOperationAdd(path_in_repo=rel, path_or_fileobj=folder / rel) for rel in entries
+        ]
+        months = []
+        if compactions:
+            held = set(self._api.list_repo_files(self.repo_id, repo_type="dataset"))
+            for done in compactions:
+                if done.path not in held:
+                    operations.append(CommitOperationAdd(done.path, done.staged))
+                operations += [CommitOperationDelete(rel) for rel in done.removed if rel in held]
+                months.append(f"{done.path} from {len(done.removed)} shards")
+        if not operations:
+            return None
+        votes = sum(e.get("rows", 0) for e in entries.values())
+        message = f"Add {votes} votes ({len(entries)} files)"
+        message += f"; compact {', '.join(months)}" if months else ""
+        return self._api.create_commit(
+            repo_id=self.repo_id, repo_type="dataset", operations=operations, commit_message=message
+        )
 
     def _connect(self) -> None:
         if not self._token():
@@ -309,58 +354,3 @@ class VoteSync:
         secrets = (self._token() or "",)
         retrying = self._thread is not None
         return self._incidents.failed(err, doing, secrets=secrets, retrying=retrying)
-
-
-def _export_with_card(
-    store: VoteStore,
-    settings: Settings,
-    repo_id: str | None,
-    card_for: tuple[str, ...] | None,
-) -> tuple[str, ...]:
-    """Export new votes to shards and rewrite the card when the set of shards changed.
-
-    Returns:
-        The shard paths the card now describes (pass back as ``card_for`` next round).
-    """
-    folder = settings.export_dir
-    export_shards(store, folder)
-    shards = tuple(rel for rel in local_files(folder) if rel != CARD_FILE)
-    if shards != card_for or not (folder / CARD_FILE).is_file():
-        write_dataset_card(
-            folder, build_card(stats_from_shards(folder), repo_id=repo_id, settings=settings)
-        )
-    return shards
-
-
-def _commit(
-    api: Any,
-    repo_id: str,
-    folder: Path,
-    entries: dict[str, dict[str, Any]],
-    compactions: list[compact.Compaction] = (),  # type: ignore[assignment]
-) -> Any:
-    """One ``HfApi.create_commit``: add ``entries`` (paths relative to ``folder``) and carry out
-    ``compactions`` (add each compacted file, delete the shards it holds) together.
-
-    Only the operations the repo still needs are sent: a compacted file the repo already has, or
-    a shard it no longer has (a compaction committed before a kill), is left out.
-    """
-    operations: list[Any] = [
-        CommitOperationAdd(path_in_repo=rel, path_or_fileobj=folder / rel) for rel in entries
-    ]
-    months = []
-    if compactions:
-        held = set(api.list_repo_files(repo_id, repo_type="dataset"))
-        for done in compactions:
-            if done.path not in held:
-                operations.append(CommitOperationAdd(done.path, done.staged))
-            operations += [CommitOperationDelete(rel) for rel in done.removed if rel in held]
-            months.append(f"{done.path} from {len(done.removed)} shards")
-    if not operations:
-        return None
-    votes = sum(e.get("rows", 0) for e in entries.values())
-    message = f"Add {votes} votes ({len(entries)} files)"
-    message += f"; compact {', '.join(months)}" if months else ""
-    return api.create_commit(
-        repo_id=repo_id, repo_type="dataset", operations=operations, commit_message=message
-    )

@@ -21,6 +21,10 @@ from huggingface_hub.errors import (
     LocalTokenNotFoundError,
 )
 
+from annotation.card import utc_minute
+
+log = logging.getLogger(__name__)  # under "annotation.sync", which ``apex votes`` quiets
+
 _SECRET = re.compile(r"(hf_[A-Za-z0-9]{6,}|(?i:bearer)\s+\S+)")
 _MESSAGES = {
     "no_token": "no Hugging Face token; set HF_TOKEN (write access to {repo}) as a Space secret",
@@ -95,10 +99,12 @@ class SyncStatus:
         """One sentence for people."""
         if self.state == "local":
             return "Votes are kept locally (set APEX_VOTES_REPO to publish them on the Hub)."
-        when = _when(self.last_push_at) if self.last_push_at else "never"
+        when = utc_minute(self.last_push_at) if self.last_push_at else "never"
         waiting = "every vote is on the Hub"
         if self.pending_votes:
-            since = f", the oldest from {_when(self.pending_since)}" if self.pending_since else ""
+            since = (
+                f", the oldest from {utc_minute(self.pending_since)}" if self.pending_since else ""
+            )
             waiting = f"{self.pending_votes} votes not on the Hub yet{since}"
         head = f"Hub sync to {self.repo_id}: last push {when}; {waiting}."
         return f"{head} Problem: {self.last_error}." if self.last_error else head
@@ -109,10 +115,6 @@ class SyncStatus:
         for key in ("last_push_at", "next_retry_at", "pending_since"):
             out[key] = out[key].isoformat() if out[key] else None
         return {**out, "ok": self.ok, "message": self.message}
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class NoToken(RuntimeError):
@@ -160,11 +162,10 @@ class Incidents:
     Args:
         repo_id: the dataset repo, or None (the sync only keeps votes locally).
         backoff: waits between failed attempts.
-        log: where incidents are logged (the sync's logger, which ``apex votes`` quiets by name).
     """
 
-    def __init__(self, repo_id: str | None, backoff: Backoff, log: logging.Logger) -> None:
-        self.repo_id, self.backoff, self._log = repo_id, backoff, log
+    def __init__(self, repo_id: str | None, backoff: Backoff) -> None:
+        self.repo_id, self.backoff = repo_id, backoff
         self._lock = threading.Lock()
         self._state = "local" if repo_id is None else "starting"
         self._incident: tuple[str, str] | None = None  # (kind, message) of the open incident
@@ -191,7 +192,7 @@ class Incidents:
             self._incident = (kind, message)
         if new:
             then = f"; retrying with backoff, next try in {delay:.3g} s" if retrying else ""
-            self._log.warning(
+            log.warning(
                 "Hub sync to %s: %s (while %s). Votes are kept locally%s.",
                 self.repo_id,
                 message,
@@ -204,7 +205,7 @@ class Incidents:
         """Close the open incident (logging the recovery) and reset the backoff."""
         with self._lock:
             if self._incident is not None:
-                self._log.info(
+                log.info(
                     "Hub sync to %s recovered after %d failed attempts.",
                     self.repo_id,
                     self._failures,

@@ -41,7 +41,7 @@ def test_true_peak_finds_the_inter_sample_peak() -> None:
     tone = np.sin(2 * np.pi * n / 4 + np.pi / 4)
     tone *= np.minimum(1.0, np.minimum(n, n[::-1]) / 2000)  # fades: no start/stop transient
     assert 20 * math.log10(np.max(np.abs(tone))) == pytest.approx(-3.01, abs=0.01)
-    assert true_peak_dbtp(tone, RATE) == pytest.approx(0.0, abs=0.1)
+    assert true_peak_dbtp(tone) == pytest.approx(0.0, abs=0.1)
 
 
 def test_silence_has_no_loudness_and_no_gain() -> None:

@@ -11,7 +11,6 @@ import pytest
 
 from annotation.export import export_shards, import_shards, read_vote_shards
 from annotation.store import SCHEMA_VERSION, SQLiteVoteStore
-from annotation.store.sqlite import _MIGRATIONS
 from tests.annotation.store import pg
 from tests.annotation.store.test_sqlite import make_vote
 
@@ -27,7 +26,7 @@ V1_COLUMNS = (
 def make_v1_store(path: Path, n_votes: int) -> None:
     """A store as version 1 of the code left it: v1 tables, user_version 1, some votes."""
     con = sqlite3.connect(path)
-    for statement in _MIGRATIONS[0]:
+    for statement in SQLiteVoteStore._MIGRATIONS[0]:
         con.execute(statement)
     for n in range(n_votes):
         con.execute(
@@ -85,12 +84,11 @@ def test_a_version_1_postgres_database_migrates_without_losing_votes(request) ->
     pytest.importorskip("psycopg", reason="the PostgreSQL store needs psycopg")
     import psycopg
 
-    from annotation.store.pg import _MIGRATIONS as PG_MIGRATIONS
     from annotation.store.pg import PostgresVoteStore
 
     pg_url = request.getfixturevalue("pg_url")
     with psycopg.connect(pg_url, autocommit=True) as con:
-        for statement in PG_MIGRATIONS[0]:
+        for statement in PostgresVoteStore._MIGRATIONS[0]:
             con.execute(statement)
         con.execute("CREATE TABLE apex_schema (version INTEGER NOT NULL)")
         con.execute("INSERT INTO apex_schema VALUES (1)")

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from annotation.store import SQLiteVoteStore, StoreError
-from annotation.store.pg import SCHEMA_VERSION, PostgresVoteStore, open_pg_store
+from annotation.store.pg import SCHEMA_VERSION, PostgresVoteStore
 from tests.annotation.store import pg
 from tests.annotation.store import test_sqlite as sqlite_suite
 
@@ -60,25 +60,25 @@ def test_shared_suite_is_not_empty() -> None:
 def test_reopen_keeps_data_and_refuses_newer_schema(pg_url: str) -> None:
     import psycopg
 
-    with open_pg_store(pg_url) as s:
+    with PostgresVoteStore(pg_url) as s:
         s.insert_vote(sqlite_suite.make_vote(1))
         assert s.schema_version == SCHEMA_VERSION
-    with open_pg_store(pg_url) as s:  # a second replica opening a migrated database
+    with PostgresVoteStore(pg_url) as s:  # a second replica opening a migrated database
         assert s.counts()["votes"] == 1
     with psycopg.connect(pg_url, autocommit=True) as con:
         con.execute("UPDATE apex_schema SET version = %s", (SCHEMA_VERSION + 1,))
     with pytest.raises(StoreError, match="newer than this code"):
-        open_pg_store(pg_url)
+        PostgresVoteStore(pg_url)
 
 
 def test_unreachable_server_is_a_clear_error_without_the_password() -> None:
     with pytest.raises(StoreError, match="cannot connect to PostgreSQL") as info:
-        open_pg_store("postgresql://apex:s3cret@127.0.0.1:1/votes")
+        PostgresVoteStore("postgresql://apex:s3cret@127.0.0.1:1/votes")
     assert "s3cret" not in str(info.value)
 
 
 def test_reconnects_after_the_connection_breaks(pg_url: str) -> None:
-    with open_pg_store(pg_url) as s:
+    with PostgresVoteStore(pg_url) as s:
         s.insert_vote(sqlite_suite.make_vote(1))
         s._con.close()  # what a server restart does to an open connection
         assert s.counts()["votes"] == 1
@@ -92,8 +92,8 @@ from tests.annotation.store.test_sqlite import make_vote
 
 kind, where, prefix, count, shared = sys.argv[1:6]
 if kind == "postgresql":
-    from annotation.store.pg import open_pg_store
-    store = open_pg_store(where)
+    from annotation.store.pg import PostgresVoteStore
+    store = PostgresVoteStore(where)
 else:
     store = SQLiteVoteStore(where)
 for i in range(int(count)):
@@ -118,7 +118,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
 
 
 def open_backend(kind: str, where: str):
-    return open_pg_store(where) if kind == "postgresql" else SQLiteVoteStore(where)
+    return PostgresVoteStore(where) if kind == "postgresql" else SQLiteVoteStore(where)
 
 
 def test_concurrent_writer_processes_store_exact_counts(backend: tuple[str, str]) -> None:
@@ -151,7 +151,7 @@ def test_concurrent_writer_processes_store_exact_counts(backend: tuple[str, str]
 
 
 def test_sigkill_loses_no_acknowledged_vote(pg_url: str) -> None:
-    open_pg_store(pg_url).close()
+    PostgresVoteStore(pg_url).close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-c", WRITER, "postgresql", pg_url, "k", "100000", "0"]
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
@@ -161,7 +161,7 @@ def test_sigkill_loses_no_acknowledged_vote(pg_url: str) -> None:
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     acked += [line for line in rest.split("\n")[:-1] if line]
-    with open_pg_store(pg_url) as store:
+    with PostgresVoteStore(pg_url) as store:
         stored = set(store.votes_frame()["vote_id"])
     assert set(acked) <= stored
     assert len(stored) - len(acked) <= 1  # at most the vote in flight when the kill landed
@@ -170,7 +170,7 @@ def test_sigkill_loses_no_acknowledged_vote(pg_url: str) -> None:
 def test_export_from_postgresql_restores_into_sqlite(pg_url: str, tmp_path: Path) -> None:
     from annotation.export import export_shards, import_shards
 
-    with open_pg_store(pg_url) as pg_store:
+    with PostgresVoteStore(pg_url) as pg_store:
         pg_store.insert_vote(sqlite_suite.make_vote(1))
         pg_store.insert_vote(sqlite_suite.make_vote(2, apex_a=None, feedback=None))
         assert export_shards(pg_store, tmp_path / "export")

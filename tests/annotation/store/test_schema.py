@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from annotation.store.records import BATTLE_STATUSES, SOURCES
-from annotation.store.schema import POSTGRES, SQLITE, migrations, one_of
+from annotation.store.sql import POSTGRES, SQLITE, migrations, one_of
 from apex.tasks import PREFERENCES, SIDES
 
 
