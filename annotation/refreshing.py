@@ -3,11 +3,11 @@
 :class:`Refreshing` keeps the last result of ``compute`` and, when read after its source changed
 (a cheap ``version``, e.g. the store's last row id), recomputes it on a daemon thread; only the
 first read waits (``wait_s``). Two starts are at least ``min_interval_s`` apart and at least the
-last computation's duration over ``duty``, so a big store's refits take a bounded share of the
-CPU. :class:`RefreshingMap` keys a family of such values (one per leaderboard view), computed one
-at a time. :class:`WorkerProcess` runs a fit that reads every vote in a process of its own (in
-the app's process it would hold the GIL the vote handlers need); :class:`StoreFit` is a fit of
-the vote store refreshed either way.
+last refit's duration over ``duty`` (the first computation, which pays the cold start, does not
+count), so a big store's refits take a bounded share of the CPU. :class:`RefreshingMap` keys a
+family of such values (one per leaderboard view), computed one at a time. :class:`WorkerProcess`
+runs a fit that reads every vote in a process of its own (in the app's process it would hold the
+GIL the vote handlers need); :class:`StoreFit` is a fit of the vote store refreshed either way.
 """
 
 from __future__ import annotations
@@ -113,7 +113,10 @@ class Refreshing(Generic[T]):
                 self._done.notify_all()
             raise  # the thread's excepthook logs it: a failing fit is a bug to see
         with self._done:
-            self._busy, self._value, self._error, self._took = False, value, None, took
+            # The first computation pays the cold start (imports, a worker's spawn), which is
+            # no measure of a refit: pacing starts from the second.
+            self._took = took if self._has else 0.0
+            self._busy, self._value, self._error = False, value, None
             self._has = True
             self._done.notify_all()
 

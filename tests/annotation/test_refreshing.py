@@ -61,6 +61,25 @@ def test_a_busy_source_is_refitted_at_most_every_interval() -> None:
     assert value.refresh() is True
 
 
+def test_refits_take_at_most_the_duty_share_but_the_cold_start_does_not_count() -> None:
+    version = [0]
+
+    def slow() -> int:
+        time.sleep(0.2)  # every computation takes 0.2 s
+        return version[0]
+
+    value = Refreshing(slow, version=lambda: version[0], duty=0.01)  # 0.2 s -> 20 s apart
+    assert value.get(wait_s=10) == 0
+    version[0] = 1
+    assert value.refresh() is True  # the first computation (a cold start) does not pace
+    deadline = time.monotonic() + 10
+    while value.get() != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert value.get() == 1
+    version[0] = 2
+    assert value.refresh() is False  # the refit took 0.2 s: the next waits 20 s
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_the_first_failure_reaches_the_reader() -> None:
     def broken() -> int:

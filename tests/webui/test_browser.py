@@ -9,6 +9,7 @@ a popularity-only reference checkpoint (streams and likes), through the Score an
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,14 @@ def test_leaderboard_tab_shows_the_vote(page) -> None:
     _tab(page, "Leaderboard")
     page.get_by_text(re.compile(r"\d+ rated votes on this board")).wait_for()
     page.locator(".js-plotly-plot").last.wait_for()
-    page.get_by_text("APEX agrees with listeners").wait_for()
+    # The board refits in the background and shows its last fit at once, so on a busy machine
+    # the vote may land in the next fit: Refresh, as a visitor would, until it does.
+    agrees = page.get_by_text("APEX agrees with listeners")
+    deadline = time.monotonic() + 90
+    while not agrees.is_visible() and time.monotonic() < deadline:
+        page.get_by_role("button", name="Refresh").click()
+        page.wait_for_timeout(2000)
+    agrees.wait_for()
     page.screenshot(path=str(SHOTS / "3-leaderboard.png"), full_page=True)
 
 
