@@ -186,7 +186,7 @@ def serving_model(scorer: Any) -> ServingModel | None:
     if scorer is None:
         return None
     info = scorer.info()
-    model_from = str(info.get("source") or "")
+    model_from = str(info.get("heads_from") or "")
     if not model_from:
         return None
     return ServingModel(model_from, info.get("revision"), str(info.get("version", "")))

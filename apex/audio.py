@@ -172,14 +172,14 @@ class Audio:
 
     Attributes:
         waveform: ``[T]`` float32 samples in [-1, 1] (not clipped) at ``sample_rate`` Hz.
-        source: File name, ``"<bytes>"`` or ``"<array>"``.
+        name: the file name, ``"<bytes>"`` or ``"<array>"``.
         original_sample_rate, original_channels: the input's, before resampling and averaging.
         warnings: notes about usable-but-odd input (e.g. silence).
     """
 
     waveform: torch.Tensor
     sample_rate: int
-    source: str
+    name: str
     original_sample_rate: int
     original_channels: int
     warnings: list[str] = field(default_factory=list)
@@ -223,7 +223,7 @@ def load_audio(
         if audio.sample_rate == sample_rate:
             return audio
         return _finish(
-            audio.waveform.numpy(), audio.sample_rate, audio.source, sample_rate, max_seconds
+            audio.waveform.numpy(), audio.sample_rate, audio.name, sample_rate, max_seconds
         )
     if isinstance(audio, tuple):
         if len(audio) != 2:
@@ -381,7 +381,7 @@ def _checked(
     return Audio(
         waveform=mono.contiguous(),
         sample_rate=sample_rate,
-        source=name,
+        name=name,
         original_sample_rate=rate,
         original_channels=channels,
         warnings=warnings,

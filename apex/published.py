@@ -104,7 +104,7 @@ class ModelInfo:
             "version": self.version,
             "kind": self.kind,
             "encoder_id": self.encoder_id,
-            "source": self.heads_from,
+            "heads_from": self.heads_from,
             "revision": self.revision,
             "files": list(meta.get("files", [])),
             "from_cache": meta.get("from_cache"),

@@ -56,7 +56,7 @@ class ScoreResult:
             local files and the built-in encoder).
         is_demo: True when the offline demo model answered.
         warnings: notes for people (silent audio, demo model, encoder mismatch...).
-        source: file name, ``"<bytes>"``, ``"<array>"`` or ``"<embedding>"``.
+        name: the scored file's name, ``"<bytes>"``, ``"<array>"`` or ``"<embedding>"``.
     """
 
     scores: dict[str, float]
@@ -72,7 +72,7 @@ class ScoreResult:
     encoder_revision: str | None = None
     is_demo: bool = False
     warnings: list[str] = field(default_factory=list)
-    source: str = ""
+    name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (plain floats, lists and dicts)."""
@@ -252,7 +252,7 @@ class Scorer:
             self.score_embedding(
                 embedding,
                 duration_s=audio.duration_s,
-                source=audio.source,
+                name=audio.name,
                 warnings=audio.warnings,
             )
             for audio, embedding in zip(audios, embeddings, strict=True)
@@ -263,7 +263,7 @@ class Scorer:
         embedding: Embedding,
         *,
         duration_s: float | None = None,
-        source: str = "<embedding>",
+        name: str = "<embedding>",
         warnings: Iterable[str] = (),
     ) -> ScoreResult:
         """Score an :class:`~apex.encoders.Embedding`: the song on all valid segments (each
@@ -304,7 +304,7 @@ class Scorer:
             encoder_revision=getattr(self.encoder, "revision", None),
             is_demo=info.is_demo,
             warnings=notes,
-            source=source,
+            name=name,
         )
 
     def _timeline(

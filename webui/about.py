@@ -154,10 +154,11 @@ def _identity_lines(info: dict[str, Any]) -> list[str]:
     names = info.get("files") or []
     files = f", files {', '.join(f'`{f}`' for f in names)}" if names else ""
     cached = {True: " (local Hugging Face cache)", False: " (downloaded from the Hub)"}
+    heads_from = f"`{info.get('heads_from', '?')}`{cached.get(info.get('from_cache'), '')}"
     return [
         f"- **Model:** `{info.get('model_id', '?')}` (version `{info.get('version', '?')}`, "
         f"{info.get('kind', '')}{_revision(info.get('revision'))}{files})",
-        f"- **Loaded from:** `{info.get('source', '?')}`{cached.get(info.get('from_cache'), '')}",
+        f"- **Loaded from:** {heads_from}",
         f"- **Encoder:** `{info.get('encoder_id', '?')}`{_revision(info.get('encoder_revision'))}"
         + (" (built-in fallback, not MERT)" if info.get("encoder_is_fallback") else ""),
     ]

@@ -166,7 +166,7 @@ def render_result(result: dict[str, Any] | None) -> tuple[Any, ...]:
     if not result:
         return (gr.update(visible=False), None, None, "", None, gr.update(visible=False))
     banner = banner_markdown(result)
-    song = Path(str(result.get("source") or "song")).stem or "song"
+    song = Path(str(result.get("name") or "song")).stem or "song"
     header = (
         f"**{song}** · {result.get('duration_s', 0):.1f} s · model `{result.get('model_id')}` · "
         f"encoder `{result.get('encoder_id')}`"

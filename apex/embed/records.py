@@ -131,7 +131,7 @@ def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[di
         Audio(
             waveform=torch.from_numpy(np.frombuffer(d["pcm"], dtype=np.float32).copy()),
             sample_rate=int(d["sample_rate"]),
-            source=d["id"],
+            name=d["id"],
             original_sample_rate=int(d["sample_rate"]),
             original_channels=1,
         )

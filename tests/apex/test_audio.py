@@ -45,7 +45,7 @@ def test_file_formats_decode_to_mono_at_24k(tmp_path: Path, fmt: str, suffix: st
     assert audio.waveform.ndim == 1 and audio.waveform.dtype == torch.float32
     assert audio.duration_s == pytest.approx(2.0, abs=1e-3)
     assert audio.original_sample_rate == 48000 and audio.original_channels == 2
-    assert audio.source == path.name and audio.warnings == []
+    assert audio.name == path.name and audio.warnings == []
 
 
 def test_mp3_decodes_when_libsndfile_supports_it(tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_mp3_decodes_when_libsndfile_supports_it(tmp_path: Path) -> None:
     audio = load_audio(path.read_bytes())
     # MP3 encoders add priming/padding frames, so the length is only approximately 2 s.
     assert audio.duration_s == pytest.approx(2.0, abs=0.1)
-    assert audio.source == "<bytes>"
+    assert audio.name == "<bytes>"
 
 
 def test_stereo_is_the_average_of_the_channels() -> None:

@@ -35,7 +35,7 @@ class GatedEncoder(FallbackEncoder):
         self.batches: list[list[str]] = []
 
     def encode_batch(self, audios):
-        self.batches.append([a.source for a in audios])
+        self.batches.append([a.name for a in audios])
         self.entered.set()
         assert self.gate.wait(30), "test gate never opened"
         return super().encode_batch(audios)
@@ -46,7 +46,7 @@ def test_a_visitor_waits_for_at_most_the_background_batch_in_flight() -> None:
     batcher = EncodeBatcher(encoder, max_clips=1)
     clips = {name: _clip(k) for k, name in enumerate(("bg0", "bg1", "bg2", "visitor"))}
     for name, clip in clips.items():
-        clip.source = name
+        clip.name = name
     threads = []
 
     def submit(name: str, priority: int) -> None:

@@ -132,9 +132,9 @@ def test_offline_auto_falls_back_to_demo(demo_settings: Settings, tmp_path: Path
     assert set(result.percentiles) == set(ENGAGEMENT)
     assert all(0.0 <= v <= 100.0 for v in result.percentiles.values())
     assert result.preference is not None
-    assert result.source == "song.wav"
+    assert result.name == "song.wav"
     again = load_scorer("demo", settings=demo_settings)  # cached: same model directory
-    assert again.info()["source"] == info["source"]
+    assert again.info()["heads_from"] == info["heads_from"]
 
 
 def test_compare_is_symmetric(demo_settings: Settings, tiny_scorer: Scorer) -> None:

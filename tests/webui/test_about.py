@@ -54,7 +54,7 @@ def test_published_card_shows_revisions_and_where_from(store_only) -> None:
         "revision": "r1",
         "files": ["config.json", "model.safetensors"],
         "from_cache": False,
-        "source": "amaai-lab/apex",
+        "heads_from": "amaai-lab/apex",
         "encoder_id": "m-a-p/MERT-v1-95M",
         "encoder_revision": "r2",
         "notices": [],

@@ -28,7 +28,7 @@ def _result(is_demo: bool = True) -> dict:
         "encoder_id": "fallback",
         "is_demo": is_demo,
         "warnings": ["the song is silent"],
-        "source": "/tmp/x/song.wav",
+        "name": "/tmp/x/song.wav",
     }
 
 
@@ -94,7 +94,7 @@ def test_score_json_download_is_written_once(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "system-tmp"))
     (tmp_path / "system-tmp").mkdir()
-    result = {"scores": {"coherence": 3.0}, "source": "song.wav"}
+    result = {"scores": {"coherence": 3.0}, "name": "song.wav"}
     path = score.save_json(result)
     assert all(score.save_json(result) == path for _ in range(5))
     assert json.loads(Path(path).read_text()) == result

@@ -281,7 +281,7 @@ class _FailingEncoder:
     def encode(self, audio):
         from apex.encoders.fallback import FallbackEncoder
 
-        if audio.source == "bad":
+        if audio.name == "bad":
             raise self.error
         return FallbackEncoder().encode(audio)
 
