@@ -10,11 +10,16 @@ priors. The model here:
 - Prior: ``theta_k ~ N(beta * m_k, tau^2)`` for the systems APEX scored (others get the grid's
   weakest prior, centred on the average). ``beta`` (APEX's scale; 0 ignores APEX) on a grid over
   [0, 2], never below 0 (an anti-correlated model is broken, not inverted); ``tau`` on a log grid
-  over [0.05, 4] nats with a half-Cauchy(1 nat) hyperprior (a flat one on ``log tau`` favoured
-  tiny ``tau`` and young boards under-covered). Each grid point is weighted by its Laplace
-  marginal likelihood and the ratings and variances are averaged over the grid, so the
-  uncertainty about ``beta`` and ``tau`` is in the intervals; when listeners disagree with
-  APEX the weight moves to ``beta`` near 0 and a wrong prior costs little.
+  over [0.05, 4] nats. Hyperprior (:func:`_log_hyperprior`): ``beta`` uniform; ``tau``
+  half-Cauchy(1 nat) times ``s^2 exp(-s)`` on the systems' prior spread
+  ``s = sqrt(beta^2 mean(m^2) + tau^2)`` nats: APEX's residual ``tau`` may be near 0 when APEX
+  explains the spread, but the spread itself is kept away from 0 (boundary-avoiding, as Chung et
+  al. 2013), so a young board with ``beta`` near 0 is not shrunk to its mean as if the systems
+  were alike (with the half-Cauchy alone it was, and its intervals covered 91%). Each grid point
+  is weighted by its Laplace marginal likelihood and the ratings and variances are averaged over
+  the grid (total variance: mean of the variances plus variance of the means), so the
+  uncertainty about ``beta`` and ``tau`` is in the intervals; when listeners disagree with APEX
+  the weight moves to ``beta`` near 0 and a wrong prior costs little.
 - Intervals: posterior mean +- 1.96 posterior SDs of the centred strengths.
 
 Assumptions: APEX's system strengths are known exactly (they average many clips); its
@@ -29,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
+from scipy.special import expit, logsumexp
 
 from annotation.ratings import (
     INIT_RATING,
@@ -49,7 +54,7 @@ SCALE_GRID = np.linspace(0.0, 2.0, 9)
 SD_GRID = np.geomspace(0.05, 4.0, 12)
 #: Below this many rated votes a system's rating is shown as provisional.
 PROVISIONAL_VOTES = 30
-#: Scale of the half-Cauchy hyperprior on ``tau`` (nats): Gelman's default for a group-level SD.
+#: Scale (nats) of the hyperprior on ``tau`` and on the systems' spread (:func:`_log_hyperprior`).
 SD_SCALE = 1.0
 _APEX_RIDGE = 1e-2  # keeps APEX's own fit finite if it is certain about a system
 
@@ -141,8 +146,8 @@ def fit_informed(
     q = l2_precision(l2) + np.where(has, lam[:, None], floor)  # [B, K]
     centre = np.divide(lam[:, None] * beta[:, None] * m, q, out=np.zeros_like(q), where=q > 0)
     theta, var, evidence = _laplace(table, _over(table, systems), q, centre)
-    if weight is None:  # half-Cauchy(SD_SCALE) hyperprior on tau, on the log grid
-        evidence += np.log(sd) - np.log1p((sd / SD_SCALE) ** 2)
+    if weight is None:
+        evidence += _log_hyperprior(beta, sd, m[has])
     post = np.exp(evidence - evidence.max())
     post /= post.sum()
     mean = post @ theta  # Bayesian model averaging over the grid
@@ -167,6 +172,17 @@ def fit_informed(
         ),
         precision=pd.Series(q_bar, index=systems),
     )
+
+
+def _log_hyperprior(beta: np.ndarray, sd: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Log prior weight of each grid point ``(beta, tau)`` ``[B]`` (``m``: APEX's centred strengths
+    of the scored systems): ``tau`` half-Cauchy(SD_SCALE) times ``s^2 exp(-s / SD_SCALE)`` for the
+    systems' prior spread ``s = sqrt(beta^2 mean(m^2) + tau^2)``, times ``tau`` (the log grid's
+    Jacobian), normalised over ``tau`` for each ``beta`` (so ``beta`` stays uniform)."""
+    spread = np.sqrt(beta**2 * (np.mean(m**2) if len(m) else 0.0) + sd**2) / SD_SCALE
+    log_w = np.log(sd) - np.log1p((sd / SD_SCALE) ** 2) + 2.0 * np.log(spread) - spread
+    log_w = log_w.reshape(len(SCALE_GRID), len(SD_GRID))
+    return (log_w - logsumexp(log_w, axis=1, keepdims=True)).ravel()
 
 
 def _laplace(table: _PairTable, pairs: Pairs, q: np.ndarray, centre: np.ndarray):

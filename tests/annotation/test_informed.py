@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from annotation import informed
 from annotation.informed import apex_strengths, fit_informed, flips_to_change_top
 from annotation.ratings import fit_bradley_terry
 
@@ -60,6 +61,17 @@ def test_no_votes_returns_the_prior():
     assert (fit.ratings["ci_low"] < fit.ratings["rating"]).all()
     fixed = fit_informed(empty, prior, weight=1.0, prior_sd=0.3).ratings
     np.testing.assert_allclose(fixed["rating"], 1000 + POINTS * prior, atol=1e-9)
+
+
+def test_the_hyperprior_keeps_the_spread_off_zero_and_beta_uniform():
+    grid = np.meshgrid(informed.SCALE_GRID, informed.SD_GRID, indexing="ij")
+    beta, sd = (g.ravel() for g in grid)
+    log_w = informed._log_hyperprior(beta, sd, np.array([0.7, 0.0, -0.7]))
+    w = np.exp(log_w).reshape(grid[0].shape)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)  # beta uniform: no votes returns the prior
+    ignored, face_value = w[0], w[list(informed.SCALE_GRID).index(1.0)]
+    assert ignored[0] < 1e-3 * ignored.max()  # APEX ignored: tau = 0.05 is a spread near 0
+    assert face_value[0] > 20 * ignored[0]  # APEX explains the spread: its residual may be small
 
 
 def test_apex_strengths_recover_the_predictions_order():
