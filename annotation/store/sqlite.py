@@ -86,7 +86,15 @@ def check_local_disk(path: str | Path, mountinfo: str | None = None) -> None:
 
 
 class _Reader(sqlite3.Connection):
-    """A thread's read connection (a subclass, so the store can hold it by weak reference)."""
+    """A thread's read connection (a subclass, so the store can hold it by weak reference).
+
+    ``in_use`` is held while a query runs: :meth:`SQLiteVoteStore.close` takes it before closing,
+    because closing a connection another thread is reading from crashes the interpreter.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_use = threading.Lock()
 
 
 class SQLiteVoteStore(SQLVoteStore):
@@ -138,7 +146,8 @@ class SQLiteVoteStore(SQLVoteStore):
         with self._lock, self._readers_lock:
             self._closed = True
             for con in list(self._readers):
-                con.close()
+                with con.in_use:  # a query running on another thread ends first
+                    con.close()
             self._con.close()
 
     # ------------------------------------------------------------------ backend hooks
@@ -163,7 +172,11 @@ class SQLiteVoteStore(SQLVoteStore):
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         # Autocommit: each query is its own read transaction on the last committed state.
-        return self._execute(self._reader(), sql, params).fetchall()
+        con = self._reader()
+        with con.in_use:
+            if self._closed:  # closed while this thread waited
+                raise StoreError(f"the vote store {self.path} is closed; open it again to read.")
+            return self._execute(con, sql, params).fetchall()
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's read-only connection, opened on its first read."""

@@ -229,6 +229,58 @@ def test_close_closes_every_reader(tmp_path: Path) -> None:
         store.counts()
 
 
+_CLOSE_WHILE_READING = """
+import sys, threading
+from annotation.store import SQLiteVoteStore, StoreError
+sys.path.insert(0, sys.argv[2])
+from test_sqlite import make_battle, make_vote
+
+store = SQLiteVoteStore(sys.argv[1])
+for n in range(300):
+    store.insert_battle(make_battle(n))
+    store.insert_vote(make_vote(n))
+ended = []
+
+def read():
+    try:
+        while True:
+            store.votes_frame()
+    except StoreError:
+        ended.append(1)
+
+threads = [threading.Thread(target=read) for _ in range(4)]
+for t in threads:
+    t.start()
+import time
+time.sleep(0.3)  # every reader has its connection and is mid-query most of the time
+store.close()
+for t in threads:
+    t.join(10)
+print(len(ended))
+"""
+
+
+def test_closing_while_other_threads_read_ends_their_reads_cleanly(tmp_path: Path) -> None:
+    # Closing a connection another thread is reading from crashes CPython's sqlite3 (the
+    # app closes the store at shutdown while the consensus fit may be reading): run it in a
+    # child, so a crash is a failure, not a dead test run.
+    import subprocess
+    import sys
+
+    here = str(Path(__file__).parent)
+    root = str(Path(__file__).resolve().parents[3])
+    for attempt in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", _CLOSE_WHILE_READING, str(tmp_path / f"v{attempt}.db"), here],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"},
+        )
+        assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+        assert done.stdout.split() == ["4"], done.stdout  # every reader got StoreError
+
+
 def test_open_store_uses_settings(settings) -> None:
     with open_store(settings) as s:
         assert s.path == settings.store_path
