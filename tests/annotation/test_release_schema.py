@@ -131,10 +131,15 @@ def test_the_cards_how_to_load_code_runs(mixed_folder, monkeypatch, tmp_path) ->
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 2
     # The Hub is the only stand-in: its repo is this folder (load_dataset takes a folder as is).
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    # A fresh datasets cache: the variable is read when datasets is imported, so set the value
+    # it was read into (a shared cache served an older folder's rows at the same tmp path).
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(folder))
     for code in blocks:
         scope: dict = {}
         exec(code.replace("<owner>/<name>", str(folder)), scope)  # the card's own code
         assert len(scope["df"]) == sum(rows.values())
         assert set(scope["df"].columns) == set(VOTE_COLUMNS)
+    assert any((tmp_path / "cache").iterdir()), "load_dataset did not use the fresh cache"
