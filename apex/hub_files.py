@@ -21,11 +21,12 @@ Picker = Callable[[Sequence[str]], list[str]]
 
 def hub_errors() -> tuple[type[BaseException], ...]:
     """What a Hub call raises when the repo cannot be had now (not a bug): HTTP errors, refused
-    connections, timeouts, offline mode, disk errors, an invalid repo id. The HTTP library's base
-    error is named through ``HfHubHTTPError.__bases__``, whichever library the client uses."""
-    from huggingface_hub.errors import HfHubHTTPError
+    connections, timeouts, offline mode, disk errors, an invalid repo id (``HFValidationError``;
+    any other ``ValueError`` is a bug). The HTTP library's base error is named through
+    ``HfHubHTTPError.__bases__``, whichever library the client uses."""
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
-    return (OSError, ValueError, *HfHubHTTPError.__bases__)
+    return (OSError, HFValidationError, *HfHubHTTPError.__bases__)
 
 
 class SnapshotUnavailable(LookupError):

@@ -373,3 +373,16 @@ def test_full_size_mert_95m_replica_loads(hub_cache: Path, tmp_path: Path) -> No
         state["encoder.layers.11.final_layer_norm.weight"],
     )
     assert encoder.model.config.layerdrop == 0.0 and not encoder.model.training
+
+
+def test_hub_errors_are_the_hubs_not_any_value_error() -> None:
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    from apex.hub_files import hub_errors
+
+    expected = hub_errors()
+    assert issubclass(HFValidationError, expected)  # an invalid repo id: "cannot have it"
+    assert issubclass(RepositoryNotFoundError, expected)
+    assert issubclass(ConnectionError, expected)  # offline mode, refused connections
+    assert not issubclass(ValueError, expected)  # any other ValueError is a bug: it surfaces
+    assert not issubclass(KeyError, expected)
