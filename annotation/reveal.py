@@ -100,7 +100,7 @@ def _compare(pool: ClipPool, scorer: ScorerLike | None, clip_a: str, clip_b: str
     result_a, result_b = pool.result(clip_a), pool.result(clip_b)
     if scorer is None or result_a is None or result_b is None:
         return None  # no model, or unscored clips: never re-score audio inside a vote
-    from apex.checkpoint_base import CheckpointError
+    from apex.checkpoints import CheckpointError
 
     try:
         p = float(scorer.compare(result_a, result_b))

@@ -244,7 +244,7 @@ def test_works_without_a_scorer_or_scores(tmp_path: Path, settings) -> None:
 
 def test_a_failing_model_never_loses_the_vote(setup) -> None:
     arena, store, clock = setup
-    from apex.checkpoint_base import CheckpointError
+    from apex.checkpoints import CheckpointError
 
     arena.scorer = FakeScorer(fail=CheckpointError)
     ticket = arena.new_battle(SESSION, IP)
