@@ -27,22 +27,18 @@ if TYPE_CHECKING:
     from apex.loader import load_scorer
     from apex.scorer import Scorer, ScoreResult
 
-#: Public name -> module that defines it (imported lazily by ``__getattr__``).
+#: Module -> the public names it defines (imported lazily by ``__getattr__``).
 _LAZY = {
-    "load_scorer": "apex.loader",
-    "Scorer": "apex.scorer",
-    "ScoreResult": "apex.scorer",
-    "load_audio": "apex.audio",
-    "Audio": "apex.audio",
-    "AudioError": "apex.audio",
-    "CheckpointError": "apex.checkpoints",
-    "ModelInfo": "apex.checkpoints",
-    "load_model": "apex.checkpoints",
-    "save_model": "apex.checkpoints",
-    "EncoderUnavailable": "apex.encoders",
-    "ApexHeads": "apex.heads",
-    "HeadsConfig": "apex.heads",
-    "ReferenceHeads": "apex.heads",
+    name: module
+    for module, names in {
+        "apex.loader": ("load_scorer",),
+        "apex.scorer": ("Scorer", "ScoreResult"),
+        "apex.audio": ("load_audio", "Audio", "AudioError"),
+        "apex.checkpoints": ("CheckpointError", "ModelInfo", "load_model", "save_model"),
+        "apex.encoders": ("EncoderUnavailable",),
+        "apex.heads": ("ApexHeads", "HeadsConfig", "ReferenceHeads"),
+    }.items()
+    for name in names
 }
 
 __all__ = [

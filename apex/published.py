@@ -1,9 +1,6 @@
-"""The published APEX heads in both their layouts, and what every checkpoint format shares.
-
-Shared: :class:`ModelInfo`, :class:`CheckpointError`, :func:`strict_load`. Layouts: the reference
-code's ``.pt`` and the Hub repo ``amaai-lab/apex`` (``config.json`` with ``model_type: "apex"``
-+ ``pytorch_model.bin``/``model.safetensors``), read natively: its remote code never runs. Our
-own format is :mod:`apex.checkpoints`.
+"""The published APEX heads in both layouts (the reference ``.pt``; the Hub repo's ``config.json``
+with ``model_type: "apex"`` + weights, read natively: its remote code never runs), and what every
+checkpoint format shares (:class:`ModelInfo`, :class:`CheckpointError`, :func:`strict_load`).
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from apex.heads import ReferenceHeads
 from apex.hub_files import Snapshot, SnapshotUnavailable, open_snapshot, read_json_object
 
 #: What reading a damaged or foreign weights file raises: "not a loadable checkpoint".
-UNREADABLE: tuple[type[BaseException], ...] = (
+UNREADABLE = (
     RuntimeError,
     ValueError,
     OSError,
@@ -46,16 +43,9 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Who a set of heads is: identity, provenance and the statistics the scorer needs.
-
-    Attributes:
-        model_id: a name for people (repo id, directory name or file name).
-        version: refits count up. kind: one of :data:`KINDS`.
-        encoder_id: the encoder the heads expect (``"fallback"`` or a MERT id/path).
-        heads_from: where the heads were loaded from (path or repo id).
-        metadata: the ``metadata.json`` content (read-only).
-        revision: the Hub commit of the files (None for local files).
-    """
+    """Who a set of heads is: ``model_id`` (for people), ``version`` (refits count up), ``kind``
+    (:data:`KINDS`), ``encoder_id`` they expect, ``heads_from`` (path or repo id), ``metadata``
+    (``metadata.json``, read-only) and the Hub ``revision`` (None for local files)."""
 
     model_id: str
     version: str = "0"
@@ -150,13 +140,9 @@ def strict_load(module: nn.Module, state: Mapping[str, torch.Tensor], where: str
 # ---------------------------------------------------------------------------- reference .pt
 def load_reference_checkpoint(path: str | Path) -> ReferenceHeads:
     """Load a reference ``.pt`` (``model_state``, ``task``, ``shared``, ``mode``) with
-    ``weights_only=True`` (no pickled code runs); a bare state dict is accepted, task and depth
-    inferred from its keys. The heads carry ``checkpoint_info`` (task, shared, mode, epoch,
-    val_loss), in eval mode on the CPU.
-
-    Raises:
-        CheckpointError: unreadable file, wrong structure, or keys that do not match.
-    """
+    ``weights_only=True``; from a bare state dict, task and depth are inferred from its keys. The
+    heads (eval mode, CPU) carry ``checkpoint_info`` (task, shared, mode, epoch, val_loss);
+    :class:`CheckpointError` for an unreadable file, wrong structure or mismatched keys."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"reference checkpoint {path} does not exist; check the path.")
@@ -290,23 +276,16 @@ def read_state_dict(path: Path) -> Mapping[str, Any]:
 
 
 def normalize_state(raw: Mapping[str, Any], where: str) -> tuple[dict[str, torch.Tensor], list]:
-    """Unwrap (``model_state``/``state_dict``) and un-prefix a heads state dict.
-
-    Returns:
-        The head tensors by :class:`ReferenceHeads` names, and the names of the encoder tensors
-        set aside (the remote code's ``mert.*``).
-
-    Raises:
-        CheckpointError: no tensor dict inside.
-    """
+    """Unwrap (``model_state``/``state_dict``) and un-prefix a heads state dict: the head
+    tensors by :class:`ReferenceHeads` names, and the encoder tensors' names set aside (the
+    remote code's ``mert.*``); :class:`CheckpointError` when it holds no tensor dict."""
     for key in _WRAPPERS:
         if isinstance(raw.get(key), Mapping):
             raw = raw[key]
             break
     if not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise CheckpointError(f"{where} holds no tensor state dict; it is not APEX heads.")
-    state: dict[str, torch.Tensor] = {}
-    ignored = []
+    state, ignored = {}, []
     for key, tensor in raw.items():
         name = key
         while name.startswith(_PREFIXES):
@@ -320,12 +299,8 @@ def normalize_state(raw: Mapping[str, Any], where: str) -> tuple[dict[str, torch
 
 def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> ReferenceHeads:
     """Heads from ``config.json`` (``model_type: "apex"``) + ``weights`` in ``directory``,
-    carrying ``checkpoint_info`` (epoch, val_loss, weights file, layer mix, ignored tensors).
-
-    Raises:
-        CheckpointError: unreadable config or weights, or tensors that do not match by name
-            and shape.
-    """
+    carrying ``checkpoint_info`` (epoch, val_loss, weights file, layer mix, ignored tensors);
+    :class:`CheckpointError` for an unreadable config or weights, or mismatched tensors."""
     config_path = directory / CONFIG_NAME
     config = read_json_object(config_path, CheckpointError)
     if config.get("model_type") != APEX_MODEL_TYPE:
@@ -404,15 +379,9 @@ def load_snapshot_heads(snapshot: Snapshot, heads_from: str) -> tuple[ReferenceH
 def load_published(
     repo_or_dir: str | Path = PUBLISHED_REPO, *, local_files_only: bool = False
 ) -> PublishedModel:
-    """The published APEX heads and the encoder they need, from the cache first, then the Hub.
-
-    Args:
-        repo_or_dir: a Hub repo id or a local directory in either published layout.
-        local_files_only: never use the network (a cached snapshot still loads).
-
-    Raises:
-        CheckpointError: with the exact reason: which repo, which file, which error.
-    """
+    """The published APEX heads and the encoder they need from ``repo_or_dir`` (a Hub repo id or
+    a local directory in either layout), from the cache first, then (unless ``local_files_only``)
+    the Hub; :class:`CheckpointError` names the repo, the file and the error."""
     text = str(repo_or_dir)
     try:
         snapshot = open_snapshot(text, pick_heads_files, local_files_only=local_files_only)
