@@ -1,13 +1,9 @@
 """Audio loading: any file, bytes or array in, a mono float32 waveform at the encoder's rate out.
 
-Decoding uses soundfile (libsndfile 1.2: WAV, FLAC, OGG/Vorbis/Opus, AIFF, MP3); other formats
-are refused with how to convert them. Channels are averaged and the result resampled with
-``torchaudio.functional.resample`` (default settings), as the APEX reference does. A file whose
-header claims more than ``MAX_DECODED_SAMPLES_PER_S * max_seconds`` input samples is refused
-before decoding; one above ``WHOLE_DECODE_SAMPLES`` is decoded block by block
-(:mod:`apex.resample`). Every problem raises :class:`AudioError` saying what to do; silence is
-only noted in ``Audio.warnings``. torch is imported on first decode, so importing
-:class:`AudioError` stays light.
+Decoding uses soundfile (libsndfile 1.2); channels are averaged and resampled with
+``torchaudio.functional.resample``, as the APEX reference does; big files are decoded block by
+block (:mod:`apex.resample`). Every problem raises :class:`AudioError` saying what to do; silence
+is only noted in ``Audio.warnings``. torch is imported on first decode.
 """
 
 from __future__ import annotations
@@ -89,10 +85,8 @@ def check_header(frames: int, rate: int, channels: int, name: str, max_seconds: 
 
 
 def check_riff_complete(handle: BinaryIO, name: str) -> None:
-    """Reject a WAV whose ``data`` chunk is shorter than its header says (an interrupted copy).
-
-    libsndfile would silently score the shorter song. Reads chunk headers, then rewinds.
-    """
+    """Reject a WAV whose ``data`` chunk is shorter than its header says (an interrupted copy,
+    which libsndfile would silently decode). Reads chunk headers, then rewinds."""
     start = handle.tell()
     size = handle.seek(0, io.SEEK_END) - start
     handle.seek(start)
@@ -152,7 +146,9 @@ def check_finite(samples: np.ndarray, name: str) -> None:
 
 
 def check_duration(frames: int, rate: int, name: str, max_seconds: float) -> None:
-    """Refuse a clip shorter than :data:`MIN_SECONDS` or longer than ``max_seconds``."""
+    """Refuse an empty clip, one shorter than :data:`MIN_SECONDS` or longer than ``max_seconds``."""
+    if frames == 0:
+        raise AudioError(f"{name}: the audio contains no samples; upload a non-empty recording.")
     seconds = frames / rate
     if seconds < MIN_SECONDS:
         raise AudioError(
@@ -208,16 +204,11 @@ def load_audio(
 ) -> Audio:
     """Decode ``audio`` into a mono float32 waveform at ``sample_rate`` Hz.
 
-    Args:
-        audio: A file path, the file's bytes, a ``(samples, rate)`` pair with samples ``[T]``,
-            ``[T, C]`` or ``[C, T]`` (the smaller axis is channels), or an :class:`Audio`
-            (resampled if its rate differs).
-        max_seconds: Longest accepted input, seconds.
-
-    Raises:
-        AudioError: Empty, truncated, undecodable or unsupported input; non-finite samples; a
-            clip shorter than ``MIN_SECONDS`` or longer than ``max_seconds``; an absurd sample
-            rate or channel count.
+    ``audio``: a file path, the file's bytes, a ``(samples, rate)`` pair with samples ``[T]``,
+    ``[T, C]`` or ``[C, T]`` (the smaller axis is channels), or an :class:`Audio` (resampled if
+    its rate differs). :class:`AudioError` for empty, truncated, undecodable or unsupported input,
+    non-finite samples, a clip under ``MIN_SECONDS`` or over ``max_seconds`` seconds, or an absurd
+    sample rate or channel count.
     """
     if isinstance(audio, Audio):
         if audio.sample_rate == sample_rate:
@@ -278,7 +269,8 @@ def _decode(
         ) from error
     if frames * channels <= whole_samples:
         return _finish(samples, rate, name, sample_rate, max_seconds)
-    return _checked(mono, read, rate, channels, name, sample_rate, max_seconds)
+    check_duration(read, rate, name, max_seconds)
+    return _audio(mono, rate, channels, name, sample_rate)
 
 
 def _read_blocks(
@@ -346,8 +338,6 @@ def _finish(
     if samples.ndim == 1:
         samples = samples[:, None]
     frames, channels = samples.shape
-    if samples.size == 0:
-        raise AudioError(f"{name}: the audio contains no samples; upload a non-empty recording.")
     check_finite(samples, name)
     check_duration(frames, rate, name, max_seconds)
     # Mean over channels in float32, as the reference does (torch .mean(dim=1) on float32).
@@ -356,22 +346,11 @@ def _finish(
         import torchaudio.functional as taf
 
         mono = taf.resample(mono, rate, sample_rate)
-    return _checked(mono, frames, rate, channels, name, sample_rate, max_seconds)
+    return _audio(mono, rate, channels, name, sample_rate)
 
 
-def _checked(
-    mono: torch.Tensor,
-    frames: int,
-    rate: int,
-    channels: int,
-    name: str,
-    sample_rate: int,
-    max_seconds: float,
-) -> Audio:
-    """The checked :class:`Audio` of a ``[T]`` waveform at ``sample_rate``."""
-    if frames == 0:
-        raise AudioError(f"{name}: the audio contains no samples; upload a non-empty recording.")
-    check_duration(frames, rate, name, max_seconds)
+def _audio(mono: torch.Tensor, rate: int, channels: int, name: str, sample_rate: int) -> Audio:
+    """The :class:`Audio` of a checked ``[T]`` waveform at ``sample_rate``, silence noted."""
     warnings = []
     peak = float(mono.abs().max())
     if peak < SILENCE_PEAK:

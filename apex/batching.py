@@ -56,8 +56,7 @@ class _Request:
 class EncodeBatcher:
     """Coalesces concurrent :meth:`encode` calls into shared ``encoder.encode_batch`` calls of
     at most ``max_clips`` clips (a larger request runs alone), waiting up to ``gather_s`` seconds
-    for a batch to fill. ``batches`` counts the calls, ``batch_sizes`` the requests in each
-    (the last 1,000)."""
+    for a batch to fill; ``batches`` counts the calls."""
 
     def __init__(self, encoder: Encoder, *, max_clips: int = 8, gather_s: float = 0.005) -> None:
         if max_clips < 1:
@@ -66,7 +65,6 @@ class EncodeBatcher:
         self.max_clips = max_clips
         self.gather_s = gather_s
         self.batches = 0
-        self.batch_sizes: list[int] = []
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
         self._worker: threading.Thread | None = None
@@ -130,7 +128,6 @@ class EncodeBatcher:
         """Encode a batch outside the lock; results (or each request's own error) set on it."""
         audios = [audio for request in batch for audio in request.audios]
         self.batches += 1
-        self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
         try:
             embeddings = _encode_batch(id(self.encoder), audios)
         except Exception as exc:  # handed back to the caller(s), who re-raise it

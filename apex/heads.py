@@ -21,12 +21,9 @@ from apex.tasks import ENGAGEMENT, SCORE_NAMES, SCORE_RANGES, TASK_OUTPUTS
 #: Hidden states the reference mixes: ``LAYER_INDICES = [2, 5, 8, -1]`` of MERT-v1-95M's 13.
 REFERENCE_LAYERS: tuple[int, ...] = (2, 5, 8, 12)
 
-#: The reference's fixed layer mix ``nn.Conv1d(4, 1, kernel_size=1)``, never trained: its weights
-#: are whatever PyTorch's default init draws right after ``torch.manual_seed(42)`` on the CPU
-#: generator. Obtained once with torch 2.9.1 by
-#: ``torch.manual_seed(42); c = nn.Conv1d(4, 1, 1); c.weight.flatten().tolist(), c.bias.tolist()``
-#: (float32 values, written with enough digits to round-trip exactly). Stored here so scoring never
-#: depends on the RNG; tests/apex/test_heads.py recomputes and compares them.
+#: The reference's layer mix ``nn.Conv1d(4, 1, 1)``, never trained: PyTorch's default init right
+#: after ``torch.manual_seed(42)`` (torch 2.9.1, float32, exact digits), stored so scoring never
+#: depends on the RNG; tests/apex/test_heads.py recomputes it.
 REFERENCE_LAYER_MIX: dict[str, tuple[float, ...]] = {
     "weight": (0.3822692632675171, 0.4150039553642273, -0.11713624000549316, 0.45930564403533936),
     "bias": (-0.10955178737640381,),
@@ -153,7 +150,8 @@ class ReferenceHeads(_MixedHeads):
         if not picked or any(not -num_layers <= int(i) < num_layers for i in layer_indices):
             raise ValueError(f"layer_indices {layer_indices} do not fit {num_layers} hidden states")
         self.task, self.shared_depth, self.mode = task, len(shared_dims), mode
-        self.input_dim, self.layer_indices, self._num_layers = input_dim, picked, num_layers
+        self.layer_indices, self.num_layers = picked, num_layers
+        self.input_dim = self.dim = input_dim
         self.output_names: tuple[str, ...] = TASK_OUTPUTS[task]
         widths = (input_dim, *shared_dims)
         self.shared = nn.Sequential(
@@ -195,23 +193,14 @@ class ReferenceHeads(_MixedHeads):
         self.branch_preference = _Branch("preference", lin[0].in_features, dims, drop)
         self.has_preference = True
 
-    @property
-    def num_layers(self) -> int:
-        """Hidden states this module takes (it picks :attr:`layer_indices`)."""
-        return self._num_layers
-
-    @property
-    def dim(self) -> int:
-        return self.input_dim
-
     def mix(self, layers: torch.Tensor) -> torch.Tensor:
         """The fixed ``Conv1d(4, 1, 1)``: ``[..., L, D]`` -> ``[..., D]``, ``L`` all
         :attr:`num_layers` or the ``len(layer_indices)`` already picked."""
         picked = len(self.layer_indices)
-        if layers.shape[-1] != self.input_dim or layers.shape[-2] not in (picked, self.num_layers):
+        if layers.shape[-1] != self.dim or layers.shape[-2] not in (picked, self.num_layers):
             raise ValueError(
                 f"these reference heads need [..., {self.num_layers} or {picked}, "
-                f"{self.input_dim}] hidden states, got {tuple(layers.shape)}; use the encoder "
+                f"{self.dim}] hidden states, got {tuple(layers.shape)}; use the encoder "
                 "they were trained on (MERT-v1-95M)"
             )
         if layers.shape[-2] != picked:
@@ -277,8 +266,8 @@ class ApexHeads(
         if isinstance(config, dict):  # from_pretrained passes config.json as a plain dict
             known = {f.name for f in fields(HeadsConfig)}
             config = HeadsConfig(**{k: v for k, v in config.items() if k in known})
-        self.config = config or HeadsConfig()
-        cfg = self.config
+        self.config = cfg = config or HeadsConfig()
+        self.num_layers, self.dim = cfg.num_layers, cfg.dim
         self.output_names: tuple[str, ...] = SCORE_NAMES
         self.layer_logits = nn.Parameter(torch.zeros(cfg.num_layers))
         self.register_buffer("feature_mean", torch.zeros(cfg.dim))
@@ -294,14 +283,6 @@ class ApexHeads(
         self.logvar_out = nn.Linear(width, n)
         self.preference_out = nn.Linear(width, 1)
         self.eval()
-
-    @property
-    def num_layers(self) -> int:
-        return self.config.num_layers
-
-    @property
-    def dim(self) -> int:
-        return self.config.dim
 
     def layer_weights(self) -> torch.Tensor:
         """Softmax weights over the L hidden states, ``[L]``, summing to 1."""

@@ -42,21 +42,15 @@ class ScoreResult:
 
     Attributes:
         scores: score name -> value on its scale (0-100 engagement, 1-5 aesthetics); the seven
-            names, or the two engagement scores for a ``popularity``-only reference checkpoint.
-        uncertainty: score name -> predicted standard deviation in score units (empty when the
-            model has no uncertainty output).
-        percentiles: engagement score name -> percentile (0-100) of the value within the model's
-            stored reference distribution (empty when the model stores none).
-        preference: the model's preference utility logit, or None (no preference output, or
-            one not trained on votes according to the model's metadata).
-        segments: one dict per 30 s segment with audio: ``start_s``, ``end_s`` and its scores.
-        duration_s: length of the input, seconds.
-        encoder_id, model_id, model_version: who produced the scores.
-        model_revision, encoder_revision: the Hub commits they were loaded from (None for
-            local files and the built-in encoder).
-        is_demo: True when the offline demo model answered.
+            names, or the two engagement ones of a ``popularity``-only reference checkpoint.
+        uncertainty: score name -> predicted standard deviation, score units (may be empty).
+        percentiles: engagement score name -> percentile (0-100) within the model's stored
+            reference distribution (empty when it stores none).
+        preference: the preference logit, or None (no such output, or not trained on votes).
+        segments: per 30 s segment with audio: ``start_s``, ``end_s`` and its scores.
+        model_revision, encoder_revision: Hub commits (None for local files, built-in encoder).
         warnings: notes for people (silent audio, demo model, encoder mismatch...).
-        name: the scored file's name, ``"<bytes>"``, ``"<array>"`` or ``"<embedding>"``.
+        name: the file's name, ``"<bytes>"``, ``"<array>"`` or ``"<embedding>"``.
     """
 
     scores: dict[str, float]
@@ -141,10 +135,8 @@ class Scorer:
 
     Args:
         heads: :class:`~apex.heads.ReferenceHeads` or :class:`~apex.heads.ApexHeads`.
-        info: who the heads are (:class:`~apex.checkpoints.ModelInfo`).
         encoder: None: only :meth:`score_embedding` works.
         device: where the heads run (``None``: CUDA when available, else CPU).
-        max_audio_s: longest accepted input, seconds.
         notices: warnings added to every result (e.g. why the demo model answers).
         max_batch: most clips per shared ``encode_batch``; at least 4 on CUDA (on CPU batching
             gains little and multiplies activation memory).
@@ -232,10 +224,6 @@ class Scorer:
     def encoder_batches(self) -> int:
         """Shared ``encode_batch`` calls made so far (concurrent requests share them)."""
         return self._batcher.batches if self._batcher is not None else 0
-
-    def embed(self, audio: Any, *, priority: int = 0) -> Embedding:
-        """Encode one input (anything :func:`~apex.audio.load_audio` takes)."""
-        return self._batcher.encode([self._load(audio)], priority=priority)[0]
 
     def score(self, inputs: Any, *, priority: int = 0) -> list[ScoreResult]:
         """One :class:`ScoreResult` per input (paths, bytes, ``(array, rate)`` pairs or
