@@ -1,12 +1,10 @@
-"""Checkpoints: our safetensors + JSON format, and :func:`load_model` for every layout.
+"""Checkpoints: our format, and :func:`load_model` for every layout (the published ones through
+:mod:`apex.published`).
 
-Ours is a directory (or Hub model repo) of ``model.safetensors`` (the
-:class:`~apex.heads.ApexHeads` state dict), ``config.json`` (the :class:`~apex.heads.HeadsConfig`
-fields) and ``metadata.json`` (``model_id``, ``version``, ``kind``, ``encoder_id``,
-``reference_distribution``: per score a sorted list of predictions on reference songs, read for
-percentiles; ``data_fingerprints``, ``metrics``...). The published layouts load through
-:mod:`apex.published`. Every load is strict: a missing, unexpected or mis-shaped tensor raises
-:class:`CheckpointError` naming the keys.
+Ours is a directory (or Hub model repo) of ``model.safetensors`` (:class:`~apex.heads.ApexHeads`),
+``config.json`` (:class:`~apex.heads.HeadsConfig`) and ``metadata.json`` (``model_id``,
+``version``, ``kind``, ``encoder_id``, ``reference_distribution``: per score the sorted
+predictions on reference songs, for percentiles; ``metrics``...). Every load is strict.
 """
 
 from __future__ import annotations
@@ -91,13 +89,11 @@ def load_model(
 ) -> tuple[nn.Module, ModelInfo]:
     """Load heads and their :class:`ModelInfo` from a directory, a Hub repo id or a ``.pt`` file.
 
-    A ``.pt``/``.pth`` file, or a directory of one ``.pt`` (+ ``metadata.json``) without
-    ``config.json`` (reference-architecture refits), is a reference checkpoint; a
-    ``config.json`` with ``model_type: "apex"`` the published layout; any other ours. Of a Hub
-    repo only the files its layout needs are downloaded (local cache first).
-
-    Raises:
-        CheckpointError: missing files, unreadable config, offline Hub, or mismatched keys.
+    A ``.pt`` file, or a directory of one ``.pt`` (+ ``metadata.json``) without ``config.json``
+    (reference-architecture refits), is a reference checkpoint; a ``config.json`` with
+    ``model_type: "apex"`` the published layout; any other ours. Of a Hub repo only the files its
+    layout needs are downloaded (cache first). :class:`CheckpointError` for missing files, an
+    unreadable config, an offline Hub or mismatched keys.
     """
     spec = str(path_or_repo)
     if Path(spec).is_file():

@@ -1,12 +1,8 @@
-"""The ``apex`` command line: a thin dispatcher over subcommands defined next to their code.
+"""The ``apex`` command line: a dispatcher over subcommands defined next to their code.
 
-Each command module's ``register(subparsers)`` adds a subcommand whose parser sets ``func``
-(namespace -> exit code). ``apex votes`` (``annotation.cli``) joins through the ``apex.cli``
-entry-point group, so ``apex`` never imports ``annotation``; its import errors are raised. Flags
-come from config dataclasses (:func:`dataclass_flags`, :func:`from_args`); exit codes are
-:data:`EXIT_OK`, :data:`EXIT_FAILED` (ran, could not do all) and :data:`EXIT_USAGE` (bad input,
-nothing changed); an expected error is one line, ``apex <command>: error: <what to do>``
-(:func:`guarded`, :func:`fail`), anything else keeps its traceback.
+Each command module's ``register(subparsers)`` adds a subcommand setting ``func`` (namespace ->
+exit code); ``apex votes`` joins through the ``apex.cli`` entry-point group, so ``apex`` never
+imports ``annotation``. An expected error is one line, ``apex <command>: error: <what to do>``.
 """
 
 from __future__ import annotations
@@ -22,8 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+EXIT_FAILED = 1  # ran, could not do all
+EXIT_USAGE = 2  # bad input, nothing changed
 
 #: Errors that mean the input was wrong (every project error saying "fix your input" is a
 #: ValueError: SettingsError, DataError, CheckpointError, AudioError, ...).
@@ -70,11 +66,9 @@ def dataclass_flags(
 ) -> None:
     """Add one ``--field-name`` flag per field of dataclass ``cls``, typed and defaulted like it.
 
-    Booleans get ``--x/--no-x``; a field with a None default (or a None override) takes the
-    type its annotation names (``int | None`` -> int, otherwise str); a field in ``skip`` (or
-    outside ``only``, when given) gets no flag (the command sets it itself). ``overrides``
-    changes defaults; ``choices`` restricts a field's values.
-    """
+    Booleans get ``--x/--no-x``; a None default takes its annotation's type (``int | None`` ->
+    int, else str); fields in ``skip`` or outside ``only`` get no flag. ``overrides`` changes
+    defaults, ``choices`` restricts values."""
     overrides = dict(overrides or {})
     choices = dict(choices or {})
     help = dict(help or {})
@@ -111,7 +105,6 @@ def dataclass_flags(
 
 
 def _scalar_type(hint: Any) -> type:
-    """``int`` for ``int | None``, ``float`` for ``float | None``; str for anything else."""
     for arg in typing.get_args(hint) or (hint,):
         if arg in (int, float):
             return arg

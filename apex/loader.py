@@ -1,9 +1,5 @@
-"""Which heads and encoder answer: :func:`load_scorer` (the champion, the published APEX, the demo).
-
-It resolves a model spec (``auto``, ``demo``, a directory, a ``.pt``, a Hub id) and an encoder
-spec into a :class:`~apex.scorer.Scorer`, with a notice for every fallback it took. Every Hub
-lookup reads the local cache first and probes the Hub only on a miss (:mod:`apex.hub_files`).
-"""
+"""Which heads and encoder answer: :func:`load_scorer` (the champion, the published APEX, the demo),
+with a notice for every fallback it took."""
 
 from __future__ import annotations
 
@@ -59,15 +55,11 @@ def load_scorer(
     """Build a :class:`Scorer`.
 
     Args:
-        model: ``"auto"``: the model registry's champion with its encoder (restored from
-            ``settings.model_repo`` when the registry is empty), else the published heads
-            (``amaai-lab/apex`` on MERT-v1-95M) when cached or downloadable, else the offline
-            demo model (every result says so). Or a pinned model: ``"demo"``, a model
-            directory, a reference ``.pt`` file or a Hub repo id.
-        encoder: ``None``/``"auto"`` (the heads' own), ``"fallback"``, a local HuBERT-shaped
-            checkpoint directory, or a Hub id.
-        device: ``None``/``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        precision: ``"fast"`` (bf16 where supported) or ``"reference"`` (fp32).
+        model: ``"auto"``: the registry's champion with its encoder (restored from
+            ``settings.model_repo`` when the registry is empty), else the published heads when
+            cached or downloadable, else the offline demo model (every result says so). Or a
+            pinned model: ``"demo"``, a model directory, a ``.pt`` file or a Hub repo id.
+        encoder, device, precision: as ``APEX_ENCODER``, ``APEX_DEVICE``, ``APEX_PRECISION``.
         settings: default :meth:`Settings.from_env`.
 
     Raises:
