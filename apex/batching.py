@@ -1,10 +1,8 @@
 """Shared encoder forwards for concurrent scoring requests (group commit over ``encode_batch``).
 
-Requests join a queue; one encoder thread takes every waiting request, lower ``priority`` first
-(0: a person waiting, 1: clips about to be heard, 2: background), up to ``max_clips`` clips, in
-one ``encoder.encode_batch`` call. One thread also keeps activation buffers in one C-heap arena
-(several threads strand freed memory, seen as peak RSS). On ZeroGPU (``SPACES_ZERO_GPU`` set)
-each batch runs under ``@spaces.GPU``; elsewhere ``spaces`` is never imported.
+One encoder thread takes every waiting request, lower ``priority`` first, up to ``max_clips``
+clips per call (one thread also keeps activations in one C-heap arena: several strand freed
+memory). On ZeroGPU each batch runs under ``@spaces.GPU``; elsewhere ``spaces`` is never imported.
 """
 
 from __future__ import annotations

@@ -22,10 +22,8 @@ from apex.files import write_json_atomic
 from apex.heads import ApexHeads, HeadsConfig
 from apex.hub_files import (  # hub_reachable: public here (annotation.pool.sources, its tests)
     SnapshotUnavailable,
-    fetch_snapshot,
-    from_directory,
     hub_reachable,
-    is_repo_id,
+    open_snapshot,
     read_json_object,
 )
 from apex.published import (  # the shared names are public here, the checkpoint API's home
@@ -99,39 +97,24 @@ def load_model(
     if Path(spec).is_file():
         heads = load_reference_checkpoint(spec)
         return heads, reference_info(heads, spec)
-    if Path(spec).is_dir():
-        directory = Path(spec)
-        reference_files = sorted(directory.glob("*.pt"))
-        if reference_files and not (directory / CONFIG_NAME).is_file():
-            return _load_reference_dir(directory, reference_files)
-    elif is_repo_id(spec):
-        try:
-            snapshot = fetch_snapshot(spec, pick_heads_files, local_files_only=local_files_only)
-        except SnapshotUnavailable as err:
-            raise CheckpointError(
-                f"cannot get Hub model {spec!r}: {err} If you are offline, download it once "
-                "while online or pass a local directory."
-            ) from err
-        config = snapshot.path(CONFIG_NAME)
-        if snapshot.files[0] != CONFIG_NAME or _is_published(
-            read_json_object(config, CheckpointError)
-        ):
-            return load_snapshot_heads(snapshot, spec)
-        return _load_ours(snapshot.directory, spec, snapshot.revision)
-    else:
+    directory = Path(spec)
+    reference_files = sorted(directory.glob("*.pt")) if directory.is_dir() else []
+    if reference_files and not (directory / CONFIG_NAME).is_file():
+        return _load_reference_dir(directory, reference_files)
+    try:
+        snapshot = open_snapshot(spec, pick_heads_files, local_files_only=local_files_only)
+    except SnapshotUnavailable as err:
         raise CheckpointError(
-            f"{spec!r} is neither a model directory nor a Hub repo id (owner/name); pass a "
-            "directory with config.json and model.safetensors, a reference .pt file, or a repo id."
-        )
-    if not (directory / CONFIG_NAME).is_file():
-        raise CheckpointError(f"{spec} has no {CONFIG_NAME}; save models with apex.checkpoints.")
-    if _is_published(read_json_object(directory / CONFIG_NAME, CheckpointError)):
-        return load_snapshot_heads(from_directory(directory, pick_heads_files), spec)
-    return _load_ours(directory, spec, None)
-
-
-def _is_published(config: Mapping[str, Any]) -> bool:
-    return config.get("model_type") == APEX_MODEL_TYPE
+            f"cannot load model {spec!r}: {err} Pass a directory with config.json and "
+            "model.safetensors, a reference .pt file or a Hub repo id; if you are offline, "
+            "download the repo once while online."
+        ) from err
+    config = snapshot.path(CONFIG_NAME)
+    if snapshot.files[0] != CONFIG_NAME or (
+        read_json_object(config, CheckpointError).get("model_type") == APEX_MODEL_TYPE
+    ):
+        return load_snapshot_heads(snapshot, spec)
+    return _load_ours(snapshot.directory, spec, snapshot.revision)
 
 
 def _load_ours(directory: Path, spec: str, revision: str | None) -> tuple[nn.Module, ModelInfo]:

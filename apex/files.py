@@ -1,8 +1,7 @@
 """Files written whole or not at all (:func:`atomic_path` and shorthands), and file hashes.
 
-The temporary file sits in the target's folder (``os.replace`` stays atomic on one file system),
-is unique to its writer, and is named ``.tmp-<name>.<hex>.partial`` so no ``*.parquet`` or
-``*.wav`` glob counts it (pathlib globs match hidden names; the ending is what matters).
+Temporary files sit beside their target (``os.replace`` stays atomic) as
+``.tmp-<name>.<hex>.partial``, so no ``*.parquet`` or ``*.wav`` glob counts them.
 """
 
 from __future__ import annotations
@@ -37,13 +36,10 @@ def is_partial(path: Path) -> bool:
 def atomic_path(
     target: str | os.PathLike[str], *, fsync: bool = True, exclusive: bool = False
 ) -> Iterator[Path]:
-    """Yield a temporary path to write whole; on success it replaces ``target`` in one step.
-
-    On a clean exit the file is fsynced (unless ``fsync=False``: rebuildable caches) and renamed
-    over ``target`` (parent folders created); on an exception it is removed, ``target`` untouched.
-    ``exclusive=True`` hard-links instead, raising ``FileExistsError`` when ``target`` exists (of
-    two racing writers the first wins: published shards, a generated secret).
-    """
+    """Yield a temporary path to write whole; on a clean exit it is fsynced (unless ``fsync``
+    is False: rebuildable caches) and renamed over ``target``, on an exception removed.
+    ``exclusive=True`` hard-links instead: ``FileExistsError`` when ``target`` exists (the first
+    of two racing writers wins)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_name(target)
@@ -62,12 +58,9 @@ def atomic_path(
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str], *, exist_ok: bool = False) -> Iterator[Path]:
-    """Yield a fresh empty folder beside ``target``; on success it becomes ``target`` in one rename.
-
-    ``target`` must not exist by then (the rename raises), except with ``exist_ok=True``: a
-    ``target`` another writer completed first is kept and this one dropped (content-addressed
-    folders). On an exception the folder is removed and ``target`` left as it was.
-    """
+    """Yield a fresh empty folder beside ``target``; on success it becomes ``target`` in one rename
+    (which raises if ``target`` exists, unless ``exist_ok``: then the existing one is kept). On an
+    exception the folder is removed."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_name(target)

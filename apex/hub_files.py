@@ -1,10 +1,6 @@
-"""Which files of a Hub repo (or a local copy of one) to read, and getting only those.
-
-:func:`fetch_snapshot` reads the Hugging Face cache first (where a Space's ``preload_from_hub``
-puts repos), lets the caller pick files from the snapshot's listing, and goes to the network only
-when a picked file is missing (after a quick probe, so an offline start never waits on retries),
-downloading exactly the picked files (never MERT's 1.32 GB fairseq ``.pt``).
-"""
+"""Which files of a Hub repo (or a local copy of one) to read, and getting only those: the
+Hugging Face cache first (a Space's ``preload_from_hub``), the network only for a missing picked
+file, after a quick probe (an offline start never waits on retries)."""
 
 from __future__ import annotations
 
@@ -20,10 +16,9 @@ Picker = Callable[[Sequence[str]], list[str]]
 
 
 def hub_errors() -> tuple[type[BaseException], ...]:
-    """What a Hub call raises when the repo cannot be had now (not a bug): HTTP errors, refused
-    connections, timeouts, offline mode, disk errors, an invalid repo id (``HFValidationError``;
-    any other ``ValueError`` is a bug). The HTTP library's base error is named through
-    ``HfHubHTTPError.__bases__``, whichever library the client uses."""
+    """What a Hub call raises when the repo cannot be had now (not a bug): HTTP, connection,
+    timeout, offline and disk errors, an invalid repo id (any other ``ValueError`` is a bug).
+    ``HfHubHTTPError.__bases__`` names the HTTP library's base error, whichever it is."""
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
     return (OSError, HFValidationError, *HfHubHTTPError.__bases__)
@@ -119,13 +114,8 @@ def open_snapshot(spec: str | Path, pick: Picker, *, local_files_only: bool) -> 
 
 
 def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Snapshot:
-    """The files ``pick`` chooses of ``repo_id`` (``owner/name``): from the local cache if there,
-    else (unless ``local_files_only``) the Hub.
-
-    Raises:
-        SnapshotUnavailable: not cached (or the cached snapshot lacks what ``pick`` needs) and
-            the network is not allowed or fails; the message gives both reasons.
-    """
+    """The files ``pick`` chooses of ``repo_id``: from the local cache if there, else (unless
+    ``local_files_only``) the Hub; :class:`SnapshotUnavailable` gives both reasons otherwise."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
