@@ -64,9 +64,7 @@ class _Block(nn.Module):
 class _Branch(nn.Module):
     """One task branch (256-128-64-1 in the reference) squashed onto the score's scale."""
 
-    def __init__(
-        self, name: str, in_dim: int = 256, dims: tuple[int, ...] = (128, 64), dropout: float = 0.1
-    ) -> None:
+    def __init__(self, name: str, in_dim: int, dims: tuple[int, ...], dropout: float) -> None:
         super().__init__()
         self.name, self.squash = name, name != "preference"  # preference: an unbounded logit
         widths = (in_dim, *dims)
@@ -104,15 +102,13 @@ class ReferenceHeads(_MixedHeads):
     Args:
         task: ``"popularity"`` (streams and likes) or ``"full"`` (all seven scores).
         shared: depth of the shared trunk: 2 (768-512-256) or 3 (768-512-384-256).
-        mode: trained on songs (``"song"``) or on 30 s segments (``"segment"``); inference is
-            the same (mixed segment embeddings averaged, the MLP run once).
-        input_dim, shared_dims, branch_dims, dropout_shared, dropout_branch, layer_indices: the
-            Hub ``config.json`` keys (``shared_dims`` overrides ``shared``); defaults are the
-            reference's 768, 512-256, 128-64, 0.3, 0.1 and ``[2, 5, 8, -1]``.
+        mode: trained on songs or on 30 s segments (``"segment"``); inference is the same.
+        input_dim, shared_dims, ...: the Hub ``config.json`` keys (``shared_dims`` overrides
+            ``shared``); defaults are the reference's.
         num_layers: hidden states the encoder gives (13 for MERT-v1-95M).
         preference: add ``branch_preference``, the unbounded Bradley-Terry logit of refits.
 
-    The mix weights are non-persistent buffers (``state_dict()`` has exactly the published keys);
+    The mix weights are non-persistent buffers (the state dict has exactly the published keys);
     :meth:`set_layer_mix` replaces them with a checkpoint's own ``aggregator``.
     """
 
@@ -322,17 +318,13 @@ def logistic_preference(
 ) -> float:
     """P(a preferred to b) = sigmoid(sum_k w_k * (a_k - b_k)) over the scores both have;
     P(a, b) = 1 - P(b, a)."""
-    z = sum(
-        w * (scores_a[k] - scores_b[k])
-        for k, w in weights.items()
-        if k in scores_a and k in scores_b
-    )
-    return float(expit(z))
+    shared = [k for k in weights if k in scores_a and k in scores_b]
+    return float(expit(sum(weights[k] * (scores_a[k] - scores_b[k]) for k in shared)))
 
 
 #: Per-point weights of :func:`logistic_preference` for heads without a preference output, set
 #: by hand (not fitted): a 20-point gap on both engagement scores -> 73 %, a 1-point gap on all
 #: five aesthetics -> 82 %.
 LINK_WEIGHTS: dict[str, float] = {
-    name: (0.025 if name in ENGAGEMENT else 0.3) for name in SCORE_NAMES
+    name: 0.025 if name in ENGAGEMENT else 0.3 for name in SCORE_NAMES
 }

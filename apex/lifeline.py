@@ -1,9 +1,6 @@
-"""Child processes that end with their parent, even one killed (SIGKILL, the OOM killer).
-
-A watchdog thread exits the child once its parent pid changes (an orphan is re-parented). Not
-``PR_SET_PDEATHSIG``: it fires when the starting *thread* ends, and workers are started from
-short-lived threads.
-"""
+"""Child processes that end with their parent, even one killed (SIGKILL, the OOM killer): a
+watchdog thread exits once the parent pid changes. Not ``PR_SET_PDEATHSIG``: it fires when the
+starting *thread* ends, and workers are started from short-lived threads."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def solve(
     start: np.ndarray | None = None,
     tol: float = _STEP_TOL,
 ) -> np.ndarray:
-    """Minimise the objective for ``B`` problems at once.
+    """The ``[B, D]`` minimisers of the objective for ``B`` problems at once.
 
     Args:
         x: ``[N, D]`` design or :class:`Pairs` (``D = k``).
@@ -100,9 +100,6 @@ def solve(
             pins them they come back centred (mean zero).
         start: ``[D]`` or ``[B, D]`` first iterate (default ``centre``).
         tol: stop when no problem's step exceeds this (nats).
-
-    Returns:
-        ``[B, D]`` minimisers.
     """
     rounds = n.shape[0]
     dim = x.k if isinstance(x, Pairs) else x.shape[1]
@@ -133,11 +130,8 @@ def _logits(x, theta: np.ndarray) -> np.ndarray:
 
 
 def _armijo(objective, x, step, grad, f) -> tuple[np.ndarray, np.ndarray]:
-    """Backtracking line search per problem (plain Newton overshoots on lopsided records).
-
-    Returns ``[B]`` step lengths (0 for a problem already at its optimum to machine precision)
-    and the objective there.
-    """
+    """Backtracking line search per problem (plain Newton overshoots on lopsided records): ``[B]``
+    step lengths (0 for a problem at its optimum to machine precision) and the objective there."""
     slope = (grad * step).sum(axis=1)
     t = np.ones(x.shape[0])
     slack = 1e-12 * np.abs(f)  # rounding noise once converged

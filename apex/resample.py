@@ -1,10 +1,8 @@
 """Block-by-block resampling with the windowed-sinc filter of ``torchaudio.functional.resample``.
 
 ``resample(x, orig, new)`` pads ``x`` with ``width`` zeros left and ``width + orig`` right (rates
-reduced by their gcd) and runs one strided convolution: output frame ``j`` reads padded input
-``[j * orig, j * orig + 2 * width + orig)``. :class:`StreamingResampler` keeps only the samples a
-future frame needs (megabytes for a 10-minute 384 kHz file); its output equals the one-shot
-``resample`` up to float32 rounding (about 1e-6 of full scale).
+reduced by their gcd) and runs one strided convolution; :class:`StreamingResampler` keeps only the
+samples a future frame needs, and equals it up to float32 rounding (about 1e-6 of full scale).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The scorer: audio in, the seven APEX scores (with a timeline, percentiles, uncertainty) out.
 
-Heads and their :class:`~apex.checkpoints.ModelInfo` are one immutable ``(heads, info)`` tuple
-that :meth:`Scorer.swap` replaces in one assignment and every call reads once, so a concurrent
-swap never mixes two models in one result. Concurrent encoder calls share ``encode_batch``
-forwards (:class:`~apex.batching.EncodeBatcher`); decoding and heads run in the caller's thread.
+Heads and their info are one ``(heads, info)`` tuple that :meth:`Scorer.swap` replaces in one
+assignment and every call reads once, so a concurrent swap never mixes two models in one result.
+Concurrent calls share encoder forwards; decoding and heads run in the caller's thread.
 """
 
 from __future__ import annotations
@@ -74,11 +73,8 @@ class ScoreResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreResult:
-        """The inverse of :meth:`to_dict`; keys this version does not know are ignored.
-
-        Raises:
-            KeyError: ``data`` has no ``scores`` (not a result's dict, or a stale one).
-        """
+        """The inverse of :meth:`to_dict`, ignoring unknown keys; ``KeyError`` without
+        ``scores`` (not a result's dict, or a stale one)."""
         if "scores" not in data:
             raise KeyError("a ScoreResult dict needs 'scores'")
         known = {f.name for f in fields(cls)}
@@ -93,12 +89,8 @@ def percentile_of(value: float, reference: Sequence[float]) -> float:
 
 
 def _percentiles(info: ModelInfo, scores: Mapping[str, float]) -> dict[str, float]:
-    out = {}
-    for name in ENGAGEMENT:
-        reference = info.reference_distribution(name)
-        if name in scores and reference:
-            out[name] = percentile_of(scores[name], reference)
-    return out
+    references = {name: info.reference_distribution(name) for name in ENGAGEMENT if name in scores}
+    return {name: percentile_of(scores[name], ref) for name, ref in references.items() if ref}
 
 
 def _uncertainty(
@@ -119,9 +111,8 @@ def _uncertainty(
 
 def _preference(info: ModelInfo, song: Mapping[str, torch.Tensor]) -> float | None:
     """The preference logit, only when trained on votes (metadata ``preference_trained``)."""
-    if "preference" in song and info.metadata.get("preference_trained"):
-        return float(song["preference"][0])
-    return None
+    trained = "preference" in song and info.metadata.get("preference_trained")
+    return float(song["preference"][0]) if trained else None
 
 
 def _is_single_input(inputs: Any) -> bool:
@@ -189,10 +180,7 @@ class Scorer:
 
     def swap(self, heads: nn.Module, info: ModelInfo) -> None:
         """Replace the heads atomically; calls in flight finish with the heads they started with.
-
-        Raises:
-            ValueError: the new heads do not fit this scorer's encoder (the old ones stay).
-        """
+        ``ValueError`` when the new heads do not fit the encoder (the old ones stay)."""
         prepared = self._prepare(heads)
         with self._swap_lock:  # serialises swappers; readers never take it
             self._state = (prepared, info)
@@ -215,11 +203,6 @@ class Scorer:
         return out
 
     # ------------------------------------------------------------------ scoring
-    def _load(self, audio: Any) -> Audio:
-        if self.encoder is None:
-            raise RuntimeError("this scorer has no encoder; use score_embedding()")
-        return load_audio(audio, sample_rate=self.encoder.sample_rate, max_seconds=self.max_audio_s)
-
     @property
     def encoder_batches(self) -> int:
         """Shared ``encode_batch`` calls made so far (concurrent requests share them)."""
@@ -228,13 +211,13 @@ class Scorer:
     def score(self, inputs: Any, *, priority: int = 0) -> list[ScoreResult]:
         """One :class:`ScoreResult` per input (paths, bytes, ``(array, rate)`` pairs or
         ``Audio``; a list or one), in order. ``priority``: lower goes first in the encoder queue
-        (0: a person waits, 1: clips about to be heard, 2: background).
-
-        Raises:
-            AudioError: for the first input that is not usable audio (the message names it).
-        """
+        (0: a person waits, 1: clips about to be heard, 2: background). :class:`AudioError` for
+        the first input that is not usable audio (the message names it)."""
+        if self.encoder is None:
+            raise RuntimeError("this scorer has no encoder; use score_embedding()")
+        rate, longest = self.encoder.sample_rate, self.max_audio_s
         items = [inputs] if _is_single_input(inputs) else list(inputs)
-        audios = [self._load(item) for item in items]
+        audios = [load_audio(item, sample_rate=rate, max_seconds=longest) for item in items]
         embeddings = self._batcher.encode(audios, priority=priority) if audios else []
         return [
             self.score_embedding(

@@ -171,9 +171,7 @@ class Settings:
         "balanced",
         choices=("balanced", "info"),
     )
-    min_listen_s: float = _env(
-        "Seconds each clip must be heard before a vote counts.", 5.0, min=0.0, max=600.0
-    )
+    min_listen_s: float = _env("Seconds of each clip heard before a vote.", 5.0, min=0.0, max=600.0)
     battle_ttl_s: float = _env("Seconds after issue that a battle expires.", 3600.0, min=10.0)
     rate_limit_votes: int = _env("Votes allowed per voter per window.", 30, min=1)
     rate_limit_window_s: float = _env("Rate-limit window, seconds.", 600.0, min=1.0)
@@ -182,9 +180,7 @@ class Settings:
     listen_reports_per_battle: int = _env("Listening reports stored per battle.", 600, min=1)
     feedback_max_chars: int = _env("Longest feedback text.", 1000, min=0, max=20000)
     loudness_match: bool = _env("Play arena clips loudness-matched (ITU-R BS.1770-4).", True)
-    loudness_target_lufs: float = _env(
-        "Loudness arena clips are played at, LUFS.", -16.0, min=-40.0, max=-6.0
-    )
+    loudness_target_lufs: float = _env("Arena playback loudness, LUFS.", -16.0, min=-40.0, max=-6.0)
     loudness_true_peak_dbtp: float = _env(
         "Highest true peak of a loudness-matched clip, dBTP (gain is reduced, never clipped).",
         -1.0,
@@ -219,9 +215,7 @@ class Settings:
     refit_epochs: int = _env("Refit epochs; 0 sizes them to the data.", 0, min=0, max=10000)
     refit_batch_size: int = _env("Refit batch size; 0 sizes it to the data.", 0, min=0, max=65536)
     refit_lr: float = _env("Refit learning rate; 0 sizes it to the data.", 0.0, min=0.0, max=1.0)
-    refit_patience: int = _env(
-        "Epochs without improvement before a refit stops; 0: a fifth of the epochs.", 0, min=0
-    )
+    refit_patience: int = _env("Refit early-stopping patience, epochs; 0: a fifth.", 0, min=0)
     refit_holdout: float = _env(
         "Share of the votes (the latest) held out for the gate.", 0.2, min=0.05, max=0.5
     )
