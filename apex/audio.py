@@ -164,14 +164,9 @@ AudioInput = str | Path | bytes | tuple[np.ndarray, int]
 
 @dataclass
 class Audio:
-    """A decoded, mono, resampled clip.
-
-    Attributes:
-        waveform: ``[T]`` float32 samples in [-1, 1] (not clipped) at ``sample_rate`` Hz.
-        name: the file name, ``"<bytes>"`` or ``"<array>"``.
-        original_sample_rate, original_channels: the input's, before resampling and averaging.
-        warnings: notes about usable-but-odd input (e.g. silence).
-    """
+    """A decoded clip: ``waveform`` ``[T]`` float32 in [-1, 1] (not clipped) at ``sample_rate``
+    Hz; ``name`` (the file's, ``"<bytes>"`` or ``"<array>"``); the input's rate and channels;
+    ``warnings`` about usable-but-odd input (e.g. silence)."""
 
     waveform: torch.Tensor
     sample_rate: int

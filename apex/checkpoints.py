@@ -36,6 +36,7 @@ from apex.published import (  # the shared names are public here, the checkpoint
     load_reference_checkpoint,
     load_snapshot_heads,
     pick_heads_files,
+    read_state_dict,
     reference_info,
     strict_load,
 )
@@ -109,31 +110,26 @@ def load_model(
             "model.safetensors, a reference .pt file or a Hub repo id; if you are offline, "
             "download the repo once while online."
         ) from err
-    config = snapshot.path(CONFIG_NAME)
-    if snapshot.files[0] != CONFIG_NAME or (
-        read_json_object(config, CheckpointError).get("model_type") == APEX_MODEL_TYPE
-    ):
+    if snapshot.files[0] != CONFIG_NAME:
         return load_snapshot_heads(snapshot, spec)
-    return _load_ours(snapshot.directory, spec, snapshot.revision)
+    config = read_json_object(snapshot.path(CONFIG_NAME), CheckpointError)
+    if config.get("model_type") == APEX_MODEL_TYPE:
+        return load_snapshot_heads(snapshot, spec)
+    return _load_ours(snapshot.directory, config, spec, snapshot.revision)
 
 
-def _load_ours(directory: Path, spec: str, revision: str | None) -> tuple[nn.Module, ModelInfo]:
+def _load_ours(
+    directory: Path, raw_config: Mapping[str, Any], spec: str, revision: str | None
+) -> tuple[nn.Module, ModelInfo]:
     """Our safetensors + config.json (+ metadata.json) heads from ``directory``."""
     files = {name: directory / name for name in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME)}
     if not files[WEIGHTS_NAME].is_file():
         raise CheckpointError(f"{spec} has no {WEIGHTS_NAME}; save models with apex.checkpoints.")
     try:
-        raw_config = json.loads(files[CONFIG_NAME].read_text())
         config = HeadsConfig(**{f.name: raw_config[f.name] for f in fields(HeadsConfig)})
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{files[CONFIG_NAME]} is not a valid heads config: {err}") from err
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(files[WEIGHTS_NAME]))
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"cannot read {files[WEIGHTS_NAME]}: {err}; re-save it.") from err
+    state = read_state_dict(files[WEIGHTS_NAME])
     heads = ApexHeads(config)
     strict_load(heads, state, str(files[WEIGHTS_NAME]))
     has_meta = files[METADATA_NAME].is_file()

@@ -216,14 +216,9 @@ class ReferenceHeads(_MixedHeads):
 # ---------------------------------------------------------------------------- our heads
 @dataclass
 class HeadsConfig:
-    """Dimensions of :class:`ApexHeads`, saved as ``config.json``.
-
-    Attributes:
-        num_layers, dim: L x D hidden states (13 x 768 for MERT-v1-95M, 1 x 176 fallback).
-        hidden: widths of the shared MLP; dropout after each (training only).
-        logvar_min, logvar_max: clamp of the log-variance (score scaled to 0-1), keeping the
-            Gaussian NLL finite early in training.
-    """
+    """Dimensions of :class:`ApexHeads`, saved as ``config.json``: L x D hidden states (13 x 768
+    for MERT-v1-95M, 1 x 176 fallback), the shared MLP's widths (dropout after each), and the
+    clamp of the log-variance (0-1 score scale) that keeps the Gaussian NLL finite early on."""
 
     num_layers: int = 13
     dim: int = REFERENCE_DIM

@@ -65,12 +65,8 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
 
 def list_directory(directory: Path) -> list[str]:
     """Files under ``directory`` (recursive) as sorted relative POSIX paths; dot-folders skipped."""
-    out = []
-    for path in directory.rglob("*"):
-        rel = path.relative_to(directory)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts[:-1]):
-            out.append(rel.as_posix())
-    return sorted(out)
+    files = (path.relative_to(directory) for path in directory.rglob("*") if path.is_file())
+    return sorted(f.as_posix() for f in files if not any(p.startswith(".") for p in f.parts[:-1]))
 
 
 def is_repo_id(text: str) -> bool:

@@ -9,7 +9,7 @@ import json
 import pickle
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +90,7 @@ class ModelInfo:
         """JSON-ready summary for the About tab and ``Scorer.info()``."""
         meta = self.metadata
         return {
-            "model_id": self.model_id,
-            "version": self.version,
-            "kind": self.kind,
-            "encoder_id": self.encoder_id,
-            "heads_from": self.heads_from,
-            "revision": self.revision,
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "metadata"},
             "files": list(meta.get("files", [])),
             "from_cache": meta.get("from_cache"),
             "metrics": dict(meta.get("metrics", {})),
