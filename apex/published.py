@@ -139,8 +139,6 @@ def load_reference_checkpoint(path: str | Path) -> ReferenceHeads:
     heads (eval mode, CPU) carry ``checkpoint_info`` (task, shared, mode, epoch, val_loss);
     :class:`CheckpointError` for an unreadable file, wrong structure or mismatched keys."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"reference checkpoint {path} does not exist; check the path.")
     raw = read_state_dict(path)
     state, _ = normalize_state(raw, str(path))  # also unwraps DDP's "module." prefix
     task = "full" if any(k.startswith("branch_coherence.") for k in state) else "popularity"
@@ -251,7 +249,7 @@ def read_state_dict(path: Path) -> Mapping[str, Any]:
     """The raw content of a safetensors file or a pickle (read with ``weights_only``);
     :class:`CheckpointError` naming the file and its size when unreadable."""
     if not path.is_file():
-        raise CheckpointError(f"{path} does not exist; download the complete repo again.")
+        raise CheckpointError(f"{path} does not exist; check the path or download it again.")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,13 +44,11 @@ def parse_bool(text: str) -> bool | None:
     return False if word in ("0", "false", "no", "off") else None
 
 
-def _env(
-    doc: str, default: Any = None, *, check: Callable[[str, Any], None] | None = None, **checks: Any
-) -> Any:
+def _env(doc: str, default: Any = None, **checks: Any) -> Any:
     """A field (``default`` may be a factory). ``checks``: ``env`` (the variable, when not
-    ``APEX_<NAME>``), ``choices``, ``min``/``max``, ``secret`` (hidden in ``repr``);
-    ``check(variable, value)`` raises :class:`SettingsError` for any other rule."""
-    meta = {"doc": doc, **checks, **({"check": check} if check else {})}
+    ``APEX_<NAME>``), ``choices``, ``min``/``max``, ``secret`` (hidden in ``repr``), and
+    ``check(variable, value)``, raising :class:`SettingsError` for any other rule."""
+    meta = {"doc": doc, **checks}
     if callable(default):
         return dataclasses.field(default_factory=default, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
