@@ -1,9 +1,8 @@
 """Prediction heads: the reference APEX MLP (checkpoint compatible) and our own heads.
 
-Both map pooled hidden states ``[B, L, D]``, or ``[B, S, L, D]`` with a ``mask`` ``[B, S]``
-(True = segment has audio; mixed per segment, then averaged over valid segments), to the scores
-keyed by :data:`apex.tasks.SCORE_NAMES` on their scales (0-100 engagement, 1-5 aesthetics).
-``segments()`` gives per-segment outputs ``[B, S]`` (the scorer's timeline).
+Both map pooled hidden states ``[B, L, D]``, or ``[B, S, L, D]`` with a ``mask`` ``[B, S]`` (True:
+the segment has audio; mixed per segment, then averaged), to the scores keyed by
+:data:`apex.tasks.SCORE_NAMES` on their scales; ``segments()`` gives per-segment ``[B, S]``.
 """
 
 from __future__ import annotations

@@ -37,10 +37,8 @@ def _champion_or_auto(settings: Settings) -> tuple[str, list[str]]:
     try:
         load_model(champion)
     except CheckpointError as err:
-        return "auto", [
-            *notices,
-            f"The registry's champion {champion.name} cannot be loaded ({err}).",
-        ]
+        notices.append(f"The registry's champion {champion.name} cannot be loaded ({err}).")
+        return "auto", notices
     return str(champion), notices
 
 

@@ -292,12 +292,9 @@ class Scorer:
         return rows
 
     def compare(self, a: Any, b: Any) -> float:
-        """P(listeners prefer ``a`` over ``b``); ``a``/``b`` are inputs or :class:`ScoreResult`.
-
-        With preference logits from the same model: ``sigmoid(pref_a - pref_b)`` (Bradley-Terry).
-        Otherwise the logistic link on score differences with
-        :data:`apex.heads.LINK_WEIGHTS`. Either way ``compare(a, b) == 1 - compare(b, a)``.
-        """
+        """P(listeners prefer ``a`` over ``b``) (inputs or :class:`ScoreResult`): with preference
+        logits of one model ``sigmoid(pref_a - pref_b)``, else the logistic link on score
+        differences (:data:`apex.heads.LINK_WEIGHTS`); ``compare(a, b) == 1 - compare(b, a)``."""
         ra = a if isinstance(a, ScoreResult) else self.score(a)[0]
         rb = b if isinstance(b, ScoreResult) else self.score(b)[0]
         same_model = (ra.model_id, ra.model_version) == (rb.model_id, rb.model_version)

@@ -1,8 +1,7 @@
-"""The seven APEX scores: names, groups and ranges, defined once and used everywhere.
+"""The seven APEX scores (names, groups, ranges) and the vote vocabulary, defined once.
 
-Engagement scores are on 0-100 (the reference maps raw counts to percentiles, then applies a power
-transform); aesthetic scores are on 1-5 (SongEval's scale). Heads, result dicts, Parquet columns and
-UI tables are all keyed by these names.
+Engagement scores are on 0-100 (percentiles of raw counts, power-transformed); aesthetic scores on
+1-5 (SongEval's scale). Heads, result dicts, Parquet columns and UI tables are keyed by these names.
 """
 
 from __future__ import annotations
