@@ -134,14 +134,8 @@ def _default_trusted_proxies() -> int:
 class Settings:
     """Runtime configuration. Build with :meth:`from_env`; every field has a safe default."""
 
-    data_dir: Path = _env(
-        "Vote store, caches, demo corpus, models; local disk only. Default `./var`.",
-        default_data_dir,
-    )
-    cache_root: Path | None = _env(
-        "Caches (embeddings, loudness, pool scores, downloads); default `<data dir>/cache`.",
-        env="APEX_CACHE_DIR",
-    )
+    data_dir: Path = _env("Vote store, caches, demo corpus, models; local disk.", default_data_dir)
+    cache_root: Path | None = _env("Caches; default `<data dir>/cache`.", env="APEX_CACHE_DIR")
     model: str = _env(
         "`auto` (registry champion, else published APEX, else demo) or a pinned model: `demo`, "
         "a directory, a `.pt` file or a Hub id (promoted refits are then not swapped in).",
@@ -231,12 +225,7 @@ class Settings:
     host: str = _env("Interface the app listens on (`GRADIO_SERVER_NAME` wins).", "127.0.0.1")
     port: int = _env("Port the app listens on (`GRADIO_SERVER_PORT` wins).", 7860, min=1, max=65535)
     score_concurrency: int = _env("Scoring requests accepted (and batched) at once.", 1, min=1)
-    warmup_wait_s: float = _env(
-        "Seconds a call made during warm-up waits before it is told to retry.",
-        120.0,
-        min=0.0,
-        max=3600.0,
-    )
+    warmup_wait_s: float = _env("Seconds a call waits out warm-up.", 120.0, min=0.0, max=3600.0)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
