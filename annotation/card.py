@@ -1,14 +1,9 @@
-"""The dataset card (``README.md``) of the public votes dataset, generated from the vote schema.
-
-Rebuilt from :data:`annotation.export.VOTE_COLUMNS` and the counts of the exported shards
-(:func:`stats_from_shards`, :func:`build_card`), written next to them by
-:func:`write_dataset_card` and uploaded with the next push; the card is the one refreshed file.
-"""
+"""The dataset card (``README.md``) of the public votes dataset: built from
+:data:`annotation.export.VOTE_COLUMNS` and the shards' counts, written next to the shards."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,16 +49,9 @@ _CITATIONS = f"```bibtex\n{APEX_BIBTEX}\n\n{_MUSIC_ARENA_BIBTEX}\n```"
 
 @dataclass(frozen=True)
 class CardStats:
-    """Counts shown on the card.
-
-    Attributes:
-        n_votes: rows in the released shards.
-        systems: distinct generating systems appearing on either side, sorted.
-        first_vote / last_vote: UTC time of the earliest / latest vote (None when empty).
-        n_simulated: rows whose ``source`` is ``"simulated"`` (demo votes, never real listeners).
-        n_shards: Parquet shard files.
-        compactions: ``(repo path, shards replaced, votes)`` of each compacted monthly file.
-    """
+    """Counts shown on the card: votes, the systems on either side (sorted), the UTC times of the
+    first and last vote (None when empty), simulated votes, shard files, and each compacted
+    monthly file's ``(repo path, shards replaced, votes)``."""
 
     n_votes: int = 0
     systems: tuple[str, ...] = ()
@@ -145,34 +133,10 @@ def size_category(n: int) -> str:
     return "n>100M"
 
 
-def build_card(
-    stats: CardStats,
-    *,
-    repo_id: str | None = None,
-    settings: Settings | None = None,
-    columns: Mapping[str, str] | None = None,
-) -> DatasetCard:
-    """Build the dataset card for the votes repo.
-
-    Args:
-        stats: counts to show (see :func:`stats_from_shards`).
-        repo_id: ``owner/name`` of the dataset repo, used in the loading example; a placeholder
-            when None (a local export).
-        settings: vote rules to describe (minimum listen, rate limits); defaults when None.
-        columns: released column name -> description; default ``annotation.export.VOTE_COLUMNS``.
-
-    Returns:
-        A :class:`huggingface_hub.DatasetCard` whose YAML metadata the Hub validates (licence, task
-        categories, tags, ``configs`` pointing ``datasets`` at ``votes/**/*.parquet``).
-    """
-    if columns is None:
-        from annotation.export import VOTE_COLUMNS
-
-        columns = VOTE_COLUMNS
-    if settings is None:
-        from apex.settings import Settings
-
-        settings = Settings()
+def build_card(stats: CardStats, *, settings: Settings, repo_id: str | None = None) -> DatasetCard:
+    """The dataset card of the votes repo: ``stats``, the vote rules of ``settings``, and
+    ``repo_id`` (``owner/name``; a placeholder when None) in the loading example. Its YAML (licence,
+    tags, ``configs`` pointing ``datasets`` at the shards, features) is what the Hub validates."""
     from datasets import DatasetInfo
     from datasets.info import DatasetInfosDict
 
@@ -191,15 +155,13 @@ def build_card(
     # Every released column, declared: `datasets` and the viewer read every shard with this
     # schema (nulls where an older shard lacks a column) instead of the first file's.
     DatasetInfosDict({CONFIG: DatasetInfo(features=features())}).to_dataset_card_data(data)
-    body = _body(stats, repo_id or "<owner>/<name>", settings, columns)
+    body = _body(stats, repo_id or "<owner>/<name>", settings)
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
 def write_dataset_card(folder: Path, card: DatasetCard) -> bool:
-    """Write ``card`` to ``folder/README.md`` only when its text changed; return True if written.
-
-    Leaving an unchanged card alone keeps its modification time, so the sync does not re-upload it.
-    """
+    """Write ``card`` to ``folder/README.md`` only when its text changed (an unchanged card keeps
+    its modification time, so the sync does not re-upload it); return True if written."""
     path = Path(folder) / CARD_FILE
     text = str(card)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
@@ -217,8 +179,10 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def _body(stats: CardStats, repo_id: str, settings: Settings, columns: Mapping[str, str]) -> str:
-    rows = "\n".join(f"| `{name}` | {_cell(doc)} |" for name, doc in columns.items())
+def _body(stats: CardStats, repo_id: str, settings: Settings) -> str:
+    from annotation.export import VOTE_COLUMNS
+
+    rows = "\n".join(f"| `{name}` | {_cell(doc)} |" for name, doc in VOTE_COLUMNS.items())
     systems = ", ".join(f"`{s}`" for s in stats.systems) or "—"
     simulated = ""
     if stats.n_simulated:
