@@ -73,8 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean "fix the input" beyond :data:`apex.cli.INPUT_ERRORS` (ValueError ones:
-    SettingsError, ExportError, MusicArenaError): the store refusing (StoreError)."""
+    """Input errors beyond :data:`apex.cli.INPUT_ERRORS` (which hold the ValueError ones)."""
     from annotation.store import StoreError
 
     return (StoreError,)
@@ -83,8 +82,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 def _command(
     command: Callable[[argparse.Namespace, Settings, VoteStore], int],
 ) -> Callable[[argparse.Namespace], int]:
-    """A ``votes`` action on ``Settings.from_env()`` and the store it opens (closed after), with
-    the one CLI convention (:func:`apex.cli.guarded`: an expected error is one line, exit 2)."""
+    """A ``votes`` action on ``Settings.from_env()`` and its store, :func:`apex.cli.guarded`."""
 
     def run(args: argparse.Namespace) -> int:
         from annotation.store import open_store
@@ -115,11 +113,8 @@ def _quiet(name: str) -> Iterator[None]:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
-    """Export new votes into the export folder, then copy every shard, a CSV and the card to --out.
-
-    Going through ``settings.export_dir`` keeps one append-only shard history (the one the Hub
-    sync uploads, restored shards included), so ``--out`` gets every vote, laid out like the repo.
-    """
+    """Export new votes into ``settings.export_dir`` (the one shard history, the Hub sync's), then
+    copy every shard, a CSV and the card to --out."""
     from annotation.card import SHARD_GLOB, build_card, stats_from_shards, write_dataset_card
     from annotation.export import export_shards, to_csv
     from annotation.sync import compact
@@ -169,10 +164,8 @@ def cmd_push(args: argparse.Namespace, settings: Settings, store: VoteStore) -> 
 
 
 def cmd_restore(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
-    """Import shards from --from, or from APEX_VOTES_REPO; idempotent.
-
-    A missing or malformed folder is bad input (exit 2); a Hub that refuses is exit 1.
-    """
+    """Import shards from --from, or from APEX_VOTES_REPO; idempotent. A missing or malformed
+    folder is bad input (exit 2); a Hub that refuses is exit 1."""
     from annotation.sync import SYNC_ERRORS, VoteSync, describe_error, restore_from_folder
 
     before = store.counts()["votes"]
@@ -254,8 +247,7 @@ def simulated_records(
 
 
 def cmd_import_music_arena(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
-    """``apex votes import-music-arena DIR``: Music Arena's votes into the store, as imported
-    (a folder not in Music Arena's layout is bad input: MusicArenaError, exit 2)."""
+    """Music Arena's votes into the store, as imported (another layout: exit 2)."""
     from annotation.imports import import_music_arena
 
     summary = import_music_arena(store, args.folder)
