@@ -210,10 +210,6 @@ class ListenStatus:
     credit: dict[str, float]
     min_listen_s: float
 
-    def done(self, side: str) -> bool:
-        """Whether ``side`` has heard enough."""
-        return self.missing[side] == 0.0
-
 
 def listen_status(credit: Mapping[str, float], min_listen_s: float) -> ListenStatus:
     """The listening rule, for the server and the UI: each side needs ``min_listen_s`` seconds of
