@@ -165,26 +165,19 @@ class LoudnessMatcher:
         return thread
 
     def _paths(self, digest: str) -> tuple[Path, Path]:
-        """(matched copy, its sidecar); the name carries the target, so a new target re-matches."""
+        """(matched copy, its sidecar); the name carries the target and whether matching is on,
+        so a new target re-matches."""
         recipe = f"{digest}|{self.target_lufs:.3f}|{self.max_true_peak_dbtp:.3f}|{_RECIPE}"
-        key = sha256_text(recipe)[:32]
+        key = sha256_text(recipe if self.enabled else f"{recipe}|off")[:32]
         return self.folder / f"matched-{key}.wav", self.folder / f"matched-{key}.json"
 
-    def _measure_path(self, digest: str) -> Path:
-        return self.folder / f"measured-{digest[:32]}.json"
-
     def _from_disk(self, path: Path, digest: str) -> ServedClip | None:
-        if not self.enabled:
-            sidecar = self._measure_path(digest)
-            if not sidecar.exists():
-                return None
-            return ServedClip.as_is(path, Loudness(**json.loads(sidecar.read_text("utf-8"))))
         copy, sidecar = self._paths(digest)
         if not sidecar.exists():
             return None
         info = json.loads(sidecar.read_text(encoding="utf-8"))
         original = Loudness(**info["source"])
-        if not info["matched"]:  # silent: served as it is
+        if not info["matched"]:  # silent, or matching off: served as it is
             return ServedClip.as_is(path, original)
         if not copy.exists():
             return None
@@ -195,12 +188,9 @@ class LoudnessMatcher:
         samples, rate = sf.read(path, dtype="float64", always_2d=True)
         original = measure(samples, rate)
         self.folder.mkdir(parents=True, exist_ok=True)
-        if not self.enabled:
-            write_json_atomic(self._measure_path(digest), asdict(original), indent=None)
-            return ServedClip.as_is(path, original)
         copy, sidecar = self._paths(digest)
         gain_db = matching_gain_db(original, self.target_lufs, self.max_true_peak_dbtp)
-        matched, served = original.lufs is not None, original
+        matched, served = self.enabled and original.lufs is not None, original
         if matched:
             gained = samples * 10.0 ** (gain_db / 20.0)
             with atomic_path(copy) as partial:  # a concurrent battle never sees half a file
