@@ -123,8 +123,8 @@ class Arena:
         """Draw two clips for this session, record the battle, and hand out its ticket.
 
         Raises:
-            VoteRefused: ``rate_limited`` past ``settings.rate_limit_battles`` battles per voter
-                per window; ``no_pair`` when the session has already heard every pair.
+            VoteRefused: ``rate_limited`` past the voter's battles per window; ``no_pair`` when
+                the session has heard every pair.
         """
         settings = self.settings
         self._battles_issued.admit(
@@ -183,15 +183,12 @@ class Arena:
         session_id: str,
         ip: str | None = None,
     ) -> dict[str, float]:
-        """Record that the client has played ``seconds`` of clip ``side`` in total so far.
-
-        Returns:
-            Listening credited by the server so far, seconds per side (``{"A": .., "B": ..}``).
+        """Record that the client has played ``seconds`` of clip ``side`` in total so far; return
+        the listening credited so far, seconds per side.
 
         Raises:
-            VoteRefused: bad side or seconds, unknown/expired/voted battle, another session's;
-                ``rate_limited`` past ``settings.listen_reports_per_battle`` reports on this battle
-                or ``settings.rate_limit_listens`` per voter per window.
+            VoteRefused: bad side or seconds, a battle not open to this session, or too many
+                reports (per battle, or per voter and window).
         """
         settings = self.settings
         rules.check_side(side)
@@ -224,12 +221,9 @@ class Arena:
         """Check every rule, store the vote durably, and reveal systems and APEX's view.
 
         Args:
-            preference: one of :data:`annotation.rules.PREFERENCES`.
-            account: the stable id of a signed-in Hugging Face account (OAuth ``sub``), or None.
-                A signed-in vote is keyed (and rate-limited) by a salted HMAC of the account,
-                not by address, and is marked ``signed_in``.
-            feedback: optional free text (at most ``settings.feedback_max_chars``).
-            ratings: optional ``{"A"|"B": {aesthetic: 1-5}}``.
+            account: a signed-in Hugging Face account's stable id (OAuth ``sub``): it then keys
+                and rate-limits the vote instead of the address, and marks it ``signed_in``.
+            feedback, ratings: optional text and ``{"A"|"B": {aesthetic: 1-5}}``.
 
         Raises:
             VoteRefused: any rule is broken (``str(exc)`` says which and what to do).

@@ -73,23 +73,18 @@ def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
 
     if frame.empty:
         return CardStats(n_shards=n_shards)
-    systems: set[str] = set()
-    for column in ("system_a", "system_b"):
-        if column in frame:
-            systems.update(str(s) for s in frame[column].dropna().unique())
+    systems = frame.reindex(columns=["system_a", "system_b"]).melt()["value"].dropna()
     first = last = None
-    if "timestamp" in frame:
-        stamps = frame["timestamp"].dropna()
-        if len(stamps):
-            # Shards may carry epoch seconds or datetimes: normalise both to aware UTC.
-            unit = "s" if pd.api.types.is_numeric_dtype(stamps) else None
-            times = pd.to_datetime(stamps, unit=unit, utc=True)
-            first = times.min().to_pydatetime(warn=False)
-            last = times.max().to_pydatetime(warn=False)
+    stamps = frame.get("timestamp", pd.Series(dtype=float)).dropna()
+    if len(stamps):
+        # Shards may carry epoch seconds or datetimes: normalise both to aware UTC.
+        unit = "s" if pd.api.types.is_numeric_dtype(stamps) else None
+        times = pd.to_datetime(stamps, unit=unit, utc=True)
+        first, last = (t.to_pydatetime(warn=False) for t in (times.min(), times.max()))
     simulated = int((frame["source"] == "simulated").sum()) if "source" in frame else 0
     return CardStats(
         n_votes=len(frame),
-        systems=tuple(sorted(systems)),
+        systems=tuple(sorted(set(systems.astype(str)))),
         first_vote=first,
         last_vote=last,
         n_simulated=simulated,
@@ -137,10 +132,10 @@ def build_card(stats: CardStats, *, settings: Settings, repo_id: str | None = No
     """The dataset card of the votes repo: ``stats``, the vote rules of ``settings``, and
     ``repo_id`` (``owner/name``; a placeholder when None) in the loading example. Its YAML (licence,
     tags, ``configs`` pointing ``datasets`` at the shards, features) is what the Hub validates."""
-    from datasets import DatasetInfo
+    from datasets import DatasetInfo, Features
     from datasets.info import DatasetInfosDict
 
-    from annotation.export import CONFIG, features
+    from annotation.export import CONFIG, SCHEMA
 
     data = DatasetCardData(
         license=LICENSE,
@@ -154,7 +149,8 @@ def build_card(stats: CardStats, *, settings: Settings, repo_id: str | None = No
     )
     # Every released column, declared: `datasets` and the viewer read every shard with this
     # schema (nulls where an older shard lacks a column) instead of the first file's.
-    DatasetInfosDict({CONFIG: DatasetInfo(features=features())}).to_dataset_card_data(data)
+    features = Features.from_arrow_schema(SCHEMA)
+    DatasetInfosDict({CONFIG: DatasetInfo(features=features)}).to_dataset_card_data(data)
     body = _body(stats, repo_id or "<owner>/<name>", settings)
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 

@@ -138,13 +138,6 @@ class ExportError(ValueError):
     """Shards cannot be written or read; the message says what was wrong and what to do."""
 
 
-def features() -> Any:
-    """The released columns as ``datasets.Features`` (what the card declares for :data:`CONFIG`)."""
-    import datasets
-
-    return datasets.Features.from_arrow_schema(SCHEMA)
-
-
 def conform(table: pa.Table) -> pa.Table:
     """A shard's table in today's :data:`SCHEMA`: columns it predates added as nulls, in order.
 
@@ -215,15 +208,8 @@ def exported_up_to(out_dir: str | Path) -> int:
 def export_shards(
     store: VoteStore, out_dir: str | Path, *, max_rows: int = _MAX_ROWS
 ) -> list[Path]:
-    """Write the votes not yet exported as new shards; never touches existing ones.
-
-    Args:
-        out_dir: the export folder (``settings.export_dir``); shards go under ``votes/``.
-        max_rows: most votes per shard.
-
-    Returns:
-        The new shard paths, in row order (empty when there is nothing new).
-    """
+    """Write the votes not yet exported as new shards of at most ``max_rows`` under
+    ``out_dir/votes/``, never touching existing ones; return the new paths, in row order."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Two exporters into one folder (the app's sync and a CLI run) would each write their own
@@ -255,22 +241,18 @@ def _export_unlocked(store: VoteStore, out: Path, max_rows: int) -> list[Path]:
     for n, (_, part) in enumerate(groups):
         last = end if n == len(groups) - 1 else int(part["row_id"].max())
         name = f"{first:0{_ID_DIGITS}d}-{last:0{_ID_DIGITS}d}.parquet"
-        written.append(_write_once(out / SHARD_DIR / month[part.index[0]] / name, part))
+        path = out / SHARD_DIR / month[part.index[0]] / name
+        try:  # exclusive: fails rather than replace, so a published shard is never rewritten
+            with atomic_path(path, exclusive=True) as tmp:
+                pq.write_table(_to_table(part), tmp)
+        except FileExistsError:
+            raise ExportError(
+                f"{path} already exists; another export is running into the same folder, or the "
+                "folder holds shards of another store. Export each store into its own folder."
+            ) from None
+        written.append(path)
         first = last + 1
     return written
-
-
-def _write_once(path: Path, part: pd.DataFrame) -> Path:
-    try:
-        # exclusive: fails rather than replace, so a published shard is never rewritten
-        with atomic_path(path, exclusive=True) as tmp:
-            pq.write_table(_to_table(part), tmp)
-    except FileExistsError:
-        raise ExportError(
-            f"{path} already exists; another export is running into the same folder, or the "
-            "folder holds shards of another store. Export each store into its own folder."
-        ) from None
-    return path
 
 
 def read_vote_shards(directory: str | Path) -> pd.DataFrame:
@@ -297,7 +279,7 @@ def _record(row: dict[str, Any]) -> tuple[int | None, VoteRecord]:
         values[f"ratings_{side}"] = _gather(values, f"rating_{side}_", AESTHETICS, int)
     values["is_instrumental"] = bool(values["is_instrumental"])
     values["flags"] = values.get("flags") or ""  # shards from before the flags column
-    values["signed_in"] = bool(values.get("signed_in") or False)
+    values["signed_in"] = bool(values.get("signed_in"))
     values["vote_id"] = values.get("vote_id") or values["battle_uuid"]
     row_id = values.get("row_id")
     return (None if row_id is None else int(row_id)), VoteRecord.from_mapping(values)
@@ -310,10 +292,8 @@ def _gather(values: dict[str, Any], prefix: str, keys: tuple[str, ...], cast: ty
 
 
 def import_shards(store: VoteStore, directory: str | Path) -> int:
-    """Add the votes of every shard under ``directory`` to ``store``; idempotent by vote id.
-
-    Returns:
-        How many votes were new (0 when everything was already there).
+    """Add the votes of every shard under ``directory`` to ``store``; return how many were new
+    (idempotent by vote id).
 
     Raises:
         ExportError: a row is not a valid vote (the message names it).
