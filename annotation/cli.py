@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -115,21 +114,17 @@ def _quiet(name: str) -> Iterator[None]:
 def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
     """Export new votes into ``settings.export_dir`` (the one shard history, the Hub sync's), then
     copy every shard, a CSV and the card to --out."""
-    from annotation.card import SHARD_GLOB, build_card, stats_from_shards, write_dataset_card
+    from annotation.card import build_card, stats_from_shards, write_dataset_card
     from annotation.export import export_shards, to_csv
     from annotation.sync import compact
+    from annotation.sync.files import adopt_shards
 
     out = args.out.expanduser().resolve()
     export_dir = settings.export_dir.resolve()
     new = export_shards(store, export_dir)
     copied = 0
     if out != export_dir:
-        for shard in sorted(export_dir.glob(SHARD_GLOB)):
-            dest = out / shard.relative_to(export_dir)
-            if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(shard, dest)
-                copied += 1
+        copied = len(adopt_shards(export_dir, out, move=False))
         compact.tidy(out)  # shards an earlier export copied that a compacted file now holds
     csv = to_csv(store, out / "votes.csv")
     stats = stats_from_shards(out)
