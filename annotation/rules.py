@@ -217,20 +217,15 @@ def listen_status(credit: Mapping[str, float], min_listen_s: float) -> ListenSta
     got = {side: float(credit.get(side, 0.0)) for side in SIDES}
     missing = {side: max(0.0, min_listen_s - got[side]) for side in SIDES}
     missing = {side: 0.0 if need <= _LISTEN_SLACK_S else need for side, need in missing.items()}
-    return ListenStatus(
-        can_vote=not any(missing.values()),
-        missing=missing,
-        credit=got,
-        min_listen_s=float(min_listen_s),
-    )
+    return ListenStatus(not any(missing.values()), missing, got, float(min_listen_s))
 
 
 def check_listening(credit: Mapping[str, float], min_listen_s: float) -> None:
     """Refuse unless :func:`listen_status` says the vote can be cast."""
     status = listen_status(credit, min_listen_s)
     if not status.can_vote:
-        short = {side: need for side, need in status.missing.items() if need}
-        parts = ", ".join(f"{need:.1f} s more of clip {side}" for side, need in short.items())
+        missing = status.missing.items()
+        parts = ", ".join(f"{need:.1f} s more of clip {side}" for side, need in missing if need)
         raise VoteRefused(
             "not_listened",
             f"please listen to each clip for at least {min_listen_s:g} s before voting "
@@ -311,10 +306,9 @@ class RecentActions:
             times = self._times.setdefault(key, collections.deque())
             while times and times[0] <= now - window_s:
                 times.popleft()
-            if len(times) >= limit:
-                check_rate_limit(
-                    times, now, limit=limit, window_s=window_s, done=self._done, again=self._again
-                )
+            check_rate_limit(
+                times, now, limit=limit, window_s=window_s, done=self._done, again=self._again
+            )
             times.append(now)
             if now - self._pruned_at > window_s:
                 # Forget keys whose every action has left the window: memory follows the voters
