@@ -14,13 +14,12 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from annotation.store import StoreError, VoteRecord, VoteStore, new_vote, open_store
 from apex.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, guarded
 from apex.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from annotation.store import VoteRecord, VoteStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n", type=int, required=True, help="number of votes to simulate")
     p.add_argument("--seed", type=int, default=0, help="seed (same seed, same votes)")
-    p.set_defaults(func=guarded(cmd_simulate, errors=_expected_errors()))
+    p.set_defaults(func=guarded(cmd_simulate, errors=(StoreError,)))
 
     p = actions.add_parser(
         "import-music-arena",
@@ -71,27 +70,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_command(cmd_status))
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Input errors beyond :data:`apex.cli.INPUT_ERRORS` (which hold the ValueError ones)."""
-    from annotation.store import StoreError
-
-    return (StoreError,)
-
-
 def _command(
     command: Callable[[argparse.Namespace, Settings, VoteStore], int],
 ) -> Callable[[argparse.Namespace], int]:
     """A ``votes`` action on ``Settings.from_env()`` and its store, :func:`apex.cli.guarded`."""
 
     def run(args: argparse.Namespace) -> int:
-        from annotation.store import open_store
-
         settings = Settings.from_env()
         with closing(open_store(settings)) as store:
             return command(args, settings, store)
 
     run.__doc__ = command.__doc__
-    return guarded(run, errors=_expected_errors())
+    return guarded(run, errors=(StoreError,))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -195,7 +185,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.n < 1:
         return fail(args, f"--n {args.n} must be at least 1.")
     from annotation.pool.sources import pool_identity
-    from annotation.store import open_store
     from apex.demo import ensure_demo_corpus, load_metadata, simulate_votes
 
     corpus = ensure_demo_corpus(settings)
@@ -217,8 +206,6 @@ def simulated_records(
     """:func:`apex.demo.simulate_votes` rows as ``source="simulated"`` records (``pool``: the
     demo corpus's :func:`~annotation.pool.sources.pool_identity`). Listening times are the clips'
     full durations; vote ids derive from battle ids, so the same seed twice adds nothing."""
-    from annotation.store import new_vote
-
     clips = metadata.set_index("clip_id")
     records = []
     for row in frame.itertuples(index=False):
