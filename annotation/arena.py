@@ -8,7 +8,6 @@ refusal raises :class:`~annotation.rules.VoteRefused`. A vote never waits for AP
 from __future__ import annotations
 
 import dataclasses
-import logging
 import secrets
 import threading
 import time
@@ -34,8 +33,6 @@ from annotation.store import Battle, DuplicateVote, VoteRecord, VoteStore, new_v
 from apex.settings import Settings
 
 __all__ = ["Arena", "BattleTicket", "Reveal"]
-
-logger = logging.getLogger(__name__)
 
 #: Seconds between re-reads of the battles-per-pair counts (a scan of every battle); in between,
 #: this process counts its own battles.

@@ -9,14 +9,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from annotation.export import CONFIG, SCHEMA, VOTE_COLUMNS
 from apex.files import write_text_atomic
 from apex.tasks import APEX_BIBTEX
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from apex.settings import Settings
 
 #: Where vote shards live inside the export folder and the dataset repo (the ``datasets`` glob).
@@ -69,8 +70,6 @@ class CardStats:
 
 def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
     """Card counts from a votes table (columns as released; missing columns count as empty)."""
-    import pandas as pd
-
     if frame.empty:
         return CardStats(n_shards=n_shards)
     systems = frame.reindex(columns=["system_a", "system_b"]).melt()["value"].dropna()
@@ -94,9 +93,6 @@ def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
 
 def stats_from_shards(folder: Path) -> CardStats:
     """Card counts read from every ``votes/**/*.parquet`` shard under ``folder`` (repo layout)."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
     shards = sorted(Path(folder).glob(SHARD_GLOB))
     if not shards:
         return CardStats()
@@ -114,8 +110,6 @@ def stats_from_shards(folder: Path) -> CardStats:
 
 def compacted_from(path: Path) -> list[str]:
     """The shard names a compacted file replaced (its Parquet metadata; [] for a shard)."""
-    import pyarrow.parquet as pq
-
     meta = pq.read_schema(path).metadata or {}
     return json.loads(meta[COMPACTED_FROM]) if COMPACTED_FROM in meta else []
 
@@ -134,8 +128,6 @@ def build_card(stats: CardStats, *, settings: Settings, repo_id: str | None = No
     tags, ``configs`` pointing ``datasets`` at the shards, features) is what the Hub validates."""
     from datasets import DatasetInfo, Features
     from datasets.info import DatasetInfosDict
-
-    from annotation.export import CONFIG, SCHEMA
 
     data = DatasetCardData(
         license=LICENSE,
@@ -176,8 +168,6 @@ def _cell(text: str) -> str:
 
 
 def _body(stats: CardStats, repo_id: str, settings: Settings) -> str:
-    from annotation.export import VOTE_COLUMNS
-
     rows = "\n".join(f"| `{name}` | {_cell(doc)} |" for name, doc in VOTE_COLUMNS.items())
     systems = ", ".join(f"`{s}`" for s in stats.systems) or "—"
     simulated = ""

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from annotation.flags import FLAG_REASONS
 from annotation.store import SOURCES, VoteRecord, VoteStore
 from apex.files import atomic_path
 from apex.tasks import (
@@ -104,8 +105,6 @@ def _table(text: str) -> list[tuple[str, pa.DataType, str]]:
 
 
 def _columns() -> list[tuple[str, pa.DataType, str]]:
-    from annotation.flags import FLAG_REASONS
-
     sources = [VOTE_SOURCE_DOCS[source] for source in SOURCES]
     text = _BASE_COLUMNS.format(
         preferences=", ".join(PREFERENCES[:-1]) + " or " + PREFERENCES[-1],

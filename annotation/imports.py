@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from annotation.pool.sources import pool_identity
 from annotation.store import VoteRecord, VoteStore, new_vote
+from apex.sources.music_arena import read_release
 
 PREFIX = "music-arena:"
 
@@ -38,8 +40,6 @@ def music_arena_records(battles: pd.DataFrame, root: str | Path) -> list[VoteRec
     Clip ids are the release's file stems, as in :meth:`ClipPool.from_music_arena` (empty for a
     clip whose audio was not released); ``pool`` names the release at ``root`` and the batch.
     """
-    from annotation.pool.sources import pool_identity
-
     pools = {batch: pool_identity(root, batches=(batch,)) for batch in set(battles["batch"])}
     records = []
     for row in battles.itertuples(index=False):
@@ -67,8 +67,6 @@ def import_music_arena(store: VoteStore, source: str | Path) -> ImportSummary:
     Raises:
         apex.sources.music_arena.MusicArenaError: the folder is not in that layout.
     """
-    from apex.sources.music_arena import read_release
-
     release = read_release(source)
     records = music_arena_records(release.battles, release.root)
     added = store.import_votes((None, record) for record in records)
