@@ -117,12 +117,8 @@ class Arena:
         self.scorer = scorer
 
     def new_battle(self, session_id: str, ip: str | None = None) -> BattleTicket:
-        """Draw two clips for this session, record the battle, and hand out its ticket.
-
-        Raises:
-            VoteRefused: ``rate_limited`` past the voter's battles per window; ``no_pair`` when
-                the session has heard every pair.
-        """
+        """Draw two clips for this session, record the battle, and hand out its ticket; refuse
+        (:class:`VoteRefused`) past the voter's battles per window, or when no pair is new."""
         settings = self.settings
         self._battles_issued.admit(
             self._ids.voter(session_id, ip),
@@ -181,12 +177,8 @@ class Arena:
         ip: str | None = None,
     ) -> dict[str, float]:
         """Record that the client has played ``seconds`` of clip ``side`` in total so far; return
-        the listening credited so far, seconds per side.
-
-        Raises:
-            VoteRefused: bad side or seconds, a battle not open to this session, or too many
-                reports (per battle, or per voter and window).
-        """
+        the listening credited so far, seconds per side. Raises :class:`VoteRefused` for a bad
+        side or seconds, a battle not open to this session, or too many reports."""
         settings = self.settings
         rules.check_side(side)
         seconds = rules.check_listen_seconds(seconds)
@@ -217,22 +209,17 @@ class Arena:
     ) -> Reveal:
         """Check every rule, store the vote durably, and reveal systems and APEX's view.
 
-        Args:
-            account: a signed-in Hugging Face account's stable id (OAuth ``sub``): it then keys
-                and rate-limits the vote instead of the address, and marks it ``signed_in``.
-            feedback, ratings: optional text and ``{"A"|"B": {aesthetic: 1-5}}``.
-
-        Raises:
-            VoteRefused: any rule is broken (``str(exc)`` says which and what to do).
+        ``feedback`` and ``ratings`` (``{"A"|"B": {aesthetic: 1-5}}``) are optional; ``account``, a
+        signed-in Hugging Face account's id (OAuth ``sub``), keys and rate-limits the vote instead
+        of the address. Raises :class:`VoteRefused` when a rule is broken.
         """
         settings = self.settings
         rules.check_preference(preference)
         feedback = rules.check_feedback(feedback, settings.feedback_max_chars)
         clean_ratings = rules.check_ratings(ratings) or {}
         voter = self._ids.account(account) if account else self._ids.voter(session_id, ip)
-        # One vote of this voter at a time in this process: the rate-limit count and the insert
-        # must not interleave between threads (a voter firing requests in parallel gets no extra
-        # votes). Other voters' votes go on meanwhile; the store keeps one vote per battle.
+        # One vote of this voter at a time: the rate-limit count and the insert must not
+        # interleave (parallel requests get no extra votes); other voters go on meanwhile.
         with self._vote_locks[hash(voter) % _VOTE_LOCK_STRIPES]:
             now = self._clock()
             battle = self._open_battle(battle_id, session_id, now)

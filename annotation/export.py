@@ -138,11 +138,8 @@ class ExportError(ValueError):
 
 
 def conform(table: pa.Table) -> pa.Table:
-    """A shard's table in today's :data:`SCHEMA`: columns it predates added as nulls, in order.
-
-    Raises:
-        ExportError: a column has another type than released (a breaking change).
-    """
+    """A shard's table in today's :data:`SCHEMA`, columns it predates added as nulls; raises
+    :class:`ExportError` for a column of another type than released."""
     columns = []
     for field in SCHEMA:
         if field.name not in table.column_names:
@@ -292,11 +289,7 @@ def _gather(values: dict[str, Any], prefix: str, keys: tuple[str, ...], cast: ty
 
 def import_shards(store: VoteStore, directory: str | Path) -> int:
     """Add the votes of every shard under ``directory`` to ``store``; return how many were new
-    (idempotent by vote id).
-
-    Raises:
-        ExportError: a row is not a valid vote (the message names it).
-    """
+    (idempotent by vote id). Raises :class:`ExportError` naming a row that is not a valid vote."""
     frame = read_vote_shards(directory)
     records = [_record(row) for row in frame.to_dict("records")]
     return store.import_votes(records)

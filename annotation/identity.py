@@ -50,11 +50,8 @@ def _normalise(address: str | None) -> str | None:
 
 def load_or_create_salt(settings: Settings) -> str:
     """Return the pseudonym salt: ``settings.salt``, else a random 256-bit one created once
-    (exclusively, so processes starting together agree) at ``data_dir/salt.secret`` (0600).
-
-    Raises:
-        ValueError: the salt file exists but is empty.
-    """
+    (exclusively, so processes starting together agree) at ``data_dir/salt.secret`` (0600);
+    raises ValueError for an empty salt file."""
     if settings.salt:
         return settings.salt
     path = Path(settings.data_dir) / SALT_FILE

@@ -35,11 +35,9 @@ def _seconds(value: float) -> float:
 
 
 def music_arena_records(battles: pd.DataFrame, root: str | Path) -> list[VoteRecord]:
-    """One :class:`VoteRecord` per battle of :attr:`ArenaRelease.battles` (``source="imported"``).
-
-    Clip ids are the release's file stems, as in :meth:`ClipPool.from_music_arena` (empty for a
-    clip whose audio was not released); ``pool`` names the release at ``root`` and the batch.
-    """
+    """One ``source="imported"`` :class:`VoteRecord` per battle of :attr:`ArenaRelease.battles`;
+    clip ids are the file stems, as in :meth:`ClipPool.from_music_arena` (empty for a clip whose
+    audio was not released), and ``pool`` names the release at ``root`` and the batch."""
     pools = {batch: pool_identity(root, batches=(batch,)) for batch in set(battles["batch"])}
     records = []
     for row in battles.itertuples(index=False):
@@ -62,11 +60,8 @@ def music_arena_records(battles: pd.DataFrame, root: str | Path) -> list[VoteRec
 
 
 def import_music_arena(store: VoteStore, source: str | Path) -> ImportSummary:
-    """Add the votes of ``source``, a Music Arena release folder, to ``store``.
-
-    Raises:
-        apex.sources.music_arena.MusicArenaError: the folder is not in that layout.
-    """
+    """Add the votes of ``source``, a Music Arena release folder, to ``store`` (raises
+    :class:`apex.sources.music_arena.MusicArenaError` for a folder in another layout)."""
     release = read_release(source)
     records = music_arena_records(release.battles, release.root)
     added = store.import_votes((None, record) for record in records)

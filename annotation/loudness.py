@@ -1,9 +1,6 @@
-"""Loudness-matched playback: measure each arena clip and serve a copy at one common loudness.
-
-Integrated loudness is ITU-R BS.1770-4 (``pyloudnorm``), LUFS; true peak BS.1770-4 Annex 2 (4x
-oversampled), dBTP. A copy gets one static gain, ``target - loudness``, lowered to keep the true
-peak under the ceiling; copies are 16-bit WAV with a JSON sidecar, cached by content hash.
-"""
+"""Loudness-matched playback: each arena clip measured (ITU-R BS.1770-4 LUFS, 4x true peak dBTP)
+and served as a 16-bit copy with one static gain to a common loudness, its true peak under a
+ceiling; copies and their JSON sidecars are cached by content hash."""
 
 from __future__ import annotations
 
@@ -84,8 +81,7 @@ def measure(samples: np.ndarray, rate: int) -> Loudness:
     """Integrated loudness (LUFS) and true peak (dBTP) of ``samples`` ([T] or [T, C], at ``rate``).
 
     Raises:
-        ValueError: the signal is shorter than one 400 ms gating block, or has more than five
-            channels (BS.1770 weights only five).
+        ValueError: shorter than one 400 ms gating block, or over five channels (BS.1770's limit).
     """
     data = _as_2d(samples)
     if data.shape[0] < int(0.4 * rate):

@@ -37,13 +37,9 @@ REFUSAL_CODES: tuple[str, ...] = (
 
 
 class VoteRefused(Exception):
-    """A battle action was refused. ``str(exc)`` is the message to show the person.
-
-    Attributes:
-        code: one of :data:`REFUSAL_CODES`, for programs.
-        message: what was wrong and what to do, for people.
-        retry_after_s: seconds until the action can succeed (rate limits), else None.
-    """
+    """A battle action was refused: ``code`` (one of :data:`REFUSAL_CODES`) for programs,
+    ``message`` (``str(exc)``: what was wrong and what to do) for people, and for rate limits
+    ``retry_after_s``, the seconds until the action can succeed."""
 
     def __init__(self, code: str, message: str, *, retry_after_s: float | None = None) -> None:
         if code not in REFUSAL_CODES:
