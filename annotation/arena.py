@@ -57,17 +57,14 @@ class BattleTicket:
 
 
 class Arena:
-    """Battles, listening and votes over a clip pool and a vote store.
+    """Battles, listening and votes over a clip pool and a vote store, by ``settings``' rules.
 
     Args:
-        settings: the rules (listening, expiry, rate limits, sampler mode) and the salt.
         scorer: APEX scorer for the reveal's pick; None runs without until :meth:`attach_scorer`.
         sampler: anything with ``sample(*, pair_counts, ratings, exclude)``; default a
             :class:`annotation.sampler.PairSampler` over the pool in ``settings.sampler`` mode.
-        ratings: the ratings table for the ``info`` sampler; default
-            :class:`annotation.sampler.StoreRatings` over ``store`` in ``info`` mode.
-        clock: server time, Unix seconds.
-        seed: sampler seed; None draws one, so battle order differs across restarts.
+        ratings: the ``info`` sampler's ratings table; default a :class:`StoreRatings` of ``store``.
+        clock: server time, Unix seconds; seed: the sampler's (None draws one per process).
     """
 
     def __init__(

@@ -46,7 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--from",
         dest="folder",
         type=Path,
-        default=None,
         help="folder laid out like the dataset repo (votes/**/*.parquet); default: APEX_VOTES_REPO",
     )
     p.set_defaults(func=_command(cmd_restore))
@@ -80,7 +79,6 @@ def _command(
         with closing(open_store(settings)) as store:
             return command(args, settings, store)
 
-    run.__doc__ = command.__doc__
     return guarded(run, errors=(StoreError,))
 
 
