@@ -1,15 +1,13 @@
 """The arena service: issue a battle, record listening, accept or refuse a vote, reveal.
 
-The server keeps every fact that matters; the client holds an opaque battle id and two audio
-files until its vote is stored. Every refusal raises :class:`~annotation.rules.VoteRefused`.
-Issuing a battle moves its clips to the front of the scoring queue; a vote never waits for
-scores (stored without APEX's view, ``apex_pending``; :meth:`Arena.late_reveal` fills it in).
+The server keeps every fact; the client holds an opaque battle id and two audio files. Every
+refusal raises :class:`~annotation.rules.VoteRefused`. A vote never waits for APEX's scores
+(``apex_pending``; :meth:`Arena.late_reveal` fills them in).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import secrets
 import threading
 import time
@@ -36,31 +34,20 @@ from apex.settings import Settings
 
 __all__ = ["Arena", "BattleTicket", "Reveal"]
 
-logger = logging.getLogger(__name__)
-
-#: How often the battles-per-pair counts the sampler weighs by are re-read from the store,
-#: seconds. In between, this process counts its own battles; a re-read adds those of other
-#: processes sharing the store (replicas, imports). A full count costs a scan of every battle.
+#: Seconds between re-reads of the battles-per-pair counts (a scan of every battle); in between,
+#: this process counts its own battles.
 PAIR_COUNTS_REFRESH_S = 60.0
-#: How often the board the ``contrarian`` flag compares voters with is refitted, seconds (arena
-#: clock); a fit reads every vote.
+#: Seconds between refits of the board the ``contrarian`` flag compares with (reads every vote).
 CONSENSUS_REFRESH_S = 60.0
-#: Votes of different voters run in parallel; one voter's votes run one at a time (locks are
-#: striped by voter pseudonym, so the rate limit holds without one global lock).
+#: One voter's votes run one at a time; locks are striped by voter, not one global lock.
 _VOTE_LOCK_STRIPES = 64
 
 
 @dataclass(frozen=True)
 class BattleTicket:
-    """What the client receives for a new battle: an opaque id and two anonymous audio files.
-
-    Attributes:
-        audio_a, audio_b: the files to play: loudness-matched copies (``APEX_LOUDNESS_MATCH``)
-            or the pool's originals.
-        issued_at: server time of issue, Unix seconds.
-        prompt: the battle's prompt as stored (``"p1 | p2"`` for a cross-prompt battle), so the
-            UI shows it without reading the store.
-    """
+    """What the client receives for a new battle: an opaque id, the two files to play
+    (loudness-matched copies or the originals), the issue time (Unix seconds) and the prompt as
+    stored (``"p1 | p2"`` for a cross-prompt battle)."""
 
     battle_id: str
     audio_a: Path
@@ -70,22 +57,14 @@ class BattleTicket:
 
 
 class Arena:
-    """Battles, listening and votes over a clip pool and a vote store.
+    """Battles, listening and votes over a clip pool and a vote store, by ``settings``' rules.
 
     Args:
-        settings: rules (``min_listen_s``, ``battle_ttl_s``, rate limits, feedback length, sampler
-            mode) and the salt.
-        pool: the clips.
-        store: the vote store.
-        scorer: APEX scorer for the reveal's pick (``compare``); None runs without predictions
-            (or until :meth:`attach_scorer`).
+        scorer: APEX scorer for the reveal's pick; None runs without until :meth:`attach_scorer`.
         sampler: anything with ``sample(*, pair_counts, ratings, exclude)``; default a
-            :class:`annotation.sampler.PairSampler` over ``pool.frame()`` in ``settings.sampler``
-            mode.
-        ratings: returns the current ratings table for the ``info`` sampler; default in
-            ``info`` mode: :class:`annotation.sampler.StoreRatings` over ``store``.
-        clock: server time source, Unix seconds (tests pass a fake clock).
-        seed: sampler seed; None draws one, so battle order is not predictable across restarts.
+            :class:`annotation.sampler.PairSampler` over the pool in ``settings.sampler`` mode.
+        ratings: the ``info`` sampler's ratings table; default a :class:`StoreRatings` of ``store``.
+        clock: server time, Unix seconds; seed: the sampler's (None draws one per process).
     """
 
     def __init__(
@@ -134,14 +113,9 @@ class Arena:
         """Use ``scorer`` for APEX's pick from now on (the arena opens before the model loads)."""
         self.scorer = scorer
 
-    # ------------------------------------------------------------------ issue
     def new_battle(self, session_id: str, ip: str | None = None) -> BattleTicket:
-        """Draw two clips for this session, record the battle, and hand out its ticket.
-
-        Raises:
-            VoteRefused: ``rate_limited`` past ``settings.rate_limit_battles`` battles per voter
-                per window; ``no_pair`` when the session has already heard every pair.
-        """
+        """Draw two clips for this session, record the battle, and hand out its ticket; refuse
+        (:class:`VoteRefused`) past the voter's battles per window, or when no pair is new."""
         settings = self.settings
         self._battles_issued.admit(
             self._ids.voter(session_id, ip),
@@ -191,7 +165,6 @@ class Arena:
         clip = self.pool[clip_id]
         return self.loudness.serve_or_original(clip.path, clip.content_hash)
 
-    # ------------------------------------------------------------------ listen
     def listen(
         self,
         battle_id: str,
@@ -200,16 +173,9 @@ class Arena:
         session_id: str,
         ip: str | None = None,
     ) -> dict[str, float]:
-        """Record that the client has played ``seconds`` of clip ``side`` in total so far.
-
-        Returns:
-            Listening credited by the server so far, seconds per side (``{"A": .., "B": ..}``).
-
-        Raises:
-            VoteRefused: bad side or seconds, unknown/expired/voted battle, another session's;
-                ``rate_limited`` past ``settings.listen_reports_per_battle`` reports on this battle
-                or ``settings.rate_limit_listens`` per voter per window.
-        """
+        """Record that the client has played ``seconds`` of clip ``side`` in total so far; return
+        the listening credited so far, seconds per side. Raises :class:`VoteRefused` for a bad
+        side or seconds, a battle not open to this session, or too many reports."""
         settings = self.settings
         rules.check_side(side)
         seconds = rules.check_listen_seconds(seconds)
@@ -227,7 +193,6 @@ class Arena:
         self.store.add_listen_event(battle_id, event)
         return rules.listened_seconds([*events, event], battle.issued_at)
 
-    # ------------------------------------------------------------------ vote
     def vote(
         self,
         battle_id: str,
@@ -241,25 +206,17 @@ class Arena:
     ) -> Reveal:
         """Check every rule, store the vote durably, and reveal systems and APEX's view.
 
-        Args:
-            preference: one of :data:`annotation.rules.PREFERENCES`.
-            account: the stable id of a signed-in Hugging Face account (OAuth ``sub``), or None.
-                A signed-in vote is keyed (and rate-limited) by a salted HMAC of the account,
-                not by address, and is marked ``signed_in``.
-            feedback: optional free text (at most ``settings.feedback_max_chars``).
-            ratings: optional ``{"A"|"B": {aesthetic: 1-5}}``.
-
-        Raises:
-            VoteRefused: any rule is broken (``str(exc)`` says which and what to do).
+        ``feedback`` and ``ratings`` (``{"A"|"B": {aesthetic: 1-5}}``) are optional; ``account``, a
+        signed-in Hugging Face account's id (OAuth ``sub``), keys and rate-limits the vote instead
+        of the address. Raises :class:`VoteRefused` when a rule is broken.
         """
         settings = self.settings
         rules.check_preference(preference)
         feedback = rules.check_feedback(feedback, settings.feedback_max_chars)
         clean_ratings = rules.check_ratings(ratings) or {}
         voter = self._ids.account(account) if account else self._ids.voter(session_id, ip)
-        # One vote of this voter at a time in this process: the rate-limit count and the insert
-        # must not interleave between threads (a voter firing requests in parallel gets no extra
-        # votes). Other voters' votes go on meanwhile; the store keeps one vote per battle.
+        # One vote of this voter at a time: the rate-limit count and the insert must not
+        # interleave (parallel requests get no extra votes); other voters go on meanwhile.
         with self._vote_locks[hash(voter) % _VOTE_LOCK_STRIPES]:
             now = self._clock()
             battle = self._open_battle(battle_id, session_id, now)
@@ -272,13 +229,11 @@ class Arena:
             events = self.store.listen_events(battle_id)
             credit = rules.listened_seconds(events, battle.issued_at)
             rules.check_listening(credit, settings.min_listen_s)
-            record = self._record(battle, voter, now, preference, events, credit)
             record = dataclasses.replace(
-                record,
+                self._record(battle, voter, now, preference, events, credit),
                 feedback=feedback,
                 ratings_a=clean_ratings.get("A"),
                 ratings_b=clean_ratings.get("B"),
-                flags=self._flags_of(battle, voter, record),
                 signed_in=bool(account),
             )
             try:
@@ -287,22 +242,11 @@ class Arena:
                 raise VoteRefused(
                     "already_voted", "this battle already has a vote; start a new battle."
                 ) from None
-        return self._reveal(record, voter)
+        pending, note = False, ""
+        if not record.apex_a:
+            pending, note = self.pool.missing_scores(record.clip_a, record.clip_b)
+        return reveal_of(record, self.store.vote_count(voter), pending=pending, note=note)
 
-    # ------------------------------------------------------------------ vote quality
-    def _flags_of(self, battle: Battle, voter: str, record: VoteRecord) -> str:
-        """Reasons this vote may be unreliable (:func:`annotation.flags.vote_flags`)."""
-        history = [PastVote(*row) for row in self.store.recent_votes(voter, HISTORY_VOTES)]
-        return vote_flags(
-            vote=PastVote(record.timestamp, record.preference, record.system_a, record.system_b),
-            issued_at=battle.issued_at,
-            credit={"A": record.total_listening_time_a, "B": record.total_listening_time_b},
-            min_listen_s=self.settings.min_listen_s,
-            history=history,
-            ratings=self._consensus.ratings(record.timestamp),
-        )
-
-    # ------------------------------------------------------------------ helpers
     def _record(
         self,
         battle: Battle,
@@ -312,7 +256,17 @@ class Arena:
         events: list[ListenEvent],
         credit: Mapping[str, float],
     ) -> VoteRecord:
+        """The vote with APEX's view, the loudness served and its flags (:func:`vote_flags`)."""
         view = self._apex_view(battle) or ApexView({}, {}, None, None)
+        history = [PastVote(*row) for row in self.store.recent_votes(voter, HISTORY_VOTES)]
+        flags = vote_flags(
+            vote=PastVote(now, preference, battle.system_a, battle.system_b),
+            issued_at=battle.issued_at,
+            credit=credit,
+            min_listen_s=self.settings.min_listen_s,
+            history=history,
+            ratings=self._consensus.ratings(now),
+        )
         clip_a, clip_b = self.pool[battle.clip_a], self.pool[battle.clip_b]
         served_a, served_b = self._served(battle.clip_a), self._served(battle.clip_b)
         return new_vote(
@@ -340,6 +294,7 @@ class Arena:
             duration_b=clip_b.duration_s,
             instrumental_a=clip_a.is_instrumental,
             instrumental_b=clip_b.is_instrumental,
+            flags=flags,
         )
 
     def _open_battle(self, battle_id: str, session_id: str, now: float) -> Battle:
@@ -366,9 +321,3 @@ class Arena:
 
     def _apex_view(self, battle: Battle) -> ApexView | None:
         return apex_view(self.pool, self.scorer, battle.clip_a, battle.clip_b, self.model_version)
-
-    def _reveal(self, record: VoteRecord, voter: str) -> Reveal:
-        pending, note = False, ""
-        if not record.apex_a:
-            pending, note = self.pool.missing_scores(record.clip_a, record.clip_b)
-        return reveal_of(record, self.store.vote_count(voter), pending=pending, note=note)

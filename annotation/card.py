@@ -1,27 +1,23 @@
-"""The dataset card (``README.md``) of the public votes dataset, generated from the vote schema.
-
-Rebuilt from :data:`annotation.export.VOTE_COLUMNS` and the counts of the exported shards
-(:func:`stats_from_shards`, :func:`build_card`), written next to them by
-:func:`write_dataset_card` and uploaded with the next push; the card is the one refreshed file.
-"""
+"""The dataset card (``README.md``) of the public votes dataset: built from
+:data:`annotation.export.VOTE_COLUMNS` and the shards' counts, written next to the shards."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from annotation.export import CONFIG, SCHEMA, VOTE_COLUMNS
 from apex.files import write_text_atomic
 from apex.tasks import APEX_BIBTEX
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from apex.settings import Settings
 
 #: Where vote shards live inside the export folder and the dataset repo (the ``datasets`` glob).
@@ -54,16 +50,9 @@ _CITATIONS = f"```bibtex\n{APEX_BIBTEX}\n\n{_MUSIC_ARENA_BIBTEX}\n```"
 
 @dataclass(frozen=True)
 class CardStats:
-    """Counts shown on the card.
-
-    Attributes:
-        n_votes: rows in the released shards.
-        systems: distinct generating systems appearing on either side, sorted.
-        first_vote / last_vote: UTC time of the earliest / latest vote (None when empty).
-        n_simulated: rows whose ``source`` is ``"simulated"`` (demo votes, never real listeners).
-        n_shards: Parquet shard files.
-        compactions: ``(repo path, shards replaced, votes)`` of each compacted monthly file.
-    """
+    """Counts shown on the card: votes, the systems on either side (sorted), the UTC times of the
+    first and last vote (None when empty), simulated votes, shard files, and each compacted
+    monthly file's ``(repo path, shards replaced, votes)``."""
 
     n_votes: int = 0
     systems: tuple[str, ...] = ()
@@ -81,27 +70,20 @@ class CardStats:
 
 def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
     """Card counts from a votes table (columns as released; missing columns count as empty)."""
-    import pandas as pd
-
     if frame.empty:
         return CardStats(n_shards=n_shards)
-    systems: set[str] = set()
-    for column in ("system_a", "system_b"):
-        if column in frame:
-            systems.update(str(s) for s in frame[column].dropna().unique())
+    systems = frame.reindex(columns=["system_a", "system_b"]).melt()["value"].dropna()
     first = last = None
-    if "timestamp" in frame:
-        stamps = frame["timestamp"].dropna()
-        if len(stamps):
-            # Shards may carry epoch seconds or datetimes: normalise both to aware UTC.
-            unit = "s" if pd.api.types.is_numeric_dtype(stamps) else None
-            times = pd.to_datetime(stamps, unit=unit, utc=True)
-            first = times.min().to_pydatetime(warn=False)
-            last = times.max().to_pydatetime(warn=False)
+    stamps = frame.get("timestamp", pd.Series(dtype=float)).dropna()
+    if len(stamps):
+        # Shards may carry epoch seconds or datetimes: normalise both to aware UTC.
+        unit = "s" if pd.api.types.is_numeric_dtype(stamps) else None
+        times = pd.to_datetime(stamps, unit=unit, utc=True)
+        first, last = (t.to_pydatetime(warn=False) for t in (times.min(), times.max()))
     simulated = int((frame["source"] == "simulated").sum()) if "source" in frame else 0
     return CardStats(
         n_votes=len(frame),
-        systems=tuple(sorted(systems)),
+        systems=tuple(sorted(set(systems.astype(str)))),
         first_vote=first,
         last_vote=last,
         n_simulated=simulated,
@@ -111,9 +93,6 @@ def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
 
 def stats_from_shards(folder: Path) -> CardStats:
     """Card counts read from every ``votes/**/*.parquet`` shard under ``folder`` (repo layout)."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
     shards = sorted(Path(folder).glob(SHARD_GLOB))
     if not shards:
         return CardStats()
@@ -131,8 +110,6 @@ def stats_from_shards(folder: Path) -> CardStats:
 
 def compacted_from(path: Path) -> list[str]:
     """The shard names a compacted file replaced (its Parquet metadata; [] for a shard)."""
-    import pyarrow.parquet as pq
-
     meta = pq.read_schema(path).metadata or {}
     return json.loads(meta[COMPACTED_FROM]) if COMPACTED_FROM in meta else []
 
@@ -145,38 +122,12 @@ def size_category(n: int) -> str:
     return "n>100M"
 
 
-def build_card(
-    stats: CardStats,
-    *,
-    repo_id: str | None = None,
-    settings: Settings | None = None,
-    columns: Mapping[str, str] | None = None,
-) -> DatasetCard:
-    """Build the dataset card for the votes repo.
-
-    Args:
-        stats: counts to show (see :func:`stats_from_shards`).
-        repo_id: ``owner/name`` of the dataset repo, used in the loading example; a placeholder
-            when None (a local export).
-        settings: vote rules to describe (minimum listen, rate limits); defaults when None.
-        columns: released column name -> description; default ``annotation.export.VOTE_COLUMNS``.
-
-    Returns:
-        A :class:`huggingface_hub.DatasetCard` whose YAML metadata the Hub validates (licence, task
-        categories, tags, ``configs`` pointing ``datasets`` at ``votes/**/*.parquet``).
-    """
-    if columns is None:
-        from annotation.export import VOTE_COLUMNS
-
-        columns = VOTE_COLUMNS
-    if settings is None:
-        from apex.settings import Settings
-
-        settings = Settings()
-    from datasets import DatasetInfo
+def build_card(stats: CardStats, *, settings: Settings, repo_id: str | None = None) -> DatasetCard:
+    """The dataset card of the votes repo: ``stats``, the vote rules of ``settings``, and
+    ``repo_id`` (``owner/name``; a placeholder when None) in the loading example. Its YAML (licence,
+    tags, ``configs`` pointing ``datasets`` at the shards, features) is what the Hub validates."""
+    from datasets import DatasetInfo, Features
     from datasets.info import DatasetInfosDict
-
-    from annotation.export import CONFIG, features
 
     data = DatasetCardData(
         license=LICENSE,
@@ -190,16 +141,15 @@ def build_card(
     )
     # Every released column, declared: `datasets` and the viewer read every shard with this
     # schema (nulls where an older shard lacks a column) instead of the first file's.
-    DatasetInfosDict({CONFIG: DatasetInfo(features=features())}).to_dataset_card_data(data)
-    body = _body(stats, repo_id or "<owner>/<name>", settings, columns)
+    features = Features.from_arrow_schema(SCHEMA)
+    DatasetInfosDict({CONFIG: DatasetInfo(features=features)}).to_dataset_card_data(data)
+    body = _body(stats, repo_id or "<owner>/<name>", settings)
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
 def write_dataset_card(folder: Path, card: DatasetCard) -> bool:
-    """Write ``card`` to ``folder/README.md`` only when its text changed; return True if written.
-
-    Leaving an unchanged card alone keeps its modification time, so the sync does not re-upload it.
-    """
+    """Write ``card`` to ``folder/README.md`` only when its text changed (an unchanged card keeps
+    its modification time, so the sync does not re-upload it); return True if written."""
     path = Path(folder) / CARD_FILE
     text = str(card)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
@@ -217,8 +167,8 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def _body(stats: CardStats, repo_id: str, settings: Settings, columns: Mapping[str, str]) -> str:
-    rows = "\n".join(f"| `{name}` | {_cell(doc)} |" for name, doc in columns.items())
+def _body(stats: CardStats, repo_id: str, settings: Settings) -> str:
+    rows = "\n".join(f"| `{name}` | {_cell(doc)} |" for name, doc in VOTE_COLUMNS.items())
     systems = ", ".join(f"`{s}`" for s in stats.systems) or "—"
     simulated = ""
     if stats.n_simulated:

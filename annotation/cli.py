@@ -9,19 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from annotation.store import StoreError, VoteRecord, VoteStore, new_vote, open_store
 from apex.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, guarded
 from apex.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from annotation.store import VoteRecord, VoteStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--from",
         dest="folder",
         type=Path,
-        default=None,
         help="folder laid out like the dataset repo (votes/**/*.parquet); default: APEX_VOTES_REPO",
     )
     p.set_defaults(func=_command(cmd_restore))
@@ -58,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n", type=int, required=True, help="number of votes to simulate")
     p.add_argument("--seed", type=int, default=0, help="seed (same seed, same votes)")
-    p.set_defaults(func=guarded(cmd_simulate, errors=_expected_errors()))
+    p.set_defaults(func=guarded(cmd_simulate, errors=(StoreError,)))
 
     p = actions.add_parser(
         "import-music-arena",
@@ -72,29 +69,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_command(cmd_status))
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean "fix the input" beyond :data:`apex.cli.INPUT_ERRORS` (ValueError ones:
-    SettingsError, ExportError, MusicArenaError): the store refusing (StoreError)."""
-    from annotation.store import StoreError
-
-    return (StoreError,)
-
-
 def _command(
     command: Callable[[argparse.Namespace, Settings, VoteStore], int],
 ) -> Callable[[argparse.Namespace], int]:
-    """A ``votes`` action on ``Settings.from_env()`` and the store it opens (closed after), with
-    the one CLI convention (:func:`apex.cli.guarded`: an expected error is one line, exit 2)."""
+    """A ``votes`` action on ``Settings.from_env()`` and its store, :func:`apex.cli.guarded`."""
 
     def run(args: argparse.Namespace) -> int:
-        from annotation.store import open_store
-
         settings = Settings.from_env()
         with closing(open_store(settings)) as store:
             return command(args, settings, store)
 
-    run.__doc__ = command.__doc__
-    return guarded(run, errors=_expected_errors())
+    return guarded(run, errors=(StoreError,))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -115,26 +100,19 @@ def _quiet(name: str) -> Iterator[None]:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
-    """Export new votes into the export folder, then copy every shard, a CSV and the card to --out.
-
-    Going through ``settings.export_dir`` keeps one append-only shard history (the one the Hub
-    sync uploads, restored shards included), so ``--out`` gets every vote, laid out like the repo.
-    """
-    from annotation.card import SHARD_GLOB, build_card, stats_from_shards, write_dataset_card
+    """Export new votes into ``settings.export_dir`` (the one shard history, the Hub sync's), then
+    copy every shard, a CSV and the card to --out."""
+    from annotation.card import build_card, stats_from_shards, write_dataset_card
     from annotation.export import export_shards, to_csv
     from annotation.sync import compact
+    from annotation.sync.files import adopt_shards
 
     out = args.out.expanduser().resolve()
     export_dir = settings.export_dir.resolve()
     new = export_shards(store, export_dir)
     copied = 0
     if out != export_dir:
-        for shard in sorted(export_dir.glob(SHARD_GLOB)):
-            dest = out / shard.relative_to(export_dir)
-            if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(shard, dest)
-                copied += 1
+        copied = len(adopt_shards(export_dir, out, move=False))
         compact.tidy(out)  # shards an earlier export copied that a compacted file now holds
     csv = to_csv(store, out / "votes.csv")
     stats = stats_from_shards(out)
@@ -169,10 +147,8 @@ def cmd_push(args: argparse.Namespace, settings: Settings, store: VoteStore) -> 
 
 
 def cmd_restore(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
-    """Import shards from --from, or from APEX_VOTES_REPO; idempotent.
-
-    A missing or malformed folder is bad input (exit 2); a Hub that refuses is exit 1.
-    """
+    """Import shards from --from, or from APEX_VOTES_REPO; idempotent. A missing or malformed
+    folder is bad input (exit 2); a Hub that refuses is exit 1."""
     from annotation.sync import SYNC_ERRORS, VoteSync, describe_error, restore_from_folder
 
     before = store.counts()["votes"]
@@ -207,7 +183,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.n < 1:
         return fail(args, f"--n {args.n} must be at least 1.")
     from annotation.pool.sources import pool_identity
-    from annotation.store import open_store
     from apex.demo import ensure_demo_corpus, load_metadata, simulate_votes
 
     corpus = ensure_demo_corpus(settings)
@@ -229,8 +204,6 @@ def simulated_records(
     """:func:`apex.demo.simulate_votes` rows as ``source="simulated"`` records (``pool``: the
     demo corpus's :func:`~annotation.pool.sources.pool_identity`). Listening times are the clips'
     full durations; vote ids derive from battle ids, so the same seed twice adds nothing."""
-    from annotation.store import new_vote
-
     clips = metadata.set_index("clip_id")
     records = []
     for row in frame.itertuples(index=False):
@@ -254,8 +227,7 @@ def simulated_records(
 
 
 def cmd_import_music_arena(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
-    """``apex votes import-music-arena DIR``: Music Arena's votes into the store, as imported
-    (a folder not in Music Arena's layout is bad input: MusicArenaError, exit 2)."""
+    """Music Arena's votes into the store, as imported (another layout: exit 2)."""
     from annotation.imports import import_music_arena
 
     summary = import_music_arena(store, args.folder)

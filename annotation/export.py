@@ -1,11 +1,8 @@
 """Released vote columns, append-only Parquet shards, and import from them.
 
-Shards are ``<out_dir>/votes/YYYY/MM/<from>-<to>.parquet``: ``from``-``to`` the store row ids
-covered (zero-padded), ``YYYY/MM`` the votes' UTC month; written once, atomically, never
-rewritten; the largest ``to`` is the export state. Votes from :func:`import_shards` are not
-exported again. :data:`VOTE_COLUMNS` is the one table of names, Arrow types and meanings (Music
-Arena's names where one applies): the shards' :data:`SCHEMA`, the card's features and the Data
-tab's list. Columns are only added, nullable (``tests/annotation/released_schema.json``).
+Shards are ``<out_dir>/votes/YYYY/MM/<from>-<to>.parquet`` (store row ids, the votes' UTC month),
+written once and never rewritten; the largest ``to`` is the export state; imported votes are not
+exported again. :data:`VOTE_COLUMNS` is the one table of released columns: only added, nullable.
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from annotation.flags import FLAG_REASONS
 from annotation.store import SOURCES, VoteRecord, VoteStore
 from apex.files import atomic_path
 from apex.tasks import (
@@ -39,11 +37,8 @@ _SHARD_NAME = re.compile(r"^(\d+)-(\d+)\.parquet$")
 _ID_DIGITS = 12
 _MAX_ROWS = 100_000
 _LOCK_FILE = ".export.lock"
-_STR, _F64, _I64, _BOOL, _I8 = pa.string(), pa.float64(), pa.int64(), pa.bool_(), pa.int8()
-
-
-#: Arrow type of each code in the column tables below.
-_TYPES = {"str": _STR, "f64": _F64, "i64": _I64, "bool": _BOOL, "i8": _I8}
+#: Arrow type of each code in the column table below.
+_TYPES = {"str": pa.string(), "f64": pa.float64(), "i64": pa.int64(), "bool": pa.bool_()}
 
 #: The released columns before APEX's and the voters' per-clip ones: ``name type description``,
 #: a description continued on indented lines.
@@ -110,8 +105,6 @@ def _table(text: str) -> list[tuple[str, pa.DataType, str]]:
 
 
 def _columns() -> list[tuple[str, pa.DataType, str]]:
-    from annotation.flags import FLAG_REASONS
-
     sources = [VOTE_SOURCE_DOCS[source] for source in SOURCES]
     text = _BASE_COLUMNS.format(
         preferences=", ".join(PREFERENCES[:-1]) + " or " + PREFERENCES[-1],
@@ -122,13 +115,13 @@ def _columns() -> list[tuple[str, pa.DataType, str]]:
     for side in ("a", "b"):
         for name in SCORE_NAMES:
             doc = f"APEX on clip {side.upper()}: {SCORE_DESCRIPTIONS[name]}"
-            cols.append((f"apex_{side}_{name}", _F64, doc))
+            cols.append((f"apex_{side}_{name}", pa.float64(), doc))
         doc = f"APEX preference logit of clip {side.upper()}."
-        cols.append((f"apex_{side}_preference", _F64, doc))
+        cols.append((f"apex_{side}_preference", pa.float64(), doc))
     for side in ("a", "b"):
         for name in AESTHETICS:
             doc = f"Voter's optional 1-5 rating of clip {side.upper()}: {SCORE_DESCRIPTIONS[name]}"
-            cols.append((f"rating_{side}_{name}", _I8, doc))
+            cols.append((f"rating_{side}_{name}", pa.int8(), doc))
     return cols
 
 
@@ -144,19 +137,9 @@ class ExportError(ValueError):
     """Shards cannot be written or read; the message says what was wrong and what to do."""
 
 
-def features() -> Any:
-    """The released columns as ``datasets.Features`` (what the card declares for :data:`CONFIG`)."""
-    import datasets
-
-    return datasets.Features.from_arrow_schema(SCHEMA)
-
-
 def conform(table: pa.Table) -> pa.Table:
-    """A shard's table in today's :data:`SCHEMA`: columns it predates added as nulls, in order.
-
-    Raises:
-        ExportError: a column has another type than released (a breaking change).
-    """
+    """A shard's table in today's :data:`SCHEMA`, columns it predates added as nulls; raises
+    :class:`ExportError` for a column of another type than released."""
     columns = []
     for field in SCHEMA:
         if field.name not in table.column_names:
@@ -176,18 +159,12 @@ def conform(table: pa.Table) -> pa.Table:
 
 
 def _family(kind: pa.DataType) -> str:
-    for name, test in _FAMILIES:
-        if test(kind):
-            return name
-    return str(kind)
-
-
-_FAMILIES = (
-    ("null", pa.types.is_null),
-    ("text", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)),
-    ("number", lambda t: pa.types.is_integer(t) or pa.types.is_floating(t)),
-    ("bool", pa.types.is_boolean),
-)
+    """The kind of values an Arrow type holds: types of one family cast into each other."""
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "text"
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return "number"
+    return str(kind)  # "null", "bool", ...
 
 
 def release_frame(votes: pd.DataFrame) -> pd.DataFrame:
@@ -227,15 +204,8 @@ def exported_up_to(out_dir: str | Path) -> int:
 def export_shards(
     store: VoteStore, out_dir: str | Path, *, max_rows: int = _MAX_ROWS
 ) -> list[Path]:
-    """Write the votes not yet exported as new shards; never touches existing ones.
-
-    Args:
-        out_dir: the export folder (``settings.export_dir``); shards go under ``votes/``.
-        max_rows: most votes per shard.
-
-    Returns:
-        The new shard paths, in row order (empty when there is nothing new).
-    """
+    """Write the votes not yet exported as new shards of at most ``max_rows`` under
+    ``out_dir/votes/``, never touching existing ones; return the new paths, in row order."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Two exporters into one folder (the app's sync and a CLI run) would each write their own
@@ -267,22 +237,18 @@ def _export_unlocked(store: VoteStore, out: Path, max_rows: int) -> list[Path]:
     for n, (_, part) in enumerate(groups):
         last = end if n == len(groups) - 1 else int(part["row_id"].max())
         name = f"{first:0{_ID_DIGITS}d}-{last:0{_ID_DIGITS}d}.parquet"
-        written.append(_write_once(out / SHARD_DIR / month[part.index[0]] / name, part))
+        path = out / SHARD_DIR / month[part.index[0]] / name
+        try:  # exclusive: fails rather than replace, so a published shard is never rewritten
+            with atomic_path(path, exclusive=True) as tmp:
+                pq.write_table(_to_table(part), tmp)
+        except FileExistsError:
+            raise ExportError(
+                f"{path} already exists; another export is running into the same folder, or the "
+                "folder holds shards of another store. Export each store into its own folder."
+            ) from None
+        written.append(path)
         first = last + 1
     return written
-
-
-def _write_once(path: Path, part: pd.DataFrame) -> Path:
-    try:
-        # exclusive: fails rather than replace, so a published shard is never rewritten
-        with atomic_path(path, exclusive=True) as tmp:
-            pq.write_table(_to_table(part), tmp)
-    except FileExistsError:
-        raise ExportError(
-            f"{path} already exists; another export is running into the same folder, or the "
-            "folder holds shards of another store. Export each store into its own folder."
-        ) from None
-    return path
 
 
 def read_vote_shards(directory: str | Path) -> pd.DataFrame:
@@ -305,35 +271,25 @@ def _record(row: dict[str, Any]) -> tuple[int | None, VoteRecord]:
     values = {k: (None if pd.isna(v) else v) for k, v in row.items()}
     for side in ("a", "b"):
         values[f"listen_data_{side}"] = json.loads(values.get(f"listen_data_{side}") or "[]")
-        apex = {
-            k: float(values[f"apex_{side}_{k}"])
-            for k in _APEX_KEYS
-            if values.get(f"apex_{side}_{k}") is not None
-        }
-        values[f"apex_{side}"] = apex or None
-        marks = {
-            k: int(values[f"rating_{side}_{k}"])
-            for k in AESTHETICS
-            if values.get(f"rating_{side}_{k}") is not None
-        }
-        values[f"ratings_{side}"] = marks or None
+        values[f"apex_{side}"] = _gather(values, f"apex_{side}_", _APEX_KEYS, float)
+        values[f"ratings_{side}"] = _gather(values, f"rating_{side}_", AESTHETICS, int)
     values["is_instrumental"] = bool(values["is_instrumental"])
     values["flags"] = values.get("flags") or ""  # shards from before the flags column
-    values["signed_in"] = bool(values.get("signed_in") or False)
+    values["signed_in"] = bool(values.get("signed_in"))
     values["vote_id"] = values.get("vote_id") or values["battle_uuid"]
     row_id = values.get("row_id")
     return (None if row_id is None else int(row_id)), VoteRecord.from_mapping(values)
 
 
+def _gather(values: dict[str, Any], prefix: str, keys: tuple[str, ...], cast: type) -> Any:
+    """``{key: cast(values[prefix + key])}`` of the keys with a value, or None when none has."""
+    got = {k: cast(values[prefix + k]) for k in keys if values.get(prefix + k) is not None}
+    return got or None
+
+
 def import_shards(store: VoteStore, directory: str | Path) -> int:
-    """Add the votes of every shard under ``directory`` to ``store``; idempotent by vote id.
-
-    Returns:
-        How many votes were new (0 when everything was already there).
-
-    Raises:
-        ExportError: a row is not a valid vote (the message names it).
-    """
+    """Add the votes of every shard under ``directory`` to ``store``; return how many were new
+    (idempotent by vote id). Raises :class:`ExportError` naming a row that is not a valid vote."""
     frame = read_vote_shards(directory)
     records = [_record(row) for row in frame.to_dict("records")]
     return store.import_votes(records)

@@ -27,17 +27,9 @@ def client_address(forwarded_for: str | None, peer: str | None, trusted_proxies:
     """The visitor's address: the ``X-Forwarded-For`` hop the outermost trusted proxy appended.
 
     Each proxy appends the address that connected to it, so ``hops[-trusted_proxies]`` was
-    written by a proxy we trust; hops a client forged sit further left and are never read. A
-    Space's front end is one proxy (its TCP peer is internal, 10.x).
-
-    Args:
-        forwarded_for: the ``X-Forwarded-For`` header (None or "" when absent).
-        peer: address of the host connected to the app (``request.client.host``).
-        trusted_proxies: proxies in front of the app (``APEX_TRUSTED_PROXIES``); 0 returns ``peer``.
-
-    Returns:
-        The address (normalised when it parses as IPv4/IPv6), or ``peer`` when the header has
-        fewer hops than trusted proxies.
+    written by a proxy we trust; hops a client forged sit further left and are never read. Returns
+    ``peer`` (``request.client.host``) for ``trusted_proxies=0`` or a header with fewer hops; an
+    address that parses as IPv4/IPv6 is normalised.
     """
     if trusted_proxies < 0:
         raise ValueError(f"trusted_proxies must be >= 0, got {trusted_proxies}")
@@ -57,14 +49,9 @@ def _normalise(address: str | None) -> str | None:
 
 
 def load_or_create_salt(settings: Settings) -> str:
-    """Return the pseudonym salt: ``settings.salt`` when set, else the one kept in the data dir.
-
-    Without ``APEX_SALT`` a random 256-bit salt is created once, atomically and exclusively (so
-    processes starting together agree), at ``settings.data_dir / "salt.secret"`` (0600).
-
-    Raises:
-        ValueError: the salt file exists but is empty (delete it or set ``APEX_SALT``).
-    """
+    """Return the pseudonym salt: ``settings.salt``, else a random 256-bit one created once
+    (exclusively, so processes starting together agree) at ``data_dir/salt.secret`` (0600);
+    raises ValueError for an empty salt file."""
     if settings.salt:
         return settings.salt
     path = Path(settings.data_dir) / SALT_FILE
@@ -80,8 +67,7 @@ def load_or_create_salt(settings: Settings) -> str:
 
 def _create_salt_file(path: Path) -> None:
     try:
-        # exclusive: the first process wins and the file is never seen half-written (a plain
-        # O_EXCL create of the salt file could be read before its write lands).
+        # exclusive: the first process wins and the file is never seen half-written
         with atomic_path(path, exclusive=True) as tmp:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner-only
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -96,11 +82,8 @@ def _create_salt_file(path: Path) -> None:
 
 
 class Pseudonymizer:
-    """Turns session ids and IP addresses into stable, non-reversible pseudonyms.
-
-    Args:
-        salt: the secret key of the HMAC (see :func:`load_or_create_salt`).
-    """
+    """Turns session ids and IP addresses into stable, non-reversible pseudonyms, keyed by
+    ``salt`` (:func:`load_or_create_salt`)."""
 
     def __init__(self, salt: str) -> None:
         if not salt:
@@ -114,11 +97,8 @@ class Pseudonymizer:
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:_DIGEST_CHARS]
 
     def voter(self, session_id: str, ip: str | None) -> str:
-        """Pseudonym of the person voting (Music Arena's ``user_pseudonym``).
-
-        Derived from the IP address when there is one, so a voter keeps one identity (and one rate
-        limit) across browser sessions; from the session id when the IP is unknown.
-        """
+        """Pseudonym of the person voting (``user_pseudonym``): of the IP address when known, so
+        a voter keeps one identity (and rate limit) across sessions; else of the session id."""
         if ip:
             return self._digest("voter-ip", ip.strip())
         if not session_id:

@@ -1,10 +1,8 @@
-"""Votes from elsewhere (Music Arena's public release) into the vote store, kept apart from ours.
+"""Votes from Music Arena's public release into the vote store, kept apart from ours.
 
-Imported votes are stored through :meth:`VoteStore.import_votes` with ``source="imported"``
-(never republished by our Hub export) and ids ``music-arena:<battle_uuid>`` (vote and battle)
-and ``music-arena:<user_pseudonym>`` (voter): importing twice adds nothing, they never collide
-with our battles nor count toward our rate limits, and boards count them only when asked
-(:func:`annotation.board.select_votes`).
+They are ``source="imported"`` (never republished, counted on boards only when asked), with ids
+``music-arena:<battle_uuid>`` and voters ``music-arena:<user_pseudonym>``: importing twice adds
+nothing, and they never collide with our battles nor count toward our rate limits.
 """
 
 from __future__ import annotations
@@ -15,20 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from annotation.pool.sources import pool_identity
 from annotation.store import VoteRecord, VoteStore, new_vote
+from apex.sources.music_arena import read_release
 
 PREFIX = "music-arena:"
 
 
 @dataclass
 class ImportSummary:
-    """What an import did.
-
-    Attributes:
-        added: votes stored now.
-        already: votes that were stored by an earlier import (same vote id).
-        skipped: ``(record, reason)`` of battles that could not be read from the release.
-    """
+    """Votes ``added`` now, ``already`` stored by an earlier import (same vote id), and the
+    ``(record, reason)`` of battles ``skipped`` as unreadable."""
 
     added: int
     already: int
@@ -40,16 +35,9 @@ def _seconds(value: float) -> float:
 
 
 def music_arena_records(battles: pd.DataFrame, root: str | Path) -> list[VoteRecord]:
-    """One :class:`VoteRecord` per battle of :attr:`ArenaRelease.battles` (``source="imported"``).
-
-    Clip ids are the release's file stems, the ids :meth:`ClipPool.from_music_arena` gives the
-    same clips, so these votes join the pool's (and its embeddings') clips; a clip whose audio was
-    not released has an empty clip id and audio path (the vote still rates its system). Each
-    vote's ``pool`` is the release at ``root`` and the battle's batch
-    (:func:`annotation.pool.sources.pool_identity`).
-    """
-    from annotation.pool.sources import pool_identity
-
+    """One ``source="imported"`` :class:`VoteRecord` per battle of :attr:`ArenaRelease.battles`;
+    clip ids are the file stems, as in :meth:`ClipPool.from_music_arena` (empty for a clip whose
+    audio was not released), and ``pool`` names the release at ``root`` and the batch."""
     pools = {batch: pool_identity(root, batches=(batch,)) for batch in set(battles["batch"])}
     records = []
     for row in battles.itertuples(index=False):
@@ -72,17 +60,8 @@ def music_arena_records(battles: pd.DataFrame, root: str | Path) -> list[VoteRec
 
 
 def import_music_arena(store: VoteStore, source: str | Path) -> ImportSummary:
-    """Read a Music Arena release folder and add its votes to ``store``.
-
-    Args:
-        store: the vote store (:func:`annotation.store.open_store`).
-        source: a folder in Music Arena's layout (see :mod:`apex.sources.music_arena`).
-
-    Raises:
-        apex.sources.music_arena.MusicArenaError: the folder is not in that layout.
-    """
-    from apex.sources.music_arena import read_release
-
+    """Add the votes of ``source``, a Music Arena release folder, to ``store`` (raises
+    :class:`apex.sources.music_arena.MusicArenaError` for a folder in another layout)."""
     release = read_release(source)
     records = music_arena_records(release.battles, release.root)
     added = store.import_votes((None, record) for record in records)

@@ -1,11 +1,6 @@
-"""Loudness-matched playback: measure each arena clip and serve a copy at one common loudness.
-
-Integrated loudness is ITU-R BS.1770-4 (``pyloudnorm``), LUFS; true peak is BS.1770-4 Annex 2
-(4x oversampled, :func:`scipy.signal.resample_poly`), dBTP. A matched copy gets one static gain,
-``target - loudness``, lowered so the true peak stays under the ceiling (no limiter). Copies are
-16-bit WAV named by the original's content hash and the target, with a JSON sidecar of the
-measurements, so a restart re-encodes nothing. Votes record the original loudness.
-"""
+"""Loudness-matched playback: each arena clip measured (ITU-R BS.1770-4 LUFS, 4x true peak dBTP)
+and served as a 16-bit copy with one static gain to a common loudness, its true peak under a
+ceiling; copies and their JSON sidecars are cached by content hash."""
 
 from __future__ import annotations
 
@@ -38,12 +33,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Loudness:
-    """Loudness of one signal.
-
-    Attributes:
-        lufs: integrated loudness (BS.1770-4), LUFS; None for a silent signal.
-        true_peak_dbtp: 4x-oversampled peak, dBTP (dB relative to full scale 1.0); None if silent.
-    """
+    """Integrated loudness, LUFS, and 4x-oversampled true peak, dBTP (dB relative to full scale
+    1.0), of one signal; both None for a silent one."""
 
     lufs: float | None
     true_peak_dbtp: float | None
@@ -51,17 +42,9 @@ class Loudness:
 
 @dataclass(frozen=True)
 class ServedClip:
-    """What the arena plays for one clip.
-
-    Attributes:
-        path: the file to serve (the matched copy, or the original when matching is off or the
-            clip is silent).
-        original: loudness of the original clip (what votes record).
-        gain_db: gain applied, dB (0 when nothing was done).
-        served: loudness of the file served.
-        matched: whether ``path`` is a loudness-matched copy.
-        encoded: whether this call wrote the copy (False when it came from the cache).
-    """
+    """What the arena plays for one clip: ``path`` (the matched copy, or the original when
+    ``matched`` is False), the ``original`` loudness (what votes record), the ``gain_db`` applied,
+    the loudness ``served``, and whether this call ``encoded`` the copy (not from the cache)."""
 
     path: Path
     original: Loudness
@@ -86,10 +69,8 @@ def _as_2d(samples: np.ndarray) -> np.ndarray:
 
 
 def true_peak_dbtp(samples: np.ndarray) -> float:
-    """True peak of ``samples`` ([T] or [T, C], full scale 1.0), dBTP (-inf for all zeros).
-
-    The interpolation filter is relative to the sample rate, so the rate is not needed.
-    """
+    """True peak of ``samples`` ([T] or [T, C], full scale 1.0), dBTP (-inf for all zeros); the
+    oversampling filter is relative to the sample rate, so the rate is not needed."""
     data = _as_2d(samples)
     over = resample_poly(data, TRUE_PEAK_OVERSAMPLE, 1, axis=0)
     peak = max(float(np.max(np.abs(over))), float(np.max(np.abs(data))))
@@ -100,8 +81,7 @@ def measure(samples: np.ndarray, rate: int) -> Loudness:
     """Integrated loudness (LUFS) and true peak (dBTP) of ``samples`` ([T] or [T, C], at ``rate``).
 
     Raises:
-        ValueError: the signal is shorter than one 400 ms gating block, or has more than five
-            channels (BS.1770 weights only five).
+        ValueError: shorter than one 400 ms gating block, or over five channels (BS.1770's limit).
     """
     data = _as_2d(samples)
     if data.shape[0] < int(0.4 * rate):
@@ -124,15 +104,9 @@ def matching_gain_db(original: Loudness, target_lufs: float, max_true_peak_dbtp:
 
 
 class LoudnessMatcher:
-    """Measures arena clips and serves loudness-matched copies, each made once and cached.
-
-    Args:
-        folder: where copies and their JSON sidecars are kept (created on first use).
-        target_lufs: common integrated loudness of served clips, LUFS.
-        max_true_peak_dbtp: ceiling of the served clips' true peak, dBTP.
-        enabled: False serves the originals untouched (they are still measured, so votes keep
-            recording the clips' loudness); no copy is written.
-    """
+    """Measures arena clips and serves copies at ``target_lufs`` (LUFS) with their true peak under
+    ``max_true_peak_dbtp`` (dBTP), each made once and cached in ``folder``. ``enabled=False``
+    serves the originals, still measured so votes record their loudness."""
 
     def __init__(
         self,
@@ -151,11 +125,8 @@ class LoudnessMatcher:
         self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
 
     def serve(self, path: str | Path, content_hash: str = "") -> ServedClip:
-        """The file to play for the clip at ``path`` (``content_hash``: its sha256, if known).
-
-        The first call for a clip decodes, measures and (when enabled) writes the matched copy;
-        later calls, in this process or after a restart, return the cached result.
-        """
+        """The file to play for the clip at ``path`` (``content_hash``: its sha256, if known):
+        measured and matched on the first call, cached on disk and in memory after."""
         path = Path(path)
         digest = content_hash or sha256_file(path)
         with self._memo_lock:
@@ -178,9 +149,8 @@ class LoudnessMatcher:
             return ServedClip.as_is(Path(path), Loudness(None, None))
 
     def warm(self, clips: Iterable[tuple[str | Path, str]]) -> threading.Thread:
-        """Measure and match ``(path, content_hash)`` clips on a daemon thread, so first battles
-        find them ready (about a second of CPU per clip, once: decode, BS.1770 meter, 4x
-        true-peak oversampling, write); battles issued meanwhile match their own on demand."""
+        """Measure and match ``(path, content_hash)`` clips on a daemon thread (about a second of
+        CPU each), so first battles find them ready; battles meanwhile match their own."""
 
         def run() -> None:
             for path, content_hash in clips:
@@ -191,26 +161,19 @@ class LoudnessMatcher:
         return thread
 
     def _paths(self, digest: str) -> tuple[Path, Path]:
-        """(matched copy, its sidecar); the name carries the target, so a new target re-matches."""
+        """(matched copy, its sidecar); the name carries the target and whether matching is on,
+        so a new target re-matches."""
         recipe = f"{digest}|{self.target_lufs:.3f}|{self.max_true_peak_dbtp:.3f}|{_RECIPE}"
-        key = sha256_text(recipe)[:32]
+        key = sha256_text(recipe if self.enabled else f"{recipe}|off")[:32]
         return self.folder / f"matched-{key}.wav", self.folder / f"matched-{key}.json"
 
-    def _measure_path(self, digest: str) -> Path:
-        return self.folder / f"measured-{digest[:32]}.json"
-
     def _from_disk(self, path: Path, digest: str) -> ServedClip | None:
-        if not self.enabled:
-            sidecar = self._measure_path(digest)
-            if not sidecar.exists():
-                return None
-            return ServedClip.as_is(path, Loudness(**json.loads(sidecar.read_text("utf-8"))))
         copy, sidecar = self._paths(digest)
         if not sidecar.exists():
             return None
         info = json.loads(sidecar.read_text(encoding="utf-8"))
         original = Loudness(**info["source"])
-        if not info["matched"]:  # silent: served as it is
+        if not info["matched"]:  # silent, or matching off: served as it is
             return ServedClip.as_is(path, original)
         if not copy.exists():
             return None
@@ -221,21 +184,13 @@ class LoudnessMatcher:
         samples, rate = sf.read(path, dtype="float64", always_2d=True)
         original = measure(samples, rate)
         self.folder.mkdir(parents=True, exist_ok=True)
-        if not self.enabled:
-            write_json_atomic(self._measure_path(digest), asdict(original), indent=None)
-            return ServedClip.as_is(path, original)
         copy, sidecar = self._paths(digest)
         gain_db = matching_gain_db(original, self.target_lufs, self.max_true_peak_dbtp)
-        matched, served = original.lufs is not None, original
+        matched, served = self.enabled and original.lufs is not None, original
         if matched:
+            gained = samples * 10.0 ** (gain_db / 20.0)
             with atomic_path(copy) as partial:  # a concurrent battle never sees half a file
-                sf.write(
-                    partial,
-                    samples * 10.0 ** (gain_db / 20.0),
-                    rate,
-                    subtype=_SUBTYPE,
-                    format="WAV",
-                )
+                sf.write(partial, gained, rate, subtype=_SUBTYPE, format="WAV")
                 # What was written (16-bit) is what is measured and recorded as served.
                 served = measure(sf.read(partial, dtype="float64", always_2d=True)[0], rate)
         info = {

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from annotation.store import VoteRecord
 from apex.tasks import DECISIVE
@@ -22,16 +22,13 @@ class Reveal:
     """What the voter sees once the vote is stored.
 
     Attributes:
-        apex_a, apex_b: APEX's predictions for each clip (seven scores, 0-100 / 1-5; empty when no
-            model was serving).
-        apex_pick: the clip APEX prefers (``"A"``/``"B"``), or None without a model.
-        apex_probability: APEX's probability for its pick, 0.5-1, or None.
-        apex_agrees: whether the pick matches an A/B vote; None for TIE, BOTH_BAD or no model.
+        apex_a, apex_b: APEX's seven scores per clip (0-100 / 1-5; empty without a model).
+        apex_pick: the clip APEX prefers (``"A"``/``"B"``); apex_probability: its probability,
+            0.5-1; apex_agrees: whether it matches an A/B vote (None for TIE or BOTH_BAD). All
+            None without a model.
         voter_votes: votes this voter has cast in total, this one included.
-        model_version: the model whose predictions are shown (None without any).
-        apex_pending: True while APEX is still scoring a clip of this battle (the view fills in
-            later, see :meth:`annotation.arena.Arena.late_reveal`).
-        apex_note: why APEX's view is missing, in words ("" when it is shown).
+        apex_pending: APEX is still scoring a clip (see :meth:`annotation.arena.Arena.late_reveal`);
+            apex_note: why APEX's view is missing, in words ("" when it is shown).
     """
 
     battle_id: str
@@ -52,13 +49,9 @@ class Reveal:
 
 @dataclass(frozen=True)
 class ApexView:
-    """APEX's view of a battle: both clips' predictions and its probability that A wins.
-
-    Attributes:
-        apex_a, apex_b: the seven scores (+ ``"preference"`` when the model has one) per clip.
-        p_a: APEX's probability that listeners prefer A, or None (no scorer, compare failed).
-        model_version: the model of both clips' scores (``"v1 + v2"`` mid re-score).
-    """
+    """APEX's view of a battle: the seven scores (+ ``"preference"``) per clip, its probability
+    that listeners prefer A (None: no scorer, or compare failed), and the model of both clips'
+    scores (``"v1 + v2"`` mid re-score)."""
 
     apex_a: dict[str, float]
     apex_b: dict[str, float]
@@ -73,12 +66,8 @@ def apex_view(
     clip_b: str,
     model_version: str | None,
 ) -> ApexView | None:
-    """APEX's view of the battle ``clip_a`` vs ``clip_b``, or None unless both are scored
-    (APEX's view of a battle is both clips or nothing). Never scores audio: it reads the pool.
-
-    Args:
-        model_version: the version to name for a clip whose score names none.
-    """
+    """APEX's view of ``clip_a`` vs ``clip_b`` from the pool (never scoring audio), or None unless
+    both are scored; ``model_version`` names the model of a score that names none."""
     apex_a, apex_b = _prediction(pool, clip_a), _prediction(pool, clip_b)
     if not (apex_a and apex_b):
         return None
@@ -126,38 +115,38 @@ def agrees(pick: str | None, preference: str) -> bool | None:
     return pick == preference
 
 
+def _shown_view(view: ApexView, preference: str) -> dict[str, Any]:
+    """The :class:`Reveal` fields that show ``view`` to the voter who voted ``preference``."""
+    pick, probability = apex_pick(view.p_a)
+    return {
+        "apex_a": dict(view.apex_a),
+        "apex_b": dict(view.apex_b),
+        "apex_pick": pick,
+        "apex_probability": probability,
+        "apex_agrees": agrees(pick, preference),
+        "model_version": view.model_version,
+    }
+
+
 def reveal_of(record: VoteRecord, voter_votes: int, *, pending: bool, note: str) -> Reveal:
     """The reveal of a stored vote (APEX's view as it was at vote time)."""
-    pick, probability = apex_pick(record.apex_p_a)
+    view = ApexView(
+        record.apex_a or {}, record.apex_b or {}, record.apex_p_a, record.apex_model_version
+    )
     return Reveal(
         battle_id=record.battle_uuid,
         vote_id=record.vote_id,
         preference=record.preference,
         system_a=record.system_a,
         system_b=record.system_b,
-        apex_a=dict(record.apex_a or {}),
-        apex_b=dict(record.apex_b or {}),
-        apex_pick=pick,
-        apex_probability=probability,
-        apex_agrees=agrees(pick, record.preference),
         voter_votes=voter_votes,
-        model_version=record.apex_model_version,
         apex_pending=pending,
         apex_note=note,
+        **_shown_view(view, record.preference),
     )
 
 
 def with_scores(reveal: Reveal, view: ApexView) -> Reveal:
     """``reveal`` with APEX's view of the battle filled in."""
-    pick, probability = apex_pick(view.p_a)
-    return dataclasses.replace(
-        reveal,
-        apex_a=view.apex_a,
-        apex_b=view.apex_b,
-        apex_pick=pick,
-        apex_probability=probability,
-        apex_agrees=agrees(pick, reveal.preference),
-        model_version=view.model_version,
-        apex_pending=False,
-        apex_note="",
-    )
+    shown = _shown_view(view, reveal.preference)
+    return dataclasses.replace(reveal, apex_pending=False, apex_note="", **shown)

@@ -1,8 +1,7 @@
 """Vote rules: what a valid vote looks like and the one error every refusal raises.
 
-Pure functions: the arena passes the server's facts (issue time, listen events, recent vote
-times) and the time, so the client's word is never taken for anything. :class:`RecentActions`
-holds the in-memory windows of the cheap, frequent actions (battles issued, listening reports).
+Pure functions of the server's facts (issue time, listen events, recent vote times) and the time;
+the client's word is never taken. :class:`RecentActions` counts battles issued and listen reports.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from typing import Any
 
 from apex.tasks import AESTHETICS, PREFERENCES, SIDES
 
-# The vote vocabulary (PREFERENCES, SIDES) is defined in apex.tasks and imported from here too.
 #: Per-clip ratings use SongEval's 1-5 scale on the five aesthetic dimensions.
 RATING_RANGE: tuple[int, int] = (1, 5)
 
@@ -39,13 +37,9 @@ REFUSAL_CODES: tuple[str, ...] = (
 
 
 class VoteRefused(Exception):
-    """A battle action was refused. ``str(exc)`` is the message to show the person.
-
-    Attributes:
-        code: one of :data:`REFUSAL_CODES`, for programs.
-        message: what was wrong and what to do, for people.
-        retry_after_s: seconds until the action can succeed (rate limits), else None.
-    """
+    """A battle action was refused: ``code`` (one of :data:`REFUSAL_CODES`) for programs,
+    ``message`` (``str(exc)``: what was wrong and what to do) for people, and for rate limits
+    ``retry_after_s``, the seconds until the action can succeed."""
 
     def __init__(self, code: str, message: str, *, retry_after_s: float | None = None) -> None:
         if code not in REFUSAL_CODES:
@@ -58,13 +52,8 @@ class VoteRefused(Exception):
 
 @dataclass(frozen=True)
 class ListenEvent:
-    """One play-progress report, as recorded by the server.
-
-    Attributes:
-        side: ``"A"`` or ``"B"``.
-        seconds: the client's claim of how long that clip has been played in total, seconds.
-        server_time: when the server received the report, Unix seconds.
-    """
+    """One play-progress report: the client's claim of the total ``seconds`` played of clip
+    ``side`` (``"A"``/``"B"``), and the ``server_time`` it arrived, Unix seconds."""
 
     side: str
     seconds: float
@@ -110,11 +99,8 @@ def check_side(side: object) -> str:
 
 
 def check_listen_seconds(seconds: object) -> float:
-    """Return a play-progress value in seconds if it is a finite number ≥ 0; refuse otherwise.
-
-    Only JSON numbers count: a string (``"5"``), a boolean (``true``), null or a list is refused,
-    never converted.
-    """
+    """Return a play-progress value in seconds if it is a finite JSON number ≥ 0; refuse anything
+    else (a string ``"5"``, ``true``, null, a list), never converting it."""
     is_number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
     if not is_number or not math.isfinite(seconds) or seconds < 0:  # type: ignore[arg-type]
         raise VoteRefused(
@@ -155,13 +141,8 @@ _RATINGS_SHAPE = 'an object such as {"A": {"coherence": 4}, "B": {"clarity": 2}}
 
 
 def check_ratings(ratings: object) -> dict[str, dict[str, int]] | None:
-    """Validate optional per-clip ratings ``{"A": {dimension: 1-5}, "B": {...}}``.
-
-    Dimensions are the five aesthetics of :data:`apex.tasks.AESTHETICS`; any subset may be given.
-
-    Returns:
-        A clean copy with int values, or None when nothing was rated.
-    """
+    """Validate optional ratings ``{"A"|"B": {aesthetic: 1-5}}`` (any subset of
+    :data:`apex.tasks.AESTHETICS`): a clean copy with int values, or None when nothing was rated."""
     if ratings is None or (isinstance(ratings, Mapping) and not ratings):
         return None
     if not isinstance(ratings, Mapping):
@@ -202,12 +183,8 @@ def check_ratings(ratings: object) -> dict[str, dict[str, int]] | None:
 
 
 def listened_seconds(events: Iterable[ListenEvent], issued_at: float) -> dict[str, float]:
-    """Listening time the server credits to each side, seconds.
-
-    A client's claim is capped by the wall-clock time between the battle's issue and the moment the
-    server received the claim: nobody can have heard more of a clip than the time that has passed
-    since it was handed out. The credit of a side is the largest capped claim among its events.
-    """
+    """Listening the server credits to each side, seconds: the largest claim among a side's
+    events, each capped by the time from the battle's issue to the claim's arrival."""
     credit = dict.fromkeys(SIDES, 0.0)
     for event in events:
         elapsed = max(0.0, event.server_time - issued_at)
@@ -221,50 +198,30 @@ _LISTEN_SLACK_S = 1e-9
 
 @dataclass(frozen=True)
 class ListenStatus:
-    """Whether a battle's listening allows a vote, and what is still missing.
-
-    Attributes:
-        can_vote: every side has at least the minimum credited listening.
-        missing: seconds still to listen per side (0.0 for a side that is done), ``{"A", "B"}``.
-        credit: the credited seconds per side the status was computed from.
-        min_listen_s: the minimum, seconds per side.
-    """
+    """Whether a battle's listening allows a vote (``can_vote``): ``missing`` seconds per side (0.0
+    when done) of the ``min_listen_s`` each needs, given ``credit`` (credited seconds per side)."""
 
     can_vote: bool
     missing: dict[str, float]
     credit: dict[str, float]
     min_listen_s: float
 
-    def done(self, side: str) -> bool:
-        """Whether ``side`` has heard enough."""
-        return self.missing[side] == 0.0
-
 
 def listen_status(credit: Mapping[str, float], min_listen_s: float) -> ListenStatus:
-    """The listening rule, said once for the server and the UI: each side needs at least
-    ``min_listen_s`` seconds of credited listening (:func:`listened_seconds`).
-
-    Args:
-        credit: credited seconds per side (a missing side counts 0).
-        min_listen_s: the minimum per side, seconds (``settings.min_listen_s``).
-    """
+    """The listening rule, for the server and the UI: each side needs ``min_listen_s`` seconds of
+    credited listening (:func:`listened_seconds`; a side missing from ``credit`` counts 0)."""
     got = {side: float(credit.get(side, 0.0)) for side in SIDES}
     missing = {side: max(0.0, min_listen_s - got[side]) for side in SIDES}
     missing = {side: 0.0 if need <= _LISTEN_SLACK_S else need for side, need in missing.items()}
-    return ListenStatus(
-        can_vote=not any(missing.values()),
-        missing=missing,
-        credit=got,
-        min_listen_s=float(min_listen_s),
-    )
+    return ListenStatus(not any(missing.values()), missing, got, float(min_listen_s))
 
 
 def check_listening(credit: Mapping[str, float], min_listen_s: float) -> None:
     """Refuse unless :func:`listen_status` says the vote can be cast."""
     status = listen_status(credit, min_listen_s)
     if not status.can_vote:
-        short = {side: need for side, need in status.missing.items() if need}
-        parts = ", ".join(f"{need:.1f} s more of clip {side}" for side, need in short.items())
+        missing = status.missing.items()
+        parts = ", ".join(f"{need:.1f} s more of clip {side}" for side, need in missing if need)
         raise VoteRefused(
             "not_listened",
             f"please listen to each clip for at least {min_listen_s:g} s before voting "
@@ -273,13 +230,8 @@ def check_listening(credit: Mapping[str, float], min_listen_s: float) -> None:
 
 
 def check_open_battle(battle: Any, session: str, now: float, ttl_s: float) -> None:
-    """Refuse a battle that is missing, another session's, already voted or expired.
-
-    Args:
-        battle: the stored battle (``session``, ``status``, ``issued_at``), or None when unknown.
-        session: the asking session's pseudonym.
-        now: server time, Unix seconds; ``ttl_s``: a battle's lifetime, seconds.
-    """
+    """Refuse a ``battle`` (stored, or None when unknown) that is missing, not ``session``'s
+    (pseudonym), already voted or older than ``ttl_s`` at ``now`` (Unix seconds)."""
     if battle is None:
         raise VoteRefused(
             "unknown_battle", "this battle does not exist on the server; start a new battle."
@@ -307,14 +259,8 @@ def check_rate_limit(
     done: str = "cast {n} votes",
     again: str = "vote again",
 ) -> None:
-    """Refuse when the voter already did ``limit`` actions in the last ``window_s`` seconds.
-
-    Args:
-        recent_vote_times: Unix seconds of the voter's actions (older ones are ignored).
-        now: current server time, Unix seconds.
-        done: what was done, with ``{n}`` for the count ("cast {n} votes", "started {n} battles").
-        again: what can be done again after the wait ("vote again", "start a battle").
-    """
+    """Refuse when the voter's actions (Unix seconds) hold ``limit`` in the last ``window_s``;
+    ``done`` (with ``{n}``: "started {n} battles") and ``again`` ("start a battle") word it."""
     times = sorted(t for t in recent_vote_times if t > now - window_s)
     if len(times) < limit:
         return
@@ -339,14 +285,8 @@ def check_listen_reports(count: int, limit: int) -> None:
 
 
 class RecentActions:
-    """Times of each key's recent actions within ``window_s``; refuses beyond a limit.
-
-    Votes are limited from the store; these actions are counted per process (a restart forgets
-    them; replicas each hold their own), to save a database read per request.
-
-    Args:
-        done: what was done, with ``{n}`` ("started {n} battles"), for the refusal message.
-        again: what can be done after the wait ("start a battle").
+    """Times of each key's recent actions; refuses beyond a limit (``done``, ``again``: as for
+    :func:`check_rate_limit`). Counted per process, unlike votes, to save a store read per request.
     """
 
     def __init__(self, done: str, again: str) -> None:
@@ -356,20 +296,15 @@ class RecentActions:
         self._pruned_at = 0.0
 
     def admit(self, key: str, now: float, *, limit: int, window_s: float) -> None:
-        """Record one action of ``key`` at ``now`` (Unix seconds), or refuse it.
-
-        Raises:
-            VoteRefused: ``rate_limited`` with ``retry_after_s`` when ``key`` already did
-                ``limit`` actions in the last ``window_s`` seconds (the refused one is not counted).
-        """
+        """Record one action of ``key`` at ``now`` (Unix seconds), or refuse it (``rate_limited``,
+        not counted) when ``key`` already did ``limit`` in the last ``window_s`` seconds."""
         with self._lock:
             times = self._times.setdefault(key, collections.deque())
             while times and times[0] <= now - window_s:
                 times.popleft()
-            if len(times) >= limit:
-                check_rate_limit(
-                    times, now, limit=limit, window_s=window_s, done=self._done, again=self._again
-                )
+            check_rate_limit(
+                times, now, limit=limit, window_s=window_s, done=self._done, again=self._again
+            )
             times.append(now)
             if now - self._pruned_at > window_s:
                 # Forget keys whose every action has left the window: memory follows the voters
