@@ -8,7 +8,7 @@ listed with their reason in ``out / "errors"``. ``engine="ray"`` runs on Ray Dat
 
 from __future__ import annotations
 
-from apex.embed.job import ENGINES, EmbedConfig, EmbedSummary, run_embed
+from apex.embed.job import ENGINES, EmbedConfig, run_embed
 from apex.embed.manifest import ManifestError, read_manifest
 from apex.embed.shards import EmbedError, finished_ids, read_errors
 
@@ -16,7 +16,6 @@ __all__ = [
     "ENGINES",
     "EmbedConfig",
     "EmbedError",
-    "EmbedSummary",
     "ManifestError",
     "finished_ids",
     "read_errors",

@@ -1,10 +1,7 @@
 """The job's two steps, shared by both engines: decode one item, encode decoded items.
 
-Both return plain dicts that travel unchanged through a process pool or Ray Data.
-:func:`decode_item` adds ``pcm`` (mono float32 bytes at the encoder's rate: a fixed binary type
-moves through Ray's object store cheaper than a ragged tensor column), or ``stage`` and
-``reason`` on failure; :func:`encode_items` makes one record per item with the columns of
-:data:`RECORD_SCHEMA`, ``status`` ``"ok"`` or ``"error"``.
+Both return plain dicts that travel unchanged through a process pool or Ray Data; audio moves
+as ``pcm`` bytes (cheaper through Ray's object store than a ragged tensor column).
 """
 
 from __future__ import annotations
@@ -115,11 +112,9 @@ def _fetch_reason(url: str, err: OSError) -> str:
 
 
 def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per decoded item, in order (decoding failures pass through as errors).
-
-    The batch goes to ``encoder.encode_batch`` at once; if a clip fails there, the clips are
-    encoded one by one so only that clip becomes an error record.
-    """
+    """One :data:`RECORD_SCHEMA` record per decoded item, in order, ``status`` ``"ok"`` or
+    ``"error"`` (decoding failures pass through). Encoded as one batch; if a clip fails there,
+    one by one, so only that clip becomes an error record."""
     import torch
 
     from apex.audio import Audio, AudioError
