@@ -1,9 +1,8 @@
 """Corpus-scale embedding extraction: ``apex embed MANIFEST --out DIR``.
 
-``run_embed(EmbedConfig(manifest, out))`` embeds every manifest song (:mod:`apex.embed.manifest`)
-not yet finished in ``out`` into atomic Parquet shards (:mod:`apex.embed.shards`) that
-:func:`apex.training.data.read_shards` reads as they are; songs that cannot be embedded are
-listed with their reason in ``out / "errors"``. ``engine="ray"`` runs on Ray Data (``.[ray]``).
+``run_embed(EmbedConfig(manifest, out))`` embeds every manifest song not yet finished in ``out``
+into Parquet shards that :func:`apex.training.data.read_shards` reads as they are, and lists
+the songs that cannot be embedded in ``out / "errors"``.
 """
 
 from __future__ import annotations

@@ -110,8 +110,4 @@ class _EncodeActor:
         self.encoder = config.load_encoder()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = [
-            {k: v for k, v in row.items() if not (k in ("stage", "reason") and v is None)}
-            for row in batch.to_pylist()
-        ]
-        return records_table(encode_items(self.encoder, rows))
+        return records_table(encode_items(self.encoder, batch.to_pylist()))

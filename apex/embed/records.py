@@ -121,7 +121,7 @@ def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[di
 
     # The clip's fault or the device's; anything else (ValueError, TypeError...) is a bug.
     errors = (AudioError, torch.OutOfMemoryError)
-    ready = [d for d in decoded if "reason" not in d]
+    ready = [d for d in decoded if d.get("reason") is None]
     audios = [
         Audio(
             waveform=torch.from_numpy(np.frombuffer(d["pcm"], dtype=np.float32).copy()),
@@ -155,7 +155,7 @@ def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[di
         if isinstance(result, str):
             record.update(
                 status="error",
-                stage=d.get("stage", "encode"),
+                stage=d.get("stage") or "encode",
                 reason=result,
                 time=time.time(),
                 duration_s=d.get("duration_s"),
@@ -185,8 +185,4 @@ def _vectors(emb: Embedding) -> dict[str, Any]:
 
 def records_table(records: Sequence[dict[str, Any]]) -> pa.Table:
     """Records -> a table with :data:`RECORD_SCHEMA` (missing columns are null)."""
-    columns = {
-        field.name: pa.array([r.get(field.name) for r in records], field.type)
-        for field in RECORD_SCHEMA
-    }
-    return pa.table(columns, schema=RECORD_SCHEMA)
+    return pa.Table.from_pylist(list(records), schema=RECORD_SCHEMA)

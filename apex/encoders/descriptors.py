@@ -129,17 +129,6 @@ def _kweight(sample_rate: int, n_bins: int) -> torch.Tensor:
     return gain * sides / N_FFT / overlap
 
 
-def spectrum(wave: torch.Tensor, banks: Banks) -> tuple[torch.Tensor, torch.Tensor]:
-    """STFT (centred, zero-padded) of ``[T]`` float32 samples: ``spec`` ``[N, F]`` complex64
-    and ``power`` ``[N, F]`` float32."""
-    spec = torch.stft(
-        wave, N_FFT, HOP, window=banks.window, center=True, pad_mode="constant",
-        return_complex=True,
-    ).T  # fmt: skip
-    power = torch.addcmul(spec.real.square(), spec.imag, spec.imag)
-    return spec, power
-
-
 def db(x: torch.Tensor) -> torch.Tensor:
     """Power ratio to decibels, floored at -100 dB."""
     return 10.0 * torch.log10(x + EPS)
@@ -148,22 +137,6 @@ def db(x: torch.Tensor) -> torch.Tensor:
 def stats(frames: torch.Tensor) -> torch.Tensor:
     """Mean then std over time of ``[K, N]`` -> ``[2K]``."""
     return torch.cat([frames.mean(dim=1), frames.std(dim=1, unbiased=False)])
-
-
-def logmel(power: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """``[M, N]`` log-mel energies, 32 bands 30 Hz-11 kHz (dB)."""
-    return db(power @ banks.mel).T
-
-
-def mfcc(logmel_db: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """``[C, N]`` MFCC 0-19 (DCT-II of the log-mel, dB)."""
-    return banks.dct.T @ logmel_db
-
-
-def chroma(power: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """``[12, N]`` chroma (pitch-class energy share per frame), from 55 Hz to 5 kHz."""
-    energy = (power @ banks.chroma).T
-    return energy / (energy.sum(dim=0, keepdim=True) + EPS)
 
 
 def _entropy(p: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -406,3 +379,35 @@ def repetition(chroma_frames: torch.Tensor, mfcc_frames: torch.Tensor, fps: floa
     repeat_chroma, similarity = _best_match(_delay_embed(chroma_blocks, span), min_lag)
     repeat_timbre, _ = _best_match(_delay_embed(timbre, span), min_lag)
     return torch.tensor([repeat_chroma, repeat_timbre, similarity])
+
+
+def vector(wave: torch.Tensor, banks: Banks) -> torch.Tensor:
+    """Every group of ``[T]`` float32 samples at ``banks.sample_rate``, concatenated: ``[176]``
+    float32 (:data:`apex.encoders.fallback.FALLBACK_FEATURES`)."""
+    if wave.numel() < N_FFT:
+        wave = torch.nn.functional.pad(wave, (0, N_FFT - wave.numel()))
+    spec = torch.stft(
+        wave, N_FFT, HOP, window=banks.window, center=True, pad_mode="constant",
+        return_complex=True,
+    ).T  # fmt: skip
+    power = torch.addcmul(spec.real.square(), spec.imag, spec.imag)  # [N, F]
+    fps = banks.sample_rate / HOP
+    logmel = db(power @ banks.mel).T  # [M, N]: 32 bands, 30 Hz-11 kHz (dB)
+    mfcc = banks.dct.T @ logmel  # [C, N]: MFCC 0-19
+    energy = (power @ banks.chroma).T  # [12, N]: pitch-class energy, 55 Hz-5 kHz
+    chroma = energy / (energy.sum(dim=0, keepdim=True) + EPS)
+    parts = [
+        stats(logmel),
+        stats(mfcc),
+        harmony(chroma, banks),
+        stats(contrast(power, banks)),
+        shape(power, wave, banks),
+        rhythm(logmel, fps),
+        dynamics(wave, power, banks),
+        noise(power, banks),
+        repetition(chroma, mfcc, fps),
+        expression(spec, power, banks),
+    ]
+    out = torch.cat([p.reshape(-1).to(torch.float32) for p in parts])
+    # Degenerate input (silence, a few samples) can give NaN statistics; zeros keep heads finite.
+    return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)

@@ -87,29 +87,4 @@ def describe(
     if banks is None or banks.sample_rate != sample_rate:
         banks = d.Banks.build(sample_rate)
     with d.one_thread():
-        return _describe(wave.to(torch.float32).contiguous(), sample_rate, banks)
-
-
-def _describe(wave: torch.Tensor, sample_rate: int, banks: d.Banks) -> torch.Tensor:
-    if wave.numel() < d.N_FFT:
-        wave = torch.nn.functional.pad(wave, (0, d.N_FFT - wave.numel()))
-    spec, power = d.spectrum(wave, banks)  # [N, F]
-    fps = sample_rate / d.HOP
-    logmel = d.logmel(power, banks)  # [M, N]
-    mfcc = d.mfcc(logmel, banks)  # [C, N]
-    chroma = d.chroma(power, banks)  # [12, N]
-    parts = [
-        d.stats(logmel),
-        d.stats(mfcc),
-        d.harmony(chroma, banks),
-        d.stats(d.contrast(power, banks)),
-        d.shape(power, wave, banks),
-        d.rhythm(logmel, fps),
-        d.dynamics(wave, power, banks),
-        d.noise(power, banks),
-        d.repetition(chroma, mfcc, fps),
-        d.expression(spec, power, banks),
-    ]
-    out = torch.cat([p.reshape(-1).to(torch.float32) for p in parts])
-    # Degenerate input (silence, a few samples) can give NaN statistics; zeros keep heads finite.
-    return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+        return d.vector(wave.to(torch.float32).contiguous(), banks)

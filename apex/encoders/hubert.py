@@ -279,7 +279,7 @@ def save_debug_checkpoint(
     return out
 
 
-def write_preprocessor_config(directory: Path, *, do_normalize: bool = False) -> Path:
+def write_preprocessor_config(directory: Path, *, do_normalize: bool = False) -> None:
     """Write MERT-v1-95M's ``preprocessor_config.json`` (``do_normalize`` false on the Hub)."""
     preprocessor = {
         "do_normalize": do_normalize,
@@ -290,6 +290,4 @@ def write_preprocessor_config(directory: Path, *, do_normalize: bool = False) ->
         "return_attention_mask": True,
         "sampling_rate": SAMPLE_RATE,
     }
-    path = Path(directory) / "preprocessor_config.json"
-    path.write_text(json.dumps(preprocessor, indent=2))
-    return path
+    (Path(directory) / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))

@@ -128,17 +128,14 @@ class MertEncoder(Encoder):
         try:
             snapshot = open_snapshot(name_or_path, pick, local_files_only=local_files_only)
         except SnapshotUnavailable as error:
-            hint = (
-                "Connect to the internet once, or download it to a directory and pass that path, "
-                "or use the built-in 'fallback' encoder."
-            )
             raise EncoderUnavailable(
-                f"Cannot get encoder {name_or_path!s}: {error} {hint}"
+                f"Cannot get encoder {name_or_path!s}: {error} Connect to the internet once, or "
+                "download it to a directory and pass that path, or use the built-in 'fallback' "
+                "encoder."
             ) from error
         directory = snapshot.directory
         raw = read_json_object(directory / "config.json", EncoderUnavailable)
         preprocessor = _read_preprocessor(directory)
-        rate = int(preprocessor.get("sampling_rate", raw.get("sample_rate", SAMPLE_RATE)))
         weights_file = directory / snapshot.files[1]
         if trust_remote_code:
             from transformers import AutoModel
@@ -156,15 +153,14 @@ class MertEncoder(Encoder):
                     f"HubertModel: {unused[:8]}",
                     stacklevel=2,
                 )
-        ident = encoder_id or snapshot.repo_id or _local_id(directory, raw)
         encoder = cls(
             model,
-            encoder_id=ident,
+            encoder_id=encoder_id or snapshot.repo_id or _local_id(directory, raw),
             precision=precision,
             device=device,
             batch_size=batch_size,
             do_normalize=bool(preprocessor.get("do_normalize", False)),
-            sample_rate=rate,
+            sample_rate=int(preprocessor.get("sampling_rate", raw.get("sample_rate", SAMPLE_RATE))),
             weights_key=_fingerprint(weights_file),
         )
         encoder.revision = snapshot.revision

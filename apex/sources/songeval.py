@@ -97,15 +97,14 @@ def read_songeval(root: str | Path) -> SongEvalSet:
         )
     rows = []
     for _, record in frame.iterrows():
-        try:
-            row = {axis: _mean_rating(record[col]) for axis, col in axes.items()}
-        except ValueError as exc:
-            skipped.append((str(record[name_col]), str(exc)))
-            continue
         name = str(record[name_col])
-        row |= {"clip_id": Path(name).stem, "file_name": name}
-        row["has_audio"] = (root / name).is_file()
-        rows.append(row)
+        try:
+            ratings = {axis: _mean_rating(record[col]) for axis, col in axes.items()}
+        except ValueError as exc:
+            skipped.append((name, str(exc)))
+            continue
+        row = {"clip_id": Path(name).stem, "file_name": name, **ratings}
+        rows.append(row | {"has_audio": (root / name).is_file()})
     songs = pd.DataFrame(rows, columns=["clip_id", "file_name", *AESTHETICS, "has_audio"])
     songs["split"] = assign_split(songs["clip_id"])
     skipped += [(n, "audio file not on disk") for n in songs.loc[~songs["has_audio"], "file_name"]]
