@@ -73,11 +73,8 @@ def decode_item(item: dict[str, Any], sample_rate: int, max_seconds: float) -> d
 
     audio_ref = item["audio"]
     if not audio_ref:
-        return {
-            **item,
-            "stage": "manifest",
-            "reason": "the manifest row names no audio path or URL",
-        }
+        reason = "the manifest row names no audio path or URL"
+        return {**item, "stage": "manifest", "reason": reason}
     try:
         data: str | bytes = _fetch(audio_ref) if "://" in audio_ref else audio_ref
     except OSError as err:

@@ -276,11 +276,8 @@ def pick_mert_files(listing: Sequence[str], *, remote_code: bool = False) -> lis
 
 
 def _read_preprocessor(directory: Path) -> dict[str, Any]:
-    """``preprocessor_config.json`` (a ``Wav2Vec2FeatureExtractor``; mono only), or ``{}``.
-
-    Its attention mask over the padded segment is all ones, the same as none to HuBERT, so none
-    is passed (newer HuBERT code turned it into NaNs).
-    """
+    """``preprocessor_config.json`` (mono only), or ``{}``. Its attention mask, all ones over the
+    padded segment, is not passed: HuBERT computes it as none (newer code made NaNs of it)."""
     path = directory / "preprocessor_config.json"
     if not path.exists():
         return {}

@@ -12,6 +12,7 @@ import collections
 import http.client
 import json
 import os
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -99,8 +100,7 @@ def _fetch(item: DownloadItem, part: Path, config: DownloadConfig) -> bool:
     with response:
         resumed = response.status == 206 and have > 0
         with part.open("ab" if resumed else "wb") as fh:
-            for block in iter(lambda: response.read(_CHUNK), b""):
-                fh.write(block)
+            shutil.copyfileobj(response, fh, _CHUNK)
             fh.flush()
             os.fsync(fh.fileno())
         expected = response.headers.get("Content-Length")

@@ -38,8 +38,7 @@ class SongEvalSet:
 
 
 def _axis_columns(columns: list[str]) -> dict[str, str]:
-    """``axis -> column`` by keyword, any case: ``aesthetic_scores.Overall Coherence`` ->
-    coherence."""
+    """``axis -> column`` by keyword, any case (``aesthetic_scores.Overall Coherence``)."""
     found: dict[str, str] = {}
     for column in columns:
         name = column.rsplit(".", 1)[-1].lower()
