@@ -23,6 +23,8 @@ _LEGACY_RENAMES = {
     "pos_conv_embed.conv.weight_g": "pos_conv_embed.conv.parametrizations.weight.original0",
     "pos_conv_embed.conv.weight_v": "pos_conv_embed.conv.parametrizations.weight.original1",
 }
+# config.json entries about the file, not the model.
+_NOT_FIELDS = {"model_type", "architectures", "auto_map", "transformers_version", "torch_dtype"}
 _OPTIONAL_KEYS = frozenset({"masked_spec_embed"})  # only used for masking during pre-training
 # Inference only: no dropout (mask_time_prob stays so masked_spec_embed has a home).
 _NO_DROPOUT = {
@@ -47,10 +49,8 @@ def hubert_config_from_dict(raw: dict[str, Any], *, where: str = "checkpoint") -
                 "load it with trust_remote_code=True (runs the checkpoint's own code) if you "
                 "trust its authors."
             )
-    known = set(HubertConfig().to_dict())
+    known = set(HubertConfig().to_dict()) - _NOT_FIELDS
     kwargs = {k: v for k, v in raw.items() if k in known and not k.startswith("_")}
-    for key in ("model_type", "architectures", "auto_map", "transformers_version", "torch_dtype"):
-        kwargs.pop(key, None)
     return HubertConfig(**{**kwargs, **_NO_DROPOUT})
 
 
