@@ -63,9 +63,6 @@ class EmbeddingCache:
             save_file(tensors, str(tmp), metadata={"encoder_id": embedding.encoder_id})
         return path
 
-    def __len__(self) -> int:
-        return sum(1 for _ in self.root.glob("*/*.safetensors")) if self.root.exists() else 0
-
 
 class CachedEncoder(Encoder):
     """Wraps an :class:`Encoder` (called only on a miss) with an :class:`EmbeddingCache`;
