@@ -1,14 +1,13 @@
 """Corpus-scale embedding extraction: ``apex embed MANIFEST --out DIR``.
 
-``run_embed(EmbedConfig(manifest, out))`` embeds every manifest song (:mod:`apex.embed.manifest`)
-not yet finished in ``out`` into atomic Parquet shards (:mod:`apex.embed.shards`) that
-:func:`apex.training.data.read_shards` reads as they are; songs that cannot be embedded are
-listed with their reason in ``out / "errors"``. ``engine="ray"`` runs on Ray Data (``.[ray]``).
+``run_embed(EmbedConfig(manifest, out))`` embeds every manifest song not yet finished in ``out``
+into Parquet shards that :func:`apex.training.data.read_shards` reads as they are, and lists
+the songs that cannot be embedded in ``out / "errors"``.
 """
 
 from __future__ import annotations
 
-from apex.embed.job import ENGINES, EmbedConfig, EmbedSummary, run_embed
+from apex.embed.job import ENGINES, EmbedConfig, run_embed
 from apex.embed.manifest import ManifestError, read_manifest
 from apex.embed.shards import EmbedError, finished_ids, read_errors
 
@@ -16,7 +15,6 @@ __all__ = [
     "ENGINES",
     "EmbedConfig",
     "EmbedError",
-    "EmbedSummary",
     "ManifestError",
     "finished_ids",
     "read_errors",

@@ -1,10 +1,9 @@
 """Decoding ahead of the encoder in a pool of ``spawn`` worker processes (the local engine).
 
-Items come back in manifest order with a bounded read-ahead (about ``4 * workers * batch_size``
-decoded clips). A worker that dies (a libsndfile crash, the OOM killer) breaks the whole pool;
-it is rebuilt and the item at the head of the queue decoded alone: if it kills its process
-again it becomes an error record (stage ``decode``), otherwise it goes on. ``spawn``, because
-the parent's torch (maybe CUDA) state cannot be forked; callers need the ``__main__`` guard.
+A worker that dies (a libsndfile crash, the OOM killer) breaks the whole pool; it is rebuilt and
+the item at the head of the queue decoded alone: if it kills its process again it becomes an
+error record (stage ``decode``). ``spawn``, because the parent's torch (maybe CUDA) state cannot
+be forked; callers need the ``__main__`` guard.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ def decoded_items(
     """Yield ``decode(item, sample_rate Hz, max_seconds)`` of every pending item, in order.
 
     ``workers``: decoding processes (0: decode here); ``ahead``: items submitted ahead of the one
-    consumed; ``decode`` must be a module-level function (it is pickled to the workers).
+    consumed (the read-ahead bound); ``decode``: a module-level function (pickled to workers).
     """
     if workers == 0:
         for item in pending:
@@ -57,8 +56,10 @@ def decoded_items(
             except BrokenProcessPool:
                 pool.shutdown(wait=True, cancel_futures=True)
                 pool = _new_pool(workers)
-                result = _isolated(pool, decode, item, sample_rate, max_seconds)
-                if result.get("reason") == _CRASH_REASON:
+                try:  # alone in a fresh pool: a crash now proves the file is the cause
+                    result = pool.submit(decode, item, sample_rate, max_seconds).result()
+                except BrokenProcessPool:
+                    result = {**item, "stage": "decode", "reason": _CRASH_REASON}
                     pool.shutdown(wait=True)  # the culprit broke this pool too
                     pool = _new_pool(workers)
                 # Everything else in flight died with the pool: decode it again.
@@ -67,20 +68,6 @@ def decoded_items(
             yield result
     finally:  # also when the consumer stops early: do not decode the read-ahead for nothing
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _isolated(
-    pool: ProcessPoolExecutor,
-    decode: Callable[[dict[str, Any], int, float], dict[str, Any]],
-    item: dict[str, Any],
-    sample_rate: int,
-    max_seconds: float,
-) -> dict[str, Any]:
-    """Decode ``item`` alone in a fresh pool; a crash now proves the file is the cause."""
-    try:
-        return pool.submit(decode, item, sample_rate, max_seconds).result()
-    except BrokenProcessPool:
-        return {**item, "stage": "decode", "reason": _CRASH_REASON}
 
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:

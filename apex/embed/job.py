@@ -1,9 +1,8 @@
 """The embedding job: its settings, manifest in, resumable Parquet shards out, on either engine.
 
-Local engine: a process pool decodes (and fetches) audio ahead of the encoder
-(:mod:`apex.embed.decoding`), which runs in the main process on batches of ``batch_size`` clips,
-so decoding on the CPU cores overlaps encoding on the accelerator. The Ray engine
-(:mod:`apex.embed.ray_engine`) takes the same :class:`EmbedConfig` and writes the same shards.
+Local engine: worker processes decode audio (:mod:`apex.embed.decoding`) while the main process
+encodes batches of ``batch_size`` clips. The Ray engine (:mod:`apex.embed.ray_engine`) takes the
+same :class:`EmbedConfig` and writes the same shards.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """Manifests: what to embed, one work item per song (a JSONL or CSV file, or a Hub dataset id).
 
-==================================  ============================================================
-manifest column (first found wins)  meaning
-==================================  ============================================================
-``id``, ``clip_id``, ``song_id``    unique song id (the key of resumption and of the votes)
-``audio``, ``path``, ``audio_path``,  a local path (relative to the manifest's folder) or an
-``file_name``, ``url``              ``http(s)://`` URL
-``platform``, ``split``             strings; default ``"unknown"`` and ``"pool"``
-``streams``, ``likes``, the seven   numeric targets (float64, empty = unknown)
-scores
-anything else                       one JSON object per row in the ``extra`` column
-==================================  ============================================================
+Columns (first found wins): the unique song id (:data:`ID_COLUMNS`, the key of resumption and
+of the votes); the audio (:data:`AUDIO_COLUMNS`), a path relative to the manifest's folder or an
+``http(s)://`` URL; ``platform`` and ``split``; the numeric :data:`TARGET_COLUMNS` (empty =
+unknown); any other column goes into the row's JSON ``extra``.
 """
 
 from __future__ import annotations

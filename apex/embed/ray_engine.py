@@ -1,11 +1,9 @@
 """The Ray Data engine of ``apex embed`` (optional extra ``.[ray]``).
 
-``from_items(pending rows)`` -> ``.map(decode, num_cpus=1)`` on CPU tasks -> ``.map_batches``
-on one encoder actor per GPU (one CPU actor without GPUs) -> ``iter_batches()`` into the driver's
-:class:`~apex.embed.shards.ShardWriter`. The driver parses the manifest and writes the shards, as
-the local engine does: ids are checked and resume-filtered before any work is scheduled, and the
-output needs no shared file system (the audio paths must be readable from every node). Every
-step is :mod:`apex.embed.records`, so both engines compute the same bytes.
+Pending rows -> ``.map(decode)`` on CPU tasks -> ``.map_batches`` on one encoder actor per GPU
+(one CPU actor without GPUs) -> the driver's :class:`~apex.embed.shards.ShardWriter`: no shared
+file system needed (the audio must be readable from every node). Both engines run
+:mod:`apex.embed.records`, so they compute the same bytes.
 """
 
 from __future__ import annotations
@@ -112,8 +110,4 @@ class _EncodeActor:
         self.encoder = config.load_encoder()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = [
-            {k: v for k, v in row.items() if not (k in ("stage", "reason") and v is None)}
-            for row in batch.to_pylist()
-        ]
-        return records_table(encode_items(self.encoder, rows))
+        return records_table(encode_items(self.encoder, batch.to_pylist()))

@@ -1,10 +1,7 @@
 """The job's two steps, shared by both engines: decode one item, encode decoded items.
 
-Both return plain dicts that travel unchanged through a process pool or Ray Data.
-:func:`decode_item` adds ``pcm`` (mono float32 bytes at the encoder's rate: a fixed binary type
-moves through Ray's object store cheaper than a ragged tensor column), or ``stage`` and
-``reason`` on failure; :func:`encode_items` makes one record per item with the columns of
-:data:`RECORD_SCHEMA`, ``status`` ``"ok"`` or ``"error"``.
+Both return plain dicts that travel unchanged through a process pool or Ray Data; audio moves
+as ``pcm`` bytes (cheaper through Ray's object store than a ragged tensor column).
 """
 
 from __future__ import annotations
@@ -76,11 +73,8 @@ def decode_item(item: dict[str, Any], sample_rate: int, max_seconds: float) -> d
 
     audio_ref = item["audio"]
     if not audio_ref:
-        return {
-            **item,
-            "stage": "manifest",
-            "reason": "the manifest row names no audio path or URL",
-        }
+        reason = "the manifest row names no audio path or URL"
+        return {**item, "stage": "manifest", "reason": reason}
     try:
         data: str | bytes = _fetch(audio_ref) if "://" in audio_ref else audio_ref
     except OSError as err:
@@ -115,18 +109,16 @@ def _fetch_reason(url: str, err: OSError) -> str:
 
 
 def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per decoded item, in order (decoding failures pass through as errors).
-
-    The batch goes to ``encoder.encode_batch`` at once; if a clip fails there, the clips are
-    encoded one by one so only that clip becomes an error record.
-    """
+    """One :data:`RECORD_SCHEMA` record per decoded item, in order, ``status`` ``"ok"`` or
+    ``"error"`` (decoding failures pass through). Encoded as one batch; if a clip fails there,
+    one by one, so only that clip becomes an error record."""
     import torch
 
     from apex.audio import Audio, AudioError
 
     # The clip's fault or the device's; anything else (ValueError, TypeError...) is a bug.
     errors = (AudioError, torch.OutOfMemoryError)
-    ready = [d for d in decoded if "reason" not in d]
+    ready = [d for d in decoded if d.get("reason") is None]
     audios = [
         Audio(
             waveform=torch.from_numpy(np.frombuffer(d["pcm"], dtype=np.float32).copy()),
@@ -160,7 +152,7 @@ def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[di
         if isinstance(result, str):
             record.update(
                 status="error",
-                stage=d.get("stage", "encode"),
+                stage=d.get("stage") or "encode",
                 reason=result,
                 time=time.time(),
                 duration_s=d.get("duration_s"),
@@ -190,8 +182,4 @@ def _vectors(emb: Embedding) -> dict[str, Any]:
 
 def records_table(records: Sequence[dict[str, Any]]) -> pa.Table:
     """Records -> a table with :data:`RECORD_SCHEMA` (missing columns are null)."""
-    columns = {
-        field.name: pa.array([r.get(field.name) for r in records], field.type)
-        for field in RECORD_SCHEMA
-    }
-    return pa.table(columns, schema=RECORD_SCHEMA)
+    return pa.Table.from_pylist(list(records), schema=RECORD_SCHEMA)

@@ -1,11 +1,8 @@
 """The output folder of ``apex embed``: atomic Parquet shards, resumption, one encoder per folder.
 
-Layout: ``OUT/job.json`` (encoder id + settings key of every shard),
-``OUT/embeddings/part-<run>-<n>.parquet`` (one row per embedded song, records.EMBEDDING_FIELDS)
-and ``OUT/errors/part-<run>-<n>.parquet`` (one row per failure, records.ERROR_FIELDS). A shard
-is renamed into place once complete, so a killed job leaves only whole shards. A song is
-finished once its id is in an embeddings shard; a rerun retries every other song (old error
-rows stay as a log, newest ``time`` last).
+``OUT/job.json`` (encoder id + settings key), ``OUT/embeddings/part-<run>-<n>.parquet`` (a row
+per embedded song) and ``OUT/errors/part-<run>-<n>.parquet`` (a row per failure, kept as a log).
+A song is finished once its id is in an embeddings shard; a rerun retries every other song.
 """
 
 from __future__ import annotations
@@ -55,8 +52,6 @@ class ShardWriter:
     (created when missing); counts what it wrote (``written``, ``audio_seconds``)."""
 
     def __init__(self, out_dir: Path, shard_size: int) -> None:
-        if shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
         self.out_dir = Path(out_dir)
         self.shard_size = shard_size
         self.run = f"{os.getpid():x}{uuid.uuid4().hex[:8]}"  # unique among concurrent runs
@@ -114,14 +109,8 @@ class ShardWriter:
             pq.write_table(table, tmp)
 
     def _check_encoder(self, records: pa.Table) -> None:
-        pairs = set(
-            zip(
-                records.column("encoder_id").to_pylist(),
-                records.column("settings_key").to_pylist(),
-                strict=True,
-            )
-        )
-        for encoder_id, key in pairs:
+        ids, keys = (records.column(c).to_pylist() for c in ("encoder_id", "settings_key"))
+        for encoder_id, key in set(zip(ids, keys, strict=True)):
             job = {"encoder_id": encoder_id, "settings_key": key}
             if self._job is None:
                 write_text_atomic(self.out_dir / JOB_FILE, json.dumps(job, indent=2) + "\n")

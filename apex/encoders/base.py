@@ -42,14 +42,6 @@ class Embedding:
         """``[S]`` bool: the segment contains audio."""
         return self.seconds > 0
 
-    def to_tensors(self) -> dict[str, torch.Tensor]:
-        """The tensors by name (for safetensors files); ``encoder_id`` travels separately."""
-        return {
-            "layers": self.layers.contiguous(),
-            "layers_padded": self.layers_padded.contiguous(),
-            "seconds": self.seconds.contiguous(),
-        }
-
 
 class Encoder(abc.ABC):
     """Turns an :class:`Audio` clip at ``sample_rate`` Hz into an :class:`Embedding` with
@@ -67,12 +59,13 @@ class Encoder(abc.ABC):
     def settings_key(self) -> str:
         """Everything besides the weights that changes the output (precision, segment length)."""
 
-    @abc.abstractmethod
+    # A subclass overrides encode or encode_batch (MERT's segments share forward passes).
     def encode(self, audio: Audio) -> Embedding:
-        """Embed one clip; ``audio`` must be at ``self.sample_rate``."""
+        """Embed one clip at ``self.sample_rate``: ``[S, L, D]`` for S = ceil(duration / 30 s)."""
+        return self.encode_batch([audio])[0]
 
     def encode_batch(self, audios: Sequence[Audio]) -> list[Embedding]:
-        """One :class:`Embedding` per clip in order, as ``encode`` gives (MERT shares forwards)."""
+        """One :class:`Embedding` per clip in order, as ``encode`` gives."""
         return [self.encode(audio) for audio in audios]
 
     def _check_rate(self, audio: Audio) -> None:

@@ -47,11 +47,9 @@ class EmbeddingCache:
                 encoder_id = (handle.metadata() or {}).get("encoder_id", "")
             tensors = load_file(str(path))
             return Embedding(encoder_id=encoder_id, **tensors)
-        except (SafetensorError, OSError) as err:  # damaged or half-written: recompute
-            logger.warning("unreadable embedding cache entry %s (%s); recomputing", path, err)
-            return None
-        except (TypeError, KeyError) as err:  # written by an older Embedding layout: recompute
-            logger.warning("stale embedding cache entry %s (%s); recomputing", path, err)
+        # Damaged, half-written, or written by an older Embedding layout (TypeError, KeyError).
+        except (SafetensorError, OSError, TypeError, KeyError) as err:
+            logger.warning("unusable embedding cache entry %s (%s); recomputing", path, err)
             return None
 
     def put(self, key: str, embedding: Embedding) -> Path:
@@ -59,13 +57,11 @@ class EmbeddingCache:
         from safetensors.torch import save_file
 
         path = self.path(key)
-        tensors = {k: v.detach().cpu() for k, v in embedding.to_tensors().items()}
+        names = ("layers", "layers_padded", "seconds")
+        tensors = {k: getattr(embedding, k).detach().cpu().contiguous() for k in names}
         with atomic_path(path, fsync=False) as tmp:  # a cache: a lost entry is recomputed
             save_file(tensors, str(tmp), metadata={"encoder_id": embedding.encoder_id})
         return path
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self.root.glob("*/*.safetensors")) if self.root.exists() else 0
 
 
 class CachedEncoder(Encoder):
@@ -77,21 +73,14 @@ class CachedEncoder(Encoder):
         self.cache = cache
         self.hits = 0
         self.misses = 0
-        self.encoder_id = encoder.encoder_id
-        self.sample_rate = encoder.sample_rate
-        self.num_layers = encoder.num_layers
-        self.dim = encoder.dim
-        self.segment_seconds = encoder.segment_seconds
+        for name in ("encoder_id", "sample_rate", "num_layers", "dim", "segment_seconds"):
+            setattr(self, name, getattr(encoder, name))
         self.is_fallback = encoder.is_fallback
         self.revision = getattr(encoder, "revision", None)
 
     def settings_key(self) -> str:
         """The wrapped encoder's settings key."""
         return self.encoder.settings_key()
-
-    def encode(self, audio: Audio) -> Embedding:
-        """The cached embedding of ``audio``, computing and storing it on a miss."""
-        return self.encode_batch([audio])[0]
 
     def encode_batch(self, audios: Sequence[Audio]) -> list[Embedding]:
         """Cached embeddings where present; the misses (each distinct clip once) go to the

@@ -1,10 +1,8 @@
-"""The descriptor groups of the fallback encoder, computed from one shared STFT (the time
-structure, :func:`rhythm` and :func:`repetition`, from its log-mel, chroma and MFCC frames).
+"""The descriptor groups of the fallback encoder (:mod:`apex.encoders.fallback`), all from one
+shared STFT ``[N, F]`` (frames x bins, bins contiguous for per-frame work), in float32.
 
-The spectrum is ``[N, F]`` (frames x bins, bins contiguous: per-frame work over frequency runs
-along contiguous memory). What depends only on the sample rate is built once in :class:`Banks`.
-Sorting uses numpy (about 20x faster than ``torch.sort`` on CPU for these short rows); all
-arithmetic is float32. :mod:`apex.encoders.fallback` says what each entry means.
+What depends only on the sample rate is built once in :class:`Banks`. Sorting uses numpy (about
+20x faster than ``torch.sort`` on CPU for these short rows).
 """
 
 from __future__ import annotations
@@ -31,11 +29,8 @@ _GATE_S, _STEP_S, _ABS_GATE, _REL_GATE, _K_BIAS = 0.4, 0.1, -70.0, -10.0, -0.691
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """Run the calling thread's torch ops on one intra-op thread, then restore its setting.
-
-    The descriptors are small ops (under 1 ms each); on a busy machine OpenMP's barriers make
-    them several times slower with 2 threads (benchmarks/fallback_speed.py).
-    """
+    """Run the calling thread's torch ops on one intra-op thread, then restore its setting (for
+    ops under 1 ms, OpenMP's barriers make 2 threads several times slower on a busy machine)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -117,12 +112,9 @@ class Banks:
 
 
 def _kweight(sample_rate: int, n_bins: int) -> torch.Tensor:
-    """``[F]``: K-weighted energy per unit of ``|X_k|^2`` for a Hann STFT at hop ``N_FFT / 8``.
-
-    torchaudio's K-weighting (treble 4 dB at 1.5 kHz, highpass 38 Hz Q 0.5) read off a 2^16
-    sample impulse response; one-sided Parseval counts inner bins twice; a squared periodic Hann
-    window at hop N/8 overlap-adds to exactly 3.
-    """
+    """``[F]``: K-weighted energy per unit of ``|X_k|^2`` for a Hann STFT at hop ``N_FFT / 8``:
+    torchaudio's K-weighting read off a 2^16 sample impulse response; one-sided Parseval counts
+    inner bins twice; a squared periodic Hann window at hop N/8 overlap-adds to exactly 3."""
     import torchaudio.functional as taf
 
     length = 1 << 16
@@ -137,17 +129,6 @@ def _kweight(sample_rate: int, n_bins: int) -> torch.Tensor:
     return gain * sides / N_FFT / overlap
 
 
-def spectrum(wave: torch.Tensor, banks: Banks) -> tuple[torch.Tensor, torch.Tensor]:
-    """STFT (centred, zero-padded) of ``[T]`` float32 samples: ``spec`` ``[N, F]`` complex64
-    and ``power`` ``[N, F]`` float32."""
-    spec = torch.stft(
-        wave, N_FFT, HOP, window=banks.window, center=True, pad_mode="constant",
-        return_complex=True,
-    ).T  # fmt: skip
-    power = torch.addcmul(spec.real.square(), spec.imag, spec.imag)
-    return spec, power
-
-
 def db(x: torch.Tensor) -> torch.Tensor:
     """Power ratio to decibels, floored at -100 dB."""
     return 10.0 * torch.log10(x + EPS)
@@ -158,29 +139,15 @@ def stats(frames: torch.Tensor) -> torch.Tensor:
     return torch.cat([frames.mean(dim=1), frames.std(dim=1, unbiased=False)])
 
 
-def logmel(power: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """``[M, N]`` log-mel energies (dB)."""
-    return db(power @ banks.mel).T
-
-
-def mfcc(logmel_db: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """``[C, N]`` MFCCs (DCT-II of the log-mel, dB)."""
-    return banks.dct.T @ logmel_db
-
-
-def chroma(power: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """``[12, N]`` chroma (pitch-class energy share per frame), from 55 Hz to 5 kHz."""
-    energy = (power @ banks.chroma).T
-    return energy / (energy.sum(dim=0, keepdim=True) + EPS)
-
-
 def _entropy(p: torch.Tensor, dim: int = 0) -> torch.Tensor:
     p = p / (p.sum(dim=dim, keepdim=True) + EPS)
     return -(p * torch.log2(p + EPS)).sum(dim=dim)
 
 
 def harmony(chroma_frames: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """Sorted mean chroma, key clarity, chroma entropies and top-3 share -> ``[16]``."""
+    """``[16]``: mean chroma sorted high to low (key-independent); key clarity (best correlation
+    with the 24 Krumhansl-Kessler key profiles); entropy of the mean chroma and mean frame
+    entropy (bits); mean share of each frame's chroma in its top 3 classes."""
     mean = chroma_frames.mean(dim=1)
     centred = (mean - mean.mean()) / (mean.std() + EPS)
     # Pearson correlation with each key profile (unbiased std, hence the 11 = 12 - 1).
@@ -203,7 +170,9 @@ def contrast(power: torch.Tensor, banks: Banks) -> torch.Tensor:
 
 
 def shape(power: torch.Tensor, wave: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """Flatness, centroid, rolloff, bandwidth, high-band energy and zero-crossing rate."""
+    """``[13]``: flatness mean/std, flatness above 4 kHz; centroid mean/std, 85 % rolloff
+    mean/std, 95 % rolloff, bandwidth (kHz); energy above 4 and 8 kHz re total (dB);
+    zero-crossing rate mean/std (per sample)."""
     log_power = torch.log(power + EPS)
     flatness = torch.exp(log_power.mean(dim=1)) / (power.mean(dim=1) + EPS)
     high = banks.above_4k
@@ -238,11 +207,9 @@ def shape(power: torch.Tensor, wave: torch.Tensor, banks: Banks) -> torch.Tensor
 
 
 def loudness(power: torch.Tensor, samples: int, banks: Banks) -> float:
-    """BS.1770 integrated loudness (LUFS, floored at -70) from the STFT power ``[N, F]``.
-
-    ``torchaudio.functional.loudness``'s gating, each 400 ms block's K-weighted energy read from
-    the spectrum instead of filtered samples: within a few hundredths of a LU, far cheaper.
-    """
+    """BS.1770 integrated loudness (LUFS, floored at -70) from the STFT power ``[N, F]``:
+    ``torchaudio.functional.loudness``'s gating on each 400 ms block's K-weighted energy read
+    from the spectrum (within a few hundredths of a LU of filtering the samples, far cheaper)."""
     gate = round(_GATE_S * banks.sample_rate)
     step = round(gate * _STEP_S / _GATE_S)
     if samples < gate:  # shorter than one gating block
@@ -263,7 +230,9 @@ def loudness(power: torch.Tensor, samples: int, banks: Banks) -> float:
 
 
 def dynamics(wave: torch.Tensor, power: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """Loudness, frame-RMS statistics, dynamic range, crest factor, clipping indicators."""
+    """``[12]``: loudness (LUFS); frame RMS mean/std/5th/95th pct, dynamic range (95th - 5th),
+    crest factor (dB); share of samples above 50, 80, 95 % of the peak; log kurtosis; peak
+    (dBFS)."""
     frames = wave[: wave.numel() // HOP * HOP].reshape(-1, HOP)
     rms_db = db(frames.square().mean(dim=1))
     quantiles = torch.quantile(rms_db, torch.tensor([0.05, 0.95]))
@@ -284,7 +253,8 @@ def dynamics(wave: torch.Tensor, power: torch.Tensor, banks: Banks) -> torch.Ten
 
 
 def noise(power: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """Quiet-frame level, high-band minimum-statistics noise floor, 10th-percentile level (dB)."""
+    """``[3]`` (dB): 10th-percentile frame level re the median; minimum-statistics noise floor
+    above 4 kHz re the median frame level; 10th-percentile frame level."""
     frame_db = db(power.mean(dim=1))
     q10, q50 = torch.quantile(frame_db, torch.tensor([0.1, 0.5]))
     # A steady noise floor keeps high bins busy between notes, raising their 10th percentile over
@@ -299,9 +269,9 @@ def noise(power: torch.Tensor, banks: Banks) -> torch.Tensor:
 
 
 def expression(spec: torch.Tensor, power: torch.Tensor, banks: Banks) -> torch.Tensor:
-    """Frame-to-frame pitch movement (cents) of the dominant partial between 150 and 2500 Hz,
-    from the phase advance between frames (finer than the 11.7 Hz bins): vibrato moves tens of
-    cents per frame, a robotic note not at all."""
+    """``[3]``: frame-to-frame pitch movement of the dominant partial (150-2500 Hz, from the phase
+    advance, finer than the bins), RMS and median (cents per frame), share steadier than 3 cents:
+    vibrato moves tens of cents per frame, a robotic note not at all."""
     band = banks.pitch
     if spec.shape[0] < 3 or band.stop <= band.start:
         return torch.zeros(3)
@@ -324,7 +294,6 @@ def expression(spec: torch.Tensor, power: torch.Tensor, banks: Banks) -> torch.T
     return torch.stack([moves.square().mean().sqrt(), moves.median(), steady])
 
 
-# ---------------------------------------------------------------------------- time structure
 def _beat_period(envelope: torch.Tensor, fps: float) -> tuple[float, float]:
     """Strongest autocorrelation lag (frames) between 50 and 200 BPM, and its height re lag 0."""
     centred = envelope - envelope.mean()
@@ -340,7 +309,9 @@ def _beat_period(envelope: torch.Tensor, fps: float) -> tuple[float, float]:
 
 
 def rhythm(logmel_db: torch.Tensor, fps: float) -> torch.Tensor:
-    """Onset strength, tempo, pulse clarity, tempo instability, onset rate, grid coherence."""
+    """``[8]``: onset strength mean/std/max; tempo (BPM / 100); pulse clarity (autocorrelation
+    peak re lag 0); tempo instability (relative spread of the beat period across 4 windows);
+    onsets per second; grid coherence (phase locking of onsets to the beat, 0-1)."""
     envelope = torch.relu(logmel_db.diff(dim=1)).mean(dim=0)  # spectral flux, dB per frame
     if envelope.numel() < 4:
         return torch.zeros(8)
@@ -397,8 +368,9 @@ def _delay_embed(blocks: torch.Tensor, span: int) -> torch.Tensor:
 
 
 def repetition(chroma_frames: torch.Tensor, mfcc_frames: torch.Tensor, fps: float) -> torch.Tensor:
-    """Self-similarity of 2 s phrases (0.125 s chroma / timbre blocks) at lags of 2.5 s or more
-    (whole phrases: only a repeat, not new melody over the same chords, matches in order)."""
+    """``[3]``: chroma and timbre self-similarity of 2 s phrases (0.125 s blocks), the mean best
+    match (cosine) at least 2.5 s away; mean off-diagonal chroma similarity. Whole phrases: only
+    a repeat, not new melody over the same chords, matches in order."""
     size, span, min_lag = max(1, round(0.125 * fps)), 16, 20  # 16 x 0.125 s; 20 x 0.125 s
     chroma_blocks = _blocks(chroma_frames, size)
     timbre = _blocks(mfcc_frames[1:], size)  # MFCC 0 is loudness, not timbre
@@ -407,3 +379,35 @@ def repetition(chroma_frames: torch.Tensor, mfcc_frames: torch.Tensor, fps: floa
     repeat_chroma, similarity = _best_match(_delay_embed(chroma_blocks, span), min_lag)
     repeat_timbre, _ = _best_match(_delay_embed(timbre, span), min_lag)
     return torch.tensor([repeat_chroma, repeat_timbre, similarity])
+
+
+def vector(wave: torch.Tensor, banks: Banks) -> torch.Tensor:
+    """Every group of ``[T]`` float32 samples at ``banks.sample_rate``, concatenated: ``[176]``
+    float32 (:data:`apex.encoders.fallback.FALLBACK_FEATURES`)."""
+    if wave.numel() < N_FFT:
+        wave = torch.nn.functional.pad(wave, (0, N_FFT - wave.numel()))
+    spec = torch.stft(
+        wave, N_FFT, HOP, window=banks.window, center=True, pad_mode="constant",
+        return_complex=True,
+    ).T  # fmt: skip
+    power = torch.addcmul(spec.real.square(), spec.imag, spec.imag)  # [N, F]
+    fps = banks.sample_rate / HOP
+    logmel = db(power @ banks.mel).T  # [M, N]: 32 bands, 30 Hz-11 kHz (dB)
+    mfcc = banks.dct.T @ logmel  # [C, N]: MFCC 0-19
+    energy = (power @ banks.chroma).T  # [12, N]: pitch-class energy, 55 Hz-5 kHz
+    chroma = energy / (energy.sum(dim=0, keepdim=True) + EPS)
+    parts = [
+        stats(logmel),
+        stats(mfcc),
+        harmony(chroma, banks),
+        stats(contrast(power, banks)),
+        shape(power, wave, banks),
+        rhythm(logmel, fps),
+        dynamics(wave, power, banks),
+        noise(power, banks),
+        repetition(chroma, mfcc, fps),
+        expression(spec, power, banks),
+    ]
+    out = torch.cat([p.reshape(-1).to(torch.float32) for p in parts])
+    # Degenerate input (silence, a few samples) can give NaN statistics; zeros keep heads finite.
+    return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)

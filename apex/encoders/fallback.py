@@ -1,45 +1,10 @@
 """The fallback encoder: a fixed vector of music descriptors per 30 s segment, no weights needed.
 
 The product works offline with it (the demo heads are trained on it; ``is_fallback`` says so).
-Deterministic float32 on each segment's real samples, from one STFT (2048-point Hann, hop 256 =
-10.7 ms at 24 kHz; :mod:`apex.encoders.descriptors`); ``layers == layers_padded``, ``L = 1``.
-About 0.02 s of one CPU core per 10 s of audio (``benchmarks/fallback_speed.py``).
-
-The vector (:data:`FALLBACK_FEATURES` names every entry, ``FALLBACK_DIM = 176``):
-
-====  ============================  =============================================================
-n     group                         entries (units)
-====  ============================  =============================================================
-64    log-mel                       mean and std over time of 32 log-mel bands, 30 Hz-11 kHz (dB)
-40    MFCC                          mean and std of MFCC 0-19 (DCT-II of the log-mel, dB)
-16    chroma / harmony              mean chroma sorted high to low (key-independent); key
-                                    clarity (best correlation with the 24 Krumhansl-Kessler key
-                                    profiles); entropy of the mean chroma and mean frame entropy
-                                    (bits); share of each frame's chroma in its top 3 classes
-14    spectral contrast             mean and std of peak-to-valley contrast in 7 octave bands (dB)
-13    spectral shape                flatness mean/std; flatness above 4 kHz; centroid, 85 %
-                                    rolloff mean/std (kHz); 95 % rolloff (kHz); bandwidth (kHz);
-                                    energy above 4 kHz and 8 kHz re total (dB); zero-crossing
-                                    rate mean/std (per sample)
-8     onsets and tempo              onset strength mean/std/max; tempo (BPM / 100); pulse clarity
-                                    (autocorrelation peak re lag 0); tempo instability (relative
-                                    spread of the beat period across 4 windows); onsets per second;
-                                    grid coherence (phase locking of onsets to the beat, 0-1)
-7     loudness and dynamics         BS.1770 loudness (LUFS; K-weighting applied to the STFT
-                                    energies, gated as torchaudio does); frame RMS
-                                    mean/std/5th/95th pct (dB); dynamic range (95th - 5th
-                                    pct, dB); crest factor (dB)
-5     clipping                      share of samples above 50 %, 80 %, 95 % of the peak; log
-                                    kurtosis; peak level (dBFS)
-3     noise                         quiet-frame level re median (dB); minimum-statistics noise
-                                    floor above 4 kHz re the median frame level (dB); 10th pct
-                                    frame level (dB)
-3     repetition                    chroma and timbre self-similarity: mean best match at least
-                                    2.5 s away (cosine), mean off-diagonal chroma similarity
-3     expression (vibrato)          frame-to-frame pitch movement of the dominant partial
-                                    (phase-vocoder frequency, 150-2500 Hz): RMS and median (cents
-                                    per 10.7 ms frame), share of frames steadier than 3 cents
-====  ============================  =============================================================
+Deterministic float32 from one STFT of each segment's real samples (2048-point Hann, hop 256 =
+10.7 ms at 24 kHz); ``layers == layers_padded``, ``L = 1``. :data:`FALLBACK_FEATURES` names the
+176 entries; :mod:`~apex.encoders.descriptors` gives each group's meaning and units. About 0.02 s
+of one CPU core per 10 s of audio (``benchmarks/fallback_speed.py``).
 """
 
 from __future__ import annotations
@@ -122,29 +87,4 @@ def describe(
     if banks is None or banks.sample_rate != sample_rate:
         banks = d.Banks.build(sample_rate)
     with d.one_thread():
-        return _describe(wave.to(torch.float32).contiguous(), sample_rate, banks)
-
-
-def _describe(wave: torch.Tensor, sample_rate: int, banks: d.Banks) -> torch.Tensor:
-    if wave.numel() < d.N_FFT:
-        wave = torch.nn.functional.pad(wave, (0, d.N_FFT - wave.numel()))
-    spec, power = d.spectrum(wave, banks)  # [N, F]
-    fps = sample_rate / d.HOP
-    logmel = d.logmel(power, banks)  # [M, N]
-    mfcc = d.mfcc(logmel, banks)  # [C, N]
-    chroma = d.chroma(power, banks)  # [12, N]
-    parts = [
-        d.stats(logmel),
-        d.stats(mfcc),
-        d.harmony(chroma, banks),
-        d.stats(d.contrast(power, banks)),
-        d.shape(power, wave, banks),
-        d.rhythm(logmel, fps),
-        d.dynamics(wave, power, banks),
-        d.noise(power, banks),
-        d.repetition(chroma, mfcc, fps),
-        d.expression(spec, power, banks),
-    ]
-    out = torch.cat([p.reshape(-1).to(torch.float32) for p in parts])
-    # Degenerate input (silence, a few samples) can give NaN statistics; zeros keep heads finite.
-    return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+        return d.vector(wave.to(torch.float32).contiguous(), banks)

@@ -1,13 +1,12 @@
 """MERT checkpoints as transformers' own ``HubertModel``: config mapping, weights, debug model.
 
-MERT-v1's config (``model_type: "mert_model"``) is HuBERT's plus switches that are off for v1
-(``feature_extractor_cqt``, ``deepnorm``) or change nothing at inference (``attention_relax``
-subtracts the row maximum before the softmax), so it maps field-for-field onto ``HubertConfig``
-and its weights load into ``HubertModel`` once the legacy weight-norm names are renamed.
+MERT-v1's config is HuBERT's plus switches off for v1 (``feature_extractor_cqt``, ``deepnorm``)
+or inert at inference (``attention_relax``), so it maps onto ``HubertConfig`` field for field.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ import torch
 from apex.audio import SAMPLE_RATE
 from apex.encoders.base import EncoderUnavailable
 
-# ---------------------------------------------------------------------- HuBERT mapping
 # MERT config fields with no HubertConfig counterpart, and the value that HubertModel reproduces.
 _MERT_SWITCHES: dict[str, Any] = {"feature_extractor_cqt": False, "deepnorm": False}
 # Weight-norm tensors saved by older torch (MERT's pytorch_model.bin) -> parametrization names.
@@ -25,7 +23,18 @@ _LEGACY_RENAMES = {
     "pos_conv_embed.conv.weight_g": "pos_conv_embed.conv.parametrizations.weight.original0",
     "pos_conv_embed.conv.weight_v": "pos_conv_embed.conv.parametrizations.weight.original1",
 }
+# config.json entries about the file, not the model.
+_NOT_FIELDS = {"model_type", "architectures", "auto_map", "transformers_version", "torch_dtype"}
 _OPTIONAL_KEYS = frozenset({"masked_spec_embed"})  # only used for masking during pre-training
+# Inference only: no dropout (mask_time_prob stays so masked_spec_embed has a home).
+_NO_DROPOUT = {
+    "layerdrop": 0.0,
+    "hidden_dropout": 0.0,
+    "attention_dropout": 0.0,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.0,
+    "final_dropout": 0.0,
+}
 
 
 def hubert_config_from_dict(raw: dict[str, Any], *, where: str = "checkpoint") -> Any:
@@ -40,14 +49,9 @@ def hubert_config_from_dict(raw: dict[str, Any], *, where: str = "checkpoint") -
                 "load it with trust_remote_code=True (runs the checkpoint's own code) if you "
                 "trust its authors."
             )
-    known = set(HubertConfig().to_dict())
+    known = set(HubertConfig().to_dict()) - _NOT_FIELDS
     kwargs = {k: v for k, v in raw.items() if k in known and not k.startswith("_")}
-    for key in ("model_type", "architectures", "auto_map", "transformers_version", "torch_dtype"):
-        kwargs.pop(key, None)
-    # Inference only: no dropout. mask_time_prob stays so masked_spec_embed has a home.
-    kwargs.update(layerdrop=0.0, hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
-    kwargs.update(feat_proj_dropout=0.0, final_dropout=0.0)
-    return HubertConfig(**kwargs)
+    return HubertConfig(**{**kwargs, **_NO_DROPOUT})
 
 
 def build_hubert(
@@ -57,14 +61,11 @@ def build_hubert(
     ``initialize=False`` skips initialisation (3 s for 95M on a CPU) for weights loaded right
     after (:func:`load_weights` refuses any missing essential tensor)."""
     from transformers import HubertModel
+    from transformers.initialization import no_init_weights
 
     if seed is not None:
         torch.manual_seed(seed)
-    if initialize:
-        return HubertModel(config).eval()
-    from transformers.initialization import no_init_weights
-
-    with no_init_weights():
+    with contextlib.nullcontext() if initialize else no_init_weights():
         return HubertModel(config).eval()
 
 
@@ -179,36 +180,16 @@ def use_blocked_attention(model: torch.nn.Module, block: int = 128) -> int:
 
 
 def mert_95m_config(**overrides: Any) -> Any:
-    """``HubertConfig`` of MERT-v1-95M's shape (12 x 768, 75 Hz at 24 kHz), with ``overrides``."""
+    """``HubertConfig`` of MERT-v1-95M's shape (12 x 768, 75 Hz at 24 kHz: HubertConfig's
+    defaults), without dropout, with ``overrides``."""
     from transformers import HubertConfig
 
-    fields: dict[str, Any] = dict(
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        conv_dim=(512,) * 7,
-        conv_stride=(5, 2, 2, 2, 2, 2, 2),
-        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-        conv_bias=False,
-        feat_extract_norm="group",
-        feat_proj_layer_norm=True,
-        num_conv_pos_embeddings=128,
-        num_conv_pos_embedding_groups=16,
-        do_stable_layer_norm=False,
-        layer_norm_eps=1e-5,
-        layerdrop=0.0,
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-    )
-    fields.update(overrides)
-    return HubertConfig(**fields)
+    return HubertConfig(**{**_NO_DROPOUT, **overrides})
 
 
-def load_weights(model: torch.nn.Module, weights_file: Path) -> dict[str, list[str]]:
-    """Load a checkpoint's tensors into ``model`` (legacy keys renamed); returns ``{"unused":
-    checkpoint keys without a place, "missing": optional model keys absent}``.
+def load_weights(model: torch.nn.Module, weights_file: Path) -> list[str]:
+    """Load a checkpoint's tensors into ``model`` (legacy keys renamed); returns the checkpoint
+    keys that have no place in it.
 
     Raises:
         EncoderUnavailable: Essential weights are missing or have the wrong shape.
@@ -229,8 +210,7 @@ def load_weights(model: torch.nn.Module, weights_file: Path) -> dict[str, list[s
         for old, new in _LEGACY_RENAMES.items():
             name = name.replace(old, new)
         renamed[name] = tensor
-    missing = sorted(set(expected) - set(renamed))
-    essential = [k for k in missing if k not in _OPTIONAL_KEYS]
+    essential = sorted(set(expected) - set(renamed) - _OPTIONAL_KEYS)
     wrong = [k for k in expected if k in renamed and renamed[k].shape != expected[k].shape]
     if essential or wrong:
         raise EncoderUnavailable(
@@ -238,18 +218,16 @@ def load_weights(model: torch.nn.Module, weights_file: Path) -> dict[str, list[s
             f"{essential[:10]}{' ...' if len(essential) > 10 else ''}, wrong shape {wrong[:10]}. "
             "Is it a HuBERT-shaped checkpoint (MERT-v1)? Otherwise try trust_remote_code=True."
         )
-    unused = sorted(set(renamed) - set(expected))
     model.load_state_dict({k: v for k, v in renamed.items() if k in expected}, strict=False)
-    return {"unused": unused, "missing": missing}
+    return sorted(set(renamed) - set(expected))
 
 
 def legacy_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """``model``'s state dict under the names MERT's Hub checkpoints use (``weight_g`` /
     ``weight_v`` of the positional conv), contiguous: what :func:`load_weights` maps back."""
-    inverse = {new: old for old, new in _LEGACY_RENAMES.items()}
     state = {}
     for key, tensor in model.state_dict().items():
-        for new, old in inverse.items():
+        for old, new in _LEGACY_RENAMES.items():
             key = key.replace(new, old)
         state[key] = tensor.contiguous()
     return state
@@ -263,12 +241,10 @@ def config_json(config: Any) -> dict[str, Any]:
 def save_debug_checkpoint(
     directory: str | Path, *, seed: int = 0, do_normalize: bool = True
 ) -> Path:
-    """Write a tiny random MERT-style checkpoint (a few hundred KB) into ``directory``; return it.
-
-    MERT's conv strides (75 frames/s at 24 kHz), width 32, 2 layers, 2 heads; ``config.json`` as
-    the Hub's (``mert_model``, ``auto_map``) and legacy ``weight_g``/``weight_v`` names, so tests
-    take the real MERT's mapping. ``do_normalize`` goes to ``preprocessor_config.json``.
-    """
+    """Write a tiny random MERT-style checkpoint (under 1 MB: MERT's conv strides, width 32, 2
+    layers, 2 heads) into ``directory``; return it. Its ``config.json`` (``mert_model``,
+    ``auto_map``) and legacy ``weight_g``/``weight_v`` names are the Hub's, so tests take the
+    real MERT's mapping; ``do_normalize`` goes to ``preprocessor_config.json``."""
     from safetensors.torch import save_file
 
     out = Path(directory)
@@ -303,7 +279,7 @@ def save_debug_checkpoint(
     return out
 
 
-def write_preprocessor_config(directory: Path, *, do_normalize: bool = False) -> Path:
+def write_preprocessor_config(directory: Path, *, do_normalize: bool = False) -> None:
     """Write MERT-v1-95M's ``preprocessor_config.json`` (``do_normalize`` false on the Hub)."""
     preprocessor = {
         "do_normalize": do_normalize,
@@ -314,6 +290,4 @@ def write_preprocessor_config(directory: Path, *, do_normalize: bool = False) ->
         "return_attention_mask": True,
         "sampling_rate": SAMPLE_RATE,
     }
-    path = Path(directory) / "preprocessor_config.json"
-    path.write_text(json.dumps(preprocessor, indent=2))
-    return path
+    (Path(directory) / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))

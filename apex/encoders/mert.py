@@ -1,18 +1,13 @@
 """MERT (and any HuBERT-shaped checkpoint) as an :class:`~apex.encoders.base.Encoder`.
 
-The checkpoint runs as transformers' ``HubertModel`` (:mod:`apex.encoders.hubert`), no remote code
-unless ``trust_remote_code=True``. Per clip, as the reference's ``inference.py``: 30 s segments,
-the last zero-padded; ``do_normalize`` (zero mean, unit variance over the padded segment) when the
-preprocessor config asks; all hidden states (13 for 95M), each averaged over time two ways from
-one forward: all frames (``layers_padded``, the reference) and the frames of real audio
-(``layers``). Segments of several clips share forward passes. ``fast`` precision: bf16 weights
-(fp16 on a CUDA GPU without bf16) under autocast, and on CPU the channels-last feature encoder
-and, in bf16, blocked attention (``benchmarks/score_speed.py`` measures them).
+As the reference's ``inference.py``: 30 s segments, the last zero-padded, normalised when the
+preprocessor config asks; every hidden state averaged over all frames (``layers_padded``) and
+over the frames of real audio (``layers``) from one forward. ``fast`` precision: bf16 weights
+(fp16 on a CUDA GPU without bf16) under autocast, plus CPU layouts (``benchmarks/score_speed.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import warnings
@@ -48,12 +43,11 @@ _NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor's zero_mean_unit_var_norm epsilon.
 
 
 class MertEncoder(Encoder):
-    """A HuBERT-shaped model pooled per 30 s segment and hidden layer (see
-    :meth:`from_pretrained`; the constructor takes a built model, e.g. a random one).
+    """A built HuBERT-shaped ``model`` pooled per 30 s segment and hidden layer (checkpoints:
+    :meth:`from_pretrained`).
 
     Args:
-        model: A transformers ``HubertModel`` (or remote-code MERT model).
-        encoder_id: Identifier stored in embeddings and checked by heads.
+        encoder_id: Stored in embeddings and checked by heads.
         precision: ``"reference"`` (fp32, as published) or ``"fast"`` (bf16 where native).
         device: ``None`` picks CUDA when available.
         batch_size: Segments per forward pass; None: 4 on CUDA, 1 on CPU (faster per segment).
@@ -104,7 +98,6 @@ class MertEncoder(Encoder):
                 use_blocked_attention(self.model)
         self.model.requires_grad_(False)
 
-    # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(
         cls,
@@ -117,12 +110,10 @@ class MertEncoder(Encoder):
         batch_size: int | None = None,
         encoder_id: str | None = None,
     ) -> MertEncoder:
-        """Load a MERT / HuBERT checkpoint from a local directory or a Hub id.
+        """Load a MERT / HuBERT checkpoint (:func:`pick_mert_files`) from a directory or a Hub
+        id such as ``"m-a-p/MERT-v1-95M"``.
 
         Args:
-            name_or_path: A directory with ``config.json``, ``model.safetensors`` or
-                ``pytorch_model.bin`` (and optionally ``preprocessor_config.json``), or a Hub
-                repo id such as ``"m-a-p/MERT-v1-95M"``.
             trust_remote_code: Run the checkpoint's own code (``AutoModel``); explicit opt-in.
             local_files_only: Never touch the network.
             encoder_id: Default: the Hub id, or a directory's ``_name_or_path`` when it names a
@@ -137,17 +128,14 @@ class MertEncoder(Encoder):
         try:
             snapshot = open_snapshot(name_or_path, pick, local_files_only=local_files_only)
         except SnapshotUnavailable as error:
-            hint = (
-                "Connect to the internet once, or download it to a directory and pass that path, "
-                "or use the built-in 'fallback' encoder."
-            )
             raise EncoderUnavailable(
-                f"Cannot get encoder {name_or_path!s}: {error} {hint}"
+                f"Cannot get encoder {name_or_path!s}: {error} Connect to the internet once, or "
+                "download it to a directory and pass that path, or use the built-in 'fallback' "
+                "encoder."
             ) from error
         directory = snapshot.directory
         raw = read_json_object(directory / "config.json", EncoderUnavailable)
         preprocessor = _read_preprocessor(directory)
-        rate = int(preprocessor.get("sampling_rate", raw.get("sample_rate", SAMPLE_RATE)))
         weights_file = directory / snapshot.files[1]
         if trust_remote_code:
             from transformers import AutoModel
@@ -158,28 +146,26 @@ class MertEncoder(Encoder):
         else:
             config = hubert_config_from_dict(raw, where=str(name_or_path))
             model = build_hubert(config, initialize=False)
-            report = load_weights(model, weights_file)
-            if report["unused"]:
+            unused = load_weights(model, weights_file)
+            if unused:
                 warnings.warn(
-                    f"{directory.name}: ignored {len(report['unused'])} checkpoint tensors not "
-                    f"used by HubertModel: {report['unused'][:8]}",
+                    f"{directory.name}: ignored {len(unused)} checkpoint tensors not used by "
+                    f"HubertModel: {unused[:8]}",
                     stacklevel=2,
                 )
-        ident = encoder_id or snapshot.repo_id or _local_id(directory, raw)
         encoder = cls(
             model,
-            encoder_id=ident,
+            encoder_id=encoder_id or snapshot.repo_id or _local_id(directory, raw),
             precision=precision,
             device=device,
             batch_size=batch_size,
             do_normalize=bool(preprocessor.get("do_normalize", False)),
-            sample_rate=rate,
+            sample_rate=int(preprocessor.get("sampling_rate", raw.get("sample_rate", SAMPLE_RATE))),
             weights_key=_fingerprint(weights_file),
         )
         encoder.revision = snapshot.revision
         return encoder
 
-    # ------------------------------------------------------------------ encoding
     def settings_key(self) -> str:
         """Precision (effective dtype), segment length, normalisation, weights fingerprint."""
         dtype = str(self.compute_dtype).removeprefix("torch.")
@@ -187,10 +173,6 @@ class MertEncoder(Encoder):
             f"mert|{self.precision}-{dtype}|seg{self.segment_seconds:g}s|"
             f"norm{int(self.do_normalize)}|w{self.weights_key}"
         )
-
-    def encode(self, audio: Audio) -> Embedding:
-        """Embed a clip: ``[S, L, D]`` pooled hidden states for S = ceil(duration / 30 s)."""
-        return self.encode_batch([audio])[0]
 
     def encode_batch(self, audios: Sequence[Audio]) -> list[Embedding]:
         """One :class:`Embedding` ``[S_i, L, D]`` per clip, in order; the segments of all clips
@@ -226,12 +208,8 @@ class MertEncoder(Encoder):
 
     def _hidden_states(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """All hidden states of a batch of segments: L tensors ``[B, F, D]``."""
-        context = (
-            torch.autocast(self.device.type, dtype=self.compute_dtype)
-            if self.compute_dtype != torch.float32
-            else contextlib.nullcontext()
-        )
-        with context:
+        reduced = self.compute_dtype != torch.float32
+        with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=reduced):
             out = self.model(batch.to(self.compute_dtype), output_hidden_states=True)
         return tuple(out.hidden_states)
 
@@ -298,11 +276,8 @@ def pick_mert_files(listing: Sequence[str], *, remote_code: bool = False) -> lis
 
 
 def _read_preprocessor(directory: Path) -> dict[str, Any]:
-    """``preprocessor_config.json`` (a ``Wav2Vec2FeatureExtractor``), or ``{}`` when absent.
-
-    Its attention mask over the padded segment is all ones, which HuBERT computes the same as
-    none, so none is passed (newer HuBERT code turned it into NaNs). Only mono input is accepted.
-    """
+    """``preprocessor_config.json`` (mono only), or ``{}``. Its attention mask, all ones over the
+    padded segment, is not passed: HuBERT computes it as none (newer code made NaNs of it)."""
     path = directory / "preprocessor_config.json"
     if not path.exists():
         return {}

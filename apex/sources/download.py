@@ -1,18 +1,18 @@
 """A polite, resumable audio downloader that writes an ``apex embed`` manifest.
 
-Requests to one host start ``min_interval_s`` apart, one at a time; ``429``/``503`` are retried
-after their ``Retry-After`` (capped), other failures after an exponential backoff. Bytes arrive
-in ``<file>.part`` and a later attempt resumes with an HTTP ``Range``; a file takes its final
-name only complete and verified, with a ``<file>.sha256`` sidecar, so a rerun skips matching
-files without a request. The manifest (JSONL, :mod:`apex.embed.manifest`) has ``id``, ``audio``
-(relative to it) and the listing's other columns; ``download_errors.jsonl`` lists failures.
+Requests to one host start ``min_interval_s`` apart, one at a time; ``Retry-After`` is honoured
+(capped), other failures back off exponentially. Bytes arrive in ``<file>.part`` (resumed with an
+HTTP ``Range``); a file takes its name only complete and verified, with a ``<file>.sha256``
+sidecar, so a rerun skips it without a request.
 """
 
 from __future__ import annotations
 
+import collections
 import http.client
 import json
 import os
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -68,22 +68,6 @@ class DownloadResult:
     error: str | None = None
 
 
-class _Pacer:
-    """Keeps request starts to one host ``interval`` seconds apart (clock and sleep injectable)."""
-
-    def __init__(self, interval: float, clock: Callable[[], float], sleep: Callable) -> None:
-        self.interval, self.clock, self.sleep = interval, clock, sleep
-        self.last: dict[str, float] = {}
-
-    def wait(self, url: str) -> None:
-        host = urlparse(url).netloc
-        if host in self.last:
-            delay = self.last[host] + self.interval - self.clock()
-            if delay > 0:
-                self.sleep(delay)
-        self.last[host] = self.clock()
-
-
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
@@ -116,8 +100,7 @@ def _fetch(item: DownloadItem, part: Path, config: DownloadConfig) -> bool:
     with response:
         resumed = response.status == 206 and have > 0
         with part.open("ab" if resumed else "wb") as fh:
-            for block in iter(lambda: response.read(_CHUNK), b""):
-                fh.write(block)
+            shutil.copyfileobj(response, fh, _CHUNK)
             fh.flush()
             os.fsync(fh.fileno())
         expected = response.headers.get("Content-Length")
@@ -138,8 +121,8 @@ def _retry_delay(err: Exception, attempt: int, config: DownloadConfig) -> float 
     return min(config.backoff_s * 2**attempt, config.backoff_max_s)
 
 
-def download_one(
-    item: DownloadItem, out: Path, config: DownloadConfig, pacer: _Pacer, sleep: Callable
+def _download_one(
+    item: DownloadItem, out: Path, config: DownloadConfig, pace: Callable, sleep: Callable
 ) -> DownloadResult:
     """Fetch one item into ``out / item.file_name``, resuming and verifying it."""
     path = out / item.file_name
@@ -150,7 +133,7 @@ def download_one(
     part = path.with_name(path.name + ".part")
     resumed, attempt = part.exists(), 0
     while True:
-        pacer.wait(item.url)
+        pace(item.url)
         try:
             resumed = _fetch(item, part, config) or resumed
             break
@@ -188,20 +171,25 @@ def download_all(
     """
     out, config = Path(out), config or DownloadConfig()
     items = list(items)
-    seen: set[str] = set()
-    for item in items:
-        if item.id in seen:
-            raise DownloadError(f"id {item.id!r} appears twice in the listing; ids must be unique")
-        seen.add(item.id)
-    pacer = _Pacer(config.min_interval_s, clock, sleep)
-    results = [download_one(item, out, config, pacer, sleep) for item in items]
+    repeated = [i for i, n in collections.Counter(item.id for item in items).items() if n > 1]
+    if repeated:
+        raise DownloadError(f"id {repeated[0]!r} appears twice in the listing; ids must be unique")
+    last: dict[str, float] = {}  # host -> when its last request started
+
+    def pace(url: str) -> None:
+        host = urlparse(url).netloc
+        if host in last and (delay := last[host] + config.min_interval_s - clock()) > 0:
+            sleep(delay)
+        last[host] = clock()
+
+    results = [_download_one(item, out, config, pace, sleep) for item in items]
     write_manifest(results, Path(manifest) if manifest else out / "manifest.jsonl")
     return results
 
 
 def write_manifest(results: Iterable[DownloadResult], path: Path) -> Path:
-    """Write the ``apex embed`` manifest of files on disk and ``download_errors.jsonl`` beside it
-    (both atomically: a reader sees the old file or the new one)."""
+    """Write the ``apex embed`` manifest of files on disk (``id``, ``audio`` relative to it,
+    ``sha256``, the listing's other columns) and ``download_errors.jsonl`` beside it."""
     rows, errors = [], []
     for r in results:
         if r.path is None:

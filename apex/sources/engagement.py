@@ -1,11 +1,8 @@
 """Engagement listings (Suno/Udio metadata dumps) -> 0-100 targets and a download list.
 
-A listing is a JSONL/JSON/CSV/Parquet file, one song per row, nested objects flattened with dots
-(``metadata.duration``). :data:`COLUMN_MAPS` gives, per platform, the candidate columns of each
-field (first present wins); Suno's are those of public dumps (e.g. nyuuzyou/suno, CC0 metadata),
-Udio's its web API's names, not yet checked against a public dump. Rows without an id or URL,
-with a duplicate id, or with counts that are not numbers >= 0 are skipped and reported. Counts
-become 0-100 scores with :class:`apex.training.data.TargetTransform`.
+A listing is a JSONL/JSON/CSV/Parquet file, one song a row, nested objects flattened with dots
+(``metadata.duration``). Suno's column map is that of public dumps (e.g. nyuuzyou/suno, CC0
+metadata); Udio's its web API's names, not yet checked against a public dump.
 """
 
 from __future__ import annotations
@@ -113,15 +110,12 @@ def normalise(frame: pd.DataFrame, platform: str | None = None) -> tuple[pd.Data
     """Map a listing onto :data:`FIELDS` plus ``platform`` (detected unless given).
 
     Returns:
-        The usable rows (``streams``/``likes`` float64) and ``(row number, reason)`` of the rest.
+        The usable rows (``streams``/``likes`` float64) and ``(row number, reason)`` of the rest:
+        no id or URL, a duplicate id, or counts that are not numbers >= 0.
     """
     platform = detect(frame, platform)
     columns = _columns(platform, set(frame.columns))
-    out = pd.DataFrame({f: frame[c] for f, c in columns.items()})
-    for name in FIELDS:
-        if name not in out:
-            out[name] = None
-    out = out[list(FIELDS)].copy()
+    out = pd.DataFrame({f: frame[columns[f]] if f in columns else None for f in FIELDS})
     out.insert(2, "platform", platform)
     counts = {k: pd.to_numeric(out[k], errors="coerce") for k in ("streams", "likes")}
     out["duration_s"] = pd.to_numeric(out["duration_s"], errors="coerce")

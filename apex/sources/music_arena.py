@@ -1,12 +1,8 @@
 """Music Arena's public release: battles and clips as DataFrames, and the demo in its layout.
 
-The Hub dataset ``music-arena/music-arena-dataset`` holds ``battle_data/<batch>/<battle>.json``
-(one battle per file: battle_uuid, date, timestamp, prompt, is_instrumental, user_pseudonym,
-system_a/b, audio_a/b, preference, total_listening_time_a/b, duration_a/b, ...),
-``audio_files/<batch>/<clip>.mp3`` (``audio_a``/``audio_b`` are these paths relative to the
-root, or "" for unreleased audio) and ``metadata/<batch>.md``; batches are ``NN-YYYYMON``
-(``01-2025JULAUG``, then one per month). Unusable records are listed in
-:attr:`ArenaRelease.skipped`; clips without audio on disk are kept with ``has_audio_* = False``.
+``music-arena/music-arena-dataset`` holds ``battle_data/<batch>/<battle>.json`` (one battle a
+file), ``audio_files/<batch>/<clip>.mp3`` (``audio_a``/``audio_b``: these paths, or "" when not
+released) and ``metadata/<batch>.md``; batches are ``01-2025JULAUG``, then ``NN-YYYYMON``.
 """
 
 from __future__ import annotations
@@ -58,16 +54,15 @@ class MusicArenaError(ValueError):
 
 @dataclass
 class ArenaRelease:
-    """A Music Arena release read from disk."""
+    """A Music Arena release read from disk (clips without audio on disk have ``has_audio_*``
+    False)."""
 
     root: Path  # the folder holding battle_data/ and audio_files/
     battles: pd.DataFrame  # one row per usable battle, columns BATTLE_COLUMNS
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out
 
     def clips(self) -> pd.DataFrame:
-        """One row per distinct released clip: ``clip_id``, ``file_name`` (relative to the root),
-        ``system``, ``prompt``, ``is_instrumental``, ``duration_s``, ``batch``, ``has_audio``
-        (False when the file is not on disk). Unreleased clips (empty path) have no row."""
+        """One row per distinct released clip (``file_name`` relative to the root)."""
         names = {
             "clip_{}": "clip_id",
             "audio_{}": "file_name",
@@ -129,8 +124,8 @@ def read_release(root: str | Path) -> ArenaRelease:
 
 
 def _flag(value: Any) -> bool:
-    """The release's ``is_instrumental``: a bool, a ``"true"``/``"false"`` string, or null (taken
-    as False, as Music Arena's own leaderboard does)."""
+    """``is_instrumental``: a bool, a ``"true"``/``"false"`` string or null (False, as Music
+    Arena's leaderboard takes it)."""
     if isinstance(value, str):
         return value.strip().lower() == "true"
     return bool(value)
@@ -186,10 +181,8 @@ def _parse_battle(record: Any, path: Path, root: Path) -> dict[str, Any]:
 
 
 def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...] = ()) -> Path:
-    """A local folder in Music Arena's layout, or the Hub dataset downloaded into ``cache_dir``.
-
-    ``spec``: a folder with ``battle_data/``, ``"music-arena"`` (the official dataset) or a Hub
-    dataset id in the same layout; ``batches``: only these batch folders (empty: all).
+    """``spec`` as a local folder: itself, or ``"music-arena"`` (the official dataset) or a Hub
+    dataset id in its layout downloaded into ``cache_dir`` (only ``batches``, empty: all).
 
     Raises:
         MusicArenaError: not a folder nor a dataset id, or the Hub cannot be reached (offline).
@@ -239,12 +232,11 @@ def _encode(audio: Path, dest: Path, audio_format: str) -> None:
 def export_votes(
     corpus_dir: str | Path, votes: pd.DataFrame, out_dir: str | Path, *, audio_format: str = "mp3"
 ) -> Path:
-    """Write a demo corpus's clips and simulated votes in Music Arena's layout; returns ``out_dir``.
+    """Write a demo corpus's clips and :func:`apex.demo.simulate_votes` rows in Music Arena's
+    layout (replacing same-named files); returns ``out_dir``.
 
-    ``votes`` are :func:`apex.demo.simulate_votes` rows (``clip_a``/``clip_b`` corpus clip ids);
-    same-named files in ``out_dir`` are replaced. ``audio_format``: ``"mp3"`` (re-encoded, as the
-    release ships) or ``"copy"`` (the corpus's bytes). Every battle file carries
-    ``"apex_demo": true`` (and ``README.md`` says so): never mistaken for real listeners.
+    ``audio_format``: ``"mp3"`` (re-encoded, as the release ships) or ``"copy"`` (the corpus's
+    bytes). Every battle file carries ``"apex_demo": true`` (and ``README.md`` says so).
     """
     from apex.demo import load_metadata
 

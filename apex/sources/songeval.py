@@ -2,10 +2,7 @@
 
 **Licence: CC BY-NC-SA 4.0 -- non-commercial use only**; every manifest row says so. Layout:
 ``mp3/<song>.mp3`` and ``metadata.jsonl`` (``file_name`` relative to the root) with five ratings
-per song, as columns or nested (``aesthetic_scores.*``), each a number or a list of per-rater
-values (averaged). Columns match the axes by keyword, case-insensitively (``Overall Coherence``
--> coherence). Ratings outside 1-5 skip the song; a song without audio is kept with
-``has_audio = False``. Test metrics are the challenge's: LCC, SRCC, Kendall's tau per axis.
+per song, as columns or nested (``aesthetic_scores.*``), each a number or per-rater list.
 """
 
 from __future__ import annotations
@@ -31,12 +28,9 @@ class SongEvalError(ValueError):
 
 @dataclass
 class SongEvalSet:
-    """SongEval read from disk.
-
-    ``songs``: ``clip_id``, ``file_name``, the five :data:`AESTHETICS` (1-5 means),
-    ``has_audio``, ``split`` (stable hash split, 10 % val, 10 % test); ``skipped``:
-    ``(row or file, reason)`` of every record left out.
-    """
+    """SongEval read from disk. ``songs``: ``clip_id``, ``file_name``, the five
+    :data:`AESTHETICS` (1-5 means), ``has_audio``, ``split`` (stable hash split, 10 % val, 10 %
+    test); ``skipped``: ``(row or file, reason)`` of every record left out or without audio."""
 
     root: Path
     songs: pd.DataFrame
@@ -44,7 +38,7 @@ class SongEvalSet:
 
 
 def _axis_columns(columns: list[str]) -> dict[str, str]:
-    """``axis -> column`` by keyword: ``aesthetic_scores.Overall Coherence`` -> coherence."""
+    """``axis -> column`` by keyword, any case (``aesthetic_scores.Overall Coherence``)."""
     found: dict[str, str] = {}
     for column in columns:
         name = column.rsplit(".", 1)[-1].lower()
@@ -102,15 +96,14 @@ def read_songeval(root: str | Path) -> SongEvalSet:
         )
     rows = []
     for _, record in frame.iterrows():
-        try:
-            row = {axis: _mean_rating(record[col]) for axis, col in axes.items()}
-        except ValueError as exc:
-            skipped.append((str(record[name_col]), str(exc)))
-            continue
         name = str(record[name_col])
-        row |= {"clip_id": Path(name).stem, "file_name": name}
-        row["has_audio"] = (root / name).is_file()
-        rows.append(row)
+        try:
+            ratings = {axis: _mean_rating(record[col]) for axis, col in axes.items()}
+        except ValueError as exc:
+            skipped.append((name, str(exc)))
+            continue
+        row = {"clip_id": Path(name).stem, "file_name": name, **ratings}
+        rows.append(row | {"has_audio": (root / name).is_file()})
     songs = pd.DataFrame(rows, columns=["clip_id", "file_name", *AESTHETICS, "has_audio"])
     songs["split"] = assign_split(songs["clip_id"])
     skipped += [(n, "audio file not on disk") for n in songs.loc[~songs["has_audio"], "file_name"]]
@@ -139,11 +132,8 @@ def write_manifest(data: SongEvalSet, path: str | Path) -> Path:
 def aesthetic_metrics(
     predictions: pd.DataFrame, truth: pd.DataFrame
 ) -> dict[str, dict[str, float]]:
-    """``{axis: {"lcc", "srcc", "ktau", "n"}}`` on the clips (index) of both frames.
-
-    Both frames hold one column per aesthetic (1-5); NaN where fewer than 3 songs or one side is
-    constant.
-    """
+    """The challenge's ``{axis: {"lcc", "srcc", "ktau", "n"}}`` on the clips (index) of both
+    frames (a 1-5 column per aesthetic); NaN where fewer than 3 songs or one side is constant."""
     from scipy import stats
 
     out: dict[str, dict[str, float]] = {}

@@ -273,3 +273,22 @@ def test_default_batch_is_one_segment_on_cpu(tiny_hubert_dir: Path) -> None:
     assert MertEncoder.from_pretrained(tiny_hubert_dir, device="cpu", batch_size=3).batch_size == 3
     with pytest.raises(ValueError, match="batch_size"):
         MertEncoder.from_pretrained(tiny_hubert_dir, device="cpu", batch_size=0)
+
+
+def test_mert_95m_config_has_the_published_shape() -> None:
+    """It relies on HubertConfig's defaults being MERT-v1-95M's shape; this says if they move."""
+    import math
+
+    from apex.encoders.hubert import mert_95m_config
+
+    config = mert_95m_config(num_hidden_layers=2)
+    assert (config.hidden_size, config.num_attention_heads, config.intermediate_size) == (
+        768,
+        12,
+        3072,
+    )
+    assert config.num_hidden_layers == 2 and config.conv_dim == (512,) * 7
+    assert math.prod(config.conv_stride) == 320  # 75 frames/s at 24 kHz
+    assert config.conv_kernel == (10, 3, 3, 3, 3, 2, 2) and config.feat_extract_norm == "group"
+    assert config.num_conv_pos_embeddings == 128 and config.num_conv_pos_embedding_groups == 16
+    assert config.layerdrop == config.hidden_dropout == config.attention_dropout == 0.0
