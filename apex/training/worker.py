@@ -1,9 +1,8 @@
 """A refit in its own process, at low priority with capped threads, so it cannot starve visitors.
 
 ``python -m apex.training.worker REQUEST.json OUTCOME.json`` (:func:`run_in_subprocess`) runs
-:func:`execute` at the request's niceness and ``threads``: loading the serving model, embedding
-the arena clips the votes name (:func:`clip_rows`: the app's embedding cache first, a miss
-encoded by the serving encoder and cached for the app too), training and the gate.
+:func:`execute`: it loads the serving model, embeds the arena clips the votes name
+(:func:`clip_rows`), trains and gates.
 """
 
 from __future__ import annotations
@@ -85,13 +84,15 @@ def execute(request: RefitRequest) -> RefitOutcome:
 def clip_rows(
     clips: Iterable[PoolClip], spec: EncoderSpec, *, padded: bool
 ) -> tuple[pd.DataFrame, int]:
-    """``(rows, encoded)``: one split-``pool`` row per clip and how many were not cached.
+    """``(rows, encoded)``: one split-``pool`` row per clip and how many were not cached (those
+    are encoded on the CPU and cached for the app too).
 
     Raises:
         EncoderUnavailable: a clip is not cached and the encoder cannot be loaded.
         AudioError: a clip's file is not usable audio (the message names it).
     """
     from apex.audio import load_audio
+    from apex.encoders import load_encoder
     from apex.encoders.cache import EmbeddingCache
 
     cache = EmbeddingCache(spec.cache_dir)
@@ -103,7 +104,13 @@ def clip_rows(
         key = cache.key(audio.content_hash, spec.encoder_id, spec.settings_key)
         emb = cache.get(key)
         if emb is None:
-            encoder = encoder or _load_encoder(spec)
+            encoder = encoder or load_encoder(
+                spec.spec,
+                precision=spec.precision,
+                device="cpu",
+                trust_remote_code=spec.trust_remote_code,
+                local_files_only=True,
+            )
             emb = encoder.encode(audio)
             cache.put(key, emb)
             encoded += 1
@@ -121,18 +128,6 @@ def clip_rows(
     if encoded:
         log.info("refit: embedded %d arena clips that had no cached embedding", encoded)
     return pd.DataFrame(rows), encoded
-
-
-def _load_encoder(spec: EncoderSpec):
-    from apex.encoders import load_encoder
-
-    return load_encoder(
-        spec.spec,
-        precision=spec.precision,
-        device="cpu",
-        trust_remote_code=spec.trust_remote_code,
-        local_files_only=True,
-    )
 
 
 def run_in_subprocess(
