@@ -1,8 +1,6 @@
-"""``apex refit``: a challenger from data + votes into the registry, promoted if not worse.
+"""``apex refit``: a challenger from data + votes into the registry, promoted if not worse::
 
-Flags mirror ``TrainConfig``, ``GateConfig`` and ``RefitConfig`` fields. Example::
-
-    apex refit --data shards/ --votes export/ --against demo --accuracy-tolerance 0.01
+apex refit --data shards/ --votes export/ --against demo --accuracy-tolerance 0.01
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""``apex score FILE...``: the seven APEX scores of audio files, as a table or JSON lines.
+"""``apex score FILE...``: the seven APEX scores of audio files, as a table or JSON lines::
 
-Flags mirror :class:`apex.settings.Settings` fields (default: their ``APEX_*`` values). Bad files
-and notices (demo model, fallback encoder) go to stderr; exit 1 if any file failed, 2 if the
-model cannot be loaded. Examples::
-
-    apex score song.mp3 other.wav
-    apex score --json *.flac > scores.jsonl
-    apex score --model amaai-lab/apex --encoder m-a-p/MERT-v1-95M --precision reference song.wav
+apex score --json *.flac > scores.jsonl
+apex score --model amaai-lab/apex --encoder m-a-p/MERT-v1-95M --precision reference song.wav
 """
 
 from __future__ import annotations
@@ -127,20 +122,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _short(name: str) -> str:
-    return name.removeprefix("score_")
-
-
 def _print_header(out: TextIO) -> None:
-    scales = {name: f"{SCORE_RANGES[name][0]:g}-{SCORE_RANGES[name][1]:g}" for name in SCORE_NAMES}
-    out.write(
-        f"{'file':<{_NAME}} {'seconds':>8} "
-        + " ".join(f"{_short(n):>{_COLUMN}}" for n in SCORE_NAMES)
-    )
-    out.write(
-        "\n" + f"{'':<{_NAME}} {'':>8} " + " ".join(f"{scales[n]:>{_COLUMN}}" for n in SCORE_NAMES)
-    )
-    out.write("\n")
+    names = [n.removeprefix("score_") for n in SCORE_NAMES]
+    scales = [f"{SCORE_RANGES[n][0]:g}-{SCORE_RANGES[n][1]:g}" for n in SCORE_NAMES]
+    for label, seconds, cells in (("file", "seconds", names), ("", "", scales)):
+        out.write(f"{label:<{_NAME}} {seconds:>8} " + " ".join(f"{c:>{_COLUMN}}" for c in cells))
+        out.write("\n")
 
 
 def _print_row(out: TextIO, name: str, payload: dict[str, Any]) -> None:

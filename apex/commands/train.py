@@ -1,9 +1,7 @@
-"""``apex train``: train heads on engagement shards (+ votes) and save them; flags mirror
-:class:`apex.training.config.TrainConfig`. Examples::
+"""``apex train``: train heads on engagement shards (+ votes) and save them::
 
-    apex train --data shards/ --out models/mine --task full --loss uncertainty --shared 2
-    apex train --data shards/ --out models/ref --family reference --mode segment
-    apex train --data shards/ --votes export/ --pref-weight 1.0 --out models/pref
+apex train --data shards/ --out models/ref --family reference --mode segment
+apex train --data shards/ --votes export/ --pref-weight 1.0 --out models/pref
 """
 
 from __future__ import annotations

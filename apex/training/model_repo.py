@@ -1,12 +1,6 @@
-"""The champion on the Hub (``APEX_MODEL_REPO``): a Space's disk is wiped at restart, so the
-local registry is only a copy. Layout (one commit per promotion, pointer and version together)::
-
-    versions/v0003-20260101T000000Z/   the version's files (weights, metadata.json, card, ...)
-    champion.json                      {"version": "v0003-...", "path": "versions/v0003-..."}
-
-:func:`push_version` makes the commit; :func:`restore_champion` downloads
-the pointed version at the pointer's own commit. Hub trouble never raises: the result says so.
-"""
+"""The champion on the Hub (``APEX_MODEL_REPO``), since a Space's disk is wiped at restart: one
+commit per promotion holds ``versions/<version>/`` and ``champion.json`` (``{"version", "path"}``).
+Hub trouble never raises: the result says so."""
 
 from __future__ import annotations
 
