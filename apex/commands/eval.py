@@ -31,15 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=None, help="engagement shards (file or folder)")
     p.add_argument("--votes", type=Path, default=None, help="votes: Parquet file/folder or CSV")
     dataclass_flags(p, TrainConfig, only=("mode",), choices={"mode": ("song", "segment")})
-    dataclass_flags(
-        p,
-        RefitConfig,
-        only=("holdout_fraction",),
-        help={"holdout_fraction": "share of the latest votes evaluated"},
-    )
-    p.add_argument(
-        "--all-votes", action="store_true", help="evaluate on every vote, not the latest"
-    )
+    held = {"holdout_fraction": "share of the latest votes evaluated"}
+    dataclass_flags(p, RefitConfig, only=("holdout_fraction",), help=held)
+    p.add_argument("--all-votes", action="store_true", help="evaluate every vote, not the latest")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     p.add_argument("--demo", action="store_true", help="offline evidence on the demo corpus")
     p.add_argument("--demo-votes", type=int, default=4000, help="simulated votes for --demo")

@@ -107,13 +107,12 @@ def write_shard(frame: pd.DataFrame, path: str | Path) -> Path:
         "id": _text(frame["id"]),
         "embedding": pa.array([a.ravel() for a in arrays], pa.list_(pa.float32())),
         "shape": pa.array([list(a.shape) for a in arrays], pa.list_(pa.int32())),
-        "duration_s": pa.array(_column(frame, "duration_s"), pa.float64()),
+        "duration_s": _floats(frame, "duration_s"),
         "encoder_id": _text(frame["encoder_id"]),
         "platform": _text(platform),
         "split": _text(frame["split"]),
     }
-    for name in _TARGET_COLUMNS:
-        columns[name] = pa.array(_column(frame, name), pa.float64())
+    columns.update({name: _floats(frame, name) for name in _TARGET_COLUMNS})
     with atomic_path(path) as tmp:  # readers never see half a shard
         pq.write_table(pa.table(columns), tmp)
     return Path(path)
@@ -123,11 +122,11 @@ def _text(values) -> pa.Array:
     return pa.array([str(v) for v in values], pa.string())
 
 
-def _column(frame: pd.DataFrame, name: str) -> list[float | None]:
+def _floats(frame: pd.DataFrame, name: str) -> pa.Array:
+    """A nullable float64 column: a missing column, NaN or a non-number is null."""
     if name not in frame:
-        return [None] * len(frame)
-    values = pd.to_numeric(frame[name], errors="coerce")
-    return [None if pd.isna(v) else float(v) for v in values]
+        return pa.nulls(len(frame), pa.float64())
+    return pa.array(pd.to_numeric(frame[name], errors="coerce"), pa.float64())
 
 
 def read_shards(path: str | Path) -> pd.DataFrame:
