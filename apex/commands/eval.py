@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from apex.cli import EXIT_OK, EXIT_USAGE, dataclass_flags, fail, guarded
-from apex.commands.common import read_votes, write_json
+from apex.commands.common import read_table, write_json
 from apex.settings import Settings
 
 
@@ -65,7 +65,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     transform = TargetTransform.from_dict(stats) if stats else None  # the model's own scale
     data, _ = load_engagement(args.data, mode=args.mode, transform=transform)
     battles = None
-    votes = read_votes(args.votes)
+    votes = read_table(args.votes)
     if votes is not None:
         battles = battles_from_votes(votes, data.index_of())
         if not args.all_votes:

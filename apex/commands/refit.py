@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from apex.cli import EXIT_OK, EXIT_USAGE, dataclass_flags, fail, from_args, guarded
-from apex.commands.common import data_flags, read_table, read_votes
+from apex.commands.common import data_flags, read_table
 from apex.settings import Settings
 
 
@@ -52,7 +52,7 @@ def cmd_refit(args: argparse.Namespace) -> int:
     from apex.training.registry import ModelRegistry
 
     settings = Settings.from_env()
-    votes = read_votes(args.votes)
+    votes = read_table(args.votes)
     if votes is None:
         return fail(args, "needs --votes (export them with `apex votes export`)", EXIT_USAGE)
     train_cfg = from_args(TrainConfig, args)

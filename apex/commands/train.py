@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from apex.cli import EXIT_OK, dataclass_flags, from_args, guarded
-from apex.commands.common import data_flags, read_table, read_votes
+from apex.commands.common import data_flags, read_table
 
 #: Share of the latest votes held out of training and reported (early stopping never sees them).
 HELD_OUT_VOTES = 0.2
@@ -39,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = from_args(TrainConfig, args)
     data, transform = load_engagement(args.data, mode=config.mode, ratings=read_table(args.ratings))
-    votes = read_votes(args.votes)
+    votes = read_table(args.votes)
     fit = held = None
     if votes is not None:
         fit, held = time_split(battles_from_votes(votes, data.index_of()), HELD_OUT_VOTES)

@@ -54,7 +54,7 @@ def execute(request: RefitRequest) -> RefitOutcome:
         named = set(votes["clip_a"].astype(str)) | set(votes["clip_b"].astype(str))
         padded = bool(getattr(serving[0], "uses_padded_pooling", False)) if serving else False
         clips = [c for c in request.clips if c.clip_id in named]
-        pool, _ = clip_rows(clips, request.encoder, padded=padded)
+        pool = clip_rows(clips, request.encoder, padded=padded)
     space = serving[1].encoder_id if serving else None
     space = space or (request.encoder.encoder_id if request.encoder else None)
     if engagement is not None and space is not None:
@@ -81,11 +81,9 @@ def execute(request: RefitRequest) -> RefitOutcome:
     return outcome
 
 
-def clip_rows(
-    clips: Iterable[PoolClip], spec: EncoderSpec, *, padded: bool
-) -> tuple[pd.DataFrame, int]:
-    """``(rows, encoded)``: one split-``pool`` row per clip and how many were not cached (those
-    are encoded on the CPU and cached for the app too).
+def clip_rows(clips: Iterable[PoolClip], spec: EncoderSpec, *, padded: bool) -> pd.DataFrame:
+    """One split-``pool`` row per clip; a clip not in the app's embedding cache is encoded on the
+    CPU and cached for the app too.
 
     Raises:
         EncoderUnavailable: a clip is not cached and the encoder cannot be loaded.
@@ -127,7 +125,7 @@ def clip_rows(
         )
     if encoded:
         log.info("refit: embedded %d arena clips that had no cached embedding", encoded)
-    return pd.DataFrame(rows), encoded
+    return pd.DataFrame(rows)
 
 
 def run_in_subprocess(
@@ -144,10 +142,6 @@ def run_in_subprocess(
     req.write_text(request.to_json())
     out.unlink(missing_ok=True)
     threads, nice = str(request.threads), request.nice
-
-    def lower_priority() -> None:  # runs in the child between fork and exec
-        os.nice(nice)
-
     root = str(Path(__file__).resolve().parents[2])  # import this very apex package
     env = {
         **os.environ,
@@ -158,7 +152,7 @@ def run_in_subprocess(
     proc = subprocess.run(
         [sys.executable, "-m", "apex.training.worker", str(req), str(out)],
         env=env,
-        preexec_fn=lower_priority if hasattr(os, "nice") and nice > 0 else None,
+        preexec_fn=(lambda: os.nice(nice)) if hasattr(os, "nice") and nice > 0 else None,
         capture_output=True,
         text=True,
         timeout=timeout_s,
