@@ -75,14 +75,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     except (SettingsError, CheckpointError, EncoderUnavailable, ValueError) as err:
         return fail(args, f"cannot load the model: {err}", EXIT_USAGE)
     for notice in scorer.notices:
-        print(f"apex score: note: {notice}", file=sys.stderr)
+        _note(f"note: {notice}")
     info = scorer.info()
     kind = "DEMO model" if info["is_demo"] else f"{info['kind']} model"
-    print(
-        f"apex score: {kind} {info['model_id']} (version {info['version']}) on encoder "
-        f"{info['encoder_id']}"
-        + (" (fallback descriptors)" if info["encoder_is_fallback"] else ""),
-        file=sys.stderr,
+    fallback = " (fallback descriptors)" if info["encoder_is_fallback"] else ""
+    _note(
+        f"{kind} {info['model_id']} (version {info['version']}) on encoder "
+        f"{info['encoder_id']}{fallback}"
     )
     failed = 0
     if not args.json:
@@ -94,12 +93,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             )
             started = time.perf_counter()
             if audio.duration_s > PROGRESS_AFTER_S:
-                print(
-                    f"apex score: [{index}/{len(args.files)}] {path.name}: encoding "
-                    f"{audio.duration_s:.0f} s of audio...",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                seconds = f"{audio.duration_s:.0f} s"
+                _note(f"[{index}/{len(args.files)}] {path.name}: encoding {seconds} of audio...")
             result = scorer.score([audio])[0]
         except (AudioError, OSError) as err:
             failed += 1
@@ -107,19 +102,22 @@ def cmd_score(args: argparse.Namespace) -> int:
             fail(args, f"{where}{err}", EXIT_FAILED)
             continue
         if audio.duration_s > PROGRESS_AFTER_S:
-            elapsed = time.perf_counter() - started
-            print(f"apex score: {path.name}: done in {elapsed:.1f} s", file=sys.stderr)
+            _note(f"{path.name}: done in {time.perf_counter() - started:.1f} s")
         for warning in result.warnings:
             if warning not in scorer.notices:  # the demo notice among them: said once above
-                print(f"apex score: {path.name}: warning: {warning}", file=sys.stderr)
+                _note(f"{path.name}: warning: {warning}")
         payload = {"file": str(path), **result.to_dict()}
         if args.json:
             print(json.dumps(payload, sort_keys=True), flush=True)
         else:
             _print_row(sys.stdout, path.name, payload)
     if failed:
-        print(f"apex score: {failed} of {len(args.files)} file(s) failed.", file=sys.stderr)
+        _note(f"{failed} of {len(args.files)} file(s) failed.")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _note(text: str) -> None:
+    print(f"apex score: {text}", file=sys.stderr, flush=True)
 
 
 def _print_header(out: TextIO) -> None:

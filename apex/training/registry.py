@@ -50,9 +50,7 @@ class ModelRegistry:
     def gate_record(self, version: str | Path) -> dict[str, Any] | None:
         """The gate's record of ``version`` (``metrics.json``), or None when it has none."""
         path = self.root / Path(version).name / "metrics.json"
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text())
+        return json.loads(path.read_text()) if path.is_file() else None
 
 
 def registry_for(settings: Settings) -> ModelRegistry:
