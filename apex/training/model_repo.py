@@ -8,6 +8,7 @@ import json
 import logging
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,9 @@ def restore_champion(settings: Settings) -> str:
     )
 
     online = hub_reachable()
+    fetch = partial(snapshot_download, repo_id, local_files_only=not online)
     try:
-        head = Path(
-            snapshot_download(repo_id, allow_patterns=[POINTER], local_files_only=not online)
-        )
+        head = Path(fetch(allow_patterns=[POINTER]))
         revision = head.name  # the snapshot folder is named by its commit
         if not (head / POINTER).is_file():
             return f"No champion in {repo_id} yet: nothing to restore."
@@ -99,14 +99,7 @@ def restore_champion(settings: Settings) -> str:
         target = registry.root / name
         if not target.is_dir():
             prefix = f"versions/{name}"
-            snap = Path(
-                snapshot_download(
-                    repo_id,
-                    revision=revision,
-                    allow_patterns=[f"{prefix}/*"],
-                    local_files_only=not online,
-                )
-            )
+            snap = Path(fetch(revision=revision, allow_patterns=[f"{prefix}/*"]))
             with atomic_dir(target) as tmp:
                 for rel in list_directory(snap / prefix):
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
