@@ -150,19 +150,11 @@ def read_shards(path: str | Path) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- tensors
 @dataclass
 class EngagementData:
-    """Songs as arrays for training and evaluation.
-
-    Attributes:
-        ids: ``[N]`` song ids.
-        x: ``[M, L, D]`` float32 training rows: one per song (``mode="song"``, M = N, segments
-            averaged) or one per segment (``mode="segment"``).
-        row_song: ``[M]`` index of each row's song.
-        song_x: ``[N, L, D]`` song-level embeddings (segment mean), used for battles and eval.
-        targets: ``[N, 7]`` float32 targets in :data:`SCORE_NAMES` order; NaN = unknown.
-        split: ``[N]`` split names; ``platform``: ``[N]``; ``duration_s``: ``[N]`` seconds.
-        encoder_id: the one encoder of the data set.
-        fingerprint: sha256 over ids, shapes and targets (identifies the training data).
-    """
+    """Songs as arrays: ``x`` ``[M, L, D]`` float32 training rows, one per song (``mode="song"``,
+    M = N) or per segment, ``row_song`` ``[M]`` each row's song; ``song_x`` ``[N, L, D]`` segment
+    means (battles, eval); ``targets`` ``[N, 7]`` float32 in :data:`SCORE_NAMES` order (NaN:
+    unknown); ``ids``, ``split``, ``platform``, ``duration_s`` (seconds) ``[N]``; the one
+    ``encoder_id``; ``fingerprint``: sha256 over ids, shapes and targets."""
 
     ids: np.ndarray
     x: np.ndarray
@@ -270,14 +262,10 @@ def assemble(
     ratings: pd.DataFrame | None = None,
     test_fraction: float = 0.2,
 ) -> tuple[EngagementData, TargetTransform]:
-    """The arrays a refit trains on: engagement rows plus arena clips (split ``pool``), targets
-    transformed, human ratings joined.
-
-    Arena clips that ``frame`` lacks (same encoder only) join as split ``pool`` without targets;
-    without engagement rows they are the songs: a stable ``test_fraction`` (by a hash of the id)
-    is ``test``, the rest ``train`` (the refit then anchors). Raises :class:`DataError` when
-    there is neither.
-    """
+    """The arrays a refit trains on: engagement rows, targets transformed, human ratings joined,
+    plus the arena clips ``frame`` lacks (same encoder) as split ``pool`` without targets. With
+    no engagement rows the clips are the songs: a stable ``test_fraction`` (by id hash) is
+    ``test``, the rest ``train``. Raises :class:`DataError` when there is neither."""
     if frame is None or len(frame) == 0:
         if pool is None or len(pool) == 0:
             raise DataError("no engagement rows and no embedded arena clips: nothing to train on")

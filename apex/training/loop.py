@@ -131,12 +131,9 @@ def train(
     val_battles: Battles | None = None,
     model: nn.Module | None = None,
 ) -> TrainResult:
-    """Train heads on ``data``'s ``train`` split (``val``: early stopping and calibration).
-
-    ``battles`` train the preference when ``config.pref_weight > 0``; ``val_battles`` join the
-    early-stopping criterion; ``model`` is a warm start (its feature statistics are kept).
-    Returns the best-validation model on the CPU in eval mode.
-    """
+    """Train heads on ``data``'s ``train`` split (``val``: early stopping and calibration);
+    ``battles`` train the preference when ``config.pref_weight > 0``, ``val_battles`` join the
+    early-stopping criterion, ``model`` is a warm start (its feature statistics are kept)."""
     torch.manual_seed(config.seed)
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if config.device == "auto" else config.device)

@@ -87,17 +87,10 @@ def run_refit(
     serving=None,
     notes: list[str] | None = None,
 ) -> RefitOutcome:
-    """Train a challenger, evaluate it and the serving model on the same held-out data, gate, save.
-
-    When no ``train`` song has a target, the challenger trains anchored (only its preference
-    output learns) and the gate also bounds the scores' drift on held-out songs.
-
-    Args:
-        serving: ``(heads, info)`` of the model serving (default: the registry's champion).
-            Held-out votes exclude any it was trained on (``votes_trained_until``).
-        notes: sentences for people from the caller (data left out), kept in the outcome.
-
-    Raises whatever training raises; ``CHAMPION`` is only touched after a successful gate.
+    """Train a challenger, evaluate it and ``serving`` (``(heads, info)``; default: the
+    registry's champion) on the same held-out data, gate, save. Without any ``train`` target the
+    challenger trains anchored and the gate also bounds the scores' drift. ``notes`` (sentences
+    for people) are kept in the outcome. ``CHAMPION`` is only touched after a successful gate.
     """
     config = config or RefitConfig()
     notes = list(notes or [])
@@ -191,8 +184,7 @@ def _held_out_songs(data: EngagementData) -> np.ndarray:
 def train_with_votes(
     data: EngagementData, config: TrainConfig, battles: Battles, *, model=None
 ) -> TrainResult:
-    """Train (from ``model`` when given); the latest :data:`EARLY_STOP_FRACTION` of ``battles``
-    is kept for early stopping."""
+    """Train (from ``model``); the latest :data:`EARLY_STOP_FRACTION` of ``battles`` early-stops."""
     if config.pref_weight <= 0 or len(battles) < 10:
         return train(data, config, battles=battles, model=model)
     fit, watch = time_split(battles, EARLY_STOP_FRACTION)
@@ -200,8 +192,7 @@ def train_with_votes(
 
 
 def _split_votes(battles: Battles, fraction: float, serving) -> tuple[Battles, Battles]:
-    """A time split; held-out votes the serving model trained on (``votes_trained_until``) are
-    dropped."""
+    """A time split without the held-out votes ``serving`` trained on (``votes_trained_until``)."""
     if len(battles) < 2:
         return battles, battles.take(np.arange(0))
     fit, held = time_split(battles, fraction)

@@ -29,13 +29,9 @@ class RefitProcessError(RuntimeError):
 
 def execute(request: RefitRequest) -> RefitOutcome:
     """Run the refit of ``request`` here, in the serving model's encoder space (engagement rows
-    of another encoder are left out, with a note).
-
-    Raises:
-        DataError: no data to train on; CheckpointError: the serving model does not load;
-        RefitError: it changed under the app; EncoderUnavailable, AudioError: clips cannot be
-        embedded.
-    """
+    of another encoder are left out, with a note). Raises DataError (nothing to train on),
+    CheckpointError or RefitError (the serving model does not load, or changed under the app),
+    EncoderUnavailable or AudioError (clips cannot be embedded)."""
     import torch
 
     from apex.training.config import scaled_train_config
@@ -83,12 +79,8 @@ def execute(request: RefitRequest) -> RefitOutcome:
 
 def clip_rows(clips: Iterable[PoolClip], spec: EncoderSpec, *, padded: bool) -> pd.DataFrame:
     """One split-``pool`` row per clip; a clip not in the app's embedding cache is encoded on the
-    CPU and cached for the app too.
-
-    Raises:
-        EncoderUnavailable: a clip is not cached and the encoder cannot be loaded.
-        AudioError: a clip's file is not usable audio (the message names it).
-    """
+    CPU and cached for the app too. Raises EncoderUnavailable (that encoder cannot be loaded) or
+    AudioError (a clip's file is not usable audio; the message names it)."""
     from apex.audio import load_audio
     from apex.encoders import load_encoder
     from apex.encoders.cache import EmbeddingCache
@@ -131,12 +123,9 @@ def clip_rows(clips: Iterable[PoolClip], spec: EncoderSpec, *, padded: bool) -> 
 def run_in_subprocess(
     request: RefitRequest, workdir: Path, *, timeout_s: float | None = None
 ) -> RefitOutcome:
-    """Run :func:`execute` in a child process (low priority, capped threads).
-
-    Raises:
-        RefitProcessError: the child exited non-zero or wrote no outcome.
-        subprocess.TimeoutExpired: it ran past ``timeout_s`` (the child is killed).
-    """
+    """Run :func:`execute` in a child process (low priority, capped threads). Raises
+    RefitProcessError (it failed or wrote no outcome) or subprocess.TimeoutExpired (it ran past
+    ``timeout_s`` and was killed)."""
     workdir.mkdir(parents=True, exist_ok=True)
     req, out = workdir / "request.json", workdir / "outcome.json"
     req.write_text(request.to_json())
