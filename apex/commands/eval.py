@@ -244,14 +244,11 @@ def cmd_eval_arena(args: argparse.Namespace) -> int:
     from apex.loader import load_scorer
     from apex.sources.music_arena import read_release, resolve
 
-    settings = Settings.from_env()
+    cache = Settings.from_env().cache_dir / "hub-datasets"
     schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip())
     if args.bootstrap < 1 or args.permutations < 0:
         raise ArenaEvalError("--bootstrap must be >= 1 and --permutations >= 0")
-    root = resolve(
-        args.data, cache_dir=settings.cache_dir / "hub-datasets", batches=tuple(args.batch)
-    )
-    release = read_release(root)
+    release = read_release(resolve(args.data, cache_dir=cache, batches=tuple(args.batch)))
     battles = release.battles
     if args.batch:
         battles = battles[battles["batch"].isin(args.batch)]

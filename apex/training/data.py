@@ -68,12 +68,10 @@ class TargetTransform:
                 out[score] = np.nan
             for platform, idx in out.groupby("platform").groups.items():
                 ref = self.quantiles.get(str(platform), {}).get(raw)
-                if not ref:
-                    continue
-                counts = out.loc[idx, raw].to_numpy(dtype=np.float64)
-                scored = self.score(counts, np.asarray(ref))
-                keep = np.isnan(counts)
-                out.loc[idx, score] = np.where(keep, out.loc[idx, score], scored)
+                if ref:
+                    counts = out.loc[idx, raw].to_numpy(dtype=np.float64)
+                    scored = self.score(counts, np.asarray(ref))
+                    out.loc[idx, score] = np.where(np.isnan(counts), out.loc[idx, score], scored)
         return out
 
     def score(self, counts: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -141,9 +139,9 @@ def read_shards(path: str | Path) -> pd.DataFrame:
         np.asarray(e, dtype=np.float32).reshape(tuple(s))
         for e, s in zip(frame["embedding"], frame["shape"], strict=True)
     ]
-    if frame["id"].duplicated().any():
-        dup = frame.loc[frame["id"].duplicated(), "id"].iloc[0]
-        raise DataError(f"song id {dup!r} appears twice across shards; ids must be unique")
+    dup = frame.loc[frame["id"].duplicated(), "id"]
+    if len(dup):
+        raise DataError(f"song id {dup.iloc[0]!r} appears twice across shards; ids must be unique")
     return frame.drop(columns=["shape"])
 
 

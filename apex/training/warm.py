@@ -43,12 +43,8 @@ def family_of(model: nn.Module) -> dict[str, object]:
     """The :class:`~apex.training.config.TrainConfig` fields of a warm start from ``model``."""
     warm = {"hold_norm_stats": True}  # fine-tune the served normalisation, never re-estimate it
     if isinstance(model, ReferenceHeads):
-        return {
-            "family": "reference",
-            "task": model.task,
-            "shared": min(model.shared_depth, 3),
-            **warm,
-        }
+        shared = min(model.shared_depth, 3)
+        return {"family": "reference", "task": model.task, "shared": shared, **warm}
     return {"family": "apex", "task": "full", **warm}
 
 
