@@ -21,9 +21,8 @@ def data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def read_table(path: Path | None) -> pd.DataFrame | None:
-    """Votes or ratings from a CSV or Parquet file, or every Parquet file under a folder (the
-    ``apex votes export`` layout); None if no path. Raises FileNotFoundError for a folder without
-    Parquet files."""
+    """Votes or ratings from a CSV or Parquet file, or every Parquet file under a folder (None if no
+    path); raises FileNotFoundError for a folder without Parquet files."""
     if path is None:
         return None
     import pandas as pd

@@ -66,8 +66,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Promotion margins (pairwise accuracy 0-1, Spearman) and the least held-out decisive
-    battles."""
+    """Promotion margins (pairwise accuracy 0-1, Spearman); the least held-out decisive battles."""
 
     accuracy_tolerance: float = 0.01
     spearman_tolerance: float = 0.02

@@ -37,9 +37,8 @@ def record_commit(version: Path, repo_id: str, revision: str, how: str) -> None:
 
 
 def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> str:
-    """Commit promoted version ``directory`` and the champion pointer to ``repo_id`` in one
-    commit (recorded in ``hub.json``). Returns what happened, in words; Hub trouble never raises
-    (the local version stays the truth)."""
+    """Commit promoted version ``directory`` and the champion pointer to ``repo_id`` (recorded in
+    ``hub.json``); returns what happened, in words (the local version stays the truth)."""
     if not repo_id:
         return "push skipped: no model repo configured (APEX_MODEL_REPO)"
     from huggingface_hub import CommitOperationAdd, HfApi
@@ -75,8 +74,7 @@ def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> st
 
 def restore_champion(settings: Settings) -> str:
     """Make the model repo's champion the local one when the registry has none (through the Hub
-    cache: resumable, offline when cached). Returns a sentence for the About tab ("" when there
-    was nothing to do)."""
+    cache: resumable, offline when cached); returns a sentence for the About tab ("": no-op)."""
     registry = registry_for(settings)
     repo_id = settings.model_repo
     if not repo_id or registry.champion() is not None:
