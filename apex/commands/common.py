@@ -14,20 +14,15 @@ if TYPE_CHECKING:
 
 def data_flags(parser: argparse.ArgumentParser) -> None:
     """``--data`` (required), ``--votes`` and ``--ratings``: the inputs of ``train``/``refit``."""
-    parser.add_argument(
-        "--data", type=Path, required=True, help="engagement shards (file or folder)"
-    )
-    parser.add_argument(
-        "--votes", type=Path, default=None, help="votes: Parquet file/folder or CSV"
-    )
-    parser.add_argument(
-        "--ratings", type=Path, default=None, help="human 1-5 ratings (clip_id, axes)"
-    )
+    add = parser.add_argument
+    add("--data", type=Path, required=True, help="engagement shards (file or folder)")
+    add("--votes", type=Path, default=None, help="votes: Parquet file/folder or CSV")
+    add("--ratings", type=Path, default=None, help="human 1-5 ratings (clip_id, axes)")
 
 
-def read_votes(path: Path | None) -> pd.DataFrame | None:
-    """Votes from a CSV or Parquet file/folder (``apex votes export`` layout); None if no path.
-    Raises FileNotFoundError when the folder holds no Parquet file."""
+def read_table(path: Path | None) -> pd.DataFrame | None:
+    """Votes or ratings from a CSV or Parquet file, or every Parquet file under a folder (None if no
+    path); raises FileNotFoundError for a folder without Parquet files."""
     if path is None:
         return None
     import pandas as pd
@@ -36,17 +31,10 @@ def read_votes(path: Path | None) -> pd.DataFrame | None:
         return pd.read_csv(path)
     files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
     if not files:
-        raise FileNotFoundError(f"no votes under {path}; export them with `apex votes export`")
+        raise FileNotFoundError(
+            f"no Parquet files under {path}; export votes with `apex votes export`"
+        )
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-
-
-def read_table(path: Path | None) -> pd.DataFrame | None:
-    """A CSV or Parquet table (the human ratings); None if no path."""
-    if path is None:
-        return None
-    import pandas as pd
-
-    return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
 
 
 def write_json(path: Path | None, report: Any) -> None:

@@ -39,16 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     eng = sub.add_parser("engagement", help="Suno/Udio listing -> audio + apex embed manifest")
     eng.add_argument("listing", type=Path, help=".jsonl/.json/.csv/.parquet listing")
     eng.add_argument("--out", type=Path, required=True)
-    eng.add_argument(
-        "--platform", "--source", choices=("suno", "udio"), default=None, help="default: detect"
-    )
+    eng.add_argument("--platform", "--source", choices=("suno", "udio"), help="default: detect")
     eng.add_argument("--limit", type=int, default=None, help="only the first N usable rows")
-    eng.add_argument(
-        "--power",
-        type=float,
-        default=ENGAGEMENT_POWER,
-        help="exponent after the percentile (default %(default)s)",
-    )
+    power = "exponent after the percentile (default %(default)s)"
+    eng.add_argument("--power", type=float, default=ENGAGEMENT_POWER, help=power)
     dataclass_flags(
         eng,
         DownloadConfig,
@@ -110,12 +104,7 @@ def cmd_engagement(args: argparse.Namespace) -> int:
     """Map a listing, compute targets, download the audio, write the manifest."""
     from apex.sources import LICENSES
     from apex.sources.download import download_all
-    from apex.sources.engagement import (
-        download_items,
-        normalise,
-        read_listing,
-        with_targets,
-    )
+    from apex.sources.engagement import download_items, normalise, read_listing, with_targets
 
     listing, skipped = normalise(read_listing(args.listing), args.platform)
     listing = with_targets(listing.head(args.limit) if args.limit else listing, power=args.power)
@@ -142,12 +131,7 @@ def cmd_engagement(args: argparse.Namespace) -> int:
 def cmd_songeval(args: argparse.Namespace) -> int:
     """Write the SongEval manifest; optionally score its test split and print LCC/SRCC/tau."""
     from apex.settings import Settings
-    from apex.sources.songeval import (
-        LICENSE,
-        aesthetic_metrics,
-        read_songeval,
-        write_manifest,
-    )
+    from apex.sources.songeval import LICENSE, aesthetic_metrics, read_songeval, write_manifest
 
     settings = Settings.from_env()
     data = read_songeval(_songeval_root(args.data, settings.cache_dir / "hub-datasets"))

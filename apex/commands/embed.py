@@ -1,8 +1,6 @@
 """``apex embed``: embed a corpus into resumable Parquet shards (see :mod:`apex.embed`)::
 
-apex embed data/demo/engagement.jsonl --out var/embeddings/demo             # fallback encoder
 apex embed songs.csv --out emb/ --encoder m-a-p/MERT-v1-95M --workers 8 --batch-size 16
-apex embed songs.jsonl --out emb/ --encoder m-a-p/MERT-v1-95M --engine ray --address auto
 """
 
 from __future__ import annotations

@@ -3,16 +3,9 @@
 Examples::
 
     apex eval --model models/mine --data shards/ --votes export/ --json report.json
-    apex eval --demo                       # the offline evidence on the synthetic demo corpus
+    apex eval --demo                       # the ablation and the refit gate on the demo corpus
     apex eval arena                                   # the Hub release (needs the network)
-    apex eval arena --data ~/music-arena --model auto # a local copy, the published APEX model
-    apex eval arena --data var/arena-demo --model demo --svm fixed --out report.json
     apex eval arena --data var/arena-demo --model demo --model var/models/v0002-... --json
-
-``apex eval --demo`` (:func:`demo_evidence`) trains the ablation (popularity-only, full, full
-with preferences) on the demo corpus and simulated votes split by time, then runs the real
-:func:`apex.training.refit.run_refit` gate. ``apex eval arena`` is the paper's out-of-distribution
-experiment on Music Arena battles (:func:`apex.evaluation.scoring.evaluate_scorer` per ``--model``).
 """
 
 from __future__ import annotations
@@ -23,7 +16,7 @@ import sys
 from pathlib import Path
 
 from apex.cli import EXIT_OK, EXIT_USAGE, dataclass_flags, fail, guarded
-from apex.commands.common import read_votes, write_json
+from apex.commands.common import read_table, write_json
 from apex.settings import Settings
 
 
@@ -38,15 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=None, help="engagement shards (file or folder)")
     p.add_argument("--votes", type=Path, default=None, help="votes: Parquet file/folder or CSV")
     dataclass_flags(p, TrainConfig, only=("mode",), choices={"mode": ("song", "segment")})
-    dataclass_flags(
-        p,
-        RefitConfig,
-        only=("holdout_fraction",),
-        help={"holdout_fraction": "share of the latest votes evaluated"},
-    )
-    p.add_argument(
-        "--all-votes", action="store_true", help="evaluate on every vote, not the latest"
-    )
+    held = {"holdout_fraction": "share of the latest votes evaluated"}
+    dataclass_flags(p, RefitConfig, only=("holdout_fraction",), help=held)
+    p.add_argument("--all-votes", action="store_true", help="evaluate every vote, not the latest")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     p.add_argument("--demo", action="store_true", help="offline evidence on the demo corpus")
     p.add_argument("--demo-votes", type=int, default=4000, help="simulated votes for --demo")
@@ -78,7 +65,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     transform = TargetTransform.from_dict(stats) if stats else None  # the model's own scale
     data, _ = load_engagement(args.data, mode=args.mode, transform=transform)
     battles = None
-    votes = read_votes(args.votes)
+    votes = read_table(args.votes)
     if votes is not None:
         battles = battles_from_votes(votes, data.index_of())
         if not args.all_votes:
@@ -200,63 +187,52 @@ def format_evidence(evidence: dict) -> str:
 
 
 def arena_flags(parser: argparse.ArgumentParser) -> None:
-    """Add the arena evaluation's flags to ``parser``."""
+    """Add the flags of the paper's out-of-distribution experiment to ``parser``."""
     from apex.evaluation.cv import FOLD_SCHEMES
 
-    parser.add_argument(
+    add = parser.add_argument
+    add(
         "--data",
         default="music-arena",
         help="folder in Music Arena's layout (battle_data/, audio_files/), 'music-arena' (the "
         "Hub release) or another Hub dataset id in that layout (default: %(default)s)",
     )
-    parser.add_argument(
-        "--batch",
-        action="append",
-        default=[],
-        help="only this batch folder, e.g. 02-2025SEP (repeatable; default: all)",
-    )
-    parser.add_argument(
+    add("--batch", action="append", default=[], help="only this batch, e.g. 02-2025SEP (repeat)")
+    add(
         "--model",
         action="append",
         default=[],
-        help="auto, demo, a model folder (e.g. a registry version), a .pt file or a Hub id; "
-        "repeat to report several models on the same battles (default: auto)",
+        help="auto, demo, a model folder, a .pt file or a Hub id; repeat to compare models on the "
+        "same battles (default: auto)",
     )
-    parser.add_argument("--encoder", default=None, help="encoder override (default: the model's)")
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
-    parser.add_argument(
+    add("--encoder", default=None, help="encoder override (default: the model's)")
+    add("--device", default=None, help="auto, cpu, cuda, cuda:N")
+    add(
         "--features",
         choices=("engagement", "all"),
         default="engagement",
         help="engagement: the paper's final feature set; all: the seven scores",
     )
-    parser.add_argument("--folds", type=int, default=10)
-    parser.add_argument(
+    add("--folds", type=int, default=10)
+    add(
         "--schemes",
         default=",".join(FOLD_SCHEMES),
         help="comma-separated fold schemes: paper (the published, label-stratified folds), "
         "prompt, pair, prompt+pair (grouped) (default: %(default)s)",
     )
-    parser.add_argument(
-        "--bootstrap", type=int, default=1000, help="resamples per interval (default: %(default)s)"
+    add("--bootstrap", type=int, default=1000, help="resamples per interval (default: %(default)s)")
+    add(
+        "--permutations", type=int, default=1000, help="per p-value, 0: none (default: %(default)s)"
     )
-    parser.add_argument(
-        "--permutations",
-        type=int,
-        default=1000,
-        help="permutations per p-value; 0 turns the test off (default: %(default)s)",
-    )
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
+    add("--seed", type=int, default=42)
+    add(
         "--svm",
         choices=("grid", "fixed", "off"),
         default="grid",
         help="grid: the paper's nested grid search (slow); fixed: one RBF SVM; off",
     )
-    parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
-    parser.add_argument(
-        "--json", action="store_true", help="print the whole JSON report instead of the tables"
-    )
+    add("--out", type=Path, default=None, help="write the JSON report here")
+    add("--json", action="store_true", help="print the whole JSON report instead of the tables")
 
 
 def cmd_eval_arena(args: argparse.Namespace) -> int:
@@ -268,14 +244,11 @@ def cmd_eval_arena(args: argparse.Namespace) -> int:
     from apex.loader import load_scorer
     from apex.sources.music_arena import read_release, resolve
 
-    settings = Settings.from_env()
+    cache = Settings.from_env().cache_dir / "hub-datasets"
     schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip())
     if args.bootstrap < 1 or args.permutations < 0:
         raise ArenaEvalError("--bootstrap must be >= 1 and --permutations >= 0")
-    root = resolve(
-        args.data, cache_dir=settings.cache_dir / "hub-datasets", batches=tuple(args.batch)
-    )
-    release = read_release(root)
+    release = read_release(resolve(args.data, cache_dir=cache, batches=tuple(args.batch)))
     battles = release.battles
     if args.batch:
         battles = battles[battles["batch"].isin(args.batch)]

@@ -1,8 +1,6 @@
-"""``apex refit``: a challenger from data + votes into the registry, promoted if not worse.
+"""``apex refit``: a challenger from data + votes into the registry, promoted if not worse::
 
-Flags mirror ``TrainConfig``, ``GateConfig`` and ``RefitConfig`` fields. Example::
-
-    apex refit --data shards/ --votes export/ --against demo --accuracy-tolerance 0.01
+apex refit --data shards/ --votes export/ --against demo --accuracy-tolerance 0.01
 """
 
 from __future__ import annotations
@@ -11,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from apex.cli import EXIT_OK, EXIT_USAGE, dataclass_flags, fail, from_args, guarded
-from apex.commands.common import data_flags, read_table, read_votes
+from apex.commands.common import data_flags, read_table
 from apex.settings import Settings
 
 
@@ -54,7 +52,7 @@ def cmd_refit(args: argparse.Namespace) -> int:
     from apex.training.registry import ModelRegistry
 
     settings = Settings.from_env()
-    votes = read_votes(args.votes)
+    votes = read_table(args.votes)
     if votes is None:
         return fail(args, "needs --votes (export them with `apex votes export`)", EXIT_USAGE)
     train_cfg = from_args(TrainConfig, args)

@@ -1,12 +1,7 @@
-"""``apex score FILE...``: the seven APEX scores of audio files, as a table or JSON lines.
+"""``apex score FILE...``: the seven APEX scores of audio files, as a table or JSON lines::
 
-Flags mirror :class:`apex.settings.Settings` fields (default: their ``APEX_*`` values). Bad files
-and notices (demo model, fallback encoder) go to stderr; exit 1 if any file failed, 2 if the
-model cannot be loaded. Examples::
-
-    apex score song.mp3 other.wav
-    apex score --json *.flac > scores.jsonl
-    apex score --model amaai-lab/apex --encoder m-a-p/MERT-v1-95M --precision reference song.wav
+apex score --json *.flac > scores.jsonl
+apex score --model amaai-lab/apex --encoder m-a-p/MERT-v1-95M --precision reference song.wav
 """
 
 from __future__ import annotations
@@ -80,14 +75,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     except (SettingsError, CheckpointError, EncoderUnavailable, ValueError) as err:
         return fail(args, f"cannot load the model: {err}", EXIT_USAGE)
     for notice in scorer.notices:
-        print(f"apex score: note: {notice}", file=sys.stderr)
+        _note(f"note: {notice}")
     info = scorer.info()
     kind = "DEMO model" if info["is_demo"] else f"{info['kind']} model"
-    print(
-        f"apex score: {kind} {info['model_id']} (version {info['version']}) on encoder "
-        f"{info['encoder_id']}"
-        + (" (fallback descriptors)" if info["encoder_is_fallback"] else ""),
-        file=sys.stderr,
+    fallback = " (fallback descriptors)" if info["encoder_is_fallback"] else ""
+    _note(
+        f"{kind} {info['model_id']} (version {info['version']}) on encoder "
+        f"{info['encoder_id']}{fallback}"
     )
     failed = 0
     if not args.json:
@@ -99,12 +93,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             )
             started = time.perf_counter()
             if audio.duration_s > PROGRESS_AFTER_S:
-                print(
-                    f"apex score: [{index}/{len(args.files)}] {path.name}: encoding "
-                    f"{audio.duration_s:.0f} s of audio...",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                seconds = f"{audio.duration_s:.0f} s"
+                _note(f"[{index}/{len(args.files)}] {path.name}: encoding {seconds} of audio...")
             result = scorer.score([audio])[0]
         except (AudioError, OSError) as err:
             failed += 1
@@ -112,35 +102,30 @@ def cmd_score(args: argparse.Namespace) -> int:
             fail(args, f"{where}{err}", EXIT_FAILED)
             continue
         if audio.duration_s > PROGRESS_AFTER_S:
-            elapsed = time.perf_counter() - started
-            print(f"apex score: {path.name}: done in {elapsed:.1f} s", file=sys.stderr)
+            _note(f"{path.name}: done in {time.perf_counter() - started:.1f} s")
         for warning in result.warnings:
             if warning not in scorer.notices:  # the demo notice among them: said once above
-                print(f"apex score: {path.name}: warning: {warning}", file=sys.stderr)
+                _note(f"{path.name}: warning: {warning}")
         payload = {"file": str(path), **result.to_dict()}
         if args.json:
             print(json.dumps(payload, sort_keys=True), flush=True)
         else:
             _print_row(sys.stdout, path.name, payload)
     if failed:
-        print(f"apex score: {failed} of {len(args.files)} file(s) failed.", file=sys.stderr)
+        _note(f"{failed} of {len(args.files)} file(s) failed.")
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _short(name: str) -> str:
-    return name.removeprefix("score_")
+def _note(text: str) -> None:
+    print(f"apex score: {text}", file=sys.stderr, flush=True)
 
 
 def _print_header(out: TextIO) -> None:
-    scales = {name: f"{SCORE_RANGES[name][0]:g}-{SCORE_RANGES[name][1]:g}" for name in SCORE_NAMES}
-    out.write(
-        f"{'file':<{_NAME}} {'seconds':>8} "
-        + " ".join(f"{_short(n):>{_COLUMN}}" for n in SCORE_NAMES)
-    )
-    out.write(
-        "\n" + f"{'':<{_NAME}} {'':>8} " + " ".join(f"{scales[n]:>{_COLUMN}}" for n in SCORE_NAMES)
-    )
-    out.write("\n")
+    names = [n.removeprefix("score_") for n in SCORE_NAMES]
+    scales = [f"{SCORE_RANGES[n][0]:g}-{SCORE_RANGES[n][1]:g}" for n in SCORE_NAMES]
+    for label, seconds, cells in (("file", "seconds", names), ("", "", scales)):
+        out.write(f"{label:<{_NAME}} {seconds:>8} " + " ".join(f"{c:>{_COLUMN}}" for c in cells))
+        out.write("\n")
 
 
 def _print_row(out: TextIO, name: str, payload: dict[str, Any]) -> None:

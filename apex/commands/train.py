@@ -1,9 +1,7 @@
-"""``apex train``: train heads on engagement shards (+ votes) and save them; flags mirror
-:class:`apex.training.config.TrainConfig`. Examples::
+"""``apex train``: train heads on engagement shards (+ votes) and save them::
 
-    apex train --data shards/ --out models/mine --task full --loss uncertainty --shared 2
-    apex train --data shards/ --out models/ref --family reference --mode segment
-    apex train --data shards/ --votes export/ --pref-weight 1.0 --out models/pref
+apex train --data shards/ --out models/ref --family reference --mode segment
+apex train --data shards/ --votes export/ --pref-weight 1.0 --out models/pref
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from apex.cli import EXIT_OK, dataclass_flags, from_args, guarded
-from apex.commands.common import data_flags, read_table, read_votes
+from apex.commands.common import data_flags, read_table
 
 #: Share of the latest votes held out of training and reported (early stopping never sees them).
 HELD_OUT_VOTES = 0.2
@@ -41,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = from_args(TrainConfig, args)
     data, transform = load_engagement(args.data, mode=config.mode, ratings=read_table(args.ratings))
-    votes = read_votes(args.votes)
+    votes = read_table(args.votes)
     fit = held = None
     if votes is not None:
         fit, held = time_split(battles_from_votes(votes, data.index_of()), HELD_OUT_VOTES)

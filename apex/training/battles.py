@@ -13,14 +13,10 @@ from apex.training.data import DataError
 
 @dataclass
 class Battles:
-    """Votes on pairs of embedded clips, as arrays.
-
-    Attributes:
-        a, b: ``[P]`` song indices into :attr:`EngagementData.song_x`.
-        y: ``[P]`` float32 target P(A beats B): 1 (A), 0 (B), 0.5 (TIE).
-        timestamp: ``[P]`` seconds since the epoch (float64).
-        is_instrumental: ``[P]`` bool (False when unknown).
-    """
+    """Votes on pairs of embedded clips: ``a``, ``b`` ``[P]`` song indices into
+    :attr:`EngagementData.song_x`; ``y`` ``[P]`` float32 P(A beats B): 1 (A), 0 (B), 0.5 (TIE);
+    ``timestamp`` ``[P]`` epoch seconds (float64); ``is_instrumental`` ``[P]`` bool (False when
+    unknown)."""
 
     a: np.ndarray
     b: np.ndarray

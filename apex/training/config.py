@@ -14,17 +14,13 @@ LOSS_KINDS: tuple[str, ...] = ("equal", "weighted", "uncertainty")
 class TrainConfig:
     """Everything that defines a training run; saved in the checkpoint's metadata.
 
-    Attributes:
-        family: ``apex`` (our heads) or ``reference`` (the published architecture).
-        task: ``popularity`` (streams, likes) or ``full`` (all seven scores): which losses count.
-        mode: ``song`` (segments averaged per song) or ``segment`` (each segment one sample).
-        loss: ``equal``, ``weighted`` or ``uncertainty`` combination of the per-task MSEs.
-        shared: depth of the shared trunk, 2 (512-256) or 3 (512-384-256).
-        pref_weight: weight of the Bradley-Terry loss on battles (0 turns it off).
-        seed: seeds model init and batch order; same seed + data + device -> same model.
-        precision: ``fp32`` or ``bf16`` (autocast of the forward pass; losses stay fp32).
-        anchor: train only the preference output; the seven scores keep their weights exactly.
-        hold_norm_stats: keep BatchNorm on its running statistics (fine-tuning a served model).
+    ``family``: ``apex`` (our heads) or ``reference`` (the published architecture); ``task``:
+    ``popularity`` (streams, likes) or ``full`` (all seven scores); ``mode``: ``song`` (segments
+    averaged) or ``segment`` (each a sample); ``loss``: how the per-task MSEs combine; ``shared``:
+    trunk depth, 2 (512-256) or 3 (512-384-256); ``pref_weight``: of the Bradley-Terry loss (0:
+    off); same ``seed`` + data + device -> same model; ``bf16`` autocasts the forward pass only;
+    ``anchor``: train only the preference output, the seven scores keep their weights exactly;
+    ``hold_norm_stats``: keep BatchNorm on its running statistics (fine-tuning a served model).
     """
 
     family: str = "apex"
@@ -70,9 +66,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Promotion rule: the challenger may be worse than the champion by at most these margins
-    (pairwise accuracy 0-1, Spearman); fewer than ``min_battles`` held-out decisive battles and
-    the challenger is refused."""
+    """Promotion margins (pairwise accuracy 0-1, Spearman); the least held-out decisive battles."""
 
     accuracy_tolerance: float = 0.01
     spearman_tolerance: float = 0.02

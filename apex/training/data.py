@@ -1,23 +1,11 @@
 """Engagement data: the Parquet shard format, the target transform, the training arrays.
 
-Shard format (one row per song; every shard of a data set has the same columns):
-
-==================  ===================  ==========================================================
-column              type                 meaning
-==================  ===================  ==========================================================
-``id``              string               song / clip id (unique across shards; votes refer to it)
-``embedding``       list<float32>        per-layer pooled embedding, flattened from ``shape``
-``shape``           list<int32>          ``[S, L, D]`` (per segment) or ``[L, D]`` (song level)
-``duration_s``      float64              seconds of audio
-``encoder_id``      string               encoder that produced the embedding (one per data set)
-``platform``        string               where the engagement counts come from (``suno``, ``demo``)
-``split``           string               ``train`` / ``val`` / ``test`` (or ``pool``: no targets)
-``streams``         float64, nullable    raw play count
-``likes``           float64, nullable    raw like count
-``score_streams``   float64, nullable    0-100 target (used when the raw count is missing)
-``score_likes``     float64, nullable    0-100 target
-five aesthetics     float64, nullable    1-5 targets (SongEval axes) when known
-==================  ===================  ==========================================================
+A shard has one row per song: ``id`` (unique across shards; votes refer to it), ``embedding``
+(float32, flattened from ``shape``: ``[S, L, D]`` per segment or ``[L, D]``), ``duration_s``,
+``encoder_id`` (one per data set), ``platform`` (``suno``, ``demo``...), ``split`` (:data:`SPLITS`;
+``pool`` rows have no targets), then nullable float64 columns: the raw counts ``streams`` and
+``likes``, and the targets :data:`SCORE_NAMES` (engagement 0-100, used when its raw count is
+missing; the five aesthetics 1-5).
 """
 
 from __future__ import annotations
@@ -64,13 +52,10 @@ class TargetTransform:
         """Fit on the rows of ``frame`` (pass the training split only); returns ``self``."""
         self.quantiles = {}
         for platform, rows in frame.groupby("platform"):
-            per: dict[str, list[float]] = {}
-            for raw in RAW_COLUMNS.values():
-                if raw in rows:
-                    values = rows[raw].dropna().to_numpy(dtype=np.float64)
-                    if len(values):
-                        per[raw] = np.sort(values).tolist()
-            self.quantiles[str(platform)] = per
+            counts = {raw: rows[raw].dropna() for raw in RAW_COLUMNS.values() if raw in rows}
+            self.quantiles[str(platform)] = {
+                raw: np.sort(c.to_numpy(np.float64)).tolist() for raw, c in counts.items() if len(c)
+            }
         return self
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -83,12 +68,10 @@ class TargetTransform:
                 out[score] = np.nan
             for platform, idx in out.groupby("platform").groups.items():
                 ref = self.quantiles.get(str(platform), {}).get(raw)
-                if not ref:
-                    continue
-                counts = out.loc[idx, raw].to_numpy(dtype=np.float64)
-                scored = self.score(counts, np.asarray(ref))
-                keep = np.isnan(counts)
-                out.loc[idx, score] = np.where(keep, out.loc[idx, score], scored)
+                if ref:
+                    counts = out.loc[idx, raw].to_numpy(dtype=np.float64)
+                    scored = self.score(counts, np.asarray(ref))
+                    out.loc[idx, score] = np.where(np.isnan(counts), out.loc[idx, score], scored)
         return out
 
     def score(self, counts: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -117,32 +100,31 @@ def write_shard(frame: pd.DataFrame, path: str | Path) -> Path:
     if bad:
         raise DataError(f"unknown split values {sorted(bad)}; use one of {SPLITS}")
     arrays = [np.asarray(e, dtype=np.float32) for e in frame["embedding"]]
+    platform = frame["platform"] if "platform" in frame else ["unknown"] * len(frame)
     columns = {
-        "id": pa.array(frame["id"].astype(str).tolist(), pa.string()),
+        "id": _text(frame["id"]),
         "embedding": pa.array([a.ravel() for a in arrays], pa.list_(pa.float32())),
         "shape": pa.array([list(a.shape) for a in arrays], pa.list_(pa.int32())),
-        "duration_s": pa.array(_column(frame, "duration_s"), pa.float64()),
-        "encoder_id": pa.array(frame["encoder_id"].astype(str).tolist(), pa.string()),
-        "platform": pa.array(
-            frame["platform"].astype(str).tolist()
-            if "platform" in frame
-            else ["unknown"] * len(frame),
-            pa.string(),
-        ),
-        "split": pa.array(frame["split"].astype(str).tolist(), pa.string()),
+        "duration_s": _floats(frame, "duration_s"),
+        "encoder_id": _text(frame["encoder_id"]),
+        "platform": _text(platform),
+        "split": _text(frame["split"]),
     }
-    for name in _TARGET_COLUMNS:
-        columns[name] = pa.array(_column(frame, name), pa.float64())
+    columns.update({name: _floats(frame, name) for name in _TARGET_COLUMNS})
     with atomic_path(path) as tmp:  # readers never see half a shard
         pq.write_table(pa.table(columns), tmp)
     return Path(path)
 
 
-def _column(frame: pd.DataFrame, name: str) -> list[float | None]:
+def _text(values) -> pa.Array:
+    return pa.array([str(v) for v in values], pa.string())
+
+
+def _floats(frame: pd.DataFrame, name: str) -> pa.Array:
+    """A nullable float64 column: a missing column, NaN or a non-number is null."""
     if name not in frame:
-        return [None] * len(frame)
-    values = pd.to_numeric(frame[name], errors="coerce")
-    return [None if pd.isna(v) else float(v) for v in values]
+        return pa.nulls(len(frame), pa.float64())
+    return pa.array(pd.to_numeric(frame[name], errors="coerce"), pa.float64())
 
 
 def read_shards(path: str | Path) -> pd.DataFrame:
@@ -157,28 +139,20 @@ def read_shards(path: str | Path) -> pd.DataFrame:
         np.asarray(e, dtype=np.float32).reshape(tuple(s))
         for e, s in zip(frame["embedding"], frame["shape"], strict=True)
     ]
-    if frame["id"].duplicated().any():
-        dup = frame.loc[frame["id"].duplicated(), "id"].iloc[0]
-        raise DataError(f"song id {dup!r} appears twice across shards; ids must be unique")
+    dup = frame.loc[frame["id"].duplicated(), "id"]
+    if len(dup):
+        raise DataError(f"song id {dup.iloc[0]!r} appears twice across shards; ids must be unique")
     return frame.drop(columns=["shape"])
 
 
 # ---------------------------------------------------------------------------- tensors
 @dataclass
 class EngagementData:
-    """Songs as arrays for training and evaluation.
-
-    Attributes:
-        ids: ``[N]`` song ids.
-        x: ``[M, L, D]`` float32 training rows: one per song (``mode="song"``, M = N, segments
-            averaged) or one per segment (``mode="segment"``).
-        row_song: ``[M]`` index of each row's song.
-        song_x: ``[N, L, D]`` song-level embeddings (segment mean), used for battles and eval.
-        targets: ``[N, 7]`` float32 targets in :data:`SCORE_NAMES` order; NaN = unknown.
-        split: ``[N]`` split names; ``platform``: ``[N]``; ``duration_s``: ``[N]`` seconds.
-        encoder_id: the one encoder of the data set.
-        fingerprint: sha256 over ids, shapes and targets (identifies the training data).
-    """
+    """Songs as arrays: ``x`` ``[M, L, D]`` float32 training rows, one per song (``mode="song"``,
+    M = N) or per segment, ``row_song`` ``[M]`` each row's song; ``song_x`` ``[N, L, D]`` segment
+    means (battles, eval); ``targets`` ``[N, 7]`` float32 in :data:`SCORE_NAMES` order (NaN:
+    unknown); ``ids``, ``split``, ``platform``, ``duration_s`` (seconds) ``[N]``; the one
+    ``encoder_id``; ``fingerprint``: sha256 over ids, shapes and targets."""
 
     ids: np.ndarray
     x: np.ndarray
@@ -217,13 +191,8 @@ def to_arrays(frame: pd.DataFrame, *, mode: str = "song") -> EngagementData:
         row_song = np.repeat(np.arange(len(per_song)), [len(e) for e in per_song])
     else:
         x, row_song = song_x, np.arange(len(per_song))
-    targets = np.stack(
-        [
-            pd.to_numeric(frame[n], errors="coerce") if n in frame else np.full(len(frame), np.nan)
-            for n in SCORE_NAMES
-        ],
-        axis=1,
-    ).astype(np.float32)
+    targets = frame.reindex(columns=list(SCORE_NAMES)).apply(pd.to_numeric, errors="coerce")
+    targets = targets.to_numpy(np.float32)
     return EngagementData(
         ids=frame["id"].astype(str).to_numpy(),
         x=x,
@@ -266,18 +235,6 @@ def apply_ratings(frame: pd.DataFrame, ratings: pd.DataFrame | None) -> pd.DataF
     return out
 
 
-def merge_pool_rows(frame: pd.DataFrame, pool: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` plus the rows of ``pool`` it lacks (same encoder only), split ``pool``, no
-    targets."""
-    encoders = set(frame["encoder_id"])
-    keep = ~pool["id"].isin(frame["id"]) & pool["encoder_id"].isin(encoders)
-    rows = pool[keep].assign(split="pool")
-    for column in _TARGET_COLUMNS:
-        if column in rows:
-            rows[column] = np.nan
-    return pd.concat([frame, rows], ignore_index=True) if len(rows) else frame
-
-
 def load_engagement(
     engagement_path: str | Path,
     *,
@@ -303,20 +260,20 @@ def assemble(
     ratings: pd.DataFrame | None = None,
     test_fraction: float = 0.2,
 ) -> tuple[EngagementData, TargetTransform]:
-    """The arrays a refit trains on: engagement rows plus arena clips (split ``pool``), targets
-    transformed, human ratings joined.
-
-    Without engagement rows the arena clips are the songs: a stable ``test_fraction`` (by a hash
-    of the id) is ``test``, the rest ``train``, all without targets (the refit then anchors).
-    Raises :class:`DataError` when there is neither.
-    """
+    """The arrays a refit trains on: engagement rows, targets transformed, human ratings joined,
+    plus the arena clips ``frame`` lacks (same encoder) as split ``pool`` without targets. With
+    no engagement rows the clips are the songs: a stable ``test_fraction`` (by id hash) is
+    ``test``, the rest ``train``. Raises :class:`DataError` when there is neither."""
     if frame is None or len(frame) == 0:
         if pool is None or len(pool) == 0:
             raise DataError("no engagement rows and no embedded arena clips: nothing to train on")
         held = [int(hashlib.sha256(str(i).encode()).hexdigest()[:8], 16) for i in pool["id"]]
         frame = pool.assign(split=np.where(np.array(held) < test_fraction * 16**8, "test", "train"))
     elif pool is not None and len(pool):
-        frame = merge_pool_rows(frame, pool)
+        keep = ~pool["id"].isin(frame["id"]) & pool["encoder_id"].isin(set(frame["encoder_id"]))
+        rows = pool[keep].assign(split="pool")
+        rows[[c for c in _TARGET_COLUMNS if c in rows]] = np.nan
+        frame = pd.concat([frame, rows], ignore_index=True) if len(rows) else frame
     if transform is None:
         transform = TargetTransform().fit(frame[frame["split"] == "train"])
     frame = apply_ratings(transform.transform(frame), ratings)

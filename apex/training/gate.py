@@ -37,27 +37,21 @@ def gate(
     noise: dict[str, float] | None = None,
     drift: dict[str, float] | None = None,
 ) -> Decision:
-    """Decide from two :func:`~apex.evaluation.metrics.evaluate_model` reports on the same
-    held-out data: the challenger's and the serving model's.
+    """Decide from the challenger's and the serving model's
+    :func:`~apex.evaluation.metrics.evaluate_model` reports on the same held-out data.
 
-    Promotion needs ``config.min_battles`` held-out decisive battles and, on every gated metric
-    the serving model has a figure for, a challenger not worse beyond its tolerance; without a
-    serving report it is refused (no free first promotion); a NaN challenger metric fails.
-    ``noise`` (:func:`~apex.evaluation.metrics.spearman_noise`) widens each Spearman tolerance to
-    at least the paired-bootstrap sd; ``drift`` (anchored refits,
-    :func:`~apex.training.warm.score_drift`) must stay within ``DRIFT_BOUNDS``.
+    Promotion needs ``config.min_battles`` held-out decisive battles and a challenger not worse
+    beyond tolerance on every gated metric the serving model has a figure for (a NaN challenger
+    metric fails); no serving report, no promotion. ``noise`` (per-Spearman paired-bootstrap sd)
+    widens those tolerances; ``drift`` (anchored refits) must stay within ``DRIFT_BOUNDS``.
     """
     from apex.training.warm import DRIFT_BOUNDS, drift_problems
 
     noise = noise or {}
     ch = key_metrics(challenger)
     if champion is None:
-        return Decision(
-            False,
-            ["no serving model could be evaluated on the same held-out data: nothing to compare"],
-            ch,
-            None,
-        )
+        why = "no serving model could be evaluated on the same held-out data: nothing to compare"
+        return Decision(False, [why], ch, None)
     cp = key_metrics(champion)
     reasons, ok = [], True
     if ch["battles"] < config.min_battles:

@@ -1,10 +1,9 @@
 """The training loop: AdamW, cosine schedule, early stopping, seeded, CPU or GPU.
 
-It trains any module mapping ``[B, L, D]`` (or mixed ``[B, D]`` through ``predict_mixed``) to
-``{score: [B]}``: :class:`apex.heads.ReferenceHeads` or :class:`apex.heads.ApexHeads`. The
-training set is one tensor, batches are slices of a seeded permutation (no ``DataLoader``).
-Early stopping watches a criterion independent of the learned loss weights:
-``sum_t MSE_t / Var_t(train targets)`` plus ``pref_weight`` times the validation Bradley-Terry loss.
+Trains :class:`apex.heads.ReferenceHeads` or :class:`apex.heads.ApexHeads` (``[B, L, D]`` ->
+``{score: [B]}``) on one tensor, batches slicing a seeded permutation. Early stopping watches a
+criterion independent of the learned loss weights: ``sum_t MSE_t / Var_t(train targets)`` plus
+``pref_weight`` times the validation Bradley-Terry loss.
 """
 
 from __future__ import annotations
@@ -38,13 +37,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     calibration: dict[str, dict[str, float]] = field(default_factory=dict)
     loss_weights: dict[str, float] = field(default_factory=dict)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def build_model(config: TrainConfig, num_layers: int, dim: int) -> nn.Module:
@@ -88,8 +80,7 @@ def _split_songs(data: EngagementData, seed: int) -> tuple[np.ndarray, np.ndarra
     if len(train) == 0:
         raise ValueError("no songs in the 'train' split; check the shards' split column")
     if len(val) == 0:
-        rng = np.random.default_rng(seed)
-        shuffled = rng.permutation(train)
+        shuffled = np.random.default_rng(seed).permutation(train)
         n_val = max(1, len(train) // 10)
         val, train = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
     return train, val
@@ -140,23 +131,20 @@ def train(
     val_battles: Battles | None = None,
     model: nn.Module | None = None,
 ) -> TrainResult:
-    """Train heads on ``data``'s ``train`` split (``val``: early stopping and calibration).
-
-    ``battles`` train the preference when ``config.pref_weight > 0``; ``val_battles`` join the
-    early-stopping criterion; ``model`` is a warm start (its feature statistics are kept).
-    Returns the best-validation model on the CPU in eval mode.
-    """
+    """Train heads on ``data``'s ``train`` split (``val``: early stopping and calibration);
+    ``battles`` train the preference when ``config.pref_weight > 0``, ``val_battles`` join the
+    early-stopping criterion, ``model`` is a warm start (its feature statistics are kept)."""
     torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if config.device == "auto" else config.device)
     train_songs, val_songs = _split_songs(data, config.seed)
     rows = np.flatnonzero(np.isin(data.row_song, train_songs))
-    fresh = model is None
-    if model is None:
+    if model is None:  # a warm start keeps its feature statistics
         layers = 1 if data.x.ndim == 2 else data.x.shape[1]
         model = build_model(config, layers, data.x.shape[-1])
-    if fresh and hasattr(model, "set_feature_stats"):  # a warm start keeps its statistics
-        flat = torch.as_tensor(data.x[rows]).float().reshape(-1, data.x.shape[-1])
-        model.set_feature_stats(flat.mean(0), flat.std(0))
+        if hasattr(model, "set_feature_stats"):
+            flat = torch.as_tensor(data.x[rows]).float().reshape(-1, data.x.shape[-1])
+            model.set_feature_stats(flat.mean(0), flat.std(0))
     model.to(device)
     use_pref = config.pref_weight > 0 and battles is not None and len(battles) > 0
     step = Stepper(model, data, rows, config, battles if use_pref else None, device)
@@ -200,10 +188,8 @@ def calibrate(model: nn.Module, x: np.ndarray, targets: np.ndarray) -> dict[str,
         std = out.get(f"{name}_std")
         if std is not None:
             std = np.maximum(std[known], 1e-6)
-            scale = float(np.sqrt(np.mean((resid / std) ** 2)))
-            entry["scale"] = scale
-            entry["coverage90"] = float(np.mean(np.abs(resid) <= 1.645 * scale * std))
-        else:
-            entry["coverage90"] = float(np.mean(np.abs(resid) <= 1.645 * entry["rmse"]))
+            entry["scale"] = float(np.sqrt(np.mean((resid / std) ** 2)))
+        band = entry["scale"] * std if std is not None else entry["rmse"]
+        entry["coverage90"] = float(np.mean(np.abs(resid) <= 1.645 * band))
         result[name] = entry
     return result

@@ -1,12 +1,6 @@
-"""The champion on the Hub (``APEX_MODEL_REPO``): a Space's disk is wiped at restart, so the
-local registry is only a copy. Layout (one commit per promotion, pointer and version together)::
-
-    versions/v0003-20260101T000000Z/   the version's files (weights, metadata.json, card, ...)
-    champion.json                      {"version": "v0003-...", "path": "versions/v0003-..."}
-
-:func:`push_version` makes the commit; :func:`restore_champion` downloads
-the pointed version at the pointer's own commit. Hub trouble never raises: the result says so.
-"""
+"""The champion on the Hub (``APEX_MODEL_REPO``), since a Space's disk is wiped at restart: one
+commit per promotion holds ``versions/<version>/`` and ``champion.json`` (``{"version", "path"}``).
+Hub trouble never raises: the result says so."""
 
 from __future__ import annotations
 
@@ -14,6 +8,7 @@ import json
 import logging
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +37,8 @@ def record_commit(version: Path, repo_id: str, revision: str, how: str) -> None:
 
 
 def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> str:
-    """Commit promoted version ``directory`` and the champion pointer to ``repo_id`` in one
-    commit (recorded in ``hub.json``). Returns what happened, in words; Hub trouble never raises
-    (the local version stays the truth)."""
+    """Commit promoted version ``directory`` and the champion pointer to ``repo_id`` (recorded in
+    ``hub.json``); returns what happened, in words (the local version stays the truth)."""
     if not repo_id:
         return "push skipped: no model repo configured (APEX_MODEL_REPO)"
     from huggingface_hub import CommitOperationAdd, HfApi
@@ -80,8 +74,7 @@ def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> st
 
 def restore_champion(settings: Settings) -> str:
     """Make the model repo's champion the local one when the registry has none (through the Hub
-    cache: resumable, offline when cached). Returns a sentence for the About tab ("" when there
-    was nothing to do)."""
+    cache: resumable, offline when cached); returns a sentence for the About tab ("": no-op)."""
     registry = registry_for(settings)
     repo_id = settings.model_repo
     if not repo_id or registry.champion() is not None:
@@ -94,10 +87,9 @@ def restore_champion(settings: Settings) -> str:
     )
 
     online = hub_reachable()
+    fetch = partial(snapshot_download, repo_id, local_files_only=not online)
     try:
-        head = Path(
-            snapshot_download(repo_id, allow_patterns=[POINTER], local_files_only=not online)
-        )
+        head = Path(fetch(allow_patterns=[POINTER]))
         revision = head.name  # the snapshot folder is named by its commit
         if not (head / POINTER).is_file():
             return f"No champion in {repo_id} yet: nothing to restore."
@@ -105,14 +97,7 @@ def restore_champion(settings: Settings) -> str:
         target = registry.root / name
         if not target.is_dir():
             prefix = f"versions/{name}"
-            snap = Path(
-                snapshot_download(
-                    repo_id,
-                    revision=revision,
-                    allow_patterns=[f"{prefix}/*"],
-                    local_files_only=not online,
-                )
-            )
+            snap = Path(fetch(revision=revision, allow_patterns=[f"{prefix}/*"]))
             with atomic_dir(target) as tmp:
                 for rel in list_directory(snap / prefix):
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,8 @@
 """Refit: train a challenger, evaluate it and the serving model on the same held-out data, gate.
 
-:func:`run_refit`: votes become battles split **by time** (the latest ``holdout_fraction`` held
-out); the challenger trains warm-started from the serving heads (:mod:`apex.training.warm`);
-both models are evaluated on the held-out songs and battles; :func:`~apex.training.gate.gate`
-decides (no free first promotion); the version is saved with ``metrics.json`` and a model card
-whatever the decision, and ``CHAMPION`` is repointed atomically on promotion. Votes come in as a
-DataFrame: nothing here reads the vote store.
+Votes (a DataFrame; nothing here reads the vote store) are split by time; the version is saved
+with ``metrics.json`` and a model card whatever the decision, and ``CHAMPION`` is repointed
+atomically on promotion.
 """
 
 from __future__ import annotations
@@ -40,7 +37,7 @@ EARLY_STOP_FRACTION = 0.15
 @dataclass
 class RefitConfig:
     """Refit settings; ``train``'s family/task follow a warm start's heads. ``warm_start`` False
-    trains from random weights (only to build a deliberately naive challenger)."""
+    trains from random weights (a deliberately naive challenger)."""
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(pref_weight=1.0, progress=False))
     gate: GateConfig = field(default_factory=GateConfig)
@@ -57,12 +54,10 @@ class RefitConfig:
 
 def load_champion(registry: ModelRegistry):
     """``(heads, info)`` of the current champion, or None when there is none."""
-    path = registry.champion()
-    if path is None:
-        return None
     from apex.checkpoints import load_model
 
-    return load_model(path)
+    path = registry.champion()
+    return load_model(path) if path is not None else None
 
 
 def evaluate_serving(serving, data: EngagementData, held_out: Battles) -> tuple[dict | None, str]:
@@ -92,24 +87,16 @@ def run_refit(
     serving=None,
     notes: list[str] | None = None,
 ) -> RefitOutcome:
-    """Train a challenger, evaluate it and the serving model on the same held-out data, gate, save.
-
-    When no ``train`` song has a target, the challenger trains anchored (only its preference
-    output learns) and the gate also bounds the scores' drift on held-out songs.
-
-    Args:
-        serving: ``(heads, info)`` of the model serving (default: the registry's champion).
-            Held-out votes exclude any it was trained on (``votes_trained_until``).
-        notes: sentences for people from the caller (data left out), kept in the outcome.
-
-    Raises whatever training raises; ``CHAMPION`` is only touched after a successful gate.
+    """Train a challenger, evaluate it and ``serving`` (``(heads, info)``; default: the
+    registry's champion) on the same held-out data, gate, save. Without any ``train`` target the
+    challenger trains anchored and the gate also bounds the scores' drift. ``notes`` (sentences
+    for people) are kept in the outcome. ``CHAMPION`` is only touched after a successful gate.
     """
     config = config or RefitConfig()
     notes = list(notes or [])
     serving = serving if serving is not None else load_champion(registry)
     battles = battles_from_votes(votes, data.index_of())
-    seen_until = _trained_until(serving)
-    fit_battles, held_out = _split_votes(battles, config.holdout_fraction, seen_until)
+    fit_battles, held_out = _split_votes(battles, config.holdout_fraction, serving)
     anchored = not np.isfinite(data.targets[data.songs_in("train")]).any()
     if anchored:
         notes.append(
@@ -129,17 +116,11 @@ def run_refit(
             reports["serving"] = report
             noise = spearman_noise(result.model, serving[0], data)
             drift = score_drift(result.model, serving[0], data.song_x[_held_out_songs(data)])
-    decision = gate(
-        reports["challenger"],
-        reports.get("serving"),
-        config.gate,
-        noise,
-        drift if anchored else None,
-    )
+    bounded = drift if anchored else None
+    decision = gate(reports["challenger"], reports.get("serving"), config.gate, noise, bounded)
     if "serving" not in reports:
         decision.reasons.append(why_not)
     version = registry.new_version()
-    serving_version = serving[1].version if serving is not None else None
     metadata = model_metadata(
         result,
         data,
@@ -155,7 +136,7 @@ def run_refit(
             "reasons": decision.reasons,
             "challenger": decision.challenger,
             "serving": decision.champion,
-            "serving_version": serving_version,
+            "serving_version": serving[1].version if serving is not None else None,
             "spearman_noise": noise,
             "drift": drift,
             "anchored": anchored,
@@ -168,11 +149,9 @@ def run_refit(
         save_reference_layout(result.model, version, metadata)
     else:
         save_trained(result, version, metadata)
+    title = f"APEX Arena refit {version.name}"
     write_card(
-        version,
-        title=f"APEX Arena refit {version.name}",
-        metrics={**reports, "gate": metadata["gate"]},
-        decision=decision,
+        version, title=title, metrics={**reports, "gate": metadata["gate"]}, decision=decision
     )
     push = ""
     if decision.promote:
@@ -198,42 +177,31 @@ def _train_challenger(
 
 
 def _held_out_songs(data: EngagementData) -> np.ndarray:
-    """The songs held out of training (``test``, else ``val``), for the drift check."""
     songs = data.songs_in("test")
     return songs if len(songs) else data.songs_in("val")
-
-
-def _trained_until(serving) -> float | None:
-    if serving is None:
-        return None
-    value = serving[1].metadata.get("votes_trained_until")
-    return float(value) if value is not None else None
 
 
 def train_with_votes(
     data: EngagementData, config: TrainConfig, battles: Battles, *, model=None
 ) -> TrainResult:
-    """Train (from ``model`` when given); the latest :data:`EARLY_STOP_FRACTION` of ``battles``
-    is kept for early stopping."""
+    """Train (from ``model``); the latest :data:`EARLY_STOP_FRACTION` of ``battles`` early-stops."""
     if config.pref_weight <= 0 or len(battles) < 10:
         return train(data, config, battles=battles, model=model)
     fit, watch = time_split(battles, EARLY_STOP_FRACTION)
     return train(data, config, battles=fit, val_battles=watch, model=model)
 
 
-def _split_votes(
-    battles: Battles, fraction: float, seen_until: float | None = None
-) -> tuple[Battles, Battles]:
-    """A time split; held-out votes at or before ``seen_until`` (trained on) are dropped."""
+def _split_votes(battles: Battles, fraction: float, serving) -> tuple[Battles, Battles]:
+    """A time split without the held-out votes ``serving`` trained on (``votes_trained_until``)."""
     if len(battles) < 2:
         return battles, battles.take(np.arange(0))
     fit, held = time_split(battles, fraction)
+    seen_until = serving[1].metadata.get("votes_trained_until") if serving is not None else None
     if seen_until is not None:
-        held = held.take(np.flatnonzero(held.timestamp > seen_until))
+        held = held.take(np.flatnonzero(held.timestamp > float(seen_until)))
     return fit, held
 
 
 def _votes_fingerprint(votes: pd.DataFrame) -> str:
     cols = [c for c in ("battle_uuid", "clip_a", "clip_b", "preference") if c in votes]
-    text = votes[cols].astype(str).to_csv(index=False) if cols else ""
-    return sha256_text(text)
+    return sha256_text(votes[cols].astype(str).to_csv(index=False) if cols else "")

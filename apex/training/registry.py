@@ -1,11 +1,5 @@
-"""The model registry: versioned model directories plus an atomically updated champion pointer.
-
-Importable without torch: start-up asks it which model serves (:func:`champion_of`). Layout
-under ``root`` (``settings.models_dir / "refits"`` in the app)::
-
-    v0001-20260101T000000Z/   model files, metadata.json, metrics.json (the gate), README.md
-    CHAMPION                  the champion's directory name, one line
-"""
+"""Versioned model directories (``v0001-20260101T000000Z/``: model files, ``metadata.json``,
+``metrics.json``, ``README.md``) and a ``CHAMPION`` file naming one; importable without torch."""
 
 from __future__ import annotations
 
@@ -56,9 +50,7 @@ class ModelRegistry:
     def gate_record(self, version: str | Path) -> dict[str, Any] | None:
         """The gate's record of ``version`` (``metrics.json``), or None when it has none."""
         path = self.root / Path(version).name / "metrics.json"
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text())
+        return json.loads(path.read_text()) if path.is_file() else None
 
 
 def registry_for(settings: Settings) -> ModelRegistry:

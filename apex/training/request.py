@@ -1,8 +1,5 @@
-"""What a refit is asked to do and what it did: :class:`RefitRequest` in, :class:`RefitOutcome` out.
-
-Plain dataclasses that travel as JSON between the app (``annotation.refit_job``) and the refit
-process (:mod:`apex.training.worker`), naming everything so that process can load it by itself.
-"""
+""":class:`RefitRequest` in, :class:`RefitOutcome` out: JSON between the app
+(``annotation.refit_job``) and the refit process (:mod:`apex.training.worker`)."""
 
 from __future__ import annotations
 
@@ -30,12 +27,8 @@ class ServingModel:
     local_files_only: bool = True
 
     def load(self) -> tuple[Any, Any]:
-        """``(heads, ModelInfo)``.
-
-        Raises:
-            CheckpointError: it cannot be loaded (e.g. removed from the cache).
-            RefitError: the cache now holds another revision than the one serving.
-        """
+        """``(heads, ModelInfo)``. Raises CheckpointError (it cannot be loaded, e.g. removed from
+        the cache) or RefitError (the cache now holds another revision than the one serving)."""
         from apex.checkpoints import load_model
 
         heads, info = load_model(self.heads_from, local_files_only=self.local_files_only)
@@ -73,18 +66,11 @@ class PoolClip:
 
 @dataclass
 class RefitRequest:
-    """One refit, as the app asks for it.
-
-    Attributes:
-        votes: Parquet file of the votes that train.
-        registry, engagement, ratings: folders/files (engagement shards, human 1-5 ratings).
-        serving: the model serving now (None: the registry's champion).
-        encoder: how to embed ``clips`` (the arena's; those votes name become ``pool`` rows).
-        threads, nice: CPU threads and scheduling niceness of the refit process.
-        holdout: share of the votes (the latest) held out for the gate.
-        train: overrides of the data-scaled :class:`~apex.training.config.TrainConfig`.
-        notes: what the app already knows people should read (e.g. engagement left out).
-    """
+    """One refit, as the app asks for it: ``votes`` (Parquet file), ``engagement`` shards and
+    human 1-5 ``ratings``; ``serving`` None means the registry's champion; ``encoder`` embeds the
+    ``clips`` votes name (as ``pool`` rows); ``threads``/``nice`` of the refit process; ``holdout``
+    (latest share of votes for the gate); ``train`` overrides the data-scaled
+    :class:`~apex.training.config.TrainConfig`; ``notes`` for people (e.g. engagement left out)."""
 
     votes: str
     registry: str
@@ -116,16 +102,10 @@ class RefitRequest:
 
 @dataclass
 class RefitOutcome:
-    """What a refit did.
-
-    Attributes:
-        version: the version directory written (whatever the decision).
-        reports: full held-out reports (``challenger``, ``serving``).
-        push, notes: what happened to the Hub push; what people should know, in words.
-        drift: mean absolute change of each score on held-out songs, challenger vs serving.
-        warm_start: where the challenger started (``"serving v3"`` or ``"random init"``).
-        pool_rows: arena clips that joined the refit as split-``pool`` rows.
-    """
+    """What a refit did: the ``version`` directory written (whatever the decision), held-out
+    ``reports`` (``challenger``, ``serving``), the Hub ``push`` and ``notes`` in words, each score's
+    mean absolute ``drift`` on held-out songs, where it started (``warm_start``: ``"serving v3"``
+    or ``"random init"``) and how many arena clips joined as ``pool_rows``."""
 
     version: Path
     decision: Decision

@@ -1,12 +1,9 @@
 """One epoch of seeded mini-batch updates: regression rows and battles in the same forward pass.
 
-Two batch plans, both deterministic given the seed:
-
-- **separate** (segment mode, or no battles): every training row once per epoch; each step also
-  forwards its share of the battles' two clips.
-- **shared** (song mode with battles): battle clips double as regression rows (non-``train``
-  targets masked) and the training songs no battle covered fill the rest, in as many steps:
-  ``2 P + N_uncovered`` rows an epoch instead of ``2 P + N``.
+Two seeded batch plans: **separate** (segment mode, or no battles) takes every training row once
+an epoch plus each step's share of the battles' clips; **shared** (song mode with battles) lets
+battle clips double as regression rows (non-``train`` targets masked) and fills up with the
+training songs no battle covered: ``2 P + N_uncovered`` rows an epoch instead of ``2 P + N``.
 """
 
 from __future__ import annotations

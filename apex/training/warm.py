@@ -1,11 +1,5 @@
-"""Warm start, score anchoring and drift: a refit learns listeners without unlearning the scores.
-
-A challenger starts from a copy of the serving heads whenever they read the refit data's encoder
-(:func:`warm_start`; reference heads get a fresh ``branch_preference``). Without engagement data
-in that space the refit trains anchored (only the preference output learns), and the gate holds
-every refit to :data:`DRIFT_BOUNDS` (:func:`score_drift`). Refits of the published heads are
-saved in the published layout (:func:`save_reference_layout`), so one loader reads both.
-"""
+"""Warm start, score drift and the published layout: a refit learns listeners without
+unlearning the scores (an anchored refit is held to :data:`DRIFT_BOUNDS`)."""
 
 from __future__ import annotations
 
@@ -49,12 +43,8 @@ def family_of(model: nn.Module) -> dict[str, object]:
     """The :class:`~apex.training.config.TrainConfig` fields of a warm start from ``model``."""
     warm = {"hold_norm_stats": True}  # fine-tune the served normalisation, never re-estimate it
     if isinstance(model, ReferenceHeads):
-        return {
-            "family": "reference",
-            "task": model.task,
-            "shared": min(model.shared_depth, 3),
-            **warm,
-        }
+        shared = min(model.shared_depth, 3)
+        return {"family": "reference", "task": model.task, "shared": shared, **warm}
     return {"family": "apex", "task": "full", **warm}
 
 

@@ -1,9 +1,8 @@
 """A refit in its own process, at low priority with capped threads, so it cannot starve visitors.
 
 ``python -m apex.training.worker REQUEST.json OUTCOME.json`` (:func:`run_in_subprocess`) runs
-:func:`execute` at the request's niceness and ``threads``: loading the serving model, embedding
-the arena clips the votes name (:func:`clip_rows`: the app's embedding cache first, a miss
-encoded by the serving encoder and cached for the app too), training and the gate.
+:func:`execute`: it loads the serving model, embeds the arena clips the votes name
+(:func:`clip_rows`), trains and gates.
 """
 
 from __future__ import annotations
@@ -30,13 +29,9 @@ class RefitProcessError(RuntimeError):
 
 def execute(request: RefitRequest) -> RefitOutcome:
     """Run the refit of ``request`` here, in the serving model's encoder space (engagement rows
-    of another encoder are left out, with a note).
-
-    Raises:
-        DataError: no data to train on; CheckpointError: the serving model does not load;
-        RefitError: it changed under the app; EncoderUnavailable, AudioError: clips cannot be
-        embedded.
-    """
+    of another encoder are left out, with a note). Raises DataError (nothing to train on),
+    CheckpointError or RefitError (the serving model does not load, or changed under the app),
+    EncoderUnavailable or AudioError (clips cannot be embedded)."""
     import torch
 
     from apex.training.config import scaled_train_config
@@ -55,7 +50,7 @@ def execute(request: RefitRequest) -> RefitOutcome:
         named = set(votes["clip_a"].astype(str)) | set(votes["clip_b"].astype(str))
         padded = bool(getattr(serving[0], "uses_padded_pooling", False)) if serving else False
         clips = [c for c in request.clips if c.clip_id in named]
-        pool, _ = clip_rows(clips, request.encoder, padded=padded)
+        pool = clip_rows(clips, request.encoder, padded=padded)
     space = serving[1].encoder_id if serving else None
     space = space or (request.encoder.encoder_id if request.encoder else None)
     if engagement is not None and space is not None:
@@ -82,16 +77,12 @@ def execute(request: RefitRequest) -> RefitOutcome:
     return outcome
 
 
-def clip_rows(
-    clips: Iterable[PoolClip], spec: EncoderSpec, *, padded: bool
-) -> tuple[pd.DataFrame, int]:
-    """``(rows, encoded)``: one split-``pool`` row per clip and how many were not cached.
-
-    Raises:
-        EncoderUnavailable: a clip is not cached and the encoder cannot be loaded.
-        AudioError: a clip's file is not usable audio (the message names it).
-    """
+def clip_rows(clips: Iterable[PoolClip], spec: EncoderSpec, *, padded: bool) -> pd.DataFrame:
+    """One split-``pool`` row per clip; a clip not in the app's embedding cache is encoded on the
+    CPU and cached for the app too. Raises EncoderUnavailable (that encoder cannot be loaded) or
+    AudioError (a clip's file is not usable audio; the message names it)."""
     from apex.audio import load_audio
+    from apex.encoders import load_encoder
     from apex.encoders.cache import EmbeddingCache
 
     cache = EmbeddingCache(spec.cache_dir)
@@ -103,7 +94,13 @@ def clip_rows(
         key = cache.key(audio.content_hash, spec.encoder_id, spec.settings_key)
         emb = cache.get(key)
         if emb is None:
-            encoder = encoder or _load_encoder(spec)
+            encoder = encoder or load_encoder(
+                spec.spec,
+                precision=spec.precision,
+                device="cpu",
+                trust_remote_code=spec.trust_remote_code,
+                local_files_only=True,
+            )
             emb = encoder.encode(audio)
             cache.put(key, emb)
             encoded += 1
@@ -120,39 +117,20 @@ def clip_rows(
         )
     if encoded:
         log.info("refit: embedded %d arena clips that had no cached embedding", encoded)
-    return pd.DataFrame(rows), encoded
-
-
-def _load_encoder(spec: EncoderSpec):
-    from apex.encoders import load_encoder
-
-    return load_encoder(
-        spec.spec,
-        precision=spec.precision,
-        device="cpu",
-        trust_remote_code=spec.trust_remote_code,
-        local_files_only=True,
-    )
+    return pd.DataFrame(rows)
 
 
 def run_in_subprocess(
     request: RefitRequest, workdir: Path, *, timeout_s: float | None = None
 ) -> RefitOutcome:
-    """Run :func:`execute` in a child process (low priority, capped threads).
-
-    Raises:
-        RefitProcessError: the child exited non-zero or wrote no outcome.
-        subprocess.TimeoutExpired: it ran past ``timeout_s`` (the child is killed).
-    """
+    """Run :func:`execute` in a child process (low priority, capped threads). Raises
+    RefitProcessError (it failed or wrote no outcome) or subprocess.TimeoutExpired (it ran past
+    ``timeout_s`` and was killed)."""
     workdir.mkdir(parents=True, exist_ok=True)
     req, out = workdir / "request.json", workdir / "outcome.json"
     req.write_text(request.to_json())
     out.unlink(missing_ok=True)
     threads, nice = str(request.threads), request.nice
-
-    def lower_priority() -> None:  # runs in the child between fork and exec
-        os.nice(nice)
-
     root = str(Path(__file__).resolve().parents[2])  # import this very apex package
     env = {
         **os.environ,
@@ -163,7 +141,7 @@ def run_in_subprocess(
     proc = subprocess.run(
         [sys.executable, "-m", "apex.training.worker", str(req), str(out)],
         env=env,
-        preexec_fn=lower_priority if hasattr(os, "nice") and nice > 0 else None,
+        preexec_fn=(lambda: os.nice(nice)) if hasattr(os, "nice") and nice > 0 else None,
         capture_output=True,
         text=True,
         timeout=timeout_s,
