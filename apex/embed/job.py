@@ -1,10 +1,9 @@
 """The embedding job: its settings, manifest in, resumable Parquet shards out, on either engine.
 
-Local engine: ``spawn`` worker processes decode audio ahead of the main process, which encodes
-batches of ``batch_size`` clips. A worker that dies (a decoder crash, the OOM killer) breaks the
-pool; it is rebuilt and the item at the head of the queue decoded alone: if it kills its process
-again it becomes an error record. The Ray engine (:mod:`apex.embed.ray_engine`) takes the same
-:class:`EmbedConfig` and writes the same shards. Callers need the ``__main__`` guard.
+Local engine: ``spawn`` workers decode ahead of the main process's encoder; a file whose decoding
+kills its worker (a decoder crash, the OOM killer) again when retried alone becomes an error
+record. The Ray engine (:mod:`apex.embed.ray_engine`) writes the same shards from the same
+:class:`EmbedConfig`. Callers need the ``__main__`` guard.
 """
 
 from __future__ import annotations
