@@ -1,24 +1,30 @@
 """The embedding job: its settings, manifest in, resumable Parquet shards out, on either engine.
 
-Local engine: worker processes decode audio (:mod:`apex.embed.decoding`) while the main process
-encodes batches of ``batch_size`` clips. The Ray engine (:mod:`apex.embed.ray_engine`) takes the
-same :class:`EmbedConfig` and writes the same shards.
+Local engine: ``spawn`` workers decode ahead of the main process's encoder; a file whose decoding
+kills its worker (a decoder crash, the OOM killer) again when retried alone becomes an error
+record. The Ray engine (:mod:`apex.embed.ray_engine`) writes the same shards from the same
+:class:`EmbedConfig`. Callers need the ``__main__`` guard.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from apex.embed.decoding import decoded_items
 from apex.embed.manifest import read_manifest
-from apex.embed.records import encode_items, records_table
+from apex.embed.records import decode_item, encode_items, records_table
 from apex.embed.shards import ShardWriter, finished_ids
+from apex.lifeline import exit_with_parent
 
 ENGINES = ("local", "ray")
 
@@ -137,3 +143,72 @@ def _run_local(config: EmbedConfig, pending: list[dict[str, Any]], writer: Shard
         while batch := list(itertools.islice(stream, config.batch_size)):
             writer.add(records_table(encode_items(encoder, batch)))
             bar.update(len(batch))
+
+
+_CRASH_REASON = (
+    "the decoding process died on this file (a decoder crash, or out of memory); check or "
+    "re-encode the file (e.g. `ffmpeg -i in -ar 24000 out.wav`)"
+)
+
+
+def decoded_items(
+    pending: list[dict[str, Any]],
+    sample_rate: int,
+    max_seconds: float,
+    workers: int,
+    ahead: int,
+    decode: Callable[[dict[str, Any], int, float], dict[str, Any]] = decode_item,
+) -> Iterator[dict[str, Any]]:
+    """Yield ``decode(item, sample_rate Hz, max_seconds)`` of every pending item, in order.
+
+    ``workers``: decoding processes (0: decode here); ``ahead``: items submitted ahead of the one
+    consumed (the read-ahead bound); ``decode``: a module-level function (pickled to workers).
+    """
+    if workers == 0:
+        for item in pending:
+            yield decode(item, sample_rate, max_seconds)
+        return
+    todo = collections.deque(pending)
+    queue: collections.deque[tuple[dict[str, Any], Future]] = collections.deque()
+    pool = _new_pool(workers)
+    try:
+        while todo or queue:
+            while todo and len(queue) < ahead:
+                item = todo.popleft()
+                queue.append((item, pool.submit(decode, item, sample_rate, max_seconds)))
+            item, future = queue.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = _new_pool(workers)
+                try:  # alone in a fresh pool: a crash now proves the file is the cause
+                    result = pool.submit(decode, item, sample_rate, max_seconds).result()
+                except BrokenProcessPool:
+                    result = {**item, "stage": "decode", "reason": _CRASH_REASON}
+                    pool.shutdown(wait=True)  # the culprit broke this pool too
+                    pool = _new_pool(workers)
+                # Everything else in flight died with the pool: decode it again.
+                todo.extendleft(reversed([queued for queued, _ in queue]))
+                queue.clear()
+            yield result
+    finally:  # also when the consumer stops early: do not decode the read-ahead for nothing
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
+    )
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Exit with the job (a killed job runs nothing to shut the pool down, and each worker
+    holds hundreds of MB); one torch thread, as processes are the parallelism."""
+    exit_with_parent(parent_pid)
+    import torch
+
+    torch.set_num_threads(1)

@@ -22,12 +22,9 @@ if TYPE_CHECKING:
 _DECODE_MEMORY = 512 * 1024**2  # bytes reserved per decoding task
 #: Keys every decoded row carries, so that all rows of a Ray block share one schema.
 _DECODED_DEFAULTS: dict[str, Any] = {
-    "pcm": None,
+    **dict.fromkeys(("pcm", "duration_s", "stage", "reason")),
     "sample_rate": 0,
-    "duration_s": None,
     "warnings": "[]",
-    "stage": None,
-    "reason": None,
 }
 
 

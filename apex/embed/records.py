@@ -78,7 +78,7 @@ def decode_item(item: dict[str, Any], sample_rate: int, max_seconds: float) -> d
     try:
         data: str | bytes = _fetch(audio_ref) if "://" in audio_ref else audio_ref
     except OSError as err:
-        return {**item, "stage": "fetch", "reason": _fetch_reason(audio_ref, err)}
+        return {**item, "stage": "fetch", "reason": str(err)}
     try:
         audio = load_audio(data, sample_rate=sample_rate, max_seconds=max_seconds)
     except AudioError as err:
@@ -93,19 +93,19 @@ def decode_item(item: dict[str, Any], sample_rate: int, max_seconds: float) -> d
 
 
 def _fetch(url: str) -> bytes:
+    """The bytes at ``url``; the :class:`OSError` raised says what went wrong and what to do."""
     if not url.startswith(("http://", "https://")):
-        raise OSError(f"unsupported URL scheme in {url!r}; use http(s) or a local path")
-    with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
-        return response.read()
-
-
-def _fetch_reason(url: str, err: OSError) -> str:
-    if isinstance(err, urllib.error.HTTPError):
-        return f"{url}: HTTP {err.code} {err.reason}; check the URL."
-    return (
-        f"{url}: could not download ({err}). No network (offline?) or host unreachable: "
-        "download the file and put its local path in the manifest."
-    )
+        raise OSError(f"{url}: unsupported URL scheme; use http(s) or a local path.")
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:
+            return response.read()
+    except urllib.error.HTTPError as err:
+        raise OSError(f"{url}: HTTP {err.code} {err.reason}; check the URL.") from err
+    except OSError as err:
+        raise OSError(
+            f"{url}: could not download ({err}). No network (offline?) or host unreachable: "
+            "download the file and put its local path in the manifest."
+        ) from err
 
 
 def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -59,7 +59,6 @@ class ShardWriter:
         self.audio_seconds = 0.0  # of the songs embedded
         self._ok: list[pa.Table] = []
         self._errors: list[pa.Table] = []
-        self._pending = 0
         self._count = 0
         for name in (EMBEDDINGS_DIR, ERRORS_DIR):
             folder = self.out_dir / name
@@ -81,10 +80,9 @@ class ShardWriter:
         if ok.num_rows:
             self.audio_seconds += sum(ok.column("duration_s").to_pylist())
             self._ok.append(ok.select([f.name for f in EMBEDDING_FIELDS]))
-            self._pending += ok.num_rows
         if bad.num_rows:
             self._errors.append(bad.select([f.name for f in ERROR_FIELDS]))
-        if self._pending >= self.shard_size:
+        if sum(t.num_rows for t in self._ok) >= self.shard_size:
             self.flush()
 
     def flush(self) -> None:
@@ -99,7 +97,7 @@ class ShardWriter:
             for start in range(0, table.num_rows, self.shard_size):
                 self._commit(EMBEDDINGS_DIR, table.slice(start, self.shard_size))
             self.written["ok"] += table.num_rows
-            self._ok, self._pending = [], 0
+            self._ok = []
 
     def _commit(self, folder: str, table: pa.Table) -> None:
         name = f"part-{self.run}-{self._count:05d}.parquet"

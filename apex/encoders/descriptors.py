@@ -7,10 +7,8 @@ What depends only on the sample rate is built once in :class:`Banks`. Sorting us
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,18 +23,6 @@ _MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17
 # BS.1770 as torchaudio.functional.loudness: 400 ms blocks every 100 ms, gates at -70 LUFS and
 # 10 LU below the absolute-gated mean, -0.691 dB bias.
 _GATE_S, _STEP_S, _ABS_GATE, _REL_GATE, _K_BIAS = 0.4, 0.1, -70.0, -10.0, -0.691
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the calling thread's torch ops on one intra-op thread, then restore its setting (for
-    ops under 1 ms, OpenMP's barriers make 2 threads several times slower on a busy machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _bins(freqs: torch.Tensor, low: float, high: float, *, closed: bool = False) -> slice:

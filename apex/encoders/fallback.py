@@ -1,10 +1,8 @@
-"""The fallback encoder: a fixed vector of music descriptors per 30 s segment, no weights needed.
+"""The fallback encoder: 176 music descriptors per 30 s segment, no weights (the demo heads' input).
 
-The product works offline with it (the demo heads are trained on it; ``is_fallback`` says so).
 Deterministic float32 from one STFT of each segment's real samples (2048-point Hann, hop 256 =
-10.7 ms at 24 kHz); ``layers == layers_padded``, ``L = 1``. :data:`FALLBACK_FEATURES` names the
-176 entries; :mod:`~apex.encoders.descriptors` gives each group's meaning and units. About 0.02 s
-of one CPU core per 10 s of audio (``benchmarks/fallback_speed.py``).
+10.7 ms at 24 kHz); ``layers == layers_padded``, ``L = 1``. Names: :data:`FALLBACK_FEATURES`;
+meanings and units: :mod:`~apex.encoders.descriptors`. About 0.02 s of CPU per 10 s of audio.
 """
 
 from __future__ import annotations
@@ -86,5 +84,10 @@ def describe(
     ``sample_rate`` Hz, on one intra-op thread; ``banks`` is built when not given."""
     if banks is None or banks.sample_rate != sample_rate:
         banks = d.Banks.build(sample_rate)
-    with d.one_thread():
+    # For ops under 1 ms, OpenMP's barriers make 2 threads several times slower on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
         return d.vector(wave.to(torch.float32).contiguous(), banks)
+    finally:
+        torch.set_num_threads(threads)

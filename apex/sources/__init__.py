@@ -7,14 +7,12 @@ downloader), :mod:`~apex.sources.songeval` (SongEval ratings). Licences: :data:`
 
 from __future__ import annotations
 
-#: Licence of each public data set (and of the MERT weights), as published.
+#: Licences as published (SongEval's: :data:`apex.sources.songeval.LICENSE`).
 LICENSES: dict[str, str] = {
     "music-arena": "Music Arena dataset (music-arena/music-arena-dataset): see its dataset card; "
     "audio of some commercial systems is not released (empty audio_a/audio_b).",
     "suno-metadata": "Community metadata dumps such as nyuuzyou/suno: CC0-1.0 for the metadata; "
     "the audio stays under Suno's terms of service.",
-    "songeval": "SongEval (ASLP-lab/SongEval): CC BY-NC-SA 4.0 -- non-commercial use only.",
-    "mert": "MERT-v1-95M (m-a-p/MERT-v1-95M) weights: CC BY-NC 4.0 -- non-commercial use only.",
 }
 
 __all__ = ["LICENSES"]

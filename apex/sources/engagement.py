@@ -2,7 +2,8 @@
 
 A listing is a JSONL/JSON/CSV/Parquet file, one song a row, nested objects flattened with dots
 (``metadata.duration``). Suno's column map is that of public dumps (e.g. nyuuzyou/suno, CC0
-metadata); Udio's its web API's names, not yet checked against a public dump.
+metadata); Udio's that of the song objects of ``https://www.udio.com/api/songs?songIds=...``, as
+yt-dlp's Udio extractor reads them (no model version there).
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ COLUMN_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
         "duration_s": ("metadata.duration", "duration"),
     },
     "udio": {
-        "id": ("id", "song_id"),
-        "url": ("song_path", "audio_url"),
-        "streams": ("plays", "play_count"),
-        "likes": ("likes", "like_count"),
-        "model_version": ("model", "model_version"),
+        "id": ("id",),
+        "url": ("song_path",),
+        "streams": ("plays",),
+        "likes": ("likes",),
         "tags": ("tags",),
         "duration_s": ("duration",),
     },

@@ -253,7 +253,7 @@ def crashing_decode(item: dict, sample_rate: int, max_seconds: float) -> dict:
 
 
 def test_a_decoder_crash_fails_only_its_own_file() -> None:
-    from apex.embed.decoding import decoded_items
+    from apex.embed.job import decoded_items
 
     items = [{"id": f"s{n}", "audio": "x"} for n in range(6)]
     items.insert(3, {"id": "poison", "audio": "x"})
@@ -262,6 +262,16 @@ def test_a_decoder_crash_fails_only_its_own_file() -> None:
     failed = [r["id"] for r in results if "reason" in r]
     assert failed == ["poison"]
     assert "decoding process died" in results[3]["reason"]
+
+
+def test_fetch_failures_say_what_went_wrong() -> None:
+    from apex.embed.records import decode_item
+
+    ftp = decode_item({"id": "f", "audio": "ftp://host/a.wav"}, 24_000, 600.0)
+    assert ftp["stage"] == "fetch" and "unsupported URL scheme" in ftp["reason"]
+    assert "offline" not in ftp["reason"]
+    refused = decode_item({"id": "r", "audio": "http://127.0.0.1:9/a.wav"}, 24_000, 600.0)
+    assert refused["stage"] == "fetch" and "could not download" in refused["reason"]
 
 
 class _FailingEncoder:

@@ -1,4 +1,4 @@
-"""Engagement listings: Suno's nested JSON, a Udio-style CSV, bad rows, unknown layouts, targets."""
+"""Engagement listings: Suno's and Udio's song objects, bad rows, unknown layouts, targets."""
 
 from __future__ import annotations
 
@@ -68,21 +68,39 @@ def test_suno_dump_maps_onto_the_fields_and_reports_bad_rows(suno_file: Path) ->
     assert (row["model_version"], row["tags"]) == ("v3", "emotional punk")
 
 
-def test_udio_style_csv_uses_its_own_map(tmp_path: Path) -> None:
-    path = tmp_path / "udio.csv"
-    pd.DataFrame(
-        {
-            "id": ["u1", "u2"],
-            "song_path": ["https://x/u1.mp3", "https://x/u2.mp3"],
-            "plays": ["7", "9"],
-            "likes": ["1", "2"],
-            "tags": ["lofi", "rock"],
-        }
-    ).to_csv(path, index=False)
+def _udio_song(song_id: str, plays, likes) -> dict:
+    """A song object of Udio's ``/api/songs`` (keys as yt-dlp's extractor reads; counts made up)."""
+    return {
+        "id": song_id,
+        "title": "Lost Love",
+        "artist": "The I Don't Knows",
+        "user_id": "ad838917-7454-4b7e-be22-e3d0ab415b4e",
+        "song_path": f"https://storage.googleapis.com/udio-artifacts/{song_id}.mp3",
+        "video_path": None,
+        "image_path": "https://imagedelivery.net/x/y/public",
+        "prompt": "upbeat synthwave",
+        "lyrics": "",
+        "duration": 269.461333333333,
+        "created_at": "2024-04-30T19:58:32Z",
+        "published_at": "2024-04-30T19:58:32Z",
+        "plays": plays,
+        "likes": likes,
+        "tags": ["upbeat synthwave", "serene", "synth"],
+    }
+
+
+def test_udio_song_objects_use_their_own_map(tmp_path: Path) -> None:
+    songs = [_udio_song("ehJuLz9DuCtVapQMVMcA7N", 7, 1), _udio_song("u2", 9, 2)]
+    path = tmp_path / "udio.jsonl"
+    path.write_text("".join(json.dumps(s) + "\n" for s in songs))
     listing, skipped = normalise(read_listing(path))
     assert skipped == [] and list(listing["platform"]) == ["udio", "udio"]
     assert listing["streams"].tolist() == [7.0, 9.0]
-    assert listing["duration_s"].isna().all()
+    assert listing["duration_s"].tolist() == [269.461333333333] * 2
+    assert listing["model_version"].isna().all()
+    csv = tmp_path / "udio.csv"
+    pd.DataFrame(songs).drop(columns="tags").to_csv(csv, index=False)
+    assert normalise(read_listing(csv))[0]["likes"].tolist() == [1.0, 2.0]
 
 
 def test_an_unknown_layout_lists_the_columns_it_found() -> None:
