@@ -1,10 +1,5 @@
-"""How often APEX's pick is the listeners' (:func:`agreement`), and per model version over time.
-
-Every stored vote records the model version whose prediction the voter saw
-(``apex_model_version``). :func:`agreement_by_version` cuts each version's votes, in time order,
-into consecutive windows and reports each window's agreement with its Wilson 95% interval
-(:func:`agreement`), so the Leaderboard can draw one line per version.
-"""
+"""How often APEX's pick is the listeners' (:func:`agreement`), and per model version over time
+(:func:`agreement_by_version`: one line per version on the Leaderboard)."""
 
 from __future__ import annotations
 
@@ -53,7 +48,7 @@ def agreement(votes: pd.DataFrame) -> dict[str, float | int]:
 def agreement_by_version(
     votes: pd.DataFrame, *, windows: int = 6, min_votes: int = 10
 ) -> pd.DataFrame:
-    """Agreement per model version and time window.
+    """Agreement per model version (the one whose prediction the voter saw) and time window.
 
     Args:
         votes: columns ``timestamp`` (Unix seconds), ``preference``, ``apex_p_a`` and

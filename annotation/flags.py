@@ -1,11 +1,8 @@
 """Vote-quality flags: reasons a vote may be unreliable, from what the server saw when it was cast.
 
-Flags are evidence, not a verdict: a flagged vote is stored and published (the ``flags``
-column); boards leave it out unless asked to count it. Each reason comes from server-side facts
-alone (the battle's issue time, the credited listening, the voter's earlier votes, the current
-board), so a client cannot talk its way out of one. :data:`FLAG_REASONS`: ``barely_listened``,
-``too_fast``, ``same_side_streak`` (an honest voter's side is a coin flip, so a run of 10 ends a
-given vote with probability 0.2 %), ``contrarian`` (:func:`contrarian_log_ratio`) and ``burst``.
+Flags are evidence, not a verdict: a flagged vote is stored and published (``flags``); boards leave
+it out unless asked. Each reason (:data:`FLAG_REASONS`) comes from server-side facts alone (issue
+time, credited listening, the voter's earlier votes, the board), so a client cannot avoid one.
 """
 
 from __future__ import annotations
@@ -16,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from annotation.ratings import POINTS_PER_NAT
 from apex.tasks import DECISIVE, SIDES
 
 FLAG_REASONS: tuple[str, ...] = (
@@ -27,7 +25,7 @@ FLAG_REASONS: tuple[str, ...] = (
 )
 BARELY_MARGIN = 0.25
 TOO_FAST_SLACK_S = 2.0
-STREAK_LENGTH = 10
+STREAK_LENGTH = 10  # an honest voter's side is a coin flip: 10 in a row is 0.2 % likely
 CONTRARIAN_ALPHA = 1e-3
 #: The board's win probabilities are capped here: one vote against a near-certain favourite
 #: must not weigh as if the board were certain (its ratings are estimates).
@@ -35,7 +33,6 @@ CONSENSUS_CAP = 0.95
 BURST_WINDOW_S = 120.0
 #: Earlier votes of the voter looked at (streaks and the contrarian test).
 HISTORY_VOTES = 500
-_POINTS_PER_NAT = 400.0 / math.log(10.0)
 
 
 @dataclass(frozen=True)
@@ -63,25 +60,20 @@ def too_fast(credit: Mapping[str, float], elapsed_s: float) -> bool:
 
 def streak(preferences: Sequence[str]) -> int:
     """Length of the run of identical A/B votes that ends the sequence (0 if it ends otherwise)."""
-    if not preferences or preferences[-1] not in DECISIVE:
+    last = preferences[-1] if preferences else None
+    if last not in DECISIVE:
         return 0
-    run = 0
-    for value in reversed(preferences):
-        if value != preferences[-1]:
-            break
-        run += 1
-    return run
+    runs = (n for n, value in enumerate(reversed(preferences)) if value != last)
+    return next(runs, len(preferences))
 
 
 def contrarian_log_ratio(votes: Sequence[PastVote], ratings: Mapping[str, float]) -> float:
     """Log likelihood ratio "contrarian" vs "coin flip" of a voter's A/B votes.
 
-    After Chatbot Arena's anomalous-user test (Chiang et al. 2024, arXiv 2403.04132, sec. 5),
-    as a likelihood ratio: with ``c`` the board's probability that its favourite wins, the
-    contrarian picks it with probability ``1 - c``, the coin flip with 1/2. Under the coin flip
-    the product of ratios is a martingale, so by Ville's inequality it ever reaches
-    ``1/alpha`` with probability at most ``alpha`` (:data:`CONTRARIAN_ALPHA`), however many
-    votes the voter casts; an honest voter, who agrees with the board more, crosses less often.
+    After Chatbot Arena's anomalous-user test (arXiv 2403.04132, sec. 5): with ``c`` the board's
+    probability that its favourite wins, the contrarian picks it with probability ``1 - c``, the
+    coin flip with 1/2. Under the coin flip the ratio is a martingale, so by Ville's inequality it
+    ever reaches ``1/alpha`` (:data:`CONTRARIAN_ALPHA`) with probability at most ``alpha``.
 
     Args:
         votes: the voter's votes (any order); ties, both-bad and unrated systems add nothing.
@@ -98,7 +90,7 @@ def contrarian_log_ratio(votes: Sequence[PastVote], ratings: Mapping[str, float]
         ra, rb = ratings.get(vote.system_a), ratings.get(vote.system_b)
         if ra is None or rb is None or ra == rb:
             continue
-        c = min(CONSENSUS_CAP, 1.0 / (1.0 + math.exp(-abs(ra - rb) / _POINTS_PER_NAT)))
+        c = min(CONSENSUS_CAP, 1.0 / (1.0 + math.exp(-abs(ra - rb) / POINTS_PER_NAT)))
         favourite = "A" if ra > rb else "B"
         total += math.log(2.0 * (1.0 - c)) if vote.preference == favourite else math.log(2.0 * c)
     return total

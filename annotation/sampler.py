@@ -1,18 +1,13 @@
 """Pair sampling: which two clips a listener hears next.
 
-A battle is two clips of different systems in random A/B order, from the same prompt whenever
-some prompt has both systems (systems that never share a prompt meet only once the voter has
-heard every same-prompt pair). The system pair is drawn with a weight, then its clips uniformly
-among those the voter has not heard together in this session:
+A battle is two clips of different systems in random A/B order, from one prompt whenever some
+prompt has both (other pairs only once the voter heard every same-prompt pair). The system pair is
+drawn with a weight, then its clips uniformly among those the voter has not heard together:
 
 - ``balanced``: ``1 / (1 + battles so far)`` for the pair, so exposure evens out;
 - ``info``: the balanced weight times how open the pair's order still is,
   ``floor + P(|N(0, 1)| > |rating gap| / SE of the gap)`` (SEs from the interval widths; a
   system without a rating counts as fully open; without intervals ``4 p (1 - p)``).
-
-``pair_counts`` keys are sorted system pairs (:func:`pair_key`). In the app :class:`PairCounts`
-keeps them and :class:`StoreRatings` gives ``info`` mode the store's current ratings, both
-refreshed off the request path.
 """
 
 from __future__ import annotations
@@ -28,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from annotation.board import select_votes
-from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
+from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry, require_columns
 from annotation.refreshing import Refreshing, StoreFit
 from apex.tasks import A_WIN_SHARE
 
@@ -54,14 +49,9 @@ def pair_key(system_a: str, system_b: str) -> tuple[str, str]:
 
 
 class PairCounts:
-    """Battles per system pair for the sampler: the store's count, re-read in the background
-    every ``refresh_s`` (battles of other processes sharing the store), plus this process's
-    own battles since the last read (:meth:`add`). Thread-safe; a request never reads the store
-    but the first.
-
-    Args:
-        read: the store's full count (``VoteStore.pair_counts``; a scan of every battle).
-        refresh_s: seconds between re-reads (monotonic clock).
+    """Battles per system pair: the store's count (``read``, e.g. ``VoteStore.pair_counts``),
+    re-read in the background every ``refresh_s`` monotonic seconds, plus this process's own
+    battles since (:meth:`add`). Thread-safe; only the first request reads the store.
     """
 
     def __init__(
@@ -97,8 +87,7 @@ class PairSampler:
     Args:
         clips: one row per clip with ``clip_id`` (unique), ``system`` and ``prompt``.
         mode: ``"balanced"`` or ``"info"`` (see the module docstring).
-        seed: seed of the sampler's own RNG; the same seed, pool and call sequence give the
-            same battles.
+        seed: of the sampler's RNG; the same seed, pool and calls give the same battles.
     """
 
     def __init__(
@@ -108,11 +97,7 @@ class PairSampler:
         mode: Literal["balanced", "info"] = "balanced",
         seed: int = 0,
     ) -> None:
-        missing = [c for c in ("clip_id", "system", "prompt") if c not in clips.columns]
-        if missing:
-            raise ValueError(
-                f"clips table lacks column(s) {missing}; it needs clip_id, system, prompt"
-            )
+        require_columns(clips, ("clip_id", "system", "prompt"), "clips")
         if mode not in ("balanced", "info"):
             raise ValueError(f"mode must be 'balanced' or 'info', got {mode!r}")
         if clips["clip_id"].duplicated().any():
@@ -223,10 +208,7 @@ class PairSampler:
 
 
 def _order_uncertainty(rating: dict[str, float], se: dict[str, float], x: str, y: str) -> float:
-    """How open the order of systems x and y still is, from ``floor`` to ``1 + floor``.
-
-    ``rating`` in points, ``se`` standard errors in points (NaN: unknown).
-    """
+    """How open the order of x and y is, ``floor`` to ``1 + floor`` (points; NaN SE: unknown)."""
     if x not in rating or y not in rating:
         return 1.0 + _INFO_FLOOR
     gap = abs(rating[x] - rating[y])
@@ -240,15 +222,10 @@ def _order_uncertainty(rating: dict[str, float], se: dict[str, float], x: str, y
 
 
 class StoreRatings(StoreFit):
-    """The vote store's current ratings for ``info`` sampling; call it for the table.
-
-    A Bradley-Terry fit (Music Arena's L2, :data:`RATINGS_BOOTSTRAP` bootstrap rounds) of the
-    store's own votes, flagged ones included (imported ones with ``include_imported``),
-    refreshed off the request path (:class:`annotation.refreshing.StoreFit`); only the first call
-    waits for a fit.
-
-    Args:
-        clock: monotonic time source, seconds (tests pass a fake one).
+    """The vote store's ratings for ``info`` sampling (call it for the table): a fit (``C=1``,
+    :data:`RATINGS_BOOTSTRAP` rounds) of our votes, flagged ones included (imported ones with
+    ``include_imported``), refreshed off the request path; only the first call waits.
+    ``clock``: monotonic seconds.
     """
 
     def __init__(

@@ -1,12 +1,9 @@
 """Style-controlled Bradley-Terry: system strengths at equal style (LMArena's style control).
 
-``P(A > B) = sigmoid(theta[sys_a] - theta[sys_b] + sum_c beta_c z_c)``, ``z_c`` the A-minus-B
-difference of covariate ``c`` (:data:`COVARIATES`: ``duration`` ``(d_a - d_b) / (d_a + d_b)``,
-``loudness`` in LU, ``vocals`` in {-1, 0, 1}, ``position`` 1 on every vote: the log-odds that clip
-A, played first, wins at equal strength) divided by its SD over the rated votes (not centred: a
-difference is antisymmetric; ``position`` is not scaled). Votes missing a covariate are left out
-and counted; a covariate that never varies is dropped. Likelihood, conventions (``l2``) and scale
-as :mod:`annotation.ratings`, on per-vote rows; with no covariates it is the plain fit.
+``P(A > B) = sigmoid(theta_a - theta_b + sum_c beta_c z_c)``, ``z_c`` the A-minus-B difference of
+covariate ``c`` (:data:`COVARIATES`) over its SD on the rated votes (``position``: 1 on every vote,
+unscaled). Votes missing a covariate are left out and counted; a constant covariate is dropped.
+Likelihood, ``l2`` and scale as :mod:`annotation.ratings`, on per-vote rows.
 """
 
 from __future__ import annotations
@@ -31,8 +28,7 @@ from annotation.ratings import (
 from apex.logistic import covariance, solve
 
 COVARIATES: tuple[str, ...] = ("duration", "loudness", "vocals", "position")
-#: What one unit of each raw covariate is, for the effects table.
-UNITS = {
+UNITS = {  # one raw unit of each covariate, for the effects table
     "duration": "(A-B)/(A+B) of length",
     "loudness": "LU louder",
     "vocals": "vocals vs instrumental",
@@ -46,12 +42,10 @@ class StyleFit:
     """A style-controlled board.
 
     Attributes:
-        ratings: like :func:`annotation.ratings.fit_bradley_terry`: index ``system``, columns
-            ``rating``, ``ci_low``, ``ci_high`` (points), ``votes``; sorted by rating.
-        effects: index ``covariate``; ``per_sd`` (points per standard deviation of the
-            covariate, with ``ci_low``/``ci_high``), ``sd`` (in raw units), ``per_unit``
-            (points per raw unit), ``unit`` and ``win_rate_per_sd`` (how often a clip one SD
-            "more" wins against an equally strong system).
+        ratings: as :func:`annotation.ratings.fit_bradley_terry` returns.
+        effects: index ``covariate``; ``per_sd`` (points per SD, with ``ci_low``/``ci_high``),
+            ``sd`` (raw units), ``per_unit`` (points per raw unit), ``unit`` and
+            ``win_rate_per_sd`` (how often a clip one SD "more" beats an equal system).
         used_votes: rated votes in the fit; ``missing_votes``: rated votes left out for a
             missing covariate; ``dropped``: covariates that never varied.
     """
@@ -64,7 +58,11 @@ class StyleFit:
 
 
 def style_features(votes: pd.DataFrame, covariates: Sequence[str] = COVARIATES) -> pd.DataFrame:
-    """Raw A-minus-B covariates per vote (NaN where a clip's value is unknown): ``[N, C]``."""
+    """``[N, C]`` raw A-minus-B covariates per vote (NaN where a clip's value is unknown).
+
+    ``duration``: ``(d_a - d_b) / (d_a + d_b)``; ``loudness``: LU; ``vocals``: -1, 0 or 1;
+    ``position``: 1 (the log-odds that clip A, played first, wins at equal strength).
+    """
     unknown = set(covariates) - set(COVARIATES)
     if unknown:
         raise ValueError(f"unknown covariate(s) {sorted(unknown)}; use any of {COVARIATES}")
@@ -81,18 +79,10 @@ def style_features(votes: pd.DataFrame, covariates: Sequence[str] = COVARIATES) 
     if "loudness" in covariates:
         out["loudness"] = col("loudness_a") - col("loudness_b")
     if "vocals" in covariates:
-        # instrumental_* is True/False/None; vocals = not instrumental.
         out["vocals"] = (1.0 - col("instrumental_a")) - (1.0 - col("instrumental_b"))
     if "position" in covariates:
         out["position"] = 1.0
     return out[list(covariates)].astype("float64")
-
-
-def _rated(votes: pd.DataFrame, min_votes: int) -> pd.DataFrame:
-    """The A/B/TIE votes among the systems the plain board keeps at ``min_votes``."""
-    kept = _drop_below(_aggregate(votes), max(min_votes, 1)).systems
-    rated = votes[~np.isnan(a_win_share(votes["preference"]))]
-    return rated[rated["system_a"].isin(kept) & rated["system_b"].isin(kept)]
 
 
 def fit_style_controlled(
@@ -108,18 +98,20 @@ def fit_style_controlled(
     """Fit system ratings and covariate effects together (see the module doc).
 
     Args:
-        votes: one row per vote: ``system_a``, ``system_b``, ``preference`` and the columns the
-            covariates need (``duration_a/_b``, ``loudness_a/_b``, ``instrumental_a/_b``).
+        votes: ``system_a``, ``system_b``, ``preference`` and the columns the covariates need
+            (``duration_a/_b``, ``loudness_a/_b``, ``instrumental_a/_b``).
         covariates: any of :data:`COVARIATES`; ``()`` gives the plain Bradley-Terry fit.
         l2: scikit-learn's ``C`` (ridge on every coefficient), or None for maximum likelihood.
         bootstrap_rounds: row-resampling bootstrap rounds for the 95% intervals (0: none).
         seed, min_votes: as in :func:`annotation.ratings.fit_bradley_terry`.
-        interval: ``"bootstrap"`` (percentiles of ``bootstrap_rounds`` row resamples) or
-            ``"sandwich"`` (``H^-1 M H^-1`` at the optimum: one pass over the votes, where 200
-            resamples of a 100,000-vote board take tens of seconds).
+        interval: ``"bootstrap"`` or ``"sandwich"`` (``H^-1 M H^-1`` at the optimum: one pass
+            over the votes, where 200 resamples of 100,000 votes take tens of seconds).
     """
     check_fit_options(l2, bootstrap_rounds, interval, ("bootstrap", "sandwich"))
-    rated = _rated(votes, min_votes)
+    # The A/B/TIE votes among the systems the plain board keeps at min_votes.
+    board = _drop_below(_aggregate(votes), max(min_votes, 1)).systems
+    rated = votes[~np.isnan(a_win_share(votes["preference"]))]
+    rated = rated[rated["system_a"].isin(board) & rated["system_b"].isin(board)]
     raw = style_features(rated, covariates)
     complete = raw.notna().all(axis=1).to_numpy()
     rated, raw = rated[complete], raw[complete]
@@ -179,8 +171,7 @@ def _effects_table(beta, bounds, kept, sd, k) -> pd.DataFrame:
 
 
 def _sandwich_bounds(design, y, k, l2, theta: np.ndarray) -> np.ndarray:
-    """``[2, K + C]`` 95% bounds (nats) from the sandwich covariance at the optimum ``theta``
-    (strengths centred)."""
+    """``[2, K + C]`` 95% bounds (nats) from the sandwich covariance at the optimum ``theta``."""
     p = expit(design @ theta)
     cov = covariance(design, p * (1.0 - p), l2_precision(l2), k, (p - y) ** 2)
     se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
@@ -188,8 +179,8 @@ def _sandwich_bounds(design, y, k, l2, theta: np.ndarray) -> np.ndarray:
 
 
 def _bootstrap(design, y, k, l2, rounds: int, seed: int, optimum: np.ndarray) -> np.ndarray:
-    """``[rounds, K + C]`` fits on multinomial resamples of the vote rows, each started at the
-    full-data optimum and stopped at 1e-6 nats (0.0002 points, far below an interval's width)."""
+    """``[rounds, K + C]`` fits on multinomial resamples of the vote rows, started at the
+    optimum and stopped at 1e-6 nats (0.0002 points)."""
     rng = np.random.default_rng(seed)
     n = len(y)
     chunk = max(1, _CELLS_PER_CHUNK // max(1, n * design.shape[1] ** 2))

@@ -1,16 +1,12 @@
-"""The vote-store tables and queries both SQL backends share, written once.
-
-:func:`migrations` gives the tables per schema version in a backend's types (:data:`SQLITE`,
-:data:`POSTGRES`), each ``CHECK`` built from the vocabulary. :class:`SQLVoteStore` implements
-:class:`~annotation.store.records.VoteStore` on a few backend hooks; the SQL uses ``?``
-(:attr:`SQLVoteStore._PARAM`). ``insert_vote`` is idempotent by vote id, one vote per battle,
-checked inside the write transaction; ``import_votes`` keeps a vote's original row id when free.
+"""The vote-store tables (:func:`migrations`, per schema version and dialect) and queries
+(:class:`SQLVoteStore`, on a few backend hooks; the SQL uses ``?`` markers) both SQL backends share.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
@@ -38,9 +34,8 @@ from annotation.store.records import (
 )
 from apex.tasks import PREFERENCES, SIDES
 
-#: Column types and the two column definitions that differ, per backend: (SQLite, PostgreSQL).
-#: SQLite's AUTOINCREMENT never reuses a number, so export ranges stay append-only; PostgreSQL's
-#: votes are numbered by the store under its votes lock.
+#: Words that differ per backend: (SQLite, PostgreSQL). SQLite's AUTOINCREMENT never reuses a
+#: number, so export ranges stay append-only; PostgreSQL's votes are numbered under its votes lock.
 _DIALECTS: dict[str, tuple[str, str]] = {
     "real": ("REAL", "DOUBLE PRECISION"),
     "boolean": ("INTEGER", "BOOLEAN"),
@@ -53,8 +48,7 @@ _DIALECTS: dict[str, tuple[str, str]] = {
     "row_id": ("row_id INTEGER PRIMARY KEY AUTOINCREMENT", "row_id BIGINT PRIMARY KEY"),
     "timestamp": ("timestamp", '"timestamp"'),  # PostgreSQL quotes the keyword
 }
-#: A backend's words for :func:`migrations` (keys of ``_DIALECTS``).
-Dialect = Mapping[str, str]
+Dialect = Mapping[str, str]  # a backend's words for migrations(), keyed as _DIALECTS
 SQLITE: Dialect = {key: pair[0] for key, pair in _DIALECTS.items()}
 POSTGRES: Dialect = {key: pair[1] for key, pair in _DIALECTS.items()}
 
@@ -68,7 +62,8 @@ def one_of(column: str, values: Iterable[str]) -> str:
 
 
 def migrations(d: Dialect) -> tuple[tuple[str, ...], ...]:
-    """The statements of each schema version (index 0 is version 1) in dialect ``d``."""
+    """The statements of each schema version (index 0 is version 1) in dialect ``d``; each
+    ``CHECK`` is built from the vocabulary."""
     real, boolean, json, false = (d[key] for key in ("real", "boolean", "json", "false"))
     status = one_of("status", BATTLE_STATUSES).replace(
         "NOT NULL", f"NOT NULL DEFAULT '{BATTLE_STATUSES[0]}'", 1
@@ -135,14 +130,11 @@ def _insert_sql(table: str, columns: Iterable[str]) -> str:
 class SQLVoteStore(ABC):
     """The shared half of a SQL vote store; subclasses open ``_con`` and supply the hooks."""
 
-    #: The driver's parameter marker; the shared SQL's ``?`` is replaced by it.
-    _PARAM: ClassVar[str] = "?"
-    #: The statements of each schema version in the backend's dialect (:func:`migrations`).
+    _PARAM: ClassVar[str] = "?"  # the driver's parameter marker, replacing the SQL's ``?``
     _MIGRATIONS: ClassVar[tuple[tuple[str, ...], ...]]
     _con: Any
     _lock: Any  # a threading.RLock guarding _con
 
-    # ------------------------------------------------------------------ backend hooks
     @abstractmethod
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         """All rows of one query (``sql`` with ``?`` markers, run through :meth:`_execute`)."""
@@ -152,22 +144,21 @@ class SQLVoteStore(ABC):
         """A cursor in one write transaction; ``votes``: the transaction writes votes."""
 
     @abstractmethod
-    def _encode_json(self, value: Any) -> Any:
-        """A list or dict as the driver stores it in a JSON column."""
-
-    @abstractmethod
-    def _decode_json(self, value: Any) -> Any:
-        """A JSON column's value as read back: the list or dict, or None for NULL."""
-
-    @abstractmethod
     def _integrity_error(self) -> type[Exception]:
         """The driver's exception for a violated constraint (NOT NULL, UNIQUE, CHECK)."""
 
-    @abstractmethod
-    def _next_row_id(self, cur: Any) -> int | None:
-        """The row id of a new vote, or None to let the database number it."""
+    def _encode_json(self, value: Any) -> Any:
+        """A list or dict as the driver stores it in a JSON column (here: text)."""
+        return json.dumps(value, sort_keys=True)
 
-    # ------------------------------------------------------------------ plumbing
+    def _decode_json(self, value: Any) -> Any:
+        """A JSON column's value as read back (text, or what the driver decoded; NULL: None)."""
+        return json.loads(value) if isinstance(value, str) else value
+
+    def _next_row_id(self, cur: Any) -> int | None:
+        """The row id of a new vote, or None to let the database number it (AUTOINCREMENT)."""
+        return None
+
     def _execute(self, cur: Any, sql: str, params: Iterable[Any] = ()) -> Any:
         """Run ``sql`` (``?`` markers) on a connection or cursor; returns the cursor."""
         if self._PARAM != "?":
@@ -201,7 +192,6 @@ class SQLVoteStore(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ battles and listening
     def insert_battle(self, battle: Battle) -> None:
         """Store a newly issued battle."""
         row = dataclasses.asdict(battle)
@@ -245,8 +235,7 @@ class SQLVoteStore(ABC):
 
     def pair_counts(self) -> dict[tuple[str, str], int]:
         """Battles issued (or votes imported without their battle) per system pair, keyed by
-        the sorted ``(system, system)`` (sorted in Python, as the sampler's ``pair_key``).
-        """
+        the sorted ``(system, system)`` (sorted in Python, as the sampler's ``pair_key``)."""
         rows = self._read(
             "SELECT system_a, system_b, COUNT(*) FROM ("
             " SELECT system_a, system_b FROM battles UNION ALL"
@@ -260,7 +249,6 @@ class SQLVoteStore(ABC):
             counts[key] = counts.get(key, 0) + int(n)
         return counts
 
-    # ------------------------------------------------------------------ votes
     def insert_vote(self, vote: VoteRecord) -> bool:
         """Store a vote durably and mark its battle voted, in one transaction.
 
@@ -313,10 +301,10 @@ class SQLVoteStore(ABC):
         """Add votes from another store's export, idempotently by vote id; returns how many
         were added.
 
-        Each keeps its original row id when free here (a restored store continues the same
-        export sequence) and is marked imported (never exported again); a vote whose battle has
-        another vote is skipped. Committed in batches of :data:`IMPORT_BATCH`; an invalid vote
-        rolls back its batch and raises :class:`StoreError`.
+        Each keeps its row id when free here (a restored store continues the export sequence)
+        and is marked imported (never exported again); a vote whose battle has another vote is
+        skipped. An invalid vote rolls back its batch (:data:`IMPORT_BATCH`) and raises
+        :class:`StoreError`.
         """
         added, pending = 0, iter(rows)
         while batch := list(itertools.islice(pending, IMPORT_BATCH)):
