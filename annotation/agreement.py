@@ -17,14 +17,9 @@ COLUMNS = ("version", "start", "end", "time", "agree", "n", "rate", "ci_low", "c
 def agreement(votes: pd.DataFrame) -> dict[str, float | int]:
     """How often APEX's preferred clip is the one listeners chose.
 
-    Args:
-        votes: columns ``preference`` and ``apex_p_a`` (APEX's probability, 0-1, that A is
-            preferred). TIE and BOTH_BAD votes are excluded, and so are rows where APEX has no
-            preference (``apex_p_a`` missing or exactly 0.5).
-
-    Returns:
-        ``{"agree", "n", "rate", "ci_low", "ci_high"}``: agreeing votes, votes compared, their
-        ratio (NaN when n = 0) and its Wilson 95% interval.
+    ``votes``: ``preference`` and ``apex_p_a`` (0-1); TIE, BOTH_BAD and rows where APEX has no
+    preference (``apex_p_a`` missing or 0.5) are left out. Returns ``agree``, ``n``, ``rate``
+    (NaN when n = 0) and its Wilson 95% interval ``ci_low``, ``ci_high``.
     """
     require_columns(votes, ("preference", "apex_p_a"))
     p_a = pd.to_numeric(votes["apex_p_a"], errors="raise").to_numpy(dtype=np.float64)
@@ -51,16 +46,14 @@ def agreement_by_version(
     """Agreement per model version (the one whose prediction the voter saw) and time window.
 
     Args:
-        votes: columns ``timestamp`` (Unix seconds), ``preference``, ``apex_p_a`` and
-            ``apex_model_version``; votes without a prediction or a version are left out, and so
-            are TIE/BOTH_BAD (see :func:`agreement`).
-        windows: at most this many windows per version (fewer when it has few votes).
+        votes: ``timestamp`` (Unix seconds), ``preference``, ``apex_p_a``, ``apex_model_version``
+            (rows without a version are left out too).
+        windows: at most this many windows per version.
         min_votes: decided votes per window at least (a version with fewer gets one window).
 
     Returns:
-        One row per (version, window), versions in order of their first vote: ``start``/``end``/
-        ``time`` (window bounds and median, Unix seconds), ``agree``, ``n``, ``rate`` (0-1) and
-        the Wilson 95% interval ``ci_low``/``ci_high``.
+        One row per (version, window), versions in order of their first vote: ``start``,
+        ``end``, ``time`` (bounds and median, Unix seconds) and :func:`agreement`'s columns.
     """
     require_columns(votes, ("timestamp", "preference", "apex_p_a", "apex_model_version"))
     p_a = pd.to_numeric(votes["apex_p_a"], errors="coerce")

@@ -101,11 +101,7 @@ def board_data(
         (:func:`~annotation.informed.flips_to_change_top`), ``b_win_share`` (``share``, ``n``
         of decisive votes won by clip B, or None), ``apex`` (``weight``, ``prior_votes``;
         informed only), ``agreement`` (or None), ``agreement_by_version`` (records), ``effects``
-        (style control only: :class:`~annotation.style.StyleFit` ``effects`` rows) and
-        ``style_missing_votes``.
-
-    Raises:
-        ValueError: an unknown board.
+        (style control only) and ``style_missing_votes``. ValueError for an unknown board.
     """
     from annotation.agreement import agreement, agreement_by_version
     from annotation.informed import PROVISIONAL_VOTES, flips_to_change_top

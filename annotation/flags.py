@@ -75,13 +75,9 @@ def contrarian_log_ratio(votes: Sequence[PastVote], ratings: Mapping[str, float]
     coin flip with 1/2. Under the coin flip the ratio is a martingale, so by Ville's inequality it
     ever reaches ``1/alpha`` (:data:`CONTRARIAN_ALPHA`) with probability at most ``alpha``.
 
-    Args:
-        votes: the voter's votes (any order); ties, both-bad and unrated systems add nothing.
-        ratings: the board, system -> rating (Elo points, 400/ln 10 per nat).
-
-    Returns:
-        The sum over votes of ``log(2c)`` for a pick against the favourite and ``log(2(1-c))``
-        for a pick of it; positive values lean contrarian.
+    Returns the sum over ``votes`` (ties, both-bad and unrated systems add nothing) of
+    ``log(2c)`` for a pick against the favourite and ``log(2(1-c))`` for one of it, ``ratings``
+    in Elo points; positive values lean contrarian.
     """
     total = 0.0
     for vote in votes:

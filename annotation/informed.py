@@ -46,11 +46,10 @@ class InformedFit:
         ratings: as :func:`annotation.ratings.ratings_table` (95% posterior intervals), plus
             ``apex`` (APEX's rating, points; NaN without predictions).
         weight: posterior mean of ``beta`` (0: APEX ignored, 1: taken at face value).
-        prior_votes: ``4 / tau^2`` at the geometric posterior mean of ``1 / tau^2``: the votes
-            between equal systems the prior is worth (a vote's Fisher information is 1/4); 0
-            without APEX predictions.
-        centre, precision: ``[K]`` one prior standing for the grid (posterior mean of ``beta``,
-            geometric mean of ``1 / tau^2``), for :func:`flips_to_change_top`.
+        prior_votes: the votes between equal systems the prior is worth, ``4 / tau^2`` at the
+            geometric posterior mean of ``1 / tau^2`` (0 without APEX predictions).
+        centre, precision: ``[K]`` one prior standing for the grid, for
+            :func:`flips_to_change_top`.
     """
 
     ratings: pd.DataFrame
@@ -197,11 +196,10 @@ def flips_to_change_top(
     """Smallest number of rated votes whose outcome, flipped, puts another system first.
 
     A flip turns a win around, or a tie into a win (half as far). The fit is the board's: plain
-    with ``l2``, or the informed one's ``centre`` and ``precision`` (:class:`InformedFit`). For
-    each challenger it flips, in batches, the votes that narrow its gap to the leader most per
-    flip (influence ``A^-1 x``, ``A`` the posterior Hessian), refits, and halves a batch that
-    overshoots: the exact minimum of such greedy flips (the brute-force one on small boards, as
-    the tests check). None when no flips can change the top.
+    with ``l2``, or the informed one's ``centre`` and ``precision``. For each challenger it
+    flips, in batches, the votes that narrow its gap to the leader most (influence ``A^-1 x``,
+    ``A`` the posterior Hessian), refits, and halves a batch that overshoots. None when no flips
+    can change the top.
     """
     table = _aggregate(votes)
     systems = sorted(set(table.systems) | set([] if centre is None else centre.index))

@@ -187,8 +187,7 @@ def fit_bradley_terry(
             1.96 SEs of :func:`rating_cov`.
 
     Returns:
-        Indexed by ``system``, best first: ``rating``, ``ci_low``, ``ci_high`` (points, 95%),
-        ``votes`` (rated battles in the fit).
+        :func:`ratings_table`: ``rating``, ``ci_low``, ``ci_high`` (points, 95%), ``votes``.
     """
     check_fit_options(l2, bootstrap_rounds, interval, ("bootstrap", "sandwich", "posterior"))
     # A system seen only in BOTH_BAD battles has no rating at all: it is left out.

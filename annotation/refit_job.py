@@ -102,13 +102,12 @@ def run_refit_from_store(
     process (:mod:`apex.training.worker`) unless ``in_process``.
 
     Args:
-        train: overrides of the data-scaled training configuration (``epochs``, ``lr``, ...),
-            on top of the ``APEX_REFIT_*`` settings.
-        warm_start: False starts the challenger from random weights (a deliberately naive one).
+        train: training overrides (``epochs``, ``lr``, ...) on top of ``APEX_REFIT_*``.
+        warm_start: False starts the challenger from random weights.
 
     Raises:
-        DataError: no votes from the refit's sources; what the refit raises (see
-        :func:`apex.training.worker.execute`); RefitProcessError: the refit process failed.
+        DataError: no votes from the refit's sources; what :func:`apex.training.worker.execute`
+        raises; RefitProcessError: the refit process failed.
     """
     from annotation.board import select_votes
     from apex.training.data import DataError

@@ -65,12 +65,10 @@ class RefitWorker:
 
     Args:
         scorer: the serving :class:`apex.scorer.Scorer`; swapped on promotion.
-        store: the vote store (``votes_frame()``, ``counts()``).
         refit: ``(settings, store) -> RefitOutcome`` (default :func:`run_refit_from_store`
             against the serving scorer and the arena's pool).
         arena: the :class:`annotation.arena.Arena` whose pool a promoted model re-scores.
-        poll_s: seconds between checks whether a refit is due.
-        clock: monotonic seconds.
+        poll_s, clock: seconds between checks whether a refit is due; monotonic seconds.
     """
 
     def __init__(

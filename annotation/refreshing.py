@@ -29,11 +29,9 @@ class Refreshing(Generic[T]):
     store's refits take a bounded share of the CPU.
 
     Args:
-        compute: builds the value (may take seconds).
         version: a cheap marker of the source; a new marker makes the value stale.
-        min_interval_s: seconds (of ``clock``) between the starts of two computations.
         duty: at most this fraction of the time is spent computing (0 < duty <= 1).
-        clock: time source, seconds (the caller's clock may be passed to :meth:`get` instead).
+        clock: time source, seconds (or pass ``now`` to :meth:`get`).
         runner: a lock held while computing; share one to run computations one at a time.
     """
 

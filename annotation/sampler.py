@@ -82,13 +82,8 @@ class PairCounts:
 
 
 class PairSampler:
-    """Draws battles from a clip pool; thread-safe (one RNG behind a lock).
-
-    Args:
-        clips: one row per clip with ``clip_id`` (unique), ``system`` and ``prompt``.
-        mode: ``"balanced"`` or ``"info"`` (see the module docstring).
-        seed: of the sampler's RNG; the same seed, pool and calls give the same battles.
-    """
+    """Draws battles from ``clips`` (``clip_id`` unique, ``system``, ``prompt``) in ``mode``;
+    thread-safe. The same seed, pool and calls give the same battles."""
 
     def __init__(
         self,

@@ -23,11 +23,8 @@ _LOCK_VOTES = 0x41504558_0002
 
 
 class PostgresVoteStore(SQLVoteStore):
-    """The PostgreSQL :class:`~annotation.store.records.VoteStore` at a libpq ``url``.
-
-    Raises:
-        StoreError: the server cannot be reached, or its schema is newer than this code.
-    """
+    """The PostgreSQL vote store at a libpq ``url``; StoreError when the server cannot be
+    reached or its schema is newer than this code."""
 
     _PARAM = "%s"
     _MIGRATIONS = migrations(POSTGRES)

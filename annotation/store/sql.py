@@ -166,11 +166,8 @@ class SQLVoteStore(ABC):
         return cur.execute(sql, tuple(params))
 
     def _apply_migrations(self, cur: Any, version: int, where: str) -> None:
-        """Bring a schema at ``version`` to :data:`SCHEMA_VERSION` inside the caller's transaction.
-
-        Raises:
-            StoreError: ``where`` (the file or database) has a newer schema than this code.
-        """
+        """Bring a schema at ``version`` to :data:`SCHEMA_VERSION` inside the caller's transaction
+        (StoreError when ``where``, the file or database, has a newer one)."""
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{where} has schema version {version}, newer than this code's "
@@ -250,10 +247,8 @@ class SQLVoteStore(ABC):
         return counts
 
     def insert_vote(self, vote: VoteRecord) -> bool:
-        """Store a vote durably and mark its battle voted, in one transaction.
-
-        Returns:
-            True when stored; False when this vote id is already stored (idempotent retry).
+        """Store a vote durably and mark its battle voted, in one transaction; False when this
+        vote id is already stored (an idempotent retry).
 
         Raises:
             DuplicateVote: the battle already has a vote with another id.
@@ -298,13 +293,11 @@ class SQLVoteStore(ABC):
         return self._next_row_id(cur)
 
     def import_votes(self, rows: Iterable[tuple[int | None, VoteRecord]]) -> int:
-        """Add votes from another store's export, idempotently by vote id; returns how many
-        were added.
+        """Add votes from another store's export, idempotently by vote id; returns how many.
 
         Each keeps its row id when free here (a restored store continues the export sequence)
         and is marked imported (never exported again); a vote whose battle has another vote is
-        skipped. An invalid vote rolls back its batch (:data:`IMPORT_BATCH`) and raises
-        :class:`StoreError`.
+        skipped. An invalid vote rolls back its batch and raises :class:`StoreError`.
         """
         added, pending = 0, iter(rows)
         while batch := list(itertools.islice(pending, IMPORT_BATCH)):
@@ -317,12 +310,9 @@ class SQLVoteStore(ABC):
         return added
 
     def votes_frame(self, since_row: int = 0) -> pd.DataFrame:
-        """Votes with ``row_id > since_row``, oldest first, one row per vote.
-
-        Columns: ``row_id`` (int64), every :class:`VoteRecord` field (JSON fields decoded to
-        lists/dicts, missing ones None; ``is_instrumental`` as bool; times and ``apex_p_a`` as
-        float64, NaN when missing) and ``imported`` (bool). The same on every backend.
-        """
+        """Votes with ``row_id > since_row``, oldest first: ``row_id`` (int64), every
+        :class:`VoteRecord` field (JSON decoded, missing values None; floats NaN) and
+        ``imported``, typed the same on every backend."""
         rows = self._read(
             f"SELECT {', '.join(map(_quote, _VOTE_COLUMNS))} FROM votes WHERE row_id > ? "
             "ORDER BY row_id",

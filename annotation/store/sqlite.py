@@ -87,14 +87,11 @@ class _Reader(sqlite3.Connection):
 
 
 class SQLiteVoteStore(SQLVoteStore):
-    """The SQLite :class:`~annotation.store.records.VoteStore` (see the module docstring).
-
-    Args:
-        path: database file; its folder is created when missing.
+    """The SQLite vote store in file ``path`` (its folder is created when missing).
 
     Raises:
-        StoreError: the file is on a network or FUSE mount (:func:`check_local_disk`), cannot
-            use WAL mode, or its schema is newer than this code.
+        StoreError: the file is on a network or FUSE mount, cannot use WAL mode, or its schema
+            is newer than this code.
     """
 
     _MIGRATIONS = migrations(SQLITE)
