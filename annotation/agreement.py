@@ -31,13 +31,8 @@ def agreement(votes: pd.DataFrame) -> dict[str, float | int]:
     apex_a = p_a[decided] > 0.5
     agree, n = int(np.sum(human_a == apex_a)), int(decided.sum())
     low, high = wilson_interval(agree, n)
-    return {
-        "agree": agree,
-        "n": n,
-        "rate": agree / n if n else float("nan"),
-        "ci_low": low,
-        "ci_high": high,
-    }
+    rate = agree / n if n else float("nan")
+    return {"agree": agree, "n": n, "rate": rate, "ci_low": low, "ci_high": high}
 
 
 def agreement_by_version(

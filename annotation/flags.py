@@ -16,13 +16,7 @@ import pandas as pd
 from annotation.ratings import POINTS_PER_NAT
 from apex.tasks import DECISIVE, SIDES
 
-FLAG_REASONS: tuple[str, ...] = (
-    "barely_listened",
-    "too_fast",
-    "same_side_streak",
-    "contrarian",
-    "burst",
-)
+FLAG_REASONS = ("barely_listened", "too_fast", "same_side_streak", "contrarian", "burst")
 BARELY_MARGIN = 0.25
 TOO_FAST_SLACK_S = 2.0
 STREAK_LENGTH = 10  # an honest voter's side is a coin flip: 10 in a row is 0.2 % likely

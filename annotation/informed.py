@@ -23,6 +23,7 @@ from annotation.ratings import (
     l2_precision,
     ratings_table,
     require_columns,
+    solve_counts,
 )
 from apex.logistic import Pairs, hessian, objective, solve
 
@@ -207,15 +208,11 @@ def flips_to_change_top(
     if k < 2 or not len(table.i):
         return None
     pairs = _over(table, systems)
-    q = (
-        np.full(k, l2_precision(l2))
-        if precision is None
-        else precision.reindex(systems).fillna(0.0).to_numpy()
-    )
+    q = np.full(k, l2_precision(l2))
+    if precision is not None:
+        q = precision.reindex(systems).fillna(0.0).to_numpy()
     c = np.zeros(k) if centre is None else centre.reindex(systems).fillna(0.0).to_numpy()
-    n, s = table.counts.sum(1), table.counts[:, 0] + 0.5 * table.counts[:, 1]
-    base = solve(pairs, n[None], s[None], precision=q, centre=c, flat=k)[0]
-    leader = int(np.argmax(base))
+    leader = int(np.argmax(solve_counts(pairs, table.counts[None], q, c)[0]))
     rivals = np.array([x for x in range(k) if x != leader])
     rounds = len(rivals)
     counts = np.repeat(table.counts[None], rounds, axis=0)  # [R, P, 3]
@@ -224,12 +221,8 @@ def flips_to_change_top(
     result = np.full(rounds, -1, dtype=np.int64)
     undo: list = [None] * rounds
     for _ in range(max_rounds):
-        n = counts.sum(axis=2)
-        s = counts[:, :, 0] + 0.5 * counts[:, :, 1]
-        theta = solve(pairs, n, s, precision=q, centre=c, flat=k)
-        others = theta.copy()
-        others[:, leader] = -np.inf
-        crossed = others.max(axis=1) > theta[:, leader] + 1e-9
+        theta = solve_counts(pairs, counts, q, c)
+        crossed = np.delete(theta, leader, axis=1).max(axis=1) > theta[:, leader] + 1e-9
         for r in np.flatnonzero(crossed & (result < 0)):
             size, before = undo[r]
             if size <= 1:
@@ -240,7 +233,7 @@ def flips_to_change_top(
         if not len(active):
             break
         p = expit(theta[:, pairs.i] - theta[:, pairs.j])
-        a = hessian(pairs, n * p * (1.0 - p), q, k)
+        a = hessian(pairs, counts.sum(axis=2) * p * (1.0 - p), q, k)
         target = np.zeros((rounds, k))
         target[:, leader] = 1.0
         target[np.arange(rounds), rivals] = -1.0

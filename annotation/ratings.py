@@ -145,10 +145,10 @@ def l2_precision(l2: float | None) -> float:
     return 0.0 if l2 is None else 1.0 / float(l2)
 
 
-def _solve_counts(table: _PairTable, counts: np.ndarray, precision, centre=None) -> np.ndarray:
-    """``[B, K]`` strengths (nats) from ``[B, P, 3]`` pair counts over ``table``'s pairs."""
+def solve_counts(pairs: Pairs, counts: np.ndarray, precision, centre=None) -> np.ndarray:
+    """``[B, K]`` centred strengths (nats) from ``[B, P, 3]`` counts of ``pairs``."""
     n, s = counts.sum(axis=2), counts[..., 0] + 0.5 * counts[..., 1]
-    return solve(table.pairs, n, s, precision=precision, centre=centre, flat=len(table.systems))
+    return solve(pairs, n, s, precision=precision, centre=centre, flat=pairs.k)
 
 
 def rating_cov(theta: np.ndarray, table: _PairTable, precision: float, robust: bool) -> np.ndarray:
@@ -195,7 +195,7 @@ def fit_bradley_terry(
     k = len(table.systems)
     rating = ci_low = ci_high = np.full(k, np.nan)
     if k:
-        theta = _solve_counts(table, table.counts[None], l2_precision(l2))[0]
+        theta = solve_counts(table.pairs, table.counts[None], l2_precision(l2))[0]
         rating = INIT_RATING + POINTS_PER_NAT * theta
         if interval != "bootstrap":
             cov = rating_cov(theta, table, l2_precision(l2), robust=interval == "sandwich")
@@ -228,9 +228,7 @@ def _bootstrap(table: _PairTable, l2: float | None, rounds: int, seed: int) -> n
     rng = np.random.default_rng(seed)
     pairs, k = len(table.i), len(table.systems)
     chunk = max(1, _CELLS_PER_CHUNK // max(1, pairs * k))
-    out = []
-    for start in range(0, rounds, chunk):
-        size = min(chunk, rounds - start)
-        draw = rng.multinomial(total, cells / total, size=size).reshape(size, pairs, 3)
-        out.append(_solve_counts(table, draw.astype(np.float64), l2_precision(l2)))
-    return INIT_RATING + POINTS_PER_NAT * np.concatenate(out, axis=0)
+    sizes = [min(chunk, rounds - start) for start in range(0, rounds, chunk)]
+    draws = (rng.multinomial(total, cells / total, size=n).reshape(n, pairs, 3) for n in sizes)
+    fits = [solve_counts(table.pairs, d.astype(np.float64), l2_precision(l2)) for d in draws]
+    return INIT_RATING + POINTS_PER_NAT * np.concatenate(fits, axis=0)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from apex.hub_files import is_repo_id
 from apex.settings import Settings, split_list
 from apex.training.request import EncoderSpec, PoolClip, RefitOutcome, ServingModel
 
@@ -50,8 +51,8 @@ def engagement_path(settings: Settings, encoder_id: str | None = None) -> tuple[
                 f"no engagement shards under {folder}: refits use the demo corpus's engagement data"
             )
         return None, f"no engagement shards under {folder} (APEX_ENGAGEMENT=auto)"
-    path = Path(spec).expanduser()
-    if path.exists() or spec.count("/") != 1 or spec.startswith((".", "/", "~")):
+    if not is_repo_id(spec):
+        path = Path(spec).expanduser()
         if not path.exists() or not (path.is_file() or any(path.rglob("*.parquet"))):
             raise FileNotFoundError(
                 f"APEX_ENGAGEMENT={spec!r}: no Parquet shards there; point it at a folder of "

@@ -106,8 +106,7 @@ class PairSampler:
         systems = tuple(sorted(table["system"].unique()))
         if len(systems) < 2:
             raise ValueError(f"the pool needs clips of at least two systems, got {list(systems)}")
-        self.mode = mode
-        self.systems = systems
+        self.mode, self.systems = mode, systems
         # Frozen lookups built once; sample() only reads them, so only the RNG needs the lock.
         self._by_system = {s: tuple(g["clip_id"]) for s, g in table.groupby("system")}
         self._by_prompt_system = {

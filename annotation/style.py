@@ -169,10 +169,10 @@ def _bootstrap(design, y, k, l2, rounds: int, seed: int, optimum: np.ndarray) ->
     rng = np.random.default_rng(seed)
     n = len(y)
     chunk = max(1, _CELLS_PER_CHUNK // max(1, n * design.shape[1] ** 2))
-    out = []
-    for first in range(0, rounds, chunk):
-        size = min(chunk, rounds - first)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
-        fit = solve(design, w, w * y, precision=l2_precision(l2), flat=k, start=optimum, tol=1e-6)
-        out.append(fit)
-    return np.concatenate(out, axis=0)
+    sizes = [min(chunk, rounds - first) for first in range(0, rounds, chunk)]
+    weights = (rng.multinomial(n, np.full(n, 1.0 / n), size=s).astype(np.float64) for s in sizes)
+    fits = [
+        solve(design, w, w * y, precision=l2_precision(l2), flat=k, start=optimum, tol=1e-6)
+        for w in weights
+    ]
+    return np.concatenate(fits, axis=0)

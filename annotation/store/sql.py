@@ -8,6 +8,7 @@ import dataclasses
 import itertools
 import json
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
@@ -208,13 +209,9 @@ class SQLVoteStore(ABC):
 
     def add_listen_event(self, battle_id: str, event: ListenEvent) -> None:
         """Record one play-progress event of a battle."""
+        sql = _insert_sql("listen_events", ("battle_id", "side", "seconds", "server_time"))
         with self._write() as cur:
-            self._execute(
-                cur,
-                "INSERT INTO listen_events (battle_id, side, seconds, server_time) "
-                "VALUES (?, ?, ?, ?)",
-                (battle_id, event.side, event.seconds, event.server_time),
-            )
+            self._execute(cur, sql, (battle_id, event.side, event.seconds, event.server_time))
 
     def listen_events(self, battle_id: str) -> list[ListenEvent]:
         """The battle's listen events in the order the server received them."""
@@ -240,11 +237,10 @@ class SQLVoteStore(ABC):
             "  WHERE NOT EXISTS (SELECT 1 FROM battles b WHERE b.battle_id = v.battle_uuid)"
             ") AS pairs GROUP BY system_a, system_b"
         )
-        counts: dict[tuple[str, str], int] = {}
+        counts: Counter[tuple[str, str]] = Counter()
         for a, b, n in rows:
-            key = (a, b) if a <= b else (b, a)
-            counts[key] = counts.get(key, 0) + int(n)
-        return counts
+            counts[(a, b) if a <= b else (b, a)] += int(n)
+        return dict(counts)
 
     def insert_vote(self, vote: VoteRecord) -> bool:
         """Store a vote durably and mark its battle voted, in one transaction; False when this
