@@ -172,34 +172,29 @@ class RefitWorker:
             st.last_trigger = why
             st.votes_at_last_run = self._vote_count()
             outcome = self._refit(self.settings, self.store)
-            st.last_version = outcome.version.name
-            st.last_promoted = bool(outcome.decision.promote)
-            st.last_reasons = list(outcome.decision.reasons)
+            name, decision = outcome.version.name, outcome.decision
+            st.last_version, st.last_promoted = name, bool(decision.promote)
+            st.last_reasons, st.last_note = list(decision.reasons), outcome.note
             st.last_figures = {
-                "challenger": dict(outcome.decision.challenger or {}),
-                "serving": dict(outcome.decision.champion or {}),
+                "challenger": dict(decision.challenger or {}),
+                "serving": dict(decision.champion or {}),
             }
-            st.last_note = outcome.note
             if outcome.note:
-                log.info("refit %s: %s", outcome.version.name, outcome.note)
-            if outcome.decision.promote and self.settings.model_pinned:
-                log.info(
-                    "refit %s promoted in the registry; APEX_MODEL=%s is pinned, so it keeps "
-                    "serving",
-                    outcome.version.name,
-                    self.settings.model,
-                )
+                log.info("refit %s: %s", name, outcome.note)
+            if decision.promote and self.settings.model_pinned:
+                model = self.settings.model
+                log.info("refit %s promoted; the pinned APEX_MODEL=%s keeps serving", name, model)
                 return False
-            if outcome.decision.promote:
+            if decision.promote:
                 from apex.checkpoints import load_model
 
                 heads, info = load_model(outcome.version)
                 self.scorer.swap(heads, info)  # atomic; raises before swapping if unfit
-                log.info("refit %s promoted and serving", outcome.version.name)
+                log.info("refit %s promoted and serving", name)
                 if self.arena is not None:  # re-score the pool; old scores stay until replaced
                     self.arena.pool.start_scoring(self.scorer, cache_dir=self.settings.cache_dir)
                 return True
-            log.info("refit %s not promoted: %s", outcome.version.name, "; ".join(st.last_reasons))
+            log.info("refit %s not promoted: %s", name, "; ".join(st.last_reasons))
             return False
         except REFIT_ERRORS as err:  # keep serving the champion
             st.last_error = f"{type(err).__name__}: {err}"

@@ -82,9 +82,8 @@ class PostgresVoteStore(SQLVoteStore):
 
     def _next_row_id(self, cur: Any) -> int:
         # Under the votes lock, so no other writer can take the same number.
-        return int(
-            self._execute(cur, "SELECT COALESCE(MAX(row_id), 0) + 1 FROM votes").fetchone()[0]
-        )
+        sql = "SELECT COALESCE(MAX(row_id), 0) + 1 FROM votes"
+        return int(self._execute(cur, sql).fetchone()[0])
 
     @property
     def schema_version(self) -> int:
