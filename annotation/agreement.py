@@ -52,12 +52,8 @@ def agreement_by_version(
     """
     require_columns(votes, ("timestamp", "preference", "apex_p_a", "apex_model_version"))
     p_a = pd.to_numeric(votes["apex_p_a"], errors="coerce")
-    keep = (
-        votes["apex_model_version"].notna()
-        & p_a.notna()
-        & (p_a != 0.5)
-        & votes["preference"].isin(DECISIVE)
-    )
+    keep = votes["preference"].isin(DECISIVE) & p_a.notna() & (p_a != 0.5)
+    keep &= votes["apex_model_version"].notna()
     decided = votes[keep].assign(apex_p_a=p_a[keep]).sort_values("timestamp", kind="stable")
     rows = []
     first_seen = decided.groupby("apex_model_version", sort=False)["timestamp"].min()
@@ -66,15 +62,8 @@ def agreement_by_version(
         k = int(max(1, min(windows, len(group) // max(1, min_votes))))
         for part in np.array_split(np.arange(len(group)), k):
             chunk = group.iloc[part]
-            stats = agreement(chunk)
             stamps = pd.to_numeric(chunk["timestamp"]).to_numpy(float)
-            rows.append(
-                {
-                    "version": str(version),
-                    "start": float(stamps.min()),
-                    "end": float(stamps.max()),
-                    "time": float(np.median(stamps)),
-                    **stats,
-                }
-            )
+            start, end, middle = float(stamps.min()), float(stamps.max()), float(np.median(stamps))
+            window = {"version": str(version), "start": start, "end": end, "time": middle}
+            rows.append({**window, **agreement(chunk)})
     return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -43,8 +43,7 @@ def select_votes(
         sources: :data:`annotation.store.SOURCES` to keep; default live and simulated, plus
             imported with ``include_imported``.
         board: :data:`BOARD_NAMES`: every vote, or instrumental or vocal prompts only.
-        include_flagged: keep votes with vote-quality flags (left out by default).
-        signed_in_only: keep only votes cast signed in with a Hugging Face account.
+        include_flagged, signed_in_only: keep flagged votes; keep only signed-in ones.
 
     Raises:
         ValueError: an unknown source or board, or a column the selection needs is missing.

@@ -144,16 +144,10 @@ def fit_informed(
     q_bar = l2_precision(l2) + np.where(has, lam_bar if np.isfinite(sd).all() else 0.0, floor)
     if not has.any():  # no APEX predictions: the grid only varied an unused scale
         post = np.zeros_like(post)
-    return InformedFit(
-        ratings=ratings,
-        weight=float(post @ beta),
-        prior_votes=4.0 * lam_bar if post.any() else 0.0,
-        centre=pd.Series(
-            np.divide(lam_bar * beta_bar * m, q_bar, where=q_bar > 0, out=np.zeros(k)),
-            index=systems,
-        ),
-        precision=pd.Series(q_bar, index=systems),
-    )
+    centre_bar = np.divide(lam_bar * beta_bar * m, q_bar, where=q_bar > 0, out=np.zeros(k))
+    prior_votes = 4.0 * lam_bar if post.any() else 0.0
+    centre_bar, q_bar = pd.Series(centre_bar, index=systems), pd.Series(q_bar, index=systems)
+    return InformedFit(ratings, float(post @ beta), prior_votes, centre_bar, q_bar)
 
 
 def _log_hyperprior(beta: np.ndarray, sd: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -176,7 +176,6 @@ def fit_bradley_terry(
     """Bradley-Terry ratings of systems from pairwise votes (see the module doc).
 
     Args:
-        battles: ``system_a``, ``system_b``, ``preference`` per vote (BOTH_BAD is ignored).
         l2: None for maximum likelihood (an unbeaten system comes out very large); ``C`` for
             scikit-learn's ridge (Music Arena uses 1.0).
         bootstrap_rounds, seed: bootstrap resamples (multinomial, of the pair counts) for the

@@ -72,8 +72,7 @@ class Refreshing(Generic[T]):
                 took at most this long (a small store's board is then always fresh).
 
         Raises:
-            Exception: what the first computation raised, while there is no result yet (a
-                later failure keeps the last result; the thread logs it).
+            Exception: what the first computation raised, while there is no result yet.
         """
         self.refresh(now=now)
         with self._done:
@@ -227,8 +226,7 @@ class StoreFit:
         return self._fit_store(self._store)
 
     def get(self, now: float | None = None, *, wait_s: float = 0.0) -> Any:
-        """The last fit (None before the first); ``now`` on ``clock``'s scale (default now);
-        ``wait_s``: wait up to this long for the first fit."""
+        """The last fit (None before the first); as :meth:`Refreshing.get`."""
         return self._fit.get(now=now, wait_s=wait_s)
 
 

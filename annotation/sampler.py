@@ -131,12 +131,9 @@ class PairSampler:
 
         Args:
             pair_counts: battles so far per system pair (:func:`pair_key`; missing: 0).
-            ratings: :func:`annotation.ratings.fit_bradley_terry` output (``rating``,
-                ``ci_low``, ``ci_high`` by system); ``info`` mode only.
-            exclude: clip pairs (``frozenset({clip_a, clip_b})``) this session already heard.
-
-        Raises:
-            NoPairAvailable: every eligible clip pair is in ``exclude``.
+            ratings: a :func:`~annotation.ratings.fit_bradley_terry` table (``info`` mode).
+            exclude: clip pairs (``frozenset({clip_a, clip_b})``) this session already heard;
+                NoPairAvailable when every eligible pair is.
         """
         weights = self._weights(pair_counts, ratings)
         with self._lock:
@@ -158,7 +155,7 @@ class PairSampler:
     def _weights(
         self, pair_counts: Mapping[tuple[str, str], int], ratings: pd.DataFrame | None
     ) -> np.ndarray:
-        """Sampling weight of each system pair, ``[len(self._pairs)]``, all > 0."""
+        """``[len(self._pairs)]`` sampling weights, all > 0."""
         counts = dict.fromkeys(self._pairs, 0)
         for (x, y), c in pair_counts.items():
             if x != y and (key := pair_key(str(x), str(y))) in counts:
