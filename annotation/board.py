@@ -173,9 +173,7 @@ def _informed_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]
     prior = None if has_apex else pd.Series(dtype=float)  # no predictions: no prior
     fit = fit_informed(votes, prior)
     table = ranked(fit.ratings)
-    flips = None
-    if len(table) > 1:
-        flips = flips_to_change_top(votes, l2=None, centre=fit.centre, precision=fit.precision)
+    flips = flips_to_change_top(votes, l2=None, centre=fit.centre, precision=fit.precision)
     apex = {"weight": round(fit.weight, 2), "prior_votes": round(fit.prior_votes, 1)}
     return table, apex if has_apex else None, flips
 

@@ -32,8 +32,7 @@ NETWORK_FS = frozenset(
 def read_mountinfo() -> str:
     """The mount table of this process (``/proc/self/mountinfo``); "" where there is none."""
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-            return fh.read()
+        return Path("/proc/self/mountinfo").read_text(encoding="utf-8")
     except OSError:
         return ""  # not Linux: no table to read, so the check cannot refuse anything
 
