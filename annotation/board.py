@@ -21,9 +21,7 @@ BOARD_NAMES: tuple[str, ...] = ("all", "instrumental", "vocal")
 
 def flagged(votes: pd.DataFrame) -> pd.Series:
     """True for each vote with vote-quality flags (none without a ``flags`` column)."""
-    if "flags" not in votes.columns:
-        return pd.Series(False, index=votes.index)
-    return votes["flags"].fillna("").astype(str) != ""
+    return votes.get("flags", pd.Series("", index=votes.index)).fillna("").astype(str) != ""
 
 
 def select_votes(

@@ -134,9 +134,7 @@ def split_flags(flags: str | None) -> list[str]:
 def flag_summary(votes: pd.DataFrame) -> dict[str, int]:
     """``{"flagged": n, <reason>: n, ...}``: flagged votes and how many carry each reason."""
     counts = dict.fromkeys(("flagged", *FLAG_REASONS), 0)
-    if "flags" not in votes.columns:
-        return counts
-    for flags in votes["flags"].fillna("").astype(str):
+    for flags in votes.get("flags", pd.Series(dtype=str)).fillna("").astype(str):
         reasons = split_flags(flags)
         counts["flagged"] += bool(reasons)
         for reason in reasons:

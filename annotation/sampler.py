@@ -162,10 +162,7 @@ class PairSampler:
                 counts[key] += int(c)
         weights = np.array([1.0 / (1.0 + counts[p]) for p in self._pairs])
         if self.mode == "info" and ratings is not None and len(ratings):
-            if "rating" not in ratings.columns:
-                raise ValueError(
-                    "info mode needs ratings with a 'rating' column (fit_bradley_terry output)"
-                )
+            require_columns(ratings, ("rating",), "ratings")
             # One standard error per system from the 95% interval (width / 3.92 when the
             # bootstrap is near normal); NaN when there is no interval.
             width = ratings.get("ci_high", np.nan) - ratings.get("ci_low", np.nan)

@@ -68,10 +68,8 @@ def style_features(votes: pd.DataFrame, covariates: Sequence[str] = COVARIATES) 
         raise ValueError(f"unknown covariate(s) {sorted(unknown)}; use any of {COVARIATES}")
     out = pd.DataFrame(index=votes.index)
 
-    def col(name: str) -> pd.Series:
-        if name not in votes.columns:
-            return pd.Series(np.nan, index=votes.index)
-        return votes[name].astype("float64")  # None (unknown) becomes NaN
+    def col(name: str) -> pd.Series:  # None (unknown) and a missing column become NaN
+        return votes.get(name, pd.Series(np.nan, index=votes.index)).astype("float64")
 
     if "duration" in covariates:
         da, db = col("duration_a"), col("duration_b")
