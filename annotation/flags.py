@@ -104,13 +104,10 @@ def vote_flags(
 ) -> str:
     """The flags of one vote, comma-separated in :data:`FLAG_REASONS` order ("" when none).
 
-    Args:
-        vote: the vote being cast (``timestamp`` = now).
-        issued_at: when its battle was issued, Unix seconds.
-        credit: listening the server credits, seconds per side.
-        min_listen_s: the arena's minimum listen per clip, seconds.
-        history: the same voter's earlier votes, oldest first.
-        ratings: the current board (system -> Elo points), or None before there is one.
+    ``vote``: the vote being cast (``timestamp``: now); ``issued_at``: its battle's issue time
+    (Unix seconds); ``credit``: listening credited per side and ``min_listen_s`` the minimum per
+    clip (seconds); ``history``: the voter's earlier votes, oldest first; ``ratings``: the board
+    (system -> Elo points), None before there is one.
     """
     reasons = []
     if barely_listened(credit, min_listen_s):

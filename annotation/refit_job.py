@@ -137,9 +137,8 @@ def run_refit_from_store(
     ratings = ratings_frame(votes)
     if len(ratings):
         ratings.to_parquet(work / "ratings.parquet")
-    demo = engagement is not None and engagement.is_relative_to(
-        settings.data_dir / "engagement-demo"
-    )
+    demo_dir = settings.data_dir / "engagement-demo"
+    demo = engagement is not None and engagement.is_relative_to(demo_dir)
     request = RefitRequest(
         votes=str(work / "votes.parquet"),
         registry=str(registry_for(settings).root),

@@ -315,19 +315,14 @@ class SQLVoteStore(ABC):
             (int(since_row),),
         )
         frame = pd.DataFrame(rows, columns=list(_VOTE_COLUMNS))
-        frame["row_id"] = frame["row_id"].astype("int64")
         for name in JSON_FIELDS:
             frame[name] = frame[name].map(self._decode_json)
         for name in (*NULLABLE_TEXT_FIELDS, *JSON_FIELDS):
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
-        for name in FLOAT_FIELDS:
-            frame[name] = pd.to_numeric(frame[name]).astype("float64")
         for name in MAYBE_BOOL_FIELDS:  # True, False or None (SQLite keeps 0/1)
             frame[name] = frame[name].map(lambda v: None if v is None else bool(v)).astype(object)
-        for name in (*BOOL_FIELDS, "imported"):
-            frame[name] = frame[name].astype(bool)
-        frame["flags"] = frame["flags"].astype(str)
-        return frame
+        types = {"row_id": "int64", "flags": str, **dict.fromkeys(FLOAT_FIELDS, "float64")}
+        return frame.astype({**types, **dict.fromkeys((*BOOL_FIELDS, "imported"), bool)})
 
     def vote_times(self, voter: str, since: float) -> list[float]:
         """Timestamps (Unix seconds) of this voter's votes after ``since``, oldest first."""
