@@ -10,7 +10,6 @@ from annotation.ratings import require_columns
 from apex.evaluation.stats import wilson_interval
 from apex.tasks import DECISIVE
 
-#: Columns of :func:`agreement_by_version`'s table.
 COLUMNS = ("version", "start", "end", "time", "agree", "n", "rate", "ci_low", "ci_high")
 
 

@@ -25,8 +25,7 @@ CONTRARIAN_ALPHA = 1e-3
 #: must not weigh as if the board were certain (its ratings are estimates).
 CONSENSUS_CAP = 0.95
 BURST_WINDOW_S = 120.0
-#: Earlier votes of the voter looked at (streaks and the contrarian test).
-HISTORY_VOTES = 500
+HISTORY_VOTES = 500  # earlier votes of the voter looked at (streaks and the contrarian test)
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,9 @@ from apex.logistic import Pairs, hessian, objective, solve
 #: APEX scale ``beta`` grid: never below 0 (an anti-correlated model is broken, not inverted);
 #: symmetric around 1, so with no votes the fit is APEX's strengths.
 SCALE_GRID = np.linspace(0.0, 2.0, 9)
-#: Prior SD ``tau`` grid, nats (0.05 nats is about 9 points; 4 nats is 700 points).
-SD_GRID = np.geomspace(0.05, 4.0, 12)
-#: Below this many rated votes a system's rating is shown as provisional.
-PROVISIONAL_VOTES = 30
-#: Scale (nats) of the hyperprior on ``tau`` and on the systems' spread (:func:`_log_hyperprior`).
-SD_SCALE = 1.0
+SD_GRID = np.geomspace(0.05, 4.0, 12)  # prior SD ``tau``, nats (0.05: 9 points; 4: 700 points)
+PROVISIONAL_VOTES = 30  # below this many rated votes a system's rating is provisional
+SD_SCALE = 1.0  # nats, of the hyperprior on ``tau`` and the systems' spread (_log_hyperprior)
 _APEX_RIDGE = 1e-2  # keeps APEX's own fit finite if it is certain about a system
 
 
@@ -94,8 +91,9 @@ def fit_informed(
     """Bradley-Terry with APEX's strengths as a Gaussian prior (see the module doc).
 
     Systems APEX did not score get the grid's weakest prior, centred on the average. Assumes
-    APEX's strengths are exact and independent of these votes (a refit trained on the same votes
-    flatters the prior). With the prior weight fixed at 0 this is ``fit_bradley_terry``.
+    APEX's strengths exact and independent of these votes (a refit trained on the same votes
+    flatters the prior), and one common ``tau``. With the prior weight fixed at 0 this is
+    ``fit_bradley_terry``.
 
     Args:
         votes: ``system_a``, ``system_b``, ``preference`` (and ``apex_p_a`` without ``prior``).

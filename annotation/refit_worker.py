@@ -24,10 +24,8 @@ from apex.training.worker import RefitProcessError
 
 log = logging.getLogger(__name__)
 
-#: What a refit can meet that is not a bug, by the project's own types: bad or missing data
-#: (DataError), a model that does not load (CheckpointError) or changed (RefitError), clips that
-#: cannot be embedded (EncoderUnavailable, AudioError), the refit process failing
-#: (RefitProcessError), the store failing (StoreError), files (OSError). Anything else is a bug.
+#: What a refit can meet that is not a bug: bad data, a model that does not load or changed, clips
+#: that cannot be embedded, the refit process, the store or files failing. Anything else is a bug.
 REFIT_ERRORS: tuple[type[Exception], ...] = (
     DataError,
     CheckpointError,

@@ -153,10 +153,8 @@ class RefreshingMap(Generic[T]):
         return self.entry(key).get(wait_s=wait_s, fresh_wait_s=fresh_wait_s)
 
 
-#: Niceness of a worker process: votes come first when the CPU is short.
-WORKER_NICE = 10
-#: A :class:`StoreFit` of a store this big runs in a worker process (a small one's takes ms).
-WORKER_VOTES = 5_000
+WORKER_NICE = 10  # niceness of a worker process: votes come first when the CPU is short
+WORKER_VOTES = 5_000  # a StoreFit of a store this big runs in a worker (a small one's takes ms)
 
 
 class WorkerProcess:

@@ -29,12 +29,9 @@ from apex.tasks import A_WIN_SHARE
 
 _RANDOM_TRIES = 16  # draws before enumerating a pair's clip pairs (exclusions are few)
 _INFO_FLOOR = 0.05  # a settled pair still gets a trickle of battles, so its rating is checked
-#: Bootstrap rounds of the ratings ``info`` mode samples by: enough for an interval width.
-RATINGS_BOOTSTRAP = 64
-#: Seconds between refits of those ratings from the vote store.
-RATINGS_REFRESH_S = 60.0
-#: The first read of the store's pair counts or ratings waits this long (later ones never).
-FIRST_READ_WAIT_S = 60.0
+RATINGS_BOOTSTRAP = 64  # bootstrap rounds of info mode's ratings: enough for an interval width
+RATINGS_REFRESH_S = 60.0  # seconds between refits of those ratings
+FIRST_READ_WAIT_S = 60.0  # the first read of pair counts or ratings waits this long (later: never)
 
 
 class NoPairAvailable(LookupError):

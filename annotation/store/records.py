@@ -14,12 +14,9 @@ import pandas as pd
 from annotation.rules import ListenEvent
 from apex.tasks import PREFERENCES, VOTE_SOURCES
 
-#: The schema version both backends migrate to (:func:`annotation.store.sql.migrations`).
-SCHEMA_VERSION = 3
-#: Where a vote came from (the store's ``CHECK`` on ``source`` is built from it).
-SOURCES: tuple[str, ...] = VOTE_SOURCES
-#: A battle's states, the first the default (the ``CHECK`` on ``battles.status``).
-BATTLE_STATUSES: tuple[str, ...] = ("open", "voted")
+SCHEMA_VERSION = 3  # both backends migrate to it (annotation.store.sql.migrations)
+SOURCES: tuple[str, ...] = VOTE_SOURCES  # where a vote came from (the CHECK on ``source``)
+BATTLE_STATUSES: tuple[str, ...] = ("open", "voted")  # the first the default (a CHECK too)
 #: Vote fields stored as JSON (lists and dicts).
 JSON_FIELDS = ("listen_data_a", "listen_data_b", "apex_a", "apex_b", "ratings_a", "ratings_b")
 

@@ -111,8 +111,7 @@ def migrations(d: Dialect) -> tuple[tuple[str, ...], ...]:
     return (version_1, version_2, version_3)
 
 
-#: Votes per import transaction (one commit, and one fsync, each).
-IMPORT_BATCH = 5000
+IMPORT_BATCH = 5000  # votes per import transaction (one commit, and one fsync, each)
 _VOTE_COLUMNS = ("row_id", *VOTE_FIELDS, "imported")
 _COUNT_NAMES = ("battles", "open_battles", "listen_events", "votes", "voters")
 _Store = TypeVar("_Store", bound="SQLVoteStore")  # typing.Self needs Python 3.11
