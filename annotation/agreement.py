@@ -1,10 +1,5 @@
-"""How often APEX's pick is the listeners' (:func:`agreement`), and per model version over time.
-
-Every stored vote records the model version whose prediction the voter saw
-(``apex_model_version``). :func:`agreement_by_version` cuts each version's votes, in time order,
-into consecutive windows and reports each window's agreement with its Wilson 95% interval
-(:func:`agreement`), so the Leaderboard can draw one line per version.
-"""
+"""How often APEX's pick is the listeners' (:func:`agreement`), and per model version over time
+(:func:`agreement_by_version`: one line per version on the Leaderboard)."""
 
 from __future__ import annotations
 
@@ -15,21 +10,15 @@ from annotation.ratings import require_columns
 from apex.evaluation.stats import wilson_interval
 from apex.tasks import DECISIVE
 
-#: Columns of :func:`agreement_by_version`'s table.
 COLUMNS = ("version", "start", "end", "time", "agree", "n", "rate", "ci_low", "ci_high")
 
 
 def agreement(votes: pd.DataFrame) -> dict[str, float | int]:
     """How often APEX's preferred clip is the one listeners chose.
 
-    Args:
-        votes: columns ``preference`` and ``apex_p_a`` (APEX's probability, 0-1, that A is
-            preferred). TIE and BOTH_BAD votes are excluded, and so are rows where APEX has no
-            preference (``apex_p_a`` missing or exactly 0.5).
-
-    Returns:
-        ``{"agree", "n", "rate", "ci_low", "ci_high"}``: agreeing votes, votes compared, their
-        ratio (NaN when n = 0) and its Wilson 95% interval.
+    ``votes``: ``preference`` and ``apex_p_a`` (0-1); TIE, BOTH_BAD and rows where APEX has no
+    preference (``apex_p_a`` missing or 0.5) are left out. Returns ``agree``, ``n``, ``rate``
+    (NaN when n = 0) and its Wilson 95% interval ``ci_low``, ``ci_high``.
     """
     require_columns(votes, ("preference", "apex_p_a"))
     p_a = pd.to_numeric(votes["apex_p_a"], errors="raise").to_numpy(dtype=np.float64)
@@ -41,40 +30,29 @@ def agreement(votes: pd.DataFrame) -> dict[str, float | int]:
     apex_a = p_a[decided] > 0.5
     agree, n = int(np.sum(human_a == apex_a)), int(decided.sum())
     low, high = wilson_interval(agree, n)
-    return {
-        "agree": agree,
-        "n": n,
-        "rate": agree / n if n else float("nan"),
-        "ci_low": low,
-        "ci_high": high,
-    }
+    rate = agree / n if n else float("nan")
+    return {"agree": agree, "n": n, "rate": rate, "ci_low": low, "ci_high": high}
 
 
 def agreement_by_version(
     votes: pd.DataFrame, *, windows: int = 6, min_votes: int = 10
 ) -> pd.DataFrame:
-    """Agreement per model version and time window.
+    """Agreement per model version (the one whose prediction the voter saw) and time window.
 
     Args:
-        votes: columns ``timestamp`` (Unix seconds), ``preference``, ``apex_p_a`` and
-            ``apex_model_version``; votes without a prediction or a version are left out, and so
-            are TIE/BOTH_BAD (see :func:`agreement`).
-        windows: at most this many windows per version (fewer when it has few votes).
+        votes: ``timestamp`` (Unix seconds), ``preference``, ``apex_p_a``, ``apex_model_version``
+            (rows without a version are left out too).
+        windows: at most this many windows per version.
         min_votes: decided votes per window at least (a version with fewer gets one window).
 
     Returns:
-        One row per (version, window), versions in order of their first vote: ``start``/``end``/
-        ``time`` (window bounds and median, Unix seconds), ``agree``, ``n``, ``rate`` (0-1) and
-        the Wilson 95% interval ``ci_low``/``ci_high``.
+        One row per (version, window), versions in order of their first vote: ``start``,
+        ``end``, ``time`` (bounds and median, Unix seconds) and :func:`agreement`'s columns.
     """
     require_columns(votes, ("timestamp", "preference", "apex_p_a", "apex_model_version"))
     p_a = pd.to_numeric(votes["apex_p_a"], errors="coerce")
-    keep = (
-        votes["apex_model_version"].notna()
-        & p_a.notna()
-        & (p_a != 0.5)
-        & votes["preference"].isin(DECISIVE)
-    )
+    keep = votes["preference"].isin(DECISIVE) & p_a.notna() & (p_a != 0.5)
+    keep &= votes["apex_model_version"].notna()
     decided = votes[keep].assign(apex_p_a=p_a[keep]).sort_values("timestamp", kind="stable")
     rows = []
     first_seen = decided.groupby("apex_model_version", sort=False)["timestamp"].min()
@@ -83,15 +61,8 @@ def agreement_by_version(
         k = int(max(1, min(windows, len(group) // max(1, min_votes))))
         for part in np.array_split(np.arange(len(group)), k):
             chunk = group.iloc[part]
-            stats = agreement(chunk)
             stamps = pd.to_numeric(chunk["timestamp"]).to_numpy(float)
-            rows.append(
-                {
-                    "version": str(version),
-                    "start": float(stamps.min()),
-                    "end": float(stamps.max()),
-                    "time": float(np.median(stamps)),
-                    **stats,
-                }
-            )
+            start, end, middle = float(stamps.min()), float(stamps.max()), float(np.median(stamps))
+            window = {"version": str(version), "start": start, "end": end, "time": middle}
+            rows.append({**window, **agreement(chunk)})
     return pd.DataFrame(rows, columns=list(COLUMNS))

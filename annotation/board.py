@@ -1,10 +1,6 @@
-"""The boards: which votes a board counts, and what one leaderboard view shows.
-
-:func:`select_votes` is the one vote selection (sources, board, flags, signed-in voters), used
-by the leaderboard, the consensus board of the ``contrarian`` flag, the sampler's ratings and
-the refit. :func:`board_data` is the leaderboard service (ratings, APEX agreement, how settled
-the top is), as JSON. :class:`Consensus` is the plain board the ``contrarian`` flag compares
-voters with, refitted off the request path.
+"""The boards: which votes a board counts (:func:`select_votes`, the one selection), one
+leaderboard view as JSON (:func:`board_data`), and the consensus board the ``contrarian`` flag
+compares voters with (:class:`Consensus`).
 """
 
 from __future__ import annotations
@@ -25,9 +21,7 @@ BOARD_NAMES: tuple[str, ...] = ("all", "instrumental", "vocal")
 
 def flagged(votes: pd.DataFrame) -> pd.Series:
     """True for each vote with vote-quality flags (none without a ``flags`` column)."""
-    if "flags" not in votes.columns:
-        return pd.Series(False, index=votes.index)
-    return votes["flags"].fillna("").astype(str) != ""
+    return votes.get("flags", pd.Series("", index=votes.index)).fillna("").astype(str) != ""
 
 
 def select_votes(
@@ -44,11 +38,10 @@ def select_votes(
     Args:
         votes: :meth:`VoteStore.votes_frame` rows (``source``; ``is_instrumental`` for a split
             board, ``signed_in`` for ``signed_in_only``, ``flags`` optional).
-        sources: the sources to keep (:data:`annotation.store.SOURCES`); default ours
-            (live, simulated), plus imported ones with ``include_imported``.
+        sources: :data:`annotation.store.SOURCES` to keep; default live and simulated, plus
+            imported with ``include_imported``.
         board: :data:`BOARD_NAMES`: every vote, or instrumental or vocal prompts only.
-        include_flagged: keep votes with vote-quality flags (left out by default).
-        signed_in_only: keep only votes cast signed in with a Hugging Face account.
+        include_flagged, signed_in_only: keep flagged votes; keep only signed-in ones.
 
     Raises:
         ValueError: an unknown source or board, or a column the selection needs is missing.
@@ -94,25 +87,18 @@ def board_data(
 ) -> dict[str, Any]:
     """One leaderboard view as JSON; the options are :func:`select_votes`'s, and the fit.
 
-    Plain: Bradley-Terry with Music Arena's L2 (``C=1``), 95% posterior intervals;
-    ``style_control``: clip length, loudness, vocals and clip order as covariates
-    (:func:`annotation.style.fit_style_controlled`, sandwich intervals); ``apex_informed``:
-    APEX's predicted strengths as a prior (:func:`annotation.informed.fit_informed`, no style
-    control then).
+    Plain: Bradley-Terry with ``C=1``, posterior intervals; ``style_control``:
+    :func:`annotation.style.fit_style_controlled` (sandwich intervals); ``apex_informed``:
+    :func:`annotation.informed.fit_informed` (no style control then).
 
     Returns:
-        The options as given, and ``updated_at`` (ISO, UTC), ``votes`` (all stored),
-        ``rated_votes`` (this board's, without BOTH_BAD), ``flagged_left_out``, ``rows``
-        (``rank``, ``system``, ``rating``, ``ci_low``, ``ci_high``, ``votes``,
-        ``provisional``), ``top_flips`` (flipped votes that would put another system first,
-        or None), ``b_win_share`` (``share``, ``n``: decisive votes won by clip B, or None),
-        ``apex`` (``weight``, ``prior_votes``: informed only), ``agreement``
-        (:func:`annotation.agreement.agreement` or None), ``agreement_by_version`` (records),
-        ``effects`` (style control only: ``covariate``, ``per_sd``, ``ci_low``, ``ci_high``,
-        ``per_unit``, ``unit``, ``win_rate_per_sd``) and ``style_missing_votes``.
-
-    Raises:
-        ValueError: an unknown board.
+        The options, ``updated_at`` (UTC), ``votes`` (all stored), ``rated_votes`` (this
+        board's, without BOTH_BAD), ``flagged_left_out``, ``rows`` (``rank``, ``system``,
+        ``rating``, ``ci_low``, ``ci_high``, ``votes``, ``provisional``), ``top_flips``
+        (:func:`~annotation.informed.flips_to_change_top`), ``b_win_share`` (``share``, ``n``
+        of decisive votes won by clip B, or None), ``apex`` (``weight``, ``prior_votes``;
+        informed only), ``agreement`` (or None), ``agreement_by_version`` (records), ``effects``
+        (style control only) and ``style_missing_votes``. ValueError for an unknown board.
     """
     from annotation.agreement import agreement, agreement_by_version
     from annotation.informed import PROVISIONAL_VOTES, flips_to_change_top
@@ -185,9 +171,7 @@ def _informed_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]
     prior = None if has_apex else pd.Series(dtype=float)  # no predictions: no prior
     fit = fit_informed(votes, prior)
     table = ranked(fit.ratings)
-    flips = None
-    if len(table) > 1:
-        flips = flips_to_change_top(votes, l2=None, centre=fit.centre, precision=fit.precision)
+    flips = flips_to_change_top(votes, l2=None, centre=fit.centre, precision=fit.precision)
     apex = {"weight": round(fit.weight, 2), "prior_votes": round(fit.prior_votes, 1)}
     return table, apex if has_apex else None, flips
 
@@ -211,8 +195,7 @@ def _style_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]
 
 
 def consensus_ratings(store: Any) -> dict[str, float] | None:
-    """System -> Elo points of a plain Bradley-Terry fit (``C=1``) of our own unflagged votes
-    (None with no votes)."""
+    """System -> Elo points of a plain fit (``C=1``) of our own unflagged votes, or None."""
     votes = select_votes(store.votes_frame())
     if not len(votes):
         return None
@@ -227,6 +210,5 @@ class Consensus(StoreFit):
         super().__init__(store, consensus_ratings, refresh_s=refresh_s, settings=settings)
 
     def ratings(self, now: float | None = None, *, wait_s: float = 0.0) -> dict[str, float] | None:
-        """System -> Elo points as of the last fit (None before the first, or with no votes);
-        ``now``: Unix seconds."""
+        """System -> Elo points as of the last fit, or None; ``now``: Unix seconds."""
         return self.get(now, wait_s=wait_s)

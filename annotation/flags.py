@@ -1,11 +1,8 @@
 """Vote-quality flags: reasons a vote may be unreliable, from what the server saw when it was cast.
 
-Flags are evidence, not a verdict: a flagged vote is stored and published (the ``flags``
-column); boards leave it out unless asked to count it. Each reason comes from server-side facts
-alone (the battle's issue time, the credited listening, the voter's earlier votes, the current
-board), so a client cannot talk its way out of one. :data:`FLAG_REASONS`: ``barely_listened``,
-``too_fast``, ``same_side_streak`` (an honest voter's side is a coin flip, so a run of 10 ends a
-given vote with probability 0.2 %), ``contrarian`` (:func:`contrarian_log_ratio`) and ``burst``.
+Flags are evidence, not a verdict: a flagged vote is stored and published (``flags``); boards leave
+it out unless asked. Each reason (:data:`FLAG_REASONS`) comes from server-side facts alone (issue
+time, credited listening, the voter's earlier votes, the board), so a client cannot avoid one.
 """
 
 from __future__ import annotations
@@ -16,26 +13,19 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from annotation.ratings import POINTS_PER_NAT
 from apex.tasks import DECISIVE, SIDES
 
-FLAG_REASONS: tuple[str, ...] = (
-    "barely_listened",
-    "too_fast",
-    "same_side_streak",
-    "contrarian",
-    "burst",
-)
+FLAG_REASONS = ("barely_listened", "too_fast", "same_side_streak", "contrarian", "burst")
 BARELY_MARGIN = 0.25
 TOO_FAST_SLACK_S = 2.0
-STREAK_LENGTH = 10
+STREAK_LENGTH = 10  # an honest voter's side is a coin flip: 10 in a row is 0.2 % likely
 CONTRARIAN_ALPHA = 1e-3
 #: The board's win probabilities are capped here: one vote against a near-certain favourite
 #: must not weigh as if the board were certain (its ratings are estimates).
 CONSENSUS_CAP = 0.95
 BURST_WINDOW_S = 120.0
-#: Earlier votes of the voter looked at (streaks and the contrarian test).
-HISTORY_VOTES = 500
-_POINTS_PER_NAT = 400.0 / math.log(10.0)
+HISTORY_VOTES = 500  # earlier votes of the voter looked at (streaks and the contrarian test)
 
 
 @dataclass(frozen=True)
@@ -63,33 +53,24 @@ def too_fast(credit: Mapping[str, float], elapsed_s: float) -> bool:
 
 def streak(preferences: Sequence[str]) -> int:
     """Length of the run of identical A/B votes that ends the sequence (0 if it ends otherwise)."""
-    if not preferences or preferences[-1] not in DECISIVE:
+    last = preferences[-1] if preferences else None
+    if last not in DECISIVE:
         return 0
-    run = 0
-    for value in reversed(preferences):
-        if value != preferences[-1]:
-            break
-        run += 1
-    return run
+    runs = (n for n, value in enumerate(reversed(preferences)) if value != last)
+    return next(runs, len(preferences))
 
 
 def contrarian_log_ratio(votes: Sequence[PastVote], ratings: Mapping[str, float]) -> float:
     """Log likelihood ratio "contrarian" vs "coin flip" of a voter's A/B votes.
 
-    After Chatbot Arena's anomalous-user test (Chiang et al. 2024, arXiv 2403.04132, sec. 5),
-    as a likelihood ratio: with ``c`` the board's probability that its favourite wins, the
-    contrarian picks it with probability ``1 - c``, the coin flip with 1/2. Under the coin flip
-    the product of ratios is a martingale, so by Ville's inequality it ever reaches
-    ``1/alpha`` with probability at most ``alpha`` (:data:`CONTRARIAN_ALPHA`), however many
-    votes the voter casts; an honest voter, who agrees with the board more, crosses less often.
+    After Chatbot Arena's anomalous-user test (arXiv 2403.04132, sec. 5): with ``c`` the board's
+    probability that its favourite wins, the contrarian picks it with probability ``1 - c``, the
+    coin flip with 1/2. Under the coin flip the ratio is a martingale, so by Ville's inequality it
+    ever reaches ``1/alpha`` (:data:`CONTRARIAN_ALPHA`) with probability at most ``alpha``.
 
-    Args:
-        votes: the voter's votes (any order); ties, both-bad and unrated systems add nothing.
-        ratings: the board, system -> rating (Elo points, 400/ln 10 per nat).
-
-    Returns:
-        The sum over votes of ``log(2c)`` for a pick against the favourite and ``log(2(1-c))``
-        for a pick of it; positive values lean contrarian.
+    Returns the sum over ``votes`` (ties, both-bad and unrated systems add nothing) of
+    ``log(2c)`` for a pick against the favourite and ``log(2(1-c))`` for one of it, ``ratings``
+    in Elo points; positive values lean contrarian.
     """
     total = 0.0
     for vote in votes:
@@ -98,7 +79,7 @@ def contrarian_log_ratio(votes: Sequence[PastVote], ratings: Mapping[str, float]
         ra, rb = ratings.get(vote.system_a), ratings.get(vote.system_b)
         if ra is None or rb is None or ra == rb:
             continue
-        c = min(CONSENSUS_CAP, 1.0 / (1.0 + math.exp(-abs(ra - rb) / _POINTS_PER_NAT)))
+        c = min(CONSENSUS_CAP, 1.0 / (1.0 + math.exp(-abs(ra - rb) / POINTS_PER_NAT)))
         favourite = "A" if ra > rb else "B"
         total += math.log(2.0 * (1.0 - c)) if vote.preference == favourite else math.log(2.0 * c)
     return total
@@ -122,13 +103,10 @@ def vote_flags(
 ) -> str:
     """The flags of one vote, comma-separated in :data:`FLAG_REASONS` order ("" when none).
 
-    Args:
-        vote: the vote being cast (``timestamp`` = now).
-        issued_at: when its battle was issued, Unix seconds.
-        credit: listening the server credits, seconds per side.
-        min_listen_s: the arena's minimum listen per clip, seconds.
-        history: the same voter's earlier votes, oldest first.
-        ratings: the current board (system -> Elo points), or None before there is one.
+    ``vote``: the vote being cast (``timestamp``: now); ``issued_at``: its battle's issue time
+    (Unix seconds); ``credit``: listening credited per side and ``min_listen_s`` the minimum per
+    clip (seconds); ``history``: the voter's earlier votes, oldest first; ``ratings``: the board
+    (system -> Elo points), None before there is one.
     """
     reasons = []
     if barely_listened(credit, min_listen_s):
@@ -152,9 +130,7 @@ def split_flags(flags: str | None) -> list[str]:
 def flag_summary(votes: pd.DataFrame) -> dict[str, int]:
     """``{"flagged": n, <reason>: n, ...}``: flagged votes and how many carry each reason."""
     counts = dict.fromkeys(("flagged", *FLAG_REASONS), 0)
-    if "flags" not in votes.columns:
-        return counts
-    for flags in votes["flags"].fillna("").astype(str):
+    for flags in votes.get("flags", pd.Series(dtype=str)).fillna("").astype(str):
         reasons = split_flags(flags)
         counts["flagged"] += bool(reasons)
         for reason in reasons:

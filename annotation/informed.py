@@ -1,31 +1,9 @@
 """APEX-informed Bradley-Terry: a board that starts from what the quality model already knows.
 
-Polyrating (arXiv 2409.00696) fits ratings by maximum a posteriori with automatic scores as
-priors. The model here:
-
-- APEX's strength ``m_k`` of system k (nats, mean zero; :func:`apex_strengths`): Bradley-Terry
-  on the votes' ``apex_p_a`` as soft outcomes (a prediction ``p`` is ``p`` of a win for A).
-- Listeners: ``P(A beats B) = sigmoid(theta_a - theta_b)``, a tie half a win each way,
-  BOTH_BAD left out (as :mod:`annotation.ratings`).
-- Prior: ``theta_k ~ N(beta * m_k, tau^2)`` for the systems APEX scored (others get the grid's
-  weakest prior, centred on the average). ``beta`` (APEX's scale; 0 ignores APEX) on a grid over
-  [0, 2], never below 0 (an anti-correlated model is broken, not inverted); ``tau`` on a log grid
-  over [0.05, 4] nats. Hyperprior (:func:`_log_hyperprior`): ``beta`` uniform; ``tau``
-  half-Cauchy(1 nat) times ``s^2 exp(-s)`` on the systems' prior spread
-  ``s = sqrt(beta^2 mean(m^2) + tau^2)`` nats: APEX's residual ``tau`` may be near 0 when APEX
-  explains the spread, but the spread itself is kept away from 0 (boundary-avoiding, as Chung et
-  al. 2013), so a young board with ``beta`` near 0 is not shrunk to its mean as if the systems
-  were alike (with the half-Cauchy alone it was, and its intervals covered 91%). Each grid point
-  is weighted by its Laplace marginal likelihood and the ratings and variances are averaged over
-  the grid (total variance: mean of the variances plus variance of the means), so the
-  uncertainty about ``beta`` and ``tau`` is in the intervals; when listeners disagree with APEX
-  the weight moves to ``beta`` near 0 and a wrong prior costs little.
-- Intervals: posterior mean +- 1.96 posterior SDs of the centred strengths.
-
-Assumptions: APEX's system strengths are known exactly (they average many clips); its
-predictions are independent of these votes given the true strengths (a refit trained on the
-same votes flatters the prior); one common ``tau``. With no votes the fit is APEX's strengths;
-with the prior weight fixed at 0 it is :func:`annotation.ratings.fit_bradley_terry` exactly.
+As Polyrating (arXiv 2409.00696), a MAP fit with ``theta_k ~ N(beta * m_k, tau^2)``, ``m_k`` APEX's
+strength of system k (:func:`apex_strengths`), averaged over a ``(beta, tau)`` grid weighted by the
+Laplace marginal likelihood, so the intervals carry the uncertainty about both; when listeners
+disagree with APEX the weight moves to ``beta`` near 0 and a wrong prior costs little.
 """
 
 from __future__ import annotations
@@ -45,17 +23,16 @@ from annotation.ratings import (
     l2_precision,
     ratings_table,
     require_columns,
+    solve_counts,
 )
 from apex.logistic import Pairs, hessian, objective, solve
 
-#: APEX scale ``beta`` grid (symmetric around 1, so with no votes the fit is APEX's strengths).
+#: APEX scale ``beta`` grid: never below 0 (an anti-correlated model is broken, not inverted);
+#: symmetric around 1, so with no votes the fit is APEX's strengths.
 SCALE_GRID = np.linspace(0.0, 2.0, 9)
-#: Prior SD ``tau`` grid, nats (0.05 nats is about 9 points; 4 nats is 700 points).
-SD_GRID = np.geomspace(0.05, 4.0, 12)
-#: Below this many rated votes a system's rating is shown as provisional.
-PROVISIONAL_VOTES = 30
-#: Scale (nats) of the hyperprior on ``tau`` and on the systems' spread (:func:`_log_hyperprior`).
-SD_SCALE = 1.0
+SD_GRID = np.geomspace(0.05, 4.0, 12)  # prior SD ``tau``, nats (0.05: 9 points; 4: 700 points)
+PROVISIONAL_VOTES = 30  # below this many rated votes a system's rating is provisional
+SD_SCALE = 1.0  # nats, of the hyperprior on ``tau`` and the systems' spread (_log_hyperprior)
 _APEX_RIDGE = 1e-2  # keeps APEX's own fit finite if it is certain about a system
 
 
@@ -64,15 +41,13 @@ class InformedFit:
     """An APEX-informed board.
 
     Attributes:
-        ratings: index ``system``, sorted by rating: ``rating``, ``ci_low``, ``ci_high`` (points,
-            95% posterior interval), ``votes`` (rated votes), ``apex`` (APEX's rating, points;
-            NaN without predictions).
+        ratings: as :func:`annotation.ratings.ratings_table` (95% posterior intervals), plus
+            ``apex`` (APEX's rating, points; NaN without predictions).
         weight: posterior mean of ``beta`` (0: APEX ignored, 1: taken at face value).
-        prior_votes: ``4 / tau^2`` at the geometric posterior mean of ``1 / tau^2``: the votes
-            between equal systems the prior is worth (a vote's Fisher information is 1/4); 0
-            without APEX predictions.
-        centre, precision: ``[K]`` one prior standing for the grid (posterior mean of ``beta``,
-            geometric mean of ``1 / tau^2``), for :func:`flips_to_change_top`.
+        prior_votes: the votes between equal systems the prior is worth, ``4 / tau^2`` at the
+            geometric posterior mean of ``1 / tau^2`` (0 without APEX predictions).
+        centre, precision: ``[K]`` one prior standing for the grid, for
+            :func:`flips_to_change_top`.
     """
 
     ratings: pd.DataFrame
@@ -83,14 +58,14 @@ class InformedFit:
 
 
 def apex_strengths(votes: pd.DataFrame) -> pd.Series:
-    """APEX's strength (nats) of each system it predicted for, from the rated votes'
-    ``apex_p_a``; ValueError without that column."""
+    """APEX's strength (nats, mean zero) of each system it predicted for: Bradley-Terry on the
+    rated votes' ``apex_p_a`` as soft outcomes; ValueError without that column."""
     require_columns(votes, ("apex_p_a",))
     return _apex_fit(_aggregate(votes, soft="apex_p_a"))
 
 
 def _apex_fit(table: _PairTable) -> pd.Series:
-    """Bradley-Terry on APEX's predictions summed per pair (``table.soft``), mean zero."""
+    """Bradley-Terry on ``table.soft``, APEX's predictions summed per pair."""
     k, count, score = len(table.systems), table.soft[:, 0], table.soft[:, 1]
     theta = solve(table.pairs, count[None], score[None], precision=_APEX_RIDGE)[0]
     seen = (np.bincount(table.i, count, k) + np.bincount(table.j, count, k)) > 0
@@ -114,6 +89,11 @@ def fit_informed(
     prior_sd: float | None = None,
 ) -> InformedFit:
     """Bradley-Terry with APEX's strengths as a Gaussian prior (see the module doc).
+
+    Systems APEX did not score get the grid's weakest prior, centred on the average. Assumes
+    APEX's strengths exact and independent of these votes (a refit trained on the same votes
+    flatters the prior), and one common ``tau``. With the prior weight fixed at 0 this is
+    ``fit_bradley_terry``.
 
     Args:
         votes: ``system_a``, ``system_b``, ``preference`` (and ``apex_p_a`` without ``prior``).
@@ -162,23 +142,20 @@ def fit_informed(
     q_bar = l2_precision(l2) + np.where(has, lam_bar if np.isfinite(sd).all() else 0.0, floor)
     if not has.any():  # no APEX predictions: the grid only varied an unused scale
         post = np.zeros_like(post)
-    return InformedFit(
-        ratings=ratings,
-        weight=float(post @ beta),
-        prior_votes=4.0 * lam_bar if post.any() else 0.0,
-        centre=pd.Series(
-            np.divide(lam_bar * beta_bar * m, q_bar, where=q_bar > 0, out=np.zeros(k)),
-            index=systems,
-        ),
-        precision=pd.Series(q_bar, index=systems),
-    )
+    centre_bar = np.divide(lam_bar * beta_bar * m, q_bar, where=q_bar > 0, out=np.zeros(k))
+    prior_votes = 4.0 * lam_bar if post.any() else 0.0
+    centre_bar, q_bar = pd.Series(centre_bar, index=systems), pd.Series(q_bar, index=systems)
+    return InformedFit(ratings, float(post @ beta), prior_votes, centre_bar, q_bar)
 
 
 def _log_hyperprior(beta: np.ndarray, sd: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Log prior weight of each grid point ``(beta, tau)`` ``[B]`` (``m``: APEX's centred strengths
-    of the scored systems): ``tau`` half-Cauchy(SD_SCALE) times ``s^2 exp(-s / SD_SCALE)`` for the
-    systems' prior spread ``s = sqrt(beta^2 mean(m^2) + tau^2)``, times ``tau`` (the log grid's
-    Jacobian), normalised over ``tau`` for each ``beta`` (so ``beta`` stays uniform)."""
+    """``[B]`` log prior weight of each grid point ``(beta, tau)`` (``m``: APEX's centred m_k).
+
+    ``tau`` half-Cauchy(SD_SCALE) times ``s^2 exp(-s / SD_SCALE)`` for the systems' prior spread
+    ``s = sqrt(beta^2 mean(m^2) + tau^2)`` (boundary-avoiding, as Chung et al. 2013: a young
+    board with ``beta`` near 0 is not shrunk as if the systems were alike), times ``tau`` (the
+    log grid's Jacobian), normalised over ``tau`` for each ``beta`` (``beta`` stays uniform).
+    """
     spread = np.sqrt(beta**2 * (np.mean(m**2) if len(m) else 0.0) + sd**2) / SD_SCALE
     log_w = np.log(sd) - np.log1p((sd / SD_SCALE) ** 2) + 2.0 * np.log(spread) - spread
     log_w = log_w.reshape(len(SCALE_GRID), len(SD_GRID))
@@ -212,11 +189,10 @@ def flips_to_change_top(
     """Smallest number of rated votes whose outcome, flipped, puts another system first.
 
     A flip turns a win around, or a tie into a win (half as far). The fit is the board's: plain
-    with ``l2``, or the informed one's ``centre`` and ``precision`` (:class:`InformedFit`). For
-    each challenger it flips, in batches, the votes that narrow its gap to the leader most per
-    flip (influence ``A^-1 x``, ``A`` the posterior Hessian), refits, and halves a batch that
-    overshoots: the exact minimum of such greedy flips (the brute-force one on small boards, as
-    the tests check). None when no flips can change the top.
+    with ``l2``, or the informed one's ``centre`` and ``precision``. For each challenger it
+    flips, in batches, the votes that narrow its gap to the leader most (influence ``A^-1 x``,
+    ``A`` the posterior Hessian), refits, and halves a batch that overshoots. None when no flips
+    can change the top.
     """
     table = _aggregate(votes)
     systems = sorted(set(table.systems) | set([] if centre is None else centre.index))
@@ -224,15 +200,11 @@ def flips_to_change_top(
     if k < 2 or not len(table.i):
         return None
     pairs = _over(table, systems)
-    q = (
-        np.full(k, l2_precision(l2))
-        if precision is None
-        else precision.reindex(systems).fillna(0.0).to_numpy()
-    )
+    q = np.full(k, l2_precision(l2))
+    if precision is not None:
+        q = precision.reindex(systems).fillna(0.0).to_numpy()
     c = np.zeros(k) if centre is None else centre.reindex(systems).fillna(0.0).to_numpy()
-    n, s = table.counts.sum(1), table.counts[:, 0] + 0.5 * table.counts[:, 1]
-    base = solve(pairs, n[None], s[None], precision=q, centre=c, flat=k)[0]
-    leader = int(np.argmax(base))
+    leader = int(np.argmax(solve_counts(pairs, table.counts[None], q, c)[0]))
     rivals = np.array([x for x in range(k) if x != leader])
     rounds = len(rivals)
     counts = np.repeat(table.counts[None], rounds, axis=0)  # [R, P, 3]
@@ -241,12 +213,8 @@ def flips_to_change_top(
     result = np.full(rounds, -1, dtype=np.int64)
     undo: list = [None] * rounds
     for _ in range(max_rounds):
-        n = counts.sum(axis=2)
-        s = counts[:, :, 0] + 0.5 * counts[:, :, 1]
-        theta = solve(pairs, n, s, precision=q, centre=c, flat=k)
-        others = theta.copy()
-        others[:, leader] = -np.inf
-        crossed = others.max(axis=1) > theta[:, leader] + 1e-9
+        theta = solve_counts(pairs, counts, q, c)
+        crossed = np.delete(theta, leader, axis=1).max(axis=1) > theta[:, leader] + 1e-9
         for r in np.flatnonzero(crossed & (result < 0)):
             size, before = undo[r]
             if size <= 1:
@@ -257,7 +225,7 @@ def flips_to_change_top(
         if not len(active):
             break
         p = expit(theta[:, pairs.i] - theta[:, pairs.j])
-        a = hessian(pairs, n * p * (1.0 - p), q, k)
+        a = hessian(pairs, counts.sum(axis=2) * p * (1.0 - p), q, k)
         target = np.zeros((rounds, k))
         target[:, leader] = 1.0
         target[np.arange(rounds), rivals] = -1.0

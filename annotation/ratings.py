@@ -1,14 +1,9 @@
-"""Bradley-Terry ratings of generating systems with bootstrap or closed-form intervals.
+"""Bradley-Terry ratings of generating systems, with bootstrap or closed-form intervals.
 
-Over a battles table (one row per vote: ``system_a``, ``system_b``, ``preference`` in ``"A"``,
-``"B"``, ``"TIE"``, ``"BOTH_BAD"``). Battles are aggregated into one row per unordered system pair
-with three counts (wins of the first, ties, wins of the second); a tie is half a win each way and
-BOTH_BAD is dropped. The fit is :func:`apex.logistic.solve`; bootstrap rounds are multinomial
-resamples of the count table (FastChat's ``compute_bootstrap_bt``) solved at once; the sandwich and
-posterior intervals (:func:`rating_cov`) are closed form. ``l2=None`` is FastChat's ``compute_bt``
-(maximum likelihood); ``l2=C`` is the optimum of scikit-learn's ``LogisticRegression(C=C,
-fit_intercept=False)`` on Music Arena's expanded rows (a tie as two rows of weight 0.5). Ratings
-are ``1000 + w * 400 / ln 10`` points (a 400-point gap is 10:1 odds; the mean rating is 1000).
+Votes are counted per unordered system pair (a tie is half a win each way, BOTH_BAD dropped) and
+solved by :func:`apex.logistic.solve`: ``l2=None`` is FastChat's ``compute_bt``, ``l2=C``
+scikit-learn's ``LogisticRegression(C=C, fit_intercept=False)`` on Music Arena's rows. Ratings are
+``1000 + w * 400 / ln 10`` points (a 400-point gap is 10:1 odds; the mean rating is 1000).
 """
 
 from __future__ import annotations
@@ -25,8 +20,7 @@ from apex.logistic import Pairs, covariance, solve
 from apex.tasks import A_WIN_SHARE, PREFERENCES
 
 INIT_RATING = 1000.0  # mean rating of every board (points)
-POINTS_PER_NAT = 400.0 / math.log(10.0)
-"""Elo points per unit of logit: a 400-point gap is odds of 10 to 1."""
+POINTS_PER_NAT = 400.0 / math.log(10.0)  # Elo points per nat of logit
 
 _CELLS_PER_CHUNK = 4_000_000  # bounds bootstrap memory: rounds x pairs x systems per chunk
 
@@ -59,16 +53,16 @@ class _PairTable:
         return Pairs(self.i, self.j, len(self.systems))
 
 
-def require_columns(table: pd.DataFrame, columns: tuple[str, ...]) -> None:
-    """Refuse a votes table that lacks any of ``columns``, naming them."""
+def require_columns(table: pd.DataFrame, columns: tuple[str, ...], what: str = "votes") -> None:
+    """Refuse a ``what`` table that lacks any of ``columns``, naming them."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(f"the votes table lacks column(s) {missing}; it needs {list(columns)}")
+        raise ValueError(f"the {what} table lacks column(s) {missing}; it needs {list(columns)}")
 
 
 def _aggregate(battles: pd.DataFrame, soft: str | None = None) -> _PairTable:
-    """Count (pair, outcome) cells with vectorised numpy; validates the input table. ``soft``: a
-    column of per-vote probabilities that A wins (e.g. ``apex_p_a``) to sum per pair too."""
+    """Count (pair, outcome) cells, validating the table; ``soft``: a column of per-vote
+    probabilities that A wins (e.g. ``apex_p_a``) to sum per pair too."""
     require_columns(battles, ("system_a", "system_b", "preference"))
     share = a_win_share(battles["preference"])
     # Outcome of the first-listed system: 0 win, 1 tie, 2 loss, -1 unrated (BOTH_BAD).
@@ -112,7 +106,7 @@ def _aggregate(battles: pd.DataFrame, soft: str | None = None) -> _PairTable:
 
 
 def _votes_per_system(table: _PairTable) -> np.ndarray:
-    """Rated battles each system took part in: ``[K]`` int."""
+    """``[K]`` rated battles per system."""
     n = table.counts.sum(axis=1)
     votes = np.bincount(table.i, weights=n, minlength=len(table.systems))
     votes += np.bincount(table.j, weights=n, minlength=len(table.systems))
@@ -120,8 +114,7 @@ def _votes_per_system(table: _PairTable) -> np.ndarray:
 
 
 def _drop_below(table: _PairTable, min_votes: int) -> _PairTable:
-    """Remove systems with fewer than ``min_votes`` rated battles, and their battles, until
-    stable (their opponents lose votes too; a board never shows a system under it)."""
+    """Drop systems under ``min_votes`` rated battles, with their battles, until stable."""
     while True:
         votes = _votes_per_system(table)
         keep = votes >= min_votes
@@ -152,19 +145,17 @@ def l2_precision(l2: float | None) -> float:
     return 0.0 if l2 is None else 1.0 / float(l2)
 
 
-def _solve_counts(table: _PairTable, counts: np.ndarray, precision, centre=None) -> np.ndarray:
-    """``[B, K]`` strengths (nats) from ``[B, P, 3]`` pair counts over ``table``'s pairs."""
+def solve_counts(pairs: Pairs, counts: np.ndarray, precision, centre=None) -> np.ndarray:
+    """``[B, K]`` centred strengths (nats) from ``[B, P, 3]`` counts of ``pairs``."""
     n, s = counts.sum(axis=2), counts[..., 0] + 0.5 * counts[..., 1]
-    return solve(table.pairs, n, s, precision=precision, centre=centre, flat=len(table.systems))
+    return solve(pairs, n, s, precision=precision, centre=centre, flat=pairs.k)
 
 
 def rating_cov(theta: np.ndarray, table: _PairTable, precision: float, robust: bool) -> np.ndarray:
     """Covariance of the centred strengths, ``[K, K]`` nats^2. ``robust``: the sandwich ``A^-1 B
-    A^-1`` (LMArena ``arena-rank``'s default), ``A`` the objective's Hessian, ``B`` the sum over
-    votes of ``(y - p)^2 x x^T`` (y: 1, 0.5, 0); ties make ``B`` smaller than ``A``, as the
-    bootstrap sees too. Else ``A^-1``: the ridge read as a ``N(0, C)`` prior, whose posterior
-    also spans the ridge's pull to the mean (the sandwich and the bootstrap do not, and
-    under-cover on young boards)."""
+    A^-1`` (LMArena's default; ``A`` the Hessian, ``B`` the sum of ``(y - p)^2 x x^T``). Else
+    ``A^-1``, the ridge read as a ``N(0, C)`` prior: it also spans the ridge's pull to the mean,
+    which the sandwich and the bootstrap miss on young boards."""
     counts = table.counts
     p = expit(theta[table.i] - theta[table.j])
     meat = counts[:, 0] * (1 - p) ** 2 + counts[:, 1] * (0.5 - p) ** 2 + counts[:, 2] * p**2
@@ -185,21 +176,17 @@ def fit_bradley_terry(
     """Bradley-Terry ratings of systems from pairwise votes (see the module doc).
 
     Args:
-        battles: ``system_a``, ``system_b``, ``preference`` per vote (BOTH_BAD is ignored).
-        l2: None for maximum likelihood (a system that never lost comes out very large; use
-            ``l2`` or ``min_votes`` on small data); ``C`` for scikit-learn's ridge (Music Arena
-            uses 1.0).
-        bootstrap_rounds, seed: bootstrap resamples for the interval (0: ``ci_*`` NaN).
+        l2: None for maximum likelihood (an unbeaten system comes out very large); ``C`` for
+            scikit-learn's ridge (Music Arena uses 1.0).
+        bootstrap_rounds, seed: bootstrap resamples (multinomial, of the pair counts) for the
+            interval (0: ``ci_*`` NaN).
         min_votes: systems with fewer rated battles are dropped with their battles, repeatedly.
-        anchor: ``(system, rating)`` to shift the board to (FastChat's baseline anchor); by
-            default the mean rating is 1000.
+        anchor: ``(system, rating)`` to shift the board to; by default the mean rating is 1000.
         interval: ``"bootstrap"`` percentiles, or ``"sandwich"`` / ``"posterior"``: rating +-
-            1.96 SEs of :func:`rating_cov` (symmetric; the bootstrap follows a lopsided
-            record's skew on small boards, and matches on large ones).
+            1.96 SEs of :func:`rating_cov`.
 
     Returns:
-        Indexed by ``system``, best first: ``rating``, ``ci_low``, ``ci_high`` (points, 95%),
-        ``votes`` (rated battles in the fit).
+        :func:`ratings_table`: ``rating``, ``ci_low``, ``ci_high`` (points, 95%), ``votes``.
     """
     check_fit_options(l2, bootstrap_rounds, interval, ("bootstrap", "sandwich", "posterior"))
     # A system seen only in BOTH_BAD battles has no rating at all: it is left out.
@@ -207,7 +194,7 @@ def fit_bradley_terry(
     k = len(table.systems)
     rating = ci_low = ci_high = np.full(k, np.nan)
     if k:
-        theta = _solve_counts(table, table.counts[None], l2_precision(l2))[0]
+        theta = solve_counts(table.pairs, table.counts[None], l2_precision(l2))[0]
         rating = INIT_RATING + POINTS_PER_NAT * theta
         if interval != "bootstrap":
             cov = rating_cov(theta, table, l2_precision(l2), robust=interval == "sandwich")
@@ -227,22 +214,20 @@ def fit_bradley_terry(
 
 def ratings_table(systems, rating, low, high, votes, **extra) -> pd.DataFrame:
     """A board: index ``system``, best first; ``rating``, ``ci_low``, ``ci_high``, ``votes`` and
-    any ``extra`` columns, each ``[K]`` in the order of ``systems``."""
+    ``extra`` columns, each ``[K]`` in ``systems`` order."""
     columns = {"rating": rating, "ci_low": low, "ci_high": high, "votes": votes, **extra}
     table = pd.DataFrame(columns, index=pd.Index([str(s) for s in systems], name="system"))
     return table.astype({"votes": np.int64}).sort_values("rating", ascending=False, kind="stable")
 
 
 def _bootstrap(table: _PairTable, l2: float | None, rounds: int, seed: int) -> np.ndarray:
-    """Bootstrap ratings ``[rounds, K]`` (points) from multinomial resamples of the cells."""
+    """``[rounds, K]`` ratings (points) from multinomial resamples of the cells."""
     cells = table.counts.ravel()
     total = int(cells.sum())
     rng = np.random.default_rng(seed)
     pairs, k = len(table.i), len(table.systems)
     chunk = max(1, _CELLS_PER_CHUNK // max(1, pairs * k))
-    out = []
-    for start in range(0, rounds, chunk):
-        size = min(chunk, rounds - start)
-        draw = rng.multinomial(total, cells / total, size=size).reshape(size, pairs, 3)
-        out.append(_solve_counts(table, draw.astype(np.float64), l2_precision(l2)))
-    return INIT_RATING + POINTS_PER_NAT * np.concatenate(out, axis=0)
+    sizes = [min(chunk, rounds - start) for start in range(0, rounds, chunk)]
+    draws = (rng.multinomial(total, cells / total, size=n).reshape(n, pairs, 3) for n in sizes)
+    fits = [solve_counts(table.pairs, d.astype(np.float64), l2_precision(l2)) for d in draws]
+    return INIT_RATING + POINTS_PER_NAT * np.concatenate(fits, axis=0)

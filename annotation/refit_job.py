@@ -1,11 +1,6 @@
-"""The refit job: read the vote store and hand a typed refit request to :mod:`apex.training`.
-
-:func:`run_refit_from_store` is one synchronous refit (the CLI, the tests and
-:class:`annotation.refit_worker.RefitWorker` call it): the votes of ``APEX_REFIT_SOURCES`` and
-the human 1-5 ratings go to Parquet files, and a :class:`~apex.training.request.RefitRequest`
-names the serving model, its encoder and the arena's clips, so that embedding, training and the
-gate run in the refit's own low-priority process. The serving model serves throughout.
-"""
+"""The refit job: read the vote store and hand a typed refit request to :mod:`apex.training`
+(embedding, training and the gate run in the refit's own low-priority process; the serving
+model serves throughout)."""
 
 from __future__ import annotations
 
@@ -14,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from apex.hub_files import is_repo_id
 from apex.settings import Settings, split_list
 from apex.training.request import EncoderSpec, PoolClip, RefitOutcome, ServingModel
 
@@ -49,12 +45,14 @@ def engagement_path(settings: Settings, encoder_id: str | None = None) -> tuple[
         if folder.is_dir() and any(folder.rglob("*.parquet")):
             return folder, ""
         if encoder_id in (None, "fallback"):
-            return _demo_engagement(settings), (
+            from apex.demo.model import demo_engagement
+
+            return demo_engagement(settings), (
                 f"no engagement shards under {folder}: refits use the demo corpus's engagement data"
             )
         return None, f"no engagement shards under {folder} (APEX_ENGAGEMENT=auto)"
-    path = Path(spec).expanduser()
-    if path.exists() or spec.count("/") != 1 or spec.startswith((".", "/", "~")):
+    if not is_repo_id(spec):
+        path = Path(spec).expanduser()
         if not path.exists() or not (path.is_file() or any(path.rglob("*.parquet"))):
             raise FileNotFoundError(
                 f"APEX_ENGAGEMENT={spec!r}: no Parquet shards there; point it at a folder of "
@@ -69,12 +67,6 @@ def engagement_path(settings: Settings, encoder_id: str | None = None) -> tuple[
             f"({type(err).__name__}: {err}); this refit has no engagement data. Download it "
             "once while online (it is then read from the cache)"
         )
-
-
-def _demo_engagement(settings: Settings) -> Path:
-    from apex.demo.model import demo_engagement
-
-    return demo_engagement(settings)
 
 
 def _hub_engagement(repo_id: str, cache: Path) -> Path:
@@ -103,21 +95,20 @@ def run_refit_from_store(
     warm_start: bool = True,
     in_process: bool = False,
 ) -> RefitOutcome:
-    """One real refit from the vote store's current votes; returns its :class:`RefitOutcome`.
+    """One refit from the votes of ``APEX_REFIT_SOURCES`` and their 1-5 ratings.
 
-    Votes are filtered by ``APEX_REFIT_SOURCES``; the gate compares with the model the
-    ``scorer`` serves (default: the registry's champion); the ``pool``'s clips that votes name
-    are embedded in the refit process by the scorer's encoder (its cache first). The refit runs
-    in its own low-priority process (:mod:`apex.training.worker`) unless ``in_process``.
+    The gate compares with the model the ``scorer`` serves (default: the registry's champion;
+    an in-memory model, with no ``heads_from``, cannot be handed over); the ``pool``'s clips are
+    embedded by the scorer's encoder (its cache first). The refit runs in its own low-priority
+    process (:mod:`apex.training.worker`) unless ``in_process``.
 
     Args:
-        train: overrides of the data-scaled training configuration (``epochs``, ``lr``, ...),
-            on top of the ``APEX_REFIT_*`` settings.
-        warm_start: False starts the challenger from random weights (a deliberately naive one).
+        train: training overrides (``epochs``, ``lr``, ...) on top of ``APEX_REFIT_*``.
+        warm_start: False starts the challenger from random weights.
 
     Raises:
-        DataError: no votes from the refit's sources; what the refit raises (see
-        :func:`apex.training.worker.execute`); RefitProcessError: the refit process failed.
+        DataError: no votes from the refit's sources; what :func:`apex.training.worker.execute`
+        raises; RefitProcessError: the refit process failed.
     """
     from annotation.board import select_votes
     from apex.training.data import DataError
@@ -133,8 +124,11 @@ def run_refit_from_store(
             f"the vote store holds no votes from sources {settings.refit_sources!r} yet; "
             "nothing to refit on (APEX_REFIT_SOURCES chooses which sources train)"
         )
-    serving = serving_model(scorer)
     info = scorer.info() if scorer is not None else {}
+    model_from = str(info.get("heads_from") or "")  # a Hub repo id, a model directory or a .pt
+    serving = None
+    if model_from:
+        serving = ServingModel(model_from, info.get("revision"), str(info.get("version", "")))
     engagement, note = engagement_path(settings, info.get("trained_encoder_id"))
     work = settings.data_dir / "refit-work"
     work.mkdir(parents=True, exist_ok=True)
@@ -143,9 +137,8 @@ def run_refit_from_store(
     ratings = ratings_frame(votes)
     if len(ratings):
         ratings.to_parquet(work / "ratings.parquet")
-    demo = engagement is not None and engagement.is_relative_to(
-        settings.data_dir / "engagement-demo"
-    )
+    demo_dir = settings.data_dir / "engagement-demo"
+    demo = engagement is not None and engagement.is_relative_to(demo_dir)
     request = RefitRequest(
         votes=str(work / "votes.parquet"),
         registry=str(registry_for(settings).root),
@@ -174,22 +167,6 @@ def _train_overrides(settings: Settings) -> dict[str, Any]:
         "patience": settings.refit_patience,
     }
     return {k: v for k, v in values.items() if v}
-
-
-def serving_model(scorer: Any) -> ServingModel | None:
-    """The scorer's model as the refit process loads it (None: the registry's champion).
-
-    Its ``source`` is a Hub repo id (the published model, at the ``revision`` serving, read
-    from the local cache), a model directory or a ``.pt`` file; an in-memory model (no source)
-    cannot be handed over.
-    """
-    if scorer is None:
-        return None
-    info = scorer.info()
-    model_from = str(info.get("heads_from") or "")
-    if not model_from:
-        return None
-    return ServingModel(model_from, info.get("revision"), str(info.get("version", "")))
 
 
 def encoder_spec(settings: Settings, scorer: Any) -> EncoderSpec | None:

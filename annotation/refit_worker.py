@@ -1,10 +1,6 @@
-"""The app's background refits (``APEX_REFIT_HOURS=0``: none).
-
-Every ``settings.refit_hours`` hours with new votes, or once ``settings.refit_min_votes`` new
-votes arrived: :func:`annotation.refit_job.run_refit_from_store`, a scorer swap on promotion and a
-pool re-score. Training runs in its own process; the champion keeps serving when a refit fails.
-A failure in :data:`REFIT_ERRORS` is kept in :attr:`RefitWorker.status`; a bug is raised by
-:meth:`RefitWorker.run_once` (on the worker's thread: logged with traceback and shown).
+"""The app's background refits (``APEX_REFIT_HOURS=0``: none): a refit, a scorer swap on
+promotion and a pool re-score. A failure in :data:`REFIT_ERRORS` is kept in
+:attr:`RefitWorker.status` while the champion keeps serving; a bug is raised.
 """
 
 from __future__ import annotations
@@ -28,10 +24,8 @@ from apex.training.worker import RefitProcessError
 
 log = logging.getLogger(__name__)
 
-#: What a refit can meet that is not a bug, by the project's own types: bad or missing data
-#: (DataError), a model that does not load (CheckpointError) or changed (RefitError), clips that
-#: cannot be embedded (EncoderUnavailable, AudioError), the refit process failing
-#: (RefitProcessError), the store failing (StoreError), files (OSError). Anything else is a bug.
+#: What a refit can meet that is not a bug: bad data, a model that does not load or changed, clips
+#: that cannot be embedded, the refit process, the store or files failing. Anything else is a bug.
 REFIT_ERRORS: tuple[type[Exception], ...] = (
     DataError,
     CheckpointError,
@@ -64,19 +58,15 @@ class RefitStatus:
 
 
 class RefitWorker:
-    """Background refits for the app; see the module docstring.
+    """Refits every ``settings.refit_hours`` hours with new votes, or once
+    ``settings.refit_min_votes`` new votes arrived (:meth:`due`).
 
     Args:
-        settings: ``refit_hours`` (0 = no schedule), ``refit_min_votes``, data directories.
         scorer: the serving :class:`apex.scorer.Scorer`; swapped on promotion.
-        store: the vote store (``votes_frame()``, ``counts()``).
-        refit: the refit to run, ``(settings, store) -> RefitOutcome`` (default
-            :func:`run_refit_from_store` against the serving scorer, with the arena's pool as
-            split-``pool`` rows, in its own low-priority process).
-        arena: the :class:`annotation.arena.Arena` whose pool is re-scored in the background by
-            a newly swapped-in model (None: no pool to refresh).
-        poll_s: how often the thread checks whether a refit is due, seconds.
-        clock: monotonic clock in seconds (injectable for tests).
+        refit: ``(settings, store) -> RefitOutcome`` (default :func:`run_refit_from_store`
+            against the serving scorer and the arena's pool).
+        arena: the :class:`annotation.arena.Arena` whose pool a promoted model re-scores.
+        poll_s, clock: seconds between checks whether a refit is due; monotonic seconds.
     """
 
     def __init__(
@@ -100,7 +90,6 @@ class RefitWorker:
         self._run_lock = threading.Lock()  # one refit at a time, even with trigger() + schedule
         self._thread: threading.Thread | None = None
 
-    # ------------------------------------------------------------------ lifecycle
     def start(self) -> RefitWorker:
         """Start the daemon thread (idempotent); returns ``self``."""
         if self._thread is None or not self._thread.is_alive():
@@ -124,7 +113,6 @@ class RefitWorker:
         pool = self.arena.pool if self.arena is not None else None
         return run_refit_from_store(settings, store, scorer=self.scorer, pool=pool)
 
-    # ------------------------------------------------------------------ scheduling
     def _vote_count(self) -> int:
         return int(self.store.counts().get("votes", 0))
 
@@ -168,13 +156,11 @@ class RefitWorker:
                 self.status.last_error = f"{type(err).__name__}: {err}"
                 log.exception("refit worker: unexpected error; retrying at the next poll")
 
-    # ------------------------------------------------------------------ one run
     def run_once(self, why: str = "asked") -> bool:
-        """Run one refit now (in the calling thread); True when a new model went live.
+        """Run one refit in the calling thread; True when a new model went live.
 
-        A failure the refit can meet (:data:`REFIT_ERRORS`) is logged and kept in
-        :attr:`status`, and the champion (the scorer's current heads) keeps serving; a bug is
-        raised (after being recorded in :attr:`status`).
+        A :data:`REFIT_ERRORS` failure is logged and kept in :attr:`status` (the champion keeps
+        serving); a bug is recorded there too, and raised.
         """
         if not self._run_lock.acquire(blocking=False):
             return False  # a refit is already running; this request is covered by it
@@ -184,34 +170,29 @@ class RefitWorker:
             st.last_trigger = why
             st.votes_at_last_run = self._vote_count()
             outcome = self._refit(self.settings, self.store)
-            st.last_version = outcome.version.name
-            st.last_promoted = bool(outcome.decision.promote)
-            st.last_reasons = list(outcome.decision.reasons)
+            name, decision = outcome.version.name, outcome.decision
+            st.last_version, st.last_promoted = name, bool(decision.promote)
+            st.last_reasons, st.last_note = list(decision.reasons), outcome.note
             st.last_figures = {
-                "challenger": dict(outcome.decision.challenger or {}),
-                "serving": dict(outcome.decision.champion or {}),
+                "challenger": dict(decision.challenger or {}),
+                "serving": dict(decision.champion or {}),
             }
-            st.last_note = outcome.note
             if outcome.note:
-                log.info("refit %s: %s", outcome.version.name, outcome.note)
-            if outcome.decision.promote and self.settings.model_pinned:
-                log.info(
-                    "refit %s promoted in the registry; APEX_MODEL=%s is pinned, so it keeps "
-                    "serving",
-                    outcome.version.name,
-                    self.settings.model,
-                )
+                log.info("refit %s: %s", name, outcome.note)
+            if decision.promote and self.settings.model_pinned:
+                model = self.settings.model
+                log.info("refit %s promoted; the pinned APEX_MODEL=%s keeps serving", name, model)
                 return False
-            if outcome.decision.promote:
+            if decision.promote:
                 from apex.checkpoints import load_model
 
                 heads, info = load_model(outcome.version)
                 self.scorer.swap(heads, info)  # atomic; raises before swapping if unfit
-                log.info("refit %s promoted and serving", outcome.version.name)
+                log.info("refit %s promoted and serving", name)
                 if self.arena is not None:  # re-score the pool; old scores stay until replaced
                     self.arena.pool.start_scoring(self.scorer, cache_dir=self.settings.cache_dir)
                 return True
-            log.info("refit %s not promoted: %s", outcome.version.name, "; ".join(st.last_reasons))
+            log.info("refit %s not promoted: %s", name, "; ".join(st.last_reasons))
             return False
         except REFIT_ERRORS as err:  # keep serving the champion
             st.last_error = f"{type(err).__name__}: {err}"

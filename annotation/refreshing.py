@@ -1,13 +1,8 @@
 """Values recomputed off the request path: a request reads the last result at once.
 
-:class:`Refreshing` keeps the last result of ``compute`` and, when read after its source changed
-(a cheap ``version``, e.g. the store's last row id), recomputes it on a daemon thread; only the
-first read waits (``wait_s``). Two starts are at least ``min_interval_s`` apart and at least the
-last refit's duration over ``duty`` (the first computation, which pays the cold start, does not
-count), so a big store's refits take a bounded share of the CPU. :class:`RefreshingMap` keys a
-family of such values (one per leaderboard view), computed one at a time. :class:`WorkerProcess`
-runs a fit that reads every vote in a process of its own (in the app's process it would hold the
-GIL the vote handlers need); :class:`StoreFit` is a fit of the vote store refreshed either way.
+:class:`Refreshing` (one value), :class:`RefreshingMap` (one per key, computed one at a time),
+:class:`WorkerProcess` (a niced process for fits that read every vote: here they would hold the
+GIL the vote handlers need) and :class:`StoreFit` (a vote-store fit refreshed either way).
 """
 
 from __future__ import annotations
@@ -27,14 +22,16 @@ _NEVER = object()
 
 
 class Refreshing(Generic[T]):
-    """The last result of ``compute``, recomputed in the background when stale.
+    """The last result of ``compute``, recomputed on a daemon thread when stale.
+
+    Two starts are at least ``min_interval_s`` apart and at least the last computation's
+    duration over ``duty`` (the first, which pays the cold start, does not count), so a big
+    store's refits take a bounded share of the CPU.
 
     Args:
-        compute: builds the value (may take seconds).
         version: a cheap marker of the source; a new marker makes the value stale.
-        min_interval_s: seconds (of ``clock``) between the starts of two computations.
         duty: at most this fraction of the time is spent computing (0 < duty <= 1).
-        clock: time source, seconds (the caller's clock may be passed to :meth:`get` instead).
+        clock: time source, seconds (or pass ``now`` to :meth:`get`).
         runner: a lock held while computing; share one to run computations one at a time.
     """
 
@@ -75,8 +72,7 @@ class Refreshing(Generic[T]):
                 took at most this long (a small store's board is then always fresh).
 
         Raises:
-            Exception: what the first computation raised, while there is no result yet (a
-                later failure keeps the last result; the thread logs its traceback).
+            Exception: what the first computation raised, while there is no result yet.
         """
         self.refresh(now=now)
         with self._done:
@@ -122,12 +118,8 @@ class Refreshing(Generic[T]):
 
 
 class RefreshingMap(Generic[T]):
-    """A :class:`Refreshing` per key (e.g. one per leaderboard view), computed one at a time.
-
-    Args:
-        compute: ``compute(key)`` builds the value of one key.
-        version, min_interval_s, duty, clock: as for :class:`Refreshing`, shared by every key.
-    """
+    """A :class:`Refreshing` per key, computed one at a time by ``compute(key)``; the other
+    options are :class:`Refreshing`'s, shared by every key."""
 
     def __init__(
         self,
@@ -161,19 +153,13 @@ class RefreshingMap(Generic[T]):
         return self.entry(key).get(wait_s=wait_s, fresh_wait_s=fresh_wait_s)
 
 
-#: Niceness of a worker process: votes come first when the CPU is short.
-WORKER_NICE = 10
-#: A :class:`StoreFit` of a store this big runs in a worker process (a small one's takes ms).
-WORKER_VOTES = 5_000
+WORKER_NICE = 10  # niceness of a worker process: votes come first when the CPU is short
+WORKER_VOTES = 5_000  # a StoreFit of a store this big runs in a worker (a small one's takes ms)
 
 
 class WorkerProcess:
     """One spawned worker process of lower CPU priority (:data:`WORKER_NICE`) with its own
-    connection to the vote store, for fits that read every vote; it exits with the app.
-
-    Args:
-        settings: how the worker opens the store (:func:`annotation.store.open_store`).
-    """
+    store (``open_store(settings)``), for fits that read every vote; it exits with the app."""
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
@@ -211,16 +197,10 @@ class WorkerProcess:
 
 
 class StoreFit:
-    """The last result of ``fit(store)``, refitted at most every ``refresh_s`` (of ``clock``)
-    and only after new votes, on a background thread: a request reads the last fit and never
-    waits for one. With ``settings``, a store of :data:`WORKER_VOTES` votes or more is fitted
-    in a worker process of lower priority (:class:`annotation.refreshing.WorkerProcess`): here,
-    reading every vote would hold the GIL the votes need.
-
-    Args:
-        store: the vote store (``max_row_id()`` shows new votes).
-        fit: ``fit(store)``, module-level (picklable) for the worker.
-        settings: how the worker opens the store (None: always fit on a thread here).
+    """The last result of ``fit(store)``, refitted on a background thread at most every
+    ``refresh_s`` (of ``clock``) and only after new votes (``store.max_row_id()``). With
+    ``settings``, a store of :data:`WORKER_VOTES` votes or more is fitted in a
+    :class:`WorkerProcess` (``fit`` must then be module-level, picklable).
     """
 
     def __init__(
@@ -244,8 +224,7 @@ class StoreFit:
         return self._fit_store(self._store)
 
     def get(self, now: float | None = None, *, wait_s: float = 0.0) -> Any:
-        """The last fit (None before the first); ``now`` on ``clock``'s scale (default now);
-        ``wait_s``: wait up to this long for the first fit."""
+        """The last fit (None before the first); as :meth:`Refreshing.get`."""
         return self._fit.get(now=now, wait_s=wait_s)
 
 
@@ -259,7 +238,7 @@ def _init_worker(parent_pid: int) -> None:
 
 class _NewVotesOnly:
     """The worker's store, whose :meth:`votes_frame` reads only the votes added since its last
-    call (votes are never updated), so a refit of a big store does not re-read it whole."""
+    call (votes are never updated)."""
 
     #: Rows re-read before the last one seen, in case one committed late, out of row-id order
     #: (PostgreSQL sequences); SQLite commits in order.

@@ -1,18 +1,13 @@
 """Pair sampling: which two clips a listener hears next.
 
-A battle is two clips of different systems in random A/B order, from the same prompt whenever
-some prompt has both systems (systems that never share a prompt meet only once the voter has
-heard every same-prompt pair). The system pair is drawn with a weight, then its clips uniformly
-among those the voter has not heard together in this session:
+A battle is two clips of different systems in random A/B order, from one prompt whenever some
+prompt has both (other pairs only once the voter heard every same-prompt pair). The system pair is
+drawn with a weight, then its clips uniformly among those the voter has not heard together:
 
 - ``balanced``: ``1 / (1 + battles so far)`` for the pair, so exposure evens out;
 - ``info``: the balanced weight times how open the pair's order still is,
   ``floor + P(|N(0, 1)| > |rating gap| / SE of the gap)`` (SEs from the interval widths; a
   system without a rating counts as fully open; without intervals ``4 p (1 - p)``).
-
-``pair_counts`` keys are sorted system pairs (:func:`pair_key`). In the app :class:`PairCounts`
-keeps them and :class:`StoreRatings` gives ``info`` mode the store's current ratings, both
-refreshed off the request path.
 """
 
 from __future__ import annotations
@@ -28,18 +23,15 @@ import numpy as np
 import pandas as pd
 
 from annotation.board import select_votes
-from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry
+from annotation.ratings import POINTS_PER_NAT, fit_bradley_terry, require_columns
 from annotation.refreshing import Refreshing, StoreFit
 from apex.tasks import A_WIN_SHARE
 
 _RANDOM_TRIES = 16  # draws before enumerating a pair's clip pairs (exclusions are few)
 _INFO_FLOOR = 0.05  # a settled pair still gets a trickle of battles, so its rating is checked
-#: Bootstrap rounds of the ratings ``info`` mode samples by: enough for an interval width.
-RATINGS_BOOTSTRAP = 64
-#: Seconds between refits of those ratings from the vote store.
-RATINGS_REFRESH_S = 60.0
-#: The first read of the store's pair counts or ratings waits this long (later ones never).
-FIRST_READ_WAIT_S = 60.0
+RATINGS_BOOTSTRAP = 64  # bootstrap rounds of info mode's ratings: enough for an interval width
+RATINGS_REFRESH_S = 60.0  # seconds between refits of those ratings
+FIRST_READ_WAIT_S = 60.0  # the first read of pair counts or ratings waits this long (later: never)
 
 
 class NoPairAvailable(LookupError):
@@ -54,14 +46,9 @@ def pair_key(system_a: str, system_b: str) -> tuple[str, str]:
 
 
 class PairCounts:
-    """Battles per system pair for the sampler: the store's count, re-read in the background
-    every ``refresh_s`` (battles of other processes sharing the store), plus this process's
-    own battles since the last read (:meth:`add`). Thread-safe; a request never reads the store
-    but the first.
-
-    Args:
-        read: the store's full count (``VoteStore.pair_counts``; a scan of every battle).
-        refresh_s: seconds between re-reads (monotonic clock).
+    """Battles per system pair: the store's count (``read``, e.g. ``VoteStore.pair_counts``),
+    re-read in the background every ``refresh_s`` monotonic seconds, plus this process's own
+    battles since (:meth:`add`). Thread-safe; only the first request reads the store.
     """
 
     def __init__(
@@ -92,14 +79,8 @@ class PairCounts:
 
 
 class PairSampler:
-    """Draws battles from a clip pool; thread-safe (one RNG behind a lock).
-
-    Args:
-        clips: one row per clip with ``clip_id`` (unique), ``system`` and ``prompt``.
-        mode: ``"balanced"`` or ``"info"`` (see the module docstring).
-        seed: seed of the sampler's own RNG; the same seed, pool and call sequence give the
-            same battles.
-    """
+    """Draws battles from ``clips`` (``clip_id`` unique, ``system``, ``prompt``) in ``mode``;
+    thread-safe. The same seed, pool and calls give the same battles."""
 
     def __init__(
         self,
@@ -108,11 +89,7 @@ class PairSampler:
         mode: Literal["balanced", "info"] = "balanced",
         seed: int = 0,
     ) -> None:
-        missing = [c for c in ("clip_id", "system", "prompt") if c not in clips.columns]
-        if missing:
-            raise ValueError(
-                f"clips table lacks column(s) {missing}; it needs clip_id, system, prompt"
-            )
+        require_columns(clips, ("clip_id", "system", "prompt"), "clips")
         if mode not in ("balanced", "info"):
             raise ValueError(f"mode must be 'balanced' or 'info', got {mode!r}")
         if clips["clip_id"].duplicated().any():
@@ -126,8 +103,7 @@ class PairSampler:
         systems = tuple(sorted(table["system"].unique()))
         if len(systems) < 2:
             raise ValueError(f"the pool needs clips of at least two systems, got {list(systems)}")
-        self.mode = mode
-        self.systems = systems
+        self.mode, self.systems = mode, systems
         # Frozen lookups built once; sample() only reads them, so only the RNG needs the lock.
         self._by_system = {s: tuple(g["clip_id"]) for s, g in table.groupby("system")}
         self._by_prompt_system = {
@@ -152,12 +128,9 @@ class PairSampler:
 
         Args:
             pair_counts: battles so far per system pair (:func:`pair_key`; missing: 0).
-            ratings: :func:`annotation.ratings.fit_bradley_terry` output (``rating``,
-                ``ci_low``, ``ci_high`` by system); ``info`` mode only.
-            exclude: clip pairs (``frozenset({clip_a, clip_b})``) this session already heard.
-
-        Raises:
-            NoPairAvailable: every eligible clip pair is in ``exclude``.
+            ratings: a :func:`~annotation.ratings.fit_bradley_terry` table (``info`` mode).
+            exclude: clip pairs (``frozenset({clip_a, clip_b})``) this session already heard;
+                NoPairAvailable when every eligible pair is.
         """
         weights = self._weights(pair_counts, ratings)
         with self._lock:
@@ -179,17 +152,14 @@ class PairSampler:
     def _weights(
         self, pair_counts: Mapping[tuple[str, str], int], ratings: pd.DataFrame | None
     ) -> np.ndarray:
-        """Sampling weight of each system pair, ``[len(self._pairs)]``, all > 0."""
+        """``[len(self._pairs)]`` sampling weights, all > 0."""
         counts = dict.fromkeys(self._pairs, 0)
         for (x, y), c in pair_counts.items():
             if x != y and (key := pair_key(str(x), str(y))) in counts:
                 counts[key] += int(c)
         weights = np.array([1.0 / (1.0 + counts[p]) for p in self._pairs])
         if self.mode == "info" and ratings is not None and len(ratings):
-            if "rating" not in ratings.columns:
-                raise ValueError(
-                    "info mode needs ratings with a 'rating' column (fit_bradley_terry output)"
-                )
+            require_columns(ratings, ("rating",), "ratings")
             # One standard error per system from the 95% interval (width / 3.92 when the
             # bootstrap is near normal); NaN when there is no interval.
             width = ratings.get("ci_high", np.nan) - ratings.get("ci_low", np.nan)
@@ -223,10 +193,7 @@ class PairSampler:
 
 
 def _order_uncertainty(rating: dict[str, float], se: dict[str, float], x: str, y: str) -> float:
-    """How open the order of systems x and y still is, from ``floor`` to ``1 + floor``.
-
-    ``rating`` in points, ``se`` standard errors in points (NaN: unknown).
-    """
+    """How open the order of x and y is, ``floor`` to ``1 + floor`` (points; NaN SE: unknown)."""
     if x not in rating or y not in rating:
         return 1.0 + _INFO_FLOOR
     gap = abs(rating[x] - rating[y])
@@ -240,15 +207,10 @@ def _order_uncertainty(rating: dict[str, float], se: dict[str, float], x: str, y
 
 
 class StoreRatings(StoreFit):
-    """The vote store's current ratings for ``info`` sampling; call it for the table.
-
-    A Bradley-Terry fit (Music Arena's L2, :data:`RATINGS_BOOTSTRAP` bootstrap rounds) of the
-    store's own votes, flagged ones included (imported ones with ``include_imported``),
-    refreshed off the request path (:class:`annotation.refreshing.StoreFit`); only the first call
-    waits for a fit.
-
-    Args:
-        clock: monotonic time source, seconds (tests pass a fake one).
+    """The vote store's ratings for ``info`` sampling (call it for the table): a fit (``C=1``,
+    :data:`RATINGS_BOOTSTRAP` rounds) of our votes, flagged ones included (imported ones with
+    ``include_imported``), refreshed off the request path; only the first call waits.
+    ``clock``: monotonic seconds.
     """
 
     def __init__(

@@ -1,12 +1,9 @@
 """Style-controlled Bradley-Terry: system strengths at equal style (LMArena's style control).
 
-``P(A > B) = sigmoid(theta[sys_a] - theta[sys_b] + sum_c beta_c z_c)``, ``z_c`` the A-minus-B
-difference of covariate ``c`` (:data:`COVARIATES`: ``duration`` ``(d_a - d_b) / (d_a + d_b)``,
-``loudness`` in LU, ``vocals`` in {-1, 0, 1}, ``position`` 1 on every vote: the log-odds that clip
-A, played first, wins at equal strength) divided by its SD over the rated votes (not centred: a
-difference is antisymmetric; ``position`` is not scaled). Votes missing a covariate are left out
-and counted; a covariate that never varies is dropped. Likelihood, conventions (``l2``) and scale
-as :mod:`annotation.ratings`, on per-vote rows; with no covariates it is the plain fit.
+``P(A > B) = sigmoid(theta_a - theta_b + sum_c beta_c z_c)``, ``z_c`` the A-minus-B difference of
+covariate ``c`` (:data:`COVARIATES`) over its SD on the rated votes (``position``: 1 on every vote,
+unscaled). Votes missing a covariate are left out and counted; a constant covariate is dropped.
+Likelihood, ``l2`` and scale as :mod:`annotation.ratings`, on per-vote rows.
 """
 
 from __future__ import annotations
@@ -31,8 +28,7 @@ from annotation.ratings import (
 from apex.logistic import covariance, solve
 
 COVARIATES: tuple[str, ...] = ("duration", "loudness", "vocals", "position")
-#: What one unit of each raw covariate is, for the effects table.
-UNITS = {
+UNITS = {  # one raw unit of each covariate, for the effects table
     "duration": "(A-B)/(A+B) of length",
     "loudness": "LU louder",
     "vocals": "vocals vs instrumental",
@@ -46,12 +42,10 @@ class StyleFit:
     """A style-controlled board.
 
     Attributes:
-        ratings: like :func:`annotation.ratings.fit_bradley_terry`: index ``system``, columns
-            ``rating``, ``ci_low``, ``ci_high`` (points), ``votes``; sorted by rating.
-        effects: index ``covariate``; ``per_sd`` (points per standard deviation of the
-            covariate, with ``ci_low``/``ci_high``), ``sd`` (in raw units), ``per_unit``
-            (points per raw unit), ``unit`` and ``win_rate_per_sd`` (how often a clip one SD
-            "more" wins against an equally strong system).
+        ratings: as :func:`annotation.ratings.fit_bradley_terry` returns.
+        effects: index ``covariate``; ``per_sd`` (points per SD, with ``ci_low``/``ci_high``),
+            ``sd`` (raw units), ``per_unit`` (points per raw unit), ``unit`` and
+            ``win_rate_per_sd`` (how often a clip one SD "more" beats an equal system).
         used_votes: rated votes in the fit; ``missing_votes``: rated votes left out for a
             missing covariate; ``dropped``: covariates that never varied.
     """
@@ -64,16 +58,18 @@ class StyleFit:
 
 
 def style_features(votes: pd.DataFrame, covariates: Sequence[str] = COVARIATES) -> pd.DataFrame:
-    """Raw A-minus-B covariates per vote (NaN where a clip's value is unknown): ``[N, C]``."""
+    """``[N, C]`` raw A-minus-B covariates per vote (NaN where a clip's value is unknown).
+
+    ``duration``: ``(d_a - d_b) / (d_a + d_b)``; ``loudness``: LU; ``vocals``: -1, 0 or 1;
+    ``position``: 1 (the log-odds that clip A, played first, wins at equal strength).
+    """
     unknown = set(covariates) - set(COVARIATES)
     if unknown:
         raise ValueError(f"unknown covariate(s) {sorted(unknown)}; use any of {COVARIATES}")
     out = pd.DataFrame(index=votes.index)
 
-    def col(name: str) -> pd.Series:
-        if name not in votes.columns:
-            return pd.Series(np.nan, index=votes.index)
-        return votes[name].astype("float64")  # None (unknown) becomes NaN
+    def col(name: str) -> pd.Series:  # None (unknown) and a missing column become NaN
+        return votes.get(name, pd.Series(np.nan, index=votes.index)).astype("float64")
 
     if "duration" in covariates:
         da, db = col("duration_a"), col("duration_b")
@@ -81,18 +77,10 @@ def style_features(votes: pd.DataFrame, covariates: Sequence[str] = COVARIATES) 
     if "loudness" in covariates:
         out["loudness"] = col("loudness_a") - col("loudness_b")
     if "vocals" in covariates:
-        # instrumental_* is True/False/None; vocals = not instrumental.
         out["vocals"] = (1.0 - col("instrumental_a")) - (1.0 - col("instrumental_b"))
     if "position" in covariates:
         out["position"] = 1.0
     return out[list(covariates)].astype("float64")
-
-
-def _rated(votes: pd.DataFrame, min_votes: int) -> pd.DataFrame:
-    """The A/B/TIE votes among the systems the plain board keeps at ``min_votes``."""
-    kept = _drop_below(_aggregate(votes), max(min_votes, 1)).systems
-    rated = votes[~np.isnan(a_win_share(votes["preference"]))]
-    return rated[rated["system_a"].isin(kept) & rated["system_b"].isin(kept)]
 
 
 def fit_style_controlled(
@@ -108,18 +96,20 @@ def fit_style_controlled(
     """Fit system ratings and covariate effects together (see the module doc).
 
     Args:
-        votes: one row per vote: ``system_a``, ``system_b``, ``preference`` and the columns the
-            covariates need (``duration_a/_b``, ``loudness_a/_b``, ``instrumental_a/_b``).
+        votes: ``system_a``, ``system_b``, ``preference`` and the columns the covariates need
+            (``duration_a/_b``, ``loudness_a/_b``, ``instrumental_a/_b``).
         covariates: any of :data:`COVARIATES`; ``()`` gives the plain Bradley-Terry fit.
         l2: scikit-learn's ``C`` (ridge on every coefficient), or None for maximum likelihood.
         bootstrap_rounds: row-resampling bootstrap rounds for the 95% intervals (0: none).
         seed, min_votes: as in :func:`annotation.ratings.fit_bradley_terry`.
-        interval: ``"bootstrap"`` (percentiles of ``bootstrap_rounds`` row resamples) or
-            ``"sandwich"`` (``H^-1 M H^-1`` at the optimum: one pass over the votes, where 200
-            resamples of a 100,000-vote board take tens of seconds).
+        interval: ``"bootstrap"`` or ``"sandwich"`` (``H^-1 M H^-1`` at the optimum: one pass
+            over the votes where a bootstrap takes hundreds).
     """
     check_fit_options(l2, bootstrap_rounds, interval, ("bootstrap", "sandwich"))
-    rated = _rated(votes, min_votes)
+    # The A/B/TIE votes among the systems the plain board keeps at min_votes.
+    board = _drop_below(_aggregate(votes), max(min_votes, 1)).systems
+    rated = votes[~np.isnan(a_win_share(votes["preference"]))]
+    rated = rated[rated["system_a"].isin(board) & rated["system_b"].isin(board)]
     raw = style_features(rated, covariates)
     complete = raw.notna().all(axis=1).to_numpy()
     rated, raw = rated[complete], raw[complete]
@@ -138,37 +128,30 @@ def fit_style_controlled(
     theta = np.zeros(k + len(kept))
     if n:
         theta = solve(design, np.ones((1, n)), y[None], precision=l2_precision(l2), flat=k)[0]
-    bounds = None  # [2, K + C]: 95% low and high, nats
+    bounds = np.full((2, k + len(kept)), np.nan)  # 95% low and high, nats
     if interval == "sandwich" and n:
-        bounds = _sandwich_bounds(design, y, k, l2, theta)
+        p = expit(design @ theta)
+        cov = covariance(design, p * (1.0 - p), l2_precision(l2), k, (p - y) ** 2)
+        se = 1.959964 * np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        bounds = np.stack([theta - se, theta + se])
     elif bootstrap_rounds and n:
         boot = _bootstrap(design, y, k, l2, bootstrap_rounds, seed, theta)
         bounds = np.percentile(boot, [2.5, 97.5], axis=0)
-    ratings = _ratings_table(theta[:k], bounds, systems, a, b)
-    effects = _effects_table(theta[k:], bounds, kept, sd, k)
+    low, high = INIT_RATING + POINTS_PER_NAT * bounds[:, :k]
+    votes_k = np.bincount(a, minlength=k) + np.bincount(b, minlength=k)
+    ratings = ratings_table(systems, INIT_RATING + POINTS_PER_NAT * theta[:k], low, high, votes_k)
+    effects = _effects_table(theta[k:], POINTS_PER_NAT * bounds[:, k:], kept, sd)
     return StyleFit(ratings, effects, int(n), int((~complete).sum()), dropped)
 
 
-def _ratings_table(theta, bounds, systems, a, b) -> pd.DataFrame:
-    k = len(systems)
-    rating = INIT_RATING + POINTS_PER_NAT * theta
-    low = high = np.full(k, np.nan)
-    if bounds is not None:
-        low, high = INIT_RATING + POINTS_PER_NAT * bounds[:, :k]
-    votes = np.bincount(a, minlength=k) + np.bincount(b, minlength=k)
-    return ratings_table(systems, rating, low, high, votes)
-
-
-def _effects_table(beta, bounds, kept, sd, k) -> pd.DataFrame:
-    low = high = np.full(len(kept), np.nan)
-    if bounds is not None and len(kept):
-        low, high = POINTS_PER_NAT * bounds[:, k:]
+def _effects_table(beta, ci, kept, sd) -> pd.DataFrame:
+    """The effects table from the ``[C]`` coefficients and ``[2, C]`` bounds (points)."""
     scale = np.array([sd[c] for c in kept], dtype=np.float64)
     return pd.DataFrame(
         {
             "per_sd": POINTS_PER_NAT * beta,
-            "ci_low": low,
-            "ci_high": high,
+            "ci_low": ci[0],
+            "ci_high": ci[1],
             "sd": scale,
             "per_unit": POINTS_PER_NAT * beta / scale if len(kept) else [],
             "unit": [UNITS[c] for c in kept],
@@ -178,25 +161,16 @@ def _effects_table(beta, bounds, kept, sd, k) -> pd.DataFrame:
     )
 
 
-def _sandwich_bounds(design, y, k, l2, theta: np.ndarray) -> np.ndarray:
-    """``[2, K + C]`` 95% bounds (nats) from the sandwich covariance at the optimum ``theta``
-    (strengths centred)."""
-    p = expit(design @ theta)
-    cov = covariance(design, p * (1.0 - p), l2_precision(l2), k, (p - y) ** 2)
-    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    return np.stack([theta - 1.959964 * se, theta + 1.959964 * se])
-
-
 def _bootstrap(design, y, k, l2, rounds: int, seed: int, optimum: np.ndarray) -> np.ndarray:
-    """``[rounds, K + C]`` fits on multinomial resamples of the vote rows, each started at the
-    full-data optimum and stopped at 1e-6 nats (0.0002 points, far below an interval's width)."""
+    """``[rounds, K + C]`` fits on multinomial resamples of the vote rows, started at the
+    optimum and stopped at 1e-6 nats (0.0002 points)."""
     rng = np.random.default_rng(seed)
     n = len(y)
     chunk = max(1, _CELLS_PER_CHUNK // max(1, n * design.shape[1] ** 2))
-    out = []
-    for first in range(0, rounds, chunk):
-        size = min(chunk, rounds - first)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
-        fit = solve(design, w, w * y, precision=l2_precision(l2), flat=k, start=optimum, tol=1e-6)
-        out.append(fit)
-    return np.concatenate(out, axis=0)
+    sizes = [min(chunk, rounds - first) for first in range(0, rounds, chunk)]
+    weights = (rng.multinomial(n, np.full(n, 1.0 / n), size=s).astype(np.float64) for s in sizes)
+    fits = [
+        solve(design, w, w * y, precision=l2_precision(l2), flat=k, start=optimum, tol=1e-6)
+        for w in weights
+    ]
+    return np.concatenate(fits, axis=0)

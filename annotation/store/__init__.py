@@ -1,9 +1,5 @@
-"""The vote store: battles, listen events and votes, durable once acknowledged.
-
-:func:`open_store` picks SQLite (default, :mod:`annotation.store.sqlite`) or PostgreSQL
-(:mod:`annotation.store.pg`); both share :mod:`annotation.store.sql` and
-:mod:`annotation.store.records`.
-"""
+"""The vote store: battles, listen events and votes, durable once acknowledged, on SQLite
+(default) or PostgreSQL (:func:`open_store`)."""
 
 from __future__ import annotations
 
@@ -37,14 +33,9 @@ __all__ = [
 
 
 def open_store(settings: Settings) -> VoteStore:
-    """Open (creating and migrating when needed) the vote store the settings point at.
-
-    ``APEX_DATABASE_URL`` unset or ``sqlite:///PATH`` gives SQLite; ``postgresql://...`` gives the
-    PostgreSQL store (:mod:`annotation.store.pg`), for several app replicas sharing one store.
-
-    Raises:
-        StoreError: ``APEX_DATABASE_URL`` names a backend this version does not have.
-    """
+    """Open (creating and migrating when needed) the store ``APEX_DATABASE_URL`` names: unset or
+    ``sqlite:///PATH``: SQLite; ``postgresql://...``: PostgreSQL (replicas sharing one store).
+    StoreError for any other backend."""
     url = settings.database_url
     if url and url.startswith(("postgresql://", "postgres://")):
         from annotation.store.pg import PostgresVoteStore

@@ -1,11 +1,8 @@
 """The vote store on PostgreSQL (``APEX_DATABASE_URL=postgresql://...``), shared by replicas.
 
-Same interface as :class:`~annotation.store.SQLiteVoteStore`, on the shared queries of
-:mod:`annotation.store.sql`; psycopg 3 is imported only when a store is opened. A vote is
-acknowledged once committed (``synchronous_commit = on``). Export reads votes in ``row_id`` order,
-so vote writes take one advisory lock and number the vote ``MAX(row_id) + 1``: votes commit in id
-order, and the idempotency check by vote id cannot race. One connection per store behind a lock;
-a broken connection is replaced on the next call (the failed call raises; ``insert_vote`` is
+Export reads votes in ``row_id`` order, so vote writes take one advisory lock and number the vote
+``MAX(row_id) + 1``: votes commit in id order, and the idempotency check cannot race. One
+connection behind a lock; a broken one is replaced on the next call (``insert_vote`` is
 idempotent, so callers may retry).
 """
 
@@ -26,14 +23,8 @@ _LOCK_VOTES = 0x41504558_0002
 
 
 class PostgresVoteStore(SQLVoteStore):
-    """The PostgreSQL implementation of :class:`~annotation.store.records.VoteStore`.
-
-    Args:
-        url: libpq connection URL, ``postgresql://user:password@host:port/dbname``.
-
-    Raises:
-        StoreError: the server cannot be reached, or its schema is newer than this code.
-    """
+    """The PostgreSQL vote store at a libpq ``url``; StoreError when the server cannot be
+    reached or its schema is newer than this code."""
 
     _PARAM = "%s"
     _MIGRATIONS = migrations(POSTGRES)
@@ -45,7 +36,6 @@ class PostgresVoteStore(SQLVoteStore):
         self._connect()
         self._migrate()
 
-    # ------------------------------------------------------------------ connection
     def _connect(self) -> None:
         import psycopg
 
@@ -71,7 +61,6 @@ class PostgresVoteStore(SQLVoteStore):
                     cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
                 yield cur
 
-    # ------------------------------------------------------------------ backend hooks
     def _write(self, *, votes: bool = False) -> Any:
         # Vote writers take one lock so that votes commit in row-id order (module docstring);
         # battles and listen events take none.
@@ -86,9 +75,6 @@ class PostgresVoteStore(SQLVoteStore):
 
         return Jsonb(value)
 
-    def _decode_json(self, value: Any) -> Any:
-        return value  # psycopg decodes JSONB to lists and dicts (NULL: None)
-
     def _integrity_error(self) -> type[Exception]:
         import psycopg
 
@@ -96,11 +82,9 @@ class PostgresVoteStore(SQLVoteStore):
 
     def _next_row_id(self, cur: Any) -> int:
         # Under the votes lock, so no other writer can take the same number.
-        return int(
-            self._execute(cur, "SELECT COALESCE(MAX(row_id), 0) + 1 FROM votes").fetchone()[0]
-        )
+        sql = "SELECT COALESCE(MAX(row_id), 0) + 1 FROM votes"
+        return int(self._execute(cur, sql).fetchone()[0])
 
-    # ------------------------------------------------------------------ schema
     @property
     def schema_version(self) -> int:
         """The schema version of the database (0 before the first migration)."""

@@ -1,9 +1,5 @@
-"""What every vote store stores and promises: records, vote fields, errors and the protocol.
-
-Backend-neutral: :mod:`annotation.store.sqlite` and :mod:`annotation.store.pg` implement
-:class:`VoteStore` on these records, and callers import the names from :mod:`annotation.store`.
-Vote fields carry Music Arena's release names where one applies.
-"""
+"""What every vote store stores and promises: records, vote fields, errors and the protocol
+(backend-neutral; callers import the names from :mod:`annotation.store`)."""
 
 from __future__ import annotations
 
@@ -18,24 +14,11 @@ import pandas as pd
 from annotation.rules import ListenEvent
 from apex.tasks import PREFERENCES, VOTE_SOURCES
 
-#: The schema version both backends migrate to (each keeps its own statements per version).
-#: 2 added the clips' loudness, duration and vocals, the vote-quality flags and ``signed_in``.
-#: 3 added ``pool``: which clip pool (source and revision) the vote's clips came from.
-SCHEMA_VERSION = 3
-#: Where a vote came from (:data:`apex.tasks.VOTE_SOURCES`; the store's ``CHECK`` on ``source``
-#: is built from it).
-SOURCES: tuple[str, ...] = VOTE_SOURCES
-#: A battle's states, the first the default (the ``CHECK`` on ``battles.status``).
-BATTLE_STATUSES: tuple[str, ...] = ("open", "voted")
+SCHEMA_VERSION = 3  # both backends migrate to it (annotation.store.sql.migrations)
+SOURCES: tuple[str, ...] = VOTE_SOURCES  # where a vote came from (the CHECK on ``source``)
+BATTLE_STATUSES: tuple[str, ...] = ("open", "voted")  # the first the default (a CHECK too)
 #: Vote fields stored as JSON (lists and dicts).
-JSON_FIELDS: tuple[str, ...] = (
-    "listen_data_a",
-    "listen_data_b",
-    "apex_a",
-    "apex_b",
-    "ratings_a",
-    "ratings_b",
-)
+JSON_FIELDS = ("listen_data_a", "listen_data_b", "apex_a", "apex_b", "ratings_a", "ratings_b")
 
 
 class StoreError(RuntimeError):
@@ -48,14 +31,8 @@ class DuplicateVote(StoreError):
 
 @dataclass(frozen=True)
 class Battle:
-    """A battle as the server keeps it; the client only ever sees ``battle_id`` and the audio.
-
-    Attributes:
-        issued_at: Unix seconds when the battle was handed out.
-        session: session pseudonym (never the raw session id).
-        audio_a, audio_b: clip file names (relative to the pool), as released.
-        status: ``"open"`` or ``"voted"``.
-    """
+    """A battle as the server keeps it (``issued_at``: Unix seconds; ``session``: the session's
+    pseudonym); the client only ever sees ``battle_id`` and the audio."""
 
     battle_id: str
     issued_at: float
@@ -73,29 +50,10 @@ class Battle:
 
 @dataclass(frozen=True)
 class VoteRecord:
-    """One vote with everything known about it at vote time (Music Arena's names where they apply).
-
-    Attributes:
-        timestamp: Unix seconds (UTC) when the vote was accepted.
-        listen_data_a, listen_data_b: server-recorded ``[seconds_claimed, server_time]`` pairs.
-        total_listening_time_a, total_listening_time_b: credited listening, seconds.
-        apex_a, apex_b: APEX predictions at vote time: the seven scores (+ ``"preference"`` when the
-            model has one); None when no model was serving.
-        apex_p_a: APEX's probability that listeners prefer clip A, or None.
-        ratings_a, ratings_b: optional 1-5 ratings ``{aesthetic: value}``.
-        source: ``"live"``, ``"simulated"`` or ``"imported"``.
-        loudness_a, loudness_b: integrated loudness of each clip as generated (ITU-R BS.1770-4),
-            LUFS; None when unknown or silent.
-        loudness_matched: whether the clips were played loudness-matched; None when unknown.
-        duration_a, duration_b: length of each clip, seconds; None when unknown.
-        instrumental_a, instrumental_b: whether each clip is instrumental; None when unknown.
-        flags: comma-separated reasons the vote may be unreliable
-            (:data:`annotation.flags.FLAG_REASONS`), "" when none; never a reason to delete it.
-        signed_in: the voter was signed in with a Hugging Face account (the pseudonym is then
-            the account's).
-        pool: the clip pool the clips came from, source and revision
-            (:func:`annotation.pool.sources.pool_identity`); None for votes from before it was
-            recorded.
+    """One vote with everything known about it at vote time, under Music Arena's names where
+    they apply; each field means what its released column says (``annotation.export``'s
+    ``_BASE_COLUMNS``). ``apex_a``/``apex_b``: APEX's seven scores (and ``"preference"``) at vote
+    time, None when no model served; ``ratings_a``/``ratings_b``: 1-5 ratings by aesthetic.
     """
 
     vote_id: str
@@ -155,16 +113,13 @@ def new_vote(
     session: str | None = None,
     **more: Any,
 ) -> VoteRecord:
-    """The one way to build a vote: live (the arena), simulated (``apex votes simulate``) or
-    imported (Music Arena).
+    """The one way to build a vote: live, simulated or imported.
 
     Args:
-        battle: the fields a vote shares with :class:`Battle` (prompt, systems, clips, audio,
-            ``is_instrumental``) by name: a ``Battle`` as a dict, or a row of simulated or
-            released battles.
-        voter: the user pseudonym; ``session`` defaults to it (simulated and imported voters
-            have no sessions).
-        more: any other :class:`VoteRecord` field (listening, APEX's view, loudness, ...).
+        battle: the fields a vote shares with :class:`Battle`, by name (a ``Battle`` as a dict,
+            or a row of simulated or released battles).
+        voter: the user pseudonym; ``session`` defaults to it.
+        more: any other :class:`VoteRecord` field.
     """
     return VoteRecord(
         vote_id=vote_id,
@@ -205,11 +160,7 @@ NULLABLE_TEXT_FIELDS: tuple[str, ...] = _vote_fields_typed(str | None)
 
 
 def check_vote(vote: VoteRecord) -> None:
-    """Refuse a vote whose ``source`` or ``preference`` is not a known value.
-
-    Raises:
-        StoreError: naming the bad value and the allowed ones.
-    """
+    """Refuse (StoreError) a vote whose ``source`` or ``preference`` is not a known value."""
     if vote.source not in SOURCES:
         raise StoreError(f"vote source {vote.source!r} is not one of {SOURCES}.")
     if vote.preference not in PREFERENCES:

@@ -1,17 +1,14 @@
-"""The vote-store tables and queries both SQL backends share, written once.
-
-:func:`migrations` gives the tables per schema version in a backend's types (:data:`SQLITE`,
-:data:`POSTGRES`), each ``CHECK`` built from the vocabulary. :class:`SQLVoteStore` implements
-:class:`~annotation.store.records.VoteStore` on a few backend hooks; the SQL uses ``?``
-(:attr:`SQLVoteStore._PARAM`). ``insert_vote`` is idempotent by vote id, one vote per battle,
-checked inside the write transaction; ``import_votes`` keeps a vote's original row id when free.
+"""The vote-store tables (:func:`migrations`, per schema version and dialect) and queries
+(:class:`SQLVoteStore`, on a few backend hooks; the SQL uses ``?`` markers) both SQL backends share.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
@@ -38,9 +35,8 @@ from annotation.store.records import (
 )
 from apex.tasks import PREFERENCES, SIDES
 
-#: Column types and the two column definitions that differ, per backend: (SQLite, PostgreSQL).
-#: SQLite's AUTOINCREMENT never reuses a number, so export ranges stay append-only; PostgreSQL's
-#: votes are numbered by the store under its votes lock.
+#: Words that differ per backend: (SQLite, PostgreSQL). SQLite's AUTOINCREMENT never reuses a
+#: number, so export ranges stay append-only; PostgreSQL's votes are numbered under its votes lock.
 _DIALECTS: dict[str, tuple[str, str]] = {
     "real": ("REAL", "DOUBLE PRECISION"),
     "boolean": ("INTEGER", "BOOLEAN"),
@@ -53,8 +49,7 @@ _DIALECTS: dict[str, tuple[str, str]] = {
     "row_id": ("row_id INTEGER PRIMARY KEY AUTOINCREMENT", "row_id BIGINT PRIMARY KEY"),
     "timestamp": ("timestamp", '"timestamp"'),  # PostgreSQL quotes the keyword
 }
-#: A backend's words for :func:`migrations` (keys of ``_DIALECTS``).
-Dialect = Mapping[str, str]
+Dialect = Mapping[str, str]  # a backend's words for migrations(), keyed as _DIALECTS
 SQLITE: Dialect = {key: pair[0] for key, pair in _DIALECTS.items()}
 POSTGRES: Dialect = {key: pair[1] for key, pair in _DIALECTS.items()}
 
@@ -68,7 +63,8 @@ def one_of(column: str, values: Iterable[str]) -> str:
 
 
 def migrations(d: Dialect) -> tuple[tuple[str, ...], ...]:
-    """The statements of each schema version (index 0 is version 1) in dialect ``d``."""
+    """The statements of each schema version (index 0 is version 1) in dialect ``d``; each
+    ``CHECK`` is built from the vocabulary."""
     real, boolean, json, false = (d[key] for key in ("real", "boolean", "json", "false"))
     status = one_of("status", BATTLE_STATUSES).replace(
         "NOT NULL", f"NOT NULL DEFAULT '{BATTLE_STATUSES[0]}'", 1
@@ -115,8 +111,7 @@ def migrations(d: Dialect) -> tuple[tuple[str, ...], ...]:
     return (version_1, version_2, version_3)
 
 
-#: Votes per import transaction (one commit, and one fsync, each).
-IMPORT_BATCH = 5000
+IMPORT_BATCH = 5000  # votes per import transaction (one commit, and one fsync, each)
 _VOTE_COLUMNS = ("row_id", *VOTE_FIELDS, "imported")
 _COUNT_NAMES = ("battles", "open_battles", "listen_events", "votes", "voters")
 _Store = TypeVar("_Store", bound="SQLVoteStore")  # typing.Self needs Python 3.11
@@ -135,14 +130,11 @@ def _insert_sql(table: str, columns: Iterable[str]) -> str:
 class SQLVoteStore(ABC):
     """The shared half of a SQL vote store; subclasses open ``_con`` and supply the hooks."""
 
-    #: The driver's parameter marker; the shared SQL's ``?`` is replaced by it.
-    _PARAM: ClassVar[str] = "?"
-    #: The statements of each schema version in the backend's dialect (:func:`migrations`).
+    _PARAM: ClassVar[str] = "?"  # the driver's parameter marker, replacing the SQL's ``?``
     _MIGRATIONS: ClassVar[tuple[tuple[str, ...], ...]]
     _con: Any
     _lock: Any  # a threading.RLock guarding _con
 
-    # ------------------------------------------------------------------ backend hooks
     @abstractmethod
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         """All rows of one query (``sql`` with ``?`` markers, run through :meth:`_execute`)."""
@@ -152,22 +144,21 @@ class SQLVoteStore(ABC):
         """A cursor in one write transaction; ``votes``: the transaction writes votes."""
 
     @abstractmethod
-    def _encode_json(self, value: Any) -> Any:
-        """A list or dict as the driver stores it in a JSON column."""
-
-    @abstractmethod
-    def _decode_json(self, value: Any) -> Any:
-        """A JSON column's value as read back: the list or dict, or None for NULL."""
-
-    @abstractmethod
     def _integrity_error(self) -> type[Exception]:
         """The driver's exception for a violated constraint (NOT NULL, UNIQUE, CHECK)."""
 
-    @abstractmethod
-    def _next_row_id(self, cur: Any) -> int | None:
-        """The row id of a new vote, or None to let the database number it."""
+    def _encode_json(self, value: Any) -> Any:
+        """A list or dict as the driver stores it in a JSON column (here: text)."""
+        return json.dumps(value, sort_keys=True)
 
-    # ------------------------------------------------------------------ plumbing
+    def _decode_json(self, value: Any) -> Any:
+        """A JSON column's value as read back (text, or what the driver decoded; NULL: None)."""
+        return json.loads(value) if isinstance(value, str) else value
+
+    def _next_row_id(self, cur: Any) -> int | None:
+        """The row id of a new vote, or None to let the database number it (AUTOINCREMENT)."""
+        return None
+
     def _execute(self, cur: Any, sql: str, params: Iterable[Any] = ()) -> Any:
         """Run ``sql`` (``?`` markers) on a connection or cursor; returns the cursor."""
         if self._PARAM != "?":
@@ -175,11 +166,8 @@ class SQLVoteStore(ABC):
         return cur.execute(sql, tuple(params))
 
     def _apply_migrations(self, cur: Any, version: int, where: str) -> None:
-        """Bring a schema at ``version`` to :data:`SCHEMA_VERSION` inside the caller's transaction.
-
-        Raises:
-            StoreError: ``where`` (the file or database) has a newer schema than this code.
-        """
+        """Bring a schema at ``version`` to :data:`SCHEMA_VERSION` inside the caller's transaction
+        (StoreError when ``where``, the file or database, has a newer one)."""
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{where} has schema version {version}, newer than this code's "
@@ -201,7 +189,6 @@ class SQLVoteStore(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ battles and listening
     def insert_battle(self, battle: Battle) -> None:
         """Store a newly issued battle."""
         row = dataclasses.asdict(battle)
@@ -221,13 +208,9 @@ class SQLVoteStore(ABC):
 
     def add_listen_event(self, battle_id: str, event: ListenEvent) -> None:
         """Record one play-progress event of a battle."""
+        sql = _insert_sql("listen_events", ("battle_id", "side", "seconds", "server_time"))
         with self._write() as cur:
-            self._execute(
-                cur,
-                "INSERT INTO listen_events (battle_id, side, seconds, server_time) "
-                "VALUES (?, ?, ?, ?)",
-                (battle_id, event.side, event.seconds, event.server_time),
-            )
+            self._execute(cur, sql, (battle_id, event.side, event.seconds, event.server_time))
 
     def listen_events(self, battle_id: str) -> list[ListenEvent]:
         """The battle's listen events in the order the server received them."""
@@ -245,8 +228,7 @@ class SQLVoteStore(ABC):
 
     def pair_counts(self) -> dict[tuple[str, str], int]:
         """Battles issued (or votes imported without their battle) per system pair, keyed by
-        the sorted ``(system, system)`` (sorted in Python, as the sampler's ``pair_key``).
-        """
+        the sorted ``(system, system)`` (sorted in Python, as the sampler's ``pair_key``)."""
         rows = self._read(
             "SELECT system_a, system_b, COUNT(*) FROM ("
             " SELECT system_a, system_b FROM battles UNION ALL"
@@ -254,18 +236,14 @@ class SQLVoteStore(ABC):
             "  WHERE NOT EXISTS (SELECT 1 FROM battles b WHERE b.battle_id = v.battle_uuid)"
             ") AS pairs GROUP BY system_a, system_b"
         )
-        counts: dict[tuple[str, str], int] = {}
+        counts: Counter[tuple[str, str]] = Counter()
         for a, b, n in rows:
-            key = (a, b) if a <= b else (b, a)
-            counts[key] = counts.get(key, 0) + int(n)
-        return counts
+            counts[(a, b) if a <= b else (b, a)] += int(n)
+        return dict(counts)
 
-    # ------------------------------------------------------------------ votes
     def insert_vote(self, vote: VoteRecord) -> bool:
-        """Store a vote durably and mark its battle voted, in one transaction.
-
-        Returns:
-            True when stored; False when this vote id is already stored (idempotent retry).
+        """Store a vote durably and mark its battle voted, in one transaction; False when this
+        vote id is already stored (an idempotent retry).
 
         Raises:
             DuplicateVote: the battle already has a vote with another id.
@@ -310,13 +288,11 @@ class SQLVoteStore(ABC):
         return self._next_row_id(cur)
 
     def import_votes(self, rows: Iterable[tuple[int | None, VoteRecord]]) -> int:
-        """Add votes from another store's export, idempotently by vote id; returns how many
-        were added.
+        """Add votes from another store's export, idempotently by vote id; returns how many.
 
-        Each keeps its original row id when free here (a restored store continues the same
-        export sequence) and is marked imported (never exported again); a vote whose battle has
-        another vote is skipped. Committed in batches of :data:`IMPORT_BATCH`; an invalid vote
-        rolls back its batch and raises :class:`StoreError`.
+        Each keeps its row id when free here (a restored store continues the export sequence)
+        and is marked imported (never exported again); a vote whose battle has another vote is
+        skipped. An invalid vote rolls back its batch and raises :class:`StoreError`.
         """
         added, pending = 0, iter(rows)
         while batch := list(itertools.islice(pending, IMPORT_BATCH)):
@@ -329,31 +305,23 @@ class SQLVoteStore(ABC):
         return added
 
     def votes_frame(self, since_row: int = 0) -> pd.DataFrame:
-        """Votes with ``row_id > since_row``, oldest first, one row per vote.
-
-        Columns: ``row_id`` (int64), every :class:`VoteRecord` field (JSON fields decoded to
-        lists/dicts, missing ones None; ``is_instrumental`` as bool; times and ``apex_p_a`` as
-        float64, NaN when missing) and ``imported`` (bool). The same on every backend.
-        """
+        """Votes with ``row_id > since_row``, oldest first: ``row_id`` (int64), every
+        :class:`VoteRecord` field (JSON decoded, missing values None; floats NaN) and
+        ``imported``, typed the same on every backend."""
         rows = self._read(
             f"SELECT {', '.join(map(_quote, _VOTE_COLUMNS))} FROM votes WHERE row_id > ? "
             "ORDER BY row_id",
             (int(since_row),),
         )
         frame = pd.DataFrame(rows, columns=list(_VOTE_COLUMNS))
-        frame["row_id"] = frame["row_id"].astype("int64")
         for name in JSON_FIELDS:
             frame[name] = frame[name].map(self._decode_json)
         for name in (*NULLABLE_TEXT_FIELDS, *JSON_FIELDS):
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
-        for name in FLOAT_FIELDS:
-            frame[name] = pd.to_numeric(frame[name]).astype("float64")
         for name in MAYBE_BOOL_FIELDS:  # True, False or None (SQLite keeps 0/1)
             frame[name] = frame[name].map(lambda v: None if v is None else bool(v)).astype(object)
-        for name in (*BOOL_FIELDS, "imported"):
-            frame[name] = frame[name].astype(bool)
-        frame["flags"] = frame["flags"].astype(str)
-        return frame
+        types = {"row_id": "int64", "flags": str, **dict.fromkeys(FLOAT_FIELDS, "float64")}
+        return frame.astype({**types, **dict.fromkeys((*BOOL_FIELDS, "imported"), bool)})
 
     def vote_times(self, voter: str, since: float) -> list[float]:
         """Timestamps (Unix seconds) of this voter's votes after ``since``, oldest first."""

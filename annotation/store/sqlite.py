@@ -1,16 +1,12 @@
-"""The vote store on SQLite (WAL), durable once acknowledged: the default backend.
+"""The vote store on SQLite (WAL), the default backend; refused on a network or FUSE mount.
 
-A vote commits with ``synchronous=FULL`` (fsynced before :meth:`SQLiteVoteStore.insert_vote`
-returns); battles and listen events with ``synchronous=NORMAL``: the WAL is sequential, so the next
-vote's fsync makes them durable too, and power loss drops only battles issued since the last vote.
-One writer connection behind a lock (``BEGIN IMMEDIATE``), one reader connection per thread;
-the schema is versioned by ``PRAGMA user_version``. A network or FUSE mount is refused at open
-(:func:`check_local_disk`): SQLite's locks and WAL need a local file system.
+A vote commits with ``synchronous=FULL`` (fsynced before ``insert_vote`` returns); battles and
+listen events with ``NORMAL``: the WAL is sequential, so the next vote's fsync makes them durable.
+One writer connection behind a lock, one reader connection per thread.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sqlite3
@@ -26,8 +22,8 @@ from annotation.store.sql import SQLITE, SQLVoteStore, migrations
 
 _BUSY_TIMEOUT_S = 30.0
 
-#: File-system types SQLite must not live on: network file systems and FUSE (which is how object
-#: storage such as a Storage Bucket volume, s3fs, gcsfuse or hf-mount appears).
+#: File-system types SQLite must not live on: network and FUSE (object storage such as a Storage
+#: Bucket volume, s3fs, gcsfuse or hf-mount) file systems: no locks, uploads on close.
 NETWORK_FS = frozenset(
     {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "afs", "fuse"}
 )
@@ -36,17 +32,14 @@ NETWORK_FS = frozenset(
 def read_mountinfo() -> str:
     """The mount table of this process (``/proc/self/mountinfo``); "" where there is none."""
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-            return fh.read()
+        return Path("/proc/self/mountinfo").read_text(encoding="utf-8")
     except OSError:
         return ""  # not Linux: no table to read, so the check cannot refuse anything
 
 
 def filesystem_of(path: str | Path, mountinfo: str) -> tuple[str, str] | None:
-    """(mount point, file-system type) of the mount holding ``path``, from a mountinfo text.
-
-    ``path`` may not exist yet: its nearest existing folder decides. None when no mount matches.
-    """
+    """(mount point, file-system type) of the mount holding ``path`` (which may not exist yet),
+    from a mountinfo text; None when no mount matches."""
     target = Path(os.path.realpath(path))
     best: tuple[str, str] | None = None
     for line in mountinfo.splitlines():
@@ -64,11 +57,7 @@ def filesystem_of(path: str | Path, mountinfo: str) -> tuple[str, str] | None:
 
 
 def check_local_disk(path: str | Path, mountinfo: str | None = None) -> None:
-    """Refuse a SQLite file on a network or FUSE file system (see the module docstring).
-
-    Raises:
-        StoreError: ``path`` is on such a mount; the message says why and what to set.
-    """
+    """Refuse a SQLite file on a :data:`NETWORK_FS` mount with a StoreError saying what to set."""
     found = filesystem_of(path, read_mountinfo() if mountinfo is None else mountinfo)
     if found is None:
         return
@@ -89,8 +78,7 @@ class _Reader(sqlite3.Connection):
     """A thread's read connection (a subclass, so the store can hold it by weak reference).
 
     ``in_use`` is held while a query runs: :meth:`SQLiteVoteStore.close` takes it before closing,
-    because closing a connection another thread is reading from crashes the interpreter.
-    """
+    because closing a connection another thread is reading from crashes the interpreter."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,14 +86,11 @@ class _Reader(sqlite3.Connection):
 
 
 class SQLiteVoteStore(SQLVoteStore):
-    """The SQLite :class:`~annotation.store.records.VoteStore` (see the module docstring).
-
-    Args:
-        path: database file; its folder is created when missing.
+    """The SQLite vote store in file ``path`` (its folder is created when missing).
 
     Raises:
-        StoreError: the file is on a network or FUSE mount (:func:`check_local_disk`), cannot
-            use WAL mode, or its schema is newer than this code.
+        StoreError: the file is on a network or FUSE mount, cannot use WAL mode, or its schema
+            is newer than this code.
     """
 
     _MIGRATIONS = migrations(SQLITE)
@@ -150,7 +135,6 @@ class SQLiteVoteStore(SQLVoteStore):
                     con.close()
             self._con.close()
 
-    # ------------------------------------------------------------------ backend hooks
     @contextmanager
     def _write(self, *, votes: bool = False) -> Iterator[sqlite3.Connection]:
         # Every write takes the database's one write lock up front, votes or not. Only votes wait
@@ -193,21 +177,11 @@ class SQLiteVoteStore(SQLVoteStore):
             self._local.con = con
         return con
 
-    def _encode_json(self, value: Any) -> str:
-        return json.dumps(value, sort_keys=True)
-
-    def _decode_json(self, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str) else None
-
     def _integrity_error(self) -> type[Exception]:
         # A failed statement leaves the surrounding transaction intact (SQLite's default ABORT
         # resolution); the shared insert raises StoreError, which rolls back the batch.
         return sqlite3.IntegrityError
 
-    def _next_row_id(self, cur: Any) -> None:
-        return None  # AUTOINCREMENT: one past the largest id ever used, never reused
-
-    # ------------------------------------------------------------------ schema and file
     @property
     def schema_version(self) -> int:
         """The schema version of the open database (``PRAGMA user_version``)."""
