@@ -1,8 +1,7 @@
 """Checking pool clips cheaply: metadata rows -> :class:`Clip` objects, from audio headers.
 
-Each clip's header check is cached under ``<cache>/audio/header-<key>.json`` (key: path, size,
-mtime), so a restart only stats files; the content hash is computed when first needed
-(:func:`content_hash`) and kept in the same entry.
+Each check is cached under ``<cache>/audio/header-<key>.json`` (key: path, size, mtime), so a
+restart only stats files; the content hash, computed when first needed, is kept there too.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from apex.audio import AudioError
 from apex.files import sha256_file, sha256_text, write_json_atomic
 
 _TRUE = {"true", "1", "yes", "instrumental"}
@@ -31,8 +31,7 @@ class Clip:
         duration_s: length from the audio header, seconds.
         scores: APEX's seven scores (empty until the clip is scored).
         result: the full ``ScoreResult.to_dict()`` (None until scored).
-        content_hash: sha256 hex of the file's bytes ("" until first needed, see
-            :func:`content_hash`).
+        content_hash: sha256 hex of the file's bytes ("" until first needed).
         model_version: ``"<model id>@<version>"`` that produced ``scores`` (None until scored).
     """
 
@@ -87,8 +86,7 @@ def write_json(path: Path | None, data: dict[str, Any]) -> None:
 def validate_rows(
     root: Path, meta: pd.DataFrame, cache: Path | None, max_seconds: float
 ) -> tuple[list[Clip], list[tuple[str, str]]]:
-    from apex.audio import AudioError
-
+    """The usable clips of ``meta``'s rows and ``(file_name, reason)`` of the others."""
     clips: list[Clip] = []
     skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -154,8 +152,7 @@ def content_hash(path: Path, cache: Path | None) -> str:
 
 
 def _checked_audio(path: Path, cache: Path | None, max_seconds: float) -> dict[str, Any]:
-    """``{"duration_s"}`` (and ``"content_hash"`` once known) of a usable clip, from the cache
-    when the file's path, size and modification time are unchanged, else from its header.
+    """``{"duration_s"}`` (and ``"content_hash"`` once known) of a usable clip, cached.
 
     Raises:
         AudioError: not readable audio, or shorter than ``apex.audio.MIN_SECONDS``.
@@ -169,11 +166,10 @@ def _checked_audio(path: Path, cache: Path | None, max_seconds: float) -> dict[s
 
 
 def _header_seconds(path: Path, max_seconds: float) -> float:
-    """Duration from the audio header, seconds; a format libsndfile cannot open is decoded once
-    by :func:`apex.audio.load_audio`, whose error says what is wrong with it."""
+    """Duration from the audio header, seconds (a format libsndfile cannot open is decoded)."""
     import soundfile as sf
 
-    from apex.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, MIN_SECONDS, AudioError, load_audio
+    from apex.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, MIN_SECONDS, load_audio
 
     try:
         info = sf.info(str(path))

@@ -1,8 +1,7 @@
 """Where the Hub sync stands: its status record, backoff, and the incident it has open.
 
-A failed attempt opens an incident of one kind (``no_token``, ``offline``, ``rate_limited``,
-``conflict``, ``server_error``, ``auth``, ``http_error``, ``error``), logged once with what to do
-(never a secret) and retried with backoff until an attempt succeeds.
+A failed attempt opens an incident of one kind (the keys of ``_MESSAGES``), logged once with what
+to do (never a secret) and retried with backoff until an attempt succeeds.
 """
 
 from __future__ import annotations
@@ -41,13 +40,8 @@ _HTTP_KINDS = {429: "rate_limited", 412: "conflict", 401: "auth", 403: "auth"}
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff between failed attempts: ``initial_s * factor**(failures-1)``, capped.
-
-    Attributes:
-        initial_s: wait after the first failure, seconds.
-        factor: growth per further failure.
-        max_s: longest wait, seconds (a Retry-After from the Hub may ask for longer).
-    """
+    """Waits between failed attempts, seconds: ``initial_s * factor**(failures-1)``, capped at
+    ``max_s`` (a Retry-After from the Hub may ask for longer)."""
 
     initial_s: float = 30.0
     factor: float = 2.0
@@ -65,17 +59,15 @@ class SyncStatus:
 
     Attributes:
         state: ``local`` (no repo configured), ``starting``, ``ok``, ``stopped``, or the open
-            incident: ``no_token``, ``offline``, ``rate_limited``, ``conflict``, ``server_error``,
-            ``auth``, ``http_error``, ``error``.
-        repo_id: the dataset repo, or None.
-        last_push_at: when a commit last succeeded (UTC), or None.
+            incident's kind (``no_token``, ``offline``, ``rate_limited``, ...).
         last_error: the open incident's message (no secrets), or None.
-        pending_votes: votes not on the Hub yet (= ``pending_exported + pending_unexported``).
-        pending_exported: votes in local shards that are not uploaded yet.
-        pending_unexported: votes in the store not exported to a shard yet.
+        pending_votes: votes not on the Hub yet (= ``pending_exported + pending_unexported``):
+            in local shards not uploaded yet, and in the store not exported yet.
         pushed_files: files the repo has received from this data directory.
-        next_retry_at: when the next attempt is due while an incident is open (UTC), or None.
-        pending_since: when the oldest vote not on the Hub yet was cast (UTC), or None.
+        next_retry_at: when the next attempt is due while an incident is open.
+        pending_since: when the oldest vote not on the Hub yet was cast.
+
+    Times are UTC datetimes, or None.
     """
 
     state: str
@@ -134,14 +126,13 @@ def describe_error(
             retry_after = float(response.headers.get("Retry-After", ""))
         except ValueError:
             retry_after = None
+    # httpx-family network errors share a TransportError base
+    transport = any(c.__name__ == "TransportError" for c in type(err).__mro__)
     if isinstance(err, (LocalTokenNotFoundError, NoToken)):
         kind = "no_token"
     elif code is not None:
         kind = _HTTP_KINDS.get(code) or ("server_error" if code >= 500 else "http_error")
-    elif isinstance(err, (ConnectionError, TimeoutError, LocalEntryNotFoundError)) or any(
-        c.__name__ == "TransportError"
-        for c in type(err).__mro__  # httpx-family network errors
-    ):
+    elif transport or isinstance(err, (ConnectionError, TimeoutError, LocalEntryNotFoundError)):
         kind = "offline"
     else:
         kind = "error"
@@ -157,12 +148,8 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 class Incidents:
-    """The sync's state, its open incident and the backoff before the next attempt (thread-safe).
-
-    Args:
-        repo_id: the dataset repo, or None (the sync only keeps votes locally).
-        backoff: waits between failed attempts.
-    """
+    """The sync's state, its open incident and the backoff before the next attempt (thread-safe);
+    ``repo_id`` None: votes are only kept locally."""
 
     def __init__(self, repo_id: str | None, backoff: Backoff) -> None:
         self.repo_id, self.backoff = repo_id, backoff
@@ -175,14 +162,9 @@ class Incidents:
     def failed(
         self, err: BaseException, doing: str, *, secrets: tuple[str, ...], retrying: bool
     ) -> float:
-        """Record a failed attempt; log only when it opens a new incident. Returns the wait, s.
-
-        Args:
-            err: what the attempt raised.
-            doing: what was attempted, for the log (``"pushing votes"``).
-            secrets: strings never to show (the token).
-            retrying: the sync runs in the background and will retry after the wait.
-        """
+        """Record a failed attempt while ``doing`` (for the log); log only when it opens a new
+        incident, never showing ``secrets``. Returns the wait, seconds (``retrying``: the
+        background loop will retry after it)."""
         kind, message, retry_after = describe_error(err, self.repo_id or "", secrets)
         with self._lock:
             self._failures += 1
