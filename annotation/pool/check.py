@@ -22,17 +22,10 @@ _FALSE = {"false", "0", "no", "vocal"}
 
 @dataclass(frozen=True)
 class Clip:
-    """One clip of the pool.
-
-    Attributes:
-        clip_id: unique name within the pool.
-        path: absolute path of the audio file.
-        file_name: path relative to the pool folder (the released ``audio_a``/``audio_b``).
-        duration_s: length from the audio header, seconds.
-        scores: APEX's seven scores (empty until the clip is scored).
-        result: the full ``ScoreResult.to_dict()`` (None until scored).
-        content_hash: sha256 hex of the file's bytes ("" until first needed).
-        model_version: ``"<model id>@<version>"`` that produced ``scores`` (None until scored).
+    """One clip of the pool: ``path`` absolute, ``file_name`` relative to the pool folder (the
+    released ``audio_a``/``audio_b``), ``duration_s`` from the audio header. Until scored,
+    ``scores`` (the seven), ``result`` (``ScoreResult.to_dict()``) and ``model_version``
+    (``"<model id>@<version>"``) are empty; ``content_hash`` (sha256 hex) until first needed.
     """
 
     clip_id: str
@@ -57,8 +50,6 @@ class _Refused(ValueError):
 
 
 def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
     text = str(value).strip().lower()
     if text in _TRUE:
         return True

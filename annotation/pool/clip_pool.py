@@ -37,17 +37,12 @@ class PoolOptions(TypedDict, total=False):
 
 
 class ClipPool:
-    """A fixed set of validated clips, looked up by id, whose scores fill in as they come.
+    """A fixed set of validated clips, looked up by id, whose scores fill in as they come
+    (thread-safe: the scoring queue records scores while the arena reads clips).
 
-    Thread-safe: the background scoring queue records scores while the arena reads clips.
-
-    Args:
-        clips: the usable clips.
-        root: the pool folder.
-        skipped: ``(file_name, reason)`` of every clip left out.
-        model_version: ``"<model id>@<version>"`` of the scorer of clips given with scores.
-        results: live ``ScoreResult`` objects by clip id (for ``scorer.compare``).
-        description: where the clips come from, in words for the UI.
+    ``skipped``: ``(file_name, reason)`` of every clip left out; ``model_version``: the scorer of
+    clips given with scores; ``results``: live ``ScoreResult`` objects by clip id (for
+    ``scorer.compare``); ``description``: where the clips come from, for the UI.
     """
 
     def __init__(
@@ -96,11 +91,6 @@ class ClipPool:
             raise KeyError(f"clip {clip_id!r} is not in the pool at {self.root}") from None
 
     @property
-    def systems(self) -> list[str]:
-        """Distinct systems, sorted."""
-        return sorted({clip.system for clip in self})
-
-    @property
     def model_version(self) -> str | None:
         """The version the pool is being scored with (the newest scorer), or None."""
         queue = self._queue
@@ -136,7 +126,6 @@ class ClipPool:
         names = list(dict.fromkeys(columns + [k for row in rows for k in row]))
         return pd.DataFrame(rows, columns=names)
 
-    # ------------------------------------------------------------------ scores
     def record_score(self, clip_id: str, result: dict[str, Any], live: Any, version: str) -> None:
         """Store (replace) a clip's score: ``ScoreResult.to_dict()``, the live object or None,
         and the version of the model that produced it."""
@@ -223,27 +212,25 @@ class ClipPool:
         False at ``timeout`` seconds."""
         ids = list(self._clips) if clip_ids is None else list(clip_ids)
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def done() -> bool:
+            version = self.model_version
+            return all(i in self._errors or self._clips[i].scored_by(version) for i in ids)
+
         with self._changed:
-            while True:
-                version = self.model_version
-                left = [
-                    i
-                    for i in ids
-                    if i not in self._errors and not self._clips[i].scored_by(version)
-                ]
-                if not left:
-                    return True
+            while not done():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._changed.wait(remaining if remaining is not None else 1.0)
+                # polled too: a switch of model changes what "scored" means without a notify
+                self._changed.wait(1.0 if remaining is None else remaining)
+            return True
 
     def stop_scoring(self) -> None:
         """Stop the background queue (scores recorded so far stay)."""
         if self._queue is not None:
             self._queue.stop()
 
-    # ------------------------------------------------------------------ construction
     @classmethod
     def from_audiofolder(
         cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]

@@ -84,7 +84,6 @@ class ScoringQueue:
                 heapq.heappush(self._heap, (priority, next(self._seq), clip.clip_id))
             self._cond.notify_all()
 
-    # ------------------------------------------------------------------ control
     def start(self) -> None:
         """Start both lanes (daemon threads)."""
         for name, urgent in (("urgent", True), ("background", False)):
@@ -122,7 +121,6 @@ class ScoringQueue:
                 return
             self._score(ids, *job, priority=BACKGROUND)
 
-    # ------------------------------------------------------------------ lanes
     def _lane(self, urgent: bool) -> None:
         while True:
             with self._cond:

@@ -26,16 +26,13 @@ class PoolError(ValueError):
 
 
 def resolve_pool(settings: Settings) -> tuple[Path, str]:
-    """The local folder ``settings.pool`` names (downloaded or built first when needed) and a
-    sentence for the UI saying what it is.
-
-    ``auto`` picks the latest batch of Music Arena's public release when the Hub is reachable
-    and the batch downloads; otherwise the demo corpus, and the sentence says why.
+    """The local folder ``settings.pool`` names (downloaded or built first) and a sentence for
+    the UI saying what it is. ``auto`` is the latest batch of Music Arena's release when the
+    Hub has it, else the demo corpus (and the sentence says why).
 
     Raises:
         PoolError: the spec is no folder, ``demo``, ``music-arena`` nor Hub id, or the download
-            failed; the message says which setting to change (``auto`` never fails for want of
-            the Hub).
+            failed (``auto`` never does); the message says which setting to change.
     """
     spec = settings.pool
     if spec != "auto":
@@ -63,16 +60,10 @@ def resolve_pool(settings: Settings) -> tuple[Path, str]:
 def pool_identity(folder: str | Path, *, batches: tuple[str, ...] | None = None) -> str:
     """Where the clips of the pool in ``folder`` can be fetched again (a vote's ``pool``).
 
-    - ``demo:<seed>``: the synthetic demo corpus (its ``corpus.json`` holds the seed);
-    - ``<owner>/<name>@<revision>``: a dataset snapshot downloaded from the Hub (an audiofolder);
-    - ``local:<folder name>``: any other folder (its name only: a path may be private);
-    - followed by ``:<batch>[,<batch>...]`` for Music Arena's layout, e.g.
-      ``music-arena/music-arena-dataset@<revision>:02-2025SEP``.
-
-    Args:
-        folder: the pool's root folder (``ClipPool.root``).
-        batches: the Music Arena batches meant (an imported vote's own batch); default: every
-            ``battle_data/<batch>`` folder on disk.
+    ``demo:<seed>`` (the demo corpus), ``<owner>/<name>@<revision>`` (a Hub dataset snapshot) or
+    ``local:<folder name>`` (a path may be private); for Music Arena's layout followed by
+    ``:<batch>[,<batch>...]``: ``batches`` (an imported vote's own), default every
+    ``battle_data/<batch>`` on disk.
     """
     root = Path(folder).expanduser().resolve()
     info = root / "corpus.json"
@@ -102,7 +93,7 @@ def latest_music_arena_batch() -> str:
     try:
         entries = HfApi().list_repo_tree(HUB_ID, path_in_repo="battle_data", repo_type="dataset")
         names = [Path(entry.path).name for entry in entries]
-    except hub_errors() as exc:  # offline, rate-limited, moved: one piece of advice for all
+    except hub_errors() as exc:
         raise PoolError(
             f"could not list the batches of {HUB_ID} ({type(exc).__name__}: {exc}); set "
             "APEX_POOL=music-arena:<batch> or a local copy of the release"
@@ -132,11 +123,8 @@ def _pool_folder(spec: str, settings: Settings) -> Path:
 
 
 def audiofolder_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tuple[str, str]]]:
-    """Read an audiofolder's ``metadata.csv`` (or ``metadata.jsonl``).
-
-    Returns:
-        The resolved folder, its metadata rows as read and no skipped entries (rows are checked
-        later).
+    """The resolved folder, its ``metadata.csv`` (or ``.jsonl``) rows as read, and no skipped
+    entries (rows are checked later).
 
     Raises:
         PoolError: no such folder, no metadata file, or missing columns.
@@ -160,12 +148,8 @@ def audiofolder_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tu
 
 
 def music_arena_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tuple[str, str]]]:
-    """Read Music Arena's release layout (``battle_data/<batch>/`` JSON, ``audio_files/<batch>/``
-    audio) into pool metadata.
-
-    Returns:
-        The release root; one row per released clip whose file is on disk; and
-        ``(name, reason)`` of every unreadable battle record and every missing file.
+    """The release root, one metadata row per released clip on disk, and ``(name, reason)`` of
+    every unreadable battle record and missing file, from Music Arena's layout.
 
     Raises:
         PoolError: the folder is not in Music Arena's layout.

@@ -1,10 +1,8 @@
-"""Monthly compaction: a closed month's small shards become one Parquet file, in a push's commit.
+"""Monthly compaction: a closed month's (UTC) shards become one Parquet file, in a push's commit.
 
-A month is due once ended (UTC) with more than one shard. Its shards are conformed, concatenated
-in row order and staged under ``<export_dir>/.compact/`` named as a shard of the whole row range;
-read back and checked row for row, it joins the push's one ``create_commit``, which deletes
-exactly those shards. The export folder changes only after that commit; the file names what it
-replaced (:data:`annotation.card.COMPACTED_FROM`), and :func:`tidy` finishes a half-tidied folder.
+The file is staged under ``<export_dir>/.compact/`` and verified row for row; the export folder
+changes only after the commit that adds it and deletes its shards. The file names the shards it
+replaced (:data:`annotation.card.COMPACTED_FROM`), so :func:`tidy` can finish after a kill.
 """
 
 from __future__ import annotations
@@ -27,14 +25,9 @@ _STAGING = ".compact"
 
 @dataclass(frozen=True)
 class Compaction:
-    """One month's staged compaction.
-
-    Attributes:
-        path: repo path of the compacted file (``votes/YYYY/MM/<from>-<to>.parquet``).
-        staged: the verified file, outside ``votes/`` until the commit succeeded.
-        removed: repo paths of the shards it replaces (each row verified present).
-        rows: votes in the file.
-    """
+    """One month's staged compaction: the compacted file's repo path
+    (``votes/YYYY/MM/<from>-<to>.parquet``), the verified ``staged`` file (outside ``votes/``
+    until committed), the repo paths of the shards it replaces, and its row count."""
 
     path: str
     staged: Path
@@ -43,11 +36,8 @@ class Compaction:
 
 
 def tidy(folder: Path) -> list[str]:
-    """Remove shards a compacted file already holds (left by a kill after the commit).
-
-    Returns:
-        The repo paths removed.
-    """
+    """Remove the shards a compacted file already holds (left by a kill after the commit);
+    returns their repo paths."""
     removed = []
     for _, _, path in list(shard_ranges(Path(folder) / SHARD_DIR)):
         if not path.is_file():

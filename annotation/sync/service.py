@@ -104,7 +104,6 @@ class VoteSync:
         self._rows: dict[tuple[str, int], tuple[int, float | None]] = {}
         self._warned: set[str] = set()
 
-    # ------------------------------------------------------------------ lifecycle
     def start(self, *, restore: bool = True) -> VoteSync:
         """Restore an empty store from the repo, then push in the background (Hub trouble opens
         an incident, never raises)."""
@@ -147,7 +146,6 @@ class VoteSync:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
         interval = self.settings.sync_minutes * 60.0
         last = self._ledger.last_push
@@ -243,7 +241,6 @@ class VoteSync:
         )
         self._connected = True
 
-    # ------------------------------------------------------------------ status
     def status(self) -> SyncStatus:
         """State, last push, last error, pending votes and the oldest of them (footers only)."""
         pending_exported = 0
@@ -282,7 +279,6 @@ class VoteSync:
             self._rows[key] = (parquet_rows(path), min(mins) if mins else None)
         return self._rows[key]
 
-    # ------------------------------------------------------------------ restore
     def restore(self) -> int:
         """Download the repo's shards and card, import the votes (idempotent by vote id) and
         record the files as on the Hub, so none is uploaded again. Returns the votes added.
@@ -320,7 +316,6 @@ class VoteSync:
         log.info("Restored %d votes from %d files of %s.", added, len(entries), self.repo_id)
         return added
 
-    # ------------------------------------------------------------------ helpers
     def _token(self) -> str | None:
         return getattr(self._api, "token", None) or get_token()
 
