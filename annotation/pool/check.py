@@ -68,10 +68,9 @@ def read_json(path: Path | None) -> dict[str, Any] | None:
 
 
 def write_json(path: Path | None, data: dict[str, Any]) -> None:
-    if path is None:
-        return
     # A cache entry: rebuilt when lost, so no fsync; readers see the old file or the new one.
-    write_json_atomic(path, data, indent=None, fsync=False)
+    if path is not None:
+        write_json_atomic(path, data, indent=None, fsync=False)
 
 
 def validate_rows(
@@ -96,7 +95,11 @@ def validate_rows(
             if not system:
                 raise _Refused("empty system")
             instrumental = _parse_bool(row["is_instrumental"])
-            checked = _checked_audio(path, cache, max_seconds)
+            entry = _entry(path, cache)  # the header check, cached while the file is unchanged
+            checked = read_json(entry)
+            if checked is None or "duration_s" not in checked:
+                checked = {"duration_s": _header_seconds(path, max_seconds)}
+                write_json(entry, checked)
             if checked["duration_s"] > max_seconds:
                 raise _Refused(
                     f"{checked['duration_s']:.1f} s is longer than APEX_MAX_AUDIO_S="
@@ -142,22 +145,12 @@ def content_hash(path: Path, cache: Path | None) -> str:
     return str(checked["content_hash"])
 
 
-def _checked_audio(path: Path, cache: Path | None, max_seconds: float) -> dict[str, Any]:
-    """``{"duration_s"}`` (and ``"content_hash"`` once known) of a usable clip, cached.
+def _header_seconds(path: Path, max_seconds: float) -> float:
+    """Duration from the audio header, seconds (a format libsndfile cannot open is decoded).
 
     Raises:
         AudioError: not readable audio, or shorter than ``apex.audio.MIN_SECONDS``.
     """
-    entry = _entry(path, cache)
-    checked = read_json(entry)
-    if checked is None or "duration_s" not in checked:
-        checked = {"duration_s": _header_seconds(path, max_seconds)}
-        write_json(entry, checked)
-    return checked
-
-
-def _header_seconds(path: Path, max_seconds: float) -> float:
-    """Duration from the audio header, seconds (a format libsndfile cannot open is decoded)."""
     import soundfile as sf
 
     from apex.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, MIN_SECONDS, load_audio

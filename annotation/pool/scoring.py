@@ -147,8 +147,8 @@ class ScoringQueue:
                         self._urgent_busy = False
                     self._cond.notify_all()
 
-    def _needs(self, clip_id: str) -> bool:
-        busy = clip_id in self._inflight or clip_id in self._failed
+    def _needs(self, clip_id: str, taken: list[str]) -> bool:
+        busy = clip_id in self._inflight or clip_id in self._failed or clip_id in taken
         return not busy and not self.pool[clip_id].scored_by(self.version)
 
     def _take(self, urgent: bool) -> list[str]:
@@ -156,16 +156,12 @@ class ScoringQueue:
         ids: list[str] = []
         if urgent:
             while self._urgent:
-                clip_id = self._urgent.popleft()
-                if self._needs(clip_id) and clip_id not in ids:
+                if self._needs(clip_id := self._urgent.popleft(), ids):
                     ids.append(clip_id)
-            return ids
-        if self._urgent or self._urgent_busy:
-            return ids  # battle clips first: the background waits for them
-        while self._heap and len(ids) < self.batch:
-            _, _, clip_id = heapq.heappop(self._heap)
-            if self._needs(clip_id) and clip_id not in ids:
-                ids.append(clip_id)
+        elif not (self._urgent or self._urgent_busy):  # battle clips first
+            while self._heap and len(ids) < self.batch:
+                if self._needs(clip_id := heapq.heappop(self._heap)[2], ids):
+                    ids.append(clip_id)
         return ids
 
     def _score(
@@ -192,16 +188,11 @@ class ScoringQueue:
                 continue
             data = result.to_dict()
             # A model swapped in mid-batch labels its own results, not cached as ours.
-            produced = _version_of(result) or version
+            model_id = getattr(result, "model_id", "")
+            produced = f"{model_id}@{getattr(result, 'model_version', '')}" if model_id else version
             if produced == version:
                 write_json(folder / f"{clip.content_hash}.json" if folder else None, data)
             self.pool.record_score(clip.clip_id, data, result, produced)
-
-
-def _version_of(result: Any) -> str | None:
-    """``"<model id>@<version>"`` a ``ScoreResult`` names, or None when it names none."""
-    model_id = getattr(result, "model_id", "")
-    return f"{model_id}@{getattr(result, 'model_version', '')}" if model_id else None
 
 
 def _score_isolated(scorer: Any, clips: list[Any], priority: int) -> list[tuple[Any, Any, Any]]:

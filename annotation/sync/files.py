@@ -12,10 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.parquet as pq
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects
 
 from annotation.card import CARD_FILE, SHARD_GLOB
+from annotation.export import import_shards
 from apex.files import atomic_path, sha256_file, write_json_atomic
 
 if TYPE_CHECKING:
@@ -63,8 +65,6 @@ class Ledger:
 
 def parquet_rows(path: Path) -> int:
     """Rows of a Parquet file, from its footer."""
-    import pyarrow.parquet as pq
-
     return pq.read_metadata(path).num_rows
 
 
@@ -117,8 +117,6 @@ def restore_from_folder(store: VoteStore, folder: Path, *, export_dir: Path | No
     Raises:
         FileNotFoundError: ``folder`` is not a folder.
     """
-    from annotation.export import import_shards
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass the folder that holds votes/.")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx2
+import pyarrow.parquet as pq
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -270,8 +271,6 @@ class VoteSync:
         """Rows and earliest vote time of a shard (from its footer), cached by size."""
         key = (rel, path.stat().st_size)
         if key not in self._rows:
-            import pyarrow.parquet as pq
-
             meta = pq.read_metadata(path)
             index = meta.schema.to_arrow_schema().get_field_index("timestamp")
             stats = [meta.row_group(g).column(index).statistics for g in range(meta.num_row_groups)]

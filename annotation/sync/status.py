@@ -200,27 +200,16 @@ class Incidents:
         with self._lock:
             self._state = "stopped" if self.repo_id else "local"
 
-    def status(
-        self,
-        *,
-        last_push_at: datetime | None,
-        pending_exported: int,
-        pending_unexported: int,
-        pushed_files: int,
-        pending_since: datetime | None = None,
-    ) -> SyncStatus:
-        """The :class:`SyncStatus` of this state with the given counts."""
+    def status(self, **facts: Any) -> SyncStatus:
+        """The :class:`SyncStatus` of this state with ``facts``: its other fields but
+        ``pending_votes``, the sum of ``pending_exported`` and ``pending_unexported``."""
         with self._lock:
             open_incident = self._incident is not None and self._state != "stopped"
             return SyncStatus(
                 state=self._incident[0] if open_incident else self._state,
                 repo_id=self.repo_id,
-                last_push_at=last_push_at,
                 last_error=self._incident[1] if self._incident else None,
-                pending_votes=pending_exported + pending_unexported,
-                pending_exported=pending_exported,
-                pending_unexported=pending_unexported,
-                pushed_files=pushed_files,
+                pending_votes=facts["pending_exported"] + facts["pending_unexported"],
                 next_retry_at=self._next_retry if self._incident else None,
-                pending_since=pending_since,
+                **facts,
             )
