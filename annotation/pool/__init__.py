@@ -21,11 +21,8 @@ def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
         PoolError: as :func:`~annotation.pool.sources.resolve_pool`, or no usable clip.
     """
     directory, description = resolve_pool(settings)
-    build = (
-        ClipPool.from_music_arena
-        if (directory / "battle_data").is_dir()
-        else ClipPool.from_audiofolder
-    )
+    arena = (directory / "battle_data").is_dir()
+    build = ClipPool.from_music_arena if arena else ClipPool.from_audiofolder
     return build(
         directory,
         scorer,

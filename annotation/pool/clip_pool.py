@@ -158,8 +158,8 @@ class ClipPool:
         self._queue.start()
 
     def rescore(self, scorer: ScorerLike) -> None:
-        """Re-score every clip with a new model in the background, battle clips first; old
-        scores stay visible (with their :attr:`Clip.model_version`) until replaced.
+        """Re-score every clip with a new model in the background, battle clips first (old
+        scores stay until replaced).
 
         Raises:
             RuntimeError: scoring was never started (call :meth:`start_scoring`).
@@ -187,8 +187,7 @@ class ClipPool:
             "scored": scored,
             "failed": failed,
             "model_version": version,
-            "active": (self._queue is not None and scored + failed < len(self._clips))
-            or (self._queue is None and self.awaiting_scorer),
+            "active": self.awaiting_scorer if self._queue is None else scored + failed < len(self),
         }
 
     def missing_scores(self, clip_a: str, clip_b: str) -> tuple[bool, str]:

@@ -186,12 +186,9 @@ def _hub_dataset(repo_id: str, settings: Settings) -> Path:
 
     from apex.hub_files import hub_errors
 
+    cache_dir = settings.cache_dir / _HUB_CACHE
     try:
-        return Path(
-            snapshot_download(
-                repo_id, repo_type="dataset", cache_dir=settings.cache_dir / _HUB_CACHE
-            )
-        )
+        return Path(snapshot_download(repo_id, repo_type="dataset", cache_dir=cache_dir))
     except hub_errors() as exc:
         raise PoolError(
             f"could not download the Hub dataset {repo_id!r} ({type(exc).__name__}: {exc}). "

@@ -27,12 +27,11 @@ _STAGING = ".compact"
 class Compaction:
     """One month's staged compaction: the compacted file's repo path
     (``votes/YYYY/MM/<from>-<to>.parquet``), the verified ``staged`` file (outside ``votes/``
-    until committed), the repo paths of the shards it replaces, and its row count."""
+    until committed) and the repo paths of the shards it replaces."""
 
     path: str
     staged: Path
     removed: tuple[str, ...]
-    rows: int
 
 
 def tidy(folder: Path) -> list[str]:
@@ -80,7 +79,7 @@ def stage(folder: Path, shards: list[Path]) -> Compaction:
     if not back.equals(merged) or len(back.column("vote_id").unique()) != back.num_rows:
         raise ExportError(f"the compacted {rel} does not read back as its shards; left alone.")
     removed = tuple(path.relative_to(folder).as_posix() for path in shards)
-    return Compaction(path=rel, staged=staged, removed=removed, rows=back.num_rows)
+    return Compaction(path=rel, staged=staged, removed=removed)
 
 
 def apply(folder: Path, compactions: list[Compaction]) -> None:

@@ -63,17 +63,12 @@ class Ledger:
         write_json_atomic(self.path, data, indent=1)
 
 
-def parquet_rows(path: Path) -> int:
-    """Rows of a Parquet file, from its footer."""
-    return pq.read_metadata(path).num_rows
-
-
 def file_entry(path: Path, sha256: str | None = None) -> dict[str, Any]:
     """A file's ledger entry: ``{sha256, size}``, and ``rows`` for a shard."""
     digest = sha256_file(path) if sha256 is None else sha256
     entry: dict[str, Any] = {"sha256": digest, "size": path.stat().st_size}
     if path.suffix == ".parquet":
-        entry["rows"] = parquet_rows(path)
+        entry["rows"] = pq.read_metadata(path).num_rows
     return entry
 
 
@@ -88,10 +83,9 @@ def local_files(folder: Path) -> dict[str, Path]:
     return {rel: found[rel] for rel in keep}
 
 
-def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> list[str]:
+def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> None:
     """Move or copy the shards under ``folder`` into ``export_dir`` where their path is free
-    (shards are never overwritten); returns the repo paths adopted."""
-    adopted = []
+    (shards are never overwritten)."""
     for rel, path in local_files(folder).items():
         dest = export_dir / rel
         if rel == CARD_FILE or dest.exists():
@@ -103,8 +97,6 @@ def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> list[str]:
             continue  # another writer took the name meanwhile: its shard stays
         if move:
             path.unlink()
-        adopted.append(rel)
-    return adopted
 
 
 def restore_from_folder(store: VoteStore, folder: Path, *, export_dir: Path | None = None) -> int:

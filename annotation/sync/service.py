@@ -31,7 +31,6 @@ from annotation.sync.files import (
     file_entry,
     files_to_upload,
     local_files,
-    parquet_rows,
     restore_from_folder,
 )
 from annotation.sync.status import Backoff, Incidents, NoToken, SyncStatus
@@ -46,13 +45,7 @@ log = logging.getLogger(__name__)
 
 #: What a sync attempt can meet that is not a bug (HTTP errors and cache misses are ``OSError``,
 #: timeouts ``httpx2.HTTPError``): each opens an incident and is retried; anything else is raised.
-SYNC_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    httpx2.HTTPError,
-    NoToken,
-    StoreError,
-    ExportError,
-)
+SYNC_ERRORS = (OSError, httpx2.HTTPError, NoToken, StoreError, ExportError)
 
 
 class Clock(Protocol):
@@ -275,7 +268,7 @@ class VoteSync:
             index = meta.schema.to_arrow_schema().get_field_index("timestamp")
             stats = [meta.row_group(g).column(index).statistics for g in range(meta.num_row_groups)]
             mins = [s.min for s in stats if s is not None and s.has_min_max]
-            self._rows[key] = (parquet_rows(path), min(mins) if mins else None)
+            self._rows[key] = (meta.num_rows, min(mins) if mins else None)
         return self._rows[key]
 
     def restore(self) -> int:
