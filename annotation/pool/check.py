@@ -109,14 +109,14 @@ def validate_rows(
             skipped.append((name, str(exc)))
             continue
         seen.add(clip_id)
-        prompt = row.get("prompt", "")
+        prompt = row.get("prompt")
         clips.append(
             Clip(
                 clip_id=clip_id,
                 path=path,
                 file_name=name,
                 system=system,
-                prompt="" if prompt is None or pd.isna(prompt) else str(prompt),
+                prompt="" if pd.isna(prompt) else str(prompt),
                 is_instrumental=instrumental,
                 duration_s=float(checked["duration_s"]),
                 content_hash=str(checked.get("content_hash", "")),

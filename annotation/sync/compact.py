@@ -66,10 +66,8 @@ def stage(folder: Path, shards: list[Path]) -> Compaction:
         ExportError: the file read back differs from the shards' rows (nothing is committed).
     """
     folder = Path(folder)
-    tables = [conform(pq.read_table(path)) for path in shards]
-    merged = pa.concat_tables(tables)
-    first = shards[0].name.split("-")[0]
-    name = f"{first}-{shards[-1].name.split('-')[1]}"
+    merged = pa.concat_tables([conform(pq.read_table(path)) for path in shards])
+    name = f"{shards[0].name.split('-')[0]}-{shards[-1].name.split('-')[1]}"
     rel = (shards[0].parent / name).relative_to(folder).as_posix()
     staged = folder / _STAGING / rel.replace("/", "_")
     staged.parent.mkdir(parents=True, exist_ok=True)
