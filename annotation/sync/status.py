@@ -55,19 +55,13 @@ class Backoff:
 
 @dataclass(frozen=True)
 class SyncStatus:
-    """Where the sync stands, for the Data tab and ``apex votes status``.
+    """Where the sync stands, for the Data tab and ``apex votes status`` (times UTC, or None).
 
-    Attributes:
-        state: ``local`` (no repo configured), ``starting``, ``ok``, ``stopped``, or the open
-            incident's kind (``no_token``, ``offline``, ``rate_limited``, ...).
-        last_error: the open incident's message (no secrets), or None.
-        pending_votes: votes not on the Hub yet (= ``pending_exported + pending_unexported``):
-            in local shards not uploaded yet, and in the store not exported yet.
-        pushed_files: files the repo has received from this data directory.
-        next_retry_at: when the next attempt is due while an incident is open.
-        pending_since: when the oldest vote not on the Hub yet was cast.
-
-    Times are UTC datetimes, or None.
+    ``state``: ``local`` (no repo configured), ``starting``, ``ok``, ``stopped``, or the open
+    incident's kind; ``last_error``: its message (no secrets); ``pending_votes``: votes not on the
+    Hub yet, ``pending_exported`` (in local shards) plus ``pending_unexported`` (in the store
+    only); ``pending_since``: when the oldest of them was cast; ``pushed_files``: files the repo
+    has received from this data directory.
     """
 
     state: str
