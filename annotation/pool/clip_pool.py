@@ -278,19 +278,15 @@ class ClipPool:
             logger.warning("pool %s: skipped %s: %s", root, name, why)
         pool = cls(clips, root, skipped=skipped, description=description)
         pool._check_cache = cache
-        if scorer is not None:
-            pool._score_now(scorer, cache)
+        if scorer is not None:  # scored in this thread; unscorable clips join the skipped
+            ScoringQueue(pool, scorer, cache).run_until_done()
+            pool._model_version = model_key(scorer.info())[0]
+            for clip_id, reason in pool.score_errors.items():
+                clip = pool._clips.pop(clip_id)
+                pool._results.pop(clip_id, None)
+                pool.skipped.append((clip.file_name, reason))
+            pool._errors.clear()
         return pool
-
-    def _score_now(self, scorer: ScorerLike, cache: Path | None) -> None:
-        """Score every clip in this thread; unscorable clips leave the pool (into skipped)."""
-        ScoringQueue(self, scorer, cache).run_until_done()
-        self._model_version = model_key(scorer.info())[0]
-        for clip_id, reason in self.score_errors.items():
-            clip = self._clips.pop(clip_id)
-            self._results.pop(clip_id, None)
-            self.skipped.append((clip.file_name, reason))
-        self._errors.clear()
 
 
 def _rebuilt(data: dict[str, Any]) -> Any:
