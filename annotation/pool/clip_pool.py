@@ -235,10 +235,8 @@ class ClipPool:
         cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]
     ) -> ClipPool:
         """A pool from a folder with ``metadata.csv`` or ``.jsonl`` (``file_name``, ``system``,
-        ``prompt``, ``is_instrumental``, optional ``clip_id``) and the audio files.
-
-        ``scorer``: every clip is scored before this returns; None leaves scoring to
-        :meth:`start_scoring`.
+        ``prompt``, ``is_instrumental``, optional ``clip_id``) and the audio files; with a
+        ``scorer``, every clip is scored before this returns.
 
         Raises:
             PoolError: no metadata file, missing columns, or no usable clip at all.
