@@ -14,21 +14,15 @@ __all__ = ["Clip", "ClipPool", "PoolError", "PoolOptions", "ScorerLike", "load_p
 
 
 def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
-    """The pool ``settings.pool`` names (:func:`~annotation.pool.sources.resolve_pool`: ``auto``,
-    ``demo``, ``music-arena[:<batch>,...]``, a folder or a Hub dataset id), validated from headers;
-    scored before returning only when ``scorer`` is given. Clips over ``settings.max_audio_s`` are
-    skipped with the reason.
+    """The pool ``settings.pool`` names (``auto``, ``demo``, ``music-arena[:<batch>,...]``, a
+    folder or a Hub dataset id), scored before returning only when ``scorer`` is given.
 
     Raises:
-        PoolError: the folder does not exist, or a Hub dataset cannot be downloaded (offline);
-            the message says which setting to change.
+        PoolError: as :func:`~annotation.pool.sources.resolve_pool`, or no usable clip.
     """
     directory, description = resolve_pool(settings)
-    build = (
-        ClipPool.from_music_arena
-        if (directory / "battle_data").is_dir()
-        else ClipPool.from_audiofolder
-    )
+    arena = (directory / "battle_data").is_dir()
+    build = ClipPool.from_music_arena if arena else ClipPool.from_audiofolder
     return build(
         directory,
         scorer,

@@ -1,8 +1,7 @@
 """Checking pool clips cheaply: metadata rows -> :class:`Clip` objects, from audio headers.
 
-Each clip's header check is cached under ``<cache>/audio/header-<key>.json`` (key: path, size,
-mtime), so a restart only stats files; the content hash is computed when first needed
-(:func:`content_hash`) and kept in the same entry.
+Each check is cached under ``<cache>/audio/header-<key>.json`` (key: path, size, mtime), so a
+restart only stats files; the content hash, computed when first needed, is kept there too.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from apex.audio import AudioError
 from apex.files import sha256_file, sha256_text, write_json_atomic
 
 _TRUE = {"true", "1", "yes", "instrumental"}
@@ -22,18 +22,10 @@ _FALSE = {"false", "0", "no", "vocal"}
 
 @dataclass(frozen=True)
 class Clip:
-    """One clip of the pool.
-
-    Attributes:
-        clip_id: unique name within the pool.
-        path: absolute path of the audio file.
-        file_name: path relative to the pool folder (the released ``audio_a``/``audio_b``).
-        duration_s: length from the audio header, seconds.
-        scores: APEX's seven scores (empty until the clip is scored).
-        result: the full ``ScoreResult.to_dict()`` (None until scored).
-        content_hash: sha256 hex of the file's bytes ("" until first needed, see
-            :func:`content_hash`).
-        model_version: ``"<model id>@<version>"`` that produced ``scores`` (None until scored).
+    """One clip of the pool: ``path`` absolute, ``file_name`` relative to the pool folder (the
+    released ``audio_a``/``audio_b``), ``duration_s`` from the audio header. Until scored,
+    ``scores`` (the seven), ``result`` (``ScoreResult.to_dict()``) and ``model_version``
+    (``"<model id>@<version>"``) are empty; ``content_hash`` (sha256 hex) until first needed.
     """
 
     clip_id: str
@@ -58,8 +50,6 @@ class _Refused(ValueError):
 
 
 def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
     text = str(value).strip().lower()
     if text in _TRUE:
         return True
@@ -78,17 +68,15 @@ def read_json(path: Path | None) -> dict[str, Any] | None:
 
 
 def write_json(path: Path | None, data: dict[str, Any]) -> None:
-    if path is None:
-        return
     # A cache entry: rebuilt when lost, so no fsync; readers see the old file or the new one.
-    write_json_atomic(path, data, indent=None, fsync=False)
+    if path is not None:
+        write_json_atomic(path, data, indent=None, fsync=False)
 
 
 def validate_rows(
     root: Path, meta: pd.DataFrame, cache: Path | None, max_seconds: float
 ) -> tuple[list[Clip], list[tuple[str, str]]]:
-    from apex.audio import AudioError
-
+    """The usable clips of ``meta``'s rows and ``(file_name, reason)`` of the others."""
     clips: list[Clip] = []
     skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -107,7 +95,11 @@ def validate_rows(
             if not system:
                 raise _Refused("empty system")
             instrumental = _parse_bool(row["is_instrumental"])
-            checked = _checked_audio(path, cache, max_seconds)
+            entry = _entry(path, cache)  # the header check, cached while the file is unchanged
+            checked = read_json(entry)
+            if checked is None or "duration_s" not in checked:
+                checked = {"duration_s": _header_seconds(path, max_seconds)}
+                write_json(entry, checked)
             if checked["duration_s"] > max_seconds:
                 raise _Refused(
                     f"{checked['duration_s']:.1f} s is longer than APEX_MAX_AUDIO_S="
@@ -117,14 +109,14 @@ def validate_rows(
             skipped.append((name, str(exc)))
             continue
         seen.add(clip_id)
-        prompt = row.get("prompt", "")
+        prompt = row.get("prompt")
         clips.append(
             Clip(
                 clip_id=clip_id,
                 path=path,
                 file_name=name,
                 system=system,
-                prompt="" if prompt is None or pd.isna(prompt) else str(prompt),
+                prompt="" if pd.isna(prompt) else str(prompt),
                 is_instrumental=instrumental,
                 duration_s=float(checked["duration_s"]),
                 content_hash=str(checked.get("content_hash", "")),
@@ -153,27 +145,15 @@ def content_hash(path: Path, cache: Path | None) -> str:
     return str(checked["content_hash"])
 
 
-def _checked_audio(path: Path, cache: Path | None, max_seconds: float) -> dict[str, Any]:
-    """``{"duration_s"}`` (and ``"content_hash"`` once known) of a usable clip, from the cache
-    when the file's path, size and modification time are unchanged, else from its header.
+def _header_seconds(path: Path, max_seconds: float) -> float:
+    """Duration from the audio header, seconds (a format libsndfile cannot open is decoded).
 
     Raises:
         AudioError: not readable audio, or shorter than ``apex.audio.MIN_SECONDS``.
     """
-    entry = _entry(path, cache)
-    checked = read_json(entry)
-    if checked is None or "duration_s" not in checked:
-        checked = {"duration_s": _header_seconds(path, max_seconds)}
-        write_json(entry, checked)
-    return checked
-
-
-def _header_seconds(path: Path, max_seconds: float) -> float:
-    """Duration from the audio header, seconds; a format libsndfile cannot open is decoded once
-    by :func:`apex.audio.load_audio`, whose error says what is wrong with it."""
     import soundfile as sf
 
-    from apex.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, MIN_SECONDS, AudioError, load_audio
+    from apex.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, MIN_SECONDS, load_audio
 
     try:
         info = sf.info(str(path))

@@ -1,11 +1,8 @@
 """The arena's clip pool: AI-generated clips with their system, prompt and APEX scores.
 
-A pool is a folder in the audiofolder layout (``metadata.csv``/``.jsonl``: ``file_name``,
-``system``, ``prompt``, ``is_instrumental``, optional ``clip_id``) or Music Arena's release
-layout (:mod:`annotation.pool.sources`). Opening one checks headers only (cached under
-``cache_dir/pool/audio/``); unusable clips go to :attr:`ClipPool.skipped` with the reason.
-Scores come later from :meth:`ClipPool.start_scoring` (:mod:`annotation.pool.scoring`), cached
-per model and content hash; each records its :attr:`Clip.model_version`.
+Opening a pool checks audio headers only (:mod:`annotation.pool.check`); unusable clips go to
+:attr:`ClipPool.skipped` with the reason. Scores come later, in the background
+(:mod:`annotation.pool.scoring`).
 """
 
 from __future__ import annotations
@@ -30,13 +27,9 @@ logger = logging.getLogger(__name__)
 
 
 class PoolOptions(TypedDict, total=False):
-    """How :meth:`ClipPool.from_audiofolder` and :meth:`ClipPool.from_music_arena` build a pool.
-
-    Attributes:
-        cache_dir: where validation and scores are cached; None (default) disables the cache.
-        max_seconds: longest accepted clip, seconds (default 600; longer ones are skipped).
-        description: where the clips come from, in words for the UI.
-    """
+    """Options of the ``ClipPool.from_*`` builders: ``cache_dir`` (header and score cache; None,
+    the default: none), ``max_seconds`` (longest clip, default 600 s; longer ones are skipped),
+    ``description`` (where the clips come from, for the UI)."""
 
     cache_dir: str | Path | None
     max_seconds: float
@@ -44,18 +37,12 @@ class PoolOptions(TypedDict, total=False):
 
 
 class ClipPool:
-    """A fixed set of validated clips, looked up by id, whose scores fill in as they come.
+    """A fixed set of validated clips, looked up by id, whose scores fill in as they come
+    (thread-safe: the scoring queue records scores while the arena reads clips).
 
-    Thread-safe: the background scoring queue records scores while the arena reads clips.
-
-    Args:
-        clips: the usable clips.
-        root: the pool folder.
-        skipped: ``(file_name, reason)`` of every clip left out.
-        model_version: ``"<model id>@<version>"`` of the scorer that scored ``clips`` (for
-            clips given with scores), or None.
-        results: live ``ScoreResult`` objects by clip id (for ``scorer.compare``), may be empty.
-        description: where the clips come from, in words for the UI.
+    ``skipped``: ``(file_name, reason)`` of every clip left out; ``model_version``: the scorer of
+    clips given with scores; ``results``: live ``ScoreResult`` objects by clip id (for
+    ``scorer.compare``); ``description``: where the clips come from, for the UI.
     """
 
     def __init__(
@@ -83,7 +70,7 @@ class ClipPool:
         self._changed = threading.Condition()
         self._queue: Any = None
         self._early: list[str] = []  # battle clips asked for before scoring started
-        self._check_cache: Path | None = None  # header cache (content hashes are kept there)
+        self._check_cache: Path | None = None  # header cache, which keeps content hashes
         #: True while a scorer is expected but not yet started (the app's model warms up).
         self.awaiting_scorer = False
 
@@ -104,11 +91,6 @@ class ClipPool:
             raise KeyError(f"clip {clip_id!r} is not in the pool at {self.root}") from None
 
     @property
-    def systems(self) -> list[str]:
-        """Distinct systems, sorted."""
-        return sorted({clip.system for clip in self})
-
-    @property
     def model_version(self) -> str | None:
         """The version the pool is being scored with (the newest scorer), or None."""
         queue = self._queue
@@ -121,7 +103,7 @@ class ClipPool:
             return dict(self._errors)
 
     def content_hash(self, clip_id: str) -> str:
-        """sha256 hex of the clip's file, computed (once, then cached) when first asked for."""
+        """sha256 hex of the clip's file, computed when first asked for."""
         clip = self[clip_id]
         if clip.content_hash:
             return clip.content_hash
@@ -139,26 +121,14 @@ class ClipPool:
     def frame(self) -> pd.DataFrame:
         """One row per clip: ``clip_id``, ``system``, ``prompt``, ``is_instrumental``,
         ``duration_s``, ``file_name`` and the seven scores when known (the sampler's input)."""
-        rows = [
-            {
-                "clip_id": c.clip_id,
-                "system": c.system,
-                "prompt": c.prompt,
-                "is_instrumental": c.is_instrumental,
-                "duration_s": c.duration_s,
-                "file_name": c.file_name,
-                **c.scores,
-            }
-            for c in self
-        ]
         columns = ["clip_id", "system", "prompt", "is_instrumental", "duration_s", "file_name"]
+        rows = [{**{name: getattr(c, name) for name in columns}, **c.scores} for c in self]
         names = list(dict.fromkeys(columns + [k for row in rows for k in row]))
         return pd.DataFrame(rows, columns=names)
 
-    # ------------------------------------------------------------------ scores
     def record_score(self, clip_id: str, result: dict[str, Any], live: Any, version: str) -> None:
-        """Store a clip's score (``ScoreResult.to_dict()``, the live object or None, the
-        producing model's version); it replaces any older score of the clip."""
+        """Store (replace) a clip's score: ``ScoreResult.to_dict()``, the live object or None,
+        and the version of the model that produced it."""
         with self._changed:
             clip = self._clips[clip_id]
             self._clips[clip_id] = replace(
@@ -176,12 +146,8 @@ class ClipPool:
         logger.warning("pool %s: cannot score %s: %s", self.root, clip_id, reason)
 
     def start_scoring(self, scorer: ScorerLike, *, cache_dir: str | Path | None = None) -> None:
-        """Score every clip in the background with ``scorer`` (cached scores load first).
-
-        Returns at once; :meth:`prioritize` puts clips ahead, :meth:`scoring_progress` and
-        :meth:`wait_scored` follow the work. A second call acts like :meth:`rescore`.
-        """
-
+        """Score every clip in the background with ``scorer`` (cached scores first); returns at
+        once. A second call acts like :meth:`rescore`."""
         if self._queue is not None:
             self.rescore(scorer)
             return
@@ -192,8 +158,8 @@ class ClipPool:
         self._queue.start()
 
     def rescore(self, scorer: ScorerLike) -> None:
-        """Re-score every clip with a new model in the background, battle clips first; old
-        scores stay visible (with their :attr:`Clip.model_version`) until replaced.
+        """Re-score every clip with a new model in the background, battle clips first (old
+        scores stay until replaced).
 
         Raises:
             RuntimeError: scoring was never started (call :meth:`start_scoring`).
@@ -203,8 +169,7 @@ class ClipPool:
         self._queue.switch(scorer)
 
     def prioritize(self, clip_ids: Iterable[str]) -> None:
-        """Score these clips (a battle's two) before the rest (remembered until scoring
-        starts)."""
+        """Score these clips (a battle's two) before the rest, once scoring runs."""
         ids = [cid for cid in clip_ids if cid in self._clips]
         if self._queue is not None:
             self._queue.urgent(ids)
@@ -222,8 +187,7 @@ class ClipPool:
             "scored": scored,
             "failed": failed,
             "model_version": version,
-            "active": (self._queue is not None and scored + failed < len(self._clips))
-            or (self._queue is None and self.awaiting_scorer),
+            "active": self.awaiting_scorer if self._queue is None else scored + failed < len(self),
         }
 
     def missing_scores(self, clip_a: str, clip_b: str) -> tuple[bool, str]:
@@ -243,65 +207,53 @@ class ClipPool:
     def wait_scored(
         self, clip_ids: Iterable[str] | None = None, timeout: float | None = None
     ) -> bool:
-        """Block until these clips (default: all) are scored by the current model or failed.
-
-        Returns:
-            True when they all are; False at ``timeout`` seconds.
-        """
+        """Block until these clips (default: all) are scored by the current model or failed;
+        False at ``timeout`` seconds."""
         ids = list(self._clips) if clip_ids is None else list(clip_ids)
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def done() -> bool:
+            version = self.model_version
+            return all(i in self._errors or self._clips[i].scored_by(version) for i in ids)
+
         with self._changed:
-            while True:
-                version = self.model_version
-                left = [
-                    i
-                    for i in ids
-                    if i not in self._errors and not self._clips[i].scored_by(version)
-                ]
-                if not left:
-                    return True
+            while not done():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._changed.wait(remaining if remaining is not None else 1.0)
+                # polled too: a switch of model changes what "scored" means without a notify
+                self._changed.wait(1.0 if remaining is None else remaining)
+            return True
 
     def stop_scoring(self) -> None:
         """Stop the background queue (scores recorded so far stay)."""
         if self._queue is not None:
             self._queue.stop()
 
-    # ------------------------------------------------------------------ construction
     @classmethod
     def from_audiofolder(
         cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]
     ) -> ClipPool:
-        """Build a pool from an audiofolder directory, validating every clip from its header.
-
-        Args:
-            directory: folder with ``metadata.csv`` or ``metadata.jsonl`` and the audio files.
-            scorer: when given, every clip is scored before this returns (the blocking form);
-                None leaves scoring to :meth:`start_scoring`.
-            options: ``cache_dir``, ``max_seconds``, ``description`` (see :class:`PoolOptions`).
+        """A pool from a folder with ``metadata.csv`` or ``.jsonl`` (``file_name``, ``system``,
+        ``prompt``, ``is_instrumental``, optional ``clip_id``) and the audio files; with a
+        ``scorer``, every clip is scored before this returns.
 
         Raises:
             PoolError: no metadata file, missing columns, or no usable clip at all.
         """
-        rows = audiofolder_rows(directory)
-        return cls._build(*rows, scorer, **options)
+        return cls._build(*audiofolder_rows(directory), scorer, **options)
 
     @classmethod
     def from_music_arena(
         cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]
     ) -> ClipPool:
-        """Build a pool from Music Arena's release layout: one clip per released audio file on
-        disk, with its battle's system, prompt and instrumental flag (arguments as
+        """A pool of every released audio file on disk of Music Arena's layout (arguments as
         :meth:`from_audiofolder`; unreadable records and missing files go to :attr:`skipped`).
 
         Raises:
             PoolError: not Music Arena's layout, or no usable clip at all.
         """
-        rows = music_arena_rows(directory)
-        return cls._build(*rows, scorer, **options)
+        return cls._build(*music_arena_rows(directory), scorer, **options)
 
     @classmethod
     def _build(
@@ -324,19 +276,15 @@ class ClipPool:
             logger.warning("pool %s: skipped %s: %s", root, name, why)
         pool = cls(clips, root, skipped=skipped, description=description)
         pool._check_cache = cache
-        if scorer is not None:
-            pool._score_now(scorer, cache)
+        if scorer is not None:  # scored in this thread; unscorable clips join the skipped
+            ScoringQueue(pool, scorer, cache).run_until_done()
+            pool._model_version = model_key(scorer.info())[0]
+            for clip_id, reason in pool.score_errors.items():
+                clip = pool._clips.pop(clip_id)
+                pool._results.pop(clip_id, None)
+                pool.skipped.append((clip.file_name, reason))
+            pool._errors.clear()
         return pool
-
-    def _score_now(self, scorer: ScorerLike, cache: Path | None) -> None:
-        """Score every clip in this thread; unscorable clips leave the pool (into skipped)."""
-        ScoringQueue(self, scorer, cache).run_until_done()
-        self._model_version = model_key(scorer.info())[0]
-        for clip_id, reason in self.score_errors.items():
-            clip = self._clips.pop(clip_id)
-            self._results.pop(clip_id, None)
-            self.skipped.append((clip.file_name, reason))
-        self._errors.clear()
 
 
 def _rebuilt(data: dict[str, Any]) -> Any:

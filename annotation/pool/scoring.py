@@ -1,9 +1,8 @@
 """The pool's background scoring queue: every clip scored once per model, battle clips first.
 
-An *urgent* lane scores issued battles' clips (:meth:`ScoringQueue.urgent`); a *background* lane
-walks the rest (unscored before re-scores), taking no batch while battle clips wait. Scores are
-cached per model (``<cache>/<model key>/<sha256>.json``). A clip the model cannot score
-(:data:`CLIP_ERRORS`) is recorded on the pool and stays servable; anything else is a bug.
+An *urgent* lane scores issued battles' clips; a *background* lane walks the rest (unscored
+before re-scores) and waits while battle clips do. Scores are cached per model
+(``<cache>/<model key>/<sha256>.json``).
 """
 
 from __future__ import annotations
@@ -30,12 +29,11 @@ logger = logging.getLogger(__name__)
 
 #: Priorities handed to ``scorer.score`` (lower first; 0 is a person waiting on the Score tab).
 URGENT, BACKGROUND, RESCORE = 1, 2, 3
-#: Most clips per scorer call; also capped by the scorer's own ``max_batch`` (1 on CPU, where
-#: batching saves little time and multiplies activation memory), so a battle's clips wait at
-#: most for one such call.
+#: Most clips per scorer call (also capped by the scorer's ``max_batch``, 1 on CPU), so a battle's
+#: clips wait for at most one such call.
 BATCH_CLIPS = 4
-#: What a scorer raises for one clip it cannot score (unreadable or invalid audio, a file gone
-#: from disk). Anything else is a bug and is raised, not recorded.
+#: What a scorer raises for a clip it cannot score (bad audio, a file gone); the clip is
+#: recorded on the pool and stays servable. Anything else is a bug and is raised.
 CLIP_ERRORS: tuple[type[Exception], ...] = (AudioError, OSError)
 
 
@@ -56,13 +54,8 @@ def model_key(info: dict[str, Any]) -> tuple[str, str]:
 
 
 class ScoringQueue:
-    """Scores a pool's clips in two background lanes (see the module docstring).
-
-    Args:
-        pool: the pool whose clips are scored (scores go to ``pool.record_score``).
-        scorer: the model (``score(paths, priority=...)``, ``info()``).
-        cache: score cache root (``<cache_dir>/pool``), or None for no cache.
-    """
+    """Scores ``pool``'s clips with ``scorer`` in two lanes (see the module docstring); ``cache``:
+    the score cache root (``<cache_dir>/pool``), or None."""
 
     def __init__(self, pool: ClipPool, scorer: ScorerLike, cache: Path | None) -> None:
         self.pool = pool
@@ -79,23 +72,18 @@ class ScoringQueue:
         self._threads: list[threading.Thread] = []
         self._use(scorer, BACKGROUND)
 
-    @property
-    def version(self) -> str:
-        """``"<model id>@<version>"`` of the scorer clips are scored with now."""
-        return self._version
-
     def _use(self, scorer: ScorerLike, priority: int) -> None:
         """Make ``scorer`` current and queue every clip it has not scored yet."""
         version, key = model_key(scorer.info())
         with self._cond:
-            self._scorer, self._version = scorer, version
+            # version: "<model id>@<version>" of the current scorer (ClipPool.model_version)
+            self._scorer, self.version = scorer, version
             self._folder = self.cache / key if self.cache is not None else None
             self._failed.clear()
             for clip in self.pool:
                 heapq.heappush(self._heap, (priority, next(self._seq), clip.clip_id))
             self._cond.notify_all()
 
-    # ------------------------------------------------------------------ control
     def start(self) -> None:
         """Start both lanes (daemon threads)."""
         for name, urgent in (("urgent", True), ("background", False)):
@@ -124,21 +112,15 @@ class ScoringQueue:
             self._cond.notify_all()
 
     def run_until_done(self) -> None:
-        """Score everything queued in the calling thread (the blocking form), then return."""
+        """Score everything queued in the calling thread (the blocking form: no lanes run)."""
         while True:
             with self._cond:
                 ids = self._take(urgent=False)
-                if not ids:
-                    return
-                self._inflight |= set(ids)
-                job = (self._scorer, self._version, self._folder)
-            try:
-                self._score(ids, *job, priority=BACKGROUND)
-            finally:
-                with self._cond:
-                    self._inflight -= set(ids)
+                job = (self._scorer, self.version, self._folder)
+            if not ids:
+                return
+            self._score(ids, *job, priority=BACKGROUND)
 
-    # ------------------------------------------------------------------ lanes
     def _lane(self, urgent: bool) -> None:
         while True:
             with self._cond:
@@ -148,13 +130,11 @@ class ScoringQueue:
                     return
                 self._inflight |= set(ids)
                 self._urgent_busy = self._urgent_busy or urgent
-                job = (self._scorer, self._version, self._folder)
+                job = (self._scorer, self.version, self._folder)
             try:
                 self._score(ids, *job, priority=URGENT if urgent else BACKGROUND)
-            except Exception as exc:  # top level of a background thread: its loop must not die
-                # Only a bug gets here (clip errors are recorded per clip in _score): it is logged
-                # with its traceback and shown on every clip of the batch (pool.score_errors, the
-                # reveal's note), so the pool never empties silently.
+            except Exception as exc:  # a bug (clip errors are recorded in _score): the lane lives
+                # on, and every clip of the batch shows it, so the pool never empties silently.
                 logger.exception("pool scoring failed for %s (a bug, not a bad clip)", ids)
                 with self._cond:
                     self._failed |= set(ids)
@@ -167,27 +147,21 @@ class ScoringQueue:
                         self._urgent_busy = False
                     self._cond.notify_all()
 
-    def _needs(self, clip_id: str) -> bool:
-        if clip_id in self._inflight or clip_id in self._failed:
-            return False
-        clip = self.pool[clip_id]
-        return not clip.scored_by(self._version)
+    def _needs(self, clip_id: str, taken: list[str]) -> bool:
+        busy = clip_id in self._inflight or clip_id in self._failed or clip_id in taken
+        return not busy and not self.pool[clip_id].scored_by(self.version)
 
     def _take(self, urgent: bool) -> list[str]:
         """Clip ids to score next (lock held): all pending urgent ones, or a background batch."""
         ids: list[str] = []
         if urgent:
             while self._urgent:
-                clip_id = self._urgent.popleft()
-                if self._needs(clip_id) and clip_id not in ids:
+                if self._needs(clip_id := self._urgent.popleft(), ids):
                     ids.append(clip_id)
-            return ids
-        if self._urgent or self._urgent_busy:
-            return ids  # battle clips first: the background waits for them
-        while self._heap and len(ids) < self.batch:
-            _, _, clip_id = heapq.heappop(self._heap)
-            if self._needs(clip_id) and clip_id not in ids:
-                ids.append(clip_id)
+        elif not (self._urgent or self._urgent_busy):  # battle clips first
+            while self._heap and len(ids) < self.batch:
+                if self._needs(clip_id := heapq.heappop(self._heap)[2], ids):
+                    ids.append(clip_id)
         return ids
 
     def _score(
@@ -213,26 +187,21 @@ class ScoringQueue:
                 self.pool.record_error(clip.clip_id, f"scoring failed: {error}")
                 continue
             data = result.to_dict()
-            # A model swapped in mid-batch labels its own results (and is not cached as ours).
-            produced = _version_of(result) or version
+            # A model swapped in mid-batch labels its own results, not cached as ours.
+            model_id = getattr(result, "model_id", "")
+            produced = f"{model_id}@{getattr(result, 'model_version', '')}" if model_id else version
             if produced == version:
                 write_json(folder / f"{clip.content_hash}.json" if folder else None, data)
             self.pool.record_score(clip.clip_id, data, result, produced)
 
 
-def _version_of(result: Any) -> str | None:
-    """``"<model id>@<version>"`` a ``ScoreResult`` names, or None when it names none."""
-    model_id = getattr(result, "model_id", "")
-    return f"{model_id}@{getattr(result, 'model_version', '')}" if model_id else None
-
-
 def _score_isolated(scorer: Any, clips: list[Any], priority: int) -> list[tuple[Any, Any, Any]]:
-    """``(clip, result or None, error or None)`` per clip: one call for all, and on failure one
-    call per clip so a bad file does not cost its batch-mates their scores."""
+    """``(clip, result or None, error or None)`` per clip: one call for all, on failure one per clip
+    (a bad file must not cost its batch-mates their scores)."""
     try:
         results = list(scorer.score([clip.path for clip in clips], priority=priority))
         return [(clip, result, None) for clip, result in zip(clips, results, strict=True)]
-    except CLIP_ERRORS as exc:  # retried one by one below; each clip's own error is reported
+    except CLIP_ERRORS as exc:
         if len(clips) == 1:
             return [(clips[0], None, exc)]
         logger.info("a pool batch failed; scoring its %d clips one by one", len(clips))
@@ -240,6 +209,6 @@ def _score_isolated(scorer: Any, clips: list[Any], priority: int) -> list[tuple[
     for clip in clips:
         try:
             out.append((clip, scorer.score([clip.path], priority=priority)[0], None))
-        except CLIP_ERRORS as exc:  # reported on the pool (score_errors), never hidden
+        except CLIP_ERRORS as exc:
             out.append((clip, None, exc))
     return out

@@ -1,9 +1,5 @@
-"""Where the arena's clip pool comes from: the ``APEX_POOL`` setting and the two folder layouts.
-
-:func:`resolve_pool` turns ``settings.pool`` into a folder and a sentence (building the demo
-corpus or downloading from the Hub when needed); :func:`audiofolder_rows` and
-:func:`music_arena_rows` read either layout into the same metadata rows; :func:`pool_identity`
-names a folder's source and revision, as every vote records it.
+"""Where the arena's clip pool comes from: the ``APEX_POOL`` setting, the two folder layouts
+(read into the same metadata rows) and :func:`pool_identity`, the source every vote records.
 """
 
 from __future__ import annotations
@@ -30,17 +26,17 @@ class PoolError(ValueError):
 
 
 def resolve_pool(settings: Settings) -> tuple[Path, str]:
-    """The local folder ``settings.pool`` names and a sentence for the UI saying what it is.
-
-    ``auto`` picks the latest batch of Music Arena's public release when the Hub is reachable
-    and the batch downloads; otherwise the demo corpus, and the sentence says why.
+    """The local folder ``settings.pool`` names (downloaded or built first) and a sentence for
+    the UI saying what it is. ``auto`` is the latest batch of Music Arena's release when the
+    Hub has it, else the demo corpus (and the sentence says why).
 
     Raises:
-        PoolError: as :func:`pool_folder` (``auto`` itself never fails for want of the Hub).
+        PoolError: the spec is no folder, ``demo``, ``music-arena`` nor Hub id, or the download
+            failed (``auto`` never does); the message says which setting to change.
     """
     spec = settings.pool
     if spec != "auto":
-        folder = pool_folder(settings)
+        folder = _pool_folder(spec, settings)
         if spec == "demo":
             return folder, DEMO_DESCRIPTION
         if spec.startswith("music-arena"):
@@ -57,25 +53,17 @@ def resolve_pool(settings: Settings) -> tuple[Path, str]:
             return folder, f"Music Arena's public release, batch {batch} (real AI-generated music)"
         except PoolError as exc:
             reason = str(exc)
-    from apex.demo import ensure_demo_corpus
-
-    folder = Path(ensure_demo_corpus(settings))
+    folder = _pool_folder("demo", settings)
     return folder, f"{DEMO_DESCRIPTION} Music Arena's release could not be used: {reason}."
 
 
 def pool_identity(folder: str | Path, *, batches: tuple[str, ...] | None = None) -> str:
     """Where the clips of the pool in ``folder`` can be fetched again (a vote's ``pool``).
 
-    - ``demo:<seed>``: the synthetic demo corpus (its ``corpus.json`` holds the seed);
-    - ``<owner>/<name>@<revision>``: a dataset snapshot downloaded from the Hub (an audiofolder);
-    - ``local:<folder name>``: any other folder (its name only: a path may be private);
-    - followed by ``:<batch>[,<batch>...]`` for Music Arena's layout, e.g.
-      ``music-arena/music-arena-dataset@<revision>:02-2025SEP``.
-
-    Args:
-        folder: the pool's root folder (``ClipPool.root``).
-        batches: the Music Arena batches meant (an imported vote's own batch); default: every
-            ``battle_data/<batch>`` folder on disk.
+    ``demo:<seed>`` (the demo corpus), ``<owner>/<name>@<revision>`` (a Hub dataset snapshot) or
+    ``local:<folder name>`` (a path may be private); for Music Arena's layout followed by
+    ``:<batch>[,<batch>...]``: ``batches`` (an imported vote's own), default every
+    ``battle_data/<batch>`` on disk.
     """
     root = Path(folder).expanduser().resolve()
     info = root / "corpus.json"
@@ -91,8 +79,8 @@ def pool_identity(folder: str | Path, *, batches: tuple[str, ...] | None = None)
 
 
 def latest_music_arena_batch() -> str:
-    """Name of the newest ``battle_data/<batch>`` folder of Music Arena's Hub dataset
-    (batches are numbered ``NN-YYYYMON``; the highest ``NN`` is the latest).
+    """Name of the newest ``battle_data/<batch>`` folder (``NN-YYYYMON``, highest ``NN``) of
+    Music Arena's Hub dataset.
 
     Raises:
         PoolError: the Hub cannot be asked (offline, error) or lists no batch.
@@ -105,7 +93,7 @@ def latest_music_arena_batch() -> str:
     try:
         entries = HfApi().list_repo_tree(HUB_ID, path_in_repo="battle_data", repo_type="dataset")
         names = [Path(entry.path).name for entry in entries]
-    except hub_errors() as exc:  # offline, rate-limited, moved: one piece of advice for all
+    except hub_errors() as exc:
         raise PoolError(
             f"could not list the batches of {HUB_ID} ({type(exc).__name__}: {exc}); set "
             "APEX_POOL=music-arena:<batch> or a local copy of the release"
@@ -116,16 +104,8 @@ def latest_music_arena_batch() -> str:
     return max(batches, key=lambda name: int(name.split("-")[0]))
 
 
-def pool_folder(settings: Settings) -> Path:
-    """The local folder ``settings.pool`` names, downloaded or built first when needed.
-
-    Raises:
-        PoolError: the spec is no folder, ``demo``, ``music-arena`` nor Hub id, or the download
-            failed; the message says which setting to change.
-    """
-    spec = settings.pool
-    if spec == "auto":
-        return resolve_pool(settings)[0]
+def _pool_folder(spec: str, settings: Settings) -> Path:
+    """The local folder a pool spec other than ``auto`` names."""
     if spec == "demo":
         from apex.demo import ensure_demo_corpus
 
@@ -143,11 +123,8 @@ def pool_folder(settings: Settings) -> Path:
 
 
 def audiofolder_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tuple[str, str]]]:
-    """Read an audiofolder's ``metadata.csv`` (or ``metadata.jsonl``).
-
-    Returns:
-        The resolved folder, its metadata rows (at least ``file_name``, ``system`` and
-        ``is_instrumental``; all as read) and no skipped entries (rows are checked later).
+    """The resolved folder, its ``metadata.csv`` (or ``.jsonl``) rows as read, and no skipped
+    entries (rows are checked later).
 
     Raises:
         PoolError: no such folder, no metadata file, or missing columns.
@@ -171,13 +148,8 @@ def audiofolder_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tu
 
 
 def music_arena_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tuple[str, str]]]:
-    """Read Music Arena's release layout (``battle_data/<batch>/`` JSON + ``audio_files/<batch>/``
-    audio) into pool metadata.
-
-    Returns:
-        The release root; one row per released clip whose file is on disk (``clip_id``,
-        ``file_name``, ``system``, ``prompt``, ``is_instrumental``); and ``(name, reason)`` for
-        every battle record that could not be read and every clip whose file is missing.
+    """The release root, one metadata row per released clip on disk, and ``(name, reason)`` of
+    every unreadable battle record and missing file, from Music Arena's layout.
 
     Raises:
         PoolError: the folder is not in Music Arena's layout.
@@ -214,13 +186,10 @@ def _hub_dataset(repo_id: str, settings: Settings) -> Path:
 
     from apex.hub_files import hub_errors
 
+    cache_dir = settings.cache_dir / _HUB_CACHE
     try:
-        return Path(
-            snapshot_download(
-                repo_id, repo_type="dataset", cache_dir=settings.cache_dir / _HUB_CACHE
-            )
-        )
-    except hub_errors() as exc:  # every failure mode gets the same advice
+        return Path(snapshot_download(repo_id, repo_type="dataset", cache_dir=cache_dir))
+    except hub_errors() as exc:
         raise PoolError(
             f"could not download the Hub dataset {repo_id!r} ({type(exc).__name__}: {exc}). "
             "The Hub may be unreachable (offline?) or the id wrong; set APEX_POOL=demo or a local "

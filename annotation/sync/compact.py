@@ -1,10 +1,8 @@
-"""Monthly compaction: a closed month's small shards become one Parquet file, in a push's commit.
+"""Monthly compaction: a closed month's (UTC) shards become one Parquet file, in a push's commit.
 
-A month is due once ended (UTC) with more than one shard. Its shards are conformed, concatenated
-in row order and staged under ``<export_dir>/.compact/`` named as a shard of the whole row range;
-read back and checked row for row, it joins the push's one ``create_commit``, which deletes
-exactly those shards. The export folder changes only after that commit; the file names what it
-replaced (:data:`annotation.card.COMPACTED_FROM`), and :func:`tidy` finishes a half-tidied folder.
+The file is staged under ``<export_dir>/.compact/`` and verified row for row; the export folder
+changes only after the commit that adds it and deletes its shards. The file names the shards it
+replaced (:data:`annotation.card.COMPACTED_FROM`), so :func:`tidy` can finish after a kill.
 """
 
 from __future__ import annotations
@@ -27,27 +25,18 @@ _STAGING = ".compact"
 
 @dataclass(frozen=True)
 class Compaction:
-    """One month's staged compaction.
-
-    Attributes:
-        path: repo path of the compacted file (``votes/YYYY/MM/<from>-<to>.parquet``).
-        staged: the verified file, outside ``votes/`` until the commit succeeded.
-        removed: repo paths of the shards it replaces (each row verified present).
-        rows: votes in the file.
-    """
+    """One month's staged compaction: the compacted file's repo path
+    (``votes/YYYY/MM/<from>-<to>.parquet``), the verified ``staged`` file (outside ``votes/``
+    until committed) and the repo paths of the shards it replaces."""
 
     path: str
     staged: Path
     removed: tuple[str, ...]
-    rows: int
 
 
 def tidy(folder: Path) -> list[str]:
-    """Remove shards a compacted file already holds (left by a kill after the commit).
-
-    Returns:
-        The repo paths removed.
-    """
+    """Remove the shards a compacted file already holds (left by a kill after the commit);
+    returns their repo paths."""
     removed = []
     for _, _, path in list(shard_ranges(Path(folder) / SHARD_DIR)):
         if not path.is_file():
@@ -77,10 +66,8 @@ def stage(folder: Path, shards: list[Path]) -> Compaction:
         ExportError: the file read back differs from the shards' rows (nothing is committed).
     """
     folder = Path(folder)
-    tables = [conform(pq.read_table(path)) for path in shards]
-    merged = pa.concat_tables(tables)
-    first = shards[0].name.split("-")[0]
-    name = f"{first}-{shards[-1].name.split('-')[1]}"
+    merged = pa.concat_tables([conform(pq.read_table(path)) for path in shards])
+    name = f"{shards[0].name.split('-')[0]}-{shards[-1].name.split('-')[1]}"
     rel = (shards[0].parent / name).relative_to(folder).as_posix()
     staged = folder / _STAGING / rel.replace("/", "_")
     staged.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +77,7 @@ def stage(folder: Path, shards: list[Path]) -> Compaction:
     if not back.equals(merged) or len(back.column("vote_id").unique()) != back.num_rows:
         raise ExportError(f"the compacted {rel} does not read back as its shards; left alone.")
     removed = tuple(path.relative_to(folder).as_posix() for path in shards)
-    return Compaction(path=rel, staged=staged, removed=removed, rows=back.num_rows)
+    return Compaction(path=rel, staged=staged, removed=removed)
 
 
 def apply(folder: Path, compactions: list[Compaction]) -> None:

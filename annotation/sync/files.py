@@ -1,7 +1,6 @@
 """The files the Hub sync handles: which may go up, what the repo already holds, adopting shards.
 
-Only shards and the card leave the export folder (:data:`UPLOAD_PATTERNS`); the :class:`Ledger`
-(``<data_dir>/hub_sync.json``) uploads a shard exactly once, across restarts.
+The :class:`Ledger` (``<data_dir>/hub_sync.json``) uploads a shard exactly once, across restarts.
 """
 
 from __future__ import annotations
@@ -13,10 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.parquet as pq
 from huggingface_hub.hf_api import DEFAULT_IGNORE_PATTERNS
 from huggingface_hub.utils import filter_repo_objects
 
 from annotation.card import CARD_FILE, SHARD_GLOB
+from annotation.export import import_shards
 from apex.files import atomic_path, sha256_file, write_json_atomic
 
 if TYPE_CHECKING:
@@ -30,11 +31,8 @@ log = logging.getLogger(__name__)
 
 
 class Ledger:
-    """What the repo holds from this data directory: ``repo path -> {sha256, size, rows}``.
-
-    Persisted as JSON so that a restart never uploads a shard twice; tied to one repo id (a new
-    repo starts an empty ledger, so everything is uploaded there).
-    """
+    """What the repo holds from this data directory: ``repo path -> {sha256, size, rows}``; tied
+    to one repo id (a new repo starts an empty ledger, so everything is uploaded there)."""
 
     def __init__(self, path: Path, repo_id: str) -> None:
         self.path, self.repo_id = path, repo_id
@@ -65,20 +63,12 @@ class Ledger:
         write_json_atomic(self.path, data, indent=1)
 
 
-def parquet_rows(path: Path) -> int:
-    """Rows of a Parquet file, from its footer."""
-    import pyarrow.parquet as pq
-
-    return pq.read_metadata(path).num_rows
-
-
 def file_entry(path: Path, sha256: str | None = None) -> dict[str, Any]:
-    """A file's ledger entry: ``{sha256, size}``, and ``rows`` for a shard (``sha256`` when the
-    caller has it)."""
+    """A file's ledger entry: ``{sha256, size}``, and ``rows`` for a shard."""
     digest = sha256_file(path) if sha256 is None else sha256
     entry: dict[str, Any] = {"sha256": digest, "size": path.stat().st_size}
     if path.suffix == ".parquet":
-        entry["rows"] = parquet_rows(path)
+        entry["rows"] = pq.read_metadata(path).num_rows
     return entry
 
 
@@ -93,15 +83,9 @@ def local_files(folder: Path) -> dict[str, Path]:
     return {rel: found[rel] for rel in keep}
 
 
-def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> list[str]:
-    """Move or copy the shards under ``folder`` into ``export_dir`` where their path is free.
-
-    A path that is taken keeps the local file: shards are never overwritten.
-
-    Returns:
-        The repo paths adopted.
-    """
-    adopted = []
+def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> None:
+    """Move or copy the shards under ``folder`` into ``export_dir`` where their path is free
+    (shards are never overwritten)."""
     for rel, path in local_files(folder).items():
         dest = export_dir / rel
         if rel == CARD_FILE or dest.exists():
@@ -113,22 +97,18 @@ def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> list[str]:
             continue  # another writer took the name meanwhile: its shard stays
         if move:
             path.unlink()
-        adopted.append(rel)
-    return adopted
 
 
 def restore_from_folder(store: VoteStore, folder: Path, *, export_dir: Path | None = None) -> int:
-    """Import every ``votes/**/*.parquet`` shard under ``folder`` (laid out like the dataset repo).
+    """Import every ``votes/**/*.parquet`` shard under ``folder`` (laid out like the dataset
+    repo), idempotent by vote id; returns how many votes were added.
 
-    Idempotent by vote id: importing the same folder twice adds nothing the second time.
-    Imported votes are never exported again, so when ``export_dir`` is given the shards it lacks
-    are copied there too: the export folder (and the Hub, after the next push) then holds them.
+    Imported votes are never exported again, so the shards ``export_dir`` (when given) lacks are
+    copied there, to reach the Hub with the next push.
 
-    Returns:
-        How many votes were added.
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder.
     """
-    from annotation.export import import_shards
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass the folder that holds votes/.")

@@ -1,10 +1,8 @@
 """Hub sync: push the append-only vote shards to a dataset repo, and restore an empty store from it.
 
-:class:`VoteSync` runs one thread that waits ``settings.sync_minutes`` after the last push (or the
-backoff), then connects, restores if owed, exports, refreshes the card and commits what the repo
-lacks plus any due compaction in one ``create_commit`` (:meth:`VoteSync._commit`). Failures in
-:data:`SYNC_ERRORS` open an incident (:mod:`annotation.sync.status`) and are retried with backoff;
-votes keep landing locally. The Hub client (``api``) and the clock are injected for tests.
+One thread pushes every ``settings.sync_minutes``: connect, restore if owed, export, refresh the
+card, then one ``create_commit`` of what the repo lacks plus any due compaction. Failures in
+:data:`SYNC_ERRORS` open an incident and are retried with backoff; votes keep landing locally.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx2
+import pyarrow.parquet as pq
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -32,7 +31,6 @@ from annotation.sync.files import (
     file_entry,
     files_to_upload,
     local_files,
-    parquet_rows,
     restore_from_folder,
 )
 from annotation.sync.status import Backoff, Incidents, NoToken, SyncStatus
@@ -45,17 +43,9 @@ __all__ = ["SYNC_ERRORS", "SystemClock", "VoteSync"]
 
 log = logging.getLogger(__name__)
 
-#: What a sync attempt can meet that is not a bug: the Hub or the network refusing (HTTP errors
-#: and cache misses are ``OSError``, timeouts ``httpx2.HTTPError``), a full disk, no token, the
-#: store unreadable for a moment, an export refused. Each opens an incident and is retried;
-#: anything else (a ``ValueError`` or ``RuntimeError`` of a bug) is raised with its traceback.
-SYNC_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    httpx2.HTTPError,
-    NoToken,
-    StoreError,
-    ExportError,
-)
+#: What a sync attempt can meet that is not a bug (HTTP errors and cache misses are ``OSError``,
+#: timeouts ``httpx2.HTTPError``): each opens an incident and is retried; anything else is raised.
+SYNC_ERRORS = (OSError, httpx2.HTTPError, NoToken, StoreError, ExportError)
 
 
 class Clock(Protocol):
@@ -69,23 +59,15 @@ class SystemClock:
     """The real clock: ``time.time`` and ``Event.wait`` (True when stopped)."""
 
     def time(self) -> float:
-        """Unix seconds."""
         return time.time()
 
     def wait(self, stop: threading.Event, seconds: float) -> bool:
-        """Wait ``seconds`` or until ``stop`` is set; True when stopped."""
         return stop.wait(max(0.0, seconds))
 
 
 class VoteSync:
-    """Publishes the vote store to ``settings.votes_repo`` (see the module docstring).
-
-    Args:
-        settings: ``votes_repo``, ``votes_private``, ``sync_minutes``, ``export_dir``, rules.
-        store: the vote store (:class:`annotation.store.VoteStore`).
-        api: Hub client; default ``HfApi()`` (token from ``HF_TOKEN`` or the stored login).
-        backoff: waits between failed attempts.
-        clock: the loop's clock (:class:`SystemClock` by default).
+    """Publishes the vote store to ``settings.votes_repo``; ``api`` (default ``HfApi()``, token
+    from ``HF_TOKEN`` or the stored login) and ``clock`` are injected for tests.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop` (which pushes once more).
     Without :meth:`start` (the CLI) nothing runs in the background: :meth:`push_now` makes one
@@ -116,12 +98,9 @@ class VoteSync:
         self._rows: dict[tuple[str, int], tuple[int, float | None]] = {}
         self._warned: set[str] = set()
 
-    # ------------------------------------------------------------------ lifecycle
     def start(self, *, restore: bool = True) -> VoteSync:
-        """Restore an empty store from the repo, then push in the background.
-
-        Never raises for Hub trouble: it opens an incident (see :meth:`status`) and retries.
-        """
+        """Restore an empty store from the repo, then push in the background (Hub trouble opens
+        an incident, never raises)."""
         if self.repo_id is None or self._thread is not None:
             return self
         if restore and self.store.counts()["votes"] == 0:
@@ -141,11 +120,8 @@ class VoteSync:
         return self.status()
 
     def stop(self, timeout: float | None = 120.0, *, push: bool = True) -> SyncStatus:
-        """End the loop and push once more (one attempt, unless ``push=False``).
-
-        Votes that cannot be pushed now stay in the store and the export folder; the next start
-        pushes them.
-        """
+        """End the loop and push once more (one attempt, unless ``push=False``); what cannot be
+        pushed now stays local for the next start."""
         self._stopping.set()
         running = self._thread is not None or self._connected
         if self._thread is not None:
@@ -164,9 +140,7 @@ class VoteSync:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
-        """Wait for the interval after the last push (or the backoff), attempt, repeat."""
         interval = self.settings.sync_minutes * 60.0
         last = self._ledger.last_push
         due = last.timestamp() + interval if last else self._clock.time()
@@ -229,12 +203,9 @@ class VoteSync:
         entries: dict[str, dict[str, Any]],
         compactions: list[compact.Compaction],
     ) -> Any:
-        """One ``HfApi.create_commit``: add ``entries`` (paths relative to ``folder``) and carry
-        out ``compactions`` (add each compacted file, delete the shards it holds) together;
-        None when there is nothing to send.
-
-        Only the operations the repo still needs are sent: a compacted file the repo already has,
-        or a shard it no longer has (a compaction committed before a kill), is left out.
+        """One ``create_commit``: add ``entries`` (paths relative to ``folder``) and carry out
+        ``compactions``; None when there is nothing to send. Only what the repo still needs is
+        sent (a compaction committed before a kill is not redone).
         """
         operations: list[Any] = [
             CommitOperationAdd(path_in_repo=rel, path_or_fileobj=folder / rel) for rel in entries
@@ -264,7 +235,6 @@ class VoteSync:
         )
         self._connected = True
 
-    # ------------------------------------------------------------------ status
     def status(self) -> SyncStatus:
         """State, last push, last error, pending votes and the oldest of them (footers only)."""
         pending_exported = 0
@@ -294,27 +264,20 @@ class VoteSync:
         """Rows and earliest vote time of a shard (from its footer), cached by size."""
         key = (rel, path.stat().st_size)
         if key not in self._rows:
-            import pyarrow.parquet as pq
-
             meta = pq.read_metadata(path)
             index = meta.schema.to_arrow_schema().get_field_index("timestamp")
             stats = [meta.row_group(g).column(index).statistics for g in range(meta.num_row_groups)]
             mins = [s.min for s in stats if s is not None and s.has_min_max]
-            self._rows[key] = (parquet_rows(path), min(mins) if mins else None)
+            self._rows[key] = (meta.num_rows, min(mins) if mins else None)
         return self._rows[key]
 
-    # ------------------------------------------------------------------ restore
     def restore(self) -> int:
-        """Download the repo's vote shards and import them (idempotent by vote id).
-
-        The shards are adopted into the export folder and recorded as already on the Hub, so they
-        are neither exported nor uploaded again; so is the card, so an unchanged card is not
-        committed again. Returns how many votes were added.
+        """Download the repo's shards and card, import the votes (idempotent by vote id) and
+        record the files as on the Hub, so none is uploaded again. Returns the votes added.
 
         Raises:
             ValueError: no repo is configured (set APEX_VOTES_REPO).
-            Exception: one of :data:`SYNC_ERRORS`, what the Hub client raised (see
-                :func:`annotation.sync.status.describe_error`).
+            Exception: one of :data:`SYNC_ERRORS`, what the Hub client raised.
         """
         if self.repo_id is None:
             raise ValueError(
@@ -345,12 +308,10 @@ class VoteSync:
         log.info("Restored %d votes from %d files of %s.", added, len(entries), self.repo_id)
         return added
 
-    # ------------------------------------------------------------------ helpers
     def _token(self) -> str | None:
         return getattr(self._api, "token", None) or get_token()
 
     def _failed(self, err: BaseException, doing: str) -> float:
-        """Record a failed attempt (see :class:`Incidents`); returns the wait, seconds."""
-        secrets = (self._token() or "",)
+        """Record a failed attempt; returns the wait, seconds."""
         retrying = self._thread is not None
-        return self._incidents.failed(err, doing, secrets=secrets, retrying=retrying)
+        return self._incidents.failed(err, doing, secrets=(self._token() or "",), retrying=retrying)

@@ -1,8 +1,7 @@
 """Where the Hub sync stands: its status record, backoff, and the incident it has open.
 
-A failed attempt opens an incident of one kind (``no_token``, ``offline``, ``rate_limited``,
-``conflict``, ``server_error``, ``auth``, ``http_error``, ``error``), logged once with what to do
-(never a secret) and retried with backoff until an attempt succeeds.
+A failed attempt opens an incident of one kind (the keys of ``_MESSAGES``), logged once with what
+to do (never a secret) and retried with backoff until an attempt succeeds.
 """
 
 from __future__ import annotations
@@ -41,13 +40,8 @@ _HTTP_KINDS = {429: "rate_limited", 412: "conflict", 401: "auth", 403: "auth"}
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff between failed attempts: ``initial_s * factor**(failures-1)``, capped.
-
-    Attributes:
-        initial_s: wait after the first failure, seconds.
-        factor: growth per further failure.
-        max_s: longest wait, seconds (a Retry-After from the Hub may ask for longer).
-    """
+    """Waits between failed attempts, seconds: ``initial_s * factor**(failures-1)``, capped at
+    ``max_s`` (a Retry-After from the Hub may ask for longer)."""
 
     initial_s: float = 30.0
     factor: float = 2.0
@@ -61,21 +55,13 @@ class Backoff:
 
 @dataclass(frozen=True)
 class SyncStatus:
-    """Where the sync stands, for the Data tab and ``apex votes status``.
+    """Where the sync stands, for the Data tab and ``apex votes status`` (times UTC, or None).
 
-    Attributes:
-        state: ``local`` (no repo configured), ``starting``, ``ok``, ``stopped``, or the open
-            incident: ``no_token``, ``offline``, ``rate_limited``, ``conflict``, ``server_error``,
-            ``auth``, ``http_error``, ``error``.
-        repo_id: the dataset repo, or None.
-        last_push_at: when a commit last succeeded (UTC), or None.
-        last_error: the open incident's message (no secrets), or None.
-        pending_votes: votes not on the Hub yet (= ``pending_exported + pending_unexported``).
-        pending_exported: votes in local shards that are not uploaded yet.
-        pending_unexported: votes in the store not exported to a shard yet.
-        pushed_files: files the repo has received from this data directory.
-        next_retry_at: when the next attempt is due while an incident is open (UTC), or None.
-        pending_since: when the oldest vote not on the Hub yet was cast (UTC), or None.
+    ``state``: ``local`` (no repo configured), ``starting``, ``ok``, ``stopped``, or the open
+    incident's kind; ``last_error``: its message (no secrets); ``pending_votes``: votes not on the
+    Hub yet, ``pending_exported`` (in local shards) plus ``pending_unexported`` (in the store
+    only); ``pending_since``: when the oldest of them was cast; ``pushed_files``: files the repo
+    has received from this data directory.
     """
 
     state: str
@@ -134,14 +120,13 @@ def describe_error(
             retry_after = float(response.headers.get("Retry-After", ""))
         except ValueError:
             retry_after = None
+    # httpx-family network errors share a TransportError base
+    transport = any(c.__name__ == "TransportError" for c in type(err).__mro__)
     if isinstance(err, (LocalTokenNotFoundError, NoToken)):
         kind = "no_token"
     elif code is not None:
         kind = _HTTP_KINDS.get(code) or ("server_error" if code >= 500 else "http_error")
-    elif isinstance(err, (ConnectionError, TimeoutError, LocalEntryNotFoundError)) or any(
-        c.__name__ == "TransportError"
-        for c in type(err).__mro__  # httpx-family network errors
-    ):
+    elif transport or isinstance(err, (ConnectionError, TimeoutError, LocalEntryNotFoundError)):
         kind = "offline"
     else:
         kind = "error"
@@ -157,12 +142,8 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 class Incidents:
-    """The sync's state, its open incident and the backoff before the next attempt (thread-safe).
-
-    Args:
-        repo_id: the dataset repo, or None (the sync only keeps votes locally).
-        backoff: waits between failed attempts.
-    """
+    """The sync's state, its open incident and the backoff before the next attempt (thread-safe);
+    ``repo_id`` None: votes are only kept locally."""
 
     def __init__(self, repo_id: str | None, backoff: Backoff) -> None:
         self.repo_id, self.backoff = repo_id, backoff
@@ -175,14 +156,9 @@ class Incidents:
     def failed(
         self, err: BaseException, doing: str, *, secrets: tuple[str, ...], retrying: bool
     ) -> float:
-        """Record a failed attempt; log only when it opens a new incident. Returns the wait, s.
-
-        Args:
-            err: what the attempt raised.
-            doing: what was attempted, for the log (``"pushing votes"``).
-            secrets: strings never to show (the token).
-            retrying: the sync runs in the background and will retry after the wait.
-        """
+        """Record a failed attempt while ``doing`` (for the log); log only when it opens a new
+        incident, never showing ``secrets``. Returns the wait, seconds (``retrying``: the
+        background loop will retry after it)."""
         kind, message, retry_after = describe_error(err, self.repo_id or "", secrets)
         with self._lock:
             self._failures += 1
@@ -218,27 +194,16 @@ class Incidents:
         with self._lock:
             self._state = "stopped" if self.repo_id else "local"
 
-    def status(
-        self,
-        *,
-        last_push_at: datetime | None,
-        pending_exported: int,
-        pending_unexported: int,
-        pushed_files: int,
-        pending_since: datetime | None = None,
-    ) -> SyncStatus:
-        """The :class:`SyncStatus` of this state with the given counts."""
+    def status(self, **facts: Any) -> SyncStatus:
+        """The :class:`SyncStatus` of this state with ``facts``: its other fields but
+        ``pending_votes``, the sum of ``pending_exported`` and ``pending_unexported``."""
         with self._lock:
             open_incident = self._incident is not None and self._state != "stopped"
             return SyncStatus(
                 state=self._incident[0] if open_incident else self._state,
                 repo_id=self.repo_id,
-                last_push_at=last_push_at,
                 last_error=self._incident[1] if self._incident else None,
-                pending_votes=pending_exported + pending_unexported,
-                pending_exported=pending_exported,
-                pending_unexported=pending_unexported,
-                pushed_files=pushed_files,
+                pending_votes=facts["pending_exported"] + facts["pending_unexported"],
                 next_retry_at=self._next_retry if self._incident else None,
-                pending_since=pending_since,
+                **facts,
             )

@@ -258,7 +258,7 @@ def test_header_check_is_cached_by_path_size_and_mtime(tmp_path: Path) -> None:
 
 def test_auto_pool_offline_is_the_demo_corpus_and_says_why(settings) -> None:
     pool = load_pool(settings.replace(pool="auto", demo_clips=16))
-    assert pool.systems and "synthetic demo corpus" in pool.description
+    assert {clip.system for clip in pool} and "synthetic demo corpus" in pool.description
     assert "Hub is not reachable" in pool.description
 
 
