@@ -2,7 +2,7 @@
 
 Workload: 211k songs x 768 dims (song mode, one layer), seven regression targets with the usual
 unknowns (aesthetics missing for 30 % of songs), plus 50k battles trained with the Bradley-Terry
-loss: :func:`apex.training.train` with ApexHeads, uncertainty weighting, batch 512, 10 epochs.
+loss: :func:`apex.training.loop.train` with ApexHeads, uncertainty weighting, batch 512, 10 epochs.
 
 Baseline, measured in the same run: the reference's loop shape — a ``torch.utils.data.Dataset``
 whose ``__getitem__`` builds one tensor per field per row, a ``DataLoader`` collating batches of 64
