@@ -1,15 +1,8 @@
 """Build, cache and read the synthetic demo corpus (``datasets`` audiofolder layout).
 
-Layout of a built corpus (documented in ``data/README.md``, "Demo corpus")::
-
-    out_dir/
-      audio/demo-s<seed>-<index>.wav|.flac  8-15 s; mostly 24 kHz mono, some 44.1/48 kHz stereo
-      metadata.csv       one row per clip, ``file_name`` first (audiofolder convention)
-      engagement.jsonl   reference manifest shape: id, score_streams, score_likes, platform, ...
-      corpus.json        seed, version, counts, build seconds; written last, so it marks completion
-
-Every system renders each prompt. Everything is a deterministic function of ``(seed, n_clips,
-DEMO_VERSION)``; every clip draws from its own generator.
+Layout, determinism and caching: ``data/README.md``, "Demo corpus". Every file but
+``corpus.json`` (written last, so it marks completion) is a deterministic function of ``(seed,
+n_clips, DEMO_VERSION)``; every clip draws from its own generator.
 """
 
 from __future__ import annotations
@@ -130,11 +123,10 @@ def ensure_demo_corpus(settings: Settings) -> Path:
 
 
 def load_metadata(corpus_dir: str | Path) -> pd.DataFrame:
-    """Read a corpus's ``metadata.csv``: one row per clip (columns in data/README.md).
+    """A corpus's ``metadata.csv``, one row per clip (columns in data/README.md).
 
     Raises:
-        FileNotFoundError: no metadata.csv in ``corpus_dir``.
-        ValueError: the file lacks required columns.
+        FileNotFoundError: no metadata.csv in ``corpus_dir``. ValueError: it lacks columns.
     """
     path = Path(corpus_dir) / "metadata.csv"
     if not path.is_file():
@@ -155,18 +147,11 @@ def _is_current(out: Path, seed: int, n_clips: int) -> bool:
         info = json.loads((out / "corpus.json").read_text())
     except (OSError, ValueError):
         return False
-    same = (info.get("seed"), info.get("version"), info.get("n_clips")) == (
-        seed,
-        DEMO_VERSION,
-        n_clips,
-    )
+    wanted = {"seed": seed, "version": DEMO_VERSION, "n_clips": n_clips}
+    if any(info.get(k) != v for k, v in wanted.items()) or not (out / "metadata.csv").is_file():
+        return False
     audio = out / "audio"
-    return (
-        same
-        and (out / "metadata.csv").is_file()
-        and audio.is_dir()
-        and (sum(1 for _ in audio.iterdir()) == n_clips)
-    )
+    return audio.is_dir() and sum(1 for _ in audio.iterdir()) == n_clips
 
 
 def _plan(seed: int, n_clips: int) -> list[dict[str, Any]]:
@@ -218,9 +203,8 @@ def _plan(seed: int, n_clips: int) -> list[dict[str, Any]]:
 
 
 def _render_all(staging: Path, plan: list[dict[str, Any]]) -> None:
-    # One process on purpose: rendering is ~25 ms of numpy per clip, and a pool would need either
-    # "fork" (unsafe under a threaded caller such as gradio or torch) or "spawn" (which re-imports
-    # the caller's __main__ and so breaks plain scripts without a main guard).
+    # One process on purpose (~25 ms a clip): "fork" is unsafe under threaded callers (gradio,
+    # torch) and "spawn" re-imports the caller's __main__, breaking scripts without a main guard.
     for clip in plan:
         audio = render_clip(clip["spec"], np.random.default_rng(list(clip["render_seed"])))
         path = staging / clip["file_name"]
@@ -234,7 +218,7 @@ def _ground_truth(plan: list[dict[str, Any]], seed: int) -> pd.DataFrame:
     sung = np.array([c["spec"].lead == "voice" for c in plan])
     scores = truth.aesthetics(traits, sung, rng)
     counts = truth.engagement(scores, rng)
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
             "file_name": [c["file_name"] for c in plan],
             "clip_id": [c["clip_id"] for c in plan],
@@ -255,15 +239,11 @@ def _ground_truth(plan: list[dict[str, Any]], seed: int) -> pd.DataFrame:
             **{f"trait_{t}": traits[:, i].round(4) for i, t in enumerate(TRAITS)},
         }
     )
-    return table
 
 
 def _splits(prompt_index: list[int], seed: int) -> list[str]:
-    """train/val/test by prompt, so no prompt's material leaks across splits.
-
-    Every complete prompt holds one clip of each system, so each system appears in every split
-    as soon as there are at least three complete prompts; smaller corpora split clip by clip.
-    """
+    """train/val/test by complete prompt (one clip of each system), so no prompt's material
+    leaks across splits; with fewer than three complete prompts, clip by clip."""
     index = np.asarray(prompt_index)
     complete = np.flatnonzero(np.bincount(index) == len(SYSTEMS))
     rng = np.random.default_rng([seed, 4])

@@ -1,22 +1,8 @@
 """Render one synthetic demo song from its traits: vectorised numpy additive synthesis.
 
-A clip is a short song on an eighth-note grid in 4/4: a pad playing one chord per bar, a bass on
-the quarter notes, a lead melody (an instrument, or a "vocal-like" lead whose harmonics are shaped
-by vowel formants), and a kick/snare/hat kit. Sections are two bars long. Each trait of
-:mod:`apex.demo.systems` changes the sound in one controlled way:
-
-- harmony: probability that a chord is diatonic (else a random cluster) and that a melody note is a
-  chord/scale tone (else a uniformly random semitone);
-- timing: onset jitter, standard deviation ``JITTER_S * (1 - timing)`` seconds, and a sinusoidal
-  tempo drift of relative amplitude ``DRIFT * (1 - timing)``;
-- cleanliness: white noise floor at ``-68 + 50 * (1 - cleanliness)`` dB RMS re full scale;
-- headroom: the master is driven into a hard clipper by ``1 + 12 * (1 - headroom) ** 2``;
-- brightness: 4th-order Butterworth low-pass at ``500 * 22 ** brightness`` Hz (500 Hz to 11 kHz);
-- structure: probability that a section repeats earlier material (A A B A ...), else new material;
-- expression: attack/release shaping, decay, vibrato depth, velocity and detune variation, pitch
-  scoop on sung notes (0 gives hard-gated, flat, identical notes).
-
-Nothing here reads or writes files; :mod:`apex.demo.corpus` does.
+An eighth-note grid in 4/4, two-bar sections: a pad (one chord per bar), a bass on the quarter
+notes, a lead melody (an instrument, or a vocal-like lead shaped by vowel formants) and a
+kick/snare/hat kit. What each trait changes in the sound: ``data/README.md``, "Systems and traits".
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""The named demo "systems": synthesisers with controlled, audible qualities (names ``demo-*``).
+"""The named demo "systems" (``demo-*``): synthesisers with controlled, audible qualities.
 
-Every clip is rendered from seven *traits* in (0, 1), 1 the good end (what each changes in the
-sound: :mod:`apex.demo.synth`). A system fixes the traits' *means*; each clip draws its own around
-them (in logit space, plus one clip-level "form" factor), so systems overlap. A system also fixes
-how often it sings (a formant-filtered lead) when a prompt asks for vocals.
+A system fixes the means of the seven *traits* (in (0, 1), 1 the good end; :mod:`apex.demo.synth`)
+and how often it sings; each clip draws its own traits around the means, so systems overlap.
 """
 
 from __future__ import annotations
@@ -14,15 +12,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-TRAITS: tuple[str, ...] = (
-    "harmony",
-    "timing",
-    "cleanliness",
-    "headroom",
-    "brightness",
-    "structure",
-    "expression",
-)
+TRAITS = ("harmony", "timing", "cleanliness", "headroom", "brightness", "structure", "expression")
 
 #: Standard deviation (logit units) of a clip's own deviation from its system's trait means.
 TRAIT_SPREAD = 0.75

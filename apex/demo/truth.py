@@ -1,15 +1,11 @@
 """Ground truth of the demo corpus: aesthetics from traits, engagement counts and scores, quality.
 
-The formulas, with the constants below, are in ``data/README.md`` ("Demo corpus"). In short:
-aesthetics are weighted sums of traits on 1-5, streams and likes heavy-tailed functions of their
-mean and a hidden popularity, engagement scores ``100 * percentile ** ENGAGEMENT_EXPONENT``, and
-the latent preference ``quality`` the aesthetics' mean plus a little appeal.
+The formulas, with the constants below, are in ``data/README.md`` ("Demo corpus").
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -17,34 +13,20 @@ import pandas as pd
 from apex.demo.systems import TRAITS
 from apex.tasks import AESTHETICS, ENGAGEMENT_POWER
 
-#: Exponent of the power transform applied to the engagement percentile (see data/README.md);
-#: the same exponent the training target transform uses by default.
+#: Exponent of the power transform of the engagement percentile (the training target's default).
 ENGAGEMENT_EXPONENT = ENGAGEMENT_POWER
 #: Standard deviation of the per-clip "rater" noise on the 0-1 scale (0.12 on the 1-5 scale).
 RATER_NOISE = 0.03
 ROBOT_VOICE_PENALTY = 0.6
 
 #: Weight of each trait in each aesthetic; each row sums to 1.
-AESTHETIC_WEIGHTS: Mapping[str, Mapping[str, float]] = MappingProxyType(
-    {
-        "coherence": MappingProxyType(
-            {"structure": 0.35, "timing": 0.30, "harmony": 0.20, "headroom": 0.15}
-        ),
-        "musicality": MappingProxyType({"harmony": 0.45, "timing": 0.30, "expression": 0.25}),
-        "memorability": MappingProxyType({"structure": 0.55, "harmony": 0.30, "expression": 0.15}),
-        "clarity": MappingProxyType(
-            {"structure": 0.40, "cleanliness": 0.20, "brightness": 0.20, "headroom": 0.20}
-        ),
-        "naturalness": MappingProxyType(
-            {"expression": 0.50, "headroom": 0.20, "cleanliness": 0.15, "brightness": 0.15}
-        ),
-    }
-)
-
-
-def weight_matrix() -> np.ndarray:
-    """``[len(AESTHETICS), len(TRAITS)]`` weights, rows in AESTHETICS order."""
-    return np.array([[AESTHETIC_WEIGHTS[a].get(t, 0.0) for t in TRAITS] for a in AESTHETICS])
+AESTHETIC_WEIGHTS: Mapping[str, Mapping[str, float]] = {
+    "coherence": {"structure": 0.35, "timing": 0.30, "harmony": 0.20, "headroom": 0.15},
+    "musicality": {"harmony": 0.45, "timing": 0.30, "expression": 0.25},
+    "memorability": {"structure": 0.55, "harmony": 0.30, "expression": 0.15},
+    "clarity": {"structure": 0.40, "cleanliness": 0.20, "brightness": 0.20, "headroom": 0.20},
+    "naturalness": {"expression": 0.50, "headroom": 0.20, "cleanliness": 0.15, "brightness": 0.15},
+}
 
 
 def aesthetics(
@@ -52,7 +34,8 @@ def aesthetics(
 ) -> dict[str, np.ndarray]:
     """``{aesthetic: [N]}`` on 1-5 from ``traits`` ``[N, len(TRAITS)]`` in (0, 1) and ``sung``
     ``[N]`` (a robotic sung lead loses naturalness); ``rng`` draws the rater noise."""
-    raw = traits @ weight_matrix().T + rng.normal(0.0, RATER_NOISE, (len(traits), len(AESTHETICS)))
+    weights = np.array([[AESTHETIC_WEIGHTS[a].get(t, 0.0) for t in TRAITS] for a in AESTHETICS])
+    raw = traits @ weights.T + rng.normal(0.0, RATER_NOISE, (len(traits), len(AESTHETICS)))
     scores = 1.0 + 4.0 * np.clip(raw, 0.0, 1.0)
     nat = AESTHETICS.index("naturalness")
     expression = traits[:, TRAITS.index("expression")]

@@ -1,11 +1,8 @@
-"""The APEX paper's out-of-distribution arena protocol on Music Arena battles, made checkable.
+"""The APEX paper's arena protocol on Music Arena battles (``apex eval arena``), made checkable.
 
-The notebook's table (``APEX_arena_experiment.ipynb``: 10-fold CV ROC AUC of a logistic
-regression, paper 0.600, and a grid-searched SVM, 0.614, on 1,259 battles, "A won" positive;
-features of :mod:`apex.evaluation.cv`, engagement scores only or ``"all"`` seven), plus what is
-needed to trust it: each score's orientation before fitting, grouped fold schemes, bootstrap
-intervals, permutation p-values, counts per board. TIE, BOTH_BAD and battles with an unscored
-clip are counted but enter no AUC.
+The notebook's cross-validated classifiers (:mod:`apex.evaluation.cv`) plus what is needed to
+trust them: score orientation, grouped fold schemes, bootstrap intervals, permutation p-values,
+counts per board. TIE, BOTH_BAD and battles with an unscored clip are counted but enter no AUC.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ from apex.evaluation.checks import (
 )
 from apex.tasks import AESTHETICS, DECISIVE, ENGAGEMENT, SCORE_NAMES
 
-#: The paper's reported figures on Music Arena (the arena experiment and its notebook).
+#: The paper's figures (``APEX_arena_experiment.ipynb``: 10-fold CV ROC AUC, "A won" positive).
 PAPER: dict[str, Any] = {
     "battles": 1259,
     "auc": {"logistic_regression": 0.600, "svm": 0.614},
@@ -53,12 +50,10 @@ def features(
     clip_b: Sequence[str],
     instrumental: np.ndarray,
 ) -> tuple[np.ndarray, list[str]]:
-    """:func:`cv.battle_features` ``[N, F]`` and names, from ``predictions`` (index: clip id,
-    one column per score) and the ``[N]`` clip ids of each side (all in ``predictions``)."""
+    """:func:`cv.battle_features` ``[N, F]`` and names from ``predictions`` (index: clip id,
+    one column per score) and the ``[N]`` clip ids of each side."""
     scores = {n: predictions[n].to_numpy(np.float64) for n in predictions.columns}
-    row = {clip: i for i, clip in enumerate(predictions.index)}
-    a = np.array([row[c] for c in clip_a], dtype=np.int64)
-    b = np.array([row[c] for c in clip_b], dtype=np.int64)
+    a, b = predictions.index.get_indexer(clip_a), predictions.index.get_indexer(clip_b)
     return cv.battle_features(scores, a, b, instrumental)
 
 
@@ -135,10 +130,9 @@ def evaluate_features(
 
 
 def _fold_mean_auc(proba: np.ndarray, y: np.ndarray, fold: np.ndarray) -> float:
-    """Mean of the per-test-fold AUCs: blind to offsets between folds' predictions, which pull
-    the pooled AUC below 0.5 for a model that only memorises groups (a constant per fold)."""
-    values = [st.auc(proba[fold == k], y[fold == k]) for k in np.unique(fold)]
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    """Mean of the per-test-fold AUCs: blind to offsets between folds' predictions (which pull
+    the pooled AUC below 0.5 for a model that only memorises groups)."""
+    return _mean(np.array([st.auc(proba[fold == k], y[fold == k]) for k in np.unique(fold)]))
 
 
 def _refit_permutation(
@@ -182,9 +176,9 @@ def evaluate_arena(
             SVM) or ``"off"``. n_boot, n_perm: resamples per interval, permutations per p-value.
 
     Returns:
-        ``counts`` (per preference, excluded and why, ``boards``), ``orientation``, ``schemes``
-        (:func:`evaluate_features`), ``rules`` (the notebook's fixed rules), ``apex_compare``,
-        ``ties``/``both_bad``, ``flags`` (sentences), ``paper`` and the settings used.
+        ``counts``, ``features``, ``orientation``, ``schemes`` (:func:`evaluate_features`),
+        ``rules`` (the notebook's fixed rules), ``paper``, ``settings``, ``flags`` (sentences)
+        and, with ``p_compare``, ``apex_compare``, ``ties`` and ``both_bad``.
     """
     names = _feature_scores(battles, predictions, feature_set, schemes, svm, seed)
     scored = predictions[[n for n in SCORE_NAMES if n in predictions.columns]].dropna()
@@ -315,10 +309,7 @@ def _compare_section(
     aesthetic = [a for a in AESTHETICS if a in preds.columns]
     scores = aesthetic or [n for n in SCORE_NAMES if n in preds.columns]
     quality = preds[scores].mean(axis=1)
-    pair = (
-        quality.reindex(battles["clip_a"]).to_numpy()
-        + quality.reindex(battles["clip_b"]).to_numpy()
-    ) / 2
+    pair = np.mean([quality.reindex(battles[c]).to_numpy() for c in ("clip_a", "clip_b")], axis=0)
     out["both_bad"] = {
         "n": int((ok & (pref == "BOTH_BAD")).sum()),
         "scores": scores,
@@ -329,5 +320,6 @@ def _compare_section(
 
 
 def _mean(values: np.ndarray) -> float:
+    """Mean of the non-NaN ``values``; NaN when there are none."""
     values = values[~np.isnan(values)]
     return float(values.mean()) if len(values) else float("nan")

@@ -1,6 +1,6 @@
 """Checks on the arena protocol's numbers: intervals, orientation, reliance, flags, counts.
 
-Pure functions over arrays and report dicts, used by :func:`apex.evaluation.arena.evaluate_arena`.
+Pure functions over arrays and the report dicts of :func:`apex.evaluation.arena.evaluate_arena`.
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def reliance(proba: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, fl
 
 
 def inversion_flag(row: dict[str, Any], orient: Mapping[str, dict[str, Any]]) -> str | None:
-    """Why a classifier's AUC above 0.5 rests on an inverted sign, or None: its P(A wins)
-    falls as the A - B difference of the score it follows most (largest ``|r|``) rises."""
+    """Why a classifier's AUC above 0.5 rests on an inverted sign (its P(A wins) falls as the
+    score it follows most, largest ``|r|``, rises for A), or None."""
     r = row.get("reliance") or {}
     if not r or not row["auc"]["overall"] > 0.5:
         return None
@@ -122,30 +122,27 @@ def inversion_flag(row: dict[str, Any], orient: Mapping[str, dict[str, Any]]) ->
 
 
 def flags(report: dict[str, Any]) -> list[str]:
-    """Sentences for what a reader must not miss: inverted signs, leakage, chance-level rows."""
-    flags = []
-    for name, row in report["orientation"].items():
-        if row["sign"] == "inverted":
-            flags.append(
-                f"orientation: the clip with the higher {name} loses more often than it wins "
-                f"({row['accuracy']:.3f}, 95% CI {row['ci'][0]:.3f}-{row['ci'][1]:.3f}, "
-                f"n={row['n']})"
-            )
+    """Sentences for what a reader must not miss: inverted signs and leakage."""
+    out = [
+        f"orientation: the clip with the higher {name} loses more often than it wins "
+        f"({row['accuracy']:.3f}, 95% CI {row['ci'][0]:.3f}-{row['ci'][1]:.3f}, n={row['n']})"
+        for name, row in report["orientation"].items()
+        if row["sign"] == "inverted"
+    ]
+    paper = report["schemes"].get("paper", {}).get("models", {})
+    leaks = []
     for scheme, entry in report["schemes"].items():
         for model, row in entry.get("models", {}).items():
             why = inversion_flag(row, report["orientation"])
             if why:
-                flags.append(f"{model} [{scheme} folds]: {why}")
-    paper = report["schemes"].get("paper", {}).get("models", {})
-    for scheme, entry in report["schemes"].items():
-        for model, row in entry.get("models", {}).items():
+                out.append(f"{model} [{scheme} folds]: {why}")
             base = paper.get(model)
             if scheme != "paper" and base and base["auc"]["overall"] - row["auc"]["overall"] > 0.05:
-                flags.append(
+                leaks.append(
                     f"{model}: AUC {base['auc']['overall']:.3f} on the paper's folds but "
                     f"{row['auc']['overall']:.3f} {entry['label']}: part of it is leakage"
                 )
-    return flags
+    return out + leaks
 
 
 def battle_counts(
@@ -153,10 +150,9 @@ def battle_counts(
 ) -> dict[str, Any]:
     """Battles per preference, how many were used and why the others were excluded, per board.
 
-    All arguments are ``[N]`` over battles: ``pref`` the preference, ``known`` both clips
-    scored, ``decisive`` used (A or B, both scored), ``instr`` instrumental. ``boards`` holds,
-    per board: ``battles``, each preference, ``decisive`` and ``unscored`` (a clip without
-    prediction).
+    All ``[N]`` over battles: ``pref`` the preference, ``known`` both clips scored, ``decisive``
+    used (A or B, both scored), ``instr`` instrumental. ``boards`` holds per board ``battles``,
+    each preference, ``decisive`` and ``unscored``.
     """
     counts: dict[str, Any] = {p: int((pref == p).sum()) for p in PREFERENCES}
     counts |= {"battles": len(pref), "unscored": int((~known).sum()), "used": int(decisive.sum())}

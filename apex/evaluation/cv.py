@@ -1,11 +1,8 @@
-"""The APEX paper's arena protocol, shared: battle features, classifier, folds, out-of-fold P.
+"""The APEX paper's arena recipe: battle features, classifier, fold schemes, out-of-fold P.
 
-The notebook's recipe, used alike by :func:`apex.evaluation.metrics.arena_protocol` and
-:func:`apex.evaluation.arena.evaluate_arena`: per battle the difference and ratio A vs B of
-every predicted score (and ``combined_popularity``), the instrumental flag and each difference
-times the flag; a standardised ``LogisticRegression(C=0.1, class_weight="balanced")``; shuffled
-stratified K-fold CV. :func:`fold_ids` also builds grouped folds (by prompt, by unordered
-system pair, or both), so no prompt or pair has battles on both sides of a split.
+Shared by :func:`apex.evaluation.metrics.arena_protocol` and
+:func:`apex.evaluation.arena.evaluate_arena`; grouped folds keep every prompt and/or unordered
+system pair on one side of each split.
 """
 
 from __future__ import annotations
@@ -39,8 +36,8 @@ def battle_features(
 
     ``scores``: per-clip predictions ``[M]`` by name, in feature order; ``a``, ``b``: ``[N]``
     indices into them of each battle's clips; ``instrumental``: ``[N]`` bool or 0/1. Names:
-    ``diff_<score>``, ``ratio_<score>`` (``combined_popularity`` last), ``is_instrumental``,
-    ``diff_<score>_x_instr``.
+    ``diff_<score>``, ``ratio_<score>`` (``combined_popularity``, the engagement mean, last),
+    ``is_instrumental``, ``diff_<score>_x_instr``.
     """
     preds = {name: np.asarray(values, np.float64) for name, values in scores.items()}
     if all(e in preds for e in ENGAGEMENT):
@@ -87,8 +84,8 @@ def pair_labels(system_a: np.ndarray, system_b: np.ndarray) -> np.ndarray:
 
 
 def linked_groups(*labels: np.ndarray) -> np.ndarray:
-    """``[N]`` group ids: connected components (union-find) of battles linked by sharing a value
-    in any of ``labels`` (each ``[N]``); a prompt met by two pairs joins both pairs' battles."""
+    """``[N]`` group ids: connected components of battles linked by sharing a value in any of
+    ``labels`` (each ``[N]``); a prompt met by two pairs joins both pairs' battles."""
     n = len(labels[0])
     parent = np.arange(n)
 
@@ -119,11 +116,9 @@ def scheme_groups(
         return None
     if (scheme != "pair" and prompts is None) or (scheme != "prompt" and pairs is None):
         raise ValueError(f"fold scheme {scheme!r} needs the battles' prompts and system pairs")
-    if scheme == "prompt":
-        return np.unique(np.asarray(prompts), return_inverse=True)[1].ravel()
-    if scheme == "pair":
-        return np.unique(np.asarray(pairs), return_inverse=True)[1].ravel()
-    return linked_groups(prompts, pairs)
+    if scheme == "prompt+pair":
+        return linked_groups(prompts, pairs)
+    return np.unique(np.asarray(prompts if scheme == "prompt" else pairs), return_inverse=True)[1]
 
 
 def fold_ids(
@@ -131,8 +126,8 @@ def fold_ids(
 ) -> np.ndarray | str:
     """``[N]`` test-fold index (0..folds-1) of every battle, or why the folds cannot be built.
 
-    ``groups=None``: the paper's shuffled ``StratifiedKFold`` on the labels. Otherwise a shuffled
-    ``StratifiedGroupKFold``: every group lies in exactly one test fold.
+    ``groups=None``: the paper's shuffled ``StratifiedKFold``; else a shuffled
+    ``StratifiedGroupKFold`` (every group in exactly one test fold).
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -169,8 +164,8 @@ def cross_validated_proba(
 ) -> np.ndarray:
     """Out-of-fold P("A won") ``[N]`` of ``model`` on features ``x`` ``[N, F]`` and labels ``y``.
 
-    ``fold``: ``[N]`` test-fold ids (:func:`fold_ids`); default the paper's folds with ``seed``.
-    Raises ValueError when those cannot be built (check :func:`cv_skip_reason` first).
+    ``fold``: ``[N]`` test-fold ids (:func:`fold_ids`); default the paper's folds with ``seed``,
+    and ValueError when those cannot be built (check :func:`cv_skip_reason` first).
     """
     from sklearn.base import clone
 
