@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from apex.demo import truth
 from apex.demo.synth import LEAD_TIMBRES, ClipSpec, render_clip
-from apex.demo.systems import SYSTEMS, TRAITS
+from apex.demo.systems import ENGAGEMENT_EXPONENT, SYSTEMS, TRAITS, aesthetics, engagement
 from apex.files import is_partial, partial_name, write_text_atomic
 from apex.tasks import AESTHETICS
 
@@ -64,11 +63,8 @@ def build_demo_corpus(
     out_dir: str | Path, *, seed: int = 0, n_clips: int = 480, force: bool = False
 ) -> Path:
     """Generate the demo corpus into ``out_dir`` (only its own files are replaced), or reuse a
-    complete one of the same seed, version and size unless ``force``.
-
-    Raises:
-        ValueError: ``n_clips`` < ``len(SYSTEMS)`` or ``seed`` < 0.
-    """
+    complete one of the same seed, version and size unless ``force``. Raises ValueError when
+    ``n_clips`` < ``len(SYSTEMS)`` or ``seed`` < 0."""
     out = Path(out_dir)
     if n_clips < len(SYSTEMS):
         raise ValueError(f"n_clips={n_clips} is too small; use at least {len(SYSTEMS)}.")
@@ -123,11 +119,8 @@ def ensure_demo_corpus(settings: Settings) -> Path:
 
 
 def load_metadata(corpus_dir: str | Path) -> pd.DataFrame:
-    """A corpus's ``metadata.csv``, one row per clip (columns in data/README.md).
-
-    Raises:
-        FileNotFoundError: no metadata.csv in ``corpus_dir``. ValueError: it lacks columns.
-    """
+    """A corpus's ``metadata.csv``, one row per clip (columns in data/README.md). Raises
+    FileNotFoundError without the file, ValueError when it lacks columns."""
     path = Path(corpus_dir) / "metadata.csv"
     if not path.is_file():
         raise FileNotFoundError(
@@ -216,8 +209,8 @@ def _ground_truth(plan: list[dict[str, Any]], seed: int) -> pd.DataFrame:
     rng = np.random.default_rng([seed, 3])
     traits = np.array([[c["spec"].traits[t] for t in TRAITS] for c in plan])
     sung = np.array([c["spec"].lead == "voice" for c in plan])
-    scores = truth.aesthetics(traits, sung, rng)
-    counts = truth.engagement(scores, rng)
+    scores = aesthetics(traits, sung, rng)
+    counts = engagement(scores, rng)
     return pd.DataFrame(
         {
             "file_name": [c["file_name"] for c in plan],
@@ -291,6 +284,6 @@ def _corpus_info(table: pd.DataFrame, seed: int, n_clips: int, seconds: float) -
         "sample_rates": {
             str(k): int(v) for k, v in table["sample_rate"].value_counts().sort_index().items()
         },
-        "engagement_exponent": truth.ENGAGEMENT_EXPONENT,
+        "engagement_exponent": ENGAGEMENT_EXPONENT,
         "build_seconds": round(seconds, 2),
     }

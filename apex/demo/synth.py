@@ -43,14 +43,9 @@ LEAD_TIMBRES: Mapping[str, tuple[float, ...]] = MappingProxyType(
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """Everything that decides one clip's audio (with the seed of its generator).
-
-    Attributes:
-        traits: ``{trait: value in (0, 1)}`` for every trait in ``systems.TRAITS``.
-        tonic: Pitch class of the key, 0 (C) to 11 (B); ``minor``: natural minor, else major.
-        bpm: Nominal tempo, quarter notes per minute.
-        lead: ``"voice"`` for the vocal-like lead, else a key of :data:`LEAD_TIMBRES`.
-    """
+    """Everything but the generator's seed that decides one clip's audio: ``traits`` in (0, 1),
+    ``tonic`` pitch class 0 (C) to 11 (B), ``minor`` (natural minor, else major), ``bpm`` in
+    quarter notes per minute, ``lead`` ``"voice"`` or a key of :data:`LEAD_TIMBRES`."""
 
     traits: Mapping[str, float]
     tonic: int

@@ -1,9 +1,6 @@
-"""The APEX paper's arena recipe: battle features, classifier, fold schemes, out-of-fold P.
-
-Shared by :func:`apex.evaluation.metrics.arena_protocol` and
-:func:`apex.evaluation.arena.evaluate_arena`; grouped folds keep every prompt and/or unordered
-system pair on one side of each split.
-"""
+"""The APEX paper's arena recipe (battle features, classifier, folds, out-of-fold P), shared by
+:func:`apex.evaluation.metrics.arena_protocol` and :func:`apex.evaluation.arena.evaluate_arena`;
+grouped folds keep every prompt and/or unordered system pair on one side of each split."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Uncertainty for the arena protocol, vectorised over resamples (no Python loop per resample).
-
-Bootstrap intervals keep the out-of-fold predictions fixed: they measure the sampling error of the
-evaluation set, not of the fit. Permutation p-values follow Phipson & Smyth (2010).
-"""
+"""Uncertainty for the arena protocol, vectorised over resamples. Bootstrap intervals keep the
+out-of-fold predictions fixed (the sampling error of the evaluation set, not of the fit);
+permutation p-values follow Phipson & Smyth (2010)."""
 
 from __future__ import annotations
 

@@ -135,7 +135,7 @@ def test_a_prompt_only_feature_is_chance_under_grouped_folds_but_not_under_the_p
 
 
 def test_a_leaky_scheme_gap_is_flagged() -> None:
-    from apex.evaluation.checks import flags
+    from apex.evaluation.arena import flags
 
     x, y, prompts, pairs, instr = _prompt_biased(seed=1)
     groups = {s: arena_cv.scheme_groups(s, prompts, pairs) for s in ("paper", "prompt")}
