@@ -74,12 +74,8 @@ HIDDEN_TASTE: Mapping[str, float] = {
 def outcome_probabilities(
     ua: np.ndarray, ub: np.ndarray, taste: Taste = QUALITY, bias: np.ndarray | float = 0.0
 ) -> dict[str, np.ndarray]:
-    """Probabilities of each preference for battles with utilities ``ua``, ``ub`` (``[N]`` each).
-
-    Returns:
-        ``{"A", "B", "TIE", "BOTH_BAD"}`` -> ``[N]`` probabilities summing to 1, plus ``"p_a"``
-        (``[N]``, P(A beats B) in a decisive vote).
-    """
+    """``{"A", "B", "TIE", "BOTH_BAD"}`` -> ``[N]`` probabilities summing to 1 for battles of
+    utilities ``ua``, ``ub`` (``[N]`` each), plus ``"p_a"``: P(A beats B) in a decisive vote."""
     ua, ub = np.asarray(ua, dtype=float), np.asarray(ub, dtype=float)
     p_a = expit(taste.scale * (ua - ub) + bias)
     both_bad = np.zeros_like(p_a)
@@ -149,15 +145,11 @@ def simulate_votes(
 
     ``metadata`` (from :func:`apex.demo.load_metadata`) needs ``clip_id``, ``system``,
     ``prompt``, ``is_instrumental`` and ``quality``. A battle pairs clips of different systems,
-    on the same prompt where possible; voters are pseudonyms with heavy-tailed activity. The first
-    vote follows ``start`` (UTC if naive; default :data:`DEFAULT_START`).
-
-    Returns:
-        ``n`` rows of :data:`VOTE_COLUMNS`: ``timestamp`` UTC, strictly increasing (exponential
-        gaps, mean :data:`MEAN_GAP_S`); ``p_a`` the latent P(A beats B).
-
-    Raises:
-        ValueError: ``n`` < 0, missing columns, or fewer than two systems.
+    on the same prompt where possible; voters are pseudonyms with heavy-tailed activity. Returns
+    ``n`` rows of :data:`VOTE_COLUMNS`: ``timestamp`` UTC, strictly increasing after ``start``
+    (UTC if naive; default :data:`DEFAULT_START`) by exponential gaps of mean
+    :data:`MEAN_GAP_S`; ``p_a`` the latent P(A beats B). Raises ValueError when ``n`` < 0,
+    columns are missing or there are fewer than two systems.
     """
     if n < 0:
         raise ValueError(f"n={n} must be >= 0.")

@@ -270,10 +270,7 @@ def _compare_section(
     instrumental: np.ndarray,
     battles: pd.DataFrame,
     preds: pd.DataFrame,
-    *,
-    n_boot: int,
-    n_perm: int,
-    seed: int,
+    **kw: Any,
 ) -> dict[str, Any]:
     """APEX's P(A preferred) scored like a rule, and what it said on ties and both-bad votes."""
     ok = known & ~np.isnan(p)
@@ -282,7 +279,7 @@ def _compare_section(
     instr = instrumental[decisive]
     out: dict[str, Any] = {}
     if len(y):
-        row = fixed_score_row(p[decisive], y, instr, n_boot=n_boot, n_perm=n_perm, seed=seed)
+        row = fixed_score_row(p[decisive], y, instr, **kw)
         out["apex_compare"] = row | {"orientation": st.agreement(p[decisive] - 0.5, y)}
     confidence = np.abs(p - 0.5)
     out["ties"] = {

@@ -75,11 +75,9 @@ def arena_protocol(
     folds: int = 10,
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """The paper's arena experiment (:mod:`apex.evaluation.cv`) on the decisive battles.
-
-    Returns ``auc`` of the out-of-fold P("A won") under the paper's ``folds`` (shuffled with
-    ``seed``), its 95 % bootstrap interval ``auc_ci`` (``n_boot`` resamples) and ``n``; NaN
-    when either outcome has fewer than ``folds`` battles.
+    """The paper's arena experiment (:mod:`apex.evaluation.cv`) on the decisive battles: ``auc``
+    of the out-of-fold P("A won") under the paper's ``folds`` (shuffled with ``seed``), its 95 %
+    bootstrap interval ``auc_ci`` and ``n``; NaN when an outcome has fewer than ``folds`` battles.
     """
     decisive = battles.y != 0.5
     y = (battles.y[decisive] == 1.0).astype(int)
@@ -104,12 +102,9 @@ def evaluate_model(
     tasks: Sequence[str] | None = None,
     device: str = "cpu",
 ) -> dict:
-    """Full report of ``model`` on ``songs`` (default: ``test`` split, else ``val``) and battles.
-
-    ``tasks`` limits the scores used (regression, utility link, arena features) to those the
-    model was trained on. Returns a JSON-ready dict: ``regression`` per score, ``pairwise`` and
-    ``arena`` when battles are given, and ``n_songs``.
-    """
+    """JSON-ready report of ``model`` on ``songs`` (default: ``test`` split, else ``val``):
+    ``n_songs``, ``regression`` per score and, given battles, ``pairwise`` and ``arena``.
+    ``tasks`` limits the scores used to those the model was trained on."""
     songs = _held_out(data) if songs is None else songs
     outputs = predict(model, data.song_x, device=device)
     if tasks is not None:  # outputs a model was never trained on are noise: leave them out
