@@ -213,20 +213,13 @@ def _ground_truth(plan: list[dict[str, Any]], seed: int) -> pd.DataFrame:
     counts = engagement(scores, rng)
     return pd.DataFrame(
         {
-            "file_name": [c["file_name"] for c in plan],
-            "clip_id": [c["clip_id"] for c in plan],
-            "system": [c["system"] for c in plan],
-            "prompt": [c["prompt"] for c in plan],
+            **{k: [c[k] for c in plan] for k in ("file_name", "clip_id", "system", "prompt")},
             "is_instrumental": ~sung,
             "duration_s": [c["spec"].duration_s for c in plan],
             "sample_rate": [c["spec"].sample_rate for c in plan],
             "channels": [c["spec"].channels for c in plan],
             **{a: scores[a].round(4) for a in AESTHETICS},
-            "streams": counts["streams"],
-            "likes": counts["likes"],
-            "score_streams": counts["score_streams"].round(4),
-            "score_likes": counts["score_likes"].round(4),
-            "quality": counts["quality"].round(4),
+            **{k: v.round(4) for k, v in counts.items()},  # streams, likes: integers
             "split": _splits([c["prompt_index"] for c in plan], seed),
             "lead": [c["spec"].lead for c in plan],
             **{f"trait_{t}": traits[:, i].round(4) for i, t in enumerate(TRAITS)},

@@ -223,6 +223,13 @@ def _render_lead(buf, spec, rng, onsets, sections, jitter) -> None:
     n_steps = len(onsets) - 1
     voice = spec.lead == "voice"
     table = None if voice else _table(np.array(LEAD_TIMBRES[spec.lead]))
+    shape = {  # every note's envelope and pitch bends, from the clip's expression
+        "attack_s": 0.002 + 0.06 * e,
+        "release_s": 0.004 + 0.08 * e,
+        "decay_s": (0.3 + 1.5 * e) if e > 0.3 else None,
+        "vibrato_cents": 45.0 * e,
+        "scoop_cents": 70.0 * e if voice else 0.0,
+    }
     for s, material in enumerate(sections):
         for step, length, pitch in material["melody"]:
             first = s * per_section + step
@@ -237,21 +244,7 @@ def _render_lead(buf, spec, rng, onsets, sections, jitter) -> None:
             if voice:
                 f0 = 440.0 * 2.0 ** ((pitch - 69) / 12)
                 table = _voice_table(f0, VOWELS[rng.integers(len(VOWELS))], sr)
-            _note(
-                buf,
-                sr,
-                t0,
-                dur,
-                detuned,
-                table,
-                velocity,
-                attack_s=0.002 + 0.06 * e,
-                release_s=0.004 + 0.08 * e,
-                decay_s=(0.3 + 1.5 * e) if e > 0.3 else None,
-                vibrato_cents=45.0 * e,
-                scoop_cents=70.0 * e if voice else 0.0,
-                rng=rng,
-            )
+            _note(buf, sr, t0, dur, detuned, table, velocity, rng=rng, **shape)
 
 
 def _render_drums(buf, sr, rng, onsets, jitter) -> None:

@@ -158,13 +158,8 @@ def engagement(scores: Mapping[str, np.ndarray], rng: np.random.Generator) -> di
     popularity = rng.standard_normal(n)
     log_streams = 5.5 + 1.1 * (mean - 3.0) + 0.9 * popularity + 0.5 * rng.standard_t(3, n)
     streams = np.floor(np.exp(np.clip(log_streams, 0.0, 16.0))).astype(np.int64)
-    like_logit = (
-        -3.2
-        + 0.5 * (scores["memorability"] - 3.0)
-        + 0.3 * (scores["musicality"] - 3.0)
-        + 0.3 * popularity
-        + 0.3 * rng.standard_t(3, n)
-    )
+    like_logit = -3.2 + 0.5 * (scores["memorability"] - 3.0) + 0.3 * (scores["musicality"] - 3.0)
+    like_logit = like_logit + 0.3 * popularity + 0.3 * rng.standard_t(3, n)
     likes = rng.binomial(streams, 1.0 / (1.0 + np.exp(-like_logit))).astype(np.int64)
     appeal = 0.5 * popularity + np.sqrt(0.75) * rng.standard_normal(n)
     return {

@@ -51,15 +51,11 @@ def battle_features(
 def logistic_regression() -> Any:
     """The paper's classifier: standardise, then ``LogisticRegression(C=0.1, balanced)``."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
+    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return Pipeline(
-        [
-            ("scaler", StandardScaler()),
-            ("lr", LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000)),
-        ]
-    )
+    lr = LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000)
+    return make_pipeline(StandardScaler(), lr)
 
 
 def cv_skip_reason(y: np.ndarray, folds: int) -> str | None:
@@ -139,8 +135,7 @@ def fold_ids(
         n_groups = len(np.unique(groups))
         if n_groups < folds:
             return f"only {n_groups} group(s); {folds}-fold grouped CV needs {folds}"
-        cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-        splits = cv.split(y, y, groups)
+        splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(y, y, groups)
     for k, (_, test) in enumerate(splits):
         out[test] = k
     for k in range(folds):  # a fold with one outcome cannot be trained against the other
