@@ -180,10 +180,11 @@ def spearman_noise(
         shared = [n for n in names if n in out_a and n in out_b]
         diffs = []
         for idx in draws:
-            a_idx = {n: out_a[n][idx] for n in shared}
+            a_draw = {n: out_a[n][idx] for n in shared}
             per = [  # scores with fewer than 4 known targets in this resample are left out
-                stats.spearmanr(a_idx[n][known], t)[0] - stats.spearmanr(out_b[n][idx][known], t)[0]
-                for n, known, t in known_targets(a_idx, targets[idx], min_known=4)
+                stats.spearmanr(a_draw[n][known], t)[0]
+                - stats.spearmanr(out_b[n][idx][known], t)[0]
+                for n, known, t in known_targets(a_draw, targets[idx], min_known=4)
             ]
             if per and np.all(np.isfinite(per)):
                 diffs.append(float(np.mean(per)))
