@@ -34,19 +34,6 @@ class ArenaEvalError(ValueError):
     """The battles or predictions cannot be evaluated; the message says what to fix."""
 
 
-def features(
-    predictions: pd.DataFrame,
-    clip_a: Sequence[str],
-    clip_b: Sequence[str],
-    instrumental: np.ndarray,
-) -> tuple[np.ndarray, list[str]]:
-    """:func:`cv.battle_features` ``[N, F]`` and names from ``predictions`` (index: clip id,
-    one column per score) and the ``[N]`` clip ids of each side."""
-    scores = {n: predictions[n].to_numpy(np.float64) for n in predictions.columns}
-    a, b = predictions.index.get_indexer(clip_a), predictions.index.get_indexer(clip_b)
-    return cv.battle_features(scores, a, b, instrumental)
-
-
 def _models(svm: str, seed: int, grid: Mapping[str, Sequence[Any]] = SVM_GRID) -> dict[str, Any]:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import GridSearchCV
@@ -174,7 +161,9 @@ def evaluate_arena(
     used = battles[decisive]
     y = (pref[decisive] == "A").astype(int)
     instr = all_instr[decisive]
-    x, feature_names = features(scored[names], used["clip_a"], used["clip_b"], instr)
+    scores = {n: scored[n].to_numpy(np.float64) for n in names}
+    a, b = scored.index.get_indexer(used["clip_a"]), scored.index.get_indexer(used["clip_b"])
+    x, feature_names = cv.battle_features(scores, a, b, instr)
     groups, skipped = _scheme_groups(used, schemes)
     kw = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed}
     orient, results, rules = {}, {}, {}
