@@ -229,13 +229,10 @@ def loudness_biased_votes(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Votes of :data:`ARENA` listeners biased by ``effect_per_lu`` logits per LU to the louder
-    clip (played as generated) of two random systems.
-
-    A clip's loudness is drawn around its system's ``mean_lufs`` (sd 3 LU), its length from
-    10-60 s, vocals with probability 1/2. Columns: ``system_a/_b``, ``preference``,
-    ``loudness_a/_b``, ``duration_a/_b``, ``instrumental_a/_b``, ``is_instrumental``,
-    ``source="simulated"`` and empty ``flags``.
-    """
+    clip (played as generated) of two random systems. A clip's loudness is drawn around its
+    system's ``mean_lufs`` (sd 3 LU), its length from 10-60 s, vocals with probability 1/2.
+    Columns: ``system_a/_b``, ``preference``, ``loudness_a/_b``, ``duration_a/_b``,
+    ``instrumental_a/_b``, ``is_instrumental``, ``source="simulated"`` and empty ``flags``."""
     rng = np.random.default_rng(seed)
     names = list(strengths)
     pick = np.array([rng.choice(len(names), size=2, replace=False) for _ in range(n_votes)])

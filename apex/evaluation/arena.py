@@ -424,12 +424,9 @@ def flags(report: dict[str, Any]) -> list[str]:
 def battle_counts(
     pref: np.ndarray, known: np.ndarray, decisive: np.ndarray, instr: np.ndarray
 ) -> dict[str, Any]:
-    """Battles per preference, how many were used and why the others were excluded, per board.
-
-    All ``[N]`` over battles: ``pref`` the preference, ``known`` both clips scored, ``decisive``
-    used (A or B, both scored), ``instr`` instrumental. ``boards`` holds per board ``battles``,
-    each preference, ``decisive`` and ``unscored``.
-    """
+    """Battles per preference, how many were used and why the others were excluded, per board,
+    from ``[N]`` masks over battles: ``known`` (both clips scored), ``decisive`` (used: A or B,
+    both scored) and ``instr`` (instrumental); ``pref`` ``[N]`` the preferences."""
     counts: dict[str, Any] = {p: int((pref == p).sum()) for p in PREFERENCES}
     counts |= {"battles": len(pref), "unscored": int((~known).sum()), "used": int(decisive.sum())}
     counts["excluded"] = {

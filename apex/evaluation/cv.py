@@ -117,11 +117,9 @@ def scheme_groups(
 def fold_ids(
     y: np.ndarray, groups: np.ndarray | None, *, folds: int = 10, seed: int = 42
 ) -> np.ndarray | str:
-    """``[N]`` test-fold index (0..folds-1) of every battle, or why the folds cannot be built.
-
-    ``groups=None``: the paper's shuffled ``StratifiedKFold``; else a shuffled
-    ``StratifiedGroupKFold`` (every group in exactly one test fold).
-    """
+    """``[N]`` test-fold index (0..folds-1) of every battle, or why the folds cannot be built:
+    the paper's shuffled ``StratifiedKFold`` for ``groups=None``, else a shuffled
+    ``StratifiedGroupKFold`` (every group in exactly one test fold)."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     y = np.asarray(y)
@@ -154,11 +152,9 @@ def cross_validated_proba(
     seed: int = 42,
     fold: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Out-of-fold P("A won") ``[N]`` of ``model`` on features ``x`` ``[N, F]`` and labels ``y``.
-
-    ``fold``: ``[N]`` test-fold ids (:func:`fold_ids`); default the paper's folds with ``seed``,
-    and ValueError when those cannot be built (check :func:`cv_skip_reason` first).
-    """
+    """Out-of-fold P("A won") ``[N]`` of ``model`` on features ``x`` ``[N, F]`` and labels ``y``
+    in test folds ``fold`` (:func:`fold_ids`; default the paper's folds with ``seed``, and
+    ValueError when those cannot be built: check :func:`cv_skip_reason` first)."""
     from sklearn.base import clone
 
     if fold is None:

@@ -20,9 +20,8 @@ def evaluate_scorer(
 
     ``scorer`` (an :class:`apex.scorer.Scorer`) was named ``spec`` (``auto``, a path...);
     ``release`` is an :class:`~apex.sources.music_arena.ArenaRelease`; ``protocol`` goes to
-    :func:`~apex.evaluation.arena.evaluate_arena`. Returns its report plus ``model`` (what was
-    judged) and ``unscored_clips``: ``[(clip_id, reason)]`` of clips whose audio is missing or
-    unreadable (one bad clip does not end the evaluation).
+    :func:`~apex.evaluation.arena.evaluate_arena`. Its report gains ``model`` (what was judged)
+    and ``unscored_clips``, ``[(clip_id, reason)]`` (a missing or unreadable clip is reported).
     """
     results, failed = {}, []
     for clip in release.clips().itertuples():

@@ -111,16 +111,12 @@ def wilson_interval(successes: int, n: int) -> tuple[float, float]:
 def logistic_oof_proba(
     x: np.ndarray, labels: np.ndarray, fold: np.ndarray, *, c: float = 0.1, chunk: int = 250
 ) -> np.ndarray:
-    """Out-of-fold P("A won") ``[B, N]`` of the paper's logistic regression, for ``B`` labellings.
-
-    Per test fold: standardise on the training battles, then minimise
-    ``0.5 |w|^2 + c * sum_i s_i * logloss_i`` (intercept unpenalised, ``s_i`` the balanced
-    class weights of that training set): scikit-learn's
-    ``LogisticRegression(C=c, class_weight="balanced")``, for all labellings at once.
-
-    Args:
-        x: ``[N, F]`` features. labels: ``[B, N]`` 0/1. fold: ``[N]`` test-fold ids.
-        chunk: labellings solved together (bounds memory at ~``chunk * N * F`` floats).
+    """Out-of-fold P("A won") ``[B, N]`` of the paper's logistic regression on features ``x``
+    ``[N, F]`` for ``B`` labellings ``labels`` ``[B, N]`` (0/1) at once, per test fold of
+    ``fold`` ``[N]``: standardise on the training battles, then minimise
+    ``0.5 |w|^2 + c * sum_i s_i * logloss_i`` (intercept unpenalised, ``s_i`` balanced class
+    weights), as scikit-learn's ``LogisticRegression(C=c, class_weight="balanced")`` does.
+    ``chunk`` labellings are solved together (memory ~``chunk * N * F`` floats).
     """
     labels = np.atleast_2d(labels).astype(np.float64)
     out = np.empty_like(labels)
