@@ -135,11 +135,7 @@ def listener_votes(
 
 
 def simulate_votes(
-    metadata: pd.DataFrame,
-    n: int,
-    *,
-    seed: int = 0,
-    start: datetime | str | None = None,
+    metadata: pd.DataFrame, n: int, *, seed: int = 0, start: datetime | str | None = None
 ) -> pd.DataFrame:
     """``n`` arena votes of :data:`QUALITY` listeners on the clips of ``metadata``.
 

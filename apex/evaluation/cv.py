@@ -24,10 +24,7 @@ FOLD_SCHEMES: tuple[str, ...] = tuple(SCHEME_LABELS)
 
 
 def battle_features(
-    scores: Mapping[str, np.ndarray],
-    a: np.ndarray,
-    b: np.ndarray,
-    instrumental: np.ndarray,
+    scores: Mapping[str, np.ndarray], a: np.ndarray, b: np.ndarray, instrumental: np.ndarray
 ) -> tuple[np.ndarray, list[str]]:
     """The notebook's ``[N, F]`` float64 features and their ``F`` names.
 
