@@ -1,18 +1,8 @@
-"""Simulated voters through the real arena: honest listeners and the kinds the flags must catch.
+"""Simulated voters through the real arena (battles, listen reports, votes, rate limits, flags).
 
-Everything runs through :class:`annotation.arena.Arena` (battles, listen reports, votes, rate
-limits, flags) on a simulated clock, so the flags are measured on the same path real votes take.
-Voters act concurrently: each one's steps (take a battle, report clip A, report clip B, vote) are
-events on one timeline, processed in time order.
-
-Kinds (:data:`VOTER_KINDS`):
-
-- ``honest``: hears A then B, each for a uniform time between the minimum listen and the whole
-  clip, thinks 1-5 s, and chooses as :data:`apex.demo.listeners.ARENA` listeners of the true
-  strengths (Bradley-Terry, 5 % ties).
-- ``always_a``: listens like an honest voter but always votes A.
-- ``too_fast``: plays both clips at once for just over the minimum and votes at once.
-- ``contrarian``: listens like an honest voter and picks the truly weaker system.
+Voters act concurrently on a simulated clock: each one's steps (take a battle, report clip A, report
+clip B, vote) are events on one timeline, processed in time order. Their choices come from
+:mod:`apex.demo.listeners`.
 """
 
 from __future__ import annotations
@@ -31,6 +21,10 @@ from annotation.pool import Clip, ClipPool
 from annotation.rules import VoteRefused
 from apex.demo.listeners import ARENA, choose, outcome_probabilities
 
+#: ``honest``: hears A then B, each for a uniform time between the minimum listen and the whole
+#: clip, thinks 1-5 s, and votes as :data:`~apex.demo.listeners.ARENA` listeners of the true
+#: strengths; ``always_a``: listens like it but always votes A; ``too_fast``: plays both clips at
+#: once for just over the minimum and votes at once; ``contrarian``: picks the weaker system.
 VOTER_KINDS: tuple[str, ...] = ("honest", "always_a", "too_fast", "contrarian")
 _RATE = 8_000
 
@@ -53,8 +47,8 @@ def write_sim_pool(
     duration_s: float = 30.0,
     seed: int = 0,
 ) -> ClipPool:
-    """A pool of short real WAV files (tones at random loudness), ``duration_s`` as the clips'
-    stated length. Audio is 2 s long (the arena measures it; listening is simulated)."""
+    """A pool of 2 s WAV tones at random loudness (the arena measures it), each clip stating
+    ``duration_s`` as its length (listening is simulated)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     clips = []
@@ -96,27 +90,24 @@ def _steps(
     votes: int,
     rng: np.random.Generator,
 ) -> Iterator[float]:
-    """One voter's actions as a generator: yields the time of its next step."""
+    """Yields the time of the voter's next step."""
     need = float(arena.settings.min_listen_s)
-    cast = 0
-    while cast < votes:
+    for cast in range(votes):
         session = f"{voter.name}-{cast // 40}"
         try:
             ticket = arena.new_battle(session, voter.ip)
         except VoteRefused:
             return
         battle = arena.store.get_battle(ticket.battle_id)
-        clip_len = arena.pool[battle.clip_a].duration_s
-        start = clock.now
         if voter.kind == "too_fast":
-            la = lb = need + 0.5
-            yield start + la
-            arena.listen(ticket.battle_id, "A", la, session)
-            arena.listen(ticket.battle_id, "B", lb, session)
+            yield clock.now + need + 0.5
+            arena.listen(ticket.battle_id, "A", need + 0.5, session)
+            arena.listen(ticket.battle_id, "B", need + 0.5, session)
             yield clock.now + 1.0
         else:
+            clip_len = arena.pool[battle.clip_a].duration_s
             la, lb = rng.uniform(need, clip_len), rng.uniform(need, clip_len)
-            yield start + la
+            yield clock.now + la
             arena.listen(ticket.battle_id, "A", la, session)
             yield clock.now + lb
             arena.listen(ticket.battle_id, "B", lb, session)
@@ -130,7 +121,6 @@ def _steps(
                 if err.code != "rate_limited":
                     raise
                 yield clock.now + (err.retry_after_s or 1.0) + 0.01
-        cast += 1
         yield clock.now + rng.uniform(0.5, 3.0)
 
 
@@ -152,27 +142,18 @@ def run_voters(
     votes_per_voter: int = 30,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Let ``kinds[kind]`` voters of each kind cast ``votes_per_voter`` votes each, concurrently.
-
-    Args:
-        arena: an :class:`annotation.arena.Arena` whose clock is ``clock``.
-        strengths: true strength of each system, nats (Bradley-Terry).
-
-    Returns:
-        The store's votes with a ``kind`` column (the simulated voter's kind).
-    """
+    """Let ``kinds[kind]`` voters of each kind cast ``votes_per_voter`` votes each, concurrently,
+    in ``arena`` (an :class:`annotation.arena.Arena` on ``clock``); ``strengths``: each system's
+    true Bradley-Terry strength, nats. Returns the store's votes plus each voter's ``kind``."""
     rng = np.random.default_rng(seed)
     voters = [
         SimVoter(f"{kind}-{n}", kind, f"10.{i}.{n // 250}.{n % 250 + 1}")
         for i, (kind, count) in enumerate(kinds.items())
         for n in range(count)
     ]
-    start = clock.now
-    queue = []
-    runners = {}
-    for order, voter in enumerate(voters):
-        runners[order] = _steps(voter, arena, clock, strengths, votes_per_voter, rng)
-        heapq.heappush(queue, (start + rng.uniform(0, 60), order))
+    runners = [_steps(v, arena, clock, strengths, votes_per_voter, rng) for v in voters]
+    queue = [(clock.now + rng.uniform(0, 60), order) for order in range(len(voters))]
+    heapq.heapify(queue)
     while queue:
         when, order = heapq.heappop(queue)
         clock.now = max(clock.now, when)

@@ -1,10 +1,7 @@
-"""Deterministic synthetic demo corpus: named demo systems, clips, ground truth, simulated votes.
+"""Deterministic synthetic demo corpus (systems, clips, ground truth) and simulated listeners.
 
-It stands in for real AI-generated music wherever the network is missing (tests, the offline app,
-benchmarks) and is labelled as a demo wherever it appears. Importing this package is cheap: the
-corpus is built only when :func:`build_demo_corpus` or :func:`ensure_demo_corpus` is called.
-:mod:`apex.demo.listeners` simulates every listener's choice; :mod:`apex.demo.model` fits the
-offline demo heads on the corpus (``ensure_demo_model(settings)``).
+It stands in for real AI-generated music where the network is missing and is labelled as a demo
+wherever it appears. Importing it is cheap: the corpus is built on the first call that needs it.
 """
 
 from apex.demo.corpus import DEMO_VERSION, build_demo_corpus, ensure_demo_corpus, load_metadata

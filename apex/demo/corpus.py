@@ -1,15 +1,8 @@
 """Build, cache and read the synthetic demo corpus (``datasets`` audiofolder layout).
 
-Layout of a built corpus (documented in ``data/README.md``, "Demo corpus")::
-
-    out_dir/
-      audio/demo-s<seed>-<index>.wav|.flac  8-15 s; mostly 24 kHz mono, some 44.1/48 kHz stereo
-      metadata.csv       one row per clip, ``file_name`` first (audiofolder convention)
-      engagement.jsonl   reference manifest shape: id, score_streams, score_likes, platform, ...
-      corpus.json        seed, version, counts, build seconds; written last, so it marks completion
-
-Every system renders each prompt. Everything is a deterministic function of ``(seed, n_clips,
-DEMO_VERSION)``; every clip draws from its own generator.
+Layout, determinism and caching: ``data/README.md``, "Demo corpus". Every file but
+``corpus.json`` (written last, so it marks completion) is a deterministic function of ``(seed,
+n_clips, DEMO_VERSION)``; every clip draws from its own generator.
 """
 
 from __future__ import annotations
@@ -28,9 +21,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from apex.demo import truth
 from apex.demo.synth import LEAD_TIMBRES, ClipSpec, render_clip
-from apex.demo.systems import SYSTEMS, TRAITS
+from apex.demo.systems import ENGAGEMENT_EXPONENT, SYSTEMS, TRAITS, aesthetics, engagement
 from apex.files import is_partial, partial_name, write_text_atomic
 from apex.tasks import AESTHETICS
 
@@ -71,11 +63,8 @@ def build_demo_corpus(
     out_dir: str | Path, *, seed: int = 0, n_clips: int = 480, force: bool = False
 ) -> Path:
     """Generate the demo corpus into ``out_dir`` (only its own files are replaced), or reuse a
-    complete one of the same seed, version and size unless ``force``.
-
-    Raises:
-        ValueError: ``n_clips`` < ``len(SYSTEMS)`` or ``seed`` < 0.
-    """
+    complete one of the same seed, version and size unless ``force``. Raises ValueError when
+    ``n_clips`` < ``len(SYSTEMS)`` or ``seed`` < 0."""
     out = Path(out_dir)
     if n_clips < len(SYSTEMS):
         raise ValueError(f"n_clips={n_clips} is too small; use at least {len(SYSTEMS)}.")
@@ -130,12 +119,8 @@ def ensure_demo_corpus(settings: Settings) -> Path:
 
 
 def load_metadata(corpus_dir: str | Path) -> pd.DataFrame:
-    """Read a corpus's ``metadata.csv``: one row per clip (columns in data/README.md).
-
-    Raises:
-        FileNotFoundError: no metadata.csv in ``corpus_dir``.
-        ValueError: the file lacks required columns.
-    """
+    """A corpus's ``metadata.csv``, one row per clip (columns in data/README.md). Raises
+    FileNotFoundError without the file, ValueError when it lacks columns."""
     path = Path(corpus_dir) / "metadata.csv"
     if not path.is_file():
         raise FileNotFoundError(
@@ -155,18 +140,11 @@ def _is_current(out: Path, seed: int, n_clips: int) -> bool:
         info = json.loads((out / "corpus.json").read_text())
     except (OSError, ValueError):
         return False
-    same = (info.get("seed"), info.get("version"), info.get("n_clips")) == (
-        seed,
-        DEMO_VERSION,
-        n_clips,
-    )
+    wanted = {"seed": seed, "version": DEMO_VERSION, "n_clips": n_clips}
+    if any(info.get(k) != v for k, v in wanted.items()) or not (out / "metadata.csv").is_file():
+        return False
     audio = out / "audio"
-    return (
-        same
-        and (out / "metadata.csv").is_file()
-        and audio.is_dir()
-        and (sum(1 for _ in audio.iterdir()) == n_clips)
-    )
+    return audio.is_dir() and sum(1 for _ in audio.iterdir()) == n_clips
 
 
 def _plan(seed: int, n_clips: int) -> list[dict[str, Any]]:
@@ -218,9 +196,8 @@ def _plan(seed: int, n_clips: int) -> list[dict[str, Any]]:
 
 
 def _render_all(staging: Path, plan: list[dict[str, Any]]) -> None:
-    # One process on purpose: rendering is ~25 ms of numpy per clip, and a pool would need either
-    # "fork" (unsafe under a threaded caller such as gradio or torch) or "spawn" (which re-imports
-    # the caller's __main__ and so breaks plain scripts without a main guard).
+    # One process on purpose (~25 ms a clip): "fork" is unsafe under threaded callers (gradio,
+    # torch) and "spawn" re-imports the caller's __main__, breaking scripts without a main guard.
     for clip in plan:
         audio = render_clip(clip["spec"], np.random.default_rng(list(clip["render_seed"])))
         path = staging / clip["file_name"]
@@ -232,38 +209,27 @@ def _ground_truth(plan: list[dict[str, Any]], seed: int) -> pd.DataFrame:
     rng = np.random.default_rng([seed, 3])
     traits = np.array([[c["spec"].traits[t] for t in TRAITS] for c in plan])
     sung = np.array([c["spec"].lead == "voice" for c in plan])
-    scores = truth.aesthetics(traits, sung, rng)
-    counts = truth.engagement(scores, rng)
-    table = pd.DataFrame(
+    scores = aesthetics(traits, sung, rng)
+    counts = engagement(scores, rng)
+    return pd.DataFrame(
         {
-            "file_name": [c["file_name"] for c in plan],
-            "clip_id": [c["clip_id"] for c in plan],
-            "system": [c["system"] for c in plan],
-            "prompt": [c["prompt"] for c in plan],
+            **{k: [c[k] for c in plan] for k in ("file_name", "clip_id", "system", "prompt")},
             "is_instrumental": ~sung,
             "duration_s": [c["spec"].duration_s for c in plan],
             "sample_rate": [c["spec"].sample_rate for c in plan],
             "channels": [c["spec"].channels for c in plan],
             **{a: scores[a].round(4) for a in AESTHETICS},
-            "streams": counts["streams"],
-            "likes": counts["likes"],
-            "score_streams": counts["score_streams"].round(4),
-            "score_likes": counts["score_likes"].round(4),
-            "quality": counts["quality"].round(4),
+            **{k: v.round(4) for k, v in counts.items()},  # streams, likes: integers
             "split": _splits([c["prompt_index"] for c in plan], seed),
             "lead": [c["spec"].lead for c in plan],
             **{f"trait_{t}": traits[:, i].round(4) for i, t in enumerate(TRAITS)},
         }
     )
-    return table
 
 
 def _splits(prompt_index: list[int], seed: int) -> list[str]:
-    """train/val/test by prompt, so no prompt's material leaks across splits.
-
-    Every complete prompt holds one clip of each system, so each system appears in every split
-    as soon as there are at least three complete prompts; smaller corpora split clip by clip.
-    """
+    """train/val/test by complete prompt (one clip of each system), so no prompt's material
+    leaks across splits; with fewer than three complete prompts, clip by clip."""
     index = np.asarray(prompt_index)
     complete = np.flatnonzero(np.bincount(index) == len(SYSTEMS))
     rng = np.random.default_rng([seed, 4])
@@ -311,6 +277,6 @@ def _corpus_info(table: pd.DataFrame, seed: int, n_clips: int, seconds: float) -
         "sample_rates": {
             str(k): int(v) for k, v in table["sample_rate"].value_counts().sort_index().items()
         },
-        "engagement_exponent": truth.ENGAGEMENT_EXPONENT,
+        "engagement_exponent": ENGAGEMENT_EXPONENT,
         "build_seconds": round(seconds, 2),
     }

@@ -1,17 +1,9 @@
 """Simulated listeners: the one model of how a listener chooses between two clips.
 
 A vote is BOTH_BAD with probability ``b``, else TIE with probability ``t``, else A wins with the
-Bradley-Terry probability ``p_a = sigmoid(scale * (u_A - u_B) + bias)`` of utilities ``u``. What
-differs between simulations are its parameters (:class:`Taste`) and its truth ``u``:
-
-- :data:`QUALITY` on the demo corpus's latent ``quality`` (1-5): :func:`simulate_votes`, the
-  demo model's votes; ``b`` rises when even the better clip is poor, ``t`` when the clips are close;
-- :data:`HIDDEN` on :func:`hidden_utility` (a taste of the ground truth unlike the score link, so
-  only votes can teach it) or :func:`embedding_utility`: :func:`listener_votes`, no ties;
-- :data:`ARENA` on system strengths (nats), 5 % ties: :mod:`annotation.voter_sim`, and
-  :func:`loudness_biased_votes` with ``bias`` = ``effect_per_lu`` times the loudness gap (LU).
-
-One uniform number decides each vote, so every simulation is deterministic for a seed.
+Bradley-Terry probability ``p_a = sigmoid(scale * (u_A - u_B) + bias)`` of utilities ``u``.
+Simulations differ only in their :class:`Taste` and their truth ``u``; one uniform number decides
+each vote, so every simulation is deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -23,11 +15,11 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from apex.tasks import PREFERENCES
 
-#: The order outcomes are drawn in from one uniform number (the seeded stream depends on it):
-#: :data:`apex.tasks.PREFERENCES` rearranged, never a list of its own.
+#: :data:`apex.tasks.PREFERENCES` in the order one uniform number draws them (seeds depend on it).
 _DRAW_ORDER: tuple[str, ...] = tuple(PREFERENCES[i] for i in (3, 2, 0, 1))
 BOTH_BAD_MAX, BOTH_BAD_SLOPE, BOTH_BAD_BELOW = 0.6, 4.0, 2.6
 TIE_BASE, TIE_CLOSE, TIE_WIDTH = 0.08, 0.15, 0.5
@@ -50,14 +42,10 @@ VOTE_COLUMNS = (
 
 @dataclass(frozen=True)
 class Taste:
-    """How listeners turn a utility gap into a choice.
-
-    Attributes:
-        scale: logits per unit of utility difference.
-        tie: constant P(TIE); None: the demo's closeness model
-            ``TIE_BASE + TIE_CLOSE * exp(-((u_A - u_B) / TIE_WIDTH) ** 2)``.
-        both_bad: the demo's BOTH_BAD model on 1-5 utilities,
-            ``BOTH_BAD_MAX * sigmoid(BOTH_BAD_SLOPE * (BOTH_BAD_BELOW - max(u_A, u_B)))``.
+    """How listeners turn a utility gap into a choice: ``scale`` logits per unit of utility
+    difference; ``tie`` a constant P(TIE), or None for the demo's closeness model
+    ``TIE_BASE + TIE_CLOSE * exp(-((u_A - u_B) / TIE_WIDTH) ** 2)``; ``both_bad``: the demo's
+    model on 1-5 utilities, ``BOTH_BAD_MAX * sigmoid(BOTH_BAD_SLOPE * (BOTH_BAD_BELOW - max(u)))``.
     """
 
     scale: float
@@ -65,9 +53,13 @@ class Taste:
     both_bad: bool = False
 
 
+#: The demo corpus's listeners (:func:`simulate_votes`), on its latent ``quality`` (1-5).
 QUALITY = Taste(scale=1.5, tie=None, both_bad=True)
-#: About 80 % agreement between two listeners.
+#: Listeners of :func:`hidden_utility` or :func:`embedding_utility` (:func:`listener_votes`):
+#: no ties, about 80 % agreement between two listeners.
 HIDDEN = Taste(scale=2.5)
+#: Listeners of system strengths in nats (:mod:`annotation.voter_sim`,
+#: :func:`loudness_biased_votes`).
 ARENA = Taste(scale=1.0, tie=0.05)
 #: The hidden taste: ground-truth column -> weight (columns z-scored first). Clear, natural clips
 #: are liked, catchy, tightly structured ones disliked (weights sum to zero).
@@ -79,29 +71,18 @@ HIDDEN_TASTE: Mapping[str, float] = {
 }
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def outcome_probabilities(
     ua: np.ndarray, ub: np.ndarray, taste: Taste = QUALITY, bias: np.ndarray | float = 0.0
 ) -> dict[str, np.ndarray]:
-    """Probabilities of each preference for battles with utilities ``ua``, ``ub`` (``[N]`` each).
-
-    Returns:
-        ``{"A", "B", "TIE", "BOTH_BAD"}`` -> ``[N]`` probabilities summing to 1, plus ``"p_a"``
-        (``[N]``, P(A beats B) in a decisive vote).
-    """
+    """``{"A", "B", "TIE", "BOTH_BAD"}`` -> ``[N]`` probabilities summing to 1 for battles of
+    utilities ``ua``, ``ub`` (``[N]`` each), plus ``"p_a"``: P(A beats B) in a decisive vote."""
     ua, ub = np.asarray(ua, dtype=float), np.asarray(ub, dtype=float)
-    p_a = _sigmoid(taste.scale * (ua - ub) + bias)
+    p_a = expit(taste.scale * (ua - ub) + bias)
     both_bad = np.zeros_like(p_a)
     if taste.both_bad:
-        worst = np.maximum(ua, ub)
-        both_bad = BOTH_BAD_MAX * _sigmoid(BOTH_BAD_SLOPE * (BOTH_BAD_BELOW - worst))
-    if taste.tie is None:
-        tie = (1.0 - both_bad) * (TIE_BASE + TIE_CLOSE * np.exp(-(((ua - ub) / TIE_WIDTH) ** 2)))
-    else:
-        tie = (1.0 - both_bad) * taste.tie
+        both_bad = BOTH_BAD_MAX * expit(BOTH_BAD_SLOPE * (BOTH_BAD_BELOW - np.maximum(ua, ub)))
+    closeness = TIE_BASE + TIE_CLOSE * np.exp(-(((ua - ub) / TIE_WIDTH) ** 2))
+    tie = (1.0 - both_bad) * (closeness if taste.tie is None else taste.tie)
     decisive = 1.0 - both_bad - tie
     return {
         "A": decisive * p_a,
@@ -129,11 +110,9 @@ def hidden_utility(meta: pd.DataFrame, taste: Mapping[str, float] = HIDDEN_TASTE
 
 
 def embedding_utility(vectors: Mapping[str, np.ndarray], seed: int = 0) -> pd.Series:
-    """Per-clip utility ``[N]`` (indexed by clip id) that the embeddings themselves express.
-
-    The z-scored projection of each clip's vector ``[D]`` (each dimension z-scored over the
-    clips, so no large dimension decides) on a seeded random unit direction: for listeners of a
-    model with no ground truth, pass each clip's embedding as the heads mix it.
+    """Per-clip utility ``[N]`` (indexed by clip id) for listeners of a model with no ground
+    truth: the z-scored projection of each clip's vector ``[D]`` (dimensions z-scored over the
+    clips) on a seeded random unit direction. Pass each clip's embedding as the heads mix it.
     """
     ids = list(vectors)
     x = np.stack([np.asarray(vectors[i], dtype=np.float64).ravel() for i in ids])
@@ -156,30 +135,17 @@ def listener_votes(
 
 
 def simulate_votes(
-    metadata: pd.DataFrame,
-    n: int,
-    *,
-    seed: int = 0,
-    start: datetime | str | None = None,
+    metadata: pd.DataFrame, n: int, *, seed: int = 0, start: datetime | str | None = None
 ) -> pd.DataFrame:
-    """Simulate ``n`` arena votes on the clips of ``metadata`` (:data:`QUALITY` listeners).
+    """``n`` arena votes of :data:`QUALITY` listeners on the clips of ``metadata``.
 
-    Pairs are two clips of different systems on the same prompt where there is one, else
-    anywhere; voters are pseudonyms with heavy-tailed activity.
-
-    Args:
-        metadata: One row per clip with at least ``clip_id``, ``system``, ``prompt``,
-            ``is_instrumental`` and ``quality`` (as from :func:`apex.demo.load_metadata`).
-        n: Number of votes (>= 0).
-        seed: Seed; the same inputs and seed give the same table.
-        start: Time of the first vote (UTC if naive); default 2026-01-01 00:00 UTC.
-
-    Returns:
-        ``n`` rows with :data:`VOTE_COLUMNS`: ``timestamp`` tz-aware UTC, strictly increasing
-        (exponential gaps, mean :data:`MEAN_GAP_S`); ``p_a`` the latent P(A beats B).
-
-    Raises:
-        ValueError: ``n`` < 0, missing columns, or fewer than two systems.
+    ``metadata`` (from :func:`apex.demo.load_metadata`) needs ``clip_id``, ``system``,
+    ``prompt``, ``is_instrumental`` and ``quality``. A battle pairs clips of different systems,
+    on the same prompt where possible; voters are pseudonyms with heavy-tailed activity. Returns
+    ``n`` rows of :data:`VOTE_COLUMNS`: ``timestamp`` UTC, strictly increasing after ``start``
+    (UTC if naive; default :data:`DEFAULT_START`) by exponential gaps of mean
+    :data:`MEAN_GAP_S`; ``p_a`` the latent P(A beats B). Raises ValueError when ``n`` < 0,
+    columns are missing or there are fewer than two systems.
     """
     if n < 0:
         raise ValueError(f"n={n} must be >= 0.")
@@ -258,15 +224,11 @@ def loudness_biased_votes(
     n_votes: int = 6000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Votes of :data:`ARENA` listeners who also prefer the louder clip (played as generated).
-
-    Each battle pits two random systems; each clip's loudness is drawn around its system's
-    ``mean_lufs`` (sd 3 LU), its length uniformly from 10-60 s, vocals with probability 1/2.
-
-    Returns:
-        A votes table with ``system_a/_b``, ``preference``, ``loudness_a/_b``, ``duration_a/_b``,
-        ``instrumental_a/_b``, ``is_instrumental``, ``source="simulated"`` and empty ``flags``.
-    """
+    """Votes of :data:`ARENA` listeners biased by ``effect_per_lu`` logits per LU to the louder
+    clip (played as generated) of two random systems. A clip's loudness is drawn around its
+    system's ``mean_lufs`` (sd 3 LU), its length from 10-60 s, vocals with probability 1/2.
+    Columns: ``system_a/_b``, ``preference``, ``loudness_a/_b``, ``duration_a/_b``,
+    ``instrumental_a/_b``, ``is_instrumental``, ``source="simulated"`` and empty ``flags``."""
     rng = np.random.default_rng(seed)
     names = list(strengths)
     pick = np.array([rng.choice(len(names), size=2, replace=False) for _ in range(n_votes)])

@@ -1,11 +1,8 @@
-"""The offline demo model: :class:`~apex.heads.ApexHeads` fitted on the synthetic demo corpus.
+"""The offline demo model: :class:`~apex.heads.ApexHeads` on the fallback encoder, fitted on the
+synthetic demo corpus, for when no MERT weights or published heads can be had (and it says so).
 
-When no MERT weights or published heads can be had, the product answers with these heads on the
-fallback encoder, and says so. They are fitted on first use by the one training stack
-(:func:`apex.training.refit.train_with_votes`) on :func:`demo_engagement` (the corpus embedded by
-the fallback encoder, ``L = 1``) and simulated votes between training clips. The model lives in
-``settings.models_dir / "demo-<version>"``; the version hashes everything that changes the fit,
-builds are serialised by a file lock and published by an atomic directory rename.
+Fitted on first use by :func:`apex.training.refit.train_with_votes`; stored under
+``settings.models_dir`` in a directory whose name hashes everything that changes the fit.
 """
 
 from __future__ import annotations
@@ -51,15 +48,9 @@ def demo_model_dir(settings: Settings) -> Path:
     """Where the demo model of ``settings`` lives (whether built yet or not)."""
     from apex.encoders import FallbackEncoder
 
-    key = "|".join(
-        (
-            DEMO_MODEL_VERSION,
-            f"corpus{DEMO_VERSION}",
-            f"seed{settings.demo_seed}",
-            f"n{settings.demo_clips}",
-            f"votes{VOTES_PER_CLIP}",
-            FallbackEncoder().settings_key(),
-        )
+    key = (
+        f"{DEMO_MODEL_VERSION}|corpus{DEMO_VERSION}|seed{settings.demo_seed}"
+        f"|n{settings.demo_clips}|votes{VOTES_PER_CLIP}|{FallbackEncoder().settings_key()}"
     )
     digest = sha256_text(key)[:10]
     return settings.models_dir / f"demo-{DEMO_MODEL_VERSION}-{digest}"
@@ -70,7 +61,8 @@ def _complete(directory: Path) -> bool:
 
 
 def ensure_demo_model(settings: Settings) -> Path:
-    """Return the demo model directory, building it on first use (builds the corpus if needed)."""
+    """The demo model directory, built on first use (the corpus too, if needed) under a file
+    lock and published by an atomic directory rename."""
     target = demo_model_dir(settings)
     if _complete(target):
         return target
@@ -115,7 +107,6 @@ def build_demo_model(settings: Settings, directory: Path, *, version: str) -> Pa
     held = votes_within("test", settings.demo_seed + 1)
     metrics = evaluate_model(result.model, data, battles=held, use_preference=True)
     outputs = predict(result.model, data.song_x)
-    encoder = FallbackEncoder()
     metadata = model_metadata(
         result,
         data,
@@ -124,7 +115,7 @@ def build_demo_model(settings: Settings, directory: Path, *, version: str) -> Pa
         version=version,
         kind="demo",
         encoder_spec="fallback",
-        encoder_settings=encoder.settings_key(),
+        encoder_settings=FallbackEncoder().settings_key(),
         metrics=metrics,
         description="Demo heads fitted on the synthetic demo corpus; not the published APEX.",
     )

@@ -1,22 +1,8 @@
 """Render one synthetic demo song from its traits: vectorised numpy additive synthesis.
 
-A clip is a short song on an eighth-note grid in 4/4: a pad playing one chord per bar, a bass on
-the quarter notes, a lead melody (an instrument, or a "vocal-like" lead whose harmonics are shaped
-by vowel formants), and a kick/snare/hat kit. Sections are two bars long. Each trait of
-:mod:`apex.demo.systems` changes the sound in one controlled way:
-
-- harmony: probability that a chord is diatonic (else a random cluster) and that a melody note is a
-  chord/scale tone (else a uniformly random semitone);
-- timing: onset jitter, standard deviation ``JITTER_S * (1 - timing)`` seconds, and a sinusoidal
-  tempo drift of relative amplitude ``DRIFT * (1 - timing)``;
-- cleanliness: white noise floor at ``-68 + 50 * (1 - cleanliness)`` dB RMS re full scale;
-- headroom: the master is driven into a hard clipper by ``1 + 12 * (1 - headroom) ** 2``;
-- brightness: 4th-order Butterworth low-pass at ``500 * 22 ** brightness`` Hz (500 Hz to 11 kHz);
-- structure: probability that a section repeats earlier material (A A B A ...), else new material;
-- expression: attack/release shaping, decay, vibrato depth, velocity and detune variation, pitch
-  scoop on sung notes (0 gives hard-gated, flat, identical notes).
-
-Nothing here reads or writes files; :mod:`apex.demo.corpus` does.
+An eighth-note grid in 4/4, two-bar sections: a pad (one chord per bar), a bass on the quarter
+notes, a lead melody (an instrument, or a vocal-like lead shaped by vowel formants) and a
+kick/snare/hat kit. What each trait changes in the sound: ``data/README.md``, "Systems and traits".
 """
 
 from __future__ import annotations
@@ -57,14 +43,9 @@ LEAD_TIMBRES: Mapping[str, tuple[float, ...]] = MappingProxyType(
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """Everything that decides one clip's audio (with the seed of its generator).
-
-    Attributes:
-        traits: ``{trait: value in (0, 1)}`` for every trait in ``systems.TRAITS``.
-        tonic: Pitch class of the key, 0 (C) to 11 (B); ``minor``: natural minor, else major.
-        bpm: Nominal tempo, quarter notes per minute.
-        lead: ``"voice"`` for the vocal-like lead, else a key of :data:`LEAD_TIMBRES`.
-    """
+    """Everything but the generator's seed that decides one clip's audio: ``traits`` in (0, 1),
+    ``tonic`` pitch class 0 (C) to 11 (B), ``minor`` (natural minor, else major), ``bpm`` in
+    quarter notes per minute, ``lead`` ``"voice"`` or a key of :data:`LEAD_TIMBRES`."""
 
     traits: Mapping[str, float]
     tonic: int
@@ -242,6 +223,13 @@ def _render_lead(buf, spec, rng, onsets, sections, jitter) -> None:
     n_steps = len(onsets) - 1
     voice = spec.lead == "voice"
     table = None if voice else _table(np.array(LEAD_TIMBRES[spec.lead]))
+    shape = {  # every note's envelope and pitch bends, from the clip's expression
+        "attack_s": 0.002 + 0.06 * e,
+        "release_s": 0.004 + 0.08 * e,
+        "decay_s": (0.3 + 1.5 * e) if e > 0.3 else None,
+        "vibrato_cents": 45.0 * e,
+        "scoop_cents": 70.0 * e if voice else 0.0,
+    }
     for s, material in enumerate(sections):
         for step, length, pitch in material["melody"]:
             first = s * per_section + step
@@ -256,21 +244,7 @@ def _render_lead(buf, spec, rng, onsets, sections, jitter) -> None:
             if voice:
                 f0 = 440.0 * 2.0 ** ((pitch - 69) / 12)
                 table = _voice_table(f0, VOWELS[rng.integers(len(VOWELS))], sr)
-            _note(
-                buf,
-                sr,
-                t0,
-                dur,
-                detuned,
-                table,
-                velocity,
-                attack_s=0.002 + 0.06 * e,
-                release_s=0.004 + 0.08 * e,
-                decay_s=(0.3 + 1.5 * e) if e > 0.3 else None,
-                vibrato_cents=45.0 * e,
-                scoop_cents=70.0 * e if voice else 0.0,
-                rng=rng,
-            )
+            _note(buf, sr, t0, dur, detuned, table, velocity, rng=rng, **shape)
 
 
 def _render_drums(buf, sr, rng, onsets, jitter) -> None:

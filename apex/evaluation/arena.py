@@ -1,12 +1,7 @@
-"""The APEX paper's out-of-distribution arena protocol on Music Arena battles, made checkable.
-
-The notebook's table (``APEX_arena_experiment.ipynb``: 10-fold CV ROC AUC of a logistic
-regression, paper 0.600, and a grid-searched SVM, 0.614, on 1,259 battles, "A won" positive;
-features of :mod:`apex.evaluation.cv`, engagement scores only or ``"all"`` seven), plus what is
-needed to trust it: each score's orientation before fitting, grouped fold schemes, bootstrap
-intervals, permutation p-values, counts per board. TIE, BOTH_BAD and battles with an unscored
-clip are counted but enter no AUC.
-"""
+"""The APEX paper's arena protocol on Music Arena battles (``apex eval arena``), made checkable:
+its classifiers (:mod:`apex.evaluation.cv`) under grouped fold schemes, with score orientation,
+bootstrap intervals, permutation p-values, counts per board and flags. TIE, BOTH_BAD and battles
+with an unscored clip are counted but enter no AUC."""
 
 from __future__ import annotations
 
@@ -19,17 +14,9 @@ from scipy.special import expit
 
 from apex.evaluation import cv
 from apex.evaluation import stats as st
-from apex.evaluation.checks import (
-    battle_counts,
-    fixed_score_row,
-    flags,
-    orientation,
-    reliance,
-    summarise,
-)
-from apex.tasks import AESTHETICS, DECISIVE, ENGAGEMENT, SCORE_NAMES
+from apex.tasks import AESTHETICS, DECISIVE, ENGAGEMENT, PREFERENCES, SCORE_NAMES
 
-#: The paper's reported figures on Music Arena (the arena experiment and its notebook).
+#: The paper's figures (``APEX_arena_experiment.ipynb``: 10-fold CV ROC AUC, "A won" positive).
 PAPER: dict[str, Any] = {
     "battles": 1259,
     "auc": {"logistic_regression": 0.600, "svm": 0.614},
@@ -45,21 +32,6 @@ SVM_GRID: dict[str, list[Any]] = {
 
 class ArenaEvalError(ValueError):
     """The battles or predictions cannot be evaluated; the message says what to fix."""
-
-
-def features(
-    predictions: pd.DataFrame,
-    clip_a: Sequence[str],
-    clip_b: Sequence[str],
-    instrumental: np.ndarray,
-) -> tuple[np.ndarray, list[str]]:
-    """:func:`cv.battle_features` ``[N, F]`` and names, from ``predictions`` (index: clip id,
-    one column per score) and the ``[N]`` clip ids of each side (all in ``predictions``)."""
-    scores = {n: predictions[n].to_numpy(np.float64) for n in predictions.columns}
-    row = {clip: i for i, clip in enumerate(predictions.index)}
-    a = np.array([row[c] for c in clip_a], dtype=np.int64)
-    b = np.array([row[c] for c in clip_b], dtype=np.int64)
-    return cv.battle_features(scores, a, b, instrumental)
 
 
 def _models(svm: str, seed: int, grid: Mapping[str, Sequence[Any]] = SVM_GRID) -> dict[str, Any]:
@@ -119,26 +91,20 @@ def evaluate_features(
         for name, model in _models(svm, seed, svm_grid).items():
             proba = cv.cross_validated_proba(model, x, y, fold=fold)
             row = summarise(proba, y, instrumental, n_boot=n_boot, seed=seed)
-            row["auc_fold_mean"] = _fold_mean_auc(proba, y, fold)
+            # The mean of per-fold AUCs is blind to offsets between folds' predictions, which pull
+            # the pooled AUC below 0.5 for a model that only memorises groups.
+            per_fold = [st.auc(proba[fold == k], y[fold == k]) for k in np.unique(fold)]
+            row["auc_fold_mean"] = _mean(np.array(per_fold))
             if name == "logistic_regression" and n_perm:
                 row |= _refit_permutation(x, y, fold, instrumental, n_perm=n_perm, seed=seed)
             else:  # a refit per permutation would cost hours for the SVM
-                why = (
-                    f"not computed for {name}: a refit per permutation costs hours; see the LR's p"
-                )
+                why = f"not computed for {name}: a refit per permutation costs hours; see LR's p"
                 row |= {"p_value": None, "p_value_note": why if n_perm else "permutations off"}
             if names is not None:
                 row["reliance"] = reliance(proba, x, names)
             entry["models"][name] = row
         out[scheme] = entry
     return out
-
-
-def _fold_mean_auc(proba: np.ndarray, y: np.ndarray, fold: np.ndarray) -> float:
-    """Mean of the per-test-fold AUCs: blind to offsets between folds' predictions, which pull
-    the pooled AUC below 0.5 for a model that only memorises groups (a constant per fold)."""
-    values = [st.auc(proba[fold == k], y[fold == k]) for k in np.unique(fold)]
-    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
 def _refit_permutation(
@@ -182,9 +148,9 @@ def evaluate_arena(
             SVM) or ``"off"``. n_boot, n_perm: resamples per interval, permutations per p-value.
 
     Returns:
-        ``counts`` (per preference, excluded and why, ``boards``), ``orientation``, ``schemes``
-        (:func:`evaluate_features`), ``rules`` (the notebook's fixed rules), ``apex_compare``,
-        ``ties``/``both_bad``, ``flags`` (sentences), ``paper`` and the settings used.
+        ``counts``, ``features``, ``orientation``, ``schemes`` (:func:`evaluate_features`),
+        ``rules`` (the notebook's fixed rules), ``paper``, ``settings``, ``flags`` (sentences)
+        and, with ``p_compare``, ``apex_compare``, ``ties`` and ``both_bad``.
     """
     names = _feature_scores(battles, predictions, feature_set, schemes, svm, seed)
     scored = predictions[[n for n in SCORE_NAMES if n in predictions.columns]].dropna()
@@ -195,7 +161,9 @@ def evaluate_arena(
     used = battles[decisive]
     y = (pref[decisive] == "A").astype(int)
     instr = all_instr[decisive]
-    x, feature_names = features(scored[names], used["clip_a"], used["clip_b"], instr)
+    scores = {n: scored[n].to_numpy(np.float64) for n in names}
+    a, b = scored.index.get_indexer(used["clip_a"]), scored.index.get_indexer(used["clip_b"])
+    x, feature_names = cv.battle_features(scores, a, b, instr)
     groups, skipped = _scheme_groups(used, schemes)
     kw = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed}
     orient, results, rules = {}, {}, {}
@@ -291,10 +259,7 @@ def _compare_section(
     instrumental: np.ndarray,
     battles: pd.DataFrame,
     preds: pd.DataFrame,
-    *,
-    n_boot: int,
-    n_perm: int,
-    seed: int,
+    **kw: Any,
 ) -> dict[str, Any]:
     """APEX's P(A preferred) scored like a rule, and what it said on ties and both-bad votes."""
     ok = known & ~np.isnan(p)
@@ -303,7 +268,7 @@ def _compare_section(
     instr = instrumental[decisive]
     out: dict[str, Any] = {}
     if len(y):
-        row = fixed_score_row(p[decisive], y, instr, n_boot=n_boot, n_perm=n_perm, seed=seed)
+        row = fixed_score_row(p[decisive], y, instr, **kw)
         out["apex_compare"] = row | {"orientation": st.agreement(p[decisive] - 0.5, y)}
     confidence = np.abs(p - 0.5)
     out["ties"] = {
@@ -315,10 +280,7 @@ def _compare_section(
     aesthetic = [a for a in AESTHETICS if a in preds.columns]
     scores = aesthetic or [n for n in SCORE_NAMES if n in preds.columns]
     quality = preds[scores].mean(axis=1)
-    pair = (
-        quality.reindex(battles["clip_a"]).to_numpy()
-        + quality.reindex(battles["clip_b"]).to_numpy()
-    ) / 2
+    pair = np.mean([quality.reindex(battles[c]).to_numpy() for c in ("clip_a", "clip_b")], axis=0)
     out["both_bad"] = {
         "n": int((ok & (pref == "BOTH_BAD")).sum()),
         "scores": scores,
@@ -329,5 +291,157 @@ def _compare_section(
 
 
 def _mean(values: np.ndarray) -> float:
+    """Mean of the non-NaN ``values``; NaN when there are none."""
     values = values[~np.isnan(values)]
     return float(values.mean()) if len(values) else float("nan")
+
+
+# Checks on the protocol's numbers: pure functions over arrays and report dicts.
+
+
+def boards(instrumental: np.ndarray) -> dict[str, np.ndarray]:
+    """Masks ``[N]`` of the three boards: all battles, instrumental, vocal."""
+    instrumental = np.asarray(instrumental, bool)
+    return {
+        "overall": np.ones_like(instrumental),
+        "instrumental": instrumental,
+        "vocal": ~instrumental,
+    }
+
+
+def summarise(
+    proba: np.ndarray, y: np.ndarray, instrumental: np.ndarray, *, n_boot: int, seed: int
+) -> dict[str, Any]:
+    """AUC per board and accuracy, each with its bootstrap interval, and F1 for "A won", from
+    ``proba`` ``[N]`` P("A won"), ``y`` ``[N]`` 0/1, ``instrumental`` ``[N]`` bool. A board with
+    one outcome only has a NaN AUC."""
+    from sklearn.metrics import f1_score
+
+    out: dict[str, Any] = {"auc": {}, "auc_ci": {}, "n": {}}
+    for k, (board, mask) in enumerate(boards(instrumental).items()):
+        boot = st.bootstrap(proba[mask], y[mask], n=n_boot, seed=seed + k) if mask.any() else None
+        out["auc"][board] = st.auc(proba[mask], y[mask]) if mask.any() else float("nan")
+        out["auc_ci"][board] = boot["auc_ci"] if boot else [float("nan")] * 2
+        out["n"][board] = int(mask.sum())
+        if board == "overall":
+            out["accuracy"] = st.accuracy(proba, y) if len(y) else float("nan")
+            out["accuracy_ci"] = boot["accuracy_ci"] if boot else [float("nan")] * 2
+    out["f1"] = float(f1_score(y, proba > 0.5, zero_division=0.0))
+    return out
+
+
+def fixed_score_row(
+    proba: np.ndarray,
+    y: np.ndarray,
+    instrumental: np.ndarray,
+    *,
+    n_boot: int,
+    n_perm: int,
+    seed: int,
+) -> dict[str, Any]:
+    """:func:`summarise` plus a permutation p-value for a score that needs no fitting."""
+    row = summarise(proba, y, instrumental, n_boot=n_boot, seed=seed)
+    null = st.auc(proba, st.shuffled_labels(y, instrumental, n=n_perm, seed=seed))
+    return row | {
+        "p_value": st.permutation_pvalue(row["auc"]["overall"], null),
+        "permutations": n_perm,
+    }
+
+
+def orientation(
+    preds: pd.DataFrame,
+    clip_a: pd.Series,
+    clip_b: pd.Series,
+    y: np.ndarray,
+    paper: Mapping[str, float],
+) -> dict[str, dict[str, Any]]:
+    """:func:`~apex.evaluation.stats.agreement` of each score's A - B margin with "A won", plus
+    the notebook's ``likes+streams`` and ``sum_of_seven`` (raw predictions summed) when their
+    scores are present, each with ``paper``'s figure."""
+    cols = [n for n in SCORE_NAMES if n in preds.columns]
+    a, b = preds.loc[clip_a, cols].to_numpy(), preds.loc[clip_b, cols].to_numpy()
+    margins = {n: a[:, i] - b[:, i] for i, n in enumerate(cols)}
+    if all(e in cols for e in ENGAGEMENT):
+        margins["likes+streams"] = sum(margins[e] for e in ENGAGEMENT)
+    if len(cols) == len(SCORE_NAMES):
+        margins["sum_of_seven"] = sum(margins[n] for n in SCORE_NAMES)
+    return {name: st.agreement(m, y) | {"paper": paper.get(name)} for name, m in margins.items()}
+
+
+def reliance(proba: np.ndarray, x: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Pearson r of a classifier's out-of-fold P("A won") with each score's ``diff_`` feature."""
+    out = {}
+    for i, name in enumerate(names):
+        if name.startswith("diff_") and not name.endswith("_x_instr"):
+            col = x[:, i]
+            ok = np.ptp(col) > 0 and np.ptp(proba) > 0
+            out[name[5:]] = float(np.corrcoef(proba, col)[0, 1]) if ok else 0.0
+    return out
+
+
+def inversion_flag(row: dict[str, Any], orient: Mapping[str, dict[str, Any]]) -> str | None:
+    """Why a classifier's AUC above 0.5 rests on an inverted sign (its P(A wins) falls as the
+    score it follows most, largest ``|r|``, rises for A), or None."""
+    r = row.get("reliance") or {}
+    if not r or not row["auc"]["overall"] > 0.5:
+        return None
+    score = max(r, key=lambda k: abs(r[k]))
+    if r[score] >= 0:
+        return None
+    # combined_popularity is the mean of the engagement scores: the sign of likes+streams
+    key = "likes+streams" if score == "combined_popularity" else score
+    acc = orient.get(key, {}).get("accuracy", float("nan"))
+    return (
+        f"AUC {row['auc']['overall']:.3f} rests on an inverted sign: its P(A wins) falls as "
+        f"{score} of A rises (r = {r[score]:.2f}; higher-{score}-wins holds in {acc:.3f})"
+    )
+
+
+def flags(report: dict[str, Any]) -> list[str]:
+    """Sentences for what a reader must not miss: inverted signs and leakage."""
+    out = [
+        f"orientation: the clip with the higher {name} loses more often than it wins "
+        f"({row['accuracy']:.3f}, 95% CI {row['ci'][0]:.3f}-{row['ci'][1]:.3f}, n={row['n']})"
+        for name, row in report["orientation"].items()
+        if row["sign"] == "inverted"
+    ]
+    paper = report["schemes"].get("paper", {}).get("models", {})
+    leaks = []
+    for scheme, entry in report["schemes"].items():
+        for model, row in entry.get("models", {}).items():
+            why = inversion_flag(row, report["orientation"])
+            if why:
+                out.append(f"{model} [{scheme} folds]: {why}")
+            base = paper.get(model)
+            if scheme != "paper" and base and base["auc"]["overall"] - row["auc"]["overall"] > 0.05:
+                leaks.append(
+                    f"{model}: AUC {base['auc']['overall']:.3f} on the paper's folds but "
+                    f"{row['auc']['overall']:.3f} {entry['label']}: part of it is leakage"
+                )
+    return out + leaks
+
+
+def battle_counts(
+    pref: np.ndarray, known: np.ndarray, decisive: np.ndarray, instr: np.ndarray
+) -> dict[str, Any]:
+    """Battles per preference, how many were used and why the others were excluded, per board,
+    from ``[N]`` masks over battles: ``known`` (both clips scored), ``decisive`` (used: A or B,
+    both scored) and ``instr`` (instrumental); ``pref`` ``[N]`` the preferences."""
+    counts: dict[str, Any] = {p: int((pref == p).sum()) for p in PREFERENCES}
+    counts |= {"battles": len(pref), "unscored": int((~known).sum()), "used": int(decisive.sum())}
+    counts["excluded"] = {
+        "TIE": int((known & (pref == "TIE")).sum()),
+        "BOTH_BAD": int((known & (pref == "BOTH_BAD")).sum()),
+        "no prediction for a clip": counts["unscored"],
+    }
+    counts |= {
+        "used_instrumental": int((decisive & instr).sum()),
+        "used_vocal": int((decisive & ~instr).sum()),
+        "boards": {},
+    }
+    for board, mask in boards(instr).items():
+        row = {"battles": int(mask.sum())}
+        row |= {p: int((mask & (pref == p)).sum()) for p in PREFERENCES}
+        row |= {"decisive": int((mask & decisive).sum()), "unscored": int((mask & ~known).sum())}
+        counts["boards"][board] = row
+    return counts

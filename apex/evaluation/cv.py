@@ -1,12 +1,6 @@
-"""The APEX paper's arena protocol, shared: battle features, classifier, folds, out-of-fold P.
-
-The notebook's recipe, used alike by :func:`apex.evaluation.metrics.arena_protocol` and
-:func:`apex.evaluation.arena.evaluate_arena`: per battle the difference and ratio A vs B of
-every predicted score (and ``combined_popularity``), the instrumental flag and each difference
-times the flag; a standardised ``LogisticRegression(C=0.1, class_weight="balanced")``; shuffled
-stratified K-fold CV. :func:`fold_ids` also builds grouped folds (by prompt, by unordered
-system pair, or both), so no prompt or pair has battles on both sides of a split.
-"""
+"""The APEX paper's arena recipe (battle features, classifier, folds, out-of-fold P), shared by
+:func:`apex.evaluation.metrics.arena_protocol` and :func:`apex.evaluation.arena.evaluate_arena`;
+grouped folds keep every prompt and/or unordered system pair on one side of each split."""
 
 from __future__ import annotations
 
@@ -30,17 +24,14 @@ FOLD_SCHEMES: tuple[str, ...] = tuple(SCHEME_LABELS)
 
 
 def battle_features(
-    scores: Mapping[str, np.ndarray],
-    a: np.ndarray,
-    b: np.ndarray,
-    instrumental: np.ndarray,
+    scores: Mapping[str, np.ndarray], a: np.ndarray, b: np.ndarray, instrumental: np.ndarray
 ) -> tuple[np.ndarray, list[str]]:
     """The notebook's ``[N, F]`` float64 features and their ``F`` names.
 
     ``scores``: per-clip predictions ``[M]`` by name, in feature order; ``a``, ``b``: ``[N]``
     indices into them of each battle's clips; ``instrumental``: ``[N]`` bool or 0/1. Names:
-    ``diff_<score>``, ``ratio_<score>`` (``combined_popularity`` last), ``is_instrumental``,
-    ``diff_<score>_x_instr``.
+    ``diff_<score>``, ``ratio_<score>`` (``combined_popularity``, the engagement mean, last),
+    ``is_instrumental``, ``diff_<score>_x_instr``.
     """
     preds = {name: np.asarray(values, np.float64) for name, values in scores.items()}
     if all(e in preds for e in ENGAGEMENT):
@@ -57,15 +48,11 @@ def battle_features(
 def logistic_regression() -> Any:
     """The paper's classifier: standardise, then ``LogisticRegression(C=0.1, balanced)``."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
+    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return Pipeline(
-        [
-            ("scaler", StandardScaler()),
-            ("lr", LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000)),
-        ]
-    )
+    lr = LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000)
+    return make_pipeline(StandardScaler(), lr)
 
 
 def cv_skip_reason(y: np.ndarray, folds: int) -> str | None:
@@ -87,8 +74,8 @@ def pair_labels(system_a: np.ndarray, system_b: np.ndarray) -> np.ndarray:
 
 
 def linked_groups(*labels: np.ndarray) -> np.ndarray:
-    """``[N]`` group ids: connected components (union-find) of battles linked by sharing a value
-    in any of ``labels`` (each ``[N]``); a prompt met by two pairs joins both pairs' battles."""
+    """``[N]`` group ids: connected components of battles linked by sharing a value in any of
+    ``labels`` (each ``[N]``); a prompt met by two pairs joins both pairs' battles."""
     n = len(labels[0])
     parent = np.arange(n)
 
@@ -119,21 +106,17 @@ def scheme_groups(
         return None
     if (scheme != "pair" and prompts is None) or (scheme != "prompt" and pairs is None):
         raise ValueError(f"fold scheme {scheme!r} needs the battles' prompts and system pairs")
-    if scheme == "prompt":
-        return np.unique(np.asarray(prompts), return_inverse=True)[1].ravel()
-    if scheme == "pair":
-        return np.unique(np.asarray(pairs), return_inverse=True)[1].ravel()
-    return linked_groups(prompts, pairs)
+    if scheme == "prompt+pair":
+        return linked_groups(prompts, pairs)
+    return np.unique(np.asarray(prompts if scheme == "prompt" else pairs), return_inverse=True)[1]
 
 
 def fold_ids(
     y: np.ndarray, groups: np.ndarray | None, *, folds: int = 10, seed: int = 42
 ) -> np.ndarray | str:
-    """``[N]`` test-fold index (0..folds-1) of every battle, or why the folds cannot be built.
-
-    ``groups=None``: the paper's shuffled ``StratifiedKFold`` on the labels. Otherwise a shuffled
-    ``StratifiedGroupKFold``: every group lies in exactly one test fold.
-    """
+    """``[N]`` test-fold index (0..folds-1) of every battle, or why the folds cannot be built:
+    the paper's shuffled ``StratifiedKFold`` for ``groups=None``, else a shuffled
+    ``StratifiedGroupKFold`` (every group in exactly one test fold)."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     y = np.asarray(y)
@@ -147,8 +130,7 @@ def fold_ids(
         n_groups = len(np.unique(groups))
         if n_groups < folds:
             return f"only {n_groups} group(s); {folds}-fold grouped CV needs {folds}"
-        cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-        splits = cv.split(y, y, groups)
+        splits = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(y, y, groups)
     for k, (_, test) in enumerate(splits):
         out[test] = k
     for k in range(folds):  # a fold with one outcome cannot be trained against the other
@@ -167,11 +149,9 @@ def cross_validated_proba(
     seed: int = 42,
     fold: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Out-of-fold P("A won") ``[N]`` of ``model`` on features ``x`` ``[N, F]`` and labels ``y``.
-
-    ``fold``: ``[N]`` test-fold ids (:func:`fold_ids`); default the paper's folds with ``seed``.
-    Raises ValueError when those cannot be built (check :func:`cv_skip_reason` first).
-    """
+    """Out-of-fold P("A won") ``[N]`` of ``model`` on features ``x`` ``[N, F]`` and labels ``y``
+    in test folds ``fold`` (:func:`fold_ids`; default the paper's folds with ``seed``, and
+    ValueError when those cannot be built: check :func:`cv_skip_reason` first)."""
     from sklearn.base import clone
 
     if fold is None:

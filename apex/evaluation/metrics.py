@@ -1,9 +1,6 @@
-"""A model's figures: regression per score, held-out battle accuracy/AUC, the arena protocol.
-
-:func:`evaluate_model` bundles them (the report the refit gate compares), :func:`format_table`
-prints reports side by side, :func:`spearman_noise` says how far two models' Spearman may differ
-by chance.
-"""
+"""A model's figures (:func:`evaluate_model`, the report the refit gate compares): regression per
+score, held-out battle accuracy/AUC and the arena protocol; :func:`format_table` prints reports
+side by side."""
 
 from __future__ import annotations
 
@@ -15,8 +12,9 @@ from scipy import stats
 from torch import nn
 
 from apex.evaluation import cv as arena_cv
+from apex.evaluation import stats as arena_stats
 from apex.evaluation.report import number_cell
-from apex.tasks import ENGAGEMENT, SCORE_NAMES
+from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_NAMES
 from apex.training.battles import Battles
 from apex.training.data import EngagementData, known_targets
 from apex.training.loop import predict
@@ -56,11 +54,8 @@ def regression_metrics(
 def pairwise_metrics(utility: np.ndarray, battles: Battles) -> dict[str, float]:
     """Accuracy and AUC of ``utility[a] - utility[b]`` on decisive (non-TIE) battles.
 
-    A zero margin counts as half right (no preference expressed). ``auc`` is NaN when the held-out
-    votes hold only one outcome.
+    A zero margin counts as half right; ``auc`` is NaN when the votes hold only one outcome.
     """
-    from sklearn.metrics import roc_auc_score
-
     decisive = battles.y != 0.5
     margin = utility[battles.a[decisive]] - utility[battles.b[decisive]]
     won = battles.y[decisive] == 1.0
@@ -68,13 +63,8 @@ def pairwise_metrics(utility: np.ndarray, battles: Battles) -> dict[str, float]:
     if n == 0:
         return {"accuracy": float("nan"), "auc": float("nan"), "n": 0, "ties": len(battles)}
     correct = np.where(margin == 0, 0.5, (margin > 0) == won)
-    auc = float(roc_auc_score(won, margin)) if 0 < won.sum() < n else float("nan")
-    return {
-        "accuracy": float(np.mean(correct)),
-        "auc": auc,
-        "n": n,
-        "ties": int(len(battles) - n),
-    }
+    auc = arena_stats.auc(margin, won)
+    return {"accuracy": float(np.mean(correct)), "auc": auc, "n": n, "ties": len(battles) - n}
 
 
 def arena_protocol(
@@ -85,16 +75,10 @@ def arena_protocol(
     folds: int = 10,
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """The paper's arena experiment (:mod:`apex.evaluation.cv`) on the decisive battles.
-
-    Returns ``auc`` of the out-of-fold P("A won") under the paper's ``folds`` (shuffled with
-    ``seed``), its 95 % bootstrap interval ``auc_ci`` (``n_boot`` resamples) and ``n``; NaN
-    when either outcome has fewer than ``folds`` battles.
+    """The paper's arena experiment (:mod:`apex.evaluation.cv`) on the decisive battles: ``auc``
+    of the out-of-fold P("A won") under the paper's ``folds`` (shuffled with ``seed``), its 95 %
+    bootstrap interval ``auc_ci`` and ``n``; NaN when an outcome has fewer than ``folds`` battles.
     """
-    from sklearn.metrics import roc_auc_score
-
-    from apex.evaluation import stats as arena_stats
-
     decisive = battles.y != 0.5
     y = (battles.y[decisive] == 1.0).astype(int)
     if arena_cv.cv_skip_reason(y, folds) is not None:
@@ -105,7 +89,7 @@ def arena_protocol(
     model = arena_cv.logistic_regression()
     proba = arena_cv.cross_validated_proba(model, x, y, folds=folds, seed=seed)
     ci = arena_stats.bootstrap(proba, y, n=n_boot, seed=seed)["auc_ci"]
-    return {"auc": float(roc_auc_score(y, proba)), "auc_ci": ci, "n": len(y)}
+    return {"auc": arena_stats.auc(proba, y), "auc_ci": ci, "n": len(y)}
 
 
 def evaluate_model(
@@ -118,12 +102,9 @@ def evaluate_model(
     tasks: Sequence[str] | None = None,
     device: str = "cpu",
 ) -> dict:
-    """Full report of ``model`` on ``songs`` (default: ``test`` split, else ``val``) and battles.
-
-    ``tasks`` limits the scores used (regression, utility link, arena features) to those the
-    model was trained on. Returns a JSON-ready dict: ``regression`` per score, ``pairwise`` and
-    ``arena`` when battles are given, and ``n_songs``.
-    """
+    """JSON-ready report of ``model`` on ``songs`` (default: ``test`` split, else ``val``):
+    ``n_songs``, ``regression`` per score and, given battles, ``pairwise`` and ``arena``.
+    ``tasks`` limits the scores used to those the model was trained on."""
     songs = _held_out(data) if songs is None else songs
     outputs = predict(model, data.song_x, device=device)
     if tasks is not None:  # outputs a model was never trained on are noise: leave them out
@@ -167,11 +148,10 @@ def format_table(reports: Mapping[str, Mapping]) -> str:
             rows.append((f"{section} {key}", [number_cell(c, 0) for c in cells]))
     width = max([len(r[0]) for r in rows] + [6])
     cols = [max(len(n), 7) for n in names]
-    lines = ["  ".join([" " * width, *(n.rjust(w) for n, w in zip(names, cols, strict=True))])]
-    for label, cells in rows:
-        lines.append(
-            "  ".join([label.ljust(width), *(c.rjust(w) for c, w in zip(cells, cols, strict=True))])
-        )
+    lines = [
+        "  ".join([label.ljust(width), *(c.rjust(w) for c, w in zip(cells, cols, strict=True))])
+        for label, cells in [("", names), *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -186,13 +166,10 @@ def spearman_noise(
 ) -> dict[str, float]:
     """Sampling noise of the Spearman difference between two models on the same held-out songs.
 
-    A paired bootstrap (``rounds`` seeded resamples of the songs) of the mean Spearman of ``a``
-    minus that of ``b``, over the engagement scores and over the aesthetics; returns the standard
-    deviation of each (``{"spearman", "aesthetics"}``, NaN where either model lacks the scores or
-    fewer than 4 songs have targets).
+    The standard deviation over ``rounds`` seeded paired bootstraps of the songs of the mean
+    Spearman of ``a`` minus that of ``b``, over the engagement scores (``"spearman"``) and the
+    aesthetics (``"aesthetics"``); NaN where either model lacks the scores.
     """
-    from apex.tasks import AESTHETICS
-
     songs = _held_out(data) if songs is None else songs
     out_a, out_b = predict(a, data.song_x[songs]), predict(b, data.song_x[songs])
     targets = data.targets[songs]
@@ -200,18 +177,15 @@ def spearman_noise(
     draws = [rng.integers(0, len(songs), len(songs)) for _ in range(rounds)]
     noise = {}
     for key, names in (("spearman", ENGAGEMENT), ("aesthetics", AESTHETICS)):
-        cols = [(SCORE_NAMES.index(n), n) for n in names if n in out_a and n in out_b]
+        shared = [n for n in names if n in out_a and n in out_b]
         diffs = []
         for idx in draws:
-            per = []
-            for i, name in cols:
-                t = targets[idx, i]
-                known = ~np.isnan(t)
-                if known.sum() < 4:
-                    continue
-                ra = stats.spearmanr(out_a[name][idx][known], t[known])[0]
-                rb = stats.spearmanr(out_b[name][idx][known], t[known])[0]
-                per.append(ra - rb)
+            a_draw = {n: out_a[n][idx] for n in shared}
+            per = [  # scores with fewer than 4 known targets in this resample are left out
+                stats.spearmanr(a_draw[n][known], t)[0]
+                - stats.spearmanr(out_b[n][idx][known], t)[0]
+                for n, known, t in known_targets(a_draw, targets[idx], min_known=4)
+            ]
             if per and np.all(np.isfinite(per)):
                 diffs.append(float(np.mean(per)))
         noise[key] = float(np.std(diffs)) if len(diffs) > 1 else float("nan")

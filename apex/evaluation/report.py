@@ -1,7 +1,5 @@
-"""The arena report for people: counts, orientation, one table per fold scheme, flags.
-
-:func:`format_report` renders :func:`apex.evaluation.arena.evaluate_arena`'s dict as text.
-"""
+"""The arena report for people: :func:`format_report` renders the dict of
+:func:`apex.evaluation.arena.evaluate_arena` as text."""
 
 from __future__ import annotations
 

@@ -1,13 +1,9 @@
-"""Score a Music Arena release with one model and run the arena protocol on its battles.
-
-:func:`evaluate_scorer` is what ``apex eval arena`` runs per ``--model``, so every model
-(refits included) gets the same report.
-"""
+"""Score a Music Arena release with one model and run the arena protocol on its battles: what
+``apex eval arena`` runs per ``--model``, so every model (refits included) gets the same report."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,24 +13,6 @@ from apex.audio import AudioError
 from apex.evaluation.arena import evaluate_arena
 
 
-def score_clips(
-    scorer: Any, clips: pd.DataFrame, root: Path
-) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """``{clip_id: ScoreResult}`` of ``scorer`` over a release's ``clips`` (``clip_id``,
-    ``file_name`` relative to ``root``, ``has_audio``), and ``[(clip_id, reason)]`` of those
-    whose audio is missing or unreadable (reported; one bad clip does not end the evaluation)."""
-    results, failed = {}, []
-    for clip in clips.itertuples():
-        if not clip.has_audio:
-            failed.append((clip.clip_id, "audio file not on disk"))
-            continue
-        try:
-            results[clip.clip_id] = scorer.score(root / clip.file_name)[0]
-        except (AudioError, OSError) as exc:
-            failed.append((clip.clip_id, f"{type(exc).__name__}: {exc}"))
-    return results, failed
-
-
 def evaluate_scorer(
     scorer: Any, spec: str, release: Any, battles: pd.DataFrame, **protocol: Any
 ) -> dict[str, Any]:
@@ -42,10 +20,18 @@ def evaluate_scorer(
 
     ``scorer`` (an :class:`apex.scorer.Scorer`) was named ``spec`` (``auto``, a path...);
     ``release`` is an :class:`~apex.sources.music_arena.ArenaRelease`; ``protocol`` goes to
-    :func:`~apex.evaluation.arena.evaluate_arena`. Returns its report plus ``model`` (what was
-    judged) and ``unscored_clips``.
+    :func:`~apex.evaluation.arena.evaluate_arena`. Its report gains ``model`` (what was judged)
+    and ``unscored_clips``, ``[(clip_id, reason)]`` (a missing or unreadable clip is reported).
     """
-    results, failed = score_clips(scorer, release.clips(), release.root)
+    results, failed = {}, []
+    for clip in release.clips().itertuples():
+        if not clip.has_audio:
+            failed.append((clip.clip_id, "audio file not on disk"))
+            continue
+        try:
+            results[clip.clip_id] = scorer.score(release.root / clip.file_name)[0]
+        except (AudioError, OSError) as exc:
+            failed.append((clip.clip_id, f"{type(exc).__name__}: {exc}"))
     predictions = pd.DataFrame({cid: r.scores for cid, r in results.items()}).T
     p_compare = np.array(
         [
@@ -54,7 +40,7 @@ def evaluate_scorer(
         ]
     )
     report = evaluate_arena(battles, predictions, p_compare=p_compare, **protocol)
-    info = scorer.info()  # what the report says about the model it judged
+    info = scorer.info()
     judged = ("model_id", "version", "encoder_id", "is_demo")
     return report | {
         "model": {"spec": spec, **{k: info.get(k) for k in judged}},

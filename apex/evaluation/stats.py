@@ -1,10 +1,6 @@
-"""Uncertainty for the arena protocol, vectorised over resamples (no Python loop per resample).
-
-Bootstrap intervals of AUC and accuracy (the out-of-fold predictions stay fixed: the sampling
-error of the evaluation set, not of the fit), labels permuted within strata, permutation p-values
-(Phipson & Smyth, 2010), sign agreement with a Wilson interval and an exact binomial test, and
-the paper's logistic regression refitted on every permuted labelling at once.
-"""
+"""Uncertainty for the arena protocol, vectorised over resamples. Bootstrap intervals keep the
+out-of-fold predictions fixed (the sampling error of the evaluation set, not of the fit);
+permutation p-values follow Phipson & Smyth (2010)."""
 
 from __future__ import annotations
 
@@ -66,11 +62,8 @@ def bootstrap(
 
 
 def shuffled_labels(y: np.ndarray, strata: np.ndarray, *, n: int, seed: int) -> np.ndarray:
-    """``[n, N]`` copies of ``y`` ``[N]``, each permuted within the cells of ``strata`` ``[N]``.
-
-    A permutation never moves a label out of its stratum, so every stratum keeps its count of
-    each outcome (and its base rate) in every copy.
-    """
+    """``[n, N]`` copies of ``y`` ``[N]``, each permuted within the cells of ``strata`` ``[N]``
+    (so every stratum keeps its count of each outcome in every copy)."""
     y, strata = np.asarray(y), np.asarray(strata)
     keys = np.random.default_rng(seed).random((n, len(y)))
     order = np.lexsort((keys, np.broadcast_to(strata, keys.shape)), axis=-1)
@@ -89,10 +82,9 @@ def permutation_pvalue(observed: float, null: np.ndarray) -> float:
 def agreement(margin: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Does "the clip with the higher score wins" hold? ``margin`` = score A - score B ``[N]``.
 
-    Battles with a zero margin say nothing and are counted apart (``equal``). Returns ``n``
-    (non-zero margins), ``agree``, ``accuracy``, its Wilson ``ci``, the exact two-sided binomial
-    ``p`` against 0.5 and ``sign``: ``"agrees"`` / ``"inverted"`` when the interval excludes
-    0.5, else ``"unclear"``.
+    Returns ``n`` (non-zero margins), ``equal`` (zero margins, which say nothing), ``agree``,
+    ``accuracy``, its Wilson ``ci``, the exact two-sided binomial ``p`` against 0.5 and ``sign``:
+    ``"agrees"`` / ``"inverted"`` when the interval excludes 0.5, else ``"unclear"``.
     """
     margin, y = np.asarray(margin, np.float64), np.asarray(y, bool)
     decided = margin != 0
@@ -100,12 +92,8 @@ def agreement(margin: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     agree = int(((margin > 0) == y)[decided].sum())
     out: dict[str, Any] = {"n": n, "equal": int((~decided).sum()), "agree": agree}
     if n == 0:
-        return out | {
-            "accuracy": float("nan"),
-            "ci": [float("nan")] * 2,
-            "p": 1.0,
-            "sign": "unclear",
-        }
+        nan = float("nan")
+        return out | {"accuracy": nan, "ci": [nan, nan], "p": 1.0, "sign": "unclear"}
     low, high = wilson_interval(agree, n)
     sign = "agrees" if low > 0.5 else "inverted" if high < 0.5 else "unclear"
     p = float(stats.binomtest(agree, n, 0.5).pvalue)
@@ -123,19 +111,17 @@ def wilson_interval(successes: int, n: int) -> tuple[float, float]:
 def logistic_oof_proba(
     x: np.ndarray, labels: np.ndarray, fold: np.ndarray, *, c: float = 0.1, chunk: int = 250
 ) -> np.ndarray:
-    """Out-of-fold P("A won") ``[B, N]`` of the paper's logistic regression, for ``B`` labellings.
-
-    Per test fold: standardise on the training battles, then minimise
-    ``0.5 |w|^2 + c * sum_i s_i * logloss_i`` (intercept unpenalised, ``s_i`` the balanced
-    class weights of that training set) by Newton's method — the optimum scikit-learn's
-    ``LogisticRegression(C=c, class_weight="balanced")`` reaches, for all labellings at once.
-
-    Args:
-        x: ``[N, F]`` features. labels: ``[B, N]`` 0/1. fold: ``[N]`` test-fold ids.
-        chunk: labellings solved together (bounds memory at ~``chunk * N * F`` floats).
+    """Out-of-fold P("A won") ``[B, N]`` of the paper's logistic regression on features ``x``
+    ``[N, F]`` for ``B`` labellings ``labels`` ``[B, N]`` (0/1) at once, per test fold of
+    ``fold`` ``[N]``: standardise on the training battles, then minimise
+    ``0.5 |w|^2 + c * sum_i s_i * logloss_i`` (intercept unpenalised, ``s_i`` balanced class
+    weights), as scikit-learn's ``LogisticRegression(C=c, class_weight="balanced")`` does.
+    ``chunk`` labellings are solved together (memory ~``chunk * N * F`` floats).
     """
     labels = np.atleast_2d(labels).astype(np.float64)
     out = np.empty_like(labels)
+    penalty = np.ones(x.shape[1] + 1)
+    penalty[-1] = 0.0  # the intercept is not penalised
     for k in np.unique(fold):
         test = fold == k
         mean = x[~test].mean(axis=0)
@@ -144,18 +130,11 @@ def logistic_oof_proba(
         xtr, xte = (
             np.column_stack([(r - mean) / scale, np.ones(len(r))]) for r in (x[~test], x[test])
         )
+        n = len(xtr)
         for start in range(0, len(labels), chunk):
             ytr = labels[start : start + chunk, ~test]
-            theta = _newton_logistic(xtr, ytr, c)
+            pos = ytr.sum(axis=1, keepdims=True)
+            weight = c * np.where(ytr == 1, n / (2 * pos), n / (2 * (n - pos)))
+            theta = solve(xtr, weight, weight * ytr, precision=penalty)
             out[start : start + chunk, test] = expit(theta @ xte.T)
     return out
-
-
-def _newton_logistic(x: np.ndarray, y: np.ndarray, c: float) -> np.ndarray:
-    """``[B, F+1]`` minimisers; design ``x`` ``[n, F+1]`` (last column 1), labels ``[B, n]``."""
-    n, f = x.shape
-    pos = y.sum(axis=1, keepdims=True)
-    weight = c * np.where(y == 1, n / (2 * pos), n / (2 * (n - pos)))  # balanced class weights
-    penalty = np.ones(f)
-    penalty[-1] = 0.0  # the intercept is not penalised
-    return solve(x, weight, weight * y, precision=penalty)

@@ -12,8 +12,7 @@ import pytest
 import soundfile as sf
 
 from apex.demo import SYSTEMS, TRAITS, build_demo_corpus, ensure_demo_corpus, load_metadata
-from apex.demo.systems import DemoSystem
-from apex.demo.truth import ENGAGEMENT_EXPONENT, aesthetics, engagement_scores
+from apex.demo.systems import ENGAGEMENT_EXPONENT, DemoSystem, aesthetics, engagement_scores
 from apex.tasks import AESTHETICS
 
 MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from apex.evaluation import cv as arena_cv
-from apex.evaluation.arena import ArenaEvalError, evaluate_arena, evaluate_features, features
+from apex.evaluation.arena import ArenaEvalError, evaluate_arena, evaluate_features
 from apex.evaluation.report import format_report
 from apex.tasks import ENGAGEMENT, SCORE_NAMES
 
@@ -135,7 +135,7 @@ def test_a_prompt_only_feature_is_chance_under_grouped_folds_but_not_under_the_p
 
 
 def test_a_leaky_scheme_gap_is_flagged() -> None:
-    from apex.evaluation.checks import flags
+    from apex.evaluation.arena import flags
 
     x, y, prompts, pairs, instr = _prompt_biased(seed=1)
     groups = {s: arena_cv.scheme_groups(s, prompts, pairs) for s in ("paper", "prompt")}
@@ -275,8 +275,9 @@ def test_bad_inputs_raise_clear_errors() -> None:
 
 def test_features_are_antisymmetric_in_the_differences() -> None:
     preds = _predictions(np.array([1.0, 4.0]))
-    x, names = features(preds, ["c0"], ["c1"], np.array([True]))
-    y, _ = features(preds, ["c1"], ["c0"], np.array([True]))
+    scores = {n: preds[n].to_numpy() for n in preds.columns}
+    x, names = arena_cv.battle_features(scores, [0], [1], np.array([True]))
+    y, _ = arena_cv.battle_features(scores, [1], [0], np.array([True]))
     diff = [i for i, n in enumerate(names) if n.startswith("diff_")]
     assert np.allclose(x[0, diff], -y[0, diff]) and "diff_combined_popularity" in names
 
