@@ -305,14 +305,23 @@ class Arena:
         assert battle is not None  # check_open_battle refuses a missing one
         return battle
 
-    def late_reveal(self, reveal: Reveal) -> Reveal:
+    def late_reveal(self, reveal: Reveal, session_id: str | None = None) -> Reveal:
         """``reveal`` with APEX's view filled in if the clips have been scored since the vote
-        (the stored vote keeps what APEX had at vote time); unchanged otherwise."""
-        if not reveal.apex_pending:
-            return reveal
-        battle = self.store.get_battle(reveal.battle_id)
+        (the stored vote keeps what APEX had at vote time); unchanged otherwise.
+
+        ``reveal`` comes from the client, so it is refused (:class:`VoteRefused`) unless its
+        battle exists, has been voted and, when ``session_id`` is given, is that session's: APEX's
+        view of an open battle would tell the voter what to pick.
+        """
+        battle = self.store.get_battle(rules.check_battle_id(reveal.battle_id))
         if battle is None:
             raise VoteRefused("unknown_battle", "this battle does not exist on the server.")
+        if session_id is not None and battle.session != self._ids.session(session_id):
+            raise VoteRefused("wrong_session", "this battle belongs to another session.")
+        if battle.status != "voted":
+            raise VoteRefused("not_voted", "APEX's view of a battle is shown after your vote.")
+        if not reveal.apex_pending:
+            return reveal
         view = self._apex_view(battle)
         if view is None:
             pending, note = self.pool.missing_scores(battle.clip_a, battle.clip_b)

@@ -24,6 +24,7 @@ REFUSAL_CODES: tuple[str, ...] = (
     "expired",
     "wrong_session",
     "already_voted",
+    "not_voted",
     "not_listened",
     "rate_limited",
     "bad_preference",
