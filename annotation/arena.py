@@ -1,8 +1,6 @@
 """The arena service: issue a battle, record listening, accept or refuse a vote, reveal.
 
-The server keeps every fact; the client holds an opaque battle id and two audio files. Every
-refusal raises :class:`~annotation.rules.VoteRefused`. A vote never waits for APEX's scores
-(``apex_pending``; :meth:`Arena.late_reveal` fills them in).
+The server keeps every fact; the client holds an opaque battle id and two audio files.
 """
 
 from __future__ import annotations
@@ -204,12 +202,9 @@ class Arena:
         ratings: Mapping[str, Mapping[str, int]] | None = None,
         account: str | None = None,
     ) -> Reveal:
-        """Check every rule, store the vote durably, and reveal systems and APEX's view.
-
-        ``feedback`` and ``ratings`` (``{"A"|"B": {aesthetic: 1-5}}``) are optional; ``account``, a
-        signed-in Hugging Face account's id (OAuth ``sub``), keys and rate-limits the vote instead
-        of the address. Raises :class:`VoteRefused` when a rule is broken.
-        """
+        """Check every rule (:class:`VoteRefused`), store the vote, reveal systems and APEX's view.
+        ``ratings``: ``{"A"|"B": {aesthetic: 1-5}}``; ``account``: a signed-in Hugging Face id
+        (OAuth ``sub``) that keys and rate-limits the vote instead of the address."""
         settings = self.settings
         rules.check_preference(preference)
         feedback = rules.check_feedback(feedback, settings.feedback_max_chars)
@@ -306,13 +301,9 @@ class Arena:
         return battle
 
     def late_reveal(self, reveal: Reveal, session_id: str | None = None) -> Reveal:
-        """``reveal`` with APEX's view filled in if the clips have been scored since the vote
-        (the stored vote keeps what APEX had at vote time); unchanged otherwise.
-
-        ``reveal`` comes from the client, so it is refused (:class:`VoteRefused`) unless its
-        battle exists, has been voted and, when ``session_id`` is given, is that session's: APEX's
-        view of an open battle would tell the voter what to pick.
-        """
+        """``reveal`` with APEX's view filled in if the clips were scored after the vote (which
+        never waits for them); unchanged otherwise. The reveal comes from the client: refused
+        (:class:`VoteRefused`) unless its battle is voted and, given ``session_id``, is its own."""
         battle = self.store.get_battle(rules.check_battle_id(reveal.battle_id))
         if battle is None:
             raise VoteRefused("unknown_battle", "this battle does not exist on the server.")

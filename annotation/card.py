@@ -62,11 +62,6 @@ class CardStats:
     n_shards: int = 0
     compactions: tuple[tuple[str, int, int], ...] = ()
 
-    @property
-    def n_systems(self) -> int:
-        """Number of distinct systems."""
-        return len(self.systems)
-
 
 def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
     """Card counts from a votes table (columns as released; missing columns count as empty)."""
@@ -195,7 +190,7 @@ both clips at vote time, and the model version.
 | | |
 |---|---|
 | Votes | {stats.n_votes} |
-| Systems | {stats.n_systems} |
+| Systems | {len(stats.systems)} |
 | First vote | {utc_minute(stats.first_vote)} |
 | Last vote | {utc_minute(stats.last_vote)} |
 | Shards | {stats.n_shards} |

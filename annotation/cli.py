@@ -1,8 +1,6 @@
-"""``apex votes``: export, push, restore, simulate, import and inspect the vote store.
-
-Joins ``apex`` through the ``apex.cli`` entry-point group (:func:`register`). Every action reads
-:meth:`Settings.from_env`, prints one line per outcome and exits 0 done, 1 failed, 2 bad input.
-"""
+"""``apex votes`` (joins ``apex`` through the ``apex.cli`` entry points): export, push, restore,
+simulate, import and inspect the vote store of :meth:`Settings.from_env`. Exits 0 done, 1 failed,
+2 bad input."""
 
 from __future__ import annotations
 
@@ -117,7 +115,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     csv = to_csv(store, out / "votes.csv")
     stats = stats_from_shards(out)
     write_dataset_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))
-    held = f"{stats.n_shards} shard(s) with {stats.n_votes} votes ({stats.n_systems} systems)"
+    held = f"{stats.n_shards} shard(s) with {stats.n_votes} votes ({len(stats.systems)} systems)"
     done = f"Exported {len(new)} new shard(s), copied {copied}"
     print(f"{done}; {out} holds {held}, {csv.name} and README.md.")
     return EXIT_OK

@@ -78,11 +78,8 @@ def true_peak_dbtp(samples: np.ndarray) -> float:
 
 
 def measure(samples: np.ndarray, rate: int) -> Loudness:
-    """Integrated loudness (LUFS) and true peak (dBTP) of ``samples`` ([T] or [T, C], at ``rate``).
-
-    Raises:
-        ValueError: shorter than one 400 ms gating block, or over five channels (BS.1770's limit).
-    """
+    """Integrated loudness (LUFS) and true peak (dBTP) of ``samples`` ([T] or [T, C], at ``rate``);
+    ValueError when shorter than one 400 ms gating block or over 5 channels (BS.1770's limit)."""
     data = _as_2d(samples)
     if data.shape[0] < int(0.4 * rate):
         raise ValueError(

@@ -19,17 +19,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Reveal:
-    """What the voter sees once the vote is stored.
-
-    Attributes:
-        apex_a, apex_b: APEX's seven scores per clip (0-100 / 1-5; empty without a model).
-        apex_pick: the clip APEX prefers (``"A"``/``"B"``); apex_probability: its probability,
-            0.5-1; apex_agrees: whether it matches an A/B vote (None for TIE or BOTH_BAD). All
-            None without a model.
-        voter_votes: votes this voter has cast in total, this one included.
-        apex_pending: APEX is still scoring a clip (see :meth:`annotation.arena.Arena.late_reveal`);
-            apex_note: why APEX's view is missing, in words ("" when it is shown).
-    """
+    """What the voter sees once the vote is stored: ``apex_a``/``apex_b``, APEX's seven scores
+    per clip (0-100 / 1-5); ``apex_pick`` (``"A"``/``"B"``), its probability (0.5-1) and whether
+    it ``agrees`` with an A/B vote (None for TIE or BOTH_BAD); all empty or None without a model.
+    ``voter_votes`` counts this one; ``apex_pending``: APEX is still scoring a clip
+    (:meth:`annotation.arena.Arena.late_reveal`), ``apex_note`` says why its view is missing."""
 
     battle_id: str
     vote_id: str

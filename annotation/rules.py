@@ -1,8 +1,5 @@
-"""Vote rules: what a valid vote looks like and the one error every refusal raises.
-
-Pure functions of the server's facts (issue time, listen events, recent vote times) and the time;
-the client's word is never taken. :class:`RecentActions` counts battles issued and listen reports.
-"""
+"""Vote rules: pure checks of the server's facts (issue time, listen events, vote times), never
+the client's word; every refusal raises :class:`VoteRefused`."""
 
 from __future__ import annotations
 
