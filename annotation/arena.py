@@ -161,7 +161,7 @@ class Arena:
     def _served(self, clip_id: str) -> ServedClip:
         """The file played for a clip (matched once, then cached) and its original loudness."""
         clip = self.pool[clip_id]
-        return self.loudness.serve_or_original(clip.path, clip.content_hash)
+        return self.loudness.serve(clip.path, clip.content_hash)
 
     def listen(
         self,

@@ -123,27 +123,23 @@ class LoudnessMatcher:
 
     def serve(self, path: str | Path, content_hash: str = "") -> ServedClip:
         """The file to play for the clip at ``path`` (``content_hash``: its sha256, if known):
-        measured and matched on the first call, cached on disk and in memory after."""
+        measured and matched on the first call, cached on disk and in memory after. A clip with
+        no BS.1770 measure (:func:`measure`'s ValueError) is played as it is, loudness unknown."""
         path = Path(path)
         digest = content_hash or sha256_file(path)
         with self._memo_lock:
             known = self._memo.get(digest)
         if known is not None and known.path.exists():
             return known
-        with self._locks[int(digest[:8], 16) % _LOCK_STRIPES]:
-            result = self._from_disk(path, digest) or self._encode(path, digest)
+        try:
+            with self._locks[int(digest[:8], 16) % _LOCK_STRIPES]:
+                result = self._from_disk(path, digest) or self._encode(path, digest)
+        except ValueError as exc:
+            logger.warning("clip %s is played unmatched: %s", path, exc)
+            return ServedClip.as_is(path, Loudness(None, None))
         with self._memo_lock:
             self._memo[digest] = replace(result, encoded=False)
         return result
-
-    def serve_or_original(self, path: str | Path, content_hash: str = "") -> ServedClip:
-        """:meth:`serve`, or the original unmatched when it has no BS.1770 measure (over 5
-        channels): such a clip is played as it is, with its loudness unknown."""
-        try:
-            return self.serve(path, content_hash)
-        except ValueError as exc:
-            logger.warning("clip %s is played unmatched: %s", path, exc)
-            return ServedClip.as_is(Path(path), Loudness(None, None))
 
     def warm(self, clips: Iterable[tuple[str | Path, str]]) -> threading.Thread:
         """Measure and match ``(path, content_hash)`` clips on a daemon thread (about a second of
@@ -151,7 +147,7 @@ class LoudnessMatcher:
 
         def run() -> None:
             for path, content_hash in clips:
-                self.serve_or_original(path, content_hash)
+                self.serve(path, content_hash)
 
         thread = threading.Thread(target=run, name="apex-loudness", daemon=True)
         thread.start()
