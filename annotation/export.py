@@ -218,13 +218,11 @@ def export_shards(
 def _export_unlocked(store: VoteStore, out: Path, max_rows: int) -> list[Path]:
     start = exported_up_to(out)
     votes = store.votes_frame(since_row=start)
-    if votes.empty:
+    ours = votes[~votes["imported"]]
+    if ours.empty:
         return []
-    end = int(votes["row_id"].max())
-    votes = votes[~votes["imported"]]
-    if votes.empty:
-        return []
-    frame = release_frame(votes)
+    end = int(votes["row_id"].max())  # imported votes after the last of ours are covered too
+    frame = release_frame(ours)
     month = pd.to_datetime(frame["timestamp"], unit="s", utc=True).dt.strftime("%Y/%m")
     # A new shard starts where the month changes or the current one is full; rows stay in order,
     # so the shards' row ranges are contiguous and the largest `to` is the whole export state.

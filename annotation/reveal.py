@@ -95,29 +95,19 @@ def _compare(pool: ClipPool, scorer: ScorerLike | None, clip_a: str, clip_b: str
     return p if math.isfinite(p) else None
 
 
-def apex_pick(p_a: float | None) -> tuple[str | None, float | None]:
-    """``(pick, probability of the pick)`` from APEX's probability that A is preferred."""
-    if p_a is None:
-        return None, None
-    return ("A" if p_a >= 0.5 else "B"), max(p_a, 1.0 - p_a)
-
-
-def agrees(pick: str | None, preference: str) -> bool | None:
-    """Whether APEX's pick matches an A/B vote (None for TIE, BOTH_BAD or no pick)."""
-    if pick is None or preference not in DECISIVE:
-        return None
-    return pick == preference
-
-
 def _shown_view(view: ApexView, preference: str) -> dict[str, Any]:
     """The :class:`Reveal` fields that show ``view`` to the voter who voted ``preference``."""
-    pick, probability = apex_pick(view.p_a)
+    pick = probability = agrees = None
+    if view.p_a is not None:
+        pick = "A" if view.p_a >= 0.5 else "B"
+        probability = max(view.p_a, 1.0 - view.p_a)
+        agrees = pick == preference if preference in DECISIVE else None
     return {
         "apex_a": dict(view.apex_a),
         "apex_b": dict(view.apex_b),
         "apex_pick": pick,
         "apex_probability": probability,
-        "apex_agrees": agrees(pick, preference),
+        "apex_agrees": agrees,
         "model_version": view.model_version,
     }
 
