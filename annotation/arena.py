@@ -13,9 +13,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
 
 from annotation import rules
 from annotation.board import Consensus
@@ -59,10 +56,9 @@ class Arena:
 
     Args:
         scorer: APEX scorer for the reveal's pick; None runs without until :meth:`attach_scorer`.
-        sampler: anything with ``sample(*, pair_counts, ratings, exclude)``; default a
-            :class:`annotation.sampler.PairSampler` over the pool in ``settings.sampler`` mode.
-        ratings: the ``info`` sampler's ratings table; default a :class:`StoreRatings` of ``store``.
-        clock: server time, Unix seconds; seed: the sampler's (None draws one per process).
+        clock: server time, Unix seconds.
+        seed: the pair sampler's (:class:`annotation.sampler.PairSampler` in ``settings.sampler``
+            mode; the ``info`` mode reads the store's ratings); None draws one per process.
     """
 
     def __init__(
@@ -71,19 +67,16 @@ class Arena:
         pool: ClipPool,
         store: VoteStore,
         scorer: ScorerLike | None = None,
-        sampler: Any = None,
         *,
-        ratings: Callable[[], pd.DataFrame | None] | None = None,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
     ) -> None:
-        if sampler is None:
-            seed = secrets.randbits(32) if seed is None else seed
-            sampler = PairSampler(pool.frame(), mode=settings.sampler, seed=seed)
-        if ratings is None and settings.sampler == "info":
-            ratings = StoreRatings(store, settings=settings)
+        seed = secrets.randbits(32) if seed is None else seed
+        self._sampler = PairSampler(pool.frame(), mode=settings.sampler, seed=seed)
+        info = settings.sampler == "info"
+        self._ratings = StoreRatings(store, settings=settings) if info else None
         self.settings, self.pool, self.store, self.scorer = settings, pool, store, scorer
-        self._sampler, self._ratings, self._clock = sampler, ratings, clock
+        self._clock = clock
         self._ids = Pseudonymizer(load_or_create_salt(settings))
         self._vote_locks = tuple(threading.Lock() for _ in range(_VOTE_LOCK_STRIPES))
         self._battles_issued = rules.RecentActions("started {n} battles", "start a new battle")
