@@ -298,10 +298,8 @@ class Arena:
         never waits for them); unchanged otherwise. The reveal comes from the client: refused
         (:class:`VoteRefused`) unless its battle is voted and, given ``session_id``, is its own."""
         battle = self.store.get_battle(rules.check_battle_id(reveal.battle_id))
-        if battle is None:
-            raise VoteRefused("unknown_battle", "this battle does not exist on the server.")
-        if session_id is not None and battle.session != self._ids.session(session_id):
-            raise VoteRefused("wrong_session", "this battle belongs to another session.")
+        session = None if session_id is None else self._ids.session(session_id)
+        rules.check_own_battle(battle, session)
         if battle.status != "voted":
             raise VoteRefused("not_voted", "APEX's view of a battle is shown after your vote.")
         if not reveal.apex_pending:

@@ -227,18 +227,24 @@ def check_listening(credit: Mapping[str, float], min_listen_s: float) -> None:
         )
 
 
-def check_open_battle(battle: Any, session: str, now: float, ttl_s: float) -> None:
-    """Refuse a ``battle`` (stored, or None when unknown) that is missing, not ``session``'s
-    (pseudonym), already voted or older than ``ttl_s`` at ``now`` (Unix seconds)."""
+def check_own_battle(battle: Any, session: str | None) -> None:
+    """Refuse a ``battle`` (stored, or None when unknown) that is missing or, given ``session``
+    (pseudonym), not that session's."""
     if battle is None:
         raise VoteRefused(
             "unknown_battle", "this battle does not exist on the server; start a new battle."
         )
-    if battle.session != session:
+    if session is not None and battle.session != session:
         raise VoteRefused(
             "wrong_session",
             "this battle was issued to another session; start a new battle of your own.",
         )
+
+
+def check_open_battle(battle: Any, session: str, now: float, ttl_s: float) -> None:
+    """Refuse a ``battle`` that :func:`check_own_battle` refuses, or one already voted or older
+    than ``ttl_s`` at ``now`` (Unix seconds)."""
+    check_own_battle(battle, session)
     if battle.status == "voted":
         raise VoteRefused("already_voted", "this battle already has a vote; start a new battle.")
     if now - battle.issued_at > ttl_s:
