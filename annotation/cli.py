@@ -27,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="manage collected votes: export, push to the Hub, restore, simulate, status",
         description="Manage the vote store of APEX_DATA_DIR and its Hub dataset (APEX_VOTES_REPO).",
     )
-    actions = votes.add_subparsers(dest="subcommand", metavar="ACTION")
-    votes.set_defaults(func=lambda args: _usage(votes))
+    actions = votes.add_subparsers(dest="subcommand", metavar="ACTION", required=True)
 
     p = actions.add_parser(
         "export", help="write Parquet shards (laid out like the Hub dataset), a CSV and the card"
@@ -78,11 +77,6 @@ def _command(
             return command(args, settings, store)
 
     return guarded(run, errors=(StoreError,))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return EXIT_USAGE
 
 
 @contextmanager
