@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from annotation.store import StoreError, VoteRecord, VoteStore, new_vote, open_store
-from apex.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, guarded
+from apex.cli import EXIT_FAILED, EXIT_OK, fail, guarded
 from apex.settings import Settings
 
 if TYPE_CHECKING:
@@ -124,7 +124,6 @@ def cmd_push(args: argparse.Namespace, settings: Settings, store: VoteStore) -> 
             args,
             "APEX_VOTES_REPO is not set, so there is no dataset repo to push to; set it to "
             "owner/name and HF_TOKEN to a token with write access.",
-            EXIT_USAGE,
         )
     with _quiet("annotation.sync"):
         sync = VoteSync(settings, store)

@@ -184,10 +184,6 @@ def release_frame(votes: pd.DataFrame) -> pd.DataFrame:
     return out[list(VOTE_COLUMNS)]
 
 
-def _to_table(frame: pd.DataFrame) -> pa.Table:
-    return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
-
-
 def shard_ranges(folder: Path) -> Iterator[tuple[int, int, Path]]:
     """``(from, to, path)`` of every shard under ``folder`` (any depth, unordered)."""
     for path in folder.rglob("*.parquet"):
@@ -236,9 +232,10 @@ def _export_unlocked(store: VoteStore, out: Path, max_rows: int) -> list[Path]:
         last = end if n == len(groups) - 1 else int(part["row_id"].max())
         name = f"{first:0{_ID_DIGITS}d}-{last:0{_ID_DIGITS}d}.parquet"
         path = out / SHARD_DIR / month[part.index[0]] / name
+        table = pa.Table.from_pandas(part, schema=SCHEMA, preserve_index=False)
         try:  # exclusive: fails rather than replace, so a published shard is never rewritten
             with atomic_path(path, exclusive=True) as tmp:
-                pq.write_table(_to_table(part), tmp)
+                pq.write_table(table, tmp)
         except FileExistsError:
             raise ExportError(
                 f"{path} already exists; another export is running into the same folder, or the "
@@ -251,11 +248,8 @@ def _export_unlocked(store: VoteStore, out: Path, max_rows: int) -> list[Path]:
 
 def read_vote_shards(directory: str | Path) -> pd.DataFrame:
     """All shards under ``directory`` (any depth) as one released-columns table, in row order."""
-    shards = sorted(shard_ranges(Path(directory)))
-    if not shards:
-        return _to_table(pd.DataFrame(columns=list(VOTE_COLUMNS))).to_pandas()
-    tables = [conform(pq.read_table(path)) for _, _, path in shards]
-    return pa.concat_tables(tables).to_pandas()
+    tables = [conform(pq.read_table(path)) for _, _, path in sorted(shard_ranges(Path(directory)))]
+    return pa.concat_tables([SCHEMA.empty_table(), *tables]).to_pandas()
 
 
 def _record(row: dict[str, Any]) -> tuple[int | None, VoteRecord]:
