@@ -196,22 +196,18 @@ _LISTEN_SLACK_S = 1e-9
 
 @dataclass(frozen=True)
 class ListenStatus:
-    """Whether a battle's listening allows a vote (``can_vote``): ``missing`` seconds per side (0.0
-    when done) of the ``min_listen_s`` each needs, given ``credit`` (credited seconds per side)."""
+    """Whether listening allows a vote, and the seconds ``missing`` per side (0.0 when done)."""
 
     can_vote: bool
     missing: dict[str, float]
-    credit: dict[str, float]
-    min_listen_s: float
 
 
 def listen_status(credit: Mapping[str, float], min_listen_s: float) -> ListenStatus:
     """The listening rule, for the server and the UI: each side needs ``min_listen_s`` seconds of
     credited listening (:func:`listened_seconds`; a side missing from ``credit`` counts 0)."""
-    got = {side: float(credit.get(side, 0.0)) for side in SIDES}
-    missing = {side: max(0.0, min_listen_s - got[side]) for side in SIDES}
+    missing = {side: max(0.0, min_listen_s - credit.get(side, 0.0)) for side in SIDES}
     missing = {side: 0.0 if need <= _LISTEN_SLACK_S else need for side, need in missing.items()}
-    return ListenStatus(not any(missing.values()), missing, got, float(min_listen_s))
+    return ListenStatus(not any(missing.values()), missing)
 
 
 def check_listening(credit: Mapping[str, float], min_listen_s: float) -> None:
