@@ -1,9 +1,6 @@
-"""Released vote columns, append-only Parquet shards, and import from them.
-
-Shards are ``<out_dir>/votes/YYYY/MM/<from>-<to>.parquet`` (store row ids, the votes' UTC month),
-written once and never rewritten; the largest ``to`` is the export state; imported votes are not
-exported again. :data:`VOTE_COLUMNS` is the one table of released columns: only added, nullable.
-"""
+"""Released vote columns (:data:`VOTE_COLUMNS`: only ever added, nullable) and append-only shards
+``<out_dir>/votes/YYYY/MM/<from>-<to>.parquet`` (store row ids, the votes' UTC month; the largest
+``to`` is the export state), written once without imported votes, and read back."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Voter and session pseudonyms: salted HMAC-SHA256 hashes; raw IPs and session ids never stored.
-
-The salt is ``APEX_SALT`` (a Space secret) or one generated once into the data directory (0600).
-"""
+"""Voter and session pseudonyms: salted HMAC-SHA256 (raw IPs and session ids are never stored);
+the salt is ``APEX_SALT`` (a Space secret) or one generated once into the data directory (0600)."""
 
 from __future__ import annotations
 

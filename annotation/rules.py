@@ -285,9 +285,8 @@ def check_listen_reports(count: int, limit: int) -> None:
 
 
 class RecentActions:
-    """Times of each key's recent actions; refuses beyond a limit (``done``, ``again``: as for
-    :func:`check_rate_limit`). Counted per process, unlike votes, to save a store read per request.
-    """
+    """Times of each key's recent actions, refused beyond a limit (``done``, ``again``: as for
+    :func:`check_rate_limit`); counted per process, unlike votes: no store read per request."""
 
     def __init__(self, done: str, again: str) -> None:
         self._done, self._again = done, again
