@@ -19,7 +19,7 @@ from annotation.board import Consensus
 from annotation.flags import HISTORY_VOTES, PastVote, vote_flags
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import LoudnessMatcher, ServedClip
-from annotation.pool import ClipPool, ScorerLike, model_key
+from annotation.pool import Clip, ClipPool, ScorerLike, model_key
 from annotation.pool.sources import pool_identity
 from annotation.reveal import ApexView, Reveal, apex_view, reveal_of, with_scores
 from annotation.rules import ListenEvent, VoteRefused
@@ -40,9 +40,8 @@ _VOTE_LOCK_STRIPES = 64
 
 @dataclass(frozen=True)
 class BattleTicket:
-    """What the client receives for a new battle: an opaque id, the two files to play
-    (loudness-matched copies or the originals), the issue time (Unix seconds) and the prompt as
-    stored (``"p1 | p2"`` for a cross-prompt battle)."""
+    """What the client gets for a new battle: an opaque id, the two files to play (loudness-matched
+    or original), the issue time (Unix seconds) and the stored prompt (``"p1 | p2"`` across two)."""
 
     battle_id: str
     audio_a: Path
@@ -140,7 +139,7 @@ class Arena:
             prompt=a.prompt if a.prompt == b.prompt else f"{a.prompt} | {b.prompt}",
             is_instrumental=a.is_instrumental and b.is_instrumental,
         )
-        served_a, served_b = self._served(a.clip_id), self._served(b.clip_id)
+        served_a, served_b = self._served(a), self._served(b)
         self.store.insert_battle(battle)
         self._pairs.add(battle.system_a, battle.system_b)
         return BattleTicket(
@@ -151,9 +150,8 @@ class Arena:
         """Measure and match every pool clip on a daemon thread (see LoudnessMatcher.warm)."""
         return self.loudness.warm((clip.path, clip.content_hash) for clip in self.pool)
 
-    def _served(self, clip_id: str) -> ServedClip:
+    def _served(self, clip: Clip) -> ServedClip:
         """The file played for a clip (matched once, then cached) and its original loudness."""
-        clip = self.pool[clip_id]
         return self.loudness.serve(clip.path, clip.content_hash)
 
     def listen(
@@ -256,7 +254,7 @@ class Arena:
             ratings=self._consensus.ratings(now),
         )
         clip_a, clip_b = self.pool[battle.clip_a], self.pool[battle.clip_b]
-        served_a, served_b = self._served(battle.clip_a), self._served(battle.clip_b)
+        served_a, served_b = self._served(clip_a), self._served(clip_b)
         return new_vote(
             dataclasses.asdict(battle),
             vote_id=uuid.uuid4().hex,

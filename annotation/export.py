@@ -90,15 +90,9 @@ pool str The clip pool audio_a and audio_b are relative to, with its revision:
 
 def _table(text: str) -> list[tuple[str, pa.DataType, str]]:
     """``(name, Arrow type, description)`` per column of a ``name type description`` table."""
-    cols: list[tuple[str, pa.DataType, str]] = []
-    for line in text.strip("\n").splitlines():
-        if line.startswith(" "):  # the previous description goes on
-            name, kind, doc = cols[-1]
-            cols[-1] = (name, kind, f"{doc} {line.strip()}")
-        else:
-            name, code, doc = line.split(" ", 2)
-            cols.append((name, _TYPES[code], doc))
-    return cols
+    lines = re.sub(r"\n +", " ", text.strip("\n")).splitlines()  # join continued descriptions
+    rows = [line.split(" ", 2) for line in lines]
+    return [(name, _TYPES[code], doc) for name, code, doc in rows]
 
 
 def _columns() -> list[tuple[str, pa.DataType, str]]:

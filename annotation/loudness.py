@@ -154,8 +154,7 @@ class LoudnessMatcher:
         return thread
 
     def _paths(self, digest: str) -> tuple[Path, Path]:
-        """(matched copy, its sidecar); the name carries the target and whether matching is on,
-        so a new target re-matches."""
+        """(matched copy, its sidecar), named by the target and whether matching is on."""
         recipe = f"{digest}|{self.target_lufs:.3f}|{self.max_true_peak_dbtp:.3f}|{_RECIPE}"
         key = sha256_text(recipe if self.enabled else f"{recipe}|off")[:32]
         return self.folder / f"matched-{key}.wav", self.folder / f"matched-{key}.json"
