@@ -1,8 +1,6 @@
 """The arena service: issue a battle, record listening, accept or refuse a vote, reveal.
 
-The server keeps every fact; the client holds an opaque battle id and two audio files. Every
-refusal raises :class:`~annotation.rules.VoteRefused`. A vote never waits for APEX's scores
-(``apex_pending``; :meth:`Arena.late_reveal` fills them in).
+The server keeps every fact; the client holds an opaque battle id and two audio files.
 """
 
 from __future__ import annotations
@@ -15,16 +13,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
 
 from annotation import rules
 from annotation.board import Consensus
 from annotation.flags import HISTORY_VOTES, PastVote, vote_flags
 from annotation.identity import Pseudonymizer, load_or_create_salt
 from annotation.loudness import LoudnessMatcher, ServedClip
-from annotation.pool import ClipPool, ScorerLike, model_key
+from annotation.pool import Clip, ClipPool, ScorerLike, model_key
 from annotation.pool.sources import pool_identity
 from annotation.reveal import ApexView, Reveal, apex_view, reveal_of, with_scores
 from annotation.rules import ListenEvent, VoteRefused
@@ -45,9 +40,8 @@ _VOTE_LOCK_STRIPES = 64
 
 @dataclass(frozen=True)
 class BattleTicket:
-    """What the client receives for a new battle: an opaque id, the two files to play
-    (loudness-matched copies or the originals), the issue time (Unix seconds) and the prompt as
-    stored (``"p1 | p2"`` for a cross-prompt battle)."""
+    """What the client gets for a new battle: an opaque id, the two files to play (loudness-matched
+    or original), the issue time (Unix seconds) and the stored prompt (``"p1 | p2"`` across two)."""
 
     battle_id: str
     audio_a: Path
@@ -61,10 +55,9 @@ class Arena:
 
     Args:
         scorer: APEX scorer for the reveal's pick; None runs without until :meth:`attach_scorer`.
-        sampler: anything with ``sample(*, pair_counts, ratings, exclude)``; default a
-            :class:`annotation.sampler.PairSampler` over the pool in ``settings.sampler`` mode.
-        ratings: the ``info`` sampler's ratings table; default a :class:`StoreRatings` of ``store``.
-        clock: server time, Unix seconds; seed: the sampler's (None draws one per process).
+        clock: server time, Unix seconds.
+        seed: the pair sampler's (:class:`annotation.sampler.PairSampler` in ``settings.sampler``
+            mode; the ``info`` mode reads the store's ratings); None draws one per process.
     """
 
     def __init__(
@@ -73,19 +66,16 @@ class Arena:
         pool: ClipPool,
         store: VoteStore,
         scorer: ScorerLike | None = None,
-        sampler: Any = None,
         *,
-        ratings: Callable[[], pd.DataFrame | None] | None = None,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
     ) -> None:
-        if sampler is None:
-            seed = secrets.randbits(32) if seed is None else seed
-            sampler = PairSampler(pool.frame(), mode=settings.sampler, seed=seed)
-        if ratings is None and settings.sampler == "info":
-            ratings = StoreRatings(store, settings=settings)
+        seed = secrets.randbits(32) if seed is None else seed
+        self._sampler = PairSampler(pool.frame(), mode=settings.sampler, seed=seed)
+        info = settings.sampler == "info"
+        self._ratings = StoreRatings(store, settings=settings) if info else None
         self.settings, self.pool, self.store, self.scorer = settings, pool, store, scorer
-        self._sampler, self._ratings, self._clock = sampler, ratings, clock
+        self._clock = clock
         self._ids = Pseudonymizer(load_or_create_salt(settings))
         self._vote_locks = tuple(threading.Lock() for _ in range(_VOTE_LOCK_STRIPES))
         self._battles_issued = rules.RecentActions("started {n} battles", "start a new battle")
@@ -149,7 +139,7 @@ class Arena:
             prompt=a.prompt if a.prompt == b.prompt else f"{a.prompt} | {b.prompt}",
             is_instrumental=a.is_instrumental and b.is_instrumental,
         )
-        served_a, served_b = self._served(a.clip_id), self._served(b.clip_id)
+        served_a, served_b = self._served(a), self._served(b)
         self.store.insert_battle(battle)
         self._pairs.add(battle.system_a, battle.system_b)
         return BattleTicket(
@@ -160,10 +150,9 @@ class Arena:
         """Measure and match every pool clip on a daemon thread (see LoudnessMatcher.warm)."""
         return self.loudness.warm((clip.path, clip.content_hash) for clip in self.pool)
 
-    def _served(self, clip_id: str) -> ServedClip:
+    def _served(self, clip: Clip) -> ServedClip:
         """The file played for a clip (matched once, then cached) and its original loudness."""
-        clip = self.pool[clip_id]
-        return self.loudness.serve_or_original(clip.path, clip.content_hash)
+        return self.loudness.serve(clip.path, clip.content_hash)
 
     def listen(
         self,
@@ -204,12 +193,9 @@ class Arena:
         ratings: Mapping[str, Mapping[str, int]] | None = None,
         account: str | None = None,
     ) -> Reveal:
-        """Check every rule, store the vote durably, and reveal systems and APEX's view.
-
-        ``feedback`` and ``ratings`` (``{"A"|"B": {aesthetic: 1-5}}``) are optional; ``account``, a
-        signed-in Hugging Face account's id (OAuth ``sub``), keys and rate-limits the vote instead
-        of the address. Raises :class:`VoteRefused` when a rule is broken.
-        """
+        """Check every rule (:class:`VoteRefused`), store the vote, reveal systems and APEX's view.
+        ``ratings``: ``{"A"|"B": {aesthetic: 1-5}}``; ``account``: a signed-in Hugging Face id
+        (OAuth ``sub``) that keys and rate-limits the vote instead of the address."""
         settings = self.settings
         rules.check_preference(preference)
         feedback = rules.check_feedback(feedback, settings.feedback_max_chars)
@@ -268,7 +254,7 @@ class Arena:
             ratings=self._consensus.ratings(now),
         )
         clip_a, clip_b = self.pool[battle.clip_a], self.pool[battle.clip_b]
-        served_a, served_b = self._served(battle.clip_a), self._served(battle.clip_b)
+        served_a, served_b = self._served(clip_a), self._served(clip_b)
         return new_vote(
             dataclasses.asdict(battle),
             vote_id=uuid.uuid4().hex,
@@ -305,14 +291,17 @@ class Arena:
         assert battle is not None  # check_open_battle refuses a missing one
         return battle
 
-    def late_reveal(self, reveal: Reveal) -> Reveal:
-        """``reveal`` with APEX's view filled in if the clips have been scored since the vote
-        (the stored vote keeps what APEX had at vote time); unchanged otherwise."""
+    def late_reveal(self, reveal: Reveal, session_id: str | None = None) -> Reveal:
+        """``reveal`` with APEX's view filled in if the clips were scored after the vote (which
+        never waits for them); unchanged otherwise. The reveal comes from the client: refused
+        (:class:`VoteRefused`) unless its battle is voted and, given ``session_id``, is its own."""
+        battle = self.store.get_battle(rules.check_battle_id(reveal.battle_id))
+        session = None if session_id is None else self._ids.session(session_id)
+        rules.check_own_battle(battle, session)
+        if battle.status != "voted":
+            raise VoteRefused("not_voted", "APEX's view of a battle is shown after your vote.")
         if not reveal.apex_pending:
             return reveal
-        battle = self.store.get_battle(reveal.battle_id)
-        if battle is None:
-            raise VoteRefused("unknown_battle", "this battle does not exist on the server.")
         view = self._apex_view(battle)
         if view is None:
             pending, note = self.pool.missing_scores(battle.clip_a, battle.clip_b)

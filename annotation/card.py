@@ -28,15 +28,8 @@ LICENSE = "cc-by-4.0"
 CARD_FILE = "README.md"
 #: Parquet metadata key of a compacted file: the JSON list of the shard names it replaced.
 COMPACTED_FROM = b"apex_compacted_from"
-# The Hub's fixed buckets for `size_categories`: (exclusive upper bound, label).
-_SIZE_BUCKETS = (
-    (1_000, "n<1K"),
-    (10_000, "1K<n<10K"),
-    (100_000, "10K<n<100K"),
-    (1_000_000, "100K<n<1M"),
-    (10_000_000, "1M<n<10M"),
-    (100_000_000, "10M<n<100M"),
-)
+#: The Hub's fixed ``size_categories``, the first below 10**3 rows and each next one below 10x more.
+_SIZE_LABELS = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M")
 _MUSIC_ARENA_BIBTEX = """@misc{kim2025musicarena,
   title         = {Music Arena: Live Evaluation for Text-to-Music},
   author        = {Yonghyun Kim and others},
@@ -61,11 +54,6 @@ class CardStats:
     n_simulated: int = 0
     n_shards: int = 0
     compactions: tuple[tuple[str, int, int], ...] = ()
-
-    @property
-    def n_systems(self) -> int:
-        """Number of distinct systems."""
-        return len(self.systems)
 
 
 def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
@@ -116,8 +104,8 @@ def compacted_from(path: Path) -> list[str]:
 
 def size_category(n: int) -> str:
     """The Hub's ``size_categories`` label for ``n`` rows."""
-    for bound, label in _SIZE_BUCKETS:
-        if n < bound:
+    for power, label in enumerate(_SIZE_LABELS, start=3):
+        if n < 10**power:
             return label
     return "n>100M"
 
@@ -195,7 +183,7 @@ both clips at vote time, and the model version.
 | | |
 |---|---|
 | Votes | {stats.n_votes} |
-| Systems | {stats.n_systems} |
+| Systems | {len(stats.systems)} |
 | First vote | {utc_minute(stats.first_vote)} |
 | Last vote | {utc_minute(stats.last_vote)} |
 | Shards | {stats.n_shards} |

@@ -1,8 +1,6 @@
-"""``apex votes``: export, push, restore, simulate, import and inspect the vote store.
-
-Joins ``apex`` through the ``apex.cli`` entry-point group (:func:`register`). Every action reads
-:meth:`Settings.from_env`, prints one line per outcome and exits 0 done, 1 failed, 2 bad input.
-"""
+"""``apex votes`` (joins ``apex`` through the ``apex.cli`` entry points): export, push, restore,
+simulate, import and inspect the vote store of :meth:`Settings.from_env`. Exits 0 done, 1 failed,
+2 bad input."""
 
 from __future__ import annotations
 
@@ -15,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from annotation.store import StoreError, VoteRecord, VoteStore, new_vote, open_store
-from apex.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, guarded
+from apex.cli import EXIT_FAILED, EXIT_OK, fail, guarded
 from apex.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="manage collected votes: export, push to the Hub, restore, simulate, status",
         description="Manage the vote store of APEX_DATA_DIR and its Hub dataset (APEX_VOTES_REPO).",
     )
-    actions = votes.add_subparsers(dest="subcommand", metavar="ACTION")
-    votes.set_defaults(func=lambda args: _usage(votes))
+    actions = votes.add_subparsers(dest="subcommand", metavar="ACTION", required=True)
 
     p = actions.add_parser(
         "export", help="write Parquet shards (laid out like the Hub dataset), a CSV and the card"
@@ -82,11 +79,6 @@ def _command(
     return guarded(run, errors=(StoreError,))
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return EXIT_USAGE
-
-
 @contextmanager
 def _quiet(name: str) -> Iterator[None]:
     """Hold back a logger's warnings: the command prints the same failure as one error line."""
@@ -117,7 +109,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -
     csv = to_csv(store, out / "votes.csv")
     stats = stats_from_shards(out)
     write_dataset_card(out, build_card(stats, repo_id=settings.votes_repo, settings=settings))
-    held = f"{stats.n_shards} shard(s) with {stats.n_votes} votes ({stats.n_systems} systems)"
+    held = f"{stats.n_shards} shard(s) with {stats.n_votes} votes ({len(stats.systems)} systems)"
     done = f"Exported {len(new)} new shard(s), copied {copied}"
     print(f"{done}; {out} holds {held}, {csv.name} and README.md.")
     return EXIT_OK
@@ -132,7 +124,6 @@ def cmd_push(args: argparse.Namespace, settings: Settings, store: VoteStore) -> 
             args,
             "APEX_VOTES_REPO is not set, so there is no dataset repo to push to; set it to "
             "owner/name and HF_TOKEN to a token with write access.",
-            EXIT_USAGE,
         )
     with _quiet("annotation.sync"):
         sync = VoteSync(settings, store)

@@ -1,9 +1,6 @@
-"""Released vote columns, append-only Parquet shards, and import from them.
-
-Shards are ``<out_dir>/votes/YYYY/MM/<from>-<to>.parquet`` (store row ids, the votes' UTC month),
-written once and never rewritten; the largest ``to`` is the export state; imported votes are not
-exported again. :data:`VOTE_COLUMNS` is the one table of released columns: only added, nullable.
-"""
+"""Released vote columns (:data:`VOTE_COLUMNS`: only ever added, nullable) and append-only shards
+``<out_dir>/votes/YYYY/MM/<from>-<to>.parquet`` (store row ids, the votes' UTC month; the largest
+``to`` is the export state), written once without imported votes, and read back."""
 
 from __future__ import annotations
 
@@ -93,15 +90,9 @@ pool str The clip pool audio_a and audio_b are relative to, with its revision:
 
 def _table(text: str) -> list[tuple[str, pa.DataType, str]]:
     """``(name, Arrow type, description)`` per column of a ``name type description`` table."""
-    cols: list[tuple[str, pa.DataType, str]] = []
-    for line in text.strip("\n").splitlines():
-        if line.startswith(" "):  # the previous description goes on
-            name, kind, doc = cols[-1]
-            cols[-1] = (name, kind, f"{doc} {line.strip()}")
-        else:
-            name, code, doc = line.split(" ", 2)
-            cols.append((name, _TYPES[code], doc))
-    return cols
+    lines = re.sub(r"\n +", " ", text.strip("\n")).splitlines()  # join continued descriptions
+    rows = [line.split(" ", 2) for line in lines]
+    return [(name, _TYPES[code], doc) for name, code, doc in rows]
 
 
 def _columns() -> list[tuple[str, pa.DataType, str]]:
@@ -184,10 +175,6 @@ def release_frame(votes: pd.DataFrame) -> pd.DataFrame:
     return out[list(VOTE_COLUMNS)]
 
 
-def _to_table(frame: pd.DataFrame) -> pa.Table:
-    return pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
-
-
 def shard_ranges(folder: Path) -> Iterator[tuple[int, int, Path]]:
     """``(from, to, path)`` of every shard under ``folder`` (any depth, unordered)."""
     for path in folder.rglob("*.parquet"):
@@ -218,13 +205,11 @@ def export_shards(
 def _export_unlocked(store: VoteStore, out: Path, max_rows: int) -> list[Path]:
     start = exported_up_to(out)
     votes = store.votes_frame(since_row=start)
-    if votes.empty:
+    ours = votes[~votes["imported"]]
+    if ours.empty:
         return []
-    end = int(votes["row_id"].max())
-    votes = votes[~votes["imported"]]
-    if votes.empty:
-        return []
-    frame = release_frame(votes)
+    end = int(votes["row_id"].max())  # imported votes after the last of ours are covered too
+    frame = release_frame(ours)
     month = pd.to_datetime(frame["timestamp"], unit="s", utc=True).dt.strftime("%Y/%m")
     # A new shard starts where the month changes or the current one is full; rows stay in order,
     # so the shards' row ranges are contiguous and the largest `to` is the whole export state.
@@ -238,9 +223,10 @@ def _export_unlocked(store: VoteStore, out: Path, max_rows: int) -> list[Path]:
         last = end if n == len(groups) - 1 else int(part["row_id"].max())
         name = f"{first:0{_ID_DIGITS}d}-{last:0{_ID_DIGITS}d}.parquet"
         path = out / SHARD_DIR / month[part.index[0]] / name
+        table = pa.Table.from_pandas(part, schema=SCHEMA, preserve_index=False)
         try:  # exclusive: fails rather than replace, so a published shard is never rewritten
             with atomic_path(path, exclusive=True) as tmp:
-                pq.write_table(_to_table(part), tmp)
+                pq.write_table(table, tmp)
         except FileExistsError:
             raise ExportError(
                 f"{path} already exists; another export is running into the same folder, or the "
@@ -253,11 +239,8 @@ def _export_unlocked(store: VoteStore, out: Path, max_rows: int) -> list[Path]:
 
 def read_vote_shards(directory: str | Path) -> pd.DataFrame:
     """All shards under ``directory`` (any depth) as one released-columns table, in row order."""
-    shards = sorted(shard_ranges(Path(directory)))
-    if not shards:
-        return _to_table(pd.DataFrame(columns=list(VOTE_COLUMNS))).to_pandas()
-    tables = [conform(pq.read_table(path)) for _, _, path in shards]
-    return pa.concat_tables(tables).to_pandas()
+    tables = [conform(pq.read_table(path)) for _, _, path in sorted(shard_ranges(Path(directory)))]
+    return pa.concat_tables([SCHEMA.empty_table(), *tables]).to_pandas()
 
 
 def _record(row: dict[str, Any]) -> tuple[int | None, VoteRecord]:

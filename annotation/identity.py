@@ -1,7 +1,5 @@
-"""Voter and session pseudonyms: salted HMAC-SHA256 hashes; raw IPs and session ids never stored.
-
-The salt is ``APEX_SALT`` (a Space secret) or one generated once into the data directory (0600).
-"""
+"""Voter and session pseudonyms: salted HMAC-SHA256 (raw IPs and session ids are never stored);
+the salt is ``APEX_SALT`` (a Space secret) or one generated once into the data directory (0600)."""
 
 from __future__ import annotations
 
@@ -24,13 +22,9 @@ _DIGEST_CHARS = 32
 
 
 def client_address(forwarded_for: str | None, peer: str | None, trusted_proxies: int) -> str | None:
-    """The visitor's address: the ``X-Forwarded-For`` hop the outermost trusted proxy appended.
-
-    Each proxy appends the address that connected to it, so ``hops[-trusted_proxies]`` was
-    written by a proxy we trust; hops a client forged sit further left and are never read. Returns
-    ``peer`` (``request.client.host``) for ``trusted_proxies=0`` or a header with fewer hops; an
-    address that parses as IPv4/IPv6 is normalised.
-    """
+    """The visitor's address (IPv4/IPv6 normalised): ``hops[-trusted_proxies]`` of
+    ``X-Forwarded-For``, written by a proxy we trust (forged hops sit further left, never read);
+    ``peer`` (``request.client.host``) for ``trusted_proxies=0`` or a header with fewer hops."""
     if trusted_proxies < 0:
         raise ValueError(f"trusted_proxies must be >= 0, got {trusted_proxies}")
     hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]

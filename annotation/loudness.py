@@ -78,11 +78,8 @@ def true_peak_dbtp(samples: np.ndarray) -> float:
 
 
 def measure(samples: np.ndarray, rate: int) -> Loudness:
-    """Integrated loudness (LUFS) and true peak (dBTP) of ``samples`` ([T] or [T, C], at ``rate``).
-
-    Raises:
-        ValueError: shorter than one 400 ms gating block, or over five channels (BS.1770's limit).
-    """
+    """Integrated loudness (LUFS) and true peak (dBTP) of ``samples`` ([T] or [T, C], at ``rate``);
+    ValueError when shorter than one 400 ms gating block or over 5 channels (BS.1770's limit)."""
     data = _as_2d(samples)
     if data.shape[0] < int(0.4 * rate):
         raise ValueError(
@@ -126,27 +123,23 @@ class LoudnessMatcher:
 
     def serve(self, path: str | Path, content_hash: str = "") -> ServedClip:
         """The file to play for the clip at ``path`` (``content_hash``: its sha256, if known):
-        measured and matched on the first call, cached on disk and in memory after."""
+        measured and matched on the first call, cached on disk and in memory after. A clip with
+        no BS.1770 measure (:func:`measure`'s ValueError) is played as it is, loudness unknown."""
         path = Path(path)
         digest = content_hash or sha256_file(path)
         with self._memo_lock:
             known = self._memo.get(digest)
         if known is not None and known.path.exists():
             return known
-        with self._locks[int(digest[:8], 16) % _LOCK_STRIPES]:
-            result = self._from_disk(path, digest) or self._encode(path, digest)
+        try:
+            with self._locks[int(digest[:8], 16) % _LOCK_STRIPES]:
+                result = self._from_disk(path, digest) or self._encode(path, digest)
+        except ValueError as exc:
+            logger.warning("clip %s is played unmatched: %s", path, exc)
+            return ServedClip.as_is(path, Loudness(None, None))
         with self._memo_lock:
             self._memo[digest] = replace(result, encoded=False)
         return result
-
-    def serve_or_original(self, path: str | Path, content_hash: str = "") -> ServedClip:
-        """:meth:`serve`, or the original unmatched when it has no BS.1770 measure (over 5
-        channels): such a clip is played as it is, with its loudness unknown."""
-        try:
-            return self.serve(path, content_hash)
-        except ValueError as exc:
-            logger.warning("clip %s is played unmatched: %s", path, exc)
-            return ServedClip.as_is(Path(path), Loudness(None, None))
 
     def warm(self, clips: Iterable[tuple[str | Path, str]]) -> threading.Thread:
         """Measure and match ``(path, content_hash)`` clips on a daemon thread (about a second of
@@ -154,15 +147,14 @@ class LoudnessMatcher:
 
         def run() -> None:
             for path, content_hash in clips:
-                self.serve_or_original(path, content_hash)
+                self.serve(path, content_hash)
 
         thread = threading.Thread(target=run, name="apex-loudness", daemon=True)
         thread.start()
         return thread
 
     def _paths(self, digest: str) -> tuple[Path, Path]:
-        """(matched copy, its sidecar); the name carries the target and whether matching is on,
-        so a new target re-matches."""
+        """(matched copy, its sidecar), named by the target and whether matching is on."""
         recipe = f"{digest}|{self.target_lufs:.3f}|{self.max_true_peak_dbtp:.3f}|{_RECIPE}"
         key = sha256_text(recipe if self.enabled else f"{recipe}|off")[:32]
         return self.folder / f"matched-{key}.wav", self.folder / f"matched-{key}.json"

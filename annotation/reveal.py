@@ -19,17 +19,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Reveal:
-    """What the voter sees once the vote is stored.
-
-    Attributes:
-        apex_a, apex_b: APEX's seven scores per clip (0-100 / 1-5; empty without a model).
-        apex_pick: the clip APEX prefers (``"A"``/``"B"``); apex_probability: its probability,
-            0.5-1; apex_agrees: whether it matches an A/B vote (None for TIE or BOTH_BAD). All
-            None without a model.
-        voter_votes: votes this voter has cast in total, this one included.
-        apex_pending: APEX is still scoring a clip (see :meth:`annotation.arena.Arena.late_reveal`);
-            apex_note: why APEX's view is missing, in words ("" when it is shown).
-    """
+    """What the voter sees once the vote is stored: ``apex_a``/``apex_b``, APEX's seven scores
+    per clip (0-100 / 1-5); ``apex_pick`` (``"A"``/``"B"``), its probability (0.5-1) and whether
+    it ``agrees`` with an A/B vote (None for TIE or BOTH_BAD); all empty or None without a model.
+    ``voter_votes`` counts this one; ``apex_pending``: APEX is still scoring a clip
+    (:meth:`annotation.arena.Arena.late_reveal`), ``apex_note`` says why its view is missing."""
 
     battle_id: str
     vote_id: str
@@ -101,29 +95,19 @@ def _compare(pool: ClipPool, scorer: ScorerLike | None, clip_a: str, clip_b: str
     return p if math.isfinite(p) else None
 
 
-def apex_pick(p_a: float | None) -> tuple[str | None, float | None]:
-    """``(pick, probability of the pick)`` from APEX's probability that A is preferred."""
-    if p_a is None:
-        return None, None
-    return ("A" if p_a >= 0.5 else "B"), max(p_a, 1.0 - p_a)
-
-
-def agrees(pick: str | None, preference: str) -> bool | None:
-    """Whether APEX's pick matches an A/B vote (None for TIE, BOTH_BAD or no pick)."""
-    if pick is None or preference not in DECISIVE:
-        return None
-    return pick == preference
-
-
 def _shown_view(view: ApexView, preference: str) -> dict[str, Any]:
     """The :class:`Reveal` fields that show ``view`` to the voter who voted ``preference``."""
-    pick, probability = apex_pick(view.p_a)
+    pick = probability = agrees = None
+    if view.p_a is not None:
+        pick = "A" if view.p_a >= 0.5 else "B"
+        probability = max(view.p_a, 1.0 - view.p_a)
+        agrees = pick == preference if preference in DECISIVE else None
     return {
         "apex_a": dict(view.apex_a),
         "apex_b": dict(view.apex_b),
         "apex_pick": pick,
         "apex_probability": probability,
-        "apex_agrees": agrees(pick, preference),
+        "apex_agrees": agrees,
         "model_version": view.model_version,
     }
 

@@ -1,8 +1,5 @@
-"""Vote rules: what a valid vote looks like and the one error every refusal raises.
-
-Pure functions of the server's facts (issue time, listen events, recent vote times) and the time;
-the client's word is never taken. :class:`RecentActions` counts battles issued and listen reports.
-"""
+"""Vote rules: pure checks of the server's facts (issue time, listen events, vote times), never
+the client's word; every refusal raises :class:`VoteRefused`."""
 
 from __future__ import annotations
 
@@ -24,6 +21,7 @@ REFUSAL_CODES: tuple[str, ...] = (
     "expired",
     "wrong_session",
     "already_voted",
+    "not_voted",
     "not_listened",
     "rate_limited",
     "bad_preference",
@@ -198,22 +196,18 @@ _LISTEN_SLACK_S = 1e-9
 
 @dataclass(frozen=True)
 class ListenStatus:
-    """Whether a battle's listening allows a vote (``can_vote``): ``missing`` seconds per side (0.0
-    when done) of the ``min_listen_s`` each needs, given ``credit`` (credited seconds per side)."""
+    """Whether listening allows a vote, and the seconds ``missing`` per side (0.0 when done)."""
 
     can_vote: bool
     missing: dict[str, float]
-    credit: dict[str, float]
-    min_listen_s: float
 
 
 def listen_status(credit: Mapping[str, float], min_listen_s: float) -> ListenStatus:
     """The listening rule, for the server and the UI: each side needs ``min_listen_s`` seconds of
     credited listening (:func:`listened_seconds`; a side missing from ``credit`` counts 0)."""
-    got = {side: float(credit.get(side, 0.0)) for side in SIDES}
-    missing = {side: max(0.0, min_listen_s - got[side]) for side in SIDES}
+    missing = {side: max(0.0, min_listen_s - credit.get(side, 0.0)) for side in SIDES}
     missing = {side: 0.0 if need <= _LISTEN_SLACK_S else need for side, need in missing.items()}
-    return ListenStatus(not any(missing.values()), missing, got, float(min_listen_s))
+    return ListenStatus(not any(missing.values()), missing)
 
 
 def check_listening(credit: Mapping[str, float], min_listen_s: float) -> None:
@@ -229,18 +223,24 @@ def check_listening(credit: Mapping[str, float], min_listen_s: float) -> None:
         )
 
 
-def check_open_battle(battle: Any, session: str, now: float, ttl_s: float) -> None:
-    """Refuse a ``battle`` (stored, or None when unknown) that is missing, not ``session``'s
-    (pseudonym), already voted or older than ``ttl_s`` at ``now`` (Unix seconds)."""
+def check_own_battle(battle: Any, session: str | None) -> None:
+    """Refuse a ``battle`` (stored, or None when unknown) that is missing or, given ``session``
+    (pseudonym), not that session's."""
     if battle is None:
         raise VoteRefused(
             "unknown_battle", "this battle does not exist on the server; start a new battle."
         )
-    if battle.session != session:
+    if session is not None and battle.session != session:
         raise VoteRefused(
             "wrong_session",
             "this battle was issued to another session; start a new battle of your own.",
         )
+
+
+def check_open_battle(battle: Any, session: str, now: float, ttl_s: float) -> None:
+    """Refuse a ``battle`` that :func:`check_own_battle` refuses, or one already voted or older
+    than ``ttl_s`` at ``now`` (Unix seconds)."""
+    check_own_battle(battle, session)
     if battle.status == "voted":
         raise VoteRefused("already_voted", "this battle already has a vote; start a new battle.")
     if now - battle.issued_at > ttl_s:
@@ -285,9 +285,8 @@ def check_listen_reports(count: int, limit: int) -> None:
 
 
 class RecentActions:
-    """Times of each key's recent actions; refuses beyond a limit (``done``, ``again``: as for
-    :func:`check_rate_limit`). Counted per process, unlike votes, to save a store read per request.
-    """
+    """Times of each key's recent actions, refused beyond a limit (``done``, ``again``: as for
+    :func:`check_rate_limit`); counted per process, unlike votes: no store read per request."""
 
     def __init__(self, done: str, again: str) -> None:
         self._done, self._again = done, again

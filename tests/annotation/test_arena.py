@@ -183,6 +183,25 @@ def test_refusals_before_and_after_listening(setup) -> None:
     assert store.counts()["votes"] == 1
 
 
+def test_late_reveal_refuses_a_battle_not_voted_or_not_the_sessions(setup) -> None:
+    """The reveal comes back from the client: a forged one must not show APEX's view early."""
+    import dataclasses
+
+    arena, _, clock = setup
+    ticket = arena.new_battle(SESSION, IP)
+    listen_both(arena, clock, ticket)
+    reveal = arena.vote(ticket.battle_id, "A", SESSION, IP)
+    pending = dataclasses.replace(reveal, apex_a={}, apex_b={}, apex_pick=None, apex_pending=True)
+    open_ticket = arena.new_battle(SESSION, IP)  # scored clips, no vote yet
+    forged = dataclasses.replace(pending, battle_id=open_ticket.battle_id)
+    refused("not_voted", arena.late_reveal, forged)
+    refused("not_voted", arena.late_reveal, forged, SESSION)
+    assert arena.late_reveal(pending, SESSION).apex_a == reveal.apex_a  # the voter's own
+    refused("wrong_session", arena.late_reveal, pending, "someone-else")
+    refused("unknown_battle", arena.late_reveal, dataclasses.replace(pending, battle_id="nope"))
+    refused("unknown_battle", arena.late_reveal, dataclasses.replace(pending, battle_id=[1]))
+
+
 def test_expired_battle_is_refused(setup) -> None:
     arena, store, clock = setup
     ticket = arena.new_battle(SESSION, IP)

@@ -86,7 +86,7 @@ def test_stats_count_votes_systems_dates_and_simulated(export_dir):
     assert stats.first_vote.isoformat().startswith("2026-01-01")
     assert stats.n_shards == 2  # January and February
     empty = stats_from_frame(pd.DataFrame())
-    assert empty == CardStats() and empty.n_systems == 0
+    assert empty == CardStats() and empty.systems == ()
     dated = stats_from_frame(pd.DataFrame({"timestamp": pd.to_datetime(["2026-03-01"], utc=True)}))
     assert dated.first_vote == dated.last_vote and dated.first_vote.month == 3
 

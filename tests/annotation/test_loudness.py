@@ -118,3 +118,9 @@ def test_a_new_target_makes_a_new_copy(tmp_path: Path) -> None:
     b = LoudnessMatcher(tmp_path / "c", target_lufs=-23.0).serve(source)
     assert a.path != b.path and b.encoded
     assert measure(sf.read(b.path)[0], RATE).lufs == pytest.approx(-23.0, abs=0.5)
+
+
+def test_a_clip_bs1770_cannot_measure_is_played_as_it_is(tmp_path: Path) -> None:
+    source = write(tmp_path / "six.wav", sine(0.5, channels=6))  # BS.1770 covers at most 5
+    served = LoudnessMatcher(tmp_path / "cache").serve(source)
+    assert served.path == source and not served.matched and served.original.lufs is None

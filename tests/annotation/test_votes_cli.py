@@ -129,3 +129,9 @@ def test_bad_setting_is_one_clear_line(env, monkeypatch, capsys):
     assert "owner/name" in err
     # One line in the one CLI convention (apex.cli): "apex <command>: error: <message>".
     assert err.startswith("apex votes status: error: ") and err.count("\n") == 1
+
+
+def test_votes_without_an_action_is_bad_input(env, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["votes"])
+    assert exit_info.value.code == 2 and "ACTION" in capsys.readouterr().err
