@@ -77,16 +77,11 @@ def atomic_dir(target: str | os.PathLike[str], *, exist_ok: bool = False) -> Ite
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_bytes_atomic(target: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:
-    """Write ``data`` to ``target`` atomically (see :func:`atomic_path`); return the target."""
-    with atomic_path(target, fsync=fsync) as tmp:
-        tmp.write_bytes(data)
-    return Path(target)
-
-
 def write_text_atomic(target: str | os.PathLike[str], text: str, *, fsync: bool = True) -> Path:
     """Write UTF-8 ``text`` to ``target`` atomically (see :func:`atomic_path`); return it."""
-    return write_bytes_atomic(target, text.encode("utf-8"), fsync=fsync)
+    with atomic_path(target, fsync=fsync) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))
+    return Path(target)
 
 
 def write_json_atomic(

@@ -169,12 +169,6 @@ class ReferenceHeads(_MixedHeads):
     def set_layer_mix(self, weight: torch.Tensor, bias: torch.Tensor, mix_from: str) -> None:
         """Use a checkpoint's own ``Conv1d(L, 1, 1)`` mix: ``weight`` ``[1, L, 1]`` (any shape of
         L elements), ``bias`` ``[1]``, ``mix_from`` shown in the model info."""
-        n = len(self.layer_indices)
-        if weight.numel() != n or bias.numel() != 1:
-            raise ValueError(
-                f"a layer mix over {n} layers needs {n} weights and 1 bias, got "
-                f"{tuple(weight.shape)} and {tuple(bias.shape)}"
-            )
         self.mix_weight.copy_(weight.reshape(-1).to(self.mix_weight))
         self.mix_bias.copy_(bias.reshape(()).to(self.mix_bias))
         self.mix_from = mix_from
