@@ -1,10 +1,6 @@
-"""Audio loading: any file, bytes or array in, a mono float32 waveform at the encoder's rate out.
-
-Decoding uses soundfile (libsndfile 1.2); channels are averaged and resampled with
-``torchaudio.functional.resample``, as the APEX reference does; big files are decoded block by
-block (:mod:`apex.resample`). Every problem raises :class:`AudioError` saying what to do; silence
-is only noted in ``Audio.warnings``. torch is imported on first decode.
-"""
+"""Audio loading: any file, bytes or array in, a mono float32 waveform at the encoder's rate out,
+channels averaged and resampled as the APEX reference does (big files block by block). Every
+problem raises :class:`AudioError` saying what to do; silence is only noted in ``warnings``."""
 
 from __future__ import annotations
 
@@ -197,14 +193,10 @@ def load_audio(
     sample_rate: int = SAMPLE_RATE,
     max_seconds: float = MAX_SECONDS,
 ) -> Audio:
-    """Decode ``audio`` into a mono float32 waveform at ``sample_rate`` Hz.
-
-    ``audio``: a file path, the file's bytes, a ``(samples, rate)`` pair with samples ``[T]``,
-    ``[T, C]`` or ``[C, T]`` (the smaller axis is channels), or an :class:`Audio` (resampled if
-    its rate differs). :class:`AudioError` for empty, truncated, undecodable or unsupported input,
-    non-finite samples, a clip under ``MIN_SECONDS`` or over ``max_seconds`` seconds, or an absurd
-    sample rate or channel count.
-    """
+    """A file path, its bytes, a ``(samples, rate)`` pair (``[T]``, ``[T, C]`` or ``[C, T]``: the
+    smaller axis is channels) or an :class:`Audio` as a mono float32 waveform at ``sample_rate``
+    Hz. :class:`AudioError` for empty, truncated, undecodable, unsupported or non-finite input, a
+    clip under ``MIN_SECONDS`` or over ``max_seconds``, or an absurd rate or channel count."""
     if isinstance(audio, Audio):
         if audio.sample_rate == sample_rate:
             return audio

@@ -1,11 +1,8 @@
-"""Checkpoints: our format, and :func:`load_model` for every layout (the published ones through
-:mod:`apex.published`).
-
-Ours is a directory (or Hub model repo) of ``model.safetensors`` (:class:`~apex.heads.ApexHeads`),
-``config.json`` (:class:`~apex.heads.HeadsConfig`) and ``metadata.json`` (``model_id``,
-``version``, ``kind``, ``encoder_id``, ``reference_distribution``: per score the sorted
-predictions on reference songs, for percentiles; ``metrics``...). Every load is strict.
-"""
+"""Our checkpoint format and :func:`load_model` for every layout (the published ones through
+:mod:`apex.published`). Ours: a directory (or Hub repo) of ``model.safetensors``, ``config.json``
+(:class:`~apex.heads.HeadsConfig`) and ``metadata.json`` (``model_id``, ``version``, ``kind``,
+``encoder_id``, ``metrics``, ``reference_distribution``: per score the sorted predictions on
+reference songs, for percentiles). Every load is strict."""
 
 from __future__ import annotations
 
@@ -42,10 +39,9 @@ FORMAT_VERSION = 1
 
 
 def save_model(model: ApexHeads, directory: str | Path, *, metadata: Mapping[str, Any]) -> Path:
-    """Save ``model`` as ``model.safetensors`` + ``config.json`` + ``metadata.json`` in
-    ``directory`` (created if needed) and return it. ``metadata`` must hold ``encoder_id``;
-    ``model_id`` (directory name), ``version`` ("0"), ``kind`` ("custom"), ``format_version`` and
-    ``created`` (UTC ISO time) are filled in."""
+    """Save ``model`` in our format in ``directory`` (created if needed); return it. ``metadata``
+    must hold ``encoder_id``; ``model_id`` (directory name), ``version`` ("0"), ``kind``
+    ("custom"), ``format_version`` and ``created`` (UTC ISO time) are filled in."""
     if not isinstance(model, ApexHeads):
         raise TypeError(f"save_model saves ApexHeads, got {type(model).__name__}")
     if "encoder_id" not in metadata:

@@ -1,9 +1,6 @@
-"""Prediction heads: the reference APEX MLP (checkpoint compatible) and our own heads.
-
-Both map pooled hidden states ``[B, L, D]``, or ``[B, S, L, D]`` with a ``mask`` ``[B, S]`` (True:
-the segment has audio; mixed per segment, then averaged), to the scores keyed by
-:data:`apex.tasks.SCORE_NAMES` on their scales; ``segments()`` gives per-segment ``[B, S]``.
-"""
+"""Prediction heads: the reference APEX MLP (checkpoint compatible) and our own. Both map pooled
+hidden states ``[B, L, D]``, or ``[B, S, L, D]`` with a ``mask`` ``[B, S]`` (True: the segment has
+audio), to the scores keyed by :data:`apex.tasks.SCORE_NAMES` on their scales."""
 
 from __future__ import annotations
 

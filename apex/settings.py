@@ -1,9 +1,6 @@
-"""One settings object for the app, the CLI and the jobs, read from ``APEX_*`` variables.
-
-Field ``x`` is read from ``APEX_X`` (``cache_root``: ``APEX_CACHE_DIR``); README's table documents
-every variable (a test keeps them in step). A bad value raises :class:`SettingsError` naming the
-variable, what was wrong and what to set.
-"""
+"""One settings object for the app, the CLI and the jobs: field ``x`` is read from ``APEX_X``
+(``cache_root``: ``APEX_CACHE_DIR``); README's table documents every variable. A bad value raises
+:class:`SettingsError` naming the variable, what was wrong and what to set."""
 
 from __future__ import annotations
 
