@@ -61,11 +61,9 @@ def dataclass_flags(
     choices: Mapping[str, Sequence[Any]] | None = None,
     help: Mapping[str, str] | None = None,
 ) -> None:
-    """Add one ``--field-name`` flag per field of dataclass ``cls``, typed and defaulted like it.
-
-    Booleans get ``--x/--no-x``; a None default takes its annotation's type (``int | None`` ->
-    int, else str); fields in ``skip`` or outside ``only`` get no flag. ``overrides`` changes
-    defaults, ``choices`` restricts values."""
+    """Add one ``--field-name`` flag per field of dataclass ``cls``, typed and defaulted like it
+    (``overrides``: other defaults); booleans get ``--x/--no-x``; fields in ``skip`` or outside
+    ``only`` get none."""
     overrides = dict(overrides or {})
     choices = dict(choices or {})
     help = dict(help or {})

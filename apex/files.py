@@ -1,8 +1,6 @@
-"""Files written whole or not at all (:func:`atomic_path` and shorthands), and file hashes.
-
-Temporary files sit beside their target (``os.replace`` stays atomic) as
-``.tmp-<name>.<hex>.partial``, so no ``*.parquet`` or ``*.wav`` glob counts them.
-"""
+"""Files written whole or not at all (:func:`atomic_path`), and file hashes. Temporary files sit
+beside their target (``os.replace`` stays atomic) as ``.tmp-<name>.<hex>.partial``, which no
+``*.parquet`` or ``*.wav`` glob counts."""
 
 from __future__ import annotations
 
