@@ -45,21 +45,6 @@ CONVERT_HINT = "convert it to WAV, FLAC, OGG or MP3 first (e.g. `ffmpeg -i input
 EMPTY = "the file is empty (0 bytes); upload the complete audio file."
 
 
-def check_file(path: Path) -> None:
-    """Refuse a path that is missing, a folder, of an unsupported format or empty."""
-    if not path.exists():
-        raise AudioError(f"{path}: no such file; check the path.")
-    if path.is_dir():
-        raise AudioError(f"{path} is a directory; pass an audio file.")
-    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise AudioError(
-            f"{path.name}: unsupported format {path.suffix or '(no extension)'!r}; supported: "
-            f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}. Please {CONVERT_HINT}."
-        )
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path.name}: {EMPTY}")
-
-
 def check_header(frames: int, rate: int, channels: int, name: str, max_seconds: float) -> None:
     """Refuse, from the header alone, lengths that are lies and files too costly to decode."""
     if frames >= _UNKNOWN_FRAMES or frames / rate > ABSURD_SECONDS:
@@ -188,10 +173,7 @@ class Audio:
 
 
 def load_audio(
-    audio: AudioInput | Audio,
-    *,
-    sample_rate: int = SAMPLE_RATE,
-    max_seconds: float = MAX_SECONDS,
+    audio: AudioInput | Audio, *, sample_rate: int = SAMPLE_RATE, max_seconds: float = MAX_SECONDS
 ) -> Audio:
     """A file path, its bytes, a ``(samples, rate)`` pair (``[T]``, ``[T, C]`` or ``[C, T]``: the
     smaller axis is channels) or an :class:`Audio` as a mono float32 waveform at ``sample_rate``
@@ -215,7 +197,17 @@ def load_audio(
         return _decode(io.BytesIO(data), "<bytes>", sample_rate, max_seconds)
     if isinstance(audio, str | Path):
         path = Path(audio)
-        check_file(path)
+        if not path.exists():
+            raise AudioError(f"{path}: no such file; check the path.")
+        if path.is_dir():
+            raise AudioError(f"{path} is a directory; pass an audio file.")
+        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+            raise AudioError(
+                f"{path.name}: unsupported format {path.suffix or '(no extension)'!r}; supported: "
+                f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}. Please {CONVERT_HINT}."
+            )
+        if path.stat().st_size == 0:
+            raise AudioError(f"{path.name}: {EMPTY}")
         with path.open("rb") as handle:
             return _decode(handle, path.name, sample_rate, max_seconds)
     raise AudioError(

@@ -94,18 +94,14 @@ def _load_ours(
     directory: Path, raw_config: Mapping[str, Any], spec: str, revision: str | None
 ) -> tuple[nn.Module, ModelInfo]:
     """Our safetensors + config.json (+ metadata.json) heads from ``directory``."""
-    files = {name: directory / name for name in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME)}
-    if not files[WEIGHTS_NAME].is_file():
-        raise CheckpointError(f"{spec} has no {WEIGHTS_NAME}; save models with apex.checkpoints.")
     try:
         config = HeadsConfig(**{f.name: raw_config[f.name] for f in fields(HeadsConfig)})
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{files[CONFIG_NAME]} is not a valid heads config: {err}") from err
-    state = read_state_dict(files[WEIGHTS_NAME])
+        raise CheckpointError(f"{spec}: {CONFIG_NAME} is not a valid heads config: {err}") from err
+    weights, meta_file = directory / WEIGHTS_NAME, directory / METADATA_NAME
     heads = ApexHeads(config)
-    strict_load(heads, state, str(files[WEIGHTS_NAME]))
-    has_meta = files[METADATA_NAME].is_file()
-    meta = json.loads(files[METADATA_NAME].read_text()) if has_meta else {}
+    strict_load(heads, read_state_dict(weights), str(weights))
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     meta.setdefault("heads_config", asdict(config))
     info = ModelInfo.from_metadata(meta, spec, model_id=Path(spec).name, revision=revision)
     return heads.eval(), info

@@ -148,10 +148,12 @@ class ReferenceHeads(_MixedHeads):
         self.shared = nn.Sequential(
             *(_Block(a, b, dropout_shared) for a, b in itertools.pairwise(widths))
         )
-        self.has_preference = preference
-        for name in (*self.output_names, *(("preference",) if preference else ())):
-            branch = _Branch(name, shared_dims[-1], branch_dims, dropout_branch)
-            self.add_module(f"branch_{name}", branch)
+        self.has_preference = False
+        self._branch_args = (shared_dims[-1], branch_dims, dropout_branch)
+        for name in self.output_names:
+            self.add_module(f"branch_{name}", _Branch(name, *self._branch_args))
+        if preference:
+            self.add_preference()
         mix = REFERENCE_LAYER_MIX
         # The seed-42 draw is known for 4 layers; other counts need the checkpoint's aggregator
         # (apex.published refuses to serve them without one).
@@ -171,11 +173,7 @@ class ReferenceHeads(_MixedHeads):
 
     def add_preference(self) -> None:
         """Add a fresh ``branch_preference`` shaped like the score branches (a warm start)."""
-        like = getattr(self, f"branch_{self.output_names[0]}")
-        lin = [m for m in like.modules() if isinstance(m, nn.Linear)]
-        drop = next((m.p for m in like.modules() if isinstance(m, nn.Dropout)), 0.1)
-        dims = tuple(m.out_features for m in lin[:-1])
-        self.branch_preference = _Branch("preference", lin[0].in_features, dims, drop)
+        self.branch_preference = _Branch("preference", *self._branch_args)
         self.has_preference = True
 
     def mix(self, layers: torch.Tensor) -> torch.Tensor:

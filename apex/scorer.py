@@ -205,10 +205,7 @@ class Scorer:
         embeddings = self._batcher.encode(audios, priority=priority) if audios else []
         return [
             self.score_embedding(
-                embedding,
-                duration_s=audio.duration_s,
-                name=audio.name,
-                warnings=audio.warnings,
+                embedding, duration_s=audio.duration_s, name=audio.name, warnings=audio.warnings
             )
             for audio, embedding in zip(audios, embeddings, strict=True)
         ]

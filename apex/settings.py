@@ -233,9 +233,7 @@ class Settings:
     cache_dir = _Under("cache", "Caches: ``APEX_CACHE_DIR`` when set.", instead="cache_root")
     models_dir = _Under("models", "Versioned model directories (demo model, refits).")
     demo_dir = _Under("demo", "The generated demo corpus (audiofolder layout).")
-    export_dir = _Under(
-        "export", "Append-only Parquet vote shards, the folder the Hub sync uploads."
-    )
+    export_dir = _Under("export", "Append-only Parquet vote shards, uploaded by the Hub sync.")
 
 
 def env_table() -> list[tuple[str, str, str]]:
