@@ -65,7 +65,6 @@ def dataclass_flags(
     (``overrides``: other defaults); booleans get ``--x/--no-x``; fields in ``skip`` or outside
     ``only`` get none."""
     overrides = dict(overrides or {})
-    choices = dict(choices or {})
     help = dict(help or {})
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
@@ -97,7 +96,7 @@ def dataclass_flags(
             scalar = next((a for a in typing.get_args(hint) or (hint,) if a in (int, float)), str)
             kind = scalar if default is None else type(default)
             parser.add_argument(
-                flag, type=kind, default=default, choices=choices.get(field.name), help=text
+                flag, type=kind, default=default, choices=(choices or {}).get(field.name), help=text
             )
 
 

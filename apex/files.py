@@ -71,8 +71,7 @@ def atomic_dir(target: str | os.PathLike[str], *, exist_ok: bool = False) -> Ite
             if not (exist_ok and err.errno in (errno.EEXIST, errno.ENOTEMPTY)):
                 raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
 
 
 def write_text_atomic(target: str | os.PathLike[str], text: str, *, fsync: bool = True) -> Path:

@@ -298,8 +298,7 @@ class ApexHeads(
 def logistic_preference(
     scores_a: dict[str, float], scores_b: dict[str, float], weights: dict[str, float]
 ) -> float:
-    """P(a preferred to b) = sigmoid(sum_k w_k * (a_k - b_k)) over the scores both have;
-    P(a, b) = 1 - P(b, a)."""
+    """P(a preferred to b) = sigmoid(sum_k w_k * (a_k - b_k)) over the scores both have."""
     shared = [k for k in weights if k in scores_a and k in scores_b]
     return float(expit(sum(weights[k] * (scores_a[k] - scores_b[k]) for k in shared)))
 
@@ -307,6 +306,4 @@ def logistic_preference(
 #: Per-point weights of :func:`logistic_preference` for heads without a preference output, set
 #: by hand (not fitted): a 20-point gap on both engagement scores -> 73 %, a 1-point gap on all
 #: five aesthetics -> 82 %.
-LINK_WEIGHTS: dict[str, float] = {
-    name: 0.025 if name in ENGAGEMENT else 0.3 for name in SCORE_NAMES
-}
+LINK_WEIGHTS: dict[str, float] = {n: 0.025 if n in ENGAGEMENT else 0.3 for n in SCORE_NAMES}

@@ -63,8 +63,7 @@ def load_scorer(
         settings: default :meth:`Settings.from_env`.
 
     Raises:
-        CheckpointError: an explicitly named model cannot be loaded.
-        EncoderUnavailable: an explicitly named encoder cannot be loaded.
+        CheckpointError, EncoderUnavailable: an explicitly named model or encoder cannot load.
         ValueError: the heads and the encoder do not fit together.
     """
     settings = settings or Settings.from_env()

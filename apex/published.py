@@ -1,7 +1,6 @@
 """The published APEX heads in both layouts (the reference ``.pt``; the Hub repo's ``config.json``
 with ``model_type: "apex"`` + weights, read natively: its remote code never runs), and what every
-checkpoint format shares (:class:`ModelInfo`, :class:`CheckpointError`, :func:`strict_load`).
-"""
+checkpoint format shares (:class:`ModelInfo`, :class:`CheckpointError`, :func:`strict_load`)."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from apex.encoders.base import SEGMENT_SECONDS
@@ -253,8 +253,6 @@ def read_state_dict(path: Path) -> Mapping[str, Any]:
         raise CheckpointError(f"{path} does not exist; check the path or download it again.")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except UNREADABLE as err:

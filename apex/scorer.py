@@ -70,8 +70,7 @@ class ScoreResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreResult:
-        """The inverse of :meth:`to_dict`, ignoring unknown keys; ``KeyError`` without
-        ``scores`` (not a result's dict, or a stale one)."""
+        """Inverse of :meth:`to_dict` (unknown keys ignored); ``KeyError`` without ``scores``."""
         if "scores" not in data:
             raise KeyError("a ScoreResult dict needs 'scores'")
         known = {f.name for f in fields(cls)}
@@ -88,8 +87,7 @@ def percentile_of(value: float, reference: Sequence[float]) -> float:
 def _uncertainty(
     info: ModelInfo, song: Mapping[str, torch.Tensor], names: Sequence[str]
 ) -> dict[str, float]:
-    """Std per score: ``<name>_std`` times the metadata's calibration ``scale``, else its
-    constant ``rmse``; empty when neither exists."""
+    """Std per score: ``<name>_std`` times the calibration's ``scale``, else its ``rmse``."""
     calibration = info.metadata.get("calibration") or {}
     out = {}
     for name in names:
@@ -233,7 +231,7 @@ class Scorer:
         names = tuple(heads.output_names)
         scores = {name: float(song[name][0]) for name in names}
         references = {n: info.reference_distribution(n) for n in ENGAGEMENT if n in scores}
-        voted = "preference" in song and info.metadata.get("preference_trained")  # else noise
+        pref_trained = "preference" in song and info.metadata.get("preference_trained")
         notes = list(warnings) + list(self.notices)
         if info.is_demo and DEMO_NOTICE not in notes:
             notes.append(DEMO_NOTICE)
@@ -246,7 +244,7 @@ class Scorer:
             scores=scores,
             uncertainty=_uncertainty(info, song, names),
             percentiles={n: percentile_of(scores[n], r) for n, r in references.items() if r},
-            preference=float(song["preference"][0]) if voted else None,
+            preference=float(song["preference"][0]) if pref_trained else None,
             segments=self._timeline(embedding, per_segment, names),
             duration_s=float(embedding.seconds.sum() if duration_s is None else duration_s),
             encoder_id=embedding.encoder_id,
