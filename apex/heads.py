@@ -104,7 +104,7 @@ class ReferenceHeads(_MixedHeads):
         num_layers: hidden states the encoder gives (13 for MERT-v1-95M).
         preference: add ``branch_preference``, the unbounded Bradley-Terry logit of refits.
 
-    The mix weights are non-persistent buffers (:meth:`set_layer_mix`).
+    The mix weights are non-persistent buffers, set by :meth:`set_layer_mix`.
     """
 
     #: The reference pools MERT frames over the whole zero-padded 30 s segment.

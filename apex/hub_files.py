@@ -4,15 +4,13 @@ file, after a quick probe (an offline start never waits on retries)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-#: A picker gets a listing (relative POSIX paths) and returns the files to use, or raises
-#: :class:`SnapshotUnavailable` saying what the listing lacks.
+#: Listing (relative POSIX paths) -> the files to use; raises :class:`SnapshotUnavailable`.
 Picker = Callable[[Sequence[str]], list[str]]
 
 
@@ -112,7 +110,7 @@ def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Sna
         cached = Path(
             snapshot_download(repo_id, local_files_only=True, allow_patterns=["config.json"])
         )
-        return dataclasses.replace(from_directory(cached, pick), repo_id=repo_id)
+        return replace(from_directory(cached, pick), repo_id=repo_id)
     except LocalEntryNotFoundError as err:
         cache_reason = f"not in the local Hugging Face cache ({err.__class__.__name__})"
     except SnapshotUnavailable as err:
