@@ -2,8 +2,6 @@
 
 Public API::
 
-    import apex
-
     scorer = apex.load_scorer()            # published APEX if reachable, else the demo model
     result = scorer.score(["song.mp3"])[0]  # ScoreResult: seven scores, timeline, percentiles
     p = scorer.compare("a.wav", "b.wav")   # P(listeners prefer a over b)

@@ -1,10 +1,6 @@
-"""Audio loading: any file, bytes or array in, a mono float32 waveform at the encoder's rate out.
-
-Decoding uses soundfile (libsndfile 1.2); channels are averaged and resampled with
-``torchaudio.functional.resample``, as the APEX reference does; big files are decoded block by
-block (:mod:`apex.resample`). Every problem raises :class:`AudioError` saying what to do; silence
-is only noted in ``Audio.warnings``. torch is imported on first decode.
-"""
+"""Audio loading: any file, bytes or array in, a mono float32 waveform at the encoder's rate out,
+channels averaged and resampled as the APEX reference does (big files block by block). Every
+problem raises :class:`AudioError` saying what to do; silence is only noted in ``warnings``."""
 
 from __future__ import annotations
 
@@ -47,21 +43,6 @@ SUPPORTED_EXTENSIONS = frozenset(
 )
 CONVERT_HINT = "convert it to WAV, FLAC, OGG or MP3 first (e.g. `ffmpeg -i input.m4a output.wav`)"
 EMPTY = "the file is empty (0 bytes); upload the complete audio file."
-
-
-def check_file(path: Path) -> None:
-    """Refuse a path that is missing, a folder, of an unsupported format or empty."""
-    if not path.exists():
-        raise AudioError(f"{path}: no such file; check the path.")
-    if path.is_dir():
-        raise AudioError(f"{path} is a directory; pass an audio file.")
-    if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise AudioError(
-            f"{path.name}: unsupported format {path.suffix or '(no extension)'!r}; supported: "
-            f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}. Please {CONVERT_HINT}."
-        )
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path.name}: {EMPTY}")
 
 
 def check_header(frames: int, rate: int, channels: int, name: str, max_seconds: float) -> None:
@@ -192,19 +173,12 @@ class Audio:
 
 
 def load_audio(
-    audio: AudioInput | Audio,
-    *,
-    sample_rate: int = SAMPLE_RATE,
-    max_seconds: float = MAX_SECONDS,
+    audio: AudioInput | Audio, *, sample_rate: int = SAMPLE_RATE, max_seconds: float = MAX_SECONDS
 ) -> Audio:
-    """Decode ``audio`` into a mono float32 waveform at ``sample_rate`` Hz.
-
-    ``audio``: a file path, the file's bytes, a ``(samples, rate)`` pair with samples ``[T]``,
-    ``[T, C]`` or ``[C, T]`` (the smaller axis is channels), or an :class:`Audio` (resampled if
-    its rate differs). :class:`AudioError` for empty, truncated, undecodable or unsupported input,
-    non-finite samples, a clip under ``MIN_SECONDS`` or over ``max_seconds`` seconds, or an absurd
-    sample rate or channel count.
-    """
+    """A file path, its bytes, a ``(samples, rate)`` pair (``[T]``, ``[T, C]`` or ``[C, T]``: the
+    smaller axis is channels) or an :class:`Audio` as a mono float32 waveform at ``sample_rate``
+    Hz. :class:`AudioError` for empty, truncated, undecodable, unsupported or non-finite input, a
+    clip under ``MIN_SECONDS`` or over ``max_seconds``, or an absurd rate or channel count."""
     if isinstance(audio, Audio):
         if audio.sample_rate == sample_rate:
             return audio
@@ -223,7 +197,17 @@ def load_audio(
         return _decode(io.BytesIO(data), "<bytes>", sample_rate, max_seconds)
     if isinstance(audio, str | Path):
         path = Path(audio)
-        check_file(path)
+        if not path.exists():
+            raise AudioError(f"{path}: no such file; check the path.")
+        if path.is_dir():
+            raise AudioError(f"{path} is a directory; pass an audio file.")
+        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+            raise AudioError(
+                f"{path.name}: unsupported format {path.suffix or '(no extension)'!r}; supported: "
+                f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}. Please {CONVERT_HINT}."
+            )
+        if path.stat().st_size == 0:
+            raise AudioError(f"{path.name}: {EMPTY}")
         with path.open("rb") as handle:
             return _decode(handle, path.name, sample_rate, max_seconds)
     raise AudioError(

@@ -1,9 +1,6 @@
-"""Shared encoder forwards for concurrent scoring requests (group commit over ``encode_batch``).
-
-One encoder thread takes every waiting request, lower ``priority`` first, up to ``max_clips``
-clips per call (one thread also keeps activations in one C-heap arena: several strand freed
-memory). On ZeroGPU each batch runs under ``@spaces.GPU``; elsewhere ``spaces`` is never imported.
-"""
+"""Shared encoder forwards for concurrent scoring requests: one encoder thread takes every waiting
+request, lower ``priority`` first, up to ``max_clips`` clips per ``encode_batch`` (one thread also
+keeps activations in one C-heap arena). On ZeroGPU each batch runs under ``@spaces.GPU``."""
 
 from __future__ import annotations
 

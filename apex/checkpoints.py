@@ -1,11 +1,8 @@
-"""Checkpoints: our format, and :func:`load_model` for every layout (the published ones through
-:mod:`apex.published`).
-
-Ours is a directory (or Hub model repo) of ``model.safetensors`` (:class:`~apex.heads.ApexHeads`),
-``config.json`` (:class:`~apex.heads.HeadsConfig`) and ``metadata.json`` (``model_id``,
-``version``, ``kind``, ``encoder_id``, ``reference_distribution``: per score the sorted
-predictions on reference songs, for percentiles; ``metrics``...). Every load is strict.
-"""
+"""Our checkpoint format and :func:`load_model` for every layout (the published ones through
+:mod:`apex.published`). Ours: a directory (or Hub repo) of ``model.safetensors``, ``config.json``
+(:class:`~apex.heads.HeadsConfig`) and ``metadata.json`` (``model_id``, ``version``, ``kind``,
+``encoder_id``, ``metrics``, ``reference_distribution``: per score the sorted predictions on
+reference songs, for percentiles). Every load is strict."""
 
 from __future__ import annotations
 
@@ -20,17 +17,12 @@ from torch import nn
 
 from apex.files import write_json_atomic
 from apex.heads import ApexHeads, HeadsConfig
-from apex.hub_files import (  # hub_reachable: public here (annotation.pool.sources, its tests)
-    SnapshotUnavailable,
-    hub_reachable,
-    open_snapshot,
-    read_json_object,
-)
+from apex.hub_files import SnapshotUnavailable, open_snapshot, read_json_object
+from apex.hub_files import hub_reachable as hub_reachable  # public here: annotation.pool.sources
 from apex.published import (  # the shared names are public here, the checkpoint API's home
     APEX_MODEL_TYPE,
     CONFIG_NAME,
     KINDS,
-    PUBLISHED_REPO,
     CheckpointError,
     ModelInfo,
     load_reference_checkpoint,
@@ -41,27 +33,15 @@ from apex.published import (  # the shared names are public here, the checkpoint
     strict_load,
 )
 
-__all__ = [
-    "PUBLISHED_REPO",
-    "CheckpointError",
-    "ModelInfo",
-    "hub_reachable",
-    "load_model",
-    "load_reference_checkpoint",
-    "reference_info",
-    "save_model",
-]
-
 WEIGHTS_NAME = "model.safetensors"
 METADATA_NAME = "metadata.json"
 FORMAT_VERSION = 1
 
 
 def save_model(model: ApexHeads, directory: str | Path, *, metadata: Mapping[str, Any]) -> Path:
-    """Save ``model`` as ``model.safetensors`` + ``config.json`` + ``metadata.json`` in
-    ``directory`` (created if needed) and return it. ``metadata`` must hold ``encoder_id``;
-    ``model_id`` (directory name), ``version`` ("0"), ``kind`` ("custom"), ``format_version`` and
-    ``created`` (UTC ISO time) are filled in."""
+    """Save ``model`` in our format in ``directory`` (created if needed); return it. ``metadata``
+    must hold ``encoder_id``; ``model_id`` (directory name), ``version`` ("0"), ``kind``
+    ("custom"), ``format_version`` and ``created`` (UTC ISO time) are filled in."""
     if not isinstance(model, ApexHeads):
         raise TypeError(f"save_model saves ApexHeads, got {type(model).__name__}")
     if "encoder_id" not in metadata:
@@ -86,22 +66,15 @@ def save_model(model: ApexHeads, directory: str | Path, *, metadata: Mapping[str
 def load_model(
     path_or_repo: str | Path, *, local_files_only: bool = False
 ) -> tuple[nn.Module, ModelInfo]:
-    """Load heads and their :class:`ModelInfo` from a directory, a Hub repo id or a ``.pt`` file.
-
-    A ``.pt`` file, or a directory of one ``.pt`` (+ ``metadata.json``) without ``config.json``
-    (reference-architecture refits), is a reference checkpoint; a ``config.json`` with
-    ``model_type: "apex"`` the published layout; any other ours. Of a Hub repo only the files its
-    layout needs are downloaded (cache first). :class:`CheckpointError` for missing files, an
-    unreadable config, an offline Hub or mismatched keys.
-    """
+    """Heads and their :class:`ModelInfo` from a ``.pt`` file, a directory or a Hub repo id: a
+    reference ``.pt`` (a directory's with its ``metadata.json``: refits), the published layout
+    (``config.json`` with ``model_type: "apex"``) or ours. Of a Hub repo only the files its layout
+    needs are downloaded (cache first). :class:`CheckpointError` for missing files, an unreadable
+    config, an offline Hub or mismatched keys."""
     spec = str(path_or_repo)
     if Path(spec).is_file():
         heads = load_reference_checkpoint(spec)
         return heads, reference_info(heads, spec)
-    directory = Path(spec)
-    reference_files = sorted(directory.glob("*.pt")) if directory.is_dir() else []
-    if reference_files and not (directory / CONFIG_NAME).is_file():
-        return _load_reference_dir(directory, reference_files)
     try:
         snapshot = open_snapshot(spec, pick_heads_files, local_files_only=local_files_only)
     except SnapshotUnavailable as err:
@@ -110,47 +83,25 @@ def load_model(
             "model.safetensors, a reference .pt file or a Hub repo id; if you are offline, "
             "download the repo once while online."
         ) from err
-    if snapshot.files[0] != CONFIG_NAME:
-        return load_snapshot_heads(snapshot, spec)
-    config = read_json_object(snapshot.path(CONFIG_NAME), CheckpointError)
-    if config.get("model_type") == APEX_MODEL_TYPE:
-        return load_snapshot_heads(snapshot, spec)
-    return _load_ours(snapshot.directory, config, spec, snapshot.revision)
+    if snapshot.files[0] == CONFIG_NAME:
+        config = read_json_object(snapshot.path(CONFIG_NAME), CheckpointError)
+        if config.get("model_type") != APEX_MODEL_TYPE:
+            return _load_ours(snapshot.directory, config, spec, snapshot.revision)
+    return load_snapshot_heads(snapshot, spec)
 
 
 def _load_ours(
     directory: Path, raw_config: Mapping[str, Any], spec: str, revision: str | None
 ) -> tuple[nn.Module, ModelInfo]:
     """Our safetensors + config.json (+ metadata.json) heads from ``directory``."""
-    files = {name: directory / name for name in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME)}
-    if not files[WEIGHTS_NAME].is_file():
-        raise CheckpointError(f"{spec} has no {WEIGHTS_NAME}; save models with apex.checkpoints.")
     try:
         config = HeadsConfig(**{f.name: raw_config[f.name] for f in fields(HeadsConfig)})
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{files[CONFIG_NAME]} is not a valid heads config: {err}") from err
-    state = read_state_dict(files[WEIGHTS_NAME])
+        raise CheckpointError(f"{spec}: {CONFIG_NAME} is not a valid heads config: {err}") from err
+    weights, meta_file = directory / WEIGHTS_NAME, directory / METADATA_NAME
     heads = ApexHeads(config)
-    strict_load(heads, state, str(files[WEIGHTS_NAME]))
-    has_meta = files[METADATA_NAME].is_file()
-    meta = json.loads(files[METADATA_NAME].read_text()) if has_meta else {}
+    strict_load(heads, read_state_dict(weights), str(weights))
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     meta.setdefault("heads_config", asdict(config))
     info = ModelInfo.from_metadata(meta, spec, model_id=Path(spec).name, revision=revision)
     return heads.eval(), info
-
-
-def _load_reference_dir(directory: Path, candidates: list[Path]) -> tuple[nn.Module, ModelInfo]:
-    """A reference ``.pt`` in a directory, with the directory's ``metadata.json`` as its info."""
-    if len(candidates) > 1:
-        names = ", ".join(p.name for p in candidates)
-        raise CheckpointError(f"{directory} holds several .pt files ({names}); pass one file.")
-    heads = load_reference_checkpoint(candidates[0])
-    base = reference_info(heads, str(directory), model_id=directory.name)
-    meta_file = directory / METADATA_NAME
-    if not meta_file.is_file():
-        return heads, base
-    meta = {**base.metadata, **json.loads(meta_file.read_text())}
-    info = ModelInfo.from_metadata(
-        meta, str(directory), model_id=directory.name, version=base.version
-    )
-    return heads, info

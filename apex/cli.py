@@ -1,9 +1,6 @@
-"""The ``apex`` command line: a dispatcher over subcommands defined next to their code.
-
-Each command module's ``register(subparsers)`` adds a subcommand setting ``func`` (namespace ->
-exit code); ``apex votes`` joins through the ``apex.cli`` entry-point group, so ``apex`` never
-imports ``annotation``. An expected error is one line, ``apex <command>: error: <what to do>``.
-"""
+"""The ``apex`` command line: each command module's ``register(subparsers)`` adds a subcommand
+setting ``func`` (namespace -> exit code); ``apex votes`` joins through the ``apex.cli``
+entry-point group, so ``apex`` never imports ``annotation``."""
 
 from __future__ import annotations
 
@@ -64,13 +61,10 @@ def dataclass_flags(
     choices: Mapping[str, Sequence[Any]] | None = None,
     help: Mapping[str, str] | None = None,
 ) -> None:
-    """Add one ``--field-name`` flag per field of dataclass ``cls``, typed and defaulted like it.
-
-    Booleans get ``--x/--no-x``; a None default takes its annotation's type (``int | None`` ->
-    int, else str); fields in ``skip`` or outside ``only`` get no flag. ``overrides`` changes
-    defaults, ``choices`` restricts values."""
+    """Add one ``--field-name`` flag per field of dataclass ``cls``, typed and defaulted like it
+    (``overrides``: other defaults); booleans get ``--x/--no-x``; fields in ``skip`` or outside
+    ``only`` get none."""
     overrides = dict(overrides or {})
-    choices = dict(choices or {})
     help = dict(help or {})
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
@@ -98,17 +92,12 @@ def dataclass_flags(
             kind = type(default[0]) if default else str
             parser.add_argument(flag, type=kind, nargs="*", default=default, help=text)
         else:
-            kind = _scalar_type(hints.get(field.name)) if default is None else type(default)
+            hint = hints.get(field.name)  # a None default: the annotation's int or float, else str
+            scalar = next((a for a in typing.get_args(hint) or (hint,) if a in (int, float)), str)
+            kind = scalar if default is None else type(default)
             parser.add_argument(
-                flag, type=kind, default=default, choices=choices.get(field.name), help=text
+                flag, type=kind, default=default, choices=(choices or {}).get(field.name), help=text
             )
-
-
-def _scalar_type(hint: Any) -> type:
-    for arg in typing.get_args(hint) or (hint,):
-        if arg in (int, float):
-            return arg
-    return str
 
 
 def from_args(cls: type[_T], args: argparse.Namespace, **given: Any) -> _T:

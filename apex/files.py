@@ -1,8 +1,6 @@
-"""Files written whole or not at all (:func:`atomic_path` and shorthands), and file hashes.
-
-Temporary files sit beside their target (``os.replace`` stays atomic) as
-``.tmp-<name>.<hex>.partial``, so no ``*.parquet`` or ``*.wav`` glob counts them.
-"""
+"""Files written whole or not at all (:func:`atomic_path`), and file hashes. Temporary files sit
+beside their target (``os.replace`` stays atomic) as ``.tmp-<name>.<hex>.partial``, which no
+``*.parquet`` or ``*.wav`` glob counts."""
 
 from __future__ import annotations
 
@@ -73,20 +71,14 @@ def atomic_dir(target: str | os.PathLike[str], *, exist_ok: bool = False) -> Ite
             if not (exist_ok and err.errno in (errno.EEXIST, errno.ENOTEMPTY)):
                 raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_bytes_atomic(target: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:
-    """Write ``data`` to ``target`` atomically (see :func:`atomic_path`); return the target."""
-    with atomic_path(target, fsync=fsync) as tmp:
-        tmp.write_bytes(data)
-    return Path(target)
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
 
 
 def write_text_atomic(target: str | os.PathLike[str], text: str, *, fsync: bool = True) -> Path:
     """Write UTF-8 ``text`` to ``target`` atomically (see :func:`atomic_path`); return it."""
-    return write_bytes_atomic(target, text.encode("utf-8"), fsync=fsync)
+    with atomic_path(target, fsync=fsync) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))
+    return Path(target)
 
 
 def write_json_atomic(

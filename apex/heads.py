@@ -1,9 +1,6 @@
-"""Prediction heads: the reference APEX MLP (checkpoint compatible) and our own heads.
-
-Both map pooled hidden states ``[B, L, D]``, or ``[B, S, L, D]`` with a ``mask`` ``[B, S]`` (True:
-the segment has audio; mixed per segment, then averaged), to the scores keyed by
-:data:`apex.tasks.SCORE_NAMES` on their scales; ``segments()`` gives per-segment ``[B, S]``.
-"""
+"""Prediction heads: the reference APEX MLP (checkpoint compatible) and our own. Both map pooled
+hidden states ``[B, L, D]``, or ``[B, S, L, D]`` with a ``mask`` ``[B, S]`` (True: the segment has
+audio), to the scores keyed by :data:`apex.tasks.SCORE_NAMES` on their scales."""
 
 from __future__ import annotations
 
@@ -107,8 +104,7 @@ class ReferenceHeads(_MixedHeads):
         num_layers: hidden states the encoder gives (13 for MERT-v1-95M).
         preference: add ``branch_preference``, the unbounded Bradley-Terry logit of refits.
 
-    The mix weights are non-persistent buffers (the state dict has exactly the published keys);
-    :meth:`set_layer_mix` replaces them with a checkpoint's own ``aggregator``.
+    The mix weights are non-persistent buffers, set by :meth:`set_layer_mix`.
     """
 
     #: The reference pools MERT frames over the whole zero-padded 30 s segment.
@@ -152,10 +148,12 @@ class ReferenceHeads(_MixedHeads):
         self.shared = nn.Sequential(
             *(_Block(a, b, dropout_shared) for a, b in itertools.pairwise(widths))
         )
-        self.has_preference = preference
-        for name in (*self.output_names, *(("preference",) if preference else ())):
-            branch = _Branch(name, shared_dims[-1], branch_dims, dropout_branch)
-            self.add_module(f"branch_{name}", branch)
+        self.has_preference = False
+        self._branch_args = (shared_dims[-1], branch_dims, dropout_branch)
+        for name in self.output_names:
+            self.add_module(f"branch_{name}", _Branch(name, *self._branch_args))
+        if preference:
+            self.add_preference()
         mix = REFERENCE_LAYER_MIX
         # The seed-42 draw is known for 4 layers; other counts need the checkpoint's aggregator
         # (apex.published refuses to serve them without one).
@@ -169,23 +167,13 @@ class ReferenceHeads(_MixedHeads):
     def set_layer_mix(self, weight: torch.Tensor, bias: torch.Tensor, mix_from: str) -> None:
         """Use a checkpoint's own ``Conv1d(L, 1, 1)`` mix: ``weight`` ``[1, L, 1]`` (any shape of
         L elements), ``bias`` ``[1]``, ``mix_from`` shown in the model info."""
-        n = len(self.layer_indices)
-        if weight.numel() != n or bias.numel() != 1:
-            raise ValueError(
-                f"a layer mix over {n} layers needs {n} weights and 1 bias, got "
-                f"{tuple(weight.shape)} and {tuple(bias.shape)}"
-            )
         self.mix_weight.copy_(weight.reshape(-1).to(self.mix_weight))
         self.mix_bias.copy_(bias.reshape(()).to(self.mix_bias))
         self.mix_from = mix_from
 
     def add_preference(self) -> None:
         """Add a fresh ``branch_preference`` shaped like the score branches (a warm start)."""
-        like = getattr(self, f"branch_{self.output_names[0]}")
-        lin = [m for m in like.modules() if isinstance(m, nn.Linear)]
-        drop = next((m.p for m in like.modules() if isinstance(m, nn.Dropout)), 0.1)
-        dims = tuple(m.out_features for m in lin[:-1])
-        self.branch_preference = _Branch("preference", lin[0].in_features, dims, drop)
+        self.branch_preference = _Branch("preference", *self._branch_args)
         self.has_preference = True
 
     def mix(self, layers: torch.Tensor) -> torch.Tensor:
@@ -310,8 +298,7 @@ class ApexHeads(
 def logistic_preference(
     scores_a: dict[str, float], scores_b: dict[str, float], weights: dict[str, float]
 ) -> float:
-    """P(a preferred to b) = sigmoid(sum_k w_k * (a_k - b_k)) over the scores both have;
-    P(a, b) = 1 - P(b, a)."""
+    """P(a preferred to b) = sigmoid(sum_k w_k * (a_k - b_k)) over the scores both have."""
     shared = [k for k in weights if k in scores_a and k in scores_b]
     return float(expit(sum(weights[k] * (scores_a[k] - scores_b[k]) for k in shared)))
 
@@ -319,6 +306,4 @@ def logistic_preference(
 #: Per-point weights of :func:`logistic_preference` for heads without a preference output, set
 #: by hand (not fitted): a 20-point gap on both engagement scores -> 73 %, a 1-point gap on all
 #: five aesthetics -> 82 %.
-LINK_WEIGHTS: dict[str, float] = {
-    name: 0.025 if name in ENGAGEMENT else 0.3 for name in SCORE_NAMES
-}
+LINK_WEIGHTS: dict[str, float] = {n: 0.025 if n in ENGAGEMENT else 0.3 for n in SCORE_NAMES}

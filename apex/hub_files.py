@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-#: A picker gets a listing (relative POSIX paths) and returns the files to use, or raises
-#: :class:`SnapshotUnavailable` saying what the listing lacks.
+#: Listing (relative POSIX paths) -> the files to use; raises :class:`SnapshotUnavailable`.
 Picker = Callable[[Sequence[str]], list[str]]
 
 
@@ -69,15 +68,6 @@ def list_directory(directory: Path) -> list[str]:
     return sorted(f.as_posix() for f in files if not any(p.startswith(".") for p in f.parts[:-1]))
 
 
-def is_repo_id(text: str) -> bool:
-    """True for ``owner/name`` (one slash, not a path that exists, not relative/absolute)."""
-    return (
-        text.count("/") == 1
-        and not text.startswith((".", "/", "~"))
-        and not Path(text).expanduser().exists()
-    )
-
-
 def read_json_object(path: Path, error: type[Exception]) -> dict[str, Any]:
     """A JSON file holding an object (``config.json``...); ``error`` if unreadable or not one."""
     try:
@@ -99,20 +89,20 @@ def from_directory(directory: Path, pick: Picker) -> Snapshot:
 def open_snapshot(spec: str | Path, pick: Picker, *, local_files_only: bool) -> Snapshot:
     """The files ``pick`` chooses of a local directory or a Hub repo id (:func:`fetch_snapshot`);
     :class:`SnapshotUnavailable` when ``spec`` is neither or the files cannot be had."""
-    path = Path(spec).expanduser()
+    path, text = Path(spec).expanduser(), str(spec)
     if path.is_dir():
         return from_directory(path, pick)
-    if not is_repo_id(str(spec)):
+    if text.count("/") != 1 or text.startswith((".", "/", "~")) or path.exists():  # not owner/name
         raise SnapshotUnavailable(
             f"{spec!s} is neither a model directory nor a Hub id (owner/name)."
         )
-    return fetch_snapshot(str(spec), pick, local_files_only=local_files_only)
+    return fetch_snapshot(text, pick, local_files_only=local_files_only)
 
 
 def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Snapshot:
     """The files ``pick`` chooses of ``repo_id``: from the local cache if there, else (unless
     ``local_files_only``) the Hub; :class:`SnapshotUnavailable` gives both reasons otherwise."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
@@ -120,8 +110,7 @@ def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Sna
         cached = Path(
             snapshot_download(repo_id, local_files_only=True, allow_patterns=["config.json"])
         )
-        snapshot = from_directory(cached, pick)
-        return Snapshot(cached, snapshot.files, repo_id, snapshot.revision, True)
+        return replace(from_directory(cached, pick), repo_id=repo_id)
     except LocalEntryNotFoundError as err:
         cache_reason = f"not in the local Hugging Face cache ({err.__class__.__name__})"
     except SnapshotUnavailable as err:
@@ -130,12 +119,6 @@ def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Sna
         raise SnapshotUnavailable(
             f"{repo_id}: {cache_reason}; offline (the Hugging Face Hub is not reachable from here)."
         )
-    return _download(repo_id, pick, cache_reason)
-
-
-def _download(repo_id: str, pick: Picker, cache_reason: str) -> Snapshot:
-    from huggingface_hub import HfApi, snapshot_download
-
     try:
         info = HfApi().model_info(repo_id)
         files = pick([s.rfilename for s in info.siblings or []])

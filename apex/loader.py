@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apex.checkpoints import PUBLISHED_REPO, CheckpointError, load_model
+from torch import nn
+
+from apex.checkpoints import CheckpointError, ModelInfo, load_model
 from apex.encoders.base import Encoder, EncoderUnavailable
+from apex.published import PUBLISHED_REPO, load_published
 from apex.scorer import Scorer
 from apex.settings import Settings
 from apex.training.registry import champion_of, registry_for
@@ -24,22 +27,21 @@ def _make_encoder(spec: str, precision: str, device: str | None, settings: Setti
     )
 
 
-def _champion_or_auto(settings: Settings) -> tuple[str, list[str]]:
-    """The registry's champion directory when it loads, else ``"auto"``, with notices (what
-    restoring an empty registry from ``APEX_MODEL_REPO`` did; a champion that cannot load)."""
+def _champion_or_auto(settings: Settings) -> tuple[str, tuple[nn.Module, ModelInfo] | None, list]:
+    """The registry's champion and its ``(heads, info)``, else ``("auto", None)``; and notices
+    (what restoring an empty registry from ``APEX_MODEL_REPO`` did; a champion that cannot load)."""
     from apex.training.model_repo import restore_champion
 
     note = restore_champion(settings)
     notices = [note] if note else []
     champion = champion_of(settings)
     if champion is None:
-        return "auto", notices
+        return "auto", None, notices
     try:
-        load_model(champion)
+        return str(champion), load_model(champion), notices
     except CheckpointError as err:
         notices.append(f"The registry's champion {champion.name} cannot be loaded ({err}).")
-        return "auto", notices
-    return str(champion), notices
+        return "auto", None, notices
 
 
 def load_scorer(
@@ -61,23 +63,20 @@ def load_scorer(
         settings: default :meth:`Settings.from_env`.
 
     Raises:
-        CheckpointError: an explicitly named model cannot be loaded.
-        EncoderUnavailable: an explicitly named encoder cannot be loaded.
+        CheckpointError, EncoderUnavailable: an explicitly named model or encoder cannot load.
         ValueError: the heads and the encoder do not fit together.
     """
     settings = settings or Settings.from_env()
     device = None if device in (None, "auto") else device
     encoder = None if encoder in (None, "auto") else encoder
     notices: list[str] = []
+    loaded = None
     if model == "auto":
-        model, notice = _champion_or_auto(settings)
-        notices += notice
+        model, loaded, notices = _champion_or_auto(settings)
     if model == "auto":
         try:
             if encoder == "fallback":
                 raise EncoderUnavailable("the published heads need MERT, not the fallback encoder")
-            from apex.published import load_published
-
             published = load_published(PUBLISHED_REPO)
             heads, info = published.heads, published.info
             enc = _make_encoder(encoder or published.encoder_spec, precision, device, settings)
@@ -91,9 +90,8 @@ def load_scorer(
         if model == "demo":
             from apex.demo.model import ensure_demo_model
 
-            heads, info = load_model(ensure_demo_model(settings))
-        else:
-            heads, info = load_model(model)
+            loaded = load_model(ensure_demo_model(settings))
+        heads, info = loaded or load_model(model)
         if info.kind != "published" and Path(model).parent == registry_for(settings).root:
             encoder = None  # a champion serves with the encoder it was trained on
         spec = encoder or str(info.metadata.get("encoder_spec", info.encoder_id))

@@ -1,7 +1,6 @@
 """The published APEX heads in both layouts (the reference ``.pt``; the Hub repo's ``config.json``
 with ``model_type: "apex"`` + weights, read natively: its remote code never runs), and what every
-checkpoint format shares (:class:`ModelInfo`, :class:`CheckpointError`, :func:`strict_load`).
-"""
+checkpoint format shares (:class:`ModelInfo`, :class:`CheckpointError`, :func:`strict_load`)."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from apex.encoders.base import SEGMENT_SECONDS
@@ -23,12 +23,13 @@ from apex.hub_files import Snapshot, SnapshotUnavailable, open_snapshot, read_js
 
 #: What reading a damaged or foreign weights file raises: "not a loadable checkpoint".
 UNREADABLE = (
-    RuntimeError,
-    ValueError,
     OSError,
     EOFError,
+    RuntimeError,
+    ValueError,
     pickle.UnpicklingError,
     zipfile.BadZipFile,
+    SafetensorError,
 )
 
 #: Hub repo of the published APEX heads and the encoder they were trained on.
@@ -252,11 +253,9 @@ def read_state_dict(path: Path) -> Mapping[str, Any]:
         raise CheckpointError(f"{path} does not exist; check the path or download it again.")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (*UNREADABLE, SafetensorError) as err:  # one meaning: not a loadable file
+    except UNREADABLE as err:
         raise CheckpointError(
             f"cannot read {path} ({path.stat().st_size} bytes, weights_only=True): "
             f"{type(err).__name__}: {err}. "
@@ -350,23 +349,24 @@ def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> Re
 
 def load_snapshot_heads(snapshot: Snapshot, heads_from: str) -> tuple[ReferenceHeads, ModelInfo]:
     """Published heads from a snapshot picked by :func:`pick_heads_files` (either layout); a
-    ``metadata.json`` beside a ``config.json`` (a refit of the published heads) is its identity."""
-    first, model_id = snapshot.files[0], snapshot.repo_id or heads_from
-    if first != CONFIG_NAME:
+    ``metadata.json`` beside them (a refit's) is their identity."""
+    first, model_id = snapshot.files[0], snapshot.repo_id or Path(heads_from).name
+    if first == CONFIG_NAME:
+        heads = load_apex_directory(snapshot.directory, snapshot.files[1], heads_from=heads_from)
+    else:
         heads = load_reference_checkpoint(snapshot.path(first))
-        return heads, reference_info(heads, heads_from, model_id=model_id, snapshot=snapshot)
-    heads = load_apex_directory(snapshot.directory, snapshot.files[1], heads_from=heads_from)
     info = reference_info(heads, heads_from, model_id=model_id, snapshot=snapshot)
-    if "metadata.json" in snapshot.files:
-        ours = json.loads(snapshot.path("metadata.json").read_text())
-        info = ModelInfo.from_metadata(
-            {**ours, "published_checkpoint": heads.checkpoint_info, "files": list(snapshot.files)},
-            heads_from,
-            model_id=model_id,
-            encoder_id=info.encoder_id,
-            revision=snapshot.revision,
-        )
-    return heads, info
+    if "metadata.json" not in snapshot.files:
+        return heads, info
+    ours = json.loads(snapshot.path("metadata.json").read_text())
+    return heads, ModelInfo.from_metadata(
+        {**info.metadata, **ours, "files": list(snapshot.files)},
+        heads_from,
+        model_id=model_id,
+        version=info.version,
+        encoder_id=info.encoder_id,
+        revision=snapshot.revision,
+    )
 
 
 def load_published(

@@ -1,9 +1,6 @@
-"""Block-by-block resampling with the windowed-sinc filter of ``torchaudio.functional.resample``.
-
-``resample(x, orig, new)`` pads ``x`` with ``width`` zeros left and ``width + orig`` right (rates
-reduced by their gcd) and runs one strided convolution; :class:`StreamingResampler` keeps only the
-samples a future frame needs, and equals it up to float32 rounding (about 1e-6 of full scale).
-"""
+"""Block-by-block resampling with the windowed-sinc filter of ``torchaudio.functional.resample``
+(``width`` zeros padded left, ``width + orig`` right, one strided convolution), keeping only the
+samples a future frame needs: equal to it up to float32 rounding (about 1e-6 of full scale)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
 """The scorer: audio in, the seven APEX scores (with a timeline, percentiles, uncertainty) out.
-
-Heads and their info are one ``(heads, info)`` tuple that :meth:`Scorer.swap` replaces in one
-assignment and every call reads once, so a concurrent swap never mixes two models in one result.
-Concurrent calls share encoder forwards; decoding and heads run in the caller's thread.
-"""
+Concurrent calls share encoder forwards (:mod:`apex.batching`); decoding and heads run in the
+caller's thread."""
 
 from __future__ import annotations
 
@@ -73,8 +70,7 @@ class ScoreResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreResult:
-        """The inverse of :meth:`to_dict`, ignoring unknown keys; ``KeyError`` without
-        ``scores`` (not a result's dict, or a stale one)."""
+        """Inverse of :meth:`to_dict` (unknown keys ignored); ``KeyError`` without ``scores``."""
         if "scores" not in data:
             raise KeyError("a ScoreResult dict needs 'scores'")
         known = {f.name for f in fields(cls)}
@@ -88,16 +84,10 @@ def percentile_of(value: float, reference: Sequence[float]) -> float:
     return 100.0 * (below + 0.5 * equal) / len(reference)
 
 
-def _percentiles(info: ModelInfo, scores: Mapping[str, float]) -> dict[str, float]:
-    references = {name: info.reference_distribution(name) for name in ENGAGEMENT if name in scores}
-    return {name: percentile_of(scores[name], ref) for name, ref in references.items() if ref}
-
-
 def _uncertainty(
     info: ModelInfo, song: Mapping[str, torch.Tensor], names: Sequence[str]
 ) -> dict[str, float]:
-    """Std per score: ``<name>_std`` times the metadata's calibration ``scale``, else its
-    constant ``rmse``; empty when neither exists."""
+    """Std per score: ``<name>_std`` times the calibration's ``scale``, else its ``rmse``."""
     calibration = info.metadata.get("calibration") or {}
     out = {}
     for name in names:
@@ -107,12 +97,6 @@ def _uncertainty(
         elif "rmse" in entry:
             out[name] = float(entry["rmse"])
     return out
-
-
-def _preference(info: ModelInfo, song: Mapping[str, torch.Tensor]) -> float | None:
-    """The preference logit, only when trained on votes (metadata ``preference_trained``)."""
-    trained = "preference" in song and info.metadata.get("preference_trained")
-    return float(song["preference"][0]) if trained else None
 
 
 def _is_single_input(inputs: Any) -> bool:
@@ -188,8 +172,7 @@ class Scorer:
     def info(self) -> dict[str, Any]:
         """Model id, version, kind, metrics and the encoder in use (for the About tab)."""
         heads, info = self._state
-        out = info.to_dict()
-        out.update(
+        return info.to_dict() | dict(
             trained_encoder_id=info.encoder_id,
             encoder_id=self.encoder.encoder_id if self.encoder else info.encoder_id,
             encoder_revision=getattr(self.encoder, "revision", None),
@@ -200,7 +183,6 @@ class Scorer:
             device=str(self.device),
             notices=list(self.notices),
         )
-        return out
 
     # ------------------------------------------------------------------ scoring
     @property
@@ -221,10 +203,7 @@ class Scorer:
         embeddings = self._batcher.encode(audios, priority=priority) if audios else []
         return [
             self.score_embedding(
-                embedding,
-                duration_s=audio.duration_s,
-                name=audio.name,
-                warnings=audio.warnings,
+                embedding, duration_s=audio.duration_s, name=audio.name, warnings=audio.warnings
             )
             for audio, embedding in zip(audios, embeddings, strict=True)
         ]
@@ -251,6 +230,8 @@ class Scorer:
             per_segment = {k: v[0].cpu() for k, v in heads.segments(x).items()}
         names = tuple(heads.output_names)
         scores = {name: float(song[name][0]) for name in names}
+        references = {n: info.reference_distribution(n) for n in ENGAGEMENT if n in scores}
+        pref_trained = "preference" in song and info.metadata.get("preference_trained")
         notes = list(warnings) + list(self.notices)
         if info.is_demo and DEMO_NOTICE not in notes:
             notes.append(DEMO_NOTICE)
@@ -262,12 +243,10 @@ class Scorer:
         return ScoreResult(
             scores=scores,
             uncertainty=_uncertainty(info, song, names),
-            percentiles=_percentiles(info, scores),
-            preference=_preference(info, song),
+            percentiles={n: percentile_of(scores[n], r) for n, r in references.items() if r},
+            preference=float(song["preference"][0]) if pref_trained else None,
             segments=self._timeline(embedding, per_segment, names),
-            duration_s=float(
-                duration_s if duration_s is not None else embedding.seconds.sum().item()
-            ),
+            duration_s=float(embedding.seconds.sum() if duration_s is None else duration_s),
             encoder_id=embedding.encoder_id,
             model_id=info.model_id,
             model_version=info.version,

@@ -1,9 +1,6 @@
-"""One settings object for the app, the CLI and the jobs, read from ``APEX_*`` variables.
-
-Field ``x`` is read from ``APEX_X`` (``cache_root``: ``APEX_CACHE_DIR``); README's table documents
-every variable (a test keeps them in step). A bad value raises :class:`SettingsError` naming the
-variable, what was wrong and what to set.
-"""
+"""One settings object for the app, the CLI and the jobs: field ``x`` is read from ``APEX_X``
+(``cache_root``: ``APEX_CACHE_DIR``); README's table documents every variable. A bad value raises
+:class:`SettingsError` naming the variable, what was wrong and what to set."""
 
 from __future__ import annotations
 
@@ -16,15 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from apex.tasks import VOTE_SOURCES
-
-__all__ = [
-    "Settings",
-    "SettingsError",
-    "default_data_dir",
-    "env_table",
-    "parse_bool",
-    "split_list",
-]
 
 
 class SettingsError(ValueError):
@@ -136,15 +124,8 @@ class Settings:
 
     data_dir: Path = _env("Vote store, caches, demo corpus, models; local disk.", default_data_dir)
     cache_root: Path | None = _env("Caches; default `<data dir>/cache`.", env="APEX_CACHE_DIR")
-    model: str = _env(
-        "`auto` (registry champion, else published APEX, else demo) or a pinned model: `demo`, "
-        "a directory, a `.pt` file or a Hub id (promoted refits are then not swapped in).",
-        "auto",
-    )
-    encoder: str = _env(
-        "`auto` (the model's own), `fallback`, a local HuBERT-shaped checkpoint or a Hub id.",
-        "auto",
-    )
+    model: str = _env("`auto`, `demo`, a model directory, a `.pt` file or a Hub id.", "auto")
+    encoder: str = _env("`auto` (the model's own), `fallback`, a checkpoint or a Hub id.", "auto")
     precision: str = _env(
         "`fast` (bf16 autocast) or `reference` (fp32).", "fast", choices=("fast", "reference")
     )
@@ -152,14 +133,13 @@ class Settings:
     trust_remote_code: bool = _env("Let an encoder checkpoint's own Python code run.", False)
     max_audio_s: float = _env("Longest accepted song, seconds.", 600.0, min=1.0, max=7200.0)
     pool: str = _env(
-        "Arena clip pool: `auto`, `demo`, a local audiofolder, `music-arena[:<batch>,...]` or a "
-        "Hub dataset id.",
+        "Arena clips: `auto`, `demo`, an audiofolder, `music-arena[:<batch>,...]` or a Hub id.",
         "auto",
     )
     demo_seed: int = _env("Seed of the synthetic demo corpus.", 0, min=0)
     demo_clips: int = _env("Clips in the demo corpus.", 480, min=16, max=20000)
     sampler: str = _env(
-        "Pair sampling: `balanced` (fewest battles first) or `info` (least certain first).",
+        "Pair sampling: `balanced` (fewest battles) or `info` (least certain).",
         "balanced",
         choices=("balanced", "info"),
     )
@@ -174,31 +154,22 @@ class Settings:
     loudness_match: bool = _env("Play arena clips loudness-matched (ITU-R BS.1770-4).", True)
     loudness_target_lufs: float = _env("Arena playback loudness, LUFS.", -16.0, min=-40.0, max=-6.0)
     loudness_true_peak_dbtp: float = _env(
-        "Highest true peak of a loudness-matched clip, dBTP (gain is reduced, never clipped).",
-        -1.0,
-        min=-20.0,
-        max=0.0,
+        "Highest true peak of a loudness-matched clip, dBTP.", -1.0, min=-20.0, max=0.0
     )
     trusted_proxies: int = _env(
-        "Proxies appending to `X-Forwarded-For` (0: use the peer address); default 1 on a Space.",
+        "Proxies appending to `X-Forwarded-For`; default 1 on a Space.",
         _default_trusted_proxies,
         min=0,
         max=10,
     )
     signin: str = _env(
-        "'Sign in with Hugging Face': `auto` (on a Space with OAuth), `on` or `off`.",
+        "Hugging Face sign-in: `auto` (a Space with OAuth), `on` or `off`.",
         "auto",
         choices=("auto", "on", "off"),
     )
     salt: str | None = _env("Secret salt for voter pseudonyms; unset: generated.", secret=True)
-    database_url: str | None = _env(
-        "Vote store URL: unset for SQLite in the data directory, or `postgresql://...`.",
-        secret=True,
-    )
-    votes_repo: str | None = _env(
-        "Hub dataset repo (`owner/name`) receiving the votes; unset keeps them local.",
-        check=_check_repo_id,
-    )
+    database_url: str | None = _env("Unset (SQLite) or a `postgresql://...` URL.", secret=True)
+    votes_repo: str | None = _env("Hub dataset (`owner/name`) for the votes.", check=_check_repo_id)
     votes_private: bool = _env("Create the votes dataset repo as private.", False)
     sync_minutes: float = _env("Minutes between vote pushes to the Hub.", 60.0, min=5.0)
     model_repo: str | None = _env("Hub model repo: promotions pushed, champion restored.")
@@ -209,19 +180,14 @@ class Settings:
     refit_lr: float = _env("Refit learning rate; 0 sizes it to the data.", 0.0, min=0.0, max=1.0)
     refit_patience: int = _env("Refit early-stopping patience, epochs; 0: a fifth.", 0, min=0)
     refit_holdout: float = _env(
-        "Share of the votes (the latest) held out for the gate.", 0.2, min=0.05, max=0.5
+        "Latest share of votes held out for the gate.", 0.2, min=0.05, max=0.5
     )
     refit_sources: str = _env(
-        "Comma-separated vote sources that train refits (`live`, `simulated`, `imported`).",
-        "live",
-        check=_check_sources,
+        "Vote sources that train refits, comma-separated.", "live", check=_check_sources
     )
     refit_threads: int = _env("CPU threads of the refit process.", 1, min=1, max=256)
     refit_nice: int = _env("Niceness of the refit process (0-19).", 10, min=0, max=19)
-    engagement: str = _env(
-        "Engagement data for refits: `auto`, a folder of Parquet shards or a Hub dataset id.",
-        "auto",
-    )
+    engagement: str = _env("Refit engagement data: `auto`, a Parquet folder or a Hub id.", "auto")
     host: str = _env("Interface the app listens on (`GRADIO_SERVER_NAME` wins).", "127.0.0.1")
     port: int = _env("Port the app listens on (`GRADIO_SERVER_PORT` wins).", 7860, min=1, max=65535)
     score_concurrency: int = _env("Scoring requests accepted (and batched) at once.", 1, min=1)
@@ -267,18 +233,13 @@ class Settings:
     cache_dir = _Under("cache", "Caches: ``APEX_CACHE_DIR`` when set.", instead="cache_root")
     models_dir = _Under("models", "Versioned model directories (demo model, refits).")
     demo_dir = _Under("demo", "The generated demo corpus (audiofolder layout).")
-    export_dir = _Under(
-        "export", "Append-only Parquet vote shards, the folder the Hub sync uploads."
-    )
+    export_dir = _Under("export", "Append-only Parquet vote shards, uploaded by the Hub sync.")
 
 
 def env_table() -> list[tuple[str, str, str]]:
     """(variable, default, description) for every setting, in declaration order."""
     rows = []
     for f in dataclasses.fields(Settings):
-        if f.default is not dataclasses.MISSING:
-            default = "unset" if f.default is None else str(f.default)
-        else:
-            default = "see description"
-        rows.append((_variable(f), default, f.metadata["doc"]))
+        default = "see description" if f.default is dataclasses.MISSING else f.default  # a factory
+        rows.append((_variable(f), "unset" if default is None else str(default), f.metadata["doc"]))
     return rows

@@ -1,8 +1,5 @@
-"""The seven APEX scores (names, groups, ranges) and the vote vocabulary, defined once.
-
-Engagement scores are on 0-100 (percentiles of raw counts, power-transformed); aesthetic scores on
-1-5 (SongEval's scale). Heads, result dicts, Parquet columns and UI tables are keyed by these names.
-"""
+"""The seven APEX scores (names, groups, ranges) and the vote vocabulary, defined once: engagement
+on 0-100 (percentiles of raw counts, power-transformed), aesthetics on 1-5 (SongEval's scale)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,6 @@ from apex.files import (
     atomic_path,
     is_partial,
     sha256_file,
-    write_bytes_atomic,
     write_json_atomic,
     write_text_atomic,
 )
@@ -60,7 +59,8 @@ def test_json_refuses_non_json_before_touching_target(tmp_path):
 
 def test_sha256_file_matches_hashlib_across_block_boundary(tmp_path):
     data = bytes(range(256)) * 9000  # > 2 MiB: several 1 MiB blocks and a tail
-    path = write_bytes_atomic(tmp_path / "sub" / "blob.bin", data)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
 
 
