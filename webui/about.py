@@ -1,9 +1,6 @@
-"""About tab: the serving model's card, the refit, what a restart would lose, the citation.
-
-Read from :meth:`apex.Scorer.info` and the services whenever the tab opens, so a hot-swapped
-model shows at once. A Space's disk is wiped at every restart: only votes pushed to
-``APEX_VOTES_REPO`` and a champion pushed to ``APEX_MODEL_REPO`` (both needing ``HF_TOKEN``) come
-back; :func:`config_warnings` (logged at start-up) and :func:`state_line` say what would not.
+"""About tab: the serving model's card (re-read whenever the tab opens, so a hot-swapped model
+shows at once), the refit, what a restart would lose, the citation. A Space's disk is wiped at
+every restart: only what was pushed to the Hub repos comes back (:func:`config_warnings`).
 """
 
 from __future__ import annotations
@@ -21,18 +18,17 @@ from apex.tasks import APEX_BIBTEX
 from webui.services import LABELS, NotReady, Services
 
 REFIT_TEXT = """### How the model improves
-1. **Inputs.** MERT embeddings of songs with engagement data (streams, likes) and every
-   vote collected in the Arena whose two clips are embedded.
-2. **Loss.** The reference multi-task regression (uncertainty-weighted) plus a
-   Bradley-Terry pairwise loss on the battles: the model learns to prefer the clip people
-   preferred.
-3. **Gate.** The new model (the *challenger*) and the current one are evaluated on the same
-   held-out data: the latest votes, which neither was trained on, and held-out songs. The
-   challenger replaces the current model only if its pairwise accuracy and Spearman correlations
-   are not worse beyond a tolerance on every gated metric, the first refit too.
-4. **Swap.** Every model is versioned with both models' figures; the app swaps models
-   atomically, re-scores the arena's clips with the new one in the background, and a failed
-   refit leaves the champion serving. The champion is what serves after a restart.
+1. **Inputs.** MERT embeddings of songs with engagement data (streams, likes) and of every Arena
+   vote whose two clips are embedded.
+2. **Loss.** The reference multi-task regression (uncertainty-weighted) plus a Bradley-Terry
+   pairwise loss on the battles: the model learns to prefer the clip people preferred.
+3. **Gate.** The new model (the *challenger*) and the serving one are evaluated on the same
+   held-out data (the latest votes, which neither was trained on, and held-out songs). The
+   challenger replaces it only if no gated metric (pairwise accuracy, Spearman correlations) is
+   worse beyond a tolerance, the first refit too.
+4. **Swap.** Every model is versioned with both models' figures; the app swaps atomically and
+   re-scores the arena's clips in the background. A failed refit leaves the champion serving;
+   the champion is what serves after a restart.
 """
 
 _PACKAGES = ("gradio", "torch", "transformers", "pandas", "plotly")
@@ -143,12 +139,6 @@ def _revision(value: Any) -> str:
     return f", revision `{value}`" if value else ""
 
 
-def _notice_line(note: str, is_demo: bool) -> str:
-    """A scorer notice; the one saying why the demo answers (it carries ``Reason:``) is labelled."""
-    label = "Why the demo answers" if is_demo and "Reason:" in note else "Note"
-    return f"- **{label}:** {note}"
-
-
 def _identity_lines(info: dict[str, Any]) -> list[str]:
     """Which heads and which encoder answer, with their Hub revisions and where they came from."""
     names = info.get("files") or []
@@ -173,7 +163,7 @@ _FIGURES = (
 
 
 def _figure(value: Any) -> str:
-    """A gate figure; '-' where there is none (e.g. no engagement targets on held-out songs)."""
+    """'-' for a missing or NaN figure (e.g. no engagement targets on held-out songs)."""
     return "-" if value is None or value != value else _shown(value)
 
 
@@ -227,7 +217,9 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
         head = ["### Serving model", *_identity_lines(info)]
         if info.get("is_demo"):
             head.append(f"- **Offline demo model:** {DEMO_NOTICE}")
-        head += [_notice_line(note, bool(info.get("is_demo"))) for note in info.get("notices", [])]
+        for note in info.get("notices", []):  # the demo's reason for answering carries "Reason:"
+            demo = info.get("is_demo") and "Reason:" in note
+            head.append(f"- **{'Why the demo answers' if demo else 'Note'}:** {note}")
         head += gate_lines(info, services.settings)
         head += ["", "**Metrics**", *_metric_lines(info.get("metrics"))]
     software = ", ".join(f"{k} {v}" for k, v in info.get("software", {}).items())
@@ -286,50 +278,43 @@ def config_warnings(settings: Settings) -> list[str]:
     """Sentences for what this configuration loses at every restart of a Space ([] elsewhere)."""
     if not on_space():
         return []
-    token = has_token()
-    out = []
-    if settings.votes_repo is None:
-        out.append(
-            "APEX_VOTES_REPO is not set: every vote is lost at the next restart (a Space's disk "
-            "is wiped at every restart, rebuild and wake). Set it to a dataset repo id."
-        )
-    elif not token:
-        out.append(
-            f"HF_TOKEN is not set: votes cannot be pushed to {settings.votes_repo} and are lost "
-            "at the next restart. Add a write token as the Space secret HF_TOKEN."
-        )
-    if settings.model_repo is None:
-        out.append(
-            "APEX_MODEL_REPO is not set: a promoted model is lost at the next restart and the "
-            "published model serves again. Set it to a model repo id."
-        )
-    elif not token:
-        out.append(
-            f"HF_TOKEN is not set: promoted models cannot be pushed to {settings.model_repo} and "
-            "are lost at the next restart. Add a write token as the Space secret HF_TOKEN."
-        )
+    token, out = has_token(), []
+    for variable, repo, lost, kind, pushed in (
+        (
+            "APEX_VOTES_REPO",
+            settings.votes_repo,
+            "every vote is lost at the next restart (a Space's disk is wiped at every restart, "
+            "rebuild and wake)",
+            "dataset",
+            "votes",
+        ),
+        (
+            "APEX_MODEL_REPO",
+            settings.model_repo,
+            "a promoted model is lost at the next restart and the published model serves again",
+            "model",
+            "promoted models",
+        ),
+    ):
+        if repo is None:
+            out.append(f"{variable} is not set: {lost}. Set it to a {kind} repo id.")
+        elif not token:
+            out.append(
+                f"HF_TOKEN is not set: {pushed} cannot be pushed to {repo} and are lost at the "
+                "next restart. Add a write token as the Space secret HF_TOKEN."
+            )
     return out
-
-
-def _champion_at_risk(settings: Settings) -> str | None:
-    """The local champion's name when the model repo does not hold it, else None."""
-    from apex.training.model_repo import hub_record
-    from apex.training.registry import registry_for
-
-    champion = registry_for(settings).champion()
-    if champion is None or hub_record(champion) is not None:
-        return None
-    return champion.name
 
 
 def state_line(settings: Settings, votes: int | None, sync_status: Any | None) -> str:
     """One line: what a restart now would lose, and what only a crash would.
 
-    Args:
-        settings: the app's settings.
-        votes: votes in the store (None while it warms up).
-        sync_status: :meth:`annotation.sync.VoteSync.status` (``pending_votes``), or None.
+    ``votes`` is None while the store warms up; ``sync_status`` is
+    :meth:`annotation.sync.VoteSync.status` (``pending_votes``) or None.
     """
+    from apex.training.model_repo import hub_record
+    from apex.training.registry import registry_for
+
     if not on_space():
         return (
             f"Self-hosted: a restart loses nothing (votes, models and caches stay in "
@@ -339,9 +324,9 @@ def state_line(settings: Settings, votes: int | None, sync_status: Any | None) -
     pending = getattr(sync_status, "pending_votes", None)
     if settings.votes_repo is None or not has_token():
         lost.append(f"all {votes if votes is not None else 'the'} votes")
-    champion = _champion_at_risk(settings)
-    if champion is not None:
-        lost.append(f"the promoted model `{champion}` (not in a model repo)")
+    champion = registry_for(settings).champion()
+    if champion is not None and hub_record(champion) is None:
+        lost.append(f"the promoted model `{champion.name}` (not in a model repo)")
     if settings.cache_root is None:
         rebuilt = "caches are rebuilt at start (set APEX_CACHE_DIR to a bucket to keep them)"
     else:

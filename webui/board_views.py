@@ -1,10 +1,6 @@
-"""Leaderboard views computed off the request path: a request reads the last result.
-
-A board fit reads every vote (seconds on a store of 100,000 votes), so no request runs one:
-:class:`BoardViews` keeps each view's last :func:`annotation.board.board_data` result, keyed by
-the options as given, and refits it after the store changed
-(:class:`annotation.refreshing.RefreshingMap`) in a worker process of lower priority
-(:class:`annotation.refreshing.WorkerProcess`).
+"""Leaderboard views fitted off the request path (a fit reads every vote: seconds at 100,000),
+refitted after the store changed in a worker process of lower priority; a request reads the
+last result.
 """
 
 from __future__ import annotations
@@ -29,12 +25,8 @@ PREWARMED: tuple[dict[str, Any], ...] = ({}, {"include_flagged": True}, {"style_
 
 
 class BoardViews:
-    """Each leaderboard view's last :func:`annotation.board.board_data` result.
-
-    Args:
-        services: the app's services (the store is read in the background).
-        duty: the most of a core one view's fits take (:class:`annotation.refreshing.Refreshing`).
-    """
+    """Each leaderboard view's last :func:`annotation.board.board_data` result; ``duty``: the most
+    of a core one view's fits take (:class:`annotation.refreshing.Refreshing`)."""
 
     def __init__(self, services: Services, *, duty: float = VIEW_DUTY) -> None:
         from annotation.refreshing import RefreshingMap, WorkerProcess
@@ -52,8 +44,7 @@ class BoardViews:
 
     def get(self, board: str = "all", **options: Any) -> dict[str, Any]:
         """The last result of ``board_data(store, board, **options)``; waits only for a view's
-        first fit (up to :data:`FIRST_VIEW_WAIT_S`), or for a refit expected within
-        :data:`FRESH_VIEW_WAIT_S`.
+        first fit (:data:`FIRST_VIEW_WAIT_S`), or a refit due within :data:`FRESH_VIEW_WAIT_S`.
 
         Raises:
             gr.Error: an unknown board, the store not ready, or a first fit still running.

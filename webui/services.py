@@ -1,11 +1,7 @@
-"""The composition root: the app's services, built from :class:`~apex.settings.Settings` on one
-background thread so the page comes up at once.
+"""The composition root: the app's services, built from :class:`~apex.settings.Settings` on a
+background thread (so the page comes up at once), failed ones retried with backoff.
 
-Tabs ask for a service with :meth:`Services.get` (raising :class:`NotReady` with a sentence for
-visitors) or :meth:`Services.wait_for` (waiting up to ``APEX_WARMUP_WAIT_S``). Build order: the
-vote store, the Hub sync, the clip pool and the arena (battles open before the model loads), the
-scorer, then ``scoring`` (the pool's scoring queue). A failed service is retried with backoff.
-Nothing here imports gradio.
+Build order (:func:`default_builders`): battles open before the model loads. No gradio here.
 """
 
 from __future__ import annotations
@@ -59,22 +55,15 @@ class ServiceStatus:
 
 
 def trim_heap() -> None:
-    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing).
-
-    Loading MERT-95M frees ~0.4 GB of staging tensors below glibc's mmap threshold, which the
-    process would otherwise keep (benchmarks/cold_start.py).
-    """
+    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing):
+    loading MERT-95M frees ~0.4 GB below glibc's mmap threshold (benchmarks/cold_start.py)."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        libc = None
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
+    if name:
+        with contextlib.suppress(OSError, AttributeError):  # not loadable, or not glibc
+            ctypes.CDLL(name).malloc_trim(0)
 
 
 def _build_store(settings: Settings, built: Mapping[str, Any]) -> Any:
@@ -86,12 +75,10 @@ def _build_store(settings: Settings, built: Mapping[str, Any]) -> Any:
 def _build_scorer(settings: Settings, built: Mapping[str, Any]) -> Any:
     from apex import load_scorer
 
-    encoder = None if settings.encoder == "auto" else settings.encoder
-    device = None if settings.device == "auto" else settings.device
     scorer = load_scorer(
         settings.model,
-        encoder=encoder,
-        device=device,
+        encoder=settings.encoder,  # "auto" is load_scorer's default too
+        device=settings.device,
         precision=settings.precision,
         settings=settings,
     )
@@ -172,10 +159,8 @@ class Services:
 
     Args:
         builders: name -> builder, in build order (default :func:`default_builders`).
-        optional: services whose failure does not count as the app failing (voting and scoring
-            work without them).
-        retry_s: seconds before the first retry of a failed service, doubling up to
-            ``retry_max_s``.
+        optional: services whose failure does not fail the app (voting and scoring work without).
+        retry_s: seconds before the first retry of a failed one, doubling up to ``retry_max_s``.
     """
 
     def __init__(
@@ -197,7 +182,6 @@ class Services:
         self._closing = threading.Event()
         self._retry_s, self._retry_max_s = retry_s, retry_max_s
         self._thread: threading.Thread | None = None
-        self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, background: bool = True) -> Services:
