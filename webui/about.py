@@ -171,12 +171,11 @@ def figures_table(
     challenger: dict[str, Any], serving: dict[str, Any] | None, new: str, old: str
 ) -> list[str]:
     """Markdown table of the gate's figures: the new model beside the one serving at the time."""
-    lines = [f"| metric | {new} | {old} |", "|---|---|---|"]
-    for key, label in _FIGURES:
-        a = challenger.get(key)
-        b = (serving or {}).get(key)
-        lines.append(f"| {label} | {_figure(a)} | {_figure(b)} |")
-    return lines
+    serving = serving or {}
+    rows = [
+        f"| {n} | {_figure(challenger.get(k))} | {_figure(serving.get(k))} |" for k, n in _FIGURES
+    ]
+    return [f"| metric | {new} | {old} |", "|---|---|---|", *rows]
 
 
 def gate_lines(info: dict[str, Any], settings: Any) -> list[str]:
@@ -279,30 +278,24 @@ def config_warnings(settings: Settings) -> list[str]:
     if not on_space():
         return []
     token, out = has_token(), []
-    for variable, repo, lost, kind, pushed in (
-        (
-            "APEX_VOTES_REPO",
-            settings.votes_repo,
-            "every vote is lost at the next restart (a Space's disk is wiped at every restart, "
-            "rebuild and wake)",
-            "dataset",
-            "votes",
-        ),
-        (
-            "APEX_MODEL_REPO",
-            settings.model_repo,
-            "a promoted model is lost at the next restart and the published model serves again",
-            "model",
-            "promoted models",
-        ),
-    ):
-        if repo is None:
-            out.append(f"{variable} is not set: {lost}. Set it to a {kind} repo id.")
-        elif not token:
-            out.append(
-                f"HF_TOKEN is not set: {pushed} cannot be pushed to {repo} and are lost at the "
-                "next restart. Add a write token as the Space secret HF_TOKEN."
-            )
+    unpushed = (
+        "HF_TOKEN is not set: {} cannot be pushed to {} and are lost at the next restart. Add a "
+        "write token as the Space secret HF_TOKEN."
+    )
+    if settings.votes_repo is None:
+        out.append(
+            "APEX_VOTES_REPO is not set: every vote is lost at the next restart (a Space's disk "
+            "is wiped at every restart, rebuild and wake). Set it to a dataset repo id."
+        )
+    elif not token:
+        out.append(unpushed.format("votes", settings.votes_repo))
+    if settings.model_repo is None:
+        out.append(
+            "APEX_MODEL_REPO is not set: a promoted model is lost at the next restart and the "
+            "published model serves again. Set it to a model repo id."
+        )
+    elif not token:
+        out.append(unpushed.format("promoted models", settings.model_repo))
     return out
 
 

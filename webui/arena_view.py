@@ -72,13 +72,8 @@ def reveal_markdown(reveal: dict[str, Any]) -> str:
     if pick is None:
         verdict = reveal.get("apex_note") or "APEX made no prediction for this battle."
     else:
-        agrees = reveal.get("apex_agrees")
-        judged = (
-            "**APEX agreed with you.**"
-            if agrees
-            else "**APEX disagreed with you.**"
-            if agrees is False
-            else "(ties and 'both bad' are not counted as agreement)"
+        judged = {True: "**APEX agreed with you.**", False: "**APEX disagreed with you.**"}.get(
+            reveal.get("apex_agrees"), "(ties and 'both bad' are not counted as agreement)"
         )
         verdict = f"APEX preferred **{pick}** ({prob:.0%} confident). {judged}"
         if reveal.get("model_version"):

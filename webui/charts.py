@@ -52,11 +52,12 @@ def radar(series: Mapping[str, Mapping[str, float]], title: str = "Aesthetics (1
                 opacity=0.7,
             )
         )
-    low, high = SCORE_RANGES[AESTHETICS[0]]
     fig.update_layout(
         **_LAYOUT,
         title=title,
-        polar={"radialaxis": {"range": [low, high], "tickvals": [1, 2, 3, 4, 5]}},
+        polar={
+            "radialaxis": {"range": list(SCORE_RANGES[AESTHETICS[0]]), "tickvals": [1, 2, 3, 4, 5]}
+        },
         showlegend=len(series) > 1,
     )
     return fig
@@ -78,8 +79,7 @@ def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along
         vertical_spacing=0.08,
         subplot_titles=("Engagement (0-100)", "Aesthetics (1-5)"),
     )
-    # A point at each segment's middle: segments are 30 s long, so the middle is where the
-    # score "belongs" on the time axis.
+    # A point at each (30 s) segment's middle: where its score "belongs" on the time axis.
     mids = [(float(s["start_s"]) + float(s["end_s"])) / 2 for s in segments]
     mode = "lines+markers" if len(segments) > 1 else "markers"
     for row, names in ((1, ENGAGEMENT), (2, AESTHETICS)):
@@ -99,9 +99,8 @@ def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along
                 col=1,
             )
         fig.update_yaxes(range=list(SCORE_RANGES[names[0]]), row=row, col=1)
-    end = max((float(s["end_s"]) for s in segments), default=30.0)
-    fig.update_xaxes(range=[0, end], row=1, col=1)
-    fig.update_xaxes(title_text="time (s)", range=[0, end], row=2, col=1)
+    fig.update_xaxes(range=[0, max((float(s["end_s"]) for s in segments), default=30.0)])
+    fig.update_xaxes(title_text="time (s)", row=2, col=1)
     fig.update_layout(**{**_LAYOUT, "height": 460}, title=title)
     return fig
 

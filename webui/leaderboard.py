@@ -173,15 +173,10 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     )
     with gr.Row():
         board = gr.Radio(
-            [(label, key) for key, label in BOARDS.items()],
-            value="all",
-            label="Board",
-            scale=3,
+            [(label, key) for key, label in BOARDS.items()], value="all", label="Board", scale=3
         )
         imported = gr.Checkbox(
-            value=False,
-            label="Include imported votes (e.g. Music Arena's release)",
-            scale=2,
+            value=False, label="Include imported votes (e.g. Music Arena's release)", scale=2
         )
         refresh = gr.Button("Refresh", scale=1)
     with gr.Row():
@@ -215,12 +210,7 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
         apex_informed: bool,
     ) -> dict[str, Any]:
         return views.get(
-            which,
-            include_imported=include_imported,
-            include_flagged=include_flagged,
-            signed_in_only=signed_in_only,
-            style_control=style_control,
-            apex_informed=apex_informed,
+            which, include_imported, include_flagged, signed_in_only, style_control, apex_informed
         )
 
     options = [board, imported, flagged, signed, style, informed]

@@ -103,7 +103,6 @@ def _build_arena(settings: Settings, built: Mapping[str, Any]) -> Any:
 
 
 def _build_scoring(settings: Settings, built: Mapping[str, Any]) -> Any:
-    """Start the pool's background scoring with the scorer; give the arena the scorer."""
     pool, scorer = built["pool"], built["scorer"]
     pool.start_scoring(scorer, cache_dir=settings.cache_dir)
     if built.get("arena") is not None:
@@ -125,11 +124,8 @@ def _build_refit(settings: Settings, built: Mapping[str, Any]) -> Any:
 
     if "scorer" not in built:
         raise RuntimeError("the refit needs the APEX scorer, which did not start")
-    worker = RefitWorker(
-        settings, store=built["store"], scorer=built["scorer"], arena=built.get("arena")
-    )
-    worker.start()
-    return worker
+    arena = built.get("arena")
+    return RefitWorker(settings, store=built["store"], scorer=built["scorer"], arena=arena).start()
 
 
 def default_builders() -> dict[str, Builder]:
@@ -185,8 +181,7 @@ class Services:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, background: bool = True) -> Services:
-        """Build every service (on a daemon thread when ``background``); failed ones are retried
-        on a daemon thread either way."""
+        """Build every service (on a daemon thread when ``background``), then retry failed ones."""
         if self._thread is not None or self._done.is_set():
             return self
         for module in HEAVY_IMPORTS:
@@ -236,8 +231,8 @@ class Services:
         self._retry_failed()
 
     def _retry_failed(self) -> None:
-        """Rebuild the failed services, in build order, with doubling waits, until all are up or
-        :meth:`close` is called."""
+        """Rebuild the failed services in build order, with doubling waits, until all are up or
+        :meth:`close`."""
         delay, attempt = self._retry_s, 1
         while True:
             with self._lock:
@@ -298,10 +293,7 @@ class Services:
         raise NotReady(f"The {label} is still warming up; try again in a few seconds.")
 
     def wait_for(
-        self,
-        name: str,
-        timeout: float,
-        on_wait: Callable[[float, str], None] | None = None,
+        self, name: str, timeout: float, on_wait: Callable[[float, str], None] | None = None
     ) -> Any:
         """Service ``name``, waiting up to ``timeout`` seconds while it warms up; ``on_wait``
         gets (seconds waited, :meth:`status_line`) about once a second.
