@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from webui.services import NotReady, Services, build_services
+from webui.services import Services, build_services
 
 if TYPE_CHECKING:
     import gradio as gr
 
-__all__ = ["NotReady", "Services", "build_services", "build_ui", "launch_kwargs"]
+__all__ = ["build_services", "build_ui", "launch_kwargs"]
 
 
 def build_ui(services: Services) -> gr.Blocks:

@@ -20,15 +20,13 @@ from webui.services import LABELS, NotReady, Services
 REFIT_TEXT = """### How the model improves
 1. **Inputs.** MERT embeddings of songs with engagement data (streams, likes) and of every Arena
    vote whose two clips are embedded.
-2. **Loss.** The reference multi-task regression (uncertainty-weighted) plus a Bradley-Terry
-   pairwise loss on the battles: the model learns to prefer the clip people preferred.
+2. **Loss.** The reference multi-task regression plus a Bradley-Terry loss on the battles.
 3. **Gate.** The new model (the *challenger*) and the serving one are evaluated on the same
-   held-out data (the latest votes, which neither was trained on, and held-out songs). The
-   challenger replaces it only if no gated metric (pairwise accuracy, Spearman correlations) is
-   worse beyond a tolerance, the first refit too.
-4. **Swap.** Every model is versioned with both models' figures; the app swaps atomically and
-   re-scores the arena's clips in the background. A failed refit leaves the champion serving;
-   the champion is what serves after a restart.
+   held-out votes and songs; the challenger serves only if no gated metric (pairwise accuracy,
+   Spearman correlations) is worse beyond a tolerance, the first refit too.
+4. **Swap.** Models are versioned with both models' figures and swapped atomically, the arena's
+   clips re-scored in the background; a failed refit leaves the champion serving, and the
+   champion is what serves after a restart.
 """
 
 _PACKAGES = ("gradio", "torch", "transformers", "pandas", "plotly")
@@ -236,11 +234,9 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
 def build(services: Services, tab: gr.Tab) -> None:
     """Lay out the About tab; the card is (re)read whenever the tab is selected."""
     gr.Markdown(
-        "## APEX Arena\n"
-        "APEX predicts from audio alone how an AI-generated song will do: two engagement scores "
-        "(streams, likes; 0-100) and five perceptual aesthetic scores (coherence, musicality, "
-        "memorability, clarity, naturalness; 1-5; SongEval's definitions), from frozen MERT "
-        "embeddings and small multi-task heads. Paper: "
+        "## APEX Arena\nAPEX predicts from audio alone how an AI-generated song will do: two "
+        "engagement scores (streams, likes; 0-100) and five aesthetic scores (SongEval's "
+        "definitions; 1-5), from frozen MERT embeddings and small multi-task heads. Paper: "
         "[arXiv 2605.03395](https://arxiv.org/abs/2605.03395); reference code "
         "[AMAAI-Lab/apex](https://github.com/AMAAI-Lab/apex)."
     )
@@ -313,10 +309,8 @@ def state_line(settings: Settings, votes: int | None, sync_status: Any | None) -
             f"Self-hosted: a restart loses nothing (votes, models and caches stay in "
             f"`{settings.data_dir}`)."
         )
-    lost = []
-    pending = getattr(sync_status, "pending_votes", None)
-    if settings.votes_repo is None or not has_token():
-        lost.append(f"all {votes if votes is not None else 'the'} votes")
+    votes_lost = settings.votes_repo is None or not has_token()
+    lost = [f"all {votes if votes is not None else 'the'} votes"] if votes_lost else []
     champion = registry_for(settings).champion()
     if champion is not None and hub_record(champion) is None:
         lost.append(f"the promoted model `{champion.name}` (not in a model repo)")
@@ -325,7 +319,8 @@ def state_line(settings: Settings, votes: int | None, sync_status: Any | None) -
     else:
         rebuilt = f"caches stay in `{settings.cache_root}`"
     head = "A restart now would lose " + (", ".join(lost) if lost else "nothing")
-    if not any(item.endswith("votes") for item in lost) and pending:
+    pending = getattr(sync_status, "pending_votes", None)
+    if pending and not votes_lost:
         head += (
             f"; {pending} votes not yet on the Hub are pushed by a graceful restart and "
             "lost only in a crash"

@@ -53,8 +53,7 @@ def _titled() -> Iterator[None]:
 
 def _visitor(services: Services, request: gr.Request | None) -> tuple[str, str | None]:
     """(session id, client address) of a request."""
-    trusted = services.settings.trusted_proxies
-    return view.session_id(request), view.client_ip(request, trusted)
+    return view.session_id(request), view.client_ip(request, services.settings.trusted_proxies)
 
 
 def new_battle(
