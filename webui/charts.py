@@ -64,11 +64,8 @@ def radar(series: Mapping[str, Mapping[str, float]], title: str = "Aesthetics (1
 
 
 def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along the song") -> Any:
-    """Per-segment scores against time: engagement (0-100) above, aesthetics (1-5) below.
-
-    Args:
-        segments: each ``{"start_s", "end_s", **scores}`` (seconds; scores on their own scales).
-    """
+    """Engagement (0-100) above, aesthetics (1-5) below, against time; ``segments``: each
+    ``{"start_s", "end_s", **scores}`` (seconds)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -83,9 +80,7 @@ def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along
     mids = [(float(s["start_s"]) + float(s["end_s"])) / 2 for s in segments]
     mode = "lines+markers" if len(segments) > 1 else "markers"
     for row, names in ((1, ENGAGEMENT), (2, AESTHETICS)):
-        for name in names:
-            if not segments or name not in segments[0]:
-                continue
+        for name in (n for n in names if segments and n in segments[0]):
             colour = PALETTE[list(ENGAGEMENT + AESTHETICS).index(name) % len(PALETTE)]
             fig.add_trace(
                 go.Scatter(
@@ -146,12 +141,8 @@ def ratings_chart(board: Any, title: str = "Bradley-Terry rating with 95% CI") -
 
 
 def agreement_chart(table: Any, title: str = "APEX-listener agreement per model version") -> Any:
-    """One line per model version: agreement (0-1) of each time window, Wilson 95% bars.
-
-    Args:
-        table: :func:`annotation.agreement.agreement_by_version`'s DataFrame (``version``,
-            ``time`` in Unix seconds, ``rate``, ``ci_low``, ``ci_high``, ``n``).
-    """
+    """One line per model version: agreement (0-1) of each time window, Wilson 95% bars, from
+    :func:`annotation.agreement.agreement_by_version` (``time`` in Unix seconds)."""
     import pandas as pd
     import plotly.graph_objects as go
 

@@ -236,11 +236,9 @@ def _one_song(services: Services, limits: dict[str, Any]) -> None:
         progress(0.1, desc="Decoding and scoring")
         return score_song(services, path, progress)
 
+    shown = [banner, table, radar, summary, timeline, download]
     go.click(_score, [audio], [result], api_name="score", **limits).success(
-        render_result,
-        [result],
-        [banner, table, radar, summary, timeline, download],
-        api_visibility="private",
+        render_result, [result], shown, api_visibility="private"
     )
 
 
