@@ -195,19 +195,8 @@ def gate_lines(info: dict[str, Any], settings: Any) -> list[str]:
     ]
 
 
-def restart_lines(services: Services) -> list[str]:
-    """The state line (:func:`state_line`) and the configuration's warnings."""
-    settings = services.settings
-    votes = sync = None
-    if services.ready("store") and services.ready("sync"):
-        votes = int(services.store.counts()["votes"])
-        sync = services.get("sync").status()
-    warnings = [f"- **Lost at every restart:** {w}" for w in config_warnings(settings)]
-    return ["### If this deployment restarted now", state_line(settings, votes, sync), *warnings]
-
-
 def model_card_markdown(info: dict[str, Any], services: Services) -> str:
-    """The model card as markdown: serving model, encoder, versions, metrics, service status."""
+    """The card: serving model, encoder, metrics, what a restart would lose, services, refits."""
     if "warming_up" in info:
         head = [f"### Serving model\n_{info['warming_up']}_"]
     else:
@@ -219,6 +208,11 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
             head.append(f"- **{'Why the demo answers' if demo else 'Note'}:** {note}")
         head += gate_lines(info, services.settings)
         head += ["", "**Metrics**", *_metric_lines(info.get("metrics"))]
+    votes = sync = None
+    if services.ready("store") and services.ready("sync"):
+        votes, sync = int(services.store.counts()["votes"]), services.get("sync").status()
+    restart = ["### If this deployment restarted now", state_line(services.settings, votes, sync)]
+    restart += [f"- **Lost at every restart:** {w}" for w in config_warnings(services.settings)]
     software = ", ".join(f"{k} {v}" for k, v in info.get("software", {}).items())
     status = [
         f"- {LABELS.get(name, name)}: {st.state}"
@@ -226,7 +220,7 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
         + (f" — {st.detail}" if st.detail else "")
         for name, st in services.status().items()
     ]
-    lines = [*head, "", *restart_lines(services), "", "### Services", *status, ""]
+    lines = [*head, "", *restart, "", "### Services", *status, ""]
     lines += [f"**Software:** {software}", "", REFIT_TEXT, *refit_lines(services)]
     return "\n".join(lines)
 

@@ -50,8 +50,7 @@ def export_files(services: Services) -> tuple[str, str, int]:
     # One deployment's exports never touch another's (two apps may share gradio's cache).
     deployment = _digest(str(Path(services.settings.data_dir).resolve()))
     state = _digest(f"{store.max_row_id()}|{store.counts()['votes']}")
-    key = f"{deployment}-{state}"
-    folder = upload_root() / f"apex-votes-{key}"
+    folder = upload_root() / f"apex-votes-{deployment}-{state}"
     parquet, csv = folder / "apex-arena-votes.parquet", folder / "apex-arena-votes.csv"
     rows_file = folder / "rows.txt"
     if rows_file.exists() and parquet.exists() and csv.exists():
