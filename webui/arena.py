@@ -1,9 +1,6 @@
-"""The Arena tab: components, events, handlers and the ``gradio_client`` endpoints ``/new_battle``,
-``/listen`` and ``/vote``.
-
-The server decides (:class:`annotation.arena.Arena`, :mod:`annotation.rules`); handlers turn its
-refusals into titled messages. The page clocks each player and reports the totals; votes unlock
-when the rules credit enough listening. Text, page state and clip links: :mod:`webui.arena_view`.
+"""The Arena tab: components, events, handlers and the ``/new_battle``, ``/listen`` and ``/vote``
+endpoints. The server decides (:class:`annotation.arena.Arena`, :mod:`annotation.rules`); the page
+clocks each player and reports the totals. Text, page state, clip links: :mod:`webui.arena_view`.
 """
 
 from __future__ import annotations
