@@ -1,8 +1,6 @@
-"""APEX Arena, the Hugging Face Space entry point: wires settings, services and the UI; launches.
-
-``python app.py`` serves on ``APEX_HOST:APEX_PORT`` (Gradio's ``GRADIO_SERVER_NAME``/``_PORT``,
-set on a Space, win). A SIGTERM (a Space restart) stops like Ctrl-C: the server closes, then
-``Services.close()`` stops the workers and pushes the votes not yet on the Hub.
+"""APEX Arena, the Hugging Face Space entry point: ``python app.py`` wires settings, services and
+the UI and serves until Ctrl-C or SIGTERM (a Space restart), then ``Services.close()`` stops the
+workers and pushes the votes not yet on the Hub.
 """
 
 from __future__ import annotations
@@ -44,21 +42,16 @@ def main() -> None:
         log.warning(warning)
     services = build_services(settings)
     try:
-        demo = build_ui(services)
-        kwargs = launch_kwargs(services)  # GRADIO_SERVER_NAME / _PORT win when set
-        demo.launch(**kwargs)  # blocks; returns on Ctrl-C or SIGTERM (a KeyboardInterrupt)
+        # Blocks; returns on Ctrl-C or SIGTERM (a KeyboardInterrupt). GRADIO_SERVER_NAME/_PORT win.
+        build_ui(services).launch(**launch_kwargs(services))
     except KeyboardInterrupt:
         pass  # arrived before the launch loop caught it: the same graceful stop
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         services.close()
         log.info("Stopped.")
-    _exit_now()
-
-
-def _exit_now() -> None:
-    """Exit 0 without the interpreter's teardown, everything durable being done: tearing it down
-    under a daemon thread still inside torch (the scorer loading) aborts in C++ (exit -6)."""
+    # Exit without the interpreter's teardown, everything durable being done: tearing it down
+    # under a daemon thread still inside torch (the scorer loading) aborts in C++ (exit -6).
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,21 +1,18 @@
-"""The Gradio user interface (the only package that imports gradio).
-
-Public API: :func:`build_ui` (the ``gr.Blocks`` app for a :class:`Services` that may still be
-warming up), :func:`launch_kwargs` (what ``Blocks.launch`` needs) and :func:`build_services`.
-Importing the package imports neither gradio nor torch (``webui.services`` stays light for the
-start-up thread, tests/webui/test_cold_start.py); the two functions import the layout on call.
+"""The Gradio user interface (the only package that imports gradio): :func:`build_services`,
+:func:`build_ui` and :func:`launch_kwargs`. Importing it imports neither gradio nor torch (the
+start-up thread's imports stay light, tests/webui/test_cold_start.py).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from webui.services import NotReady, Services, build_services
+from webui.services import Services, build_services
 
 if TYPE_CHECKING:
     import gradio as gr
 
-__all__ = ["NotReady", "Services", "build_services", "build_ui", "launch_kwargs"]
+__all__ = ["build_services", "build_ui", "launch_kwargs"]
 
 
 def build_ui(services: Services) -> gr.Blocks:

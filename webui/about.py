@@ -1,9 +1,6 @@
-"""About tab: the serving model's card, the refit, what a restart would lose, the citation.
-
-Read from :meth:`apex.Scorer.info` and the services whenever the tab opens, so a hot-swapped
-model shows at once. A Space's disk is wiped at every restart: only votes pushed to
-``APEX_VOTES_REPO`` and a champion pushed to ``APEX_MODEL_REPO`` (both needing ``HF_TOKEN``) come
-back; :func:`config_warnings` (logged at start-up) and :func:`state_line` say what would not.
+"""About tab: the serving model's card (re-read whenever the tab opens, so a hot-swapped model
+shows at once), the refit, what a restart would lose, the citation. A Space's disk is wiped at
+every restart: only what was pushed to the Hub repos comes back (:func:`config_warnings`).
 """
 
 from __future__ import annotations
@@ -21,18 +18,15 @@ from apex.tasks import APEX_BIBTEX
 from webui.services import LABELS, NotReady, Services
 
 REFIT_TEXT = """### How the model improves
-1. **Inputs.** MERT embeddings of songs with engagement data (streams, likes) and every
-   vote collected in the Arena whose two clips are embedded.
-2. **Loss.** The reference multi-task regression (uncertainty-weighted) plus a
-   Bradley-Terry pairwise loss on the battles: the model learns to prefer the clip people
-   preferred.
-3. **Gate.** The new model (the *challenger*) and the current one are evaluated on the same
-   held-out data: the latest votes, which neither was trained on, and held-out songs. The
-   challenger replaces the current model only if its pairwise accuracy and Spearman correlations
-   are not worse beyond a tolerance on every gated metric, the first refit too.
-4. **Swap.** Every model is versioned with both models' figures; the app swaps models
-   atomically, re-scores the arena's clips with the new one in the background, and a failed
-   refit leaves the champion serving. The champion is what serves after a restart.
+1. **Inputs.** MERT embeddings of songs with engagement data (streams, likes) and of every Arena
+   vote whose two clips are embedded.
+2. **Loss.** The reference multi-task regression plus a Bradley-Terry loss on the battles.
+3. **Gate.** The new model (the *challenger*) and the serving one are evaluated on the same
+   held-out votes and songs; the challenger serves only if no gated metric (pairwise accuracy,
+   Spearman correlations) is worse beyond a tolerance, the first refit too.
+4. **Swap.** Models are versioned with both models' figures and swapped atomically, the arena's
+   clips re-scored in the background; a failed refit leaves the champion serving, and the
+   champion is what serves after a restart.
 """
 
 _PACKAGES = ("gradio", "torch", "transformers", "pandas", "plotly")
@@ -143,12 +137,6 @@ def _revision(value: Any) -> str:
     return f", revision `{value}`" if value else ""
 
 
-def _notice_line(note: str, is_demo: bool) -> str:
-    """A scorer notice; the one saying why the demo answers (it carries ``Reason:``) is labelled."""
-    label = "Why the demo answers" if is_demo and "Reason:" in note else "Note"
-    return f"- **{label}:** {note}"
-
-
 def _identity_lines(info: dict[str, Any]) -> list[str]:
     """Which heads and which encoder answer, with their Hub revisions and where they came from."""
     names = info.get("files") or []
@@ -173,7 +161,7 @@ _FIGURES = (
 
 
 def _figure(value: Any) -> str:
-    """A gate figure; '-' where there is none (e.g. no engagement targets on held-out songs)."""
+    """'-' for a missing or NaN figure (e.g. no engagement targets on held-out songs)."""
     return "-" if value is None or value != value else _shown(value)
 
 
@@ -181,12 +169,11 @@ def figures_table(
     challenger: dict[str, Any], serving: dict[str, Any] | None, new: str, old: str
 ) -> list[str]:
     """Markdown table of the gate's figures: the new model beside the one serving at the time."""
-    lines = [f"| metric | {new} | {old} |", "|---|---|---|"]
-    for key, label in _FIGURES:
-        a = challenger.get(key)
-        b = (serving or {}).get(key)
-        lines.append(f"| {label} | {_figure(a)} | {_figure(b)} |")
-    return lines
+    serving = serving or {}
+    rows = [
+        f"| {n} | {_figure(challenger.get(k))} | {_figure(serving.get(k))} |" for k, n in _FIGURES
+    ]
+    return [f"| metric | {new} | {old} |", "|---|---|---|", *rows]
 
 
 def gate_lines(info: dict[str, Any], settings: Any) -> list[str]:
@@ -208,28 +195,24 @@ def gate_lines(info: dict[str, Any], settings: Any) -> list[str]:
     ]
 
 
-def restart_lines(services: Services) -> list[str]:
-    """The state line (:func:`state_line`) and the configuration's warnings."""
-    settings = services.settings
-    votes = sync = None
-    if services.ready("store") and services.ready("sync"):
-        votes = int(services.store.counts()["votes"])
-        sync = services.get("sync").status()
-    warnings = [f"- **Lost at every restart:** {w}" for w in config_warnings(settings)]
-    return ["### If this deployment restarted now", state_line(settings, votes, sync), *warnings]
-
-
 def model_card_markdown(info: dict[str, Any], services: Services) -> str:
-    """The model card as markdown: serving model, encoder, versions, metrics, service status."""
+    """The card: serving model, encoder, metrics, what a restart would lose, services, refits."""
     if "warming_up" in info:
         head = [f"### Serving model\n_{info['warming_up']}_"]
     else:
         head = ["### Serving model", *_identity_lines(info)]
         if info.get("is_demo"):
             head.append(f"- **Offline demo model:** {DEMO_NOTICE}")
-        head += [_notice_line(note, bool(info.get("is_demo"))) for note in info.get("notices", [])]
+        for note in info.get("notices", []):  # the demo's reason for answering carries "Reason:"
+            demo = info.get("is_demo") and "Reason:" in note
+            head.append(f"- **{'Why the demo answers' if demo else 'Note'}:** {note}")
         head += gate_lines(info, services.settings)
         head += ["", "**Metrics**", *_metric_lines(info.get("metrics"))]
+    votes = sync = None
+    if services.ready("store") and services.ready("sync"):
+        votes, sync = int(services.store.counts()["votes"]), services.get("sync").status()
+    restart = ["### If this deployment restarted now", state_line(services.settings, votes, sync)]
+    restart += [f"- **Lost at every restart:** {w}" for w in config_warnings(services.settings)]
     software = ", ".join(f"{k} {v}" for k, v in info.get("software", {}).items())
     status = [
         f"- {LABELS.get(name, name)}: {st.state}"
@@ -237,7 +220,7 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
         + (f" — {st.detail}" if st.detail else "")
         for name, st in services.status().items()
     ]
-    lines = [*head, "", *restart_lines(services), "", "### Services", *status, ""]
+    lines = [*head, "", *restart, "", "### Services", *status, ""]
     lines += [f"**Software:** {software}", "", REFIT_TEXT, *refit_lines(services)]
     return "\n".join(lines)
 
@@ -245,11 +228,9 @@ def model_card_markdown(info: dict[str, Any], services: Services) -> str:
 def build(services: Services, tab: gr.Tab) -> None:
     """Lay out the About tab; the card is (re)read whenever the tab is selected."""
     gr.Markdown(
-        "## APEX Arena\n"
-        "APEX predicts from audio alone how an AI-generated song will do: two engagement scores "
-        "(streams, likes; 0-100) and five perceptual aesthetic scores (coherence, musicality, "
-        "memorability, clarity, naturalness; 1-5; SongEval's definitions), from frozen MERT "
-        "embeddings and small multi-task heads. Paper: "
+        "## APEX Arena\nAPEX predicts from audio alone how an AI-generated song will do: two "
+        "engagement scores (streams, likes; 0-100) and five aesthetic scores (SongEval's "
+        "definitions; 1-5), from frozen MERT embeddings and small multi-task heads. Paper: "
         "[arXiv 2605.03395](https://arxiv.org/abs/2605.03395); reference code "
         "[AMAAI-Lab/apex](https://github.com/AMAAI-Lab/apex)."
     )
@@ -286,68 +267,51 @@ def config_warnings(settings: Settings) -> list[str]:
     """Sentences for what this configuration loses at every restart of a Space ([] elsewhere)."""
     if not on_space():
         return []
-    token = has_token()
-    out = []
+    token, out = has_token(), []
+    unpushed = (
+        "HF_TOKEN is not set: {} cannot be pushed to {} and are lost at the next restart. Add a "
+        "write token as the Space secret HF_TOKEN."
+    )
     if settings.votes_repo is None:
         out.append(
             "APEX_VOTES_REPO is not set: every vote is lost at the next restart (a Space's disk "
             "is wiped at every restart, rebuild and wake). Set it to a dataset repo id."
         )
     elif not token:
-        out.append(
-            f"HF_TOKEN is not set: votes cannot be pushed to {settings.votes_repo} and are lost "
-            "at the next restart. Add a write token as the Space secret HF_TOKEN."
-        )
+        out.append(unpushed.format("votes", settings.votes_repo))
     if settings.model_repo is None:
         out.append(
             "APEX_MODEL_REPO is not set: a promoted model is lost at the next restart and the "
             "published model serves again. Set it to a model repo id."
         )
     elif not token:
-        out.append(
-            f"HF_TOKEN is not set: promoted models cannot be pushed to {settings.model_repo} and "
-            "are lost at the next restart. Add a write token as the Space secret HF_TOKEN."
-        )
+        out.append(unpushed.format("promoted models", settings.model_repo))
     return out
 
 
-def _champion_at_risk(settings: Settings) -> str | None:
-    """The local champion's name when the model repo does not hold it, else None."""
+def state_line(settings: Settings, votes: int | None, sync_status: Any | None) -> str:
+    """One line: what a restart now would lose, and what only a crash would. ``votes``: None while
+    the store warms up; ``sync_status``: :meth:`annotation.sync.VoteSync.status` or None."""
     from apex.training.model_repo import hub_record
     from apex.training.registry import registry_for
 
-    champion = registry_for(settings).champion()
-    if champion is None or hub_record(champion) is not None:
-        return None
-    return champion.name
-
-
-def state_line(settings: Settings, votes: int | None, sync_status: Any | None) -> str:
-    """One line: what a restart now would lose, and what only a crash would.
-
-    Args:
-        settings: the app's settings.
-        votes: votes in the store (None while it warms up).
-        sync_status: :meth:`annotation.sync.VoteSync.status` (``pending_votes``), or None.
-    """
     if not on_space():
         return (
             f"Self-hosted: a restart loses nothing (votes, models and caches stay in "
             f"`{settings.data_dir}`)."
         )
-    lost = []
-    pending = getattr(sync_status, "pending_votes", None)
-    if settings.votes_repo is None or not has_token():
-        lost.append(f"all {votes if votes is not None else 'the'} votes")
-    champion = _champion_at_risk(settings)
-    if champion is not None:
-        lost.append(f"the promoted model `{champion}` (not in a model repo)")
+    votes_lost = settings.votes_repo is None or not has_token()
+    lost = [f"all {votes if votes is not None else 'the'} votes"] if votes_lost else []
+    champion = registry_for(settings).champion()
+    if champion is not None and hub_record(champion) is None:
+        lost.append(f"the promoted model `{champion.name}` (not in a model repo)")
     if settings.cache_root is None:
         rebuilt = "caches are rebuilt at start (set APEX_CACHE_DIR to a bucket to keep them)"
     else:
         rebuilt = f"caches stay in `{settings.cache_root}`"
     head = "A restart now would lose " + (", ".join(lost) if lost else "nothing")
-    if not any(item.endswith("votes") for item in lost) and pending:
+    pending = getattr(sync_status, "pending_votes", None)
+    if pending and not votes_lost:
         head += (
             f"; {pending} votes not yet on the Hub are pushed by a graceful restart and "
             "lost only in a crash"

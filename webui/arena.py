@@ -1,12 +1,6 @@
-"""The Arena tab: components, events, handlers and the ``gradio_client`` endpoints.
-
-The server decides (:class:`annotation.arena.Arena`, :mod:`annotation.rules`); handlers turn its
-refusals into titled messages. The page clocks each player on this server's clock and reports the
-totals; votes unlock when the rules credit enough listening. Text, page state and clip links:
-:mod:`webui.arena_view`.
-
-Endpoints: ``/new_battle`` -> (battle dict, audio A, audio B), ``/listen(battle_id, side,
-seconds)``, ``/vote(battle_id, preference, feedback, ratings)``.
+"""The Arena tab: components, events, handlers and the ``/new_battle``, ``/listen`` and ``/vote``
+endpoints. The server decides (:class:`annotation.arena.Arena`, :mod:`annotation.rules`); the page
+clocks each player and reports the totals. Text, page state, clip links: :mod:`webui.arena_view`.
 """
 
 from __future__ import annotations
@@ -30,12 +24,9 @@ TICK_S = 1.0
 
 
 def signin_enabled(settings: Any) -> bool:
-    """Whether the Arena offers 'Sign in with Hugging Face' (``APEX_SIGNIN``).
-
-    ``auto`` offers it only on a Space whose README says ``hf_oauth: true`` (it then gets
-    ``OAUTH_CLIENT_ID``): elsewhere Gradio mocks the login with the machine's own ``hf auth
-    login`` and fails to start without one.
-    """
+    """Whether the Arena offers 'Sign in with Hugging Face' (``APEX_SIGNIN``). ``auto``: only on a
+    Space with ``hf_oauth: true`` (it sets ``OAUTH_CLIENT_ID``); elsewhere Gradio would mock the
+    login with the machine's own ``hf auth login`` and fail to start without one."""
     from gradio.utils import get_space
 
     if settings.signin in ("on", "off"):
@@ -59,18 +50,14 @@ def _titled() -> Iterator[None]:
 
 def _visitor(services: Services, request: gr.Request | None) -> tuple[str, str | None]:
     """(session id, client address) of a request."""
-    trusted = services.settings.trusted_proxies
-    return view.session_id(request), view.client_ip(request, trusted)
+    return view.session_id(request), view.client_ip(request, services.settings.trusted_proxies)
 
 
 def new_battle(
     services: Services, request: gr.Request | None, progress: Any = None
 ) -> tuple[dict[str, Any], str, str]:
-    """Issue a battle: (``{"battle_id", "prompt", "min_listen_s", "pool"}``, clip A, clip B).
-
-    While the arena warms up this waits for it up to ``APEX_WARMUP_WAIT_S``, reporting to
-    ``progress`` (a ``gr.Progress``); ``pool`` says where the clips come from.
-    """
+    """Issue a battle: (``{"battle_id", "prompt", "min_listen_s", "pool"}``, clip A, clip B);
+    waits up to ``APEX_WARMUP_WAIT_S`` for the arena, telling ``progress`` (``gr.Progress``)."""
 
     def report(waited: float, line: str) -> None:
         if progress is not None:
@@ -86,25 +73,16 @@ def new_battle(
         "min_listen_s": float(settings.min_listen_s),
         "pool": getattr(arena.pool, "description", ""),
     }
-    folder = view.served_folder(settings)
-    keep_s = settings.battle_ttl_s
-    return (
-        info,
-        view.served_copy(ticket.audio_a, folder, keep_s=keep_s),
-        view.served_copy(ticket.audio_b, folder, keep_s=keep_s),
-    )
+    folder, keep_s = view.served_folder(settings), settings.battle_ttl_s
+    a, b = (view.served_copy(p, folder, keep_s=keep_s) for p in (ticket.audio_a, ticket.audio_b))
+    return info, a, b
 
 
 def report_listen(
     services: Services, battle_id: Any, side: Any, seconds: Any, request: gr.Request | None
 ) -> dict[str, Any]:
-    """Report ``seconds`` played of clip ``side`` in total; return the server's credit.
-
-    ``seconds`` goes to the rules as sent ("5" or true are refused there, not converted here).
-
-    Returns:
-        ``{"credit": {"A": s, "B": s}, "min_listen_s": s, "can_vote": bool}``.
-    """
+    """Report ``seconds`` played of clip ``side`` in total (sent to the rules unconverted, which
+    refuse "5" or true); return ``{"credit": {"A": s, "B": s}, "min_listen_s": s, "can_vote"}``."""
     from annotation.rules import listen_status
 
     with _titled():
@@ -127,10 +105,7 @@ def cast_vote(
     profile: Any = None,
 ) -> dict[str, Any]:
     """Vote; return the reveal (systems, APEX's scores and pick, agreement, your vote count).
-
-    ``profile``: the ``gr.OAuthProfile`` of a signed-in visitor (else None); the vote is then
-    keyed by the account.
-    """
+    ``profile``: a signed-in visitor's ``gr.OAuthProfile`` (the vote is keyed by the account)."""
     with _titled():
         reveal = services.arena.vote(
             battle_id,
@@ -144,7 +119,7 @@ def cast_vote(
 
 
 def refresh_reveal(services: Services, reveal: dict[str, Any]) -> dict[str, Any]:
-    """A reveal given while APEX was still scoring, with APEX's view filled in if ready now."""
+    """A reveal given while APEX was still scoring, with APEX's view if ready now."""
     from annotation.arena import Reveal
 
     with _titled():
@@ -356,12 +331,9 @@ def _wire_votes(services: Services, w: Widgets, limits: dict) -> None:
         button.click(_vote, inputs, outputs, **{**QUIET, "show_progress": "minimal"}, **limits)
 
     def _refresh(state: dict[str, Any]) -> list[Any]:
-        reveal = state.get("reveal")
-        if not reveal:
-            return [gr.skip(), state, gr.Timer(active=False)]
-        fresh = refresh_reveal(services, reveal)
-        if fresh["apex_pending"]:
-            return [gr.skip(), state, gr.Timer(active=True)]
+        fresh = refresh_reveal(services, state["reveal"]) if state.get("reveal") else None
+        if fresh is None or fresh["apex_pending"]:
+            return [gr.skip(), state, gr.Timer(active=fresh is not None)]
         state["reveal"] = None
         shown = gr.Markdown(value=view.reveal_markdown(fresh), visible=True)
         return [shown, state, gr.Timer(active=False)]
@@ -374,9 +346,7 @@ def _register_api(services: Services, limits: dict) -> None:
 
     def listen(battle_id: str, side: str, seconds: float, request: gr.Request) -> dict:
         """Report that `seconds` of clip `side` ("A"/"B") have been played in total so far.
-
-        Returns {"credit": {"A": s, "B": s}, "min_listen_s": s, "can_vote": bool}.
-        """
+        Returns {"credit": {"A": s, "B": s}, "min_listen_s": s, "can_vote": bool}."""
         return report_listen(services, battle_id, side, seconds, request)
 
     def vote(
@@ -387,11 +357,9 @@ def _register_api(services: Services, limits: dict) -> None:
         request: gr.Request = None,
         profile: gr.OAuthProfile | None = None,
     ) -> dict:
-        """Vote "A", "B", "TIE" or "BOTH_BAD" on your battle; returns the reveal.
-
-        `ratings` (optional): {"A": {"coherence": 1-5, ...}, "B": {...}} on the five aesthetics.
-        Signed in with Hugging Face (the session cookie), the vote counts as your account's.
-        """
+        """Vote "A", "B", "TIE" or "BOTH_BAD" on your battle; returns the reveal. `ratings`
+        (optional): {"A": {"coherence": 1-5, ...}, "B": {...}} on the five aesthetics. Signed in
+        with Hugging Face (the session cookie), the vote counts as your account's."""
         return cast_vote(services, battle_id, preference, feedback, ratings, request, profile)
 
     gr.api(listen, api_name="listen", **limits)

@@ -1,8 +1,6 @@
-"""What the Arena tab shows and keeps per page, who is voting, and where clips are served from.
-
-Pure functions of plain values, no gradio. The page's listening clock is its own; what counts for
-the vote is the server's credit. Clips are served under fresh random links (:func:`served_copy`)
-from :func:`served_folder`, the only folder gradio serves as static files.
+"""What the Arena tab shows and keeps per page, who is voting, and where clips are served from
+(fresh random links in :func:`served_folder`, the only folder gradio serves as static files).
+Pure functions of plain values, no gradio; what counts for the vote is the server's credit.
 """
 
 from __future__ import annotations
@@ -41,8 +39,7 @@ CONSENT = (
 
 def progress_markdown(credit: Mapping[str, float], need: float) -> str:
     """'Listened: A 5 / 5 s (done) · B 1 / 5 s' from the server's credit (side -> seconds) and
-    the minimum listen per side (seconds); met or not is :func:`annotation.rules.listen_status`'s
-    answer."""
+    the minimum listen per side (seconds)."""
     from annotation.rules import listen_status
 
     status = listen_status(credit, need)
@@ -75,13 +72,8 @@ def reveal_markdown(reveal: dict[str, Any]) -> str:
     if pick is None:
         verdict = reveal.get("apex_note") or "APEX made no prediction for this battle."
     else:
-        agrees = reveal.get("apex_agrees")
-        judged = (
-            "**APEX agreed with you.**"
-            if agrees
-            else "**APEX disagreed with you.**"
-            if agrees is False
-            else "(ties and 'both bad' are not counted as agreement)"
+        judged = {True: "**APEX agreed with you.**", False: "**APEX disagreed with you.**"}.get(
+            reveal.get("apex_agrees"), "(ties and 'both bad' are not counted as agreement)"
         )
         verdict = f"APEX preferred **{pick}** ({prob:.0%} confident). {judged}"
         if reveal.get("model_version"):
@@ -121,10 +113,8 @@ def session_id(request: Any) -> str:
 
 
 def client_ip(request: Any, trusted_proxies: int = 1) -> str | None:
-    """The visitor's address as the outermost trusted proxy saw it (only ever hashed).
-
-    ``trusted_proxies`` is ``APEX_TRUSTED_PROXIES``; see :func:`annotation.identity.client_address`.
-    """
+    """The visitor's address as the outermost of ``APEX_TRUSTED_PROXIES`` proxies saw it (only
+    ever hashed; :func:`annotation.identity.client_address`)."""
     from annotation.identity import client_address
 
     if request is None:
@@ -148,21 +138,19 @@ SERVED_BUCKET_S = 600
 
 
 def served_folder(settings: Any) -> Path:
-    """Where the per-battle clip links live: under the system's temp folder, so a URL shows
-    nothing of the deployment's layout, one subfolder per data directory, so two apps on one
-    machine never remove each other's links."""
+    """Where the per-battle clip links live: under the system's temp folder (a URL shows nothing
+    of the deployment's layout), one subfolder per data directory (two apps never remove each
+    other's links)."""
     deployment = sha256_text(str(Path(settings.data_dir).resolve()))
     return Path(tempfile.gettempdir()) / "apex-arena-audio" / deployment[:16]
 
 
 def served_copy(path: str | Path, folder: Path, *, keep_s: float = 3600.0) -> str:
-    """A fresh link to the clip for one battle, under a random 128-bit name; returns its path.
-
-    Names are neither derived from the pool's paths (which may be public, so their hash could be
-    computed) nor stable across battles (a reveal would teach which system a link is for). A
-    hard link (a copy across file systems); links older than ``keep_s`` seconds (the battle's
-    lifetime) plus one bucket are removed here.
-    """
+    """A fresh link (or copy, across file systems) to the clip for one battle, under a random
+    128-bit name; returns its path. Names are neither derived from the pool's paths (which may be
+    public, so their hash could be computed) nor stable across battles (a reveal would teach which
+    system a link is for). Links older than ``keep_s`` (the battle's lifetime) plus one bucket are
+    removed here."""
     path = Path(path)
     bucket = int(time.time() // SERVED_BUCKET_S)
     target_dir = folder / str(bucket)
@@ -173,12 +161,8 @@ def served_copy(path: str | Path, folder: Path, *, keep_s: float = 3600.0) -> st
             os.link(path, partial)
         except OSError:  # another file system (or no hard links there): copy instead
             shutil.copyfile(path, partial)
-    _remove_old_links(folder, bucket - math.ceil(keep_s / SERVED_BUCKET_S) - 1)
-    return str(target)
-
-
-def _remove_old_links(folder: Path, oldest_kept: int) -> None:
-    """Delete the bucket folders older than ``oldest_kept`` (their battles have expired)."""
+    oldest_kept = bucket - math.ceil(keep_s / SERVED_BUCKET_S) - 1
     for entry in folder.iterdir():
         if entry.is_dir() and entry.name.isdigit() and int(entry.name) < oldest_kept:
             remove_tree(entry)  # another request may be removing it at the same time
+    return str(target)

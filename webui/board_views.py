@@ -1,10 +1,6 @@
-"""Leaderboard views computed off the request path: a request reads the last result.
-
-A board fit reads every vote (seconds on a store of 100,000 votes), so no request runs one:
-:class:`BoardViews` keeps each view's last :func:`annotation.board.board_data` result, keyed by
-the options as given, and refits it after the store changed
-(:class:`annotation.refreshing.RefreshingMap`) in a worker process of lower priority
-(:class:`annotation.refreshing.WorkerProcess`).
+"""Leaderboard views fitted off the request path (a fit reads every vote: seconds at 100,000),
+refitted after the store changed in a worker process of lower priority; a request reads the
+last result.
 """
 
 from __future__ import annotations
@@ -29,12 +25,8 @@ PREWARMED: tuple[dict[str, Any], ...] = ({}, {"include_flagged": True}, {"style_
 
 
 class BoardViews:
-    """Each leaderboard view's last :func:`annotation.board.board_data` result.
-
-    Args:
-        services: the app's services (the store is read in the background).
-        duty: the most of a core one view's fits take (:class:`annotation.refreshing.Refreshing`).
-    """
+    """Each leaderboard view's last :func:`annotation.board.board_data` result; ``duty``: the most
+    of a core one view's fits take (:class:`annotation.refreshing.Refreshing`)."""
 
     def __init__(self, services: Services, *, duty: float = VIEW_DUTY) -> None:
         from annotation.refreshing import RefreshingMap, WorkerProcess
@@ -50,10 +42,9 @@ class BoardViews:
 
         return self._worker.call(board_data, **dict(key))
 
-    def get(self, board: str = "all", **options: Any) -> dict[str, Any]:
-        """The last result of ``board_data(store, board, **options)``; waits only for a view's
-        first fit (up to :data:`FIRST_VIEW_WAIT_S`), or for a refit expected within
-        :data:`FRESH_VIEW_WAIT_S`.
+    def get(self, board: str = "all", *args: Any, **options: Any) -> dict[str, Any]:
+        """The last result of ``board_data(store, board, *args, **options)``; waits only for a
+        view's first fit (:data:`FIRST_VIEW_WAIT_S`), or a refit due in :data:`FRESH_VIEW_WAIT_S`.
 
         Raises:
             gr.Error: an unknown board, the store not ready, or a first fit still running.
@@ -66,7 +57,7 @@ class BoardViews:
             self.services.store  # noqa: B018 - raises NotReady while it warms up
         except NotReady as err:
             raise gr.Error(str(err), title="Please wait", print_exception=False) from None
-        key = _view_key(board, options)
+        key = _view_key(board, *args, **options)
         data = self._views.get(key, wait_s=FIRST_VIEW_WAIT_S, fresh_wait_s=FRESH_VIEW_WAIT_S)
         if data is None:
             raise gr.Error(
@@ -89,17 +80,17 @@ class BoardViews:
             self._worker.start()  # started before any fit is timed (a refit is waited for if quick)
             try:
                 for options in PREWARMED:
-                    self._views.entry(_view_key("all", options)).refresh()
+                    self._views.entry(_view_key("all", **options)).refresh()
             except StoreError:  # the app closed the store while warming up: nothing to show
                 return
 
         threading.Thread(target=run, name="apex-board-prewarm", daemon=True).start()
 
 
-def _view_key(board: str, options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+def _view_key(board: str, *args: Any, **options: Any) -> tuple[tuple[str, Any], ...]:
     """:func:`annotation.board.board_data`'s options, defaults filled in, as a hashable key."""
     from annotation.board import board_data
 
-    bound = inspect.signature(board_data).bind(None, board, **options)
+    bound = inspect.signature(board_data).bind(None, board, *args, **options)
     bound.apply_defaults()
     return tuple(sorted((k, v) for k, v in bound.arguments.items() if k != "store"))

@@ -52,22 +52,20 @@ def radar(series: Mapping[str, Mapping[str, float]], title: str = "Aesthetics (1
                 opacity=0.7,
             )
         )
-    low, high = SCORE_RANGES[AESTHETICS[0]]
     fig.update_layout(
         **_LAYOUT,
         title=title,
-        polar={"radialaxis": {"range": [low, high], "tickvals": [1, 2, 3, 4, 5]}},
+        polar={
+            "radialaxis": {"range": list(SCORE_RANGES[AESTHETICS[0]]), "tickvals": [1, 2, 3, 4, 5]}
+        },
         showlegend=len(series) > 1,
     )
     return fig
 
 
 def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along the song") -> Any:
-    """Per-segment scores against time: engagement (0-100) above, aesthetics (1-5) below.
-
-    Args:
-        segments: each ``{"start_s", "end_s", **scores}`` (seconds; scores on their own scales).
-    """
+    """Engagement (0-100) above, aesthetics (1-5) below, against time; ``segments``: each
+    ``{"start_s", "end_s", **scores}`` (seconds)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -78,14 +76,11 @@ def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along
         vertical_spacing=0.08,
         subplot_titles=("Engagement (0-100)", "Aesthetics (1-5)"),
     )
-    # A point at each segment's middle: segments are 30 s long, so the middle is where the
-    # score "belongs" on the time axis.
+    # A point at each (30 s) segment's middle: where its score "belongs" on the time axis.
     mids = [(float(s["start_s"]) + float(s["end_s"])) / 2 for s in segments]
     mode = "lines+markers" if len(segments) > 1 else "markers"
     for row, names in ((1, ENGAGEMENT), (2, AESTHETICS)):
-        for name in names:
-            if not segments or name not in segments[0]:
-                continue
+        for name in (n for n in names if segments and n in segments[0]):
             colour = PALETTE[list(ENGAGEMENT + AESTHETICS).index(name) % len(PALETTE)]
             fig.add_trace(
                 go.Scatter(
@@ -99,9 +94,8 @@ def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along
                 col=1,
             )
         fig.update_yaxes(range=list(SCORE_RANGES[names[0]]), row=row, col=1)
-    end = max((float(s["end_s"]) for s in segments), default=30.0)
-    fig.update_xaxes(range=[0, end], row=1, col=1)
-    fig.update_xaxes(title_text="time (s)", range=[0, end], row=2, col=1)
+    fig.update_xaxes(range=[0, max((float(s["end_s"]) for s in segments), default=30.0)])
+    fig.update_xaxes(title_text="time (s)", row=2, col=1)
     fig.update_layout(**{**_LAYOUT, "height": 460}, title=title)
     return fig
 
@@ -147,12 +141,8 @@ def ratings_chart(board: Any, title: str = "Bradley-Terry rating with 95% CI") -
 
 
 def agreement_chart(table: Any, title: str = "APEX-listener agreement per model version") -> Any:
-    """One line per model version: agreement (0-1) of each time window, Wilson 95% bars.
-
-    Args:
-        table: :func:`annotation.agreement.agreement_by_version`'s DataFrame (``version``,
-            ``time`` in Unix seconds, ``rate``, ``ci_low``, ``ci_high``, ``n``).
-    """
+    """One line per model version: agreement (0-1) of each time window, Wilson 95% bars, from
+    :func:`annotation.agreement.agreement_by_version` (``time`` in Unix seconds)."""
     import pandas as pd
     import plotly.graph_objects as go
 

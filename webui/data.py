@@ -20,10 +20,7 @@ def columns_frame() -> pd.DataFrame:
     """The released columns and their descriptions (``annotation.export.VOTE_COLUMNS``)."""
     from annotation.export import VOTE_COLUMNS
 
-    return pd.DataFrame(
-        [{"column": name, "meaning": doc} for name, doc in VOTE_COLUMNS.items()],
-        columns=["column", "meaning"],
-    )
+    return pd.DataFrame(list(VOTE_COLUMNS.items()), columns=["column", "meaning"])
 
 
 def flags_markdown(votes: pd.DataFrame) -> str:
@@ -42,11 +39,8 @@ def flags_markdown(votes: pd.DataFrame) -> str:
 
 
 def export_files(services: Services) -> tuple[str, str, int]:
-    """All votes as Parquet and CSV; return (parquet, csv, rows).
-
-    Written once per state of the store (newest row, vote count) and reused until a vote
-    arrives; the previous state's files are removed when a new one is written.
-    """
+    """All votes as Parquet and CSV: (parquet, csv, rows). Written once per state of the store
+    (newest row, vote count); the previous state's files are removed when a new one is written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -56,8 +50,7 @@ def export_files(services: Services) -> tuple[str, str, int]:
     # One deployment's exports never touch another's (two apps may share gradio's cache).
     deployment = _digest(str(Path(services.settings.data_dir).resolve()))
     state = _digest(f"{store.max_row_id()}|{store.counts()['votes']}")
-    key = f"{deployment}-{state}"
-    folder = upload_root() / f"apex-votes-{key}"
+    folder = upload_root() / f"apex-votes-{deployment}-{state}"
     parquet, csv = folder / "apex-arena-votes.parquet", folder / "apex-arena-votes.csv"
     rows_file = folder / "rows.txt"
     if rows_file.exists() and parquet.exists() and csv.exists():
@@ -67,8 +60,7 @@ def export_files(services: Services) -> tuple[str, str, int]:
     # CSV); a folder another request completed first for this state is kept (same contents).
     with atomic_dir(folder, exist_ok=True) as staging:
         pq.write_table(
-            pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False),
-            staging / parquet.name,
+            pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), staging / parquet.name
         )
         frame.to_csv(staging / csv.name, index=False)
         (staging / rows_file.name).write_text(str(len(frame)))
@@ -109,7 +101,6 @@ def summary_markdown(
         )
     else:
         lines.append("No Hub dataset is configured on this deployment (`APEX_VOTES_REPO`).")
-    # SyncStatus.message: last push, and how many votes are not on the Hub yet since when
     lines.append(f"**Sync:** {status.get('message', '')}")
     return "\n\n".join(lines)
 

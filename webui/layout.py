@@ -1,9 +1,4 @@
-"""The page: header, warm-up line, the five tabs, queue limits and launch options.
-
-Concurrency is set per event group (``concurrency_id``): scoring runs the encoder
-(``settings.score_concurrency`` at once), arena calls are millisecond SQLite operations many
-visitors make at once, and reads (leaderboard, data) sit in between.
-"""
+"""The page: header, warm-up line, the five tabs, queue limits and launch options."""
 
 from __future__ import annotations
 
@@ -16,12 +11,10 @@ from webui import about, arena, data, leaderboard, score, uploads
 from webui.arena_view import served_folder
 from webui.services import Services
 
-#: Arena calls running at once: high, they are short and must not wait behind scoring.
-ARENA_CONCURRENCY = 32
-#: Reads (leaderboard fits, exports) running at once.
-READ_CONCURRENCY = 4
-#: Anything not in a group (UI refreshes).
-DEFAULT_CONCURRENCY = 8
+#: Events running at once per ``concurrency_id`` group (scoring: ``APEX_SCORE_CONCURRENCY``):
+#: arena calls are millisecond SQLite operations many visitors make, and must not wait behind
+#: scoring; reads are leaderboard fits and exports; the default is for UI refreshes.
+ARENA_CONCURRENCY, READ_CONCURRENCY, DEFAULT_CONCURRENCY = 32, 4, 8
 #: Requests that may wait in the queue before new ones are turned away.
 QUEUE_MAX_SIZE = 512
 #: Temporary files (JSON downloads, exports, copies of served clips) older than this are removed.

@@ -1,7 +1,5 @@
-"""Leaderboard tab: Bradley-Terry ratings of the systems with 95% CIs, and APEX's agreement.
-
-Each view is :func:`annotation.board.board_data`'s JSON (the ``/leaderboard`` endpoint), read
-from :class:`webui.board_views.BoardViews` (never fitted in a request); this module draws it.
+"""Leaderboard tab: draws :func:`annotation.board.board_data`'s JSON (the ``/leaderboard``
+endpoint, read from :class:`webui.board_views.BoardViews`): ratings with 95% CIs, APEX's agreement.
 """
 
 from __future__ import annotations
@@ -32,20 +30,19 @@ def effects_markdown(data: dict[str, Any]) -> str:
         "(Elo points per standard deviation of the A-B difference, 95% CI):"
     ]
     for e in data.get("effects") or []:
+        effect = f"{e['per_sd']:+.0f} ({e['ci_low']:+.0f} to {e['ci_high']:+.0f})"
         if e["covariate"] == "position":
             lines.append(
-                f"- **clip order**: {e['per_sd']:+.0f} ({e['ci_low']:+.0f} to {e['ci_high']:+.0f})"
-                " points for clip A; between equally strong systems clip B (played second) wins "
-                f"{1 - e['win_rate_per_sd']:.0%} of the time"
+                f"- **clip order**: {effect} points for clip A; between equally strong systems "
+                f"clip B (played second) wins {1 - e['win_rate_per_sd']:.0%} of the time"
             )
-            continue
-        lean = "more often" if e["per_sd"] > 0 else "less often"
-        lines.append(
-            f"- **{e['covariate']}**: {e['per_sd']:+.0f} "
-            f"({e['ci_low']:+.0f} to {e['ci_high']:+.0f}) · "
-            f"{e['per_unit']:+.1f} points per {e['unit']} · "
-            f"the clip one SD higher wins {lean} ({e['win_rate_per_sd']:.0%} at equal strength)"
-        )
+        else:
+            lean = "more often" if e["per_sd"] > 0 else "less often"
+            lines.append(
+                f"- **{e['covariate']}**: {effect} · {e['per_unit']:+.1f} points per {e['unit']} "
+                f"· the clip one SD higher wins {lean} ({e['win_rate_per_sd']:.0%} at equal "
+                "strength)"
+            )
     if not data.get("effects"):
         lines.append("- none could be estimated yet (too few votes with these measurements).")
     if data.get("style_missing_votes"):
@@ -173,15 +170,10 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     )
     with gr.Row():
         board = gr.Radio(
-            [(label, key) for key, label in BOARDS.items()],
-            value="all",
-            label="Board",
-            scale=3,
+            [(label, key) for key, label in BOARDS.items()], value="all", label="Board", scale=3
         )
         imported = gr.Checkbox(
-            value=False,
-            label="Include imported votes (e.g. Music Arena's release)",
-            scale=2,
+            value=False, label="Include imported votes (e.g. Music Arena's release)", scale=2
         )
         refresh = gr.Button("Refresh", scale=1)
     with gr.Row():
@@ -215,12 +207,7 @@ def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
         apex_informed: bool,
     ) -> dict[str, Any]:
         return views.get(
-            which,
-            include_imported=include_imported,
-            include_flagged=include_flagged,
-            signed_in_only=signed_in_only,
-            style_control=style_control,
-            apex_informed=apex_informed,
+            which, include_imported, include_flagged, signed_in_only, style_control, apex_informed
         )
 
     options = [board, imported, flagged, signed, style, informed]

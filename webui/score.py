@@ -1,14 +1,11 @@
-"""Score tab: score an uploaded or recorded song, or compare two.
-
-The ``/score`` and ``/compare`` endpoints return :meth:`~apex.ScoreResult.to_dict` JSON, the data
-the page then draws (tables and figures of whatever scores the model has). Uploads are deleted
-once scored.
+"""Score tab: score an uploaded or recorded song, or compare two. The ``/score`` and ``/compare``
+endpoints return :meth:`~apex.ScoreResult.to_dict` JSON, which the page then draws. Uploads are
+deleted once scored.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,25 +19,14 @@ from apex.scorer import DEMO_NOTICE
 from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_DESCRIPTIONS, SCORE_NAMES, SCORE_RANGES, SIDES
 from webui import charts, uploads
 from webui.services import NotReady, Services
-from webui.uploads import UploadLeases
-
-log = logging.getLogger(__name__)
-
-
-def forget_upload(path: str | None, leases: UploadLeases | None = None) -> None:
-    """Release an upload (:mod:`webui.uploads`): deleted once no other request holds it, and only
-    if it lives in gradio's upload folder (a local client's own file is never touched)."""
-    if path:
-        (leases if leases is not None else UploadLeases()).release(path)
 
 
 def _scored(services: Services, paths: list[str], progress: Any) -> tuple[Any, list[Any]]:
     """(scorer, one ``ScoreResult`` per path), waiting up to ``APEX_WARMUP_WAIT_S`` for the scorer
-    (reported to ``progress``, a ``gr.Progress``); each path is released afterwards.
+    (telling ``progress``, a ``gr.Progress``); each upload is released afterwards.
 
     Raises:
-        gr.Error: the scorer is not ready in time, or bad audio (the core's message, without the
-            server's folders).
+        gr.Error: the scorer is not ready in time, or bad audio (without the server's folders).
     """
 
     def report(waited: float, line: str) -> None:
@@ -60,15 +46,12 @@ def _scored(services: Services, paths: list[str], progress: Any) -> tuple[Any, l
     finally:
         leases = uploads.leases_of(services)
         for path in paths:  # one release each: A and B may be one stored upload, sent twice
-            forget_upload(path, leases)
+            leases.release(path)
 
 
 def score_song(services: Services, audio_path: str | None, progress: Any = None) -> dict[str, Any]:
-    """Score one song; return :meth:`ScoreResult.to_dict` (JSON-ready).
-
-    Raises:
-        gr.Error: no file, scorer not ready in time, or bad audio.
-    """
+    """Score one song; return :meth:`ScoreResult.to_dict`. Raises ``gr.Error``: no file, scorer
+    not ready in time, or bad audio."""
     if not isinstance(audio_path, str) or not audio_path:
         raise gr.Error("Upload a song or record one first.", title="No song", print_exception=False)
     return _scored(services, [audio_path], progress)[1][0].to_dict()
@@ -77,11 +60,8 @@ def score_song(services: Services, audio_path: str | None, progress: Any = None)
 def compare_songs(
     services: Services, path_a: str | None, path_b: str | None, progress: Any = None
 ) -> dict[str, Any]:
-    """Score two songs and APEX's probability that listeners prefer A over B.
-
-    Returns:
-        ``{"a": result dict, "b": result dict, "p_prefer_a": float in 0-1}``.
-    """
+    """Score two songs: ``{"a": result dict, "b": result dict, "p_prefer_a": 0-1}`` (APEX's
+    probability that listeners prefer A)."""
     if not all(isinstance(p, str) and p for p in (path_a, path_b)):
         raise gr.Error(
             "Give two songs to compare (A and B).", title="Two songs needed", print_exception=False
@@ -162,7 +142,7 @@ def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
 
 
 def render_result(result: dict[str, Any] | None) -> tuple[Any, ...]:
-    """What the page shows for one song: banner, table, radar, text, timeline, JSON file."""
+    """Banner, table, radar, text, timeline and JSON file for one song."""
     if not result:
         return (gr.update(visible=False), None, None, "", None, gr.update(visible=False))
     banner = banner_markdown(result)
@@ -256,11 +236,9 @@ def _one_song(services: Services, limits: dict[str, Any]) -> None:
         progress(0.1, desc="Decoding and scoring")
         return score_song(services, path, progress)
 
+    shown = [banner, table, radar, summary, timeline, download]
     go.click(_score, [audio], [result], api_name="score", **limits).success(
-        render_result,
-        [result],
-        [banner, table, radar, summary, timeline, download],
-        api_visibility="private",
+        render_result, [result], shown, api_visibility="private"
     )
 
 

@@ -1,11 +1,7 @@
-"""The composition root: the app's services, built from :class:`~apex.settings.Settings` on one
-background thread so the page comes up at once.
+"""The composition root: the app's services, built from :class:`~apex.settings.Settings` on a
+background thread (so the page comes up at once), failed ones retried with backoff.
 
-Tabs ask for a service with :meth:`Services.get` (raising :class:`NotReady` with a sentence for
-visitors) or :meth:`Services.wait_for` (waiting up to ``APEX_WARMUP_WAIT_S``). Build order: the
-vote store, the Hub sync, the clip pool and the arena (battles open before the model loads), the
-scorer, then ``scoring`` (the pool's scoring queue). A failed service is retried with backoff.
-Nothing here imports gradio.
+Build order (:func:`default_builders`): battles open before the model loads. No gradio here.
 """
 
 from __future__ import annotations
@@ -59,22 +55,15 @@ class ServiceStatus:
 
 
 def trim_heap() -> None:
-    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing).
-
-    Loading MERT-95M frees ~0.4 GB of staging tensors below glibc's mmap threshold, which the
-    process would otherwise keep (benchmarks/cold_start.py).
-    """
+    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing):
+    loading MERT-95M frees ~0.4 GB below glibc's mmap threshold (benchmarks/cold_start.py)."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        libc = None
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
+    if name:
+        with contextlib.suppress(OSError, AttributeError):  # not loadable, or not glibc
+            ctypes.CDLL(name).malloc_trim(0)
 
 
 def _build_store(settings: Settings, built: Mapping[str, Any]) -> Any:
@@ -86,12 +75,10 @@ def _build_store(settings: Settings, built: Mapping[str, Any]) -> Any:
 def _build_scorer(settings: Settings, built: Mapping[str, Any]) -> Any:
     from apex import load_scorer
 
-    encoder = None if settings.encoder == "auto" else settings.encoder
-    device = None if settings.device == "auto" else settings.device
     scorer = load_scorer(
         settings.model,
-        encoder=encoder,
-        device=device,
+        encoder=settings.encoder,  # "auto" is load_scorer's default too
+        device=settings.device,
         precision=settings.precision,
         settings=settings,
     )
@@ -116,7 +103,6 @@ def _build_arena(settings: Settings, built: Mapping[str, Any]) -> Any:
 
 
 def _build_scoring(settings: Settings, built: Mapping[str, Any]) -> Any:
-    """Start the pool's background scoring with the scorer; give the arena the scorer."""
     pool, scorer = built["pool"], built["scorer"]
     pool.start_scoring(scorer, cache_dir=settings.cache_dir)
     if built.get("arena") is not None:
@@ -138,11 +124,8 @@ def _build_refit(settings: Settings, built: Mapping[str, Any]) -> Any:
 
     if "scorer" not in built:
         raise RuntimeError("the refit needs the APEX scorer, which did not start")
-    worker = RefitWorker(
-        settings, store=built["store"], scorer=built["scorer"], arena=built.get("arena")
-    )
-    worker.start()
-    return worker
+    arena = built.get("arena")
+    return RefitWorker(settings, store=built["store"], scorer=built["scorer"], arena=arena).start()
 
 
 def default_builders() -> dict[str, Builder]:
@@ -172,10 +155,8 @@ class Services:
 
     Args:
         builders: name -> builder, in build order (default :func:`default_builders`).
-        optional: services whose failure does not count as the app failing (voting and scoring
-            work without them).
-        retry_s: seconds before the first retry of a failed service, doubling up to
-            ``retry_max_s``.
+        optional: services whose failure does not fail the app (voting and scoring work without).
+        retry_s: seconds before the first retry of a failed one, doubling up to ``retry_max_s``.
     """
 
     def __init__(
@@ -197,12 +178,10 @@ class Services:
         self._closing = threading.Event()
         self._retry_s, self._retry_max_s = retry_s, retry_max_s
         self._thread: threading.Thread | None = None
-        self.started_at = time.time()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, background: bool = True) -> Services:
-        """Build every service (on a daemon thread when ``background``); failed ones are retried
-        on a daemon thread either way."""
+        """Build every service (on a daemon thread when ``background``), then retry failed ones."""
         if self._thread is not None or self._done.is_set():
             return self
         for module in HEAVY_IMPORTS:
@@ -252,8 +231,8 @@ class Services:
         self._retry_failed()
 
     def _retry_failed(self) -> None:
-        """Rebuild the failed services, in build order, with doubling waits, until all are up or
-        :meth:`close` is called."""
+        """Rebuild the failed services in build order, with doubling waits, until all are up or
+        :meth:`close`."""
         delay, attempt = self._retry_s, 1
         while True:
             with self._lock:
@@ -314,10 +293,7 @@ class Services:
         raise NotReady(f"The {label} is still warming up; try again in a few seconds.")
 
     def wait_for(
-        self,
-        name: str,
-        timeout: float,
-        on_wait: Callable[[float, str], None] | None = None,
+        self, name: str, timeout: float, on_wait: Callable[[float, str], None] | None = None
     ) -> Any:
         """Service ``name``, waiting up to ``timeout`` seconds while it warms up; ``on_wait``
         gets (seconds waited, :meth:`status_line`) about once a second.

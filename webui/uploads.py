@@ -1,11 +1,9 @@
 """Uploads deleted after scoring only when no other request holds them.
 
-Gradio stores identical uploads at one path (a folder named by a hash of the bytes), so two
-visitors sending one song at once, or one compare with A = B, share a file. An ASGI middleware
-around gradio's ``/upload`` route counts each stored path it answers with (a JSON list); a
-handler done with a file releases it, and the last release deletes it. Gradio writes the file
-before answering, so a release that reaches zero while an upload is in flight is deferred until
-none is. tests/webui/test_uploads.py checks both gradio behaviours this relies on.
+Gradio stores identical uploads at one path, so two visitors sending one song, or a compare with
+A = B, share a file. An ASGI middleware counts each path gradio's ``/upload`` answers with (a JSON
+list); the last release deletes the file, deferred while an upload is in flight (gradio writes
+before answering). tests/webui/test_uploads.py checks both gradio behaviours this relies on.
 """
 
 from __future__ import annotations
@@ -129,18 +127,14 @@ def _stored_paths(body: bytes) -> list[str]:
         paths = json.loads(body)
     except ValueError:
         return []
-    if not isinstance(paths, list):
-        return []
-    return [p for p in paths if isinstance(p, str)]
+    return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
 
 
 def leases_of(services: Any) -> UploadLeases:
     """The app's one :class:`UploadLeases` (kept on its services object, made on first use)."""
-    leases = getattr(services, "upload_leases", None)
-    if leases is None:
-        leases = UploadLeases()
-        services.upload_leases = leases
-    return leases
+    if getattr(services, "upload_leases", None) is None:
+        services.upload_leases = UploadLeases()
+    return services.upload_leases
 
 
 def app_kwargs(services: Any) -> dict[str, Any]:
@@ -153,14 +147,11 @@ def app_kwargs(services: Any) -> dict[str, Any]:
 def _delete(file: Path, root: Path) -> None:
     """Delete an upload and its folder once empty (gradio gives each distinct upload its own)."""
     file.unlink(missing_ok=True)
-    folder = file.parent
-    if folder != root:
+    if file.parent != root:
         try:
-            folder.rmdir()
-        except FileNotFoundError:  # already gone
-            pass
-        except OSError as err:  # another upload still lives there
-            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            file.parent.rmdir()
+        except OSError as err:  # already gone, or another upload still lives there
+            if err.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
                 raise
 
 

@@ -165,10 +165,16 @@ def test_votes_make_the_served_model_better_and_it_survives_a_restart(
         assert services.scorer.info()["version"] == new_version
 
         # These simulated voters vote in rapid bursts without listening, so the vote-quality flags
-        # mark many of their votes; flagged votes are left out of boards unless asked for.
-        board = voters.client.predict("all", False, True, api_name="/leaderboard")
-        versions = {row["version"] for row in board["agreement_by_version"]}
-        assert versions == {f"apex-arena-demo@{demo_version}", served}
+        # mark many of their votes; flagged votes are left out of boards unless asked for. A
+        # request reads the view's last fit (prewarmed before any vote): poll until it is refitted.
+        expected, deadline = {f"apex-arena-demo@{demo_version}", served}, time.monotonic() + 120
+        while True:
+            board = voters.client.predict("all", False, True, api_name="/leaderboard")
+            versions = {row["version"] for row in board["agreement_by_version"]}
+            if versions == expected or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        assert versions == expected
         shot = _agreement_chart_screenshot(f"http://127.0.0.1:{settings.port}/")
         if shot is not None:
             assert shot.stat().st_size > 10_000

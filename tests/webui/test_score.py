@@ -13,6 +13,7 @@ from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_NAMES
 from tests.webui.conftest import files_under
 from webui import score
 from webui.services import Services
+from webui.uploads import UploadLeases
 
 
 def _result(is_demo: bool = True) -> dict:
@@ -77,15 +78,16 @@ def test_score_without_file_or_scorer_says_what_to_do(settings) -> None:
         score.score_song(services, "/nonexistent.wav")
 
 
-def test_forget_upload_deletes_only_uploads(tmp_path: Path, monkeypatch) -> None:
+def test_releasing_deletes_only_uploads(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
     upload = tmp_path / "uploads" / "abc" / "song.wav"
     upload.parent.mkdir(parents=True)
     upload.write_bytes(b"x")
     mine = tmp_path / "mine.wav"
     mine.write_bytes(b"x")
-    score.forget_upload(str(upload))
-    score.forget_upload(str(mine))
+    leases = UploadLeases()
+    leases.release(str(upload))
+    leases.release(str(mine))
     assert not upload.exists() and not upload.parent.exists()
     assert mine.exists()
 
