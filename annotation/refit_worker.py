@@ -23,8 +23,7 @@ from apex.checkpoints import CheckpointError
 from apex.encoders.base import EncoderUnavailable
 from apex.settings import Settings
 from apex.training.data import DataError
-from apex.training.request import RefitError
-from apex.training.worker import RefitProcessError
+from apex.training.worker import RefitError, RefitProcessError
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ def _make_encoder(spec: str, precision: str, device: str | None, settings: Setti
 def _champion_or_auto(settings: Settings) -> tuple[str, list[str]]:
     """The registry's champion directory when it loads, else ``"auto"``, with notices (what
     restoring an empty registry from ``APEX_MODEL_REPO`` did; a champion that cannot load)."""
-    from apex.training.model_repo import restore_champion
+    from apex.training.registry import restore_champion
 
     note = restore_champion(settings)
     notices = [note] if note else []

@@ -313,8 +313,7 @@ def config_warnings(settings: Settings) -> list[str]:
 
 def _champion_at_risk(settings: Settings) -> str | None:
     """The local champion's name when the model repo does not hold it, else None."""
-    from apex.training.model_repo import hub_record
-    from apex.training.registry import registry_for
+    from apex.training.registry import hub_record, registry_for
 
     champion = registry_for(settings).champion()
     if champion is None or hub_record(champion) is not None:

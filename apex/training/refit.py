@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from apex.evaluation.metrics import evaluate_model, spearman_noise
+from apex.evaluation.metrics import _held_out, evaluate_model, spearman_noise
 from apex.files import sha256_text
 from apex.heads import ReferenceHeads
 from apex.tasks import TASK_OUTPUTS
@@ -21,11 +21,10 @@ from apex.training.config import GateConfig, TrainConfig
 from apex.training.data import EngagementData, TargetTransform
 from apex.training.gate import gate
 from apex.training.loop import TrainResult, train
-from apex.training.model_repo import push_version
-from apex.training.registry import ModelRegistry
-from apex.training.request import RefitOutcome
+from apex.training.registry import ModelRegistry, push_version
 from apex.training.saving import model_metadata, save_trained, write_card
 from apex.training.warm import family_of, save_reference_layout, score_drift, warm_start
+from apex.training.worker import RefitOutcome
 
 #: Learning-rate factor of a warm start that fine-tunes the whole model (an anchored one trains
 #: its fresh preference output at the full rate).
@@ -115,7 +114,7 @@ def run_refit(
         if report is not None:
             reports["serving"] = report
             noise = spearman_noise(result.model, serving[0], data)
-            drift = score_drift(result.model, serving[0], data.song_x[_held_out_songs(data)])
+            drift = score_drift(result.model, serving[0], data.song_x[_held_out(data)])
     bounded = drift if anchored else None
     decision = gate(reports["challenger"], reports.get("serving"), config.gate, noise, bounded)
     if "serving" not in reports:
@@ -174,11 +173,6 @@ def _train_challenger(
         family["lr"] = config.train.lr * WARM_LR_FACTOR
     train_cfg = replace(config.train, **family, anchor=anchored)
     return train_with_votes(data, train_cfg, battles, model=model), started
-
-
-def _held_out_songs(data: EngagementData) -> np.ndarray:
-    songs = data.songs_in("test")
-    return songs if len(songs) else data.songs_in("val")
 
 
 def train_with_votes(
