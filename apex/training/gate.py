@@ -45,7 +45,7 @@ def gate(
     metric fails); no serving report, no promotion. ``noise`` (per-Spearman paired-bootstrap sd)
     widens those tolerances; ``drift`` (anchored refits) must stay within ``DRIFT_BOUNDS``.
     """
-    from apex.training.warm import DRIFT_BOUNDS, drift_problems
+    from apex.training.warm import DRIFT_BOUNDS
 
     noise = noise or {}
     ch = key_metrics(challenger)
@@ -77,7 +77,11 @@ def gate(
         else:
             reasons.append(f"{label} {new:.3f} vs serving {old:.3f} (tolerance {tol}): ok")
     if drift is not None:
-        problems = drift_problems(drift)
+        problems = [
+            f"{name} moved by {value:.3f} on average on held-out songs (bound {DRIFT_BOUNDS[name]})"
+            for name, value in drift.items()
+            if not value <= DRIFT_BOUNDS[name]
+        ]
         ok = ok and bool(drift) and not problems
         if problems or not drift:
             reasons += problems or ["the scores' drift could not be measured on held-out songs"]

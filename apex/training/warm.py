@@ -61,15 +61,6 @@ def score_drift(challenger: nn.Module, serving: nn.Module, x: np.ndarray) -> dic
     }
 
 
-def drift_problems(drift: dict[str, float]) -> list[str]:
-    """Sentences for the scores whose drift exceeds :data:`DRIFT_BOUNDS` (empty: within)."""
-    return [
-        f"{name} moved by {value:.3f} on average on held-out songs (bound {DRIFT_BOUNDS[name]})"
-        for name, value in drift.items()
-        if not value <= DRIFT_BOUNDS[name]
-    ]
-
-
 def save_reference_layout(model: ReferenceHeads, directory: Path, metadata: dict) -> Path:
     """Save refitted reference heads in the published layout (``config.json``,
     ``model.safetensors`` with the layer mix as ``aggregator.*``) plus ``metadata.json``."""
