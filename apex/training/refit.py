@@ -1,9 +1,5 @@
-"""Refit: train a challenger, evaluate it and the serving model on the same held-out data, gate.
-
-Votes (a DataFrame; nothing here reads the vote store) are split by time; the version is saved
-with ``metrics.json`` and a model card whatever the decision, and ``CHAMPION`` is repointed
-atomically on promotion.
-"""
+"""Refit: train a challenger, evaluate it and the serving model on the same held-out votes (the
+latest), gate; the version is saved whatever the decision, ``CHAMPION`` moves only on promotion."""
 
 from __future__ import annotations
 
@@ -176,10 +172,10 @@ def _train_challenger(
 
 
 def train_with_votes(
-    data: EngagementData, config: TrainConfig, battles: Battles, *, model=None
+    data: EngagementData, config: TrainConfig, battles: Battles | None, *, model=None
 ) -> TrainResult:
     """Train (from ``model``); the latest :data:`EARLY_STOP_FRACTION` of ``battles`` early-stops."""
-    if config.pref_weight <= 0 or len(battles) < 10:
+    if battles is None or config.pref_weight <= 0 or len(battles) < 10:
         return train(data, config, battles=battles, model=model)
     fit, watch = time_split(battles, EARLY_STOP_FRACTION)
     return train(data, config, battles=fit, val_battles=watch, model=model)

@@ -1,10 +1,6 @@
-"""A refit in its own process, at low priority with capped threads, so it cannot starve visitors.
-
-The app (``annotation.refit_job``) sends a :class:`RefitRequest` as JSON; ``python -m
-apex.training.worker REQUEST.json OUTCOME.json`` (:func:`run_in_subprocess`) runs :func:`execute`
-(load the serving model, embed the arena clips the votes name, train, gate) and writes the
-:class:`RefitOutcome`.
-"""
+"""A refit in its own process, at low priority with capped threads, so it cannot starve visitors:
+:class:`RefitRequest` (JSON from ``annotation.refit_job``) in, :class:`RefitOutcome` out, through
+``python -m apex.training.worker REQUEST.json OUTCOME.json`` (:func:`run_in_subprocess`)."""
 
 from __future__ import annotations
 
