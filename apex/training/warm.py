@@ -1,5 +1,5 @@
 """Warm start, score drift and the published layout: a refit learns listeners without
-unlearning the scores (an anchored refit is held to :data:`DRIFT_BOUNDS`)."""
+unlearning the scores (the gate holds an anchored refit to ``gate.DRIFT_BOUNDS``)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,7 @@ from torch import nn
 
 from apex.files import atomic_path, write_text_atomic
 from apex.heads import ApexHeads, ReferenceHeads
-from apex.tasks import ENGAGEMENT, SCORE_NAMES
-
-#: Largest mean absolute change per score on held-out songs an anchored refit may make
-#: (0-100 engagement: 2 points; 1-5 aesthetics: 0.1).
-DRIFT_BOUNDS: dict[str, float] = {n: 2.0 if n in ENGAGEMENT else 0.1 for n in SCORE_NAMES}
+from apex.tasks import SCORE_NAMES
 
 
 def warm_start(serving, encoder_id: str) -> tuple[nn.Module | None, str]:
