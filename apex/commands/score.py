@@ -50,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_score)
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    """``Settings.from_env`` with the flags that were given (None: the ``APEX_*`` value)."""
+    overrides = {key: value for key in _SETTINGS if (value := getattr(args, key)) is not None}
+    return Settings.from_env(**overrides)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     """Score ``args.files``; return 0 if all were scored, 1 if any failed, 2 if none could be."""
     from apex.audio import AudioError, load_audio
@@ -57,9 +63,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from apex.encoders import EncoderUnavailable
     from apex.loader import load_scorer
 
-    given = {key: value for key in _SETTINGS if (value := getattr(args, key)) is not None}
     try:
-        settings = Settings.from_env(**given)  # a flag not given: the APEX_* value
+        settings = _settings(args)
         scorer = load_scorer(
             settings.model,
             encoder=settings.encoder,
