@@ -2,7 +2,7 @@
 
 :func:`run_refit_from_store` is one synchronous refit (the CLI, the tests and
 :class:`annotation.refit_worker.RefitWorker` call it): the votes of ``APEX_REFIT_SOURCES`` and
-the human 1-5 ratings go to Parquet files, and a :class:`~apex.training.worker.RefitRequest`
+the human 1-5 ratings go to Parquet files, and a :class:`~apex.training.request.RefitRequest`
 names the serving model, its encoder and the arena's clips, so that embedding, training and the
 gate run in the refit's own low-priority process. The serving model serves throughout.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from apex.settings import Settings, split_list
-from apex.training.worker import EncoderSpec, PoolClip, RefitOutcome, ServingModel
+from apex.training.request import EncoderSpec, PoolClip, RefitOutcome, ServingModel
 
 
 def ratings_frame(votes: pd.DataFrame) -> pd.DataFrame:
@@ -122,7 +122,8 @@ def run_refit_from_store(
     from annotation.board import select_votes
     from apex.training.data import DataError
     from apex.training.registry import registry_for
-    from apex.training.worker import RefitRequest, execute, run_in_subprocess
+    from apex.training.request import RefitRequest
+    from apex.training.worker import execute, run_in_subprocess
 
     sources = split_list(settings.refit_sources)
     votes = select_votes(store.votes_frame(), sources=sources, include_flagged=True)

@@ -23,7 +23,8 @@ from apex.checkpoints import CheckpointError
 from apex.encoders.base import EncoderUnavailable
 from apex.settings import Settings
 from apex.training.data import DataError
-from apex.training.worker import RefitError, RefitProcessError
+from apex.training.request import RefitError
+from apex.training.worker import RefitProcessError
 
 log = logging.getLogger(__name__)
 

@@ -204,7 +204,7 @@ def _latency_figures(settings, meta, votes, shard, registry) -> dict:
     files = list(meta["file_name"])[:12]
     votes_path = settings.data_dir / "bench-votes.parquet"
     votes.to_parquet(votes_path)
-    from apex.training.worker import RefitRequest
+    from apex.training.request import RefitRequest
 
     request = RefitRequest(
         votes=str(votes_path),

@@ -116,14 +116,9 @@ def run_published(clips_n: int, work: Path, seed: int) -> dict:
     from apex.published import load_published
     from apex.training.battles import battles_from_votes
     from apex.training.data import to_arrays
+    from apex.training.request import EncoderSpec, PoolClip, RefitRequest, ServingModel
     from apex.training.warm import score_drift
-    from apex.training.worker import (
-        EncoderSpec,
-        PoolClip,
-        RefitRequest,
-        ServingModel,
-        run_in_subprocess,
-    )
+    from apex.training.worker import run_in_subprocess
 
     corpus = build_demo_corpus(work / "pool", seed=seed, n_clips=clips_n)
     meta = load_metadata(corpus)

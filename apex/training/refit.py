@@ -18,9 +18,9 @@ from apex.training.data import EngagementData, TargetTransform
 from apex.training.gate import gate
 from apex.training.loop import TrainResult, train
 from apex.training.registry import ModelRegistry, push_version
+from apex.training.request import RefitOutcome
 from apex.training.saving import model_metadata, save_trained, write_card
 from apex.training.warm import family_of, save_reference_layout, score_drift, warm_start
-from apex.training.worker import RefitOutcome
 
 #: Learning-rate factor of a warm start that fine-tunes the whole model (an anchored one trains
 #: its fresh preference output at the full rate).

@@ -161,14 +161,8 @@ def test_refit_process_embeds_clips_and_leaves_other_encoders_out(
     from apex.demo.listeners import embedding_utility
     from apex.encoders import load_encoder
     from apex.training.data import write_shard
-    from apex.training.worker import (
-        EncoderSpec,
-        PoolClip,
-        RefitError,
-        RefitRequest,
-        ServingModel,
-        execute,
-    )
+    from apex.training.request import EncoderSpec, PoolClip, RefitError, RefitRequest, ServingModel
+    from apex.training.worker import execute
 
     corpus = build_demo_corpus(tmp_path / "pool", seed=0, n_clips=12)
     meta = load_metadata(corpus)
