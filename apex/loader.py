@@ -30,7 +30,7 @@ def _make_encoder(spec: str, precision: str, device: str | None, settings: Setti
 def _champion_or_auto(settings: Settings) -> tuple[str, tuple[nn.Module, ModelInfo] | None, list]:
     """The registry's champion and its ``(heads, info)``, else ``("auto", None)``; and notices
     (what restoring an empty registry from ``APEX_MODEL_REPO`` did; a champion that cannot load)."""
-    from apex.training.model_repo import restore_champion
+    from apex.training.registry import restore_champion
 
     note = restore_champion(settings)
     notices = [note] if note else []

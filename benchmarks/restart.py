@@ -48,8 +48,7 @@ def _seed_hub(root: Path, corpus: Path, n_votes: int) -> str:
     from apex.encoders.fallback import FALLBACK_DIM
     from apex.heads import ApexHeads, HeadsConfig
     from apex.settings import Settings
-    from apex.training.model_repo import push_version
-    from apex.training.registry import registry_for
+    from apex.training.registry import push_version, registry_for
 
     settings = Settings.from_env({}, data_dir=root / "old-life", votes_repo=VOTES)
     metadata = load_metadata(corpus)

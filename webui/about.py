@@ -292,8 +292,7 @@ def config_warnings(settings: Settings) -> list[str]:
 def state_line(settings: Settings, votes: int | None, sync_status: Any | None) -> str:
     """One line: what a restart now would lose, and what only a crash would. ``votes``: None while
     the store warms up; ``sync_status``: :meth:`annotation.sync.VoteSync.status` or None."""
-    from apex.training.model_repo import hub_record
-    from apex.training.registry import registry_for
+    from apex.training.registry import hub_record, registry_for
 
     if not on_space():
         return (

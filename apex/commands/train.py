@@ -33,7 +33,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from apex.training.battles import battles_from_votes, time_split
     from apex.training.config import TrainConfig
     from apex.training.data import load_engagement
-    from apex.training.loop import train
     from apex.training.refit import train_with_votes
     from apex.training.saving import model_metadata, save_trained, write_card
 
@@ -44,7 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if votes is not None:
         fit, held = time_split(battles_from_votes(votes, data.index_of()), HELD_OUT_VOTES)
     # early stopping watches the latest training votes, never the held-out ones reported below
-    result = train_with_votes(data, config, fit) if fit is not None else train(data, config)
+    result = train_with_votes(data, config, fit)
     report = evaluate_model(result.model, data, battles=held, use_preference=config.pref_weight > 0)
     meta = model_metadata(result, data, transform, metrics=report, version=args.out.name)
     save_trained(result, args.out, meta)

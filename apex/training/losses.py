@@ -72,15 +72,10 @@ def combine(
     raise ValueError(f"loss must be one of {LOSS_KINDS}, got {kind!r}")
 
 
-def bradley_terry_loss(
-    pref_a: torch.Tensor,
-    pref_b: torch.Tensor,
-    y: torch.Tensor,
-    weight: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Mean (weighted) BCE of ``sigmoid(pref_a - pref_b)`` (``[P]`` logits) against ``y`` ``[P]``:
+def bradley_terry_loss(pref_a: torch.Tensor, pref_b: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean BCE of ``sigmoid(pref_a - pref_b)`` (``[P]`` logits) against ``y`` ``[P]``:
     1 (A), 0 (B), 0.5 (TIE); symmetric under swapping the clips and flipping ``y``."""
-    return F.binary_cross_entropy_with_logits(pref_a - pref_b, y, weight=weight)
+    return F.binary_cross_entropy_with_logits(pref_a - pref_b, y)
 
 
 def gaussian_nll(

@@ -1,9 +1,5 @@
-"""Refit: train a challenger, evaluate it and the serving model on the same held-out data, gate.
-
-Votes (a DataFrame; nothing here reads the vote store) are split by time; the version is saved
-with ``metrics.json`` and a model card whatever the decision, and ``CHAMPION`` is repointed
-atomically on promotion.
-"""
+"""Refit: train a challenger, evaluate it and the serving model on the same held-out votes (the
+latest), gate; the version is saved whatever the decision, ``CHAMPION`` moves only on promotion."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from apex.evaluation.metrics import evaluate_model, spearman_noise
+from apex.evaluation.metrics import _held_out, evaluate_model, spearman_noise
 from apex.files import sha256_text
 from apex.heads import ReferenceHeads
 from apex.tasks import TASK_OUTPUTS
@@ -21,8 +17,7 @@ from apex.training.config import GateConfig, TrainConfig
 from apex.training.data import EngagementData, TargetTransform
 from apex.training.gate import gate
 from apex.training.loop import TrainResult, train
-from apex.training.model_repo import push_version
-from apex.training.registry import ModelRegistry
+from apex.training.registry import ModelRegistry, push_version
 from apex.training.request import RefitOutcome
 from apex.training.saving import model_metadata, save_trained, write_card
 from apex.training.warm import family_of, save_reference_layout, score_drift, warm_start
@@ -115,7 +110,7 @@ def run_refit(
         if report is not None:
             reports["serving"] = report
             noise = spearman_noise(result.model, serving[0], data)
-            drift = score_drift(result.model, serving[0], data.song_x[_held_out_songs(data)])
+            drift = score_drift(result.model, serving[0], data.song_x[_held_out(data)])
     bounded = drift if anchored else None
     decision = gate(reports["challenger"], reports.get("serving"), config.gate, noise, bounded)
     if "serving" not in reports:
@@ -176,16 +171,11 @@ def _train_challenger(
     return train_with_votes(data, train_cfg, battles, model=model), started
 
 
-def _held_out_songs(data: EngagementData) -> np.ndarray:
-    songs = data.songs_in("test")
-    return songs if len(songs) else data.songs_in("val")
-
-
 def train_with_votes(
-    data: EngagementData, config: TrainConfig, battles: Battles, *, model=None
+    data: EngagementData, config: TrainConfig, battles: Battles | None, *, model=None
 ) -> TrainResult:
     """Train (from ``model``); the latest :data:`EARLY_STOP_FRACTION` of ``battles`` early-stops."""
-    if config.pref_weight <= 0 or len(battles) < 10:
+    if battles is None or config.pref_weight <= 0 or len(battles) < 10:
         return train(data, config, battles=battles, model=model)
     fit, watch = time_split(battles, EARLY_STOP_FRACTION)
     return train(data, config, battles=fit, val_battles=watch, model=model)

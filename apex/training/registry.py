@@ -1,17 +1,29 @@
 """Versioned model directories (``v0001-20260101T000000Z/``: model files, ``metadata.json``,
-``metrics.json``, ``README.md``) and a ``CHAMPION`` file naming one; importable without torch."""
+``metrics.json``, ``README.md``), a ``CHAMPION`` file naming one, and its copy on the Hub
+(``APEX_MODEL_REPO``: a Space's disk is wiped at restart). Importable without torch."""
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from apex.files import write_text_atomic
+from apex.files import atomic_dir, write_text_atomic
+from apex.hub_files import hub_errors, hub_reachable, list_directory
 from apex.settings import Settings
 
+log = logging.getLogger(__name__)
+
 CHAMPION_FILE = "CHAMPION"
+#: The Hub model repo's champion pointer, ``{"version", "path"}``; one commit per promotion holds
+#: it and ``versions/<version>/``.
+POINTER = "champion.json"
+#: The local record of a version's commit in the model repo (kept out of the upload).
+HUB_RECORD = "hub.json"
 
 
 class ModelRegistry:
@@ -61,3 +73,104 @@ def registry_for(settings: Settings) -> ModelRegistry:
 def champion_of(settings: Settings) -> Path | None:
     """The directory of the registry's champion for ``settings``, or None when there is none."""
     return registry_for(settings).champion()
+
+
+# ---------------------------------------------------------------------------- the Hub copy
+# Hub trouble never raises: the returned sentence says so.
+def hub_record(version: Path) -> dict[str, Any] | None:
+    """``{repo_id, revision, how, at}`` of a version pushed to or restored from the Hub, or None."""
+    path = Path(version) / HUB_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def record_commit(version: Path, repo_id: str, revision: str, how: str) -> None:
+    """Write ``hub.json``: the model repo's commit that holds ``version`` (pushed or restored)."""
+    data = {"repo_id": repo_id, "revision": revision, "how": how, "at": time.time()}
+    write_text_atomic(version / HUB_RECORD, json.dumps(data, indent=1) + "\n")
+
+
+def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> str:
+    """Commit promoted version ``directory`` and the champion pointer to ``repo_id`` (recorded in
+    ``hub.json``); returns what happened, in words (the local version stays the truth)."""
+    if not repo_id:
+        return "push skipped: no model repo configured (APEX_MODEL_REPO)"
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    directory = Path(directory)
+    prefix = f"versions/{directory.name}"
+    pointer = {"version": directory.name, "path": prefix}
+    operations = [
+        CommitOperationAdd(path_in_repo=f"{prefix}/{rel}", path_or_fileobj=directory / rel)
+        for rel in list_directory(directory)
+        if rel != HUB_RECORD
+    ]
+    operations.append(
+        CommitOperationAdd(path_in_repo=POINTER, path_or_fileobj=json.dumps(pointer).encode())
+    )
+    try:
+        api = api or HfApi()
+        api.create_repo(repo_id, repo_type="model", exist_ok=True)
+        info = api.create_commit(
+            repo_id=repo_id,
+            repo_type="model",
+            operations=operations,
+            commit_message=f"Promote {directory.name}",
+        )
+    except hub_errors() as err:  # offline, no token, no permission: report, keep the local copy
+        return (
+            f"push to {repo_id} failed ({type(err).__name__}: {err}); the version is kept "
+            "locally (a Space loses it at its next restart)"
+        )
+    record_commit(directory, repo_id, info.oid, "pushed")
+    return f"pushed {directory.name} and the champion pointer to {repo_id}@{info.oid[:12]}"
+
+
+def restore_champion(settings: Settings) -> str:
+    """Make the model repo's champion the local one when the registry has none (through the Hub
+    cache: resumable, offline when cached); returns a sentence for the About tab ("": no-op)."""
+    registry = registry_for(settings)
+    repo_id = settings.model_repo
+    if not repo_id or registry.champion() is not None:
+        return ""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    online = hub_reachable()
+    fetch = partial(snapshot_download, repo_id, local_files_only=not online)
+    try:
+        head = Path(fetch(allow_patterns=[POINTER]))
+        revision = head.name  # the snapshot folder is named by its commit
+        if not (head / POINTER).is_file():
+            return f"No champion in {repo_id} yet: nothing to restore."
+        name = json.loads((head / POINTER).read_text())["version"]
+        target = registry.root / name
+        if not target.is_dir():
+            prefix = f"versions/{name}"
+            snap = Path(fetch(revision=revision, allow_patterns=[f"{prefix}/*"]))
+            with atomic_dir(target) as tmp:
+                for rel in list_directory(snap / prefix):
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(snap / prefix / rel, tmp / rel)  # the cache holds symlinks
+                record_commit(tmp, repo_id, revision, "restored")
+    except LocalEntryNotFoundError as err:  # offline and not cached (before its base class)
+        return _not_restored(repo_id, online, err)
+    except (RepositoryNotFoundError, EntryNotFoundError):
+        return f"No champion in {repo_id} yet: nothing to restore."
+    except (*hub_errors(), KeyError) as err:
+        return _not_restored(repo_id, online, err)
+    registry.promote(target)
+    log.info("Restored champion %s from %s@%s.", name, repo_id, revision)
+    return f"Champion {name} restored from {repo_id} at commit {revision[:12]}."
+
+
+def _not_restored(repo_id: str, online: bool, err: BaseException) -> str:
+    why = "the Hub cannot be reached" if not online else f"{type(err).__name__}: {err}"
+    log.warning("Champion not restored from %s (%s).", repo_id, why)
+    return (
+        f"The champion in {repo_id} could not be restored ({why}); the published model "
+        "serves until it can be (the next start tries again)."
+    )

@@ -1,5 +1,5 @@
 """Warm start, score drift and the published layout: a refit learns listeners without
-unlearning the scores (an anchored refit is held to :data:`DRIFT_BOUNDS`)."""
+unlearning the scores (the gate holds an anchored refit to ``gate.DRIFT_BOUNDS``)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,7 @@ from torch import nn
 
 from apex.files import atomic_path, write_text_atomic
 from apex.heads import ApexHeads, ReferenceHeads
-from apex.tasks import ENGAGEMENT, SCORE_NAMES
-
-#: Largest mean absolute change per score on held-out songs an anchored refit may make
-#: (0-100 engagement: 2 points; 1-5 aesthetics: 0.1).
-DRIFT_BOUNDS: dict[str, float] = {n: 2.0 if n in ENGAGEMENT else 0.1 for n in SCORE_NAMES}
+from apex.tasks import SCORE_NAMES
 
 
 def warm_start(serving, encoder_id: str) -> tuple[nn.Module | None, str]:
@@ -59,15 +55,6 @@ def score_drift(challenger: nn.Module, serving: nn.Module, x: np.ndarray) -> dic
     return {
         n: float(np.mean(np.abs(new[n] - old[n]))) for n in SCORE_NAMES if n in new and n in old
     }
-
-
-def drift_problems(drift: dict[str, float]) -> list[str]:
-    """Sentences for the scores whose drift exceeds :data:`DRIFT_BOUNDS` (empty: within)."""
-    return [
-        f"{name} moved by {value:.3f} on average on held-out songs (bound {DRIFT_BOUNDS[name]})"
-        for name, value in drift.items()
-        if not value <= DRIFT_BOUNDS[name]
-    ]
 
 
 def save_reference_layout(model: ReferenceHeads, directory: Path, metadata: dict) -> Path:

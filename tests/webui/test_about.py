@@ -13,8 +13,7 @@ import pytest
 
 from apex.scorer import DEMO_NOTICE
 from apex.settings import Settings
-from apex.training.model_repo import record_commit
-from apex.training.registry import registry_for
+from apex.training.registry import record_commit, registry_for
 from webui import about
 from webui.about import config_warnings, state_line
 from webui.services import Services

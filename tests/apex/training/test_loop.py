@@ -205,7 +205,7 @@ def test_the_papers_grid_trains(tmp_path) -> None:
 
 
 def test_shared_plan_covers_every_training_song_and_hides_other_targets() -> None:
-    from apex.training.stepper import Stepper
+    from apex.training.loop import Stepper
 
     data = _data(n=64)
     rng = np.random.default_rng(0)

@@ -15,9 +15,8 @@ from apex.training.config import GateConfig
 from apex.training.data import TargetTransform, load_engagement, write_shard
 from apex.training.gate import gate
 from apex.training.loop import TrainConfig
-from apex.training.model_repo import push_version
 from apex.training.refit import RefitConfig, run_refit
-from apex.training.registry import ModelRegistry
+from apex.training.registry import ModelRegistry, push_version
 from tests.apex.frames import shard_frame
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

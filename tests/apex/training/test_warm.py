@@ -105,10 +105,10 @@ def test_votes_without_engagement_keep_the_scores_anchored(replicas, tmp_path: P
     from apex.checkpoints import load_model
     from apex.demo.listeners import embedding_utility
     from apex.training.data import assemble
+    from apex.training.gate import DRIFT_BOUNDS
     from apex.training.loop import predict
     from apex.training.refit import RefitConfig, run_refit
     from apex.training.registry import ModelRegistry
-    from apex.training.warm import DRIFT_BOUNDS
 
     heads, info = _published(replicas)
     pool = _songs(heads, 60, 2, "pool")[

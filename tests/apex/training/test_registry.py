@@ -16,8 +16,7 @@ from apex.checkpoints import save_model
 from apex.encoders.fallback import FALLBACK_DIM
 from apex.heads import ApexHeads, HeadsConfig
 from apex.settings import Settings
-from apex.training.model_repo import POINTER, hub_record, push_version, restore_champion
-from apex.training.registry import registry_for
+from apex.training.registry import POINTER, hub_record, push_version, registry_for, restore_champion
 from tests.hub_server import HubServer, point_client_at
 
 REPO = "someone/apex-arena-models"
