@@ -86,13 +86,22 @@ def from_directory(directory: Path, pick: Picker) -> Snapshot:
     return Snapshot(directory, tuple(files), None, revision, True)
 
 
+def is_repo_id(text: str) -> bool:
+    """True for ``owner/name`` (one slash, not a path that exists, not relative/absolute)."""
+    return (
+        text.count("/") == 1
+        and not text.startswith((".", "/", "~"))
+        and not Path(text).expanduser().exists()
+    )
+
+
 def open_snapshot(spec: str | Path, pick: Picker, *, local_files_only: bool) -> Snapshot:
     """The files ``pick`` chooses of a local directory or a Hub repo id (:func:`fetch_snapshot`);
     :class:`SnapshotUnavailable` when ``spec`` is neither or the files cannot be had."""
     path, text = Path(spec).expanduser(), str(spec)
     if path.is_dir():
         return from_directory(path, pick)
-    if text.count("/") != 1 or text.startswith((".", "/", "~")) or path.exists():  # not owner/name
+    if not is_repo_id(text):
         raise SnapshotUnavailable(
             f"{spec!s} is neither a model directory nor a Hub id (owner/name)."
         )
