@@ -208,8 +208,18 @@ class ClipPool:
         self, clip_ids: Iterable[str] | None = None, timeout: float | None = None
     ) -> bool:
         """Block until these clips (default: all) are scored by the current model or failed;
-        False at ``timeout`` seconds."""
+        False at ``timeout`` seconds.
+
+        Raises:
+            PoolError: an id is not in this pool (checked before waiting).
+        """
         ids = list(self._clips) if clip_ids is None else list(clip_ids)
+        unknown = [i for i in ids if i not in self._clips]
+        if unknown:
+            raise PoolError(
+                f"cannot wait for clip(s) {', '.join(map(repr, unknown[:5]))}: not in the pool at "
+                f"{self.root}; pass ids of this pool's clips (see iter(pool) or pool.frame())."
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def done() -> bool:

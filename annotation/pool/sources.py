@@ -22,7 +22,8 @@ DEMO_DESCRIPTION = (
 
 
 class PoolError(ValueError):
-    """The pool cannot be built; the message says what was wrong and what to do."""
+    """The pool cannot be built or was asked for a clip it lacks; the message says what was wrong
+    and what to do."""
 
 
 def resolve_pool(settings: Settings) -> tuple[Path, str]:
