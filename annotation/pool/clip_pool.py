@@ -1,8 +1,7 @@
 """The arena's clip pool: AI-generated clips with their system, prompt and APEX scores.
 
-Opening a pool checks audio headers only (:mod:`annotation.pool.check`); unusable clips go to
-:attr:`ClipPool.skipped` with the reason. Scores come later, in the background
-(:mod:`annotation.pool.scoring`).
+Opening a pool checks audio headers only; unusable clips go to :attr:`ClipPool.skipped` with the
+reason. Scores come later, in the background (:mod:`annotation.pool.scoring`).
 """
 
 from __future__ import annotations
@@ -159,11 +158,7 @@ class ClipPool:
 
     def rescore(self, scorer: ScorerLike) -> None:
         """Re-score every clip with a new model in the background, battle clips first (old
-        scores stay until replaced).
-
-        Raises:
-            RuntimeError: scoring was never started (call :meth:`start_scoring`).
-        """
+        scores stay until replaced); RuntimeError before :meth:`start_scoring`."""
         if self._queue is None:
             raise RuntimeError("this pool is not being scored; call start_scoring(scorer) first")
         self._queue.switch(scorer)

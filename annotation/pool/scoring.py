@@ -70,10 +70,11 @@ class ScoringQueue:
         self._failed: set[str] = set()
         self._stopped = False
         self._threads: list[threading.Thread] = []
-        self._use(scorer, BACKGROUND)
+        self.switch(scorer, BACKGROUND)
 
-    def _use(self, scorer: ScorerLike, priority: int) -> None:
-        """Make ``scorer`` current and queue every clip it has not scored yet."""
+    def switch(self, scorer: ScorerLike, priority: int = RESCORE) -> None:
+        """Make ``scorer`` current and queue every clip it has not scored yet (old scores stay
+        until replaced)."""
         version, key = model_key(scorer.info())
         with self._cond:
             # version: "<model id>@<version>" of the current scorer (ClipPool.model_version)
@@ -100,10 +101,6 @@ class ScoringQueue:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout)
-
-    def switch(self, scorer: ScorerLike) -> None:
-        """Re-score every clip with ``scorer`` at low priority (old scores stay until then)."""
-        self._use(scorer, RESCORE)
 
     def urgent(self, clip_ids: list[str]) -> None:
         """Score these clips next (a battle's two)."""

@@ -27,13 +27,11 @@ class PoolError(ValueError):
 
 
 def resolve_pool(settings: Settings) -> tuple[Path, str]:
-    """The local folder ``settings.pool`` names (downloaded or built first) and a sentence for
-    the UI saying what it is. ``auto`` is the latest batch of Music Arena's release when the
-    Hub has it, else the demo corpus (and the sentence says why).
+    """``(local folder, sentence for the UI)`` of ``settings.pool``, downloaded or built first;
+    ``auto`` is Music Arena's latest batch when the Hub has it, else the demo corpus (saying why).
 
     Raises:
-        PoolError: the spec is no folder, ``demo``, ``music-arena`` nor Hub id, or the download
-            failed (``auto`` never does); the message says which setting to change.
+        PoolError: the spec names no pool, or its download failed (never for ``auto``).
     """
     spec = settings.pool
     if spec != "auto":
@@ -49,7 +47,7 @@ def resolve_pool(settings: Settings) -> tuple[Path, str]:
         reason = "the Hugging Face Hub is not reachable from here"
     else:
         try:
-            batch = latest_music_arena_batch()
+            batch = _latest_batch()
             folder = _music_arena_release(f"music-arena:{batch}", settings)
             return folder, f"Music Arena's public release, batch {batch} (real AI-generated music)"
         except PoolError as exc:
@@ -79,13 +77,9 @@ def pool_identity(folder: str | Path, *, batches: tuple[str, ...] | None = None)
     return f"{name}:{','.join(batches)}" if batches else name
 
 
-def latest_music_arena_batch() -> str:
-    """Name of the newest ``battle_data/<batch>`` folder (``NN-YYYYMON``, highest ``NN``) of
-    Music Arena's Hub dataset.
-
-    Raises:
-        PoolError: the Hub cannot be asked (offline, error) or lists no batch.
-    """
+def _latest_batch() -> str:
+    """The newest ``battle_data/<batch>`` (``NN-YYYYMON``, highest ``NN``) of Music Arena's Hub
+    dataset; PoolError when the Hub cannot be asked or lists none."""
     from huggingface_hub import HfApi
 
     from apex.hub_files import hub_errors

@@ -100,11 +100,9 @@ def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> None:
 
 
 def restore_from_folder(store: VoteStore, folder: Path, *, export_dir: Path | None = None) -> int:
-    """Import every ``votes/**/*.parquet`` shard under ``folder`` (laid out like the dataset
-    repo), idempotent by vote id; returns how many votes were added.
-
-    Imported votes are never exported again, so the shards ``export_dir`` (when given) lacks are
-    copied there, to reach the Hub with the next push.
+    """Import every ``votes/**/*.parquet`` shard under ``folder`` (the dataset repo's layout),
+    idempotent by vote id, and copy those ``export_dir`` lacks there: imported votes are never
+    exported again, so this is how they reach the Hub. Returns how many votes were added.
 
     Raises:
         FileNotFoundError: ``folder`` is not a folder.
