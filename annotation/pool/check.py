@@ -49,15 +49,6 @@ class _Refused(ValueError):
     """A metadata row that cannot be a clip; the message says why (the row is skipped)."""
 
 
-def _parse_bool(value: Any) -> bool:
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise _Refused(f"is_instrumental={value!r} is not true/false")
-
-
 def read_json(path: Path | None) -> dict[str, Any] | None:
     if path is None or not path.is_file():
         return None
@@ -94,7 +85,9 @@ def validate_rows(
             system = str(row["system"]).strip()
             if not system:
                 raise _Refused("empty system")
-            instrumental = _parse_bool(row["is_instrumental"])
+            flag = str(row["is_instrumental"]).strip().lower()
+            if flag not in _TRUE | _FALSE:
+                raise _Refused(f"is_instrumental={row['is_instrumental']!r} is not true/false")
             entry = _entry(path, cache)  # the header check, cached while the file is unchanged
             checked = read_json(entry)
             if checked is None or "duration_s" not in checked:
@@ -117,7 +110,7 @@ def validate_rows(
                 file_name=name,
                 system=system,
                 prompt="" if pd.isna(prompt) else str(prompt),
-                is_instrumental=instrumental,
+                is_instrumental=flag in _TRUE,
                 duration_s=float(checked["duration_s"]),
                 content_hash=str(checked.get("content_hash", "")),
             )

@@ -196,16 +196,10 @@ def _score_isolated(scorer: Any, clips: list[Any], priority: int) -> list[tuple[
     """``(clip, result or None, error or None)`` per clip: one call for all, on failure one per clip
     (a bad file must not cost its batch-mates their scores)."""
     try:
-        results = list(scorer.score([clip.path for clip in clips], priority=priority))
+        results = scorer.score([clip.path for clip in clips], priority=priority)
         return [(clip, result, None) for clip, result in zip(clips, results, strict=True)]
     except CLIP_ERRORS as exc:
         if len(clips) == 1:
             return [(clips[0], None, exc)]
-        logger.info("a pool batch failed; scoring its %d clips one by one", len(clips))
-    out = []
-    for clip in clips:
-        try:
-            out.append((clip, scorer.score([clip.path], priority=priority)[0], None))
-        except CLIP_ERRORS as exc:
-            out.append((clip, None, exc))
-    return out
+    logger.info("a pool batch failed; scoring its %d clips one by one", len(clips))
+    return [out for clip in clips for out in _score_isolated(scorer, [clip], priority)]

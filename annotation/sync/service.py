@@ -167,9 +167,17 @@ class VoteSync:
             return None
 
     def _push_once(self) -> None:
-        """Export new votes, refresh the card, stage due compactions, then one commit of all."""
+        """Export new votes, rewrite the card when the set of shards changed, stage due
+        compactions, then one commit of all."""
         folder, now = self.settings.export_dir, self._clock.time()
-        self._export()
+        export_shards(self.store, folder)
+        on_disk = tuple(rel for rel in local_files(folder) if rel != CARD_FILE)
+        if on_disk != self._card_for or not (folder / CARD_FILE).is_file():
+            card = build_card(
+                stats_from_shards(folder), repo_id=self.repo_id, settings=self.settings
+            )
+            write_dataset_card(folder, card)
+        self._card_for = on_disk
         self._ledger.record({}, removed=tuple(compact.tidy(folder)))
         due = compact.due_months(folder, now)
         staged = [compact.stage(folder, shards) for shards in due.values()]
@@ -184,18 +192,6 @@ class VoteSync:
             entries[done.path] = file_entry(folder / done.path)
         pushed_at = now if info is not None else None
         self._ledger.record(entries, removed=tuple(gone), pushed_at=pushed_at)
-
-    def _export(self) -> None:
-        """Export new votes to shards; rewrite the card when the set of shards changed."""
-        folder = self.settings.export_dir
-        export_shards(self.store, folder)
-        shards = tuple(rel for rel in local_files(folder) if rel != CARD_FILE)
-        if shards != self._card_for or not (folder / CARD_FILE).is_file():
-            card = build_card(
-                stats_from_shards(folder), repo_id=self.repo_id, settings=self.settings
-            )
-            write_dataset_card(folder, card)
-        self._card_for = shards
 
     def _commit(
         self,

@@ -1,7 +1,5 @@
-"""Where the Hub sync stands: its status record, backoff, and the incident it has open.
-
-A failed attempt opens an incident of one kind (the keys of ``_MESSAGES``), logged once with what
-to do (never a secret) and retried with backoff until an attempt succeeds.
+"""Where the Hub sync stands: its status record, backoff, and the incident a failed attempt
+opens (one kind of ``_MESSAGES``, logged once with what to do, never a secret).
 """
 
 from __future__ import annotations
@@ -156,9 +154,8 @@ class Incidents:
     def failed(
         self, err: BaseException, doing: str, *, secrets: tuple[str, ...], retrying: bool
     ) -> float:
-        """Record a failed attempt while ``doing`` (for the log); log only when it opens a new
-        incident, never showing ``secrets``. Returns the wait, seconds (``retrying``: the
-        background loop will retry after it)."""
+        """Record a failed attempt while ``doing``, logged (without ``secrets``) only when it opens
+        a new incident; returns the backoff wait, seconds (``retrying``: the loop will retry)."""
         kind, message, retry_after = describe_error(err, self.repo_id or "", secrets)
         with self._lock:
             self._failures += 1
