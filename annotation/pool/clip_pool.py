@@ -18,11 +18,13 @@ import pandas as pd
 
 from annotation.pool.check import Clip, content_hash, validate_rows
 from annotation.pool.scoring import ScorerLike, ScoringQueue, model_key
-from annotation.pool.sources import PoolError, audiofolder_rows, music_arena_rows
+from annotation.pool.sources import PoolError
 
 __all__ = ["ClipPool", "PoolOptions"]
 
 logger = logging.getLogger(__name__)
+
+_REQUIRED = ("file_name", "system", "is_instrumental")
 
 
 class PoolOptions(TypedDict, total=False):
@@ -244,9 +246,26 @@ class ClipPool:
         ``scorer``, every clip is scored before this returns.
 
         Raises:
-            PoolError: no metadata file, missing columns, or no usable clip at all.
+            PoolError: no such folder, no metadata file, missing columns, or no usable clip.
         """
-        return cls._build(*audiofolder_rows(directory), scorer, **options)
+        root = Path(directory).resolve()
+        if not root.is_dir():
+            raise PoolError(f"pool folder {root} does not exist; point APEX_POOL at a folder.")
+        if (root / "metadata.csv").is_file():
+            meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+        elif (root / "metadata.jsonl").is_file():
+            meta = pd.read_json(root / "metadata.jsonl", lines=True, dtype=False)
+        else:
+            raise PoolError(
+                f"{root} has no metadata.csv or metadata.jsonl; add one with the columns "
+                f"{', '.join(_REQUIRED)}, prompt (the audiofolder convention)."
+            )
+        missing = [c for c in _REQUIRED if c not in meta.columns]
+        if missing:
+            raise PoolError(
+                f"the metadata of {root} lacks column(s) {', '.join(missing)}; add them."
+            )
+        return cls._build(root, meta, [], scorer, **options)
 
     @classmethod
     def from_music_arena(
@@ -258,7 +277,18 @@ class ClipPool:
         Raises:
             PoolError: not Music Arena's layout, or no usable clip at all.
         """
-        return cls._build(*music_arena_rows(directory), scorer, **options)
+        from apex.sources.music_arena import MusicArenaError, read_release
+
+        try:
+            release = read_release(directory)
+        except MusicArenaError as exc:
+            raise PoolError(str(exc)) from exc
+        clips = release.clips()
+        on_disk = clips["has_audio"]
+        skipped = list(release.skipped)
+        skipped += [(name, "audio file not on disk") for name in clips.loc[~on_disk, "file_name"]]
+        meta = clips[on_disk].drop(columns=["has_audio", "batch", "duration_s"])
+        return cls._build(release.root, meta, skipped, scorer, **options)
 
     @classmethod
     def _build(

@@ -1,20 +1,17 @@
-"""Where the arena's clip pool comes from: the ``APEX_POOL`` setting, the two folder layouts
-(read into the same metadata rows) and :func:`pool_identity`, the source every vote records.
-"""
+"""Where the arena's clip pool comes from: the ``APEX_POOL`` setting, and :func:`pool_identity`,
+the source every vote records."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-
-import pandas as pd
 
 from apex.settings import Settings
 
 _HUB_CACHE = "hub-datasets"
 # huggingface_hub's cache layout: <cache>/datasets--<owner>--<name>/snapshots/<revision>
 _SNAPSHOT = re.compile(r"datasets--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<rev>[^/]+)")
-_REQUIRED = ("file_name", "system", "is_instrumental")
 #: How the UI names the demo pool.
 DEMO_DESCRIPTION = (
     "The synthetic demo corpus (generated clips of made-up demo systems, not real AI music)."
@@ -67,8 +64,6 @@ def pool_identity(folder: str | Path, *, batches: tuple[str, ...] | None = None)
     root = Path(folder).expanduser().resolve()
     info = root / "corpus.json"
     if info.is_file() and (root / "metadata.csv").is_file():
-        import json
-
         return f"demo:{json.loads(info.read_text(encoding='utf-8'))['seed']}"
     hub = _SNAPSHOT.search(root.as_posix())
     name = f"{hub['owner']}/{hub['name']}@{hub['rev']}" if hub else f"local:{root.name}"
@@ -115,52 +110,6 @@ def _pool_folder(spec: str, settings: Settings) -> Path:
         f"APEX_POOL={spec!r} is neither `auto`, `demo`, `music-arena`, an existing folder, nor "
         "a Hub dataset id (owner/name); fix the path or use `demo`."
     )
-
-
-def audiofolder_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tuple[str, str]]]:
-    """The resolved folder, its ``metadata.csv`` (or ``.jsonl``) rows as read, and no skipped
-    entries (rows are checked later).
-
-    Raises:
-        PoolError: no such folder, no metadata file, or missing columns.
-    """
-    root = Path(directory).resolve()
-    if not root.is_dir():
-        raise PoolError(f"pool folder {root} does not exist; point APEX_POOL at a folder.")
-    if (root / "metadata.csv").is_file():
-        meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
-    elif (root / "metadata.jsonl").is_file():
-        meta = pd.read_json(root / "metadata.jsonl", lines=True, dtype=False)
-    else:
-        raise PoolError(
-            f"{root} has no metadata.csv or metadata.jsonl; add one with the columns "
-            f"{', '.join(_REQUIRED)}, prompt (the audiofolder convention)."
-        )
-    missing = [c for c in _REQUIRED if c not in meta.columns]
-    if missing:
-        raise PoolError(f"the metadata of {root} lacks column(s) {', '.join(missing)}; add them.")
-    return root, meta, []
-
-
-def music_arena_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tuple[str, str]]]:
-    """The release root, one metadata row per released clip on disk, and ``(name, reason)`` of
-    every unreadable battle record and missing file, from Music Arena's layout.
-
-    Raises:
-        PoolError: the folder is not in Music Arena's layout.
-    """
-    from apex.sources.music_arena import MusicArenaError, read_release
-
-    try:
-        release = read_release(directory)
-    except MusicArenaError as exc:
-        raise PoolError(str(exc)) from exc
-    clips = release.clips()
-    absent = clips[~clips["has_audio"]]
-    skipped = list(release.skipped)
-    skipped += [(name, "audio file not on disk") for name in absent["file_name"]]
-    meta = clips[clips["has_audio"]].drop(columns=["has_audio", "batch", "duration_s"])
-    return release.root, meta, skipped
 
 
 def _music_arena_release(spec: str, settings: Settings) -> Path:
