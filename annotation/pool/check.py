@@ -139,11 +139,8 @@ def content_hash(path: Path, cache: Path | None) -> str:
 
 
 def _header_seconds(path: Path, max_seconds: float) -> float:
-    """Duration from the audio header, seconds (a format libsndfile cannot open is decoded).
-
-    Raises:
-        AudioError: not readable audio, or shorter than ``apex.audio.MIN_SECONDS``.
-    """
+    """Duration from the audio header, seconds (a format libsndfile cannot open is decoded);
+    AudioError when not readable audio or shorter than ``apex.audio.MIN_SECONDS``."""
     import soundfile as sf
 
     from apex.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, MIN_SECONDS, load_audio

@@ -38,13 +38,10 @@ class PoolOptions(TypedDict, total=False):
 
 
 class ClipPool:
-    """A fixed set of validated clips, looked up by id, whose scores fill in as they come
-    (thread-safe: the scoring queue records scores while the arena reads clips).
-
-    ``skipped``: ``(file_name, reason)`` of every clip left out; ``model_version``: the scorer of
-    clips given with scores; ``results``: live ``ScoreResult`` objects by clip id (for
-    ``scorer.compare``); ``description``: where the clips come from, for the UI.
-    """
+    """Validated clips by id whose scores fill in as they come (thread-safe: the scoring queue
+    records scores while the arena reads clips). ``skipped``: ``(file_name, reason)`` of every
+    clip left out; ``model_version``: the scorer of clips given with scores; ``results``: live
+    ``ScoreResult`` objects by clip id (for ``scorer.compare``)."""
 
     def __init__(
         self,
@@ -205,11 +202,7 @@ class ClipPool:
         self, clip_ids: Iterable[str] | None = None, timeout: float | None = None
     ) -> bool:
         """Block until these clips (default: all) are scored by the current model or failed;
-        False at ``timeout`` seconds.
-
-        Raises:
-            PoolError: an id is not in this pool (checked before waiting).
-        """
+        False at ``timeout`` seconds. PoolError, before waiting, for an id not in the pool."""
         ids = list(self._clips) if clip_ids is None else list(clip_ids)
         unknown = [i for i in ids if i not in self._clips]
         if unknown:
@@ -271,12 +264,9 @@ class ClipPool:
     def from_music_arena(
         cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]
     ) -> ClipPool:
-        """A pool of every released audio file on disk of Music Arena's layout (arguments as
-        :meth:`from_audiofolder`; unreadable records and missing files go to :attr:`skipped`).
-
-        Raises:
-            PoolError: not Music Arena's layout, or no usable clip at all.
-        """
+        """As :meth:`from_audiofolder`, every released clip on disk in Music Arena's layout
+        (unreadable records and missing files go to :attr:`skipped`); PoolError when the folder
+        is not that layout or no clip is usable."""
         from apex.sources.music_arena import MusicArenaError, read_release
 
         try:
