@@ -1,7 +1,7 @@
-"""Checking pool clips cheaply: metadata rows -> :class:`Clip` objects, from audio headers.
+"""Checking pool clips cheaply, from audio headers: metadata rows -> :class:`Clip` objects.
 
-Each check is cached under ``<cache>/audio/header-<key>.json`` (key: path, size, mtime), so a
-restart only stats files; the content hash, computed when first needed, is kept there too.
+Each check (and the content hash, once computed) is cached under ``<cache>/audio/header-<key>.json``
+(key: path, size, mtime), so a restart only stats files.
 """
 
 from __future__ import annotations

@@ -67,12 +67,9 @@ class SystemClock:
 
 class VoteSync:
     """Publishes the vote store to ``settings.votes_repo``; ``api`` (default ``HfApi()``, token
-    from ``HF_TOKEN`` or the stored login) and ``clock`` are injected for tests.
-
-    Use as a context manager, or call :meth:`start` and :meth:`stop` (which pushes once more).
-    Without :meth:`start` (the CLI) nothing runs in the background: :meth:`push_now` makes one
-    attempt and failures are not retried.
-    """
+    from ``HF_TOKEN`` or the stored login) and ``clock`` are injected for tests. Use as a context
+    manager, or :meth:`start` and :meth:`stop` (which pushes once more); without :meth:`start`
+    (the CLI), :meth:`push_now` makes one attempt and failures are not retried."""
 
     def __init__(
         self,
