@@ -30,16 +30,23 @@ def resolve_pool(settings: Settings) -> tuple[Path, str]:
     Raises:
         PoolError: the spec names no pool, or its download failed (never for ``auto``).
     """
-    spec = settings.pool
-    if spec != "auto":
-        folder = _pool_folder(spec, settings)
-        if spec == "demo":
-            return folder, DEMO_DESCRIPTION
-        if spec.startswith("music-arena"):
-            return folder, f"Music Arena's public release ({spec})"
-        return folder, f"clips from {spec}"
     from apex.checkpoints import hub_reachable
+    from apex.demo import ensure_demo_corpus
 
+    spec = settings.pool
+    if spec == "demo":
+        return Path(ensure_demo_corpus(settings)), DEMO_DESCRIPTION
+    if spec == "music-arena" or spec.startswith("music-arena:"):
+        return _music_arena_release(spec, settings), f"Music Arena's public release ({spec})"
+    if spec != "auto" and Path(spec).expanduser().is_dir():
+        return Path(spec).expanduser(), f"clips from {spec}"
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
+        return _hub_dataset(spec, settings), f"clips from {spec}"
+    if spec != "auto":
+        raise PoolError(
+            f"APEX_POOL={spec!r} is neither `auto`, `demo`, `music-arena`, an existing folder, "
+            "nor a Hub dataset id (owner/name); fix the path or use `demo`."
+        )
     if not hub_reachable():
         reason = "the Hugging Face Hub is not reachable from here"
     else:
@@ -49,7 +56,7 @@ def resolve_pool(settings: Settings) -> tuple[Path, str]:
             return folder, f"Music Arena's public release, batch {batch} (real AI-generated music)"
         except PoolError as exc:
             reason = str(exc)
-    folder = _pool_folder("demo", settings)
+    folder = Path(ensure_demo_corpus(settings))
     return folder, f"{DEMO_DESCRIPTION} Music Arena's release could not be used: {reason}."
 
 
@@ -92,24 +99,6 @@ def _latest_batch() -> str:
     if not batches:
         raise PoolError(f"{HUB_ID} lists no battle_data/<batch> folder; its layout has changed")
     return max(batches, key=lambda name: int(name.split("-")[0]))
-
-
-def _pool_folder(spec: str, settings: Settings) -> Path:
-    """The local folder a pool spec other than ``auto`` names."""
-    if spec == "demo":
-        from apex.demo import ensure_demo_corpus
-
-        return Path(ensure_demo_corpus(settings))
-    if spec == "music-arena" or spec.startswith("music-arena:"):
-        return _music_arena_release(spec, settings)
-    if Path(spec).expanduser().is_dir():
-        return Path(spec).expanduser()
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
-        return _hub_dataset(spec, settings)
-    raise PoolError(
-        f"APEX_POOL={spec!r} is neither `auto`, `demo`, `music-arena`, an existing folder, nor "
-        "a Hub dataset id (owner/name); fix the path or use `demo`."
-    )
 
 
 def _music_arena_release(spec: str, settings: Settings) -> Path:

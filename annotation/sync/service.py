@@ -273,9 +273,7 @@ class VoteSync:
             Exception: one of :data:`SYNC_ERRORS`, what the Hub client raised.
         """
         if self.repo_id is None:
-            raise ValueError(
-                "APEX_VOTES_REPO is not set: there is no dataset repo to restore from."
-            )
+            raise ValueError("APEX_VOTES_REPO is not set; set it to the dataset repo to restore.")
         staging = self.settings.data_dir / "hub_restore"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)  # an empty repo downloads nothing, not even the folder
