@@ -1,8 +1,5 @@
-"""The arena's clip pool: AI-generated clips with their system, prompt and APEX scores.
-
-Opening a pool checks audio headers only; unusable clips go to :attr:`ClipPool.skipped` with the
-reason. Scores come later, in the background (:mod:`annotation.pool.scoring`).
-"""
+"""The arena's clip pool: AI-generated clips with their system, prompt and APEX scores. Opening
+one checks audio headers only; scores come later, in the background (``scoring``)."""
 
 from __future__ import annotations
 

@@ -26,10 +26,7 @@ class PoolError(ValueError):
 def resolve_pool(settings: Settings) -> tuple[Path, str]:
     """``(local folder, sentence for the UI)`` of ``settings.pool``, downloaded or built first;
     ``auto`` is Music Arena's latest batch when the Hub has it, else the demo corpus (saying why).
-
-    Raises:
-        PoolError: the spec names no pool, or its download failed (never for ``auto``).
-    """
+    PoolError when the spec names no pool or its download failed (never for ``auto``)."""
     from apex.checkpoints import hub_reachable
     from apex.demo import ensure_demo_corpus
 
@@ -61,13 +58,10 @@ def resolve_pool(settings: Settings) -> tuple[Path, str]:
 
 
 def pool_identity(folder: str | Path, *, batches: tuple[str, ...] | None = None) -> str:
-    """Where the clips of the pool in ``folder`` can be fetched again (a vote's ``pool``).
-
-    ``demo:<seed>`` (the demo corpus), ``<owner>/<name>@<revision>`` (a Hub dataset snapshot) or
-    ``local:<folder name>`` (a path may be private); for Music Arena's layout followed by
-    ``:<batch>[,<batch>...]``: ``batches`` (an imported vote's own), default every
-    ``battle_data/<batch>`` on disk.
-    """
+    """Where the pool in ``folder`` can be fetched again (a vote's ``pool``): ``demo:<seed>``,
+    ``<owner>/<name>@<revision>`` (a Hub dataset snapshot) or ``local:<folder name>`` (a path may
+    be private); for Music Arena's layout followed by ``:<batch>[,<batch>...]`` of ``batches``
+    (an imported vote's own), default every ``battle_data/<batch>`` on disk."""
     root = Path(folder).expanduser().resolve()
     info = root / "corpus.json"
     if info.is_file() and (root / "metadata.csv").is_file():

@@ -1,7 +1,5 @@
-"""The files the Hub sync handles: which may go up, what the repo already holds, adopting shards.
-
-The :class:`Ledger` (``<data_dir>/hub_sync.json``) uploads a shard exactly once, across restarts.
-"""
+"""The files the Hub sync handles: which may go up, adopting shards, and what the repo already
+holds (the :class:`Ledger`, ``<data_dir>/hub_sync.json``: a shard goes up once, across restarts)."""
 
 from __future__ import annotations
 
