@@ -1,8 +1,7 @@
 """Checking pool clips cheaply, from audio headers: metadata rows -> :class:`Clip` objects.
 
 Each check (and the content hash, once computed) is cached under ``<cache>/audio/header-<key>.json``
-(key: path, size, mtime), so a restart only stats files.
-"""
+(key: path, size, mtime), so a restart only stats files."""
 
 from __future__ import annotations
 
@@ -25,8 +24,7 @@ class Clip:
     """One clip of the pool: ``path`` absolute, ``file_name`` relative to the pool folder (the
     released ``audio_a``/``audio_b``), ``duration_s`` from the audio header. Until scored,
     ``scores`` (the seven), ``result`` (``ScoreResult.to_dict()``) and ``model_version``
-    (``"<model id>@<version>"``) are empty; ``content_hash`` (sha256 hex) until first needed.
-    """
+    (``"<model id>@<version>"``) are empty; ``content_hash`` (sha256 hex) until first needed."""
 
     clip_id: str
     path: Path

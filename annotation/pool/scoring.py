@@ -2,8 +2,7 @@
 
 An *urgent* lane scores issued battles' clips; a *background* lane walks the rest (unscored
 before re-scores) and waits while battle clips do. Scores are cached per model
-(``<cache>/<model key>/<sha256>.json``).
-"""
+(``<cache>/<model key>/<sha256>.json``)."""
 
 from __future__ import annotations
 

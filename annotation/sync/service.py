@@ -198,8 +198,7 @@ class VoteSync:
     ) -> Any:
         """One ``create_commit``: add ``entries`` (paths relative to ``folder``) and carry out
         ``compactions``; None when there is nothing to send. Only what the repo still needs is
-        sent (a compaction committed before a kill is not redone).
-        """
+        sent (a compaction committed before a kill is not redone)."""
         operations: list[Any] = [
             CommitOperationAdd(path_in_repo=rel, path_or_fileobj=folder / rel) for rel in entries
         ]

@@ -54,13 +54,11 @@ class Backoff:
 @dataclass(frozen=True)
 class SyncStatus:
     """Where the sync stands, for the Data tab and ``apex votes status`` (times UTC, or None).
-
     ``state``: ``local`` (no repo configured), ``starting``, ``ok``, ``stopped``, or the open
     incident's kind; ``last_error``: its message (no secrets); ``pending_votes``: votes not on the
     Hub yet, ``pending_exported`` (in local shards) plus ``pending_unexported`` (in the store
     only); ``pending_since``: when the oldest of them was cast; ``pushed_files``: files the repo
-    has received from this data directory.
-    """
+    has received from this data directory."""
 
     state: str
     repo_id: str | None = None
