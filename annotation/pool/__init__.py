@@ -15,11 +15,8 @@ __all__ = ["Clip", "ClipPool", "PoolError", "PoolOptions", "ScorerLike", "load_p
 
 def load_pool(settings: Settings, scorer: ScorerLike | None = None) -> ClipPool:
     """The pool ``settings.pool`` names (``auto``, ``demo``, ``music-arena[:<batch>,...]``, a
-    folder or a Hub dataset id), scored before returning only when ``scorer`` is given.
-
-    Raises:
-        PoolError: as :func:`~annotation.pool.sources.resolve_pool`, or no usable clip.
-    """
+    folder or a Hub dataset id), scored before returning only when ``scorer`` is given; PoolError
+    as :func:`~annotation.pool.sources.resolve_pool`, or when no clip is usable."""
     directory, description = resolve_pool(settings)
     arena = (directory / "battle_data").is_dir()
     build = ClipPool.from_music_arena if arena else ClipPool.from_audiofolder

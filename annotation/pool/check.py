@@ -1,8 +1,7 @@
-"""Checking pool clips cheaply: metadata rows -> :class:`Clip` objects, from audio headers.
+"""Checking pool clips cheaply, from audio headers: metadata rows -> :class:`Clip` objects.
 
-Each check is cached under ``<cache>/audio/header-<key>.json`` (key: path, size, mtime), so a
-restart only stats files; the content hash, computed when first needed, is kept there too.
-"""
+Each check (and the content hash, once computed) is cached under ``<cache>/audio/header-<key>.json``
+(key: path, size, mtime), so a restart only stats files."""
 
 from __future__ import annotations
 
@@ -25,8 +24,7 @@ class Clip:
     """One clip of the pool: ``path`` absolute, ``file_name`` relative to the pool folder (the
     released ``audio_a``/``audio_b``), ``duration_s`` from the audio header. Until scored,
     ``scores`` (the seven), ``result`` (``ScoreResult.to_dict()``) and ``model_version``
-    (``"<model id>@<version>"``) are empty; ``content_hash`` (sha256 hex) until first needed.
-    """
+    (``"<model id>@<version>"``) are empty; ``content_hash`` (sha256 hex) until first needed."""
 
     clip_id: str
     path: Path
@@ -47,15 +45,6 @@ class Clip:
 
 class _Refused(ValueError):
     """A metadata row that cannot be a clip; the message says why (the row is skipped)."""
-
-
-def _parse_bool(value: Any) -> bool:
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise _Refused(f"is_instrumental={value!r} is not true/false")
 
 
 def read_json(path: Path | None) -> dict[str, Any] | None:
@@ -94,7 +83,9 @@ def validate_rows(
             system = str(row["system"]).strip()
             if not system:
                 raise _Refused("empty system")
-            instrumental = _parse_bool(row["is_instrumental"])
+            flag = str(row["is_instrumental"]).strip().lower()
+            if flag not in _TRUE | _FALSE:
+                raise _Refused(f"is_instrumental={row['is_instrumental']!r} is not true/false")
             entry = _entry(path, cache)  # the header check, cached while the file is unchanged
             checked = read_json(entry)
             if checked is None or "duration_s" not in checked:
@@ -117,7 +108,7 @@ def validate_rows(
                 file_name=name,
                 system=system,
                 prompt="" if pd.isna(prompt) else str(prompt),
-                is_instrumental=instrumental,
+                is_instrumental=flag in _TRUE,
                 duration_s=float(checked["duration_s"]),
                 content_hash=str(checked.get("content_hash", "")),
             )
@@ -146,11 +137,8 @@ def content_hash(path: Path, cache: Path | None) -> str:
 
 
 def _header_seconds(path: Path, max_seconds: float) -> float:
-    """Duration from the audio header, seconds (a format libsndfile cannot open is decoded).
-
-    Raises:
-        AudioError: not readable audio, or shorter than ``apex.audio.MIN_SECONDS``.
-    """
+    """Duration from the audio header, seconds (a format libsndfile cannot open is decoded);
+    AudioError when not readable audio or shorter than ``apex.audio.MIN_SECONDS``."""
     import soundfile as sf
 
     from apex.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, MIN_SECONDS, load_audio

@@ -1,9 +1,5 @@
-"""The arena's clip pool: AI-generated clips with their system, prompt and APEX scores.
-
-Opening a pool checks audio headers only (:mod:`annotation.pool.check`); unusable clips go to
-:attr:`ClipPool.skipped` with the reason. Scores come later, in the background
-(:mod:`annotation.pool.scoring`).
-"""
+"""The arena's clip pool: AI-generated clips with their system, prompt and APEX scores. Opening
+one checks audio headers only; scores come later, in the background (``scoring``)."""
 
 from __future__ import annotations
 
@@ -19,11 +15,13 @@ import pandas as pd
 
 from annotation.pool.check import Clip, content_hash, validate_rows
 from annotation.pool.scoring import ScorerLike, ScoringQueue, model_key
-from annotation.pool.sources import PoolError, audiofolder_rows, music_arena_rows
+from annotation.pool.sources import PoolError
 
 __all__ = ["ClipPool", "PoolOptions"]
 
 logger = logging.getLogger(__name__)
+
+_REQUIRED = ("file_name", "system", "is_instrumental")
 
 
 class PoolOptions(TypedDict, total=False):
@@ -37,13 +35,10 @@ class PoolOptions(TypedDict, total=False):
 
 
 class ClipPool:
-    """A fixed set of validated clips, looked up by id, whose scores fill in as they come
-    (thread-safe: the scoring queue records scores while the arena reads clips).
-
-    ``skipped``: ``(file_name, reason)`` of every clip left out; ``model_version``: the scorer of
-    clips given with scores; ``results``: live ``ScoreResult`` objects by clip id (for
-    ``scorer.compare``); ``description``: where the clips come from, for the UI.
-    """
+    """Validated clips by id whose scores fill in as they come (thread-safe: the scoring queue
+    records scores while the arena reads clips). ``skipped``: ``(file_name, reason)`` of every
+    clip left out; ``model_version``: the scorer of clips given with scores; ``results``: live
+    ``ScoreResult`` objects by clip id (for ``scorer.compare``)."""
 
     def __init__(
         self,
@@ -159,11 +154,7 @@ class ClipPool:
 
     def rescore(self, scorer: ScorerLike) -> None:
         """Re-score every clip with a new model in the background, battle clips first (old
-        scores stay until replaced).
-
-        Raises:
-            RuntimeError: scoring was never started (call :meth:`start_scoring`).
-        """
+        scores stay until replaced); RuntimeError before :meth:`start_scoring`."""
         if self._queue is None:
             raise RuntimeError("this pool is not being scored; call start_scoring(scorer) first")
         self._queue.switch(scorer)
@@ -208,8 +199,14 @@ class ClipPool:
         self, clip_ids: Iterable[str] | None = None, timeout: float | None = None
     ) -> bool:
         """Block until these clips (default: all) are scored by the current model or failed;
-        False at ``timeout`` seconds."""
+        False at ``timeout`` seconds. PoolError, before waiting, for an id not in the pool."""
         ids = list(self._clips) if clip_ids is None else list(clip_ids)
+        unknown = [i for i in ids if i not in self._clips]
+        if unknown:
+            raise PoolError(
+                f"cannot wait for clip(s) {', '.join(map(repr, unknown[:5]))}: not in the pool at "
+                f"{self.root}; pass ids of this pool's clips (see iter(pool) or pool.frame())."
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def done() -> bool:
@@ -239,21 +236,46 @@ class ClipPool:
         ``scorer``, every clip is scored before this returns.
 
         Raises:
-            PoolError: no metadata file, missing columns, or no usable clip at all.
+            PoolError: no such folder, no metadata file, missing columns, or no usable clip.
         """
-        return cls._build(*audiofolder_rows(directory), scorer, **options)
+        root = Path(directory).resolve()
+        if not root.is_dir():
+            raise PoolError(f"pool folder {root} does not exist; point APEX_POOL at a folder.")
+        if (root / "metadata.csv").is_file():
+            meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+        elif (root / "metadata.jsonl").is_file():
+            meta = pd.read_json(root / "metadata.jsonl", lines=True, dtype=False)
+        else:
+            raise PoolError(
+                f"{root} has no metadata.csv or metadata.jsonl; add one with the columns "
+                f"{', '.join(_REQUIRED)}, prompt (the audiofolder convention)."
+            )
+        missing = [c for c in _REQUIRED if c not in meta.columns]
+        if missing:
+            raise PoolError(
+                f"the metadata of {root} lacks column(s) {', '.join(missing)}; add them."
+            )
+        return cls._build(root, meta, [], scorer, **options)
 
     @classmethod
     def from_music_arena(
         cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]
     ) -> ClipPool:
-        """A pool of every released audio file on disk of Music Arena's layout (arguments as
-        :meth:`from_audiofolder`; unreadable records and missing files go to :attr:`skipped`).
+        """As :meth:`from_audiofolder`, every released clip on disk in Music Arena's layout
+        (unreadable records and missing files go to :attr:`skipped`); PoolError when the folder
+        is not that layout or no clip is usable."""
+        from apex.sources.music_arena import MusicArenaError, read_release
 
-        Raises:
-            PoolError: not Music Arena's layout, or no usable clip at all.
-        """
-        return cls._build(*music_arena_rows(directory), scorer, **options)
+        try:
+            release = read_release(directory)
+        except MusicArenaError as exc:
+            raise PoolError(str(exc)) from exc
+        clips = release.clips()
+        on_disk = clips["has_audio"]
+        skipped = list(release.skipped)
+        skipped += [(name, "audio file not on disk") for name in clips.loc[~on_disk, "file_name"]]
+        meta = clips[on_disk].drop(columns=["has_audio", "batch", "duration_s"])
+        return cls._build(release.root, meta, skipped, scorer, **options)
 
     @classmethod
     def _build(

@@ -2,8 +2,7 @@
 
 An *urgent* lane scores issued battles' clips; a *background* lane walks the rest (unscored
 before re-scores) and waits while battle clips do. Scores are cached per model
-(``<cache>/<model key>/<sha256>.json``).
-"""
+(``<cache>/<model key>/<sha256>.json``)."""
 
 from __future__ import annotations
 
@@ -70,10 +69,11 @@ class ScoringQueue:
         self._failed: set[str] = set()
         self._stopped = False
         self._threads: list[threading.Thread] = []
-        self._use(scorer, BACKGROUND)
+        self.switch(scorer, BACKGROUND)
 
-    def _use(self, scorer: ScorerLike, priority: int) -> None:
-        """Make ``scorer`` current and queue every clip it has not scored yet."""
+    def switch(self, scorer: ScorerLike, priority: int = RESCORE) -> None:
+        """Make ``scorer`` current and queue every clip it has not scored yet (old scores stay
+        until replaced)."""
         version, key = model_key(scorer.info())
         with self._cond:
             # version: "<model id>@<version>" of the current scorer (ClipPool.model_version)
@@ -100,10 +100,6 @@ class ScoringQueue:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout)
-
-    def switch(self, scorer: ScorerLike) -> None:
-        """Re-score every clip with ``scorer`` at low priority (old scores stay until then)."""
-        self._use(scorer, RESCORE)
 
     def urgent(self, clip_ids: list[str]) -> None:
         """Score these clips next (a battle's two)."""
@@ -199,16 +195,10 @@ def _score_isolated(scorer: Any, clips: list[Any], priority: int) -> list[tuple[
     """``(clip, result or None, error or None)`` per clip: one call for all, on failure one per clip
     (a bad file must not cost its batch-mates their scores)."""
     try:
-        results = list(scorer.score([clip.path for clip in clips], priority=priority))
+        results = scorer.score([clip.path for clip in clips], priority=priority)
         return [(clip, result, None) for clip, result in zip(clips, results, strict=True)]
     except CLIP_ERRORS as exc:
         if len(clips) == 1:
             return [(clips[0], None, exc)]
-        logger.info("a pool batch failed; scoring its %d clips one by one", len(clips))
-    out = []
-    for clip in clips:
-        try:
-            out.append((clip, scorer.score([clip.path], priority=priority)[0], None))
-        except CLIP_ERRORS as exc:
-            out.append((clip, None, exc))
-    return out
+    logger.info("a pool batch failed; scoring its %d clips one by one", len(clips))
+    return [out for clip in clips for out in _score_isolated(scorer, [clip], priority)]

@@ -1,20 +1,17 @@
-"""Where the arena's clip pool comes from: the ``APEX_POOL`` setting, the two folder layouts
-(read into the same metadata rows) and :func:`pool_identity`, the source every vote records.
-"""
+"""Where the arena's clip pool comes from: the ``APEX_POOL`` setting, and :func:`pool_identity`,
+the source every vote records."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-
-import pandas as pd
 
 from apex.settings import Settings
 
 _HUB_CACHE = "hub-datasets"
 # huggingface_hub's cache layout: <cache>/datasets--<owner>--<name>/snapshots/<revision>
 _SNAPSHOT = re.compile(r"datasets--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<rev>[^/]+)")
-_REQUIRED = ("file_name", "system", "is_instrumental")
 #: How the UI names the demo pool.
 DEMO_DESCRIPTION = (
     "The synthetic demo corpus (generated clips of made-up demo systems, not real AI music)."
@@ -22,54 +19,52 @@ DEMO_DESCRIPTION = (
 
 
 class PoolError(ValueError):
-    """The pool cannot be built; the message says what was wrong and what to do."""
+    """The pool cannot be built or was asked for a clip it lacks; the message says what was wrong
+    and what to do."""
 
 
 def resolve_pool(settings: Settings) -> tuple[Path, str]:
-    """The local folder ``settings.pool`` names (downloaded or built first) and a sentence for
-    the UI saying what it is. ``auto`` is the latest batch of Music Arena's release when the
-    Hub has it, else the demo corpus (and the sentence says why).
-
-    Raises:
-        PoolError: the spec is no folder, ``demo``, ``music-arena`` nor Hub id, or the download
-            failed (``auto`` never does); the message says which setting to change.
-    """
-    spec = settings.pool
-    if spec != "auto":
-        folder = _pool_folder(spec, settings)
-        if spec == "demo":
-            return folder, DEMO_DESCRIPTION
-        if spec.startswith("music-arena"):
-            return folder, f"Music Arena's public release ({spec})"
-        return folder, f"clips from {spec}"
+    """``(local folder, sentence for the UI)`` of ``settings.pool``, downloaded or built first;
+    ``auto`` is Music Arena's latest batch when the Hub has it, else the demo corpus (saying why).
+    PoolError when the spec names no pool or its download failed (never for ``auto``)."""
     from apex.checkpoints import hub_reachable
+    from apex.demo import ensure_demo_corpus
 
+    spec = settings.pool
+    if spec == "demo":
+        return Path(ensure_demo_corpus(settings)), DEMO_DESCRIPTION
+    if spec == "music-arena" or spec.startswith("music-arena:"):
+        return _music_arena_release(spec, settings), f"Music Arena's public release ({spec})"
+    if spec != "auto" and Path(spec).expanduser().is_dir():
+        return Path(spec).expanduser(), f"clips from {spec}"
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
+        return _hub_dataset(spec, settings), f"clips from {spec}"
+    if spec != "auto":
+        raise PoolError(
+            f"APEX_POOL={spec!r} is neither `auto`, `demo`, `music-arena`, an existing folder, "
+            "nor a Hub dataset id (owner/name); fix the path or use `demo`."
+        )
     if not hub_reachable():
         reason = "the Hugging Face Hub is not reachable from here"
     else:
         try:
-            batch = latest_music_arena_batch()
+            batch = _latest_batch()
             folder = _music_arena_release(f"music-arena:{batch}", settings)
             return folder, f"Music Arena's public release, batch {batch} (real AI-generated music)"
         except PoolError as exc:
             reason = str(exc)
-    folder = _pool_folder("demo", settings)
+    folder = Path(ensure_demo_corpus(settings))
     return folder, f"{DEMO_DESCRIPTION} Music Arena's release could not be used: {reason}."
 
 
 def pool_identity(folder: str | Path, *, batches: tuple[str, ...] | None = None) -> str:
-    """Where the clips of the pool in ``folder`` can be fetched again (a vote's ``pool``).
-
-    ``demo:<seed>`` (the demo corpus), ``<owner>/<name>@<revision>`` (a Hub dataset snapshot) or
-    ``local:<folder name>`` (a path may be private); for Music Arena's layout followed by
-    ``:<batch>[,<batch>...]``: ``batches`` (an imported vote's own), default every
-    ``battle_data/<batch>`` on disk.
-    """
+    """Where the pool in ``folder`` can be fetched again (a vote's ``pool``): ``demo:<seed>``,
+    ``<owner>/<name>@<revision>`` (a Hub dataset snapshot) or ``local:<folder name>`` (a path may
+    be private); for Music Arena's layout followed by ``:<batch>[,<batch>...]`` of ``batches``
+    (an imported vote's own), default every ``battle_data/<batch>`` on disk."""
     root = Path(folder).expanduser().resolve()
     info = root / "corpus.json"
     if info.is_file() and (root / "metadata.csv").is_file():
-        import json
-
         return f"demo:{json.loads(info.read_text(encoding='utf-8'))['seed']}"
     hub = _SNAPSHOT.search(root.as_posix())
     name = f"{hub['owner']}/{hub['name']}@{hub['rev']}" if hub else f"local:{root.name}"
@@ -78,13 +73,9 @@ def pool_identity(folder: str | Path, *, batches: tuple[str, ...] | None = None)
     return f"{name}:{','.join(batches)}" if batches else name
 
 
-def latest_music_arena_batch() -> str:
-    """Name of the newest ``battle_data/<batch>`` folder (``NN-YYYYMON``, highest ``NN``) of
-    Music Arena's Hub dataset.
-
-    Raises:
-        PoolError: the Hub cannot be asked (offline, error) or lists no batch.
-    """
+def _latest_batch() -> str:
+    """The newest ``battle_data/<batch>`` (``NN-YYYYMON``, highest ``NN``) of Music Arena's Hub
+    dataset; PoolError when the Hub cannot be asked or lists none."""
     from huggingface_hub import HfApi
 
     from apex.hub_files import hub_errors
@@ -102,70 +93,6 @@ def latest_music_arena_batch() -> str:
     if not batches:
         raise PoolError(f"{HUB_ID} lists no battle_data/<batch> folder; its layout has changed")
     return max(batches, key=lambda name: int(name.split("-")[0]))
-
-
-def _pool_folder(spec: str, settings: Settings) -> Path:
-    """The local folder a pool spec other than ``auto`` names."""
-    if spec == "demo":
-        from apex.demo import ensure_demo_corpus
-
-        return Path(ensure_demo_corpus(settings))
-    if spec == "music-arena" or spec.startswith("music-arena:"):
-        return _music_arena_release(spec, settings)
-    if Path(spec).expanduser().is_dir():
-        return Path(spec).expanduser()
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
-        return _hub_dataset(spec, settings)
-    raise PoolError(
-        f"APEX_POOL={spec!r} is neither `auto`, `demo`, `music-arena`, an existing folder, nor "
-        "a Hub dataset id (owner/name); fix the path or use `demo`."
-    )
-
-
-def audiofolder_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tuple[str, str]]]:
-    """The resolved folder, its ``metadata.csv`` (or ``.jsonl``) rows as read, and no skipped
-    entries (rows are checked later).
-
-    Raises:
-        PoolError: no such folder, no metadata file, or missing columns.
-    """
-    root = Path(directory).resolve()
-    if not root.is_dir():
-        raise PoolError(f"pool folder {root} does not exist; point APEX_POOL at a folder.")
-    if (root / "metadata.csv").is_file():
-        meta = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
-    elif (root / "metadata.jsonl").is_file():
-        meta = pd.read_json(root / "metadata.jsonl", lines=True, dtype=False)
-    else:
-        raise PoolError(
-            f"{root} has no metadata.csv or metadata.jsonl; add one with the columns "
-            f"{', '.join(_REQUIRED)}, prompt (the audiofolder convention)."
-        )
-    missing = [c for c in _REQUIRED if c not in meta.columns]
-    if missing:
-        raise PoolError(f"the metadata of {root} lacks column(s) {', '.join(missing)}; add them.")
-    return root, meta, []
-
-
-def music_arena_rows(directory: str | Path) -> tuple[Path, pd.DataFrame, list[tuple[str, str]]]:
-    """The release root, one metadata row per released clip on disk, and ``(name, reason)`` of
-    every unreadable battle record and missing file, from Music Arena's layout.
-
-    Raises:
-        PoolError: the folder is not in Music Arena's layout.
-    """
-    from apex.sources.music_arena import MusicArenaError, read_release
-
-    try:
-        release = read_release(directory)
-    except MusicArenaError as exc:
-        raise PoolError(str(exc)) from exc
-    clips = release.clips()
-    absent = clips[~clips["has_audio"]]
-    skipped = list(release.skipped)
-    skipped += [(name, "audio file not on disk") for name in absent["file_name"]]
-    meta = clips[clips["has_audio"]].drop(columns=["has_audio", "batch", "duration_s"])
-    return release.root, meta, skipped
 
 
 def _music_arena_release(spec: str, settings: Settings) -> Path:

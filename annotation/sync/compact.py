@@ -60,11 +60,8 @@ def due_months(folder: Path, now: float) -> dict[str, list[Path]]:
 
 
 def stage(folder: Path, shards: list[Path]) -> Compaction:
-    """Write and verify one month's compacted file in the staging folder.
-
-    Raises:
-        ExportError: the file read back differs from the shards' rows (nothing is committed).
-    """
+    """Write and verify one month's compacted file in the staging folder; ExportError when it
+    reads back unlike the shards' rows (nothing is committed)."""
     folder = Path(folder)
     merged = pa.concat_tables([conform(pq.read_table(path)) for path in shards])
     name = f"{shards[0].name.split('-')[0]}-{shards[-1].name.split('-')[1]}"

@@ -1,7 +1,5 @@
-"""The files the Hub sync handles: which may go up, what the repo already holds, adopting shards.
-
-The :class:`Ledger` (``<data_dir>/hub_sync.json``) uploads a shard exactly once, across restarts.
-"""
+"""The files the Hub sync handles: which may go up, adopting shards, and what the repo already
+holds (the :class:`Ledger`, ``<data_dir>/hub_sync.json``: a shard goes up once, across restarts)."""
 
 from __future__ import annotations
 
@@ -100,15 +98,10 @@ def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> None:
 
 
 def restore_from_folder(store: VoteStore, folder: Path, *, export_dir: Path | None = None) -> int:
-    """Import every ``votes/**/*.parquet`` shard under ``folder`` (laid out like the dataset
-    repo), idempotent by vote id; returns how many votes were added.
-
-    Imported votes are never exported again, so the shards ``export_dir`` (when given) lacks are
-    copied there, to reach the Hub with the next push.
-
-    Raises:
-        FileNotFoundError: ``folder`` is not a folder.
-    """
+    """Import every ``votes/**/*.parquet`` shard under ``folder`` (the dataset repo's layout),
+    idempotent by vote id, and copy those ``export_dir`` lacks there: imported votes are never
+    exported again, so this is how they reach the Hub. Returns how many votes were added;
+    FileNotFoundError when ``folder`` is not a folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass the folder that holds votes/.")
@@ -119,11 +112,8 @@ def restore_from_folder(store: VoteStore, folder: Path, *, export_dir: Path | No
 
 
 def files_to_upload(folder: Path, ledger: Ledger, warned: set[str]) -> dict[str, dict[str, Any]]:
-    """``repo path -> ledger entry`` of every file in ``folder`` the repo does not hold yet.
-
-    A shard that changed after it was uploaded is logged once (``warned`` remembers it) and not
-    uploaded again: shards are append-only.
-    """
+    """``repo path -> ledger entry`` of every file in ``folder`` the repo lacks; a shard changed
+    after its upload is logged once (``warned`` remembers it), not uploaded again (append-only)."""
     entries: dict[str, dict[str, Any]] = {}
     for rel, path in local_files(folder).items():
         known, size = ledger.files.get(rel), path.stat().st_size

@@ -67,12 +67,9 @@ class SystemClock:
 
 class VoteSync:
     """Publishes the vote store to ``settings.votes_repo``; ``api`` (default ``HfApi()``, token
-    from ``HF_TOKEN`` or the stored login) and ``clock`` are injected for tests.
-
-    Use as a context manager, or call :meth:`start` and :meth:`stop` (which pushes once more).
-    Without :meth:`start` (the CLI) nothing runs in the background: :meth:`push_now` makes one
-    attempt and failures are not retried.
-    """
+    from ``HF_TOKEN`` or the stored login) and ``clock`` are injected for tests. Use as a context
+    manager, or :meth:`start` and :meth:`stop` (which pushes once more); without :meth:`start`
+    (the CLI), :meth:`push_now` makes one attempt and failures are not retried."""
 
     def __init__(
         self,
@@ -167,9 +164,17 @@ class VoteSync:
             return None
 
     def _push_once(self) -> None:
-        """Export new votes, refresh the card, stage due compactions, then one commit of all."""
+        """Export new votes, rewrite the card when the set of shards changed, stage due
+        compactions, then one commit of all."""
         folder, now = self.settings.export_dir, self._clock.time()
-        self._export()
+        export_shards(self.store, folder)
+        on_disk = tuple(rel for rel in local_files(folder) if rel != CARD_FILE)
+        if on_disk != self._card_for or not (folder / CARD_FILE).is_file():
+            card = build_card(
+                stats_from_shards(folder), repo_id=self.repo_id, settings=self.settings
+            )
+            write_dataset_card(folder, card)
+        self._card_for = on_disk
         self._ledger.record({}, removed=tuple(compact.tidy(folder)))
         due = compact.due_months(folder, now)
         staged = [compact.stage(folder, shards) for shards in due.values()]
@@ -185,18 +190,6 @@ class VoteSync:
         pushed_at = now if info is not None else None
         self._ledger.record(entries, removed=tuple(gone), pushed_at=pushed_at)
 
-    def _export(self) -> None:
-        """Export new votes to shards; rewrite the card when the set of shards changed."""
-        folder = self.settings.export_dir
-        export_shards(self.store, folder)
-        shards = tuple(rel for rel in local_files(folder) if rel != CARD_FILE)
-        if shards != self._card_for or not (folder / CARD_FILE).is_file():
-            card = build_card(
-                stats_from_shards(folder), repo_id=self.repo_id, settings=self.settings
-            )
-            write_dataset_card(folder, card)
-        self._card_for = shards
-
     def _commit(
         self,
         folder: Path,
@@ -205,8 +198,7 @@ class VoteSync:
     ) -> Any:
         """One ``create_commit``: add ``entries`` (paths relative to ``folder``) and carry out
         ``compactions``; None when there is nothing to send. Only what the repo still needs is
-        sent (a compaction committed before a kill is not redone).
-        """
+        sent (a compaction committed before a kill is not redone)."""
         operations: list[Any] = [
             CommitOperationAdd(path_in_repo=rel, path_or_fileobj=folder / rel) for rel in entries
         ]
@@ -280,9 +272,7 @@ class VoteSync:
             Exception: one of :data:`SYNC_ERRORS`, what the Hub client raised.
         """
         if self.repo_id is None:
-            raise ValueError(
-                "APEX_VOTES_REPO is not set: there is no dataset repo to restore from."
-            )
+            raise ValueError("APEX_VOTES_REPO is not set; set it to the dataset repo to restore.")
         staging = self.settings.data_dir / "hub_restore"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)  # an empty repo downloads nothing, not even the folder

@@ -1,7 +1,5 @@
-"""Where the Hub sync stands: its status record, backoff, and the incident it has open.
-
-A failed attempt opens an incident of one kind (the keys of ``_MESSAGES``), logged once with what
-to do (never a secret) and retried with backoff until an attempt succeeds.
+"""Where the Hub sync stands: its status record, backoff, and the incident a failed attempt
+opens (one kind of ``_MESSAGES``, logged once with what to do, never a secret).
 """
 
 from __future__ import annotations
@@ -56,13 +54,11 @@ class Backoff:
 @dataclass(frozen=True)
 class SyncStatus:
     """Where the sync stands, for the Data tab and ``apex votes status`` (times UTC, or None).
-
     ``state``: ``local`` (no repo configured), ``starting``, ``ok``, ``stopped``, or the open
     incident's kind; ``last_error``: its message (no secrets); ``pending_votes``: votes not on the
     Hub yet, ``pending_exported`` (in local shards) plus ``pending_unexported`` (in the store
     only); ``pending_since``: when the oldest of them was cast; ``pushed_files``: files the repo
-    has received from this data directory.
-    """
+    has received from this data directory."""
 
     state: str
     repo_id: str | None = None
@@ -156,9 +152,8 @@ class Incidents:
     def failed(
         self, err: BaseException, doing: str, *, secrets: tuple[str, ...], retrying: bool
     ) -> float:
-        """Record a failed attempt while ``doing`` (for the log); log only when it opens a new
-        incident, never showing ``secrets``. Returns the wait, seconds (``retrying``: the
-        background loop will retry after it)."""
+        """Record a failed attempt while ``doing``, logged (without ``secrets``) only when it opens
+        a new incident; returns the backoff wait, seconds (``retrying``: the loop will retry)."""
         kind, message, retry_after = describe_error(err, self.repo_id or "", secrets)
         with self._lock:
             self._failures += 1

@@ -131,6 +131,18 @@ def test_rescore_with_a_new_model_replaces_scores_and_version(tmp_path: Path) ->
     assert again.calls == []  # cached per model, like the first scoring
 
 
+def test_wait_scored_on_an_unknown_clip_raises_pool_error_and_the_pool_still_works(
+    tmp_path: Path,
+) -> None:
+    folder, cache = make_folder(tmp_path / "pool", bad=False), tmp_path / "cache"
+    pool = ClipPool.from_audiofolder(folder, cache_dir=cache)
+    with pytest.raises(PoolError, match=r"'nope'.*not in the pool.*pass ids"):
+        pool.wait_scored(["alpha_0", "nope"], timeout=1)
+    pool.start_scoring(CountingScorer(), cache_dir=cache)  # the lock was not left held
+    assert pool.wait_scored(["alpha_0"], timeout=60)
+    pool.stop_scoring()
+
+
 def test_one_unscorable_clip_is_skipped_not_fatal(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "pool", bad=False)
     pool = ClipPool.from_audiofolder(folder, CountingScorer(fail_on="beta_0.wav"))
