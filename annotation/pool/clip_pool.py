@@ -9,13 +9,16 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import pandas as pd
 
 from annotation.pool.check import Clip, content_hash, validate_rows
 from annotation.pool.scoring import ScorerLike, ScoringQueue, model_key
 from annotation.pool.sources import PoolError
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11+; annotations only (requires-python >= 3.10)
 
 __all__ = ["ClipPool", "PoolOptions"]
 
