@@ -56,7 +56,8 @@ def engagement_path(settings: Settings, encoder_id: str | None = None) -> tuple[
         if not path.exists() or not (path.is_file() or any(path.rglob("*.parquet"))):
             raise FileNotFoundError(
                 f"APEX_ENGAGEMENT={spec!r}: no Parquet shards there; point it at a folder of "
-                "shards written with apex.training.write_shard, or a Hub dataset id"
+                "shards written by `apex embed` (or apex.training.data.write_shard), or a Hub "
+                "dataset id"
             )
         return path, ""
     try:
