@@ -118,20 +118,11 @@ class Refreshing(Generic[T]):
 
 
 class RefreshingMap(Generic[T]):
-    """A :class:`Refreshing` per key, computed one at a time by ``compute(key)``; the other
-    options are :class:`Refreshing`'s, shared by every key."""
+    """A :class:`Refreshing` per key, computed one at a time by ``compute(key)``; ``options``
+    (``version``, ``min_interval_s``, ``duty``, ``clock``) are :class:`Refreshing`'s, for every key."""
 
-    def __init__(
-        self,
-        compute: Callable[[Hashable], T],
-        *,
-        version: Callable[[], Hashable] = lambda: None,
-        min_interval_s: float = 0.0,
-        duty: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._compute, self._version = compute, version
-        self._options = {"min_interval_s": min_interval_s, "duty": duty, "clock": clock}
+    def __init__(self, compute: Callable[[Hashable], T], **options: Any) -> None:
+        self._compute, self._options = compute, options
         self._runner = threading.Lock()
         self._lock = threading.Lock()
         self._values: dict[Hashable, Refreshing[T]] = {}
@@ -141,10 +132,7 @@ class RefreshingMap(Generic[T]):
         with self._lock:
             if key not in self._values:
                 self._values[key] = Refreshing(
-                    lambda: self._compute(key),
-                    version=self._version,
-                    runner=self._runner,
-                    **self._options,
+                    lambda: self._compute(key), runner=self._runner, **self._options
                 )
             return self._values[key]
 
