@@ -61,11 +61,7 @@ def apex_strengths(votes: pd.DataFrame) -> pd.Series:
     """APEX's strength (nats, mean zero) of each system it predicted for: Bradley-Terry on the
     rated votes' ``apex_p_a`` as soft outcomes; ValueError without that column."""
     require_columns(votes, ("apex_p_a",))
-    return _apex_fit(_aggregate(votes, soft="apex_p_a"))
-
-
-def _apex_fit(table: _PairTable) -> pd.Series:
-    """Bradley-Terry on ``table.soft``, APEX's predictions summed per pair."""
+    table = _aggregate(votes, soft="apex_p_a")
     k, count, score = len(table.systems), table.soft[:, 0], table.soft[:, 1]
     theta = solve(table.pairs, count[None], score[None], precision=_APEX_RIDGE)[0]
     seen = (np.bincount(table.i, count, k) + np.bincount(table.j, count, k)) > 0
@@ -105,12 +101,8 @@ def fit_informed(
     """
     if (weight is None) != (prior_sd is None):
         raise ValueError("give both weight and prior_sd to fix the prior, or neither")
-    if prior is None:
-        require_columns(votes, ("apex_p_a",))
-        table = _aggregate(votes, soft="apex_p_a")
-        prior = _apex_fit(table)
-    else:
-        table, prior = _aggregate(votes), prior.astype(np.float64)
+    table = _aggregate(votes)
+    prior = apex_strengths(votes) if prior is None else prior.astype(np.float64)
     prior.index = prior.index.map(str)
     systems = sorted(set(table.systems) | set(prior.index[prior.notna()]))
     k = len(systems)

@@ -101,11 +101,9 @@ def run_refit_from_store(
     The gate compares with the model the ``scorer`` serves (default: the registry's champion;
     an in-memory model, with no ``heads_from``, cannot be handed over); the ``pool``'s clips are
     embedded by the scorer's encoder (its cache first). The refit runs in its own low-priority
-    process (:mod:`apex.training.worker`) unless ``in_process``.
-
-    Args:
-        train: training overrides (``epochs``, ``lr``, ...) on top of ``APEX_REFIT_*``.
-        warm_start: False starts the challenger from random weights.
+    process (:mod:`apex.training.worker`) unless ``in_process``. ``train``: overrides (``epochs``,
+    ``lr``, ...) on top of ``APEX_REFIT_*``; ``warm_start=False``: a challenger from random
+    weights.
 
     Raises:
         DataError: no votes from the refit's sources; what :func:`apex.training.worker.execute`
@@ -127,9 +125,8 @@ def run_refit_from_store(
         )
     info = scorer.info() if scorer is not None else {}
     model_from = str(info.get("heads_from") or "")  # a Hub repo id, a model directory or a .pt
-    serving = None
-    if model_from:
-        serving = ServingModel(model_from, info.get("revision"), str(info.get("version", "")))
+    version = str(info.get("version", ""))
+    serving = ServingModel(model_from, info.get("revision"), version) if model_from else None
     engagement, note = engagement_path(settings, info.get("trained_encoder_id"))
     work = settings.data_dir / "refit-work"
     work.mkdir(parents=True, exist_ok=True)

@@ -59,14 +59,9 @@ class RefitStatus:
 
 class RefitWorker:
     """Refits every ``settings.refit_hours`` hours with new votes, or once
-    ``settings.refit_min_votes`` new votes arrived (:meth:`due`).
-
-    Args:
-        scorer: the serving :class:`apex.scorer.Scorer`; swapped on promotion.
-        refit: ``(settings, store) -> RefitOutcome`` (default :func:`run_refit_from_store`
-            against the serving scorer and the arena's pool).
-        arena: the :class:`annotation.arena.Arena` whose pool a promoted model re-scores.
-        poll_s, clock: seconds between checks whether a refit is due; monotonic seconds.
+    ``settings.refit_min_votes`` new votes arrived (:meth:`due`); a promoted model replaces the
+    ``scorer``'s and re-scores the ``arena``'s pool. ``refit``: ``(settings, store) ->
+    RefitOutcome`` (default :func:`run_refit_from_store`); ``poll_s``: seconds between checks.
     """
 
     def __init__(
