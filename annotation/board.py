@@ -33,18 +33,10 @@ def select_votes(
     include_flagged: bool = False,
     signed_in_only: bool = False,
 ) -> pd.DataFrame:
-    """The votes a board (or a refit) counts.
-
-    Args:
-        votes: :meth:`VoteStore.votes_frame` rows (``source``; ``is_instrumental`` for a split
-            board, ``signed_in`` for ``signed_in_only``, ``flags`` optional).
-        sources: :data:`annotation.store.SOURCES` to keep; default live and simulated, plus
-            imported with ``include_imported``.
-        board: :data:`BOARD_NAMES`: every vote, or instrumental or vocal prompts only.
-        include_flagged, signed_in_only: keep flagged votes; keep only signed-in ones.
-
-    Raises:
-        ValueError: an unknown source or board, or a column the selection needs is missing.
+    """The votes (:meth:`VoteStore.votes_frame` rows) a board or a refit counts: from ``sources``
+    (default live and simulated, plus imported with ``include_imported``), of the ``board``
+    (:data:`BOARD_NAMES`: needs ``is_instrumental`` unless ``all``). ValueError for an unknown
+    source or board, or a column the selection needs missing.
     """
     if "source" not in votes.columns:
         raise ValueError("votes need a source column (live/simulated/imported)")

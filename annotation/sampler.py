@@ -126,11 +126,9 @@ class PairSampler:
     ) -> tuple[str, str]:
         """Draw the next battle: ``(clip_id_a, clip_id_b)``, two systems in random order.
 
-        Args:
-            pair_counts: battles so far per system pair (:func:`pair_key`; missing: 0).
-            ratings: a :func:`~annotation.ratings.fit_bradley_terry` table (``info`` mode).
-            exclude: clip pairs (``frozenset({clip_a, clip_b})``) this session already heard;
-                NoPairAvailable when every eligible pair is.
+        ``pair_counts``: battles so far per :func:`pair_key` (missing: 0); ``ratings``: a
+        :func:`~annotation.ratings.fit_bradley_terry` table (``info`` mode); ``exclude``: clip
+        pairs this session heard (NoPairAvailable when every eligible pair is).
         """
         weights = self._weights(pair_counts, ratings)
         with self._lock:
