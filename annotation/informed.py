@@ -38,16 +38,12 @@ _APEX_RIDGE = 1e-2  # keeps APEX's own fit finite if it is certain about a syste
 
 @dataclass(frozen=True)
 class InformedFit:
-    """An APEX-informed board.
-
-    Attributes:
-        ratings: as :func:`annotation.ratings.ratings_table` (95% posterior intervals), plus
-            ``apex`` (APEX's rating, points; NaN without predictions).
-        weight: posterior mean of ``beta`` (0: APEX ignored, 1: taken at face value).
-        prior_votes: the votes between equal systems the prior is worth, ``4 / tau^2`` at the
-            geometric posterior mean of ``1 / tau^2`` (0 without APEX predictions).
-        centre, precision: ``[K]`` one prior standing for the grid, for
-            :func:`flips_to_change_top`.
+    """An APEX-informed board: ``ratings`` as :func:`annotation.ratings.ratings_table` (95%
+    posterior intervals) plus ``apex`` (APEX's rating, points; NaN without predictions);
+    ``weight``: posterior mean of ``beta`` (0: APEX ignored, 1: taken at face value);
+    ``prior_votes``: the votes between equal systems the prior is worth, ``4 / tau^2`` at the
+    geometric posterior mean of ``1 / tau^2`` (0 without predictions); ``centre``, ``precision``:
+    ``[K]``, one prior standing for the grid (for :func:`flips_to_change_top`).
     """
 
     ratings: pd.DataFrame
@@ -89,15 +85,11 @@ def fit_informed(
     Systems APEX did not score get the grid's weakest prior, centred on the average. Assumes
     APEX's strengths exact and independent of these votes (a refit trained on the same votes
     flatters the prior), and one common ``tau``. With the prior weight fixed at 0 this is
-    ``fit_bradley_terry``.
-
-    Args:
-        votes: ``system_a``, ``system_b``, ``preference`` (and ``apex_p_a`` without ``prior``).
-        prior: APEX's strength per system (nats; centred here); default :func:`apex_strengths`
-            of ``votes``. Systems only in the prior are rated too.
-        l2: an extra ridge (scikit-learn's ``C``, as the plain fit); None: the prior alone.
-        weight, prior_sd: fix ``beta`` and ``tau`` (nats) instead of averaging over the grid;
-            ``prior_sd=inf`` is a zero-weight prior (the plain fit with ``l2``).
+    ``fit_bradley_terry``. ``votes``: ``system_a``, ``system_b``, ``preference`` (and
+    ``apex_p_a`` without ``prior``); ``prior``: APEX's strength per system (nats, centred here;
+    default :func:`apex_strengths`; its systems are rated too); ``l2``: an extra ridge (the plain
+    fit's ``C``); ``weight``, ``prior_sd``: fix ``beta`` and ``tau`` (nats) instead of the grid
+    (``prior_sd=inf``: a zero-weight prior, the plain fit with ``l2``).
     """
     if (weight is None) != (prior_sd is None):
         raise ValueError("give both weight and prior_sd to fix the prior, or neither")

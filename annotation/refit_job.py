@@ -16,15 +16,13 @@ from apex.training.request import EncoderSpec, PoolClip, RefitOutcome, ServingMo
 
 def ratings_frame(votes: pd.DataFrame) -> pd.DataFrame:
     """Long table ``clip_id`` + aesthetic columns from the votes' ``ratings_a`` / ``ratings_b``."""
-    rows: list[dict[str, Any]] = []
-    for side in ("a", "b"):
-        col = f"ratings_{side}"
-        if col not in votes:
-            continue
-        for clip, ratings in zip(votes[f"clip_{side}"], votes[col], strict=True):
-            if isinstance(ratings, dict) and ratings:
-                rows.append({"clip_id": clip, **{k: float(v) for k, v in ratings.items()}})
-    return pd.DataFrame(rows)
+    sides = [(f"clip_{s}", f"ratings_{s}") for s in ("a", "b") if f"ratings_{s}" in votes]
+    return pd.DataFrame(
+        {"clip_id": clip, **{k: float(v) for k, v in ratings.items()}}
+        for clip_col, ratings_col in sides
+        for clip, ratings in zip(votes[clip_col], votes[ratings_col], strict=True)
+        if isinstance(ratings, dict) and ratings
+    )
 
 
 def engagement_path(settings: Settings, encoder_id: str | None = None) -> tuple[Path | None, str]:

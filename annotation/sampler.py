@@ -207,9 +207,7 @@ def _order_uncertainty(rating: dict[str, float], se: dict[str, float], x: str, y
 class StoreRatings(StoreFit):
     """The vote store's ratings for ``info`` sampling (call it for the table): a fit (``C=1``,
     :data:`RATINGS_BOOTSTRAP` rounds) of our votes, flagged ones included (imported ones with
-    ``include_imported``), refreshed off the request path; only the first call waits.
-    ``clock``: monotonic seconds.
-    """
+    ``include_imported``), refreshed off the request path; only the first call waits."""
 
     def __init__(
         self,

@@ -39,15 +39,11 @@ _CELLS_PER_CHUNK = 8_000_000  # bounds bootstrap memory: rounds x rows x dim^2 p
 
 @dataclass(frozen=True)
 class StyleFit:
-    """A style-controlled board.
-
-    Attributes:
-        ratings: as :func:`annotation.ratings.fit_bradley_terry` returns.
-        effects: index ``covariate``; ``per_sd`` (points per SD, with ``ci_low``/``ci_high``),
-            ``sd`` (raw units), ``per_unit`` (points per raw unit), ``unit`` and
-            ``win_rate_per_sd`` (how often a clip one SD "more" beats an equal system).
-        used_votes: rated votes in the fit; ``missing_votes``: rated votes left out for a
-            missing covariate; ``dropped``: covariates that never varied.
+    """A style-controlled board: ``ratings`` as :func:`annotation.ratings.fit_bradley_terry`'s;
+    ``effects`` indexed by ``covariate``: ``per_sd`` (points per SD, ``ci_low``/``ci_high``),
+    ``sd`` (raw units), ``per_unit`` (points per raw unit), ``unit``, ``win_rate_per_sd`` (how
+    often a clip one SD "more" beats an equal system); rated votes ``used_votes`` and
+    ``missing_votes`` (a covariate missing); ``dropped``: covariates that never varied.
     """
 
     ratings: pd.DataFrame
