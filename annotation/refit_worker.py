@@ -152,11 +152,9 @@ class RefitWorker:
                 log.exception("refit worker: unexpected error; retrying at the next poll")
 
     def run_once(self, why: str = "asked") -> bool:
-        """Run one refit in the calling thread; True when a new model went live.
-
-        A :data:`REFIT_ERRORS` failure is logged and kept in :attr:`status` (the champion keeps
-        serving); a bug is recorded there too, and raised.
-        """
+        """Run one refit in the calling thread; True when a new model went live. A
+        :data:`REFIT_ERRORS` failure is logged and kept in :attr:`status` (the champion keeps
+        serving); a bug is recorded there too, and raised."""
         if not self._run_lock.acquire(blocking=False):
             return False  # a refit is already running; this request is covered by it
         st = self.status
