@@ -37,17 +37,13 @@ def agreement(votes: pd.DataFrame) -> dict[str, float | int]:
 def agreement_by_version(
     votes: pd.DataFrame, *, windows: int = 6, min_votes: int = 10
 ) -> pd.DataFrame:
-    """Agreement per model version (the one whose prediction the voter saw) and time window.
+    """Agreement per model version (the one whose prediction the voter saw) and time window:
+    at most ``windows`` per version, each of at least ``min_votes`` decided votes (or one).
 
-    Args:
-        votes: ``timestamp`` (Unix seconds), ``preference``, ``apex_p_a``, ``apex_model_version``
-            (rows without a version are left out too).
-        windows: at most this many windows per version.
-        min_votes: decided votes per window at least (a version with fewer gets one window).
-
-    Returns:
-        One row per (version, window), versions in order of their first vote: ``start``,
-        ``end``, ``time`` (bounds and median, Unix seconds) and :func:`agreement`'s columns.
+    ``votes``: ``timestamp`` (Unix seconds), ``preference``, ``apex_p_a``, ``apex_model_version``
+    (rows without one are left out). Returns one row per (version, window), versions in order of
+    their first vote: ``start``, ``end``, ``time`` (bounds and median, Unix seconds) and
+    :func:`agreement`'s columns.
     """
     require_columns(votes, ("timestamp", "preference", "apex_p_a", "apex_model_version"))
     p_a = pd.to_numeric(votes["apex_p_a"], errors="coerce")

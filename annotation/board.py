@@ -33,18 +33,10 @@ def select_votes(
     include_flagged: bool = False,
     signed_in_only: bool = False,
 ) -> pd.DataFrame:
-    """The votes a board (or a refit) counts.
-
-    Args:
-        votes: :meth:`VoteStore.votes_frame` rows (``source``; ``is_instrumental`` for a split
-            board, ``signed_in`` for ``signed_in_only``, ``flags`` optional).
-        sources: :data:`annotation.store.SOURCES` to keep; default live and simulated, plus
-            imported with ``include_imported``.
-        board: :data:`BOARD_NAMES`: every vote, or instrumental or vocal prompts only.
-        include_flagged, signed_in_only: keep flagged votes; keep only signed-in ones.
-
-    Raises:
-        ValueError: an unknown source or board, or a column the selection needs is missing.
+    """The votes (:meth:`VoteStore.votes_frame` rows) a board or a refit counts: from ``sources``
+    (default live and simulated, plus imported with ``include_imported``), of the ``board``
+    (:data:`BOARD_NAMES`: needs ``is_instrumental`` unless ``all``). ValueError for an unknown
+    source or board, or a column the selection needs missing.
     """
     if "source" not in votes.columns:
         raise ValueError("votes need a source column (live/simulated/imported)")
@@ -95,7 +87,8 @@ def board_data(
         The options, ``updated_at`` (UTC), ``votes`` (all stored), ``rated_votes`` (this
         board's, without BOTH_BAD), ``flagged_left_out``, ``rows`` (``rank``, ``system``,
         ``rating``, ``ci_low``, ``ci_high``, ``votes``, ``provisional``), ``top_flips``
-        (:func:`~annotation.informed.flips_to_change_top`), ``b_win_share`` (``share``, ``n``
+        (:func:`~annotation.informed.flips_to_change_top`; None on a style board whose leader
+        is not the plain fit's), ``b_win_share`` (``share``, ``n``
         of decisive votes won by clip B, or None), ``apex`` (``weight``, ``prior_votes``;
         informed only), ``agreement`` (or None), ``agreement_by_version`` (records), ``effects``
         (style control only) and ``style_missing_votes``. ValueError for an unknown board.
@@ -110,11 +103,11 @@ def board_data(
     if apex_informed:
         table, apex, flips = _informed_board(votes)
     else:
-        if style_control:
-            table, effects, missing = _style_board(votes)
-        else:
-            table = ranked(fit_bradley_terry(votes, l2=1.0, interval="posterior"))
-        flips = flips_to_change_top(votes, l2=1.0) if len(table) > 1 else None
+        plain = ranked(fit_bradley_terry(votes, l2=1.0, interval="posterior"))
+        table, effects, missing = _style_board(votes) if style_control else (plain, None, 0)
+        # The flip count is the plain fit's: it speaks for a style board only with the same leader.
+        same_top = len(table) > 1 and table.index[0] == plain.index[0]
+        flips = flips_to_change_top(votes, l2=1.0) if same_top else None
     rows = [
         {
             "rank": int(r["rank"]),

@@ -68,9 +68,8 @@ def contrarian_log_ratio(votes: Sequence[PastVote], ratings: Mapping[str, float]
     coin flip with 1/2. Under the coin flip the ratio is a martingale, so by Ville's inequality it
     ever reaches ``1/alpha`` (:data:`CONTRARIAN_ALPHA`) with probability at most ``alpha``.
 
-    Returns the sum over ``votes`` (ties, both-bad and unrated systems add nothing) of
-    ``log(2c)`` for a pick against the favourite and ``log(2(1-c))`` for one of it, ``ratings``
-    in Elo points; positive values lean contrarian.
+    The sum over ``votes`` (ties, both-bad and unrated systems add nothing; ``ratings`` in Elo
+    points) of ``log(2c)`` per pick against the favourite, ``log(2(1-c))`` per pick of it.
     """
     total = 0.0
     for vote in votes:

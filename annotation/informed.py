@@ -38,16 +38,12 @@ _APEX_RIDGE = 1e-2  # keeps APEX's own fit finite if it is certain about a syste
 
 @dataclass(frozen=True)
 class InformedFit:
-    """An APEX-informed board.
-
-    Attributes:
-        ratings: as :func:`annotation.ratings.ratings_table` (95% posterior intervals), plus
-            ``apex`` (APEX's rating, points; NaN without predictions).
-        weight: posterior mean of ``beta`` (0: APEX ignored, 1: taken at face value).
-        prior_votes: the votes between equal systems the prior is worth, ``4 / tau^2`` at the
-            geometric posterior mean of ``1 / tau^2`` (0 without APEX predictions).
-        centre, precision: ``[K]`` one prior standing for the grid, for
-            :func:`flips_to_change_top`.
+    """An APEX-informed board: ``ratings`` as :func:`annotation.ratings.ratings_table` (95%
+    posterior intervals) plus ``apex`` (APEX's rating, points; NaN without predictions);
+    ``weight``: posterior mean of ``beta`` (0: APEX ignored, 1: taken at face value);
+    ``prior_votes``: the votes between equal systems the prior is worth, ``4 / tau^2`` at the
+    geometric posterior mean of ``1 / tau^2`` (0 without predictions); ``centre``, ``precision``:
+    ``[K]``, one prior standing for the grid (for :func:`flips_to_change_top`).
     """
 
     ratings: pd.DataFrame
@@ -61,11 +57,7 @@ def apex_strengths(votes: pd.DataFrame) -> pd.Series:
     """APEX's strength (nats, mean zero) of each system it predicted for: Bradley-Terry on the
     rated votes' ``apex_p_a`` as soft outcomes; ValueError without that column."""
     require_columns(votes, ("apex_p_a",))
-    return _apex_fit(_aggregate(votes, soft="apex_p_a"))
-
-
-def _apex_fit(table: _PairTable) -> pd.Series:
-    """Bradley-Terry on ``table.soft``, APEX's predictions summed per pair."""
+    table = _aggregate(votes, soft="apex_p_a")
     k, count, score = len(table.systems), table.soft[:, 0], table.soft[:, 1]
     theta = solve(table.pairs, count[None], score[None], precision=_APEX_RIDGE)[0]
     seen = (np.bincount(table.i, count, k) + np.bincount(table.j, count, k)) > 0
@@ -93,24 +85,16 @@ def fit_informed(
     Systems APEX did not score get the grid's weakest prior, centred on the average. Assumes
     APEX's strengths exact and independent of these votes (a refit trained on the same votes
     flatters the prior), and one common ``tau``. With the prior weight fixed at 0 this is
-    ``fit_bradley_terry``.
-
-    Args:
-        votes: ``system_a``, ``system_b``, ``preference`` (and ``apex_p_a`` without ``prior``).
-        prior: APEX's strength per system (nats; centred here); default :func:`apex_strengths`
-            of ``votes``. Systems only in the prior are rated too.
-        l2: an extra ridge (scikit-learn's ``C``, as the plain fit); None: the prior alone.
-        weight, prior_sd: fix ``beta`` and ``tau`` (nats) instead of averaging over the grid;
-            ``prior_sd=inf`` is a zero-weight prior (the plain fit with ``l2``).
+    ``fit_bradley_terry``. ``votes``: ``system_a``, ``system_b``, ``preference`` (and
+    ``apex_p_a`` without ``prior``); ``prior``: APEX's strength per system (nats, centred here;
+    default :func:`apex_strengths`; its systems are rated too); ``l2``: an extra ridge (the plain
+    fit's ``C``); ``weight``, ``prior_sd``: fix ``beta`` and ``tau`` (nats) instead of the grid
+    (``prior_sd=inf``: a zero-weight prior, the plain fit with ``l2``).
     """
     if (weight is None) != (prior_sd is None):
         raise ValueError("give both weight and prior_sd to fix the prior, or neither")
-    if prior is None:
-        require_columns(votes, ("apex_p_a",))
-        table = _aggregate(votes, soft="apex_p_a")
-        prior = _apex_fit(table)
-    else:
-        table, prior = _aggregate(votes), prior.astype(np.float64)
+    table = _aggregate(votes)
+    prior = apex_strengths(votes) if prior is None else prior.astype(np.float64)
     prior.index = prior.index.map(str)
     systems = sorted(set(table.systems) | set(prior.index[prior.notna()]))
     k = len(systems)

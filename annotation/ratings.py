@@ -173,20 +173,15 @@ def fit_bradley_terry(
     anchor: tuple[str, float] | None = None,
     interval: Literal["bootstrap", "sandwich", "posterior"] = "bootstrap",
 ) -> pd.DataFrame:
-    """Bradley-Terry ratings of systems from pairwise votes (see the module doc).
+    """Bradley-Terry ratings of systems from pairwise votes (see the module doc), as
+    :func:`ratings_table`: ``rating``, ``ci_low``, ``ci_high`` (points, 95%), ``votes``.
 
-    Args:
-        l2: None for maximum likelihood (an unbeaten system comes out very large); ``C`` for
-            scikit-learn's ridge (Music Arena uses 1.0).
-        bootstrap_rounds, seed: bootstrap resamples (multinomial, of the pair counts) for the
-            interval (0: ``ci_*`` NaN).
-        min_votes: systems with fewer rated battles are dropped with their battles, repeatedly.
-        anchor: ``(system, rating)`` to shift the board to; by default the mean rating is 1000.
-        interval: ``"bootstrap"`` percentiles, or ``"sandwich"`` / ``"posterior"``: rating +-
-            1.96 SEs of :func:`rating_cov`.
-
-    Returns:
-        :func:`ratings_table`: ``rating``, ``ci_low``, ``ci_high`` (points, 95%), ``votes``.
+    ``l2``: None for maximum likelihood (an unbeaten system comes out very large), else ``C``
+    (Music Arena uses 1.0). ``interval``: ``"bootstrap"`` percentiles of ``bootstrap_rounds``
+    multinomial resamples of the pair counts (0: ``ci_*`` NaN), or ``"sandwich"`` /
+    ``"posterior"``: rating +- 1.96 SEs of :func:`rating_cov`. Systems under ``min_votes`` rated
+    battles are dropped with their battles, repeatedly. ``anchor``: ``(system, rating)`` to
+    shift the board to (default: mean rating 1000).
     """
     check_fit_options(l2, bootstrap_rounds, interval, ("bootstrap", "sandwich", "posterior"))
     # A system seen only in BOTH_BAD battles has no rating at all: it is left out.

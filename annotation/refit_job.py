@@ -16,15 +16,13 @@ from apex.training.request import EncoderSpec, PoolClip, RefitOutcome, ServingMo
 
 def ratings_frame(votes: pd.DataFrame) -> pd.DataFrame:
     """Long table ``clip_id`` + aesthetic columns from the votes' ``ratings_a`` / ``ratings_b``."""
-    rows: list[dict[str, Any]] = []
-    for side in ("a", "b"):
-        col = f"ratings_{side}"
-        if col not in votes:
-            continue
-        for clip, ratings in zip(votes[f"clip_{side}"], votes[col], strict=True):
-            if isinstance(ratings, dict) and ratings:
-                rows.append({"clip_id": clip, **{k: float(v) for k, v in ratings.items()}})
-    return pd.DataFrame(rows)
+    sides = [(f"clip_{s}", f"ratings_{s}") for s in ("a", "b") if f"ratings_{s}" in votes]
+    return pd.DataFrame(
+        {"clip_id": clip, **{k: float(v) for k, v in ratings.items()}}
+        for clip_col, ratings_col in sides
+        for clip, ratings in zip(votes[clip_col], votes[ratings_col], strict=True)
+        if isinstance(ratings, dict) and ratings
+    )
 
 
 def engagement_path(settings: Settings, encoder_id: str | None = None) -> tuple[Path | None, str]:
@@ -56,7 +54,8 @@ def engagement_path(settings: Settings, encoder_id: str | None = None) -> tuple[
         if not path.exists() or not (path.is_file() or any(path.rglob("*.parquet"))):
             raise FileNotFoundError(
                 f"APEX_ENGAGEMENT={spec!r}: no Parquet shards there; point it at a folder of "
-                "shards written with apex.training.write_shard, or a Hub dataset id"
+                "shards written by `apex embed` (or apex.training.data.write_shard), or a Hub "
+                "dataset id"
             )
         return path, ""
     try:
@@ -100,11 +99,9 @@ def run_refit_from_store(
     The gate compares with the model the ``scorer`` serves (default: the registry's champion;
     an in-memory model, with no ``heads_from``, cannot be handed over); the ``pool``'s clips are
     embedded by the scorer's encoder (its cache first). The refit runs in its own low-priority
-    process (:mod:`apex.training.worker`) unless ``in_process``.
-
-    Args:
-        train: training overrides (``epochs``, ``lr``, ...) on top of ``APEX_REFIT_*``.
-        warm_start: False starts the challenger from random weights.
+    process (:mod:`apex.training.worker`) unless ``in_process``. ``train``: overrides (``epochs``,
+    ``lr``, ...) on top of ``APEX_REFIT_*``; ``warm_start=False``: a challenger from random
+    weights.
 
     Raises:
         DataError: no votes from the refit's sources; what :func:`apex.training.worker.execute`
@@ -126,9 +123,8 @@ def run_refit_from_store(
         )
     info = scorer.info() if scorer is not None else {}
     model_from = str(info.get("heads_from") or "")  # a Hub repo id, a model directory or a .pt
-    serving = None
-    if model_from:
-        serving = ServingModel(model_from, info.get("revision"), str(info.get("version", "")))
+    version = str(info.get("version", ""))
+    serving = ServingModel(model_from, info.get("revision"), version) if model_from else None
     engagement, note = engagement_path(settings, info.get("trained_encoder_id"))
     work = settings.data_dir / "refit-work"
     work.mkdir(parents=True, exist_ok=True)

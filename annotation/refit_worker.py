@@ -59,14 +59,9 @@ class RefitStatus:
 
 class RefitWorker:
     """Refits every ``settings.refit_hours`` hours with new votes, or once
-    ``settings.refit_min_votes`` new votes arrived (:meth:`due`).
-
-    Args:
-        scorer: the serving :class:`apex.scorer.Scorer`; swapped on promotion.
-        refit: ``(settings, store) -> RefitOutcome`` (default :func:`run_refit_from_store`
-            against the serving scorer and the arena's pool).
-        arena: the :class:`annotation.arena.Arena` whose pool a promoted model re-scores.
-        poll_s, clock: seconds between checks whether a refit is due; monotonic seconds.
+    ``settings.refit_min_votes`` new votes arrived (:meth:`due`); a promoted model replaces the
+    ``scorer``'s and re-scores the ``arena``'s pool. ``refit``: ``(settings, store) ->
+    RefitOutcome`` (default :func:`run_refit_from_store`); ``poll_s``: seconds between checks.
     """
 
     def __init__(
@@ -157,11 +152,9 @@ class RefitWorker:
                 log.exception("refit worker: unexpected error; retrying at the next poll")
 
     def run_once(self, why: str = "asked") -> bool:
-        """Run one refit in the calling thread; True when a new model went live.
-
-        A :data:`REFIT_ERRORS` failure is logged and kept in :attr:`status` (the champion keeps
-        serving); a bug is recorded there too, and raised.
-        """
+        """Run one refit in the calling thread; True when a new model went live. A
+        :data:`REFIT_ERRORS` failure is logged and kept in :attr:`status` (the champion keeps
+        serving); a bug is recorded there too, and raised."""
         if not self._run_lock.acquire(blocking=False):
             return False  # a refit is already running; this request is covered by it
         st = self.status

@@ -22,17 +22,11 @@ _NEVER = object()
 
 
 class Refreshing(Generic[T]):
-    """The last result of ``compute``, recomputed on a daemon thread when stale.
-
-    Two starts are at least ``min_interval_s`` apart and at least the last computation's
-    duration over ``duty`` (the first, which pays the cold start, does not count), so a big
-    store's refits take a bounded share of the CPU.
-
-    Args:
-        version: a cheap marker of the source; a new marker makes the value stale.
-        duty: at most this fraction of the time is spent computing (0 < duty <= 1).
-        clock: time source, seconds (or pass ``now`` to :meth:`get`).
-        runner: a lock held while computing; share one to run computations one at a time.
+    """The last result of ``compute``, recomputed on a daemon thread when ``version()`` (a cheap
+    marker of the source) changes. Two starts are at least ``min_interval_s`` of ``clock``
+    apart, and at least the last computation's duration over ``duty`` (in (0, 1]; the first,
+    which pays the cold start, does not count), so a big store's refits take a bounded share of
+    the CPU. ``runner``: a lock held while computing; share one to compute one at a time.
     """
 
     def __init__(
@@ -65,14 +59,10 @@ class Refreshing(Generic[T]):
     ) -> T | None:
         """The last result (None before the first), starting a recomputation when stale.
 
-        Args:
-            now: the caller's time on ``clock``'s scale (default: ``clock()``).
-            wait_s: before the first result exists, wait up to this long for it.
-            fresh_wait_s: wait up to this long for a running recomputation if the last one
-                took at most this long (a small store's board is then always fresh).
-
-        Raises:
-            Exception: what the first computation raised, while there is no result yet.
+        ``now``: on ``clock``'s scale; ``wait_s``: wait up to this long for the first result;
+        ``fresh_wait_s``: wait up to this long for a running recomputation if the last one took
+        at most this long (a small store's board is then always fresh). Raises what the first
+        computation raised while there is no result yet.
         """
         self.refresh(now=now)
         with self._done:
@@ -118,20 +108,11 @@ class Refreshing(Generic[T]):
 
 
 class RefreshingMap(Generic[T]):
-    """A :class:`Refreshing` per key, computed one at a time by ``compute(key)``; the other
-    options are :class:`Refreshing`'s, shared by every key."""
+    """A :class:`Refreshing` per key, computed one at a time by ``compute(key)``; ``options``
+    (``version``, ``min_interval_s``, ``duty``, ``clock``): :class:`Refreshing`'s, every key's."""
 
-    def __init__(
-        self,
-        compute: Callable[[Hashable], T],
-        *,
-        version: Callable[[], Hashable] = lambda: None,
-        min_interval_s: float = 0.0,
-        duty: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._compute, self._version = compute, version
-        self._options = {"min_interval_s": min_interval_s, "duty": duty, "clock": clock}
+    def __init__(self, compute: Callable[[Hashable], T], **options: Any) -> None:
+        self._compute, self._options = compute, options
         self._runner = threading.Lock()
         self._lock = threading.Lock()
         self._values: dict[Hashable, Refreshing[T]] = {}
@@ -141,10 +122,7 @@ class RefreshingMap(Generic[T]):
         with self._lock:
             if key not in self._values:
                 self._values[key] = Refreshing(
-                    lambda: self._compute(key),
-                    version=self._version,
-                    runner=self._runner,
-                    **self._options,
+                    lambda: self._compute(key), runner=self._runner, **self._options
                 )
             return self._values[key]
 
@@ -181,11 +159,8 @@ class WorkerProcess:
             return self._pool
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(store, *args, **kwargs)`` in the worker (``fn`` module-level, picklable).
-
-        Raises:
-            BrokenProcessPool: the worker died (e.g. out of memory); the next call starts anew.
-        """
+        """``fn(store, *args, **kwargs)`` in the worker (``fn`` module-level, picklable);
+        BrokenProcessPool when the worker died (e.g. out of memory): the next call starts anew."""
         from concurrent.futures.process import BrokenProcessPool
 
         try:

@@ -126,11 +126,9 @@ class PairSampler:
     ) -> tuple[str, str]:
         """Draw the next battle: ``(clip_id_a, clip_id_b)``, two systems in random order.
 
-        Args:
-            pair_counts: battles so far per system pair (:func:`pair_key`; missing: 0).
-            ratings: a :func:`~annotation.ratings.fit_bradley_terry` table (``info`` mode).
-            exclude: clip pairs (``frozenset({clip_a, clip_b})``) this session already heard;
-                NoPairAvailable when every eligible pair is.
+        ``pair_counts``: battles so far per :func:`pair_key` (missing: 0); ``ratings``: a
+        :func:`~annotation.ratings.fit_bradley_terry` table (``info`` mode); ``exclude``: clip
+        pairs this session heard (NoPairAvailable when every eligible pair is).
         """
         weights = self._weights(pair_counts, ratings)
         with self._lock:
@@ -209,9 +207,7 @@ def _order_uncertainty(rating: dict[str, float], se: dict[str, float], x: str, y
 class StoreRatings(StoreFit):
     """The vote store's ratings for ``info`` sampling (call it for the table): a fit (``C=1``,
     :data:`RATINGS_BOOTSTRAP` rounds) of our votes, flagged ones included (imported ones with
-    ``include_imported``), refreshed off the request path; only the first call waits.
-    ``clock``: monotonic seconds.
-    """
+    ``include_imported``), refreshed off the request path; only the first call waits."""
 
     def __init__(
         self,

@@ -39,15 +39,11 @@ _CELLS_PER_CHUNK = 8_000_000  # bounds bootstrap memory: rounds x rows x dim^2 p
 
 @dataclass(frozen=True)
 class StyleFit:
-    """A style-controlled board.
-
-    Attributes:
-        ratings: as :func:`annotation.ratings.fit_bradley_terry` returns.
-        effects: index ``covariate``; ``per_sd`` (points per SD, with ``ci_low``/``ci_high``),
-            ``sd`` (raw units), ``per_unit`` (points per raw unit), ``unit`` and
-            ``win_rate_per_sd`` (how often a clip one SD "more" beats an equal system).
-        used_votes: rated votes in the fit; ``missing_votes``: rated votes left out for a
-            missing covariate; ``dropped``: covariates that never varied.
+    """A style-controlled board: ``ratings`` as :func:`annotation.ratings.fit_bradley_terry`'s;
+    ``effects`` indexed by ``covariate``: ``per_sd`` (points per SD, ``ci_low``/``ci_high``),
+    ``sd`` (raw units), ``per_unit`` (points per raw unit), ``unit``, ``win_rate_per_sd`` (how
+    often a clip one SD "more" beats an equal system); rated votes ``used_votes`` and
+    ``missing_votes`` (a covariate missing); ``dropped``: covariates that never varied.
     """
 
     ratings: pd.DataFrame
@@ -95,15 +91,12 @@ def fit_style_controlled(
 ) -> StyleFit:
     """Fit system ratings and covariate effects together (see the module doc).
 
-    Args:
-        votes: ``system_a``, ``system_b``, ``preference`` and the columns the covariates need
-            (``duration_a/_b``, ``loudness_a/_b``, ``instrumental_a/_b``).
-        covariates: any of :data:`COVARIATES`; ``()`` gives the plain Bradley-Terry fit.
-        l2: scikit-learn's ``C`` (ridge on every coefficient), or None for maximum likelihood.
-        bootstrap_rounds: row-resampling bootstrap rounds for the 95% intervals (0: none).
-        seed, min_votes: as in :func:`annotation.ratings.fit_bradley_terry`.
-        interval: ``"bootstrap"`` or ``"sandwich"`` (``H^-1 M H^-1`` at the optimum: one pass
-            over the votes where a bootstrap takes hundreds).
+    ``votes``: ``system_a``, ``system_b``, ``preference`` and the covariates' columns
+    (``duration_a/_b``, ``loudness_a/_b``, ``instrumental_a/_b``); ``covariates``: any of
+    :data:`COVARIATES` (``()``: the plain fit); ``l2``: ridge on every coefficient; the rest as
+    :func:`annotation.ratings.fit_bradley_terry`, but the bootstrap resamples vote rows and
+    ``interval`` is ``"bootstrap"`` or ``"sandwich"`` (``H^-1 M H^-1`` at the optimum: one pass
+    where a bootstrap takes hundreds).
     """
     check_fit_options(l2, bootstrap_rounds, interval, ("bootstrap", "sandwich"))
     # The A/B/TIE votes among the systems the plain board keeps at min_votes.

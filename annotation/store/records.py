@@ -113,14 +113,10 @@ def new_vote(
     session: str | None = None,
     **more: Any,
 ) -> VoteRecord:
-    """The one way to build a vote: live, simulated or imported.
-
-    Args:
-        battle: the fields a vote shares with :class:`Battle`, by name (a ``Battle`` as a dict,
-            or a row of simulated or released battles).
-        voter: the user pseudonym; ``session`` defaults to it.
-        more: any other :class:`VoteRecord` field.
-    """
+    """The one way to build a vote (live, simulated or imported): ``battle`` gives the fields a
+    vote shares with :class:`Battle`, by name (a ``Battle`` as a dict, or a row of simulated or
+    released battles); ``voter`` is the user pseudonym (and the default ``session``); ``more``:
+    any other :class:`VoteRecord` field."""
     return VoteRecord(
         vote_id=vote_id,
         battle_uuid=battle_uuid,

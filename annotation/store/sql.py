@@ -243,12 +243,9 @@ class SQLVoteStore(ABC):
 
     def insert_vote(self, vote: VoteRecord) -> bool:
         """Store a vote durably and mark its battle voted, in one transaction; False when this
-        vote id is already stored (an idempotent retry).
-
-        Raises:
-            DuplicateVote: the battle already has a vote with another id.
-            StoreError: the vote is not valid (unknown source or preference, missing field).
-        """
+        vote id is already stored (an idempotent retry). DuplicateVote when the battle has a vote
+        with another id; StoreError for an invalid vote (unknown source or preference, missing
+        field)."""
         with self._write(votes=True) as cur:
             return self._insert_in(cur, vote, row_id=None, imported=False)
 

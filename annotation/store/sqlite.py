@@ -76,9 +76,8 @@ def check_local_disk(path: str | Path, mountinfo: str | None = None) -> None:
 
 class _Reader(sqlite3.Connection):
     """A thread's read connection (a subclass, so the store can hold it by weak reference).
-
-    ``in_use`` is held while a query runs: :meth:`SQLiteVoteStore.close` takes it before closing,
-    because closing a connection another thread is reading from crashes the interpreter."""
+    ``in_use`` is held while a query runs: closing a connection another thread is reading from
+    crashes the interpreter, so :meth:`SQLiteVoteStore.close` takes it first."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -76,3 +76,40 @@ def test_boards_split_instrumental_and_vocal() -> None:
     assert everything["votes"].tolist() == [800, 800]
     no_rows = votes.iloc[:0]
     assert fit_bradley_terry(select_votes(no_rows, board="vocal")).empty
+
+
+def test_style_board_gives_no_flip_count_for_another_leader() -> None:
+    """The flip count is the plain fit's: a style board led by another system gets None."""
+    from annotation.board import board_data
+
+    rows = []
+
+    def add(a: str, b: str, preference: str, n: int, loud_a: float, loud_b: float) -> None:
+        clip = {"duration_a": 10.0, "duration_b": 10.0, "instrumental_a": 1.0}
+        clip |= {"instrumental_b": 1.0, "source": "live", "flags": ""}
+        rows.extend(
+            {"system_a": a, "system_b": b, "preference": preference, **clip}
+            | {"loudness_a": loud_a, "loudness_b": loud_b}
+            for _ in range(n)
+        )
+
+    add("y", "z", "A", 20, -8.0, -14.0)  # y-z: the louder clip always wins
+    add("y", "z", "B", 20, -14.0, -8.0)
+    add("x", "y", "A", 12, -8.0, -14.0)  # x wins 60% of its battles with y, always louder
+    add("x", "y", "B", 8, -8.0, -14.0)
+    add("x", "z", "A", 11, -11.0, -11.0)
+    add("x", "z", "B", 9, -11.0, -11.0)
+    add("y", "z", "A", 12, -11.0, -11.0)
+    add("y", "z", "B", 8, -11.0, -11.0)
+    votes = pd.DataFrame(rows)
+
+    class Store:
+        def votes_frame(self) -> pd.DataFrame:
+            return votes
+
+        def counts(self) -> dict[str, int]:
+            return {"votes": len(votes)}
+
+    plain, style = (board_data(Store(), style_control=on) for on in (False, True))
+    assert plain["rows"][0]["system"] == "x" and plain["top_flips"] == 3
+    assert style["rows"][0]["system"] == "y" and style["top_flips"] is None
