@@ -29,11 +29,11 @@ VOTER_KINDS: tuple[str, ...] = ("honest", "always_a", "too_fast", "contrarian")
 _RATE = 8_000
 
 
+@dataclass
 class SimClock:
     """A settable arena clock, Unix seconds."""
 
-    def __init__(self, now: float = 1_750_000_000.0) -> None:
-        self.now = now
+    now: float = 1_750_000_000.0
 
     def __call__(self) -> float:
         return self.now

@@ -89,7 +89,7 @@ def evaluate_features(
             continue
         entry["models"] = {}
         for name, model in _models(svm, seed, svm_grid).items():
-            proba = cv.cross_validated_proba(model, x, y, fold=fold)
+            proba = cv.cross_validated_proba(model, x, y, fold)
             row = summarise(proba, y, instrumental, n_boot=n_boot, seed=seed)
             # The mean of per-fold AUCs is blind to offsets between folds' predictions, which pull
             # the pooled AUC below 0.5 for a model that only memorises groups.
@@ -137,20 +137,16 @@ def evaluate_arena(
 ) -> dict[str, Any]:
     """Run the protocol and its checks; return a JSON-ready report.
 
-    Args:
-        battles: ``clip_a``, ``clip_b``, ``preference`` (A/B/TIE/BOTH_BAD), ``is_instrumental``;
-            grouped schemes also need ``prompt``, ``system_a``, ``system_b``.
-        predictions: index = clip id, columns = predicted scores; a NaN score means unscored.
-        p_compare: ``[len(battles)]`` APEX's P(A preferred) (``Scorer.compare``), NaN where
-            unknown; None skips that row.
-        feature_set: ``"engagement"`` (the paper's final features) or ``"all"`` (seven scores).
-        svm: ``"grid"`` (the notebook's nested search over ``svm_grid``), ``"fixed"`` (one RBF
-            SVM) or ``"off"``. n_boot, n_perm: resamples per interval, permutations per p-value.
-
-    Returns:
-        ``counts``, ``features``, ``orientation``, ``schemes`` (:func:`evaluate_features`),
-        ``rules`` (the notebook's fixed rules), ``paper``, ``settings``, ``flags`` (sentences)
-        and, with ``p_compare``, ``apex_compare``, ``ties`` and ``both_bad``.
+    ``battles`` needs ``clip_a``, ``clip_b``, ``preference`` (A/B/TIE/BOTH_BAD) and
+    ``is_instrumental``, grouped schemes also ``prompt``, ``system_a``, ``system_b``;
+    ``predictions``: clip id -> predicted scores (NaN: unscored); ``p_compare``:
+    ``[len(battles)]`` APEX's P(A preferred) (``Scorer.compare``, NaN where unknown).
+    ``feature_set``: ``"engagement"`` (the paper's) or ``"all"`` (seven scores); ``svm``:
+    ``"grid"`` (the notebook's nested search over ``svm_grid``), ``"fixed"`` (one RBF SVM) or
+    ``"off"``; ``n_boot``, ``n_perm``: resamples per interval, permutations per p-value. The
+    report: ``counts``, ``features``, ``orientation``, ``schemes``, ``rules`` (the
+    notebook's fixed rules), ``paper``, ``settings``, ``flags`` (sentences) and, with
+    ``p_compare``, ``apex_compare``, ``ties`` and ``both_bad``.
     """
     names = _feature_scores(battles, predictions, feature_set, schemes, svm, seed)
     scored = predictions[[n for n in SCORE_NAMES if n in predictions.columns]].dropna()
