@@ -96,7 +96,11 @@ def _build(out: Path, seed: int, n_clips: int) -> None:
     staging = partial_name(out / "build")
     (staging / "audio").mkdir(parents=True)
     plan = _plan(seed, n_clips)
-    _render_all(staging, plan)
+    # One process on purpose (~25 ms a clip): "fork" is unsafe under threaded callers (gradio,
+    # torch) and "spawn" re-imports the caller's __main__, breaking scripts without a main guard.
+    for clip in plan:
+        audio = render_clip(clip["spec"], np.random.default_rng(list(clip["render_seed"])))
+        sf.write(staging / clip["file_name"], audio.T, clip["spec"].sample_rate, subtype="PCM_16")
     table = _ground_truth(plan, seed)
     table.to_csv(staging / "metadata.csv", index=False)
     _write_engagement(staging / "engagement.jsonl", table)
@@ -193,15 +197,6 @@ def _plan(seed: int, n_clips: int) -> list[dict[str, Any]]:
                 }
             )
     return plan
-
-
-def _render_all(staging: Path, plan: list[dict[str, Any]]) -> None:
-    # One process on purpose (~25 ms a clip): "fork" is unsafe under threaded callers (gradio,
-    # torch) and "spawn" re-imports the caller's __main__, breaking scripts without a main guard.
-    for clip in plan:
-        audio = render_clip(clip["spec"], np.random.default_rng(list(clip["render_seed"])))
-        path = staging / clip["file_name"]
-        sf.write(path, audio.T, clip["spec"].sample_rate, subtype="PCM_16")
 
 
 def _ground_truth(plan: list[dict[str, Any]], seed: int) -> pd.DataFrame:
