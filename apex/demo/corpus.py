@@ -268,10 +268,8 @@ def _corpus_info(table: pd.DataFrame, seed: int, n_clips: int, seconds: float) -
         "n_clips": n_clips,
         "n_prompts": int(table["prompt"].nunique()),
         "systems": [s.name for s in SYSTEMS],
-        "splits": {k: int(v) for k, v in table["split"].value_counts().sort_index().items()},
-        "sample_rates": {
-            str(k): int(v) for k, v in table["sample_rate"].value_counts().sort_index().items()
-        },
+        "splits": table["split"].value_counts().sort_index().to_dict(),
+        "sample_rates": table["sample_rate"].value_counts().sort_index().to_dict(),
         "engagement_exponent": ENGAGEMENT_EXPONENT,
         "build_seconds": round(seconds, 2),
     }
