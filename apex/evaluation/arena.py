@@ -96,7 +96,15 @@ def evaluate_features(
             per_fold = [st.auc(proba[fold == k], y[fold == k]) for k in np.unique(fold)]
             row["auc_fold_mean"] = _mean(np.array(per_fold))
             if name == "logistic_regression" and n_perm:
-                row |= _refit_permutation(x, y, fold, instrumental, n_perm=n_perm, seed=seed)
+                # refit on labels shuffled within the (test fold x board) cells
+                strata = fold * 2 + instrumental.astype(int)
+                labels = np.vstack([y, st.shuffled_labels(y, strata, n=n_perm, seed=seed)])
+                aucs = st.auc(st.logistic_oof_proba(x, labels, fold), labels)
+                row |= {
+                    "p_value": st.permutation_pvalue(aucs[0], aucs[1:]),
+                    "permutations": n_perm,
+                    "null_auc_mean": float(np.nanmean(aucs[1:])),
+                }
             else:  # a refit per permutation would cost hours for the SVM
                 why = f"not computed for {name}: a refit per permutation costs hours; see LR's p"
                 row |= {"p_value": None, "p_value_note": why if n_perm else "permutations off"}
@@ -105,20 +113,6 @@ def evaluate_features(
             entry["models"][name] = row
         out[scheme] = entry
     return out
-
-
-def _refit_permutation(
-    x: np.ndarray, y: np.ndarray, fold: np.ndarray, instr: np.ndarray, *, n_perm: int, seed: int
-) -> dict[str, Any]:
-    """Refit the logistic regression on labels shuffled within (test fold x board) cells."""
-    strata = fold * 2 + instr.astype(int)
-    labels = np.vstack([y, st.shuffled_labels(y, strata, n=n_perm, seed=seed)])
-    aucs = st.auc(st.logistic_oof_proba(x, labels, fold), labels)
-    return {
-        "p_value": st.permutation_pvalue(aucs[0], aucs[1:]),
-        "permutations": n_perm,
-        "null_auc_mean": float(np.nanmean(aucs[1:])),
-    }
 
 
 def evaluate_arena(
