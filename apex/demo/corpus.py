@@ -1,9 +1,7 @@
-"""Build, cache and read the synthetic demo corpus (``datasets`` audiofolder layout).
-
-Layout, determinism and caching: ``data/README.md``, "Demo corpus". Every file but
-``corpus.json`` (written last, so it marks completion) is a deterministic function of ``(seed,
-n_clips, DEMO_VERSION)``; every clip draws from its own generator.
-"""
+"""Build, cache and read the synthetic demo corpus (``datasets`` audiofolder layout; layout,
+determinism and caching: ``data/README.md``, "Demo corpus"). Every file but ``corpus.json``
+(written last: it marks completion) is a deterministic function of ``(seed, n_clips,
+DEMO_VERSION)``; every clip draws from its own generator."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
-"""Render one synthetic demo song from its traits: vectorised numpy additive synthesis.
-
-An eighth-note grid in 4/4, two-bar sections: a pad (one chord per bar), a bass on the quarter
-notes, a lead melody (an instrument, or a vocal-like lead shaped by vowel formants) and a
-kick/snare/hat kit. What each trait changes in the sound: ``data/README.md``, "Systems and traits".
-"""
+"""Render one synthetic demo song from its traits by vectorised additive synthesis: an eighth-note
+grid in 4/4, two-bar sections, a pad (one chord per bar), a bass on the quarter notes, a lead
+melody (an instrument, or a vocal-like lead shaped by vowel formants) and a kick/snare/hat kit.
+What each trait changes in the sound: ``data/README.md``, "Systems and traits"."""
 
 from __future__ import annotations
 
