@@ -165,12 +165,10 @@ def spearman_noise(
     rounds: int = 200,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Sampling noise of the Spearman difference between two models on the same held-out songs.
-
-    The standard deviation over ``rounds`` seeded paired bootstraps of the songs of the mean
-    Spearman of ``a`` minus that of ``b``, over the engagement scores (``"spearman"``) and the
-    aesthetics (``"aesthetics"``); NaN where either model lacks the scores.
-    """
+    """Sampling noise of the Spearman difference between two models on the same held-out songs:
+    the standard deviation, over ``rounds`` seeded paired bootstraps of the songs, of the mean
+    Spearman of ``a`` minus that of ``b`` over the engagement scores (``"spearman"``) and the
+    aesthetics (``"aesthetics"``); NaN where either model lacks the scores."""
     songs = _held_out(data) if songs is None else songs
     out_a, out_b = predict(a, data.song_x[songs]), predict(b, data.song_x[songs])
     targets = data.targets[songs]
