@@ -419,11 +419,8 @@ def battle_counts(
     both scored) and ``instr`` (instrumental); ``pref`` ``[N]`` the preferences."""
     counts: dict[str, Any] = {p: int((pref == p).sum()) for p in PREFERENCES}
     counts |= {"battles": len(pref), "unscored": int((~known).sum()), "used": int(decisive.sum())}
-    counts["excluded"] = {
-        "TIE": int((known & (pref == "TIE")).sum()),
-        "BOTH_BAD": int((known & (pref == "BOTH_BAD")).sum()),
-        "no prediction for a clip": counts["unscored"],
-    }
+    counts["excluded"] = {p: int((known & (pref == p)).sum()) for p in ("TIE", "BOTH_BAD")}
+    counts["excluded"]["no prediction for a clip"] = counts["unscored"]
     counts |= {
         "used_instrumental": int((decisive & instr).sum()),
         "used_vocal": int((decisive & ~instr).sum()),
