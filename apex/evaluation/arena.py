@@ -70,14 +70,12 @@ def evaluate_features(
     n_boot: int = 1000,
     n_perm: int = 1000,
 ) -> dict[str, dict[str, Any]]:
-    """Cross-validate the paper's classifiers under every fold scheme in ``groups``.
-
-    ``x`` ``[N, F]`` features (``names`` for :func:`reliance`), ``y`` ``[N]`` 1 where A won,
-    ``instrumental`` ``[N]`` bool; ``groups``: scheme -> ``[N]`` groups kept on one side of every
-    split (None: the paper's folds); the rest as :func:`evaluate_arena`. Returns per scheme
-    ``label``, ``groups`` (how many) and ``models`` (per model :func:`summarise`,
-    ``auc_fold_mean``, ``p_value``, ``reliance``) or ``skipped`` with the reason.
-    """
+    """Cross-validate the paper's classifiers under every fold scheme in ``groups`` (scheme ->
+    ``[N]`` groups kept on one side of every split; None: the paper's folds) on features ``x``
+    ``[N, F]`` (``names`` for :func:`reliance`), ``y`` ``[N]`` 1 where A won and ``instrumental``
+    ``[N]`` bool; the rest as :func:`evaluate_arena`. Returns per scheme ``label``, ``groups`` (how
+    many) and ``models`` (per model :func:`summarise`, ``auc_fold_mean``, ``p_value``,
+    ``reliance``) or ``skipped`` with the reason."""
     y = np.asarray(y).astype(int)
     out: dict[str, dict[str, Any]] = {}
     for scheme, g in groups.items():
