@@ -1,9 +1,6 @@
-"""Simulated voters through the real arena (battles, listen reports, votes, rate limits, flags).
-
-Voters act concurrently on a simulated clock: each one's steps (take a battle, report clip A, report
-clip B, vote) are events on one timeline, processed in time order. Their choices come from
-:mod:`apex.demo.listeners`.
-"""
+"""Simulated voters through the real arena (battles, listen reports, votes, rate limits, flags):
+each voter's steps (take a battle, report clip A, report clip B, vote) are events on one simulated
+timeline, processed in time order; the choices come from :mod:`apex.demo.listeners`."""
 
 from __future__ import annotations
 
@@ -29,11 +26,11 @@ VOTER_KINDS: tuple[str, ...] = ("honest", "always_a", "too_fast", "contrarian")
 _RATE = 8_000
 
 
+@dataclass
 class SimClock:
     """A settable arena clock, Unix seconds."""
 
-    def __init__(self, now: float = 1_750_000_000.0) -> None:
-        self.now = now
+    now: float = 1_750_000_000.0
 
     def __call__(self) -> float:
         return self.now

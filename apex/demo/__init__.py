@@ -1,8 +1,6 @@
-"""Deterministic synthetic demo corpus (systems, clips, ground truth) and simulated listeners.
-
-It stands in for real AI-generated music where the network is missing and is labelled as a demo
-wherever it appears. Importing it is cheap: the corpus is built on the first call that needs it.
-"""
+"""Deterministic synthetic demo corpus (systems, clips, ground truth) and simulated listeners,
+standing in for real AI-generated music offline and labelled as a demo wherever it appears.
+Importing it is cheap: the corpus is built on the first call that needs it."""
 
 from apex.demo.corpus import DEMO_VERSION, build_demo_corpus, ensure_demo_corpus, load_metadata
 from apex.demo.listeners import simulate_votes

@@ -1,9 +1,7 @@
-"""Build, cache and read the synthetic demo corpus (``datasets`` audiofolder layout).
-
-Layout, determinism and caching: ``data/README.md``, "Demo corpus". Every file but
-``corpus.json`` (written last, so it marks completion) is a deterministic function of ``(seed,
-n_clips, DEMO_VERSION)``; every clip draws from its own generator.
-"""
+"""Build, cache and read the synthetic demo corpus (``datasets`` audiofolder layout; layout,
+determinism and caching: ``data/README.md``, "Demo corpus"). Every file but ``corpus.json``
+(written last: it marks completion) is a deterministic function of ``(seed, n_clips,
+DEMO_VERSION)``; every clip draws from its own generator."""
 
 from __future__ import annotations
 
@@ -96,7 +94,11 @@ def _build(out: Path, seed: int, n_clips: int) -> None:
     staging = partial_name(out / "build")
     (staging / "audio").mkdir(parents=True)
     plan = _plan(seed, n_clips)
-    _render_all(staging, plan)
+    # One process on purpose (~25 ms a clip): "fork" is unsafe under threaded callers (gradio,
+    # torch) and "spawn" re-imports the caller's __main__, breaking scripts without a main guard.
+    for clip in plan:
+        audio = render_clip(clip["spec"], np.random.default_rng(list(clip["render_seed"])))
+        sf.write(staging / clip["file_name"], audio.T, clip["spec"].sample_rate, subtype="PCM_16")
     table = _ground_truth(plan, seed)
     table.to_csv(staging / "metadata.csv", index=False)
     _write_engagement(staging / "engagement.jsonl", table)
@@ -195,15 +197,6 @@ def _plan(seed: int, n_clips: int) -> list[dict[str, Any]]:
     return plan
 
 
-def _render_all(staging: Path, plan: list[dict[str, Any]]) -> None:
-    # One process on purpose (~25 ms a clip): "fork" is unsafe under threaded callers (gradio,
-    # torch) and "spawn" re-imports the caller's __main__, breaking scripts without a main guard.
-    for clip in plan:
-        audio = render_clip(clip["spec"], np.random.default_rng(list(clip["render_seed"])))
-        path = staging / clip["file_name"]
-        sf.write(path, audio.T, clip["spec"].sample_rate, subtype="PCM_16")
-
-
 def _ground_truth(plan: list[dict[str, Any]], seed: int) -> pd.DataFrame:
     """The metadata table: identity, format, ground truth, split, traits."""
     rng = np.random.default_rng([seed, 3])
@@ -273,10 +266,8 @@ def _corpus_info(table: pd.DataFrame, seed: int, n_clips: int, seconds: float) -
         "n_clips": n_clips,
         "n_prompts": int(table["prompt"].nunique()),
         "systems": [s.name for s in SYSTEMS],
-        "splits": {k: int(v) for k, v in table["split"].value_counts().sort_index().items()},
-        "sample_rates": {
-            str(k): int(v) for k, v in table["sample_rate"].value_counts().sort_index().items()
-        },
+        "splits": table["split"].value_counts().sort_index().to_dict(),
+        "sample_rates": table["sample_rate"].value_counts().sort_index().to_dict(),
         "engagement_exponent": ENGAGEMENT_EXPONENT,
         "build_seconds": round(seconds, 2),
     }

@@ -1,10 +1,7 @@
-"""Simulated listeners: the one model of how a listener chooses between two clips.
-
-A vote is BOTH_BAD with probability ``b``, else TIE with probability ``t``, else A wins with the
-Bradley-Terry probability ``p_a = sigmoid(scale * (u_A - u_B) + bias)`` of utilities ``u``.
-Simulations differ only in their :class:`Taste` and their truth ``u``; one uniform number decides
-each vote, so every simulation is deterministic for a seed.
-"""
+"""Simulated listeners, the one model of a choice between two clips: BOTH_BAD with probability
+``b``, else TIE with probability ``t``, else A wins with the Bradley-Terry probability
+``p_a = sigmoid(scale * (u_A - u_B) + bias)`` of utilities ``u``. Simulations differ only in their
+:class:`Taste` and truth ``u``; one uniform number decides each vote (deterministic per seed)."""
 
 from __future__ import annotations
 

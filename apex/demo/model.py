@@ -1,9 +1,6 @@
-"""The offline demo model: :class:`~apex.heads.ApexHeads` on the fallback encoder, fitted on the
-synthetic demo corpus, for when no MERT weights or published heads can be had (and it says so).
-
-Fitted on first use by :func:`apex.training.refit.train_with_votes`; stored under
-``settings.models_dir`` in a directory whose name hashes everything that changes the fit.
-"""
+"""The offline demo model: :class:`~apex.heads.ApexHeads` on the fallback encoder fitted on the
+demo corpus, for when no MERT weights or published heads can be had (and it says so). Built on
+first use under ``settings.models_dir``, in a directory named by a hash of all that changes it."""
 
 from __future__ import annotations
 

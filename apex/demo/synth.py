@@ -1,9 +1,7 @@
-"""Render one synthetic demo song from its traits: vectorised numpy additive synthesis.
-
-An eighth-note grid in 4/4, two-bar sections: a pad (one chord per bar), a bass on the quarter
-notes, a lead melody (an instrument, or a vocal-like lead shaped by vowel formants) and a
-kick/snare/hat kit. What each trait changes in the sound: ``data/README.md``, "Systems and traits".
-"""
+"""Render one synthetic demo song from its traits by vectorised additive synthesis: an eighth-note
+grid in 4/4, two-bar sections, a pad (one chord per bar), a bass on the quarter notes, a lead
+melody (an instrument, or a vocal-like lead shaped by vowel formants) and a kick/snare/hat kit.
+What each trait changes in the sound: ``data/README.md``, "Systems and traits"."""
 
 from __future__ import annotations
 
@@ -168,16 +166,16 @@ def _note(
     scoop_cents: float = 0.0,
     rng: np.random.Generator | None = None,
 ) -> None:
-    """Add one note to ``buf`` (mono, at ``sr``) in place."""
+    """Add one note to ``buf`` (mono, at ``sr``) in place; vibrato needs ``rng``."""
     start = max(0, round(start_s * sr))
     count = min(round((dur_s + release_s) * sr), len(buf) - start)
     if count <= 8:
         return
     f0 = 440.0 * 2.0 ** ((midi - 69) / 12)
     t = np.arange(count) / sr
-    if (vibrato_cents > 0 and rng is not None) or scoop_cents > 0:
+    if vibrato_cents > 0 or scoop_cents > 0:
         cents = np.zeros(count)
-        if vibrato_cents > 0 and rng is not None:
+        if vibrato_cents > 0:
             ramp = np.clip((t - 0.12) / 0.25, 0.0, 1.0)  # vibrato sets in after the attack
             rate = rng.uniform(4.8, 6.4)
             cents += vibrato_cents * ramp * np.sin(2 * np.pi * rate * t + rng.uniform(0, 6.3))

@@ -1,10 +1,7 @@
-"""The named demo "systems" (``demo-*``) and the ground truth of their clips.
-
-A system fixes the means of the seven *traits* (in (0, 1), 1 the good end; :mod:`apex.demo.synth`)
-and how often it sings; each clip draws its own traits around the means, so systems overlap. The
-ground truth (aesthetics, engagement, quality) follows from the traits by the formulas and
-constants of ``data/README.md`` ("Ground truth").
-"""
+"""The named demo systems (``demo-*``) and the ground truth of their clips. A system fixes the
+means of the seven traits (in (0, 1), 1 the good end; :mod:`apex.demo.synth`) and how often it
+sings; each clip draws its own traits around them, so systems overlap. Ground-truth formulas and
+constants: ``data/README.md``, "Ground truth"."""
 
 from __future__ import annotations
 

@@ -70,14 +70,12 @@ def evaluate_features(
     n_boot: int = 1000,
     n_perm: int = 1000,
 ) -> dict[str, dict[str, Any]]:
-    """Cross-validate the paper's classifiers under every fold scheme in ``groups``.
-
-    ``x`` ``[N, F]`` features (``names`` for :func:`reliance`), ``y`` ``[N]`` 1 where A won,
-    ``instrumental`` ``[N]`` bool; ``groups``: scheme -> ``[N]`` groups kept on one side of every
-    split (None: the paper's folds); the rest as :func:`evaluate_arena`. Returns per scheme
-    ``label``, ``groups`` (how many) and ``models`` (per model :func:`summarise`,
-    ``auc_fold_mean``, ``p_value``, ``reliance``) or ``skipped`` with the reason.
-    """
+    """Cross-validate the paper's classifiers under every fold scheme in ``groups`` (scheme ->
+    ``[N]`` groups kept on one side of every split; None: the paper's folds) on features ``x``
+    ``[N, F]`` (``names`` for :func:`reliance`), ``y`` ``[N]`` 1 where A won and ``instrumental``
+    ``[N]`` bool; the rest as :func:`evaluate_arena`. Returns per scheme ``label``, ``groups`` (how
+    many) and ``models`` (per model :func:`summarise`, ``auc_fold_mean``, ``p_value``,
+    ``reliance``) or ``skipped`` with the reason."""
     y = np.asarray(y).astype(int)
     out: dict[str, dict[str, Any]] = {}
     for scheme, g in groups.items():
@@ -89,14 +87,22 @@ def evaluate_features(
             continue
         entry["models"] = {}
         for name, model in _models(svm, seed, svm_grid).items():
-            proba = cv.cross_validated_proba(model, x, y, fold=fold)
+            proba = cv.cross_validated_proba(model, x, y, fold)
             row = summarise(proba, y, instrumental, n_boot=n_boot, seed=seed)
             # The mean of per-fold AUCs is blind to offsets between folds' predictions, which pull
             # the pooled AUC below 0.5 for a model that only memorises groups.
             per_fold = [st.auc(proba[fold == k], y[fold == k]) for k in np.unique(fold)]
             row["auc_fold_mean"] = _mean(np.array(per_fold))
             if name == "logistic_regression" and n_perm:
-                row |= _refit_permutation(x, y, fold, instrumental, n_perm=n_perm, seed=seed)
+                # refit on labels shuffled within the (test fold x board) cells
+                strata = fold * 2 + instrumental.astype(int)
+                labels = np.vstack([y, st.shuffled_labels(y, strata, n=n_perm, seed=seed)])
+                aucs = st.auc(st.logistic_oof_proba(x, labels, fold), labels)
+                row |= {
+                    "p_value": st.permutation_pvalue(aucs[0], aucs[1:]),
+                    "permutations": n_perm,
+                    "null_auc_mean": float(np.nanmean(aucs[1:])),
+                }
             else:  # a refit per permutation would cost hours for the SVM
                 why = f"not computed for {name}: a refit per permutation costs hours; see LR's p"
                 row |= {"p_value": None, "p_value_note": why if n_perm else "permutations off"}
@@ -105,20 +111,6 @@ def evaluate_features(
             entry["models"][name] = row
         out[scheme] = entry
     return out
-
-
-def _refit_permutation(
-    x: np.ndarray, y: np.ndarray, fold: np.ndarray, instr: np.ndarray, *, n_perm: int, seed: int
-) -> dict[str, Any]:
-    """Refit the logistic regression on labels shuffled within (test fold x board) cells."""
-    strata = fold * 2 + instr.astype(int)
-    labels = np.vstack([y, st.shuffled_labels(y, strata, n=n_perm, seed=seed)])
-    aucs = st.auc(st.logistic_oof_proba(x, labels, fold), labels)
-    return {
-        "p_value": st.permutation_pvalue(aucs[0], aucs[1:]),
-        "permutations": n_perm,
-        "null_auc_mean": float(np.nanmean(aucs[1:])),
-    }
 
 
 def evaluate_arena(
@@ -137,20 +129,16 @@ def evaluate_arena(
 ) -> dict[str, Any]:
     """Run the protocol and its checks; return a JSON-ready report.
 
-    Args:
-        battles: ``clip_a``, ``clip_b``, ``preference`` (A/B/TIE/BOTH_BAD), ``is_instrumental``;
-            grouped schemes also need ``prompt``, ``system_a``, ``system_b``.
-        predictions: index = clip id, columns = predicted scores; a NaN score means unscored.
-        p_compare: ``[len(battles)]`` APEX's P(A preferred) (``Scorer.compare``), NaN where
-            unknown; None skips that row.
-        feature_set: ``"engagement"`` (the paper's final features) or ``"all"`` (seven scores).
-        svm: ``"grid"`` (the notebook's nested search over ``svm_grid``), ``"fixed"`` (one RBF
-            SVM) or ``"off"``. n_boot, n_perm: resamples per interval, permutations per p-value.
-
-    Returns:
-        ``counts``, ``features``, ``orientation``, ``schemes`` (:func:`evaluate_features`),
-        ``rules`` (the notebook's fixed rules), ``paper``, ``settings``, ``flags`` (sentences)
-        and, with ``p_compare``, ``apex_compare``, ``ties`` and ``both_bad``.
+    ``battles`` needs ``clip_a``, ``clip_b``, ``preference`` (A/B/TIE/BOTH_BAD) and
+    ``is_instrumental``, grouped schemes also ``prompt``, ``system_a``, ``system_b``;
+    ``predictions``: clip id -> predicted scores (NaN: unscored); ``p_compare``:
+    ``[len(battles)]`` APEX's P(A preferred) (``Scorer.compare``, NaN where unknown).
+    ``feature_set``: ``"engagement"`` (the paper's) or ``"all"`` (seven scores); ``svm``:
+    ``"grid"`` (the notebook's nested search over ``svm_grid``), ``"fixed"`` (one RBF SVM) or
+    ``"off"``; ``n_boot``, ``n_perm``: resamples per interval, permutations per p-value. The
+    report: ``counts``, ``features``, ``orientation``, ``schemes``, ``rules`` (the
+    notebook's fixed rules), ``paper``, ``settings``, ``flags`` (sentences) and, with
+    ``p_compare``, ``apex_compare``, ``ties`` and ``both_bad``.
     """
     names = _feature_scores(battles, predictions, feature_set, schemes, svm, seed)
     scored = predictions[[n for n in SCORE_NAMES if n in predictions.columns]].dropna()
@@ -429,11 +417,8 @@ def battle_counts(
     both scored) and ``instr`` (instrumental); ``pref`` ``[N]`` the preferences."""
     counts: dict[str, Any] = {p: int((pref == p).sum()) for p in PREFERENCES}
     counts |= {"battles": len(pref), "unscored": int((~known).sum()), "used": int(decisive.sum())}
-    counts["excluded"] = {
-        "TIE": int((known & (pref == "TIE")).sum()),
-        "BOTH_BAD": int((known & (pref == "BOTH_BAD")).sum()),
-        "no prediction for a clip": counts["unscored"],
-    }
+    counts["excluded"] = {p: int((known & (pref == p)).sum()) for p in ("TIE", "BOTH_BAD")}
+    counts["excluded"]["no prediction for a clip"] = counts["unscored"]
     counts |= {
         "used_instrumental": int((decisive & instr).sum()),
         "used_vocal": int((decisive & ~instr).sum()),

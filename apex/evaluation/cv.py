@@ -55,15 +55,6 @@ def logistic_regression() -> Any:
     return make_pipeline(StandardScaler(), lr)
 
 
-def cv_skip_reason(y: np.ndarray, folds: int) -> str | None:
-    """Why ``folds``-fold stratified CV cannot run on labels ``y`` ``[N]`` of 0/1, else None."""
-    y = np.asarray(y)
-    minority = int(min(y.sum(), len(y) - y.sum()))
-    if minority < folds:
-        return f"only {minority} battles of the rarer outcome; {folds}-fold CV needs {folds}"
-    return None
-
-
 def pair_labels(system_a: np.ndarray, system_b: np.ndarray) -> np.ndarray:
     """``[N]`` labels of the unordered system pair: ``x|y`` and ``y|x`` are the same pair."""
     a = np.asarray(system_a, dtype=str)
@@ -120,9 +111,9 @@ def fold_ids(
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     y = np.asarray(y)
-    reason = cv_skip_reason(y, folds)
-    if reason is not None:
-        return reason
+    minority = int(min(y.sum(), len(y) - y.sum()))
+    if minority < folds:
+        return f"only {minority} battles of the rarer outcome; {folds}-fold CV needs {folds}"
     out = np.full(len(y), -1)
     if groups is None:
         splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y)
@@ -140,24 +131,11 @@ def fold_ids(
     return out
 
 
-def cross_validated_proba(
-    model: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    folds: int = 10,
-    seed: int = 42,
-    fold: np.ndarray | None = None,
-) -> np.ndarray:
+def cross_validated_proba(model: Any, x: np.ndarray, y: np.ndarray, fold: np.ndarray) -> np.ndarray:
     """Out-of-fold P("A won") ``[N]`` of ``model`` on features ``x`` ``[N, F]`` and labels ``y``
-    in test folds ``fold`` (:func:`fold_ids`; default the paper's folds with ``seed``, and
-    ValueError when those cannot be built: check :func:`cv_skip_reason` first)."""
+    in the test folds ``fold`` ``[N]`` of :func:`fold_ids`."""
     from sklearn.base import clone
 
-    if fold is None:
-        fold = fold_ids(y, None, folds=folds, seed=seed)
-        if isinstance(fold, str):
-            raise ValueError(fold)
     proba = np.empty(len(y))
     for k in np.unique(fold):
         test = fold == k

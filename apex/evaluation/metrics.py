@@ -81,13 +81,14 @@ def arena_protocol(
     """
     decisive = battles.y != 0.5
     y = (battles.y[decisive] == 1.0).astype(int)
-    if arena_cv.cv_skip_reason(y, folds) is not None:
+    fold = arena_cv.fold_ids(y, None, folds=folds, seed=seed)
+    if isinstance(fold, str):
         return {"auc": float("nan"), "auc_ci": [float("nan")] * 2, "n": len(y)}
     scores = {n: outputs[n] for n in SCORE_NAMES if n in outputs}
     instr = battles.is_instrumental[decisive]
     x, _ = arena_cv.battle_features(scores, battles.a[decisive], battles.b[decisive], instr)
     model = arena_cv.logistic_regression()
-    proba = arena_cv.cross_validated_proba(model, x, y, folds=folds, seed=seed)
+    proba = arena_cv.cross_validated_proba(model, x, y, fold)
     ci = arena_stats.bootstrap(proba, y, n=n_boot, seed=seed)["auc_ci"]
     return {"auc": arena_stats.auc(proba, y), "auc_ci": ci, "n": len(y)}
 
@@ -164,12 +165,10 @@ def spearman_noise(
     rounds: int = 200,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Sampling noise of the Spearman difference between two models on the same held-out songs.
-
-    The standard deviation over ``rounds`` seeded paired bootstraps of the songs of the mean
-    Spearman of ``a`` minus that of ``b``, over the engagement scores (``"spearman"``) and the
-    aesthetics (``"aesthetics"``); NaN where either model lacks the scores.
-    """
+    """Sampling noise of the Spearman difference between two models on the same held-out songs:
+    the standard deviation, over ``rounds`` seeded paired bootstraps of the songs, of the mean
+    Spearman of ``a`` minus that of ``b`` over the engagement scores (``"spearman"``) and the
+    aesthetics (``"aesthetics"``); NaN where either model lacks the scores."""
     songs = _held_out(data) if songs is None else songs
     out_a, out_b = predict(a, data.song_x[songs]), predict(b, data.song_x[songs])
     targets = data.targets[songs]

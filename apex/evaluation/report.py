@@ -10,19 +10,13 @@ from apex.tasks import PREFERENCES
 _BOARD_COLS = ("battles", "decisive", *PREFERENCES, "unscored")
 
 
-def number_cell(value: float | None, width: int = 6) -> str:
-    """``value`` to 3 decimals right-aligned in ``width``; ``-`` for None, ``nan`` for NaN."""
-    if value is None:
-        return "-".rjust(width)
-    return "nan".rjust(width) if value != value else f"{value:>{width}.3f}"
+def number_cell(value: float | None, width: int = 6, digits: int = 3) -> str:
+    """``value`` to ``digits`` decimals right-aligned in ``width``; ``-`` for None."""
+    return "-".rjust(width) if value is None else f"{value:>{width}.{digits}f}"
 
 
 def _ci(ci: list[float]) -> str:
     return "[  nan ]" if ci[0] != ci[0] else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
-def _p(value: float | None) -> str:
-    return f"{'-':>8}" if value is None else f"{value:>8.4f}"
 
 
 def _counts(c: dict[str, Any]) -> list[str]:
@@ -57,8 +51,9 @@ def _model_line(name: str, row: dict[str, Any], paper: float | None = None) -> s
         f"{name:<22}{number_cell(auc['overall'])} {_ci(ci['overall']):<16}"
         f"{number_cell(auc['instrumental'])} {_ci(ci['instrumental']):<16}"
         f"{number_cell(auc['vocal'])} {_ci(ci['vocal']):<16}"
-        f"{number_cell(row['accuracy'])} {_ci(row['accuracy_ci']):<16}{_p(row.get('p_value'))}"
-        f"{number_cell(row.get('auc_fold_mean'), 10)}{number_cell(paper, 7)}"
+        f"{number_cell(row['accuracy'])} {_ci(row['accuracy_ci']):<16}"
+        f"{number_cell(row.get('p_value'), 8, 4)}{number_cell(row.get('auc_fold_mean'), 10)}"
+        f"{number_cell(paper, 7)}"
     )
 
 
@@ -73,7 +68,7 @@ def _table_head() -> list[str]:
 def _schemes(report: dict[str, Any]) -> list[str]:
     s = report["settings"]
     lines = [
-        f"Classifiers: {s['folds']}-fold CV on {report['settings']['feature_set']} features; "
+        f"Classifiers: {s['folds']}-fold CV on {s['feature_set']} features; "
         f"AUC / accuracy with {s['bootstrap']}-resample bootstrap 95% CIs; p: permutation test "
         f"({s['permutations']} refits, labels shuffled within test fold x board), H0 = chance; "
         "AUC/fold: mean of the per-fold AUCs",
@@ -129,7 +124,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"paper: AUC {p['auc']['logistic_regression']:.3f} logistic regression, "
         f"{p['auc']['svm']:.3f} SVM on {p['battles']:,} battles (its folds only, no intervals)",
     ]
-    lines += ["", "Flags:", *(f"- {f}" for f in report["flags"])] if report["flags"] else []
-    if not report["flags"]:
+    if report["flags"]:
+        lines += ["", "Flags:", *(f"- {f}" for f in report["flags"])]
+    else:
         lines += ["", "Flags: none (no inverted sign, no leakage gap above 0.05 AUC)"]
     return "\n".join(lines)

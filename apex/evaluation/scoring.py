@@ -16,13 +16,12 @@ from apex.evaluation.arena import evaluate_arena
 def evaluate_scorer(
     scorer: Any, spec: str, release: Any, battles: pd.DataFrame, **protocol: Any
 ) -> dict[str, Any]:
-    """One model's arena report: score the clips, compare each battle's pair, run the protocol.
-
-    ``scorer`` (an :class:`apex.scorer.Scorer`) was named ``spec`` (``auto``, a path...);
-    ``release`` is an :class:`~apex.sources.music_arena.ArenaRelease`; ``protocol`` goes to
-    :func:`~apex.evaluation.arena.evaluate_arena`. Its report gains ``model`` (what was judged)
-    and ``unscored_clips``, ``[(clip_id, reason)]`` (a missing or unreadable clip is reported).
-    """
+    """One model's arena report: score the clips of ``release`` (an
+    :class:`~apex.sources.music_arena.ArenaRelease`) with ``scorer`` (an
+    :class:`apex.scorer.Scorer` named ``spec``: ``auto``, a path...), compare each battle's pair
+    and run :func:`~apex.evaluation.arena.evaluate_arena` with ``protocol``. The report gains
+    ``model`` (what was judged) and ``unscored_clips``, ``[(clip_id, reason)]`` (missing or
+    unreadable clips)."""
     results, failed = {}, []
     for clip in release.clips().itertuples():
         if not clip.has_audio:

@@ -80,12 +80,10 @@ def permutation_pvalue(observed: float, null: np.ndarray) -> float:
 
 
 def agreement(margin: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Does "the clip with the higher score wins" hold? ``margin`` = score A - score B ``[N]``.
-
-    Returns ``n`` (non-zero margins), ``equal`` (zero margins, which say nothing), ``agree``,
+    """Does "the clip with the higher score wins" hold, for ``margin`` = score A - score B ``[N]``?
+    ``n`` (non-zero margins), ``equal`` (zero margins, which say nothing), ``agree``,
     ``accuracy``, its Wilson ``ci``, the exact two-sided binomial ``p`` against 0.5 and ``sign``:
-    ``"agrees"`` / ``"inverted"`` when the interval excludes 0.5, else ``"unclear"``.
-    """
+    ``"agrees"`` / ``"inverted"`` when the interval excludes 0.5, else ``"unclear"``."""
     margin, y = np.asarray(margin, np.float64), np.asarray(y, bool)
     decided = margin != 0
     n = int(decided.sum())

@@ -1,8 +1,9 @@
 """The one solver against the three it replaced: every fit's numbers on fixed seeded inputs.
 
-The expected numbers come from commit f26cd63's solvers (``annotation.ratings._solve``,
-``annotation.style._solve``, ``apex.evaluation.stats._newton_logistic``), printed to 13
-significant digits; the shared :mod:`apex.logistic` must reproduce them to 1e-6.
+The expected numbers come from the three solvers as they were at commit f26cd63, under their
+old names there (``annotation.ratings._solve``, ``annotation.style._solve``,
+``apex.evaluation.stats._newton_logistic``; none exists now), printed to 13 significant digits;
+the shared :mod:`apex.logistic` must reproduce them to 1e-6.
 """
 
 from __future__ import annotations

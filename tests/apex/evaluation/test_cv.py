@@ -30,8 +30,9 @@ def _cv_auc(scores: dict[str, np.ndarray], battles: Battles) -> float:
 
     x, _ = arena_cv.battle_features(scores, battles.a, battles.b, battles.is_instrumental)
     y = battles.y.astype(int)
-    assert arena_cv.cv_skip_reason(y, 10) is None
-    proba = arena_cv.cross_validated_proba(arena_cv.logistic_regression(), x, y)
+    fold = arena_cv.fold_ids(y, None)
+    assert not isinstance(fold, str)
+    proba = arena_cv.cross_validated_proba(arena_cv.logistic_regression(), x, y, fold)
     assert proba.shape == y.shape and ((proba >= 0) & (proba <= 1)).all()
     return float(roc_auc_score(y, proba))
 
@@ -81,8 +82,8 @@ def test_too_few_of_an_outcome_is_a_reason_not_a_crash() -> None:
     from apex.evaluation.metrics import arena_protocol
 
     y = np.array([1] * 9 + [0] * 30)
-    assert "only 9 battles of the rarer outcome" in arena_cv.cv_skip_reason(y, 10)
-    assert arena_cv.cv_skip_reason(y, 9) is None
+    assert "only 9 battles of the rarer outcome" in arena_cv.fold_ids(y, None, folds=10)
+    assert not isinstance(arena_cv.fold_ids(y, None, folds=9), str)
     battles, q = _battles(n=40)
     battles.y[:] = 1.0
     battles.y[:5] = 0.0
@@ -125,7 +126,8 @@ def test_explicit_paper_folds_are_scikit_learns_stratified_folds() -> None:
     model = arena_cv.logistic_regression()
     cv = StratifiedKFold(n_splits=10, shuffle=True, random_state=42)
     expected = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
-    assert np.allclose(arena_cv.cross_validated_proba(model, x, y), expected)
+    fold = arena_cv.fold_ids(y, None)
+    assert np.allclose(arena_cv.cross_validated_proba(model, x, y, fold), expected)
 
 
 def test_pairs_are_unordered_and_linked_groups_are_connected_components() -> None:

@@ -64,8 +64,8 @@ def test_batched_logistic_regression_is_the_papers_scikit_learn_model() -> None:
     y = (x[:, 0] + 0.1 * x[:, 1] + rng.normal(size=300) > 0.5).astype(int)
     fold = arena_cv.fold_ids(y, None)
     ours = st.logistic_oof_proba(x, np.vstack([y, 1 - y]), fold)
-    theirs = arena_cv.cross_validated_proba(arena_cv.logistic_regression(), x, y, fold=fold)
-    flipped = arena_cv.cross_validated_proba(arena_cv.logistic_regression(), x, 1 - y, fold=fold)
+    theirs = arena_cv.cross_validated_proba(arena_cv.logistic_regression(), x, y, fold)
+    flipped = arena_cv.cross_validated_proba(arena_cv.logistic_regression(), x, 1 - y, fold)
     assert np.abs(ours[0] - theirs).max() < 1e-3  # scikit-learn stops at its lbfgs tolerance
     assert np.abs(ours[1] - flipped).max() < 1e-3
 
