@@ -30,11 +30,8 @@ class EmbedError(RuntimeError):
 
 def finished_ids(out_dir: Path) -> set[str]:
     """Ids already in an embeddings shard under ``out_dir`` (empty when there is none)."""
-    folder = Path(out_dir) / EMBEDDINGS_DIR
-    ids: set[str] = set()
-    for path in sorted(folder.glob("*.parquet")):
-        ids.update(pq.read_table(path, columns=["id"]).column("id").to_pylist())
-    return ids
+    shards = (Path(out_dir) / EMBEDDINGS_DIR).glob("*.parquet")
+    return set().union(*(pq.read_table(p, columns=["id"])["id"].to_pylist() for p in shards))
 
 
 def read_errors(out_dir: Path) -> pa.Table:
