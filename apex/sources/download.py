@@ -201,6 +201,4 @@ def write_manifest(results: Iterable[DownloadResult], path: Path) -> Path:
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
     """Write one JSON object a line, atomically (a reader sees the old file or the new one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))
-    return path
+    return write_text_atomic(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))
