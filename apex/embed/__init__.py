@@ -1,9 +1,5 @@
-"""Corpus-scale embedding extraction: ``apex embed MANIFEST --out DIR``.
-
-``run_embed(EmbedConfig(manifest, out))`` embeds every manifest song not yet finished in ``out``
-into Parquet shards that :func:`apex.training.data.read_shards` reads as they are, and lists
-the songs that cannot be embedded in ``out / "errors"``.
-"""
+"""Corpus-scale embedding extraction, ``apex embed MANIFEST --out DIR``: :func:`run_embed`
+writes the shards :func:`apex.training.data.read_shards` reads, and ``out/errors``."""
 
 from __future__ import annotations
 

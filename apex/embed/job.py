@@ -1,9 +1,7 @@
-"""The embedding job: its settings, manifest in, resumable Parquet shards out, on either engine.
+"""The embedding job: manifest in, resumable Parquet shards out, on the local or Ray engine.
 
-Local engine: ``spawn`` workers decode ahead of the main process's encoder; a file whose decoding
-kills its worker (a decoder crash, the OOM killer) again when retried alone becomes an error
-record. The Ray engine (:mod:`apex.embed.ray_engine`) writes the same shards from the same
-:class:`EmbedConfig`. Callers need the ``__main__`` guard.
+Local engine: ``spawn`` workers decode ahead of the main process's encoder (callers need the
+``__main__`` guard); a file that kills its worker again when retried alone becomes an error record.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""Manifests: what to embed, one work item per song (a JSONL or CSV file, or a Hub dataset id).
-
-Columns (first found wins): the unique song id (:data:`ID_COLUMNS`, the key of resumption and
-of the votes); the audio (:data:`AUDIO_COLUMNS`), a path relative to the manifest's folder or an
-``http(s)://`` URL; ``platform`` and ``split``; the numeric :data:`TARGET_COLUMNS` (empty =
-unknown); any other column goes into the row's JSON ``extra``.
+"""Manifests: one work item per song, from a JSONL or CSV file or a Hub dataset id. Columns: the
+unique id (:data:`ID_COLUMNS`, first found), audio (:data:`AUDIO_COLUMNS`: a path relative to the
+manifest or an ``http(s)://`` URL), ``platform``, ``split``, numeric :data:`TARGET_COLUMNS` (empty:
+unknown); any other column goes into the item's JSON ``extra``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""The Ray Data engine of ``apex embed`` (optional extra ``.[ray]``).
-
-Pending rows -> ``.map(decode)`` on CPU tasks -> ``.map_batches`` on one encoder actor per GPU
-(one CPU actor without GPUs) -> the driver's :class:`~apex.embed.shards.ShardWriter`: no shared
-file system needed (the audio must be readable from every node). Both engines run
-:mod:`apex.embed.records`, so they compute the same bytes.
+"""The Ray Data engine of ``apex embed`` (extra ``.[ray]``): decode on CPU tasks, encode on one
+actor per GPU (one CPU actor without GPUs), write shards on the driver (audio must be readable
+from every node; no shared file system needed). Same :mod:`apex.embed.records` as the local engine.
 """
 
 from __future__ import annotations

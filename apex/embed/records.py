@@ -1,7 +1,5 @@
-"""The job's two steps, shared by both engines: decode one item, encode decoded items.
-
-Both return plain dicts that travel unchanged through a process pool or Ray Data; audio moves
-as ``pcm`` bytes (cheaper through Ray's object store than a ragged tensor column).
+"""The job's two steps, shared by both engines: decode one item, encode decoded items. Both return
+plain dicts; audio moves as ``pcm`` bytes (cheaper through Ray's object store than a ragged tensor).
 """
 
 from __future__ import annotations

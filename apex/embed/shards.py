@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from apex.embed.records import EMBEDDING_FIELDS, ERROR_FIELDS
@@ -29,11 +30,8 @@ class EmbedError(RuntimeError):
 
 def finished_ids(out_dir: Path) -> set[str]:
     """Ids already in an embeddings shard under ``out_dir`` (empty when there is none)."""
-    folder = Path(out_dir) / EMBEDDINGS_DIR
-    ids: set[str] = set()
-    for path in sorted(folder.glob("*.parquet")):
-        ids.update(pq.read_table(path, columns=["id"]).column("id").to_pylist())
-    return ids
+    shards = (Path(out_dir) / EMBEDDINGS_DIR).glob("*.parquet")
+    return set().union(*(pq.read_table(p, columns=["id"])["id"].to_pylist() for p in shards))
 
 
 def read_errors(out_dir: Path) -> pa.Table:
@@ -74,9 +72,8 @@ class ShardWriter:
         if records.num_rows == 0:
             return
         self._check_encoder(records)
-        status = records.column("status").to_pylist()
-        ok = records.filter(pa.array([s == "ok" for s in status]))
-        bad = records.filter(pa.array([s != "ok" for s in status]))
+        is_ok = pc.equal(records["status"], "ok")
+        ok, bad = records.filter(is_ok), records.filter(pc.invert(is_ok))
         if ok.num_rows:
             self.audio_seconds += sum(ok.column("duration_s").to_pylist())
             self._ok.append(ok.select([f.name for f in EMBEDDING_FIELDS]))

@@ -1,9 +1,7 @@
 """Encoders: audio clip -> per-segment, per-layer pooled embeddings (:class:`Embedding`).
 
-``load_encoder("m-a-p/MERT-v1-95M")`` gives the published APEX encoder (transformers'
-``HubertModel``, no remote code); ``load_encoder("fallback")`` the built-in descriptor encoder
-that needs no weights. Pass ``cache_dir`` to wrap either in an on-disk embedding cache.
-"""
+``load_encoder("m-a-p/MERT-v1-95M")``: the published APEX encoder; ``load_encoder("fallback")``:
+built-in descriptors, no weights."""
 
 from __future__ import annotations
 

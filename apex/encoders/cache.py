@@ -1,7 +1,6 @@
 """On-disk embedding cache: the same audio is never encoded twice by the same encoder settings.
 
-Entries are safetensors files named by ``sha256(content hash | encoder id | settings key)`` in
-256 sub-folders, written atomically (:func:`apex.files.atomic_path`).
+Entries: ``<2 hex>/<sha256(content hash | encoder id | settings key)>.safetensors``.
 """
 
 from __future__ import annotations
@@ -27,11 +26,9 @@ class EmbeddingCache:
 
     def key(self, content_hash: str, encoder_id: str, settings_key: str) -> str:
         """The entry name for a clip under one encoder configuration (64 hex chars)."""
-        text = "|".join((_VERSION, content_hash, encoder_id, settings_key))
-        return sha256_text(text)
+        return sha256_text("|".join((_VERSION, content_hash, encoder_id, settings_key)))
 
     def path(self, key: str) -> Path:
-        """Where the entry ``key`` lives."""
         return self.root / key[:2] / f"{key}.safetensors"
 
     def get(self, key: str) -> Embedding | None:

@@ -1,8 +1,6 @@
 """The descriptor groups of the fallback encoder (:mod:`apex.encoders.fallback`), all from one
-shared STFT ``[N, F]`` (frames x bins, bins contiguous for per-frame work), in float32.
-
-What depends only on the sample rate is built once in :class:`Banks`. Sorting uses numpy (about
-20x faster than ``torch.sort`` on CPU for these short rows).
+shared float32 STFT ``[N, F]`` (frames x bins); sample-rate constants built once in :class:`Banks`.
+Sorting uses numpy (about 20x faster than ``torch.sort`` on CPU for these short rows).
 """
 
 from __future__ import annotations

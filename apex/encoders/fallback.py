@@ -1,8 +1,7 @@
 """The fallback encoder: 176 music descriptors per 30 s segment, no weights (the demo heads' input).
 
-Deterministic float32 from one STFT of each segment's real samples (2048-point Hann, hop 256 =
-10.7 ms at 24 kHz); ``layers == layers_padded``, ``L = 1``. Names: :data:`FALLBACK_FEATURES`;
-meanings and units: :mod:`~apex.encoders.descriptors`. About 0.02 s of CPU per 10 s of audio.
+Deterministic float32 from one STFT (2048-point Hann, hop 256 = 10.7 ms at 24 kHz) of each
+segment's real samples; ``layers == layers_padded``, ``L = 1``. Units: :mod:`.descriptors`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""MERT (and any HuBERT-shaped checkpoint) as an :class:`~apex.encoders.base.Encoder`.
-
-As the reference's ``inference.py``: 30 s segments, the last zero-padded, normalised when the
-preprocessor config asks; every hidden state averaged over all frames (``layers_padded``) and
-over the frames of real audio (``layers``) from one forward. ``fast`` precision: bf16 weights
-(fp16 on a CUDA GPU without bf16) under autocast, plus CPU layouts (``benchmarks/score_speed.py``).
-"""
+"""MERT (any HuBERT-shaped checkpoint) as an :class:`~apex.encoders.base.Encoder`, pooled as the
+reference's ``inference.py``; ``fast`` precision: bf16 (fp16 on CUDA without bf16) under autocast,
+plus CPU layouts (``benchmarks/score_speed.py``)."""
 
 from __future__ import annotations
 
@@ -18,13 +14,7 @@ from typing import Any
 import torch
 
 from apex.audio import SAMPLE_RATE, Audio
-from apex.encoders.base import (
-    SEGMENT_SECONDS,
-    Embedding,
-    Encoder,
-    EncoderUnavailable,
-    split_segments,
-)
+from apex.encoders.base import Embedding, Encoder, EncoderUnavailable, split_segments
 from apex.encoders.hubert import (
     build_hubert,
     hubert_config_from_dict,
@@ -79,7 +69,6 @@ class MertEncoder(Encoder):
         self.batch_size = batch_size
         self.do_normalize = do_normalize
         self.sample_rate = sample_rate
-        self.segment_seconds = SEGMENT_SECONDS
         self.weights_key = weights_key
         self.revision: str | None = None
         config = model.config
@@ -118,7 +107,6 @@ class MertEncoder(Encoder):
             local_files_only: Never touch the network.
             encoder_id: Default: the Hub id, or a directory's ``_name_or_path`` when it names a
                 Hub repo, else the folder name.
-            precision, device, batch_size: as the constructor's.
 
         Raises:
             EncoderUnavailable: The files cannot be had, essential weights are missing, or the

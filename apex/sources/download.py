@@ -1,9 +1,7 @@
 """A polite, resumable audio downloader that writes an ``apex embed`` manifest.
 
-Requests to one host start ``min_interval_s`` apart, one at a time; ``Retry-After`` is honoured
-(capped), other failures back off exponentially. Bytes arrive in ``<file>.part`` (resumed with an
-HTTP ``Range``); a file takes its name only complete and verified, with a ``<file>.sha256``
-sidecar, so a rerun skips it without a request.
+One request at a time, paced per host; ``Retry-After`` honoured (capped), else exponential backoff.
+Bytes resume in ``<file>.part``; a verified file gets a ``<file>.sha256`` that lets a rerun skip it.
 """
 
 from __future__ import annotations
@@ -203,6 +201,4 @@ def write_manifest(results: Iterable[DownloadResult], path: Path) -> Path:
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
     """Write one JSON object a line, atomically (a reader sees the old file or the new one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))
-    return path
+    return write_text_atomic(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))

@@ -1,8 +1,7 @@
-"""Music Arena's public release: battles and clips as DataFrames, and the demo in its layout.
-
-``music-arena/music-arena-dataset`` holds ``battle_data/<batch>/<battle>.json`` (one battle a
-file), ``audio_files/<batch>/<clip>.mp3`` (``audio_a``/``audio_b``: these paths, or "" when not
-released) and ``metadata/<batch>.md``; batches are ``01-2025JULAUG``, then ``NN-YYYYMON``.
+"""Music Arena's public release (battles and clips as DataFrames), and the demo in its layout:
+``battle_data/<batch>/<battle>.json``, ``audio_files/<batch>/<clip>.mp3`` (named by ``audio_a``/
+``audio_b``, "" when not released), ``metadata/<batch>.md``; batches ``01-2025JULAUG``, then
+``NN-YYYYMON``.
 """
 
 from __future__ import annotations
