@@ -175,11 +175,11 @@ def test_pending_reveal_says_so_then_fills_in_through_the_ui_handler(
     reveal = arena_ui.cast_vote(services, info["battle_id"], "A", None, None, None)
     text = arena_view.reveal_markdown(reveal)
     assert reveal["apex_pending"] and "APEX is still scoring these clips" in text
-    assert arena_ui.refresh_reveal(services, reveal)["apex_pending"]
+    assert arena_ui.refresh_reveal(services, reveal, None)["apex_pending"]
     scorer.gate.set()
     battle = services.get("store").get_battle(info["battle_id"])
     assert pool.wait_scored([battle.clip_a, battle.clip_b], timeout=30)
-    filled = arena_ui.refresh_reveal(services, reveal)
+    filled = arena_ui.refresh_reveal(services, reveal, None)
     assert not filled["apex_pending"] and "APEX preferred" in arena_view.reveal_markdown(filled)
     pool.stop_scoring()
     services.close()
