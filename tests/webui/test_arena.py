@@ -6,8 +6,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from tests.annotation.pool.test_scoring import GatedScorer, pool_folder
-from tests.webui.conftest import arena_services
+from tests.annotation.pool.test_scoring import GatedScorer
+from tests.webui.conftest import arena_services, scoring_services
 from tests.webui.test_identity_signin import request as visit
 from webui import arena
 from webui.services import Services
@@ -35,22 +35,10 @@ def _reveal_poll(services: Services):
 
 
 def test_a_forged_reveal_gets_no_apex_scores_and_stops_the_poll(tmp_path: Path, settings) -> None:
-    from annotation.arena import Arena
-    from annotation.pool import load_pool
-    from annotation.store import open_store
-
     scorer = GatedScorer()
     scorer.gate.set()
-    services = Services(
-        settings.replace(pool=str(pool_folder(tmp_path / "pool")), salt="s", min_listen_s=0.0),
-        builders={
-            "store": lambda s, b: open_store(s),
-            "pool": lambda s, b: load_pool(s),
-            "arena": lambda s, b: Arena(s, b["pool"], b["store"], scorer),
-        },
-    ).start(False)
+    services = scoring_services(settings, tmp_path / "pool", scorer)
     pool = services.get("pool")
-    pool.start_scoring(scorer)
     try:
         poll = _reveal_poll(services)
         owner = visit(None, "owner")
