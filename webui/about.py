@@ -242,13 +242,12 @@ def build(services: Services, tab: gr.Tab) -> None:
         "(AMAAI-Lab, Singapore University of Technology and Design)."
     )
     gr.Code(APEX_BIBTEX, language=None, interactive=False, label="BibTeX")
-    tab.select(lambda: refresh(services), None, [card, raw], api_visibility="private")
 
+    def _refresh() -> tuple[str, dict[str, Any]]:
+        info = model_info(services)
+        return model_card_markdown(info, services), info
 
-def refresh(services: Services) -> tuple[str, dict[str, Any]]:
-    """Card markdown and raw info for the current serving model."""
-    info = model_info(services)
-    return model_card_markdown(info, services), info
+    tab.select(_refresh, None, [card, raw], api_visibility="private")
 
 
 def on_space() -> bool:

@@ -118,12 +118,18 @@ def cast_vote(
     return dataclasses.asdict(reveal)
 
 
-def refresh_reveal(services: Services, reveal: dict[str, Any]) -> dict[str, Any]:
-    """A reveal given while APEX was still scoring, with APEX's view if ready now."""
+def refresh_reveal(services: Services, reveal: Any, request: gr.Request | None) -> dict[str, Any]:
+    """A reveal given while APEX was still scoring, with APEX's view if ready now. ``reveal``
+    comes from the client: raises :class:`annotation.rules.VoteRefused` unless it has exactly a
+    reveal's keys and its battle is voted and ``request``'s session's."""
     from annotation.arena import Reveal
+    from annotation.rules import VoteRefused
 
-    with _titled():
-        return dataclasses.asdict(services.arena.late_reveal(Reveal(**reveal)))
+    fields = {field.name for field in dataclasses.fields(Reveal)}
+    if not isinstance(reveal, dict) or reveal.keys() != fields:
+        raise VoteRefused("unknown_battle", "this is not a reveal this server gave.")
+    late = services.arena.late_reveal(Reveal(**reveal), view.session_id(request))
+    return dataclasses.asdict(late)
 
 
 class Widgets:
@@ -330,10 +336,16 @@ def _wire_votes(services: Services, w: Widgets, limits: dict) -> None:
 
         button.click(_vote, inputs, outputs, **{**QUIET, "show_progress": "minimal"}, **limits)
 
-    def _refresh(state: dict[str, Any]) -> list[Any]:
-        fresh = refresh_reveal(services, state["reveal"]) if state.get("reveal") else None
-        if fresh is None or fresh["apex_pending"]:
-            return [gr.skip(), state, gr.Timer(active=fresh is not None)]
+    def _refresh(state: dict[str, Any], request: gr.Request) -> list[Any]:
+        from annotation.rules import VoteRefused
+
+        try:
+            fresh = refresh_reveal(services, state.get("reveal"), request)
+        except VoteRefused:  # not a reveal of this session's voted battle: stop polling
+            state["reveal"] = None
+            return [gr.skip(), state, gr.Timer(active=False)]
+        if fresh["apex_pending"]:
+            return [gr.skip(), state, gr.Timer(active=True)]
         state["reveal"] = None
         shown = gr.Markdown(value=view.reveal_markdown(fresh), visible=True)
         return [shown, state, gr.Timer(active=False)]

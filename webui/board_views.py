@@ -45,10 +45,7 @@ class BoardViews:
     def get(self, board: str = "all", *args: Any, **options: Any) -> dict[str, Any]:
         """The last result of ``board_data(store, board, *args, **options)``; waits only for a
         view's first fit (:data:`FIRST_VIEW_WAIT_S`), or a refit due in :data:`FRESH_VIEW_WAIT_S`.
-
-        Raises:
-            gr.Error: an unknown board, the store not ready, or a first fit still running.
-        """
+        Raises ``gr.Error``: an unknown board, the store not ready, or a first fit still running."""
         from annotation.board import BOARD_NAMES
 
         if board not in BOARD_NAMES:

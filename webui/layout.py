@@ -80,11 +80,8 @@ def build_ui(services: Services) -> gr.Blocks:
 
 def server_address(settings: Any, env: dict[str, str] | None = None) -> tuple[str, int]:
     """``(host, port)`` to listen on: Gradio's own ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT``
-    when set (a Space, a container), else ``APEX_HOST``/``APEX_PORT``.
-
-    Raises:
-        ValueError: ``GRADIO_SERVER_PORT`` is not a port number (the message says so).
-    """
+    when set (a Space, a container), else ``APEX_HOST``/``APEX_PORT``. Raises ``ValueError``:
+    ``GRADIO_SERVER_PORT`` is not a port number."""
     env = dict(os.environ) if env is None else env
     host = env.get("GRADIO_SERVER_NAME", "").strip() or settings.host
     raw = env.get("GRADIO_SERVER_PORT", "").strip()

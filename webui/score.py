@@ -23,11 +23,8 @@ from webui.services import NotReady, Services
 
 def _scored(services: Services, paths: list[str], progress: Any) -> tuple[Any, list[Any]]:
     """(scorer, one ``ScoreResult`` per path), waiting up to ``APEX_WARMUP_WAIT_S`` for the scorer
-    (telling ``progress``, a ``gr.Progress``); each upload is released afterwards.
-
-    Raises:
-        gr.Error: the scorer is not ready in time, or bad audio (without the server's folders).
-    """
+    (telling ``gr.Progress``), then releasing each upload. Raises ``gr.Error``: scorer not ready
+    in time, or bad audio (without the server's folders)."""
 
     def report(waited: float, line: str) -> None:
         if progress is not None:

@@ -296,11 +296,8 @@ class Services:
         self, name: str, timeout: float, on_wait: Callable[[float, str], None] | None = None
     ) -> Any:
         """Service ``name``, waiting up to ``timeout`` seconds while it warms up; ``on_wait``
-        gets (seconds waited, :meth:`status_line`) about once a second.
-
-        Raises:
-            NotReady: it failed, is not part of the app, or is still not ready at ``timeout``.
-        """
+        gets (seconds waited, :meth:`status_line`) about once a second. Raises :class:`NotReady`:
+        it failed, is not part of the app, or is still not ready at ``timeout``."""
         start = time.monotonic()
         while True:
             try:

@@ -172,3 +172,24 @@ def arena_services(settings: Any, pool_dir: Path, systems: tuple[str, ...], clip
             "arena": lambda s, b: Arena(s, pool, b["store"], seed=0),
         },
     ).start(background=False)
+
+
+def scoring_services(settings: Any, pool_dir: Path, scorer: Any) -> Any:
+    """Started services with a real store, a tone pool in ``pool_dir`` scored in the background by
+    ``scorer`` and an arena using it (the caller stops the pool's scoring and closes them)."""
+    from annotation.arena import Arena
+    from annotation.pool import load_pool
+    from annotation.store import open_store
+    from tests.annotation.pool.test_scoring import pool_folder
+    from webui.services import Services
+
+    services = Services(
+        settings.replace(pool=str(pool_folder(pool_dir)), salt="s", min_listen_s=0.0),
+        builders={
+            "store": lambda s, b: open_store(s),
+            "pool": lambda s, b: load_pool(s),
+            "arena": lambda s, b: Arena(s, b["pool"], b["store"], scorer),
+        },
+    ).start(background=False)
+    services.get("pool").start_scoring(scorer)
+    return services

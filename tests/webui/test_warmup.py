@@ -11,7 +11,7 @@ import gradio as gr
 import pytest
 
 from tests.annotation.pool.test_scoring import pool_folder
-from tests.webui.conftest import free_port, write_song
+from tests.webui.conftest import free_port, scoring_services, write_song
 from webui import arena as arena_ui
 from webui import arena_view, score
 from webui.services import Services
@@ -152,34 +152,20 @@ def test_gradio_server_port_and_name_win(settings, monkeypatch) -> None:
 def test_pending_reveal_says_so_then_fills_in_through_the_ui_handler(
     settings, tmp_path: Path
 ) -> None:
-    from annotation.arena import Arena
-    from annotation.pool import load_pool
-    from annotation.store import open_store
     from tests.annotation.pool.test_scoring import GatedScorer
 
-    settings = settings.replace(
-        pool=str(pool_folder(tmp_path / "pool")), salt="s", min_listen_s=0.0
-    )
     scorer = GatedScorer()
-    services = Services(
-        settings,
-        builders={
-            "store": lambda s, b: open_store(s),
-            "pool": lambda s, b: load_pool(s),
-            "arena": lambda s, b: Arena(s, b["pool"], b["store"], scorer),
-        },
-    ).start(False)
+    services = scoring_services(settings, tmp_path / "pool", scorer)
     pool = services.get("pool")
-    pool.start_scoring(scorer)
     info, _, _ = arena_ui.new_battle(services, None)
     reveal = arena_ui.cast_vote(services, info["battle_id"], "A", None, None, None)
     text = arena_view.reveal_markdown(reveal)
     assert reveal["apex_pending"] and "APEX is still scoring these clips" in text
-    assert arena_ui.refresh_reveal(services, reveal)["apex_pending"]
+    assert arena_ui.refresh_reveal(services, reveal, None)["apex_pending"]
     scorer.gate.set()
     battle = services.get("store").get_battle(info["battle_id"])
     assert pool.wait_scored([battle.clip_a, battle.clip_b], timeout=30)
-    filled = arena_ui.refresh_reveal(services, reveal)
+    filled = arena_ui.refresh_reveal(services, reveal, None)
     assert not filled["apex_pending"] and "APEX preferred" in arena_view.reveal_markdown(filled)
     pool.stop_scoring()
     services.close()
