@@ -71,9 +71,10 @@ def test_score_answers_from_the_published_path(published_app: LiveApp, tmp_path:
 
 
 def test_about_tab_names_model_encoder_and_revisions(published_app: LiveApp) -> None:
-    from webui.about import refresh
+    from webui.about import model_card_markdown, model_info
 
-    card, raw = refresh(published_app.services)
+    raw = model_info(published_app.services)  # what the tab's select handler shows
+    card = model_card_markdown(raw, published_app.services)
     print("\n--- About tab on the replica cache ---\n" + card.split("### How the model")[0])
     assert f"`{hr.APEX_REPO}` (version `epoch-50`, published, revision `{hr.APEX_REVISION}`" in card
     assert f"`{hr.MERT_REPO}`, revision `{hr.MERT_REVISION}`" in card
