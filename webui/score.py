@@ -181,11 +181,12 @@ def render_compare(pair: dict[str, Any] | None) -> tuple[Any, ...]:
         return (gr.update(visible=False), "", None, None)
     p_a = float(pair["p_prefer_a"])
     banner = banner_markdown(pair["a"]) or banner_markdown(pair["b"])
-    pick = "A" if p_a >= 0.5 else "B"
-    text = (
-        f"### APEX expects listeners to prefer **{pick}**\n"
-        f"P(prefer A) = **{p_a:.0%}** · P(prefer B) = **{1 - p_a:.0%}**"
-    )
+    shown_a, shown_b = f"{p_a:.0%}", f"{1 - p_a:.0%}"
+    if shown_a == shown_b:  # a pick the shown odds do not back would mislead
+        headline = "APEX expects no preference between A and B"
+    else:
+        headline = f"APEX expects listeners to prefer **{'A' if p_a > 0.5 else 'B'}**"
+    text = f"### {headline}\nP(prefer A) = **{shown_a}** · P(prefer B) = **{shown_b}**"
     radar = charts.radar(
         {"A": pair["a"]["scores"], "B": pair["b"]["scores"]}, title="Aesthetics: A vs B"
     )

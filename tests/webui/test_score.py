@@ -124,3 +124,14 @@ def test_a_popularity_only_result_draws_its_two_scores() -> None:
     _, p_text, c_table, c_radar = score.render_compare(pair)
     assert list(c_table["score"]) == ["Streams", "Likes"] and "P(prefer A)" in p_text
     assert c_table.loc[0, "A - B"] == "+11.00" and not c_radar.data
+
+
+def test_compare_headline_names_a_pick_only_when_the_shown_odds_differ() -> None:
+    def headline(p_a: float) -> str:
+        pair = {"a": _popularity_result(60.0), "b": _popularity_result(60.0), "p_prefer_a": p_a}
+        return score.render_compare(pair)[1].splitlines()[0]
+
+    assert headline(0.5) == "### APEX expects no preference between A and B"
+    assert headline(0.502) == "### APEX expects no preference between A and B"  # shown 50% / 50%
+    assert headline(0.6) == "### APEX expects listeners to prefer **A**"
+    assert headline(0.4) == "### APEX expects listeners to prefer **B**"
