@@ -81,9 +81,10 @@ def local_files(folder: Path) -> dict[str, Path]:
     return {rel: found[rel] for rel in keep}
 
 
-def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> None:
+def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> list[str]:
     """Move or copy the shards under ``folder`` into ``export_dir`` where their path is free
-    (shards are never overwritten)."""
+    (shards are never overwritten); returns the repo paths adopted."""
+    adopted = []
     for rel, path in local_files(folder).items():
         dest = export_dir / rel
         if rel == CARD_FILE or dest.exists():
@@ -95,6 +96,8 @@ def adopt_shards(folder: Path, export_dir: Path, *, move: bool) -> None:
             continue  # another writer took the name meanwhile: its shard stays
         if move:
             path.unlink()
+        adopted.append(rel)
+    return adopted
 
 
 def restore_from_folder(store: VoteStore, folder: Path, *, export_dir: Path | None = None) -> int:
