@@ -140,7 +140,11 @@ def test_votes_make_the_served_model_better_and_it_survives_a_restart(
         assert status.last_error is None, status.last_error
         assert status.last_promoted, status.last_reasons
         figures = status.last_figures
-        assert figures["challenger"]["accuracy"] > figures["serving"]["accuracy"]
+        # Better on the 40 held-out battles: by AUC, which ranks every battle by APEX's margin
+        # (accuracy only counts sides: on 40 battles its sd is ~0.08, and a CI run once tied it
+        # at 0.40 / 0.40 while a typical run gives 0.65 / 0.45, AUC 0.78 / 0.47).
+        assert figures["challenger"]["auc"] > figures["serving"]["auc"], figures
+        assert figures["challenger"]["accuracy"] >= figures["serving"]["accuracy"], figures
         new_version = services.scorer.info()["version"]
         assert new_version == status.last_version != demo_version
         served = f"apex-arena-refit@{new_version}"
