@@ -185,6 +185,19 @@ def test_a_space_restart_on_an_empty_disk_loses_only_unpushed_votes(
             def promoted() -> bool:
                 return "champion.json" in hub.files("model", MODEL_REPO)
 
+            # A refit on ~200 demo votes is promoted most times, not every time (in one CI run
+            # it held 0.425 against the serving 0.450): after a refusal, votes come in and the
+            # next refit is the one this test needs. Restart durability is what it checks.
+            for attempt in range(4):
+                refusals = attempt + 1
+                _wait(
+                    "a refit decision",
+                    lambda: promoted() or app.output().count(" not promoted:") >= refusals,  # noqa: B023
+                    app,
+                )
+                if promoted():
+                    break
+                cast_2 += _vote(app, small_demo_corpus, data, 40, seed=10 + attempt)
             _wait("a promoted refit pushed to the model repo", promoted, app)
             champion = json.loads(hub.files("model", MODEL_REPO)["champion.json"])["version"]
             _wait("the promoted refit serving", lambda: champion in _served_version(app, song), app)
