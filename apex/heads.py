@@ -5,6 +5,7 @@ audio), to the scores keyed by :data:`apex.tasks.SCORE_NAMES` on their scales.""
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -29,14 +30,6 @@ REFERENCE_LAYER_MIX: dict[str, tuple[float, ...]] = {
 REFERENCE_DIM = 768
 
 
-def _mean_segments(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``x`` ``[B, S, D]`` over valid segments -> ``[B, D]`` (zeros for a row with none)."""
-    if mask is None:
-        return x.mean(dim=1)
-    weights = mask.to(x.dtype).unsqueeze(-1)
-    return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
-
-
 def _to_score_scale(raw: torch.Tensor, name: str) -> torch.Tensor:
     """Squash a logit onto score ``name``'s range with a sigmoid, as the reference does."""
     low, high = SCORE_RANGES[name]
@@ -44,17 +37,10 @@ def _to_score_scale(raw: torch.Tensor, name: str) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- reference heads
-class _Block(nn.Module):
+def _block(in_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
     """Linear -> BatchNorm1d -> GELU -> Dropout, named ``block`` like the reference's blocks."""
-
-    def __init__(self, in_dim: int, out_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.block = nn.Sequential(
-            nn.Linear(in_dim, out_dim), nn.BatchNorm1d(out_dim), nn.GELU(), nn.Dropout(dropout)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.block(x)
+    layers = (nn.Linear(in_dim, out_dim), nn.BatchNorm1d(out_dim), nn.GELU(), nn.Dropout(dropout))
+    return nn.Sequential(OrderedDict(block=nn.Sequential(*layers)))
 
 
 class _Branch(nn.Module):
@@ -64,7 +50,7 @@ class _Branch(nn.Module):
         super().__init__()
         self.name, self.squash = name, name != "preference"  # preference: an unbounded logit
         widths = (in_dim, *dims)
-        blocks = [_Block(a, b, dropout) for a, b in itertools.pairwise(widths)]
+        blocks = [_block(a, b, dropout) for a, b in itertools.pairwise(widths)]
         self.branch = nn.Sequential(*blocks, nn.Linear(widths[-1], 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,8 +67,11 @@ class _MixedHeads(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Outputs ``[B]`` from ``[B, L, D]`` or ``[B, S, L, D]`` (+ ``mask`` ``[B, S]``)."""
         mixed = self.mix(layers)
-        if mixed.dim() == 3:
-            mixed = _mean_segments(mixed, mask)
+        if mixed.dim() == 3 and mask is None:
+            mixed = mixed.mean(dim=1)
+        elif mixed.dim() == 3:  # the mean over segments with audio (zeros for a row with none)
+            weights = mask.to(mixed.dtype).unsqueeze(-1)
+            mixed = (mixed * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
         return self.predict_mixed(mixed)
 
     def segments(self, layers: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -146,7 +135,7 @@ class ReferenceHeads(_MixedHeads):
         self.output_names: tuple[str, ...] = TASK_OUTPUTS[task]
         widths = (input_dim, *shared_dims)
         self.shared = nn.Sequential(
-            *(_Block(a, b, dropout_shared) for a, b in itertools.pairwise(widths))
+            *(_block(a, b, dropout_shared) for a, b in itertools.pairwise(widths))
         )
         self.has_preference = False
         self._branch_args = (shared_dims[-1], branch_dims, dropout_branch)

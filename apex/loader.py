@@ -9,7 +9,7 @@ from torch import nn
 
 from apex.checkpoints import CheckpointError, ModelInfo, load_model
 from apex.encoders.base import Encoder, EncoderUnavailable
-from apex.published import PUBLISHED_REPO, load_published
+from apex.published import load_published
 from apex.scorer import Scorer
 from apex.settings import Settings
 from apex.training.registry import champion_of, registry_for
@@ -77,9 +77,8 @@ def load_scorer(
         try:
             if encoder == "fallback":
                 raise EncoderUnavailable("the published heads need MERT, not the fallback encoder")
-            published = load_published(PUBLISHED_REPO)
-            heads, info = published.heads, published.info
-            enc = _make_encoder(encoder or published.encoder_spec, precision, device, settings)
+            heads, info = load_published()
+            enc = _make_encoder(encoder or info.encoder_id, precision, device, settings)
         except (CheckpointError, EncoderUnavailable) as err:
             notices.append(
                 f"The published APEX model is not available here, so the offline demo model "

@@ -116,13 +116,9 @@ def strict_load(module: nn.Module, state: Mapping[str, torch.Tensor], where: str
         for k in sorted(set(expected) & set(state))
         if tuple(state[k].shape) != tuple(expected[k].shape)
     ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_describe(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_describe(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatches (checkpoint != model): {_describe(shapes)}")
+    found = {"missing keys": missing, "unexpected keys": unexpected}
+    found["shape mismatches (checkpoint != model)"] = shapes
+    problems = [f"{what}: {_describe(keys)}" for what, keys in found.items() if keys]
     if problems:
         raise CheckpointError(
             f"{where} does not match {type(module).__name__}: " + "; ".join(problems) + ". "
@@ -211,15 +207,6 @@ _CONFIG_ARGS = (
     "dropout_branch",
     "layer_indices",
 )
-
-
-@dataclass(frozen=True)
-class PublishedModel:
-    """Published heads (eval mode, CPU), who they are, and the encoder they were trained on."""
-
-    heads: nn.Module
-    info: ModelInfo
-    encoder_spec: str
 
 
 def pick_heads_files(listing: Sequence[str]) -> list[str]:
@@ -371,20 +358,20 @@ def load_snapshot_heads(snapshot: Snapshot, heads_from: str) -> tuple[ReferenceH
 
 def load_published(
     repo_or_dir: str | Path = PUBLISHED_REPO, *, local_files_only: bool = False
-) -> PublishedModel:
-    """The published APEX heads and the encoder they need from ``repo_or_dir`` (a Hub repo id or
-    a local directory in either layout), from the cache first, then (unless ``local_files_only``)
-    the Hub; :class:`CheckpointError` names the repo, the file and the error."""
+) -> tuple[ReferenceHeads, ModelInfo]:
+    """The published APEX heads and their info (``encoder_id``: the encoder they need) from
+    ``repo_or_dir`` (a Hub repo id or a local directory in either layout), from the cache first,
+    then (unless ``local_files_only``) the Hub; :class:`CheckpointError` names the repo, the file
+    and the error."""
     text = str(repo_or_dir)
     try:
         snapshot = open_snapshot(text, pick_heads_files, local_files_only=local_files_only)
     except SnapshotUnavailable as err:
         raise CheckpointError(f"published APEX heads {text}: {err}") from err
     try:
-        heads, info = load_snapshot_heads(snapshot, text)
+        return load_snapshot_heads(snapshot, text)
     except CheckpointError as err:
         where = f"revision {snapshot.revision}, " if snapshot.revision else ""
         raise CheckpointError(
             f"published APEX heads {text} ({where}files {', '.join(snapshot.files)}): {err}"
         ) from err
-    return PublishedModel(heads, info, info.encoder_id)

@@ -126,13 +126,13 @@ def run_published(clips_n: int, work: Path, seed: int) -> dict:
         PoolClip(str(r.clip_id), str(corpus / r.file_name), float(r.duration_s))
         for r in meta.itertuples()
     ]
-    published = load_published(local_files_only=True)
+    published_heads, published_info = load_published(local_files_only=True)
     embeddings = work / "embeddings"
     encoder = load_encoder(
         hr.MERT_REPO, precision="reference", cache_dir=embeddings, local_files_only=True
     )
     t0 = time.perf_counter()
-    rows, mixed = _embed_all(clips, encoder, published.heads)
+    rows, mixed = _embed_all(clips, encoder, published_heads)
     embed_s = time.perf_counter() - t0
     utility = embedding_utility(mixed, seed=3)
     rng = np.random.default_rng(seed)
@@ -160,11 +160,11 @@ def run_published(clips_n: int, work: Path, seed: int) -> dict:
         str(embeddings),
         precision="reference",
     )
-    serving = ServingModel(hr.APEX_REPO, hr.APEX_REVISION, published.info.version)
+    serving = ServingModel(hr.APEX_REPO, hr.APEX_REVISION, published_info.version)
     curve = [
         {
             "votes": 0,
-            "agreement": agreement(published.heads, published.info),
+            "agreement": agreement(published_heads, published_info),
             "version": "published",
         }
     ]
@@ -190,7 +190,7 @@ def run_published(clips_n: int, work: Path, seed: int) -> dict:
         if outcome.decision.promote:
             serving = ServingModel(str(outcome.version), None, outcome.version.name)
         heads, info = serving.load()
-        drift = score_drift(heads, published.heads, held_data.song_x)
+        drift = score_drift(heads, published_heads, held_data.song_x)
         curve.append(
             {
                 "votes": target,

@@ -115,10 +115,9 @@ def test_every_plausible_published_layout_loads_exactly(
     state = hr.apex_state(config, seed=3, aggregator=aggregator)
     files = hr.apex_files(config, state, tmp_path, **opts)
     hr.write_cache_repo(hub_cache, hr.APEX_REPO, files, hr.APEX_REVISION)
-    published = load_published(hr.APEX_REPO, local_files_only=True)
-    heads, info = published.heads, published.info
+    heads, info = load_published(hr.APEX_REPO, local_files_only=True)
     assert heads.shared_depth == (3 if depth3 else 2)
-    assert published.encoder_spec == hr.MERT_REPO and info.revision == hr.APEX_REVISION
+    assert info.encoder_id == hr.MERT_REPO and info.revision == hr.APEX_REVISION
     weights = "model.safetensors" if opts.get("safetensors") else "pytorch_model.bin"
     meta = info.metadata["published_checkpoint"]
     assert meta["weights_file"] == weights
@@ -151,7 +150,7 @@ def test_real_size_replica_matches_the_published_file(hub_cache: Path, tmp_path:
     assert len(state) == 126
     assert abs(len(files["pytorch_model.bin"]) - 3.33e6) < 0.02e6, len(files["pytorch_model.bin"])
     hr.write_cache_repo(hub_cache, hr.APEX_REPO, files, hr.APEX_REVISION)
-    heads = load_published(local_files_only=True).heads
+    heads, _ = load_published(local_files_only=True)
     assert set(heads.state_dict()) == set(state)
 
 
@@ -229,11 +228,11 @@ def test_reference_pt_layout_is_found_by_listing(hub_cache: Path, tmp_path: Path
     torch.save(payload, tmp_path / "ref.pt")
     files = {"models/best_model.pt": (tmp_path / "ref.pt").read_bytes(), "README.md": b"# ref\n"}
     hr.write_cache_repo(hub_cache, hr.APEX_REPO, files, hr.APEX_REVISION)
-    published = load_published(local_files_only=True)
-    assert published.info.version == "epoch-9" and published.info.revision == hr.APEX_REVISION
-    assert published.info.metadata["files"] == ["models/best_model.pt"]
+    heads, info = load_published(local_files_only=True)
+    assert info.version == "epoch-9" and info.revision == hr.APEX_REVISION
+    assert info.metadata["files"] == ["models/best_model.pt"]
     x = torch.randn(2, 13, 768)
-    assert torch.equal(published.heads(x)["coherence"], source(x)["coherence"])
+    assert torch.equal(heads(x)["coherence"], source(x)["coherence"])
 
 
 def test_cached_repo_never_touches_the_network(
@@ -254,8 +253,8 @@ def test_cached_repo_never_touches_the_network(
 
     monkeypatch.setattr(HfApi, "model_info", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)  # not even the probe
-    published = load_published(local_files_only=False)
-    assert published.info.metadata["from_cache"] is True
+    _, info = load_published(local_files_only=False)
+    assert info.metadata["from_cache"] is True
     encoder = MertEncoder.from_pretrained(hr.MERT_REPO, local_files_only=False, device="cpu")
     assert encoder.revision == hr.MERT_REVISION and encoder.encoder_id == hr.MERT_REPO
 

@@ -34,7 +34,7 @@ def _mixed_vectors(pool) -> dict[str, np.ndarray]:
     from apex.encoders import load_encoder
     from apex.published import load_published
 
-    heads = load_published(local_files_only=True).heads
+    heads, _ = load_published(local_files_only=True)
     encoder = load_encoder(hr.MERT_REPO, precision="reference", local_files_only=True)
     from apex.audio import load_audio
 
