@@ -99,12 +99,6 @@ def _uncertainty(
     return out
 
 
-def _is_single_input(inputs: Any) -> bool:
-    if isinstance(inputs, str | Path | bytes | bytearray | Audio):
-        return True
-    return isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], np.ndarray)
-
-
 class Scorer:
     """Scores songs with one set of heads and one encoder; thread-safe; hot-swappable heads.
 
@@ -198,7 +192,10 @@ class Scorer:
         if self.encoder is None:
             raise RuntimeError("this scorer has no encoder; use score_embedding()")
         rate, longest = self.encoder.sample_rate, self.max_audio_s
-        items = [inputs] if _is_single_input(inputs) else list(inputs)
+        single = isinstance(inputs, str | Path | bytes | bytearray | Audio) or (
+            isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], np.ndarray)
+        )
+        items = [inputs] if single else list(inputs)
         audios = [load_audio(item, sample_rate=rate, max_seconds=longest) for item in items]
         embeddings = self._batcher.encode(audios, priority=priority) if audios else []
         return [
@@ -261,14 +258,12 @@ class Scorer:
         self, embedding: Embedding, per_segment: Mapping[str, torch.Tensor], names: Sequence[str]
     ) -> list[dict[str, float]]:
         seg_s = float(getattr(self.encoder, "segment_seconds", SEGMENT_SECONDS))
-        rows = []
-        for s, seconds in enumerate(embedding.seconds.tolist()):
-            if seconds <= 0:
-                continue
-            row = {"start_s": s * seg_s, "end_s": s * seg_s + float(seconds)}
-            row.update({name: float(per_segment[name][s]) for name in names})
-            rows.append(row)
-        return rows
+        return [
+            {"start_s": s * seg_s, "end_s": s * seg_s + seconds}
+            | {name: float(per_segment[name][s]) for name in names}
+            for s, seconds in enumerate(embedding.seconds.tolist())
+            if seconds > 0
+        ]
 
     def compare(self, a: Any, b: Any) -> float:
         """P(listeners prefer ``a`` over ``b``) (inputs or :class:`ScoreResult`): with preference

@@ -234,12 +234,3 @@ class Settings:
     models_dir = _Under("models", "Versioned model directories (demo model, refits).")
     demo_dir = _Under("demo", "The generated demo corpus (audiofolder layout).")
     export_dir = _Under("export", "Append-only Parquet vote shards, uploaded by the Hub sync.")
-
-
-def env_table() -> list[tuple[str, str, str]]:
-    """(variable, default, description) for every setting, in declaration order."""
-    rows = []
-    for f in dataclasses.fields(Settings):
-        default = "see description" if f.default is dataclasses.MISSING else f.default  # a factory
-        rows.append((_variable(f), "unset" if default is None else str(default), f.metadata["doc"]))
-    return rows
