@@ -103,5 +103,5 @@ def _load_ours(
     strict_load(heads, read_state_dict(weights), str(weights))
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     meta.setdefault("heads_config", asdict(config))
-    info = ModelInfo.from_metadata(meta, spec, model_id=Path(spec).name, revision=revision)
+    info = ModelInfo(Path(spec).name, heads_from=spec, revision=revision).with_metadata(meta)
     return heads.eval(), info

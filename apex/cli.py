@@ -72,12 +72,10 @@ def dataclass_flags(
             continue
         if field.name in overrides:
             default = overrides[field.name]
-        elif field.default is not dataclasses.MISSING:
-            default = field.default
         elif field.default_factory is not dataclasses.MISSING:
             default = field.default_factory()
         else:
-            default = None
+            default = None if field.default is dataclasses.MISSING else field.default
         flag = "--" + field.name.replace("_", "-")
         text = help.get(field.name, "")
         text = f"{text} (default {default})" if text else f"default {default}"

@@ -12,7 +12,7 @@ from apex.encoders.base import Encoder, EncoderUnavailable
 from apex.published import load_published
 from apex.scorer import Scorer
 from apex.settings import Settings
-from apex.training.registry import champion_of, registry_for
+from apex.training.registry import champion_of, registry_for, restore_champion
 
 
 def _make_encoder(spec: str, precision: str, device: str | None, settings: Settings) -> Encoder:
@@ -30,8 +30,6 @@ def _make_encoder(spec: str, precision: str, device: str | None, settings: Setti
 def _champion_or_auto(settings: Settings) -> tuple[str, tuple[nn.Module, ModelInfo] | None, list]:
     """The registry's champion and its ``(heads, info)``, else ``("auto", None)``; and notices
     (what restoring an empty registry from ``APEX_MODEL_REPO`` did; a champion that cannot load)."""
-    from apex.training.registry import restore_champion
-
     note = restore_champion(settings)
     notices = [note] if note else []
     champion = champion_of(settings)

@@ -8,7 +8,7 @@ import json
 import pickle
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,26 +56,15 @@ class ModelInfo:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     revision: str | None = None
 
-    @classmethod
-    def from_metadata(
-        cls,
-        meta: Mapping[str, Any],
-        heads_from: str,
-        *,
-        model_id: str,
-        version: str = "0",
-        encoder_id: str = PUBLISHED_ENCODER,
-        revision: str | None = None,
-    ) -> ModelInfo:
-        """The info a ``metadata.json`` ``meta`` gives; the arguments fill what it lacks."""
-        return cls(
-            model_id=str(meta.get("model_id", model_id)),
-            version=str(meta.get("version", version)),
+    def with_metadata(self, meta: Mapping[str, Any]) -> ModelInfo:
+        """This info with a ``metadata.json`` ``meta`` and the identity it gives (kind: custom)."""
+        return replace(
+            self,
+            model_id=str(meta.get("model_id", self.model_id)),
+            version=str(meta.get("version", self.version)),
             kind=str(meta.get("kind", "custom")),
-            encoder_id=str(meta.get("encoder_id", encoder_id)),
-            heads_from=heads_from,
+            encoder_id=str(meta.get("encoder_id", self.encoder_id)),
             metadata=meta,
-            revision=revision,
         )
 
     @property
@@ -337,32 +326,25 @@ def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> Re
 def load_snapshot_heads(snapshot: Snapshot, heads_from: str) -> tuple[ReferenceHeads, ModelInfo]:
     """Published heads from a snapshot picked by :func:`pick_heads_files` (either layout); a
     ``metadata.json`` beside them (a refit's) is their identity."""
-    first, model_id = snapshot.files[0], snapshot.repo_id or Path(heads_from).name
+    first = snapshot.files[0]
     if first == CONFIG_NAME:
         heads = load_apex_directory(snapshot.directory, snapshot.files[1], heads_from=heads_from)
     else:
         heads = load_reference_checkpoint(snapshot.path(first))
+    model_id = snapshot.repo_id or Path(heads_from).name
     info = reference_info(heads, heads_from, model_id=model_id, snapshot=snapshot)
     if "metadata.json" not in snapshot.files:
         return heads, info
     ours = json.loads(snapshot.path("metadata.json").read_text())
-    return heads, ModelInfo.from_metadata(
-        {**info.metadata, **ours, "files": list(snapshot.files)},
-        heads_from,
-        model_id=model_id,
-        version=info.version,
-        encoder_id=info.encoder_id,
-        revision=snapshot.revision,
-    )
+    return heads, info.with_metadata({**info.metadata, **ours, "files": list(snapshot.files)})
 
 
 def load_published(
     repo_or_dir: str | Path = PUBLISHED_REPO, *, local_files_only: bool = False
 ) -> tuple[ReferenceHeads, ModelInfo]:
-    """The published APEX heads and their info (``encoder_id``: the encoder they need) from
-    ``repo_or_dir`` (a Hub repo id or a local directory in either layout), from the cache first,
-    then (unless ``local_files_only``) the Hub; :class:`CheckpointError` names the repo, the file
-    and the error."""
+    """The published heads and their info (``encoder_id``: the encoder they need) from a Hub repo
+    id or a local directory in either layout, cache first, then (unless ``local_files_only``) the
+    Hub; :class:`CheckpointError` names the repo, the file and the error."""
     text = str(repo_or_dir)
     try:
         snapshot = open_snapshot(text, pick_heads_files, local_files_only=local_files_only)

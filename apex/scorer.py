@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import bisect
 import copy
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -135,7 +134,6 @@ class Scorer:
         self._batcher = (
             EncodeBatcher(encoder, max_clips=self.max_batch, gather_s=gather_s) if encoder else None
         )
-        self._swap_lock = threading.Lock()
         self._state: tuple[nn.Module, ModelInfo] = (self._prepare(heads), info)
 
     # ------------------------------------------------------------------ model management
@@ -159,9 +157,7 @@ class Scorer:
     def swap(self, heads: nn.Module, info: ModelInfo) -> None:
         """Replace the heads atomically; calls in flight finish with the heads they started with.
         ``ValueError`` when the new heads do not fit the encoder (the old ones stay)."""
-        prepared = self._prepare(heads)
-        with self._swap_lock:  # serialises swappers; readers never take it
-            self._state = (prepared, info)
+        self._state = (self._prepare(heads), info)  # one assignment: readers see old or new
 
     def info(self) -> dict[str, Any]:
         """Model id, version, kind, metrics and the encoder in use (for the About tab)."""
@@ -197,7 +193,7 @@ class Scorer:
         )
         items = [inputs] if single else list(inputs)
         audios = [load_audio(item, sample_rate=rate, max_seconds=longest) for item in items]
-        embeddings = self._batcher.encode(audios, priority=priority) if audios else []
+        embeddings = self._batcher.encode(audios, priority=priority)
         return [
             self.score_embedding(
                 embedding, duration_s=audio.duration_s, name=audio.name, warnings=audio.warnings
