@@ -17,7 +17,6 @@ from typing import Any
 
 #: Ending of every temporary file :func:`atomic_path` hands out.
 PARTIAL_SUFFIX = ".partial"
-_BLOCK = 1 << 20  # bytes read per step when hashing a file
 
 
 def partial_name(target: Path) -> Path:
@@ -99,7 +98,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB blocks (memory stays flat for any size)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(_BLOCK):
+        while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
 

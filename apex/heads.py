@@ -251,10 +251,6 @@ class ApexHeads(
         self.preference_out = nn.Linear(width, 1)
         self.eval()
 
-    def layer_weights(self) -> torch.Tensor:
-        """Softmax weights over the L hidden states, ``[L]``, summing to 1."""
-        return torch.softmax(self.layer_logits, dim=0)
-
     @torch.no_grad()
     def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Standardise mixed embeddings with ``mean``/``std`` ``[D]`` (std floored at 1e-6)."""
@@ -262,13 +258,13 @@ class ApexHeads(
         self.feature_scale.copy_(std.to(self.feature_scale).clamp_min(1e-6))
 
     def mix(self, layers: torch.Tensor) -> torch.Tensor:
-        """Weighted sum over layers: ``[..., L, D]`` -> ``[..., D]``."""
+        """Softmax-weighted sum over layers: ``[..., L, D]`` -> ``[..., D]``."""
         if tuple(layers.shape[-2:]) != (self.num_layers, self.dim):
             raise ValueError(
                 f"these heads take [..., {self.num_layers}, {self.dim}] hidden states, got "
                 f"{tuple(layers.shape)}; score with the encoder the heads were trained on"
             )
-        return (layers * self.layer_weights().unsqueeze(-1)).sum(dim=-2)
+        return (layers * torch.softmax(self.layer_logits, dim=0).unsqueeze(-1)).sum(dim=-2)
 
     def predict_mixed(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """All outputs from mixed embeddings ``[B, D]``; see the class docstring."""

@@ -116,10 +116,8 @@ def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Sna
 
     try:
         # Only config.json: the listing decides the rest (a partial preload is not refused).
-        cached = Path(
-            snapshot_download(repo_id, local_files_only=True, allow_patterns=["config.json"])
-        )
-        return replace(from_directory(cached, pick), repo_id=repo_id)
+        cached = snapshot_download(repo_id, local_files_only=True, allow_patterns=["config.json"])
+        return replace(from_directory(Path(cached), pick), repo_id=repo_id)
     except LocalEntryNotFoundError as err:
         cache_reason = f"not in the local Hugging Face cache ({err.__class__.__name__})"
     except SnapshotUnavailable as err:

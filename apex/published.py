@@ -124,8 +124,7 @@ def load_reference_checkpoint(path: str | Path) -> ReferenceHeads:
     ``weights_only=True``; from a bare state dict, task and depth are inferred from its keys. The
     heads (eval mode, CPU) carry ``checkpoint_info`` (task, shared, mode, epoch, val_loss);
     :class:`CheckpointError` for an unreadable file, wrong structure or mismatched keys."""
-    path = Path(path)
-    raw = read_state_dict(path)
+    raw = read_state_dict(Path(path))
     state, _ = normalize_state(raw, str(path))  # also unwraps DDP's "module." prefix
     task = "full" if any(k.startswith("branch_coherence.") for k in state) else "popularity"
     shared = 3 if any(k.startswith("shared.2.") for k in state) else 2
@@ -247,10 +246,7 @@ def normalize_state(raw: Mapping[str, Any], where: str) -> tuple[dict[str, torch
     """Unwrap (``model_state``/``state_dict``) and un-prefix a heads state dict: the head
     tensors by :class:`ReferenceHeads` names, and the encoder tensors' names set aside (the
     remote code's ``mert.*``); :class:`CheckpointError` when it holds no tensor dict."""
-    for key in _WRAPPERS:
-        if isinstance(raw.get(key), Mapping):
-            raw = raw[key]
-            break
+    raw = next((raw[key] for key in _WRAPPERS if isinstance(raw.get(key), Mapping)), raw)
     if not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise CheckpointError(f"{where} holds no tensor state dict; it is not APEX heads.")
     state, ignored = {}, []

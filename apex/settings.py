@@ -113,11 +113,6 @@ def default_data_dir() -> Path:
     return Path("var").resolve()
 
 
-def _default_trusted_proxies() -> int:
-    """1 on a Hugging Face Space (``SPACE_ID`` set; its proxy appends to ``X-Forwarded-For``)."""
-    return 1 if os.environ.get("SPACE_ID") else 0
-
-
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. Build with :meth:`from_env`; every field has a safe default."""
@@ -158,7 +153,7 @@ class Settings:
     )
     trusted_proxies: int = _env(
         "Proxies appending to `X-Forwarded-For`; default 1 on a Space.",
-        _default_trusted_proxies,
+        lambda: 1 if os.environ.get("SPACE_ID") else 0,  # a Space's proxy appends to it
         min=0,
         max=10,
     )
