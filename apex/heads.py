@@ -245,9 +245,8 @@ class ApexHeads(
             trunk += [nn.Linear(width, out), nn.LayerNorm(out), nn.GELU(), nn.Dropout(cfg.dropout)]
             width = out
         self.trunk = nn.Sequential(*trunk)
-        n = len(SCORE_NAMES)
-        self.score_out = nn.Linear(width, n)
-        self.logvar_out = nn.Linear(width, n)
+        self.score_out = nn.Linear(width, len(SCORE_NAMES))
+        self.logvar_out = nn.Linear(width, len(SCORE_NAMES))
         self.preference_out = nn.Linear(width, 1)
         self.eval()
 

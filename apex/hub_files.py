@@ -96,24 +96,19 @@ def is_repo_id(text: str) -> bool:
 
 
 def open_snapshot(spec: str | Path, pick: Picker, *, local_files_only: bool) -> Snapshot:
-    """The files ``pick`` chooses of a local directory or a Hub repo id (:func:`fetch_snapshot`);
-    :class:`SnapshotUnavailable` when ``spec`` is neither or the files cannot be had."""
-    path, text = Path(spec).expanduser(), str(spec)
-    if path.is_dir():
-        return from_directory(path, pick)
-    if not is_repo_id(text):
-        raise SnapshotUnavailable(
-            f"{spec!s} is neither a model directory nor a Hub id (owner/name)."
-        )
-    return fetch_snapshot(text, pick, local_files_only=local_files_only)
-
-
-def fetch_snapshot(repo_id: str, pick: Picker, *, local_files_only: bool) -> Snapshot:
-    """The files ``pick`` chooses of ``repo_id``: from the local cache if there, else (unless
-    ``local_files_only``) the Hub; :class:`SnapshotUnavailable` gives both reasons otherwise."""
+    """The files ``pick`` chooses of a local directory or of a Hub repo id: from the local cache
+    if there, else (unless ``local_files_only``) the Hub; :class:`SnapshotUnavailable` when
+    ``spec`` is neither or the files cannot be had (giving both reasons)."""
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    path, repo_id = Path(spec).expanduser(), str(spec)
+    if path.is_dir():
+        return from_directory(path, pick)
+    if not is_repo_id(repo_id):
+        raise SnapshotUnavailable(
+            f"{spec!s} is neither a model directory nor a Hub id (owner/name)."
+        )
     try:
         # Only config.json: the listing decides the rest (a partial preload is not refused).
         cached = snapshot_download(repo_id, local_files_only=True, allow_patterns=["config.json"])

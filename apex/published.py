@@ -185,7 +185,6 @@ _PREFIXES = ("module.", "model.", "apex.")
 _WRAPPERS = ("model_state", "state_dict")
 #: Tensors of the encoder the remote code keeps inside its model; not heads, never used.
 _ENCODER_PREFIXES = ("mert.", "mert_processor.")
-_AGGREGATOR = ("aggregator.weight", "aggregator.bias")
 #: config.json keys that are ReferenceHeads arguments of the same name.
 _CONFIG_ARGS = (
     "input_dim",
@@ -281,10 +280,10 @@ def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> Re
         heads = ReferenceHeads(task="full", preference=preference, **kwargs)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{config_path} is not a valid APEX config: {err}") from err
-    mix = {k: state.pop(k) for k in _AGGREGATOR if k in state}
     n_mix = len(heads.layer_indices)
     want = {"aggregator.weight": (1, n_mix, 1), "aggregator.bias": (1,)}
-    if mix and (set(mix) != set(_AGGREGATOR) or any(tuple(mix[k].shape) != want[k] for k in mix)):
+    mix = {k: state.pop(k) for k in want if k in state}  # weight, bias
+    if mix and (set(mix) != set(want) or any(tuple(mix[k].shape) != want[k] for k in mix)):
         got = {k: tuple(v.shape) for k, v in mix.items()}
         raise CheckpointError(
             f"{weights_path}: the layer mix must be aggregator.weight {want['aggregator.weight']} "
@@ -304,8 +303,7 @@ def load_apex_directory(directory: Path, weights: str, *, heads_from: str) -> Re
         )
     strict_load(heads, state, f"{heads_from} ({weights})")
     if mix:
-        weight, bias = mix["aggregator.weight"], mix["aggregator.bias"]
-        heads.set_layer_mix(weight, bias, f"{weights}: aggregator.weight/bias")
+        heads.set_layer_mix(*mix.values(), f"{weights}: aggregator.weight/bias")
     heads.checkpoint_info = {
         "format": "hub-config",
         "weights_file": weights,
