@@ -30,8 +30,7 @@ _BUILTIN = ("score", "train", "eval", "refit", "embed", "data")
 
 
 def fail(args: argparse.Namespace, message: object, code: int = EXIT_USAGE) -> int:
-    """Print ``apex <command>: error: <message>`` (``apex votes export: error: ...``) on stderr
-    and return ``code``."""
+    """Print ``apex <command>: error: <message>`` on stderr; return ``code``."""
     words = [getattr(args, "command", None), getattr(args, "subcommand", None)]
     print(f"{' '.join(['apex', *filter(None, words)])}: error: {message}", file=sys.stderr)
     return code

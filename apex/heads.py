@@ -166,8 +166,7 @@ class ReferenceHeads(_MixedHeads):
         self.has_preference = True
 
     def mix(self, layers: torch.Tensor) -> torch.Tensor:
-        """The fixed ``Conv1d(4, 1, 1)``: ``[..., L, D]`` -> ``[..., D]``, ``L`` all
-        :attr:`num_layers` or the ``len(layer_indices)`` already picked."""
+        """Mix layers: ``[..., L, D]`` -> ``[..., D]``, L all :attr:`num_layers` or those picked."""
         picked = len(self.layer_indices)
         if layers.shape[-1] != self.dim or layers.shape[-2] not in (picked, self.num_layers):
             raise ValueError(

@@ -45,12 +45,9 @@ def gram(x: np.ndarray | Pairs, w: np.ndarray) -> np.ndarray:
 
 
 def hessian(x, w, precision: np.ndarray | float = 0.0, flat: int = 0) -> np.ndarray:
-    """``[B, D, D]`` Hessian of the objective at likelihood weights ``w = n p (1 - p)``.
-
-    ``flat``: the first ``flat`` coordinates are strengths whose common shift the likelihood does
-    not see; where the prior does not pin them either, ``11^T / flat`` fixes that direction
-    without moving the optimum (every gradient is orthogonal to it).
-    """
+    """``[B, D, D]`` Hessian of the objective at likelihood weights ``w = n p (1 - p)``. ``flat``:
+    the first ``flat`` coordinates are strengths whose common shift only a prior pins; where none
+    does, ``11^T / flat`` fixes it without moving the optimum (every gradient is orthogonal)."""
     out = gram(x, w)
     dim = out.shape[1]
     q = np.broadcast_to(np.asarray(precision, dtype=np.float64), (out.shape[0], dim))

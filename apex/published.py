@@ -147,14 +147,10 @@ def load_reference_checkpoint(path: str | Path) -> ReferenceHeads:
 
 
 def reference_info(
-    heads: ReferenceHeads,
-    heads_from: str,
-    *,
-    model_id: str | None = None,
-    snapshot: Snapshot | None = None,
+    heads: ReferenceHeads, heads_from: str, snapshot: Snapshot | None = None
 ) -> ModelInfo:
     """A :class:`ModelInfo` for published heads (a reference ``.pt`` or the Hub layout, from
-    their ``checkpoint_info``), with ``snapshot``'s revision and files when they came from one."""
+    their ``checkpoint_info``), with ``snapshot``'s repo, revision and files when from one."""
     meta = dict(getattr(heads, "checkpoint_info", {}))
     epoch = meta.get("epoch")
     layout = (
@@ -164,7 +160,7 @@ def reference_info(
     if snapshot is not None:
         metadata |= {"from_cache": snapshot.from_cache, "files": list(snapshot.files)}
     return ModelInfo(
-        model_id=model_id or Path(heads_from).name,
+        model_id=(snapshot and snapshot.repo_id) or Path(heads_from).name,
         version=f"epoch-{epoch}" if epoch is not None else "0",
         kind="published",
         encoder_id=str(meta.get("config", {}).get("mert_model_name", PUBLISHED_ENCODER)),
@@ -221,8 +217,7 @@ def pick_heads_files(listing: Sequence[str]) -> list[str]:
 
 
 def read_state_dict(path: Path) -> Mapping[str, Any]:
-    """The raw content of a safetensors file or a pickle (read with ``weights_only``);
-    :class:`CheckpointError` naming the file and its size when unreadable."""
+    """A safetensors or pickle (``weights_only``) file's content; else :class:`CheckpointError`."""
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist; check the path or download it again.")
     try:
@@ -325,8 +320,7 @@ def load_snapshot_heads(snapshot: Snapshot, heads_from: str) -> tuple[ReferenceH
         heads = load_apex_directory(snapshot.directory, snapshot.files[1], heads_from=heads_from)
     else:
         heads = load_reference_checkpoint(snapshot.path(first))
-    model_id = snapshot.repo_id or Path(heads_from).name
-    info = reference_info(heads, heads_from, model_id=model_id, snapshot=snapshot)
+    info = reference_info(heads, heads_from, snapshot)
     if "metadata.json" not in snapshot.files:
         return heads, info
     ours = json.loads(snapshot.path("metadata.json").read_text())

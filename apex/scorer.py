@@ -136,7 +136,6 @@ class Scorer:
         )
         self._state: tuple[nn.Module, ModelInfo] = (self._prepare(heads), info)
 
-    # ------------------------------------------------------------------ model management
     def _prepare(self, heads: nn.Module) -> nn.Module:
         """Check that ``heads`` fit the encoder; return them in eval mode on the device."""
         if self.encoder is not None:
@@ -174,7 +173,6 @@ class Scorer:
             notices=list(self.notices),
         )
 
-    # ------------------------------------------------------------------ scoring
     @property
     def encoder_batches(self) -> int:
         """Shared ``encode_batch`` calls made so far (concurrent requests share them)."""
