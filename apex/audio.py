@@ -164,11 +164,8 @@ class Audio:
     @cached_property
     def content_hash(self) -> str:
         """sha256 hex of the resampled float32 samples and the rate (the embedding-cache key)."""
-        import torch
-
-        digest = hashlib.sha256()
-        digest.update(struct.pack("<I", self.sample_rate))
-        digest.update(self.waveform.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+        digest = hashlib.sha256(struct.pack("<I", self.sample_rate))
+        digest.update(self.waveform.detach().float().contiguous().cpu().numpy().tobytes())
         return digest.hexdigest()
 
 
