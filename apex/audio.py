@@ -295,11 +295,9 @@ def _from_array(samples: object, rate: object) -> tuple[np.ndarray, int]:
         raise AudioError(f"Array samples must be float or integer PCM, not {array.dtype}.")
     if array.ndim == 1:
         array = array[:, None]
-    elif array.ndim == 2:
-        # The smaller axis is channels: at >= 1 s, samples always outnumber channels.
-        if array.shape[0] < array.shape[1]:
-            array = array.T
-    else:
+    elif array.ndim == 2 and array.shape[0] < array.shape[1]:
+        array = array.T  # the smaller axis is channels: at >= 1 s, samples outnumber channels
+    elif array.ndim != 2:
         raise AudioError(f"Array samples must be [T] or [T, C], got shape {array.shape}.")
     check_rate_and_channels(rate, array.shape[1], "<array>")
     return np.ascontiguousarray(array, dtype=np.float32), rate

@@ -8,7 +8,6 @@ import heapq
 import itertools
 import os
 import threading
-import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -78,8 +77,7 @@ class EncodeBatcher:
                 self._worker.start()
             heapq.heappush(self._pending, request)
             self._cond.notify_all()
-            while not request.done:
-                self._cond.wait()
+            self._cond.wait_for(lambda: request.done)
         if request.error is not None:
             raise request.error
         assert request.result is not None
@@ -89,8 +87,7 @@ class EncodeBatcher:
         """The encoder thread: one batch after another, as long as the process lives."""
         while True:
             with self._cond:
-                while not self._pending:
-                    self._cond.wait()
+                self._cond.wait_for(lambda: self._pending)
                 batch = self._gather()
             try:
                 self._run(batch)
@@ -104,12 +101,9 @@ class EncodeBatcher:
 
     def _gather(self) -> list[_Request]:
         """Wait up to ``gather_s`` for a full batch, then pop requests in priority order."""
-        deadline = time.monotonic() + self.gather_s
-        while sum(len(r.audios) for r in self._pending) < self.max_clips:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            self._cond.wait(left)
+        self._cond.wait_for(
+            lambda: sum(len(r.audios) for r in self._pending) >= self.max_clips, self.gather_s
+        )
         batch, clips = [], 0
         while self._pending and (
             not batch or clips + len(self._pending[0].audios) <= self.max_clips

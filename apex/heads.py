@@ -133,10 +133,8 @@ class ReferenceHeads(_MixedHeads):
         self.layer_indices, self.num_layers = picked, num_layers
         self.input_dim = self.dim = input_dim
         self.output_names: tuple[str, ...] = TASK_OUTPUTS[task]
-        widths = (input_dim, *shared_dims)
-        self.shared = nn.Sequential(
-            *(_block(a, b, dropout_shared) for a, b in itertools.pairwise(widths))
-        )
+        pairs = itertools.pairwise((input_dim, *shared_dims))
+        self.shared = nn.Sequential(*(_block(a, b, dropout_shared) for a, b in pairs))
         self.has_preference = False
         self._branch_args = (shared_dims[-1], branch_dims, dropout_branch)
         for name in self.output_names:

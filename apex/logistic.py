@@ -1,10 +1,8 @@
-"""The one solver of every logistic and Bradley-Terry fit: batched penalised logistic regression.
-
-For ``B`` problems at once (bootstrap rounds, prior settings, permuted labellings) damped Newton
-steps with a backtracking line search minimise ``sum_r n_r softplus(d_r) - s_r d_r + 0.5 sum_c
-q_c (x_c - m_c)^2``, ``d = X x``: ``n_r`` a row's weight, ``s_r`` its weighted score (``n_r``
-times the win share 1, 0.5 or 0), ``q`` and ``m`` a Gaussian prior's precision and centre. Rows
-are a dense design ``[N, D]`` or :class:`Pairs` (Bradley-Terry's ``e_i - e_j``)."""
+"""The one solver of every logistic and Bradley-Terry fit, for ``B`` problems at once (bootstrap
+rounds, prior settings, permutations): damped Newton steps with a line search minimise ``sum_r
+n_r softplus(d_r) - s_r d_r + 0.5 sum_c q_c (x_c - m_c)^2``, ``d = X x``: ``n_r`` a row's weight,
+``s_r`` its weighted score (``n_r`` times the win share 1, 0.5 or 0), ``q`` and ``m`` a Gaussian
+prior's precision and centre. Rows: a dense design ``[N, D]`` or :class:`Pairs` (``e_i - e_j``)."""
 
 from __future__ import annotations
 
