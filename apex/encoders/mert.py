@@ -97,16 +97,14 @@ class MertEncoder(Encoder):
         trust_remote_code: bool = False,
         local_files_only: bool = False,
         batch_size: int | None = None,
-        encoder_id: str | None = None,
     ) -> MertEncoder:
         """Load a MERT / HuBERT checkpoint (:func:`pick_mert_files`) from a directory or a Hub
-        id such as ``"m-a-p/MERT-v1-95M"``.
+        id such as ``"m-a-p/MERT-v1-95M"``; its encoder id: the Hub id, or a directory's
+        ``_name_or_path`` when it names a Hub repo, else the folder name.
 
         Args:
             trust_remote_code: Run the checkpoint's own code (``AutoModel``); explicit opt-in.
             local_files_only: Never touch the network.
-            encoder_id: Default: the Hub id, or a directory's ``_name_or_path`` when it names a
-                Hub repo, else the folder name.
 
         Raises:
             EncoderUnavailable: The files cannot be had, essential weights are missing, or the
@@ -143,7 +141,7 @@ class MertEncoder(Encoder):
                 )
         encoder = cls(
             model,
-            encoder_id=encoder_id or snapshot.repo_id or _local_id(directory, raw),
+            encoder_id=snapshot.repo_id or _local_id(directory, raw),
             precision=precision,
             device=device,
             batch_size=batch_size,

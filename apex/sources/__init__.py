@@ -14,5 +14,3 @@ LICENSES: dict[str, str] = {
     "suno-metadata": "Community metadata dumps such as nyuuzyou/suno: CC0-1.0 for the metadata; "
     "the audio stays under Suno's terms of service.",
 }
-
-__all__ = ["LICENSES"]

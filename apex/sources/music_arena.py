@@ -22,26 +22,10 @@ from apex.tasks import PREFERENCES
 
 HUB_ID = "music-arena/music-arena-dataset"
 #: Columns of :attr:`ArenaRelease.battles`, in order (release names plus what we derive).
-BATTLE_COLUMNS: tuple[str, ...] = (
-    "battle_uuid",
-    "batch",
-    "timestamp",
-    "prompt",
-    "is_instrumental",
-    "user_pseudonym",
-    "system_a",
-    "system_b",
-    "audio_a",
-    "audio_b",
-    "clip_a",
-    "clip_b",
-    "has_audio_a",
-    "has_audio_b",
-    "preference",
-    "total_listening_time_a",
-    "total_listening_time_b",
-    "duration_a",
-    "duration_b",
+BATTLE_COLUMNS: tuple[str, ...] = tuple(
+    "battle_uuid batch timestamp prompt is_instrumental user_pseudonym system_a system_b audio_a "
+    "audio_b clip_a clip_b has_audio_a has_audio_b preference total_listening_time_a "
+    "total_listening_time_b duration_a duration_b".split()
 )
 _EASTERN = ZoneInfo("America/New_York")  # Music Arena assigns batches in US Eastern time
 _FIRST_BATCH_END = datetime(2025, 8, 31, 23, 59, 59, tzinfo=_EASTERN)
