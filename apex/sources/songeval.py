@@ -60,11 +60,8 @@ def _mean_rating(value: Any) -> float:
 
 
 def read_songeval(root: str | Path) -> SongEvalSet:
-    """Read ``metadata.jsonl`` (or ``metadata.csv``) and check each song's audio.
-
-    Raises:
-        SongEvalError: no metadata file, or no column for one of the five dimensions.
-    """
+    """Read ``metadata.jsonl`` (or ``metadata.csv``) and check each song's audio;
+    :class:`SongEvalError`: no metadata file, or no column for one of the five dimensions."""
     from apex.sources.engagement import assign_split
 
     root = Path(root).expanduser().resolve()
