@@ -26,11 +26,8 @@ _DECODED_DEFAULTS: dict[str, Any] = {
 
 
 def run_ray(config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter) -> None:
-    """Embed ``pending`` on Ray Data into ``writer``.
-
-    Connects to ``config.address`` when given; otherwise uses the running Ray (e.g. a test's
-    ``ray.init``) or starts a local one with ``config.num_cpus`` CPUs, shut down at the end.
-    """
+    """Embed ``pending`` on Ray Data into ``writer``, on ``config.address``, the running Ray (a
+    test's ``ray.init``) or a local one of ``config.num_cpus`` CPUs (shut down at the end)."""
     try:
         import ray
         import ray.data

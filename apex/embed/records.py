@@ -61,12 +61,9 @@ _ITEM_KEYS = ("id", "audio", "platform", "split", "extra", *TARGET_COLUMNS)
 
 
 def decode_item(item: dict[str, Any], sample_rate: int, max_seconds: float) -> dict[str, Any]:
-    """Fetch (URLs) and decode one manifest item; never raises for bad audio.
-
-    Returns:
-        ``item`` plus ``pcm`` (bytes of ``[T]`` float32), ``sample_rate`` (Hz), ``duration_s``,
-        ``warnings`` (JSON list) on success; plus ``stage`` and ``reason`` on failure.
-    """
+    """Fetch (URLs) and decode one manifest item, never raising for bad audio: ``item`` plus
+    ``pcm`` (bytes of ``[T]`` float32), ``sample_rate`` (Hz), ``duration_s``, ``warnings`` (JSON
+    list) on success; plus ``stage`` and ``reason`` on failure."""
     from apex.audio import AudioError, load_audio
 
     audio_ref = item["audio"]

@@ -188,11 +188,8 @@ def mert_95m_config(**overrides: Any) -> Any:
 
 def load_weights(model: torch.nn.Module, weights_file: Path) -> list[str]:
     """Load a checkpoint's tensors into ``model`` (legacy keys renamed); returns the checkpoint
-    keys that have no place in it.
-
-    Raises:
-        EncoderUnavailable: Essential weights are missing or have the wrong shape.
-    """
+    keys that have no place in it. :class:`EncoderUnavailable`: essential weights missing or of
+    the wrong shape."""
     if weights_file.suffix == ".safetensors":
         from safetensors.torch import load_file
 

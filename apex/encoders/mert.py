@@ -100,16 +100,10 @@ class MertEncoder(Encoder):
     ) -> MertEncoder:
         """Load a MERT / HuBERT checkpoint (:func:`pick_mert_files`) from a directory or a Hub
         id such as ``"m-a-p/MERT-v1-95M"``; its encoder id: the Hub id, or a directory's
-        ``_name_or_path`` when it names a Hub repo, else the folder name.
-
-        Args:
-            trust_remote_code: Run the checkpoint's own code (``AutoModel``); explicit opt-in.
-            local_files_only: Never touch the network.
-
-        Raises:
-            EncoderUnavailable: The files cannot be had, essential weights are missing, or the
-                architecture needs remote code.
-        """
+        ``_name_or_path`` when it names a Hub repo, else the folder name. ``trust_remote_code``:
+        run the checkpoint's own code (``AutoModel``), an explicit opt-in; ``local_files_only``:
+        never touch the network. :class:`EncoderUnavailable`: the files cannot be had, essential
+        weights are missing, or the architecture needs remote code."""
         pick = functools.partial(pick_mert_files, remote_code=trust_remote_code)
         try:
             snapshot = open_snapshot(name_or_path, pick, local_files_only=local_files_only)
