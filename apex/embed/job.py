@@ -1,8 +1,7 @@
 """The embedding job: manifest in, resumable Parquet shards out, on the local or Ray engine.
 
 Local engine: ``spawn`` workers decode ahead of the main process's encoder (callers need the
-``__main__`` guard); a file that kills its worker again when retried alone becomes an error record.
-"""
+``__main__`` guard); a file that kills its worker again, retried alone, becomes an error record."""
 
 from __future__ import annotations
 

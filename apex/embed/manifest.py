@@ -1,8 +1,7 @@
 """Manifests: one work item per song, from a JSONL or CSV file or a Hub dataset id. Columns: the
 unique id (:data:`ID_COLUMNS`, first found), audio (:data:`AUDIO_COLUMNS`: a path relative to the
 manifest or an ``http(s)://`` URL), ``platform``, ``split``, numeric :data:`TARGET_COLUMNS` (empty:
-unknown); any other column goes into the item's JSON ``extra``.
-"""
+unknown); any other column goes into the item's JSON ``extra``."""
 
 from __future__ import annotations
 

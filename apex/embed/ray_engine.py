@@ -1,7 +1,6 @@
 """The Ray Data engine of ``apex embed`` (extra ``.[ray]``): decode on CPU tasks, encode on one
 actor per GPU (one CPU actor without GPUs), write shards on the driver (audio must be readable
-from every node; no shared file system needed). Same :mod:`apex.embed.records` as the local engine.
-"""
+from every node; no shared file system needed); the same :mod:`apex.embed.records` as local."""
 
 from __future__ import annotations
 

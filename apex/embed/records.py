@@ -1,6 +1,5 @@
 """The job's two steps, shared by both engines: decode one item, encode decoded items. Both return
-plain dicts; audio moves as ``pcm`` bytes (cheaper through Ray's object store than a ragged tensor).
-"""
+plain dicts; audio moves as ``pcm`` bytes (cheaper than ragged tensors through Ray's store)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """On-disk embedding cache: the same audio is never encoded twice by the same encoder settings.
 
-Entries: ``<2 hex>/<sha256(content hash | encoder id | settings key)>.safetensors``.
-"""
+Entries: ``<2 hex>/<sha256(content hash | encoder id | settings key)>.safetensors``."""
 
 from __future__ import annotations
 

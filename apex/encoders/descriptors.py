@@ -1,7 +1,6 @@
 """The descriptor groups of the fallback encoder (:mod:`apex.encoders.fallback`), all from one
 shared float32 STFT ``[N, F]`` (frames x bins); sample-rate constants built once in :class:`Banks`.
-Sorting uses numpy (about 20x faster than ``torch.sort`` on CPU for these short rows).
-"""
+Sorting uses numpy (about 20x faster than ``torch.sort`` on CPU for these short rows)."""
 
 from __future__ import annotations
 

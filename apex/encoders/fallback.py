@@ -1,8 +1,7 @@
 """The fallback encoder: 176 music descriptors per 30 s segment, no weights (the demo heads' input).
 
 Deterministic float32 from one STFT (2048-point Hann, hop 256 = 10.7 ms at 24 kHz) of each
-segment's real samples; ``layers == layers_padded``, ``L = 1``. Units: :mod:`.descriptors`.
-"""
+segment's real samples; ``layers == layers_padded``, ``L = 1``. Units: :mod:`.descriptors`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """MERT checkpoints as transformers' own ``HubertModel``: config mapping, weights, debug model.
 
-MERT-v1's config is HuBERT's plus switches that are off in v1 or inert at inference.
-"""
+MERT-v1's config is HuBERT's plus switches that are off in v1 or inert at inference."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""A polite, resumable audio downloader that writes an ``apex embed`` manifest.
-
-One request at a time, paced per host; ``Retry-After`` honoured (capped), else exponential backoff.
-Bytes resume in ``<file>.part``; a verified file gets a ``<file>.sha256`` that lets a rerun skip it.
-"""
+"""A polite, resumable audio downloader that writes an ``apex embed`` manifest: one request at a
+time, paced per host; ``Retry-After`` honoured (capped), else exponential backoff. Bytes resume in
+``<file>.part``; a verified file gets a ``<file>.sha256`` that lets a rerun skip it."""
 
 from __future__ import annotations
 

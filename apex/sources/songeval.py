@@ -2,8 +2,7 @@
 
 **Licence: CC BY-NC-SA 4.0 -- non-commercial use only**; every manifest row says so. Layout:
 ``mp3/<song>.mp3`` and ``metadata.jsonl`` (``file_name`` relative to the root) with five ratings
-per song, as columns or nested (``aesthetic_scores.*``), each a number or per-rater list.
-"""
+per song, as columns or nested (``aesthetic_scores.*``), each a number or per-rater list."""
 
 from __future__ import annotations
 
