@@ -198,13 +198,12 @@ def load_weights(model: torch.nn.Module, weights_file: Path) -> list[str]:
     expected = model.state_dict()
     renamed: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
-        name = key
-        for prefix in ("hubert.", "mert.", "model."):
-            if name.startswith(prefix) and name.removeprefix(prefix) in expected:
-                name = name.removeprefix(prefix)
         for old, new in _LEGACY_RENAMES.items():
-            name = name.replace(old, new)
-        renamed[name] = tensor
+            key = key.replace(old, new)
+        for prefix in ("hubert.", "mert.", "model."):
+            if key.startswith(prefix) and key.removeprefix(prefix) in expected:
+                key = key.removeprefix(prefix)
+        renamed[key] = tensor
     essential = sorted(set(expected) - set(renamed) - _OPTIONAL_KEYS)
     wrong = [k for k in expected if k in renamed and renamed[k].shape != expected[k].shape]
     if essential or wrong:
