@@ -75,10 +75,6 @@ class ChannelsLastFeatureEncoder(torch.nn.Module):
     def __init__(self, original: torch.nn.Module) -> None:
         super().__init__()
         self.conv_layers = original.conv_layers
-        self._requires_grad = False
-
-    def _freeze_parameters(self) -> None:  # HubertModel's API; inference only here
-        self.requires_grad_(False)
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` samples -> ``[B, C, F]`` features (a channels-last view)."""
