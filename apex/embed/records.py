@@ -3,6 +3,7 @@ plain dicts; audio moves as ``pcm`` bytes (cheaper than ragged tensors through R
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.error
@@ -124,13 +125,8 @@ def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[di
         for d in ready
     ]
     embeddings: dict[str, Embedding | str] = {}
-    if audios:
-        try:
-            embeddings.update(
-                zip([d["id"] for d in ready], encoder.encode_batch(audios), strict=True)
-            )
-        except errors:
-            embeddings.clear()
+    with contextlib.suppress(*errors):  # a clip failed: all again one by one, below
+        embeddings.update(zip([d["id"] for d in ready], encoder.encode_batch(audios), strict=True))
     for d, audio in zip(ready, audios, strict=True):
         if d["id"] not in embeddings:
             try:
