@@ -171,11 +171,15 @@ class MertEncoder(Encoder):
         segments, valid = torch.cat(pieces), torch.cat(valids)
         frame_mask = torch.arange(total_frames)[None, :] < _frames_for(self.model, valid)[:, None]
         padded_out, valid_out = [], []
+        reduced = self.compute_dtype != torch.float32
         with torch.inference_mode():
             for start in range(0, segments.shape[0], self.batch_size):
-                batch = segments[start : start + self.batch_size].to(self.device)
-                mask = frame_mask[start : start + self.batch_size].to(self.device)
-                padded, masked = _pool(self._hidden_states(batch), mask)
+                rows = slice(start, start + self.batch_size)
+                batch = segments[rows].to(self.device, self.compute_dtype)
+                mask = frame_mask[rows].to(self.device)
+                with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=reduced):
+                    out = self.model(batch, output_hidden_states=True)
+                padded, masked = _pool(out.hidden_states, mask)
                 padded_out.append(padded.cpu())
                 valid_out.append(masked.cpu())
         layers = torch.cat(valid_out).split(counts)
@@ -185,13 +189,6 @@ class MertEncoder(Encoder):
             Embedding(a.clone(), b.clone(), c.clone(), encoder_id=self.encoder_id)
             for a, b, c in zip(layers, layers_padded, seconds, strict=True)
         ]
-
-    def _hidden_states(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """All hidden states of a batch of segments: L tensors ``[B, F, D]``."""
-        reduced = self.compute_dtype != torch.float32
-        with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=reduced):
-            out = self.model(batch.to(self.compute_dtype), output_hidden_states=True)
-        return tuple(out.hidden_states)
 
 
 def _pool(
