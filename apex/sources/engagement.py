@@ -118,11 +118,10 @@ def normalise(frame: pd.DataFrame, platform: str | None = None) -> tuple[pd.Data
     return out[reasons == ""].reset_index(drop=True), skipped
 
 
-def assign_split(ids: pd.Series, *, val: float = 0.1, test: float = 0.1) -> pd.Series:
-    """``train``/``val``/``test`` from a hash of each id: stable when the listing grows."""
+def assign_split(ids: pd.Series) -> pd.Series:
+    """``train``/``val``/``test`` (80/10/10 %) from a hash of each id: stable as a listing grows."""
     buckets = ids.map(lambda i: int(sha256_text(str(i))[:8], 16) % 1000)
-    inner = np.where(buckets < (test + val) * 1000, "val", "train")
-    split = np.where(buckets < test * 1000, "test", inner)
+    split = np.select([buckets < 100, buckets < 200], ["test", "val"], "train")
     return pd.Series(split, index=ids.index)
 
 
