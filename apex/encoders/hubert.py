@@ -228,13 +228,11 @@ def config_json(config: Any) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
 
 
-def save_debug_checkpoint(
-    directory: str | Path, *, seed: int = 0, do_normalize: bool = True
-) -> Path:
+def save_debug_checkpoint(directory: str | Path) -> Path:
     """Write a tiny random MERT-style checkpoint (under 1 MB: MERT's conv strides, width 32, 2
-    layers, 2 heads) into ``directory``; return it. Its ``config.json`` (``mert_model``,
+    layers, 2 heads, seed 0) into ``directory``; return it. Its ``config.json`` (``mert_model``,
     ``auto_map``) and legacy ``weight_g``/``weight_v`` names are the Hub's, so tests take the
-    real MERT's mapping; ``do_normalize`` goes to ``preprocessor_config.json``."""
+    real MERT's mapping; its ``preprocessor_config.json`` sets ``do_normalize`` (tests cover it)."""
     from safetensors.torch import save_file
 
     out = Path(directory)
@@ -248,7 +246,7 @@ def save_debug_checkpoint(
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=4,
     )
-    model = build_hubert(config, seed=seed)
+    model = build_hubert(config, seed=0)
     save_file(legacy_state_dict(model), str(out / "model.safetensors"))
     raw = config_json(config)
     raw.update(
@@ -265,7 +263,7 @@ def save_debug_checkpoint(
         sample_rate=SAMPLE_RATE,
     )
     (out / "config.json").write_text(json.dumps(raw, indent=2, default=list))
-    write_preprocessor_config(out, do_normalize=do_normalize)
+    write_preprocessor_config(out, do_normalize=True)
     return out
 
 
