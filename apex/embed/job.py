@@ -1,8 +1,7 @@
 """The embedding job: manifest in, resumable Parquet shards out, on the local or Ray engine.
 
 Local engine: ``spawn`` workers decode ahead of the main process's encoder (callers need the
-``__main__`` guard); a file that kills its worker again when retried alone becomes an error record.
-"""
+``__main__`` guard); a file that kills its worker again, retried alone, becomes an error record."""
 
 from __future__ import annotations
 
@@ -101,13 +100,9 @@ class EmbedSummary:
 
 
 def run_embed(config: EmbedConfig) -> EmbedSummary:
-    """Embed every song of the manifest not yet finished in ``config.out``.
-
-    Raises:
-        ManifestError: the manifest is unusable.
-        EmbedError: the folder holds another encoder's embeddings; Ray is missing.
-        EncoderUnavailable: the encoder's weights cannot be had.
-    """
+    """Embed every song of the manifest not yet finished in ``config.out``. Raises
+    :class:`ManifestError` (unusable manifest), :class:`EmbedError` (the folder holds another
+    encoder's embeddings; Ray is missing), ``EncoderUnavailable`` (no weights)."""
     items = read_manifest(config.manifest)
     done = finished_ids(config.out)
     pending = [item for item in items if item["id"] not in done]
@@ -157,11 +152,9 @@ def decoded_items(
     ahead: int,
     decode: Callable[[dict[str, Any], int, float], dict[str, Any]] = decode_item,
 ) -> Iterator[dict[str, Any]]:
-    """Yield ``decode(item, sample_rate Hz, max_seconds)`` of every pending item, in order.
-
-    ``workers``: decoding processes (0: decode here); ``ahead``: items submitted ahead of the one
-    consumed (the read-ahead bound); ``decode``: a module-level function (pickled to workers).
-    """
+    """Yield ``decode(item, sample_rate Hz, max_seconds)`` of every pending item, in order, on
+    ``workers`` processes (0: here), ``ahead`` items submitted ahead of the one consumed;
+    ``decode``: a module-level function (pickled to workers)."""
     if workers == 0:
         for item in pending:
             yield decode(item, sample_rate, max_seconds)

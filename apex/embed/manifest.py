@@ -1,8 +1,7 @@
 """Manifests: one work item per song, from a JSONL or CSV file or a Hub dataset id. Columns: the
 unique id (:data:`ID_COLUMNS`, first found), audio (:data:`AUDIO_COLUMNS`: a path relative to the
 manifest or an ``http(s)://`` URL), ``platform``, ``split``, numeric :data:`TARGET_COLUMNS` (empty:
-unknown); any other column goes into the item's JSON ``extra``.
-"""
+unknown); any other column goes into the item's JSON ``extra``."""
 
 from __future__ import annotations
 
@@ -30,15 +29,10 @@ class ManifestError(ValueError):
 
 
 def read_manifest(spec: str | Path) -> list[dict[str, Any]]:
-    """Work items of a ``.jsonl``/``.json``/``.csv`` file or Hub dataset id, in manifest order.
-
-    Each item: ``{"id", "audio" (path or URL), "platform", "split", "extra" (JSON): str,
-    <target>: float | None}`` with every name of :data:`TARGET_COLUMNS` present.
-
-    Raises:
-        ManifestError: unreadable file, no id or audio column, empty or duplicate ids, or a Hub
-            dataset that cannot be loaded (e.g. offline).
-    """
+    """Work items of a ``.jsonl``/``.json``/``.csv`` file or Hub dataset id, in manifest order:
+    ``{"id", "audio" (path or URL), "platform", "split", "extra" (JSON): str, <target>: float |
+    None}`` for every name of :data:`TARGET_COLUMNS`. :class:`ManifestError`: unreadable file, no
+    id or audio column, empty or duplicate ids, or a Hub dataset that cannot be loaded (offline)."""
     path = Path(spec)
     if path.is_file():
         frame, base = _read_file(path), path.resolve().parent

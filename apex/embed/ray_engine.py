@@ -1,7 +1,6 @@
 """The Ray Data engine of ``apex embed`` (extra ``.[ray]``): decode on CPU tasks, encode on one
 actor per GPU (one CPU actor without GPUs), write shards on the driver (audio must be readable
-from every node; no shared file system needed). Same :mod:`apex.embed.records` as the local engine.
-"""
+from every node; no shared file system needed); the same :mod:`apex.embed.records` as local."""
 
 from __future__ import annotations
 
@@ -26,11 +25,8 @@ _DECODED_DEFAULTS: dict[str, Any] = {
 
 
 def run_ray(config: EmbedConfig, pending: list[dict[str, Any]], writer: ShardWriter) -> None:
-    """Embed ``pending`` on Ray Data into ``writer``.
-
-    Connects to ``config.address`` when given; otherwise uses the running Ray (e.g. a test's
-    ``ray.init``) or starts a local one with ``config.num_cpus`` CPUs, shut down at the end.
-    """
+    """Embed ``pending`` on Ray Data into ``writer``, on ``config.address``, the running Ray (a
+    test's ``ray.init``) or a local one of ``config.num_cpus`` CPUs (shut down at the end)."""
     try:
         import ray
         import ray.data

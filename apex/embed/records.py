@@ -1,9 +1,9 @@
 """The job's two steps, shared by both engines: decode one item, encode decoded items. Both return
-plain dicts; audio moves as ``pcm`` bytes (cheaper through Ray's object store than a ragged tensor).
-"""
+plain dicts; audio moves as ``pcm`` bytes (cheaper than ragged tensors through Ray's store)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.error
@@ -61,12 +61,9 @@ _ITEM_KEYS = ("id", "audio", "platform", "split", "extra", *TARGET_COLUMNS)
 
 
 def decode_item(item: dict[str, Any], sample_rate: int, max_seconds: float) -> dict[str, Any]:
-    """Fetch (URLs) and decode one manifest item; never raises for bad audio.
-
-    Returns:
-        ``item`` plus ``pcm`` (bytes of ``[T]`` float32), ``sample_rate`` (Hz), ``duration_s``,
-        ``warnings`` (JSON list) on success; plus ``stage`` and ``reason`` on failure.
-    """
+    """Fetch (URLs) and decode one manifest item, never raising for bad audio: ``item`` plus
+    ``pcm`` (bytes of ``[T]`` float32), ``sample_rate`` (Hz), ``duration_s``, ``warnings`` (JSON
+    list) on success; plus ``stage`` and ``reason`` on failure."""
     from apex.audio import AudioError, load_audio
 
     audio_ref = item["audio"]
@@ -128,13 +125,8 @@ def encode_items(encoder: Encoder, decoded: Sequence[dict[str, Any]]) -> list[di
         for d in ready
     ]
     embeddings: dict[str, Embedding | str] = {}
-    if audios:
-        try:
-            embeddings.update(
-                zip([d["id"] for d in ready], encoder.encode_batch(audios), strict=True)
-            )
-        except errors:
-            embeddings.clear()
+    with contextlib.suppress(*errors):  # a clip failed: all again one by one, below
+        embeddings.update(zip([d["id"] for d in ready], encoder.encode_batch(audios), strict=True))
     for d, audio in zip(ready, audios, strict=True):
         if d["id"] not in embeddings:
             try:

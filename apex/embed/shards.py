@@ -2,8 +2,7 @@
 
 ``OUT/job.json`` (encoder id + settings key), ``OUT/embeddings/part-<run>-<n>.parquet`` (a row
 per embedded song) and ``OUT/errors/part-<run>-<n>.parquet`` (a row per failure, kept as a log).
-A song is finished once its id is in an embeddings shard; a rerun retries every other song.
-"""
+A song is finished once its id is in an embeddings shard; a rerun retries every other song."""
 
 from __future__ import annotations
 
@@ -69,8 +68,6 @@ class ShardWriter:
 
     def add(self, records: pa.Table) -> None:
         """Take a table of records (records.RECORD_SCHEMA); commits whole shards as they fill."""
-        if records.num_rows == 0:
-            return
         self._check_encoder(records)
         is_ok = pc.equal(records["status"], "ok")
         ok, bad = records.filter(is_ok), records.filter(pc.invert(is_ok))

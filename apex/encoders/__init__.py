@@ -38,11 +38,8 @@ def load_encoder(
     """Build the encoder named by ``spec``: ``"fallback"``, a local HuBERT/MERT checkpoint
     directory or a Hub id (the other arguments: :meth:`MertEncoder.from_pretrained`'s, device
     ``"auto"`` too); ``cache_dir`` wraps it in an :class:`EmbeddingCache` there.
-
-    Raises:
-        EncoderUnavailable: The weights cannot be had (offline with no cached copy, missing or
-            unusable files); the message says what to do.
-    """
+    :class:`EncoderUnavailable`: no weights (offline with no cached copy, missing or unusable
+    files); the message says what to do."""
     if spec == "fallback":
         encoder: Encoder = FallbackEncoder()
     else:

@@ -21,21 +21,12 @@ class EncoderUnavailable(RuntimeError):
 
 @dataclass
 class Embedding:
-    """Pooled encoder output for one clip.
+    """Pooled encoder output for one clip (float32 tensors)."""
 
-    Attributes:
-        layers: ``[S, L, D]`` float32, per segment and hidden layer the mean over time of the
-            frames of real audio.
-        layers_padded: ``[S, L, D]`` float32, the reference's mean over all frames of the
-            zero-padded segment.
-        seconds: ``[S]`` float32, seconds of real audio in each segment.
-        encoder_id: the encoder (and settings) that produced it.
-    """
-
-    layers: torch.Tensor
-    layers_padded: torch.Tensor
-    seconds: torch.Tensor
-    encoder_id: str
+    layers: torch.Tensor  # [S, L, D] per segment and layer, the mean over frames of real audio
+    layers_padded: torch.Tensor  # [S, L, D] the reference's mean over the zero-padded segment
+    seconds: torch.Tensor  # [S] seconds of real audio in each segment
+    encoder_id: str  # the encoder (and settings) that produced it
 
     @property
     def mask(self) -> torch.Tensor:

@@ -1,7 +1,6 @@
 """On-disk embedding cache: the same audio is never encoded twice by the same encoder settings.
 
-Entries: ``<2 hex>/<sha256(content hash | encoder id | settings key)>.safetensors``.
-"""
+Entries: ``<2 hex>/<sha256(content hash | encoder id | settings key)>.safetensors``."""
 
 from __future__ import annotations
 
@@ -49,16 +48,14 @@ class EmbeddingCache:
             logger.warning("unusable embedding cache entry %s (%s); recomputing", path, err)
             return None
 
-    def put(self, key: str, embedding: Embedding) -> Path:
-        """Store ``embedding`` under ``key`` atomically; returns the file path."""
+    def put(self, key: str, embedding: Embedding) -> None:
+        """Store ``embedding`` under ``key`` atomically."""
         from safetensors.torch import save_file
 
-        path = self.path(key)
         names = ("layers", "layers_padded", "seconds")
         tensors = {k: getattr(embedding, k).detach().cpu().contiguous() for k in names}
-        with atomic_path(path, fsync=False) as tmp:  # a cache: a lost entry is recomputed
+        with atomic_path(self.path(key), fsync=False) as tmp:  # a cache: a lost entry is recomputed
             save_file(tensors, str(tmp), metadata={"encoder_id": embedding.encoder_id})
-        return path
 
 
 class CachedEncoder(Encoder):

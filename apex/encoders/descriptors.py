@@ -1,7 +1,6 @@
 """The descriptor groups of the fallback encoder (:mod:`apex.encoders.fallback`), all from one
 shared float32 STFT ``[N, F]`` (frames x bins); sample-rate constants built once in :class:`Banks`.
-Sorting uses numpy (about 20x faster than ``torch.sort`` on CPU for these short rows).
-"""
+Sorting uses numpy (about 20x faster than ``torch.sort`` on CPU for these short rows)."""
 
 from __future__ import annotations
 
@@ -32,35 +31,21 @@ def _bins(freqs: torch.Tensor, low: float, high: float, *, closed: bool = False)
 
 @dataclass(frozen=True)
 class Banks:
-    """Everything the descriptors need that depends only on the sample rate (Hz).
-
-    Attributes:
-        window: ``[N_FFT]`` periodic Hann window.
-        freqs: ``[F]`` bin centre frequencies, Hz (``F = N_FFT // 2 + 1``).
-        mel: ``[F, N_MELS]`` Slaney mel filterbank, 30 Hz-11 kHz.
-        dct: ``[N_MELS, N_MFCC]`` orthonormal DCT-II.
-        chroma: ``[F, 12]`` one-hot pitch class of each bin between 55 Hz and 5 kHz (else 0).
-        moments: ``[F, 3]`` columns 1, f and f^2 with f in kHz (centroid and bandwidth).
-        keys: ``[24, 12]`` the 24 key profiles, each centred and scaled to unit (unbiased) std.
-        kweight: ``[F]`` BS.1770 energy weight of each bin (:func:`_kweight`).
-        contrast: Bin slices of the 7 octave bands of spectral contrast.
-        above_4k: Bins at or above 4 kHz. above_8k: at or above 8 kHz.
-        pitch: Bins between 150 and 2500 Hz (dominant partial for vibrato).
-    """
+    """Everything the descriptors need that depends only on the sample rate (Hz)."""
 
     sample_rate: int
-    window: torch.Tensor
-    freqs: torch.Tensor
-    mel: torch.Tensor
-    dct: torch.Tensor
-    chroma: torch.Tensor
-    moments: torch.Tensor
-    keys: torch.Tensor
-    kweight: torch.Tensor
-    contrast: tuple[slice, ...]
+    window: torch.Tensor  # [N_FFT] periodic Hann
+    freqs: torch.Tensor  # [F] bin centres, Hz (F = N_FFT // 2 + 1)
+    mel: torch.Tensor  # [F, N_MELS] Slaney mel filterbank, 30 Hz-11 kHz
+    dct: torch.Tensor  # [N_MELS, N_MFCC] orthonormal DCT-II
+    chroma: torch.Tensor  # [F, 12] one-hot pitch class of each bin in 55 Hz-5 kHz (else 0)
+    moments: torch.Tensor  # [F, 3] columns 1, f, f^2 with f in kHz (centroid, bandwidth)
+    keys: torch.Tensor  # [24, 12] key profiles, each centred and scaled to unit (unbiased) std
+    kweight: torch.Tensor  # [F] BS.1770 energy weight of each bin (_kweight)
+    contrast: tuple[slice, ...]  # bins of the 7 octave bands of spectral contrast
     above_4k: slice
     above_8k: slice
-    pitch: slice
+    pitch: slice  # 150-2500 Hz (dominant partial for vibrato)
 
     @classmethod
     def build(cls, sample_rate: int) -> Banks:

@@ -1,8 +1,7 @@
 """The fallback encoder: 176 music descriptors per 30 s segment, no weights (the demo heads' input).
 
 Deterministic float32 from one STFT (2048-point Hann, hop 256 = 10.7 ms at 24 kHz) of each
-segment's real samples; ``layers == layers_padded``, ``L = 1``. Units: :mod:`.descriptors`.
-"""
+segment's real samples; ``layers == layers_padded``, ``L = 1``. Units: :mod:`.descriptors`."""
 
 from __future__ import annotations
 
@@ -63,7 +62,7 @@ class FallbackEncoder(Encoder):
         segment_samples = round(self.segment_seconds * self.sample_rate)
         segments, valid = split_segments(audio.waveform.to(torch.float32), segment_samples)
         vectors = [
-            describe(segment[: max(int(n), 1)], self.sample_rate, banks=self._banks)
+            describe(segment[: max(int(n), 1)], self._banks)
             for segment, n in zip(segments, valid, strict=True)
         ]
         layers = torch.stack(vectors)[:, None, :]
@@ -76,13 +75,10 @@ class FallbackEncoder(Encoder):
 
 
 @torch.inference_mode()
-def describe(
-    wave: torch.Tensor, sample_rate: int = SAMPLE_RATE, *, banks: d.Banks | None = None
-) -> torch.Tensor:
+def describe(wave: torch.Tensor, banks: d.Banks | None = None) -> torch.Tensor:
     """``[FALLBACK_DIM]`` float32 (named by :data:`FALLBACK_FEATURES`) of ``wave`` ``[T]`` at
-    ``sample_rate`` Hz, on one intra-op thread; ``banks`` is built when not given."""
-    if banks is None or banks.sample_rate != sample_rate:
-        banks = d.Banks.build(sample_rate)
+    24 kHz, on one intra-op thread; ``banks`` is built when not given."""
+    banks = banks or d.Banks.build(SAMPLE_RATE)
     # For ops under 1 ms, OpenMP's barriers make 2 threads several times slower on a busy machine.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

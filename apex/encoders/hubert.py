@@ -1,7 +1,6 @@
 """MERT checkpoints as transformers' own ``HubertModel``: config mapping, weights, debug model.
 
-MERT-v1's config is HuBERT's plus switches that are off in v1 or inert at inference.
-"""
+MERT-v1's config is HuBERT's plus switches that are off in v1 or inert at inference."""
 
 from __future__ import annotations
 
@@ -76,10 +75,6 @@ class ChannelsLastFeatureEncoder(torch.nn.Module):
     def __init__(self, original: torch.nn.Module) -> None:
         super().__init__()
         self.conv_layers = original.conv_layers
-        self._requires_grad = False
-
-    def _freeze_parameters(self) -> None:  # HubertModel's API; inference only here
-        self.requires_grad_(False)
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
         """``[B, T]`` samples -> ``[B, C, F]`` features (a channels-last view)."""
@@ -188,11 +183,8 @@ def mert_95m_config(**overrides: Any) -> Any:
 
 def load_weights(model: torch.nn.Module, weights_file: Path) -> list[str]:
     """Load a checkpoint's tensors into ``model`` (legacy keys renamed); returns the checkpoint
-    keys that have no place in it.
-
-    Raises:
-        EncoderUnavailable: Essential weights are missing or have the wrong shape.
-    """
+    keys that have no place in it. :class:`EncoderUnavailable`: essential weights missing or of
+    the wrong shape."""
     if weights_file.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -202,13 +194,12 @@ def load_weights(model: torch.nn.Module, weights_file: Path) -> list[str]:
     expected = model.state_dict()
     renamed: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
-        name = key
-        for prefix in ("hubert.", "mert.", "model."):
-            if name.startswith(prefix) and name.removeprefix(prefix) in expected:
-                name = name.removeprefix(prefix)
         for old, new in _LEGACY_RENAMES.items():
-            name = name.replace(old, new)
-        renamed[name] = tensor
+            key = key.replace(old, new)
+        for prefix in ("hubert.", "mert.", "model."):
+            if key.startswith(prefix) and key.removeprefix(prefix) in expected:
+                key = key.removeprefix(prefix)
+        renamed[key] = tensor
     essential = sorted(set(expected) - set(renamed) - _OPTIONAL_KEYS)
     wrong = [k for k in expected if k in renamed and renamed[k].shape != expected[k].shape]
     if essential or wrong:
@@ -237,13 +228,11 @@ def config_json(config: Any) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if not k.startswith("_")}
 
 
-def save_debug_checkpoint(
-    directory: str | Path, *, seed: int = 0, do_normalize: bool = True
-) -> Path:
+def save_debug_checkpoint(directory: str | Path) -> Path:
     """Write a tiny random MERT-style checkpoint (under 1 MB: MERT's conv strides, width 32, 2
-    layers, 2 heads) into ``directory``; return it. Its ``config.json`` (``mert_model``,
+    layers, 2 heads, seed 0) into ``directory``; return it. Its ``config.json`` (``mert_model``,
     ``auto_map``) and legacy ``weight_g``/``weight_v`` names are the Hub's, so tests take the
-    real MERT's mapping; ``do_normalize`` goes to ``preprocessor_config.json``."""
+    real MERT's mapping; its ``preprocessor_config.json`` sets ``do_normalize`` (tests cover it)."""
     from safetensors.torch import save_file
 
     out = Path(directory)
@@ -257,7 +246,7 @@ def save_debug_checkpoint(
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=4,
     )
-    model = build_hubert(config, seed=seed)
+    model = build_hubert(config, seed=0)
     save_file(legacy_state_dict(model), str(out / "model.safetensors"))
     raw = config_json(config)
     raw.update(
@@ -274,7 +263,7 @@ def save_debug_checkpoint(
         sample_rate=SAMPLE_RATE,
     )
     (out / "config.json").write_text(json.dumps(raw, indent=2, default=list))
-    write_preprocessor_config(out, do_normalize=do_normalize)
+    write_preprocessor_config(out, do_normalize=True)
     return out
 
 

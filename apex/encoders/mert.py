@@ -97,21 +97,13 @@ class MertEncoder(Encoder):
         trust_remote_code: bool = False,
         local_files_only: bool = False,
         batch_size: int | None = None,
-        encoder_id: str | None = None,
     ) -> MertEncoder:
         """Load a MERT / HuBERT checkpoint (:func:`pick_mert_files`) from a directory or a Hub
-        id such as ``"m-a-p/MERT-v1-95M"``.
-
-        Args:
-            trust_remote_code: Run the checkpoint's own code (``AutoModel``); explicit opt-in.
-            local_files_only: Never touch the network.
-            encoder_id: Default: the Hub id, or a directory's ``_name_or_path`` when it names a
-                Hub repo, else the folder name.
-
-        Raises:
-            EncoderUnavailable: The files cannot be had, essential weights are missing, or the
-                architecture needs remote code.
-        """
+        id such as ``"m-a-p/MERT-v1-95M"``; its encoder id: the Hub id, or a directory's
+        ``_name_or_path`` when it names a Hub repo, else the folder name. ``trust_remote_code``:
+        run the checkpoint's own code (``AutoModel``), an explicit opt-in; ``local_files_only``:
+        never touch the network. :class:`EncoderUnavailable`: the files cannot be had, essential
+        weights are missing, or the architecture needs remote code."""
         pick = functools.partial(pick_mert_files, remote_code=trust_remote_code)
         try:
             snapshot = open_snapshot(name_or_path, pick, local_files_only=local_files_only)
@@ -143,7 +135,7 @@ class MertEncoder(Encoder):
                 )
         encoder = cls(
             model,
-            encoder_id=encoder_id or snapshot.repo_id or _local_id(directory, raw),
+            encoder_id=snapshot.repo_id or _local_id(directory, raw),
             precision=precision,
             device=device,
             batch_size=batch_size,
@@ -179,11 +171,15 @@ class MertEncoder(Encoder):
         segments, valid = torch.cat(pieces), torch.cat(valids)
         frame_mask = torch.arange(total_frames)[None, :] < _frames_for(self.model, valid)[:, None]
         padded_out, valid_out = [], []
+        reduced = self.compute_dtype != torch.float32
         with torch.inference_mode():
             for start in range(0, segments.shape[0], self.batch_size):
-                batch = segments[start : start + self.batch_size].to(self.device)
-                mask = frame_mask[start : start + self.batch_size].to(self.device)
-                padded, masked = _pool(self._hidden_states(batch), mask)
+                rows = slice(start, start + self.batch_size)
+                batch = segments[rows].to(self.device, self.compute_dtype)
+                mask = frame_mask[rows].to(self.device)
+                with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=reduced):
+                    out = self.model(batch, output_hidden_states=True)
+                padded, masked = _pool(out.hidden_states, mask)
                 padded_out.append(padded.cpu())
                 valid_out.append(masked.cpu())
         layers = torch.cat(valid_out).split(counts)
@@ -193,13 +189,6 @@ class MertEncoder(Encoder):
             Embedding(a.clone(), b.clone(), c.clone(), encoder_id=self.encoder_id)
             for a, b, c in zip(layers, layers_padded, seconds, strict=True)
         ]
-
-    def _hidden_states(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """All hidden states of a batch of segments: L tensors ``[B, F, D]``."""
-        reduced = self.compute_dtype != torch.float32
-        with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=reduced):
-            out = self.model(batch.to(self.compute_dtype), output_hidden_states=True)
-        return tuple(out.hidden_states)
 
 
 def _pool(

@@ -1,8 +1,6 @@
-"""A polite, resumable audio downloader that writes an ``apex embed`` manifest.
-
-One request at a time, paced per host; ``Retry-After`` honoured (capped), else exponential backoff.
-Bytes resume in ``<file>.part``; a verified file gets a ``<file>.sha256`` that lets a rerun skip it.
-"""
+"""A polite, resumable audio downloader that writes an ``apex embed`` manifest: one request at a
+time, paced per host; ``Retry-After`` honoured (capped), else exponential backoff. Bytes resume in
+``<file>.part``; a verified file gets a ``<file>.sha256`` that lets a rerun skip it."""
 
 from __future__ import annotations
 
@@ -162,11 +160,9 @@ def download_all(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[DownloadResult]:
-    """Download every item (unique ids; sequentially, paced per host) into ``out``.
-
-    Writes the ``apex embed`` manifest (default ``out / "manifest.jsonl"``); returns one
-    :class:`DownloadResult` per item, in order. ``clock`` and ``sleep`` are for tests.
-    """
+    """Download every item (unique ids; sequentially, paced per host) into ``out``, write the
+    ``apex embed`` manifest (default ``out / "manifest.jsonl"``); a :class:`DownloadResult` per
+    item, in order. ``clock`` and ``sleep`` are for tests."""
     out, config = Path(out), config or DownloadConfig()
     items = list(items)
     repeated = [i for i, n in collections.Counter(item.id for item in items).items() if n > 1]

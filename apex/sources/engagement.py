@@ -1,9 +1,6 @@
-"""Engagement listings (Suno/Udio metadata dumps) -> 0-100 targets and a download list.
-
-A listing is a JSONL/JSON/CSV/Parquet file, one song a row, nested objects flattened with dots
-(``metadata.duration``). Suno's column map is that of public dumps (e.g. nyuuzyou/suno, CC0
-metadata); Udio's that of the song objects of ``https://www.udio.com/api/songs?songIds=...``, as
-yt-dlp's Udio extractor reads them (no model version there).
+"""Engagement listings (Suno/Udio metadata dumps: JSONL/JSON/CSV/Parquet, a song a row) -> 0-100
+targets and a download list. Suno's column map: public dumps (e.g. nyuuzyou/suno); Udio's: the song
+objects of ``https://www.udio.com/api/songs?songIds=...`` as yt-dlp reads them (no model version).
 """
 
 from __future__ import annotations
@@ -56,11 +53,8 @@ def _columns(platform: str, available: set[str]) -> dict[str, str]:
 
 
 def read_listing(path: str | Path) -> pd.DataFrame:
-    """Read a listing file; nested JSON objects become dotted columns.
-
-    Raises:
-        ListingError: unknown extension, compressed with zstd (decompress first), or unreadable.
-    """
+    """Read a listing file; nested JSON objects become dotted columns (``metadata.duration``).
+    :class:`ListingError`: unknown extension, zstd-compressed (decompress first), unreadable."""
     path = Path(path)
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".zst" else path.suffix
     try:
@@ -83,12 +77,8 @@ def read_listing(path: str | Path) -> pd.DataFrame:
 
 
 def detect(frame: pd.DataFrame, platform: str | None = None) -> str:
-    """The platform whose column map fits ``frame`` (``platform`` forces one).
-
-    Raises:
-        ListingError: no map (or not the forced one) finds id, url, streams and likes; the message
-            lists the columns found and what each map looks for.
-    """
+    """The platform whose column map fits ``frame`` (``platform`` forces one); :class:`ListingError`
+    (the columns found, what each map looks for) when none finds id, url, streams and likes."""
     available = set(frame.columns)
     if platform is not None and platform not in COLUMN_MAPS:
         raise ListingError(f"unknown platform {platform!r}; known: {', '.join(COLUMN_MAPS)}")
@@ -107,12 +97,9 @@ def detect(frame: pd.DataFrame, platform: str | None = None) -> str:
 
 
 def normalise(frame: pd.DataFrame, platform: str | None = None) -> tuple[pd.DataFrame, list]:
-    """Map a listing onto :data:`FIELDS` plus ``platform`` (detected unless given).
-
-    Returns:
-        The usable rows (``streams``/``likes`` float64) and ``(row number, reason)`` of the rest:
-        no id or URL, a duplicate id, or counts that are not numbers >= 0.
-    """
+    """Map a listing onto :data:`FIELDS` plus ``platform`` (detected unless given): the usable rows
+    (``streams``/``likes`` float64) and ``(row number, reason)`` of the rest (no id or URL, a
+    duplicate id, counts that are not numbers >= 0)."""
     platform = detect(frame, platform)
     columns = _columns(platform, set(frame.columns))
     out = pd.DataFrame({f: frame[columns[f]] if f in columns else None for f in FIELDS})
@@ -131,11 +118,10 @@ def normalise(frame: pd.DataFrame, platform: str | None = None) -> tuple[pd.Data
     return out[reasons == ""].reset_index(drop=True), skipped
 
 
-def assign_split(ids: pd.Series, *, val: float = 0.1, test: float = 0.1) -> pd.Series:
-    """``train``/``val``/``test`` from a hash of each id: stable when the listing grows."""
+def assign_split(ids: pd.Series) -> pd.Series:
+    """``train``/``val``/``test`` (80/10/10 %) from a hash of each id: stable as a listing grows."""
     buckets = ids.map(lambda i: int(sha256_text(str(i))[:8], 16) % 1000)
-    inner = np.where(buckets < (test + val) * 1000, "val", "train")
-    split = np.where(buckets < test * 1000, "test", inner)
+    split = np.select([buckets < 100, buckets < 200], ["test", "val"], "train")
     return pd.Series(split, index=ids.index)
 
 

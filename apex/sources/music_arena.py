@@ -1,8 +1,7 @@
 """Music Arena's public release (battles and clips as DataFrames), and the demo in its layout:
 ``battle_data/<batch>/<battle>.json``, ``audio_files/<batch>/<clip>.mp3`` (named by ``audio_a``/
 ``audio_b``, "" when not released), ``metadata/<batch>.md``; batches ``01-2025JULAUG``, then
-``NN-YYYYMON``.
-"""
+``NN-YYYYMON``."""
 
 from __future__ import annotations
 
@@ -29,19 +28,9 @@ BATTLE_COLUMNS: tuple[str, ...] = (
     "prompt",
     "is_instrumental",
     "user_pseudonym",
-    "system_a",
-    "system_b",
-    "audio_a",
-    "audio_b",
-    "clip_a",
-    "clip_b",
-    "has_audio_a",
-    "has_audio_b",
+    *(f"{key}_{side}" for key in ("system", "audio", "clip", "has_audio") for side in "ab"),
     "preference",
-    "total_listening_time_a",
-    "total_listening_time_b",
-    "duration_a",
-    "duration_b",
+    *(f"{key}_{side}" for key in ("total_listening_time", "duration") for side in "ab"),
 )
 _EASTERN = ZoneInfo("America/New_York")  # Music Arena assigns batches in US Eastern time
 _FIRST_BATCH_END = datetime(2025, 8, 31, 23, 59, 59, tzinfo=_EASTERN)
@@ -53,8 +42,7 @@ class MusicArenaError(ValueError):
 
 @dataclass
 class ArenaRelease:
-    """A Music Arena release read from disk (clips without audio on disk have ``has_audio_*``
-    False)."""
+    """A Music Arena release read from disk (clips without audio on disk: ``has_audio_*`` False)."""
 
     root: Path  # the folder holding battle_data/ and audio_files/
     battles: pd.DataFrame  # one row per usable battle, columns BATTLE_COLUMNS
@@ -91,11 +79,8 @@ def batch_name(when: datetime) -> str:
 
 
 def read_release(root: str | Path) -> ArenaRelease:
-    """Read every ``battle_data/*/*.json`` under ``root`` into an :class:`ArenaRelease`.
-
-    Raises:
-        MusicArenaError: ``root`` has no ``battle_data`` folder, or no battle file at all.
-    """
+    """Read every ``battle_data/*/*.json`` under ``root``; :class:`MusicArenaError` when ``root``
+    has no ``battle_data`` folder or no battle file at all."""
     root = Path(root).expanduser().resolve()
     folder = root / "battle_data"
     if not folder.is_dir():
@@ -182,10 +167,7 @@ def _parse_battle(record: Any, path: Path, root: Path) -> dict[str, Any]:
 def resolve(spec: str | Path, *, cache_dir: str | Path, batches: tuple[str, ...] = ()) -> Path:
     """``spec`` as a local folder: itself, or ``"music-arena"`` (the official dataset) or a Hub
     dataset id in its layout downloaded into ``cache_dir`` (only ``batches``, empty: all).
-
-    Raises:
-        MusicArenaError: not a folder nor a dataset id, or the Hub cannot be reached (offline).
-    """
+    :class:`MusicArenaError`: not a folder nor a dataset id, or the Hub is unreachable (offline)."""
     path = Path(str(spec)).expanduser()
     if path.is_dir():
         return path

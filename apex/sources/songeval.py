@@ -2,8 +2,7 @@
 
 **Licence: CC BY-NC-SA 4.0 -- non-commercial use only**; every manifest row says so. Layout:
 ``mp3/<song>.mp3`` and ``metadata.jsonl`` (``file_name`` relative to the root) with five ratings
-per song, as columns or nested (``aesthetic_scores.*``), each a number or per-rater list.
-"""
+per song, as columns or nested (``aesthetic_scores.*``), each a number or per-rater list."""
 
 from __future__ import annotations
 
@@ -60,11 +59,8 @@ def _mean_rating(value: Any) -> float:
 
 
 def read_songeval(root: str | Path) -> SongEvalSet:
-    """Read ``metadata.jsonl`` (or ``metadata.csv``) and check each song's audio.
-
-    Raises:
-        SongEvalError: no metadata file, or no column for one of the five dimensions.
-    """
+    """Read ``metadata.jsonl`` (or ``metadata.csv``) and check each song's audio;
+    :class:`SongEvalError`: no metadata file, or no column for one of the five dimensions."""
     from apex.sources.engagement import assign_split
 
     root = Path(root).expanduser().resolve()

@@ -174,6 +174,20 @@ def test_unrepresentable_or_broken_checkpoints_are_refused(
         MertEncoder.from_pretrained(extra)
 
 
+def test_prefixed_keys_with_legacy_weight_norm_names_load(
+    tmp_path: Path, tiny_hubert_dir: Path, reference_encoder: MertEncoder
+) -> None:
+    """``hubert.``-prefixed keys are stripped also for the renamed ``weight_g``/``weight_v``."""
+    from safetensors.torch import load_file, save_file
+
+    prefixed = _copy(tiny_hubert_dir, tmp_path / "prefixed")
+    state = load_file(str(prefixed / "model.safetensors"))
+    save_file({f"hubert.{k}": v for k, v in state.items()}, str(prefixed / "model.safetensors"))
+    loaded = MertEncoder.from_pretrained(prefixed, precision="reference").model.state_dict()
+    for key, tensor in reference_encoder.model.state_dict().items():
+        torch.testing.assert_close(loaded[key], tensor, rtol=0, atol=0)
+
+
 def test_encode_batch_equals_encode_per_clip(
     reference_encoder: MertEncoder, song_65s: Audio, embedding_65s: Embedding
 ) -> None:
