@@ -20,9 +20,9 @@ import pandas as pd
 import soundfile as sf
 
 from apex.demo.synth import LEAD_TIMBRES, ClipSpec, render_clip
-from apex.demo.systems import ENGAGEMENT_EXPONENT, SYSTEMS, TRAITS, aesthetics, engagement
+from apex.demo.systems import SYSTEMS, TRAITS, aesthetics, engagement
 from apex.files import is_partial, partial_name, write_text_atomic
-from apex.tasks import AESTHETICS
+from apex.tasks import AESTHETICS, ENGAGEMENT_POWER
 
 if TYPE_CHECKING:
     from apex.settings import Settings
@@ -268,6 +268,6 @@ def _corpus_info(table: pd.DataFrame, seed: int, n_clips: int, seconds: float) -
         "systems": [s.name for s in SYSTEMS],
         "splits": table["split"].value_counts().sort_index().to_dict(),
         "sample_rates": table["sample_rate"].value_counts().sort_index().to_dict(),
-        "engagement_exponent": ENGAGEMENT_EXPONENT,
+        "engagement_exponent": ENGAGEMENT_POWER,
         "build_seconds": round(seconds, 2),
     }
