@@ -154,7 +154,7 @@ def evaluate_arena(
     kw = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed}
     orient, results, rules = {}, {}, {}
     if len(y):
-        orient = orientation(scored, used["clip_a"], used["clip_b"], y, PAPER["same_sign_accuracy"])
+        orient = orientation(scored, used["clip_a"], used["clip_b"], y)
         results = evaluate_features(
             x, y, instr, groups, names=feature_names, svm=svm, folds=folds, **kw
         )
@@ -287,12 +287,8 @@ def _mean(values: np.ndarray) -> float:
 
 def boards(instrumental: np.ndarray) -> dict[str, np.ndarray]:
     """Masks ``[N]`` of the three boards: all battles, instrumental, vocal."""
-    instrumental = np.asarray(instrumental, bool)
-    return {
-        "overall": np.ones_like(instrumental),
-        "instrumental": instrumental,
-        "vocal": ~instrumental,
-    }
+    instr = np.asarray(instrumental, bool)
+    return {"overall": np.ones_like(instr), "instrumental": instr, "vocal": ~instr}
 
 
 def summarise(
@@ -330,15 +326,11 @@ def summarise(
 
 
 def orientation(
-    preds: pd.DataFrame,
-    clip_a: pd.Series,
-    clip_b: pd.Series,
-    y: np.ndarray,
-    paper: Mapping[str, float],
+    preds: pd.DataFrame, clip_a: pd.Series, clip_b: pd.Series, y: np.ndarray
 ) -> dict[str, dict[str, Any]]:
     """:func:`~apex.evaluation.stats.agreement` of each score's A - B margin with "A won", plus
     the notebook's ``likes+streams`` and ``sum_of_seven`` (raw predictions summed) when their
-    scores are present, each with ``paper``'s figure."""
+    scores are present, each with the paper's figure."""
     cols = [n for n in SCORE_NAMES if n in preds.columns]
     a, b = preds.loc[clip_a, cols].to_numpy(), preds.loc[clip_b, cols].to_numpy()
     margins = {n: a[:, i] - b[:, i] for i, n in enumerate(cols)}
@@ -346,6 +338,7 @@ def orientation(
         margins["likes+streams"] = sum(margins[e] for e in ENGAGEMENT)
     if len(cols) == len(SCORE_NAMES):
         margins["sum_of_seven"] = sum(margins[n] for n in SCORE_NAMES)
+    paper = PAPER["same_sign_accuracy"]
     return {name: st.agreement(m, y) | {"paper": paper.get(name)} for name, m in margins.items()}
 
 
