@@ -97,10 +97,10 @@ def choose(probs: Mapping[str, np.ndarray], rng: np.random.Generator) -> np.ndar
     return np.array(_DRAW_ORDER)[(u[None, :] >= cumulative).sum(axis=0)]
 
 
-def hidden_utility(meta: pd.DataFrame, taste: Mapping[str, float] = HIDDEN_TASTE) -> pd.Series:
-    """Per-clip utility ``[N]`` (indexed by ``clip_id``) of the hidden taste."""
+def hidden_utility(meta: pd.DataFrame) -> pd.Series:
+    """Per-clip utility ``[N]`` (indexed by ``clip_id``) of :data:`HIDDEN_TASTE`."""
     total = np.zeros(len(meta))
-    for column, weight in taste.items():
+    for column, weight in HIDDEN_TASTE.items():
         values = meta[column].to_numpy(float)
         total += weight * (values - values.mean()) / (values.std() or 1.0)
     return pd.Series(total, index=meta["clip_id"].astype(str).to_numpy())
@@ -134,16 +134,13 @@ def listener_votes(
 def simulate_votes(
     metadata: pd.DataFrame, n: int, *, seed: int = 0, start: datetime | str | None = None
 ) -> pd.DataFrame:
-    """``n`` arena votes of :data:`QUALITY` listeners on the clips of ``metadata``.
-
-    ``metadata`` (from :func:`apex.demo.load_metadata`) needs ``clip_id``, ``system``,
-    ``prompt``, ``is_instrumental`` and ``quality``. A battle pairs clips of different systems,
-    on the same prompt where possible; voters are pseudonyms with heavy-tailed activity. Returns
-    ``n`` rows of :data:`VOTE_COLUMNS`: ``timestamp`` UTC, strictly increasing after ``start``
-    (UTC if naive; default :data:`DEFAULT_START`) by exponential gaps of mean
-    :data:`MEAN_GAP_S`; ``p_a`` the latent P(A beats B). Raises ValueError when ``n`` < 0,
-    columns are missing or there are fewer than two systems.
-    """
+    """``n`` arena votes of :data:`QUALITY` listeners on the clips of ``metadata`` (columns
+    ``clip_id``, ``system``, ``prompt``, ``is_instrumental``, ``quality``): a battle pairs clips of
+    different systems, on the same prompt where possible; voters are pseudonyms with heavy-tailed
+    activity. Rows of :data:`VOTE_COLUMNS`: ``timestamp`` UTC, strictly increasing after ``start``
+    (UTC if naive; default :data:`DEFAULT_START`) by exponential gaps of mean :data:`MEAN_GAP_S`;
+    ``p_a`` the latent P(A beats B). Raises ValueError when ``n`` < 0, columns are missing or
+    there are fewer than two systems."""
     if n < 0:
         raise ValueError(f"n={n} must be >= 0.")
     needed = ["clip_id", "system", "prompt", "is_instrumental", "quality"]
@@ -172,8 +169,7 @@ def simulate_votes(
             "preference": preference,
             "voter": _voters(n, rng),
             "p_a": probs["p_a"],
-        },
-        columns=list(VOTE_COLUMNS),
+        }
     )
 
 
