@@ -60,12 +60,7 @@ HIDDEN = Taste(scale=2.5)
 ARENA = Taste(scale=1.0, tie=0.05)
 #: The hidden taste: ground-truth column -> weight (columns z-scored first). Clear, natural clips
 #: are liked, catchy, tightly structured ones disliked (weights sum to zero).
-HIDDEN_TASTE: Mapping[str, float] = {
-    "clarity": 1.0,
-    "naturalness": 0.5,
-    "memorability": -0.8,
-    "coherence": -0.7,
-}
+HIDDEN_TASTE = {"clarity": 1.0, "naturalness": 0.5, "memorability": -0.8, "coherence": -0.7}
 
 
 def outcome_probabilities(
