@@ -134,10 +134,9 @@ def evaluate_arena(
     ``feature_set``: ``"engagement"`` (the paper's) or ``"all"`` (seven scores); ``svm``:
     ``"grid"`` (the notebook's nested search over :data:`SVM_GRID`), ``"fixed"`` (one RBF SVM) or
     ``"off"``; ``n_boot``, ``n_perm``: resamples per interval, permutations per p-value. The
-    report: ``counts``, ``features``, ``orientation``, ``schemes``, ``rules`` (the
-    notebook's fixed rules), ``paper``, ``settings``, ``flags`` (sentences) and, with
-    ``p_compare``, ``apex_compare``, ``ties`` and ``both_bad``.
-    """
+    report: ``counts``, ``features``, ``orientation``, ``schemes``, ``rules`` (the notebook's
+    fixed rules), ``paper``, ``settings``, ``flags`` (sentences) and, with ``p_compare``,
+    ``apex_compare``, ``ties`` and ``both_bad``."""
     names = _feature_scores(battles, predictions, feature_set, schemes, svm, seed)
     scored = predictions[[n for n in SCORE_NAMES if n in predictions.columns]].dropna()
     pref = battles["preference"].astype(str).to_numpy()
