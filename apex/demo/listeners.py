@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -126,15 +125,13 @@ def listener_votes(
     return choose(outcome_probabilities(ua, ub, Taste(scale)), rng)
 
 
-def simulate_votes(
-    metadata: pd.DataFrame, n: int, *, seed: int = 0, start: datetime | str | None = None
-) -> pd.DataFrame:
+def simulate_votes(metadata: pd.DataFrame, n: int, *, seed: int = 0) -> pd.DataFrame:
     """``n`` arena votes of :data:`QUALITY` listeners on the clips of ``metadata`` (columns
     ``clip_id``, ``system``, ``prompt``, ``is_instrumental``, ``quality``): a battle pairs clips of
     different systems, on the same prompt where possible; voters are pseudonyms with heavy-tailed
-    activity. Rows of :data:`VOTE_COLUMNS`: ``timestamp`` UTC, strictly increasing after ``start``
-    (UTC if naive; default :data:`DEFAULT_START`) by exponential gaps of mean :data:`MEAN_GAP_S`;
-    ``p_a`` the latent P(A beats B). Raises ValueError when ``n`` < 0, columns are missing or
+    activity. Rows of :data:`VOTE_COLUMNS`: ``timestamp`` UTC, strictly increasing after
+    :data:`DEFAULT_START` by exponential gaps of mean :data:`MEAN_GAP_S`; ``p_a`` the latent
+    P(A beats B). Raises ValueError when ``n`` < 0, columns are missing or
     there are fewer than two systems."""
     if n < 0:
         raise ValueError(f"n={n} must be >= 0.")
@@ -154,7 +151,7 @@ def simulate_votes(
     return pd.DataFrame(
         {
             "battle_uuid": [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n)],
-            "timestamp": _timestamps(n, rng, start),
+            "timestamp": _timestamps(n, rng),
             "clip_a": clips["clip_id"].to_numpy()[a],
             "clip_b": clips["clip_id"].to_numpy()[b],
             "system_a": clips["system"].to_numpy()[a],
@@ -189,11 +186,9 @@ def _draw_pairs(clips: pd.DataFrame, n: int, rng: np.random.Generator):
     return a, b
 
 
-def _timestamps(n: int, rng: np.random.Generator, start: datetime | str | None) -> pd.Series:
-    origin = pd.Timestamp(DEFAULT_START if start is None else start)
-    origin = origin.tz_localize("UTC") if origin.tzinfo is None else origin.tz_convert("UTC")
+def _timestamps(n: int, rng: np.random.Generator) -> pd.Series:
     gaps_ms = np.maximum(1, np.round(rng.exponential(MEAN_GAP_S * 1000.0, n))).astype(np.int64)
-    return pd.Series(origin + pd.to_timedelta(np.cumsum(gaps_ms), unit="ms"))
+    return pd.Series(pd.Timestamp(DEFAULT_START) + pd.to_timedelta(np.cumsum(gaps_ms), unit="ms"))
 
 
 def _voters(n: int, rng: np.random.Generator) -> np.ndarray:
