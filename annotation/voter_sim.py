@@ -18,11 +18,6 @@ from annotation.pool import Clip, ClipPool
 from annotation.rules import VoteRefused
 from apex.demo.listeners import ARENA, choose, outcome_probabilities
 
-#: ``honest``: hears A then B, each for a uniform time between the minimum listen and the whole
-#: clip, thinks 1-5 s, and votes as :data:`~apex.demo.listeners.ARENA` listeners of the true
-#: strengths; ``always_a``: listens like it but always votes A; ``too_fast``: plays both clips at
-#: once for just over the minimum and votes at once; ``contrarian``: picks the weaker system.
-VOTER_KINDS: tuple[str, ...] = ("honest", "always_a", "too_fast", "contrarian")
 _RATE = 8_000
 
 
@@ -72,7 +67,11 @@ def write_sim_pool(
 
 @dataclass(frozen=True)
 class SimVoter:
-    """One simulated voter: ``kind`` (:data:`VOTER_KINDS`) and the address it votes from."""
+    """One simulated voter and the address it votes from. ``kind``: ``honest`` hears A then B,
+    each for a uniform time between the minimum listen and the whole clip, thinks 1-5 s and votes
+    as :data:`~apex.demo.listeners.ARENA` listeners of the true strengths; ``always_a`` listens
+    alike but always votes A; ``too_fast`` plays both clips at once for just over the minimum and
+    votes at once; ``contrarian`` picks the weaker system."""
 
     name: str
     kind: str

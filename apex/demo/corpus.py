@@ -20,9 +20,9 @@ import pandas as pd
 import soundfile as sf
 
 from apex.demo.synth import LEAD_TIMBRES, ClipSpec, render_clip
-from apex.demo.systems import ENGAGEMENT_EXPONENT, SYSTEMS, TRAITS, aesthetics, engagement
+from apex.demo.systems import SYSTEMS, TRAITS, aesthetics, engagement
 from apex.files import is_partial, partial_name, write_text_atomic
-from apex.tasks import AESTHETICS
+from apex.tasks import AESTHETICS, ENGAGEMENT_POWER
 
 if TYPE_CHECKING:
     from apex.settings import Settings
@@ -96,8 +96,8 @@ def _build(out: Path, seed: int, n_clips: int) -> None:
     plan = _plan(seed, n_clips)
     # One process on purpose (~25 ms a clip): "fork" is unsafe under threaded callers (gradio,
     # torch) and "spawn" re-imports the caller's __main__, breaking scripts without a main guard.
-    for clip in plan:
-        audio = render_clip(clip["spec"], np.random.default_rng(list(clip["render_seed"])))
+    for i, clip in enumerate(plan):
+        audio = render_clip(clip["spec"], np.random.default_rng([seed, 2, i]))
         sf.write(staging / clip["file_name"], audio.T, clip["spec"].sample_rate, subtype="PCM_16")
     table = _ground_truth(plan, seed)
     table.to_csv(staging / "metadata.csv", index=False)
@@ -191,7 +191,6 @@ def _plan(seed: int, n_clips: int) -> list[dict[str, Any]]:
                     "prompt": prompt,
                     "prompt_index": p,
                     "spec": spec,
-                    "render_seed": (seed, 2, len(plan)),
                 }
             )
     return plan
@@ -240,20 +239,9 @@ def _splits(prompt_index: list[int], seed: int) -> list[str]:
 
 def _write_engagement(path: Path, table: pd.DataFrame) -> None:
     """The reference's JSONL manifest shape (id, score_streams, score_likes, platform) + extras."""
-    with path.open("w") as f:
-        for row in table.itertuples(index=False):
-            record = {
-                "id": row.clip_id,
-                "score_streams": float(row.score_streams),
-                "score_likes": float(row.score_likes),
-                "platform": PLATFORM,
-                **{a: float(getattr(row, a)) for a in AESTHETICS},
-                "streams": int(row.streams),
-                "likes": int(row.likes),
-                "file_name": row.file_name,
-                "split": row.split,
-            }
-            f.write(json.dumps(record) + "\n")
+    keys = ["id", "score_streams", "score_likes", "platform", *AESTHETICS, "streams", "likes"]
+    rows = table.assign(id=table["clip_id"], platform=PLATFORM)[[*keys, "file_name", "split"]]
+    path.write_text("".join(json.dumps(record) + "\n" for record in rows.to_dict("records")))
 
 
 def _corpus_info(table: pd.DataFrame, seed: int, n_clips: int, seconds: float) -> dict:
@@ -268,6 +256,6 @@ def _corpus_info(table: pd.DataFrame, seed: int, n_clips: int, seconds: float) -
         "systems": [s.name for s in SYSTEMS],
         "splits": table["split"].value_counts().sort_index().to_dict(),
         "sample_rates": table["sample_rate"].value_counts().sort_index().to_dict(),
-        "engagement_exponent": ENGAGEMENT_EXPONENT,
+        "engagement_exponent": ENGAGEMENT_POWER,
         "build_seconds": round(seconds, 2),
     }

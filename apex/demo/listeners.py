@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -60,12 +59,7 @@ HIDDEN = Taste(scale=2.5)
 ARENA = Taste(scale=1.0, tie=0.05)
 #: The hidden taste: ground-truth column -> weight (columns z-scored first). Clear, natural clips
 #: are liked, catchy, tightly structured ones disliked (weights sum to zero).
-HIDDEN_TASTE: Mapping[str, float] = {
-    "clarity": 1.0,
-    "naturalness": 0.5,
-    "memorability": -0.8,
-    "coherence": -0.7,
-}
+HIDDEN_TASTE = {"clarity": 1.0, "naturalness": 0.5, "memorability": -0.8, "coherence": -0.7}
 
 
 def outcome_probabilities(
@@ -97,10 +91,10 @@ def choose(probs: Mapping[str, np.ndarray], rng: np.random.Generator) -> np.ndar
     return np.array(_DRAW_ORDER)[(u[None, :] >= cumulative).sum(axis=0)]
 
 
-def hidden_utility(meta: pd.DataFrame, taste: Mapping[str, float] = HIDDEN_TASTE) -> pd.Series:
-    """Per-clip utility ``[N]`` (indexed by ``clip_id``) of the hidden taste."""
+def hidden_utility(meta: pd.DataFrame) -> pd.Series:
+    """Per-clip utility ``[N]`` (indexed by ``clip_id``) of :data:`HIDDEN_TASTE`."""
     total = np.zeros(len(meta))
-    for column, weight in taste.items():
+    for column, weight in HIDDEN_TASTE.items():
         values = meta[column].to_numpy(float)
         total += weight * (values - values.mean()) / (values.std() or 1.0)
     return pd.Series(total, index=meta["clip_id"].astype(str).to_numpy())
@@ -131,19 +125,14 @@ def listener_votes(
     return choose(outcome_probabilities(ua, ub, Taste(scale)), rng)
 
 
-def simulate_votes(
-    metadata: pd.DataFrame, n: int, *, seed: int = 0, start: datetime | str | None = None
-) -> pd.DataFrame:
-    """``n`` arena votes of :data:`QUALITY` listeners on the clips of ``metadata``.
-
-    ``metadata`` (from :func:`apex.demo.load_metadata`) needs ``clip_id``, ``system``,
-    ``prompt``, ``is_instrumental`` and ``quality``. A battle pairs clips of different systems,
-    on the same prompt where possible; voters are pseudonyms with heavy-tailed activity. Returns
-    ``n`` rows of :data:`VOTE_COLUMNS`: ``timestamp`` UTC, strictly increasing after ``start``
-    (UTC if naive; default :data:`DEFAULT_START`) by exponential gaps of mean
-    :data:`MEAN_GAP_S`; ``p_a`` the latent P(A beats B). Raises ValueError when ``n`` < 0,
-    columns are missing or there are fewer than two systems.
-    """
+def simulate_votes(metadata: pd.DataFrame, n: int, *, seed: int = 0) -> pd.DataFrame:
+    """``n`` arena votes of :data:`QUALITY` listeners on the clips of ``metadata`` (columns
+    ``clip_id``, ``system``, ``prompt``, ``is_instrumental``, ``quality``): a battle pairs clips of
+    different systems, on the same prompt where possible; voters are pseudonyms with heavy-tailed
+    activity. Rows of :data:`VOTE_COLUMNS`: ``timestamp`` UTC, strictly increasing after
+    :data:`DEFAULT_START` by exponential gaps of mean :data:`MEAN_GAP_S`; ``p_a`` the latent
+    P(A beats B). Raises ValueError when ``n`` < 0, columns are missing or
+    there are fewer than two systems."""
     if n < 0:
         raise ValueError(f"n={n} must be >= 0.")
     needed = ["clip_id", "system", "prompt", "is_instrumental", "quality"]
@@ -162,7 +151,7 @@ def simulate_votes(
     return pd.DataFrame(
         {
             "battle_uuid": [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n)],
-            "timestamp": _timestamps(n, rng, start),
+            "timestamp": _timestamps(n, rng),
             "clip_a": clips["clip_id"].to_numpy()[a],
             "clip_b": clips["clip_id"].to_numpy()[b],
             "system_a": clips["system"].to_numpy()[a],
@@ -172,8 +161,7 @@ def simulate_votes(
             "preference": preference,
             "voter": _voters(n, rng),
             "p_a": probs["p_a"],
-        },
-        columns=list(VOTE_COLUMNS),
+        }
     )
 
 
@@ -198,11 +186,9 @@ def _draw_pairs(clips: pd.DataFrame, n: int, rng: np.random.Generator):
     return a, b
 
 
-def _timestamps(n: int, rng: np.random.Generator, start: datetime | str | None) -> pd.Series:
-    origin = pd.Timestamp(DEFAULT_START if start is None else start)
-    origin = origin.tz_localize("UTC") if origin.tzinfo is None else origin.tz_convert("UTC")
+def _timestamps(n: int, rng: np.random.Generator) -> pd.Series:
     gaps_ms = np.maximum(1, np.round(rng.exponential(MEAN_GAP_S * 1000.0, n))).astype(np.int64)
-    return pd.Series(origin + pd.to_timedelta(np.cumsum(gaps_ms), unit="ms"))
+    return pd.Series(pd.Timestamp(DEFAULT_START) + pd.to_timedelta(np.cumsum(gaps_ms), unit="ms"))
 
 
 def _voters(n: int, rng: np.random.Generator) -> np.ndarray:

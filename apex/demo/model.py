@@ -1,6 +1,6 @@
 """The offline demo model: :class:`~apex.heads.ApexHeads` on the fallback encoder fitted on the
 demo corpus, for when no MERT weights or published heads can be had (and it says so). Built on
-first use under ``settings.models_dir``, in a directory named by a hash of all that changes it."""
+first use under ``settings.models_dir``."""
 
 from __future__ import annotations
 
@@ -41,26 +41,20 @@ def demo_engagement(settings: Settings) -> Path:
     return write_shard(frame, shard)  # atomic: a killed build leaves no half shard
 
 
-def demo_model_dir(settings: Settings) -> Path:
-    """Where the demo model of ``settings`` lives (whether built yet or not)."""
+def _complete(directory: Path) -> bool:
+    return all((directory / n).is_file() for n in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME))
+
+
+def ensure_demo_model(settings: Settings) -> Path:
+    """The demo model's directory (named by a hash of all that changes the model), built on first
+    use (the corpus too, if needed) under a file lock and published by an atomic rename."""
     from apex.encoders import FallbackEncoder
 
     key = (
         f"{DEMO_MODEL_VERSION}|corpus{DEMO_VERSION}|seed{settings.demo_seed}"
         f"|n{settings.demo_clips}|votes{VOTES_PER_CLIP}|{FallbackEncoder().settings_key()}"
     )
-    digest = sha256_text(key)[:10]
-    return settings.models_dir / f"demo-{DEMO_MODEL_VERSION}-{digest}"
-
-
-def _complete(directory: Path) -> bool:
-    return all((directory / n).is_file() for n in (CONFIG_NAME, WEIGHTS_NAME, METADATA_NAME))
-
-
-def ensure_demo_model(settings: Settings) -> Path:
-    """The demo model directory, built on first use (the corpus too, if needed) under a file
-    lock and published by an atomic directory rename."""
-    target = demo_model_dir(settings)
+    target = settings.models_dir / f"demo-{DEMO_MODEL_VERSION}-{sha256_text(key)[:10]}"
     if _complete(target):
         return target
     settings.models_dir.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,6 @@ class DemoSystem:
     [0, 1] that it sings when the prompt asks for vocals (else an instrument plays the lead)."""
 
     name: str
-    description: str
     means: Mapping[str, float]
     vocal: float
 
@@ -52,65 +51,23 @@ class DemoSystem:
         return {t: float(v) for t, v in zip(TRAITS, values, strict=True)}
 
 
-def _system(name: str, description: str, vocal: float, *values: float) -> DemoSystem:
-    return DemoSystem(name, description, dict(zip(TRAITS, values, strict=True)), vocal)
-
-
-#: The demo systems, strongest first by design (their measured order comes from the votes).
-#: Trait order: harmony, timing, cleanliness, headroom, brightness, structure, expression.
-SYSTEMS: tuple[DemoSystem, ...] = (
-    _system(
-        "demo-virtuoso",
-        "Synthetic demo: polished instrumental, diatonic, tight, clean, structured, expressive.",
-        0.0,
-        *(0.92, 0.9, 0.92, 0.9, 0.85, 0.85, 0.85),
-    ),
-    _system(
-        "demo-balladeer",
-        "Synthetic demo: strong songs with a natural-sounding, vibrato-rich vocal-like lead.",
-        1.0,
-        *(0.85, 0.8, 0.85, 0.85, 0.75, 0.8, 0.9),
-    ),
-    _system(
-        "demo-autotune",
-        "Synthetic demo: tidy songs with a robotic lead (no vibrato, hard-gated notes).",
-        1.0,
-        *(0.78, 0.85, 0.8, 0.78, 0.7, 0.7, 0.07),
-    ),
-    _system(
-        "demo-garage",
-        "Synthetic demo: good songwriting ruined by a loud noise floor and clipping.",
-        0.8,
-        *(0.8, 0.7, 0.12, 0.15, 0.6, 0.75, 0.65),
-    ),
-    _system(
-        "demo-drift",
-        "Synthetic demo: decent material played with sloppy onsets and a drifting tempo.",
-        0.5,
-        *(0.75, 0.1, 0.75, 0.75, 0.7, 0.55, 0.6),
-    ),
-    _system(
-        "demo-murk",
-        "Synthetic demo: reasonable songs buried under a muddy low-pass mix.",
-        0.5,
-        *(0.7, 0.7, 0.7, 0.65, 0.07, 0.6, 0.55),
-    ),
-    _system(
-        "demo-noodle",
-        "Synthetic demo: random pitches and no repeated sections; clean but aimless.",
-        0.0,
-        *(0.08, 0.6, 0.72, 0.7, 0.7, 0.1, 0.5),
-    ),
-    _system(
-        "demo-static",
-        "Synthetic demo: the weakest system: random-ish notes, sloppy, noisy, clipped, muddy.",
-        0.6,
-        *(0.22, 0.22, 0.2, 0.22, 0.25, 0.2, 0.2),
-    ),
+#: The demo systems, strongest first by design (their measured order comes from the votes):
+#: name, probability it sings when the prompt asks for vocals, then the means of TRAITS
+#: (harmony, timing, cleanliness, headroom, brightness, structure, expression).
+SYSTEMS: tuple[DemoSystem, ...] = tuple(
+    DemoSystem(name, dict(zip(TRAITS, means, strict=True)), vocal)
+    for name, vocal, *means in (
+        ("demo-virtuoso", 0.0, 0.92, 0.9, 0.92, 0.9, 0.85, 0.85, 0.85),  # polished instrumental
+        ("demo-balladeer", 1.0, 0.85, 0.8, 0.85, 0.85, 0.75, 0.8, 0.9),  # natural sung lead
+        ("demo-autotune", 1.0, 0.78, 0.85, 0.8, 0.78, 0.7, 0.7, 0.07),  # robotic, gated lead
+        ("demo-garage", 0.8, 0.8, 0.7, 0.12, 0.15, 0.6, 0.75, 0.65),  # noise floor and clipping
+        ("demo-drift", 0.5, 0.75, 0.1, 0.75, 0.75, 0.7, 0.55, 0.6),  # sloppy onsets, drifting tempo
+        ("demo-murk", 0.5, 0.7, 0.7, 0.7, 0.65, 0.07, 0.6, 0.55),  # muddy low-pass mix
+        ("demo-noodle", 0.0, 0.08, 0.6, 0.72, 0.7, 0.7, 0.1, 0.5),  # random pitches, no repeats
+        ("demo-static", 0.6, 0.22, 0.22, 0.2, 0.22, 0.25, 0.2, 0.2),  # weak on every trait
+    )
 )
 
-#: Exponent of the power transform of the engagement percentile (the training target's default).
-ENGAGEMENT_EXPONENT = ENGAGEMENT_POWER
 #: Standard deviation of the per-clip "rater" noise on the 0-1 scale (0.12 on the 1-5 scale).
 RATER_NOISE = 0.03
 ROBOT_VOICE_PENALTY = 0.6
@@ -144,7 +101,7 @@ def engagement_scores(counts: Sequence[float] | np.ndarray) -> np.ndarray:
     """``[N]`` raw counts -> ``[N]`` scores in (0, 100]: percentile rank (ties averaged), then the
     power transform."""
     percentile = pd.Series(np.asarray(counts, dtype=float)).rank(method="average", pct=True)
-    return 100.0 * percentile.to_numpy() ** ENGAGEMENT_EXPONENT
+    return 100.0 * percentile.to_numpy() ** ENGAGEMENT_POWER
 
 
 def engagement(scores: Mapping[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:

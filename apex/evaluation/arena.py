@@ -34,7 +34,7 @@ class ArenaEvalError(ValueError):
     """The battles or predictions cannot be evaluated; the message says what to fix."""
 
 
-def _models(svm: str, seed: int, grid: Mapping[str, Sequence[Any]] = SVM_GRID) -> dict[str, Any]:
+def _models(svm: str, seed: int) -> dict[str, Any]:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import Pipeline
@@ -48,7 +48,7 @@ def _models(svm: str, seed: int, grid: Mapping[str, Sequence[Any]] = SVM_GRID) -
     )
     svc = Pipeline([("scaler", StandardScaler()), ("svc", platt)])
     if svm == "grid":  # the notebook's nested search; costs ~16 x 5 fits per outer fold
-        models["svm"] = GridSearchCV(svc, dict(grid), cv=5, scoring="roc_auc", n_jobs=1)
+        models["svm"] = GridSearchCV(svc, SVM_GRID, cv=5, scoring="roc_auc", n_jobs=1)
     elif svm == "fixed":  # one RBF SVM (C=1): the grid's usual winner, 80x cheaper
         models["svm"] = svc
     elif svm != "off":
@@ -64,7 +64,6 @@ def evaluate_features(
     *,
     names: list[str] | None = None,
     svm: str = "off",
-    svm_grid: Mapping[str, Sequence[Any]] = SVM_GRID,
     folds: int = 10,
     seed: int = 42,
     n_boot: int = 1000,
@@ -86,7 +85,7 @@ def evaluate_features(
             out[scheme] = entry | {"skipped": fold}
             continue
         entry["models"] = {}
-        for name, model in _models(svm, seed, svm_grid).items():
+        for name, model in _models(svm, seed).items():
             proba = cv.cross_validated_proba(model, x, y, fold)
             row = summarise(proba, y, instrumental, n_boot=n_boot, seed=seed)
             # The mean of per-fold AUCs is blind to offsets between folds' predictions, which pull
@@ -123,7 +122,6 @@ def evaluate_arena(
     folds: int = 10,
     seed: int = 42,
     svm: str = "grid",
-    svm_grid: Mapping[str, Sequence[Any]] = SVM_GRID,
     n_boot: int = 1000,
     n_perm: int = 1000,
 ) -> dict[str, Any]:
@@ -134,12 +132,11 @@ def evaluate_arena(
     ``predictions``: clip id -> predicted scores (NaN: unscored); ``p_compare``:
     ``[len(battles)]`` APEX's P(A preferred) (``Scorer.compare``, NaN where unknown).
     ``feature_set``: ``"engagement"`` (the paper's) or ``"all"`` (seven scores); ``svm``:
-    ``"grid"`` (the notebook's nested search over ``svm_grid``), ``"fixed"`` (one RBF SVM) or
+    ``"grid"`` (the notebook's nested search over :data:`SVM_GRID`), ``"fixed"`` (one RBF SVM) or
     ``"off"``; ``n_boot``, ``n_perm``: resamples per interval, permutations per p-value. The
-    report: ``counts``, ``features``, ``orientation``, ``schemes``, ``rules`` (the
-    notebook's fixed rules), ``paper``, ``settings``, ``flags`` (sentences) and, with
-    ``p_compare``, ``apex_compare``, ``ties`` and ``both_bad``.
-    """
+    report: ``counts``, ``features``, ``orientation``, ``schemes``, ``rules`` (the notebook's
+    fixed rules), ``paper``, ``settings``, ``flags`` (sentences) and, with ``p_compare``,
+    ``apex_compare``, ``ties`` and ``both_bad``."""
     names = _feature_scores(battles, predictions, feature_set, schemes, svm, seed)
     scored = predictions[[n for n in SCORE_NAMES if n in predictions.columns]].dropna()
     pref = battles["preference"].astype(str).to_numpy()
@@ -156,9 +153,9 @@ def evaluate_arena(
     kw = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed}
     orient, results, rules = {}, {}, {}
     if len(y):
-        orient = orientation(scored, used["clip_a"], used["clip_b"], y, PAPER["same_sign_accuracy"])
+        orient = orientation(scored, used["clip_a"], used["clip_b"], y)
         results = evaluate_features(
-            x, y, instr, groups, names=feature_names, svm=svm, svm_grid=svm_grid, folds=folds, **kw
+            x, y, instr, groups, names=feature_names, svm=svm, folds=folds, **kw
         )
         rules = _rules(scored, used, y, instr, **kw)
     results |= {s: {"label": cv.SCHEME_LABELS[s], "skipped": why} for s, why in skipped.items()}
@@ -220,7 +217,7 @@ def _rules(
         if score in scored:
             margin = scored[score].loc[used["clip_a"]].to_numpy()
             margin = margin - scored[score].loc[used["clip_b"]].to_numpy()
-            rules[label] = fixed_score_row(expit(margin / 10.0), y, instr, **kw)
+            rules[label] = summarise(expit(margin / 10.0), y, instr, **kw)
     return rules
 
 
@@ -256,7 +253,7 @@ def _compare_section(
     instr = instrumental[decisive]
     out: dict[str, Any] = {}
     if len(y):
-        row = fixed_score_row(p[decisive], y, instr, **kw)
+        row = summarise(p[decisive], y, instr, **kw)
         out["apex_compare"] = row | {"orientation": st.agreement(p[decisive] - 0.5, y)}
     confidence = np.abs(p - 0.5)
     out["ties"] = {
@@ -289,20 +286,23 @@ def _mean(values: np.ndarray) -> float:
 
 def boards(instrumental: np.ndarray) -> dict[str, np.ndarray]:
     """Masks ``[N]`` of the three boards: all battles, instrumental, vocal."""
-    instrumental = np.asarray(instrumental, bool)
-    return {
-        "overall": np.ones_like(instrumental),
-        "instrumental": instrumental,
-        "vocal": ~instrumental,
-    }
+    instr = np.asarray(instrumental, bool)
+    return {"overall": np.ones_like(instr), "instrumental": instr, "vocal": ~instr}
 
 
 def summarise(
-    proba: np.ndarray, y: np.ndarray, instrumental: np.ndarray, *, n_boot: int, seed: int
+    proba: np.ndarray,
+    y: np.ndarray,
+    instrumental: np.ndarray,
+    *,
+    n_boot: int,
+    seed: int,
+    n_perm: int | None = None,
 ) -> dict[str, Any]:
     """AUC per board and accuracy, each with its bootstrap interval, and F1 for "A won", from
     ``proba`` ``[N]`` P("A won"), ``y`` ``[N]`` 0/1, ``instrumental`` ``[N]`` bool. A board with
-    one outcome only has a NaN AUC."""
+    one outcome only has a NaN AUC. With ``n_perm``, for a score that needs no fitting: the
+    permutation ``p_value`` of its AUC (labels shuffled within each board)."""
     from sklearn.metrics import f1_score
 
     out: dict[str, Any] = {"auc": {}, "auc_ci": {}, "n": {}}
@@ -315,37 +315,21 @@ def summarise(
             out["accuracy"] = st.accuracy(proba, y) if len(y) else float("nan")
             out["accuracy_ci"] = boot["accuracy_ci"] if boot else [float("nan")] * 2
     out["f1"] = float(f1_score(y, proba > 0.5, zero_division=0.0))
+    if n_perm is not None:
+        null = st.auc(proba, st.shuffled_labels(y, instrumental, n=n_perm, seed=seed))
+        out |= {
+            "p_value": st.permutation_pvalue(out["auc"]["overall"], null),
+            "permutations": n_perm,
+        }
     return out
 
 
-def fixed_score_row(
-    proba: np.ndarray,
-    y: np.ndarray,
-    instrumental: np.ndarray,
-    *,
-    n_boot: int,
-    n_perm: int,
-    seed: int,
-) -> dict[str, Any]:
-    """:func:`summarise` plus a permutation p-value for a score that needs no fitting."""
-    row = summarise(proba, y, instrumental, n_boot=n_boot, seed=seed)
-    null = st.auc(proba, st.shuffled_labels(y, instrumental, n=n_perm, seed=seed))
-    return row | {
-        "p_value": st.permutation_pvalue(row["auc"]["overall"], null),
-        "permutations": n_perm,
-    }
-
-
 def orientation(
-    preds: pd.DataFrame,
-    clip_a: pd.Series,
-    clip_b: pd.Series,
-    y: np.ndarray,
-    paper: Mapping[str, float],
+    preds: pd.DataFrame, clip_a: pd.Series, clip_b: pd.Series, y: np.ndarray
 ) -> dict[str, dict[str, Any]]:
     """:func:`~apex.evaluation.stats.agreement` of each score's A - B margin with "A won", plus
     the notebook's ``likes+streams`` and ``sum_of_seven`` (raw predictions summed) when their
-    scores are present, each with ``paper``'s figure."""
+    scores are present, each with the paper's figure."""
     cols = [n for n in SCORE_NAMES if n in preds.columns]
     a, b = preds.loc[clip_a, cols].to_numpy(), preds.loc[clip_b, cols].to_numpy()
     margins = {n: a[:, i] - b[:, i] for i, n in enumerate(cols)}
@@ -353,6 +337,7 @@ def orientation(
         margins["likes+streams"] = sum(margins[e] for e in ENGAGEMENT)
     if len(cols) == len(SCORE_NAMES):
         margins["sum_of_seven"] = sum(margins[n] for n in SCORE_NAMES)
+    paper = PAPER["same_sign_accuracy"]
     return {name: st.agreement(m, y) | {"paper": paper.get(name)} for name, m in margins.items()}
 
 

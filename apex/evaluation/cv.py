@@ -57,11 +57,8 @@ def logistic_regression() -> Any:
 
 def pair_labels(system_a: np.ndarray, system_b: np.ndarray) -> np.ndarray:
     """``[N]`` labels of the unordered system pair: ``x|y`` and ``y|x`` are the same pair."""
-    a = np.asarray(system_a, dtype=str)
-    b = np.asarray(system_b, dtype=str)
-    first = a <= b
-    lo, hi = np.where(first, a, b), np.where(first, b, a)
-    return np.char.add(np.char.add(lo, "|"), hi)
+    pairs = zip(map(str, system_a), map(str, system_b), strict=True)
+    return np.array([f"{min(a, b)}|{max(a, b)}" for a, b in pairs], dtype=str)
 
 
 def linked_groups(*labels: np.ndarray) -> np.ndarray:

@@ -33,24 +33,6 @@ def preference_utility(outputs: Mapping[str, np.ndarray], use_head: bool) -> np.
     )
 
 
-def regression_metrics(
-    outputs: Mapping[str, np.ndarray], targets: np.ndarray
-) -> dict[str, dict[str, float]]:
-    """``{score: {mse, mae, pearson, spearman, n}}`` over songs with a known target (n >= 3)."""
-    result: dict[str, dict[str, float]] = {}
-    for name, known, true in known_targets(outputs, targets, min_known=3):
-        pred = np.asarray(outputs[name], np.float64)[known]
-        constant = np.ptp(pred) == 0 or np.ptp(true) == 0
-        result[name] = {
-            "mse": float(np.mean((pred - true) ** 2)),
-            "mae": float(np.mean(np.abs(pred - true))),
-            "pearson": float("nan") if constant else float(stats.pearsonr(pred, true)[0]),
-            "spearman": float("nan") if constant else float(stats.spearmanr(pred, true)[0]),
-            "n": int(known.sum()),
-        }
-    return result
-
-
 def pairwise_metrics(utility: np.ndarray, battles: Battles) -> dict[str, float]:
     """Accuracy and AUC of ``utility[a] - utility[b]`` on decisive (non-TIE) battles.
 
@@ -97,26 +79,31 @@ def evaluate_model(
     model: nn.Module,
     data: EngagementData,
     *,
-    songs: np.ndarray | None = None,
     battles: Battles | None = None,
     use_preference: bool = False,
     tasks: Sequence[str] | None = None,
-    device: str = "cpu",
 ) -> dict:
-    """JSON-ready report of ``model`` on ``songs`` (default: ``test`` split, else ``val``):
-    ``n_songs``, ``regression`` per score and, given battles, ``pairwise`` and ``arena``.
+    """JSON-ready report of ``model`` on the held-out songs (``test`` split, else ``val``):
+    ``n_songs``, ``regression`` per score (``{score: {mse, mae, pearson, spearman, n}}`` over
+    songs with a known target, n >= 3) and, given battles, ``pairwise`` and ``arena``.
     ``tasks`` limits the scores used to those the model was trained on."""
-    songs = _held_out(data) if songs is None else songs
-    outputs = predict(model, data.song_x, device=device)
+    songs = _held_out(data)
+    outputs = predict(model, data.song_x)
     if tasks is not None:  # outputs a model was never trained on are noise: leave them out
         keep = {*tasks, *(f"{t}_std" for t in tasks), "preference"}
         outputs = {k: v for k, v in outputs.items() if k in keep}
-    report: dict = {
-        "n_songs": len(songs),
-        "regression": regression_metrics(
-            {k: v[songs] for k, v in outputs.items()}, data.targets[songs]
-        ),
-    }
+    regression = {}
+    for name, known, true in known_targets(outputs, data.targets[songs], min_known=3):
+        pred = np.asarray(outputs[name][songs], np.float64)[known]
+        constant = np.ptp(pred) == 0 or np.ptp(true) == 0
+        regression[name] = {
+            "mse": float(np.mean((pred - true) ** 2)),
+            "mae": float(np.mean(np.abs(pred - true))),
+            "pearson": float("nan") if constant else float(stats.pearsonr(pred, true)[0]),
+            "spearman": float("nan") if constant else float(stats.spearmanr(pred, true)[0]),
+            "n": int(known.sum()),
+        }
+    report: dict = {"n_songs": len(songs), "regression": regression}
     if battles is not None and len(battles):
         report["pairwise"] = pairwise_metrics(preference_utility(outputs, use_preference), battles)
         report["arena"] = arena_protocol(outputs, battles)
@@ -156,24 +143,16 @@ def format_table(reports: Mapping[str, Mapping]) -> str:
     return "\n".join(lines)
 
 
-def spearman_noise(
-    a: nn.Module,
-    b: nn.Module,
-    data: EngagementData,
-    *,
-    songs: np.ndarray | None = None,
-    rounds: int = 200,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Sampling noise of the Spearman difference between two models on the same held-out songs:
-    the standard deviation, over ``rounds`` seeded paired bootstraps of the songs, of the mean
-    Spearman of ``a`` minus that of ``b`` over the engagement scores (``"spearman"``) and the
-    aesthetics (``"aesthetics"``); NaN where either model lacks the scores."""
-    songs = _held_out(data) if songs is None else songs
+def spearman_noise(a: nn.Module, b: nn.Module, data: EngagementData) -> dict[str, float]:
+    """Sampling noise of the Spearman difference between two models on the held-out songs: the
+    standard deviation, over 200 seeded paired bootstraps of the songs, of the mean Spearman of
+    ``a`` minus that of ``b`` over the engagement scores (``"spearman"``) and the aesthetics
+    (``"aesthetics"``); NaN where either model lacks the scores."""
+    songs = _held_out(data)
     out_a, out_b = predict(a, data.song_x[songs]), predict(b, data.song_x[songs])
     targets = data.targets[songs]
-    rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, len(songs), len(songs)) for _ in range(rounds)]
+    rng = np.random.default_rng(0)
+    draws = [rng.integers(0, len(songs), len(songs)) for _ in range(200)]
     noise = {}
     for key, names in (("spearman", ENGAGEMENT), ("aesthetics", AESTHETICS)):
         shared = [n for n in names if n in out_a and n in out_b]

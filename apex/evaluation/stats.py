@@ -114,8 +114,7 @@ def logistic_oof_proba(
     ``fold`` ``[N]``: standardise on the training battles, then minimise
     ``0.5 |w|^2 + c * sum_i s_i * logloss_i`` (intercept unpenalised, ``s_i`` balanced class
     weights), as scikit-learn's ``LogisticRegression(C=c, class_weight="balanced")`` does.
-    ``chunk`` labellings are solved together (memory ~``chunk * N * F`` floats).
-    """
+    ``chunk`` labellings are solved together (memory ~``chunk * N * F`` floats)."""
     labels = np.atleast_2d(labels).astype(np.float64)
     out = np.empty_like(labels)
     penalty = np.ones(x.shape[1] + 1)

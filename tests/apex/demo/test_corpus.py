@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from apex.demo import SYSTEMS, TRAITS, build_demo_corpus, ensure_demo_corpus, load_metadata
-from apex.demo.systems import ENGAGEMENT_EXPONENT, DemoSystem, aesthetics, engagement_scores
-from apex.tasks import AESTHETICS
+from apex.demo.systems import DemoSystem, aesthetics, engagement_scores
+from apex.tasks import AESTHETICS, ENGAGEMENT_POWER
 
 MAJOR_SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
 
@@ -70,11 +70,11 @@ def test_systems_are_named_demos_with_valid_traits():
 def test_system_validation():
     means = dict.fromkeys(TRAITS, 0.5)
     with pytest.raises(ValueError, match="demo-"):
-        DemoSystem("virtuoso", "no demo prefix", means, 0.0)
+        DemoSystem("virtuoso", means, 0.0)
     with pytest.raises(ValueError, match="strictly between"):
-        DemoSystem("demo-x", "bad mean", {**means, "timing": 1.0}, 0.0)
+        DemoSystem("demo-x", {**means, "timing": 1.0}, 0.0)
     with pytest.raises(ValueError, match="exactly the traits"):
-        DemoSystem("demo-x", "missing trait", {"harmony": 0.5}, 0.0)
+        DemoSystem("demo-x", {"harmony": 0.5}, 0.0)
 
 
 def test_systems_overlap_in_ground_truth():
@@ -147,7 +147,7 @@ def test_ground_truth_ranges_and_relations(small_demo_corpus):
 def test_engagement_score_formula():
     counts = [10, 0, 10, 5]
     # Average ranks 3.5, 1, 3.5, 2 out of 4, then the documented power transform.
-    expected = [100 * (r / 4) ** ENGAGEMENT_EXPONENT for r in (3.5, 1, 3.5, 2)]
+    expected = [100 * (r / 4) ** ENGAGEMENT_POWER for r in (3.5, 1, 3.5, 2)]
     assert engagement_scores(counts) == pytest.approx(expected)
 
 

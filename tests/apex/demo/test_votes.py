@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from apex.demo import load_metadata, simulate_votes
-from apex.demo.listeners import VOTE_COLUMNS, outcome_probabilities
+from apex.demo.listeners import DEFAULT_START, VOTE_COLUMNS, outcome_probabilities
 
 PREFERENCES = {"A", "B", "TIE", "BOTH_BAD"}
 
@@ -24,7 +24,7 @@ def many(meta):
 
 
 def test_shape_vocabulary_and_pairing(meta):
-    votes = simulate_votes(meta, 500, seed=1, start="2026-03-01T12:00:00Z")
+    votes = simulate_votes(meta, 500, seed=1)
     assert list(votes.columns) == list(VOTE_COLUMNS) and len(votes) == 500
     assert set(votes["preference"]) <= PREFERENCES
     assert votes["battle_uuid"].is_unique
@@ -38,7 +38,7 @@ def test_shape_vocabulary_and_pairing(meta):
     assert (system_of[votes["clip_a"]].to_numpy() == votes["system_a"].to_numpy()).all()
     stamps = votes["timestamp"]
     assert str(stamps.dt.tz) == "UTC" and stamps.is_monotonic_increasing and stamps.is_unique
-    assert stamps.iloc[0] >= pd.Timestamp("2026-03-01T12:00:00Z")
+    assert stamps.iloc[0] > pd.Timestamp(DEFAULT_START)
     assert votes["voter"].str.startswith("demo-voter-").all()
     counts = votes["voter"].value_counts()
     assert 1 < len(counts) < 500 and counts.iloc[0] > 3 * counts.median(), "heavy-tailed voters"

@@ -200,15 +200,16 @@ def test_a_constant_predictor_scores_auc_one_half() -> None:
     assert report["schemes"]["paper"]["models"]["svm"]["p_value"] is None
 
 
-def test_the_papers_svm_grid_runs_nested_in_the_folds() -> None:
+def test_the_papers_svm_grid_runs_nested_in_the_folds(monkeypatch: pytest.MonkeyPatch) -> None:
     from apex.evaluation import arena as arena_eval
 
     assert set(arena_eval.SVM_GRID) == {f"svc__estimator__{k}" for k in ("C", "kernel", "gamma")}
     # the paper's grid with one value per axis keeps the test fast
     grid = {**arena_eval.SVM_GRID, "svc__estimator__C": [1.0], "svc__estimator__gamma": ["scale"]}
+    monkeypatch.setattr(arena_eval, "SVM_GRID", grid)
     battles, q = _battles(n_clips=40, n=90)
     report = evaluate_arena(
-        battles, _predictions(q), folds=3, svm="grid", svm_grid=grid, schemes=("paper",), **FAST
+        battles, _predictions(q), folds=3, svm="grid", schemes=("paper",), **FAST
     )
     assert report["schemes"]["paper"]["models"]["svm"]["auc"]["overall"] > 0.9
     assert report["settings"]["svm"] == "grid"
