@@ -18,8 +18,8 @@ from annotation import rules
 from annotation.board import Consensus
 from annotation.flags import HISTORY_VOTES, PastVote, vote_flags
 from annotation.identity import Pseudonymizer, load_or_create_salt
-from annotation.loudness import LoudnessMatcher, ServedClip
-from annotation.pool import Clip, ClipPool, ScorerLike, model_key
+from annotation.loudness import LoudnessMatcher
+from annotation.pool import ClipPool, ScorerLike, model_key
 from annotation.pool.sources import pool_identity
 from annotation.reveal import ApexView, Reveal, apex_view, reveal_of, with_scores
 from annotation.rules import ListenEvent, VoteRefused
@@ -139,7 +139,8 @@ class Arena:
             prompt=a.prompt if a.prompt == b.prompt else f"{a.prompt} | {b.prompt}",
             is_instrumental=a.is_instrumental and b.is_instrumental,
         )
-        served_a, served_b = self._served(a), self._served(b)
+        served_a = self.loudness.serve(a.path, a.content_hash)  # matched once, then cached
+        served_b = self.loudness.serve(b.path, b.content_hash)
         self.store.insert_battle(battle)
         self._pairs.add(battle.system_a, battle.system_b)
         return BattleTicket(
@@ -149,10 +150,6 @@ class Arena:
     def warm_loudness(self) -> threading.Thread:
         """Measure and match every pool clip on a daemon thread (see LoudnessMatcher.warm)."""
         return self.loudness.warm((clip.path, clip.content_hash) for clip in self.pool)
-
-    def _served(self, clip: Clip) -> ServedClip:
-        """The file played for a clip (matched once, then cached) and its original loudness."""
-        return self.loudness.serve(clip.path, clip.content_hash)
 
     def listen(
         self,
@@ -254,7 +251,8 @@ class Arena:
             ratings=self._consensus.ratings(now),
         )
         clip_a, clip_b = self.pool[battle.clip_a], self.pool[battle.clip_b]
-        served_a, served_b = self._served(clip_a), self._served(clip_b)
+        served_a = self.loudness.serve(clip_a.path, clip_a.content_hash)
+        served_b = self.loudness.serve(clip_b.path, clip_b.content_hash)
         return new_vote(
             dataclasses.asdict(battle),
             vote_id=uuid.uuid4().hex,
@@ -285,11 +283,8 @@ class Arena:
 
     def _open_battle(self, battle_id: str, session_id: str, now: float) -> Battle:
         battle = self.store.get_battle(rules.check_battle_id(battle_id))
-        rules.check_open_battle(
-            battle, self._ids.session(session_id), now, self.settings.battle_ttl_s
-        )
-        assert battle is not None  # check_open_battle refuses a missing one
-        return battle
+        session = self._ids.session(session_id)
+        return rules.check_open_battle(battle, session, now, self.settings.battle_ttl_s)
 
     def late_reveal(self, reveal: Reveal, session_id: str | None = None) -> Reveal:
         """``reveal`` with APEX's view filled in if the clips were scored after the vote (which
@@ -297,7 +292,7 @@ class Arena:
         (:class:`VoteRefused`) unless its battle is voted and, given ``session_id``, is its own."""
         battle = self.store.get_battle(rules.check_battle_id(reveal.battle_id))
         session = None if session_id is None else self._ids.session(session_id)
-        rules.check_own_battle(battle, session)
+        battle = rules.check_own_battle(battle, session)
         if battle.status != "voted":
             raise VoteRefused("not_voted", "APEX's view of a battle is shown after your vote.")
         if not reveal.apex_pending:
