@@ -151,12 +151,9 @@ def utc_minute(value: datetime | None) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
-def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
-
-
 def _body(stats: CardStats, repo_id: str, settings: Settings) -> str:
-    rows = "\n".join(f"| `{name}` | {_cell(doc)} |" for name, doc in VOTE_COLUMNS.items())
+    escaped = {name: doc.replace("|", "\\|") for name, doc in VOTE_COLUMNS.items()}
+    rows = "\n".join(f"| `{name}` | {doc} |" for name, doc in escaped.items())
     systems = ", ".join(f"`{s}`" for s in stats.systems) or "—"
     simulated = ""
     if stats.n_simulated:
