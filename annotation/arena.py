@@ -72,7 +72,7 @@ class Arena:
     ) -> None:
         seed = secrets.randbits(32) if seed is None else seed
         self._sampler = PairSampler(pool.frame(), mode=settings.sampler, seed=seed)
-        info = settings.sampler == "info"
+        info = settings.sampler == "info"  # the information-gain sampler reads the ratings
         self._ratings = StoreRatings(store, settings=settings) if info else None
         self.settings, self.pool, self.store, self.scorer = settings, pool, store, scorer
         self._clock = clock

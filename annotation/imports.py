@@ -4,8 +4,7 @@ make importing twice add nothing and never collide with our battles or rate limi
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from annotation.pool.sources import pool_identity
@@ -22,11 +21,7 @@ class ImportSummary:
 
     added: int
     already: int
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _seconds(value: float) -> float:
-    return 0.0 if value is None or math.isnan(value) else float(value)
+    skipped: list[tuple[str, str]]
 
 
 def import_music_arena(store: VoteStore, source: str | Path) -> ImportSummary:
@@ -35,7 +30,8 @@ def import_music_arena(store: VoteStore, source: str | Path) -> ImportSummary:
     are the file stems, as in :meth:`ClipPool.from_music_arena` (empty for a clip whose audio was
     not released); ``pool`` names the release and the batch."""
     release = read_release(source)
-    battles = release.battles
+    listening = ["total_listening_time_a", "total_listening_time_b"]
+    battles = release.battles.fillna(dict.fromkeys(listening, 0.0))
     pools = {
         batch: pool_identity(release.root, batches=(batch,)) for batch in set(battles["batch"])
     }
@@ -49,8 +45,8 @@ def import_music_arena(store: VoteStore, source: str | Path) -> ImportSummary:
             preference=row.preference,
             source="imported",
             pool=pools[row.batch],
-            total_listening_time_a=_seconds(row.total_listening_time_a),
-            total_listening_time_b=_seconds(row.total_listening_time_b),
+            total_listening_time_a=float(row.total_listening_time_a),
+            total_listening_time_b=float(row.total_listening_time_b),
         )
         for row in battles.itertuples(index=False)
     ]

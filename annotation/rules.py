@@ -141,7 +141,7 @@ _RATINGS_SHAPE = 'an object such as {"A": {"coherence": 4}, "B": {"clarity": 2}}
 def check_ratings(ratings: object) -> dict[str, dict[str, int]] | None:
     """Validate optional ratings ``{"A"|"B": {aesthetic: 1-5}}`` (any subset of
     :data:`apex.tasks.AESTHETICS`): a clean copy with int values, or None when nothing was rated."""
-    if ratings is None or (isinstance(ratings, Mapping) and not ratings):
+    if ratings is None:
         return None
     if not isinstance(ratings, Mapping):
         raise VoteRefused("bad_ratings", f"ratings must be {_RATINGS_SHAPE}, got {shown(ratings)}.")
