@@ -52,13 +52,8 @@ class BattleTicket:
 
 class Arena:
     """Battles, listening and votes over a clip pool and a vote store, by ``settings``' rules.
-
-    Args:
-        scorer: APEX scorer for the reveal's pick; None runs without until :meth:`attach_scorer`.
-        clock: server time, Unix seconds.
-        seed: the pair sampler's (:class:`annotation.sampler.PairSampler` in ``settings.sampler``
-            mode; the ``info`` mode reads the store's ratings); None draws one per process.
-    """
+    ``scorer``: APEX's, for the reveal's pick (None until :meth:`attach_scorer`); ``clock``: server
+    time, Unix seconds; ``seed``: the pair sampler's (None draws one per process)."""
 
     def __init__(
         self,
