@@ -43,20 +43,14 @@ class Loudness:
 @dataclass(frozen=True)
 class ServedClip:
     """What the arena plays for one clip: ``path`` (the matched copy, or the original when
-    ``matched`` is False), the ``original`` loudness (what votes record), the ``gain_db`` applied,
-    the loudness ``served``, and whether this call ``encoded`` the copy (not from the cache)."""
+    ``matched`` is False: matching off, a silent or unmeasurable clip), the ``original`` loudness
+    (what votes record), the ``gain_db`` applied, and whether this call ``encoded`` the copy."""
 
     path: Path
     original: Loudness
-    gain_db: float
-    served: Loudness
-    matched: bool
+    gain_db: float = 0.0
+    matched: bool = False
     encoded: bool = False
-
-    @classmethod
-    def as_is(cls, path: Path, original: Loudness) -> ServedClip:
-        """The original file, served unmatched (matching off, a silent or unmeasurable clip)."""
-        return cls(path, original, 0.0, original, matched=False)
 
 
 def _as_2d(samples: np.ndarray) -> np.ndarray:
@@ -136,7 +130,7 @@ class LoudnessMatcher:
                 result = self._from_disk(path, digest) or self._encode(path, digest)
         except ValueError as exc:
             logger.warning("clip %s is played unmatched: %s", path, exc)
-            return ServedClip.as_is(path, Loudness(None, None))
+            return ServedClip(path, Loudness(None, None))
         with self._memo_lock:
             self._memo[digest] = replace(result, encoded=False)
         return result
@@ -166,11 +160,10 @@ class LoudnessMatcher:
         info = json.loads(sidecar.read_text(encoding="utf-8"))
         original = Loudness(**info["source"])
         if not info["matched"]:  # silent, or matching off: served as it is
-            return ServedClip.as_is(path, original)
+            return ServedClip(path, original)
         if not copy.exists():
             return None
-        served = Loudness(**info["served"])
-        return ServedClip(copy, original, float(info["gain_db"]), served, matched=True)
+        return ServedClip(copy, original, float(info["gain_db"]), matched=True)
 
     def _encode(self, path: Path, digest: str) -> ServedClip:
         samples, rate = sf.read(path, dtype="float64", always_2d=True)
@@ -178,16 +171,13 @@ class LoudnessMatcher:
         self.folder.mkdir(parents=True, exist_ok=True)
         copy, sidecar = self._paths(digest)
         gain_db = matching_gain_db(original, self.target_lufs, self.max_true_peak_dbtp)
-        matched, served = self.enabled and original.lufs is not None, original
+        matched = self.enabled and original.lufs is not None
         if matched:
             gained = samples * 10.0 ** (gain_db / 20.0)
             with atomic_path(copy) as partial:  # a concurrent battle never sees half a file
                 sf.write(partial, gained, rate, subtype=_SUBTYPE, format="WAV")
-                # What was written (16-bit) is what is measured and recorded as served.
-                served = measure(sf.read(partial, dtype="float64", always_2d=True)[0], rate)
         info = {
             "source": asdict(original),
-            "served": asdict(served),
             "gain_db": gain_db if matched else 0.0,
             "matched": matched,
             "target_lufs": self.target_lufs,
@@ -195,5 +185,5 @@ class LoudnessMatcher:
         }
         write_json_atomic(sidecar, info, indent=None)
         if not matched:
-            return ServedClip.as_is(path, original)
-        return ServedClip(copy, original, gain_db, served, matched=True, encoded=True)
+            return ServedClip(path, original)
+        return ServedClip(copy, original, gain_db, matched=True, encoded=True)
