@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from annotation.loudness import LoudnessMatcher, matching_gain_db, measure, true_peak_dbtp
+from annotation.loudness import LoudnessMatcher, measure, true_peak_dbtp
 
 RATE = 48_000
 TARGET, CEILING = -16.0, -1.0
@@ -44,9 +44,11 @@ def test_true_peak_finds_the_inter_sample_peak() -> None:
     assert true_peak_dbtp(tone) == pytest.approx(0.0, abs=0.1)
 
 
-def test_silence_has_no_loudness_and_no_gain() -> None:
-    quiet = measure(np.zeros((RATE, 2)), RATE)
-    assert quiet.lufs is None and matching_gain_db(quiet, TARGET, CEILING) == 0.0
+def test_silence_has_no_loudness_and_no_gain(tmp_path: Path) -> None:
+    assert measure(np.zeros((RATE, 2)), RATE).lufs is None
+    source = write(tmp_path / "quiet.wav", np.zeros((RATE, 2)))
+    served = LoudnessMatcher(tmp_path / "cache").serve(source)
+    assert served.path == source and not served.matched and served.gain_db == 0.0
 
 
 def test_too_short_or_too_many_channels_is_refused() -> None:
