@@ -1,7 +1,5 @@
-"""The arena service: issue a battle, record listening, accept or refuse a vote, reveal.
-
-The server keeps every fact; the client holds an opaque battle id and two audio files.
-"""
+"""The arena service: issue a battle, record listening, accept or refuse a vote, reveal. The
+server keeps every fact; the client holds an opaque battle id and two audio files."""
 
 from __future__ import annotations
 

@@ -104,10 +104,8 @@ def compacted_from(path: Path) -> list[str]:
 
 def size_category(n: int) -> str:
     """The Hub's ``size_categories`` label for ``n`` rows."""
-    for power, label in enumerate(_SIZE_LABELS, start=3):
-        if n < 10**power:
-            return label
-    return "n>100M"
+    below = (label for power, label in enumerate(_SIZE_LABELS, start=3) if n < 10**power)
+    return next(below, "n>100M")
 
 
 def build_card(stats: CardStats, *, settings: Settings, repo_id: str | None = None) -> DatasetCard:

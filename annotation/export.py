@@ -156,9 +156,8 @@ def _family(kind: pa.DataType) -> str:
 def release_frame(votes: pd.DataFrame) -> pd.DataFrame:
     """Turn :meth:`VoteStore.votes_frame` output into the released columns (same rows)."""
     out = pd.DataFrame({name: votes[name] for name in VOTE_COLUMNS if name in votes.columns})
-    out["date"] = pd.to_datetime(votes["timestamp"], unit="s", utc=True).map(
-        lambda t: t.isoformat()
-    )
+    moments = pd.to_datetime(votes["timestamp"], unit="s", utc=True)
+    out["date"] = moments.map(lambda t: t.isoformat())
     for side in ("a", "b"):
         out[f"listen_data_{side}"] = votes[f"listen_data_{side}"].map(json.dumps)
         preds = votes[f"apex_{side}"].map(lambda d: d or {})
@@ -173,8 +172,7 @@ def release_frame(votes: pd.DataFrame) -> pd.DataFrame:
 def shard_ranges(folder: Path) -> Iterator[tuple[int, int, Path]]:
     """``(from, to, path)`` of every shard under ``folder`` (any depth, unordered)."""
     for path in folder.rglob("*.parquet"):
-        match = _SHARD_NAME.match(path.name)
-        if match:
+        if match := _SHARD_NAME.match(path.name):
             yield int(match[1]), int(match[2]), path
 
 
