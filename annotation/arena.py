@@ -27,11 +27,9 @@ from apex.settings import Settings
 
 __all__ = ["Arena", "BattleTicket", "Reveal"]
 
-#: Seconds between re-reads of the battles-per-pair counts (a scan of every battle); in between,
-#: this process counts its own battles.
-PAIR_COUNTS_REFRESH_S = 60.0
-#: Seconds between refits of the board the ``contrarian`` flag compares with (reads every vote).
-CONSENSUS_REFRESH_S = 60.0
+#: Seconds between re-reads of the battles-per-pair counts (a scan of every battle; in between,
+#: this process counts its own) and refits of the board the ``contrarian`` flag compares with.
+REFRESH_S = 60.0
 #: One voter's votes run one at a time; locks are striped by voter, not one global lock.
 _VOTE_LOCK_STRIPES = 64
 
@@ -75,8 +73,8 @@ class Arena:
         self._listen_reports = rules.RecentActions(
             "sent {n} listening reports", "report listening again"
         )
-        self._pairs = PairCounts(store.pair_counts, refresh_s=PAIR_COUNTS_REFRESH_S)
-        self._consensus = Consensus(store, refresh_s=CONSENSUS_REFRESH_S, settings=settings)
+        self._pairs = PairCounts(store.pair_counts, refresh_s=REFRESH_S)
+        self._consensus = Consensus(store, refresh_s=REFRESH_S, settings=settings)
         self._pool_id = pool_identity(pool.root)  # every vote says where its clips are
         self.loudness = LoudnessMatcher(
             Path(settings.cache_dir) / "arena-loudness",
