@@ -97,12 +97,11 @@ class Arena:
     def new_battle(self, session_id: str, ip: str | None = None) -> BattleTicket:
         """Draw two clips for this session, record the battle, and hand out its ticket; refuse
         (:class:`VoteRefused`) past the voter's battles per window, or when no pair is new."""
-        settings = self.settings
         self._battles_issued.admit(
             self._ids.voter(session_id, ip),
             self._clock(),
-            limit=settings.rate_limit_battles,
-            window_s=settings.rate_limit_window_s,
+            limit=self.settings.rate_limit_battles,
+            window_s=self.settings.rate_limit_window_s,
         )
         session = self._ids.session(session_id)
         ratings = self._ratings() if self._ratings is not None else None

@@ -1,6 +1,5 @@
-"""``apex votes`` (joins ``apex`` through the ``apex.cli`` entry points): export, push, restore,
-simulate, import and inspect the vote store of :meth:`Settings.from_env`. Exits 0 done, 1 failed,
-2 bad input."""
+"""``apex votes`` (an ``apex.cli`` entry point): export, push, restore, simulate, import and
+inspect the vote store of :meth:`Settings.from_env`. Exits 0 done, 1 failed, 2 bad input."""
 
 from __future__ import annotations
 

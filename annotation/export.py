@@ -261,8 +261,7 @@ def _gather(values: dict[str, Any], prefix: str, keys: tuple[str, ...], cast: ty
 def import_shards(store: VoteStore, directory: str | Path) -> int:
     """Add the votes of every shard under ``directory`` to ``store``; return how many were new
     (idempotent by vote id). Raises :class:`ExportError` naming a row that is not a valid vote."""
-    frame = read_vote_shards(directory)
-    records = [_record(row) for row in frame.to_dict("records")]
+    records = [_record(row) for row in read_vote_shards(directory).to_dict("records")]
     return store.import_votes(records)
 
 

@@ -51,9 +51,8 @@ def load_or_create_salt(settings: Settings) -> str:
         return settings.salt
     path = Path(settings.data_dir) / SALT_FILE
     if not path.exists():
-        # exclusive: the first process wins and the file is never seen half-written
-        with contextlib.suppress(FileExistsError):  # another process created it first
-            with atomic_path(path, exclusive=True) as tmp:
+        with contextlib.suppress(FileExistsError):  # exclusive: the first process wins
+            with atomic_path(path, exclusive=True) as tmp:  # never seen half-written
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner-only
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     fh.write(secrets.token_hex(32))

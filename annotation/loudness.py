@@ -169,12 +169,6 @@ class LoudnessMatcher:
             with atomic_path(copy) as partial:  # a concurrent battle never sees half a file
                 sf.write(partial, gained, rate, subtype=_SUBTYPE, format="WAV")
             served = ServedClip(copy, original, gain_db, matched=True, encoded=True)
-        info = {
-            "source": asdict(original),
-            "gain_db": served.gain_db,
-            "matched": served.matched,
-            "target_lufs": self.target_lufs,
-            "max_true_peak_dbtp": self.max_true_peak_dbtp,
-        }
+        info = {"source": asdict(original), "gain_db": served.gain_db, "matched": served.matched}
         write_json_atomic(sidecar, info, indent=None)
         return served
