@@ -24,12 +24,12 @@ class ImportSummary:
     skipped: list[tuple[str, str]]
 
 
-def import_music_arena(store: VoteStore, source: str | Path) -> ImportSummary:
-    """Add the votes of ``source``, a Music Arena release folder, to ``store`` (raises
+def import_music_arena(store: VoteStore, folder: str | Path) -> ImportSummary:
+    """Add the votes of ``folder``, a Music Arena release, to ``store`` (raises
     :class:`apex.sources.music_arena.MusicArenaError` for a folder in another layout). Clip ids
     are the file stems, as in :meth:`ClipPool.from_music_arena` (empty for a clip whose audio was
     not released); ``pool`` names the release and the batch."""
-    release = read_release(source)
+    release = read_release(folder)
     listening = ["total_listening_time_a", "total_listening_time_b"]
     battles = release.battles.fillna(dict.fromkeys(listening, 0.0))
     pools = {
