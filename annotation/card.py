@@ -56,10 +56,10 @@ class CardStats:
     compactions: tuple[tuple[str, int, int], ...] = ()
 
 
-def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
+def stats_from_frame(frame: pd.DataFrame) -> CardStats:
     """Card counts from a votes table (columns as released; missing columns count as empty)."""
     if frame.empty:
-        return CardStats(n_shards=n_shards)
+        return CardStats()
     systems = frame.reindex(columns=["system_a", "system_b"]).melt()["value"].dropna()
     first = last = None
     stamps = frame.get("timestamp", pd.Series(dtype=float)).dropna()
@@ -75,7 +75,6 @@ def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
         first_vote=first,
         last_vote=last,
         n_simulated=simulated,
-        n_shards=n_shards,
     )
 
 
@@ -92,8 +91,8 @@ def stats_from_shards(folder: Path) -> CardStats:
         if replaced := compacted_from(shard):
             rel = shard.relative_to(folder).as_posix()
             compactions.append((rel, len(replaced), len(frames[-1])))
-    stats = stats_from_frame(pd.concat(frames, ignore_index=True), n_shards=len(shards))
-    return replace(stats, compactions=tuple(compactions))
+    stats = stats_from_frame(pd.concat(frames, ignore_index=True))
+    return replace(stats, n_shards=len(shards), compactions=tuple(compactions))
 
 
 def compacted_from(path: Path) -> list[str]:
