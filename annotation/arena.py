@@ -1,7 +1,5 @@
-"""The arena service: issue a battle, record listening, accept or refuse a vote, reveal.
-
-The server keeps every fact; the client holds an opaque battle id and two audio files.
-"""
+"""The arena service: issue a battle, record listening, accept or refuse a vote, reveal. The
+server keeps every fact; the client holds an opaque battle id and two audio files."""
 
 from __future__ import annotations
 
@@ -18,8 +16,8 @@ from annotation import rules
 from annotation.board import Consensus
 from annotation.flags import HISTORY_VOTES, PastVote, vote_flags
 from annotation.identity import Pseudonymizer, load_or_create_salt
-from annotation.loudness import LoudnessMatcher, ServedClip
-from annotation.pool import Clip, ClipPool, ScorerLike, model_key
+from annotation.loudness import LoudnessMatcher
+from annotation.pool import ClipPool, ScorerLike, model_key
 from annotation.pool.sources import pool_identity
 from annotation.reveal import ApexView, Reveal, apex_view, reveal_of, with_scores
 from annotation.rules import ListenEvent, VoteRefused
@@ -29,11 +27,9 @@ from apex.settings import Settings
 
 __all__ = ["Arena", "BattleTicket", "Reveal"]
 
-#: Seconds between re-reads of the battles-per-pair counts (a scan of every battle); in between,
-#: this process counts its own battles.
-PAIR_COUNTS_REFRESH_S = 60.0
-#: Seconds between refits of the board the ``contrarian`` flag compares with (reads every vote).
-CONSENSUS_REFRESH_S = 60.0
+#: Seconds between re-reads of the battles-per-pair counts (a scan of every battle; in between,
+#: this process counts its own) and refits of the board the ``contrarian`` flag compares with.
+REFRESH_S = 60.0
 #: One voter's votes run one at a time; locks are striped by voter, not one global lock.
 _VOTE_LOCK_STRIPES = 64
 
@@ -52,13 +48,8 @@ class BattleTicket:
 
 class Arena:
     """Battles, listening and votes over a clip pool and a vote store, by ``settings``' rules.
-
-    Args:
-        scorer: APEX scorer for the reveal's pick; None runs without until :meth:`attach_scorer`.
-        clock: server time, Unix seconds.
-        seed: the pair sampler's (:class:`annotation.sampler.PairSampler` in ``settings.sampler``
-            mode; the ``info`` mode reads the store's ratings); None draws one per process.
-    """
+    ``scorer``: APEX's, for the reveal's pick (None until :meth:`attach_scorer`); ``clock``: server
+    time, Unix seconds; ``seed``: the pair sampler's (None draws one per process)."""
 
     def __init__(
         self,
@@ -72,7 +63,7 @@ class Arena:
     ) -> None:
         seed = secrets.randbits(32) if seed is None else seed
         self._sampler = PairSampler(pool.frame(), mode=settings.sampler, seed=seed)
-        info = settings.sampler == "info"
+        info = settings.sampler == "info"  # the information-gain sampler reads the ratings
         self._ratings = StoreRatings(store, settings=settings) if info else None
         self.settings, self.pool, self.store, self.scorer = settings, pool, store, scorer
         self._clock = clock
@@ -82,8 +73,8 @@ class Arena:
         self._listen_reports = rules.RecentActions(
             "sent {n} listening reports", "report listening again"
         )
-        self._pairs = PairCounts(store.pair_counts, refresh_s=PAIR_COUNTS_REFRESH_S)
-        self._consensus = Consensus(store, refresh_s=CONSENSUS_REFRESH_S, settings=settings)
+        self._pairs = PairCounts(store.pair_counts, refresh_s=REFRESH_S)
+        self._consensus = Consensus(store, refresh_s=REFRESH_S, settings=settings)
         self._pool_id = pool_identity(pool.root)  # every vote says where its clips are
         self.loudness = LoudnessMatcher(
             Path(settings.cache_dir) / "arena-loudness",
@@ -106,12 +97,11 @@ class Arena:
     def new_battle(self, session_id: str, ip: str | None = None) -> BattleTicket:
         """Draw two clips for this session, record the battle, and hand out its ticket; refuse
         (:class:`VoteRefused`) past the voter's battles per window, or when no pair is new."""
-        settings = self.settings
         self._battles_issued.admit(
             self._ids.voter(session_id, ip),
             self._clock(),
-            limit=settings.rate_limit_battles,
-            window_s=settings.rate_limit_window_s,
+            limit=self.settings.rate_limit_battles,
+            window_s=self.settings.rate_limit_window_s,
         )
         session = self._ids.session(session_id)
         ratings = self._ratings() if self._ratings is not None else None
@@ -139,7 +129,8 @@ class Arena:
             prompt=a.prompt if a.prompt == b.prompt else f"{a.prompt} | {b.prompt}",
             is_instrumental=a.is_instrumental and b.is_instrumental,
         )
-        served_a, served_b = self._served(a), self._served(b)
+        served_a = self.loudness.serve(a.path, a.content_hash)  # matched once, then cached
+        served_b = self.loudness.serve(b.path, b.content_hash)
         self.store.insert_battle(battle)
         self._pairs.add(battle.system_a, battle.system_b)
         return BattleTicket(
@@ -149,10 +140,6 @@ class Arena:
     def warm_loudness(self) -> threading.Thread:
         """Measure and match every pool clip on a daemon thread (see LoudnessMatcher.warm)."""
         return self.loudness.warm((clip.path, clip.content_hash) for clip in self.pool)
-
-    def _served(self, clip: Clip) -> ServedClip:
-        """The file played for a clip (matched once, then cached) and its original loudness."""
-        return self.loudness.serve(clip.path, clip.content_hash)
 
     def listen(
         self,
@@ -254,7 +241,8 @@ class Arena:
             ratings=self._consensus.ratings(now),
         )
         clip_a, clip_b = self.pool[battle.clip_a], self.pool[battle.clip_b]
-        served_a, served_b = self._served(clip_a), self._served(clip_b)
+        served_a = self.loudness.serve(clip_a.path, clip_a.content_hash)
+        served_b = self.loudness.serve(clip_b.path, clip_b.content_hash)
         return new_vote(
             dataclasses.asdict(battle),
             vote_id=uuid.uuid4().hex,
@@ -285,11 +273,8 @@ class Arena:
 
     def _open_battle(self, battle_id: str, session_id: str, now: float) -> Battle:
         battle = self.store.get_battle(rules.check_battle_id(battle_id))
-        rules.check_open_battle(
-            battle, self._ids.session(session_id), now, self.settings.battle_ttl_s
-        )
-        assert battle is not None  # check_open_battle refuses a missing one
-        return battle
+        session = self._ids.session(session_id)
+        return rules.check_open_battle(battle, session, now, self.settings.battle_ttl_s)
 
     def late_reveal(self, reveal: Reveal, session_id: str | None = None) -> Reveal:
         """``reveal`` with APEX's view filled in if the clips were scored after the vote (which
@@ -297,7 +282,7 @@ class Arena:
         (:class:`VoteRefused`) unless its battle is voted and, given ``session_id``, is its own."""
         battle = self.store.get_battle(rules.check_battle_id(reveal.battle_id))
         session = None if session_id is None else self._ids.session(session_id)
-        rules.check_own_battle(battle, session)
+        battle = rules.check_own_battle(battle, session)
         if battle.status != "voted":
             raise VoteRefused("not_voted", "APEX's view of a battle is shown after your vote.")
         if not reveal.apex_pending:

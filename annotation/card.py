@@ -56,10 +56,10 @@ class CardStats:
     compactions: tuple[tuple[str, int, int], ...] = ()
 
 
-def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
+def stats_from_frame(frame: pd.DataFrame) -> CardStats:
     """Card counts from a votes table (columns as released; missing columns count as empty)."""
     if frame.empty:
-        return CardStats(n_shards=n_shards)
+        return CardStats()
     systems = frame.reindex(columns=["system_a", "system_b"]).melt()["value"].dropna()
     first = last = None
     stamps = frame.get("timestamp", pd.Series(dtype=float)).dropna()
@@ -75,7 +75,6 @@ def stats_from_frame(frame: pd.DataFrame, *, n_shards: int = 0) -> CardStats:
         first_vote=first,
         last_vote=last,
         n_simulated=simulated,
-        n_shards=n_shards,
     )
 
 
@@ -92,8 +91,8 @@ def stats_from_shards(folder: Path) -> CardStats:
         if replaced := compacted_from(shard):
             rel = shard.relative_to(folder).as_posix()
             compactions.append((rel, len(replaced), len(frames[-1])))
-    stats = stats_from_frame(pd.concat(frames, ignore_index=True), n_shards=len(shards))
-    return replace(stats, compactions=tuple(compactions))
+    stats = stats_from_frame(pd.concat(frames, ignore_index=True))
+    return replace(stats, n_shards=len(shards), compactions=tuple(compactions))
 
 
 def compacted_from(path: Path) -> list[str]:
@@ -104,10 +103,8 @@ def compacted_from(path: Path) -> list[str]:
 
 def size_category(n: int) -> str:
     """The Hub's ``size_categories`` label for ``n`` rows."""
-    for power, label in enumerate(_SIZE_LABELS, start=3):
-        if n < 10**power:
-            return label
-    return "n>100M"
+    below = (label for power, label in enumerate(_SIZE_LABELS, start=3) if n < 10**power)
+    return next(below, "n>100M")
 
 
 def build_card(stats: CardStats, *, settings: Settings, repo_id: str | None = None) -> DatasetCard:
@@ -151,12 +148,9 @@ def utc_minute(value: datetime | None) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
-def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
-
-
 def _body(stats: CardStats, repo_id: str, settings: Settings) -> str:
-    rows = "\n".join(f"| `{name}` | {_cell(doc)} |" for name, doc in VOTE_COLUMNS.items())
+    escaped = {name: doc.replace("|", "\\|") for name, doc in VOTE_COLUMNS.items()}
+    rows = "\n".join(f"| `{name}` | {doc} |" for name, doc in escaped.items())
     systems = ", ".join(f"`{s}`" for s in stats.systems) or "—"
     simulated = ""
     if stats.n_simulated:

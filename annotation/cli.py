@@ -1,14 +1,13 @@
-"""``apex votes`` (joins ``apex`` through the ``apex.cli`` entry points): export, push, restore,
-simulate, import and inspect the vote store of :meth:`Settings.from_env`. Exits 0 done, 1 failed,
-2 bad input."""
+"""``apex votes`` (an ``apex.cli`` entry point): export, push, restore, simulate, import and
+inspect the vote store of :meth:`Settings.from_env`. Exits 0 done, 1 failed, 2 bad input."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,18 +78,6 @@ def _command(
     return guarded(run, errors=(StoreError,))
 
 
-@contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """Hold back a logger's warnings: the command prints the same failure as one error line."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def cmd_export(args: argparse.Namespace, settings: Settings, store: VoteStore) -> int:
     """Export new votes into ``settings.export_dir`` (the one shard history, the Hub sync's), then
     copy every shard, a CSV and the card to --out."""
@@ -125,10 +112,16 @@ def cmd_push(args: argparse.Namespace, settings: Settings, store: VoteStore) -> 
             "APEX_VOTES_REPO is not set, so there is no dataset repo to push to; set it to "
             "owner/name and HF_TOKEN to a token with write access.",
         )
-    with _quiet("annotation.sync"):
+    # Hold back the sync's warnings: the command prints the same failure as one error line.
+    logger = logging.getLogger("annotation.sync")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
         sync = VoteSync(settings, store)
         status = sync.push_now()
         sync.stop(push=False)
+    finally:
+        logger.setLevel(level)
     if not status.ok:
         return fail(
             args, f"push to {settings.votes_repo} failed: {status.last_error}.", EXIT_FAILED

@@ -88,21 +88,16 @@ pool str The clip pool audio_a and audio_b are relative to, with its revision:
 """
 
 
-def _table(text: str) -> list[tuple[str, pa.DataType, str]]:
-    """``(name, Arrow type, description)`` per column of a ``name type description`` table."""
-    lines = re.sub(r"\n +", " ", text.strip("\n")).splitlines()  # join continued descriptions
-    rows = [line.split(" ", 2) for line in lines]
-    return [(name, _TYPES[code], doc) for name, code, doc in rows]
-
-
 def _columns() -> list[tuple[str, pa.DataType, str]]:
+    """``(name, Arrow type, description)`` of every released column, in release order."""
     sources = [VOTE_SOURCE_DOCS[source] for source in SOURCES]
     text = _BASE_COLUMNS.format(
         preferences=", ".join(PREFERENCES[:-1]) + " or " + PREFERENCES[-1],
         sources=", ".join(sources[:-1]) + " or " + sources[-1],
         flags=", ".join(FLAG_REASONS),
     )
-    cols = _table(text)
+    lines = re.sub(r"\n +", " ", text.strip("\n")).splitlines()  # join continued descriptions
+    cols = [(name, _TYPES[code], doc) for name, code, doc in (ln.split(" ", 2) for ln in lines)]
     for side in ("a", "b"):
         for name in SCORE_NAMES:
             doc = f"APEX on clip {side.upper()}: {SCORE_DESCRIPTIONS[name]}"
@@ -161,9 +156,8 @@ def _family(kind: pa.DataType) -> str:
 def release_frame(votes: pd.DataFrame) -> pd.DataFrame:
     """Turn :meth:`VoteStore.votes_frame` output into the released columns (same rows)."""
     out = pd.DataFrame({name: votes[name] for name in VOTE_COLUMNS if name in votes.columns})
-    out["date"] = pd.to_datetime(votes["timestamp"], unit="s", utc=True).map(
-        lambda t: t.isoformat()
-    )
+    moments = pd.to_datetime(votes["timestamp"], unit="s", utc=True)
+    out["date"] = moments.map(lambda t: t.isoformat())
     for side in ("a", "b"):
         out[f"listen_data_{side}"] = votes[f"listen_data_{side}"].map(json.dumps)
         preds = votes[f"apex_{side}"].map(lambda d: d or {})
@@ -178,8 +172,7 @@ def release_frame(votes: pd.DataFrame) -> pd.DataFrame:
 def shard_ranges(folder: Path) -> Iterator[tuple[int, int, Path]]:
     """``(from, to, path)`` of every shard under ``folder`` (any depth, unordered)."""
     for path in folder.rglob("*.parquet"):
-        match = _SHARD_NAME.match(path.name)
-        if match:
+        if match := _SHARD_NAME.match(path.name):
             yield int(match[1]), int(match[2]), path
 
 
@@ -199,42 +192,37 @@ def export_shards(
     # overlapping range; an exclusive lock on the folder makes them take turns.
     with (out / _LOCK_FILE).open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _export_unlocked(store, out, max_rows)
-
-
-def _export_unlocked(store: VoteStore, out: Path, max_rows: int) -> list[Path]:
-    start = exported_up_to(out)
-    votes = store.votes_frame(since_row=start)
-    ours = votes[~votes["imported"]]
-    if ours.empty:
-        return []
-    end = int(votes["row_id"].max())  # imported votes after the last of ours are covered too
-    frame = release_frame(ours)
-    month = pd.to_datetime(frame["timestamp"], unit="s", utc=True).dt.strftime("%Y/%m")
-    # A new shard starts where the month changes or the current one is full; rows stay in order,
-    # so the shards' row ranges are contiguous and the largest `to` is the whole export state.
-    cut = np.array(month != month.shift(), dtype=bool)
-    cut[::max_rows] = True
-    runs = cut.cumsum()
-    written = []
-    first = start + 1
-    groups = list(frame.groupby(runs, sort=True))
-    for n, (_, part) in enumerate(groups):
-        last = end if n == len(groups) - 1 else int(part["row_id"].max())
-        name = f"{first:0{_ID_DIGITS}d}-{last:0{_ID_DIGITS}d}.parquet"
-        path = out / SHARD_DIR / month[part.index[0]] / name
-        table = pa.Table.from_pandas(part, schema=SCHEMA, preserve_index=False)
-        try:  # exclusive: fails rather than replace, so a published shard is never rewritten
-            with atomic_path(path, exclusive=True) as tmp:
-                pq.write_table(table, tmp)
-        except FileExistsError:
-            raise ExportError(
-                f"{path} already exists; another export is running into the same folder, or the "
-                "folder holds shards of another store. Export each store into its own folder."
-            ) from None
-        written.append(path)
-        first = last + 1
-    return written
+        start = exported_up_to(out)
+        votes = store.votes_frame(since_row=start)
+        ours = votes[~votes["imported"]]
+        if ours.empty:
+            return []
+        end = int(votes["row_id"].max())  # imported votes after the last of ours count as done
+        frame = release_frame(ours)
+        month = pd.to_datetime(frame["timestamp"], unit="s", utc=True).dt.strftime("%Y/%m")
+        # A new shard starts where the month changes or the current one is full; rows stay in
+        # order, so shards' row ranges are contiguous and the largest `to` is the export state.
+        cut = np.array(month != month.shift(), dtype=bool)
+        cut[::max_rows] = True
+        written, first = [], start + 1
+        groups = list(frame.groupby(cut.cumsum(), sort=True))
+        for n, (_, part) in enumerate(groups):
+            last = end if n == len(groups) - 1 else int(part["row_id"].max())
+            name = f"{first:0{_ID_DIGITS}d}-{last:0{_ID_DIGITS}d}.parquet"
+            path = out / SHARD_DIR / month[part.index[0]] / name
+            table = pa.Table.from_pandas(part, schema=SCHEMA, preserve_index=False)
+            try:  # exclusive: fails rather than replace, so a published shard is never rewritten
+                with atomic_path(path, exclusive=True) as tmp:
+                    pq.write_table(table, tmp)
+            except FileExistsError:
+                raise ExportError(
+                    f"{path} already exists; another export is running into the same folder, or "
+                    "the folder holds shards of another store. Export each store into its own "
+                    "folder."
+                ) from None
+            written.append(path)
+            first = last + 1
+        return written
 
 
 def read_vote_shards(directory: str | Path) -> pd.DataFrame:
@@ -273,8 +261,7 @@ def _gather(values: dict[str, Any], prefix: str, keys: tuple[str, ...], cast: ty
 def import_shards(store: VoteStore, directory: str | Path) -> int:
     """Add the votes of every shard under ``directory`` to ``store``; return how many were new
     (idempotent by vote id). Raises :class:`ExportError` naming a row that is not a valid vote."""
-    frame = read_vote_shards(directory)
-    records = [_record(row) for row in frame.to_dict("records")]
+    records = [_record(row) for row in read_vote_shards(directory).to_dict("records")]
     return store.import_votes(records)
 
 

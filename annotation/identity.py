@@ -3,6 +3,7 @@ the salt is ``APEX_SALT`` (a Space secret) or one generated once into the data d
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -50,29 +51,23 @@ def load_or_create_salt(settings: Settings) -> str:
         return settings.salt
     path = Path(settings.data_dir) / SALT_FILE
     if not path.exists():
-        _create_salt_file(path)
+        with contextlib.suppress(FileExistsError):  # exclusive: the first process wins
+            with atomic_path(path, exclusive=True) as tmp:  # never seen half-written
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner-only
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(secrets.token_hex(32))
+            logger.warning(
+                "APEX_SALT is not set: generated a voter-pseudonym salt and kept it in %s "
+                "(mode 0600). Set APEX_SALT as a secret to control it; keep the file if you move "
+                "the data directory.",
+                path,
+            )
     salt = path.read_text(encoding="utf-8").strip()
     if not salt:
         raise ValueError(
             f"the salt file {path} is empty; delete it to generate a new one, or set APEX_SALT."
         )
     return salt
-
-
-def _create_salt_file(path: Path) -> None:
-    try:
-        # exclusive: the first process wins and the file is never seen half-written
-        with atomic_path(path, exclusive=True) as tmp:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # owner-only
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(secrets.token_hex(32))
-    except FileExistsError:
-        return
-    logger.warning(
-        "APEX_SALT is not set: generated a voter-pseudonym salt and kept it in %s (mode 0600). "
-        "Set APEX_SALT as a secret to control it; keep the file if you move the data directory.",
-        path,
-    )
 
 
 class Pseudonymizer:

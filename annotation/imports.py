@@ -4,8 +4,7 @@ make importing twice add nothing and never collide with our battles or rate limi
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from annotation.pool.sources import pool_identity
@@ -22,20 +21,17 @@ class ImportSummary:
 
     added: int
     already: int
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]]
 
 
-def _seconds(value: float) -> float:
-    return 0.0 if value is None or math.isnan(value) else float(value)
-
-
-def import_music_arena(store: VoteStore, source: str | Path) -> ImportSummary:
-    """Add the votes of ``source``, a Music Arena release folder, to ``store`` (raises
+def import_music_arena(store: VoteStore, folder: str | Path) -> ImportSummary:
+    """Add the votes of ``folder``, a Music Arena release, to ``store`` (raises
     :class:`apex.sources.music_arena.MusicArenaError` for a folder in another layout). Clip ids
     are the file stems, as in :meth:`ClipPool.from_music_arena` (empty for a clip whose audio was
     not released); ``pool`` names the release and the batch."""
-    release = read_release(source)
-    battles = release.battles
+    release = read_release(folder)
+    listening = ["total_listening_time_a", "total_listening_time_b"]
+    battles = release.battles.fillna(dict.fromkeys(listening, 0.0))
     pools = {
         batch: pool_identity(release.root, batches=(batch,)) for batch in set(battles["batch"])
     }
@@ -49,8 +45,8 @@ def import_music_arena(store: VoteStore, source: str | Path) -> ImportSummary:
             preference=row.preference,
             source="imported",
             pool=pools[row.batch],
-            total_listening_time_a=_seconds(row.total_listening_time_a),
-            total_listening_time_b=_seconds(row.total_listening_time_b),
+            total_listening_time_a=float(row.total_listening_time_a),
+            total_listening_time_b=float(row.total_listening_time_b),
         )
         for row in battles.itertuples(index=False)
     ]

@@ -43,20 +43,14 @@ class Loudness:
 @dataclass(frozen=True)
 class ServedClip:
     """What the arena plays for one clip: ``path`` (the matched copy, or the original when
-    ``matched`` is False), the ``original`` loudness (what votes record), the ``gain_db`` applied,
-    the loudness ``served``, and whether this call ``encoded`` the copy (not from the cache)."""
+    ``matched`` is False: matching off, a silent or unmeasurable clip), the ``original`` loudness
+    (what votes record), the ``gain_db`` applied, and whether this call ``encoded`` the copy."""
 
     path: Path
     original: Loudness
-    gain_db: float
-    served: Loudness
-    matched: bool
+    gain_db: float = 0.0
+    matched: bool = False
     encoded: bool = False
-
-    @classmethod
-    def as_is(cls, path: Path, original: Loudness) -> ServedClip:
-        """The original file, served unmatched (matching off, a silent or unmeasurable clip)."""
-        return cls(path, original, 0.0, original, matched=False)
 
 
 def _as_2d(samples: np.ndarray) -> np.ndarray:
@@ -93,13 +87,6 @@ def measure(samples: np.ndarray, rate: int) -> Loudness:
     return Loudness(lufs, true_peak_dbtp(data))
 
 
-def matching_gain_db(original: Loudness, target_lufs: float, max_true_peak_dbtp: float) -> float:
-    """Gain (dB) bringing ``original`` to ``target_lufs`` with its true peak under the ceiling."""
-    if original.lufs is None or original.true_peak_dbtp is None:
-        return 0.0
-    return min(target_lufs - original.lufs, max_true_peak_dbtp - original.true_peak_dbtp)
-
-
 class LoudnessMatcher:
     """Measures arena clips and serves copies at ``target_lufs`` (LUFS) with their true peak under
     ``max_true_peak_dbtp`` (dBTP), each made once and cached in ``folder``. ``enabled=False``
@@ -118,7 +105,6 @@ class LoudnessMatcher:
         self.max_true_peak_dbtp = float(max_true_peak_dbtp)
         self.enabled = enabled
         self._memo: dict[str, ServedClip] = {}
-        self._memo_lock = threading.Lock()
         self._locks = tuple(threading.Lock() for _ in range(_LOCK_STRIPES))
 
     def serve(self, path: str | Path, content_hash: str = "") -> ServedClip:
@@ -127,8 +113,7 @@ class LoudnessMatcher:
         no BS.1770 measure (:func:`measure`'s ValueError) is played as it is, loudness unknown."""
         path = Path(path)
         digest = content_hash or sha256_file(path)
-        with self._memo_lock:
-            known = self._memo.get(digest)
+        known = self._memo.get(digest)  # one dict read or write at a time is thread-safe
         if known is not None and known.path.exists():
             return known
         try:
@@ -136,9 +121,8 @@ class LoudnessMatcher:
                 result = self._from_disk(path, digest) or self._encode(path, digest)
         except ValueError as exc:
             logger.warning("clip %s is played unmatched: %s", path, exc)
-            return ServedClip.as_is(path, Loudness(None, None))
-        with self._memo_lock:
-            self._memo[digest] = replace(result, encoded=False)
+            return ServedClip(path, Loudness(None, None))
+        self._memo[digest] = replace(result, encoded=False)
         return result
 
     def warm(self, clips: Iterable[tuple[str | Path, str]]) -> threading.Thread:
@@ -166,34 +150,25 @@ class LoudnessMatcher:
         info = json.loads(sidecar.read_text(encoding="utf-8"))
         original = Loudness(**info["source"])
         if not info["matched"]:  # silent, or matching off: served as it is
-            return ServedClip.as_is(path, original)
+            return ServedClip(path, original)
         if not copy.exists():
             return None
-        served = Loudness(**info["served"])
-        return ServedClip(copy, original, float(info["gain_db"]), served, matched=True)
+        return ServedClip(copy, original, float(info["gain_db"]), matched=True)
 
     def _encode(self, path: Path, digest: str) -> ServedClip:
         samples, rate = sf.read(path, dtype="float64", always_2d=True)
         original = measure(samples, rate)
         self.folder.mkdir(parents=True, exist_ok=True)
         copy, sidecar = self._paths(digest)
-        gain_db = matching_gain_db(original, self.target_lufs, self.max_true_peak_dbtp)
-        matched, served = self.enabled and original.lufs is not None, original
-        if matched:
+        served = ServedClip(path, original)  # silent, or matching off
+        if self.enabled and original.lufs is not None:
+            # The gain to the target loudness, less if the true peak would pass the ceiling.
+            peak = original.true_peak_dbtp
+            gain_db = min(self.target_lufs - original.lufs, self.max_true_peak_dbtp - peak)
             gained = samples * 10.0 ** (gain_db / 20.0)
             with atomic_path(copy) as partial:  # a concurrent battle never sees half a file
                 sf.write(partial, gained, rate, subtype=_SUBTYPE, format="WAV")
-                # What was written (16-bit) is what is measured and recorded as served.
-                served = measure(sf.read(partial, dtype="float64", always_2d=True)[0], rate)
-        info = {
-            "source": asdict(original),
-            "served": asdict(served),
-            "gain_db": gain_db if matched else 0.0,
-            "matched": matched,
-            "target_lufs": self.target_lufs,
-            "max_true_peak_dbtp": self.max_true_peak_dbtp,
-        }
+            served = ServedClip(copy, original, gain_db, matched=True, encoded=True)
+        info = {"source": asdict(original), "gain_db": served.gain_db, "matched": served.matched}
         write_json_atomic(sidecar, info, indent=None)
-        if not matched:
-            return ServedClip.as_is(path, original)
-        return ServedClip(copy, original, gain_db, served, matched=True, encoded=True)
+        return served

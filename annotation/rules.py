@@ -141,7 +141,7 @@ _RATINGS_SHAPE = 'an object such as {"A": {"coherence": 4}, "B": {"clarity": 2}}
 def check_ratings(ratings: object) -> dict[str, dict[str, int]] | None:
     """Validate optional ratings ``{"A"|"B": {aesthetic: 1-5}}`` (any subset of
     :data:`apex.tasks.AESTHETICS`): a clean copy with int values, or None when nothing was rated."""
-    if ratings is None or (isinstance(ratings, Mapping) and not ratings):
+    if ratings is None:
         return None
     if not isinstance(ratings, Mapping):
         raise VoteRefused("bad_ratings", f"ratings must be {_RATINGS_SHAPE}, got {shown(ratings)}.")
@@ -223,8 +223,8 @@ def check_listening(credit: Mapping[str, float], min_listen_s: float) -> None:
         )
 
 
-def check_own_battle(battle: Any, session: str | None) -> None:
-    """Refuse a ``battle`` (stored, or None when unknown) that is missing or, given ``session``
+def check_own_battle(battle: Any, session: str | None) -> Any:
+    """``battle`` (stored, or None when unknown); refused when missing or, given ``session``
     (pseudonym), not that session's."""
     if battle is None:
         raise VoteRefused(
@@ -235,12 +235,13 @@ def check_own_battle(battle: Any, session: str | None) -> None:
             "wrong_session",
             "this battle was issued to another session; start a new battle of your own.",
         )
+    return battle
 
 
-def check_open_battle(battle: Any, session: str, now: float, ttl_s: float) -> None:
-    """Refuse a ``battle`` that :func:`check_own_battle` refuses, or one already voted or older
-    than ``ttl_s`` at ``now`` (Unix seconds)."""
-    check_own_battle(battle, session)
+def check_open_battle(battle: Any, session: str, now: float, ttl_s: float) -> Any:
+    """``battle``; refused as by :func:`check_own_battle`, or when already voted or older than
+    ``ttl_s`` at ``now`` (Unix seconds)."""
+    battle = check_own_battle(battle, session)
     if battle.status == "voted":
         raise VoteRefused("already_voted", "this battle already has a vote; start a new battle.")
     if now - battle.issued_at > ttl_s:
@@ -248,6 +249,7 @@ def check_open_battle(battle: Any, session: str, now: float, ttl_s: float) -> No
             "expired",
             f"this battle expired ({ttl_s / 60:g} minutes after it was issued); start a new one.",
         )
+    return battle
 
 
 def check_rate_limit(

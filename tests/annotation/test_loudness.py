@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from annotation.loudness import LoudnessMatcher, matching_gain_db, measure, true_peak_dbtp
+from annotation.loudness import LoudnessMatcher, measure, true_peak_dbtp
 
 RATE = 48_000
 TARGET, CEILING = -16.0, -1.0
@@ -44,9 +44,11 @@ def test_true_peak_finds_the_inter_sample_peak() -> None:
     assert true_peak_dbtp(tone) == pytest.approx(0.0, abs=0.1)
 
 
-def test_silence_has_no_loudness_and_no_gain() -> None:
-    quiet = measure(np.zeros((RATE, 2)), RATE)
-    assert quiet.lufs is None and matching_gain_db(quiet, TARGET, CEILING) == 0.0
+def test_silence_has_no_loudness_and_no_gain(tmp_path: Path) -> None:
+    assert measure(np.zeros((RATE, 2)), RATE).lufs is None
+    source = write(tmp_path / "quiet.wav", np.zeros((RATE, 2)))
+    served = LoudnessMatcher(tmp_path / "cache").serve(source)
+    assert served.path == source and not served.matched and served.gain_db == 0.0
 
 
 def test_too_short_or_too_many_channels_is_refused() -> None:
@@ -71,7 +73,6 @@ def test_loud_and_quiet_clips_are_served_at_the_target(tmp_path: Path, offset_db
     assert np.max(np.abs(samples)) == pytest.approx(10 ** (TARGET / 20), rel=0.01)
     again = measure(samples, rate)
     assert abs(again.lufs - TARGET) <= 0.5 and again.true_peak_dbtp <= CEILING
-    assert served.served.lufs == pytest.approx(again.lufs, abs=1e-6)
 
 
 def test_a_peaky_clip_is_held_under_the_ceiling_not_clipped(tmp_path: Path) -> None:
@@ -79,11 +80,12 @@ def test_a_peaky_clip_is_held_under_the_ceiling_not_clipped(tmp_path: Path) -> N
     samples[RATE :: RATE // 4] = 0.5  # sparse clicks at -6 dBFS: peaky, barely louder
     served = LoudnessMatcher(tmp_path / "c").serve(write(tmp_path / "peaky.wav", samples))
     out, _ = sf.read(served.path, always_2d=True)
-    assert measure(out, RATE).true_peak_dbtp <= CEILING + 0.01
+    played = measure(out, RATE)
+    assert played.true_peak_dbtp <= CEILING + 0.01
     assert np.max(np.abs(out)) < 1.0  # nothing clipped
     # The full gain to -16 LUFS would push the clicks over 0 dBFS: the gain stops at the ceiling.
     assert served.gain_db < TARGET - served.original.lufs
-    assert served.served.lufs < TARGET - 0.5
+    assert played.lufs < TARGET - 0.5
 
 
 def test_matching_twice_does_not_re_encode(tmp_path: Path) -> None:
