@@ -151,10 +151,6 @@ class SQLVoteStore(ABC):
         """A list or dict as the driver stores it in a JSON column (here: text)."""
         return json.dumps(value, sort_keys=True)
 
-    def _decode_json(self, value: Any) -> Any:
-        """A JSON column's value as read back (text, or what the driver decoded; NULL: None)."""
-        return json.loads(value) if isinstance(value, str) else value
-
     def _next_row_id(self, cur: Any) -> int | None:
         """The row id of a new vote, or None to let the database number it (AUTOINCREMENT)."""
         return None
@@ -265,8 +261,11 @@ class SQLVoteStore(ABC):
         for name in JSON_FIELDS:
             row[name] = None if row[name] is None else self._encode_json(row[name])
         row["imported"] = imported
-        if (number := self._free_row_id(cur, row_id)) is not None:
-            row["row_id"] = number
+        taken = "SELECT 1 FROM votes WHERE row_id = ?"
+        if row_id is None or self._execute(cur, taken, (row_id,)).fetchone():
+            row_id = self._next_row_id(cur)  # under the votes lock
+        if row_id is not None:
+            row["row_id"] = int(row_id)
         try:
             self._execute(cur, _insert_sql("votes", row), row.values())
         except self._integrity_error() as exc:
@@ -275,14 +274,6 @@ class SQLVoteStore(ABC):
             cur, "UPDATE battles SET status = 'voted' WHERE battle_id = ?", (vote.battle_uuid,)
         )
         return True
-
-    def _free_row_id(self, cur: Any, wanted: int | None) -> int | None:
-        """``wanted`` when no vote has it, else :meth:`_next_row_id` (under the write lock)."""
-        if wanted is not None:
-            taken = self._execute(cur, "SELECT 1 FROM votes WHERE row_id = ?", (wanted,))
-            if not taken.fetchone():
-                return int(wanted)
-        return self._next_row_id(cur)
 
     def import_votes(self, rows: Iterable[tuple[int | None, VoteRecord]]) -> int:
         """Add votes from another store's export, idempotently by vote id; returns how many.
@@ -312,7 +303,8 @@ class SQLVoteStore(ABC):
         )
         frame = pd.DataFrame(rows, columns=list(_VOTE_COLUMNS))
         for name in JSON_FIELDS:
-            frame[name] = frame[name].map(self._decode_json)
+            # Text (SQLite), or what the driver decoded (PostgreSQL's JSONB); NULL: None.
+            frame[name] = frame[name].map(lambda v: json.loads(v) if isinstance(v, str) else v)
         for name in (*NULLABLE_TEXT_FIELDS, *JSON_FIELDS):
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
         for name in MAYBE_BOOL_FIELDS:  # True, False or None (SQLite keeps 0/1)
