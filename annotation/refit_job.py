@@ -135,6 +135,12 @@ def run_refit_from_store(
         ratings.to_parquet(work / "ratings.parquet")
     demo_dir = settings.data_dir / "engagement-demo"
     demo = engagement is not None and engagement.is_relative_to(demo_dir)
+    overrides = {  # 0: sized to the data
+        "epochs": settings.refit_epochs,
+        "batch_size": settings.refit_batch_size,
+        "lr": settings.refit_lr,
+        "patience": settings.refit_patience,
+    }
     request = RefitRequest(
         votes=str(work / "votes.parquet"),
         registry=str(registry_for(settings).root),
@@ -146,23 +152,13 @@ def run_refit_from_store(
         threads=settings.refit_threads,
         nice=settings.refit_nice,
         holdout=settings.refit_holdout,
-        train={**_train_overrides(settings), **(train or {})},
+        train={**{k: v for k, v in overrides.items() if v}, **(train or {})},
         warm_start=warm_start,
         kind="demo" if demo else "custom",
         model_repo=settings.model_repo,
         notes=[note] if note else [],
     )
     return execute(request) if in_process else run_in_subprocess(request, work)
-
-
-def _train_overrides(settings: Settings) -> dict[str, Any]:
-    values = {
-        "epochs": settings.refit_epochs,
-        "batch_size": settings.refit_batch_size,
-        "lr": settings.refit_lr,
-        "patience": settings.refit_patience,
-    }
-    return {k: v for k, v in values.items() if v}
 
 
 def encoder_spec(settings: Settings, scorer: Any) -> EncoderSpec | None:

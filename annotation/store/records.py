@@ -97,7 +97,8 @@ class VoteRecord:
     def from_mapping(cls, row: Mapping[str, Any]) -> VoteRecord:
         """Build a record from a dict or DataFrame row; unknown keys are ignored, NaN means None."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: None if _is_nan(v) else v for k, v in row.items() if k in names})
+        nan = {k for k, v in row.items() if isinstance(v, float) and math.isnan(v)}
+        return cls(**{k: None if k in nan else v for k, v in row.items() if k in names})
 
 
 def new_vote(
@@ -130,10 +131,6 @@ def new_vote(
         pool=pool,
         **more,
     )
-
-
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
 
 
 VOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VoteRecord))

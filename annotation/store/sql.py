@@ -176,8 +176,7 @@ class SQLVoteStore(ABC):
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
-            if self._con is not None:
-                self._con.close()
+            self._con.close()
 
     def __enter__(self: _Store) -> _Store:
         return self
