@@ -128,7 +128,8 @@ def _insert_sql(table: str, columns: Iterable[str]) -> str:
 
 
 class SQLVoteStore(ABC):
-    """The shared half of a SQL vote store; subclasses open ``_con`` and supply the hooks."""
+    """What a vote store offers (:data:`annotation.store.VoteStore`, any backend); subclasses
+    open ``_con`` and supply the hooks."""
 
     _PARAM: ClassVar[str] = "?"  # the driver's parameter marker, replacing the SQL's ``?``
     _MIGRATIONS: ClassVar[tuple[tuple[str, ...], ...]]
