@@ -158,10 +158,9 @@ def _informed_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]
     has_apex = "apex_p_a" in votes.columns and votes["apex_p_a"].notna().any()
     prior = None if has_apex else pd.Series(dtype=float)  # no predictions: no prior
     fit = fit_informed(votes, prior)
-    table = ranked(fit.ratings)
     flips = flips_to_change_top(votes, l2=None, centre=fit.centre, precision=fit.precision)
     apex = {"weight": round(fit.weight, 2), "prior_votes": round(fit.prior_votes, 1)}
-    return table, apex if has_apex else None, flips
+    return ranked(fit.ratings), apex if has_apex else None, flips
 
 
 def _style_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]], int]:
@@ -184,10 +183,7 @@ def _style_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]
 
 def consensus_ratings(store: Any) -> dict[str, float] | None:
     """System -> Elo points of a plain fit (``C=1``) of our own unflagged votes, or None."""
-    votes = select_votes(store.votes_frame())
-    if not len(votes):
-        return None
-    table = fit_bradley_terry(votes, l2=1.0)
+    table = fit_bradley_terry(select_votes(store.votes_frame()), l2=1.0)
     return {str(k): float(v) for k, v in table["rating"].items()} or None
 
 

@@ -30,12 +30,9 @@ def engagement_path(settings: Settings, encoder_id: str | None = None) -> tuple[
 
     ``APEX_ENGAGEMENT``: ``auto`` -> ``<data_dir>/engagement`` when it holds shards, else the
     demo corpus's when the serving model reads the demo's encoder (``fallback``), else none; a
-    local folder or file of shards; a Hub dataset id (``owner/name``) -> its Parquet files,
-    downloaded once into ``cache_dir/engagement-hub`` (later calls read the cache without a
-    request); when it cannot be had (offline, unknown repo), none, and the note says why.
-
-    Raises:
-        FileNotFoundError: a local path that does not exist or holds no Parquet shard.
+    local folder or file of shards (FileNotFoundError when it holds none); a Hub dataset id ->
+    its Parquet files, downloaded once into ``cache_dir/engagement-hub`` (then read from there);
+    none when it cannot be had (offline, unknown repo), and the note says why.
     """
     spec = settings.engagement
     if spec == "auto":

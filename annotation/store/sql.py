@@ -49,9 +49,8 @@ _DIALECTS: dict[str, tuple[str, str]] = {
     "row_id": ("row_id INTEGER PRIMARY KEY AUTOINCREMENT", "row_id BIGINT PRIMARY KEY"),
     "timestamp": ("timestamp", '"timestamp"'),  # PostgreSQL quotes the keyword
 }
-Dialect = Mapping[str, str]  # a backend's words for migrations(), keyed as _DIALECTS
-SQLITE: Dialect = {key: pair[0] for key, pair in _DIALECTS.items()}
-POSTGRES: Dialect = {key: pair[1] for key, pair in _DIALECTS.items()}
+SQLITE = {key: pair[0] for key, pair in _DIALECTS.items()}
+POSTGRES = {key: pair[1] for key, pair in _DIALECTS.items()}
 
 
 def one_of(column: str, values: Iterable[str]) -> str:
@@ -62,9 +61,9 @@ def one_of(column: str, values: Iterable[str]) -> str:
     return f"{column} TEXT NOT NULL CHECK ({column} IN ({', '.join(repr(v) for v in values)}))"
 
 
-def migrations(d: Dialect) -> tuple[tuple[str, ...], ...]:
-    """The statements of each schema version (index 0 is version 1) in dialect ``d``; each
-    ``CHECK`` is built from the vocabulary."""
+def migrations(d: Mapping[str, str]) -> tuple[tuple[str, ...], ...]:
+    """The statements of each schema version (index 0 is version 1) in dialect ``d``
+    (:data:`SQLITE` or :data:`POSTGRES`); each ``CHECK`` is built from the vocabulary."""
     real, boolean, json, false = (d[key] for key in ("real", "boolean", "json", "false"))
     status = one_of("status", BATTLE_STATUSES).replace(
         "NOT NULL", f"NOT NULL DEFAULT '{BATTLE_STATUSES[0]}'", 1
