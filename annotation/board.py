@@ -188,11 +188,10 @@ def consensus_ratings(store: Any) -> dict[str, float] | None:
 
 
 class Consensus(StoreFit):
-    """The board the ``contrarian`` test compares voters with (:func:`consensus_ratings`)."""
+    """The board the ``contrarian`` test compares voters with: :meth:`ratings` (``now``: Unix
+    seconds) is :func:`consensus_ratings` as of the last fit, or None."""
 
     def __init__(self, store: Any, *, refresh_s: float = 60.0, settings: Any = None) -> None:
         super().__init__(store, consensus_ratings, refresh_s=refresh_s, settings=settings)
 
-    def ratings(self, now: float | None = None, *, wait_s: float = 0.0) -> dict[str, float] | None:
-        """System -> Elo points as of the last fit, or None; ``now``: Unix seconds."""
-        return self.get(now, wait_s=wait_s)
+    ratings = StoreFit.get

@@ -88,11 +88,8 @@ class PairSampler:
         if clips["clip_id"].duplicated().any():
             dup = clips["clip_id"][clips["clip_id"].duplicated()].iloc[0]
             raise ValueError(f"clip ids must be unique; {dup!r} appears more than once")
-        table = (
-            clips[["clip_id", "system", "prompt"]]
-            .astype(str)
-            .sort_values(["system", "prompt", "clip_id"])
-        )
+        table = clips[["clip_id", "system", "prompt"]].astype(str)
+        table = table.sort_values(["system", "prompt", "clip_id"])
         systems = tuple(sorted(table["system"].unique()))
         if len(systems) < 2:
             raise ValueError(f"the pool needs clips of at least two systems, got {list(systems)}")
