@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -41,8 +42,7 @@ def pair_key(system_a: str, system_b: str) -> tuple[str, str]:
 class PairCounts:
     """Battles per system pair: the store's count (``read``, e.g. ``VoteStore.pair_counts``),
     re-read in the background every ``refresh_s`` monotonic seconds, plus this process's own
-    battles since (:meth:`add`). Thread-safe; only the first request reads the store.
-    """
+    battles since (:meth:`add`). Thread-safe; only the first request reads the store."""
 
     def __init__(
         self, read: Callable[[], dict[tuple[str, str], int]], *, refresh_s: float = 60.0
@@ -50,7 +50,7 @@ class PairCounts:
         self._stored = Refreshing(read, version=time.monotonic, min_interval_s=refresh_s)
         self._lock = threading.Lock()
         self._base: dict[tuple[str, str], int] | None = None
-        self._added: dict[tuple[str, str], int] = {}
+        self._added: Counter[tuple[str, str]] = Counter()
 
     def counts(self) -> dict[tuple[str, str], int]:
         """``{(system, system): battles}`` (sorted pairs), a copy: other threads go on counting."""
@@ -58,17 +58,14 @@ class PairCounts:
         with self._lock:
             if stored is not self._base:
                 # A weight, not a record: a battle counted twice around a re-read is harmless.
-                self._base, self._added = stored, {}
-            counts = dict(stored or {})
-            for key, n in self._added.items():
-                counts[key] = counts.get(key, 0) + n
-            return counts
+                self._base, self._added = stored, Counter()
+            return dict(Counter(stored or {}) + self._added)
 
     def add(self, system_a: str, system_b: str) -> None:
         """Count one more battle of this pair (until the next re-read)."""
         key = pair_key(system_a, system_b)
         with self._lock:
-            self._added[key] = self._added.get(key, 0) + 1
+            self._added[key] += 1
 
 
 class PairSampler:

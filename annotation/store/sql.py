@@ -10,7 +10,7 @@ import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
@@ -276,19 +276,15 @@ class SQLVoteStore(ABC):
 
     def import_votes(self, rows: Iterable[tuple[int | None, VoteRecord]]) -> int:
         """Add votes from another store's export, idempotently by vote id; returns how many.
-
         Each keeps its row id when free here (a restored store continues the export sequence)
         and is marked imported (never exported again); a vote whose battle has another vote is
-        skipped. An invalid vote rolls back its batch and raises :class:`StoreError`.
-        """
+        skipped. An invalid vote rolls back its batch and raises :class:`StoreError`."""
         added, pending = 0, iter(rows)
         while batch := list(itertools.islice(pending, IMPORT_BATCH)):
             with self._write(votes=True) as cur:
                 for row_id, vote in batch:
-                    try:
+                    with suppress(DuplicateVote):  # the battle has another vote: skipped
                         added += self._insert_in(cur, vote, row_id=row_id, imported=True)
-                    except DuplicateVote:
-                        continue
         return added
 
     def votes_frame(self, since_row: int = 0) -> pd.DataFrame:
