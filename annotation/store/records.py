@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-from apex.tasks import PREFERENCES, VOTE_SOURCES
+from apex.tasks import VOTE_SOURCES
 
 SCHEMA_VERSION = 3  # both backends migrate to it (annotation.store.sql.migrations)
 SOURCES: tuple[str, ...] = VOTE_SOURCES  # where a vote came from (the CHECK on ``source``)
@@ -147,11 +147,3 @@ FLOAT_FIELDS: tuple[str, ...] = _vote_fields_typed(float, float | None)
 BOOL_FIELDS: tuple[str, ...] = _vote_fields_typed(bool)
 MAYBE_BOOL_FIELDS: tuple[str, ...] = _vote_fields_typed(bool | None)
 NULLABLE_TEXT_FIELDS: tuple[str, ...] = _vote_fields_typed(str | None)
-
-
-def check_vote(vote: VoteRecord) -> None:
-    """Refuse (StoreError) a vote whose ``source`` or ``preference`` is not a known value."""
-    if vote.source not in SOURCES:
-        raise StoreError(f"vote source {vote.source!r} is not one of {SOURCES}.")
-    if vote.preference not in PREFERENCES:
-        raise StoreError(f"preference {vote.preference!r} is not one of {PREFERENCES}.")

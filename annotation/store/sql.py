@@ -31,7 +31,6 @@ from annotation.store.records import (
     DuplicateVote,
     StoreError,
     VoteRecord,
-    check_vote,
 )
 from apex.tasks import PREFERENCES, SIDES
 
@@ -246,7 +245,6 @@ class SQLVoteStore(ABC):
 
     def _insert_in(self, cur: Any, vote: VoteRecord, *, row_id: int | None, imported: bool) -> bool:
         """Insert inside the caller's vote write transaction; see :meth:`insert_vote`."""
-        check_vote(vote)
         if self._execute(cur, "SELECT 1 FROM votes WHERE vote_id = ?", (vote.vote_id,)).fetchone():
             return False
         other = self._execute(
@@ -267,7 +265,7 @@ class SQLVoteStore(ABC):
             row["row_id"] = int(row_id)
         try:
             self._execute(cur, _insert_sql("votes", row), row.values())
-        except self._integrity_error() as exc:
+        except self._integrity_error() as exc:  # a CHECK names an unknown source or preference
             raise StoreError(f"vote {vote.vote_id} is not valid: {exc}.") from None
         self._execute(
             cur, "UPDATE battles SET status = 'voted' WHERE battle_id = ?", (vote.battle_uuid,)
