@@ -2,8 +2,7 @@
 
 Flags are evidence, not a verdict: a flagged vote is stored and published (``flags``); boards leave
 it out unless asked. Each reason (:data:`FLAG_REASONS`) comes from server-side facts alone (issue
-time, credited listening, the voter's earlier votes, the board), so a client cannot avoid one.
-"""
+time, credited listening, the voter's earlier votes, the board), so a client cannot avoid one."""
 
 from __future__ import annotations
 

@@ -98,11 +98,8 @@ def run_refit_from_store(
     embedded by the scorer's encoder (its cache first). The refit runs in its own low-priority
     process (:mod:`apex.training.worker`) unless ``in_process``. ``train``: overrides (``epochs``,
     ``lr``, ...) on top of ``APEX_REFIT_*``; ``warm_start=False``: a challenger from random
-    weights.
-
-    Raises:
-        DataError: no votes from the refit's sources; what :func:`apex.training.worker.execute`
-        raises; RefitProcessError: the refit process failed.
+    weights. Raises DataError without votes from the refit's sources, RefitProcessError when the
+    refit process fails, and what :func:`apex.training.worker.execute` raises.
     """
     from annotation.board import select_votes
     from apex.training.data import DataError
