@@ -26,9 +26,8 @@ def agreement(votes: pd.DataFrame) -> dict[str, float | int]:
         raise ValueError("apex_p_a must be a probability in [0, 1]")
     pref = votes["preference"].to_numpy()
     decided = np.isin(pref, DECISIVE) & ~np.isnan(p_a) & (p_a != 0.5)
-    human_a = pref[decided] == "A"
-    apex_a = p_a[decided] > 0.5
-    agree, n = int(np.sum(human_a == apex_a)), int(decided.sum())
+    agree = int(np.sum((pref[decided] == "A") == (p_a[decided] > 0.5)))  # the same pick
+    n = int(decided.sum())
     low, high = wilson_interval(agree, n)
     rate = agree / n if n else float("nan")
     return {"agree": agree, "n": n, "rate": rate, "ci_low": low, "ci_high": high}

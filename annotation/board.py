@@ -14,7 +14,7 @@ import pandas as pd
 from annotation.ratings import fit_bradley_terry
 from annotation.refreshing import StoreFit
 from annotation.store import SOURCES
-from apex.tasks import A_WIN_SHARE
+from apex.tasks import A_WIN_SHARE, DECISIVE
 
 BOARD_NAMES: tuple[str, ...] = ("all", "instrumental", "vocal")
 
@@ -77,21 +77,17 @@ def board_data(
     style_control: bool = False,
     apex_informed: bool = False,
 ) -> dict[str, Any]:
-    """One leaderboard view as JSON; the options are :func:`select_votes`'s, and the fit.
+    """One leaderboard view as JSON (ValueError for an unknown board); the options are
+    :func:`select_votes`'s and the fit: plain Bradley-Terry with ``C=1`` and posterior intervals,
+    ``style_control`` (sandwich intervals) or ``apex_informed`` (then no style control).
 
-    Plain: Bradley-Terry with ``C=1``, posterior intervals; ``style_control``:
-    :func:`annotation.style.fit_style_controlled` (sandwich intervals); ``apex_informed``:
-    :func:`annotation.informed.fit_informed` (no style control then).
-
-    Returns:
-        The options, ``updated_at`` (UTC), ``votes`` (all stored), ``rated_votes`` (this
-        board's, without BOTH_BAD), ``flagged_left_out``, ``rows`` (``rank``, ``system``,
-        ``rating``, ``ci_low``, ``ci_high``, ``votes``, ``provisional``), ``top_flips``
-        (:func:`~annotation.informed.flips_to_change_top`; None on a style board whose leader
-        is not the plain fit's), ``b_win_share`` (``share``, ``n``
-        of decisive votes won by clip B, or None), ``apex`` (``weight``, ``prior_votes``;
-        informed only), ``agreement`` (or None), ``agreement_by_version`` (records), ``effects``
-        (style control only) and ``style_missing_votes``. ValueError for an unknown board.
+    Returns the options, ``updated_at`` (UTC), ``votes`` (all stored), ``rated_votes`` (this
+    board's, without BOTH_BAD), ``flagged_left_out``, ``rows`` (``rank``, ``system``, ``rating``,
+    ``ci_low``, ``ci_high``, ``votes``, ``provisional``), ``top_flips`` (None on a style board
+    led by another system than the plain fit), ``b_win_share`` (``share``, ``n`` of decisive
+    votes won by clip B, or None), ``apex`` (``weight``, ``prior_votes``; informed only),
+    ``agreement`` (or None), ``agreement_by_version`` (records), ``effects`` (style control
+    only) and ``style_missing_votes``.
     """
     from annotation.agreement import agreement, agreement_by_version
     from annotation.informed import PROVISIONAL_VOTES, flips_to_change_top
@@ -124,8 +120,7 @@ def board_data(
         agree = agreement(scored) if len(scored) else None
         if "apex_model_version" in votes:
             by_version = agreement_by_version(votes).to_dict("records")
-    # Rated: the preferences with a win share (BOTH_BAD votes are kept but not rated).
-    rated = int(votes["preference"].isin(list(A_WIN_SHARE)).sum()) if len(votes) else 0
+    rated = int(votes["preference"].isin(list(A_WIN_SHARE)).sum())  # BOTH_BAD: kept, not rated
     return {
         "board": board,
         **options,
@@ -149,7 +144,7 @@ def board_data(
 
 def _b_win_share(votes: pd.DataFrame) -> dict[str, Any] | None:
     """How often clip B (shown and played second) won the decisive votes, or None."""
-    decisive = votes["preference"].isin(["A", "B"]) if len(votes) else pd.Series(dtype=bool)
+    decisive = votes["preference"].isin(DECISIVE)
     n = int(decisive.sum())
     if not n:
         return None
@@ -163,10 +158,9 @@ def _informed_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]
     has_apex = "apex_p_a" in votes.columns and votes["apex_p_a"].notna().any()
     prior = None if has_apex else pd.Series(dtype=float)  # no predictions: no prior
     fit = fit_informed(votes, prior)
-    table = ranked(fit.ratings)
     flips = flips_to_change_top(votes, l2=None, centre=fit.centre, precision=fit.precision)
     apex = {"weight": round(fit.weight, 2), "prior_votes": round(fit.prior_votes, 1)}
-    return table, apex if has_apex else None, flips
+    return ranked(fit.ratings), apex if has_apex else None, flips
 
 
 def _style_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]], int]:
@@ -189,19 +183,15 @@ def _style_board(votes: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]
 
 def consensus_ratings(store: Any) -> dict[str, float] | None:
     """System -> Elo points of a plain fit (``C=1``) of our own unflagged votes, or None."""
-    votes = select_votes(store.votes_frame())
-    if not len(votes):
-        return None
-    table = fit_bradley_terry(votes, l2=1.0)
+    table = fit_bradley_terry(select_votes(store.votes_frame()), l2=1.0)
     return {str(k): float(v) for k, v in table["rating"].items()} or None
 
 
 class Consensus(StoreFit):
-    """The board the ``contrarian`` test compares voters with (:func:`consensus_ratings`)."""
+    """The board the ``contrarian`` test compares voters with: :meth:`ratings` (``now``: Unix
+    seconds) is :func:`consensus_ratings` as of the last fit, or None."""
 
     def __init__(self, store: Any, *, refresh_s: float = 60.0, settings: Any = None) -> None:
         super().__init__(store, consensus_ratings, refresh_s=refresh_s, settings=settings)
 
-    def ratings(self, now: float | None = None, *, wait_s: float = 0.0) -> dict[str, float] | None:
-        """System -> Elo points as of the last fit, or None; ``now``: Unix seconds."""
-        return self.get(now, wait_s=wait_s)
+    ratings = StoreFit.get

@@ -2,8 +2,7 @@
 
 Flags are evidence, not a verdict: a flagged vote is stored and published (``flags``); boards leave
 it out unless asked. Each reason (:data:`FLAG_REASONS`) comes from server-side facts alone (issue
-time, credited listening, the voter's earlier votes, the board), so a client cannot avoid one.
-"""
+time, credited listening, the voter's earlier votes, the board), so a client cannot avoid one."""
 
 from __future__ import annotations
 
@@ -36,19 +35,6 @@ class PastVote:
     preference: str
     system_a: str
     system_b: str
-
-
-def barely_listened(credit: Mapping[str, float], min_listen_s: float) -> bool:
-    """Both sides credited less than the minimum plus the margin (never when no minimum)."""
-    if min_listen_s <= 0:
-        return False
-    bar = min_listen_s + max(1.0, BARELY_MARGIN * min_listen_s)
-    return all(credit.get(side, 0.0) < bar for side in SIDES)
-
-
-def too_fast(credit: Mapping[str, float], elapsed_s: float) -> bool:
-    """Voted sooner after issue than hearing the credited A and B in turn takes."""
-    return elapsed_s + TOO_FAST_SLACK_S < sum(credit.get(side, 0.0) for side in SIDES)
 
 
 def streak(preferences: Sequence[str]) -> int:
@@ -84,13 +70,6 @@ def contrarian_log_ratio(votes: Sequence[PastVote], ratings: Mapping[str, float]
     return total
 
 
-def burst(past_times: Sequence[float], now: float, min_listen_s: float) -> bool:
-    """More votes (this one included) in the window than one sequential listener could cast."""
-    most = BURST_WINDOW_S / (2.0 * max(min_listen_s, 1.0))
-    recent = sum(1 for t in past_times if t > now - BURST_WINDOW_S)
-    return recent + 1 > most
-
-
 def vote_flags(
     *,
     vote: PastVote,
@@ -107,18 +86,21 @@ def vote_flags(
     clip (seconds); ``history``: the voter's earlier votes, oldest first; ``ratings``: the board
     (system -> Elo points), None before there is one.
     """
-    reasons = []
-    if barely_listened(credit, min_listen_s):
-        reasons.append("barely_listened")
-    if too_fast(credit, vote.timestamp - issued_at):
-        reasons.append("too_fast")
-    if streak([v.preference for v in (*history, vote)]) >= STREAK_LENGTH:
-        reasons.append("same_side_streak")
-    if ratings and contrarian_log_ratio([*history, vote], ratings) >= -math.log(CONTRARIAN_ALPHA):
-        reasons.append("contrarian")
-    if burst([v.timestamp for v in history], vote.timestamp, min_listen_s):
-        reasons.append("burst")
-    return ",".join(reasons)
+    listened = sum(credit.get(side, 0.0) for side in SIDES)
+    bar = min_listen_s + max(1.0, BARELY_MARGIN * min_listen_s)
+    recent = sum(1 for v in history if v.timestamp > vote.timestamp - BURST_WINDOW_S)
+    hits = {
+        # Both sides credited under the minimum plus the margin (never when there is no minimum).
+        "barely_listened": min_listen_s > 0 and all(credit.get(s, 0.0) < bar for s in SIDES),
+        # Voted sooner after issue than hearing the credited A and B in turn takes.
+        "too_fast": vote.timestamp - issued_at + TOO_FAST_SLACK_S < listened,
+        "same_side_streak": streak([v.preference for v in (*history, vote)]) >= STREAK_LENGTH,
+        "contrarian": bool(ratings)
+        and contrarian_log_ratio([*history, vote], ratings) >= -math.log(CONTRARIAN_ALPHA),
+        # More votes (this one included) in the window than one sequential listener could cast.
+        "burst": recent + 1 > BURST_WINDOW_S / (2.0 * max(min_listen_s, 1.0)),
+    }
+    return ",".join(reason for reason in FLAG_REASONS if hits[reason])
 
 
 def split_flags(flags: str | None) -> list[str]:

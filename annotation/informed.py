@@ -38,13 +38,11 @@ _APEX_RIDGE = 1e-2  # keeps APEX's own fit finite if it is certain about a syste
 
 @dataclass(frozen=True)
 class InformedFit:
-    """An APEX-informed board: ``ratings`` as :func:`annotation.ratings.ratings_table` (95%
-    posterior intervals) plus ``apex`` (APEX's rating, points; NaN without predictions);
-    ``weight``: posterior mean of ``beta`` (0: APEX ignored, 1: taken at face value);
+    """``ratings`` (95% posterior intervals) plus ``apex`` (APEX's rating, points; NaN without
+    predictions); ``weight``: posterior mean of ``beta`` (0: APEX ignored, 1: taken as is);
     ``prior_votes``: the votes between equal systems the prior is worth, ``4 / tau^2`` at the
-    geometric posterior mean of ``1 / tau^2`` (0 without predictions); ``centre``, ``precision``:
-    ``[K]``, one prior standing for the grid (for :func:`flips_to_change_top`).
-    """
+    geometric posterior mean of ``1 / tau^2`` (0 without predictions); ``centre``,
+    ``precision``: ``[K]``, one prior standing for the grid (for :func:`flips_to_change_top`)."""
 
     ratings: pd.DataFrame
     weight: float
@@ -80,16 +78,14 @@ def fit_informed(
     weight: float | None = None,
     prior_sd: float | None = None,
 ) -> InformedFit:
-    """Bradley-Terry with APEX's strengths as a Gaussian prior (see the module doc).
+    """Bradley-Terry with APEX's strengths as a Gaussian prior (see the module doc); systems
+    APEX did not score get the grid's weakest prior, centred on the average. Assumes APEX's
+    strengths exact and independent of these votes (a refit trained on them flatters the prior).
 
-    Systems APEX did not score get the grid's weakest prior, centred on the average. Assumes
-    APEX's strengths exact and independent of these votes (a refit trained on the same votes
-    flatters the prior), and one common ``tau``. With the prior weight fixed at 0 this is
-    ``fit_bradley_terry``. ``votes``: ``system_a``, ``system_b``, ``preference`` (and
-    ``apex_p_a`` without ``prior``); ``prior``: APEX's strength per system (nats, centred here;
-    default :func:`apex_strengths`; its systems are rated too); ``l2``: an extra ridge (the plain
-    fit's ``C``); ``weight``, ``prior_sd``: fix ``beta`` and ``tau`` (nats) instead of the grid
-    (``prior_sd=inf``: a zero-weight prior, the plain fit with ``l2``).
+    ``votes``: ``system_a``, ``system_b``, ``preference`` (and ``apex_p_a`` without ``prior``);
+    ``prior``: APEX's strength per system (nats; default :func:`apex_strengths`; its systems are
+    rated too); ``l2``: an extra ridge (the plain fit's ``C``); ``weight``, ``prior_sd``: fix
+    ``beta`` and ``tau`` (nats) instead of the grid (``prior_sd=inf``: the plain fit with ``l2``).
     """
     if (weight is None) != (prior_sd is None):
         raise ValueError("give both weight and prior_sd to fix the prior, or neither")
@@ -133,13 +129,11 @@ def fit_informed(
 
 
 def _log_hyperprior(beta: np.ndarray, sd: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """``[B]`` log prior weight of each grid point ``(beta, tau)`` (``m``: APEX's centred m_k).
-
+    """``[B]`` log prior weight of each grid point ``(beta, tau)`` (``m``: APEX's centred m_k):
     ``tau`` half-Cauchy(SD_SCALE) times ``s^2 exp(-s / SD_SCALE)`` for the systems' prior spread
     ``s = sqrt(beta^2 mean(m^2) + tau^2)`` (boundary-avoiding, as Chung et al. 2013: a young
     board with ``beta`` near 0 is not shrunk as if the systems were alike), times ``tau`` (the
-    log grid's Jacobian), normalised over ``tau`` for each ``beta`` (``beta`` stays uniform).
-    """
+    log grid's Jacobian), normalised over ``tau`` for each ``beta`` (``beta`` stays uniform)."""
     spread = np.sqrt(beta**2 * (np.mean(m**2) if len(m) else 0.0) + sd**2) / SD_SCALE
     log_w = np.log(sd) - np.log1p((sd / SD_SCALE) ** 2) + 2.0 * np.log(spread) - spread
     log_w = log_w.reshape(len(SCALE_GRID), len(SD_GRID))

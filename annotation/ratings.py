@@ -1,9 +1,7 @@
-"""Bradley-Terry ratings of generating systems, with bootstrap or closed-form intervals.
-
-Votes are counted per unordered system pair (a tie is half a win each way, BOTH_BAD dropped) and
-solved by :func:`apex.logistic.solve`: ``l2=None`` is FastChat's ``compute_bt``, ``l2=C``
-scikit-learn's ``LogisticRegression(C=C, fit_intercept=False)`` on Music Arena's rows. Ratings are
-``1000 + w * 400 / ln 10`` points (a 400-point gap is 10:1 odds; the mean rating is 1000).
+"""Bradley-Terry ratings of generating systems, with bootstrap or closed-form intervals: votes
+counted per unordered system pair (a tie half a win each way, BOTH_BAD dropped), solved by
+:func:`apex.logistic.solve` (``l2=C``: scikit-learn's ``LogisticRegression(C=C,
+fit_intercept=False)``). Ratings are ``1000 + w * 400 / ln 10`` points (400 points: 10:1 odds).
 """
 
 from __future__ import annotations

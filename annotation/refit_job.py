@@ -30,12 +30,9 @@ def engagement_path(settings: Settings, encoder_id: str | None = None) -> tuple[
 
     ``APEX_ENGAGEMENT``: ``auto`` -> ``<data_dir>/engagement`` when it holds shards, else the
     demo corpus's when the serving model reads the demo's encoder (``fallback``), else none; a
-    local folder or file of shards; a Hub dataset id (``owner/name``) -> its Parquet files,
-    downloaded once into ``cache_dir/engagement-hub`` (later calls read the cache without a
-    request); when it cannot be had (offline, unknown repo), none, and the note says why.
-
-    Raises:
-        FileNotFoundError: a local path that does not exist or holds no Parquet shard.
+    local folder or file of shards (FileNotFoundError when it holds none); a Hub dataset id ->
+    its Parquet files, downloaded once into ``cache_dir/engagement-hub`` (then read from there);
+    none when it cannot be had (offline, unknown repo), and the note says why.
     """
     spec = settings.engagement
     if spec == "auto":
@@ -101,11 +98,8 @@ def run_refit_from_store(
     embedded by the scorer's encoder (its cache first). The refit runs in its own low-priority
     process (:mod:`apex.training.worker`) unless ``in_process``. ``train``: overrides (``epochs``,
     ``lr``, ...) on top of ``APEX_REFIT_*``; ``warm_start=False``: a challenger from random
-    weights.
-
-    Raises:
-        DataError: no votes from the refit's sources; what :func:`apex.training.worker.execute`
-        raises; RefitProcessError: the refit process failed.
+    weights. Raises DataError without votes from the refit's sources, RefitProcessError when the
+    refit process fails, and what :func:`apex.training.worker.execute` raises.
     """
     from annotation.board import select_votes
     from apex.training.data import DataError
@@ -135,6 +129,12 @@ def run_refit_from_store(
         ratings.to_parquet(work / "ratings.parquet")
     demo_dir = settings.data_dir / "engagement-demo"
     demo = engagement is not None and engagement.is_relative_to(demo_dir)
+    overrides = {  # 0: sized to the data
+        "epochs": settings.refit_epochs,
+        "batch_size": settings.refit_batch_size,
+        "lr": settings.refit_lr,
+        "patience": settings.refit_patience,
+    }
     request = RefitRequest(
         votes=str(work / "votes.parquet"),
         registry=str(registry_for(settings).root),
@@ -146,23 +146,13 @@ def run_refit_from_store(
         threads=settings.refit_threads,
         nice=settings.refit_nice,
         holdout=settings.refit_holdout,
-        train={**_train_overrides(settings), **(train or {})},
+        train={**{k: v for k, v in overrides.items() if v}, **(train or {})},
         warm_start=warm_start,
         kind="demo" if demo else "custom",
         model_repo=settings.model_repo,
         notes=[note] if note else [],
     )
     return execute(request) if in_process else run_in_subprocess(request, work)
-
-
-def _train_overrides(settings: Settings) -> dict[str, Any]:
-    values = {
-        "epochs": settings.refit_epochs,
-        "batch_size": settings.refit_batch_size,
-        "lr": settings.refit_lr,
-        "patience": settings.refit_patience,
-    }
-    return {k: v for k, v in values.items() if v}
 
 
 def encoder_spec(settings: Settings, scorer: Any) -> EncoderSpec | None:

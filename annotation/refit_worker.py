@@ -114,10 +114,9 @@ class RefitWorker:
     def next_due(self) -> dict[str, float]:
         """When the next refit is due: ``votes_left`` (new votes still needed) and ``hours_left``
         (until the schedule's hours are up; it then runs once there is a new vote)."""
-        new_votes = self._vote_count() - self.status.votes_at_last_run
-        since = (
-            self.status.last_started if self.status.last_started is not None else self._started_at
-        )
+        st = self.status
+        new_votes = self._vote_count() - st.votes_at_last_run
+        since = st.last_started if st.last_started is not None else self._started_at
         hours_left = self.settings.refit_hours - (self._clock() - since) / 3600.0
         return {
             "new_votes": float(new_votes),

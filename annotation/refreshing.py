@@ -1,9 +1,6 @@
-"""Values recomputed off the request path: a request reads the last result at once.
-
-:class:`Refreshing` (one value), :class:`RefreshingMap` (one per key, computed one at a time),
-:class:`WorkerProcess` (a niced process for fits that read every vote: here they would hold the
-GIL the vote handlers need) and :class:`StoreFit` (a vote-store fit refreshed either way).
-"""
+"""Values recomputed off the request path, so a request reads the last result at once; fits
+that read every vote run in a niced :class:`WorkerProcess` (here they would hold the GIL the
+vote handlers need)."""
 
 from __future__ import annotations
 
@@ -57,13 +54,11 @@ class Refreshing(Generic[T]):
     def get(
         self, *, now: float | None = None, wait_s: float = 0.0, fresh_wait_s: float = 0.0
     ) -> T | None:
-        """The last result (None before the first), starting a recomputation when stale.
-
+        """The last result (None before the first), starting a recomputation when stale;
         ``now``: on ``clock``'s scale; ``wait_s``: wait up to this long for the first result;
         ``fresh_wait_s``: wait up to this long for a running recomputation if the last one took
         at most this long (a small store's board is then always fresh). Raises what the first
-        computation raised while there is no result yet.
-        """
+        computation raised while there is no result yet."""
         self.refresh(now=now)
         with self._done:
             if not self._has and self._busy:
@@ -175,8 +170,7 @@ class StoreFit:
     """The last result of ``fit(store)``, refitted on a background thread at most every
     ``refresh_s`` (of ``clock``) and only after new votes (``store.max_row_id()``). With
     ``settings``, a store of :data:`WORKER_VOTES` votes or more is fitted in a
-    :class:`WorkerProcess` (``fit`` must then be module-level, picklable).
-    """
+    :class:`WorkerProcess` (``fit`` must then be module-level, picklable)."""
 
     def __init__(
         self,

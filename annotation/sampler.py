@@ -1,21 +1,15 @@
-"""Pair sampling: which two clips a listener hears next.
-
-A battle is two clips of different systems in random A/B order, from one prompt whenever some
-prompt has both (other pairs only once the voter heard every same-prompt pair). The system pair is
-drawn with a weight, then its clips uniformly among those the voter has not heard together:
-
-- ``balanced``: ``1 / (1 + battles so far)`` for the pair, so exposure evens out;
-- ``info``: the balanced weight times how open the pair's order still is,
-  ``floor + P(|N(0, 1)| > |rating gap| / SE of the gap)`` (SEs from the interval widths; a
-  system without a rating counts as fully open; without intervals ``4 p (1 - p)``).
-"""
+"""Pair sampling: two clips of different systems in random A/B order, from one prompt while the
+voter has an unheard same-prompt pair. The system pair is drawn with weight ``1 / (1 + battles
+so far)`` (``balanced``), times ``floor + P(|N(0, 1)| > |rating gap| / SE of the gap)`` in ``info``
+mode (SEs from interval widths; unrated: fully open; no intervals: ``4 p (1 - p)``); its clips
+uniformly among those the voter has not heard together."""
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -48,8 +42,7 @@ def pair_key(system_a: str, system_b: str) -> tuple[str, str]:
 class PairCounts:
     """Battles per system pair: the store's count (``read``, e.g. ``VoteStore.pair_counts``),
     re-read in the background every ``refresh_s`` monotonic seconds, plus this process's own
-    battles since (:meth:`add`). Thread-safe; only the first request reads the store.
-    """
+    battles since (:meth:`add`). Thread-safe; only the first request reads the store."""
 
     def __init__(
         self, read: Callable[[], dict[tuple[str, str], int]], *, refresh_s: float = 60.0
@@ -57,7 +50,7 @@ class PairCounts:
         self._stored = Refreshing(read, version=time.monotonic, min_interval_s=refresh_s)
         self._lock = threading.Lock()
         self._base: dict[tuple[str, str], int] | None = None
-        self._added: dict[tuple[str, str], int] = {}
+        self._added: Counter[tuple[str, str]] = Counter()
 
     def counts(self) -> dict[tuple[str, str], int]:
         """``{(system, system): battles}`` (sorted pairs), a copy: other threads go on counting."""
@@ -65,17 +58,14 @@ class PairCounts:
         with self._lock:
             if stored is not self._base:
                 # A weight, not a record: a battle counted twice around a re-read is harmless.
-                self._base, self._added = stored, {}
-            counts = dict(stored or {})
-            for key, n in self._added.items():
-                counts[key] = counts.get(key, 0) + n
-            return counts
+                self._base, self._added = stored, Counter()
+            return dict(Counter(stored or {}) + self._added)
 
     def add(self, system_a: str, system_b: str) -> None:
         """Count one more battle of this pair (until the next re-read)."""
         key = pair_key(system_a, system_b)
         with self._lock:
-            self._added[key] = self._added.get(key, 0) + 1
+            self._added[key] += 1
 
 
 class PairSampler:
@@ -95,11 +85,8 @@ class PairSampler:
         if clips["clip_id"].duplicated().any():
             dup = clips["clip_id"][clips["clip_id"].duplicated()].iloc[0]
             raise ValueError(f"clip ids must be unique; {dup!r} appears more than once")
-        table = (
-            clips[["clip_id", "system", "prompt"]]
-            .astype(str)
-            .sort_values(["system", "prompt", "clip_id"])
-        )
+        table = clips[["clip_id", "system", "prompt"]].astype(str)
+        table = table.sort_values(["system", "prompt", "clip_id"])
         systems = tuple(sorted(table["system"].unique()))
         if len(systems) < 2:
             raise ValueError(f"the pool needs clips of at least two systems, got {list(systems)}")
@@ -206,20 +193,18 @@ def _order_uncertainty(rating: dict[str, float], se: dict[str, float], x: str, y
 
 class StoreRatings(StoreFit):
     """The vote store's ratings for ``info`` sampling (call it for the table): a fit (``C=1``,
-    :data:`RATINGS_BOOTSTRAP` rounds) of our votes, flagged ones included (imported ones with
-    ``include_imported``), refreshed off the request path; only the first call waits."""
+    :data:`RATINGS_BOOTSTRAP` rounds) of our votes, flagged ones included, refreshed off the
+    request path; only the first call waits."""
 
     def __init__(
         self,
         store: Any,
         *,
         refresh_s: float = RATINGS_REFRESH_S,
-        include_imported: bool = False,
         settings: Any = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        fit = functools.partial(_store_ratings, include_imported=include_imported)
-        super().__init__(store, fit, refresh_s=refresh_s, settings=settings, clock=clock)
+        super().__init__(store, _store_ratings, refresh_s=refresh_s, settings=settings, clock=clock)
 
     def __call__(self) -> pd.DataFrame | None:
         """Ratings (index system; ``rating``, ``ci_low``, ``ci_high``), or None before any
@@ -227,11 +212,9 @@ class StoreRatings(StoreFit):
         return self.get(wait_s=FIRST_READ_WAIT_S)
 
 
-def _store_ratings(store: Any, include_imported: bool) -> pd.DataFrame | None:
-    votes = select_votes(
-        store.votes_frame(), include_imported=include_imported, include_flagged=True
-    )
-    votes = votes[votes["preference"].isin(A_WIN_SHARE)] if len(votes) else votes  # rated
-    if votes.empty or len(set(votes["system_a"]) | set(votes["system_b"])) < 2:
+def _store_ratings(store: Any) -> pd.DataFrame | None:
+    votes = select_votes(store.votes_frame(), include_flagged=True)
+    votes = votes[votes["preference"].isin(A_WIN_SHARE)]  # rated
+    if len(set(votes["system_a"]) | set(votes["system_b"])) < 2:
         return None
     return fit_bradley_terry(votes, l2=1.0, bootstrap_rounds=RATINGS_BOOTSTRAP, seed=0)

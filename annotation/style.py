@@ -1,10 +1,7 @@
-"""Style-controlled Bradley-Terry: system strengths at equal style (LMArena's style control).
-
-``P(A > B) = sigmoid(theta_a - theta_b + sum_c beta_c z_c)``, ``z_c`` the A-minus-B difference of
-covariate ``c`` (:data:`COVARIATES`) over its SD on the rated votes (``position``: 1 on every vote,
-unscaled). Votes missing a covariate are left out and counted; a constant covariate is dropped.
-Likelihood, ``l2`` and scale as :mod:`annotation.ratings`, on per-vote rows.
-"""
+"""Style-controlled Bradley-Terry (LMArena's style control): ``P(A > B) = sigmoid(theta_a -
+theta_b + sum_c beta_c z_c)``, ``z_c`` the A-minus-B difference of covariate ``c`` over its SD on
+the rated votes (``position``: 1, unscaled). Votes missing a covariate are left out and counted;
+a constant covariate is dropped. Likelihood, ``l2`` and scale as :mod:`annotation.ratings`."""
 
 from __future__ import annotations
 
@@ -39,12 +36,11 @@ _CELLS_PER_CHUNK = 8_000_000  # bounds bootstrap memory: rounds x rows x dim^2 p
 
 @dataclass(frozen=True)
 class StyleFit:
-    """A style-controlled board: ``ratings`` as :func:`annotation.ratings.fit_bradley_terry`'s;
-    ``effects`` indexed by ``covariate``: ``per_sd`` (points per SD, ``ci_low``/``ci_high``),
-    ``sd`` (raw units), ``per_unit`` (points per raw unit), ``unit``, ``win_rate_per_sd`` (how
-    often a clip one SD "more" beats an equal system); rated votes ``used_votes`` and
-    ``missing_votes`` (a covariate missing); ``dropped``: covariates that never varied.
-    """
+    """``ratings`` as :func:`~annotation.ratings.fit_bradley_terry`'s; ``effects`` indexed by
+    ``covariate``: ``per_sd`` (points per SD, ``ci_low``/``ci_high``), ``sd`` (raw units),
+    ``per_unit`` (points per raw unit), ``unit``, ``win_rate_per_sd`` (how often a clip one SD
+    "more" beats an equal system); ``missing_votes``: rated votes lacking a covariate;
+    ``dropped``: covariates that never varied."""
 
     ratings: pd.DataFrame
     effects: pd.DataFrame
@@ -95,8 +91,7 @@ def fit_style_controlled(
     (``duration_a/_b``, ``loudness_a/_b``, ``instrumental_a/_b``); ``covariates``: any of
     :data:`COVARIATES` (``()``: the plain fit); ``l2``: ridge on every coefficient; the rest as
     :func:`annotation.ratings.fit_bradley_terry`, but the bootstrap resamples vote rows and
-    ``interval`` is ``"bootstrap"`` or ``"sandwich"`` (``H^-1 M H^-1`` at the optimum: one pass
-    where a bootstrap takes hundreds).
+    ``interval`` is ``"bootstrap"`` or ``"sandwich"`` (one pass where a bootstrap takes hundreds).
     """
     check_fit_options(l2, bootstrap_rounds, interval, ("bootstrap", "sandwich"))
     # The A/B/TIE votes among the systems the plain board keeps at min_votes.

@@ -11,9 +11,9 @@ from annotation.store.records import (
     DuplicateVote,
     StoreError,
     VoteRecord,
-    VoteStore,
     new_vote,
 )
+from annotation.store.sql import SQLVoteStore as VoteStore  # what any backend offers
 from annotation.store.sqlite import SQLiteVoteStore
 from apex.settings import Settings
 

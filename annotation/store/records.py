@@ -1,18 +1,15 @@
-"""What every vote store stores and promises: records, vote fields, errors and the protocol
-(backend-neutral; callers import the names from :mod:`annotation.store`)."""
+"""What every vote store stores: records, vote fields and errors (backend-neutral; callers
+import the names from :mod:`annotation.store`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, get_type_hints
+from typing import Any, get_type_hints
 
-import pandas as pd
-
-from annotation.rules import ListenEvent
-from apex.tasks import PREFERENCES, VOTE_SOURCES
+from apex.tasks import VOTE_SOURCES
 
 SCHEMA_VERSION = 3  # both backends migrate to it (annotation.store.sql.migrations)
 SOURCES: tuple[str, ...] = VOTE_SOURCES  # where a vote came from (the CHECK on ``source``)
@@ -97,7 +94,8 @@ class VoteRecord:
     def from_mapping(cls, row: Mapping[str, Any]) -> VoteRecord:
         """Build a record from a dict or DataFrame row; unknown keys are ignored, NaN means None."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: None if _is_nan(v) else v for k, v in row.items() if k in names})
+        nan = {k for k, v in row.items() if isinstance(v, float) and math.isnan(v)}
+        return cls(**{k: None if k in nan else v for k, v in row.items() if k in names})
 
 
 def new_vote(
@@ -132,10 +130,6 @@ def new_vote(
     )
 
 
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
 VOTE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(VoteRecord))
 BATTLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Battle))
 #: What a vote copies from its battle by name (``is_instrumental`` is made a bool apart).
@@ -153,30 +147,3 @@ FLOAT_FIELDS: tuple[str, ...] = _vote_fields_typed(float, float | None)
 BOOL_FIELDS: tuple[str, ...] = _vote_fields_typed(bool)
 MAYBE_BOOL_FIELDS: tuple[str, ...] = _vote_fields_typed(bool | None)
 NULLABLE_TEXT_FIELDS: tuple[str, ...] = _vote_fields_typed(str | None)
-
-
-def check_vote(vote: VoteRecord) -> None:
-    """Refuse (StoreError) a vote whose ``source`` or ``preference`` is not a known value."""
-    if vote.source not in SOURCES:
-        raise StoreError(f"vote source {vote.source!r} is not one of {SOURCES}.")
-    if vote.preference not in PREFERENCES:
-        raise StoreError(f"preference {vote.preference!r} is not one of {PREFERENCES}.")
-
-
-class VoteStore(Protocol):
-    """What the arena, export and ratings need from a vote store (any backend)."""
-
-    def insert_battle(self, battle: Battle) -> None: ...
-    def get_battle(self, battle_id: str) -> Battle | None: ...
-    def add_listen_event(self, battle_id: str, event: ListenEvent) -> None: ...
-    def listen_events(self, battle_id: str) -> list[ListenEvent]: ...
-    def insert_vote(self, vote: VoteRecord) -> bool: ...
-    def import_votes(self, rows: Iterable[tuple[int | None, VoteRecord]]) -> int: ...
-    def votes_frame(self, since_row: int = 0) -> pd.DataFrame: ...
-    def vote_times(self, voter: str, since: float) -> list[float]: ...
-    def recent_votes(self, voter: str, limit: int) -> list[tuple[float, str, str, str]]: ...
-    def vote_count(self, voter: str) -> int: ...
-    def pair_counts(self) -> dict[tuple[str, str], int]: ...
-    def seen_pairs(self, session: str) -> set[frozenset[str]]: ...
-    def counts(self) -> dict[str, int]: ...
-    def close(self) -> None: ...

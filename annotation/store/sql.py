@@ -10,7 +10,7 @@ import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
@@ -31,7 +31,6 @@ from annotation.store.records import (
     DuplicateVote,
     StoreError,
     VoteRecord,
-    check_vote,
 )
 from apex.tasks import PREFERENCES, SIDES
 
@@ -49,9 +48,8 @@ _DIALECTS: dict[str, tuple[str, str]] = {
     "row_id": ("row_id INTEGER PRIMARY KEY AUTOINCREMENT", "row_id BIGINT PRIMARY KEY"),
     "timestamp": ("timestamp", '"timestamp"'),  # PostgreSQL quotes the keyword
 }
-Dialect = Mapping[str, str]  # a backend's words for migrations(), keyed as _DIALECTS
-SQLITE: Dialect = {key: pair[0] for key, pair in _DIALECTS.items()}
-POSTGRES: Dialect = {key: pair[1] for key, pair in _DIALECTS.items()}
+SQLITE = {key: pair[0] for key, pair in _DIALECTS.items()}
+POSTGRES = {key: pair[1] for key, pair in _DIALECTS.items()}
 
 
 def one_of(column: str, values: Iterable[str]) -> str:
@@ -62,9 +60,9 @@ def one_of(column: str, values: Iterable[str]) -> str:
     return f"{column} TEXT NOT NULL CHECK ({column} IN ({', '.join(repr(v) for v in values)}))"
 
 
-def migrations(d: Dialect) -> tuple[tuple[str, ...], ...]:
-    """The statements of each schema version (index 0 is version 1) in dialect ``d``; each
-    ``CHECK`` is built from the vocabulary."""
+def migrations(d: Mapping[str, str]) -> tuple[tuple[str, ...], ...]:
+    """The statements of each schema version (index 0 is version 1) in dialect ``d``
+    (:data:`SQLITE` or :data:`POSTGRES`); each ``CHECK`` is built from the vocabulary."""
     real, boolean, json, false = (d[key] for key in ("real", "boolean", "json", "false"))
     status = one_of("status", BATTLE_STATUSES).replace(
         "NOT NULL", f"NOT NULL DEFAULT '{BATTLE_STATUSES[0]}'", 1
@@ -128,7 +126,8 @@ def _insert_sql(table: str, columns: Iterable[str]) -> str:
 
 
 class SQLVoteStore(ABC):
-    """The shared half of a SQL vote store; subclasses open ``_con`` and supply the hooks."""
+    """What a vote store offers (:data:`annotation.store.VoteStore`, any backend); subclasses
+    open ``_con`` and supply the hooks."""
 
     _PARAM: ClassVar[str] = "?"  # the driver's parameter marker, replacing the SQL's ``?``
     _MIGRATIONS: ClassVar[tuple[tuple[str, ...], ...]]
@@ -150,10 +149,6 @@ class SQLVoteStore(ABC):
     def _encode_json(self, value: Any) -> Any:
         """A list or dict as the driver stores it in a JSON column (here: text)."""
         return json.dumps(value, sort_keys=True)
-
-    def _decode_json(self, value: Any) -> Any:
-        """A JSON column's value as read back (text, or what the driver decoded; NULL: None)."""
-        return json.loads(value) if isinstance(value, str) else value
 
     def _next_row_id(self, cur: Any) -> int | None:
         """The row id of a new vote, or None to let the database number it (AUTOINCREMENT)."""
@@ -180,8 +175,7 @@ class SQLVoteStore(ABC):
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
-            if self._con is not None:
-                self._con.close()
+            self._con.close()
 
     def __enter__(self: _Store) -> _Store:
         return self
@@ -251,7 +245,6 @@ class SQLVoteStore(ABC):
 
     def _insert_in(self, cur: Any, vote: VoteRecord, *, row_id: int | None, imported: bool) -> bool:
         """Insert inside the caller's vote write transaction; see :meth:`insert_vote`."""
-        check_vote(vote)
         if self._execute(cur, "SELECT 1 FROM votes WHERE vote_id = ?", (vote.vote_id,)).fetchone():
             return False
         other = self._execute(
@@ -265,40 +258,31 @@ class SQLVoteStore(ABC):
         for name in JSON_FIELDS:
             row[name] = None if row[name] is None else self._encode_json(row[name])
         row["imported"] = imported
-        if (number := self._free_row_id(cur, row_id)) is not None:
-            row["row_id"] = number
+        taken = "SELECT 1 FROM votes WHERE row_id = ?"
+        if row_id is None or self._execute(cur, taken, (row_id,)).fetchone():
+            row_id = self._next_row_id(cur)  # under the votes lock
+        if row_id is not None:
+            row["row_id"] = int(row_id)
         try:
             self._execute(cur, _insert_sql("votes", row), row.values())
-        except self._integrity_error() as exc:
+        except self._integrity_error() as exc:  # a CHECK names an unknown source or preference
             raise StoreError(f"vote {vote.vote_id} is not valid: {exc}.") from None
         self._execute(
             cur, "UPDATE battles SET status = 'voted' WHERE battle_id = ?", (vote.battle_uuid,)
         )
         return True
 
-    def _free_row_id(self, cur: Any, wanted: int | None) -> int | None:
-        """``wanted`` when no vote has it, else :meth:`_next_row_id` (under the write lock)."""
-        if wanted is not None:
-            taken = self._execute(cur, "SELECT 1 FROM votes WHERE row_id = ?", (wanted,))
-            if not taken.fetchone():
-                return int(wanted)
-        return self._next_row_id(cur)
-
     def import_votes(self, rows: Iterable[tuple[int | None, VoteRecord]]) -> int:
         """Add votes from another store's export, idempotently by vote id; returns how many.
-
         Each keeps its row id when free here (a restored store continues the export sequence)
         and is marked imported (never exported again); a vote whose battle has another vote is
-        skipped. An invalid vote rolls back its batch and raises :class:`StoreError`.
-        """
+        skipped. An invalid vote rolls back its batch and raises :class:`StoreError`."""
         added, pending = 0, iter(rows)
         while batch := list(itertools.islice(pending, IMPORT_BATCH)):
             with self._write(votes=True) as cur:
                 for row_id, vote in batch:
-                    try:
+                    with suppress(DuplicateVote):  # the battle has another vote: skipped
                         added += self._insert_in(cur, vote, row_id=row_id, imported=True)
-                    except DuplicateVote:
-                        continue
         return added
 
     def votes_frame(self, since_row: int = 0) -> pd.DataFrame:
@@ -312,7 +296,8 @@ class SQLVoteStore(ABC):
         )
         frame = pd.DataFrame(rows, columns=list(_VOTE_COLUMNS))
         for name in JSON_FIELDS:
-            frame[name] = frame[name].map(self._decode_json)
+            # Text (SQLite), or what the driver decoded (PostgreSQL's JSONB); NULL: None.
+            frame[name] = frame[name].map(lambda v: json.loads(v) if isinstance(v, str) else v)
         for name in (*NULLABLE_TEXT_FIELDS, *JSON_FIELDS):
             frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
         for name in MAYBE_BOOL_FIELDS:  # True, False or None (SQLite keeps 0/1)

@@ -155,25 +155,20 @@ class SQLiteVoteStore(SQLVoteStore):
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         # Autocommit: each query is its own read transaction on the last committed state.
-        con = self._reader()
+        con = getattr(self._local, "con", None) or self._open_reader()
         with con.in_use:
-            if self._closed:  # closed while this thread waited
+            if self._closed:  # closed before or while this thread waited
                 raise StoreError(f"the vote store {self.path} is closed; open it again to read.")
             return self._execute(con, sql, params).fetchall()
 
-    def _reader(self) -> sqlite3.Connection:
+    def _open_reader(self) -> _Reader:
         """This thread's read-only connection, opened on its first read."""
-        con = getattr(self._local, "con", None)
-        if con is None or self._closed:
-            with self._readers_lock:  # close() holds it too: no reader opens after close
-                if self._closed:
-                    raise StoreError(
-                        f"the vote store {self.path} is closed; open it again to read."
-                    )
-                con = self._connect(_Reader)
-                con.execute("PRAGMA query_only = ON")
-                self._readers.add(con)
-            self._local.con = con
+        with self._readers_lock:  # close() holds it too: no reader opens after close
+            if self._closed:
+                raise StoreError(f"the vote store {self.path} is closed; open it again to read.")
+            con = self._local.con = self._connect(_Reader)
+            con.execute("PRAGMA query_only = ON")
+            self._readers.add(con)
         return con
 
     def _integrity_error(self) -> type[Exception]:

@@ -18,15 +18,27 @@ from annotation.voter_sim import SimClock, run_voters, write_sim_pool
 STRENGTHS = {"s0": 0.0, "s1": 0.6, "s2": 1.2, "s3": 1.8, "s4": 2.4}  # nats
 
 
+def rules(credit=None, elapsed_s=60.0, min_listen_s=5.0, past_times=(), now=1000.0) -> list[str]:
+    """The flags :func:`flags.vote_flags` gives one A vote with no streak and no board."""
+    history = [PastVote(t, "B" if k % 2 else "A", "x", "y") for k, t in enumerate(past_times)]
+    got = flags.vote_flags(
+        vote=PastVote(now, "TIE", "x", "y"), issued_at=now - elapsed_s,
+        credit=credit or {"A": 30.0, "B": 30.0}, min_listen_s=min_listen_s,
+        history=history, ratings=None,
+    )  # fmt: skip
+    return flags.split_flags(got)
+
+
 def test_barely_listened_needs_both_clips_under_the_bar() -> None:
-    assert flags.barely_listened({"A": 5.5, "B": 6.0}, 5.0)  # bar: 5 + max(1, 1.25) = 6.25
-    assert not flags.barely_listened({"A": 5.5, "B": 6.5}, 5.0)
-    assert not flags.barely_listened({"A": 0.0, "B": 0.0}, 0.0)  # no minimum, no flag
+    # bar: 5 + max(1, 1.25) = 6.25
+    assert "barely_listened" in rules({"A": 5.5, "B": 6.0}, min_listen_s=5.0)
+    assert "barely_listened" not in rules({"A": 5.5, "B": 6.5}, min_listen_s=5.0)
+    assert "barely_listened" not in rules({"A": 0.0, "B": 0.0}, min_listen_s=0.0)  # no minimum
 
 
 def test_too_fast_means_the_clips_overlapped() -> None:
-    assert flags.too_fast({"A": 6.0, "B": 6.0}, elapsed_s=7.0)  # 12 s of audio in 7 s
-    assert not flags.too_fast({"A": 6.0, "B": 6.0}, elapsed_s=12.5)
+    assert "too_fast" in rules({"A": 6.0, "B": 6.0}, elapsed_s=7.0)  # 12 s of audio in 7 s
+    assert "too_fast" not in rules({"A": 6.0, "B": 6.0}, elapsed_s=12.5)
 
 
 def test_streak_counts_the_run_that_ends_the_sequence() -> None:
@@ -58,9 +70,9 @@ def test_coin_flip_voters_rarely_cross_the_contrarian_bound() -> None:
 
 def test_burst_is_more_than_one_sequential_listener_can_cast() -> None:
     now = 10_000.0
-    eleven = [now - 10.0 * k for k in range(1, 12)]  # 11 earlier votes, one every 10 s
-    assert not flags.burst(eleven[:10], now, 5.0)  # 11 votes in 120 s: possible
-    assert flags.burst([*eleven, now - 1.0, now - 2.0], now, 5.0)
+    eleven = [now - 10.0 * k for k in range(11, 0, -1)]  # 11 earlier votes, one every 10 s
+    assert "burst" not in rules(past_times=eleven[1:], now=now)  # 11 votes in 120 s: possible
+    assert "burst" in rules(past_times=[*eleven, now - 2.0, now - 1.0], now=now)
 
 
 def test_vote_flags_joins_reasons_in_order() -> None:

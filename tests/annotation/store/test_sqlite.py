@@ -217,10 +217,15 @@ def test_readers_see_commits_without_waiting_for_the_writer(tmp_path: Path) -> N
 def test_close_closes_every_reader(tmp_path: Path) -> None:
     store = SQLiteVoteStore(tmp_path / "v.sqlite")
     readers: list = []
-    worker = threading.Thread(target=lambda: readers.append(store._reader()))
+
+    def read() -> None:  # opens this thread's reader
+        store.counts()
+        readers.append(store._local.con)
+
+    worker = threading.Thread(target=read)
     worker.start()
     worker.join()
-    readers.append(store._reader())
+    read()
     store.close()
     for con in readers:  # the other thread's reader and this one's
         with pytest.raises(sqlite3.ProgrammingError, match="closed"):
