@@ -1,9 +1,6 @@
 """Hub sync: push the append-only vote shards to a dataset repo, and restore an empty store from it.
-
-One thread pushes every ``settings.sync_minutes``: connect, restore if owed, export, refresh the
-card, then one ``create_commit`` of what the repo lacks plus any due compaction. Failures in
-:data:`SYNC_ERRORS` open an incident and are retried with backoff; votes keep landing locally.
-"""
+One thread pushes every ``settings.sync_minutes``; failures in :data:`SYNC_ERRORS` open an incident
+and are retried with backoff while votes keep landing locally."""
 
 from __future__ import annotations
 
@@ -89,12 +86,12 @@ class VoteSync:
         self._rows: dict[tuple[str, int], tuple[int, float | None]] = {}
         self._warned: set[str] = set()
 
-    def start(self, *, restore: bool = True) -> VoteSync:
+    def start(self) -> VoteSync:
         """Restore an empty store from the repo, then push in the background (Hub trouble opens
         an incident, never raises)."""
         if self.repo_id is None or self._thread is not None:
             return self
-        if restore and self.store.counts()["votes"] == 0:
+        if self.store.counts()["votes"] == 0:
             self._restore_pending = True  # kept until a restore succeeds; pushes wait for it
             try:
                 self.restore()
