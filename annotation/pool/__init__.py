@@ -1,6 +1,5 @@
 """The arena's clip pool: :func:`load_pool`, :class:`ClipPool` (``clip_pool``), header checks
-(``check``), where clips come from (``sources``), the background scoring queue (``scoring``).
-"""
+(``check``), where clips come from (``sources``), the background scoring queue (``scoring``)."""
 
 from __future__ import annotations
 

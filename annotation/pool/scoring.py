@@ -91,13 +91,13 @@ class ScoringQueue:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the lanes after the batch in flight."""
+    def stop(self) -> None:
+        """Stop the lanes after the batch in flight (waiting up to 30 s for each)."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(30.0)
 
     def urgent(self, clip_ids: list[str]) -> None:
         """Score these clips next (a battle's two)."""

@@ -1,6 +1,5 @@
 """Hub sync of the vote store: :class:`VoteSync` and one push round (``service``), the files and
-their ledger (``files``), incidents and backoff (``status``), monthly compaction (``compact``).
-"""
+their ledger (``files``), incidents and backoff (``status``), monthly compaction (``compact``)."""
 
 from __future__ import annotations
 
