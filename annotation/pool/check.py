@@ -1,6 +1,5 @@
-"""Checking pool clips cheaply, from audio headers: metadata rows -> :class:`Clip` objects.
-
-Each check (and the content hash, once computed) is cached under ``<cache>/audio/header-<key>.json``
+"""Checking pool clips cheaply, from audio headers: metadata rows -> :class:`Clip` objects. Each
+check (and the content hash, once computed) is cached under ``<cache>/audio/header-<key>.json``
 (key: path, size, mtime), so a restart only stats files."""
 
 from __future__ import annotations

@@ -9,32 +9,19 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any
 
 import pandas as pd
 
 from annotation.pool.check import Clip, content_hash, validate_rows
-from annotation.pool.scoring import ScorerLike, ScoringQueue, model_key
+from annotation.pool.scoring import ScorerLike, ScoringQueue
 from annotation.pool.sources import PoolError
 
-if TYPE_CHECKING:
-    from typing import Unpack  # Python 3.11+; annotations only (requires-python >= 3.10)
-
-__all__ = ["ClipPool", "PoolOptions"]
+__all__ = ["ClipPool"]
 
 logger = logging.getLogger(__name__)
 
 _REQUIRED = ("file_name", "system", "is_instrumental")
-
-
-class PoolOptions(TypedDict, total=False):
-    """Options of the ``ClipPool.from_*`` builders: ``cache_dir`` (header and score cache; None,
-    the default: none), ``max_seconds`` (longest clip, default 600 s; longer ones are skipped),
-    ``description`` (where the clips come from, for the UI)."""
-
-    cache_dir: str | Path | None
-    max_seconds: float
-    description: str
 
 
 class ClipPool:
@@ -145,22 +132,16 @@ class ClipPool:
 
     def start_scoring(self, scorer: ScorerLike, *, cache_dir: str | Path | None = None) -> None:
         """Score every clip in the background with ``scorer`` (cached scores first); returns at
-        once. A second call acts like :meth:`rescore`."""
+        once. Called again with a new model, it re-scores every clip, battle clips first (old
+        scores stay until replaced)."""
         if self._queue is not None:
-            self.rescore(scorer)
+            self._queue.switch(scorer)
             return
         cache = Path(cache_dir) / "pool" if cache_dir is not None else None
         self._queue = ScoringQueue(self, scorer, cache)
         self._queue.urgent(self._early)  # battles issued while the model loaded go first
         self.awaiting_scorer = False
         self._queue.start()
-
-    def rescore(self, scorer: ScorerLike) -> None:
-        """Re-score every clip with a new model in the background, battle clips first (old
-        scores stay until replaced); RuntimeError before :meth:`start_scoring`."""
-        if self._queue is None:
-            raise RuntimeError("this pool is not being scored; call start_scoring(scorer) first")
-        self._queue.switch(scorer)
 
     def prioritize(self, clip_ids: Iterable[str]) -> None:
         """Score these clips (a battle's two) before the rest, once scoring runs."""
@@ -231,12 +212,11 @@ class ClipPool:
             self._queue.stop()
 
     @classmethod
-    def from_audiofolder(
-        cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]
-    ) -> ClipPool:
+    def from_audiofolder(cls, directory: str | Path, **options: Any) -> ClipPool:
         """A pool from a folder with ``metadata.csv`` or ``.jsonl`` (``file_name``, ``system``,
-        ``prompt``, ``is_instrumental``, optional ``clip_id``) and the audio files; with a
-        ``scorer``, every clip is scored before this returns.
+        ``prompt``, ``is_instrumental``, optional ``clip_id``) and the audio files. ``options``:
+        ``cache_dir`` (header and score cache; default none), ``max_seconds`` (longer clips are
+        skipped; default 600 s), ``description`` (where the clips come from, for the UI).
 
         Raises:
             PoolError: no such folder, no metadata file, missing columns, or no usable clip.
@@ -258,12 +238,10 @@ class ClipPool:
             raise PoolError(
                 f"the metadata of {root} lacks column(s) {', '.join(missing)}; add them."
             )
-        return cls._build(root, meta, [], scorer, **options)
+        return cls._build(root, meta, [], **options)
 
     @classmethod
-    def from_music_arena(
-        cls, directory: str | Path, scorer: ScorerLike | None = None, **options: Unpack[PoolOptions]
-    ) -> ClipPool:
+    def from_music_arena(cls, directory: str | Path, **options: Any) -> ClipPool:
         """As :meth:`from_audiofolder`, every released clip on disk in Music Arena's layout
         (unreadable records and missing files go to :attr:`skipped`); PoolError when the folder
         is not that layout or no clip is usable."""
@@ -278,7 +256,7 @@ class ClipPool:
         skipped = list(release.skipped)
         skipped += [(name, "audio file not on disk") for name in clips.loc[~on_disk, "file_name"]]
         meta = clips[on_disk].drop(columns=["has_audio", "batch", "duration_s"])
-        return cls._build(release.root, meta, skipped, scorer, **options)
+        return cls._build(release.root, meta, skipped, **options)
 
     @classmethod
     def _build(
@@ -286,7 +264,6 @@ class ClipPool:
         root: Path,
         meta: pd.DataFrame,
         skipped: list[tuple[str, str]],
-        scorer: ScorerLike | None,
         cache_dir: str | Path | None = None,
         max_seconds: float = 600.0,
         description: str = "",
@@ -301,14 +278,6 @@ class ClipPool:
             logger.warning("pool %s: skipped %s: %s", root, name, why)
         pool = cls(clips, root, skipped=skipped, description=description)
         pool._check_cache = cache
-        if scorer is not None:  # scored in this thread; unscorable clips join the skipped
-            ScoringQueue(pool, scorer, cache).run_until_done()
-            pool._model_version = model_key(scorer.info())[0]
-            for clip_id, reason in pool.score_errors.items():
-                clip = pool._clips.pop(clip_id)
-                pool._results.pop(clip_id, None)
-                pool.skipped.append((clip.file_name, reason))
-            pool._errors.clear()
         return pool
 
 

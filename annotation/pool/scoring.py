@@ -1,8 +1,6 @@
-"""The pool's background scoring queue: every clip scored once per model, battle clips first.
-
-An *urgent* lane scores issued battles' clips; a *background* lane walks the rest (unscored
-before re-scores) and waits while battle clips do. Scores are cached per model
-(``<cache>/<model key>/<sha256>.json``)."""
+"""The pool's background scoring queue: every clip scored once per model. An *urgent* lane scores
+issued battles' clips; a *background* lane walks the rest (unscored before re-scores) and waits
+while battle clips do. Scores are cached as ``<cache>/<model key>/<sha256>.json``."""
 
 from __future__ import annotations
 
@@ -93,29 +91,19 @@ class ScoringQueue:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the lanes after the batch in flight."""
+    def stop(self) -> None:
+        """Stop the lanes after the batch in flight (waiting up to 30 s for each)."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(30.0)
 
     def urgent(self, clip_ids: list[str]) -> None:
         """Score these clips next (a battle's two)."""
         with self._cond:
             self._urgent.extend(clip_ids)
             self._cond.notify_all()
-
-    def run_until_done(self) -> None:
-        """Score everything queued in the calling thread (the blocking form: no lanes run)."""
-        while True:
-            with self._cond:
-                ids = self._take(urgent=False)
-                job = (self._scorer, self.version, self._folder)
-            if not ids:
-                return
-            self._score(ids, *job, priority=BACKGROUND)
 
     def _lane(self, urgent: bool) -> None:
         while True:

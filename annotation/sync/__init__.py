@@ -1,12 +1,11 @@
 """Hub sync of the vote store: :class:`VoteSync` and one push round (``service``), the files and
-their ledger (``files``), incidents and backoff (``status``), monthly compaction (``compact``).
-"""
+their ledger (``files``), incidents and backoff (``status``), monthly compaction (``compact``)."""
 
 from __future__ import annotations
 
 from annotation.sync.files import restore_from_folder
 from annotation.sync.service import SYNC_ERRORS, SystemClock, VoteSync
-from annotation.sync.status import Backoff, SyncStatus, describe_error, redact
+from annotation.sync.status import Backoff, SyncStatus, describe_error
 
 __all__ = [
     "SYNC_ERRORS",
@@ -15,6 +14,5 @@ __all__ = [
     "SystemClock",
     "VoteSync",
     "describe_error",
-    "redact",
     "restore_from_folder",
 ]

@@ -1,8 +1,6 @@
-"""Monthly compaction: a closed month's (UTC) shards become one Parquet file, in a push's commit.
-
-The file is staged under ``<export_dir>/.compact/`` and verified row for row; the export folder
-changes only after the commit that adds it and deletes its shards. The file names the shards it
-replaced (:data:`annotation.card.COMPACTED_FROM`), so :func:`tidy` can finish after a kill.
+"""Monthly compaction: a closed month's (UTC) shards become one Parquet file in a push's commit,
+staged in ``<export_dir>/.compact/``, verified, and moved in only after the commit. It names the
+shards it replaced (:data:`annotation.card.COMPACTED_FROM`) so :func:`tidy` can finish after a kill.
 """
 
 from __future__ import annotations

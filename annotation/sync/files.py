@@ -72,8 +72,6 @@ def file_entry(path: Path, sha256: str | None = None) -> dict[str, Any]:
 
 def local_files(folder: Path) -> dict[str, Path]:
     """Files under ``folder`` the sync may upload, by repo path (sorted: deterministic commits)."""
-    if not folder.is_dir():
-        return {}
     found = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
     keep = filter_repo_objects(
         found, allow_patterns=list(UPLOAD_PATTERNS), ignore_patterns=DEFAULT_IGNORE_PATTERNS

@@ -1,9 +1,6 @@
 """Hub sync: push the append-only vote shards to a dataset repo, and restore an empty store from it.
-
-One thread pushes every ``settings.sync_minutes``: connect, restore if owed, export, refresh the
-card, then one ``create_commit`` of what the repo lacks plus any due compaction. Failures in
-:data:`SYNC_ERRORS` open an incident and are retried with backoff; votes keep landing locally.
-"""
+One thread pushes every ``settings.sync_minutes``; failures in :data:`SYNC_ERRORS` open an incident
+and are retried with backoff while votes keep landing locally."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import pyarrow.parquet as pq
@@ -48,15 +45,9 @@ log = logging.getLogger(__name__)
 SYNC_ERRORS = (OSError, httpx2.HTTPError, NoToken, StoreError, ExportError)
 
 
-class Clock(Protocol):
-    """Time for the push loop: Unix seconds, and a wait that a stop cuts short."""
-
-    def time(self) -> float: ...
-    def wait(self, stop: threading.Event, seconds: float) -> bool: ...
-
-
 class SystemClock:
-    """The real clock: ``time.time`` and ``Event.wait`` (True when stopped)."""
+    """Time for the push loop (tests inject one with the same two methods): Unix seconds, and a
+    wait that a stop cuts short (True when stopped)."""
 
     def time(self) -> float:
         return time.time()
@@ -67,9 +58,9 @@ class SystemClock:
 
 class VoteSync:
     """Publishes the vote store to ``settings.votes_repo``; ``api`` (default ``HfApi()``, token
-    from ``HF_TOKEN`` or the stored login) and ``clock`` are injected for tests. Use as a context
-    manager, or :meth:`start` and :meth:`stop` (which pushes once more); without :meth:`start`
-    (the CLI), :meth:`push_now` makes one attempt and failures are not retried."""
+    from ``HF_TOKEN`` or the stored login) and ``clock`` are injected for tests. :meth:`start`
+    and :meth:`stop` (which pushes once more) run the loop; without :meth:`start` (the CLI),
+    :meth:`push_now` makes one attempt and failures are not retried."""
 
     def __init__(
         self,
@@ -78,7 +69,7 @@ class VoteSync:
         *,
         api: Any = None,
         backoff: Backoff | None = None,
-        clock: Clock | None = None,
+        clock: SystemClock | None = None,
     ) -> None:
         self.settings, self.store, self.backoff = settings, store, backoff or Backoff()
         self.repo_id = settings.votes_repo
@@ -95,12 +86,12 @@ class VoteSync:
         self._rows: dict[tuple[str, int], tuple[int, float | None]] = {}
         self._warned: set[str] = set()
 
-    def start(self, *, restore: bool = True) -> VoteSync:
+    def start(self) -> VoteSync:
         """Restore an empty store from the repo, then push in the background (Hub trouble opens
         an incident, never raises)."""
         if self.repo_id is None or self._thread is not None:
             return self
-        if restore and self.store.counts()["votes"] == 0:
+        if self.store.counts()["votes"] == 0:
             self._restore_pending = True  # kept until a restore succeeds; pushes wait for it
             try:
                 self.restore()
@@ -116,26 +107,20 @@ class VoteSync:
             self._attempt()
         return self.status()
 
-    def stop(self, timeout: float | None = 120.0, *, push: bool = True) -> SyncStatus:
-        """End the loop and push once more (one attempt, unless ``push=False``); what cannot be
-        pushed now stays local for the next start."""
+    def stop(self, *, push: bool = True) -> SyncStatus:
+        """End the loop (waiting up to 120 s for a push in flight) and push once more, unless
+        ``push=False``; what cannot be pushed now stays local for the next start."""
         self._stopping.set()
         running = self._thread is not None or self._connected
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(120.0)
             if self._thread.is_alive():
-                log.warning("Hub sync: a push is still running after %s s.", timeout)
+                log.warning("Hub sync: a push is still running after 120 s.")
                 push = False
         if push and running:
             self._attempt()
         self._incidents.stopped()
         return self.status()
-
-    def __enter__(self) -> VoteSync:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _loop(self) -> None:
         interval = self.settings.sync_minutes * 60.0

@@ -106,8 +106,12 @@ class NoToken(RuntimeError):
 def describe_error(
     err: BaseException, repo_id: str, secrets: tuple[str, ...] = ()
 ) -> tuple[str, str, float | None]:
-    """Classify a Hub failure: ``(kind, message, retry_after_s)``; the message has no secrets."""
-    detail = redact(f"{type(err).__name__}: {err}".splitlines()[0][:200], secrets)
+    """Classify a Hub failure: ``(kind, message, retry_after_s)``; the message has no
+    ``secrets`` nor anything shaped like a Hub token."""
+    detail = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+    for secret in filter(None, secrets):
+        detail = detail.replace(secret, "***")
+    detail = _SECRET.sub("***", detail)
     code, retry_after = None, None
     response = getattr(err, "response", None) if isinstance(err, HfHubHTTPError) else None
     if response is not None:
@@ -127,14 +131,6 @@ def describe_error(
     else:
         kind = "error"
     return kind, _MESSAGES[kind].format(repo=repo_id, code=code, detail=detail), retry_after
-
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with the given secrets and anything shaped like a Hub token replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _SECRET.sub("***", text)
 
 
 class Incidents:

@@ -72,6 +72,15 @@ class CountingScorer:
         return {"model_id": "counting", "version": self.version, "encoder_id": "fallback"}
 
 
+def scored_pool(folder: Path, scorer, cache: Path | None = None) -> ClipPool:
+    """The pool of ``folder`` once ``scorer`` has scored (or failed) every clip."""
+    pool = ClipPool.from_audiofolder(folder, cache_dir=cache)
+    pool.start_scoring(scorer, cache_dir=cache)
+    assert pool.wait_scored(timeout=60)
+    pool.stop_scoring()
+    return pool
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_valid_clips_kept_bad_ones_reported(tmp_path: Path, fmt: str) -> None:
     pool = ClipPool.from_audiofolder(make_folder(tmp_path / "pool", fmt=fmt))
@@ -97,16 +106,16 @@ def test_valid_clips_kept_bad_ones_reported(tmp_path: Path, fmt: str) -> None:
 def test_scores_cached_once_per_clip_and_model(tmp_path: Path) -> None:
     folder, cache = make_folder(tmp_path / "pool", bad=False), tmp_path / "cache"
     scorer = CountingScorer()
-    pool = ClipPool.from_audiofolder(folder, scorer, cache_dir=cache)
+    pool = scored_pool(folder, scorer, cache)
     assert len(scorer.calls) == 6 and pool.model_version == "counting@1"
     assert set(pool["alpha_0"].scores) == set(SCORE_NAMES)
     again = CountingScorer()
-    pool2 = ClipPool.from_audiofolder(folder, again, cache_dir=cache)
+    pool2 = scored_pool(folder, again, cache)
     assert again.calls == []  # everything came from the cache
     assert pool2["alpha_0"].scores == pool["alpha_0"].scores
     assert pool2.result("alpha_0").preference == 0.5  # rebuilt ScoreResult for compare()
     newer = CountingScorer(version="2")
-    ClipPool.from_audiofolder(folder, newer, cache_dir=cache)
+    scored_pool(folder, newer, cache)
     assert len(newer.calls) == 6  # a new model version scores afresh
 
 
@@ -119,7 +128,7 @@ def test_rescore_with_a_new_model_replaces_scores_and_version(tmp_path: Path) ->
     newer.score = lambda inputs, priority=0, old=newer.score: [  # the new model scores 1.0
         type(r)(scores=dict.fromkeys(SCORE_NAMES, 1.0), preference=0.1) for r in old(inputs)
     ]
-    pool.rescore(newer)  # what the refit worker does after a swap
+    pool.start_scoring(newer, cache_dir=cache)  # what the refit worker does after a swap
     assert pool.wait_scored(timeout=60)
     assert pool.model_version == "counting@2" and len(newer.calls) == 6
     assert all(clip.scores == dict.fromkeys(SCORE_NAMES, 1.0) for clip in pool)
@@ -143,11 +152,11 @@ def test_wait_scored_on_an_unknown_clip_raises_pool_error_and_the_pool_still_wor
     pool.stop_scoring()
 
 
-def test_one_unscorable_clip_is_skipped_not_fatal(tmp_path: Path) -> None:
+def test_one_unscorable_clip_is_not_fatal(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "pool", bad=False)
-    pool = ClipPool.from_audiofolder(folder, CountingScorer(fail_on="beta_0.wav"))
-    assert len(pool) == 5 and "beta_0" not in pool
-    assert pool.skipped == [("audio/beta_0.wav", "scoring failed: cannot score beta_0.wav")]
+    pool = scored_pool(folder, CountingScorer(fail_on="beta_0.wav"))
+    assert len(pool) == 6 and sum(bool(clip.scores) for clip in pool) == 5
+    assert pool.score_errors == {"beta_0": "scoring failed: cannot score beta_0.wav"}
 
 
 def test_refuses_unusable_folders(tmp_path: Path) -> None:
@@ -195,7 +204,7 @@ def test_real_scorer_scores_the_pool_and_the_arena_reveals_its_pick(tmp_path: Pa
     info = ModelInfo("test-heads", version="3", kind="custom", encoder_id="fallback")
     scorer = Scorer(heads, info, FallbackEncoder(), device="cpu")
     folder = make_folder(tmp_path / "pool", bad=False)
-    pool = ClipPool.from_audiofolder(folder, scorer, cache_dir=tmp_path / "cache")
+    pool = scored_pool(folder, scorer, tmp_path / "cache")
     assert len(pool) == 6 and pool.model_version == "test-heads@3"
     for clip in pool:
         assert set(clip.scores) == set(SCORE_NAMES)

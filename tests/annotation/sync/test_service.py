@@ -35,7 +35,6 @@ from annotation.sync import (
     SystemClock,
     VoteSync,
     describe_error,
-    redact,
     restore_from_folder,
 )
 
@@ -214,8 +213,9 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 def test_push_uploads_shards_and_card_to_repo_paths(hub_settings, store):
     hub = RecordingHub()
     add_votes(store, 0, 5)
-    with VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY) as sync:
-        status = sync.push_now()
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY).start()
+    status = sync.push_now()
+    sync.stop()
     assert hub.repos[0] == {"repo_id": REPO, "private": True, "repo_type": "dataset"}
     assert {c["repo_type"] for c in hub.commits} == {"dataset"}
     assert sorted(hub.files) == ["README.md", "votes/2026/01/000000000001-000000000005.parquet"]
@@ -435,8 +435,9 @@ def test_empty_store_restores_from_repo_then_appends(hub_settings, store, tmp_pa
     with SQLiteVoteStore(tmp_path / "old.sqlite") as old:
         add_votes(old, 0, 6)
         old_settings = hub_settings.replace(data_dir=tmp_path / "old-data")
-        with VoteSync(old_settings, old, api=hub, backoff=FAST, clock=JANUARY) as sync:
-            sync.push_now()
+        sync = VoteSync(old_settings, old, api=hub, backoff=FAST, clock=JANUARY).start()
+        sync.push_now()
+        sync.stop()
     hub.files["other/notes.txt"] = b"not a vote file"
     before = dict(hub.files)
     sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY).start()
@@ -464,9 +465,10 @@ def test_first_start_with_no_repo_yet_creates_it_and_pushes(hub_settings, store)
         "404: not found", response=httpx2.Response(404, request=request)
     )
     hub.download_errors = [missing]
-    with VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY) as sync:
-        assert sync.status().ok
-        add_votes(store, 0, 3)
+    sync = VoteSync(hub_settings, store, api=hub, backoff=FAST, clock=JANUARY).start()
+    assert sync.status().ok
+    add_votes(store, 0, 3)
+    sync.stop()
     assert hub.shard_rows() == 3
 
 
@@ -487,8 +489,9 @@ def test_describe_error_classifies_and_redacts():
     assert describe_error(cases["rate_limited"], REPO)[2] == 120.0
     # snapshot_download reports an unreachable Hub as "no local copy either"
     assert describe_error(LocalEntryNotFoundError("Got: ConnectError"), REPO)[0] == "offline"
-    assert redact(f"x {TOKEN} y") == "x *** y"
-    assert redact("custom-secret-value", ("custom-secret-value",)) == "***"
+    assert describe_error(RuntimeError(f"x {TOKEN} y"), REPO)[1].endswith("Error: x *** y)")
+    named = describe_error(RuntimeError("custom-secret-value"), REPO, ("custom-secret-value",))
+    assert named[1].endswith("RuntimeError: ***)")
 
 
 def test_backoff_grows_exponentially_and_is_capped():
