@@ -51,6 +51,9 @@ def model_info(services: Services) -> dict[str, Any]:
 
 
 def _shown(value: Any) -> str:
+    """'-' for a missing or NaN figure (e.g. no engagement targets on held-out songs)."""
+    if value is None or value != value:
+        return "-"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
@@ -160,18 +163,13 @@ _FIGURES = (
 )
 
 
-def _figure(value: Any) -> str:
-    """'-' for a missing or NaN figure (e.g. no engagement targets on held-out songs)."""
-    return "-" if value is None or value != value else _shown(value)
-
-
 def figures_table(
     challenger: dict[str, Any], serving: dict[str, Any] | None, new: str, old: str
 ) -> list[str]:
     """Markdown table of the gate's figures: the new model beside the one serving at the time."""
     serving = serving or {}
     rows = [
-        f"| {n} | {_figure(challenger.get(k))} | {_figure(serving.get(k))} |" for k, n in _FIGURES
+        f"| {n} | {_shown(challenger.get(k))} | {_shown(serving.get(k))} |" for k, n in _FIGURES
     ]
     return [f"| metric | {new} | {old} |", "|---|---|---|", *rows]
 
@@ -250,11 +248,6 @@ def build(services: Services, tab: gr.Tab) -> None:
     tab.select(_refresh, None, [card, raw], api_visibility="private")
 
 
-def on_space() -> bool:
-    """True on a Hugging Face Space (the platform sets ``SPACE_ID``)."""
-    return bool(os.environ.get("SPACE_ID"))
-
-
 def has_token() -> bool:
     """True when ``huggingface_hub`` has a token to push with (``HF_TOKEN`` or a stored login)."""
     from huggingface_hub import get_token
@@ -264,7 +257,7 @@ def has_token() -> bool:
 
 def config_warnings(settings: Settings) -> list[str]:
     """Sentences for what this configuration loses at every restart of a Space ([] elsewhere)."""
-    if not on_space():
+    if not os.environ.get("SPACE_ID"):  # set on a Hugging Face Space
         return []
     token, out = has_token(), []
     unpushed = (
@@ -293,7 +286,7 @@ def state_line(settings: Settings, votes: int | None, sync_status: Any | None) -
     the store warms up; ``sync_status``: :meth:`annotation.sync.VoteSync.status` or None."""
     from apex.training.registry import hub_record, registry_for
 
-    if not on_space():
+    if not os.environ.get("SPACE_ID"):
         return (
             f"Self-hosted: a restart loses nothing (votes, models and caches stay in "
             f"`{settings.data_dir}`)."

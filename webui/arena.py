@@ -58,14 +58,9 @@ def new_battle(
 ) -> tuple[dict[str, Any], str, str]:
     """Issue a battle: (``{"battle_id", "prompt", "min_listen_s", "pool"}``, clip A, clip B);
     waits up to ``APEX_WARMUP_WAIT_S`` for the arena, telling ``progress`` (``gr.Progress``)."""
-
-    def report(waited: float, line: str) -> None:
-        if progress is not None:
-            progress(0.0, desc=f"Waiting for the arena to open ({waited:.0f} s): {line}")
-
     settings = services.settings
     with _titled():
-        arena = services.wait_for("arena", settings.warmup_wait_s, report)
+        arena = services.wait_for("arena", progress=progress)
         ticket = arena.new_battle(*_visitor(services, request))
     info = {
         "battle_id": ticket.battle_id,

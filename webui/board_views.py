@@ -69,7 +69,7 @@ class BoardViews:
 
         def run() -> None:
             try:
-                self.services.wait_for("store", self.services.settings.warmup_wait_s)
+                self.services.wait_for("store")
             except NotReady:  # the store failed: its own status says so
                 return
             from annotation.store import StoreError

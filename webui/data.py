@@ -48,8 +48,8 @@ def export_files(services: Services) -> tuple[str, str, int]:
 
     store = services.store
     # One deployment's exports never touch another's (two apps may share gradio's cache).
-    deployment = _digest(str(Path(services.settings.data_dir).resolve()))
-    state = _digest(f"{store.max_row_id()}|{store.counts()['votes']}")
+    deployment = sha256_text(str(Path(services.settings.data_dir).resolve()))[:16]
+    state = sha256_text(f"{store.max_row_id()}|{store.counts()['votes']}")[:16]
     folder = upload_root() / f"apex-votes-{deployment}-{state}"
     parquet, csv = folder / "apex-arena-votes.parquet", folder / "apex-arena-votes.csv"
     rows_file = folder / "rows.txt"
@@ -68,10 +68,6 @@ def export_files(services: Services) -> tuple[str, str, int]:
         if old != folder:
             remove_tree(old)
     return str(parquet), str(csv), len(frame)
-
-
-def _digest(text: str) -> str:
-    return sha256_text(text)[:16]
 
 
 def sync_status(services: Services) -> dict[str, Any]:

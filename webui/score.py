@@ -25,13 +25,8 @@ def _scored(services: Services, paths: list[str], progress: Any) -> tuple[Any, l
     """(scorer, one ``ScoreResult`` per path), waiting up to ``APEX_WARMUP_WAIT_S`` for the scorer
     (telling ``gr.Progress``), then releasing each upload. Raises ``gr.Error``: scorer not ready
     in time, or bad audio (without the server's folders)."""
-
-    def report(waited: float, line: str) -> None:
-        if progress is not None:
-            progress(0.0, desc=f"Waiting for the app to warm up ({waited:.0f} s): {line}")
-
     try:
-        scorer = services.wait_for("scorer", services.settings.warmup_wait_s, report)
+        scorer = services.wait_for("scorer", progress=progress)
         return scorer, scorer.score(paths)
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
@@ -128,11 +123,11 @@ def ordinal(value: float) -> str:
     return f"{n}{suffix}"
 
 
-def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
+def save_json(result: dict[str, Any]) -> str:
     """Write the result as a JSON download into gradio's cache folder, named by its content (served
     without a copy, written once, removed by the app's ``delete_cache``); return its path."""
     text = json.dumps(result, indent=2, sort_keys=True)
-    path = uploads.upload_root() / f"apex-json-{sha256_text(text)[:32]}" / f"{stem}.json"
+    path = uploads.upload_root() / f"apex-json-{sha256_text(text)[:32]}" / "apex-scores.json"
     if not path.exists():
         write_text_atomic(path, text, fsync=False)  # a lost download is written again
     return str(path)
