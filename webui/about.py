@@ -155,21 +155,17 @@ def _identity_lines(info: dict[str, Any]) -> list[str]:
     ]
 
 
-_FIGURES = (
-    ("accuracy", "held-out pairwise accuracy"),
-    ("spearman", "engagement Spearman"),
-    ("aesthetics", "aesthetics Spearman"),
-    ("battles", "held-out decisive battles"),
-)
-
-
 def figures_table(
     challenger: dict[str, Any], serving: dict[str, Any] | None, new: str, old: str
 ) -> list[str]:
     """Markdown table of the gate's figures: the new model beside the one serving at the time."""
+    from apex.training.gate import GATED
+
     serving = serving or {}
+    gated = [(key, label) for key, (_, label) in GATED.items()]
     rows = [
-        f"| {n} | {_shown(challenger.get(k))} | {_shown(serving.get(k))} |" for k, n in _FIGURES
+        f"| {n} | {_shown(challenger.get(k))} | {_shown(serving.get(k))} |"
+        for k, n in (*gated, ("battles", "held-out decisive battles"))
     ]
     return [f"| metric | {new} | {old} |", "|---|---|---|", *rows]
 
@@ -259,25 +255,21 @@ def config_warnings(settings: Settings) -> list[str]:
     """Sentences for what this configuration loses at every restart of a Space ([] elsewhere)."""
     if not os.environ.get("SPACE_ID"):  # set on a Hugging Face Space
         return []
-    token, out = has_token(), []
-    unpushed = (
-        "HF_TOKEN is not set: {} cannot be pushed to {} and are lost at the next restart. Add a "
-        "write token as the Space secret HF_TOKEN."
-    )
-    if settings.votes_repo is None:
-        out.append(
-            "APEX_VOTES_REPO is not set: every vote is lost at the next restart (a Space's disk "
-            "is wiped at every restart, rebuild and wake). Set it to a dataset repo id."
-        )
-    elif not token:
-        out.append(unpushed.format("votes", settings.votes_repo))
-    if settings.model_repo is None:
-        out.append(
-            "APEX_MODEL_REPO is not set: a promoted model is lost at the next restart and the "
-            "published model serves again. Set it to a model repo id."
-        )
-    elif not token:
-        out.append(unpushed.format("promoted models", settings.model_repo))
+    unset = {
+        "votes": "APEX_VOTES_REPO is not set: every vote is lost at the next restart (a Space's "
+        "disk is wiped at every restart, rebuild and wake). Set it to a dataset repo id.",
+        "promoted models": "APEX_MODEL_REPO is not set: a promoted model is lost at the next "
+        "restart and the published model serves again. Set it to a model repo id.",
+    }
+    out = []
+    for what, repo in (("votes", settings.votes_repo), ("promoted models", settings.model_repo)):
+        if repo is None:
+            out.append(unset[what])
+        elif not has_token():
+            out.append(
+                f"HF_TOKEN is not set: {what} cannot be pushed to {repo} and are lost at the next "
+                "restart. Add a write token as the Space secret HF_TOKEN."
+            )
     return out
 
 

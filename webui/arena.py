@@ -207,19 +207,18 @@ def _buttons(can_vote: bool) -> list[Any]:
     return [gr.Button(interactive=can_vote) for _ in view.VOTE_BUTTONS]
 
 
-def _reset(info: dict[str, Any] | None) -> list[Any]:
-    """:attr:`Widgets.resets` for a fresh battle."""
+def _reset(info: dict[str, Any]) -> list[Any]:
+    """:attr:`Widgets.resets` for a battle :func:`new_battle` issued."""
     from annotation.rules import listen_status
 
-    info = info or {}
-    battle_id, need = info.get("battle_id"), float(info.get("min_listen_s", 0.0))
-    lines = [f"**Prompt:** {info['prompt']}" if info.get("prompt") else ""]
-    lines.append(f"*Clips: {info['pool']}*" if info.get("pool") else "")
+    need = float(info["min_listen_s"])
+    lines = [f"**Prompt:** {info['prompt']}" if info["prompt"] else ""]
+    lines.append(f"*Clips: {info['pool']}*" if info["pool"] else "")
     return [
         "\n\n".join(line for line in lines if line),
-        view.fresh_listen_state(battle_id),
-        view.progress_markdown({}, need) if battle_id else "",
-        *_buttons(bool(battle_id) and listen_status({}, need).can_vote),
+        view.fresh_listen_state(info["battle_id"]),
+        view.progress_markdown({}, need),
+        *_buttons(listen_status({}, need).can_vote),
         gr.Markdown(value="", visible=False),
         "",
         *[None for _ in range(2 * len(AESTHETICS))],

@@ -146,11 +146,9 @@ def served_folder(settings: Any) -> Path:
 
 
 def served_copy(path: str | Path, folder: Path, *, keep_s: float = 3600.0) -> str:
-    """A fresh link (or copy, across file systems) to the clip for one battle, under a random
-    128-bit name; returns its path. Names are neither derived from the pool's paths (which may be
-    public, so their hash could be computed) nor stable across battles (a reveal would teach which
-    system a link is for). Links older than ``keep_s`` (the battle's lifetime) plus one bucket are
-    removed here."""
+    """A fresh link (or copy, across file systems) to the clip for one battle under a random name,
+    never derived from the path nor reused (docs/DESIGN.md, hardening); returns its path. Links
+    older than ``keep_s`` (the battle's lifetime) plus one bucket are removed here."""
     path = Path(path)
     bucket = int(time.time() // SERVED_BUCKET_S)
     target_dir = folder / str(bucket)

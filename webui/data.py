@@ -81,14 +81,10 @@ def sync_status(services: Services) -> dict[str, Any]:
     return sync.status().to_dict()
 
 
-def summary_markdown(
-    services: Services, rows: int, status: dict[str, Any], votes: pd.DataFrame | None = None
-) -> str:
-    """Vote count, vote-quality flags (when ``votes`` is given), Hub dataset link and sync line."""
+def summary_markdown(services: Services, rows: int, status: dict[str, Any]) -> str:
+    """Vote count, vote-quality flags, Hub dataset link and sync line."""
     repo = services.settings.votes_repo
-    lines = [f"### {rows} votes collected"]
-    if votes is not None:
-        lines.append(flags_markdown(votes))
+    lines = [f"### {rows} votes collected", flags_markdown(services.store.votes_frame())]
     if repo:
         url = f"https://huggingface.co/datasets/{repo}"
         lines.append(
@@ -109,9 +105,8 @@ def refresh(services: Services) -> tuple[str, Any, Any, dict[str, Any]]:
         off = gr.DownloadButton(interactive=False)
         return f"_{err}_", off, off, {}
     status = sync_status(services)
-    votes = services.store.votes_frame()
     return (
-        summary_markdown(services, rows, status, votes),
+        summary_markdown(services, rows, status),
         gr.DownloadButton(value=parquet, interactive=True),
         gr.DownloadButton(value=csv, interactive=True),
         status,

@@ -133,10 +133,8 @@ def save_json(result: dict[str, Any]) -> str:
     return str(path)
 
 
-def render_result(result: dict[str, Any] | None) -> tuple[Any, ...]:
+def render_result(result: dict[str, Any]) -> tuple[Any, ...]:
     """Banner, table, radar, text, timeline and JSON file for one song."""
-    if not result:
-        return (gr.update(visible=False), None, None, "", None, gr.update(visible=False))
     banner = banner_markdown(result)
     song = Path(str(result.get("name") or "song")).stem or "song"
     header = (
@@ -170,10 +168,8 @@ def compare_table(pair: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render_compare(pair: dict[str, Any] | None) -> tuple[Any, ...]:
+def render_compare(pair: dict[str, Any]) -> tuple[Any, ...]:
     """Banner, P(prefer) text, side-by-side table and a two-series radar."""
-    if not pair:
-        return (gr.update(visible=False), "", None, None)
     p_a = float(pair["p_prefer_a"])
     banner = banner_markdown(pair["a"]) or banner_markdown(pair["b"])
     shown_a, shown_b = f"{p_a:.0%}", f"{1 - p_a:.0%}"
