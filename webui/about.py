@@ -1,7 +1,5 @@
 """About tab: the serving model's card (re-read whenever the tab opens, so a hot-swapped model
-shows at once), the refit, what a restart would lose, the citation. A Space's disk is wiped at
-every restart: only what was pushed to the Hub repos comes back (:func:`config_warnings`).
-"""
+shows at once), the refit, what a restart would lose (:func:`config_warnings`), the citation."""
 
 from __future__ import annotations
 

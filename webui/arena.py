@@ -1,6 +1,5 @@
-"""The Arena tab: components, events, handlers and the ``/new_battle``, ``/listen`` and ``/vote``
-endpoints. The server decides (:class:`annotation.arena.Arena`, :mod:`annotation.rules`); the page
-clocks each player and reports the totals. Text, page state, clip links: :mod:`webui.arena_view`.
+"""The Arena tab and its ``/new_battle``, ``/listen`` and ``/vote`` endpoints: the server decides
+(:mod:`annotation.rules`), the page clocks each player. Text, page state: :mod:`webui.arena_view`.
 """
 
 from __future__ import annotations
@@ -24,9 +23,8 @@ TICK_S = 1.0
 
 
 def signin_enabled(settings: Any) -> bool:
-    """Whether the Arena offers 'Sign in with Hugging Face' (``APEX_SIGNIN``). ``auto``: only on a
-    Space with ``hf_oauth: true`` (it sets ``OAUTH_CLIENT_ID``); elsewhere Gradio would mock the
-    login with the machine's own ``hf auth login`` and fail to start without one."""
+    """Whether the Arena offers 'Sign in with Hugging Face' (``APEX_SIGNIN``); ``auto``: only on a
+    Space with ``hf_oauth: true``, which sets ``OAUTH_CLIENT_ID`` (docs/DESIGN.md says why)."""
     from gradio.utils import get_space
 
     if settings.signin in ("on", "off"):

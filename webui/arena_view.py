@@ -1,7 +1,5 @@
-"""What the Arena tab shows and keeps per page, who is voting, and where clips are served from
-(fresh random links in :func:`served_folder`, the only folder gradio serves as static files).
-Pure functions of plain values, no gradio; what counts for the vote is the server's credit.
-"""
+"""What the Arena tab shows and keeps per page, who is voting, and the clip links it serves
+(:func:`served_folder`, the only folder gradio serves as static files). No gradio here."""
 
 from __future__ import annotations
 
@@ -23,10 +21,6 @@ from webui.uploads import remove_tree
 #: Button label -> preference value, in the order of :data:`apex.tasks.PREFERENCES`.
 VOTE_BUTTONS: dict[str, str] = dict(
     zip(("A is better", "B is better", "Tie", "Both bad"), PREFERENCES, strict=True)
-)
-#: Preference value -> the words the reveal uses for it.
-PREFERENCE_WORDS: dict[str, str] = dict(
-    zip(PREFERENCES, ("A is better", "B is better", "a tie", "both bad"), strict=True)
 )
 
 CONSENT = (
@@ -57,6 +51,7 @@ def progress_markdown(credit: Mapping[str, float], need: float) -> str:
 def reveal_markdown(reveal: dict[str, Any]) -> str:
     """The reveal: systems, APEX scores side by side, APEX's pick and agreement."""
     pref = reveal["preference"]
+    voted = next((label for label, p in VOTE_BUTTONS.items() if p == pref), pref)
     rows = [
         "| | A | B |",
         "|---|---|---|",
@@ -78,7 +73,7 @@ def reveal_markdown(reveal: dict[str, Any]) -> str:
         verdict = f"APEX preferred **{pick}** ({prob:.0%} confident). {judged}"
         if reveal.get("model_version"):
             verdict += f" Predicted by model `{reveal['model_version']}`."
-    return "\n".join([f"### You voted: {PREFERENCE_WORDS.get(pref, pref)}", "", *rows, "", verdict])
+    return "\n".join([f"### You voted: {voted}", "", *rows, "", verdict])
 
 
 def collect_ratings(values: list[Any]) -> dict[str, dict[str, int]] | None:

@@ -1,7 +1,5 @@
-"""Data tab: every vote as Parquet and CSV (the released columns of :mod:`annotation.export`,
-as on the Hub), what each column means, and the Hub sync status. Files are prepared when the tab
-opens or on Refresh, in gradio's cache folder (served without a copy, removed by ``delete_cache``).
-"""
+"""Data tab: every vote as Parquet and CSV (the released columns of :mod:`annotation.export`),
+what each column means, and the Hub sync status."""
 
 from __future__ import annotations
 

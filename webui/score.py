@@ -1,7 +1,5 @@
-"""Score tab: score an uploaded or recorded song, or compare two. The ``/score`` and ``/compare``
-endpoints return :meth:`~apex.ScoreResult.to_dict` JSON, which the page then draws. Uploads are
-deleted once scored.
-"""
+"""Score tab: one song or two compared; ``/score`` and ``/compare`` return
+:meth:`~apex.ScoreResult.to_dict` JSON, which the page draws. Uploads are deleted once scored."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from apex.settings import Settings
@@ -175,7 +175,7 @@ class Services:
     # ------------------------------------------------------------------ lifecycle
     def start(self, background: bool = True) -> Services:
         """Build every service (on a daemon thread when ``background``), then retry failed ones."""
-        if self._thread is not None or self._done.is_set():
+        if self._thread is not None:
             return self
         for module in HEAVY_IMPORTS:
             importlib.import_module(module)
@@ -231,11 +231,9 @@ class Services:
             with self._lock:
                 failed = [n for n in self._builders if n not in self._built]
                 for name in failed:
-                    status = self._status[name]
-                    detail = status.detail.split(" [retry ")[0]
-                    self._status[name] = ServiceStatus(
-                        "failed", f"{detail} [retry {attempt} in {delay:.0f} s]", status.seconds
-                    )
+                    detail = self._status[name].detail.split(" [retry ")[0]
+                    retry = f"{detail} [retry {attempt} in {delay:.0f} s]"
+                    self._status[name] = replace(self._status[name], state="failed", detail=retry)
                 self._lock.notify_all()
             if not failed or self._closing.wait(delay):
                 return
