@@ -19,12 +19,10 @@ REFIT_TEXT = """### How the model improves
 1. **Inputs.** MERT embeddings of songs with engagement data (streams, likes) and of every Arena
    vote whose two clips are embedded.
 2. **Loss.** The reference multi-task regression plus a Bradley-Terry loss on the battles.
-3. **Gate.** The new model (the *challenger*) and the serving one are evaluated on the same
-   held-out votes and songs; the challenger serves only if no gated metric (pairwise accuracy,
-   Spearman correlations) is worse beyond a tolerance, the first refit too.
+3. **Gate.** The new model (the *challenger*) serves only if, on the same held-out votes and songs,
+   no gated metric (pairwise accuracy, Spearman correlations) is worse beyond a tolerance.
 4. **Swap.** Models are versioned with both models' figures and swapped atomically, the arena's
-   clips re-scored in the background; a failed refit leaves the champion serving, and the
-   champion is what serves after a restart.
+   clips re-scored in the background; the champion serves after a failed refit and a restart.
 """
 
 _PACKAGES = ("gradio", "torch", "transformers", "pandas", "plotly")
@@ -107,12 +105,9 @@ def refit_lines(services: Services) -> list[str]:
         + (f" — {reasons}" if reasons else "")
         + f" ({status.runs} run{'' if status.runs == 1 else 's'} so far)."
     )
-    figures = status.last_figures
-    if figures.get("challenger"):
-        table = figures_table(
-            figures["challenger"], figures.get("serving"), "challenger", "serving model"
-        )
-        lines += ["", *table]
+    new, old = status.last_figures.get("challenger"), status.last_figures.get("serving")
+    if new:
+        lines += ["", *figures_table(new, old, "challenger", "serving model")]
     if status.last_note:
         lines += ["", f"_Note: {status.last_note}._"]
     return lines

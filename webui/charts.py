@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_RANGES
+from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_NAMES, SCORE_RANGES
 
 #: Series colours (colour-blind safe Okabe-Ito), in the order series are drawn.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
@@ -81,18 +81,12 @@ def timeline(segments: Sequence[Mapping[str, float]]) -> Any:
     mode = "lines+markers" if len(segments) > 1 else "markers"
     for row, names in ((1, ENGAGEMENT), (2, AESTHETICS)):
         for name in (n for n in names if segments and n in segments[0]):
-            colour = PALETTE[list(ENGAGEMENT + AESTHETICS).index(name) % len(PALETTE)]
-            fig.add_trace(
-                go.Scatter(
-                    x=mids,
-                    y=[float(s[name]) for s in segments],
-                    mode=mode,
-                    name=pretty(name),
-                    line={"color": colour},
-                ),
-                row=row,
-                col=1,
+            colour = PALETTE[SCORE_NAMES.index(name)]  # seven colours, seven scores
+            values = [float(s[name]) for s in segments]
+            trace = go.Scatter(
+                x=mids, y=values, mode=mode, name=pretty(name), line={"color": colour}
             )
+            fig.add_trace(trace, row=row, col=1)
         fig.update_yaxes(range=list(SCORE_RANGES[names[0]]), row=row, col=1)
     fig.update_xaxes(range=[0, max((float(s["end_s"]) for s in segments), default=30.0)])
     fig.update_xaxes(title_text="time (s)", row=2, col=1)

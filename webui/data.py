@@ -74,8 +74,6 @@ def sync_status(services: Services) -> dict[str, Any]:
         sync = services.get("sync")
     except NotReady as err:
         return {"state": "unavailable", "message": str(err)}
-    if sync is None:
-        return {"state": "local", "message": "Votes are kept locally."}
     return sync.status().to_dict()
 
 

@@ -93,8 +93,7 @@ def engagement_markdown(result: dict[str, Any]) -> str:
     lines = ["### Engagement"]
     percentiles = result.get("percentiles") or {}
     for name in (n for n in ENGAGEMENT if n in result["scores"]):
-        value = result["scores"][name]
-        line = f"- **{charts.pretty(name)}: {value:.1f} / 100**"
+        line = f"- **{charts.pretty(name)}: {result['scores'][name]:.1f} / 100**"
         if name in percentiles:
             line += (
                 f" — higher than {percentiles[name]:.0f}% of the songs in the model's "

@@ -54,18 +54,6 @@ class ServiceStatus:
     seconds: float | None = None
 
 
-def trim_heap() -> None:
-    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing):
-    loading MERT-95M frees ~0.4 GB below glibc's mmap threshold (benchmarks/cold_start.py)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name:
-        with contextlib.suppress(OSError, AttributeError):  # not loadable, or not glibc
-            ctypes.CDLL(name).malloc_trim(0)
-
-
 def _build_store(settings: Settings, built: Mapping[str, Any]) -> Any:
     from annotation.store import open_store
 
@@ -73,6 +61,9 @@ def _build_store(settings: Settings, built: Mapping[str, Any]) -> Any:
 
 
 def _build_scorer(settings: Settings, built: Mapping[str, Any]) -> Any:
+    import ctypes
+    import ctypes.util
+
     from apex import load_scorer
 
     scorer = load_scorer(
@@ -82,7 +73,12 @@ def _build_scorer(settings: Settings, built: Mapping[str, Any]) -> Any:
         precision=settings.precision,
         settings=settings,
     )
-    trim_heap()
+    # Hand the C heap's free pages back to the OS (glibc's malloc_trim): loading MERT-95M frees
+    # ~0.4 GB below glibc's mmap threshold (benchmarks/cold_start.py).
+    libc = ctypes.util.find_library("c")
+    if libc:
+        with contextlib.suppress(OSError, AttributeError):  # not loadable, or not glibc
+            ctypes.CDLL(libc).malloc_trim(0)
     return scorer
 
 
