@@ -79,11 +79,10 @@ def reveal_markdown(reveal: dict[str, Any]) -> str:
 def collect_ratings(values: list[Any]) -> dict[str, dict[str, int]] | None:
     """Radio values (A's five aesthetics, then B's) -> ``{"A": {dim: 1-5}, ...}`` or None."""
     out: dict[str, dict[str, int]] = {}
-    for i, value in enumerate(values):
-        if value in (None, ""):
-            continue
-        side, dim = SIDES[i // len(AESTHETICS)], AESTHETICS[i % len(AESTHETICS)]
-        out.setdefault(side, {})[dim] = int(value)
+    radios = [(side, dim) for side in SIDES for dim in AESTHETICS]
+    for (side, dim), value in zip(radios, values, strict=True):
+        if value not in (None, ""):
+            out.setdefault(side, {})[dim] = int(value)
     return out or None
 
 
@@ -94,12 +93,10 @@ def fresh_listen_state(battle_id: str | None = None) -> dict[str, Any]:
 
 def advance(state: dict[str, Any], now: float) -> list[str]:
     """Add the time since the last update to every playing side; return the sides that moved."""
-    moved = []
-    for side, start in list(state["since"].items()):
+    for side, start in state["since"].items():
         state["total"][side] += max(0.0, now - start)
         state["since"][side] = now
-        moved.append(side)
-    return moved
+    return list(state["since"])
 
 
 def session_id(request: Any) -> str:
