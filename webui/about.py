@@ -25,8 +25,6 @@ REFIT_TEXT = """### How the model improves
    clips re-scored in the background; the champion serves after a failed refit and a restart.
 """
 
-_PACKAGES = ("gradio", "torch", "transformers", "pandas", "plotly")
-
 
 def _version(package: str) -> str:
     try:
@@ -41,7 +39,8 @@ def model_info(services: Services) -> dict[str, Any]:
         info = dict(services.scorer.info())
     except NotReady as err:
         info = {"warming_up": str(err)}
-    info["software"] = {p: _version(p) for p in ("apex-arena", *_PACKAGES)}
+    packages = ("apex-arena", "gradio", "torch", "transformers", "pandas", "plotly")
+    info["software"] = {p: _version(p) for p in packages}
     info["software"]["python"] = platform.python_version()
     return info
 
