@@ -1,7 +1,5 @@
-"""APEX Arena, the Hugging Face Space entry point: ``python app.py`` wires settings, services and
-the UI and serves until Ctrl-C or SIGTERM (a Space restart), then ``Services.close()`` stops the
-workers and pushes the votes not yet on the Hub.
-"""
+"""APEX Arena, the Hugging Face Space entry point: ``python app.py`` serves until Ctrl-C or
+SIGTERM (a Space restart), then ``Services.close()`` stops the workers and pushes pending votes."""
 
 from __future__ import annotations
 

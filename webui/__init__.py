@@ -1,29 +1,18 @@
-"""The Gradio user interface (the only package that imports gradio): :func:`build_services`,
-:func:`build_ui` and :func:`launch_kwargs`. Importing it imports neither gradio nor torch (the
-start-up thread's imports stay light, tests/webui/test_cold_start.py).
+"""The Gradio user interface (the only package that imports gradio): :func:`build_services`, and
+``build_ui`` and ``launch_kwargs`` from :mod:`webui.layout`, imported on first use so that
+importing ``webui`` imports neither gradio nor torch (tests/webui/test_cold_start.py).
 """
 
-from __future__ import annotations
+from typing import Any
 
-from typing import TYPE_CHECKING, Any
-
-from webui.services import Services, build_services
-
-if TYPE_CHECKING:
-    import gradio as gr
+from webui.services import build_services
 
 __all__ = ["build_services", "build_ui", "launch_kwargs"]
 
 
-def build_ui(services: Services) -> gr.Blocks:
-    """The five-tab app, queue configured."""
-    from webui import layout
+def __getattr__(name: str) -> Any:
+    if name in ("build_ui", "launch_kwargs"):
+        from webui import layout
 
-    return layout.build_ui(services)
-
-
-def launch_kwargs(services: Services) -> dict[str, Any]:
-    """Keyword arguments for ``Blocks.launch``: host/port, theme, css, upload limits."""
-    from webui import layout
-
-    return layout.launch_kwargs(services)
+        return getattr(layout, name)
+    raise AttributeError(f"module 'webui' has no attribute {name!r}")

@@ -1,7 +1,5 @@
 """About tab: the serving model's card (re-read whenever the tab opens, so a hot-swapped model
-shows at once), the refit, what a restart would lose, the citation. A Space's disk is wiped at
-every restart: only what was pushed to the Hub repos comes back (:func:`config_warnings`).
-"""
+shows at once), the refit, what a restart would lose (:func:`config_warnings`), the citation."""
 
 from __future__ import annotations
 
@@ -21,15 +19,11 @@ REFIT_TEXT = """### How the model improves
 1. **Inputs.** MERT embeddings of songs with engagement data (streams, likes) and of every Arena
    vote whose two clips are embedded.
 2. **Loss.** The reference multi-task regression plus a Bradley-Terry loss on the battles.
-3. **Gate.** The new model (the *challenger*) and the serving one are evaluated on the same
-   held-out votes and songs; the challenger serves only if no gated metric (pairwise accuracy,
-   Spearman correlations) is worse beyond a tolerance, the first refit too.
+3. **Gate.** The new model (the *challenger*) serves only if, on the same held-out votes and songs,
+   no gated metric (pairwise accuracy, Spearman correlations) is worse beyond a tolerance.
 4. **Swap.** Models are versioned with both models' figures and swapped atomically, the arena's
-   clips re-scored in the background; a failed refit leaves the champion serving, and the
-   champion is what serves after a restart.
+   clips re-scored in the background; the champion serves after a failed refit and a restart.
 """
-
-_PACKAGES = ("gradio", "torch", "transformers", "pandas", "plotly")
 
 
 def _version(package: str) -> str:
@@ -45,12 +39,16 @@ def model_info(services: Services) -> dict[str, Any]:
         info = dict(services.scorer.info())
     except NotReady as err:
         info = {"warming_up": str(err)}
-    info["software"] = {p: _version(p) for p in ("apex-arena", *_PACKAGES)}
+    packages = ("apex-arena", "gradio", "torch", "transformers", "pandas", "plotly")
+    info["software"] = {p: _version(p) for p in packages}
     info["software"]["python"] = platform.python_version()
     return info
 
 
 def _shown(value: Any) -> str:
+    """'-' for a missing or NaN figure (e.g. no engagement targets on held-out songs)."""
+    if value is None or value != value:
+        return "-"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
@@ -106,12 +104,9 @@ def refit_lines(services: Services) -> list[str]:
         + (f" — {reasons}" if reasons else "")
         + f" ({status.runs} run{'' if status.runs == 1 else 's'} so far)."
     )
-    figures = status.last_figures
-    if figures.get("challenger"):
-        table = figures_table(
-            figures["challenger"], figures.get("serving"), "challenger", "serving model"
-        )
-        lines += ["", *table]
+    new, old = status.last_figures.get("challenger"), status.last_figures.get("serving")
+    if new:
+        lines += ["", *figures_table(new, old, "challenger", "serving model")]
     if status.last_note:
         lines += ["", f"_Note: {status.last_note}._"]
     return lines
@@ -152,26 +147,17 @@ def _identity_lines(info: dict[str, Any]) -> list[str]:
     ]
 
 
-_FIGURES = (
-    ("accuracy", "held-out pairwise accuracy"),
-    ("spearman", "engagement Spearman"),
-    ("aesthetics", "aesthetics Spearman"),
-    ("battles", "held-out decisive battles"),
-)
-
-
-def _figure(value: Any) -> str:
-    """'-' for a missing or NaN figure (e.g. no engagement targets on held-out songs)."""
-    return "-" if value is None or value != value else _shown(value)
-
-
 def figures_table(
     challenger: dict[str, Any], serving: dict[str, Any] | None, new: str, old: str
 ) -> list[str]:
     """Markdown table of the gate's figures: the new model beside the one serving at the time."""
+    from apex.training.gate import GATED
+
     serving = serving or {}
+    gated = [(key, label) for key, (_, label) in GATED.items()]
     rows = [
-        f"| {n} | {_figure(challenger.get(k))} | {_figure(serving.get(k))} |" for k, n in _FIGURES
+        f"| {n} | {_shown(challenger.get(k))} | {_shown(serving.get(k))} |"
+        for k, n in (*gated, ("battles", "held-out decisive battles"))
     ]
     return [f"| metric | {new} | {old} |", "|---|---|---|", *rows]
 
@@ -250,11 +236,6 @@ def build(services: Services, tab: gr.Tab) -> None:
     tab.select(_refresh, None, [card, raw], api_visibility="private")
 
 
-def on_space() -> bool:
-    """True on a Hugging Face Space (the platform sets ``SPACE_ID``)."""
-    return bool(os.environ.get("SPACE_ID"))
-
-
 def has_token() -> bool:
     """True when ``huggingface_hub`` has a token to push with (``HF_TOKEN`` or a stored login)."""
     from huggingface_hub import get_token
@@ -264,27 +245,23 @@ def has_token() -> bool:
 
 def config_warnings(settings: Settings) -> list[str]:
     """Sentences for what this configuration loses at every restart of a Space ([] elsewhere)."""
-    if not on_space():
+    if not os.environ.get("SPACE_ID"):  # set on a Hugging Face Space
         return []
-    token, out = has_token(), []
-    unpushed = (
-        "HF_TOKEN is not set: {} cannot be pushed to {} and are lost at the next restart. Add a "
-        "write token as the Space secret HF_TOKEN."
-    )
-    if settings.votes_repo is None:
-        out.append(
-            "APEX_VOTES_REPO is not set: every vote is lost at the next restart (a Space's disk "
-            "is wiped at every restart, rebuild and wake). Set it to a dataset repo id."
-        )
-    elif not token:
-        out.append(unpushed.format("votes", settings.votes_repo))
-    if settings.model_repo is None:
-        out.append(
-            "APEX_MODEL_REPO is not set: a promoted model is lost at the next restart and the "
-            "published model serves again. Set it to a model repo id."
-        )
-    elif not token:
-        out.append(unpushed.format("promoted models", settings.model_repo))
+    unset = {
+        "votes": "APEX_VOTES_REPO is not set: every vote is lost at the next restart (a Space's "
+        "disk is wiped at every restart, rebuild and wake). Set it to a dataset repo id.",
+        "promoted models": "APEX_MODEL_REPO is not set: a promoted model is lost at the next "
+        "restart and the published model serves again. Set it to a model repo id.",
+    }
+    out = []
+    for what, repo in (("votes", settings.votes_repo), ("promoted models", settings.model_repo)):
+        if repo is None:
+            out.append(unset[what])
+        elif not has_token():
+            out.append(
+                f"HF_TOKEN is not set: {what} cannot be pushed to {repo} and are lost at the next "
+                "restart. Add a write token as the Space secret HF_TOKEN."
+            )
     return out
 
 
@@ -293,7 +270,7 @@ def state_line(settings: Settings, votes: int | None, sync_status: Any | None) -
     the store warms up; ``sync_status``: :meth:`annotation.sync.VoteSync.status` or None."""
     from apex.training.registry import hub_record, registry_for
 
-    if not on_space():
+    if not os.environ.get("SPACE_ID"):
         return (
             f"Self-hosted: a restart loses nothing (votes, models and caches stay in "
             f"`{settings.data_dir}`)."

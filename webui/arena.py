@@ -1,6 +1,5 @@
-"""The Arena tab: components, events, handlers and the ``/new_battle``, ``/listen`` and ``/vote``
-endpoints. The server decides (:class:`annotation.arena.Arena`, :mod:`annotation.rules`); the page
-clocks each player and reports the totals. Text, page state, clip links: :mod:`webui.arena_view`.
+"""The Arena tab and its ``/new_battle``, ``/listen`` and ``/vote`` endpoints: the server decides
+(:mod:`annotation.rules`), the page clocks each player. Text, page state: :mod:`webui.arena_view`.
 """
 
 from __future__ import annotations
@@ -24,9 +23,8 @@ TICK_S = 1.0
 
 
 def signin_enabled(settings: Any) -> bool:
-    """Whether the Arena offers 'Sign in with Hugging Face' (``APEX_SIGNIN``). ``auto``: only on a
-    Space with ``hf_oauth: true`` (it sets ``OAUTH_CLIENT_ID``); elsewhere Gradio would mock the
-    login with the machine's own ``hf auth login`` and fail to start without one."""
+    """Whether the Arena offers 'Sign in with Hugging Face' (``APEX_SIGNIN``); ``auto``: only on a
+    Space with ``hf_oauth: true``, which sets ``OAUTH_CLIENT_ID`` (docs/DESIGN.md says why)."""
     from gradio.utils import get_space
 
     if settings.signin in ("on", "off"):
@@ -58,14 +56,9 @@ def new_battle(
 ) -> tuple[dict[str, Any], str, str]:
     """Issue a battle: (``{"battle_id", "prompt", "min_listen_s", "pool"}``, clip A, clip B);
     waits up to ``APEX_WARMUP_WAIT_S`` for the arena, telling ``progress`` (``gr.Progress``)."""
-
-    def report(waited: float, line: str) -> None:
-        if progress is not None:
-            progress(0.0, desc=f"Waiting for the arena to open ({waited:.0f} s): {line}")
-
     settings = services.settings
     with _titled():
-        arena = services.wait_for("arena", settings.warmup_wait_s, report)
+        arena = services.wait_for("arena", progress=progress)
         ticket = arena.new_battle(*_visitor(services, request))
     info = {
         "battle_id": ticket.battle_id,
@@ -212,19 +205,18 @@ def _buttons(can_vote: bool) -> list[Any]:
     return [gr.Button(interactive=can_vote) for _ in view.VOTE_BUTTONS]
 
 
-def _reset(info: dict[str, Any] | None) -> list[Any]:
-    """:attr:`Widgets.resets` for a fresh battle."""
+def _reset(info: dict[str, Any]) -> list[Any]:
+    """:attr:`Widgets.resets` for a battle :func:`new_battle` issued."""
     from annotation.rules import listen_status
 
-    info = info or {}
-    battle_id, need = info.get("battle_id"), float(info.get("min_listen_s", 0.0))
-    lines = [f"**Prompt:** {info['prompt']}" if info.get("prompt") else ""]
-    lines.append(f"*Clips: {info['pool']}*" if info.get("pool") else "")
+    need = float(info["min_listen_s"])
+    lines = [f"**Prompt:** {info['prompt']}" if info["prompt"] else ""]
+    lines.append(f"*Clips: {info['pool']}*" if info["pool"] else "")
     return [
         "\n\n".join(line for line in lines if line),
-        view.fresh_listen_state(battle_id),
-        view.progress_markdown({}, need) if battle_id else "",
-        *_buttons(bool(battle_id) and listen_status({}, need).can_vote),
+        view.fresh_listen_state(info["battle_id"]),
+        view.progress_markdown({}, need),
+        *_buttons(listen_status({}, need).can_vote),
         gr.Markdown(value="", visible=False),
         "",
         *[None for _ in range(2 * len(AESTHETICS))],

@@ -1,7 +1,5 @@
-"""What the Arena tab shows and keeps per page, who is voting, and where clips are served from
-(fresh random links in :func:`served_folder`, the only folder gradio serves as static files).
-Pure functions of plain values, no gradio; what counts for the vote is the server's credit.
-"""
+"""What the Arena tab shows and keeps per page, who is voting, and the clip links it serves
+(:func:`served_folder`, the only folder gradio serves as static files). No gradio here."""
 
 from __future__ import annotations
 
@@ -23,10 +21,6 @@ from webui.uploads import remove_tree
 #: Button label -> preference value, in the order of :data:`apex.tasks.PREFERENCES`.
 VOTE_BUTTONS: dict[str, str] = dict(
     zip(("A is better", "B is better", "Tie", "Both bad"), PREFERENCES, strict=True)
-)
-#: Preference value -> the words the reveal uses for it.
-PREFERENCE_WORDS: dict[str, str] = dict(
-    zip(PREFERENCES, ("A is better", "B is better", "a tie", "both bad"), strict=True)
 )
 
 CONSENT = (
@@ -57,6 +51,7 @@ def progress_markdown(credit: Mapping[str, float], need: float) -> str:
 def reveal_markdown(reveal: dict[str, Any]) -> str:
     """The reveal: systems, APEX scores side by side, APEX's pick and agreement."""
     pref = reveal["preference"]
+    voted = next((label for label, p in VOTE_BUTTONS.items() if p == pref), pref)
     rows = [
         "| | A | B |",
         "|---|---|---|",
@@ -78,17 +73,16 @@ def reveal_markdown(reveal: dict[str, Any]) -> str:
         verdict = f"APEX preferred **{pick}** ({prob:.0%} confident). {judged}"
         if reveal.get("model_version"):
             verdict += f" Predicted by model `{reveal['model_version']}`."
-    return "\n".join([f"### You voted: {PREFERENCE_WORDS.get(pref, pref)}", "", *rows, "", verdict])
+    return "\n".join([f"### You voted: {voted}", "", *rows, "", verdict])
 
 
 def collect_ratings(values: list[Any]) -> dict[str, dict[str, int]] | None:
     """Radio values (A's five aesthetics, then B's) -> ``{"A": {dim: 1-5}, ...}`` or None."""
     out: dict[str, dict[str, int]] = {}
-    for i, value in enumerate(values):
-        if value in (None, ""):
-            continue
-        side, dim = SIDES[i // len(AESTHETICS)], AESTHETICS[i % len(AESTHETICS)]
-        out.setdefault(side, {})[dim] = int(value)
+    radios = [(side, dim) for side in SIDES for dim in AESTHETICS]
+    for (side, dim), value in zip(radios, values, strict=True):
+        if value not in (None, ""):
+            out.setdefault(side, {})[dim] = int(value)
     return out or None
 
 
@@ -99,12 +93,10 @@ def fresh_listen_state(battle_id: str | None = None) -> dict[str, Any]:
 
 def advance(state: dict[str, Any], now: float) -> list[str]:
     """Add the time since the last update to every playing side; return the sides that moved."""
-    moved = []
-    for side, start in list(state["since"].items()):
+    for side, start in state["since"].items():
         state["total"][side] += max(0.0, now - start)
         state["since"][side] = now
-        moved.append(side)
-    return moved
+    return list(state["since"])
 
 
 def session_id(request: Any) -> str:
@@ -146,11 +138,9 @@ def served_folder(settings: Any) -> Path:
 
 
 def served_copy(path: str | Path, folder: Path, *, keep_s: float = 3600.0) -> str:
-    """A fresh link (or copy, across file systems) to the clip for one battle, under a random
-    128-bit name; returns its path. Names are neither derived from the pool's paths (which may be
-    public, so their hash could be computed) nor stable across battles (a reveal would teach which
-    system a link is for). Links older than ``keep_s`` (the battle's lifetime) plus one bucket are
-    removed here."""
+    """A fresh link (or copy, across file systems) to the clip for one battle under a random name,
+    never derived from the path nor reused (docs/DESIGN.md, hardening); returns its path. Links
+    older than ``keep_s`` (the battle's lifetime) plus one bucket are removed here."""
     path = Path(path)
     bucket = int(time.time() // SERVED_BUCKET_S)
     target_dir = folder / str(bucket)

@@ -1,7 +1,5 @@
 """Leaderboard views fitted off the request path (a fit reads every vote: seconds at 100,000),
-refitted after the store changed in a worker process of lower priority; a request reads the
-last result.
-"""
+in a worker process of lower priority after the store changed; a request reads the last result."""
 
 from __future__ import annotations
 
@@ -69,7 +67,7 @@ class BoardViews:
 
         def run() -> None:
             try:
-                self.services.wait_for("store", self.services.settings.warmup_wait_s)
+                self.services.wait_for("store")
             except NotReady:  # the store failed: its own status says so
                 return
             from annotation.store import StoreError

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_RANGES
+from apex.tasks import AESTHETICS, ENGAGEMENT, SCORE_NAMES, SCORE_RANGES
 
 #: Series colours (colour-blind safe Okabe-Ito), in the order series are drawn.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
@@ -63,7 +63,7 @@ def radar(series: Mapping[str, Mapping[str, float]], title: str = "Aesthetics (1
     return fig
 
 
-def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along the song") -> Any:
+def timeline(segments: Sequence[Mapping[str, float]]) -> Any:
     """Engagement (0-100) above, aesthetics (1-5) below, against time; ``segments``: each
     ``{"start_s", "end_s", **scores}`` (seconds)."""
     import plotly.graph_objects as go
@@ -81,22 +81,16 @@ def timeline(segments: Sequence[Mapping[str, float]], title: str = "Scores along
     mode = "lines+markers" if len(segments) > 1 else "markers"
     for row, names in ((1, ENGAGEMENT), (2, AESTHETICS)):
         for name in (n for n in names if segments and n in segments[0]):
-            colour = PALETTE[list(ENGAGEMENT + AESTHETICS).index(name) % len(PALETTE)]
-            fig.add_trace(
-                go.Scatter(
-                    x=mids,
-                    y=[float(s[name]) for s in segments],
-                    mode=mode,
-                    name=pretty(name),
-                    line={"color": colour},
-                ),
-                row=row,
-                col=1,
+            colour = PALETTE[SCORE_NAMES.index(name)]  # seven colours, seven scores
+            values = [float(s[name]) for s in segments]
+            trace = go.Scatter(
+                x=mids, y=values, mode=mode, name=pretty(name), line={"color": colour}
             )
+            fig.add_trace(trace, row=row, col=1)
         fig.update_yaxes(range=list(SCORE_RANGES[names[0]]), row=row, col=1)
     fig.update_xaxes(range=[0, max((float(s["end_s"]) for s in segments), default=30.0)])
     fig.update_xaxes(title_text="time (s)", row=2, col=1)
-    fig.update_layout(**{**_LAYOUT, "height": 460}, title=title)
+    fig.update_layout(**{**_LAYOUT, "height": 460}, title="Scores along the song")
     return fig
 
 
@@ -140,7 +134,7 @@ def ratings_chart(board: Any, title: str = "Bradley-Terry rating with 95% CI") -
     return fig
 
 
-def agreement_chart(table: Any, title: str = "APEX-listener agreement per model version") -> Any:
+def agreement_chart(table: Any) -> Any:
     """One line per model version: agreement (0-1) of each time window, Wilson 95% bars, from
     :func:`annotation.agreement.agreement_by_version` (``time`` in Unix seconds)."""
     import pandas as pd
@@ -165,7 +159,7 @@ def agreement_chart(table: Any, title: str = "APEX-listener agreement per model 
     fig.add_hline(y=0.5, line_dash="dot", line_color="#888")
     fig.update_layout(
         **{**_LAYOUT, "legend": {"orientation": "h", "y": -0.3}},  # below the axis title
-        title=title,
+        title="APEX-listener agreement per model version",
         xaxis_title="time of the votes (UTC)",
         yaxis={"title": "agreement (95% Wilson CI)", "range": [0, 1], "tickformat": ".0%"},
         showlegend=True,

@@ -1,7 +1,5 @@
-"""Data tab: every vote as Parquet and CSV (the released columns of :mod:`annotation.export`,
-as on the Hub), what each column means, and the Hub sync status. Files are prepared when the tab
-opens or on Refresh, in gradio's cache folder (served without a copy, removed by ``delete_cache``).
-"""
+"""Data tab: every vote as Parquet and CSV (the released columns of :mod:`annotation.export`),
+what each column means, and the Hub sync status."""
 
 from __future__ import annotations
 
@@ -48,8 +46,8 @@ def export_files(services: Services) -> tuple[str, str, int]:
 
     store = services.store
     # One deployment's exports never touch another's (two apps may share gradio's cache).
-    deployment = _digest(str(Path(services.settings.data_dir).resolve()))
-    state = _digest(f"{store.max_row_id()}|{store.counts()['votes']}")
+    deployment = sha256_text(str(Path(services.settings.data_dir).resolve()))[:16]
+    state = sha256_text(f"{store.max_row_id()}|{store.counts()['votes']}")[:16]
     folder = upload_root() / f"apex-votes-{deployment}-{state}"
     parquet, csv = folder / "apex-arena-votes.parquet", folder / "apex-arena-votes.csv"
     rows_file = folder / "rows.txt"
@@ -70,29 +68,19 @@ def export_files(services: Services) -> tuple[str, str, int]:
     return str(parquet), str(csv), len(frame)
 
 
-def _digest(text: str) -> str:
-    return sha256_text(text)[:16]
-
-
 def sync_status(services: Services) -> dict[str, Any]:
     """The Hub sync status as JSON (``SyncStatus.to_dict``), or why there is none."""
     try:
         sync = services.get("sync")
     except NotReady as err:
         return {"state": "unavailable", "message": str(err)}
-    if sync is None:
-        return {"state": "local", "message": "Votes are kept locally."}
     return sync.status().to_dict()
 
 
-def summary_markdown(
-    services: Services, rows: int, status: dict[str, Any], votes: pd.DataFrame | None = None
-) -> str:
-    """Vote count, vote-quality flags (when ``votes`` is given), Hub dataset link and sync line."""
+def summary_markdown(services: Services, rows: int, status: dict[str, Any]) -> str:
+    """Vote count, vote-quality flags, Hub dataset link and sync line."""
     repo = services.settings.votes_repo
-    lines = [f"### {rows} votes collected"]
-    if votes is not None:
-        lines.append(flags_markdown(votes))
+    lines = [f"### {rows} votes collected", flags_markdown(services.store.votes_frame())]
     if repo:
         url = f"https://huggingface.co/datasets/{repo}"
         lines.append(
@@ -113,9 +101,8 @@ def refresh(services: Services) -> tuple[str, Any, Any, dict[str, Any]]:
         off = gr.DownloadButton(interactive=False)
         return f"_{err}_", off, off, {}
     status = sync_status(services)
-    votes = services.store.votes_frame()
     return (
-        summary_markdown(services, rows, status, votes),
+        summary_markdown(services, rows, status),
         gr.DownloadButton(value=parquet, interactive=True),
         gr.DownloadButton(value=csv, interactive=True),
         status,

@@ -78,13 +78,12 @@ def build_ui(services: Services) -> gr.Blocks:
     return demo
 
 
-def server_address(settings: Any, env: dict[str, str] | None = None) -> tuple[str, int]:
+def server_address(settings: Any) -> tuple[str, int]:
     """``(host, port)`` to listen on: Gradio's own ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT``
     when set (a Space, a container), else ``APEX_HOST``/``APEX_PORT``. Raises ``ValueError``:
     ``GRADIO_SERVER_PORT`` is not a port number."""
-    env = dict(os.environ) if env is None else env
-    host = env.get("GRADIO_SERVER_NAME", "").strip() or settings.host
-    raw = env.get("GRADIO_SERVER_PORT", "").strip()
+    host = os.environ.get("GRADIO_SERVER_NAME", "").strip() or settings.host
+    raw = os.environ.get("GRADIO_SERVER_PORT", "").strip()
     if not raw:
         return host, int(settings.port)
     if not raw.isdigit() or not 1 <= int(raw) <= 65535:

@@ -159,14 +159,13 @@ def render(data: dict[str, Any]) -> tuple[Any, Any, str, Any]:
 def build(services: Services, tab: gr.Tab, *, concurrency: int = 4) -> None:
     """Lay out the Leaderboard tab; it loads when selected, on Refresh and on a board change."""
     gr.Markdown(
-        "Bradley-Terry ratings of the generating systems from every vote (a tie counts half a "
-        "win each way; 'both bad' votes are kept in the data but not rated). 1000 is the average "
-        "system; intervals are 95% posterior intervals. Votes "
-        "with vote-quality flags are left out unless you include them; 'Control for duration, "
-        "loudness and clip order' rates the systems at equal clip length, loudness, vocals and "
-        "A/B position; 'APEX-informed' starts each system from APEX's predicted strength "
-        "(a prior weighted by how well APEX has agreed with listeners), so young boards settle "
-        "sooner."
+        "Bradley-Terry ratings of the generating systems from every vote (a tie counts half a win "
+        "each way; 'both bad' votes are kept in the data but not rated). 1000 is the average "
+        "system; intervals are 95% posterior intervals. Votes with vote-quality flags are left "
+        "out unless you include them; 'Control for duration, loudness and clip order' rates the "
+        "systems at equal clip length, loudness, vocals and A/B position; 'APEX-informed' starts "
+        "each system from APEX's predicted strength (a prior weighted by how well APEX has agreed "
+        "with listeners), so young boards settle sooner."
     )
     with gr.Row():
         board = gr.Radio(

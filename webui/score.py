@@ -1,7 +1,5 @@
-"""Score tab: score an uploaded or recorded song, or compare two. The ``/score`` and ``/compare``
-endpoints return :meth:`~apex.ScoreResult.to_dict` JSON, which the page then draws. Uploads are
-deleted once scored.
-"""
+"""Score tab: one song or two compared; ``/score`` and ``/compare`` return
+:meth:`~apex.ScoreResult.to_dict` JSON, which the page draws. Uploads are deleted once scored."""
 
 from __future__ import annotations
 
@@ -25,13 +23,8 @@ def _scored(services: Services, paths: list[str], progress: Any) -> tuple[Any, l
     """(scorer, one ``ScoreResult`` per path), waiting up to ``APEX_WARMUP_WAIT_S`` for the scorer
     (telling ``gr.Progress``), then releasing each upload. Raises ``gr.Error``: scorer not ready
     in time, or bad audio (without the server's folders)."""
-
-    def report(waited: float, line: str) -> None:
-        if progress is not None:
-            progress(0.0, desc=f"Waiting for the app to warm up ({waited:.0f} s): {line}")
-
     try:
-        scorer = services.wait_for("scorer", services.settings.warmup_wait_s, report)
+        scorer = services.wait_for("scorer", progress=progress)
         return scorer, scorer.score(paths)
     except NotReady as err:
         raise gr.Error(str(err), title="Please wait", print_exception=False) from None
@@ -100,8 +93,7 @@ def engagement_markdown(result: dict[str, Any]) -> str:
     lines = ["### Engagement"]
     percentiles = result.get("percentiles") or {}
     for name in (n for n in ENGAGEMENT if n in result["scores"]):
-        value = result["scores"][name]
-        line = f"- **{charts.pretty(name)}: {value:.1f} / 100**"
+        line = f"- **{charts.pretty(name)}: {result['scores'][name]:.1f} / 100**"
         if name in percentiles:
             line += (
                 f" — higher than {percentiles[name]:.0f}% of the songs in the model's "
@@ -128,20 +120,18 @@ def ordinal(value: float) -> str:
     return f"{n}{suffix}"
 
 
-def save_json(result: dict[str, Any], stem: str = "apex-scores") -> str:
+def save_json(result: dict[str, Any]) -> str:
     """Write the result as a JSON download into gradio's cache folder, named by its content (served
     without a copy, written once, removed by the app's ``delete_cache``); return its path."""
     text = json.dumps(result, indent=2, sort_keys=True)
-    path = uploads.upload_root() / f"apex-json-{sha256_text(text)[:32]}" / f"{stem}.json"
+    path = uploads.upload_root() / f"apex-json-{sha256_text(text)[:32]}" / "apex-scores.json"
     if not path.exists():
         write_text_atomic(path, text, fsync=False)  # a lost download is written again
     return str(path)
 
 
-def render_result(result: dict[str, Any] | None) -> tuple[Any, ...]:
+def render_result(result: dict[str, Any]) -> tuple[Any, ...]:
     """Banner, table, radar, text, timeline and JSON file for one song."""
-    if not result:
-        return (gr.update(visible=False), None, None, "", None, gr.update(visible=False))
     banner = banner_markdown(result)
     song = Path(str(result.get("name") or "song")).stem or "song"
     header = (
@@ -175,10 +165,8 @@ def compare_table(pair: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render_compare(pair: dict[str, Any] | None) -> tuple[Any, ...]:
+def render_compare(pair: dict[str, Any]) -> tuple[Any, ...]:
     """Banner, P(prefer) text, side-by-side table and a two-series radar."""
-    if not pair:
-        return (gr.update(visible=False), "", None, None)
     p_a = float(pair["p_prefer_a"])
     banner = banner_markdown(pair["a"]) or banner_markdown(pair["b"])
     shown_a, shown_b = f"{p_a:.0%}", f"{1 - p_a:.0%}"

@@ -1,7 +1,5 @@
 """The composition root: the app's services, built from :class:`~apex.settings.Settings` on a
-background thread (so the page comes up at once), failed ones retried with backoff.
-
-Build order (:func:`default_builders`): battles open before the model loads. No gradio here.
+background thread (so the page comes up at once), failed ones retried with backoff. No gradio here.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from apex.settings import Settings
@@ -28,6 +26,8 @@ Builder = Callable[[Settings, Mapping[str, Any]], Any]
 
 #: First retry of a failed service after this many seconds, doubling up to the cap.
 RETRY_FIRST_S, RETRY_MAX_S = 5.0, 300.0
+#: Services whose failure does not fail the app (voting and scoring work without them).
+OPTIONAL = ("sync", "refit")
 
 #: What each service is, in words for the status line.
 LABELS: dict[str, str] = {
@@ -45,25 +45,13 @@ class NotReady(RuntimeError):
     """A service is still warming up or failed to start; ``str(err)`` is meant for visitors."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServiceStatus:
     """Where one service stands: ``waiting``, ``warming``, ``ready``, ``failed`` or ``off``."""
 
     state: str = "waiting"
     detail: str = ""
     seconds: float | None = None
-
-
-def trim_heap() -> None:
-    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing):
-    loading MERT-95M frees ~0.4 GB below glibc's mmap threshold (benchmarks/cold_start.py)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name:
-        with contextlib.suppress(OSError, AttributeError):  # not loadable, or not glibc
-            ctypes.CDLL(name).malloc_trim(0)
 
 
 def _build_store(settings: Settings, built: Mapping[str, Any]) -> Any:
@@ -73,6 +61,9 @@ def _build_store(settings: Settings, built: Mapping[str, Any]) -> Any:
 
 
 def _build_scorer(settings: Settings, built: Mapping[str, Any]) -> Any:
+    import ctypes
+    import ctypes.util
+
     from apex import load_scorer
 
     scorer = load_scorer(
@@ -82,7 +73,12 @@ def _build_scorer(settings: Settings, built: Mapping[str, Any]) -> Any:
         precision=settings.precision,
         settings=settings,
     )
-    trim_heap()
+    # Hand the C heap's free pages back to the OS (glibc's malloc_trim): loading MERT-95M frees
+    # ~0.4 GB below glibc's mmap threshold (benchmarks/cold_start.py).
+    libc = ctypes.util.find_library("c")
+    if libc:
+        with contextlib.suppress(OSError, AttributeError):  # not loadable, or not glibc
+            ctypes.CDLL(libc).malloc_trim(0)
     return scorer
 
 
@@ -151,38 +147,31 @@ DEPENDS: dict[str, tuple[str, ...]] = {
 
 
 class Services:
-    """Holds the app's services and builds them in the background.
-
-    Args:
-        builders: name -> builder, in build order (default :func:`default_builders`).
-        optional: services whose failure does not fail the app (voting and scoring work without).
-        retry_s: seconds before the first retry of a failed one, doubling up to ``retry_max_s``.
-    """
+    """Holds the app's services and builds them in the background. ``builders``: name -> builder,
+    in build order (default :func:`default_builders`); ``retry_s``: seconds before the first retry
+    of a failed one, doubling up to :data:`RETRY_MAX_S`."""
 
     def __init__(
         self,
         settings: Settings,
         builders: Mapping[str, Builder] | None = None,
-        optional: tuple[str, ...] = ("sync", "refit"),
         *,
         retry_s: float = RETRY_FIRST_S,
-        retry_max_s: float = RETRY_MAX_S,
     ) -> None:
         self.settings = settings
         self._builders = dict(default_builders() if builders is None else builders)
-        self._optional = optional
         self._built: dict[str, Any] = {}
         self._status = {name: ServiceStatus() for name in self._builders}
         self._lock = threading.Condition()  # notified whenever a status changes
         self._done = threading.Event()
         self._closing = threading.Event()
-        self._retry_s, self._retry_max_s = retry_s, retry_max_s
+        self._retry_s = retry_s
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, background: bool = True) -> Services:
         """Build every service (on a daemon thread when ``background``), then retry failed ones."""
-        if self._thread is not None or self._done.is_set():
+        if self._thread is not None:
             return self
         for module in HEAVY_IMPORTS:
             importlib.import_module(module)
@@ -198,7 +187,7 @@ class Services:
         self._done.wait(timeout)
         with self._lock:
             return self._done.is_set() and not any(
-                s.state == "failed" for n, s in self._status.items() if n not in self._optional
+                s.state == "failed" for n, s in self._status.items() if n not in OPTIONAL
             )
 
     def close(self) -> None:
@@ -238,17 +227,15 @@ class Services:
             with self._lock:
                 failed = [n for n in self._builders if n not in self._built]
                 for name in failed:
-                    status = self._status[name]
-                    detail = status.detail.split(" [retry ")[0]
-                    self._status[name] = ServiceStatus(
-                        "failed", f"{detail} [retry {attempt} in {delay:.0f} s]", status.seconds
-                    )
+                    detail = self._status[name].detail.split(" [retry ")[0]
+                    retry = f"{detail} [retry {attempt} in {delay:.0f} s]"
+                    self._status[name] = replace(self._status[name], state="failed", detail=retry)
                 self._lock.notify_all()
             if not failed or self._closing.wait(delay):
                 return
             for name in failed:
                 self._build_one(name, self._builders[name])
-            delay, attempt = min(2.0 * delay, self._retry_max_s), attempt + 1
+            delay, attempt = min(2.0 * delay, RETRY_MAX_S), attempt + 1
 
     def _build_one(self, name: str, builder: Builder) -> None:
         missing = [d for d in DEPENDS.get(name, ()) if d in self._builders and d not in self._built]
@@ -293,11 +280,12 @@ class Services:
         raise NotReady(f"The {label} is still warming up; try again in a few seconds.")
 
     def wait_for(
-        self, name: str, timeout: float, on_wait: Callable[[float, str], None] | None = None
+        self, name: str, timeout: float | None = None, progress: Callable[..., Any] | None = None
     ) -> Any:
-        """Service ``name``, waiting up to ``timeout`` seconds while it warms up; ``on_wait``
-        gets (seconds waited, :meth:`status_line`) about once a second. Raises :class:`NotReady`:
-        it failed, is not part of the app, or is still not ready at ``timeout``."""
+        """Service ``name``, waiting up to ``timeout`` seconds (default ``APEX_WARMUP_WAIT_S``)
+        while it warms up, telling ``progress`` (a ``gr.Progress``) about once a second. Raises
+        :class:`NotReady`: it failed, is not part of the app, or is still not ready in time."""
+        timeout = self.settings.warmup_wait_s if timeout is None else timeout
         start = time.monotonic()
         while True:
             try:
@@ -313,8 +301,9 @@ class Services:
                         f"The {LABELS.get(name, name)} is still warming up after {waited:.0f} s "
                         "of waiting; try again in a minute."
                     ) from None
-            if on_wait is not None:
-                on_wait(waited, self.status_line())
+            if progress is not None:
+                line = self.status_line()
+                progress(0.0, desc=f"Waiting for the app to warm up ({waited:.0f} s): {line}")
             with self._lock:
                 if name not in self._built:
                     self._lock.wait(min(1.0, timeout - waited))
@@ -327,7 +316,7 @@ class Services:
     def status(self) -> dict[str, ServiceStatus]:
         """A snapshot of every service's status."""
         with self._lock:
-            return {n: ServiceStatus(s.state, s.detail, s.seconds) for n, s in self._status.items()}
+            return dict(self._status)  # frozen: a copy of the dict is a snapshot
 
     def status_line(self) -> str:
         """One line for the header: services still warming up or failed ("" if none)."""
@@ -335,7 +324,7 @@ class Services:
         for name, st in self.status().items():
             if st.state in ("waiting", "warming"):
                 parts.append(f"{LABELS.get(name, name)} warming up")
-            elif st.state == "failed" and name not in self._optional:
+            elif st.state == "failed" and name not in OPTIONAL:
                 parts.append(f"{LABELS.get(name, name)} failed ({st.detail})")
         with self._lock:
             pool = self._built.get("pool")
@@ -363,6 +352,6 @@ class Services:
         return self.get("store")
 
 
-def build_services(settings: Settings, *, background: bool = True) -> Services:
+def build_services(settings: Settings) -> Services:
     """Create the production services and start building them."""
-    return Services(settings).start(background=background)
+    return Services(settings).start()

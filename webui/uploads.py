@@ -1,10 +1,6 @@
-"""Uploads deleted after scoring only when no other request holds them.
-
-Gradio stores identical uploads at one path, so two visitors sending one song, or a compare with
-A = B, share a file. An ASGI middleware counts each path gradio's ``/upload`` answers with (a JSON
-list); the last release deletes the file, deferred while an upload is in flight (gradio writes
-before answering). tests/webui/test_uploads.py checks both gradio behaviours this relies on.
-"""
+"""Uploads deleted after scoring only when no other request holds them (gradio stores identical
+uploads at one path): an ASGI middleware counts the paths ``/upload`` answers with, the last
+release deletes the file. Why and how: docs/DESIGN.md, "Break a neighbour's upload"."""
 
 from __future__ import annotations
 
