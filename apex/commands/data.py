@@ -1,11 +1,9 @@
 """``apex data``: fetch and convert public sources into what ``apex embed`` and the arena read::
 
-    apex data arena-demo --out var/arena-demo --votes 2000       # offline stand-in, MA layout
-    apex data music-arena --batch 02-2025SEP                     # Hub release into the cache
-    apex data engagement suno.jsonl --out var/suno --limit 5000  # listing -> audio + manifest
-    apex data songeval --data ~/SongEval --manifest var/songeval.jsonl [--evaluate auto]
-
-Each subcommand prints the licence of what it touched and the next command to run.
+apex data arena-demo --out var/arena-demo --votes 2000       # offline stand-in, MA layout
+apex data music-arena --batch 02-2025SEP                     # Hub release into the cache
+apex data engagement suno.jsonl --out var/suno --limit 5000  # listing -> audio + manifest
+apex data songeval --data ~/SongEval --manifest var/songeval.jsonl [--evaluate auto]
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""``apex eval``: evaluate a model (JSON report + table), the demo evidence, or the arena.
+"""``apex eval``: evaluate a model (JSON report + table), the demo evidence, or the arena::
 
-Examples::
-
-    apex eval --model models/mine --data shards/ --votes export/ --json report.json
-    apex eval --demo                       # the ablation and the refit gate on the demo corpus
-    apex eval arena                                   # the Hub release (needs the network)
-    apex eval arena --data var/arena-demo --model demo --model var/models/v0002-... --json
+apex eval --model models/mine --data shards/ --votes export/ --json report.json
+apex eval arena --data var/arena-demo --model demo --model var/models/v0002-... --json
 """
 
 from __future__ import annotations
@@ -77,9 +73,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def demo_evidence(
-    settings: Settings, *, n_votes: int = 4000, seed: int = 0, holdout_fraction: float = 0.2
-) -> dict:
+def demo_evidence(settings: Settings, *, n_votes: int = 4000) -> dict:
     """Train the ablation and run the gate on the demo corpus; returns a JSON-ready report."""
     from dataclasses import replace
 
@@ -95,12 +89,12 @@ def demo_evidence(
     from apex.training.refit import train_with_votes
 
     data, transform = load_engagement(demo_engagement(settings))
-    votes = simulate_votes(load_metadata(ensure_demo_corpus(settings)), n_votes, seed=seed)
+    votes = simulate_votes(load_metadata(ensure_demo_corpus(settings)), n_votes, seed=0)
     battles = battles_from_votes(votes, data.index_of())
-    fit_battles, held_out = time_split(battles, holdout_fraction)
+    fit_battles, held_out = time_split(battles)
     unseen_songs = data.songs_in("val", "test")
     unseen = np.isin(held_out.a, unseen_songs) & np.isin(held_out.b, unseen_songs)
-    base = scaled_train_config(len(data.songs_in("train")), seed=seed)
+    base = scaled_train_config(len(data.songs_in("train")), seed=0)
     variants = {
         "popularity-only": replace(base, task="popularity"),
         "full": base,

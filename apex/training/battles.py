@@ -29,9 +29,7 @@ class Battles:
 
     def take(self, idx: np.ndarray) -> Battles:
         """The battles at positions ``idx``."""
-        return Battles(
-            self.a[idx], self.b[idx], self.y[idx], self.timestamp[idx], self.is_instrumental[idx]
-        )
+        return Battles(**{name: values[idx] for name, values in vars(self).items()})
 
 
 def battles_from_votes(votes: pd.DataFrame, index: dict[str, int]) -> Battles:

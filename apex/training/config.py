@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from apex.tasks import TASK_OUTPUTS
@@ -90,8 +91,6 @@ def scaled_train_config(
     - ``lr``: ``2e-3 * sqrt(1000 / n)`` within 1e-4-2e-3 (the reference's 1e-4 at its scale);
     - ``patience``: a fifth of the epochs, at least 10.
     """
-    import math
-
     n = max(1, int(n_train_songs))
     if batch_size <= 0:
         batch_size = int(min(512, max(32, 2 ** round(math.log2(max(n / 8, 1.0))))))

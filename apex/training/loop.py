@@ -1,11 +1,6 @@
-"""The training loop: AdamW, cosine schedule, early stopping, seeded, CPU or GPU.
-
-Trains :class:`apex.heads.ReferenceHeads` or :class:`apex.heads.ApexHeads` (``[B, L, D]`` ->
-``{score: [B]}``) on one tensor, batches slicing a seeded permutation; regression rows and battles
-share each forward pass. Early stopping watches a criterion independent of the learned loss
-weights: ``sum_t MSE_t / Var_t(train targets)`` plus ``pref_weight`` times the validation
-Bradley-Terry loss.
-"""
+"""The training loop: AdamW, cosine schedule, early stopping, seeded, CPU or GPU. Early stopping
+watches a criterion independent of the learned loss weights: ``sum_t MSE_t / Var_t(train
+targets)`` plus ``pref_weight`` times the validation Bradley-Terry loss."""
 
 from __future__ import annotations
 
@@ -87,33 +82,30 @@ class Stepper:
         self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=config.epochs)
         self.gen = torch.Generator().manual_seed(config.seed)
-        self.bf16 = config.precision == "bf16"
 
-    def _plan_separate(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-        """(regression row indices into ``self.x``, battle positions) per step."""
-        n, size = len(self.x), self.config.batch_size
-        order = torch.randperm(n, generator=self.gen)
-        steps = max(1, math.ceil(n / size))
-        pairs = np.arange(0)
-        if self.battles is not None:
+    def _plan(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+        """(regression rows of ``self.x``, battle positions) per step; shared: battles first, then
+        the training songs no battle of this epoch covers."""
+        size = self.config.batch_size
+        if self.shared:
             pairs = torch.randperm(len(self.battles), generator=self.gen).numpy()
+            covered = np.zeros(len(self.x), bool)
+            covered[self.battles.a] = covered[self.battles.b] = True
+            rest = self.train_songs[~covered[self.train_songs]]
+            rows = torch.as_tensor(rest[torch.randperm(len(rest), generator=self.gen).numpy()])
+            # as many steps as separate (the training songs in batches): the number of updates
+            # does not grow with the number of votes
+            steps = max(1, math.ceil(len(self.train_songs) / size))
+            size = math.ceil(len(rows) / steps)
+        else:
+            rows = torch.randperm(len(self.x), generator=self.gen)
+            steps = max(1, math.ceil(len(rows) / size))
+            pairs = np.arange(0)
+            if self.battles is not None:
+                pairs = torch.randperm(len(self.battles), generator=self.gen).numpy()
         per = math.ceil(len(pairs) / steps)
         for i in range(steps):
-            yield order[i * size : (i + 1) * size], pairs[i * per : (i + 1) * per]
-
-    def _plan_shared(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-        """Battles first, then the training songs no battle of this epoch covers."""
-        pairs = torch.randperm(len(self.battles), generator=self.gen).numpy()
-        covered = np.zeros(len(self.x), bool)
-        covered[self.battles.a] = covered[self.battles.b] = True
-        rest = self.train_songs[~covered[self.train_songs]]
-        rest = rest[torch.randperm(len(rest), generator=self.gen).numpy()]
-        # as many steps as the separate plan (an epoch = the training songs in batches), so the
-        # number of updates does not grow with the number of votes
-        steps = max(1, math.ceil(len(self.train_songs) / self.config.batch_size))
-        per, fill = math.ceil(len(pairs) / steps), math.ceil(len(rest) / steps)
-        for i in range(steps):
-            yield torch.as_tensor(rest[i * fill : (i + 1) * fill]), pairs[i * per : (i + 1) * per]
+            yield rows[i * size : (i + 1) * size], pairs[i * per : (i + 1) * per]
 
     def epoch(self) -> float:
         """One pass over the plan; returns the mean training loss."""
@@ -124,8 +116,7 @@ class Stepper:
             for module in self.model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
-        plan = self._plan_shared() if self.shared else self._plan_separate()
-        losses = [self._step(rows, pick) for rows, pick in plan]
+        losses = [self._step(rows, pick) for rows, pick in self._plan()]
         self.sched.step()
         done = [v for v in losses if v is not None]
         return float(np.mean(done)) if done else float("nan")
@@ -144,7 +135,7 @@ class Stepper:
         xb, yb = self.x[rows], self.y[rows]
         if k and not self.shared:
             xb = torch.cat([xb, self.song_x[a], self.song_x[b]])
-        with torch.autocast(dev.type, torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(dev.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
             out = forward(self.model, xb)
         out = {key: value.float() for key, value in out.items()}
         head = {key: value[: len(rows)] for key, value in out.items()}
@@ -203,13 +194,11 @@ def predict(
     model: nn.Module, x: np.ndarray | torch.Tensor, *, batch: int = 8192, device: str = "cpu"
 ) -> dict[str, np.ndarray]:
     """Outputs of ``model`` (eval mode) for ``x`` ``[N, L, D]`` or ``[N, D]``, as ``[N]`` arrays."""
-    model.eval()
-    dev = torch.device(device)
-    model.to(dev)
+    model.eval().to(device)
     x = torch.as_tensor(x)
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(x), batch):
-        out = forward(model, x[start : start + batch].to(dev, torch.float32))
+        out = forward(model, x[start : start + batch].to(device, torch.float32))
         for key, value in out.items():
             parts.setdefault(key, []).append(value.float().cpu().numpy())
     return {k: np.concatenate(v) for k, v in parts.items()}
@@ -231,30 +220,28 @@ class _Validator:
     """The fixed early-stopping criterion on validation songs and battles (see module doc)."""
 
     def __init__(self, data, val_songs, train_songs, config, val_battles, device) -> None:
-        self.x = torch.as_tensor(data.song_x[val_songs])
-        self.y = torch.as_tensor(data.targets[val_songs])
-        train_y = data.targets[train_songs]
+        self.x, self.y = data.song_x[val_songs], data.targets[val_songs]
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are untrained tasks
-            var = np.nan_to_num(np.nanvar(train_y, axis=0), nan=1.0)
+            var = np.nan_to_num(np.nanvar(data.targets[train_songs], axis=0), nan=1.0)
         self.var = {t: float(max(var[SCORE_NAMES.index(t)], 1e-6)) for t in config.tasks}
-        self.tasks, self.pref_weight, self.device = config.tasks, config.pref_weight, device
+        self.tasks, self.pref_weight, self.device = config.tasks, config.pref_weight, str(device)
         self.battles, self.song_x = val_battles, data.song_x
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
-        out = predict(model, self.x, device=str(self.device))
+        out = predict(model, self.x, device=self.device)
         metrics: dict[str, float] = {}
         total = 0.0
         for task in self.tasks:
-            col = self.y[:, SCORE_NAMES.index(task)].numpy()
+            col = self.y[:, SCORE_NAMES.index(task)]
             known = ~np.isnan(col)
             if known.any():
                 mse = float(np.mean((out[task][known] - col[known]) ** 2))
                 metrics[f"val_mse_{task}"] = mse
                 total += mse / self.var[task]
         if self.pref_weight > 0 and self.battles is not None and len(self.battles):
-            ua = predict(model, self.song_x[self.battles.a], device=str(self.device))["preference"]
-            ub = predict(model, self.song_x[self.battles.b], device=str(self.device))["preference"]
+            ua = predict(model, self.song_x[self.battles.a], device=self.device)["preference"]
+            ub = predict(model, self.song_x[self.battles.b], device=self.device)["preference"]
             bt = bradley_terry_loss(
                 torch.as_tensor(ua), torch.as_tensor(ub), torch.as_tensor(self.battles.y)
             )

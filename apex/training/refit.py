@@ -194,4 +194,4 @@ def _split_votes(battles: Battles, fraction: float, serving) -> tuple[Battles, B
 
 def _votes_fingerprint(votes: pd.DataFrame) -> str:
     cols = [c for c in ("battle_uuid", "clip_a", "clip_b", "preference") if c in votes]
-    return sha256_text(votes[cols].astype(str).to_csv(index=False) if cols else "")
+    return sha256_text(votes[cols].astype(str).to_csv(index=False))

@@ -1,9 +1,5 @@
-"""A refit in its own process, at low priority with capped threads, so it cannot starve visitors.
-
-``python -m apex.training.worker REQUEST.json OUTCOME.json`` (:func:`run_in_subprocess`) runs
-:func:`execute`: it loads the serving model, embeds the arena clips the votes name
-(:func:`clip_rows`), trains and gates.
-"""
+"""A refit in its own process, at low priority with capped threads, so it cannot starve visitors:
+``python -m apex.training.worker REQUEST.json OUTCOME.json`` (:func:`run_in_subprocess`)."""
 
 from __future__ import annotations
 
