@@ -154,14 +154,13 @@ def cmd_songeval(args: argparse.Namespace) -> int:
 
 
 def _songeval_root(spec: str, cache: Path) -> Path:
+    from huggingface_hub import snapshot_download
+
+    from apex.hub_files import hub_errors
     from apex.sources.songeval import SongEvalError
 
     if Path(spec).expanduser().is_dir():
         return Path(spec).expanduser()
-    from huggingface_hub import snapshot_download
-
-    from apex.hub_files import hub_errors
-
     try:
         return Path(snapshot_download(spec, repo_type="dataset", cache_dir=cache))
     except hub_errors() as exc:  # offline, gated, wrong id: one piece of advice

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from apex.cli import EXIT_OK, EXIT_USAGE, dataclass_flags, fail, guarded
 from apex.commands.common import read_table, write_json
 from apex.settings import Settings
+from apex.training.config import TrainConfig, scaled_train_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``eval`` and ``eval arena`` to the ``apex`` parser."""
+    from apex.evaluation.cv import FOLD_SCHEMES
     from apex.sources.music_arena import MusicArenaError
-    from apex.training.config import TrainConfig
     from apex.training.refit import RefitConfig
 
     p = subparsers.add_parser("eval", help="evaluate a model (JSON report + table), or --demo")
@@ -38,7 +41,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     arena = targets.add_parser(
         "arena", help="the paper's arena experiment on Music Arena battles (AUC vs 0.600 / 0.614)"
     )
-    arena_flags(arena)
+    add = arena.add_argument
+    add(
+        "--data",
+        default="music-arena",
+        help="folder in Music Arena's layout (battle_data/, audio_files/), 'music-arena' (the "
+        "Hub release) or another Hub dataset id in that layout (default: %(default)s)",
+    )
+    add("--batch", action="append", default=[], help="only this batch, e.g. 02-2025SEP (repeat)")
+    add(
+        "--model",
+        action="append",
+        default=[],
+        help="auto, demo, a model folder, a .pt file or a Hub id; repeat to compare models on the "
+        "same battles (default: auto)",
+    )
+    add("--encoder", default=None, help="encoder override (default: the model's)")
+    add("--device", default=None, help="auto, cpu, cuda, cuda:N")
+    add(
+        "--features",
+        choices=("engagement", "all"),
+        default="engagement",
+        help="engagement: the paper's final feature set; all: the seven scores",
+    )
+    add("--folds", type=int, default=10)
+    add(
+        "--schemes",
+        default=",".join(FOLD_SCHEMES),
+        help="comma-separated fold schemes: paper (the published, label-stratified folds), "
+        "prompt, pair, prompt+pair (grouped) (default: %(default)s)",
+    )
+    add("--bootstrap", type=int, default=1000, help="resamples per interval (default: %(default)s)")
+    add(
+        "--permutations", type=int, default=1000, help="per p-value, 0: none (default: %(default)s)"
+    )
+    add("--seed", type=int, default=42)
+    add(
+        "--svm",
+        choices=("grid", "fixed", "off"),
+        default="grid",
+        help="grid: the paper's nested grid search (slow); fixed: one RBF SVM; off",
+    )
+    add("--out", type=Path, default=None, help="write the JSON report here")
+    add("--json", action="store_true", help="print the whole JSON report instead of the tables")
     arena.set_defaults(func=guarded(cmd_eval_arena, errors=(MusicArenaError, OSError)))
 
 
@@ -75,15 +120,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def demo_evidence(settings: Settings, *, n_votes: int = 4000) -> dict:
     """Train the ablation and run the gate on the demo corpus; returns a JSON-ready report."""
-    from dataclasses import replace
-
     import numpy as np
 
     from apex.demo import ensure_demo_corpus, load_metadata, simulate_votes
     from apex.demo.model import demo_engagement
     from apex.evaluation.metrics import evaluate_model, pairwise_metrics, preference_utility
     from apex.training.battles import battles_from_votes, time_split
-    from apex.training.config import scaled_train_config
     from apex.training.data import load_engagement
     from apex.training.loop import predict
     from apex.training.refit import train_with_votes
@@ -135,9 +177,6 @@ def demo_evidence(settings: Settings, *, n_votes: int = 4000) -> dict:
 
 def _demo_gate(settings: Settings, data, transform, votes, champion_result) -> dict:
     """The production refit with preferences against the engagement-only champion."""
-    import shutil
-    from dataclasses import asdict, replace
-
     from apex.training.refit import RefitConfig, run_refit
     from apex.training.registry import ModelRegistry
     from apex.training.saving import model_metadata, save_trained
@@ -178,55 +217,6 @@ def format_evidence(evidence: dict) -> str:
             *(f"  - {r}" for r in gate["reasons"]),
         ]
     )
-
-
-def arena_flags(parser: argparse.ArgumentParser) -> None:
-    """Add the flags of the paper's out-of-distribution experiment to ``parser``."""
-    from apex.evaluation.cv import FOLD_SCHEMES
-
-    add = parser.add_argument
-    add(
-        "--data",
-        default="music-arena",
-        help="folder in Music Arena's layout (battle_data/, audio_files/), 'music-arena' (the "
-        "Hub release) or another Hub dataset id in that layout (default: %(default)s)",
-    )
-    add("--batch", action="append", default=[], help="only this batch, e.g. 02-2025SEP (repeat)")
-    add(
-        "--model",
-        action="append",
-        default=[],
-        help="auto, demo, a model folder, a .pt file or a Hub id; repeat to compare models on the "
-        "same battles (default: auto)",
-    )
-    add("--encoder", default=None, help="encoder override (default: the model's)")
-    add("--device", default=None, help="auto, cpu, cuda, cuda:N")
-    add(
-        "--features",
-        choices=("engagement", "all"),
-        default="engagement",
-        help="engagement: the paper's final feature set; all: the seven scores",
-    )
-    add("--folds", type=int, default=10)
-    add(
-        "--schemes",
-        default=",".join(FOLD_SCHEMES),
-        help="comma-separated fold schemes: paper (the published, label-stratified folds), "
-        "prompt, pair, prompt+pair (grouped) (default: %(default)s)",
-    )
-    add("--bootstrap", type=int, default=1000, help="resamples per interval (default: %(default)s)")
-    add(
-        "--permutations", type=int, default=1000, help="per p-value, 0: none (default: %(default)s)"
-    )
-    add("--seed", type=int, default=42)
-    add(
-        "--svm",
-        choices=("grid", "fixed", "off"),
-        default="grid",
-        help="grid: the paper's nested grid search (slow); fixed: one RBF SVM; off",
-    )
-    add("--out", type=Path, default=None, help="write the JSON report here")
-    add("--json", action="store_true", help="print the whole JSON report instead of the tables")
 
 
 def cmd_eval_arena(args: argparse.Namespace) -> int:

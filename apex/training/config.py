@@ -13,16 +13,14 @@ LOSS_KINDS: tuple[str, ...] = ("equal", "weighted", "uncertainty")
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; saved in the checkpoint's metadata.
-
-    ``family``: ``apex`` (our heads) or ``reference`` (the published architecture); ``task``:
-    ``popularity`` (streams, likes) or ``full`` (all seven scores); ``mode``: ``song`` (segments
-    averaged) or ``segment`` (each a sample); ``loss``: how the per-task MSEs combine; ``shared``:
-    trunk depth, 2 (512-256) or 3 (512-384-256); ``pref_weight``: of the Bradley-Terry loss (0:
-    off); same ``seed`` + data + device -> same model; ``bf16`` autocasts the forward pass only;
-    ``anchor``: train only the preference output, the seven scores keep their weights exactly;
-    ``hold_norm_stats``: keep BatchNorm on its running statistics (fine-tuning a served model).
-    """
+    """A training run, saved in the checkpoint's metadata. ``family``: ``apex`` (our heads) or
+    ``reference`` (the published architecture); ``task``: ``popularity`` (streams, likes) or
+    ``full`` (all seven scores); ``mode``: ``song`` (segments averaged) or ``segment`` (each a
+    sample); ``loss``: how the per-task MSEs combine; ``shared``: trunk depth, 2 (512-256) or 3
+    (512-384-256); ``pref_weight``: of the Bradley-Terry loss (0: off); same ``seed`` + data +
+    device -> same model; ``bf16`` autocasts the forward pass only; ``anchor``: train only the
+    preference output, the seven scores keep their weights exactly; ``hold_norm_stats``: keep
+    BatchNorm on its running statistics (fine-tuning a served model)."""
 
     family: str = "apex"
     task: str = "full"

@@ -1,12 +1,10 @@
-"""Engagement data: the Parquet shard format, the target transform, the training arrays.
-
-A shard has one row per song: ``id`` (unique across shards; votes refer to it), ``embedding``
+"""Engagement data: the Parquet shard format, the target transform, the training arrays. A shard
+has one row per song: ``id`` (unique across shards; votes refer to it), ``embedding``
 (float32, flattened from ``shape``: ``[S, L, D]`` per segment or ``[L, D]``), ``duration_s``,
 ``encoder_id`` (one per data set), ``platform`` (``suno``, ``demo``...), ``split`` (:data:`SPLITS`;
 ``pool`` rows have no targets), then nullable float64 columns: the raw counts ``streams`` and
 ``likes``, and the targets :data:`SCORE_NAMES` (engagement 0-100, used when its raw count is
-missing; the five aesthetics 1-5).
-"""
+missing; the five aesthetics 1-5)."""
 
 from __future__ import annotations
 
@@ -38,12 +36,10 @@ class DataError(ValueError):
 # ---------------------------------------------------------------------------- target transform
 @dataclass
 class TargetTransform:
-    """Raw counts -> 0-100: ``score = 100 * F(x) ** power``, stored with the model.
-
-    ``F`` is the training split's empirical CDF of the count per platform (counts of different
-    platforms are not comparable; ties share their mid-rank). ``quantiles``:
-    ``{platform: {count_column: sorted training values}}``.
-    """
+    """Raw counts -> 0-100: ``score = 100 * F(x) ** power``, stored with the model. ``F`` is the
+    training split's empirical CDF of the count per platform (counts of different platforms are
+    not comparable; ties share their mid-rank). ``quantiles``: ``{platform: {count_column: sorted
+    training values}}``."""
 
     power: float = ENGAGEMENT_POWER
     quantiles: dict[str, dict[str, list[float]]] = field(default_factory=dict)

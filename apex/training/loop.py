@@ -50,23 +50,20 @@ def forward(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 class Stepper:
-    """Optimiser, schedule and seeded batch plan of one training run, one of two: **separate**
-    (segment mode, or no battles) takes every training row once an epoch plus each step's share
-    of the battles' clips; **shared** (song mode with battles) lets battle clips double as
-    regression rows (non-``train`` targets masked) and fills up with the training songs no battle
-    covered: ``2 P + N_uncovered`` rows an epoch instead of ``2 P + N``."""
+    """Optimiser, schedule and seeded batch plan of one run: **separate** (segment mode, or no
+    battles) takes every training row once an epoch plus each step's share of the battles' clips;
+    **shared** (song mode with battles) lets battle clips double as regression rows, topped up
+    with uncovered training songs: ``2 P + N_uncovered`` rows an epoch, not ``2 P + N``."""
 
     def __init__(self, model, data, rows, config, battles, device) -> None:
         self.model, self.config, self.device, self.battles = model, config, device, battles
         self.shared = battles is not None and data.x is data.song_x
         if self.shared:  # rows are songs; non-train songs keep their embedding, lose their targets
-            train = np.zeros(len(data.song_x), bool)
-            train[data.row_song[rows]] = True
-            targets = data.targets.copy()
-            targets[~train] = np.nan
+            self.train_songs = np.unique(data.row_song[rows])
+            targets = np.full_like(data.targets, np.nan)
+            targets[self.train_songs] = data.targets[self.train_songs]
             self.x = torch.as_tensor(data.song_x).to(device)
             self.y = torch.as_tensor(targets).to(device)
-            self.train_songs = np.flatnonzero(train)
         else:
             self.x = torch.as_tensor(data.x[rows]).to(device)
             self.y = torch.as_tensor(data.targets[data.row_song[rows]]).to(device)
@@ -204,51 +201,38 @@ def predict(
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def _split_songs(data: EngagementData, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation song indices; without a ``val`` split, 10 % of train (seeded)."""
-    train, val = data.songs_in("train"), data.songs_in("val")
-    if len(train) == 0:
-        raise ValueError("no songs in the 'train' split; check the shards' split column")
-    if len(val) == 0:
-        shuffled = np.random.default_rng(seed).permutation(train)
-        n_val = max(1, len(train) // 10)
-        val, train = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
-    return train, val
-
-
-class _Validator:
+def _validator(data, val_songs, train_songs, config, battles, device):
     """The fixed early-stopping criterion on validation songs and battles (see module doc)."""
+    x, y, device = data.song_x[val_songs], data.targets[val_songs], str(device)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are untrained tasks
+        var = np.nan_to_num(np.nanvar(data.targets[train_songs], axis=0), nan=1.0)
+    var = {t: float(max(var[SCORE_NAMES.index(t)], 1e-6)) for t in config.tasks}
+    use_battles = config.pref_weight > 0 and battles is not None and len(battles) > 0
 
-    def __init__(self, data, val_songs, train_songs, config, val_battles, device) -> None:
-        self.x, self.y = data.song_x[val_songs], data.targets[val_songs]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are untrained tasks
-            var = np.nan_to_num(np.nanvar(data.targets[train_songs], axis=0), nan=1.0)
-        self.var = {t: float(max(var[SCORE_NAMES.index(t)], 1e-6)) for t in config.tasks}
-        self.tasks, self.pref_weight, self.device = config.tasks, config.pref_weight, str(device)
-        self.battles, self.song_x = val_battles, data.song_x
-
-    def __call__(self, model: nn.Module) -> dict[str, float]:
-        out = predict(model, self.x, device=self.device)
+    def criterion(model: nn.Module) -> dict[str, float]:
+        out = predict(model, x, device=device)
         metrics: dict[str, float] = {}
         total = 0.0
-        for task in self.tasks:
-            col = self.y[:, SCORE_NAMES.index(task)]
+        for task in config.tasks:
+            col = y[:, SCORE_NAMES.index(task)]
             known = ~np.isnan(col)
             if known.any():
                 mse = float(np.mean((out[task][known] - col[known]) ** 2))
                 metrics[f"val_mse_{task}"] = mse
-                total += mse / self.var[task]
-        if self.pref_weight > 0 and self.battles is not None and len(self.battles):
-            ua = predict(model, self.song_x[self.battles.a], device=self.device)["preference"]
-            ub = predict(model, self.song_x[self.battles.b], device=self.device)["preference"]
+                total += mse / var[task]
+        if use_battles:
+            ua = predict(model, data.song_x[battles.a], device=device)["preference"]
+            ub = predict(model, data.song_x[battles.b], device=device)["preference"]
             bt = bradley_terry_loss(
-                torch.as_tensor(ua), torch.as_tensor(ub), torch.as_tensor(self.battles.y)
+                torch.as_tensor(ua), torch.as_tensor(ub), torch.as_tensor(battles.y)
             )
             metrics["val_bt"] = float(bt)
-            total += self.pref_weight * float(bt)
+            total += config.pref_weight * float(bt)
         metrics["val_criterion"] = total
         return metrics
+
+    return criterion
 
 
 def train(
@@ -265,7 +249,13 @@ def train(
     torch.manual_seed(config.seed)
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if config.device == "auto" else config.device)
-    train_songs, val_songs = _split_songs(data, config.seed)
+    train_songs, val_songs = data.songs_in("train"), data.songs_in("val")
+    if len(train_songs) == 0:
+        raise ValueError("no songs in the 'train' split; check the shards' split column")
+    if len(val_songs) == 0:  # validate on 10 % of train (seeded)
+        shuffled = np.random.default_rng(config.seed).permutation(train_songs)
+        n_val = max(1, len(train_songs) // 10)
+        val_songs, train_songs = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
     rows = np.flatnonzero(np.isin(data.row_song, train_songs))
     if model is None:  # a warm start keeps its feature statistics
         layers = 1 if data.x.ndim == 2 else data.x.shape[1]
@@ -276,7 +266,7 @@ def train(
     model.to(device)
     use_pref = config.pref_weight > 0 and battles is not None and len(battles) > 0
     step = Stepper(model, data, rows, config, battles if use_pref else None, device)
-    validate = _Validator(data, val_songs, train_songs, config, val_battles, device)
+    validate = _validator(data, val_songs, train_songs, config, val_battles, device)
 
     best_val, best_epoch, best_state, history, stale = math.inf, 0, None, [], 0
     epochs = tqdm(
@@ -284,8 +274,7 @@ def train(
     )
     for epoch in epochs:
         train_loss = step.epoch()
-        metrics = validate(model)
-        model.to(device)
+        metrics = validate(model)  # leaves the model on ``device``
         history.append({"epoch": epoch, "train_loss": train_loss, **metrics})
         epochs.set_postfix(loss=f"{train_loss:.3f}", val=f"{metrics['val_criterion']:.4f}")
         if metrics["val_criterion"] < best_val:

@@ -88,15 +88,13 @@ def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> st
 
     directory = Path(directory)
     prefix = f"versions/{directory.name}"
-    pointer = {"version": directory.name, "path": prefix}
     operations = [
         CommitOperationAdd(path_in_repo=f"{prefix}/{rel}", path_or_fileobj=directory / rel)
         for rel in list_directory(directory)
         if rel != HUB_RECORD
     ]
-    operations.append(
-        CommitOperationAdd(path_in_repo=POINTER, path_or_fileobj=json.dumps(pointer).encode())
-    )
+    pointer = json.dumps({"version": directory.name, "path": prefix}).encode()
+    operations.append(CommitOperationAdd(path_in_repo=POINTER, path_or_fileobj=pointer))
     try:
         api = api or HfApi()
         api.create_repo(repo_id, repo_type="model", exist_ok=True)

@@ -73,6 +73,7 @@ def save_trained(result: TrainResult, directory: Path, metadata: dict) -> Path:
 def write_card(directory: Path, *, title: str, metrics: dict, decision: Decision | None) -> None:
     """``metrics.json`` and a model card ``README.md`` (what, on what data, how well, gate)."""
     write_text_atomic(directory / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    reports = {k: v for k, v in metrics.items() if isinstance(v, dict) and "regression" in v}
     lines = [
         f"# {title}",
         "",
@@ -82,9 +83,7 @@ def write_card(directory: Path, *, title: str, metrics: dict, decision: Decision
         "## Held-out evaluation (Spearman per score, battle metrics)",
         "",
         "```",
-        format_table(
-            {k: v for k, v in metrics.items() if isinstance(v, dict) and "regression" in v}
-        ),
+        format_table(reports),
         "```",
     ]
     if decision is not None:

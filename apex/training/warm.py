@@ -63,7 +63,6 @@ def save_reference_layout(model: ReferenceHeads, directory: Path, metadata: dict
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     info = getattr(model, "checkpoint_info", {}) or {}
     linears = [m for m in model.shared.modules() if isinstance(m, nn.Linear)]
     branch = getattr(model, f"branch_{model.output_names[0]}")
