@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from apex.checkpoints import load_model
 from apex.evaluation.metrics import _held_out, evaluate_model, spearman_noise
 from apex.files import sha256_text
 from apex.heads import ReferenceHeads
@@ -45,8 +46,6 @@ class RefitConfig:
 
 def load_champion(registry: ModelRegistry):
     """``(heads, info)`` of the current champion, or None when there is none."""
-    from apex.checkpoints import load_model
-
     path = registry.champion()
     return load_model(path) if path is not None else None
 
