@@ -12,7 +12,7 @@ from apex.encoders.base import Encoder, EncoderUnavailable
 from apex.published import PUBLISHED_REPO, load_published
 from apex.scorer import Scorer
 from apex.settings import Settings
-from apex.training.registry import registry_for
+from apex.training.registry import champion_of, registry_for
 
 
 def _make_encoder(spec: str, precision: str, device: str | None, settings: Settings) -> Encoder:
@@ -34,7 +34,7 @@ def _champion_or_auto(settings: Settings) -> tuple[str, tuple[nn.Module, ModelIn
 
     note = restore_champion(settings)
     notices = [note] if note else []
-    champion = registry_for(settings).champion()
+    champion = champion_of(settings)
     if champion is None:
         return "auto", None, notices
     try:

@@ -65,6 +65,11 @@ def registry_for(settings: Settings) -> ModelRegistry:
     return ModelRegistry(settings.models_dir / "refits")
 
 
+def champion_of(settings: Settings) -> Path | None:
+    """The directory of the registry's champion for ``settings``, or None when there is none."""
+    return registry_for(settings).champion()
+
+
 # ---------------------------------------------------------------------------- the Hub copy
 # Hub trouble never raises: the returned sentence says so.
 def hub_record(version: Path) -> dict[str, Any] | None:
