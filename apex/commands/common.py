@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from apex.files import write_text_atomic
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -41,7 +43,5 @@ def write_json(path: Path | None, report: Any) -> None:
     """Write ``report`` as indented JSON to ``path`` (atomically) when a path is given."""
     if path is None:
         return
-    from apex.files import write_text_atomic
-
     write_text_atomic(path, json.dumps(report, indent=2, default=float))
     print(f"report written to {path}")

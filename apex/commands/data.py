@@ -1,11 +1,9 @@
 """``apex data``: fetch and convert public sources into what ``apex embed`` and the arena read::
 
-    apex data arena-demo --out var/arena-demo --votes 2000       # offline stand-in, MA layout
-    apex data music-arena --batch 02-2025SEP                     # Hub release into the cache
-    apex data engagement suno.jsonl --out var/suno --limit 5000  # listing -> audio + manifest
-    apex data songeval --data ~/SongEval --manifest var/songeval.jsonl [--evaluate auto]
-
-Each subcommand prints the licence of what it touched and the next command to run.
+apex data arena-demo --out var/arena-demo --votes 2000       # offline stand-in, MA layout
+apex data music-arena --batch 02-2025SEP                     # Hub release into the cache
+apex data engagement suno.jsonl --out var/suno --limit 5000  # listing -> audio + manifest
+apex data songeval --data ~/SongEval --manifest var/songeval.jsonl [--evaluate auto]
 """
 
 from __future__ import annotations
@@ -156,14 +154,13 @@ def cmd_songeval(args: argparse.Namespace) -> int:
 
 
 def _songeval_root(spec: str, cache: Path) -> Path:
+    from huggingface_hub import snapshot_download
+
+    from apex.hub_files import hub_errors
     from apex.sources.songeval import SongEvalError
 
     if Path(spec).expanduser().is_dir():
         return Path(spec).expanduser()
-    from huggingface_hub import snapshot_download
-
-    from apex.hub_files import hub_errors
-
     try:
         return Path(snapshot_download(spec, repo_type="dataset", cache_dir=cache))
     except hub_errors() as exc:  # offline, gated, wrong id: one piece of advice

@@ -11,11 +11,11 @@ from pathlib import Path
 from apex.cli import EXIT_OK, EXIT_USAGE, dataclass_flags, fail, from_args, guarded
 from apex.commands.common import data_flags, read_table
 from apex.settings import Settings
+from apex.training.config import GateConfig, TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``refit`` to the ``apex`` parser."""
-    from apex.training.config import GateConfig, TrainConfig
     from apex.training.refit import RefitConfig
 
     p = subparsers.add_parser("refit", help="challenger from data + votes; promote if not worse")
@@ -46,7 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_refit(args: argparse.Namespace) -> int:
     """Run one refit into the registry; exit 0 whether or not the gate promoted."""
     from apex.checkpoints import load_model
-    from apex.training.config import GateConfig, TrainConfig
     from apex.training.data import load_engagement
     from apex.training.refit import RefitConfig, run_refit
     from apex.training.registry import ModelRegistry
@@ -67,13 +66,12 @@ def cmd_refit(args: argparse.Namespace) -> int:
         gate=from_args(GateConfig, args),
         model_repo=settings.model_repo if args.push else None,
     )
-    serving = None
-    if args.against == "demo":
+    against = args.against
+    if against == "demo":
         from apex.demo.model import ensure_demo_model
 
-        serving = load_model(ensure_demo_model(settings))
-    elif args.against:
-        serving = load_model(args.against)
+        against = ensure_demo_model(settings)
+    serving = load_model(against) if against else None
     outcome = run_refit(data, transform, votes, registry, config, serving=serving)
     verdict = "PROMOTED" if outcome.decision.promote else "not promoted (champion kept)"
     print(f"{outcome.version}: {verdict}")

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from apex.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, dataclass_flags, fail
 from apex.settings import Settings, SettingsError
@@ -85,7 +85,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     )
     failed = 0
     if not args.json:
-        _print_header(sys.stdout)
+        _print_header()
     for index, path in enumerate(args.files, 1):
         try:
             audio = load_audio(
@@ -110,7 +110,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(payload, sort_keys=True), flush=True)
         else:
-            _print_row(sys.stdout, path.name, payload)
+            _print_row(path.name, payload)
     if failed:
         _note(f"{failed} of {len(args.files)} file(s) failed.")
     return EXIT_FAILED if failed else EXIT_OK
@@ -120,15 +120,14 @@ def _note(text: str) -> None:
     print(f"apex score: {text}", file=sys.stderr, flush=True)
 
 
-def _print_header(out: TextIO) -> None:
+def _print_header() -> None:
     names = [n.removeprefix("score_") for n in SCORE_NAMES]
     scales = [f"{SCORE_RANGES[n][0]:g}-{SCORE_RANGES[n][1]:g}" for n in SCORE_NAMES]
     for label, seconds, cells in (("file", "seconds", names), ("", "", scales)):
-        out.write(f"{label:<{_NAME}} {seconds:>8} " + " ".join(f"{c:>{_COLUMN}}" for c in cells))
-        out.write("\n")
+        print(f"{label:<{_NAME}} {seconds:>8} " + " ".join(f"{c:>{_COLUMN}}" for c in cells))
 
 
-def _print_row(out: TextIO, name: str, payload: dict[str, Any]) -> None:
+def _print_row(name: str, payload: dict[str, Any]) -> None:
     cells = []
     for score in SCORE_NAMES:
         value = payload["scores"].get(score)
@@ -141,5 +140,4 @@ def _print_row(out: TextIO, name: str, payload: dict[str, Any]) -> None:
             text += f"±{payload['uncertainty'][score]:.{digits}f}"
         cells.append(f"{text:>{_COLUMN}}")
     label = name if len(name) <= _NAME else name[: _NAME - 3] + "..."
-    out.write(f"{label:<{_NAME}} {payload['duration_s']:>8.1f} " + " ".join(cells) + "\n")
-    out.flush()
+    print(f"{label:<{_NAME}} {payload['duration_s']:>8.1f} " + " ".join(cells), flush=True)

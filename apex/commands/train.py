@@ -11,15 +11,11 @@ from pathlib import Path
 
 from apex.cli import EXIT_OK, dataclass_flags, from_args, guarded
 from apex.commands.common import data_flags, read_table
-
-#: Share of the latest votes held out of training and reported (early stopping never sees them).
-HELD_OUT_VOTES = 0.2
+from apex.training.config import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train`` to the ``apex`` parser."""
-    from apex.training.config import TrainConfig
-
     p = subparsers.add_parser("train", help="train heads on engagement shards (+ votes)")
     data_flags(p)
     p.add_argument("--out", type=Path, required=True, help="directory to save the model in")
@@ -31,7 +27,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train on ``--data`` (+ ``--votes``), save to ``--out``, print the validation report."""
     from apex.evaluation.metrics import evaluate_model, format_table
     from apex.training.battles import battles_from_votes, time_split
-    from apex.training.config import TrainConfig
     from apex.training.data import load_engagement
     from apex.training.refit import train_with_votes
     from apex.training.saving import model_metadata, save_trained, write_card
@@ -41,7 +36,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     votes = read_table(args.votes)
     fit = held = None
     if votes is not None:
-        fit, held = time_split(battles_from_votes(votes, data.index_of()), HELD_OUT_VOTES)
+        fit, held = time_split(battles_from_votes(votes, data.index_of()))  # latest 20 % held out
     # early stopping watches the latest training votes, never the held-out ones reported below
     result = train_with_votes(data, config, fit)
     report = evaluate_model(result.model, data, battles=held, use_preference=config.pref_weight > 0)

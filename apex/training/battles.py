@@ -13,10 +13,9 @@ from apex.training.data import DataError
 
 @dataclass
 class Battles:
-    """Votes on pairs of embedded clips: ``a``, ``b`` ``[P]`` song indices into
-    :attr:`EngagementData.song_x`; ``y`` ``[P]`` float32 P(A beats B): 1 (A), 0 (B), 0.5 (TIE);
-    ``timestamp`` ``[P]`` epoch seconds (float64); ``is_instrumental`` ``[P]`` bool (False when
-    unknown)."""
+    """Votes on pairs of embedded clips, each ``[P]``: ``a``, ``b`` song indices into
+    :attr:`EngagementData.song_x`; ``y`` float32 P(A beats B): 1 (A), 0 (B), 0.5 (TIE);
+    ``timestamp`` epoch seconds (float64); ``is_instrumental`` bool (False when unknown)."""
 
     a: np.ndarray
     b: np.ndarray
@@ -29,9 +28,7 @@ class Battles:
 
     def take(self, idx: np.ndarray) -> Battles:
         """The battles at positions ``idx``."""
-        return Battles(
-            self.a[idx], self.b[idx], self.y[idx], self.timestamp[idx], self.is_instrumental[idx]
-        )
+        return Battles(**{name: values[idx] for name, values in vars(self).items()})
 
 
 def battles_from_votes(votes: pd.DataFrame, index: dict[str, int]) -> Battles:

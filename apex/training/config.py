@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from apex.tasks import TASK_OUTPUTS
@@ -12,16 +13,14 @@ LOSS_KINDS: tuple[str, ...] = ("equal", "weighted", "uncertainty")
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; saved in the checkpoint's metadata.
-
-    ``family``: ``apex`` (our heads) or ``reference`` (the published architecture); ``task``:
-    ``popularity`` (streams, likes) or ``full`` (all seven scores); ``mode``: ``song`` (segments
-    averaged) or ``segment`` (each a sample); ``loss``: how the per-task MSEs combine; ``shared``:
-    trunk depth, 2 (512-256) or 3 (512-384-256); ``pref_weight``: of the Bradley-Terry loss (0:
-    off); same ``seed`` + data + device -> same model; ``bf16`` autocasts the forward pass only;
-    ``anchor``: train only the preference output, the seven scores keep their weights exactly;
-    ``hold_norm_stats``: keep BatchNorm on its running statistics (fine-tuning a served model).
-    """
+    """A training run, saved in the checkpoint's metadata. ``family``: ``apex`` (our heads) or
+    ``reference`` (the published architecture); ``task``: ``popularity`` (streams, likes) or
+    ``full`` (all seven scores); ``mode``: ``song`` (segments averaged) or ``segment`` (each a
+    sample); ``loss``: how the per-task MSEs combine; ``shared``: trunk depth, 2 (512-256) or 3
+    (512-384-256); ``pref_weight``: of the Bradley-Terry loss (0: off); same ``seed`` + data +
+    device -> same model; ``bf16`` autocasts the forward pass only; ``anchor``: train only the
+    preference output, the seven scores keep their weights exactly; ``hold_norm_stats``: keep
+    BatchNorm on its running statistics (fine-tuning a served model)."""
 
     family: str = "apex"
     task: str = "full"
@@ -90,8 +89,6 @@ def scaled_train_config(
     - ``lr``: ``2e-3 * sqrt(1000 / n)`` within 1e-4-2e-3 (the reference's 1e-4 at its scale);
     - ``patience``: a fifth of the epochs, at least 10.
     """
-    import math
-
     n = max(1, int(n_train_songs))
     if batch_size <= 0:
         batch_size = int(min(512, max(32, 2 ** round(math.log2(max(n / 8, 1.0))))))

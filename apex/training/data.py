@@ -1,12 +1,10 @@
-"""Engagement data: the Parquet shard format, the target transform, the training arrays.
-
-A shard has one row per song: ``id`` (unique across shards; votes refer to it), ``embedding``
+"""Engagement data: the Parquet shard format, the target transform, the training arrays. A shard
+has one row per song: ``id`` (unique across shards; votes refer to it), ``embedding``
 (float32, flattened from ``shape``: ``[S, L, D]`` per segment or ``[L, D]``), ``duration_s``,
 ``encoder_id`` (one per data set), ``platform`` (``suno``, ``demo``...), ``split`` (:data:`SPLITS`;
 ``pool`` rows have no targets), then nullable float64 columns: the raw counts ``streams`` and
 ``likes``, and the targets :data:`SCORE_NAMES` (engagement 0-100, used when its raw count is
-missing; the five aesthetics 1-5).
-"""
+missing; the five aesthetics 1-5)."""
 
 from __future__ import annotations
 
@@ -38,12 +36,10 @@ class DataError(ValueError):
 # ---------------------------------------------------------------------------- target transform
 @dataclass
 class TargetTransform:
-    """Raw counts -> 0-100: ``score = 100 * F(x) ** power``, stored with the model.
-
-    ``F`` is the training split's empirical CDF of the count per platform (counts of different
-    platforms are not comparable; ties share their mid-rank). ``quantiles``:
-    ``{platform: {count_column: sorted training values}}``.
-    """
+    """Raw counts -> 0-100: ``score = 100 * F(x) ** power``, stored with the model. ``F`` is the
+    training split's empirical CDF of the count per platform (counts of different platforms are
+    not comparable; ties share their mid-rank). ``quantiles``: ``{platform: {count_column: sorted
+    training values}}``."""
 
     power: float = ENGAGEMENT_POWER
     quantiles: dict[str, dict[str, list[float]]] = field(default_factory=dict)
@@ -241,14 +237,10 @@ def load_engagement(
     mode: str = "song",
     transform: TargetTransform | None = None,
     ratings: pd.DataFrame | None = None,
-    pool: str | Path | None = None,
 ) -> tuple[EngagementData, TargetTransform]:
-    """Read shards (and ``pool`` shards of arena clips) and :func:`assemble` them; pass a model's
-    ``transform`` to evaluate it on its own target scale (None: fit one on ``train``)."""
-    extra = read_shards(pool) if pool is not None else None
-    return assemble(
-        read_shards(engagement_path), extra, mode=mode, transform=transform, ratings=ratings
-    )
+    """Read shards and :func:`assemble` them; pass a model's ``transform`` to evaluate it on its
+    own target scale (None: fit one on ``train``)."""
+    return assemble(read_shards(engagement_path), mode=mode, transform=transform, ratings=ratings)
 
 
 def assemble(
@@ -258,17 +250,16 @@ def assemble(
     mode: str = "song",
     transform: TargetTransform | None = None,
     ratings: pd.DataFrame | None = None,
-    test_fraction: float = 0.2,
 ) -> tuple[EngagementData, TargetTransform]:
     """The arrays a refit trains on: engagement rows, targets transformed, human ratings joined,
     plus the arena clips ``frame`` lacks (same encoder) as split ``pool`` without targets. With
-    no engagement rows the clips are the songs: a stable ``test_fraction`` (by id hash) is
-    ``test``, the rest ``train``. Raises :class:`DataError` when there is neither."""
+    no engagement rows the clips are the songs: a stable 20 % (by id hash) is ``test``, the
+    rest ``train``. Raises :class:`DataError` when there is neither."""
     if frame is None or len(frame) == 0:
         if pool is None or len(pool) == 0:
             raise DataError("no engagement rows and no embedded arena clips: nothing to train on")
         held = [int(hashlib.sha256(str(i).encode()).hexdigest()[:8], 16) for i in pool["id"]]
-        frame = pool.assign(split=np.where(np.array(held) < test_fraction * 16**8, "test", "train"))
+        frame = pool.assign(split=np.where(np.array(held) < 0.2 * 16**8, "test", "train"))
     elif pool is not None and len(pool):
         keep = ~pool["id"].isin(frame["id"]) & pool["encoder_id"].isin(set(frame["encoder_id"]))
         rows = pool[keep].assign(split="pool")

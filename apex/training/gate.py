@@ -40,14 +40,12 @@ def gate(
     noise: dict[str, float] | None = None,
     drift: dict[str, float] | None = None,
 ) -> Decision:
-    """Decide from the challenger's and the serving model's
-    :func:`~apex.evaluation.metrics.evaluate_model` reports on the same held-out data.
-
-    Promotion needs ``config.min_battles`` held-out decisive battles and a challenger not worse
-    beyond tolerance on every gated metric the serving model has a figure for (a NaN challenger
-    metric fails); no serving report, no promotion. ``noise`` (per-Spearman paired-bootstrap sd)
-    widens those tolerances; ``drift`` (anchored refits) must stay within :data:`DRIFT_BOUNDS`.
-    """
+    """Decide from both models' :func:`~apex.evaluation.metrics.evaluate_model` reports on the same
+    held-out data: promotion needs ``config.min_battles`` held-out decisive battles and a
+    challenger not worse beyond tolerance on every gated metric the serving model has a figure
+    for (a NaN challenger metric fails); no serving report, no promotion. ``noise`` (per-Spearman
+    paired-bootstrap sd) widens those tolerances; ``drift`` (anchored refits) must stay within
+    :data:`DRIFT_BOUNDS`."""
     noise = noise or {}
     ch = key_metrics(challenger)
     if champion is None:

@@ -1,11 +1,6 @@
-"""The training loop: AdamW, cosine schedule, early stopping, seeded, CPU or GPU.
-
-Trains :class:`apex.heads.ReferenceHeads` or :class:`apex.heads.ApexHeads` (``[B, L, D]`` ->
-``{score: [B]}``) on one tensor, batches slicing a seeded permutation; regression rows and battles
-share each forward pass. Early stopping watches a criterion independent of the learned loss
-weights: ``sum_t MSE_t / Var_t(train targets)`` plus ``pref_weight`` times the validation
-Bradley-Terry loss.
-"""
+"""The training loop: AdamW, cosine schedule, early stopping, seeded, CPU or GPU. Early stopping
+watches a criterion independent of the learned loss weights: ``sum_t MSE_t / Var_t(train
+targets)`` plus ``pref_weight`` times the validation Bradley-Terry loss."""
 
 from __future__ import annotations
 
@@ -55,23 +50,20 @@ def forward(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 class Stepper:
-    """Optimiser, schedule and seeded batch plan of one training run, one of two: **separate**
-    (segment mode, or no battles) takes every training row once an epoch plus each step's share
-    of the battles' clips; **shared** (song mode with battles) lets battle clips double as
-    regression rows (non-``train`` targets masked) and fills up with the training songs no battle
-    covered: ``2 P + N_uncovered`` rows an epoch instead of ``2 P + N``."""
+    """Optimiser, schedule and seeded batch plan of one run: **separate** (segment mode, or no
+    battles) takes every training row once an epoch plus each step's share of the battles' clips;
+    **shared** (song mode with battles) lets battle clips double as regression rows, topped up
+    with uncovered training songs: ``2 P + N_uncovered`` rows an epoch, not ``2 P + N``."""
 
     def __init__(self, model, data, rows, config, battles, device) -> None:
         self.model, self.config, self.device, self.battles = model, config, device, battles
         self.shared = battles is not None and data.x is data.song_x
         if self.shared:  # rows are songs; non-train songs keep their embedding, lose their targets
-            train = np.zeros(len(data.song_x), bool)
-            train[data.row_song[rows]] = True
-            targets = data.targets.copy()
-            targets[~train] = np.nan
+            self.train_songs = np.unique(data.row_song[rows])
+            targets = np.full_like(data.targets, np.nan)
+            targets[self.train_songs] = data.targets[self.train_songs]
             self.x = torch.as_tensor(data.song_x).to(device)
             self.y = torch.as_tensor(targets).to(device)
-            self.train_songs = np.flatnonzero(train)
         else:
             self.x = torch.as_tensor(data.x[rows]).to(device)
             self.y = torch.as_tensor(data.targets[data.row_song[rows]]).to(device)
@@ -87,33 +79,30 @@ class Stepper:
         self.opt = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=config.epochs)
         self.gen = torch.Generator().manual_seed(config.seed)
-        self.bf16 = config.precision == "bf16"
 
-    def _plan_separate(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-        """(regression row indices into ``self.x``, battle positions) per step."""
-        n, size = len(self.x), self.config.batch_size
-        order = torch.randperm(n, generator=self.gen)
-        steps = max(1, math.ceil(n / size))
-        pairs = np.arange(0)
-        if self.battles is not None:
+    def _plan(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+        """(regression rows of ``self.x``, battle positions) per step; shared: battles first, then
+        the training songs no battle of this epoch covers."""
+        size = self.config.batch_size
+        if self.shared:
             pairs = torch.randperm(len(self.battles), generator=self.gen).numpy()
+            covered = np.zeros(len(self.x), bool)
+            covered[self.battles.a] = covered[self.battles.b] = True
+            rest = self.train_songs[~covered[self.train_songs]]
+            rows = torch.as_tensor(rest[torch.randperm(len(rest), generator=self.gen).numpy()])
+            # as many steps as separate (the training songs in batches): the number of updates
+            # does not grow with the number of votes
+            steps = max(1, math.ceil(len(self.train_songs) / size))
+            size = math.ceil(len(rows) / steps)
+        else:
+            rows = torch.randperm(len(self.x), generator=self.gen)
+            steps = max(1, math.ceil(len(rows) / size))
+            pairs = np.arange(0)
+            if self.battles is not None:
+                pairs = torch.randperm(len(self.battles), generator=self.gen).numpy()
         per = math.ceil(len(pairs) / steps)
         for i in range(steps):
-            yield order[i * size : (i + 1) * size], pairs[i * per : (i + 1) * per]
-
-    def _plan_shared(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-        """Battles first, then the training songs no battle of this epoch covers."""
-        pairs = torch.randperm(len(self.battles), generator=self.gen).numpy()
-        covered = np.zeros(len(self.x), bool)
-        covered[self.battles.a] = covered[self.battles.b] = True
-        rest = self.train_songs[~covered[self.train_songs]]
-        rest = rest[torch.randperm(len(rest), generator=self.gen).numpy()]
-        # as many steps as the separate plan (an epoch = the training songs in batches), so the
-        # number of updates does not grow with the number of votes
-        steps = max(1, math.ceil(len(self.train_songs) / self.config.batch_size))
-        per, fill = math.ceil(len(pairs) / steps), math.ceil(len(rest) / steps)
-        for i in range(steps):
-            yield torch.as_tensor(rest[i * fill : (i + 1) * fill]), pairs[i * per : (i + 1) * per]
+            yield rows[i * size : (i + 1) * size], pairs[i * per : (i + 1) * per]
 
     def epoch(self) -> float:
         """One pass over the plan; returns the mean training loss."""
@@ -124,8 +113,7 @@ class Stepper:
             for module in self.model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
-        plan = self._plan_shared() if self.shared else self._plan_separate()
-        losses = [self._step(rows, pick) for rows, pick in plan]
+        losses = [self._step(rows, pick) for rows, pick in self._plan()]
         self.sched.step()
         done = [v for v in losses if v is not None]
         return float(np.mean(done)) if done else float("nan")
@@ -144,7 +132,7 @@ class Stepper:
         xb, yb = self.x[rows], self.y[rows]
         if k and not self.shared:
             xb = torch.cat([xb, self.song_x[a], self.song_x[b]])
-        with torch.autocast(dev.type, torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(dev.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
             out = forward(self.model, xb)
         out = {key: value.float() for key, value in out.items()}
         head = {key: value[: len(rows)] for key, value in out.items()}
@@ -203,65 +191,48 @@ def predict(
     model: nn.Module, x: np.ndarray | torch.Tensor, *, batch: int = 8192, device: str = "cpu"
 ) -> dict[str, np.ndarray]:
     """Outputs of ``model`` (eval mode) for ``x`` ``[N, L, D]`` or ``[N, D]``, as ``[N]`` arrays."""
-    model.eval()
-    dev = torch.device(device)
-    model.to(dev)
+    model.eval().to(device)
     x = torch.as_tensor(x)
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(x), batch):
-        out = forward(model, x[start : start + batch].to(dev, torch.float32))
+        out = forward(model, x[start : start + batch].to(device, torch.float32))
         for key, value in out.items():
             parts.setdefault(key, []).append(value.float().cpu().numpy())
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def _split_songs(data: EngagementData, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation song indices; without a ``val`` split, 10 % of train (seeded)."""
-    train, val = data.songs_in("train"), data.songs_in("val")
-    if len(train) == 0:
-        raise ValueError("no songs in the 'train' split; check the shards' split column")
-    if len(val) == 0:
-        shuffled = np.random.default_rng(seed).permutation(train)
-        n_val = max(1, len(train) // 10)
-        val, train = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
-    return train, val
-
-
-class _Validator:
+def _validator(data, val_songs, train_songs, config, battles, device):
     """The fixed early-stopping criterion on validation songs and battles (see module doc)."""
+    x, y, device = data.song_x[val_songs], data.targets[val_songs], str(device)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are untrained tasks
+        var = np.nan_to_num(np.nanvar(data.targets[train_songs], axis=0), nan=1.0)
+    var = {t: float(max(var[SCORE_NAMES.index(t)], 1e-6)) for t in config.tasks}
+    use_battles = config.pref_weight > 0 and battles is not None and len(battles) > 0
 
-    def __init__(self, data, val_songs, train_songs, config, val_battles, device) -> None:
-        self.x = torch.as_tensor(data.song_x[val_songs])
-        self.y = torch.as_tensor(data.targets[val_songs])
-        train_y = data.targets[train_songs]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns are untrained tasks
-            var = np.nan_to_num(np.nanvar(train_y, axis=0), nan=1.0)
-        self.var = {t: float(max(var[SCORE_NAMES.index(t)], 1e-6)) for t in config.tasks}
-        self.tasks, self.pref_weight, self.device = config.tasks, config.pref_weight, device
-        self.battles, self.song_x = val_battles, data.song_x
-
-    def __call__(self, model: nn.Module) -> dict[str, float]:
-        out = predict(model, self.x, device=str(self.device))
+    def criterion(model: nn.Module) -> dict[str, float]:
+        out = predict(model, x, device=device)
         metrics: dict[str, float] = {}
         total = 0.0
-        for task in self.tasks:
-            col = self.y[:, SCORE_NAMES.index(task)].numpy()
+        for task in config.tasks:
+            col = y[:, SCORE_NAMES.index(task)]
             known = ~np.isnan(col)
             if known.any():
                 mse = float(np.mean((out[task][known] - col[known]) ** 2))
                 metrics[f"val_mse_{task}"] = mse
-                total += mse / self.var[task]
-        if self.pref_weight > 0 and self.battles is not None and len(self.battles):
-            ua = predict(model, self.song_x[self.battles.a], device=str(self.device))["preference"]
-            ub = predict(model, self.song_x[self.battles.b], device=str(self.device))["preference"]
+                total += mse / var[task]
+        if use_battles:
+            ua = predict(model, data.song_x[battles.a], device=device)["preference"]
+            ub = predict(model, data.song_x[battles.b], device=device)["preference"]
             bt = bradley_terry_loss(
-                torch.as_tensor(ua), torch.as_tensor(ub), torch.as_tensor(self.battles.y)
+                torch.as_tensor(ua), torch.as_tensor(ub), torch.as_tensor(battles.y)
             )
             metrics["val_bt"] = float(bt)
-            total += self.pref_weight * float(bt)
+            total += config.pref_weight * float(bt)
         metrics["val_criterion"] = total
         return metrics
+
+    return criterion
 
 
 def train(
@@ -278,7 +249,13 @@ def train(
     torch.manual_seed(config.seed)
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if config.device == "auto" else config.device)
-    train_songs, val_songs = _split_songs(data, config.seed)
+    train_songs, val_songs = data.songs_in("train"), data.songs_in("val")
+    if len(train_songs) == 0:
+        raise ValueError("no songs in the 'train' split; check the shards' split column")
+    if len(val_songs) == 0:  # validate on 10 % of train (seeded)
+        shuffled = np.random.default_rng(config.seed).permutation(train_songs)
+        n_val = max(1, len(train_songs) // 10)
+        val_songs, train_songs = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
     rows = np.flatnonzero(np.isin(data.row_song, train_songs))
     if model is None:  # a warm start keeps its feature statistics
         layers = 1 if data.x.ndim == 2 else data.x.shape[1]
@@ -289,7 +266,7 @@ def train(
     model.to(device)
     use_pref = config.pref_weight > 0 and battles is not None and len(battles) > 0
     step = Stepper(model, data, rows, config, battles if use_pref else None, device)
-    validate = _Validator(data, val_songs, train_songs, config, val_battles, device)
+    validate = _validator(data, val_songs, train_songs, config, val_battles, device)
 
     best_val, best_epoch, best_state, history, stale = math.inf, 0, None, [], 0
     epochs = tqdm(
@@ -297,8 +274,7 @@ def train(
     )
     for epoch in epochs:
         train_loss = step.epoch()
-        metrics = validate(model)
-        model.to(device)
+        metrics = validate(model)  # leaves the model on ``device``
         history.append({"epoch": epoch, "train_loss": train_loss, **metrics})
         epochs.set_postfix(loss=f"{train_loss:.3f}", val=f"{metrics['val_criterion']:.4f}")
         if metrics["val_criterion"] < best_val:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from apex.checkpoints import load_model
 from apex.evaluation.metrics import _held_out, evaluate_model, spearman_noise
 from apex.files import sha256_text
 from apex.heads import ReferenceHeads
@@ -40,17 +41,11 @@ class RefitConfig:
     model_repo: str | None = None
     #: ``kind`` of the saved model (``"demo"`` when trained on the synthetic demo corpus).
     kind: str = "custom"
-    #: How to load the encoder the challenger was trained on (default: the data's encoder id).
-    encoder_spec: str | None = None
-    #: ``model_id`` of the saved versions (the version string tells them apart).
-    model_id: str = "apex-arena-refit"
     warm_start: bool = True
 
 
 def load_champion(registry: ModelRegistry):
     """``(heads, info)`` of the current champion, or None when there is none."""
-    from apex.checkpoints import load_model
-
     path = registry.champion()
     return load_model(path) if path is not None else None
 
@@ -85,8 +80,7 @@ def run_refit(
     """Train a challenger, evaluate it and ``serving`` (``(heads, info)``; default: the
     registry's champion) on the same held-out data, gate, save. Without any ``train`` target the
     challenger trains anchored and the gate also bounds the scores' drift. ``notes`` (sentences
-    for people) are kept in the outcome. ``CHAMPION`` is only touched after a successful gate.
-    """
+    for people) are kept in the outcome. ``CHAMPION`` is only touched after a successful gate."""
     config = config or RefitConfig()
     notes = list(notes or [])
     serving = serving if serving is not None else load_champion(registry)
@@ -121,10 +115,10 @@ def run_refit(
         data,
         transform,
         fingerprints={"votes": _votes_fingerprint(votes)},
-        model_id=config.model_id,
+        model_id="apex-arena-refit",  # the version tells refits apart
         version=version.name,
         kind=config.kind,
-        encoder_spec=config.encoder_spec or data.encoder_id,
+        encoder_spec=data.encoder_id,
         metrics=reports["challenger"],
         gate={
             "promote": decision.promote,
@@ -194,4 +188,4 @@ def _split_votes(battles: Battles, fraction: float, serving) -> tuple[Battles, B
 
 def _votes_fingerprint(votes: pd.DataFrame) -> str:
     cols = [c for c in ("battle_uuid", "clip_a", "clip_b", "preference") if c in votes]
-    return sha256_text(votes[cols].astype(str).to_csv(index=False) if cols else "")
+    return sha256_text(votes[cols].astype(str).to_csv(index=False))

@@ -32,16 +32,11 @@ class ModelRegistry:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def versions(self) -> list[Path]:
-        """Version directories, oldest first."""
-        if not self.root.is_dir():
-            return []
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and p.name[:1] == "v")
-
     def new_version(self) -> Path:
         """Create and return the next version directory (``vNNNN-<UTC time>``)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        numbers = [int(p.name[1:5]) for p in self.versions() if p.name[1:5].isdigit()]
+        names = [p.name for p in self.root.iterdir() if p.is_dir()]
+        numbers = [int(n[1:5]) for n in names if n[:1] == "v" and n[1:5].isdigit()]
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         path = self.root / f"v{max(numbers, default=0) + 1:04d}-{stamp}"
         path.mkdir()
@@ -98,15 +93,13 @@ def push_version(directory: Path, repo_id: str | None, *, api: Any = None) -> st
 
     directory = Path(directory)
     prefix = f"versions/{directory.name}"
-    pointer = {"version": directory.name, "path": prefix}
     operations = [
         CommitOperationAdd(path_in_repo=f"{prefix}/{rel}", path_or_fileobj=directory / rel)
         for rel in list_directory(directory)
         if rel != HUB_RECORD
     ]
-    operations.append(
-        CommitOperationAdd(path_in_repo=POINTER, path_or_fileobj=json.dumps(pointer).encode())
-    )
+    pointer = json.dumps({"version": directory.name, "path": prefix}).encode()
+    operations.append(CommitOperationAdd(path_in_repo=POINTER, path_or_fileobj=pointer))
     try:
         api = api or HfApi()
         api.create_repo(repo_id, repo_type="model", exist_ok=True)
@@ -132,12 +125,7 @@ def restore_champion(settings: Settings) -> str:
     repo_id = settings.model_repo
     if not repo_id or registry.champion() is not None:
         return ""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
+    from huggingface_hub import errors, snapshot_download
 
     online = hub_reachable()
     fetch = partial(snapshot_download, repo_id, local_files_only=not online)
@@ -156,9 +144,9 @@ def restore_champion(settings: Settings) -> str:
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(snap / prefix / rel, tmp / rel)  # the cache holds symlinks
                 record_commit(tmp, repo_id, revision, "restored")
-    except LocalEntryNotFoundError as err:  # offline and not cached (before its base class)
+    except errors.LocalEntryNotFoundError as err:  # offline and not cached (before its base class)
         return _not_restored(repo_id, online, err)
-    except (RepositoryNotFoundError, EntryNotFoundError):
+    except (errors.RepositoryNotFoundError, errors.EntryNotFoundError):
         return f"No champion in {repo_id} yet: nothing to restore."
     except (*hub_errors(), KeyError) as err:
         return _not_restored(repo_id, online, err)

@@ -66,11 +66,10 @@ class PoolClip:
 
 @dataclass
 class RefitRequest:
-    """One refit, as the app asks for it: ``votes`` (Parquet file), ``engagement`` shards and
-    human 1-5 ``ratings``; ``serving`` None means the registry's champion; ``encoder`` embeds the
-    ``clips`` votes name (as ``pool`` rows); ``threads``/``nice`` of the refit process; ``holdout``
-    (latest share of votes for the gate); ``train`` overrides the data-scaled
-    :class:`~apex.training.config.TrainConfig`; ``notes`` for people (e.g. engagement left out)."""
+    """One refit: ``votes`` (Parquet file), ``engagement`` shards, human 1-5 ``ratings``;
+    ``serving`` None: the registry's champion; ``encoder`` embeds the ``clips`` votes name (as
+    ``pool`` rows); ``holdout``: latest share of votes for the gate; ``train`` overrides the
+    data-scaled :class:`~apex.training.config.TrainConfig`; ``notes`` for people."""
 
     votes: str
     registry: str
@@ -102,10 +101,9 @@ class RefitRequest:
 
 @dataclass
 class RefitOutcome:
-    """What a refit did: the ``version`` directory written (whatever the decision), held-out
-    ``reports`` (``challenger``, ``serving``), the Hub ``push`` and ``notes`` in words, each score's
-    mean absolute ``drift`` on held-out songs, where it started (``warm_start``: ``"serving v3"``
-    or ``"random init"``) and how many arena clips joined as ``pool_rows``."""
+    """What a refit did: the ``version`` written (whatever the decision), held-out ``reports``
+    (``challenger``, ``serving``), ``push`` and ``notes`` in words, each score's mean absolute
+    ``drift`` on held-out songs, ``warm_start`` (``"serving v3"``, ``"random init"``...)."""
 
     version: Path
     decision: Decision

@@ -7,7 +7,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from apex.checkpoints import save_model
 from apex.evaluation.metrics import format_table
 from apex.files import atomic_path, write_text_atomic
 from apex.tasks import ENGAGEMENT
@@ -47,11 +49,7 @@ def save_trained(result: TrainResult, directory: Path, metadata: dict) -> Path:
     ApexHeads by :func:`~apex.checkpoints.save_model`, reference heads as a reference ``.pt``."""
     directory = Path(directory)
     if result.config.family == "apex":
-        from apex.checkpoints import save_model
-
         return save_model(result.model, directory, metadata=metadata)
-    import torch
-
     cfg = result.config
     with atomic_path(directory / "best_model.pt") as tmp:
         torch.save(
@@ -73,6 +71,7 @@ def save_trained(result: TrainResult, directory: Path, metadata: dict) -> Path:
 def write_card(directory: Path, *, title: str, metrics: dict, decision: Decision | None) -> None:
     """``metrics.json`` and a model card ``README.md`` (what, on what data, how well, gate)."""
     write_text_atomic(directory / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    reports = {k: v for k, v in metrics.items() if isinstance(v, dict) and "regression" in v}
     lines = [
         f"# {title}",
         "",
@@ -82,9 +81,7 @@ def write_card(directory: Path, *, title: str, metrics: dict, decision: Decision
         "## Held-out evaluation (Spearman per score, battle metrics)",
         "",
         "```",
-        format_table(
-            {k: v for k, v in metrics.items() if isinstance(v, dict) and "regression" in v}
-        ),
+        format_table(reports),
         "```",
     ]
     if decision is not None:

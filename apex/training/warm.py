@@ -14,6 +14,7 @@ from torch import nn
 from apex.files import atomic_path, write_text_atomic
 from apex.heads import ApexHeads, ReferenceHeads
 from apex.tasks import SCORE_NAMES
+from apex.training.loop import predict
 
 
 def warm_start(serving, encoder_id: str) -> tuple[nn.Module | None, str]:
@@ -47,8 +48,6 @@ def family_of(model: nn.Module) -> dict[str, object]:
 @torch.no_grad()
 def score_drift(challenger: nn.Module, serving: nn.Module, x: np.ndarray) -> dict[str, float]:
     """Mean absolute change of each score both models predict on songs ``x`` ``[N, L, D]``."""
-    from apex.training.loop import predict
-
     if len(x) == 0:
         return {}
     new, old = predict(challenger, x), predict(copy.deepcopy(serving).float(), x)
@@ -63,7 +62,6 @@ def save_reference_layout(model: ReferenceHeads, directory: Path, metadata: dict
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     info = getattr(model, "checkpoint_info", {}) or {}
     linears = [m for m in model.shared.modules() if isinstance(m, nn.Linear)]
     branch = getattr(model, f"branch_{model.output_names[0]}")

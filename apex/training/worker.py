@@ -1,9 +1,5 @@
-"""A refit in its own process, at low priority with capped threads, so it cannot starve visitors.
-
-``python -m apex.training.worker REQUEST.json OUTCOME.json`` (:func:`run_in_subprocess`) runs
-:func:`execute`: it loads the serving model, embeds the arena clips the votes name
-(:func:`clip_rows`), trains and gates.
-"""
+"""A refit in its own process, at low priority with capped threads, so it cannot starve visitors:
+``python -m apex.training.worker REQUEST.json OUTCOME.json`` (:func:`run_in_subprocess`)."""
 
 from __future__ import annotations
 
@@ -28,10 +24,10 @@ class RefitProcessError(RuntimeError):
 
 
 def execute(request: RefitRequest) -> RefitOutcome:
-    """Run the refit of ``request`` here, in the serving model's encoder space (engagement rows
-    of another encoder are left out, with a note). Raises DataError (nothing to train on),
-    CheckpointError or RefitError (the serving model does not load, or changed under the app),
-    EncoderUnavailable or AudioError (clips cannot be embedded)."""
+    """Run ``request`` here, in the serving model's encoder space (other encoders' engagement rows
+    are left out, with a note). Raises DataError (nothing to train on), CheckpointError or
+    RefitError (the serving model does not load, or changed under the app), EncoderUnavailable or
+    AudioError (clips cannot be embedded)."""
     import torch
 
     from apex.training.config import scaled_train_config
@@ -105,19 +101,11 @@ def clip_rows(clips: Iterable[PoolClip], spec: EncoderSpec, *, padded: bool) -> 
             cache.put(key, emb)
             encoded += 1
         layers = emb.layers_padded if padded else emb.layers
-        rows.append(
-            {
-                "id": clip.clip_id,
-                "embedding": layers[emb.mask].numpy(),
-                "duration_s": clip.duration_s,
-                "encoder_id": emb.encoder_id,
-                "platform": "arena",
-                "split": "pool",
-            }
-        )
+        rows.append((clip.clip_id, layers[emb.mask].numpy(), clip.duration_s, emb.encoder_id))
     if encoded:
         log.info("refit: embedded %d arena clips that had no cached embedding", encoded)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=["id", "embedding", "duration_s", "encoder_id"])
+    return frame.assign(platform="arena", split="pool")
 
 
 def run_in_subprocess(

@@ -14,6 +14,7 @@ from apex.training.data import (
     DataError,
     TargetTransform,
     apply_ratings,
+    assemble,
     load_engagement,
     read_shards,
     write_shard,
@@ -150,7 +151,7 @@ def test_pool_rows_join_without_targets_and_never_override(tmp_path: Path) -> No
     )
     write_shard(pool.drop(columns=["streams", "likes", "coherence"]), tmp_path / "pool.parquet")
     plain, _ = load_engagement(tmp_path / "eng")
-    data, _ = load_engagement(tmp_path / "eng", pool=tmp_path / "pool.parquet")
+    data, _ = assemble(read_shards(tmp_path / "eng"), read_shards(tmp_path / "pool.parquet"))
     index = data.index_of()
     # song0 keeps its engagement row; the other encoder's clip is left out
     assert set(index) == set(plain.index_of()) | {"arena-a", "arena-b"}

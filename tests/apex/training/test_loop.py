@@ -223,7 +223,7 @@ def test_shared_plan_covers_every_training_song_and_hides_other_targets() -> Non
     assert step.shared
     assert torch.isnan(step.y[56:]).all() and not torch.isnan(step.y[:56]).any()
     seen, used_pairs, rows_forwarded = set(), [], 0
-    for rows, pick in step._plan_shared():
+    for rows, pick in step._plan():
         seen.update(rows.tolist())
         seen.update(a[pick].tolist() + b[pick].tolist())
         used_pairs.extend(pick.tolist())
