@@ -101,8 +101,8 @@ def _steps(
             arena.listen(ticket.battle_id, "B", need + 0.5, session)
             yield clock.now + 1.0
         else:
-            clip_len = arena.pool[battle.clip_a].duration_s
-            la, lb = rng.uniform(need, clip_len), rng.uniform(need, clip_len)
+            la = rng.uniform(need, arena.pool[battle.clip_a].duration_s)
+            lb = rng.uniform(need, arena.pool[battle.clip_b].duration_s)
             yield clock.now + la
             arena.listen(ticket.battle_id, "A", la, session)
             yield clock.now + lb
