@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
+from annotation.store import StoreClosed
+
 T = TypeVar("T")
 
 _NEVER = object()
@@ -188,9 +190,12 @@ class StoreFit:
         )
 
     def _compute(self) -> Any:
-        if self._worker is not None and self._store.max_row_id() >= WORKER_VOTES:
-            return self._worker.call(self._fit_store)
-        return self._fit_store(self._store)
+        try:
+            if self._worker is not None and self._store.max_row_id() >= WORKER_VOTES:
+                return self._worker.call(self._fit_store)
+            return self._fit_store(self._store)
+        except StoreClosed:  # closed while this fit ran: the app is stopping, nobody reads it
+            return None
 
     def get(self, now: float | None = None, *, wait_s: float = 0.0) -> Any:
         """The last fit (None before the first); as :meth:`Refreshing.get`."""

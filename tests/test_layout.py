@@ -20,7 +20,7 @@ MAX_LINES = 500
 #: The whole package's line budget (apex, annotation, webui and app.py, blank lines and docstrings
 #: included). Growth past it is a decision: raise it in the same commit and say why.
 #: Issue 27: 25,056 on f26cd63, 22,626 on 3cff087, 19,610 on 2b97723; its target is 19,000.
-PACKAGE_BUDGET = 18_758
+PACKAGE_BUDGET = 18_769
 #: Import cycles tolerated for now, each as a sorted tuple of module names. Empty: none is.
 ALLOWED_CYCLES: set[tuple[str, ...]] = set()
 #: Modules ``apex`` must never import (the core knows nothing of the vote store or the UI).

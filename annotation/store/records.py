@@ -22,6 +22,10 @@ class StoreError(RuntimeError):
     """The vote store cannot do what was asked; the message says why and what to do."""
 
 
+class StoreClosed(StoreError):
+    """The store was closed (the app is stopping) before or during a read."""
+
+
 class DuplicateVote(StoreError):
     """The battle already has a vote (with another vote id): one vote per battle."""
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from annotation.store.records import SCHEMA_VERSION, StoreError
+from annotation.store.records import SCHEMA_VERSION, StoreClosed, StoreError
 from annotation.store.sql import SQLITE, SQLVoteStore, migrations
 
 _BUSY_TIMEOUT_S = 30.0
@@ -158,14 +158,14 @@ class SQLiteVoteStore(SQLVoteStore):
         con = getattr(self._local, "con", None) or self._open_reader()
         with con.in_use:
             if self._closed:  # closed before or while this thread waited
-                raise StoreError(f"the vote store {self.path} is closed; open it again to read.")
+                raise StoreClosed(f"the vote store {self.path} is closed; open it again to read.")
             return self._execute(con, sql, params).fetchall()
 
     def _open_reader(self) -> _Reader:
         """This thread's read-only connection, opened on its first read."""
         with self._readers_lock:  # close() holds it too: no reader opens after close
             if self._closed:
-                raise StoreError(f"the vote store {self.path} is closed; open it again to read.")
+                raise StoreClosed(f"the vote store {self.path} is closed; open it again to read.")
             con = self._local.con = self._connect(_Reader)
             con.execute("PRAGMA query_only = ON")
             self._readers.add(con)

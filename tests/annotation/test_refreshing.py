@@ -9,7 +9,7 @@ import time
 import pytest
 
 from annotation.board import Consensus
-from annotation.refreshing import Refreshing, RefreshingMap
+from annotation.refreshing import Refreshing, RefreshingMap, StoreFit
 from annotation.store import open_store
 from tests.webui.conftest import vote_record
 
@@ -184,3 +184,15 @@ def test_the_workers_store_reads_only_new_votes_and_matches_a_full_read(settings
         assert votes.votes_frame().equals(store.votes_frame()) and len(first) == 5
     finally:
         store.close()
+
+
+def test_a_store_closed_during_a_fit_gives_none_not_an_error(settings) -> None:
+    # The app stopping closes the store while a background fit may be reading it.
+    store = open_store(settings)
+    store.insert_vote(vote_record(0, "good", "bad", "A", True, 0.7))
+
+    def close_then_fit(s):
+        s.close()
+        return s.votes_frame()
+
+    assert StoreFit(store, close_then_fit, refresh_s=60.0).get(1000.0, wait_s=10) is None
